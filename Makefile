@@ -1,0 +1,37 @@
+# berth: `make demo` runs the main job, `make test` installs everything and runs the tests.
+# Both work on a fresh Debian 12 machine as root: they install what they need themselves.
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+APT_PACKAGES := python3 python3-venv python3-pip busybox-static runc libseccomp2 procps iproute2 util-linux
+
+.PHONY: all deps install test demo bench clean
+
+all: install
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: deps $(VENV)/bin/python
+	$(VENV)/bin/pip install -q --disable-pip-version-check '.[test]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall .
+	$(VENV)/bin/python tools/write_launchers.py
+
+test: install
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+
+demo: install
+	bash scripts/demo.sh
+
+bench: install
+	$(VENV)/bin/python bench/runtime_run.py --runs 20
+
+clean:
+	rm -rf $(VENV) build *.egg-info

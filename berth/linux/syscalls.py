@@ -1,0 +1,247 @@
+"""Raw Linux system calls through ctypes.
+
+This (with its siblings in berth/linux/) is the only place in berth that uses ctypes.
+Every function raises OSError with errno set, like the os module does, so callers
+can turn it into a user-facing error with the path or object concerned.
+libc is loaded on first use, never at import time.
+"""
+
+import ctypes
+import os
+
+# clone/unshare/setns flags
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+# mount flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+MNT_DETACH = 2
+MNT_FORCE = 1
+
+# prctl
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_GET_DUMPABLE = 3
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# openat2 resolve flags
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+# ioctls
+TIOCSCTTY = 0x540E
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+
+_SYSCALLS = {
+    # name: (x86_64, aarch64)
+    "pivot_root": (155, 41),
+    "openat2": (437, 437),
+    "capget": (125, 90),
+    "capset": (126, 91),
+    "close_range": (436, 436),
+    "pidfd_open": (434, 434),
+    "pidfd_send_signal": (424, 424),
+}
+
+_libc = None
+_arch_index = None
+
+
+def _lib():
+    global _libc, _arch_index
+    if _libc is None:
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.syscall.restype = ctypes.c_long
+        lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+        lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        lib.unshare.argtypes = [ctypes.c_int]
+        lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        lib.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        machine = os.uname().machine
+        _arch_index = 1 if machine in ("aarch64", "arm64") else 0
+        _libc = lib
+    return _libc
+
+
+def _check(ret, what=None, path=None):
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path) if path is not None else OSError(err, os.strerror(err))
+    return ret
+
+
+def _nr(name):
+    _lib()
+    return _SYSCALLS[name][_arch_index]
+
+
+def _b(s):
+    if s is None:
+        return None
+    return s.encode() if isinstance(s, str) else s
+
+
+def mount(source, target, fstype, flags=0, data=None):
+    lib = _lib()
+    ret = lib.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
+    return _check(ret, path=target)
+
+
+def umount2(target, flags=0):
+    return _check(_lib().umount2(_b(target), flags), path=target)
+
+
+def pivot_root(new_root, put_old):
+    lib = _lib()
+    return _check(lib.syscall(_nr("pivot_root"), ctypes.c_char_p(_b(new_root)), ctypes.c_char_p(_b(put_old))), path=new_root)
+
+
+def unshare(flags):
+    return _check(_lib().unshare(flags))
+
+
+def setns(fd, nstype=0):
+    return _check(_lib().setns(fd, nstype))
+
+
+def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
+    return _check(_lib().prctl(option, arg2, arg3, arg4, arg5))
+
+
+def setdomainname(name):
+    b = _b(name)
+    return _check(_lib().setdomainname(b, len(b)))
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd, path, flags, mode=0, resolve=0):
+    """openat2(2): open path relative to dirfd with RESOLVE_* restrictions."""
+    lib = _lib()
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    ret = lib.syscall(_nr("openat2"), ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)),
+                      ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    return _check(ret, path=path)
+
+
+def close_range(first, last=0xFFFFFFFF, flags=0):
+    lib = _lib()
+    return _check(lib.syscall(_nr("close_range"), ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags)))
+
+
+def pidfd_open(pid):
+    lib = _lib()
+    return _check(lib.syscall(_nr("pidfd_open"), ctypes.c_int(pid), ctypes.c_uint(0)))
+
+
+# --- capabilities (capget/capset, version 3: two 32-bit words per set) ---
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def capget(pid=0):
+    """Return (effective, permitted, inheritable) as 64-bit masks."""
+    lib = _lib()
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (_CapData * 2)()
+    _check(lib.syscall(_nr("capget"), ctypes.byref(hdr), ctypes.byref(data)))
+    return tuple(getattr(data[0], f) | (getattr(data[1], f) << 32) for f in ("effective", "permitted", "inheritable"))
+
+
+def capset(effective, permitted, inheritable):
+    lib = _lib()
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in range(2):
+        data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
+    return _check(lib.syscall(_nr("capset"), ctypes.byref(hdr), ctypes.byref(data)))
+
+
+def ioctl_int(fd, request, value=0):
+    """ioctl with an int argument passed by value (TIOCSCTTY)."""
+    lib = _lib()
+    return _check(lib.ioctl(ctypes.c_int(fd), ctypes.c_ulong(request), ctypes.c_int(value)))
+
+
+def ioctl_intp(fd, request, value=0):
+    """ioctl with a pointer to int (TIOCGPTN, TIOCSPTLCK); returns the int."""
+    lib = _lib()
+    v = ctypes.c_int(value)
+    _check(lib.ioctl(ctypes.c_int(fd), ctypes.c_ulong(request), ctypes.byref(v)))
+    return v.value
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long), ("f_blocks", ctypes.c_ulong),
+                ("f_bfree", ctypes.c_ulong), ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
+                ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2), ("f_namelen", ctypes.c_long),
+                ("f_frsize", ctypes.c_long), ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4)]
+
+
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
+TMPFS_MAGIC = 0x01021994
+CGROUP2_SUPER_MAGIC = 0x63677270
+
+
+def fstatfs_type(fd):
+    """The filesystem magic number (f_type) of the file open at fd."""
+    lib = _lib()
+    buf = _Statfs()
+    _check(lib.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)))
+    return buf.f_type & 0xFFFFFFFF

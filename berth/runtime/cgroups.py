@@ -1,0 +1,895 @@
+"""The cgroup manager of berth's OCI runtime (runc's libcontainer/cgroups fs, fs2 and systemd paths).
+
+Pure file I/O on cgroupfs; imports only os, errno and time, and does nothing at import time.
+
+Modes (see detect_mode):
+  "v1"      one hierarchy per mounted controller set under the root (cpu, memory, ..., name=systemd)
+  "hybrid"  v1 as above, plus an (often controller-less) cgroup2 tree at <root>/unified; resources are
+            applied through v1, processes are also placed in the unified tree
+  "v2"      a single cgroup2 tree at the root
+
+Paths: a cgroup is named by a path relative to every hierarchy root, starting with "/" (resolve_path).
+  - cgroupfs form: an absolute cgroupsPath is used as is. A relative one is taken relative to the
+    hierarchy root (runc takes it relative to the runtime's own cgroup; berth deliberately does not,
+    so the same config always yields the same place whatever cgroup berth itself runs in).
+    No cgroupsPath -> "/<container-id>".
+  - systemd form "slice:prefix:name" (runc --systemd-cgroup): "a-b.slice" nests as
+    /a.slice/a-b.slice, the unit is "<prefix>-<name>.scope" (or <name> if it is itself a slice).
+    LIMITATION: berth does not talk to systemd over D-Bus (there may be no systemd at all); it
+    creates and manages the very same cgroupfs directories systemd would use, so systemd does not
+    know about these units.
+
+Devices on cgroup v2 need an eBPF program (BPF_PROG_TYPE_CGROUP_DEVICE), which this stdlib-only
+module cannot load: on v2, linux.resources.devices is accepted and ignored without error.
+"""
+
+import errno
+import os
+import time
+
+from berth.errors import BerthError, InvalidArgument, NotFound, SystemError_
+
+DEFAULT_ROOT = "/sys/fs/cgroup"
+CGROUP2_SUPER_MAGIC = 0x63677270  # statfs(2) f_type of cgroup2; os.statvfs has no f_type, so mountinfo is used
+MODES = ("v1", "hybrid", "v2")
+
+# cgroup v1 mount options that are not controllers
+_V1_NON_CONTROLLERS = {"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode",
+                       "favordynmods", "nofavordynmods"}
+# v2 controllers berth enables in ancestors' cgroup.subtree_control (the ones set() may need)
+_V2_WANTED = ("cpuset", "cpu", "io", "memory", "pids")
+# v1 hierarchy used to list processes, in order of preference
+_PRIMARY = ("pids", "freezer", "memory", "cpu", "cpuacct", "devices", "name=systemd")
+_UNIFIED = "unified"
+
+_FREEZE_TIMEOUT = 5.0
+_UNLIMITED_V1 = 1 << 62  # v1 shows "unlimited" as PAGE_COUNTER_MAX * PAGE_SIZE (~2**63)
+
+
+# ---------------------------------------------------------------------------------------------
+# small file helpers
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path, value):
+    """One write(2) of the whole value, without O_CREAT/O_TRUNC (cgroupfs files are not regular)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _strerror(e):
+    return os.strerror(e.errno) if e.errno else str(e)
+
+
+def _mountinfo():
+    """[(mount point, fs type, super options)] from /proc/self/mountinfo; OSError if unreadable."""
+    out = []
+    for line in _read("/proc/self/mountinfo").splitlines():
+        pre, sep, post = line.partition(" - ")
+        fields = pre.split()
+        rest = post.split()
+        if not sep or len(fields) < 5 or len(rest) < 3:
+            continue
+        out.append((_unescape(fields[4]), rest[0], rest[2]))
+    return out
+
+
+def _unescape(s):
+    if "\\" not in s:
+        return s
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\" and i + 4 <= len(s) and s[i + 1:i + 4].isdigit():
+            out.append(chr(int(s[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+def _fstypes(mounts):
+    """mount point -> fs type of the top-most mount there (later mountinfo lines shadow earlier)."""
+    return {mp: t for mp, t, _ in mounts}
+
+
+# ---------------------------------------------------------------------------------------------
+# mode detection
+
+
+def detect_mode(root=DEFAULT_ROOT):
+    """'v2' if root is a cgroup2 mount, 'hybrid' if v1 with cgroup2 at root/unified, else 'v1'."""
+    root = os.path.realpath(root)
+    unified = os.path.join(root, _UNIFIED)
+    try:
+        types = _fstypes(_mountinfo())
+    except OSError:
+        types = None
+    if types is not None:
+        if types.get(root) == "cgroup2":
+            return "v2"
+        if types.get(unified) == "cgroup2":
+            return "hybrid"
+        if root in types or any(os.path.dirname(mp) == root and t == "cgroup" for mp, t in types.items()):
+            return "v1"
+    # mountinfo unreadable or says nothing about root: look at the files themselves
+    if os.path.exists(os.path.join(root, "cgroup.controllers")):
+        return "v2"
+    if os.path.exists(os.path.join(unified, "cgroup.controllers")):
+        return "hybrid"
+    return "v1"
+
+
+# ---------------------------------------------------------------------------------------------
+# paths
+
+
+def _clean_components(path, what):
+    if "\0" in path or "\n" in path:
+        raise InvalidArgument(f"{what}: invalid character in {path!r}")
+    parts = []
+    for p in path.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            raise InvalidArgument(f"{what}: '..' is not allowed in {path!r}")
+        parts.append(p)
+    return parts
+
+
+def _normalize(path, what="cgroup path"):
+    """'/a//b/./c/' -> '/a/b/c'; rejects '..', NUL and the root cgroup itself."""
+    if not isinstance(path, str):
+        raise InvalidArgument(f"{what}: must be a string, got {type(path).__name__}")
+    parts = _clean_components(path, what)
+    if not parts:
+        raise InvalidArgument(f"{what}: {path!r} names the root cgroup")
+    return "/" + "/".join(parts)
+
+
+def expand_slice(slice_name):
+    """systemd slice nesting: 'a-b.slice' -> '/a.slice/a-b.slice', '-.slice' -> '/'."""
+    suffix = ".slice"
+    if not slice_name.endswith(suffix) or "/" in slice_name or "\0" in slice_name:
+        raise InvalidArgument(f"cgroupsPath: invalid slice name {slice_name!r}")
+    base = slice_name[:-len(suffix)]
+    if base == "-":
+        return "/"
+    path, prefix = "", ""
+    for comp in base.split("-"):
+        if comp in ("", ".", ".."):  # "", "a--b.slice", "-a.slice", "a-.slice"
+            raise InvalidArgument(f"cgroupsPath: invalid slice name {slice_name!r}")
+        path += "/" + prefix + comp + suffix
+        prefix += comp + "-"
+    return path
+
+
+def _check_id(container_id):
+    if not isinstance(container_id, str) or container_id in ("", ".", "..") or "/" in container_id \
+            or "\0" in container_id:
+        raise InvalidArgument(f"cgroup: invalid container id {container_id!r}")
+
+
+def resolve_path(cgroups_path, container_id, systemd):
+    """The cgroup path (relative to every hierarchy root, starting with '/') of a container."""
+    if cgroups_path is not None and not isinstance(cgroups_path, str):
+        raise InvalidArgument("cgroupsPath: must be a string")
+    if not systemd:
+        if not cgroups_path:
+            _check_id(container_id)
+            return "/" + container_id
+        # absolute: as is; relative: relative to the hierarchy root (not berth's own cgroup)
+        return _normalize(cgroups_path, "cgroupsPath")
+
+    if not cgroups_path:
+        _check_id(container_id)
+        cgroups_path = f"system.slice:berth:{container_id}"
+    parts = cgroups_path.split(":")
+    if len(parts) != 3:
+        raise InvalidArgument(f"cgroupsPath: expected \"slice:prefix:name\" for systemd cgroups, got {cgroups_path!r}")
+    slice_name, prefix, name = parts
+    for what, v in (("prefix", prefix), ("name", name)):
+        if "/" in v or "\0" in v or v in (".", ".."):
+            raise InvalidArgument(f"cgroupsPath: invalid {what} {v!r} in {cgroups_path!r}")
+    if not name:
+        raise InvalidArgument(f"cgroupsPath: empty unit name in {cgroups_path!r}")
+    if name.endswith(".slice"):
+        # a slice unit: systemd places it by its own name, the parent is implied
+        path = expand_slice(name)
+        if path == "/":
+            raise InvalidArgument(f"cgroupsPath: {cgroups_path!r} names the root cgroup")
+        return path
+    parent = expand_slice(slice_name or "system.slice")
+    unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
+    return parent.rstrip("/") + "/" + unit
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def _short(v):
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _int(v, field):
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InvalidArgument(f"linux.resources.{field}: must be an integer, got {_short(v)}")
+    return v
+
+
+def _obj(v, field, kind=dict):
+    if v is None:
+        return None
+    if not isinstance(v, kind):
+        name = "an object" if kind is dict else "a list"
+        raise InvalidArgument(f"linux.resources.{field}: must be {name}, got {_short(v)}")
+    return v
+
+
+def _check_list(v, field):
+    """A kernel cpu/node list: '0-3,5'. '' means unset."""
+    if v is None or v == "":
+        return
+    if not isinstance(v, str):
+        raise InvalidArgument(f"linux.resources.{field}: must be a string like \"0-3,5\", got {_short(v)}")
+    for item in v.split(","):
+        lo, dash, hi = item.partition("-")
+        ok = lo.isdigit() and lo.isascii() and (not dash or (hi.isdigit() and hi.isascii() and int(hi) >= int(lo)))
+        if not ok:
+            raise InvalidArgument(f"linux.resources.{field}: invalid list {v!r} (expected e.g. \"0-3,5\")")
+
+
+def validate_resources(resources, mode):
+    """Check an OCI linux.resources object before anything is created; InvalidArgument names the field.
+
+    mode is "v1", "hybrid", "v2" or None (unknown yet: only the checks that hold in every mode).
+    Unknown keys are ignored. As in runc, 0 means "unset" for memory.swap, memory.reservation,
+    cpu.shares, cpu.quota and cpu.period; -1 means unlimited where the kernel has a limit.
+    """
+    if mode is not None and mode not in MODES:
+        raise InvalidArgument(f"cgroup: unknown cgroup mode {mode!r}")
+    if resources is None:
+        return
+    if not isinstance(resources, dict):
+        raise InvalidArgument(f"linux.resources: must be an object, got {_short(resources)}")
+
+    mem = _obj(resources.get("memory"), "memory") or {}
+    limit = _int(mem.get("limit"), "memory.limit")
+    swap = _int(mem.get("swap"), "memory.swap")
+    res = _int(mem.get("reservation"), "memory.reservation")
+    if limit is not None and limit != -1 and limit <= 0:
+        raise InvalidArgument(f"linux.resources.memory.limit: must be positive or -1, got {limit}")
+    for field, v in (("swap", swap), ("reservation", res)):
+        if v is not None and v < -1:
+            raise InvalidArgument(f"linux.resources.memory.{field}: must be >= 0 or -1, got {v}")
+    if swap and swap > 0:
+        if limit == -1:
+            raise InvalidArgument(f"linux.resources.memory.swap: must be -1 when memory.limit is -1, got {swap}")
+        if limit is not None and swap < limit:
+            raise InvalidArgument(f"linux.resources.memory.swap: {swap} is less than memory.limit {limit}")
+        if limit is None and mode == "v2":
+            raise InvalidArgument("linux.resources.memory.swap: needs memory.limit on cgroup v2")
+    if res and res > 0 and limit and limit > 0 and res > limit:
+        raise InvalidArgument(f"linux.resources.memory.reservation: {res} is more than memory.limit {limit}")
+
+    cpu = _obj(resources.get("cpu"), "cpu") or {}
+    shares = _int(cpu.get("shares"), "cpu.shares")
+    if shares and not 2 <= shares <= 262144:
+        raise InvalidArgument(f"linux.resources.cpu.shares: must be between 2 and 262144, got {shares}")
+    quota = _int(cpu.get("quota"), "cpu.quota")
+    if quota and quota != -1 and quota < 1000:
+        raise InvalidArgument(f"linux.resources.cpu.quota: must be -1 or at least 1000 (us), got {quota}")
+    period = _int(cpu.get("period"), "cpu.period")
+    if period and not 1000 <= period <= 1000000:
+        raise InvalidArgument(f"linux.resources.cpu.period: must be between 1000 and 1000000 (us), got {period}")
+    _check_list(cpu.get("cpus"), "cpu.cpus")
+    _check_list(cpu.get("mems"), "cpu.mems")
+
+    pids = _obj(resources.get("pids"), "pids") or {}
+    _int(pids.get("limit"), "pids.limit")
+
+    devices = _obj(resources.get("devices"), "devices", list) or []
+    for i, d in enumerate(devices):
+        _check_device(d, f"devices[{i}]")
+
+
+def _check_device(d, field):
+    if not isinstance(d, dict):
+        raise InvalidArgument(f"linux.resources.{field}: must be an object, got {_short(d)}")
+    if not isinstance(d.get("allow"), bool):
+        raise InvalidArgument(f"linux.resources.{field}.allow: must be true or false")
+    typ = d.get("type")
+    if typ is not None and typ not in ("a", "b", "c"):
+        raise InvalidArgument(f"linux.resources.{field}.type: must be \"a\", \"b\" or \"c\", got {_short(typ)}")
+    for k in ("major", "minor"):
+        v = _int(d.get(k), f"{field}.{k}")
+        if v is not None and v < -1:
+            raise InvalidArgument(f"linux.resources.{field}.{k}: must be >= 0 (or -1 for any), got {v}")
+    access = d.get("access")
+    if access is not None:
+        if not isinstance(access, str) or not access or any(c not in "rwm" for c in access):
+            raise InvalidArgument(f"linux.resources.{field}.access: must be a non-empty subset of \"rwm\", "
+                                  f"got {_short(access)}")
+    if typ in (None, "a"):
+        # the kernel's "a" rule means every device with every access: anything narrower is unexpressible
+        if d.get("major") not in (None, -1) or d.get("minor") not in (None, -1):
+            raise InvalidArgument(f"linux.resources.{field}: type \"a\" (all devices) cannot have a major/minor")
+        if access is not None and set(access) != set("rwm"):
+            raise InvalidArgument(f"linux.resources.{field}: type \"a\" (all devices) needs access \"rwm\"")
+
+
+def _device_rule(d):
+    """OCI device rule -> (file, line) for cgroup v1."""
+    fname = "devices.allow" if d["allow"] else "devices.deny"
+    typ = d.get("type") or "a"
+    if typ == "a":
+        return fname, "a"
+    major = d.get("major")
+    minor = d.get("minor")
+    major = "*" if major is None or major == -1 else str(major)
+    minor = "*" if minor is None or minor == -1 else str(minor)
+    access = "".join(c for c in "rwm" if c in (d.get("access") or "rwm"))
+    return fname, f"{typ} {major}:{minor} {access}"
+
+
+def shares_to_weight(shares):
+    """cgroup v1 cpu.shares [2, 262144] -> v2 cpu.weight [1, 10000] (runc's conversion)."""
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+# ---------------------------------------------------------------------------------------------
+# hierarchies
+
+
+def _v1_hierarchies(root):
+    """[(key, controllers, mount point)] of the v1 hierarchies mounted directly under root."""
+    root = os.path.realpath(root)
+    found = {}
+    try:
+        mounts = _mountinfo()
+    except OSError:
+        mounts = []
+    for mp, fstype, opts in mounts:
+        if fstype != "cgroup" or os.path.dirname(mp) != root:
+            continue
+        ctrls = tuple(sorted(o for o in opts.split(",")
+                             if o not in _V1_NON_CONTROLLERS and not o.startswith("release_agent=")))
+        if ctrls:
+            found[ctrls] = mp  # a hierarchy mounted twice (bind) counts once
+    if not found:
+        # not visible in mountinfo (e.g. a chroot): every directory that looks like a hierarchy
+        try:
+            names = sorted(os.listdir(root))
+        except OSError:
+            names = []
+        for n in names:
+            p = os.path.join(root, n)
+            if n == _UNIFIED or os.path.islink(p) or not os.path.exists(os.path.join(p, "tasks")):
+                continue
+            ctrls = tuple(sorted("name=systemd" if c == "systemd" else c for c in n.split(",")))
+            found.setdefault(ctrls, p)
+    return [(",".join(c), c, mp) for c, mp in sorted(found.items(), key=lambda kv: kv[1])]
+
+
+class Manager:
+    """The cgroup of one container (or any cgroup path), in every relevant hierarchy."""
+
+    def __init__(self, path, mode=None, root=DEFAULT_ROOT):
+        self.path = _normalize(path)
+        self.root = root
+        self.mode = detect_mode(root) if mode is None else mode
+        if self.mode not in MODES:
+            raise InvalidArgument(f"cgroup: unknown cgroup mode {self.mode!r}")
+        rel = self.path[1:]
+        # (key, hierarchy mount point); keys: "cpu", "cpu,cpuacct", "name=systemd", "unified", or "" for v2
+        self._hier = []
+        self._ctrl = {}  # v1 controller -> cgroup dir
+        if self.mode == "v2":
+            if not os.path.exists(os.path.join(root, "cgroup.controllers")):
+                raise SystemError_(f"cgroup: {root} is not a cgroup2 hierarchy")
+            self._hier.append(("", root))
+        else:
+            for key, ctrls, mp in _v1_hierarchies(root):
+                self._hier.append((key, mp))
+                for c in ctrls:
+                    self._ctrl.setdefault(c, os.path.join(mp, rel))
+            if not self._hier:
+                raise SystemError_(f"cgroup: no cgroup v1 hierarchy is mounted under {root}")
+            unified = os.path.join(root, _UNIFIED)
+            if self.mode == "hybrid" and os.path.exists(os.path.join(unified, "cgroup.procs")):
+                self._hier.append((_UNIFIED, unified))
+        self.paths = {key: os.path.join(mp, rel) for key, mp in self._hier}
+
+    def __repr__(self):
+        return f"Manager({self.path!r}, mode={self.mode!r}, root={self.root!r})"
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @property
+    def _v2dir(self):
+        return self.paths[""]
+
+    def _dirs(self):
+        return list(self.paths.values())
+
+    def _primary(self):
+        if self.mode == "v2":
+            return self._v2dir
+        for c in _PRIMARY:
+            if c in self._ctrl:
+                return self._ctrl[c]
+        return self._dirs()[0]
+
+    def _cdir(self, controller, fname):
+        """The v1 cgroup dir of a controller, or a clear error naming the file."""
+        d = self._ctrl.get(controller)
+        if d is None:
+            raise SystemError_(f"cgroup: cannot set {fname}: the {controller} controller is not mounted "
+                               f"under {self.root}")
+        return d
+
+    def _set(self, d, fname, value):
+        value = str(value)
+        try:
+            _write(os.path.join(d, fname), value)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                if not os.path.isdir(d):
+                    raise NotFound(f"cgroup: {d} does not exist") from None
+                raise SystemError_(f"cgroup: cannot set {fname} to {value}: {fname} does not exist in {d}") from None
+            raise SystemError_(f"cgroup: cannot set {fname} to {value}: {_strerror(e)}") from None
+
+    def _get(self, d, fname):
+        try:
+            return _read(os.path.join(d, fname)).strip()
+        except OSError as e:
+            if e.errno == errno.ENOENT and not os.path.isdir(d):
+                raise NotFound(f"cgroup: {d} does not exist") from None
+            raise SystemError_(f"cgroup: cannot read {os.path.join(d, fname)}: {_strerror(e)}") from None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def exists(self):
+        return any(os.path.isdir(d) for d in self._dirs())
+
+    def create(self):
+        """mkdir the cgroup (and missing ancestors) in every hierarchy; undone on failure."""
+        parts = self.path[1:].split("/")
+        created = []
+        try:
+            for key, mp in self._hier:
+                cpuset = self.mode != "v2" and "cpuset" in key.split(",")
+                cur = mp
+                for part in parts:
+                    parent, cur = cur, os.path.join(cur, part)
+                    if self.mode == "v2":
+                        self._enable_controllers(parent)
+                    try:
+                        os.mkdir(cur)
+                        created.append(cur)
+                    except FileExistsError:
+                        if not os.path.isdir(cur):
+                            raise SystemError_(f"cgroup: cannot create {cur}: a file of that name exists") from None
+                    except OSError as e:
+                        raise SystemError_(f"cgroup: cannot create {cur}: {_strerror(e)}") from None
+                    if cpuset:
+                        # an empty cpuset.cpus/mems makes every later add() fail with ENOSPC
+                        for f in ("cpuset.cpus", "cpuset.mems"):
+                            if not self._get(cur, f):
+                                self._set(cur, f, self._get(parent, f))
+        except BaseException:
+            for d in reversed(created):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            raise
+
+    def _enable_controllers(self, d):
+        """v2: enable in d's subtree_control the wanted controllers d has (best effort, like runc)."""
+        try:
+            avail = _read(os.path.join(d, "cgroup.controllers")).split()
+            on = _read(os.path.join(d, "cgroup.subtree_control")).split()
+        except OSError:
+            return
+        need = [c for c in _V2_WANTED if c in avail and c not in on]
+        if not need:
+            return
+        try:
+            _write(os.path.join(d, "cgroup.subtree_control"), " ".join("+" + c for c in need))
+        except OSError:
+            for c in need:  # one by one: some may be refused (e.g. threaded/busy cgroups)
+                try:
+                    _write(os.path.join(d, "cgroup.subtree_control"), "+" + c)
+                except OSError:
+                    pass
+
+    def add(self, pid):
+        """Move a process (all its threads) into this cgroup in every hierarchy."""
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise InvalidArgument(f"cgroup: invalid pid {_short(pid)}")
+        for d in self._dirs():
+            try:
+                _write(os.path.join(d, "cgroup.procs"), str(pid))
+            except OSError as e:
+                if e.errno == errno.ESRCH:
+                    raise NotFound(f"cgroup: cannot add pid {pid}: No such process") from None
+                if e.errno == errno.ENOENT and not os.path.isdir(d):
+                    raise NotFound(f"cgroup: {d} does not exist") from None
+                raise SystemError_(f"cgroup: cannot add pid {pid} to {d}: {_strerror(e)}") from None
+
+    def pids(self):
+        """Every pid in the cgroup and its descendants (sorted); [] if it does not exist."""
+        out = set()
+        stack = [self._primary()]
+        while stack:
+            d = stack.pop()
+            try:
+                out.update(int(x) for x in _read(os.path.join(d, "cgroup.procs")).split())
+                with os.scandir(d) as it:
+                    stack.extend(e.path for e in it if e.is_dir(follow_symlinks=False))
+            except FileNotFoundError:
+                continue  # removed while walking
+            except OSError as e:
+                raise SystemError_(f"cgroup: cannot list processes of {d}: {_strerror(e)}") from None
+        return sorted(out)
+
+    def destroy(self, timeout=1.0):
+        """rmdir the cgroup and its descendants, deepest first, in every hierarchy.
+
+        Missing directories are fine. EBUSY (tasks still exiting) is retried until timeout.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            failed = None
+            for top in self._dirs():
+                for d in _postorder(top):
+                    try:
+                        os.rmdir(d)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as e:
+                        failed = failed or (d, e)
+            if failed is None:
+                return
+            d, e = failed
+            if e.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() >= deadline:
+                raise SystemError_(f"cgroup: cannot remove {d}: {_strerror(e)}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    # -- resources ----------------------------------------------------------------------------
+
+    def set(self, resources):
+        """Apply an OCI linux.resources object (validated first)."""
+        validate_resources(resources, self.mode)
+        if not resources:
+            return
+        if self.mode == "v2":
+            self._set_v2(resources)
+        else:
+            self._set_v1(resources)
+
+    def _set_v1(self, r):
+        mem = r.get("memory") or {}
+        if any(mem.get(k) for k in ("limit", "swap", "reservation")):
+            self._set_v1_memory(self._cdir("memory", "memory.limit_in_bytes"), mem)
+
+        cpu = r.get("cpu") or {}
+        shares, quota, period = cpu.get("shares"), cpu.get("quota"), cpu.get("period")
+        if shares:
+            self._set(self._cdir("cpu", "cpu.shares"), "cpu.shares", shares)
+        if quota or period:
+            d = self._cdir("cpu", "cpu.cfs_quota_us")
+            retry_period = False
+            if period:
+                try:
+                    self._set(d, "cpu.cfs_period_us", period)
+                except SystemError_:
+                    # a smaller period can be refused (EINVAL) until the quota is lowered: retry after
+                    if not quota:
+                        raise
+                    retry_period = True
+            if quota:
+                self._set(d, "cpu.cfs_quota_us", quota)
+            if retry_period:
+                self._set(d, "cpu.cfs_period_us", period)
+        for key, fname in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
+            if cpu.get(key):
+                self._set(self._cdir("cpuset", fname), fname, cpu[key])
+
+        pids = r.get("pids") or {}
+        if pids.get("limit") is not None:
+            limit = pids["limit"]
+            self._set(self._cdir("pids", "pids.max"), "pids.max", limit if limit > 0 else "max")
+
+        devices = r.get("devices") or []
+        if devices:
+            d = self._cdir("devices", "devices.allow")
+            for rule in devices:
+                fname, line = _device_rule(rule)
+                self._set(d, fname, line)
+
+    def _set_v1_memory(self, d, mem):
+        limit = mem.get("limit") or None
+        swap = mem.get("swap") or None
+        res = mem.get("reservation") or None
+        memsw = os.path.exists(os.path.join(d, "memory.memsw.limit_in_bytes"))
+        if limit == -1 and swap is None and memsw:
+            swap = -1  # unlimited memory means unlimited memory+swap too (runc)
+        if swap is not None and not memsw:
+            if swap == -1 or swap == limit:
+                swap = None  # no swap accounting, and nothing asked beyond the memory limit
+            else:
+                raise SystemError_(f"cgroup: cannot set memory.memsw.limit_in_bytes to {swap}: "
+                                   "swap accounting is not enabled in the kernel")
+        # the kernel always wants memsw >= limit: raise swap first, lower memory first
+        swap_first = False
+        if limit is not None and swap is not None:
+            cur = int(self._get(d, "memory.limit_in_bytes"))
+            swap_first = swap == -1 or cur < swap
+        if swap_first:
+            self._set(d, "memory.memsw.limit_in_bytes", swap)
+        if limit is not None:
+            self._set(d, "memory.limit_in_bytes", limit)
+        if swap is not None and not swap_first:
+            self._set(d, "memory.memsw.limit_in_bytes", swap)
+        if res is not None:
+            self._set(d, "memory.soft_limit_in_bytes", res)
+
+    def _set_v2(self, r):
+        d = self._v2dir
+        try:
+            enabled = set(self._get(d, "cgroup.controllers").split())
+        except SystemError_:
+            enabled = set()
+
+        def need(ctrl, fname, value):
+            if ctrl not in enabled:
+                raise SystemError_(f"cgroup: cannot set {fname} to {value}: the {ctrl} controller is not "
+                                   f"available in cgroup {self.path} (not enabled in its parent)")
+
+        mem = r.get("memory") or {}
+        limit = mem.get("limit") or None
+        swap = mem.get("swap") or None
+        res = mem.get("reservation") or None
+        if limit is not None:
+            need("memory", "memory.max", limit)
+        if swap is not None:
+            need("memory", "memory.swap.max", swap)
+        if res is not None:
+            need("memory", "memory.low", res)
+        has_swap = os.path.exists(os.path.join(d, "memory.swap.max"))
+        if limit == -1 and swap is None and has_swap:
+            swap = -1
+        if swap is not None:
+            swapmax = "max" if swap == -1 else swap - limit  # validated: limit > 0 when swap > 0
+            if has_swap:
+                self._set(d, "memory.swap.max", swapmax)
+            elif swapmax not in ("max", 0):
+                raise SystemError_(f"cgroup: cannot set memory.swap.max to {swapmax}: "
+                                   "swap accounting is not enabled in the kernel")
+        if limit is not None:
+            self._set(d, "memory.max", "max" if limit == -1 else limit)
+        if res is not None:
+            self._set(d, "memory.low", "max" if res == -1 else res)
+
+        cpu = r.get("cpu") or {}
+        shares, quota, period = cpu.get("shares"), cpu.get("quota"), cpu.get("period")
+        if shares:
+            weight = shares_to_weight(shares)
+            need("cpu", "cpu.weight", weight)
+            self._set(d, "cpu.weight", weight)
+        if quota or period:
+            need("cpu", "cpu.max", f"{quota or ''} {period or ''}".strip())
+            if quota == -1:
+                q = "max"
+            elif quota:
+                q = str(quota)
+            else:
+                q = self._get(d, "cpu.max").split()[0]  # period only: keep the current quota
+            self._set(d, "cpu.max", f"{q} {period}" if period else q)
+        for key, fname in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
+            if cpu.get(key):
+                need("cpuset", fname, cpu[key])
+                self._set(d, fname, cpu[key])
+
+        pids = r.get("pids") or {}
+        if pids.get("limit") is not None:
+            value = pids["limit"] if pids["limit"] > 0 else "max"
+            need("pids", "pids.max", value)
+            self._set(d, "pids.max", value)
+        # devices: would need an eBPF device program on v2; ignored (see the module docstring)
+
+    # -- freezer ------------------------------------------------------------------------------
+
+    def freeze(self, timeout=_FREEZE_TIMEOUT):
+        if self.mode == "v2":
+            return self._freeze_v2(True, timeout)
+        d = self._cdir("freezer", "freezer.state")
+        deadline = time.monotonic() + timeout
+        i = 0
+        while True:
+            if i % 50 == 49:
+                # runc: an occasional thaw + short sleep helps when new tasks keep appearing
+                self._set(d, "freezer.state", "THAWED")
+                time.sleep(0.01)
+            self._set(d, "freezer.state", "FROZEN")
+            state = self._get(d, "freezer.state")
+            if state == "FROZEN":
+                return
+            if state != "FREEZING":
+                raise SystemError_(f"cgroup: unexpected freezer state {state} while freezing {self.path}")
+            if time.monotonic() >= deadline:
+                self._set(d, "freezer.state", "THAWED")
+                raise SystemError_(f"cgroup: cannot freeze {self.path}: tasks stuck in FREEZING")
+            if i >= 10:
+                time.sleep(0.001)
+            i += 1
+
+    def thaw(self, timeout=_FREEZE_TIMEOUT):
+        if self.mode == "v2":
+            return self._freeze_v2(False, timeout)
+        d = self._cdir("freezer", "freezer.state")
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            self._set(d, "freezer.state", "THAWED")
+            if self._get(d, "freezer.state") == "THAWED":
+                return
+            if time.monotonic() >= deadline:
+                why = "an ancestor cgroup is frozen" if _read_or(os.path.join(d, "freezer.parent_freezing")) == "1" \
+                    else "still frozen"
+                raise SystemError_(f"cgroup: cannot thaw {self.path}: {why}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def frozen(self):
+        """True if the cgroup's tasks are frozen (also when by an ancestor); False if it does not exist."""
+        if self.mode == "v2":
+            events = _read_or(os.path.join(self._v2dir, "cgroup.events"))
+            return "frozen 1" in events.splitlines()
+        d = self._ctrl.get("freezer")
+        if d is None:
+            return False
+        deadline = time.monotonic() + 0.1
+        while True:
+            state = _read_or(os.path.join(d, "freezer.state"))
+            if state != "FREEZING" or time.monotonic() >= deadline:
+                return state == "FROZEN"
+            time.sleep(0.001)
+
+    def _freeze_v2(self, freeze, timeout):
+        d = self._v2dir
+        if not os.path.exists(os.path.join(d, "cgroup.freeze")):
+            if not os.path.isdir(d):
+                raise NotFound(f"cgroup: {d} does not exist")
+            raise SystemError_("cgroup: cannot freeze: cgroup.freeze is not supported by this kernel (needs 5.2)")
+        self._set(d, "cgroup.freeze", "1" if freeze else "0")
+        want = "frozen 1" if freeze else "frozen 0"
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            lines = self._get(d, "cgroup.events").splitlines()
+            if want in lines or not any(ln.startswith("frozen ") for ln in lines):
+                return
+            if time.monotonic() >= deadline:
+                if freeze:
+                    _try(self._set, d, "cgroup.freeze", "0")
+                    raise SystemError_(f"cgroup: cannot freeze {self.path}: timed out")
+                raise SystemError_(f"cgroup: cannot thaw {self.path}: still frozen (is an ancestor frozen?)")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def kill_all(self, sig):
+        """Signal every process of the cgroup (and descendants): freeze, kill, thaw, like runc.
+
+        As in runc, the cgroup is left thawed (a paused container is resumed so SIGKILL lands).
+        Never call it on a cgroup that holds the caller. Returns the pids signalled.
+        """
+        try:
+            self.freeze()
+            frozen = True
+        except BerthError:
+            frozen = False  # no freezer (or it failed): signal anyway, racing with forks
+        failed = None
+        try:
+            pids = self.pids()
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+                except OSError as e:
+                    failed = failed or (pid, e)
+        finally:
+            if frozen:
+                self.thaw()
+        if failed:
+            raise SystemError_(f"cgroup: cannot signal pid {failed[0]}: {_strerror(failed[1])}")
+        return pids
+
+    # -- stats --------------------------------------------------------------------------------
+
+    def stats(self):
+        """{'memory': {'usage', 'limit'}, 'pids': {'current', 'limit'}, 'cpu': {'usage_ns'}}.
+
+        Only what the kernel exposes; an unlimited limit is -1.
+        """
+        out = {}
+        if self.mode == "v2":
+            d = self._v2dir
+            mem = {"usage": _num(d, "memory.current"), "limit": _num(d, "memory.max")}
+            pids = {"current": _num(d, "pids.current"), "limit": _num(d, "pids.max")}
+            cpu = {}
+            for line in _read_or(os.path.join(d, "cpu.stat")).splitlines():
+                k, _, v = line.partition(" ")
+                if k == "usage_usec" and v.isdigit():
+                    cpu["usage_ns"] = int(v) * 1000
+        else:
+            m, p, c = self._ctrl.get("memory"), self._ctrl.get("pids"), self._ctrl.get("cpuacct")
+            mem = {"usage": _num(m, "memory.usage_in_bytes"), "limit": _num(m, "memory.limit_in_bytes")}
+            pids = {"current": _num(p, "pids.current"), "limit": _num(p, "pids.max")}
+            cpu = {"usage_ns": _num(c, "cpuacct.usage")}
+        for key, group in (("memory", mem), ("pids", pids), ("cpu", cpu)):
+            group = {k: v for k, v in group.items() if v is not None}
+            if group:
+                out[key] = group
+        return out
+
+
+def _postorder(top):
+    """top and every directory below it, deepest first."""
+    out = []
+    try:
+        with os.scandir(top) as it:
+            subs = [e.path for e in it if e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    except OSError:
+        subs = []
+    for s in subs:
+        out.extend(_postorder(s))
+    out.append(top)
+    return out
+
+
+def _read_or(path, default=""):
+    try:
+        return _read(path).strip()
+    except OSError:
+        return default
+
+
+def _num(d, fname):
+    if d is None:
+        return None
+    v = _read_or(os.path.join(d, fname), None)
+    if v is None:
+        return None
+    if v == "max":
+        return -1
+    try:
+        n = int(v)
+    except ValueError:
+        return None
+    return -1 if n >= _UNLIMITED_V1 else n
+
+
+def _try(fn, *args):
+    try:
+        fn(*args)
+    except BerthError:
+        pass

@@ -1,0 +1,839 @@
+"""The container verbs of the OCI runtime: create, start, run, exec, kill, delete, pause, resume.
+
+Process model (like runc/crun, without re-executing an interpreter):
+
+    caller (P) --fork--> A: joins namespaces by path, unshares the new ones --fork--> B (init)
+    A reports B's pid and exits; B builds the rootfs, pivots, sets up the process, then
+    blocks opening the exec fifo for writing until `start` opens it for reading.
+
+P and A/B talk over a socketpair with one JSON message per line. Any failure before
+`created` makes P undo everything: the init is killed, the cgroup and state dir removed.
+"""
+
+import _signal as signal  # the signal module without its enum wrappers (start-up time)
+import _socket
+import os
+import sys
+import time
+
+from berth import fastjson as json
+from berth.errors import (
+    BerthError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SystemError_,
+)
+from berth.linux import syscalls as sc
+from berth.runtime import hooks as hookmod
+from berth.runtime import spec as specmod
+from berth.runtime import state as statemod
+from berth.runtime.state import CREATED, PAUSED, RUNNING, STOPPED
+
+NS_FLAGS = {
+    "pid": sc.CLONE_NEWPID, "network": sc.CLONE_NEWNET, "mount": sc.CLONE_NEWNS, "ipc": sc.CLONE_NEWIPC,
+    "uts": sc.CLONE_NEWUTS, "user": sc.CLONE_NEWUSER, "cgroup": sc.CLONE_NEWCGROUP, "time": sc.CLONE_NEWTIME,
+}
+# joining order: the user namespace first, the mount namespace after the others' files are opened
+JOIN_ORDER = ["user", "pid", "network", "ipc", "uts", "cgroup", "time", "mount"]
+CLOSE_RANGE_CLOEXEC = 4
+
+
+def warn(msg):
+    print(f"berth-runc: warning: {msg}", file=sys.stderr)
+
+
+class Channel:
+    """Newline-delimited JSON over a stream socket."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def send(self, **msg):
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+
+    def recv(self):
+        while b"\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self):
+        self.sock.close()
+
+
+def _now():
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+def _error_message(e):
+    if isinstance(e, BerthError):
+        return e.message
+    if isinstance(e, OSError):
+        return f"{e.strerror}" + (f": {e.filename}" if e.filename else "")
+    return f"{type(e).__name__}: {e}"
+
+
+def _child_fail(ch, e):
+    if os.environ.get("BERTH_DEBUG"):
+        import traceback
+        traceback.print_exc()
+    try:
+        ch.send(t="error", msg=_error_message(e), kind=type(e).__name__)
+    except Exception:
+        pass
+    os._exit(1)
+
+
+def _write_pid_file(path, pid):
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _namespaces(config):
+    new = 0
+    join = []
+    for ns in (config.get("linux") or {}).get("namespaces") or []:
+        if ns.get("path"):
+            join.append((ns["type"], ns["path"]))
+        else:
+            new |= NS_FLAGS[ns["type"]]
+    join.sort(key=lambda t: JOIN_ORDER.index(t[0]))
+    return new, join
+
+
+def _join(join):
+    fds = [(t, os.open(p, os.O_RDONLY | os.O_CLOEXEC)) for t, p in join]
+    for t, fd in fds:
+        try:
+            sc.setns(fd, NS_FLAGS[t])
+        except OSError as e:
+            if t == "user" and e.errno == 22:  # already in it
+                continue
+            raise SystemError_(f"cannot join {t} namespace: {e.strerror}") from None
+        finally:
+            os.close(fd)
+
+
+def _set_sysctls(sysctl):
+    if not sysctl:
+        return
+    procfd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if sc.fstatfs_type(procfd) != sc.PROC_SUPER_MAGIC:
+            raise InvalidArgument("/proc in the container is not procfs; cannot set sysctls")
+        for key, value in sysctl.items():
+            rel = "sys/" + (key if "/" in key else key.replace(".", "/"))
+            try:
+                fd = sc.openat2(procfd, rel, os.O_WRONLY, 0, sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS)
+            except OSError as e:
+                raise SystemError_(f"sysctl {key}: {e.strerror}") from None
+            try:
+                os.write(fd, value.encode())
+            except OSError as e:
+                raise SystemError_(f"sysctl {key}={value}: {e.strerror}") from None
+            finally:
+                os.close(fd)
+    finally:
+        os.close(procfd)
+
+
+def _preload(process, config):
+    """Import and load now whatever the process will need after pivot_root or setns(mnt):
+    from then on, the host's Python library and shared libraries are out of sight.
+    Returns the compiled seccomp filter (libseccomp is loaded here), or None."""
+    import resource  # noqa: F401
+    from berth.runtime import process as procmod  # noqa: F401
+    if process.get("terminal"):
+        import fcntl  # noqa: F401
+        import socket  # noqa: F401
+        import struct  # noqa: F401
+        import termios  # noqa: F401
+    if (config.get("hooks") or {}).get("startContainer"):
+        import subprocess  # noqa: F401
+    if os.environ.get("BERTH_DEBUG"):
+        import traceback  # noqa: F401
+    scmp = (config.get("linux") or {}).get("seccomp")
+    if scmp:
+        from berth.linux import seccomp
+        return seccomp.compile(scmp)
+    return None
+
+
+def _setup_process(process, console):
+    """Shared by init and exec, in the container's namespaces and root: returns (path, slave, name)."""
+    from berth.runtime import process as procmod
+    if process.get("terminal"):
+        slave, name = procmod.setup_console(console, process)
+    else:
+        slave, name = None, None
+    procmod.set_rlimits(process)
+    procmod.set_oom_score_adj(process)
+    path = procmod.lookup_executable(process)
+    return path, slave, name
+
+
+def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns):
+    """The container's init (B). Never returns."""
+    from berth.runtime import process as procmod
+    from berth.runtime import rootfs
+    try:
+        process = config["process"]
+        linux = config.get("linux") or {}
+        nstypes = {ns["type"] for ns in linux.get("namespaces") or []}
+        try:
+            os.setsid()
+        except OSError:
+            pass
+        if config.get("hostname"):
+            _socket.sethostname(config["hostname"])
+        if config.get("domainname"):
+            sc.setdomainname(config["domainname"])
+        procfd_dir = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        filt = _preload(process, config)
+        if "mount" in nstypes:
+            rootfs.prepare(config, bundle, cg_path, cg_mode, "cgroup" in nstypes, in_userns)
+        ch.send(t="hooks")
+        reply = ch.recv()
+        if not reply or reply.get("t") != "ok":
+            os._exit(1)
+        hookmod.run(config.get("hooks"), "createContainer", {})  # state is filled by P for runtime hooks
+        if "mount" in nstypes:
+            rootfs.pivot(config["root"]["path"], no_pivot)
+        else:
+            os.chroot(config["root"]["path"])
+            os.chdir("/")
+        _set_sysctls(linux.get("sysctl"))
+        path, slave, name = _setup_process(process, console)
+        if name and "mount" in nstypes:
+            try:
+                fd = rootfs.ensure_in_root(os.open("/", os.O_PATH | os.O_CLOEXEC), "/dev/console", directory=False)
+                sc.mount(name, f"/proc/self/fd/{fd}", None, sc.MS_BIND)
+                os.close(fd)
+            except OSError:
+                pass
+        if "mount" in nstypes:
+            rootfs.finish(config)
+        if slave is not None:
+            procmod.make_ctty(slave)
+        procmod.apply_user_and_caps(process, filt, in_userns)
+        procmod.chdir_checked(process.get("cwd") or "/")
+        ch.send(t="created")
+    except BaseException as e:  # noqa: B902 - report everything to the parent
+        _child_fail(ch, e)
+    try:
+        ch.close()
+        fd = os.open(str(fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=procfd_dir)
+        os.write(fd, b"0")
+        os.close(fd)
+        os.close(procfd_dir)
+        os.close(fifo_fd)
+        hookmod.run(config.get("hooks"), "startContainer", {"id": "", "status": "running", "pid": 1})
+        preserve = config.get("_preserve_fds", 0)
+        try:
+            sc.close_range(3 + preserve, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC)
+        except OSError:
+            os.closerange(3 + preserve, 65536)
+        procmod.exec_process(process, path, filt)
+    except BaseException as e:
+        print(f"berth-runc: {_error_message(e)}", file=sys.stderr)
+        os._exit(127 if isinstance(e, (FileNotFoundError, NotFound)) else 126)
+
+
+def _child_a_create(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot):
+    try:
+        new, join = _namespaces(config)
+        _join(join)
+        userns_new = bool(new & sc.CLONE_NEWUSER)
+        if userns_new:
+            sc.unshare(sc.CLONE_NEWUSER)
+        ch.send(t="ready", userns=userns_new)
+        msg = ch.recv()
+        if not msg or msg.get("t") != "go":
+            os._exit(1)
+        in_userns = userns_new or any(t == "user" for t, _ in join)
+        if in_userns:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        if new & ~sc.CLONE_NEWUSER:
+            sc.unshare(new & ~sc.CLONE_NEWUSER)
+        pid = os.fork()
+        if pid == 0:
+            _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns)
+        ch.send(t="pid", pid=pid)
+        os._exit(0)
+    except BaseException as e:
+        _child_fail(ch, e)
+
+
+def _write_id_maps(pid, linux):
+    def fmt(maps):
+        return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+    try:
+        with open(f"/proc/{pid}/uid_map", "w") as f:
+            f.write(fmt(linux.get("uidMappings") or []))
+        with open(f"/proc/{pid}/gid_map", "w") as f:
+            f.write(fmt(linux.get("gidMappings") or []))
+    except OSError as e:
+        raise SystemError_(f"cannot write the user namespace id mappings: {e.strerror}") from None
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _wait_gone(pid, start_time, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if statemod.proc_start_time(pid) != start_time:
+            return True
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.01)
+    return False
+
+
+def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False, preserve_fds=0,
+           systemd=False, foreground=False, console=None):
+    """Create a container; returns its State once the init waits on the exec fifo."""
+    from berth.runtime import cgroups
+    bundle = os.path.abspath(bundle)
+    statemod.check_id(cid)
+    if os.path.exists(os.path.join(root, cid)):
+        raise statemod.AlreadyExists(f"container with id {cid} already exists")
+    config = specmod.load(bundle)
+    process = config["process"]
+    if process.get("terminal") and not console_socket and console is None:
+        raise InvalidArgument("cannot allocate a tty without --console-socket when berth-runc detaches")
+    if not process.get("terminal") and console_socket:
+        raise InvalidArgument("--console-socket needs process.terminal to be true")
+    linux = config.get("linux") or {}
+    cg_path = cgroups.resolve_path(linux.get("cgroupsPath"), cid, systemd)
+    cg_mode = cgroups.detect_mode()
+    if console_socket:
+        console = _unix_connect(console_socket)
+    d = statemod.new_dir(root, cid)
+    cg = None
+    init_pid = 0
+    a_pid = 0
+    st = statemod.State(root, cid, {
+        "ociVersion": config.get("ociVersion") or specmod.OCI_VERSION, "pid": 0, "bundle": bundle,
+        "rootfs": config["root"]["path"], "created": _now(), "annotations": config.get("annotations") or {},
+        "cgroup_path": cg_path, "cgroup_mode": cg_mode, "systemd": systemd,
+    })
+    try:
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(config, f)
+        fifo = st.fifo
+        os.mkfifo(fifo, 0o622)
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        cg = cgroups.Manager(cg_path, mode=cg_mode)
+        cg.create()
+        resources = _with_default_devices(linux)
+        if resources:
+            cg.set(resources)
+        config["_preserve_fds"] = preserve_fds
+        psock, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        a_pid = os.fork()
+        if a_pid == 0:
+            psock.close()
+            _child_a_create(Channel(csock), config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot)
+        csock.close()
+        os.close(fifo_fd)
+        if console is not None and console_socket:
+            console.close()
+        ch = Channel(psock)
+        while True:
+            msg = ch.recv()
+            if msg is None:
+                raise SystemError_("container init exited unexpectedly during setup")
+            t = msg.get("t")
+            if t == "error":
+                raise _remote_error(msg)
+            if t == "ready":
+                cg.add(a_pid)
+                if msg.get("userns"):
+                    _write_id_maps(a_pid, linux)
+                ch.send(t="go")
+            elif t == "pid":
+                init_pid = msg["pid"]
+                _reap(a_pid)
+                a_pid = 0
+                st.data["pid"] = init_pid
+                st.data["start_time"] = statemod.proc_start_time(init_pid)
+            elif t == "hooks":
+                hs = config.get("hooks")
+                s = st.oci(status="creating")
+                try:
+                    hookmod.run(hs, "prestart", s)
+                    hookmod.run(hs, "createRuntime", s)
+                except BerthError:
+                    ch.send(t="fail")
+                    raise
+                ch.send(t="ok")
+            elif t == "created":
+                break
+        ch.close()
+        st.save()
+        if pid_file:
+            _write_pid_file(pid_file, init_pid)
+        return st
+    except BaseException:
+        if a_pid:
+            try:
+                os.kill(a_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap(a_pid)
+        if init_pid:
+            try:
+                os.kill(init_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _wait_gone(init_pid, st.data.get("start_time"), 5)
+        if cg is not None:
+            try:
+                cg.destroy()
+            except BerthError:
+                pass
+        _remove_state_dir(d)
+        raise
+
+
+# what runc always allows in the device cgroup, after the config's own rules
+_ALLOWED_DEVICES = [
+    ("c", None, None, "m"), ("b", None, None, "m"), ("c", 1, 3, "rwm"), ("c", 1, 8, "rwm"), ("c", 1, 7, "rwm"),
+    ("c", 5, 0, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 9, "rwm"), ("c", 5, 1, "rwm"), ("c", 136, None, "rwm"),
+    ("c", 5, 2, "rwm"), ("c", 10, 200, "rwm"),
+]
+
+
+def _with_default_devices(linux):
+    resources = dict(linux.get("resources") or {})
+    rules = list(resources.get("devices") or [])
+    if not rules:
+        return resources
+    rules += [{"allow": True, "type": t, "major": ma, "minor": mi, "access": a} for t, ma, mi, a in _ALLOWED_DEVICES]
+    for d in linux.get("devices") or []:
+        if d.get("type") in ("c", "b", "u"):
+            rules.append({"allow": True, "type": "c" if d["type"] == "u" else d["type"],
+                          "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
+    resources["devices"] = rules
+    return resources
+
+
+def _unix_connect(path):
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise InvalidArgument(f"cannot connect to console socket {path}: {e.strerror}") from None
+    return sock
+
+
+def _remove_state_dir(d):
+    """The state dir holds only flat files we wrote; anything else is left for a human to see."""
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return
+    for n in names:
+        try:
+            os.unlink(os.path.join(d, n))
+        except OSError:
+            pass
+    try:
+        os.rmdir(d)
+    except OSError as e:
+        warn(f"cannot remove {d}: {e.strerror}")
+
+
+def _remote_error(msg):
+    kind = msg.get("kind")
+    cls = {"NotFound": NotFound, "InvalidArgument": InvalidArgument, "FileNotFoundError": NotFound}.get(kind, SystemError_)
+    return cls(msg.get("msg") or "container setup failed")
+
+
+def start(root, cid):
+    st = statemod.load(root, cid)
+    status = st.status()
+    if status != CREATED:
+        raise FailedPrecondition({
+            STOPPED: f"cannot start container {cid}: it has stopped",
+            RUNNING: f"cannot start container {cid}: it is already running",
+            PAUSED: f"cannot start container {cid}: it is paused",
+        }[status])
+    fd = os.open(st.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        import select
+        p = select.poll()
+        p.register(fd, select.POLLIN | select.POLLHUP)
+        while True:
+            if p.poll(100):
+                data = os.read(fd, 1)
+                if not data:
+                    raise SystemError_(f"container {cid}: init failed before start")
+                break
+            if not st.alive():
+                raise SystemError_(f"container {cid}: init exited before start")
+    finally:
+        os.close(fd)
+    try:
+        os.unlink(st.fifo)
+    except FileNotFoundError:
+        pass
+    try:
+        hookmod.run(st.config().get("hooks"), "poststart", st.oci(status=RUNNING))
+    except BerthError as e:
+        warn(str(e))
+    return st
+
+
+def parse_signal(s):
+    SIGNALS = {name[3:]: getattr(signal, name) for name in dir(signal)
+               if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(getattr(signal, name), int)}
+    s = str(s).upper()
+    if s.isdigit():
+        n = int(s)
+        if 0 < n < 65:
+            return n
+    else:
+        name = s[3:] if s.startswith("SIG") else s
+        if name in SIGNALS:
+            return int(SIGNALS[name])
+    raise InvalidArgument(f"unknown signal {s!r}")
+
+
+def kill(root, cid, sig="TERM", all_=False):
+    st = statemod.load(root, cid)
+    status = st.status()
+    if status == STOPPED:
+        raise FailedPrecondition(f"container {cid} is not running")
+    signum = parse_signal(sig)
+    if all_:
+        st.cgroup().kill_all(signum)
+    else:
+        try:
+            os.kill(st.pid, signum)
+        except ProcessLookupError:
+            raise FailedPrecondition(f"container {cid} is not running") from None
+
+
+def delete(root, cid, force=False):
+    st = statemod.load(root, cid)
+    status = st.status()
+    if status in (RUNNING, PAUSED) and not force:
+        raise FailedPrecondition(f"cannot delete container {cid} that is not stopped: {status}")
+    cg = st.cgroup()
+    if status != STOPPED:
+        try:
+            cg.kill_all(signal.SIGKILL)
+        except BerthError:
+            pass
+        try:
+            os.kill(st.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if status == PAUSED:
+            try:
+                cg.thaw()
+            except BerthError:
+                pass
+        if not _wait_gone(st.pid, st.data.get("start_time")):
+            raise SystemError_(f"container {cid}: init did not exit after SIGKILL")
+    try:
+        config = st.config()
+    except (OSError, ValueError):
+        config = {}
+    try:
+        cg.destroy()
+    except BerthError as e:
+        warn(str(e))
+    try:
+        hookmod.run(config.get("hooks"), "poststop", st.oci(status=STOPPED))
+    except BerthError as e:
+        warn(str(e))
+    _remove_state_dir(st.dir)
+
+
+def pause(root, cid):
+    st = statemod.load(root, cid)
+    status = st.status()
+    if status != RUNNING:
+        raise FailedPrecondition(f"container {cid} is not running (status {status})")
+    st.cgroup().freeze()
+
+
+def resume(root, cid):
+    st = statemod.load(root, cid)
+    status = st.status()
+    if status != PAUSED:
+        raise FailedPrecondition(f"container {cid} is not paused (status {status})")
+    st.cgroup().thaw()
+
+
+# --- exec ---
+
+def _exec_b(ch, process, config, console, in_userns, filt):
+    from berth.runtime import process as procmod
+    try:
+        path, slave, _name = _setup_process(process, console)
+        if slave is not None:
+            procmod.make_ctty(slave)
+        procmod.apply_user_and_caps(process, filt, in_userns)
+        procmod.chdir_checked(process.get("cwd") or "/")
+        preserve = process.get("_preserve_fds", 0)
+        try:
+            sc.close_range(3 + preserve, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC)
+        except OSError:
+            pass
+        procmod.exec_process(process, path, filt)
+    except BaseException as e:
+        _child_fail(ch, e)
+
+
+def _exec_a(ch, st, config, process, console):
+    try:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        filt = _preload(process, config)
+        ch.send(t="ready")
+        msg = ch.recv()
+        if not msg or msg.get("t") != "go":
+            os._exit(1)
+        pid = st.pid
+        types = [ns["type"] for ns in (config.get("linux") or {}).get("namespaces") or []]
+        join = []
+        for t in JOIN_ORDER:
+            if t in types:
+                name = {"network": "net", "mount": "mnt"}.get(t, t)
+                p = f"/proc/{pid}/ns/{name}"
+                if t == "time":
+                    p = f"/proc/{pid}/ns/time_for_children"
+                if os.stat(p).st_ino != os.stat(f"/proc/self/ns/{name if t != 'time' else 'time_for_children'}").st_ino:
+                    join.append((t, p))
+        _join(join)
+        in_userns = "user" in types
+        child = os.fork()
+        if child == 0:
+            _exec_b(ch, process, config, console, in_userns, filt)
+        ch.send(t="pid", pid=child)
+        os._exit(0)
+    except BaseException as e:
+        _child_fail(ch, e)
+
+
+def exec_(root, cid, process, detach=False, pid_file=None, console_socket=None, preserve_fds=0):
+    """Run a process in a running container; returns its exit code (0 when detached)."""
+    st = statemod.load(root, cid)
+    status = st.status()
+    if status not in (RUNNING, CREATED):
+        raise FailedPrecondition(f"cannot exec in a {status} container {cid}")
+    specmod.validate_process(process)
+    config = st.config()
+    console = None
+    proxy = None
+    if process.get("terminal"):
+        if console_socket:
+            console = _unix_connect(console_socket)
+        elif detach:
+            raise InvalidArgument("cannot allocate a tty without --console-socket when detached")
+        else:
+            proxy, console = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    elif console_socket:
+        raise InvalidArgument("--console-socket needs a terminal (-t)")
+    process = dict(process)
+    process["_preserve_fds"] = preserve_fds
+    if not detach:
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    cg = st.cgroup()
+    psock, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    a_pid = os.fork()
+    if a_pid == 0:
+        psock.close()
+        _exec_a(Channel(csock), st, config, process, console)
+    csock.close()
+    if console is not None:
+        console.close()
+    ch = Channel(psock)
+    b_pid = 0
+    try:
+        while True:
+            msg = ch.recv()
+            if msg is None:
+                break
+            t = msg.get("t")
+            if t == "error":
+                raise _remote_error(msg)
+            if t == "ready":
+                cg.add(a_pid)
+                ch.send(t="go")
+            elif t == "pid":
+                b_pid = msg["pid"]
+                _reap(a_pid)
+                a_pid = 0
+                if pid_file:
+                    _write_pid_file(pid_file, b_pid)
+    except BaseException:
+        for p in (a_pid, b_pid):
+            if p:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if a_pid:
+            _reap(a_pid)
+        if b_pid and not detach:
+            _reap(b_pid)
+        raise
+    finally:
+        ch.close()
+    if not b_pid:
+        raise SystemError_("exec failed: the process did not start")
+    if detach:
+        return 0
+    return wait_foreground(b_pid, proxy)
+
+
+def _exit_code(status):
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def wait_foreground(pid, proxy=None):
+    """Wait for pid (our child, or re-parented to us as subreaper), forwarding signals;
+    with a tty proxy, copy between our stdio and the pty master."""
+    forward = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+    master = None
+    if proxy is not None:
+        import socket
+        _, fds, _, _ = socket.recv_fds(socket.socket(fileno=proxy.detach()), 1024, 1)
+        proxy.close()
+        master = fds[0] if fds else None
+
+    def handler(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    old = {s: signal.signal(s, handler) for s in forward}
+    pump = None
+    restore = None
+    try:
+        if master is not None:
+            import threading
+            if os.isatty(0):
+                import termios
+                import tty
+                restore = termios.tcgetattr(0)
+                tty.setraw(0)
+                _copy_winsize(0, master)
+                signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(0, master))
+            pump = threading.Thread(target=_pump, args=(master,), daemon=True)
+            pump.start()
+        while True:
+            try:
+                wpid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return 255
+            if wpid == pid:
+                code = _exit_code(status)
+                break
+        if pump is not None:
+            pump.join(0.5)
+        return code
+    finally:
+        if restore is not None:
+            import termios
+            termios.tcsetattr(0, termios.TCSADRAIN, restore)
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _copy_winsize(src, dst):
+    import fcntl
+    import termios
+    try:
+        ws = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, ws)
+    except OSError:
+        pass
+
+
+def _pump(master):
+    fds = [0, master]
+    while True:
+        try:
+            import select
+            r, _, _ = select.select(fds, [], [])
+        except OSError:
+            return
+        if master in r:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            os.write(1, data)
+        if 0 in r:
+            try:
+                data = os.read(0, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                fds = [master]
+                continue
+            os.write(master, data)
+
+
+def run(root, cid, bundle, detach=False, pid_file=None, console_socket=None, no_pivot=False, preserve_fds=0,
+        systemd=False, keep=False):
+    """create + start, then (unless detached) wait for the init and delete the container."""
+    config_terminal = None
+    proxy = console = None
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            config_terminal = (json.loads(f.read()).get("process") or {}).get("terminal")
+    except (OSError, ValueError, AttributeError):
+        pass  # create reports it
+    if config_terminal and not console_socket and not detach:
+        proxy, console = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    if not detach:
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    st = create(root, cid, bundle, pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
+                preserve_fds=preserve_fds, systemd=systemd, console=console)
+    if console is not None:
+        console.close()
+    try:
+        start(root, cid)
+    except BaseException:
+        if not detach:
+            delete(root, cid, force=True)
+        raise
+    if detach:
+        return 0
+    code = wait_foreground(st.pid, proxy)
+    if not keep:
+        try:
+            delete(root, cid, force=True)
+        except BerthError as e:
+            warn(str(e))
+    return code

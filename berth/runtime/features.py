@@ -1,0 +1,30 @@
+"""The `features` document of the OCI runtime spec (features.json), as runc prints it."""
+
+from berth.linux import caps
+from berth.runtime.spec import _MS, _PROPAGATION, HOOK_KINDS, NAMESPACES, OCI_VERSION
+
+
+def features():
+    from berth.linux import seccomp
+    scmp = seccomp.features()
+    lib = scmp.pop("lib", None)
+    annotations = {"org.opencontainers.runc.checkpoint.enabled": "false", "io.github.berth.runtime": "berth-runc"}
+    if lib:
+        annotations["io.github.seccomp.libseccomp.version"] = lib
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": list(HOOK_KINDS),
+        "mountOptions": sorted(set(_MS) | set(_PROPAGATION)),
+        "linux": {
+            "namespaces": list(NAMESPACES),
+            "capabilities": caps.NAMES[: caps.last_cap() + 1],
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False, "rdma": False},
+            "seccomp": scmp,
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": annotations,
+    }

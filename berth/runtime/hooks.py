@@ -1,0 +1,29 @@
+"""OCI hooks: run each with the container's state JSON on stdin, within its timeout."""
+
+from berth import fastjson as json
+from berth.errors import SystemError_
+
+
+def run(hooks, kind, state):
+    """Run the hooks of one kind in order; the first failure raises SystemError_."""
+    if not (hooks or {}).get(kind):
+        return
+    import subprocess
+    data = json.dumps(state).encode()
+    for h in (hooks or {}).get(kind) or []:
+        args = h.get("args") or [h["path"]]
+        env = {}
+        for e in h.get("env") or []:
+            k, _, v = e.partition("=")
+            env[k] = v
+        try:
+            p = subprocess.run(args, executable=h["path"], input=data, env=env, capture_output=True,
+                               timeout=h.get("timeout"), close_fds=True)
+        except subprocess.TimeoutExpired:
+            raise SystemError_(f"{kind} hook {h['path']} timed out after {h['timeout']}s") from None
+        except OSError as e:
+            raise SystemError_(f"{kind} hook {h['path']}: {e.strerror}") from None
+        if p.returncode != 0:
+            err = (p.stderr or p.stdout).decode(errors="replace").strip().splitlines()
+            detail = f": {err[-1]}" if err else ""
+            raise SystemError_(f"{kind} hook {h['path']} failed with exit status {p.returncode}{detail}")

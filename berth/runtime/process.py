@@ -1,0 +1,187 @@
+"""Turn the current (forked) process into the container's process and execve it.
+
+Shared by the container's init and by `exec`. The order follows runc: rlimits and
+oom score while still privileged, then the bounding set, the user switch with
+capabilities kept, the final capability sets, then seccomp as late as possible.
+"""
+
+import os
+import resource
+
+from berth.errors import InvalidArgument, NotFound, SystemError_
+from berth.linux import caps as capnames
+from berth.linux import syscalls as sc
+from berth.runtime.spec import RLIMITS
+
+
+def lookup_executable(process):
+    """Find args[0] like execvp does, with the container's PATH; fail at create time, not after start."""
+    arg0 = process["args"][0]
+    if "/" in arg0:
+        path = arg0 if arg0.startswith("/") else os.path.join(process.get("cwd") or "/", arg0)
+        if not os.path.exists(path):
+            raise NotFound(f'exec: "{arg0}": stat {arg0}: no such file or directory')
+        if os.path.isdir(path):
+            raise InvalidArgument(f'exec: "{arg0}": is a directory')
+        return path
+    path_var = None
+    for e in process.get("env") or []:
+        if e.startswith("PATH="):
+            path_var = e[5:]
+    if path_var is None:
+        path_var = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    for d in path_var.split(":"):
+        cand = os.path.join(d or ".", arg0)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    raise NotFound(f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def set_rlimits(process):
+    for r in process.get("rlimits") or []:
+        num = RLIMITS[r["type"]]
+        try:
+            resource.setrlimit(num, (r["soft"], r["hard"]))
+        except (ValueError, OSError) as e:
+            cur = resource.getrlimit(num)
+            raise SystemError_(
+                f"cannot set {r['type']} to soft={r['soft']} hard={r['hard']} (the current hard limit is {cur[1]}): "
+                f"{getattr(e, 'strerror', None) or 'operation not permitted'}") from None
+
+
+def set_oom_score_adj(process):
+    v = process.get("oomScoreAdj")
+    if v is None:
+        return
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(v))
+    except OSError as e:
+        raise SystemError_(f"cannot set oom_score_adj to {v}: {e.strerror}") from None
+
+
+def setup_console(console_sock, process):
+    """Open a pty in the container's devpts, send the master over the console socket,
+    and make the slave this process's controlling terminal and stdio."""
+    import socket
+    master, slave = os.openpty()
+    size = process.get("consoleSize")
+    if size:
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size["height"], size["width"], 0, 0))
+    name = os.ttyname(slave)
+    socket.send_fds(console_sock, [name.encode()], [master])
+    os.close(master)
+    console_sock.close()
+    return slave, name
+
+
+def make_ctty(slave):
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    sc.ioctl_int(slave, sc.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+
+
+def apply_user_and_caps(process, seccomp_filter, in_userns):
+    """Drop the bounding set, switch user keeping capabilities, set the final sets."""
+    cs = process.get("capabilities")
+    user = process.get("user") or {}
+    uid = user.get("uid", 0)
+    gid = user.get("gid", 0)
+    nnp = bool(process.get("noNewPrivileges"))
+    if cs is not None:
+        keep = capnames.mask(cs.get("bounding"))
+        for i in range(capnames.last_cap() + 1):
+            if not keep & (1 << i):
+                try:
+                    sc.prctl(sc.PR_CAPBSET_DROP, i)
+                except OSError as e:
+                    raise SystemError_(f"cannot drop capability {capnames.NAMES[i] if i < len(capnames.NAMES) else i} from the bounding set: {e.strerror}") from None
+    if nnp:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    if seccomp_filter is not None and not nnp:
+        # without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still have it
+        seccomp_filter.load()
+    sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    try:
+        groups = user.get("additionalGids") or []
+        try:
+            os.setgroups(groups)
+        except PermissionError:
+            if groups or not in_userns:
+                raise
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except OSError as e:
+        raise SystemError_(f"cannot switch to user {uid}:{gid}: {e.strerror}") from None
+    sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+    if cs is not None:
+        eff = capnames.mask(cs.get("effective"))
+        perm = capnames.mask(cs.get("permitted"))
+        inh = capnames.mask(cs.get("inheritable"))
+        try:
+            sc.capset(eff, perm, inh)
+        except OSError as e:
+            raise SystemError_(f"cannot set capabilities: {e.strerror}") from None
+        try:
+            sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL, 0)
+        except OSError:
+            pass
+        for name in cs.get("ambient") or []:
+            i = capnames.NUMBERS[name]
+            if i <= capnames.last_cap():
+                try:
+                    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, i)
+                except OSError:
+                    pass  # like runc: ambient needs the cap in permitted and inheritable
+    elif uid != 0:
+        sc.capset(0, 0, 0)
+
+
+def chdir_checked(cwd):
+    """chdir and verify that we really are inside the container's root (CVE-2024-21626)."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise SystemError_(f"cannot chdir to {cwd}: {e.strerror}") from None
+    try:
+        here = os.getcwd()
+    except OSError:
+        here = ""
+    if not here.startswith("/"):
+        raise SystemError_(f"current working directory {cwd} is outside of the container's root")
+
+
+def close_fds(preserve):
+    """Close everything but stdio and the preserved fds (3 .. 3+preserve-1) before exec."""
+    first = 3 + (preserve or 0)
+    try:
+        sc.close_range(first)
+    except OSError:
+        os.closerange(first, 65536)
+
+
+def env_dict(process):
+    env = {}
+    for e in process.get("env") or []:
+        k, _, v = e.partition("=")
+        env[k] = v
+    return env
+
+
+def exec_process(process, path, seccomp_filter):
+    env = env_dict(process)
+    umask = (process.get("user") or {}).get("umask")
+    if umask is not None:
+        os.umask(umask)
+    if seccomp_filter is not None and process.get("noNewPrivileges"):
+        seccomp_filter.load()
+    os.execve(path, process["args"], env)

@@ -1,0 +1,455 @@
+"""Build the container's root filesystem inside its new mount namespace.
+
+Runs in the container's init process, before and after pivot_root. Every mount
+destination is resolved inside the rootfs with openat2(RESOLVE_IN_ROOT), so a
+symlink in the image can never send a mount outside of it; the mount is then
+made on /proc/self/fd/N of the resolved file.
+"""
+
+import errno
+import os
+import stat
+
+from berth.errors import InvalidArgument, SystemError_
+from berth.linux import syscalls as sc
+from berth.runtime.spec import parse_mount_options
+
+DEFAULT_DEVICES = [
+    # path, type, major, minor, mode
+    ("/dev/null", "c", 1, 3, 0o666),
+    ("/dev/zero", "c", 1, 5, 0o666),
+    ("/dev/full", "c", 1, 7, 0o666),
+    ("/dev/random", "c", 1, 8, 0o666),
+    ("/dev/urandom", "c", 1, 9, 0o666),
+    ("/dev/tty", "c", 5, 0, 0o666),
+]
+DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+             ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
+
+_IN_ROOT = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
+
+
+def _fail(what, e):
+    raise SystemError_(f"{what}: {e.strerror if isinstance(e, OSError) else e}") from None
+
+
+def open_in_root(rootfd, path, flags=os.O_PATH):
+    """Open path (absolute, as seen from inside the container) within the root."""
+    return sc.openat2(rootfd, path.lstrip("/") or ".", flags, 0, _IN_ROOT)
+
+
+def ensure_in_root(rootfd, path, directory=True, mode=0o755):
+    """Create path inside the root if needed (parents as directories); return an O_PATH fd.
+
+    Symlinks along the way are resolved inside the root, never outside it.
+    """
+    rel = path.strip("/")
+    try:
+        return open_in_root(rootfd, rel)
+    except FileNotFoundError:
+        pass
+    parts = [p for p in rel.split("/") if p and p != "."]
+    parent = "."
+    for i, comp in enumerate(parts):
+        cur = "/".join(parts[: i + 1])
+        try:
+            fd = open_in_root(rootfd, cur)
+            os.close(fd)
+        except FileNotFoundError:
+            pfd = open_in_root(rootfd, parent, os.O_PATH | os.O_DIRECTORY)
+            try:
+                if i < len(parts) - 1 or directory:
+                    try:
+                        os.mkdir(comp, mode, dir_fd=pfd)
+                    except FileExistsError:
+                        pass
+                else:
+                    # file: mknod-free creation through openat on the resolved parent
+                    dfd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_DIRECTORY)
+                    try:
+                        fd = os.open(comp, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+                        os.close(fd)
+                    finally:
+                        os.close(dfd)
+            finally:
+                os.close(pfd)
+        parent = cur
+    return open_in_root(rootfd, rel)
+
+
+def _fdpath(fd):
+    return f"/proc/self/fd/{fd}"
+
+
+def _locked_flags(path):
+    st = os.statvfs(path)
+    f = 0
+    for bit, ms in ((os.ST_RDONLY, sc.MS_RDONLY), (os.ST_NOSUID, sc.MS_NOSUID), (os.ST_NODEV, sc.MS_NODEV),
+                    (os.ST_NOEXEC, sc.MS_NOEXEC), (os.ST_NOATIME, sc.MS_NOATIME),
+                    (os.ST_NODIRATIME, sc.MS_NODIRATIME), (os.ST_RELATIME, sc.MS_RELATIME)):
+        if st.f_flag & bit:
+            f |= ms
+    return f
+
+
+def remount(path, flags):
+    """Remount a bind mount with flags, keeping flags the kernel locked (user namespaces)."""
+    base = sc.MS_REMOUNT | sc.MS_BIND
+    try:
+        sc.mount(None, path, None, base | flags)
+    except PermissionError:
+        sc.mount(None, path, None, base | flags | _locked_flags(path))
+
+
+def _is_symlink_in_root(rootfd, dest):
+    parent, name = os.path.split(dest.rstrip("/"))
+    try:
+        pfd = open_in_root(rootfd, parent or "/", os.O_PATH | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return False
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        return stat.S_ISLNK(st.st_mode)
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(pfd)
+
+
+def mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns):
+    dest = m["destination"]
+    mtype = m.get("type") or ""
+    options = m.get("options") or []
+    flags, _clear, prop, data = parse_mount_options(options)
+    is_bind = mtype == "bind" or flags & sc.MS_BIND
+    source = m.get("source") or mtype or "none"
+
+    if mtype in ("proc", "sysfs") and _is_symlink_in_root(rootfd, dest):
+        raise InvalidArgument(f"mount destination {dest} is a symlink; refusing to mount {mtype} there")
+
+    if is_bind:
+        src = source if os.path.isabs(source) else os.path.join(bundle, source)
+        src_is_dir = os.path.isdir(src)
+        try:
+            fd = ensure_in_root(rootfd, dest, directory=src_is_dir)
+        except OSError as e:
+            _fail(f"mount {dest}", e)
+        try:
+            target = _fdpath(fd)
+            try:
+                sc.mount(src, target, None, sc.MS_BIND | (flags & sc.MS_REC))
+            except OSError as e:
+                _fail(f"bind mount {src} on {dest}", e)
+            extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+            if extra:
+                nfd = open_in_root(rootfd, dest)
+                try:
+                    remount(_fdpath(nfd), extra)
+                except OSError as e:
+                    _fail(f"remount {dest}", e)
+                finally:
+                    os.close(nfd)
+            for p in prop:
+                sc.mount(None, target, None, p)
+        finally:
+            os.close(fd)
+        return
+
+    if mtype == "cgroup" or mtype == "cgroup2":
+        _mount_cgroup(rootfd, dest, flags, cgroup_path, cgroup_mode, cgroupns)
+        return
+
+    try:
+        fd = ensure_in_root(rootfd, dest, directory=True)
+    except OSError as e:
+        _fail(f"mount {dest}", e)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(f"mount destination {dest} is not a directory")
+        target = _fdpath(fd)
+        try:
+            sc.mount(source, target, mtype, flags & ~sc.MS_REMOUNT, data or None)
+        except PermissionError as e:
+            if mtype == "sysfs" and in_userns:
+                # sysfs needs a network namespace owned by the user namespace: fall back to a bind
+                sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC)
+                remount(target, flags & ~sc.MS_REMOUNT)
+            else:
+                _fail(f"mount {mtype} on {dest}", e)
+        except OSError as e:
+            _fail(f"mount {mtype} on {dest}", e)
+        if mtype == "proc":
+            nfd = open_in_root(rootfd, dest)
+            try:
+                if sc.fstatfs_type(nfd) != sc.PROC_SUPER_MAGIC:
+                    raise InvalidArgument(f"mount destination {dest} is not procfs after mounting proc")
+            finally:
+                os.close(nfd)
+        for p in prop:
+            sc.mount(None, target, None, p)
+    finally:
+        os.close(fd)
+
+
+def _cgroup_hierarchies():
+    """[(mountpoint, fstype, name)] for the host's cgroup mounts."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fields = pre.split()
+            fstype = post.split()[0]
+            if fstype in ("cgroup", "cgroup2"):
+                out.append((fields[4], fstype))
+    return out
+
+
+def _mount_cgroup(rootfd, dest, flags, cgroup_path, mode, cgroupns):
+    ro = flags & sc.MS_RDONLY
+    base = flags & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RELATIME)
+    fd = ensure_in_root(rootfd, dest, directory=True)
+    try:
+        target = _fdpath(fd)
+        if mode == "v2":
+            if cgroupns:
+                sc.mount("cgroup2", target, "cgroup2", base | ro)
+            else:
+                sc.mount(os.path.join("/sys/fs/cgroup", cgroup_path.lstrip("/")), target, None, sc.MS_BIND | sc.MS_REC)
+                if ro:
+                    nfd = open_in_root(rootfd, dest)
+                    try:
+                        remount(_fdpath(nfd), sc.MS_RDONLY | base)
+                    finally:
+                        os.close(nfd)
+            return
+        sc.mount("tmpfs", target, "tmpfs", base, "mode=755")
+    finally:
+        os.close(fd)
+    for mnt, fstype in _cgroup_hierarchies():
+        if not mnt.startswith("/sys/fs/cgroup/"):
+            continue
+        name = mnt[len("/sys/fs/cgroup/"):]
+        if "/" in name:
+            continue
+        src = os.path.join(mnt, cgroup_path.lstrip("/"))
+        if not os.path.isdir(src):
+            src = mnt if fstype == "cgroup2" and not os.path.isdir(src) else src
+            if not os.path.isdir(src):
+                continue
+        sub = ensure_in_root(rootfd, os.path.join(dest, name), directory=True)
+        try:
+            sc.mount(src, _fdpath(sub), None, sc.MS_BIND | sc.MS_REC)
+        finally:
+            os.close(sub)
+        sub = open_in_root(rootfd, os.path.join(dest, name))
+        try:
+            remount(_fdpath(sub), base | ro)
+        finally:
+            os.close(sub)
+    if ro:
+        fd = open_in_root(rootfd, dest)
+        try:
+            sc.mount(None, _fdpath(fd), None, sc.MS_REMOUNT | sc.MS_RDONLY | base, "mode=755")
+        finally:
+            os.close(fd)
+
+
+def create_devices(rootfd, devices, in_userns, bind_dev):
+    """The default devices plus config devices; bind-mounted from the host in a user namespace."""
+    wanted = {}
+    if not bind_dev:
+        for path, t, major, minor, mode in DEFAULT_DEVICES:
+            wanted[path] = {"path": path, "type": t, "major": major, "minor": minor, "fileMode": mode, "uid": 0, "gid": 0}
+    for d in devices or []:
+        wanted[d["path"]] = d
+    for d in wanted.values():
+        path = d["path"]
+        parent, name = os.path.split(path)
+        pfd = ensure_in_root(rootfd, parent, directory=True)
+        try:
+            if in_userns:
+                fd = ensure_in_root(rootfd, path, directory=False)
+                try:
+                    sc.mount(path, _fdpath(fd), None, sc.MS_BIND)
+                finally:
+                    os.close(fd)
+                continue
+            kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d["type"]]
+            mode = d.get("fileMode")
+            mode = 0o666 if mode is None else mode
+            dev = os.makedev(d.get("major") or 0, d.get("minor") or 0)
+            dfd = os.open(_fdpath(pfd), os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                try:
+                    os.mknod(name, kind | (mode & 0o7777), dev, dir_fd=dfd)
+                except FileExistsError:
+                    continue  # left as it is; users of /dev/null check it is real
+                os.chmod(name, mode & 0o7777, dir_fd=dfd, follow_symlinks=False)
+                os.chown(name, d.get("uid") or 0, d.get("gid") or 0, dir_fd=dfd, follow_symlinks=False)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            _fail(f"create device {path}", e)
+        finally:
+            os.close(pfd)
+
+
+def setup_dev_links(rootfd):
+    devfd = open_in_root(rootfd, "/dev", os.O_PATH | os.O_DIRECTORY)
+    dfd = os.open(_fdpath(devfd), os.O_RDONLY | os.O_DIRECTORY)
+    os.close(devfd)
+    try:
+        links = list(DEV_LINKS)
+        if os.path.exists("/proc/kcore"):
+            links.append(("/proc/kcore", "/dev/core"))
+        for target, link in links:
+            try:
+                os.symlink(target, os.path.basename(link), dir_fd=dfd)
+            except FileExistsError:
+                pass
+        try:
+            st = os.stat("ptmx", dir_fd=dfd, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                os.unlink("ptmx", dir_fd=dfd)
+                os.symlink("pts/ptmx", "ptmx", dir_fd=dfd)
+        except FileNotFoundError:
+            os.symlink("pts/ptmx", "ptmx", dir_fd=dfd)
+    finally:
+        os.close(dfd)
+
+
+def pivot(rootfs, no_pivot=False):
+    """Make rootfs the process's root and detach the old root."""
+    if no_pivot:
+        os.chdir(rootfs)
+        sc.mount(rootfs, "/", None, sc.MS_MOVE)
+        os.chroot(".")
+        os.chdir("/")
+        return
+    oldroot = os.open("/", os.O_DIRECTORY | os.O_RDONLY)
+    newroot = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY)
+    try:
+        os.fchdir(newroot)
+        sc.pivot_root(".", ".")
+        os.fchdir(oldroot)
+        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+        sc.umount2(".", sc.MNT_DETACH)
+        os.chdir("/")
+    finally:
+        os.close(oldroot)
+        os.close(newroot)
+
+
+def check_dev_null():
+    """Refuse to use a /dev/null that is not the real null device (a symlink, a file, another device)."""
+    try:
+        fd = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise InvalidArgument(f"/dev/null in the container is not usable: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        raise InvalidArgument("/dev/null in the container is not the real null device; refusing to use it")
+
+
+def mask_paths(paths):
+    if not paths:
+        return
+    null_checked = False
+    for p in paths:
+        try:
+            fd = os.open(p, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                continue
+            _fail(f"mask {p}", e)
+        try:
+            st = os.fstat(fd)
+            target = _fdpath(fd)
+            if stat.S_ISDIR(st.st_mode):
+                sc.mount("tmpfs", target, "tmpfs", sc.MS_RDONLY, None)
+            else:
+                if not null_checked:
+                    check_dev_null()
+                    null_checked = True
+                sc.mount("/dev/null", target, None, sc.MS_BIND)
+        except OSError as e:
+            _fail(f"mask {p}", e)
+        finally:
+            os.close(fd)
+
+
+def readonly_paths(paths):
+    for p in paths or []:
+        try:
+            fd = os.open(p, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                continue
+            _fail(f"make {p} read-only", e)
+        try:
+            target = _fdpath(fd)
+            sc.mount(target, target, None, sc.MS_BIND | sc.MS_REC)
+            nfd = os.open(p, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                remount(_fdpath(nfd), sc.MS_RDONLY | sc.MS_REC)
+            finally:
+                os.close(nfd)
+        except OSError as e:
+            _fail(f"make {p} read-only", e)
+        finally:
+            os.close(fd)
+
+
+PROPAGATION_FLAGS = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+
+
+def prepare(config, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns):
+    """Everything before pivot_root: propagation, the rootfs bind, the mounts, devices."""
+    linux = config.get("linux") or {}
+    rootfs = config["root"]["path"]
+    prop = PROPAGATION_FLAGS.get(linux.get("rootfsPropagation") or "rslave", sc.MS_SLAVE | sc.MS_REC)
+    # never let our mounts propagate back to the host
+    sc.mount(None, "/", None, (prop if prop & (sc.MS_SLAVE | sc.MS_PRIVATE) else sc.MS_SLAVE) | sc.MS_REC)
+    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+    rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        bind_dev = False
+        for m in config.get("mounts") or []:
+            mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns)
+            if m["destination"].rstrip("/") == "/dev" and ((m.get("type") == "bind") or
+                                                            "bind" in (m.get("options") or []) or
+                                                            "rbind" in (m.get("options") or [])):
+                bind_dev = True
+        create_devices(rootfd, linux.get("devices"), in_userns, bind_dev)
+        if not bind_dev:
+            setup_dev_links(rootfd)
+    finally:
+        os.close(rootfd)
+
+
+def finish(config):
+    """Everything after pivot_root: masked and read-only paths, read-only root, propagation."""
+    linux = config.get("linux") or {}
+    mask_paths(linux.get("maskedPaths"))
+    readonly_paths(linux.get("readonlyPaths"))
+    if config["root"].get("readonly"):
+        try:
+            remount("/", sc.MS_RDONLY)
+        except OSError as e:
+            _fail("remount / read-only", e)
+    rp = linux.get("rootfsPropagation")
+    if rp:
+        sc.mount(None, "/", None, PROPAGATION_FLAGS[rp])

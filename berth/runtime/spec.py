@@ -1,0 +1,340 @@
+"""The OCI runtime-spec config.json: loading, validation and the default spec.
+
+Validation happens before anything is created, so a bad bundle leaves nothing behind.
+Every error is one line naming the offending field or value.
+"""
+
+import os
+
+from berth import fastjson as json
+from berth.errors import InvalidArgument, NotFound
+
+OCI_VERSION = "1.2.0"
+
+NAMESPACES = {
+    "pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc",
+    "uts": "uts", "user": "user", "cgroup": "cgroup", "time": "time",
+}
+
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+# mount options -> (set flags, clear flags); anything else is filesystem data
+_MS = {
+    "ro": (0x1, 0), "rw": (0, 0x1), "nosuid": (0x2, 0), "suid": (0, 0x2), "nodev": (0x4, 0), "dev": (0, 0x4),
+    "noexec": (0x8, 0), "exec": (0, 0x8), "sync": (0x10, 0), "async": (0, 0x10), "remount": (0x20, 0),
+    "mand": (0x40, 0), "nomand": (0, 0x40), "dirsync": (0x80, 0), "nosymfollow": (0x100, 0),
+    "symfollow": (0, 0x100), "noatime": (0x400, 0), "atime": (0, 0x400), "nodiratime": (0x800, 0),
+    "diratime": (0, 0x800), "bind": (0x1000, 0), "rbind": (0x1000 | 0x4000, 0), "relatime": (1 << 21, 0),
+    "norelatime": (0, 1 << 21), "strictatime": (1 << 24, 0), "nostrictatime": (0, 1 << 24),
+    "lazytime": (1 << 25, 0), "nolazytime": (0, 1 << 25), "silent": (0x8000, 0), "loud": (0, 0x8000),
+}
+_PROPAGATION = {
+    "private": 1 << 18, "rprivate": (1 << 18) | 0x4000, "shared": 1 << 20, "rshared": (1 << 20) | 0x4000,
+    "slave": 1 << 19, "rslave": (1 << 19) | 0x4000, "unbindable": 1 << 17, "runbindable": (1 << 17) | 0x4000,
+}
+ROOTFS_PROPAGATION = ("private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
+_IGNORED_OPTS = ("idmap", "ridmap", "tmpcopyup", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev",
+                 "rnoexec", "rexec", "rnoatime", "ratime", "rrelatime", "rstrictatime")
+
+
+def parse_mount_options(options):
+    """Split mount options into (flags, clear_flags, propagation flags list, data string)."""
+    flags = 0
+    clear = 0
+    prop = []
+    data = []
+    for o in options or ():
+        if o in _MS:
+            s, c = _MS[o]
+            flags = (flags | s) & ~c
+            clear |= c
+        elif o in _PROPAGATION:
+            prop.append(_PROPAGATION[o])
+        elif o in _IGNORED_OPTS:
+            continue
+        else:
+            data.append(o)
+    return flags, clear, prop, ",".join(data)
+
+
+def load(bundle):
+    """Read and validate <bundle>/config.json; returns the dict with root.path made absolute."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise NotFound(f"bundle {bundle}: config.json not found") from None
+    except OSError as e:
+        raise InvalidArgument(f"cannot read {path}: {e.strerror}") from None
+    try:
+        config = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidArgument(f"{path}: invalid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise InvalidArgument(f"{path}: invalid JSON: top level is not an object")
+    validate(config, bundle)
+    return config
+
+
+def _type(value, types, field):
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))):
+        raise InvalidArgument(f"config.json: {field} has the wrong type")
+    return value
+
+
+def validate(config, bundle, need_process=True):
+    root = config.get("root")
+    if not isinstance(root, dict) or not isinstance(root.get("path"), str) or not root["path"]:
+        raise InvalidArgument("config.json: root.path is required")
+    rootfs = root["path"] if os.path.isabs(root["path"]) else os.path.join(os.path.abspath(bundle), root["path"])
+    if not os.path.isdir(rootfs):
+        raise NotFound(f"rootfs {rootfs} does not exist or is not a directory")
+    root["path"] = os.path.realpath(rootfs)
+    if "ociVersion" in config:
+        _type(config["ociVersion"], str, "ociVersion")
+
+    process = config.get("process")
+    if process is None:
+        if need_process:
+            raise InvalidArgument("config.json: process is required")
+    else:
+        validate_process(process)
+
+    linux = config.get("linux") or {}
+    _type(linux, dict, "linux")
+    seen = set()
+    for ns in _type(linux.get("namespaces") or [], list, "linux.namespaces"):
+        t = ns.get("type") if isinstance(ns, dict) else None
+        if t not in NAMESPACES:
+            raise InvalidArgument(f"config.json: unknown namespace type {t!r}")
+        if t in seen:
+            raise InvalidArgument(f"config.json: duplicate namespace type {t!r}")
+        seen.add(t)
+        if ns.get("path"):
+            p = _type(ns["path"], str, f"linux.namespaces[{t}].path")
+            if not os.path.exists(p):
+                raise NotFound(f"namespace path {p} does not exist")
+    has_user = "user" in seen
+    for key in ("uidMappings", "gidMappings"):
+        maps = _type(linux.get(key) or [], list, f"linux.{key}")
+        if maps and not has_user:
+            raise InvalidArgument(f"config.json: linux.{key} needs a user namespace")
+        for m in maps:
+            for f in ("containerID", "hostID", "size"):
+                if not isinstance(m.get(f), int) or m[f] < 0:
+                    raise InvalidArgument(f"config.json: linux.{key}: {f} must be a non-negative integer")
+    if has_user and not any(ns.get("path") for ns in linux["namespaces"] if ns.get("type") == "user"):
+        if not linux.get("uidMappings") or not linux.get("gidMappings"):
+            raise InvalidArgument("config.json: a new user namespace needs uidMappings and gidMappings")
+
+    for i, m in enumerate(_type(config.get("mounts") or [], list, "mounts")):
+        if not isinstance(m, dict):
+            raise InvalidArgument(f"config.json: mounts[{i}] is not an object")
+        dest = m.get("destination")
+        if not isinstance(dest, str) or not dest.startswith("/"):
+            raise InvalidArgument(f"config.json: mount destination {dest!r} must be an absolute path")
+        if ".." in dest.split("/"):
+            raise InvalidArgument(f"config.json: mount destination {dest!r} contains '..'")
+        opts = _type(m.get("options") or [], list, f"mounts[{i}].options")
+        mtype = m.get("type") or ""
+        if mtype == "bind" or "bind" in opts or "rbind" in opts:
+            src = m.get("source")
+            if not isinstance(src, str) or not src:
+                raise InvalidArgument(f"config.json: bind mount {dest} needs a source")
+            s = src if os.path.isabs(src) else os.path.join(bundle, src)
+            if not os.path.exists(s):
+                raise NotFound(f"bind mount source {src} for {dest} does not exist")
+        elif not mtype:
+            raise InvalidArgument(f"config.json: mount {dest} has no type")
+        elif mtype not in _known_filesystems():
+            raise InvalidArgument(f"config.json: mount {dest}: unknown filesystem type {mtype!r}")
+
+    rp = linux.get("rootfsPropagation")
+    if rp and rp not in ROOTFS_PROPAGATION:
+        raise InvalidArgument(f"config.json: invalid rootfsPropagation {rp!r}")
+    for key in ("maskedPaths", "readonlyPaths"):
+        for p in _type(linux.get(key) or [], list, f"linux.{key}"):
+            if not isinstance(p, str) or not p.startswith("/"):
+                raise InvalidArgument(f"config.json: linux.{key}: {p!r} is not an absolute path")
+    for d in _type(linux.get("devices") or [], list, "linux.devices"):
+        if not isinstance(d, dict) or d.get("type") not in ("c", "b", "u", "p"):
+            raise InvalidArgument(f"config.json: linux.devices: invalid device type {d.get('type') if isinstance(d, dict) else d!r}")
+        if not isinstance(d.get("path"), str) or not d["path"].startswith("/dev/") and d["path"] != "/dev":
+            raise InvalidArgument(f"config.json: linux.devices: invalid path {d.get('path')!r}")
+        if d["type"] != "p" and not (isinstance(d.get("major"), int) and isinstance(d.get("minor"), int)):
+            raise InvalidArgument(f"config.json: linux.devices: {d['path']} needs major and minor")
+    for k, v in (_type(linux.get("sysctl") or {}, dict, "linux.sysctl")).items():
+        if not isinstance(v, str):
+            raise InvalidArgument(f"config.json: sysctl {k} value must be a string")
+        if not k or ".." in k or k.startswith(("/", ".")):
+            raise InvalidArgument(f"config.json: invalid sysctl {k!r}")
+        _check_sysctl(k, seen)
+    if config.get("hostname") and "uts" not in seen:
+        raise InvalidArgument("config.json: hostname needs a new uts namespace")
+    if config.get("domainname") and "uts" not in seen:
+        raise InvalidArgument("config.json: domainname needs a new uts namespace")
+    if linux.get("seccomp"):
+        from berth.linux import seccomp
+        seccomp.validate(linux["seccomp"])
+    if linux.get("resources"):
+        from berth.runtime import cgroups
+        cgroups.validate_resources(linux["resources"], None)
+    hooks = _type(config.get("hooks") or {}, dict, "hooks")
+    for kind, lst in hooks.items():
+        if kind not in HOOK_KINDS:
+            raise InvalidArgument(f"config.json: unknown hook kind {kind!r}")
+        for h in _type(lst or [], list, f"hooks.{kind}"):
+            if not isinstance(h, dict) or not isinstance(h.get("path"), str) or not h["path"].startswith("/"):
+                raise InvalidArgument(f"config.json: hooks.{kind}: path must be absolute")
+            t = h.get("timeout")
+            if t is not None and (not isinstance(t, int) or t <= 0):
+                raise InvalidArgument(f"config.json: hooks.{kind}: timeout must be a positive integer")
+    return config
+
+
+def _check_sysctl(key, namespaces):
+    ipc = key.startswith(("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue."))
+    if ipc:
+        if "ipc" not in namespaces:
+            raise InvalidArgument(f"config.json: sysctl {key} needs a new ipc namespace")
+        return
+    if key.startswith("net."):
+        if "network" not in namespaces:
+            raise InvalidArgument(f"config.json: sysctl {key} needs a new network namespace")
+        return
+    if key in ("kernel.hostname", "kernel.domainname"):
+        if "uts" not in namespaces:
+            raise InvalidArgument(f"config.json: sysctl {key} needs a new uts namespace")
+        return
+    raise InvalidArgument(f"config.json: sysctl {key} is not namespaced and cannot be set in a container")
+
+
+_FS = None
+
+
+def _known_filesystems():
+    global _FS
+    if _FS is None:
+        fs = {"bind", "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "overlay", "none"}
+        try:
+            with open("/proc/filesystems") as f:
+                fs.update(line.split()[-1] for line in f if line.strip())
+        except OSError:
+            pass
+        _FS = fs
+    return _FS
+
+
+def validate_process(process):
+    from berth.linux import caps
+    _type(process, dict, "process")
+    args = process.get("args")
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+        raise InvalidArgument("config.json: process.args must be a non-empty list of strings")
+    cwd = process.get("cwd", "/")
+    if not isinstance(cwd, str) or not cwd.startswith("/"):
+        raise InvalidArgument(f"config.json: process.cwd {cwd!r} must be an absolute path")
+    env = _type(process.get("env") or [], list, "process.env")
+    for e in env:
+        if not isinstance(e, str) or "=" not in e:
+            raise InvalidArgument(f"config.json: process.env entry {e!r} is not KEY=VALUE")
+    user = _type(process.get("user") or {}, dict, "process.user")
+    for f in ("uid", "gid", "umask"):
+        if f in user and (not isinstance(user[f], int) or user[f] < 0):
+            raise InvalidArgument(f"config.json: process.user.{f} must be a non-negative integer")
+    for g in _type(user.get("additionalGids") or [], list, "process.user.additionalGids"):
+        if not isinstance(g, int) or g < 0:
+            raise InvalidArgument("config.json: process.user.additionalGids must be non-negative integers")
+    capsets = _type(process.get("capabilities") or {}, dict, "process.capabilities")
+    for setname, names in capsets.items():
+        if setname not in ("bounding", "effective", "inheritable", "permitted", "ambient"):
+            raise InvalidArgument(f"config.json: unknown capability set {setname!r}")
+        for n in _type(names or [], list, f"process.capabilities.{setname}"):
+            if n not in caps.NUMBERS:
+                raise InvalidArgument(f"config.json: unknown capability {n!r}")
+    for r in _type(process.get("rlimits") or [], list, "process.rlimits"):
+        if not isinstance(r, dict) or r.get("type") not in RLIMITS:
+            raise InvalidArgument(f"config.json: unknown rlimit type {r.get('type') if isinstance(r, dict) else r!r}")
+        if not isinstance(r.get("soft"), int) or not isinstance(r.get("hard"), int):
+            raise InvalidArgument(f"config.json: rlimit {r['type']} needs integer soft and hard values")
+        if r["soft"] > r["hard"]:
+            raise InvalidArgument(f"config.json: rlimit {r['type']}: soft limit {r['soft']} is above the hard limit {r['hard']}")
+    osa = process.get("oomScoreAdj")
+    if osa is not None and (not isinstance(osa, int) or not -1000 <= osa <= 1000):
+        raise InvalidArgument("config.json: process.oomScoreAdj must be between -1000 and 1000")
+    cs = process.get("consoleSize")
+    if cs is not None and not (isinstance(cs, dict) and isinstance(cs.get("height"), int) and isinstance(cs.get("width"), int)):
+        raise InvalidArgument("config.json: process.consoleSize needs integer height and width")
+    return process
+
+
+DEFAULT_MASKED = [
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi", "/sys/devices/virtual/powercap",
+]
+DEFAULT_READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+def default_spec(rootless=False):
+    """The config.json that `berth-runc spec` writes, as runc's."""
+    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    spec = {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": True,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {"bounding": list(caps), "effective": list(caps), "permitted": list(caps)},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "berth",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "maskedPaths": list(DEFAULT_MASKED),
+            "readonlyPaths": list(DEFAULT_READONLY),
+        },
+    }
+    if rootless:
+        linux = spec["linux"]
+        linux["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup", "user")]
+        linux["uidMappings"] = [{"containerID": 0, "hostID": os.getuid(), "size": 1}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": os.getgid(), "size": 1}]
+        del linux["resources"]
+        mounts = [m for m in spec["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+        for m in mounts:
+            if m["destination"] == "/dev/pts":
+                m["options"] = [o for o in m["options"] if o != "gid=5"]
+            if m["destination"] == "/dev/mqueue":
+                pass
+        mounts.append({"destination": "/sys", "type": "none", "source": "/sys",
+                       "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+        mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                       "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
+        spec["mounts"] = mounts
+    return spec

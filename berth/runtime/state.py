@@ -1,0 +1,126 @@
+"""Container state kept under the runtime's --root: <root>/<id>/{state.json,config.json,exec.fifo}.
+
+The status is never trusted from disk alone: it is refreshed from the init process
+(alive? the same process, by its start time?), the exec fifo and the freezer.
+"""
+
+import os
+
+from berth import fastjson as json
+from berth.errors import AlreadyExists, InvalidArgument, NotFound
+
+CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+def check_id(cid):
+    if not cid or not set(cid) <= _ID_CHARS or cid in (".", ".."):
+        raise InvalidArgument(f"invalid container id {cid!r}")
+    return cid
+
+
+def proc_start_time(pid):
+    """Field 22 of /proc/<pid>/stat, or None if the process is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rfind(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):
+        return None
+    return int(rest[19])
+
+
+class State:
+    def __init__(self, root, cid, data):
+        self.root = root
+        self.id = cid
+        self.data = data
+
+    @property
+    def dir(self):
+        return os.path.join(self.root, self.id)
+
+    @property
+    def fifo(self):
+        return os.path.join(self.dir, "exec.fifo")
+
+    @property
+    def pid(self):
+        return self.data.get("pid", 0)
+
+    def alive(self):
+        pid = self.pid
+        return pid > 0 and proc_start_time(pid) == self.data.get("start_time")
+
+    def status(self):
+        if not self.alive():
+            return STOPPED
+        if os.path.exists(self.fifo):
+            return CREATED
+        if self.cgroup().frozen():
+            return PAUSED
+        return RUNNING
+
+    def cgroup(self):
+        from berth.runtime import cgroups
+        return cgroups.Manager(self.data["cgroup_path"], mode=self.data.get("cgroup_mode"))
+
+    def config(self):
+        with open(os.path.join(self.dir, "config.json")) as f:
+            return json.load(f)
+
+    def oci(self, status=None):
+        """The state as the OCI runtime spec defines it (plus runc's rootfs, created, owner)."""
+        status = status or self.status()
+        return {
+            "ociVersion": self.data.get("ociVersion", "1.2.0"),
+            "id": self.id,
+            "pid": self.pid if status != STOPPED else 0,
+            "status": status,
+            "bundle": self.data["bundle"],
+            "rootfs": self.data.get("rootfs", ""),
+            "created": self.data["created"],
+            "owner": "",
+            "annotations": self.data.get("annotations") or {},
+        }
+
+    def save(self):
+        tmp = os.path.join(self.dir, ".state.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(self.data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, os.path.join(self.dir, "state.json"))
+
+
+def load(root, cid):
+    check_id(cid)
+    try:
+        with open(os.path.join(root, cid, "state.json")) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise NotFound(f"container {cid} does not exist") from None
+    except ValueError:
+        raise NotFound(f"container {cid}: state is damaged") from None
+    return State(root, cid, data)
+
+
+def new_dir(root, cid):
+    check_id(cid)
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    d = os.path.join(root, cid)
+    try:
+        os.mkdir(d, 0o711)
+    except FileExistsError:
+        raise AlreadyExists(f"container with id {cid} already exists") from None
+    return d
+
+
+def list_ids(root):
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    return [n for n in names if os.path.exists(os.path.join(root, n, "state.json"))]

@@ -1,0 +1,354 @@
+"""Snapshotters (containerd's model): directories that stack into root filesystems.
+
+A snapshot is *active* (writable, made by ``prepare``), a *view* (read-only,
+made by ``view``) or *committed* (immutable, made by ``commit`` from an active
+one; only committed snapshots can be parents). Keys and committed names share
+one namespace. Snapshotters only describe how to mount a snapshot (a list of
+``Mount``); they never mount anything themselves.
+
+Implementations: ``berth.snapshots.overlay.OverlaySnapshotter`` (overlayfs;
+``overlay.supported(root)`` says whether it works here) and
+``berth.snapshots.native.NativeSnapshotter`` (plain copies, works anywhere).
+
+On disk both keep ``<root>/snapshots/<id>/`` with ``fs/`` (the content) and a
+``meta.json`` (key, id, parent, kind, created) replaced atomically. A directory
+without ``meta.json`` is an interrupted prepare and is ignored (``cleanup``
+removes it). Removal renames the directory into ``<root>/removing/`` first, so
+a crash never leaves half a snapshot behind under ``snapshots/``. The
+snapshotter serializes its own calls with a lock; coordination between
+processes is the metadata layer's job.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import json
+import os
+import secrets
+import shutil
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+
+from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+META_FILE = "meta.json"
+
+
+@dataclass
+class Mount:
+    """One mount(2) to perform: ``mount -t TYPE -o OPTIONS SOURCE TARGET``."""
+
+    type: str
+    source: str
+    options: list[str] = field(default_factory=list)
+
+
+class Kind(str, enum.Enum):
+    VIEW = "view"
+    ACTIVE = "active"
+    COMMITTED = "committed"
+
+
+@dataclass
+class Info:
+    kind: Kind
+    name: str
+    parent: str | None
+    created: float  # unix time, seconds
+
+
+class Snapshotter(abc.ABC):
+    """The interface."""
+
+    @abc.abstractmethod
+    def prepare(self, key: str, parent: str | None = None) -> list[Mount]:
+        """Create an active (writable) snapshot on top of a committed parent."""
+
+    @abc.abstractmethod
+    def view(self, key: str, parent: str | None = None) -> list[Mount]:
+        """Create a read-only snapshot of a committed parent."""
+
+    @abc.abstractmethod
+    def commit(self, name: str, key: str) -> None:
+        """Turn the active snapshot ``key`` into the committed snapshot ``name``."""
+
+    @abc.abstractmethod
+    def remove(self, key: str) -> None:
+        """Remove a snapshot; FailedPrecondition if it is a parent."""
+
+    @abc.abstractmethod
+    def mounts(self, key: str) -> list[Mount]:
+        """The mounts of an active snapshot or a view."""
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> Info: ...
+
+    @abc.abstractmethod
+    def list(self) -> list[Info]: ...
+
+    @abc.abstractmethod
+    def usage(self, key: str) -> int:
+        """Bytes on disk used by the snapshot's own directory."""
+
+
+@dataclass
+class SnapshotRecord:
+    key: str
+    id: str
+    parent: str | None
+    kind: Kind
+    created: float
+
+    def info(self) -> Info:
+        return Info(kind=self.kind, name=self.key, parent=self.parent, created=self.created)
+
+
+class DirectorySnapshotter(Snapshotter):
+    """Bookkeeping shared by the snapshotters: one directory per snapshot.
+
+    Subclasses say what a new snapshot directory holds (``_populate``) and how
+    it is mounted (``_mounts``).
+    """
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        self._lock = threading.RLock()
+
+    # -- subclass hooks
+
+    @abc.abstractmethod
+    def _populate(self, sdir: str, kind: Kind, parents: list[SnapshotRecord]) -> None:
+        """Fill a new snapshot directory (``fs`` exists, empty)."""
+
+    @abc.abstractmethod
+    def _mounts(self, meta: SnapshotRecord, parents: list[SnapshotRecord]) -> list[Mount]:
+        """parents: nearest first."""
+
+    # -- paths
+
+    @property
+    def _snapshots(self) -> str:
+        return os.path.join(self.root, "snapshots")
+
+    def _dir(self, sid: str) -> str:
+        return os.path.join(self._snapshots, sid)
+
+    def fs_path(self, key: str) -> str:
+        """The directory holding the snapshot's own content (to apply layers to)."""
+        with self._lock:
+            return os.path.join(self._dir(self._get(self._load(), key).id), "fs")
+
+    # -- metadata
+
+    def _load(self) -> dict[str, SnapshotRecord]:
+        out: dict[str, SnapshotRecord] = {}
+        try:
+            names = os.listdir(self._snapshots)
+        except FileNotFoundError:
+            return out
+        for sid in names:
+            try:
+                with open(os.path.join(self._dir(sid), META_FILE), encoding="utf-8") as f:
+                    raw = json.load(f)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # interrupted prepare
+            meta = SnapshotRecord(
+                key=raw["key"], id=sid, parent=raw.get("parent"),
+                kind=Kind(raw["kind"]), created=float(raw["created"]),
+            )
+            out[meta.key] = meta
+        return out
+
+    def _save(self, meta: SnapshotRecord) -> None:
+        sdir = self._dir(meta.id)
+        data = json.dumps({
+            "key": meta.key, "id": meta.id, "parent": meta.parent,
+            "kind": meta.kind.value, "created": meta.created,
+        }, indent=1).encode()
+        tmp = os.path.join(sdir, f".{META_FILE}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, os.path.join(sdir, META_FILE))
+        _fsync_dir(sdir)
+
+    @staticmethod
+    def _get(metas: dict[str, SnapshotRecord], key: str) -> SnapshotRecord:
+        meta = metas.get(key)
+        if meta is None:
+            raise NotFound(f"snapshot {json.dumps(key)} not found")
+        return meta
+
+    def _chain(self, metas: dict[str, SnapshotRecord], meta: SnapshotRecord) -> list[SnapshotRecord]:
+        """The parents of meta, nearest first."""
+        chain: list[SnapshotRecord] = []
+        seen = {meta.key}
+        parent = meta.parent
+        while parent is not None:
+            p = self._get(metas, parent)
+            if p.key in seen:
+                raise FailedPrecondition(f"snapshot {json.dumps(meta.key)}: parent loop")
+            seen.add(p.key)
+            chain.append(p)
+            parent = p.parent
+        return chain
+
+    def _new_id(self) -> str:
+        os.makedirs(self._snapshots, mode=0o700, exist_ok=True)
+        while True:
+            ids = [int(n) for n in os.listdir(self._snapshots) if n.isdigit()]
+            sid = str(max(ids, default=0) + 1)
+            try:
+                os.mkdir(self._dir(sid), 0o700)
+            except FileExistsError:
+                continue
+            return sid
+
+    # -- the interface
+
+    def _create(self, key: str, parent: str | None, kind: Kind) -> list[Mount]:
+        if not isinstance(key, str) or not key:
+            raise InvalidArgument("snapshot key must be a non-empty string")
+        with self._lock:
+            metas = self._load()
+            if key in metas:
+                raise AlreadyExists(f"snapshot {json.dumps(key)} already exists")
+            parents: list[SnapshotRecord] = []
+            if parent is not None:
+                p = self._get(metas, parent)
+                if p.kind != Kind.COMMITTED:
+                    raise FailedPrecondition(
+                        f"snapshot {json.dumps(parent)} is not committed and cannot be a parent"
+                    )
+                parents = [p] + self._chain(metas, p)
+            sid = self._new_id()
+            sdir = self._dir(sid)
+            try:
+                os.mkdir(os.path.join(sdir, "fs"), 0o755)
+                os.chmod(os.path.join(sdir, "fs"), 0o755)
+                self._populate(sdir, kind, parents)
+                meta = SnapshotRecord(key=key, id=sid, parent=parent, kind=kind, created=time.time())
+                self._save(meta)
+            except BaseException:
+                shutil.rmtree(sdir, ignore_errors=True)
+                raise
+            return self._mounts(meta, parents)
+
+    def prepare(self, key: str, parent: str | None = None) -> list[Mount]:
+        return self._create(key, parent, Kind.ACTIVE)
+
+    def view(self, key: str, parent: str | None = None) -> list[Mount]:
+        return self._create(key, parent, Kind.VIEW)
+
+    def commit(self, name: str, key: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument("snapshot name must be a non-empty string")
+        with self._lock:
+            metas = self._load()
+            meta = self._get(metas, key)
+            if meta.kind != Kind.ACTIVE:
+                raise FailedPrecondition(
+                    f"snapshot {json.dumps(key)} is {meta.kind.value}, only active snapshots can be committed"
+                )
+            if name in metas:
+                raise AlreadyExists(f"snapshot {json.dumps(name)} already exists")
+            meta.key = name
+            meta.kind = Kind.COMMITTED
+            self._committed(self._dir(meta.id))
+            self._save(meta)
+
+    def _committed(self, sdir: str) -> None:
+        """Hook: tidy a snapshot directory as it becomes committed."""
+
+    def remove(self, key: str) -> None:
+        with self._lock:
+            metas = self._load()
+            meta = self._get(metas, key)
+            children = sorted(m.key for m in metas.values() if m.parent == key)
+            if children:
+                raise FailedPrecondition(
+                    f"snapshot {json.dumps(key)} is the parent of {json.dumps(children[0])}"
+                    + (f" and {len(children) - 1} more" if len(children) > 1 else "")
+                )
+            trash = os.path.join(self.root, "removing")
+            os.makedirs(trash, mode=0o700, exist_ok=True)
+            dead = os.path.join(trash, f"{meta.id}-{secrets.token_hex(4)}")
+            os.rename(self._dir(meta.id), dead)
+            _fsync_dir(self._snapshots)
+        shutil.rmtree(dead)
+
+    def cleanup(self) -> None:
+        """Remove leftovers of interrupted prepares and removes."""
+        with self._lock:
+            try:
+                names = os.listdir(self._snapshots)
+            except FileNotFoundError:
+                names = []
+            for sid in names:
+                sdir = self._dir(sid)
+                if not os.path.exists(os.path.join(sdir, META_FILE)):
+                    shutil.rmtree(sdir, ignore_errors=True)
+            shutil.rmtree(os.path.join(self.root, "removing"), ignore_errors=True)
+
+    def mounts(self, key: str) -> list[Mount]:
+        with self._lock:
+            metas = self._load()
+            meta = self._get(metas, key)
+            if meta.kind == Kind.COMMITTED:
+                raise FailedPrecondition(
+                    f"snapshot {json.dumps(key)} is committed: prepare or view a child to mount it"
+                )
+            return self._mounts(meta, self._chain(metas, meta))
+
+    def stat(self, key: str) -> Info:
+        with self._lock:
+            return self._get(self._load(), key).info()
+
+    def list(self) -> list[Info]:
+        with self._lock:
+            metas = self._load()
+        return [m.info() for m in sorted(metas.values(), key=lambda m: (len(m.id), m.id))]
+
+    def usage(self, key: str) -> int:
+        with self._lock:
+            sdir = self._dir(self._get(self._load(), key).id)
+        return disk_usage(os.path.join(sdir, "fs"))
+
+
+def disk_usage(path: str) -> int:
+    """Bytes allocated under path (du), hardlinked inodes counted once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack = [path]
+    while stack:
+        p = stack.pop()
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                with os.scandir(p) as it:
+                    stack.extend(e.path for e in it)
+            except FileNotFoundError:
+                continue
+    return total
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

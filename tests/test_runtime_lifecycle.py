@@ -1,0 +1,252 @@
+"""berth-runc's lifecycle and command line, driven as runc is driven by engines."""
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+
+def wait_status(runtime, cid, status, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if runtime.state(cid)["status"] == status:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_run_prints_output_and_exits_with_the_code(runtime):
+    b = runtime.bundle(["sh", "-c", "echo hello from $(hostname); exit 3"])
+    p = runtime("run", "-b", b, runtime.new_id())
+    assert p.out == "hello from berth\n"
+    assert p.returncode == 3
+
+
+def test_run_reports_death_by_signal_as_128_plus_n(runtime):
+    import subprocess
+    b = runtime.bundle(["sleep", "30"])
+    cid = runtime.new_id()
+    p = subprocess.Popen([runtime.binary, "--root", runtime.root, "run", "-b", b, cid])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and runtime("state", cid).out.find('"running"') < 0:
+        time.sleep(0.02)
+    runtime("kill", cid, "KILL", check=True)
+    assert p.wait(10) == 128 + 9
+
+
+def test_the_process_is_pid_1_in_its_own_pid_namespace(runtime):
+    b = runtime.bundle(["sh", "-c", "echo $$; ps -o pid | wc -l"])
+    p = runtime("run", "-b", b, runtime.new_id(), check=True)
+    lines = p.out.split()
+    assert lines[0] == "1"
+
+
+def test_lifecycle_create_start_kill_delete(runtime, tmp_path):
+    b = runtime.bundle(["sleep", "30"], mutate=lambda c: c.update(annotations={"org.example/k": "v"}))
+    cid = runtime.new_id()
+    pidfile = tmp_path / "pid"
+    runtime("create", "-b", b, "--pid-file", str(pidfile), cid, check=True)
+    st = runtime.state(cid)
+    assert st["status"] == "created"
+    assert st["id"] == cid
+    assert st["bundle"] == b
+    assert st["pid"] > 0 and int(pidfile.read_text()) == st["pid"]
+    assert st["annotations"] == {"org.example/k": "v"}
+    assert st["ociVersion"]
+    # the init waits: it has not exec'd sleep yet
+    assert "sleep" not in open(f"/proc/{st['pid']}/cmdline").read()
+    runtime("start", cid, check=True)
+    assert runtime.state(cid)["status"] == "running"
+    assert open(f"/proc/{st['pid']}/cmdline").read().startswith("sleep")
+    runtime("kill", cid, "KILL", check=True)
+    assert wait_status(runtime, cid, "stopped")
+    runtime("delete", cid, check=True)
+    p = runtime("state", cid)
+    assert p.returncode != 0 and "does not exist" in p.err
+
+
+def test_invalid_transitions_fail_clearly(runtime):
+    b = runtime.bundle(["sleep", "30"])
+    cid = runtime.new_id()
+    runtime("create", "-b", b, cid, check=True)
+    p = runtime("create", "-b", b, cid)
+    assert p.returncode != 0 and "already exists" in p.err
+    runtime("start", cid, check=True)
+    p = runtime("start", cid)
+    assert p.returncode != 0 and "already running" in p.err
+    p = runtime("delete", cid)
+    assert p.returncode != 0 and "not stopped" in p.err
+    assert runtime.state(cid)["status"] == "running"
+    runtime("kill", cid, "9", check=True)
+    assert wait_status(runtime, cid, "stopped")
+    p = runtime("kill", cid, "TERM")
+    assert p.returncode != 0 and "not running" in p.err
+    p = runtime("start", cid)
+    assert p.returncode != 0 and "stopped" in p.err
+    runtime("delete", cid, check=True)
+    for cmd in (("start", cid), ("kill", cid), ("delete", cid), ("state", cid), ("pause", cid)):
+        p = runtime(*cmd)
+        assert p.returncode != 0 and "does not exist" in p.err and len(p.err.strip().splitlines()) == 1
+
+
+def test_delete_force_kills_a_running_container(runtime):
+    b = runtime.bundle(["sleep", "30"])
+    cid = runtime.new_id()
+    runtime("run", "-d", "-b", b, cid, check=True)
+    pid = runtime.state(cid)["pid"]
+    runtime("delete", "--force", cid, check=True)
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_kill_by_name_number_and_all(runtime):
+    b = runtime.bundle(["sh", "-c", "trap 'echo got-usr1 > /tmp/sig' USR1; sleep 30 & wait; sleep 30 & wait"])
+    cid = runtime.new_id()
+    runtime("run", "-d", "-b", b, cid, check=True)
+    time.sleep(0.2)
+    runtime("kill", cid, "SIGUSR1", check=True)
+    time.sleep(0.2)
+    rootfs = os.path.join(b, "rootfs")
+    assert open(os.path.join(rootfs, "tmp", "sig")).read() == "got-usr1\n"
+    p = runtime("kill", cid, "NOSUCHSIG")
+    assert p.returncode != 0 and "unknown signal" in p.err
+    runtime("kill", "--all", cid, str(int(signal.SIGKILL)), check=True)
+    assert wait_status(runtime, cid, "stopped")
+
+
+def test_pause_and_resume(runtime):
+    b = runtime.bundle(["sleep", "30"])
+    cid = runtime.new_id()
+    runtime("run", "-d", "-b", b, cid, check=True)
+    pid = runtime.state(cid)["pid"]
+    runtime("pause", cid, check=True)
+    assert runtime.state(cid)["status"] == "paused"
+    p = runtime("pause", cid)
+    assert p.returncode != 0
+    runtime("resume", cid, check=True)
+    assert runtime.state(cid)["status"] == "running"
+    assert os.path.exists(f"/proc/{pid}")
+
+
+def test_list_and_ps(runtime):
+    b = runtime.bundle(["sh", "-c", "sleep 30 & sleep 31"])
+    cid = runtime.new_id()
+    runtime("run", "-d", "-b", b, cid, check=True)
+    time.sleep(0.2)
+    p = runtime("list", check=True)
+    header, *rows = p.out.splitlines()
+    assert header.split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    assert any(r.split()[0] == cid and r.split()[2] == "running" for r in rows)
+    entries = json.loads(runtime("list", "--format", "json", check=True).out)
+    assert [e["status"] for e in entries if e["id"] == cid] == ["running"]
+    assert runtime("list", "-q", check=True).out.split() == [cid]
+    pids = json.loads(runtime("ps", "--format", "json", cid, check=True).out)
+    assert runtime.state(cid)["pid"] in pids and len(pids) == 2
+    table = runtime("ps", cid, check=True).out.splitlines()
+    assert "PID" in table[0] and len(table) == 3
+
+
+def test_exec_runs_in_the_container(runtime, tmp_path):
+    b = runtime.bundle(["sleep", "30"])
+    cid = runtime.new_id()
+    runtime("run", "-d", "-b", b, cid, check=True)
+    p = runtime("exec", "--env", "X=1", "--cwd", "/tmp", cid, "sh", "-c", "echo $X $(pwd) $(hostname); exit 4")
+    assert p.out == "1 /tmp berth\n" and p.returncode == 4
+    p = runtime("exec", "-u", "65534:65534", cid, "id")
+    assert p.out.startswith("uid=65534") and "gid=65534" in p.out
+    # the same pid namespace as the init
+    p = runtime("exec", cid, "sh", "-c", "cat /proc/1/cmdline")
+    assert p.out.startswith("sleep")
+    proc = {"args": ["sh", "-c", "echo from-process-json"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}
+    pf = tmp_path / "process.json"
+    pf.write_text(json.dumps(proc))
+    p = runtime("exec", "--process", str(pf), cid)
+    assert p.out == "from-process-json\n" and p.returncode == 0
+    pidfile = tmp_path / "exec.pid"
+    runtime("exec", "-d", "--pid-file", str(pidfile), cid, "sleep", "20", check=True)
+    epid = int(pidfile.read_text())
+    assert open(f"/proc/{epid}/cmdline").read().startswith("sleep")
+    assert epid in json.loads(runtime("ps", "--format", "json", cid).out)
+    p = runtime("exec", cid, "nosuchcommand")
+    assert p.returncode != 0 and "executable file not found" in p.err
+
+
+def test_exec_in_a_stopped_container_is_refused(runtime):
+    b = runtime.bundle(["true"])
+    cid = runtime.new_id()
+    runtime("run", "--keep", "-b", b, cid, check=True)
+    p = runtime("exec", cid, "true")
+    assert p.returncode != 0 and "stopped" in p.err
+
+
+def test_create_reports_a_missing_executable_at_create_time(runtime):
+    b = runtime.bundle(["/bin/nonexistent"])
+    cid = runtime.new_id()
+    p = runtime("create", "-b", b, cid)
+    assert p.returncode != 0 and "nonexistent" in p.err and len(p.err.strip().splitlines()) == 1
+
+
+def test_spec_writes_a_default_config(tmp_path, runtime):
+    p = runtime("spec", "-b", str(tmp_path))
+    assert p.returncode == 0
+    c = json.loads((tmp_path / "config.json").read_text())
+    assert c["process"]["args"] == ["sh"] and c["root"]["path"] == "rootfs"
+    assert {n["type"] for n in c["linux"]["namespaces"]} == {"pid", "network", "ipc", "uts", "mount", "cgroup"}
+    p = runtime("spec", "-b", str(tmp_path))
+    assert p.returncode != 0 and "exists" in p.err
+    rl = tmp_path / "rootless"
+    rl.mkdir()
+    runtime("spec", "--rootless", "-b", str(rl), check=True)
+    c = json.loads((rl / "config.json").read_text())
+    assert any(n["type"] == "user" for n in c["linux"]["namespaces"]) and c["linux"]["uidMappings"]
+
+
+def test_features_is_json(runtime):
+    f = json.loads(runtime("features", check=True).out)
+    assert "createRuntime" in f["hooks"]
+    assert "user" in f["linux"]["namespaces"]
+    assert f["linux"]["seccomp"]["enabled"] is True
+    assert "CAP_SYS_ADMIN" in f["linux"]["capabilities"]
+
+
+def test_json_log_for_engines(runtime, tmp_path):
+    log = tmp_path / "log.json"
+    p = runtime("start", "no-such-container", extra_globals=("--log", str(log), "--log-format", "json"))
+    assert p.returncode != 0
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "error" and "no-such-container" in entry["msg"] and entry["time"]
+
+
+def test_usage_errors_are_one_line(runtime):
+    for args in (("create",), ("frobnicate",), ("kill",), ("create", "--bogus", "x"), ("exec", "x")):
+        p = runtime(*args)
+        assert p.returncode != 0
+        assert len(p.err.strip().splitlines()) == 1, p.err
+        assert "Traceback" not in p.err
+
+
+def test_run_with_terminal_proxies_the_pty(runtime):
+    import pty
+    import subprocess
+    b = runtime.bundle(["sh", "-c", "tty; test -t 1 && echo on-a-tty"], terminal=True)
+    cid = runtime.new_id()
+    master, slave = pty.openpty()
+    p = subprocess.Popen([runtime.binary, "--root", runtime.root, "run", "-b", b, cid],
+                         stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if b"on-a-tty" in out:
+            break
+    assert p.wait(10) == 0
+    os.close(master)
+    assert b"/dev/pts/0" in out and b"on-a-tty" in out
