@@ -48,6 +48,10 @@ def loads(s):
     except StopIteration as e:
         import json
         raise json.JSONDecodeError("Expecting value", s, e.value) from None
+    except SystemError:
+        # _json raises its JSONDecodeError only when json.decoder is loaded: let json say what is wrong
+        import json
+        return json.loads(s)
     while end < n and s[end] in _WS:
         end += 1
     if end != n:

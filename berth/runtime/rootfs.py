@@ -38,42 +38,66 @@ def open_in_root(rootfd, path, flags=os.O_PATH):
     return sc.openat2(rootfd, path.lstrip("/") or ".", flags, 0, _IN_ROOT)
 
 
+def secure_join(rootfd, path):
+    """Resolve path inside the root the way the kernel would if the root were "/": symlinks
+    (absolute or relative) are followed within the root, ".." stops at the root. Components
+    that do not exist yet are kept as they are. Returns a relative path with no symlinks in
+    the existing part (like filepath-securejoin)."""
+    todo = [p for p in path.split("/") if p and p != "."]
+    done = []
+    links = 0
+    while todo:
+        comp = todo.pop(0)
+        if comp == "..":
+            if done:
+                done.pop()
+            continue
+        cur = "/".join(done + [comp])
+        try:
+            st = os.stat(cur, dir_fd=rootfd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            done.append(comp)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > 255:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(cur, dir_fd=rootfd)
+            if target.startswith("/"):
+                done = []
+            todo = [p for p in target.split("/") if p and p != "."] + todo
+            continue
+        done.append(comp)
+    return "/".join(done)
+
+
 def ensure_in_root(rootfd, path, directory=True, mode=0o755):
     """Create path inside the root if needed (parents as directories); return an O_PATH fd.
 
-    Symlinks along the way are resolved inside the root, never outside it.
+    Symlinks along the way, and a dangling one at the end, are resolved inside the root,
+    never outside it: what gets created is where the path leads when the rootfs is "/".
     """
-    rel = path.strip("/")
     try:
-        return open_in_root(rootfd, rel)
+        return open_in_root(rootfd, path)
     except FileNotFoundError:
         pass
-    parts = [p for p in rel.split("/") if p and p != "."]
-    parent = "."
+    rel = secure_join(rootfd, path)
+    parts = rel.split("/") if rel else []
     for i, comp in enumerate(parts):
-        cur = "/".join(parts[: i + 1])
+        pfd = open_in_root(rootfd, "/".join(parts[:i]) or ".", os.O_PATH | os.O_DIRECTORY)
         try:
-            fd = open_in_root(rootfd, cur)
-            os.close(fd)
-        except FileNotFoundError:
-            pfd = open_in_root(rootfd, parent, os.O_PATH | os.O_DIRECTORY)
-            try:
-                if i < len(parts) - 1 or directory:
-                    try:
-                        os.mkdir(comp, mode, dir_fd=pfd)
-                    except FileExistsError:
-                        pass
-                else:
-                    # file: mknod-free creation through openat on the resolved parent
-                    dfd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_DIRECTORY)
-                    try:
-                        fd = os.open(comp, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
-                        os.close(fd)
-                    finally:
-                        os.close(dfd)
-            finally:
-                os.close(pfd)
-        parent = cur
+            if i < len(parts) - 1 or directory:
+                try:
+                    os.mkdir(comp, mode, dir_fd=pfd)
+                except FileExistsError:
+                    pass
+            else:
+                try:
+                    os.close(os.open(comp, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=pfd))
+                except FileExistsError:
+                    pass
+        finally:
+            os.close(pfd)
     return open_in_root(rootfd, rel)
 
 
@@ -149,8 +173,7 @@ def mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns
                     _fail(f"remount {dest}", e)
                 finally:
                     os.close(nfd)
-            for p in prop:
-                sc.mount(None, target, None, p)
+            _set_propagation(rootfd, dest, prop)
         finally:
             os.close(fd)
         return
@@ -186,10 +209,28 @@ def mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns
                     raise InvalidArgument(f"mount destination {dest} is not procfs after mounting proc")
             finally:
                 os.close(nfd)
-        for p in prop:
-            sc.mount(None, target, None, p)
+        _set_propagation(rootfd, dest, prop)
     finally:
         os.close(fd)
+
+
+def _set_propagation(rootfd, dest, prop):
+    """Apply propagation flags to the mount just made on dest.
+
+    The fd used to mount refers to the directory underneath the new mount, which is not a
+    mount point (EINVAL): reopen dest so that the new mount's root is changed.
+    """
+    if not prop:
+        return
+    nfd = open_in_root(rootfd, dest)
+    try:
+        for p in prop:
+            try:
+                sc.mount(None, _fdpath(nfd), None, p)
+            except OSError as e:
+                _fail(f"set mount propagation of {dest}", e)
+    finally:
+        os.close(nfd)
 
 
 def _cgroup_hierarchies():

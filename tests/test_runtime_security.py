@@ -1,0 +1,220 @@
+"""berth-runc's security properties and its handling of bad bundles, checked from inside and outside."""
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+
+def processes_in(rootfs):
+    """Pids of processes whose root directory is rootfs (a container left running)."""
+    found = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if os.readlink(f"/proc/{p}/root") == rootfs:
+                    found.append(int(p))
+            except OSError:
+                pass
+    return found
+
+
+def run_with_fd3(runtime, args, path):
+    """Run berth-runc with `path` open as fd 3 (as an engine passes fds with --preserve-fds)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.run(["sh", "-c", 'exec "$@" 3<"$F"', "sh", runtime.binary, "--root", runtime.root, *args],
+                           stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=30, env=dict(os.environ, F=str(path)))
+        out.seek(0)
+        err.seek(0)
+        return p.returncode, out.read().decode(), err.read().decode()
+
+
+def test_no_runtime_fd_leaks_into_the_container(runtime):
+    b = runtime.bundle(["ls", "/proc/self/fd"])
+    p = runtime("run", "-b", b, runtime.new_id(), check=True)
+    # 0-2 are stdio, 3 is ls's own handle on /proc/self/fd
+    assert p.out.split() == ["0", "1", "2", "3"]
+
+
+def test_no_fd_leaks_into_an_exec_process(runtime):
+    b = runtime.bundle(["sleep", "30"])
+    cid = runtime.new_id()
+    runtime("run", "-d", "-b", b, cid, check=True)
+    p = runtime("exec", cid, "ls", "/proc/self/fd", check=True)
+    assert p.out.split() == ["0", "1", "2", "3"]
+
+
+def test_preserve_fds_passes_exactly_those(runtime, tmp_path):
+    b = runtime.bundle(["sh", "-c", "ls /proc/self/fd; cat <&3"])
+    f = tmp_path / "data"
+    f.write_text("through fd 3\n")
+    code, out, err = run_with_fd3(runtime, ["run", "--preserve-fds", "1", "-b", b, runtime.new_id()], f)
+    assert code == 0, err
+    lines = out.split("\n")
+    assert lines[-2] == "through fd 3"
+    assert sorted(set(lines[:-2]) - {""}) == ["0", "1", "2", "3", "4"]
+
+
+def test_cwd_outside_the_rootfs_is_refused(runtime, tmp_path):
+    """A leaked directory fd used as cwd (CVE-2024-21626) must not put the process outside its root."""
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    b = runtime.bundle(["sh", "-c", "touch escaped; pwd"], mutate=lambda c: c["process"].update(cwd="/proc/self/fd/3"))
+    code, out, err = run_with_fd3(runtime, ["run", "--preserve-fds", "1", "-b", b, runtime.new_id()], host)
+    assert code != 0
+    assert "outside" in err
+    assert list(host.iterdir()) == []
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", ["absolute", "relative"])
+def test_mount_destination_symlinks_stay_inside_the_rootfs(runtime, tmp_path, kind):
+    host = tmp_path / "host-target"
+    host.mkdir()
+    (host / "keep").write_text("host file\n")
+
+    def mutate(c):
+        c["mounts"].append({"destination": "/escape", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]})
+        c["mounts"].append({"destination": "/escape2/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]})
+    b = runtime.bundle(["sh", "-c", "touch /escape/pwned /escape2/sub/pwned && echo ok"], mutate=mutate)
+    rootfs = os.path.join(b, "rootfs")
+    target = str(host) if kind == "absolute" else os.path.relpath(str(host), rootfs)
+    if kind == "relative":
+        target = "../" * 20 + str(host).lstrip("/")
+    os.symlink(target, os.path.join(rootfs, "escape"))
+    os.symlink(target, os.path.join(rootfs, "escape2"))
+    p = runtime("run", "-b", b, runtime.new_id())
+    assert p.returncode == 0, p.err
+    assert sorted(os.listdir(host)) == ["keep"]
+    assert not os.path.ismount(host)
+    # the mount was made inside the rootfs, where the symlink resolves when the rootfs is the root
+    inside = os.path.join(rootfs, str(host).lstrip("/"))
+    assert os.path.isdir(inside)
+
+
+def test_bind_mount_onto_a_symlinked_file_stays_inside(runtime, tmp_path):
+    src = tmp_path / "src.txt"
+    src.write_text("bound\n")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("host victim\n")
+
+    def mutate(c):
+        c["mounts"].append({"destination": "/etc/link.txt", "type": "bind", "source": str(src), "options": ["rbind", "ro"]})
+    b = runtime.bundle(["cat", "/etc/link.txt"], mutate=mutate)
+    os.symlink(str(victim), os.path.join(b, "rootfs", "etc", "link.txt"))
+    p = runtime("run", "-b", b, runtime.new_id())
+    assert p.returncode == 0, p.err
+    assert p.out == "bound\n"
+    assert victim.read_text() == "host victim\n" and not os.path.ismount(victim)
+
+
+def test_proc_that_is_a_symlink_is_refused(runtime):
+    b = runtime.bundle(["true"])
+    rootfs = os.path.join(b, "rootfs")
+    os.rmdir(os.path.join(rootfs, "proc"))
+    os.symlink("/tmp", os.path.join(rootfs, "proc"))
+    cid = runtime.new_id()
+    p = runtime("run", "-b", b, cid)
+    assert p.returncode != 0
+    assert "/proc" in p.err and "symlink" in p.err and len(p.err.strip().splitlines()) == 1
+    assert not os.path.exists(os.path.join(runtime.root, cid))
+    assert processes_in(rootfs) == []
+
+
+@pytest.mark.parametrize("fake", ["file", "symlink", "other-device"])
+def test_a_fake_dev_null_is_not_used_for_masking(runtime, fake):
+    def mutate(c):
+        c["mounts"] = [m for m in c["mounts"] if m["destination"] != "/dev" and not m["destination"].startswith("/dev/")]
+        c["linux"]["maskedPaths"] = ["/proc/keys", "/proc/timer_list"]
+    b = runtime.bundle(["true"], mutate=mutate)
+    null = os.path.join(b, "rootfs", "dev", "null")
+    if fake == "file":
+        with open(null, "w") as f:
+            f.write("not null")
+    elif fake == "symlink":
+        os.symlink("/etc/passwd", null)
+    else:
+        os.mknod(null, 0o666 | 0o020000, os.makedev(1, 5))  # /dev/zero's numbers
+    cid = runtime.new_id()
+    p = runtime("run", "-b", b, cid)
+    assert p.returncode != 0
+    assert "/dev/null" in p.err and len(p.err.strip().splitlines()) == 1
+    assert not os.path.exists(os.path.join(runtime.root, cid))
+
+
+def test_exec_process_is_not_dumpable_before_it_execs(runtime):
+    """While the joining process is still berth's interpreter, nothing in the container may open
+    /proc/<pid>/exe (the host's python) or its memory."""
+    watcher = ("while true; do for p in /proc/[0-9]*; do "
+               "e=$(readlink $p/exe 2>/dev/null); case \"$e\" in *python*) echo \"SEEN $p $e\";; esac; done; done")
+    b = runtime.bundle(["sh", "-c", watcher + " > /tmp/seen 2>&1"])
+    cid = runtime.new_id()
+    runtime("run", "-d", "-b", b, cid, check=True)
+    time.sleep(0.2)
+    for _ in range(15):
+        runtime("exec", cid, "true", check=True)
+    time.sleep(0.2)
+    seen = open(os.path.join(b, "rootfs", "tmp", "seen")).read()
+    assert "SEEN" not in seen, seen
+
+
+BAD = {
+    "missing rootfs": (lambda b, c: os.rename(os.path.join(b, "rootfs"), os.path.join(b, "gone")), "rootfs"),
+    "invalid json": (lambda b, c: open(os.path.join(b, "config.json"), "w").write("{not json"), "invalid JSON"),
+    "missing config": (lambda b, c: os.unlink(os.path.join(b, "config.json")), "config.json"),
+    "unknown namespace": (lambda b, c: c["linux"]["namespaces"].append({"type": "bogus"}), "bogus"),
+    "bind source missing": (lambda b, c: c["mounts"].append(
+        {"destination": "/mnt", "type": "bind", "source": "/nonexistent/dir", "options": ["rbind"]}), "/nonexistent/dir"),
+    "unknown filesystem": (lambda b, c: c["mounts"].append(
+        {"destination": "/mnt", "type": "nosuchfs", "source": "x"}), "nosuchfs"),
+    "relative destination": (lambda b, c: c["mounts"].append(
+        {"destination": "mnt", "type": "tmpfs", "source": "tmpfs"}), "mnt"),
+    "bad tmpfs option": (lambda b, c: c["mounts"].append(
+        {"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=lots"]}), "/mnt"),
+    "unknown capability": (lambda b, c: c["process"]["capabilities"]["bounding"].append("CAP_BOGUS"), "CAP_BOGUS"),
+    "unknown rlimit": (lambda b, c: c["process"]["rlimits"].append({"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}),
+                       "RLIMIT_BOGUS"),
+    "empty args": (lambda b, c: c["process"].update(args=[]), "args"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_bundles_fail_in_one_line_and_leave_nothing(runtime, case):
+    change, needle = BAD[case]
+    b = runtime.bundle(["true"])
+    cfg_path = os.path.join(b, "config.json")
+    c = json.load(open(cfg_path))
+    change(b, c)
+    if os.path.exists(cfg_path) and case not in ("invalid json",):
+        with open(cfg_path, "w") as f:
+            json.dump(c, f)
+    for cmd in ("create", "run"):
+        cid = runtime.new_id()
+        p = runtime(cmd, "-b", b, cid)
+        assert p.returncode != 0
+        lines = p.err.strip().splitlines()
+        assert len(lines) == 1, p.err
+        assert needle in lines[0], lines[0]
+        assert "Traceback" not in p.err
+        assert not os.path.exists(os.path.join(runtime.root, cid))
+        for h in os.listdir("/sys/fs/cgroup"):
+            assert not os.path.exists(os.path.join("/sys/fs/cgroup", h, cid))
+        assert processes_in(os.path.join(b, "rootfs")) == []
+
+
+def test_rlimit_above_the_hard_limit_is_a_clear_error(runtime):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    too_high = hard + 1 if hard != resource.RLIM_INFINITY else None
+    if too_high is None:
+        pytest.skip("no finite hard limit")
+    b = runtime.bundle(["true"], mutate=lambda c: c["process"].update(
+        rlimits=[{"type": "RLIMIT_NOFILE", "soft": too_high, "hard": too_high}]))
+    cid = runtime.new_id()
+    p = runtime("run", "-b", b, cid)
+    assert p.returncode != 0
+    assert "RLIMIT_NOFILE" in p.err and len(p.err.strip().splitlines()) == 1
+    assert not os.path.exists(os.path.join(runtime.root, cid))
