@@ -204,11 +204,17 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
         filt = _preload(process, config)
         if "mount" in nstypes:
             rootfs.prepare(config, bundle, cg_path, cg_mode, "cgroup" in nstypes, in_userns)
-        ch.send(t="hooks")
-        reply = ch.recv()
-        if not reply or reply.get("t") != "ok":
+        hooks = config.get("hooks") or {}
+        if hooks.get("prestart") or hooks.get("createRuntime"):
+            ch.send(t="hooks")  # the runtime-namespace hooks run in the caller, while we wait
+            reply = ch.recv()
+            if not reply or reply.get("t") != "ok":
+                os._exit(1)
+        msg = ch.recv()  # the caller sends the container's state once it knows our pid
+        if not msg or msg.get("t") != "state":
             os._exit(1)
-        hookmod.run(config.get("hooks"), "createContainer", {})  # state is filled by P for runtime hooks
+        hook_state = msg["state"]
+        hookmod.run(hooks, "createContainer", hook_state)
         if "mount" in nstypes:
             rootfs.pivot(config["root"]["path"], no_pivot)
         else:
@@ -239,7 +245,7 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
         os.close(fd)
         os.close(procfd_dir)
         os.close(fifo_fd)
-        hookmod.run(config.get("hooks"), "startContainer", {"id": "", "status": "running", "pid": 1})
+        hookmod.run(hooks, "startContainer", dict(hook_state, status="created"))
         preserve = config.get("_preserve_fds", 0)
         try:
             sc.close_range(3 + preserve, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC)
@@ -377,6 +383,7 @@ def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False
                 a_pid = 0
                 st.data["pid"] = init_pid
                 st.data["start_time"] = statemod.proc_start_time(init_pid)
+                ch.send(t="state", state=st.oci(status="creating"))
             elif t == "hooks":
                 hs = config.get("hooks")
                 s = st.oci(status="creating")

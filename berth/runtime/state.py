@@ -88,10 +88,10 @@ class State:
 
     def save(self):
         tmp = os.path.join(self.dir, ".state.json.tmp")
+        # rename makes the update atomic; no fsync: the state lives on a tmpfs (/run) by default
+        # and describes processes that do not survive a reboot anyway
         with open(tmp, "w") as f:
             json.dump(self.data, f)
-            f.flush()
-            os.fsync(f.fileno())
         os.rename(tmp, os.path.join(self.dir, "state.json"))
 
 
