@@ -51,7 +51,12 @@ class Channel:
         self.buf = b""
 
     def send(self, **msg):
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        """Send a message; False if the peer is gone (its last words may still be waiting in recv)."""
+        try:
+            self.sock.sendall(json.dumps(msg).encode() + b"\n")
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            return False
 
     def recv(self):
         while b"\n" not in self.buf:
@@ -202,18 +207,31 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
             sc.setdomainname(config["domainname"])
         procfd_dir = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         filt = _preload(process, config)
+        new_cgroupns = any(ns["type"] == "cgroup" and not ns.get("path") for ns in linux.get("namespaces") or [])
+
+        def joined_cgroup():
+            # The caller moves us into the container's cgroup (a slow write: the kernel waits for an
+            # RCU grace period) while we build the rootfs; it sends the state when that is done.
+            msg = ch.recv()
+            if not msg or msg.get("t") != "state":
+                os._exit(1)
+            if new_cgroupns:
+                sc.unshare(sc.CLONE_NEWCGROUP)  # rooted at the container's cgroup
+            return msg["state"]
+
+        hook_state = None
+        if new_cgroupns and cg_mode == "v2":
+            hook_state = joined_cgroup()  # the cgroup2 mount must see the new cgroup namespace
         if "mount" in nstypes:
             rootfs.prepare(config, bundle, cg_path, cg_mode, "cgroup" in nstypes, in_userns)
+        if hook_state is None:
+            hook_state = joined_cgroup()
         hooks = config.get("hooks") or {}
         if hooks.get("prestart") or hooks.get("createRuntime"):
             ch.send(t="hooks")  # the runtime-namespace hooks run in the caller, while we wait
             reply = ch.recv()
             if not reply or reply.get("t") != "ok":
                 os._exit(1)
-        msg = ch.recv()  # the caller sends the container's state once it knows our pid
-        if not msg or msg.get("t") != "state":
-            os._exit(1)
-        hook_state = msg["state"]
         hookmod.run(hooks, "createContainer", hook_state)
         if "mount" in nstypes:
             rootfs.pivot(config["root"]["path"], no_pivot)
@@ -264,16 +282,17 @@ def _child_a_create(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_p
         userns_new = bool(new & sc.CLONE_NEWUSER)
         if userns_new:
             sc.unshare(sc.CLONE_NEWUSER)
-        ch.send(t="ready", userns=userns_new)
-        msg = ch.recv()
-        if not msg or msg.get("t") != "go":
-            os._exit(1)
+            ch.send(t="idmap")  # the caller writes our uid/gid maps from outside
+            msg = ch.recv()
+            if not msg or msg.get("t") != "go":
+                os._exit(1)
         in_userns = userns_new or any(t == "user" for t, _ in join)
         if in_userns:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-        if new & ~sc.CLONE_NEWUSER:
-            sc.unshare(new & ~sc.CLONE_NEWUSER)
+        rest = new & ~(sc.CLONE_NEWUSER | sc.CLONE_NEWCGROUP)  # the init unshares cgroup once in its cgroup
+        if rest:
+            sc.unshare(rest)
         pid = os.fork()
         if pid == 0:
             _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns)
@@ -365,25 +384,29 @@ def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False
         if console is not None and console_socket:
             console.close()
         ch = Channel(psock)
+        pending = None
         while True:
             msg = ch.recv()
             if msg is None:
-                raise SystemError_("container init exited unexpectedly during setup")
+                raise pending or SystemError_("container init exited unexpectedly during setup")
             t = msg.get("t")
             if t == "error":
                 raise _remote_error(msg)
-            if t == "ready":
-                cg.add(a_pid)
-                if msg.get("userns"):
-                    _write_id_maps(a_pid, linux)
+            if t == "idmap":
+                _write_id_maps(a_pid, linux)
                 ch.send(t="go")
             elif t == "pid":
                 init_pid = msg["pid"]
-                _reap(a_pid)
-                a_pid = 0
                 st.data["pid"] = init_pid
                 st.data["start_time"] = statemod.proc_start_time(init_pid)
+                try:
+                    cg.add(init_pid)
+                except BerthError as e:
+                    pending = e  # the init may have died: prefer the error it reports, if any
+                    continue
                 ch.send(t="state", state=st.oci(status="creating"))
+                _reap(a_pid)
+                a_pid = 0
             elif t == "hooks":
                 hs = config.get("hooks")
                 s = st.oci(status="creating")
