@@ -5,7 +5,6 @@ import os
 import signal
 import time
 
-import pytest
 
 
 def wait_status(runtime, cid, status, timeout=5):
@@ -250,3 +249,26 @@ def test_run_with_terminal_proxies_the_pty(runtime):
     assert p.wait(10) == 0
     os.close(master)
     assert b"/dev/pts/0" in out and b"on-a-tty" in out
+
+
+def test_every_namespace_type_is_new(runtime):
+    types = ["pid", "network", "ipc", "uts", "mount", "cgroup", "time"]
+
+    def mutate(c):
+        c["linux"]["namespaces"] = [{"type": t} for t in types]
+    names = ["pid", "net", "ipc", "uts", "mnt", "cgroup", "time"]
+    b = runtime.bundle(["sh", "-c", " ".join(f"readlink /proc/self/ns/{n};" for n in names)], mutate=mutate)
+    p = runtime("run", "-b", b, runtime.new_id(), check=True)
+    inside = p.out.split()
+    host = [os.readlink(f"/proc/self/ns/{n}") for n in names]
+    assert len(inside) == len(host)
+    for n, i, h in zip(names, inside, host):
+        assert i.startswith(n + ":[") and i != h, (n, i, h)
+
+
+def test_without_a_namespace_the_host_one_is_kept(runtime):
+    def mutate(c):
+        c["linux"]["namespaces"] = [ns for ns in c["linux"]["namespaces"] if ns["type"] != "network"]
+    b = runtime.bundle(["readlink", "/proc/self/ns/net"], mutate=mutate)
+    p = runtime("run", "-b", b, runtime.new_id(), check=True)
+    assert p.out.strip() == os.readlink("/proc/self/ns/net")
