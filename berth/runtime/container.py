@@ -302,6 +302,16 @@ def _child_a_create(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_p
         _child_fail(ch, e)
 
 
+def _host_root_ids(linux):
+    """The host uid/gid of the container's root (its user namespace mapping of 0)."""
+    def host(maps):
+        for m in maps or []:
+            if m["containerID"] <= 0 < m["containerID"] + m["size"]:
+                return m["hostID"] - m["containerID"]
+        return 0
+    return host(linux.get("uidMappings")), host(linux.get("gidMappings"))
+
+
 def _write_id_maps(pid, linux):
     def fmt(maps):
         return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
@@ -366,7 +376,14 @@ def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(config, f)
         fifo = st.fifo
-        os.mkfifo(fifo, 0o622)
+        old_umask = os.umask(0)
+        try:
+            os.mkfifo(fifo, 0o622)  # writable by the init whatever user it has become
+        finally:
+            os.umask(old_umask)
+        root_uid, root_gid = _host_root_ids(linux)
+        if (root_uid, root_gid) != (0, 0):
+            os.chown(fifo, root_uid, root_gid)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         cg = cgroups.Manager(cg_path, mode=cg_mode)
         cg.create()
@@ -459,11 +476,8 @@ def _with_default_devices(linux):
     rules = list(resources.get("devices") or [])
     if not rules:
         return resources
+    # like runc: linux.devices only creates nodes; access to them is what linux.resources.devices allows
     rules += [{"allow": True, "type": t, "major": ma, "minor": mi, "access": a} for t, ma, mi, a in _ALLOWED_DEVICES]
-    for d in linux.get("devices") or []:
-        if d.get("type") in ("c", "b", "u"):
-            rules.append({"allow": True, "type": "c" if d["type"] == "u" else d["type"],
-                          "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
     resources["devices"] = rules
     return resources
 

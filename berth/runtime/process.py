@@ -174,7 +174,21 @@ def env_dict(process):
     for e in process.get("env") or []:
         k, _, v = e.partition("=")
         env[k] = v
+    if "HOME" not in env:  # as runc: from the container's /etc/passwd, else /
+        env["HOME"] = _home_of((process.get("user") or {}).get("uid", 0))
     return env
+
+
+def _home_of(uid):
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
 
 
 def exec_process(process, path, seccomp_filter):

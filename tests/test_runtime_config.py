@@ -1,0 +1,805 @@
+"""config.json features of berth-runc, black-box: the real binary on real busybox bundles.
+
+Each test builds a bundle from the default config, changes one feature, runs the container
+and asserts what a user observes from inside it (and, for cgroups, from the host). Where the
+expected behaviour is not obvious, the same bundle is run with Debian's runc and compared.
+
+The `runtime` fixture (conftest.py) checks that nothing is left behind: state dir, cgroup
+(at /sys/fs/cgroup/<hierarchy>/<id>) or mount. Tests that use other cgroup paths remove
+the parents they create and check the container's own cgroup is gone.
+
+A container started with `create` (or `run -d`) keeps the stdio it was given until it exits,
+so those are run with stdio on a file (create_detached), never on the fixture's pipes.
+
+Known differences from runc 1.1.5 where berth is kept as it is (runc is the odd one out):
+runc 1.1 runs poststart hooks at `create`; it only warns about an unknown capability; with
+rootfsPropagation "rshared" its / is not shared; it refuses rootfsPropagation "unbindable";
+relative cgroupsPath (and no cgroupsPath) are relative to runc's own cgroup, berth's to the root.
+"""
+
+import json
+import os
+import resource
+import select
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+from bundles import default_config, make_bundle
+
+CG = "/sys/fs/cgroup"
+MiB = 1 << 20
+CAPS = {"CAP_KILL": 5, "CAP_NET_BIND_SERVICE": 10}
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+
+
+def run_ok(rt, bundle, extra_globals=()):
+    """`run` a container in the foreground; its stdout (the fixture deletes it)."""
+    p = rt("run", "-b", bundle, rt.new_id(), extra_globals=extra_globals)
+    assert p.returncode == 0, f"run failed ({p.returncode}): {p.err}\n{p.out}"
+    return p.out
+
+
+def one_line_error(p, *words):
+    """The command failed with exactly one line on stderr that names every word."""
+    assert p.returncode != 0, f"expected a failure, got: {p.out}"
+    lines = p.err.strip().splitlines()
+    assert len(lines) == 1, f"expected a one-line error, got:\n{p.err}"
+    for w in words:
+        assert w in lines[0], f"{w!r} not in the error: {lines[0]}"
+    return lines[0]
+
+
+def create_detached(rt, bundle, cid, *extra, verb="create", extra_globals=()):
+    """`create` (or `run -d`) with the container's stdio on a file; returns the file's path."""
+    log = os.path.join(rt.tmp, f"{cid}.log")
+    with open(log, "wb") as f:
+        p = subprocess.run([rt.binary, "--root", rt.root, *extra_globals, verb, "-b", bundle, *extra, cid],
+                           stdin=subprocess.DEVNULL, stdout=f, stderr=f, timeout=30, check=False)
+    assert p.returncode == 0, f"{verb} failed ({p.returncode}): {read(log)}"
+    return log
+
+
+def wait_stopped(rt, cid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if rt.state(cid)["status"] == "stopped":
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"container {cid} did not stop within {timeout}s")
+
+
+def start_and_wait(rt, cid, log):
+    rt("start", cid, check=True)
+    wait_stopped(rt, cid)
+    return read(log)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def add_applets(bundle, *names):
+    for n in names:
+        link = os.path.join(bundle, "rootfs", "bin", n)
+        if not os.path.lexists(link):
+            os.symlink("busybox", link)
+
+
+def mountinfo(text):
+    """mount point -> {'opts', 'optional', 'fstype', 'super'} from mountinfo lines (the last wins)."""
+    out = {}
+    for line in text.splitlines():
+        pre, sep, post = line.partition(" - ")
+        if not sep:
+            continue
+        f = pre.split()
+        if len(f) < 6:
+            continue
+        fstype, _src, sup = (post.split() + ["", "", ""])[:3]
+        out[f[4]] = {"opts": f[5].split(","), "optional": f[6:], "fstype": fstype, "super": sup.split(",")}
+    return out
+
+
+def assert_gone(rt, cid, cgroup_rel=None):
+    """No state and no cgroup (in any v1 hierarchy) for a container that failed or was deleted."""
+    assert not os.path.exists(os.path.join(rt.root, cid)), "state dir left behind"
+    assert rt("state", cid).returncode != 0
+    rel = (cgroup_rel or "/" + cid).lstrip("/")
+    for h in os.listdir(CG):
+        assert not os.path.exists(os.path.join(CG, h, rel)), f"cgroup {h}/{rel} left behind"
+
+
+def rmdir_cgroup_parents(rel):
+    """Remove the (empty) parent cgroups a test created, deepest first, in every hierarchy."""
+    parts = rel.strip("/").split("/")
+    for i in range(len(parts), 0, -1):
+        sub = "/".join(parts[:i])
+        for h in os.listdir(CG):
+            try:
+                os.rmdir(os.path.join(CG, h, sub))
+            except OSError:
+                pass
+
+
+def capmask(*names):
+    m = 0
+    for n in names:
+        m |= 1 << CAPS[n]
+    return m
+
+
+def cap_lines(text):
+    return {ln.split(":")[0]: int(ln.split()[1], 16) for ln in text.splitlines() if ln.startswith("Cap")}
+
+
+@pytest.fixture
+def public_dir():
+    """A directory outside pytest's 0700 tmp tree, for bundles a mapped (non-root on the host) uid must reach."""
+    d = tempfile.mkdtemp(prefix="berth-test-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def cgroup_base(runtime):
+    """A unique parent cgroup name, removed (in every hierarchy) at the end, after the containers."""
+    base = f"berth-test-{uuid.uuid4().hex[:10]}"
+    yield base
+    runtime.cleanup()
+    rmdir_cgroup_parents(base)
+    for h in os.listdir(CG):
+        assert not os.path.exists(os.path.join(CG, h, base)), f"cgroup {h}/{base} left behind"
+
+
+def set_resources(**res):
+    def mutate(c):
+        c["linux"].setdefault("resources", {}).update(res)
+    return mutate
+
+
+# ------------------------------------------------------------------------------------------
+# cgroups v1
+
+
+def test_cgroup_memory_limit_reservation_swap(runtime):
+    files = ("memory.limit_in_bytes", "memory.soft_limit_in_bytes", "memory.memsw.limit_in_bytes")
+    if not os.path.exists(f"{CG}/memory/memory.memsw.limit_in_bytes"):
+        pytest.skip("no swap accounting on this kernel")
+    script = "cd /sys/fs/cgroup/memory && cat " + " ".join(files)
+    b = runtime.bundle(["sh", "-c", script],
+                       mutate=set_resources(memory={"limit": 64 * MiB, "reservation": 32 * MiB, "swap": 96 * MiB}))
+    cid = runtime.new_id()
+    log = create_detached(runtime, b, cid)
+    host = [read(f"{CG}/memory/{cid}/{f}").strip() for f in files]
+    assert host == [str(64 * MiB), str(32 * MiB), str(96 * MiB)]
+    inside = start_and_wait(runtime, cid, log).split()
+    assert inside == host
+    runtime("delete", cid, check=True)
+    assert_gone(runtime, cid)
+
+
+def test_cgroup_cpu_shares_quota_period_cpus(runtime):
+    files = ("cpu/cpu.shares", "cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us", "cpuset/cpuset.cpus",
+             "cpuset/cpuset.mems")
+    script = "cd /sys/fs/cgroup && cat " + " ".join(files) + "; nproc"
+    b = runtime.bundle(["sh", "-c", script], mutate=set_resources(
+        cpu={"shares": 512, "quota": 25000, "period": 50000, "cpus": "0", "mems": "0"}))
+    cid = runtime.new_id()
+    log = create_detached(runtime, b, cid)
+    host = [read(f"{CG}/{f.split('/')[0]}/{cid}/{f.split('/')[1]}").strip() for f in files]
+    assert host == ["512", "25000", "50000", "0", "0"]
+    inside = start_and_wait(runtime, cid, log).split()
+    assert inside == host + ["1"]  # nproc: the cpuset is the affinity
+
+
+def test_cgroup_pids_limit_read_back(runtime):
+    b = runtime.bundle(["cat", "/sys/fs/cgroup/pids/pids.max"], mutate=set_resources(pids={"limit": 10}))
+    cid = runtime.new_id()
+    log = create_detached(runtime, b, cid)
+    assert read(f"{CG}/pids/{cid}/pids.max").strip() == "10"
+    assert start_and_wait(runtime, cid, log).strip() == "10"
+
+
+def test_cgroup_pids_limit_bounds_a_fork_bomb(runtime):
+    script = "i=0; while test $i -lt 20; do sleep 30 & i=$((i+1)); done; echo spawned=$i"
+    b = runtime.bundle(["sh", "-c", script], mutate=set_resources(pids={"limit": 10}))
+    t0 = time.monotonic()
+    p = runtime("run", "-b", b, runtime.new_id())
+    assert p.returncode != 0 and "spawned=20" not in p.out
+    assert "can't fork: Resource temporarily unavailable" in p.err, p.err
+    assert time.monotonic() - t0 < 20  # the sleeps died with the pid namespace
+
+
+def test_cgroup_devices_deny_all_then_allow(runtime, tmp_path):
+    # /dev/fuse is a config device with an allow rule; /dev/loop-control is bound in from the
+    # host without one: opening it must be refused by the device cgroup.
+    def mutate(c):
+        c["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666}]
+        c["linux"]["resources"]["devices"] = [{"allow": False, "access": "rwm"},
+                                              {"allow": True, "type": "c", "major": 10, "minor": 229,
+                                               "access": "rwm"}]
+        c["mounts"].append({"destination": "/dev/loop-control", "type": "bind", "source": "/dev/loop-control",
+                            "options": ["bind"]})
+    script = ("exec 3</dev/fuse && echo fuse-open-ok; (exec 4</dev/loop-control) 2>&1 && echo loop-open-ok; "
+              "cat /sys/fs/cgroup/devices/devices.list")
+    b = runtime.bundle(["sh", "-c", script], mutate=mutate)
+    cid = runtime.new_id()
+    log = create_detached(runtime, b, cid)
+    host = read(f"{CG}/devices/{cid}/devices.list").splitlines()
+    assert "c 10:229 rwm" in host
+    assert "a *:* rwm" not in host
+    assert not any(r.startswith("c 10:237") for r in host)
+    out = start_and_wait(runtime, cid, log)
+    assert "fuse-open-ok" in out
+    assert "loop-open-ok" not in out
+    assert "Operation not permitted" in out
+    assert sorted(ln for ln in out.splitlines() if ln[:2] in ("a ", "b ", "c ")) == sorted(host)
+
+
+def test_cgroup_devices_config_device_without_rule_is_denied(runtime, runc):
+    def mutate(c):
+        c["linux"]["devices"] = [{"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237,
+                                  "fileMode": 0o600}]
+        c["linux"]["resources"]["devices"] = [{"allow": False, "access": "rwm"}]
+    b = runtime.bundle(["sh", "-c", "(exec 3</dev/loop-control) 2>&1 && echo open-ok; true"], mutate=mutate)
+    p = runc("run", "-b", b, runc.new_id())
+    assert "Operation not permitted" in p.out and "open-ok" not in p.out, p.out + p.err  # runc's behaviour
+    out = run_ok(runtime, b)
+    assert "Operation not permitted" in out and "open-ok" not in out
+
+
+@pytest.mark.parametrize("form", ["absolute", "relative"])
+def test_cgroups_path_cgroupfs_form(runtime, cgroup_base, form):
+    cid = runtime.new_id()
+    rel = f"{cgroup_base}/{cid}"
+    path = "/" + rel if form == "absolute" else rel
+
+    def mutate(c):
+        c["linux"]["cgroupsPath"] = path
+        c["linux"]["resources"]["memory"] = {"limit": 48 * MiB}
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "cgroup"]
+    script = "grep -E '^[0-9]+:(memory|pids):' /proc/self/cgroup; cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+    b = runtime.bundle(["sh", "-c", script], mutate=mutate)
+    log = create_detached(runtime, b, cid)
+    pid = runtime.state(cid)["pid"]
+    assert read(f"{CG}/memory/{rel}/memory.limit_in_bytes").strip() == str(48 * MiB)
+    for h in ("memory", "pids", "cpu", "devices", "freezer"):
+        assert str(pid) in read(f"{CG}/{h}/{rel}/cgroup.procs").split()
+    out = start_and_wait(runtime, cid, log).splitlines()
+    assert sorted(ln.split(":", 1)[1] for ln in out[:2]) == [f"memory:/{rel}", f"pids:/{rel}"]
+    assert out[2] == str(48 * MiB)
+    runtime("delete", cid, check=True)
+    assert_gone(runtime, cid, rel)
+
+
+def test_cgroups_path_systemd_form(runtime):
+    cid = runtime.new_id()
+    rel = f"system.slice/berth-{cid}.scope"
+    existed = os.path.isdir(f"{CG}/memory/system.slice")
+
+    def mutate(c):
+        c["linux"]["cgroupsPath"] = f"system.slice:berth:{cid}"
+        c["linux"]["resources"]["pids"] = {"limit": 42}
+    b = runtime.bundle(["cat", "/sys/fs/cgroup/pids/pids.max"], mutate=mutate)
+    try:
+        log = create_detached(runtime, b, cid, extra_globals=("--systemd-cgroup",))
+        pid = runtime.state(cid)["pid"]
+        assert str(pid) in read(f"{CG}/memory/{rel}/cgroup.procs").split()
+        assert read(f"{CG}/pids/{rel}/pids.max").strip() == "42"
+        assert start_and_wait(runtime, cid, log).strip() == "42"
+        runtime("delete", cid, check=True)
+        assert_gone(runtime, cid, rel)
+    finally:
+        runtime("delete", "--force", cid)
+        if not existed:
+            rmdir_cgroup_parents("system.slice")
+
+
+# ------------------------------------------------------------------------------------------
+# hooks
+
+HOOK = """#!/bin/sh
+printf '%s %s\\n' "$1" "$(cat)" >> "$2"
+"""
+HOOK_ENV = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+
+
+def write_script(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+    return path
+
+
+def hooks_bundle(rt, args=("true",)):
+    """A bundle whose six hooks append '<kind> <state JSON>' to <rootfs>/hooks.log."""
+    path = os.path.join(rt.tmp, f"hooks-{uuid.uuid4().hex[:8]}")
+    host_hook = write_script(os.path.join(rt.tmp, f"hook-{uuid.uuid4().hex[:6]}.sh"), HOOK)
+    host_log = os.path.join(path, "rootfs", "hooks.log")
+
+    def h(kind, where="host"):
+        if where == "host":
+            return {"path": host_hook, "args": [host_hook, kind, host_log], "env": HOOK_ENV}
+        return {"path": "/hook.sh", "args": ["/hook.sh", kind, "/hooks.log"], "env": ["PATH=/bin"]}
+
+    c = default_config(list(args))
+    c["hooks"] = {
+        "prestart": [h("prestart")], "createRuntime": [h("createRuntime")],
+        "createContainer": [h("createContainer")],  # in the container's namespaces, before pivot_root
+        "startContainer": [h("startContainer", "container")],  # after pivot_root: an in-container path
+        "poststart": [h("poststart")], "poststop": [h("poststop")],
+    }
+    make_bundle(path, args, config=c)
+    write_script(os.path.join(path, "rootfs", "hook.sh"), HOOK)
+    return path, host_log
+
+
+def hook_log(path):
+    out = []
+    if not os.path.exists(path):
+        return out
+    for line in read(path).splitlines():
+        kind, _, data = line.partition(" ")
+        out.append((kind, json.loads(data) if data.strip() else None))
+    return out
+
+
+def test_hooks_all_six_kinds_in_order(runtime):
+    b, log = hooks_bundle(runtime)
+    cid = runtime.new_id()
+    create_detached(runtime, b, cid)
+    pid = runtime.state(cid)["pid"]
+    assert [k for k, _ in hook_log(log)] == ["prestart", "createRuntime", "createContainer"]
+    runtime("start", cid, check=True)
+    wait_stopped(runtime, cid)
+    kinds = [k for k, _ in hook_log(log)]
+    assert kinds[:3] == ["prestart", "createRuntime", "createContainer"]
+    # startContainer runs in the container after `start` released it, poststart in `start`: any order
+    assert sorted(kinds[3:]) == ["poststart", "startContainer"]
+    runtime("delete", cid, check=True)
+    entries = hook_log(log)
+    assert [k for k, _ in entries][-1] == "poststop" and len(entries) == 6
+    states = dict(entries)
+    for kind, status in (("prestart", "creating"), ("createRuntime", "creating"), ("poststart", "running"),
+                         ("poststop", "stopped")):
+        s = states[kind]
+        assert s["id"] == cid and s["bundle"] == b and s["status"] == status, (kind, s)
+        assert "ociVersion" in s and "pid" in s
+        if kind != "poststop":
+            assert s["pid"] == pid, (kind, s)
+
+
+def test_hooks_in_container_get_the_state(runtime):
+    b, log = hooks_bundle(runtime)
+    cid = runtime.new_id()
+    out = create_detached(runtime, b, cid)
+    runtime("start", cid, check=True)
+    wait_stopped(runtime, cid)
+    states = dict(hook_log(log))
+    for kind in ("createContainer", "startContainer"):
+        s = states[kind]
+        assert s and s.get("id") == cid and s.get("bundle") == b, (kind, s, read(out))
+        assert s.get("status") in ("creating", "created") and s.get("pid", 0) > 0, (kind, s)
+
+
+@pytest.mark.parametrize("kind", ["createRuntime", "prestart", "createContainer"])
+def test_failing_hook_fails_create(runtime, kind):
+    fail = write_script(os.path.join(runtime.tmp, "fail.sh"), "#!/bin/sh\necho boom >&2\nexit 3\n")
+    b = runtime.bundle(mutate=lambda c: c.update(hooks={kind: [{"path": fail}]}))
+    cid = runtime.new_id()
+    p = runtime("create", "-b", b, cid)
+    one_line_error(p, kind, "boom")
+    assert_gone(runtime, cid)
+
+
+def test_hook_timeout_fails_create(runtime):
+    slow = write_script(os.path.join(runtime.tmp, "slow.sh"), "#!/bin/sh\nexec sleep 5\n")
+    b = runtime.bundle(mutate=lambda c: c.update(hooks={"createRuntime": [{"path": slow, "timeout": 1}]}))
+    cid = runtime.new_id()
+    t0 = time.monotonic()
+    p = runtime("create", "-b", b, cid)
+    assert time.monotonic() - t0 < 4
+    one_line_error(p, "createRuntime", "timed out")
+    assert_gone(runtime, cid)
+
+
+def test_poststop_hook_runs_on_delete_of_a_created_container(runtime):
+    b, log = hooks_bundle(runtime)
+    cid = runtime.new_id()
+    create_detached(runtime, b, cid)
+    runtime("delete", "--force", cid, check=True)
+    kinds = [k for k, _ in hook_log(log)]
+    assert kinds == ["prestart", "createRuntime", "createContainer", "poststop"]
+    assert_gone(runtime, cid)
+
+
+# ------------------------------------------------------------------------------------------
+# namespaces
+
+
+def test_user_namespace_mappings(runtime, public_dir):
+    def mutate(c):
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; touch /tmp/f; stat -c %u /tmp/f"
+    c = default_config(["sh", "-c", script])
+    mutate(c)
+    b = make_bundle(os.path.join(public_dir, "bundle"), None, config=c)
+    cid = runtime.new_id()
+    log = create_detached(runtime, b, cid)
+    pid = runtime.state(cid)["pid"]
+    assert pid > 0, f"the init died after create: {read(log)}"
+    host_uid = next(ln.split()[1] for ln in read(f"/proc/{pid}/status").splitlines() if ln.startswith("Uid:"))
+    assert host_uid == "100000"
+    out = start_and_wait(runtime, cid, log).splitlines()
+    assert out[0].split() == ["0", "100000", "65536"]
+    assert out[1].split() == ["0", "100000", "65536"]
+    assert out[2:5] == ["0", "0", "0"], out
+    assert os.stat(os.path.join(b, "rootfs", "tmp", "f")).st_uid == 100000
+
+
+def test_join_network_and_uts_namespaces_by_path(runtime):
+    a = runtime.bundle(["sleep", "30"], mutate=lambda c: c.update(hostname="alpha"))
+    a_id = runtime.new_id()
+    create_detached(runtime, a, a_id, "-d", verb="run")
+    a_pid = runtime.state(a_id)["pid"]
+    a_net, a_uts = os.readlink(f"/proc/{a_pid}/ns/net"), os.readlink(f"/proc/{a_pid}/ns/uts")
+    assert a_net != os.readlink("/proc/self/ns/net")
+
+    def mutate(c):
+        c.pop("hostname", None)
+        for n in c["linux"]["namespaces"]:
+            if n["type"] in ("network", "uts"):
+                n["path"] = f"/proc/{a_pid}/ns/" + {"network": "net", "uts": "uts"}[n["type"]]
+    b = runtime.bundle(["sh", "-c", "for n in net uts pid; do readlink /proc/self/ns/$n; done; hostname"],
+                       mutate=mutate)
+    out = run_ok(runtime, b).split()
+    assert out[0] == a_net and out[1] == a_uts
+    assert out[2] != os.readlink(f"/proc/{a_pid}/ns/pid")  # the others are new
+    assert out[3] == "alpha"
+    runtime("delete", "--force", a_id, check=True)
+    assert_gone(runtime, a_id)
+
+
+# ------------------------------------------------------------------------------------------
+# seccomp, sysctl
+
+
+def test_seccomp_errno_rule(runtime):
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+    script = "mkdir /tmp/x; echo rc=$?; touch /tmp/y && echo touch-ok; grep Seccomp: /proc/self/status"
+    b = runtime.bundle(["sh", "-c", script], mutate=lambda c: c["linux"].update(seccomp=profile))
+    p = runtime("run", "-b", b, runtime.new_id())
+    assert p.returncode == 0, p.err
+    assert "Operation not permitted" in p.err
+    assert "rc=1" in p.out and "touch-ok" in p.out
+    assert "Seccomp:\t2" in p.out
+    assert not os.path.exists(os.path.join(b, "rootfs", "tmp", "x"))
+
+
+def test_seccomp_bad_action_is_a_one_line_error(runtime):
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_BOGUS"}]}
+    b = runtime.bundle(mutate=lambda c: c["linux"].update(seccomp=profile))
+    cid = runtime.new_id()
+    one_line_error(runtime("create", "-b", b, cid), "SCMP_ACT_BOGUS")
+    assert_gone(runtime, cid)
+
+
+def test_sysctl_in_network_namespace(runtime):
+    b = runtime.bundle(["cat", "/proc/sys/net/ipv4/ip_forward"],
+                       mutate=lambda c: c["linux"].update(sysctl={"net.ipv4.ip_forward": "1"}))
+    assert run_ok(runtime, b).strip() == "1"
+
+
+def test_sysctl_not_namespaced_is_refused(runtime):
+    b = runtime.bundle(mutate=lambda c: c["linux"].update(sysctl={"kernel.panic": "10"}))
+    cid = runtime.new_id()
+    one_line_error(runtime("create", "-b", b, cid), "kernel.panic")
+    assert_gone(runtime, cid)
+
+
+# ------------------------------------------------------------------------------------------
+# process: capabilities, rlimits, user
+
+
+def caps_mutate(uid=0):
+    def mutate(c):
+        c["process"]["user"] = {"uid": uid, "gid": uid}
+        c["process"]["capabilities"] = {
+            "bounding": ["CAP_NET_BIND_SERVICE", "CAP_KILL"], "effective": ["CAP_NET_BIND_SERVICE", "CAP_KILL"],
+            "permitted": ["CAP_NET_BIND_SERVICE", "CAP_KILL"], "inheritable": ["CAP_NET_BIND_SERVICE"],
+            "ambient": ["CAP_NET_BIND_SERVICE"],
+        }
+    return mutate
+
+
+def test_capabilities_five_sets(runtime):
+    b = runtime.bundle(["grep", "^Cap", "/proc/self/status"], mutate=caps_mutate())
+    got = cap_lines(run_ok(runtime, b))
+    both, nbs = capmask("CAP_NET_BIND_SERVICE", "CAP_KILL"), capmask("CAP_NET_BIND_SERVICE")
+    assert got == {"CapBnd": both, "CapEff": both, "CapPrm": both, "CapInh": nbs, "CapAmb": nbs}
+
+
+def test_capabilities_ambient_survive_exec_as_non_root(runtime, runc):
+    # for a non-root user only the ambient set survives execve into effective/permitted
+    b = runtime.bundle(["grep", "^Cap", "/proc/self/status"], mutate=caps_mutate(uid=1000))
+    got = cap_lines(run_ok(runtime, b))
+    nbs = capmask("CAP_NET_BIND_SERVICE")
+    assert got == {"CapBnd": capmask("CAP_NET_BIND_SERVICE", "CAP_KILL"), "CapEff": nbs, "CapPrm": nbs,
+                   "CapInh": nbs, "CapAmb": nbs}
+    assert cap_lines(run_ok(runc, b)) == got
+
+
+def test_unknown_capability_is_a_one_line_error(runtime):
+    b = runtime.bundle(mutate=lambda c: c["process"]["capabilities"]["bounding"].append("CAP_FOO"))
+    cid = runtime.new_id()
+    one_line_error(runtime("create", "-b", b, cid), "CAP_FOO")
+    assert_gone(runtime, cid)
+
+
+def test_rlimits(runtime):
+    def mutate(c):
+        c["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024},
+                                   {"type": "RLIMIT_NPROC", "soft": 300, "hard": 400}]
+    script = "ulimit -n; ulimit -Hn; ulimit -u; ulimit -Hu; grep -E 'Max (open files|processes)' /proc/self/limits"
+    b = runtime.bundle(["sh", "-c", script], mutate=mutate)
+    out = run_ok(runtime, b).splitlines()
+    assert out[:4] == ["512", "1024", "300", "400"]
+    assert out[4].split()[-3:-1] == ["300", "400"] and out[5].split()[-3:-1] == ["512", "1024"]
+
+
+def test_rlimit_above_the_host_hard_limit_is_a_clear_error(runtime):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("no finite hard limit to exceed")
+    b = runtime.bundle(mutate=lambda c: c["process"].update(
+        rlimits=[{"type": "RLIMIT_NOFILE", "soft": hard + 1, "hard": hard + 1}]))
+    cid = runtime.new_id()
+    one_line_error(runtime("create", "-b", b, cid), "RLIMIT_NOFILE")
+    assert_gone(runtime, cid)
+
+
+def test_user_groups_umask_nnp_oom_env_cwd(runtime, runc):
+    def mutate(c):
+        p = c["process"]
+        p["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 0o027}
+        p["noNewPrivileges"] = True
+        p["oomScoreAdj"] = 421
+        p["env"] = ["PATH=/bin", "FOO=bar baz", "HOME=/root"]
+        p["cwd"] = "/root"
+    script = ("id -u; id -g; grep ^Groups: /proc/self/status; umask; grep ^NoNewPrivs: /proc/self/status; "
+              "cat /proc/self/oom_score_adj; pwd; env | sort")
+    b = runtime.bundle(["sh", "-c", script], mutate=mutate)
+    out = run_ok(runtime, b).splitlines()
+    assert out[0] == "1000" and out[1] == "1001"
+    assert out[2].split() == ["Groups:", "10", "20"]
+    assert out[3] == "0027"
+    assert out[4].split() == ["NoNewPrivs:", "1"]
+    assert out[5] == "421"
+    assert out[6] == "/root"
+    env = out[7:]
+    assert "FOO=bar baz" in env and "PATH=/bin" in env and "HOME=/root" in env
+    assert run_ok(runc, b).splitlines() == out
+
+
+def test_home_defaults_from_passwd_like_runc(runtime, runc):
+    b = runtime.bundle(["sh", "-c", "echo HOME=$HOME"], mutate=lambda c: c["process"].update(env=["PATH=/bin"]))
+    want = run_ok(runc, b)
+    assert want.strip() == "HOME=/root"
+    assert run_ok(runtime, b) == want
+
+
+# ------------------------------------------------------------------------------------------
+# terminal
+
+
+def test_terminal_over_console_socket(runtime, tmp_path):
+    script = ("tty; test -t 0 && echo is-a-tty; test -t 1 && echo out-is-a-tty; stty size; "
+              "test -c /dev/console && echo console")
+    b = runtime.bundle(["sh", "-c", script], terminal=True,
+                       mutate=lambda c: c["process"].update(consoleSize={"height": 30, "width": 100}))
+    add_applets(b, "tty", "stty")
+    sock_path = str(tmp_path / "console.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock_path)
+    srv.listen(1)
+    srv.settimeout(20)
+    cid = runtime.new_id()
+    master = None
+    proc = subprocess.Popen([runtime.binary, "--root", runtime.root, "create", "-b", b, "--console-socket",
+                             sock_path, cid], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        conn, _ = srv.accept()
+        with conn:
+            _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+        assert len(fds) == 1
+        master = fds[0]
+        _out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err.decode()
+        runtime("start", cid, check=True)
+        data = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.5)
+            if not r:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the slave side is closed
+                break
+            if not chunk:
+                break
+            data += chunk
+        lines = data.decode().replace("\r", "").splitlines()
+        assert lines[0].startswith("/dev/pts/"), lines
+        assert lines[1:] == ["is-a-tty", "out-is-a-tty", "30 100", "console"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if master is not None:
+            os.close(master)
+        srv.close()
+
+
+def test_terminal_without_console_socket_is_a_one_line_error(runtime):
+    b = runtime.bundle(["sh"], terminal=True)
+    cid = runtime.new_id()
+    one_line_error(runtime("create", "-b", b, cid), "console")
+    assert_gone(runtime, cid)
+
+
+# ------------------------------------------------------------------------------------------
+# mounts
+
+
+def test_mount_options(runtime, tmp_path):
+    ro_src = tmp_path / "ro-src"
+    ro_src.mkdir()
+    (ro_src / "file").write_text("hello\n")
+    flags_src = tmp_path / "flags-src"
+    flags_src.mkdir()
+
+    def mutate(c):
+        c["mounts"] += [
+            {"destination": "/mnt/ro", "type": "bind", "source": str(ro_src), "options": ["bind", "ro"]},
+            {"destination": "/mnt/flags", "type": "bind", "source": str(flags_src),
+             "options": ["rbind", "nosuid", "nodev", "noexec"]},
+            {"destination": "/mnt/tmpfs", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "size=1m", "mode=0700"]},
+        ]
+    script = ("cat /mnt/ro/file; touch /mnt/ro/new 2>&1; touch /mnt/flags/new && echo flags-writable; "
+              "stat -c %a /mnt/tmpfs; echo ===; cat /proc/self/mountinfo")
+    b = runtime.bundle(["sh", "-c", script], mutate=mutate)
+    out = run_ok(runtime, b)
+    head, _, mi = out.partition("===\n")
+    assert head.splitlines()[0] == "hello"
+    assert "Read-only file system" in head
+    assert "flags-writable" in head
+    assert "700" in head.splitlines()
+    assert not (ro_src / "new").exists()
+    mounts = mountinfo(mi)
+    assert "ro" in mounts["/mnt/ro"]["opts"]
+    assert {"nosuid", "nodev", "noexec", "rw"} <= set(mounts["/mnt/flags"]["opts"])
+    t = mounts["/mnt/tmpfs"]
+    assert t["fstype"] == "tmpfs" and "size=1024k" in t["super"] and "nosuid" in t["opts"]
+    mq = mounts["/dev/mqueue"]
+    assert mq["fstype"] == "mqueue" and {"nosuid", "nodev", "noexec"} <= set(mq["opts"])
+
+
+def test_bind_mount_propagation(runtime, tmp_path):
+    src = tmp_path / "shared-src"
+    src.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "berth-test", str(src)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(src)], check=True)
+
+        def mutate(c):
+            for name, prop in (("shared", "rshared"), ("slave", "rslave"), ("private", "rprivate")):
+                c["mounts"].append({"destination": f"/mnt/{name}", "type": "bind", "source": str(src),
+                                    "options": ["rbind", prop]})
+            c["mounts"].append({"destination": "/mnt/tmpfs-shared", "type": "tmpfs", "source": "tmpfs",
+                                "options": ["rshared", "size=1m"]})
+        b = runtime.bundle(["cat", "/proc/self/mountinfo"], mutate=mutate)
+        mounts = mountinfo(run_ok(runtime, b))
+    finally:
+        subprocess.run(["umount", str(src)], check=True)
+
+    def tags(mp):
+        return {o.split(":")[0] for o in mounts[mp]["optional"]}
+    assert "shared" in tags("/mnt/shared")
+    assert tags("/mnt/slave") == {"master"}
+    assert tags("/mnt/private") == set()
+    assert tags("/mnt/tmpfs-shared") == {"shared"}
+
+
+@pytest.mark.parametrize("prop, want", [("rshared", "shared"), ("rprivate", None), ("rslave", None)])
+def test_rootfs_propagation(runtime, prop, want):
+    b = runtime.bundle(["cat", "/proc/self/mountinfo"],
+                       mutate=lambda c: c["linux"].update(rootfsPropagation=prop))
+    root = mountinfo(run_ok(runtime, b))["/"]
+    tags = {o.split(":")[0] for o in root["optional"]}
+    if want:
+        assert want in tags, root
+    else:
+        assert "shared" not in tags, root
+
+
+# ------------------------------------------------------------------------------------------
+# devices
+
+
+def test_devices(runtime):
+    def mutate(c):
+        c["linux"]["devices"] = [
+            {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o620, "uid": 0, "gid": 5},
+            {"path": "/dev/sub/loop7", "type": "b", "major": 7, "minor": 7, "fileMode": 0o600},
+            {"path": "/dev/myfifo", "type": "p", "fileMode": 0o644},
+        ]
+    script = ("stat -c '%n %F %t %T %a %g' /dev/fuse /dev/sub/loop7 /dev/myfifo; "
+              "for d in null zero full random urandom tty; do stat -c '%n %F %t %T %a' /dev/$d; done; "
+              "for l in fd stdin stdout stderr ptmx; do readlink /dev/$l; done; "
+              "echo x > /dev/null && head -c 3 /dev/zero | wc -c")
+    b = runtime.bundle(["sh", "-c", script], mutate=mutate)
+    out = run_ok(runtime, b).splitlines()
+    assert out[0] == "/dev/fuse character special file a e5 620 5"
+    assert out[1] == "/dev/sub/loop7 block special file 7 7 600 0"
+    assert out[2].split()[0] == "/dev/myfifo" and out[2].split()[-2] == "644" and "fifo" in out[2]
+    want = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
+    for line, (name, (ma, mi)) in zip(out[3:9], want.items()):
+        assert line == f"/dev/{name} character special file {ma:x} {mi:x} 666"
+    assert out[9:14] == ["/proc/self/fd", "/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/2", "pts/ptmx"]
+    assert out[14].strip() == "3"
+
+
+# ------------------------------------------------------------------------------------------
+# the same bundle under berth-runc and runc
+
+COMPARE_SCRIPT = ("echo '== mounts'; cut -d' ' -f5 /proc/self/mountinfo | sort; echo '== caps'; "
+                  "grep ^Cap /proc/self/status; echo '== hostname'; hostname; echo '== dev'; ls -1 /dev; "
+                  "echo '== devl'; ls -l /dev | cut -c1-10; echo '== end'")
+# berth also mounts the (controller-less) cgroup2 tree of a hybrid host; runc 1.1 mounts only the v1 hierarchies
+ALLOWED_EXTRA_MOUNTS = {"/sys/fs/cgroup/unified"}
+
+
+def sections(text):
+    out, cur = {}, None
+    for line in text.splitlines():
+        if line.startswith("== "):
+            cur = line[3:]
+            out[cur] = []
+        elif cur:
+            out[cur].append(line)
+    return out
+
+
+@pytest.fixture
+def compared(runtime, runc):
+    b = runtime.bundle(["sh", "-c", COMPARE_SCRIPT])
+    return sections(run_ok(runtime, b)), sections(run_ok(runc, b))
+
+
+@pytest.mark.parametrize("what", ["mounts", "caps", "hostname", "dev"])
+def test_same_as_runc(compared, what):
+    berth, runc_ = compared
+    assert "end" in berth and "end" in runc_
+    if what == "mounts":
+        assert set(berth["mounts"]) - ALLOWED_EXTRA_MOUNTS == set(runc_["mounts"])
+    elif what == "dev":
+        assert berth["dev"] == runc_["dev"]
+        assert sorted(berth["devl"]) == sorted(runc_["devl"])
+    else:
+        assert berth[what] == runc_[what]
