@@ -10,7 +10,7 @@ import sys
 
 import berth
 
-LAUNCHERS = {"berth-runc": "berth.runtime_cli.main"}
+LAUNCHERS = {"berth-runc": "berth.runtime_cli.main", "berth": "berth.cli.main", "berthd": "berth.daemon.main"}
 
 
 def main():

@@ -6,9 +6,11 @@ Plain frozen dataclasses, no I/O. Times are unix epoch seconds (float).
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from berth.errors import InvalidArgument
 from berth.oci.digest import parse_digest
@@ -119,7 +121,7 @@ def check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
 def check_time(what: str, t: object) -> float | None:
     if t is None:
         return None
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or t != t:
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or math.isnan(t):
         raise InvalidArgument(f"{what} must be a unix time in seconds")
     return float(t)
 
@@ -144,7 +146,7 @@ class Descriptor:
             raise InvalidArgument(f"descriptor size must be a non-negative integer, got {self.size!r}")
 
     @classmethod
-    def of(cls, value: "Descriptor | Mapping[str, Any]") -> "Descriptor":
+    def of(cls, value: Descriptor | Mapping[str, Any]) -> Descriptor:
         """Accept a Descriptor or an OCI-style dict {mediaType, digest, size}."""
         if isinstance(value, Descriptor):
             return value

@@ -93,7 +93,10 @@ LATEST = len(MIGRATIONS)
 
 
 def current_version(conn: sqlite3.Connection) -> int:
-    conn.execute(VERSION_TABLE)
+    """The schema version of the database (0 for a new one); reads only."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                        "AND name = 'schema_version'").fetchone():
+        return 0
     row = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
     return 0 if row is None else int(row[0])
 
@@ -104,6 +107,7 @@ def migrate(conn: sqlite3.Connection, now: float, migrations: list[list[str]] | 
     Returns the version reached. Refuses a database written by a newer berth.
     """
     migrations = MIGRATIONS if migrations is None else migrations
+    conn.execute(VERSION_TABLE)
     version = current_version(conn)
     if version > len(migrations):
         raise FailedPrecondition(

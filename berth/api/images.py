@@ -1,0 +1,255 @@
+"""Image endpoints of the Docker Engine API."""
+
+import asyncio
+import base64
+import json
+
+from aiohttp import web
+
+from berth.api.app import json_response, namespace_of, stream_headers
+from berth.errors import BerthError, InvalidArgument
+
+
+def _bool(request, key):
+    return request.query.get(key, "").lower() in ("1", "true", "yes")
+
+
+def _filters(request):
+    raw = request.query.get("filters")
+    if not raw:
+        return {}
+    try:
+        f = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument("invalid filters: not JSON") from None
+    if not isinstance(f, dict):
+        raise InvalidArgument("invalid filters: not an object")
+    return f
+
+
+def _auth(request):
+    h = request.headers.get("X-Registry-Auth")
+    if not h:
+        return None
+    try:
+        pad = "=" * (-len(h) % 4)
+        data = json.loads(base64.urlsafe_b64decode(h + pad))
+    except (ValueError, TypeError):
+        raise InvalidArgument("invalid X-Registry-Auth header") from None
+    return data if isinstance(data, dict) and any(data.values()) else None
+
+
+class SyncBody:
+    """The request body as a blocking file object, for a worker thread."""
+
+    def __init__(self, request, loop):
+        self.content = request.content
+        self.loop = loop
+        self.buf = b""
+
+    def read(self, n=-1):
+        if n is None or n < 0:
+            chunks = [self.buf]
+            self.buf = b""
+            while True:
+                c = asyncio.run_coroutine_threadsafe(self.content.read(1 << 20), self.loop).result()
+                if not c:
+                    return b"".join(chunks)
+                chunks.append(c)
+        while len(self.buf) < n:
+            c = asyncio.run_coroutine_threadsafe(self.content.read(max(n - len(self.buf), 65536)), self.loop).result()
+            if not c:
+                break
+            self.buf += c
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+
+class Job:
+    """Runs a blocking job that reports progress; answers a plain error if it fails before
+    saying anything (as dockerd does), else streams JSON lines and reports the error in-stream."""
+
+    def __init__(self, request):
+        self.request = request
+        self.loop = asyncio.get_running_loop()
+        self.queue = asyncio.Queue()
+        self.resp = None
+
+    def progress(self, msg):
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, ("msg", msg))
+
+    async def run(self, fn, *args, **kwargs):
+        d = self.request.app["daemon"]
+
+        def work():
+            return fn(*args, progress=self.progress, **kwargs)
+        fut = self.loop.run_in_executor(d.pool, work)
+        fut.add_done_callback(lambda f: self.queue.put_nowait(("done", None)))
+        while True:
+            kind, msg = await self.queue.get()
+            if kind == "done":
+                break
+            await self._write(msg)
+        try:
+            result = fut.result()
+        except BerthError as e:
+            if self.resp is None:
+                raise
+            await self._write({"errorDetail": {"message": e.message}, "error": e.message})
+            result = None
+        except Exception as e:
+            if self.resp is None:
+                raise
+            msg = f"internal error: {type(e).__name__}: {e}"
+            await self._write({"errorDetail": {"message": msg}, "error": msg})
+            result = None
+        return result
+
+    async def _write(self, msg):
+        if self.resp is None:
+            self.resp = web.StreamResponse(status=200, headers=dict(stream_headers(),
+                                                                    **{"Content-Type": "application/json"}))
+            await self.resp.prepare(self.request)
+        await self.resp.write(json.dumps(msg).encode() + b"\r\n")
+
+    async def finish(self):
+        if self.resp is None:
+            self.resp = web.StreamResponse(status=200, headers=dict(stream_headers(),
+                                                                    **{"Content-Type": "application/json"}))
+            await self.resp.prepare(self.request)
+        await self.resp.write_eof()
+        return self.resp
+
+
+async def list_(request):
+    d = request.app["daemon"]
+    data = await d.run(d.images.list, namespace_of(request), _bool(request, "all"), _filters(request),
+                       _bool(request, "digests"))
+    return json_response(data)
+
+
+async def inspect(request):
+    d = request.app["daemon"]
+    return json_response(await d.run(d.images.inspect, namespace_of(request), request.match_info["name"]))
+
+
+async def history(request):
+    d = request.app["daemon"]
+    return json_response(await d.run(d.images.history, namespace_of(request), request.match_info["name"]))
+
+
+async def tag(request):
+    d = request.app["daemon"]
+    repo = request.query.get("repo")
+    if not repo:
+        raise InvalidArgument("repository name is required (repo)")
+    await d.run(d.images.tag, namespace_of(request), request.match_info["name"], repo, request.query.get("tag"))
+    return web.Response(status=201, headers=stream_headers())
+
+
+async def remove(request):
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+    data = await d.run(d.images.remove, ns, request.match_info["name"], _bool(request, "force"),
+                       _bool(request, "noprune"), d.image_users(ns) if hasattr(d, "image_users") else None)
+    return json_response(data)
+
+
+async def prune(request):
+    d = request.app["daemon"]
+    f = _filters(request)
+    dangling = f.get("dangling", ["true"])
+    if isinstance(dangling, dict):
+        dangling = [k for k, v in dangling.items() if v]
+    all_ = any(str(v).lower() in ("false", "0") for v in dangling)
+    ns = namespace_of(request)
+    data = await d.run(d.images.prune, ns, all_, d.image_users(ns) if hasattr(d, "image_users") else None)
+    return json_response(data)
+
+
+async def create(request):
+    """POST /images/create: pull (fromImage) or import (fromSrc)."""
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+    q = request.query
+    job = Job(request)
+    if q.get("fromSrc") is not None:
+        if q["fromSrc"] != "-":
+            raise InvalidArgument("importing from a URL is not supported; send the tar as the body (fromSrc=-)")
+        body = SyncBody(request, job.loop)
+        await job.run(d.images.import_, ns, body, repo=q.get("repo"), tag=q.get("tag"),
+                      changes=q.getall("changes", []), message=q.get("message"), platform=q.get("platform"))
+        return await job.finish()
+    image = q.get("fromImage")
+    if not image:
+        raise InvalidArgument("fromImage or fromSrc is required")
+    t = q.get("tag")
+    ref = image
+    if t:
+        ref = f"{image}@{t}" if t.startswith("sha256:") else f"{image}:{t}"
+    await job.run(d.images.pull, ns, ref, platform=q.get("platform") or None, auth=_auth(request))
+    return await job.finish()
+
+
+async def push(request):
+    d = request.app["daemon"]
+    name = request.match_info["name"]
+    t = request.query.get("tag")
+    if t:
+        name = f"{name}:{t}"
+    job = Job(request)
+    await job.run(d.images.push, namespace_of(request), name, auth=_auth(request))
+    return await job.finish()
+
+
+async def load(request):
+    d = request.app["daemon"]
+    job = Job(request)
+    body = SyncBody(request, job.loop)
+    await job.run(d.images.load, namespace_of(request), body, quiet=_bool(request, "quiet"))
+    return await job.finish()
+
+
+async def save(request):
+    d = request.app["daemon"]
+    names = request.query.getall("names", [])
+    if "name" in request.match_info:
+        names = [request.match_info["name"]]
+    if not names:
+        raise InvalidArgument("no image names given")
+    ns = namespace_of(request)
+    images = await d.run(d.images.prepare_save, ns, names)
+    loop = asyncio.get_running_loop()
+    resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/x-tar"}))
+    await resp.prepare(request)
+
+    class Out:
+        def write(self, data):
+            if data:
+                asyncio.run_coroutine_threadsafe(resp.write(bytes(data)), loop).result()
+            return len(data)
+
+        def flush(self):
+            pass
+    try:
+        await d.run(d.images.save, ns, images, Out())
+    except BerthError:
+        # the headers are gone: cut the stream so the client sees a truncated archive
+        request.transport.close()
+        raise
+    await resp.write_eof()
+    return resp
+
+
+def routes(r):
+    r.add("GET", "/images/json", list_)
+    r.add("POST", "/images/create", create)
+    r.add("POST", "/images/load", load)
+    r.add("GET", "/images/get", save)
+    r.add("POST", "/images/prune", prune)
+    r.add("GET", "/images/{name:.+}/json", inspect)
+    r.add("GET", "/images/{name:.+}/history", history)
+    r.add("GET", "/images/{name:.+}/get", save)
+    r.add("POST", "/images/{name:.+}/tag", tag)
+    r.add("POST", "/images/{name:.+}/push", push)
+    r.add("DELETE", "/images/{name:.+}", remove)

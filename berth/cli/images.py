@@ -1,0 +1,368 @@
+"""Image commands: pull, push, images, rmi, tag, inspect, history, save, load, import, image prune."""
+
+import os
+import sys
+
+from berth.cli.args import parser
+from berth.errors import BerthError
+
+
+def _ref(s):
+    from berth.oci import reference
+    return reference.parse(s)
+
+
+def _registry_auth(ref):
+    from berth.cli.auth import credentials_for
+    return credentials_for(ref.domain)
+
+
+def pull(ctx, argv, cmd):
+    p = parser(cmd, "pull an image from a registry")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--platform")
+    p.add_argument("-a", "--all-tags", action="store_true")
+    p.add_argument("name")
+    a = p.parse_args(argv)
+    if a.all_tags:
+        raise BerthError("pull: --all-tags is not supported")
+    ref = _ref(a.name)  # an invalid reference is refused before any I/O
+    from berth.cli.progress import render
+    resp = ctx.client.image_pull(str(ref), platform=a.platform, auth=_registry_auth(ref))
+    try:
+        render(resp.iter_json(), quiet=a.quiet)
+    finally:
+        resp.close()
+    if a.quiet:
+        print(str(ref))
+    return 0
+
+
+def push(ctx, argv, cmd):
+    p = parser(cmd, "push an image to a registry")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-a", "--all-tags", action="store_true")
+    p.add_argument("name")
+    a = p.parse_args(argv)
+    ref = _ref(a.name)
+    from berth.cli.progress import render
+    resp = ctx.client.image_push(str(ref), auth=_registry_auth(ref))
+    try:
+        render(resp.iter_json(), quiet=a.quiet)
+    finally:
+        resp.close()
+    if a.quiet:
+        print(str(ref))
+    return 0
+
+
+def _split_tag(repo_tag):
+    if repo_tag == "<none>:<none>":
+        return "<none>", "<none>"
+    name, _, tag = repo_tag.rpartition(":")
+    if "/" in tag or not name:
+        return repo_tag, "<none>"
+    return name, tag
+
+
+def ls(ctx, argv, cmd):
+    p = parser(cmd, "list images")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("--digests", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    p.add_argument("reference", nargs="?")
+    a = p.parse_args(argv)
+    filters = {}
+    for f in a.filter:
+        k, eq, v = f.partition("=")
+        if not eq:
+            raise BerthError(f"{cmd}: bad format of filter (expected name=value): {f}")
+        filters.setdefault(k, []).append(v)
+    if a.reference:
+        filters.setdefault("reference", []).append(a.reference)
+    images = ctx.client.images(all_=a.all, filters=filters or None, digests=a.digests)
+    rows = []
+    for img in images:
+        tags = img.get("RepoTags") or ["<none>:<none>"]
+        digests = img.get("RepoDigests") or []
+        for t in tags:
+            repo, tag = _split_tag(t)
+            digest = "<none>"
+            for d in digests:
+                if d.split("@")[0] == repo:
+                    digest = d.split("@", 1)[1]
+            iid = img["Id"] if a.no_trunc else img["Id"][7:19]
+            rows.append({"Repository": repo, "Tag": tag, "Digest": digest, "ID": iid,
+                         "CreatedSince": _ago(img.get("Created")), "CreatedAt": _when(img.get("Created")),
+                         "Size": _hsize(img.get("Size", 0)), "VirtualSize": _hsize(img.get("Size", 0)),
+                         "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A"})
+    if a.quiet:
+        for r in rows:
+            print(r["ID"])
+        return 0
+    if a.format:
+        from berth.cli.format import print_formatted
+        print_formatted(a.format, rows, {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
+                                         "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
+                                         "Digest": "DIGEST"})
+        return 0
+    from berth.cli.format import table
+    head = ["REPOSITORY", "TAG"] + (["DIGEST"] if a.digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
+    body = [[r["Repository"], r["Tag"]] + ([r["Digest"]] if a.digests else []) +
+            [r["ID"], r["CreatedSince"], r["Size"]] for r in rows]
+    print(table([head] + body))
+    return 0
+
+
+def _ago(ts):
+    from berth.cli.format import ago
+    return ago(ts)
+
+
+def _when(ts):
+    import time
+    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(ts or 0))
+
+
+def _hsize(n):
+    from berth.cli.format import human_size
+    return human_size(n)
+
+
+def rm(ctx, argv, cmd):
+    p = parser(cmd, "remove images")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--no-prune", action="store_true")
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+    failed = 0
+    for n in a.names:
+        try:
+            for item in ctx.client.image_remove(n, force=a.force, noprune=a.no_prune) or []:
+                for k, v in item.items():
+                    print(f"{k}: {v}")
+        except BerthError as e:
+            print(f"berth: {e.message}", file=sys.stderr)
+            failed = 1
+    return 1 if failed else 0
+
+
+def tag(ctx, argv, cmd):
+    p = parser(cmd, "add a name to an image")
+    p.add_argument("source")
+    p.add_argument("target")
+    a = p.parse_args(argv)
+    ref = _ref(a.target)
+    if ref.digest:
+        raise BerthError(f'{cmd}: refusing to create a tag with a digest reference: "{a.target}"')
+    ctx.client.image_tag(a.source, ref.name, ref.tag)
+    return 0
+
+
+def inspect(ctx, argv, cmd):
+    p = parser(cmd, "show details of images")
+    p.add_argument("-f", "--format")
+    p.add_argument("--type", choices=["image", "container"])
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+    import json
+    results = []
+    failed = 0
+    for n in a.names:
+        try:
+            results.append(_inspect_one(ctx, n, a.type))
+        except BerthError as e:
+            print(f"berth: {e.message}" if "No such" in e.message else f"berth: Error: No such object: {n}",
+                  file=sys.stderr)
+            failed = 1
+    if a.format:
+        from berth.cli.format import Template
+        t = Template(a.format)
+        for r in results:
+            print(t.render(r))
+    else:
+        print(json.dumps(results, indent=4))
+    return 1 if failed else 0
+
+
+def _inspect_one(ctx, name, kind):
+    from berth.errors import NotFound
+    if kind in (None, "container"):
+        get = getattr(ctx.client, "container_inspect", None)
+        if get is not None:
+            try:
+                return get(name)
+            except NotFound:
+                if kind == "container":
+                    raise
+    return ctx.client.image_inspect(name)
+
+
+def history(ctx, argv, cmd):
+    p = parser(cmd, "show the history of an image")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-H", "--human", default="true")
+    p.add_argument("--format")
+    p.add_argument("name")
+    a = p.parse_args(argv)
+    rows = ctx.client.image_history(a.name)
+    human = a.human.lower() not in ("false", "0")
+    out = []
+    for r in rows:
+        iid = r.get("Id") or "<missing>"
+        if iid.startswith("sha256:") and not a.no_trunc:
+            iid = iid[7:19]
+        created_by = (r.get("CreatedBy") or "").replace("\t", " ")
+        if not a.no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        out.append({"ID": iid, "CreatedSince": _ago(r.get("Created")) if human else _when(r.get("Created")),
+                    "CreatedAt": _when(r.get("Created")), "CreatedBy": created_by,
+                    "Size": _hsize(r.get("Size", 0)) if human else str(r.get("Size", 0)),
+                    "Comment": r.get("Comment") or ""})
+    if a.quiet:
+        for r in out:
+            print(r["ID"])
+        return 0
+    if a.format:
+        from berth.cli.format import print_formatted
+        print_formatted(a.format, out, {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY",
+                                        "Size": "SIZE", "Comment": "COMMENT"})
+        return 0
+    from berth.cli.format import table
+    print(table([["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]] +
+                [[r["ID"], r["CreatedSince"], r["CreatedBy"], r["Size"], r["Comment"]] for r in out]))
+    return 0
+
+
+def save(ctx, argv, cmd):
+    p = parser(cmd, "write images to a tar archive (stdout by default)")
+    p.add_argument("-o", "--output")
+    p.add_argument("--platform")
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+    if not a.output and sys.stdout.isatty():
+        raise BerthError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    resp = ctx.client.image_save(a.names)
+    try:
+        if a.output:
+            tmp = a.output + ".berth-tmp"
+            with open(tmp, "wb") as f:
+                _copy(resp, f)
+            os.rename(tmp, a.output)
+        else:
+            _copy(resp, sys.stdout.buffer)
+    finally:
+        resp.close()
+    return 0
+
+
+def _copy(resp, f):
+    total = 0
+    while True:
+        d = resp.read_some(1 << 20)
+        if not d:
+            break
+        f.write(d)
+        total += len(d)
+    if total == 0:
+        raise BerthError("save failed: the daemon sent no data")
+
+
+def _file_chunks(f):
+    while True:
+        d = f.read(1 << 20)
+        if not d:
+            return
+        yield d
+
+
+def load(ctx, argv, cmd):
+    p = parser(cmd, "load images from a tar archive (stdin by default)")
+    p.add_argument("-i", "--input")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--platform")
+    a = p.parse_args(argv)
+    if a.input:
+        try:
+            f = open(a.input, "rb")
+        except OSError as e:
+            raise BerthError(f"open {a.input}: {e.strerror}") from None
+    else:
+        if sys.stdin.isatty():
+            raise BerthError("requested load from stdin, but stdin is empty")
+        f = sys.stdin.buffer
+    from berth.cli.progress import render
+    with f:
+        resp = ctx.client.image_load(_file_chunks(f), quiet=a.quiet)
+        try:
+            render(resp.iter_json(), quiet=False)
+        finally:
+            resp.close()
+    return 0
+
+
+def import_(ctx, argv, cmd):
+    p = parser(cmd, "make an image from a rootfs tarball")
+    p.add_argument("-c", "--change", action="append", default=[])
+    p.add_argument("-m", "--message")
+    p.add_argument("--platform")
+    p.add_argument("file")
+    p.add_argument("reference", nargs="?")
+    a = p.parse_args(argv)
+    repo = tag = None
+    if a.reference:
+        ref = _ref(a.reference)
+        if ref.digest:
+            raise BerthError(f"{cmd}: the target must be a name, not a digest")
+        repo, tag = ref.name, ref.tag
+    if a.file == "-":
+        f = sys.stdin.buffer
+    elif "://" in a.file:
+        raise BerthError(f"{cmd}: importing from a URL is not supported")
+    else:
+        try:
+            f = open(a.file, "rb")
+        except OSError as e:
+            raise BerthError(f"open {a.file}: {e.strerror}") from None
+    from berth.cli.progress import render
+    with f:
+        resp = ctx.client.image_import(_file_chunks(f), repo=repo, tag=tag, changes=a.change,
+                                       message=a.message, platform=a.platform)
+        try:
+            render(resp.iter_json(), quiet=False)
+        finally:
+            resp.close()
+    return 0
+
+
+def prune(ctx, argv, cmd):
+    p = parser(cmd, "remove unused images")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--filter", action="append", default=[])
+    a = p.parse_args(argv)
+    if not a.force:
+        what = "all images without at least one container associated to them" if a.all else "all dangling images"
+        if not sys.stdin.isatty():
+            raise BerthError(f"{cmd}: refusing to remove {what} without --force")
+        ans = input(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
+        if ans.strip().lower() not in ("y", "yes"):
+            return 0
+    filters = {"dangling": ["false" if a.all else "true"]}
+    for f in a.filter:
+        k, _, v = f.partition("=")
+        filters.setdefault(k, []).append(v)
+    res = ctx.client.images_prune(filters)
+    deleted = res.get("ImagesDeleted") or []
+    if deleted:
+        print("Deleted Images:")
+        for item in deleted:
+            for k, v in item.items():
+                print(f"{k.lower()}: {v}")
+        print()
+    print(f"Total reclaimed space: {_hsize(res.get('SpaceReclaimed', 0))}")
+    return 0

@@ -1,0 +1,233 @@
+"""berthd's configuration: /etc/berth/berthd.toml (TOML), defaults, validation, dump.
+
+An invalid file is a one-line error naming the key; berthd does not start with it.
+"""
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from berth.errors import InvalidArgument
+
+DEFAULT_PATH = "/etc/berth/berthd.toml"
+DEFAULT_SOCKET = "/run/berth/berth.sock"
+
+DEFAULT_TEXT = '''# berthd configuration (TOML). Every key is optional; these are the defaults.
+
+# Where images, snapshots, containers and volumes live.
+root = "/var/lib/berth"
+# Sockets, shim state, pid files (a tmpfs).
+state = "/run/berth"
+# Addresses to serve the Docker Engine API on: unix:///path or tcp://127.0.0.1:PORT.
+# Plain TCP on a non-loopback address is refused unless allow_insecure_tcp = true.
+hosts = ["unix:///run/berth/berth.sock"]
+allow_insecure_tcp = false
+# The namespace of requests that do not name one (header X-Berth-Namespace).
+namespace = "default"
+# containerd-style registry host configs: <config_path>/<host>/hosts.toml, read at each pull.
+config_path = "/etc/berth/certs.d"
+# Mirrors for docker.io, as in docker's daemon.json (used when certs.d has no docker.io entry).
+registry_mirrors = []
+# Registries that may be reached over plain HTTP or with unverified TLS (host[:port] or CIDR).
+insecure_registries = []
+# The OCI runtime used when a container names none, and the runtimes that can be named.
+default_runtime = "berth-runc"
+# cgroupfs | systemd
+cgroup_driver = "cgroupfs"
+# The pause image of pod sandboxes.
+sandbox_image = "registry.k8s.io/pause:3.9"
+# debug | info | warning | error
+log_level = "info"
+
+[runtimes.berth-runc]
+path = "berth-runc"
+args = []
+
+[runtimes.runc]
+path = "runc"
+args = []
+
+[tls]
+# Serve TCP with TLS; verify = true also requires client certificates signed by cacert.
+verify = false
+cacert = ""
+cert = ""
+key = ""
+'''
+
+
+@dataclass
+class Runtime:
+    path: str
+    args: list = field(default_factory=list)
+
+
+@dataclass
+class TLS:
+    verify: bool = False
+    cacert: str = ""
+    cert: str = ""
+    key: str = ""
+
+    @property
+    def enabled(self):
+        return bool(self.verify or self.cert)
+
+
+@dataclass
+class Config:
+    root: str = "/var/lib/berth"
+    state: str = "/run/berth"
+    hosts: list = field(default_factory=lambda: ["unix://" + DEFAULT_SOCKET])
+    allow_insecure_tcp: bool = False
+    namespace: str = "default"
+    config_path: str = "/etc/berth/certs.d"
+    registry_mirrors: list = field(default_factory=list)
+    insecure_registries: list = field(default_factory=list)
+    default_runtime: str = "berth-runc"
+    runtimes: dict = field(default_factory=lambda: {"berth-runc": Runtime("berth-runc"), "runc": Runtime("runc")})
+    cgroup_driver: str = "cgroupfs"
+    sandbox_image: str = "registry.k8s.io/pause:3.9"
+    log_level: str = "info"
+    tls: TLS = field(default_factory=TLS)
+    source: str = ""
+
+    def to_toml(self):
+        def q(s):
+            return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        def arr(xs):
+            return "[" + ", ".join(q(x) for x in xs) + "]"
+        lines = [f"# effective configuration{' (from ' + self.source + ')' if self.source else ''}",
+                 f"root = {q(self.root)}", f"state = {q(self.state)}", f"hosts = {arr(self.hosts)}",
+                 f"allow_insecure_tcp = {str(self.allow_insecure_tcp).lower()}",
+                 f"namespace = {q(self.namespace)}", f"config_path = {q(self.config_path)}",
+                 f"registry_mirrors = {arr(self.registry_mirrors)}",
+                 f"insecure_registries = {arr(self.insecure_registries)}",
+                 f"default_runtime = {q(self.default_runtime)}", f"cgroup_driver = {q(self.cgroup_driver)}",
+                 f"sandbox_image = {q(self.sandbox_image)}", f"log_level = {q(self.log_level)}", ""]
+        for name, rt in self.runtimes.items():
+            lines += [f"[runtimes.{q(name) if not name.replace('-', '').replace('_', '').isalnum() else name}]",
+                      f"path = {q(rt.path)}", f"args = {arr(rt.args)}", ""]
+        lines += ["[tls]", f"verify = {str(self.tls.verify).lower()}", f"cacert = {q(self.tls.cacert)}",
+                  f"cert = {q(self.tls.cert)}", f"key = {q(self.tls.key)}", ""]
+        return "\n".join(lines)
+
+    @property
+    def socket_path(self):
+        for h in self.hosts:
+            if h.startswith("unix://"):
+                return h[len("unix://"):]
+        return None
+
+
+_KEYS = {
+    "root": str, "state": str, "hosts": list, "allow_insecure_tcp": bool, "namespace": str,
+    "config_path": str, "registry_mirrors": list, "insecure_registries": list, "default_runtime": str,
+    "cgroup_driver": str, "sandbox_image": str, "log_level": str, "runtimes": dict, "tls": dict,
+}
+
+
+def _bad(path, key, why):
+    return InvalidArgument(f"{path}: {key}: {why}")
+
+
+def load(path=None, required=False):
+    """Read the config file (the default path may be absent; an explicit one must exist)."""
+    p = path or DEFAULT_PATH
+    try:
+        with open(p, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        if path and required:
+            raise InvalidArgument(f"config file {p} not found") from None
+        return Config()
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidArgument(f"{p}: invalid TOML: {e}") from None
+    except OSError as e:
+        raise InvalidArgument(f"cannot read config file {p}: {e.strerror}") from None
+    cfg = from_dict(data, p)
+    cfg.source = p
+    return cfg
+
+
+def from_dict(data, path="config"):
+    cfg = Config()
+    for key, value in data.items():
+        if key not in _KEYS:
+            raise _bad(path, key, "unknown key")
+        want = _KEYS[key]
+        if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+            raise _bad(path, key, f"must be a {want.__name__}")
+        if want is list and not all(isinstance(x, str) for x in value):
+            raise _bad(path, key, "must be a list of strings")
+        if key == "runtimes":
+            rts = {}
+            for name, rt in value.items():
+                if not isinstance(rt, dict) or not isinstance(rt.get("path"), str) or not rt["path"]:
+                    raise _bad(path, f"runtimes.{name}.path", "must be a non-empty string")
+                args = rt.get("args", [])
+                if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+                    raise _bad(path, f"runtimes.{name}.args", "must be a list of strings")
+                extra = set(rt) - {"path", "args"}
+                if extra:
+                    raise _bad(path, f"runtimes.{name}.{sorted(extra)[0]}", "unknown key")
+                rts[name] = Runtime(rt["path"], list(args))
+            value = rts
+        elif key == "tls":
+            t = TLS()
+            for k, v in value.items():
+                if k not in ("verify", "cacert", "cert", "key"):
+                    raise _bad(path, f"tls.{k}", "unknown key")
+                if (k == "verify") != isinstance(v, bool) or (k != "verify" and not isinstance(v, str)):
+                    raise _bad(path, f"tls.{k}", "has the wrong type")
+                setattr(t, k, v)
+            value = t
+        setattr(cfg, key, value)
+    validate(cfg, path)
+    return cfg
+
+
+def validate(cfg, path="config"):
+    if cfg.cgroup_driver not in ("cgroupfs", "systemd"):
+        raise _bad(path, "cgroup_driver", f"must be cgroupfs or systemd, not {cfg.cgroup_driver!r}")
+    if cfg.log_level not in ("debug", "info", "warning", "error"):
+        raise _bad(path, "log_level", f"must be debug, info, warning or error, not {cfg.log_level!r}")
+    if cfg.default_runtime not in cfg.runtimes:
+        raise _bad(path, "default_runtime", f"{cfg.default_runtime!r} is not in [runtimes]")
+    for k in ("root", "state"):
+        if not os.path.isabs(getattr(cfg, k)):
+            raise _bad(path, k, "must be an absolute path")
+    if not cfg.hosts:
+        raise _bad(path, "hosts", "must name at least one address")
+    for h in cfg.hosts:
+        parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled, path)
+    import re
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9._-]{0,74}[a-z0-9])?", cfg.namespace):
+        raise _bad(path, "namespace", f"invalid namespace name {cfg.namespace!r}")
+    return cfg
+
+
+def parse_host(h, allow_insecure=False, tls=False, path="hosts"):
+    """unix:///path or tcp://host:port -> ("unix", path) or ("tcp", host, port)."""
+    if h.startswith("unix://"):
+        p = h[len("unix://"):]
+        if not p.startswith("/"):
+            raise _bad(path, "hosts", f"{h!r}: the socket path must be absolute")
+        return ("unix", p)
+    if h.startswith("tcp://"):
+        hostport = h[len("tcp://"):].rstrip("/")
+        host, sep, port = hostport.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise _bad(path, "hosts", f"{h!r}: expected tcp://HOST:PORT")
+        host = host.strip("[]")
+        import ipaddress
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback and not tls and not allow_insecure:
+            raise _bad(path, "hosts", f"{h!r}: plain TCP on a non-loopback address is refused "
+                                      "(use TLS, or allow_insecure_tcp = true)")
+        return ("tcp", host, int(port))
+    raise _bad(path, "hosts", f"{h!r}: expected unix:///PATH or tcp://HOST:PORT")

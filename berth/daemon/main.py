@@ -1,0 +1,82 @@
+"""berthd's command line: serve, or print the default / effective configuration."""
+
+import argparse
+import logging
+import sys
+
+from berth.errors import BerthError
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="berthd", description="berth's engine: the Docker Engine API over images and containers")
+    p.add_argument("--config", help="configuration file (default /etc/berth/berthd.toml)")
+    p.add_argument("-H", "--host", action="append", dest="hosts", help="address to serve: unix:///PATH or tcp://HOST:PORT")
+    p.add_argument("--root", help="root directory for persistent data")
+    p.add_argument("--state", help="state directory (sockets, shims)")
+    p.add_argument("-n", "--namespace", help="default namespace")
+    p.add_argument("--config-path", help="registry host configuration directory (certs.d)")
+    p.add_argument("--registry-mirror", action="append", dest="registry_mirrors", help="a docker.io mirror")
+    p.add_argument("--insecure-registry", action="append", dest="insecure_registries")
+    p.add_argument("--tlsverify", action="store_true", default=None)
+    p.add_argument("--tlscacert")
+    p.add_argument("--tlscert")
+    p.add_argument("--tlskey")
+    p.add_argument("--allow-insecure-tcp", action="store_true", default=None,
+                   help="serve plain TCP on a non-loopback address (anyone who can connect is root)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("-v", "--version", action="store_true")
+    p.add_argument("command", nargs="*", help="config default | config dump")
+    return p
+
+
+def load_config(args):
+    from berth.daemon import config as cfgmod
+    cfg = cfgmod.load(args.config, required=bool(args.config))
+    for k in ("hosts", "root", "state", "namespace", "config_path", "registry_mirrors", "insecure_registries",
+              "log_level", "allow_insecure_tcp"):
+        v = getattr(args, k, None)
+        if v is not None:
+            setattr(cfg, k, v)
+    if args.tlsverify is not None:
+        cfg.tls.verify = args.tlsverify
+    for k in ("cacert", "cert", "key"):
+        v = getattr(args, "tls" + k)
+        if v:
+            setattr(cfg.tls, k, v)
+    cfgmod.validate(cfg, "command line" if not cfg.source else cfg.source)
+    return cfg
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        if args.version:
+            from berth import __version__
+            print(f"berthd version {__version__}")
+            return 0
+        if args.command:
+            if args.command[:1] != ["config"] or len(args.command) != 2 or args.command[1] not in ("default", "dump"):
+                raise BerthError(f"unknown command {' '.join(args.command)!r}: use `berthd config default` or `berthd config dump`")
+            if args.command[1] == "default":
+                from berth.daemon.config import DEFAULT_TEXT
+                sys.stdout.write(DEFAULT_TEXT)
+            else:
+                sys.stdout.write(load_config(args).to_toml())
+            return 0
+        cfg = load_config(args)
+        logging.basicConfig(level=getattr(logging, cfg.log_level.upper()),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        import asyncio
+
+        from berth.daemon.server import serve
+        asyncio.run(serve(cfg))
+        return 0
+    except BerthError as e:
+        print(f"berthd: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""berthd: wiring the stores and services, serving the API on unix sockets and TCP."""
+
+import asyncio
+import concurrent.futures
+import grp
+import logging
+import os
+import platform
+import signal
+import socket
+
+from berth import __version__
+from berth.errors import BerthError, InvalidArgument
+
+log = logging.getLogger("berthd")
+
+
+class Daemon:
+    def __init__(self, cfg):
+        from berth.content.store import ContentStore
+        from berth.metadata import MetadataStore
+        from berth.services.images import ImageService
+        from berth.services.registry import RegistryConfig
+        self.cfg = cfg
+        os.makedirs(cfg.root, mode=0o711, exist_ok=True)
+        os.makedirs(cfg.state, mode=0o711, exist_ok=True)
+        self.content = ContentStore(os.path.join(cfg.root, "content"))
+        self.meta = MetadataStore(cfg.root)
+        self.snapshotter, self.snapshotter_name = _snapshotter(cfg.root)
+        self.registry = RegistryConfig(cfg)
+        self.images = ImageService(self.meta, self.content, self.snapshotter, self.snapshotter_name,
+                                   self.registry)
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="berthd")
+
+    async def run(self, fn, *args, **kwargs):
+        """Run blocking work in a worker thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+
+    def startup_gc(self):
+        """Collect what a daemon killed mid-pull left: its leases are dead now, and so is
+        everything only they kept (half-pulled blobs, ingests, snapshots being extracted)."""
+        try:
+            for lease in self.meta.list_leases(None):
+                self.meta.delete_lease(lease.namespace, lease.id)
+            report = self.meta.collect(self.content, self.snapshotter, snapshotter_name=self.snapshotter_name,
+                                       grace=0, cleanup=True)
+            if report.content or report.snapshots or report.ingests:
+                log.info("collected %d blobs, %d snapshots, %d ingests left by an earlier run",
+                         len(report.content), len(report.snapshots), len(report.ingests))
+        except BerthError as e:
+            log.warning("garbage collection: %s", e)
+
+    # --- system ---
+
+    def info(self, ns):
+        from berth.runtime import cgroups
+        images = len(self.images.list(ns))
+        mode = cgroups.detect_mode()
+        mem = 0
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemTotal:"):
+                        mem = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        u = os.uname()
+        mirrors = list(self.cfg.registry_mirrors)
+        return {
+            "ID": _daemon_id(self.cfg.root), "Name": socket.gethostname(),
+            "ServerVersion": __version__, "Driver": self.snapshotter_name, "DriverStatus": [],
+            "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+            "Images": images, "DockerRootDir": self.cfg.root,
+            "CgroupDriver": self.cfg.cgroup_driver, "CgroupVersion": "2" if mode == "v2" else "1",
+            "Runtimes": {name: {"path": rt.path, "runtimeArgs": rt.args or None}
+                         for name, rt in self.cfg.runtimes.items()},
+            "DefaultRuntime": self.cfg.default_runtime,
+            "RegistryConfig": {
+                "Mirrors": mirrors, "InsecureRegistryCIDRs": [r for r in self.cfg.insecure_registries if "/" in r],
+                "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": mirrors, "Secure": True,
+                                               "Official": True}},
+            },
+            "OperatingSystem": _os_name(), "OSType": "linux", "OSVersion": "", "Architecture": platform.machine(),
+            "KernelVersion": u.release, "NCPU": os.cpu_count() or 1, "MemTotal": mem,
+            "IndexServerAddress": "https://index.docker.io/v1/", "LoggingDriver": "json-file",
+            "SecurityOptions": ["name=seccomp,profile=builtin"], "Labels": [f"berth.namespace={ns}"],
+            "ExperimentalBuild": False, "Debug": self.cfg.log_level == "debug",
+            "Swarm": {"LocalNodeState": "inactive"},
+            "Berth": {"Namespace": ns, "ConfigPath": self.cfg.config_path, "SandboxImage": self.cfg.sandbox_image,
+                      "StateDir": self.cfg.state},
+        }
+
+    # --- namespaces ---
+
+    def namespaces(self):
+        out = []
+        for n in self.meta.list_namespaces():
+            out.append({"Name": n.name, "Labels": n.labels})
+        return out
+
+    def namespace_inspect(self, name):
+        n = self.meta.get_namespace(name)
+        usage = self.meta.namespace_usage(name)
+        return {"Name": n.name, "Labels": n.labels, "Usage": usage}
+
+    def namespace_create(self, name, labels=None):
+        from berth.metadata.records import check_namespace
+        check_namespace(name)
+        try:
+            self.meta.get_namespace(name)
+        except BerthError:
+            return self.meta.create_namespace(name, labels or {})
+        from berth.errors import AlreadyExists
+        raise AlreadyExists(f'namespace "{name}" already exists')
+
+    def namespace_remove(self, name):
+        self.meta.delete_namespace(name)
+
+    def close(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.meta.close()
+
+
+def _snapshotter(root):
+    from berth.snapshots import overlay
+    sroot = os.path.join(root, "snapshots")
+    os.makedirs(sroot, exist_ok=True)
+    if overlay.supported(sroot):
+        return overlay.OverlaySnapshotter(os.path.join(root, "snapshots", "overlayfs")), "overlayfs"
+    from berth.snapshots.native import NativeSnapshotter
+    return NativeSnapshotter(os.path.join(root, "snapshots", "native")), "native"
+
+
+def _daemon_id(root):
+    path = os.path.join(root, "engine-id")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        import uuid
+        i = str(uuid.uuid4())
+        with open(path, "w") as f:
+            f.write(i)
+        return i
+
+
+def _os_name():
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+async def serve(cfg, ready=None):
+    """Serve until SIGTERM/SIGINT."""
+    from aiohttp import web
+
+    from berth.api.app import make_app
+    from berth.daemon.config import parse_host
+    daemon = Daemon(cfg)
+    await daemon.run(daemon.startup_gc)
+    app = make_app(daemon)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    sites = []
+    for h in cfg.hosts:
+        addr = parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled)
+        if addr[0] == "unix":
+            path = addr[1]
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if os.path.exists(path):
+                if _socket_alive(path):
+                    raise InvalidArgument(f"another daemon is serving on {path}")
+                os.unlink(path)
+            site = web.UnixSite(runner, path)
+            await site.start()
+            os.chmod(path, 0o660)
+            try:
+                os.chown(path, 0, grp.getgrnam("berth").gr_gid)
+            except KeyError:
+                pass
+        else:
+            ssl_ctx = _tls_context(cfg.tls) if cfg.tls.enabled else None
+            site = web.TCPSite(runner, addr[1], addr[2], ssl_context=ssl_ctx)
+            await site.start()
+        sites.append(site)
+        log.info("serving the Docker Engine API on %s", h)
+    pidfile = os.path.join(cfg.state, "berthd.pid")
+    with open(pidfile, "w") as f:
+        f.write(str(os.getpid()))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(s, stop.set)
+    if ready:
+        ready()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        daemon.close()
+        for h in cfg.hosts:
+            if h.startswith("unix://"):
+                try:
+                    os.unlink(h[len("unix://"):])
+                except FileNotFoundError:
+                    pass
+        try:
+            os.unlink(pidfile)
+        except FileNotFoundError:
+            pass
+
+
+def _socket_alive(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.settimeout(1)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _tls_context(tls):
+    import ssl
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(tls.cert, tls.key)
+    except (OSError, ssl.SSLError) as e:
+        raise InvalidArgument(f"tls: cannot load the certificate {tls.cert} / key {tls.key}: {e}") from None
+    if tls.verify:
+        if not tls.cacert:
+            raise InvalidArgument("tls: --tlsverify needs --tlscacert")
+        ctx.load_verify_locations(tls.cacert)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx

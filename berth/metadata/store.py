@@ -1,0 +1,312 @@
+"""MetadataStore: the SQLite database, its connections and transactions, and GC.
+
+See the package docstring (``berth.metadata``) for the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from berth.errors import (
+    BerthError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SystemError_,
+    Unavailable,
+)
+from berth.metadata import gc, schema
+from berth.metadata.records import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_SNAPSHOTTER,
+    GCReport,
+    Lease,
+    check_namespace,
+)
+from berth.metadata.tx import Tx
+
+DB_NAME = "metadata.db"
+#: an ingest or an active/view snapshot that nothing references is kept this long
+DEFAULT_GRACE = 3600.0
+
+
+def _translate(e: sqlite3.Error) -> BerthError:
+    text = str(e)
+    if isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return Unavailable(f"metadata database is busy: {text}")
+    return SystemError_(f"metadata database: {text}")
+
+
+class MetadataStore:
+    """berth's metadata database (``<root>/metadata.db``).
+
+    ``MetadataStore(root)`` creates ``root`` if needed, opens or creates the
+    database (a path ending in ``.db`` is taken as the database file itself),
+    migrates its schema forward and makes sure the ``default`` namespace exists.
+
+    Threads: each thread gets its own SQLite connection (made on first use,
+    closed by ``close()`` or when a later connection notices its thread has
+    ended), so the store can be shared by the worker threads of an asyncio
+    daemon and by several processes. Write transactions are serialised: in
+    this process by a lock, across processes by SQLite (``BEGIN IMMEDIATE``);
+    either wait is bounded by ``busy_timeout`` seconds, then Unavailable. In
+    WAL mode readers never wait for writers.
+
+    Transactions: every method is one transaction; ``with store.tx() as tx:``
+    groups several operations (the methods of ``Tx``, same names and
+    arguments) into one that commits when the block ends normally and rolls
+    back entirely if it raises. Nested ``tx()`` on the same thread is a
+    savepoint inside the outer transaction.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, busy_timeout: float = 60.0,
+                 clock: Callable[[], float] = time.time, synchronous: str = "FULL",
+                 default_namespace: str = DEFAULT_NAMESPACE):
+        root = os.fspath(root)
+        if root.endswith(".db"):
+            self.path = os.path.abspath(root)
+        else:
+            self.path = os.path.join(os.path.abspath(root), DB_NAME)
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise InvalidArgument(f"invalid synchronous mode {synchronous!r}")
+        self.busy_timeout = float(busy_timeout)
+        self.default_namespace = check_namespace(default_namespace)
+        self._clock = clock
+        self._synchronous = synchronous.upper()
+        self._local = threading.local()
+        self._conns: list[tuple[weakref.ref, sqlite3.Connection]] = []
+        self._conns_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = False
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            if not os.path.exists(self.path):
+                # Specs may hold secrets (env): the database and its -wal/-shm are private.
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError as e:
+            raise SystemError_(f"metadata database {self.path}: {e.strerror or e}") from e
+        try:
+            conn = self._conn()
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.Error as e:
+            self.close()
+            raise _translate(e) from e
+        self.journal_mode = str(mode).lower()
+        try:
+            if not self._up_to_date():
+                with self.tx() as tx:
+                    schema.migrate(tx._conn, tx.now())
+                    tx._ensure_namespace(self.default_namespace)
+        except BaseException:
+            self.close()
+            raise
+
+    def _up_to_date(self) -> bool:
+        """Whether opening needs no write (so it does not wait for a writer)."""
+        with self.tx(readonly=True) as tx:
+            conn = tx._conn
+            if schema.current_version(conn) != schema.LATEST:
+                return False
+            return conn.execute("SELECT 1 FROM namespaces WHERE name = ?",
+                                (self.default_namespace,)).fetchone() is not None
+
+    # -- connections --------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise FailedPrecondition("metadata store is closed")
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except BaseException:
+            conn.close()
+            raise
+        me = threading.current_thread()
+        with self._conns_lock:
+            keep = []
+            for ref, other in self._conns:
+                t = ref()
+                if t is None or not t.is_alive():
+                    other.close()  # its thread has ended
+                else:
+                    keep.append((ref, other))
+            keep.append((weakref.ref(me), conn))
+            self._conns = keep
+        self._local.conn = conn
+        self._local.depth = 0
+        self._local.readonly = False
+        return conn
+
+    def close(self) -> None:
+        """Close every connection; the store cannot be used afterwards.
+
+        Call it when no other thread is using the store.
+        """
+        self._closed = True
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for _, conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> MetadataStore:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def tx(self, *, readonly: bool = False) -> Iterator[Tx]:
+        """One transaction: commit at the end of the block, roll back if it raises.
+
+        A write transaction takes SQLite's write lock at once (BEGIN IMMEDIATE);
+        ``readonly=True`` gives a consistent snapshot without taking it.
+        """
+        if self._closed:
+            raise FailedPrecondition("metadata store is closed")
+        try:
+            conn = self._conn()
+        except sqlite3.Error as e:
+            raise _translate(e) from e
+        depth = self._local.depth
+        if depth:
+            if self._local.readonly and not readonly:
+                raise FailedPrecondition("a write transaction cannot be nested in a read-only one")
+            name = f"berth_sp{depth}"
+            conn.execute(f"SAVEPOINT {name}")
+            self._local.depth = depth + 1
+            try:
+                yield Tx(conn, self._clock, readonly)
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                conn.execute(f"RELEASE {name}")
+            finally:
+                self._local.depth = depth
+            return
+        # Writers of this process queue on a lock first (SQLite's busy handler polls,
+        # which starves waiters behind a busy writer); BEGIN IMMEDIATE then only
+        # waits for other processes.
+        if not readonly and not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise Unavailable("metadata database is busy: another write is in progress")
+        try:
+            try:
+                conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise _translate(e) from e
+            self._local.depth = 1
+            self._local.readonly = readonly
+            try:
+                yield Tx(conn, self._clock, readonly)
+                conn.execute("COMMIT")
+            except BaseException as e:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error):
+                    raise _translate(e) from e
+                raise
+            finally:
+                self._local.depth = 0
+        finally:
+            if not readonly:
+                self._write_lock.release()
+
+    @contextlib.contextmanager
+    def lease(self, namespace: str | None = None, *, ttl: float | None = 3600.0,
+              labels: Mapping[str, str] | None = None) -> Iterator[Lease]:
+        """A lease for the duration of a block (an in-flight pull), deleted at the end.
+
+        Add resources with ``add_lease_resource(lease.namespace, lease.id, ...)``
+        before writing them, and record the finished image inside the block. If
+        the process dies, the lease stays until it expires (``ttl``), then its
+        resources are collected.
+        """
+        ns = self.default_namespace if namespace is None else namespace
+        lease = self.create_lease(ns, ttl=ttl, labels=labels)
+        try:
+            yield lease
+        finally:
+            with contextlib.suppress(NotFound):
+                self.delete_lease(ns, lease.id)
+
+    def schema_version(self) -> int:
+        with self.tx(readonly=True) as tx:
+            return schema.current_version(tx._conn)
+
+    # -- garbage collection ------------------------------------------------------
+
+    def collect(self, content_store: Any = None, snapshotter: Any = None, *,
+                snapshotter_name: str = DEFAULT_SNAPSHOTTER,
+                snapshotters: Mapping[str, Any] | None = None,
+                grace: float = DEFAULT_GRACE, now: float | None = None,
+                dry_run: bool = False, cleanup: bool = False) -> GCReport:
+        """Mark from the roots and sweep what nothing reaches; returns what went.
+
+        ``content_store`` is a ``berth.content.store.ContentStore``; snapshots
+        are swept in ``snapshotter`` (known to the metadata as
+        ``snapshotter_name``) and/or in every ``snapshotters[name]``. A store
+        not given is not swept. See the package docstring for the rules.
+
+        ``cleanup=True`` also calls each snapshotter's ``cleanup()`` (leftovers of
+        interrupted prepares and removes): only at startup, while nothing else
+        uses the snapshotters.
+
+        The whole collection holds the database's write lock, so no reference
+        or lease can be added while it decides and deletes; reads go on.
+        """
+        sns: dict[str, Any] = dict(snapshotters or {})
+        if snapshotter is not None:
+            sns[snapshotter_name] = snapshotter
+        with self.tx() as tx:
+            return gc.collect(tx, content_store, sns, grace=grace,
+                              now=tx.now() if now is None else now, dry_run=dry_run,
+                              cleanup=cleanup)
+
+
+def _delegate(name: str, readonly: bool) -> Callable[..., Any]:
+    meth = getattr(Tx, name)
+
+    @functools.wraps(meth)
+    def op(self: MetadataStore, *args: Any, **kwargs: Any) -> Any:
+        with self.tx(readonly=readonly) as tx:
+            return getattr(tx, name)(*args, **kwargs)
+
+    return op
+
+
+_READS = ("get_namespace", "list_namespaces", "namespace_usage", "get_image", "find_image",
+          "list_images", "image_names_for_target", "get_container", "get_container_by_name",
+          "list_containers", "get_lease", "list_leases", "lease_resources", "expired_leases",
+          "content_refs", "content_referrers", "snapshot_refs", "gc_roots", "mark", "ref_parents")
+_WRITES = ("create_namespace", "set_namespace_labels", "delete_namespace", "create_image",
+           "update_image", "put_image", "delete_image", "create_container", "update_container",
+           "delete_container", "create_lease", "update_lease", "delete_lease",
+           "add_lease_resource", "remove_lease_resource", "add_content_refs", "add_snapshot_ref",
+           "remove_refs", "delete_expired_leases")
+
+for _name in _READS:
+    setattr(MetadataStore, _name, _delegate(_name, True))
+for _name in _WRITES:
+    setattr(MetadataStore, _name, _delegate(_name, False))
+del _name
