@@ -1,0 +1,210 @@
+"""Fixtures for tests of berthd and the berth CLI: a private daemon (own root, state dir and
+socket) and a real registry (Debian's docker-registry) on 127.0.0.1."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+BIN = os.path.join(REPO, ".venv", "bin")
+BERTH = os.environ.get("BERTH") or os.path.join(BIN, "berth")
+BERTHD = os.environ.get("BERTHD") or os.path.join(BIN, "berthd")
+DATA = os.path.join(HERE, "data")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(pred, timeout=20, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _alive(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Daemon:
+    """A berthd with its own root, state dir, socket and config file."""
+
+    def __init__(self, base, extra_config=""):
+        self.base = str(base)
+        self.root = os.path.join(self.base, "root")
+        self.state = os.path.join(self.base, "state")
+        self.sock = os.path.join(self.base, "berth.sock")
+        self.host = "unix://" + self.sock
+        self.certs_d = os.path.join(self.base, "certs.d")
+        self.config = os.path.join(self.base, "berthd.toml")
+        self.docker_config = os.path.join(self.base, "docker-config")
+        os.makedirs(self.certs_d, exist_ok=True)
+        os.makedirs(self.docker_config, exist_ok=True)
+        with open(self.config, "w") as f:
+            f.write(f'root = "{self.root}"\nstate = "{self.state}"\nhosts = ["{self.host}"]\n'
+                    f'config_path = "{self.certs_d}"\n' + extra_config)
+        self.proc = None
+        self.log_path = os.path.join(self.base, "berthd.log")
+
+    def start(self, *args, wait=True):
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, HOME=self.base)
+        self.proc = subprocess.Popen([BERTHD, "--config", self.config, *args], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        log.close()
+        if wait:
+            wait_for(lambda: _alive(self.sock) or self.proc.poll() is not None, 30, "berthd to listen")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"berthd exited: {self.log()}")
+        return self
+
+    def log(self):
+        try:
+            return open(self.log_path).read()[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill9(self):
+        self.stop(signal.SIGKILL)
+
+    def env(self, **extra):
+        e = dict(os.environ, HOME=self.base, DOCKER_CONFIG=self.docker_config)
+        e.pop("DOCKER_HOST", None)
+        e.pop("BERTH_HOST", None)
+        e.update(extra)
+        return e
+
+    def berth(self, *args, input=None, check=False, timeout=120, env=None):
+        return _run([BERTH, "-H", self.host, *args], input, check, timeout, env or self.env())
+
+    def docker(self, *args, input=None, check=False, timeout=120, env=None):
+        return _run(["docker", "-H", self.host, *args], input, check, timeout, env or self.env())
+
+    def cleanup(self):
+        self.stop()
+        # unmount anything a test left under the daemon's root (overlay mounts of containers)
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+
+
+def _run(cmd, input, check, timeout, env):
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.run(cmd, input=input, stdin=None if input is not None else subprocess.DEVNULL,
+                           stdout=out, stderr=err, timeout=timeout, env=env)
+        out.seek(0)
+        err.seek(0)
+        p.stdout, p.stderr = out.read(), err.read()
+    p.out = p.stdout.decode(errors="replace")
+    p.err = p.stderr.decode(errors="replace")
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd[0]} {' '.join(cmd[3:])} failed ({p.returncode}): {p.err}")
+    return p
+
+
+@pytest.fixture
+def berthd(tmp_path):
+    d = Daemon(tmp_path / "berthd")
+    d.start()
+    yield d
+    d.cleanup()
+
+
+@pytest.fixture(scope="module")
+def shared_berthd(tmp_path_factory):
+    d = Daemon(tmp_path_factory.mktemp("berthd"))
+    d.start()
+    yield d
+    d.cleanup()
+
+
+class Registry:
+    def __init__(self, base, port=None, extra=""):
+        self.base = str(base)
+        self.port = port or free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.data = os.path.join(self.base, "data")
+        os.makedirs(self.data, exist_ok=True)
+        self.config = os.path.join(self.base, "config.yml")
+        with open(self.config, "w") as f:
+            f.write(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {self.data}\n"
+                    f"  delete:\n    enabled: true\nhttp:\n  addr: {self.addr}\n" + extra)
+        self.proc = None
+
+    def start(self):
+        if not shutil.which("docker-registry"):
+            pytest.skip("docker-registry is not installed")
+        log = open(os.path.join(self.base, "registry.log"), "ab")
+        self.proc = subprocess.Popen(["docker-registry", "serve", self.config], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 20, "docker-registry to listen")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    r = Registry(tmp_path_factory.mktemp("registry")).start()
+    yield r
+    r.stop()
+
+
+def skopeo(*args, check=True):
+    env = dict(os.environ)
+    policy = os.path.join(tempfile.gettempdir(), "berth-skopeo-policy.json")
+    with open(policy, "w") as f:
+        json.dump({"default": [{"type": "insecureAcceptAnything"}]}, f)
+    p = subprocess.run(["skopeo", "--policy", policy, *args], capture_output=True, timeout=120, env=env)
+    p.out, p.err = p.stdout.decode(), p.stderr.decode()
+    if check and p.returncode != 0:
+        raise AssertionError(f"skopeo {args} failed: {p.err}")
+    return p
