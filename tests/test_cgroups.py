@@ -318,7 +318,7 @@ def test_set_v1_and_read_back(env):
     assert read(f"{cpuset}/cpuset.cpus") == "0"
     assert read(f"{cpuset}/cpuset.mems") == "0"
     assert read(f"{m.paths['pids']}/pids.max") == "10"
-    assert f"Cpus_allowed_list:\t0" in read(f"/proc/{p.pid}/status")
+    assert "Cpus_allowed_list:\t0" in read(f"/proc/{p.pid}/status")
     st = m.stats()
     assert st["memory"]["limit"] == 64 * MiB and st["pids"] == {"current": 1, "limit": 10}
     # unlimited / "max"

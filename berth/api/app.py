@@ -66,16 +66,20 @@ class Router:
 
 
 def namespace_of(request):
-    ns = request.headers.get(NAMESPACE_HEADER) or request.app["daemon"].cfg.namespace
-    return ns
+    ns = request.headers.get(NAMESPACE_HEADER)
+    if not ns:
+        return request.app["daemon"].cfg.namespace
+    from berth.metadata.records import check_namespace
+    return check_namespace(ns)  # a bad header is a 400, not an empty namespace
 
 
 def make_app(daemon):
     app = web.Application(middlewares=[errors_middleware], client_max_size=0)
     app["daemon"] = daemon
     r = Router(app)
-    from berth.api import images, namespaces, system
+    from berth.api import containers, images, namespaces, system
     system.routes(r)
     namespaces.routes(r)
     images.routes(r)
+    containers.routes(r)
     return app

@@ -123,9 +123,42 @@ class Job:
 
 async def list_(request):
     d = request.app["daemon"]
-    data = await d.run(d.images.list, namespace_of(request), _bool(request, "all"), _filters(request),
+    filters = _filters(request)
+    data = await d.run(d.images.list, namespace_of(request), _bool(request, "all"), filters,
                        _bool(request, "digests"))
+    refs = filters.get("reference")
+    if isinstance(refs, dict):
+        refs = [k for k, v in refs.items() if v]
+    if refs:
+        data = _only_matching_names(data, refs)
     return json_response(data)
+
+
+def _ref_match(pattern, name):
+    """docker's reference.FamiliarMatch: path.Match against "repo:tag", then against "repo"
+    (a `*` does not cross a `/`)."""
+    import fnmatch
+
+    def match(pat, s):
+        pp, ss = pat.split("/"), s.split("/")
+        return len(pp) == len(ss) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(ss, pp))
+    repo = name.split("@", 1)[0]
+    if ":" in repo.rsplit("/", 1)[-1]:
+        repo = repo.rsplit(":", 1)[0]
+    return match(pattern, name) or match(pattern, repo)
+
+
+def _only_matching_names(images, patterns):
+    """As dockerd: with a reference filter, an image lists only the names that match it
+    (`images hello-world` does not show the image's other tags)."""
+    out = []
+    for img in images:
+        tags = [t for t in img.get("RepoTags") or [] if any(_ref_match(p, t) for p in patterns)]
+        digests = [t for t in img.get("RepoDigests") or [] if any(_ref_match(p, t) for p in patterns)]
+        if not tags and not digests:
+            continue
+        out.append(dict(img, RepoTags=tags, RepoDigests=digests))
+    return out
 
 
 async def inspect(request):

@@ -7,7 +7,9 @@ from berth.errors import BerthError
 
 class Parser(argparse.ArgumentParser):
     def __init__(self, cmd, **kw):
+        kw.setdefault("add_help", False)  # -h is --hostname for run/create, as in docker
         super().__init__(prog=f"berth {cmd}", **kw)
+        self.add_argument("--help", action="help", help="show this help")
         self.cmd = cmd
 
     def error(self, message):

@@ -24,17 +24,22 @@ def _commands():
 
 
 BASH = r'''# bash completion for berth: source <(berth completion bash)
-_berth_images() { berth images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -v '<none>'; }
-_berth_containers() { berth ps -a --format '{{.Names}}' 2>/dev/null; }
-_berth_namespaces() { berth namespace ls -q 2>/dev/null; }
+# the -H/-n given on the line being completed are passed on ($_berth_g, set by _berth)
+_berth_images() { berth "${_berth_g[@]}" images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -v '<none>'; }
+_berth_containers() { berth "${_berth_g[@]}" ps -a --format '{{.Names}}' 2>/dev/null; }
+_berth_namespaces() { berth "${_berth_g[@]}" namespace ls -q 2>/dev/null; }
 _berth() {
     local cur prev words cword
     cur="${COMP_WORDS[COMP_CWORD]}"
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     local i cmd="" sub=""
+    local -a _berth_g=()
     for ((i=1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -H|--host|-n|--namespace|--tlscacert|--tlscert|--tlskey) ((i++)); continue;;
+            -H|--host|-n|--namespace)
+                [ -z "$cmd" ] && [ $((i+1)) -lt "$COMP_CWORD" ] && _berth_g+=("${COMP_WORDS[i]}" "${COMP_WORDS[i+1]}")
+                ((i++)); continue;;
+            --tlscacert|--tlscert|--tlskey) ((i++)); continue;;
             -*) continue;;
         esac
         if [ -z "$cmd" ]; then cmd="${COMP_WORDS[i]}"; elif [ -z "$sub" ]; then sub="${COMP_WORDS[i]}"; fi

@@ -19,6 +19,9 @@ COMMANDS = {
     "load": ("images", "load"), "import": ("images", "import_"), "inspect": ("images", "inspect"),
     "login": ("system", "login"), "logout": ("system", "logout"), "info": ("system", "info"),
     "version": ("system", "version"), "completion": ("completion", "completion"),
+    "run": ("containers", "run"), "create": ("containers", "create"), "start": ("containers", "start"),
+    "ps": ("containers", "ps"), "rm": ("containers", "rm"), "stop": ("containers", "stop"),
+    "kill": ("containers", "kill"), "wait": ("containers", "wait"), "logs": ("containers", "logs"),
 }
 GROUPS = {
     "image": {"ls": ("images", "ls"), "list": ("images", "ls"), "pull": ("images", "pull"),
@@ -29,6 +32,11 @@ GROUPS = {
     "namespace": {"ls": ("namespace", "ls"), "list": ("namespace", "ls"), "create": ("namespace", "create"),
                   "rm": ("namespace", "rm"), "remove": ("namespace", "rm"), "inspect": ("namespace", "inspect")},
     "system": {"info": ("system", "info")},
+    "container": {"run": ("containers", "run"), "create": ("containers", "create"), "start": ("containers", "start"),
+                  "ls": ("containers", "ps"), "list": ("containers", "ps"), "ps": ("containers", "ps"),
+                  "rm": ("containers", "rm"), "remove": ("containers", "rm"), "stop": ("containers", "stop"),
+                  "kill": ("containers", "kill"), "wait": ("containers", "wait"), "logs": ("containers", "logs"),
+                  "inspect": ("images", "inspect")},
 }
 GROUPS["ns"] = GROUPS["namespace"]
 
@@ -189,7 +197,7 @@ def main(argv=None):
         return code or 0
     except BerthError as e:
         print(f"berth: {e.message}", file=sys.stderr)
-        return 125
+        return getattr(e, "code", 125)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -151,3 +151,65 @@ def _auth_header(auth):
     if not auth:
         return None
     return {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()}
+
+
+# --- containers ---
+
+def _containers(cls):
+    def container_create(self, body, name=None):
+        return self.call("POST", "/containers/create", params={"name": name}, body=body)
+
+    def container_start(self, cid):
+        return self.call("POST", f"/containers/{cid}/start")
+
+    def container_wait(self, cid, condition=None):
+        return self.call("POST", f"/containers/{cid}/wait", params={"condition": condition})
+
+    def container_inspect(self, cid):
+        return self.call("GET", f"/containers/{cid}/json")
+
+    def containers(self, all_=False, filters=None, limit=None):
+        params = {"all": all_ or None, "limit": limit}
+        if filters:
+            params["filters"] = json.dumps(filters)
+        return self.call("GET", "/containers/json", params=params)
+
+    def container_remove(self, cid, force=False, volumes=False):
+        return self.call("DELETE", f"/containers/{cid}", params={"force": force or None, "v": volumes or None})
+
+    def container_stop(self, cid, timeout=None):
+        return self.call("POST", f"/containers/{cid}/stop", params={"t": timeout})
+
+    def container_kill(self, cid, signal=None):
+        return self.call("POST", f"/containers/{cid}/kill", params={"signal": signal})
+
+    def container_logs(self, cid, follow=False, tail=None, since=None, until=None, timestamps=False):
+        return self.call("GET", f"/containers/{cid}/logs", params={
+            "stdout": True, "stderr": True, "follow": follow or None, "tail": tail, "since": since, "until": until,
+            "timestamps": timestamps or None}, stream=True)
+
+    def container_resize(self, cid, h, w):
+        return self.call("POST", f"/containers/{cid}/resize", params={"h": h, "w": w})
+
+    def container_attach(self, cid, stdin=False):
+        """Hijack: the raw socket of an attach, after the daemon's 101."""
+        resp = self.transport.request("POST", f"/containers/{cid}/attach",
+                                      params={"stream": True, "stdin": stdin, "stdout": True, "stderr": True},
+                                      headers=self._headers(), upgrade=True)
+        if resp.status >= 400:
+            data = resp.read()
+            resp.close()
+            try:
+                msg = json.loads(data).get("message")
+            except (ValueError, AttributeError):
+                msg = data.decode(errors="replace")
+            raise error_from(resp.status, msg)
+        return resp
+
+    for f in (container_create, container_start, container_wait, container_inspect, containers, container_remove,
+              container_stop, container_kill, container_logs, container_resize, container_attach):
+        setattr(cls, f.__name__, f)
+    return cls
+
+
+_containers(APIClient)

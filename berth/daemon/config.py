@@ -158,7 +158,8 @@ def from_dict(data, path="config"):
             raise _bad(path, key, "unknown key")
         want = _KEYS[key]
         if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
-            raise _bad(path, key, f"must be a {want.__name__}")
+            kind = {"str": "a string", "list": "a list", "bool": "true or false", "dict": "a table"}[want.__name__]
+            raise _bad(path, key, f"must be {kind}, not {type(value).__name__}")
         if want is list and not all(isinstance(x, str) for x in value):
             raise _bad(path, key, "must be a list of strings")
         if key == "runtimes":

@@ -66,10 +66,16 @@ def main(argv=None):
         cfg = load_config(args)
         logging.basicConfig(level=getattr(logging, cfg.log_level.upper()),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # the zygote is forked before any thread or event loop exists; shims are forked from it
+        from berth.shim.zygote import Zygote
+        zygote = Zygote()
         import asyncio
 
         from berth.daemon.server import serve
-        asyncio.run(serve(cfg))
+        try:
+            asyncio.run(serve(cfg, zygote=zygote))
+        finally:
+            zygote.close()
         return 0
     except BerthError as e:
         print(f"berthd: {e.message}", file=sys.stderr)

@@ -16,7 +16,7 @@ log = logging.getLogger("berthd")
 
 
 class Daemon:
-    def __init__(self, cfg):
+    def __init__(self, cfg, zygote=None):
         from berth.content.store import ContentStore
         from berth.metadata import MetadataStore
         from berth.services.images import ImageService
@@ -30,7 +30,31 @@ class Daemon:
         self.registry = RegistryConfig(cfg)
         self.images = ImageService(self.meta, self.content, self.snapshotter, self.snapshotter_name,
                                    self.registry)
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="berthd")
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="berthd")
+        from berth.services.containers import ContainerService
+        self.zygote = zygote
+        self.containers = ContainerService(cfg, self.meta, self.images, self.snapshotter, self.snapshotter_name,
+                                           zygote)
+        self.image_users = self.containers.image_users
+        self.attach_waiting = set()  # containers with an attach waiting for their start
+
+    def watch(self, ns, cid):
+        """A thread per running container: when it exits, unmount its rootfs (and remove it if --rm)."""
+        import threading
+
+        def run():
+            try:
+                self.containers.wait_exit(ns, cid)
+                self.containers.cleanup_exited(ns, cid)
+            except BerthError:
+                pass
+            except Exception:
+                log.exception("watching container %s", cid)
+        threading.Thread(target=run, name=f"watch-{cid[:12]}", daemon=True).start()
+
+    def watch_running(self):
+        for ns, cid in self.containers.running():
+            self.watch(ns, cid)
 
     async def run(self, fn, *args, **kwargs):
         """Run blocking work in a worker thread."""
@@ -70,7 +94,7 @@ class Daemon:
         return {
             "ID": _daemon_id(self.cfg.root), "Name": socket.gethostname(),
             "ServerVersion": __version__, "Driver": self.snapshotter_name, "DriverStatus": [],
-            "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+            **self._container_counts(ns),
             "Images": images, "DockerRootDir": self.cfg.root,
             "CgroupDriver": self.cfg.cgroup_driver, "CgroupVersion": "2" if mode == "v2" else "1",
             "Runtimes": {name: {"path": rt.path, "runtimeArgs": rt.args or None}
@@ -90,6 +114,15 @@ class Daemon:
             "Berth": {"Namespace": ns, "ConfigPath": self.cfg.config_path, "SandboxImage": self.cfg.sandbox_image,
                       "StateDir": self.cfg.state},
         }
+
+    def _container_counts(self, ns):
+        counts = {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0}
+        for rec in self.meta.list_containers(ns):
+            st = self.containers.state(rec)
+            counts["Containers"] += 1
+            key = {"running": "ContainersRunning", "paused": "ContainersPaused"}.get(st["Status"], "ContainersStopped")
+            counts[key] += 1
+        return counts
 
     # --- namespaces ---
 
@@ -156,40 +189,64 @@ def _os_name():
     return "Linux"
 
 
-async def serve(cfg, ready=None):
+async def serve(cfg, ready=None, zygote=None):
     """Serve until SIGTERM/SIGINT."""
     from aiohttp import web
 
     from berth.api.app import make_app
     from berth.daemon.config import parse_host
-    daemon = Daemon(cfg)
+    # Refuse before touching the stores: a second daemon must not run startup GC (which drops
+    # every lease) under a live one.
+    for h in cfg.hosts:
+        addr = parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled)
+        if addr[0] == "unix" and _socket_alive(addr[1]):
+            raise InvalidArgument(f"another daemon is serving on {addr[1]}")
+    # a bad certificate or key is a start-up error, before anything listens
+    ssl_ctx = _tls_context(cfg.tls) if cfg.tls.enabled and any(h.startswith("tcp://") for h in cfg.hosts) else None
+    root_lock = _lock_root(cfg.root)  # noqa: F841 (held for the life of the process)
+    daemon = Daemon(cfg, zygote)
     await daemon.run(daemon.startup_gc)
+    daemon.watch_running()
     app = make_app(daemon)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     sites = []
-    for h in cfg.hosts:
-        addr = parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled)
-        if addr[0] == "unix":
-            path = addr[1]
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            if os.path.exists(path):
-                if _socket_alive(path):
-                    raise InvalidArgument(f"another daemon is serving on {path}")
-                os.unlink(path)
-            site = web.UnixSite(runner, path)
-            await site.start()
-            os.chmod(path, 0o660)
+    made = []
+    try:
+        for h in cfg.hosts:
+            addr = parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled)
+            if addr[0] == "unix":
+                path = addr[1]
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                if os.path.exists(path):
+                    if _socket_alive(path):
+                        raise InvalidArgument(f"another daemon is serving on {path}")
+                    os.unlink(path)
+                site = web.UnixSite(runner, path)
+                await site.start()
+                made.append(path)
+                os.chmod(path, 0o660)
+                try:
+                    os.chown(path, 0, grp.getgrnam("berth").gr_gid)
+                except KeyError:
+                    pass
+            else:
+                site = web.TCPSite(runner, addr[1], addr[2], ssl_context=ssl_ctx)
+                await site.start()
+            sites.append(site)
+            log.info("serving the Docker Engine API on %s", h)
+    except (OSError, BerthError) as e:
+        # e.g. the port is taken: listen on nothing, leave no socket behind, say it in one line
+        await runner.cleanup()
+        daemon.close()
+        for path in made:
             try:
-                os.chown(path, 0, grp.getgrnam("berth").gr_gid)
-            except KeyError:
+                os.unlink(path)
+            except FileNotFoundError:
                 pass
-        else:
-            ssl_ctx = _tls_context(cfg.tls) if cfg.tls.enabled else None
-            site = web.TCPSite(runner, addr[1], addr[2], ssl_context=ssl_ctx)
-            await site.start()
-        sites.append(site)
-        log.info("serving the Docker Engine API on %s", h)
+        if isinstance(e, BerthError):
+            raise
+        raise InvalidArgument(f"cannot listen on {h}: {e.strerror or e}") from None
     pidfile = os.path.join(cfg.state, "berthd.pid")
     with open(pidfile, "w") as f:
         f.write(str(os.getpid()))
@@ -214,6 +271,20 @@ async def serve(cfg, ready=None):
             os.unlink(pidfile)
         except FileNotFoundError:
             pass
+
+
+def _lock_root(root):
+    """One berthd per root directory: a POSIX record lock (not inherited by forked children,
+    so a shim that outlives the daemon does not keep the next daemon out)."""
+    import fcntl
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    fd = os.open(os.path.join(root, "berthd.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InvalidArgument(f"another berthd is using the root directory {root}") from None
+    return fd
 
 
 def _socket_alive(path):

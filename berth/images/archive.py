@@ -281,17 +281,17 @@ class _Loader:
     # -- the streaming pass --
 
     def read_tar(self, fileobj: BinaryIO) -> None:
+        errors = _tar_errors()
         try:
-            tf = tarfile.open(fileobj=fileobj, mode="r|*")
-        except _tar_errors() as e:
+            tf = tarfile.open(fileobj=fileobj, mode="r|*")  # noqa: SIM115 - closed below
+        except errors as e:
             raise _err(f"not a tar archive: {e}") from None
-        try:
-            for m in tf:
-                self._member(tf, m)
-        except _tar_errors() as e:
-            raise _err(f"corrupt tar archive: {e}") from None
-        finally:
-            tf.close()
+        with tf:
+            try:
+                for m in tf:
+                    self._member(tf, m)
+            except errors as e:
+                raise _err(f"corrupt tar archive: {e}") from None
 
     def _member(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         path = _clean_path(m.name, "tar entry")
@@ -749,8 +749,9 @@ def save_archive(fileobj: BinaryIO, store, images: Iterable[tuple[Sequence[str],
         })
     index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": index_entries}
 
-    tf = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT)
-    try:
+    # On an error the with block does not write the end-of-archive marker, so
+    # a reader sees a truncated tar rather than a complete-looking one.
+    with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         _add_bytes(tf, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         tf.addfile(_tarinfo("blobs", directory=True))
         written: set[str] = set()
@@ -771,5 +772,3 @@ def save_archive(fileobj: BinaryIO, store, images: Iterable[tuple[Sequence[str],
         _add_bytes(tf, "manifest.json", json.dumps(docker_manifest, separators=(",", ":")).encode())
         if repositories:
             _add_bytes(tf, "repositories", json.dumps(repositories, separators=(",", ":")).encode())
-    finally:
-        tf.close()

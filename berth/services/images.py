@@ -48,8 +48,18 @@ class Resolved:
         return list(self.manifest.get("layers") or [])
 
 
+def _no_such_image(s, ns):
+    # "no such image" is what docker clients look for (docker-py raises ImageNotFound on it)
+    return f'image "{s}" not found in namespace "{ns}" (no such image)'
+
+
 def is_untagged_name(name):
     return name.startswith("sha256:")
+
+
+def is_digest_name(name):
+    """repo@sha256:... (an image pulled by digest): a RepoDigest, never a RepoTag."""
+    return "@" in name and not is_untagged_name(name)
 
 
 def familiar(name):
@@ -86,6 +96,12 @@ class ImageService:
             doc = self.read_json(desc["digest"], MAX_MANIFEST, "manifest")
             if mt.is_index(desc.get("mediaType", "")) or doc.get("manifests") is not None and "layers" not in doc:
                 chosen = imgconfig.match_platform(doc.get("manifests") or [], platform)
+                if platform is None and (chosen is None or not self._have(chosen.get("digest"))):
+                    # no platform asked: the host's if it is here, else the platform that was
+                    # pulled (`pull --platform linux/arm64` keeps the index as the target)
+                    present = [m for m in doc.get("manifests") or [] if self._have(m.get("digest"))
+                               and (m.get("platform") or {}).get("architecture") not in (None, "unknown")]
+                    chosen = present[0] if present else chosen
                 if chosen is None:
                     want = imgconfig.format_platform(imgconfig.parse_platform(platform) if isinstance(platform, str)
                                                      else (platform or imgconfig.host_platform()))
@@ -94,6 +110,12 @@ class ImageService:
                 continue
             return desc, doc
         raise InvalidArgument(f"image index {target['digest']} is nested too deeply")
+
+    def _have(self, digest):
+        try:
+            return isinstance(digest, str) and self.content.exists(digest)
+        except BerthError:
+            return False
 
     def _resolved(self, names, target, platform=None):
         mdesc, manifest = self.manifest_for(target, platform)
@@ -135,7 +157,7 @@ class ImageService:
                         names = [i.name for i in self.meta.list_images(ns) if i.target.digest == img.target.digest]
                         return self._resolved(names, img.target.to_dict(), platform)
             if not is_hex or s.startswith("sha256:") is False and len(hexpart) < 4:
-                raise NotFound(f'image "{s}" not found in namespace "{ns}"')
+                raise NotFound(_no_such_image(s, ns))
         # by image ID (the config digest), full or a prefix
         matches = {}
         for digest, imgs in self._all(ns).items():
@@ -149,7 +171,7 @@ class ImageService:
             return next(iter(matches.values()))
         if len(matches) > 1:
             raise InvalidArgument(f'image ID prefix "{s}" is ambiguous in namespace "{ns}"')
-        raise NotFound(f'image "{s}" not found in namespace "{ns}"')
+        raise NotFound(_no_such_image(s, ns))
 
     def _by_repo_digest(self, ns, ref):
         for digest, imgs in self._all(ns).items():
@@ -184,10 +206,14 @@ class ImageService:
         return out
 
     def _repo_tags(self, r):
-        return [familiar(n) for n in sorted(r.names) if not is_untagged_name(n)]
+        # docker sorts by the familiar form (its lexicalRefs), not by the full name
+        return sorted(familiar(n) for n in r.names if not is_untagged_name(n) and not is_digest_name(n))
 
     def list(self, ns, all_=False, filters=None, digests=False):
         filters = filters or {}
+        for key in filters:  # refused even when there is nothing to filter
+            if key not in ("dangling", "reference", "label", "before", "since"):
+                raise InvalidArgument(f"invalid filter {key!r}")
         out = []
         for digest, imgs in self._all(ns).items():
             try:
@@ -266,7 +292,7 @@ class ImageService:
         by_name = None
         try:
             ref = refmod.parse(name)
-            if self.meta.find_image(ns, str(ref)) is not None and not (ref.digest and not ref.tag):
+            if self.meta.find_image(ns, str(ref)) is not None:
                 by_name = str(ref)
         except InvalidArgument:
             pass
@@ -283,7 +309,8 @@ class ImageService:
             if remaining:
                 return result
         else:
-            tagged = [n for n in r.names if not is_untagged_name(n)]
+            # docker's isSingleReference: digest references do not count as more repositories
+            tagged = [n for n in r.names if not is_untagged_name(n) and not is_digest_name(n)]
             if len(tagged) > 1 and not force:
                 raise FailedPrecondition(f"conflict: unable to delete {r.config_digest[7:19]} (must be forced) - "
                                          "image is referenced in multiple repositories")
@@ -293,7 +320,8 @@ class ImageService:
             for n in r.names:
                 self.meta.delete_image(ns, n)
                 if not is_untagged_name(n):
-                    result.append({"Untagged": familiar(n)})
+                    if {"Untagged": familiar(n)} not in result:
+                        result.append({"Untagged": familiar(n)})
                     rd = f"{_familiar_name(refmod.parse(n))}@{r.target['digest']}"
                     if {"Untagged": rd} not in result:
                         result.append({"Untagged": rd})
@@ -369,6 +397,10 @@ class ImageService:
         with self._unpack_lock:
             for layer, diff_id, chain in zip(layers, diff_ids, chains):
                 key = chain
+                if lease is not None:
+                    # committed layer snapshots are not yet referenced by the image: the lease keeps
+                    # them (and their parents) from a collect() that runs before the snapshot ref
+                    self.meta.add_lease_resource(ns, lease.id, "snapshot", key, snapshotter=self.snapshotter_name)
                 try:
                     self.snapshotter.stat(key)
                 except NotFound:
@@ -412,17 +444,47 @@ class ImageService:
         return r, self.unpack(r)
 
 
+_GZIP = None  # (module with GzipFile, its decompression error class or None), chosen on first use
+
+
+def _gzip_reader():
+    """The fastest gzip reader importable, all with the stdlib's GzipFile API: python-isal's
+    igzip (ISA-L, ~2.5x zlib's decompression speed), zlib-ng's gzip_ng (~2x), else gzip."""
+    global _GZIP
+    if _GZIP is None:
+        try:
+            from isal import igzip, isal_zlib
+            _GZIP = (igzip, isal_zlib.error)
+        except ImportError:
+            try:
+                from zlib_ng import gzip_ng, zlib_ng
+                _GZIP = (gzip_ng, zlib_ng.error)
+            except ImportError:
+                _GZIP = (gzip, None)
+    return _GZIP
+
+
 class _Decompressed:
-    """A reader over a stored layer that decompresses (gzip, zstd) and hashes the tar stream."""
+    """A reader over a stored layer that decompresses (gzip, zstd) and hashes the tar stream.
+
+    The decompressor is read in 1 MiB chunks (each hashed once) and small reads (tarfile asks
+    for 10 KiB at a time) are served from the chunk: a read may return fewer bytes than asked
+    for, and b"" only at the end."""
+
+    CHUNK = 1 << 20
 
     def __init__(self, f, compression):
         self.hasher = hashlib.sha256()
+        self._error = None
+        self._buf = b""
+        self._pos = 0
         head = f.read(4)
         if compression is None:
             compression = "gzip" if head[:2] == b"\x1f\x8b" else "zstd" if head == b"\x28\xb5\x2f\xfd" else "none"
         rest = _Prefix(head, f)
         if compression == "gzip":
-            self.f = gzip.GzipFile(fileobj=rest, mode="rb")
+            mod, self._error = _gzip_reader()
+            self.f = mod.GzipFile(fileobj=rest, mode="rb")
         elif compression == "zstd":
             try:
                 import zstandard
@@ -432,13 +494,30 @@ class _Decompressed:
         else:
             self.f = rest
 
+    def _fill(self):
+        try:
+            self._buf = self.f.read(self.CHUNK)
+        except Exception as e:
+            if self._error is not None and isinstance(e, self._error):
+                # the accelerated readers' own error class: report it as zlib's, like the stdlib
+                # reader, so that apply_layer calls it an invalid archive
+                import zlib
+                raise zlib.error(str(e)) from e
+            raise
+        self._pos = 0
+        self.hasher.update(self._buf)
+
     def read(self, n=-1):
-        data = self.f.read(n if n is not None and n >= 0 else 1 << 20)
-        self.hasher.update(data)
+        if self._pos >= len(self._buf):
+            self._fill()
+        if n is None or n < 0:
+            n = len(self._buf) - self._pos
+        data = self._buf[self._pos:self._pos + n]
+        self._pos += len(data)
         return data
 
     def drain(self):
-        while self.read(1 << 20):
+        while self.read(self.CHUNK):
             pass
 
 
@@ -457,6 +536,17 @@ class _Prefix:
                 data += self.f.read(n - len(data))
             return data
         return self.f.read(n)
+
+    def readinto(self, b):
+        # isal's and zlib-ng's gzip readers fill their buffers with readinto
+        if not self.head and hasattr(self.f, "readinto"):
+            return self.f.readinto(b)
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def readable(self):
+        return True
 
 
 def _familiar_name(ref):
@@ -498,9 +588,11 @@ def _match_filters(filters, r, tags):
         elif key == "reference":
             import fnmatch
             ok = False
+            refs = tags + [familiar(n) for n in r.names if is_digest_name(n)]
             for pat in values:
-                for t in tags:
-                    repo = t.rsplit(":", 1)[0] if ":" in t.rsplit("/", 1)[-1] else t
+                for t in refs:
+                    repo = t.split("@", 1)[0]
+                    repo = repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo
                     if fnmatch.fnmatchcase(t, pat) or fnmatch.fnmatchcase(repo, pat):
                         ok = True
             if not ok:
@@ -540,6 +632,10 @@ def _client(self, auth=None):
                           insecure=reg.insecure if reg else (), credentials=creds)
 
 
+def _pull_name(ref):
+    return f"{ref.name}@{ref.digest}" if ref.digest else str(ref)
+
+
 def _short(digest):
     return digest.split(":", 1)[-1][:12]
 
@@ -558,7 +654,7 @@ def pull(self, ns, ref_s, platform=None, auth=None, progress=None):
         target = desc.to_dict()
         if target["mediaType"] in ("", None):
             target["mediaType"] = mt.OCI_MANIFEST if hasattr(mt, "OCI_MANIFEST") else "application/vnd.oci.image.manifest.v1+json"
-        existing = self.meta.find_image(ns, str(ref)) if ref.tag else None
+        existing = self.meta.find_image(ns, _pull_name(ref))
         with self.meta.lease(ns, ttl=3600, labels={"berth.io/pull": str(ref)}) as lease:
             def fetch_small(d):
                 self.meta.add_lease_resource(ns, lease.id, "content", d["digest"])
@@ -633,10 +729,8 @@ def pull(self, ns, ref_s, platform=None, auth=None, progress=None):
             r = self._resolved([str(ref)] if ref.tag else [], target, platform)
             self.unpack(r, lease=lease, ns=ns,
                         progress=lambda d, s: progress({"status": s, "progressDetail": {}, "id": _short(d)}))
-            names = [str(ref)] if ref.tag else []
-            if not names:
-                # pulled by digest: docker keeps it as repo@digest, shown as <none> tag
-                names = []
+            # pulled by digest: docker keeps it as repo@digest (a RepoDigest, shown with a <none> tag)
+            names = [_pull_name(ref)]
             self.record(ns, names, target, r)
         progress({"status": f"Digest: {target['digest']}"})
         if existing is not None and existing.target.digest == target["digest"]:
@@ -644,8 +738,21 @@ def pull(self, ns, ref_s, platform=None, auth=None, progress=None):
         else:
             progress({"status": f"Status: Downloaded newer image for {ref.familiar()}"})
         return str(ref)
+    except (InvalidArgument, NotFound, FailedPrecondition):
+        # bad content (digest mismatch, hostile or unknown layer, no such platform...): what it
+        # left in the store is garbage. Network failures keep theirs, for the next pull to resume.
+        _collect_quietly(self)
+        raise
     finally:
         client.close()
+
+
+def _collect_quietly(self):
+    """Collect what nothing references, with the default grace for ingests and unfinished snapshots."""
+    try:
+        self.meta.collect(self.content, self.snapshotter, snapshotter_name=self.snapshotter_name)
+    except BerthError:
+        pass
 
 
 def push(self, ns, ref_s, auth=None, progress=None):
@@ -729,6 +836,8 @@ def prepare_save(self, ns, names):
             picked = []
         if not picked:
             picked = [x for x in r.names if not is_untagged_name(x)]
+        # an archive's RepoTags hold tags only (docker saves repo@digest without a name)
+        picked = [x for x in picked if not is_digest_name(x)]
         images.append((picked, r.target))
     return images
 

@@ -1,0 +1,239 @@
+"""Container endpoints of the Docker Engine API."""
+
+import asyncio
+import json
+import os
+import struct
+
+from aiohttp import web
+
+from berth.api.app import json_response, namespace_of, stream_headers
+from berth.api.images import _bool, _filters
+from berth.errors import InvalidArgument, NotFound
+
+
+async def create(request):
+    d = request.app["daemon"]
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidArgument("request body is not JSON") from None
+    ns = namespace_of(request)
+    res = await d.run(d.containers.create, ns, body, request.query.get("name"))
+    return json_response(res, status=201)
+
+
+async def start(request):
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    started = await d.run(d.containers.start, ns, rec.id, rec.id in d.attach_waiting)
+    if started:
+        rec = await d.run(d.containers.get, ns, request.match_info["id"])
+        d.watch(ns, rec.id)
+    return web.Response(status=204 if started else 304, headers=stream_headers())
+
+
+async def wait(request):
+    """Headers go out at once (docker calls wait before start); the body when it exits."""
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
+    await resp.prepare(request)
+    code = await d.run(d.containers.wait_exit, ns, rec.id, request.query.get("condition") or "not-running")
+    await resp.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+    await resp.write_eof()
+    return resp
+
+
+async def inspect(request):
+    d = request.app["daemon"]
+    return json_response(await d.run(d.containers.inspect, namespace_of(request), request.match_info["id"]))
+
+
+async def list_(request):
+    d = request.app["daemon"]
+    limit = int(request.query.get("limit") or -1)
+    return json_response(await d.run(d.containers.list, namespace_of(request), _bool(request, "all"),
+                                     _filters(request), limit))
+
+
+async def remove(request):
+    d = request.app["daemon"]
+    await d.run(d.containers.remove, namespace_of(request), request.match_info["id"], _bool(request, "force"))
+    return web.Response(status=204, headers=stream_headers())
+
+
+async def stop(request):
+    d = request.app["daemon"]
+    t = request.query.get("t")
+    stopped = await d.run(d.containers.stop, namespace_of(request), request.match_info["id"],
+                          int(t) if t not in (None, "") else None)
+    return web.Response(status=204 if stopped else 304, headers=stream_headers())
+
+
+async def kill(request):
+    d = request.app["daemon"]
+    await d.run(d.containers.kill, namespace_of(request), request.match_info["id"],
+                request.query.get("signal") or "KILL")
+    return web.Response(status=204, headers=stream_headers())
+
+
+async def logs(request):
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    q = request.query
+    tail = q.get("tail", "all")
+    tail = None if tail in ("all", "") else int(tail)
+    since = float(q.get("since") or 0)
+    until = float(q.get("until") or 0)
+    spec = rec.spec_json() or {}
+    tty = bool(spec.get("Tty"))
+    gen = d.containers.logs(ns, rec.id, _bool(request, "stdout"), _bool(request, "stderr"), _bool(request, "follow"),
+                            tail, since, until, _bool(request, "timestamps"))
+    resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{
+        "Content-Type": "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"}))
+    await resp.prepare(request)
+    loop = asyncio.get_running_loop()
+    done = object()
+    while True:
+        item = await loop.run_in_executor(d.pool, next, gen, done)
+        if item is done:
+            break
+        stream, data = item
+        if tty:
+            await resp.write(data)
+        else:
+            await resp.write(struct.pack(">BxxxI", 1 if stream == "stdout" else 2, len(data)) + data)
+    await resp.write_eof()
+    return resp
+
+
+class _Raw(asyncio.Protocol):
+    """Takes over a hijacked HTTP connection: bytes in, and a half-close that keeps output flowing."""
+
+    def __init__(self):
+        self.queue = asyncio.Queue()
+
+    def feed_data(self, data):
+        self.queue.put_nowait(data)
+        return False, b""
+
+    def feed_eof(self):
+        self.queue.put_nowait(b"")
+
+    def data_received(self, data):
+        self.queue.put_nowait(data)
+
+    def eof_received(self):
+        self.queue.put_nowait(b"")
+        return True
+
+    def connection_lost(self, exc):
+        self.queue.put_nowait(None)
+
+
+async def attach(request):
+    """POST /containers/{id}/attach: answer 101 and pipe the connection to the shim's attach."""
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    want = {"stdin": _bool(request, "stdin"), "stdout": _bool(request, "stdout"), "stderr": _bool(request, "stderr")}
+    sock_path = os.path.join(d.containers.sdir(rec.id), "shim.sock")
+    upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or "upgrade" in request.headers.get("Connection", "").lower()
+    transport = request.transport
+    raw = _Raw()
+    if upgrade:
+        request.protocol.set_parser(raw)
+        transport.set_protocol(raw)
+        transport.write(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
+                        b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    else:
+        request.protocol.set_parser(raw)
+        transport.set_protocol(raw)
+        transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n")
+    # the shim appears when the container starts (docker attaches before start): the shim then
+    # holds the container until this attach is connected, so no output is lost
+    shim = None
+    d.attach_waiting.add(rec.id)
+    for _ in range(6000):
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock_path)
+            shim = (reader, writer)
+            break
+        except OSError:
+            try:
+                st = await d.run(d.containers.state, await d.run(d.containers.get, ns, rec.id))
+            except NotFound:
+                break
+            if st["Status"] == "exited" and not os.path.exists(sock_path):
+                break
+            await asyncio.sleep(0.01)
+    try:
+        if shim is None:
+            transport.close()
+            return web.Response()
+        reader, writer = shim
+        writer.write(json.dumps({"op": "attach", **want}).encode() + b"\n")
+        await writer.drain()
+        await reader.readline()
+    finally:
+        d.attach_waiting.discard(rec.id)
+
+    async def client_to_shim():
+        while True:
+            data = await raw.queue.get()
+            if not data:
+                if want["stdin"] and writer.can_write_eof():
+                    writer.write_eof()
+                return
+            if want["stdin"]:
+                writer.write(data)
+                await writer.drain()
+
+    pump = asyncio.ensure_future(client_to_shim())
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            transport.write(data)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        pump.cancel()
+        writer.close()
+        transport.close()
+    return web.Response()
+
+
+async def resize(request):
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    path = os.path.join(d.containers.sdir(rec.id), "shim.sock")
+
+    def call():
+        from berth.services.containers import _shim_call
+        try:
+            _shim_call(path, {"op": "resize", "h": int(request.query.get("h", 24)), "w": int(request.query.get("w", 80))})
+        except OSError:
+            pass
+    await d.run(call)
+    return web.Response(status=200, headers=stream_headers())
+
+
+def routes(r):
+    r.add("POST", "/containers/create", create)
+    r.add("GET", "/containers/json", list_)
+    r.add("POST", "/containers/{id}/start", start)
+    r.add("POST", "/containers/{id}/wait", wait)
+    r.add("GET", "/containers/{id}/json", inspect)
+    r.add("DELETE", "/containers/{id}", remove)
+    r.add("POST", "/containers/{id}/stop", stop)
+    r.add("POST", "/containers/{id}/kill", kill)
+    r.add("GET", "/containers/{id}/logs", logs)
+    r.add("POST", "/containers/{id}/attach", attach)
+    r.add("POST", "/containers/{id}/resize", resize)

@@ -1,0 +1,448 @@
+"""Container commands: run, create, start, ps, rm, stop, kill, logs, wait."""
+
+import os
+import struct
+import sys
+import threading
+
+from berth.cli.args import parser
+from berth.errors import BerthError, NotFound
+
+
+def _run_flags(p):
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("--rm", action="store_true")
+    p.add_argument("--name")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("--env-file", action="append", default=[])
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("--entrypoint")
+    p.add_argument("-h", "--hostname")
+    p.add_argument("--runtime")
+    p.add_argument("--platform")
+    p.add_argument("--pull", choices=["missing", "always", "never"], default="missing")
+    p.add_argument("--read-only", action="store_true")
+    p.add_argument("-m", "--memory")
+    p.add_argument("--cpus", type=float)
+    p.add_argument("--cpu-shares", type=int)
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--ulimit", action="append", default=[])
+    p.add_argument("--cap-add", action="append", default=[])
+    p.add_argument("--cap-drop", action="append", default=[])
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--security-opt", action="append", default=[])
+    p.add_argument("--restart", default="no")
+    p.add_argument("--stop-signal")
+    p.add_argument("--stop-timeout", type=int)
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("--cidfile")
+    p.add_argument("--network", "--net", default="none")
+    p.add_argument("--log-opt", action="append", default=[])
+    p.add_argument("--init", action="store_true")
+    p.add_argument("--sig-proxy", default="true")
+    p.add_argument("image")
+    p.add_argument("command", nargs="...")
+
+
+def _bytes(s):
+    s = s.strip().lower()
+    mult = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    if s and s[-1] in mult:
+        return int(float(s[:-1]) * mult[s[-1]])
+    return int(s)
+
+
+def _body(a):
+    env = list(a.env)
+    for path in a.env_file:
+        try:
+            with open(path) as f:
+                for line in f:
+                    line = line.strip()
+                    if line and not line.startswith("#"):
+                        env.append(line if "=" in line else f"{line}={os.environ.get(line, '')}")
+        except OSError as e:
+            raise BerthError(f"open {path}: {e.strerror}") from None
+    env = [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in env]
+    hc = {"AutoRemove": a.rm, "ReadonlyRootfs": a.read_only, "Privileged": a.privileged,
+          "CapAdd": a.cap_add or None, "CapDrop": a.cap_drop or None, "SecurityOpt": a.security_opt or None,
+          "NetworkMode": a.network, "Init": a.init or None}
+    if a.runtime:
+        hc["Runtime"] = a.runtime
+    if a.memory:
+        hc["Memory"] = _bytes(a.memory)
+    if a.cpus:
+        hc["NanoCpus"] = int(a.cpus * 1e9)
+    if a.cpu_shares:
+        hc["CpuShares"] = a.cpu_shares
+    if a.pids_limit:
+        hc["PidsLimit"] = a.pids_limit
+    ulimits = []
+    for u in a.ulimit:
+        name, _, vals = u.partition("=")
+        soft, _, hard = vals.partition(":")
+        ulimits.append({"Name": name, "Soft": int(soft), "Hard": int(hard or soft)})
+    if ulimits:
+        hc["Ulimits"] = ulimits
+    name, _, count = a.restart.partition(":")
+    hc["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
+    if a.log_opt:
+        hc["LogConfig"] = {"Type": "json-file", "Config": dict(o.partition("=")[::2] for o in a.log_opt)}
+    labels = dict(x.partition("=")[::2] for x in a.label)
+    body = {"Image": a.image, "Env": env, "Tty": a.tty, "OpenStdin": a.interactive, "StdinOnce": a.interactive,
+            "AttachStdin": a.interactive and not a.detach, "AttachStdout": not a.detach,
+            "AttachStderr": not a.detach, "Labels": labels, "HostConfig": hc}
+    if a.command:
+        body["Cmd"] = a.command
+    if a.entrypoint is not None:
+        body["Entrypoint"] = [a.entrypoint] if a.entrypoint else []
+    for k, v in (("WorkingDir", a.workdir), ("User", a.user), ("Hostname", a.hostname),
+                 ("StopSignal", a.stop_signal), ("StopTimeout", a.stop_timeout), ("Platform", a.platform)):
+        if v is not None:
+            body[k] = v
+    return body
+
+
+def _create(ctx, a):
+    body = _body(a)
+    if a.pull == "always":
+        _pull(ctx, a.image, a.platform)
+    try:
+        res = ctx.client.container_create(body, name=a.name)
+    except NotFound as e:
+        if a.pull == "never" or "No such image" not in e.message and "not found" not in e.message:
+            raise
+        print(f"Unable to find image '{a.image}' locally", file=sys.stderr)
+        _pull(ctx, a.image, a.platform, out=sys.stderr)
+        res = ctx.client.container_create(body, name=a.name)
+    cid = res["Id"]
+    if a.cidfile:
+        if os.path.exists(a.cidfile):
+            raise BerthError(f"container ID file found, make sure the other container isn't running or delete {a.cidfile}")
+        with open(a.cidfile, "w") as f:
+            f.write(cid)
+    return cid
+
+
+def _pull(ctx, image, platform, out=None):
+    from berth.cli.auth import credentials_for
+    from berth.cli.progress import render
+    from berth.oci import reference
+    ref = reference.parse(image)
+    resp = ctx.client.image_pull(str(ref), platform=platform, auth=credentials_for(ref.domain))
+    try:
+        render(resp.iter_json(), out=out or sys.stdout)
+    finally:
+        resp.close()
+
+
+def create(ctx, argv, cmd):
+    p = parser(cmd, "create a container")
+    _run_flags(p)
+    a = p.parse_args(argv)
+    print(_create(ctx, a))
+    return 0
+
+
+def run(ctx, argv, cmd):
+    p = parser(cmd, "run a command in a new container")
+    _run_flags(p)
+    a = p.parse_args(argv)
+    try:
+        cid = _create(ctx, a)
+    except BerthError as e:
+        raise _Exit(125, e.message)
+    if a.detach:
+        try:
+            ctx.client.container_start(cid)
+        except BerthError as e:
+            raise _Exit(_start_code(e.message), e.message)
+        print(cid)
+        return 0
+    attach = ctx.client.container_attach(cid, stdin=a.interactive)
+    try:
+        ctx.client.container_start(cid)
+    except BerthError as e:
+        attach.close()
+        if a.rm:
+            try:
+                ctx.client.container_remove(cid, force=True)
+            except BerthError:
+                pass
+        raise _Exit(_start_code(e.message), e.message)
+    _stream(ctx, cid, attach, a.tty, a.interactive, a.sig_proxy.lower() != "false")
+    code = ctx.client.container_wait(cid, "removed" if a.rm else None)
+    code = (code or {}).get("StatusCode", 0) if isinstance(code, dict) else 0
+    return code
+
+
+class _Exit(BerthError):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def _start_code(msg):
+    if "executable file not found" in msg or "no such file or directory" in msg.lower():
+        return 127
+    if "permission denied" in msg.lower() or "is a directory" in msg:
+        return 126
+    return 125
+
+
+def _stream(ctx, cid, attach, tty, interactive, sig_proxy):
+    sock = attach.sock
+    f = attach.f
+    restore = None
+    if tty and interactive and os.isatty(0):
+        import termios
+        import tty as ttymod
+        restore = termios.tcgetattr(0)
+        ttymod.setraw(0)
+        try:
+            size = os.get_terminal_size(0)
+            ctx.client.container_resize(cid, size.lines, size.columns)
+        except (OSError, BerthError):
+            pass
+    if interactive:
+        def pump():
+            try:
+                while True:
+                    data = os.read(0, 65536)
+                    if not data:
+                        break
+                    sock.sendall(data)
+            except OSError:
+                pass
+            try:
+                import socket
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        threading.Thread(target=pump, daemon=True).start()
+    if sig_proxy and not tty:
+        import signal
+
+        def forward(signum, _frame):
+            try:
+                ctx.client.container_kill(cid, str(signum))
+            except BerthError:
+                pass
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, forward)
+    try:
+        out = sys.stdout.buffer
+        err = sys.stderr.buffer
+        if tty:
+            while True:
+                d = f.read1(65536)
+                if not d:
+                    break
+                out.write(d)
+                out.flush()
+        else:
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    break
+                stream, size = struct.unpack(">BxxxI", head)
+                data = f.read(size)
+                w = err if stream == 2 else out
+                w.write(data)
+                w.flush()
+    finally:
+        if restore is not None:
+            import termios
+            termios.tcsetattr(0, termios.TCSADRAIN, restore)
+        attach.close()
+
+
+def start(ctx, argv, cmd):
+    p = parser(cmd, "start containers")
+    p.add_argument("-a", "--attach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+    failed = 0
+    for n in a.names:
+        try:
+            ctx.client.container_start(n)
+            print(n)
+        except BerthError as e:
+            print(f"berth: {e.message}", file=sys.stderr)
+            failed = 1
+    return 1 if failed else 0
+
+
+def ps(ctx, argv, cmd):
+    p = parser(cmd, "list containers")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-n", "--last", type=int, default=-1)
+    p.add_argument("-l", "--latest", action="store_true")
+    p.add_argument("-s", "--size", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    a = p.parse_args(argv)
+    filters = {}
+    for f in a.filter:
+        k, eq, v = f.partition("=")
+        if not eq:
+            raise BerthError(f"{cmd}: bad format of filter (expected name=value): {f}")
+        filters.setdefault(k, []).append(v)
+    limit = 1 if a.latest else a.last
+    items = ctx.client.containers(all_=a.all or limit > 0, filters=filters or None,
+                                  limit=limit if limit > 0 else None)
+    rows = []
+    for c in items:
+        cmdline = c.get("Command") or ""
+        if not a.no_trunc and len(cmdline) > 20:
+            cmdline = cmdline[:19] + "…"
+        rows.append({"ID": c["Id"] if a.no_trunc else c["Id"][:12], "Image": c.get("Image", ""),
+                     "Command": f'"{cmdline}"', "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
+                     "Status": c.get("Status", ""), "State": c.get("State", ""), "Ports": "",
+                     "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []), "Labels":
+                     ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Size": "0B"})
+    if a.quiet:
+        for r in rows:
+            print(r["ID"])
+        return 0
+    if a.format:
+        from berth.cli.format import print_formatted
+        print_formatted(a.format, rows, {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+                                         "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS",
+                                         "Names": "NAMES", "State": "STATE"})
+        return 0
+    from berth.cli.format import table
+    print(table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]] +
+                [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
+                 for r in rows]))
+    return 0
+
+
+def _ago(ts):
+    from berth.cli.format import ago
+    return ago(ts)
+
+
+def rm(ctx, argv, cmd):
+    p = parser(cmd, "remove containers")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true")
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+    failed = 0
+    for n in a.names:
+        try:
+            ctx.client.container_remove(n, force=a.force, volumes=a.volumes)
+            print(n)
+        except BerthError as e:
+            print(f"berth: {e.message}", file=sys.stderr)
+            failed = 1
+    return 1 if failed else 0
+
+
+def stop(ctx, argv, cmd):
+    p = parser(cmd, "stop containers")
+    p.add_argument("-t", "--time", "--timeout", type=int, dest="timeout")
+    p.add_argument("-s", "--signal")
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+    failed = 0
+    for n in a.names:
+        try:
+            ctx.client.container_stop(n, a.timeout)
+            print(n)
+        except BerthError as e:
+            print(f"berth: {e.message}", file=sys.stderr)
+            failed = 1
+    return 1 if failed else 0
+
+
+def kill(ctx, argv, cmd):
+    p = parser(cmd, "kill containers")
+    p.add_argument("-s", "--signal", default="KILL")
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+    failed = 0
+    for n in a.names:
+        try:
+            ctx.client.container_kill(n, a.signal)
+            print(n)
+        except BerthError as e:
+            print(f"berth: {e.message}", file=sys.stderr)
+            failed = 1
+    return 1 if failed else 0
+
+
+def wait(ctx, argv, cmd):
+    p = parser(cmd, "wait for containers to stop; print their exit codes")
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+    for n in a.names:
+        res = ctx.client.container_wait(n)
+        print(res.get("StatusCode", 0) if isinstance(res, dict) else res)
+    return 0
+
+
+def logs(ctx, argv, cmd):
+    p = parser(cmd, "show a container's logs")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--tail")
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("name")
+    a = p.parse_args(argv)
+    info = ctx.client.container_inspect(a.name)
+    tty = bool((info.get("Config") or {}).get("Tty"))
+    resp = ctx.client.container_logs(a.name, follow=a.follow, tail=a.tail, since=_time_arg(a.since),
+                                     until=_time_arg(a.until), timestamps=a.timestamps)
+    try:
+        out, err = sys.stdout.buffer, sys.stderr.buffer
+        if tty:
+            while True:
+                d = resp.read_some()
+                if not d:
+                    break
+                out.write(d)
+                out.flush()
+        else:
+            buf = b""
+            while True:
+                d = resp.read_some()
+                if not d:
+                    break
+                buf += d
+                while len(buf) >= 8:
+                    stream, size = struct.unpack(">BxxxI", buf[:8])
+                    if len(buf) < 8 + size:
+                        break
+                    (err if stream == 2 else out).write(buf[8:8 + size])
+                    buf = buf[8 + size:]
+                out.flush()
+                err.flush()
+    finally:
+        resp.close()
+    return 0
+
+
+def _time_arg(s):
+    if not s:
+        return None
+    import re
+    import time
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)", s)
+    if m:
+        return str(time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)])
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return s
+    import calendar
+    try:
+        return str(calendar.timegm(time.strptime(s.rstrip("Z")[:19], "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        raise BerthError(f"invalid time {s!r}") from None

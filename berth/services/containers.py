@@ -1,0 +1,626 @@
+"""The containers use-cases: create, start, wait, stop, kill, remove, list, inspect, logs.
+
+A container is a metadata record (its Docker create request, image and snapshot) plus, once
+started, a shim that holds it. Paths:
+  <root>/containers/<id>/   hostname, hosts, resolv.conf, <id>-json.log, rootfs/ (mount point)
+  <state>/containers/<id>/  bundle/config.json; shim.sock, shim.json, exit.json (the shim's)
+"""
+
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import time
+
+from berth.errors import AlreadyExists, BerthError, FailedPrecondition, InvalidArgument, NotFound, SystemError_
+
+_ADJ = ["admiring", "brave", "calm", "clever", "dreamy", "eager", "focused", "gallant", "happy", "jolly",
+        "keen", "lucid", "modest", "nifty", "quirky", "serene", "tender", "upbeat", "vibrant", "zealous"]
+_NAMES = ["babbage", "curie", "darwin", "euler", "fermi", "gauss", "hopper", "lovelace", "meitner", "noether",
+          "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak", "hamilton", "lamport", "knuth", "liskov"]
+
+
+def _now():
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+def _parse_time(s):
+    if not s or s.startswith("0001"):
+        return 0.0
+    import calendar
+    base, _, frac = s.rstrip("Z").partition(".")
+    t = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+    return t + (float("0." + frac) if frac else 0.0)
+
+
+def _shim_call(path, req, timeout=5.0):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while b"\n" not in buf:
+            d = s.recv(4096)
+            if not d:
+                break
+            buf += d
+        return json.loads(buf.split(b"\n")[0]) if buf.strip() else None
+    finally:
+        s.close()
+
+
+class ContainerService:
+    def __init__(self, cfg, meta, images, snapshotter, snapshotter_name, zygote):
+        self.cfg = cfg
+        self.meta = meta
+        self.images = images
+        self.snapshotter = snapshotter
+        self.snapshotter_name = snapshotter_name
+        self.zygote = zygote
+        self.runtime_root = os.path.join(cfg.state, "runtime")
+
+    # --- paths ---
+
+    def cdir(self, cid):
+        return os.path.join(self.cfg.root, "containers", cid)
+
+    def sdir(self, cid):
+        return os.path.join(self.cfg.state, "containers", cid)
+
+    def rootfs(self, cid):
+        return os.path.join(self.cdir(cid), "rootfs")
+
+    def log_path(self, cid):
+        return os.path.join(self.cdir(cid), f"{cid}-json.log")
+
+    # --- lookup ---
+
+    def get(self, ns, ref):
+        ref = ref.lstrip("/")
+        try:
+            return self.meta.get_container(ns, ref)
+        except NotFound:
+            pass
+        try:
+            return self.meta.get_container_by_name(ns, ref)
+        except NotFound:
+            pass
+        if len(ref) >= 1 and all(c in "0123456789abcdef" for c in ref):
+            found = [c for c in self.meta.list_containers(ns) if c.id.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise InvalidArgument(f"multiple containers match the ID prefix {ref!r}")
+        raise NotFound(f"No such container: {ref}")
+
+    # --- state ---
+
+    def state(self, rec):
+        """{"Status", "Running", "Pid", "ExitCode", "StartedAt", "FinishedAt", "Error"} from the shim's files."""
+        ext = rec.extensions or {}
+        sd = self.sdir(rec.id)
+        st = {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
+              "Dead": False, "Pid": 0, "ExitCode": 0, "Error": ext.get("error", ""),
+              "StartedAt": ext.get("started_at", "0001-01-01T00:00:00Z"),
+              "FinishedAt": "0001-01-01T00:00:00Z"}
+        shim = _read_json(os.path.join(sd, "shim.json"))
+        exitj = _read_json(os.path.join(sd, "exit.json"))
+        if exitj is None:
+            exitj = ext.get("last_exit")
+        if shim and shim.get("status") == "running" and exitj is None:
+            if _alive(shim.get("shim_pid", 0)) and _alive(shim.get("pid", 0)):
+                st.update(Status="running", Running=True, Pid=shim.get("pid", 0))
+                if self._paused(rec):
+                    st.update(Status="paused", Paused=True)
+                return st
+        if exitj is not None:
+            st.update(Status="exited", ExitCode=exitj.get("exit_code", 0), FinishedAt=exitj.get("finished_at"))
+        elif ext.get("started_at"):
+            st.update(Status="exited", ExitCode=255, FinishedAt=ext.get("started_at"))
+        return st
+
+    def _paused(self, rec):
+        try:
+            from berth.runtime import state as rstate
+            return rstate.load(self.runtime_root, rec.id).status() == "paused"
+        except BerthError:
+            return False
+
+    # --- create ---
+
+    def create(self, ns, body, name=None):
+        image_ref = body.get("Image")
+        if not image_ref:
+            raise InvalidArgument("no image given (Image)")
+        r = self.images.resolve(ns, image_ref, platform=body.get("Platform"))
+        if name:
+            name = name.lstrip("/")
+            import re
+            if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
+                raise InvalidArgument(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+            try:
+                other = self.meta.get_container_by_name(ns, name)
+                raise AlreadyExists(f'Conflict. The container name "/{name}" is already in use by container '
+                                    f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.')
+            except NotFound:
+                pass
+        else:
+            existing = {c.name for c in self.meta.list_containers(ns)}
+            for _ in range(100):
+                name = f"{random.choice(_ADJ)}_{random.choice(_NAMES)}"
+                if name not in existing:
+                    break
+        hc = body.get("HostConfig") or {}
+        runtime = hc.get("Runtime") or self.cfg.default_runtime
+        if runtime not in self.cfg.runtimes:
+            raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
+        cid = secrets.token_hex(32)
+        top = self.images.unpack(r)
+        key = f"container-{cid}"
+        self.snapshotter.prepare(key, top)
+        try:
+            os.makedirs(self.cdir(cid), mode=0o710, exist_ok=True)
+            spec = dict(body)
+            spec["_image_id"] = r.config_digest
+            spec["_created"] = _now()
+            self.meta.create_container(ns, cid, name=name, image=r.config_digest, snapshotter=self.snapshotter_name,
+                                       snapshot_key=key, runtime=runtime, spec=spec,
+                                       labels=body.get("Labels") or {}, extensions={"image_name": image_ref})
+        except BaseException:
+            try:
+                self.snapshotter.remove(key)
+            except BerthError:
+                pass
+            shutil.rmtree(self.cdir(cid), ignore_errors=True)
+            raise
+        return {"Id": cid, "Warnings": []}
+
+    # --- start ---
+
+    def start(self, ns, ref, attach_pending=False):
+        rec = self.get(ns, ref)
+        st = self.state(rec)
+        if st["Running"]:
+            return False  # 304
+        spec_body = rec.spec_json()
+        sd = self.sdir(rec.id)
+        os.makedirs(sd, mode=0o711, exist_ok=True)
+        for f in ("exit.json", "shim.json", "start-error", "shim-error"):
+            try:
+                os.unlink(os.path.join(sd, f))
+            except FileNotFoundError:
+                pass
+        from berth.services import ocispec
+        from berth.snapshots.mount import mount_all, unmount
+        rootfs = self.rootfs(rec.id)
+        unmount(rootfs)
+        mount_all(self.snapshotter.mounts(rec.snapshot_key), rootfs)
+        try:
+            cfg_doc = self.images.read_json(spec_body["_image_id"], 20 << 20, "image config")
+            hostname = spec_body.get("Hostname") or rec.id[:12]
+            ocispec.container_files(self.cdir(rec.id), rec.id, hostname)
+            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, self.cdir(rec.id))
+            bundle = os.path.join(sd, "bundle")
+            os.makedirs(bundle, exist_ok=True)
+            with open(os.path.join(bundle, "config.json"), "w") as f:
+                json.dump(oci, f)
+            rt = self.cfg.runtimes[rec.runtime]
+            binary = None if rt.path == "berth-runc" else rt.path
+            hc = spec_body.get("HostConfig") or {}
+            lc = (hc.get("LogConfig") or {}).get("Config") or {}
+            params = {
+                "id": rec.id, "state_dir": sd, "bundle": bundle, "runtime_root": self.runtime_root,
+                "runtime_binary": binary, "runtime_args": rt.args, "log_path": self.log_path(rec.id),
+                "tty": bool(spec_body.get("Tty")), "open_stdin": bool(spec_body.get("OpenStdin")),
+                "log_max_size": _size(lc.get("max-size")), "log_max_file": int(lc.get("max-file") or 1),
+                "systemd": self.cfg.cgroup_driver == "systemd", "wait_attach": attach_pending,
+            }
+            self.zygote.spawn(params)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                shim = _read_json(os.path.join(sd, "shim.json"))
+                if shim and shim.get("status") in ("running", "exited"):
+                    break
+                if shim and shim.get("status") == "failed":
+                    err = _read_text(os.path.join(sd, "start-error")) or "the container failed to start"
+                    self.meta.update_container(ns, rec.id, extensions=dict(rec.extensions or {}, error=err))
+                    raise SystemError_(f"failed to create task for container: {err}")
+                time.sleep(0.01)
+            else:
+                raise SystemError_("the container's shim did not start in time")
+        except BaseException:
+            unmount(rootfs)
+            raise
+        ext = dict(rec.extensions or {})
+        ext.pop("error", None)
+        ext.pop("last_exit", None)
+        ext["started_at"] = _now()
+        self.meta.update_container(ns, rec.id, extensions=ext)
+        return True
+
+    # --- wait, stop, kill ---
+
+    def wait_exit(self, ns, ref, condition="not-running"):
+        """Block until the container is not running (or, for next-exit, until it ran and exited)."""
+        rec = self.get(ns, ref)
+        sd = self.sdir(rec.id)
+        if condition == "next-exit" or self.state(rec)["Status"] == "created":
+            # docker calls wait before start: wait for the start, then the exit
+            while True:
+                try:
+                    rec = self.meta.get_container(ns, rec.id)
+                except NotFound:
+                    raise NotFound(f"No such container: {ref}") from None
+                st = self.state(rec)
+                if st["Running"] or st["Status"] == "exited" and rec.extensions.get("started_at"):
+                    break
+                time.sleep(0.02)
+        while True:
+            st = self.state(rec)
+            if not st["Running"]:
+                if condition == "removed":
+                    while True:  # --rm: the daemon's watcher removes it
+                        try:
+                            self.meta.get_container(ns, rec.id)
+                        except NotFound:
+                            break
+                        time.sleep(0.02)
+                return st["ExitCode"]
+            path = os.path.join(sd, "shim.sock")
+            try:
+                reply = _shim_call(path, {"op": "wait"}, timeout=None)
+                if reply and "exit_code" in reply:
+                    return reply["exit_code"]
+            except OSError:
+                time.sleep(0.05)
+
+    def kill(self, ns, ref, sig="KILL"):
+        rec = self.get(ns, ref)
+        st = self.state(rec)
+        if not st["Running"]:
+            raise FailedPrecondition(f"Cannot kill container: {ref}: container {rec.id} is not running")
+        from berth.runtime.container import parse_signal
+        n = parse_signal(sig or "KILL")
+        if st["Paused"]:
+            from berth.runtime import container as rt
+            rt.resume(self.runtime_root, rec.id)
+        os.kill(st["Pid"], n)
+
+    def stop(self, ns, ref, timeout=None):
+        rec = self.get(ns, ref)
+        st = self.state(rec)
+        if not st["Running"]:
+            return False
+        spec = rec.spec_json()
+        sig = spec.get("StopSignal") or "TERM"
+        t = 10 if timeout is None else int(timeout)
+        if spec.get("StopTimeout") is not None and timeout is None:
+            t = int(spec["StopTimeout"])
+        from berth.runtime.container import parse_signal
+        try:
+            os.kill(st["Pid"], parse_signal(sig))
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + max(t, 0)
+        while time.monotonic() < deadline:
+            if not self.state(self.meta.get_container(ns, rec.id))["Running"]:
+                return True
+            time.sleep(0.05)
+        try:
+            os.kill(st["Pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.wait_exit(ns, rec.id)
+        return True
+
+    # --- remove ---
+
+    def remove(self, ns, ref, force=False):
+        rec = self.get(ns, ref)
+        st = self.state(rec)
+        if st["Running"]:
+            if not force:
+                raise FailedPrecondition(f"You cannot remove a running container {rec.id}. "
+                                         "Stop the container before attempting removal or force remove")
+            self.kill(ns, rec.id, "KILL")
+            self.wait_exit(ns, rec.id)
+        from berth.snapshots.mount import unmount
+        unmount(self.rootfs(rec.id))
+        try:
+            from berth.runtime import container as rt
+            rt.delete(self.runtime_root, rec.id, force=True)
+        except BerthError:
+            pass
+        self.meta.delete_container(ns, rec.id)
+        try:
+            self.snapshotter.remove(rec.snapshot_key)
+        except NotFound:
+            pass
+        shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
+        shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
+
+    def cleanup_exited(self, ns, cid):
+        """After an exit: unmount the rootfs; remove the container when it asked (--rm)."""
+        try:
+            rec = self.meta.get_container(ns, cid)
+        except NotFound:
+            return
+        if self.state(rec)["Running"]:
+            return
+        exitj = _read_json(os.path.join(self.sdir(cid), "exit.json"))
+        if exitj is not None:
+            self.meta.update_container(ns, cid, extensions=dict(rec.extensions or {}, last_exit=exitj))
+        from berth.snapshots.mount import unmount
+        unmount(self.rootfs(cid))
+        if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
+            try:
+                self.remove(ns, cid, force=True)
+            except NotFound:
+                pass
+
+    # --- listing, inspecting ---
+
+    def list(self, ns, all_=False, filters=None, limit=-1):
+        filters = filters or {}
+        out = []
+        for rec in self.meta.list_containers(ns):
+            st = self.state(rec)
+            if not all_ and not st["Running"] and not filters.get("status"):
+                continue
+            item = self._summary(rec, st)
+            if _match(filters, item, rec, st):
+                out.append(item)
+        out.sort(key=lambda c: -c["Created"])
+        if limit is not None and limit > 0:
+            out = out[:limit]
+        return out
+
+    def _summary(self, rec, st):
+        spec = rec.spec_json() or {}
+        cmd = " ".join(_quote(a) for a in _args(spec, self.images, rec))
+        return {
+            "Id": rec.id, "Names": ["/" + rec.name], "Image": (rec.extensions or {}).get("image_name") or rec.image,
+            "ImageID": rec.image, "Command": cmd, "Created": int(rec.created_at),
+            "Ports": [], "Labels": rec.labels or {}, "State": st["Status"], "Status": _status_text(st),
+            "HostConfig": {"NetworkMode": (spec.get("HostConfig") or {}).get("NetworkMode") or "none"},
+            "NetworkSettings": {"Networks": {}}, "Mounts": [],
+        }
+
+    def inspect(self, ns, ref):
+        rec = self.get(ns, ref)
+        st = self.state(rec)
+        spec = rec.spec_json() or {}
+        args = _args(spec, self.images, rec)
+        cfg_doc = {}
+        try:
+            cfg_doc = self.images.read_json(rec.image, 20 << 20, "image config")
+        except BerthError:
+            pass
+        ic = cfg_doc.get("config") or {}
+        env = list(ic.get("Env") or []) + list(spec.get("Env") or [])
+        hc = dict(spec.get("HostConfig") or {})
+        hc.setdefault("NetworkMode", "none")
+        hc.setdefault("Runtime", rec.runtime)
+        cdir = self.cdir(rec.id)
+        return {
+            "Id": rec.id, "Created": spec.get("_created") or "", "Path": args[0] if args else "",
+            "Args": args[1:], "State": st, "Image": rec.image,
+            "ResolvConfPath": os.path.join(cdir, "resolv.conf"), "HostnamePath": os.path.join(cdir, "hostname"),
+            "HostsPath": os.path.join(cdir, "hosts"), "LogPath": self.log_path(rec.id), "Name": "/" + rec.name,
+            "RestartCount": 0, "Driver": self.snapshotter_name, "Platform": "linux", "MountLabel": "",
+            "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
+            "GraphDriver": {"Name": self.snapshotter_name, "Data": {"MergedDir": self.rootfs(rec.id)}},
+            "Mounts": [],
+            "Config": {
+                "Hostname": spec.get("Hostname") or rec.id[:12], "Domainname": spec.get("Domainname") or "",
+                "User": spec.get("User") or ic.get("User") or "", "AttachStdin": bool(spec.get("AttachStdin")),
+                "AttachStdout": bool(spec.get("AttachStdout")), "AttachStderr": bool(spec.get("AttachStderr")),
+                "Tty": bool(spec.get("Tty")), "OpenStdin": bool(spec.get("OpenStdin")),
+                "StdinOnce": bool(spec.get("StdinOnce")), "Env": env,
+                "Cmd": spec.get("Cmd") if spec.get("Cmd") else ic.get("Cmd"),
+                "Image": (rec.extensions or {}).get("image_name") or rec.image,
+                "Volumes": None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
+                "Entrypoint": spec.get("Entrypoint") if spec.get("Entrypoint") is not None else ic.get("Entrypoint"),
+                "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
+                "StopSignal": spec.get("StopSignal") or ic.get("StopSignal"),
+            },
+            "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "",
+                                "Gateway": "", "MacAddress": ""},
+        }
+
+    def logs(self, ns, ref, stdout=True, stderr=True, follow=False, tail=None, since=0, until=0, timestamps=False):
+        """Yield (stream, bytes) from the json-file log; with follow, until the container exits."""
+        rec = self.get(ns, ref)
+        path = self.log_path(rec.id)
+        want = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        with f:
+            lines = f.readlines()
+            if tail is not None and tail >= 0:
+                lines = lines[-tail:] if tail else []
+            for line in lines:
+                item = self._log_item(line, want, since, until, timestamps)
+                if item:
+                    yield item
+            if not follow:
+                return
+            buf = b""
+            while True:
+                chunk = f.readline()
+                if chunk:
+                    buf += chunk
+                    if buf.endswith(b"\n"):
+                        item = self._log_item(buf, want, since, until, timestamps)
+                        buf = b""
+                        if item:
+                            yield item
+                    continue
+                try:
+                    running = self.state(self.meta.get_container(ns, rec.id))["Running"]
+                except NotFound:
+                    return
+                if not running:
+                    rest = f.read()
+                    for line in rest.splitlines(keepends=True):
+                        item = self._log_item(line, want, since, until, timestamps)
+                        if item:
+                            yield item
+                    return
+                time.sleep(0.05)
+
+    @staticmethod
+    def _log_item(line, want, since, until, timestamps):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            return None
+        if e.get("stream") not in want:
+            return None
+        t = _parse_time(e.get("time"))
+        if since and t < since or until and t > until:
+            return None
+        data = e.get("log", "").encode()
+        if timestamps:
+            data = e.get("time", "").encode() + b" " + data
+        return e["stream"], data
+
+    def image_users(self, ns):
+        def users(resolved):
+            return [c.id for c in self.meta.list_containers(ns) if c.image == resolved.config_digest]
+        return users
+
+    def running(self):
+        """(namespace, id) of containers whose shims are alive, for watchers after a daemon restart."""
+        out = []
+        for n in self.meta.list_namespaces():
+            for rec in self.meta.list_containers(n.name):
+                if self.state(rec)["Running"]:
+                    out.append((n.name, rec.id))
+        return out
+
+
+def _args(spec, images, rec):
+    try:
+        cfg = images.read_json(rec.image, 20 << 20, "image config").get("config") or {}
+    except BerthError:
+        cfg = {}
+    if spec.get("Entrypoint") is not None:
+        ep, cmd = spec["Entrypoint"] or [], spec.get("Cmd") or []
+    else:
+        ep, cmd = cfg.get("Entrypoint") or [], spec.get("Cmd") or cfg.get("Cmd") or []
+    return list(ep) + list(cmd)
+
+
+def _quote(a):
+    return a if a and all(c not in a for c in " \"'\t") else json.dumps(a)
+
+
+def human_duration(seconds):
+    """docker's units.HumanDuration."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    return f"{h // 24} days"
+
+
+def _status_text(st):
+    if st["Running"]:
+        up = human_duration(time.time() - _parse_time(st["StartedAt"]))
+        return f"Up {up}" + (" (Paused)" if st["Paused"] else "")
+    if st["Status"] == "exited":
+        return f"Exited ({st['ExitCode']}) {human_duration(time.time() - _parse_time(st['FinishedAt']))} ago"
+    return "Created"
+
+
+def _match(filters, item, rec, st):
+    for key, values in filters.items():
+        if isinstance(values, dict):
+            values = [k for k, v in values.items() if v]
+        if key == "status":
+            if st["Status"] not in values:
+                return False
+        elif key == "name":
+            if not any(v.lstrip("/") in rec.name for v in values):
+                return False
+        elif key == "id":
+            if not any(rec.id.startswith(v) for v in values):
+                return False
+        elif key == "label":
+            for v in values:
+                k, eq, val = v.partition("=")
+                if k not in (rec.labels or {}) or (eq and rec.labels[k] != val):
+                    return False
+        elif key == "ancestor":
+            if not any(v in (item["Image"], rec.image, rec.image[7:19]) for v in values):
+                return False
+        elif key == "exited":
+            if st["Status"] != "exited" or str(st["ExitCode"]) not in values:
+                return False
+        else:
+            raise InvalidArgument(f"invalid filter {key!r}")
+    return True
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _read_text(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _alive(pid):
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def _size(s):
+    if not s:
+        return 0
+    s = str(s).strip().lower()
+    mult = 1
+    for suf, m in (("kb", 1000), ("mb", 1000**2), ("gb", 1000**3), ("k", 1024), ("m", 1024**2), ("g", 1024**3), ("b", 1)):
+        if s.endswith(suf):
+            mult = m
+            s = s[: -len(suf)]
+            break
+    try:
+        return int(float(s) * mult)
+    except ValueError:
+        raise InvalidArgument(f"invalid log max-size {s!r}") from None

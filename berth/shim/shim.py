@@ -1,0 +1,463 @@
+"""The per-container monitor (shim): creates and starts the container with the runtime library
+(or another OCI runtime binary), owns its stdio, writes the json-file log, serves attach/wait/
+kill/resize on its own socket, reaps the init and records the exit status on disk.
+
+It is not a child of berthd (forked from the zygote, then re-parented), so containers keep
+running when berthd stops; berthd finds them again through <state_dir>/shim.sock and exit.json.
+
+Socket protocol: the client sends one JSON line, {"op": ...}:
+  attach {stdin, stdout, stderr, logs?}  then the socket carries the stream: output frames
+         (docker's 8-byte header per frame when there is no TTY, raw bytes with a TTY) to the
+         client, the client's bytes to the container's stdin; the client's EOF closes stdin.
+  wait   -> {"exit_code", "finished_at"} once the container has exited
+  kill {signal}, resize {h, w}, state -> one JSON line back
+"""
+
+import errno
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+
+
+def _now_rfc3339():
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+class JSONLog:
+    """docker's json-file log driver: one JSON object per line, size-based rotation."""
+
+    def __init__(self, path, max_size=0, max_file=1):
+        self.path = path
+        self.max_size = max_size
+        self.max_file = max(1, max_file)
+        self.f = open(path, "ab")
+        self.size = self.f.tell()
+
+    def write(self, stream, data):
+        line = json.dumps({"log": data.decode("utf-8", errors="replace"), "stream": stream,
+                           "time": _now_rfc3339()}).encode() + b"\n"
+        if self.max_size and self.size + len(line) > self.max_size and self.size > 0:
+            self.rotate()
+        self.f.write(line)
+        self.f.flush()
+        self.size += len(line)
+
+    def rotate(self):
+        self.f.close()
+        if self.max_file > 1:
+            for i in range(self.max_file - 1, 0, -1):
+                src = self.path if i == 1 else f"{self.path}.{i - 1}"
+                if os.path.exists(src):
+                    os.replace(src, f"{self.path}.{i}")
+            self.f = open(self.path, "wb")
+        else:
+            self.f = open(self.path, "wb")
+        self.size = 0
+
+
+class Client:
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.mode = None  # None (reading the request), "attach", "wait"
+        self.want = set()
+        self.stdin = False
+
+
+class Shim:
+    def __init__(self, p):
+        self.p = p
+        self.id = p["id"]
+        self.state_dir = p["state_dir"]
+        self.tty = bool(p.get("tty"))
+        self.sel = selectors.DefaultSelector()
+        self.clients = []
+        self.exit_code = None
+        self.finished_at = None
+        self.init_pid = 0
+        self.stdin_w = None
+        self.master = None
+        self.outputs = {}  # fd -> stream name
+        self.started = False
+        self.log = JSONLog(p["log_path"], int(p.get("log_max_size") or 0), int(p.get("log_max_file") or 1))
+
+    # --- setup ---
+
+    def start_container(self):
+        from berth.runtime import container as rt
+        devnull = os.open("/dev/null", os.O_RDWR)
+        console = None
+        proxy = None
+        keep = []
+        if self.tty:
+            proxy, console = socket.socketpair()
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+        else:
+            if self.p.get("open_stdin"):
+                r, w = os.pipe()
+                os.dup2(r, 0)
+                os.close(r)
+                self.stdin_w = w
+                os.set_blocking(w, False)
+            else:
+                os.dup2(devnull, 0)
+            for fd, name in ((1, "stdout"), (2, "stderr")):
+                r, w = os.pipe()
+                os.dup2(w, fd)
+                os.close(w)
+                os.set_blocking(r, False)
+                self.outputs[r] = name
+                keep.append(r)
+        binary = self.p.get("runtime_binary")
+        try:
+            if binary:
+                self._start_with_binary(binary, console)
+            else:
+                st = rt.create(self.p["runtime_root"], self.id, self.p["bundle"], console=console,
+                               systemd=bool(self.p.get("systemd")))
+                self.init_pid = st.pid
+        finally:
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+            if console is not None:
+                console.close()
+        if proxy is not None:
+            _, fds, _, _ = socket.recv_fds(proxy, 1024, 1)
+            proxy.close()
+            self.master = fds[0]
+            os.set_blocking(self.master, False)
+            self.outputs[self.master] = "stdout"
+            self.stdin_w = self.master if self.p.get("open_stdin") else None
+
+    def _start_with_binary(self, binary, console):
+        import subprocess
+        args = [binary] + list(self.p.get("runtime_args") or []) + ["--root", self.p["runtime_root"]]
+        pidfile = os.path.join(self.state_dir, "init.pid")
+        create = args + ["create", "--bundle", self.p["bundle"], "--pid-file", pidfile]
+        sockpath = None
+        if console is not None:
+            sockpath = os.path.join(self.state_dir, "console.sock")
+            srv = socket.socket(socket.AF_UNIX)
+            srv.bind(sockpath)
+            srv.listen(1)
+            create += ["--console-socket", sockpath]
+        p = subprocess.Popen(create + [self.id], stdin=0, stdout=1, stderr=subprocess.PIPE, close_fds=True)
+        if console is not None:
+            srv.settimeout(30)
+            conn, _ = srv.accept()
+            _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+            socket.send_fds(console, [b"console"], fds)
+            conn.close()
+            srv.close()
+        _, err = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(err.decode(errors="replace").strip().splitlines()[-1] if err.strip() else
+                               f"{binary} create failed")
+        with open(pidfile) as f:
+            self.init_pid = int(f.read().strip())
+
+    def start_process(self):
+        """Release the created container (after the first attach when one is expected)."""
+        if self.started:
+            return
+        self.started = True
+        binary = self.p.get("runtime_binary")
+        if binary:
+            import subprocess
+            args = [binary] + list(self.p.get("runtime_args") or []) + ["--root", self.p["runtime_root"]]
+            s = subprocess.run(args + ["start", self.id], capture_output=True)
+            if s.returncode != 0:
+                raise RuntimeError(s.stderr.decode(errors="replace").strip() or f"{binary} start failed")
+        else:
+            from berth.runtime import container as rt
+            rt.start(self.p["runtime_root"], self.id)
+
+    # --- the loop ---
+
+    def serve(self):
+        path = os.path.join(self.state_dir, "shim.sock")
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, ("listen", None))
+        for fd in self.outputs:
+            self.sel.register(fd, selectors.EVENT_READ, ("output", fd))
+        self.sigr, sigw = os.pipe()
+        os.set_blocking(self.sigr, False)
+        os.set_blocking(sigw, False)
+        signal.set_wakeup_fd(sigw)
+        signal.signal(signal.SIGCHLD, lambda *a: None)
+        self.sel.register(self.sigr, selectors.EVENT_READ, ("signal", None))
+        self._write_state("running")
+        attach_deadline = time.monotonic() + 10 if self.p.get("wait_attach") else None
+        if attach_deadline is None:
+            self.start_process()
+        self.reap()
+        drain_deadline = None
+        while True:
+            if not self.started and time.monotonic() > attach_deadline:
+                self.start_process()  # the attach that was expected never came
+            if self.exit_code is not None:
+                if not self.outputs or (drain_deadline and time.monotonic() > drain_deadline):
+                    break
+                if drain_deadline is None:
+                    drain_deadline = time.monotonic() + 2.0
+            timeout = 0.2 if self.exit_code is not None or not self.started else None
+            for key, _ in self.sel.select(timeout):
+                kind, data = key.data
+                if kind == "listen":
+                    self._accept()
+                elif kind == "output":
+                    self._output(data)
+                elif kind == "signal":
+                    try:
+                        os.read(self.sigr, 4096)
+                    except OSError:
+                        pass
+                    self.reap()
+                elif kind == "client":
+                    self._client_readable(data)
+        self._finish()
+
+    def reap(self):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                if self.exit_code is None and self.init_pid and not _alive(self.init_pid):
+                    self._exited(255)
+                return
+            if pid == 0:
+                return
+            if pid == self.init_pid:
+                code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+                self._exited(code)
+
+    def _exited(self, code):
+        self.exit_code = code
+        self.finished_at = _now_rfc3339()
+        tmp = os.path.join(self.state_dir, ".exit.json")
+        with open(tmp, "w") as f:
+            json.dump({"exit_code": code, "finished_at": self.finished_at, "pid": self.init_pid}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, os.path.join(self.state_dir, "exit.json"))
+
+    def _output(self, fd):
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno != errno.EIO:  # EIO: the pty's last slave closed
+                raise
+            data = b""
+        if not data:
+            self.sel.unregister(fd)
+            del self.outputs[fd]
+            if fd != self.master:
+                os.close(fd)
+            return
+        stream = self.outputs[fd]
+        self.log.write(stream, data)
+        frame = data if self.tty else struct.pack(">BxxxI", 1 if stream == "stdout" else 2, len(data)) + data
+        for c in list(self.clients):
+            if c.mode == "attach" and stream in c.want:
+                self._send(c, frame)
+
+    def _send(self, c, data):
+        try:
+            c.sock.setblocking(True)
+            c.sock.settimeout(5)
+            c.sock.sendall(data)
+            c.sock.setblocking(False)
+        except OSError:
+            self._drop(c)
+
+    def _accept(self):
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        sock.setblocking(False)
+        c = Client(sock)
+        self.clients.append(c)
+        self.sel.register(sock, selectors.EVENT_READ, ("client", c))
+
+    def _drop(self, c):
+        if c in self.clients:
+            self.clients.remove(c)
+            try:
+                self.sel.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+            c.sock.close()
+
+    def _client_readable(self, c):
+        try:
+            data = c.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if c.mode is None:
+            if not data:
+                self._drop(c)
+                return
+            c.buf += data
+            if b"\n" not in c.buf:
+                return
+            line, rest = c.buf.split(b"\n", 1)
+            c.buf = b""
+            try:
+                req = json.loads(line)
+            except ValueError:
+                self._drop(c)
+                return
+            self._request(c, req)
+            if rest and c.mode == "attach":
+                self._stdin(c, rest)
+            return
+        if c.mode == "attach":
+            if not data:
+                # the client's EOF closes the container's stdin; output keeps flowing
+                if c.stdin and self.stdin_w is not None and self.stdin_w != self.master:
+                    os.close(self.stdin_w)
+                    self.stdin_w = None
+                elif c.stdin and self.master is not None:
+                    try:
+                        os.write(self.master, b"\x04")
+                    except OSError:
+                        pass
+                self.sel.unregister(c.sock)
+                return
+            self._stdin(c, data)
+        elif not data:
+            self._drop(c)
+
+    def _stdin(self, c, data):
+        if not c.stdin or self.stdin_w is None:
+            return
+        try:
+            os.set_blocking(self.stdin_w, True)
+            os.write(self.stdin_w, data)
+            os.set_blocking(self.stdin_w, False)
+        except OSError:
+            pass
+
+    def _reply(self, c, obj):
+        self._send(c, json.dumps(obj).encode() + b"\n")
+
+    def _request(self, c, req):
+        op = req.get("op")
+        if op == "attach":
+            c.mode = "attach"
+            c.want = {s for s in ("stdout", "stderr") if req.get(s, True)}
+            c.stdin = bool(req.get("stdin"))
+            self._reply(c, {"ok": True, "tty": self.tty})
+            self.start_process()
+        elif op == "wait":
+            c.mode = "wait"
+            if self.exit_code is not None:
+                self._reply(c, {"exit_code": self.exit_code, "finished_at": self.finished_at})
+                self._drop(c)
+        elif op == "kill":
+            try:
+                os.kill(self.init_pid, int(req.get("signal", 15)))
+                self._reply(c, {"ok": True})
+            except ProcessLookupError:
+                self._reply(c, {"ok": False, "error": "not running"})
+            self._drop(c)
+        elif op == "resize":
+            if self.master is not None:
+                import fcntl
+                import termios
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", int(req.get("h", 24)),
+                                                                         int(req.get("w", 80)), 0, 0))
+            self._reply(c, {"ok": True})
+            self._drop(c)
+        elif op == "state":
+            self._reply(c, {"pid": self.init_pid, "exit_code": self.exit_code, "shim_pid": os.getpid()})
+            self._drop(c)
+        else:
+            self._reply(c, {"ok": False, "error": f"unknown op {op!r}"})
+            self._drop(c)
+
+    def _write_state(self, status):
+        tmp = os.path.join(self.state_dir, ".shim.json")
+        with open(tmp, "w") as f:
+            json.dump({"status": status, "pid": self.init_pid, "shim_pid": os.getpid()}, f)
+        os.rename(tmp, os.path.join(self.state_dir, "shim.json"))
+
+    def _finish(self):
+        for c in list(self.clients):
+            if c.mode == "wait":
+                self._reply(c, {"exit_code": self.exit_code, "finished_at": self.finished_at})
+            self._drop(c)
+        self.log.f.close()
+        try:
+            from berth.runtime import container as rt
+            if not self.p.get("runtime_binary"):
+                rt.delete(self.p["runtime_root"], self.id, force=True)
+            else:
+                import subprocess
+                subprocess.run([self.p["runtime_binary"], "--root", self.p["runtime_root"], "delete", "--force",
+                                self.id], capture_output=True)
+        except Exception:
+            pass
+        self._write_state("exited")
+        try:
+            os.unlink(os.path.join(self.state_dir, "shim.sock"))
+        except OSError:
+            pass
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def run(params):
+    """Entry point in the forked shim process; never returns."""
+    code = 0
+    try:
+        os.chdir("/")
+        from berth.linux import syscalls as sc
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        shim = Shim(params)
+        try:
+            shim.start_container()
+        except BaseException as e:
+            msg = getattr(e, "message", None) or str(e) or type(e).__name__
+            with open(os.path.join(params["state_dir"], "start-error"), "w") as f:
+                f.write(msg)
+            shim._write_state("failed")
+            os._exit(1)
+        shim.serve()
+    except BaseException as e:  # pragma: no cover - a shim must never raise into the zygote
+        try:
+            with open(os.path.join(params["state_dir"], "shim-error"), "w") as f:
+                f.write(f"{type(e).__name__}: {e}")
+        except OSError:
+            pass
+        code = 1
+    sys.stdout.flush()
+    os._exit(code)

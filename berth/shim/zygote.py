@@ -1,0 +1,84 @@
+"""The zygote: a small process forked from berthd before it starts any thread, with the runtime
+library and the shim already imported. Each shim is forked from it (no new interpreter per
+container) and re-parented away from berthd, so containers survive a daemon restart."""
+
+import json
+import os
+import signal
+import socket
+import threading
+
+
+def _loop(sock):
+    # imported once here, shared by every shim forked from us
+    import berth.runtime.container  # noqa: F401
+    import berth.runtime.process  # noqa: F401
+    import berth.runtime.rootfs  # noqa: F401
+    import berth.shim.shim as shim
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except InterruptedError:
+            continue
+        if not data:
+            os._exit(0)
+        params = json.loads(data)
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            # the first child makes a new session and forks the shim, then exits:
+            # the shim is re-parented to init, away from berthd
+            sock.close()
+            os.close(r)
+            os.setsid()
+            grand = os.fork()
+            if grand == 0:
+                os.close(w)
+                devnull = os.open("/dev/null", os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                os.close(devnull)
+                shim.run(params)
+            os.write(w, str(grand).encode())
+            os._exit(0)
+        os.close(w)
+        pid = int(os.read(r, 32) or b"0")
+        os.close(r)
+        os.waitpid(child, 0)
+        sock.send(json.dumps({"pid": pid}).encode())
+
+
+class Zygote:
+    def __init__(self):
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            parent.close()
+            try:
+                _loop(child)
+            finally:
+                os._exit(0)
+        child.close()
+        self.pid = pid
+        self.sock = parent
+        self.lock = threading.Lock()
+
+    def spawn(self, params):
+        """Fork a shim with these parameters; returns its pid."""
+        with self.lock:
+            self.sock.send(json.dumps(params).encode())
+            reply = json.loads(self.sock.recv(65536))
+        return reply["pid"]
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass

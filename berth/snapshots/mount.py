@@ -1,0 +1,41 @@
+"""Perform the mounts a snapshotter describes (they never mount anything themselves)."""
+
+import os
+
+from berth.errors import SystemError_
+from berth.linux import syscalls as sc
+
+_FLAGS = {"ro": sc.MS_RDONLY, "rbind": sc.MS_BIND | sc.MS_REC, "bind": sc.MS_BIND, "nosuid": sc.MS_NOSUID,
+          "nodev": sc.MS_NODEV, "noexec": sc.MS_NOEXEC}
+
+
+def mount_all(mounts, target):
+    os.makedirs(target, exist_ok=True)
+    for m in mounts:
+        flags = 0
+        data = []
+        for o in m.options:
+            if o in _FLAGS:
+                flags |= _FLAGS[o]
+            elif o == "rw":
+                continue
+            else:
+                data.append(o)
+        try:
+            if flags & sc.MS_BIND:
+                sc.mount(m.source, target, None, flags & (sc.MS_BIND | sc.MS_REC))
+                if flags & sc.MS_RDONLY:
+                    sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
+            else:
+                sc.mount(m.source, target, m.type, flags, ",".join(data) or None)
+        except OSError as e:
+            raise SystemError_(f"cannot mount the container's rootfs ({m.type}) on {target}: {e.strerror}") from None
+
+
+def unmount(target):
+    """Unmount everything at target (lazily); a target that is not mounted is fine."""
+    for _ in range(8):
+        try:
+            sc.umount2(target, sc.MNT_DETACH)
+        except OSError:
+            return

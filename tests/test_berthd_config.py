@@ -1,0 +1,393 @@
+"""berthd's configuration and listeners: `config default` / `config dump`, validation (one line
+naming the key, no socket), the unix socket's mode, plain TCP on loopback only, TLS with client
+certificates (checked with the real docker CLI), Api-Version on responses, and one daemon per
+socket and root."""
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import time
+import tomllib
+
+import pytest
+from daemon_fixtures import BERTH, BERTHD, Daemon, free_port, wait_for
+
+
+def berthd(*args, env=None, timeout=30):
+    p = subprocess.run([BERTHD, *args], capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout,
+                       env=env or dict(os.environ), check=False)
+    p.out, p.err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    return p
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return str(path)
+
+
+def dump(*args):
+    p = berthd(*args, "config", "dump")
+    assert p.returncode == 0, p.err
+    return tomllib.loads(p.out)
+
+
+def http(addr, method, path, ssl_ctx=None):
+    """A raw HTTP/1.1 request; returns (status, headers, body)."""
+    if isinstance(addr, str):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(addr)
+    else:
+        s = socket.create_connection(addr, timeout=10)
+        if ssl_ctx:
+            s = ssl_ctx.wrap_socket(s, server_hostname=addr[0])
+    with s:
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            data += c
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def docker(*args, env):
+    if not shutil.which("docker"):
+        pytest.skip("the docker CLI is not installed")
+    p = subprocess.run(["docker", *args], capture_output=True, stdin=subprocess.DEVNULL, timeout=60, env=env, check=False)
+    p.out, p.err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    return p
+
+
+def docker_env(tmp_path):
+    cfg = tmp_path / "docker-config"
+    cfg.mkdir(exist_ok=True)
+    env = dict(os.environ, DOCKER_CONFIG=str(cfg), HOME=str(tmp_path))
+    for k in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"):
+        env.pop(k, None)
+    return env
+
+
+# --- config default / dump ---
+
+def test_config_default_is_the_builtin_default(tmp_path):
+    p = berthd("config", "default")
+    assert p.returncode == 0, p.err
+    default = tomllib.loads(p.out)
+    assert p.out.count("\n# ") + p.out.startswith("#") >= 5  # it is commented
+    for key in ("root", "state", "hosts", "namespace", "config_path", "registry_mirrors", "insecure_registries",
+                "default_runtime", "runtimes", "cgroup_driver", "sandbox_image", "log_level", "tls"):
+        assert key in default, key
+    path = write(tmp_path / "default.toml", p.out)
+    effective = dump("--config", path)
+    assert effective == default
+    # ... and the same as no configuration at all
+    assert dump("--config", write(tmp_path / "empty.toml", "")) == default
+    assert default["root"] == "/var/lib/berth" and default["hosts"] == ["unix:///run/berth/berth.sock"]
+    assert default["default_runtime"] in default["runtimes"]
+    assert default["cgroup_driver"] in ("cgroupfs", "systemd")
+
+
+def test_config_dump_reflects_file_and_flags(tmp_path):
+    path = write(tmp_path / "berthd.toml", f'''
+root = "{tmp_path}/root"
+state = "{tmp_path}/state"
+hosts = ["unix://{tmp_path}/a.sock"]
+namespace = "team-a"
+registry_mirrors = ["https://mirror.example.com"]
+insecure_registries = ["127.0.0.1:5000"]
+default_runtime = "crun"
+cgroup_driver = "systemd"
+log_level = "debug"
+config_path = "{tmp_path}/certs.d"
+
+[runtimes.crun]
+path = "/usr/bin/crun"
+args = ["--debug"]
+''')
+    c = dump("--config", path)
+    assert c["root"] == f"{tmp_path}/root" and c["state"] == f"{tmp_path}/state"
+    assert c["hosts"] == [f"unix://{tmp_path}/a.sock"]
+    assert c["namespace"] == "team-a"
+    assert c["registry_mirrors"] == ["https://mirror.example.com"]
+    assert c["insecure_registries"] == ["127.0.0.1:5000"]
+    assert c["default_runtime"] == "crun" and c["runtimes"]["crun"] == {"path": "/usr/bin/crun", "args": ["--debug"]}
+    assert c["cgroup_driver"] == "systemd" and c["log_level"] == "debug"
+    assert c["config_path"] == f"{tmp_path}/certs.d"
+
+    port = free_port()
+    c = dump("--config", path, "-H", f"unix://{tmp_path}/b.sock", "-H", f"tcp://127.0.0.1:{port}",
+             "--root", f"{tmp_path}/other-root", "--registry-mirror", "https://m2.example.com")
+    assert c["hosts"] == [f"unix://{tmp_path}/b.sock", f"tcp://127.0.0.1:{port}"]
+    assert c["root"] == f"{tmp_path}/other-root"
+    assert c["state"] == f"{tmp_path}/state"  # not overridden
+    assert c["registry_mirrors"] == ["https://m2.example.com"]
+    # a dump is itself a valid config that dumps the same
+    p = berthd("--config", path, "--root", f"{tmp_path}/other-root", "config", "dump")
+    again = dump("--config", write(tmp_path / "again.toml", p.out))
+    assert again == tomllib.loads(p.out)
+
+
+@pytest.mark.parametrize("text,key", [
+    ('bogus = 1\n', "bogus"),
+    ('root = 5\n', "root"),
+    ('hosts = "unix:///x.sock"\n', "hosts"),
+    ('allow_insecure_tcp = "yes"\n', "allow_insecure_tcp"),
+    ('registry_mirrors = [1, 2]\n', "registry_mirrors"),
+    ('cgroup_driver = "lxc"\n', "cgroup_driver"),
+    ('log_level = "loud"\n', "log_level"),
+    ('default_runtime = "nope"\n', "default_runtime"),
+    ('hosts = ["http://127.0.0.1:2375"]\n', "hosts"),
+    ('hosts = ["tcp://127.0.0.1"]\n', "hosts"),
+    ('hosts = ["unix://relative.sock"]\n', "hosts"),
+    ('root = "relative/dir"\n', "root"),
+    ('namespace = "Not Valid"\n', "namespace"),
+    ('[runtimes.crun]\nargs = []\n', "runtimes.crun.path"),
+    ('[runtimes.crun]\npath = "crun"\nextra = 1\n', "runtimes.crun.extra"),
+    ('[tls]\nverify = "yes"\n', "tls.verify"),
+    ('[tls]\nbogus = ""\n', "tls.bogus"),
+    ('root = "/x"\nroot = "/y"\n', "TOML"),
+    ('root = \n', "TOML"),
+    ('[runtimes\n', "TOML"),
+])
+def test_invalid_config_is_one_line_and_no_socket(tmp_path, text, key):
+    sock = tmp_path / "berth.sock"
+    path = write(tmp_path / "berthd.toml", text)
+    t0 = time.monotonic()
+    p = berthd("--config", path, "-H", f"unix://{sock}", "--root", str(tmp_path / "root"),
+               "--state", str(tmp_path / "state"), timeout=20)
+    assert time.monotonic() - t0 < 10  # at once, not after a timeout
+    assert p.returncode != 0
+    lines = p.err.strip().splitlines()
+    assert len(lines) == 1, p.err
+    assert lines[0].startswith("berthd: ") and key in lines[0] and "Traceback" not in p.err, lines[0]
+    assert not sock.exists()
+    assert not (tmp_path / "root").exists()
+    # config dump says the same
+    d = berthd("--config", path, "config", "dump")
+    assert d.returncode != 0 and d.err.strip().splitlines() == lines
+
+
+def test_missing_config_file_and_bad_flags(tmp_path):
+    p = berthd("--config", str(tmp_path / "absent.toml"), "config", "dump")
+    assert p.returncode != 0 and len(p.err.strip().splitlines()) == 1 and "absent.toml" in p.err
+    p = berthd("config", "frobnicate")
+    assert p.returncode != 0 and len(p.err.strip().splitlines()) == 1
+    p = berthd("--log-level", "loud", "config", "dump")
+    assert p.returncode != 0 and "Traceback" not in p.err
+
+
+# --- listeners ---
+
+def test_unix_socket_mode_and_api_version(tmp_path):
+    d = Daemon(tmp_path / "d").start()
+    try:
+        st = os.stat(d.sock)
+        assert stat.S_ISSOCK(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o660
+        for method, path, status in (("GET", "/_ping", 200), ("HEAD", "/_ping", 200), ("GET", "/version", 200),
+                                     ("GET", "/v1.43/version", 200), ("GET", "/v1.45/images/json", 200),
+                                     ("GET", "/images/no-such-image/json", 404), ("GET", "/no/such/route", 404),
+                                     ("DELETE", "/v1.43/images/no-such-image", 404)):
+            code, headers, body = http(d.sock, method, path)
+            assert code == status, (path, code, body)
+            assert headers.get("api-version"), (path, headers)
+            assert tuple(int(x) for x in headers["api-version"].split(".")) >= (1, 43)
+            if status >= 400:
+                assert "message" in json.loads(body), body
+        _, _, body = http(d.sock, "GET", "/version")
+        v = json.loads(body)
+        assert tuple(int(x) for x in v["ApiVersion"].split(".")) >= (1, 43)
+        with open(os.path.join(d.state, "berthd.pid")) as f:
+            assert int(f.read()) == d.proc.pid
+    finally:
+        d.cleanup()
+    assert not os.path.exists(d.sock)  # removed at SIGTERM
+    assert not os.path.exists(os.path.join(d.state, "berthd.pid"))
+
+
+def test_plain_tcp_on_loopback(tmp_path):
+    port = free_port()
+    d = Daemon(tmp_path / "d")
+    d.start("-H", d.host, "-H", f"tcp://127.0.0.1:{port}")
+    try:
+        wait_for(lambda: _connects(port), 10, "the TCP listener")
+        code, headers, body = http(("127.0.0.1", port), "GET", "/_ping")
+        assert code == 200 and body == b"OK" and headers.get("api-version")
+        p = docker("-H", f"tcp://127.0.0.1:{port}", "version", "--format", "{{.Server.APIVersion}}",
+                   env=docker_env(tmp_path))
+        assert p.returncode == 0, p.err
+        assert tuple(int(x) for x in p.out.strip().split(".")) >= (1, 43)
+        p = docker("-H", f"tcp://127.0.0.1:{port}", "info", "--format", "{{.DockerRootDir}}",
+                   env=docker_env(tmp_path))
+        assert p.returncode == 0 and p.out.strip() == d.root, p.err
+        p = subprocess.run([BERTH, "-H", f"tcp://127.0.0.1:{port}", "images", "-q"], capture_output=True,
+                           env=d.env(), timeout=30, check=False)
+        assert p.returncode == 0, p.stderr
+        p = subprocess.run([BERTH, "-H", f"tcp://127.0.0.1:{port}", "info"], capture_output=True,
+                           env=d.env(), timeout=30, check=False)
+        assert p.returncode == 0 and b"Docker Root Dir: " + d.root.encode() in p.stdout, p.stderr
+        assert b"Registry Mirrors" not in p.stdout  # none configured
+    finally:
+        d.cleanup()
+
+
+def _connects(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_plain_tcp_on_other_addresses_refused(tmp_path):
+    port = free_port()
+    sock = tmp_path / "berth.sock"
+    for addr in (f"tcp://0.0.0.0:{port}", f"tcp://[::]:{port}", f"tcp://192.0.2.1:{port}"):
+        p = berthd("-H", f"unix://{sock}", "-H", addr, "--root", str(tmp_path / "root"),
+                   "--state", str(tmp_path / "state"), "--config", write(tmp_path / "c.toml", ""))
+        assert p.returncode != 0
+        lines = p.err.strip().splitlines()
+        assert len(lines) == 1 and "hosts" in lines[0] and "TLS" in lines[0], p.err
+        assert not sock.exists() and not _connects(port)
+    # ... unless forced (only validated here: nothing is bound to a non-loopback address in tests)
+    c = dump("--config", write(tmp_path / "c.toml", ""), "--allow-insecure-tcp", "-H", f"tcp://0.0.0.0:{port}")
+    assert c["hosts"] == [f"tcp://0.0.0.0:{port}"] and c["allow_insecure_tcp"] is True
+    c = dump("--config", write(tmp_path / "c2.toml", f'allow_insecure_tcp = true\nhosts = ["tcp://0.0.0.0:{port}"]\n'))
+    assert c["allow_insecure_tcp"] is True
+    # with TLS it is allowed too
+    c = dump("--config", write(tmp_path / "c3.toml", ""), "-H", f"tcp://0.0.0.0:{port}", "--tlsverify",
+             "--tlscacert", "/ca.pem", "--tlscert", "/cert.pem", "--tlskey", "/key.pem")
+    assert c["tls"]["verify"] is True and c["tls"]["cert"] == "/cert.pem"
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("certs")
+    c = str(d)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem",
+             "-days", "2", "-subj", "/CN=berth test CA", cwd=c)
+    for name, cn, ext in (("server", "127.0.0.1", ("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                                                  "extendedKeyUsage=serverAuth\n")),
+                          ("client", "client", "extendedKeyUsage=clientAuth\n")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
+                 "-subj", f"/CN={cn}", cwd=c)
+        write(d / f"{name}.ext", ext)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=c)
+    # a client certificate from another CA: must be refused
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue-key.pem", "-out", "rogue.pem",
+             "-days", "2", "-subj", "/CN=rogue", cwd=c)
+    return d
+
+
+def test_tls_with_client_certificates(tmp_path, certs):
+    port = free_port()
+    d = Daemon(tmp_path / "d")
+    d.start("-H", d.host, "-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert", str(certs / "ca.pem"),
+            "--tlscert", str(certs / "server.pem"), "--tlskey", str(certs / "server-key.pem"))
+    try:
+        wait_for(lambda: _connects(port), 10, "the TLS listener")
+        env = docker_env(tmp_path)
+        tls = ["--tlsverify", "--tlscacert", str(certs / "ca.pem")]
+        p = docker(*tls, "--tlscert", str(certs / "client.pem"), "--tlskey", str(certs / "client-key.pem"),
+                   "-H", f"tcp://127.0.0.1:{port}", "version", "--format", "{{.Server.Version}}", env=env)
+        assert p.returncode == 0, p.err
+        assert p.out.strip()
+        # without a client certificate, with a foreign one, and without TLS: refused
+        p = docker(*tls, "-H", f"tcp://127.0.0.1:{port}", "version", "--format", "{{.Server.Version}}", env=env)
+        assert p.returncode != 0 and not p.out.strip()
+        p = docker(*tls, "--tlscert", str(certs / "rogue.pem"), "--tlskey", str(certs / "rogue-key.pem"),
+                   "-H", f"tcp://127.0.0.1:{port}", "version", "--format", "{{.Server.Version}}", env=env)
+        assert p.returncode != 0 and not p.out.strip()
+        p = docker("-H", f"tcp://127.0.0.1:{port}", "version", "--format", "{{.Server.Version}}", env=env)
+        assert p.returncode != 0 and not p.out.strip()
+        # berth's own client
+        p = subprocess.run([BERTH, *tls, "--tlscert", str(certs / "client.pem"), "--tlskey",
+                            str(certs / "client-key.pem"), "-H", f"tcp://127.0.0.1:{port}", "info", "--format",
+                            "{{.DockerRootDir}}"], capture_output=True, env=d.env(), timeout=30, check=False)
+        assert p.returncode == 0 and p.stdout.decode().strip() == d.root, p.stderr
+        p = subprocess.run([BERTH, *tls, "-H", f"tcp://127.0.0.1:{port}", "images"], capture_output=True,
+                           env=d.env(), timeout=30, check=False)
+        assert p.returncode == 125 and len(p.stderr.decode().strip().splitlines()) == 1, p.stderr
+        # the unix socket still answers without TLS
+        assert http(d.sock, "GET", "/_ping")[0] == 200
+    finally:
+        d.cleanup()
+
+
+def test_tls_bad_key_is_one_line(tmp_path, certs):
+    port = free_port()
+    sock = tmp_path / "berth.sock"
+    p = berthd("--config", write(tmp_path / "c.toml", ""), "--root", str(tmp_path / "root"), "--state",
+               str(tmp_path / "state"), "-H", f"unix://{sock}", "-H", f"tcp://127.0.0.1:{port}", "--tlsverify",
+               "--tlscacert", str(certs / "ca.pem"), "--tlscert", str(certs / "server.pem"),
+               "--tlskey", str(tmp_path / "absent-key.pem"))
+    assert p.returncode != 0
+    assert len(p.err.strip().splitlines()) == 1 and "tls" in p.err, p.err
+    assert not sock.exists() and not _connects(port)
+
+
+# --- one daemon per socket and root ---
+
+def test_second_daemon_refused(tmp_path):
+    first = Daemon(tmp_path / "d").start()
+    try:
+        first.berth("load", "-i", os.path.join(os.path.dirname(__file__), "data", "hello-world.docker.tar"),
+                    check=True)
+        # the same config: the same socket
+        p = berthd("--config", first.config, env=dict(os.environ, HOME=first.base))
+        assert p.returncode != 0
+        lines = p.err.strip().splitlines()
+        assert len(lines) == 1 and first.sock in lines[0], p.err
+        # another socket, but the same root
+        other = tmp_path / "other.sock"
+        p = berthd("--config", first.config, "-H", f"unix://{other}", env=dict(os.environ, HOME=first.base))
+        assert p.returncode != 0
+        lines = p.err.strip().splitlines()
+        assert len(lines) == 1 and first.root in lines[0], p.err
+        assert not other.exists()
+        # the first is unharmed
+        assert first.proc.poll() is None
+        assert os.path.exists(first.sock)
+        assert first.berth("images", "-q", check=True).out.strip()
+        assert http(first.sock, "GET", "/_ping")[0] == 200
+    finally:
+        first.cleanup()
+    # once it is gone, a new one starts on the same socket and root and keeps the images
+    again = Daemon(tmp_path / "d").start()
+    try:
+        assert again.berth("images", "--format", "{{.Repository}}", check=True).out.split() == ["hello-world"]
+    finally:
+        again.cleanup()
+
+
+def test_port_in_use_is_one_line(tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    sock = tmp_path / "berth.sock"
+    try:
+        p = berthd("--config", write(tmp_path / "c.toml", ""), "--root", str(tmp_path / "root"), "--state",
+                   str(tmp_path / "state"), "-H", f"unix://{sock}", "-H", f"tcp://127.0.0.1:{port}")
+    finally:
+        busy.close()
+    assert p.returncode != 0
+    lines = [ln for ln in p.err.strip().splitlines() if " INFO " not in ln]
+    assert len(lines) == 1 and str(port) in lines[0] and "Traceback" not in p.err, p.err
+    assert not sock.exists()
