@@ -77,9 +77,10 @@ def make_app(daemon):
     app = web.Application(middlewares=[errors_middleware], client_max_size=0)
     app["daemon"] = daemon
     r = Router(app)
-    from berth.api import containers, images, namespaces, system
+    from berth.api import containers, execs, images, namespaces, system
     system.routes(r)
     namespaces.routes(r)
     images.routes(r)
     containers.routes(r)
+    execs.routes(r)
     return app

@@ -446,3 +446,38 @@ def _time_arg(s):
         return str(calendar.timegm(time.strptime(s.rstrip("Z")[:19], "%Y-%m-%dT%H:%M:%S")))
     except ValueError:
         raise BerthError(f"invalid time {s!r}") from None
+
+
+def exec_(ctx, argv, cmd):
+    p = parser(cmd, "run a command in a running container")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("container")
+    p.add_argument("command", nargs="...")
+    a = p.parse_args(argv)
+    if not a.command:
+        raise BerthError(f"{cmd}: requires at least 2 arguments")
+    body = {"AttachStdin": a.interactive and not a.detach, "AttachStdout": not a.detach,
+            "AttachStderr": not a.detach, "Tty": a.tty, "Cmd": a.command,
+            "Env": [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in a.env], "Privileged": a.privileged}
+    if a.workdir:
+        body["WorkingDir"] = a.workdir
+    if a.user:
+        body["User"] = a.user
+    eid = ctx.client.exec_create(a.container, body)["Id"]
+    if a.detach:
+        ctx.client.exec_start(eid, detach=True, tty=a.tty)
+        return 0
+    try:
+        resp = ctx.client.exec_start(eid, tty=a.tty)
+    except BerthError as e:
+        raise _Exit(_start_code(e.message), e.message)
+    _stream(ctx, a.container, resp, a.tty, a.interactive, False)
+    info = ctx.client.exec_inspect(eid)
+    code = info.get("ExitCode")
+    return 126 if code is None else code

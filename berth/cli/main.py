@@ -22,6 +22,7 @@ COMMANDS = {
     "run": ("containers", "run"), "create": ("containers", "create"), "start": ("containers", "start"),
     "ps": ("containers", "ps"), "rm": ("containers", "rm"), "stop": ("containers", "stop"),
     "kill": ("containers", "kill"), "wait": ("containers", "wait"), "logs": ("containers", "logs"),
+    "exec": ("containers", "exec_"),
 }
 GROUPS = {
     "image": {"ls": ("images", "ls"), "list": ("images", "ls"), "pull": ("images", "pull"),
@@ -36,7 +37,7 @@ GROUPS = {
                   "ls": ("containers", "ps"), "list": ("containers", "ps"), "ps": ("containers", "ps"),
                   "rm": ("containers", "rm"), "remove": ("containers", "rm"), "stop": ("containers", "stop"),
                   "kill": ("containers", "kill"), "wait": ("containers", "wait"), "logs": ("containers", "logs"),
-                  "inspect": ("images", "inspect")},
+                  "inspect": ("images", "inspect"), "exec": ("containers", "exec_")},
 }
 GROUPS["ns"] = GROUPS["namespace"]
 

@@ -213,3 +213,34 @@ def _containers(cls):
 
 
 _containers(APIClient)
+
+
+def _execs(cls):
+    def exec_create(self, cid, body):
+        return self.call("POST", f"/containers/{cid}/exec", body=body)
+
+    def exec_inspect(self, eid):
+        return self.call("GET", f"/exec/{eid}/json")
+
+    def exec_start(self, eid, detach=False, tty=False):
+        body = json.dumps({"Detach": detach, "Tty": tty}).encode()
+        if detach:
+            return self.call("POST", f"/exec/{eid}/start", body=body, headers={"Content-Type": "application/json"})
+        resp = self.transport.request("POST", f"/exec/{eid}/start", body=body,
+                                      headers=self._headers({"Content-Type": "application/json"}), upgrade=True)
+        if resp.status >= 400:
+            data = resp.read()
+            resp.close()
+            try:
+                msg = json.loads(data).get("message")
+            except (ValueError, AttributeError):
+                msg = data.decode(errors="replace")
+            raise error_from(resp.status, msg)
+        return resp
+
+    for f in (exec_create, exec_inspect, exec_start):
+        setattr(cls, f.__name__, f)
+    return cls
+
+
+_execs(APIClient)

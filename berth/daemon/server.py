@@ -37,6 +37,7 @@ class Daemon:
                                            zygote)
         self.image_users = self.containers.image_users
         self.attach_waiting = set()  # containers with an attach waiting for their start
+        self.execs = {}  # exec id -> {ns, container, body, process, started, pid}
 
     def watch(self, ns, cid):
         """A thread per running container: when it exits, unmount its rootfs (and remove it if --rm)."""

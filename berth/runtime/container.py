@@ -683,17 +683,20 @@ def _exec_a(ch, st, config, process, console):
         _child_fail(ch, e)
 
 
-def exec_(root, cid, process, detach=False, pid_file=None, console_socket=None, preserve_fds=0):
-    """Run a process in a running container; returns its exit code (0 when detached)."""
+def exec_(root, cid, process, detach=False, pid_file=None, console_socket=None, preserve_fds=0, console=None):
+    """Run a process in a running container; returns its exit code (0 when detached).
+    ``console``: a connected socket that receives the pty master (the library's form of
+    --console-socket)."""
     st = statemod.load(root, cid)
     status = st.status()
     if status not in (RUNNING, CREATED):
         raise FailedPrecondition(f"cannot exec in a {status} container {cid}")
     specmod.validate_process(process)
     config = st.config()
-    console = None
     proxy = None
-    if process.get("terminal"):
+    if process.get("terminal") and console is not None:
+        pass
+    elif process.get("terminal"):
         if console_socket:
             console = _unix_connect(console_socket)
         elif detach:

@@ -61,11 +61,25 @@ class JSONLog:
         self.size = 0
 
 
+class Exec:
+    def __init__(self, exec_id, tty, stdin):
+        self.id = exec_id
+        self.tty = tty
+        self.stdin = stdin
+        self.pid = 0
+        self.exit_code = None
+        self.fds = {}  # fd -> stream
+        self.stdin_w = None
+        self.master = None
+        self.client = None
+
+
 class Client:
     def __init__(self, sock):
         self.sock = sock
         self.buf = b""
-        self.mode = None  # None (reading the request), "attach", "wait"
+        self.mode = None  # None (reading the request), "attach", "wait", "exec"
+        self.exec = None
         self.want = set()
         self.stdin = False
 
@@ -85,6 +99,7 @@ class Shim:
         self.master = None
         self.outputs = {}  # fd -> stream name
         self.started = False
+        self.execs = {}  # exec id -> Exec
         self.log = JSONLog(p["log_path"], int(p.get("log_max_size") or 0), int(p.get("log_max_file") or 1))
 
     # --- setup ---
@@ -232,6 +247,8 @@ class Shim:
                     self.reap()
                 elif kind == "client":
                     self._client_readable(data)
+                elif kind == "exec_output":
+                    self._exec_output(*data)
         self._finish()
 
     def reap(self):
@@ -244,9 +261,13 @@ class Shim:
                 return
             if pid == 0:
                 return
+            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             if pid == self.init_pid:
-                code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
                 self._exited(code)
+            for ex in self.execs.values():
+                if ex.pid == pid and ex.exit_code is None:
+                    ex.exit_code = code
+                    self._exec_maybe_done(ex)
 
     def _exited(self, code):
         self.exit_code = code
@@ -333,6 +354,27 @@ class Shim:
             if rest and c.mode == "attach":
                 self._stdin(c, rest)
             return
+        if c.mode == "exec":
+            ex = c.exec
+            if not data:
+                if ex.stdin_w is not None and ex.stdin_w != ex.master:
+                    os.close(ex.stdin_w)
+                    ex.stdin_w = None
+                elif ex.master is not None and ex.stdin:
+                    try:
+                        os.write(ex.master, b"\x04")
+                    except OSError:
+                        pass
+                self.sel.unregister(c.sock)
+                return
+            if ex.stdin_w is not None:
+                try:
+                    os.set_blocking(ex.stdin_w, True)
+                    os.write(ex.stdin_w, data)
+                    os.set_blocking(ex.stdin_w, False)
+                except OSError:
+                    pass
+            return
         if c.mode == "attach":
             if not data:
                 # the client's EOF closes the container's stdin; output keeps flowing
@@ -391,12 +433,137 @@ class Shim:
                                                                          int(req.get("w", 80)), 0, 0))
             self._reply(c, {"ok": True})
             self._drop(c)
+        elif op == "exec":
+            self._exec(c, req)
+        elif op == "exec_state":
+            ex = self.execs.get(req.get("exec_id"))
+            if ex is None:
+                self._reply(c, {"ok": False, "error": "no such exec"})
+            else:
+                self._reply(c, {"ok": True, "pid": ex.pid, "running": ex.exit_code is None,
+                                "exit_code": ex.exit_code})
+            self._drop(c)
         elif op == "state":
             self._reply(c, {"pid": self.init_pid, "exit_code": self.exit_code, "shim_pid": os.getpid()})
             self._drop(c)
         else:
             self._reply(c, {"ok": False, "error": f"unknown op {op!r}"})
             self._drop(c)
+
+    def _exec(self, c, req):
+        """Start a process in the container (the runtime's exec, detached, re-parented to us)
+        whose stdio this connection carries."""
+        from berth.runtime import container as rt
+        ex = Exec(req.get("exec_id") or "", bool(req.get("process", {}).get("terminal")), bool(req.get("stdin")))
+        devnull = os.open("/dev/null", os.O_RDWR)
+        console = proxy = None
+        try:
+            if ex.tty:
+                proxy, console = socket.socketpair()
+            else:
+                if ex.stdin:
+                    r, w = os.pipe()
+                    os.dup2(r, 0)
+                    os.close(r)
+                    ex.stdin_w = w
+                else:
+                    os.dup2(devnull, 0)
+                for fd, name in ((1, "stdout"), (2, "stderr")):
+                    r, w = os.pipe()
+                    os.dup2(w, fd)
+                    os.close(w)
+                    os.set_blocking(r, False)
+                    ex.fds[r] = name
+            pidfile = os.path.join(self.state_dir, f"exec-{ex.id[:16]}.pid")
+            binary = self.p.get("runtime_binary")
+            if binary:
+                raise RuntimeError("exec with another runtime binary is not supported yet")
+            rt.exec_(self.p["runtime_root"], self.id, req["process"], detach=True, pid_file=pidfile,
+                     console=console)
+            with open(pidfile) as f:
+                ex.pid = int(f.read())
+            os.unlink(pidfile)
+        except BaseException as e:
+            for fd in ex.fds:
+                os.close(fd)
+            msg = getattr(e, "message", None) or str(e)
+            self._reply(c, {"ok": False, "error": msg})
+            self._drop(c)
+            return
+        finally:
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
+            if console is not None:
+                console.close()
+        if proxy is not None:
+            _, fds, _, _ = socket.recv_fds(proxy, 1024, 1)
+            proxy.close()
+            ex.master = fds[0]
+            os.set_blocking(ex.master, False)
+            ex.fds[ex.master] = "stdout"
+            if ex.stdin:
+                ex.stdin_w = ex.master
+        for fd in ex.fds:
+            self.sel.register(fd, selectors.EVENT_READ, ("exec_output", (ex, fd)))
+        ex.client = c
+        c.mode = "exec"
+        c.exec = ex
+        self.execs[ex.id] = ex
+        self._reply(c, {"ok": True, "pid": ex.pid})
+        self.reap()
+
+    def _exec_output(self, ex, fd):
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.sel.unregister(fd)
+            del ex.fds[fd]
+            os.close(fd)
+            if fd == ex.master:
+                ex.master = None
+                ex.stdin_w = None
+            self._exec_maybe_done(ex)
+            return
+        stream = ex.fds[fd]
+        frame = data if ex.tty else struct.pack(">BxxxI", 1 if stream == "stdout" else 2, len(data)) + data
+        if ex.client is not None and ex.client in self.clients:
+            self._send(ex.client, frame)
+
+    def _exec_maybe_done(self, ex):
+        if ex.exit_code is None or ex.fds and not ex.tty:
+            return
+        if ex.tty and ex.master is not None:
+            # drain what the pty still holds, then close it
+            while True:
+                try:
+                    data = os.read(ex.master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                if ex.client is not None and ex.client in self.clients:
+                    self._send(ex.client, data)
+            try:
+                self.sel.unregister(ex.master)
+            except (KeyError, ValueError):
+                pass
+            os.close(ex.master)
+            ex.fds.pop(ex.master, None)
+            ex.master = None
+        if ex.stdin_w is not None:
+            try:
+                os.close(ex.stdin_w)
+            except OSError:
+                pass
+            ex.stdin_w = None
+        if ex.client is not None:
+            self._drop(ex.client)
+            ex.client = None
 
     def _write_state(self, status):
         tmp = os.path.join(self.state_dir, ".shim.json")

@@ -1,0 +1,183 @@
+"""Exec endpoints: create an exec instance, start it (hijacked stream), inspect, resize."""
+
+import asyncio
+import json
+import os
+import secrets
+
+from aiohttp import web
+
+from berth.api.app import json_response, namespace_of, stream_headers
+from berth.api.containers import _Raw
+from berth.errors import FailedPrecondition, InvalidArgument, NotFound
+
+
+def _process(d, ns, rec, body):
+    """The OCI process of an exec: the container's, with the exec's command, env, cwd, user, tty."""
+    from berth.services import ocispec
+    with open(os.path.join(d.containers.sdir(rec.id), "bundle", "config.json")) as f:
+        oci = json.load(f)
+    p = dict(oci["process"])
+    cmd = body.get("Cmd")
+    if not cmd or not isinstance(cmd, list):
+        raise InvalidArgument("no exec command specified")
+    p["args"] = cmd
+    env = list(p.get("env") or []) + list(body.get("Env") or [])
+    p["env"] = env
+    p["terminal"] = bool(body.get("Tty"))
+    if body.get("WorkingDir"):
+        p["cwd"] = body["WorkingDir"]
+    if body.get("User"):
+        uid, gid, groups = ocispec.lookup_user(d.containers.rootfs(rec.id), body["User"])
+        p["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
+    if body.get("Privileged"):
+        caps = ocispec._all_caps()
+        p["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+    p.pop("consoleSize", None)
+    return p
+
+
+async def create(request):
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidArgument("request body is not JSON") from None
+    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    st = await d.run(d.containers.state, rec)
+    if not st["Running"]:
+        raise FailedPrecondition(f"container {rec.id} is not running")
+    if st["Paused"]:
+        raise FailedPrecondition(f"container {rec.id} is paused, unpause the container before exec")
+    process = await d.run(_process, d, ns, rec, body)
+    eid = secrets.token_hex(32)
+    d.execs[eid] = {"ns": ns, "container": rec.id, "body": body, "process": process, "started": False}
+    return json_response({"Id": eid}, status=201)
+
+
+def _exec(d, request):
+    e = d.execs.get(request.match_info["id"])
+    if e is None:
+        raise NotFound(f"No such exec instance: {request.match_info['id']}")
+    return e
+
+
+async def start(request):
+    d = request.app["daemon"]
+    e = _exec(d, request)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = {}
+    if e["started"]:
+        raise FailedPrecondition(f"exec {request.match_info['id']} has already been started")
+    e["started"] = True
+    detach = bool((body or {}).get("Detach"))
+    sock_path = os.path.join(d.containers.sdir(e["container"]), "shim.sock")
+    try:
+        reader, writer = await asyncio.open_unix_connection(sock_path)
+    except OSError:
+        raise FailedPrecondition(f"container {e['container']} is not running") from None
+    cfg = e["body"]
+    writer.write(json.dumps({"op": "exec", "exec_id": request.match_info["id"], "process": e["process"],
+                             "stdin": bool(cfg.get("AttachStdin")) and not detach}).encode() + b"\n")
+    await writer.drain()
+    reply = json.loads(await reader.readline() or b"{}")
+    if not reply.get("ok"):
+        writer.close()
+        msg = reply.get("error") or "exec failed"
+        raise (NotFound if "not found" in msg else FailedPrecondition)(f"exec failed: {msg}")
+    e["pid"] = reply.get("pid")
+    if detach:
+        # output is dropped, as docker does; keep the connection so the shim streams nowhere
+        async def drain():
+            try:
+                while await reader.read(65536):
+                    pass
+            finally:
+                writer.close()
+        asyncio.ensure_future(drain())
+        return web.Response(status=200, headers=stream_headers())
+    transport = request.transport
+    raw = _Raw()
+    request.protocol.set_parser(raw)
+    transport.set_protocol(raw)
+    upgrade = "upgrade" in request.headers.get("Connection", "").lower()
+    if upgrade:
+        transport.write(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
+                        b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    else:
+        transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n")
+
+    async def client_to_shim():
+        while True:
+            data = await raw.queue.get()
+            if not data:
+                if writer.can_write_eof():
+                    writer.write_eof()
+                return
+            writer.write(data)
+            await writer.drain()
+
+    pump = asyncio.ensure_future(client_to_shim())
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            transport.write(data)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        pump.cancel()
+        writer.close()
+        transport.close()
+    return web.Response()
+
+
+async def inspect(request):
+    d = request.app["daemon"]
+    e = _exec(d, request)
+    state = {"running": False, "exit_code": None, "pid": e.get("pid", 0)}
+    if e["started"]:
+        from berth.services.containers import _shim_call
+        path = os.path.join(d.containers.sdir(e["container"]), "shim.sock")
+
+        def call():
+            try:
+                return _shim_call(path, {"op": "exec_state", "exec_id": request.match_info["id"]})
+            except OSError:
+                return None
+        r = await d.run(call)
+        if r and r.get("ok"):
+            state = r
+        elif "exit_code" in e:
+            state = {"running": False, "exit_code": e["exit_code"], "pid": e.get("pid", 0)}
+        else:
+            # the container (and its shim) ended: the exec ended with it
+            state = {"running": False, "exit_code": e.get("exit_code", 137), "pid": e.get("pid", 0)}
+        if not state.get("running") and state.get("exit_code") is not None:
+            e["exit_code"] = state["exit_code"]
+    b = e["body"]
+    return json_response({
+        "ID": request.match_info["id"], "Running": bool(state.get("running")),
+        "ExitCode": state.get("exit_code"), "ProcessConfig": {
+            "tty": bool(b.get("Tty")), "entrypoint": b["Cmd"][0], "arguments": b["Cmd"][1:],
+            "privileged": bool(b.get("Privileged")), "user": b.get("User") or ""},
+        "OpenStdin": bool(b.get("AttachStdin")), "OpenStderr": bool(b.get("AttachStderr")),
+        "OpenStdout": bool(b.get("AttachStdout")), "CanRemove": False, "ContainerID": e["container"],
+        "DetachKeys": "", "Pid": state.get("pid") or 0})
+
+
+async def resize(request):
+    # the exec's pty lives in the shim; resizing it is not wired yet (the container's is)
+    _exec(request.app["daemon"], request)
+    return web.Response(status=200, headers=stream_headers())
+
+
+def routes(r):
+    r.add("POST", "/containers/{id}/exec", create)
+    r.add("POST", "/exec/{id}/start", start)
+    r.add("GET", "/exec/{id}/json", inspect)
+    r.add("POST", "/exec/{id}/resize", resize)
