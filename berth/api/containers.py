@@ -237,3 +237,16 @@ def routes(r):
     r.add("GET", "/containers/{id}/logs", logs)
     r.add("POST", "/containers/{id}/attach", attach)
     r.add("POST", "/containers/{id}/resize", resize)
+    r.add("POST", "/containers/{id}/restart", restart)
+
+
+async def restart(request):
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    t = request.query.get("t")
+    await d.run(d.containers.stop, ns, rec.id, int(t) if t not in (None, "") else None)
+    await d.run(d.containers.wait_exit, ns, rec.id)
+    if await d.run(d.containers.start, ns, rec.id):
+        d.watch(ns, rec.id)
+    return web.Response(status=204, headers=stream_headers())

@@ -193,7 +193,7 @@ def _start_code(msg):
     return 125
 
 
-def _stream(ctx, cid, attach, tty, interactive, sig_proxy):
+def _stream(ctx, cid, attach, tty, interactive, sig_proxy, detach_keys=b"\x10\x11"):
     sock = attach.sock
     f = attach.f
     restore = None
@@ -209,11 +209,18 @@ def _stream(ctx, cid, attach, tty, interactive, sig_proxy):
             pass
     if interactive:
         def pump():
+            seen = b""
             try:
                 while True:
                     data = os.read(0, 65536)
                     if not data:
                         break
+                    if tty and detach_keys:
+                        seen = (seen + data)[-len(detach_keys):]
+                        if seen == detach_keys:
+                            # detach: leave the container running
+                            sock.shutdown(2)
+                            return
                     sock.sendall(data)
             except OSError:
                 pass
@@ -481,3 +488,58 @@ def exec_(ctx, argv, cmd):
     info = ctx.client.exec_inspect(eid)
     code = info.get("ExitCode")
     return 126 if code is None else code
+
+
+def restart(ctx, argv, cmd):
+    p = parser(cmd, "restart containers")
+    p.add_argument("-t", "--time", "--timeout", type=int, dest="timeout")
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+    failed = 0
+    for n in a.names:
+        try:
+            ctx.client.call("POST", f"/containers/{n}/restart", params={"t": a.timeout})
+            print(n)
+        except BerthError as e:
+            print(f"berth: {e.message}", file=sys.stderr)
+            failed = 1
+    return 1 if failed else 0
+
+
+def attach(ctx, argv, cmd):
+    p = parser(cmd, "attach to a running container's stdio")
+    p.add_argument("--no-stdin", action="store_true")
+    p.add_argument("--sig-proxy", default="true")
+    p.add_argument("--detach-keys", default="ctrl-p,ctrl-q")
+    p.add_argument("container")
+    a = p.parse_args(argv)
+    info = ctx.client.container_inspect(a.container)
+    if not (info.get("State") or {}).get("Running"):
+        raise BerthError("You cannot attach to a stopped container, start it first")
+    cfg = info.get("Config") or {}
+    stdin = cfg.get("OpenStdin") and not a.no_stdin
+    resp = ctx.client.container_attach(info["Id"], stdin=bool(stdin))
+    _stream(ctx, info["Id"], resp, bool(cfg.get("Tty")), bool(stdin), a.sig_proxy.lower() != "false",
+            detach_keys=_detach_keys(a.detach_keys))
+    st = ctx.client.container_inspect(info["Id"]).get("State") or {}
+    return 0 if st.get("Running") else st.get("ExitCode", 0)
+
+
+def _detach_keys(spec):
+    """docker's --detach-keys: "ctrl-p,ctrl-q" -> b"\\x10\\x11"."""
+    out = b""
+    for k in spec.split(","):
+        k = k.strip().lower()
+        if k.startswith("ctrl-") and len(k) == 6:
+            ch = k[5]
+            if "a" <= ch <= "z":
+                out += bytes([ord(ch) - ord("a") + 1])
+            elif ch in "@[\\]^_":
+                out += bytes([{"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}[ch]])
+            else:
+                raise BerthError(f"invalid detach keys: {spec}")
+        elif len(k) == 1:
+            out += k.encode()
+        else:
+            raise BerthError(f"invalid detach keys: {spec}")
+    return out

@@ -22,7 +22,7 @@ COMMANDS = {
     "run": ("containers", "run"), "create": ("containers", "create"), "start": ("containers", "start"),
     "ps": ("containers", "ps"), "rm": ("containers", "rm"), "stop": ("containers", "stop"),
     "kill": ("containers", "kill"), "wait": ("containers", "wait"), "logs": ("containers", "logs"),
-    "exec": ("containers", "exec_"),
+    "exec": ("containers", "exec_"), "restart": ("containers", "restart"), "attach": ("containers", "attach"),
 }
 GROUPS = {
     "image": {"ls": ("images", "ls"), "list": ("images", "ls"), "pull": ("images", "pull"),
@@ -37,7 +37,8 @@ GROUPS = {
                   "ls": ("containers", "ps"), "list": ("containers", "ps"), "ps": ("containers", "ps"),
                   "rm": ("containers", "rm"), "remove": ("containers", "rm"), "stop": ("containers", "stop"),
                   "kill": ("containers", "kill"), "wait": ("containers", "wait"), "logs": ("containers", "logs"),
-                  "inspect": ("images", "inspect"), "exec": ("containers", "exec_")},
+                  "inspect": ("images", "inspect"), "exec": ("containers", "exec_"),
+                  "restart": ("containers", "restart"), "attach": ("containers", "attach")},
 }
 GROUPS["ns"] = GROUPS["namespace"]
 

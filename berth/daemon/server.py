@@ -45,8 +45,10 @@ class Daemon:
 
         def run():
             try:
-                self.containers.wait_exit(ns, cid)
-                self.containers.cleanup_exited(ns, cid)
+                while True:
+                    self.containers.wait_exit(ns, cid)
+                    if self.containers.cleanup_exited(ns, cid) != "restarted":
+                        return
             except BerthError:
                 pass
             except Exception:
@@ -54,8 +56,25 @@ class Daemon:
         threading.Thread(target=run, name=f"watch-{cid[:12]}", daemon=True).start()
 
     def watch_running(self):
-        for ns, cid in self.containers.running():
+        """After a (re)start of berthd: watch the containers still running, record the exits that
+        happened while it was down, and bring back those whose restart policy says so."""
+        running = set(self.containers.running())
+        for ns, cid in running:
             self.watch(ns, cid)
+        for n in self.meta.list_namespaces():
+            for rec in self.meta.list_containers(n.name):
+                if (n.name, rec.id) not in running and (rec.extensions or {}).get("started_at"):
+                    try:
+                        from berth.snapshots.mount import unmount
+                        unmount(self.containers.rootfs(rec.id))
+                    except BerthError:
+                        pass
+        for ns, cid in self.containers.to_restart_at_startup():
+            try:
+                self.containers.start(ns, cid, restarting=True)
+                self.watch(ns, cid)
+            except BerthError as e:
+                log.warning("restarting container %s: %s", cid[:12], e)
 
     async def run(self, fn, *args, **kwargs):
         """Run blocking work in a worker thread."""

@@ -113,7 +113,9 @@ class ContainerService:
         if exitj is None:
             exitj = ext.get("last_exit")
         if shim and shim.get("status") == "running" and exitj is None:
-            if _alive(shim.get("shim_pid", 0)) and _alive(shim.get("pid", 0)):
+            # the shim writes exit.json as soon as it reaps the init: until then (a live shim, even
+            # with the init just dead) the container is running, never "exited (255)"
+            if _alive(shim.get("shim_pid", 0)):
                 st.update(Status="running", Running=True, Pid=shim.get("pid", 0))
                 if self._paused(rec):
                     st.update(Status="paused", Paused=True)
@@ -182,7 +184,7 @@ class ContainerService:
 
     # --- start ---
 
-    def start(self, ns, ref, attach_pending=False):
+    def start(self, ns, ref, attach_pending=False, restarting=False):
         rec = self.get(ns, ref)
         st = self.state(rec)
         if st["Running"]:
@@ -190,6 +192,15 @@ class ContainerService:
         spec_body = rec.spec_json()
         sd = self.sdir(rec.id)
         os.makedirs(sd, mode=0o711, exist_ok=True)
+        old_shim = _read_json(os.path.join(sd, "shim.json")) or {}
+        deadline = time.monotonic() + 10
+        while _alive(old_shim.get("shim_pid", 0)) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the previous run's shim is still finishing (draining, cleaning up)
+        try:
+            from berth.runtime import container as rt
+            rt.delete(self.runtime_root, rec.id, force=True)  # whatever a dead shim left
+        except BerthError:
+            pass
         for f in ("exit.json", "shim.json", "start-error", "shim-error"):
             try:
                 os.unlink(os.path.join(sd, f))
@@ -236,10 +247,13 @@ class ContainerService:
         except BaseException:
             unmount(rootfs)
             raise
-        ext = dict(rec.extensions or {})
+        ext = dict(self.meta.get_container(ns, rec.id).extensions or {})
         ext.pop("error", None)
         ext.pop("last_exit", None)
         ext["started_at"] = _now()
+        if not restarting:
+            ext["stopped_by_user"] = False
+            ext["restart_count"] = 0
         self.meta.update_container(ns, rec.id, extensions=ext)
         return True
 
@@ -279,8 +293,37 @@ class ContainerService:
             except OSError:
                 time.sleep(0.05)
 
-    def kill(self, ns, ref, sig="KILL"):
+    def mark_stopped_by_user(self, ns, rec, value=True):
+        ext = dict(self.meta.get_container(ns, rec.id).extensions or {})
+        if ext.get("stopped_by_user") != value:
+            ext["stopped_by_user"] = value
+            self.meta.update_container(ns, rec.id, extensions=ext)
+
+    def restart_policy(self, rec):
+        hc = (rec.spec_json() or {}).get("HostConfig") or {}
+        rp = hc.get("RestartPolicy") or {}
+        return rp.get("Name") or "no", int(rp.get("MaximumRetryCount") or 0)
+
+    def should_restart(self, rec, exit_code, daemon_start=False):
+        """docker's restart policies: always, unless-stopped, on-failure[:N]; never after a user's stop."""
+        name, limit = self.restart_policy(rec)
+        ext = rec.extensions or {}
+        if ext.get("stopped_by_user") or name in ("", "no"):
+            return False
+        if name == "always":
+            return True
+        if name == "unless-stopped":
+            return True
+        if name == "on-failure":
+            if daemon_start:
+                return False
+            return exit_code != 0 and (limit <= 0 or int(ext.get("restart_count", 0)) < limit)
+        return False
+
+    def kill(self, ns, ref, sig="KILL", by_user=True):
         rec = self.get(ns, ref)
+        if by_user:
+            self.mark_stopped_by_user(ns, rec)
         st = self.state(rec)
         if not st["Running"]:
             raise FailedPrecondition(f"Cannot kill container: {ref}: container {rec.id} is not running")
@@ -296,6 +339,7 @@ class ContainerService:
         st = self.state(rec)
         if not st["Running"]:
             return False
+        self.mark_stopped_by_user(ns, rec)
         spec = rec.spec_json()
         sig = spec.get("StopSignal") or "TERM"
         t = 10 if timeout is None else int(timeout)
@@ -357,6 +401,15 @@ class ContainerService:
             self.meta.update_container(ns, cid, extensions=dict(rec.extensions or {}, last_exit=exitj))
         from berth.snapshots.mount import unmount
         unmount(self.rootfs(cid))
+        rec = self.meta.get_container(ns, cid)
+        code = (exitj or {}).get("exit_code", 0)
+        if self.should_restart(rec, code):
+            ext = dict(rec.extensions or {})
+            ext["restart_count"] = int(ext.get("restart_count", 0)) + 1
+            self.meta.update_container(ns, cid, extensions=ext)
+            time.sleep(min(0.1 * 2 ** min(ext["restart_count"], 6), 5.0))  # docker backs off too
+            self.start(ns, cid, restarting=True)
+            return "restarted"
         if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
             try:
                 self.remove(ns, cid, force=True)
@@ -406,13 +459,15 @@ class ContainerService:
         hc = dict(spec.get("HostConfig") or {})
         hc.setdefault("NetworkMode", "none")
         hc.setdefault("Runtime", rec.runtime)
+        if not (hc.get("LogConfig") or {}).get("Type"):  # docker-py run() reads LogConfig.Type
+            hc["LogConfig"] = {"Type": "json-file", "Config": dict((hc.get("LogConfig") or {}).get("Config") or {})}
         cdir = self.cdir(rec.id)
         return {
             "Id": rec.id, "Created": spec.get("_created") or "", "Path": args[0] if args else "",
             "Args": args[1:], "State": st, "Image": rec.image,
             "ResolvConfPath": os.path.join(cdir, "resolv.conf"), "HostnamePath": os.path.join(cdir, "hostname"),
             "HostsPath": os.path.join(cdir, "hosts"), "LogPath": self.log_path(rec.id), "Name": "/" + rec.name,
-            "RestartCount": 0, "Driver": self.snapshotter_name, "Platform": "linux", "MountLabel": "",
+            "RestartCount": int((rec.extensions or {}).get("restart_count", 0)), "Driver": self.snapshotter_name, "Platform": "linux", "MountLabel": "",
             "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
             "GraphDriver": {"Name": self.snapshotter_name, "Data": {"MergedDir": self.rootfs(rec.id)}},
             "Mounts": [],
@@ -496,6 +551,16 @@ class ContainerService:
         def users(resolved):
             return [c.id for c in self.meta.list_containers(ns) if c.image == resolved.config_digest]
         return users
+
+    def to_restart_at_startup(self):
+        out = []
+        for n in self.meta.list_namespaces():
+            for rec in self.meta.list_containers(n.name):
+                st = self.state(rec)
+                if not st["Running"] and (rec.extensions or {}).get("started_at") and \
+                        self.should_restart(rec, st["ExitCode"], daemon_start=True):
+                    out.append((n.name, rec.id))
+        return out
 
     def running(self):
         """(namespace, id) of containers whose shims are alive, for watchers after a daemon restart."""
