@@ -9,7 +9,7 @@ from aiohttp import web
 
 from berth.api.app import json_response, namespace_of, stream_headers
 from berth.api.images import _bool, _filters
-from berth.errors import InvalidArgument, NotFound
+from berth.errors import BerthError, InvalidArgument, NotFound
 
 
 async def create(request):
@@ -20,6 +20,7 @@ async def create(request):
         raise InvalidArgument("request body is not JSON") from None
     ns = namespace_of(request)
     res = await d.run(d.containers.create, ns, body, request.query.get("name"))
+    d.emit_container(ns, res["Id"], "create")
     return json_response(res, status=201)
 
 
@@ -41,8 +42,12 @@ async def wait(request):
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
     await resp.prepare(request)
-    code = await d.run(d.containers.wait_exit, ns, rec.id, request.query.get("condition") or "not-running")
-    await resp.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+    try:
+        code = await d.run(d.containers.wait_exit, ns, rec.id, request.query.get("condition") or "not-running")
+        result = {"StatusCode": code, "Error": None}
+    except BerthError as e:  # the headers are out: the error goes in the body, as docker's does
+        result = {"StatusCode": -1, "Error": {"Message": e.message}}
+    await resp.write(json.dumps(result).encode() + b"\n")
     await resp.write_eof()
     return resp
 
@@ -61,7 +66,11 @@ async def list_(request):
 
 async def remove(request):
     d = request.app["daemon"]
-    await d.run(d.containers.remove, namespace_of(request), request.match_info["id"], _bool(request, "force"))
+    ns = namespace_of(request)
+    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
+    await d.run(d.containers.remove, ns, rec.id, _bool(request, "force"))
+    d.emit(ns, "container", "destroy", rec.id, **attrs)
     return web.Response(status=204, headers=stream_headers())
 
 

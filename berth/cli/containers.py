@@ -163,10 +163,15 @@ def run(ctx, argv, cmd):
         print(cid)
         return 0
     attach = ctx.client.container_attach(cid, stdin=a.interactive)
+    # as docker does: the wait is registered (its headers answered) before the start, so a quick
+    # exit, and --rm's removal right after it, cannot make the wait miss the exit code
+    waiter = ctx.client.call("POST", f"/containers/{cid}/wait",
+                             params={"condition": "removed" if a.rm else "next-exit"}, stream=True)
     try:
         ctx.client.container_start(cid)
     except BerthError as e:
         attach.close()
+        waiter.close()
         if a.rm:
             try:
                 ctx.client.container_remove(cid, force=True)
@@ -174,9 +179,13 @@ def run(ctx, argv, cmd):
                 pass
         raise _Exit(_start_code(e.message), e.message)
     _stream(ctx, cid, attach, a.tty, a.interactive, a.sig_proxy.lower() != "false")
-    code = ctx.client.container_wait(cid, "removed" if a.rm else None)
-    code = (code or {}).get("StatusCode", 0) if isinstance(code, dict) else 0
-    return code
+    try:
+        res = waiter.json() or {}
+    finally:
+        waiter.close()
+    if res.get("Error"):
+        raise _Exit(125, f"error waiting for container: {res['Error'].get('Message')}")
+    return res.get("StatusCode", 0)
 
 
 class _Exit(BerthError):
@@ -543,3 +552,43 @@ def _detach_keys(spec):
         else:
             raise BerthError(f"invalid detach keys: {spec}")
     return out
+
+
+def events(ctx, argv, cmd):
+    p = parser(cmd, "show events of the engine (containers, images), live")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("--format")
+    a = p.parse_args(argv)
+    import json
+    filters = {}
+    for f in a.filter:
+        k, eq, v = f.partition("=")
+        if not eq:
+            raise BerthError(f"{cmd}: bad format of filter (expected name=value): {f}")
+        filters.setdefault(k, []).append(v)
+    params = {"since": _time_arg(a.since), "until": _time_arg(a.until)}
+    if filters:
+        params["filters"] = json.dumps(filters)
+    resp = ctx.client.call("GET", "/events", params=params, stream=True)
+    tmpl = None
+    if a.format and a.format != "json":
+        from berth.cli.format import Template
+        tmpl = Template(a.format)
+    try:
+        for ev in resp.iter_json():
+            if a.format == "json":
+                print(json.dumps(ev), flush=True)
+            elif tmpl is not None:
+                print(tmpl.render(ev), flush=True)
+            else:
+                import time
+                ns = ev.get("timeNano", 0)
+                when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+                attrs = ", ".join(f"{k}={v}" for k, v in sorted((ev["Actor"].get("Attributes") or {}).items()))
+                print(f"{when} {ev['Type']} {ev['Action']} {ev['Actor']['ID']}" + (f" ({attrs})" if attrs else ""),
+                      flush=True)
+    finally:
+        resp.close()
+    return 0

@@ -23,6 +23,7 @@ COMMANDS = {
     "ps": ("containers", "ps"), "rm": ("containers", "rm"), "stop": ("containers", "stop"),
     "kill": ("containers", "kill"), "wait": ("containers", "wait"), "logs": ("containers", "logs"),
     "exec": ("containers", "exec_"), "restart": ("containers", "restart"), "attach": ("containers", "attach"),
+    "events": ("containers", "events"),
 }
 GROUPS = {
     "image": {"ls": ("images", "ls"), "list": ("images", "ls"), "pull": ("images", "pull"),
@@ -32,7 +33,7 @@ GROUPS = {
               "prune": ("images", "prune")},
     "namespace": {"ls": ("namespace", "ls"), "list": ("namespace", "ls"), "create": ("namespace", "create"),
                   "rm": ("namespace", "rm"), "remove": ("namespace", "rm"), "inspect": ("namespace", "inspect")},
-    "system": {"info": ("system", "info")},
+    "system": {"info": ("system", "info"), "events": ("containers", "events")},
     "container": {"run": ("containers", "run"), "create": ("containers", "create"), "start": ("containers", "start"),
                   "ls": ("containers", "ps"), "list": ("containers", "ps"), "ps": ("containers", "ps"),
                   "rm": ("containers", "rm"), "remove": ("containers", "rm"), "stop": ("containers", "stop"),

@@ -38,6 +38,35 @@ class Daemon:
         self.image_users = self.containers.image_users
         self.attach_waiting = set()  # containers with an attach waiting for their start
         self.execs = {}  # exec id -> {ns, container, body, process, started, pid}
+        import collections
+        self.event_log = collections.deque(maxlen=1000)  # (namespace, event)
+        self.subscribers = set()  # asyncio queues of /events streams
+        self.loop = None
+
+    def emit(self, ns, type_, action, actor_id, **attrs):
+        """Record an event (docker's shape) and hand it to the /events streams; any thread may call it."""
+        import time as _time
+        now = _time.time_ns()
+        ev = {"Type": type_, "Action": action, "Actor": {"ID": actor_id, "Attributes": {k: str(v) for k, v in attrs.items() if v is not None}},
+              "scope": "local", "time": now // 10**9, "timeNano": now}
+        if type_ == "container":
+            ev.update(status=action, id=actor_id, **({"from": attrs["image"]} if attrs.get("image") else {}))
+        elif type_ == "image":
+            ev.update(status=action, id=actor_id)
+        self.event_log.append((ns, ev))
+        if self.loop is not None:
+            for q in list(self.subscribers):
+                self.loop.call_soon_threadsafe(q.put_nowait, (ns, ev))
+
+    def emit_container(self, ns, cid, action, **extra):
+        try:
+            rec = self.meta.get_container(ns, cid)
+            attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
+            attrs.update(rec.labels or {})
+        except BerthError:
+            attrs = {}
+        attrs.update(extra)
+        self.emit(ns, "container", action, cid, **attrs)
 
     def watch(self, ns, cid):
         """A thread per running container: when it exits, unmount its rootfs (and remove it if --rm)."""
@@ -46,9 +75,19 @@ class Daemon:
         def run():
             try:
                 while True:
-                    self.containers.wait_exit(ns, cid)
-                    if self.containers.cleanup_exited(ns, cid) != "restarted":
+                    code = self.containers.wait_exit(ns, cid)
+                    self.emit_container(ns, cid, "die", exitCode=code)
+                    try:
+                        rec = self.meta.get_container(ns, cid)
+                        attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
+                    except BerthError:
+                        attrs = {}
+                    outcome = self.containers.cleanup_exited(ns, cid)
+                    if outcome == "removed":
+                        self.emit(ns, "container", "destroy", cid, **attrs)
+                    if outcome != "restarted":
                         return
+                    self.emit_container(ns, cid, "start")
             except BerthError:
                 pass
             except Exception:
@@ -225,6 +264,7 @@ async def serve(cfg, ready=None, zygote=None):
     ssl_ctx = _tls_context(cfg.tls) if cfg.tls.enabled and any(h.startswith("tcp://") for h in cfg.hosts) else None
     root_lock = _lock_root(cfg.root)  # noqa: F841 (held for the life of the process)
     daemon = Daemon(cfg, zygote)
+    daemon.loop = asyncio.get_running_loop()
     await daemon.run(daemon.startup_gc)
     daemon.watch_running()
     app = make_app(daemon)

@@ -63,6 +63,7 @@ class ContainerService:
         self.snapshotter_name = snapshotter_name
         self.zygote = zygote
         self.runtime_root = os.path.join(cfg.state, "runtime")
+        self._removed_exits = {}  # id -> exit code of removed containers, for waits that outlive them
 
     # --- paths ---
 
@@ -239,7 +240,8 @@ class ContainerService:
                     break
                 if shim and shim.get("status") == "failed":
                     err = _read_text(os.path.join(sd, "start-error")) or "the container failed to start"
-                    self.meta.update_container(ns, rec.id, extensions=dict(rec.extensions or {}, error=err))
+                    self.meta.update_container(ns, rec.id, extensions=dict(rec.extensions or {}, error=err,
+                                                                            error_at=_now()))
                     raise SystemError_(f"failed to create task for container: {err}")
                 time.sleep(0.01)
             else:
@@ -260,11 +262,21 @@ class ContainerService:
     # --- wait, stop, kill ---
 
     def wait_exit(self, ns, ref, condition="not-running"):
-        """Block until the container is not running (or, for next-exit, until it ran and exited)."""
+        """Block until the container is not running (or, for next-exit, until it ran and exited).
+        A container removed meanwhile (--rm) still answers with its exit code."""
         rec = self.get(ns, ref)
+        try:
+            return self._wait_exit(ns, ref, rec, condition)
+        except NotFound:
+            if rec.id in self._removed_exits:
+                return self._removed_exits[rec.id]
+            raise
+
+    def _wait_exit(self, ns, ref, rec, condition):
         sd = self.sdir(rec.id)
         if condition == "next-exit" or self.state(rec)["Status"] == "created":
             # docker calls wait before start: wait for the start, then the exit
+            failed_before = (rec.extensions or {}).get("error_at")
             while True:
                 try:
                     rec = self.meta.get_container(ns, rec.id)
@@ -273,25 +285,30 @@ class ContainerService:
                 st = self.state(rec)
                 if st["Running"] or st["Status"] == "exited" and rec.extensions.get("started_at"):
                     break
+                if (rec.extensions or {}).get("error_at", failed_before) != failed_before:
+                    raise FailedPrecondition(f"container {rec.id} failed to start: {rec.extensions.get('error')}")
                 time.sleep(0.02)
-        while True:
+        code = None
+        while code is None:
             st = self.state(rec)
             if not st["Running"]:
-                if condition == "removed":
-                    while True:  # --rm: the daemon's watcher removes it
-                        try:
-                            self.meta.get_container(ns, rec.id)
-                        except NotFound:
-                            break
-                        time.sleep(0.02)
-                return st["ExitCode"]
+                code = st["ExitCode"]
+                break
             path = os.path.join(sd, "shim.sock")
             try:
                 reply = _shim_call(path, {"op": "wait"}, timeout=None)
                 if reply and "exit_code" in reply:
-                    return reply["exit_code"]
+                    code = reply["exit_code"]
             except OSError:
                 time.sleep(0.05)
+        if condition == "removed":
+            while True:  # --rm: the daemon's watcher removes it
+                try:
+                    self.meta.get_container(ns, rec.id)
+                except NotFound:
+                    break
+                time.sleep(0.02)
+        return code
 
     def mark_stopped_by_user(self, ns, rec, value=True):
         ext = dict(self.meta.get_container(ns, rec.id).extensions or {})
@@ -380,6 +397,11 @@ class ContainerService:
             rt.delete(self.runtime_root, rec.id, force=True)
         except BerthError:
             pass
+        final = self.state(rec)
+        if final["Status"] == "exited":
+            self._removed_exits[rec.id] = final["ExitCode"]
+            while len(self._removed_exits) > 1000:
+                self._removed_exits.pop(next(iter(self._removed_exits)))
         self.meta.delete_container(ns, rec.id)
         try:
             self.snapshotter.remove(rec.snapshot_key)
@@ -413,6 +435,7 @@ class ContainerService:
         if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
             try:
                 self.remove(ns, cid, force=True)
+                return "removed"
             except NotFound:
                 pass
 
