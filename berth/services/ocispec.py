@@ -146,6 +146,16 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
     ]
+    if hc.get("Init"):
+        # --init: a tiny init (tini, static) as PID 1 that reaps zombies and forwards signals, as docker-init
+        init = next((p for p in ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/local/bin/tini-static")
+                     if os.path.exists(p)), None)
+        if init is None:
+            from berth.errors import InvalidArgument
+            raise InvalidArgument("--init needs tini-static (Debian's tini package) on the host")
+        mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": init,
+                       "options": ["bind", "ro", "nosuid", "nodev"]})
+        args = ["/sbin/docker-init", "--"] + args
     for name in ("hostname", "hosts", "resolv.conf"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(files_dir, name),
                        "options": ["rbind", "rprivate"]})

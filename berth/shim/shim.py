@@ -38,8 +38,27 @@ class JSONLog:
         self.max_file = max(1, max_file)
         self.f = open(path, "ab")
         self.size = self.f.tell()
+        self.partial = {}  # stream -> the start of a line not ended yet
 
     def write(self, stream, data):
+        """One entry per line, as docker's log copier: a line without its newline waits for the
+        rest (up to 16 KiB), or for flush() at the stream's end."""
+        lines = (self.partial.pop(stream, b"") + data).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            self._entry(stream, line + b"\n")
+        if len(rest) >= 16384:
+            self._entry(stream, rest)
+        elif rest:
+            self.partial[stream] = rest
+
+    def flush(self, stream=None):
+        for s in [stream] if stream else list(self.partial):
+            rest = self.partial.pop(s, b"")
+            if rest:
+                self._entry(s, rest)
+
+    def _entry(self, stream, data):
         line = json.dumps({"log": data.decode("utf-8", errors="replace"), "stream": stream,
                            "time": _now_rfc3339()}).encode() + b"\n"
         if self.max_size and self.size + len(line) > self.max_size and self.size > 0:
@@ -289,6 +308,7 @@ class Shim:
                 raise
             data = b""
         if not data:
+            self.log.flush(self.outputs[fd])
             self.sel.unregister(fd)
             del self.outputs[fd]
             if fd != self.master:
@@ -576,6 +596,7 @@ class Shim:
             if c.mode == "wait":
                 self._reply(c, {"exit_code": self.exit_code, "finished_at": self.finished_at})
             self._drop(c)
+        self.log.flush()
         self.log.f.close()
         try:
             from berth.runtime import container as rt
