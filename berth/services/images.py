@@ -386,8 +386,10 @@ class ImageService:
 
     # --- unpacking into snapshots ---
 
-    def unpack(self, r, lease=None, ns=None, progress=None):
-        """Apply every layer into committed snapshots named by chain ID; returns the top key."""
+    def unpack(self, r, lease=None, ns=None, progress=None, source=None):
+        """Apply every layer into committed snapshots named by chain ID; returns the top key.
+        ``source(layer)``, when given, returns a _Stream of the layer's bytes as they arrive from
+        the registry (or None: read it from the content store, waiting for its download)."""
         diff_ids = r.diff_ids
         layers = r.layers
         if len(diff_ids) != len(layers):
@@ -406,7 +408,7 @@ class ImageService:
                 except NotFound:
                     if progress:
                         progress(layer["digest"], "Extracting")
-                    self._apply(layer, diff_id, key, parent, lease, ns)
+                    self._apply(layer, diff_id, key, parent, lease, ns, source(layer) if source else None)
                     if progress:
                         progress(layer["digest"], "Pull complete")
                 parent = key
@@ -414,7 +416,7 @@ class ImageService:
                 self.meta.add_snapshot_ref(r.config_digest, parent, self.snapshotter_name)
         return parent
 
-    def _apply(self, layer, diff_id, key, parent, lease, ns):
+    def _apply(self, layer, diff_id, key, parent, lease, ns, streamed=None):
         from berth.images.layer import apply_layer
         tmp = f"extract-{secrets.token_hex(6)}-{key}"
         if lease is not None:
@@ -422,11 +424,21 @@ class ImageService:
         self.snapshotter.prepare(tmp, parent)
         try:
             mode = "overlay" if self.snapshotter_name == "overlayfs" else "delete"
-            with self.content.open(layer["digest"]) as f, \
-                    _Decompressed(f, mt.layer_compression(layer.get("mediaType", "")) if
-                                  mt.is_layer(layer.get("mediaType", "")) else None) as stream:
-                apply_layer(stream, self.snapshotter.fs_path(tmp), whiteout_mode=mode, compression="none")
-                stream.drain()
+            f = streamed if streamed is not None else self.content.open(layer["digest"])
+            try:
+                with _Decompressed(f, mt.layer_compression(layer.get("mediaType", "")) if
+                                   mt.is_layer(layer.get("mediaType", "")) else None) as stream:
+                    apply_layer(stream, self.snapshotter.fs_path(tmp), whiteout_mode=mode, compression="none")
+                    stream.drain()
+                if streamed is not None:
+                    streamed.finish()  # the download's own verdict: size and digest of the blob
+            except BaseException:
+                if streamed is not None:
+                    streamed.abort()
+                raise
+            finally:
+                if streamed is None:
+                    f.close()
             got = "sha256:" + stream.hasher.hexdigest()
             if got != diff_id:
                 raise InvalidArgument(f"layer {layer['digest']}: uncompressed digest {got} does not match "
@@ -442,6 +454,98 @@ class ImageService:
     def ensure_unpacked(self, ns, name):
         r = self.resolve(ns, name)
         return r, self.unpack(r)
+
+
+class _Stream:
+    """A layer's bytes as a download delivers them: the fetch runs in its own thread, writing
+    each chunk to the content store's writer and handing it to the unpacker, so the blob is
+    hashed (compressed, by the writer), decompressed, hashed (diff_id) and unpacked in one pass.
+    The snapshot is committed only after the blob's size and digest were verified (finish)."""
+
+    class Aborted(Exception):
+        pass
+
+    def __init__(self, fetch, writer, expected):
+        import queue
+        import threading
+        self.q = queue.Queue(maxsize=32)
+        self.buf = b""
+        self.eof = False
+        self.aborted = False
+        self.error = None
+        self.writer = writer
+        self.expected = expected
+
+        def run():
+            try:
+                fetch(self)
+                writer.commit(expected["size"], expected["digest"])
+            except BaseException as e:  # reported by finish()
+                self.error = e
+            finally:
+                writer.close()
+                self._put(None)
+        self.thread = threading.Thread(target=run, name=f"fetch-{expected['digest'][7:19]}", daemon=True)
+        self.thread.start()
+
+    def _put(self, item):
+        import queue
+        while True:
+            try:
+                self.q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self.aborted:
+                    return
+
+    def write(self, data):
+        """Called by the registry client with each chunk."""
+        if self.aborted:
+            raise _Stream.Aborted("unpacking failed")
+        self.writer.write(data)
+        self._put(bytes(data))
+        return len(data)
+
+    def read(self, n=-1):
+        while not self.eof and (n is None or n < 0 or len(self.buf) < n):
+            item = self.q.get()
+            if item is None:
+                self.eof = True
+                break
+            self.buf += item
+        if n is None or n < 0:
+            data, self.buf = self.buf, b""
+        else:
+            data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def readinto(self, b):
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def finish(self):
+        while self.read(1 << 20):
+            pass
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def abort(self):
+        self.aborted = True
+        while not self.eof:  # unblock the fetch thread
+            try:
+                item = self.q.get(timeout=0.2)
+            except Exception:
+                if not self.thread.is_alive():
+                    break
+                continue
+            if item is None:
+                self.eof = True
+        self.thread.join(5)
+
+    def close(self):
+        pass
 
 
 _GZIP = None  # (open(fileobj) -> gzip reader, the library's error class or None, name), chosen on first use
@@ -738,13 +842,57 @@ def pull(self, ns, ref_s, platform=None, auth=None, progress=None):
                     w.close()
                 progress({"status": "Download complete", "progressDetail": {}, "id": _short(d)})
 
-            with concurrent.futures.ThreadPoolExecutor(max_workers=min(4, max(1, len(layers)))) as pool:
-                for f in [pool.submit(fetch_layer, layer) for layer in layers]:
-                    f.result()
             self.add_refs(target)
             r = self._resolved([str(ref)] if ref.tag else [], target, platform)
-            self.unpack(r, lease=lease, ns=ns,
-                        progress=lambda d, s: progress({"status": s, "progressDetail": {}, "id": _short(d)}))
+            with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+                # the first layer streams straight into its snapshot; the next ones download in
+                # parallel meanwhile; a layer whose download has not begun when the unpacker
+                # reaches it streams too
+                futures = {layer["digest"]: pool.submit(fetch_layer, layer) for layer in layers[1:]}
+
+                def source(layer):
+                    d = layer["digest"]
+                    fut = futures.get(d)
+                    if fut is not None and not fut.cancel():
+                        fut.result()
+                        return None
+                    if self.content.exists(d):
+                        return None
+                    w = self.content.writer(f"pull-{d}", d, layer["size"])
+                    if w.offset:  # a resumed download: fetch the rest, then unpack from the store
+                        w.close()
+                        fetch_layer(layer)
+                        return None
+                    self.meta.add_lease_resource(ns, lease.id, "content", d)
+                    self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
+                    total = layer["size"]
+                    last = [0.0]
+
+                    def cb(n):
+                        now = time.monotonic()
+                        if now - last[0] > 0.1 or n == total:
+                            last[0] = now
+                            progress({"status": "Downloading", "progressDetail": {"current": n, "total": total},
+                                      "id": _short(d)})
+                    def fetch(dest):
+                        client.fetch_blob(ref, layer, dest, offset=0, progress=cb)
+                        progress({"status": "Verifying Checksum", "progressDetail": {}, "id": _short(d)})
+                        progress({"status": "Download complete", "progressDetail": {}, "id": _short(d)})
+                    return _Stream(fetch, w, layer)
+
+                try:
+                    self.unpack(r, lease=lease, ns=ns, source=source,
+                                progress=lambda d, s: progress({"status": s, "progressDetail": {}, "id": _short(d)}))
+                    for layer in layers:  # layers whose snapshots existed still need their blobs
+                        fut = futures.get(layer["digest"])
+                        if fut is not None and not fut.cancelled():
+                            fut.result()
+                        elif not self.content.exists(layer["digest"]):
+                            fetch_layer(layer)
+                except BaseException:
+                    for fut in futures.values():
+                        fut.cancel()
+                    raise
             # pulled by digest: docker keeps it as repo@digest (a RepoDigest, shown with a <none> tag)
             names = [_pull_name(ref)]
             self.record(ns, names, target, r)
