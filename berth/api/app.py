@@ -29,7 +29,6 @@ _EVENTS = {
     ("POST", "/start"): ("container", "start"), ("POST", "/stop"): ("container", "stop"),
     ("POST", "/kill"): ("container", "kill"), ("POST", "/restart"): ("container", "restart"),
     ("POST", "/pause"): ("container", "pause"), ("POST", "/unpause"): ("container", "unpause"),
-    ("POST", "/rename"): ("container", "rename"),
 }
 
 
@@ -115,6 +114,8 @@ def make_app(daemon):
     namespaces.routes(r)
     images.routes(r)
     containers.routes(r)
+    from berth.api import container_ops
+    container_ops.routes(r)
     execs.routes(r)
     events.routes(r)
     return app

@@ -28,7 +28,15 @@ async def start(request):
     d = request.app["daemon"]
     ns = namespace_of(request)
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
-    started = await d.run(d.containers.start, ns, rec.id, rec.id in d.attach_waiting)
+    try:
+        started = await d.run(d.containers.start, ns, rec.id, rec.id in d.attach_waiting)
+    except BerthError:
+        if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
+            try:  # as docker: --rm also removes a container that could not start
+                await d.run(d.containers.remove, ns, rec.id, True)
+            except BerthError:
+                pass
+        raise
     if started:
         rec = await d.run(d.containers.get, ns, request.match_info["id"])
         d.watch(ns, rec.id)
@@ -47,8 +55,11 @@ async def wait(request):
         result = {"StatusCode": code, "Error": None}
     except BerthError as e:  # the headers are out: the error goes in the body, as docker's does
         result = {"StatusCode": -1, "Error": {"Message": e.message}}
-    await resp.write(json.dumps(result).encode() + b"\n")
-    await resp.write_eof()
+    try:
+        await resp.write(json.dumps(result).encode() + b"\n")
+        await resp.write_eof()
+    except ConnectionError:  # the client went away (docker's CLI cancels its wait after a failed start)
+        pass
     return resp
 
 
@@ -150,7 +161,7 @@ async def attach(request):
     ns = namespace_of(request)
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
     want = {"stdin": _bool(request, "stdin"), "stdout": _bool(request, "stdout"), "stderr": _bool(request, "stderr")}
-    sock_path = os.path.join(d.containers.sdir(rec.id), "shim.sock")
+    sock_path = d.containers.shim_socket(rec.id)
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or "upgrade" in request.headers.get("Connection", "").lower()
     transport = request.transport
     raw = _Raw()
@@ -222,7 +233,7 @@ async def resize(request):
     d = request.app["daemon"]
     ns = namespace_of(request)
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
-    path = os.path.join(d.containers.sdir(rec.id), "shim.sock")
+    path = d.containers.shim_socket(rec.id)
 
     def call():
         from berth.services.containers import _shim_call

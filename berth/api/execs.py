@@ -74,7 +74,7 @@ async def start(request):
         raise FailedPrecondition(f"exec {request.match_info['id']} has already been started")
     e["started"] = True
     detach = bool((body or {}).get("Detach"))
-    sock_path = os.path.join(d.containers.sdir(e["container"]), "shim.sock")
+    sock_path = d.containers.shim_socket(e["container"])
     try:
         reader, writer = await asyncio.open_unix_connection(sock_path)
     except OSError:
@@ -142,7 +142,7 @@ async def inspect(request):
     state = {"running": False, "exit_code": None, "pid": e.get("pid", 0)}
     if e["started"]:
         from berth.services.containers import _shim_call
-        path = os.path.join(d.containers.sdir(e["container"]), "shim.sock")
+        path = d.containers.shim_socket(e["container"])
 
         def call():
             try:

@@ -41,6 +41,9 @@ GROUPS = {
                   "inspect": ("images", "inspect"), "exec": ("containers", "exec_"),
                   "restart": ("containers", "restart"), "attach": ("containers", "attach")},
 }
+_OPS = {n: ("container_ops", n) for n in ("pause", "unpause", "rename", "top", "stats", "cp", "port", "diff")}
+COMMANDS.update(_OPS)
+GROUPS["container"].update(_OPS, prune=("container_ops", "prune"))
 GROUPS["ns"] = GROUPS["namespace"]
 
 USAGE = """usage: berth [OPTIONS] COMMAND
@@ -58,6 +61,9 @@ Engine:
   info        show the engine's configuration        version   show client and server versions
   login       log in to a registry                   logout    log out from a registry
   namespace   ls | create | rm | inspect             completion bash | zsh | fish
+Containers:
+  run, create, start, stop, restart, kill, rm, ps, logs, exec, attach, wait, inspect,
+  pause, unpause, rename, top, stats, cp, port, diff, events, container prune
 
 Options:
   -H, --host ADDR        daemon address (unix:///path or tcp://host:port; BERTH_HOST, DOCKER_HOST)

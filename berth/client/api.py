@@ -244,3 +244,6 @@ def _execs(cls):
 
 
 _execs(APIClient)
+
+from berth.client.container_ops import install as _install_container_ops  # noqa: E402
+_install_container_ops(APIClient)

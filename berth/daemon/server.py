@@ -104,10 +104,15 @@ class Daemon:
             for rec in self.meta.list_containers(n.name):
                 if (n.name, rec.id) not in running and (rec.extensions or {}).get("started_at"):
                     try:
-                        from berth.snapshots.mount import unmount
-                        unmount(self.containers.rootfs(rec.id))
-                    except BerthError:
-                        pass
+                        # it exited while berthd was down: what its watcher would have done
+                        st = self.containers.state(rec)
+                        if st["Status"] == "exited" and not self.containers.should_restart(rec, st["ExitCode"], True):
+                            self.containers.cleanup_exited(n.name, rec.id)
+                        else:
+                            from berth.snapshots.mount import unmount
+                            unmount(self.containers.rootfs(rec.id))
+                    except BerthError as e:
+                        log.warning("container %s: %s", rec.id[:12], e)
         for ns, cid in self.containers.to_restart_at_startup():
             try:
                 self.containers.start(ns, cid, restarting=True)

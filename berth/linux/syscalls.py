@@ -245,3 +245,9 @@ def fstatfs_type(fd):
     buf = _Statfs()
     _check(lib.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)))
     return buf.f_type & 0xFFFFFFFF
+
+
+def set_process_name(name):
+    """prctl(PR_SET_NAME): the name (comm, 15 bytes) that ps, top and pkill see."""
+    buf = ctypes.create_string_buffer(_b(name)[:15])
+    return _check(_lib().prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0))

@@ -73,6 +73,10 @@ class ContainerService:
     def sdir(self, cid):
         return os.path.join(self.cfg.state, "containers", cid)
 
+    def shim_socket(self, cid):
+        """Short on purpose: a unix socket path must fit in 108 bytes."""
+        return os.path.join(self.cfg.state, "s", cid[:16] + ".sock")
+
     def rootfs(self, cid):
         return os.path.join(self.cdir(cid), "rootfs")
 
@@ -106,7 +110,7 @@ class ContainerService:
         ext = rec.extensions or {}
         sd = self.sdir(rec.id)
         st = {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
-              "Dead": False, "Pid": 0, "ExitCode": 0, "Error": ext.get("error", ""),
+              "Dead": False, "Pid": 0, "ExitCode": ext.get("error_code", 0), "Error": ext.get("error", ""),
               "StartedAt": ext.get("started_at", "0001-01-01T00:00:00Z"),
               "FinishedAt": "0001-01-01T00:00:00Z"}
         shim = _read_json(os.path.join(sd, "shim.json"))
@@ -162,6 +166,8 @@ class ContainerService:
         runtime = hc.get("Runtime") or self.cfg.default_runtime
         if runtime not in self.cfg.runtimes:
             raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
+        from berth.services.ocispec import check_security
+        body = dict(body, HostConfig=check_security(hc))  # --security-opt checked; a seccomp file read in
         cid = secrets.token_hex(32)
         top = self.images.unpack(r)
         key = f"container-{cid}"
@@ -231,7 +237,16 @@ class ContainerService:
                 "tty": bool(spec_body.get("Tty")), "open_stdin": bool(spec_body.get("OpenStdin")),
                 "log_max_size": _size(lc.get("max-size")), "log_max_file": int(lc.get("max-file") or 1),
                 "systemd": self.cfg.cgroup_driver == "systemd", "wait_attach": attach_pending,
+                "socket": self.shim_socket(rec.id),
             }
+            # this run's start time is taken before the process can end (StartedAt <= FinishedAt);
+            # the last run's end and start go now, so no one reads them as this run's
+            started_at = _now()
+            ext0 = dict(self.meta.get_container(ns, rec.id).extensions or {})
+            if "last_exit" in ext0 or "started_at" in ext0:
+                ext0.pop("last_exit", None)
+                ext0.pop("started_at", None)
+                self.meta.update_container(ns, rec.id, extensions=ext0)
             self.zygote.spawn(params)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -241,8 +256,12 @@ class ContainerService:
                 if shim and shim.get("status") == "failed":
                     err = _read_text(os.path.join(sd, "start-error")) or "the container failed to start"
                     self.meta.update_container(ns, rec.id, extensions=dict(rec.extensions or {}, error=err,
-                                                                            error_at=_now()))
+                                                                            error_at=_now(),
+                                                                            error_code=_start_error_code(err)))
                     raise SystemError_(f"failed to create task for container: {err}")
+                crash = _read_text(os.path.join(sd, "shim-error"))
+                if crash:  # the shim died before it could say running or failed: no waiting a minute
+                    raise SystemError_(f"the container's shim failed: {crash}")
                 time.sleep(0.01)
             else:
                 raise SystemError_("the container's shim did not start in time")
@@ -251,8 +270,9 @@ class ContainerService:
             raise
         ext = dict(self.meta.get_container(ns, rec.id).extensions or {})
         ext.pop("error", None)
+        ext.pop("error_code", None)
         ext.pop("last_exit", None)
-        ext["started_at"] = _now()
+        ext["started_at"] = started_at
         if not restarting:
             ext["stopped_by_user"] = False
             ext["restart_count"] = 0
@@ -273,7 +293,6 @@ class ContainerService:
             raise
 
     def _wait_exit(self, ns, ref, rec, condition):
-        sd = self.sdir(rec.id)
         if condition == "next-exit" or self.state(rec)["Status"] == "created":
             # docker calls wait before start: wait for the start, then the exit
             failed_before = (rec.extensions or {}).get("error_at")
@@ -286,15 +305,18 @@ class ContainerService:
                 if st["Running"] or st["Status"] == "exited" and rec.extensions.get("started_at"):
                     break
                 if (rec.extensions or {}).get("error_at", failed_before) != failed_before:
-                    raise FailedPrecondition(f"container {rec.id} failed to start: {rec.extensions.get('error')}")
+                    break  # the start failed: docker's exit code for it (127 not found, 126, 128)
                 time.sleep(0.02)
         code = None
+        if self.state(rec)["Status"] == "created" and (rec.extensions or {}).get("error_code"):
+            code = rec.extensions["error_code"]
         while code is None:
             st = self.state(rec)
             if not st["Running"]:
-                code = st["ExitCode"]
+                # removed meanwhile (--rm), its files may be gone already: the code remove() kept
+                code = self._removed_exits.get(rec.id, st["ExitCode"])
                 break
-            path = os.path.join(sd, "shim.sock")
+            path = self.shim_socket(rec.id)
             try:
                 reply = _shim_call(path, {"op": "wait"}, timeout=None)
                 if reply and "exit_code" in reply:
@@ -357,6 +379,12 @@ class ContainerService:
         if not st["Running"]:
             return False
         self.mark_stopped_by_user(ns, rec)
+        if st["Paused"]:  # a frozen process cannot take the stop signal (nor SIGKILL) until thawed
+            from berth.runtime import container as rt
+            try:
+                rt.resume(self.runtime_root, rec.id)
+            except BerthError:
+                pass
         spec = rec.spec_json()
         sig = spec.get("StopSignal") or "TERM"
         t = 10 if timeout is None else int(timeout)
@@ -397,8 +425,8 @@ class ContainerService:
             rt.delete(self.runtime_root, rec.id, force=True)
         except BerthError:
             pass
-        final = self.state(rec)
-        if final["Status"] == "exited":
+        final = self.state(self.meta.get_container(ns, rec.id))
+        if final["Status"] == "exited" or final["ExitCode"]:
             self._removed_exits[rec.id] = final["ExitCode"]
             while len(self._removed_exits) > 1000:
                 self._removed_exits.pop(next(iter(self._removed_exits)))
@@ -669,6 +697,16 @@ def _match(filters, item, rec, st):
         else:
             raise InvalidArgument(f"invalid filter {key!r}")
     return True
+
+
+def _start_error_code(err):
+    """docker's exit code for a container that could not start."""
+    low = err.lower()
+    if "executable file not found" in low or "no such file or directory" in low:
+        return 127
+    if "permission denied" in low or "is a directory" in low:
+        return 126
+    return 128
 
 
 def _read_json(path):

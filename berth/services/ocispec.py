@@ -18,8 +18,37 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _all_caps():
+    """Every capability the kernel knows that berthd itself may still grant (its bounding set):
+    asking for one outside it fails the start with EPERM (berthd inside a container, say)."""
     from berth.linux import caps
-    return caps.NAMES[: caps.last_cap() + 1]
+    bounding = ~0
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    bounding = int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return [n for i, n in enumerate(caps.NAMES[: caps.last_cap() + 1]) if bounding >> i & 1]
+
+
+def capabilities(hc):
+    """The container's capability set (sorted names) from HostConfig: docker's default set, or
+    all with Privileged, then CapAdd and CapDrop ("ALL" allowed in both)."""
+    caps = set(_all_caps()) if hc.get("Privileged") else set(DEFAULT_CAPS)
+    for c in hc.get("CapAdd") or []:
+        c = c.upper()
+        if c == "ALL":
+            caps = set(_all_caps())
+        else:
+            caps.add(c if c.startswith("CAP_") else "CAP_" + c)
+    for c in hc.get("CapDrop") or []:
+        c = c.upper()
+        if c == "ALL":
+            caps = set()
+        else:
+            caps.discard(c if c.startswith("CAP_") else "CAP_" + c)
+    return sorted(caps)
 
 
 def lookup_user(rootfs, user):
@@ -98,26 +127,13 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
         env.setdefault("TERM", "xterm")
     uid, gid, groups = lookup_user(rootfs, create.get("User") or ic.get("User") or "")
     privileged = bool(hc.get("Privileged"))
-    caps = set(_all_caps()) if privileged else set(DEFAULT_CAPS)
-    for c in hc.get("CapAdd") or []:
-        c = c.upper()
-        if c == "ALL":
-            caps = set(_all_caps())
-        else:
-            caps.add(c if c.startswith("CAP_") else "CAP_" + c)
-    for c in hc.get("CapDrop") or []:
-        c = c.upper()
-        if c == "ALL":
-            caps = set()
-        else:
-            caps.discard(c if c.startswith("CAP_") else "CAP_" + c)
-    caps = sorted(caps)
+    caps = capabilities(hc)
     network_mode = hc.get("NetworkMode") or "none"
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
     if network_mode != "host":
         namespaces.append({"type": "network"})
-    security = hc.get("SecurityOpt") or []
-    nnp = any(s in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true") for s in security)
+    security = security_options(hc.get("SecurityOpt"))
+    nnp = security["no-new-privileges"]
     rlimits = []
     for u in hc.get("Ulimits") or []:
         rlimits.append({"type": "RLIMIT_" + u["Name"].upper(), "soft": int(u["Soft"]), "hard": int(u["Hard"])})
@@ -183,6 +199,7 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
             "readonlyPaths": [] if privileged else list(READONLY),
         },
     }
+    _apply_security(spec, hc, caps, security)
     return spec
 
 
@@ -202,3 +219,175 @@ def container_files(files_dir, container_id, hostname, host_network=False):
         pass
     with open(os.path.join(files_dir, "resolv.conf"), "w") as f:
         f.write(resolv)
+
+
+# --- security: --security-opt, seccomp, --privileged ---
+
+_SECCOMP_MAX = 10 << 20
+_TRUE = ("1", "t", "T", "true", "TRUE", "True")
+_FALSE = ("0", "f", "F", "false", "FALSE", "False")
+
+
+def _bad_opt(n, opt):
+    from berth.errors import InvalidArgument
+    return InvalidArgument(f"invalid --security-opt {n}: {opt!r} (known: seccomp=unconfined|builtin|<profile.json>, "
+                           "no-new-privileges[=true|false], apparmor=..., label=..., systempaths=unconfined)")
+
+
+def _seccomp_profile(value):
+    """A --security-opt seccomp= value other than unconfined/builtin: the profile's JSON text
+    (what docker's CLI sends) or the path of a file holding it. Returns the parsed profile."""
+    import json
+
+    from berth.errors import InvalidArgument
+    text, where = value, "seccomp profile"
+    if not value.lstrip().startswith("{"):
+        where = f"seccomp profile ({value})"
+        try:
+            with open(value, "rb") as f:
+                text = f.read(_SECCOMP_MAX + 1)
+        except OSError as e:
+            raise InvalidArgument(f"opening {where} failed: {e.strerror or e}") from None
+        if len(text) > _SECCOMP_MAX:
+            raise InvalidArgument(f"opening {where} failed: larger than {_SECCOMP_MAX} bytes")
+    try:
+        profile = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidArgument(f"decoding {where} failed: {e}") from None
+    if not isinstance(profile, dict):
+        raise InvalidArgument(f"decoding {where} failed: expected a JSON object")
+    return profile
+
+
+def security_options(opts):
+    """HostConfig.SecurityOpt, parsed like docker's daemon: returns {"no-new-privileges": bool,
+    "seccomp": None (the default profile) | "unconfined" | a docker-format profile (dict),
+    "systempaths": None | "unconfined"}. Raises a one-line InvalidArgument."""
+    out = {"no-new-privileges": False, "seccomp": None, "systempaths": None}
+    for opt in opts or []:
+        if not isinstance(opt, str):
+            raise _bad_opt(1, opt)
+        if opt == "no-new-privileges":
+            out["no-new-privileges"] = True
+            continue
+        if opt == "disable":  # label:disable, SELinux is not supported: nothing to disable
+            continue
+        sep = "=" if "=" in opt else ":"  # key:value is docker's legacy form
+        key, found, value = opt.partition(sep)
+        if not found:
+            raise _bad_opt(1, opt)
+        if key == "no-new-privileges":
+            if value not in _TRUE + _FALSE:
+                raise _bad_opt(2, opt)
+            out["no-new-privileges"] = value in _TRUE
+        elif key == "seccomp":
+            if value in ("", "builtin"):
+                out["seccomp"] = None
+            elif value == "unconfined":
+                out["seccomp"] = "unconfined"
+            else:
+                out["seccomp"] = _seccomp_profile(value)
+        elif key == "systempaths":
+            if value != "unconfined":
+                raise _bad_opt(2, opt)
+            out["systempaths"] = value
+        elif key in ("apparmor", "label"):
+            continue  # no AppArmor or SELinux support here: accepted and ignored, like a host without them
+        else:
+            raise _bad_opt(2, opt)
+    return out
+
+
+def seccomp_spec(hc, caps, security=None):
+    """The OCI linux.seccomp object for a container, or None (privileged or unconfined)."""
+    from berth.services import seccomp_default
+    if security is None:
+        security = security_options(hc.get("SecurityOpt"))
+    profile = security["seccomp"]
+    if hc.get("Privileged") or profile == "unconfined":
+        return None
+    if profile is None:
+        return seccomp_default.default_profile(caps)
+    return seccomp_default.to_oci(profile, caps)
+
+
+def check_security(hc):
+    """At create: check HostConfig's security options and return HostConfig with any seccomp
+    profile path replaced by the profile's JSON text (as docker's CLI sends it), so the
+    container does not depend on the file afterwards. Raises a one-line InvalidArgument."""
+    import json
+    opts = hc.get("SecurityOpt") or []
+    security = security_options(opts)
+    scmp = seccomp_spec(hc, capabilities(hc), security)
+    if scmp is not None and isinstance(security["seccomp"], dict):
+        from berth.linux import seccomp
+        seccomp.validate(scmp)  # the whole profile, with libseccomp, short of loading it
+    norm = []
+    for opt in opts:
+        key, found, value = opt.partition("=")
+        if not found:
+            key, found, value = opt.partition(":")
+        if found and key == "seccomp" and value not in ("", "builtin", "unconfined") \
+                and not value.lstrip().startswith("{"):
+            opt = "seccomp=" + json.dumps(_seccomp_profile(value), separators=(",", ":"))
+        norm.append(opt)
+    if norm == opts:
+        return hc
+    return dict(hc, SecurityOpt=norm)
+
+
+# host /dev entries docker (containerd's HostDevices) leaves out of a privileged container
+_HOST_DEV_SKIP_DIRS = ("pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev")
+
+
+def host_devices(top="/dev"):
+    """The host's device nodes as OCI linux.devices entries (for --privileged)."""
+    import stat
+    out = []
+
+    def walk(path):
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    if e.name not in _HOST_DEV_SKIP_DIRS:
+                        walk(e.path)
+                    continue
+                if e.name == "console":
+                    continue
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode):
+                kind = "c"
+            elif stat.S_ISBLK(st.st_mode):
+                kind = "b"
+            else:
+                continue  # symlinks, fifos, sockets, files
+            out.append({"path": e.path, "type": kind, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                        "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+    walk(top)
+    return out
+
+
+def _apply_security(spec, hc, caps, security):
+    """seccomp, docker's systempaths and --privileged on a built spec."""
+    linux = spec["linux"]
+    if hc.get("MaskedPaths") is not None:  # the API's fields (docker's CLI: systempaths=unconfined)
+        linux["maskedPaths"] = list(hc["MaskedPaths"])
+    if hc.get("ReadonlyPaths") is not None:
+        linux["readonlyPaths"] = list(hc["ReadonlyPaths"])
+    if security["systempaths"] == "unconfined":
+        linux["maskedPaths"], linux["readonlyPaths"] = [], []
+    if hc.get("Privileged"):
+        linux["maskedPaths"], linux["readonlyPaths"] = [], []
+        for m in spec["mounts"]:  # /sys and the cgroup tree writable, like docker
+            if m.get("type") in ("sysfs", "cgroup"):
+                m["options"] = [o for o in m.get("options") or [] if o != "ro"]
+        linux["devices"] = host_devices()
+    scmp = seccomp_spec(hc, caps, security)
+    if scmp is not None:
+        linux["seccomp"] = scmp

@@ -219,7 +219,8 @@ class Shim:
     # --- the loop ---
 
     def serve(self):
-        path = os.path.join(self.state_dir, "shim.sock")
+        path = self.p.get("socket") or os.path.join(self.state_dir, "shim.sock")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -254,21 +255,31 @@ class Shim:
             timeout = 0.2 if self.exit_code is not None or not self.started else None
             for key, _ in self.sel.select(timeout):
                 kind, data = key.data
-                if kind == "listen":
-                    self._accept()
-                elif kind == "output":
-                    self._output(data)
-                elif kind == "signal":
+                try:
+                    self._dispatch(kind, data)
+                except Exception as e:  # a client's mistake must not take the container down
                     try:
-                        os.read(self.sigr, 4096)
+                        with open(os.path.join(self.state_dir, "shim-warnings"), "a") as f:
+                            f.write(f"{type(e).__name__}: {e}\n")
                     except OSError:
                         pass
-                    self.reap()
-                elif kind == "client":
-                    self._client_readable(data)
-                elif kind == "exec_output":
-                    self._exec_output(*data)
         self._finish()
+
+    def _dispatch(self, kind, data):
+        if kind == "listen":
+            self._accept()
+        elif kind == "output":
+            self._output(data)
+        elif kind == "signal":
+            try:
+                os.read(self.sigr, 4096)
+            except OSError:
+                pass
+            self.reap()
+        elif kind == "client":
+            self._client_readable(data)
+        elif kind == "exec_output":
+            self._exec_output(*data)
 
     def reap(self):
         while True:
@@ -340,6 +351,12 @@ class Shim:
         self.clients.append(c)
         self.sel.register(sock, selectors.EVENT_READ, ("client", c))
 
+    def _unregister(self, fileobj):
+        try:
+            self.sel.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
     def _drop(self, c):
         if c in self.clients:
             self.clients.remove(c)
@@ -350,6 +367,8 @@ class Shim:
             c.sock.close()
 
     def _client_readable(self, c):
+        if c not in self.clients:
+            return  # dropped by an earlier event of the same select() round
         try:
             data = c.sock.recv(65536)
         except BlockingIOError:
@@ -385,7 +404,7 @@ class Shim:
                         os.write(ex.master, b"\x04")
                     except OSError:
                         pass
-                self.sel.unregister(c.sock)
+                self._unregister(c.sock)
                 return
             if ex.stdin_w is not None:
                 try:
@@ -406,7 +425,7 @@ class Shim:
                         os.write(self.master, b"\x04")
                     except OSError:
                         pass
-                self.sel.unregister(c.sock)
+                self._unregister(c.sock)
                 return
             self._stdin(c, data)
         elif not data:
@@ -610,7 +629,7 @@ class Shim:
             pass
         self._write_state("exited")
         try:
-            os.unlink(os.path.join(self.state_dir, "shim.sock"))
+            os.unlink(self.p.get("socket") or os.path.join(self.state_dir, "shim.sock"))
         except OSError:
             pass
 
@@ -626,6 +645,7 @@ def _alive(pid):
 def run(params):
     """Entry point in the forked shim process; never returns."""
     code = 0
+    shim = None
     try:
         os.chdir("/")
         from berth.linux import syscalls as sc
@@ -646,6 +666,11 @@ def run(params):
                 f.write(f"{type(e).__name__}: {e}")
         except OSError:
             pass
+        if shim is not None and shim.init_pid and shim.exit_code is None:
+            try:  # nobody would hold the container any more
+                os.kill(shim.init_pid, signal.SIGKILL)
+            except OSError:
+                pass
         code = 1
     sys.stdout.flush()
     os._exit(code)

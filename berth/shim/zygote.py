@@ -9,12 +9,22 @@ import socket
 import threading
 
 
+def _set_name(name):
+    """The process name (comm) that ps and pkill see, so `pkill berthd` spares the zygote and shims."""
+    from berth.linux import syscalls as sc
+    try:
+        sc.set_process_name(name)
+    except OSError:
+        pass
+
+
 def _loop(sock):
     # imported once here, shared by every shim forked from us
     import berth.runtime.container  # noqa: F401
     import berth.runtime.process  # noqa: F401
     import berth.runtime.rootfs  # noqa: F401
     import berth.shim.shim as shim
+    _set_name("berth-zygote")
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -36,6 +46,7 @@ def _loop(sock):
             os.setsid()
             grand = os.fork()
             if grand == 0:
+                _set_name("berth-shim")
                 os.close(w)
                 devnull = os.open("/dev/null", os.O_RDWR)
                 for fd in (0, 1, 2):

@@ -1,0 +1,185 @@
+"""Docker Engine API endpoints for pause/unpause, rename, top, stats, archive (cp), changes
+(diff) and prune. The work is in berth.services.container_ops."""
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from berth.api.app import json_response, namespace_of, stream_headers
+from berth.api.images import SyncBody, _bool, _filters
+from berth.errors import BerthError
+from berth.services import container_ops as ops
+
+STAT_HEADER = "X-Docker-Container-Path-Stat"
+
+
+def _svc(request):
+    d = request.app["daemon"]
+    return d, d.containers, namespace_of(request)
+
+
+def _emit(d, ns, cid, action, **attrs):
+    """A container event, as dockerd logs one for these actions (when the daemon keeps events)."""
+    emit = getattr(d, "emit_container", None)
+    if emit is not None:
+        emit(ns, cid, action, **attrs)
+
+
+async def _rec(d, svc, ns, request):
+    return await d.run(svc.get, ns, request.match_info["id"])
+
+
+async def pause(request):
+    d, svc, ns = _svc(request)
+    rec = await _rec(d, svc, ns, request)
+    await d.run(ops.pause, svc, ns, rec.id)  # the "pause" event: app.py's _EVENTS
+    return web.Response(status=204, headers=stream_headers())
+
+
+async def unpause(request):
+    d, svc, ns = _svc(request)
+    rec = await _rec(d, svc, ns, request)
+    await d.run(ops.unpause, svc, ns, rec.id)  # the "unpause" event: app.py's _EVENTS
+    return web.Response(status=204, headers=stream_headers())
+
+
+async def rename(request):
+    d, svc, ns = _svc(request)
+    rec = await _rec(d, svc, ns, request)
+    await d.run(ops.rename, svc, ns, rec.id, request.query.get("name", ""))
+    _emit(d, ns, rec.id, "rename", oldName="/" + rec.name)
+    return web.Response(status=204, headers=stream_headers())
+
+
+async def top(request):
+    d, svc, ns = _svc(request)
+    rec = await _rec(d, svc, ns, request)
+    res = await d.run(ops.top, svc, ns, rec.id, request.query.get("ps_args"))
+    _emit(d, ns, rec.id, "top")
+    return json_response(res)
+
+
+async def stats(request):
+    d, svc, ns = _svc(request)
+    q = request.query
+    stream = q.get("stream", "true").lower() not in ("0", "false", "no")
+    one_shot = _bool(request, "one-shot")
+    rec = await d.run(svc.get, ns, request.match_info["id"])
+    gen = ops.stats(svc, ns, rec.id, stream=stream, one_shot=one_shot)
+    loop = asyncio.get_running_loop()
+    done = object()
+    if not stream:
+        item = await loop.run_in_executor(d.pool, next, gen, done)
+        gen.close()
+        return json_response(item)
+    resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
+    await resp.prepare(request)
+    try:
+        while True:
+            item = await loop.run_in_executor(d.pool, next, gen, done)
+            if item is done:
+                break
+            await resp.write(json.dumps(item).encode() + b"\n")
+        await resp.write_eof()
+    except ConnectionError:
+        pass  # the client went away (docker stats stops reading)
+    finally:
+        await loop.run_in_executor(d.pool, _close_quietly, gen)
+    return resp
+
+
+def _close_quietly(gen):
+    try:
+        gen.close()
+    except ValueError:  # still running in another thread (a cancelled request)
+        pass
+
+
+async def archive_head(request):
+    d, svc, ns = _svc(request)
+    info = await d.run(ops.stat_path, svc, ns, request.match_info["id"], request.query.get("path", ""))
+    return web.Response(status=200, headers=dict(stream_headers(), **{
+        STAT_HEADER: ops.encode_stat(info), "Content-Type": "application/json"}))
+
+
+async def archive_get(request):
+    d, svc, ns = _svc(request)
+    rec = await _rec(d, svc, ns, request)
+    path = request.query.get("path", "")
+    archive = await d.run(ops.get_archive, svc, ns, rec.id, path)
+    _emit(d, ns, rec.id, "archive-path", path=path)
+    loop = asyncio.get_running_loop()
+    done = object()
+    try:
+        resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{
+            "Content-Type": "application/x-tar", STAT_HEADER: ops.encode_stat(archive.stat)}))
+        await resp.prepare(request)
+        try:
+            buf = []
+            size = 0
+            while True:
+                chunk = await loop.run_in_executor(d.pool, next, archive, done)
+                if chunk is done:
+                    break
+                buf.append(chunk)
+                size += len(chunk)
+                if size >= 1 << 16:
+                    await resp.write(b"".join(buf))
+                    buf, size = [], 0
+            if buf:
+                await resp.write(b"".join(buf))
+            await resp.write_eof()
+        except ConnectionError:
+            pass  # the client stopped reading
+        except BerthError:
+            request.transport.close()  # the headers are gone: cut the stream
+            raise
+        return resp
+    finally:
+        await loop.run_in_executor(d.pool, archive.close)
+
+
+async def archive_put(request):
+    d, svc, ns = _svc(request)
+    q = request.query
+    rec = await _rec(d, svc, ns, request)
+    body = SyncBody(request, asyncio.get_running_loop())
+    await d.run(ops.put_archive, svc, ns, rec.id, q.get("path", ""), body,
+                _bool(request, "copyUIDGID"), _bool(request, "noOverwriteDirNonDir"))
+    _emit(d, ns, rec.id, "extract-to-dir", path=q.get("path", ""))
+    return web.Response(status=200, headers=stream_headers())
+
+
+async def changes(request):
+    d, svc, ns = _svc(request)
+    return json_response(await d.run(ops.changes, svc, ns, request.match_info["id"]))
+
+
+async def prune(request):
+    d, svc, ns = _svc(request)
+
+    def removed(rec):
+        emit = getattr(d, "emit", None)
+        if emit is not None:
+            attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
+            attrs.update(rec.labels or {})
+            emit(ns, "container", "destroy", rec.id, **attrs)
+    res = await d.run(ops.prune, svc, ns, _filters(request), removed)
+    emit = getattr(d, "emit", None)
+    if emit is not None:
+        emit(ns, "container", "prune", "", reclaimed=res["SpaceReclaimed"])
+    return json_response(res)
+
+
+def routes(r):
+    r.add("POST", "/containers/prune", prune)
+    r.add("POST", "/containers/{id}/pause", pause)
+    r.add("POST", "/containers/{id}/unpause", unpause)
+    r.add("POST", "/containers/{id}/rename", rename)
+    r.add("GET", "/containers/{id}/top", top)
+    r.add("GET", "/containers/{id}/stats", stats)
+    r.add("HEAD", "/containers/{id}/archive", archive_head)
+    r.add("GET", "/containers/{id}/archive", archive_get)
+    r.add("PUT", "/containers/{id}/archive", archive_put)
+    r.add("GET", "/containers/{id}/changes", changes)

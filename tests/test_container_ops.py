@@ -1,0 +1,321 @@
+"""pause/unpause, rename, top, stats, cp, port, diff and container prune, through berth and the
+real docker CLI against berthd."""
+
+import io
+import json
+import os
+import shutil
+import tarfile
+import time
+import uuid
+
+import pytest
+from daemon_fixtures import DATA, Daemon
+
+BUSYBOX = os.path.join(DATA, "busybox-layers.docker.tar")
+IMAGE = "busybox-layers:1"
+
+pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
+
+
+@pytest.fixture(scope="module")
+def eng(tmp_path_factory):
+    d = Daemon(tmp_path_factory.mktemp("berthd"))
+    d.start()
+    try:
+        d.berth("load", "-i", BUSYBOX, check=True)
+        yield d
+    finally:
+        for cid in d.berth("ps", "-aq", "--no-trunc").out.split():
+            d.berth("rm", "-f", cid)
+        d.cleanup()
+
+
+def _name(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def box(eng):
+    """A running container (sleep), removed afterwards."""
+    names = []
+
+    def make(cmd=("sleep", "600"), name=None):
+        name = name or _name("ops")
+        eng.berth("run", "-d", "--name", name, IMAGE, *cmd, check=True)
+        names.append(name)
+        return name
+    yield make
+    for n in names:
+        eng.berth("rm", "-f", n)
+
+
+def _inspect(eng, name):
+    return json.loads(eng.docker("inspect", name, check=True).out)[0]
+
+
+def _mounts_under(path):
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path)]
+
+
+# --- cp ---
+
+def test_cp_file_in_and_out(eng, box, tmp_path):
+    c = box()
+    src = tmp_path / "in.txt"
+    src.write_text("hello from the host\n")
+    eng.docker("cp", str(src), f"{c}:/tmp/", check=True)
+    eng.berth("cp", f"{c}:/tmp/in.txt", str(tmp_path / "out-berth.txt"), check=True)
+    assert (tmp_path / "out-berth.txt").read_text() == "hello from the host\n"
+    # the other way round, with a new name on each side
+    eng.berth("cp", str(src), f"{c}:/data/renamed.txt", check=True)
+    eng.docker("cp", f"{c}:/data/renamed.txt", str(tmp_path / "out-docker.txt"), check=True)
+    assert (tmp_path / "out-docker.txt").read_text() == "hello from the host\n"
+    # into an existing directory, and to stdout as a tar
+    eng.berth("cp", f"{c}:/data/renamed.txt", str(tmp_path), check=True)
+    assert (tmp_path / "renamed.txt").read_text() == "hello from the host\n"
+    p = eng.docker("cp", f"{c}:/data/renamed.txt", "-", check=True)
+    with tarfile.open(fileobj=io.BytesIO(p.stdout)) as t:
+        assert t.getnames() == ["renamed.txt"]
+        assert t.extractfile("renamed.txt").read() == b"hello from the host\n"
+    # a file of the image (a lower layer), read through the image's own symlink
+    eng.docker("cp", "-L", f"{c}:/data/link", str(tmp_path / "link.txt"), check=True)
+    assert (tmp_path / "link.txt").read_text() == "layered\n"
+    # missing paths
+    p = eng.berth("cp", f"{c}:/nope", str(tmp_path / "x"))
+    assert p.returncode != 0 and "Could not find the file /nope" in p.err
+    p = eng.docker("cp", f"{c}:/nope", str(tmp_path / "x"))
+    assert p.returncode != 0 and "Could not find the file /nope" in p.err
+
+
+def test_cp_directory_both_ways(eng, box, tmp_path):
+    c = box()
+    d = tmp_path / "tree"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_text("a\n")
+    (d / "sub" / "b.txt").write_text("b\n")
+    os.symlink("a.txt", d / "ln")
+    os.chmod(d / "sub" / "b.txt", 0o640)
+    eng.docker("cp", str(d), f"{c}:/tmp/tree", check=True)
+    eng.berth("cp", str(d), f"{c}:/tmp/tree2", check=True)
+    for via, name in (("docker", "tree"), ("berth", "tree2")):
+        out = tmp_path / f"back-{via}-{name}"
+        getattr(eng, via)("cp", f"{c}:/tmp/{name}", str(out), check=True)
+        assert (out / "a.txt").read_text() == "a\n"
+        assert (out / "sub" / "b.txt").read_text() == "b\n"
+        assert os.readlink(out / "ln") == "a.txt"
+        assert os.stat(out / "sub" / "b.txt").st_mode & 0o777 == 0o640
+    # "dir/." copies the contents into an existing directory
+    dest = tmp_path / "contents"
+    dest.mkdir()
+    eng.berth("cp", f"{c}:/tmp/tree/.", str(dest), check=True)
+    assert sorted(os.listdir(dest)) == ["a.txt", "ln", "sub"]
+    # the files belong to root inside the container (docker's default without -a)
+    p = eng.docker("cp", f"{c}:/tmp/tree/sub/b.txt", "-", check=True)
+    with tarfile.open(fileobj=io.BytesIO(p.stdout)) as t:
+        [m] = t.getmembers()
+    assert (m.name, m.uid, m.gid, m.mode) == ("b.txt", 0, 0, 0o640)
+    # a directory cannot replace a file
+    p = eng.berth("cp", str(d), f"{c}:/data/sub/file")
+    assert p.returncode != 0 and "cannot copy directory" in p.err
+
+
+def test_cp_symlinks_never_leave_the_container(eng, box, tmp_path):
+    host_only = tmp_path / "host-only"
+    host_only.mkdir()
+    (tmp_path / "host-secret").write_text("host secret\n")
+    # the container makes its links (and its own /etc/passwd) itself
+    c = box(("sh", "-c",
+             ("ln -s /etc/passwd /tmp/pw && ln -s ../../../../../../../etc /tmp/up && "
+             f"ln -s / /tmp/rootlink && ln -s {host_only} /tmp/hostdir && "
+             f"ln -s {tmp_path}/host-secret /tmp/secret && ln -s ../../../../../../..{tmp_path} /tmp/uptmp && "
+             "echo container-passwd > /etc/passwd && touch /tmp/ready && exec sleep 600")))
+    deadline = time.monotonic() + 10
+    while eng.berth("cp", f"{c}:/tmp/ready", "-").returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # links to paths that only exist on the host lead nowhere
+    for args in (("-L", f"{c}:/tmp/secret"), (f"{c}:/tmp/uptmp/host-secret",),
+                 (f"{c}:/tmp/rootlink{tmp_path}/host-secret",)):
+        for via in ("berth", "docker"):
+            out = tmp_path / f"o-{uuid.uuid4().hex[:6]}"
+            p = getattr(eng, via)("cp", *args, str(out))
+            assert p.returncode != 0 and "Could not find the file" in p.err, (via, args, p.out)
+            assert not out.exists()
+    # links to /etc/passwd give the container's, never the host's
+    with open("/etc/passwd") as f:
+        assert f.read() != "container-passwd\n"
+    for args in (("-L", f"{c}:/tmp/pw"), (f"{c}:/tmp/up/passwd",), (f"{c}:/tmp/rootlink/etc/passwd",)):
+        for via in ("berth", "docker"):
+            out = tmp_path / f"o-{uuid.uuid4().hex[:6]}"
+            getattr(eng, via)("cp", *args, str(out), check=True)
+            assert out.read_text() == "container-passwd\n"
+    # without -L the link itself is copied
+    eng.berth("cp", f"{c}:/tmp/pw", str(tmp_path / "pw-link"), check=True)
+    assert os.readlink(tmp_path / "pw-link") == "/etc/passwd"
+    # writing through a link to a host path lands inside the container, or nowhere
+    src = tmp_path / "f.txt"
+    src.write_text("x\n")
+    for via in ("berth", "docker"):
+        getattr(eng, via)("cp", str(src), f"{c}:/tmp/hostdir/")
+        getattr(eng, via)("cp", str(src), f"{c}:/tmp/rootlink{host_only}/")
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as t:
+        ti = tarfile.TarInfo("esc")
+        ti.type, ti.linkname = tarfile.SYMTYPE, str(host_only)
+        t.addfile(ti)
+        ti = tarfile.TarInfo("esc/pwned")
+        ti.size = 3
+        t.addfile(ti, io.BytesIO(b"pw\n"))
+    eng.docker("cp", "-", f"{c}:/tmp", input=evil.getvalue(), check=True)
+    dotdot = io.BytesIO()
+    with tarfile.open(fileobj=dotdot, mode="w") as t:
+        ti = tarfile.TarInfo("../../../.." + str(host_only) + "/pwned2")
+        ti.size = 3
+        t.addfile(ti, io.BytesIO(b"pw\n"))
+    p = eng.berth("cp", "-", f"{c}:/tmp", input=dotdot.getvalue())
+    assert p.returncode != 0 and "outside of" in p.err
+    assert os.listdir(host_only) == []
+    # the symlinked entry was followed inside the container's root
+    eng.berth("cp", f"{c}:{host_only}/pwned", str(tmp_path / "pwned"), check=True)
+    assert (tmp_path / "pwned").read_text() == "pw\n"
+
+
+def test_cp_stopped_container(eng, tmp_path):
+    name = _name("stopped")
+    eng.berth("create", "--name", name, IMAGE, "true", check=True)
+    try:
+        src = tmp_path / "f.txt"
+        src.write_text("into a created container\n")
+        eng.docker("cp", str(src), f"{name}:/data/", check=True)
+        eng.berth("cp", f"{name}:/data/f.txt", str(tmp_path / "back.txt"), check=True)
+        assert (tmp_path / "back.txt").read_text() == "into a created container\n"
+        assert _mounts_under(eng.state) == []  # the snapshot was mounted only for the copy
+        assert not any(name in m or _inspect(eng, name)["Id"] in m for m in _mounts_under(eng.base))
+        eng.berth("start", name, check=True)
+        eng.berth("wait", name, check=True)
+        eng.docker("cp", f"{name}:/data/f.txt", str(tmp_path / "after.txt"), check=True)
+        assert (tmp_path / "after.txt").read_text() == "into a created container\n"
+    finally:
+        eng.berth("rm", "-f", name)
+
+
+# --- pause, top, stats ---
+
+def _log_lines(eng, name):
+    return len(eng.berth("logs", name, check=True).out.split())
+
+
+def test_pause_and_unpause(eng, box):
+    c = box(("sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done"))
+    eng.docker("pause", c, check=True)
+    assert _inspect(eng, c)["State"]["Status"] == "paused"
+    assert "(Paused)" in eng.berth("ps", "--filter", f"name={c}").out
+    assert "(Paused)" in eng.docker("ps", "--filter", f"name={c}").out
+    before = _log_lines(eng, c)
+    time.sleep(0.6)
+    assert _log_lines(eng, c) == before  # frozen
+    p = eng.berth("pause", c)
+    assert p.returncode != 0 and "already paused" in p.err
+    eng.berth("unpause", c, check=True)
+    assert _inspect(eng, c)["State"]["Status"] == "running"
+    deadline = time.monotonic() + 5
+    while _log_lines(eng, c) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _log_lines(eng, c) > before
+    p = eng.docker("unpause", c)
+    assert p.returncode != 0 and "is not paused" in p.err
+
+
+def test_top_lists_the_processes(eng, box):
+    c = box(("sleep", "600"))
+    pid = _inspect(eng, c)["State"]["Pid"]
+    for via in ("berth", "docker"):
+        lines = getattr(eng, via)("top", c, check=True).out.splitlines()
+        assert lines[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+        rows = [line.split() for line in lines[1:]]
+        assert [(r[1], r[-2:]) for r in rows] == [(str(pid), ["sleep", "600"])]
+    lines = eng.docker("top", c, "-o", "pid,comm", check=True).out.splitlines()
+    assert lines[0].split() == ["PID", "COMMAND"] and lines[1].split() == [str(pid), "sleep"]
+    name = _name("notrunning")
+    eng.berth("create", "--name", name, IMAGE, check=True)
+    try:
+        p = eng.berth("top", name)
+        assert p.returncode != 0 and "is not running" in p.err
+    finally:
+        eng.berth("rm", name)
+
+
+def test_stats_no_stream(eng, box):
+    c = box(("sleep", "600"))
+    out = eng.berth("stats", "--no-stream", c, check=True).out.splitlines()
+    assert out[0].split() == ["CONTAINER", "ID", "NAME", "CPU", "%", "MEM", "USAGE", "/", "LIMIT", "MEM", "%",
+                              "NET", "I/O", "BLOCK", "I/O", "PIDS"]
+    cells = out[1].split()
+    assert cells[1] == c and cells[-1] == "1"
+    usage = cells[3]
+    assert usage.endswith("iB") and float(usage.rstrip("KMGiB")) > 0, out
+    p = eng.docker("stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}}", c, check=True)
+    name, used, _, _limit, pids = p.out.split()
+    assert name == c and pids == "1" and used != "0B"
+    # the API's shape
+    from berth.client.api import APIClient
+    s = APIClient(eng.host).container_stats(c, stream=False)
+    assert s["name"] == "/" + c and s["memory_stats"]["usage"] > 0 and s["memory_stats"]["limit"] > 0
+    assert s["pids_stats"]["current"] == 1
+    assert s["cpu_stats"]["cpu_usage"]["total_usage"] > 0 and s["cpu_stats"]["online_cpus"] >= 1
+    assert s["precpu_stats"]["system_cpu_usage"] < s["cpu_stats"]["system_cpu_usage"]
+
+
+# --- diff, port, rename, prune ---
+
+def test_diff_shows_changes(eng, box):
+    c = box(("sh", "-c", "echo new > /data/added && rm /data/sub/file && sleep 600"))
+    deadline = time.monotonic() + 10
+    want = {"C /data", "A /data/added", "C /data/sub", "D /data/sub/file"}
+    while time.monotonic() < deadline:
+        lines = set(eng.docker("diff", c, check=True).out.splitlines())
+        if want <= lines:
+            break
+        time.sleep(0.1)
+    assert want <= lines, lines
+    out = eng.berth("diff", c, check=True).out.splitlines()
+    assert want <= set(out)
+    assert not any("/etc/host" in line or "resolv.conf" in line for line in out)  # runtime mount points
+
+
+def test_port_is_empty_without_networking(eng, box):
+    c = box()
+    for via in ("berth", "docker"):
+        p = getattr(eng, via)("port", c, check=True)
+        assert p.out == ""
+
+
+def test_rename(eng, box):
+    c = box()
+    new = _name("renamed")
+    eng.docker("rename", c, new, check=True)
+    names = eng.berth("ps", "--format", "{{.Names}}", check=True).out.split()
+    assert new in names and c not in names
+    assert new in eng.docker("ps", "--format", "{{.Names}}", check=True).out.split()
+    other = box()
+    p = eng.berth("rename", other, new)
+    assert p.returncode != 0 and "already in use" in p.err
+    eng.berth("rename", new, c, check=True)  # back, so the fixture removes it
+    assert c in eng.berth("ps", "--format", "{{.Names}}").out.split()
+
+
+def test_container_prune_removes_only_stopped(eng, box):
+    running = box()
+    exited = _name("exited")
+    eng.berth("run", "--name", exited, IMAGE, "true", check=True)
+    exited2 = _name("exited")
+    eng.docker("run", "--name", exited2, IMAGE, "true", check=True)
+    ids = {n: _inspect(eng, n)["Id"] for n in (running, exited, exited2)}
+    p = eng.docker("container", "prune", "-f", check=True)
+    assert ids[exited] in p.out and ids[exited2] in p.out and ids[running] not in p.out
+    assert "Total reclaimed space:" in p.out
+    names = eng.berth("ps", "-a", "--format", "{{.Names}}", check=True).out.split()
+    assert running in names and exited not in names and exited2 not in names
+    p = eng.berth("container", "prune", "-f", check=True)
+    assert p.out.strip() == "Total reclaimed space: 0B"

@@ -1,0 +1,517 @@
+"""Containers end to end, as a user sees them: `berth run` and friends, the real docker CLI and the
+Docker SDK for Python against berthd, and containers that outlive a `kill -9` of berthd.
+
+Every test removes the containers it made (rm -f), also when it fails."""
+
+import json
+import os
+import pty
+import re
+import select
+import signal
+import time
+
+import pytest
+from daemon_fixtures import BERTH, DATA, berthd, shared_berthd, wait_for  # noqa: F401 (fixtures)
+
+IMG = "busybox-layers:1"
+HELLO_MSG = "Hello from the hello-world fixture!"
+DOCKER_DEFAULT_CAPS = 0x00000000a80425fb  # CapEff of a root process in a default `docker run`
+TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z ")
+
+
+@pytest.fixture(scope="module")
+def daemon(shared_berthd):
+    shared_berthd.berth("load", "-i", os.path.join(DATA, "hello-world.docker.tar"), check=True)
+    shared_berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    return shared_berthd
+
+
+def _remove_all(d):
+    ids = d.berth("ps", "-a", "-q", "--no-trunc").out.split()
+    if ids:
+        d.berth("rm", "-f", *ids)
+
+
+@pytest.fixture
+def d(daemon):
+    """The shared daemon; whatever containers a test leaves are force-removed afterwards."""
+    try:
+        yield daemon
+    finally:
+        _remove_all(daemon)
+
+
+def state(d, ref):
+    return json.loads(d.berth("inspect", ref, check=True).out)[0]["State"]
+
+
+def status(d, ref):
+    return d.berth("inspect", "-f", "{{.State.Status}}", ref, check=True).out.strip()
+
+
+def wait_status(d, ref, want, timeout=15):
+    wait_for(lambda: status(d, ref) == want, timeout, f"{ref} to be {want}")
+
+
+def run(d, *args, check=True):
+    """`berth run --rm ARGS` (options, image, command)."""
+    return d.berth("run", "--rm", *args, check=check)
+
+
+def names(p):
+    return p.out.split()
+
+
+# --- berth: lifecycle ---
+
+def test_run_rm_hello_world_prints_and_is_gone(d):
+    p = d.berth("run", "--rm", "--name", "hello", "hello-world")
+    assert p.returncode == 0, p.err
+    assert HELLO_MSG in p.out
+    assert "hello" not in names(d.berth("ps", "-a", "--format", "{{.Names}}", check=True))
+    assert d.berth("ps", "-a", "-q", check=True).out.strip() == ""
+
+
+def test_run_exit_code_is_the_containers(d):
+    assert d.berth("run", "--rm", IMG, "sh", "-c", "exit 7").returncode == 7
+    p = d.berth("run", "--rm", IMG, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (p.returncode, p.out, p.err) == (3, "out\n", "err\n")
+
+
+def test_run_detached_ps_inspect_stop(d):
+    p = d.berth("run", "-d", "--name", "sleeper", IMG, "sleep", "30", check=True)
+    cid = p.out.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid), p.out
+    rows = [line for line in d.berth("ps", check=True).out.splitlines() if line.endswith(" sleeper")]
+    assert len(rows) == 1 and rows[0].startswith(cid[:12]) and " Up " in rows[0], rows
+    assert status(d, "sleeper") == "running"
+    assert state(d, cid)["Pid"] > 0
+    t = time.monotonic()
+    assert d.berth("stop", "-t", "1", "sleeper", check=True).out.strip() == "sleeper"
+    assert time.monotonic() - t < 6
+    st = state(d, "sleeper")
+    assert (st["Status"], st["Running"], st["ExitCode"]) == ("exited", False, 137)  # sleep ignores TERM as pid 1
+    assert "sleeper" not in names(d.berth("ps", "--format", "{{.Names}}", check=True))
+    assert "Exited (137)" in d.berth("ps", "-a", "--filter", "name=sleeper", check=True).out
+
+
+def test_run_detached_true_exits_zero(d):
+    cid = d.berth("run", "-d", IMG, "true", check=True).out.strip()
+    wait_status(d, cid, "exited")
+    st = state(d, cid)
+    assert st["ExitCode"] == 0 and st["StartedAt"] <= st["FinishedAt"]
+
+
+def test_run_detached_interactive_tty_shell_stays_running(d):
+    cid = d.berth("run", "-d", "-i", "-t", IMG, "sh", check=True).out.strip()
+    time.sleep(1.0)
+    assert status(d, cid) == "running"
+    # without -i the shell reads EOF at once and the container ends
+    other = d.berth("run", "-d", IMG, "sh", check=True).out.strip()
+    wait_status(d, other, "exited")
+    assert state(d, other)["ExitCode"] == 0
+
+
+def test_create_then_start(d):
+    cid = d.berth("create", "--name", "later", IMG, "sh", "-c", "echo started", check=True).out.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    assert status(d, "later") == "created"
+    assert "Created" in d.berth("ps", "-a", "--filter", "name=later", check=True).out
+    d.berth("start", "later", check=True)
+    assert d.berth("wait", "later", check=True).out.strip() == "0"
+    assert d.berth("logs", "later", check=True).out == "started\n"
+    first = state(d, "later")
+    d.berth("start", "later", check=True)  # again: a second run, the same log
+    assert d.berth("wait", "later", check=True).out.strip() == "0"
+    assert d.berth("logs", "later", check=True).out == "started\nstarted\n"
+    again = state(d, "later")
+    assert again["StartedAt"] > first["FinishedAt"] and again["StartedAt"] <= again["FinishedAt"]
+
+
+def test_command_not_found_is_127_with_one_line(d):
+    p = d.berth("run", "--rm", "--name", "nocmd", IMG, "nosuchcmd")
+    assert p.returncode == 127
+    lines = p.err.strip().splitlines()
+    assert len(lines) == 1 and "nosuchcmd" in lines[0] and lines[0].startswith("berth: "), p.err
+    assert "nocmd" not in names(d.berth("ps", "-a", "--format", "{{.Names}}", check=True))
+    # without --rm it stays, created, with docker's exit code and the error
+    assert d.berth("run", "--name", "nocmd2", IMG, "nosuchcmd").returncode == 127
+    st = state(d, "nocmd2")
+    assert (st["Status"], st["ExitCode"]) == ("created", 127) and "nosuchcmd" in st["Error"]
+
+
+def test_kill_with_a_signal(d):
+    d.berth("run", "-d", "--name", "trapper", IMG, "sh", "-c",
+            'trap "exit 42" USR1; echo ready; while true; do sleep 0.1; done', check=True)
+    wait_for(lambda: "ready" in d.berth("logs", "trapper").out, 10, "the trap to be set")
+    d.berth("kill", "-s", "USR1", "trapper", check=True)
+    assert d.berth("wait", "trapper", check=True).out.strip() == "42"
+    d.berth("run", "-d", "--name", "victim", IMG, "sleep", "30", check=True)
+    d.berth("kill", "victim", check=True)  # SIGKILL by default
+    assert d.berth("wait", "victim", check=True).out.strip() == "137"
+    p = d.berth("kill", "victim")
+    assert p.returncode != 0 and "not running" in p.err
+
+
+def test_rm_running_refused_without_force(d):
+    cid = d.berth("run", "-d", IMG, "sleep", "30", check=True).out.strip()
+    p = d.berth("rm", cid)
+    assert p.returncode != 0 and "cannot remove a running container" in p.err.lower(), p.err
+    assert status(d, cid) == "running"
+    pid = state(d, cid)["Pid"]
+    d.berth("rm", "-f", cid, check=True)
+    assert cid[:12] not in d.berth("ps", "-a", "-q", check=True).out
+    wait_for(lambda: not _alive(pid), 10, "the container's process to end")
+    assert d.berth("inspect", cid).returncode != 0
+
+
+def test_wait_prints_the_exit_code(d):
+    cid = d.berth("run", "-d", IMG, "sh", "-c", "sleep 0.5; exit 3", check=True).out.strip()
+    t = time.monotonic()
+    assert d.berth("wait", cid, check=True).out.strip() == "3"
+    assert time.monotonic() - t > 0.2
+    assert d.berth("wait", cid, check=True).out.strip() == "3"  # again, once exited
+
+
+# --- berth: logs ---
+
+def test_logs_stdout_stderr_tail_timestamps(d):
+    cid = d.berth("run", "-d", IMG, "sh", "-c",
+                  "echo out1; sleep 0.1; echo err1 >&2; sleep 0.1; echo out2; echo out3", check=True).out.strip()
+    assert d.berth("wait", cid, check=True).out.strip() == "0"
+    p = d.berth("logs", cid, check=True)
+    assert p.out == "out1\nout2\nout3\n" and p.err == "err1\n"
+    p = d.berth("logs", "--tail", "2", cid, check=True)
+    assert p.out == "out2\nout3\n" and p.err == ""
+    p = d.berth("logs", "--tail", "3", cid, check=True)
+    assert p.out == "out2\nout3\n" and p.err == "err1\n"
+    p = d.berth("logs", "-t", cid, check=True)
+    lines = p.out.splitlines()
+    assert len(lines) == 3 and all(TS.match(line) for line in lines), p.out  # a timestamp per line
+    assert [TS.sub("", line) for line in lines] == ["out1", "out2", "out3"]
+    assert TS.match(p.err) and p.err.endswith(" err1\n")
+
+
+def test_logs_follow_until_exit(d):
+    cid = d.berth("run", "-d", IMG, "sh", "-c", "for i in 1 2 3 4; do echo line$i; sleep 0.3; done",
+                  check=True).out.strip()
+    t = time.monotonic()
+    p = d.berth("logs", "-f", cid, check=True, timeout=30)
+    assert p.out == "line1\nline2\nline3\nline4\n"
+    assert 0.5 < time.monotonic() - t < 10
+    assert status(d, cid) == "exited"
+
+
+# --- berth: ps ---
+
+def test_ps_options_and_filters(d):
+    a = d.berth("run", "-d", "--name", "ps-a", "-l", "team=a", IMG, "true", check=True).out.strip()
+    wait_status(d, a, "exited")
+    h = d.berth("run", "-d", "--name", "ps-h", "hello-world", check=True).out.strip()
+    wait_status(d, h, "exited")
+    time.sleep(1.05)  # Created has a resolution of a second: b is the newest
+    b = d.berth("run", "-d", "--name", "ps-b", "-l", "team=b", "-l", "tier", IMG, "sleep", "30",
+                check=True).out.strip()
+
+    def ps(*args):
+        return d.berth("ps", *args, check=True).out.split()
+
+    assert ps("-q") == [b[:12]]
+    assert sorted(ps("-a", "-q")) == sorted([a[:12], b[:12], h[:12]])
+    assert sorted(ps("-a", "-q", "--no-trunc")) == sorted([a, b, h])
+    assert ps("-q", "-n", "1") == [b[:12]]
+    assert ps("-a", "--format", "{{.Names}}", "-n", "1") == ["ps-b"]
+    assert sorted(ps("-a", "--format", "{{.Names}}")) == ["ps-a", "ps-b", "ps-h"]
+    assert sorted(ps("-a", "--filter", "status=exited", "--format", "{{.Names}}")) == ["ps-a", "ps-h"]
+    assert sorted(ps("--filter", "status=exited", "--format", "{{.Names}}")) == ["ps-a", "ps-h"]  # no -a needed
+    assert ps("-a", "--filter", "status=running", "--format", "{{.Names}}") == ["ps-b"]
+    assert ps("-a", "--filter", "name=ps-a", "--format", "{{.Names}}") == ["ps-a"]
+    assert ps("-a", "--filter", "label=team=a", "--format", "{{.Names}}") == ["ps-a"]
+    assert sorted(ps("-a", "--filter", "label=team", "--format", "{{.Names}}")) == ["ps-a", "ps-b"]
+    assert ps("-a", "--filter", "label=tier", "-q") == [b[:12]]
+    assert sorted(ps("-a", "--filter", f"ancestor={IMG}", "--format", "{{.Names}}")) == ["ps-a", "ps-b"]
+    assert ps("-a", "--filter", "ancestor=hello-world", "--format", "{{.Names}}") == ["ps-h"]
+    assert ps("-a", "--filter", "status=exited", "--filter", "label=team=a", "-q") == [a[:12]]
+    table = d.berth("ps", "-a", "--no-trunc", check=True).out.splitlines()
+    assert table[0].split()[:2] == ["CONTAINER", "ID"] and any(line.startswith(b) for line in table[1:])
+
+
+def test_names_are_unique(d):
+    d.berth("create", "--name", "only-one", IMG, "true", check=True)
+    p = d.berth("run", "--name", "only-one", IMG, "true")
+    assert p.returncode == 125
+    assert "Conflict" in p.err and '"/only-one" is already in use' in p.err, p.err
+    import docker
+    client = docker.DockerClient(base_url=d.host)
+    try:
+        with pytest.raises(docker.errors.APIError) as e:
+            client.containers.create(IMG, "true", name="only-one")
+        assert e.value.status_code == 409
+    finally:
+        client.close()
+    assert names(d.berth("ps", "-a", "--format", "{{.Names}}", check=True)) == ["only-one"]
+
+
+# --- berth: the process's environment ---
+
+def test_env_workdir_user_hostname(d, tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("# a comment\nA=1\nB=two words\n\n")
+    p = run(d, "-e", "X=y", "--env-file", str(env_file), "-w", "/tmp", "-u", "65534", "--hostname", "myhost",
+            IMG, "sh", "-c", 'echo "$X|$A|$B|$FIXTURE"; pwd; id -u; id -g; hostname; cat /etc/hostname')
+    assert p.out.splitlines() == ["y|1|two words|busybox-layers", "/tmp", "65534", "65534", "myhost", "myhost"]
+    # the defaults: the image's WORKDIR, root, the short id as hostname
+    p = d.berth("run", "--name", "defaults", IMG, "sh", "-c", "pwd; id -u; hostname", check=True)
+    cid = d.berth("inspect", "-f", "{{.Id}}", "defaults", check=True).out.strip()
+    assert p.out.splitlines() == ["/data", "0", cid[:12]]
+
+
+def test_entrypoint(d):
+    assert run(d, "--entrypoint", "echo", IMG, "hi", "there").out == "hi there\n"
+    # --entrypoint drops the image's CMD
+    assert run(d, "--entrypoint", "pwd", IMG).out == "/data\n"
+
+
+def test_read_only_rootfs(d):
+    p = run(d, "--read-only", IMG, "sh", "-c", "touch /x; echo rc=$?; touch /dev/shm/ok && echo shm-ok", check=False)
+    assert "rc=1" in p.out and "Read-only file system" in p.err
+    assert "shm-ok" in p.out
+    assert run(d, IMG, "sh", "-c", "touch /x && echo ok").out == "ok\n"
+
+
+def _cgroup_value(d, *args, v2, v1):
+    p = run(d, *args, IMG, "sh", "-c", f"cat /sys/fs/cgroup/{v2} 2>/dev/null || cat /sys/fs/cgroup/{v1}")
+    return p.out.strip()
+
+
+def test_memory_limit(d):
+    assert _cgroup_value(d, "--memory", "64m", v2="memory.max", v1="memory/memory.limit_in_bytes") == str(64 << 20)
+
+
+def test_pids_limit(d):
+    assert _cgroup_value(d, "--pids-limit", "10", v2="pids.max", v1="pids/pids.max") == "10"
+
+
+def _caps(d, *args):
+    p = run(d, *args, IMG, "grep", "^Cap", "/proc/self/status")
+    return {k: int(v, 16) for k, v in (line.split(":") for line in p.out.splitlines())}
+
+
+def _own_bounding_set():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+
+
+def test_capabilities(d):
+    default = _caps(d)
+    assert default["CapEff"] == default["CapPrm"] == default["CapBnd"] == DOCKER_DEFAULT_CAPS
+    assert default["CapInh"] == default["CapAmb"] == 0
+    assert set(_caps(d, "--cap-drop", "ALL").values()) == {0}
+    dropped = _caps(d, "--cap-drop", "NET_RAW", "--cap-add", "SYS_ADMIN")
+    assert dropped["CapEff"] == DOCKER_DEFAULT_CAPS & ~(1 << 13) | (1 << 21)
+    # --privileged: every capability (that berthd itself holds)
+    assert _caps(d, "--privileged")["CapEff"] == _own_bounding_set()
+    assert _caps(d, "-u", "65534")["CapEff"] == 0
+
+
+# --- the docker CLI ---
+
+def test_docker_run_rm(d):
+    p = d.docker("run", "--rm", "--name", "dk-rm", IMG, "echo", "hi")
+    assert (p.returncode, p.out) == (0, "hi\n"), p.err
+    assert d.docker("run", "--rm", IMG, "sh", "-c", "exit 4").returncode == 4
+    p = d.docker("run", "--rm", "hello-world")
+    assert p.returncode == 0 and HELLO_MSG in p.out
+    p = d.docker("run", "--rm", IMG, "nosuchcmd")
+    assert p.returncode == 127 and "nosuchcmd" in p.err
+    assert d.docker("ps", "-a", "-q", check=True).out.strip() == ""
+
+
+def test_docker_detached_lifecycle(d):
+    import subprocess
+    cid = d.docker("run", "-d", "--name", "dk", "-e", "K=V", "--memory", "64m", IMG, "sh", "-c",
+                   "echo a; sleep 0.3; echo b >&2; sleep 30", check=True).out.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    rows = d.docker("ps", check=True).out.splitlines()
+    assert rows[0].startswith("CONTAINER ID") and any(r.startswith(cid[:12]) and r.endswith("dk") for r in rows)
+    follow = subprocess.Popen(["docker", "-H", d.host, "logs", "-f", "dk"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=d.env())
+    try:
+        time.sleep(1.0)
+        assert follow.poll() is None  # following
+        t = time.monotonic()
+        d.docker("stop", "-t", "1", "dk", check=True)
+        assert time.monotonic() - t < 6
+        out, err = follow.communicate(timeout=10)  # ends with the container
+        assert (follow.returncode, out, err) == (0, b"a\n", b"b\n")
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    [info] = json.loads(d.docker("inspect", "dk", check=True).out)
+    assert info["Id"] == cid and info["Name"] == "/dk"
+    assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 137
+    assert info["Config"]["Cmd"] == ["sh", "-c", "echo a; sleep 0.3; echo b >&2; sleep 30"]
+    assert "K=V" in info["Config"]["Env"] and info["Config"]["Image"] == IMG
+    assert info["HostConfig"]["Memory"] == 64 << 20 and info["HostConfig"]["AutoRemove"] is False
+    assert d.docker("inspect", "-f", "{{.State.Status}} {{.Config.WorkingDir}}", "dk", check=True).out == "exited /data\n"
+    assert d.docker("wait", "dk", check=True).out.strip() == "137"
+    d.docker("rm", "dk", check=True)
+    assert d.docker("ps", "-a", "-q", check=True).out.strip() == ""
+
+
+def test_docker_wait(d):
+    cid = d.docker("run", "-d", IMG, "sh", "-c", "sleep 0.3; exit 6", check=True).out.strip()
+    assert d.docker("wait", cid, check=True).out.strip() == "6"
+    d.docker("rm", cid, check=True)
+
+
+def _pty_session(argv, env, script, timeout=30):
+    """Run argv on a pty; for each (expect, send) wait for expect in the output, then type send.
+    Returns (output, exit code)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.execvpe(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    buf = b""
+    deadline = time.monotonic() + timeout
+
+    def read_until(pat):
+        nonlocal buf
+        while pat is None or pat not in buf:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {pat!r}; got {buf!r}")
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    if pat is None:
+                        return
+                    raise AssertionError(f"EOF waiting for {pat!r}; got {buf!r}")
+                buf += data
+    try:
+        for expect, send in script:
+            read_until(expect)
+            os.write(fd, send)
+        read_until(None)
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return buf, os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for the exit; got {buf!r}")
+            time.sleep(0.05)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+
+
+@pytest.mark.parametrize("client", ["docker", "berth"])
+def test_run_it_through_a_pty(d, client):
+    argv = ["docker" if client == "docker" else BERTH, "-H", d.host, "run", "-it", "--rm", IMG, "sh"]
+    out, code = _pty_session(argv, d.env(), [(b"# ", b"echo hi-$((1+1))\n"), (b"hi-2", b"exit 3\n")])
+    assert b"hi-2\r\n" in out
+    assert code == 3
+    assert d.berth("ps", "-a", "-q", check=True).out.strip() == ""
+
+
+# --- the Docker SDK for Python ---
+
+def test_docker_sdk(d):
+    import docker
+    client = docker.DockerClient(base_url=d.host)
+    try:
+        assert client.containers.run(IMG, "echo hi", remove=True) == b"hi\n"
+        with pytest.raises(docker.errors.ContainerError) as e:
+            client.containers.run(IMG, ["sh", "-c", "echo oops >&2; exit 2"], remove=True)
+        assert e.value.exit_status == 2 and b"oops" in e.value.stderr
+        c = client.containers.run(IMG, ["sh", "-c", "for i in 1 2 3; do echo l$i; sleep 0.2; done; exit 3"],
+                                  detach=True, name="sdk-a", labels={"by": "sdk"})
+        assert c.status in ("created", "running")
+        assert b"".join(c.logs(stream=True)) == b"l1\nl2\nl3\n"
+        assert c.wait() == {"StatusCode": 3, "Error": None}
+        c.reload()
+        assert c.status == "exited" and c.attrs["State"]["ExitCode"] == 3 and c.labels["by"] == "sdk"
+        s = client.containers.run(IMG, "sleep 30", detach=True, name="sdk-b")
+        s.reload()
+        assert s.status == "running"
+        assert [x.name for x in client.containers.list()] == ["sdk-b"]
+        assert [x.name for x in client.containers.list(all=True, filters={"status": "exited"})] == ["sdk-a"]
+        assert [x.name for x in client.containers.list(all=True, filters={"label": "by=sdk"})] == ["sdk-a"]
+        t = time.monotonic()
+        s.stop(timeout=1)
+        assert time.monotonic() - t < 6
+        s.reload()
+        assert s.status == "exited"
+        s.remove()
+        c.remove()
+        assert client.containers.list(all=True) == []
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get("sdk-a")
+    finally:
+        client.close()
+
+
+# --- surviving a daemon restart ---
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def test_containers_survive_kill_9_of_berthd(berthd):
+    berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    pids = []
+    try:
+        berthd.berth("run", "-d", "--name", "ticker", IMG, "sh", "-c", "while true; do echo tick; sleep 0.2; done",
+                     check=True)
+        berthd.berth("run", "-d", "--name", "five", IMG, "sh", "-c", "sleep 2; exit 5", check=True)
+        pids = [state(berthd, n)["Pid"] for n in ("ticker", "five")]
+        assert all(pids)
+        berthd.kill9()
+        time.sleep(0.3)
+        assert all(_alive(p) for p in pids), "the containers died with berthd"
+        wait_for(lambda: not _alive(pids[1]), 10, "the second container to exit while berthd is down")
+        assert _alive(pids[0])
+        berthd.start()
+        ps = berthd.berth("ps", check=True).out.splitlines()
+        assert [line.split()[-1] for line in ps[1:]] == ["ticker"] and " Up " in ps[1], ps
+        assert state(berthd, "ticker")["Pid"] == pids[0]
+        n1 = berthd.berth("logs", "ticker", check=True).out.count("tick\n")
+        assert n1 >= 5
+        wait_for(lambda: berthd.berth("logs", "ticker").out.count("tick\n") > n1 + 2, 10, "the log to grow")
+        st = state(berthd, "five")
+        assert (st["Status"], st["ExitCode"]) == ("exited", 5)
+        assert "Exited (5)" in berthd.berth("ps", "-a", "--filter", "name=five", check=True).out
+        assert berthd.berth("wait", "five", check=True).out.strip() == "5"
+        berthd.berth("stop", "-t", "1", "ticker", check=True)
+        st = state(berthd, "ticker")
+        assert st["Status"] == "exited" and st["ExitCode"] in (137, 143)
+        assert not _alive(pids[0])
+        assert berthd.berth("run", "--rm", IMG, "echo", "after").out == "after\n"
+    finally:
+        if berthd.proc is None:
+            try:
+                berthd.start()
+            except AssertionError:
+                pass
+        if berthd.proc is not None:
+            _remove_all(berthd)
+        else:  # no daemon to ask: end the containers directly
+            for p in pids:
+                if _alive(p):
+                    os.kill(p, signal.SIGKILL)
