@@ -155,6 +155,50 @@ class _Raw(asyncio.Protocol):
         self.queue.put_nowait(None)
 
 
+def hijack(request):
+    """Take the connection over from aiohttp (docker's hijack): answer 101 UPGRADED (or 200 to a
+    client that did not ask to upgrade) and return (transport, _Raw) for the raw byte stream."""
+    transport = request.transport
+    raw = _Raw()
+    request.protocol.set_parser(raw)  # bytes aiohttp already read after the headers
+    transport.set_protocol(raw)  # everything after that, and a half-close
+    if request.headers.get("Upgrade", "").lower() == "tcp" or "upgrade" in request.headers.get("Connection", "").lower():
+        transport.write(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
+                        b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    else:
+        transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n")
+    return transport, raw
+
+
+async def pipe(transport, raw, reader, writer, stdin=True):
+    """Copy the shim's stream to the client and (with stdin) the client's bytes to the shim; the
+    client's EOF half-closes toward the shim, whose output keeps flowing until it ends."""
+    async def client_to_shim():
+        while True:
+            data = await raw.queue.get()
+            if not data:
+                if stdin and writer.can_write_eof():
+                    writer.write_eof()
+                return
+            if stdin:
+                writer.write(data)
+                await writer.drain()
+
+    pump = asyncio.ensure_future(client_to_shim())
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            transport.write(data)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        pump.cancel()
+        writer.close()
+        transport.close()
+
+
 async def attach(request):
     """POST /containers/{id}/attach: answer 101 and pipe the connection to the shim's attach."""
     d = request.app["daemon"]
@@ -162,18 +206,7 @@ async def attach(request):
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
     want = {"stdin": _bool(request, "stdin"), "stdout": _bool(request, "stdout"), "stderr": _bool(request, "stderr")}
     sock_path = d.containers.shim_socket(rec.id)
-    upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or "upgrade" in request.headers.get("Connection", "").lower()
-    transport = request.transport
-    raw = _Raw()
-    if upgrade:
-        request.protocol.set_parser(raw)
-        transport.set_protocol(raw)
-        transport.write(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
-                        b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
-    else:
-        request.protocol.set_parser(raw)
-        transport.set_protocol(raw)
-        transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n")
+    transport, raw = hijack(request)
     # the shim appears when the container starts (docker attaches before start): the shim then
     # holds the container until this attach is connected, so no output is lost
     shim = None
@@ -202,30 +235,7 @@ async def attach(request):
     finally:
         d.attach_waiting.discard(rec.id)
 
-    async def client_to_shim():
-        while True:
-            data = await raw.queue.get()
-            if not data:
-                if want["stdin"] and writer.can_write_eof():
-                    writer.write_eof()
-                return
-            if want["stdin"]:
-                writer.write(data)
-                await writer.drain()
-
-    pump = asyncio.ensure_future(client_to_shim())
-    try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            transport.write(data)
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        pump.cancel()
-        writer.close()
-        transport.close()
+    await pipe(transport, raw, reader, writer, stdin=want["stdin"])
     return web.Response()
 
 

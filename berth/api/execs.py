@@ -8,7 +8,7 @@ import secrets
 from aiohttp import web
 
 from berth.api.app import json_response, namespace_of, stream_headers
-from berth.api.containers import _Raw
+from berth.api.containers import hijack, pipe
 from berth.errors import FailedPrecondition, InvalidArgument, NotFound
 
 
@@ -99,40 +99,8 @@ async def start(request):
                 writer.close()
         asyncio.ensure_future(drain())
         return web.Response(status=200, headers=stream_headers())
-    transport = request.transport
-    raw = _Raw()
-    request.protocol.set_parser(raw)
-    transport.set_protocol(raw)
-    upgrade = "upgrade" in request.headers.get("Connection", "").lower()
-    if upgrade:
-        transport.write(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
-                        b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
-    else:
-        transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n")
-
-    async def client_to_shim():
-        while True:
-            data = await raw.queue.get()
-            if not data:
-                if writer.can_write_eof():
-                    writer.write_eof()
-                return
-            writer.write(data)
-            await writer.drain()
-
-    pump = asyncio.ensure_future(client_to_shim())
-    try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            transport.write(data)
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        pump.cancel()
-        writer.close()
-        transport.close()
+    transport, raw = hijack(request)
+    await pipe(transport, raw, reader, writer)
     return web.Response()
 
 

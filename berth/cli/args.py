@@ -1,6 +1,7 @@
 """argparse with one-line errors (exit 125, as docker)."""
 
 import argparse
+import sys
 
 from berth.errors import BerthError
 
@@ -18,3 +19,18 @@ class Parser(argparse.ArgumentParser):
 
 def parser(cmd, description=None):
     return Parser(cmd, description=description)
+
+
+def for_each(names, action, echo=True):
+    """Apply action to each name as docker does: print the name, or a one-line error and go on;
+    exit status 1 if any failed."""
+    failed = 0
+    for n in names:
+        try:
+            action(n)
+            if echo:
+                print(n)
+        except BerthError as e:
+            print(f"berth: {e.message}", file=sys.stderr)
+            failed = 1
+    return 1 if failed else 0

@@ -4,20 +4,12 @@ import os
 import posixpath
 import sys
 
-from berth.cli.args import parser
+from berth.cli.args import for_each, parser
 from berth.errors import BerthError, InvalidArgument, NotFound
 
 
 def _each(ctx, names, fn):
-    failed = 0
-    for n in names:
-        try:
-            fn(n)
-            print(n)
-        except BerthError as e:
-            print(f"berth: {e.message}", file=sys.stderr)
-            failed = 1
-    return failed
+    return for_each(names, fn)
 
 
 def pause(ctx, argv, cmd):

@@ -5,7 +5,7 @@ import struct
 import sys
 import threading
 
-from berth.cli.args import parser
+from berth.cli.args import for_each, parser
 from berth.errors import BerthError, NotFound
 
 
@@ -282,15 +282,7 @@ def start(ctx, argv, cmd):
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
-    failed = 0
-    for n in a.names:
-        try:
-            ctx.client.container_start(n)
-            print(n)
-        except BerthError as e:
-            print(f"berth: {e.message}", file=sys.stderr)
-            failed = 1
-    return 1 if failed else 0
+    return for_each(a.names, lambda n: ctx.client.container_start(n))
 
 
 def ps(ctx, argv, cmd):
@@ -351,15 +343,7 @@ def rm(ctx, argv, cmd):
     p.add_argument("-v", "--volumes", action="store_true")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
-    failed = 0
-    for n in a.names:
-        try:
-            ctx.client.container_remove(n, force=a.force, volumes=a.volumes)
-            print(n)
-        except BerthError as e:
-            print(f"berth: {e.message}", file=sys.stderr)
-            failed = 1
-    return 1 if failed else 0
+    return for_each(a.names, lambda n: ctx.client.container_remove(n, force=a.force, volumes=a.volumes))
 
 
 def stop(ctx, argv, cmd):
@@ -368,15 +352,7 @@ def stop(ctx, argv, cmd):
     p.add_argument("-s", "--signal")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
-    failed = 0
-    for n in a.names:
-        try:
-            ctx.client.container_stop(n, a.timeout)
-            print(n)
-        except BerthError as e:
-            print(f"berth: {e.message}", file=sys.stderr)
-            failed = 1
-    return 1 if failed else 0
+    return for_each(a.names, lambda n: ctx.client.container_stop(n, a.timeout))
 
 
 def kill(ctx, argv, cmd):
@@ -384,15 +360,7 @@ def kill(ctx, argv, cmd):
     p.add_argument("-s", "--signal", default="KILL")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
-    failed = 0
-    for n in a.names:
-        try:
-            ctx.client.container_kill(n, a.signal)
-            print(n)
-        except BerthError as e:
-            print(f"berth: {e.message}", file=sys.stderr)
-            failed = 1
-    return 1 if failed else 0
+    return for_each(a.names, lambda n: ctx.client.container_kill(n, a.signal))
 
 
 def wait(ctx, argv, cmd):
@@ -504,15 +472,7 @@ def restart(ctx, argv, cmd):
     p.add_argument("-t", "--time", "--timeout", type=int, dest="timeout")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
-    failed = 0
-    for n in a.names:
-        try:
-            ctx.client.call("POST", f"/containers/{n}/restart", params={"t": a.timeout})
-            print(n)
-        except BerthError as e:
-            print(f"berth: {e.message}", file=sys.stderr)
-            failed = 1
-    return 1 if failed else 0
+    return for_each(a.names, lambda n: ctx.client.call("POST", f"/containers/{n}/restart", params={"t": a.timeout}))
 
 
 def attach(ctx, argv, cmd):

@@ -1,10 +1,8 @@
 """namespace ls | create | rm | inspect (containerd's namespaces, as nerdctl)."""
 
 import json
-import sys
 
-from berth.cli.args import parser
-from berth.errors import BerthError
+from berth.cli.args import for_each, parser
 
 
 def ls(ctx, argv, cmd):
@@ -42,15 +40,7 @@ def rm(ctx, argv, cmd):
     p = parser(cmd, "remove namespaces (refused while they hold anything)")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
-    failed = 0
-    for n in a.names:
-        try:
-            ctx.client.namespace_remove(n)
-            print(n)
-        except BerthError as e:
-            print(f"berth: {e.message}", file=sys.stderr)
-            failed = 1
-    return 1 if failed else 0
+    return for_each(a.names, ctx.client.namespace_remove)
 
 
 def inspect(ctx, argv, cmd):

@@ -42,11 +42,7 @@ class APIClient:
         if resp.status >= 400:
             data = resp.read()
             resp.close()
-            try:
-                msg = json.loads(data).get("message") or data.decode(errors="replace")
-            except (ValueError, AttributeError):
-                msg = data.decode(errors="replace").strip() or f"HTTP {resp.status}"
-            raise error_from(resp.status, msg)
+            raise error_from(resp.status, _message(data, resp.status))
         if stream:
             return resp
         try:
@@ -55,6 +51,16 @@ class APIClient:
             return resp.read()
         finally:
             resp.close()
+
+    def upgrade(self, method, path, params=None, body=None, headers=None):
+        """A request that hijacks the connection (attach, exec): the response after the daemon's 101."""
+        resp = self.transport.request(method, path, params=params, body=body, headers=self._headers(headers),
+                                      upgrade=True)
+        if resp.status >= 400:
+            data = resp.read()
+            resp.close()
+            raise error_from(resp.status, _message(data, resp.status))
+        return resp
 
     # --- system ---
 
@@ -147,6 +153,15 @@ class APIClient:
         return self.call("POST", "/images/prune", params=params)
 
 
+def _message(data, status):
+    """The daemon's {"message": ...}, or the body as text."""
+    try:
+        msg = json.loads(data).get("message")
+    except (ValueError, AttributeError):
+        msg = None
+    return msg or data.decode(errors="replace").strip() or f"HTTP {status}"
+
+
 def _auth_header(auth):
     if not auth:
         return None
@@ -193,18 +208,8 @@ def _containers(cls):
 
     def container_attach(self, cid, stdin=False):
         """Hijack: the raw socket of an attach, after the daemon's 101."""
-        resp = self.transport.request("POST", f"/containers/{cid}/attach",
-                                      params={"stream": True, "stdin": stdin, "stdout": True, "stderr": True},
-                                      headers=self._headers(), upgrade=True)
-        if resp.status >= 400:
-            data = resp.read()
-            resp.close()
-            try:
-                msg = json.loads(data).get("message")
-            except (ValueError, AttributeError):
-                msg = data.decode(errors="replace")
-            raise error_from(resp.status, msg)
-        return resp
+        return self.upgrade("POST", f"/containers/{cid}/attach",
+                            params={"stream": True, "stdin": stdin, "stdout": True, "stderr": True})
 
     for f in (container_create, container_start, container_wait, container_inspect, containers, container_remove,
               container_stop, container_kill, container_logs, container_resize, container_attach):
@@ -226,17 +231,7 @@ def _execs(cls):
         body = json.dumps({"Detach": detach, "Tty": tty}).encode()
         if detach:
             return self.call("POST", f"/exec/{eid}/start", body=body, headers={"Content-Type": "application/json"})
-        resp = self.transport.request("POST", f"/exec/{eid}/start", body=body,
-                                      headers=self._headers({"Content-Type": "application/json"}), upgrade=True)
-        if resp.status >= 400:
-            data = resp.read()
-            resp.close()
-            try:
-                msg = json.loads(data).get("message")
-            except (ValueError, AttributeError):
-                msg = data.decode(errors="replace")
-            raise error_from(resp.status, msg)
-        return resp
+        return self.upgrade("POST", f"/exec/{eid}/start", body=body, headers={"Content-Type": "application/json"})
 
     for f in (exec_create, exec_inspect, exec_start):
         setattr(cls, f.__name__, f)

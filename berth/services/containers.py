@@ -639,29 +639,8 @@ def _quote(a):
     return a if a and all(c not in a for c in " \"'\t") else json.dumps(a)
 
 
-def human_duration(seconds):
-    """docker's units.HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    return f"{h // 24} days"
-
-
 def _status_text(st):
+    from berth.units import human_duration
     if st["Running"]:
         up = human_duration(time.time() - _parse_time(st["StartedAt"]))
         return f"Up {up}" + (" (Paused)" if st["Paused"] else "")
