@@ -1,20 +1,220 @@
-"""argparse with one-line errors (exit 125, as docker)."""
+"""Command-line parsing for berth's commands, with one-line errors (exit 125, as docker).
 
-import argparse
+A small parser with the part of argparse's interface the commands use (flags with one or more
+names, store_true/append actions, types, choices, defaults, positionals with ?, + and ...
+(the rest of the line), short flags combined as in `-it`, `--flag=value`, `--`). argparse
+itself costs ~7 ms to import, and every berth command pays its start-up; `--help` still uses
+argparse to print the usage.
+"""
+
 import sys
 
 from berth.errors import BerthError
 
+REMAINDER = "..."
 
-class Parser(argparse.ArgumentParser):
-    def __init__(self, cmd, **kw):
-        kw.setdefault("add_help", False)  # -h is --hostname for run/create, as in docker
-        super().__init__(prog=f"berth {cmd}", **kw)
-        self.add_argument("--help", action="help", help="show this help")
+
+class Namespace:
+    pass
+
+
+class _Arg:
+    def __init__(self, names, kw):
+        self.names = names
+        self.positional = not names[0].startswith("-")
+        self.action = kw.get("action", "store")
+        self.nargs = kw.get("nargs")
+        self.type = kw.get("type")
+        self.choices = kw.get("choices")
+        self.kw = kw
+        if self.positional:
+            self.dest = kw.get("dest", names[0])
+        else:
+            long = next((n for n in names if n.startswith("--")), names[0])
+            self.dest = kw.get("dest", long.lstrip("-").replace("-", "_"))
+        if "default" in kw:
+            self.default = kw["default"]
+        elif self.action == "store_true":
+            self.default = False
+        elif self.action == "append" or self.nargs in ("+", "*", REMAINDER):
+            self.default = [] if self.action != "append" else None
+        else:
+            self.default = None
+
+    def convert(self, parser, value, shown):
+        if self.type is not None:
+            try:
+                value = self.type(value)
+            except (TypeError, ValueError):
+                parser.error(f"argument {shown}: invalid {getattr(self.type, '__name__', 'value')} value: {value!r}")
+        if self.choices is not None and value not in self.choices:
+            parser.error(f"argument {shown}: invalid choice: {value!r} (choose from "
+                         + ", ".join(repr(c) for c in self.choices) + ")")
+        return value
+
+
+class Parser:
+    def __init__(self, cmd, description=None, **_kw):
         self.cmd = cmd
+        self.description = description
+        self.args = []
+        self.flags = {}
+
+    def add_argument(self, *names, **kw):
+        a = _Arg(list(names), kw)
+        self.args.append(a)
+        for n in names:
+            if n.startswith("-"):
+                self.flags[n] = a
+        return a
 
     def error(self, message):
         raise BerthError(f"{self.cmd}: {message}")
+
+    def print_help(self):
+        import argparse
+        p = argparse.ArgumentParser(prog=f"berth {self.cmd}", description=self.description, add_help=False)
+        for a in self.args:
+            kw = {k: v for k, v in a.kw.items() if k in ("action", "default", "help", "choices", "dest", "metavar")}
+            if a.nargs is not None:
+                kw["nargs"] = argparse.REMAINDER if a.nargs == REMAINDER else a.nargs
+            if a.type is not None:
+                kw["type"] = a.type
+            if a.positional:
+                kw.pop("dest", None)
+            p.add_argument(*a.names, **kw)
+        p.print_help()
+
+    def parse_args(self, argv):
+        ns = Namespace()
+        for a in self.args:
+            setattr(ns, a.dest, list(a.default) if isinstance(a.default, list) else a.default)
+        positionals = [a for a in self.args if a.positional]
+        values = []  # positional words
+        rest = None
+        i = 0
+        argv = list(argv)
+
+        def needs_value(a):
+            return a.action not in ("store_true", "help")
+
+        while i < len(argv):
+            w = argv[i]
+            i += 1
+            if rest is not None:
+                rest.append(w)
+                continue
+            if w == "--":
+                values.extend(argv[i:])
+                break
+            if w in ("--help",) or (w == "-h" and "-h" not in self.flags):
+                self.print_help()
+                raise SystemExit(0)
+            if w.startswith("--") and len(w) > 2:
+                name, eq, val = w.partition("=")
+                a = self.flags.get(name)
+                if a is None:
+                    self.error(f"unknown flag: {name}")
+                if needs_value(a):
+                    if not eq:
+                        if i >= len(argv):
+                            self.error(f"argument {name}: expected one argument")
+                        val = argv[i]
+                        i += 1
+                    self._store(ns, a, a.convert(self, val, name))
+                else:
+                    if eq:
+                        self.error(f"argument {name}: ignored explicit argument {val!r}")
+                    self._store(ns, a, True)
+                continue
+            if w.startswith("-") and len(w) > 1 and not _is_number(w):
+                # -x, -xVALUE, -abc (combined short flags)
+                j = 1
+                while j < len(w):
+                    name = "-" + w[j]
+                    a = self.flags.get(name)
+                    if a is None:
+                        self.error(f"unknown shorthand flag: {w[j]!r} in {w}")
+                    if needs_value(a):
+                        val = w[j + 1:]
+                        if val.startswith("="):
+                            val = val[1:]
+                        if not val:
+                            if i >= len(argv):
+                                self.error(f"argument {name}: expected one argument")
+                            val = argv[i]
+                            i += 1
+                        self._store(ns, a, a.convert(self, val, name))
+                        break
+                    self._store(ns, a, True)
+                    j += 1
+                continue
+            values.append(w)
+            # once the positionals before a "..." one are filled, the rest of the line is its
+            filled = _fill(positionals, values)
+            if filled is not None:
+                rest = filled
+        self._assign(ns, positionals, values, rest)
+        return ns
+
+    def _store(self, ns, a, value):
+        if a.action == "append":
+            cur = getattr(ns, a.dest)
+            if cur is None:
+                cur = []
+                setattr(ns, a.dest, cur)
+            cur.append(value)
+        else:
+            setattr(ns, a.dest, value)
+
+    def _assign(self, ns, positionals, values, rest):
+        vals = list(values)
+        for idx, a in enumerate(positionals):
+            later_required = sum(1 for b in positionals[idx + 1:] if b.nargs in (None, "+"))
+            if a.nargs == REMAINDER:
+                setattr(ns, a.dest, vals + (rest or []))
+                vals = []
+            elif a.nargs == "+":
+                take = len(vals) - later_required
+                if take < 1:
+                    self.error(f"the following arguments are required: {a.dest}")
+                setattr(ns, a.dest, [a.convert(self, v, a.dest) for v in vals[:take]])
+                vals = vals[take:]
+            elif a.nargs == "*":
+                take = max(len(vals) - later_required, 0)
+                setattr(ns, a.dest, [a.convert(self, v, a.dest) for v in vals[:take]])
+                vals = vals[take:]
+            elif a.nargs == "?":
+                if len(vals) > later_required:
+                    setattr(ns, a.dest, a.convert(self, vals.pop(0), a.dest))
+            else:
+                if not vals:
+                    missing = [b.dest for b in positionals[idx:] if b.nargs in (None, "+")]
+                    self.error(f"the following arguments are required: {', '.join(missing)}")
+                setattr(ns, a.dest, a.convert(self, vals.pop(0), a.dest))
+        if vals:
+            self.error(f"unrecognized arguments: {' '.join(vals)}")
+
+
+def _fill(positionals, values):
+    """[] when a REMAINDER positional starts right after these values, else None."""
+    need = 0
+    for a in positionals:
+        if a.nargs == REMAINDER:
+            return [] if len(values) >= need else None
+        if a.nargs in (None,):
+            need += 1
+        else:
+            return None  # ?, +, * before a remainder: not used by berth's commands
+    return None
+
+
+def _is_number(w):
+    try:
+        float(w)
+        return True
+    except ValueError:
+        return False
 
 
 def parser(cmd, description=None):

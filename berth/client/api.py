@@ -125,7 +125,7 @@ class APIClient:
             self._save_many(names)
 
     def _save_many(self, names):
-        from urllib.parse import urlencode
+        from berth.client.transport import urlencode
         return self.call("GET", "/images/get?" + urlencode([("names", n) for n in names]), stream=True)
 
     def image_load(self, chunks, quiet=False):
@@ -133,7 +133,7 @@ class APIClient:
                          headers={"Content-Type": "application/x-tar"}, stream=True)
 
     def image_import(self, chunks, repo=None, tag=None, changes=(), message=None, platform=None):
-        from urllib.parse import urlencode
+        from berth.client.transport import urlencode
         params = [("fromSrc", "-")]
         if repo:
             params.append(("repo", repo))

@@ -6,9 +6,21 @@ Content-Length, chunked or close-delimited bodies, and the raw socket after a 10
 """
 
 import socket
-from urllib.parse import quote, urlencode
 
 from berth.errors import Unavailable
+
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def quote(s, safe=""):
+    """Percent-encode like urllib.parse.quote (urllib.parse costs ~2 ms to import: re)."""
+    keep = _UNRESERVED | frozenset(safe.encode())
+    return "".join(chr(b) if b in keep else f"%{b:02X}" for b in str(s).encode())
+
+
+def urlencode(pairs):
+    return "&".join(f"{quote(k)}={quote(v)}" for k, v in pairs)
 
 
 class TLSConfig:
