@@ -515,3 +515,21 @@ def test_containers_survive_kill_9_of_berthd(berthd):
             for p in pids:
                 if _alive(p):
                     os.kill(p, signal.SIGKILL)
+
+
+def test_another_oci_runtime_runs_the_container(d):
+    """--runtime runc: the shim drives Debian's runc binary (its own state root, errors from its
+    --log), for run, exec (with and without a TTY), pause and stop."""
+    p = d.berth("run", "--rm", "--runtime", "runc", IMG, "sh", "-c", "echo via-runc; exit 4")
+    assert p.out == "via-runc\n" and p.returncode == 4
+    cid = d.berth("run", "-d", "--runtime", "runc", IMG, "sleep", "60", check=True).out.strip()
+    assert json.loads(d.berth("inspect", cid, check=True).out)[0]["HostConfig"]["Runtime"] == "runc"
+    p = d.berth("exec", cid, "sh", "-c", "echo exec-ok; exit 3")
+    assert p.out == "exec-ok\n" and p.returncode == 3
+    d.berth("pause", cid, check=True)
+    assert status(d, cid) == "paused"
+    d.berth("unpause", cid, check=True)
+    d.berth("stop", "-t", "1", cid, check=True)
+    assert status(d, cid) == "exited"
+    p = d.berth("run", "--rm", "--runtime", "runc", IMG, "nosuchcommand")
+    assert p.returncode == 127 and "nosuchcommand" in p.err and len(p.err.strip().splitlines()) == 1

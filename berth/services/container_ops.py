@@ -63,16 +63,7 @@ def _running(svc, ns, ref):
 # --- pause / unpause -------------------------------------------------------------------------
 
 def _runtime_call(svc, rec, op):
-    rt = svc.cfg.runtimes.get(rec.runtime)
-    if rt is None or rt.path == "berth-runc":
-        from berth.runtime import container as rtlib
-        getattr(rtlib, op)(svc.runtime_root, rec.id)
-        return
-    args = [rt.path] + list(rt.args or []) + ["--root", svc.runtime_root, op, rec.id]
-    p = subprocess.run(args, capture_output=True, timeout=60, check=False)
-    if p.returncode != 0:
-        msg = (p.stderr or p.stdout).decode(errors="replace").strip().splitlines()
-        raise SystemError_(f"{rt.path} {op}: {msg[-1] if msg else f'exit status {p.returncode}'}")
+    svc.runtime_call(rec, op)
 
 
 def pause(svc, ns, ref):

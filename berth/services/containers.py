@@ -131,10 +131,40 @@ class ContainerService:
             st.update(Status="exited", ExitCode=255, FinishedAt=ext.get("started_at"))
         return st
 
+    def runtime_root_of(self, rec):
+        """Each OCI runtime keeps its own state root (their state files differ)."""
+        rt = self.cfg.runtimes.get(rec.runtime)
+        if rt is None or rt.path == "berth-runc":
+            return self.runtime_root
+        return os.path.join(self.cfg.state, "runtime-" + rec.runtime)
+
+    def runtime_call(self, rec, op):
+        """pause | resume | delete (forced) | state of a container, with its own runtime."""
+        rt = self.cfg.runtimes.get(rec.runtime)
+        if rt is None or rt.path == "berth-runc":
+            from berth.runtime import container as rtlib
+            from berth.runtime import state as rstate
+            if op == "state":
+                return rstate.load(self.runtime_root, rec.id).status()
+            if op == "delete":
+                return rtlib.delete(self.runtime_root, rec.id, force=True)
+            return getattr(rtlib, op)(self.runtime_root, rec.id)
+        import subprocess
+        args = [rt.path] + list(rt.args or []) + ["--root", self.runtime_root_of(rec)]
+        args += {"delete": ["delete", "--force"], "state": ["state"]}.get(op, [op]) + [rec.id]
+        p = subprocess.run(args, capture_output=True, timeout=60)
+        if p.returncode != 0:
+            msg = (p.stderr or p.stdout).decode(errors="replace").strip().splitlines()
+            if op in ("state", "delete") and any("not exist" in m for m in msg):
+                raise NotFound(f"{rt.path}: container {rec.id} does not exist")
+            raise SystemError_(f"{rt.path} {op}: {msg[-1] if msg else f'exit status {p.returncode}'}")
+        if op == "state":
+            return json.loads(p.stdout).get("status")
+        return None
+
     def _paused(self, rec):
         try:
-            from berth.runtime import state as rstate
-            return rstate.load(self.runtime_root, rec.id).status() == "paused"
+            return self.runtime_call(rec, "state") == "paused"
         except BerthError:
             return False
 
@@ -204,8 +234,7 @@ class ContainerService:
         while _alive(old_shim.get("shim_pid", 0)) and time.monotonic() < deadline:
             time.sleep(0.02)  # the previous run's shim is still finishing (draining, cleaning up)
         try:
-            from berth.runtime import container as rt
-            rt.delete(self.runtime_root, rec.id, force=True)  # whatever a dead shim left
+            self.runtime_call(rec, "delete")  # whatever a dead shim left
         except BerthError:
             pass
         for f in ("exit.json", "shim.json", "start-error", "shim-error"):
@@ -232,7 +261,7 @@ class ContainerService:
             hc = spec_body.get("HostConfig") or {}
             lc = (hc.get("LogConfig") or {}).get("Config") or {}
             params = {
-                "id": rec.id, "state_dir": sd, "bundle": bundle, "runtime_root": self.runtime_root,
+                "id": rec.id, "state_dir": sd, "bundle": bundle, "runtime_root": self.runtime_root_of(rec),
                 "runtime_binary": binary, "runtime_args": rt.args, "log_path": self.log_path(rec.id),
                 "tty": bool(spec_body.get("Tty")), "open_stdin": bool(spec_body.get("OpenStdin")),
                 "log_max_size": _size(lc.get("max-size")), "log_max_file": int(lc.get("max-file") or 1),
@@ -369,8 +398,7 @@ class ContainerService:
         from berth.runtime.container import parse_signal
         n = parse_signal(sig or "KILL")
         if st["Paused"]:
-            from berth.runtime import container as rt
-            rt.resume(self.runtime_root, rec.id)
+            self.runtime_call(rec, "resume")
         os.kill(st["Pid"], n)
 
     def stop(self, ns, ref, timeout=None):
@@ -380,9 +408,8 @@ class ContainerService:
             return False
         self.mark_stopped_by_user(ns, rec)
         if st["Paused"]:  # a frozen process cannot take the stop signal (nor SIGKILL) until thawed
-            from berth.runtime import container as rt
             try:
-                rt.resume(self.runtime_root, rec.id)
+                self.runtime_call(rec, "resume")
             except BerthError:
                 pass
         spec = rec.spec_json()
@@ -421,8 +448,7 @@ class ContainerService:
         from berth.snapshots.mount import unmount
         unmount(self.rootfs(rec.id))
         try:
-            from berth.runtime import container as rt
-            rt.delete(self.runtime_root, rec.id, force=True)
+            self.runtime_call(rec, "delete")
         except BerthError:
             pass
         final = self.state(self.meta.get_container(ns, rec.id))

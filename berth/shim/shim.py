@@ -180,12 +180,15 @@ class Shim:
         create = args + ["create", "--bundle", self.p["bundle"], "--pid-file", pidfile]
         sockpath = None
         if console is not None:
-            sockpath = os.path.join(self.state_dir, "console.sock")
+            sockpath = self._short_socket_path("c")
             srv = socket.socket(socket.AF_UNIX)
             srv.bind(sockpath)
             srv.listen(1)
             create += ["--console-socket", sockpath]
-        p = subprocess.Popen(create + [self.id], stdin=0, stdout=1, stderr=subprocess.PIPE, close_fds=True)
+        logfile = os.path.join(self.state_dir, "runtime-log.json")
+        create = args + ["--log", logfile, "--log-format", "json"] + create[len(args):]
+        # the runtime's stdio is the container's: errors come from its --log, not from a pipe
+        p = subprocess.Popen(create + [self.id], stdin=0, stdout=1, stderr=2, close_fds=True)
         if console is not None:
             srv.settimeout(30)
             conn, _ = srv.accept()
@@ -193,10 +196,9 @@ class Shim:
             socket.send_fds(console, [b"console"], fds)
             conn.close()
             srv.close()
-        _, err = p.communicate()
+        p.wait()
         if p.returncode != 0:
-            raise RuntimeError(err.decode(errors="replace").strip().splitlines()[-1] if err.strip() else
-                               f"{binary} create failed")
+            raise RuntimeError(_last_log_error(logfile) or f"{binary} create failed")
         with open(pidfile) as f:
             self.init_pid = int(f.read().strip())
 
@@ -516,9 +518,10 @@ class Shim:
             pidfile = os.path.join(self.state_dir, f"exec-{ex.id[:16]}.pid")
             binary = self.p.get("runtime_binary")
             if binary:
-                raise RuntimeError("exec with another runtime binary is not supported yet")
-            rt.exec_(self.p["runtime_root"], self.id, req["process"], detach=True, pid_file=pidfile,
-                     console=console)
+                self._exec_with_binary(binary, req["process"], pidfile, console)
+            else:
+                rt.exec_(self.p["runtime_root"], self.id, req["process"], detach=True, pid_file=pidfile,
+                         console=console)
             with open(pidfile) as f:
                 ex.pid = int(f.read())
             os.unlink(pidfile)
@@ -551,6 +554,49 @@ class Shim:
         self.execs[ex.id] = ex
         self._reply(c, {"ok": True, "pid": ex.pid})
         self.reap()
+
+    def _short_socket_path(self, kind):
+        """A console socket for another runtime: beside our socket, short enough for AF_UNIX."""
+        base = os.path.dirname(self.p.get("socket") or os.path.join(self.state_dir, "x"))
+        return os.path.join(base, f"{self.id[:12]}-{kind}{time.monotonic_ns() % 10**9}.sock")
+
+    def _exec_with_binary(self, binary, process, pidfile, console):
+        """`<runtime> exec --detach --process F --pid-file F [--console-socket S]`, as containerd's shim."""
+        import subprocess
+        import tempfile
+        args = [binary] + list(self.p.get("runtime_args") or []) + ["--root", self.p["runtime_root"]]
+        with tempfile.NamedTemporaryFile("w", dir=self.state_dir, suffix=".json", delete=False) as f:
+            json.dump(process, f)
+            procfile = f.name
+        srv = sockpath = None
+        try:
+            cmd = args + ["exec", "--detach", "--process", procfile, "--pid-file", pidfile]
+            if console is not None:
+                sockpath = self._short_socket_path("e")
+                srv = socket.socket(socket.AF_UNIX)
+                srv.bind(sockpath)
+                srv.listen(1)
+                cmd += ["--console-socket", sockpath]
+            logfile = os.path.join(self.state_dir, "runtime-log.json")
+            cmd[len(args):len(args)] = ["--log", logfile, "--log-format", "json"]
+            p = subprocess.Popen(cmd + [self.id], stdin=0, stdout=1, stderr=2, close_fds=True)
+            if srv is not None:
+                srv.settimeout(30)
+                conn, _ = srv.accept()
+                _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+                socket.send_fds(console, [b"console"], fds)
+                conn.close()
+            p.wait()
+            if p.returncode != 0:
+                raise RuntimeError(_last_log_error(logfile) or f"{binary} exec failed")
+        finally:
+            if srv is not None:
+                srv.close()
+                try:
+                    os.unlink(sockpath)
+                except OSError:
+                    pass
+            os.unlink(procfile)
 
     def _exec_output(self, ex, fd):
         try:
@@ -632,6 +678,23 @@ class Shim:
             os.unlink(self.p.get("socket") or os.path.join(self.state_dir, "shim.sock"))
         except OSError:
             pass
+
+
+def _last_log_error(path):
+    """The last error a runtime wrote to its --log (JSON lines, as containerd's shim reads it)."""
+    try:
+        with open(path) as f:
+            lines = f.readlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("level") in ("error", "fatal"):
+            return e.get("msg", "")
+    return ""
 
 
 def _alive(pid):
