@@ -223,7 +223,7 @@ async def attach(request):
                 break
             if st["Status"] == "exited" and not os.path.exists(sock_path):
                 break
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.002)
     try:
         if shim is None:
             transport.close()

@@ -64,7 +64,7 @@ def parse_mount_options(options):
     return flags, clear, prop, ",".join(data)
 
 
-def load(bundle):
+def load(bundle, check_seccomp=True):
     """Read and validate <bundle>/config.json; returns the dict with root.path made absolute."""
     path = os.path.join(bundle, "config.json")
     try:
@@ -80,7 +80,7 @@ def load(bundle):
         raise InvalidArgument(f"{path}: invalid JSON: {e}") from None
     if not isinstance(config, dict):
         raise InvalidArgument(f"{path}: invalid JSON: top level is not an object")
-    validate(config, bundle)
+    validate(config, bundle, check_seccomp=check_seccomp)
     return config
 
 
@@ -90,7 +90,7 @@ def _type(value, types, field):
     return value
 
 
-def validate(config, bundle, need_process=True):
+def validate(config, bundle, need_process=True, check_seccomp=True):
     root = config.get("root")
     if not isinstance(root, dict) or not isinstance(root.get("path"), str) or not root["path"]:
         raise InvalidArgument("config.json: root.path is required")
@@ -181,7 +181,7 @@ def validate(config, bundle, need_process=True):
         raise InvalidArgument("config.json: hostname needs a new uts namespace")
     if config.get("domainname") and "uts" not in seen:
         raise InvalidArgument("config.json: domainname needs a new uts namespace")
-    if linux.get("seccomp"):
+    if linux.get("seccomp") and check_seccomp:
         from berth.linux import seccomp
         seccomp.validate(linux["seccomp"])
     if linux.get("resources"):

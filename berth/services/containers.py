@@ -291,7 +291,7 @@ class ContainerService:
                 crash = _read_text(os.path.join(sd, "shim-error"))
                 if crash:  # the shim died before it could say running or failed: no waiting a minute
                     raise SystemError_(f"the container's shim failed: {crash}")
-                time.sleep(0.01)
+                time.sleep(0.002)
             else:
                 raise SystemError_("the container's shim did not start in time")
         except BaseException:
@@ -335,7 +335,7 @@ class ContainerService:
                     break
                 if (rec.extensions or {}).get("error_at", failed_before) != failed_before:
                     break  # the start failed: docker's exit code for it (127 not found, 126, 128)
-                time.sleep(0.02)
+                time.sleep(0.005)
         code = None
         if self.state(rec)["Status"] == "created" and (rec.extensions or {}).get("error_code"):
             code = rec.extensions["error_code"]
@@ -358,7 +358,7 @@ class ContainerService:
                     self.meta.get_container(ns, rec.id)
                 except NotFound:
                     break
-                time.sleep(0.02)
+                time.sleep(0.005)
         return code
 
     def mark_stopped_by_user(self, ns, rec, value=True):

@@ -155,7 +155,7 @@ class Shim:
             if binary:
                 self._start_with_binary(binary, console)
             else:
-                st = rt.create(self.p["runtime_root"], self.id, self.p["bundle"], console=console,
+                st = rt.create(self.p["runtime_root"], self.id, self.p["bundle"], console=console, check_seccomp=False,
                                systemd=bool(self.p.get("systemd")))
                 self.init_pid = st.pid
         finally:

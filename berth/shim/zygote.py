@@ -24,6 +24,11 @@ def _loop(sock):
     import berth.runtime.process  # noqa: F401
     import berth.runtime.rootfs  # noqa: F401
     import berth.shim.shim as shim
+    try:  # libseccomp is loaded once here rather than in every shim
+        from berth.linux import seccomp
+        seccomp._lib()
+    except Exception:
+        pass
     _set_name("berth-zygote")
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
