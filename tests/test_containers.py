@@ -533,3 +533,56 @@ def test_another_oci_runtime_runs_the_container(d):
     assert status(d, cid) == "exited"
     p = d.berth("run", "--rm", "--runtime", "runc", IMG, "nosuchcommand")
     assert p.returncode == 127 and "nosuchcommand" in p.err and len(p.err.strip().splitlines()) == 1
+
+
+def test_restart_policy_on_failure_counts(d):
+    cid = d.berth("run", "-d", "--restart", "on-failure:2", IMG, "sh", "-c", "echo run; exit 3",
+                  check=True).out.strip()
+    wait_for(lambda: d.berth("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", cid).out.strip() == "2 exited",
+             30, "two restarts and a final exit")
+    assert d.berth("logs", cid, check=True).out == "run\nrun\nrun\n"
+    assert state(d, cid)["ExitCode"] == 3
+
+
+def test_restart_policy_no_restart_after_a_user_stop(d):
+    cid = d.berth("run", "-d", "--restart", "always", IMG, "sleep", "60", check=True).out.strip()
+    d.berth("stop", "-t", "1", cid, check=True)
+    time.sleep(1.5)
+    assert status(d, cid) == "exited"
+
+
+def test_always_containers_come_back_when_berthd_starts(berthd):  # noqa: F811 (fixture)
+    berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    always = berthd.berth("run", "-d", "--restart", "always", IMG, "sleep", "60", check=True).out.strip()
+    unless = berthd.berth("run", "-d", "--restart", "unless-stopped", IMG, "sleep", "60", check=True).out.strip()
+    stopped = berthd.berth("run", "-d", "--restart", "always", IMG, "sleep", "60", check=True).out.strip()
+    berthd.berth("stop", "-t", "1", stopped, check=True)
+    pids = {c: json.loads(berthd.berth("inspect", c, check=True).out)[0]["State"]["Pid"] for c in (always, unless)}
+    try:
+        berthd.stop()
+        for pid in pids.values():  # a clean stop of berthd leaves containers running; end them to see them return
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        berthd.start()
+        for c in (always, unless):
+            wait_for(lambda c=c: berthd.berth("inspect", "-f", "{{.State.Status}}", c).out.strip() == "running",
+                     20, f"{c[:12]} back")
+        assert berthd.berth("inspect", "-f", "{{.State.Status}}", stopped).out.strip() == "exited"
+    finally:
+        ids = berthd.berth("ps", "-a", "-q", "--no-trunc").out.split()
+        if ids:
+            berthd.berth("rm", "-f", *ids)
+
+
+def test_events_of_a_container_life(d):
+    since = str(int(time.time()) - 1)
+    name = f"ev{os.getpid()}"
+    d.berth("run", "--rm", "--name", name, IMG, "true", check=True)
+    until = str(int(time.time()) + 1)
+    time.sleep(1.2)
+    p = d.berth("events", "--since", since, "--until", until, "--filter", f"container={name}", check=True)
+    actions = [line.split()[2] for line in p.out.splitlines()]
+    assert actions == ["create", "start", "die", "destroy"], p.out
+    p = d.docker("events", "--since", since, "--until", until, "--filter", f"container={name}",
+                 "--format", "{{.Action}}", check=True)
+    assert p.out.split() == ["create", "start", "die", "destroy"]

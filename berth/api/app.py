@@ -64,8 +64,8 @@ async def errors_middleware(request, handler):
     except web.HTTPException as e:
         if e.status == 404:
             resp = error_response(404, "page not found")
-        elif e.status == 405:
-            resp = error_response(405, f"method {request.method} not allowed on {request.path}")
+        elif e.status == 405:  # no route for this method: a miss, and a miss is a 404
+            resp = error_response(404, "page not found")
         elif e.status >= 400:
             resp = error_response(e.status, e.reason or "error")
         else:
