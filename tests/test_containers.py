@@ -578,6 +578,8 @@ def test_events_of_a_container_life(d):
     since = str(int(time.time()) - 1)
     name = f"ev{os.getpid()}"
     d.berth("run", "--rm", "--name", name, IMG, "true", check=True)
+    wait_for(lambda: "destroy" in d.berth("events", "--since", since, "--until", str(int(time.time())),
+                                          "--filter", f"container={name}").out, 10, "the destroy event")
     until = str(int(time.time()) + 1)
     time.sleep(1.2)
     p = d.berth("events", "--since", since, "--until", until, "--filter", f"container={name}", check=True)

@@ -127,6 +127,8 @@ class ContainerService:
                 return st
         if exitj is not None:
             st.update(Status="exited", ExitCode=exitj.get("exit_code", 0), FinishedAt=exitj.get("finished_at"))
+            if ext.get("restarting"):  # between an exit and the restart its policy asks for
+                st.update(Status="restarting", Restarting=True)
         elif ext.get("started_at"):
             st.update(Status="exited", ExitCode=255, FinishedAt=ext.get("started_at"))
         return st
@@ -482,9 +484,17 @@ class ContainerService:
         if self.should_restart(rec, code):
             ext = dict(rec.extensions or {})
             ext["restart_count"] = int(ext.get("restart_count", 0)) + 1
+            ext["restarting"] = True
             self.meta.update_container(ns, cid, extensions=ext)
             time.sleep(min(0.1 * 2 ** min(ext["restart_count"], 6), 5.0))  # docker backs off too
-            self.start(ns, cid, restarting=True)
+            try:
+                self.start(ns, cid, restarting=True)
+            finally:
+                try:
+                    rec = self.meta.get_container(ns, cid)
+                    self.meta.update_container(ns, cid, extensions=dict(rec.extensions or {}, restarting=False))
+                except NotFound:
+                    pass
             return "restarted"
         if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
             try:
