@@ -397,7 +397,10 @@ def _pty_session(argv, env, script, timeout=30):
                 buf += data
     try:
         for expect, send in script:
-            read_until(expect)
+            if expect is None:
+                time.sleep(0.5)  # nothing to wait for (attach prints nothing until there is output)
+            else:
+                read_until(expect)
             os.write(fd, send)
         read_until(None)
         while True:
@@ -588,3 +591,24 @@ def test_events_of_a_container_life(d):
     p = d.docker("events", "--since", since, "--until", until, "--filter", f"container={name}",
                  "--format", "{{.Action}}", check=True)
     assert p.out.split() == ["create", "start", "die", "destroy"]
+
+
+@pytest.mark.parametrize("client", ["docker", "berth"])
+def test_exec_it_through_a_pty(d, client):
+    cid = d.berth("run", "-d", IMG, "sleep", "60", check=True).out.strip()
+    argv = ["docker" if client == "docker" else BERTH, "-H", d.host, "exec", "-it", cid, "sh"]
+    out, code = _pty_session(argv, d.env(), [(b"# ", b"echo in-$((2+3))\n"), (b"in-5", b"exit 4\n")])
+    assert b"in-5\r\n" in out
+    assert code == 4
+    assert status(d, cid) == "running"
+
+
+@pytest.mark.parametrize("client", ["docker", "berth"])
+def test_attach_and_detach_keys(d, client):
+    """attach to a -i -t shell, type into it, leave with ctrl-p ctrl-q: the container keeps running."""
+    cid = d.berth("run", "-d", "-i", "-t", IMG, "sh", check=True).out.strip()
+    argv = ["docker" if client == "docker" else BERTH, "-H", d.host, "attach", cid]
+    out, _code = _pty_session(argv, d.env(), [(None, b"echo att-$((3+4))\n"), (b"att-7", b"\x10\x11")])
+    assert b"att-7" in out
+    time.sleep(0.5)
+    assert status(d, cid) == "running"

@@ -401,11 +401,6 @@ class Shim:
                 if ex.stdin_w is not None and ex.stdin_w != ex.master:
                     os.close(ex.stdin_w)
                     ex.stdin_w = None
-                elif ex.master is not None and ex.stdin:
-                    try:
-                        os.write(ex.master, b"\x04")
-                    except OSError:
-                        pass
                 self._unregister(c.sock)
                 return
             if ex.stdin_w is not None:
@@ -419,14 +414,11 @@ class Shim:
         if c.mode == "attach":
             if not data:
                 # the client's EOF closes the container's stdin; output keeps flowing
+                # (a TTY has no end of input: a client that goes away, e.g. after the detach
+                # keys, leaves the terminal and its processes alone, as docker does)
                 if c.stdin and self.stdin_w is not None and self.stdin_w != self.master:
                     os.close(self.stdin_w)
                     self.stdin_w = None
-                elif c.stdin and self.master is not None:
-                    try:
-                        os.write(self.master, b"\x04")
-                    except OSError:
-                        pass
                 self._unregister(c.sock)
                 return
             self._stdin(c, data)
