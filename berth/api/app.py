@@ -26,7 +26,7 @@ def error_response(status, message):
 
 # what to record in /events after a successful request: (method, path suffix) -> (type, action)
 _EVENTS = {
-    ("POST", "/start"): ("container", "start"), ("POST", "/stop"): ("container", "stop"),
+    ("POST", "/stop"): ("container", "stop"),
     ("POST", "/kill"): ("container", "kill"), ("POST", "/restart"): ("container", "restart"),
     ("POST", "/pause"): ("container", "pause"), ("POST", "/unpause"): ("container", "unpause"),
 }

@@ -38,6 +38,7 @@ async def start(request):
                 pass
         raise
     if started:
+        d.emit_container(ns, rec.id, "start")  # before the watcher can report its death
         rec = await d.run(d.containers.get, ns, request.match_info["id"])
         d.watch(ns, rec.id)
     return web.Response(status=204 if started else 304, headers=stream_headers())
