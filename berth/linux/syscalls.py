@@ -251,3 +251,19 @@ def set_process_name(name):
     """prctl(PR_SET_NAME): the name (comm, 15 bytes) that ps, top and pkill see."""
     buf = ctypes.create_string_buffer(_b(name)[:15])
     return _check(_lib().prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0))
+
+
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_load_bpf(program):
+    """Install a raw classic-BPF seccomp program (struct sock_filter[]: 8 bytes an instruction).
+    Needs no_new_privs or CAP_SYS_ADMIN, like any seccomp filter."""
+    buf = ctypes.create_string_buffer(bytes(program), len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    return _check(_lib().prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0))

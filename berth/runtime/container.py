@@ -172,7 +172,7 @@ def _preload(process, config):
     scmp = (config.get("linux") or {}).get("seccomp")
     if scmp:
         from berth.linux import seccomp
-        return seccomp.compile(scmp)
+        return seccomp.compile_cached(scmp)
     return None
 
 

@@ -24,9 +24,10 @@ def _loop(sock):
     import berth.runtime.process  # noqa: F401
     import berth.runtime.rootfs  # noqa: F401
     import berth.shim.shim as shim
-    try:  # libseccomp is loaded once here rather than in every shim
+    try:  # libseccomp is loaded, and docker's default profile compiled, once here for every shim
         from berth.linux import seccomp
-        seccomp._lib()
+        from berth.services import ocispec, seccomp_default
+        seccomp.precompile(seccomp_default.default_profile(set(ocispec.DEFAULT_CAPS)))
     except Exception:
         pass
     _set_name("berth-zygote")
