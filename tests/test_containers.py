@@ -612,3 +612,22 @@ def test_attach_and_detach_keys(d, client):
     assert b"att-7" in out
     time.sleep(0.5)
     assert status(d, cid) == "running"
+
+
+def test_signals_are_forwarded_by_run(d):
+    """berth run (no TTY) passes the signals it gets to the container (--sig-proxy, on by default)."""
+    import subprocess
+    p = subprocess.Popen([BERTH, "-H", d.host, "run", "--rm", IMG, "sh", "-c",
+                          "trap 'echo got-term; exit 9' TERM; echo ready; sleep 30 & wait"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=d.env())
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=20)
+        assert out == b"got-term\n"
+        assert p.returncode == 9
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
