@@ -221,6 +221,17 @@ def parser(cmd, description=None):
     return Parser(cmd, description=description)
 
 
+def parse_filters(cmd, values, filters=None):
+    """--filter name=value (repeatable) -> {name: [values]}, as the Engine API takes them."""
+    filters = {} if filters is None else filters
+    for f in values:
+        k, eq, v = f.partition("=")
+        if not eq:
+            raise BerthError(f"{cmd}: bad format of filter (expected name=value): {f}")
+        filters.setdefault(k, []).append(v)
+    return filters
+
+
 def for_each(names, action, echo=True):
     """Apply action to each name as docker does: print the name, or a one-line error and go on;
     exit status 1 if any failed."""

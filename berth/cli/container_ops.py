@@ -4,8 +4,8 @@ import os
 import posixpath
 import sys
 
-from berth.cli.args import for_each, parser
-from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.cli.args import for_each, parse_filters, parser
+from berth.errors import BerthError, NotFound
 
 
 def _each(ctx, names, fn):
@@ -456,12 +456,7 @@ def prune(ctx, argv, cmd):
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("--filter", action="append", default=[])
     a = p.parse_args(argv)
-    filters = {}
-    for f in a.filter:
-        k, eq, v = f.partition("=")
-        if not eq:
-            raise InvalidArgument(f"{cmd}: bad format of filter (expected name=value): {f}")
-        filters.setdefault(k, []).append(v)
+    filters = parse_filters(cmd, a.filter)
     if not a.force:
         sys.stdout.write("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ")
         sys.stdout.flush()

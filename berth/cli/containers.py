@@ -5,7 +5,7 @@ import struct
 import sys
 import threading
 
-from berth.cli.args import for_each, parser
+from berth.cli.args import for_each, parse_filters, parser
 from berth.errors import BerthError, NotFound
 
 
@@ -129,14 +129,11 @@ def _create(ctx, a):
 
 def _pull(ctx, image, platform, out=None):
     from berth.cli.auth import credentials_for
-    from berth.cli.progress import render
+    from berth.cli.progress import show
     from berth.oci import reference
     ref = reference.parse(image)
     resp = ctx.client.image_pull(str(ref), platform=platform, auth=credentials_for(ref.domain))
-    try:
-        render(resp.iter_json(), out=out or sys.stdout)
-    finally:
-        resp.close()
+    show(resp, out=out or sys.stdout)
 
 
 def create(ctx, argv, cmd):
@@ -296,12 +293,7 @@ def ps(ctx, argv, cmd):
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format")
     a = p.parse_args(argv)
-    filters = {}
-    for f in a.filter:
-        k, eq, v = f.partition("=")
-        if not eq:
-            raise BerthError(f"{cmd}: bad format of filter (expected name=value): {f}")
-        filters.setdefault(k, []).append(v)
+    filters = parse_filters(cmd, a.filter)
     limit = 1 if a.latest else a.last
     items = ctx.client.containers(all_=a.all or limit > 0, filters=filters or None,
                                   limit=limit if limit > 0 else None)
@@ -522,12 +514,7 @@ def events(ctx, argv, cmd):
     p.add_argument("--format")
     a = p.parse_args(argv)
     import json
-    filters = {}
-    for f in a.filter:
-        k, eq, v = f.partition("=")
-        if not eq:
-            raise BerthError(f"{cmd}: bad format of filter (expected name=value): {f}")
-        filters.setdefault(k, []).append(v)
+    filters = parse_filters(cmd, a.filter)
     params = {"since": _time_arg(a.since), "until": _time_arg(a.until)}
     if filters:
         params["filters"] = json.dumps(filters)

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from berth.cli.args import parser
+from berth.cli.args import parse_filters, parser
 from berth.errors import BerthError
 
 
@@ -27,12 +27,9 @@ def pull(ctx, argv, cmd):
     if a.all_tags:
         raise BerthError("pull: --all-tags is not supported")
     ref = _ref(a.name)  # an invalid reference is refused before any I/O
-    from berth.cli.progress import render
+    from berth.cli.progress import show
     resp = ctx.client.image_pull(str(ref), platform=a.platform, auth=_registry_auth(ref))
-    try:
-        render(resp.iter_json(), quiet=a.quiet)
-    finally:
-        resp.close()
+    show(resp, quiet=a.quiet)
     if a.quiet:
         print(str(ref))
     return 0
@@ -45,12 +42,9 @@ def push(ctx, argv, cmd):
     p.add_argument("name")
     a = p.parse_args(argv)
     ref = _ref(a.name)
-    from berth.cli.progress import render
+    from berth.cli.progress import show
     resp = ctx.client.image_push(str(ref), auth=_registry_auth(ref))
-    try:
-        render(resp.iter_json(), quiet=a.quiet)
-    finally:
-        resp.close()
+    show(resp, quiet=a.quiet)
     if a.quiet:
         print(str(ref))
     return 0
@@ -75,12 +69,7 @@ def ls(ctx, argv, cmd):
     p.add_argument("--format")
     p.add_argument("reference", nargs="?")
     a = p.parse_args(argv)
-    filters = {}
-    for f in a.filter:
-        k, eq, v = f.partition("=")
-        if not eq:
-            raise BerthError(f"{cmd}: bad format of filter (expected name=value): {f}")
-        filters.setdefault(k, []).append(v)
+    filters = parse_filters(cmd, a.filter)
     if a.reference:
         filters.setdefault("reference", []).append(a.reference)
     images = ctx.client.images(all_=a.all, filters=filters or None, digests=a.digests)
@@ -295,13 +284,10 @@ def load(ctx, argv, cmd):
         if sys.stdin.isatty():
             raise BerthError("requested load from stdin, but stdin is empty")
         f = sys.stdin.buffer
-    from berth.cli.progress import render
+    from berth.cli.progress import show
     with f:
         resp = ctx.client.image_load(_file_chunks(f), quiet=a.quiet)
-        try:
-            render(resp.iter_json(), quiet=False)
-        finally:
-            resp.close()
+        show(resp, quiet=False)
     return 0
 
 
@@ -328,14 +314,11 @@ def import_(ctx, argv, cmd):
             f = open(a.file, "rb")
         except OSError as e:
             raise BerthError(f"open {a.file}: {e.strerror}") from None
-    from berth.cli.progress import render
+    from berth.cli.progress import show
     with f:
         resp = ctx.client.image_import(_file_chunks(f), repo=repo, tag=tag, changes=a.change,
                                        message=a.message, platform=a.platform)
-        try:
-            render(resp.iter_json(), quiet=False)
-        finally:
-            resp.close()
+        show(resp, quiet=False)
     return 0
 
 

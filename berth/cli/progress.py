@@ -64,3 +64,11 @@ def render(messages, quiet=False, out=None):
         if m.get("aux") is not None:
             statuses.append(m["aux"])
     return statuses
+
+
+def show(resp, quiet=False, out=None):
+    """Render a streamed response's progress messages, then close it."""
+    try:
+        return render(resp.iter_json(), quiet=quiet, out=out)
+    finally:
+        resp.close()

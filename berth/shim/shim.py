@@ -125,31 +125,7 @@ class Shim:
 
     def start_container(self):
         from berth.runtime import container as rt
-        devnull = os.open("/dev/null", os.O_RDWR)
-        console = None
-        proxy = None
-        keep = []
-        if self.tty:
-            proxy, console = socket.socketpair()
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-        else:
-            if self.p.get("open_stdin"):
-                r, w = os.pipe()
-                os.dup2(r, 0)
-                os.close(r)
-                self.stdin_w = w
-                os.set_blocking(w, False)
-            else:
-                os.dup2(devnull, 0)
-            for fd, name in ((1, "stdout"), (2, "stderr")):
-                r, w = os.pipe()
-                os.dup2(w, fd)
-                os.close(w)
-                os.set_blocking(r, False)
-                self.outputs[r] = name
-                keep.append(r)
+        self.outputs, self.stdin_w, proxy, console = _child_stdio(self.tty, self.p.get("open_stdin"))
         binary = self.p.get("runtime_binary")
         try:
             if binary:
@@ -159,17 +135,11 @@ class Shim:
                                systemd=bool(self.p.get("systemd")))
                 self.init_pid = st.pid
         finally:
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            os.close(devnull)
+            _null_stdio()
             if console is not None:
                 console.close()
         if proxy is not None:
-            _, fds, _, _ = socket.recv_fds(proxy, 1024, 1)
-            proxy.close()
-            self.master = fds[0]
-            os.set_blocking(self.master, False)
+            self.master = _receive_master(proxy)
             self.outputs[self.master] = "stdout"
             self.stdin_w = self.master if self.p.get("open_stdin") else None
 
@@ -488,25 +458,9 @@ class Shim:
         whose stdio this connection carries."""
         from berth.runtime import container as rt
         ex = Exec(req.get("exec_id") or "", bool(req.get("process", {}).get("terminal")), bool(req.get("stdin")))
-        devnull = os.open("/dev/null", os.O_RDWR)
         console = proxy = None
         try:
-            if ex.tty:
-                proxy, console = socket.socketpair()
-            else:
-                if ex.stdin:
-                    r, w = os.pipe()
-                    os.dup2(r, 0)
-                    os.close(r)
-                    ex.stdin_w = w
-                else:
-                    os.dup2(devnull, 0)
-                for fd, name in ((1, "stdout"), (2, "stderr")):
-                    r, w = os.pipe()
-                    os.dup2(w, fd)
-                    os.close(w)
-                    os.set_blocking(r, False)
-                    ex.fds[r] = name
+            ex.fds, ex.stdin_w, proxy, console = _child_stdio(ex.tty, ex.stdin)
             pidfile = os.path.join(self.state_dir, f"exec-{ex.id[:16]}.pid")
             binary = self.p.get("runtime_binary")
             if binary:
@@ -518,23 +472,18 @@ class Shim:
                 ex.pid = int(f.read())
             os.unlink(pidfile)
         except BaseException as e:
-            for fd in ex.fds:
+            for fd in list(ex.fds) + ([ex.stdin_w] if ex.stdin_w is not None else []):
                 os.close(fd)
             msg = getattr(e, "message", None) or str(e)
             self._reply(c, {"ok": False, "error": msg})
             self._drop(c)
             return
         finally:
-            for fd in (0, 1, 2):
-                os.dup2(devnull, fd)
-            os.close(devnull)
+            _null_stdio()
             if console is not None:
                 console.close()
         if proxy is not None:
-            _, fds, _, _ = socket.recv_fds(proxy, 1024, 1)
-            proxy.close()
-            ex.master = fds[0]
-            os.set_blocking(ex.master, False)
+            ex.master = _receive_master(proxy)
             ex.fds[ex.master] = "stdout"
             if ex.stdin:
                 ex.stdin_w = ex.master
@@ -670,6 +619,48 @@ class Shim:
             os.unlink(self.p.get("socket") or os.path.join(self.state_dir, "shim.sock"))
         except OSError:
             pass
+
+
+def _null_stdio():
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _child_stdio(tty, stdin):
+    """Point fds 0-2 at what the process the runtime forks next will inherit: with a TTY nothing
+    (/dev/null; its pty master comes over the returned console socket), else pipes whose other
+    ends we keep. Returns ({read fd: stream}, stdin's write fd or None, proxy, console)."""
+    if tty:
+        proxy, console = socket.socketpair()
+        _null_stdio()
+        return {}, None, proxy, console
+    stdin_w = None
+    if stdin:
+        r, stdin_w = os.pipe()
+        os.dup2(r, 0)
+        os.close(r)
+    else:
+        devnull = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    outputs = {}
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        r, w = os.pipe()
+        os.dup2(w, fd)
+        os.close(w)
+        os.set_blocking(r, False)
+        outputs[r] = name
+    return outputs, stdin_w, None, None
+
+
+def _receive_master(proxy):
+    """The pty master the runtime sent over the console socket."""
+    _, fds, _, _ = socket.recv_fds(proxy, 1024, 1)
+    proxy.close()
+    os.set_blocking(fds[0], False)
+    return fds[0]
 
 
 def _last_log_error(path):
