@@ -392,6 +392,9 @@ def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False
             cg.set(resources)
         config["_preserve_fds"] = preserve_fds
         psock, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        # import what the init needs now: once in a user namespace it may no longer be allowed
+        # to read the installed package (a directory only the caller's uid can enter)
+        from berth.runtime import process, rootfs  # noqa: F401
         a_pid = os.fork()
         if a_pid == 0:
             psock.close()
