@@ -777,3 +777,28 @@ def test_gc_runs_safely_alongside_pulls(tmp_path, cs):
             assert set(img.blobs) <= content_of(cs)
             assert set(img.chains) <= snaps_of(sn)
         assert all(i.kind == Kind.COMMITTED for i in sn.list())
+
+
+def test_networks_and_volumes_are_per_namespace_objects(tmp_path):
+    from berth.metadata import MetadataStore
+    s = MetadataStore(tmp_path)
+    n = s.create_object("default", "network", "abc123", "front", {"driver": "bridge"}, {"a": "b"})
+    assert n.name == "front" and n.data == {"driver": "bridge"} and n.labels == {"a": "b"}
+    with pytest.raises(AlreadyExists, match="network with name front already exists"):
+        s.create_object("default", "network", "other", "front", {})
+    s.create_object("k8s.io", "network", "abc123", "front", {})  # another namespace: its own names
+    s.create_object("default", "volume", "front", "front", {})  # another kind: its own names
+    assert [o.id for o in s.list_objects("default", "network")] == ["abc123"]
+    assert len(s.list_objects(None, "network")) == 2
+    assert s.find_object("default", "network", "front").id == "abc123"
+    assert s.find_object("default", "network", "back") is None
+    s.update_object("default", "network", "abc123", data={"driver": "macvlan"})
+    assert s.get_object("default", "network", "abc123").data == {"driver": "macvlan"}
+    with pytest.raises(FailedPrecondition, match="it still has 1 network, 1 volume$"):
+        s.delete_object("k8s.io", "network", "abc123")
+        s.delete_namespace("default")
+    s.delete_object("default", "network", "abc123")
+    with pytest.raises(NotFound):
+        s.get_object("default", "network", "abc123")
+    with pytest.raises(InvalidArgument):
+        s.list_objects("default", "thing")

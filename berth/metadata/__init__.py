@@ -83,6 +83,7 @@ from berth.metadata.records import (
     Lease,
     LeaseResource,
     Namespace,
+    Object,
     Roots,
 )
 from berth.metadata.store import DB_NAME, DEFAULT_GRACE, MetadataStore
@@ -105,6 +106,7 @@ __all__ = [
     "LeaseResource",
     "MetadataStore",
     "Namespace",
+    "Object",
     "Roots",
     "Tx",
 ]

@@ -203,6 +203,22 @@ class Container:
 
 
 @dataclass(frozen=True)
+class Object:
+    """A network or a volume: its service keeps what it needs in ``data`` (a JSON object)."""
+    namespace: str
+    kind: str  # "network" | "volume"
+    id: str
+    name: str
+    data: dict[str, Any]
+    labels: dict[str, str]
+    created_at: float
+    updated_at: float
+
+
+OBJECT_KINDS = ("network", "volume")
+
+
+@dataclass(frozen=True)
 class LeaseResource:
     kind: str  # CONTENT, INGEST or SNAPSHOT
     ref: str  # a digest, an ingest ref or a snapshot key

@@ -88,7 +88,24 @@ _V1 = [
     ) WITHOUT ROWID""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1]
+# Networks and volumes: per namespace, a unique name, an id and a JSON document the
+# services own (driver, IPAM, options / mountpoint, options); labels like the rest.
+_V2 = [
+    """CREATE TABLE objects (
+        namespace  TEXT NOT NULL REFERENCES namespaces(name) ON DELETE RESTRICT,
+        kind       TEXT NOT NULL CHECK (kind IN ('network', 'volume')),
+        id         TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        data       TEXT NOT NULL DEFAULT '{}',
+        labels     TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (namespace, kind, id),
+        UNIQUE (namespace, kind, name)
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2]
 LATEST = len(MIGRATIONS)
 
 

@@ -297,11 +297,11 @@ def _delegate(name: str, readonly: bool) -> Callable[..., Any]:
 
 _READS = ("get_namespace", "list_namespaces", "namespace_usage", "get_image", "find_image",
           "list_images", "image_names_for_target", "get_container", "get_container_by_name",
-          "list_containers", "get_lease", "list_leases", "lease_resources", "expired_leases",
+          "list_containers", "get_object", "find_object", "list_objects", "get_lease", "list_leases", "lease_resources", "expired_leases",
           "content_refs", "content_referrers", "snapshot_refs", "gc_roots", "mark", "ref_parents")
 _WRITES = ("create_namespace", "set_namespace_labels", "delete_namespace", "create_image",
            "update_image", "put_image", "delete_image", "create_container", "update_container",
-           "delete_container", "create_lease", "update_lease", "delete_lease",
+           "delete_container", "create_object", "update_object", "delete_object", "create_lease", "update_lease", "delete_lease",
            "add_lease_resource", "remove_lease_resource", "add_content_refs", "add_snapshot_ref",
            "remove_refs", "delete_expired_leases")
 

@@ -26,6 +26,8 @@ from berth.metadata.records import (
     Lease,
     LeaseResource,
     Namespace,
+    OBJECT_KINDS,
+    Object,
     Roots,
     check_container_name,
     check_digest,
@@ -176,6 +178,10 @@ class Tx:
         return {
             table: self._x(f"SELECT count(*) FROM {table} WHERE namespace = ?", (name,)).fetchone()[0]
             for table in ("images", "containers", "leases")
+        } | {
+            kind + "s": self._x("SELECT count(*) FROM objects WHERE namespace = ? AND kind = ?",
+                                (name, kind)).fetchone()[0]
+            for kind in OBJECT_KINDS
         }
 
     def delete_namespace(self, name: str) -> None:
@@ -381,6 +387,79 @@ class Tx:
         c = self.get_container(namespace, id)
         self._x("DELETE FROM containers WHERE namespace = ? AND id = ?", (namespace, id))
         return c
+
+    # -- networks and volumes ---------------------------------------------------
+
+    _OBJ_COLS = "namespace, kind, id, name, data, labels, created_at, updated_at"
+
+    @staticmethod
+    def _object(row: tuple) -> Object:
+        return Object(namespace=row[0], kind=row[1], id=row[2], name=row[3], data=json.loads(row[4]),
+                      labels=_labels(row[5]), created_at=row[6], updated_at=row[7])
+
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in OBJECT_KINDS:
+            raise InvalidArgument(f"unknown object kind {q(kind)}")
+
+    def create_object(self, namespace: str, kind: str, id: str, name: str, data: Mapping[str, Any],
+                      labels: Mapping[str, str] | None = None) -> Object:
+        """A network or volume record; AlreadyExists when the name or id is taken in the namespace."""
+        self._write()
+        self._check_kind(kind)
+        check_text(f"{kind} name", name, allow_empty=False)
+        check_text(f"{kind} id", id, allow_empty=False)
+        lab = check_labels(labels)
+        self._ensure_namespace(namespace)
+        now = self.now()
+        try:
+            self._x(f"INSERT INTO objects ({self._OBJ_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (namespace, kind, id, name, dump_json(dict(data)), dump_json(lab), now, now))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"{kind} with name {name} already exists") from None
+        return self.get_object(namespace, kind, id)
+
+    def get_object(self, namespace: str, kind: str, id: str) -> Object:
+        row = self._x(f"SELECT {self._OBJ_COLS} FROM objects WHERE namespace = ? AND kind = ? AND id = ?",
+                      (namespace, kind, id)).fetchone()
+        if row is None:
+            raise NotFound(f"{kind} {q(id)} not found in namespace {q(namespace)}")
+        return self._object(row)
+
+    def find_object(self, namespace: str, kind: str, name: str) -> Object | None:
+        row = self._x(f"SELECT {self._OBJ_COLS} FROM objects WHERE namespace = ? AND kind = ? AND name = ?",
+                      (namespace, kind, name)).fetchone()
+        return None if row is None else self._object(row)
+
+    def list_objects(self, namespace: str | None, kind: str) -> list[Object]:
+        """The networks or volumes of a namespace (of all namespaces with None), by creation time."""
+        self._check_kind(kind)
+        if namespace is None:
+            rows = self._x(f"SELECT {self._OBJ_COLS} FROM objects WHERE kind = ? ORDER BY created_at, id", (kind,))
+        else:
+            rows = self._x(f"SELECT {self._OBJ_COLS} FROM objects WHERE namespace = ? AND kind = ? "
+                           "ORDER BY created_at, id", (namespace, kind))
+        return [self._object(r) for r in rows]
+
+    def update_object(self, namespace: str, kind: str, id: str, *, data: Mapping[str, Any] = UNSET,
+                      labels: Mapping[str, str] = UNSET) -> Object:
+        self._write()
+        self.get_object(namespace, kind, id)
+        sets: dict[str, Any] = {}
+        if data is not UNSET:
+            sets["data"] = dump_json(dict(data))
+        if labels is not UNSET:
+            sets["labels"] = dump_json(check_labels(labels))
+        sets["updated_at"] = self.now()
+        self._x(f"UPDATE objects SET {', '.join(c + ' = ?' for c in sets)} "
+                "WHERE namespace = ? AND kind = ? AND id = ?", (*sets.values(), namespace, kind, id))
+        return self.get_object(namespace, kind, id)
+
+    def delete_object(self, namespace: str, kind: str, id: str) -> Object:
+        self._write()
+        o = self.get_object(namespace, kind, id)
+        self._x("DELETE FROM objects WHERE namespace = ? AND kind = ? AND id = ?", (namespace, kind, id))
+        return o
 
     # -- leases -----------------------------------------------------------------
 
