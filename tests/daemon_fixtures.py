@@ -62,9 +62,19 @@ class Daemon:
         self.docker_config = os.path.join(self.base, "docker-config")
         os.makedirs(self.certs_d, exist_ok=True)
         os.makedirs(self.docker_config, exist_ok=True)
+        # each test daemon has its own bridge, subnets and conflist dir: daemons of tests (and of
+        # parallel test runs) never share a bridge or hand out the same addresses
+        import random
+        tag = "%06x" % random.getrandbits(24)
+        self.bridge = "bt" + tag
+        self.subnet = f"10.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24"
+        self.pool = f"10.{random.randint(200, 249)}.{random.randint(0, 63) * 4}.0/22"
+        net = ("" if "bridge =" in extra_config else
+               f'bridge = "{self.bridge}"\nbridge_subnet = "{self.subnet}"\naddress_pool = "{self.pool}"\n'
+               f'cni_conf_dir = "{os.path.join(self.base, "cni")}"\n')
         with open(self.config, "w") as f:
             f.write(f'root = "{self.root}"\nstate = "{self.state}"\nhosts = ["{self.host}"]\n'
-                    f'config_path = "{self.certs_d}"\n' + extra_config)
+                    f'config_path = "{self.certs_d}"\n' + net + extra_config)
         self.proc = None
         self.log_path = os.path.join(self.base, "berthd.log")
 

@@ -38,6 +38,17 @@ cgroup_driver = "cgroupfs"
 sandbox_image = "registry.k8s.io/pause:3.9"
 # debug | info | warning | error
 log_level = "info"
+# Where the CNI plugins (bridge, host-local, portmap, firewall, ...) are looked for, in order.
+cni_plugin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
+# Where berth writes the conflist of each network (<dir>/<namespace>/<network>.conflist).
+cni_conf_dir = "/etc/berth/cni/net.d"
+# The default network ("bridge"): its Linux bridge and subnet.
+bridge = "berth0"
+bridge_subnet = "10.87.0.0/16"
+# Subnets of user-defined networks are /24s taken from this pool (skipping any the host routes).
+address_pool = "10.90.0.0/16"
+# Upstream DNS servers for containers (empty: those of the host's /etc/resolv.conf).
+dns = []
 
 [runtimes.berth-runc]
 path = "berth-runc"
@@ -89,6 +100,12 @@ class Config:
     cgroup_driver: str = "cgroupfs"
     sandbox_image: str = "registry.k8s.io/pause:3.9"
     log_level: str = "info"
+    cni_plugin_dirs: list = field(default_factory=lambda: ["/usr/lib/cni", "/opt/cni/bin"])
+    cni_conf_dir: str = "/etc/berth/cni/net.d"
+    bridge: str = "berth0"
+    bridge_subnet: str = "10.87.0.0/16"
+    address_pool: str = "10.90.0.0/16"
+    dns: list = field(default_factory=list)
     tls: TLS = field(default_factory=TLS)
     source: str = ""
 
@@ -105,7 +122,10 @@ class Config:
                  f"registry_mirrors = {arr(self.registry_mirrors)}",
                  f"insecure_registries = {arr(self.insecure_registries)}",
                  f"default_runtime = {q(self.default_runtime)}", f"cgroup_driver = {q(self.cgroup_driver)}",
-                 f"sandbox_image = {q(self.sandbox_image)}", f"log_level = {q(self.log_level)}", ""]
+                 f"sandbox_image = {q(self.sandbox_image)}", f"log_level = {q(self.log_level)}",
+                 f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
+                 f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
+                 f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}", ""]
         for name, rt in self.runtimes.items():
             lines += [f"[runtimes.{q(name) if not name.replace('-', '').replace('_', '').isalnum() else name}]",
                       f"path = {q(rt.path)}", f"args = {arr(rt.args)}", ""]
@@ -125,6 +145,8 @@ _KEYS = {
     "root": str, "state": str, "hosts": list, "allow_insecure_tcp": bool, "namespace": str,
     "config_path": str, "registry_mirrors": list, "insecure_registries": list, "default_runtime": str,
     "cgroup_driver": str, "sandbox_image": str, "log_level": str, "runtimes": dict, "tls": dict,
+    "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "address_pool": str,
+    "dns": list,
 }
 
 
@@ -201,6 +223,23 @@ def validate(cfg, path="config"):
             raise _bad(path, k, "must be an absolute path")
     if not cfg.hosts:
         raise _bad(path, "hosts", "must name at least one address")
+    import ipaddress
+    for k in ("bridge_subnet", "address_pool"):
+        try:
+            net = ipaddress.IPv4Network(getattr(cfg, k), strict=False)
+        except ValueError as e:
+            raise _bad(path, k, f"not an IPv4 subnet: {e}") from None
+        if net.prefixlen > (30 if k == "bridge_subnet" else 24):
+            raise _bad(path, k, f"{net} is too small")
+    for d in cfg.dns:
+        try:
+            ipaddress.ip_address(d)
+        except ValueError:
+            raise _bad(path, "dns", f"{d!r} is not an IP address") from None
+    if not cfg.bridge or len(cfg.bridge) > 15 or "/" in cfg.bridge or " " in cfg.bridge:
+        raise _bad(path, "bridge", f"{cfg.bridge!r} is not a valid interface name (1-15 characters)")
+    if not os.path.isabs(cfg.cni_conf_dir):
+        raise _bad(path, "cni_conf_dir", "must be an absolute path")
     for h in cfg.hosts:
         parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled, path)
     import re
