@@ -253,6 +253,25 @@ def set_process_name(name):
     return _check(_lib().prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0))
 
 
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def link_up(name):
+    """Set the network interface `name` up (SIOCSIFFLAGS) in the calling thread's network
+    namespace, if it is not up already. Setting `lo` up also gives it 127.0.0.1/8."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifr = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH22x", _b(name), 0))
+        flags = struct.unpack("16sH22x", ifr)[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", _b(name), flags | IFF_UP))
+
+
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 
