@@ -39,10 +39,11 @@ def _run_flags(p):
     p.add_argument("--stop-timeout", type=int)
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--cidfile")
-    p.add_argument("--network", "--net", default="none")
     p.add_argument("--log-opt", action="append", default=[])
     p.add_argument("--init", action="store_true")
     p.add_argument("--sig-proxy", default="true")
+    from berth.cli import netflags
+    netflags.add_flags(p)
     p.add_argument("image")
     p.add_argument("command", nargs="...")
 
@@ -69,7 +70,7 @@ def _body(a):
     env = [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in env]
     hc = {"AutoRemove": a.rm, "ReadonlyRootfs": a.read_only, "Privileged": a.privileged,
           "CapAdd": a.cap_add or None, "CapDrop": a.cap_drop or None, "SecurityOpt": a.security_opt or None,
-          "NetworkMode": a.network, "Init": a.init or None}
+          "Init": a.init or None}
     if a.runtime:
         hc["Runtime"] = a.runtime
     if a.memory:
@@ -103,7 +104,8 @@ def _body(a):
                  ("StopSignal", a.stop_signal), ("StopTimeout", a.stop_timeout), ("Platform", a.platform)):
         if v is not None:
             body[k] = v
-    return body
+    from berth.cli import netflags
+    return netflags.apply(a, body)
 
 
 def _create(ctx, a):
@@ -304,7 +306,7 @@ def ps(ctx, argv, cmd):
             cmdline = cmdline[:19] + "…"
         rows.append({"ID": c["Id"] if a.no_trunc else c["Id"][:12], "Image": c.get("Image", ""),
                      "Command": f'"{cmdline}"', "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
-                     "Status": c.get("Status", ""), "State": c.get("State", ""), "Ports": "",
+                     "Status": c.get("Status", ""), "State": c.get("State", ""), "Ports": _ports(c.get("Ports")),
                      "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []), "Labels":
                      ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Size": "0B"})
     if a.quiet:
@@ -322,6 +324,17 @@ def ps(ctx, argv, cmd):
                 [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
                  for r in rows]))
     return 0
+
+
+def _ports(ports):
+    """docker ps's PORTS: 127.0.0.1:8080->80/tcp, 443/tcp."""
+    out = []
+    for p in sorted(ports or [], key=lambda p: (p.get("PrivatePort", 0), p.get("IP", ""))):
+        if p.get("PublicPort"):
+            out.append(f"{p.get('IP') or '0.0.0.0'}:{p['PublicPort']}->{p['PrivatePort']}/{p.get('Type', 'tcp')}")
+        else:
+            out.append(f"{p['PrivatePort']}/{p.get('Type', 'tcp')}")
+    return ", ".join(out)
 
 
 def _ago(ts):

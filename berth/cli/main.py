@@ -45,6 +45,10 @@ _OPS = {n: ("container_ops", n) for n in ("pause", "unpause", "rename", "top", "
 COMMANDS.update(_OPS)
 GROUPS["container"].update(_OPS, prune=("container_ops", "prune"))
 GROUPS["ns"] = GROUPS["namespace"]
+GROUPS["network"] = {"create": ("networks", "create"), "ls": ("networks", "ls"), "list": ("networks", "ls"),
+                     "inspect": ("networks", "inspect"), "rm": ("networks", "rm"), "remove": ("networks", "rm"),
+                     "prune": ("networks", "prune"), "connect": ("networks", "connect"),
+                     "disconnect": ("networks", "disconnect")}
 
 USAGE = """usage: berth [OPTIONS] COMMAND
 
@@ -64,6 +68,8 @@ Engine:
 Containers:
   run, create, start, stop, restart, kill, rm, ps, logs, exec, attach, wait, inspect,
   pause, unpause, rename, top, stats, cp, port, diff, events, container prune
+Networks and volumes:
+  network     create | ls | inspect | rm | prune | connect | disconnect
 
 Options:
   -H, --host ADDR        daemon address (unix:///path or tcp://host:port; BERTH_HOST, DOCKER_HOST)

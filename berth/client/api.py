@@ -242,3 +242,5 @@ _execs(APIClient)
 
 from berth.client.container_ops import install as _install_container_ops  # noqa: E402
 _install_container_ops(APIClient)
+from berth.client.networks import install as _install_networks  # noqa: E402
+_install_networks(APIClient)

@@ -35,6 +35,9 @@ class Daemon:
         self.zygote = zygote
         self.containers = ContainerService(cfg, self.meta, self.images, self.snapshotter, self.snapshotter_name,
                                            zygote)
+        from berth.services.networks import NetworkService
+        self.networks = NetworkService(cfg, self.meta)
+        self.containers.networks = self.networks
         self.image_users = self.containers.image_users
         self.attach_waiting = set()  # containers with an attach waiting for their start
         self.execs = {}  # exec id -> {ns, container, body, process, started, pid}
@@ -98,7 +101,21 @@ class Daemon:
         """After a (re)start of berthd: watch the containers still running, record the exits that
         happened while it was down, and bring back those whose restart policy says so."""
         running = set(self.containers.running())
+        try:
+            self.networks.ensure_host([n.name for n in self.meta.list_namespaces()])
+        except BerthError as e:
+            log.warning("networks: %s", e)
+        for cid in self.networks.orphans({cid for _, cid in running}):
+            self.networks.detach_all(cid)  # attachments of containers that exited while berthd was down
         for ns, cid in running:
+            net = (self.meta.get_container(ns, cid).extensions or {}).get("net") or {}
+            if net.get("networks"):
+                self.networks.register(ns, cid, net["networks"])
+                if self.networks.dns is not None and any(e.get("DNSNames") for e in net["networks"].values()):
+                    try:
+                        self.networks.dns.attach(cid, net["netns"])
+                    except (BerthError, OSError) as e:
+                        log.warning("container %s: embedded DNS: %s", cid[:12], e)
             self.watch(ns, cid)
         for n in self.meta.list_namespaces():
             for rec in self.meta.list_containers(n.name):
@@ -214,9 +231,52 @@ class Daemon:
     def namespace_remove(self, name):
         self.meta.delete_namespace(name)
 
+    def start_dns(self):
+        """The embedded DNS server (127.0.0.11 in the network namespace of each container on a
+        user-defined network), answering from the networks' live endpoints."""
+        from berth.daemon.dns import EmbeddedDNS
+        self.dns = EmbeddedDNS(self.networks.lookup, upstreams=list(self.cfg.dns) or None, loop=self.loop,
+                               reverse=self.networks.reverse)
+        self.networks.dns = _DNSBridge(self.dns, self.loop)
+
+    def release_host(self):
+        """At a graceful stop: the network plumbing no running container needs goes."""
+        try:
+            busy = set()
+            for ns, cid in self.containers.running():
+                net = (self.meta.get_container(ns, cid).extensions or {}).get("net") or {}
+                for ep in (net.get("networks") or {}).values():
+                    try:
+                        n = self.networks.get(ns, ep["NetworkID"])
+                        if n.data.get("bridge"):
+                            busy.add(n.data["bridge"])
+                    except BerthError:
+                        pass
+                busy.add("")  # something runs: keep the shared chains
+            self.networks.release_host([n.name for n in self.meta.list_namespaces()], busy)
+        except Exception:  # noqa: BLE001 - a stop must not fail on this
+            log.exception("releasing network resources")
+
     def close(self):
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.meta.close()
+
+
+class _DNSBridge:
+    """The DNS server's attach/detach for worker threads (the server lives in the event loop)."""
+
+    def __init__(self, dns, loop):
+        self.dns, self.loop = dns, loop
+
+    def attach(self, key, path):
+        try:
+            asyncio.run_coroutine_threadsafe(self.dns.attach(key, path), self.loop).result(10)
+        except (OSError, concurrent.futures.TimeoutError) as e:
+            # e.g. the container binds port 53 itself: it runs, without the embedded DNS
+            log.warning("container %s: embedded DNS not attached: %s", key[:12], e)
+
+    def detach(self, key):
+        self.loop.call_soon_threadsafe(self.dns.detach, key)
 
 
 def _snapshotter(root):
@@ -270,8 +330,9 @@ async def serve(cfg, ready=None, zygote=None):
     root_lock = _lock_root(cfg.root)  # noqa: F841 (held for the life of the process)
     daemon = Daemon(cfg, zygote)
     daemon.loop = asyncio.get_running_loop()
+    daemon.start_dns()
     await daemon.run(daemon.startup_gc)
-    daemon.watch_running()
+    await daemon.run(daemon.watch_running)
     app = make_app(daemon)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -325,6 +386,8 @@ async def serve(cfg, ready=None, zygote=None):
         await stop.wait()
     finally:
         await runner.cleanup()
+        await daemon.dns.close()
+        await daemon.run(daemon.release_host)
         daemon.close()
         for h in cfg.hosts:
             if h.startswith("unix://"):

@@ -64,6 +64,7 @@ class ContainerService:
         self.zygote = zygote
         self.runtime_root = os.path.join(cfg.state, "runtime")
         self._removed_exits = {}  # id -> exit code of removed containers, for waits that outlive them
+        self.networks = None  # NetworkService, set by the daemon
 
     # --- paths ---
 
@@ -200,6 +201,9 @@ class ContainerService:
             raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
         from berth.services.ocispec import check_security
         body = dict(body, HostConfig=check_security(hc))  # --security-opt checked; a seccomp file read in
+        if self.networks is not None:
+            from berth.services import container_net
+            container_net.check(self.networks, ns, body)
         cid = secrets.token_hex(32)
         top = self.images.unpack(r)
         key = f"container-{cid}"
@@ -252,8 +256,9 @@ class ContainerService:
         try:
             cfg_doc = self.images.read_json(spec_body["_image_id"], 20 << 20, "image config")
             hostname = spec_body.get("Hostname") or rec.id[:12]
-            ocispec.container_files(self.cdir(rec.id), rec.id, hostname)
-            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, self.cdir(rec.id))
+            from berth.services import container_net
+            netns, files_dir = container_net.setup(self, ns, rec, spec_body, hostname, cfg_doc)
+            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns)
             bundle = os.path.join(sd, "bundle")
             os.makedirs(bundle, exist_ok=True)
             with open(os.path.join(bundle, "config.json"), "w") as f:
@@ -298,6 +303,8 @@ class ContainerService:
                 raise SystemError_("the container's shim did not start in time")
         except BaseException:
             unmount(rootfs)
+            from berth.services import container_net
+            container_net.teardown(self, ns, rec.id)
             raise
         ext = dict(self.meta.get_container(ns, rec.id).extensions or {})
         ext.pop("error", None)
@@ -453,6 +460,8 @@ class ContainerService:
             self.runtime_call(rec, "delete")
         except BerthError:
             pass
+        from berth.services import container_net
+        container_net.teardown(self, ns, rec.id)
         final = self.state(self.meta.get_container(ns, rec.id))
         if final["Status"] == "exited" or final["ExitCode"]:
             self._removed_exits[rec.id] = final["ExitCode"]
@@ -479,6 +488,8 @@ class ContainerService:
             self.meta.update_container(ns, cid, extensions=dict(rec.extensions or {}, last_exit=exitj))
         from berth.snapshots.mount import unmount
         unmount(self.rootfs(cid))
+        from berth.services import container_net
+        container_net.teardown(self, ns, cid)
         rec = self.meta.get_container(ns, cid)
         code = (exitj or {}).get("exit_code", 0)
         if self.should_restart(rec, code):
@@ -522,13 +533,15 @@ class ContainerService:
 
     def _summary(self, rec, st):
         spec = rec.spec_json() or {}
+        ns_ = self.network_settings(rec, st)
         cmd = " ".join(_quote(a) for a in _args(spec, self.images, rec))
         return {
             "Id": rec.id, "Names": ["/" + rec.name], "Image": (rec.extensions or {}).get("image_name") or rec.image,
             "ImageID": rec.image, "Command": cmd, "Created": int(rec.created_at),
-            "Ports": [], "Labels": rec.labels or {}, "State": st["Status"], "Status": _status_text(st),
-            "HostConfig": {"NetworkMode": (spec.get("HostConfig") or {}).get("NetworkMode") or "none"},
-            "NetworkSettings": {"Networks": {}}, "Mounts": [],
+            "Ports": _port_list(ns_["Ports"]), "Labels": rec.labels or {}, "State": st["Status"],
+            "Status": _status_text(st),
+            "HostConfig": {"NetworkMode": (spec.get("HostConfig") or {}).get("NetworkMode") or "default"},
+            "NetworkSettings": {"Networks": ns_["Networks"]}, "Mounts": [],
         }
 
     def inspect(self, ns, ref):
@@ -544,7 +557,7 @@ class ContainerService:
         ic = cfg_doc.get("config") or {}
         env = list(ic.get("Env") or []) + list(spec.get("Env") or [])
         hc = dict(spec.get("HostConfig") or {})
-        hc.setdefault("NetworkMode", "none")
+        hc.setdefault("NetworkMode", "default")
         hc.setdefault("Runtime", rec.runtime)
         if not (hc.get("LogConfig") or {}).get("Type"):  # docker-py run() reads LogConfig.Type
             hc["LogConfig"] = {"Type": "json-file", "Config": dict((hc.get("LogConfig") or {}).get("Config") or {})}
@@ -571,9 +584,15 @@ class ContainerService:
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
                 "StopSignal": spec.get("StopSignal") or ic.get("StopSignal"),
             },
-            "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "",
-                                "Gateway": "", "MacAddress": ""},
+            "NetworkSettings": self.network_settings(rec, st),
         }
+
+    def network_settings(self, rec, st):
+        if self.networks is None:
+            return {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "",
+                    "MacAddress": ""}
+        from berth.services import container_net
+        return container_net.settings(self, rec, st["Running"])
 
     def logs(self, ns, ref, stdout=True, stderr=True, follow=False, tail=None, since=0, until=0, timestamps=False):
         """Yield (stream, bytes) from the json-file log; with follow, until the container exits."""
@@ -669,6 +688,20 @@ def _args(spec, images, rec):
     else:
         ep, cmd = cfg.get("Entrypoint") or [], spec.get("Cmd") or cfg.get("Cmd") or []
     return list(ep) + list(cmd)
+
+
+def _port_list(ports):
+    """NetworkSettings.Ports -> the list of /containers/json."""
+    out = []
+    for key, binds in (ports or {}).items():
+        port, _, proto = key.partition("/")
+        if not binds:
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+            continue
+        for b in binds:
+            out.append({"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(port),
+                        "PublicPort": int(b.get("HostPort") or 0), "Type": proto or "tcp"})
+    return out
 
 
 def _quote(a):

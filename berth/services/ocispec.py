@@ -97,9 +97,10 @@ def lookup_user(rootfs, user):
     return uid, gid, [g for g in extra if g != gid]
 
 
-def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="/berth"):
+def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="/berth", netns=None):
     """The OCI config.json for a container. ``create`` is the Docker API's create body
-    (Config fields at top level plus HostConfig)."""
+    (Config fields at top level plus HostConfig). ``netns``: "host" (the host's network), the
+    path of a network namespace to join, or None (a new, empty one)."""
     ic = image_config.get("config") or {}
     hc = create.get("HostConfig") or {}
     if create.get("Entrypoint") is not None:  # --entrypoint replaces the image's, and drops its CMD
@@ -128,10 +129,11 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
     uid, gid, groups = lookup_user(rootfs, create.get("User") or ic.get("User") or "")
     privileged = bool(hc.get("Privileged"))
     caps = capabilities(hc)
-    network_mode = hc.get("NetworkMode") or "none"
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
-    if network_mode != "host":
+    if netns is None:
         namespaces.append({"type": "network"})
+    elif netns != "host":
+        namespaces.append({"type": "network", "path": netns})
     security = security_options(hc.get("SecurityOpt"))
     nnp = security["no-new-privileges"]
     rlimits = []
@@ -201,24 +203,6 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
     }
     _apply_security(spec, hc, caps, security)
     return spec
-
-
-def container_files(files_dir, container_id, hostname, host_network=False):
-    """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container, written by berth."""
-    os.makedirs(files_dir, exist_ok=True)
-    with open(os.path.join(files_dir, "hostname"), "w") as f:
-        f.write(hostname + "\n")
-    with open(os.path.join(files_dir, "hosts"), "w") as f:
-        f.write("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                f"127.0.1.1\t{hostname}\n")
-    resolv = ""
-    try:
-        with open("/etc/resolv.conf") as f:
-            resolv = "".join(line for line in f if not line.startswith("nameserver 127."))
-    except OSError:
-        pass
-    with open(os.path.join(files_dir, "resolv.conf"), "w") as f:
-        f.write(resolv)
 
 
 # --- security: --security-opt, seccomp, --privileged ---

@@ -1,0 +1,161 @@
+"""network create | ls | inspect | rm | prune | connect | disconnect."""
+
+import json
+import sys
+
+from berth.cli.args import for_each, parse_filters, parser
+from berth.errors import BerthError
+
+
+def _kv(items, what):
+    out = {}
+    for x in items:
+        k, sep, v = x.partition("=")
+        if not k:
+            raise BerthError(f"invalid {what} {x!r}: expected key=value")
+        out[k] = v
+    return out
+
+
+def create(ctx, argv, cmd):
+    p = parser(cmd, "create a network")
+    p.add_argument("-d", "--driver", default="bridge")
+    p.add_argument("--subnet", action="append", default=[])
+    p.add_argument("--gateway", action="append", default=[])
+    p.add_argument("--ip-range", action="append", default=[])
+    p.add_argument("--internal", action="store_true")
+    p.add_argument("--attachable", action="store_true")
+    p.add_argument("-o", "--opt", action="append", default=[])
+    p.add_argument("--ipam-opt", action="append", default=[])
+    p.add_argument("--ipam-driver", default="default")
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("--ipv6", action="store_true")
+    p.add_argument("name")
+    a = p.parse_args(argv)
+    if len(a.gateway) > len(a.subnet) or len(a.ip_range) > len(a.subnet):
+        raise BerthError("every --gateway and --ip-range needs a --subnet")
+    configs = []
+    for i, s in enumerate(a.subnet):
+        c = {"Subnet": s}
+        if i < len(a.gateway):
+            c["Gateway"] = a.gateway[i]
+        if i < len(a.ip_range):
+            c["IPRange"] = a.ip_range[i]
+        configs.append(c)
+    body = {"Name": a.name, "Driver": a.driver, "Internal": a.internal, "Attachable": a.attachable,
+            "EnableIPv6": a.ipv6, "Options": _kv(a.opt, "option"), "Labels": _kv(a.label, "label"),
+            "IPAM": {"Driver": a.ipam_driver, "Config": configs, "Options": _kv(a.ipam_opt, "IPAM option")},
+            "CheckDuplicate": True}
+    print(ctx.client.network_create(body)["Id"])
+    return 0
+
+
+def ls(ctx, argv, cmd):
+    p = parser(cmd, "list networks")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    a = p.parse_args(argv)
+    nets = ctx.client.networks(parse_filters(cmd, a.filter) or None)
+    nets.sort(key=lambda n: n["Name"])
+    rows = [{"ID": n["Id"] if a.no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
+             "Scope": n.get("Scope", "local"), "Internal": str(n.get("Internal", False)).lower(),
+             "Labels": ",".join(f"{k}={v}" for k, v in (n.get("Labels") or {}).items()),
+             "CreatedAt": n.get("Created", "")} for n in nets]
+    if a.quiet:
+        for r in rows:
+            print(r["ID"])
+        return 0
+    if a.format:
+        from berth.cli.format import print_formatted
+        print_formatted(a.format, rows, {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE"})
+        return 0
+    from berth.cli.format import table
+    print(table([["NETWORK ID", "NAME", "DRIVER", "SCOPE"]] +
+                [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in rows]))
+    return 0
+
+
+def inspect(ctx, argv, cmd):
+    p = parser(cmd, "show networks' details")
+    p.add_argument("-f", "--format")
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+    found, rc = [], 0
+    for n in a.names:
+        try:
+            found.append(ctx.client.network_inspect(n))
+        except BerthError as e:
+            print(f"Error: {e.message}", file=sys.stderr)
+            rc = 1
+    if a.format:
+        from berth.cli.format import render
+        for f in found:
+            print(render(a.format, f))
+    else:
+        print(json.dumps(found, indent=4))
+    return rc
+
+
+def rm(ctx, argv, cmd):
+    p = parser(cmd, "remove networks")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+
+    def one(n):
+        try:
+            ctx.client.network_remove(n)
+        except BerthError as e:
+            if a.force and "not found" in e.message:
+                return
+            raise
+        print(n)
+    return for_each(a.names, one)
+
+
+def prune(ctx, argv, cmd):
+    p = parser(cmd, "remove all unused user-defined networks")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--filter", action="append", default=[])
+    a = p.parse_args(argv)
+    if not a.force:
+        sys.stdout.write("WARNING! This will remove all custom networks not used by at least one container.\n"
+                         "Are you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    res = ctx.client.networks_prune(parse_filters(cmd, a.filter) or None)
+    gone = res.get("NetworksDeleted") or []
+    if gone:
+        print("Deleted Networks:")
+        for n in gone:
+            print(n)
+    return 0
+
+
+def connect(ctx, argv, cmd):
+    p = parser(cmd, "connect a container to a network")
+    p.add_argument("--ip")
+    p.add_argument("--alias", action="append", default=[])
+    p.add_argument("network")
+    p.add_argument("container")
+    a = p.parse_args(argv)
+    ep = {}
+    if a.ip:
+        ep["IPAMConfig"] = {"IPv4Address": a.ip}
+    if a.alias:
+        ep["Aliases"] = a.alias
+    ctx.client.network_connect(a.network, a.container, ep)
+    return 0
+
+
+def disconnect(ctx, argv, cmd):
+    p = parser(cmd, "disconnect a container from a network")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("network")
+    p.add_argument("container")
+    a = p.parse_args(argv)
+    ctx.client.network_disconnect(a.network, a.container, force=a.force)
+    return 0

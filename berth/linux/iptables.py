@@ -1,0 +1,81 @@
+"""The few iptables rules berth owns itself (the CNI plugins own the rest): isolation between
+networks, in chains named BERTH-*. Every change is idempotent."""
+
+import subprocess
+
+ADMIN = "BERTH-ADMIN"          # jumped to first from CNI-FORWARD (the firewall plugin's admin chain)
+ISOLATION = "BERTH-ISOLATION"  # traffic leaving one berth bridge for another: dropped here
+
+
+def _run(*args, check=True):
+    p = subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
+    if check and p.returncode != 0:
+        from berth.errors import SystemError_
+        raise SystemError_(f"iptables {' '.join(args)}: {p.stderr.strip() or p.returncode}")
+    return p.returncode == 0
+
+
+def _ensure_chain(chain):
+    if not _run("-n", "-L", chain, check=False):
+        _run("-N", chain, check=False)
+
+
+def _ensure_rule(chain, *rule):
+    if not _run("-C", chain, *rule, check=False):
+        _run("-A", chain, *rule)
+
+
+def isolate(bridge):
+    """Traffic from ``bridge`` to any other berth bridge is dropped (and the other way, by
+    that bridge's own rule)."""
+    _ensure_chain(ADMIN)
+    _ensure_chain(ISOLATION)
+    _ensure_rule(ADMIN, "-i", bridge, "!", "-o", bridge, "-j", ISOLATION)
+    _ensure_rule(ISOLATION, "-o", bridge, "-j", "DROP")
+
+
+def unisolate(bridge):
+    while _run("-D", ADMIN, "-i", bridge, "!", "-o", bridge, "-j", ISOLATION, check=False):
+        pass
+    while _run("-D", ISOLATION, "-o", bridge, "-j", "DROP", check=False):
+        pass
+
+
+def _rules(chain, table="filter"):
+    p = subprocess.run(["iptables", "-w", "-t", table, "-S", chain], capture_output=True, text=True)
+    if p.returncode != 0:
+        return None
+    return [line for line in p.stdout.splitlines() if not line.startswith("-N ") and not line.startswith("-P ")]
+
+
+def _delete_jumps(chain, target, table="filter"):
+    """Delete every rule of ``chain`` that jumps to ``target`` (whatever its matches)."""
+    import shlex
+    for line in _rules(chain, table) or []:
+        words = shlex.split(line)
+        if words[-2:] == ["-j", target]:
+            _run("-t", table, "-D", *words[1:], check=False)
+
+
+def remove_empty_chains():
+    """Drop berth's chains and the shared CNI chains when nothing uses them any more (no rules
+    left but the jumps between them), so a host without containers has nothing of ours."""
+    if not _rules(ISOLATION) and not _rules(ADMIN):
+        _delete_jumps("CNI-FORWARD", ADMIN)
+        _run("-X", ADMIN, check=False)
+        _run("-X", ISOLATION, check=False)
+    fwd = _rules("CNI-FORWARD")
+    if fwd is not None and all(r.endswith("-j CNI-ADMIN") for r in fwd) and not _rules("CNI-ADMIN"):
+        _delete_jumps("FORWARD", "CNI-FORWARD")
+        _run("-F", "CNI-FORWARD", check=False)
+        _run("-X", "CNI-FORWARD", check=False)
+        _run("-X", "CNI-ADMIN", check=False)
+    # portmap's shared nat chains, once no mapping is left in them
+    if _rules("CNI-HOSTPORT-DNAT", "nat") == []:
+        for chain in ("PREROUTING", "OUTPUT"):
+            _delete_jumps(chain, "CNI-HOSTPORT-DNAT", "nat")
+        _delete_jumps("POSTROUTING", "CNI-HOSTPORT-MASQ", "nat")
+        for chain in ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"):
+            _run("-t", "nat", "-F", chain, check=False)
+        for chain in ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"):
+            _run("-t", "nat", "-X", chain, check=False)

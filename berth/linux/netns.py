@@ -1,0 +1,94 @@
+"""Network namespaces that outlive their processes: a new namespace is bind-mounted on a file
+(as `ip netns add` does), so CNI plugins, runtimes and the DNS server can enter it by path."""
+
+import os
+import threading
+
+from berth.linux import syscalls as sc
+
+_IFF_UP = 0x1
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+
+
+def _in_thread(fn):
+    """Run fn in a fresh thread and return its result: setns/unshare of a network namespace
+    change only the calling thread, and that thread is thrown away afterwards."""
+    out = {}
+
+    def run():
+        try:
+            out["r"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            out["e"] = e
+    t = threading.Thread(target=run, name="netns")
+    t.start()
+    t.join()
+    if "e" in out:
+        raise out["e"]
+    return out.get("r")
+
+
+def _lo_up():
+    import fcntl
+    import socket
+    import struct
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
+        if not flags & _IFF_UP:
+            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+    finally:
+        s.close()
+
+
+def create(path):
+    """A new network namespace with `lo` up, bind-mounted on ``path`` (created; must not be
+    mounted already)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    os.close(fd)
+
+    def work():
+        sc.unshare(sc.CLONE_NEWNET)  # this thread only
+        _lo_up()
+        sc.mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None, sc.MS_BIND)
+    try:
+        _in_thread(work)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+def remove(path):
+    """Unmount and delete a namespace file made by create(); absent is fine."""
+    try:
+        sc.umount2(path, sc.MNT_DETACH)
+    except OSError:
+        pass
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def is_mounted(path):
+    """True when ``path`` holds a namespace (an nsfs bind mount)."""
+    try:
+        return os.stat(path).st_dev != os.stat(os.path.dirname(path)).st_dev
+    except OSError:
+        return False
+
+
+def run_in(path, fn):
+    """fn() run by a thread that has entered the network namespace at ``path``."""
+    def work():
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sc.setns(fd, sc.CLONE_NEWNET)
+        finally:
+            os.close(fd)
+        return fn()
+    return _in_thread(work)

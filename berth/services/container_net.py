@@ -1,0 +1,355 @@
+"""A container's networking at start and exit: its network namespace, CNI attachments,
+published ports, /etc/hosts, /etc/hostname and /etc/resolv.conf, and the embedded DNS."""
+
+import ipaddress
+import os
+
+from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
+
+
+def network_mode(hc):
+    mode = (hc or {}).get("NetworkMode") or "default"
+    return "bridge" if mode == "default" else mode
+
+
+def requested_networks(spec_body):
+    """[(network ref, endpoint config)] in attachment order: NetworkMode first, then the other
+    EndpointsConfig entries (docker's --network x --network y, or connect on a stopped one)."""
+    hc = spec_body.get("HostConfig") or {}
+    mode = network_mode(hc)
+    eps = dict(((spec_body.get("NetworkingConfig") or {}).get("EndpointsConfig")) or {})
+    if mode in ("host", "none") or mode.startswith("container:"):
+        return []
+    first = eps.pop(mode, None)
+    if first is None and mode == "bridge":
+        first = eps.pop("default", None)
+    out = [(mode, first or {})]
+    out += [(k, v or {}) for k, v in eps.items() if k not in ("bridge", "default") or mode != "bridge"]
+    return out
+
+
+def check(networks, ns, spec_body):
+    """At create: the networks exist and the options fit them (docker's create-time errors)."""
+    hc = spec_body.get("HostConfig") or {}
+    mode = network_mode(hc)
+    if mode.startswith("container:") and not mode[len("container:"):]:
+        raise InvalidArgument("--network container: needs a container name or id")
+    if mode in ("host", "none") or mode.startswith("container:"):
+        if hc.get("PortBindings") and any(hc["PortBindings"].values()) and mode != "none":
+            pass  # docker ignores (warns about) published ports with host networking
+        return
+    for ref, ep in requested_networks(spec_body):
+        n = networks.get(ns, ref)
+        if n.name in ("host", "none"):
+            raise InvalidArgument(f"container cannot be disconnected from host network or connected to {n.name} "
+                                  "network together with other networks")
+        ip = ((ep or {}).get("IPAMConfig") or {}).get("IPv4Address")
+        if ip and n.name == "bridge":
+            raise InvalidArgument("user specified IP address is supported on user defined networks only")
+        if (ep or {}).get("Aliases") and n.name == "bridge":
+            raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+
+
+def setup(svc, ns, rec, spec_body, hostname, image_config):
+    """Before the shim starts. Returns (netns for the spec: "host" | path | None, files dir)."""
+    nets = svc.networks
+    hc = spec_body.get("HostConfig") or {}
+    mode = network_mode(hc)
+    cid = rec.id
+    cdir = svc.cdir(cid)
+    teardown(svc, ns, cid)  # whatever an earlier run left (a crash, a daemon killed meanwhile)
+    if mode == "host":
+        write_files(cdir, hostname, spec_body, [], host=True)
+        return "host", cdir
+    if mode == "none":
+        write_files(cdir, hostname, spec_body, [])
+        return None, cdir
+    if mode.startswith("container:"):
+        other = svc.get(ns, mode[len("container:"):])
+        st = svc.state(other)
+        if not st["Running"]:
+            raise FailedPrecondition(f"cannot join network namespace of a non running container: container "
+                                     f"{other.id} is {st['Status']}")
+        path = nets.netns_path(other.id)
+        if not os.path.exists(path):
+            path = f"/proc/{st['Pid']}/ns/net"
+            if network_mode((other.spec_json() or {}).get("HostConfig")) == "host":
+                return "host", svc.cdir(other.id)
+        return path, svc.cdir(other.id)
+    from berth.linux import netns
+    from berth.services.networks import parse_port_bindings
+    path = nets.netns_path(cid)
+    netns.create(path)
+    endpoints = {}
+    ports = {}
+    try:
+        exposed = dict((image_config.get("config") or {}).get("ExposedPorts") or {})
+        exposed.update(spec_body.get("ExposedPorts") or {})
+        mappings, ports = parse_port_bindings(hc, exposed, bool(hc.get("PublishAllPorts")))
+        requested = requested_networks(spec_body)
+        if mappings:
+            nets.reserve_ports(cid, mappings)
+        for i, (ref, ep_cfg) in enumerate(requested):
+            n = nets.get(ns, ref)
+            port_net = n.driver == "bridge" and not n.data.get("internal") and not endpoints
+            ep = nets.attach(ns, cid, rec.name, n, f"eth{i}", ep_cfg, ports=mappings if port_net else None,
+                             mac=spec_body.get("MacAddress") if i == 0 else None, hostname=hostname)
+            endpoints[n.name] = ep
+        write_files(cdir, hostname, spec_body, list(endpoints.values()),
+                    embedded_dns=any(nets.get(ns, e["NetworkID"]).user_defined for e in endpoints.values()),
+                    upstream=svc.cfg.dns)
+        _save(svc, ns, cid, {"netns": path, "networks": endpoints, "ports": ports})
+        nets.register(ns, cid, endpoints)
+        if nets.dns is not None and any(e.get("DNSNames") for e in endpoints.values()):
+            nets.dns.attach(cid, path)
+    except BaseException:
+        teardown(svc, ns, cid)
+        raise
+    return path, cdir
+
+
+def teardown(svc, ns, cid):
+    """After the exit (or a failed start): detach everything, drop the netns, forget the ports."""
+    nets = svc.networks
+    if nets is None:
+        return
+    errors = nets.detach_all(cid)
+    try:
+        rec = svc.meta.get_container(ns, cid)
+        if (rec.extensions or {}).get("net"):
+            ext = dict(rec.extensions)
+            ext.pop("net")
+            svc.meta.update_container(ns, cid, extensions=ext)
+    except NotFound:
+        pass
+    if errors:
+        import logging
+        logging.getLogger("berthd").warning("container %s: network teardown: %s", cid[:12], errors[0])
+
+
+def _save(svc, ns, cid, net):
+    rec = svc.meta.get_container(ns, cid)
+    svc.meta.update_container(ns, cid, extensions=dict(rec.extensions or {}, net=net))
+
+
+def connect(svc, ns, ref, net_ref, endpoint_cfg):
+    """docker network connect: recorded in the container's config; attached now if it runs."""
+    nets = svc.networks
+    rec = svc.get(ns, ref)
+    n = nets.get(ns, net_ref)
+    body = rec.spec_json() or {}
+    hc = body.get("HostConfig") or {}
+    mode = network_mode(hc)
+    if mode in ("host", "none") or mode.startswith("container:") or n.name in ("host", "none"):
+        raise FailedPrecondition(f"container cannot be disconnected from host network or connected to {n.name} "
+                                 "network" if mode == "host" or n.name == "host" else
+                                 f"container sharing network namespace with another container or host cannot be "
+                                 f"connected to any other network" if mode.startswith("container:") else
+                                 f"container cannot be connected to network {n.name}: its network mode is {mode}")
+    current = [nets.get(ns, r).id for r, _ in requested_networks(body)]
+    if n.id in current:
+        raise FailedPrecondition(f"endpoint with name {rec.name} already exists in network {n.name}")
+    body = dict(body)
+    nc = dict(body.get("NetworkingConfig") or {})
+    eps = dict(nc.get("EndpointsConfig") or {})
+    eps[n.name] = endpoint_cfg or {}
+    nc["EndpointsConfig"] = eps
+    body["NetworkingConfig"] = nc
+    check(nets, ns, dict(body, HostConfig=dict(hc, NetworkMode=n.name)))
+    st = svc.state(rec)
+    if st["Running"]:
+        net = dict((rec.extensions or {}).get("net") or {})
+        if not net.get("netns"):
+            raise FailedPrecondition(f"container {rec.name} has no network namespace of its own")
+        used = {e["ifname"] for e in (net.get("networks") or {}).values()}
+        ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
+        ep = nets.attach(ns, rec.id, rec.name, n, ifname, endpoint_cfg, hostname=body.get("Hostname") or rec.id[:12])
+        net["networks"] = dict(net.get("networks") or {}, **{n.name: ep})
+        svc.meta.update_container(ns, rec.id, spec=body, extensions=dict(rec.extensions or {}, net=net))
+        nets.register(ns, rec.id, {n.name: ep})
+        if nets.dns is not None and ep.get("DNSNames"):
+            nets.dns.attach(rec.id, net["netns"])
+    else:
+        svc.meta.update_container(ns, rec.id, spec=body)
+    return n
+
+
+def disconnect(svc, ns, ref, net_ref, force=False):
+    nets = svc.networks
+    rec = svc.get(ns, ref)
+    n = nets.get(ns, net_ref)
+    body = dict(rec.spec_json() or {})
+    hc = dict(body.get("HostConfig") or {})
+    requested = requested_networks(body)
+    match = [(r, e) for r, e in requested if _same(nets, ns, r, n)]
+    if not match:
+        if force:
+            return n
+        raise FailedPrecondition(f"container {rec.id} is not connected to network {n.name}")
+    nc = dict(body.get("NetworkingConfig") or {})
+    eps = {k: v for k, v in (nc.get("EndpointsConfig") or {}).items() if not _same(nets, ns, k, n)}
+    rest = [r for r, _ in requested if not _same(nets, ns, r, n)]
+    if _same(nets, ns, network_mode(hc), n):
+        hc["NetworkMode"] = rest[0] if rest else "none"
+    nc["EndpointsConfig"] = eps
+    body["NetworkingConfig"] = nc
+    body["HostConfig"] = hc
+    net = dict((rec.extensions or {}).get("net") or {})
+    ep = (net.get("networks") or {}).get(n.name)
+    if ep is not None:
+        nets.detach(rec.id, ep["cni_name"], ep["ifname"])
+        net["networks"] = {k: v for k, v in net["networks"].items() if k != n.name}
+        with nets._lock:
+            nets._endpoints.get(n.id, {}).pop(rec.id, None)
+    ext = dict(rec.extensions or {})
+    if net:
+        ext["net"] = net
+    svc.meta.update_container(ns, rec.id, spec=body, extensions=ext)
+    return n
+
+
+def _same(nets, ns, ref, n):
+    try:
+        return nets.get(ns, ref).id == n.id
+    except BerthError:
+        return False
+
+
+def users(svc, ns, n):
+    """Names of the containers configured on network n."""
+    out = []
+    for rec in svc.meta.list_containers(ns):
+        body = rec.spec_json() or {}
+        if any(_same(svc.networks, ns, r, n) for r, _ in requested_networks(body)):
+            out.append(rec.name)
+    return out
+
+
+def settings(svc, rec, running):
+    """docker's NetworkSettings (and the summary's Networks) of a container."""
+    nets = svc.networks
+    body = rec.spec_json() or {}
+    net = (rec.extensions or {}).get("net") or {} if running else {}
+    eps = net.get("networks") or {}
+    hc = body.get("HostConfig") or {}
+    mode = network_mode(hc)
+    networks = {}
+    if mode in ("host", "none"):
+        n = nets.get(rec.namespace, mode)
+        networks[mode] = _empty_ep(n.id)
+    elif not mode.startswith("container:"):
+        for ref, ep_cfg in requested_networks(body):
+            try:
+                n = nets.get(rec.namespace, ref)
+            except BerthError:
+                continue
+            ep = eps.get(n.name)
+            if ep:
+                networks[n.name] = {k: v for k, v in ep.items() if k not in ("ifname", "cni_name", "name")}
+            else:
+                networks[n.name] = dict(_empty_ep(n.id), Aliases=(ep_cfg or {}).get("Aliases"),
+                                        IPAMConfig=(ep_cfg or {}).get("IPAMConfig"))
+    primary = next(iter(eps.values()), None) or {}
+    ports = net.get("ports") or {}
+    if not running:
+        exposed = dict(body.get("ExposedPorts") or {})
+        ports = {k: None for k in exposed}
+    return {
+        "Bridge": "", "SandboxID": rec.id if net.get("netns") else "", "SandboxKey": net.get("netns", ""),
+        "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports, "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+        "EndpointID": primary.get("EndpointID", ""), "Gateway": primary.get("Gateway", ""),
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": primary.get("IPAddress", ""),
+        "IPPrefixLen": primary.get("IPPrefixLen", 0), "IPv6Gateway": "", "MacAddress": primary.get("MacAddress", ""),
+        "Networks": networks,
+    }
+
+
+def _empty_ep(nid):
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+            "NetworkID": nid, "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+
+
+# --- /etc files ---
+
+def _host_resolv():
+    try:
+        with open("/etc/resolv.conf") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def write_files(files_dir, hostname, spec_body, endpoints, host=False, embedded_dns=False, upstream=()):
+    """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container, written by berth (the
+    host's own files are only read)."""
+    hc = spec_body.get("HostConfig") or {}
+    os.makedirs(files_dir, exist_ok=True)
+    _write(os.path.join(files_dir, "hostname"), hostname + "\n")
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet",
+             "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
+    if host:
+        try:
+            with open("/etc/hosts") as f:
+                lines = [line.rstrip("\n") for line in f]
+        except OSError:
+            pass
+    gateway = next((e.get("Gateway") for e in endpoints if e.get("Gateway")), "")
+    for h in hc.get("ExtraHosts") or []:
+        name, sep, ip = h.partition(":") if "=" not in h else h.partition("=")
+        if not sep or not name:
+            raise InvalidArgument(f"invalid --add-host {h!r}: expected host:ip")
+        if ip == "host-gateway":
+            ip = gateway or "127.0.0.1"
+        try:
+            ipaddress.ip_address(ip.strip("[]"))
+        except ValueError:
+            raise InvalidArgument(f"invalid IP address in add-host: {ip!r}") from None
+        lines.append(f"{ip.strip('[]')}\t{name}")
+    if not host:
+        domain = spec_body.get("Domainname")
+        full = f"{hostname}.{domain} {hostname}" if domain else hostname
+        if endpoints and endpoints[0].get("IPAddress"):
+            lines.append(f"{endpoints[0]['IPAddress']}\t{full}")
+        else:
+            lines.append(f"127.0.1.1\t{full}")
+    _write(os.path.join(files_dir, "hosts"), "\n".join(lines) + "\n")
+    resolv = _host_resolv()
+    if host and not (hc.get("Dns") or hc.get("DnsSearch") or hc.get("DnsOptions")):
+        _write(os.path.join(files_dir, "resolv.conf"), resolv)
+        return
+    servers, search, options = [], [], []
+    for line in resolv.splitlines():
+        f = line.split()
+        if len(f) >= 2 and f[0] == "nameserver":
+            servers.append(f[1])
+        elif f and f[0] in ("search", "domain"):
+            search = f[1:]
+        elif f and f[0] == "options":
+            options += f[1:]
+    if hc.get("Dns"):
+        servers = list(hc["Dns"])
+    if hc.get("DnsSearch"):
+        search = [] if hc["DnsSearch"] == ["."] else list(hc["DnsSearch"])
+    if hc.get("DnsOptions"):
+        options = list(hc["DnsOptions"])
+    if embedded_dns:
+        servers = ["127.0.0.11"]
+        if not any(o.startswith("ndots:") for o in options):
+            options.append("ndots:0")
+    else:
+        servers = [s for s in servers if not s.startswith("127.")] or (["127.0.0.1"] if host else [])
+    out = [f"nameserver {s}" for s in servers]
+    if search:
+        out.append("search " + " ".join(search))
+    if options:
+        out.append("options " + " ".join(options))
+    _write(os.path.join(files_dir, "resolv.conf"), "\n".join(out) + "\n")
+
+
+def _write(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

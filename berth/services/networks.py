@@ -1,0 +1,541 @@
+"""The networks use-cases: docker's networks over CNI.
+
+Every namespace has the built-in networks "bridge" (the default: a Linux bridge, host-local
+IPAM, portmap and firewall), "host" and "none"; user-defined networks (bridge, macvlan, ipvlan)
+are metadata objects with a conflist berth writes under its own conf dir. A container on a
+network gets a network namespace bind-mounted at <state>/netns/<id>, one CNI attachment per
+network (eth0, eth1, ...) while it runs, and its endpoint recorded in the container's
+extensions ("net"), from which berthd rebuilds its view (and the DNS answers) after a restart.
+"""
+
+import hashlib
+import ipaddress
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+
+from berth import cni
+from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+BUILTIN = ("bridge", "host", "none")
+DRIVERS = ("bridge", "macvlan", "ipvlan")
+
+
+def _now():
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+def builtin_id(ns, name):
+    return hashlib.sha256(f"berth-network:{ns}/{name}".encode()).hexdigest()
+
+
+def host_routes():
+    """IPv4 networks the host routes (or has addresses in)."""
+    out = []
+    try:
+        with open("/proc/net/route") as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                dest, mask = int(p[1], 16), int(p[7], 16)
+                if mask == 0:
+                    continue
+                d = socket.inet_ntoa(dest.to_bytes(4, "little"))
+                m = socket.inet_ntoa(mask.to_bytes(4, "little"))
+                out.append(ipaddress.IPv4Network(f"{d}/{m}", strict=False))
+    except (OSError, ValueError, StopIteration):
+        pass
+    return out
+
+
+class Network:
+    """A resolved network: built-in or user-defined."""
+
+    def __init__(self, ns, id, name, data, labels=None, created=""):
+        self.ns, self.id, self.name, self.data, self.labels = ns, id, name, data, labels or {}
+        self.created = created or data.get("created", "")
+
+    @property
+    def driver(self):
+        return self.data.get("driver", "bridge")
+
+    @property
+    def builtin(self):
+        return self.name in BUILTIN
+
+    @property
+    def user_defined(self):
+        return not self.builtin
+
+    @property
+    def cni_name(self):
+        return "bridge" if self.name == "bridge" else "berth-" + self.id[:12]
+
+
+class NetworkService:
+    def __init__(self, cfg, meta):
+        self.cfg = cfg
+        self.meta = meta
+        self.netns_dir = os.path.join(cfg.state, "netns")
+        self.cache_dir = os.path.join(cfg.state, "cni", "results")
+        self.ipam_dir = os.path.join(cfg.state, "cni", "ipam")
+        self.dns = None  # the daemon's EmbeddedDNS bridge: attach(cid, netns) / detach(cid)
+        self._lock = threading.RLock()
+        # live endpoints for name resolution: network id -> {container id: endpoint}
+        self._endpoints = {}
+        self._ports = {}  # (proto, host ip, host port) -> container id, of running containers
+
+    # --- networks ---
+
+    def _builtin(self, ns, name):
+        data = {"driver": {"bridge": "bridge", "host": "host", "none": "null"}[name]}
+        if name == "bridge":
+            net = ipaddress.IPv4Network(self.cfg.bridge_subnet, strict=False)
+            data.update(bridge=self.cfg.bridge, subnet=str(net), gateway=str(next(net.hosts())),
+                        options={"com.docker.network.bridge.name": self.cfg.bridge,
+                                 "com.docker.network.bridge.default_bridge": "true"})
+        return Network(ns, builtin_id(ns, name), name, data)
+
+    def get(self, ns, ref):
+        """A network by name, id or unique id prefix."""
+        if ref in BUILTIN:
+            return self._builtin(ns, ref)
+        if ref == "default":
+            return self._builtin(ns, "bridge")
+        o = self.meta.find_object(ns, "network", ref)
+        if o is not None:
+            return Network(ns, o.id, o.name, o.data, o.labels)
+        for name in BUILTIN:
+            if builtin_id(ns, name).startswith(ref) and len(ref) >= 1:
+                return self._builtin(ns, name)
+        found = [o for o in self.meta.list_objects(ns, "network") if o.id.startswith(ref)] if ref else []
+        if len(found) == 1:
+            return Network(ns, found[0].id, found[0].name, found[0].data, found[0].labels)
+        if len(found) > 1:
+            raise InvalidArgument(f"network {ref} is ambiguous ({len(found)} matches found on name)")
+        raise NotFound(f"network {ref} not found")
+
+    def all(self, ns):
+        return [self._builtin(ns, n) for n in BUILTIN] + [
+            Network(ns, o.id, o.name, o.data, o.labels) for o in self.meta.list_objects(ns, "network")]
+
+    def _subnets_in_use(self):
+        used = [ipaddress.IPv4Network(self.cfg.bridge_subnet, strict=False)] + host_routes()
+        for o in self.meta.list_objects(None, "network"):
+            if o.data.get("subnet"):
+                used.append(ipaddress.IPv4Network(o.data["subnet"]))
+        return used
+
+    def create(self, ns, name, driver="bridge", subnet=None, gateway=None, ip_range=None, internal=False,
+               options=None, labels=None, ipam_options=None, attachable=False):
+        cni.check_name(name)
+        if name in BUILTIN or name == "default":
+            raise FailedPrecondition(f"{name} is a pre-defined network and cannot be created")
+        driver = driver or "bridge"
+        if driver not in DRIVERS:
+            raise NotFound(f"plugin \"{driver}\" not found (berth supports the drivers {', '.join(DRIVERS)})")
+        options = dict(options or {})
+        if self.meta.find_object(ns, "network", name) is not None:
+            raise AlreadyExists(f"network with name {name} already exists")
+        with self._lock:
+            used = self._subnets_in_use()
+            if subnet:
+                try:
+                    net = ipaddress.IPv4Network(subnet, strict=False)
+                except ValueError:
+                    raise InvalidArgument(f"invalid subnet {subnet!r}: an IPv4 CIDR such as 10.1.0.0/24 is needed") from None
+                if net.prefixlen > 30:
+                    raise InvalidArgument(f"invalid subnet {subnet}: too small (at most /30)")
+                for u in used:
+                    if u.overlaps(net) and u.prefixlen > 0 and driver == "bridge":
+                        raise FailedPrecondition(f"invalid pool request: Pool overlaps with other one on this address space ({u})")
+            else:
+                if gateway or ip_range:
+                    raise InvalidArgument("--gateway and --ip-range need --subnet")
+                pool = ipaddress.IPv4Network(self.cfg.address_pool, strict=False)
+                net = next((s for s in pool.subnets(new_prefix=24)
+                            if not any(s.overlaps(u) for u in used)), None)
+                if net is None:
+                    raise FailedPrecondition(f"could not find an available, non-overlapping IPv4 address pool "
+                                             f"among the defaults to assign to the network ({pool})")
+            hosts = list(net.hosts()) if net.num_addresses <= 65536 else None
+            if gateway:
+                try:
+                    gw = ipaddress.IPv4Address(gateway)
+                except ValueError:
+                    raise InvalidArgument(f"invalid gateway {gateway!r}") from None
+                if gw not in net:
+                    raise InvalidArgument(f"no matching subnet for gateway {gateway}")
+            else:
+                gw = hosts[0] if hosts else net.network_address + 1
+            rng = None
+            if ip_range:
+                try:
+                    rng = ipaddress.IPv4Network(ip_range, strict=False)
+                except ValueError:
+                    raise InvalidArgument(f"invalid ip range {ip_range!r}") from None
+                if not rng.subnet_of(net):
+                    raise InvalidArgument(f"no matching subnet for range {ip_range}")
+            parent = options.get("parent", "")
+            if driver in ("macvlan", "ipvlan"):
+                if not parent:
+                    raise InvalidArgument(f"the {driver} driver needs a parent interface: -o parent=<interface>")
+                if not os.path.exists(f"/sys/class/net/{parent}"):
+                    raise InvalidArgument(f"-o parent={parent}: no such network interface on the host")
+            nid = secrets.token_hex(32)
+            data = {"driver": driver, "subnet": str(net), "gateway": str(gw), "ip_range": str(rng) if rng else "",
+                    "internal": bool(internal), "options": options, "ipam_options": dict(ipam_options or {}),
+                    "attachable": bool(attachable), "created": _now()}
+            if driver == "bridge":
+                data["bridge"] = options.get("com.docker.network.bridge.name") or "br-" + nid[:12]
+                if len(data["bridge"]) > 15:
+                    raise InvalidArgument(f"bridge name {data['bridge']!r} is longer than 15 characters")
+            o = self.meta.create_object(ns, "network", nid, name, data, labels)
+        n = Network(ns, o.id, o.name, o.data, o.labels)
+        self._write_conflist(n)
+        if n.driver == "bridge":
+            from berth.linux import iptables
+            iptables.isolate(n.data["bridge"])
+        return n
+
+    def remove(self, ns, ref, in_use):
+        """Remove a user-defined network; refused while a container (running or not) uses it."""
+        n = self.get(ns, ref)
+        if n.builtin:
+            raise FailedPrecondition(f"{n.name} is a pre-defined network and cannot be removed")
+        users = in_use(n)
+        if users:
+            raise FailedPrecondition(f"error while removing network: network {n.name} id {n.id} has active "
+                                     f"endpoints ({', '.join(users)})")
+        self.meta.delete_object(ns, "network", n.id)
+        self._teardown_host(n)
+        try:
+            os.unlink(self._conflist_path(n))
+        except FileNotFoundError:
+            pass
+        return n
+
+    def _teardown_host(self, n):
+        if n.driver == "bridge" and n.data.get("bridge"):
+            from berth.linux import iptables
+            iptables.unisolate(n.data["bridge"])
+            import subprocess
+            subprocess.run(["ip", "link", "del", n.data["bridge"]], capture_output=True)
+        import shutil
+        shutil.rmtree(os.path.join(self.ipam_dir, n.cni_name), ignore_errors=True)
+
+    def ensure_host(self, namespaces):
+        """At daemon start: conflists and isolation rules of every bridge network."""
+        from berth.linux import iptables
+        bridges = {self.cfg.bridge}
+        self._write_conflist(self._builtin("default", "bridge"))
+        for ns in namespaces:
+            for n in self.all(ns):
+                if n.user_defined:
+                    self._write_conflist(n)
+                    if n.driver == "bridge":
+                        bridges.add(n.data["bridge"])
+        for b in sorted(bridges):
+            iptables.isolate(b)
+
+    def release_host(self, namespaces, busy_bridges):
+        """At a graceful daemon stop: bridges no container uses are deleted with their rules (the
+        plugins make them again when needed), so a stopped berthd leaves nothing behind."""
+        from berth.linux import iptables
+        import subprocess
+        bridges = {self.cfg.bridge}
+        for ns in namespaces:
+            for n in self.all(ns):
+                if n.user_defined and n.driver == "bridge":
+                    bridges.add(n.data["bridge"])
+        for b in sorted(bridges - set(busy_bridges)):
+            iptables.unisolate(b)
+            subprocess.run(["ip", "link", "del", b], capture_output=True)
+        if not busy_bridges:
+            iptables.remove_empty_chains()
+
+    # --- conflists ---
+
+    def _conflist_path(self, n):
+        return os.path.join(self.cfg.cni_conf_dir, n.ns if n.user_defined else "", n.name + ".conflist")
+
+    def conflist(self, n):
+        d = n.data
+        net = ipaddress.IPv4Network(d["subnet"])
+        rng = {"subnet": str(net), "gateway": d["gateway"]}
+        if d.get("ip_range"):
+            r = ipaddress.IPv4Network(d["ip_range"])
+            hosts = list(r.hosts()) or [r.network_address]
+            rng["rangeStart"], rng["rangeEnd"] = str(hosts[0]), str(hosts[-1])
+        internal = bool(d.get("internal"))
+        ipam = {"type": "host-local", "ranges": [[rng]], "dataDir": self.ipam_dir}
+        if not internal:
+            ipam["routes"] = [{"dst": "0.0.0.0/0"}]
+        if n.driver == "bridge":
+            main = {"type": "bridge", "bridge": d["bridge"], "isGateway": not internal, "ipMasq": not internal,
+                    "hairpinMode": True, "ipam": ipam, "capabilities": {"ips": True, "mac": True}}
+            mtu = (d.get("options") or {}).get("com.docker.network.driver.mtu")
+            if mtu:
+                main["mtu"] = int(mtu)
+            plugins = [main]
+            if not internal:
+                plugins.append({"type": "portmap", "capabilities": {"portMappings": True}})
+            plugins.append({"type": "firewall", "backend": "iptables", "iptablesAdminChainName": "BERTH-ADMIN"})
+        else:
+            opts = d.get("options") or {}
+            main = {"type": n.driver, "master": opts.get("parent", ""), "ipam": ipam, "capabilities": {"ips": True}}
+            if n.driver == "macvlan":
+                main["mode"] = opts.get("macvlan_mode", "bridge")
+                main["capabilities"]["mac"] = True
+            else:
+                main["mode"] = opts.get("ipvlan_mode", "l2")
+            plugins = [main]
+        return {"cniVersion": cni.SPEC_VERSION, "name": n.cni_name, "plugins": plugins}
+
+    def _write_conflist(self, n):
+        if n.driver not in DRIVERS:
+            return
+        path = self._conflist_path(n)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.conflist(n), f, indent=2)
+        os.replace(tmp, path)
+
+    # --- inspect ---
+
+    def inspect(self, n, containers=None):
+        d = n.data
+        ipam_cfg = []
+        if d.get("subnet"):
+            c = {"Subnet": d["subnet"], "Gateway": d["gateway"]}
+            if d.get("ip_range"):
+                c["IPRange"] = d["ip_range"]
+            ipam_cfg.append(c)
+        driver = d.get("driver", "bridge")
+        return {
+            "Name": n.name, "Id": n.id, "Created": n.created or "0001-01-01T00:00:00Z", "Scope": "local",
+            "Driver": driver, "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": d.get("ipam_options") or None, "Config": ipam_cfg},
+            "Internal": bool(d.get("internal")), "Attachable": bool(d.get("attachable")), "Ingress": False,
+            "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers or {},
+            "Options": d.get("options") or {}, "Labels": n.labels or {},
+        }
+
+    # --- attachments ---
+
+    def netns_path(self, cid):
+        return os.path.join(self.netns_dir, cid)
+
+    def attach(self, ns, cid, name, n, ifname, endpoint_cfg, ports=None, mac=None, hostname=None):
+        """CNI ADD of one network for a container whose netns exists; returns the endpoint."""
+        if n.driver not in DRIVERS:
+            raise InvalidArgument(f"container cannot be connected to network {n.name} ({n.driver})")
+        rc = {}
+        ip = ((endpoint_cfg or {}).get("IPAMConfig") or {}).get("IPv4Address")
+        if ip:
+            try:
+                addr = ipaddress.IPv4Address(ip)
+            except ValueError:
+                raise InvalidArgument(f"invalid IPv4 address: {ip}") from None
+            if n.user_defined is False:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            if addr not in ipaddress.IPv4Network(n.data["subnet"]):
+                raise InvalidArgument(f"invalid address {ip}: it does not belong to any of this network's subnets")
+            rc["ips"] = [f"{ip}/{ipaddress.IPv4Network(n.data['subnet']).prefixlen}"]
+        mac = (endpoint_cfg or {}).get("MacAddress") or mac
+        if mac:
+            rc["mac"] = mac
+        if ports:
+            rc["portMappings"] = ports
+        result = cni.add(self.conflist(n), cid, self.netns_path(cid), ifname, self.cfg.cni_plugin_dirs,
+                         self.cache_dir, rc)
+        ep = _endpoint(result, ifname)
+        aliases = list((endpoint_cfg or {}).get("Aliases") or [])
+        dns_names = [name, cid[:12]] + [a for a in aliases if a not in (name, cid[:12])] if n.user_defined else []
+        if hostname and n.user_defined and hostname not in dns_names:
+            dns_names.append(hostname)
+        ep.update(NetworkID=n.id, EndpointID=hashlib.sha256(f"{n.id}/{cid}".encode()).hexdigest(),
+                  Aliases=aliases or None, DNSNames=dns_names or None, IPAMConfig=(endpoint_cfg or {}).get("IPAMConfig"),
+                  Links=None, DriverOpts=None, ifname=ifname, cni_name=n.cni_name, name=n.name)
+        return ep
+
+    def detach(self, cid, cni_name, ifname):
+        return cni.delete_cached(self.cache_dir, cni_name, cid, ifname, self.cfg.cni_plugin_dirs)
+
+    def detach_all(self, cid):
+        """Every attachment of a container (from the CNI cache), then its netns."""
+        errors = []
+        for name, c, ifname, _ in cni.cached(self.cache_dir):
+            if c == cid:
+                try:
+                    cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cni_plugin_dirs)
+                except cni.CNIError as e:
+                    errors.append(e)
+        from berth.linux import netns
+        netns.remove(self.netns_path(cid))
+        with self._lock:
+            for eps in self._endpoints.values():
+                eps.pop(cid, None)
+            for k in [k for k, v in self._ports.items() if v == cid]:
+                del self._ports[k]
+        if self.dns is not None:
+            self.dns.detach(cid)
+        return errors
+
+    def orphans(self, live_ids):
+        """Container ids holding CNI attachments or a netns but not in live_ids (after a crash)."""
+        ids = {c for _, c, _, _ in cni.cached(self.cache_dir)}
+        try:
+            ids |= set(os.listdir(self.netns_dir))
+        except FileNotFoundError:
+            pass
+        return sorted(ids - set(live_ids))
+
+    # --- name resolution (the embedded DNS asks these, in the event loop) ---
+
+    def register(self, ns, cid, endpoints):
+        with self._lock:
+            for ep in endpoints.values():
+                self._endpoints.setdefault(ep["NetworkID"], {})[cid] = ep
+
+    def lookup(self, cid, qname):
+        qname = qname.lower().rstrip(".")
+        with self._lock:
+            mine = [nid for nid, eps in self._endpoints.items() if cid in eps and eps[cid].get("DNSNames")]
+            if not mine:
+                return None
+            found = []
+            for nid in mine:
+                suffix = "." + (self._endpoints[nid][cid].get("name") or "").lower()
+                short = qname[: -len(suffix)] if qname.endswith(suffix) else None  # <name>.<network>
+                for ep in self._endpoints[nid].values():
+                    names = [d.lower() for d in ep.get("DNSNames") or []]
+                    if (qname in names or short in names) and ep.get("IPAddress") and ep["IPAddress"] not in found:
+                        found.append(ep["IPAddress"])
+        return found or None
+
+    def reverse(self, cid, ip):
+        with self._lock:
+            mine = [nid for nid, eps in self._endpoints.items() if cid in eps]
+            for nid in mine:
+                for ep in self._endpoints[nid].values():
+                    if ep.get("IPAddress") == ip and ep.get("DNSNames"):
+                        return ep["DNSNames"][0] + "." + ep.get("name", "")
+        return None
+
+    # --- published ports ---
+
+    def reserve_ports(self, cid, mappings):
+        """Refuse host ports another container or program holds; remember ours."""
+        with self._lock:
+            for m in mappings:
+                key = (m["protocol"], m.get("hostIP") or "0.0.0.0", m["hostPort"])
+                for (proto, hip, hport), other in self._ports.items():
+                    if other != cid and proto == key[0] and hport == key[2] and \
+                            (hip == key[1] or "0.0.0.0" in (hip, key[1])):
+                        raise FailedPrecondition(f"Bind for {key[1]}:{key[2]} failed: port is already allocated")
+                _probe_port(*key)
+            for m in mappings:
+                self._ports[(m["protocol"], m.get("hostIP") or "0.0.0.0", m["hostPort"])] = cid
+
+
+def _probe_port(proto, hip, hport):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    try:
+        s.bind((hip, hport))
+    except OSError as e:
+        import errno
+        if e.errno == errno.EADDRINUSE:
+            raise FailedPrecondition(f"Bind for {hip}:{hport} failed: port is already allocated") from None
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise InvalidArgument(f"cannot publish on {hip}:{hport}: the host has no such address") from None
+        raise
+    finally:
+        s.close()
+
+
+def free_port(proto, hip):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    try:
+        s.bind((hip or "0.0.0.0", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def _endpoint(result, ifname):
+    idx = next((i for i, itf in enumerate(result.get("interfaces") or [])
+                if itf.get("name") == ifname and itf.get("sandbox")), None)
+    ip = next((x for x in result.get("ips") or [] if x.get("interface") == idx), None) or \
+        next(iter(result.get("ips") or []), None)
+    mac = ""
+    if idx is not None:
+        mac = result["interfaces"][idx].get("mac", "")
+    addr, plen, gw = "", 0, ""
+    if ip:
+        iface = ipaddress.IPv4Interface(ip["address"])
+        addr, plen, gw = str(iface.ip), iface.network.prefixlen, ip.get("gateway", "")
+    return {"IPAddress": addr, "IPPrefixLen": plen, "Gateway": gw, "MacAddress": mac, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0}
+
+
+def parse_port_bindings(hc, exposed, publish_all):
+    """HostConfig.PortBindings (+ ExposedPorts with PublishAllPorts) -> portmap mappings and
+    docker's NetworkSettings.Ports. Free host ports are chosen for empty HostPorts."""
+    mappings, ports = [], {}
+    bindings = dict(hc.get("PortBindings") or {})
+    for key in exposed or {}:
+        bindings.setdefault(key, [{"HostIp": "", "HostPort": ""}] if publish_all else None)
+    for key, binds in bindings.items():
+        cport, _, proto = key.partition("/")
+        proto = proto or "tcp"
+        if proto not in ("tcp", "udp", "sctp"):
+            raise InvalidArgument(f"invalid proto: {proto}")
+        try:
+            cport = int(cport)
+            if not 0 < cport < 65536:
+                raise ValueError
+        except ValueError:
+            raise InvalidArgument(f"invalid containerPort: {key.partition('/')[0]}") from None
+        pkey = f"{cport}/{proto}"
+        if not binds:
+            ports.setdefault(pkey, None)
+            continue
+        for b in binds:
+            hip = (b or {}).get("HostIp") or ""
+            hport = (b or {}).get("HostPort") or ""
+            if hip:
+                try:
+                    ipaddress.IPv4Address(hip)
+                except ValueError:
+                    raise InvalidArgument(f"invalid IP address: {hip}") from None
+            if hport:
+                lo, _, hi = hport.partition("-")
+                try:
+                    hp = int(lo)
+                    if hi and int(hi) != hp:
+                        hp = free_in_range(proto, hip, int(lo), int(hi))
+                    if not 0 < hp < 65536:
+                        raise ValueError
+                except ValueError:
+                    raise InvalidArgument(f"invalid hostPort: {hport}") from None
+            else:
+                hp = free_port(proto, hip)
+            mappings.append({"hostPort": hp, "containerPort": cport, "protocol": proto, "hostIP": hip})
+            ports.setdefault(pkey, []).append({"HostIp": hip or "0.0.0.0", "HostPort": str(hp)})
+    return mappings, ports
+
+
+def free_in_range(proto, hip, lo, hi):
+    for p in range(lo, hi + 1):
+        try:
+            _probe_port(proto, hip or "0.0.0.0", p)
+            return p
+        except (FailedPrecondition, OSError):
+            continue
+    raise FailedPrecondition(f"no free host port in {lo}-{hi}")
