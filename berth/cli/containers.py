@@ -115,7 +115,7 @@ def _create(ctx, a):
     try:
         res = ctx.client.container_create(body, name=a.name)
     except NotFound as e:
-        if a.pull == "never" or "No such image" not in e.message and "not found" not in e.message:
+        if a.pull == "never" or "no such image" not in e.message.lower():
             raise
         print(f"Unable to find image '{a.image}' locally", file=sys.stderr)
         _pull(ctx, a.image, a.platform, out=sys.stderr)

@@ -132,7 +132,10 @@ def delete_cached(cache_dir, name, container_id, ifname, dirs, netns=None):
             first = first or e
     if first is not None:
         raise first
-    os.unlink(cache)
+    try:
+        os.unlink(cache)
+    except FileNotFoundError:
+        pass
     return True
 
 

@@ -113,6 +113,11 @@ def teardown(svc, ns, cid):
     nets = svc.networks
     if nets is None:
         return
+    with nets.container_lock(cid):
+        _teardown(svc, nets, ns, cid)
+
+
+def _teardown(svc, nets, ns, cid):
     errors = nets.detach_all(cid)
     try:
         rec = svc.meta.get_container(ns, cid)

@@ -88,6 +88,7 @@ class NetworkService:
         # live endpoints for name resolution: network id -> {container id: endpoint}
         self._endpoints = {}
         self._ports = {}  # (proto, host ip, host port) -> container id, of running containers
+        self._cid_locks = {}  # container id -> lock: a container's attachments change one at a time
 
     # --- networks ---
 
@@ -352,7 +353,12 @@ class NetworkService:
             rc["mac"] = mac
         if ports:
             rc["portMappings"] = ports
-        result = cni.add(self.conflist(n), cid, self.netns_path(cid), ifname, self.cfg.cni_plugin_dirs,
+        conflist = self.conflist(n)
+        if rc.get("ips"):  # a chosen address may lie outside --ip-range (in the subnet), as docker allows
+            for r in conflist["plugins"][0]["ipam"]["ranges"][0]:
+                r.pop("rangeStart", None)
+                r.pop("rangeEnd", None)
+        result = cni.add(conflist, cid, self.netns_path(cid), ifname, self.cfg.cni_plugin_dirs,
                          self.cache_dir, rc)
         ep = _endpoint(result, ifname)
         aliases = list((endpoint_cfg or {}).get("Aliases") or [])
@@ -367,8 +373,23 @@ class NetworkService:
     def detach(self, cid, cni_name, ifname):
         return cni.delete_cached(self.cache_dir, cni_name, cid, ifname, self.cfg.cni_plugin_dirs)
 
+    def container_lock(self, cid):
+        with self._lock:
+            lk = self._cid_locks.get(cid)
+            if lk is None:
+                lk = self._cid_locks[cid] = threading.RLock()
+                if len(self._cid_locks) > 4096:
+                    for k in list(self._cid_locks)[:1024]:
+                        if k != cid:
+                            self._cid_locks.pop(k, None)
+            return lk
+
     def detach_all(self, cid):
         """Every attachment of a container (from the CNI cache), then its netns."""
+        with self.container_lock(cid):
+            return self._detach_all(cid)
+
+    def _detach_all(self, cid):
         errors = []
         for name, c, ifname, _ in cni.cached(self.cache_dir):
             if c == cid:

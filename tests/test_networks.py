@@ -1,0 +1,416 @@
+"""Container networking as a user sees it: the default bridge, user-defined networks with their
+embedded DNS, published ports, isolation, connect/disconnect, the /etc files, docker's CLI and
+SDK against berthd, and no leftovers on the host (veths, netns, IPs, iptables rules).
+
+Traffic goes only to 127.0.0.1 and to containers these tests create."""
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from daemon_fixtures import DATA, free_port, shared_berthd, wait_for  # noqa: F401 (fixtures)
+
+IMG = "busybox-layers:1"
+SERVE = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+@pytest.fixture(scope="module")
+def daemon(shared_berthd):
+    shared_berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    return shared_berthd
+
+
+@pytest.fixture
+def d(daemon):
+    try:
+        yield daemon
+    finally:
+        ids = daemon.berth("ps", "-a", "-q", "--no-trunc").out.split()
+        if ids:
+            daemon.berth("rm", "-f", *ids)
+        names = daemon.berth("network", "ls", "-q", "--filter", "type=custom").out.split()
+        if names:
+            daemon.berth("network", "rm", *names)
+
+
+def inspect(d, ref):
+    return json.loads(d.berth("inspect", ref, check=True).out)[0]
+
+
+def ip_of(d, ref, net=None):
+    ns = inspect(d, ref)["NetworkSettings"]
+    return ns["Networks"][net]["IPAddress"] if net else ns["IPAddress"]
+
+
+def serve(d, name, *opts):
+    d.berth("run", "-d", "--name", name, *opts, IMG, "sh", "-c", SERVE, check=True)
+
+
+def fetch(d, url, *opts, timeout=2):
+    """wget from a new container; returns (exit code, output)."""
+    # busybox's wget -T crashes (Debian's busybox-static): timeout(1) bounds it instead
+    # (and busybox's timeout kills its parent: a shell stays PID 1, which a signal cannot stop)
+    p = d.berth("run", "--rm", *opts, IMG, "sh", "-c", f"timeout {timeout} wget -q -O - {url}; exit $?")
+    return p.returncode, p.out + p.err
+
+
+def http_get(url, timeout=3):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+# --- the default bridge ---
+
+def test_default_bridge_gives_each_container_an_address_and_they_talk(d):
+    serve(d, "web")
+    info = inspect(d, "web")
+    nsett = info["NetworkSettings"]
+    assert info["HostConfig"]["NetworkMode"] == "default"
+    ep = nsett["Networks"]["bridge"]
+    assert ep["IPAddress"] == nsett["IPAddress"] and ep["IPAddress"].startswith(d.subnet.rsplit(".", 1)[0])
+    assert ep["Gateway"] == d.subnet.rsplit(".", 1)[0] + ".1" and ep["IPPrefixLen"] == 24
+    assert len(ep["MacAddress"]) == 17 and nsett["SandboxKey"]
+    code, out = fetch(d, f"http://{ep['IPAddress']}/")
+    assert code == 0 and out.strip() == "hello-" + info["Config"]["Hostname"]
+    # inside: eth0 with that address, /etc/hosts maps the hostname to it, no 127.x resolver
+    p = d.berth("exec", "web", "sh", "-c", "ip addr show eth0; cat /etc/hosts /etc/resolv.conf", check=True)
+    assert f"inet {ep['IPAddress']}/24" in p.out
+    assert f"{ep['IPAddress']}\t{info['Config']['Hostname']}" in p.out
+    assert "nameserver 127." not in p.out
+    # the host's own files are untouched
+    assert info["Config"]["Hostname"] not in open("/etc/hosts").read()
+
+
+def test_network_none_and_host(d):
+    p = d.berth("run", "--rm", "--network", "none", IMG, "cat", "/proc/net/dev", check=True)
+    assert "eth0" not in p.out and "lo:" in p.out
+    p = d.berth("run", "--rm", "--network", "host", IMG, "cat", "/proc/net/dev", check=True)
+    assert "eth0" in p.out or len(p.out.splitlines()) > 3
+
+
+def test_network_container_mode_shares_the_other_containers_stack(d):
+    serve(d, "web")
+    p = d.berth("run", "--rm", "--network", "container:web", IMG, "wget", "-q", "-O", "-",
+                "http://127.0.0.1/", check=True)
+    assert p.out.startswith("hello-")
+    p = d.berth("run", "--rm", "--network", "container:nosuch", IMG, "true")
+    assert p.returncode == 125 and "nosuch" in p.err and len(p.err.strip().splitlines()) == 1
+
+
+def test_etc_files_options(d):
+    p = d.berth("run", "--rm", "--dns", "192.0.2.53", "--dns-search", "example.internal", "--dns-option", "ndots:3",
+                "--add-host", "db:192.0.2.7", "--add-host", "gw:host-gateway", "-h", "box", IMG,
+                "sh", "-c", "cat /etc/resolv.conf /etc/hosts /etc/hostname", check=True)
+    assert "nameserver 192.0.2.53" in p.out and "search example.internal" in p.out and "options ndots:3" in p.out
+    assert "192.0.2.7\tdb" in p.out
+    gw = d.subnet.rsplit(".", 1)[0] + ".1"
+    assert f"{gw}\tgw" in p.out and p.out.rstrip().endswith("box")
+    p = d.berth("run", "--rm", "--add-host", "bad", IMG, "true")
+    assert p.returncode == 125 and "add-host" in p.err
+
+
+# --- published ports ---
+
+def test_published_port_reachable_on_loopback_and_released_at_stop(d):
+    port = free_port()
+    serve(d, "web", "-p", f"127.0.0.1:{port}:80")
+    wait_for(lambda: _get_ok(f"http://127.0.0.1:{port}/"), 10, "the published port")
+    assert http_get(f"http://127.0.0.1:{port}/").startswith("hello-")
+    assert d.berth("port", "web", check=True).out.strip() == f"80/tcp -> 127.0.0.1:{port}"
+    assert f"127.0.0.1:{port}->80/tcp" in d.berth("ps", check=True).out
+    assert inspect(d, "web")["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+    # a second container cannot take the same host port: a clear error at start
+    p = d.berth("run", "-d", "--name", "other", "-p", f"127.0.0.1:{port}:80", IMG, "sleep", "60")
+    assert p.returncode == 125 and "port is already allocated" in p.err and f"{port}" in p.err
+    assert inspect(d, "other")["State"]["Status"] == "created"
+    # from another container, through the host's published port (hairpin through the bridge gateway)
+    gw = d.subnet.rsplit(".", 1)[0] + ".1"
+    d.berth("stop", "-t", "1", "web", check=True)
+    assert not _get_ok(f"http://127.0.0.1:{port}/")
+    s = socket.socket()
+    s.bind(("127.0.0.1", port))  # free again
+    s.close()
+    assert gw
+
+
+def test_ports_random_host_port_and_publish_all(d):
+    serve(d, "web", "-p", "127.0.0.1::80", "--expose", "8080")
+    ports = inspect(d, "web")["NetworkSettings"]["Ports"]
+    host_port = int(ports["80/tcp"][0]["HostPort"])
+    assert host_port > 0 and ports["8080/tcp"] is None
+    wait_for(lambda: _get_ok(f"http://127.0.0.1:{host_port}/"), 10, "the published port")
+    serve(d, "web2", "-P", "--expose", "80")
+    p2 = inspect(d, "web2")["NetworkSettings"]["Ports"]["80/tcp"][0]
+    assert p2["HostIp"] == "0.0.0.0" and int(p2["HostPort"]) > 0
+    wait_for(lambda: _get_ok(f"http://127.0.0.1:{p2['HostPort']}/"), 10, "the -P port")
+
+
+def test_bad_publish_specs_are_one_line_errors(d):
+    for spec in ("abc", "1:2:3:4", "70000:80", "80/icmp", "8000-8001:80-82"):
+        p = d.berth("run", "--rm", "-p", spec, IMG, "true")
+        assert p.returncode == 125 and len(p.err.strip().splitlines()) == 1 and "Traceback" not in p.err, spec
+    assert d.berth("ps", "-a", "-q").out.strip() == ""
+
+
+def _get_ok(url):
+    try:
+        http_get(url, timeout=1)
+        return True
+    except OSError:
+        return False
+
+
+# --- user-defined networks, names ---
+
+def test_user_network_names_aliases_later_containers_and_restarts(d):
+    d.berth("network", "create", "front", check=True)
+    serve(d, "web", "--network", "front", "--network-alias", "www")
+    for name in ("web", "www", "web.front", inspect(d, "web")["Id"][:12]):
+        code, out = fetch(d, f"http://{name}/", "--network", "front")
+        assert code == 0 and out.startswith("hello-"), (name, out)
+    # a resolver pointing at the embedded DNS, not a hosts file listing the peers
+    p = d.berth("run", "--rm", "--network", "front", IMG, "cat", "/etc/resolv.conf", "/etc/hosts", check=True)
+    assert "nameserver 127.0.0.11" in p.out and "www" not in p.out
+    # a client started first resolves a server started later
+    d.berth("run", "-d", "--name", "client", "--network", "front", IMG, "sleep", "600", check=True)
+    serve(d, "late", "--network", "front")
+    p = d.berth("exec", "client", "timeout", "3", "wget", "-q", "-O", "-", "http://late/", check=True)
+    assert p.out.startswith("hello-")
+    # restarted with a new address: the answer follows
+    d.berth("network", "create", "spare", check=True)
+    filler = d.berth("run", "-d", "--network", "front", IMG, "sleep", "600", check=True).out.strip()
+    old = ip_of(d, "late", "front")
+    d.berth("stop", "-t", "0", "late", check=True)
+    d.berth("rm", "-f", filler, check=True)
+    d.berth("run", "-d", "--name", "filler2", "--network", "front", IMG, "sleep", "600", check=True)
+    d.berth("start", "late", check=True)
+    new = ip_of(d, "late", "front")
+    p = d.berth("exec", "client", "nslookup", "late", check=True)
+    assert new in p.out, (old, new, p.out)
+    # a name not on the network does not resolve
+    p = d.berth("exec", "client", "nslookup", "nosuchcontainer")
+    assert p.returncode != 0
+
+
+def test_names_resolve_after_daemon_restart(daemon, tmp_path):
+    from daemon_fixtures import Daemon
+    dm = Daemon(tmp_path / "d")
+    dm.start()
+    try:
+        dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        dm.berth("network", "create", "n1", check=True)
+        dm.berth("run", "-d", "--name", "web", "--network", "n1", IMG, "sh", "-c", SERVE, check=True)
+        dm.berth("run", "-d", "--name", "client", "--network", "n1", IMG, "sleep", "600", check=True)
+        dm.kill9()
+        dm.start()
+        p = dm.berth("exec", "client", "timeout", "3", "wget", "-q", "-O", "-", "http://web/", check=True)
+        assert p.out.startswith("hello-")
+        assert "n1" in dm.berth("network", "ls", check=True).out
+        # the exited container's attachment goes at the next start; a stopped daemon leaves no bridge
+        dm.berth("rm", "-f", "web", "client", check=True)
+        dm.berth("network", "rm", "n1", check=True)
+    finally:
+        dm.berth("rm", "-f", "web", "client")
+        dm.cleanup()
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert dm.bridge not in links
+
+
+def test_networks_are_isolated_and_internal_has_no_way_out(d):
+    d.berth("network", "create", "n1", check=True)
+    d.berth("network", "create", "n2", check=True)
+    d.berth("network", "create", "--internal", "sealed", check=True)
+    serve(d, "na", "--network", "n1")
+    serve(d, "nb", "--network", "n2")
+    serve(d, "nc", "--network", "sealed")
+    ip_a, ip_b = ip_of(d, "na", "n1"), ip_of(d, "nb", "n2")
+    assert fetch(d, f"http://{ip_a}/", "--network", "n1")[0] == 0
+    assert fetch(d, f"http://{ip_b}/", "--network", "n1", timeout=1)[0] != 0  # n1 -> n2 dropped
+    assert fetch(d, f"http://{ip_a}/", "--network", "n2", timeout=1)[0] != 0  # n2 -> n1 dropped
+    assert fetch(d, f"http://{ip_a}/", "--network", "sealed", timeout=1)[0] != 0  # internal: no route out
+    assert fetch(d, "http://nc/", "--network", "sealed")[0] == 0  # but peers talk
+    p = d.berth("run", "--rm", "--network", "sealed", IMG, "ip", "route", check=True)
+    assert "default" not in p.out
+    # the default bridge is isolated from user networks too
+    assert fetch(d, f"http://{ip_a}/", timeout=1)[0] != 0
+
+
+def test_network_create_options_ip_and_mac(d):
+    d.berth("network", "create", "--subnet", "10.251.7.0/24", "--gateway", "10.251.7.254",
+            "--ip-range", "10.251.7.128/25", "-l", "team=a", "-o", "com.docker.network.driver.mtu=1400",
+            "custom", check=True)
+    n = json.loads(d.berth("network", "inspect", "custom", check=True).out)[0]
+    assert n["IPAM"]["Config"] == [{"Subnet": "10.251.7.0/24", "Gateway": "10.251.7.254", "IPRange": "10.251.7.128/25"}]
+    assert n["Labels"] == {"team": "a"} and n["Driver"] == "bridge"
+    d.berth("run", "-d", "--name", "auto", "--network", "custom", IMG, "sleep", "600", check=True)
+    assert ip_of(d, "auto", "custom").startswith("10.251.7.1")  # from the range (128-254)
+    d.berth("run", "-d", "--name", "fixed", "--network", "custom", "--ip", "10.251.7.9",
+            "--mac-address", "02:42:ac:11:00:09", IMG, "sleep", "600", check=True)
+    ep = inspect(d, "fixed")["NetworkSettings"]["Networks"]["custom"]
+    assert ep["IPAddress"] == "10.251.7.9" and ep["MacAddress"] == "02:42:ac:11:00:09" and ep["Gateway"] == "10.251.7.254"
+    p = d.berth("exec", "fixed", "ip", "link", "show", "eth0", check=True)
+    assert "02:42:ac:11:00:09" in p.out and "mtu 1400" in p.out
+    # the address is taken: a clear error; outside the subnet: refused at create
+    p = d.berth("run", "--rm", "--network", "custom", "--ip", "10.251.7.9", IMG, "true")
+    assert p.returncode == 125 and "10.251.7.9" in p.err
+    p = d.berth("run", "--rm", "--network", "custom", "--ip", "10.9.9.9", IMG, "true")
+    assert p.returncode == 125 and "10.9.9.9" in p.err
+    assert "custom" in d.berth("network", "ls", "--filter", "label=team=a", check=True).out
+    assert "custom" not in d.berth("network", "ls", "--filter", "label=team=b", check=True).out
+
+
+def test_network_rm_prune_and_bad_input(d):
+    d.berth("network", "create", "used", check=True)
+    d.berth("network", "create", "idle", check=True)
+    d.berth("create", "--name", "holder", "--network", "used", IMG, "true", check=True)
+    p = d.berth("network", "rm", "used")
+    assert p.returncode != 0 and "active endpoints" in p.err
+    p = d.berth("network", "create", "used")
+    assert p.returncode != 0 and "already exists" in p.err
+    for args, what in ((["--subnet", "nonsense"], "subnet"), (["-d", "overlay"], "overlay"),
+                       (["--gateway", "10.0.0.1"], "subnet"), (["--subnet", "10.252.0.0/24", "--gateway", "10.253.0.1"], "gateway")):
+        p = d.berth("network", "create", *args, "bad")
+        assert p.returncode != 0 and what in p.err and len(p.err.strip().splitlines()) == 1, (args, p.err)
+    assert "bad" not in d.berth("network", "ls", check=True).out
+    for builtin in ("bridge", "host", "none"):
+        assert d.berth("network", "rm", builtin).returncode != 0
+    p = d.berth("network", "prune", "-f", check=True)
+    assert "idle" in p.out and "used" not in p.out
+    p = d.berth("run", "--rm", "--network", "nosuchnet", IMG, "true")
+    assert p.returncode == 125 and "nosuchnet" in p.err and "not found" in p.err
+    d.berth("rm", "holder", check=True)
+    d.berth("network", "rm", "used", check=True)
+
+
+def test_connect_and_disconnect_a_running_container(d):
+    d.berth("network", "create", "n1", check=True)
+    d.berth("network", "create", "n2", check=True)
+    serve(d, "web", "--network", "n1")
+    d.berth("run", "-d", "--name", "client", "--network", "n2", IMG, "sleep", "600", check=True)
+    assert d.berth("exec", "client", "timeout", "1", "wget", "-q", "-O", "-", "http://web/").returncode != 0
+    d.berth("network", "connect", "--alias", "site", "n2", "web", check=True)
+    nets = inspect(d, "web")["NetworkSettings"]["Networks"]
+    assert set(nets) == {"n1", "n2"} and nets["n2"]["IPAddress"]
+    p = d.berth("exec", "client", "timeout", "3", "wget", "-q", "-O", "-", "http://site/", check=True)
+    assert p.out.startswith("hello-")
+    p = d.berth("network", "connect", "n2", "web")
+    assert p.returncode != 0 and "already" in p.err
+    d.berth("network", "disconnect", "n2", "web", check=True)
+    assert set(inspect(d, "web")["NetworkSettings"]["Networks"]) == {"n1"}
+    assert d.berth("exec", "client", "timeout", "1", "wget", "-q", "-O", "-", "http://site/").returncode != 0
+    assert "eth1" not in d.berth("exec", "web", "cat", "/proc/net/dev", check=True).out
+
+
+def test_macvlan_network_on_a_dummy_parent(d):
+    parent = "bdm" + os.urandom(3).hex()
+    # a veth as the parent (this kernel has no dummy links): macvlan children bridge on it
+    subprocess.run(["ip", "link", "add", parent, "type", "veth", "peer", "name", parent + "p"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", parent, "up"], check=True)
+        subprocess.run(["ip", "link", "set", parent + "p", "up"], check=True)
+        d.berth("network", "create", "-d", "macvlan", "-o", f"parent={parent}", "--subnet", "10.252.9.0/24", "mv",
+                check=True)
+        serve(d, "web", "--network", "mv")
+        code, out = fetch(d, "http://web/", "--network", "mv")
+        assert code == 0 and out.startswith("hello-")
+        p = d.berth("network", "create", "-d", "ipvlan", "nope")
+        assert p.returncode != 0 and "parent" in p.err
+    finally:
+        d.berth("rm", "-f", "web")
+        d.berth("network", "rm", "mv")
+        subprocess.run(["ip", "link", "del", parent])
+
+
+def test_networks_belong_to_namespaces(d):
+    d.berth("-n", "netns-a", "network", "create", "shared-name", check=True)
+    assert "shared-name" not in d.berth("network", "ls", check=True).out
+    d.berth("network", "create", "shared-name", check=True)  # same name, other namespace
+    assert d.berth("-n", "netns-a", "network", "rm", "shared-name").returncode == 0
+    d.berth("namespace", "rm", "netns-a", check=True)
+
+
+# --- no leftovers ---
+
+def _host_snapshot(d):
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    veths = sorted(line.split(":")[1].strip().split("@")[0] for line in links.splitlines() if "veth" in line)
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    rules = sorted(r for r in rules.splitlines() if r.startswith("-A"))
+    netns = os.listdir(os.path.join(d.state, "netns")) if os.path.isdir(os.path.join(d.state, "netns")) else []
+    ipam = []
+    for root, _, files in os.walk(os.path.join(d.state, "cni", "ipam")):
+        ipam += [f for f in files if f[0].isdigit() and not f.startswith("last_reserved")]
+    with open("/proc/self/mountinfo") as f:
+        mounts = sorted(line.split()[4] for line in f if "/netns/" in line.split()[4])
+    return {"veths": veths, "rules": rules, "netns": netns, "ipam": ipam, "mounts": mounts}
+
+
+def test_run_rm_cycles_leave_nothing_behind(d):
+    port = free_port()
+    d.berth("network", "create", "cyc", check=True)
+    # the bridge and the shared chains (portmap's among them) exist from here on
+    d.berth("run", "--rm", "-p", f"127.0.0.1:{port}:80", IMG, "true", check=True)
+    d.berth("run", "--rm", "--network", "cyc", IMG, "true", check=True)
+    before = _host_snapshot(d)
+    for i in range(30):
+        net = "cyc" if i % 2 else "bridge"
+        d.berth("run", "--rm", "--network", net, "-p", f"127.0.0.1:{port}:80", IMG, "true", check=True)
+        cid = d.berth("run", "-d", "--network", net, IMG, "sleep", "60", check=True).out.strip()
+        d.berth("rm", "-f", cid, check=True)
+    after = _host_snapshot(d)
+    for k in before:
+        assert sorted(set(after[k]) - set(before[k])) == [] and sorted(set(before[k]) - set(after[k])) == [], k
+
+
+# --- real peers: the docker CLI and the SDK ---
+
+def test_docker_cli_networks_and_ports(d):
+    port = free_port()
+    assert d.docker("network", "create", "dnet").returncode == 0
+    p = d.docker("network", "ls")
+    assert "dnet" in p.out and "bridge" in p.out, p.err
+    d.docker("run", "-d", "--name", "dweb", "--network", "dnet", "-p", f"127.0.0.1:{port}:80", IMG, "sh", "-c", SERVE,
+             check=True)
+    wait_for(lambda: _get_ok(f"http://127.0.0.1:{port}/"), 10, "the published port")
+    p = d.docker("run", "--rm", "--network", "dnet", IMG, "wget", "-q", "-O", "-", "http://dweb/", check=True)
+    assert p.out.startswith("hello-")
+    assert d.docker("port", "dweb", check=True).out.strip() == f"80/tcp -> 127.0.0.1:{port}"
+    n = json.loads(d.docker("network", "inspect", "dnet", check=True).out)[0]
+    assert [c["Name"] for c in n["Containers"].values()] == ["dweb"]
+    ip = d.docker("inspect", "-f", "{{.NetworkSettings.Networks.dnet.IPAddress}}", "dweb", check=True).out.strip()
+    assert n["Containers"][next(iter(n["Containers"]))]["IPv4Address"].startswith(ip + "/")
+    assert d.docker("network", "connect", "bridge", "dweb").returncode == 0
+    assert d.docker("network", "disconnect", "bridge", "dweb").returncode == 0
+    p = d.docker("network", "rm", "dnet")
+    assert p.returncode != 0
+    d.docker("rm", "-f", "dweb", check=True)
+    d.docker("network", "rm", "dnet", check=True)
+
+
+def test_docker_sdk_networks(d):
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=d.host)
+    net = client.networks.create("sdknet", driver="bridge", labels={"via": "sdk"})
+    try:
+        web = client.containers.run(IMG, ["sh", "-c", SERVE], name="sdkweb", network="sdknet", detach=True,
+                                    ports={"80/tcp": ("127.0.0.1", None)})
+        web.reload()
+        host_port = web.ports["80/tcp"][0]["HostPort"]
+        wait_for(lambda: _get_ok(f"http://127.0.0.1:{host_port}/"), 10, "the SDK's published port")
+        out = client.containers.run(IMG, ["wget", "-q", "-O", "-", "http://sdkweb/"], network="sdknet",
+                                    remove=True)
+        assert out.decode().startswith("hello-")
+        net.reload()
+        assert [c.name for c in net.containers] == ["sdkweb"]
+        assert [n.name for n in client.networks.list(filters={"label": "via=sdk"})] == ["sdknet"]
+        web.remove(force=True)
+    finally:
+        try:
+            client.containers.get("sdkweb").remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        net.remove()
