@@ -118,4 +118,6 @@ def make_app(daemon):
     container_ops.routes(r)
     execs.routes(r)
     events.routes(r)
+    from berth.api import volumes
+    volumes.routes(r)
     return app

@@ -19,7 +19,7 @@ GLOBAL = "-H --host -n --namespace --debug --tls --tlsverify --tlscacert --tlsce
 def _commands():
     from berth.cli.main import COMMANDS, GROUPS
     extra = ["run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "exec", "attach",
-             "wait", "top", "stats", "cp", "port", "diff", "events", "pause", "unpause", "rename", "container"]
+             "wait", "top", "stats", "cp", "port", "diff", "events", "pause", "unpause", "rename", "container", "volume"]
     return sorted(set(COMMANDS) | set(GROUPS) | set(extra)), {g: sorted(set(v)) for g, v in GROUPS.items()}
 
 

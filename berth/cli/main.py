@@ -45,6 +45,9 @@ _OPS = {n: ("container_ops", n) for n in ("pause", "unpause", "rename", "top", "
 COMMANDS.update(_OPS)
 GROUPS["container"].update(_OPS, prune=("container_ops", "prune"))
 GROUPS["ns"] = GROUPS["namespace"]
+GROUPS["volume"] = {"create": ("volumes", "create"), "ls": ("volumes", "ls"), "list": ("volumes", "ls"),
+                    "inspect": ("volumes", "inspect"), "rm": ("volumes", "rm"), "remove": ("volumes", "rm"),
+                    "prune": ("volumes", "prune")}
 
 USAGE = """usage: berth [OPTIONS] COMMAND
 
@@ -64,6 +67,8 @@ Engine:
 Containers:
   run, create, start, stop, restart, kill, rm, ps, logs, exec, attach, wait, inspect,
   pause, unpause, rename, top, stats, cp, port, diff, events, container prune
+Volumes:
+  volume      create | ls | inspect | rm | prune
 
 Options:
   -H, --host ADDR        daemon address (unix:///path or tcp://host:port; BERTH_HOST, DOCKER_HOST)

@@ -242,3 +242,6 @@ _execs(APIClient)
 
 from berth.client.container_ops import install as _install_container_ops  # noqa: E402
 _install_container_ops(APIClient)
+
+from berth.client.volumes import install as _install_volumes  # noqa: E402
+_install_volumes(APIClient)

@@ -16,6 +16,7 @@ import socket
 import time
 
 from berth.errors import AlreadyExists, BerthError, FailedPrecondition, InvalidArgument, NotFound, SystemError_
+from berth.services.volumes import inspect_mounts
 
 _ADJ = ["admiring", "brave", "calm", "clever", "dreamy", "eager", "focused", "gallant", "happy", "jolly",
         "keen", "lucid", "modest", "nifty", "quirky", "serene", "tender", "upbeat", "vibrant", "zealous"]
@@ -64,6 +65,7 @@ class ContainerService:
         self.zygote = zygote
         self.runtime_root = os.path.join(cfg.state, "runtime")
         self._removed_exits = {}  # id -> exit code of removed containers, for waits that outlive them
+        self.volumes = None  # the VolumeService (berthd wires it): the container's mounts
 
     # --- paths ---
 
@@ -201,12 +203,19 @@ class ContainerService:
         from berth.services.ocispec import check_security
         body = dict(body, HostConfig=check_security(hc))  # --security-opt checked; a seccomp file read in
         cid = secrets.token_hex(32)
-        top = self.images.unpack(r)
-        key = f"container-{cid}"
-        self.snapshotter.prepare(key, top)
+        mounts, new_volumes = self.volumes.resolve(ns, body, self.images.read_json(r.config_digest, 20 << 20,
+                                                                                   "image config"))
+        try:
+            top = self.images.unpack(r)
+            key = f"container-{cid}"
+            self.snapshotter.prepare(key, top)
+        except BaseException:
+            self.volumes.discard(ns, new_volumes)
+            raise
         try:
             os.makedirs(self.cdir(cid), mode=0o710, exist_ok=True)
             spec = dict(body)
+            spec["_mounts"] = mounts
             spec["_image_id"] = r.config_digest
             spec["_created"] = _now()
             self.meta.create_container(ns, cid, name=name, image=r.config_digest, snapshotter=self.snapshotter_name,
@@ -218,6 +227,7 @@ class ContainerService:
             except BerthError:
                 pass
             shutil.rmtree(self.cdir(cid), ignore_errors=True)
+            self.volumes.discard(ns, new_volumes)
             raise
         return {"Id": cid, "Warnings": []}
 
@@ -253,7 +263,8 @@ class ContainerService:
             cfg_doc = self.images.read_json(spec_body["_image_id"], 20 << 20, "image config")
             hostname = spec_body.get("Hostname") or rec.id[:12]
             ocispec.container_files(self.cdir(rec.id), rec.id, hostname)
-            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, self.cdir(rec.id))
+            extra = self.volumes.oci_mounts(ns, rec, rootfs)
+            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, self.cdir(rec.id), extra_mounts=extra)
             bundle = os.path.join(sd, "bundle")
             os.makedirs(bundle, exist_ok=True)
             with open(os.path.join(bundle, "config.json"), "w") as f:
@@ -298,6 +309,7 @@ class ContainerService:
                 raise SystemError_("the container's shim did not start in time")
         except BaseException:
             unmount(rootfs)
+            self.volumes.release(ns, rec)
             raise
         ext = dict(self.meta.get_container(ns, rec.id).extensions or {})
         ext.pop("error", None)
@@ -438,7 +450,7 @@ class ContainerService:
 
     # --- remove ---
 
-    def remove(self, ns, ref, force=False):
+    def remove(self, ns, ref, force=False, volumes=False):
         rec = self.get(ns, ref)
         st = self.state(rec)
         if st["Running"]:
@@ -459,6 +471,7 @@ class ContainerService:
             while len(self._removed_exits) > 1000:
                 self._removed_exits.pop(next(iter(self._removed_exits)))
         self.meta.delete_container(ns, rec.id)
+        self.volumes.container_removed(ns, rec, remove_anonymous=volumes)
         try:
             self.snapshotter.remove(rec.snapshot_key)
         except NotFound:
@@ -480,6 +493,7 @@ class ContainerService:
         from berth.snapshots.mount import unmount
         unmount(self.rootfs(cid))
         rec = self.meta.get_container(ns, cid)
+        self.volumes.release(ns, rec)
         code = (exitj or {}).get("exit_code", 0)
         if self.should_restart(rec, code):
             ext = dict(rec.extensions or {})
@@ -498,7 +512,7 @@ class ContainerService:
             return "restarted"
         if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
             try:
-                self.remove(ns, cid, force=True)
+                self.remove(ns, cid, force=True, volumes=True)
                 return "removed"
             except NotFound:
                 pass
@@ -528,7 +542,7 @@ class ContainerService:
             "ImageID": rec.image, "Command": cmd, "Created": int(rec.created_at),
             "Ports": [], "Labels": rec.labels or {}, "State": st["Status"], "Status": _status_text(st),
             "HostConfig": {"NetworkMode": (spec.get("HostConfig") or {}).get("NetworkMode") or "none"},
-            "NetworkSettings": {"Networks": {}}, "Mounts": [],
+            "NetworkSettings": {"Networks": {}}, "Mounts": inspect_mounts(spec.get("_mounts")),
         }
 
     def inspect(self, ns, ref):
@@ -557,7 +571,7 @@ class ContainerService:
             "RestartCount": int((rec.extensions or {}).get("restart_count", 0)), "Driver": self.snapshotter_name, "Platform": "linux", "MountLabel": "",
             "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
             "GraphDriver": {"Name": self.snapshotter_name, "Data": {"MergedDir": self.rootfs(rec.id)}},
-            "Mounts": [],
+            "Mounts": inspect_mounts(spec.get("_mounts")),
             "Config": {
                 "Hostname": spec.get("Hostname") or rec.id[:12], "Domainname": spec.get("Domainname") or "",
                 "User": spec.get("User") or ic.get("User") or "", "AttachStdin": bool(spec.get("AttachStdin")),
@@ -566,7 +580,7 @@ class ContainerService:
                 "StdinOnce": bool(spec.get("StdinOnce")), "Env": env,
                 "Cmd": spec.get("Cmd") if spec.get("Cmd") else ic.get("Cmd"),
                 "Image": (rec.extensions or {}).get("image_name") or rec.image,
-                "Volumes": None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
+                "Volumes": dict(ic.get("Volumes") or {}, **(spec.get("Volumes") or {})) or None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
                 "Entrypoint": spec.get("Entrypoint") if spec.get("Entrypoint") is not None else ic.get("Entrypoint"),
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
                 "StopSignal": spec.get("StopSignal") or ic.get("StopSignal"),

@@ -97,9 +97,11 @@ def lookup_user(rootfs, user):
     return uid, gid, [g for g in extra if g != gid]
 
 
-def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="/berth"):
+def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="/berth", extra_mounts=()):
     """The OCI config.json for a container. ``create`` is the Docker API's create body
-    (Config fields at top level plus HostConfig)."""
+    (Config fields at top level plus HostConfig); ``extra_mounts`` the OCI mounts of its
+    volumes, binds and tmpfs (services/volumes.py), after the defaults, which they replace
+    at the same destination."""
     ic = image_config.get("config") or {}
     hc = create.get("HostConfig") or {}
     if create.get("Entrypoint") is not None:  # --entrypoint replaces the image's, and drops its CMD
@@ -175,6 +177,9 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
     for name in ("hostname", "hosts", "resolv.conf"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(files_dir, name),
                        "options": ["rbind", "rprivate"]})
+    if extra_mounts:
+        dests = {m["destination"] for m in extra_mounts}
+        mounts = [m for m in mounts if m["destination"] not in dests] + list(extra_mounts)
     spec = {
         "ociVersion": "1.2.0",
         "process": {
