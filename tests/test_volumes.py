@@ -191,6 +191,8 @@ def test_named_volume_survives_containers_and_is_shared(d):
     d.berth("stop", "-t", "0", "writer", check=True)
     one_line_error(d.berth("volume", "rm", "keep"), "volume is in use")  # a stopped container still uses it
     one_line_error(d.berth("volume", "rm", "-f", "keep"), "volume is in use")
+    assert d.berth("ps", "-a", "-q", "--no-trunc", "--filter", "volume=keep", check=True).out.split() == [cid]
+    assert d.berth("ps", "-a", "-q", "--filter", "volume=other", check=True).out == ""
     mounts = inspect(d, "writer")["Mounts"]
     assert mounts == [{"Type": "volume", "Name": "keep", "Source": vinspect(d, "keep")["Mountpoint"],
                        "Destination": "/v", "Driver": "local", "Mode": "z", "RW": True, "Propagation": ""}]
@@ -288,6 +290,7 @@ def test_copy_up_of_image_content(d):
     st = os.lstat(os.path.join(data, "f"))
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (1000, 0o640)
     assert os.readlink(os.path.join(data, "l")) == "f" and os.lstat(os.path.join(data, "l")).st_uid == 1000
+    assert os.listdir(os.path.dirname(data)) == ["_data"]  # nothing left of the copy
     # a volume that has content already is left alone
     with open(os.path.join(data, "f"), "w") as f:
         f.write("changed\n")
@@ -332,6 +335,9 @@ def test_local_driver_tmpfs_volume_mounted_while_used(d):
     p = d.berth("run", "--rm", "-v", "tv:/v", IMG, "sh", "-c", "grep ' /v ' /proc/mounts", check=True)
     assert p.out.split()[2] == "tmpfs" and "size=4096k" in p.out
     assert not berthd_mounted(d, data)  # unmounted when no container uses it
+    # copy-up into a mounted volume (another file system than the volume's directory)
+    d.berth("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "tvc", check=True)
+    assert d.berth("run", "--rm", "-v", "tvc:/data", VOLIMG, "cat", "/data/f", check=True).out == "from-image\n"
     d.berth("run", "-d", "--name", "tv1", "-v", "tv:/v", IMG, "sh", "-c", "echo t > /v/f; sleep 60", check=True)
     from daemon_fixtures import wait_for
     wait_for(lambda: berthd_mounted(d, data), 10, "the volume to be mounted")

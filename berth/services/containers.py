@@ -218,9 +218,12 @@ class ContainerService:
             spec["_mounts"] = mounts
             spec["_image_id"] = r.config_digest
             spec["_created"] = _now()
-            self.meta.create_container(ns, cid, name=name, image=r.config_digest, snapshotter=self.snapshotter_name,
-                                       snapshot_key=key, runtime=runtime, spec=spec,
-                                       labels=body.get("Labels") or {}, extensions={"image_name": image_ref})
+            with self.volumes.lock:  # no volume rm between the check and the record that uses them
+                self.volumes.check_exist(ns, mounts)
+                self.meta.create_container(ns, cid, name=name, image=r.config_digest,
+                                           snapshotter=self.snapshotter_name, snapshot_key=key, runtime=runtime,
+                                           spec=spec, labels=body.get("Labels") or {},
+                                           extensions={"image_name": image_ref})
         except BaseException:
             try:
                 self.snapshotter.remove(key)
@@ -719,6 +722,10 @@ def _match(filters, item, rec, st):
                     return False
         elif key == "ancestor":
             if not any(v in (item["Image"], rec.image, rec.image[7:19]) for v in values):
+                return False
+        elif key == "volume":
+            mounts = (rec.spec_json() or {}).get("_mounts") or []
+            if not any(v in (m.get("Name"), m.get("Source"), m.get("Destination")) for v in values for m in mounts):
                 return False
         elif key == "exited":
             if st["Status"] != "exited" or str(st["ExitCode"]) not in values:

@@ -194,6 +194,7 @@ class VolumeService:
         self.base = os.path.join(cfg.root, "volumes")
         self.containers = None  # the ContainerService, set when berthd wires them: who uses what, who runs
         self._lock = threading.RLock()
+        self.lock = self._lock  # held by a container create around its record (see check_exist)
 
     # --- paths, views ---
 
@@ -411,6 +412,12 @@ class VolumeService:
         out = sorted(points.values(), key=lambda m: (m["Destination"].count("/"), m["Destination"]))
         return out, created
 
+    def check_exist(self, ns, mounts):
+        """NotFound when a volume of these mount points went meanwhile (hold self.lock)."""
+        for m in mounts:
+            if m.get("Type") == "volume":
+                self._get(ns, m["Name"])
+
     def discard(self, ns, names):
         for n in names:
             try:
@@ -469,11 +476,22 @@ class VolumeService:
         if not stat.S_ISDIR(st.st_mode):
             return
         if os.listdir(src):
-            p = subprocess.run(["cp", "-a", "--", src + "/.", data], capture_output=True)
-            if p.returncode != 0:
-                err = p.stderr.decode(errors="replace").strip().splitlines()
-                raise SystemError_(f"copying the image's content at {dest} into the volume: "
-                                   f"{err[-1] if err else p.returncode}")
+            # copied first where no container sees it, then renamed in: a container sharing the
+            # volume cannot slip a symlink under the copy (rename replaces a link, never follows it)
+            tmp = os.path.join(os.path.dirname(data), ".copyup-" + secrets.token_hex(8))
+            os.mkdir(tmp, 0o700)
+            try:
+                _cp(src, tmp, dest)
+                try:
+                    for name in os.listdir(tmp):
+                        os.rename(os.path.join(tmp, name), os.path.join(data, name))
+                except OSError as e:
+                    if e.errno != 18:  # EXDEV: a volume mounted from elsewhere (-o type=...)
+                        raise SystemError_(f"copying the image's content at {dest} into the volume: "
+                                           f"{e.strerror}") from None
+                    _cp(tmp, data, dest)
+            finally:
+                _rmtree(tmp)
         os.chown(data, st.st_uid, st.st_gid)
         os.chmod(data, stat.S_IMODE(st.st_mode))
 
@@ -613,3 +631,11 @@ def _du(path):
 def _rmtree(path):
     import shutil
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _cp(src, dst, dest):
+    """cp -a of src's content into dst: owners, modes, times, links, xattrs."""
+    p = subprocess.run(["cp", "-a", "--", src + "/.", dst], capture_output=True)
+    if p.returncode != 0:
+        err = p.stderr.decode(errors="replace").strip().splitlines()
+        raise SystemError_(f"copying the image's content at {dest} into the volume: {err[-1] if err else p.returncode}")
