@@ -346,6 +346,13 @@ def test_local_driver_tmpfs_volume_mounted_while_used(d):
     d.berth("rm", "-f", "tv1", check=True)
     wait_for(lambda: not berthd_mounted(d, data), 10, "the volume to be unmounted")
     d.berth("volume", "rm", "tv", check=True)
+    # a volume whose mount fails: the start fails with one line, nothing stays mounted
+    d.berth("volume", "create", "-o", "type=nosuchfs", "-o", "device=none", "bad", check=True)
+    p = d.berth("run", "--rm", "-v", "bad:/v", IMG, "true")
+    assert p.returncode == 125
+    one_line_error(p, "failed to mount local volume")
+    assert not berthd_mounted(d, vinspect(d, "bad")["Mountpoint"])
+    assert d.berth("ps", "-a", "-q").out == ""
 
 
 # --- --volumes-from ---
@@ -470,3 +477,53 @@ def test_docker_sdk_volumes(d, tmp_path):
         assert res["VolumesDeleted"] in (None, [])
     finally:
         client.close()
+
+
+def test_api_shapes_and_versions(d):
+    import docker
+    api = docker.APIClient(base_url=d.host, version="1.45")
+    old = docker.APIClient(base_url=d.host, version="1.41")
+    try:
+        v = api.create_volume("apiv", driver="local", driver_opts={}, labels={"a": "1"})
+        assert set(v) >= {"CreatedAt", "Driver", "Labels", "Mountpoint", "Name", "Options", "Scope"}
+        res = api.volumes(filters={"name": "apiv"})
+        assert [x["Name"] for x in res["Volumes"]] == ["apiv"] and res["Warnings"] == []
+        with pytest.raises(docker.errors.NotFound):
+            api.remove_volume("nosuch")
+        # (docker-py's remove_volume(force=True) does not send force: the request by hand)
+        assert api._delete(api._url("/volumes/nosuch"), params={"force": "1"}).status_code == 204
+        with pytest.raises(docker.errors.APIError) as e:
+            api.volumes(filters={"bogus": "1"})
+        assert e.value.status_code == 400
+        with pytest.raises(docker.errors.APIError) as e:
+            api.create_volume("x", driver="nosuch")
+        assert e.value.status_code == 400 and "not found" in str(e.value)
+        # API 1.42 and later prune anonymous volumes only; earlier versions every unused one
+        assert api.prune_volumes()["VolumesDeleted"] in (None, [])
+        assert old.prune_volumes()["VolumesDeleted"] == ["apiv"]
+        assert api.volumes()["Volumes"] == []
+    finally:
+        api.close()
+        old.close()
+    p = d.docker("inspect", "--type", "volume", "-f", "{{.Name}}", "nosuch")
+    assert p.returncode != 0
+
+
+def test_volumes_survive_a_berthd_restart(tmp_path):
+    from daemon_fixtures import Daemon
+    d = Daemon(tmp_path / "berthd")
+    d.start()
+    try:
+        d.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        d.berth("run", "--rm", "-v", "durable:/v", IMG, "sh", "-c", "echo kept > /v/f", check=True)
+        d.berth("create", "--name", "user", "-v", "durable:/v", IMG, "cat", "/v/f", check=True)
+        d.stop()
+        d.start()
+        assert d.berth("volume", "ls", "-q", check=True).out.split() == ["durable"]
+        one_line_error(d.berth("volume", "rm", "durable"), "volume is in use")
+        assert d.berth("start", "-a", "user").returncode == 0
+        assert d.berth("logs", "user", check=True).out == "kept\n"
+        d.berth("rm", "user", check=True)
+        d.berth("volume", "rm", "durable", check=True)
+    finally:
+        d.cleanup()
