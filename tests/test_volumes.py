@@ -527,3 +527,16 @@ def test_volumes_survive_a_berthd_restart(tmp_path):
         d.berth("volume", "rm", "durable", check=True)
     finally:
         d.cleanup()
+
+
+def test_bash_completion_of_volume_names(d):
+    import subprocess
+    from daemon_fixtures import BIN
+    d.berth("volume", "create", "comp-one", check=True)
+    d.berth("volume", "create", "comp-two", check=True)
+    script = ("source <(berth completion bash) || exit 3\nCOMP_WORDS=(berth volume rm comp-)\nCOMP_CWORD=3\n"
+              "_berth\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    env = d.env(PATH=BIN + os.pathsep + os.environ.get("PATH", ""), BERTH_HOST=d.host)
+    p = subprocess.run(["bash", "-c", script], capture_output=True, env=env, timeout=30, check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().split() == ["comp-one", "comp-two"]
