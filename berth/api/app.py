@@ -120,4 +120,6 @@ def make_app(daemon):
     events.routes(r)
     from berth.api import networks
     networks.routes(r)
+    from berth.api import volumes
+    volumes.routes(r)
     return app

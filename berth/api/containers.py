@@ -33,7 +33,7 @@ async def start(request):
     except BerthError:
         if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
             try:  # as docker: --rm also removes a container that could not start
-                await d.run(d.containers.remove, ns, rec.id, True)
+                await d.run(d.containers.remove, ns, rec.id, True, True)
             except BerthError:
                 pass
         raise
@@ -81,7 +81,7 @@ async def remove(request):
     ns = namespace_of(request)
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
     attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
-    await d.run(d.containers.remove, ns, rec.id, _bool(request, "force"))
+    await d.run(d.containers.remove, ns, rec.id, _bool(request, "force"), _bool(request, "v"))
     d.emit(ns, "container", "destroy", rec.id, **attrs)
     return web.Response(status=204, headers=stream_headers())
 

@@ -19,7 +19,7 @@ GLOBAL = "-H --host -n --namespace --debug --tls --tlsverify --tlscacert --tlsce
 def _commands():
     from berth.cli.main import COMMANDS, GROUPS
     extra = ["run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "exec", "attach",
-             "wait", "top", "stats", "cp", "port", "diff", "events", "pause", "unpause", "rename", "container"]
+             "wait", "top", "stats", "cp", "port", "diff", "events", "pause", "unpause", "rename", "container", "volume"]
     return sorted(set(COMMANDS) | set(GROUPS) | set(extra)), {g: sorted(set(v)) for g, v in GROUPS.items()}
 
 
@@ -28,6 +28,7 @@ BASH = r'''# bash completion for berth: source <(berth completion bash)
 _berth_images() { berth "${_berth_g[@]}" images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -v '<none>'; }
 _berth_containers() { berth "${_berth_g[@]}" ps -a --format '{{.Names}}' 2>/dev/null; }
 _berth_namespaces() { berth "${_berth_g[@]}" namespace ls -q 2>/dev/null; }
+_berth_volumes() { berth "${_berth_g[@]}" volume ls -q 2>/dev/null; }
 _berth() {
     local cur prev words cword
     cur="${COMP_WORDS[COMP_CWORD]}"
@@ -81,6 +82,7 @@ def bash():
         group_cases.append(f'        {g}) if [ -z "$sub" ]; then COMPREPLY=($(compgen -W "{" ".join(subs)}" -- "$cur")); return; '
                            f'fi; case "$sub" in rm|remove|inspect|history|push|tag|save) '
                            + ('COMPREPLY=($(compgen -W "$(_berth_namespaces)" -- "$cur"));; ' if g in ("namespace", "ns")
+                              else 'COMPREPLY=($(compgen -W "$(_berth_volumes)" -- "$cur"));; ' if g == "volume"
                               else 'COMPREPLY=($(compgen -W "$(_berth_images)" -- "$cur"));; ')
                            + 'esac; return;;')
     flag_cases = [f'            {c}) COMPREPLY=($(compgen -W "{f}" -- "$cur"));;' for c, f in FLAGS.items() if f]

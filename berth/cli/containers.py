@@ -44,6 +44,10 @@ def _run_flags(p):
     p.add_argument("--sig-proxy", default="true")
     from berth.cli import netflags
     netflags.add_flags(p)
+    p.add_argument("-v", "--volume", action="append", default=[])
+    p.add_argument("--mount", action="append", default=[])
+    p.add_argument("--tmpfs", action="append", default=[])
+    p.add_argument("--volumes-from", action="append", default=[])
     p.add_argument("image")
     p.add_argument("command", nargs="...")
 
@@ -92,10 +96,13 @@ def _body(a):
     hc["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
     if a.log_opt:
         hc["LogConfig"] = {"Type": "json-file", "Config": dict(o.partition("=")[::2] for o in a.log_opt)}
+    anon_volumes = _mount_flags(a, hc)
     labels = dict(x.partition("=")[::2] for x in a.label)
     body = {"Image": a.image, "Env": env, "Tty": a.tty, "OpenStdin": a.interactive, "StdinOnce": a.interactive,
             "AttachStdin": a.interactive and not a.detach, "AttachStdout": not a.detach,
             "AttachStderr": not a.detach, "Labels": labels, "HostConfig": hc}
+    if anon_volumes:  # -v /path: an anonymous volume (Config.Volumes, as docker's CLI sends it)
+        body["Volumes"] = anon_volumes
     if a.command:
         body["Cmd"] = a.command
     if a.entrypoint is not None:
@@ -552,3 +559,93 @@ def events(ctx, argv, cmd):
     finally:
         resp.close()
     return 0
+
+
+def _mount_flags(a, hc):
+    """-v, --mount, --tmpfs, --volumes-from into HostConfig as docker's CLI sends them; returns
+    Config.Volumes (the -v without a source)."""
+    binds, anon = [], {}
+    for v in a.volume:
+        if ":" in v:
+            binds.append(v)
+        elif v.startswith("/"):
+            anon[v] = {}
+        else:
+            raise BerthError(f"invalid argument {v!r} for \"-v, --volume\" flag: invalid spec: {v}: "
+                             "a volume without a source must be an absolute path in the container")
+    if binds:
+        hc["Binds"] = binds
+    mounts = [_parse_mount(m) for m in a.mount]
+    if mounts:
+        hc["Mounts"] = mounts
+    tmpfs = {}
+    for t in a.tmpfs:
+        path, _, opts = t.partition(":")
+        tmpfs[path] = opts
+    if tmpfs:
+        hc["Tmpfs"] = tmpfs
+    if a.volumes_from:
+        hc["VolumesFrom"] = list(a.volumes_from)
+    return anon
+
+
+def _parse_mount(spec):
+    """docker's --mount type=bind|volume|tmpfs,source=,target=,readonly,... -> a mount.Mount."""
+    import csv
+    m = {"Type": "volume"}
+    vo, to, bo = {}, {}, {}
+    try:
+        fields = next(csv.reader([spec]))
+    except (csv.Error, StopIteration):
+        raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag") from None
+    for f in fields:
+        k, eq, v = f.partition("=")
+        k = k.strip().lower()
+        if not eq and k not in ("readonly", "ro", "volume-nocopy", "bind-recursive"):
+            raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: invalid field '{f}' must be a key=value pair")
+        truth = (v or "true").lower() in ("1", "true")
+        if k == "type":
+            m["Type"] = v
+        elif k in ("source", "src"):
+            m["Source"] = v
+        elif k in ("target", "dst", "destination"):
+            m["Target"] = v
+        elif k in ("readonly", "ro"):
+            m["ReadOnly"] = truth
+        elif k == "consistency":
+            m["Consistency"] = v
+        elif k == "bind-propagation":
+            bo["Propagation"] = v
+        elif k == "bind-recursive":
+            continue
+        elif k == "volume-nocopy":
+            vo["NoCopy"] = truth
+        elif k == "volume-driver":
+            vo.setdefault("DriverConfig", {})["Name"] = v
+        elif k == "volume-label":
+            lk, _, lv = v.partition("=")
+            vo.setdefault("Labels", {})[lk] = lv
+        elif k == "volume-opt":
+            ok, _, ov = v.partition("=")
+            vo.setdefault("DriverConfig", {}).setdefault("Options", {})[ok] = ov
+        elif k == "volume-subpath":
+            raise BerthError("--mount volume-subpath is not supported")
+        elif k == "tmpfs-size":
+            try:
+                to["SizeBytes"] = _bytes(v)
+            except ValueError:
+                raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: invalid tmpfs-size {v!r}") from None
+        elif k == "tmpfs-mode":
+            try:
+                to["Mode"] = int(v, 8)
+            except ValueError:
+                raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: invalid tmpfs-mode {v!r}") from None
+        else:
+            raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: unexpected key '{k}' in '{f}'")
+    if bo:
+        m["BindOptions"] = bo
+    if vo:
+        m["VolumeOptions"] = vo
+    if to:
+        m["TmpfsOptions"] = to
+    return m

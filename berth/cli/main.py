@@ -49,6 +49,9 @@ GROUPS["network"] = {"create": ("networks", "create"), "ls": ("networks", "ls"),
                      "inspect": ("networks", "inspect"), "rm": ("networks", "rm"), "remove": ("networks", "rm"),
                      "prune": ("networks", "prune"), "connect": ("networks", "connect"),
                      "disconnect": ("networks", "disconnect")}
+GROUPS["volume"] = {"create": ("volumes", "create"), "ls": ("volumes", "ls"), "list": ("volumes", "ls"),
+                    "inspect": ("volumes", "inspect"), "rm": ("volumes", "rm"), "remove": ("volumes", "rm"),
+                    "prune": ("volumes", "prune")}
 
 USAGE = """usage: berth [OPTIONS] COMMAND
 
@@ -70,6 +73,7 @@ Containers:
   pause, unpause, rename, top, stats, cp, port, diff, events, container prune
 Networks and volumes:
   network     create | ls | inspect | rm | prune | connect | disconnect
+  volume      create | ls | inspect | rm | prune
 
 Options:
   -H, --host ADDR        daemon address (unix:///path or tcp://host:port; BERTH_HOST, DOCKER_HOST)

@@ -244,3 +244,6 @@ from berth.client.container_ops import install as _install_container_ops  # noqa
 _install_container_ops(APIClient)
 from berth.client.networks import install as _install_networks  # noqa: E402
 _install_networks(APIClient)
+
+from berth.client.volumes import install as _install_volumes  # noqa: E402
+_install_volumes(APIClient)

@@ -39,6 +39,9 @@ class Daemon:
         self.networks = NetworkService(cfg, self.meta)
         self.containers.networks = self.networks
         self.image_users = self.containers.image_users
+        from berth.services.volumes import VolumeService
+        self.volumes = VolumeService(cfg, self.meta)
+        self.volumes.containers, self.containers.volumes = self.containers, self.volumes
         self.attach_waiting = set()  # containers with an attach waiting for their start
         self.execs = {}  # exec id -> {ns, container, body, process, started, pid}
         import collections

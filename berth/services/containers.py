@@ -16,6 +16,7 @@ import socket
 import time
 
 from berth.errors import AlreadyExists, BerthError, FailedPrecondition, InvalidArgument, NotFound, SystemError_
+from berth.services.volumes import inspect_mounts
 
 _ADJ = ["admiring", "brave", "calm", "clever", "dreamy", "eager", "focused", "gallant", "happy", "jolly",
         "keen", "lucid", "modest", "nifty", "quirky", "serene", "tender", "upbeat", "vibrant", "zealous"]
@@ -65,6 +66,7 @@ class ContainerService:
         self.runtime_root = os.path.join(cfg.state, "runtime")
         self._removed_exits = {}  # id -> exit code of removed containers, for waits that outlive them
         self.networks = None  # NetworkService, set by the daemon
+        self.volumes = None  # the VolumeService (berthd wires it): the container's mounts
 
     # --- paths ---
 
@@ -205,23 +207,34 @@ class ContainerService:
             from berth.services import container_net
             container_net.check(self.networks, ns, body)
         cid = secrets.token_hex(32)
-        top = self.images.unpack(r)
-        key = f"container-{cid}"
-        self.snapshotter.prepare(key, top)
+        mounts, new_volumes = self.volumes.resolve(ns, body, self.images.read_json(r.config_digest, 20 << 20,
+                                                                                   "image config"))
+        try:
+            top = self.images.unpack(r)
+            key = f"container-{cid}"
+            self.snapshotter.prepare(key, top)
+        except BaseException:
+            self.volumes.discard(ns, new_volumes)
+            raise
         try:
             os.makedirs(self.cdir(cid), mode=0o710, exist_ok=True)
             spec = dict(body)
+            spec["_mounts"] = mounts
             spec["_image_id"] = r.config_digest
             spec["_created"] = _now()
-            self.meta.create_container(ns, cid, name=name, image=r.config_digest, snapshotter=self.snapshotter_name,
-                                       snapshot_key=key, runtime=runtime, spec=spec,
-                                       labels=body.get("Labels") or {}, extensions={"image_name": image_ref})
+            with self.volumes.lock:  # no volume rm between the check and the record that uses them
+                self.volumes.check_exist(ns, mounts)
+                self.meta.create_container(ns, cid, name=name, image=r.config_digest,
+                                           snapshotter=self.snapshotter_name, snapshot_key=key, runtime=runtime,
+                                           spec=spec, labels=body.get("Labels") or {},
+                                           extensions={"image_name": image_ref})
         except BaseException:
             try:
                 self.snapshotter.remove(key)
             except BerthError:
                 pass
             shutil.rmtree(self.cdir(cid), ignore_errors=True)
+            self.volumes.discard(ns, new_volumes)
             raise
         return {"Id": cid, "Warnings": []}
 
@@ -258,7 +271,8 @@ class ContainerService:
             hostname = spec_body.get("Hostname") or rec.id[:12]
             from berth.services import container_net
             netns, files_dir = container_net.setup(self, ns, rec, spec_body, hostname, cfg_doc)
-            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns)
+            extra = self.volumes.oci_mounts(ns, rec, rootfs)
+            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra)
             bundle = os.path.join(sd, "bundle")
             os.makedirs(bundle, exist_ok=True)
             with open(os.path.join(bundle, "config.json"), "w") as f:
@@ -305,6 +319,7 @@ class ContainerService:
             unmount(rootfs)
             from berth.services import container_net
             container_net.teardown(self, ns, rec.id)
+            self.volumes.release(ns, rec)
             raise
         ext = dict(self.meta.get_container(ns, rec.id).extensions or {})
         ext.pop("error", None)
@@ -445,7 +460,7 @@ class ContainerService:
 
     # --- remove ---
 
-    def remove(self, ns, ref, force=False):
+    def remove(self, ns, ref, force=False, volumes=False):
         rec = self.get(ns, ref)
         st = self.state(rec)
         if st["Running"]:
@@ -468,6 +483,7 @@ class ContainerService:
             while len(self._removed_exits) > 1000:
                 self._removed_exits.pop(next(iter(self._removed_exits)))
         self.meta.delete_container(ns, rec.id)
+        self.volumes.container_removed(ns, rec, remove_anonymous=volumes)
         try:
             self.snapshotter.remove(rec.snapshot_key)
         except NotFound:
@@ -491,6 +507,7 @@ class ContainerService:
         from berth.services import container_net
         container_net.teardown(self, ns, cid)
         rec = self.meta.get_container(ns, cid)
+        self.volumes.release(ns, rec)
         code = (exitj or {}).get("exit_code", 0)
         if self.should_restart(rec, code):
             ext = dict(rec.extensions or {})
@@ -509,7 +526,7 @@ class ContainerService:
             return "restarted"
         if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
             try:
-                self.remove(ns, cid, force=True)
+                self.remove(ns, cid, force=True, volumes=True)
                 return "removed"
             except NotFound:
                 pass
@@ -541,7 +558,7 @@ class ContainerService:
             "Ports": _port_list(ns_["Ports"]), "Labels": rec.labels or {}, "State": st["Status"],
             "Status": _status_text(st),
             "HostConfig": {"NetworkMode": (spec.get("HostConfig") or {}).get("NetworkMode") or "default"},
-            "NetworkSettings": {"Networks": ns_["Networks"]}, "Mounts": [],
+            "NetworkSettings": {"Networks": ns_["Networks"]}, "Mounts": inspect_mounts(spec.get("_mounts")),
         }
 
     def inspect(self, ns, ref):
@@ -570,7 +587,7 @@ class ContainerService:
             "RestartCount": int((rec.extensions or {}).get("restart_count", 0)), "Driver": self.snapshotter_name, "Platform": "linux", "MountLabel": "",
             "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
             "GraphDriver": {"Name": self.snapshotter_name, "Data": {"MergedDir": self.rootfs(rec.id)}},
-            "Mounts": [],
+            "Mounts": inspect_mounts(spec.get("_mounts")),
             "Config": {
                 "Hostname": spec.get("Hostname") or rec.id[:12], "Domainname": spec.get("Domainname") or "",
                 "User": spec.get("User") or ic.get("User") or "", "AttachStdin": bool(spec.get("AttachStdin")),
@@ -579,7 +596,7 @@ class ContainerService:
                 "StdinOnce": bool(spec.get("StdinOnce")), "Env": env,
                 "Cmd": spec.get("Cmd") if spec.get("Cmd") else ic.get("Cmd"),
                 "Image": (rec.extensions or {}).get("image_name") or rec.image,
-                "Volumes": None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
+                "Volumes": dict(ic.get("Volumes") or {}, **(spec.get("Volumes") or {})) or None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
                 "Entrypoint": spec.get("Entrypoint") if spec.get("Entrypoint") is not None else ic.get("Entrypoint"),
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
                 "StopSignal": spec.get("StopSignal") or ic.get("StopSignal"),
@@ -738,6 +755,10 @@ def _match(filters, item, rec, st):
                     return False
         elif key == "ancestor":
             if not any(v in (item["Image"], rec.image, rec.image[7:19]) for v in values):
+                return False
+        elif key == "volume":
+            mounts = (rec.spec_json() or {}).get("_mounts") or []
+            if not any(v in (m.get("Name"), m.get("Source"), m.get("Destination")) for v in values for m in mounts):
                 return False
         elif key == "exited":
             if st["Status"] != "exited" or str(st["ExitCode"]) not in values:

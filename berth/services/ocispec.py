@@ -97,10 +97,13 @@ def lookup_user(rootfs, user):
     return uid, gid, [g for g in extra if g != gid]
 
 
-def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="/berth", netns=None):
+def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="/berth", netns=None,
+          extra_mounts=()):
     """The OCI config.json for a container. ``create`` is the Docker API's create body
     (Config fields at top level plus HostConfig). ``netns``: "host" (the host's network), the
-    path of a network namespace to join, or None (a new, empty one)."""
+    path of a network namespace to join, or None (a new, empty one). ``extra_mounts``: the OCI
+    mounts of its volumes, binds and tmpfs (services/volumes.py), after the defaults, which they
+    replace at the same destination."""
     ic = image_config.get("config") or {}
     hc = create.get("HostConfig") or {}
     if create.get("Entrypoint") is not None:  # --entrypoint replaces the image's, and drops its CMD
@@ -177,6 +180,9 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
     for name in ("hostname", "hosts", "resolv.conf"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(files_dir, name),
                        "options": ["rbind", "rprivate"]})
+    if extra_mounts:
+        dests = {m["destination"] for m in extra_mounts}
+        mounts = [m for m in mounts if m["destination"] not in dests] + list(extra_mounts)
     spec = {
         "ociVersion": "1.2.0",
         "process": {

@@ -1,0 +1,70 @@
+"""Volume endpoints of the Docker Engine API: /volumes, /volumes/create, /volumes/{name}, /volumes/prune."""
+
+import re
+
+from aiohttp import web
+
+from berth.api.app import json_response, namespace_of, stream_headers
+from berth.api.images import _bool, _filters
+from berth.errors import InvalidArgument
+
+
+async def list_(request):
+    d = request.app["daemon"]
+    return json_response(await d.run(d.volumes.list, namespace_of(request), _filters(request)))
+
+
+async def create(request):
+    d = request.app["daemon"]
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidArgument("request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    ns = namespace_of(request)
+    for k in ("Name", "Driver"):
+        if body.get(k) is not None and not isinstance(body[k], str):
+            raise InvalidArgument(f"{k} must be a string")
+    for k in ("DriverOpts", "Labels"):
+        if body.get(k) is not None and not isinstance(body[k], dict):
+            raise InvalidArgument(f"{k} must be an object")
+    v = await d.run(d.volumes.create, ns, body.get("Name") or None, body.get("Driver") or None,
+                    body.get("DriverOpts"), body.get("Labels"))
+    d.emit(ns, "volume", "create", v["Name"], driver=v["Driver"])
+    return json_response(v, status=201)
+
+
+async def inspect(request):
+    d = request.app["daemon"]
+    return json_response(await d.run(d.volumes.inspect, namespace_of(request), request.match_info["name"]))
+
+
+async def remove(request):
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+    name = request.match_info["name"]
+    await d.run(d.volumes.remove, ns, name, _bool(request, "force"))
+    d.emit(ns, "volume", "destroy", name)
+    return web.Response(status=204, headers=stream_headers())
+
+
+async def prune(request):
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+    filters = _filters(request)
+    m = re.match(r"/v1\.(\d+)/", request.path)
+    if m and int(m.group(1)) < 42 and "all" not in filters:
+        filters = dict(filters, all=["true"])  # before API 1.42 prune took named volumes too
+    res = await d.run(d.volumes.prune, ns, filters)
+    for name in res["VolumesDeleted"]:
+        d.emit(ns, "volume", "destroy", name)
+    return json_response(res)
+
+
+def routes(r):
+    r.add("GET", "/volumes", list_)
+    r.add("POST", "/volumes/create", create)
+    r.add("POST", "/volumes/prune", prune)
+    r.add("GET", "/volumes/{name}", inspect)
+    r.add("DELETE", "/volumes/{name}", remove)

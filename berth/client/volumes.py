@@ -1,0 +1,30 @@
+"""APIClient methods for volumes: /volumes, /volumes/create, /volumes/{name}, /volumes/prune.
+
+Added to berth.client.api.APIClient by install(APIClient).
+"""
+
+from berth import fastjson as json
+
+
+def install(cls):
+    def volumes(self, filters=None):
+        params = {"filters": json.dumps(filters)} if filters else None
+        return self.call("GET", "/volumes", params=params)
+
+    def volume_create(self, name=None, driver=None, opts=None, labels=None):
+        body = {"Name": name or "", "Driver": driver or "local", "DriverOpts": opts or {}, "Labels": labels or {}}
+        return self.call("POST", "/volumes/create", body=body)
+
+    def volume_inspect(self, name):
+        return self.call("GET", f"/volumes/{name}")
+
+    def volume_remove(self, name, force=False):
+        return self.call("DELETE", f"/volumes/{name}", params={"force": force or None})
+
+    def volumes_prune(self, filters=None):
+        params = {"filters": json.dumps(filters)} if filters else None
+        return self.call("POST", "/volumes/prune", params=params)
+
+    for f in (volumes, volume_create, volume_inspect, volume_remove, volumes_prune):
+        setattr(cls, f.__name__, f)
+    return cls

@@ -1,0 +1,641 @@
+"""Volumes and a container's mounts, the way docker has them.
+
+Volumes (the local driver): a metadata object of kind "volume" per volume (id = name) in its
+namespace, data {"Driver", "Options", "CreatedAt"}; the files under
+  <root>/volumes/<namespace>/<name>/_data
+With options (`-o type=tmpfs,device=tmpfs,o=size=64m`) _data is a mount point: the volume is
+mounted when a container using it starts and unmounted when none that uses it runs (docker's
+local driver).
+
+A container's mounts (HostConfig.Binds, HostConfig.Mounts, VolumesFrom, Config.Volumes and the
+image's VOLUMEs) are resolved once, at create, into a list of mount points kept in the
+container's spec as "_mounts" (docker's MountPoint shape plus berth's own keys). At start they
+become plain OCI bind mounts (and tmpfs mounts); the runtime resolves every destination inside
+the container's root (openat2 RESOLVE_IN_ROOT), so a symlink in the image cannot send a mount
+out of it. A new, empty volume gets the image's content at its destination first (copy-up).
+"""
+
+import os
+import re
+import secrets
+import stat
+import subprocess
+import threading
+import time
+
+from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound, SystemError_
+
+ANON_LABEL = "com.docker.volume.anonymous"
+LOCAL_OPTS = ("type", "device", "o")
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+_PROPAGATION = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+_TMPFS_DEFAULT = ["nosuid", "nodev", "noexec"]
+
+
+def _now():
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+def check_name(name):
+    if len(name) < 2:
+        raise InvalidArgument(f"create {name}: volume name is too short, names should be at least two "
+                              "alphanumeric characters")
+    if not _NAME.fullmatch(name):
+        raise InvalidArgument(f'create {name}: "{name}" includes invalid characters for a local volume name, '
+                              'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
+                              'directory, use absolute path')
+
+
+def _check_dest(spec, dest, kind="volume"):
+    if not dest:
+        raise InvalidArgument(f'invalid mount config for type "{kind}": field Target must not be empty')
+    if not dest.startswith("/"):
+        raise InvalidArgument(f"invalid volume specification: '{spec}': invalid mount config for type \"{kind}\": "
+                              f"invalid mount path: '{dest}' mount path must be absolute")
+    dest = os.path.normpath(dest)
+    if dest == "/":
+        raise InvalidArgument(f"invalid specification: destination can't be '/' in '{spec}'")
+    return dest
+
+
+def _valid_mode(mode):
+    rw = prop = label = copy = 0
+    for m in mode.split(","):
+        if m in ("ro", "rw"):
+            rw += 1
+        elif m in ("z", "Z"):
+            label += 1
+        elif m == "nocopy":
+            copy += 1
+        elif m in _PROPAGATION:
+            prop += 1
+        else:
+            return False
+    return rw <= 1 and prop <= 1 and label <= 1 and copy <= 1
+
+
+def parse_bind(spec):
+    """A HostConfig.Binds entry (`-v`): "[src:]dst[:mode]" -> a mount point (not yet checked
+    against the host or the volumes)."""
+    if not isinstance(spec, str):
+        raise InvalidArgument(f"invalid volume specification: {spec!r}")
+    parts = spec.split(":")
+    if len(parts) > 3:
+        raise InvalidArgument(f"invalid spec: {spec}: too many colons")
+    if any(p == "" for p in parts):
+        raise InvalidArgument(f"invalid spec: {spec}: empty section between colons")
+    src, mode = "", ""
+    if len(parts) == 1:
+        dst = parts[0]
+    elif len(parts) == 2:
+        if _valid_mode(parts[1]):
+            dst, mode = parts
+        else:
+            src, dst = parts
+    else:
+        src, dst, mode = parts
+        if not _valid_mode(mode):
+            raise InvalidArgument(f"invalid mode: {mode}")
+    modes = mode.split(",") if mode else []
+    kind = "bind" if src.startswith("/") else "volume"
+    dst = _check_dest(spec, dst, kind)
+    if kind == "bind" and "nocopy" in modes:
+        raise InvalidArgument(f"invalid mode: {mode}")
+    if kind == "volume" and src:
+        check_name(src)
+    prop = next((m for m in modes if m in _PROPAGATION), "")
+    if kind == "volume" and prop:
+        raise InvalidArgument(f"invalid mode: {mode}")
+    mp = {"Type": kind, "Destination": dst, "RW": "ro" not in modes, "Mode": mode,
+          "Propagation": (prop or "rprivate") if kind == "bind" else ""}
+    if kind == "bind":
+        mp.update(Source=os.path.normpath(src), CreateSource=True)
+    else:
+        mp.update(Name=src, CopyUp="nocopy" not in modes, Driver="local", Mode=mode or "z")
+    return mp
+
+
+def parse_mount(m):
+    """A HostConfig.Mounts entry (`--mount`, docker's mount.Mount) -> a mount point."""
+    if not isinstance(m, dict):
+        raise InvalidArgument("invalid mount config: not an object")
+    kind = m.get("Type") or ""
+    if kind not in ("bind", "volume", "tmpfs"):
+        raise InvalidArgument(f'invalid mount config for type "{kind}": mount type unknown')
+    err = f'invalid mount config for type "{kind}": '
+    dst = m.get("Target") or m.get("Destination") or ""
+    if not dst:
+        raise InvalidArgument(err + "field Target must not be empty")
+    if not dst.startswith("/"):
+        raise InvalidArgument(err + f"invalid mount path: '{dst}' mount path must be absolute")
+    dst = os.path.normpath(dst)
+    if dst == "/":
+        raise InvalidArgument(err + "invalid specification: destination can't be '/'")
+    src = m.get("Source") or ""
+    ro = bool(m.get("ReadOnly"))
+    for opt, allowed in (("BindOptions", "bind"), ("VolumeOptions", "volume"), ("TmpfsOptions", "tmpfs")):
+        if m.get(opt) and kind != allowed:
+            raise InvalidArgument(err + f"field {opt} must not be specified")
+    mp = {"Type": kind, "Destination": dst, "RW": not ro, "Mode": "", "Propagation": ""}
+    if kind == "bind":
+        if not src:
+            raise InvalidArgument(err + "field Source must not be empty")
+        if not src.startswith("/"):
+            raise InvalidArgument(err + f"invalid mount path: '{src}' mount path must be absolute")
+        if not os.path.exists(src):
+            raise InvalidArgument(err + f"bind source path does not exist: {src}")
+        prop = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
+        if prop not in _PROPAGATION:
+            raise InvalidArgument(err + f"invalid propagation mode: {prop}")
+        mp.update(Source=os.path.normpath(src), Propagation=prop)
+    elif kind == "volume":
+        if src:
+            check_name(src)
+        vo = m.get("VolumeOptions") or {}
+        dc = vo.get("DriverConfig") or {}
+        mp.update(Name=src, Driver=dc.get("Name") or "local", CopyUp=not vo.get("NoCopy"), Mode="z",
+                  VolumeOpts=dict(dc.get("Options") or {}), VolumeLabels=dict(vo.get("Labels") or {}))
+    else:
+        if src:
+            raise InvalidArgument(err + "field Source must not be specified")
+        to = m.get("TmpfsOptions") or {}
+        opts = list(_TMPFS_DEFAULT)
+        if to.get("SizeBytes"):
+            size = to["SizeBytes"]
+            if not isinstance(size, int) or size < 0:
+                raise InvalidArgument(err + f"invalid tmpfs size: {size!r}")
+            opts.append(f"size={size}")
+        if to.get("Mode"):
+            opts.append(f"mode={int(to['Mode']):o}")
+        mp.update(Source="", TmpfsOptions=opts)
+    return mp
+
+
+def parse_tmpfs(dest, opts):
+    """A HostConfig.Tmpfs entry (`--tmpfs /path:opts`)."""
+    spec = f"{dest}:{opts}" if opts else dest
+    dest = _check_dest(spec, dest, "tmpfs")
+    if not isinstance(opts, str):
+        raise InvalidArgument(f"invalid tmpfs options for {dest}: {opts!r}")
+    words = [o for o in opts.split(",") if o] if opts else []
+    for w in words:
+        k, _, v = w.partition("=")
+        if k == "size" and not re.fullmatch(r"\d+[kmgKMG%]?", v):
+            raise InvalidArgument(f"invalid tmpfs option {w!r} for {dest}")
+    return {"Type": "tmpfs", "Destination": dest, "Source": "", "RW": "ro" not in words, "Mode": "",
+            "Propagation": "", "TmpfsOptions": _TMPFS_DEFAULT + words, "Hidden": True}
+
+
+class VolumeService:
+    def __init__(self, cfg, meta):
+        self.cfg = cfg
+        self.meta = meta
+        self.base = os.path.join(cfg.root, "volumes")
+        self.containers = None  # the ContainerService, set when berthd wires them: who uses what, who runs
+        self._lock = threading.RLock()
+        self.lock = self._lock  # held by a container create around its record (see check_exist)
+
+    # --- paths, views ---
+
+    def vdir(self, ns, name):
+        return os.path.join(self.base, ns, name)
+
+    def data_dir(self, ns, name):
+        return os.path.join(self.base, ns, name, "_data")
+
+    def _view(self, o):
+        d = o.data or {}
+        return {"CreatedAt": d.get("CreatedAt") or "", "Driver": d.get("Driver") or "local",
+                "Labels": dict(o.labels or {}), "Mountpoint": self.data_dir(o.namespace, o.name), "Name": o.name,
+                "Options": dict(d.get("Options") or {}), "Scope": "local"}
+
+    # --- the volume verbs ---
+
+    def create(self, ns, name=None, driver=None, opts=None, labels=None):
+        driver = driver or "local"
+        if driver != "local":
+            raise InvalidArgument(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
+        opts = dict(opts or {})
+        for k, v in opts.items():
+            if k not in LOCAL_OPTS:
+                raise InvalidArgument(f'invalid option key: "{k}" (the local driver takes type, device and o)')
+            if not isinstance(v, str):
+                raise InvalidArgument(f'invalid option "{k}": not a string')
+        if opts and (not opts.get("type") or not opts.get("device")):
+            missing = "type" if not opts.get("type") else "device"
+            raise InvalidArgument(f'missing required option: "{missing}"')
+        labels = dict(labels or {})
+        anonymous = not name
+        if anonymous:
+            name = secrets.token_hex(32)
+            labels.setdefault(ANON_LABEL, "")
+        else:
+            check_name(name)
+        with self._lock:
+            o = self.meta.find_object(ns, "volume", name)
+            if o is not None:
+                if (o.data or {}).get("Driver", "local") != driver:
+                    raise FailedPrecondition(f"create {name}: a volume with the name {name} already exists "
+                                             f"with driver {o.data.get('Driver')}")
+                return self._view(o)
+            data = self.data_dir(ns, name)
+            for d in (self.base, os.path.join(self.base, ns)):
+                os.makedirs(d, mode=0o701, exist_ok=True)
+            os.makedirs(self.vdir(ns, name), mode=0o701, exist_ok=True)
+            os.makedirs(data, mode=0o755, exist_ok=True)
+            try:
+                o = self.meta.create_object(ns, "volume", name, name,
+                                            {"Driver": driver, "Options": opts, "CreatedAt": _now()}, labels)
+            except BaseException:
+                _rmtree(self.vdir(ns, name))
+                raise
+            return self._view(o)
+
+    def _get(self, ns, name):
+        o = self.meta.find_object(ns, "volume", name) if isinstance(name, str) and name else None
+        if o is None:
+            raise NotFound(f"get {name}: no such volume")
+        return o
+
+    def inspect(self, ns, name):
+        return self._view(self._get(ns, name))
+
+    def list(self, ns, filters=None):
+        filters = _norm_filters(filters)
+        for k in filters:
+            if k not in ("name", "label", "label!", "dangling", "driver"):
+                raise InvalidArgument(f"invalid filter '{k}'")
+        used = self._used(ns) if "dangling" in filters else set()
+        out = []
+        for o in self.meta.list_objects(ns, "volume"):
+            v = self._view(o)
+            if "name" in filters and not any(f in o.name for f in filters["name"]):
+                continue
+            if "driver" in filters and v["Driver"] not in filters["driver"]:
+                continue
+            if not _labels_match(filters, v["Labels"]):
+                continue
+            if "dangling" in filters:
+                want = [x.lower() in ("1", "true") for x in filters["dangling"]]
+                if (o.name not in used) not in want:
+                    continue
+            out.append(v)
+        return {"Volumes": out, "Warnings": []}
+
+    def users(self, ns, name):
+        """Ids of the containers (running or not) that have the volume mounted."""
+        out = []
+        for rec in self.meta.list_containers(ns):
+            for m in (rec.spec_json() or {}).get("_mounts") or []:
+                if m.get("Type") == "volume" and m.get("Name") == name:
+                    out.append(rec.id)
+                    break
+        return out
+
+    def _used(self, ns):
+        used = set()
+        for rec in self.meta.list_containers(ns):
+            for m in (rec.spec_json() or {}).get("_mounts") or []:
+                if m.get("Type") == "volume":
+                    used.add(m.get("Name"))
+        return used
+
+    def remove(self, ns, name, force=False):
+        with self._lock:
+            o = self.meta.find_object(ns, "volume", name) if name else None
+            if o is None:
+                if force:
+                    return
+                raise NotFound(f"get {name}: no such volume")
+            users = self.users(ns, name)
+            if users:
+                raise FailedPrecondition(f"remove {name}: volume is in use - [{', '.join(users)}]")
+            self._unmount(self.data_dir(ns, name))
+            self.meta.delete_object(ns, "volume", name)
+            _rmtree(self.vdir(ns, name))
+
+    def prune(self, ns, filters=None):
+        """Unused volumes, anonymous ones only unless the filter all=true (docker 23+)."""
+        filters = _norm_filters(filters)
+        for k in filters:
+            if k not in ("label", "label!", "all"):
+                raise InvalidArgument(f"invalid filter '{k}'")
+        all_ = any(v.lower() in ("1", "true") for v in filters.get("all") or [])
+        deleted, space = [], 0
+        with self._lock:
+            used = self._used(ns)
+            for o in self.meta.list_objects(ns, "volume"):
+                if o.name in used or not _labels_match(filters, o.labels or {}):
+                    continue
+                if not all_ and ANON_LABEL not in (o.labels or {}):
+                    continue
+                size = _du(self.data_dir(ns, o.name))
+                try:
+                    self.remove(ns, o.name)
+                except BerthError:
+                    continue
+                deleted.append(o.name)
+                space += size
+        return {"VolumesDeleted": deleted, "SpaceReclaimed": space}
+
+    # --- a container's mounts ---
+
+    def resolve(self, ns, body, image_config):
+        """At container create: HostConfig.Binds/Mounts/Tmpfs/VolumesFrom, Config.Volumes and the
+        image's VOLUMEs -> (mount points, names of the volumes created for them). Everything is
+        checked before anything is created."""
+        hc = body.get("HostConfig") or {}
+        ic = (image_config or {}).get("config") or {}
+        points = {}  # destination -> mount point
+        for ref in hc.get("VolumesFrom") or []:
+            cref, _, mode = str(ref).partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidArgument(f"invalid mode for volumes-from: {mode}")
+            other = self.containers.get(ns, cref)
+            for m in (other.spec_json() or {}).get("_mounts") or []:
+                if m.get("Type") == "tmpfs":
+                    continue
+                m = dict(m, CopyUp=False, CreateSource=False)
+                if mode:
+                    m["RW"] = mode == "rw"
+                points[m["Destination"]] = m
+        explicit = {}
+        for b in hc.get("Binds") or []:
+            mp = parse_bind(b)
+            if mp["Destination"] in explicit:
+                raise InvalidArgument(f"Duplicate mount point: {mp['Destination']}")
+            explicit[mp["Destination"]] = mp
+        for m in hc.get("Mounts") or []:
+            mp = parse_mount(m)
+            if mp["Destination"] in explicit:
+                raise InvalidArgument(f"Duplicate mount point: {mp['Destination']}")
+            explicit[mp["Destination"]] = mp
+        tmpfs = hc.get("Tmpfs") or {}
+        if not isinstance(tmpfs, dict):
+            raise InvalidArgument("HostConfig.Tmpfs must be an object of path: options")
+        for dest, opts in tmpfs.items():
+            mp = parse_tmpfs(dest, opts or "")
+            if mp["Destination"] in explicit:
+                raise InvalidArgument(f"Duplicate mount point: {mp['Destination']}")
+            explicit[mp["Destination"]] = mp
+        points.update(explicit)
+        vols = dict(ic.get("Volumes") or {})
+        vols.update(body.get("Volumes") or {})
+        for dest in vols:
+            d = _check_dest(dest, dest)
+            if d not in points:
+                points[d] = {"Type": "volume", "Name": "", "Destination": d, "RW": True, "Mode": "",
+                             "Propagation": "", "Driver": "local", "CopyUp": True}
+        for mp in points.values():
+            if mp["Type"] == "volume" and mp.get("Driver", "local") != "local":
+                raise InvalidArgument(f'error looking up volume plugin {mp["Driver"]}: plugin "{mp["Driver"]}" not found')
+        created = []
+        try:
+            for mp in points.values():
+                if mp["Type"] != "volume":
+                    continue
+                anon = not mp.get("Name")
+                if anon:
+                    mp["Anonymous"] = True
+                if anon or self.meta.find_object(ns, "volume", mp["Name"]) is None:
+                    v = self.create(ns, mp.get("Name") or None, "local", mp.pop("VolumeOpts", None),
+                                    mp.pop("VolumeLabels", None))
+                    mp["Name"] = v["Name"]
+                    created.append(v["Name"])
+                mp.pop("VolumeOpts", None)
+                mp.pop("VolumeLabels", None)
+                mp["Source"] = self.data_dir(ns, mp["Name"])
+        except BaseException:
+            self.discard(ns, created)
+            raise
+        out = sorted(points.values(), key=lambda m: (m["Destination"].count("/"), m["Destination"]))
+        return out, created
+
+    def check_exist(self, ns, mounts):
+        """NotFound when a volume of these mount points went meanwhile (hold self.lock)."""
+        for m in mounts:
+            if m.get("Type") == "volume":
+                self._get(ns, m["Name"])
+
+    def discard(self, ns, names):
+        for n in names:
+            try:
+                self.remove(ns, n, force=True)
+            except BerthError:
+                pass
+
+    def oci_mounts(self, ns, rec, rootfs):
+        """At start (the rootfs mounted): mount the volumes that need it, copy the image's content
+        into new empty volumes, create missing -v host dirs; the OCI mounts, parents first."""
+        out = []
+        for m in (rec.spec_json() or {}).get("_mounts") or []:
+            dest = m["Destination"]
+            if m["Type"] == "tmpfs":
+                opts = list(m.get("TmpfsOptions") or _TMPFS_DEFAULT)
+                if not m.get("RW", True) and "ro" not in opts:
+                    opts.append("ro")
+                out.append({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts})
+                continue
+            src = m.get("Source") or ""
+            if m["Type"] == "volume":
+                self.activate(ns, m["Name"])
+                src = self.data_dir(ns, m["Name"])
+                if m.get("CopyUp"):
+                    self._copy_up(rootfs, dest, src)
+            elif m.get("CreateSource") and not os.path.exists(src):
+                try:
+                    os.makedirs(src, 0o755, exist_ok=True)
+                except OSError as e:
+                    raise SystemError_(f"error while creating mount source path '{src}': {e.strerror}") from None
+            opts = ["rbind", m.get("Propagation") or "rprivate"]
+            if not m.get("RW", True):
+                opts.append("ro")
+            out.append({"destination": dest, "type": "bind", "source": src, "options": opts})
+        return out
+
+    def _copy_up(self, rootfs, dest, data):
+        """The image's content at dest (resolved inside the rootfs, never out of it) into an empty
+        volume, with ownership, modes, links; the volume's root takes the directory's owner and mode."""
+        try:
+            if os.listdir(data):
+                return
+        except OSError:
+            return
+        from berth.runtime.rootfs import secure_join
+        rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            rel = secure_join(rootfd, dest)
+        finally:
+            os.close(rootfd)
+        src = os.path.join(rootfs, rel)
+        try:
+            st = os.lstat(src)
+        except OSError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        if os.listdir(src):
+            # copied first where no container sees it, then renamed in: a container sharing the
+            # volume cannot slip a symlink under the copy (rename replaces a link, never follows it)
+            tmp = os.path.join(os.path.dirname(data), ".copyup-" + secrets.token_hex(8))
+            os.mkdir(tmp, 0o700)
+            try:
+                _cp(src, tmp, dest)
+                try:
+                    for name in os.listdir(tmp):
+                        os.rename(os.path.join(tmp, name), os.path.join(data, name))
+                except OSError as e:
+                    if e.errno != 18:  # EXDEV: a volume mounted from elsewhere (-o type=...)
+                        raise SystemError_(f"copying the image's content at {dest} into the volume: "
+                                           f"{e.strerror}") from None
+                    _cp(tmp, data, dest)
+            finally:
+                _rmtree(tmp)
+        os.chown(data, st.st_uid, st.st_gid)
+        os.chmod(data, stat.S_IMODE(st.st_mode))
+
+    # --- local driver mounts (-o type=...) ---
+
+    def activate(self, ns, name):
+        """Mount a volume that has options, if it is not mounted yet."""
+        o = self._get(ns, name)
+        opts = (o.data or {}).get("Options") or {}
+        if not opts:
+            return
+        data = self.data_dir(ns, name)
+        with self._lock:
+            if _is_mounted(data):
+                return
+            from berth.linux import syscalls as sc
+            from berth.runtime.spec import parse_mount_options
+            flags, _clear, _prop, mdata = parse_mount_options([x for x in (opts.get("o") or "").split(",") if x])
+            os.makedirs(data, 0o755, exist_ok=True)
+            try:
+                sc.mount(opts.get("device"), data, opts.get("type"), flags, mdata or None)
+            except OSError as e:
+                raise SystemError_(f"error while mounting volume '{data}': failed to mount local volume: "
+                                   f"mount {opts.get('device')}:{data}, type: {opts.get('type')}, "
+                                   f"data: {mdata}: {e.strerror}") from None
+
+    def release(self, ns, rec):
+        """After a container stopped (or went): unmount its optioned volumes that no running container uses."""
+        names = {m["Name"] for m in (rec.spec_json() or {}).get("_mounts") or [] if m.get("Type") == "volume"}
+        if not names:
+            return
+        with self._lock:
+            for name in names:
+                o = self.meta.find_object(ns, "volume", name)
+                if o is None or not (o.data or {}).get("Options"):
+                    continue
+                if any(self._running(ns, cid) for cid in self.users(ns, name) if cid != rec.id):
+                    continue
+                self._unmount(self.data_dir(ns, name))
+
+    def _running(self, ns, cid):
+        try:
+            return self.containers.state(self.meta.get_container(ns, cid))["Running"]
+        except BerthError:
+            return False
+
+    def container_removed(self, ns, rec, remove_anonymous=False):
+        """After a container's record went: release its volumes; with rm -v (and --rm) remove its
+        anonymous volumes that no other container uses."""
+        self.release(ns, rec)
+        if not remove_anonymous:
+            return
+        for m in (rec.spec_json() or {}).get("_mounts") or []:
+            if m.get("Type") == "volume" and m.get("Anonymous"):
+                try:
+                    self.remove(ns, m["Name"])
+                except BerthError:
+                    pass  # in use by another container (volumes-from), or gone
+
+    @staticmethod
+    def _unmount(path):
+        from berth.linux import syscalls as sc
+        for _ in range(8):
+            if not _is_mounted(path):
+                return
+            try:
+                sc.umount2(path, sc.MNT_DETACH)
+            except OSError:
+                return
+
+
+def inspect_mounts(mounts):
+    """A container's mount points in docker's inspect shape."""
+    out = []
+    for m in mounts or []:
+        if m.get("Hidden"):  # --tmpfs: docker does not list it either
+            continue
+        if m["Type"] == "volume":
+            out.append({"Type": "volume", "Name": m["Name"], "Source": m.get("Source", ""),
+                        "Destination": m["Destination"], "Driver": m.get("Driver") or "local",
+                        "Mode": m.get("Mode", ""), "RW": bool(m.get("RW", True)), "Propagation": ""})
+        else:
+            out.append({"Type": m["Type"], "Source": m.get("Source", ""), "Destination": m["Destination"],
+                        "Mode": m.get("Mode", ""), "RW": bool(m.get("RW", True)),
+                        "Propagation": m.get("Propagation", "")})
+    return out
+
+
+def _norm_filters(filters):
+    out = {}
+    for k, v in (filters or {}).items():
+        if isinstance(v, dict):
+            v = [x for x, on in v.items() if on]
+        elif isinstance(v, str):
+            v = [v]
+        out[k] = list(v)
+    return out
+
+
+def _labels_match(filters, labels):
+    for f in filters.get("label") or []:
+        k, eq, v = f.partition("=")
+        if k not in labels or (eq and labels[k] != v):
+            return False
+    for f in filters.get("label!") or []:
+        k, eq, v = f.partition("=")
+        if k in labels and (not eq or labels[k] == v):
+            return False
+    return True
+
+
+def _is_mounted(path):
+    path = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                mp = line.split()[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n") \
+                    .replace("\\134", "\\")
+                if mp == path:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def _du(path):
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in filenames + dirnames:
+            try:
+                total += os.lstat(os.path.join(dirpath, n)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _rmtree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _cp(src, dst, dest):
+    """cp -a of src's content into dst: owners, modes, times, links, xattrs."""
+    p = subprocess.run(["cp", "-a", "--", src + "/.", dst], capture_output=True)
+    if p.returncode != 0:
+        err = p.stderr.decode(errors="replace").strip().splitlines()
+        raise SystemError_(f"copying the image's content at {dest} into the volume: {err[-1] if err else p.returncode}")
