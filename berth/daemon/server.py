@@ -113,7 +113,7 @@ class Daemon:
         for ns, cid in running:
             net = (self.meta.get_container(ns, cid).extensions or {}).get("net") or {}
             if net.get("networks"):
-                self.networks.register(ns, cid, net["networks"])
+                self.networks.register(ns, cid, net["networks"], net.get("ports"))
                 if self.networks.dns is not None and any(e.get("DNSNames") for e in net["networks"].values()):
                     try:
                         self.networks.dns.attach(cid, net["netns"])

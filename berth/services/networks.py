@@ -419,10 +419,17 @@ class NetworkService:
 
     # --- name resolution (the embedded DNS asks these, in the event loop) ---
 
-    def register(self, ns, cid, endpoints):
+    def register(self, ns, cid, endpoints, ports=None):
+        """A running container's endpoints (for the DNS answers) and published host ports (so no
+        other container takes them), at its start or when berthd restarts."""
         with self._lock:
             for ep in endpoints.values():
                 self._endpoints.setdefault(ep["NetworkID"], {})[cid] = ep
+            for key, binds in (ports or {}).items():
+                proto = key.partition("/")[2] or "tcp"
+                for b in binds or []:
+                    if b.get("HostPort"):
+                        self._ports[(proto, b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))] = cid
 
     def lookup(self, cid, qname):
         qname = qname.lower().rstrip(".")
