@@ -631,3 +631,26 @@ def test_signals_are_forwarded_by_run(d):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_exec_resize_sets_the_exec_pty_size(d):
+    import docker
+    cid = d.berth("run", "-d", IMG, "sleep", "600", check=True).out.strip()
+    api = docker.APIClient(base_url=d.host)
+    try:
+        eid = api.exec_create(cid, ["sh", "-c", "sleep 1; stty size"], tty=True)["Id"]
+        sock = api.exec_start(eid, tty=True, socket=True)
+        api.exec_resize(eid, height=33, width=101)
+        raw = getattr(sock, "_sock", sock)
+        raw.settimeout(10)
+        out = b""
+        while True:
+            chunk = raw.recv(4096)
+            if not chunk:
+                break
+            out += chunk
+        assert out.decode().split() == ["33", "101"], out
+        with pytest.raises(docker.errors.NotFound):
+            api.exec_resize("0" * 64, height=10, width=10)
+    finally:
+        api.close()

@@ -139,8 +139,24 @@ async def inspect(request):
 
 
 async def resize(request):
-    # the exec's pty lives in the shim; resizing it is not wired yet (the container's is)
-    _exec(request.app["daemon"], request)
+    """The exec's pty lives in the container's shim: it resizes it."""
+    d = request.app["daemon"]
+    e = _exec(d, request)
+    try:
+        h, w = int(request.query.get("h", 24)), int(request.query.get("w", 80))
+    except ValueError:
+        raise InvalidArgument("h and w must be integers") from None
+    if not e.get("started"):
+        raise FailedPrecondition(f"exec {request.match_info['id']} is not running")
+    path = d.containers.shim_socket(e["container"])
+
+    def call():
+        from berth.services.containers import _shim_call
+        try:
+            _shim_call(path, {"op": "resize", "exec_id": request.match_info["id"], "h": h, "w": w})
+        except OSError:
+            pass
+    await d.run(call)
     return web.Response(status=200, headers=stream_headers())
 
 

@@ -429,11 +429,18 @@ class Shim:
                 self._reply(c, {"ok": False, "error": "not running"})
             self._drop(c)
         elif op == "resize":
-            if self.master is not None:
+            master = self.master
+            if req.get("exec_id"):  # an exec's own pty
+                ex = self.execs.get(req["exec_id"])
+                master = getattr(ex, "master", None) if ex is not None else None
+            if master is not None:
                 import fcntl
                 import termios
-                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", int(req.get("h", 24)),
-                                                                         int(req.get("w", 80)), 0, 0))
+                try:
+                    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", int(req.get("h", 24)),
+                                                                        int(req.get("w", 80)), 0, 0))
+                except OSError:
+                    pass  # the exec ended meanwhile
             self._reply(c, {"ok": True})
             self._drop(c)
         elif op == "exec":
