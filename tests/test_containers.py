@@ -654,3 +654,42 @@ def test_exec_resize_sets_the_exec_pty_size(d):
             api.exec_resize("0" * 64, height=10, width=10)
     finally:
         api.close()
+
+
+def test_many_waiting_clients_do_not_stall_the_daemon(d):
+    """docker wait / logs -f hold a request open as long as the container runs: 60 of them at
+    once (more than berthd's pool of workers for short requests) leave it answering the rest."""
+    import http.client
+    import socket as socketmod
+    import threading
+    cid = d.berth("run", "-d", IMG, "sleep", "600", check=True).out.strip()
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socketmod.socket(socketmod.AF_UNIX)
+            self.sock.connect(d.sock)
+
+    conns = []
+
+    def wait_one(path):
+        c = Conn("localhost", timeout=60)
+        conns.append(c)
+        try:
+            c.request("POST" if path.endswith("wait") else "GET", path)
+            c.getresponse().read()
+        except OSError:
+            pass
+    threads = [threading.Thread(target=wait_one, daemon=True,
+                                args=(f"/containers/{cid}/wait" if i % 2 else f"/containers/{cid}/logs?stdout=1&follow=1",))
+               for i in range(60)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    t0 = time.monotonic()
+    p = d.berth("ps", "-q", timeout=20)
+    assert p.returncode == 0 and cid[:12] in p.out
+    assert time.monotonic() - t0 < 10
+    d.berth("rm", "-f", cid, check=True)
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads)

@@ -70,14 +70,14 @@ async def stats(request):
     loop = asyncio.get_running_loop()
     done = object()
     if not stream:
-        item = await loop.run_in_executor(d.pool, next, gen, done)
+        item = await loop.run_in_executor(d.waits, next, gen, done)
         gen.close()
         return json_response(item)
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
     await resp.prepare(request)
     try:
         while True:
-            item = await loop.run_in_executor(d.pool, next, gen, done)
+            item = await loop.run_in_executor(d.waits, next, gen, done)
             if item is done:
                 break
             await resp.write(json.dumps(item).encode() + b"\n")

@@ -52,7 +52,7 @@ async def wait(request):
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
     await resp.prepare(request)
     try:
-        code = await d.run(d.containers.wait_exit, ns, rec.id, request.query.get("condition") or "not-running")
+        code = await d.run_wait(d.containers.wait_exit, ns, rec.id, request.query.get("condition") or "not-running")
         result = {"StatusCode": code, "Error": None}
     except BerthError as e:  # the headers are out: the error goes in the body, as docker's does
         result = {"StatusCode": -1, "Error": {"Message": e.message}}
@@ -120,7 +120,7 @@ async def logs(request):
     loop = asyncio.get_running_loop()
     done = object()
     while True:
-        item = await loop.run_in_executor(d.pool, next, gen, done)
+        item = await loop.run_in_executor(d.waits, next, gen, done)
         if item is done:
             break
         stream, data = item
@@ -277,7 +277,7 @@ async def restart(request):
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
     t = request.query.get("t")
     await d.run(d.containers.stop, ns, rec.id, int(t) if t not in (None, "") else None)
-    await d.run(d.containers.wait_exit, ns, rec.id)
+    await d.run_wait(d.containers.wait_exit, ns, rec.id)
     if await d.run(d.containers.start, ns, rec.id):
         d.watch(ns, rec.id)
     return web.Response(status=204, headers=stream_headers())

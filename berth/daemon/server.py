@@ -31,6 +31,9 @@ class Daemon:
         self.images = ImageService(self.meta, self.content, self.snapshotter, self.snapshotter_name,
                                    self.registry)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="berthd")
+        # waits that last as long as a container (wait, logs -f, stats streams) get threads of
+        # their own (made as needed): they never starve the pool that serves short requests
+        self.waits = concurrent.futures.ThreadPoolExecutor(max_workers=4096, thread_name_prefix="berthd-wait")
         from berth.services.containers import ContainerService
         self.zygote = zygote
         self.containers = ContainerService(cfg, self.meta, self.images, self.snapshotter, self.snapshotter_name,
@@ -144,6 +147,11 @@ class Daemon:
         """Run blocking work in a worker thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+
+    async def run_wait(self, fn, *args, **kwargs):
+        """Run work that may block until a container exits (wait, follow) in a thread of its own."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.waits, lambda: fn(*args, **kwargs))
 
     def startup_gc(self):
         """Collect what a daemon killed mid-pull left: its leases are dead now, and so is
@@ -262,6 +270,7 @@ class Daemon:
 
     def close(self):
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.waits.shutdown(wait=False, cancel_futures=True)
         self.meta.close()
 
 
