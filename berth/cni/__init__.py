@@ -139,15 +139,15 @@ def delete_cached(cache_dir, name, container_id, ifname, dirs, netns=None):
     return True
 
 
-def cached(cache_dir):
-    """(name, container_id, ifname, record) of every cached attachment."""
+def cached(cache_dir, container_id=None):
+    """(name, container_id, ifname, record) of every cached attachment (of one container)."""
     out = []
     try:
         names = os.listdir(cache_dir)
     except FileNotFoundError:
         return out
     for n in names:
-        if not n.endswith(".json"):
+        if not n.endswith(".json") or container_id and f"-{container_id}-" not in n:
             continue
         try:
             with open(os.path.join(cache_dir, n)) as f:

@@ -5,6 +5,7 @@ import subprocess
 
 ADMIN = "BERTH-ADMIN"          # jumped to first from CNI-FORWARD (the firewall plugin's admin chain)
 ISOLATION = "BERTH-ISOLATION"  # traffic leaving one berth bridge for another: dropped here
+MASQ = "BERTH-MASQ"            # nat POSTROUTING: one masquerade rule per network (as docker), not per container
 
 
 def _run(*args, check=True):
@@ -15,14 +16,26 @@ def _run(*args, check=True):
     return p.returncode == 0
 
 
-def _ensure_chain(chain):
-    if not _run("-n", "-L", chain, check=False):
-        _run("-N", chain, check=False)
+def _ensure_chain(chain, table="filter"):
+    if not _run("-t", table, "-n", "-L", chain, check=False):
+        _run("-t", table, "-N", chain, check=False)
 
 
-def _ensure_rule(chain, *rule):
-    if not _run("-C", chain, *rule, check=False):
-        _run("-A", chain, *rule)
+def _ensure_rule(chain, *rule, table="filter"):
+    if not _run("-t", table, "-C", chain, *rule, check=False):
+        _run("-t", table, "-A", chain, *rule)
+
+
+def masquerade(bridge, subnet):
+    """Traffic from the network's subnet leaving by another interface is masqueraded."""
+    _ensure_chain(MASQ, "nat")
+    _ensure_rule("POSTROUTING", "-j", MASQ, table="nat")
+    _ensure_rule(MASQ, "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE", table="nat")
+
+
+def unmasquerade(bridge, subnet):
+    while _run("-t", "nat", "-D", MASQ, "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE", check=False):
+        pass
 
 
 def isolate(bridge):
@@ -70,6 +83,9 @@ def remove_empty_chains():
         _run("-F", "CNI-FORWARD", check=False)
         _run("-X", "CNI-FORWARD", check=False)
         _run("-X", "CNI-ADMIN", check=False)
+    if _rules(MASQ, "nat") == []:
+        _delete_jumps("POSTROUTING", MASQ, "nat")
+        _run("-t", "nat", "-X", MASQ, check=False)
     # portmap's shared nat chains, once no mapping is left in them
     if _rules("CNI-HOSTPORT-DNAT", "nat") == []:
         for chain in ("PREROUTING", "OUTPUT"):

@@ -198,10 +198,24 @@ class NetworkService:
             o = self.meta.create_object(ns, "network", nid, name, data, labels)
         n = Network(ns, o.id, o.name, o.data, o.labels)
         self._write_conflist(n)
-        if n.driver == "bridge":
-            from berth.linux import iptables
-            iptables.isolate(n.data["bridge"])
+        self._host_rules(n)
         return n
+
+    @staticmethod
+    def _host_rules(n, remove=False):
+        """berth's own rules for a bridge network: isolation from the other networks and one
+        masquerade rule for its subnet (unless --internal)."""
+        if n.driver != "bridge" or not n.data.get("bridge"):
+            return
+        from berth.linux import iptables
+        b = n.data["bridge"]
+        if remove:
+            iptables.unisolate(b)
+            iptables.unmasquerade(b, n.data["subnet"])
+            return
+        iptables.isolate(b)
+        if not n.data.get("internal"):
+            iptables.masquerade(b, n.data["subnet"])
 
     def remove(self, ns, ref, in_use):
         """Remove a user-defined network; refused while a container (running or not) uses it."""
@@ -222,8 +236,7 @@ class NetworkService:
 
     def _teardown_host(self, n):
         if n.driver == "bridge" and n.data.get("bridge"):
-            from berth.linux import iptables
-            iptables.unisolate(n.data["bridge"])
+            self._host_rules(n, remove=True)
             import subprocess
             subprocess.run(["ip", "link", "del", n.data["bridge"]], capture_output=True)
         import shutil
@@ -231,31 +244,27 @@ class NetworkService:
 
     def ensure_host(self, namespaces):
         """At daemon start: conflists and isolation rules of every bridge network."""
-        from berth.linux import iptables
-        bridges = {self.cfg.bridge}
-        self._write_conflist(self._builtin("default", "bridge"))
+        default = self._builtin("default", "bridge")
+        self._write_conflist(default)
+        self._host_rules(default)
         for ns in namespaces:
             for n in self.all(ns):
                 if n.user_defined:
                     self._write_conflist(n)
-                    if n.driver == "bridge":
-                        bridges.add(n.data["bridge"])
-        for b in sorted(bridges):
-            iptables.isolate(b)
+                    self._host_rules(n)
 
     def release_host(self, namespaces, busy_bridges):
         """At a graceful daemon stop: bridges no container uses are deleted with their rules (the
         plugins make them again when needed), so a stopped berthd leaves nothing behind."""
         from berth.linux import iptables
         import subprocess
-        bridges = {self.cfg.bridge}
+        nets = [self._builtin("default", "bridge")]
         for ns in namespaces:
-            for n in self.all(ns):
-                if n.user_defined and n.driver == "bridge":
-                    bridges.add(n.data["bridge"])
-        for b in sorted(bridges - set(busy_bridges)):
-            iptables.unisolate(b)
-            subprocess.run(["ip", "link", "del", b], capture_output=True)
+            nets += [n for n in self.all(ns) if n.user_defined and n.driver == "bridge"]
+        for n in nets:
+            if n.data["bridge"] not in busy_bridges:
+                self._host_rules(n, remove=True)
+                subprocess.run(["ip", "link", "del", n.data["bridge"]], capture_output=True)
         if not busy_bridges:
             iptables.remove_empty_chains()
 
@@ -277,7 +286,8 @@ class NetworkService:
         if not internal:
             ipam["routes"] = [{"dst": "0.0.0.0/0"}]
         if n.driver == "bridge":
-            main = {"type": "bridge", "bridge": d["bridge"], "isGateway": not internal, "ipMasq": not internal,
+            # masquerading is one rule per network, berth's own (iptables.masquerade), not a chain per container
+            main = {"type": "bridge", "bridge": d["bridge"], "isGateway": not internal, "ipMasq": False,
                     "hairpinMode": True, "ipam": ipam, "capabilities": {"ips": True, "mac": True}}
             mtu = (d.get("options") or {}).get("com.docker.network.driver.mtu")
             if mtu:
@@ -354,6 +364,8 @@ class NetworkService:
         if ports:
             rc["portMappings"] = ports
         conflist = self.conflist(n)
+        if not ports:  # portmap has nothing to do (and its DEL would still scan the nat table)
+            conflist["plugins"] = [p for p in conflist["plugins"] if p["type"] != "portmap"]
         if rc.get("ips"):  # a chosen address may lie outside --ip-range (in the subnet), as docker allows
             for r in conflist["plugins"][0]["ipam"]["ranges"][0]:
                 r.pop("rangeStart", None)
@@ -390,15 +402,17 @@ class NetworkService:
             return self._detach_all(cid)
 
     def _detach_all(self, cid):
-        errors = []
-        for name, c, ifname, _ in cni.cached(self.cache_dir):
-            if c == cid:
-                try:
-                    cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cni_plugin_dirs)
-                except cni.CNIError as e:
-                    errors.append(e)
+        # the netns goes first: with it the kernel destroys the container's interfaces on its own
+        # (the bridge plugin then only releases the address), which spares each removal the
+        # slow, synchronous deletion of a veth
         from berth.linux import netns
         netns.remove(self.netns_path(cid))
+        errors = []
+        for name, c, ifname, _ in cni.cached(self.cache_dir, cid):
+            try:
+                cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cni_plugin_dirs)
+            except cni.CNIError as e:
+                errors.append(e)
         with self._lock:
             for eps in self._endpoints.values():
                 eps.pop(cid, None)
