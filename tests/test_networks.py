@@ -353,34 +353,46 @@ def _host_snapshot(d):
         veths += [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
     veths.sort()
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    rules = sorted(r for r in rules.splitlines() if r.startswith("-A") and "NETAVARK" not in r and "DOCKER" not in r)
+    rules = sorted(r for r in rules.splitlines() if r.startswith("-A"))
     netns = os.listdir(os.path.join(d.state, "netns")) if os.path.isdir(os.path.join(d.state, "netns")) else []
     ipam = []
     for root, _, files in os.walk(os.path.join(d.state, "cni", "ipam")):
         ipam += [f for f in files if f[0].isdigit() and not f.startswith("last_reserved")]
     with open("/proc/self/mountinfo") as f:
-        mounts = sorted(line.split()[4] for line in f if "/netns/" in line.split()[4])
-    return {"veths": veths, "rules": rules, "netns": netns, "ipam": ipam, "mounts": mounts}
+        mounts = sorted(line.split()[4] for line in f if line.split()[4].startswith(d.state))
+    cache_dir = os.path.join(d.state, "cni", "results")
+    cache = sorted(os.listdir(cache_dir)) if os.path.isdir(cache_dir) else []
+    return {"veths": veths, "rules": rules, "netns": netns, "ipam": ipam, "mounts": mounts, "cache": cache}
 
 
-def test_run_rm_cycles_leave_nothing_behind(d):
+def test_run_rm_cycles_leave_nothing_behind(d, tmp_path):
     port = free_port()
     d.berth("network", "create", "cyc", check=True)
-    # the bridge and the shared chains (portmap's among them) exist from here on
+    # the bridges and the shared chains (portmap's among them) exist from here on
     d.berth("run", "--rm", "-p", f"127.0.0.1:{port}:80", IMG, "true", check=True)
     d.berth("run", "--rm", "--network", "cyc", IMG, "true", check=True)
     # interfaces go with their namespace, which the kernel destroys in the background
     wait_for(lambda: _host_snapshot(d)["veths"] == [], 10, "the warm-up's veths to go")
     before = _host_snapshot(d)
+    ids = []
     for i in range(30):
         net = "cyc" if i % 2 else "bridge"
-        d.berth("run", "--rm", "--network", net, "-p", f"127.0.0.1:{port}:80", IMG, "true", check=True)
+        cidfile = str(tmp_path / f"cid{i}")
+        ports = ["-p", f"127.0.0.1:{port}:80"] if i % 3 else []
+        d.berth("run", "--rm", "--cidfile", cidfile, "--network", net, *ports, IMG, "true", check=True)
+        ids.append(open(cidfile).read().strip())
         cid = d.berth("run", "-d", "--network", net, IMG, "sleep", "60", check=True).out.strip()
         d.berth("rm", "-f", cid, check=True)
-    wait_for(lambda: _host_snapshot(d)["veths"] == [], 10, "the last veths to go")
+        ids.append(cid)
+    # a --rm container's attachment is released just after its removal: a moment at most
+    wait_for(lambda: all(_host_snapshot(d)[k] == before[k] for k in ("veths", "cache", "ipam", "netns")), 10,
+             "the last attachment to go")
     after = _host_snapshot(d)
-    for k in before:
-        assert sorted(set(after[k]) - set(before[k])) == [] and sorted(set(before[k]) - set(after[k])) == [], k
+    for k in ("veths", "netns", "ipam", "mounts", "cache"):
+        assert after[k] == before[k], k
+    # no rule of these containers is left, and berth's own rules are as they were
+    assert [r for r in after["rules"] if any(c in r for c in ids)] == []
+    assert [r for r in after["rules"] if "BERTH" in r] == [r for r in before["rules"] if "BERTH" in r]
 
 
 # --- real peers: the docker CLI and the SDK ---

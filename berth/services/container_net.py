@@ -132,6 +132,12 @@ def _teardown(svc, nets, ns, cid):
         logging.getLogger("berthd").warning("container %s: network teardown: %s", cid[:12], errors[0])
 
 
+def published(rec):
+    """Whether a container holds published host ports."""
+    ports = ((rec.extensions or {}).get("net") or {}).get("ports") or {}
+    return any(b.get("HostPort") for binds in ports.values() for b in binds or [])
+
+
 def _save(svc, ns, cid, net):
     rec = svc.meta.get_container(ns, cid)
     svc.meta.update_container(ns, cid, extensions=dict(rec.extensions or {}, net=net))

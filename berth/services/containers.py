@@ -460,7 +460,9 @@ class ContainerService:
 
     # --- remove ---
 
-    def remove(self, ns, ref, force=False, volumes=False):
+    def remove(self, ns, ref, force=False, volumes=False, network_after=False):
+        """Remove a container (force: kill it first). network_after: its network attachments are
+        released after the record is gone (the --rm path: `run --rm` returns at the removal)."""
         rec = self.get(ns, ref)
         st = self.state(rec)
         if st["Running"]:
@@ -476,7 +478,10 @@ class ContainerService:
         except BerthError:
             pass
         from berth.services import container_net
-        container_net.teardown(self, ns, rec.id)
+        if network_after and self.networks is not None:
+            self.networks.hold(rec.id)  # a network rm meanwhile waits for this release
+        else:
+            container_net.teardown(self, ns, rec.id)
         final = self.state(self.meta.get_container(ns, rec.id))
         if final["Status"] == "exited" or final["ExitCode"]:
             self._removed_exits[rec.id] = final["ExitCode"]
@@ -490,6 +495,8 @@ class ContainerService:
             pass
         shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
         shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
+        if network_after:
+            container_net.teardown(self, ns, rec.id)
 
     def cleanup_exited(self, ns, cid):
         """After an exit: unmount the rootfs; remove the container when it asked (--rm)."""
@@ -505,11 +512,17 @@ class ContainerService:
         from berth.snapshots.mount import unmount
         unmount(self.rootfs(cid))
         from berth.services import container_net
-        container_net.teardown(self, ns, cid)
         rec = self.meta.get_container(ns, cid)
-        self.volumes.release(ns, rec)
         code = (exitj or {}).get("exit_code", 0)
-        if self.should_restart(rec, code):
+        restart = self.should_restart(rec, code)
+        auto_remove = not restart and ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove")
+        # --rm without published ports: the network goes after the record (the client is told
+        # sooner); with ports it goes first, so they are free when `run --rm` returns
+        network_after = bool(auto_remove) and not container_net.published(rec)
+        if not network_after:
+            container_net.teardown(self, ns, cid)
+        self.volumes.release(ns, rec)
+        if restart:
             ext = dict(rec.extensions or {})
             ext["restart_count"] = int(ext.get("restart_count", 0)) + 1
             ext["restarting"] = True
@@ -524,9 +537,9 @@ class ContainerService:
                 except NotFound:
                     pass
             return "restarted"
-        if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
+        if auto_remove:
             try:
-                self.remove(ns, cid, force=True, volumes=True)
+                self.remove(ns, cid, force=True, volumes=True, network_after=network_after)
                 return "removed"
             except NotFound:
                 pass

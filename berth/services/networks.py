@@ -89,6 +89,9 @@ class NetworkService:
         self._endpoints = {}
         self._ports = {}  # (proto, host ip, host port) -> container id, of running containers
         self._cid_locks = {}  # container id -> lock: a container's attachments change one at a time
+        self._held = {}  # container id -> CNI network names whose release is under way
+        self._busy = {}  # CNI network name -> how many releases are under way
+        self._idle = threading.Condition(self._lock)
 
     # --- networks ---
 
@@ -227,6 +230,7 @@ class NetworkService:
             raise FailedPrecondition(f"error while removing network: network {n.name} id {n.id} has active "
                                      f"endpoints ({', '.join(users)})")
         self.meta.delete_object(ns, "network", n.id)
+        self.wait_released(n)  # a removed container's attachment may still be going
         self._teardown_host(n)
         try:
             os.unlink(self._conflist_path(n))
@@ -396,10 +400,36 @@ class NetworkService:
                             self._cid_locks.pop(k, None)
             return lk
 
+    def hold(self, cid):
+        """Mark the container's attachments as being released (until detach_all has run)."""
+        names = [name for name, _, _, _ in cni.cached(self.cache_dir, cid)]
+        with self._lock:
+            if cid in self._held:
+                return
+            self._held[cid] = names
+            for n in names:
+                self._busy[n] = self._busy.get(n, 0) + 1
+
+    def _unhold(self, cid):
+        with self._lock:
+            for n in self._held.pop(cid, []):
+                self._busy[n] -= 1
+                if not self._busy[n]:
+                    del self._busy[n]
+            self._idle.notify_all()
+
+    def wait_released(self, n, timeout=60):
+        """Until no container's release on network n is under way."""
+        with self._lock:
+            self._idle.wait_for(lambda: not self._busy.get(n.cni_name), timeout)
+
     def detach_all(self, cid):
         """Every attachment of a container (from the CNI cache), then its netns."""
-        with self.container_lock(cid):
-            return self._detach_all(cid)
+        try:
+            with self.container_lock(cid):
+                return self._detach_all(cid)
+        finally:
+            self._unhold(cid)
 
     def _detach_all(self, cid):
         # the netns goes first: with it the kernel destroys the container's interfaces on its own
