@@ -480,8 +480,15 @@ class ContainerService:
         from berth.services import container_net
         if network_after and self.networks is not None:
             self.networks.hold(rec.id)  # a network rm meanwhile waits for this release
+            try:
+                self._remove_record(ns, rec, volumes)
+            finally:
+                container_net.teardown(self, ns, rec.id)
         else:
             container_net.teardown(self, ns, rec.id)
+            self._remove_record(ns, rec, volumes)
+
+    def _remove_record(self, ns, rec, volumes):
         final = self.state(self.meta.get_container(ns, rec.id))
         if final["Status"] == "exited" or final["ExitCode"]:
             self._removed_exits[rec.id] = final["ExitCode"]
@@ -495,8 +502,6 @@ class ContainerService:
             pass
         shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
         shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
-        if network_after:
-            container_net.teardown(self, ns, rec.id)
 
     def cleanup_exited(self, ns, cid):
         """After an exit: unmount the rootfs; remove the container when it asked (--rm)."""
