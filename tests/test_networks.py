@@ -246,6 +246,14 @@ def test_network_create_options_ip_and_mac(d):
     n = json.loads(d.berth("network", "inspect", "custom", check=True).out)[0]
     assert n["IPAM"]["Config"] == [{"Subnet": "10.251.7.0/24", "Gateway": "10.251.7.254", "IPRange": "10.251.7.128/25"}]
     assert n["Labels"] == {"team": "a"} and n["Driver"] == "bridge"
+    p = d.berth("network", "inspect", "-f", "{{.Name}} {{.Driver}} {{.Internal}}", "custom", check=True)
+    assert p.out.strip() == "custom bridge false"
+    assert d.berth("inspect", "-f", "{{.Name}} {{.Scope}}", "custom", check=True).out.strip() == "custom local"
+    d.berth("volume", "create", "vcustom", check=True)
+    assert d.berth("inspect", "-f", "{{.Name}} {{.Driver}}", "vcustom", check=True).out.strip() == "vcustom local"
+    d.berth("volume", "rm", "vcustom", check=True)
+    p = d.berth("inspect", "nothing-by-this-name")
+    assert p.returncode == 1 and "No such object: nothing-by-this-name" in p.err
     d.berth("run", "-d", "--name", "auto", "--network", "custom", IMG, "sleep", "600", check=True)
     assert ip_of(d, "auto", "custom").startswith("10.251.7.1")  # from the range (128-254)
     d.berth("run", "-d", "--name", "fixed", "--network", "custom", "--ip", "10.251.7.9",

@@ -154,7 +154,7 @@ def tag(ctx, argv, cmd):
 def inspect(ctx, argv, cmd):
     p = parser(cmd, "show details of images")
     p.add_argument("-f", "--format")
-    p.add_argument("--type", choices=["image", "container"])
+    p.add_argument("--type", choices=["image", "container", "network", "volume"])
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
     import json
@@ -178,16 +178,20 @@ def inspect(ctx, argv, cmd):
 
 
 def _inspect_one(ctx, name, kind):
+    """docker inspect: a container, else an image, else a network, else a volume (or --type's)."""
     from berth.errors import NotFound
-    if kind in (None, "container"):
-        get = getattr(ctx.client, "container_inspect", None)
-        if get is not None:
-            try:
-                return get(name)
-            except NotFound:
-                if kind == "container":
-                    raise
-    return ctx.client.image_inspect(name)
+    kinds = [kind] if kind else ["container", "image", "network", "volume"]
+    for i, k in enumerate(kinds):
+        get = getattr(ctx.client, {"container": "container_inspect", "image": "image_inspect",
+                                   "network": "network_inspect", "volume": "volume_inspect"}[k], None)
+        if get is None:
+            continue
+        try:
+            return get(name)
+        except NotFound:
+            if i == len(kinds) - 1:
+                raise
+    raise NotFound(f"No such object: {name}")
 
 
 def history(ctx, argv, cmd):

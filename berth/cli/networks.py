@@ -90,9 +90,8 @@ def inspect(ctx, argv, cmd):
             print(f"Error: {e.message}", file=sys.stderr)
             rc = 1
     if a.format:
-        from berth.cli.format import render
-        for f in found:
-            print(render(a.format, f))
+        from berth.cli.format import print_formatted
+        print_formatted(a.format, found)
     else:
         print(json.dumps(found, indent=4))
     return rc
