@@ -102,3 +102,19 @@ def runc(tmp_path):
 def bundle_config(rt, path):
     with open(os.path.join(path, "config.json")) as f:
         return json.load(f)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_cni_chains():
+    """The CNI plugins leave chains every CNI user shares (CNI-FORWARD, CNI-HOSTPORT-*); berthd
+    keeps them while it may race another CNI user. At the end of the run, when none of this
+    run's daemons is left, the empty ones this run made go."""
+    def chains():
+        p = subprocess.run(["iptables-save"], capture_output=True, text=True)
+        return {line.split()[0][1:] for line in p.stdout.splitlines() if line.startswith(":CNI-")}
+    before = chains() if shutil.which("iptables-save") else None
+    yield
+    if before is None or before:  # another engine's chains were there already: not ours to remove
+        return
+    from berth.linux import iptables
+    iptables.remove_shared_cni_chains()

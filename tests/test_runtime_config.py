@@ -503,6 +503,13 @@ def test_sysctl_in_network_namespace(runtime):
     assert run_ok(runtime, b).strip() == "1"
 
 
+def test_new_network_namespace_has_loopback_up(runtime):
+    """As runc: a new network namespace's lo is up, with 127.0.0.1 (a server on localhost works)."""
+    b = runtime.bundle(["sh", "-c", "ip addr show lo; nc -l -p 7 -e echo pong & sleep 0.2; nc 127.0.0.1 7 </dev/null"])
+    out = run_ok(runtime, b)
+    assert "LOOPBACK,UP" in out and "127.0.0.1/8" in out and "pong" in out
+
+
 def test_sysctl_not_namespaced_is_refused(runtime):
     b = runtime.bundle(mutate=lambda c: c["linux"].update(sysctl={"kernel.panic": "10"}))
     cid = runtime.new_id()

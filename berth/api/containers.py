@@ -135,8 +135,9 @@ async def logs(request):
 class _Raw(asyncio.Protocol):
     """Takes over a hijacked HTTP connection: bytes in, and a half-close that keeps output flowing."""
 
-    def __init__(self):
+    def __init__(self, handler=None):
         self.queue = asyncio.Queue()
+        self.handler = handler  # aiohttp's RequestHandler: told when the connection goes
 
     def feed_data(self, data):
         self.queue.put_nowait(data)
@@ -154,13 +155,18 @@ class _Raw(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.queue.put_nowait(None)
+        # aiohttp no longer gets transport events: without this its server keeps the handler
+        # (and its parser, request and this protocol) in its connection table for ever
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.connection_lost(exc)
 
 
 def hijack(request):
     """Take the connection over from aiohttp (docker's hijack): answer 101 UPGRADED (or 200 to a
     client that did not ask to upgrade) and return (transport, _Raw) for the raw byte stream."""
     transport = request.transport
-    raw = _Raw()
+    raw = _Raw(request.protocol)
     request.protocol.set_parser(raw)  # bytes aiohttp already read after the headers
     transport.set_protocol(raw)  # everything after that, and a half-close
     if request.headers.get("Upgrade", "").lower() == "tcp" or "upgrade" in request.headers.get("Connection", "").lower():

@@ -6,11 +6,6 @@ import threading
 
 from berth.linux import syscalls as sc
 
-_IFF_UP = 0x1
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-
-
 def _in_thread(fn):
     """Run fn in a fresh thread and return its result: setns/unshare of a network namespace
     change only the calling thread, and that thread is thrown away afterwards."""
@@ -29,20 +24,6 @@ def _in_thread(fn):
     return out.get("r")
 
 
-def _lo_up():
-    import fcntl
-    import socket
-    import struct
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        req = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
-        if not flags & _IFF_UP:
-            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
-    finally:
-        s.close()
-
-
 def create(path):
     """A new network namespace with `lo` up, bind-mounted on ``path`` (created; must not be
     mounted already)."""
@@ -52,7 +33,7 @@ def create(path):
 
     def work():
         sc.unshare(sc.CLONE_NEWNET)  # this thread only
-        _lo_up()
+        sc.link_up("lo")
         sc.mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None, sc.MS_BIND)
     try:
         _in_thread(work)

@@ -261,15 +261,18 @@ IFF_UP = 0x1
 def link_up(name):
     """Set the network interface `name` up (SIOCSIFFLAGS) in the calling thread's network
     namespace, if it is not up already. Setting `lo` up also gives it 127.0.0.1/8."""
+    import _socket
     import fcntl
-    import socket
     import struct
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         ifr = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH22x", _b(name), 0))
         flags = struct.unpack("16sH22x", ifr)[1]
         if not flags & IFF_UP:
             fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", _b(name), flags | IFF_UP))
+    finally:
+        s.close()
 
 
 PR_SET_SECCOMP = 22

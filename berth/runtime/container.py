@@ -201,6 +201,8 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
             os.setsid()
         except OSError:
             pass
+        if any(ns["type"] == "network" and not ns.get("path") for ns in linux.get("namespaces") or []):
+            sc.link_up("lo")  # a new network namespace gets its loopback up, as runc does
         if config.get("hostname"):
             _socket.sethostname(config["hostname"])
         if config.get("domainname"):
