@@ -18,6 +18,31 @@ def _set_name(name):
         pass
 
 
+def _set_comm(name):
+    """_set_name without ctypes (each call through ctypes touches many objects)."""
+    try:
+        fd = os.open("/proc/self/comm", os.O_WRONLY)
+        try:
+            os.write(fd, name)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _settle():
+    """Leave the heap as the shims will inherit it: garbage collected, every object moved out of
+    the collector's reach (a collection in a shim would otherwise write to the header of every
+    inherited object, copying nearly every page), and the free memory of glibc's heap returned
+    (a shim's first malloc would otherwise sort the free chunks left by the set-up above,
+    writing into, and so copying, a page per chunk)."""
+    import gc
+    gc.collect()
+    gc.freeze()
+    from berth.linux import syscalls as sc
+    sc.malloc_trim(0)
+
+
 def _loop(sock):
     # imported once here, shared by every shim forked from us
     import berth.runtime.container  # noqa: F401
@@ -30,18 +55,27 @@ def _loop(sock):
         seccomp.precompile(seccomp_default.default_profile(set(ocispec.DEFAULT_CAPS)))
     except Exception:
         pass
+    import fcntl  # noqa: F401  (a shim's resize)
+    import termios  # noqa: F401
+
+    from berth import fastjson
     _set_name("berth-zygote")
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Every page this loop writes after a fork stays private to the shim just forked (the zygote
+    # takes a copy, the shim keeps the old one to itself): the loop keeps to a few C calls and
+    # one reused buffer.
+    buf = bytearray(1 << 18)
+    _settle()
     while True:
         try:
-            data = sock.recv(1 << 20)
+            n = sock.recv_into(buf)
         except InterruptedError:
             continue
-        if not data:
+        if not n:
             os._exit(0)
-        params = json.loads(data)
+        params = fastjson.loads(bytes(buf[:n]))
         r, w = os.pipe()
         child = os.fork()
         if child == 0:
@@ -52,7 +86,7 @@ def _loop(sock):
             os.setsid()
             grand = os.fork()
             if grand == 0:
-                _set_name("berth-shim")
+                _set_comm(b"berth-shim")
                 os.close(w)
                 devnull = os.open("/dev/null", os.O_RDWR)
                 for fd in (0, 1, 2):
@@ -65,7 +99,7 @@ def _loop(sock):
         pid = int(os.read(r, 32) or b"0")
         os.close(r)
         os.waitpid(child, 0)
-        sock.send(json.dumps({"pid": pid}).encode())
+        sock.send(b'{"pid": %d}' % pid)
 
 
 class Zygote:
