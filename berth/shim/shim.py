@@ -399,7 +399,7 @@ class Shim:
             line, rest = c.buf.split(b"\n", 1)
             c.buf = b""
             try:
-                req = fastjson.loads(line)
+                req = fastjson.loads(line.decode(errors="replace"))
             except ValueError:
                 self._drop(c)
                 return
@@ -671,8 +671,9 @@ def _in_child(fn):
     the zygote; done here, every page it copies goes away with the child, and the long-lived
     shim stays small. What the child leaves behind (the container's init, an exec'd process)
     is re-parented to the shim, a subreaper."""
+    from berth.linux import syscalls as sc
     r, w = os.pipe()
-    pid = os.fork()
+    pid = sc.fork_bare()  # the shim is single-threaded: no at-fork handlers to run on either side
     if pid == 0:
         try:
             os.close(r)

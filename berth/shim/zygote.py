@@ -59,6 +59,7 @@ def _loop(sock):
     import termios  # noqa: F401
 
     from berth import fastjson
+    from berth.linux import syscalls as sc
     _set_name("berth-zygote")
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -66,7 +67,7 @@ def _loop(sock):
     # Every page this loop writes after a fork stays private to the shim just forked (the zygote
     # takes a copy, the shim keeps the old one to itself): the loop keeps to a few C calls and
     # one reused buffer.
-    buf = bytearray(1 << 18)
+    buf = bytearray(1 << 16)
     _settle()
     while True:
         try:
@@ -75,16 +76,16 @@ def _loop(sock):
             continue
         if not n:
             os._exit(0)
-        params = fastjson.loads(bytes(buf[:n]))
+        params = fastjson.loads(bytes(buf[:n]).decode())
         r, w = os.pipe()
-        child = os.fork()
+        child = sc.fork_bare()
         if child == 0:
             # the first child makes a new session and forks the shim, then exits:
             # the shim is re-parented to init, away from berthd
             sock.close()
             os.close(r)
             os.setsid()
-            grand = os.fork()
+            grand = sc.fork_bare()
             if grand == 0:
                 _set_comm(b"berth-shim")
                 os.close(w)
