@@ -13,11 +13,11 @@ Socket protocol: the client sends one JSON line, {"op": ...}:
   kill {signal}, resize {h, w}, state -> one JSON line back
 """
 
+import _signal
+import _socket
 import errno
 import json
 import os
-import _signal
-import _socket
 import select
 import socket
 import struct
@@ -25,6 +25,7 @@ import sys
 import time
 
 from berth import fastjson
+from berth.linux import syscalls as sc
 
 
 def _now_rfc3339():
@@ -233,7 +234,13 @@ class Shim:
 
     def serve(self):
         path = self.p.get("socket") or os.path.join(self.state_dir, "shim.sock")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        d = path.rpartition("/")[0]
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(d, exist_ok=True)
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -498,7 +505,6 @@ class Shim:
     def _exec(self, c, req):
         """Start a process in the container (the runtime's exec, detached, re-parented to us)
         whose stdio this connection carries."""
-        from berth.runtime import container as rt  # already imported by the zygote
         ex = Exec(req.get("exec_id") or "", bool(req.get("process", {}).get("terminal")), bool(req.get("stdin")))
         console = proxy = None
         try:
@@ -508,8 +514,7 @@ class Shim:
             if binary:
                 _in_child(lambda: self._exec_with_binary(binary, req["process"], pidfile, console))
             else:
-                _in_child(lambda: rt.exec_(self.p["runtime_root"], self.id, req["process"], detach=True,
-                                           pid_file=pidfile, console=console))
+                _in_child(lambda: self._exec_in_process(req["process"], pidfile, console))
             with open(pidfile) as f:
                 ex.pid = int(f.read())
             os.unlink(pidfile)
@@ -537,6 +542,10 @@ class Shim:
         self.execs[ex.id] = ex
         self._reply(c, {"ok": True, "pid": ex.pid})
         self.reap()
+
+    def _exec_in_process(self, process, pidfile, console):
+        from berth.runtime import container as rt
+        rt.exec_(self.p["runtime_root"], self.id, process, detach=True, pid_file=pidfile, console=console)
 
     def _short_socket_path(self, kind):
         """A console socket for another runtime: beside our socket, short enough for AF_UNIX."""
@@ -671,7 +680,6 @@ def _in_child(fn):
     the zygote; done here, every page it copies goes away with the child, and the long-lived
     shim stays small. What the child leaves behind (the container's init, an exec'd process)
     is re-parented to the shim, a subreaper."""
-    from berth.linux import syscalls as sc
     r, w = os.pipe()
     pid = sc.fork_bare()  # the shim is single-threaded: no at-fork handlers to run on either side
     if pid == 0:
@@ -791,7 +799,6 @@ def run(params):
     shim = None
     try:
         os.chdir("/")
-        from berth.linux import syscalls as sc
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         shim = Shim(params)
         try:
