@@ -188,9 +188,12 @@ def start_many(c, x, e, count, clients):
     CLIs returned, seconds until `ps -q` lists them all)."""
     per = count // clients
 
-    def client(_i):
-        for _ in range(per):
-            run(c + ["run", "-d", "--network", "none", *x, IMAGE, "sleep", "600"], env=e, timeout=600)
+    def client(i):
+        # explicit names: berth's generated names can collide among 100 (docker retries; berth
+        # reports "already in use")
+        for j in range(per):
+            run(c + ["run", "-d", "--name", f"bench-{i}-{j}", "--network", "none", *x, IMAGE, "sleep", "600"],
+                env=e, timeout=600)
 
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:

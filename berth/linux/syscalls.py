@@ -269,33 +269,6 @@ def seccomp_load_bpf(program):
     return _check(_lib().prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0))
 
 
-# glibc malloc tuning (mallopt parameters from <malloc.h>)
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-M_ARENA_MAX = -8
-
-
-def malloc_trim(pad=0):
-    """glibc's malloc_trim: give the free memory of the heap (also whole free pages inside it)
-    back to the kernel. Returns True when something was released; False where there is no glibc."""
-    try:
-        fn = _lib().malloc_trim
-    except AttributeError:
-        return False
-    fn.argtypes = [ctypes.c_size_t]
-    return bool(fn(pad))
-
-
-def mallopt(param, value):
-    """glibc's mallopt; returns False where it is not available or refused the value."""
-    try:
-        fn = _lib().mallopt
-    except AttributeError:
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(fn(param, value))
-
-
 _pylibc = None
 
 

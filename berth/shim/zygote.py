@@ -30,21 +30,18 @@ def _set_comm(name):
         pass
 
 
-def _settle():
-    """Leave the heap as the shims will inherit it: garbage collected, every object moved out of
-    the collector's reach (a collection in a shim would otherwise write to the header of every
-    inherited object, copying nearly every page), and the free memory of glibc's heap returned
-    (a shim's first malloc would otherwise sort the free chunks left by the set-up above,
-    writing into, and so copying, a page per chunk)."""
+def _freeze():
+    """Move every object out of the collector's reach before the shims are forked: a full
+    collection in a shim writes to the header of every object it traverses, and would copy
+    nearly every inherited page (measured: +3 MB in one forked shim; +0.3 MB with this).
+    A long-lived shim's collections then only visit the objects it made itself."""
     import gc
-    gc.collect()
     gc.freeze()
-    from berth.linux import syscalls as sc
-    sc.malloc_trim(0)
 
 
 def _loop(sock):
     # imported once here, shared by every shim forked from us
+    import berth.runtime.cgroups  # noqa: F401  (else imported by every container's create)
     import berth.runtime.container  # noqa: F401
     import berth.runtime.process  # noqa: F401
     import berth.runtime.rootfs  # noqa: F401
@@ -68,9 +65,12 @@ def _loop(sock):
     # takes a copy, the shim keeps the old one to itself): the loop keeps to a few C calls and
     # one reused buffer.
     buf = bytearray(1 << 16)
-    _settle()
+    _freeze()
     while True:
         try:
+            n = sock.recv_into(buf, 0, socket.MSG_PEEK | socket.MSG_TRUNC)  # the whole size
+            if n > len(buf):
+                buf = bytearray(n)
             n = sock.recv_into(buf)
         except InterruptedError:
             continue
