@@ -9,6 +9,12 @@ from tests/data/busybox-layers.docker.tar.
 3. N containers started concurrently (`run -d --network none busybox-layers:1 sleep 600` from
    C parallel clients): time until all run, berthd's VmRSS afterwards, the Pss/Rss of each
    berth-shim and, in the same kind of run with podman, of each conmon.
+4. `--only mem` (the shim memory figure alone): rounds of N containers started as in 3, one
+   engine at a time, the engines' order rotating each round (podman, then each berthd given by
+   --berthd LABEL=LAUNCHER, default the installed one); per round the median Pss/Rss/private of
+   the per-container monitors (berth-shim, conmon) from /proc/<pid>/smaps_rollup, 2 s after all
+   run, and whether anything else per container is left (berth's short-lived helpers must be
+   gone); the medians over the rounds. Everything is removed after each round.
 
 podman runs with --cgroup-manager cgroupfs (bench/engines.py's containers.conf) and
 --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 (needed on this machine). dockerd runs with
@@ -16,7 +22,7 @@ its own --data-root/--exec-root/socket, --iptables=false --bridge=none, and is s
 dirs removed at the end. Every container is removed at the end.
 
 Usage (root): bench/run.py [--runs 15] [--ps-runs 20] [--count 100] [--clients 10] [--no-docker]
-              [--only run,ps,many]
+              [--only run,ps,many,mem] [--mem-rounds 3] [--berthd LABEL=LAUNCHER ...]
 Prints JSON and Markdown table rows for docs/benchmarks.md.
 """
 
@@ -177,6 +183,86 @@ def mem_of(pids):
             "min_max_pss_kb": [min(r["pss_kb"] for r in rows), max(r["pss_kb"] for r in rows)]}
 
 
+def start_many(c, x, e, count, clients):
+    """`count` containers started by `clients` parallel clients; returns (seconds until all the
+    CLIs returned, seconds until `ps -q` lists them all)."""
+    per = count // clients
+
+    def client(i):
+        # explicit names: berth's generated names can collide among 100 (docker retries; berth
+        # reports "already in use")
+        for j in range(per):
+            run(c + ["run", "-d", "--name", f"bench-{i}-{j}", "--network", "none", *x, IMAGE, "sleep", "600"],
+                env=e, timeout=600)
+
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    t_cli = time.perf_counter() - t0
+    total = per * clients
+    wait_for(lambda: len(run(c + ["ps", "-q"], env=e).stdout.split()) >= total, 300, f"{total} containers running")
+    return t_cli, time.perf_counter() - t0
+
+
+def remove_all(c, e, podman=False):
+    ids = run(c + ["ps", "-aq"], env=e).stdout.decode().split()
+    if ids:
+        run(c + ["rm", "-f", "-t", "0", *ids] if podman else c + ["rm", "-f", *ids], env=e, timeout=900)
+
+
+def shim_memory(work, d_by_label, pm, args):
+    """Rounds of args.count containers per engine, order rotating; per-container monitor memory."""
+    engines_ = [("podman", None)] + [(label, d) for label, d in d_by_label.items()]
+    rounds = {name: [] for name, _ in engines_}
+    for i in range(args.mem_rounds):
+        order = engines_[i % len(engines_):] + engines_[:i % len(engines_)]
+        for name, d in order:
+            if d is None:
+                c, x, e = pm.cmd, PODMAN_EXTRA, pm.env
+            else:
+                c, x, e = [BERTH, "-H", d.host], [], d.env()
+            t_cli, t_all = start_many(c, x, e, args.count, args.clients)
+            time.sleep(2)
+            if d is None:
+                mons = procs_named("conmon", work)
+                others = []
+            else:
+                mons = procs_named("berth-shim", d.base)
+                # anything else of berth's per container: children of the shims that are not the
+                # containers' inits (the set-up helpers must have exited)
+                mine = set(mons)
+                inits = set()
+                for p in mons:
+                    inits.update(q for q in descendants(p))
+                others = [p for p in inits if comm(p) not in ("sleep",) and _ppid(p) in mine]
+            m = mem_of(mons)
+            r = {"round": i, "all_running_s": round(t_all, 2), "monitors": m["count"],
+                 "median_pss_kb": m["median"]["pss_kb"], "median_rss_kb": m["median"]["rss_kb"],
+                 "median_private_kb": m["median"]["private_kb"], "sum_pss_kb": m["sum_pss_kb"],
+                 "other_per_container_processes": len(others), "loadavg": engines.load_average()}
+            if d is not None:
+                z = [p for p in descendants(d.proc.pid) if comm(p) == "berth-zygote"]
+                r["zygote_pss_kb"] = smaps_rollup(z[0]).get("Pss") if z else None
+                r["berthd_pss_kb"] = smaps_rollup(d.proc.pid).get("Pss")
+            rounds[name].append(r)
+            log(name, "mem:", json.dumps(r))
+            remove_all(c, e, podman=d is None)
+    out = {}
+    for name, rs in rounds.items():
+        out[name] = {k: statistics.median(r[k] for r in rs)
+                     for k in ("median_pss_kb", "median_rss_kb", "median_private_kb", "all_running_s")}
+        out[name]["rounds"] = rs
+    return out
+
+
+def _ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def interleaved(cmds, runs, warmup):
     names = list(cmds)
     times = {k: [] for k in names}
@@ -200,14 +286,26 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-docker", action="store_true")
     ap.add_argument("--only", default="run,ps,many")
+    ap.add_argument("--mem-rounds", type=int, default=3)
+    ap.add_argument("--berthd", action="append", default=[], metavar="LABEL=LAUNCHER",
+                    help="with --only mem: a berthd build to measure (repeatable; default the installed one)")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     if os.geteuid() != 0:
         sys.exit("bench/run.py needs root (private daemons)")
     work = tempfile.mkdtemp(prefix="berth-bench-run-")
     d = pm = dk = None
+    extra = {}
     result = {"loadavg": [engines.load_average()], "work": work}
     try:
+        import daemon_fixtures
+        default_launcher = daemon_fixtures.BERTHD
+        for i, spec in enumerate(args.berthd):
+            label, launcher = spec.split("=", 1)
+            daemon_fixtures.BERTHD = launcher  # read by Daemon.start
+            extra[label] = Daemon(os.path.join(work, f"b{i}")).start()
+            extra[label].berth("load", "-i", ARCHIVE, check=True)
+        daemon_fixtures.BERTHD = default_launcher
         d = Daemon(os.path.join(work, "berthd")).start()
         d.berth("load", "-i", ARCHIVE, check=True)
         pm = Podman(os.path.join(work, "podman"))
@@ -218,6 +316,8 @@ def main():
         berth = [BERTH, "-H", d.host]
         benv = d.env()
         engines_ = {"berth": (berth, [], benv), "podman": (pm.cmd, PODMAN_EXTRA, pm.env)}
+        if "run" in parts and extra:  # `run` also times each --berthd build
+            engines_.update({label: ([BERTH, "-H", dd.host], [], dd.env()) for label, dd in extra.items()})
         if dk:
             engines_["docker"] = (dk.cmd, [], dk.env)
         result["versions"] = {"podman": pm("--version").stdout.decode().strip()}
@@ -248,6 +348,10 @@ def main():
                     run(c + ["rm", "-f", *ids], env=e)
             result["loadavg"].append(engines.load_average())
             log("ps:", json.dumps(result["ps_a"]["median_ms"]))
+
+        if "mem" in parts:
+            result["mem"] = shim_memory(work, extra or {"berth": d}, pm, args)
+            result["loadavg"].append(engines.load_average())
 
         if "many" in parts:
             result["many"] = {}
@@ -300,12 +404,14 @@ def main():
                 eng.close()
             except Exception as ex:  # noqa: BLE001 (keep cleaning up)
                 log("cleanup:", ex)
-        if d is not None:
-            p = d.berth("ps", "-aq")
+        for dd in [d, *extra.values()]:
+            if dd is None:
+                continue
+            p = dd.berth("ps", "-aq")
             ids = p.out.split() if p.returncode == 0 else []
             if ids:
-                d.berth("rm", "-f", *ids, timeout=900)
-            d.cleanup()
+                dd.berth("rm", "-f", *ids, timeout=900)
+            dd.cleanup()
         with open("/proc/self/mountinfo") as f:
             mounts = [line.split()[4] for line in f if line.split()[4].startswith(work)]
         for m in sorted(mounts, reverse=True):

@@ -13,15 +13,19 @@ Socket protocol: the client sends one JSON line, {"op": ...}:
   kill {signal}, resize {h, w}, state -> one JSON line back
 """
 
+import _signal
+import _socket
 import errno
 import json
 import os
-import selectors
-import signal
+import select
 import socket
 import struct
 import sys
 import time
+
+from berth import fastjson
+from berth.linux import syscalls as sc
 
 
 def _now_rfc3339():
@@ -80,6 +84,37 @@ class JSONLog:
         self.size = 0
 
 
+class _Poller:
+    """The part of selectors' interface the shim uses, straight on epoll: the selectors module's
+    Python layer (keys, mappings, namedtuples) touches many more of the objects the shim shares
+    with the zygote on every call, and each one touched costs the shim a private copy of its page."""
+
+    def __init__(self):
+        self.ep = select.epoll()
+        self.data = {}  # fd -> data
+
+    def register(self, fileobj, data):
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        self.ep.register(fd, select.EPOLLIN)
+        self.data[fd] = data
+
+    def unregister(self, fileobj):
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        del self.data[fd]  # KeyError when not registered, as selectors
+        try:
+            self.ep.unregister(fd)
+        except OSError:
+            pass
+
+    def select(self, timeout=None):
+        try:
+            events = self.ep.poll(-1 if timeout is None else timeout)
+        except InterruptedError:
+            return []
+        data = self.data
+        return [data[fd] for fd, _ in events if fd in data]
+
+
 class Exec:
     def __init__(self, exec_id, tty, stdin):
         self.id = exec_id
@@ -109,7 +144,7 @@ class Shim:
         self.id = p["id"]
         self.state_dir = p["state_dir"]
         self.tty = bool(p.get("tty"))
-        self.sel = selectors.DefaultSelector()
+        self.sel = _Poller()
         self.clients = []
         self.exit_code = None
         self.finished_at = None
@@ -124,16 +159,13 @@ class Shim:
     # --- setup ---
 
     def start_container(self):
-        from berth.runtime import container as rt
         self.outputs, self.stdin_w, proxy, console = _child_stdio(self.tty, self.p.get("open_stdin"))
         binary = self.p.get("runtime_binary")
         try:
             if binary:
-                self._start_with_binary(binary, console)
+                self.init_pid = _in_child(lambda: self._start_with_binary(binary, console))
             else:
-                st = rt.create(self.p["runtime_root"], self.id, self.p["bundle"], console=console, check_seccomp=False,
-                               systemd=bool(self.p.get("systemd")))
-                self.init_pid = st.pid
+                self.init_pid = _in_child(lambda: self._create(console))
         finally:
             _null_stdio()
             if console is not None:
@@ -142,6 +174,12 @@ class Shim:
             self.master = _receive_master(proxy)
             self.outputs[self.master] = "stdout"
             self.stdin_w = self.master if self.p.get("open_stdin") else None
+
+    def _create(self, console):
+        from berth.runtime import container as rt
+        st = rt.create(self.p["runtime_root"], self.id, self.p["bundle"], console=console, check_seccomp=False,
+                       systemd=bool(self.p.get("systemd")))
+        return st.pid
 
     def _start_with_binary(self, binary, console):
         import subprocess
@@ -170,13 +208,16 @@ class Shim:
         if p.returncode != 0:
             raise RuntimeError(_last_log_error(logfile) or f"{binary} create failed")
         with open(pidfile) as f:
-            self.init_pid = int(f.read().strip())
+            return int(f.read().strip())
 
     def start_process(self):
         """Release the created container (after the first attach when one is expected)."""
         if self.started:
             return
         self.started = True
+        _in_child(self._start)
+
+    def _start(self):
         binary = self.p.get("runtime_binary")
         if binary:
             import subprocess
@@ -187,29 +228,39 @@ class Shim:
         else:
             from berth.runtime import container as rt
             rt.start(self.p["runtime_root"], self.id)
+        return None
 
     # --- the loop ---
 
     def serve(self):
         path = self.p.get("socket") or os.path.join(self.state_dir, "shim.sock")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        d = path.rpartition("/")[0]
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(d, exist_ok=True)
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # _socket, not socket: the latter's accept() builds its wrapper and converts family and
+        # type to enums, touching many inherited objects (each a private page)
+        self.listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self.listener.bind(path)
         self.listener.listen(64)
         self.listener.setblocking(False)
-        self.sel.register(self.listener, selectors.EVENT_READ, ("listen", None))
+        self.sel.register(self.listener, ("listen", None))
         for fd in self.outputs:
-            self.sel.register(fd, selectors.EVENT_READ, ("output", fd))
+            self.sel.register(fd, ("output", fd))
         self.sigr, sigw = os.pipe()
         os.set_blocking(self.sigr, False)
         os.set_blocking(sigw, False)
-        signal.set_wakeup_fd(sigw)
-        signal.signal(signal.SIGCHLD, lambda *a: None)
-        self.sel.register(self.sigr, selectors.EVENT_READ, ("signal", None))
+        # _signal, not signal: the latter's enum wrappers would touch the enum machinery
+        _signal.set_wakeup_fd(sigw)
+        _signal.signal(_signal.SIGCHLD, _ignore)
+        self.sel.register(self.sigr, ("signal", None))
         self._write_state("running")
         attach_deadline = time.monotonic() + 10 if self.p.get("wait_attach") else None
         if attach_deadline is None:
@@ -225,8 +276,7 @@ class Shim:
                 if drain_deadline is None:
                     drain_deadline = time.monotonic() + 2.0
             timeout = 0.2 if self.exit_code is not None or not self.started else None
-            for key, _ in self.sel.select(timeout):
-                kind, data = key.data
+            for kind, data in self.sel.select(timeout):
                 try:
                     self._dispatch(kind, data)
                 except Exception as e:  # a client's mistake must not take the container down
@@ -275,10 +325,8 @@ class Shim:
         self.exit_code = code
         self.finished_at = _now_rfc3339()
         tmp = os.path.join(self.state_dir, ".exit.json")
-        with open(tmp, "w") as f:
-            json.dump({"exit_code": code, "finished_at": self.finished_at, "pid": self.init_pid}, f)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_file(tmp, fastjson.dumps({"exit_code": code, "finished_at": self.finished_at, "pid": self.init_pid}),
+                    sync=True)
         os.rename(tmp, os.path.join(self.state_dir, "exit.json"))
 
     def _output(self, fd):
@@ -315,13 +363,14 @@ class Shim:
 
     def _accept(self):
         try:
-            sock, _ = self.listener.accept()
+            fd, _ = self.listener._accept()
         except BlockingIOError:
             return
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
         sock.setblocking(False)
         c = Client(sock)
         self.clients.append(c)
-        self.sel.register(sock, selectors.EVENT_READ, ("client", c))
+        self.sel.register(sock, ("client", c))
 
     def _unregister(self, fileobj):
         try:
@@ -357,7 +406,7 @@ class Shim:
             line, rest = c.buf.split(b"\n", 1)
             c.buf = b""
             try:
-                req = json.loads(line)
+                req = fastjson.loads(line.decode(errors="replace"))
             except ValueError:
                 self._drop(c)
                 return
@@ -406,7 +455,7 @@ class Shim:
             pass
 
     def _reply(self, c, obj):
-        self._send(c, json.dumps(obj).encode() + b"\n")
+        self._send(c, fastjson.dumps(obj).encode() + b"\n")
 
     def _request(self, c, req):
         op = req.get("op")
@@ -463,7 +512,6 @@ class Shim:
     def _exec(self, c, req):
         """Start a process in the container (the runtime's exec, detached, re-parented to us)
         whose stdio this connection carries."""
-        from berth.runtime import container as rt
         ex = Exec(req.get("exec_id") or "", bool(req.get("process", {}).get("terminal")), bool(req.get("stdin")))
         console = proxy = None
         try:
@@ -471,10 +519,9 @@ class Shim:
             pidfile = os.path.join(self.state_dir, f"exec-{ex.id[:16]}.pid")
             binary = self.p.get("runtime_binary")
             if binary:
-                self._exec_with_binary(binary, req["process"], pidfile, console)
+                _in_child(lambda: self._exec_with_binary(binary, req["process"], pidfile, console))
             else:
-                rt.exec_(self.p["runtime_root"], self.id, req["process"], detach=True, pid_file=pidfile,
-                         console=console)
+                _in_child(lambda: self._exec_in_process(req["process"], pidfile, console))
             with open(pidfile) as f:
                 ex.pid = int(f.read())
             os.unlink(pidfile)
@@ -495,13 +542,17 @@ class Shim:
             if ex.stdin:
                 ex.stdin_w = ex.master
         for fd in ex.fds:
-            self.sel.register(fd, selectors.EVENT_READ, ("exec_output", (ex, fd)))
+            self.sel.register(fd, ("exec_output", (ex, fd)))
         ex.client = c
         c.mode = "exec"
         c.exec = ex
         self.execs[ex.id] = ex
         self._reply(c, {"ok": True, "pid": ex.pid})
         self.reap()
+
+    def _exec_in_process(self, process, pidfile, console):
+        from berth.runtime import container as rt
+        rt.exec_(self.p["runtime_root"], self.id, process, detach=True, pid_file=pidfile, console=console)
 
     def _short_socket_path(self, kind):
         """A console socket for another runtime: beside our socket, short enough for AF_UNIX."""
@@ -600,8 +651,7 @@ class Shim:
 
     def _write_state(self, status):
         tmp = os.path.join(self.state_dir, ".shim.json")
-        with open(tmp, "w") as f:
-            json.dump({"status": status, "pid": self.init_pid, "shim_pid": os.getpid()}, f)
+        _write_file(tmp, fastjson.dumps({"status": status, "pid": self.init_pid, "shim_pid": os.getpid()}))
         os.rename(tmp, os.path.join(self.state_dir, "shim.json"))
 
     def _finish(self):
@@ -626,6 +676,61 @@ class Shim:
             os.unlink(self.p.get("socket") or os.path.join(self.state_dir, "shim.sock"))
         except OSError:
             pass
+
+
+def _in_child(fn):
+    """fn() run in a short-lived child of the shim; returns its result (an int or None), or raises
+    RuntimeError with the child's error message.
+
+    The runtime's work (reading the spec, building the rootfs, cgroups, seccomp, a runtime
+    binary through subprocess) allocates and touches much of the memory the shim shares with
+    the zygote; done here, every page it copies goes away with the child, and the long-lived
+    shim stays small. What the child leaves behind (the container's init, an exec'd process)
+    is re-parented to the shim, a subreaper."""
+    r, w = os.pipe()
+    pid = sc.fork_bare()  # the shim is single-threaded: no at-fork handlers to run on either side
+    if pid == 0:
+        try:
+            os.close(r)
+            try:
+                res = fn()
+                msg = b"ok %d" % res if res is not None else b"ok"
+            except BaseException as e:
+                msg = b"error " + (getattr(e, "message", None) or str(e) or type(e).__name__).encode(errors="replace")
+            os.write(w, msg[:4000])  # one write up to PIPE_BUF: whole, and never blocks on an empty pipe
+        finally:
+            os._exit(0)
+    os.close(w)
+    # not read to EOF: the processes the child started (the init, waiting for `start`) hold the pipe too
+    try:
+        os.waitpid(pid, 0)
+        os.set_blocking(r, False)
+        try:
+            msg = os.read(r, 4096)
+        except BlockingIOError:
+            msg = b""
+    finally:
+        os.close(r)
+    if msg.startswith(b"ok"):
+        return int(msg[3:]) if len(msg) > 3 else None
+    raise RuntimeError(msg[6:].decode(errors="replace") if msg.startswith(b"error ") else "the shim's helper process died")
+
+
+def _write_file(path, text, sync=False):
+    """A small file written with os calls only (no io objects: fewer inherited objects touched)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data):]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ignore(*_):
+    pass
 
 
 def _null_stdio():
@@ -701,7 +806,6 @@ def run(params):
     shim = None
     try:
         os.chdir("/")
-        from berth.linux import syscalls as sc
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         shim = Shim(params)
         try:
@@ -721,7 +825,7 @@ def run(params):
             pass
         if shim is not None and shim.init_pid and shim.exit_code is None:
             try:  # nobody would hold the container any more
-                os.kill(shim.init_pid, signal.SIGKILL)
+                os.kill(shim.init_pid, _signal.SIGKILL)
             except OSError:
                 pass
         code = 1
