@@ -693,3 +693,12 @@ def test_many_waiting_clients_do_not_stall_the_daemon(d):
     for t in threads:
         t.join(20)
     assert not any(t.is_alive() for t in threads)
+
+
+def test_concurrent_creates_get_distinct_generated_names(d):
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda _: d.berth("create", "--network", "none", IMG, "true"), range(48)))
+    assert all(p.returncode == 0 for p in results), [p.err for p in results if p.returncode]
+    names = d.berth("ps", "-a", "--format", "{{.Names}}", check=True).out.split()
+    assert len(names) == 48 and len(set(names)) == 48

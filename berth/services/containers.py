@@ -192,11 +192,7 @@ class ContainerService:
             except NotFound:
                 pass
         else:
-            existing = {c.name for c in self.meta.list_containers(ns)}
-            for _ in range(100):
-                name = f"{random.choice(_ADJ)}_{random.choice(_NAMES)}"
-                if name not in existing:
-                    break
+            name = None  # generated below, under the same transaction as the record
         hc = body.get("HostConfig") or {}
         runtime = hc.get("Runtime") or self.cfg.default_runtime
         if runtime not in self.cfg.runtimes:
@@ -224,10 +220,20 @@ class ContainerService:
             spec["_created"] = _now()
             with self.volumes.lock:  # no volume rm between the check and the record that uses them
                 self.volumes.check_exist(ns, mounts)
-                self.meta.create_container(ns, cid, name=name, image=r.config_digest,
-                                           snapshotter=self.snapshotter_name, snapshot_key=key, runtime=runtime,
-                                           spec=spec, labels=body.get("Labels") or {},
-                                           extensions={"image_name": image_ref})
+                for attempt in range(20):
+                    # a generated name may be taken by a concurrent create: take another, as docker
+                    try_name = name or _random_name(self.meta, ns, digits=attempt >= 10)
+                    try:
+                        self.meta.create_container(ns, cid, name=try_name, image=r.config_digest,
+                                                   snapshotter=self.snapshotter_name, snapshot_key=key,
+                                                   runtime=runtime, spec=spec, labels=body.get("Labels") or {},
+                                                   extensions={"image_name": image_ref})
+                        break
+                    except AlreadyExists:
+                        if name:
+                            raise
+                else:
+                    raise AlreadyExists("could not find a free name for the container; name it with --name")
         except BaseException:
             try:
                 self.snapshotter.remove(key)
@@ -723,6 +729,18 @@ def _args(spec, images, rec):
     else:
         ep, cmd = cfg.get("Entrypoint") or [], spec.get("Cmd") or cfg.get("Cmd") or []
     return list(ep) + list(cmd)
+
+
+def _random_name(meta, ns, digits=False):
+    """docker's adjective_scientist names (with a number when they run short)."""
+    existing = {c.name for c in meta.list_containers(ns)}
+    for _ in range(100):
+        name = f"{random.choice(_ADJ)}_{random.choice(_NAMES)}"
+        if digits:
+            name += str(random.randint(0, 99))
+        if name not in existing:
+            return name
+    return f"{random.choice(_ADJ)}_{random.choice(_NAMES)}{secrets.randbelow(10**6)}"
 
 
 def _port_list(ports):
