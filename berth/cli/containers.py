@@ -3,7 +3,6 @@
 import os
 import struct
 import sys
-import threading
 
 from berth.cli.args import for_each, parse_filters, parser
 from berth.errors import BerthError, NotFound
@@ -244,17 +243,18 @@ def _stream(ctx, cid, attach, tty, interactive, sig_proxy, detach_keys=b"\x10\x1
                 sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+        import threading
         threading.Thread(target=pump, daemon=True).start()
     if sig_proxy and not tty:
-        import signal
+        import _signal  # the signal module's enum wrappers cost ~2 ms of start-up
 
         def forward(signum, _frame):
             try:
-                ctx.client.container_kill(cid, str(signum))
+                ctx.client.container_kill(cid, str(int(signum)))
             except BerthError:
                 pass
-        for s in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(s, forward)
+        for s in (_signal.SIGINT, _signal.SIGTERM):
+            _signal.signal(s, forward)
     try:
         out = sys.stdout.buffer
         err = sys.stderr.buffer

@@ -1,6 +1,5 @@
 """berthd's API, one thin method per endpoint (the Docker Engine API plus berth's namespaces)."""
 
-import base64
 
 from berth import fastjson as json
 from berth.client.transport import Transport
@@ -165,6 +164,7 @@ def _message(data, status):
 def _auth_header(auth):
     if not auth:
         return None
+    import base64
     return {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()}
 
 

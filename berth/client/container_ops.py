@@ -3,7 +3,6 @@
 Added to berth.client.api.APIClient by install(APIClient), as _containers(cls) does there.
 """
 
-import base64
 
 from berth import fastjson as json
 from berth.errors import NotFound
@@ -15,6 +14,7 @@ def _decode_stat(value):
     if not value:
         return None
     try:
+        import base64
         return json.loads(base64.b64decode(value + "=" * (-len(value) % 4)))
     except ValueError:
         return None

@@ -5,7 +5,8 @@ speaks just the HTTP it needs: requests with a body or a streamed body, response
 Content-Length, chunked or close-delimited bodies, and the raw socket after a 101 upgrade.
 """
 
-import socket
+import _socket
+import io
 
 from berth.errors import Unavailable
 
@@ -154,6 +155,19 @@ class Response:
             pass
 
 
+class _SockReader(io.RawIOBase):
+    """The reading side of a (plain, _socket or TLS) socket, for io.BufferedReader."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        return self.sock.recv_into(b)
+
+
 class Transport:
     def __init__(self, address, tls=None, timeout=None):
         self.address = address
@@ -164,10 +178,12 @@ class Transport:
     def connect(self):
         try:
             if self.addr[0] == "unix":
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                # _socket: the socket module costs the CLI ~5 ms of imports (enum, selectors)
+                s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 s.settimeout(self.timeout)
                 s.connect(self.addr[1])
             else:
+                import socket
                 s = socket.create_connection((self.addr[1], self.addr[2]), timeout=self.timeout)
                 if self.tls:
                     s = self.tls.context().wrap_socket(s, server_hostname=self.addr[1])
@@ -212,7 +228,7 @@ class Transport:
                     if c:
                         s.sendall(b"%x\r\n" % len(c) + c + b"\r\n")
                 s.sendall(b"0\r\n\r\n")
-            return Response(s, s.makefile("rb"))
+            return Response(s, io.BufferedReader(_SockReader(s)))
         except (BrokenPipeError, ConnectionResetError) as e:
             s.close()
             raise Unavailable(f"connection to berthd at {self.address} lost: {e.strerror}") from None

@@ -66,6 +66,9 @@ class ContainerService:
         self.runtime_root = os.path.join(cfg.state, "runtime")
         self._removed_exits = {}  # id -> exit code of removed containers, for waits that outlive them
         self.networks = None  # NetworkService, set by the daemon
+        import threading
+        # notified when a container starts, exits (cleaned up) or goes: waits need not poll
+        self._changed = threading.Condition()
         self.volumes = None  # the VolumeService (berthd wires it): the container's mounts
 
     # --- paths ---
@@ -314,11 +317,12 @@ class ContainerService:
                     self.meta.update_container(ns, rec.id, extensions=dict(rec.extensions or {}, error=err,
                                                                             error_at=_now(),
                                                                             error_code=_start_error_code(err)))
+                    self._notify_change()
                     raise SystemError_(f"failed to create task for container: {err}")
                 crash = _read_text(os.path.join(sd, "shim-error"))
                 if crash:  # the shim died before it could say running or failed: no waiting a minute
                     raise SystemError_(f"the container's shim failed: {crash}")
-                time.sleep(0.002)
+                time.sleep(0.001)
             else:
                 raise SystemError_("the container's shim did not start in time")
         except BaseException:
@@ -336,6 +340,7 @@ class ContainerService:
             ext["stopped_by_user"] = False
             ext["restart_count"] = 0
         self.meta.update_container(ns, rec.id, extensions=ext)
+        self._notify_change()
         return True
 
     # --- wait, stop, kill ---
@@ -365,7 +370,7 @@ class ContainerService:
                     break
                 if (rec.extensions or {}).get("error_at", failed_before) != failed_before:
                     break  # the start failed: docker's exit code for it (127 not found, 126, 128)
-                time.sleep(0.005)
+                self._wait_change(0.05)
         code = None
         if self.state(rec)["Status"] == "created" and (rec.extensions or {}).get("error_code"):
             code = rec.extensions["error_code"]
@@ -388,8 +393,16 @@ class ContainerService:
                     self.meta.get_container(ns, rec.id)
                 except NotFound:
                     break
-                time.sleep(0.005)
+                self._wait_change(0.05)
         return code
+
+    def _wait_change(self, timeout):
+        with self._changed:
+            self._changed.wait(timeout)
+
+    def _notify_change(self):
+        with self._changed:
+            self._changed.notify_all()
 
     def mark_stopped_by_user(self, ns, rec, value=True):
         ext = dict(self.meta.get_container(ns, rec.id).extensions or {})
@@ -501,6 +514,7 @@ class ContainerService:
             while len(self._removed_exits) > 1000:
                 self._removed_exits.pop(next(iter(self._removed_exits)))
         self.meta.delete_container(ns, rec.id)
+        self._notify_change()
         self.volumes.container_removed(ns, rec, remove_anonymous=volumes)
         try:
             self.snapshotter.remove(rec.snapshot_key)
