@@ -149,6 +149,23 @@ def test_ports_random_host_port_and_publish_all(d):
     wait_for(lambda: _get_ok(f"http://127.0.0.1:{p2['HostPort']}/"), 10, "the -P port")
 
 
+def test_port_ranges_and_other_containers_reach_published_ports(d):
+    base = free_port()
+    while base > 65000:
+        base = free_port()
+    # two container ports published on a range of two host ports (all host addresses)
+    d.berth("run", "-d", "--name", "web", "-p", f"{base}-{base + 1}:80-81", IMG, "sh", "-c",
+            "mkdir -p /w && echo eighty > /w/i && (httpd -p 81 -h /w &) ; exec httpd -f -p 80 -h /w", check=True)
+    ports = inspect(d, "web")["NetworkSettings"]["Ports"]
+    assert ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(base)}],
+                     "81/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(base + 1)}]}
+    wait_for(lambda: _get_ok(f"http://127.0.0.1:{base + 1}/i"), 10, "the second port of the range")
+    # another container reaches the published port through the host (its bridge gateway)
+    gw = d.subnet.rsplit(".", 1)[0] + ".1"
+    code, out = fetch(d, f"http://{gw}:{base}/i", timeout=3)
+    assert code == 0 and out.strip() == "eighty"
+
+
 def test_bad_publish_specs_are_one_line_errors(d):
     for spec in ("abc", "1:2:3:4", "70000:80", "80/icmp", "8000-8001:80-82"):
         p = d.berth("run", "--rm", "-p", spec, IMG, "true")
@@ -327,9 +344,23 @@ def test_macvlan_network_on_a_dummy_parent(d):
         assert code == 0 and out.startswith("hello-")
         p = d.berth("network", "create", "-d", "ipvlan", "nope")
         assert p.returncode != 0 and "parent" in p.err
+        d.berth("network", "create", "-d", "ipvlan", "-o", f"parent={parent}", "--subnet", "10.252.10.0/24", "iv",
+                check=True)
+        probe = subprocess.run(["ip", "link", "add", "link", parent, "name", parent + "i", "type", "ipvlan"],
+                               capture_output=True)
+        subprocess.run(["ip", "link", "del", parent + "i"], capture_output=True)
+        if probe.returncode == 0:
+            serve(d, "web2", "--network", "iv")
+            assert ip_of(d, "web2", "iv").startswith("10.252.10.")
+            code, out = fetch(d, "http://web2/", "--network", "iv")
+            assert code == 0 and out.startswith("hello-")
+        else:  # a kernel without ipvlan (this one): the plugin's refusal, in one line, and nothing left
+            p = d.berth("run", "-d", "--name", "web2", "--network", "iv", IMG, "true")
+            assert p.returncode == 125 and "ipvlan" in p.err and len(p.err.strip().splitlines()) == 1
+            assert os.listdir(os.path.join(d.state, "netns")) == [inspect(d, "web")["Id"]]  # web2's went
     finally:
-        d.berth("rm", "-f", "web")
-        d.berth("network", "rm", "mv")
+        d.berth("rm", "-f", "web", "web2")
+        d.berth("network", "rm", "mv", "iv")
         subprocess.run(["ip", "link", "del", parent])
 
 
