@@ -137,6 +137,20 @@ def test_published_port_reachable_on_loopback_and_released_at_stop(d):
     assert gw
 
 
+def test_a_port_a_host_program_holds_is_a_clear_error(d):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    try:
+        p = d.berth("run", "--rm", "-p", f"127.0.0.1:{port}:80", IMG, "true")
+        assert p.returncode == 125 and f"127.0.0.1:{port}" in p.err and "already allocated" in p.err
+        assert len(p.err.strip().splitlines()) == 1
+        assert not os.listdir(os.path.join(d.state, "netns"))  # nothing of the attempt is left
+    finally:
+        s.close()
+
+
 def test_ports_random_host_port_and_publish_all(d):
     serve(d, "web", "-p", "127.0.0.1::80", "--expose", "8080")
     ports = inspect(d, "web")["NetworkSettings"]["Ports"]
