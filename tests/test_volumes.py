@@ -540,3 +540,34 @@ def test_bash_completion_of_volume_names(d):
     p = subprocess.run(["bash", "-c", script], capture_output=True, env=env, timeout=30, check=False)
     assert p.returncode == 0, p.stderr
     assert p.stdout.decode().split() == ["comp-one", "comp-two"]
+
+
+def test_cp_follows_volumes_binds_and_tmpfs(d, tmp_path):
+    """docker cp reads and writes a container's volumes, binds and (running) tmpfs mounts, not
+    the rootfs underneath them; for a stopped container too."""
+    host = tmp_path / "bindsrc"
+    host.mkdir()
+    src = tmp_path / "in.txt"
+    src.write_text("copied\n")
+    d.berth("create", "--name", "cpv", "-v", "cpdata:/data", "-v", f"{host}:/bound", "--tmpfs", "/scratch", IMG,
+            "sleep", "600", check=True)
+    # stopped: into the named volume and the bind
+    d.berth("cp", str(src), "cpv:/data/a.txt", check=True)
+    d.berth("cp", str(src), "cpv:/bound/b.txt", check=True)
+    assert (host / "b.txt").read_text() == "copied\n"
+    p = d.berth("run", "--rm", "-v", "cpdata:/v", IMG, "cat", "/v/a.txt", check=True)
+    assert p.out == "copied\n"
+    # running: into the volume, a tmpfs, and back out
+    d.berth("start", "cpv", check=True)
+    d.berth("cp", str(src), "cpv:/scratch/t.txt", check=True)
+    assert d.berth("exec", "cpv", "cat", "/scratch/t.txt", check=True).out == "copied\n"
+    d.berth("cp", str(src), "cpv:/data/c.txt", check=True)
+    p = d.berth("run", "--rm", "-v", "cpdata:/v", IMG, "cat", "/v/c.txt", check=True)
+    assert p.out == "copied\n"
+    d.berth("exec", "cpv", "sh", "-c", "echo from-volume > /data/d.txt", check=True)
+    out = tmp_path / "out.txt"
+    d.berth("cp", "cpv:/data/d.txt", str(out), check=True)
+    assert out.read_text() == "from-volume\n"
+    d.berth("rm", "-f", "cpv", check=True)
+    # nothing was written into the image's rootfs under the mount points
+    assert not any(n.endswith(".txt") for n in os.listdir(host) if n not in ("b.txt",))

@@ -470,16 +470,19 @@ def _lock_for(cid):
 
 @contextlib.contextmanager
 def container_root(svc, ns, rec):
-    """An O_PATH fd of the container's root directory: its rootfs mount while it runs, else its
-    snapshot mounted on a private directory for the duration of the call."""
+    """An O_PATH fd of the container's root directory as its processes see it, volumes, binds
+    and tmpfs mounts included (docker's cp follows them): /proc/<pid>/root while it runs, else
+    its snapshot mounted on a private directory, with its volumes and binds mounted over it, for
+    the duration of the call."""
     st = svc.state(rec)
-    path = svc.rootfs(rec.id)
     if st["Running"]:
-        # never mount a running container's overlay a second time (same upper dir)
-        if not os.path.ismount(path):
-            raise SystemError_(f"the rootfs of container {rec.id} is not mounted at {path}")
-        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
+            fd = os.open(f"/proc/{st['Pid']}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            raise FailedPrecondition(f"container {rec.id} is not running any more") from None
+        try:
+            if svc.state(rec).get("Pid") != st["Pid"]:  # the pid went (and could be another's) meanwhile
+                raise FailedPrecondition(f"container {rec.id} is not running any more")
             yield fd
         finally:
             os.close(fd)
@@ -490,21 +493,64 @@ def container_root(svc, ns, rec):
     with _lock_for(rec.id):
         import tempfile
         tmp = tempfile.mkdtemp(prefix=rec.id[:12] + "-", dir=base)
+        extra = []
         try:
             mount_all(svc.snapshotter.mounts(rec.snapshot_key), tmp)
             try:
+                extra = _mount_volumes(svc, ns, rec, tmp)
                 fd = os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
                     yield fd
                 finally:
                     os.close(fd)
             finally:
+                from berth.linux import syscalls as sc
+                for target in reversed(extra):
+                    try:
+                        sc.umount2(target, sc.MNT_DETACH)
+                    except OSError:
+                        pass
                 unmount(tmp)
         finally:
             try:
                 os.rmdir(tmp)
             except OSError:
                 pass
+
+
+def _mount_volumes(svc, ns, rec, top):
+    """A stopped container's volumes and binds mounted over its snapshot at top (their
+    destinations resolved inside it, never out of it; absent destinations skipped); the targets."""
+    from berth.linux import syscalls as sc
+    from berth.runtime.rootfs import secure_join
+    done = []
+    mounts = sorted((rec.spec_json() or {}).get("_mounts") or [], key=lambda m: m["Destination"].count("/"))
+    for m in mounts:
+        if m.get("Type") == "volume" and getattr(svc, "volumes", None) is not None:
+            src = svc.volumes.data_dir(ns, m["Name"])
+        elif m.get("Type") == "bind":
+            src = m.get("Source") or ""
+        else:
+            continue  # tmpfs: nothing there while the container is stopped
+        if not src or not os.path.isdir(src):
+            continue
+        rootfd = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            target = os.path.join(top, secure_join(rootfd, m["Destination"]))
+        finally:
+            os.close(rootfd)
+        if not os.path.lexists(target):
+            try:  # the mount point, as the runtime would make it at start (nothing runs in there now)
+                os.makedirs(target, 0o755)
+            except OSError:
+                continue
+        if not os.path.isdir(target) or os.path.islink(target):
+            continue
+        sc.mount(src, target, None, sc.MS_BIND | sc.MS_REC)
+        done.append(target)
+        if not m.get("RW", True):
+            sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+    return done
 
 
 def _open(rootfd, path, flags):
