@@ -4,7 +4,6 @@ with busybox nslookup and with a small raw client. Upstreams are tiny responders
 test's own on 127.0.0.1; no DNS goes anywhere else."""
 
 import asyncio
-import errno
 import os
 import socket
 import struct
@@ -618,18 +617,25 @@ def test_a_slow_upstream_does_not_hold_up_other_queries(loop_thread, dns_server,
         silent.close()
 
 
-def test_attach_fails_cleanly_when_port_53_is_taken_in_the_netns(loop_thread, dns_server, make_netns):
+def test_port_53_stays_free_for_the_containers_own_dns_server(loop_thread, dns_server, make_netns):
+    """As docker's: the server listens on other ports and 127.0.0.11:53 is redirected to them, so
+    a DNS server of the container's own can bind port 53 before or after the attach."""
     table, start = dns_server
     ns = make_netns()
     subprocess.run(["ip", "-netns", ns, "link", "set", "lo", "up"], check=True)
     taken = socket_in_netns(ns, socket.AF_INET, socket.SOCK_DGRAM)
     with taken:
-        taken.bind(("0.0.0.0", 53))  # e.g. a DNS server of the container's own
+        taken.bind(("0.0.0.0", 53))  # e.g. a DNS server of the container's own, there first
         dns = start()
-        with pytest.raises(OSError) as e:
-            attach(loop_thread, dns, "c1", ns)
-        assert e.value.errno == errno.EADDRINUSE
-        assert loop_thread.call(dns.attached) == []
-    attach(loop_thread, dns, "c1", ns)  # free again: works
+        attach(loop_thread, dns, "c1", ns)
+        assert loop_thread.call(dns.attached) == ["c1"]
+        table.names["c1"] = {"web": ["10.88.0.5"]}
+        assert query(ns, "web")["answers"]  # 127.0.0.11:53 reaches berth's server, not the other
+    after = socket_in_netns(ns, socket.AF_INET, socket.SOCK_STREAM)
+    with after:
+        after.bind(("0.0.0.0", 53))  # and one started after the attach can have the port too
+    rules = subprocess.run(["ip", "netns", "exec", ns, "iptables-save", "-t", "nat"], capture_output=True,
+                           text=True).stdout
+    assert "-A OUTPUT -d 127.0.0.11/32 -j BERTH-DNS" in rules
     table.names["c1"] = {"web": ["10.88.0.5"]}
     assert query(ns, "web", tcp=True)["answers"]

@@ -222,6 +222,9 @@ def test_user_network_names_aliases_later_containers_and_restarts(d):
     new = ip_of(d, "late", "front")
     p = d.berth("exec", "client", "nslookup", "late", check=True)
     assert new in p.out, (old, new, p.out)
+    # a server of the container's own on port 53 does not clash with the embedded DNS (docker's redirect)
+    p = d.berth("run", "--rm", "--network", "front", IMG, "sh", "-c", "httpd -p 53 -h /tmp && nslookup web")
+    assert p.returncode == 0 and ip_of(d, "web", "front") in p.out, p.out + p.err
     # a name not on the network does not resolve
     p = d.berth("exec", "client", "nslookup", "nosuchcontainer")
     assert p.returncode != 0

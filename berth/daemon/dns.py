@@ -240,9 +240,27 @@ def resolv_conf_nameservers(path="/etc/resolv.conf"):
     return servers
 
 
+#: the nat chain in each container's namespace that sends 127.0.0.11:53 to the server's ports
+NAT_CHAIN = "BERTH-DNS"
+
+
+def _redirect_rules(udp_port, tcp_port):
+    """iptables-restore input: queries to 127.0.0.11:53 go to the server's own (random) ports, as
+    docker's embedded DNS does, so that port 53 stays free for a DNS server of the container's
+    own. Replies are translated back by conntrack. The chain is flushed and refilled each time
+    (a re-attach after a daemon restart gets new ports); the jump to it is added each time too
+    (a duplicate jump is harmless: the first one's DNAT ends the traversal)."""
+    return (f"*nat\n:{NAT_CHAIN} - [0:0]\n"
+            f"-A {NAT_CHAIN} -p udp --dport {DNS_PORT} -j DNAT --to-destination {DNS_ADDR}:{udp_port}\n"
+            f"-A {NAT_CHAIN} -p tcp --dport {DNS_PORT} -j DNAT --to-destination {DNS_ADDR}:{tcp_port}\n"
+            f"-A OUTPUT -d {DNS_ADDR}/32 -j {NAT_CHAIN}\n"
+            "COMMIT\n").encode()
+
+
 def _open_sockets_in_netns(netns_path):
-    """Runs in a dedicated thread: enter the network namespace, bring lo up, create and
-    bind the UDP and TCP sockets to 127.0.0.11:53, and return to the original namespace."""
+    """Runs in a dedicated thread: enter the network namespace, bring lo up, bind the UDP and
+    TCP sockets to 127.0.0.11 on free ports, redirect 127.0.0.11:53 to them (iptables-restore,
+    started from this thread, so in that namespace), and return to the original namespace."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
@@ -251,14 +269,20 @@ def _open_sockets_in_netns(netns_path):
             udp = tcp = None
             try:
                 syscalls.link_up("lo")
-                udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # no SO_REUSEADDR: exclusive
-                udp.bind((DNS_ADDR, DNS_PORT))
+                udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                udp.bind((DNS_ADDR, 0))
                 udp.setblocking(False)
                 tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # re-attach despite TIME_WAIT
-                tcp.bind((DNS_ADDR, DNS_PORT))
+                tcp.bind((DNS_ADDR, 0))
                 tcp.listen(128)
                 tcp.setblocking(False)
+                import subprocess
+                p = subprocess.run(["iptables-restore", "-w", "--noflush"],
+                                   input=_redirect_rules(udp.getsockname()[1], tcp.getsockname()[1]),
+                                   capture_output=True)
+                if p.returncode != 0:
+                    raise OSError(f"iptables-restore in the container's network namespace: "
+                                  f"{p.stderr.decode(errors='replace').strip() or p.returncode}")
             except BaseException:
                 for s in (udp, tcp):
                     if s is not None:
