@@ -340,16 +340,9 @@ class _Applier:
             os.close(pfd)
 
     def _clean(self, name: str) -> list[str]:
-        parts: list[str] = []
-        for c in name.split("/"):
-            if c in ("", "."):
-                continue
-            if c == "..":
-                if not parts:
-                    raise InvalidArgument(f"layer: entry {_q(name)} escapes the root")
-                parts.pop()
-            else:
-                parts.append(c)
+        parts = clean_parts(name)
+        if parts is None:
+            raise InvalidArgument(f"layer: entry {_q(name)} escapes the root")
         return parts
 
     def _record(self, path: tuple[str, ...]) -> None:
@@ -779,3 +772,19 @@ def _remove_at(pfd: int, name: str, st: os.stat_result | None = None) -> None:
     finally:
         os.close(fd)
     os.rmdir(name, dir_fd=pfd)
+
+
+def clean_parts(name: str) -> list[str] | None:
+    """The components of an archive member's name, "." and empty ones dropped and ".." applied;
+    None when ".." would climb above the top (the member escapes the root)."""
+    parts: list[str] = []
+    for c in name.split("/"):
+        if c in ("", "."):
+            continue
+        if c == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(c)
+    return parts

@@ -831,16 +831,10 @@ def tar_stream(pfd, name, arcname):
 
 
 def _clean_member(name, dest_label):
-    parts = []
-    for c in name.split("/"):
-        if c in ("", "."):
-            continue
-        if c == "..":
-            if not parts:
-                raise InvalidArgument(f'"{name}" is outside of "{dest_label}"')
-            parts.pop()
-        else:
-            parts.append(c)
+    from berth.images.layer import clean_parts
+    parts = clean_parts(name)
+    if parts is None:
+        raise InvalidArgument(f'"{name}" is outside of "{dest_label}"')
     return parts
 
 
