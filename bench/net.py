@@ -181,30 +181,13 @@ class DockerBridge(Docker):
     """bench/run.py's Docker, but with its default bridge (docker0, --bip) and no iptables,
     ip-forward or userland-proxy changes to the host."""
 
+    NETWORK_ARGS = ["--ip-forward=false", "--userland-proxy=false", "--bip", DOCKER_BIP]
+
     def __init__(self, base):
         self.had_docker0 = os.path.exists("/sys/class/net/docker0")
         if self.had_docker0:
             raise RuntimeError("a docker0 bridge already exists on this host: not starting a second dockerd on it")
-        self.base = base
-        self.made = [d for d in ("/run/docker", "/run/docker/plugins") if not os.path.exists(d)]
-        os.makedirs(base, exist_ok=True)
-        self.sock = os.path.join(base, "docker.sock")
-        self.data = os.path.join(base, "data")
-        self.exec_root = os.path.join(base, "exec")
-        self.log = open(os.path.join(base, "dockerd.log"), "w")  # noqa: SIM115 (open while dockerd runs)
-        self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", self.data, "--exec-root", self.exec_root, "-H", "unix://" + self.sock,
-             "--pidfile", os.path.join(base, "docker.pid"), "--iptables=false", "--ip6tables=false",
-             "--ip-forward=false", "--userland-proxy=false", "--bip", DOCKER_BIP, "--config-file", self._config()],
-            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.env = dict(os.environ, DOCKER_CONFIG=os.path.join(base, "cli"))
-        self.env.pop("DOCKER_HOST", None)
-        self.cmd = ["docker", "-H", "unix://" + self.sock]
-        wait_for(lambda: self.proc.poll() is not None or (os.path.exists(self.sock) and
-                 self("version", check=False).returncode == 0), 60, "dockerd to listen")
-        if self.proc.poll() is not None:
-            with open(os.path.join(base, "dockerd.log")) as f:
-                raise RuntimeError("dockerd exited: " + f.read()[-2000:])
+        super().__init__(base)
 
     def close(self):
         super().close()

@@ -52,6 +52,9 @@ class Docker:
     """dockerd (Debian's docker.io) with its own data root, exec root and socket; it starts its
     own containerd under the exec root."""
 
+    #: the network flags: no bridge (bench/net.py's DockerBridge has one)
+    NETWORK_ARGS = ["--bridge=none"]
+
     def __init__(self, base):
         self.base = base
         # dockerd makes /run/docker/plugins whatever its exec root; removed on close if it made it
@@ -64,7 +67,7 @@ class Docker:
         self.proc = subprocess.Popen(
             ["dockerd", "--data-root", self.data, "--exec-root", self.exec_root, "-H", "unix://" + self.sock,
              "--pidfile", os.path.join(base, "docker.pid"), "--iptables=false", "--ip6tables=false",
-             "--bridge=none", "--config-file", self._config()],
+             *self.NETWORK_ARGS, "--config-file", self._config()],
             stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True)
         self.env = dict(os.environ, DOCKER_CONFIG=os.path.join(base, "cli"))
         self.env.pop("DOCKER_HOST", None)

@@ -53,23 +53,3 @@ def remove(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def is_mounted(path):
-    """True when ``path`` holds a namespace (an nsfs bind mount)."""
-    try:
-        return os.stat(path).st_dev != os.stat(os.path.dirname(path)).st_dev
-    except OSError:
-        return False
-
-
-def run_in(path, fn):
-    """fn() run by a thread that has entered the network namespace at ``path``."""
-    def work():
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            sc.setns(fd, sc.CLONE_NEWNET)
-        finally:
-            os.close(fd)
-        return fn()
-    return _in_thread(work)

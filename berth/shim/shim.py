@@ -181,32 +181,14 @@ class Shim:
                        systemd=bool(self.p.get("systemd")))
         return st.pid
 
+    def _runtime_cmd(self, binary):
+        return [binary] + list(self.p.get("runtime_args") or []) + ["--root", self.p["runtime_root"]]
+
     def _start_with_binary(self, binary, console):
-        import subprocess
-        args = [binary] + list(self.p.get("runtime_args") or []) + ["--root", self.p["runtime_root"]]
+        args = self._runtime_cmd(binary)
         pidfile = os.path.join(self.state_dir, "init.pid")
-        create = args + ["create", "--bundle", self.p["bundle"], "--pid-file", pidfile]
-        sockpath = None
-        if console is not None:
-            sockpath = self._short_socket_path("c")
-            srv = socket.socket(socket.AF_UNIX)
-            srv.bind(sockpath)
-            srv.listen(1)
-            create += ["--console-socket", sockpath]
-        logfile = os.path.join(self.state_dir, "runtime-log.json")
-        create = args + ["--log", logfile, "--log-format", "json"] + create[len(args):]
-        # the runtime's stdio is the container's: errors come from its --log, not from a pipe
-        p = subprocess.Popen(create + [self.id], stdin=0, stdout=1, stderr=2, close_fds=True)
-        if console is not None:
-            srv.settimeout(30)
-            conn, _ = srv.accept()
-            _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
-            socket.send_fds(console, [b"console"], fds)
-            conn.close()
-            srv.close()
-        p.wait()
-        if p.returncode != 0:
-            raise RuntimeError(_last_log_error(logfile) or f"{binary} create failed")
+        self._run_runtime(args, ["create", "--bundle", self.p["bundle"], "--pid-file", pidfile], console, "c",
+                          f"{binary} create failed")
         with open(pidfile) as f:
             return int(f.read().strip())
 
@@ -221,8 +203,7 @@ class Shim:
         binary = self.p.get("runtime_binary")
         if binary:
             import subprocess
-            args = [binary] + list(self.p.get("runtime_args") or []) + ["--root", self.p["runtime_root"]]
-            s = subprocess.run(args + ["start", self.id], capture_output=True)
+            s = subprocess.run(self._runtime_cmd(binary) + ["start", self.id], capture_output=True)
             if s.returncode != 0:
                 raise RuntimeError(s.stderr.decode(errors="replace").strip() or f"{binary} start failed")
         else:
@@ -554,31 +535,22 @@ class Shim:
         from berth.runtime import container as rt
         rt.exec_(self.p["runtime_root"], self.id, process, detach=True, pid_file=pidfile, console=console)
 
-    def _short_socket_path(self, kind):
-        """A console socket for another runtime: beside our socket, short enough for AF_UNIX."""
-        base = os.path.dirname(self.p.get("socket") or os.path.join(self.state_dir, "x"))
-        return os.path.join(base, f"{self.id[:12]}-{kind}{time.monotonic_ns() % 10**9}.sock")
-
-    def _exec_with_binary(self, binary, process, pidfile, console):
-        """`<runtime> exec --detach --process F --pid-file F [--console-socket S]`, as containerd's shim."""
+    def _run_runtime(self, args, verb, console, kind, failed):
+        """`<runtime> [--log F --log-format json] VERB... ID` with the container's stdio, as
+        containerd's shim runs it; with a console, the pty master the runtime hands to a console
+        socket goes on to ours. Errors come from the runtime's --log, not from a pipe."""
         import subprocess
-        import tempfile
-        args = [binary] + list(self.p.get("runtime_args") or []) + ["--root", self.p["runtime_root"]]
-        with tempfile.NamedTemporaryFile("w", dir=self.state_dir, suffix=".json", delete=False) as f:
-            json.dump(process, f)
-            procfile = f.name
         srv = sockpath = None
         try:
-            cmd = args + ["exec", "--detach", "--process", procfile, "--pid-file", pidfile]
             if console is not None:
-                sockpath = self._short_socket_path("e")
+                sockpath = self._short_socket_path(kind)
                 srv = socket.socket(socket.AF_UNIX)
                 srv.bind(sockpath)
                 srv.listen(1)
-                cmd += ["--console-socket", sockpath]
+                verb = verb + ["--console-socket", sockpath]
             logfile = os.path.join(self.state_dir, "runtime-log.json")
-            cmd[len(args):len(args)] = ["--log", logfile, "--log-format", "json"]
-            p = subprocess.Popen(cmd + [self.id], stdin=0, stdout=1, stderr=2, close_fds=True)
+            p = subprocess.Popen(args + ["--log", logfile, "--log-format", "json"] + verb + [self.id],
+                                 stdin=0, stdout=1, stderr=2, close_fds=True)
             if srv is not None:
                 srv.settimeout(30)
                 conn, _ = srv.accept()
@@ -587,7 +559,7 @@ class Shim:
                 conn.close()
             p.wait()
             if p.returncode != 0:
-                raise RuntimeError(_last_log_error(logfile) or f"{binary} exec failed")
+                raise RuntimeError(_last_log_error(logfile) or failed)
         finally:
             if srv is not None:
                 srv.close()
@@ -595,6 +567,23 @@ class Shim:
                     os.unlink(sockpath)
                 except OSError:
                     pass
+
+    def _short_socket_path(self, kind):
+        """A console socket for another runtime: beside our socket, short enough for AF_UNIX."""
+        base = os.path.dirname(self.p.get("socket") or os.path.join(self.state_dir, "x"))
+        return os.path.join(base, f"{self.id[:12]}-{kind}{time.monotonic_ns() % 10**9}.sock")
+
+    def _exec_with_binary(self, binary, process, pidfile, console):
+        """`<runtime> exec --detach --process F --pid-file F [--console-socket S]`, as containerd's shim."""
+        import tempfile
+        args = self._runtime_cmd(binary)
+        with tempfile.NamedTemporaryFile("w", dir=self.state_dir, suffix=".json", delete=False) as f:
+            json.dump(process, f)
+            procfile = f.name
+        try:
+            self._run_runtime(args, ["exec", "--detach", "--process", procfile, "--pid-file", pidfile], console, "e",
+                              f"{binary} exec failed")
+        finally:
             os.unlink(procfile)
 
     def _exec_output(self, ex, fd):
