@@ -428,6 +428,15 @@ def test_run_it_through_a_pty(d, client):
     assert d.berth("ps", "-a", "-q", check=True).out.strip() == ""
 
 
+def test_run_it_with_another_runtime_on_a_fresh_daemon(berthd):
+    """-t with --runtime runc as a daemon's very first container: runc's console socket goes
+    where the shim's own socket will be, a directory that does not exist yet."""
+    berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    argv = [BERTH, "-H", berthd.host, "run", "-it", "--rm", "--runtime", "runc", "--network", "none", IMG, "sh"]
+    out, code = _pty_session(argv, berthd.env(), [(b"# ", b"tty; exit 5\n")])
+    assert b"/dev/pts/0" in out and code == 5, out
+
+
 # --- the Docker SDK for Python ---
 
 def test_docker_sdk(d):

@@ -569,8 +569,13 @@ class Shim:
                     pass
 
     def _short_socket_path(self, kind):
-        """A console socket for another runtime: beside our socket, short enough for AF_UNIX."""
+        """A console socket for another runtime: beside our socket, short enough for AF_UNIX (that
+        directory may not exist yet: the runtime's create comes before our socket)."""
         base = os.path.dirname(self.p.get("socket") or os.path.join(self.state_dir, "x"))
+        try:
+            os.mkdir(base)
+        except FileExistsError:
+            pass
         return os.path.join(base, f"{self.id[:12]}-{kind}{time.monotonic_ns() % 10**9}.sock")
 
     def _exec_with_binary(self, binary, process, pidfile, console):
