@@ -13,7 +13,8 @@ import os
 import sys
 
 import berth
-from berth.linux.exe import SAFE_DIR, _key
+from berth.errors import BerthError
+from berth.linux.exe import SAFE_DIR, _key, protected_path
 
 LAUNCHERS = {"berth-runc": "berth.runtime_cli.main", "berth": "berth.cli.main", "berthd": "berth.daemon.main"}
 PROTECTED = {"berth-runc", "berthd"}
@@ -24,6 +25,10 @@ def main():
     pkgdir = os.path.dirname(os.path.dirname(os.path.abspath(berth.__file__)))
     real = os.path.realpath(sys.executable)
     view = os.path.join(SAFE_DIR, _key(os.stat(real)), os.path.basename(real))
+    try:
+        view = protected_path(real)  # made now, so that the launchers take it from the first run
+    except (OSError, BerthError) as e:
+        print(f"note: no read-only view of {real} yet ({e}); berth-runc and berthd make it when they run")
     for name, module in LAUNCHERS.items():
         path = os.path.join(bindir, name)
         body = (f"import sys\n"
