@@ -404,11 +404,16 @@ def _unbox(v):
 
 # ---- encoding/json ----
 
-def _json_str(s):
+_HTML = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+
+
+def _json_str(s, html=False):
     out = ['"']
     for c in s:
         o = ord(c)
-        if c == '"':
+        if html and c in _HTML:
+            out.append(_HTML[c])
+        elif c == '"':
             out.append('\\"')
         elif c == "\\":
             out.append("\\\\")
@@ -437,7 +442,7 @@ def _json_float(f):
     return format_float(f, "f")
 
 
-def json_marshal(v):
+def json_marshal(v, escape_html=False):
     """json.Marshal, with SetEscapeHTML(false)."""
     if isinstance(v, Box):
         v = v.v
@@ -452,23 +457,23 @@ def json_marshal(v):
     if isinstance(v, float):
         return _json_float(v)
     if isinstance(v, str):
-        return _json_str(v)
+        return _json_str(v, escape_html)
     if isinstance(v, GoStruct):
         if hasattr(v, "marshal_json"):
             return v.marshal_json()
-        return json_marshal(v.marshal())
+        return json_marshal(v.marshal(), escape_html)
     if isinstance(v, _Ordered):
-        return "{" + ",".join(_json_str(k) + ":" + json_marshal(x) for k, x in v.items()) + "}"
+        return "{" + ",".join(_json_str(k, escape_html) + ":" + json_marshal(x, escape_html) for k, x in v.items()) + "}"
     if isinstance(v, dict):
         if isinstance(v, GoMap) and v.nil:
             return "null"
-        return "{" + ",".join(_json_str(k) + ":" + json_marshal(v[k]) for k in sorted(v)) + "}"
+        return "{" + ",".join(_json_str(k, escape_html) + ":" + json_marshal(v[k], escape_html) for k in sorted(v)) + "}"
     if isinstance(v, list):
         if isinstance(v, GoList) and v.nil:
             return "null"
-        return "[" + ",".join(json_marshal(x) for x in v) + "]"
+        return "[" + ",".join(json_marshal(x, escape_html) for x in v) + "]"
     if isinstance(v, Func):
         raise ValueError("json: unsupported type: " + v.gotype)
     if isinstance(v, complex):
         raise ValueError("json: unsupported type: complex128")
-    return _json_str(str(v))
+    return _json_str(str(v), escape_html)

@@ -31,6 +31,15 @@ class Box:
         return "Box(%r)" % (self.v,)
 
 
+class GoInt(int):
+    """An integer of another Go type than int (int64, uint64...)."""
+
+    def __new__(cls, v, gotype="int64"):
+        o = super().__new__(cls, v)
+        o.gotype = gotype
+        return o
+
+
 class JsonNumber(str):
     gotype = "json.Number"
 
@@ -126,7 +135,7 @@ def type_name(v):
     if isinstance(v, str):
         return "string"
     if isinstance(v, int):
-        return "int"
+        return getattr(v, "gotype", "int")
     if isinstance(v, float):
         return "float64"
     if isinstance(v, (GoList, GoMap, GoStruct, Func)):
