@@ -281,3 +281,153 @@ def test_inspect_view_typed_then_raw():
     r = raw(obj)
     assert run("{{.Id}} {{.State.Pid}} {{printf \"%T\" .State.Pid}} {{index .Config.Labels \"x\"}}", r)[0] == \
         "abc 7 json.Number <no value>"
+
+
+# ---- (b) differential: the docker CLI v28 and berth on the same daemon ----
+
+DOCKER = shutil.which("docker")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    if not DOCKER:
+        pytest.skip("the docker CLI is not installed")
+    from daemon_fixtures import DATA, Daemon
+    d = Daemon(tmp_path_factory.mktemp("gotemplate"))
+    d.start()
+    try:
+        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        d.docker("volume", "create", "--label", "k=v", "gtvol", check=True)
+        d.docker("network", "create", "--label", "k=n", "gtnet", check=True)
+        d.docker("run", "-d", "--name", "gtweb", "-l", "a=1", "-v", "gtvol:/data", "busybox-layers:1",
+                 "sleep", "1000", check=True)
+        d.docker("create", "--name", "gtc2", "--network", "gtnet", "busybox-layers:1", "sh", "-c",
+                 'echo "hi there" && sleep 5', check=True)
+        yield d
+    finally:
+        d.docker("rm", "-f", "gtweb", "gtc2")
+        d.docker("network", "rm", "gtnet")
+        d.docker("volume", "rm", "gtvol")
+        d.cleanup()
+
+
+def same(world, *args, attempts=1):
+    """The command through docker and through berth: the same stdout, exit status and error text."""
+    for i in range(attempts):
+        dk, bt = world.docker(*args), world.berth(*args)
+        if dk.stdout == bt.stdout or i == attempts - 1:
+            break
+    assert bt.stdout == dk.stdout, f"{args}\ndocker: {dk.out!r}\nberth:  {bt.out!r}"
+    assert bt.returncode == dk.returncode, f"{args}: {dk.err} / {bt.err}"
+    if dk.returncode:
+        assert dk.err.strip() and dk.err.strip() in bt.err, f"{args}\ndocker: {dk.err!r}\nberth:  {bt.err!r}"
+    return dk
+
+
+INSPECT = [
+    "{{.Name}}", "{{.Id}} {{.ID}}", "{{json .Config}}", "{{json .}}", "{{json .State}}", "{{.State}}",
+    "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+    "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}} {{end}}",
+    '{{if eq .State.Status "running"}}up{{else if eq .State.Status "created"}}new{{else}}?{{end}}',
+    '{{printf "%s-%d" .Name 3}}', '{{index .Config.Labels "a"}}', '{{index .Config.Labels "nope"}}|{{.Config.Labels.nope}}',
+    "{{len .Mounts}}", "{{slice .Id 0 12}}", "{{with .State}}{{.Pid}}{{end}}", "  {{- .Name -}}  ",
+    "{{.Foo}}", "{{.Nam", "{{.State.Health.Status}}", '{{join .Config.Cmd ","}}', "{{.Config.Env}} {{.Config.Volumes}}",
+    "{{json .Mounts}}", "{{.Mounts}}", "{{json .NetworkSettings.Networks}}", "{{json .HostConfig}}",
+    "{{json .NetworkSettings}}", "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy}}",
+    "{{upper .State.Status}} {{lower .Name}} {{title .Config.Image}}", '{{split .Config.Image ":"}}',
+    "{{truncate .Id 5}}|{{pad .State.Status 1 2}}|", "{{range .Config.Env}}{{println .}}{{end}}",
+    '{{$n := .Name}}{{$n}}{{$n = "x"}}{{$n}}', "{{range $i, $m := .Mounts}}{{$i}}:{{$m.Destination}} {{else}}none{{end}}",
+    "{{and .State.Running .Config.Tty}} {{or .Config.Tty .State.Status}} {{not .State.Running}}",
+    '{{eq .State.Pid "x"}}', "{{lt .State.ExitCode 1}} {{gt (len .Config.Env) 1}}", "{{(index .Mounts 0).Name}}",
+    '{{html "<a>"}} {{js .Name}} {{urlquery .Config.Image}}', "{{print .State.Pid .Name}} {{println .Name}}",
+    '{{define "x"}}[{{.}}]{{end}}{{template "x" .Name}}', "{{/* c */}}{{.Name}}", "{{.Config.Labels}}",
+    "{{.NetworkSettings.Ports}}", "{{.Config.Foo}}", "{{.Name.Foo}}", "{{range .Name}}{{end}}", "{{len}}", "{{nope}}",
+    "{{range .Mounts}}{{.Name}}{{break}}{{end}}", '{{printf "%v|%q|%5.1f|%x" .Config.Cmd .Name 2.25 .State.ExitCode}}',
+    "{{.RestartCount}} {{.Platform}} {{.Driver}}", "{{.Config.Cmd | len}}", "{{index .Config.Cmd 9}}",
+]
+
+
+@pytest.mark.parametrize("template", INSPECT)
+def test_inspect_container_as_docker(world, template):
+    same(world, "inspect", "-f", template, "gtweb", "gtc2")
+
+
+@pytest.mark.parametrize("args", [
+    ["image", "inspect", "-f", "{{json .}}", "busybox-layers:1"],
+    ["image", "inspect", "-f", "{{.Config.Cmd}} {{json .Config}} {{.Os}}/{{.Architecture}} {{.Size}}", "busybox-layers:1"],
+    ["image", "inspect", "-f", "{{.RootFS}} {{index .RepoTags 0}} {{.ID}}", "busybox-layers:1"],
+    ["image", "inspect", "-f", "{{.Foo}}", "busybox-layers:1"],
+    ["network", "inspect", "-f", "{{json .}}", "gtnet", "bridge"],
+    ["network", "inspect", "-f", "{{.IPAM}} {{range .IPAM.Config}}{{.Subnet}}{{end}} {{.Labels}}", "gtnet", "bridge"],
+    ["network", "inspect", "-f", "{{.Containers}} {{len .Containers}}", "gtnet", "bridge"],
+    ["network", "inspect", "-f", "{{.Foo}}", "gtnet"],
+    ["volume", "inspect", "-f", "{{json .}}", "gtvol"],
+    ["volume", "inspect", "-f", "{{.}}", "gtvol"],
+    ["volume", "inspect", "-f", "{{.Name}} {{.Labels.k}} {{.Options}}", "gtvol"],
+    ["volume", "inspect", "-f", "{{.Foo}}", "gtvol"],
+    ["volume", "inspect", "-f", "{{.Foo", "gtvol"],
+    ["inspect", "-f", "{{.Name}} {{.Driver}}", "gtvol"],
+])
+def test_inspect_objects_as_docker(world, args):
+    same(world, *args)
+
+
+LISTS = [
+    ["ps", "-a", "--format", "{{.Names}}"],
+    ["ps", "-a", "--format", "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.Names}}\t{{.State}}"],
+    ["ps", "-a", "--format", '{{.Names}} {{.Label "a"}}|{{.Mounts}} {{.LocalVolumes}} {{.Networks}} {{.Size}}'],
+    ["ps", "-a", "--format", "{{.CreatedAt}} {{.Ports}} {{.Command}}"],
+    ["ps", "-a", "--format", "{{.Foo}}"],
+    ["ps", "-a", "--format", "{{.Foo"],
+    ["ps", "-a", "--format", "{{.Names}}{{.Label}}"],
+    ["ps", "-a", "--format", 'table {{.Names}}\t{{.Label "com.example.some-label"}}\t{{json .Labels}}\t{{upper .Names}}'],
+    ["ps", "-a", "--filter", "name=gtc2", "--format", "{{.Labels}} {{json .Names}}"],
+    ["ps", "-a", "--filter", "name=nomatch", "--format", "table {{.Names}}"],
+    ["ps", "-a", "--filter", "name=nomatch", "--format", "{{.Names}}"],
+    ["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}}"],
+    ["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+    ["images", "--format", "json"],
+    ["images", "--format", "table"],
+    ["images", "--digests", "--format", "table"],
+    ["images", "--format", "table {{.Repository}}\t{{.Digest}}\t{{.Size}}\t{{.VirtualSize}}\t{{.CreatedAt}}"],
+    ["images", "--format", "{{.Foo}}"],
+    ["network", "ls", "--format", "json"],
+    ["network", "ls", "--format", "table"],
+    ["network", "ls", "--format", 'table {{.Name}}\t{{.Driver}}\t{{.Label "k"}}\t{{.IPv6}}\t{{.Internal}}'],
+    ["network", "ls", "--format", "{{.Foo}}"],
+    ["volume", "ls", "--format", "json"],
+    ["volume", "ls", "--format", "table"],
+    ["volume", "ls", "--format", '{{.Name}} {{.Label "k"}} {{.Labels}}'],
+    ["history", "--format", "json", "busybox-layers:1"],
+    ["history", "--format", "table", "busybox-layers:1"],
+    ["history", "--format", "{{.Foo}}", "busybox-layers:1"],
+    ["info", "--format", "{{.ServerVersion}} {{.Containers}} {{.ContainersRunning}} {{.Driver}}"],
+    ["info", "--format", "{{.Foo}}"],
+    ["info", "--format", "{{.Nope"],
+    ["version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}"],
+    ["version", "--format", "{{.Server.Version}} {{.Foo}}"],
+    ["version", "--format", "{{.Server.Version"],
+    ["events", "--format", "{{.Foo}}"],
+    ["events", "--format", "{{.Type}} {{.Nope"],
+]
+
+
+@pytest.mark.parametrize("args", LISTS)
+def test_list_formats_as_docker(world, args):
+    same(world, *args)
+
+
+@pytest.mark.parametrize("template", [
+    "{{json .}}", "json", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.nope}} {{.Status}}|{{.From}}",
+    "{{range $k, $v := .Actor.Attributes}}{{$k}}={{$v}};{{end}} {{printf \"%T\" .Time}}",
+])
+def test_events_format_as_docker(world, template):
+    import time
+    until = str(int(time.time()))
+    same(world, "events", "--since", "0", "--until", until, "--format", template)
+
+
+def test_time_dependent_rows_as_docker(world):
+    # CREATED and STATUS move with the clock: retried when a second boundary falls between the two
+    same(world, "ps", "-a", "--format", "table", attempts=6)
+    same(world, "ps", "-a", "--format", "json", attempts=6)

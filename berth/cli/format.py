@@ -158,12 +158,14 @@ def container_context(c, trunc=True):
         "State": c.get("State", ""),
         "Status": c.get("Status", ""),
     }
-    header = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
-              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
-              "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES",
-              "Networks": "NETWORKS", "Platform": "PLATFORM"}
     return context("*formatter.ContainerContext", fields,
-                   {"Label": (lambda name: labels.get(name, ""), ["string"])}, header)
+                   {"Label": (lambda name: labels.get(name, ""), ["string"])}, PS_HEADER)
+
+
+PS_HEADER = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+             "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+             "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES",
+             "Networks": "NETWORKS", "Platform": "PLATFORM"}
 
 
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
@@ -256,7 +258,7 @@ def print_formatted(fmt, items, headers=None, gotype="*formatter.Context", defau
         except TemplateError as e:
             raise _error(errors[1] + str(e))
     if is_table:
-        header = dict(headers or (ctxs[0].header if ctxs else {}))
+        header = dict(headers or (ctxs[0].header if ctxs else PS_HEADER))
         try:
             head = t.with_funcs(HEADER).execute(_header_context(header))
         except TemplateError as e:

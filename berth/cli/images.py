@@ -95,7 +95,8 @@ def ls(ctx, argv, cmd):
         return 0
     if a.format:
         from berth.cli.format import IMAGES_HEADER, IMAGES_TABLE, image_row, print_formatted
-        print_formatted(a.format, [image_row(r, i, a.digests) for r, i in zip(rows, row_images)], IMAGES_HEADER,
+        print_formatted(a.format, [image_row(r, i, a.digests or "{{.Digest}}" in a.format)
+                                         for r, i in zip(rows, row_images)], IMAGES_HEADER,
                         "*formatter.imageContext", IMAGES_TABLE[a.digests])
         return 0
     from berth.cli.format import table

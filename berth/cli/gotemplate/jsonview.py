@@ -138,7 +138,7 @@ SCHEMAS = {
                   "IOMaximumBandwidth:i Mounts:x:o MaskedPaths:l ReadonlyPaths:l Init:p:o",
     "LogConfig": "Type:s Config:m",
     "RestartPolicy": "Name:s MaximumRetryCount:i",
-    "network": "Name:s Id:s Created:s Scope:s Driver:s EnableIPv4:b EnableIPv6:b IPAM:SIPAM Internal:b "
+    "network": "Name:s Id:s Created:t Scope:s Driver:s EnableIPv4:b EnableIPv6:b IPAM:SIPAM Internal:b "
                "Attachable:b Ingress:b ConfigFrom:SConfigReference ConfigOnly:b Containers:MEndpointResource "
                "Options:m Labels:m Peers:x:o Services:x:o",
     "IPAM": "Driver:s Options:m Config:LIPAMConfig",
@@ -154,7 +154,7 @@ SCHEMAS = {
     "ImageConfig": "User:s:o ExposedPorts:E:o Env:l:o Entrypoint:l:o Cmd:l:o Volumes:E:o WorkingDir:s:o Labels:m:o "
                    "StopSignal:s:o ArgsEscaped:b:o Healthcheck:x:o OnBuild:l:o Shell:l:o",
     "RootFS": "Type:s Layers:l:o",
-    "ImageMetadata": "LastTagTime:x",
+    "ImageMetadata": "LastTagTime:t",
 }
 _GO_FIELD = dict(GO_NAMES, AuxiliaryAddresses="AuxAddress")
 _ZERO = {"s": "", "i": 0, "b": False}
@@ -174,6 +174,8 @@ def _typed_kind(v, k, key):
         return _ZERO[c] if v is None else v
     if c == "p":
         return v
+    if c == "t":
+        return GoTime(v or "0001-01-01T00:00:00Z")
     if c == "l":
         if v is None:
             return GoList([], "[]string", nil=True)
@@ -201,6 +203,44 @@ def _typed_kind(v, k, key):
         return GoMap({kk: typed_as(x, k[1:]) if isinstance(x, dict) else typed(x) for kk, x in v.items()},
                      "map[string]" + k[1:], None)
     return typed(v, key)
+
+
+class GoTime(GoStruct):
+    """A time.Time from an RFC 3339 string: prints as Time.String(), marshals as RFC 3339 with
+    the fraction's trailing zeros dropped (RFC3339Nano)."""
+
+    gotype = "time.Time"
+
+    def __init__(self, s):
+        super().__init__("time.Time", {})
+        self.s = s
+        base, _, rest = s.partition(".")
+        frac = ""
+        zone = ""
+        if rest:
+            i = 0
+            while i < len(rest) and rest[i].isdigit():
+                i += 1
+            frac, zone = rest[:i], rest[i:]
+        else:
+            for j in range(len(base) - 1, 9, -1):
+                if base[j] in "Z+-":
+                    base, zone = base[:j], base[j:]
+                    break
+        self.base, self.frac, self.zone = base, frac.rstrip("0"), zone
+
+    def marshal_json(self):
+        return '"' + self.base + ("." + self.frac if self.frac else "") + self.zone + '"'
+
+    def go_string(self):
+        d, _, t = self.base.partition("T")
+        z = self.zone
+        if z in ("Z", ""):
+            zs = "+0000 UTC"
+        else:
+            off = z.replace(":", "")
+            zs = off + " " + off
+        return d + " " + t + ("." + self.frac if self.frac else "") + " " + zs
 
 
 def typed_as(obj, name):
