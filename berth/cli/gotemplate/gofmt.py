@@ -1,8 +1,6 @@
 """Go's fmt (Sprint, Sprintln, Sprintf) and encoding/json over the values of values.py."""
 
 import math
-import re
-from decimal import Decimal
 
 from berth.cli.gotemplate.parse import go_quote
 from berth.cli.gotemplate.values import (MISSING, Box, Func, GoList, GoMap, GoStruct, JsonNumber,
@@ -11,16 +9,14 @@ from berth.cli.gotemplate.values import (MISSING, Box, Func, GoList, GoMap, GoSt
 
 def _shortest_digits(f):
     """(digits, decimal point position) of the shortest repr of abs(f), as strconv does."""
-    d = Decimal(repr(abs(f)))
-    sign, digits, exp = d.as_tuple()
-    ds = "".join(map(str, digits)).lstrip("0") or "0"
-    # value = 0.digits * 10**dp
-    dp = len(digits) + exp
-    stripped = "".join(map(str, digits))
-    lead = len(stripped) - len(stripped.lstrip("0"))
-    dp -= lead
-    ds = ds.rstrip("0") or "0"
-    return ds, dp
+    r = repr(abs(f))
+    mant, _, exp = r.partition("e")
+    whole, _, frac = mant.partition(".")
+    digits = whole + frac
+    dp = len(whole) + (int(exp) if exp else 0)
+    stripped = digits.lstrip("0")
+    dp -= len(digits) - len(stripped)
+    return stripped.rstrip("0") or "0", dp
 
 
 def format_float(f, fmt="g", prec=-1):
@@ -59,7 +55,30 @@ def format_float(f, fmt="g", prec=-1):
     return sign + ds[:dp] + "." + ds[dp:]
 
 
-_ARGNUM = re.compile(r"\[(\d+)\]")
+class _ArgNum:
+    """[n] of an explicit argument index, as a tiny regular expression match."""
+
+    def __init__(self, s, i, j):
+        self.n, self._end = s[i + 1:j - 1], j
+
+    def group(self, k):
+        return self.n
+
+    def end(self):
+        return self._end
+
+    @staticmethod
+    def match(s, i):
+        if i < len(s) and s[i] == "[":
+            j = i + 1
+            while j < len(s) and s[j].isdigit():
+                j += 1
+            if j > i + 1 and j < len(s) and s[j] == "]":
+                return _ArgNum(s, i, j + 1)
+        return None
+
+
+_ARGNUM = _ArgNum
 
 
 class Flags:
