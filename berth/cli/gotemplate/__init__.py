@@ -51,6 +51,9 @@ class Template:
         out = []
         st = State(self, out, missingkey)
         st.vars = [["$", data]]
+        import sys
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 20000))
         try:
             st.walk(data, self.tree.root)
         except TemplateError as e:
@@ -60,4 +63,6 @@ class Template:
             e = TemplateError("template: %s: exceeded maximum template depth" % self.name)
             e.partial = "".join(out)
             raise e
+        finally:
+            sys.setrecursionlimit(limit)
         return "".join(out)

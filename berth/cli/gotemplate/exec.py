@@ -7,7 +7,9 @@ from berth.cli.gotemplate.values import (BOOL, COMPLEX, FLOAT, FUNC, IFACE, INT,
                                          Method, box_elem, elem_type_name, indirect_interface, kind,
                                          type_name)
 
-MAX_DEPTH = 100000
+# Go allows 100000 nested {{template}} calls; Python's stack holds fewer: past this depth, the
+# same error as Go's (an endless recursion ends there in both)
+MAX_TEMPLATE_DEPTH = 1000
 
 
 class _Break(Exception):
@@ -206,7 +208,7 @@ class State:
         tmpl = self.tmpl.lookup(t.name)
         if tmpl is None:
             self.errorf("template %s not defined" % P.go_quote(t.name))
-        if self.depth >= 10000:
+        if self.depth >= MAX_TEMPLATE_DEPTH:
             self.errorf("exceeded maximum template depth (100000)")
         dot = self.eval_pipeline(dot, t.pipe)
         new = State(tmpl, self.out, self.missingkey)

@@ -205,7 +205,8 @@ def _eval_args(args):
         a = a.v if isinstance(a, Box) else a
         if isinstance(a, str) and type_name(a) == "string":
             return a
-    return sprint(list(args))
+    return sprint(["<no value>" if a is MISSING or a is None or (isinstance(a, Box) and a.v is None) else a
+                   for a in args])
 
 
 def html_escape(s):

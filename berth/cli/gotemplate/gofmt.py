@@ -198,6 +198,8 @@ def _fmt_float(v, verb, fl):
 
 
 def _fmt_str(s, verb, fl):
+    if verb == "v" and fl.sharpV:
+        return _pad(go_quote(s), fl)
     if verb in "vs":
         if fl.prec is not None:
             s = s[:fl.prec]
