@@ -321,10 +321,10 @@ def ps(ctx, argv, cmd):
             print(r["ID"])
         return 0
     if a.format:
-        from berth.cli.format import print_formatted
-        print_formatted(a.format, rows, {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
-                                         "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS",
-                                         "Names": "NAMES", "State": "STATE"})
+        from berth.cli.format import PS_TABLE, container_context, print_formatted
+        print_formatted(a.format, [container_context(c, not a.no_trunc) for c in items],
+                        default_table=PS_TABLE + ("\t{{.Size}}" if a.size else ""),
+                        errors=("failed to parse template: ", "failed to execute template: "))
         return 0
     from berth.cli.format import table
     print(table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]] +
@@ -540,15 +540,13 @@ def events(ctx, argv, cmd):
         params["filters"] = json.dumps(filters)
     resp = ctx.client.call("GET", "/events", params=params, stream=True)
     tmpl = None
-    if a.format and a.format != "json":
-        from berth.cli.format import Template
-        tmpl = Template(a.format)
+    if a.format:
+        from berth.cli.format import events_template, render_event
+        tmpl = events_template(a.format)
     try:
         for ev in resp.iter_json():
-            if a.format == "json":
-                print(json.dumps(ev), flush=True)
-            elif tmpl is not None:
-                print(tmpl.render(ev), flush=True)
+            if tmpl is not None:
+                print(render_event(tmpl, ev), flush=True)
             else:
                 import time
                 ns = ev.get("timeNano", 0)

@@ -1,7 +1,8 @@
-"""Output helpers as docker prints them: a Go-template subset for --format, tab-aligned tables,
-human sizes and times."""
+"""Output helpers as docker prints them: --format (Go's text/template, see berth/cli/gotemplate,
+imported only when a template is used), docker's per-row contexts of list commands, tab-aligned
+tables, human sizes and times."""
 
-import json
+import sys
 import time
 
 from berth.errors import BerthError
@@ -36,198 +37,351 @@ def table(rows, out=None):
     return "\n".join(lines)
 
 
-class Template:
-    """A subset of Go's text/template as docker uses it: {{.A.B}}, {{json .X}}, {{upper .X}},
-    {{lower .X}}, {{join .X ","}}, {{index .M "k"}}, {{println .X}}, {{range .L}}...{{end}},
-    {{if .X}}...{{else}}...{{end}}, and pipes into json/upper/lower."""
+def _error(msg, code=1):
+    e = BerthError(msg)
+    e.code = code
+    return e
 
-    def __init__(self, text):
-        self.table = False
-        if text.startswith("table"):
-            self.table = True
-            text = text[len("table"):]
-        text = text.strip(" ") if self.table else text
-        text = text.replace("\\t", "\t").replace("\\n", "\n")
-        self.tokens = self._lex(text)
-        pos, self.tree = self._parse(0, ())
-        if pos != len(self.tokens):
-            raise BerthError(f"template: unexpected {{{{{self.tokens[pos][1]}}}}}")
 
-    @staticmethod
-    def _lex(text):
-        out = []
-        i = 0
-        while i < len(text):
-            j = text.find("{{", i)
-            if j < 0:
-                out.append(("text", text[i:]))
+# ---- docker's formatting of values ----
+
+def go_time(ts, nanos=0):
+    """Go's time.Time.String() of a Unix time in the local zone: 2006-01-02 15:04:05.999 -0700 MST."""
+    t = time.localtime(ts)
+    frac = ("." + ("%09d" % nanos).rstrip("0")) if nanos else ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", t) + frac + time.strftime(" %z %Z", t)
+
+
+def go_time_rfc3339(s):
+    """A Go time.Time.String() of an RFC 3339 timestamp (as the API gives: 2024-01-02T03:04:05.123Z)."""
+    import calendar
+    if not s or s.startswith("0001-01-01"):
+        return "0001-01-01 00:00:00 +0000 UTC"
+    base, _, frac = s.rstrip("Z").partition(".")
+    try:
+        ts = calendar.timegm(time.strptime(base[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return s
+    digits = "".join(c for c in frac if c.isdigit())[:9]
+    return go_time(ts, int(digits.ljust(9, "0")) if digits else 0)
+
+
+def ellipsis(s, n):
+    if n <= 0:
+        return ""
+    if len(s) <= n:
+        return s
+    if n == 1:
+        return "…"
+    return s[:n - 1] + "…"
+
+
+def human_size_prec(n, prec):
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"):
+        if n < 1000 or unit == "YB":
+            from berth.cli.gotemplate.gofmt import format_float
+            s = format_float(n, "g", prec)
+            return s + unit
+        n /= 1000.0
+
+
+# ---- contexts: the objects docker's list commands execute their templates on ----
+
+def context(gotype, fields, methods=None, header=None):
+    """A docker formatter context: each of fields is a method without arguments (name -> value),
+    methods maps names to (fn, param types); header is its column titles."""
+    from berth.cli.gotemplate.values import Box, GoStruct, Method
+
+    class Ctx(GoStruct):
+        def marshal_json(self):
+            from berth.cli.gotemplate.gofmt import json_marshal
+            return json_marshal({k: v for k, v in fields.items()}, escape_html=True)
+
+    ms = {k: Method((lambda v=v: v)) for k, v in fields.items()}
+    for k, (fn, params) in (methods or {}).items():
+        ms[k] = Method(fn, params)
+    c = Ctx(gotype, {"Header": Box(None)}, methods=ms)
+    c.header = header or {}
+    return c
+
+
+def _header_context(header):
+    from berth.cli.gotemplate.values import GoMap, Method
+
+    class Header(GoMap):
+        def go_methods(self):
+            return {"Label": Method(lambda name: name.split(".")[-1].replace("-", " ").replace("_", " "),
+                                    ["string"])}
+    return Header(header, "formatter.SubHeaderContext", "")
+
+
+def container_context(c, trunc=True):
+    """docker ps's row (formatter.ContainerContext) of a container summary from the API."""
+    from berth.cli.gotemplate.parse import go_quote
+    cid = c.get("Id", "")
+    names = [n[1:] if n.startswith("/") else n for n in c.get("Names") or []]
+    if trunc:
+        for n in names:
+            if len(n.split("/")) == 1:
+                names = [n]
                 break
-            if j > i:
-                out.append(("text", text[i:j]))
-            k = text.find("}}", j)
-            if k < 0:
-                raise BerthError("template: unclosed action")
-            out.append(("action", text[j + 2:k].strip().strip("-").strip()))
-            i = k + 2
-        return out
-
-    def _parse(self, pos, stop):
-        nodes = []
-        while pos < len(self.tokens):
-            kind, val = self.tokens[pos]
-            if kind == "action" and (val in stop or val.split(" ")[0] in stop):
-                return pos, nodes
-            pos += 1
-            if kind == "text":
-                nodes.append(("text", val))
-            elif val.startswith("range "):
-                pos, body = self._parse(pos, ("end",))
-                pos += 1
-                nodes.append(("range", val[6:].strip(), body))
-            elif val.startswith("if "):
-                pos, body = self._parse(pos, ("end", "else"))
-                other = []
-                if self.tokens[pos][1] == "else":
-                    pos, other = self._parse(pos + 1, ("end",))
-                pos += 1
-                nodes.append(("if", val[3:].strip(), body, other))
-            else:
-                nodes.append(("expr", val))
-        return pos, nodes
-
-    def render(self, data):
-        return "".join(self._render(self.tree, data))
-
-    def _render(self, nodes, dot):
-        out = []
-        for n in nodes:
-            if n[0] == "text":
-                out.append(n[1])
-            elif n[0] == "expr":
-                out.append(_str(self._eval(n[1], dot)))
-            elif n[0] == "range":
-                for item in self._eval(n[1], dot) or []:
-                    out.extend(self._render(n[2], item))
-            elif n[0] == "if":
-                out.extend(self._render(n[2] if self._eval(n[1], dot) else n[3], dot))
-        return out
-
-    def _eval(self, expr, dot):
-        stages = [s.strip() for s in expr.split("|")]
-        val = self._call(stages[0], dot)
-        for s in stages[1:]:
-            val = self._call(s, dot, piped=(val,))
-        return val
-
-    def _call(self, expr, dot, piped=()):
-        words = _split_words(expr)
-        if not words:
-            return dot
-        fn = words[0]
-        args = [self._arg(w, dot) for w in words[1:]] + list(piped)
-        if fn.startswith(".") or fn.startswith('"'):
-            return self._arg(fn, dot)
-        if fn == "json":
-            return json.dumps(args[0] if args else dot, separators=(",", ":"))
-        if fn == "upper":
-            return _str(args[0]).upper()
-        if fn == "lower":
-            return _str(args[0]).lower()
-        if fn == "title":
-            return _str(args[0]).title()
-        if fn == "join":
-            return _str(args[1] if len(args) > 1 else " ").join(_str(x) for x in (args[0] or []))
-        if fn == "index":
-            cur = args[0]
-            for k in args[1:]:
-                cur = cur.get(k) if isinstance(cur, dict) else (cur[int(k)] if cur is not None else None)
-            return cur
-        if fn == "println":
-            return " ".join(_str(a) for a in args) + "\n"
-        if fn == "len":
-            return len(args[0] or [])
-        if fn == "truncate":
-            return _str(args[0])[: int(args[1])]
-        raise BerthError(f'template: function "{fn}" not defined')
-
-    def _arg(self, w, dot):
-        if w.startswith('"') and w.endswith('"'):
-            return w[1:-1]
-        if w.isdigit():
-            return int(w)
-        if w == ".":
-            return dot
-        if w.startswith("."):
-            cur = dot
-            for part in w[1:].split("."):
-                if isinstance(cur, dict):
-                    if part in cur:
-                        cur = cur[part]
-                    else:
-                        lower = {k.lower(): k for k in cur}
-                        if part.lower() in lower:
-                            cur = cur[lower[part.lower()]]
-                        else:
-                            raise BerthError(f"template: can't evaluate field {part}")
-                else:
-                    raise BerthError(f"template: can't evaluate field {part} in type {type(cur).__name__}")
-            return cur
-        raise BerthError(f"template: unexpected {w!r}")
-
-    def header(self, fields_to_header):
-        """For table formats: the header line, with {{.Field}} replaced by its column title."""
-        out = []
-        for n in self.tree:
-            if n[0] == "text":
-                out.append(n[1])
-            elif n[0] == "expr":
-                name = n[1].lstrip(".").split(".")[-1].split(" ")[-1].lstrip(".")
-                out.append(fields_to_header.get(name, name.upper()))
-        return "".join(out)
+    labels = c.get("Labels") or {}
+    mounts = []
+    for m in c.get("Mounts") or []:
+        name = m.get("Name") or m.get("Source", "")
+        mounts.append(ellipsis(name, 15) if trunc else name)
+    nets = sorted(((c.get("NetworkSettings") or {}).get("Networks") or {}).keys())
+    size_rw, size_fs = c.get("SizeRw") or 0, c.get("SizeRootFs") or 0
+    size = human_size_prec(size_rw, 3)
+    if size_fs > 0:
+        size = "%s (virtual %s)" % (size, human_size_prec(size_fs, 3))
+    image = c.get("Image") or "<no image>"
+    if trunc and image.startswith("sha256:") and len(image) > 19:
+        image = image[7:19]
+    created = c.get("Created") or 0
+    from berth.cli.containers import _ports
+    fields = {
+        "Command": go_quote(ellipsis(c.get("Command") or "", 20) if trunc else c.get("Command") or ""),
+        "CreatedAt": go_time(created),
+        "ID": cid[:12] if trunc else cid,
+        "Image": image,
+        "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
+        "LocalVolumes": str(sum(1 for m in c.get("Mounts") or [] if m.get("Driver") == "local")),
+        "Mounts": ",".join(mounts),
+        "Names": ",".join(names),
+        "Networks": ",".join(nets),
+        "Platform": None,
+        "Ports": _ports(c.get("Ports")),
+        "RunningFor": human_duration(time.time() - created) + " ago",
+        "Size": size,
+        "State": c.get("State", ""),
+        "Status": c.get("Status", ""),
+    }
+    return context("*formatter.ContainerContext", fields,
+                   {"Label": (lambda name: labels.get(name, ""), ["string"])}, PS_HEADER)
 
 
-def _split_words(expr):
-    words = []
-    cur = ""
-    q = False
-    for ch in expr:
-        if ch == '"':
-            q = not q
-            cur += ch
-        elif ch == " " and not q:
-            if cur:
-                words.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur:
-        words.append(cur)
-    return words
+PS_HEADER = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+             "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+             "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES",
+             "Networks": "NETWORKS", "Platform": "PLATFORM"}
 
 
-def _str(v):
-    if v is None:
-        return "<no value>"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        return "[" + " ".join(_str(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "map[" + " ".join(f"{k}:{_str(x)}" for k, x in sorted(v.items())) + "]"
-    return str(v)
+PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+IMAGES_TABLE = {
+    False: "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}",
+    True: "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}"
+          "\t{{.Size}}"}
+IMAGES_HEADER = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+                 "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "Containers": "CONTAINERS",
+                 "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
+VOLUMES_HEADER = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
+                  "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE", "Availability": "AVAILABILITY",
+                  "Group": "GROUP", "Status": "STATUS"}
+NETWORKS_HEADER = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
+                   "IPv4": "IPV4", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
 
 
-def print_formatted(fmt, items, headers=None):
-    """--format over a list of dicts: json, table ..., or a template per item."""
-    if fmt == "json":
-        for it in items:
-            print(json.dumps(it, separators=(",", ":")))
-        return
-    t = Template(fmt)
-    if t.table:
-        rows = [t.header(headers or {}).split("\t")]
-        rows += [t.render(it).split("\t") for it in items]
-        print(table(rows))
+def image_row(r, img, digests=False):
+    """docker images' row (formatter.imageContext) from berth's row and the image summary."""
+    if not digests:
+        r = dict(r, Digest="<none>")
+    size, shared = img.get("Size", 0), img.get("SharedSize", -1)
+    containers = img.get("Containers", -1)
+    return dict(r, CreatedAt=go_time(img.get("Created") or 0), Size=human_size_prec(size, 3),
+                VirtualSize=human_size_prec(size, 4),
+                Containers="N/A" if containers in (-1, None) else str(containers),
+                SharedSize="N/A" if shared in (-1, None) else human_size_prec(shared, 4),
+                UniqueSize="N/A" if shared in (-1, None) or size == -1 else human_size_prec(size - shared, 4))
+
+
+def history_row(r, item, human):
+    created = item.get("Created") or 0
+    rfc = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(created))
+    off = time.strftime("%z", time.localtime(created))
+    rfc += "Z" if off in ("+0000", "-0000") else off[:3] + ":" + off[3:]
+    return dict(r, CreatedAt=rfc, CreatedSince=r["CreatedSince"] if human else rfc)
+
+
+def network_row(r, n):
+    return dict(r, CreatedAt=go_time_rfc3339(n.get("Created", "")), IPv6=str(bool(n.get("EnableIPv6"))).lower(),
+                IPv4=str(bool(n.get("EnableIPv4"))).lower(), Internal=str(bool(n.get("Internal"))).lower())
+
+
+def labelled(gotype, row, obj, header):
+    """A context of a row with docker's methods: the header's fields and .Label "name"."""
+    labels = obj.get("Labels") or {}
+    fields = {k: row.get(k, "N/A") for k in header}
+    fields["Labels"] = ",".join(f"{k}={v}" for k, v in labels.items())
+    return context(gotype, fields, {"Label": (lambda name: labels.get(name, ""), ["string"])}, header)
+
+
+def row_context(gotype, row, header):
+    """A context whose methods are the (string) cells of a row dict."""
+    return context(gotype, dict(row), None, header)
+
+
+# ---- rendering ----
+
+def _docker_format(fmt):
+    """docker's formatter preFormat: (is_table, template text)."""
+    is_table = fmt.startswith("table")
+    if is_table:
+        fmt = fmt[len("table"):]
+    elif fmt == "json":
+        fmt = "{{json .}}"
+    fmt = fmt.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
+    return is_table, fmt
+
+
+def print_formatted(fmt, items, headers=None, gotype="*formatter.Context", default_table=None,
+                    errors=("template parsing error: ", "template parsing error: ")):
+    """--format over a list command's rows (contexts, or dicts of strings): json, table ... (with
+    docker's header line and tabwriter spacing) or a template per row. Nothing is printed if a
+    row's template fails."""
+    from berth.cli.gotemplate import Template, TemplateError
+    from berth.cli.gotemplate.funcs import HEADER
+    from berth.cli.gotemplate.tabwriter import tabwrite
+    if fmt == "table" and default_table:
+        fmt = default_table
+    is_table, text = _docker_format(fmt)
+    try:
+        t = Template("").parse(text)
+    except TemplateError as e:
+        raise _error(errors[0] + str(e))
+    ctxs = [it if not isinstance(it, dict) else row_context(gotype, it, headers) for it in items]
+    out = []
+    for c in ctxs:
+        try:
+            out.append(t.execute(c) + "\n")
+        except TemplateError as e:
+            raise _error(errors[1] + str(e))
+    if is_table:
+        header = dict(headers or (ctxs[0].header if ctxs else PS_HEADER))
+        try:
+            head = t.with_funcs(HEADER).execute(_header_context(header))
+        except TemplateError as e:
+            head = getattr(e, "partial", "")
+        sys.stdout.write(tabwrite(head + "\n" + "".join(out)))
     else:
-        for it in items:
-            print(t.render(it))
+        sys.stdout.write("".join(out))
+    sys.stdout.flush()
+
+
+def _kind_of(obj):
+    if not isinstance(obj, dict):
+        return None
+    if "State" in obj and "HostConfig" in obj:
+        return "container"
+    if "RootFS" in obj and "RepoTags" in obj:
+        return "image"
+    if "IPAM" in obj and "Driver" in obj:
+        return "network"
+    if "Mountpoint" in obj and "Driver" in obj:
+        return "volume"
+    return None
+
+
+_GOTYPES = {"container": "types.ContainerJSON", "image": "image.InspectResponse", "network": "network.Inspect",
+            "volume": "volume.Volume"}
+
+
+def print_inspect(fmt, objects, raw_fallback=True):
+    """docker inspect -f: the template on each object (as its Go type, else as raw JSON with
+    missingkey=error), one line each; errors after the output, exit status 1 (64 if it does not
+    parse)."""
+    from berth.cli.gotemplate import Template, TemplateError
+    from berth.cli.gotemplate.jsonview import raw, typed_as
+    try:
+        t = Template("").parse(fmt)
+    except TemplateError as e:
+        raise _error("template parsing error: " + str(e), 64)
+    out, errs = [], []
+    for obj in objects:
+        kind = _kind_of(obj)
+        view = typed_as(obj, kind)
+        if kind in _GOTYPES:
+            view.gotype = _GOTYPES[kind]
+        try:
+            out.append(t.execute(view) + "\n")
+        except TemplateError as e:
+            if not raw_fallback:
+                errs.append("template parsing error: " + str(e))
+                continue
+            try:
+                out.append(t.execute(raw(obj), missingkey="error") + "\n")
+            except TemplateError as e:
+                errs.append("template parsing error: " + str(e))
+    sys.stdout.write("".join(out) or "\n")
+    sys.stdout.flush()
+    if errs:
+        raise _error("\n".join(errs))
+
+
+def event_message(ev):
+    """An event as docker's events.Message."""
+    from berth.cli.gotemplate.values import GoInt, GoMap, GoStruct
+    actor = ev.get("Actor") or {}
+    attrs = actor.get("Attributes")
+    a = GoStruct("events.Actor", {"ID": actor.get("ID", ""),
+                                  "Attributes": GoMap(attrs or {}, "map[string]string", "", nil=attrs is None)})
+    return GoStruct("events.Message", {
+        "Status": ev.get("status", ""), "ID": ev.get("id", ""), "From": ev.get("from", ""),
+        "Type": ev.get("Type", ""), "Action": ev.get("Action", ""), "Actor": a, "Scope": ev.get("scope", ""),
+        "Time": GoInt(ev.get("time", 0)), "TimeNano": GoInt(ev.get("timeNano", 0))},
+        json_names={"Status": "status", "ID": "id", "From": "from", "Scope": "scope", "Time": "time",
+                    "TimeNano": "timeNano"},
+        omitempty=("Status", "ID", "From"))
+
+
+def events_template(fmt):
+    """docker events --format: parsed, and tried on an empty message (errors exit 64)."""
+    from berth.cli.gotemplate import Template, TemplateError
+    if fmt == "json":
+        fmt = "{{json .}}"
+    try:
+        t = Template("").parse(fmt)
+        m = event_message({})
+        m.gotype = "*events.Message"
+        t.execute(m)
+    except TemplateError as e:
+        raise _error("Error parsing format: " + str(e), 64)
+    return t
+
+
+def render_event(t, ev):
+    from berth.cli.gotemplate import TemplateError
+    try:
+        return t.execute(event_message(ev))
+    except TemplateError as e:
+        raise _error(str(e))
+
+
+def print_typed(fmt, obj, gotype, name="", tabwriter=None):
+    """docker info/version --format: the template on a typed object, then a newline; a failing
+    template prints what it wrote, then the error (exit 1); one that does not parse exits 64."""
+    from berth.cli.gotemplate import Template, TemplateError
+    from berth.cli.gotemplate.jsonview import typed
+    if fmt == "json":
+        fmt = "{{json .}}"
+    try:
+        t = Template(name).parse(fmt)
+    except TemplateError as e:
+        raise _error("template parsing error: " + str(e), 64)
+    data = typed(obj)
+    data.gotype = gotype
+    err = None
+    try:
+        out = t.execute(data)
+    except TemplateError as e:
+        out, err = getattr(e, "partial", ""), e
+    if tabwriter:
+        from berth.cli.gotemplate.tabwriter import tabwrite
+        out = tabwrite(out + "\n", *tabwriter)
+    else:
+        out += "\n"
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    if err is not None:
+        raise _error(str(err))

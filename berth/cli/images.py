@@ -73,7 +73,7 @@ def ls(ctx, argv, cmd):
     if a.reference:
         filters.setdefault("reference", []).append(a.reference)
     images = ctx.client.images(all_=a.all, filters=filters or None, digests=a.digests)
-    rows = []
+    rows, row_images = [], []
     for img in images:
         tags = img.get("RepoTags") or ["<none>:<none>"]
         digests = img.get("RepoDigests") or []
@@ -88,15 +88,16 @@ def ls(ctx, argv, cmd):
                          "CreatedSince": _ago(img.get("Created")), "CreatedAt": _when(img.get("Created")),
                          "Size": _hsize(img.get("Size", 0)), "VirtualSize": _hsize(img.get("Size", 0)),
                          "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A"})
+            row_images.append(img)
     if a.quiet:
         for r in rows:
             print(r["ID"])
         return 0
     if a.format:
-        from berth.cli.format import print_formatted
-        print_formatted(a.format, rows, {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
-                                         "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
-                                         "Digest": "DIGEST"})
+        from berth.cli.format import IMAGES_HEADER, IMAGES_TABLE, image_row, print_formatted
+        print_formatted(a.format, [image_row(r, i, a.digests or "{{.Digest}}" in a.format)
+                                         for r, i in zip(rows, row_images)], IMAGES_HEADER,
+                        "*formatter.imageContext", IMAGES_TABLE[a.digests])
         return 0
     from berth.cli.format import table
     head = ["REPOSITORY", "TAG"] + (["DIGEST"] if a.digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
@@ -168,10 +169,8 @@ def inspect(ctx, argv, cmd):
                   file=sys.stderr)
             failed = 1
     if a.format:
-        from berth.cli.format import Template
-        t = Template(a.format)
-        for r in results:
-            print(t.render(r))
+        from berth.cli.format import print_inspect
+        print_inspect(a.format, results)
     else:
         print(json.dumps(results, indent=4))
     return 1 if failed else 0
@@ -222,8 +221,11 @@ def history(ctx, argv, cmd):
         return 0
     if a.format:
         from berth.cli.format import print_formatted
-        print_formatted(a.format, out, {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY",
-                                        "Size": "SIZE", "Comment": "COMMENT"})
+        from berth.cli.format import history_row
+        print_formatted(a.format, [history_row(r, x, human) for r, x in zip(out, rows)],
+                        {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+                         "Size": "SIZE", "Comment": "COMMENT"}, "*image.historyContext",
+                        "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}")
         return 0
     from berth.cli.format import table
     print(table([["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]] +

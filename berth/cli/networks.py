@@ -69,7 +69,10 @@ def ls(ctx, argv, cmd):
         return 0
     if a.format:
         from berth.cli.format import print_formatted
-        print_formatted(a.format, rows, {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE"})
+        from berth.cli.format import NETWORKS_HEADER, labelled, network_row
+        print_formatted(a.format, [labelled("*network.networkContext", network_row(r, n), n, NETWORKS_HEADER)
+                                   for r, n in zip(rows, nets)], NETWORKS_HEADER,
+                        default_table="table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}")
         return 0
     from berth.cli.format import table
     print(table([["NETWORK ID", "NAME", "DRIVER", "SCOPE"]] +
@@ -90,8 +93,8 @@ def inspect(ctx, argv, cmd):
             print(f"Error: {e.message}", file=sys.stderr)
             rc = 1
     if a.format:
-        from berth.cli.format import print_formatted
-        print_formatted(a.format, found)
+        from berth.cli.format import print_inspect
+        print_inspect(a.format, found)
     else:
         print(json.dumps(found, indent=4))
     return rc

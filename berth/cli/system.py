@@ -12,8 +12,9 @@ def info(ctx, argv, cmd):
     a = p.parse_args(argv)
     i = ctx.client.info()
     if a.format:
-        from berth.cli.format import Template
-        print(Template(a.format).render(i))
+        from berth.cli.format import print_typed
+        print_typed(a.format, dict(i, ClientInfo={"Debug": False, "Context": "default", "Plugins": [],
+                                                  "Warnings": None}), "system.dockerInfo")
         return 0
     b = i.get("Berth") or {}
     rc = i.get("RegistryConfig") or {}
@@ -79,8 +80,9 @@ def version(ctx, argv, cmd):
     except BerthError as e:
         err = e
     if a.format:
-        from berth.cli.format import Template
-        print(Template(a.format).render({"Client": client, "Server": server}))
+        from berth.cli.format import print_typed
+        print_typed(a.format, {"Client": dict(client, APIVersion=client.pop("ApiVersion")), "Server": server},
+                    "system.versionInfo", "version", (20, 1, 1))
     else:
         print(f"Client:\n Version:     {client['Version']}\n API version: {client['ApiVersion']}\n"
               f" OS/Arch:     {client['Os']}/{client['Arch']}")

@@ -63,9 +63,9 @@ def ls(ctx, argv, cmd):
     rows = [_row(v) for v in vols]
     if a.format:
         from berth.cli.format import print_formatted
-        print_formatted(a.format, rows, {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE",
-                                         "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "CreatedAt": "CREATED",
-                                         "Links": "LINKS", "Size": "SIZE"})
+        from berth.cli.format import VOLUMES_HEADER, labelled
+        print_formatted(a.format, [labelled("*formatter.volumeContext", r, v, VOLUMES_HEADER) for r, v in
+                                   zip(rows, vols)], VOLUMES_HEADER, default_table="table {{.Driver}}\t{{.Name}}")
         return 0
     from berth.cli.format import table
     print(table([["DRIVER", "VOLUME NAME"]] + [[r["Driver"], r["Name"]] for r in rows]))
@@ -85,10 +85,8 @@ def inspect(ctx, argv, cmd):
             print(f"berth: {e.message}", file=sys.stderr)
             failed = 1
     if a.format:
-        from berth.cli.format import Template
-        t = Template(a.format)
-        for r in results:
-            print(t.render(r))
+        from berth.cli.format import print_inspect
+        print_inspect(a.format, results, raw_fallback=False)
     elif results or not failed:
         print(json.dumps(results, indent=4))
     return 1 if failed else 0
