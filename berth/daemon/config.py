@@ -36,6 +36,17 @@ default_runtime = "berth-runc"
 cgroup_driver = "cgroupfs"
 # The pause image of pod sandboxes.
 sandbox_image = "registry.k8s.io/pause:3.9"
+# Kubernetes CRI (runtime.v1 over gRPC) for kubelets and crictl; cri = false turns it off.
+cri = true
+cri_socket = "/run/berth/cri.sock"
+# containerd's SystemdCgroup: true is cgroup_driver = "systemd".
+systemd_cgroup = false
+# The streaming server of exec/attach/port-forward (port 0: any free port).
+stream_server_address = "127.0.0.1"
+stream_server_port = "0"
+# The node's CNI configuration for pods (the first conflist by name), and the plugin dirs.
+cri_cni_conf_dir = "/etc/cni/net.d"
+cri_cni_bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 # debug | info | warning | error
 log_level = "info"
 # Where the CNI plugins (bridge, host-local, portmap, firewall, ...) are looked for, in order.
@@ -99,6 +110,13 @@ class Config:
     runtimes: dict = field(default_factory=lambda: {"berth-runc": Runtime("berth-runc"), "runc": Runtime("runc")})
     cgroup_driver: str = "cgroupfs"
     sandbox_image: str = "registry.k8s.io/pause:3.9"
+    cri: bool = True
+    cri_socket: str = "/run/berth/cri.sock"
+    systemd_cgroup: bool = False
+    stream_server_address: str = "127.0.0.1"
+    stream_server_port: str = "0"
+    cri_cni_conf_dir: str = "/etc/cni/net.d"
+    cri_cni_bin_dirs: list = field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
     log_level: str = "info"
     cni_plugin_dirs: list = field(default_factory=lambda: ["/usr/lib/cni", "/opt/cni/bin"])
     cni_conf_dir: str = "/etc/berth/cni/net.d"
@@ -125,7 +143,12 @@ class Config:
                  f"sandbox_image = {q(self.sandbox_image)}", f"log_level = {q(self.log_level)}",
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
                  f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
-                 f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}", ""]
+                 f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
+                 f"cri = {str(self.cri).lower()}", f"cri_socket = {q(self.cri_socket)}",
+                 f"systemd_cgroup = {str(self.systemd_cgroup).lower()}",
+                 f"stream_server_address = {q(self.stream_server_address)}",
+                 f"stream_server_port = {q(self.stream_server_port)}",
+                 f"cri_cni_conf_dir = {q(self.cri_cni_conf_dir)}", f"cri_cni_bin_dirs = {arr(self.cri_cni_bin_dirs)}", ""]
         for name, rt in self.runtimes.items():
             lines += [f"[runtimes.{q(name) if not name.replace('-', '').replace('_', '').isalnum() else name}]",
                       f"path = {q(rt.path)}", f"args = {arr(rt.args)}", ""]
@@ -146,7 +169,8 @@ _KEYS = {
     "config_path": str, "registry_mirrors": list, "insecure_registries": list, "default_runtime": str,
     "cgroup_driver": str, "sandbox_image": str, "log_level": str, "runtimes": dict, "tls": dict,
     "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "address_pool": str,
-    "dns": list,
+    "dns": list, "cri": bool, "cri_socket": str, "systemd_cgroup": bool, "stream_server_address": str,
+    "stream_server_port": str, "cri_cni_conf_dir": str, "cri_cni_bin_dirs": list,
 }
 
 
@@ -212,6 +236,13 @@ def from_dict(data, path="config"):
 
 
 def validate(cfg, path="config"):
+    if cfg.systemd_cgroup:  # containerd's SystemdCgroup = true
+        cfg.cgroup_driver = "systemd"
+    for k in ("cri_socket", "cri_cni_conf_dir"):
+        if not os.path.isabs(getattr(cfg, k)):
+            raise _bad(path, k, "must be an absolute path")
+    if not cfg.stream_server_port.isdigit() or int(cfg.stream_server_port) > 65535:
+        raise _bad(path, "stream_server_port", f"{cfg.stream_server_port!r} is not a port number")
     if cfg.cgroup_driver not in ("cgroupfs", "systemd"):
         raise _bad(path, "cgroup_driver", f"must be cgroupfs or systemd, not {cfg.cgroup_driver!r}")
     if cfg.log_level not in ("debug", "info", "warning", "error"):

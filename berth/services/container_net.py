@@ -18,7 +18,7 @@ def requested_networks(spec_body):
     hc = spec_body.get("HostConfig") or {}
     mode = network_mode(hc)
     eps = dict(((spec_body.get("NetworkingConfig") or {}).get("EndpointsConfig")) or {})
-    if mode in ("host", "none") or mode.startswith("container:"):
+    if mode in ("host", "none") or mode.startswith(("container:", "ns:")):
         return []
     first = eps.pop(mode, None)
     if first is None and mode == "bridge":
@@ -34,7 +34,7 @@ def check(networks, ns, spec_body):
     mode = network_mode(hc)
     if mode.startswith("container:") and not mode[len("container:"):]:
         raise InvalidArgument("--network container: needs a container name or id")
-    if mode in ("host", "none") or mode.startswith("container:"):
+    if mode in ("host", "none") or mode.startswith(("container:", "ns:")):
         if hc.get("PortBindings") and any(hc["PortBindings"].values()) and mode != "none":
             pass  # docker ignores (warns about) published ports with host networking
         return
@@ -64,6 +64,12 @@ def setup(svc, ns, rec, spec_body, hostname, image_config):
     if mode == "none":
         write_files(cdir, hostname, spec_body, [])
         return None, cdir
+    if mode.startswith("ns:"):  # podman's --network ns:PATH: a network namespace made by the caller
+        path = mode[len("ns:"):]
+        if not os.path.exists(path):
+            raise FailedPrecondition(f"network namespace {path} does not exist")
+        write_files(cdir, hostname, spec_body, [])
+        return path, cdir
     if mode.startswith("container:"):
         other = svc.get(ns, mode[len("container:"):])
         st = svc.state(other)
@@ -106,6 +112,27 @@ def setup(svc, ns, rec, spec_body, hostname, image_config):
         teardown(svc, ns, cid)
         raise
     return path, cdir
+
+
+def joins(svc, ns, spec_body):
+    """HostConfig.PidMode, IpcMode and UTSMode ("host" or "container:<ref>") -> {"pid"|"ipc"|"uts":
+    "host" | /proc/<pid>/ns/<kind> of that running container}, for the OCI spec."""
+    hc = spec_body.get("HostConfig") or {}
+    out = {}
+    for kind, key in (("pid", "PidMode"), ("ipc", "IpcMode"), ("uts", "UTSMode")):
+        mode = hc.get(key) or ""
+        if mode == "host":
+            out[kind] = "host"
+        elif mode.startswith("container:"):
+            other = svc.get(ns, mode[len("container:"):])
+            st = svc.state(other)
+            if not st["Running"]:
+                raise FailedPrecondition(f"cannot join {kind} namespace of a non running container: container "
+                                         f"{other.id} is {st['Status']}")
+            out[kind] = f"/proc/{st['Pid']}/ns/{kind}"
+        elif mode not in ("", "private", "shareable"):
+            raise InvalidArgument(f"invalid {key} {mode!r}: expected host or container:<name|id>")
+    return out
 
 
 def teardown(svc, ns, cid):

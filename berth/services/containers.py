@@ -281,7 +281,8 @@ class ContainerService:
             from berth.services import container_net
             netns, files_dir = container_net.setup(self, ns, rec, spec_body, hostname, cfg_doc)
             extra = self.volumes.oci_mounts(ns, rec, rootfs)
-            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra)
+            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra,
+                                joins=container_net.joins(self, ns, spec_body))
             bundle = os.path.join(sd, "bundle")
             os.makedirs(bundle, exist_ok=True)
             with open(os.path.join(bundle, "config.json"), "w") as f:
@@ -298,6 +299,8 @@ class ContainerService:
                 "systemd": self.cfg.cgroup_driver == "systemd", "wait_attach": attach_pending,
                 "socket": self.shim_socket(rec.id),
             }
+            if (hc.get("LogConfig") or {}).get("Type") == "cri" and lc.get("path"):  # the CRI's log file and format (kubelet's)
+                params.update(log_path=lc["path"], log_format="cri")
             # this run's start time is taken before the process can end (StartedAt <= FinishedAt);
             # the last run's end and start go now, so no one reads them as this run's
             started_at = _now()

@@ -98,12 +98,13 @@ def lookup_user(rootfs, user):
 
 
 def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="/berth", netns=None,
-          extra_mounts=()):
+          extra_mounts=(), joins=None):
     """The OCI config.json for a container. ``create`` is the Docker API's create body
     (Config fields at top level plus HostConfig). ``netns``: "host" (the host's network), the
     path of a network namespace to join, or None (a new, empty one). ``extra_mounts``: the OCI
     mounts of its volumes, binds and tmpfs (services/volumes.py), after the defaults, which they
-    replace at the same destination."""
+    replace at the same destination. ``joins``: {"pid"|"ipc"|"uts": "host" | a namespace path}
+    (HostConfig.PidMode/IpcMode/UTSMode resolved by container_net.joins)."""
     ic = image_config.get("config") or {}
     hc = create.get("HostConfig") or {}
     if create.get("Entrypoint") is not None:  # --entrypoint replaces the image's, and drops its CMD
@@ -130,9 +131,19 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
     if create.get("Tty"):
         env.setdefault("TERM", "xterm")
     uid, gid, groups = lookup_user(rootfs, create.get("User") or ic.get("User") or "")
+    for g in hc.get("GroupAdd") or []:  # --group-add: gids, or group names of the container's /etc/group
+        g = str(g)
+        extra = int(g) if g.isdigit() else lookup_user(rootfs, f"0:{g}")[1]
+        if extra not in groups and extra != gid:
+            groups.append(extra)
     privileged = bool(hc.get("Privileged"))
     caps = capabilities(hc)
-    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
+    joins = joins or {}
+    namespaces = []
+    for t in ("pid", "ipc", "uts", "mount", "cgroup"):
+        j = joins.get(t)
+        if j != "host":
+            namespaces.append({"type": t, "path": j} if j else {"type": t})
     if netns is None:
         namespaces.append({"type": "network"})
     elif netns != "host":
@@ -155,6 +166,7 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
         resources["cpu"] = cpu
     if hc.get("PidsLimit"):
         resources["pids"] = {"limit": int(hc["PidsLimit"])}
+    _more_resources(resources, hc)
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -196,19 +208,87 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
             "rlimits": rlimits,
         },
         "root": {"path": rootfs, "readonly": bool(hc.get("ReadonlyRootfs"))},
-        "hostname": hostname,
+        "hostname": hostname if "uts" not in joins else "",
         "mounts": mounts,
         "annotations": {"io.berth.container.id": container_id},
         "linux": {
             "resources": resources,
-            "cgroupsPath": f"{cgroup_parent}/{container_id}",
+            "cgroupsPath": cgroups_path(hc.get("CgroupParent") or cgroup_parent, container_id),
             "namespaces": namespaces,
             "maskedPaths": [] if privileged else list(MASKED),
             "readonlyPaths": [] if privileged else list(READONLY),
         },
     }
     _apply_security(spec, hc, caps, security)
+    _apply_linux(spec, hc)
     return spec
+
+
+def cgroups_path(parent, container_id):
+    """HostConfig.CgroupParent -> the OCI cgroupsPath: a systemd slice ("x.slice") gives the
+    "slice:prefix:name" form (docker's and containerd's systemd driver), a path "<parent>/<id>"."""
+    if parent.endswith(".slice") and "/" not in parent:
+        return f"{parent}:berth:{container_id}"
+    return f"{parent.rstrip('/')}/{container_id}"
+
+
+def _more_resources(resources, hc):
+    """docker's cpu period/quota, cpuset, memory swap and reservation, blkio weight."""
+    cpu = resources.setdefault("cpu", {})
+    for key, field in (("CpuPeriod", "period"), ("CpuQuota", "quota"), ("CpuRealtimePeriod", "realtimePeriod"),
+                       ("CpuRealtimeRuntime", "realtimeRuntime")):
+        if hc.get(key):
+            cpu[field] = int(hc[key])
+    for key, field in (("CpusetCpus", "cpus"), ("CpusetMems", "mems")):
+        if hc.get(key):
+            cpu[field] = str(hc[key])
+    if not cpu:
+        resources.pop("cpu")
+    mem = resources.setdefault("memory", {})
+    if hc.get("MemorySwap"):
+        mem["swap"] = int(hc["MemorySwap"])
+    if hc.get("MemoryReservation"):
+        mem["reservation"] = int(hc["MemoryReservation"])
+    if not mem:
+        resources.pop("memory")
+    if hc.get("BlkioWeight"):
+        resources["blockIO"] = {"weight": int(hc["BlkioWeight"])}
+    if hc.get("HugepageLimits"):  # not docker's: the CRI's hugepage limits [{"pageSize", "limit"}]
+        resources["hugepageLimits"] = [{"pageSize": h["pageSize"], "limit": int(h["limit"])}
+                                       for h in hc["HugepageLimits"]]
+    if hc.get("Unified"):
+        resources["unified"] = dict(hc["Unified"])
+
+
+def _apply_linux(spec, hc):
+    """docker's --device, --sysctl and --oom-score-adj."""
+    import stat
+
+    from berth.errors import InvalidArgument
+    linux = spec["linux"]
+    if hc.get("Sysctls"):
+        linux["sysctl"] = {str(k): str(v) for k, v in hc["Sysctls"].items()}
+    if hc.get("OomScoreAdj"):
+        spec["process"]["oomScoreAdj"] = int(hc["OomScoreAdj"])
+    for d in hc.get("Devices") or []:
+        src = d.get("PathOnHost") or ""
+        dst = d.get("PathInContainer") or src
+        perms = d.get("CgroupPermissions") or "rwm"
+        try:
+            st = os.stat(src)
+        except OSError as e:
+            raise InvalidArgument(f"error gathering device information while adding custom device {src!r}: "
+                                  f"{e.strerror}") from None
+        if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            raise InvalidArgument(f"{src!r} is not a device node")
+        kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        devs = linux.setdefault("devices", [])
+        if not any(x["path"] == dst for x in devs):
+            devs.append({"path": dst, "type": kind, "major": major, "minor": minor,
+                         "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+        linux["resources"].setdefault("devices", []).append(
+            {"allow": True, "type": kind, "major": major, "minor": minor, "access": perms})
 
 
 # --- security: --security-opt, seccomp, --privileged ---

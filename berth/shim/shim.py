@@ -154,7 +154,10 @@ class Shim:
         self.outputs = {}  # fd -> stream name
         self.started = False
         self.execs = {}  # exec id -> Exec
-        self.log = JSONLog(p["log_path"], int(p.get("log_max_size") or 0), int(p.get("log_max_file") or 1))
+        log = JSONLog
+        if p.get("log_format") == "cri":  # a container of the Kubernetes CRI: kubelet's log format
+            from berth.shim.crilog import CRILog as log
+        self.log = log(p["log_path"], int(p.get("log_max_size") or 0), int(p.get("log_max_file") or 1))
 
     # --- setup ---
 
@@ -482,6 +485,10 @@ class Shim:
             else:
                 self._reply(c, {"ok": True, "pid": ex.pid, "running": ex.exit_code is None,
                                 "exit_code": ex.exit_code})
+            self._drop(c)
+        elif op == "reopen_log":  # the CRI's ReopenContainerLog, after the kubelet rotated the file
+            getattr(self.log, "reopen", _ignore)()
+            self._reply(c, {"ok": True})
             self._drop(c)
         elif op == "state":
             self._reply(c, {"pid": self.init_pid, "exit_code": self.exit_code, "shim_pid": os.getpid()})

@@ -1,0 +1,281 @@
+"""CRI configurations -> the container configuration the services take (the Docker API's create
+body: Config fields at the top, HostConfig), and back again for status answers."""
+
+import base64
+import re
+
+from berth.cri import KIND_LABEL
+from berth.cri import api_pb2 as pb
+from berth.errors import InvalidArgument
+
+POD, CONTAINER, NODE, TARGET = pb.POD, pb.CONTAINER, pb.NODE, pb.TARGET
+_NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+def encode(msg):
+    return base64.b64encode(msg.SerializeToString()).decode()
+
+
+def decode(cls, s):
+    m = cls()
+    if s:
+        m.ParseFromString(base64.b64decode(s))
+    return m
+
+
+def _name(*parts):
+    """containerd's CRI naming: <pod>_<namespace>_<uid>_<attempt> for a sandbox,
+    <container>_<pod>_<namespace>_<uid>_<attempt> for a container."""
+    return _NAME_BAD.sub("-", "_".join(str(p) for p in parts))
+
+
+def sandbox_name(md):
+    if not md.name:
+        raise InvalidArgument("sandbox config must include metadata.name")
+    return _name(md.name, md.namespace, md.uid, md.attempt)
+
+
+def container_name(md, sandbox_md):
+    if not md.name:
+        raise InvalidArgument("container config must include metadata.name")
+    return _name(md.name, sandbox_md.name, sandbox_md.namespace, sandbox_md.uid, md.attempt)
+
+
+def ns_options(sc):
+    return sc.namespace_options if sc is not None and sc.HasField("namespace_options") else pb.NamespaceOption()
+
+
+def _seccomp(sc, opts):
+    """seccomp RuntimeDefault / Unconfined / Localhost (and the deprecated path strings)."""
+    if sc.privileged:
+        return
+    prof = sc.seccomp if sc.HasField("seccomp") else None
+    if prof is not None:
+        kind = prof.profile_type
+        if kind == pb.SecurityProfile.Unconfined:
+            opts.append("seccomp=unconfined")
+        elif kind == pb.SecurityProfile.Localhost:
+            if not prof.localhost_ref:
+                raise InvalidArgument("seccomp: a Localhost profile needs localhost_ref")
+            opts.append("seccomp=" + prof.localhost_ref)
+        return
+    path = sc.seccomp_profile_path
+    if path in ("", "unconfined"):
+        # the CRI's default for an unset profile is unconfined (the kubelet asks for RuntimeDefault)
+        opts.append("seccomp=unconfined")
+    elif path in ("runtime/default", "docker/default"):
+        pass
+    elif path.startswith("localhost/"):
+        opts.append("seccomp=" + path[len("localhost/"):])
+    else:
+        raise InvalidArgument(f"unsupported seccomp profile {path!r}")
+
+
+def _apparmor(sc):
+    """berth has no AppArmor: asking for a profile other than the default or unconfined fails."""
+    prof = sc.apparmor if sc.HasField("apparmor") else None
+    if prof is not None and prof.profile_type == pb.SecurityProfile.Localhost:
+        raise InvalidArgument(f"apparmor profile {prof.localhost_ref!r} requested, but AppArmor is not "
+                              "supported by berth on this host")
+    path = getattr(sc, "apparmor_profile", "")
+    if path.startswith("localhost/"):
+        raise InvalidArgument(f"apparmor profile {path!r} requested, but AppArmor is not supported by berth")
+
+
+def _user(sc, user_field="run_as_user"):
+    user = ""
+    if getattr(sc, "run_as_username", ""):
+        user = sc.run_as_username
+    elif sc.HasField(user_field):
+        user = str(getattr(sc, user_field).value)
+    if sc.HasField("run_as_group"):
+        if not user:
+            raise InvalidArgument("run_as_group is set, but neither run_as_user nor run_as_username")
+        user += f":{sc.run_as_group.value}"
+    return user
+
+
+def _resources(r, hc):
+    if r is None:
+        return
+    if r.memory_limit_in_bytes:
+        hc["Memory"] = r.memory_limit_in_bytes
+    if r.memory_swap_limit_in_bytes:
+        hc["MemorySwap"] = r.memory_swap_limit_in_bytes
+    if r.cpu_shares:
+        hc["CpuShares"] = r.cpu_shares
+    if r.cpu_period:
+        hc["CpuPeriod"] = r.cpu_period
+    if r.cpu_quota:
+        hc["CpuQuota"] = r.cpu_quota
+    if r.cpuset_cpus:
+        hc["CpusetCpus"] = r.cpuset_cpus
+    if r.cpuset_mems:
+        hc["CpusetMems"] = r.cpuset_mems
+    if r.oom_score_adj:
+        hc["OomScoreAdj"] = oom_score_adj(r.oom_score_adj)
+    pages = [{"pageSize": h.page_size, "limit": h.limit} for h in r.hugepage_limits
+             if _hugepages_present(h.page_size)]
+    if pages:
+        hc["HugepageLimits"] = pages
+    if r.unified:
+        hc["Unified"] = dict(r.unified)
+
+
+def oom_score_adj(v):
+    """Within what the host allows: below berthd's own score only with CAP_SYS_RESOURCE (berthd in
+    a container may lack it), as containerd's restrict_oom_score_adj does."""
+    v = max(-1000, min(1000, int(v)))
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+        with open("/proc/self/oom_score_adj") as f:
+            own = int(f.read())
+    except (OSError, ValueError, StopIteration):
+        return v
+    if eff >> 24 & 1:  # CAP_SYS_RESOURCE
+        return v
+    return max(v, own)
+
+
+def _hugepages_present(size):
+    """Hugepage limits apply only to page sizes the host has (hugetlb.<size>.* files)."""
+    import os
+    for d in ("/sys/fs/cgroup", "/sys/fs/cgroup/hugetlb"):
+        if os.path.exists(os.path.join(d, f"hugetlb.{size}.max")) or \
+                os.path.exists(os.path.join(d, f"hugetlb.{size}.limit_in_bytes")):
+            return True
+    return False
+
+
+def sandbox_body(config, image, handler, netns_path, runtime):
+    """RunPodSandbox's config -> the pause container's configuration."""
+    linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
+    sc = linux.security_context if linux.HasField("security_context") else pb.LinuxSandboxSecurityContext()
+    nso = ns_options(sc)
+    host_net = nso.network == NODE
+    hc = {"NetworkMode": "host" if host_net else f"ns:{netns_path}", "Runtime": runtime,
+          "OomScoreAdj": oom_score_adj(-998), "Privileged": sc.privileged, "ReadonlyRootfs": sc.readonly_rootfs}
+    if nso.ipc == NODE:
+        hc["IpcMode"] = "host"
+    if nso.pid == NODE:
+        hc["PidMode"] = "host"
+    if host_net:
+        hc["UTSMode"] = "host"
+    if config.HasField("dns_config"):
+        dns = config.dns_config
+        if dns.servers:
+            hc["Dns"] = list(dns.servers)
+        if dns.searches:
+            hc["DnsSearch"] = list(dns.searches)
+        if dns.options:
+            hc["DnsOptions"] = list(dns.options)
+    if linux.cgroup_parent:
+        hc["CgroupParent"] = linux.cgroup_parent
+    if linux.sysctls:
+        hc["Sysctls"] = dict(linux.sysctls)
+    if sc.supplemental_groups:
+        hc["GroupAdd"] = [str(g) for g in sc.supplemental_groups]
+    opts = []
+    _seccomp(sc, opts)
+    _apparmor(sc)
+    hc["SecurityOpt"] = opts
+    labels = dict(config.labels)
+    labels[KIND_LABEL] = "sandbox"
+    body = {"Image": image, "Labels": labels, "HostConfig": hc, "User": _user(sc),
+            "_cri": {"kind": "sandbox", "config": encode(config), "handler": handler}}
+    if config.hostname and not host_net:
+        body["Hostname"] = config.hostname
+    return body
+
+
+def container_body(sandbox_id, sandbox_config, config, image_id, log_path, runtime, sandbox_host_net):
+    """CreateContainer's config -> the container's configuration, in the pod of sandbox_id."""
+    linux = config.linux if config.HasField("linux") else pb.LinuxContainerConfig()
+    sc = linux.security_context if linux.HasField("security_context") else pb.LinuxContainerSecurityContext()
+    nso = ns_options(sc)
+    hc = {"NetworkMode": f"container:{sandbox_id}", "Runtime": runtime, "Privileged": sc.privileged,
+          "ReadonlyRootfs": sc.readonly_rootfs, "IpcMode": f"container:{sandbox_id}",
+          "UTSMode": "host" if sandbox_host_net else f"container:{sandbox_id}"}
+    if nso.ipc == NODE:
+        hc["IpcMode"] = "host"
+    if nso.pid == NODE:
+        hc["PidMode"] = "host"
+    elif nso.pid == POD:
+        hc["PidMode"] = f"container:{sandbox_id}"
+    elif nso.pid == TARGET:
+        if not nso.target_id:
+            raise InvalidArgument("namespace_options.pid is TARGET but no target_id is given")
+        hc["PidMode"] = f"container:{nso.target_id}"
+    if sc.privileged:
+        sbx = sandbox_config.linux.security_context if sandbox_config.HasField("linux") else None
+        if sbx is not None and not sbx.privileged:
+            raise InvalidArgument("no privileged container allowed in sandbox")
+    if sc.HasField("capabilities"):
+        hc["CapAdd"] = [c.upper() for c in sc.capabilities.add_capabilities]
+        hc["CapDrop"] = [c.upper() for c in sc.capabilities.drop_capabilities]
+    opts = []
+    if sc.no_new_privs:
+        opts.append("no-new-privileges")
+    _seccomp(sc, opts)
+    _apparmor(sc)
+    hc["SecurityOpt"] = opts
+    if not sc.privileged:
+        if sc.masked_paths:
+            hc["MaskedPaths"] = list(sc.masked_paths)
+        if sc.readonly_paths:
+            hc["ReadonlyPaths"] = list(sc.readonly_paths)
+    if sc.supplemental_groups:
+        hc["GroupAdd"] = [str(g) for g in sc.supplemental_groups]
+    _resources(linux.resources if linux.HasField("resources") else None, hc)
+    slinux = sandbox_config.linux if sandbox_config.HasField("linux") else None
+    if slinux is not None and slinux.cgroup_parent:
+        hc["CgroupParent"] = slinux.cgroup_parent
+    binds = []
+    for m in config.mounts:
+        if m.HasField("image") and m.image.image:
+            raise InvalidArgument(f"mount {m.container_path}: image volumes are not supported by berth")
+        if not m.host_path or not m.container_path:
+            raise InvalidArgument("a mount needs host_path and container_path")
+        mode = ["ro" if m.readonly else "rw"]
+        mode.append({pb.PROPAGATION_PRIVATE: "rprivate", pb.PROPAGATION_HOST_TO_CONTAINER: "rslave",
+                     pb.PROPAGATION_BIDIRECTIONAL: "rshared"}[m.propagation])
+        import os
+        src = os.path.realpath(m.host_path)  # a symlink is followed, as the CRI asks
+        if not os.path.exists(src):
+            raise InvalidArgument(f"failed to mount {m.container_path}: host path {m.host_path} does not exist")
+        binds.append(f"{src}:{m.container_path}:{','.join(mode)}")
+    if binds:
+        hc["Binds"] = binds
+    devices = []
+    for d in config.devices:
+        devices.append({"PathOnHost": d.host_path, "PathInContainer": d.container_path or d.host_path,
+                        "CgroupPermissions": d.permissions or "rwm"})
+    if devices:
+        hc["Devices"] = devices
+    if log_path:
+        hc["LogConfig"] = {"Type": "cri", "Config": {"path": log_path}}
+    labels = dict(config.labels)
+    labels[KIND_LABEL] = "container"
+    body = {"Image": image_id, "Labels": labels, "HostConfig": hc,
+            "Env": [f"{kv.key}={kv.value}"
+                    for kv in config.envs],
+            "Tty": config.tty, "OpenStdin": config.stdin, "StdinOnce": config.stdin_once,
+            "User": _user(sc),
+            "_cri": {"kind": "container", "sandbox": sandbox_id, "config": encode(config), "log_path": log_path}}
+    if config.command:
+        body["Entrypoint"] = list(config.command)
+        body["Cmd"] = list(config.args)
+    elif config.args:
+        body["Cmd"] = list(config.args)
+    if config.working_dir:
+        body["WorkingDir"] = config.working_dir
+    return body
+
+
+def docker_resources(r):
+    """LinuxContainerResources -> HostConfig's resource keys (UpdateContainerResources)."""
+    hc = {}
+    _resources(r, hc)
+    hc.pop("OomScoreAdj", None)
+    return hc

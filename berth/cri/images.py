@@ -1,0 +1,142 @@
+"""ImageService: the k8s.io namespace's images, by the services' image use-cases."""
+
+import json
+import os
+import time
+
+from berth.cri import NAMESPACE
+from berth.cri import api_pb2 as pb
+from berth.cri import api_pb2_grpc
+from berth.cri.errors import rpc, unimplemented
+from berth.errors import BerthError, InvalidArgument, NotFound
+
+NS = NAMESPACE
+
+
+def _auth(a):
+    """CRI AuthConfig -> the services' auth dict (docker's X-Registry-Auth shape)."""
+    if a is None:
+        return None
+    user, password = a.username, a.password
+    if a.auth and not user:
+        import base64
+        try:
+            user, _, password = base64.b64decode(a.auth).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidArgument("auth: not base64 of user:password") from None
+    out = {"serveraddress": a.server_address}
+    if a.identity_token:
+        out["identitytoken"] = a.identity_token
+    elif a.registry_token:
+        out["identitytoken"] = a.registry_token
+    if user:
+        out.update(username=user, password=password)
+    return out if len(out) > 1 else None
+
+
+def repo_tags_digests(r):
+    """An image's full repo tags and its repo digests (<repo>@<manifest digest> of each repo)."""
+    from berth.services.images import is_digest_name, is_untagged_name
+    tags = [n for n in r.names if not is_untagged_name(n) and not is_digest_name(n)]
+    repos = []
+    for n in r.names:
+        if is_untagged_name(n):
+            continue
+        repo = n.split("@", 1)[0]
+        if ":" in repo.rsplit("/", 1)[-1]:
+            repo = repo.rsplit(":", 1)[0]
+        d = f"{repo}@{r.target['digest']}"
+        if d not in repos:
+            repos.append(d)
+    return tags, repos
+
+
+class ImageServicer(api_pb2_grpc.ImageServiceServicer):
+    def __init__(self, daemon):
+        self.d = daemon
+        self.images = daemon.images
+
+    def _image(self, r, size):
+        tags, repos = repo_tags_digests(r)
+        img = pb.Image(id=r.config_digest, repo_tags=tags, repo_digests=repos, size=size,
+                       spec=pb.ImageSpec(image=r.config_digest))
+        user = ((r.config or {}).get("config") or {}).get("User") or ""
+        name = user.split(":", 1)[0]
+        if name.isdigit():
+            img.uid.value = int(name)
+        elif name:
+            img.username = name
+        return img
+
+    def _sizes(self):
+        return {i["Id"]: int(i.get("Size") or 0) for i in self.images.list(NS)}
+
+    @rpc
+    def ListImages(self, request, context):
+        want = request.filter.image.image if request.HasField("filter") else ""
+        sizes = self._sizes()
+        out = []
+        if want:
+            try:
+                r = self.images.resolve(NS, want)
+            except NotFound:
+                return pb.ListImagesResponse()
+            return pb.ListImagesResponse(images=[self._image(r, sizes.get(r.config_digest, 0))])
+        for image_id, size in sizes.items():
+            try:
+                out.append(self._image(self.images.resolve(NS, image_id), size))
+            except BerthError:
+                continue
+        return pb.ListImagesResponse(images=out)
+
+    @rpc
+    def ImageStatus(self, request, context):
+        try:
+            r = self.images.resolve(NS, request.image.image)
+        except NotFound:
+            return pb.ImageStatusResponse()  # no image: an empty answer, not an error (the CRI's rule)
+        img = self._image(r, self._sizes().get(r.config_digest, 0))
+        info = {}
+        if request.verbose:
+            info["info"] = json.dumps({"imageSpec": r.config, "chainID": "", "manifest": r.manifest,
+                                       "berthNamespace": NS})
+        return pb.ImageStatusResponse(image=img, info=info)
+
+    @rpc
+    def PullImage(self, request, context):
+        ref = request.image.image
+        if not ref:
+            raise InvalidArgument("no image given")
+        self.images.pull(NS, ref, auth=_auth(request.auth if request.HasField("auth") else None))
+        r = self.images.resolve(NS, ref)
+        return pb.PullImageResponse(image_ref=r.config_digest)
+
+    @rpc
+    def RemoveImage(self, request, context):
+        try:
+            r = self.images.resolve(NS, request.image.image)
+        except NotFound:
+            return pb.RemoveImageResponse()  # removed already: idempotent
+        self.images.remove(NS, r.config_digest, force=True)
+        return pb.RemoveImageResponse()
+
+    @rpc
+    def ImageFsInfo(self, request, context):
+        mount = os.path.join(self.d.cfg.root, "snapshots", self.d.snapshotter_name)
+        used = inodes = 0
+        for dirpath, dirnames, filenames in os.walk(mount):
+            for n in filenames:
+                try:
+                    st = os.lstat(os.path.join(dirpath, n))
+                except OSError:
+                    continue
+                used += st.st_blocks * 512
+                inodes += 1
+            inodes += len(dirnames)
+        now = time.time_ns()
+        fs = pb.FilesystemUsage(timestamp=now, fs_id=pb.FilesystemIdentifier(mountpoint=mount))
+        fs.used_bytes.value = used
+        fs.inodes_used.value = inodes
+        return pb.ImageFsInfoResponse(image_filesystems=[fs])
+
+    StreamImages = unimplemented("StreamImages (use ListImages)")

@@ -1,0 +1,756 @@
+"""RuntimeService: pod sandboxes, containers, exec, stats, runtime status, container events."""
+
+import json
+import logging
+import os
+import queue
+import secrets
+import time
+
+import grpc
+
+from berth import __version__
+from berth.cri import KIND_LABEL, NAMESPACE, convert
+from berth.cri import api_pb2 as pb
+from berth.cri import api_pb2_grpc
+from berth.cri.errors import Abort, rpc, unimplemented
+from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
+
+log = logging.getLogger("berthd")
+NS = NAMESPACE
+
+
+def _ns_time(s):
+    """An RFC 3339 time of the services -> nanoseconds since the epoch (0 when unset)."""
+    if not s or s.startswith("0001"):
+        return 0
+    import calendar
+    base, _, frac = s.rstrip("Z").partition(".")
+    t = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+    return t * 10**9 + int((frac + "000000000")[:9] or 0)
+
+
+def _user_labels(labels):
+    return {k: v for k, v in (labels or {}).items() if k != KIND_LABEL}
+
+
+class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
+    def __init__(self, daemon, streaming=None):
+        from berth.services.podnet import PodNetwork
+        self.d = daemon
+        self.svc = daemon.containers
+        self.images = daemon.images
+        self.net = PodNetwork(daemon.cfg)
+        self.streaming = streaming
+        self.closing = False
+        self._cpu = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
+
+    # --- lookups ---
+
+    def _records(self, kind):
+        """(record, state) of the CRI's sandboxes or containers."""
+        out = []
+        for item in self.svc.list(NS, all_=True, filters={"label": [f"{KIND_LABEL}={kind}"]}):
+            try:
+                rec = self.svc.get(NS, item["Id"])
+            except NotFound:
+                continue
+            out.append((rec, self.svc.state(rec)))
+        return out
+
+    def _find(self, ref, kind):
+        if not ref:
+            raise InvalidArgument(f"{'pod sandbox' if kind == 'sandbox' else 'container'} id is empty")
+        what = "sandbox" if kind == "sandbox" else "container"
+        try:
+            rec = self.svc.get(NS, ref)
+        except NotFound:
+            raise NotFound(f"an error occurred when try to find {what} {ref!r}: not found") from None
+        except InvalidArgument as e:
+            raise NotFound(f"an error occurred when try to find {what} {ref!r}: {e}") from None
+        if (rec.labels or {}).get(KIND_LABEL) != kind:
+            raise NotFound(f"an error occurred when try to find {what} {ref!r}: not found")
+        return rec
+
+    @staticmethod
+    def _cri(rec):
+        return (rec.spec_json() or {}).get("_cri") or {}
+
+    def _sandbox_config(self, rec):
+        return convert.decode(pb.PodSandboxConfig, self._cri(rec).get("config"))
+
+    def _container_config(self, rec):
+        return convert.decode(pb.ContainerConfig, self._cri(rec).get("config"))
+
+    def _pod_containers(self, sid):
+        return [(r, st) for r, st in self._records("container") if self._cri(r).get("sandbox") == sid]
+
+    def _runtime(self, handler):
+        if not handler:
+            return self.d.cfg.default_runtime
+        if handler not in self.d.cfg.runtimes:
+            raise InvalidArgument(f"no runtime for {handler!r} is configured")
+        return handler
+
+    # --- version, status, config ---
+
+    @rpc
+    def Version(self, request, context):
+        return pb.VersionResponse(version="0.1.0", runtime_name="berth", runtime_version=__version__,
+                                  runtime_api_version="v1")
+
+    @rpc
+    def Status(self, request, context):
+        ok, msg = self.net.ready()
+        conds = [pb.RuntimeCondition(type="RuntimeReady", status=True),
+                 pb.RuntimeCondition(type="NetworkReady", status=ok, reason="" if ok else "NetworkPluginNotReady",
+                                     message="" if ok else f"Network plugin returns error: {msg}")]
+        info = {}
+        if request.verbose:
+            cfg = self.d.cfg
+            info["config"] = json.dumps({
+                "sandboxImage": cfg.sandbox_image, "cgroupDriver": cfg.cgroup_driver,
+                "systemdCgroup": cfg.cgroup_driver == "systemd", "defaultRuntimeName": cfg.default_runtime,
+                "runtimes": {k: {"path": v.path, "args": v.args} for k, v in cfg.runtimes.items()},
+                "cni": {"confDir": cfg.cri_cni_conf_dir, "binDirs": cfg.cri_cni_bin_dirs},
+                "registry": {"configPath": cfg.config_path}, "rootDir": cfg.root, "stateDir": cfg.state,
+                "streamServerAddress": cfg.stream_server_address, "streamServerPort": cfg.stream_server_port,
+                "containerdNamespace": NS})
+            try:
+                info["cniconfig"] = json.dumps(self.net.conflist())
+            except BerthError:
+                info["cniconfig"] = "{}"
+            info["golang"] = json.dumps("none (berth is Python)")
+            info["lastCNILoadStatus"] = json.dumps("OK" if ok else msg)
+        handlers = [pb.RuntimeHandler(name="", features=pb.RuntimeHandlerFeatures())]
+        handlers += [pb.RuntimeHandler(name=n, features=pb.RuntimeHandlerFeatures()) for n in self.d.cfg.runtimes]
+        return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conds), info=info, runtime_handlers=handlers,
+                                 features=pb.RuntimeFeatures())
+
+    @rpc
+    def UpdateRuntimeConfig(self, request, context):
+        cidr = request.runtime_config.network_config.pod_cidr
+        if cidr:
+            log.info("CRI: pod CIDR %s (the node's CNI configuration decides the pod addresses)", cidr)
+        return pb.UpdateRuntimeConfigResponse()
+
+    @rpc
+    def RuntimeConfig(self, request, context):
+        driver = pb.SYSTEMD if self.d.cfg.cgroup_driver == "systemd" else pb.CGROUPFS
+        return pb.RuntimeConfigResponse(linux=pb.LinuxRuntimeConfiguration(cgroup_driver=driver))
+
+    # --- pod sandboxes ---
+
+    def _ensure_image(self, ref):
+        try:
+            return self.images.resolve(NS, ref)
+        except NotFound:
+            log.info("CRI: pulling the sandbox image %s", ref)
+            self.images.pull(NS, ref)
+            return self.images.resolve(NS, ref)
+
+    @rpc
+    def RunPodSandbox(self, request, context):
+        config = request.config
+        md = config.metadata
+        name = convert.sandbox_name(md)
+        runtime = self._runtime(request.runtime_handler)
+        image = self.d.cfg.sandbox_image
+        self._ensure_image(image)
+        linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
+        sc = linux.security_context if linux.HasField("security_context") else None
+        host_net = convert.ns_options(sc).network == convert.NODE
+        key = secrets.token_hex(16)
+        netns_path = self.net.netns_path(key)
+        body = convert.sandbox_body(config, image, request.runtime_handler, netns_path, runtime)
+        body["_cri"]["netns_key"] = "" if host_net else key
+        try:
+            sid = self.svc.create(NS, body, name)["Id"]
+        except BerthError as e:
+            if "already in use" in str(e):
+                other = str(e).split('by container "')[-1].split('"')[0]
+                raise Abort(grpc.StatusCode.ALREADY_EXISTS,
+                            f'failed to reserve sandbox name "{name}": name "{name}" is reserved for "{other}"') from None
+            raise
+        self.d.emit_container(NS, sid, "create")
+        try:
+            if not host_net:
+                ports = [{"hostPort": p.host_port, "containerPort": p.container_port,
+                          "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip or ""}
+                         for p in config.port_mappings]
+                self.net.setup(key, sid, {"name": md.name, "namespace": md.namespace, "uid": md.uid}, ports)
+            self.svc.start(NS, sid)
+        except BaseException:
+            try:
+                self.net.teardown("" if host_net else key, sid)
+            except BerthError as e:
+                log.warning("sandbox %s: network teardown: %s", sid[:12], e)
+            try:
+                self.svc.remove(NS, sid, force=True)
+            except BerthError:
+                pass
+            raise
+        self.d.watch(NS, sid)
+        self.d.emit_container(NS, sid, "start")
+        return pb.RunPodSandboxResponse(pod_sandbox_id=sid)
+
+    @rpc
+    def StopPodSandbox(self, request, context):
+        try:
+            rec = self._find(request.pod_sandbox_id, "sandbox")
+        except NotFound:
+            raise
+        for crec, st in self._pod_containers(rec.id):
+            if st["Running"]:
+                self._stop(crec.id, 0)
+        cri = self._cri(rec)
+        self.net.teardown(cri.get("netns_key") or "", rec.id)
+        self._stop(rec.id, 0)
+        return pb.StopPodSandboxResponse()
+
+    def _stop(self, cid, timeout):
+        try:
+            if self.svc.stop(NS, cid, timeout=timeout):
+                self.d.emit_container(NS, cid, "stop")
+        except NotFound:
+            pass
+
+    @rpc
+    def RemovePodSandbox(self, request, context):
+        try:
+            rec = self._find(request.pod_sandbox_id, "sandbox")
+        except NotFound:
+            return pb.RemovePodSandboxResponse()  # removed already: idempotent
+        for crec, _st in self._pod_containers(rec.id):
+            self._remove(crec.id)
+        cri = self._cri(rec)
+        self.net.teardown(cri.get("netns_key") or "", rec.id)
+        self._remove(rec.id)
+        return pb.RemovePodSandboxResponse()
+
+    def _remove(self, cid):
+        try:
+            self.svc.remove(NS, cid, force=True)
+            self.d.emit(NS, "container", "destroy", cid)
+        except NotFound:
+            pass
+
+    def _sandbox_status(self, rec, st):
+        config = self._sandbox_config(rec)
+        cri = self._cri(rec)
+        ready = pb.SANDBOX_READY if st["Running"] else pb.SANDBOX_NOTREADY
+        linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
+        nso = convert.ns_options(linux.security_context if linux.HasField("security_context") else None)
+        network = pb.PodSandboxNetworkStatus()
+        if nso.network != convert.NODE and st["Running"]:
+            ips = self.net.ips(rec.id)
+            if ips:
+                network = pb.PodSandboxNetworkStatus(ip=ips[0], additional_ips=[pb.PodIP(ip=i) for i in ips[1:]])
+        return pb.PodSandboxStatus(
+            id=rec.id, metadata=config.metadata, state=ready, created_at=int(rec.created_at * 10**9),
+            network=network,
+            linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=pb.NamespaceOption(
+                network=nso.network, pid=nso.pid, ipc=nso.ipc, target_id=nso.target_id))),
+            labels=dict(config.labels), annotations=dict(config.annotations),
+            runtime_handler=cri.get("handler", ""))
+
+    @rpc
+    def PodSandboxStatus(self, request, context):
+        rec = self._find(request.pod_sandbox_id, "sandbox")
+        st = self.svc.state(rec)
+        status = self._sandbox_status(rec, st)
+        info = {}
+        if request.verbose:
+            cri = self._cri(rec)
+            info["info"] = json.dumps({
+                "pid": st.get("Pid", 0), "processStatus": st["Status"], "image": self.d.cfg.sandbox_image,
+                "netNamespaceClosed": not st["Running"],
+                "netns": self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else "",
+                "runtimeHandler": cri.get("handler", ""), "runtimeType": rec.runtime,
+                "snapshotKey": rec.snapshot_key, "snapshotter": rec.snapshotter,
+                "runtimeSpec": _read_json(os.path.join(self.svc.sdir(rec.id), "bundle", "config.json")),
+                "cniResult": self.net.result(rec.id),
+                "config": json.loads(_to_json(self._sandbox_config(rec))),
+                "berthNamespace": NS, "stateDir": self.svc.sdir(rec.id),
+            })
+        return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())
+
+    @rpc
+    def ListPodSandbox(self, request, context):
+        f = request.filter if request.HasField("filter") else None
+        items = []
+        for rec, st in self._records("sandbox"):
+            if f is not None:
+                if f.id and not rec.id.startswith(f.id):
+                    continue
+                ready = pb.SANDBOX_READY if st["Running"] else pb.SANDBOX_NOTREADY
+                if f.HasField("state") and f.state.state != ready:
+                    continue
+                labels = _user_labels(rec.labels)
+                if any(labels.get(k) != v for k, v in f.label_selector.items()):
+                    continue
+            s = self._sandbox_status(rec, st)
+            items.append(pb.PodSandbox(id=s.id, metadata=s.metadata, state=s.state, created_at=s.created_at,
+                                       labels=s.labels, annotations=s.annotations, runtime_handler=s.runtime_handler))
+        return pb.ListPodSandboxResponse(items=items)
+
+    # --- containers ---
+
+    @rpc
+    def CreateContainer(self, request, context):
+        sbx = self._find(request.pod_sandbox_id, "sandbox")
+        config = request.config
+        sandbox_config = self._sandbox_config(sbx)
+        name = convert.container_name(config.metadata, sandbox_config.metadata)
+        if not config.image.image:
+            raise InvalidArgument("container config must include an image")
+        try:
+            img = self.images.resolve(NS, config.image.image)
+        except NotFound:
+            raise NotFound(f"failed to resolve image {config.image.image!r}: not found (pull it first)") from None
+        log_path = ""
+        if sandbox_config.log_directory and config.log_path:
+            log_path = os.path.join(sandbox_config.log_directory, config.log_path)
+        cri = self._cri(sbx)
+        host_net = not cri.get("netns_key")
+        body = convert.container_body(sbx.id, sandbox_config, config, img.config_digest, log_path,
+                                      self._runtime(cri.get("handler", "")), host_net)
+        body["_cri"]["image"] = config.image.image
+        try:
+            cid = self.svc.create(NS, body, name)["Id"]
+        except BerthError as e:
+            if "already in use" in str(e):
+                other = str(e).split('by container "')[-1].split('"')[0]
+                raise Abort(grpc.StatusCode.ALREADY_EXISTS, f'failed to reserve container name "{name}": '
+                                                            f'name "{name}" is reserved for "{other}"') from None
+            raise
+        self.d.emit_container(NS, cid, "create")
+        return pb.CreateContainerResponse(container_id=cid)
+
+    @rpc
+    def StartContainer(self, request, context):
+        rec = self._find(request.container_id, "container")
+        st = self.svc.state(rec)
+        if st["Status"] != "created":
+            raise FailedPrecondition(f"container {rec.id} is in {st['Status']} state, not created: it "
+                                     "cannot be started")
+        sbx = self.svc.get(NS, self._cri(rec)["sandbox"])
+        if not self.svc.state(sbx)["Running"]:
+            raise FailedPrecondition(f"sandbox container {sbx.id} is not running")
+        self.svc.start(NS, rec.id)
+        self.d.watch(NS, rec.id)
+        self.d.emit_container(NS, rec.id, "start")
+        return pb.StartContainerResponse()
+
+    @rpc
+    def StopContainer(self, request, context):
+        rec = self._find(request.container_id, "container")
+        self._stop(rec.id, max(0, request.timeout))
+        return pb.StopContainerResponse()
+
+    @rpc
+    def RemoveContainer(self, request, context):
+        try:
+            rec = self._find(request.container_id, "container")
+        except NotFound:
+            return pb.RemoveContainerResponse()
+        self._remove(rec.id)
+        return pb.RemoveContainerResponse()
+
+    @staticmethod
+    def _state(st):
+        if st["Running"] or st["Status"] in ("paused", "restarting"):
+            return pb.CONTAINER_RUNNING
+        if st["Status"] == "exited":
+            return pb.CONTAINER_EXITED
+        if st["Status"] == "created":
+            return pb.CONTAINER_EXITED if st.get("Error") else pb.CONTAINER_CREATED
+        return pb.CONTAINER_UNKNOWN
+
+    def _image_refs(self, rec):
+        """(image, image_ref, image id) of a container, by containerd's rule: the image's first
+        repo tag (else what was asked), its first repo digest (else its id), its id."""
+        image = self._cri(rec).get("image") or rec.image
+        ref = rec.image
+        try:
+            from berth.cri.images import repo_tags_digests
+            tags, digests = repo_tags_digests(self.images.resolve(NS, rec.image))
+            image = tags[0] if tags else image
+            ref = digests[0] if digests else ref
+        except BerthError:
+            pass
+        return image, ref, rec.image
+
+    def _container(self, rec, st):
+        config = self._container_config(rec)
+        asked, ref, image_id = self._image_refs(rec)
+        return pb.Container(id=rec.id, pod_sandbox_id=self._cri(rec).get("sandbox", ""), metadata=config.metadata,
+                            image=pb.ImageSpec(image=asked, annotations=dict(config.image.annotations)),
+                            image_ref=ref, image_id=image_id, state=self._state(st),
+                            created_at=int(rec.created_at * 10**9), labels=dict(config.labels),
+                            annotations=dict(config.annotations))
+
+    @rpc
+    def ListContainers(self, request, context):
+        f = request.filter if request.HasField("filter") else None
+        out = []
+        for rec, st in self._records("container"):
+            c = self._container(rec, st)
+            if f is not None:
+                if f.id and not rec.id.startswith(f.id):
+                    continue
+                if f.pod_sandbox_id and not c.pod_sandbox_id.startswith(f.pod_sandbox_id):
+                    continue
+                if f.HasField("state") and f.state.state != c.state:
+                    continue
+                if any(c.labels.get(k) != v for k, v in f.label_selector.items()):
+                    continue
+            out.append(c)
+        return pb.ListContainersResponse(containers=out)
+
+    def _container_status(self, rec, st):
+        config = self._container_config(rec)
+        asked, ref, image_id = self._image_refs(rec)
+        state = self._state(st)
+        reason = message = ""
+        finished = _ns_time(st.get("FinishedAt")) if state == pb.CONTAINER_EXITED else 0
+        if state == pb.CONTAINER_EXITED:
+            if st.get("OOMKilled"):
+                reason = "OOMKilled"
+            elif st.get("Error"):
+                reason, message = "StartError", st["Error"]
+                finished = finished or int(rec.created_at * 10**9)
+            else:
+                reason = "Completed" if st["ExitCode"] == 0 else "Error"
+        spec = rec.spec_json() or {}
+        hc = spec.get("HostConfig") or {}
+        res = pb.LinuxContainerResources(
+            cpu_period=int(hc.get("CpuPeriod") or 0), cpu_quota=int(hc.get("CpuQuota") or 0),
+            cpu_shares=int(hc.get("CpuShares") or 0), memory_limit_in_bytes=int(hc.get("Memory") or 0),
+            oom_score_adj=int(hc.get("OomScoreAdj") or 0), cpuset_cpus=hc.get("CpusetCpus") or "",
+            cpuset_mems=hc.get("CpusetMems") or "", memory_swap_limit_in_bytes=int(hc.get("MemorySwap") or 0))
+        started = _ns_time(st.get("StartedAt")) if state != pb.CONTAINER_CREATED else 0
+        return pb.ContainerStatus(
+            id=rec.id, metadata=config.metadata, state=state, created_at=int(rec.created_at * 10**9),
+            started_at=started, finished_at=finished,
+            exit_code=int(st.get("ExitCode") or 0) if state == pb.CONTAINER_EXITED else 0,
+            image=pb.ImageSpec(image=asked, annotations=dict(config.image.annotations)), image_ref=ref,
+            image_id=image_id, reason=reason, message=message, labels=dict(config.labels),
+            annotations=dict(config.annotations), mounts=list(config.mounts),
+            log_path=self._cri(rec).get("log_path", ""), resources=pb.ContainerResources(linux=res))
+
+    @rpc
+    def ContainerStatus(self, request, context):
+        rec = self._find(request.container_id, "container")
+        st = self.svc.state(rec)
+        info = {}
+        if request.verbose:
+            oci = _read_json(os.path.join(self.svc.sdir(rec.id), "bundle", "config.json"))
+            info["info"] = json.dumps({
+                "sandboxID": self._cri(rec).get("sandbox", ""), "pid": st.get("Pid", 0),
+                "removing": False, "snapshotKey": rec.snapshot_key, "snapshotter": rec.snapshotter,
+                "runtimeType": rec.runtime, "config": json.loads(_to_json(self._container_config(rec))),
+                "runtimeSpec": oci, "berthNamespace": NS})
+        return pb.ContainerStatusResponse(status=self._container_status(rec, st), info=info)
+
+    @rpc
+    def UpdateContainerResources(self, request, context):
+        rec = self._find(request.container_id, "container")
+        from berth.services import execs
+        if request.HasField("linux"):
+            execs.update_resources(self.svc, NS, rec.id, convert.docker_resources(request.linux))
+        return pb.UpdateContainerResourcesResponse()
+
+    @rpc
+    def ReopenContainerLog(self, request, context):
+        rec = self._find(request.container_id, "container")
+        if not self._cri(rec).get("log_path"):
+            raise FailedPrecondition(f"container {rec.id} has no log path")
+        from berth.services import execs
+        execs.reopen_log(self.svc, NS, rec.id)
+        return pb.ReopenContainerLogResponse()
+
+    # --- exec, attach, port-forward ---
+
+    @rpc
+    def ExecSync(self, request, context):
+        rec = self._find(request.container_id, "container")
+        from berth.services import execs
+        if not request.cmd:
+            raise InvalidArgument("cmd is empty")
+        try:
+            code, out, err = execs.run_sync(self.svc, NS, rec.id, list(request.cmd), request.timeout)
+        except execs.ExecTimeout as e:
+            raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"failed to exec in container: {e}") from None
+        return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
+
+    def _stream_server(self):
+        if self.streaming is None:
+            raise Abort(grpc.StatusCode.UNAVAILABLE, "the streaming server (exec, attach, port-forward) is not "
+                                                     "available in this berthd (berth.cri.streaming is missing)")
+        return self.streaming
+
+    def _running(self, rec):
+        if not self.svc.state(rec)["Running"]:
+            raise FailedPrecondition(f"container {rec.id} is not running")
+
+    @rpc
+    def Exec(self, request, context):
+        rec = self._find(request.container_id, "container")
+        if not request.cmd:
+            raise InvalidArgument("cmd is empty")
+        if not (request.stdin or request.stdout or request.stderr):
+            raise InvalidArgument("one of stdin, stdout, or stderr must be set")
+        if request.tty and request.stderr:
+            raise InvalidArgument("tty and stderr cannot both be true")
+        self._running(rec)
+        srv = self._stream_server()
+        return pb.ExecResponse(url=srv.exec_url(rec.id, list(request.cmd), request.tty, request.stdin,
+                                                request.stdout, request.stderr))
+
+    @rpc
+    def Attach(self, request, context):
+        rec = self._find(request.container_id, "container")
+        if not (request.stdin or request.stdout or request.stderr):
+            raise InvalidArgument("one of stdin, stdout, or stderr must be set")
+        self._running(rec)
+        srv = self._stream_server()
+        return pb.AttachResponse(url=srv.attach_url(rec.id, request.tty, request.stdin, request.stdout,
+                                                    request.stderr))
+
+    @rpc
+    def PortForward(self, request, context):
+        rec = self._find(request.pod_sandbox_id, "sandbox")
+        if not self.svc.state(rec)["Running"]:
+            raise FailedPrecondition(f"sandbox {rec.id} is not ready")
+        srv = self._stream_server()
+        return pb.PortForwardResponse(url=srv.portforward_url(rec.id, list(request.port)))
+
+    # --- stats ---
+
+    def _sample(self, rec):
+        from berth.services import container_ops
+        try:
+            return next(container_ops.stats(self.svc, NS, rec.id, one_shot=True))
+        except (StopIteration, BerthError):
+            return None
+
+    def _container_stats(self, rec, st):
+        config = self._container_config(rec) if self._cri(rec).get("kind") == "container" else None
+        now = time.time_ns()
+        attrs = pb.ContainerAttributes(id=rec.id, metadata=config.metadata if config else None,
+                                       labels=dict(config.labels) if config else {},
+                                       annotations=dict(config.annotations) if config else {})
+        s = self._sample(rec) if st["Running"] else None
+        cpu = pb.CpuUsage(timestamp=now)
+        mem = pb.MemoryUsage(timestamp=now)
+        if s:
+            total = int(((s.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0)
+            cpu.usage_core_nano_seconds.value = total
+            prev = self._cpu.get(rec.id)
+            if prev and now > prev[0]:
+                cpu.usage_nano_cores.value = max(0, (total - prev[1]) * 10**9 // (now - prev[0]))
+            else:
+                cpu.usage_nano_cores.value = 0
+            self._cpu[rec.id] = (now, total)
+            ms = s.get("memory_stats") or {}
+            stats = ms.get("stats") or {}
+            usage = int(ms.get("usage") or 0)
+            inactive = int(stats.get("inactive_file", stats.get("total_inactive_file", 0)))
+            ws = max(0, usage - inactive)
+            mem.working_set_bytes.value = ws
+            mem.usage_bytes.value = usage
+            mem.rss_bytes.value = int(stats.get("anon", stats.get("total_rss", stats.get("rss", 0))))
+            mem.page_faults.value = int(stats.get("pgfault", stats.get("total_pgfault", 0)))
+            mem.major_page_faults.value = int(stats.get("pgmajfault", stats.get("total_pgmajfault", 0)))
+            limit = int(ms.get("limit") or 0)
+            if limit:
+                mem.available_bytes.value = max(0, limit - ws)
+        layer = pb.FilesystemUsage(timestamp=now, fs_id=pb.FilesystemIdentifier(
+            mountpoint=os.path.join(self.d.cfg.root, "snapshots")))
+        layer.used_bytes.value = self._layer_usage(rec)
+        layer.inodes_used.value = 0
+        return pb.ContainerStats(attributes=attrs, cpu=cpu, memory=mem, writable_layer=layer)
+
+    def _layer_usage(self, rec):
+        try:
+            return int(self.d.snapshotter.usage(rec.snapshot_key) or 0)
+        except (BerthError, OSError, AttributeError, TypeError):
+            return 0
+
+    @rpc
+    def ContainerStats(self, request, context):
+        rec = self._find(request.container_id, "container")
+        return pb.ContainerStatsResponse(stats=self._container_stats(rec, self.svc.state(rec)))
+
+    @rpc
+    def ListContainerStats(self, request, context):
+        f = request.filter if request.HasField("filter") else None
+        out = []
+        for rec, st in self._records("container"):
+            if not st["Running"]:
+                continue
+            cri = self._cri(rec)
+            if f is not None:
+                if f.id and not rec.id.startswith(f.id):
+                    continue
+                if f.pod_sandbox_id and not cri.get("sandbox", "").startswith(f.pod_sandbox_id):
+                    continue
+                labels = _user_labels(rec.labels)
+                if any(labels.get(k) != v for k, v in f.label_selector.items()):
+                    continue
+            out.append(self._container_stats(rec, st))
+        return pb.ListContainerStatsResponse(stats=out)
+
+    def _pod_stats(self, rec, st):
+        config = self._sandbox_config(rec)
+        now = time.time_ns()
+        attrs = pb.PodSandboxAttributes(id=rec.id, metadata=config.metadata, labels=dict(config.labels),
+                                        annotations=dict(config.annotations))
+        members = [(r, s) for r, s in self._pod_containers(rec.id) if s["Running"]]
+        cstats = [self._container_stats(r, s) for r, s in members]
+        own = self._container_stats(rec, st)  # the pause container
+        cpu = pb.CpuUsage(timestamp=now)
+        mem = pb.MemoryUsage(timestamp=now)
+        for c in cstats + [own]:
+            cpu.usage_core_nano_seconds.value += c.cpu.usage_core_nano_seconds.value
+            cpu.usage_nano_cores.value += c.cpu.usage_nano_cores.value
+            mem.working_set_bytes.value += c.memory.working_set_bytes.value
+            mem.usage_bytes.value += c.memory.usage_bytes.value
+            mem.rss_bytes.value += c.memory.rss_bytes.value
+            mem.page_faults.value += c.memory.page_faults.value
+            mem.major_page_faults.value += c.memory.major_page_faults.value
+        linux = pb.LinuxPodSandboxStats(cpu=cpu, memory=mem, containers=cstats)
+        if st["Running"] and st.get("Pid"):
+            linux.network.CopyFrom(_net_usage(st["Pid"], now))
+            from berth.services import container_ops
+            linux.process.timestamp = now
+            linux.process.process_count.value = sum(len(container_ops.container_pids(s["Pid"]))
+                                                    for _, s in members if s.get("Pid"))
+        return pb.PodSandboxStats(attributes=attrs, linux=linux)
+
+    @rpc
+    def PodSandboxStats(self, request, context):
+        rec = self._find(request.pod_sandbox_id, "sandbox")
+        return pb.PodSandboxStatsResponse(stats=self._pod_stats(rec, self.svc.state(rec)))
+
+    @rpc
+    def ListPodSandboxStats(self, request, context):
+        f = request.filter if request.HasField("filter") else None
+        out = []
+        for rec, st in self._records("sandbox"):
+            if not st["Running"]:
+                continue
+            if f is not None:
+                if f.id and not rec.id.startswith(f.id):
+                    continue
+                labels = _user_labels(rec.labels)
+                if any(labels.get(k) != v for k, v in f.label_selector.items()):
+                    continue
+            out.append(self._pod_stats(rec, st))
+        return pb.ListPodSandboxStatsResponse(stats=out)
+
+    # --- events ---
+
+    def GetContainerEvents(self, request, context):
+        q = queue.Queue()
+        loop = self.d.loop
+        loop.call_soon_threadsafe(self.d.subscribers.add, q)
+        kinds = {"create": pb.CONTAINER_CREATED_EVENT, "start": pb.CONTAINER_STARTED_EVENT,
+                 "die": pb.CONTAINER_STOPPED_EVENT, "destroy": pb.CONTAINER_DELETED_EVENT}
+        try:
+            while context.is_active() and not self.closing:
+                try:
+                    ns, ev = q.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if ns != NS or ev.get("Type") != "container" or ev.get("Action") not in kinds:
+                    continue
+                cid = ev["Actor"]["ID"]
+                resp = pb.ContainerEventResponse(container_id=cid, container_event_type=kinds[ev["Action"]],
+                                                 created_at=int(ev.get("timeNano") or time.time_ns()))
+                try:
+                    rec = self.svc.get(NS, cid)
+                except BerthError:
+                    rec = None
+                if rec is not None and (rec.labels or {}).get(KIND_LABEL) not in ("container", "sandbox"):
+                    continue
+                if rec is not None:
+                    try:
+                        st = self.svc.state(rec)
+                        if (rec.labels or {}).get(KIND_LABEL) == "sandbox":
+                            resp.pod_sandbox_status.CopyFrom(self._sandbox_status(rec, st))
+                        else:
+                            resp.containers_statuses.append(self._container_status(rec, st))
+                            sbx = self.svc.get(NS, self._cri(rec)["sandbox"])
+                            resp.pod_sandbox_status.CopyFrom(self._sandbox_status(sbx, self.svc.state(sbx)))
+                    except BerthError:
+                        pass
+                yield resp
+        finally:
+            loop.call_soon_threadsafe(self.d.subscribers.discard, q)
+
+    # --- what berth does not do ---
+
+    CheckpointContainer = unimplemented("CheckpointContainer")
+    CheckpointPod = unimplemented("CheckpointPod")
+    RestorePod = unimplemented("RestorePod")
+    ListMetricDescriptors = unimplemented("ListMetricDescriptors")
+    ListPodSandboxMetrics = unimplemented("ListPodSandboxMetrics")
+    StreamPodSandboxMetrics = unimplemented("StreamPodSandboxMetrics")
+    UpdatePodSandboxResources = unimplemented("UpdatePodSandboxResources")
+    StreamPodSandboxes = unimplemented("StreamPodSandboxes (use ListPodSandbox)")
+    StreamContainers = unimplemented("StreamContainers (use ListContainers)")
+    StreamContainerStats = unimplemented("StreamContainerStats (use ListContainerStats)")
+    StreamPodSandboxStats = unimplemented("StreamPodSandboxStats (use ListPodSandboxStats)")
+
+
+def _net_usage(pid, now):
+    """eth0 of the pod's network namespace (/proc/<pid>/net/dev of its pause process)."""
+    out = pb.NetworkUsage(timestamp=now)
+    try:
+        with open(f"/proc/{pid}/net/dev") as f:
+            lines = f.readlines()[2:]
+    except OSError:
+        return out
+    for line in lines:
+        name, _, rest = line.partition(":")
+        name = name.strip()
+        if name == "lo":
+            continue
+        v = [int(x) for x in rest.split()]
+        iface = pb.NetworkInterfaceUsage(name=name)
+        iface.rx_bytes.value, iface.rx_errors.value, iface.tx_bytes.value, iface.tx_errors.value = v[0], v[2], v[8], v[10]
+        if name == "eth0":
+            out.default_interface.CopyFrom(iface)
+        else:
+            out.interfaces.append(iface)
+    return out
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _to_json(msg):
+    from google.protobuf import json_format
+    return json_format.MessageToJson(msg, preserving_proto_field_name=False, indent=None)
+
+
+def netns_of(daemon):
+    """For the streaming server's port forwarding: a sandbox id -> the path of its network
+    namespace, or "host" for a pod on the node's network."""
+    from berth.services.podnet import PodNetwork
+    net = PodNetwork(daemon.cfg)
+
+    def find(sandbox_id):
+        rec = daemon.containers.get(NS, sandbox_id)
+        if (rec.labels or {}).get(KIND_LABEL) != "sandbox":
+            raise NotFound(f"sandbox {sandbox_id} not found")
+        key = ((rec.spec_json() or {}).get("_cri") or {}).get("netns_key")
+        return net.netns_path(key) if key else "host"
+    return find

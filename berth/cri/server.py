@@ -1,0 +1,71 @@
+"""The CRI gRPC server of berthd: RuntimeService and ImageService on a unix socket, served by a
+pool of threads (the services block; berthd's asyncio loop never runs them)."""
+
+import concurrent.futures
+import logging
+import os
+import socket
+
+log = logging.getLogger("berthd")
+
+
+def _alive(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.settimeout(1)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class CRIServer:
+    def __init__(self, daemon, streaming=None):
+        self.daemon = daemon
+        self.path = daemon.cfg.cri_socket
+        self.streaming = streaming
+        self.server = None
+        self.runtime = None
+        self.inode = None
+
+    def start(self):
+        """Listen on cri_socket; False (with a warning) when another daemon serves there."""
+        import grpc
+
+        from berth.cri import api_pb2_grpc
+        from berth.cri.images import ImageServicer
+        from berth.cri.runtime import RuntimeServicer
+        path = self.path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.exists(path):
+            if _alive(path):
+                log.warning("CRI: another daemon serves on %s: the CRI is not served", path)
+                return False
+            os.unlink(path)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="berthd-cri")
+        self.server = grpc.server(pool, options=[("grpc.max_receive_message_length", 16 << 20),
+                                                 ("grpc.max_send_message_length", 16 << 20)])
+        self.runtime = RuntimeServicer(self.daemon, self.streaming)
+        api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.runtime, self.server)
+        api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(self.daemon), self.server)
+        if not self.server.add_insecure_port("unix://" + path):
+            raise OSError(f"cannot listen on {path}")
+        os.chmod(path, 0o660)
+        self.inode = os.stat(path).st_ino  # at stop, only this socket goes (not a successor's)
+        self.server.start()
+        log.info("serving the Kubernetes CRI (runtime.v1) on unix://%s", path)
+        return True
+
+    def stop(self):
+        if self.server is None:
+            return
+        if self.runtime is not None:
+            self.runtime.closing = True
+        self.server.stop(grace=1).wait(3)
+        try:
+            if os.stat(self.path).st_ino == self.inode:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,285 @@
+"""What the CRI streaming server runs: exec in and attach to a container through its shim (the
+same shim operations the Docker API's exec and attach use), and port forwarding to 127.0.0.1
+in a pod sandbox's network namespace.
+
+Everything this module knows of the shim's protocol is here (`_ShimSession`), so a change of the
+shim's client touches only this file.
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import struct
+import threading
+
+from berth.errors import FailedPrecondition, NotFound
+
+NAMESPACE = "k8s.io"
+
+
+class StreamBackend:
+    """`containers` is berthd's ContainerService; `namespace` the one CRI objects live in.
+    `netns_of(sandbox_id)` (optional) gives the path of a sandbox's network namespace, "host"
+    for a pod on the host's network; by default it is found from the sandbox's container."""
+
+    def __init__(self, containers, namespace=NAMESPACE, netns_of=None, executor=None):
+        self.containers = containers
+        self.namespace = namespace
+        self.netns_of = netns_of
+        self.executor = executor
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _running(self, container_id):
+        svc = self.containers
+        try:
+            rec = svc.get(self.namespace, container_id)
+        except NotFound:
+            raise NotFound(f"container {container_id!r} not found") from None
+        st = svc.state(rec)
+        if not st["Running"]:
+            raise FailedPrecondition(f"container {rec.id} is in {'CONTAINER_EXITED' if st['Status'] == 'exited' else 'CONTAINER_CREATED'} state")
+        return rec, st
+
+    # --- exec ---
+
+    def _exec_process(self, rec, cmd, tty):
+        """The OCI process of an exec: the container's (env, user, cwd, capabilities...) with the
+        command and the terminal of this exec."""
+        with open(os.path.join(self.containers.sdir(rec.id), "bundle", "config.json")) as f:
+            process = dict(json.load(f)["process"])
+        process["args"] = list(cmd)
+        process["terminal"] = bool(tty)
+        process.pop("consoleSize", None)
+        return process
+
+    async def exec(self, container_id, cmd, tty=False, stdin=False, stdout=True, stderr=True):
+        rec, _ = await self._run(self._running, container_id)
+        process = await self._run(self._exec_process, rec, cmd, tty)
+        session = _ShimSession(self.containers.shim_socket(rec.id), tty=tty, cmd=cmd)
+        await session.start_exec(secrets.token_hex(32), process, stdin)
+        return session
+
+    # --- attach ---
+
+    async def attach(self, container_id, tty=False, stdin=False, stdout=True, stderr=True):
+        rec, _ = await self._run(self._running, container_id)
+        spec = rec.spec_json() or {}
+        has_stdin = bool(spec.get("OpenStdin"))
+        ctty = bool(spec.get("Tty"))
+        session = _ShimSession(self.containers.shim_socket(rec.id), tty=ctty)
+        # containerd: at the client's end of input, a StdinOnce container without a TTY gets
+        # its stdin closed; otherwise the attach just ends
+        session.detach_on_eof = not (spec.get("StdinOnce") and not ctty)
+        session.accepts_stdin = bool(stdin and has_stdin)
+        await session.start_attach(stdin=stdin and has_stdin, stdout=stdout, stderr=stderr and not ctty)
+        return session
+
+    # --- port forward ---
+
+    def _netns(self, sandbox_id):
+        if self.netns_of is not None:
+            path = self.netns_of(sandbox_id)
+            if path:
+                return path
+        svc = self.containers
+        try:
+            rec = svc.get(self.namespace, sandbox_id)
+        except NotFound:
+            raise NotFound(f"failed to find sandbox {sandbox_id!r} in store") from None
+        net = (rec.extensions or {}).get("net") or {}
+        if net.get("netns"):
+            return net["netns"]
+        st = svc.state(rec)
+        if not st["Running"] or not st.get("Pid"):
+            raise FailedPrecondition(f"network namespace for sandbox {sandbox_id!r} is closed")
+        return f"/proc/{st['Pid']}/ns/net"
+
+    async def port_forward(self, sandbox_id, port):
+        """A TCP connection to 127.0.0.1:port (then [::1]:port) in the sandbox's network
+        namespace, as asyncio streams."""
+        path = await self._run(self._netns, sandbox_id)
+        sock = await asyncio.get_running_loop().run_in_executor(None, _connect_in_netns, path, port, sandbox_id)
+        return await asyncio.open_connection(sock=sock)
+
+
+def _connect_in_netns(path, port, sandbox_id):
+    """Connect from a dedicated thread that enters the namespace (setns changes only the calling
+    thread; a socket stays in the namespace it was made in) and comes back."""
+    out = {}
+
+    def work():
+        from berth.linux import syscalls
+        try:
+            if path == "host":
+                out["sock"] = _dial(port, sandbox_id, path)
+                return
+            own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                try:
+                    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    raise FailedPrecondition(f"network namespace for sandbox {sandbox_id!r} is closed") from None
+                try:
+                    syscalls.setns(target, syscalls.CLONE_NEWNET)
+                    try:
+                        out["sock"] = _dial(port, sandbox_id, path)
+                    finally:
+                        # if this fails the thread stays there, but it ends right after
+                        syscalls.setns(own, syscalls.CLONE_NEWNET)
+                finally:
+                    os.close(target)
+            finally:
+                os.close(own)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            out["err"] = e
+            s = out.pop("sock", None)
+            if s is not None:
+                s.close()
+    t = threading.Thread(target=work, name="portforward")
+    t.start()
+    t.join()
+    if "err" in out:
+        raise out["err"]
+    return out["sock"]
+
+
+def _dial(port, sandbox_id, path):
+    errors = []
+    for family, addr, net in ((socket.AF_INET, "127.0.0.1", "tcp4"), (socket.AF_INET6, "::1", "tcp6")):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(10)
+        try:
+            s.connect((addr, port))
+            s.setblocking(False)
+            return s
+        except OSError as e:
+            s.close()
+            shown = f"[{addr}]" if ":" in addr else addr
+            errors.append(f"dial {net} {shown}:{port}: connect: {_strerror(e)}")
+    raise FailedPrecondition(f'failed to execute portforward in network namespace "{path}": failed to connect to '
+                             f'localhost:{port} inside namespace "{sandbox_id}", IPv4: {errors[0]} IPv6 {errors[1]} ')
+
+
+def _strerror(e):
+    return (e.strerror or str(e)).lower() if isinstance(e, OSError) else str(e)
+
+
+class _ShimSession:
+    """One exec or attach connection to a container's shim: the stream of output frames (docker's
+    8-byte multiplexing header without a TTY, raw bytes with one), the input, resize, exit code."""
+
+    def __init__(self, socket_path, tty, cmd=None):
+        self.path = socket_path
+        self.tty = tty
+        self.cmd = cmd
+        self.exec_id = None
+        self.reader = self.writer = None
+        self.detach_on_eof = False
+        self.accepts_stdin = True
+
+    async def _open(self, request):
+        try:
+            self.reader, self.writer = await asyncio.open_unix_connection(self.path)
+        except OSError:
+            raise FailedPrecondition("container is not running") from None
+        self.writer.write(json.dumps(request).encode() + b"\n")
+        await self.writer.drain()
+        line = await self.reader.readline()
+        try:
+            reply = json.loads(line or b"{}")
+        except ValueError:
+            reply = {}
+        if not line:
+            self.close()
+            raise FailedPrecondition("container is not running")
+        return reply
+
+    async def start_exec(self, exec_id, process, stdin):
+        self.exec_id = exec_id
+        reply = await self._open({"op": "exec", "exec_id": exec_id, "process": process, "stdin": bool(stdin)})
+        if not reply.get("ok"):
+            self.close()
+            raise FailedPrecondition(f"failed to exec in container: {reply.get('error') or 'exec failed'}")
+
+    async def start_attach(self, stdin, stdout, stderr):
+        reply = await self._open({"op": "attach", "stdin": bool(stdin), "stdout": bool(stdout),
+                                  "stderr": bool(stderr)})
+        if not reply.get("ok", True):
+            self.close()
+            raise FailedPrecondition(reply.get("error") or "attach failed")
+        self.tty = bool(reply.get("tty", self.tty))
+
+    async def read(self):
+        """(stream, bytes), or None at the end of the output."""
+        try:
+            if self.tty:
+                data = await self.reader.read(65536)
+                return ("stdout", data) if data else None
+            head = await self.reader.readexactly(8)
+            kind, size = struct.unpack(">BxxxI", head)
+            data = await self.reader.readexactly(size)
+            return ("stderr" if kind == 2 else "stdout", data)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            return None
+
+    async def write_stdin(self, data):
+        if not self.accepts_stdin:
+            return  # a container without stdin: the client's input goes nowhere
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def close_stdin(self):
+        if not self.accepts_stdin:
+            return
+        if self.exec_id is None and self.detach_on_eof:
+            self.close()  # the attach ends; the container keeps its stdin
+            return
+        if self.writer.can_write_eof():
+            self.writer.write_eof()
+
+    async def resize(self, width, height):
+        req = {"op": "resize", "h": height, "w": width}
+        if self.exec_id:
+            req["exec_id"] = self.exec_id
+        await _call(self.path, req)
+
+    async def exit_code(self):
+        """The exec's exit code once its output ended (None for an attach)."""
+        if self.exec_id is None:
+            return None
+        for _ in range(100):
+            try:
+                r = await _call(self.path, {"op": "exec_state", "exec_id": self.exec_id})
+            except OSError:
+                return 137  # the container ended, and the exec with it
+            if not r or not r.get("ok"):
+                return 137
+            if not r.get("running") and r.get("exit_code") is not None:
+                return int(r["exit_code"])
+            await asyncio.sleep(0.01)
+        raise FailedPrecondition("the exec's exit code did not come")
+
+    def exit_message(self, code):
+        return f"error executing command [{' '.join(self.cmd or [])}], exit code {code}"
+
+    def close(self):
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except (ConnectionError, OSError, RuntimeError):
+                pass
+
+
+async def _call(path, req, timeout=5.0):
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
+    try:
+        writer.write(json.dumps(req).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        return json.loads(line) if line.strip() else None
+    finally:
+        writer.close()

@@ -1,0 +1,132 @@
+"""The Kubernetes port-forward protocol (portforward.k8s.io) over a SPDY session, as kubelet's
+streaming server speaks it (pkg/kubelet/cri/streaming/portforward).
+
+Each forwarded connection is a pair of client streams with the same `requestID` header (older
+clients send none: the id is derived from the stream ids), a `port` header and a `streamtype`
+of `data` or `error`. The data stream carries the TCP bytes both ways to 127.0.0.1:<port> in
+the pod's network namespace; a failure is written as text on the error stream. One session
+serves any number of connections until the client closes it.
+"""
+
+import asyncio
+import logging
+
+PROTOCOLS = ["portforward.k8s.io"]
+
+log = logging.getLogger("berthd.streaming")
+
+
+class Handler:
+    def __init__(self, sandbox_id, connect, creation_timeout):
+        self.sandbox_id = sandbox_id
+        self.connect = connect  # async (port) -> (reader, writer) of the connection in the pod
+        self.creation_timeout = creation_timeout
+        self.pairs = {}
+        self.tasks = set()
+
+    def on_stream(self, stream):
+        """Validate and pair a new stream (kubelet rejects a bad one with a reset)."""
+        port = stream.header("port")
+        if not port:
+            log.warning("streaming: port forward stream without a port header")
+            return False
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            return False
+        kind = stream.header("streamtype")
+        if kind not in ("data", "error"):
+            return False
+        rid = stream.header("requestid")
+        if not rid:
+            rid = str(stream.id if kind == "error" else stream.id - 2)
+        pair = self.pairs.get(rid)
+        if pair is None:
+            pair = self.pairs[rid] = {"id": rid}
+            self._spawn(self._expire(rid, pair))
+        if kind in pair:
+            msg = f"error processing stream for request {rid}: {kind} stream already assigned"
+            err = pair.get("error")
+            if err is not None:
+                self._spawn(_print(err, msg))
+            return True
+        pair[kind] = stream
+        if "data" in pair and "error" in pair:
+            self.pairs.pop(rid, None)
+            pair["complete"] = True
+            self._spawn(self._forward(pair["data"], pair["error"], int(pair["data"].header("port"))))
+        return True
+
+    def _spawn(self, coro):
+        t = asyncio.ensure_future(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    async def _expire(self, rid, pair):
+        await asyncio.sleep(self.creation_timeout)
+        if not pair.get("complete"):
+            self.pairs.pop(rid, None)
+            err = pair.get("error")
+            if err is not None:
+                await _print(err, f"(conn, request={rid}) timed out waiting for streams")
+
+    async def _forward(self, data, error, port):
+        writer = None
+        try:
+            try:
+                reader, writer = await self.connect(port)
+            except Exception as e:  # noqa: BLE001 - reported on the error stream
+                text = getattr(e, "message", None) or str(e)
+                await _print(error, f"error forwarding port {port} to pod {self.sandbox_id}, uid : {text}")
+                return
+
+            async def to_pod():
+                while True:
+                    chunk = await data.read()
+                    if not chunk:
+                        break
+                    writer.write(chunk)
+                    await writer.drain()
+                if writer.can_write_eof():
+                    writer.write_eof()
+
+            async def from_pod():
+                while True:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        break
+                    await data.write(chunk)
+
+            a, b = asyncio.ensure_future(to_pod()), asyncio.ensure_future(from_pod())
+            try:
+                done, pending = await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
+                if pending:
+                    # as containerd: give the other direction a second to finish
+                    await asyncio.wait(pending, timeout=1)
+            finally:
+                for t in (a, b):
+                    t.cancel()
+                    if t.done() and not t.cancelled() and t.exception() is not None:
+                        log.debug("port forward: %s", t.exception())
+        finally:
+            if writer is not None:
+                writer.close()
+            data.close()
+            error.close()
+
+    def cancel(self):
+        for t in list(self.tasks):
+            t.cancel()
+
+
+async def _print(stream, text):
+    try:
+        await stream.write(text.encode())
+    except ConnectionError:
+        pass
+
+
+async def run(conn, handler):
+    try:
+        await conn.serve()
+    finally:
+        handler.cancel()
+        await conn.close()

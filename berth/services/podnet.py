@@ -1,0 +1,120 @@
+"""The network of a Kubernetes pod: a network namespace made before the pod's sandbox (pause)
+container starts, attached with the node's own CNI configuration (the first conflist of
+`cri_cni_conf_dir`, as containerd's CRI plugin does), port mappings by the portmap plugin.
+
+State lives under <state>/cri/: netns/<key> (the namespace, bind-mounted) and cni-cache/ (what
+each ADD used, so a DEL after a daemon restart undoes exactly that).
+"""
+
+import json
+import os
+
+from berth import cni
+from berth.errors import FailedPrecondition, InvalidArgument
+
+IFNAME = "eth0"
+
+
+class PodNetwork:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.base = os.path.join(cfg.state, "cri")
+        self.cache_dir = os.path.join(self.base, "cni-cache")
+
+    def netns_path(self, key):
+        return os.path.join(self.base, "netns", key)
+
+    def conflist(self):
+        """The node's network: the first *.conflist / *.conf / *.json of the conf dir by name."""
+        d = self.cfg.cri_cni_conf_dir
+        try:
+            names = sorted(n for n in os.listdir(d) if n.endswith((".conflist", ".conf", ".json")))
+        except OSError:
+            names = []
+        for n in names:
+            try:
+                with open(os.path.join(d, n)) as f:
+                    doc = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if "plugins" not in doc:  # a single plugin's .conf
+                if not doc.get("type"):
+                    continue
+                doc = {"cniVersion": doc.get("cniVersion", cni.SPEC_VERSION), "name": doc.get("name", n),
+                       "plugins": [doc]}
+            if doc.get("plugins"):
+                return doc
+        raise FailedPrecondition(f"cni config not initialized: no network configuration in {d}")
+
+    def ready(self):
+        """(ready, message) for the CRI's NetworkReady condition."""
+        try:
+            self.conflist()
+            return True, ""
+        except FailedPrecondition as e:
+            return False, str(e)
+
+    def setup(self, key, sandbox_id, meta, port_mappings):
+        """A new network namespace at netns_path(key), attached; returns (path, ip, [other ips])."""
+        conf = self.conflist()
+        path = self.netns_path(key)
+        from berth.linux import netns
+        netns.create(path)
+        ports = []
+        for p in port_mappings or []:
+            if p.get("hostPort"):
+                if not 0 < int(p["hostPort"]) < 65536 or not 0 < int(p.get("containerPort") or 0) < 65536:
+                    raise InvalidArgument(f"invalid port mapping {p}")
+                ports.append(p)
+        args = ";".join(["IgnoreUnknown=1", f"K8S_POD_NAMESPACE={meta.get('namespace', '')}",
+                         f"K8S_POD_NAME={meta.get('name', '')}", f"K8S_POD_INFRA_CONTAINER_ID={sandbox_id}",
+                         f"K8S_POD_UID={meta.get('uid', '')}"])
+        rc = {"portMappings": ports} if ports else {}
+        try:
+            result = cni.add(conf, sandbox_id, path, IFNAME, self.cfg.cri_cni_bin_dirs, self.cache_dir,
+                             runtime_config=rc, args=args)
+        except BaseException:
+            netns.remove(path)
+            raise
+        ips = _ips(result)
+        return path, (ips[0] if ips else ""), ips[1:]
+
+    def ips(self, sandbox_id):
+        """The pod's IPs from the cached ADD result (primary first)."""
+        for _name, _cid, ifname, rec in cni.cached(self.cache_dir, sandbox_id):
+            if ifname == IFNAME:
+                return _ips(rec.get("result") or {})
+        return []
+
+    def result(self, sandbox_id):
+        """The CNI result of the pod's attachment (for status), or None."""
+        for _name, _cid, ifname, rec in cni.cached(self.cache_dir, sandbox_id):
+            if ifname == IFNAME:
+                return rec.get("result")
+        return None
+
+    def teardown(self, key, sandbox_id):
+        """CNI DEL with what the ADD used, then the namespace goes; nothing there is fine."""
+        err = None
+        for name, cid, ifname, _rec in cni.cached(self.cache_dir, sandbox_id):
+            if cid != sandbox_id:
+                continue
+            try:
+                cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cri_cni_bin_dirs)
+            except cni.CNIError as e:
+                err = err or e
+        if key:
+            from berth.linux import netns
+            netns.remove(self.netns_path(key))
+        if err is not None:
+            raise err
+
+
+def _ips(result):
+    out = []
+    for ip in (result or {}).get("ips") or []:
+        addr = (ip.get("address") or "").split("/")[0]
+        if addr:
+            out.append(addr)
+    out.sort(key=lambda a: ":" in a)  # IPv4 first, as the kubelet expects
+    return out

@@ -1,0 +1,70 @@
+"""The Kubernetes CRI log format, written by the shim for containers the CRI created.
+
+One line per record: `<RFC3339Nano time> <stdout|stderr> <F|P> <content>\n`; F ends a line of
+the container's output, P is a part of a longer one (the rest follows in later records), as
+kubelet's reader (and `crictl logs`) expect. The file is the path the kubelet chose
+(PodSandboxConfig.log_directory + ContainerConfig.log_path); reopen() follows a rotation by the
+kubelet (ReopenContainerLog: it renames the file, then asks for a new one).
+"""
+
+import os
+import time
+
+MAX_LINE = 16 * 1024  # a longer line is cut into P records of this size, as containerd's
+
+
+def _now():
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+class CRILog:
+    """The JSONLog interface of the shim (write, flush, f) in the CRI format."""
+
+    def __init__(self, path, max_size=0, max_file=1):
+        self.path = path
+        self.partial = {}  # stream -> the start of a line not ended yet
+        self.f = None
+        self.reopen()
+
+    def reopen(self):
+        if self.f is not None:
+            self.f.close()
+        d = os.path.dirname(self.path)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        self.f = open(self.path, "ab")  # noqa: SIM115 (the shim closes it at its end)
+
+    def write(self, stream, data):
+        lines = (self.partial.pop(stream, b"") + data).split(b"\n")
+        rest = lines.pop()
+        out = []
+        for line in lines:
+            while len(line) > MAX_LINE:
+                out.append(self._record(stream, b"P", line[:MAX_LINE]))
+                line = line[MAX_LINE:]
+            out.append(self._record(stream, b"F", line))
+        while len(rest) >= MAX_LINE:
+            out.append(self._record(stream, b"P", rest[:MAX_LINE]))
+            rest = rest[MAX_LINE:]
+        if rest:
+            self.partial[stream] = rest
+        if out:
+            self.f.write(b"".join(out))
+            self.f.flush()
+
+    def flush(self, stream=None):
+        """At the end of a stream: what is left of an unfinished line goes as a part (P), as
+        containerd writes it."""
+        out = []
+        for s in [stream] if stream else list(self.partial):
+            rest = self.partial.pop(s, b"")
+            if rest:
+                out.append(self._record(s, b"P", rest))
+        if out:
+            self.f.write(b"".join(out))
+            self.f.flush()
+
+    @staticmethod
+    def _record(stream, tag, content):
+        return _now().encode() + b" " + stream.encode() + b" " + tag + b" " + content + b"\n"
