@@ -16,6 +16,7 @@ import collections
 import email.utils
 import logging
 import secrets
+import threading
 import time
 
 from berth.errors import InvalidArgument, Unavailable
@@ -46,6 +47,7 @@ class StreamingServer:
         self.creation_timeout = stream_creation_timeout
         self.idle_timeout = stream_idle_timeout
         self._cache = collections.OrderedDict()  # token -> (expiry, kind, request)
+        self._lock = threading.Lock()  # URLs are made in the CRI's gRPC threads, consumed on the loop
         self._server = None
         self._conns = set()
 
@@ -109,6 +111,10 @@ class StreamingServer:
         return f"{self.base_url}/portforward/{self._insert('portforward', req)}"
 
     def _insert(self, kind, req):
+        with self._lock:
+            return self._insert_locked(kind, req)
+
+    def _insert_locked(self, kind, req):
         now = time.monotonic()
         while self._cache:  # drop the expired ones (oldest first)
             token, (expiry, _, _) = next(iter(self._cache.items()))
@@ -127,7 +133,8 @@ class StreamingServer:
         return token
 
     def _consume(self, kind, token):
-        entry = self._cache.pop(token, None)
+        with self._lock:
+            entry = self._cache.pop(token, None)
         if entry is None:
             return None
         expiry, k, req = entry
