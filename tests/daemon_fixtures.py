@@ -72,6 +72,9 @@ class Daemon:
         net = ("" if "bridge =" in extra_config else
                f'bridge = "{self.bridge}"\nbridge_subnet = "{self.subnet}"\naddress_pool = "{self.pool}"\n'
                f'cni_conf_dir = "{os.path.join(self.base, "cni")}"\n')
+        self.cri_sock = os.path.join(self.base, "cri.sock")  # each daemon's own CRI socket
+        if "cri_socket" not in extra_config and "cri =" not in extra_config:
+            net += f'cri_socket = "{self.cri_sock}"\n'
         with open(self.config, "w") as f:
             f.write(f'root = "{self.root}"\nstate = "{self.state}"\nhosts = ["{self.host}"]\n'
                     f'config_path = "{self.certs_d}"\n' + net + extra_config)

@@ -112,13 +112,29 @@ def _resources(r, hc):
     if r.cpuset_mems:
         hc["CpusetMems"] = r.cpuset_mems
     if r.oom_score_adj:
-        hc["OomScoreAdj"] = max(-1000, min(1000, r.oom_score_adj))
+        hc["OomScoreAdj"] = oom_score_adj(r.oom_score_adj)
     pages = [{"pageSize": h.page_size, "limit": h.limit} for h in r.hugepage_limits
              if _hugepages_present(h.page_size)]
     if pages:
         hc["HugepageLimits"] = pages
     if r.unified:
         hc["Unified"] = dict(r.unified)
+
+
+def oom_score_adj(v):
+    """Within what the host allows: below berthd's own score only with CAP_SYS_RESOURCE (berthd in
+    a container may lack it), as containerd's restrict_oom_score_adj does."""
+    v = max(-1000, min(1000, int(v)))
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+        with open("/proc/self/oom_score_adj") as f:
+            own = int(f.read())
+    except (OSError, ValueError, StopIteration):
+        return v
+    if eff >> 24 & 1:  # CAP_SYS_RESOURCE
+        return v
+    return max(v, own)
 
 
 def _hugepages_present(size):
@@ -138,7 +154,7 @@ def sandbox_body(config, image, handler, netns_path, runtime):
     nso = ns_options(sc)
     host_net = nso.network == NODE
     hc = {"NetworkMode": "host" if host_net else f"ns:{netns_path}", "Runtime": runtime,
-          "OomScoreAdj": -998, "Privileged": sc.privileged, "ReadonlyRootfs": sc.readonly_rootfs}
+          "OomScoreAdj": oom_score_adj(-998), "Privileged": sc.privileged, "ReadonlyRootfs": sc.readonly_rootfs}
     if nso.ipc == NODE:
         hc["IpcMode"] = "host"
     if nso.pid == NODE:

@@ -735,3 +735,18 @@ def _net_usage(pid, now):
 def _to_json(msg):
     from google.protobuf import json_format
     return json_format.MessageToJson(msg, preserving_proto_field_name=False, indent=None)
+
+
+def netns_of(daemon):
+    """For the streaming server's port forwarding: a sandbox id -> the path of its network
+    namespace, or "host" for a pod on the node's network."""
+    from berth.services.podnet import PodNetwork
+    net = PodNetwork(daemon.cfg)
+
+    def find(sandbox_id):
+        rec = daemon.containers.get(NS, sandbox_id)
+        if (rec.labels or {}).get(KIND_LABEL) != "sandbox":
+            raise NotFound(f"sandbox {sandbox_id} not found")
+        key = ((rec.spec_json() or {}).get("_cri") or {}).get("netns_key")
+        return net.netns_path(key) if key else "host"
+    return find

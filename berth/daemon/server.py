@@ -385,6 +385,7 @@ async def serve(cfg, ready=None, zygote=None):
         if isinstance(e, BerthError):
             raise
         raise InvalidArgument(f"cannot listen on {h}: {e.strerror or e}") from None
+    cri = await _start_cri(daemon) if cfg.cri else None
     pidfile = os.path.join(cfg.state, "berthd.pid")
     with open(pidfile, "w") as f:
         f.write(str(os.getpid()))
@@ -397,6 +398,8 @@ async def serve(cfg, ready=None, zygote=None):
     try:
         await stop.wait()
     finally:
+        if cri is not None:
+            await _stop_cri(daemon, *cri)
         await runner.cleanup()
         await daemon.dns.close()
         await daemon.run(daemon.release_host)
@@ -411,6 +414,41 @@ async def serve(cfg, ready=None, zygote=None):
             os.unlink(pidfile)
         except FileNotFoundError:
             pass
+
+
+async def _start_cri(daemon):
+    """The Kubernetes CRI (gRPC, berth/cri) on cri_socket and its streaming server; a CRI that
+    cannot start is logged, the Docker API is served regardless."""
+    from berth.cri.server import CRIServer
+    cfg = daemon.cfg
+    streaming = None
+    try:
+        from berth.cri.stream_backend import StreamBackend
+        from berth.cri.streaming import StreamingServer
+    except ImportError:
+        log.warning("CRI: no streaming server in this build: Exec, Attach and PortForward answer UNAVAILABLE")
+    else:
+        from berth.cri.runtime import netns_of
+        streaming = StreamingServer(f"{cfg.stream_server_address}:{cfg.stream_server_port}",
+                                    StreamBackend(daemon.containers, netns_of=netns_of(daemon),
+                                                  executor=daemon.pool))
+        try:
+            await streaming.start()
+        except OSError as e:
+            log.warning("CRI: the streaming server cannot listen: %s", e)
+            streaming = None
+    server = CRIServer(daemon, streaming)
+    try:
+        await daemon.run(server.start)
+    except (OSError, RuntimeError) as e:
+        log.warning("CRI: not served: %s", e)
+    return server, streaming
+
+
+async def _stop_cri(daemon, server, streaming):
+    await daemon.run(server.stop)
+    if streaming is not None:
+        await streaming.stop()
 
 
 def _lock_root(root):
