@@ -199,7 +199,13 @@ class InProcessServer:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    d = Daemon(tmp_path_factory.mktemp("berthd"))
+    base = tmp_path_factory.mktemp("berthd")
+    # pods get a network namespace of their own with only `lo` (no interface, bridge or address
+    # on the host to clean up): port forwarding reaches 127.0.0.1 inside it
+    os.makedirs(base / "crinet")
+    with open(base / "crinet" / "10-lo.conflist", "w") as f:
+        json.dump({"cniVersion": "0.4.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}, f)
+    d = Daemon(base / "berthd", extra_config=f'cri_cni_conf_dir = "{base / "crinet"}"\n')
     d.start()
     try:
         d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
@@ -407,3 +413,208 @@ def _crictl():
         if p and os.path.isfile(p) and os.access(p, os.X_OK):
             return os.path.abspath(p)
     return None
+
+
+CRICTL = _crictl()
+
+
+@pytest.fixture(scope="module")
+def cri(daemon):
+    if CRICTL is None:
+        pytest.skip("crictl is not installed (../shared/bin/crictl or on PATH)")
+    sock = getattr(daemon, "cri_sock", None)
+    if not sock or not _alive(sock):
+        pytest.skip("this berthd serves no CRI socket")
+    daemon.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+    return Crictl(daemon, sock)
+
+
+def _alive(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Crictl:
+    def __init__(self, daemon, sock):
+        self.d = daemon
+        self.argv = [CRICTL, "--runtime-endpoint", "unix://" + sock, "--image-endpoint", "unix://" + sock,
+                     "--timeout", "60s"]
+        self.base = os.path.join(daemon.base, "crictl")
+        os.makedirs(os.path.join(self.base, "logs"), exist_ok=True)
+        self.pods = []
+
+    def __call__(self, *args, input=None, timeout=60):
+        p = subprocess.run(self.argv + list(args), input=input, capture_output=True, timeout=timeout,
+                           stdin=None if input is not None else subprocess.DEVNULL)
+        p.out, p.err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+        return p
+
+    def write(self, name, obj):
+        path = os.path.join(self.base, name)
+        with open(path, "w") as f:
+            json.dump(obj, f)
+        return path
+
+    def pod(self, name):
+        cfg = self.write(f"{name}.json", {"metadata": {"name": name, "namespace": "default", "uid": name,
+                                                        "attempt": 0},
+                                           "log_directory": os.path.join(self.base, "logs", name)})
+        p = self("runp", cfg)
+        assert p.returncode == 0, p.err
+        pid = p.out.strip()
+        self.pods.append(pid)
+        return pid, cfg
+
+    def container(self, pod, pod_cfg, name, command, **extra):
+        cfg = self.write(f"{name}.ctr.json", dict({"metadata": {"name": name}, "image": {"image": IMG},
+                                                   "command": command, "log_path": f"{name}.log"}, **extra))
+        p = self("create", pod, cfg, pod_cfg)
+        assert p.returncode == 0, p.err
+        cid = p.out.strip()
+        p = self("start", cid)
+        assert p.returncode == 0, p.err
+        return cid
+
+    def cleanup(self):
+        for pid in self.pods:
+            self("stopp", pid)
+            self("rmp", "-f", pid)
+
+
+@pytest.fixture(scope="module")
+def pod(cri):
+    try:
+        pid, cfg = cri.pod("streams")
+        httpd = cri.container(pid, cfg, "web", ["httpd", "-f", "-p", "18080", "-h", "/data"])
+        yield {"id": pid, "cfg": cfg, "web": httpd}
+    finally:
+        cri.cleanup()
+
+
+def test_crictl_exec_output_and_exit_codes(cri, pod):
+    c = pod["web"]
+    p = cri("exec", c, "sh", "-c", "echo out; echo err >&2; exit 3")
+    # containerd 1.6 answers the same (rc 1, this message); it drops the command's stderr, berth
+    # forwards it as the protocol has it
+    assert p.returncode == 1 and p.out == "out\n"
+    assert p.err.startswith("err\n") and "execing command in container: command terminated with exit code 3" in p.err
+    p = cri("exec", c, "sh", "-c", "echo fine")
+    assert p.returncode == 0 and p.out == "fine\n"
+    p = cri("exec", "-i", c, "sh", "-c", "cat; echo after", input=b"hello\n")
+    assert p.returncode == 0 and p.out == "hello\nafter\n"
+    p = cri("exec", c, "no-such-command")
+    assert p.returncode == 1
+    assert ("execing command in container: Internal error occurred: error executing command in container: "
+            "failed to exec in container: ") in p.err and 'exec: \\"no-such-command\\": executable file not found' in p.err
+
+
+def test_crictl_exec_sync(cri, pod):
+    p = cri("exec", "-s", pod["web"], "sh", "-c", "echo so; echo se >&2; exit 4")
+    assert p.returncode == 1 and "exited with 4" in p.err
+    p = cri("exec", "-s", pod["web"], "sh", "-c", "echo so")
+    assert p.returncode == 0 and p.out.startswith("so\n")
+
+
+def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
+    """argv on a terminal of rows x cols; steps: (wait-for bytes, then write bytes | (rows, cols))."""
+    import fcntl
+    import termios
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    out, steps, deadline = b"", list(steps), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                try:
+                    d = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not d:
+                    break
+                out += d
+            while steps and steps[0][0] in out:
+                _, action = steps.pop(0)
+                out += b"\0"  # a marker: the next step waits for output after this point
+                if isinstance(action, tuple):
+                    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", action[0], action[1], 0, 0))
+                else:
+                    os.write(fd, action)
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.replace(b"\0", b"").decode(errors="replace")
+
+
+def test_crictl_exec_tty(cri, pod):
+    rc, out = _pty_run(cri.argv + ["exec", "-i", "-t", pod["web"], "sh"], [
+        (b"# ", b"stty size; tty; echo $((6*7))\r"),
+        (b"42\r\n", (40, 120)),  # the terminal's new size goes over the resize stream
+        (b"42\r\n", b"sleep 0.5; stty size; exit 5\r")])
+    assert "30 100\r\n/dev/pts/" in out, out  # the size at start
+    assert "40 120\r\n" in out, out
+    # containerd 1.6: the same message and status for the shell's exit code
+    assert rc == 1 and "command terminated with exit code 5" in out, out
+
+
+def test_crictl_attach(cri, pod):
+    c = cri.container(pod["id"], pod["cfg"], "reader", ["sh", "-c", "read x; echo got $x; echo e >&2"],
+                      stdin=True, stdin_once=True)
+    p = cri("attach", "-i", c, input=b"hi\n")
+    assert p.returncode == 0 and p.out == "got hi\n" and p.err.startswith("e\n")
+    p = cri("attach", c)  # it has exited
+    assert p.returncode == 1
+
+
+def test_crictl_port_forward(cri, pod):
+    import urllib.request
+    from daemon_fixtures import free_port
+    port = free_port()
+    log = os.path.join(cri.base, "pf.log")
+    with open(log, "wb") as f:
+        pf = subprocess.Popen(cri.argv + ["port-forward", pod["id"], f"{port}:18080"], stdout=f, stderr=f,
+                              stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: b"Forwarding from 127.0.0.1" in open(log, "rb").read() or pf.poll() is not None, 20,
+                 "crictl port-forward to listen")
+
+        def fetch():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/sub/file", timeout=10).read()
+            except OSError:
+                return None
+        wait_for(lambda: fetch() == b"layered\n", 20, "httpd in the pod through the forwarded port")
+        assert fetch() == b"layered\n"  # one session, many connections
+    finally:
+        pf.terminate()
+        pf.wait(10)
+    # nothing listens on the pod's port: crictl says why (containerd's words) and gives up
+    port = free_port()
+    p2 = subprocess.Popen(cri.argv + ["port-forward", pod["id"], f"{port}:18081"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _connect_once(port), 20, "crictl port-forward to listen")
+        out = p2.communicate(timeout=20)[0].decode()
+    finally:
+        if p2.poll() is None:
+            p2.kill()
+            p2.wait()
+    assert f"error forwarding port 18081 to pod {pod['id']}, uid : failed to execute portforward in network" in out
+    assert "dial tcp4 127.0.0.1:18081: connect: connection refused" in out and "lost connection to pod" in out
+
+
+def _connect_once(port):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    except OSError:
+        return False
+    s.close()
+    return True
