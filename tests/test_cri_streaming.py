@@ -166,6 +166,104 @@ class SpdyClient:
         self.sock.close()
 
 
+class WsClient:
+    """A websocket client (RFC 6455, masked frames) speaking kubelet's channel protocols."""
+
+    def __init__(self, url, protocols=("v4.channel.k8s.io",)):
+        import base64
+        hostport, path = url[len("http://"):].split("/", 1)
+        host, port = hostport.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        req = (f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+               f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n")
+        if protocols:
+            req += f"Sec-WebSocket-Protocol: {', '.join(protocols)}\r\n"
+        self.sock.sendall((req + "\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            d = self.sock.recv(4096)
+            if not d:
+                break
+            self.buf += d
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        import hashlib
+        if self.status == 101:
+            want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+            assert self.headers["sec-websocket-accept"] == want.decode()
+        self.binary = "base64" not in self.headers.get("sec-websocket-protocol", "")
+        self.messages = []  # (channel, bytes)
+        self.closed = False
+
+    def send(self, channel, data, opcode=None):
+        import base64
+        if self.binary:
+            payload, op = bytes([channel]) + data, 2
+        else:
+            payload, op = (chr(48 + channel) + base64.b64encode(data).decode()).encode(), 1
+        self.raw(opcode or op, payload)
+
+    def raw(self, opcode, payload):
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else
+                                          bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536 else
+                                          bytes([0x80 | 127]) + struct.pack(">Q", n))
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def _read(self, n):
+        while len(self.buf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError
+            self.buf += d
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def frame(self):
+        import base64
+        b1, b2 = self._read(2)
+        assert not b2 & 0x80, "server frames are not masked"
+        n = b2 & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", self._read(2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", self._read(8))[0]
+        payload = self._read(n)
+        op = b1 & 0x0F
+        if op == 8:
+            self.closed = True
+            raise EOFError
+        if op in (1, 2):
+            assert op == (2 if self.binary else 1)
+            if self.binary:
+                self.messages.append((payload[0], payload[1:]))
+            else:
+                self.messages.append((payload[0] - 48, base64.b64decode(payload[1:])))
+        return op, payload
+
+    def channel(self, num):
+        return b"".join(d for c, d in self.messages if c == num)
+
+    def run_to_end(self, timeout=30):
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                self.frame()
+        except EOFError:
+            pass
+
+    def wait(self, pred, timeout=20):
+        self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < deadline, "timed out"
+            self.frame()
+
+
 # --- the server under test, over a real berthd's containers ----------------------------------------
 
 class InProcessServer:
@@ -618,3 +716,54 @@ def _connect_once(port):
         return False
     s.close()
     return True
+
+
+# --- websocket forms ---------------------------------------------------------------------------------
+
+def test_websocket_exec_v4_and_v5_close_signal(srv, sleeper):
+    w = WsClient(srv.server.exec_url(sleeper, ["sh", "-c", "echo out; echo err >&2; exit 3"], False, False, True, True))
+    assert w.status == 101 and w.headers["sec-websocket-protocol"] == "v4.channel.k8s.io"
+    w.run_to_end()
+    assert w.messages[0] == (1, b"")  # kubelet's "connected": an empty message on stdout
+    assert w.channel(1) == b"out\n" and w.channel(2) == b"err\n"
+    status = json.loads(w.channel(3))
+    assert status["reason"] == "NonZeroExitCode" and status["details"]["causes"][0]["message"] == "3"
+    assert w.closed  # a close frame ends it
+    # v5: the client half-closes stdin with [255, 0]
+    w = WsClient(srv.server.exec_url(sleeper, ["sh", "-c", "cat; echo done"], False, True, True, True),
+                 protocols=["v5.channel.k8s.io", "v4.channel.k8s.io"])
+    assert w.headers["sec-websocket-protocol"] == "v5.channel.k8s.io"
+    w.send(0, b"piped\n")
+    w.raw(9, b"hb")  # a ping is answered
+    w.raw(2, bytes([255, 0]))
+    w.run_to_end()
+    assert w.channel(1) == b"piped\ndone\n" and json.loads(w.channel(3)) == {"metadata": {}, "status": "Success"}
+
+
+def test_websocket_base64_and_protocol_errors(srv, sleeper):
+    w = WsClient(srv.server.exec_url(sleeper, ["sh", "-c", "echo b64; exit 2"], False, False, True, True),
+                 protocols=["base64.channel.k8s.io"])
+    assert w.status == 101 and not w.binary
+    w.run_to_end()
+    assert w.channel(1) == b"b64\n"
+    assert w.channel(3) == b"command terminated with non-zero exit code: error executing command [sh -c echo b64; exit 2], exit code 2"
+    w = WsClient(srv.server.exec_url(sleeper, ["true"], False, False, True, False), protocols=["v9.channel.k8s.io"])
+    assert w.status == 403
+
+
+def test_websocket_port_forward(srv, daemon):
+    cid = run_ctr(daemon, IMG, "httpd", "-f", "-p", "8080", "-h", "/data")
+
+    def fetch():
+        w = WsClient(srv.server.portforward_url(cid, [8080]))
+        w.wait(lambda: len(w.messages) >= 2)
+        assert w.messages[:2] == [(0, struct.pack("<H", 8080)), (1, struct.pack("<H", 8080))]
+        w.send(0, b"GET /sub/file HTTP/1.0\r\n\r\n")
+        w.run_to_end()
+        return w.channel(0)[2:], w.channel(1)[2:]
+    wait_for(lambda: fetch()[0].endswith(b"layered\n"), 10, "httpd in the container")
+    data, error = fetch()
+    assert data.startswith(b"HTTP/1.") and data.endswith(b"layered\n") and error == b""
+    w = WsClient(srv.server.portforward_url(cid, [8081]))
+    w.run_to_end()
+    assert w.channel(1)[2:].startswith(b"error forwarding port 8081 to pod ")

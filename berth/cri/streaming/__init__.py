@@ -191,7 +191,10 @@ class StreamingServer:
         await self._upgrade(kind, req, headers, reader, writer)
 
     async def _upgrade(self, kind, req, headers, reader, writer):
-        from berth.cri.streaming import portforward, remotecommand, spdy
+        from berth.cri.streaming import portforward, remotecommand, spdy, websocket
+        if websocket.is_websocket(headers):
+            await self._websocket(kind, req, headers, reader, writer)
+            return
         supported = portforward.PROTOCOLS if kind == "portforward" else remotecommand.PROTOCOLS
         offered = [p.strip() for v in headers.get("x-stream-protocol-version", []) for p in v.split(",") if p.strip()]
         if not offered:
@@ -218,12 +221,12 @@ class StreamingServer:
             conn = spdy.Connection(reader, writer, handler.on_stream)
             await portforward.run(conn, handler)
             return
-        opts = {"kind": kind, "stdin": req["stdin"], "stdout": req["stdout"], "stderr": req["stderr"],
-                "tty": req["tty"]}
-        if opts["tty"]:
-            opts["stderr"] = False
+        opts = _options(kind, req)
         streams = remotecommand.Streams(remotecommand.expected_streams(protocol, opts))
         conn = spdy.Connection(reader, writer, streams.on_stream)
+        await remotecommand.run(conn, protocol, opts, streams, self._starter(kind, req, opts), self.creation_timeout)
+
+    def _starter(self, kind, req, opts):
         cid = req["container_id"]
         if kind == "exec":
             async def start():
@@ -233,7 +236,53 @@ class StreamingServer:
             async def start():
                 return await self.backend.attach(cid, tty=opts["tty"], stdin=opts["stdin"], stdout=opts["stdout"],
                                                  stderr=opts["stderr"])
-        await remotecommand.run(conn, protocol, opts, streams, start, self.creation_timeout)
+        return start
+
+    async def _websocket(self, kind, req, headers, reader, writer):
+        """kubelet's websocket forms (wsstream): channels instead of streams."""
+        from berth.cri.streaming import portforward, remotecommand, websocket
+        supported = websocket.PORTFORWARD if kind == "portforward" else websocket.REMOTECOMMAND
+        protocol = websocket.negotiate(headers, supported)
+        if protocol is None or (headers.get("sec-websocket-version") or [""])[0].strip() != "13" \
+                or not headers.get("sec-websocket-key"):
+            await _respond(writer, 403 if protocol is None else 400,
+                           "unable to upgrade websocket connection: requested protocol(s) are not supported\n"
+                           if protocol is None else "unable to upgrade websocket connection: bad handshake\n")
+            return
+        writer.write(websocket.accept_response(headers, protocol))
+        conn = websocket.Connection(reader, writer, binary=supported[protocol],
+                                    close_signal=protocol == "v5.channel.k8s.io")
+        if kind == "portforward":
+            ports = req["ports"]
+            sandbox = req["sandbox_id"]
+            handler = portforward.Handler(sandbox, lambda port: self.backend.port_forward(sandbox, port),
+                                          self.creation_timeout)
+            pairs = [(conn.add(True, True), conn.add(False, True)) for _ in ports]
+            await portforward.run_channels(conn, handler, list(zip(ports, pairs)))
+            return
+        opts = _options(kind, req)
+        chans = [conn.add(opts["stdin"], False), conn.add(False, opts["stdout"]), conn.add(False, opts["stderr"]),
+                 conn.add(False, True), conn.add(True, False)]
+        streams = remotecommand.Streams(0)
+        streams.by_type = {"error": chans[3]}
+        for name, ch, on in (("stdin", chans[0], opts["stdin"]), ("stdout", chans[1], opts["stdout"]),
+                             ("stderr", chans[2], opts["stderr"]), ("resize", chans[4], opts["tty"])):
+            if on:
+                streams.by_type[name] = ch
+        streams.complete.set()
+        # kubelet's "connected" signal: an empty message on the lowest writable channel
+        first = chans[1] if opts["stdout"] else chans[2] if opts["stderr"] else chans[3]
+        await first.write(b"")
+        status_protocol = remotecommand.V4 if protocol.startswith(("v4.", "v5.")) else remotecommand.V1
+        await remotecommand.run(conn, status_protocol, opts, streams, self._starter(kind, req, opts),
+                                self.creation_timeout)
+
+
+def _options(kind, req):
+    opts = {"kind": kind, "stdin": req["stdin"], "stdout": req["stdout"], "stderr": req["stderr"], "tty": req["tty"]}
+    if opts["tty"]:
+        opts["stderr"] = False
+    return opts
 
 
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
