@@ -620,7 +620,8 @@ def test_crictl_exec_sync(cri, pod):
 
 
 def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
-    """argv on a terminal of rows x cols; steps: (wait-for bytes, then write bytes | (rows, cols))."""
+    """argv on a terminal of rows x cols; steps: (wait for these bytes | these seconds from the start,
+    then write bytes | resize to (rows, cols))."""
     import fcntl
     import termios
     pid, fd = pty.fork()
@@ -639,7 +640,8 @@ def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
                 if not d:
                     break
                 out += d
-            while steps and steps[0][0] in out:
+            while steps and (steps[0][0] in out if isinstance(steps[0][0], bytes) else
+                             time.monotonic() > deadline - timeout + steps[0][0]):
                 _, action = steps.pop(0)
                 out += b"\0"  # a marker: the next step waits for output after this point
                 if isinstance(action, tuple):
@@ -767,3 +769,16 @@ def test_websocket_port_forward(srv, daemon):
     w = WsClient(srv.server.portforward_url(cid, [8081]))
     w.run_to_end()
     assert w.channel(1)[2:].startswith(b"error forwarding port 8081 to pod ")
+
+
+def test_crictl_attach_tty(cri, pod):
+    c = cri.container(pod["id"], pod["cfg"], "console", ["sh"], stdin=True, tty=True)
+    rc, out = _pty_run(cri.argv + ["attach", "-i", "-t", c], [
+        (1.0, b"stty size; echo $((6*7))\r"),
+        (b"42\r\n", (40, 120)),
+        (b"42\r\n", b"sleep 0.5; stty size; exit 5\r")])
+    # containerd 1.6 gives the same bytes: the size at attach, the new size, and rc 0 (an attach
+    # has no exit code of its own) when the container's shell exits
+    assert "30 100\r\n42\r\n" in out and "40 120\r\n" in out, out
+    assert rc == 0, out
+    wait_for(lambda: "CONTAINER_EXITED" in cri("inspect", c).out, 10, "the container to exit")
