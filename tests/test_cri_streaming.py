@@ -455,6 +455,20 @@ def test_tokens_expire_and_stream_creation_times_out(daemon, sleeper):
         s.stop()
 
 
+def test_idle_connections_are_closed(daemon, sleeper):
+    s = InProcessServer(daemon, stream_idle_timeout=1.0)
+    try:
+        c = SpdyClient(s.server.exec_url(sleeper, ["sh", "-c", "sleep 0.5; echo a; sleep 30"], False, False, True,
+                                         False))
+        err, out = c.open(streamtype="error"), c.open(streamtype="stdout")
+        t0 = time.monotonic()
+        c.run_to_end(timeout=20)  # nothing moves after "a" for a second: the server hangs up
+        assert 1.2 < time.monotonic() - t0 < 10 and c.data[out] == b"a\n"
+        assert c.resets.get(out) == 5  # RST_STREAM CANCEL, as kubelet's Close
+    finally:
+        s.stop()
+
+
 def test_attach_stdin_once_container(srv, daemon):
     cid = run_ctr(daemon, "-i", IMG, "sh", "-c", "echo started; cat; echo catdone")
     c = SpdyClient(srv.server.attach_url(cid, False, True, True, True))

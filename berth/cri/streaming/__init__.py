@@ -191,10 +191,27 @@ class StreamingServer:
         await self._upgrade(kind, req, headers, reader, writer)
 
     async def _upgrade(self, kind, req, headers, reader, writer):
-        from berth.cri.streaming import portforward, remotecommand, spdy, websocket
+        from berth.cri.streaming import websocket
         if websocket.is_websocket(headers):
             await self._websocket(kind, req, headers, reader, writer)
             return
+        await self._spdy(kind, req, headers, reader, writer)
+
+    def _watch(self, conn):
+        """Close a connection on which nothing moved for stream_idle_timeout (kubelet's idle
+        timeout counts frames both ways)."""
+        async def watch():
+            while not conn.closed:
+                idle = time.monotonic() - conn.last_activity
+                if idle >= self.idle_timeout:
+                    log.info("streaming: closing a connection idle for %.0fs", idle)
+                    await conn.close(reset_streams=True)
+                    return
+                await asyncio.sleep(min(self.idle_timeout - idle + 0.05, 60))
+        return asyncio.ensure_future(watch())
+
+    async def _spdy(self, kind, req, headers, reader, writer):
+        from berth.cri.streaming import portforward, remotecommand, spdy
         supported = portforward.PROTOCOLS if kind == "portforward" else remotecommand.PROTOCOLS
         offered = [p.strip() for v in headers.get("x-stream-protocol-version", []) for p in v.split(",") if p.strip()]
         if not offered:
@@ -219,12 +236,21 @@ class StreamingServer:
             handler = portforward.Handler(sandbox, lambda port: self.backend.port_forward(sandbox, port),
                                           self.creation_timeout)
             conn = spdy.Connection(reader, writer, handler.on_stream)
-            await portforward.run(conn, handler)
+            watch = self._watch(conn)
+            try:
+                await portforward.run(conn, handler)
+            finally:
+                watch.cancel()
             return
         opts = _options(kind, req)
         streams = remotecommand.Streams(remotecommand.expected_streams(protocol, opts))
         conn = spdy.Connection(reader, writer, streams.on_stream)
-        await remotecommand.run(conn, protocol, opts, streams, self._starter(kind, req, opts), self.creation_timeout)
+        watch = self._watch(conn)
+        try:
+            await remotecommand.run(conn, protocol, opts, streams, self._starter(kind, req, opts),
+                                    self.creation_timeout)
+        finally:
+            watch.cancel()
 
     def _starter(self, kind, req, opts):
         cid = req["container_id"]
@@ -252,6 +278,14 @@ class StreamingServer:
         writer.write(websocket.accept_response(headers, protocol))
         conn = websocket.Connection(reader, writer, binary=supported[protocol],
                                     close_signal=protocol == "v5.channel.k8s.io")
+        watch = self._watch(conn)
+        try:
+            await self._websocket_run(kind, req, conn, protocol)
+        finally:
+            watch.cancel()
+
+    async def _websocket_run(self, kind, req, conn, protocol):
+        from berth.cri.streaming import portforward, remotecommand
         if kind == "portforward":
             ports = req["ports"]
             sandbox = req["sandbox_id"]

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import hashlib
 import struct
+import time
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -113,6 +114,7 @@ class Connection:
         self.channels = []
         self.closed = False
         self.closed_event = asyncio.Event()
+        self.last_activity = time.monotonic()  # for the idle timeout
 
     def add(self, readable, writable):
         ch = Channel(self, len(self.channels), readable, writable)
@@ -131,6 +133,7 @@ class Connection:
             head = struct.pack(">BBQ", 0x80 | opcode, 127, n)
         if not self.closed:
             self.writer.write(head + payload)
+            self.last_activity = time.monotonic()
 
     def send_message(self, num, data):
         if self.binary:
@@ -171,6 +174,7 @@ class Connection:
 
     async def _frame_in(self):
         b1, b2 = await self.reader.readexactly(2)
+        self.last_activity = time.monotonic()
         fin, opcode = b1 & 0x80, b1 & 0x0F
         masked, n = b2 & 0x80, b2 & 0x7F
         if n == 126:
