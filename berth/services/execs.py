@@ -83,11 +83,13 @@ def run_sync(svc, ns, ref, cmd, timeout=0):
             if buf is not None and len(buf) < MAX_OUTPUT:
                 buf += data[:MAX_OUTPUT - len(buf)]
         if timed_out:
-            if pid:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            if pid:  # the command and whatever it started (a probe's shell and its children)
+                from berth.services.container_ops import _descendants
+                for p in _descendants(pid):
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
             raise ExecTimeout(f"command {cmd!r} timed out after {timeout}s")
     finally:
         s.close()

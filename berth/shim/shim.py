@@ -487,7 +487,7 @@ class Shim:
                                 "exit_code": ex.exit_code})
             self._drop(c)
         elif op == "reopen_log":  # the CRI's ReopenContainerLog, after the kubelet rotated the file
-            getattr(self.log, "reopen", self.log.rotate)()
+            getattr(self.log, "reopen", _ignore)()
             self._reply(c, {"ok": True})
             self._drop(c)
         elif op == "state":

@@ -1,0 +1,519 @@
+"""berthd as a Kubernetes node runtime: the CRI (runtime.v1) driven by crictl v1.26 and by the
+project's own gRPC client, pods in the k8s.io namespace with a node CNI configuration of the
+test's own (its bridge, subnet and IPAM dir), the pause image from the fixtures."""
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from daemon_fixtures import DATA, REPO, Daemon, free_port, registry, skopeo, wait_for  # noqa: F401
+
+grpc = pytest.importorskip("grpc")
+from berth.cri import api_pb2 as pb  # noqa: E402
+from cri_client import CRIClient  # noqa: E402
+
+
+def _crictl():
+    for p in (os.path.join(REPO, "..", "shared", "bin", "crictl"), shutil.which("crictl") or ""):
+        if p and os.access(p, os.X_OK):
+            return os.path.realpath(p)
+    return None
+
+
+CRICTL = _crictl()
+need_crictl = pytest.mark.skipif(CRICTL is None, reason="crictl is not installed (../shared/bin/crictl or PATH)")
+
+
+class Node:
+    """A berthd serving the CRI on its own socket, with a node CNI conflist of its own."""
+
+    def __init__(self, base, extra=""):
+        self.base = str(base)
+        tag = "%05x" % random.getrandbits(20)
+        self.bridge = "bk" + tag
+        self.subnet = f"10.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24"
+        self.cni_dir = os.path.join(self.base, "node-cni")
+        os.makedirs(self.cni_dir, exist_ok=True)
+        with open(os.path.join(self.cni_dir, "10-pods.conflist"), "w") as f:
+            json.dump({"cniVersion": "1.0.0", "name": "pods", "plugins": [
+                {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": False,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": self.subnet}]],
+                          "dataDir": os.path.join(self.base, "ipam")}},
+                {"type": "portmap", "capabilities": {"portMappings": True}}]}, f)
+        self.d = Daemon(os.path.join(self.base, "d"), extra_config=f'cri_cni_conf_dir = "{self.cni_dir}"\n' + extra)
+        self.sock = self.d.cri_sock
+        self.logs = os.path.join(self.base, "pod-logs")
+
+    def start(self):
+        self.d.start()
+        wait_for(lambda: os.path.exists(self.sock), 30, "the CRI socket")
+        return self
+
+    def crictl(self, *args, check=True, timeout=120):
+        p = subprocess.run([CRICTL, "--runtime-endpoint", "unix://" + self.sock, "--image-endpoint",
+                            "unix://" + self.sock, "--timeout", "60s", *args], capture_output=True, timeout=timeout)
+        p.out, p.err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+        if check and p.returncode != 0:
+            raise AssertionError(f"crictl {' '.join(args)} failed ({p.returncode}): {p.err}\n{self.d.log()}")
+        return p
+
+    def client(self):
+        return CRIClient(self.sock)
+
+    def pod_config(self, name, **extra):
+        cfg = {"metadata": {"name": name, "namespace": "testns", "uid": "uid-" + name, "attempt": 1},
+               "hostname": name + "-host", "log_directory": os.path.join(self.logs, name),
+               "labels": {"app": name}, "annotations": {"note": "from the test"}, "linux": {}}
+        cfg.update(extra)
+        path = os.path.join(self.base, f"pod-{name}.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        return path
+
+    def ctr_config(self, name, command, **extra):
+        cfg = {"metadata": {"name": name}, "image": {"image": "busybox-layers:1"}, "command": command,
+               "log_path": f"{name}/0.log", "labels": {"ctr": name}, "linux": {}}
+        cfg.update(extra)
+        path = os.path.join(self.base, f"ctr-{name}.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        return path
+
+    def cleanup(self):
+        try:
+            c = self.client()
+            for s in c.ListPodSandbox().items:
+                c.StopPodSandbox(pod_sandbox_id=s.id)
+                c.RemovePodSandbox(pod_sandbox_id=s.id)
+            c.close()
+        except Exception:  # noqa: BLE001 - best effort: the daemon may be down
+            pass
+        self.d.cleanup()
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    n = Node(tmp_path_factory.mktemp("crinode")).start()
+    for archive in ("pause.oci.tar", "busybox-layers.oci.tar"):
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, archive), check=True)
+    yield n
+    n.cleanup()
+
+
+def http_get(host, port, path="/", timeout=3):
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode(errors="replace")
+    finally:
+        s.close()
+
+
+# --- crictl --------------------------------------------------------------------------------
+
+@need_crictl
+def test_version_and_info(node):
+    v = node.crictl("version").out
+    assert "RuntimeName:  berth" in v and "RuntimeApiVersion:  v1" in v
+    info = json.loads(node.crictl("info").out)
+    conds = {c["type"]: c["status"] for c in info["status"]["conditions"]}
+    assert conds == {"RuntimeReady": True, "NetworkReady": True}
+    assert info["config"]["sandboxImage"] == "registry.k8s.io/pause:3.9"
+    assert info["cniconfig"]["name"] == "pods"
+
+
+@need_crictl
+def test_images_live_in_k8s_io_only(node):
+    out = node.crictl("images").out
+    assert "registry.k8s.io/pause" in out and "docker.io/library/busybox-layers" in out
+    listed = json.loads(node.crictl("images", "-o", "json").out)["images"]
+    tags = {t for i in listed for t in i["repoTags"]}
+    assert {"registry.k8s.io/pause:3.9", "docker.io/library/busybox-layers:1"} <= tags
+    pause = next(i for i in listed if "registry.k8s.io/pause:3.9" in i["repoTags"])
+    assert pause["uid"] == {"value": "65535"} and int(pause["size"]) > 0
+    assert pause["repoDigests"] and pause["repoDigests"][0].startswith("registry.k8s.io/pause@sha256:")
+    # the docker side (namespace default) does not see them; berth -n k8s.io does
+    assert "pause" not in node.d.berth("images").out
+    assert "registry.k8s.io/pause" in node.d.berth("-n", "k8s.io", "images").out
+    st = json.loads(node.crictl("inspecti", "busybox-layers:1").out)
+    assert st["status"]["id"].startswith("sha256:") and st["info"]["imageSpec"]["config"]["Cmd"] == ["sh"]
+    fs = json.loads(node.crictl("imagefsinfo", "-o", "json").out)
+    assert int(fs["status"]["usedBytes"]["value"]) > 0
+
+
+@need_crictl
+def test_pull_and_rmi(node, registry):
+    skopeo("copy", "--dest-tls-verify=false", "oci-archive:" + os.path.join(DATA, "hello-world.oci.tar"),
+           f"docker://{registry.addr}/cri/hello:1")
+    hosts = os.path.join(node.d.certs_d, registry.addr)
+    os.makedirs(hosts, exist_ok=True)
+    with open(os.path.join(hosts, "hosts.toml"), "w") as f:
+        f.write(f'server = "http://{registry.addr}"\n')
+    p = node.crictl("pull", f"{registry.addr}/cri/hello:1")
+    assert "Image is up to date for sha256:" in p.out
+    assert f"{registry.addr}/cri/hello" in node.crictl("images").out
+    node.crictl("rmi", f"{registry.addr}/cri/hello:1")
+    assert f"{registry.addr}/cri/hello" not in node.crictl("images").out
+    bad = node.crictl("pull", f"{registry.addr}/cri/nothing:1", check=False)
+    assert bad.returncode != 0 and "not found" in bad.err.lower()
+
+
+@need_crictl
+def test_pod_and_container_lifecycle(node):
+    port = free_port()
+    pod = node.pod_config("web", dns_config={"servers": ["10.0.0.10"], "searches": ["svc.cluster.local"],
+                                             "options": ["ndots:5"]},
+                          port_mappings=[{"protocol": 0, "container_port": 80, "host_port": port,
+                                          "host_ip": "127.0.0.1"}])
+    sid = node.crictl("runp", pod).out.strip()
+    try:
+        pods = node.crictl("pods", "-o", "json").out
+        assert sid in pods and "SANDBOX_READY" in pods
+        st = json.loads(node.crictl("inspectp", sid).out)
+        ip = st["status"]["network"]["ip"]
+        assert ip.startswith(node.subnet.rsplit(".", 1)[0] + ".")
+        assert st["status"]["labels"] == {"app": "web"} and st["status"]["annotations"] == {"note": "from the test"}
+        assert st["info"]["pid"] > 0 and st["info"]["image"] == "registry.k8s.io/pause:3.9"
+
+        ctr = node.ctr_config("srv", ["sh", "-c", "echo hello; echo oops >&2; mkdir -p /www; hostname > /www/h;"
+                                                  " exec httpd -f -p 80 -h /www"],
+                              envs=[{"key": "GREETING", "value": "hi there"}], working_dir="/data")
+        cid = node.crictl("create", sid, ctr, pod).out.strip()
+        assert json.loads(node.crictl("inspect", cid).out)["status"]["state"] == "CONTAINER_CREATED"
+        node.crictl("start", cid)
+        wait_for(lambda: "hello" in node.crictl("logs", cid).out, 10, "the container's output")
+        logs = node.crictl("logs", cid)
+        assert "hello" in logs.out and "oops" in logs.err
+        # the file is the kubelet's CRI log format
+        with open(os.path.join(node.logs, "web", "srv", "0.log")) as f:
+            lines = f.read().splitlines()
+        assert any(line.endswith(" stdout F hello") for line in lines), lines
+        assert any(line.endswith(" stderr F oops") for line in lines), lines
+        ts = lines[0].split(" ", 1)[0]
+        assert ts.endswith("Z") and "T" in ts and "." in ts
+
+        ps = json.loads(node.crictl("ps", "-o", "json").out)["containers"]
+        assert [c["id"] for c in ps] == [cid] and ps[0]["podSandboxId"] == sid and ps[0]["state"] == "CONTAINER_RUNNING"
+        ins = json.loads(node.crictl("inspect", cid).out)
+        assert ins["status"]["logPath"] == os.path.join(node.logs, "web", "srv", "0.log")
+        assert ins["info"]["sandboxID"] == sid and ins["info"]["pid"] > 0
+
+        # hostname, DNS, env, working dir in the container
+        r = node.crictl("exec", "-s", cid, "sh", "-c", "hostname; cat /etc/resolv.conf; echo $GREETING; pwd")
+        assert r.out.splitlines()[0] == "web-host"
+        assert "nameserver 10.0.0.10" in r.out and "search svc.cluster.local" in r.out and "ndots:5" in r.out
+        assert "hi there" in r.out and "/data" in r.out.splitlines()
+        bad = node.crictl("exec", "-s", cid, "sh", "-c", "exit 3", check=False)
+        assert bad.returncode != 0 and "exited with 3" in bad.err
+
+        # the pod IP is reachable from the host, and the hostPort on 127.0.0.1
+        wait_for(lambda: _try_get(ip, 80, "/h"), 10, "httpd in the pod")
+        assert "web-host" in http_get(ip, 80, "/h")
+        assert "web-host" in http_get("127.0.0.1", port, "/h")
+
+        stats = json.loads(node.crictl("stats", "-o", "json", cid).out)["stats"][0]
+        assert int(stats["memory"]["workingSetBytes"]["value"]) > 0
+        assert int(stats["cpu"]["usageCoreNanoSeconds"]["value"]) > 0
+        sp = json.loads(node.crictl("statsp", "-o", "json", sid).out)["stats"][0]
+        assert sp["attributes"]["id"] == sid and int(sp["linux"]["memory"]["workingSetBytes"]["value"]) > 0
+        assert sp["linux"]["containers"][0]["attributes"]["id"] == cid
+
+        # the same objects, seen by berth in the k8s.io namespace only
+        ps_k8s = node.d.berth("-n", "k8s.io", "ps", "--no-trunc").out
+        assert cid in ps_k8s and sid in ps_k8s
+        assert cid not in node.d.berth("ps", "-a", "--no-trunc").out
+        assert node.d.berth("-n", "k8s.io", "inspect", cid).returncode == 0
+
+        t0 = time.monotonic()
+        node.crictl("stop", "--timeout", "5", cid)
+        assert time.monotonic() - t0 < 5  # httpd takes SIGTERM
+        ins = json.loads(node.crictl("inspect", cid).out)["status"]
+        assert ins["state"] == "CONTAINER_EXITED" and ins["finishedAt"] and ins["reason"] in ("Error", "Completed")
+        node.crictl("stopp", sid)
+        assert "SANDBOX_NOTREADY" in node.crictl("inspectp", sid).out
+        with pytest.raises(OSError):
+            http_get("127.0.0.1", port, "/h", timeout=1)
+        node.crictl("rm", cid)
+        assert cid not in node.crictl("ps", "-a", "-q").out
+    finally:
+        node.crictl("stopp", sid, check=False)
+        node.crictl("rmp", sid, check=False)
+    assert sid not in node.crictl("pods", "-q").out
+    assert sid not in node.d.berth("-n", "k8s.io", "ps", "-a", "--no-trunc").out
+    assert not os.listdir(os.path.join(node.d.state, "cri", "netns"))
+
+
+def _try_get(host, port, path):
+    try:
+        return bool(http_get(host, port, path, timeout=1))
+    except OSError:
+        return False
+
+
+@need_crictl
+def test_rmp_removes_running_containers_and_is_idempotent(node):
+    pod = node.pod_config("gone")
+    sid = node.crictl("runp", pod).out.strip()
+    cid = node.crictl("create", sid, node.ctr_config("sleeper", ["sleep", "300"]), pod).out.strip()
+    node.crictl("start", cid)
+    assert "Running" in node.crictl("ps").out
+    node.crictl("stopp", sid)
+    node.crictl("stopp", sid)  # a second stop is fine
+    node.crictl("rmp", sid)
+    assert cid not in node.crictl("ps", "-a", "-q").out and sid not in node.crictl("pods", "-q").out
+    c = node.client()
+    c.RemovePodSandbox(pod_sandbox_id=sid)  # removed already: not an error
+    c.RemoveContainer(container_id=cid)
+    c.close()
+
+
+@need_crictl
+def test_containers_survive_kill9_of_berthd(node):
+    pod = node.pod_config("durable")
+    sid = node.crictl("runp", pod).out.strip()
+    try:
+        cid = node.crictl("create", sid, node.ctr_config("sl", ["sleep", "300"]), pod).out.strip()
+        node.crictl("start", cid)
+        pid = json.loads(node.crictl("inspect", cid).out)["info"]["pid"]
+        node.d.kill9()
+        node.d.start()
+        wait_for(lambda: node.crictl("version", check=False).returncode == 0, 30, "the CRI after a restart")
+        assert os.path.exists(f"/proc/{pid}")
+        ins = json.loads(node.crictl("inspect", cid).out)
+        assert ins["status"]["state"] == "CONTAINER_RUNNING" and ins["info"]["pid"] == pid
+        assert json.loads(node.crictl("inspectp", sid).out)["status"]["state"] == "SANDBOX_READY"
+        node.crictl("stop", "--timeout", "0", cid)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, "the container to stop")
+    finally:
+        node.crictl("stopp", sid, check=False)
+        node.crictl("rmp", sid, check=False)
+
+
+# --- the project's own gRPC client ---------------------------------------------------------
+
+def _pod(c, node, name, **linux):
+    cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name=name, namespace="testns", uid="u-" + name),
+                              hostname=name, log_directory=os.path.join(node.logs, name),
+                              linux=pb.LinuxPodSandboxConfig(**linux))
+    return c.RunPodSandbox(config=cfg).pod_sandbox_id, cfg
+
+
+def _ctr(c, sid, sbx, name, cmd, **kw):
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image="busybox-layers:1"),
+                             command=cmd, log_path=f"{name}.log", **kw)
+    cid = c.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+    c.StartContainer(container_id=cid)
+    return cid
+
+
+@pytest.fixture
+def cri(node):
+    c = node.client()
+    yield c
+    for s in c.ListPodSandbox().items:
+        c.StopPodSandbox(pod_sandbox_id=s.id)
+        c.RemovePodSandbox(pod_sandbox_id=s.id)
+    c.close()
+
+
+def test_exec_sync_output_exit_code_and_timeout(node, cri):
+    sid, sbx = _pod(cri, node, "execs")
+    cid = _ctr(cri, sid, sbx, "e", ["sleep", "300"])
+    r = cri.ExecSync(container_id=cid, cmd=["sh", "-c", "echo out; echo err >&2; exit 7"])
+    assert (r.stdout, r.stderr, r.exit_code) == (b"out\n", b"err\n", 7)
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as e:
+        cri.ExecSync(container_id=cid, cmd=["sh", "-c", "echo started; sleep 30"], timeout=1)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() - t0 < 10
+    # the timed-out command was killed: only the container's own sleep is left
+    ps = cri.ExecSync(container_id=cid, cmd=["ps", "-o", "args"]).stdout.decode().splitlines()
+    assert "sleep 30" not in ps and "sleep 300" in ps
+    with pytest.raises(grpc.RpcError) as e:
+        cri.ExecSync(container_id="0" * 64, cmd=["true"])
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_list_filters(node, cri):
+    sid1, sbx1 = _pod(cri, node, "fa")
+    sid2, sbx2 = _pod(cri, node, "fb")
+    c1 = _ctr(cri, sid1, sbx1, "one", ["sleep", "300"], labels={"tier": "front"})
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="two"), image=pb.ImageSpec(image="busybox-layers:1"),
+                             command=["true"], labels={"tier": "back"})
+    c2 = cri.CreateContainer(pod_sandbox_id=sid2, config=cfg, sandbox_config=sbx2).container_id
+    ids = lambda **f: sorted(c.id for c in cri.ListContainers(filter=pb.ContainerFilter(**f)).containers)  # noqa: E731
+    assert ids() == sorted([c1, c2])
+    assert ids(pod_sandbox_id=sid1) == [c1]
+    assert ids(state=pb.ContainerStateValue(state=pb.CONTAINER_CREATED)) == [c2]
+    assert ids(state=pb.ContainerStateValue(state=pb.CONTAINER_RUNNING)) == [c1]
+    assert ids(label_selector={"tier": "back"}) == [c2]
+    assert ids(id=c1[:12]) == [c1]
+    pods = lambda **f: sorted(s.id for s in cri.ListPodSandbox(filter=pb.PodSandboxFilter(**f)).items)  # noqa: E731
+    assert pods(label_selector={}) == sorted([sid1, sid2])
+    assert pods(id=sid2[:10]) == [sid2]
+    cri.StopPodSandbox(pod_sandbox_id=sid2)
+    assert pods(state=pb.PodSandboxStateValue(state=pb.SANDBOX_READY)) == [sid1]
+    assert pods(state=pb.PodSandboxStateValue(state=pb.SANDBOX_NOTREADY)) == [sid2]
+    stats = cri.ListContainerStats(filter=pb.ContainerStatsFilter(pod_sandbox_id=sid1)).stats
+    assert [s.attributes.id for s in stats] == [c1]
+
+
+def test_unimplemented_and_errors(node, cri):
+    for rpc, fields in (("CheckpointContainer", {"container_id": "x"}), ("ListMetricDescriptors", {}),
+                        ("ListPodSandboxMetrics", {})):
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(cri, rpc)(**fields)
+        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "not implemented by berth" in e.value.details()
+    for rpc, fields in (("ContainerStatus", {"container_id": "nope"}), ("PodSandboxStatus", {"pod_sandbox_id": "nope"}),
+                        ("StartContainer", {"container_id": "nope"})):
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(cri, rpc)(**fields)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND, rpc
+    assert not cri.ImageStatus(image=pb.ImageSpec(image="no/such:image")).HasField("image")
+    cri.RemoveImage(image=pb.ImageSpec(image="no/such:image"))  # idempotent
+    sid, sbx = _pod(cri, node, "dup")
+    with pytest.raises(grpc.RpcError) as e:
+        cri.RunPodSandbox(config=sbx)
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(grpc.RpcError) as e:
+        cri.RunPodSandbox(config=sbx, runtime_handler="nosuch")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert cri.Version(version="v1").runtime_api_version == "v1"
+    assert cri.RuntimeConfig().linux.cgroup_driver == pb.CGROUPFS
+
+
+def test_namespaces_pid_pod_container_and_host_network(node, cri):
+    sid, sbx = _pod(cri, node, "nsp")
+    shared = _ctr(cri, sid, sbx, "shared", ["sleep", "300"])
+    own = _ctr(cri, sid, sbx, "own", ["sleep", "301"], linux=pb.LinuxContainerConfig(
+        security_context=pb.LinuxContainerSecurityContext(namespace_options=pb.NamespaceOption(pid=pb.CONTAINER))))
+    seen = cri.ExecSync(container_id=shared, cmd=["ps", "-o", "args"]).stdout.decode()
+    assert "/pause" in seen and "sleep 300" in seen
+    seen = cri.ExecSync(container_id=own, cmd=["ps", "-o", "args"]).stdout.decode()
+    assert "/pause" not in seen and "sleep 301" in seen
+    # containers share the pod's network, IPC and UTS namespaces
+    def ns_of(cid, kind):
+        return cri.ExecSync(container_id=cid, cmd=["readlink", f"/proc/self/ns/{kind}"]).stdout
+    for kind in ("net", "ipc", "uts"):
+        assert ns_of(shared, kind) == ns_of(own, kind)
+    assert ns_of(shared, "pid") != ns_of(own, "pid")
+    assert os.readlink("/proc/self/ns/net").encode() not in ns_of(shared, "net")
+    # hostNetwork: the node's network namespace and hostname
+    hsid, hsbx = _pod(cri, node, "hostnet", security_context=pb.LinuxSandboxSecurityContext(
+        namespace_options=pb.NamespaceOption(network=pb.NODE)))
+    h = _ctr(cri, hsid, hsbx, "h", ["sleep", "300"])
+    assert ns_of(h, "net").strip().decode() == os.readlink("/proc/self/ns/net")
+    assert cri.ExecSync(container_id=h, cmd=["hostname"]).stdout.decode().strip() == socket.gethostname()
+    assert cri.PodSandboxStatus(pod_sandbox_id=hsid).status.network.ip == ""
+
+
+def test_security_context_and_resources(node, cri, tmp_path):
+    sid, sbx = _pod(cri, node, "sec")
+    src = tmp_path / "vol"
+    src.mkdir()
+    (src / "f").write_text("from the host\n")
+    sc = pb.LinuxContainerSecurityContext(
+        run_as_user=pb.Int64Value(value=1234), run_as_group=pb.Int64Value(value=5678), supplemental_groups=[42],
+        readonly_rootfs=True, no_new_privs=True, capabilities=pb.Capability(drop_capabilities=["ALL"]),
+        seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault))
+    res = pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20, cpu_shares=512, cpu_quota=50000,
+                                     cpu_period=100000)
+    cid = _ctr(cri, sid, sbx, "s", ["sleep", "300"], linux=pb.LinuxContainerConfig(security_context=sc, resources=res),
+               mounts=[pb.Mount(container_path="/vol", host_path=str(src), readonly=True)])
+    out = cri.ExecSync(container_id=cid, cmd=["sh", "-c", "id; cat /vol/f; touch /x 2>&1; touch /vol/y 2>&1;"
+                                                          " grep -E 'NoNewPrivs|CapEff|Seccomp:' /proc/self/status"])
+    text = out.stdout.decode()
+    assert "uid=1234 gid=5678" in text and "42" in text
+    assert "from the host" in text and "Read-only file system" in text
+    assert "NoNewPrivs:\t1" in text and "CapEff:\t0000000000000000" in text and "Seccomp:\t2" in text
+    pid = json.loads(cri.ContainerStatus(container_id=cid, verbose=True).info["info"])["pid"]
+    assert _memory_limit(pid) == 64 << 20
+    cri.UpdateContainerResources(container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20))
+    assert _memory_limit(pid) == 96 << 20
+    status = cri.ContainerStatus(container_id=cid).status
+    assert status.resources.linux.memory_limit_in_bytes == 64 << 20 and status.mounts[0].container_path == "/vol"
+    # an AppArmor profile cannot be honoured: a clear refusal
+    with pytest.raises(grpc.RpcError) as e:
+        _ctr(cri, sid, sbx, "aa", ["true"], linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+            apparmor=pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost, localhost_ref="k8s-x"))))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "AppArmor" in e.value.details()
+
+
+def _memory_limit(pid):
+    """The memory limit of a process's cgroup (v1 memory controller or v2)."""
+    paths = dict(line.split(":", 2)[1:] for line in open(f"/proc/{pid}/cgroup").read().splitlines())
+    if "memory" in paths:
+        return int(open(f"/sys/fs/cgroup/memory{paths['memory']}/memory.limit_in_bytes").read())
+    return int(open(f"/sys/fs/cgroup{paths['']}/memory.max").read())
+
+
+def test_reopen_container_log(node, cri):
+    sid, sbx = _pod(cri, node, "rot")
+    cid = _ctr(cri, sid, sbx, "r", ["sh", "-c", "i=0; while true; do echo line$i; i=$((i+1)); sleep 0.1; done"])
+    path = cri.ContainerStatus(container_id=cid).status.log_path
+    wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 0, 10, "log lines")
+    os.rename(path, path + ".1")
+    cri.ReopenContainerLog(container_id=cid)
+    wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 0, 10, "a new log file")
+    with open(path) as f:
+        assert " stdout F line" in f.readline()
+
+
+def test_container_events(node, cri):
+    stream = cri.runtime.GetContainerEvents(pb.GetEventsRequest(), timeout=60)
+    sid, sbx = _pod(cri, node, "ev")
+    cid = _ctr(cri, sid, sbx, "x", ["true"])
+    seen = []
+    for ev in stream:
+        if ev.container_id == cid:
+            seen.append(ev.container_event_type)
+            if pb.CONTAINER_STOPPED_EVENT in seen:
+                break
+    stream.cancel()
+    assert seen[:3] == [pb.CONTAINER_CREATED_EVENT, pb.CONTAINER_STARTED_EVENT, pb.CONTAINER_STOPPED_EVENT]
+
+
+def test_sandbox_image_pulled_through_a_certs_d_mirror(tmp_path, registry):
+    """A node without internet: registry.k8s.io/pause:3.9 comes from a local mirror (certs.d)."""
+    skopeo("copy", "--dest-tls-verify=false", "oci-archive:" + os.path.join(DATA, "pause.oci.tar"),
+           f"docker://{registry.addr}/pause:3.9")
+    n = Node(tmp_path)
+    hosts = os.path.join(n.d.certs_d, "registry.k8s.io")
+    os.makedirs(hosts)
+    with open(os.path.join(hosts, "hosts.toml"), "w") as f:
+        f.write(f'server = "https://registry.k8s.io"\n\n[host."http://{registry.addr}"]\n'
+                f'  capabilities = ["pull", "resolve"]\n')
+    n.start()
+    try:
+        c = n.client()
+        sid, _ = _pod(c, n, "mirrored")
+        assert c.PodSandboxStatus(pod_sandbox_id=sid).status.state == pb.SANDBOX_READY
+        assert "registry.k8s.io/pause:3.9" in [t for i in c.ListImages().images for t in i.repo_tags]
+        c.close()
+    finally:
+        n.cleanup()
+
+
+def test_cri_false_serves_no_cri_socket(tmp_path):
+    d = Daemon(tmp_path / "d", extra_config="cri = false\n")
+    d.start()
+    try:
+        assert d.berth("version").returncode == 0
+        time.sleep(1)
+        assert not os.path.exists(d.cri_sock)
+        dump = d.berth("info").returncode  # the Docker API is served regardless
+        assert dump == 0
+    finally:
+        d.cleanup()
