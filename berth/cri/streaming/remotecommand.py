@@ -85,9 +85,10 @@ async def run(conn, protocol, opts, streams, start, creation_timeout, idle_timeo
     """Serve one exec or attach: wait for the streams, start the session (`start()` returns a
     backend session), pump stdin/stdout/stderr/resize, then report the outcome and close."""
     serve = asyncio.ensure_future(conn.serve())
+    complete = asyncio.ensure_future(streams.complete.wait())
     try:
-        done, _ = await asyncio.wait([asyncio.ensure_future(streams.complete.wait()), serve],
-                                     timeout=creation_timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([complete, serve], timeout=creation_timeout, return_when=asyncio.FIRST_COMPLETED)
+        complete.cancel()
         if not streams.complete.is_set():
             if not serve.done():
                 log.warning("streaming: timed out waiting for client to create streams")
@@ -151,7 +152,10 @@ async def _pump(conn, session, s, opts):
         await asyncio.wait([out, lost], return_when=asyncio.FIRST_COMPLETED)
         if not out.done():
             return None  # the client closed the connection: leave the command alone
-        out.result()
+        try:
+            out.result()
+        except Exception as e:  # noqa: BLE001
+            return status_internal(_message(e, opts))
         for name in ("stdout", "stderr"):
             if name in s:
                 s[name].close()

@@ -13,6 +13,7 @@ so a sender that waited for window updates would stall after 64 KiB.
 
 import asyncio
 import struct
+import time
 import zlib
 
 VERSION = 3
@@ -193,12 +194,14 @@ class Connection:
         self.gone_away = False
         self.last_stream_id = 0
         self.closed_event = asyncio.Event()
+        self.last_activity = time.monotonic()  # for the idle timeout
 
     # --- output ---
 
     def send(self, frame):
         if not self.closed:
             self.writer.write(frame)
+            self.last_activity = time.monotonic()
 
     async def drain(self):
         try:
@@ -253,6 +256,7 @@ class Connection:
                     head = await self.reader.readexactly(8)
                 except (asyncio.IncompleteReadError, ConnectionError, OSError):
                     return
+                self.last_activity = time.monotonic()
                 word, rest = struct.unpack(">II", head)
                 flags, length = rest >> 24, rest & 0xFFFFFF
                 if length > MAX_FRAME:
