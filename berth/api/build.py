@@ -85,9 +85,9 @@ async def build(request):
     try:
         image_id = fut.result()
     except BerthError as e:
-        if resp is None:
-            # the body may be unread: it goes with the connection
-            raise
+        from berth.services.builder import BuildError
+        if resp is None and not isinstance(e, BuildError):
+            raise  # nothing said yet (a bad Dockerfile, a missing file): a plain error, as dockerd's
         code = getattr(e, "exit_code", None)
         detail = {"message": e.message}
         if code:

@@ -5,5 +5,5 @@
     ignore.Matcher(lines).excluded(p)  # .dockerignore rules
 
 Errors are ``berth.errors.InvalidArgument`` with docker's wording, the line included
-("Dockerfile parse error line 3: unknown instruction: FOO").
+("dockerfile parse error line 3: unknown instruction: FOO").
 """

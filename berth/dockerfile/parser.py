@@ -58,7 +58,7 @@ class Instruction:
     end_line: int = 0
 
     def error(self, msg: str) -> InvalidArgument:
-        return InvalidArgument(f"Dockerfile parse error line {self.line}: {msg}")
+        return InvalidArgument(f"dockerfile parse error line {self.line}: {msg}")
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Dockerfile:
 
 
 def _err(line, msg):
-    return InvalidArgument(f"Dockerfile parse error line {line}: {msg}")
+    return InvalidArgument(f"dockerfile parse error line {line}: {msg}")
 
 
 def parse(text: str | bytes) -> Dockerfile:

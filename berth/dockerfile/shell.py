@@ -62,7 +62,18 @@ class _Lexer:
                 cur.append(self._double())
             elif c == "$":
                 self.next()
-                cur.append(self._dollar())
+                value = self._dollar()
+                if split:  # an unquoted substitution is split too (docker's wordsStruct.addString)
+                    for ch in value:
+                        if ch in " \t\r\n":
+                            if cur:
+                                words.append("".join(cur))
+                                cur = []
+                        else:
+                            cur.append(ch)
+                    in_word = bool(cur)
+                    continue
+                cur.append(value)
             elif c == self.esc:
                 self.next()
                 n = self.next()
@@ -123,6 +134,8 @@ class _Lexer:
             if not name:
                 raise InvalidArgument(f"failed to process {self.s!r}: bad substitution")
             c = self.peek()
+            if not c:
+                raise InvalidArgument(f"failed to process {self.s!r}: missing '}}'")
             if c == "}":
                 self.next()
                 return self.env.get(name, "")

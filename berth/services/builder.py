@@ -278,12 +278,18 @@ class _Job:
         self.step = 0
         self.total = 0
         self.lease = None
+        self.held = []
 
     # --- output ---
 
     def out(self, text):
-        if not self.opts.quiet:
+        if self.opts.quiet:
+            self.held.append(text)  # shown only if the build fails (as dockerd with q=1)
+        else:
             self._emit({"stream": text})
+
+    def nop_prefix(self, config):
+        return " ".join(config.get("Shell") or DEFAULT_SHELL) + " " + NOP
 
     # --- context ---
 
@@ -318,6 +324,18 @@ class _Job:
     # --- the build ---
 
     def run(self, stream):
+        try:
+            return self._run(stream)
+        except BuildError:
+            if self.held:
+                self._emit({"stream": "".join(self.held)})
+            raise
+        except BerthError:
+            if self.held and any(t.startswith("Step ") for t in self.held):
+                self._emit({"stream": "".join(self.held)})
+            raise
+
+    def _run(self, stream):
         self.lease = self.b.meta.create_lease(self.ns, f"build-{secrets.token_hex(8)}", ttl=24 * 3600)
         bare = self._extract(stream)
         df = dfparser.parse(self._dockerfile(bare))
@@ -332,7 +350,7 @@ class _Job:
             raise InvalidArgument("the Dockerfile has no FROM instruction" if not instrs or meta_args else
                                   "the Dockerfile (Dockerfile) cannot be empty")
         if instrs[i].cmd != "FROM":
-            raise InvalidArgument(f"Dockerfile parse error line {instrs[i].line}: "
+            raise InvalidArgument(f"dockerfile parse error line {instrs[i].line}: "
                                   f"no build stage in current context" if instrs[i].cmd != "FROM" else "")
         stages = []
         for ins in instrs[i:]:
@@ -464,7 +482,7 @@ class _Job:
         doc["config"] = config if config is not None else st.config
         doc.pop("container", None)
         cc = dict(doc["config"])
-        cc["Cmd"] = created_by_cmd(created_by)
+        cc["Cmd"] = created_by_cmd(created_by, doc["config"].get("Shell"))
         doc["container_config"] = cc
         h = {"created": layers.now_rfc3339(), "created_by": created_by}
         if new_layer is None:
@@ -480,7 +498,7 @@ class _Job:
 
     def _nop(self, st, text, config):
         """A metadata-only step: history "/bin/sh -c #(nop)  TEXT", cache keyed by the config."""
-        created_by = "/bin/sh -c " + NOP + " " + text
+        created_by = self.nop_prefix(config) + " " + text
         key_text = json.dumps({"nop": text, "config": config}, sort_keys=True)
         saved = st.config
         if self._cached(st, key_text):
@@ -716,7 +734,7 @@ class _Job:
             target = resolve_in(root, wd)
             if not os.path.lexists(target):
                 _mkdir_all(root, wd, 0, 0)
-        self._snapshot_step(st, key_text, "/bin/sh -c " + NOP + text, work)
+        self._snapshot_step(st, key_text, self.nop_prefix(st.config) + text, work)
 
     def do_copy(self, st, ins):
         self._copy(st, ins, add=False)
@@ -845,7 +863,7 @@ class _Job:
                 for rel, host in sources:
                     _copy_into(rootfs, host, dest_abs, multi, uid, gid, mode, chown is not None,
                                extract=add and _is_local_archive(host))
-            self._snapshot_step(st, key_text, "/bin/sh -c " + NOP + text, work)
+            self._snapshot_step(st, key_text, self.nop_prefix(st.config) + text, work)
         finally:
             if view is not None:
                 self._unmount_view(view)
@@ -953,13 +971,15 @@ class _Job:
                 pass
 
 
-def created_by_cmd(created_by):
-    if created_by.startswith("/bin/sh -c " + NOP):
-        rest = created_by[len("/bin/sh -c " + NOP):]
+def created_by_cmd(created_by, shell_=None):
+    sh = list(shell_ or DEFAULT_SHELL)
+    prefix = " ".join(sh) + " " + NOP
+    if created_by.startswith(prefix):
+        rest = created_by[len(prefix):]
         if rest.startswith(" "):
-            return ["/bin/sh", "-c", NOP, rest[1:]]
-        return ["/bin/sh", "-c", NOP + rest]
-    return ["/bin/sh", "-c", created_by]
+            return sh + [NOP, rest[1:]]
+        return sh + [NOP + rest]
+    return sh + [created_by]
 
 
 # --- context helpers ----------------------------------------------------------------------------------
