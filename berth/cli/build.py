@@ -34,8 +34,12 @@ def commit(ctx, argv, cmd):
 
 
 def _human(n):
-    from berth.cli.format import human_size
-    return human_size(n)
+    """docker's units.HumanSize: 4 significant digits, decimal units ("4.608kB")."""
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.4g}{unit}"
+        n /= 1000
 
 
 def _tar_header(name, st, typ, linkname="", size=0):

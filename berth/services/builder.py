@@ -842,21 +842,23 @@ class _Job:
             h = hashlib.sha256()
             for rel, host in sources:
                 _hash_tree(h, rel, host)
-            h.update(json.dumps([chown, chmod, dest, add]).encode())
             digest = h.hexdigest()
             if len(sources) > 1:
                 kind = "multi"
             else:
                 kind = "dir" if os.path.isdir(sources[0][1]) else "file"
             wd = st.config.get("WorkingDir") or "/"
-            dest_abs = dest if dest.startswith("/") else posixpath.join(wd, dest)
-            if dest.endswith("/") and not dest_abs.endswith("/"):
-                dest_abs += "/"
-            text = f"{name} {kind}:{digest} in {dest_abs} "
-            key_text = json.dumps({"copy": text, "config": st.config}, sort_keys=True)
+            dest_abs = dest  # docker's normalizeDest: relative to WORKDIR, cleaned, the trailing / kept
+            if not dest.startswith("/"):
+                dest_abs = posixpath.normpath(posixpath.join("/", wd, dest))
+                if dest.endswith("/") and dest_abs != "/":
+                    dest_abs += "/"
+            text = f"{name} {kind}:{digest} in {dest} "  # docker shows the destination as written
+            key_text = json.dumps({"copy": text, "to": dest_abs, "chown": chown, "chmod": chmod,
+                                   "config": st.config}, sort_keys=True)
             if self._cached(st, key_text):
                 return
-            multi = len(sources) > 1 or len(srcs) > 1
+            multi = len(sources) > 1 or len(srcs) > 1 or dest in (".", "..") or dest.endswith(("/.", "/.."))
 
             def work(rootfs):
                 uid, gid = _ids(rootfs, chown) if chown else (0, 0)
@@ -882,6 +884,8 @@ class _Job:
 
     def _match_sources(self, root, pattern, from_context):
         """[(shown path, host path)] for a source (globs as Go's filepath.Match)."""
+        if from_context and posixpath.normpath(pattern).startswith("../") or posixpath.normpath(pattern) == "..":
+            raise InvalidArgument(f"COPY failed: forbidden path outside the build context: {pattern} ()")
         clean = posixpath.normpath("/" + pattern).lstrip("/")
         if any(c in clean for c in "*?["):
             import fnmatch
