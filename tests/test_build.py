@@ -122,7 +122,7 @@ def test_build_stage_config_and_history(eng, tmp_path):
     assert c["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
     h = history(eng, "stage:1")
     assert h[:7] == [
-        "/bin/sh -c #(nop)  EXPOSE 80 53/udp",
+        "/bin/sh -c #(nop)  EXPOSE 53/udp 80",
         "/bin/sh -c #(nop)  LABEL k=v",
         h[2],
         "/bin/sh -c #(nop) WORKDIR /w",
@@ -424,3 +424,113 @@ def test_commit_running_container_pauses(eng):
         assert run(eng, "fromrunning:1", "cat", "/x") == "x\n"
     finally:
         eng.berth("rm", "-f", "runningc")
+
+
+# --- the same Dockerfiles through dockerd 20.10's classic builder --------------------------------
+
+COMPARE = {
+    "Dockerfile": f"""ARG BASE={BASE}
+FROM $BASE AS build
+ARG V=1
+ENV E=2 F="x y"
+RUN rm /bin/ls && rm -r /data/sub && mkdir -p /data/sub /made && echo m > /made/f && ln -s /made/f /made/l \\
+    && chmod 700 /made && echo x > /data/sub/new
+WORKDIR /w/x
+COPY --chown=1:2 a.txt sub/ ./
+COPY sub /abs/
+USER 1:2
+EXPOSE 80 53/udp
+VOLUME /v
+LABEL k=v "a b"="c d"
+HEALTHCHECK --interval=5s --timeout=3s --retries=2 CMD true
+STOPSIGNAL SIGUSR1
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo hi"]
+FROM {BASE}
+COPY --from=build /made /m
+RUN echo $FIXTURE > /fixture
+SHELL ["/bin/sh", "-xc"]
+CMD echo shell-form
+""",
+    "a.txt": "A\n",
+    "sub/s.txt": "S\n",
+    "sub/deeper/t.txt": "T\n",
+}
+
+
+@pytest.fixture(scope="module")
+def dockerd():
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        pytest.skip("dockerd (Debian docker.io) is not installed")
+    import tempfile
+    import time
+    base = tempfile.mkdtemp(prefix="bdk-", dir="/tmp")
+    sock = os.path.join(base, "d.sock")
+    log = open(os.path.join(base, "log"), "wb")
+    p = subprocess.Popen(["dockerd", "--data-root", os.path.join(base, "d"), "--exec-root", os.path.join(base, "e"),
+                          "--pidfile", os.path.join(base, "d.pid"), "-H", "unix://" + sock, "--bridge", "none",
+                          "--iptables=false", "--ip-masq=false", "--storage-driver", "overlay2"],
+                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    env = dict(os.environ, DOCKER_HOST="unix://" + sock, DOCKER_BUILDKIT="0", DOCKER_CONFIG=base)
+    try:
+        for _ in range(300):
+            if subprocess.run(["docker", "version"], env=env, capture_output=True).returncode == 0:
+                break
+            if p.poll() is not None:
+                pytest.skip("dockerd did not start: " + open(os.path.join(base, "log")).read()[-500:])
+            time.sleep(0.1)
+        subprocess.run(["docker", "load", "-i", BUSYBOX], env=env, check=True, capture_output=True)
+        yield env
+    finally:
+        p.terminate()
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        log.close()
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(base)]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def image_facts(tar_bytes):
+    """(config, history, [layer trees]) of a saved image; a tree is a sorted list of
+    (path, type, mode, uid, gid, link target) — mtimes and content hashes left out."""
+    t = tarfile.open(fileobj=io.BytesIO(tar_bytes))
+    m = json.load(t.extractfile("manifest.json"))[0]
+    cfg = json.load(t.extractfile(m["Config"]))
+    trees = []
+    for layer in m["Layers"]:
+        lt = tarfile.open(fileobj=t.extractfile(layer))
+        trees.append(sorted((x.name.rstrip("/"), x.type.decode(), oct(x.mode & 0o7777), x.uid, x.gid, x.linkname)
+                            for x in lt.getmembers()))
+    hist = [(re.sub(r"(file|dir|multi):[0-9a-f]{64}", r"\1:H", h.get("created_by", "")), bool(h.get("empty_layer")))
+            for h in cfg.get("history", [])]
+    return cfg, hist, trees
+
+
+CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels", "Healthcheck",
+               "StopSignal", "Shell", "OnBuild")
+
+
+@pytest.mark.parametrize("target", ["build", None])
+def test_same_image_as_dockerd_classic_builder(eng, dockerd, tmp_path, target):
+    ctx = write(tmp_path, COMPARE)
+    os.chmod(os.path.join(ctx, "a.txt"), 0o640)
+    extra = ["--target", target] if target else []
+    tag = f"cmp-{target or 'final'}:1"
+    r = subprocess.run(["docker", "build", "-q", "-t", tag, *extra, ctx], env=dockerd, capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    theirs = image_facts(subprocess.run(["docker", "save", tag], env=dockerd, capture_output=True, check=True).stdout)
+    r = eng.berth("build", "-q", "-t", tag, *extra, ctx)
+    assert r.returncode == 0, r.err
+    ours = image_facts(eng.berth("save", tag, check=True).stdout)
+    for key in CONFIG_KEYS:
+        assert ours[0]["config"].get(key) == theirs[0]["config"].get(key), key
+    assert ours[1] == theirs[1]
+    assert len(ours[2]) == len(theirs[2])
+    for mine, docker_s in zip(ours[2], theirs[2]):
+        assert mine == docker_s

@@ -639,7 +639,7 @@ class _Job:
         for p in _ports(ports):
             exposed[p] = {}
         cfg["ExposedPorts"] = exposed
-        self._nop(st, "EXPOSE " + " ".join(ports), cfg)
+        self._nop(st, "EXPOSE " + " ".join(sorted(ports)), cfg)  # sorted, as dockerd
 
     def do_volume(self, st, ins):
         vols = [self.expand(st, w) for w in ins.args]
@@ -853,7 +853,9 @@ class _Job:
                 dest_abs = posixpath.normpath(posixpath.join("/", wd, dest))
                 if dest.endswith("/") and dest_abs != "/":
                     dest_abs += "/"
-            text = f"{name} {kind}:{digest} in {dest} "  # docker shows the destination as written
+            # docker's comment: the destination as written, --chown glued to the hash (sic)
+            chown_comment = f"--chown={chown}" if chown else ""
+            text = f"{name} {chown_comment}{kind}:{digest} in {dest} "
             key_text = json.dumps({"copy": text, "to": dest_abs, "chown": chown, "chmod": chmod,
                                    "config": st.config}, sort_keys=True)
             if self._cached(st, key_text):
