@@ -122,4 +122,6 @@ def make_app(daemon):
     networks.routes(r)
     from berth.api import volumes
     volumes.routes(r)
+    from berth.api import build
+    build.routes(r)
     return app

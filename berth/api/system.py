@@ -59,3 +59,5 @@ def routes(r):
     r.add("GET", "/version", version)
     r.add("GET", "/info", info)
     r.add("POST", "/auth", auth)
+    from berth.api.build import system_df  # minimal; the build cache's records are build.py's
+    r.add("GET", "/system/df", system_df)

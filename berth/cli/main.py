@@ -24,6 +24,7 @@ COMMANDS = {
     "kill": ("containers", "kill"), "wait": ("containers", "wait"), "logs": ("containers", "logs"),
     "exec": ("containers", "exec_"), "restart": ("containers", "restart"), "attach": ("containers", "attach"),
     "events": ("containers", "events"),
+    "build": ("build", "build"), "commit": ("build", "commit"),
 }
 GROUPS = {
     "image": {"ls": ("images", "ls"), "list": ("images", "ls"), "pull": ("images", "pull"),
@@ -45,6 +46,9 @@ _OPS = {n: ("container_ops", n) for n in ("pause", "unpause", "rename", "top", "
 COMMANDS.update(_OPS)
 GROUPS["container"].update(_OPS, prune=("container_ops", "prune"))
 GROUPS["ns"] = GROUPS["namespace"]
+GROUPS["image"]["build"] = ("build", "build")
+GROUPS["container"]["commit"] = ("build", "commit")
+GROUPS["builder"] = {"build": ("build", "build"), "prune": ("build", "prune")}
 GROUPS["network"] = {"create": ("networks", "create"), "ls": ("networks", "ls"), "list": ("networks", "ls"),
                      "inspect": ("networks", "inspect"), "rm": ("networks", "rm"), "remove": ("networks", "rm"),
                      "prune": ("networks", "prune"), "connect": ("networks", "connect"),
@@ -63,7 +67,8 @@ Images:
   tag         add a name to an image                 inspect   show an image's details
   history     show an image's history                save      write images to a tar archive
   load        load images from a tar archive         import    make an image from a rootfs tar
-  image prune remove unused images
+  build       build an image from a Dockerfile         commit    make an image from a container's changes
+  image prune remove unused images                   builder prune  remove the build cache
 Engine:
   info        show the engine's configuration        version   show client and server versions
   login       log in to a registry                   logout    log out from a registry

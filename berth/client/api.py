@@ -247,3 +247,6 @@ _install_networks(APIClient)
 
 from berth.client.volumes import install as _install_volumes  # noqa: E402
 _install_volumes(APIClient)
+
+from berth.client.build import install as _install_build  # noqa: E402
+_install_build(APIClient)

@@ -686,7 +686,7 @@ def _rfc3339(t):
 def _docker_config(c):
     keys = ["Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts",
             "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir", "Entrypoint",
-            "OnBuild", "Labels", "StopSignal"]
+            "OnBuild", "Labels", "StopSignal", "Healthcheck", "Shell"]
     out = {k: c.get(k) for k in keys if k in c}
     out.setdefault("Env", c.get("Env"))
     out.setdefault("Cmd", c.get("Cmd"))

@@ -1,0 +1,176 @@
+"""Build endpoints of the Docker Engine API: POST /build (the classic builder: a tar context
+in the body, JSON progress streamed back), POST /build/prune, POST /commit."""
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from berth.api.app import json_response, namespace_of, stream_headers
+from berth.api.images import SyncBody, _bool
+from berth.errors import BerthError, InvalidArgument
+
+
+def _json_map(request, key):
+    raw = request.query.get(key)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid {key}: not JSON") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, (str, type(None))) for v in value.values()):
+        raise InvalidArgument(f"invalid {key}: not a map of strings")
+    return value
+
+
+def _options(request):
+    from berth.services.builder import Options
+    q = request.query
+    if q.get("remote"):
+        raise InvalidArgument("building from a remote context (a URL or a git repository) is not supported; "
+                              "send the context as a tar")
+    if q.get("version") == "2":
+        raise InvalidArgument("BuildKit is not supported by berthd: use the classic builder (DOCKER_BUILDKIT=0)")
+    tags = q.getall("t", [])
+    from berth.oci import reference as refmod
+    for t in tags:
+        try:
+            refmod.parse(t)
+        except InvalidArgument:
+            raise InvalidArgument(f'invalid reference format: repository name ({t}) must be lowercase'
+                                  if t.lower() != t else f"invalid tag {t!r}: invalid reference format") from None
+    extrahosts = [h for h in q.get("extrahosts", "").split(",") if h]
+    rm = q.get("rm", "1").lower() not in ("0", "false")
+    return Options(tags=tags, dockerfile=q.get("dockerfile") or "Dockerfile", buildargs=_json_map(request, "buildargs"),
+                   target=q.get("target") or None, nocache=_bool(request, "nocache"), pull=_bool(request, "pull"),
+                   quiet=_bool(request, "q"), labels=_json_map(request, "labels"),
+                   networkmode=q.get("networkmode") or None, rm=rm, forcerm=_bool(request, "forcerm"),
+                   platform=q.get("platform") or None, extrahosts=extrahosts)
+
+
+async def build(request):
+    """POST /build: answers a plain error when the build fails before saying anything
+    (a bad Dockerfile, a missing file), else streams JSON and reports the error in-stream."""
+    d = request.app["daemon"]
+    opts = _options(request)
+    ns = namespace_of(request)
+    loop = asyncio.get_running_loop()
+    queue = asyncio.Queue()
+    body = SyncBody(request, loop)
+
+    def emit(msg):
+        loop.call_soon_threadsafe(queue.put_nowait, ("msg", msg))
+
+    from berth.services.builder import Builder
+    builder = Builder(d.containers, getattr(d, "build_cache", None))
+    fut = loop.run_in_executor(d.waits, lambda: builder.build(ns, body, opts, emit))
+    fut.add_done_callback(lambda f: queue.put_nowait(("done", None)))
+    resp = None
+
+    async def write(msg):
+        nonlocal resp
+        if resp is None:
+            resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
+            await resp.prepare(request)
+        await resp.write(json.dumps(msg).encode() + b"\r\n")
+
+    while True:  # a client that goes away ends this loop; the build itself runs to its end
+        kind, msg = await queue.get()
+        if kind == "done":
+            break
+        await write(msg)
+    try:
+        image_id = fut.result()
+    except BerthError as e:
+        from berth.services.builder import BuildError
+        if resp is None and not isinstance(e, BuildError):
+            raise  # nothing said yet (a bad Dockerfile, a missing file): a plain error, as dockerd's
+        code = getattr(e, "exit_code", None)
+        detail = {"message": e.message}
+        if code:
+            detail["code"] = code
+        await write({"errorDetail": detail, "error": e.message})
+        image_id = None
+    except Exception as e:  # a bug: in-stream when the stream has begun
+        if resp is None:
+            raise
+        msg = f"internal error: {type(e).__name__}: {e}"
+        await write({"errorDetail": {"message": msg}, "error": msg})
+        image_id = None
+    if image_id and hasattr(d, "emit"):
+        d.emit(ns, "image", "build", image_id)
+    if resp is None:
+        await write({"stream": ""})
+    await resp.write_eof()
+    return resp
+
+
+async def build_prune(request):
+    d = request.app["daemon"]
+    from berth.services.builder import BuildCache
+    cache = getattr(d, "build_cache", None) or BuildCache(d.meta, d.images)
+    return json_response(await d.run(cache.prune, namespace_of(request), _bool(request, "all")))
+
+
+def build_cache_usage(d, ns):
+    """The BuildCache records of GET /system/df."""
+    from berth.services.builder import BuildCache
+    cache = getattr(d, "build_cache", None) or BuildCache(d.meta, d.images)
+    return cache.usage(ns)
+
+
+async def system_df(request):
+    """GET /system/df (a minimal one: images, containers, volumes and the build cache)."""
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+
+    def collect():
+        imgs = d.images.list(ns)
+        ctrs = d.containers.list(ns, all_=True)
+        try:
+            vols = d.volumes.list(ns)
+            vols = vols.get("Volumes") if isinstance(vols, dict) else vols
+        except BerthError:
+            vols = []
+        for v in vols or []:
+            v.setdefault("UsageData", {"Size": -1, "RefCount": -1})
+        for c in ctrs:
+            c.setdefault("SizeRw", 0)
+            c.setdefault("SizeRootFs", 0)
+        return {"LayersSize": sum(i.get("Size", 0) for i in imgs), "Images": imgs, "Containers": ctrs,
+                "Volumes": vols or [], "BuildCache": build_cache_usage(d, ns)}
+    return json_response(await d.run(collect))
+
+
+async def commit(request):
+    d = request.app["daemon"]
+    q = request.query
+    ref = q.get("container")
+    if not ref:
+        raise InvalidArgument("container is required")
+    raw = await request.read()
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise InvalidArgument("request body is not JSON") from None
+        if body is not None and not isinstance(body, dict):
+            raise InvalidArgument("request body must be a JSON object")
+    pause = q.get("pause", "1").lower() not in ("0", "false", "no")
+    ns = namespace_of(request)
+    from berth.services.layers import commit as do_commit
+    res = await d.run(do_commit, d.containers, ns, ref, repo=q.get("repo") or None, tag=q.get("tag") or None,
+                      changes=q.getall("changes", []), comment=q.get("comment") or None,
+                      author=q.get("author") or None, pause=pause)
+    if hasattr(d, "emit"):
+        d.emit(ns, "container", "commit", ref)
+    return json_response(res, status=201)
+
+
+def routes(r):
+    r.add("POST", "/build", build)
+    r.add("POST", "/build/prune", build_prune)
+    r.add("POST", "/commit", commit)

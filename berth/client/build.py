@@ -1,0 +1,38 @@
+"""APIClient methods for build, commit and the build cache (installed by install(APIClient))."""
+
+from berth import fastjson as json
+
+
+def install(cls):
+    def image_build(self, chunks, params, headers=None):
+        """POST /build with the context tar (an iterable of byte chunks) as the body; the
+        streamed response (iter_json() over it)."""
+        from berth.client.transport import urlencode
+        query = []
+        for k, v in params.items():
+            if v is None or v is False:
+                continue
+            for item in (v if isinstance(v, list) else [v]):
+                query.append((k, "1" if item is True else item if isinstance(item, str) else json.dumps(item)))
+        return self.call("POST", "/build?" + urlencode(query), body=chunks,
+                         headers=dict(headers or {}, **{"Content-Type": "application/x-tar"}), stream=True)
+
+    def build_prune(self, all_=False, filters=None):
+        params = {"all": all_ or None}
+        if filters:
+            params["filters"] = json.dumps(filters)
+        return self.call("POST", "/build/prune", params=params)
+
+    def container_commit(self, cid, repo=None, tag=None, changes=(), comment=None, author=None, pause=True):
+        from berth.client.transport import urlencode
+        query = [("container", cid), ("pause", "1" if pause else "0")]
+        for k, v in (("repo", repo), ("tag", tag), ("comment", comment), ("author", author)):
+            if v:
+                query.append((k, v))
+        for c in changes:
+            query.append(("changes", c))
+        return self.call("POST", "/commit?" + urlencode(query), body={})
+
+    cls.image_build = image_build
+    cls.build_prune = build_prune
+    cls.container_commit = container_commit

@@ -1,0 +1,371 @@
+"""A snapshot's changes as an image layer: the tar changeset between a container's
+filesystem and its parent, whiteouts included (the reverse of ``layer.apply_layer``).
+
+    diff_id, desc = store_layer(content_store, lambda tw: write_overlay_diff(upper, tw))
+
+Two ways to find the changes:
+
+* ``write_overlay_diff(upper, tw)``: the overlayfs upper directory *is* the change set
+  (docker's overlay2 differ): every entry in it is emitted; a character device 0:0 is a
+  deleted path (``.wh.NAME``); a directory with ``trusted.overlay.opaque=y`` hides the lower
+  directory's content (``DIR/.wh..wh..opq`` after the directory's own entry).
+* ``write_tree_diff(lower, upper, tw)``: two full trees (the plain-copy snapshotter):
+  entries that are new or differ in type, mode, owner, size, mtime, link target or
+  security.capability are emitted; paths gone from ``upper`` become ``.wh.NAME`` (only the
+  top of a removed subtree, as docker's ``ChangesDirs``); a directory that changed type
+  is emitted whole.
+
+Entries in both: names relative to the root without a leading ``./`` (directories end in
+``/``), walked in lexical order with a directory before its content; PAX headers as docker's
+archive package writes them (numeric owners, no user/group names, mtime truncated to the
+second, no atime/ctime); hardlinked files within the layer become link entries to the first
+path; the only xattr carried is ``security.capability``. So the same changes give the same
+bytes, and the same diff ID.
+
+Mount points a runtime creates for a container (docker's "init layer": ``/proc``, ``/sys``,
+``/dev/pts``, ``/dev/shm``, ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf``,
+``/.dockerenv``, ``/dev/console``, ``/etc/mtab``) are left out when they hold nothing, and so
+is a directory of a lower layer that is in the change set only because of them.
+
+``store_layer`` writes the tar once: it is hashed (the diff ID) and gzip-compressed (ISA-L
+when importable) into the content store as it is produced; nothing is held in memory whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import tarfile
+import zlib
+from collections.abc import Callable
+
+from berth.errors import BerthError
+from berth.oci import mediatypes as mt
+
+OPAQUE_XATTR = "trusted.overlay.opaque"
+CAP_XATTR = "security.capability"
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_WHITEOUT = ".wh..wh..opq"
+
+# docker's init layer: paths a runtime makes as mount points (empty), never part of a layer
+INIT_PATHS = frozenset({
+    "proc", "sys", "dev/pts", "dev/shm", "dev/console", ".dockerenv",
+    "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab",
+})
+
+_CHUNK = 1 << 20
+
+
+class _Entry:
+    __slots__ = ("rel", "path", "st")
+
+    def __init__(self, rel, path, st):
+        self.rel, self.path, self.st = rel, path, st
+
+
+class TarWriter:
+    """Writes layer entries with docker's header conventions to a binary sink."""
+
+    def __init__(self, sink):
+        self.tf = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
+                               errors="surrogateescape")
+        self._inodes: dict[tuple[int, int], str] = {}
+        self.count = 0
+
+    def _header(self, name, st, type_, mode=None) -> tarfile.TarInfo:
+        ti = tarfile.TarInfo(name)
+        ti.type = type_
+        ti.mode = stat.S_IMODE(st.st_mode) if mode is None else mode
+        ti.uid, ti.gid = st.st_uid, st.st_gid
+        ti.uname = ti.gname = ""
+        ti.mtime = int(st.st_mtime)
+        return ti
+
+    def add(self, rel: str, path: str, st: os.stat_result) -> None:
+        """One filesystem entry (never followed) at ``rel``."""
+        m = st.st_mode
+        if stat.S_ISDIR(m):
+            ti = self._header(rel + "/", st, tarfile.DIRTYPE)
+        elif stat.S_ISLNK(m):
+            ti = self._header(rel, st, tarfile.SYMTYPE)
+            ti.linkname = os.readlink(path)
+        elif stat.S_ISREG(m):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in self._inodes:
+                ti = self._header(rel, st, tarfile.LNKTYPE)
+                ti.linkname = self._inodes[key]
+                self._xattrs(ti, path)
+                self.tf.addfile(ti)
+                self.count += 1
+                return
+            if st.st_nlink > 1:
+                self._inodes[key] = rel
+            ti = self._header(rel, st, tarfile.REGTYPE)
+            ti.size = st.st_size
+            self._xattrs(ti, path)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                self.tf.addfile(ti, _Exact(f, st.st_size))
+            self.count += 1
+            return
+        elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
+            ti = self._header(rel, st, tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE)
+            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        elif stat.S_ISFIFO(m):
+            ti = self._header(rel, st, tarfile.FIFOTYPE)
+        else:
+            return  # sockets are not archived (docker skips them too)
+        self.tf.addfile(ti)
+        self.count += 1
+
+    def whiteout(self, rel: str, st: os.stat_result) -> None:
+        """``.wh.NAME`` for a deleted path (owner and mtime of the marker, as docker's)."""
+        parent, _, base = rel.rpartition("/")
+        name = (parent + "/" if parent else "") + WHITEOUT_PREFIX + base
+        self.tf.addfile(self._header(name, st, tarfile.REGTYPE, mode=0o600))
+        self.count += 1
+
+    def opaque(self, rel: str, st: os.stat_result) -> None:
+        """``DIR/.wh..wh..opq``: a regular empty file with the directory's owner and permissions."""
+        ti = self._header(rel + "/" + OPAQUE_WHITEOUT, st, tarfile.REGTYPE, mode=stat.S_IMODE(st.st_mode) & 0o777)
+        ti.mtime = 0
+        self.tf.addfile(ti)
+        self.count += 1
+
+    def _xattrs(self, ti, path):
+        try:
+            cap = os.getxattr(path, CAP_XATTR, follow_symlinks=False)
+        except OSError:
+            return
+        ti.pax_headers["SCHILY.xattr." + CAP_XATTR] = cap.decode("utf-8", "surrogateescape")
+
+    def close(self) -> None:
+        self.tf.close()
+
+
+class _Exact:
+    """A file read as exactly ``size`` bytes (a file that shrank is padded with zeros, one
+    that grew is cut): the header already holds the size."""
+
+    def __init__(self, f, size):
+        self.f, self.left = f, size
+
+    def read(self, n=-1):
+        if self.left <= 0:
+            return b""
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        if len(data) < n:
+            data += b"\0" * (n - len(data))
+        self.left -= len(data)
+        return data
+
+
+def _scandir_sorted(path):
+    with os.scandir(path) as it:
+        return sorted(e.name for e in it)
+
+
+def _is_overlay_whiteout(st):
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _opaque(path):
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _init_placeholder(rel, st):
+    if rel not in INIT_PATHS:
+        return False
+    if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+        return st.st_size == 0 or stat.S_ISDIR(st.st_mode)
+    return stat.S_ISLNK(st.st_mode)
+
+
+def write_overlay_diff(upper: str, tw: TarWriter, lowers: list[str] | None = None) -> None:
+    """Emit the overlayfs upper directory ``upper`` as a layer. ``lowers`` (the parent
+    layers' directories, nearest first) tell a copied-up directory from a new one, so
+    one that holds only init-layer mount points is left out."""
+    lowers = lowers or []
+
+    def in_lower(rel):
+        return any(os.path.lexists(os.path.join(lo, rel)) for lo in lowers)
+
+    def walk(dpath, drel):
+        for name in _scandir_sorted(dpath):
+            path = os.path.join(dpath, name)
+            rel = f"{drel}/{name}" if drel else name
+            st = os.lstat(path)
+            if _is_overlay_whiteout(st):
+                tw.whiteout(rel, st)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                opaque = _opaque(path)
+                children = _scandir_sorted(path)
+                if not opaque and _init_placeholder(rel, st) and not children:
+                    continue
+                if not opaque and children and in_lower(rel) and _only_init(path, rel):
+                    continue  # copied up only for a mount point
+                tw.add(rel, path, st)
+                if opaque:
+                    tw.opaque(rel, st)
+                walk(path, rel)
+                continue
+            if _init_placeholder(rel, st):
+                continue
+            tw.add(rel, path, st)
+
+    walk(upper, "")
+
+
+def _only_init(path, rel):
+    """Whether everything under a directory is an init-layer placeholder."""
+    for name in _scandir_sorted(path):
+        crel = f"{rel}/{name}"
+        cpath = os.path.join(path, name)
+        st = os.lstat(cpath)
+        if _init_placeholder(crel, st) and not (stat.S_ISDIR(st.st_mode) and _scandir_sorted(cpath)):
+            continue
+        if stat.S_ISDIR(st.st_mode) and not _opaque(cpath) and _scandir_sorted(cpath) and _only_init(cpath, crel):
+            continue
+        return False
+    return True
+
+
+def write_tree_diff(lower: str | None, upper: str, tw: TarWriter) -> None:
+    """Emit what differs between two full trees (``lower`` None: everything in ``upper``)."""
+
+    def same(a, b, path_a, path_b):
+        if stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode):
+            return False
+        if (a.st_mode, a.st_uid, a.st_gid) != (b.st_mode, b.st_uid, b.st_gid):
+            return False
+        if stat.S_ISDIR(a.st_mode):
+            return True  # a directory's content is compared entry by entry
+        if a.st_size != b.st_size or int(a.st_mtime) != int(b.st_mtime) or a.st_mtime_ns != b.st_mtime_ns:
+            return False
+        if stat.S_ISLNK(a.st_mode):
+            return os.readlink(path_a) == os.readlink(path_b)
+        if stat.S_ISCHR(a.st_mode) or stat.S_ISBLK(a.st_mode):
+            return a.st_rdev == b.st_rdev
+        return _cap(path_a) == _cap(path_b)
+
+    def walk(ldir, udir, drel):
+        unames = _scandir_sorted(udir)
+        lnames = set(_scandir_sorted(ldir)) if ldir is not None else set()
+        out = []
+        for name in sorted(set(unames) | lnames):
+            rel = f"{drel}/{name}" if drel else name
+            upath = os.path.join(udir, name)
+            if name not in unames:
+                out.append((rel, None, None, os.lstat(os.path.join(ldir, name))))
+                continue
+            ust = os.lstat(upath)
+            lpath = os.path.join(ldir, name) if ldir is not None and name in lnames else None
+            lst = os.lstat(lpath) if lpath else None
+            out.append((rel, upath, ust, (lpath, lst)))
+        for rel, upath, ust, extra in out:
+            if upath is None:  # deleted
+                tw.whiteout(rel, extra)
+                continue
+            lpath, lst = extra
+            if lst is None and _init_placeholder(rel, ust):
+                if not stat.S_ISDIR(ust.st_mode) or not _scandir_sorted(upath):
+                    continue
+            if stat.S_ISDIR(ust.st_mode):
+                both_dirs = lst is not None and stat.S_ISDIR(lst.st_mode)
+                if not both_dirs or not same(lst, ust, lpath, upath) or int(lst.st_mtime) != int(ust.st_mtime):
+                    if both_dirs and _only_changes_init(lpath, upath, rel):
+                        continue
+                    tw.add(rel, upath, ust)
+                walk(lpath if both_dirs else None, upath, rel)
+                continue
+            if lst is not None and same(lst, ust, lpath, upath):
+                continue
+            tw.add(rel, upath, ust)
+
+    walk(lower, upper, "")
+
+
+def _only_changes_init(lpath, upath, rel):
+    """A directory whose only difference from the lower one is new init-layer placeholders."""
+    lnames = set(_scandir_sorted(lpath))
+    unames = set(_scandir_sorted(upath))
+    if not lnames <= unames:
+        return False
+    new = unames - lnames
+    if not new:
+        return False
+    return all(_init_placeholder(f"{rel}/{n}", os.lstat(os.path.join(upath, n))) for n in new)
+
+
+def _cap(path):
+    try:
+        return os.getxattr(path, CAP_XATTR, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+# -- into the content store --------------------------------------------------------
+
+
+def _compressor(level):
+    try:
+        from isal import isal_zlib
+        return isal_zlib.compressobj(min(level, 3), isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
+    except ImportError:
+        return zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+
+
+def store_layer(store, produce: Callable[[TarWriter], None], level: int = 1) -> tuple[str, dict]:
+    """Write the layer ``produce(tw)`` emits into the content store; returns (diff ID,
+    layer descriptor). Nothing is left behind when it fails."""
+    w = store.writer(f"layer-{os.urandom(16).hex()}")
+    try:
+        sink = _LayerSink(w, level)
+        tw = TarWriter(sink)
+        produce(tw)
+        tw.close()
+        sink.finish()
+        size = w.offset
+        digest = w.commit()
+    except BaseException:
+        with contextlib.suppress(BerthError, OSError):
+            w.abort()
+        raise
+    finally:
+        w.close()
+    return "sha256:" + sink.hash.hexdigest(), {"mediaType": mt.OCI_LAYER_GZIP, "digest": digest, "size": size}
+
+
+class _LayerSink:
+    """tar bytes -> the diff ID hash and gzip -> the content writer, as they are produced."""
+
+    def __init__(self, writer, level):
+        self.writer = writer
+        self.hash = hashlib.sha256()
+        self.comp = _compressor(level)
+
+    def write(self, data):
+        self.hash.update(data)
+        out = self.comp.compress(data)
+        if out:
+            self.writer.write(out)
+        return len(data)
+
+    def finish(self):
+        out = self.comp.flush()
+        if out:
+            self.writer.write(out)
+
+
+def write_tar(out, produce: Callable[[TarWriter], None]) -> None:
+    """The layer as a plain tar into a binary file object (tests, export)."""
+    tw = TarWriter(out)
+    produce(tw)
+    tw.close()

@@ -1,0 +1,1195 @@
+"""The builder: a Dockerfile and a context become an image, as docker's classic builder does.
+
+    Builder(containers).build(ns, context_stream, options, emit)
+
+* The context (a tar, maybe compressed, or a bare Dockerfile) is extracted as it streams in,
+  safely (``images.layer.apply_layer``: nothing escapes the directory), into a private
+  directory under the daemon's root; it is removed when the build ends.
+* Each step yields an image (recorded untagged while the build runs, as docker's
+  intermediate images). RUN runs in a real container made by ContainerService (create,
+  start, logs, wait, remove: what `run` does) and its snapshot's changes become the step's
+  layer. COPY / ADD / WORKDIR write into a snapshot of their own mounted for the step.
+  Metadata-only steps add a history entry (``/bin/sh -c #(nop)  CMD ["sh"]``) and no layer;
+  a step whose changes are empty is an ``empty_layer`` too (as dockerd 20.10).
+* The build cache: a step is reused when the parent image and the step (its instruction
+  after substitution, the config it runs with, and for COPY / ADD the content of the
+  sources) are the same. Each entry is a lease (``buildcache-<key>``) that keeps the step's
+  image alive; ``prune`` drops them.
+* ``emit`` gets docker's JSON progress messages: {"stream": ...}, {"aux": {"ID": ...}}.
+  A failing step raises BuildError (message and exit code of the step).
+"""
+
+import hashlib
+import json
+import os
+import posixpath
+import secrets
+import shutil
+import stat
+import tarfile
+import time
+
+from berth.dockerfile import parser as dfparser
+from berth.dockerfile import shell
+from berth.errors import BerthError, InvalidArgument, NotFound, SystemError_
+from berth.services import layers
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+              "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+CACHE_LEASE_PREFIX = "buildcache-"
+NOP = "#(nop) "
+
+
+class BuildError(BerthError):
+    """A step failed: ``message`` as docker says it, ``exit_code`` (the step's, or 1)."""
+
+    def __init__(self, message, exit_code=1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Options:
+    def __init__(self, tags=(), dockerfile="Dockerfile", buildargs=None, target=None, nocache=False,
+                 pull=False, quiet=False, labels=None, networkmode=None, rm=True, forcerm=False,
+                 platform=None, extrahosts=None):
+        self.tags = list(tags)
+        self.dockerfile = dockerfile or "Dockerfile"
+        self.buildargs = dict(buildargs or {})
+        self.target = target or None
+        self.nocache = nocache
+        self.pull = pull
+        self.quiet = quiet
+        self.labels = dict(labels or {})
+        self.networkmode = networkmode or None
+        self.rm = rm
+        self.forcerm = forcerm
+        self.platform = platform or None
+        self.extrahosts = extrahosts or []
+
+
+def _short(image_id):
+    return image_id.split(":", 1)[-1][:12]
+
+
+def _go_quote_list(items):
+    """Go's fmt %q of a []string: ["a" "b"]."""
+    return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
+
+
+def _go_duration(ns):
+    if not ns:
+        return "0s"
+    s = ns / 1e9
+    if s >= 3600:
+        h = int(s // 3600)
+        m = int((s - h * 3600) // 60)
+        rest = s - h * 3600 - m * 60
+        return f"{h}h{m}m{_fmt_sec(rest)}s"
+    if s >= 60:
+        m = int(s // 60)
+        return f"{m}m{_fmt_sec(s - m * 60)}s"
+    if s >= 1:
+        return f"{_fmt_sec(s)}s"
+    ms = ns / 1e6
+    return f"{ms:g}ms"
+
+
+def _fmt_sec(s):
+    return f"{s:.9f}".rstrip("0").rstrip(".") if s != int(s) else str(int(s))
+
+
+def parse_duration(s, what):
+    """Go's time.ParseDuration for HEALTHCHECK flags; nanoseconds."""
+    import re
+    if s in ("0", ""):
+        return 0
+    units = {"ns": 1, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}
+    parts = re.findall(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)", s)
+    if not parts or "".join(a + b for a, b in parts) != s:
+        raise InvalidArgument(f'time: invalid duration "{s}" in --{what}')
+    return int(sum(float(a) * units[b] for a, b in parts))
+
+
+def _env_dict(env_list):
+    out = {}
+    for e in env_list or []:
+        k, _, v = e.partition("=")
+        out[k] = v
+    return out
+
+
+def _set_env(env_list, key, value):
+    out = [e for e in env_list or [] if e.partition("=")[0] != key]
+    out.append(f"{key}={value}")
+    # keep the original position when the key existed (docker replaces in place)
+    for i, e in enumerate(env_list or []):
+        if e.partition("=")[0] == key:
+            res = list(env_list)
+            res[i] = f"{key}={value}"
+            return res
+    return out
+
+
+# --- safe paths ---------------------------------------------------------------------------------
+
+def resolve_in(root, path, follow_last=True):
+    """The host path of ``path`` inside ``root``, symlinks resolved as if ``root`` were "/"
+    (an absolute target restarts at root, ".." never climbs above it). Never leaves root."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    done = []
+    links = 0
+    while parts:
+        c = parts.pop(0)
+        if c == "..":
+            if done:
+                done.pop()
+            continue
+        cand = os.path.join(root, *done, c)
+        if (parts or follow_last) and os.path.islink(cand):
+            links += 1
+            if links > 40:
+                raise InvalidArgument(f"too many levels of symbolic links in {path!r}")
+            target = os.readlink(cand)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        done.append(c)
+    return os.path.join(root, *done) if done else root
+
+
+# --- the build cache ------------------------------------------------------------------------------
+
+class BuildCache:
+    def __init__(self, meta, images):
+        self.meta = meta
+        self.images = images
+
+    @staticmethod
+    def key(parent_id, step):
+        return hashlib.sha256(f"{parent_id or 'scratch'}\n{step}".encode()).hexdigest()
+
+    def get(self, ns, key):
+        try:
+            lease = self.meta.get_lease(ns, CACHE_LEASE_PREFIX + key[:32])
+        except NotFound:
+            return None
+        target = lease.labels.get("target")
+        if not target:
+            return None
+        try:
+            desc = json.loads(target)
+            r = self.images._resolved([], desc)
+        except (BerthError, ValueError):
+            return None
+        return desc, r
+
+    def put(self, ns, key, desc, size=0):
+        lid = CACHE_LEASE_PREFIX + key[:32]
+        labels = {"target": json.dumps(desc), "size": str(size), "created": str(time.time())}
+        try:
+            self.meta.create_lease(ns, lid, labels=labels)
+        except BerthError:
+            try:
+                self.meta.update_lease(ns, lid, labels=labels)
+            except BerthError:
+                return
+        self.meta.add_lease_resource(ns, lid, "content", desc["digest"])
+
+    def entries(self, ns):
+        out = []
+        for lease in self.meta.list_leases(ns):
+            if lease.id.startswith(CACHE_LEASE_PREFIX):
+                out.append(lease)
+        return out
+
+    def prune(self, ns, all_=True):
+        removed = []
+        size = 0
+        for lease in self.entries(ns):
+            try:
+                self.meta.delete_lease(ns, lease.id)
+            except NotFound:
+                continue
+            removed.append(lease.id[len(CACHE_LEASE_PREFIX):])
+            size += int(lease.labels.get("size") or 0)
+        report = self.images.collect()
+        return {"CachesDeleted": removed or None, "SpaceReclaimed": max(size, report.reclaimed_bytes)}
+
+    def usage(self, ns):
+        """Build-cache records as GET /system/df lists them."""
+        out = []
+        for lease in self.entries(ns):
+            created = float(lease.labels.get("created") or lease.created_at)
+            out.append({"ID": lease.id[len(CACHE_LEASE_PREFIX):], "Parents": None, "Type": "regular",
+                        "Description": "build step", "InUse": False, "Shared": False,
+                        "Size": int(lease.labels.get("size") or 0),
+                        "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+                        "LastUsedAt": None, "UsageCount": 0})
+        return out
+
+
+# --- a stage's state ----------------------------------------------------------------------------------
+
+class _Stage:
+    def __init__(self, name, index):
+        self.name = name
+        self.index = index
+        self.image = None  # Resolved or None (scratch)
+        self.config = {}
+        self.doc = None  # the config document of the current image
+        self.args = {}  # declared ARGs in effect: name -> value (None: declared without value)
+        self.cmd_set = False
+
+
+class Builder:
+    def __init__(self, containers, cache=None):
+        self.containers = containers
+        self.images = containers.images
+        self.meta = containers.meta
+        self.cache = cache or BuildCache(self.meta, self.images)
+
+    # --- entry point ---
+
+    def build(self, ns, stream, opts, emit):
+        workdir = os.path.join(self.containers.cfg.root, "builds", secrets.token_hex(8))
+        os.makedirs(workdir, mode=0o700)
+        job = _Job(self, ns, opts, emit, workdir)
+        try:
+            return job.run(stream)
+        finally:
+            job.cleanup()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _Job:
+    def __init__(self, builder, ns, opts, emit, workdir):
+        self.b = builder
+        self.ns = ns
+        self.opts = opts
+        self._emit = emit
+        self.workdir = workdir
+        self.context = os.path.join(workdir, "context")
+        self.temp_names = set()  # untagged image records made for intermediate steps
+        self.stages = []
+        self.used_args = set()
+        self.step = 0
+        self.total = 0
+        self.lease = None
+        self.held = []
+
+    # --- output ---
+
+    def out(self, text):
+        if self.opts.quiet:
+            self.held.append(text)  # shown only if the build fails (as dockerd with q=1)
+        else:
+            self._emit({"stream": text})
+
+    def nop_prefix(self, config):
+        return " ".join(config.get("Shell") or DEFAULT_SHELL) + " " + NOP
+
+    # --- context ---
+
+    def _extract(self, stream):
+        os.makedirs(self.context, mode=0o700)
+        head = _read_exact(stream, 512)
+        if _is_archive(head):
+            from berth.images.layer import apply_layer
+            try:
+                apply_layer(_Prefixed(head, stream), self.context, whiteout_mode="delete")
+            except InvalidArgument as e:
+                raise InvalidArgument(f"the build context is not a valid tar archive: "
+                                      f"{e.message.removeprefix('layer: ')}") from None
+            return None
+        # a bare Dockerfile as the body
+        data = head + stream.read(1 << 20)
+        if stream.read(1):
+            raise InvalidArgument("the build context is neither a tar archive nor a Dockerfile (too large)")
+        return data
+
+    def _dockerfile(self, bare):
+        if bare is not None:
+            return bare
+        name = self.opts.dockerfile
+        path = resolve_in(self.context, name)
+        if not os.path.isfile(path):
+            raise InvalidArgument(f"Cannot locate specified Dockerfile: {name}")
+        with open(path, "rb") as f:
+            data = f.read(10 << 20)
+        return data
+
+    # --- the build ---
+
+    def run(self, stream):
+        try:
+            return self._run(stream)
+        except BuildError:
+            if self.held:
+                self._emit({"stream": "".join(self.held)})
+            raise
+        except BerthError:
+            if self.held and any(t.startswith("Step ") for t in self.held):
+                self._emit({"stream": "".join(self.held)})
+            raise
+
+    def _run(self, stream):
+        self.lease = self.b.meta.create_lease(self.ns, f"build-{secrets.token_hex(8)}", ttl=24 * 3600)
+        bare = self._extract(stream)
+        df = dfparser.parse(self._dockerfile(bare))
+        self.escape = df.escape
+        instrs = df.instructions
+        meta_args = []
+        i = 0
+        while i < len(instrs) and instrs[i].cmd == "ARG":
+            meta_args.append(instrs[i])
+            i += 1
+        if i >= len(instrs):
+            raise InvalidArgument("the Dockerfile has no FROM instruction" if not instrs or meta_args else
+                                  "the Dockerfile (Dockerfile) cannot be empty")
+        if instrs[i].cmd != "FROM":
+            raise InvalidArgument(f"dockerfile parse error line {instrs[i].line}: "
+                                  f"no build stage in current context" if instrs[i].cmd != "FROM" else "")
+        stages = []
+        for ins in instrs[i:]:
+            if ins.cmd == "FROM":
+                stages.append([ins])
+            else:
+                stages[-1].append(ins)
+        # stage names
+        names = []
+        for s in stages:
+            a = s[0].args
+            names.append(a[2].lower() if len(a) == 3 else None)
+        if self.opts.target:
+            t = self.opts.target.lower()
+            if t not in names:
+                raise InvalidArgument(f"failed to reach build target {self.opts.target} in Dockerfile")
+            stages = stages[:names.index(t) + 1]
+        if self.opts.labels:
+            text = "LABEL " + " ".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in sorted(self.opts.labels.items()))
+            stages[-1].append(dfparser._instruction(text, stages[-1][-1].line, stages[-1][-1].line, self.escape))
+        self.total = len(meta_args) + sum(len(s) for s in stages)
+        # meta args: visible to FROM lines
+        self.meta_args = {}
+        for ins in meta_args:
+            self.step += 1
+            self.out(f"Step {self.step}/{self.total} : {ins.original}\n")
+            for w in ins.args:
+                name, eq, default = w.partition("=")
+                name = shell.expand(name, self.meta_args, self.escape)
+                value = shell.expand(default, self.meta_args, self.escape) if eq else None
+                if name in self.opts.buildargs:
+                    value = self.opts.buildargs[name]
+                    self.used_args.add(name)
+                self.meta_args[name] = value
+        for idx, s in enumerate(stages):
+            st = _Stage(names[idx], idx)
+            self.stages.append(st)
+            for ins in s:
+                self.step += 1
+                self.out(f"Step {self.step}/{self.total} : {ins.original}\n")
+                self.dispatch(st, ins)
+        final = self.stages[-1]
+        if final.image is None:
+            raise InvalidArgument("No image was generated. Is your Dockerfile empty?")
+        unused = sorted(k for k in self.opts.buildargs if k not in self.used_args and k not in PROXY_ARGS)
+        if unused:
+            self.out(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
+        image_id = final.image.config_digest
+        names_ = []
+        from berth.oci import reference as refmod
+        for t in self.opts.tags:
+            names_.append(str(refmod.parse(t)))
+        if names_:
+            self.b.images.record(self.ns, names_, final.image.target)
+        else:
+            self.b.images.record(self.ns, [], final.image.target)
+            self.temp_names.discard(image_id)
+        self._emit({"aux": {"ID": image_id}})
+        if self.opts.quiet:
+            self._emit({"stream": image_id + "\n"})
+        else:
+            self.out(f"Successfully built {_short(image_id)}\n")
+            for t in self.opts.tags:
+                self.out(f"Successfully tagged {refmod.parse(t).familiar() if '/' not in t else t}\n")
+        self.final_id = image_id
+        return image_id
+
+    def cleanup(self):
+        final = getattr(self, "final_id", None)
+        for name in self.temp_names:
+            if name == final:
+                continue
+            try:
+                img = self.b.meta.find_image(self.ns, name)
+                if img is not None and len(self.b.meta.image_names_for_target(self.ns, img.target.digest)) == 1:
+                    self.b.meta.delete_image(self.ns, name)
+            except BerthError:
+                pass
+        if self.lease is not None:
+            try:
+                self.b.meta.delete_lease(self.ns, self.lease.id)
+            except BerthError:
+                pass
+
+    # --- helpers ---
+
+    def env_for_expansion(self, st):
+        env = {k: v for k, v in st.args.items() if v is not None}
+        env.update(_env_dict(st.config.get("Env")))
+        return env
+
+    def expand(self, st, word):
+        return shell.expand(word, self.env_for_expansion(st), self.escape)
+
+    def _record_temp(self, r):
+        names = self.b.meta.image_names_for_target(self.ns, r.target["digest"])
+        if not names:
+            self.b.images.record(self.ns, [], r.target)
+            self.temp_names.add(r.config_digest)
+
+    def _keep(self, target):
+        self.b.meta.add_lease_resource(self.ns, self.lease.id, "content", target["digest"])
+
+    def _set_image(self, st, r):
+        st.image = r
+        st.doc = json.loads(json.dumps(r.config))
+        st.config = dict(st.doc.get("config") or {})
+        self._record_temp(r)
+        self.out(f" ---> {_short(r.config_digest)}\n")
+        self._emit({"aux": {"ID": r.config_digest}}) if False else None
+
+    def _cached(self, st, key_text):
+        if self.opts.nocache:
+            return False
+        parent = st.image.config_digest if st.image else None
+        hit = self.b.cache.get(self.ns, self.b.cache.key(parent, key_text))
+        if hit is None:
+            return False
+        desc, r = hit
+        self._keep(desc)
+        self.out(" ---> Using cache\n")
+        self._set_image(st, r)
+        return True
+
+    def _commit(self, st, key_text, created_by, new_layer=None, config=None, empty=None):
+        """A new image: the stage's image + new_layer (diff_id, desc) or none, with config."""
+        doc = st.doc if st.doc is not None else layers.base_config(self.b.images, None)
+        doc = json.loads(json.dumps(doc))
+        doc["config"] = config if config is not None else st.config
+        doc.pop("container", None)
+        cc = dict(doc["config"])
+        cc["Cmd"] = created_by_cmd(created_by, doc["config"].get("Shell"))
+        doc["container_config"] = cc
+        h = {"created": layers.now_rfc3339(), "created_by": created_by}
+        if new_layer is None:
+            h["empty_layer"] = True
+        r = layers.write_image(self.b.images, self.ns, st.image, doc,
+                               [new_layer] if new_layer else [], [h], keep=False)
+        self._keep(r.target)
+        parent = st.image.config_digest if st.image else None
+        size = new_layer[1]["size"] if new_layer else 0
+        self.b.cache.put(self.ns, self.b.cache.key(parent, key_text), r.target, size)
+        self._set_image(st, r)
+        return r
+
+    def _nop(self, st, text, config):
+        """A metadata-only step: history "/bin/sh -c #(nop)  TEXT", cache keyed by the config."""
+        created_by = self.nop_prefix(config) + " " + text
+        key_text = json.dumps({"nop": text, "config": config}, sort_keys=True)
+        saved = st.config
+        if self._cached(st, key_text):
+            return
+        st.config = config
+        try:
+            self._commit(st, key_text, created_by, config=config)
+        except BaseException:
+            st.config = saved
+            raise
+
+    # --- instructions ---
+
+    def dispatch(self, st, ins):
+        if ins.cmd != "FROM" and st.doc is None and st.image is None and ins.cmd not in ("ARG",):
+            pass
+        handler = getattr(self, "do_" + ins.cmd.lower())
+        handler(st, ins)
+
+    def do_from(self, st, ins):
+        env = {k: v for k, v in self.meta_args.items() if v is not None}
+        name = shell.expand(ins.args[0], env, self.escape)
+        platform = ins.flags.get("platform")
+        if platform:
+            platform = shell.expand(platform, env, self.escape)
+        platform = platform or self.opts.platform
+        if platform:
+            from berth.images import config as imgconfig
+            want = imgconfig.parse_platform(platform)
+            host = imgconfig.host_platform()
+            if want.get("os") != host.get("os") or want.get("architecture") != host.get("architecture"):
+                raise InvalidArgument(f"FROM --platform={platform}: berth builds only for "
+                                      f"{imgconfig.format_platform(host)}")
+        st.args = {}
+        by_stage = {s.name: s for s in self.stages[:-1] if s.name}
+        if name.lower() in by_stage:
+            src = by_stage[name.lower()]
+            self._set_image(st, src.image) if src.image else self._scratch(st)
+        elif name.isdigit() and int(name) < len(self.stages) - 1:
+            src = self.stages[int(name)]
+            self._set_image(st, src.image) if src.image else self._scratch(st)
+        elif name == "scratch":
+            self._scratch(st)
+        else:
+            r = self._image(name, pull=self.opts.pull)
+            self._set_image(st, r)
+        env = st.config.get("Env") or []
+        if not any(e.startswith("PATH=") for e in env):
+            st.config["Env"] = list(env) + [DEFAULT_PATH]
+        triggers = list(st.config.get("OnBuild") or [])
+        if triggers:
+            st.config["OnBuild"] = None
+            self.out(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) != 1 else ''}\n")
+            for t in triggers:
+                sub = dfparser._instruction(t, ins.line, ins.line, self.escape)
+                if sub.cmd in ("ONBUILD", "FROM", "MAINTAINER"):
+                    raise InvalidArgument(f"{sub.cmd} isn't allowed as an ONBUILD trigger")
+                self.dispatch(st, sub)
+
+    def _scratch(self, st):
+        st.image = None
+        st.doc = layers.base_config(self.b.images, None)
+        st.config = {}
+        self.out(" ---> \n") if False else None
+
+    def _image(self, name, pull=False):
+        from berth.oci import reference as refmod
+        try:
+            ref = str(refmod.parse(name))
+        except InvalidArgument:
+            raise InvalidArgument(f"invalid reference format: repository name ({name}) must be lowercase"
+                                  if name.lower() != name else f"invalid reference format: {name}") from None
+        if not pull:
+            try:
+                return self.b.images.resolve(self.ns, ref)
+            except NotFound:
+                pass
+        self.out(f"{'Pulling' if not pull else 'Pulling'} from {name}\n") if False else None
+        try:
+            self.b.images.pull(self.ns, ref, progress=lambda m: None)
+        except BerthError as e:
+            if not pull:
+                raise NotFound(f"pull access denied for {name}, repository does not exist or may require "
+                               f"'docker login': {e.message}") from None
+            raise
+        return self.b.images.resolve(self.ns, ref)
+
+    def do_arg(self, st, ins):
+        parts = []
+        for w in ins.args:
+            name, eq, default = w.partition("=")
+            name = self.expand(st, name)
+            value = self.expand(st, default) if eq else None
+            parts.append(name + ("=" + value if value is not None else ""))
+            if name in self.opts.buildargs:
+                value = self.opts.buildargs[name]
+                self.used_args.add(name)
+            elif value is None and name in self.meta_args:
+                value = self.meta_args[name]
+            st.args[name] = value
+        self._nop(st, "ARG " + " ".join(parts), st.config)
+
+    def do_env(self, st, ins):
+        cfg = dict(st.config)
+        env = list(cfg.get("Env") or [])
+        shown = []
+        a = ins.args
+        for k, v in zip(a[::2], a[1::2]):
+            key = self.expand(st, k)
+            val = shell.expand(v, self.env_for_expansion(st), self.escape)  # the env before this step
+            env = _set_env(env, key, val)
+            shown.append(f"{key}={val}")
+        cfg["Env"] = env
+        self._nop(st, "ENV " + " ".join(shown), cfg)
+
+    def do_label(self, st, ins):
+        cfg = dict(st.config)
+        labels = dict(cfg.get("Labels") or {})
+        shown = []
+        a = ins.args
+        for k, v in zip(a[::2], a[1::2]):
+            key, val = self.expand(st, k), self.expand(st, v)
+            labels[key] = val
+            shown.append(f"{key}={val}")
+        cfg["Labels"] = labels
+        self._nop(st, "LABEL " + " ".join(shown), cfg)
+
+    def do_maintainer(self, st, ins):
+        who = ins.args[0]
+        st.doc = dict(st.doc or layers.base_config(self.b.images, None), author=who)
+        self._nop(st, "MAINTAINER " + who, dict(st.config))
+
+    def do_expose(self, st, ins):
+        from berth.images.imports import _ports
+        ports = [self.expand(st, w) for w in ins.args]
+        cfg = dict(st.config)
+        exposed = dict(cfg.get("ExposedPorts") or {})
+        for p in _ports(ports):
+            exposed[p] = {}
+        cfg["ExposedPorts"] = exposed
+        self._nop(st, "EXPOSE " + " ".join(sorted(ports)), cfg)  # sorted, as dockerd
+
+    def do_volume(self, st, ins):
+        vols = [self.expand(st, w) for w in ins.args]
+        if any(not v.strip() for v in vols):
+            raise InvalidArgument("VOLUME specified can not be an empty string")
+        cfg = dict(st.config)
+        v = dict(cfg.get("Volumes") or {})
+        for x in vols:
+            v[x] = {}
+        cfg["Volumes"] = v
+        self._nop(st, "VOLUME [" + " ".join(vols) + "]", cfg)
+
+    def do_user(self, st, ins):
+        user = self.expand(st, ins.args[0])
+        self._nop(st, "USER " + user, dict(st.config, User=user))
+
+    def do_stopsignal(self, st, ins):
+        sig = self.expand(st, ins.args[0])
+        from berth.runtime.container import parse_signal
+        try:
+            parse_signal(sig)
+        except BerthError:
+            raise InvalidArgument(f"Invalid signal: {sig}") from None
+        self._nop(st, "STOPSIGNAL " + sig, dict(st.config, StopSignal=sig))
+
+    def do_shell(self, st, ins):
+        self._nop(st, "SHELL [" + " ".join(ins.args) + "]", dict(st.config, Shell=list(ins.args)))
+
+    def _command(self, st, ins):
+        if ins.json:
+            return list(ins.args)
+        return list(st.config.get("Shell") or DEFAULT_SHELL) + [ins.args[0] if ins.args else ""]
+
+    def do_cmd(self, st, ins):
+        cmd = self._command(st, ins) if ins.args else []
+        st.cmd_set = True
+        self._nop(st, "CMD " + _go_quote_list(cmd), dict(st.config, Cmd=cmd))
+
+    def do_entrypoint(self, st, ins):
+        ep = self._command(st, ins) if ins.args else []
+        cfg = dict(st.config, Entrypoint=ep or None)
+        if not st.cmd_set:
+            cfg["Cmd"] = None
+        self._nop(st, "ENTRYPOINT " + _go_quote_list(ep), cfg)
+
+    def do_onbuild(self, st, ins):
+        expr = ins.args[0]
+        cfg = dict(st.config)
+        cfg["OnBuild"] = list(cfg.get("OnBuild") or []) + [expr]
+        self._nop(st, "ONBUILD " + expr, cfg)
+
+    def do_healthcheck(self, st, ins):
+        cfg = dict(st.config)
+        if ins.args[0] == "NONE":
+            hc = {"Test": ["NONE"]}
+        else:
+            test = (["CMD"] + ins.args[1:]) if ins.json else ["CMD-SHELL", ins.args[1]]
+            hc = {"Test": test}
+            for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                              ("start-interval", "StartInterval")):
+                if flag in ins.flags:
+                    v = parse_duration(ins.flags[flag], flag)
+                    if v and v < 1_000_000:
+                        raise InvalidArgument(f"Interval \"{flag}\" cannot be less than 1ms")
+                    if v:
+                        hc[key] = v
+            if "retries" in ins.flags:
+                try:
+                    n = int(ins.flags["retries"])
+                except ValueError:
+                    raise InvalidArgument(f"--retries: invalid number {ins.flags['retries']!r}") from None
+                if n < 1:
+                    raise InvalidArgument(f"--retries cannot be less than 1 ({n})")
+                hc["Retries"] = n
+        cfg["Healthcheck"] = hc
+        text = "HEALTHCHECK &{" + _go_quote_list(hc["Test"]) + " " + " ".join(
+            json.dumps(_go_duration(hc.get(k, 0))) for k in ("Interval", "Timeout", "StartPeriod")) + \
+            " " + repr(chr(hc.get("Retries", 0))).replace("'\\x", "'\\x") + "}"
+        self._nop(st, text, cfg)
+
+    def do_workdir(self, st, ins):
+        path = self.expand(st, ins.args[0])
+        wd = posixpath.normpath(posixpath.join("/", st.config.get("WorkingDir") or "/", path))
+        cfg = dict(st.config, WorkingDir=wd)
+        text = "WORKDIR " + wd
+        key_text = json.dumps({"workdir": text, "config": cfg}, sort_keys=True)
+        if self._cached(st, key_text):
+            return
+        st.config = cfg
+
+        def work(root):
+            target = resolve_in(root, wd)
+            if not os.path.lexists(target):
+                _mkdir_all(root, wd, 0, 0)
+        self._snapshot_step(st, key_text, self.nop_prefix(st.config) + text, work)
+
+    def do_copy(self, st, ins):
+        self._copy(st, ins, add=False)
+
+    def do_add(self, st, ins):
+        self._copy(st, ins, add=True)
+
+    def do_run(self, st, ins):
+        cmd = self._command(st, ins)
+        # build args in effect (declared, with a value, not overridden by ENV) go into the
+        # environment of the step and, as docker's "|N a=b" prefix, into its history
+        env_keys = set(_env_dict(st.config.get("Env")))
+        args = {k: v for k, v in st.args.items() if v is not None and k not in env_keys}
+        proxies = {k: self.opts.buildargs[k] for k in PROXY_ARGS
+                   if k in self.opts.buildargs and self.opts.buildargs[k] is not None and k not in args}
+        for k in proxies:
+            self.used_args.add(k)
+        save = list(cmd)
+        if args:
+            save = [f"|{len(args)}"] + [f"{k}={v}" for k, v in sorted(args.items())] + cmd
+        created_by = " ".join(save)
+        key_text = json.dumps({"run": save, "config": st.config}, sort_keys=True)
+        if self._cached(st, key_text):
+            return
+        env = list(st.config.get("Env") or []) + [f"{k}={v}" for k, v in sorted(args.items())] + \
+            [f"{k}={v}" for k, v in sorted(proxies.items())]
+        body = {"Image": st.image.config_digest if st.image else None, "Cmd": cmd, "Entrypoint": [],
+                "Env": env, "WorkingDir": st.config.get("WorkingDir") or "", "User": st.config.get("User") or "",
+                "AttachStdout": True, "AttachStderr": True, "Labels": {},
+                "HostConfig": {"NetworkMode": self.opts.networkmode or "default",
+                               "ExtraHosts": self.opts.extrahosts or None}}
+        if st.image is None:
+            raise BuildError("The command '" + created_by + "' returned a non-zero code: 127 "
+                             "(a RUN step needs an image with a shell; this stage is FROM scratch)", 127)
+        cs = self.b.containers
+        res = cs.create(self.ns, body)
+        cid = res["Id"]
+        keep = False
+        try:
+            self.out(f" ---> Running in {cid[:12]}\n")
+            cs.start(self.ns, cid)
+            for _stream, data in cs.logs(self.ns, cid, follow=True):
+                if not self.opts.quiet:
+                    self._emit({"stream": data.decode("utf-8", "replace")})
+            code = cs.wait_exit(self.ns, cid)
+            cs.cleanup_exited(self.ns, cid)
+            if code != 0:
+                keep = not self.opts.rm and not self.opts.forcerm
+                raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
+            rec = cs.get(self.ns, cid)
+            diff_id, desc = layers.snapshot_diff(self.b.images, rec.snapshot_key)
+            keep = not self.opts.rm
+            if self.opts.rm:
+                self.out(f"Removing intermediate container {cid[:12]}\n")
+        finally:
+            if not keep:
+                try:
+                    cs.remove(self.ns, cid, force=True, volumes=True)
+                except BerthError:
+                    pass
+        self._commit(st, key_text, created_by, (diff_id, desc) if diff_id else None)
+
+    # --- COPY / ADD ---
+
+    def _copy(self, st, ins, add):
+        name = "ADD" if add else "COPY"
+        words = [self.expand(st, w) for w in ins.args]
+        srcs, dest = words[:-1], words[-1]
+        chown = ins.flags.get("chown")
+        chown = self.expand(st, chown) if chown else None
+        chmod = ins.flags.get("chmod")
+        mode = None
+        if chmod:
+            try:
+                mode = int(chmod, 8)
+                if mode > 0o7777:
+                    raise ValueError
+            except ValueError:
+                raise InvalidArgument(f"invalid chmod parameter: {chmod}") from None
+        src_from = ins.flags.get("from")
+        if src_from is not None and add:
+            raise InvalidArgument("ADD does not support the --from flag")
+        view = None
+        try:
+            if src_from is not None:
+                src_from = self.expand(st, src_from)
+                src_img = self._stage_image(src_from)
+                if src_img is None:
+                    root = os.path.join(self.workdir, "empty")
+                    os.makedirs(root, exist_ok=True)
+                else:
+                    view = self._mount_view(src_img)
+                    root = view[1]
+            else:
+                root = self.context
+            for s in srcs:
+                if add and (s.startswith(("http://", "https://")) or s.startswith("git@")):
+                    raise InvalidArgument(f"ADD {s}: downloading a URL is not supported (berth builds "
+                                          "offline); fetch it into the context and COPY it")
+            sources = []
+            for s in srcs:
+                sources += self._match_sources(root, s, from_context=src_from is None)
+            if not sources:
+                raise InvalidArgument(f"{name} failed: no source files were specified")
+            h = hashlib.sha256()
+            for rel, host in sources:
+                _hash_tree(h, rel, host)
+            digest = h.hexdigest()
+            if len(sources) > 1:
+                kind = "multi"
+            else:
+                kind = "dir" if os.path.isdir(sources[0][1]) else "file"
+            wd = st.config.get("WorkingDir") or "/"
+            dest_abs = dest  # docker's normalizeDest: relative to WORKDIR, cleaned, the trailing / kept
+            if not dest.startswith("/"):
+                dest_abs = posixpath.normpath(posixpath.join("/", wd, dest))
+                if dest.endswith("/") and dest_abs != "/":
+                    dest_abs += "/"
+            # docker's comment: the destination as written, --chown glued to the hash (sic)
+            chown_comment = f"--chown={chown}" if chown else ""
+            text = f"{name} {chown_comment}{kind}:{digest} in {dest} "
+            key_text = json.dumps({"copy": text, "to": dest_abs, "chown": chown, "chmod": chmod,
+                                   "config": st.config}, sort_keys=True)
+            if self._cached(st, key_text):
+                return
+            multi = len(sources) > 1 or len(srcs) > 1 or dest in (".", "..") or dest.endswith(("/.", "/.."))
+
+            def work(rootfs):
+                uid, gid = _ids(rootfs, chown) if chown else (0, 0)
+                for rel, host in sources:
+                    _copy_into(rootfs, host, dest_abs, multi, uid, gid, mode, chown is not None,
+                               extract=add and _is_local_archive(host))
+            self._snapshot_step(st, key_text, self.nop_prefix(st.config) + text, work)
+        finally:
+            if view is not None:
+                self._unmount_view(view)
+
+    def _stage_image(self, name):
+        low = name.lower()
+        for s in self.stages[:-1]:
+            if s.name == low:
+                return s.image
+        if name.isdigit():
+            i = int(name)
+            if i < len(self.stages) - 1:
+                return self.stages[i].image
+            raise InvalidArgument(f"invalid from flag value {name}: refers to current or future build stage")
+        return self._image(name)
+
+    def _match_sources(self, root, pattern, from_context):
+        """[(shown path, host path)] for a source (globs as Go's filepath.Match)."""
+        if from_context and posixpath.normpath(pattern).startswith("../") or posixpath.normpath(pattern) == "..":
+            raise InvalidArgument(f"COPY failed: forbidden path outside the build context: {pattern} ()")
+        clean = posixpath.normpath("/" + pattern).lstrip("/")
+        if any(c in clean for c in "*?["):
+            import fnmatch
+            out = []
+            for dirpath, dirnames, filenames in os.walk(root):
+                rel_dir = os.path.relpath(dirpath, root)
+                for n in sorted(dirnames + filenames):
+                    rel = n if rel_dir == "." else f"{rel_dir}/{n}"
+                    if len(rel.split("/")) == len(clean.split("/")) and all(
+                            fnmatch.fnmatchcase(a, b) for a, b in zip(rel.split("/"), clean.split("/"))):
+                        out.append((rel, resolve_in(root, rel)))
+                dirnames.sort()
+            return sorted(out)
+        host = resolve_in(root, clean)
+        if not os.path.lexists(host):
+            where = "build context or excluded by .dockerignore" if from_context else "image"
+            raise InvalidArgument(f"COPY failed: file not found in {where}: stat {clean}: file does not exist")
+        return [(clean or ".", host)]
+
+    def _mount_view(self, r):
+        from berth.snapshots.mount import mount_all
+        sn = self.b.images.snapshotter
+        top = self.b.images.unpack(r)
+        key = f"build-view-{secrets.token_hex(6)}"
+        self.b.meta.add_lease_resource(self.ns, self.lease.id, "snapshot", key,
+                                       snapshotter=self.b.images.snapshotter_name)
+        mounts = sn.view(key, top)
+        target = os.path.join(self.workdir, key)
+        try:
+            mount_all(mounts, target)
+        except BaseException:
+            sn.remove(key)
+            raise
+        return key, target
+
+    def _unmount_view(self, view):
+        from berth.snapshots.mount import unmount
+        key, target = view
+        unmount(target)
+        try:
+            self.b.images.snapshotter.remove(key)
+        except BerthError:
+            pass
+
+    def _snapshot_step(self, st, key_text, created_by, work):
+        """Mount a writable snapshot of the stage's image, let ``work(rootfs)`` change it, and
+        commit its changes as the step's layer."""
+        from berth.images import config as imgconfig
+        from berth.snapshots.mount import mount_all, unmount
+        images = self.b.images
+        sn = images.snapshotter
+        top = images.unpack(st.image) if st.image is not None else None
+        key = f"build-{secrets.token_hex(8)}"
+        self.b.meta.add_lease_resource(self.ns, self.lease.id, "snapshot", key, snapshotter=images.snapshotter_name)
+        mounts = sn.prepare(key, top)
+        target = os.path.join(self.workdir, key)
+        committed = False
+        try:
+            mount_all(mounts, target)
+            try:
+                work(target)
+            finally:
+                unmount(target)
+            diff_id, desc = layers.snapshot_diff(images, key)
+            new_layer = (diff_id, desc) if diff_id else None
+            if new_layer:
+                chain = imgconfig.chain_ids(((st.doc or {}).get("rootfs") or {}).get("diff_ids", []) + [diff_id])[-1]
+                try:
+                    sn.stat(chain)
+                except NotFound:
+                    self.b.meta.add_lease_resource(self.ns, self.lease.id, "snapshot", chain,
+                                                   snapshotter=images.snapshotter_name)
+                    sn.commit(chain, key)
+                    committed = True
+            self._commit(st, key_text, created_by, new_layer)
+            if new_layer:
+                images.unpack(st.image)  # the snapshot ref of the new image (the chain is there)
+        finally:
+            if not committed:
+                try:
+                    sn.remove(key)
+                except BerthError:
+                    pass
+            try:
+                os.rmdir(target)
+            except OSError:
+                pass
+
+
+def created_by_cmd(created_by, shell_=None):
+    sh = list(shell_ or DEFAULT_SHELL)
+    prefix = " ".join(sh) + " " + NOP
+    if created_by.startswith(prefix):
+        rest = created_by[len(prefix):]
+        if rest.startswith(" "):
+            return sh + [NOP, rest[1:]]
+        return sh + [NOP + rest]
+    return sh + [created_by]
+
+
+# --- context helpers ----------------------------------------------------------------------------------
+
+def _read_exact(f, n):
+    buf = b""
+    while len(buf) < n:
+        c = f.read(n - len(buf))
+        if not c:
+            break
+        buf += c
+    return buf
+
+
+def _is_archive(head):
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00" or \
+            head[:4] == b"\x28\xb5\x2f\xfd":
+        return True
+    if len(head) < 512:
+        return False
+    if head == b"\0" * 512:
+        return True
+    try:
+        tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
+        return True
+    except tarfile.HeaderError:
+        return False
+
+
+class _Prefixed:
+    def __init__(self, head, f):
+        self.head, self.f = head, f
+
+    def read(self, n=-1):
+        if self.head:
+            if n is None or n < 0:
+                d, self.head = self.head + self.f.read(), b""
+                return d
+            d, self.head = self.head[:n], self.head[n:]
+            return d
+        return self.f.read(n)
+
+
+def _hash_tree(h, rel, host):
+    st = os.lstat(host)
+    h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
+    if stat.S_ISLNK(st.st_mode):
+        h.update(os.readlink(host).encode())
+    elif stat.S_ISREG(st.st_mode):
+        with open(host, "rb") as f:
+            while True:
+                c = f.read(1 << 20)
+                if not c:
+                    break
+                h.update(c)
+    elif stat.S_ISDIR(st.st_mode):
+        for name in sorted(os.listdir(host)):
+            _hash_tree(h, f"{rel}/{name}", os.path.join(host, name))
+
+
+def _lookup(rootfs, file, name):
+    path = resolve_in(rootfs, file)
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) >= 3 and parts[0] == name:
+                    return int(parts[2]), (int(parts[3]) if file.endswith("passwd") and len(parts) > 3 else None)
+    except (OSError, ValueError):
+        pass
+    return None, None
+
+
+def _ids(rootfs, chown):
+    user, _, group = chown.partition(":")
+    if user.isdigit():
+        uid, pgid = int(user), None
+    else:
+        uid, pgid = _lookup(rootfs, "/etc/passwd", user)
+        if uid is None:
+            raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: "
+                                  f"can't find uid for user {user}: no such user: {user}")
+    if not group:
+        gid = pgid if pgid is not None else uid
+    elif group.isdigit():
+        gid = int(group)
+    else:
+        gid, _ = _lookup(rootfs, "/etc/group", group)
+        if gid is None:
+            raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: "
+                                  f"can't find gid for group {group}: no such group: {group}")
+    return uid, gid
+
+
+def _mkdir_all(rootfs, path, uid, gid, chown_new=True):
+    """mkdir -p of ``path`` inside rootfs (symlinks resolved inside it); new dirs 0755."""
+    parts = [p for p in path.split("/") if p]
+    cur = "/"
+    for p in parts:
+        nxt = posixpath.join(cur, p)
+        host = resolve_in(rootfs, nxt)
+        if not os.path.lexists(host):
+            os.mkdir(host, 0o755)
+            os.chmod(host, 0o755)
+            if chown_new:
+                os.chown(host, uid, gid)
+        elif not os.path.isdir(host):
+            raise InvalidArgument(f"cannot create directory {nxt}: a file of that name exists")
+        cur = os.path.relpath(host, rootfs)
+        cur = "/" + ("" if cur == "." else cur)
+    return resolve_in(rootfs, path)
+
+
+def _is_local_archive(host):
+    if not os.path.isfile(host):
+        return False
+    with open(host, "rb") as f:
+        head = f.read(512)
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return True
+    if len(head) == 512 and head[257:262] == b"ustar":
+        return True
+    return False
+
+
+def _copy_into(rootfs, host, dest, multi, uid, gid, mode, chown, extract=False):
+    """Copy one source (host path) to dest inside rootfs, docker's rules: a directory's content
+    goes into dest; a file goes to dest, or into it when dest ends in / (or is a directory, or
+    there are several sources)."""
+    if extract:
+        d = _mkdir_all(rootfs, dest, 0, 0)
+        import bz2
+        import gzip
+        import lzma
+        with open(host, "rb") as f:
+            head = f.read(6)
+        opener = gzip.open if head[:2] == b"\x1f\x8b" else bz2.open if head[:3] == b"BZh" else \
+            lzma.open if head[:6] == b"\xfd7zXZ\x00" else open
+        from berth.images.layer import apply_layer
+        with opener(host, "rb") as f:
+            apply_layer(f, d, whiteout_mode="delete", compression="none")
+        return
+    st = os.stat(host)  # the source itself is followed (inside its root: resolve_in did it)
+    if stat.S_ISDIR(st.st_mode):
+        d = _mkdir_all(rootfs, dest, uid, gid)
+        _copy_tree(host, d, uid, gid, mode, chown)
+        return
+    if dest.endswith("/") or multi or os.path.isdir(resolve_in(rootfs, dest)):
+        d = _mkdir_all(rootfs, dest, uid, gid)
+        target = os.path.join(d, os.path.basename(host))
+    else:
+        parent = posixpath.dirname(dest.rstrip("/")) or "/"
+        d = _mkdir_all(rootfs, parent, uid, gid)
+        target = os.path.join(d, posixpath.basename(dest.rstrip("/")))
+        if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
+            os.unlink(target)
+    _copy_file(host, target, st, uid, gid, mode)
+
+
+def _copy_file(src, dst, st, uid, gid, mode):
+    if os.path.lexists(dst) and not os.path.isdir(dst):
+        os.unlink(dst)
+    fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            while os.sendfile(fd_out, fd_in, None, 1 << 30):
+                pass
+            os.fchown(fd_out, uid, gid)
+            os.fchmod(fd_out, mode if mode is not None else stat.S_IMODE(st.st_mode))
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _copy_tree(src, dst, uid, gid, mode, chown):
+    for name in sorted(os.listdir(src)):
+        s, d = os.path.join(src, name), os.path.join(dst, name)
+        st = os.lstat(s)
+        if stat.S_ISDIR(st.st_mode):
+            if os.path.lexists(d) and not os.path.isdir(d) or os.path.islink(d):
+                os.unlink(d)
+            if not os.path.lexists(d):
+                os.mkdir(d, 0o700)
+            _copy_tree(s, d, uid, gid, mode, chown)
+            os.chown(d, uid, gid)
+            os.chmod(d, mode if mode is not None else stat.S_IMODE(st.st_mode))
+            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+        elif stat.S_ISLNK(st.st_mode):
+            if os.path.lexists(d):
+                if os.path.isdir(d) and not os.path.islink(d):
+                    shutil.rmtree(d)
+                else:
+                    os.unlink(d)
+            os.symlink(os.readlink(s), d)
+            os.chown(d, uid, gid, follow_symlinks=False)
+            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        elif stat.S_ISREG(st.st_mode):
+            if os.path.isdir(d) and not os.path.islink(d):
+                shutil.rmtree(d)
+            _copy_file(s, d, st, uid, gid, mode)
+        # devices, fifos, sockets in a context: skipped
+
+
+__all__ = ["Builder", "BuildCache", "BuildError", "Options", "SystemError_"]

@@ -1,0 +1,185 @@
+"""Making images from snapshots: a snapshot's changes as a layer, a new image from a parent
+image plus layers and config changes, and `commit` (a container as an image).
+
+Shared by the builder (each RUN / COPY / WORKDIR step) and POST /commit. Blocking: run in a
+worker thread.
+"""
+
+import time
+
+import json
+from berth.errors import FailedPrecondition, InvalidArgument
+from berth.images import config as imgconfig
+from berth.oci import mediatypes as mt
+
+EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+
+
+def now_rfc3339():
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+def snapshot_diff(images, key):
+    """The changes of the active snapshot ``key`` over its parent, stored as a layer.
+    Returns (diff_id, layer descriptor), or (None, None) when nothing changed."""
+    from berth.images import diff
+    sn = images.snapshotter
+    upper = sn.fs_path(key)
+    if images.snapshotter_name == "overlayfs":
+        lowers = []
+        for m in sn.mounts(key):
+            for o in m.options:
+                if o.startswith("lowerdir="):
+                    lowers = o[len("lowerdir="):].split(":")
+
+        def produce(tw):
+            diff.write_overlay_diff(upper, tw, lowers)
+    else:
+        parent = sn.stat(key).parent
+        lower = sn.fs_path(parent) if parent else None
+
+        def produce(tw):
+            diff.write_tree_diff(lower, upper, tw)
+    counter = {}
+
+    def counted(tw):
+        produce(tw)
+        counter["n"] = tw.count
+    diff_id, desc = diff.store_layer(images.content, counted)
+    if counter.get("n", 0) == 0:
+        return None, None  # an empty layer: docker records the step as empty_layer
+    return diff_id, desc
+
+
+def base_config(images, parent):
+    """The config document a new image starts from (a copy of the parent's, or scratch's)."""
+    if parent is None:
+        plat = imgconfig.host_platform()
+        doc = {"architecture": plat["architecture"], "os": plat["os"], "config": {},
+               "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+        if plat.get("variant"):
+            doc["variant"] = plat["variant"]
+        return doc
+    return json.loads(json.dumps(parent.config))
+
+
+def write_image(images, ns, parent, doc, new_layers, history, names=(), keep=True):
+    """Store a new image: ``doc`` (the config, e.g. from base_config, its "config" already
+    changed), the parent's layers plus ``new_layers`` [(diff_id, descriptor)], ``history``
+    entries appended. Named with ``names`` (else kept as an untagged image when ``keep``).
+    Returns the Resolved image."""
+    doc = dict(doc)
+    created = history[-1].get("created") if history else now_rfc3339()
+    doc["created"] = created
+    diff_ids = list((doc.get("rootfs") or {}).get("diff_ids") or [])
+    layers = list(parent.layers) if parent is not None else []
+    for diff_id, desc in new_layers:
+        diff_ids.append(diff_id)
+        layers.append(desc)
+    doc["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+    doc["history"] = list(doc.get("history") or []) + list(history)
+    config_data = json.dumps(doc, separators=(",", ":")).encode()
+    config_digest = images.content.write_blob(config_data)
+    manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                "config": {"mediaType": mt.OCI_CONFIG, "digest": config_digest, "size": len(config_data)},
+                "layers": layers}
+    mdata = json.dumps(manifest, separators=(",", ":")).encode()
+    mdigest = images.content.write_blob(mdata)
+    target = {"mediaType": mt.OCI_MANIFEST, "digest": mdigest, "size": len(mdata)}
+    images.add_refs(target)
+    if names or keep:
+        return images.record(ns, list(names), target)
+    return images._resolved([], target)
+
+
+def container_config(images, rec, changes=()):
+    """The config a committed container's image gets: the image's, with the container's own
+    settings (Env, Cmd, Entrypoint, WorkingDir, User, Labels, ExposedPorts, Volumes,
+    StopSignal, Healthcheck) over it, then ``changes`` (Dockerfile instructions)."""
+    from berth.images.imports import apply_changes
+    img = images.read_json(rec.image, 20 << 20, "image config")
+    cfg = dict(img.get("config") or {})
+    spec = rec.spec_json() or {}
+    if spec.get("Env"):
+        env = list(cfg.get("Env") or [])
+        for e in spec["Env"]:
+            k = e.partition("=")[0]
+            env = [x for x in env if x.partition("=")[0] != k] + [e]
+        cfg["Env"] = env
+    for key in ("Cmd", "WorkingDir", "User", "StopSignal", "Healthcheck"):
+        if spec.get(key):
+            cfg[key] = spec[key]
+    if spec.get("Entrypoint") is not None:
+        cfg["Entrypoint"] = spec["Entrypoint"] or None
+    for key in ("Labels", "ExposedPorts", "Volumes"):
+        if spec.get(key):
+            cfg[key] = dict(cfg.get(key) or {}, **spec[key])
+    try:
+        return img, apply_changes(changes, cfg)
+    except InvalidArgument:
+        raise
+
+
+def commit(containers, ns, ref, repo=None, tag=None, changes=(), comment=None, author=None, pause=True):
+    """`docker commit`: the container's changes as a new layer on its image."""
+    images = containers.images
+    rec = containers.get(ns, ref)
+    names = []
+    if repo:
+        from berth.oci import reference as refmod
+        target_s = f"{repo}:{tag}" if tag else repo
+        try:
+            r = refmod.parse(target_s)
+        except InvalidArgument as e:
+            raise InvalidArgument(f"invalid reference format: {e.message}") from None
+        if r.digest:
+            raise InvalidArgument(f'refusing to create a tag with a digest reference: "{target_s}"')
+        names.append(str(r))
+    elif tag:
+        raise InvalidArgument("tag is specified without repo")
+    if isinstance(changes, str):
+        changes = [changes]
+    img, cfg = container_config(images, rec, changes)  # bad changes: refused before anything
+    parent = images.resolve(ns, rec.image)
+    st = containers.state(rec)
+    paused_here = False
+    if pause and st["Running"] and not st["Paused"]:
+        from berth.services import container_ops
+        container_ops.pause(containers, ns, rec.id)
+        paused_here = True
+    try:
+        if rec.snapshot_key is None:
+            raise FailedPrecondition(f"container {rec.id} has no filesystem to commit")
+        diff_id, desc = snapshot_diff(images, rec.snapshot_key)
+    finally:
+        if paused_here:
+            from berth.services import container_ops
+            try:
+                container_ops.unpause(containers, ns, rec.id)
+            except FailedPrecondition:
+                pass
+    doc = base_config(images, parent)
+    doc["config"] = cfg
+    doc["container"] = rec.id
+    cc = dict(cfg)
+    cc["Hostname"] = (rec.spec_json() or {}).get("Hostname") or rec.id[:12]
+    doc["container_config"] = cc
+    if author:
+        doc["author"] = author
+    else:
+        doc.pop("author", None)
+    spec = rec.spec_json() or {}
+    cmd = spec.get("Cmd") or (img.get("config") or {}).get("Cmd") or []
+    h = {"created": now_rfc3339(), "created_by": " ".join(cmd)}
+    if author:
+        h["author"] = author
+    if comment:
+        h["comment"] = comment
+    new_layers = []
+    if diff_id is None:
+        h["empty_layer"] = True
+    else:
+        new_layers.append((diff_id, desc))
+    r = write_image(images, ns, parent, doc, new_layers, [h], names=names)
+    return {"Id": r.config_digest}

@@ -1,0 +1,536 @@
+"""Building images (issue 12): `berth build`, `docker build` (classic builder, DOCKER_BUILDKIT=0
+and unset), the Docker SDK's images.build, docker-compose 1.29's `build:`, the build cache,
+bad input, and commit — all against a private berthd, with real containers for RUN steps.
+"""
+# ruff: noqa: F811 (pytest fixtures imported from daemon_fixtures are test parameters)
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+from daemon_fixtures import DATA, REPO, Daemon
+
+BUSYBOX = os.path.join(DATA, "busybox-layers.docker.tar")
+BASE = "busybox-layers:1"
+NO_BUILDKIT = {"DOCKER_BUILDKIT": "0"}
+
+
+@pytest.fixture(scope="module")
+def eng(tmp_path_factory):
+    d = Daemon(tmp_path_factory.mktemp("berthd"))
+    d.start()
+    try:
+        d.berth("load", "-i", BUSYBOX, check=True)
+        yield d
+    finally:
+        d.cleanup()
+
+
+def write(root, files):
+    for name, content in files.items():
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w" if isinstance(content, str) else "wb") as f:
+            f.write(content)
+    return str(root)
+
+
+def inspect(d, name):
+    r = d.berth("image", "inspect", name, check=True)
+    return json.loads(r.out)[0]
+
+
+def history(d, name):
+    r = d.berth("history", "--no-trunc", "--format", "{{.CreatedBy}}", name, check=True)
+    return r.out.splitlines()
+
+
+def run(d, *args):
+    return d.berth("run", "--rm", *args, check=True).out
+
+
+def layer_members(d, name, index=-1):
+    """(name, type, mode, uid, gid, linkname) of the entries of one layer of an image, via save."""
+    r = d.berth("save", name, check=True)
+    t = tarfile.open(fileobj=io.BytesIO(r.stdout))
+    m = json.load(t.extractfile("manifest.json"))[0]
+    lt = tarfile.open(fileobj=t.extractfile(m["Layers"][index]))
+    return [(x.name.rstrip("/"), x.type, x.mode & 0o7777, x.uid, x.gid, x.linkname) for x in lt.getmembers()]
+
+
+MULTI = {
+    "Dockerfile": f"""# a ~10 step multi-stage build
+ARG BASE={BASE}
+FROM $BASE AS build
+ARG V=1
+ENV E=2 F="x y"
+RUN echo run-$V-$E && mkdir /made && echo made > /made/f
+WORKDIR /w
+COPY a.txt sub/ ./
+LABEL k=v
+EXPOSE 80 53/udp
+FROM {BASE}
+COPY --from=build /made /m
+CMD ["cat", "/m/f"]
+""",
+    "a.txt": "A\n",
+    "sub/s.txt": "S\n",
+}
+
+
+def test_berth_build_multistage(eng, tmp_path):
+    ctx = write(tmp_path, MULTI)
+    r = eng.berth("build", "-t", "multi:1", "-t", "multi:2", "--build-arg", "V=9", ctx)
+    assert r.returncode == 0, r.err
+    out = r.out
+    assert out.startswith("Sending build context to Docker daemon")
+    assert "Step 1/12 : ARG BASE=busybox-layers:1\n" in out
+    assert "Step 5/12 : RUN echo run-$V-$E && mkdir /made && echo made > /made/f\n" in out
+    assert re.search(r" ---> Running in [0-9a-f]{12}\nrun-9-2\nRemoving intermediate container [0-9a-f]{12}\n"
+                     r" ---> [0-9a-f]{12}\n", out)
+    m = re.search(r"Successfully built ([0-9a-f]{12})\nSuccessfully tagged multi:1\nSuccessfully tagged multi:2\n$",
+                  out)
+    assert m, out
+    info = inspect(eng, "multi:1")
+    assert info["Id"].startswith("sha256:" + m.group(1))
+    assert info["Config"]["Cmd"] == ["cat", "/m/f"]
+    assert run(eng, "multi:1") == "made\n"
+    # the first stage is built too (classic builder) and kept as an image of the cache
+    h = history(eng, "multi:1")
+    assert h[0] == '/bin/sh -c #(nop)  CMD ["cat" "/m/f"]'
+    assert re.fullmatch(r"/bin/sh -c #\(nop\) COPY dir:[0-9a-f]{64} in /m ", h[1])
+    assert len(info["RootFS"]["Layers"]) == 3
+    members = layer_members(eng, "multi:1")
+    assert ("m", b"5", 0o755, 0, 0, "") in members and ("m/f", b"0", 0o644, 0, 0, "") in members
+
+
+def test_build_stage_config_and_history(eng, tmp_path):
+    ctx = write(tmp_path, MULTI)
+    r = eng.berth("build", "--target", "build", "-t", "stage:1", ctx)
+    assert r.returncode == 0, r.err
+    assert "Step 9/9 : EXPOSE 80 53/udp" in r.out and "CMD" not in r.out
+    c = inspect(eng, "stage:1")["Config"]
+    assert c["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        "FIXTURE=busybox-layers", "E=2", "F=x y"]
+    assert c["WorkingDir"] == "/w"
+    assert c["Labels"] == {"org.example.fixture": "busybox-layers", "k": "v"}
+    assert c["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
+    h = history(eng, "stage:1")
+    assert h[:7] == [
+        "/bin/sh -c #(nop)  EXPOSE 53/udp 80",
+        "/bin/sh -c #(nop)  LABEL k=v",
+        h[2],
+        "/bin/sh -c #(nop) WORKDIR /w",
+        "|1 V=1 /bin/sh -c echo run-$V-$E && mkdir /made && echo made > /made/f",
+        "/bin/sh -c #(nop)  ENV E=2 F=x y",
+        "/bin/sh -c #(nop)  ARG V=1",
+    ]
+    assert re.fullmatch(r"/bin/sh -c #\(nop\) COPY multi:[0-9a-f]{64} in \./ ", h[2])
+    assert run(eng, "stage:1", "sh", "-c", "ls /w; cat /w/a.txt /w/s.txt") == "a.txt\ns.txt\nA\nS\n"
+
+
+def test_cache_reuse_and_invalidation(eng, tmp_path):
+    files = {"Dockerfile": f"FROM {BASE}\nRUN echo one > /one\nCOPY src/ /src/\nRUN cat /src/* > /all\n",
+             "src/a": "a\n", "src/b": "b\n"}
+    ctx = write(tmp_path, files)
+    first = eng.berth("build", "-t", "cache:1", ctx, check=True).out
+    assert "Using cache" not in first
+    again = eng.berth("build", "-t", "cache:1", ctx, check=True).out
+    assert again.count(" ---> Using cache\n") == 3
+    assert "Running in" not in again
+    assert again.splitlines()[-2] == first.splitlines()[-2]  # the same image
+    write(tmp_path, {"src/b": "B changed\n"})
+    changed = eng.berth("build", "-t", "cache:1", ctx, check=True).out
+    assert changed.count(" ---> Using cache\n") == 1  # the first RUN only
+    assert run(eng, "cache:1", "cat", "/all") == "a\nB changed\n"
+    nocache = eng.berth("build", "--no-cache", "-t", "cache:1", ctx, check=True).out
+    assert "Using cache" not in nocache and nocache.count("Running in") == 2
+
+
+def test_failing_step_exit_code_and_message(eng):
+    df = f"FROM {BASE}\nRUN echo before && exit 3\nRUN echo never\n".encode()
+    r = eng.berth("build", "-", input=df)
+    assert r.returncode == 3
+    assert "before\n" in r.out
+    assert r.err.strip() == "berth: The command '/bin/sh -c echo before && exit 3' returned a non-zero code: 3"
+    assert "never" not in r.out
+    # the failed step's container is removed (--rm is the default); with --rm=false it stays
+    assert eng.berth("ps", "-aq", check=True).out == ""
+    q = eng.berth("build", "-q", "-", input=df)
+    assert q.returncode == 3 and "Step 2/3" in q.err and q.out == ""
+
+
+def test_syntax_error_names_the_line(eng):
+    r = eng.berth("build", "-", input=f"FROM {BASE}\n\nRUN true\nFOO bar\n".encode())
+    assert r.returncode == 1
+    assert r.err.strip() == "berth: dockerfile parse error line 4: unknown instruction: FOO"
+
+
+def test_missing_copy_source_names_the_path(eng, tmp_path):
+    ctx = write(tmp_path, {"Dockerfile": f"FROM {BASE}\nCOPY there.txt not-there.txt /x/\n", "there.txt": "t"})
+    r = eng.berth("build", ctx)
+    assert r.returncode == 1
+    assert "COPY failed: file not found in build context or excluded by .dockerignore: stat not-there.txt: " \
+           "file does not exist" in r.err
+
+
+def test_context_escapes_never_read_outside(eng, tmp_path):
+    secret = tmp_path / "outside-secret"
+    secret.write_text("SECRET\n")
+    ctx = tmp_path / "ctx"
+    write(ctx, {"Dockerfile": f"FROM {BASE}\nCOPY ../outside-secret /x\n"})
+    r = eng.berth("build", str(ctx))
+    assert r.returncode == 1 and "forbidden path outside the build context: ../outside-secret" in r.err
+    # symlinks pointing out of the context are resolved inside it
+    os.symlink(str(secret), ctx / "link")
+    os.symlink("/etc", ctx / "etcdir")
+    write(ctx, {"Dockerfile": f"FROM {BASE}\nCOPY link /x\n"})
+    r = eng.berth("build", str(ctx))
+    assert r.returncode == 1 and "stat link: file does not exist" in r.err
+    write(ctx, {"Dockerfile": f"FROM {BASE}\nCOPY etcdir/hostname /x\n"})
+    r = eng.berth("build", str(ctx))
+    assert r.returncode == 1 and "file does not exist" in r.err
+    # inside the context a symlink is followed (the source), and copied as a link inside a directory
+    write(ctx, {"real/f": "inside\n", "Dockerfile": f"FROM {BASE}\nCOPY rel /r\nCOPY real /d/\n"})
+    os.symlink("real/f", ctx / "rel")
+    os.symlink("f", ctx / "real" / "l")
+    r = eng.berth("build", "-t", "links:1", str(ctx))
+    assert r.returncode == 0, r.err
+    assert run(eng, "links:1", "sh", "-c", "cat /r; readlink /d/l") == "inside\nf\n"
+
+
+def test_dockerignore(eng, tmp_path):
+    ctx = write(tmp_path, {
+        "Dockerfile": f"FROM {BASE}\nCOPY . /c/\nRUN cd /c && find . -type f | sort\n",
+        ".dockerignore": "# comment\n*.log\n**/*.tmp\nsecret\nnested/*\n!nested/keep\nDockerfile\n",
+        "a.log": "x", "b.txt": "b", "d/e.tmp": "x", "d/f.txt": "f", "secret/s": "s",
+        "nested/drop": "x", "nested/keep": "k",
+    })
+    r = eng.berth("build", ctx)
+    assert r.returncode == 0, r.err
+    listed = [line for line in r.out.splitlines() if line.startswith("./")]
+    assert listed == ["./.dockerignore", "./Dockerfile", "./b.txt", "./d/f.txt", "./nested/keep"]
+
+
+def test_dockerfile_from_stdin_and_outside_and_tar_context(eng, tmp_path):
+    ctx = write(tmp_path / "ctx", {"f.txt": "from-context\n"})
+    r = eng.berth("build", "-t", "stdin:1", "-f", "-", ctx, input=f"FROM {BASE}\nCOPY f.txt /\n".encode())
+    assert r.returncode == 0, r.err
+    assert run(eng, "stdin:1", "cat", "/f.txt") == "from-context\n"
+    outside = write(tmp_path / "df", {"Build.df": f"FROM {BASE}\nCOPY f.txt /g.txt\n"})
+    r = eng.berth("build", "-t", "outside:1", "-f", os.path.join(outside, "Build.df"), ctx)
+    assert r.returncode == 0, r.err
+    assert run(eng, "outside:1", "cat", "/g.txt") == "from-context\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, data in (("Dockerfile", f"FROM {BASE}\nCOPY x /x\n".encode()), ("x", b"in-tar\n")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    r = eng.berth("build", "-t", "tarctx:1", "-", input=buf.getvalue())
+    assert r.returncode == 0, r.err
+    assert run(eng, "tarctx:1", "cat", "/x") == "in-tar\n"
+
+
+def test_instructions_semantics(eng, tmp_path):
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w:gz") as t:
+        ti = tarfile.TarInfo("inner/file")
+        ti.size = 3
+        t.addfile(ti, io.BytesIO(b"in\n"))
+    ctx = write(tmp_path, {
+        "Dockerfile": f"""FROM {BASE}
+ARG U=app
+RUN echo 'app:x:4242:4243::/:/bin/sh' >> /etc/passwd && echo 'grp:x:1234:' > /etc/group
+COPY --chown=$U:grp --chmod=640 own.txt /o/own.txt
+ADD arch.tar.gz /extracted/
+WORKDIR rel/dir
+USER 1000:1000
+VOLUME ["/vol"]
+STOPSIGNAL SIGUSR1
+HEALTHCHECK --interval=5s --retries=3 CMD true
+ENTRYPOINT ["/bin/sh", "-c"]
+ONBUILD RUN echo triggered-as-$(id -u)
+""", "own.txt": "o\n", "arch.tar.gz": inner.getvalue()})
+    r = eng.berth("build", "-t", "sem:1", ctx)
+    assert r.returncode == 0, r.err
+    c = inspect(eng, "sem:1")["Config"]
+    assert c["WorkingDir"] == "/data/rel/dir" and c["User"] == "1000:1000"
+    assert c["Volumes"] == {"/vol": {}} and c["StopSignal"] == "SIGUSR1"
+    assert c["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 5000000000, "Retries": 3}
+    assert c["Entrypoint"] == ["/bin/sh", "-c"] and c["Cmd"] is None  # ENTRYPOINT resets an inherited CMD
+    assert c["OnBuild"] == ["RUN echo triggered-as-$(id -u)"]
+    out = eng.berth("run", "--rm", "--user", "0", "sem:1",
+                    "stat -c '%u %g %a' /o/own.txt; cat /extracted/inner/file; ls -d /data/rel/dir", check=True).out
+    assert out == "4242 1234 640\nin\n/data/rel/dir\n"
+    h = history(eng, "sem:1")
+    assert "/bin/sh -c #(nop)  HEALTHCHECK &{[\"CMD-SHELL\" \"true\"] \"5s\" \"0s\" \"0s\" '\\x03'}" in h
+    assert '/bin/sh -c #(nop)  ENTRYPOINT ["/bin/sh" "-c"]' in h
+    assert "/bin/sh -c #(nop)  VOLUME [/vol]" in h
+    # a child build runs the trigger
+    r = eng.berth("build", "-t", "child:1", "-", input=b"FROM sem:1\nUSER 0\n")
+    assert r.returncode == 0, r.err
+    assert "# Executing 1 build trigger\n" in r.out and "triggered-as-1000\n" in r.out
+    assert inspect(eng, "child:1")["Config"]["OnBuild"] is None
+    # ADD from a URL is refused with a clear message (no network)
+    r = eng.berth("build", "-", input=f"FROM {BASE}\nADD http://127.0.0.1:9/x /x\n".encode())
+    assert r.returncode == 1 and "downloading a URL is not supported" in r.err
+
+
+def test_scratch_labels_iidfile_quiet(eng, tmp_path):
+    ctx = write(tmp_path, {"Dockerfile": "FROM scratch\nCOPY hello /\nCMD [\"/hello\"]\n",
+                           "hello": "not really a program\n"})
+    iid = tmp_path / "iid"
+    r = eng.berth("build", "-q", "--label", "a=b", "--iidfile", str(iid), ctx)
+    assert r.returncode == 0, r.err
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", r.out)
+    assert iid.read_text() == r.out.strip()
+    info = inspect(eng, r.out.strip())
+    assert info["Config"]["Labels"] == {"a": "b"}
+    assert len(info["RootFS"]["Layers"]) == 1
+    assert history(eng, r.out.strip())[0] == "/bin/sh -c #(nop)  LABEL a=b"
+
+
+def test_unused_build_arg_warning_and_meta_args(eng):
+    df = f"ARG TAG=1\nFROM busybox-layers:$TAG\nARG TAG\nRUN echo tag=$TAG\n".encode()
+    r = eng.berth("build", "--build-arg", "NOPE=1", "-", input=df)
+    assert r.returncode == 0, r.err
+    assert "tag=1\n" in r.out
+    assert "[Warning] One or more build-args [NOPE] were not consumed\n" in r.out
+
+
+def test_docker_cli_classic_builder(eng, tmp_path):
+    if shutil.which("docker") is None:
+        pytest.skip("the docker CLI is not installed")
+    ctx = write(tmp_path, MULTI)
+    for env in (NO_BUILDKIT, {}):
+        e = eng.env(**env)
+        e.pop("DOCKER_BUILDKIT", None) if not env else None
+        r = eng.docker("build", "-t", "dockercli:1", "--build-arg", "V=5", ctx, env=e)
+        assert r.returncode == 0, r.err
+        assert "Step 12/12 : CMD [\"cat\", \"/m/f\"]" in r.out
+        assert "Successfully tagged dockercli:1" in r.out
+    assert eng.docker("run", "--rm", "dockercli:1", check=True).out == "made\n"
+    r = eng.docker("build", "-", input=f"FROM {BASE}\nRUN exit 7\n".encode(), env=eng.env(**NO_BUILDKIT))
+    assert r.returncode == 7 and "returned a non-zero code: 7" in r.err
+    r = eng.docker("build", "-", input=b"FROM x\nBAD y\n", env=eng.env(**NO_BUILDKIT))
+    assert r.returncode == 1 and "dockerfile parse error line 2: unknown instruction: BAD" in r.err
+
+
+def test_docker_sdk_images_build(eng, tmp_path):
+    docker_sdk = pytest.importorskip("docker")
+    client = docker_sdk.DockerClient(base_url="unix://" + eng.sock, timeout=120)
+    try:
+        ctx = write(tmp_path, MULTI)
+        img, logs = client.images.build(path=ctx, tag="sdk:1", buildargs={"V": "7"}, rm=True)
+        text = "".join(x.get("stream", "") for x in logs)
+        assert "run-7-2" in text and "sdk:1" in img.tags
+        img2, _ = client.images.build(fileobj=io.BytesIO(f"FROM {BASE}\nLABEL x=y\n".encode()), tag="sdk:2")
+        assert img2.labels["x"] == "y"
+        with pytest.raises(docker_sdk.errors.BuildError, match="returned a non-zero code: 4"):
+            client.images.build(fileobj=io.BytesIO(f"FROM {BASE}\nRUN exit 4\n".encode()))
+        with pytest.raises(docker_sdk.errors.APIError, match="unknown instruction: NOPE"):
+            client.images.build(fileobj=io.BytesIO(b"FROM x\nNOPE\n"))
+        with pytest.raises(docker_sdk.errors.BuildError, match="no such image|not found|pull access denied"):
+            client.images.build(fileobj=io.BytesIO(b"FROM 127.0.0.1:1/nothing:here\n"))
+        with pytest.raises(TypeError):
+            client.images.build()
+    finally:
+        client.close()
+
+
+def test_compose_build(eng, tmp_path):
+    compose = os.path.join(REPO, ".venv-compose", "bin", "docker-compose")
+    if not os.path.exists(compose):
+        pytest.skip("docker-compose 1.29 is not installed (make compose: .venv-compose)")
+    write(tmp_path, {"docker-compose.yml": "version: '3'\nservices:\n  app:\n    build:\n      context: .\n"
+                                           "      args:\n        V: composed\n    image: composed:1\n",
+                     "Dockerfile": f"FROM {BASE}\nARG V\nRUN echo $V > /v\n"})
+    r = subprocess.run([compose, "-H", eng.host, "build"], cwd=tmp_path, capture_output=True, timeout=300,
+                       env=eng.env())
+    assert r.returncode == 0, r.stderr.decode()
+    assert run(eng, "composed:1", "cat", "/v") == "composed\n"
+
+
+def test_system_df_and_builder_prune(eng):
+    r = eng.berth("build", "-", input=f"FROM {BASE}\nRUN echo df > /df\n".encode())
+    assert r.returncode == 0, r.err
+    import urllib.parse  # noqa: F401
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(eng.sock)
+    c = Conn("localhost")
+    c.request("GET", "/v1.45/system/df")
+    df = json.loads(c.getresponse().read())
+    assert df["BuildCache"] and all(e["Type"] == "regular" for e in df["BuildCache"])
+    r = eng.berth("builder", "prune", "-f", check=True)
+    assert "Total reclaimed space" in r.out
+    c.request("GET", "/system/df")
+    assert not json.loads(c.getresponse().read())["BuildCache"]
+    again = eng.berth("build", "-", input=f"FROM {BASE}\nRUN echo df > /df\n".encode(), check=True).out
+    assert "Using cache" not in again
+
+
+def test_commit(eng):
+    eng.berth("run", "--name", "tocommit", BASE, "sh", "-c",
+              "echo new > /new; rm /data/sub/file; rm -r /data/sub; mkdir /opq; touch /opq/x", check=True)
+    r = eng.berth("commit", "-m", "a message", "-a", "someone", "-c", "ENV C=1", "-c", 'CMD ["cat", "/new"]',
+                  "tocommit", "committed:1")
+    assert r.returncode == 0, r.err
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", r.out)
+    info = inspect(eng, "committed:1")
+    assert info["Author"] == "someone" and info["Comment"] == "a message"
+    assert info["Config"]["Cmd"] == ["cat", "/new"] and "C=1" in info["Config"]["Env"]
+    assert run(eng, "committed:1") == "new\n"
+    members = layer_members(eng, "committed:1")
+    names = [m[0] for m in members]
+    assert "new" in names and "data/.wh.sub" in names and "opq/x" in names
+    assert not any(n.startswith(("etc/hosts", "etc/resolv.conf", "etc/hostname", "proc", "sys")) for n in names)
+    wh = [m for m in members if m[0] == "data/.wh.sub"][0]
+    assert wh[1] == b"0" and wh[2] == 0o600
+    # bad --change: refused, nothing made
+    r = eng.berth("commit", "-c", "RUN true", "tocommit", "bad:1")
+    assert r.returncode != 0 and "unsupported --change instruction RUN" in r.err
+    assert eng.berth("image", "inspect", "bad:1").returncode != 0
+    if shutil.which("docker"):
+        r = eng.docker("commit", "--change", "LABEL via=docker", "tocommit", "dcommit:1")
+        assert r.returncode == 0, r.err
+        assert inspect(eng, "dcommit:1")["Config"]["Labels"]["via"] == "docker"
+    eng.berth("rm", "tocommit", check=True)
+    r = eng.berth("commit", "nonexistent")
+    assert r.returncode != 0 and "No such container" in r.err
+
+
+def test_commit_running_container_pauses(eng):
+    eng.berth("run", "-d", "--name", "runningc", BASE, "sh", "-c", "echo x > /x; sleep 60", check=True)
+    try:
+        import time
+        for _ in range(100):
+            if eng.berth("exec", "runningc", "cat", "/x").out == "x\n":
+                break
+            time.sleep(0.05)
+        r = eng.berth("commit", "runningc", "fromrunning:1")
+        assert r.returncode == 0, r.err
+        assert json.loads(eng.berth("inspect", "runningc", check=True).out)[0]["State"]["Status"] == "running"
+        assert run(eng, "fromrunning:1", "cat", "/x") == "x\n"
+    finally:
+        eng.berth("rm", "-f", "runningc")
+
+
+# --- the same Dockerfiles through dockerd 20.10's classic builder --------------------------------
+
+COMPARE = {
+    "Dockerfile": f"""ARG BASE={BASE}
+FROM $BASE AS build
+ARG V=1
+ENV E=2 F="x y"
+RUN rm /bin/ls && rm -r /data/sub && mkdir -p /data/sub /made && echo m > /made/f && ln -s /made/f /made/l \\
+    && chmod 700 /made && echo x > /data/sub/new
+WORKDIR /w/x
+COPY --chown=1:2 a.txt sub/ ./
+COPY sub /abs/
+USER 1:2
+EXPOSE 80 53/udp
+VOLUME /v
+LABEL k=v "a b"="c d"
+HEALTHCHECK --interval=5s --timeout=3s --retries=2 CMD true
+STOPSIGNAL SIGUSR1
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo hi"]
+FROM {BASE}
+COPY --from=build /made /m
+RUN echo $FIXTURE > /fixture
+SHELL ["/bin/sh", "-xc"]
+CMD echo shell-form
+""",
+    "a.txt": "A\n",
+    "sub/s.txt": "S\n",
+    "sub/deeper/t.txt": "T\n",
+}
+
+
+@pytest.fixture(scope="module")
+def dockerd():
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        pytest.skip("dockerd (Debian docker.io) is not installed")
+    import tempfile
+    import time
+    base = tempfile.mkdtemp(prefix="bdk-", dir="/tmp")
+    sock = os.path.join(base, "d.sock")
+    log = open(os.path.join(base, "log"), "wb")
+    p = subprocess.Popen(["dockerd", "--data-root", os.path.join(base, "d"), "--exec-root", os.path.join(base, "e"),
+                          "--pidfile", os.path.join(base, "d.pid"), "-H", "unix://" + sock, "--bridge", "none",
+                          "--iptables=false", "--ip-masq=false", "--storage-driver", "overlay2"],
+                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    env = dict(os.environ, DOCKER_HOST="unix://" + sock, DOCKER_BUILDKIT="0", DOCKER_CONFIG=base)
+    try:
+        for _ in range(300):
+            if subprocess.run(["docker", "version"], env=env, capture_output=True).returncode == 0:
+                break
+            if p.poll() is not None:
+                pytest.skip("dockerd did not start: " + open(os.path.join(base, "log")).read()[-500:])
+            time.sleep(0.1)
+        subprocess.run(["docker", "load", "-i", BUSYBOX], env=env, check=True, capture_output=True)
+        yield env
+    finally:
+        p.terminate()
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        log.close()
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(base)]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def image_facts(tar_bytes):
+    """(config, history, [layer trees]) of a saved image; a tree is a sorted list of
+    (path, type, mode, uid, gid, link target) — mtimes and content hashes left out."""
+    t = tarfile.open(fileobj=io.BytesIO(tar_bytes))
+    m = json.load(t.extractfile("manifest.json"))[0]
+    cfg = json.load(t.extractfile(m["Config"]))
+    trees = []
+    for layer in m["Layers"]:
+        lt = tarfile.open(fileobj=t.extractfile(layer))
+        trees.append(sorted((x.name.rstrip("/"), x.type.decode(), oct(x.mode & 0o7777), x.uid, x.gid, x.linkname)
+                            for x in lt.getmembers()))
+    hist = [(re.sub(r"(file|dir|multi):[0-9a-f]{64}", r"\1:H", h.get("created_by", "")), bool(h.get("empty_layer")))
+            for h in cfg.get("history", [])]
+    return cfg, hist, trees
+
+
+CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels", "Healthcheck",
+               "StopSignal", "Shell", "OnBuild")
+
+
+@pytest.mark.parametrize("target", ["build", None])
+def test_same_image_as_dockerd_classic_builder(eng, dockerd, tmp_path, target):
+    ctx = write(tmp_path, COMPARE)
+    os.chmod(os.path.join(ctx, "a.txt"), 0o640)
+    extra = ["--target", target] if target else []
+    tag = f"cmp-{target or 'final'}:1"
+    r = subprocess.run(["docker", "build", "-q", "-t", tag, *extra, ctx], env=dockerd, capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    theirs = image_facts(subprocess.run(["docker", "save", tag], env=dockerd, capture_output=True, check=True).stdout)
+    r = eng.berth("build", "-q", "-t", tag, *extra, ctx)
+    assert r.returncode == 0, r.err
+    ours = image_facts(eng.berth("save", tag, check=True).stdout)
+    for key in CONFIG_KEYS:
+        assert ours[0]["config"].get(key) == theirs[0]["config"].get(key), key
+    assert ours[1] == theirs[1]
+    assert len(ours[2]) == len(theirs[2])
+    for mine, docker_s in zip(ours[2], theirs[2]):
+        assert mine == docker_s
