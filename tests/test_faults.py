@@ -182,7 +182,7 @@ def test_load_and_create_killed_daemon(daemon, tmp_path):
     assert daemon.berth("load", "-i", str(big)).returncode == 0
     # creates killed half-way: those that exist can be inspected and removed
     assert daemon.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar")).returncode == 0
-    procs = [subprocess.Popen([BERTH, "-H", daemon.host, "create", "--name", f"c{i}", "busybox"],
+    procs = [subprocess.Popen([BERTH, "-H", daemon.host, "create", "--name", f"c{i}", "busybox-layers:1", "true"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env()) for i in range(10)]
     time.sleep(0.3)
     daemon.kill9()
@@ -203,3 +203,36 @@ def test_load_and_create_killed_daemon(daemon, tmp_path):
     # every create the client saw succeed exists
     ok = {f"c{i}" for i, c in enumerate(codes) if c == 0}
     assert ok <= set(p.out.split()), (ok, p.out)
+
+
+def _chattr(flag, *paths):
+    for p in paths:
+        if os.path.exists(p):
+            subprocess.run(["chattr", flag, p], check=True, capture_output=True)
+
+
+def test_run_rm_returns_when_the_removal_fails(daemon):
+    """The metadata database cannot be written (its files made immutable) when a `run --rm`
+    container exits: the run answers with docker's wording and exit code, and does not hang."""
+    assert daemon.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar")).returncode == 0
+    db = os.path.join(daemon.root, "metadata.db")
+    files = [db, db + "-wal", db + "-shm"]
+    cli = subprocess.Popen([BERTH, "-H", daemon.host, "run", "--rm", "--name", "rmfail", "busybox-layers:1", "sh", "-c",
+                            "sleep 3; exit 3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env())
+    try:
+        wait_for(lambda: '"Running": true' in daemon.berth("inspect", "rmfail").out, 20, "the container to run")
+        _chattr("+i", *files)
+        out, err = cli.communicate(timeout=30)
+    finally:
+        _chattr("-i", *files)
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    err = err.decode()
+    assert cli.returncode == 125, (cli.returncode, err)
+    assert "Error waiting for container:" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    # the daemon is alive and the container can be removed by hand once the database is writable
+    p = daemon.berth("rm", "-f", "rmfail")
+    assert p.returncode == 0, p.err
+    assert daemon.berth("ps", "-aq").out.strip() == ""
