@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 
 from aiohttp import web
 
@@ -70,9 +71,9 @@ async def errors_middleware(request, handler):
             resp = error_response(e.status, e.reason or "error")
         else:
             raise
-    except Exception as e:  # a bug: say so, log the traceback
-        log.exception("internal error handling %s %s", request.method, request.path)
-        resp = error_response(500, f"internal error: {type(e).__name__}: {e}")
+    except Exception as e:
+        status, message = unexpected_error(e, request)
+        resp = error_response(status, message)
     _record_event(request, resp)
     if not resp.prepared:
         resp.headers["Api-Version"] = API_VERSION
@@ -80,6 +81,18 @@ async def errors_middleware(request, handler):
         resp.headers["Docker-Experimental"] = "false"
         resp.headers["Ostype"] = "linux"
     return resp
+
+
+def unexpected_error(e, request):
+    """(status, message) for an exception that is not a BerthError. A full disk (or quota) is
+    the host's condition, said in one line; anything else is a bug in berth: its traceback goes
+    to the log, and the client is told "internal error" without Python's internals."""
+    import errno
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        log.warning("%s %s: %s", request.method, request.path, e)
+        return 500, os.strerror(e.errno).lower()
+    log.error("internal error handling %s %s", request.method, request.path, exc_info=e)
+    return 500, "internal error (a bug in berthd: see its log)"
 
 
 def stream_headers():

@@ -493,6 +493,10 @@ class ContainerService:
     def remove(self, ns, ref, force=False, volumes=False, network_after=False):
         """Remove a container (force: kill it first). network_after: its network attachments are
         released after the record is gone (the --rm path: `run --rm` returns at the removal)."""
+        with self.meta.freeing():  # a removal works on a full disk: it frees space
+            self._remove(ns, ref, force, volumes, network_after)
+
+    def _remove(self, ns, ref, force, volumes, network_after):
         rec = self.get(ns, ref)
         st = self.state(rec)
         if st["Running"]:
