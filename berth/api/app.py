@@ -2,6 +2,8 @@
 
 import json
 import logging
+import os
+import sys
 
 from aiohttp import web
 
@@ -21,6 +23,8 @@ def json_response(data, status=200, headers=None):
 
 
 def error_response(status, message):
+    if len(message) > 1024:  # never echo a whole huge name or body back
+        message = message[:1024] + "..."
     return json_response({"message": message}, status=status)
 
 
@@ -58,21 +62,33 @@ def _record_event(request, resp):
 @web.middleware
 async def errors_middleware(request, handler):
     try:
+        from berth.api import validate
+        await validate.check(request, validate.route_of(request), MIN_API_VERSION, API_VERSION)
         resp = await handler(request)
     except BerthError as e:
         resp = error_response(e.http_status, e.message)
     except web.HTTPException as e:
+        client_max = request.app._client_max_size
         if e.status == 404:
             resp = error_response(404, "page not found")
         elif e.status == 405:  # no route for this method: a miss, and a miss is a 404
             resp = error_response(404, "page not found")
+        elif e.status == 413:
+            resp = error_response(413, f"request body too large (a JSON body may have at most {client_max} bytes)")
         elif e.status >= 400:
             resp = error_response(e.status, e.reason or "error")
         else:
             raise
-    except Exception as e:  # a bug: say so, log the traceback
-        log.exception("internal error handling %s %s", request.method, request.path)
-        resp = error_response(500, f"internal error: {type(e).__name__}: {e}")
+    except ConnectionError:
+        if request.transport is not None and not request.transport.is_closing():
+            status, message = unexpected_error(sys.exc_info()[1], request)
+            resp = error_response(status, message)
+        else:  # the client went away (logs -f, events, a stream it stopped reading): not an error
+            log.debug("%s %s: the client went away", request.method, request.path)
+            return web.Response(status=499)
+    except Exception as e:
+        status, message = unexpected_error(e, request)
+        resp = error_response(status, message)
     _record_event(request, resp)
     if not resp.prepared:
         resp.headers["Api-Version"] = API_VERSION
@@ -80,6 +96,20 @@ async def errors_middleware(request, handler):
         resp.headers["Docker-Experimental"] = "false"
         resp.headers["Ostype"] = "linux"
     return resp
+
+
+def unexpected_error(e, request):
+    """(status, message) for an exception that is not a BerthError. A full disk (or quota) is
+    the host's condition, said in one line; anything else is a bug in berth: its traceback goes
+    to the log, and the client is told "internal error" without Python's internals."""
+    import errno
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        log.warning("%s %s: %s", request.method, request.path, e)
+        return 500, os.strerror(e.errno).lower()
+    if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a name the client gave
+        return 400, "file name too long"
+    log.error("internal error handling %s %s", request.method, request.path, exc_info=e)
+    return 500, "internal error (a bug in berthd: see its log)"
 
 
 def stream_headers():
@@ -106,7 +136,9 @@ def namespace_of(request):
 
 
 def make_app(daemon):
-    app = web.Application(middlewares=[errors_middleware], client_max_size=0)
+    from berth.api.validate import MAX_JSON_BODY
+    # request.read()/json() stop there (a 413); tar bodies are streams and are not bounded by it
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_JSON_BODY)
     app["daemon"] = daemon
     r = Router(app)
     from berth.api import containers, events, execs, images, namespaces, system

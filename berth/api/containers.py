@@ -55,7 +55,7 @@ async def wait(request):
         code = await d.run_wait(d.containers.wait_exit, ns, rec.id, request.query.get("condition") or "not-running")
         result = {"StatusCode": code, "Error": None}
     except BerthError as e:  # the headers are out: the error goes in the body, as docker's does
-        result = {"StatusCode": -1, "Error": {"Message": e.message}}
+        result = {"StatusCode": getattr(e, "status_code", -1), "Error": {"Message": e.message}}
     try:
         await resp.write(json.dumps(result).encode() + b"\n")
         await resp.write_eof()

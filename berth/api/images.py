@@ -100,7 +100,8 @@ class Job:
         except Exception as e:
             if self.resp is None:
                 raise
-            msg = f"internal error: {type(e).__name__}: {e}"
+            from berth.api.app import unexpected_error
+            msg = unexpected_error(e, self.request)[1]
             await self._write({"errorDetail": {"message": msg}, "error": msg})
             result = None
         return result

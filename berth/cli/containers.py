@@ -189,7 +189,7 @@ def run(ctx, argv, cmd):
     finally:
         waiter.close()
     if res.get("Error"):
-        raise _Exit(125, f"error waiting for container: {res['Error'].get('Message')}")
+        raise _Exit(125, f"Error waiting for container: {res['Error'].get('Message')}")
     return res.get("StatusCode", 0)
 
 

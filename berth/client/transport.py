@@ -77,15 +77,30 @@ class Response:
         self._done = self.status in (101, 204, 304)
 
     def read_some(self, n=65536):
-        """Up to n bytes of the body; b"" at its end."""
+        """Up to n bytes of the body; b"" at its end. A body cut short (EOF before the last
+        chunk, or before Content-Length bytes) raises Unavailable("unexpected EOF"), as Go's
+        client reports it: a truncated stream is never taken for a complete one."""
         if self._done:
             return b""
+        try:
+            return self._read_some(n)
+        except (ConnectionError, TimeoutError) as e:
+            self._done = True
+            raise Unavailable(f"unexpected EOF: {e.strerror or e}") from None
+        except ValueError:  # a chunk size line that is not hex
+            self._done = True
+            raise Unavailable("unexpected EOF: malformed chunked encoding") from None
+
+    def _short(self):
+        self._done = True
+        raise Unavailable("unexpected EOF")
+
+    def _read_some(self, n):
         if self._chunked:
             if self._chunk_left == 0:
                 size_line = self.f.readline(65537)
                 if not size_line:
-                    self._done = True
-                    return b""
+                    self._short()
                 size = int(size_line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.f.readline(65537) not in (b"\r\n", b"\n", b""):
@@ -93,13 +108,13 @@ class Response:
                     self._done = True
                     return b""
                 self._chunk_left = size
-            data = self.f.read1(min(n, self._chunk_left)) if hasattr(self.f, "read1") else self.f.read(min(n, self._chunk_left))
+            data = self.f.read1(min(n, self._chunk_left))
             if not data:
-                self._done = True
-                return b""
+                self._short()
             self._chunk_left -= len(data)
             if self._chunk_left == 0:
-                self.f.readline(3)
+                if not self.f.readline(3):
+                    self._short()
             return data
         if self._left is not None:
             if self._left == 0:
@@ -107,8 +122,7 @@ class Response:
                 return b""
             data = self.f.read1(min(n, self._left))
             if not data:
-                self._done = True
-                return b""
+                self._short()
             self._left -= len(data)
             return data
         data = self.f.read1(n)

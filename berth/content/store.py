@@ -35,6 +35,7 @@ Blocking I/O throughout: call it from a worker thread in async code.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -469,8 +470,14 @@ class Writer:
             while done < n:
                 done += self._f.write(mv[done:])
         except OSError as e:
-            # What reached the disk is unknown: drop this writer; a resume re-reads the data.
-            self.close()
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                # a full disk: the partial data goes at once (it is what filled the disk, and
+                # keeping it for a resume would keep the disk full)
+                with contextlib.suppress(OSError):
+                    self.abort()
+            else:
+                # What reached the disk is unknown: drop this writer; a resume re-reads the data.
+                self.close()
             raise _os_error(f'writing ingest "{self.ref}"', e) from e
         self._hasher.update(mv)
         self._offset += n

@@ -91,7 +91,11 @@ class Daemon:
                         attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
                     except BerthError:
                         attrs = {}
-                    outcome = self.containers.cleanup_exited(ns, cid)
+                    try:
+                        outcome = self.containers.cleanup_exited(ns, cid)
+                    except BerthError as e:  # as dockerd: "can't remove container"
+                        log.error("container %s: cleanup after its exit failed: %s", cid[:12], e)
+                        return
                     if outcome == "removed":
                         self.emit(ns, "container", "destroy", cid, **attrs)
                     if outcome != "restarted":

@@ -38,10 +38,22 @@ DB_NAME = "metadata.db"
 DEFAULT_GRACE = 3600.0
 
 
+#: space kept aside next to the database (``metadata.db.reserve``) and given back to the
+#: filesystem when SQLite finds it full: removing things must work on a full disk, and in WAL
+#: mode even a DELETE needs room to append to the log
+RESERVE_SIZE = 4 << 20
+
+
+class DiskFull(SystemError_):
+    """SQLite could not write: the filesystem (or the database) is full."""
+
+
 def _translate(e: sqlite3.Error) -> BerthError:
     text = str(e)
     if isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return Unavailable(f"metadata database is busy: {text}")
+    if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in text:
+        return DiskFull(f"metadata database: {text}")
     return SystemError_(f"metadata database: {text}")
 
 
@@ -86,6 +98,8 @@ class MetadataStore:
         self._conns_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
+        self.reserve_path = self.path + ".reserve"
+        self._reserve_ok = False
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
             if not os.path.exists(self.path):
@@ -108,6 +122,67 @@ class MetadataStore:
         except BaseException:
             self.close()
             raise
+        self._keep_reserve()
+
+    # -- the reserve: room for removals on a full disk -------------------------
+
+    def _keep_reserve(self) -> None:
+        """Make the reserve file if it is missing and the filesystem has room for it."""
+        if self._reserve_ok:
+            return
+        try:
+            if os.stat(self.reserve_path).st_size >= RESERVE_SIZE:
+                self._reserve_ok = True
+                return
+        except OSError:
+            pass
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_SIZE)
+            self._reserve_ok = True
+        except OSError:  # no room (yet): given back at once, tried again after the next write
+            with contextlib.suppress(OSError):
+                os.unlink(self.reserve_path)
+        finally:
+            os.close(fd)
+
+    def _release_reserve(self) -> bool:
+        """Give the reserve back to the filesystem; whether there was one."""
+        self._reserve_ok = False
+        try:
+            os.unlink(self.reserve_path)
+            return True
+        except OSError:
+            return False
+
+    @contextlib.contextmanager
+    def freeing(self) -> Iterator[None]:
+        """Writes in this block (this thread) belong to a removal: on a full disk they may use
+        the reserve (a container's removal updates its record before deleting it)."""
+        self._local.frees = getattr(self._local, "frees", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.frees -= 1
+
+    def _write(self, fn: Callable[[Tx], Any], frees: bool = False) -> Any:
+        """fn(tx) in a write transaction. A removal (frees) on a full disk is tried once more
+        after releasing the reserve: it then frees what it removes; other writes just fail, so
+        that the reserve is there for the removals. It comes back when there is room."""
+        try:
+            with self.tx() as tx:
+                result = fn(tx)
+        except DiskFull:
+            if not (frees or getattr(self._local, "frees", 0)) or not self._release_reserve():
+                raise
+            with self.tx() as tx:
+                result = fn(tx)
+        if not self._reserve_ok:
+            self._keep_reserve()
+        return result
 
     def _up_to_date(self) -> bool:
         """Whether opening needs no write (so it does not wait for a writer)."""
@@ -278,17 +353,19 @@ class MetadataStore:
         sns: dict[str, Any] = dict(snapshotters or {})
         if snapshotter is not None:
             sns[snapshotter_name] = snapshotter
-        with self.tx() as tx:
-            return gc.collect(tx, content_store, sns, grace=grace,
-                              now=tx.now() if now is None else now, dry_run=dry_run,
-                              cleanup=cleanup)
+        return self._write(lambda tx: gc.collect(tx, content_store, sns, grace=grace,
+                                                 now=tx.now() if now is None else now, dry_run=dry_run,
+                                                 cleanup=cleanup), frees=True)
 
 
 def _delegate(name: str, readonly: bool) -> Callable[..., Any]:
     meth = getattr(Tx, name)
+    frees = name.startswith(("delete_", "remove_"))
 
     @functools.wraps(meth)
     def op(self: MetadataStore, *args: Any, **kwargs: Any) -> Any:
+        if not readonly and not getattr(self._local, "depth", 0):
+            return self._write(lambda tx: getattr(tx, name)(*args, **kwargs), frees)
         with self.tx(readonly=readonly) as tx:
             return getattr(tx, name)(*args, **kwargs)
 

@@ -198,6 +198,7 @@ def _parse_ps(output, pids):
 def top(svc, ns, ref, ps_args=None):
     """GET /containers/{id}/top: the host's `ps` output restricted to the container's processes."""
     _rec, st = _running(svc, ns, ref)
+    user_args = bool(ps_args)
     ps_args = ps_args or "-ef"
     _validate_ps_args(ps_args)
     pids = container_pids(st["Pid"])
@@ -213,7 +214,9 @@ def top(svc, ns, ref, ps_args=None):
         p = subprocess.run([ps, *args], capture_output=True, env=env, timeout=60, check=False)
         if p.returncode != 0:
             first = p.stderr.decode(errors="replace").split("\n", 1)[0]
-            raise SystemError_(f"ps: {first or f'exit status {p.returncode}'}")
+            # options ps refuses are the client's (dockerd: "Error running ps")
+            raise (InvalidArgument if user_args else SystemError_)(
+                f"Error running ps: {first or f'exit status {p.returncode}'}")
     return _parse_ps(p.stdout.decode(errors="replace"), pids)
 
 
@@ -622,6 +625,8 @@ def _stat_at(rootfd, path, rec):
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise InvalidArgument(f"{path}: too many levels of symbolic links") from None
+        if e.errno == errno.ENAMETOOLONG:
+            raise InvalidArgument(f"{path[:64]}...: file name too long") from None
         raise SystemError_(f"cannot stat {path} in the container: {e.strerror}") from None
     link = ""
     if stat.S_ISLNK(st.st_mode):
@@ -904,7 +909,10 @@ def extract_tar(rootfd, dest, fileobj, owner=None, no_overwrite_dir_nondir=False
                 except (OSError, UnicodeEncodeError):
                     pass
 
-    tf = tarfile.open(fileobj=fileobj, mode="r|")  # noqa: SIM115 (closed in the finally below)
+    try:
+        tf = tarfile.open(fileobj=fileobj, mode="r|")  # noqa: SIM115 (closed in the finally below)
+    except tarfile.TarError as e:
+        raise InvalidArgument(f"invalid tar archive: {e}") from None
     try:
         for m in tf:
             name = _rebase(m.name, rebase)

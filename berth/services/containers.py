@@ -55,6 +55,14 @@ def _shim_call(path, req, timeout=5.0):
         s.close()
 
 
+class RemovalFailed(BerthError):
+    """A wait for a container's removal: it exited (status_code) but could not be removed."""
+
+    def __init__(self, status_code, message):
+        super().__init__(message)
+        self.status_code = status_code
+
+
 class ContainerService:
     def __init__(self, cfg, meta, images, snapshotter, snapshotter_name, zygote):
         self.cfg = cfg
@@ -65,6 +73,7 @@ class ContainerService:
         self.zygote = zygote
         self.runtime_root = os.path.join(cfg.state, "runtime")
         self._removed_exits = {}  # id -> exit code of removed containers, for waits that outlive them
+        self._remove_errors = {}  # id -> why the cleanup after its exit (--rm's removal) failed
         self.networks = None  # NetworkService, set by the daemon
         import threading
         # notified when a container starts, exits (cleaned up) or goes: waits need not poll
@@ -391,11 +400,13 @@ class ContainerService:
             except OSError:
                 time.sleep(0.05)
         if condition == "removed":
-            while True:  # --rm: the daemon's watcher removes it
+            while True:  # --rm: the daemon's watcher removes it, or says why it could not
                 try:
                     self.meta.get_container(ns, rec.id)
                 except NotFound:
                     break
+                if rec.id in self._remove_errors:
+                    raise RemovalFailed(code, self._remove_errors[rec.id])
                 self._wait_change(0.05)
         return code
 
@@ -485,6 +496,10 @@ class ContainerService:
     def remove(self, ns, ref, force=False, volumes=False, network_after=False):
         """Remove a container (force: kill it first). network_after: its network attachments are
         released after the record is gone (the --rm path: `run --rm` returns at the removal)."""
+        with self.meta.freeing():  # a removal works on a full disk: it frees space
+            self._remove(ns, ref, force, volumes, network_after)
+
+    def _remove(self, ns, ref, force, volumes, network_after):
         rec = self.get(ns, ref)
         st = self.state(rec)
         if st["Running"]:
@@ -527,7 +542,20 @@ class ContainerService:
         shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
 
     def cleanup_exited(self, ns, cid):
-        """After an exit: unmount the rootfs; remove the container when it asked (--rm)."""
+        """After an exit: unmount the rootfs; remove the container when it asked (--rm). A
+        failure is kept for the waits on its removal (they answer with it instead of waiting on)."""
+        self._remove_errors.pop(cid, None)
+        try:
+            return self._cleanup_exited(ns, cid)
+        except Exception as e:
+            msg = e.message if isinstance(e, BerthError) else f"{type(e).__name__}: {e}"
+            self._remove_errors[cid] = msg
+            while len(self._remove_errors) > 1000:
+                self._remove_errors.pop(next(iter(self._remove_errors)))
+            self._notify_change()
+            raise
+
+    def _cleanup_exited(self, ns, cid):
         try:
             rec = self.meta.get_container(ns, cid)
         except NotFound:
