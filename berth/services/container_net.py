@@ -49,8 +49,8 @@ def check(networks, ns, spec_body):
         if n.name in ("host", "none"):
             raise InvalidArgument(f"container cannot be disconnected from host network or connected to {n.name} "
                                   "network together with other networks")
-        ip = ((ep or {}).get("IPAMConfig") or {}).get("IPv4Address")
-        if ip and n.name == "bridge":
+        ipam = (ep or {}).get("IPAMConfig") or {}
+        if (ipam.get("IPv4Address") or ipam.get("IPv6Address")) and n.name == "bridge":
             raise InvalidArgument("user specified IP address is supported on user defined networks only")
         if (ep or {}).get("Aliases") and n.name == "bridge":
             raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
@@ -257,7 +257,7 @@ def settings(svc, rec, running):
         n = nets.get(rec.namespace, mode)
         networks[mode] = _empty_ep(n.id)
     elif not mode.startswith("container:"):
-        for ref, ep_cfg in requested_networks(body):
+        for i, (ref, ep_cfg) in enumerate(requested_networks(body)):
             try:
                 n = nets.get(rec.namespace, ref)
             except BerthError:
@@ -265,9 +265,12 @@ def settings(svc, rec, running):
             ep = eps.get(n.name)
             if ep:
                 networks[n.name] = {k: v for k, v in ep.items() if k not in ("ifname", "cni_name", "name")}
-            else:
-                networks[n.name] = dict(_empty_ep(n.id), Aliases=(ep_cfg or {}).get("Aliases"),
-                                        IPAMConfig=(ep_cfg or {}).get("IPAMConfig"))
+            else:  # not started: what was asked for (the MAC address too, as docker's API 1.44+)
+                ep_cfg = ep_cfg or {}
+                mac = ep_cfg.get("MacAddress") or (body.get("MacAddress") if i == 0 and not body.get(DETACHED) else "")
+                networks[n.name] = dict(_empty_ep(n.id), Aliases=ep_cfg.get("Aliases"),
+                                        IPAMConfig=ep_cfg.get("IPAMConfig"), MacAddress=mac or "",
+                                        Links=ep_cfg.get("Links") or None, DriverOpts=ep_cfg.get("DriverOpts") or None)
     primary = next(iter(eps.values()), None) or {}
     ports = net.get("ports") or {}
     if not running:
@@ -278,8 +281,10 @@ def settings(svc, rec, running):
         "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
         "Ports": ports, "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
         "EndpointID": primary.get("EndpointID", ""), "Gateway": primary.get("Gateway", ""),
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": primary.get("IPAddress", ""),
-        "IPPrefixLen": primary.get("IPPrefixLen", 0), "IPv6Gateway": "", "MacAddress": primary.get("MacAddress", ""),
+        "GlobalIPv6Address": primary.get("GlobalIPv6Address", ""),
+        "GlobalIPv6PrefixLen": primary.get("GlobalIPv6PrefixLen", 0), "IPAddress": primary.get("IPAddress", ""),
+        "IPPrefixLen": primary.get("IPPrefixLen", 0), "IPv6Gateway": primary.get("IPv6Gateway", ""),
+        "MacAddress": primary.get("MacAddress", ""),
         "Networks": networks,
     }
 
