@@ -3,9 +3,14 @@
 SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV := .venv
+# docker-compose 1.29.2 needs docker<7 (the main .venv keeps docker==7.2.0): a virtualenv of its own
+COMPOSE_VENV := .venv-compose
+COMPOSE_PIP := docker-compose==1.29.2 docker==6.1.3 requests==2.31.0
+# its PyYAML 5.4.1 has no wheel for this Python and its sdist fails to build with Cython 3
+COMPOSE_BUILD := Cython==0.29.37 wheel==0.48.0
 APT_PACKAGES := python3 python3-venv python3-pip busybox-static runc libseccomp2 procps iproute2 util-linux containerd docker-registry skopeo openssl tini containernetworking-plugins iptables
 
-.PHONY: all deps install test demo bench clean
+.PHONY: all deps install compose test demo bench clean
 
 all: install
 
@@ -19,10 +24,18 @@ deps:
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-install: deps $(VENV)/bin/python
+install: deps $(VENV)/bin/python compose
 	$(VENV)/bin/pip install -q --disable-pip-version-check '.[test]'
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall .
 	$(VENV)/bin/python tools/write_launchers.py
+
+compose: $(COMPOSE_VENV)/bin/docker-compose
+
+$(COMPOSE_VENV)/bin/docker-compose:
+	$(PYTHON) -m venv $(COMPOSE_VENV)
+	$(COMPOSE_VENV)/bin/pip install -q --disable-pip-version-check $(COMPOSE_BUILD)
+	$(COMPOSE_VENV)/bin/pip install -q --disable-pip-version-check --no-build-isolation PyYAML==5.4.1
+	$(COMPOSE_VENV)/bin/pip install -q --disable-pip-version-check $(COMPOSE_PIP)
 
 test: install
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
@@ -34,4 +47,4 @@ bench: install
 	$(VENV)/bin/python bench/runtime_run.py --runs 20
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(COMPOSE_VENV) build *.egg-info

@@ -156,4 +156,6 @@ def make_app(daemon):
     volumes.routes(r)
     from berth.api import build
     build.routes(r)
+    from berth.api import swarm
+    swarm.routes(r)
     return app

@@ -80,14 +80,25 @@ async def start(request):
     except OSError:
         raise FailedPrecondition(f"container {e['container']} is not running") from None
     cfg = e["body"]
+    # attached, the head goes first: no output of the process may share a read with it (clients
+    # that read the head through a buffer would lose it); a failed start is then told in the stream
+    hijacked = None if detach else hijack(request)
     writer.write(json.dumps({"op": "exec", "exec_id": request.match_info["id"], "process": e["process"],
                              "stdin": bool(cfg.get("AttachStdin")) and not detach}).encode() + b"\n")
     await writer.drain()
     reply = json.loads(await reader.readline() or b"{}")
     if not reply.get("ok"):
         writer.close()
-        msg = reply.get("error") or "exec failed"
-        raise (NotFound if "not found" in msg else FailedPrecondition)(f"exec failed: {msg}")
+        e["exit_code"] = 126  # as docker's: the exec did not start
+        msg = f"OCI runtime exec failed: exec failed: unable to start container process: {reply.get('error') or 'exec failed'}: unknown"
+        if hijacked is None:
+            raise InvalidArgument(msg)
+        text = (msg + "\r\n").encode()
+        if not (body or {}).get("Tty"):
+            text = b"\x01\0\0\0" + len(text).to_bytes(4, "big") + text
+        hijacked[0].write(text)
+        hijacked[0].close()
+        return web.Response()
     e["pid"] = reply.get("pid")
     if detach:
         # output is dropped, as docker does; keep the connection so the shim streams nowhere
@@ -99,9 +110,36 @@ async def start(request):
                 writer.close()
         asyncio.ensure_future(drain())
         return web.Response(status=200, headers=stream_headers())
-    transport, raw = hijack(request)
-    await pipe(transport, raw, reader, writer)
+    tty = bool((body or {}).get("Tty"))  # docker's rule: the start body's Tty decides the framing
+    if tty != bool(e["process"].get("terminal")):
+        reader = _Reframe(reader, frame=not tty)
+    await pipe(*hijacked, reader, writer)
     return web.Response()
+
+
+class _Reframe:
+    """The shim frames an exec's output by its process's terminal (raw bytes of a pty, or
+    docker's 8-byte headed frames of stdout/stderr): frames a pty's bytes as stdout, or unframes."""
+
+    def __init__(self, reader, frame):
+        self.reader, self.frame, self.buf = reader, frame, b""
+
+    async def read(self, n):
+        if self.frame:
+            data = await self.reader.read(n)
+            return b"\x01\0\0\0" + len(data).to_bytes(4, "big") + data if data else b""
+        while True:
+            out = b""
+            while len(self.buf) >= 8 and len(self.buf) >= 8 + int.from_bytes(self.buf[4:8], "big"):
+                size = int.from_bytes(self.buf[4:8], "big")
+                out += self.buf[8:8 + size]
+                self.buf = self.buf[8 + size:]
+            if out:
+                return out
+            data = await self.reader.read(n)
+            if not data:
+                return b""
+            self.buf += data
 
 
 async def inspect(request):

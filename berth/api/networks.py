@@ -38,7 +38,8 @@ def _containers_of(d, ns, n):
             out[rec.id] = {"Name": rec.name, "EndpointID": ep.get("EndpointID", ""),
                            "MacAddress": ep.get("MacAddress", ""),
                            "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}" if ep.get("IPAddress") else "",
-                           "IPv6Address": ""}
+                           "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
+                           if ep.get("GlobalIPv6Address") else ""}
     return out
 
 
@@ -100,16 +101,22 @@ async def create(request):
     if (ipam.get("Driver") or "default") != "default":
         raise InvalidArgument(f"IPAM driver {ipam['Driver']!r} is not supported (only default)")
     configs = [c for c in ipam.get("Config") or [] if c]
-    v4 = [c for c in configs if ":" not in (c.get("Subnet") or "")]
-    if len(v4) > 1:
-        raise InvalidArgument("only one IPv4 subnet per network is supported")
-    if body.get("EnableIPv6") or len(v4) != len(configs):
-        raise InvalidArgument("IPv6 networks are not supported")
-    c = v4[0] if v4 else {}
+    if not all(isinstance(c, dict) for c in configs):
+        raise InvalidArgument("IPAM.Config must be a list of objects")
+    v4 = [c for c in configs if ":" not in (c.get("Subnet") or c.get("Gateway") or "")]
+    v6 = [c for c in configs if c not in v4]
+    if len(v4) > 1 or len(v6) > 1:
+        raise InvalidArgument("only one IPv4 and one IPv6 subnet per network are supported")
+    c, c6 = (v4 or [{}])[0], (v6 or [{}])[0]
+    aux = {}
+    for x in configs:
+        aux.update(x.get("AuxiliaryAddresses") or x.get("AuxAddress") or {})
     n = await d.run(d.networks.create, ns, name, driver=body.get("Driver") or "bridge", subnet=c.get("Subnet"),
                     gateway=c.get("Gateway"), ip_range=c.get("IPRange"), internal=bool(body.get("Internal")),
                     options=body.get("Options") or {}, labels=body.get("Labels") or {},
-                    ipam_options=ipam.get("Options") or {}, attachable=bool(body.get("Attachable")))
+                    ipam_options=ipam.get("Options") or {}, attachable=bool(body.get("Attachable")),
+                    ipv6=bool(body.get("EnableIPv6")), subnet6=c6.get("Subnet"), gateway6=c6.get("Gateway"),
+                    ip_range6=c6.get("IPRange"), aux=aux)
     d.emit(ns, "network", "create", n.id, name=n.name, type=n.driver)
     return json_response({"Id": n.id, "Warning": ""}, status=201)
 

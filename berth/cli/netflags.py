@@ -10,6 +10,7 @@ def add_flags(p):
     p.add_argument("-P", "--publish-all", action="store_true")
     p.add_argument("--expose", action="append", default=[])
     p.add_argument("--ip")
+    p.add_argument("--ip6")
     p.add_argument("--mac-address")
     p.add_argument("--network-alias", "--net-alias", action="append", default=[])
     p.add_argument("--dns", action="append", default=[])
@@ -97,8 +98,8 @@ def apply(a, body):
     for i, n in enumerate(nets):
         ep = {}
         if i == 0:
-            if a.ip:
-                ep["IPAMConfig"] = {"IPv4Address": a.ip}
+            if a.ip or a.ip6:
+                ep["IPAMConfig"] = {k: v for k, v in (("IPv4Address", a.ip), ("IPv6Address", a.ip6)) if v}
             if a.network_alias:
                 ep["Aliases"] = list(a.network_alias)
             if a.mac_address:

@@ -30,24 +30,53 @@ def create(ctx, argv, cmd):
     p.add_argument("--ipam-driver", default="default")
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--ipv6", action="store_true")
+    p.add_argument("--aux-address", action="append", default=[])
     p.add_argument("name")
     a = p.parse_args(argv)
-    if len(a.gateway) > len(a.subnet) or len(a.ip_range) > len(a.subnet):
-        raise BerthError("every --gateway and --ip-range needs a --subnet")
-    configs = []
-    for i, s in enumerate(a.subnet):
-        c = {"Subnet": s}
-        if i < len(a.gateway):
-            c["Gateway"] = a.gateway[i]
-        if i < len(a.ip_range):
-            c["IPRange"] = a.ip_range[i]
-        configs.append(c)
+    configs = _ipam_configs(a.subnet, a.gateway, a.ip_range, _kv(a.aux_address, "aux-address"))
     body = {"Name": a.name, "Driver": a.driver, "Internal": a.internal, "Attachable": a.attachable,
             "EnableIPv6": a.ipv6, "Options": _kv(a.opt, "option"), "Labels": _kv(a.label, "label"),
             "IPAM": {"Driver": a.ipam_driver, "Config": configs, "Options": _kv(a.ipam_opt, "IPAM option")},
             "CheckDuplicate": True}
     print(ctx.client.network_create(body)["Id"])
     return 0
+
+
+def _ipam_configs(subnets, gateways, ranges, aux):
+    """docker's pairing: each --gateway, --ip-range and --aux-address goes with the --subnet
+    that contains it."""
+    import ipaddress
+    nets = []
+    for s in subnets:
+        try:
+            nets.append((ipaddress.ip_network(s, strict=False), {"Subnet": s}))
+        except ValueError:
+            raise BerthError(f"invalid subnet {s!r}") from None
+    if (gateways or ranges or aux) and not nets:
+        raise BerthError("every --gateway, --ip-range and --aux-address needs a --subnet")
+
+    def home(value, what):
+        try:
+            x = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise BerthError(f"invalid {what} {value!r}") from None
+        for net, c in nets:
+            if x.version == net.version and x.subnet_of(net):
+                return c
+        raise BerthError(f"no matching subnet for {what} {value}")
+    for g in gateways:
+        c = home(g, "gateway")
+        if "Gateway" in c:
+            raise BerthError(f"cannot configure multiple gateways ({c['Gateway']}, {g}) for the same subnet")
+        c["Gateway"] = g
+    for r in ranges:
+        c = home(r, "range")
+        if "IPRange" in c:
+            raise BerthError(f"cannot configure multiple ranges ({c['IPRange']}, {r}) on the same subnet")
+        c["IPRange"] = r
+    for k, v in aux.items():
+        home(v, "aux-address").setdefault("AuxiliaryAddresses", {})[k] = v
+    return [c for _, c in nets]
 
 
 def ls(ctx, argv, cmd):
@@ -139,16 +168,23 @@ def prune(ctx, argv, cmd):
 
 def connect(ctx, argv, cmd):
     p = parser(cmd, "connect a container to a network")
-    p.add_argument("--ip")
-    p.add_argument("--alias", action="append", default=[])
+    p.add_argument("--ip", help="IPv4 address (e.g. 172.30.100.104)")
+    p.add_argument("--ip6", help="IPv6 address (e.g. 2001:db8::33)")
+    p.add_argument("--alias", action="append", default=[], help="add network-scoped alias for the container")
+    p.add_argument("--link", action="append", default=[], help="add link to another container (name:alias)")
+    p.add_argument("--driver-opt", action="append", default=[], help="driver options for the network (key=value)")
     p.add_argument("network")
     p.add_argument("container")
     a = p.parse_args(argv)
     ep = {}
-    if a.ip:
-        ep["IPAMConfig"] = {"IPv4Address": a.ip}
+    if a.ip or a.ip6:
+        ep["IPAMConfig"] = {k: v for k, v in (("IPv4Address", a.ip), ("IPv6Address", a.ip6)) if v}
     if a.alias:
         ep["Aliases"] = a.alias
+    if a.link:
+        ep["Links"] = a.link
+    if a.driver_opt:
+        ep["DriverOpts"] = _kv(a.driver_opt, "driver option")
     ctx.client.network_connect(a.network, a.container, ep)
     return 0
 

@@ -83,6 +83,15 @@ def remove_empty_chains():
     if _rules(MASQ, "nat") == []:
         _delete_jumps("POSTROUTING", MASQ, "nat")
         _run("-t", "nat", "-X", MASQ, check=False)
+    # the firewall plugin made the admin chain in ip6tables too for containers with IPv6 addresses
+    p = subprocess.run(["ip6tables", "-w", "-S", ADMIN], capture_output=True, text=True)
+    if p.returncode == 0 and not [r for r in p.stdout.splitlines() if r.startswith("-A ")]:
+        fwd = subprocess.run(["ip6tables", "-w", "-S", "CNI-FORWARD"], capture_output=True, text=True).stdout
+        for line in fwd.splitlines():
+            if line.startswith("-A ") and line.endswith("-j " + ADMIN):
+                import shlex
+                subprocess.run(["ip6tables", "-w", "-D", *shlex.split(line)[1:]], capture_output=True)
+        subprocess.run(["ip6tables", "-w", "-X", ADMIN], capture_output=True)
 
 
 def remove_shared_cni_chains():

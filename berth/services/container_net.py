@@ -12,9 +12,15 @@ def network_mode(hc):
     return "bridge" if mode == "default" else mode
 
 
+# In a container's stored create body: its NetworkMode network was disconnected (docker keeps
+# HostConfig.NetworkMode as asked; the container just has no endpoint there until connected again)
+DETACHED = "BerthModeDetached"
+
+
 def requested_networks(spec_body):
-    """[(network ref, endpoint config)] in attachment order: NetworkMode first, then the other
-    EndpointsConfig entries (docker's --network x --network y, or connect on a stopped one)."""
+    """[(network ref, endpoint config)] in attachment order: NetworkMode first (unless it was
+    disconnected), then the other EndpointsConfig entries (docker's --network x --network y,
+    or connect on a stopped one)."""
     hc = spec_body.get("HostConfig") or {}
     mode = network_mode(hc)
     eps = dict(((spec_body.get("NetworkingConfig") or {}).get("EndpointsConfig")) or {})
@@ -23,7 +29,7 @@ def requested_networks(spec_body):
     first = eps.pop(mode, None)
     if first is None and mode == "bridge":
         first = eps.pop("default", None)
-    out = [(mode, first or {})]
+    out = [] if spec_body.get(DETACHED) else [(mode, first or {})]
     out += [(k, v or {}) for k, v in eps.items() if k not in ("bridge", "default") or mode != "bridge"]
     return out
 
@@ -43,8 +49,8 @@ def check(networks, ns, spec_body):
         if n.name in ("host", "none"):
             raise InvalidArgument(f"container cannot be disconnected from host network or connected to {n.name} "
                                   "network together with other networks")
-        ip = ((ep or {}).get("IPAMConfig") or {}).get("IPv4Address")
-        if ip and n.name == "bridge":
+        ipam = (ep or {}).get("IPAMConfig") or {}
+        if (ipam.get("IPv4Address") or ipam.get("IPv6Address")) and n.name == "bridge":
             raise InvalidArgument("user specified IP address is supported on user defined networks only")
         if (ep or {}).get("Aliases") and n.name == "bridge":
             raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
@@ -190,10 +196,15 @@ def connect(svc, ns, ref, net_ref, endpoint_cfg):
     body = dict(body)
     nc = dict(body.get("NetworkingConfig") or {})
     eps = dict(nc.get("EndpointsConfig") or {})
-    eps[n.name] = endpoint_cfg or {}
+    if body.get(DETACHED) and _same(nets, ns, mode, n):  # back on the network of its NetworkMode
+        body.pop(DETACHED)
+        eps = {k: v for k, v in eps.items() if not _same(nets, ns, k, n)}
+        eps[mode] = endpoint_cfg or {}
+    else:
+        eps[n.name] = endpoint_cfg or {}
     nc["EndpointsConfig"] = eps
     body["NetworkingConfig"] = nc
-    check(nets, ns, dict(body, HostConfig=dict(hc, NetworkMode=n.name)))
+    check(nets, ns, dict({k: v for k, v in body.items() if k != DETACHED}, HostConfig=dict(hc, NetworkMode=n.name)))
     st = svc.state(rec)
     if st["Running"]:
         net = dict((rec.extensions or {}).get("net") or {})
@@ -220,15 +231,12 @@ def disconnect(svc, ns, ref, net_ref, force=False):
     hc = dict(body.get("HostConfig") or {})
     requested = requested_networks(body)
     match = [(r, e) for r, e in requested if _same(nets, ns, r, n)]
-    if not match:
-        if force:
-            return n
-        raise FailedPrecondition(f"container {rec.id} is not connected to network {n.name}")
+    if not match:  # with or without --force, as docker's (force is for endpoints of removed containers)
+        raise FailedPrecondition(f"container {rec.id} is not connected to the network {n.name}")
     nc = dict(body.get("NetworkingConfig") or {})
     eps = {k: v for k, v in (nc.get("EndpointsConfig") or {}).items() if not _same(nets, ns, k, n)}
-    rest = [r for r, _ in requested if not _same(nets, ns, r, n)]
     if _same(nets, ns, network_mode(hc), n):
-        hc["NetworkMode"] = rest[0] if rest else "none"
+        body[DETACHED] = True  # NetworkMode stays as asked, as docker's does
     nc["EndpointsConfig"] = eps
     body["NetworkingConfig"] = nc
     body["HostConfig"] = hc
@@ -276,7 +284,7 @@ def settings(svc, rec, running):
         n = nets.get(rec.namespace, mode)
         networks[mode] = _empty_ep(n.id)
     elif not mode.startswith("container:"):
-        for ref, ep_cfg in requested_networks(body):
+        for i, (ref, ep_cfg) in enumerate(requested_networks(body)):
             try:
                 n = nets.get(rec.namespace, ref)
             except BerthError:
@@ -284,9 +292,12 @@ def settings(svc, rec, running):
             ep = eps.get(n.name)
             if ep:
                 networks[n.name] = {k: v for k, v in ep.items() if k not in ("ifname", "cni_name", "name")}
-            else:
-                networks[n.name] = dict(_empty_ep(n.id), Aliases=(ep_cfg or {}).get("Aliases"),
-                                        IPAMConfig=(ep_cfg or {}).get("IPAMConfig"))
+            else:  # not started: what was asked for (the MAC address too, as docker's API 1.44+)
+                ep_cfg = ep_cfg or {}
+                mac = ep_cfg.get("MacAddress") or (body.get("MacAddress") if i == 0 and not body.get(DETACHED) else "")
+                networks[n.name] = dict(_empty_ep(n.id), Aliases=ep_cfg.get("Aliases"),
+                                        IPAMConfig=ep_cfg.get("IPAMConfig"), MacAddress=mac or "",
+                                        Links=ep_cfg.get("Links") or None, DriverOpts=ep_cfg.get("DriverOpts") or None)
     primary = next(iter(eps.values()), None) or {}
     ports = net.get("ports") or {}
     if not running:
@@ -297,8 +308,10 @@ def settings(svc, rec, running):
         "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
         "Ports": ports, "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
         "EndpointID": primary.get("EndpointID", ""), "Gateway": primary.get("Gateway", ""),
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": primary.get("IPAddress", ""),
-        "IPPrefixLen": primary.get("IPPrefixLen", 0), "IPv6Gateway": "", "MacAddress": primary.get("MacAddress", ""),
+        "GlobalIPv6Address": primary.get("GlobalIPv6Address", ""),
+        "GlobalIPv6PrefixLen": primary.get("GlobalIPv6PrefixLen", 0), "IPAddress": primary.get("IPAddress", ""),
+        "IPPrefixLen": primary.get("IPPrefixLen", 0), "IPv6Gateway": primary.get("IPv6Gateway", ""),
+        "MacAddress": primary.get("MacAddress", ""),
         "Networks": networks,
     }
 

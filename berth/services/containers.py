@@ -669,6 +669,7 @@ class ContainerService:
                 "Entrypoint": spec.get("Entrypoint") if spec.get("Entrypoint") is not None else ic.get("Entrypoint"),
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
                 "StopSignal": spec.get("StopSignal") or ic.get("StopSignal"),
+                **({"MacAddress": spec["MacAddress"]} if spec.get("MacAddress") else {}),
             },
             "NetworkSettings": self.network_settings(rec, st),
         }

@@ -135,8 +135,9 @@ class NetworkService:
         return used
 
     def create(self, ns, name, driver="bridge", subnet=None, gateway=None, ip_range=None, internal=False,
-               options=None, labels=None, ipam_options=None, attachable=False):
-        cni.check_name(name)
+               options=None, labels=None, ipam_options=None, attachable=False, ipv6=False, subnet6=None,
+               gateway6=None, ip_range6=None, aux=None):
+        check_name(name)
         if name in BUILTIN or name == "default":
             raise FailedPrecondition(f"{name} is a pre-defined network and cannot be created")
         driver = driver or "bridge"
@@ -190,10 +191,14 @@ class NetworkService:
                     raise InvalidArgument(f"the {driver} driver needs a parent interface: -o parent=<interface>")
                 if not os.path.exists(f"/sys/class/net/{parent}"):
                     raise InvalidArgument(f"-o parent={parent}: no such network interface on the host")
+            v6 = self._v6(subnet6, gateway6, ip_range6, ipv6)
+            aux = _aux(aux, net, gw, v6)
             nid = secrets.token_hex(32)
             data = {"driver": driver, "subnet": str(net), "gateway": str(gw), "ip_range": str(rng) if rng else "",
                     "internal": bool(internal), "options": options, "ipam_options": dict(ipam_options or {}),
-                    "attachable": bool(attachable), "created": _now()}
+                    "attachable": bool(attachable), "created": _now(), "ipv6": bool(ipv6), **v6}
+            if aux:
+                data["aux"] = aux
             if driver == "bridge":
                 data["bridge"] = options.get("com.docker.network.bridge.name") or "br-" + nid[:12]
                 if len(data["bridge"]) > 15:
@@ -203,6 +208,45 @@ class NetworkService:
         self._write_conflist(n)
         self._host_rules(n)
         return n
+
+    def _v6(self, subnet6, gateway6, ip_range6, enabled):
+        """The IPv6 part of a network: {subnet6, gateway6, ip_range6} (kept in IPAM even when IPv6
+        is not enabled, as docker's)."""
+        if not subnet6:
+            if enabled:
+                raise FailedPrecondition("could not find an available, non-overlapping IPv6 address pool among "
+                                         "the defaults to assign to the network")
+            if gateway6 or ip_range6:
+                raise InvalidArgument("an IPv6 --gateway or --ip-range needs an IPv6 --subnet")
+            return {}
+        try:
+            net = ipaddress.IPv6Network(subnet6, strict=False)
+        except ValueError:
+            raise InvalidArgument(f"invalid subnet {subnet6!r}") from None
+        if net.prefixlen > 126:
+            raise InvalidArgument(f"invalid subnet {subnet6}: too small (at most /126)")
+        for o in self.meta.list_objects(None, "network"):
+            if o.data.get("subnet6") and ipaddress.IPv6Network(o.data["subnet6"]).overlaps(net):
+                raise FailedPrecondition(f"invalid pool request: Pool overlaps with other one on this address "
+                                         f"space ({o.data['subnet6']})")
+        gw = net.network_address + 1
+        if gateway6:
+            try:
+                gw = ipaddress.IPv6Address(gateway6)
+            except ValueError:
+                raise InvalidArgument(f"invalid gateway {gateway6!r}") from None
+            if gw not in net:
+                raise InvalidArgument(f"no matching subnet for gateway {gateway6}")
+        out = {"subnet6": str(net), "gateway6": str(gw), "ip_range6": ""}
+        if ip_range6:
+            try:
+                rng = ipaddress.IPv6Network(ip_range6, strict=False)
+            except ValueError:
+                raise InvalidArgument(f"invalid ip range {ip_range6!r}") from None
+            if not rng.subnet_of(net):
+                raise InvalidArgument(f"no matching subnet for range {ip_range6}")
+            out["ip_range6"] = str(rng)
+        return out
 
     @staticmethod
     def _host_rules(n, remove=False):
@@ -275,7 +319,8 @@ class NetworkService:
     # --- conflists ---
 
     def _conflist_path(self, n):
-        return os.path.join(self.cfg.cni_conf_dir, n.ns if n.user_defined else "", n.name + ".conflist")
+        fname = n.name if all(c.isalnum() or c in "_.-" for c in n.name) and n.name[0] != "." else n.cni_name
+        return os.path.join(self.cfg.cni_conf_dir, n.ns if n.user_defined else "", fname + ".conflist")
 
     def conflist(self, n):
         d = n.data
@@ -289,6 +334,14 @@ class NetworkService:
         ipam = {"type": "host-local", "ranges": [[rng]], "dataDir": self.ipam_dir}
         if not internal:
             ipam["routes"] = [{"dst": "0.0.0.0/0"}]
+        if _v6_on(d):
+            rng6 = {"subnet": d["subnet6"], "gateway": d["gateway6"]}
+            if d.get("ip_range6"):
+                r = ipaddress.IPv6Network(d["ip_range6"])
+                rng6["rangeStart"], rng6["rangeEnd"] = str(r.network_address + 1), str(r.broadcast_address)
+            ipam["ranges"].append([rng6])
+            if not internal:
+                ipam["routes"].append({"dst": "::/0"})
         if n.driver == "bridge":
             # masquerading is one rule per network, berth's own (iptables.masquerade), not a chain per container
             main = {"type": "bridge", "bridge": d["bridge"], "isGateway": not internal, "ipMasq": False,
@@ -314,6 +367,7 @@ class NetworkService:
     def _write_conflist(self, n):
         if n.driver not in DRIVERS:
             return
+        self._reserve_aux(n)
         path = self._conflist_path(n)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"
@@ -321,21 +375,40 @@ class NetworkService:
             json.dump(self.conflist(n), f, indent=2)
         os.replace(tmp, path)
 
+    def _reserve_aux(self, n):
+        """--aux-address: host-local never hands out an address that has a file in its store."""
+        aux = n.data.get("aux") or {}
+        if not aux:
+            return
+        d = os.path.join(self.ipam_dir, n.cni_name)
+        os.makedirs(d, exist_ok=True)
+        for ip in aux.values():
+            path = os.path.join(d, str(ipaddress.ip_address(ip)))
+            if not os.path.exists(path):
+                with open(path, "w") as f:
+                    f.write("berth-aux-address\naux")
+
     # --- inspect ---
 
     def inspect(self, n, containers=None):
         d = n.data
         ipam_cfg = []
-        if d.get("subnet"):
-            c = {"Subnet": d["subnet"], "Gateway": d["gateway"]}
-            if d.get("ip_range"):
-                c["IPRange"] = d["ip_range"]
-            ipam_cfg.append(c)
+        aux = d.get("aux") or {}
+        for key, v6 in (("", False), ("6", True)):
+            if d.get("subnet" + key):
+                c = {"Subnet": d["subnet" + key], "Gateway": d["gateway" + key]}
+                if d.get("ip_range" + key):
+                    c["IPRange"] = d["ip_range" + key]
+                mine = {k: v for k, v in aux.items() if (":" in v) == v6}
+                if mine:
+                    c["AuxiliaryAddresses"] = mine
+                ipam_cfg.append(c)
         driver = d.get("driver", "bridge")
         return {
             "Name": n.name, "Id": n.id, "Created": n.created or "0001-01-01T00:00:00Z", "Scope": "local",
-            "Driver": driver, "EnableIPv6": False,
-            "IPAM": {"Driver": "default", "Options": d.get("ipam_options") or None, "Config": ipam_cfg},
+            "Driver": driver, "EnableIPv6": bool(d.get("ipv6")),
+            "IPAM": {"Driver": "default", "Options": d.get("ipam_options") or ({} if n.user_defined else None),
+                     "Config": ipam_cfg},
             "Internal": bool(d.get("internal")), "Attachable": bool(d.get("attachable")), "Ingress": False,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers or {},
             "Options": d.get("options") or {}, "Labels": n.labels or {},
@@ -362,6 +435,17 @@ class NetworkService:
             if addr not in ipaddress.IPv4Network(n.data["subnet"]):
                 raise InvalidArgument(f"invalid address {ip}: it does not belong to any of this network's subnets")
             rc["ips"] = [f"{ip}/{ipaddress.IPv4Network(n.data['subnet']).prefixlen}"]
+        ip6 = ((endpoint_cfg or {}).get("IPAMConfig") or {}).get("IPv6Address")
+        if ip6:
+            try:
+                addr6 = ipaddress.IPv6Address(ip6)
+            except ValueError:
+                raise InvalidArgument(f"invalid IPv6 address: {ip6}") from None
+            if not n.user_defined:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            if not _v6_on(n.data) or addr6 not in ipaddress.IPv6Network(n.data["subnet6"]):
+                raise InvalidArgument(f"invalid address {ip6}: it does not belong to any of this network's subnets")
+            rc["ips"] = rc.get("ips", []) + [f"{addr6}/{ipaddress.IPv6Network(n.data['subnet6']).prefixlen}"]
         mac = (endpoint_cfg or {}).get("MacAddress") or mac
         if mac:
             rc["mac"] = mac
@@ -371,9 +455,10 @@ class NetworkService:
         if not ports:  # portmap has nothing to do (and its DEL would still scan the nat table)
             conflist["plugins"] = [p for p in conflist["plugins"] if p["type"] != "portmap"]
         if rc.get("ips"):  # a chosen address may lie outside --ip-range (in the subnet), as docker allows
-            for r in conflist["plugins"][0]["ipam"]["ranges"][0]:
-                r.pop("rangeStart", None)
-                r.pop("rangeEnd", None)
+            for rs in conflist["plugins"][0]["ipam"]["ranges"]:
+                for r in rs:
+                    r.pop("rangeStart", None)
+                    r.pop("rangeEnd", None)
         result = cni.add(conflist, cid, self.netns_path(cid), ifname, self.cfg.cni_plugin_dirs,
                          self.cache_dir, rc)
         ep = _endpoint(result, ifname)
@@ -383,7 +468,8 @@ class NetworkService:
             dns_names.append(hostname)
         ep.update(NetworkID=n.id, EndpointID=hashlib.sha256(f"{n.id}/{cid}".encode()).hexdigest(),
                   Aliases=aliases or None, DNSNames=dns_names or None, IPAMConfig=(endpoint_cfg or {}).get("IPAMConfig"),
-                  Links=None, DriverOpts=None, ifname=ifname, cni_name=n.cni_name, name=n.name)
+                  Links=(endpoint_cfg or {}).get("Links") or None, DriverOpts=(endpoint_cfg or {}).get("DriverOpts") or None,
+                  ifname=ifname, cni_name=n.cni_name, name=n.name)
         return ep
 
     def detach(self, cid, cni_name, ifname):
@@ -485,6 +571,11 @@ class NetworkService:
             for nid in mine:
                 suffix = "." + (self._endpoints[nid][cid].get("name") or "").lower()
                 short = qname[: -len(suffix)] if qname.endswith(suffix) else None  # <name>.<network>
+                for link in self._endpoints[nid][cid].get("Links") or []:  # --link name:alias, for this container only
+                    target, _, alias = link.partition(":")
+                    if alias.lower() in (qname, short) and target:
+                        qname = target.lower().lstrip("/")
+                        break
                 for ep in self._endpoints[nid].values():
                     names = [d.lower() for d in ep.get("DNSNames") or []]
                     if (qname in names or short in names) and ep.get("IPAddress") and ep["IPAddress"] not in found:
@@ -543,17 +634,48 @@ def free_port(proto, hip):
 def _endpoint(result, ifname):
     idx = next((i for i, itf in enumerate(result.get("interfaces") or [])
                 if itf.get("name") == ifname and itf.get("sandbox")), None)
-    ip = next((x for x in result.get("ips") or [] if x.get("interface") == idx), None) or \
-        next(iter(result.get("ips") or []), None)
+    ips = [x for x in result.get("ips") or [] if x.get("interface") == idx] or list(result.get("ips") or [])
     mac = ""
     if idx is not None:
         mac = result["interfaces"][idx].get("mac", "")
-    addr, plen, gw = "", 0, ""
-    if ip:
-        iface = ipaddress.IPv4Interface(ip["address"])
-        addr, plen, gw = str(iface.ip), iface.network.prefixlen, ip.get("gateway", "")
-    return {"IPAddress": addr, "IPPrefixLen": plen, "Gateway": gw, "MacAddress": mac, "IPv6Gateway": "",
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0}
+    out = {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": mac, "IPv6Gateway": "",
+           "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0}
+    for ip in ips:
+        iface = ipaddress.ip_interface(ip["address"])
+        keys = ("IPAddress", "IPPrefixLen", "Gateway") if iface.version == 4 else \
+            ("GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway")
+        if not out[keys[0]]:
+            out.update(zip(keys, (str(iface.ip), iface.network.prefixlen, ip.get("gateway", ""))))
+    return out
+
+
+def _v6_on(d):
+    return bool(d.get("ipv6") and d.get("subnet6"))
+
+
+def check_name(name):
+    """docker takes any network name; berth refuses only what cannot be one (empty, control
+    characters, a slash: the API's /networks/{name} could not reach it)."""
+    if not isinstance(name, str) or not name or any(ord(c) < 32 or c in "/\x7f" for c in name) or len(name) > 255:
+        raise InvalidArgument(f"invalid network name {name!r}")
+    return name
+
+
+def _aux(aux, net, gw, v6):
+    """--aux-address name=ip: each in one of the network's subnets, not its gateway."""
+    out = {}
+    for k, v in (aux or {}).items():
+        try:
+            ip = ipaddress.ip_address(v)
+        except ValueError:
+            raise InvalidArgument(f"invalid auxiliary address {k}={v}") from None
+        subnet = net if ip.version == 4 else (ipaddress.IPv6Network(v6["subnet6"]) if v6.get("subnet6") else None)
+        if subnet is None or ip not in subnet:
+            raise InvalidArgument(f"no matching subnet for aux-address {v}")
+        if str(ip) in (str(gw), v6.get("gateway6")):
+            raise InvalidArgument(f"aux-address {v} is the gateway of the network")
+        out[str(k)] = str(ip)
+    return out
 
 
 def parse_port_bindings(hc, exposed, publish_all):

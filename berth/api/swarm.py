@@ -1,0 +1,34 @@
+"""Swarm mode: berth is a node that is not part of a swarm, and answers as docker's does then
+(503), so clients that probe or clean up through these endpoints get what they expect."""
+
+from berth.errors import Unavailable
+
+NOT_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
+               'this node to swarm and try again.')
+
+
+async def not_manager(request):
+    raise Unavailable(NOT_MANAGER)
+
+
+async def leave(request):
+    raise Unavailable("This node is not part of a swarm")
+
+
+async def refuse(request):
+    raise Unavailable("berth does not implement swarm mode: this node cannot init or join a swarm")
+
+
+def routes(r):
+    r.add("POST", "/swarm/init", refuse)
+    r.add("POST", "/swarm/join", refuse)
+    r.add("POST", "/swarm/leave", leave)
+    for path in ("/swarm", "/swarm/unlockkey", "/nodes", "/nodes/{id}", "/services", "/services/{id}",
+                 "/services/{id}/logs", "/tasks", "/tasks/{id}", "/tasks/{id}/logs", "/secrets", "/secrets/{id}",
+                 "/configs", "/configs/{id}"):
+        r.add("GET", path, not_manager)
+    for path in ("/swarm/update", "/swarm/unlock", "/nodes/{id}/update", "/services/create", "/services/{id}/update",
+                 "/secrets/create", "/secrets/{id}/update", "/configs/create", "/configs/{id}/update"):
+        r.add("POST", path, not_manager)
+    for path in ("/nodes/{id}", "/services/{id}", "/secrets/{id}", "/configs/{id}"):
+        r.add("DELETE", path, not_manager)

@@ -1,0 +1,225 @@
+"""Docker parity (issue 11) for networks, images, swarm endpoints and exec/attach streams, as
+users of the real docker CLI and the Docker SDK for Python observe it against berthd; dockerd
+20.10's behaviour is the reference each test encodes.
+
+Traffic goes only to 127.0.0.1 and to containers these tests create."""
+
+import json
+import os
+
+import pytest
+from daemon_fixtures import DATA, shared_berthd, wait_for  # noqa: F401 (fixtures)
+
+IMG = "busybox-layers:1"
+
+
+@pytest.fixture(scope="module")
+def daemon(shared_berthd):
+    shared_berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    return shared_berthd
+
+
+@pytest.fixture
+def d(daemon):
+    try:
+        yield daemon
+    finally:
+        ids = daemon.berth("ps", "-a", "-q", "--no-trunc").out.split()
+        if ids:
+            daemon.berth("rm", "-f", *ids)
+        names = daemon.berth("network", "ls", "-q", "--filter", "type=custom").out.split()
+        if names:
+            daemon.berth("network", "rm", *names)
+
+
+def inspect(d, ref):
+    return json.loads(d.docker("inspect", ref, check=True).out)[0]
+
+
+def addrs(d, name):
+    """The IPv4 interfaces a running container has: {ifname: address}."""
+    out = d.docker("exec", name, "ip", "-o", "-4", "addr", check=True).out
+    return {f[1]: f[3].split("/")[0] for f in (line.split() for line in out.splitlines())}
+
+
+# --- disconnect / connect (what docker-compose does on `up`) ---
+
+@pytest.mark.parametrize("running", [False, True])
+def test_disconnect_last_network_then_connect_again(d, running):
+    d.docker("network", "create", "n1", check=True)
+    d.docker("create", "--name", "c1", "--network", "n1", IMG, "sleep", "600", check=True)
+    if running:
+        d.docker("start", "c1", check=True)
+    d.docker("network", "disconnect", "n1", "c1", check=True)
+    info = inspect(d, "c1")
+    # the network mode stays as asked; the container is simply on no network
+    assert info["HostConfig"]["NetworkMode"] == "n1"
+    assert info["NetworkSettings"]["Networks"] == {}
+    if running:
+        assert set(addrs(d, "c1")) == {"lo"}
+    # a second disconnect is an error, with or without --force (docker's wording)
+    for extra in ([], ["--force"]):
+        p = d.docker("network", "disconnect", *extra, "n1", "c1")
+        assert p.returncode != 0 and "is not connected to the network n1" in p.err, p.err
+    p = d.docker("network", "connect", "--alias", "again", "n1", "c1")
+    assert p.returncode == 0, p.err
+    if not running:
+        d.docker("start", "c1", check=True)
+    info = inspect(d, "c1")
+    assert info["HostConfig"]["NetworkMode"] == "n1"
+    ep = info["NetworkSettings"]["Networks"]["n1"]
+    assert ep["IPAddress"] and "again" in ep["Aliases"]
+    assert ep["IPAddress"] in addrs(d, "c1").values()
+    # and the name answers on that network
+    p = d.docker("run", "--rm", "--network", "n1", IMG, "ping", "-c1", "-W2", "again")
+    assert p.returncode == 0, p.out + p.err
+
+
+def test_default_bridge_disconnected_and_connected_again(d):
+    d.docker("create", "--name", "c2", IMG, "sleep", "600", check=True)
+    d.docker("network", "disconnect", "bridge", "c2", check=True)
+    assert inspect(d, "c2")["HostConfig"]["NetworkMode"] == "default"
+    d.docker("start", "c2", check=True)
+    assert set(addrs(d, "c2")) == {"lo"}
+    d.docker("network", "connect", "bridge", "c2", check=True)
+    nets = inspect(d, "c2")["NetworkSettings"]["Networks"]
+    assert list(nets) == ["bridge"] and nets["bridge"]["IPAddress"] in addrs(d, "c2").values()
+
+
+# --- IPv6, dual stack, auxiliary addresses ---
+
+def _v6_prefix():
+    import random
+    return "fd%02x:%x:%x::" % (random.getrandbits(8), random.getrandbits(16), random.getrandbits(16))
+
+
+def _v4_subnet():
+    import random
+    return f"10.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24"
+
+
+def test_dual_stack_network_ip6_aux_addresses(d):
+    v6, v4 = _v6_prefix(), _v4_subnet()
+    base4 = v4.rsplit(".", 1)[0]
+    p = d.docker("network", "create", "--ipv6", "--subnet", v4, "--subnet", v6 + "/64", "--gateway", v6 + "1",
+                 "--aux-address", f"router={base4}.2", "--aux-address", f"router6={v6}2", "ds")
+    assert p.returncode == 0, p.err
+    net = json.loads(d.docker("network", "inspect", "ds", check=True).out)[0]
+    assert net["EnableIPv6"] is True
+    cfg = net["IPAM"]["Config"]
+    assert [c["Subnet"] for c in cfg] == [v4, v6 + "/64"]
+    assert cfg[0]["AuxiliaryAddresses"] == {"router": f"{base4}.2"}
+    assert cfg[1]["Gateway"] == v6 + "1" and cfg[1]["AuxiliaryAddresses"] == {"router6": v6 + "2"}
+
+    d.docker("run", "-d", "--name", "ca", "--network", "ds", "--ip6", v6 + "10", IMG, "sleep", "600", check=True)
+    d.docker("run", "-d", "--name", "cb", "--network", "ds", IMG, "sleep", "600", check=True)
+    ep = inspect(d, "ca")["NetworkSettings"]["Networks"]["ds"]
+    assert ep["GlobalIPv6Address"] == v6 + "10" and ep["GlobalIPv6PrefixLen"] == 64
+    assert ep["IPv6Gateway"] == v6 + "1" and ep["IPAMConfig"]["IPv6Address"] == v6 + "10"
+    epb = inspect(d, "cb")["NetworkSettings"]["Networks"]["ds"]
+    # the auxiliary addresses (and the gateways) are never handed out
+    for e in (ep, epb):
+        assert e["IPAddress"] not in (f"{base4}.1", f"{base4}.2")
+        assert e["GlobalIPv6Address"] not in (v6 + "1", v6 + "2") and e["GlobalIPv6Address"].startswith(v6)
+    out = d.docker("exec", "ca", "ip", "-o", "-6", "addr", "show", "eth0", check=True).out
+    assert f"{v6}10/64" in out
+    p = d.docker("exec", "cb", "ping", "-c1", "-W2", v6 + "10")
+    assert p.returncode == 0, p.out + p.err
+    ctrs = json.loads(d.docker("network", "inspect", "ds", check=True).out)[0]["Containers"]
+    assert sorted(c["IPv6Address"] for c in ctrs.values()) == sorted(
+        [v6 + "10/64", epb["GlobalIPv6Address"] + "/64"])
+    # an address outside the subnet, and --ip6 on the default bridge: refused
+    p = d.docker("run", "--rm", "--network", "ds", "--ip6", "fd99::1", IMG, "true")
+    assert p.returncode != 0 and "fd99::1" in p.err
+    p = d.docker("run", "--rm", "--ip6", v6 + "20", IMG, "true")
+    assert p.returncode != 0 and "user defined networks" in p.err
+
+
+def test_ipv6_needs_a_subnet_and_a_v6_subnet_without_ipv6_is_only_recorded(d):
+    p = d.docker("network", "create", "--ipv6", "nov6")
+    assert p.returncode != 0 and "IPv6 address pool" in p.err
+    v6 = _v6_prefix()
+    d.docker("network", "create", "--subnet", v6 + "/64", "off6", check=True)
+    net = json.loads(d.docker("network", "inspect", "off6", check=True).out)[0]
+    assert net["EnableIPv6"] is False and [c["Subnet"] for c in net["IPAM"]["Config"]][1:] == [v6 + "/64"]
+    d.docker("run", "-d", "--name", "cc", "--network", "off6", IMG, "sleep", "600", check=True)
+    assert inspect(d, "cc")["NetworkSettings"]["Networks"]["off6"]["GlobalIPv6Address"] == ""
+    p = d.docker("network", "create", "--subnet", v6 + "/64", "--aux-address", "x=10.0.0.1", "bad")
+    assert p.returncode != 0
+
+
+# --- names, endpoint settings ---
+
+def test_network_names_docker_allows(d):
+    names = ["my.net_1-x", "UPPER", "a:b", "with space", "ünï", "_u", "x,y@z", "n" * 70]
+    base = _v4_subnet().rsplit(".", 1)[0]
+    for i, n in enumerate(names):
+        p = d.docker("network", "create", "--subnet", f"{base}.{16 * i}/28", n)
+        assert p.returncode == 0, (n, p.err)
+    listed = d.docker("network", "ls", "--format", "{{.Name}}", check=True).out.splitlines()
+    assert set(names) <= set(listed)
+    d.docker("run", "-d", "--name", "ww", "--network", "with space", IMG, "sleep", "600", check=True)
+    assert list(inspect(d, "ww")["NetworkSettings"]["Networks"]) == ["with space"]
+    p = d.docker("run", "--rm", "--network", "with space", IMG, "ping", "-c1", "-W2", "ww")
+    assert p.returncode == 0, p.out + p.err
+    d.docker("rm", "-f", "ww", check=True)
+    for n in names:
+        d.docker("network", "rm", n, check=True)
+    p = d.docker("network", "create", "bad\tname")
+    assert p.returncode != 0 and len(p.err.strip().splitlines()) == 1
+
+
+def test_mac_address_of_a_created_container(d):
+    d.docker("network", "create", "m1", check=True)
+    mac = "02:42:ac:11:00:99"
+    d.docker("create", "--name", "mm", "--network", "m1", "--mac-address", mac, IMG, "sleep", "600", check=True)
+    assert inspect(d, "mm")["NetworkSettings"]["Networks"]["m1"]["MacAddress"] == mac
+    d.docker("start", "mm", check=True)
+    assert inspect(d, "mm")["NetworkSettings"]["Networks"]["m1"]["MacAddress"] == mac
+    assert mac in d.docker("exec", "mm", "cat", "/sys/class/net/eth0/address", check=True).out
+
+
+def test_endpoint_links_and_driver_opts_through_the_sdk(d):
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=d.host)
+    try:
+        net = client.networks.create("sdkn")
+        web = client.containers.run(IMG, ["sleep", "600"], name="lweb", network="sdkn", detach=True)
+        cli = client.containers.create(IMG, ["sleep", "600"], name="lcli")
+        net.connect(cli, links=[("lweb", "site")], driver_opt={"com.example.opt": "1"})
+        cli.reload()
+        ep = cli.attrs["NetworkSettings"]["Networks"]["sdkn"]
+        assert ep["Links"] == ["lweb:site"] and ep["DriverOpts"] == {"com.example.opt": "1"}
+        cli.start()
+        cli.reload()
+        ep = cli.attrs["NetworkSettings"]["Networks"]["sdkn"]
+        assert ep["Links"] == ["lweb:site"] and ep["DriverOpts"] == {"com.example.opt": "1"}
+        # the link's alias answers for the linked container, in this container only
+        code, out = cli.exec_run(["ping", "-c1", "-W2", "site"])
+        web.reload()
+        assert code == 0 and web.attrs["NetworkSettings"]["Networks"]["sdkn"]["IPAddress"] in out.decode()
+        code, out = web.exec_run(["ping", "-c1", "-W2", "site"])
+        assert code != 0
+    finally:
+        client.close()
+
+
+# --- swarm: a node that is not part of one ---
+
+def test_swarm_endpoints_answer_as_a_node_not_in_a_swarm(d):
+    p = d.docker("swarm", "leave")
+    assert p.returncode != 0 and "This node is not part of a swarm" in p.err
+    for args in (["node", "ls"], ["service", "ls"], ["secret", "ls"], ["config", "ls"]):
+        p = d.docker(*args)
+        assert p.returncode != 0 and "This node is not a swarm manager" in p.err, (args, p.err)
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=d.host)
+    try:
+        for call in (client.api.inspect_swarm, client.api.nodes, client.api.services, client.api.tasks,
+                     client.api.secrets, client.api.configs):
+            with pytest.raises(docker.errors.APIError) as e:
+                call()
+            assert e.value.status_code == 503
+        assert client.info()["Swarm"]["LocalNodeState"] == "inactive"
+    finally:
+        client.close()
