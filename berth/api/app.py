@@ -122,4 +122,6 @@ def make_app(daemon):
     networks.routes(r)
     from berth.api import volumes
     volumes.routes(r)
+    from berth.api import container_extra
+    container_extra.routes(r)
     return app

@@ -19,6 +19,8 @@ async def create(request):
     except ValueError:
         raise InvalidArgument("request body is not JSON") from None
     ns = namespace_of(request)
+    if request.query.get("platform") and isinstance(body, dict) and not body.get("Platform"):
+        body["Platform"] = request.query["platform"]  # docker's CLI sends --platform in the query
     res = await d.run(d.containers.create, ns, body, request.query.get("name"))
     d.emit_container(ns, res["Id"], "create")
     return json_response(res, status=201)
@@ -79,6 +81,9 @@ async def list_(request):
 async def remove(request):
     d = request.app["daemon"]
     ns = namespace_of(request)
+    if _bool(request, "link"):  # docker rm --link NAME without a parent/alias
+        from berth.api.container_extra import remove_default_link
+        return await remove_default_link(request)
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
     attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
     await d.run(d.containers.remove, ns, rec.id, _bool(request, "force"), _bool(request, "v"))

@@ -202,6 +202,8 @@ class ContainerService:
             raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
         from berth.services.ocispec import check_security
         body = dict(body, HostConfig=check_security(hc))  # --security-opt checked; a seccomp file read in
+        from berth.services import runopts
+        body, warnings = runopts.check(self, ns, body, r.config)  # run options (docker's messages)
         if self.networks is not None:
             from berth.services import container_net
             container_net.check(self.networks, ns, body)
@@ -245,7 +247,7 @@ class ContainerService:
             shutil.rmtree(self.cdir(cid), ignore_errors=True)
             self.volumes.discard(ns, new_volumes)
             raise
-        return {"Id": cid, "Warnings": []}
+        return {"Id": cid, "Warnings": warnings}
 
     # --- start ---
 
@@ -281,7 +283,10 @@ class ContainerService:
             from berth.services import container_net
             netns, files_dir = container_net.setup(self, ns, rec, spec_body, hostname, cfg_doc)
             extra = self.volumes.oci_mounts(ns, rec, rootfs)
+            from berth.services import links, runopts
+            spec_body = links.apply(self, ns, rec, spec_body, files_dir)  # --link: hosts entries, env
             oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra)
+            runopts.apply(self, ns, rec, spec_body, oci, rootfs)  # --pid, --ipc, --device, --sysctl, ...
             bundle = os.path.join(sd, "bundle")
             os.makedirs(bundle, exist_ok=True)
             with open(os.path.join(bundle, "config.json"), "w") as f:
@@ -492,6 +497,8 @@ class ContainerService:
             self.wait_exit(ns, rec.id)
         from berth.snapshots.mount import unmount
         unmount(self.rootfs(rec.id))
+        from berth.services import runopts
+        runopts.release(self, rec.id)  # a shareable /dev/shm
         try:
             self.runtime_call(rec, "delete")
         except BerthError:
@@ -536,6 +543,8 @@ class ContainerService:
             self.meta.update_container(ns, cid, extensions=dict(rec.extensions or {}, last_exit=exitj))
         from berth.snapshots.mount import unmount
         unmount(self.rootfs(cid))
+        from berth.services import runopts
+        runopts.release(self, cid)  # a shareable /dev/shm
         from berth.services import container_net
         rec = self.meta.get_container(ns, cid)
         code = (exitj or {}).get("exit_code", 0)
@@ -613,6 +622,9 @@ class ContainerService:
         env = list(ic.get("Env") or []) + list(spec.get("Env") or [])
         hc = dict(spec.get("HostConfig") or {})
         hc.setdefault("NetworkMode", "default")
+        if hc.get("Links"):
+            from berth.services.links import inspect_links
+            hc["Links"] = inspect_links(rec, hc)
         hc.setdefault("Runtime", rec.runtime)
         if not (hc.get("LogConfig") or {}).get("Type"):  # docker-py run() reads LogConfig.Type
             hc["LogConfig"] = {"Type": "json-file", "Config": dict((hc.get("LogConfig") or {}).get("Config") or {})}

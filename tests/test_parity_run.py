@@ -1,0 +1,203 @@
+"""docker parity of containers (issue 11, "Containers"): run options that take effect or are
+refused with docker's words, healthchecks, update/export/system df/prune/stats, rmi conflicts
+and the CLI's flags, through the real docker CLI, the Docker SDK for Python and berth's CLI."""
+
+import json
+import os
+import shutil
+import time
+import uuid
+
+import pytest
+from daemon_fixtures import DATA, Daemon, wait_for
+
+BUSYBOX = os.path.join(DATA, "busybox-layers.docker.tar")
+IMAGE = "busybox-layers:1"
+
+pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
+
+
+@pytest.fixture(scope="module")
+def eng(tmp_path_factory):
+    d = Daemon(tmp_path_factory.mktemp("berthd"))
+    d.start()
+    try:
+        d.berth("load", "-i", BUSYBOX, check=True)
+        yield d
+    finally:
+        for cid in d.berth("ps", "-aq", "--no-trunc").out.split():
+            d.berth("rm", "-f", cid)
+        d.cleanup()
+
+
+@pytest.fixture(scope="module")
+def sdk(eng):
+    docker = pytest.importorskip("docker")
+    c = docker.DockerClient(base_url=eng.host, version="1.41")
+    yield c
+    c.close()
+
+
+def _name(prefix="pr"):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _inspect(eng, name):
+    return json.loads(eng.docker("inspect", name, check=True).out)[0]
+
+
+# --- 1. run options ---
+
+def test_run_option_refusals_use_dockers_words(eng):
+    cases = [
+        (["--restart", "bogus", "-d"], "invalid restart policy 'bogus'"),
+        (["--restart", "on-failure:x", "-d"], "maximum retry count must be an integer"),
+        (["--restart", "always:3", "-d"], "maximum retry count cannot be used with restart policy 'always'"),
+        (["--log-driver", "bogus"], 'error looking up logging plugin bogus: plugin "bogus" not found'),
+        (["--gpus", "all"], 'could not select device driver "" with capabilities: [[gpu]]'),
+        (["--ipc", "bogus"], "Invalid IPC mode: bogus"),
+        (["--pid", "bogus"], "invalid PID mode"),
+        (["--pid", "container:nonexist"], "No such container: nonexist"),
+        (["--link", "nonexist:db"], "could not get container for nonexist: No such container: nonexist"),
+        (["-m", "20m", "--memory-swap", "10m"], "Minimum memoryswap limit should be larger than memory limit"),
+        (["--memory-swap", "10m"], "You should always set the Memory limit when using Memoryswap limit"),
+        (["-m", "10m", "--memory-reservation", "20m"],
+         "Minimum memory limit can not be less than memory reservation limit"),
+        (["--oom-score-adj", "2000"], "Invalid value 2000, range for oom score adj is [-1000, 1000]"),
+        (["--cpuset-cpus", "5x"], "Invalid value 5x for cpuset cpus: invalid format: 5x"),
+        (["--cpuset-cpus", "999"], "Requested CPUs are not available - requested 999"),
+        (["--sysctl", "net.ipv4.ip_forward=1", "--network", "host"],
+         'sysctl "net.ipv4.ip_forward" not allowed in host network namespace'),
+        (["--device", "/dev/nonexist"],
+         'error gathering device information while adding custom device "/dev/nonexist": no such file or directory'),
+    ]
+    for flags, msg in cases:
+        for cli in (eng.docker, eng.berth):
+            p = cli("run", "--rm" if "-d" not in flags else "--name=" + _name(), *flags, IMAGE, "true")
+            assert p.returncode != 0, (flags, p.out)
+            assert msg in p.err, (cli, flags, p.err)
+            assert "internal error" not in p.err and "Traceback" not in p.err
+    # nothing was left behind by the refused creates
+    assert eng.berth("ps", "-aq").out.split() == []
+
+
+def test_cli_side_errors_are_one_line(eng):
+    p = eng.berth("run", "--rm", "-m", "1x", IMAGE, "true")
+    assert p.returncode == 125
+    assert p.err.strip() == 'berth: invalid argument "1x" for "-m, --memory" flag: invalid suffix: \'x\''
+    p = eng.berth("run", "--rm", "--restart", "always", IMAGE, "true")
+    assert p.returncode == 125 and "conflicting options: cannot specify both --restart and --rm" in p.err
+    for cli in (eng.berth, eng.docker):
+        p = cli("run", "--rm", "-it", IMAGE, "true", input=b"")
+        assert p.returncode == 1 and "the input device is not a TTY" in p.err, p.err
+    p = eng.berth("run", "--rm", "--device-cgroup-rule", "bogus", IMAGE, "true")
+    assert p.returncode == 125 and "invalid device cgroup format 'bogus'" in p.err
+
+
+def test_namespaces_devices_sysctls_shm(eng):
+    # --pid host sees the host's processes (berthd's among them)
+    p = eng.docker("run", "--rm", "--pid", "host", IMAGE, "sh", "-c", f"test -d /proc/{eng.proc.pid} && echo yes")
+    assert p.out.strip() == "yes", p.err
+    p = eng.docker("run", "--rm", IMAGE, "sh", "-c", f"test -d /proc/{eng.proc.pid} && echo yes || echo no")
+    assert p.out.strip() == "no"
+    # --pid container: and --ipc container: (a shareable donor)
+    donor = _name("donor")
+    eng.docker("run", "-d", "--name", donor, "--ipc", "shareable", IMAGE, "sh", "-c",
+               "echo shared > /dev/shm/marker; sleep 600", check=True)
+    try:
+        wait_for(lambda: eng.docker("exec", donor, "cat", "/dev/shm/marker").out.strip() == "shared", 10)
+        p = eng.docker("run", "--rm", "--pid", f"container:{donor}", "--ipc", f"container:{donor}", IMAGE,
+                       "sh", "-c", "cat /dev/shm/marker; tr '\\0' ' ' < /proc/1/cmdline")
+        assert p.out.split("\n") == ["shared", "sleep 600 "], (p.out, p.err)  # pid 1 is the donor's
+        assert _inspect(eng, donor)["HostConfig"]["IpcMode"] == "shareable"
+        private = _name("priv")
+        eng.docker("run", "-d", "--name", private, IMAGE, "sleep", "600", check=True)
+        p = eng.docker("run", "--rm", "--ipc", f"container:{private}", IMAGE, "true")
+        assert p.returncode != 0 and "non-shareable IPC" in p.err
+        assert _inspect(eng, private)["HostConfig"]["IpcMode"] == "private"
+        eng.docker("rm", "-f", private)
+    finally:
+        eng.docker("rm", "-f", donor)
+    p = eng.docker("run", "--rm", "--shm-size", "1m", IMAGE, "df", "-k", "/dev/shm")
+    assert p.out.splitlines()[1].split()[1] == "1024", p.out
+    p = eng.docker("run", "--rm", "--device", "/dev/null:/dev/mynull", IMAGE, "sh", "-c",
+                   "ls -l /dev/mynull && echo hi > /dev/mynull && echo ok")
+    assert p.out.split()[0].startswith("c") and "1,   3" in p.out and p.out.split()[-1] == "ok", p.out + p.err
+    p = eng.docker("run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "kernel.shmmni=1000", IMAGE,
+                   "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmni")
+    assert p.out.split() == ["1", "1000"], p.err
+
+
+def test_ids_oom_domain_resources(eng):
+    p = eng.docker("run", "--rm", "--group-add", "1234", "--group-add", "5", "-u", "1000:1000", IMAGE, "id", "-G")
+    assert sorted(p.out.split()) == ["1000", "1234", "5"], p.out + p.err
+    p = eng.docker("run", "--rm", "--group-add", "nosuchgroup", IMAGE, "id")
+    assert p.returncode != 0 and "Unable to find group nosuchgroup: no matching entries in group file" in p.err
+    p = eng.docker("run", "--rm", "--oom-score-adj", "500", IMAGE, "cat", "/proc/self/oom_score_adj")
+    assert p.out.strip() == "500", p.err
+    with open("/proc/self/oom_score_adj") as f:
+        own = int(f.read())
+    p = eng.docker("run", "--rm", "--oom-score-adj", str(own - 100), IMAGE, "true")
+    assert p.returncode != 0 and "CAP_SYS_RESOURCE" in p.err or p.returncode == 0
+    p = eng.docker("run", "--rm", "--domainname", "example.com", "-h", "box", IMAGE, "sh", "-c",
+                   "hostname; cat /proc/sys/kernel/domainname; grep box /etc/hosts")
+    lines = p.out.splitlines()
+    assert lines[:2] == ["box", "example.com"] and "box.example.com box" in lines[2], p.out + p.err
+    cg = "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes"
+    if os.path.exists(cg):
+        p = eng.docker("run", "--rm", "--cpuset-cpus", "0", "-m", "20m", "--memory-reservation", "10m",
+                       "--memory-swap", "40m", IMAGE, "cat", "/sys/fs/cgroup/cpuset/cpuset.cpus", cg,
+                       "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+        assert p.out.split() == ["0", str(10 << 20), str(40 << 20)], p.out + p.err
+    name = _name()
+    eng.docker("create", "--name", name, "--cpuset-cpus", "0", "--memory-reservation", "10m", "--shm-size", "2m",
+               "--group-add", "1234", "--oom-score-adj", "300", "--domainname", "d.example", "--pid", "host",
+               IMAGE, "true", check=True)
+    hc = _inspect(eng, name)["HostConfig"]
+    assert (hc["CpusetCpus"], hc["MemoryReservation"], hc["ShmSize"], hc["GroupAdd"], hc["OomScoreAdj"],
+            hc["PidMode"]) == ("0", 10 << 20, 2 << 20, ["1234"], 300, "host")
+    assert _inspect(eng, name)["Config"]["Domainname"] == "d.example"
+    eng.docker("rm", name)
+
+
+def test_platform_mismatch_refused(eng):
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(eng.sock)
+    c = Conn("localhost")
+    c.request("POST", "/v1.41/containers/create?platform=linux/arm64", json.dumps({"Image": IMAGE}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    body = json.loads(r.read())
+    assert r.status == 404
+    assert body["message"] == ("image with reference busybox-layers:1 was found but does not match the specified "
+                               "platform: wanted linux/arm64, actual: linux/amd64")
+    c.close()
+
+
+def test_legacy_links(eng):
+    db, web = _name("db"), _name("web")
+    eng.docker("run", "-d", "--name", db, "-e", "SECRET=s3", "--expose", "5432", IMAGE, "sleep", "600", check=True)
+    try:
+        ip = _inspect(eng, db)["NetworkSettings"]["IPAddress"]
+        p = eng.docker("run", "--rm", "--link", f"{db}:dbx", IMAGE, "sh", "-c", "env | grep ^DBX_ | sort; "
+                       "grep dbx /etc/hosts")
+        out = p.out.splitlines()
+        for want in ("DBX_ENV_SECRET=s3", f"DBX_PORT=tcp://{ip}:5432", f"DBX_PORT_5432_TCP=tcp://{ip}:5432",
+                     f"DBX_PORT_5432_TCP_ADDR={ip}", "DBX_PORT_5432_TCP_PORT=5432", "DBX_PORT_5432_TCP_PROTO=tcp"):
+            assert want in out, (want, p.out, p.err)
+        assert any(line.startswith("DBX_NAME=/") and line.endswith("/dbx") for line in out)
+        assert f"{ip}\tdbx {db[:12] if False else _inspect(eng, db)['Config']['Hostname']} {db}" in out
+        eng.docker("create", "--name", web, "--link", f"{db}:dbx", IMAGE, "true", check=True)
+        assert _inspect(eng, web)["HostConfig"]["Links"] == [f"/{db}:/{web}/dbx"]
+        p = eng.docker("rm", "--link", f"{web}/dbx")
+        assert p.returncode == 0, p.err
+        assert _inspect(eng, web)["HostConfig"]["Links"] is None
+        p = eng.docker("rm", "--link", f"{web}/dbx")
+        assert p.returncode == 1 and f"No such container: {web}/dbx" in p.err
+    finally:
+        eng.docker("rm", "-f", web, db)
