@@ -201,3 +201,98 @@ def test_legacy_links(eng):
         assert p.returncode == 1 and f"No such container: {web}/dbx" in p.err
     finally:
         eng.docker("rm", "-f", web, db)
+
+
+# --- 2. healthchecks ---
+
+def _image_with_healthcheck(eng, tmp_path, tag, healthcheck):
+    """busybox-layers with a HEALTHCHECK in its config, loaded as `tag`."""
+    import hashlib
+    import io
+    import tarfile
+    with tarfile.open(BUSYBOX) as src:
+        members = {m.name: (m, src.extractfile(m).read() if m.isfile() else None) for m in src.getmembers()}
+    manifest = json.loads(members["manifest.json"][1])
+    cfg_name = manifest[0]["Config"]
+    cfg = json.loads(members[cfg_name][1])
+    cfg["config"]["Healthcheck"] = healthcheck
+    data = json.dumps(cfg).encode()
+    new_name = hashlib.sha256(data).hexdigest() + ".json"
+    manifest[0]["Config"] = new_name
+    manifest[0]["RepoTags"] = [tag]
+    out = tmp_path / "hc.tar"
+    with tarfile.open(out, "w") as dst:
+        for name, (m, body) in members.items():
+            if name in (cfg_name, "manifest.json", "repositories"):
+                continue
+            dst.addfile(m, io.BytesIO(body) if body is not None else None)
+        for name, body in ((new_name, data), ("manifest.json", json.dumps(manifest).encode())):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(body)
+            dst.addfile(ti, io.BytesIO(body))
+    eng.berth("load", "-i", str(out), check=True)
+
+
+def _health(eng, name):
+    return (_inspect(eng, name)["State"].get("Health") or {})
+
+
+def test_healthcheck_states_ps_events_filters(eng):
+    name = _name("hc")
+    since = str(int(time.time()) - 1)
+    eng.docker("run", "-d", "--name", name, "--health-cmd", "test -f /tmp/ok && echo probe-ok",
+               "--health-interval", "300ms", "--health-retries", "2", IMAGE, "sleep", "600", check=True)
+    try:
+        h = _health(eng, name)
+        assert h["Status"] == "starting" and h["FailingStreak"] == 0
+        assert "(health: starting)" in eng.docker("ps", "--filter", f"name={name}", "--format", "{{.Status}}").out
+        wait_for(lambda: _health(eng, name).get("Status") == "unhealthy", 20, "unhealthy")
+        h = _health(eng, name)
+        assert h["FailingStreak"] >= 2 and h["Log"][-1]["ExitCode"] == 1
+        assert set(h["Log"][-1]) == {"Start", "End", "ExitCode", "Output"}
+        assert eng.berth("ps", "--filter", "health=unhealthy", "-q").out.split() == [_inspect(eng, name)["Id"][:12]]
+        assert "(unhealthy)" in eng.berth("ps", "--filter", f"name={name}").out
+        eng.docker("exec", name, "touch", "/tmp/ok", check=True)
+        wait_for(lambda: _health(eng, name).get("Status") == "healthy", 20, "healthy")
+        h = _health(eng, name)
+        assert h["FailingStreak"] == 0 and h["Log"][-1]["Output"] == "probe-ok\n"
+        wait_for(lambda: len(_health(eng, name)["Log"]) == 5, 20, "5 log entries")
+        time.sleep(0.7)
+        assert len(_health(eng, name)["Log"]) == 5  # only the last 5 are kept
+        assert "(healthy)" in eng.docker("ps", "--filter", f"name={name}", "--format", "{{.Status}}").out
+        assert eng.docker("ps", "--filter", "health=healthy", "-q").out.split() == [_inspect(eng, name)["Id"][:12]]
+        assert eng.docker("ps", "--filter", "health=starting", "-q").out.split() == []
+        p = eng.docker("ps", "--filter", "health=bogus")
+        assert p.returncode != 0 and "Unrecognised filter value for health: bogus" in p.err
+        p = eng.docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
+                       f"container={name}", "--filter", "event=health_status", "--format", "{{.Action}}")
+        assert p.out.split("\n")[:2] == ["health_status: unhealthy", "health_status: healthy"], p.out
+        assert _inspect(eng, name)["Config"]["Healthcheck"] == {
+            "Test": ["CMD-SHELL", "test -f /tmp/ok && echo probe-ok"], "Interval": 300000000, "Retries": 2}
+        eng.docker("stop", "-t", "0", name, check=True)
+        assert _health(eng, name)["Status"] == "unhealthy"  # as docker marks a stopped container
+    finally:
+        eng.docker("rm", "-f", name)
+
+
+def test_healthcheck_timeout_and_image_healthcheck(eng, tmp_path, sdk):
+    _image_with_healthcheck(eng, tmp_path, "hc-image:1", {"Test": ["CMD", "true"], "Interval": 200000000})
+    a, b, c = _name("img"), _name("nohc"), _name("slow")
+    try:
+        eng.docker("run", "-d", "--name", a, "hc-image:1", "sleep", "600", check=True)
+        wait_for(lambda: _health(eng, a).get("Status") == "healthy", 20, "the image's HEALTHCHECK")
+        eng.docker("run", "-d", "--name", b, "--no-healthcheck", "hc-image:1", "sleep", "600", check=True)
+        assert "Health" not in _inspect(eng, b)["State"]
+        assert eng.docker("ps", "--filter", "health=none", "-q").out.split() == [_inspect(eng, b)["Id"][:12]] or \
+            _inspect(eng, b)["Id"][:12] in eng.docker("ps", "--filter", "health=none", "-q").out.split()
+        # the SDK's healthcheck, with a probe that outlives its timeout
+        sdk.containers.run(IMAGE, ["sleep", "600"], name=c, detach=True,
+                           healthcheck={"test": ["CMD-SHELL", "sleep 5"], "interval": 200_000_000,
+                                        "timeout": 300_000_000, "retries": 1})
+        wait_for(lambda: _health(eng, c).get("Status") == "unhealthy", 20, "a timed-out probe")
+        last = _health(eng, c)["Log"][-1]
+        assert last["ExitCode"] == -1 and last["Output"] == "Health check exceeded timeout (300ms)", last
+        assert sdk.containers.get(c).attrs["State"]["Health"]["Status"] == "unhealthy"
+    finally:
+        eng.docker("rm", "-f", a, b, c)
+        eng.docker("rmi", "hc-image:1")

@@ -340,7 +340,7 @@ def apply(a, body, interactive_tty_check=True):
             ipam["IPv6Address"] = a.ip6
         if a.link_local_ip:
             ipam["LinkLocalIPs"] = list(a.link_local_ip)
-    if interactive_tty_check and a.tty and a.interactive and not os.isatty(0):
+    if interactive_tty_check and a.tty and body.get("AttachStdin") and not os.isatty(0):
         raise TtyError("the input device is not a TTY")
     return body
 

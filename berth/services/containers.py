@@ -583,8 +583,9 @@ class ContainerService:
     def list(self, ns, all_=False, filters=None, limit=-1):
         filters = filters or {}
         out = []
+        from berth.services.health import annotate
         for rec in self.meta.list_containers(ns):
-            st = self.state(rec)
+            st = annotate(self, rec, self.state(rec))  # + State.Health
             if not all_ and not st["Running"] and not filters.get("status"):
                 continue
             item = self._summary(rec, st)
@@ -610,7 +611,8 @@ class ContainerService:
 
     def inspect(self, ns, ref):
         rec = self.get(ns, ref)
-        st = self.state(rec)
+        from berth.services.health import annotate
+        st = annotate(self, rec, self.state(rec))  # + State.Health
         spec = rec.spec_json() or {}
         args = _args(spec, self.images, rec)
         cfg_doc = {}
@@ -650,6 +652,7 @@ class ContainerService:
                 "Entrypoint": spec.get("Entrypoint") if spec.get("Entrypoint") is not None else ic.get("Entrypoint"),
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
                 "StopSignal": spec.get("StopSignal") or ic.get("StopSignal"),
+                **({"Healthcheck": spec["Healthcheck"]} if spec.get("Healthcheck") else {}),
             },
             "NetworkSettings": self.network_settings(rec, st),
         }
@@ -791,7 +794,8 @@ def _status_text(st):
     from berth.units import human_duration
     if st["Running"]:
         up = human_duration(time.time() - _parse_time(st["StartedAt"]))
-        return f"Up {up}" + (" (Paused)" if st["Paused"] else "")
+        from berth.services.health import status_suffix
+        return f"Up {up}" + (" (Paused)" if st["Paused"] else status_suffix(st))
     if st["Status"] == "exited":
         return f"Exited ({st['ExitCode']}) {human_duration(time.time() - _parse_time(st['FinishedAt']))} ago"
     return "Created"
@@ -821,6 +825,10 @@ def _match(filters, item, rec, st):
         elif key == "volume":
             mounts = (rec.spec_json() or {}).get("_mounts") or []
             if not any(v in (m.get("Name"), m.get("Source"), m.get("Destination")) for v in values for m in mounts):
+                return False
+        elif key == "health":
+            from berth.services.health import match_filter
+            if not match_filter(st, values):
                 return False
         elif key == "exited":
             if st["Status"] != "exited" or str(st["ExitCode"]) not in values:

@@ -89,7 +89,13 @@ def check(svc, ns, body, image_config=None):
                                   "This would result in undefined behavior")
         from berth.services import links
         hc["Links"] = links.check(svc, ns, hc)
-    return dict(body, HostConfig=hc), warnings
+    from berth.services import health
+    out = dict(body, HostConfig=hc)
+    hcheck = health.effective_config(body, image_config)
+    health.check(hcheck)
+    if hcheck:
+        out["Healthcheck"] = hcheck
+    return out, warnings
 
 
 def _exists(svc, ns, ref):
