@@ -296,3 +296,122 @@ def test_healthcheck_timeout_and_image_healthcheck(eng, tmp_path, sdk):
     finally:
         eng.docker("rm", "-f", a, b, c)
         eng.docker("rmi", "hc-image:1")
+
+
+# --- 3. update, export, system df / prune, stats, ps -s ---
+
+def test_update_resources_and_restart_policy(eng, sdk):
+    name = _name("upd")
+    eng.docker("run", "-d", "--name", name, IMAGE, "sleep", "600", check=True)
+    try:
+        p = eng.docker("update", "-m", "30m", "--memory-swap", "60m", "--cpus", "0.5", "--pids-limit", "50",
+                       "--restart", "on-failure:3", name)
+        assert p.returncode == 0 and p.out.strip() == name, p.err
+        files = ["/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                 "/sys/fs/cgroup/pids/pids.max"]
+        if all(os.path.exists(os.path.dirname(f)) for f in files):
+            assert eng.docker("exec", name, "cat", *files).out.split() == [str(30 << 20), "50000", "50"]
+        hc = _inspect(eng, name)["HostConfig"]
+        assert (hc["Memory"], hc["MemorySwap"], hc["NanoCpus"], hc["PidsLimit"], hc["RestartPolicy"]) == \
+            (30 << 20, 60 << 20, 500000000, 50, {"Name": "on-failure", "MaximumRetryCount": 3})
+        # the SDK's update, and docker's refusals
+        sdk.containers.get(name).update(mem_limit="40m", memswap_limit="80m")
+        assert _inspect(eng, name)["HostConfig"]["Memory"] == 40 << 20
+        p = eng.docker("update", "-m", "1m", name)
+        assert p.returncode == 1 and "Minimum memory limit allowed is 6MB" in p.err
+        p = eng.docker("update", "--restart", "bogus", name)
+        assert p.returncode == 1 and "invalid restart policy 'bogus'" in p.err
+        p = eng.berth("update", "-m", "1x", name)
+        assert p.returncode == 125 and p.err.count("\n") == 1 and "invalid suffix: 'x'" in p.err
+        p = eng.berth("update", "--cpuset-cpus", "0", name, "nonexistent")
+        assert p.returncode == 1 and p.out.split() == [name] and "No such container: nonexistent" in p.err
+        assert _inspect(eng, name)["HostConfig"]["CpusetCpus"] == "0"
+    finally:
+        eng.docker("rm", "-f", name)
+
+
+def test_export_ps_size_and_inspect_size(eng, tmp_path):
+    import tarfile
+    run_, made = _name("exp"), _name("exp2")
+    eng.docker("run", "-d", "--name", run_, IMAGE, "sh", "-c",
+               "dd if=/dev/zero of=/big bs=1k count=100 2>/dev/null; sleep 600", check=True)
+    eng.docker("create", "--name", made, "-v", "/vol", IMAGE, "true", check=True)
+    try:
+        wait_for(lambda: "big" in eng.docker("exec", run_, "ls", "/").out, 10)
+        out = tmp_path / "run.tar"
+        eng.berth("export", "-o", str(out), run_, check=True)
+        with tarfile.open(out) as t:
+            names = t.getnames()
+            assert "big" in names and t.getmember("big").size == 100 * 1024
+            assert "bin/busybox" in names or "bin/sh" in names
+            assert not any(n.startswith("proc/") for n in names)
+        p = eng.docker("export", made)
+        import io
+        with tarfile.open(fileobj=io.BytesIO(p.stdout)) as t:
+            assert "big" not in t.getnames() and "bin/sh" in t.getnames()
+        p = eng.berth("export", made)  # stdout is not a terminal here: the tar
+        assert p.returncode == 0 and p.stdout[:512].strip(b"\0")
+        p = eng.docker("ps", "-s", "--filter", f"name={run_}", "--format", "{{.Size}}")
+        assert p.out.startswith("102kB (virtual "), p.out
+        p = eng.berth("ps", "-s", "--filter", f"name={run_}")
+        assert p.out.splitlines()[0].split()[-1] == "SIZE" and "102kB (virtual " in p.out
+        info = json.loads(eng.docker("inspect", "-s", run_).out)[0]
+        assert info["SizeRw"] == 100 * 1024 and info["SizeRootFs"] > info["SizeRw"]
+    finally:
+        eng.docker("rm", "-f", "-v", run_, made)
+
+
+def test_system_df_and_prune(eng, sdk):
+    keep, gone = _name("keep"), _name("gone")
+    vol = _name("vol")
+    eng.docker("volume", "create", vol, check=True)
+    eng.docker("run", "-d", "--name", keep, "-v", f"{vol}:/data", IMAGE, "sh", "-c",
+               "echo hello > /data/f; sleep 600", check=True)
+    eng.docker("create", "--name", gone, IMAGE, "true", check=True)
+    try:
+        df = sdk.df()
+        assert {"LayersSize", "Images", "Containers", "Volumes", "BuildCache"} <= set(df)
+        img = next(i for i in df["Images"] if f"{IMAGE}" in (i.get("RepoTags") or []))
+        assert img["Containers"] == 2 and img["Size"] > 0 and df["LayersSize"] >= img["Size"] - img["SharedSize"]
+        cs = {c["Names"][0].lstrip("/"): c for c in df["Containers"]}
+        assert {keep, gone} <= set(cs) and "SizeRw" in cs[keep] and cs[keep]["SizeRootFs"] >= img["Size"]
+        v = next(v for v in df["Volumes"] if v["Name"] == vol)
+        wait_for(lambda: next(x for x in sdk.df()["Volumes"] if x["Name"] == vol)["UsageData"]["Size"] >= 6, 10)
+        assert v["UsageData"]["RefCount"] == 1
+        for cli in (eng.docker, eng.berth):
+            p = cli("system", "df")
+            lines = p.out.splitlines()
+            assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], p.out + p.err
+            assert [x.split()[0] for x in lines[1:]] == ["Images", "Containers", "Local", "Build"]
+            containers = lines[2].split()
+            assert containers[1:3] == [str(len(cs)), str(sum(1 for c in cs.values() if c["State"] == "running"))]
+            assert cli("system", "df", "-v").returncode == 0
+        p = eng.berth("system", "prune", "-f")
+        assert p.returncode == 0, p.err
+        assert "Deleted Containers:" in p.out and _inspect(eng, keep)["State"]["Running"]
+        assert eng.docker("inspect", gone).returncode != 0
+        assert p.out.rstrip().splitlines()[-1].startswith("Total reclaimed space:")
+        # docker's own CLI through the prune endpoints (build cache included)
+        p = eng.docker("system", "prune", "-f")
+        assert p.returncode == 0 and "Total reclaimed space" in p.out, p.err
+    finally:
+        eng.docker("rm", "-f", keep, gone)
+        eng.docker("volume", "rm", vol)
+
+
+def test_stats_networks_and_all(eng, sdk):
+    a, b = _name("sa"), _name("sb")
+    for n in (a, b):
+        eng.docker("run", "-d", "--name", n, IMAGE, "sleep", "600", check=True)
+    try:
+        s = sdk.containers.get(a).stats(stream=False)
+        assert set(s["networks"]) == {"eth0"}
+        assert {"rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors",
+                "tx_dropped"} == set(s["networks"]["eth0"])
+        for cli in (eng.docker, eng.berth):
+            p = cli("stats", "--no-stream", "--format", "{{.Name}} {{.NetIO}}")
+            rows = dict(line.split(" ", 1) for line in p.out.splitlines())
+            assert {a, b} <= set(rows), p.out + p.err
+            assert rows[a] != "0B / 0B" or cli is eng.berth
+    finally:
+        eng.docker("rm", "-f", a, b)

@@ -68,14 +68,21 @@ async def wait(request):
 
 async def inspect(request):
     d = request.app["daemon"]
-    return json_response(await d.run(d.containers.inspect, namespace_of(request), request.match_info["id"]))
+    res = await d.run(d.containers.inspect, namespace_of(request), request.match_info["id"])
+    if _bool(request, "size"):  # inspect --size
+        from berth.api.container_extra import add_sizes
+        res = (await d.run(add_sizes, d, namespace_of(request), [res]))[0]
+    return json_response(res)
 
 
 async def list_(request):
     d = request.app["daemon"]
     limit = int(request.query.get("limit") or -1)
-    return json_response(await d.run(d.containers.list, namespace_of(request), _bool(request, "all"),
-                                     _filters(request), limit))
+    items = await d.run(d.containers.list, namespace_of(request), _bool(request, "all"), _filters(request), limit)
+    if _bool(request, "size"):  # ps -s
+        from berth.api.container_extra import add_sizes
+        items = await d.run(add_sizes, d, namespace_of(request), items)
+    return json_response(items)
 
 
 async def remove(request):

@@ -53,7 +53,27 @@ async def auth(request):
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
+async def disk_usage(request):
+    """GET /system/df."""
+    from berth.services import export
+    d = request.app["daemon"]
+    return json_response(await d.run(export.disk_usage, d.containers, namespace_of(request), d.volumes))
+
+
+async def build_prune(request):
+    """POST /build/prune: berth keeps no build cache of its own here (docker's CLI calls it in
+    `system prune`)."""
+    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
+
+
 def routes(r):
+    r.add("GET", "/system/df", disk_usage)
+
+
+def late_routes(r):
+    """Registered after every other module's: a builder's own /build/prune wins."""
+    if not any(getattr(res, "canonical", "") == "/build/prune" for res in r.app.router.resources()):
+        r.add("POST", "/build/prune", build_prune)
     r.add("GET", "/_ping", ping)
     r.add("HEAD", "/_ping", ping)
     r.add("GET", "/version", version)

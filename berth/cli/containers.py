@@ -270,8 +270,14 @@ def ps(ctx, argv, cmd):
     a = p.parse_args(argv)
     filters = parse_filters(cmd, a.filter)
     limit = 1 if a.latest else a.last
-    items = ctx.client.containers(all_=a.all or limit > 0, filters=filters or None,
-                                  limit=limit if limit > 0 else None)
+    if a.size or (a.format and ".Size" in a.format):
+        import json
+        items = ctx.client.call("GET", "/containers/json", params={
+            "all": (a.all or limit > 0) or None, "limit": limit if limit > 0 else None, "size": 1,
+            "filters": json.dumps(filters) if filters else None})
+    else:
+        items = ctx.client.containers(all_=a.all or limit > 0, filters=filters or None,
+                                      limit=limit if limit > 0 else None)
     rows = []
     for c in items:
         cmdline = c.get("Command") or ""
@@ -281,7 +287,7 @@ def ps(ctx, argv, cmd):
                      "Command": f'"{cmdline}"', "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
                      "Status": c.get("Status", ""), "State": c.get("State", ""), "Ports": _ports(c.get("Ports")),
                      "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []), "Labels":
-                     ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Size": "0B"})
+                     ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Size": _ps_size(c)})
     if a.quiet:
         for r in rows:
             print(r["ID"])
@@ -293,10 +299,22 @@ def ps(ctx, argv, cmd):
                                          "Names": "NAMES", "State": "STATE"})
         return 0
     from berth.cli.format import table
-    print(table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]] +
+    size = ["SIZE"] if a.size else []
+    print(table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] + size] +
                 [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
-                 for r in rows]))
+                 + ([r["Size"]] if a.size else []) for r in rows]))
     return 0
+
+
+def _ps_size(c):
+    """docker ps -s: "SizeRw (virtual SizeRootFs)"."""
+    if "SizeRw" not in c:
+        return "0B"
+    from berth.units import human_size
+    rw = human_size(c.get("SizeRw") or 0)
+    if c.get("SizeRootFs"):
+        return f"{rw} (virtual {human_size(c['SizeRootFs'])})"
+    return rw
 
 
 def _ports(ports):
