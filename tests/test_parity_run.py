@@ -415,3 +415,37 @@ def test_stats_networks_and_all(eng, sdk):
             assert rows[a] != "0B / 0B" or cli is eng.berth
     finally:
         eng.docker("rm", "-f", a, b)
+
+
+# --- 4. rmi conflicts ---
+
+def test_rmi_of_an_image_in_use_is_a_conflict(eng, sdk):
+    docker = pytest.importorskip("docker")
+    eng.docker("tag", IMAGE, "inuse:1", check=True)
+    made = _name("made")
+    cid = eng.docker("create", "--name", made, "inuse:1", "true", check=True).out.strip()
+    try:
+        img = _inspect(eng, "inuse:1")["Id"][7:19]
+        eng.docker("rmi", IMAGE, check=True)  # another name is left: only untagged
+        p = eng.docker("rmi", "inuse:1")
+        assert p.returncode == 1
+        assert p.err.strip() == (f'Error response from daemon: conflict: unable to remove repository reference '
+                                 f'"inuse:1" (must force) - container {cid[:12]} is using its referenced image {img}')
+        with pytest.raises(docker.errors.APIError) as e:
+            sdk.images.remove("inuse:1")
+        assert e.value.status_code == 409
+        p = eng.docker("rmi", img)
+        assert p.returncode == 1 and (f"conflict: unable to delete {img} (must be forced) - image is being used by "
+                                      f"stopped container {cid[:12]}") in p.err
+        eng.docker("start", made)
+        run_ = _name("run")
+        rid = eng.docker("run", "-d", "--name", run_, "inuse:1", "sleep", "600", check=True).out.strip()
+        p = eng.docker("rmi", "-f", img)
+        assert p.returncode == 1 and (f"conflict: unable to delete {img} (cannot be forced) - image is being used "
+                                      f"by running container {rid[:12]}") in p.err
+        eng.docker("rm", "-f", run_)
+        assert eng.docker("image", "inspect", "inuse:1").returncode == 0
+    finally:
+        eng.docker("rm", "-f", made)
+        eng.docker("tag", "inuse:1", IMAGE)
+        eng.docker("rmi", "inuse:1")

@@ -724,8 +724,9 @@ class ContainerService:
         return e["stream"], data
 
     def image_users(self, ns):
+        """A callable: the ids of a namespace's containers of an image (.running: those running)."""
         def users(resolved):
-            return [c.id for c in self.meta.list_containers(ns) if c.image == resolved.config_digest]
+            return _Users(self, (c for c in self.meta.list_containers(ns) if c.image == resolved.config_digest))
         return users
 
     def to_restart_at_startup(self):
@@ -746,6 +747,19 @@ class ContainerService:
                 if self.state(rec)["Running"]:
                     out.append((n.name, rec.id))
         return out
+
+
+class _Users(list):
+    """Container ids; .running, computed on demand: the running ones (rmi's conflicts)."""
+
+    def __init__(self, svc, recs):
+        self._svc = svc
+        self._recs = list(recs)
+        super().__init__(r.id for r in self._recs)
+
+    @property
+    def running(self):
+        return [r.id for r in self._recs if self._svc.state(r)["Running"]]
 
 
 def _args(spec, images, rec):
