@@ -158,4 +158,6 @@ def make_app(daemon):
     build.routes(r)
     from berth.api import swarm
     swarm.routes(r)
+    from berth.api import container_extra
+    container_extra.routes(r)
     return app

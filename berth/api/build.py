@@ -122,29 +122,6 @@ def build_cache_usage(d, ns):
     return cache.usage(ns)
 
 
-async def system_df(request):
-    """GET /system/df (a minimal one: images, containers, volumes and the build cache)."""
-    d = request.app["daemon"]
-    ns = namespace_of(request)
-
-    def collect():
-        imgs = d.images.list(ns)
-        ctrs = d.containers.list(ns, all_=True)
-        try:
-            vols = d.volumes.list(ns)
-            vols = vols.get("Volumes") if isinstance(vols, dict) else vols
-        except BerthError:
-            vols = []
-        for v in vols or []:
-            v.setdefault("UsageData", {"Size": -1, "RefCount": -1})
-        for c in ctrs:
-            c.setdefault("SizeRw", 0)
-            c.setdefault("SizeRootFs", 0)
-        return {"LayersSize": sum(i.get("Size", 0) for i in imgs), "Images": imgs, "Containers": ctrs,
-                "Volumes": vols or [], "BuildCache": build_cache_usage(d, ns)}
-    return json_response(await d.run(collect))
-
-
 async def commit(request):
     d = request.app["daemon"]
     q = request.query

@@ -19,6 +19,8 @@ async def create(request):
     except ValueError:
         raise InvalidArgument("request body is not JSON") from None
     ns = namespace_of(request)
+    if request.query.get("platform") and isinstance(body, dict) and not body.get("Platform"):
+        body["Platform"] = request.query["platform"]  # docker's CLI sends --platform in the query
     res = await d.run(d.containers.create, ns, body, request.query.get("name"))
     d.emit_container(ns, res["Id"], "create")
     return json_response(res, status=201)
@@ -66,19 +68,29 @@ async def wait(request):
 
 async def inspect(request):
     d = request.app["daemon"]
-    return json_response(await d.run(d.containers.inspect, namespace_of(request), request.match_info["id"]))
+    res = await d.run(d.containers.inspect, namespace_of(request), request.match_info["id"])
+    if _bool(request, "size"):  # inspect --size
+        from berth.api.container_extra import add_sizes
+        res = (await d.run(add_sizes, d, namespace_of(request), [res]))[0]
+    return json_response(res)
 
 
 async def list_(request):
     d = request.app["daemon"]
     limit = int(request.query.get("limit") or -1)
-    return json_response(await d.run(d.containers.list, namespace_of(request), _bool(request, "all"),
-                                     _filters(request), limit))
+    items = await d.run(d.containers.list, namespace_of(request), _bool(request, "all"), _filters(request), limit)
+    if _bool(request, "size"):  # ps -s
+        from berth.api.container_extra import add_sizes
+        items = await d.run(add_sizes, d, namespace_of(request), items)
+    return json_response(items)
 
 
 async def remove(request):
     d = request.app["daemon"]
     ns = namespace_of(request)
+    if _bool(request, "link"):  # docker rm --link NAME without a parent/alias
+        from berth.api.container_extra import remove_default_link
+        return await remove_default_link(request)
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
     attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
     await d.run(d.containers.remove, ns, rec.id, _bool(request, "force"), _bool(request, "v"))

@@ -53,11 +53,24 @@ async def auth(request):
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
+async def disk_usage(request):
+    """GET /system/df: images, containers, volumes (services/export.py) and the build cache."""
+    from berth.api.build import build_cache_usage
+    from berth.services import export
+    d = request.app["daemon"]
+    ns = namespace_of(request)
+
+    def collect():
+        out = export.disk_usage(d.containers, ns, d.volumes)
+        out["BuildCache"] = build_cache_usage(d, ns)
+        return out
+    return json_response(await d.run(collect))
+
+
 def routes(r):
     r.add("GET", "/_ping", ping)
     r.add("HEAD", "/_ping", ping)
     r.add("GET", "/version", version)
     r.add("GET", "/info", info)
     r.add("POST", "/auth", auth)
-    from berth.api.build import system_df  # minimal; the build cache's records are build.py's
-    r.add("GET", "/system/df", system_df)
+    r.add("GET", "/system/df", disk_usage)

@@ -8,47 +8,9 @@ from berth.cli.args import for_each, parse_filters, parser
 from berth.errors import BerthError, NotFound
 
 
-def _run_flags(p):
-    p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("--rm", action="store_true")
-    p.add_argument("--name")
-    p.add_argument("-e", "--env", action="append", default=[])
-    p.add_argument("--env-file", action="append", default=[])
-    p.add_argument("-w", "--workdir")
-    p.add_argument("-u", "--user")
-    p.add_argument("--entrypoint")
-    p.add_argument("-h", "--hostname")
-    p.add_argument("--runtime")
-    p.add_argument("--platform")
-    p.add_argument("--pull", choices=["missing", "always", "never"], default="missing")
-    p.add_argument("--read-only", action="store_true")
-    p.add_argument("-m", "--memory")
-    p.add_argument("--cpus", type=float)
-    p.add_argument("--cpu-shares", type=int)
-    p.add_argument("--pids-limit", type=int)
-    p.add_argument("--ulimit", action="append", default=[])
-    p.add_argument("--cap-add", action="append", default=[])
-    p.add_argument("--cap-drop", action="append", default=[])
-    p.add_argument("--privileged", action="store_true")
-    p.add_argument("--security-opt", action="append", default=[])
-    p.add_argument("--restart", default="no")
-    p.add_argument("--stop-signal")
-    p.add_argument("--stop-timeout", type=int)
-    p.add_argument("-l", "--label", action="append", default=[])
-    p.add_argument("--cidfile")
-    p.add_argument("--log-opt", action="append", default=[])
-    p.add_argument("--init", action="store_true")
-    p.add_argument("--sig-proxy", default="true")
-    from berth.cli import netflags
-    netflags.add_flags(p)
-    p.add_argument("-v", "--volume", action="append", default=[])
-    p.add_argument("--mount", action="append", default=[])
-    p.add_argument("--tmpfs", action="append", default=[])
-    p.add_argument("--volumes-from", action="append", default=[])
-    p.add_argument("image")
-    p.add_argument("command", nargs="...")
+def _run_flags(p, run=True):
+    from berth.cli import runflags
+    runflags.add(p, run)
 
 
 def _bytes(s):
@@ -76,8 +38,6 @@ def _body(a):
           "Init": a.init or None}
     if a.runtime:
         hc["Runtime"] = a.runtime
-    if a.memory:
-        hc["Memory"] = _bytes(a.memory)
     if a.cpus:
         hc["NanoCpus"] = int(a.cpus * 1e9)
     if a.cpu_shares:
@@ -91,15 +51,14 @@ def _body(a):
         ulimits.append({"Name": name, "Soft": int(soft), "Hard": int(hard or soft)})
     if ulimits:
         hc["Ulimits"] = ulimits
-    name, _, count = a.restart.partition(":")
-    hc["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
     if a.log_opt:
         hc["LogConfig"] = {"Type": "json-file", "Config": dict(o.partition("=")[::2] for o in a.log_opt)}
     anon_volumes = _mount_flags(a, hc)
     labels = dict(x.partition("=")[::2] for x in a.label)
+    detach = getattr(a, "detach", False)
     body = {"Image": a.image, "Env": env, "Tty": a.tty, "OpenStdin": a.interactive, "StdinOnce": a.interactive,
-            "AttachStdin": a.interactive and not a.detach, "AttachStdout": not a.detach,
-            "AttachStderr": not a.detach, "Labels": labels, "HostConfig": hc}
+            "AttachStdin": a.interactive and not detach, "AttachStdout": not detach,
+            "AttachStderr": not detach, "Labels": labels, "HostConfig": hc}
     if anon_volumes:  # -v /path: an anonymous volume (Config.Volumes, as docker's CLI sends it)
         body["Volumes"] = anon_volumes
     if a.command:
@@ -110,23 +69,26 @@ def _body(a):
                  ("StopSignal", a.stop_signal), ("StopTimeout", a.stop_timeout), ("Platform", a.platform)):
         if v is not None:
             body[k] = v
-    from berth.cli import netflags
+    from berth.cli import netflags, runflags
+    runflags.apply(a, body, interactive_tty_check=hasattr(a, "detach"))
     return netflags.apply(a, body)
 
 
 def _create(ctx, a):
     body = _body(a)
     if a.pull == "always":
-        _pull(ctx, a.image, a.platform)
+        _pull(ctx, a.image, a.platform, quiet=a.quiet)
     try:
         res = ctx.client.container_create(body, name=a.name)
     except NotFound as e:
         if a.pull == "never" or "no such image" not in e.message.lower():
             raise
         print(f"Unable to find image '{a.image}' locally", file=sys.stderr)
-        _pull(ctx, a.image, a.platform, out=sys.stderr)
+        _pull(ctx, a.image, a.platform, out=sys.stderr, quiet=a.quiet)
         res = ctx.client.container_create(body, name=a.name)
     cid = res["Id"]
+    for w in res.get("Warnings") or []:
+        print(f"WARNING: {w}", file=sys.stderr)
     if a.cidfile:
         if os.path.exists(a.cidfile):
             raise BerthError(f"container ID file found, make sure the other container isn't running or delete {a.cidfile}")
@@ -135,18 +97,21 @@ def _create(ctx, a):
     return cid
 
 
-def _pull(ctx, image, platform, out=None):
+def _pull(ctx, image, platform, out=None, quiet=False):
     from berth.cli.auth import credentials_for
     from berth.cli.progress import show
     from berth.oci import reference
     ref = reference.parse(image)
     resp = ctx.client.image_pull(str(ref), platform=platform, auth=credentials_for(ref.domain))
+    if quiet:
+        import io
+        out = io.StringIO()
     show(resp, out=out or sys.stdout)
 
 
 def create(ctx, argv, cmd):
     p = parser(cmd, "create a container")
-    _run_flags(p)
+    _run_flags(p, run=False)
     a = p.parse_args(argv)
     print(_create(ctx, a))
     return 0
@@ -159,7 +124,7 @@ def run(ctx, argv, cmd):
     try:
         cid = _create(ctx, a)
     except BerthError as e:
-        raise _Exit(125, e.message)
+        raise _Exit(getattr(e, "code", 125), e.message)
     if a.detach:
         try:
             ctx.client.container_start(cid)
@@ -183,7 +148,8 @@ def run(ctx, argv, cmd):
             except BerthError:
                 pass
         raise _Exit(_start_code(e.message), e.message)
-    _stream(ctx, cid, attach, a.tty, a.interactive, a.sig_proxy.lower() != "false")
+    _stream(ctx, cid, attach, a.tty, a.interactive, a.sig_proxy.lower() != "false",
+            detach_keys=_detach_keys(a.detach_keys or "ctrl-p,ctrl-q"))
     try:
         res = waiter.json() or {}
     finally:
@@ -304,8 +270,14 @@ def ps(ctx, argv, cmd):
     a = p.parse_args(argv)
     filters = parse_filters(cmd, a.filter)
     limit = 1 if a.latest else a.last
-    items = ctx.client.containers(all_=a.all or limit > 0, filters=filters or None,
-                                  limit=limit if limit > 0 else None)
+    if a.size or (a.format and ".Size" in a.format):
+        import json
+        items = ctx.client.call("GET", "/containers/json", params={
+            "all": (a.all or limit > 0) or None, "limit": limit if limit > 0 else None, "size": 1,
+            "filters": json.dumps(filters) if filters else None})
+    else:
+        items = ctx.client.containers(all_=a.all or limit > 0, filters=filters or None,
+                                      limit=limit if limit > 0 else None)
     rows = []
     for c in items:
         cmdline = c.get("Command") or ""
@@ -315,7 +287,7 @@ def ps(ctx, argv, cmd):
                      "Command": f'"{cmdline}"', "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
                      "Status": c.get("Status", ""), "State": c.get("State", ""), "Ports": _ports(c.get("Ports")),
                      "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []), "Labels":
-                     ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Size": "0B"})
+                     ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Size": _ps_size(c)})
     if a.quiet:
         for r in rows:
             print(r["ID"])
@@ -327,10 +299,22 @@ def ps(ctx, argv, cmd):
                         errors=("failed to parse template: ", "failed to execute template: "))
         return 0
     from berth.cli.format import table
-    print(table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]] +
+    size = ["SIZE"] if a.size else []
+    print(table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] + size] +
                 [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
-                 for r in rows]))
+                 + ([r["Size"]] if a.size else []) for r in rows]))
     return 0
+
+
+def _ps_size(c):
+    """docker ps -s: "SizeRw (virtual SizeRootFs)"."""
+    if "SizeRw" not in c:
+        return "0B"
+    from berth.units import human_size
+    rw = human_size(c.get("SizeRw") or 0)
+    if c.get("SizeRootFs"):
+        return f"{rw} (virtual {human_size(c['SizeRootFs'])})"
+    return rw
 
 
 def _ports(ports):
@@ -351,10 +335,13 @@ def _ago(ts):
 
 def rm(ctx, argv, cmd):
     p = parser(cmd, "remove containers")
-    p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("-v", "--volumes", action="store_true")
-    p.add_argument("names", nargs="+")
+    p.add_argument("-f", "--force", action="store_true", help="Force the removal of a running container (uses SIGKILL)")
+    p.add_argument("-l", "--link", action="store_true", help="Remove the specified link")
+    p.add_argument("-v", "--volumes", action="store_true", help="Remove anonymous volumes associated with the container")
+    p.add_argument("names", nargs="+", help="containers")
     a = p.parse_args(argv)
+    if a.link:
+        return for_each(a.names, lambda n: ctx.client.call("DELETE", f"/containers/{n}", params={"link": "1"}))
     return for_each(a.names, lambda n: ctx.client.container_remove(n, force=a.force, volumes=a.volumes))
 
 

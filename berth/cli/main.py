@@ -49,6 +49,10 @@ GROUPS["ns"] = GROUPS["namespace"]
 GROUPS["image"]["build"] = ("build", "build")
 GROUPS["container"]["commit"] = ("build", "commit")
 GROUPS["builder"] = {"build": ("build", "build"), "prune": ("build", "prune")}
+_EXTRA = {"update": ("container_extra", "update"), "export": ("container_extra", "export")}
+COMMANDS.update(_EXTRA)
+GROUPS["container"].update(_EXTRA)
+GROUPS["system"].update(df=("disk", "df"), prune=("disk", "prune"))
 GROUPS["network"] = {"create": ("networks", "create"), "ls": ("networks", "ls"), "list": ("networks", "ls"),
                      "inspect": ("networks", "inspect"), "rm": ("networks", "rm"), "remove": ("networks", "rm"),
                      "prune": ("networks", "prune"), "connect": ("networks", "connect"),
@@ -75,7 +79,8 @@ Engine:
   namespace   ls | create | rm | inspect             completion bash | zsh | fish
 Containers:
   run, create, start, stop, restart, kill, rm, ps, logs, exec, attach, wait, inspect,
-  pause, unpause, rename, top, stats, cp, port, diff, events, container prune
+  pause, unpause, rename, top, stats, cp, port, diff, events, update, export, container prune
+  system df | prune   disk usage; remove unused containers, networks, images (and volumes)
 Networks and volumes:
   network     create | ls | inspect | rm | prune | connect | disconnect
   volume      create | ls | inspect | rm | prune

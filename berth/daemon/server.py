@@ -45,6 +45,8 @@ class Daemon:
         from berth.services.volumes import VolumeService
         self.volumes = VolumeService(cfg, self.meta)
         self.volumes.containers, self.containers.volumes = self.containers, self.volumes
+        from berth.services.health import HealthMonitor
+        self.health = HealthMonitor(self.containers, self.emit_container)  # healthchecks of running containers
         self.attach_waiting = set()  # containers with an attach waiting for their start
         self.execs = {}  # exec id -> {ns, container, body, process, started, pid}
         import collections
@@ -77,14 +79,16 @@ class Daemon:
         attrs.update(extra)
         self.emit(ns, "container", action, cid, **attrs)
 
-    def watch(self, ns, cid):
+    def watch(self, ns, cid, restored=False):
         """A thread per running container: when it exits, unmount its rootfs (and remove it if --rm)."""
         import threading
+        self.health.started(ns, cid, reset=not restored)
 
         def run():
             try:
                 while True:
                     code = self.containers.wait_exit(ns, cid)
+                    self.health.stopped(cid)
                     self.emit_container(ns, cid, "die", exitCode=code)
                     try:
                         rec = self.meta.get_container(ns, cid)
@@ -101,6 +105,7 @@ class Daemon:
                     if outcome != "restarted":
                         return
                     self.emit_container(ns, cid, "start")
+                    self.health.started(ns, cid)
             except BerthError:
                 pass
             except Exception:
@@ -126,7 +131,7 @@ class Daemon:
                         self.networks.dns.attach(cid, net["netns"])
                     except (BerthError, OSError) as e:
                         log.warning("container %s: embedded DNS: %s", cid[:12], e)
-            self.watch(ns, cid)
+            self.watch(ns, cid, restored=True)
         for n in self.meta.list_namespaces():
             for rec in self.meta.list_containers(n.name):
                 if (n.name, rec.id) not in running and (rec.extensions or {}).get("started_at"):
@@ -273,6 +278,7 @@ class Daemon:
             log.exception("releasing network resources")
 
     def close(self):
+        self.health.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.waits.shutdown(wait=False, cancel_futures=True)
         self.meta.close()

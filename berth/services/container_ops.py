@@ -448,6 +448,10 @@ def stats(svc, ns, ref, stream=False, one_shot=False, interval=1.0):
         out = dict(cur, name="/" + rec.name, id=rec.id,
                    preread=pre["read"] if pre else "0001-01-01T00:00:00Z",
                    precpu_stats=pre["cpu_stats"] if pre else _EMPTY_CPU)
+        from berth.services import netstats
+        nets = netstats.read(st["Pid"], rec)  # NET I/O
+        if nets:
+            out["networks"] = nets
         yield out
         if not stream:
             return

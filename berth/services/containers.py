@@ -211,6 +211,8 @@ class ContainerService:
             raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
         from berth.services.ocispec import check_security
         body = dict(body, HostConfig=check_security(hc))  # --security-opt checked; a seccomp file read in
+        from berth.services import runopts
+        body, warnings = runopts.check(self, ns, body, r.config)  # run options (docker's messages)
         if self.networks is not None:
             from berth.services import container_net
             container_net.check(self.networks, ns, body)
@@ -254,7 +256,7 @@ class ContainerService:
             shutil.rmtree(self.cdir(cid), ignore_errors=True)
             self.volumes.discard(ns, new_volumes)
             raise
-        return {"Id": cid, "Warnings": []}
+        return {"Id": cid, "Warnings": warnings}
 
     # --- start ---
 
@@ -290,8 +292,10 @@ class ContainerService:
             from berth.services import container_net
             netns, files_dir = container_net.setup(self, ns, rec, spec_body, hostname, cfg_doc)
             extra = self.volumes.oci_mounts(ns, rec, rootfs)
-            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra,
-                                joins=container_net.joins(self, ns, spec_body))
+            from berth.services import links, runopts
+            spec_body = links.apply(self, ns, rec, spec_body, files_dir)  # --link: hosts entries, env
+            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra)
+            runopts.apply(self, ns, rec, spec_body, oci, rootfs)  # --pid, --ipc, --uts, --device, --sysctl, ...
             bundle = os.path.join(sd, "bundle")
             os.makedirs(bundle, exist_ok=True)
             with open(os.path.join(bundle, "config.json"), "w") as f:
@@ -510,6 +514,8 @@ class ContainerService:
             self.wait_exit(ns, rec.id)
         from berth.snapshots.mount import unmount
         unmount(self.rootfs(rec.id))
+        from berth.services import runopts
+        runopts.release(self, rec.id)  # a shareable /dev/shm
         try:
             self.runtime_call(rec, "delete")
         except BerthError:
@@ -567,6 +573,8 @@ class ContainerService:
             self.meta.update_container(ns, cid, extensions=dict(rec.extensions or {}, last_exit=exitj))
         from berth.snapshots.mount import unmount
         unmount(self.rootfs(cid))
+        from berth.services import runopts
+        runopts.release(self, cid)  # a shareable /dev/shm
         from berth.services import container_net
         rec = self.meta.get_container(ns, cid)
         code = (exitj or {}).get("exit_code", 0)
@@ -605,8 +613,9 @@ class ContainerService:
     def list(self, ns, all_=False, filters=None, limit=-1):
         filters = filters or {}
         out = []
+        from berth.services.health import annotate
         for rec in self.meta.list_containers(ns):
-            st = self.state(rec)
+            st = annotate(self, rec, self.state(rec))  # + State.Health
             if not all_ and not st["Running"] and not filters.get("status"):
                 continue
             item = self._summary(rec, st)
@@ -632,7 +641,8 @@ class ContainerService:
 
     def inspect(self, ns, ref):
         rec = self.get(ns, ref)
-        st = self.state(rec)
+        from berth.services.health import annotate
+        st = annotate(self, rec, self.state(rec))  # + State.Health
         spec = rec.spec_json() or {}
         args = _args(spec, self.images, rec)
         cfg_doc = {}
@@ -644,6 +654,9 @@ class ContainerService:
         env = list(ic.get("Env") or []) + list(spec.get("Env") or [])
         hc = dict(spec.get("HostConfig") or {})
         hc.setdefault("NetworkMode", "default")
+        if hc.get("Links"):
+            from berth.services.links import inspect_links
+            hc["Links"] = inspect_links(rec, hc)
         hc.setdefault("Runtime", rec.runtime)
         if not (hc.get("LogConfig") or {}).get("Type"):  # docker-py run() reads LogConfig.Type
             hc["LogConfig"] = {"Type": "json-file", "Config": dict((hc.get("LogConfig") or {}).get("Config") or {})}
@@ -670,6 +683,7 @@ class ContainerService:
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
                 "StopSignal": spec.get("StopSignal") or ic.get("StopSignal"),
                 **({"MacAddress": spec["MacAddress"]} if spec.get("MacAddress") else {}),
+                **({"Healthcheck": spec["Healthcheck"]} if spec.get("Healthcheck") else {}),
             },
             "NetworkSettings": self.network_settings(rec, st),
         }
@@ -741,8 +755,9 @@ class ContainerService:
         return e["stream"], data
 
     def image_users(self, ns):
+        """A callable: the ids of a namespace's containers of an image (.running: those running)."""
         def users(resolved):
-            return [c.id for c in self.meta.list_containers(ns) if c.image == resolved.config_digest]
+            return _Users(self, (c for c in self.meta.list_containers(ns) if c.image == resolved.config_digest))
         return users
 
     def to_restart_at_startup(self):
@@ -763,6 +778,19 @@ class ContainerService:
                 if self.state(rec)["Running"]:
                     out.append((n.name, rec.id))
         return out
+
+
+class _Users(list):
+    """Container ids; .running, computed on demand: the running ones (rmi's conflicts)."""
+
+    def __init__(self, svc, recs):
+        self._svc = svc
+        self._recs = list(recs)
+        super().__init__(r.id for r in self._recs)
+
+    @property
+    def running(self):
+        return [r.id for r in self._recs if self._svc.state(r)["Running"]]
 
 
 def _args(spec, images, rec):
@@ -811,7 +839,8 @@ def _status_text(st):
     from berth.units import human_duration
     if st["Running"]:
         up = human_duration(time.time() - _parse_time(st["StartedAt"]))
-        return f"Up {up}" + (" (Paused)" if st["Paused"] else "")
+        from berth.services.health import status_suffix
+        return f"Up {up}" + (" (Paused)" if st["Paused"] else status_suffix(st))
     if st["Status"] == "exited":
         return f"Exited ({st['ExitCode']}) {human_duration(time.time() - _parse_time(st['FinishedAt']))} ago"
     return "Created"
@@ -841,6 +870,10 @@ def _match(filters, item, rec, st):
         elif key == "volume":
             mounts = (rec.spec_json() or {}).get("_mounts") or []
             if not any(v in (m.get("Name"), m.get("Source"), m.get("Destination")) for v in values for m in mounts):
+                return False
+        elif key == "health":
+            from berth.services.health import match_filter
+            if not match_filter(st, values):
                 return False
         elif key == "exited":
             if st["Status"] != "exited" or str(st["ExitCode"]) not in values:

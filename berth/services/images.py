@@ -306,7 +306,7 @@ class ImageService:
                                          f'{r.config_digest[7:19]}')
             self.meta.delete_image(ns, by_name)
             result.append({"Untagged": familiar(by_name)})
-            if remaining:
+            if remaining or getattr(users, "running", None):  # a running container keeps the image (docker)
                 return result
         else:
             # docker's isSingleReference: digest references do not count as more repositories
@@ -314,9 +314,13 @@ class ImageService:
             if len(tagged) > 1 and not force:
                 raise FailedPrecondition(f"conflict: unable to delete {r.config_digest[7:19]} (must be forced) - "
                                          "image is referenced in multiple repositories")
-            if users and not force:
+            running = getattr(users, "running", users)
+            if running:
                 raise FailedPrecondition(f"conflict: unable to delete {r.config_digest[7:19]} (cannot be forced) - "
-                                         f"image is being used by running container {users[0][:12]}")
+                                         f"image is being used by running container {running[0][:12]}")
+            if users and not force:
+                raise FailedPrecondition(f"conflict: unable to delete {r.config_digest[7:19]} (must be forced) - "
+                                         f"image is being used by stopped container {users[0][:12]}")
             for n in r.names:
                 self.meta.delete_image(ns, n)
                 if not is_untagged_name(n):

@@ -97,6 +97,22 @@ def lookup_user(rootfs, user):
     return uid, gid, [g for g in extra if g != gid]
 
 
+def lookup_group(rootfs, group):
+    """--group-add: a gid, or a group name resolved in the container's /etc/group."""
+    if str(group).isdigit():
+        return int(group)
+    try:
+        with open(os.path.join(rootfs, "etc/group")) as f:
+            for line in f:
+                g = line.rstrip("\n").split(":")
+                if len(g) > 2 and g[0] == group and g[2].isdigit():
+                    return int(g[2])
+    except OSError:
+        pass
+    from berth.errors import InvalidArgument
+    raise InvalidArgument(f"Unable to find group {group}: no matching entries in group file")
+
+
 def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="/berth", netns=None,
           extra_mounts=(), joins=None):
     """The OCI config.json for a container. ``create`` is the Docker API's create body
@@ -122,7 +138,7 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
         from berth.errors import InvalidArgument
         raise InvalidArgument("no command specified")
     env = {}
-    for e in (ic.get("Env") or []) + (create.get("Env") or []):
+    for e in (ic.get("Env") or []) + (create.get("_LinkEnv") or []) + (create.get("Env") or []):
         k, _, v = e.partition("=")
         env[k] = v
     env.setdefault("PATH", DEFAULT_PATH)

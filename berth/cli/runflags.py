@@ -1,0 +1,350 @@
+"""Every flag of docker's run/create, with its help text, and what it puts in the create body
+beyond the basics (cli/containers.py's _body)."""
+
+import os
+
+from berth.errors import BerthError
+
+# (names, kwargs); "run" only: detach, detach-keys, sig-proxy
+RUN_ONLY = ("--detach", "--detach-keys", "--sig-proxy", "--rm")
+
+
+def add(p, run=True):
+    A = p.add_argument
+    app = {"action": "append", "default": []}
+    if run:
+        A("-d", "--detach", action="store_true", help="Run container in background and print container ID")
+        A("--detach-keys", help="Override the key sequence for detaching a container")
+        A("--sig-proxy", default="true", help="Proxy received signals to the process (default true)")
+    A("--rm", action="store_true", help="Automatically remove the container and its associated anonymous volumes "
+      "when it exits")
+    A("-a", "--attach", **app, help="Attach to STDIN, STDOUT or STDERR")
+    A("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
+    A("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    A("--name", help="Assign a name to the container")
+    A("-e", "--env", **app, help="Set environment variables")
+    A("--env-file", **app, help="Read in a file of environment variables")
+    A("-w", "--workdir", help="Working directory inside the container")
+    A("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    A("--group-add", **app, help="Add additional groups to join")
+    A("--entrypoint", help="Overwrite the default ENTRYPOINT of the image")
+    A("-h", "--hostname", help="Container host name")
+    A("--domainname", help="Container NIS domain name")
+    A("--runtime", help="Runtime to use for this container")
+    A("--platform", help="Set platform if server is multi-platform capable")
+    A("--pull", choices=["missing", "always", "never"], default="missing",
+      help='Pull image before running ("always", "missing", "never") (default "missing")')
+    A("-q", "--quiet", action="store_true", help="Suppress the pull output")
+    A("--disable-content-trust", default="true", help="Skip image verification (default true)")
+    A("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
+    A("-m", "--memory", help="Memory limit")
+    A("--memory-swap", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+    A("--memory-reservation", help="Memory soft limit")
+    A("--memory-swappiness", type=int, help="Tune container memory swappiness (0 to 100) (default -1)")
+    A("--kernel-memory", help="Kernel memory limit")
+    A("--oom-kill-disable", action="store_true", help="Disable OOM Killer")
+    A("--oom-score-adj", type=int, help="Tune host's OOM preferences (-1000 to 1000)")
+    A("--cpus", type=float, help="Number of CPUs")
+    A("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+    A("--cpu-period", type=int, help="Limit CPU CFS (Completely Fair Scheduler) period")
+    A("--cpu-quota", type=int, help="Limit CPU CFS (Completely Fair Scheduler) quota")
+    A("--cpu-rt-period", type=int, help="Limit CPU real-time period in microseconds")
+    A("--cpu-rt-runtime", type=int, help="Limit CPU real-time runtime in microseconds")
+    A("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
+    A("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
+    A("--cpu-count", type=int, help="CPU count (Windows only)")
+    A("--cpu-percent", type=int, help="CPU percent (Windows only)")
+    A("--io-maxbandwidth", help="Maximum IO bandwidth limit for the system drive (Windows only)")
+    A("--io-maxiops", type=int, help="Maximum IOps limit for the system drive (Windows only)")
+    A("--blkio-weight", type=int, help="Block IO (relative weight), between 10 and 1000, or 0 to disable")
+    A("--blkio-weight-device", **app, help="Block IO weight (relative device weight)")
+    A("--device-read-bps", **app, help="Limit read rate (bytes per second) from a device")
+    A("--device-read-iops", **app, help="Limit read rate (IO per second) from a device")
+    A("--device-write-bps", **app, help="Limit write rate (bytes per second) to a device")
+    A("--device-write-iops", **app, help="Limit write rate (IO per second) to a device")
+    A("--pids-limit", type=int, help="Tune container pids limit (set -1 for unlimited)")
+    A("--ulimit", **app, help="Ulimit options")
+    A("--shm-size", help="Size of /dev/shm")
+    A("--sysctl", **app, help="Sysctl options")
+    A("--device", **app, help="Add a host device to the container")
+    A("--device-cgroup-rule", **app, help="Add a rule to the cgroup allowed devices list")
+    A("--gpus", help="GPU devices to add to the container ('all' to pass all GPUs) (refused: no GPU support)")
+    A("--cap-add", **app, help="Add Linux capabilities")
+    A("--cap-drop", **app, help="Drop Linux capabilities")
+    A("--privileged", action="store_true", help="Give extended privileges to this container")
+    A("--security-opt", **app, help="Security Options")
+    A("--pid", help="PID namespace to use")
+    A("--ipc", help="IPC mode to use")
+    A("--uts", help="UTS namespace to use")
+    A("--userns", help="User namespace to use")
+    A("--cgroupns", help="Cgroup namespace to use (host|private)")
+    A("--cgroup-parent", help="Optional parent cgroup for the container")
+    A("--isolation", help="Container isolation technology")
+    A("--storage-opt", **app, help="Storage driver options for the container")
+    A("--restart", default="no", help='Restart policy to apply when a container exits (default "no")')
+    A("--stop-signal", help="Signal to stop the container")
+    A("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container")
+    A("-l", "--label", **app, help="Set meta data on a container")
+    A("--label-file", **app, help="Read in a line delimited file of labels")
+    A("--annotation", **app, help="Add an annotation to the container (passed through to the OCI runtime)")
+    A("--cidfile", help="Write the container ID to the file")
+    A("--log-driver", help="Logging driver for the container")
+    A("--log-opt", **app, help="Log driver options")
+    A("--init", action="store_true", help="Run an init inside the container that forwards signals and reaps processes")
+    A("--health-cmd", help="Command to run to check health")
+    A("--health-interval", help="Time between running the check (ms|s|m|h) (default 0s)")
+    A("--health-timeout", help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
+    A("--health-retries", type=int, help="Consecutive failures needed to report unhealthy")
+    A("--health-start-period", help="Start period for the container to initialize before starting "
+      "health-retries countdown (ms|s|m|h) (default 0s)")
+    A("--health-start-interval", help="Time between running the check during the start period (ms|s|m|h) (default 0s)")
+    A("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
+    A("--link", **app, help="Add link to another container")
+    A("--link-local-ip", **app, help="Container IPv4/IPv6 link-local addresses")
+    A("--ip6", help="IPv6 address (e.g., 2001:db8::33)")
+    A("--use-api-socket", action="store_true", help="Bind mount Docker API socket and required auth (refused)")
+    from berth.cli import netflags
+    netflags.add_flags(p)
+    A("-v", "--volume", **app, help="Bind mount a volume")
+    A("--mount", **app, help="Attach a filesystem mount to the container")
+    A("--tmpfs", **app, help="Mount a tmpfs directory")
+    A("--volumes-from", **app, help="Mount volumes from the specified container(s)")
+    A("--volume-driver", help="Optional volume driver for the container")
+    A("image", help="the image to run")
+    A("command", nargs="...", help="the command and its arguments")
+
+
+def ram(flag, s):
+    """docker's RAMInBytes ("-m 1x": invalid suffix) with its flag error."""
+    import re
+    s = (s or "").strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?", s)
+    if not m:
+        m2 = re.fullmatch(r"(\d+(?:\.\d+)*) ?(.+)", s)
+        if m2:
+            raise BerthError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid suffix: '{m2.group(2)}'")
+        raise BerthError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'")
+    mult = {None: 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}[
+        m.group(2).lower() if m.group(2) else None]
+    return int(float(m.group(1)) * mult)
+
+
+def _ram_or_unlimited(flag, s):
+    return -1 if s.strip() == "-1" else ram(flag, s)
+
+
+def duration(flag, s):
+    """Go's time.ParseDuration for the --health-* flags, in nanoseconds."""
+    import re
+    if s in (None, ""):
+        return 0
+    if s == "0":
+        return 0
+    units = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", s)
+    if not parts or "".join(a + b for a, b in parts) != s:
+        raise BerthError(f"invalid argument {s!r} for \"--{flag}\" flag: time: invalid duration \"{s}\"")
+    return int(sum(float(a) * units[b] for a, b in parts))
+
+
+def _kv_file(path):
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    out.append(line)
+    except OSError as e:
+        raise BerthError(f"open {path}: {(e.strerror or str(e)).lower()}") from None
+    return out
+
+
+def _device(spec):
+    parts = spec.split(":")
+    src = parts[0]
+    dst, perms = src, "rwm"
+    if len(parts) == 2:
+        if all(c in "rwm" for c in parts[1]) and not parts[1].startswith("/"):
+            perms = parts[1]
+        else:
+            dst = parts[1]
+    elif len(parts) == 3:
+        dst, perms = parts[1], parts[2]
+    elif len(parts) > 3:
+        raise BerthError(f"invalid argument {spec!r} for \"--device\" flag: invalid device specification: {spec}")
+    return {"PathOnHost": src, "PathInContainer": dst, "CgroupPermissions": perms}
+
+
+def _throttle(flag, values, iops):
+    out = []
+    for v in values:
+        path, sep, rate = v.rpartition(":")
+        if not sep or not path.startswith("/dev/"):
+            raise BerthError(f"invalid argument {v!r} for \"--{flag}\" flag: bad format: {v}")
+        out.append({"Path": path, "Rate": int(rate) if iops else ram(f"--{flag}", rate)})
+    return out
+
+
+def apply(a, body, interactive_tty_check=True):
+    """The flags of this module into the create body (in place). One-line errors, docker's words."""
+    hc = body["HostConfig"]
+    if a.memory:
+        hc["Memory"] = ram("-m, --memory", a.memory)
+    if a.memory_swap:
+        hc["MemorySwap"] = _ram_or_unlimited("--memory-swap", a.memory_swap)
+    if a.memory_reservation:
+        hc["MemoryReservation"] = ram("--memory-reservation", a.memory_reservation)
+    if a.memory_swappiness is not None and a.memory_swappiness != -1:
+        hc["MemorySwappiness"] = a.memory_swappiness
+    if a.kernel_memory:
+        hc["KernelMemory"] = ram("--kernel-memory", a.kernel_memory)
+    if a.oom_kill_disable:
+        hc["OomKillDisable"] = True
+    if a.oom_score_adj is not None:
+        hc["OomScoreAdj"] = a.oom_score_adj
+    if a.shm_size:
+        hc["ShmSize"] = ram("--shm-size", a.shm_size)
+    for key, v in (("CpuPeriod", a.cpu_period), ("CpuQuota", a.cpu_quota), ("CpuRealtimePeriod", a.cpu_rt_period),
+                   ("CpuRealtimeRuntime", a.cpu_rt_runtime), ("CpuCount", a.cpu_count),
+                   ("CpuPercent", a.cpu_percent), ("IOMaximumIOps", a.io_maxiops), ("BlkioWeight", a.blkio_weight)):
+        if v:
+            hc[key] = v
+    if a.io_maxbandwidth:
+        hc["IOMaximumBandwidth"] = ram("--io-maxbandwidth", a.io_maxbandwidth)
+    if a.cpuset_cpus:
+        hc["CpusetCpus"] = a.cpuset_cpus
+    if a.cpuset_mems:
+        hc["CpusetMems"] = a.cpuset_mems
+    if a.blkio_weight_device:
+        hc["BlkioWeightDevice"] = [{"Path": p, "Weight": int(w)} for p, _, w in
+                                   (x.rpartition(":") for x in a.blkio_weight_device)]
+    for flag, key, iops in (("device-read-bps", "BlkioDeviceReadBps", False),
+                            ("device-write-bps", "BlkioDeviceWriteBps", False),
+                            ("device-read-iops", "BlkioDeviceReadIOps", True),
+                            ("device-write-iops", "BlkioDeviceWriteIOps", True)):
+        vals = getattr(a, flag.replace("-", "_"))
+        if vals:
+            hc[key] = _throttle(flag, vals, iops)
+    if a.sysctl:
+        sysctls = {}
+        for s in a.sysctl:
+            k, eq, v = s.partition("=")
+            if not eq:
+                raise BerthError(f"invalid argument {s!r} for \"--sysctl\" flag: sysctl '{s}' is not allowed")
+            sysctls[k] = v
+        hc["Sysctls"] = sysctls
+    if a.device:
+        hc["Devices"] = [_device(d) for d in a.device]
+    if a.device_cgroup_rule:
+        import re
+        for r in a.device_cgroup_rule:
+            if not re.fullmatch(r"([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})", r):
+                raise BerthError(f"invalid argument {r!r} for \"--device-cgroup-rule\" flag: "
+                                 f"invalid device cgroup format '{r}'")
+        hc["DeviceCgroupRules"] = list(a.device_cgroup_rule)
+    if a.gpus:
+        hc["DeviceRequests"] = [{"Driver": "", "Count": -1 if a.gpus == "all" else 0, "DeviceIDs": None,
+                                 "Capabilities": [["gpu"]], "Options": {}}]
+    if a.group_add:
+        hc["GroupAdd"] = list(a.group_add)
+    for key, v in (("PidMode", a.pid), ("IpcMode", a.ipc), ("UTSMode", a.uts), ("UsernsMode", a.userns),
+                   ("CgroupnsMode", a.cgroupns), ("CgroupParent", a.cgroup_parent), ("Isolation", a.isolation),
+                   ("VolumeDriver", a.volume_driver)):
+        if v:
+            hc[key] = v
+    if a.pid and a.pid not in ("host",) and not (a.pid.startswith("container:") and len(a.pid) > 10):
+        raise BerthError("--pid: invalid PID mode")
+    if a.uts and a.uts != "host":
+        raise BerthError("--uts: invalid UTS mode")
+    if a.cgroupns and a.cgroupns not in ("host", "private"):
+        raise BerthError("--cgroupns: invalid CGROUP mode")
+    if a.storage_opt:
+        hc["StorageOpt"] = dict(s.partition("=")[::2] for s in a.storage_opt)
+    if a.link:
+        hc["Links"] = list(a.link)
+    if a.log_driver:
+        hc.setdefault("LogConfig", {"Type": "", "Config": {}})["Type"] = a.log_driver
+    if a.annotation:
+        hc["Annotations"] = dict(s.partition("=")[::2] for s in a.annotation)
+    if a.use_api_socket:
+        raise BerthError("--use-api-socket is not supported by berth")
+    if a.domainname:
+        body["Domainname"] = a.domainname
+    # restart policy, as docker's CLI parses it
+    name, colon, count = (a.restart or "no").partition(":")
+    if colon:
+        try:
+            n = int(count)
+        except ValueError:
+            raise BerthError("invalid restart policy format: maximum retry count must be an integer") from None
+    else:
+        n = 0
+    hc["RestartPolicy"] = {"Name": name, "MaximumRetryCount": n}
+    if a.rm and name not in ("", "no"):
+        raise BerthError("conflicting options: cannot specify both --restart and --rm")
+    # labels from files, then -l
+    labels = {}
+    for path in a.label_file:
+        for line in _kv_file(path):
+            k, _, v = line.partition("=")
+            labels[k] = v
+    labels.update(body.get("Labels") or {})
+    body["Labels"] = labels
+    # health
+    hcfg = {}
+    if a.no_healthcheck:
+        if a.health_cmd or a.health_interval or a.health_timeout or a.health_retries or a.health_start_period:
+            raise BerthError("--no-healthcheck conflicts with --health-* options")
+        hcfg = {"Test": ["NONE"]}
+    else:
+        if a.health_cmd:
+            hcfg["Test"] = ["CMD-SHELL", a.health_cmd]
+        for flag, key in (("health-interval", "Interval"), ("health-timeout", "Timeout"),
+                          ("health-start-period", "StartPeriod"), ("health-start-interval", "StartInterval")):
+            v = getattr(a, flag.replace("-", "_"))
+            if v:
+                d = duration(flag, v)
+                if d < 0:
+                    raise BerthError(f"--{flag} cannot be negative")
+                hcfg[key] = d
+        if a.health_retries:
+            if a.health_retries < 0:
+                raise BerthError("--health-retries cannot be negative")
+            hcfg["Retries"] = a.health_retries
+    if hcfg:
+        body["Healthcheck"] = hcfg
+    # -a/--attach
+    if a.attach:
+        want = set()
+        for s in a.attach:
+            if s.lower() not in ("stdin", "stdout", "stderr"):
+                raise BerthError(f"invalid argument {s!r} for \"-a, --attach\" flag: valid streams are STDIN, "
+                                 "STDOUT and STDERR")
+            want.add(s.lower())
+        if getattr(a, "detach", False):
+            raise BerthError("conflicting options: cannot specify both --attach and --detach")
+        body["AttachStdin"] = "stdin" in want
+        body["AttachStdout"] = "stdout" in want
+        body["AttachStderr"] = "stderr" in want
+    eps = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    if a.ip6 or a.link_local_ip:
+        if not eps:
+            mode = hc.get("NetworkMode") or "default"
+            body.setdefault("NetworkingConfig", {}).setdefault("EndpointsConfig", {})[mode] = {}
+            eps = body["NetworkingConfig"]["EndpointsConfig"]
+        first = next(iter(eps.values()))
+        ipam = first.setdefault("IPAMConfig", {}) or {}
+        first["IPAMConfig"] = ipam
+        if a.ip6:
+            ipam["IPv6Address"] = a.ip6
+        if a.link_local_ip:
+            ipam["LinkLocalIPs"] = list(a.link_local_ip)
+    if interactive_tty_check and a.tty and body.get("AttachStdin") and not os.isatty(0):
+        raise TtyError("the input device is not a TTY")
+    return body
+
+
+class TtyError(BerthError):
+    """docker prints it alone and exits 1."""
+    code = 1

@@ -1,0 +1,198 @@
+"""docker export (a container's filesystem as a tar, without its volumes), the sizes of a
+container (SizeRw, SizeRootFs: ps -s, inspect --size) and the disk usage report (system df)."""
+
+import contextlib
+import os
+
+from berth.errors import BerthError
+
+
+@contextlib.contextmanager
+def _rootfs(svc, rec):
+    """A directory fd of the container's own filesystem (its snapshot: no volumes, no /proc)."""
+    st = svc.state(rec)
+    path = svc.rootfs(rec.id)
+    if st["Running"] and os.path.ismount(path):
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+        return
+    import tempfile
+
+    from berth.snapshots.mount import mount_all, unmount
+    base = os.path.join(svc.cfg.state, "container-ops")
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=rec.id[:12] + "-export-", dir=base)
+    try:
+        mount_all(svc.snapshotter.mounts(rec.snapshot_key), tmp)
+        try:
+            fd = os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                yield fd
+            finally:
+                os.close(fd)
+        finally:
+            unmount(tmp)
+    finally:
+        try:
+            os.rmdir(tmp)
+        except OSError:
+            pass
+
+
+def export(svc, ns, ref):
+    """GET /containers/{id}/export: an Archive-like iterator of tar bytes (close() it)."""
+    from berth.services.container_ops import Archive, tar_stream
+    rec = svc.get(ns, ref)
+    stack = contextlib.ExitStack()
+    try:
+        rootfd = stack.enter_context(_rootfs(svc, rec))
+        dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=rootfd)
+        stack.callback(os.close, dfd)
+
+        def chunks():
+            for name in sorted(os.listdir(dfd)):
+                prev = None
+                for c in tar_stream(dfd, name, name):
+                    if prev is not None:
+                        yield prev
+                    prev = c  # the last chunk of each stream is its end-of-archive blocks: dropped
+            yield bytes(1024)
+        return Archive(stack, None, chunks())
+    except BaseException:
+        stack.close()
+        raise
+
+
+def _du(path):
+    total = 0
+    seen = set()
+    stack = [path]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                    continue
+                if st.st_nlink > 1:
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def size_rw(svc, rec):
+    """The size of what the container changed (its snapshot's upper directory)."""
+    from berth.services.container_ops import _overlay_dirs
+    try:
+        dirs = _overlay_dirs(svc, rec)
+    except BerthError:
+        return 0
+    if dirs is None:
+        return 0
+    return _du(dirs[0])
+
+
+def image_size(svc, rec):
+    try:
+        r = svc.images._resolved([], _target_of(svc, rec))
+        return svc.images._size(r)
+    except (BerthError, KeyError, TypeError):
+        return 0
+
+
+def _target_of(svc, rec):
+    for img in svc.meta.list_images(rec.namespace):
+        try:
+            r = svc.images._resolved([img.name], img.target.to_dict())
+        except BerthError:
+            continue
+        if r.config_digest == rec.image:
+            return img.target.to_dict()
+    raise KeyError(rec.image)
+
+
+def sizes(svc, rec, image_sizes=None):
+    """(SizeRw, SizeRootFs) of a container."""
+    rw = size_rw(svc, rec)
+    if image_sizes is not None and rec.image in image_sizes:
+        return rw, rw + image_sizes[rec.image]
+    return rw, rw + image_size(svc, rec)
+
+
+def image_sizes(svc, ns):
+    """{config digest: size} of a namespace's images (as `images` shows them)."""
+    out = {}
+    for img in svc.images.list(ns):
+        out[img["Id"]] = img.get("Size") or 0
+    return out
+
+
+def disk_usage(svc, ns, volumes_service=None):
+    """GET /system/df: docker's DiskUsage (LayersSize, Images, Containers, Volumes, BuildCache)."""
+    isz = image_sizes(svc, ns)
+    containers = []
+    users = {}
+    for rec in svc.meta.list_containers(ns):
+        st = svc.state(rec)
+        item = svc._summary(rec, st)
+        item["SizeRw"], item["SizeRootFs"] = sizes(svc, rec, isz)
+        containers.append(item)
+        users[rec.image] = users.get(rec.image, 0) + 1
+    images = []
+    layer_users = {}
+    layer_size = {}
+    for img in svc.images.list(ns):
+        try:
+            names = [n for n in img.get("RepoTags") or [] if n != "<none>:<none>"]
+            r = svc.images.resolve(ns, img["Id"])
+            for layer in r.layers:
+                d = layer.get("digest")
+                layer_users[d] = layer_users.get(d, 0) + 1
+                layer_size[d] = int(layer.get("size") or 0)
+            img = dict(img, _layers=[layer.get("digest") for layer in r.layers])
+        except BerthError:
+            img = dict(img, _layers=[])
+        images.append(img)
+    for img in images:
+        img["_all_layers"] = img.pop("_layers")
+        shared = sum(layer_size[d] for d in img["_all_layers"] if layer_users.get(d, 0) > 1)
+        img["SharedSize"] = shared
+        img["Containers"] = users.get(img["Id"], 0)
+    vols = []
+    if volumes_service is not None:
+        try:
+            listing = volumes_service.list(ns)
+            vols = listing.get("Volumes") if isinstance(listing, dict) else listing
+        except BerthError:
+            vols = []
+        used = {}
+        for rec in svc.meta.list_containers(ns):
+            for m in (rec.spec_json() or {}).get("_mounts") or []:
+                if m.get("Type") == "volume" and m.get("Name"):
+                    used[m["Name"]] = used.get(m["Name"], 0) + 1
+        out = []
+        for v in vols or []:
+            v = dict(v)
+            size = _du(v["Mountpoint"]) if v.get("Mountpoint") and os.path.isdir(v["Mountpoint"]) else -1
+            v["UsageData"] = {"Size": size, "RefCount": used.get(v["Name"], 0)}
+            out.append(v)
+        vols = out
+    configs = sum(max(int(i.get("Size") or 0) - sum(layer_size.get(d, 0) for d in i.get("_all_layers", [])), 0)
+                  for i in images)
+    for i in images:
+        i.pop("_all_layers", None)
+    return {"LayersSize": sum(layer_size.values()) + configs, "Images": images, "Containers": containers,
+            "Volumes": vols, "BuildCache": []}

@@ -1,0 +1,451 @@
+"""docker run's process, namespace and resource options beyond the basics of ocispec.build:
+checked at create (docker's messages), applied to the OCI spec at start.
+
+  check(svc, ns, body, image_config) -> (body, warnings)   at create: validate and normalise
+  apply(svc, ns, rec, body, oci, rootfs)                    at start: --pid, --ipc, --device,
+      --device-cgroup-rule, --sysctl, --shm-size, --cpuset-*, --memory-swap,
+      --memory-reservation, --group-add, --oom-score-adj, --domainname
+"""
+
+import os
+import re
+
+from berth.errors import FailedPrecondition, InvalidArgument, NotFound
+
+LOG_DRIVERS_OK = ("", "json-file")
+# docker's built-in logging drivers that berth's shim does not write
+LOG_DRIVERS_OTHER = ("none", "local", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs",
+                     "gcplogs", "logentries")
+RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+_CGROUP_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+_CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_MIN_MEMORY = 6 * 1024 * 1024
+
+
+# --- at create ---
+
+def check(svc, ns, body, image_config=None):
+    """Validate the create body's HostConfig as dockerd does; returns (body, warnings) with
+    docker's defaults filled in (IpcMode, ShmSize)."""
+    hc = dict(body.get("HostConfig") or {})
+    warnings = []
+    _check_platform(body, image_config)
+    _check_restart(hc)
+    lt = (hc.get("LogConfig") or {}).get("Type") or ""
+    if lt not in LOG_DRIVERS_OK:
+        if lt in LOG_DRIVERS_OTHER:
+            raise InvalidArgument(f'logging driver "{lt}" is not supported by berth (only json-file)')
+        raise InvalidArgument(f'error looking up logging plugin {lt}: plugin "{lt}" not found')
+    if hc.get("DeviceRequests"):
+        caps = [c for r in hc["DeviceRequests"] for cs in (r.get("Capabilities") or [[]]) for c in cs]
+        raise InvalidArgument(f'could not select device driver "{(hc["DeviceRequests"][0].get("Driver") or "")}" '
+                              f"with capabilities: [{' '.join('[' + c + ']' for c in caps)}]")
+    pid = hc.get("PidMode") or ""
+    if pid not in ("", "host") and not (pid.startswith("container:") and pid[10:]):
+        raise InvalidArgument(f"invalid PID mode: {pid}")
+    if pid.startswith("container:"):
+        _exists(svc, ns, pid[10:])
+    ipc = hc.get("IpcMode") or ""
+    if ipc not in ("", "none", "private", "shareable", "host") and not (ipc.startswith("container:") and ipc[10:]):
+        raise InvalidArgument(f"Invalid IPC mode: {ipc}")
+    if ipc.startswith("container:"):
+        _exists(svc, ns, ipc[10:])
+    hc["IpcMode"] = ipc or "private"
+    shm = hc.get("ShmSize")
+    if shm is not None and int(shm) < 0:
+        raise InvalidArgument("SHM size can not be less than 0")
+    if not shm and ipc in ("", "private", "shareable"):
+        hc["ShmSize"] = 64 * 1024 * 1024
+    for rule in hc.get("DeviceCgroupRules") or []:
+        if not _CGROUP_RULE.match(rule or ""):
+            raise InvalidArgument(f"invalid device cgroup format '{rule}'")
+    for d in hc.get("Devices") or []:
+        if not (d.get("PathOnHost") or "").startswith("/"):
+            raise InvalidArgument(f"{d.get('PathOnHost')} is not an absolute path")
+        perms = d.get("CgroupPermissions") or "rwm"
+        if not re.fullmatch(r"[rwm]{1,3}", perms):
+            raise InvalidArgument(f"invalid device mode: {perms}")
+    netmode = (hc.get("NetworkMode") or "default")
+    for k, v in (hc.get("Sysctls") or {}).items():
+        _check_sysctl(k, netmode, ipc)
+        if not isinstance(v, str):
+            raise InvalidArgument(f"sysctl {k}: the value must be a string")
+    _check_memory(hc, warnings)
+    _check_cpuset(hc)
+    adj = hc.get("OomScoreAdj")
+    if adj is not None:
+        adj = int(adj)
+        if not -1000 <= adj <= 1000:
+            raise InvalidArgument(f"Invalid value {adj}, range for oom score adj is [-1000, 1000]")
+        cur = _own_oom_score_adj()
+        if adj < cur and not _has_cap_sys_resource():
+            raise InvalidArgument(f"cannot set --oom-score-adj {adj}: lower than berthd's own ({cur}) and berthd "
+                                  "lacks CAP_SYS_RESOURCE, which lowering it needs")
+    _check_unsupported(hc, body, warnings)
+    if hc.get("Links"):
+        if netmode == "host" or netmode.startswith("container:"):
+            kind = "host" if netmode == "host" else "container"
+            raise InvalidArgument(f"conflicting options: {kind} type networking can't be used with links. "
+                                  "This would result in undefined behavior")
+        from berth.services import links
+        hc["Links"] = links.check(svc, ns, hc)
+    from berth.services import health
+    out = dict(body, HostConfig=hc)
+    hcheck = health.effective_config(body, image_config)
+    health.check(hcheck)
+    if hcheck:
+        out["Healthcheck"] = hcheck
+    return out, warnings
+
+
+def _exists(svc, ns, ref):
+    """A 400, as dockerd's (a 404 from create would make docker's CLI pull the image)."""
+    try:
+        svc.get(ns, ref)
+    except NotFound as e:
+        raise InvalidArgument(e.message) from None
+
+
+def _check_unsupported(hc, body, warnings):
+    """Options berth cannot honour are refused (or, where docker too lets them go, warned about):
+    never accepted and dropped."""
+    for key, flag in (("BlkioWeight", "--blkio-weight"), ("BlkioWeightDevice", "--blkio-weight-device"),
+                      ("BlkioDeviceReadBps", "--device-read-bps"), ("BlkioDeviceWriteBps", "--device-write-bps"),
+                      ("BlkioDeviceReadIOps", "--device-read-iops"), ("BlkioDeviceWriteIOps", "--device-write-iops"),
+                      ("CpuRealtimePeriod", "--cpu-rt-period"), ("CpuRealtimeRuntime", "--cpu-rt-runtime"),
+                      ("OomKillDisable", "--oom-kill-disable")):
+        if hc.get(key):
+            raise InvalidArgument(f"berth does not support {key} ({flag})")
+    sw = hc.get("MemorySwappiness")
+    if sw is not None and sw != -1:
+        raise InvalidArgument("berth does not support MemorySwappiness (--memory-swappiness)")
+    if hc.get("KernelMemory"):
+        warnings.append("Specifying a kernel memory limit is deprecated and will be removed in a future release.")
+    for key in ("CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth"):
+        if hc.get(key):
+            warnings.append(f"{key} is a Windows-only option: ignored on Linux.")
+    iso = hc.get("Isolation") or ""
+    if iso not in ("", "default"):
+        raise InvalidArgument(f'Invalid isolation: "{iso}" - linux only supports \'default\'')
+    if hc.get("StorageOpt"):
+        raise InvalidArgument("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
+    userns = hc.get("UsernsMode") or ""
+    if userns not in ("", "host"):
+        raise InvalidArgument(f"invalid USER mode {userns!r}: berth has no user namespace remapping "
+                              "(only --userns=host)")
+    uts = hc.get("UTSMode") or ""
+    if uts not in ("", "host"):
+        raise InvalidArgument(f"invalid UTS mode: {uts}")
+    if uts == "host" and body.get("Hostname"):
+        raise InvalidArgument("Conflicting options: hostname and the UTS mode")
+    cg = hc.get("CgroupnsMode") or ""
+    if cg not in ("", "host", "private"):
+        raise InvalidArgument(f"invalid cgroup namespace mode: {cg}")
+    vd = hc.get("VolumeDriver") or ""
+    if vd not in ("", "local"):
+        raise InvalidArgument(f'error looking up volume plugin {vd}: plugin "{vd}" not found')
+    parent = hc.get("CgroupParent") or ""
+    if parent and (".." in parent.split("/") or not all(c.isalnum() or c in "/-_.:" for c in parent)):
+        raise InvalidArgument(f"invalid cgroup parent {parent!r}")
+
+
+def _check_platform(body, image_config):
+    want = body.get("Platform")
+    if not want or image_config is None:
+        return
+    from berth.images import config as imgconfig
+    p = imgconfig.parse_platform(want)
+    have = {"os": image_config.get("os") or "linux", "architecture": image_config.get("architecture") or "amd64"}
+    if image_config.get("variant"):
+        have["variant"] = image_config["variant"]
+    have = imgconfig.normalize_platform(have)
+
+    def fmt(x):  # containerd's Format: arm64's v8 is the default variant, not shown
+        x = dict(x)
+        if x.get("architecture") == "arm64" and x.get("variant") == "v8":
+            x.pop("variant")
+        return imgconfig.format_platform(x)
+    if p["os"] != have["os"] or p["architecture"] != have["architecture"] or \
+            p.get("variant") and have.get("variant") and p["variant"] != have["variant"]:
+        raise NotFound(f"image with reference {body.get('Image')} was found but does not match the specified "
+                       f"platform: wanted {fmt(p)}, actual: {fmt(have)}")
+
+
+def _check_restart(hc):
+    rp = hc.get("RestartPolicy") or {}
+    name = rp.get("Name") or ""
+    count = rp.get("MaximumRetryCount") or 0
+    if name not in RESTART_POLICIES:
+        raise InvalidArgument(f"invalid restart policy '{name}'")
+    if not isinstance(count, int):
+        raise InvalidArgument("maximum retry count must be an integer")
+    if count < 0:
+        raise InvalidArgument("maximum retry count cannot be negative")
+    if count and name != "on-failure":
+        raise InvalidArgument(f"maximum retry count cannot be used with restart policy '{name}'")
+    if hc.get("AutoRemove") and name not in ("", "no"):
+        raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+
+
+def _check_sysctl(key, netmode, ipc):
+    """runc's rule: only namespaced sysctls, and net.* only in a network namespace of its own."""
+    ipc_ok = key in ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                     "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced") or key.startswith("fs.mqueue.")
+    if ipc_ok:
+        if ipc == "host":
+            raise InvalidArgument(f'sysctl "{key}" not allowed in host IPC namespace')
+        return
+    if key.startswith("net."):
+        if netmode == "host":
+            raise InvalidArgument(f'sysctl "{key}" not allowed in host network namespace')
+        return
+    if key in ("kernel.domainname", "kernel.hostname"):
+        raise InvalidArgument(f'sysctl "{key}" is not allowed as it conflicts with the OCI "domainname"/"hostname" field')
+    raise InvalidArgument(f"sysctl '{key}' is not allowed")
+
+
+def _check_memory(hc, warnings):
+    mem = int(hc.get("Memory") or 0)
+    swap = int(hc.get("MemorySwap") or 0)
+    res = int(hc.get("MemoryReservation") or 0)
+    if mem and mem < _MIN_MEMORY:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if swap > 0 and not mem:
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+    if swap > 0 and swap < mem:
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if res and res < _MIN_MEMORY:
+        raise InvalidArgument("Minimum memory reservation allowed is 6MB")
+    if mem and res and mem < res:
+        raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
+    if swap and not _swap_accounting():
+        warnings.append("Your kernel does not support swap limit capabilities or the cgroup is not mounted. "
+                        "Memory limited without swap.")
+        hc["MemorySwap"] = -1
+
+
+def _cpuset_list(s):
+    out = set()
+    for part in s.split(","):
+        a, _, b = part.partition("-")
+        out.update(range(int(a), int(b or a) + 1))
+    return out
+
+
+def _check_cpuset(hc):
+    for key, what, avail_file in (("CpusetCpus", "cpus", "cpus"), ("CpusetMems", "mems", "mems")):
+        v = hc.get(key)
+        if not v:
+            continue
+        if not _CPUSET.match(v):
+            raise InvalidArgument(f"Invalid value {v} for cpuset {what}: invalid format: {v}")
+        avail = _read_first(f"/sys/fs/cgroup/cpuset/cpuset.{avail_file}", f"/sys/fs/cgroup/cpuset.{avail_file}.effective")
+        if avail and not _cpuset_list(v) <= _cpuset_list(avail):
+            raise InvalidArgument(f"Requested {'CPUs' if what == 'cpus' else 'memory nodes'} are not available - "
+                                  f"requested {v}, available: {avail}")
+
+
+def _read_first(*paths):
+    for p in paths:
+        try:
+            with open(p) as f:
+                v = f.read().strip()
+            if v:
+                return v
+        except OSError:
+            continue
+    return ""
+
+
+def _swap_accounting():
+    return any(os.path.exists(p) for p in ("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+                                           "/sys/fs/cgroup/memory.swap.max")) or \
+        any(n.startswith("memory.swap") for n in _listdir("/sys/fs/cgroup"))
+
+
+def _listdir(p):
+    try:
+        return os.listdir(p)
+    except OSError:
+        return []
+
+
+def _own_oom_score_adj():
+    try:
+        with open("/proc/self/oom_score_adj") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def _has_cap_sys_resource():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> 24 & 1)  # CAP_SYS_RESOURCE = 24
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+# --- at start ---
+
+def apply(svc, ns, rec, body, oci, rootfs):
+    """Apply the options to a built OCI spec (in place)."""
+    hc = body.get("HostConfig") or {}
+    linux = oci["linux"]
+    proc = oci["process"]
+    _namespace(svc, ns, linux, "pid", hc.get("PidMode") or "")
+    if hc.get("UTSMode") == "host":
+        linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "uts"]
+        oci.pop("hostname", None)
+    if hc.get("CgroupnsMode") == "host":
+        linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "cgroup"]
+    if hc.get("CgroupParent"):
+        linux["cgroupsPath"] = "/" + hc["CgroupParent"].strip("/") + "/" + rec.id
+    if hc.get("Annotations"):
+        oci.setdefault("annotations", {}).update({str(k): str(v) for k, v in hc["Annotations"].items()})
+    ipc = hc.get("IpcMode") or "private"
+    _namespace(svc, ns, linux, "ipc", ipc)
+    mounts = oci["mounts"]
+    shm = next((m for m in mounts if m["destination"] == "/dev/shm"), None)
+    if shm is not None and shm.get("type") == "tmpfs":
+        if ipc == "host":
+            mounts[mounts.index(shm)] = {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                                         "options": ["rbind", "rprivate"]}
+        elif ipc.startswith("container:"):
+            donor, _ = _running(svc, ns, ipc[10:], "ipc")
+            mounts[mounts.index(shm)] = {"destination": "/dev/shm", "type": "bind",
+                                         "source": shm_path(svc, donor), "options": ["rbind", "rprivate"]}
+        elif ipc == "shareable":
+            # as docker: the /dev/shm of a shareable container is a tmpfs on the host, so others can join it
+            path = shm_path(svc, rec.id)
+            release(svc, rec.id)
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            from berth.linux import syscalls
+            size = int(hc.get("ShmSize") or 64 << 20)
+            syscalls.mount("shm", path, "tmpfs", 0x2 | 0x4 | 0x8, f"mode=1777,size={size}")  # nosuid,nodev,noexec
+            mounts[mounts.index(shm)] = {"destination": "/dev/shm", "type": "bind", "source": path,
+                                         "options": ["rbind", "rprivate"]}
+        elif ipc == "none":
+            mounts.remove(shm)
+        elif hc.get("ShmSize"):
+            shm["options"] = [o for o in shm["options"] if not o.startswith("size=")] + [f"size={int(hc['ShmSize'])}"]
+    res = linux.setdefault("resources", {})
+    if hc.get("Devices"):
+        devs = linux.setdefault("devices", [])
+        for d in hc["Devices"]:
+            for dev in _host_devices(d["PathOnHost"], d.get("PathInContainer") or d["PathOnHost"]):
+                devs.append(dev)
+                res.setdefault("devices", []).append({"allow": True, "type": dev["type"], "major": dev["major"],
+                                                      "minor": dev["minor"],
+                                                      "access": d.get("CgroupPermissions") or "rwm"})
+    for rule in hc.get("DeviceCgroupRules") or []:
+        m = _CGROUP_RULE.match(rule)
+        entry = {"allow": True, "type": m.group(1), "access": m.group(4)}
+        if m.group(2) != "*":
+            entry["major"] = int(m.group(2))
+        if m.group(3) != "*":
+            entry["minor"] = int(m.group(3))
+        res.setdefault("devices", []).append(entry)
+    if hc.get("Sysctls"):
+        linux["sysctl"] = dict(hc["Sysctls"])
+    cpu = res.setdefault("cpu", {})
+    if hc.get("CpusetCpus"):
+        cpu["cpus"] = hc["CpusetCpus"]
+    if hc.get("CpusetMems"):
+        cpu["mems"] = hc["CpusetMems"]
+    if hc.get("CpuPeriod"):
+        cpu["period"] = int(hc["CpuPeriod"])
+    if hc.get("CpuQuota"):
+        cpu["quota"] = int(hc["CpuQuota"])
+    if not cpu:
+        res.pop("cpu")
+    mem = res.setdefault("memory", {})
+    if hc.get("MemorySwap"):
+        mem["swap"] = int(hc["MemorySwap"])
+    if hc.get("MemoryReservation"):
+        mem["reservation"] = int(hc["MemoryReservation"])
+    if mem.get("swap") == -1 and not mem.get("limit"):
+        mem.pop("swap")
+    if not mem:
+        res.pop("memory")
+    if hc.get("GroupAdd"):
+        from berth.services.ocispec import lookup_group
+        gids = list(proc["user"].get("additionalGids") or [])
+        for g in hc["GroupAdd"]:
+            gid = lookup_group(rootfs, g)
+            if gid not in gids:
+                gids.append(gid)
+        proc["user"]["additionalGids"] = gids
+    if hc.get("OomScoreAdj"):
+        proc["oomScoreAdj"] = int(hc["OomScoreAdj"])
+    if body.get("Domainname"):
+        oci["domainname"] = body["Domainname"]
+
+
+def shm_path(svc, cid):
+    return os.path.join(svc.cdir(cid), "mounts", "shm")
+
+
+def release(svc, cid):
+    """After the exit of a container (or before its start): its shareable /dev/shm goes."""
+    path = shm_path(svc, cid)
+    if os.path.isdir(path):
+        from berth.snapshots.mount import unmount
+        unmount(path)
+
+
+def _running(svc, ns, ref, what):
+    other = svc.get(ns, ref)
+    st = svc.state(other)
+    if not st["Running"]:
+        raise FailedPrecondition(f"cannot join {what.upper()} of a non running container: {other.id}")
+    if what == "ipc":
+        mode = ((other.spec_json() or {}).get("HostConfig") or {}).get("IpcMode") or "private"
+        if mode not in ("shareable", "host"):
+            raise FailedPrecondition(f"cannot join IPC of container {other.id[:12]}: non-shareable IPC "
+                                     "(hint: use IpcMode:shareable for the donor container)")
+    return other.id, st["Pid"]
+
+
+def _namespace(svc, ns, linux, kind, mode):
+    nss = [n for n in linux["namespaces"] if n["type"] != kind]
+    if mode == "host":
+        pass
+    elif mode.startswith("container:"):
+        _, pid = _running(svc, ns, mode[10:], kind)
+        nss.append({"type": kind, "path": f"/proc/{pid}/ns/{kind}"})
+    else:
+        nss.append({"type": kind})
+    linux["namespaces"] = nss
+
+
+def _host_devices(path, dest):
+    """OCI linux.devices for --device PATH[:DEST]: the device, or each device under a directory."""
+    import stat
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InvalidArgument(f'error gathering device information while adding custom device "{path}": '
+                              f"{(e.strerror or str(e)).lower()}") from None
+    if stat.S_ISDIR(st.st_mode):
+        out = []
+        for root, _dirs, files in os.walk(path):
+            for f in sorted(files):
+                p = os.path.join(root, f)
+                try:
+                    out += _host_devices(p, os.path.join(dest, os.path.relpath(p, path)))
+                except InvalidArgument:
+                    continue
+        return out
+    if stat.S_ISCHR(st.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(st.st_mode):
+        kind = "b"
+    else:
+        raise InvalidArgument(f'error gathering device information while adding custom device "{path}": '
+                              "not a device node")
+    return [{"path": dest, "type": kind, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+             "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}]

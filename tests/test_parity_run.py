@@ -1,0 +1,451 @@
+"""docker parity of containers (issue 11, "Containers"): run options that take effect or are
+refused with docker's words, healthchecks, update/export/system df/prune/stats, rmi conflicts
+and the CLI's flags, through the real docker CLI, the Docker SDK for Python and berth's CLI."""
+
+import json
+import os
+import shutil
+import time
+import uuid
+
+import pytest
+from daemon_fixtures import DATA, Daemon, wait_for
+
+BUSYBOX = os.path.join(DATA, "busybox-layers.docker.tar")
+IMAGE = "busybox-layers:1"
+
+pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
+
+
+@pytest.fixture(scope="module")
+def eng(tmp_path_factory):
+    d = Daemon(tmp_path_factory.mktemp("berthd"))
+    d.start()
+    try:
+        d.berth("load", "-i", BUSYBOX, check=True)
+        yield d
+    finally:
+        for cid in d.berth("ps", "-aq", "--no-trunc").out.split():
+            d.berth("rm", "-f", cid)
+        d.cleanup()
+
+
+@pytest.fixture(scope="module")
+def sdk(eng):
+    docker = pytest.importorskip("docker")
+    c = docker.DockerClient(base_url=eng.host, version="1.41")
+    yield c
+    c.close()
+
+
+def _name(prefix="pr"):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _inspect(eng, name):
+    return json.loads(eng.docker("inspect", name, check=True).out)[0]
+
+
+# --- 1. run options ---
+
+def test_run_option_refusals_use_dockers_words(eng):
+    cases = [
+        (["--restart", "bogus", "-d"], "invalid restart policy 'bogus'"),
+        (["--restart", "on-failure:x", "-d"], "maximum retry count must be an integer"),
+        (["--restart", "always:3", "-d"], "maximum retry count cannot be used with restart policy 'always'"),
+        (["--log-driver", "bogus"], 'error looking up logging plugin bogus: plugin "bogus" not found'),
+        (["--gpus", "all"], 'could not select device driver "" with capabilities: [[gpu]]'),
+        (["--ipc", "bogus"], "Invalid IPC mode: bogus"),
+        (["--pid", "bogus"], "invalid PID mode"),
+        (["--pid", "container:nonexist"], "No such container: nonexist"),
+        (["--link", "nonexist:db"], "could not get container for nonexist: No such container: nonexist"),
+        (["-m", "20m", "--memory-swap", "10m"], "Minimum memoryswap limit should be larger than memory limit"),
+        (["--memory-swap", "10m"], "You should always set the Memory limit when using Memoryswap limit"),
+        (["-m", "10m", "--memory-reservation", "20m"],
+         "Minimum memory limit can not be less than memory reservation limit"),
+        (["--oom-score-adj", "2000"], "Invalid value 2000, range for oom score adj is [-1000, 1000]"),
+        (["--cpuset-cpus", "5x"], "Invalid value 5x for cpuset cpus: invalid format: 5x"),
+        (["--cpuset-cpus", "999"], "Requested CPUs are not available - requested 999"),
+        (["--sysctl", "net.ipv4.ip_forward=1", "--network", "host"],
+         'sysctl "net.ipv4.ip_forward" not allowed in host network namespace'),
+        (["--device", "/dev/nonexist"],
+         'error gathering device information while adding custom device "/dev/nonexist": no such file or directory'),
+    ]
+    for flags, msg in cases:
+        for cli in (eng.docker, eng.berth):
+            p = cli("run", "--rm" if "-d" not in flags else "--name=" + _name(), *flags, IMAGE, "true")
+            assert p.returncode != 0, (flags, p.out)
+            assert msg in p.err, (cli, flags, p.err)
+            assert "internal error" not in p.err and "Traceback" not in p.err
+    # nothing was left behind by the refused creates
+    assert eng.berth("ps", "-aq").out.split() == []
+
+
+def test_cli_side_errors_are_one_line(eng):
+    p = eng.berth("run", "--rm", "-m", "1x", IMAGE, "true")
+    assert p.returncode == 125
+    assert p.err.strip() == 'berth: invalid argument "1x" for "-m, --memory" flag: invalid suffix: \'x\''
+    p = eng.berth("run", "--rm", "--restart", "always", IMAGE, "true")
+    assert p.returncode == 125 and "conflicting options: cannot specify both --restart and --rm" in p.err
+    for cli in (eng.berth, eng.docker):
+        p = cli("run", "--rm", "-it", IMAGE, "true", input=b"")
+        assert p.returncode == 1 and "the input device is not a TTY" in p.err, p.err
+    p = eng.berth("run", "--rm", "--device-cgroup-rule", "bogus", IMAGE, "true")
+    assert p.returncode == 125 and "invalid device cgroup format 'bogus'" in p.err
+
+
+def test_namespaces_devices_sysctls_shm(eng):
+    # --pid host sees the host's processes (berthd's among them)
+    p = eng.docker("run", "--rm", "--pid", "host", IMAGE, "sh", "-c", f"test -d /proc/{eng.proc.pid} && echo yes")
+    assert p.out.strip() == "yes", p.err
+    p = eng.docker("run", "--rm", IMAGE, "sh", "-c", f"test -d /proc/{eng.proc.pid} && echo yes || echo no")
+    assert p.out.strip() == "no"
+    # --pid container: and --ipc container: (a shareable donor)
+    donor = _name("donor")
+    eng.docker("run", "-d", "--name", donor, "--ipc", "shareable", IMAGE, "sh", "-c",
+               "echo shared > /dev/shm/marker; sleep 600", check=True)
+    try:
+        wait_for(lambda: eng.docker("exec", donor, "cat", "/dev/shm/marker").out.strip() == "shared", 10)
+        p = eng.docker("run", "--rm", "--pid", f"container:{donor}", "--ipc", f"container:{donor}", IMAGE,
+                       "sh", "-c", "cat /dev/shm/marker; tr '\\0' ' ' < /proc/1/cmdline")
+        assert p.out.split("\n") == ["shared", "sleep 600 "], (p.out, p.err)  # pid 1 is the donor's
+        assert _inspect(eng, donor)["HostConfig"]["IpcMode"] == "shareable"
+        private = _name("priv")
+        eng.docker("run", "-d", "--name", private, IMAGE, "sleep", "600", check=True)
+        p = eng.docker("run", "--rm", "--ipc", f"container:{private}", IMAGE, "true")
+        assert p.returncode != 0 and "non-shareable IPC" in p.err
+        assert _inspect(eng, private)["HostConfig"]["IpcMode"] == "private"
+        eng.docker("rm", "-f", private)
+    finally:
+        eng.docker("rm", "-f", donor)
+    p = eng.docker("run", "--rm", "--shm-size", "1m", IMAGE, "df", "-k", "/dev/shm")
+    assert p.out.splitlines()[1].split()[1] == "1024", p.out
+    p = eng.docker("run", "--rm", "--device", "/dev/null:/dev/mynull", IMAGE, "sh", "-c",
+                   "ls -l /dev/mynull && echo hi > /dev/mynull && echo ok")
+    assert p.out.split()[0].startswith("c") and "1,   3" in p.out and p.out.split()[-1] == "ok", p.out + p.err
+    p = eng.docker("run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "kernel.shmmni=1000", IMAGE,
+                   "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmni")
+    assert p.out.split() == ["1", "1000"], p.err
+
+
+def test_ids_oom_domain_resources(eng):
+    p = eng.docker("run", "--rm", "--group-add", "1234", "--group-add", "5", "-u", "1000:1000", IMAGE, "id", "-G")
+    assert sorted(p.out.split()) == ["1000", "1234", "5"], p.out + p.err
+    p = eng.docker("run", "--rm", "--group-add", "nosuchgroup", IMAGE, "id")
+    assert p.returncode != 0 and "Unable to find group nosuchgroup: no matching entries in group file" in p.err
+    p = eng.docker("run", "--rm", "--oom-score-adj", "500", IMAGE, "cat", "/proc/self/oom_score_adj")
+    assert p.out.strip() == "500", p.err
+    with open("/proc/self/oom_score_adj") as f:
+        own = int(f.read())
+    p = eng.docker("run", "--rm", "--oom-score-adj", str(own - 100), IMAGE, "true")
+    assert p.returncode != 0 and "CAP_SYS_RESOURCE" in p.err or p.returncode == 0
+    p = eng.docker("run", "--rm", "--domainname", "example.com", "-h", "box", IMAGE, "sh", "-c",
+                   "hostname; cat /proc/sys/kernel/domainname; grep box /etc/hosts")
+    lines = p.out.splitlines()
+    assert lines[:2] == ["box", "example.com"] and "box.example.com box" in lines[2], p.out + p.err
+    cg = "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes"
+    if os.path.exists(cg):
+        p = eng.docker("run", "--rm", "--cpuset-cpus", "0", "-m", "20m", "--memory-reservation", "10m",
+                       "--memory-swap", "40m", IMAGE, "cat", "/sys/fs/cgroup/cpuset/cpuset.cpus", cg,
+                       "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+        assert p.out.split() == ["0", str(10 << 20), str(40 << 20)], p.out + p.err
+    name = _name()
+    eng.docker("create", "--name", name, "--cpuset-cpus", "0", "--memory-reservation", "10m", "--shm-size", "2m",
+               "--group-add", "1234", "--oom-score-adj", "300", "--domainname", "d.example", "--pid", "host",
+               IMAGE, "true", check=True)
+    hc = _inspect(eng, name)["HostConfig"]
+    assert (hc["CpusetCpus"], hc["MemoryReservation"], hc["ShmSize"], hc["GroupAdd"], hc["OomScoreAdj"],
+            hc["PidMode"]) == ("0", 10 << 20, 2 << 20, ["1234"], 300, "host")
+    assert _inspect(eng, name)["Config"]["Domainname"] == "d.example"
+    eng.docker("rm", name)
+
+
+def test_platform_mismatch_refused(eng):
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(eng.sock)
+    c = Conn("localhost")
+    c.request("POST", "/v1.41/containers/create?platform=linux/arm64", json.dumps({"Image": IMAGE}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    body = json.loads(r.read())
+    assert r.status == 404
+    assert body["message"] == ("image with reference busybox-layers:1 was found but does not match the specified "
+                               "platform: wanted linux/arm64, actual: linux/amd64")
+    c.close()
+
+
+def test_legacy_links(eng):
+    db, web = _name("db"), _name("web")
+    eng.docker("run", "-d", "--name", db, "-e", "SECRET=s3", "--expose", "5432", IMAGE, "sleep", "600", check=True)
+    try:
+        ip = _inspect(eng, db)["NetworkSettings"]["IPAddress"]
+        p = eng.docker("run", "--rm", "--link", f"{db}:dbx", IMAGE, "sh", "-c", "env | grep ^DBX_ | sort; "
+                       "grep dbx /etc/hosts")
+        out = p.out.splitlines()
+        for want in ("DBX_ENV_SECRET=s3", f"DBX_PORT=tcp://{ip}:5432", f"DBX_PORT_5432_TCP=tcp://{ip}:5432",
+                     f"DBX_PORT_5432_TCP_ADDR={ip}", "DBX_PORT_5432_TCP_PORT=5432", "DBX_PORT_5432_TCP_PROTO=tcp"):
+            assert want in out, (want, p.out, p.err)
+        assert any(line.startswith("DBX_NAME=/") and line.endswith("/dbx") for line in out)
+        assert f"{ip}\tdbx {db[:12] if False else _inspect(eng, db)['Config']['Hostname']} {db}" in out
+        eng.docker("create", "--name", web, "--link", f"{db}:dbx", IMAGE, "true", check=True)
+        assert _inspect(eng, web)["HostConfig"]["Links"] == [f"/{db}:/{web}/dbx"]
+        p = eng.docker("rm", "--link", f"{web}/dbx")
+        assert p.returncode == 0, p.err
+        assert _inspect(eng, web)["HostConfig"]["Links"] is None
+        p = eng.docker("rm", "--link", f"{web}/dbx")
+        assert p.returncode == 1 and f"No such container: {web}/dbx" in p.err
+    finally:
+        eng.docker("rm", "-f", web, db)
+
+
+# --- 2. healthchecks ---
+
+def _image_with_healthcheck(eng, tmp_path, tag, healthcheck):
+    """busybox-layers with a HEALTHCHECK in its config, loaded as `tag`."""
+    import hashlib
+    import io
+    import tarfile
+    with tarfile.open(BUSYBOX) as src:
+        members = {m.name: (m, src.extractfile(m).read() if m.isfile() else None) for m in src.getmembers()}
+    manifest = json.loads(members["manifest.json"][1])
+    cfg_name = manifest[0]["Config"]
+    cfg = json.loads(members[cfg_name][1])
+    cfg["config"]["Healthcheck"] = healthcheck
+    data = json.dumps(cfg).encode()
+    new_name = hashlib.sha256(data).hexdigest() + ".json"
+    manifest[0]["Config"] = new_name
+    manifest[0]["RepoTags"] = [tag]
+    out = tmp_path / "hc.tar"
+    with tarfile.open(out, "w") as dst:
+        for name, (m, body) in members.items():
+            if name in (cfg_name, "manifest.json", "repositories"):
+                continue
+            dst.addfile(m, io.BytesIO(body) if body is not None else None)
+        for name, body in ((new_name, data), ("manifest.json", json.dumps(manifest).encode())):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(body)
+            dst.addfile(ti, io.BytesIO(body))
+    eng.berth("load", "-i", str(out), check=True)
+
+
+def _health(eng, name):
+    return (_inspect(eng, name)["State"].get("Health") or {})
+
+
+def test_healthcheck_states_ps_events_filters(eng):
+    name = _name("hc")
+    since = str(int(time.time()) - 1)
+    eng.docker("run", "-d", "--name", name, "--health-cmd", "test -f /tmp/ok && echo probe-ok",
+               "--health-interval", "300ms", "--health-retries", "2", IMAGE, "sleep", "600", check=True)
+    try:
+        h = _health(eng, name)
+        assert h["Status"] == "starting" and h["FailingStreak"] == 0
+        assert "(health: starting)" in eng.docker("ps", "--filter", f"name={name}", "--format", "{{.Status}}").out
+        wait_for(lambda: _health(eng, name).get("Status") == "unhealthy", 20, "unhealthy")
+        h = _health(eng, name)
+        assert h["FailingStreak"] >= 2 and h["Log"][-1]["ExitCode"] == 1
+        assert set(h["Log"][-1]) == {"Start", "End", "ExitCode", "Output"}
+        assert eng.berth("ps", "--filter", "health=unhealthy", "-q").out.split() == [_inspect(eng, name)["Id"][:12]]
+        assert "(unhealthy)" in eng.berth("ps", "--filter", f"name={name}").out
+        eng.docker("exec", name, "touch", "/tmp/ok", check=True)
+        wait_for(lambda: _health(eng, name).get("Status") == "healthy", 20, "healthy")
+        h = _health(eng, name)
+        assert h["FailingStreak"] == 0 and h["Log"][-1]["Output"] == "probe-ok\n"
+        wait_for(lambda: len(_health(eng, name)["Log"]) == 5, 20, "5 log entries")
+        time.sleep(0.7)
+        assert len(_health(eng, name)["Log"]) == 5  # only the last 5 are kept
+        assert "(healthy)" in eng.docker("ps", "--filter", f"name={name}", "--format", "{{.Status}}").out
+        assert eng.docker("ps", "--filter", "health=healthy", "-q").out.split() == [_inspect(eng, name)["Id"][:12]]
+        assert eng.docker("ps", "--filter", "health=starting", "-q").out.split() == []
+        p = eng.docker("ps", "--filter", "health=bogus")
+        assert p.returncode != 0 and "Unrecognised filter value for health: bogus" in p.err
+        p = eng.docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
+                       f"container={name}", "--filter", "event=health_status", "--format", "{{.Action}}")
+        assert p.out.split("\n")[:2] == ["health_status: unhealthy", "health_status: healthy"], p.out
+        assert _inspect(eng, name)["Config"]["Healthcheck"] == {
+            "Test": ["CMD-SHELL", "test -f /tmp/ok && echo probe-ok"], "Interval": 300000000, "Retries": 2}
+        eng.docker("stop", "-t", "0", name, check=True)
+        assert _health(eng, name)["Status"] == "unhealthy"  # as docker marks a stopped container
+    finally:
+        eng.docker("rm", "-f", name)
+
+
+def test_healthcheck_timeout_and_image_healthcheck(eng, tmp_path, sdk):
+    _image_with_healthcheck(eng, tmp_path, "hc-image:1", {"Test": ["CMD", "true"], "Interval": 200000000})
+    a, b, c = _name("img"), _name("nohc"), _name("slow")
+    try:
+        eng.docker("run", "-d", "--name", a, "hc-image:1", "sleep", "600", check=True)
+        wait_for(lambda: _health(eng, a).get("Status") == "healthy", 20, "the image's HEALTHCHECK")
+        eng.docker("run", "-d", "--name", b, "--no-healthcheck", "hc-image:1", "sleep", "600", check=True)
+        assert "Health" not in _inspect(eng, b)["State"]
+        assert eng.docker("ps", "--filter", "health=none", "-q").out.split() == [_inspect(eng, b)["Id"][:12]] or \
+            _inspect(eng, b)["Id"][:12] in eng.docker("ps", "--filter", "health=none", "-q").out.split()
+        # the SDK's healthcheck, with a probe that outlives its timeout
+        sdk.containers.run(IMAGE, ["sleep", "600"], name=c, detach=True,
+                           healthcheck={"test": ["CMD-SHELL", "sleep 5"], "interval": 200_000_000,
+                                        "timeout": 300_000_000, "retries": 1})
+        wait_for(lambda: _health(eng, c).get("Status") == "unhealthy", 20, "a timed-out probe")
+        last = _health(eng, c)["Log"][-1]
+        assert last["ExitCode"] == -1 and last["Output"] == "Health check exceeded timeout (300ms)", last
+        assert sdk.containers.get(c).attrs["State"]["Health"]["Status"] == "unhealthy"
+    finally:
+        eng.docker("rm", "-f", a, b, c)
+        eng.docker("rmi", "hc-image:1")
+
+
+# --- 3. update, export, system df / prune, stats, ps -s ---
+
+def test_update_resources_and_restart_policy(eng, sdk):
+    name = _name("upd")
+    eng.docker("run", "-d", "--name", name, IMAGE, "sleep", "600", check=True)
+    try:
+        p = eng.docker("update", "-m", "30m", "--memory-swap", "60m", "--cpus", "0.5", "--pids-limit", "50",
+                       "--restart", "on-failure:3", name)
+        assert p.returncode == 0 and p.out.strip() == name, p.err
+        files = ["/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                 "/sys/fs/cgroup/pids/pids.max"]
+        if all(os.path.exists(os.path.dirname(f)) for f in files):
+            assert eng.docker("exec", name, "cat", *files).out.split() == [str(30 << 20), "50000", "50"]
+        hc = _inspect(eng, name)["HostConfig"]
+        assert (hc["Memory"], hc["MemorySwap"], hc["NanoCpus"], hc["PidsLimit"], hc["RestartPolicy"]) == \
+            (30 << 20, 60 << 20, 500000000, 50, {"Name": "on-failure", "MaximumRetryCount": 3})
+        # the SDK's update, and docker's refusals
+        sdk.containers.get(name).update(mem_limit="40m", memswap_limit="80m")
+        assert _inspect(eng, name)["HostConfig"]["Memory"] == 40 << 20
+        p = eng.docker("update", "-m", "1m", name)
+        assert p.returncode == 1 and "Minimum memory limit allowed is 6MB" in p.err
+        p = eng.docker("update", "--restart", "bogus", name)
+        assert p.returncode == 1 and "invalid restart policy 'bogus'" in p.err
+        p = eng.berth("update", "-m", "1x", name)
+        assert p.returncode == 125 and p.err.count("\n") == 1 and "invalid suffix: 'x'" in p.err
+        p = eng.berth("update", "--cpuset-cpus", "0", name, "nonexistent")
+        assert p.returncode == 1 and p.out.split() == [name] and "No such container: nonexistent" in p.err
+        assert _inspect(eng, name)["HostConfig"]["CpusetCpus"] == "0"
+    finally:
+        eng.docker("rm", "-f", name)
+
+
+def test_export_ps_size_and_inspect_size(eng, tmp_path):
+    import tarfile
+    run_, made = _name("exp"), _name("exp2")
+    eng.docker("run", "-d", "--name", run_, IMAGE, "sh", "-c",
+               "dd if=/dev/zero of=/big bs=1k count=100 2>/dev/null; sleep 600", check=True)
+    eng.docker("create", "--name", made, "-v", "/vol", IMAGE, "true", check=True)
+    try:
+        wait_for(lambda: "big" in eng.docker("exec", run_, "ls", "/").out, 10)
+        out = tmp_path / "run.tar"
+        eng.berth("export", "-o", str(out), run_, check=True)
+        with tarfile.open(out) as t:
+            names = t.getnames()
+            assert "big" in names and t.getmember("big").size == 100 * 1024
+            assert "bin/busybox" in names or "bin/sh" in names
+            assert not any(n.startswith("proc/") for n in names)
+        p = eng.docker("export", made)
+        import io
+        with tarfile.open(fileobj=io.BytesIO(p.stdout)) as t:
+            assert "big" not in t.getnames() and "bin/sh" in t.getnames()
+        p = eng.berth("export", made)  # stdout is not a terminal here: the tar
+        assert p.returncode == 0 and p.stdout[:512].strip(b"\0")
+        p = eng.docker("ps", "-s", "--filter", f"name={run_}", "--format", "{{.Size}}")
+        assert p.out.startswith("102kB (virtual "), p.out
+        p = eng.berth("ps", "-s", "--filter", f"name={run_}")
+        assert p.out.splitlines()[0].split()[-1] == "SIZE" and "102kB (virtual " in p.out
+        info = json.loads(eng.docker("inspect", "-s", run_).out)[0]
+        assert info["SizeRw"] == 100 * 1024 and info["SizeRootFs"] > info["SizeRw"]
+    finally:
+        eng.docker("rm", "-f", "-v", run_, made)
+
+
+def test_system_df_and_prune(eng, sdk):
+    keep, gone = _name("keep"), _name("gone")
+    vol = _name("vol")
+    eng.docker("volume", "create", vol, check=True)
+    eng.docker("run", "-d", "--name", keep, "-v", f"{vol}:/data", IMAGE, "sh", "-c",
+               "echo hello > /data/f; sleep 600", check=True)
+    eng.docker("create", "--name", gone, IMAGE, "true", check=True)
+    try:
+        df = sdk.df()
+        assert {"LayersSize", "Images", "Containers", "Volumes", "BuildCache"} <= set(df)
+        img = next(i for i in df["Images"] if f"{IMAGE}" in (i.get("RepoTags") or []))
+        assert img["Containers"] == 2 and img["Size"] > 0 and df["LayersSize"] >= img["Size"] - img["SharedSize"]
+        cs = {c["Names"][0].lstrip("/"): c for c in df["Containers"]}
+        assert {keep, gone} <= set(cs) and "SizeRw" in cs[keep] and cs[keep]["SizeRootFs"] >= img["Size"]
+        v = next(v for v in df["Volumes"] if v["Name"] == vol)
+        wait_for(lambda: next(x for x in sdk.df()["Volumes"] if x["Name"] == vol)["UsageData"]["Size"] >= 6, 10)
+        assert v["UsageData"]["RefCount"] == 1
+        for cli in (eng.docker, eng.berth):
+            p = cli("system", "df")
+            lines = p.out.splitlines()
+            assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], p.out + p.err
+            assert [x.split()[0] for x in lines[1:]] == ["Images", "Containers", "Local", "Build"]
+            containers = lines[2].split()
+            assert containers[1:3] == [str(len(cs)), str(sum(1 for c in cs.values() if c["State"] == "running"))]
+            assert cli("system", "df", "-v").returncode == 0
+        p = eng.berth("system", "prune", "-f")
+        assert p.returncode == 0, p.err
+        assert "Deleted Containers:" in p.out and _inspect(eng, keep)["State"]["Running"]
+        assert eng.docker("inspect", gone).returncode != 0
+        assert p.out.rstrip().splitlines()[-1].startswith("Total reclaimed space:")
+        # docker's own CLI through the prune endpoints (build cache included)
+        p = eng.docker("system", "prune", "-f")
+        assert p.returncode == 0 and "Total reclaimed space" in p.out, p.err
+    finally:
+        eng.docker("rm", "-f", keep, gone)
+        eng.docker("volume", "rm", vol)
+
+
+def test_stats_networks_and_all(eng, sdk):
+    a, b = _name("sa"), _name("sb")
+    for n in (a, b):
+        eng.docker("run", "-d", "--name", n, IMAGE, "sleep", "600", check=True)
+    try:
+        s = sdk.containers.get(a).stats(stream=False)
+        assert set(s["networks"]) == {"eth0"}
+        assert {"rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors",
+                "tx_dropped"} == set(s["networks"]["eth0"])
+        for cli in (eng.docker, eng.berth):
+            p = cli("stats", "--no-stream", "--format", "{{.Name}} {{.NetIO}}")
+            rows = dict(line.split(" ", 1) for line in p.out.splitlines())
+            assert {a, b} <= set(rows), p.out + p.err
+            assert rows[a] != "0B / 0B" or cli is eng.berth
+    finally:
+        eng.docker("rm", "-f", a, b)
+
+
+# --- 4. rmi conflicts ---
+
+def test_rmi_of_an_image_in_use_is_a_conflict(eng, sdk):
+    docker = pytest.importorskip("docker")
+    eng.docker("tag", IMAGE, "inuse:1", check=True)
+    made = _name("made")
+    cid = eng.docker("create", "--name", made, "inuse:1", "true", check=True).out.strip()
+    try:
+        img = _inspect(eng, "inuse:1")["Id"][7:19]
+        eng.docker("rmi", IMAGE, check=True)  # another name is left: only untagged
+        p = eng.docker("rmi", "inuse:1")
+        assert p.returncode == 1
+        assert p.err.strip() == (f'Error response from daemon: conflict: unable to remove repository reference '
+                                 f'"inuse:1" (must force) - container {cid[:12]} is using its referenced image {img}')
+        with pytest.raises(docker.errors.APIError) as e:
+            sdk.images.remove("inuse:1")
+        assert e.value.status_code == 409
+        p = eng.docker("rmi", img)
+        assert p.returncode == 1 and (f"conflict: unable to delete {img} (must be forced) - image is being used by "
+                                      f"stopped container {cid[:12]}") in p.err
+        eng.docker("start", made)
+        run_ = _name("run")
+        rid = eng.docker("run", "-d", "--name", run_, "inuse:1", "sleep", "600", check=True).out.strip()
+        p = eng.docker("rmi", "-f", img)
+        assert p.returncode == 1 and (f"conflict: unable to delete {img} (cannot be forced) - image is being used "
+                                      f"by running container {rid[:12]}") in p.err
+        eng.docker("rm", "-f", run_)
+        assert eng.docker("image", "inspect", "inuse:1").returncode == 0
+    finally:
+        eng.docker("rm", "-f", made)
+        eng.docker("tag", "inuse:1", IMAGE)
+        eng.docker("rmi", "inuse:1")
