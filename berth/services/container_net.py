@@ -120,27 +120,6 @@ def setup(svc, ns, rec, spec_body, hostname, image_config):
     return path, cdir
 
 
-def joins(svc, ns, spec_body):
-    """HostConfig.PidMode, IpcMode and UTSMode ("host" or "container:<ref>") -> {"pid"|"ipc"|"uts":
-    "host" | /proc/<pid>/ns/<kind> of that running container}, for the OCI spec."""
-    hc = spec_body.get("HostConfig") or {}
-    out = {}
-    for kind, key in (("pid", "PidMode"), ("ipc", "IpcMode"), ("uts", "UTSMode")):
-        mode = hc.get(key) or ""
-        if mode == "host":
-            out[kind] = "host"
-        elif mode.startswith("container:"):
-            other = svc.get(ns, mode[len("container:"):])
-            st = svc.state(other)
-            if not st["Running"]:
-                raise FailedPrecondition(f"cannot join {kind} namespace of a non running container: container "
-                                         f"{other.id} is {st['Status']}")
-            out[kind] = f"/proc/{st['Pid']}/ns/{kind}"
-        elif mode not in ("", "private", "shareable"):
-            raise InvalidArgument(f"invalid {key} {mode!r}: expected host or container:<name|id>")
-    return out
-
-
 def teardown(svc, ns, cid):
     """After the exit (or a failed start): detach everything, drop the netns, forget the ports."""
     nets = svc.networks

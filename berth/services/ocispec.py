@@ -114,13 +114,13 @@ def lookup_group(rootfs, group):
 
 
 def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="/berth", netns=None,
-          extra_mounts=(), joins=None):
+          extra_mounts=()):
     """The OCI config.json for a container. ``create`` is the Docker API's create body
     (Config fields at top level plus HostConfig). ``netns``: "host" (the host's network), the
     path of a network namespace to join, or None (a new, empty one). ``extra_mounts``: the OCI
     mounts of its volumes, binds and tmpfs (services/volumes.py), after the defaults, which they
-    replace at the same destination. ``joins``: {"pid"|"ipc"|"uts": "host" | a namespace path}
-    (HostConfig.PidMode/IpcMode/UTSMode resolved by container_net.joins)."""
+    replace at the same destination. The HostConfig options beyond these defaults (--pid, --ipc,
+    --device, --sysctl, --group-add, ...) are services/runopts.py's, applied to this spec."""
     ic = image_config.get("config") or {}
     hc = create.get("HostConfig") or {}
     if create.get("Entrypoint") is not None:  # --entrypoint replaces the image's, and drops its CMD
@@ -147,19 +147,9 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
     if create.get("Tty"):
         env.setdefault("TERM", "xterm")
     uid, gid, groups = lookup_user(rootfs, create.get("User") or ic.get("User") or "")
-    for g in hc.get("GroupAdd") or []:  # --group-add: gids, or group names of the container's /etc/group
-        g = str(g)
-        extra = int(g) if g.isdigit() else lookup_user(rootfs, f"0:{g}")[1]
-        if extra not in groups and extra != gid:
-            groups.append(extra)
     privileged = bool(hc.get("Privileged"))
     caps = capabilities(hc)
-    joins = joins or {}
-    namespaces = []
-    for t in ("pid", "ipc", "uts", "mount", "cgroup"):
-        j = joins.get(t)
-        if j != "host":
-            namespaces.append({"type": t, "path": j} if j else {"type": t})
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
     if netns is None:
         namespaces.append({"type": "network"})
     elif netns != "host":
@@ -224,7 +214,7 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
             "rlimits": rlimits,
         },
         "root": {"path": rootfs, "readonly": bool(hc.get("ReadonlyRootfs"))},
-        "hostname": hostname if "uts" not in joins else "",
+        "hostname": hostname,
         "mounts": mounts,
         "annotations": {"io.berth.container.id": container_id},
         "linux": {
@@ -236,7 +226,6 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
         },
     }
     _apply_security(spec, hc, caps, security)
-    _apply_linux(spec, hc)
     return spec
 
 
@@ -274,37 +263,6 @@ def _more_resources(resources, hc):
                                        for h in hc["HugepageLimits"]]
     if hc.get("Unified"):
         resources["unified"] = dict(hc["Unified"])
-
-
-def _apply_linux(spec, hc):
-    """docker's --device, --sysctl and --oom-score-adj."""
-    import stat
-
-    from berth.errors import InvalidArgument
-    linux = spec["linux"]
-    if hc.get("Sysctls"):
-        linux["sysctl"] = {str(k): str(v) for k, v in hc["Sysctls"].items()}
-    if hc.get("OomScoreAdj"):
-        spec["process"]["oomScoreAdj"] = int(hc["OomScoreAdj"])
-    for d in hc.get("Devices") or []:
-        src = d.get("PathOnHost") or ""
-        dst = d.get("PathInContainer") or src
-        perms = d.get("CgroupPermissions") or "rwm"
-        try:
-            st = os.stat(src)
-        except OSError as e:
-            raise InvalidArgument(f"error gathering device information while adding custom device {src!r}: "
-                                  f"{e.strerror}") from None
-        if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-            raise InvalidArgument(f"{src!r} is not a device node")
-        kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
-        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        devs = linux.setdefault("devices", [])
-        if not any(x["path"] == dst for x in devs):
-            devs.append({"path": dst, "type": kind, "major": major, "minor": minor,
-                         "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
-        linux["resources"].setdefault("devices", []).append(
-            {"allow": True, "type": kind, "major": major, "minor": minor, "access": perms})
 
 
 # --- security: --security-opt, seccomp, --privileged ---

@@ -302,8 +302,11 @@ def apply(svc, ns, rec, body, oci, rootfs):
         oci.pop("hostname", None)
     if hc.get("CgroupnsMode") == "host":
         linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "cgroup"]
-    if hc.get("CgroupParent"):
-        linux["cgroupsPath"] = "/" + hc["CgroupParent"].strip("/") + "/" + rec.id
+    if hc.get("CgroupParent"):  # a path, or a systemd slice ("x.slice": the systemd driver's form)
+        from berth.services.ocispec import cgroups_path
+        parent = hc["CgroupParent"]
+        linux["cgroupsPath"] = cgroups_path(parent if parent.endswith(".slice") else "/" + parent.strip("/"),
+                                            rec.id)
     if hc.get("Annotations"):
         oci.setdefault("annotations", {}).update({str(k): str(v) for k, v in hc["Annotations"].items()})
     ipc = hc.get("IpcMode") or "private"
