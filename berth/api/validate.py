@@ -406,8 +406,7 @@ _MOUNT = Obj(Target=Str(4096), Source=Str(4096), Type=Str(32), ReadOnly=Bool(), 
 HOST_CONFIG = Obj(
     Binds=List(Str(8192)), ContainerIDFile=Str(4096), LogConfig=Obj(Type=Str(256), Config=_STRMAP),
     NetworkMode=Str(MAX_NAME), PortBindings=Map(List(Obj(HostIp=Str(64), HostPort=Str(32)))),
-    RestartPolicy=Obj(Name=Str(32, choices=("", "no", "always", "on-failure", "unless-stopped"),
-                               why='expected one of "no", "always", "on-failure", "unless-stopped"'),
+    RestartPolicy=Obj(Name=Str(32),  # its values are services/runopts.py's to check, in docker's words
                       MaximumRetryCount=Int(0, why="maximum retry count cannot be negative")),
     AutoRemove=Bool(), VolumeDriver=Str(256), VolumesFrom=List(Str(MAX_NAME)), ConsoleSize=List(Int(0, 65535), length=2),
     Annotations=_STRMAP, CapAdd=List(Str(64)), CapDrop=List(Str(64)), CgroupnsMode=Str(32), Dns=List(Str(256)),

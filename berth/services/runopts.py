@@ -12,7 +12,7 @@ import re
 
 from berth.errors import FailedPrecondition, InvalidArgument, NotFound
 
-LOG_DRIVERS_OK = ("", "json-file")
+LOG_DRIVERS_OK = ("", "json-file", "cri")  # "cri": the CRI's log format (shim/crilog.py), set by berth/cri
 # docker's built-in logging drivers that berth's shim does not write
 LOG_DRIVERS_OTHER = ("none", "local", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs",
                      "gcplogs", "logentries")
