@@ -83,6 +83,8 @@ class Int(T):
         if v == 0 and self.zero_ok:
             return
         if not self.lo <= v <= self.hi:
+            if self.why and "{v}" in self.why:  # docker's own sentence, which names the setting
+                raise InvalidArgument(self.why.format(v=v))
             raise bad(field, self.why or f"{v} is out of range [{self.lo}, {self.hi}]")
 
 
@@ -412,7 +414,7 @@ HOST_CONFIG = Obj(
     Annotations=_STRMAP, CapAdd=List(Str(64)), CapDrop=List(Str(64)), CgroupnsMode=Str(32), Dns=List(Str(256)),
     DnsOptions=List(Str(256)), DnsSearch=List(Str(256)), ExtraHosts=List(Str(1024)), GroupAdd=List(Str(256)),
     IpcMode=Str(MAX_NAME), Cgroup=Str(MAX_NAME), Links=List(Str(MAX_NAME)),
-    OomScoreAdj=Int(-1000, 1000, why="range for oom score adj is [-1000, 1000]"), PidMode=Str(MAX_NAME),
+    OomScoreAdj=Int(-1000, 1000, why="Invalid value {v}, range for oom score adj is [-1000, 1000]"), PidMode=Str(MAX_NAME),
     Privileged=Bool(), PublishAllPorts=Bool(), ReadonlyRootfs=Bool(), SecurityOpt=List(Str(65536)),
     StorageOpt=_STRMAP, Tmpfs=_STRMAP, UTSMode=Str(MAX_NAME), UsernsMode=Str(MAX_NAME),
     ShmSize=Int(0, why="SHM size can not be less than 0"), Sysctls=_STRMAP, Runtime=Str(256), Isolation=Str(32),
@@ -426,8 +428,8 @@ HOST_CONFIG = Obj(
     CpuPeriod=Int(1000, 1000000, why="CPU cfs period can not be less than 1ms (i.e. 1000) or larger than "
                                      "1 second (i.e. 1000000)", zero_ok=True),
     CpuQuota=Int(-1, why="CPU cfs quota can not be less than 1ms (i.e. 1000)"),
-    CpuRealtimePeriod=Int(0), CpuRealtimeRuntime=Int(-1), CpusetCpus=Str(1024, pattern=r"[0-9,\- ]*"),
-    CpusetMems=Str(1024, pattern=r"[0-9,\- ]*"), Devices=List(_DEVICE), DeviceCgroupRules=List(Str(256)),
+    CpuRealtimePeriod=Int(0), CpuRealtimeRuntime=Int(-1), CpusetCpus=Str(1024),  # the list syntax: services/runopts.py, in docker's words
+    CpusetMems=Str(1024), Devices=List(_DEVICE), DeviceCgroupRules=List(Str(256)),
     DeviceRequests=List(Obj(Driver=Str(256), Count=Int(-1), DeviceIDs=List(Str(256)),
                             Capabilities=List(List(Str(256))), Options=_STRMAP)),
     KernelMemory=Int(0), KernelMemoryTCP=Int(0),

@@ -155,7 +155,8 @@ def sandbox_body(config, image, handler, netns_path, runtime):
     nso = ns_options(sc)
     host_net = nso.network == NODE
     hc = {"NetworkMode": "host" if host_net else f"ns:{netns_path}", "Runtime": runtime,
-          "OomScoreAdj": oom_score_adj(-998), "Privileged": sc.privileged, "ReadonlyRootfs": sc.readonly_rootfs}
+          "OomScoreAdj": oom_score_adj(-998), "Privileged": sc.privileged, "ReadonlyRootfs": sc.readonly_rootfs,
+          "IpcMode": "shareable"}  # the pod's containers join its IPC namespace and /dev/shm
     if nso.ipc == NODE:
         hc["IpcMode"] = "host"
     if nso.pid == NODE:

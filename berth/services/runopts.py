@@ -134,7 +134,7 @@ def _check_unsupported(hc, body, warnings):
         raise InvalidArgument(f"invalid USER mode {userns!r}: berth has no user namespace remapping "
                               "(only --userns=host)")
     uts = hc.get("UTSMode") or ""
-    if uts not in ("", "host"):
+    if uts not in ("", "host") and not uts.startswith("container:"):  # container: as podman's (CRI pods)
         raise InvalidArgument(f"invalid UTS mode: {uts}")
     if uts == "host" and body.get("Hostname"):
         raise InvalidArgument("Conflicting options: hostname and the UTS mode")
@@ -297,8 +297,9 @@ def apply(svc, ns, rec, body, oci, rootfs):
     linux = oci["linux"]
     proc = oci["process"]
     _namespace(svc, ns, linux, "pid", hc.get("PidMode") or "")
-    if hc.get("UTSMode") == "host":
-        linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "uts"]
+    uts = hc.get("UTSMode") or ""
+    if uts == "host" or uts.startswith("container:"):
+        _namespace(svc, ns, linux, "uts", uts)
         oci.pop("hostname", None)
     if hc.get("CgroupnsMode") == "host":
         linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "cgroup"]
