@@ -142,8 +142,6 @@ async def commit(request):
     res = await d.run(do_commit, d.containers, ns, ref, repo=q.get("repo") or None, tag=q.get("tag") or None,
                       changes=q.getall("changes", []), comment=q.get("comment") or None,
                       author=q.get("author") or None, pause=pause)
-    if hasattr(d, "emit"):
-        d.emit(ns, "container", "commit", ref)
     return json_response(res, status=201)
 
 

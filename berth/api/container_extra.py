@@ -39,8 +39,6 @@ async def update(request):
         raise InvalidArgument("request body is not JSON") from None
     from berth.services import update as upd
     res = await d.run(upd.update, d.containers, ns, request.match_info["id"], body)
-    rec = await d.run(d.containers.get, ns, request.match_info["id"])
-    d.emit_container(ns, rec.id, "update")
     return json_response(res)
 
 
@@ -74,7 +72,6 @@ async def export(request):
             await resp.write_eof()
         except ConnectionError:
             pass
-        d.emit_container(ns, rec.id, "export")
         return resp
     finally:
         await loop.run_in_executor(d.pool, archive.close)

@@ -172,7 +172,6 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 raise Abort(grpc.StatusCode.ALREADY_EXISTS,
                             f'failed to reserve sandbox name "{name}": name "{name}" is reserved for "{other}"') from None
             raise
-        self.d.emit_container(NS, sid, "create")
         try:
             if not host_net:
                 ports = [{"hostPort": p.host_port, "containerPort": p.container_port,
@@ -190,8 +189,6 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             except BerthError:
                 pass
             raise
-        self.d.watch(NS, sid)
-        self.d.emit_container(NS, sid, "start")
         return pb.RunPodSandboxResponse(pod_sandbox_id=sid)
 
     @rpc
@@ -210,8 +207,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def _stop(self, cid, timeout):
         try:
-            if self.svc.stop(NS, cid, timeout=timeout):
-                self.d.emit_container(NS, cid, "stop")
+            self.svc.stop(NS, cid, timeout=timeout)  # the service publishes the stop event
         except NotFound:
             pass
 
@@ -231,7 +227,6 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def _remove(self, cid):
         try:
             self.svc.remove(NS, cid, force=True)
-            self.d.emit(NS, "container", "destroy", cid)
         except NotFound:
             pass
 
@@ -324,7 +319,6 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 raise Abort(grpc.StatusCode.ALREADY_EXISTS, f'failed to reserve container name "{name}": '
                                                             f'name "{name}" is reserved for "{other}"') from None
             raise
-        self.d.emit_container(NS, cid, "create")
         return pb.CreateContainerResponse(container_id=cid)
 
     @rpc
@@ -338,8 +332,6 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         if not self.svc.state(sbx)["Running"]:
             raise FailedPrecondition(f"sandbox container {sbx.id} is not running")
         self.svc.start(NS, rec.id)
-        self.d.watch(NS, rec.id)
-        self.d.emit_container(NS, rec.id, "start")
         return pb.StartContainerResponse()
 
     @rpc
@@ -654,8 +646,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def GetContainerEvents(self, request, context):
         q = queue.Queue()
-        loop = self.d.loop
-        loop.call_soon_threadsafe(self.d.subscribers.add, q)
+
+        def put(ns, ev):
+            q.put((ns, ev))
+        self.d.events.subscribe(put)  # the event bus the services publish on
         kinds = {"create": pb.CONTAINER_CREATED_EVENT, "start": pb.CONTAINER_STARTED_EVENT,
                  "die": pb.CONTAINER_STOPPED_EVENT, "destroy": pb.CONTAINER_DELETED_EVENT}
         try:
@@ -688,7 +682,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                         pass
                 yield resp
         finally:
-            loop.call_soon_threadsafe(self.d.subscribers.discard, q)
+            self.d.events.unsubscribe(put)
 
     # --- what berth does not do ---
 

@@ -2,8 +2,7 @@
 same shim operations the Docker API's exec and attach use), and port forwarding to 127.0.0.1
 in a pod sandbox's network namespace.
 
-Everything this module knows of the shim's protocol is here (`_ShimSession`), so a change of the
-shim's client touches only this file.
+The shim is reached through its one client (berth.shim.client), from `_ShimSession`.
 """
 
 import asyncio
@@ -14,7 +13,9 @@ import socket
 import struct
 import threading
 
-from berth.errors import FailedPrecondition, NotFound
+from berth.errors import BerthError, FailedPrecondition, NotFound
+from berth.shim import protocol as proto
+from berth.shim.client import ShimGone
 
 NAMESPACE = "k8s.io"
 
@@ -59,7 +60,7 @@ class StreamBackend:
     async def exec(self, container_id, cmd, tty=False, stdin=False, stdout=True, stderr=True):
         rec, _ = await self._run(self._running, container_id)
         process = await self._run(self._exec_process, rec, cmd, tty)
-        session = _ShimSession(self.containers.shim_socket(rec.id), tty=tty, cmd=cmd)
+        session = _ShimSession(self.containers.shim(rec), tty=tty, cmd=cmd)
         await session.start_exec(secrets.token_hex(32), process, stdin)
         return session
 
@@ -70,7 +71,7 @@ class StreamBackend:
         spec = rec.spec_json() or {}
         has_stdin = bool(spec.get("OpenStdin"))
         ctty = bool(spec.get("Tty"))
-        session = _ShimSession(self.containers.shim_socket(rec.id), tty=ctty)
+        session = _ShimSession(self.containers.shim(rec), tty=ctty)
         # containerd: at the client's end of input, a StdinOnce container without a TTY gets
         # its stdin closed; otherwise the attach just ends
         session.detach_on_eof = not (spec.get("StdinOnce") and not ctty)
@@ -169,11 +170,12 @@ def _strerror(e):
 
 
 class _ShimSession:
-    """One exec or attach connection to a container's shim: the stream of output frames (docker's
-    8-byte multiplexing header without a TTY, raw bytes with one), the input, resize, exit code."""
+    """One exec or attach connection to a container's shim, through the shim's one client
+    (berth.shim.client): the stream of output frames (docker's 8-byte multiplexing header
+    without a TTY, raw bytes with one), the input, resize, exit code."""
 
-    def __init__(self, socket_path, tty, cmd=None):
-        self.path = socket_path
+    def __init__(self, shim, tty, cmd=None):
+        self.shim = shim  # berth.shim.client.ShimClient
         self.tty = tty
         self.cmd = cmd
         self.exec_id = None
@@ -181,36 +183,23 @@ class _ShimSession:
         self.detach_on_eof = False
         self.accepts_stdin = True
 
-    async def _open(self, request):
+    async def _open(self, request, what):
         try:
-            self.reader, self.writer = await asyncio.open_unix_connection(self.path)
-        except OSError:
+            self.reader, self.writer, reply = await self.shim.open_stream(request)
+        except ShimGone:
             raise FailedPrecondition("container is not running") from None
-        self.writer.write(json.dumps(request).encode() + b"\n")
-        await self.writer.drain()
-        line = await self.reader.readline()
-        try:
-            reply = json.loads(line or b"{}")
-        except ValueError:
-            reply = {}
-        if not line:
-            self.close()
-            raise FailedPrecondition("container is not running")
+        except BerthError as e:
+            raise FailedPrecondition(f"{what}: {e.message}") from None
         return reply
 
     async def start_exec(self, exec_id, process, stdin):
         self.exec_id = exec_id
-        reply = await self._open({"op": "exec", "exec_id": exec_id, "process": process, "stdin": bool(stdin)})
-        if not reply.get("ok"):
-            self.close()
-            raise FailedPrecondition(f"failed to exec in container: {reply.get('error') or 'exec failed'}")
+        await self._open(proto.Exec(exec_id=exec_id, process=process, stdin=bool(stdin)),
+                         "failed to exec in container")
 
     async def start_attach(self, stdin, stdout, stderr):
-        reply = await self._open({"op": "attach", "stdin": bool(stdin), "stdout": bool(stdout),
-                                  "stderr": bool(stderr)})
-        if not reply.get("ok", True):
-            self.close()
-            raise FailedPrecondition(reply.get("error") or "attach failed")
+        reply = await self._open(proto.Attach(stdin=bool(stdin), stdout=bool(stdout), stderr=bool(stderr)),
+                                 "attach failed")
         self.tty = bool(reply.get("tty", self.tty))
 
     async def read(self):
@@ -242,10 +231,10 @@ class _ShimSession:
             self.writer.write_eof()
 
     async def resize(self, width, height):
-        req = {"op": "resize", "h": height, "w": width}
-        if self.exec_id:
-            req["exec_id"] = self.exec_id
-        await _call(self.path, req)
+        try:
+            await asyncio.to_thread(self.shim.resize, height, width, self.exec_id or "")
+        except (BerthError, OSError):
+            pass  # it ended meanwhile
 
     async def exit_code(self):
         """The exec's exit code once its output ended (None for an attach)."""
@@ -253,13 +242,11 @@ class _ShimSession:
             return None
         for _ in range(100):
             try:
-                r = await _call(self.path, {"op": "exec_state", "exec_id": self.exec_id})
-            except OSError:
+                r = await asyncio.to_thread(self.shim.exec_state, self.exec_id)
+            except (BerthError, OSError):
                 return 137  # the container ended, and the exec with it
-            if not r or not r.get("ok"):
-                return 137
-            if not r.get("running") and r.get("exit_code") is not None:
-                return int(r["exit_code"])
+            if not r.running and r.exit_code is not None:
+                return int(r.exit_code)
             await asyncio.sleep(0.01)
         raise FailedPrecondition("the exec's exit code did not come")
 
@@ -272,14 +259,3 @@ class _ShimSession:
                 self.writer.close()
             except (ConnectionError, OSError, RuntimeError):
                 pass
-
-
-async def _call(path, req, timeout=5.0):
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
-    try:
-        writer.write(json.dumps(req).encode() + b"\n")
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        return json.loads(line) if line.strip() else None
-    finally:
-        writer.close()

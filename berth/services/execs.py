@@ -1,14 +1,151 @@
-"""Running a process in a running container through its shim, and waiting for it: the CRI's
-ExecSync (a probe's command: output captured, a timeout)."""
+"""The exec use-cases: create an exec instance in a running container, start it (its stream a
+socket to the container's shim), inspect and resize it; and run a command to completion with
+its output captured (the CRI's ExecSync, health probes). Front ends translate their protocol
+only; the exec runs in the shim, which reaps it and reports its exit code."""
+
+from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import struct
+import threading
 import time
+from dataclasses import dataclass, field
 
-from berth.errors import FailedPrecondition, InvalidArgument
+from berth.errors import FailedPrecondition, InvalidArgument, NotFound
+from berth.shim import protocol as proto
+from berth.shim.client import ShimGone
+
+
+@dataclass
+class ExecInstance:
+    id: str
+    namespace: str
+    container: str
+    config: dict  # docker's exec create body (Cmd, Env, Tty, User, ...)
+    process: dict  # the OCI process it runs
+    started: bool = False
+    pid: int = 0
+    exit_code: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class ExecService:
+    def __init__(self, containers, events):
+        self.containers = containers
+        self.events = events
+        self._execs: dict[str, ExecInstance] = {}
+        self._lock = threading.Lock()
+
+    def process(self, ns: str, rec, body: dict) -> dict:
+        """The OCI process of an exec: the container's, with the exec's command, env, cwd, user, tty."""
+        from berth.services import ocispec
+        with open(os.path.join(self.containers.sdir(rec.id), "bundle", "config.json")) as f:
+            oci = json.load(f)
+        p = dict(oci["process"])
+        cmd = body.get("Cmd")
+        if not cmd or not isinstance(cmd, list):
+            raise InvalidArgument("no exec command specified")
+        p["args"] = cmd
+        p["env"] = list(p.get("env") or []) + list(body.get("Env") or [])
+        p["terminal"] = bool(body.get("Tty"))
+        if body.get("WorkingDir"):
+            p["cwd"] = body["WorkingDir"]
+        if body.get("User"):
+            uid, gid, groups = ocispec.lookup_user(self.containers.rootfs(rec.id), body["User"])
+            p["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
+        if body.get("Privileged"):
+            caps = ocispec._all_caps()
+            p["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+        p.pop("consoleSize", None)
+        return p
+
+    def create(self, ns: str, ref: str, body: dict) -> str:
+        c = self.containers
+        rec = c.get(ns, ref)
+        st = c.run_state(ns, rec.id)
+        if st.status == "paused":
+            raise FailedPrecondition(f"container {rec.id} is paused, unpause the container before exec")
+        if not st.running:
+            raise FailedPrecondition(f"container {rec.id} is not running")
+        eid = secrets.token_hex(32)
+        inst = ExecInstance(eid, ns, rec.id, dict(body), self.process(ns, rec, body))
+        with self._lock:
+            self._execs[eid] = inst
+        self.events.container(ns, rec, f"exec_create: {' '.join(body.get('Cmd') or [])}", execID=eid)
+        return eid
+
+    def get(self, eid: str) -> ExecInstance:
+        inst = self._execs.get(eid)
+        if inst is None:
+            raise NotFound(f"No such exec instance: {eid}")
+        return inst
+
+    def start(self, eid: str, detach: bool = False) -> tuple[socket.socket, dict] | None:
+        """Start it in the container's shim. Attached: (socket carrying its stream, reply {"pid"});
+        detached (its output dropped, as docker does): None."""
+        with self._lock:
+            inst = self.get(eid)
+            if inst.started:
+                raise FailedPrecondition(f"exec {eid} has already been started")
+            inst.started = True
+        req = proto.Exec(exec_id=eid, process=inst.process,
+                         stdin=bool(inst.config.get("AttachStdin")) and not detach)
+        try:
+            sock, reply = self.containers.shim(inst.container).open(req)
+        except ShimGone:
+            raise FailedPrecondition(f"container {inst.container} is not running") from None
+        except NotFound as e:
+            raise NotFound(f"exec failed: {e.message}") from None
+        except FailedPrecondition as e:
+            raise FailedPrecondition(f"exec failed: {e.message}") from None
+        inst.pid = int(reply.get("pid") or 0)
+        try:
+            rec = self.containers.meta.get_container(inst.namespace, inst.container)
+            self.events.container(inst.namespace, rec, f"exec_start: {' '.join(inst.config.get('Cmd') or [])}",
+                                  execID=eid)
+        except NotFound:
+            pass
+        if detach:
+            sock.close()  # the shim streams to no one; the exec runs on
+            return None
+        return sock, reply
+
+    def inspect(self, eid: str) -> dict:
+        inst = self.get(eid)
+        running, code = False, inst.exit_code
+        if inst.started and inst.exit_code is None:
+            try:
+                s = self.containers.shim(inst.container).exec_state(eid)
+                running, code = s.running, s.exit_code
+            except (ShimGone, NotFound, OSError):
+                code = 137  # the container (and its shim) ended: the exec ended with it
+            if not running and code is not None:
+                inst.exit_code = code
+        b = inst.config
+        return {
+            "ID": eid, "Running": running, "ExitCode": code, "ProcessConfig": {
+                "tty": bool(b.get("Tty")), "entrypoint": b["Cmd"][0], "arguments": b["Cmd"][1:],
+                "privileged": bool(b.get("Privileged")), "user": b.get("User") or ""},
+            "OpenStdin": bool(b.get("AttachStdin")), "OpenStderr": bool(b.get("AttachStderr")),
+            "OpenStdout": bool(b.get("AttachStdout")), "CanRemove": False, "ContainerID": inst.container,
+            "DetachKeys": "", "Pid": inst.pid or 0}
+
+    def resize(self, eid: str, h: int, w: int) -> None:
+        """The exec's pty lives in the container's shim: it resizes it."""
+        inst = self.get(eid)
+        if not inst.started:
+            raise FailedPrecondition(f"exec {eid} is not running")
+        try:
+            self.containers.shim(inst.container).resize(int(h), int(w), exec_id=eid)
+        except ShimGone:
+            pass
+
+
+# --- run to completion: the CRI's ExecSync, health probes ---------------------------------
 
 MAX_OUTPUT = 16 << 20  # each stream is capped at 16 MiB (CVE-2022-1708), the rest discarded
 
@@ -47,18 +184,12 @@ def run_sync(svc, ns, ref, cmd, timeout=0):
         raise FailedPrecondition(f"container {rec.id} is not running")
     process = process_for(svc, rec, cmd)
     eid = secrets.token_hex(16)
-    s = socket.socket(socket.AF_UNIX)
     try:
-        try:
-            s.connect(svc.shim_socket(rec.id))
-        except OSError:
-            raise FailedPrecondition(f"container {rec.id} is not running") from None
-        s.sendall(json.dumps({"op": "exec", "exec_id": eid, "process": process, "stdin": False}).encode() + b"\n")
+        s, reply = svc.shim(rec.id).open(proto.Exec(exec_id=eid, process=process, stdin=False))
+    except ShimGone:
+        raise FailedPrecondition(f"container {rec.id} is not running") from None
+    try:
         f = s.makefile("rb")
-        line = f.readline()
-        reply = json.loads(line or b"{}")
-        if not reply.get("ok"):
-            raise FailedPrecondition(f"exec failed: {reply.get('error') or 'the shim refused the exec'}")
         pid = reply.get("pid") or 0
         out = {1: bytearray(), 2: bytearray()}
         deadline = time.monotonic() + timeout if timeout and timeout > 0 else None
@@ -84,7 +215,7 @@ def run_sync(svc, ns, ref, cmd, timeout=0):
                 buf += data[:MAX_OUTPUT - len(buf)]
         if timed_out:
             if pid:  # the command and whatever it started (a probe's shell and its children)
-                from berth.services.container_ops import _descendants
+                from berth.services.processes import _descendants
                 for p in _descendants(pid):
                     try:
                         os.kill(p, signal.SIGKILL)
@@ -98,14 +229,13 @@ def run_sync(svc, ns, ref, cmd, timeout=0):
 
 
 def _exit_code(svc, rec, eid):
-    from berth.services.containers import _shim_call
     for _ in range(200):
         try:
-            r = _shim_call(svc.shim_socket(rec.id), {"op": "exec_state", "exec_id": eid})
-        except OSError:
+            r = svc.shim(rec.id).exec_state(eid)
+        except (ShimGone, OSError):
             return 137  # the container ended, and the exec with it
-        if r and r.get("ok") and not r.get("running") and r.get("exit_code") is not None:
-            return int(r["exit_code"])
+        if not r.running and r.exit_code is not None:
+            return int(r.exit_code)
         time.sleep(0.01)
     return 255
 
@@ -113,22 +243,19 @@ def _exit_code(svc, rec, eid):
 def reopen_log(svc, ns, ref):
     """The CRI's ReopenContainerLog: the shim opens its log path again (the kubelet moved the
     file away to rotate it)."""
-    from berth.services.containers import _shim_call
     rec = svc.get(ns, ref)
     if not svc.state(rec)["Running"]:
         raise FailedPrecondition(f"container {rec.id} is not running")
     try:
-        r = _shim_call(svc.shim_socket(rec.id), {"op": "reopen_log"})
+        svc.shim(rec.id).call(proto.ReopenLog())
     except OSError as e:
         raise FailedPrecondition(f"container {rec.id}: its shim did not answer: {e}") from None
-    if not r or not r.get("ok"):
-        raise FailedPrecondition(f"container {rec.id}: {(r or {}).get('error') or 'reopening the log failed'}")
 
 
 def update_resources(svc, ns, ref, hc):
     """Change the cgroup limits of a running container (docker's update, the CRI's
     UpdateContainerResources): hc holds HostConfig's resource keys (Memory, CpuShares, ...)."""
-    from berth.services import container_ops, ocispec
+    from berth.services import ocispec, processes
     rec = svc.get(ns, ref)
     st = svc.state(rec)
     if not st["Running"]:
@@ -139,7 +266,7 @@ def update_resources(svc, ns, ref, hc):
     if hc.get("CpuShares"):
         resources["cpu"] = {"shares": int(hc["CpuShares"])}
     ocispec._more_resources(resources, hc)
-    mgr = container_ops._cgroup(st["Pid"])
+    mgr = processes._cgroup(st["Pid"])
     if mgr is None:
         raise FailedPrecondition(f"container {rec.id} has no cgroup of its own")
     if resources:

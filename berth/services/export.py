@@ -44,7 +44,7 @@ def _rootfs(svc, rec):
 
 def export(svc, ns, ref):
     """GET /containers/{id}/export: an Archive-like iterator of tar bytes (close() it)."""
-    from berth.services.container_ops import Archive, tar_stream
+    from berth.services.archive import Archive, tar_stream
     rec = svc.get(ns, ref)
     stack = contextlib.ExitStack()
     try:
@@ -60,6 +60,7 @@ def export(svc, ns, ref):
                         yield prev
                     prev = c  # the last chunk of each stream is its end-of-archive blocks: dropped
             yield bytes(1024)
+        svc.events.container(ns, rec, "export")
         return Archive(stack, None, chunks())
     except BaseException:
         stack.close()
@@ -95,7 +96,7 @@ def _du(path):
 
 def size_rw(svc, rec):
     """The size of what the container changed (its snapshot's upper directory)."""
-    from berth.services.container_ops import _overlay_dirs
+    from berth.services.changes import _overlay_dirs
     try:
         dirs = _overlay_dirs(svc, rec)
     except BerthError:

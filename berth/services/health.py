@@ -150,27 +150,21 @@ def run_probe(svc, rec, args, timeout_s):
     proc = dict(oci["process"], args=args, terminal=False)
     proc.pop("consoleSize", None)
     eid = "health-" + secrets.token_hex(16)
-    path = svc.shim_socket(rec.id)
-    s = socket.socket(socket.AF_UNIX)
+    from berth.errors import BerthError
+    from berth.shim import protocol as proto
+    shim = svc.shim(rec.id)
     deadline = time.monotonic() + timeout_s
     out = b""
     try:
-        s.settimeout(timeout_s)
-        s.connect(path)
-        s.sendall(json.dumps({"op": "exec", "exec_id": eid, "process": proc, "stdin": False}).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            d = s.recv(65536)
-            if not d:
-                return -1, "the container's shim closed the connection"
-            buf += d
-        line, _, buf = buf.partition(b"\n")
-        reply = json.loads(line or b"{}")
-        if not reply.get("ok"):
-            msg = reply.get("error") or "exec failed"
-            low = msg.lower()
-            code = 127 if "not found" in low or "no such file" in low else 126
-            return code, msg[:MAX_OUTPUT]
+        s, reply = shim.open(proto.Exec(exec_id=eid, process=proc, stdin=False), timeout=timeout_s)
+    except BerthError as e:  # the exec did not start (its binary missing, ...), or the shim is gone
+        low = e.message.lower()
+        code = 127 if "not found" in low or "no such file" in low else 126
+        return code, e.message[:MAX_OUTPUT]
+    except OSError as e:
+        return -1, f"health probe: {e.strerror or e}"
+    buf = b""
+    try:
         pid = reply.get("pid") or 0
         timed_out = False
         while True:
@@ -205,17 +199,14 @@ def run_probe(svc, rec, args, timeout_s):
         return -1, f"health probe: {e.strerror or e}"
     finally:
         s.close()
-    from berth.services.containers import _shim_call
     code = None
     for _ in range(100):
         try:
-            r = _shim_call(path, {"op": "exec_state", "exec_id": eid})
-        except OSError:
+            r = shim.exec_state(eid)
+        except (BerthError, OSError):
             break
-        if not r or not r.get("ok"):
-            break
-        if r.get("exit_code") is not None:
-            code = r["exit_code"]
+        if r.exit_code is not None:
+            code = r.exit_code
             break
         time.sleep(0.01)
     return (-1 if code is None else code), out[:MAX_OUTPUT].decode(errors="replace")

@@ -182,4 +182,5 @@ def commit(containers, ns, ref, repo=None, tag=None, changes=(), comment=None, a
     else:
         new_layers.append((diff_id, desc))
     r = write_image(images, ns, parent, doc, new_layers, [h], names=names)
+    containers.events.container(ns, rec, "commit")
     return {"Id": r.config_digest}

@@ -48,6 +48,7 @@ def update(svc, ns, ref, body):
     if st["Running"] and new:
         _apply(svc, rec, st, merged, new)
     svc.meta.update_container(ns, rec.id, spec=dict(spec, HostConfig=merged))
+    svc.events.container(ns, rec, "update")
     return {"Warnings": warnings}
 
 
@@ -89,7 +90,7 @@ def resources_of(hc, only=None):
 
 def _apply(svc, rec, st, merged, new):
     from berth.errors import BerthError
-    from berth.services.container_ops import _cgroup
+    from berth.services.processes import _cgroup
     mgr = _cgroup(st["Pid"])
     if mgr is None:
         raise FailedPrecondition(f"Cannot update container {rec.id}: its cgroup is not found")
