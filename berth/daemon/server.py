@@ -145,7 +145,7 @@ class Daemon:
             log.exception("releasing network resources")
 
     def close(self):
-        self.health.close()
+        self.containers.monitor.health.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.waits.shutdown(wait=False, cancel_futures=True)
         self.meta.close()
