@@ -358,18 +358,28 @@ def render_event(t, ev):
         raise _error(str(e))
 
 
+def client_info(**kw):
+    """The client's part of info/version, with the fields docker's has."""
+    import os
+    from berth import __version__
+    m = os.uname().machine
+    return dict({"Debug": False, "Version": __version__, "ApiVersion": "1.45", "DefaultAPIVersion": "1.45",
+                 "GitCommit": "", "GoVersion": "", "Os": "linux", "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m),
+                 "BuildTime": "", "Context": "default", "Plugins": [], "Warnings": None}, **kw)
+
+
 def print_typed(fmt, obj, gotype, name="", tabwriter=None):
     """docker info/version --format: the template on a typed object, then a newline; a failing
     template prints what it wrote, then the error (exit 1); one that does not parse exits 64."""
     from berth.cli.gotemplate import Template, TemplateError
-    from berth.cli.gotemplate.jsonview import typed
+    from berth.cli.gotemplate.jsonview import typed_as
     if fmt == "json":
         fmt = "{{json .}}"
     try:
         t = Template(name).parse(fmt)
     except TemplateError as e:
         raise _error("template parsing error: " + str(e), 64)
-    data = typed(obj)
+    data = typed_as(obj, {"system.dockerInfo": "info", "system.versionInfo": "version"}.get(gotype))
     data.gotype = gotype
     err = None
     try:

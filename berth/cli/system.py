@@ -13,8 +13,8 @@ def info(ctx, argv, cmd):
     i = ctx.client.info()
     if a.format:
         from berth.cli.format import print_typed
-        print_typed(a.format, dict(i, ClientInfo={"Debug": False, "Context": "default", "Plugins": [],
-                                                  "Warnings": None}), "system.dockerInfo")
+        from berth.cli.format import client_info
+        print_typed(a.format, dict(i, ClientInfo=client_info()), "system.dockerInfo")
         return 0
     b = i.get("Berth") or {}
     rc = i.get("RegistryConfig") or {}
@@ -81,8 +81,9 @@ def version(ctx, argv, cmd):
         err = e
     if a.format:
         from berth.cli.format import print_typed
-        print_typed(a.format, {"Client": dict(client, APIVersion=client.pop("ApiVersion")), "Server": server},
-                    "system.versionInfo", "version", (20, 1, 1))
+        from berth.cli.format import client_info
+        print_typed(a.format, {"Client": client_info(), "Server": server}, "system.versionInfo", "version",
+                    (20, 1, 1))
     else:
         print(f"Client:\n Version:     {client['Version']}\n API version: {client['ApiVersion']}\n"
               f" OS/Arch:     {client['Os']}/{client['Arch']}")

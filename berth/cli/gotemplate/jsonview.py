@@ -155,8 +155,34 @@ SCHEMAS = {
                    "StopSignal:s:o ArgsEscaped:b:o Healthcheck:x:o OnBuild:l:o Shell:l:o",
     "RootFS": "Type:s Layers:l:o",
     "ImageMetadata": "LastTagTime:t",
+    "info": "ID:s Containers:i ContainersRunning:i ContainersPaused:i ContainersStopped:i Images:i Driver:s "
+            "DriverStatus:x Plugins:SPluginsInfo MemoryLimit:b SwapLimit:b KernelMemory:b:o KernelMemoryTCP:b:o "
+            "CpuCfsPeriod:b CpuCfsQuota:b CPUShares:b CPUSet:b PidsLimit:b IPv4Forwarding:b BridgeNfIptables:b:o "
+            "BridgeNfIp6tables:b:o Debug:b NFd:i OomKillDisable:b NGoroutines:i SystemTime:s LoggingDriver:s "
+            "CgroupDriver:s CgroupVersion:s NEventsListener:i KernelVersion:s OperatingSystem:s OSVersion:s "
+            "OSType:s Architecture:s IndexServerAddress:s RegistryConfig:r NCPU:i MemTotal:i GenericResources:x "
+            "DockerRootDir:s HttpProxy:s HttpsProxy:s NoProxy:s Name:s Labels:l ExperimentalBuild:b "
+            "ServerVersion:s Runtimes:MRuntime DefaultRuntime:s Swarm:SSwarmInfo LiveRestoreEnabled:b Isolation:s "
+            "InitBinary:s ContainerdCommit:SCommit RuncCommit:SCommit InitCommit:SCommit SecurityOptions:l "
+            "ProductLicense:s:o DefaultAddressPools:x:o FirewallBackend:x:o CDISpecDirs:l Containerd:x:o "
+            "Warnings:l ClientInfo:PClientInfo ClientErrors:l:o",
+    "PluginsInfo": "Volume:l Network:l Authorization:l Log:l",
+    "Runtime": "path:s runtimeArgs:l:o",
+    "SwarmInfo": "NodeID:s NodeAddr:s LocalNodeState:s ControlAvailable:b Error:s RemoteManagers:x Nodes:i:o "
+                 "Managers:i:o Cluster:x:o Warnings:l:o",
+    "Commit": "ID:s Expected:s:o",
+    "ClientInfo": "Debug:b Version:s ApiVersion:s:o DefaultAPIVersion:s:o GitCommit:s GoVersion:s Os:s Arch:s "
+                  "BuildTime:s:o Context:s Plugins:x Warnings:l",
+    "version": "Client:SClientVersion Server:PServerVersion",
+    "ClientVersion": "Platform:PPlatform:o Version:s ApiVersion:s DefaultAPIVersion:s:o GitCommit:s GoVersion:s "
+                     "Os:s Arch:s BuildTime:s:o Context:s",
+    "ComponentVersion": "Name:s Version:s Details:r:o",
+    "ServerVersion": "Platform:SPlatform Components:LComponentVersion Version:s ApiVersion:s MinAPIVersion:s:o GitCommit:s "
+                     "GoVersion:s Os:s Arch:s KernelVersion:s:o Experimental:b:o BuildTime:s:o",
+    "Platform": "Name:s",
 }
-_GO_FIELD = dict(GO_NAMES, AuxiliaryAddresses="AuxAddress")
+_GO_FIELD = dict(GO_NAMES, AuxiliaryAddresses="AuxAddress", CpuCfsPeriod="CPUCfsPeriod", CpuCfsQuota="CPUCfsQuota",
+                 HttpProxy="HTTPProxy", HttpsProxy="HTTPSProxy", path="Path", runtimeArgs="Args")
 _ZERO = {"s": "", "i": 0, "b": False}
 
 
@@ -173,6 +199,8 @@ def _typed_kind(v, k, key):
     if c in "sib":
         return _ZERO[c] if v is None else v
     if c == "p":
+        return v
+    if c == "r":
         return v
     if c == "t":
         return GoTime(v or "0001-01-01T00:00:00Z")
