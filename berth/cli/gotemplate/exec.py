@@ -388,7 +388,11 @@ class State:
             argv.append(self.validate_type(final, t))
         try:
             if fn.builtin and name == "call":
-                return fn.fn(args[0].string() if args else "", *argv)
+                if args:
+                    callee = args[0].string()
+                else:
+                    callee = final if type_name(final) == "string" else "<%s Value>" % type_name(final)
+                return fn.fn(callee, *argv)
             return fn.fn(*argv)
         except GoError as e:
             self.at(node)

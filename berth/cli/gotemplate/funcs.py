@@ -2,6 +2,7 @@
 
 from berth.cli.gotemplate.exec import Builtin, GoError, truth
 from berth.cli.gotemplate.gofmt import Flags, fmt_value, json_marshal, sprint, sprintf, sprintln
+from berth.cli.gotemplate.values import GoInt
 from berth.cli.gotemplate.values import (BOOL, COMPLEX, FLOAT, INT, INVALID, MAP, MISSING, SLICE, STRING,
                                          Box, Func, GoList, GoMap, box_elem, indirect_interface, kind,
                                          type_name)
@@ -60,7 +61,7 @@ def _index(item, *indexes):
             if x == n:
                 raise GoError("reflect: slice index out of range" if k == SLICE else "reflect: string index out of range")
             if k == STRING:
-                item = item.encode()[x]
+                item = GoInt(item.encode()[x], "uint8")
             else:
                 item = box_elem(item, item[x])
         elif k == MAP:
@@ -95,7 +96,7 @@ def _slice(item, *indexes):
         raise GoError("can't slice item of type %s" % type_name(item))
     idx = [0, cap_ if k == STRING else len(item), 0]
     for i, index in enumerate(indexes):
-        idx[i] = _index_arg(indirect_interface(index), cap_)
+        idx[i] = _index_arg(index, cap_)
     if idx[0] > idx[1]:
         raise GoError("invalid slice index: %d > %d" % (idx[0], idx[1]))
     if len(indexes) == 3 and idx[1] > idx[2]:
@@ -153,7 +154,7 @@ def _eq(arg1, *arg2):
         else:
             if not (kind(arg1) == kind(arg) or arg1 is MISSING or arg is MISSING):
                 raise GoError("non-comparable types %s: %s, %s: %s" % (
-                    sprint([arg1]), type_name(arg1), type_name(arg), sprint([arg])))
+                    fmt_value(arg1, "s", Flags()), type_name(arg1), type_name(arg), sprint([arg])))
             if _is_nil(arg1) or _is_nil(arg):
                 t = _is_nil(arg) == _is_nil(arg1)
             else:
