@@ -409,9 +409,11 @@ def world(tmp_path_factory):
                  "sleep", "1000", check=True)
         d.docker("create", "--name", "gtc2", "--network", "gtnet", "busybox-layers:1", "sh", "-c",
                  'echo "hi there" && sleep 5', check=True)
+        d.docker("run", "-d", "--name", "gtpub", "-p", "127.0.0.1::80", "-p", "127.0.0.1::81/udp", "--expose", "7000",
+                 "--expose", "7001", "busybox-layers:1", "sleep", "1000", check=True)
         yield d
     finally:
-        d.docker("rm", "-f", "gtweb", "gtc2")
+        d.docker("rm", "-f", "gtweb", "gtc2", "gtpub")
         d.docker("network", "rm", "gtnet")
         d.docker("volume", "rm", "gtvol")
         d.cleanup()
@@ -534,6 +536,16 @@ def test_events_format_as_docker(world, template):
     import time
     until = str(int(time.time()))
     same(world, "events", "--since", "0", "--until", until, "--format", template)
+
+
+@pytest.mark.parametrize("template", [
+    "{{.NetworkSettings.Ports}}", "{{json .NetworkSettings.Ports}} {{json .HostConfig.PortBindings}}",
+    "{{range $p, $b := .NetworkSettings.Ports}}{{$p}}={{range $b}}{{.HostIP}}:{{.HostPort}}{{end}} {{end}}",
+    '{{(index (index .NetworkSettings.Ports "80/tcp") 0).HostPort | len | lt 0}}', "{{.Config.ExposedPorts}}",
+])
+def test_published_ports_as_docker(world, template):
+    same(world, "inspect", "-f", template, "gtpub")
+    same(world, "ps", "--format", "{{.Names}} {{.Ports}}")
 
 
 def test_time_dependent_rows_as_docker(world):

@@ -335,13 +335,8 @@ def ps(ctx, argv, cmd):
 
 def _ports(ports):
     """docker ps's PORTS: 127.0.0.1:8080->80/tcp, 443/tcp."""
-    out = []
-    for p in sorted(ports or [], key=lambda p: (p.get("PrivatePort", 0), p.get("IP", ""))):
-        if p.get("PublicPort"):
-            out.append(f"{p.get('IP') or '0.0.0.0'}:{p['PublicPort']}->{p['PrivatePort']}/{p.get('Type', 'tcp')}")
-        else:
-            out.append(f"{p['PrivatePort']}/{p.get('Type', 'tcp')}")
-    return ", ".join(out)
+    from berth.cli.format import displayable_ports
+    return displayable_ports(ports)
 
 
 def _ago(ts):

@@ -66,6 +66,42 @@ def go_time_rfc3339(s):
     return go_time(ts, int(digits.ljust(9, "0")) if digits else 0)
 
 
+def displayable_ports(ports):
+    """docker's formatter.DisplayablePorts: unpublished ports (and ports published on the same
+    number) grouped into ranges, then the host mappings, as `docker ps` prints them."""
+    ports = sorted(ports or [], key=lambda p: (p.get("PrivatePort", 0), p.get("IP", ""), p.get("PublicPort", 0),
+                                               p.get("Type", "")))
+    groups, order, result, mappings = {}, [], [], []
+
+    def form(key, first, last):
+        ip, _, typ = key.rpartition("/")
+        g = str(first) if first == last else f"{first}-{last}"
+        if ip:
+            g = f"{ip}:{g}->{g}"
+        return f"{g}/{typ}"
+
+    for p in ports:
+        cur, typ, ip = p.get("PrivatePort", 0), p.get("Type", "tcp"), p.get("IP", "")
+        key = typ
+        if ip:
+            if p.get("PublicPort", 0) != cur:
+                host = f"[{ip}]" if ":" in ip else ip
+                mappings.append(f"{host}:{p.get('PublicPort', 0)}->{cur}/{typ}")
+                continue
+            key = f"{ip}/{typ}"
+        g = groups.get(key)
+        if g is None:
+            groups[key] = [cur, cur]
+            order.append(key)
+        elif cur == g[1] + 1:
+            g[1] = cur
+        else:
+            result.append(form(key, g[0], g[1]))
+            groups[key] = [cur, cur]
+    result += [form(k, *groups[k]) for k in order]
+    return ", ".join(result + mappings)
+
+
 def ellipsis(s, n):
     if n <= 0:
         return ""

@@ -117,14 +117,14 @@ SCHEMAS = {
               "Shell:l:o",
     "GraphDriver": "Data:m Name:s",
     "MountPoint": "Type:s:o Name:s:o Source:s Destination:s Driver:s:o Mode:s RW:b Propagation:s",
-    "NetworkSettings": "Bridge:s SandboxID:s SandboxKey:s Ports:x HairpinMode:b LinkLocalIPv6Address:s "
+    "NetworkSettings": "Bridge:s SandboxID:s SandboxKey:s Ports:B HairpinMode:b LinkLocalIPv6Address:s "
                        "LinkLocalIPv6PrefixLen:i SecondaryIPAddresses:x SecondaryIPv6Addresses:x EndpointID:s "
                        "Gateway:s GlobalIPv6Address:s GlobalIPv6PrefixLen:i IPAddress:s IPPrefixLen:i "
                        "IPv6Gateway:s MacAddress:s Networks:MEndpointSettings",
     "EndpointSettings": "IPAMConfig:x Links:l Aliases:l MacAddress:s DriverOpts:m GwPriority:i NetworkID:s "
                         "EndpointID:s Gateway:s IPAddress:s IPPrefixLen:i IPv6Gateway:s GlobalIPv6Address:s "
                         "GlobalIPv6PrefixLen:i DNSNames:l",
-    "HostConfig": "Binds:l ContainerIDFile:s LogConfig:SLogConfig NetworkMode:s PortBindings:x "
+    "HostConfig": "Binds:l ContainerIDFile:s LogConfig:SLogConfig NetworkMode:s PortBindings:B "
                   "RestartPolicy:SRestartPolicy AutoRemove:b VolumeDriver:s VolumesFrom:l ConsoleSize:x "
                   "Annotations:m:o CapAdd:l CapDrop:l CgroupnsMode:s Dns:l DnsOptions:l DnsSearch:l ExtraHosts:l "
                   "GroupAdd:l IpcMode:s Cgroup:s Links:l OomScoreAdj:i PidMode:s Privileged:b PublishAllPorts:b "
@@ -137,6 +137,7 @@ SCHEMAS = {
                   "OomKillDisable:p PidsLimit:p Ulimits:x CpuCount:i CpuPercent:i IOMaximumIOps:i "
                   "IOMaximumBandwidth:i Mounts:x:o MaskedPaths:l ReadonlyPaths:l Init:p:o",
     "LogConfig": "Type:s Config:m",
+    "PortBinding": "HostIp:s HostPort:s",
     "RestartPolicy": "Name:s MaximumRetryCount:i",
     "network": "Name:s Id:s Created:t Scope:s Driver:s EnableIPv4:b EnableIPv6:b IPAM:SIPAM Internal:b "
                "Attachable:b Ingress:b ConfigFrom:SConfigReference ConfigOnly:b Containers:MEndpointResource "
@@ -181,7 +182,7 @@ SCHEMAS = {
                      "GoVersion:s Os:s Arch:s KernelVersion:s:o Experimental:b:o BuildTime:s:o",
     "Platform": "Name:s",
 }
-_GO_FIELD = dict(GO_NAMES, AuxiliaryAddresses="AuxAddress", CpuCfsPeriod="CPUCfsPeriod", CpuCfsQuota="CPUCfsQuota",
+_GO_FIELD = dict(GO_NAMES, AuxiliaryAddresses="AuxAddress", HostIp="HostIP", CpuCfsPeriod="CPUCfsPeriod", CpuCfsQuota="CPUCfsQuota",
                  HttpProxy="HTTPProxy", HttpsProxy="HTTPSProxy", path="Path", runtimeArgs="Args")
 _ZERO = {"s": "", "i": 0, "b": False}
 
@@ -202,6 +203,11 @@ def _typed_kind(v, k, key):
         return v
     if c == "r":
         return v
+    if c == "B":  # nat.PortMap: map[Port][]PortBinding
+        if v is None:
+            return GoMap({}, "nat.PortMap", GoList([], "[]nat.PortBinding", nil=True), nil=True)
+        return GoMap({kk: GoList([typed_as(b, "PortBinding") for b in x or []], "[]nat.PortBinding", nil=x is None)
+                      for kk, x in v.items()}, "nat.PortMap", GoList([], "[]nat.PortBinding", nil=True))
     if c == "t":
         return GoTime(v or "0001-01-01T00:00:00Z")
     if c == "l":
