@@ -548,8 +548,16 @@ def test_published_ports_as_docker(world, template):
     same(world, "ps", "--format", "{{.Names}} {{.Ports}}")
 
 
+@pytest.mark.parametrize("args", [["images"], ["images", "--digests"], ["network", "ls"], ["volume", "ls"],
+                                  ["history", "busybox-layers:1"], ["history", "--no-trunc", "busybox-layers:1"]])
+def test_default_tables_as_docker(world, args):
+    same(world, *args)
+
+
 def test_time_dependent_rows_as_docker(world):
     # CREATED and STATUS move with the clock: retried when a second boundary falls between the two
+    same(world, "ps", "-a", attempts=6)
+    same(world, "ps", "-a", "--no-trunc", attempts=6)
     same(world, "ps", "-a", "--format", "table", attempts=6)
     same(world, "ps", "-a", "--format", "json", attempts=6)
 

@@ -306,13 +306,14 @@ def ps(ctx, argv, cmd):
     limit = 1 if a.latest else a.last
     items = ctx.client.containers(all_=a.all or limit > 0, filters=filters or None,
                                   limit=limit if limit > 0 else None)
+    from berth.cli.gotemplate.parse import go_quote
     rows = []
     for c in items:
         cmdline = c.get("Command") or ""
         if not a.no_trunc and len(cmdline) > 20:
             cmdline = cmdline[:19] + "…"
         rows.append({"ID": c["Id"] if a.no_trunc else c["Id"][:12], "Image": c.get("Image", ""),
-                     "Command": f'"{cmdline}"', "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
+                     "Command": go_quote(cmdline), "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
                      "Status": c.get("Status", ""), "State": c.get("State", ""), "Ports": _ports(c.get("Ports")),
                      "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []), "Labels":
                      ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Size": "0B"})

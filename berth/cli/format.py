@@ -16,25 +16,9 @@ def ago(ts):
 
 
 def table(rows, out=None):
-    """Rows of cells, aligned like Go's tabwriter(minwidth 10, tabwidth 1, padding 3)."""
-    if not rows:
-        return ""
-    ncol = max(len(r) for r in rows)
-    widths = [0] * ncol
-    for r in rows:
-        for i, c in enumerate(r[:-1] if len(r) == ncol else r):
-            widths[i] = max(widths[i], len(str(c)))
-    lines = []
-    for r in rows:
-        cells = []
-        for i, c in enumerate(r):
-            c = str(c)
-            if i < len(r) - 1:
-                cells.append(c.ljust(max(widths[i] + 3, 10)))
-            else:
-                cells.append(c)
-        lines.append("".join(cells).rstrip())
-    return "\n".join(lines)
+    """Rows of cells, aligned by Go's tabwriter(minwidth 10, tabwidth 1, padding 3) as docker's tables."""
+    from berth.cli.gotemplate.tabwriter import tabwrite
+    return tabwrite("\n".join("\t".join(str(c) for c in r) for r in rows))
 
 
 def _error(msg, code=1):
