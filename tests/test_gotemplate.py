@@ -499,6 +499,11 @@ LISTS = [
     ["images", "--digests", "--format", "table"],
     ["images", "--format", "table {{.Repository}}\t{{.Digest}}\t{{.Size}}\t{{.VirtualSize}}\t{{.CreatedAt}}"],
     ["images", "--format", "{{.Foo}}"],
+    ["images", "--format", "raw"], ["images", "--digests", "--format", "raw"], ["images", "-q", "--format", "{{.Tag}}"],
+    ["images", "-q", "--format", "raw"], ["network", "ls", "--format", "raw"], ["network", "ls", "-q", "--format", "raw"],
+    ["network", "ls", "-q", "--format", "{{.Name}}"], ["volume", "ls", "--format", "raw"],
+    ["volume", "ls", "-q", "--format", "table"], ["ps", "-a", "-q", "--format", "{{.Names}}"],
+    ["ps", "-a", "-q", "--format", "raw"], ["history", "--format", "raw", "busybox-layers:1"],
     ["network", "ls", "--format", "json"],
     ["network", "ls", "--format", "table"],
     ["network", "ls", "--format", 'table {{.Name}}\t{{.Driver}}\t{{.Label "k"}}\t{{.IPv6}}\t{{.Internal}}'],
@@ -559,6 +564,7 @@ def test_time_dependent_rows_as_docker(world):
     same(world, "ps", "-a", attempts=6)
     same(world, "ps", "-a", "--no-trunc", attempts=6)
     same(world, "ps", "-a", "--format", "table", attempts=6)
+    same(world, "ps", "-a", "--format", "raw", attempts=6)
     same(world, "ps", "-a", "--format", "json", attempts=6)
 
 

@@ -317,15 +317,15 @@ def ps(ctx, argv, cmd):
                      "Status": c.get("Status", ""), "State": c.get("State", ""), "Ports": _ports(c.get("Ports")),
                      "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []), "Labels":
                      ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Size": "0B"})
-    if a.quiet:
+    if a.quiet and not a.format:
         for r in rows:
             print(r["ID"])
         return 0
     if a.format:
-        from berth.cli.format import PS_TABLE, container_context, print_formatted
+        from berth.cli.format import PS_RAW, PS_TABLE, container_context, print_formatted
         print_formatted(a.format, [container_context(c, not a.no_trunc) for c in items],
-                        default_table=PS_TABLE + ("\t{{.Size}}" if a.size else ""),
-                        errors=("failed to parse template: ", "failed to execute template: "))
+                        default_table=PS_TABLE + ("\t{{.Size}}" if a.size else ""), quiet=a.quiet,
+                        errors=("failed to parse template: ", "failed to execute template: "), raw=PS_RAW[a.size])
         return 0
     from berth.cli.format import table
     print(table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]] +

@@ -188,6 +188,14 @@ PS_HEADER = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Crea
              "Networks": "NETWORKS", "Platform": "PLATFORM"}
 
 
+PS_RAW = {False: "container_id: {{.ID}}\nimage: {{.Image}}\ncommand: {{.Command}}\ncreated_at: {{.CreatedAt}}\n"
+                 "state: {{- pad .State 1 0}}\nstatus: {{- pad .Status 1 0}}\nnames: {{.Names}}\n"
+                 "labels: {{- pad .Labels 1 0}}\nports: {{- pad .Ports 1 0}}\n"}
+PS_RAW[True] = PS_RAW[False] + "size: {{.Size}}\n"
+IMAGES_RAW = {False: "repository: {{ .Repository }}\ntag: {{.Tag}}\nimage_id: {{.ID}}\ncreated_at: {{.CreatedAt}}\n"
+                     "virtual_size: {{.Size}}\n",
+              True: "repository: {{ .Repository }}\ntag: {{.Tag}}\ndigest: {{.Digest}}\nimage_id: {{.ID}}\n"
+                    "created_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n"}
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 IMAGES_TABLE = {
     False: "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}",
@@ -256,15 +264,26 @@ def _docker_format(fmt):
 
 
 def print_formatted(fmt, items, headers=None, gotype="*formatter.Context", default_table=None,
-                    errors=("template parsing error: ", "template parsing error: ")):
+                    errors=("template parsing error: ", "template parsing error: "), raw=None, quiet=False,
+                    quiet_key="ID"):
     """--format over a list command's rows (contexts, or dicts of strings): json, table ... (with
-    docker's header line and tabwriter spacing) or a template per row. Nothing is printed if a
-    row's template fails."""
+    docker's header line and tabwriter spacing), raw, or a template per row. Nothing is printed if
+    a row's template fails. With -q: table and raw print the key only; a custom format wins, except
+    for ps (which says so and prints the IDs)."""
     from berth.cli.gotemplate import Template, TemplateError
     from berth.cli.gotemplate.funcs import HEADER
     from berth.cli.gotemplate.tabwriter import tabwrite
-    if fmt == "table" and default_table:
+    key = "{{.%s}}" % quiet_key
+    if quiet and errors[0].startswith("failed"):  # ps
+        print("WARNING: Ignoring custom format, because both --format and --quiet are set.", file=sys.stderr)
+        fmt = ("container_id: " + key) if fmt == "raw" else key
+    elif quiet and fmt in ("table", "raw"):
+        fmt = key if fmt == "table" else {"ID": "image_id: " if "image" in gotype else "network_id: ",
+                                          "Name": "name: "}[quiet_key] + key
+    elif fmt == "table" and default_table:
         fmt = default_table
+    elif fmt == "raw" and raw:
+        fmt = raw
     is_table, text = _docker_format(fmt)
     try:
         t = Template("").parse(text)
