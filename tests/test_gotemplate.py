@@ -565,6 +565,7 @@ def test_time_dependent_rows_as_docker(world):
     same(world, "ps", "-a", "--no-trunc", attempts=6)
     same(world, "ps", "-a", "--format", "table", attempts=6)
     same(world, "ps", "-a", "--format", "raw", attempts=6)
+    same(world, "ps", "-a", "-s", attempts=6)
     same(world, "ps", "-a", "--format", "json", attempts=6)
 
 

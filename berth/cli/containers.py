@@ -321,9 +321,9 @@ def ps(ctx, argv, cmd):
         for r in rows:
             print(r["ID"])
         return 0
-    if a.format:
+    if a.format or a.size:
         from berth.cli.format import PS_RAW, PS_TABLE, container_context, print_formatted
-        print_formatted(a.format, [container_context(c, not a.no_trunc) for c in items],
+        print_formatted(a.format or "table", [container_context(c, not a.no_trunc) for c in items],
                         default_table=PS_TABLE + ("\t{{.Size}}" if a.size else ""), quiet=a.quiet,
                         errors=("failed to parse template: ", "failed to execute template: "), raw=PS_RAW[a.size])
         return 0
