@@ -465,6 +465,11 @@ def test_inspect_container_as_docker(world, template):
     ["image", "inspect", "-f", "{{.Config.Cmd}} {{json .Config}} {{.Os}}/{{.Architecture}} {{.Size}}", "busybox-layers:1"],
     ["image", "inspect", "-f", "{{.RootFS}} {{index .RepoTags 0}} {{.ID}}", "busybox-layers:1"],
     ["image", "inspect", "-f", "{{.Foo}}", "busybox-layers:1"],
+    ["image", "inspect", "-f", "{{.Config}} {{.GraphDriver}} {{.Metadata}} {{.Metadata.LastTagTime}}", "busybox-layers:1"],
+    ["inspect", "-f", "{{.Config}}", "gtweb", "gtc2"],
+    ["inspect", "-f", "{{.HostConfig.RestartPolicy}} {{.HostConfig.LogConfig}} {{.HostConfig.CPUShares}} "
+     "{{.HostConfig.CpuShares}} {{.HostConfig.ConsoleSize}} {{.HostConfig.DNS}}", "gtweb"],
+    ["network", "inspect", "-f", "{{.ConfigFrom}} {{.Created}} {{json .Created}}", "gtnet"],
     ["network", "inspect", "-f", "{{json .}}", "gtnet", "bridge"],
     ["network", "inspect", "-f", "{{.IPAM}} {{range .IPAM.Config}}{{.Subnet}}{{end}} {{.Labels}}", "gtnet", "bridge"],
     ["network", "inspect", "-f", "{{.Containers}} {{len .Containers}}", "gtnet", "bridge"],

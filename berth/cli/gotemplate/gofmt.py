@@ -288,6 +288,10 @@ def fmt_value(v, verb, fl, depth=0):
         s = v.go_string() if hasattr(v, "go_string") else None
         if s is not None and verb in "vs":
             return _fmt_str(s, verb, fl)
+        groups = getattr(v, "groups", None)
+        if groups and not fl.plusV:
+            return "{" + " ".join("{" + " ".join(fmt_value(v.fields[k], verb, fl, depth + 1) for k in g) + "}"
+                                  for g in groups) + "}"
         if fl.plusV:
             return "{" + " ".join("%s:%s" % (k, fmt_value(x, verb, fl, depth + 1)) for k, x in v.fields.items()) + "}"
         return "{" + " ".join(fmt_value(x, verb, fl, depth + 1) for x in v.fields.values()) + "}"

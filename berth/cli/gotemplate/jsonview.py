@@ -101,7 +101,8 @@ def raw(v):
 # Go struct layouts of docker's API types (field order, kinds, omitempty), as the docker CLI decodes
 # them: "JsonName:kind[:o]". kinds: s string, i int, b bool, p pointer to a scalar, l []string,
 # m map[string]string, x anything (kept as decoded), S<T> struct, P<T> pointer to struct,
-# L<T> slice of structs, M<T> map of structs, E map[string]struct {}.
+# L<T> slice of structs, M<T> map of structs, E map[string]struct {}; "|" separates embedded
+# structs (their fields are promoted: one JSON object, printed as {{...} {...}}).
 SCHEMAS = {
     "container": "Id:s Created:s Path:s Args:l State:PState Image:s ResolvConfPath:s HostnamePath:s HostsPath:s "
                  "LogPath:s Node:x:o Name:s RestartCount:i Driver:s Platform:s MountLabel:s ProcessLabel:s "
@@ -153,7 +154,7 @@ SCHEMAS = {
              "VirtualSize:i:o GraphDriver:SGraphDriver RootFS:SRootFS Metadata:SImageMetadata Descriptor:x:o "
              "Manifests:x:o",
     "ImageConfig": "User:s:o ExposedPorts:E:o Env:l:o Entrypoint:l:o Cmd:l:o Volumes:E:o WorkingDir:s:o Labels:m:o "
-                   "StopSignal:s:o ArgsEscaped:b:o Healthcheck:x:o OnBuild:l:o Shell:l:o",
+                   "StopSignal:s:o ArgsEscaped:b:o | Healthcheck:x:o OnBuild:l:o Shell:l:o",
     "RootFS": "Type:s Layers:l:o",
     "ImageMetadata": "LastTagTime:t",
     "info": "ID:s Containers:i ContainersRunning:i ContainersPaused:i ContainersStopped:i Images:i Driver:s "
@@ -190,6 +191,9 @@ _ZERO = {"s": "", "i": 0, "b": False}
 def _parse_schema(name):
     out = []
     for f in SCHEMAS[name].split():
+        if f == "|":
+            out.append(("|", None, False))
+            continue
         parts = f.split(":")
         out.append((parts[0], parts[1], len(parts) > 2))
     return out
@@ -282,12 +286,19 @@ def typed_as(obj, name):
     their zero value, unknown ones dropped (as encoding/json does)."""
     if name not in SCHEMAS or not isinstance(obj, dict):
         return typed(obj)
-    fields, names, omit = {}, {}, []
+    fields, names, omit, groups = {}, {}, [], [[]]
     for key, k, o in _parse_schema(name):
+        if key == "|":
+            groups.append([])
+            continue
         go = _GO_FIELD.get(key, key)
+        groups[-1].append(go)
         fields[go] = _typed_kind(obj.get(key), k, key)
         if go != key:
             names[go] = key
         if o:
             omit.append(go)
-    return GoStruct(name, fields, json_names=names, omitempty=omit)
+    s = GoStruct(name, fields, json_names=names, omitempty=omit)
+    if len(groups) > 1:
+        s.groups = groups
+    return s
