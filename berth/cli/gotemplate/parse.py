@@ -259,9 +259,9 @@ def lex(text):
             if at_terminator():
                 emit(VARIABLE)
                 continue
-            if not _lex_field(text, n, pos, items, start, start_line, VARIABLE):
+            pos = _lex_field(text, n, pos, items, start, start_line)
+            if pos is None:
                 return items
-            pos = items.pop()._end
             emit(VARIABLE)
         elif r == "'":
             while True:
@@ -284,9 +284,9 @@ def lex(text):
             if at_terminator():
                 emit(DOT)
                 continue
-            if not _lex_field(text, n, pos, items, start, start_line, FIELD):
+            pos = _lex_field(text, n, pos, items, start, start_line)
+            if pos is None:
                 return items
-            pos = items.pop()._end
             emit(FIELD)
         elif r in "+-." or "0" <= r <= "9":
             pos -= 1
@@ -332,22 +332,14 @@ def lex(text):
             return items
 
 
-class _End:
-    pass
-
-
-def _lex_field(text, n, pos, items, start, start_line, typ):
+def _lex_field(text, n, pos, items, start, start_line):
+    """The end of the .Field or $var starting before pos; None after an error item."""
     while pos < n and _alnum(text[pos]):
         pos += 1
-    save = pos
-    term = pos >= n or text[pos] in SPACES or text[pos] in ".,|:)(" or text.startswith("}}", pos)
-    if not term:
-        items.append(Item(ERROR, start, "bad character %s" % _unicode_repr(text[pos]), start_line))
-        return False
-    e = _End()
-    e._end = save
-    items.append(e)
-    return True
+    if pos >= n or text[pos] in SPACES or text[pos] in ".,|:)(" or text.startswith("}}", pos):
+        return pos
+    items.append(Item(ERROR, start, "bad character %s" % _unicode_repr(text[pos]), start_line))
+    return None
 
 
 def _scan_number(text, pos):
@@ -904,7 +896,6 @@ class Tree:
                 break
             start = self.i
             self.next_non_space()
-            after = self.peek()
             nxt = self.peek_non_space()
             if nxt.typ in (ASSIGN, DECLARE):
                 pipe.is_assign = nxt.typ == ASSIGN
@@ -923,7 +914,6 @@ class Tree:
                 self.errorf("too many declarations in %s" % context)
             # not a declaration: back up to the variable
             self.i = start
-            del after
             break
         while True:
             tok = self.next_non_space()
