@@ -697,6 +697,17 @@ def _random_templates(n, seed):
     return ["".join(action() for _ in range(rnd.randint(1, 3))) for _ in range(n)]
 
 
+def _token_soup(n, seed):
+    """Random sequences of template tokens over several lines: mostly parse errors, with Go's line numbers."""
+    import random
+    rnd = random.Random(seed)
+    pieces = ["{{", "}}", "{{-", "-}}", " ", "\n", ".Name", "if", "else", "end", "range", "with", "$x", ":=", "=", "|",
+              "(", ")", '"s"', "1", "printf", "len", "x", "{{/*", "*/}}", "define", '"t"', "template", "nil", ".", "$",
+              ",", "`", "'a'", "break", "block", "-"]
+    return ["".join(rnd.choice(pieces) + (" " if rnd.random() < 0.5 else "") for _ in range(rnd.randint(1, 14)))
+            for _ in range(n)]
+
+
 def test_random_templates_match_go(tmp_path):
     import re
     import subprocess
@@ -709,7 +720,7 @@ def test_random_templates_match_go(tmp_path):
                GOTOOLCHAIN="local", GOPROXY="off")
     subprocess.run([go, "build", "-o", "oracle", "."], cwd=tmp_path, env=env, check=True, capture_output=True)
     data = json.dumps(DATA)
-    templates = _random_templates(600, 20261202)
+    templates = _random_templates(600, 20261202) + _token_soup(600, 20261202)
     res = subprocess.run([str(tmp_path / "oracle")], input=json.dumps([[t, data] for t in templates]),
                          capture_output=True, text=True, check=True)
     expected = json.loads(res.stdout)

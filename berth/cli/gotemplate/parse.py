@@ -95,10 +95,10 @@ def lex(text):
         start = pos
 
     def ignore():
-        nonlocal start, start_line
-        line_count = text.count("\n", start, pos)
+        nonlocal start, start_line, line
+        line += text.count("\n", start, pos)
         start = pos
-        start_line = line if not line_count else start_line + line_count
+        start_line = line
 
     def at_right_delim():
         if text.startswith(" -}}", pos) or text.startswith("\t-}}", pos) or text.startswith("\r-}}", pos) \
@@ -156,7 +156,6 @@ def lex(text):
                 if x < 0:
                     error("unclosed comment")
                     return items
-                line += text.count("\n", pos, x + 2)
                 pos = x + 2
                 delim, trim_r = at_right_delim()
                 if not delim:
@@ -167,16 +166,13 @@ def lex(text):
                 pos += 2
                 if trim_r:
                     rest = text[pos:]
-                    k = len(rest) - len(rest.lstrip(SPACES))
-                    line += text.count("\n", pos, pos + k)
-                    pos += k
+                    pos += len(rest) - len(rest.lstrip(SPACES))
                 ignore()
                 state = "text"
                 continue
-            items.append(Item(LDELIM, start, "{{", start_line))
+            emit(LDELIM)
             pos += after
             ignore()
-            start_line = line
             paren = 0
             state = "action"
             continue
@@ -191,9 +187,7 @@ def lex(text):
                 emit(RDELIM)
                 if trim_r:
                     rest = text[pos:]
-                    k = len(rest) - len(rest.lstrip(SPACES))
-                    line += text.count("\n", pos, pos + k)
-                    pos += k
+                    pos += len(rest) - len(rest.lstrip(SPACES))
                     ignore()
                 state = "text"
                 continue
