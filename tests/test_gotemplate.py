@@ -359,6 +359,12 @@ def test_trim_markers_and_comments():
     assert run("{{- 3 }} {{ -3 -}} x", {})[0] == "3 -3x"
 
 
+def test_docker_string_functions_map_rune_by_rune():
+    # as Go's strings.ToUpper/ToLower/Title: one rune for one rune
+    assert run('{{upper "straße ǆ ﬁ"}} {{lower "İSTANBUL Ǆ"}} {{title "ǆemal straße"}}', {})[0] == \
+        "STRAßE Ǆ ﬁ istanbul ǆ ǅemal Straße"
+
+
 def test_missing_key_modes():
     assert run("{{.a.b}}", {"a": {}}) == ("<no value>", None)
     assert run("{{.a.b}}", {"a": {}}, missingkey="error")[1] == \

@@ -322,17 +322,19 @@ def go_title(s):
     out = []
     prev = " "
     for c in s:
-        out.append(c.upper() if len(c.upper()) == 1 and _is_separator(prev) else c)
+        out.append(c.title() if len(c.title()) == 1 and _is_separator(prev) else c)
         prev = c
     return "".join(out)
 
 
 def _lower(s):
-    return s.lower()
+    # strings.ToLower maps rune by rune (Python's may grow a string: "İ".lower() is 2 runes)
+    return s.lower() if s.isascii() else "".join(c.lower() if len(c.lower()) == 1 else
+                                                 ("i" if c == "\u0130" else c) for c in s)
 
 
 def _upper(s):
-    return s.upper()
+    return s.upper() if s.isascii() else "".join(c.upper() if len(c.upper()) == 1 else c for c in s)
 
 
 def _pad(s, prefix, suffix):
