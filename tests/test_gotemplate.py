@@ -458,6 +458,9 @@ INSPECT = [
     "{{.NetworkSettings.Ports}}", "{{.Config.Foo}}", "{{.Name.Foo}}", "{{range .Name}}{{end}}", "{{len}}", "{{nope}}",
     "{{range .Mounts}}{{.Name}}{{break}}{{end}}", '{{printf "%v|%q|%5.1f|%x" .Config.Cmd .Name 2.25 .State.ExitCode}}',
     "{{.RestartCount}} {{.Platform}} {{.Driver}}", "{{.Config.Cmd | len}}", "{{index .Config.Cmd 9}}",
+    # .Id is no field of the Go type: the template runs on the raw JSON, numbers are json.Number
+    '{{.Id}} {{printf "%T %v %d" .State.Pid .State.Pid .State.Pid}} {{index .Config.Labels "nope"}} {{json .State.Pid}}',
+    "{{.Id}} {{eq .State.ExitCode 0}}", "{{.Id}} {{json .Config}} {{.State}}",
 ]
 
 

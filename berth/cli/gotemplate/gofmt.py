@@ -269,7 +269,7 @@ def fmt_value(v, verb, fl, depth=0):
     if isinstance(v, float):
         return _fmt_float(v, verb, fl)
     if isinstance(v, str):
-        return _fmt_str(str(v), verb, fl)
+        return _fmt_str(v, verb, fl)
     if isinstance(v, GoMap) and v.nil and fl.sharpV:
         return type_name(v) + "(nil)"
     if isinstance(v, dict):
