@@ -108,9 +108,10 @@ def human_size_prec(n, prec):
 
 # ---- contexts: the objects docker's list commands execute their templates on ----
 
-def context(gotype, fields, methods=None, header=None):
+def context(gotype, fields, methods=None, header=None, struct_fields=None):
     """A docker formatter context: each of fields is a method without arguments (name -> value),
-    methods maps names to (fn, param types); header is its column titles."""
+    methods maps names to (fn, param types); header is its column titles; struct_fields are its
+    exported struct fields besides Header."""
     from berth.cli.gotemplate.values import Box, GoStruct, Method
 
     class Ctx(GoStruct):
@@ -121,7 +122,7 @@ def context(gotype, fields, methods=None, header=None):
     ms = {k: Method((lambda v=v: v)) for k, v in fields.items()}
     for k, (fn, params) in (methods or {}).items():
         ms[k] = Method(fn, params)
-    c = Ctx(gotype, {"Header": Box(None)}, methods=ms)
+    c = Ctx(gotype, dict({"Header": Box(None)}, **(struct_fields or {})), methods=ms)
     c.header = header or {}
     return c
 
@@ -178,8 +179,17 @@ def container_context(c, trunc=True):
         "State": c.get("State", ""),
         "Status": c.get("Status", ""),
     }
+    from berth.cli.gotemplate.values import GoMap, GoStruct
+    used = GoMap({}, "map[string]interface {}", None, nil=True, elem_iface=True)
+
+    def size():
+        # as docker's: calling Size() records it in FieldsUsed
+        used["Size"] = GoStruct("struct {}", {})
+        used.nil = False
+        return fields["Size"]
     return context("*formatter.ContainerContext", fields,
-                   {"Label": (lambda name: labels.get(name, ""), ["string"])}, PS_HEADER)
+                   {"Label": (lambda name: labels.get(name, ""), ["string"]), "Size": (size, [])}, PS_HEADER,
+                   {"FieldsUsed": used})
 
 
 PS_HEADER = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
