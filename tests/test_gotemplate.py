@@ -510,6 +510,7 @@ LISTS = [
     ["ps", "-a", "--format", "{{.Platform}}|{{.Header}}|{{.FieldsUsed}}|{{.Size}}{{.FieldsUsed}}"],
     ["ps", "-a", "--format", 'table {{.Platform}}\t{{.Header}}\t{{.Label "a" "b"}}'],
     ["ps", "-a", "--format", "{{.Names.Foo}}"], ["ps", "-a", "--format", "{{.Label 1}}"],
+    ["ps", "-a", "-s", "--format", 'table {{.Names}}\t{{.Label "a" "b"}}'], ["ps", "-a", "--format", "table {{.Foo"],
     ["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
     ["images", "--format", "json"],
     ["images", "--format", "table"],

@@ -284,6 +284,13 @@ def print_formatted(fmt, items, headers=None, gotype="*formatter.Context", defau
     from berth.cli.gotemplate.funcs import HEADER
     from berth.cli.gotemplate.tabwriter import tabwrite
     key = "{{.%s}}" % quiet_key
+    if errors[0].startswith("failed") and fmt:
+        # docker ps first runs the format as given (no table prefix or \t handled) on an empty row,
+        # to see whether it uses .Size: its errors are reported from there
+        try:
+            Template("").parse(fmt).execute(container_context({}))
+        except TemplateError as e:
+            raise _error((errors[0] if "executing" not in str(e) else errors[1]) + str(e))
     if quiet and errors[0].startswith("failed"):  # ps
         print("WARNING: Ignoring custom format, because both --format and --quiet are set.", file=sys.stderr)
         fmt = ("container_id: " + key) if fmt == "raw" else key
