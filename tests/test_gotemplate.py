@@ -483,6 +483,8 @@ def test_inspect_container_as_docker(world, template):
     ["network", "inspect", "-f", "{{.IPAM}} {{range .IPAM.Config}}{{.Subnet}}{{end}} {{.Labels}}", "gtnet", "bridge"],
     ["network", "inspect", "-f", "{{.Containers}} {{len .Containers}}", "gtnet", "bridge"],
     ["network", "inspect", "-f", "{{.Foo}}", "gtnet"],
+    ["network", "inspect", "-f", "{{.}}", "gtnet", "bridge"],
+    ["inspect", "-f", "{{.NetworkSettings.Networks.bridge}} {{range .NetworkSettings.Networks}}{{.}}{{end}}", "gtweb"],
     ["volume", "inspect", "-f", "{{json .}}", "gtvol"],
     ["volume", "inspect", "-f", "{{.}}", "gtvol"],
     ["volume", "inspect", "-f", "{{.Name}} {{.Labels.k}} {{.Options}}", "gtvol"],

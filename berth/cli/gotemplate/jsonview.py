@@ -13,7 +13,7 @@ MAP_KEYS = {
     "Labels": "", "Options": "", "DriverOpts": "", "Attributes": "", "Sysctls": "", "StorageOpt": "",
     "Tmpfs": "", "Data": "", "Annotations": "", "Status": None, "Networks": None, "Ports": None,
     "ExposedPorts": "{}", "Volumes": "{}", "Containers": "{}", "Aliases": None, "Config@LogConfig": "",
-    "Options@IPAM": "", "AuxiliaryAddresses": "", "Plugins": None, "Services": None, "Peers": None,
+    "Options@IPAM": "", "AuxiliaryAddresses": "", "Plugins": None, "Services": None,
 }
 # keys whose value is a Go slice of strings (a JSON null there is a nil []string)
 LIST_KEYS = {
@@ -142,7 +142,8 @@ SCHEMAS = {
     "RestartPolicy": "Name:s MaximumRetryCount:i",
     "network": "Name:s Id:s Created:t Scope:s Driver:s EnableIPv4:b EnableIPv6:b IPAM:SIPAM Internal:b "
                "Attachable:b Ingress:b ConfigFrom:SConfigReference ConfigOnly:b Containers:MEndpointResource "
-               "Options:m Labels:m Peers:x:o Services:x:o",
+               "Options:m Labels:m Peers:LPeerInfo:o Services:x:o",
+    "PeerInfo": "Name:s IP:s",
     "IPAM": "Driver:s Options:m Config:LIPAMConfig",
     "IPAMConfig": "Subnet:s:o IPRange:s:o Gateway:s:o AuxiliaryAddresses:m:o",
     "ConfigReference": "Network:s",
