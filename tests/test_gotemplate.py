@@ -491,6 +491,9 @@ def test_inspect_container_as_docker(world, template):
     ["volume", "inspect", "-f", "{{.Foo}}", "gtvol"],
     ["volume", "inspect", "-f", "{{.Foo", "gtvol"],
     ["inspect", "-f", "{{.Name}} {{.Driver}}", "gtvol"],
+    ["inspect", "--format", "json", "gtweb", "gtc2"], ["network", "inspect", "--format", "json", "gtnet", "bridge"],
+    ["volume", "inspect", "--format", "json", "gtvol"], ["image", "inspect", "--format", "json", "busybox-layers:1"],
+    ["inspect", "--format", "json", "gtvol", "gtnet"],
 ])
 def test_inspect_objects_as_docker(world, args):
     same(world, *args)

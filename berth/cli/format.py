@@ -349,6 +349,18 @@ def print_inspect(fmt, objects, raw_fallback=True):
     parse)."""
     from berth.cli.gotemplate import Template, TemplateError
     from berth.cli.gotemplate.jsonview import raw, typed_as
+    if fmt == "json":
+        # docker's JSON inspector: the raw objects compacted in one array (the typed ones marshalled
+        # when there is no raw JSON, as for volumes)
+        if raw_fallback:
+            import json
+            out = json.dumps(objects, separators=(",", ":"))
+        else:
+            from berth.cli.gotemplate.gofmt import json_marshal
+            out = json_marshal([typed_as(o, _kind_of(o)) for o in objects], escape_html=True)
+        sys.stdout.write(out + "\n")
+        sys.stdout.flush()
+        return
     try:
         t = Template("").parse(fmt)
     except TemplateError as e:
