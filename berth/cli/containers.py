@@ -306,7 +306,7 @@ def ps(ctx, argv, cmd):
     limit = 1 if a.latest else a.last
     items = ctx.client.containers(all_=a.all or limit > 0, filters=filters or None,
                                   limit=limit if limit > 0 else None)
-    from berth.cli.gotemplate.parse import go_quote
+    from berth.cli.gotemplate.quote import go_quote
     rows = []
     for c in items:
         cmdline = c.get("Command") or ""
