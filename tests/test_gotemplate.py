@@ -415,11 +415,13 @@ def world(tmp_path_factory):
                  "sleep", "1000", check=True)
         d.docker("create", "--name", "gtc2", "--network", "gtnet", "busybox-layers:1", "sh", "-c",
                  'echo "hi there" && sleep 5', check=True)
+        digest = json.loads(d.docker("image", "inspect", "busybox-layers:1", check=True).out)[0]["RepoDigests"][0]
+        d.docker("create", "--name", "gtdig", digest, "true", check=True)
         d.docker("run", "-d", "--name", "gtpub", "-p", "127.0.0.1::80", "-p", "127.0.0.1::81/udp", "--expose", "7000",
                  "--expose", "7001", "busybox-layers:1", "sleep", "1000", check=True)
         yield d
     finally:
-        d.docker("rm", "-f", "gtweb", "gtc2", "gtpub")
+        d.docker("rm", "-f", "gtweb", "gtc2", "gtpub", "gtdig")
         d.docker("network", "rm", "gtnet")
         d.docker("volume", "rm", "gtvol")
         d.cleanup()
@@ -514,7 +516,8 @@ LISTS = [
     ["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}}"],
     ["ps", "-a", "--format", "{{.Platform}}|{{.Header}}|{{.FieldsUsed}}|{{.Size}}{{.FieldsUsed}}"],
     ["ps", "-a", "--format", 'table {{.Platform}}\t{{.Header}}\t{{.Label "a" "b"}}'],
-    ["ps", "-a", "--format", "{{.Names.Foo}}"], ["ps", "-a", "--format", "{{.Label 1}}"],
+    ["ps", "-a", "--format", "{{.Names.Foo}}"], ["ps", "-a", "--format", "{{.Image}} {{.Names}}"],
+    ["ps", "-a", "--no-trunc", "--format", "{{.Image}} {{.Names}}"], ["ps", "-a", "--format", "{{.Label 1}}"],
     ["ps", "-a", "-s", "--format", 'table {{.Names}}\t{{.Label "a" "b"}}'], ["ps", "-a", "--format", "table {{.Foo"],
     ["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
     ["images", "--format", "json"],

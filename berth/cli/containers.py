@@ -312,7 +312,7 @@ def ps(ctx, argv, cmd):
         cmdline = c.get("Command") or ""
         if not a.no_trunc and len(cmdline) > 20:
             cmdline = cmdline[:19] + "…"
-        rows.append({"ID": c["Id"] if a.no_trunc else c["Id"][:12], "Image": c.get("Image", ""),
+        rows.append({"ID": c["Id"] if a.no_trunc else c["Id"][:12], "Image": c.get("Image", "") if a.no_trunc else _short_image(c),
                      "Command": go_quote(cmdline), "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
                      "Status": c.get("Status", ""), "State": c.get("State", ""), "Ports": _ports(c.get("Ports")),
                      "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []), "Labels":
@@ -343,6 +343,11 @@ def _ports(ports):
 def _ago(ts):
     from berth.cli.format import ago
     return ago(ts)
+
+
+def _short_image(c):
+    from berth.cli.format import _short_image
+    return _short_image(c["Image"], c.get("ImageID") or "") if c.get("Image") else "<no image>"
 
 
 def rm(ctx, argv, cmd):

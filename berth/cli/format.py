@@ -137,6 +137,28 @@ def _header_context(header):
     return Header(header, "formatter.SubHeaderContext", "")
 
 
+def _short_id(i):
+    return i.split(":", 1)[-1][:12]
+
+
+def _short_image(image, image_id):
+    """docker ps's IMAGE: an image ID shortened, a reference without its digest, in its familiar form."""
+    if _short_id(image) == _short_id(image_id):
+        return _short_id(image)
+    name = image.partition("@")[0]
+    last = name.rsplit("/", 1)[-1]
+    repo = name.rsplit(":", 1)[0] if ":" in last else name
+    if not name or repo != repo.lower():
+        return image  # no reference docker parses: shown as it is
+    for prefix in ("docker.io/library/", "index.docker.io/library/"):
+        if name.startswith(prefix) and "/" not in name[len(prefix):]:
+            return name[len(prefix):]
+    for prefix in ("docker.io/", "index.docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
 def container_context(c, trunc=True):
     """docker ps's row (formatter.ContainerContext) of a container summary from the API."""
     from berth.cli.gotemplate.quote import go_quote
@@ -158,8 +180,8 @@ def container_context(c, trunc=True):
     if size_fs > 0:
         size = "%s (virtual %s)" % (size, human_size_prec(size_fs, 3))
     image = c.get("Image") or "<no image>"
-    if trunc and image.startswith("sha256:") and len(image) > 19:
-        image = image[7:19]
+    if trunc and c.get("Image"):
+        image = _short_image(image, c.get("ImageID") or "")
     created = c.get("Created") or 0
     from berth.cli.containers import _ports
     fields = {
