@@ -312,8 +312,9 @@ def ps(ctx, argv, cmd):
         cmdline = c.get("Command") or ""
         if not a.no_trunc and len(cmdline) > 20:
             cmdline = cmdline[:19] + "…"
-        rows.append({"ID": c["Id"] if a.no_trunc else c["Id"][:12], "Image": c.get("Image", "") if a.no_trunc else _short_image(c),
-                     "Command": go_quote(cmdline), "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
+        rows.append({"ID": c["Id"] if a.no_trunc else c["Id"][:12],
+                     "Image": c.get("Image", "") if a.no_trunc else _short_image(c), "Command": go_quote(cmdline),
+                     "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
                      "Status": c.get("Status", ""), "State": c.get("State", ""), "Ports": _ports(c.get("Ports")),
                      "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []), "Labels":
                      ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Size": "0B"})

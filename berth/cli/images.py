@@ -221,8 +221,7 @@ def history(ctx, argv, cmd):
             print(r["ID"])
         return 0
     if a.format:
-        from berth.cli.format import print_formatted
-        from berth.cli.format import history_row
+        from berth.cli.format import history_row, print_formatted
         print_formatted(a.format, [history_row(r, x, human) for r, x in zip(out, rows)],
                         {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
                          "Size": "SIZE", "Comment": "COMMENT"}, "*image.historyContext",

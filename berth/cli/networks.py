@@ -68,8 +68,7 @@ def ls(ctx, argv, cmd):
             print(r["ID"])
         return 0
     if a.format:
-        from berth.cli.format import print_formatted
-        from berth.cli.format import NETWORKS_HEADER, labelled, network_row
+        from berth.cli.format import NETWORKS_HEADER, labelled, network_row, print_formatted
         print_formatted(a.format, [labelled("*network.networkContext", network_row(r, n), n, NETWORKS_HEADER)
                                    for r, n in zip(rows, nets)], NETWORKS_HEADER,
                         default_table="table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}", quiet=a.quiet,

@@ -12,8 +12,7 @@ def info(ctx, argv, cmd):
     a = p.parse_args(argv)
     i = ctx.client.info()
     if a.format:
-        from berth.cli.format import print_typed
-        from berth.cli.format import client_info
+        from berth.cli.format import client_info, print_typed
         print_typed(a.format, dict(i, ClientInfo=client_info()), "system.dockerInfo")
         return 0
     b = i.get("Berth") or {}
@@ -80,8 +79,7 @@ def version(ctx, argv, cmd):
     except BerthError as e:
         err = e
     if a.format:
-        from berth.cli.format import print_typed
-        from berth.cli.format import client_info
+        from berth.cli.format import client_info, print_typed
         print_typed(a.format, {"Client": client_info(), "Server": server}, "system.versionInfo", "version",
                     (20, 1, 1))
     else:

@@ -62,8 +62,7 @@ def ls(ctx, argv, cmd):
         return 0
     rows = [_row(v) for v in vols]
     if a.format:
-        from berth.cli.format import print_formatted
-        from berth.cli.format import VOLUMES_HEADER, labelled
+        from berth.cli.format import VOLUMES_HEADER, labelled, print_formatted
         print_formatted(a.format, [labelled("*formatter.volumeContext", r, v, VOLUMES_HEADER) for r, v in
                                    zip(rows, vols)], VOLUMES_HEADER, default_table="table {{.Driver}}\t{{.Name}}",
                         quiet=a.quiet, raw="name: {{.Name}}\ndriver: {{.Driver}}\n", quiet_key="Name")
