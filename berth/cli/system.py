@@ -80,8 +80,12 @@ def version(ctx, argv, cmd):
         err = e
     if a.format:
         from berth.cli.format import client_info, print_typed
-        print_typed(a.format, {"Client": client_info(), "Server": server}, "system.versionInfo", "version",
-                    (20, 1, 1))
+        try:
+            print_typed(a.format, {"Client": client_info(), "Server": server}, "system.versionInfo", "version",
+                        (20, 1, 1))
+        except BerthError:
+            if err is None:
+                raise  # else the server's error is the one to report (as docker)
     else:
         print(f"Client:\n Version:     {client['Version']}\n API version: {client['ApiVersion']}\n"
               f" OS/Arch:     {client['Os']}/{client['Arch']}")
