@@ -178,7 +178,7 @@ def test_images_format(d):
     assert all(SHORT_ID.match(c[0]) for c in cells) and ["hello-world"] == [c[1] for c in cells if c[1] == "hello-world"]
 
     bad = d.berth("images", "--format", "{{.NoSuchField}}")
-    one_line_error(bad)
+    one_line_error(bad, code=1)  # as docker: status 1, its message (tests/test_gotemplate.py compares them)
 
 
 # --- rmi ---

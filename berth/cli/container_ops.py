@@ -163,7 +163,7 @@ def stats(ctx, argv, cmd):
         for e in errors:
             print(f"berth: {e.message}", file=sys.stderr)
         if rows or not errors:
-            print_formatted(fmt, rows, _STATS_HEADERS, "*container.statsContext")
+            print_formatted(fmt, rows, _STATS_HEADERS, "*container.statsContext", _STATS_DEFAULT)
         return 1 if errors else 0
     try:
         while True:
@@ -174,7 +174,7 @@ def stats(ctx, argv, cmd):
                 return 1
             if sys.stdout.isatty():
                 sys.stdout.write("\033[2J\033[H")
-            print_formatted(fmt, rows, _STATS_HEADERS, "*container.statsContext")
+            print_formatted(fmt, rows, _STATS_HEADERS, "*container.statsContext", _STATS_DEFAULT)
             sys.stdout.flush()
     except KeyboardInterrupt:
         return 0

@@ -275,25 +275,27 @@ def ps(ctx, argv, cmd):
     else:
         items = ctx.client.containers(all_=a.all or limit > 0, filters=filters or None,
                                       limit=limit if limit > 0 else None)
+    from berth.cli.gotemplate.quote import go_quote
     rows = []
     for c in items:
         cmdline = c.get("Command") or ""
         if not a.no_trunc and len(cmdline) > 20:
             cmdline = cmdline[:19] + "…"
-        rows.append({"ID": c["Id"] if a.no_trunc else c["Id"][:12], "Image": c.get("Image", ""),
-                     "Command": f'"{cmdline}"', "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
+        rows.append({"ID": c["Id"] if a.no_trunc else c["Id"][:12],
+                     "Image": c.get("Image", "") if a.no_trunc else _short_image(c), "Command": go_quote(cmdline),
+                     "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
                      "Status": c.get("Status", ""), "State": c.get("State", ""), "Ports": _ports(c.get("Ports")),
                      "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []), "Labels":
                      ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Size": _ps_size(c)})
-    if a.quiet:
+    if a.quiet and not a.format:
         for r in rows:
             print(r["ID"])
         return 0
-    if a.format:
-        from berth.cli.format import PS_TABLE, container_context, print_formatted
-        print_formatted(a.format, [container_context(c, not a.no_trunc) for c in items],
-                        default_table=PS_TABLE + ("\t{{.Size}}" if a.size else ""),
-                        errors=("failed to parse template: ", "failed to execute template: "))
+    if a.format or a.size:
+        from berth.cli.format import PS_RAW, PS_TABLE, container_context, print_formatted
+        print_formatted(a.format or "table", [container_context(c, not a.no_trunc) for c in items],
+                        default_table=PS_TABLE + ("\t{{.Size}}" if a.size else ""), quiet=a.quiet,
+                        errors=("failed to parse template: ", "failed to execute template: "), raw=PS_RAW[a.size])
         return 0
     from berth.cli.format import table
     size = ["SIZE"] if a.size else []
@@ -316,18 +318,18 @@ def _ps_size(c):
 
 def _ports(ports):
     """docker ps's PORTS: 127.0.0.1:8080->80/tcp, 443/tcp."""
-    out = []
-    for p in sorted(ports or [], key=lambda p: (p.get("PrivatePort", 0), p.get("IP", ""))):
-        if p.get("PublicPort"):
-            out.append(f"{p.get('IP') or '0.0.0.0'}:{p['PublicPort']}->{p['PrivatePort']}/{p.get('Type', 'tcp')}")
-        else:
-            out.append(f"{p['PrivatePort']}/{p.get('Type', 'tcp')}")
-    return ", ".join(out)
+    from berth.cli.format import displayable_ports
+    return displayable_ports(ports)
 
 
 def _ago(ts):
     from berth.cli.format import ago
     return ago(ts)
+
+
+def _short_image(c):
+    from berth.cli.format import _short_image
+    return _short_image(c["Image"], c.get("ImageID") or "") if c.get("Image") else "<no image>"
 
 
 def rm(ctx, argv, cmd):

@@ -16,25 +16,9 @@ def ago(ts):
 
 
 def table(rows, out=None):
-    """Rows of cells, aligned like Go's tabwriter(minwidth 10, tabwidth 1, padding 3)."""
-    if not rows:
-        return ""
-    ncol = max(len(r) for r in rows)
-    widths = [0] * ncol
-    for r in rows:
-        for i, c in enumerate(r[:-1] if len(r) == ncol else r):
-            widths[i] = max(widths[i], len(str(c)))
-    lines = []
-    for r in rows:
-        cells = []
-        for i, c in enumerate(r):
-            c = str(c)
-            if i < len(r) - 1:
-                cells.append(c.ljust(max(widths[i] + 3, 10)))
-            else:
-                cells.append(c)
-        lines.append("".join(cells).rstrip())
-    return "\n".join(lines)
+    """Rows of cells, aligned by Go's tabwriter(minwidth 10, tabwidth 1, padding 3) as docker's tables."""
+    from berth.cli.gotemplate.tabwriter import tabwrite
+    return tabwrite("\n".join("\t".join(str(c) for c in r) for r in rows))
 
 
 def _error(msg, code=1):
@@ -66,6 +50,42 @@ def go_time_rfc3339(s):
     return go_time(ts, int(digits.ljust(9, "0")) if digits else 0)
 
 
+def displayable_ports(ports):
+    """docker's formatter.DisplayablePorts: unpublished ports (and ports published on the same
+    number) grouped into ranges, then the host mappings, as `docker ps` prints them."""
+    ports = sorted(ports or [], key=lambda p: (p.get("PrivatePort", 0), p.get("IP", ""), p.get("PublicPort", 0),
+                                               p.get("Type", "")))
+    groups, order, result, mappings = {}, [], [], []
+
+    def form(key, first, last):
+        ip, _, typ = key.rpartition("/")
+        g = str(first) if first == last else f"{first}-{last}"
+        if ip:
+            g = f"{ip}:{g}->{g}"
+        return f"{g}/{typ}"
+
+    for p in ports:
+        cur, typ, ip = p.get("PrivatePort", 0), p.get("Type", "tcp"), p.get("IP", "")
+        key = typ
+        if ip:
+            if p.get("PublicPort", 0) != cur:
+                host = f"[{ip}]" if ":" in ip else ip
+                mappings.append(f"{host}:{p.get('PublicPort', 0)}->{cur}/{typ}")
+                continue
+            key = f"{ip}/{typ}"
+        g = groups.get(key)
+        if g is None:
+            groups[key] = [cur, cur]
+            order.append(key)
+        elif cur == g[1] + 1:
+            g[1] = cur
+        else:
+            result.append(form(key, g[0], g[1]))
+            groups[key] = [cur, cur]
+    result += [form(k, *groups[k]) for k in order]
+    return ", ".join(result + mappings)
+
+
 def ellipsis(s, n):
     if n <= 0:
         return ""
@@ -88,9 +108,10 @@ def human_size_prec(n, prec):
 
 # ---- contexts: the objects docker's list commands execute their templates on ----
 
-def context(gotype, fields, methods=None, header=None):
+def context(gotype, fields, methods=None, header=None, struct_fields=None):
     """A docker formatter context: each of fields is a method without arguments (name -> value),
-    methods maps names to (fn, param types); header is its column titles."""
+    methods maps names to (fn, param types); header is its column titles; struct_fields are its
+    exported struct fields besides Header."""
     from berth.cli.gotemplate.values import Box, GoStruct, Method
 
     class Ctx(GoStruct):
@@ -101,7 +122,7 @@ def context(gotype, fields, methods=None, header=None):
     ms = {k: Method((lambda v=v: v)) for k, v in fields.items()}
     for k, (fn, params) in (methods or {}).items():
         ms[k] = Method(fn, params)
-    c = Ctx(gotype, {"Header": Box(None)}, methods=ms)
+    c = Ctx(gotype, dict({"Header": Box(None)}, **(struct_fields or {})), methods=ms)
     c.header = header or {}
     return c
 
@@ -116,9 +137,31 @@ def _header_context(header):
     return Header(header, "formatter.SubHeaderContext", "")
 
 
+def _short_id(i):
+    return i.split(":", 1)[-1][:12]
+
+
+def _short_image(image, image_id):
+    """docker ps's IMAGE: an image ID shortened, a reference without its digest, in its familiar form."""
+    if _short_id(image) == _short_id(image_id):
+        return _short_id(image)
+    name = image.partition("@")[0]
+    last = name.rsplit("/", 1)[-1]
+    repo = name.rsplit(":", 1)[0] if ":" in last else name
+    if not name or repo != repo.lower():
+        return image  # no reference docker parses: shown as it is
+    for prefix in ("docker.io/library/", "index.docker.io/library/"):
+        if name.startswith(prefix) and "/" not in name[len(prefix):]:
+            return name[len(prefix):]
+    for prefix in ("docker.io/", "index.docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
 def container_context(c, trunc=True):
     """docker ps's row (formatter.ContainerContext) of a container summary from the API."""
-    from berth.cli.gotemplate.parse import go_quote
+    from berth.cli.gotemplate.quote import go_quote
     cid = c.get("Id", "")
     names = [n[1:] if n.startswith("/") else n for n in c.get("Names") or []]
     if trunc:
@@ -137,8 +180,8 @@ def container_context(c, trunc=True):
     if size_fs > 0:
         size = "%s (virtual %s)" % (size, human_size_prec(size_fs, 3))
     image = c.get("Image") or "<no image>"
-    if trunc and image.startswith("sha256:") and len(image) > 19:
-        image = image[7:19]
+    if trunc and c.get("Image"):
+        image = _short_image(image, c.get("ImageID") or "")
     created = c.get("Created") or 0
     from berth.cli.containers import _ports
     fields = {
@@ -158,8 +201,17 @@ def container_context(c, trunc=True):
         "State": c.get("State", ""),
         "Status": c.get("Status", ""),
     }
+    from berth.cli.gotemplate.values import GoMap, GoStruct
+    used = GoMap({}, "map[string]interface {}", None, nil=True, elem_iface=True)
+
+    def size():
+        # as docker's: calling Size() records it in FieldsUsed
+        used["Size"] = GoStruct("struct {}", {})
+        used.nil = False
+        return fields["Size"]
     return context("*formatter.ContainerContext", fields,
-                   {"Label": (lambda name: labels.get(name, ""), ["string"])}, PS_HEADER)
+                   {"Label": (lambda name: labels.get(name, ""), ["string"]), "Size": (size, [])}, PS_HEADER,
+                   {"FieldsUsed": used})
 
 
 PS_HEADER = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
@@ -168,6 +220,14 @@ PS_HEADER = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Crea
              "Networks": "NETWORKS", "Platform": "PLATFORM"}
 
 
+PS_RAW = {False: "container_id: {{.ID}}\nimage: {{.Image}}\ncommand: {{.Command}}\ncreated_at: {{.CreatedAt}}\n"
+                 "state: {{- pad .State 1 0}}\nstatus: {{- pad .Status 1 0}}\nnames: {{.Names}}\n"
+                 "labels: {{- pad .Labels 1 0}}\nports: {{- pad .Ports 1 0}}\n"}
+PS_RAW[True] = PS_RAW[False] + "size: {{.Size}}\n"
+IMAGES_RAW = {False: "repository: {{ .Repository }}\ntag: {{.Tag}}\nimage_id: {{.ID}}\ncreated_at: {{.CreatedAt}}\n"
+                     "virtual_size: {{.Size}}\n",
+              True: "repository: {{ .Repository }}\ntag: {{.Tag}}\ndigest: {{.Digest}}\nimage_id: {{.ID}}\n"
+                    "created_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n"}
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 IMAGES_TABLE = {
     False: "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}",
@@ -236,15 +296,33 @@ def _docker_format(fmt):
 
 
 def print_formatted(fmt, items, headers=None, gotype="*formatter.Context", default_table=None,
-                    errors=("template parsing error: ", "template parsing error: ")):
+                    errors=("template parsing error: ", "template parsing error: "), raw=None, quiet=False,
+                    quiet_key="ID"):
     """--format over a list command's rows (contexts, or dicts of strings): json, table ... (with
-    docker's header line and tabwriter spacing) or a template per row. Nothing is printed if a
-    row's template fails."""
+    docker's header line and tabwriter spacing), raw, or a template per row. Nothing is printed if
+    a row's template fails. With -q: table and raw print the key only; a custom format wins, except
+    for ps (which says so and prints the IDs)."""
     from berth.cli.gotemplate import Template, TemplateError
     from berth.cli.gotemplate.funcs import HEADER
     from berth.cli.gotemplate.tabwriter import tabwrite
-    if fmt == "table" and default_table:
+    key = "{{.%s}}" % quiet_key
+    if errors[0].startswith("failed") and fmt:
+        # docker ps first runs the format as given (no table prefix or \t handled) on an empty row,
+        # to see whether it uses .Size: its errors are reported from there
+        try:
+            Template("").parse(fmt).execute(container_context({}))
+        except TemplateError as e:
+            raise _error((errors[0] if "executing" not in str(e) else errors[1]) + str(e))
+    if quiet and errors[0].startswith("failed"):  # ps
+        print("WARNING: Ignoring custom format, because both --format and --quiet are set.", file=sys.stderr)
+        fmt = ("container_id: " + key) if fmt == "raw" else key
+    elif quiet and fmt in ("table", "raw"):
+        fmt = key if fmt == "table" else {"ID": "image_id: " if "image" in gotype else "network_id: ",
+                                          "Name": "name: "}[quiet_key] + key
+    elif fmt == "table" and default_table:
         fmt = default_table
+    elif fmt == "raw" and raw:
+        fmt = raw
     is_table, text = _docker_format(fmt)
     try:
         t = Template("").parse(text)
@@ -293,6 +371,18 @@ def print_inspect(fmt, objects, raw_fallback=True):
     parse)."""
     from berth.cli.gotemplate import Template, TemplateError
     from berth.cli.gotemplate.jsonview import raw, typed_as
+    if fmt == "json":
+        # docker's JSON inspector: the raw objects compacted in one array (the typed ones marshalled
+        # when there is no raw JSON, as for volumes)
+        if raw_fallback:
+            import json
+            out = json.dumps(objects, separators=(",", ":"))
+        else:
+            from berth.cli.gotemplate.gofmt import json_marshal
+            out = json_marshal([typed_as(o, _kind_of(o)) for o in objects], escape_html=True)
+        sys.stdout.write(out + "\n")
+        sys.stdout.flush()
+        return
     try:
         t = Template("").parse(fmt)
     except TemplateError as e:
@@ -358,18 +448,28 @@ def render_event(t, ev):
         raise _error(str(e))
 
 
+def client_info(**kw):
+    """The client's part of info/version, with the fields docker's has."""
+    import os
+    from berth import __version__
+    m = os.uname().machine
+    return dict({"Debug": False, "Version": __version__, "ApiVersion": "1.45", "DefaultAPIVersion": "1.45",
+                 "GitCommit": "", "GoVersion": "", "Os": "linux", "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m),
+                 "BuildTime": "", "Context": "default", "Plugins": [], "Warnings": None}, **kw)
+
+
 def print_typed(fmt, obj, gotype, name="", tabwriter=None):
     """docker info/version --format: the template on a typed object, then a newline; a failing
     template prints what it wrote, then the error (exit 1); one that does not parse exits 64."""
     from berth.cli.gotemplate import Template, TemplateError
-    from berth.cli.gotemplate.jsonview import typed
+    from berth.cli.gotemplate.jsonview import typed_as
     if fmt == "json":
         fmt = "{{json .}}"
     try:
         t = Template(name).parse(fmt)
     except TemplateError as e:
         raise _error("template parsing error: " + str(e), 64)
-    data = typed(obj)
+    data = typed_as(obj, {"system.dockerInfo": "info", "system.versionInfo": "version"}.get(gotype))
     data.gotype = gotype
     err = None
     try:

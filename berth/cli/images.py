@@ -89,15 +89,16 @@ def ls(ctx, argv, cmd):
                          "Size": _hsize(img.get("Size", 0)), "VirtualSize": _hsize(img.get("Size", 0)),
                          "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A"})
             row_images.append(img)
-    if a.quiet:
+    if a.quiet and not a.format:
         for r in rows:
             print(r["ID"])
         return 0
     if a.format:
-        from berth.cli.format import IMAGES_HEADER, IMAGES_TABLE, image_row, print_formatted
+        from berth.cli.format import IMAGES_HEADER, IMAGES_RAW, IMAGES_TABLE, image_row, print_formatted
         print_formatted(a.format, [image_row(r, i, a.digests or "{{.Digest}}" in a.format)
                                          for r, i in zip(rows, row_images)], IMAGES_HEADER,
-                        "*formatter.imageContext", IMAGES_TABLE[a.digests])
+                        "*formatter.imageContext", IMAGES_TABLE[a.digests], quiet=a.quiet,
+                        raw=IMAGES_RAW[a.digests or "{{.Digest}}" in a.format])
         return 0
     from berth.cli.format import table
     head = ["REPOSITORY", "TAG"] + (["DIGEST"] if a.digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
@@ -220,8 +221,7 @@ def history(ctx, argv, cmd):
             print(r["ID"])
         return 0
     if a.format:
-        from berth.cli.format import print_formatted
-        from berth.cli.format import history_row
+        from berth.cli.format import history_row, print_formatted
         print_formatted(a.format, [history_row(r, x, human) for r, x in zip(out, rows)],
                         {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
                          "Size": "SIZE", "Comment": "COMMENT"}, "*image.historyContext",

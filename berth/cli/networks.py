@@ -92,16 +92,16 @@ def ls(ctx, argv, cmd):
              "Scope": n.get("Scope", "local"), "Internal": str(n.get("Internal", False)).lower(),
              "Labels": ",".join(f"{k}={v}" for k, v in (n.get("Labels") or {}).items()),
              "CreatedAt": n.get("Created", "")} for n in nets]
-    if a.quiet:
+    if a.quiet and not a.format:
         for r in rows:
             print(r["ID"])
         return 0
     if a.format:
-        from berth.cli.format import print_formatted
-        from berth.cli.format import NETWORKS_HEADER, labelled, network_row
+        from berth.cli.format import NETWORKS_HEADER, labelled, network_row, print_formatted
         print_formatted(a.format, [labelled("*network.networkContext", network_row(r, n), n, NETWORKS_HEADER)
                                    for r, n in zip(rows, nets)], NETWORKS_HEADER,
-                        default_table="table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}")
+                        default_table="table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}", quiet=a.quiet,
+                        raw="network_id: {{.ID}}\nname: {{.Name}}\ndriver: {{.Driver}}\nscope: {{.Scope}}\n")
         return 0
     from berth.cli.format import table
     print(table([["NETWORK ID", "NAME", "DRIVER", "SCOPE"]] +

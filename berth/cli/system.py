@@ -12,9 +12,8 @@ def info(ctx, argv, cmd):
     a = p.parse_args(argv)
     i = ctx.client.info()
     if a.format:
-        from berth.cli.format import print_typed
-        print_typed(a.format, dict(i, ClientInfo={"Debug": False, "Context": "default", "Plugins": [],
-                                                  "Warnings": None}), "system.dockerInfo")
+        from berth.cli.format import client_info, print_typed
+        print_typed(a.format, dict(i, ClientInfo=client_info()), "system.dockerInfo")
         return 0
     b = i.get("Berth") or {}
     rc = i.get("RegistryConfig") or {}
@@ -80,9 +79,13 @@ def version(ctx, argv, cmd):
     except BerthError as e:
         err = e
     if a.format:
-        from berth.cli.format import print_typed
-        print_typed(a.format, {"Client": dict(client, APIVersion=client.pop("ApiVersion")), "Server": server},
-                    "system.versionInfo", "version", (20, 1, 1))
+        from berth.cli.format import client_info, print_typed
+        try:
+            print_typed(a.format, {"Client": client_info(), "Server": server}, "system.versionInfo", "version",
+                        (20, 1, 1))
+        except BerthError:
+            if err is None:
+                raise  # else the server's error is the one to report (as docker)
     else:
         print(f"Client:\n Version:     {client['Version']}\n API version: {client['ApiVersion']}\n"
               f" OS/Arch:     {client['Os']}/{client['Arch']}")

@@ -56,16 +56,16 @@ def ls(ctx, argv, cmd):
     vols = sorted(res.get("Volumes") or [], key=lambda v: v["Name"])
     for w in res.get("Warnings") or []:
         print(w, file=sys.stderr)
-    if a.quiet:
+    if a.quiet and not a.format:
         for v in vols:
             print(v["Name"])
         return 0
     rows = [_row(v) for v in vols]
     if a.format:
-        from berth.cli.format import print_formatted
-        from berth.cli.format import VOLUMES_HEADER, labelled
+        from berth.cli.format import VOLUMES_HEADER, labelled, print_formatted
         print_formatted(a.format, [labelled("*formatter.volumeContext", r, v, VOLUMES_HEADER) for r, v in
-                                   zip(rows, vols)], VOLUMES_HEADER, default_table="table {{.Driver}}\t{{.Name}}")
+                                   zip(rows, vols)], VOLUMES_HEADER, default_table="table {{.Driver}}\t{{.Name}}",
+                        quiet=a.quiet, raw="name: {{.Name}}\ndriver: {{.Driver}}\n", quiet_key="Name")
         return 0
     from berth.cli.format import table
     print(table([["DRIVER", "VOLUME NAME"]] + [[r["Driver"], r["Name"]] for r in rows]))

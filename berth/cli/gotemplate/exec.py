@@ -4,7 +4,7 @@ from berth.cli.gotemplate import parse as P
 from berth.cli.gotemplate.gofmt import sprint
 from berth.cli.gotemplate.values import (BOOL, COMPLEX, FLOAT, FUNC, IFACE, INT, INVALID, MAP, MISSING,
                                          NILPTR, SLICE, STRING, STRUCT, Box, Func, GoList, GoMap, GoStruct,
-                                         Method, box_elem, elem_type_name, indirect_interface, kind,
+                                         box_elem, indirect_interface, kind,
                                          type_name)
 
 # Go allows 100000 nested {{template}} calls; Python's stack holds fewer: past this depth, the
@@ -388,7 +388,11 @@ class State:
             argv.append(self.validate_type(final, t))
         try:
             if fn.builtin and name == "call":
-                return fn.fn(args[0].string() if args else "", *argv)
+                if args:
+                    callee = args[0].string()
+                else:
+                    callee = final if type_name(final) == "string" else "<%s Value>" % type_name(final)
+                return fn.fn(callee, *argv)
             return fn.fn(*argv)
         except GoError as e:
             self.at(node)

@@ -2,6 +2,7 @@
 
 from berth.cli.gotemplate.exec import Builtin, GoError, truth
 from berth.cli.gotemplate.gofmt import Flags, fmt_value, json_marshal, sprint, sprintf, sprintln
+from berth.cli.gotemplate.values import GoInt
 from berth.cli.gotemplate.values import (BOOL, COMPLEX, FLOAT, INT, INVALID, MAP, MISSING, SLICE, STRING,
                                          Box, Func, GoList, GoMap, box_elem, indirect_interface, kind,
                                          type_name)
@@ -60,7 +61,7 @@ def _index(item, *indexes):
             if x == n:
                 raise GoError("reflect: slice index out of range" if k == SLICE else "reflect: string index out of range")
             if k == STRING:
-                item = item.encode()[x]
+                item = GoInt(item.encode()[x], "uint8")
             else:
                 item = box_elem(item, item[x])
         elif k == MAP:
@@ -95,7 +96,7 @@ def _slice(item, *indexes):
         raise GoError("can't slice item of type %s" % type_name(item))
     idx = [0, cap_ if k == STRING else len(item), 0]
     for i, index in enumerate(indexes):
-        idx[i] = _index_arg(indirect_interface(index), cap_)
+        idx[i] = _index_arg(index, cap_)
     if idx[0] > idx[1]:
         raise GoError("invalid slice index: %d > %d" % (idx[0], idx[1]))
     if len(indexes) == 3 and idx[1] > idx[2]:
@@ -153,7 +154,7 @@ def _eq(arg1, *arg2):
         else:
             if not (kind(arg1) == kind(arg) or arg1 is MISSING or arg is MISSING):
                 raise GoError("non-comparable types %s: %s, %s: %s" % (
-                    sprint([arg1]), type_name(arg1), type_name(arg), sprint([arg])))
+                    fmt_value(arg1, "s", Flags()), type_name(arg1), type_name(arg), sprint([arg])))
             if _is_nil(arg1) or _is_nil(arg):
                 t = _is_nil(arg) == _is_nil(arg1)
             else:
@@ -321,17 +322,19 @@ def go_title(s):
     out = []
     prev = " "
     for c in s:
-        out.append(c.upper() if len(c.upper()) == 1 and _is_separator(prev) else c)
+        out.append(c.title() if len(c.title()) == 1 and _is_separator(prev) else c)
         prev = c
     return "".join(out)
 
 
 def _lower(s):
-    return s.lower()
+    # strings.ToLower maps rune by rune (Python's may grow a string: "İ".lower() is 2 runes)
+    return s.lower() if s.isascii() else "".join(c.lower() if len(c.lower()) == 1 else
+                                                 ("i" if c == "\u0130" else c) for c in s)
 
 
 def _upper(s):
-    return s.upper()
+    return s.upper() if s.isascii() else "".join(c.upper() if len(c.upper()) == 1 else c for c in s)
 
 
 def _pad(s, prefix, suffix):

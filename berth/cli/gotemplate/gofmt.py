@@ -105,10 +105,10 @@ def _pad(s, fl, numeric=False):
     return " " * w + s
 
 
-def _bad(verb, v):
+def _bad(verb, v, fl=None):
     if v is None:
         return "%!" + verb + "(<nil>)"
-    return "%%!%s(%s=%s)" % (verb, type_name(v), fmt_value(v, "v", Flags()))
+    return "%%!%s(%s=%s)" % (verb, type_name(v), fmt_value(v, "v", fl or Flags()))
 
 
 def _fmt_int(v, verb, fl):
@@ -135,7 +135,7 @@ def _fmt_int(v, verb, fl):
             s += " '%s'" % chr(v)
         return _pad(s, fl)
     else:
-        return _bad(verb, v)
+        return _bad(verb, v, fl)
     if fl.prec is not None:
         if fl.prec == 0 and v == 0:
             s = ""
@@ -179,8 +179,17 @@ def _fmt_float(v, verb, fl):
         s = format_float(v, "g", -1 if fl.prec is None else fl.prec)
         if verb == "G":
             s = s.upper()
+    elif verb in "xX" and fl.prec is None and not (math.isinf(v) or math.isnan(v)):
+        h = v.hex()
+        sign = "-" if h.startswith("-") else ""
+        mant, _, exp = h.lstrip("-").partition("p")
+        mant = mant.rstrip("0").rstrip(".") if "." in mant else mant
+        e = int(exp)
+        s = "%s%sp%s%02d" % (sign, mant, "-" if e < 0 else "+", abs(e))
+        if verb == "X":
+            s = s.upper()
     else:
-        return _bad(verb, v)
+        return _bad(verb, v, fl)
     if fl.sharp and verb in "vgG" and "." not in s and "e" not in s.lower() and s[-1:].isdigit():
         s += "."
     if s[0] not in "+-":
@@ -228,7 +237,7 @@ def _fmt_str(s, verb, fl):
             if fl.sharp and out:
                 out = ("0x" if verb == "x" else "0X") + out
         return _pad(out, fl)
-    return _bad(verb, s)
+    return _bad(verb, s, fl)
 
 
 def fmt_value(v, verb, fl, depth=0):
@@ -236,27 +245,31 @@ def fmt_value(v, verb, fl, depth=0):
     if isinstance(v, Box):
         v = v.v
         if v is None:
+            if fl.sharpV and depth > 0:
+                return "interface {}(nil)"
             if verb in "vT" or depth > 0:
                 return _pad("<nil>", fl)
-            return _bad(verb, None)
+            return _bad(verb, None, fl)
     if v is MISSING:
         return "<invalid reflect.Value>"
     if verb == "T":
         return _pad(type_name(v) if v is not None else "<nil>", fl)
     if v is None:
+        if fl.sharpV and depth > 0:
+            return "interface {}(nil)"
         if verb in "vT" or depth > 0:
             return _pad("<nil>", fl)
-        return _bad(verb, None)
+        return _bad(verb, None, fl)
     if isinstance(v, bool):
         if verb in "vt":
             return _pad("true" if v else "false", fl)
-        return _bad(verb, v)
+        return _bad(verb, v, fl)
     if isinstance(v, int):
         return _fmt_int(v, verb, fl)
     if isinstance(v, float):
         return _fmt_float(v, verb, fl)
     if isinstance(v, str):
-        return _fmt_str(str(v), verb, fl)
+        return _fmt_str(v, verb, fl)
     if isinstance(v, GoMap) and v.nil and fl.sharpV:
         return type_name(v) + "(nil)"
     if isinstance(v, dict):
@@ -275,6 +288,10 @@ def fmt_value(v, verb, fl, depth=0):
         s = v.go_string() if hasattr(v, "go_string") else None
         if s is not None and verb in "vs":
             return _fmt_str(s, verb, fl)
+        groups = getattr(v, "groups", None)
+        if groups and not fl.plusV:
+            return "{" + " ".join("{" + " ".join(fmt_value(v.fields[k], verb, fl, depth + 1) for k in g) + "}"
+                                  for g in groups) + "}"
         if fl.plusV:
             return "{" + " ".join("%s:%s" % (k, fmt_value(x, verb, fl, depth + 1)) for k, x in v.fields.items()) + "}"
         return "{" + " ".join(fmt_value(x, verb, fl, depth + 1) for x in v.fields.values()) + "}"

@@ -13,7 +13,7 @@ MAP_KEYS = {
     "Labels": "", "Options": "", "DriverOpts": "", "Attributes": "", "Sysctls": "", "StorageOpt": "",
     "Tmpfs": "", "Data": "", "Annotations": "", "Status": None, "Networks": None, "Ports": None,
     "ExposedPorts": "{}", "Volumes": "{}", "Containers": "{}", "Aliases": None, "Config@LogConfig": "",
-    "Options@IPAM": "", "AuxiliaryAddresses": "", "Plugins": None, "Services": None, "Peers": None,
+    "Options@IPAM": "", "AuxiliaryAddresses": "", "Plugins": None, "Services": None,
 }
 # keys whose value is a Go slice of strings (a JSON null there is a nil []string)
 LIST_KEYS = {
@@ -101,7 +101,8 @@ def raw(v):
 # Go struct layouts of docker's API types (field order, kinds, omitempty), as the docker CLI decodes
 # them: "JsonName:kind[:o]". kinds: s string, i int, b bool, p pointer to a scalar, l []string,
 # m map[string]string, x anything (kept as decoded), S<T> struct, P<T> pointer to struct,
-# L<T> slice of structs, M<T> map of structs, E map[string]struct {}.
+# L<T> slice of structs, M<T> map of structs, E map[string]struct {}; "|" separates embedded
+# structs (their fields are promoted: one JSON object, printed as {{...} {...}}).
 SCHEMAS = {
     "container": "Id:s Created:s Path:s Args:l State:PState Image:s ResolvConfPath:s HostnamePath:s HostsPath:s "
                  "LogPath:s Node:x:o Name:s RestartCount:i Driver:s Platform:s MountLabel:s ProcessLabel:s "
@@ -117,14 +118,14 @@ SCHEMAS = {
               "Shell:l:o",
     "GraphDriver": "Data:m Name:s",
     "MountPoint": "Type:s:o Name:s:o Source:s Destination:s Driver:s:o Mode:s RW:b Propagation:s",
-    "NetworkSettings": "Bridge:s SandboxID:s SandboxKey:s Ports:x HairpinMode:b LinkLocalIPv6Address:s "
+    "NetworkSettings": "Bridge:s SandboxID:s SandboxKey:s Ports:B HairpinMode:b LinkLocalIPv6Address:s "
                        "LinkLocalIPv6PrefixLen:i SecondaryIPAddresses:x SecondaryIPv6Addresses:x EndpointID:s "
                        "Gateway:s GlobalIPv6Address:s GlobalIPv6PrefixLen:i IPAddress:s IPPrefixLen:i "
                        "IPv6Gateway:s MacAddress:s Networks:MEndpointSettings",
     "EndpointSettings": "IPAMConfig:x Links:l Aliases:l MacAddress:s DriverOpts:m GwPriority:i NetworkID:s "
                         "EndpointID:s Gateway:s IPAddress:s IPPrefixLen:i IPv6Gateway:s GlobalIPv6Address:s "
                         "GlobalIPv6PrefixLen:i DNSNames:l",
-    "HostConfig": "Binds:l ContainerIDFile:s LogConfig:SLogConfig NetworkMode:s PortBindings:x "
+    "HostConfig": "Binds:l ContainerIDFile:s LogConfig:SLogConfig NetworkMode:s PortBindings:B "
                   "RestartPolicy:SRestartPolicy AutoRemove:b VolumeDriver:s VolumesFrom:l ConsoleSize:x "
                   "Annotations:m:o CapAdd:l CapDrop:l CgroupnsMode:s Dns:l DnsOptions:l DnsSearch:l ExtraHosts:l "
                   "GroupAdd:l IpcMode:s Cgroup:s Links:l OomScoreAdj:i PidMode:s Privileged:b PublishAllPorts:b "
@@ -137,10 +138,12 @@ SCHEMAS = {
                   "OomKillDisable:p PidsLimit:p Ulimits:x CpuCount:i CpuPercent:i IOMaximumIOps:i "
                   "IOMaximumBandwidth:i Mounts:x:o MaskedPaths:l ReadonlyPaths:l Init:p:o",
     "LogConfig": "Type:s Config:m",
+    "PortBinding": "HostIp:s HostPort:s",
     "RestartPolicy": "Name:s MaximumRetryCount:i",
     "network": "Name:s Id:s Created:t Scope:s Driver:s EnableIPv4:b EnableIPv6:b IPAM:SIPAM Internal:b "
                "Attachable:b Ingress:b ConfigFrom:SConfigReference ConfigOnly:b Containers:MEndpointResource "
-               "Options:m Labels:m Peers:x:o Services:x:o",
+               "Options:m Labels:m Peers:LPeerInfo:o Services:x:o",
+    "PeerInfo": "Name:s IP:s",
     "IPAM": "Driver:s Options:m Config:LIPAMConfig",
     "IPAMConfig": "Subnet:s:o IPRange:s:o Gateway:s:o AuxiliaryAddresses:m:o",
     "ConfigReference": "Network:s",
@@ -152,17 +155,46 @@ SCHEMAS = {
              "VirtualSize:i:o GraphDriver:SGraphDriver RootFS:SRootFS Metadata:SImageMetadata Descriptor:x:o "
              "Manifests:x:o",
     "ImageConfig": "User:s:o ExposedPorts:E:o Env:l:o Entrypoint:l:o Cmd:l:o Volumes:E:o WorkingDir:s:o Labels:m:o "
-                   "StopSignal:s:o ArgsEscaped:b:o Healthcheck:x:o OnBuild:l:o Shell:l:o",
+                   "StopSignal:s:o ArgsEscaped:b:o | Healthcheck:x:o OnBuild:l:o Shell:l:o",
     "RootFS": "Type:s Layers:l:o",
     "ImageMetadata": "LastTagTime:t",
+    "info": "ID:s Containers:i ContainersRunning:i ContainersPaused:i ContainersStopped:i Images:i Driver:s "
+            "DriverStatus:x Plugins:SPluginsInfo MemoryLimit:b SwapLimit:b KernelMemory:b:o KernelMemoryTCP:b:o "
+            "CpuCfsPeriod:b CpuCfsQuota:b CPUShares:b CPUSet:b PidsLimit:b IPv4Forwarding:b BridgeNfIptables:b:o "
+            "BridgeNfIp6tables:b:o Debug:b NFd:i OomKillDisable:b NGoroutines:i SystemTime:s LoggingDriver:s "
+            "CgroupDriver:s CgroupVersion:s NEventsListener:i KernelVersion:s OperatingSystem:s OSVersion:s "
+            "OSType:s Architecture:s IndexServerAddress:s RegistryConfig:r NCPU:i MemTotal:i GenericResources:x "
+            "DockerRootDir:s HttpProxy:s HttpsProxy:s NoProxy:s Name:s Labels:l ExperimentalBuild:b "
+            "ServerVersion:s Runtimes:MRuntime DefaultRuntime:s Swarm:SSwarmInfo LiveRestoreEnabled:b Isolation:s "
+            "InitBinary:s ContainerdCommit:SCommit RuncCommit:SCommit InitCommit:SCommit SecurityOptions:l "
+            "ProductLicense:s:o DefaultAddressPools:x:o FirewallBackend:x:o CDISpecDirs:l Containerd:x:o "
+            "Warnings:l ClientInfo:PClientInfo ClientErrors:l:o",
+    "PluginsInfo": "Volume:l Network:l Authorization:l Log:l",
+    "Runtime": "path:s runtimeArgs:l:o",
+    "SwarmInfo": "NodeID:s NodeAddr:s LocalNodeState:s ControlAvailable:b Error:s RemoteManagers:x Nodes:i:o "
+                 "Managers:i:o Cluster:x:o Warnings:l:o",
+    "Commit": "ID:s Expected:s:o",
+    "ClientInfo": "Debug:b Version:s ApiVersion:s:o DefaultAPIVersion:s:o GitCommit:s GoVersion:s Os:s Arch:s "
+                  "BuildTime:s:o Context:s Plugins:x Warnings:l",
+    "version": "Client:SClientVersion Server:PServerVersion",
+    "ClientVersion": "Platform:PPlatform:o Version:s ApiVersion:s DefaultAPIVersion:s:o GitCommit:s GoVersion:s "
+                     "Os:s Arch:s BuildTime:s:o Context:s",
+    "ComponentVersion": "Name:s Version:s Details:r:o",
+    "ServerVersion": "Platform:SPlatform Components:LComponentVersion Version:s ApiVersion:s MinAPIVersion:s:o GitCommit:s "
+                     "GoVersion:s Os:s Arch:s KernelVersion:s:o Experimental:b:o BuildTime:s:o",
+    "Platform": "Name:s",
 }
-_GO_FIELD = dict(GO_NAMES, AuxiliaryAddresses="AuxAddress")
+_GO_FIELD = dict(GO_NAMES, AuxiliaryAddresses="AuxAddress", HostIp="HostIP", CpuCfsPeriod="CPUCfsPeriod", CpuCfsQuota="CPUCfsQuota",
+                 HttpProxy="HTTPProxy", HttpsProxy="HTTPSProxy", path="Path", runtimeArgs="Args")
 _ZERO = {"s": "", "i": 0, "b": False}
 
 
 def _parse_schema(name):
     out = []
     for f in SCHEMAS[name].split():
+        if f == "|":
+            out.append(("|", None, False))
+            continue
         parts = f.split(":")
         out.append((parts[0], parts[1], len(parts) > 2))
     return out
@@ -174,6 +206,13 @@ def _typed_kind(v, k, key):
         return _ZERO[c] if v is None else v
     if c == "p":
         return v
+    if c == "r":
+        return v
+    if c == "B":  # nat.PortMap: map[Port][]PortBinding
+        if v is None:
+            return GoMap({}, "nat.PortMap", GoList([], "[]nat.PortBinding", nil=True), nil=True)
+        return GoMap({kk: GoList([typed_as(b, "PortBinding") for b in x or []], "[]nat.PortBinding", nil=x is None)
+                      for kk, x in v.items()}, "nat.PortMap", GoList([], "[]nat.PortBinding", nil=True))
     if c == "t":
         return GoTime(v or "0001-01-01T00:00:00Z")
     if c == "l":
@@ -248,12 +287,19 @@ def typed_as(obj, name):
     their zero value, unknown ones dropped (as encoding/json does)."""
     if name not in SCHEMAS or not isinstance(obj, dict):
         return typed(obj)
-    fields, names, omit = {}, {}, []
+    fields, names, omit, groups = {}, {}, [], [[]]
     for key, k, o in _parse_schema(name):
+        if key == "|":
+            groups.append([])
+            continue
         go = _GO_FIELD.get(key, key)
+        groups[-1].append(go)
         fields[go] = _typed_kind(obj.get(key), k, key)
         if go != key:
             names[go] = key
         if o:
             omit.append(go)
-    return GoStruct(name, fields, json_names=names, omitempty=omit)
+    s = GoStruct(name, fields, json_names=names, omitempty=omit)
+    if len(groups) > 1:
+        s.groups = groups
+    return s

@@ -11,45 +11,11 @@ KEYWORDS = {".": DOT, "block": BLOCK, "break": BREAK, "continue": CONTINUE, "def
 SPACES = " \t\r\n"
 
 
+from berth.cli.gotemplate.quote import go_quote  # noqa: F401 - used here and by importers
+
+
 class TemplateError(Exception):
     """A parse or execution error; str() is Go's message."""
-
-
-def go_quote(s, limit=None):
-    """strconv.Quote (and %.Nq when limit is given: the first N runes)."""
-    if limit is not None:
-        s = s[:limit]
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\a":
-            out.append("\\a")
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\f":
-            out.append("\\f")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\v":
-            out.append("\\v")
-        elif o < 0x20 or o == 0x7f:
-            out.append("\\x%02x" % o)
-        elif 0xd800 <= o < 0xe000 or o == 0xfffd and False:
-            out.append("\\ufffd")
-        elif o >= 0x80 and not ch.isprintable():
-            out.append("\\u%04x" % o if o < 0x10000 else "\\U%08x" % o)
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 class Item:
@@ -95,10 +61,10 @@ def lex(text):
         start = pos
 
     def ignore():
-        nonlocal start, start_line
-        line_count = text.count("\n", start, pos)
+        nonlocal start, start_line, line
+        line += text.count("\n", start, pos)
         start = pos
-        start_line = line if not line_count else start_line + line_count
+        start_line = line
 
     def at_right_delim():
         if text.startswith(" -}}", pos) or text.startswith("\t-}}", pos) or text.startswith("\r-}}", pos) \
@@ -156,7 +122,6 @@ def lex(text):
                 if x < 0:
                     error("unclosed comment")
                     return items
-                line += text.count("\n", pos, x + 2)
                 pos = x + 2
                 delim, trim_r = at_right_delim()
                 if not delim:
@@ -167,16 +132,13 @@ def lex(text):
                 pos += 2
                 if trim_r:
                     rest = text[pos:]
-                    k = len(rest) - len(rest.lstrip(SPACES))
-                    line += text.count("\n", pos, pos + k)
-                    pos += k
+                    pos += len(rest) - len(rest.lstrip(SPACES))
                 ignore()
                 state = "text"
                 continue
-            items.append(Item(LDELIM, start, "{{", start_line))
+            emit(LDELIM)
             pos += after
             ignore()
-            start_line = line
             paren = 0
             state = "action"
             continue
@@ -191,9 +153,7 @@ def lex(text):
                 emit(RDELIM)
                 if trim_r:
                     rest = text[pos:]
-                    k = len(rest) - len(rest.lstrip(SPACES))
-                    line += text.count("\n", pos, pos + k)
-                    pos += k
+                    pos += len(rest) - len(rest.lstrip(SPACES))
                     ignore()
                 state = "text"
                 continue
@@ -259,9 +219,9 @@ def lex(text):
             if at_terminator():
                 emit(VARIABLE)
                 continue
-            if not _lex_field(text, n, pos, items, start, start_line, VARIABLE):
+            pos = _lex_field(text, n, pos, items, start, start_line)
+            if pos is None:
                 return items
-            pos = items.pop()._end
             emit(VARIABLE)
         elif r == "'":
             while True:
@@ -284,9 +244,9 @@ def lex(text):
             if at_terminator():
                 emit(DOT)
                 continue
-            if not _lex_field(text, n, pos, items, start, start_line, FIELD):
+            pos = _lex_field(text, n, pos, items, start, start_line)
+            if pos is None:
                 return items
-            pos = items.pop()._end
             emit(FIELD)
         elif r in "+-." or "0" <= r <= "9":
             pos -= 1
@@ -332,22 +292,14 @@ def lex(text):
             return items
 
 
-class _End:
-    pass
-
-
-def _lex_field(text, n, pos, items, start, start_line, typ):
+def _lex_field(text, n, pos, items, start, start_line):
+    """The end of the .Field or $var starting before pos; None after an error item."""
     while pos < n and _alnum(text[pos]):
         pos += 1
-    save = pos
-    term = pos >= n or text[pos] in SPACES or text[pos] in ".,|:)(" or text.startswith("}}", pos)
-    if not term:
-        items.append(Item(ERROR, start, "bad character %s" % _unicode_repr(text[pos]), start_line))
-        return False
-    e = _End()
-    e._end = save
-    items.append(e)
-    return True
+    if pos >= n or text[pos] in SPACES or text[pos] in ".,|:)(" or text.startswith("}}", pos):
+        return pos
+    items.append(Item(ERROR, start, "bad character %s" % _unicode_repr(text[pos]), start_line))
+    return None
 
 
 def _scan_number(text, pos):
@@ -904,7 +856,6 @@ class Tree:
                 break
             start = self.i
             self.next_non_space()
-            after = self.peek()
             nxt = self.peek_non_space()
             if nxt.typ in (ASSIGN, DECLARE):
                 pipe.is_assign = nxt.typ == ASSIGN
@@ -923,7 +874,6 @@ class Tree:
                 self.errorf("too many declarations in %s" % context)
             # not a declaration: back up to the variable
             self.i = start
-            del after
             break
         while True:
             tok = self.next_non_space()
