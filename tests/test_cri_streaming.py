@@ -469,6 +469,17 @@ def test_idle_connections_are_closed(daemon, sleeper):
         s.stop()
 
 
+def test_exec_ends_with_its_container(srv, daemon):
+    cid = run_ctr(daemon, IMG, "sleep", "1000")
+    c = SpdyClient(srv.server.exec_url(cid, ["sh", "-c", "echo up; sleep 600"], False, False, True, False))
+    err, out = c.open(streamtype="error"), c.open(streamtype="stdout")
+    c.wait(lambda: c.data[out] == b"up\n")
+    daemon.berth("-n", "k8s.io", "kill", cid, check=True)
+    c.run_to_end()
+    status = json.loads(c.data[err])  # killed with the container, as with containerd: 128 + SIGKILL
+    assert status["reason"] == "NonZeroExitCode" and status["details"]["causes"][0]["message"] == "137"
+
+
 def test_attach_stdin_once_container(srv, daemon):
     cid = run_ctr(daemon, "-i", IMG, "sh", "-c", "echo started; cat; echo catdone")
     c = SpdyClient(srv.server.attach_url(cid, False, True, True, True))
