@@ -24,14 +24,15 @@ def decode(cls, s):
 
 
 def _name(*parts):
-    """The kubelet's (dockershim's) naming: k8s_<container>_<pod>_<namespace>_<uid>_<attempt>."""
-    return _NAME_BAD.sub("-", "_".join(["k8s"] + [str(p) for p in parts]))
+    """containerd's CRI naming: <pod>_<namespace>_<uid>_<attempt> for a sandbox,
+    <container>_<pod>_<namespace>_<uid>_<attempt> for a container."""
+    return _NAME_BAD.sub("-", "_".join(str(p) for p in parts))
 
 
 def sandbox_name(md):
     if not md.name:
         raise InvalidArgument("sandbox config must include metadata.name")
-    return _name("POD", md.name, md.namespace, md.uid, md.attempt)
+    return _name(md.name, md.namespace, md.uid, md.attempt)
 
 
 def container_name(md, sandbox_md):

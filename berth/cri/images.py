@@ -34,24 +34,30 @@ def _auth(a):
     return out if len(out) > 1 else None
 
 
+def repo_tags_digests(r):
+    """An image's full repo tags and its repo digests (<repo>@<manifest digest> of each repo)."""
+    from berth.services.images import is_digest_name, is_untagged_name
+    tags = [n for n in r.names if not is_untagged_name(n) and not is_digest_name(n)]
+    repos = []
+    for n in r.names:
+        if is_untagged_name(n):
+            continue
+        repo = n.split("@", 1)[0]
+        if ":" in repo.rsplit("/", 1)[-1]:
+            repo = repo.rsplit(":", 1)[0]
+        d = f"{repo}@{r.target['digest']}"
+        if d not in repos:
+            repos.append(d)
+    return tags, repos
+
+
 class ImageServicer(api_pb2_grpc.ImageServiceServicer):
     def __init__(self, daemon):
         self.d = daemon
         self.images = daemon.images
 
     def _image(self, r, size):
-        from berth.services.images import is_digest_name, is_untagged_name
-        tags = [n for n in r.names if not is_untagged_name(n) and not is_digest_name(n)]
-        repos = []
-        for n in r.names:
-            if is_untagged_name(n):
-                continue
-            repo = n.split("@", 1)[0]
-            if ":" in repo.rsplit("/", 1)[-1]:
-                repo = repo.rsplit(":", 1)[0]
-            d = f"{repo}@{r.target['digest']}"
-            if d not in repos:
-                repos.append(d)
+        tags, repos = repo_tags_digests(r)
         img = pb.Image(id=r.config_digest, repo_tags=tags, repo_digests=repos, size=size,
                        spec=pb.ImageSpec(image=r.config_digest))
         user = ((r.config or {}).get("config") or {}).get("User") or ""

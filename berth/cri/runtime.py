@@ -266,7 +266,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 "pid": st.get("Pid", 0), "processStatus": st["Status"], "image": self.d.cfg.sandbox_image,
                 "netNamespaceClosed": not st["Running"],
                 "netns": self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else "",
-                "runtimeHandler": cri.get("handler", ""), "runtimeType": self.svc.get(NS, rec.id).runtime,
+                "runtimeHandler": cri.get("handler", ""), "runtimeType": rec.runtime,
+                "snapshotKey": rec.snapshot_key, "snapshotter": rec.snapshotter,
+                "runtimeSpec": _read_json(os.path.join(self.svc.sdir(rec.id), "bundle", "config.json")),
+                "cniResult": self.net.result(rec.id),
                 "config": json.loads(_to_json(self._sandbox_config(rec))),
                 "berthNamespace": NS, "stateDir": self.svc.sdir(rec.id),
             })
@@ -317,8 +320,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             cid = self.svc.create(NS, body, name)["Id"]
         except BerthError as e:
             if "already in use" in str(e):
+                other = str(e).split('by container "')[-1].split('"')[0]
                 raise Abort(grpc.StatusCode.ALREADY_EXISTS, f'failed to reserve container name "{name}": '
-                                                            "the name is in use") from None
+                                                            f'name "{name}" is reserved for "{other}"') from None
             raise
         self.d.emit_container(NS, cid, "create")
         return pb.CreateContainerResponse(container_id=cid)
@@ -364,21 +368,18 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return pb.CONTAINER_UNKNOWN
 
     def _image_refs(self, rec):
-        """(image spec as asked, image_ref, image id) of a container."""
-        asked = self._cri(rec).get("image") or rec.image
+        """(image, image_ref, image id) of a container, by containerd's rule: the image's first
+        repo tag (else what was asked), its first repo digest (else its id), its id."""
+        image = self._cri(rec).get("image") or rec.image
         ref = rec.image
         try:
-            r = self.images.resolve(NS, rec.image)
-            digests = [n for n in r.names if "@sha256:" in n]
-            if digests:
-                ref = digests[0]
-            else:
-                repo = next((n.rsplit(":", 1)[0] for n in r.names if ":" in n.rsplit("/", 1)[-1]), None)
-                if repo:
-                    ref = f"{repo}@{r.target['digest']}"
+            from berth.cri.images import repo_tags_digests
+            tags, digests = repo_tags_digests(self.images.resolve(NS, rec.image))
+            image = tags[0] if tags else image
+            ref = digests[0] if digests else ref
         except BerthError:
             pass
-        return asked, ref, rec.image
+        return image, ref, rec.image
 
     def _container(self, rec, st):
         config = self._container_config(rec)
@@ -444,12 +445,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         st = self.svc.state(rec)
         info = {}
         if request.verbose:
-            oci = {}
-            try:
-                with open(os.path.join(self.svc.sdir(rec.id), "bundle", "config.json")) as f:
-                    oci = json.load(f)
-            except (OSError, ValueError):
-                pass
+            oci = _read_json(os.path.join(self.svc.sdir(rec.id), "bundle", "config.json"))
             info["info"] = json.dumps({
                 "sandboxID": self._cri(rec).get("sandbox", ""), "pid": st.get("Pid", 0),
                 "removing": False, "snapshotKey": rec.snapshot_key, "snapshotter": rec.snapshotter,
@@ -730,6 +726,14 @@ def _net_usage(pid, now):
         else:
             out.interfaces.append(iface)
     return out
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def _to_json(msg):

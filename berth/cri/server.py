@@ -28,6 +28,7 @@ class CRIServer:
         self.streaming = streaming
         self.server = None
         self.runtime = None
+        self.inode = None
 
     def start(self):
         """Listen on cri_socket; False (with a warning) when another daemon serves there."""
@@ -52,6 +53,7 @@ class CRIServer:
         if not self.server.add_insecure_port("unix://" + path):
             raise OSError(f"cannot listen on {path}")
         os.chmod(path, 0o660)
+        self.inode = os.stat(path).st_ino  # at stop, only this socket goes (not a successor's)
         self.server.start()
         log.info("serving the Kubernetes CRI (runtime.v1) on unix://%s", path)
         return True
@@ -63,6 +65,7 @@ class CRIServer:
             self.runtime.closing = True
         self.server.stop(grace=1).wait(3)
         try:
-            os.unlink(self.path)
+            if os.stat(self.path).st_ino == self.inode:
+                os.unlink(self.path)
         except FileNotFoundError:
             pass

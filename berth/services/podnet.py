@@ -86,6 +86,13 @@ class PodNetwork:
                 return _ips(rec.get("result") or {})
         return []
 
+    def result(self, sandbox_id):
+        """The CNI result of the pod's attachment (for status), or None."""
+        for _name, _cid, ifname, rec in cni.cached(self.cache_dir, sandbox_id):
+            if ifname == IFNAME:
+                return rec.get("result")
+        return None
+
     def teardown(self, key, sandbox_id):
         """CNI DEL with what the ADD used, then the namespace goes; nothing there is fine."""
         err = None

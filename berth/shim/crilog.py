@@ -54,12 +54,13 @@ class CRILog:
             self.f.flush()
 
     def flush(self, stream=None):
-        """At the end of a stream: what is left of an unfinished line is its last part."""
+        """At the end of a stream: what is left of an unfinished line goes as a part (P), as
+        containerd writes it."""
         out = []
         for s in [stream] if stream else list(self.partial):
             rest = self.partial.pop(s, b"")
             if rest:
-                out.append(self._record(s, b"F", rest))
+                out.append(self._record(s, b"P", rest))
         if out:
             self.f.write(b"".join(out))
             self.f.flush()
