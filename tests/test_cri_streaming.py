@@ -390,7 +390,7 @@ def test_exec_tty_resize_and_exit_code(srv, sleeper):
                                                                                      "message": "7"}]
 
 
-@pytest.mark.parametrize("proto", [V3, V2])
+@pytest.mark.parametrize("proto", [V3, V2, "channel.k8s.io"])
 def test_exec_older_protocols_report_errors_as_text(srv, sleeper, proto):
     c = SpdyClient(srv.server.exec_url(sleeper, ["sh", "-c", "echo x; exit 2"], False, False, True, True),
                    protocols=[proto])
