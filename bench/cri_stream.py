@@ -55,7 +55,7 @@ class Containerd:
             f.write(f'version = 2\nroot = "{base}/root"\nstate = "{base}/state"\n[grpc]\n  address = "{self.sock}"\n'
                     f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{base}/opt"\n'
                     f'[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "registry.k8s.io/pause:3.9"\n'
-                    f'  restrict_oom_score_adj = true\n  stream_server_address = "127.0.0.1"\n'
+                    f'  restrict_oom_score_adj = true\n  netns_mounts_under_state_dir = true\n  stream_server_address = "127.0.0.1"\n'
                     f'  stream_server_port = "0"\n  [plugins."io.containerd.grpc.v1.cri".cni]\n'
                     f'    bin_dir = "/usr/lib/cni"\n    conf_dir = "{cni_dir}"\n')
         self.log = open(os.path.join(base, "containerd.log"), "w")  # noqa: SIM115
@@ -194,7 +194,7 @@ def main():
         json.dump({"cniVersion": "0.4.0", "name": f"bench{random.getrandbits(20):05x}", "plugins": [
             {"type": "ptp", "ipMasq": False, "ipam": {
                 "type": "host-local", "dataDir": os.path.join(work, "ipam"),
-                "ranges": [[{"subnet": f"10.254.{random.randint(0, 255)}.0/24"}]]}}]}, f)
+                "ranges": [[{"subnet": f"172.30.{random.randint(0, 255)}.0/24"}]]}}]}, f)
     daemons, engines = [], []
     try:
         for name, cls in (("berth", Berthd), ("containerd", Containerd)):

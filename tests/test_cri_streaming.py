@@ -807,3 +807,129 @@ def test_crictl_attach_tty(cri, pod):
     assert "30 100\r\n42\r\n" in out and "40 120\r\n" in out, out
     assert rc == 0, out
     wait_for(lambda: "CONTAINER_EXITED" in cri("inspect", c).out, 10, "the container to exit")
+
+
+# --- the same crictl commands against containerd 1.6's CRI ---------------------------------------------
+
+class ContainerdCRI:
+    """containerd with its CRI plugin, private root/state/socket/netns, a ptp pod network of its own."""
+
+    def __init__(self, base):
+        import random
+        self.base = str(base)
+        self.sock = os.path.join(self.base, "c.sock")
+        cni = os.path.join(self.base, "cni")
+        os.makedirs(cni)
+        with open(os.path.join(cni, "10-ptp.conflist"), "w") as f:
+            json.dump({"cniVersion": "0.4.0", "name": f"ctdcmp{random.getrandbits(16):04x}", "plugins": [
+                {"type": "ptp", "ipMasq": False, "ipam": {
+                    "type": "host-local", "dataDir": os.path.join(self.base, "ipam"),
+                    "ranges": [[{"subnet": f"172.31.{random.randint(0, 255)}.0/24"}]]}}]}, f)
+        cfg = os.path.join(self.base, "config.toml")
+        with open(cfg, "w") as f:
+            f.write(f'version = 2\nroot = "{self.base}/root"\nstate = "{self.base}/state"\n'
+                    f'[grpc]\n  address = "{self.sock}"\n'
+                    f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{self.base}/opt"\n'
+                    f'[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "registry.k8s.io/pause:3.9"\n'
+                    # this machine refuses the sandbox's oom_score_adj of -998
+                    f'  restrict_oom_score_adj = true\n  netns_mounts_under_state_dir = true\n'
+                    f'  stream_server_address = "127.0.0.1"\n  stream_server_port = "0"\n'
+                    f'  [plugins."io.containerd.grpc.v1.cri".cni]\n    bin_dir = "/usr/lib/cni"\n'
+                    f'    conf_dir = "{cni}"\n')
+        self.log = open(os.path.join(self.base, "containerd.log"), "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(["containerd", "--config", cfg], stdout=self.log, stderr=self.log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 30, "containerd to listen")
+        for args in (["images", "import", os.path.join(DATA, "pause.oci.tar")],
+                     ["images", "import", "--all-platforms", os.path.join(DATA, "busybox-layers.oci.tar")],
+                     ["images", "tag", IMG, "docker.io/library/" + IMG]):
+            subprocess.run(["ctr", "-a", self.sock, "-n", "k8s.io", *args], check=True, capture_output=True)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def peer(cri, tmp_path_factory):
+    if not (shutil.which("containerd") and shutil.which("ctr")):
+        pytest.skip("containerd is not installed")
+    ctd = ContainerdCRI(tmp_path_factory.mktemp("containerd"))
+    c = Crictl(cri.d, ctd.sock)
+    c.base = os.path.join(ctd.base, "crictl")
+    os.makedirs(os.path.join(c.base, "logs"), exist_ok=True)
+    try:
+        yield c
+    finally:
+        c.cleanup()
+        ctd.close()
+
+
+def _fatal(err):
+    """crictl's last word (the msg of its fatal log line), without the timestamp."""
+    import re
+    m = re.findall(r'level=fatal msg="((?:[^"\\\\]|\\\\.)*)"', err)
+    return m[-1] if m else None
+
+
+def test_same_answers_as_containerd(cri, peer):
+    """The same crictl commands against berthd and containerd 1.6: the same output, exit codes
+    and messages (ids and the netns path aside)."""
+    seen = {}
+    for name, engine in (("berth", cri), ("containerd", peer)):
+        pod, cfg = engine.pod(f"cmp-{name}")
+        web = engine.container(pod, cfg, "web", ["sh", "-c", "exec httpd -f -p 18080 -h /data"])
+        reader = engine.container(pod, cfg, "reader", ["sh", "-c", "read x; echo got $x"], stdin=True,
+                                  stdin_once=True)
+        wait_for(lambda: engine("exec", web, "wget", "-q", "-O", "/dev/null",
+                                "http://127.0.0.1:18080/sub/file").returncode == 0, 20, "httpd")
+        r = {}
+        p = engine("exec", web, "sh", "-c", "echo out; exit 3")
+        r["exit"] = (p.returncode, p.out, _fatal(p.err))
+        p = engine("exec", "-i", web, "sh", "-c", "cat; echo after", input=b"in\n")
+        r["stdin"] = (p.returncode, p.out)
+        p = engine("exec", web, "no-such-command")
+        msg = _fatal(p.err)
+        r["missing"] = (p.returncode, msg[:msg.index("failed to exec in container:")] if msg else msg,
+                        'exec: \\\\\\"no-such-command\\\\\\": executable file not found in $PATH' in (msg or ""))
+        rc, out = _pty_run(engine.argv + ["exec", "-i", "-t", web, "sh"], [
+            (1.0, b"stty size; echo $((6*7))\r"), (b"42\r\n", (40, 120)),
+            (b"42\r\n", b"sleep 0.5; stty size; exit 5\r")])
+        # ash redraws its prompt on a SIGWINCH: when it comes is timing (containerd's initial size
+        # lands before or after the first prompt; berth starts the exec at the client's size)
+        r["tty"] = (rc, out.replace("\r/data # \x1b[J", ""))
+        p = engine("attach", "-i", reader, input=b"hi\n")
+        r["attach"] = (p.returncode, p.out)
+        from daemon_fixtures import free_port
+        port = free_port()
+        pf = subprocess.Popen(engine.argv + ["port-forward", pod, f"{port}:18081"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: _connect_once(port), 20, "crictl port-forward to listen")
+            out = pf.communicate(timeout=20)[0].decode()
+        finally:
+            if pf.poll() is None:
+                pf.kill()
+                pf.wait()
+        line = next((x for x in out.splitlines() if "an error occurred forwarding" in x), "")
+        text = line[line.index("an error occurred"):] if line else ""
+        text = text.replace(pod, "POD").replace(f"forwarding {port} ->", "forwarding PORT ->")
+        r["portforward"] = (pf.returncode, text[:text.find(" network namespace ")],
+                            "IPv4: dial tcp4 127.0.0.1:18081: connect: connection refused" in text,
+                            "lost connection to pod" in out)
+        seen[name] = r
+    b, c = seen["berth"], seen["containerd"]
+    # the one difference: containerd 1.6.20 forwards nothing of the command's stderr (crictl's
+    # fatal line is the same); berth does, as the protocol has it
+    for k in b:
+        assert b[k] == c[k], f"{k}: berth {b[k]!r} containerd {c[k]!r}"

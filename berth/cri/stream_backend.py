@@ -46,19 +46,22 @@ class StreamBackend:
 
     # --- exec ---
 
-    def _exec_process(self, rec, cmd, tty):
+    def _exec_process(self, rec, cmd, tty, size):
         """The OCI process of an exec: the container's (env, user, cwd, capabilities...) with the
-        command and the terminal of this exec."""
+        command and the terminal of this exec (at the client's size when it is known)."""
         with open(os.path.join(self.containers.sdir(rec.id), "bundle", "config.json")) as f:
             process = dict(json.load(f)["process"])
         process["args"] = list(cmd)
         process["terminal"] = bool(tty)
         process.pop("consoleSize", None)
+        if tty and size:
+            process["consoleSize"] = {"width": int(size[0]), "height": int(size[1])}
         return process
 
-    async def exec(self, container_id, cmd, tty=False, stdin=False, stdout=True, stderr=True):
+    async def exec(self, container_id, cmd, tty=False, stdin=False, stdout=True, stderr=True, size=None):
+        """size: (width, height) of the client's terminal, for a TTY."""
         rec, _ = await self._run(self._running, container_id)
-        process = await self._run(self._exec_process, rec, cmd, tty)
+        process = await self._run(self._exec_process, rec, cmd, tty, size)
         session = _ShimSession(self.containers.shim_socket(rec.id), tty=tty, cmd=cmd)
         await session.start_exec(secrets.token_hex(32), process, stdin)
         return session
