@@ -264,6 +264,25 @@ class WsClient:
             self.frame()
 
 
+def test_header_blocks_of_go_spdystream_decode():
+    """Header blocks as Go's spdystream compresses them (the SYN_REPLY blocks of containerd 1.6's
+    streaming server, read off the wire on this machine): one zlib stream per direction, each block
+    ending in a sync flush, the first one naming SPDY/3's dictionary by its Adler-32 (e3c6a7c2)."""
+    from berth.cri.streaming.spdy import DICTIONARY, HeaderCodec
+    assert zlib.adler32(DICTIONARY) == 0xE3C6A7C2 and zlib.adler32(DICT) == 0xE3C6A7C2
+    codec = HeaderCodec()
+    assert codec.decode(b"x\xf9\xe3\xc6\xa7\xc2b```\x00\x00\x00\x00\xff\xff") == {}
+    assert codec.decode(b"\x02a\x00\x00\x00\x00\xff\xff") == {}
+    assert codec.decode(b"\x02a\x00\x00\x00\x00\xff\xff") == {}
+    # and ours decode with an independent zlib context (the test client's)
+    enc = HeaderCodec()
+    d = zlib.decompressobj(15, DICT)
+    for headers in ({}, {"streamtype": "error"}, {"port": "80", "requestid": "7"}):
+        raw = d.decompress(enc.encode(headers))
+        n = struct.unpack(">I", raw[:4])[0]
+        assert n == len(headers)
+
+
 # --- the server under test, over a real berthd's containers ----------------------------------------
 
 class InProcessServer:
