@@ -17,6 +17,7 @@ import threading
 from berth.errors import FailedPrecondition, NotFound
 
 NAMESPACE = "k8s.io"
+SHIM_TIMEOUT = 30.0  # seconds for the shim to answer an exec or attach request
 
 
 class StreamBackend:
@@ -190,8 +191,14 @@ class _ShimSession:
         except OSError:
             raise FailedPrecondition("container is not running") from None
         self.writer.write(json.dumps(request).encode() + b"\n")
-        await self.writer.drain()
-        line = await self.reader.readline()
+        try:
+            await self.writer.drain()
+            line = await asyncio.wait_for(self.reader.readline(), SHIM_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.close()
+            raise FailedPrecondition(f"the container's shim did not answer in {SHIM_TIMEOUT:.0f}s") from None
+        except (ConnectionError, OSError):
+            line = b""
         try:
             reply = json.loads(line or b"{}")
         except ValueError:
