@@ -24,15 +24,6 @@ log = logging.getLogger("berthd.streaming")
 INITIAL_SIZE_WAIT = 0.25  # seconds a TTY session waits for the client's first size before starting
 
 
-class ExitError(Exception):
-    """The command ran and exited non-zero."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 def _go_json(obj):
     """JSON as Go's encoding/json writes it (compact, HTML characters escaped)."""
     s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
@@ -83,9 +74,10 @@ def expected_streams(protocol, opts):
     return n
 
 
-async def run(conn, protocol, opts, streams, start, creation_timeout, idle_timeout=None):
-    """Serve one exec or attach: wait for the streams, start the session (`start()` returns a
-    backend session), pump stdin/stdout/stderr/resize, then report the outcome and close."""
+async def run(conn, protocol, opts, streams, start, creation_timeout):
+    """Serve one exec or attach: wait for the streams, start the session (`start(size)` returns a
+    backend session; size: the client's first terminal size or None), pump stdin/stdout/stderr/
+    resize, then report the outcome and close."""
     serve = asyncio.ensure_future(conn.serve())
     complete = asyncio.ensure_future(streams.complete.wait())
     try:
@@ -111,9 +103,6 @@ async def run(conn, protocol, opts, streams, start, creation_timeout, idle_timeo
                 pass
         try:
             session = await start(initial)
-        except ExitError as e:
-            await _write_status(protocol, error_stream, status_exit(e.code, e.message))
-            return
         except Exception as e:  # noqa: BLE001 - reported to the client, as kubelet does
             await _write_status(protocol, error_stream, status_internal(_message(e, opts)))
             return
