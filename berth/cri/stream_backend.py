@@ -211,14 +211,14 @@ class _ShimSession:
     async def start_exec(self, exec_id, process, stdin):
         self.exec_id = exec_id
         reply = await self._open({"op": "exec", "exec_id": exec_id, "process": process, "stdin": bool(stdin)})
-        if not reply.get("ok"):
+        if reply.get("ok") is False:
             self.close()
             raise FailedPrecondition(f"failed to exec in container: {reply.get('error') or 'exec failed'}")
 
     async def start_attach(self, stdin, stdout, stderr):
         reply = await self._open({"op": "attach", "stdin": bool(stdin), "stdout": bool(stdout),
                                   "stderr": bool(stderr)})
-        if not reply.get("ok", True):
+        if reply.get("ok") is False:
             self.close()
             raise FailedPrecondition(reply.get("error") or "attach failed")
         self.tty = bool(reply.get("tty", self.tty))
@@ -266,8 +266,8 @@ class _ShimSession:
                 r = await _call(self.path, {"op": "exec_state", "exec_id": self.exec_id})
             except OSError:
                 return 137  # the container ended, and the exec with it
-            if not r or not r.get("ok"):
-                return 137
+            if not r or r.get("ok") is False:
+                return 137  # the shim no longer knows the exec: it went with its container
             if not r.get("running") and r.get("exit_code") is not None:
                 return int(r["exit_code"])
             await asyncio.sleep(0.01)
