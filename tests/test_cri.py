@@ -517,3 +517,45 @@ def test_cri_false_serves_no_cri_socket(tmp_path):
         assert dump == 0
     finally:
         d.cleanup()
+
+
+def _cgroup_paths(pid):
+    return {line.split(":", 2)[1]: line.split(":", 2)[2] for line in open(f"/proc/{pid}/cgroup").read().splitlines()}
+
+
+def _rm_cgroups(name):
+    """The parent cgroups a test named (the kubelet makes and removes them on a node)."""
+    for root, dirs, _files in os.walk("/sys/fs/cgroup", topdown=False):
+        for d in dirs:
+            if d == name or d.startswith(name + "/"):
+                try:
+                    os.rmdir(os.path.join(root, d))
+                except OSError:
+                    pass
+
+
+@pytest.mark.parametrize("driver", ["cgroupfs", "systemd"])
+def test_cgroup_parent_with_both_drivers(tmp_path, driver):
+    tag = "%06x" % random.getrandbits(24)
+    parent = f"berthtest{tag}.slice" if driver == "systemd" else f"/berthtest{tag}"
+    n = Node(tmp_path, extra=f'cgroup_driver = "{driver}"\n')
+    n.start()
+    try:
+        for archive in ("pause.oci.tar", "busybox-layers.oci.tar"):
+            n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, archive), check=True)
+        c = n.client()
+        assert c.RuntimeConfig().linux.cgroup_driver == (pb.SYSTEMD if driver == "systemd" else pb.CGROUPFS)
+        sid, sbx = _pod(c, n, "cg", cgroup_parent=parent)
+        cid = _ctr(c, sid, sbx, "x", ["sleep", "300"])
+        pid = json.loads(c.ContainerStatus(container_id=cid, verbose=True).info["info"])["pid"]
+        path = _cgroup_paths(pid).get("memory") or _cgroup_paths(pid)[""]
+        if driver == "systemd":
+            assert path == f"/{parent}/berth-{cid}.scope"
+        else:
+            assert path == f"{parent}/{cid}"
+        c.StopPodSandbox(pod_sandbox_id=sid)
+        c.RemovePodSandbox(pod_sandbox_id=sid)
+        c.close()
+    finally:
+        n.cleanup()
+        _rm_cgroups(parent.strip("/"))
