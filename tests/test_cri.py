@@ -559,3 +559,61 @@ def test_cgroup_parent_with_both_drivers(tmp_path, driver):
     finally:
         n.cleanup()
         _rm_cgroups(parent.strip("/"))
+
+
+def test_pull_image_with_auth(node, tmp_path):
+    """PullImage's AuthConfig against a registry with TLS and htpasswd (the kubelet passes the
+    pod's image pull secret this way)."""
+    from daemon_fixtures import Registry
+    try:
+        import bcrypt
+    except ImportError:
+        pytest.skip("the bcrypt module is not installed")
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem"), "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    (tls / "htpasswd").write_text("kube:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=5)).decode() + "\n")
+    reg = Registry(tmp_path / "reg", extra=(
+        f"  tls:\n    certificate: {tls / 'cert.pem'}\n    key: {tls / 'key.pem'}\n"
+        f"auth:\n  htpasswd:\n    realm: berth-test\n    path: {tls / 'htpasswd'}\n")).start()
+    try:
+        ref = f"{reg.addr}/private/hello:1"
+        skopeo("copy", "--dest-tls-verify=false", "--dest-creds", "kube:s3cret",
+               "oci-archive:" + os.path.join(DATA, "hello-world.oci.tar"), f"docker://{ref}")
+        hostdir = os.path.join(node.d.certs_d, f"127.0.0.1_{reg.port}_")
+        os.makedirs(hostdir, exist_ok=True)
+        with open(os.path.join(hostdir, "hosts.toml"), "w") as f:
+            f.write(f'server = "https://{reg.addr}"\nca = "{tls / "cert.pem"}"\n')
+        c = node.client()
+        for auth in (None, pb.AuthConfig(username="kube", password="wrong")):
+            with pytest.raises(grpc.RpcError) as e:
+                c.PullImage(image=pb.ImageSpec(image=ref), **({"auth": auth} if auth else {}))
+            assert "denied" in e.value.details() or "unauthorized" in e.value.details().lower()
+        import base64
+        for auth in (pb.AuthConfig(username="kube", password="s3cret", server_address=reg.addr),
+                     pb.AuthConfig(auth=base64.b64encode(b"kube:s3cret").decode())):
+            image_ref = c.PullImage(image=pb.ImageSpec(image=ref), auth=auth).image_ref
+            assert image_ref.startswith("sha256:")
+            assert ref in [t for i in c.ListImages().images for t in i.repo_tags]
+            c.RemoveImage(image=pb.ImageSpec(image=ref))
+        c.close()
+    finally:
+        reg.stop()
+
+
+@need_crictl
+def test_logs_follow_until_the_container_exits(node):
+    pod = node.pod_config("follow")
+    sid = node.crictl("runp", pod).out.strip()
+    try:
+        cid = node.crictl("create", sid, node.ctr_config(
+            "f", ["sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.3; done; printf 'no newline'"]), pod).out.strip()
+        node.crictl("start", cid)
+        p = node.crictl("logs", "-f", cid, timeout=30)
+        assert p.out.split() == ["line1", "line2", "line3", "no", "newline"]
+        assert json.loads(node.crictl("inspect", cid).out)["status"]["reason"] == "Completed"
+    finally:
+        node.crictl("stopp", sid, check=False)
+        node.crictl("rmp", sid, check=False)
