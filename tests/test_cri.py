@@ -617,3 +617,70 @@ def test_logs_follow_until_the_container_exits(node):
     finally:
         node.crictl("stopp", sid, check=False)
         node.crictl("rmp", sid, check=False)
+
+
+def test_devices_sysctls_paths_seccomp_privileged(node, cri, tmp_path):
+    sid, sbx = _pod(cri, node, "more", sysctls={"net.ipv4.ip_unprivileged_port_start": "80",
+                                                 "kernel.shm_rmid_forced": "1"})
+    profile = tmp_path / "deny-mkdir.json"  # a Localhost seccomp profile: everything but mkdir(at)
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    sc = pb.LinuxContainerSecurityContext(
+        masked_paths=["/proc/kcore", "/etc/hostname"], readonly_paths=["/proc/sys"],
+        seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost, localhost_ref=str(profile)))
+    cid = _ctr(cri, sid, sbx, "d", ["sleep", "300"], linux=pb.LinuxContainerConfig(security_context=sc),
+               devices=[pb.Device(host_path="/dev/zero", container_path="/dev/xzero", permissions="r")])
+    run = lambda *cmd: cri.ExecSync(container_id=cid, cmd=list(cmd))  # noqa: E731
+    assert run("sh", "-c", "head -c 4 /dev/xzero | od -An -tx1").stdout.split() == [b"00"] * 4
+    assert run("cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start").stdout.strip() == b"80"
+    assert run("cat", "/proc/sys/kernel/shm_rmid_forced").stdout.strip() == b"1"
+    assert run("cat", "/etc/hostname").stdout == b""  # masked
+    r = run("mkdir", "/tmp/x")
+    assert r.exit_code != 0 and (b"ermission" in r.stderr or b"not permitted" in r.stderr), r
+    # unconfined and privileged: mkdir works, all capabilities, /sys writable
+    sbx2 = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="priv", namespace="testns", uid="u-priv"),
+                               linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+                                   privileged=True)))
+    sid2 = cri.RunPodSandbox(config=sbx2).pod_sandbox_id
+    priv = _ctr(cri, sid2, sbx2, "p", ["sleep", "300"], linux=pb.LinuxContainerConfig(
+        security_context=pb.LinuxContainerSecurityContext(privileged=True)))
+    text = cri.ExecSync(container_id=priv, cmd=["sh", "-c", "mkdir /tmp/x && grep -E 'CapEff|Seccomp:' "
+                                                             "/proc/self/status; ls /dev | wc -l"]).stdout.decode()
+    assert "Seccomp:\t0" in text and "CapEff:\t0000000000000000" not in text
+    assert int(text.split()[-1]) > 20  # the host's devices
+    # a privileged container in a sandbox that is not: refused
+    with pytest.raises(grpc.RpcError) as e:
+        _ctr(cri, sid, sbx, "np", ["true"], linux=pb.LinuxContainerConfig(
+            security_context=pb.LinuxContainerSecurityContext(privileged=True)))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_host_pid_and_ipc(node, cri):
+    sid, sbx = _pod(cri, node, "hostns", security_context=pb.LinuxSandboxSecurityContext(
+        namespace_options=pb.NamespaceOption(pid=pb.NODE, ipc=pb.NODE)))
+    opts = pb.NamespaceOption(pid=pb.NODE, ipc=pb.NODE)
+    cid = _ctr(cri, sid, sbx, "h", ["sleep", "300"], linux=pb.LinuxContainerConfig(
+        security_context=pb.LinuxContainerSecurityContext(namespace_options=opts)))
+    for kind in ("pid", "ipc"):
+        seen = cri.ExecSync(container_id=cid, cmd=["readlink", f"/proc/self/ns/{kind}"]).stdout.decode().strip()
+        assert seen == os.readlink(f"/proc/self/ns/{kind}")
+    assert cri.ExecSync(container_id=cid, cmd=["readlink", "/proc/self/ns/net"]).stdout.decode().strip() != \
+        os.readlink("/proc/self/ns/net")
+    st = cri.PodSandboxStatus(pod_sandbox_id=sid).status
+    assert st.linux.namespaces.options.pid == pb.NODE and st.linux.namespaces.options.ipc == pb.NODE
+
+
+def test_config_dump_shows_the_containerd_keys(tmp_path):
+    from daemon_fixtures import BERTHD
+    cfg = tmp_path / "berthd.toml"
+    cfg.write_text('sandbox_image = "127.0.0.1:5000/pause:3.9"\nsystemd_cgroup = true\n'
+                   'config_path = "/etc/containerd/certs.d"\ncri_socket = "/run/x/cri.sock"\n')
+    p = subprocess.run([BERTHD, "--config", str(cfg), "config", "dump"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    for line in ('sandbox_image = "127.0.0.1:5000/pause:3.9"', 'cgroup_driver = "systemd"',
+                 'config_path = "/etc/containerd/certs.d"', 'cri_socket = "/run/x/cri.sock"', "cri = true",
+                 'cri_cni_conf_dir = "/etc/cni/net.d"'):
+        assert line in p.stdout.splitlines(), line
+    cfg.write_text('cri_socket = "relative.sock"\n')
+    p = subprocess.run([BERTHD, "--config", str(cfg), "config", "dump"], capture_output=True, text=True)
+    assert p.returncode != 0 and "cri_socket" in p.stderr and len(p.stderr.strip().splitlines()) == 1
