@@ -393,6 +393,26 @@ def test_exec_stdin_end_of_input_and_success(srv, sleeper):
     assert 7 in c.pings  # the client's ping, echoed
 
 
+def test_concurrent_execs(srv, sleeper):
+    import concurrent.futures
+
+    def one(i):
+        c = SpdyClient(srv.server.exec_url(sleeper, ["sh", "-c", f"echo n{i}; exit {i % 3}"], False, False, True,
+                                           True))
+        err, out = c.open(streamtype="error"), c.open(streamtype="stdout")
+        c.open(streamtype="stderr")
+        c.run_to_end()
+        return c.data[out], json.loads(c.data[err])
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(16)))
+    for i, (out, status) in enumerate(results):
+        assert out == f"n{i}\n".encode()
+        if i % 3:
+            assert status["details"]["causes"][0]["message"] == str(i % 3)
+        else:
+            assert status == {"metadata": {}, "status": "Success"}
+
+
 def test_exec_tty_resize_and_exit_code(srv, sleeper):
     c = SpdyClient(srv.server.exec_url(sleeper, ["sh"], True, True, True, False))
     err, sin, out, rs = (c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout"),
