@@ -17,6 +17,7 @@ import threading
 from berth.errors import FailedPrecondition, NotFound
 
 NAMESPACE = "k8s.io"
+SHIM_TIMEOUT = 30.0  # seconds for the shim to answer an exec or attach request
 
 
 class StreamBackend:
@@ -46,19 +47,22 @@ class StreamBackend:
 
     # --- exec ---
 
-    def _exec_process(self, rec, cmd, tty):
+    def _exec_process(self, rec, cmd, tty, size):
         """The OCI process of an exec: the container's (env, user, cwd, capabilities...) with the
-        command and the terminal of this exec."""
+        command and the terminal of this exec (at the client's size when it is known)."""
         with open(os.path.join(self.containers.sdir(rec.id), "bundle", "config.json")) as f:
             process = dict(json.load(f)["process"])
         process["args"] = list(cmd)
         process["terminal"] = bool(tty)
         process.pop("consoleSize", None)
+        if tty and size:
+            process["consoleSize"] = {"width": int(size[0]), "height": int(size[1])}
         return process
 
-    async def exec(self, container_id, cmd, tty=False, stdin=False, stdout=True, stderr=True):
+    async def exec(self, container_id, cmd, tty=False, stdin=False, stdout=True, stderr=True, size=None):
+        """size: (width, height) of the client's terminal, for a TTY."""
         rec, _ = await self._run(self._running, container_id)
-        process = await self._run(self._exec_process, rec, cmd, tty)
+        process = await self._run(self._exec_process, rec, cmd, tty, size)
         session = _ShimSession(self.containers.shim_socket(rec.id), tty=tty, cmd=cmd)
         await session.start_exec(secrets.token_hex(32), process, stdin)
         return session
@@ -187,8 +191,14 @@ class _ShimSession:
         except OSError:
             raise FailedPrecondition("container is not running") from None
         self.writer.write(json.dumps(request).encode() + b"\n")
-        await self.writer.drain()
-        line = await self.reader.readline()
+        try:
+            await self.writer.drain()
+            line = await asyncio.wait_for(self.reader.readline(), SHIM_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.close()
+            raise FailedPrecondition(f"the container's shim did not answer in {SHIM_TIMEOUT:.0f}s") from None
+        except (ConnectionError, OSError):
+            line = b""
         try:
             reply = json.loads(line or b"{}")
         except ValueError:
@@ -201,14 +211,14 @@ class _ShimSession:
     async def start_exec(self, exec_id, process, stdin):
         self.exec_id = exec_id
         reply = await self._open({"op": "exec", "exec_id": exec_id, "process": process, "stdin": bool(stdin)})
-        if not reply.get("ok"):
+        if reply.get("ok") is False:
             self.close()
             raise FailedPrecondition(f"failed to exec in container: {reply.get('error') or 'exec failed'}")
 
     async def start_attach(self, stdin, stdout, stderr):
         reply = await self._open({"op": "attach", "stdin": bool(stdin), "stdout": bool(stdout),
                                   "stderr": bool(stderr)})
-        if not reply.get("ok", True):
+        if reply.get("ok") is False:
             self.close()
             raise FailedPrecondition(reply.get("error") or "attach failed")
         self.tty = bool(reply.get("tty", self.tty))
@@ -256,8 +266,8 @@ class _ShimSession:
                 r = await _call(self.path, {"op": "exec_state", "exec_id": self.exec_id})
             except OSError:
                 return 137  # the container ended, and the exec with it
-            if not r or not r.get("ok"):
-                return 137
+            if not r or r.get("ok") is False:
+                return 137  # the shim no longer knows the exec: it went with its container
             if not r.get("running") and r.get("exit_code") is not None:
                 return int(r["exit_code"])
             await asyncio.sleep(0.01)

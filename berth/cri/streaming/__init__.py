@@ -16,6 +16,7 @@ import collections
 import email.utils
 import logging
 import secrets
+import threading
 import time
 
 from berth.errors import InvalidArgument, Unavailable
@@ -46,6 +47,7 @@ class StreamingServer:
         self.creation_timeout = stream_creation_timeout
         self.idle_timeout = stream_idle_timeout
         self._cache = collections.OrderedDict()  # token -> (expiry, kind, request)
+        self._lock = threading.Lock()  # URLs are made in the CRI's gRPC threads, consumed on the loop
         self._server = None
         self._conns = set()
 
@@ -109,6 +111,10 @@ class StreamingServer:
         return f"{self.base_url}/portforward/{self._insert('portforward', req)}"
 
     def _insert(self, kind, req):
+        with self._lock:
+            return self._insert_locked(kind, req)
+
+    def _insert_locked(self, kind, req):
         now = time.monotonic()
         while self._cache:  # drop the expired ones (oldest first)
             token, (expiry, _, _) = next(iter(self._cache.items()))
@@ -127,7 +133,8 @@ class StreamingServer:
         return token
 
     def _consume(self, kind, token):
-        entry = self._cache.pop(token, None)
+        with self._lock:
+            entry = self._cache.pop(token, None)
         if entry is None:
             return None
         expiry, k, req = entry
@@ -184,6 +191,26 @@ class StreamingServer:
         await self._upgrade(kind, req, headers, reader, writer)
 
     async def _upgrade(self, kind, req, headers, reader, writer):
+        from berth.cri.streaming import websocket
+        if websocket.is_websocket(headers):
+            await self._websocket(kind, req, headers, reader, writer)
+            return
+        await self._spdy(kind, req, headers, reader, writer)
+
+    def _watch(self, conn):
+        """Close a connection on which nothing moved for stream_idle_timeout (kubelet's idle
+        timeout counts frames both ways)."""
+        async def watch():
+            while not conn.closed:
+                idle = time.monotonic() - conn.last_activity
+                if idle >= self.idle_timeout:
+                    log.info("streaming: closing a connection idle for %.0fs", idle)
+                    await conn.close(reset_streams=True)
+                    return
+                await asyncio.sleep(min(self.idle_timeout - idle + 0.05, 60))
+        return asyncio.ensure_future(watch())
+
+    async def _spdy(self, kind, req, headers, reader, writer):
         from berth.cri.streaming import portforward, remotecommand, spdy
         supported = portforward.PROTOCOLS if kind == "portforward" else remotecommand.PROTOCOLS
         offered = [p.strip() for v in headers.get("x-stream-protocol-version", []) for p in v.split(",") if p.strip()]
@@ -209,24 +236,87 @@ class StreamingServer:
             handler = portforward.Handler(sandbox, lambda port: self.backend.port_forward(sandbox, port),
                                           self.creation_timeout)
             conn = spdy.Connection(reader, writer, handler.on_stream)
-            await portforward.run(conn, handler)
+            watch = self._watch(conn)
+            try:
+                await portforward.run(conn, handler)
+            finally:
+                watch.cancel()
             return
-        opts = {"kind": kind, "stdin": req["stdin"], "stdout": req["stdout"], "stderr": req["stderr"],
-                "tty": req["tty"]}
-        if opts["tty"]:
-            opts["stderr"] = False
+        opts = _options(kind, req)
         streams = remotecommand.Streams(remotecommand.expected_streams(protocol, opts))
         conn = spdy.Connection(reader, writer, streams.on_stream)
+        watch = self._watch(conn)
+        try:
+            await remotecommand.run(conn, protocol, opts, streams, self._starter(kind, req, opts),
+                                    self.creation_timeout)
+        finally:
+            watch.cancel()
+
+    def _starter(self, kind, req, opts):
         cid = req["container_id"]
         if kind == "exec":
-            async def start():
+            async def start(size=None):
                 return await self.backend.exec(cid, req["cmd"], tty=opts["tty"], stdin=opts["stdin"],
-                                               stdout=opts["stdout"], stderr=opts["stderr"])
+                                               stdout=opts["stdout"], stderr=opts["stderr"], size=size)
         else:
-            async def start():
+            async def start(size=None):
                 return await self.backend.attach(cid, tty=opts["tty"], stdin=opts["stdin"], stdout=opts["stdout"],
                                                  stderr=opts["stderr"])
-        await remotecommand.run(conn, protocol, opts, streams, start, self.creation_timeout)
+        return start
+
+    async def _websocket(self, kind, req, headers, reader, writer):
+        """kubelet's websocket forms (wsstream): channels instead of streams."""
+        from berth.cri.streaming import portforward, remotecommand, websocket
+        supported = websocket.PORTFORWARD if kind == "portforward" else websocket.REMOTECOMMAND
+        protocol = websocket.negotiate(headers, supported)
+        if protocol is None or (headers.get("sec-websocket-version") or [""])[0].strip() != "13" \
+                or not headers.get("sec-websocket-key"):
+            await _respond(writer, 403 if protocol is None else 400,
+                           "unable to upgrade websocket connection: requested protocol(s) are not supported\n"
+                           if protocol is None else "unable to upgrade websocket connection: bad handshake\n")
+            return
+        writer.write(websocket.accept_response(headers, protocol))
+        conn = websocket.Connection(reader, writer, binary=supported[protocol],
+                                    close_signal=protocol == "v5.channel.k8s.io")
+        watch = self._watch(conn)
+        try:
+            await self._websocket_run(kind, req, conn, protocol)
+        finally:
+            watch.cancel()
+
+    async def _websocket_run(self, kind, req, conn, protocol):
+        from berth.cri.streaming import portforward, remotecommand
+        if kind == "portforward":
+            ports = req["ports"]
+            sandbox = req["sandbox_id"]
+            handler = portforward.Handler(sandbox, lambda port: self.backend.port_forward(sandbox, port),
+                                          self.creation_timeout)
+            pairs = [(conn.add(True, True), conn.add(False, True)) for _ in ports]
+            await portforward.run_channels(conn, handler, list(zip(ports, pairs)))
+            return
+        opts = _options(kind, req)
+        chans = [conn.add(opts["stdin"], False), conn.add(False, opts["stdout"]), conn.add(False, opts["stderr"]),
+                 conn.add(False, True), conn.add(True, False)]
+        streams = remotecommand.Streams(0)
+        streams.by_type = {"error": chans[3]}
+        for name, ch, on in (("stdin", chans[0], opts["stdin"]), ("stdout", chans[1], opts["stdout"]),
+                             ("stderr", chans[2], opts["stderr"]), ("resize", chans[4], opts["tty"])):
+            if on:
+                streams.by_type[name] = ch
+        streams.complete.set()
+        # kubelet's "connected" signal: an empty message on the lowest writable channel
+        first = chans[1] if opts["stdout"] else chans[2] if opts["stderr"] else chans[3]
+        await first.write(b"")
+        status_protocol = remotecommand.V4 if protocol.startswith(("v4.", "v5.")) else remotecommand.V1
+        await remotecommand.run(conn, status_protocol, opts, streams, self._starter(kind, req, opts),
+                                self.creation_timeout)
+
+
+def _options(kind, req):
+    opts = {"kind": kind, "stdin": req["stdin"], "stdout": req["stdout"], "stderr": req["stderr"], "tty": req["tty"]}
+    if opts["tty"]:
+        opts["stderr"] = False
+    return opts
 
 
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}

@@ -90,7 +90,7 @@ class Handler:
 
             async def from_pod():
                 while True:
-                    chunk = await reader.read(65536)
+                    chunk = await reader.read(256 * 1024)
                     if not chunk:
                         break
                     await data.write(chunk)
@@ -130,3 +130,29 @@ async def run(conn, handler):
     finally:
         handler.cancel()
         await conn.close()
+
+
+async def run_channels(conn, handler, ports):
+    """Port forwarding over websocket channels: one (data, error) pair per port of the request,
+    each announced by the port number (little-endian uint16); done when every pair is."""
+    import struct
+    serve = asyncio.ensure_future(conn.serve())
+    try:
+        for port, (data, error) in ports:
+            await data.write(struct.pack("<H", port))
+            await error.write(struct.pack("<H", port))
+        jobs = [asyncio.ensure_future(handler._forward(data, error, port)) for port, (data, error) in ports]
+        if jobs:
+            await asyncio.wait(jobs + [serve], return_when=asyncio.FIRST_COMPLETED)
+            if serve.done():
+                await asyncio.wait(jobs, timeout=2)
+            else:
+                await asyncio.wait(jobs)
+        for j in jobs:
+            j.cancel()
+    except ConnectionError:
+        pass
+    finally:
+        handler.cancel()
+        await conn.close()
+        serve.cancel()

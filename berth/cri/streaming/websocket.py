@@ -1,0 +1,240 @@
+"""The websocket forms of the streaming protocols, as kubelet's streaming server accepts them
+(wsstream): every message starts with its channel number, one byte (`channel.k8s.io`,
+`v4.channel.k8s.io`, `v5.channel.k8s.io`, or no subprotocol) or one ASCII digit before base64
+data (`base64.channel.k8s.io`, `v4.base64.channel.k8s.io`).
+
+Exec/attach channels: 0 stdin, 1 stdout, 2 stderr, 3 error (the status; JSON from v4 on),
+4 resize. v5 adds the close signal: a message [255, channel] half-closes that channel (the
+client's end of stdin). Port forwarding: channels 2i (data) and 2i+1 (error) for the i-th port
+of the request, each starting with the port as a little-endian uint16.
+
+RFC 6455 framing: client frames are masked, ours are not; ping is answered with pong, close
+with close.
+"""
+
+import asyncio
+import base64
+import hashlib
+import struct
+import time
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+REMOTECOMMAND = {"": True, "channel.k8s.io": True, "base64.channel.k8s.io": False, "v4.channel.k8s.io": True,
+                 "v4.base64.channel.k8s.io": False, "v5.channel.k8s.io": True}  # name -> binary
+PORTFORWARD = {"": True, "v4.channel.k8s.io": True, "v4.base64.channel.k8s.io": False}
+STREAM_CLOSE = 255
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+MAX_MESSAGE = 16 << 20
+
+
+def is_websocket(headers):
+    upgrade = ",".join(headers.get("upgrade", [])).lower()
+    connection = ",".join(headers.get("connection", [])).lower()
+    return "websocket" in upgrade and "upgrade" in connection
+
+
+def negotiate(headers, supported):
+    """The subprotocol (the client's first that we support; "" when it asks for none), or None."""
+    offered = [p.strip() for v in headers.get("sec-websocket-protocol", []) for p in v.split(",") if p.strip()]
+    if not offered:
+        return ""
+    for p in offered:
+        if p in supported:
+            return p
+    return None
+
+
+def accept_response(headers, protocol):
+    key = (headers.get("sec-websocket-key") or [""])[0].strip()
+    accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+    head = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
+            f"Sec-WebSocket-Accept: {accept}"]
+    if protocol:
+        head.append(f"Sec-WebSocket-Protocol: {protocol}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode()
+
+
+class Channel:
+    """One channel, with the interface of a SPDY stream that the protocol code uses."""
+
+    def __init__(self, conn, num, readable, writable):
+        self.conn = conn
+        self.num = num
+        self.id = num
+        self.readable = readable
+        self.writable = writable
+        self.local_closed = not writable
+        self.remote_closed = not readable
+        self._queue = asyncio.Queue()
+        if not readable:
+            self._queue.put_nowait(b"")
+
+    def header(self, name, default=""):
+        return default
+
+    async def read(self, n=-1):
+        data = await self._queue.get()
+        if not data:
+            self._queue.put_nowait(b"")
+        return data
+
+    def _feed(self, data):
+        if self.readable and not self.remote_closed and data:
+            self._queue.put_nowait(data)
+
+    def _eof(self):
+        if not self.remote_closed:
+            self.remote_closed = True
+            self._queue.put_nowait(b"")
+
+    async def write(self, data):
+        if not self.writable:
+            return
+        if self.conn.closed:
+            raise ConnectionResetError("websocket closed")
+        self.conn.send_message(self.num, data)
+        await self.conn.drain()
+
+    def close(self):
+        self.local_closed = True
+
+    def reset(self, status=0):
+        self.local_closed = True
+        self._eof()
+
+
+class Connection:
+    def __init__(self, reader, writer, binary, close_signal=False):
+        self.reader = reader
+        self.writer = writer
+        self.binary = binary
+        self.close_signal = close_signal
+        self.channels = []
+        self.closed = False
+        self.closed_event = asyncio.Event()
+        self.last_activity = time.monotonic()  # for the idle timeout
+
+    def add(self, readable, writable):
+        ch = Channel(self, len(self.channels), readable, writable)
+        self.channels.append(ch)
+        return ch
+
+    # --- output ---
+
+    def _frame(self, opcode, payload):
+        n = len(payload)
+        if n < 126:
+            head = struct.pack(">BB", 0x80 | opcode, n)
+        elif n < 1 << 16:
+            head = struct.pack(">BBH", 0x80 | opcode, 126, n)
+        else:
+            head = struct.pack(">BBQ", 0x80 | opcode, 127, n)
+        if not self.closed:
+            self.writer.write(head + payload)
+            self.last_activity = time.monotonic()
+
+    def send_message(self, num, data):
+        if self.binary:
+            self._frame(OP_BINARY, bytes([num]) + data)
+        else:
+            self._frame(OP_TEXT, (chr(ord("0") + num) + base64.b64encode(data).decode()).encode())
+
+    async def drain(self):
+        try:
+            await self.writer.drain()
+        except (ConnectionError, OSError):
+            self._lost()
+            raise ConnectionResetError("connection lost") from None
+
+    async def close(self, reset_streams=False):
+        if self.closed:
+            return
+        self._frame(OP_CLOSE, struct.pack(">H", 1000))
+        try:
+            await asyncio.wait_for(self.writer.drain(), 5)
+        except (ConnectionError, OSError, asyncio.TimeoutError):
+            pass
+        self._lost()
+
+    def _lost(self):
+        if not self.closed:
+            self.closed = True
+            try:
+                self.writer.close()
+            except (ConnectionError, OSError, RuntimeError):
+                pass
+            for ch in self.channels:
+                ch.local_closed = True
+                ch._eof()
+            self.closed_event.set()
+
+    # --- input ---
+
+    async def _frame_in(self):
+        b1, b2 = await self.reader.readexactly(2)
+        self.last_activity = time.monotonic()
+        fin, opcode = b1 & 0x80, b1 & 0x0F
+        masked, n = b2 & 0x80, b2 & 0x7F
+        if n == 126:
+            (n,) = struct.unpack(">H", await self.reader.readexactly(2))
+        elif n == 127:
+            (n,) = struct.unpack(">Q", await self.reader.readexactly(8))
+        if n > MAX_MESSAGE:
+            raise ValueError("message too large")
+        mask = await self.reader.readexactly(4) if masked else None
+        payload = await self.reader.readexactly(n) if n else b""
+        if mask:
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if n < 4096 else _unmask(payload, mask)
+        return bool(fin), opcode, payload
+
+    async def serve(self):
+        try:
+            message, kind = b"", None
+            while not self.closed:
+                try:
+                    fin, opcode, payload = await self._frame_in()
+                except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError):
+                    return
+                if opcode == OP_PING:
+                    self._frame(OP_PONG, payload)
+                    continue
+                if opcode == OP_PONG:
+                    continue
+                if opcode == OP_CLOSE:
+                    return
+                if opcode in (OP_TEXT, OP_BINARY):
+                    message, kind = payload, opcode
+                elif opcode == OP_CONT:
+                    message += payload
+                if not fin:
+                    continue
+                self._message(message)
+                message = b""
+        finally:
+            self._lost()
+
+    def _message(self, data):
+        if not data:
+            return
+        if self.close_signal and data[0] == STREAM_CLOSE:
+            if len(data) == 2 and data[1] < len(self.channels):
+                self.channels[data[1]]._eof()
+            return
+        num = data[0]
+        body = data[1:]
+        if not self.binary:
+            num -= ord("0")
+            try:
+                body = base64.b64decode(body)
+            except ValueError:
+                return
+        if 0 <= num < len(self.channels):
+            self.channels[num]._feed(body)
+
+
+def _unmask(payload, mask):
+    n = len(payload)
+    key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
+    return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
