@@ -111,8 +111,9 @@ class ContainerService:
 
     # --- state ---
 
-    def state(self, rec):
-        """{"Status", "Running", "Pid", "ExitCode", "StartedAt", "FinishedAt", "Error"} from the shim's files."""
+    def state(self, rec, paused=True):
+        """{"Status", "Running", "Pid", "ExitCode", "StartedAt", "FinishedAt", "Error"} from the shim's files
+        (paused=False: without asking the runtime whether a running one is paused, which costs)."""
         ext = rec.extensions or {}
         sd = self.sdir(rec.id)
         st = {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
@@ -128,7 +129,7 @@ class ContainerService:
             # with the init just dead) the container is running, never "exited (255)"
             if _alive(shim.get("shim_pid", 0)):
                 st.update(Status="running", Running=True, Pid=shim.get("pid", 0))
-                if self._paused(rec):
+                if paused and self._paused(rec):
                     st.update(Status="paused", Paused=True)
                 return st
         if exitj is not None:
