@@ -972,3 +972,16 @@ def test_same_answers_as_containerd(cri, peer):
     # fatal line is the same); berth does, as the protocol has it
     for k in b:
         assert b[k] == c[k], f"{k}: berth {b[k]!r} containerd {c[k]!r}"
+
+
+def test_websocket_exec_tty_starts_at_the_clients_size(srv, sleeper):
+    w = WsClient(srv.server.exec_url(sleeper, ["sh", "-c", "stty size; read x; stty size"], True, True, True, False))
+    w.send(4, b'{"Width":91,"Height":33}')  # the resize channel, before anything else
+    w.wait(lambda: b"33 91" in w.channel(1))
+    w.send(4, b'{"Width":100,"Height":44}')
+    time.sleep(0.2)
+    w.send(0, b"go\r")
+    w.run_to_end()
+    out = w.channel(1).decode()
+    assert out.startswith("33 91\r\n") and out.rstrip().endswith("44 100"), out
+    assert json.loads(w.channel(3)) == {"metadata": {}, "status": "Success"}
