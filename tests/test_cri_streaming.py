@@ -684,8 +684,9 @@ def test_crictl_exec_sync(cri, pod):
 
 
 def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
-    """argv on a terminal of rows x cols; steps: (wait for these bytes | these seconds from the start,
-    then write bytes | resize to (rows, cols))."""
+    """argv on a terminal of rows x cols. steps: (wait for these bytes, in the output after the
+    previous step | this many seconds after the previous step (the start for the first), then
+    write these bytes | resize the terminal to (rows, cols))."""
     import fcntl
     import termios
     pid, fd = pty.fork()
@@ -693,9 +694,10 @@ def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
         os.execv(argv[0], argv)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     out, steps, deadline = b"", list(steps), time.monotonic() + timeout
+    mark, since = 0, time.monotonic()  # where and when the previous step was taken
     try:
         while time.monotonic() < deadline:
-            r, _, _ = select.select([fd], [], [], 0.1)
+            r, _, _ = select.select([fd], [], [], 0.05)
             if r:
                 try:
                     d = os.read(fd, 4096)
@@ -704,10 +706,10 @@ def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
                 if not d:
                     break
                 out += d
-            while steps and (steps[0][0] in out if isinstance(steps[0][0], bytes) else
-                             time.monotonic() > deadline - timeout + steps[0][0]):
+            while steps and (steps[0][0] in out[mark:] if isinstance(steps[0][0], bytes) else
+                             time.monotonic() - since >= steps[0][0]):
                 _, action = steps.pop(0)
-                out += b"\0"  # a marker: the next step waits for output after this point
+                mark, since = len(out), time.monotonic()
                 if isinstance(action, tuple):
                     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", action[0], action[1], 0, 0))
                 else:
@@ -715,14 +717,14 @@ def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
     finally:
         os.close(fd)
         _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), out.replace(b"\0", b"").decode(errors="replace")
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
 
 
 def test_crictl_exec_tty(cri, pod):
     rc, out = _pty_run(cri.argv + ["exec", "-i", "-t", pod["web"], "sh"], [
         (b"# ", b"stty size; tty; echo $((6*7))\r"),
-        (b"42\r\n", (40, 120)),  # the terminal's new size goes over the resize stream
-        (b"42\r\n", b"sleep 0.5; stty size; exit 5\r")])
+        (b"42\r\n/data # ", (40, 120)),  # the terminal's new size goes over the resize stream
+        (0.5, b"stty size; exit 5\r")])
     assert "30 100\r\n/dev/pts/" in out, out  # the size at start
     assert "40 120\r\n" in out, out
     # containerd 1.6: the same message and status for the shell's exit code
@@ -839,8 +841,8 @@ def test_crictl_attach_tty(cri, pod):
     c = cri.container(pod["id"], pod["cfg"], "console", ["sh"], stdin=True, tty=True)
     rc, out = _pty_run(cri.argv + ["attach", "-i", "-t", c], [
         (1.0, b"stty size; echo $((6*7))\r"),
-        (b"42\r\n", (40, 120)),
-        (b"42\r\n", b"sleep 0.5; stty size; exit 5\r")])
+        (b"42\r\n/data # ", (40, 120)),
+        (0.5, b"stty size; exit 5\r")])
     # containerd 1.6 gives the same bytes: the size at attach, the new size, and rc 0 (an attach
     # has no exit code of its own) when the container's shell exits
     assert "30 100\r\n42\r\n" in out and "40 120\r\n" in out, out
@@ -942,8 +944,8 @@ def test_same_answers_as_containerd(cri, peer):
         r["missing"] = (p.returncode, msg[:msg.index("failed to exec in container:")] if msg else msg,
                         'exec: \\\\\\"no-such-command\\\\\\": executable file not found in $PATH' in (msg or ""))
         rc, out = _pty_run(engine.argv + ["exec", "-i", "-t", web, "sh"], [
-            (1.0, b"stty size; echo $((6*7))\r"), (b"42\r\n", (40, 120)),
-            (b"42\r\n", b"sleep 0.5; stty size; exit 5\r")])
+            (b"/data # ", b""), (0.5, b"stty size; echo $((6*7))\r"), (b"42\r\n/data # ", (40, 120)),
+            (0.5, b"stty size; exit 5\r")])
         # ash redraws its prompt on a SIGWINCH: when it comes is timing (containerd's initial size
         # lands before or after the first prompt; berth starts the exec at the client's size)
         r["tty"] = (rc, out.replace("\r/data # \x1b[J", ""))
