@@ -517,3 +517,170 @@ def test_cri_false_serves_no_cri_socket(tmp_path):
         assert dump == 0
     finally:
         d.cleanup()
+
+
+def _cgroup_paths(pid):
+    return {line.split(":", 2)[1]: line.split(":", 2)[2] for line in open(f"/proc/{pid}/cgroup").read().splitlines()}
+
+
+def _rm_cgroups(name):
+    """The parent cgroups a test named (the kubelet makes and removes them on a node)."""
+    for root, dirs, _files in os.walk("/sys/fs/cgroup", topdown=False):
+        for d in dirs:
+            if d == name or d.startswith(name + "/"):
+                try:
+                    os.rmdir(os.path.join(root, d))
+                except OSError:
+                    pass
+
+
+@pytest.mark.parametrize("driver", ["cgroupfs", "systemd"])
+def test_cgroup_parent_with_both_drivers(tmp_path, driver):
+    tag = "%06x" % random.getrandbits(24)
+    parent = f"berthtest{tag}.slice" if driver == "systemd" else f"/berthtest{tag}"
+    n = Node(tmp_path, extra=f'cgroup_driver = "{driver}"\n')
+    n.start()
+    try:
+        for archive in ("pause.oci.tar", "busybox-layers.oci.tar"):
+            n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, archive), check=True)
+        c = n.client()
+        assert c.RuntimeConfig().linux.cgroup_driver == (pb.SYSTEMD if driver == "systemd" else pb.CGROUPFS)
+        sid, sbx = _pod(c, n, "cg", cgroup_parent=parent)
+        cid = _ctr(c, sid, sbx, "x", ["sleep", "300"])
+        pid = json.loads(c.ContainerStatus(container_id=cid, verbose=True).info["info"])["pid"]
+        path = _cgroup_paths(pid).get("memory") or _cgroup_paths(pid)[""]
+        if driver == "systemd":
+            assert path == f"/{parent}/berth-{cid}.scope"
+        else:
+            assert path == f"{parent}/{cid}"
+        c.StopPodSandbox(pod_sandbox_id=sid)
+        c.RemovePodSandbox(pod_sandbox_id=sid)
+        c.close()
+    finally:
+        n.cleanup()
+        _rm_cgroups(parent.strip("/"))
+
+
+def test_pull_image_with_auth(node, tmp_path):
+    """PullImage's AuthConfig against a registry with TLS and htpasswd (the kubelet passes the
+    pod's image pull secret this way)."""
+    from daemon_fixtures import Registry
+    try:
+        import bcrypt
+    except ImportError:
+        pytest.skip("the bcrypt module is not installed")
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem"), "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    (tls / "htpasswd").write_text("kube:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=5)).decode() + "\n")
+    reg = Registry(tmp_path / "reg", extra=(
+        f"  tls:\n    certificate: {tls / 'cert.pem'}\n    key: {tls / 'key.pem'}\n"
+        f"auth:\n  htpasswd:\n    realm: berth-test\n    path: {tls / 'htpasswd'}\n")).start()
+    try:
+        ref = f"{reg.addr}/private/hello:1"
+        skopeo("copy", "--dest-tls-verify=false", "--dest-creds", "kube:s3cret",
+               "oci-archive:" + os.path.join(DATA, "hello-world.oci.tar"), f"docker://{ref}")
+        hostdir = os.path.join(node.d.certs_d, f"127.0.0.1_{reg.port}_")
+        os.makedirs(hostdir, exist_ok=True)
+        with open(os.path.join(hostdir, "hosts.toml"), "w") as f:
+            f.write(f'server = "https://{reg.addr}"\nca = "{tls / "cert.pem"}"\n')
+        c = node.client()
+        for auth in (None, pb.AuthConfig(username="kube", password="wrong")):
+            with pytest.raises(grpc.RpcError) as e:
+                c.PullImage(image=pb.ImageSpec(image=ref), **({"auth": auth} if auth else {}))
+            assert "denied" in e.value.details() or "unauthorized" in e.value.details().lower()
+        import base64
+        for auth in (pb.AuthConfig(username="kube", password="s3cret", server_address=reg.addr),
+                     pb.AuthConfig(auth=base64.b64encode(b"kube:s3cret").decode())):
+            image_ref = c.PullImage(image=pb.ImageSpec(image=ref), auth=auth).image_ref
+            assert image_ref.startswith("sha256:")
+            assert ref in [t for i in c.ListImages().images for t in i.repo_tags]
+            c.RemoveImage(image=pb.ImageSpec(image=ref))
+        c.close()
+    finally:
+        reg.stop()
+
+
+@need_crictl
+def test_logs_follow_until_the_container_exits(node):
+    pod = node.pod_config("follow")
+    sid = node.crictl("runp", pod).out.strip()
+    try:
+        cid = node.crictl("create", sid, node.ctr_config(
+            "f", ["sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.3; done; printf 'no newline'"]), pod).out.strip()
+        node.crictl("start", cid)
+        p = node.crictl("logs", "-f", cid, timeout=30)
+        assert p.out.split() == ["line1", "line2", "line3", "no", "newline"]
+        assert json.loads(node.crictl("inspect", cid).out)["status"]["reason"] == "Completed"
+    finally:
+        node.crictl("stopp", sid, check=False)
+        node.crictl("rmp", sid, check=False)
+
+
+def test_devices_sysctls_paths_seccomp_privileged(node, cri, tmp_path):
+    sid, sbx = _pod(cri, node, "more", sysctls={"net.ipv4.ip_unprivileged_port_start": "80",
+                                                 "kernel.shm_rmid_forced": "1"})
+    profile = tmp_path / "deny-mkdir.json"  # a Localhost seccomp profile: everything but mkdir(at)
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    sc = pb.LinuxContainerSecurityContext(
+        masked_paths=["/proc/kcore", "/etc/hostname"], readonly_paths=["/proc/sys"],
+        seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost, localhost_ref=str(profile)))
+    cid = _ctr(cri, sid, sbx, "d", ["sleep", "300"], linux=pb.LinuxContainerConfig(security_context=sc),
+               devices=[pb.Device(host_path="/dev/zero", container_path="/dev/xzero", permissions="r")])
+    run = lambda *cmd: cri.ExecSync(container_id=cid, cmd=list(cmd))  # noqa: E731
+    assert run("sh", "-c", "head -c 4 /dev/xzero | od -An -tx1").stdout.split() == [b"00"] * 4
+    assert run("cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start").stdout.strip() == b"80"
+    assert run("cat", "/proc/sys/kernel/shm_rmid_forced").stdout.strip() == b"1"
+    assert run("cat", "/etc/hostname").stdout == b""  # masked
+    r = run("mkdir", "/tmp/x")
+    assert r.exit_code != 0 and (b"ermission" in r.stderr or b"not permitted" in r.stderr), r
+    # unconfined and privileged: mkdir works, all capabilities, /sys writable
+    sbx2 = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="priv", namespace="testns", uid="u-priv"),
+                               linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+                                   privileged=True)))
+    sid2 = cri.RunPodSandbox(config=sbx2).pod_sandbox_id
+    priv = _ctr(cri, sid2, sbx2, "p", ["sleep", "300"], linux=pb.LinuxContainerConfig(
+        security_context=pb.LinuxContainerSecurityContext(privileged=True)))
+    text = cri.ExecSync(container_id=priv, cmd=["sh", "-c", "mkdir /tmp/x && grep -E 'CapEff|Seccomp:' "
+                                                             "/proc/self/status; ls /dev | wc -l"]).stdout.decode()
+    assert "Seccomp:\t0" in text and "CapEff:\t0000000000000000" not in text
+    assert int(text.split()[-1]) > 20  # the host's devices
+    # a privileged container in a sandbox that is not: refused
+    with pytest.raises(grpc.RpcError) as e:
+        _ctr(cri, sid, sbx, "np", ["true"], linux=pb.LinuxContainerConfig(
+            security_context=pb.LinuxContainerSecurityContext(privileged=True)))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_host_pid_and_ipc(node, cri):
+    sid, sbx = _pod(cri, node, "hostns", security_context=pb.LinuxSandboxSecurityContext(
+        namespace_options=pb.NamespaceOption(pid=pb.NODE, ipc=pb.NODE)))
+    opts = pb.NamespaceOption(pid=pb.NODE, ipc=pb.NODE)
+    cid = _ctr(cri, sid, sbx, "h", ["sleep", "300"], linux=pb.LinuxContainerConfig(
+        security_context=pb.LinuxContainerSecurityContext(namespace_options=opts)))
+    for kind in ("pid", "ipc"):
+        seen = cri.ExecSync(container_id=cid, cmd=["readlink", f"/proc/self/ns/{kind}"]).stdout.decode().strip()
+        assert seen == os.readlink(f"/proc/self/ns/{kind}")
+    assert cri.ExecSync(container_id=cid, cmd=["readlink", "/proc/self/ns/net"]).stdout.decode().strip() != \
+        os.readlink("/proc/self/ns/net")
+    st = cri.PodSandboxStatus(pod_sandbox_id=sid).status
+    assert st.linux.namespaces.options.pid == pb.NODE and st.linux.namespaces.options.ipc == pb.NODE
+
+
+def test_config_dump_shows_the_containerd_keys(tmp_path):
+    from daemon_fixtures import BERTHD
+    cfg = tmp_path / "berthd.toml"
+    cfg.write_text('sandbox_image = "127.0.0.1:5000/pause:3.9"\nsystemd_cgroup = true\n'
+                   'config_path = "/etc/containerd/certs.d"\ncri_socket = "/run/x/cri.sock"\n')
+    p = subprocess.run([BERTHD, "--config", str(cfg), "config", "dump"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    for line in ('sandbox_image = "127.0.0.1:5000/pause:3.9"', 'cgroup_driver = "systemd"',
+                 'config_path = "/etc/containerd/certs.d"', 'cri_socket = "/run/x/cri.sock"', "cri = true",
+                 'cri_cni_conf_dir = "/etc/cni/net.d"'):
+        assert line in p.stdout.splitlines(), line
+    cfg.write_text('cri_socket = "relative.sock"\n')
+    p = subprocess.run([BERTHD, "--config", str(cfg), "config", "dump"], capture_output=True, text=True)
+    assert p.returncode != 0 and "cri_socket" in p.stderr and len(p.stderr.strip().splitlines()) == 1

@@ -264,6 +264,25 @@ class WsClient:
             self.frame()
 
 
+def test_header_blocks_of_go_spdystream_decode():
+    """Header blocks as Go's spdystream compresses them (the SYN_REPLY blocks of containerd 1.6's
+    streaming server, read off the wire on this machine): one zlib stream per direction, each block
+    ending in a sync flush, the first one naming SPDY/3's dictionary by its Adler-32 (e3c6a7c2)."""
+    from berth.cri.streaming.spdy import DICTIONARY, HeaderCodec
+    assert zlib.adler32(DICTIONARY) == 0xE3C6A7C2 and zlib.adler32(DICT) == 0xE3C6A7C2
+    codec = HeaderCodec()
+    assert codec.decode(b"x\xf9\xe3\xc6\xa7\xc2b```\x00\x00\x00\x00\xff\xff") == {}
+    assert codec.decode(b"\x02a\x00\x00\x00\x00\xff\xff") == {}
+    assert codec.decode(b"\x02a\x00\x00\x00\x00\xff\xff") == {}
+    # and ours decode with an independent zlib context (the test client's)
+    enc = HeaderCodec()
+    d = zlib.decompressobj(15, DICT)
+    for headers in ({}, {"streamtype": "error"}, {"port": "80", "requestid": "7"}):
+        raw = d.decompress(enc.encode(headers))
+        n = struct.unpack(">I", raw[:4])[0]
+        assert n == len(headers)
+
+
 # --- the server under test, over a real berthd's containers ----------------------------------------
 
 class InProcessServer:
@@ -374,6 +393,26 @@ def test_exec_stdin_end_of_input_and_success(srv, sleeper):
     assert 7 in c.pings  # the client's ping, echoed
 
 
+def test_concurrent_execs(srv, sleeper):
+    import concurrent.futures
+
+    def one(i):
+        c = SpdyClient(srv.server.exec_url(sleeper, ["sh", "-c", f"echo n{i}; exit {i % 3}"], False, False, True,
+                                           True))
+        err, out = c.open(streamtype="error"), c.open(streamtype="stdout")
+        c.open(streamtype="stderr")
+        c.run_to_end()
+        return c.data[out], json.loads(c.data[err])
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(16)))
+    for i, (out, status) in enumerate(results):
+        assert out == f"n{i}\n".encode()
+        if i % 3:
+            assert status["details"]["causes"][0]["message"] == str(i % 3)
+        else:
+            assert status == {"metadata": {}, "status": "Success"}
+
+
 def test_exec_tty_resize_and_exit_code(srv, sleeper):
     c = SpdyClient(srv.server.exec_url(sleeper, ["sh"], True, True, True, False))
     err, sin, out, rs = (c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout"),
@@ -390,7 +429,7 @@ def test_exec_tty_resize_and_exit_code(srv, sleeper):
                                                                                      "message": "7"}]
 
 
-@pytest.mark.parametrize("proto", [V3, V2])
+@pytest.mark.parametrize("proto", [V3, V2, "channel.k8s.io"])
 def test_exec_older_protocols_report_errors_as_text(srv, sleeper, proto):
     c = SpdyClient(srv.server.exec_url(sleeper, ["sh", "-c", "echo x; exit 2"], False, False, True, True),
                    protocols=[proto])
@@ -467,6 +506,17 @@ def test_idle_connections_are_closed(daemon, sleeper):
         assert c.resets.get(out) == 5  # RST_STREAM CANCEL, as kubelet's Close
     finally:
         s.stop()
+
+
+def test_exec_ends_with_its_container(srv, daemon):
+    cid = run_ctr(daemon, IMG, "sleep", "1000")
+    c = SpdyClient(srv.server.exec_url(cid, ["sh", "-c", "echo up; sleep 600"], False, False, True, False))
+    err, out = c.open(streamtype="error"), c.open(streamtype="stdout")
+    c.wait(lambda: c.data[out] == b"up\n")
+    daemon.berth("-n", "k8s.io", "kill", cid, check=True)
+    c.run_to_end()
+    status = json.loads(c.data[err])  # killed with the container, as with containerd: 128 + SIGKILL
+    assert status["reason"] == "NonZeroExitCode" and status["details"]["causes"][0]["message"] == "137"
 
 
 def test_attach_stdin_once_container(srv, daemon):
@@ -634,8 +684,9 @@ def test_crictl_exec_sync(cri, pod):
 
 
 def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
-    """argv on a terminal of rows x cols; steps: (wait for these bytes | these seconds from the start,
-    then write bytes | resize to (rows, cols))."""
+    """argv on a terminal of rows x cols. steps: (wait for these bytes, in the output after the
+    previous step | this many seconds after the previous step (the start for the first), then
+    write these bytes | resize the terminal to (rows, cols))."""
     import fcntl
     import termios
     pid, fd = pty.fork()
@@ -643,9 +694,10 @@ def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
         os.execv(argv[0], argv)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     out, steps, deadline = b"", list(steps), time.monotonic() + timeout
+    mark, since = 0, time.monotonic()  # where and when the previous step was taken
     try:
         while time.monotonic() < deadline:
-            r, _, _ = select.select([fd], [], [], 0.1)
+            r, _, _ = select.select([fd], [], [], 0.05)
             if r:
                 try:
                     d = os.read(fd, 4096)
@@ -654,10 +706,10 @@ def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
                 if not d:
                     break
                 out += d
-            while steps and (steps[0][0] in out if isinstance(steps[0][0], bytes) else
-                             time.monotonic() > deadline - timeout + steps[0][0]):
+            while steps and (steps[0][0] in out[mark:] if isinstance(steps[0][0], bytes) else
+                             time.monotonic() - since >= steps[0][0]):
                 _, action = steps.pop(0)
-                out += b"\0"  # a marker: the next step waits for output after this point
+                mark, since = len(out), time.monotonic()
                 if isinstance(action, tuple):
                     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", action[0], action[1], 0, 0))
                 else:
@@ -665,14 +717,14 @@ def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
     finally:
         os.close(fd)
         _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), out.replace(b"\0", b"").decode(errors="replace")
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
 
 
 def test_crictl_exec_tty(cri, pod):
     rc, out = _pty_run(cri.argv + ["exec", "-i", "-t", pod["web"], "sh"], [
         (b"# ", b"stty size; tty; echo $((6*7))\r"),
-        (b"42\r\n", (40, 120)),  # the terminal's new size goes over the resize stream
-        (b"42\r\n", b"sleep 0.5; stty size; exit 5\r")])
+        (b"42\r\n/data # ", (40, 120)),  # the terminal's new size goes over the resize stream
+        (0.5, b"stty size; exit 5\r")])
     assert "30 100\r\n/dev/pts/" in out, out  # the size at start
     assert "40 120\r\n" in out, out
     # containerd 1.6: the same message and status for the shell's exit code
@@ -789,10 +841,149 @@ def test_crictl_attach_tty(cri, pod):
     c = cri.container(pod["id"], pod["cfg"], "console", ["sh"], stdin=True, tty=True)
     rc, out = _pty_run(cri.argv + ["attach", "-i", "-t", c], [
         (1.0, b"stty size; echo $((6*7))\r"),
-        (b"42\r\n", (40, 120)),
-        (b"42\r\n", b"sleep 0.5; stty size; exit 5\r")])
+        (b"42\r\n/data # ", (40, 120)),
+        (0.5, b"stty size; exit 5\r")])
     # containerd 1.6 gives the same bytes: the size at attach, the new size, and rc 0 (an attach
     # has no exit code of its own) when the container's shell exits
     assert "30 100\r\n42\r\n" in out and "40 120\r\n" in out, out
     assert rc == 0, out
     wait_for(lambda: "CONTAINER_EXITED" in cri("inspect", c).out, 10, "the container to exit")
+
+
+# --- the same crictl commands against containerd 1.6's CRI ---------------------------------------------
+
+class ContainerdCRI:
+    """containerd with its CRI plugin, private root/state/socket/netns, a ptp pod network of its own."""
+
+    def __init__(self, base):
+        import random
+        self.base = str(base)
+        self.sock = os.path.join(self.base, "c.sock")
+        cni = os.path.join(self.base, "cni")
+        os.makedirs(cni)
+        with open(os.path.join(cni, "10-ptp.conflist"), "w") as f:
+            json.dump({"cniVersion": "0.4.0", "name": f"ctdcmp{random.getrandbits(16):04x}", "plugins": [
+                {"type": "ptp", "ipMasq": False, "ipam": {
+                    "type": "host-local", "dataDir": os.path.join(self.base, "ipam"),
+                    "ranges": [[{"subnet": f"172.31.{random.randint(0, 255)}.0/24"}]]}}]}, f)
+        cfg = os.path.join(self.base, "config.toml")
+        with open(cfg, "w") as f:
+            f.write(f'version = 2\nroot = "{self.base}/root"\nstate = "{self.base}/state"\n'
+                    f'[grpc]\n  address = "{self.sock}"\n'
+                    f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{self.base}/opt"\n'
+                    f'[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "registry.k8s.io/pause:3.9"\n'
+                    # this machine refuses the sandbox's oom_score_adj of -998
+                    f'  restrict_oom_score_adj = true\n  netns_mounts_under_state_dir = true\n'
+                    f'  stream_server_address = "127.0.0.1"\n  stream_server_port = "0"\n'
+                    f'  [plugins."io.containerd.grpc.v1.cri".cni]\n    bin_dir = "/usr/lib/cni"\n'
+                    f'    conf_dir = "{cni}"\n')
+        self.log = open(os.path.join(self.base, "containerd.log"), "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(["containerd", "--config", cfg], stdout=self.log, stderr=self.log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 30, "containerd to listen")
+        for args in (["images", "import", os.path.join(DATA, "pause.oci.tar")],
+                     ["images", "import", "--all-platforms", os.path.join(DATA, "busybox-layers.oci.tar")],
+                     ["images", "tag", IMG, "docker.io/library/" + IMG]):
+            subprocess.run(["ctr", "-a", self.sock, "-n", "k8s.io", *args], check=True, capture_output=True)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def peer(cri, tmp_path_factory):
+    if not (shutil.which("containerd") and shutil.which("ctr")):
+        pytest.skip("containerd is not installed")
+    ctd = ContainerdCRI(tmp_path_factory.mktemp("containerd"))
+    c = Crictl(cri.d, ctd.sock)
+    c.base = os.path.join(ctd.base, "crictl")
+    os.makedirs(os.path.join(c.base, "logs"), exist_ok=True)
+    try:
+        yield c
+    finally:
+        c.cleanup()
+        ctd.close()
+
+
+def _fatal(err):
+    """crictl's last word (the msg of its fatal log line), without the timestamp."""
+    import re
+    m = re.findall(r'level=fatal msg="((?:[^"\\\\]|\\\\.)*)"', err)
+    return m[-1] if m else None
+
+
+def test_same_answers_as_containerd(cri, peer):
+    """The same crictl commands against berthd and containerd 1.6: the same output, exit codes
+    and messages (ids and the netns path aside)."""
+    seen = {}
+    for name, engine in (("berth", cri), ("containerd", peer)):
+        pod, cfg = engine.pod(f"cmp-{name}")
+        web = engine.container(pod, cfg, "web", ["sh", "-c", "exec httpd -f -p 18080 -h /data"])
+        reader = engine.container(pod, cfg, "reader", ["sh", "-c", "read x; echo got $x"], stdin=True,
+                                  stdin_once=True)
+        wait_for(lambda: engine("exec", web, "wget", "-q", "-O", "/dev/null",
+                                "http://127.0.0.1:18080/sub/file").returncode == 0, 20, "httpd")
+        r = {}
+        p = engine("exec", web, "sh", "-c", "echo out; exit 3")
+        r["exit"] = (p.returncode, p.out, _fatal(p.err))
+        p = engine("exec", "-i", web, "sh", "-c", "cat; echo after", input=b"in\n")
+        r["stdin"] = (p.returncode, p.out)
+        p = engine("exec", web, "no-such-command")
+        msg = _fatal(p.err)
+        r["missing"] = (p.returncode, msg[:msg.index("failed to exec in container:")] if msg else msg,
+                        'exec: \\\\\\"no-such-command\\\\\\": executable file not found in $PATH' in (msg or ""))
+        rc, out = _pty_run(engine.argv + ["exec", "-i", "-t", web, "sh"], [
+            (b"/data # ", b""), (0.5, b"stty size; echo $((6*7))\r"), (b"42\r\n/data # ", (40, 120)),
+            (0.5, b"stty size; exit 5\r")])
+        # ash redraws its prompt on a SIGWINCH: when it comes is timing (containerd's initial size
+        # lands before or after the first prompt; berth starts the exec at the client's size)
+        r["tty"] = (rc, out.replace("\r/data # \x1b[J", ""))
+        p = engine("attach", "-i", reader, input=b"hi\n")
+        r["attach"] = (p.returncode, p.out)
+        from daemon_fixtures import free_port
+        port = free_port()
+        pf = subprocess.Popen(engine.argv + ["port-forward", pod, f"{port}:18081"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: _connect_once(port), 20, "crictl port-forward to listen")
+            out = pf.communicate(timeout=20)[0].decode()
+        finally:
+            if pf.poll() is None:
+                pf.kill()
+                pf.wait()
+        line = next((x for x in out.splitlines() if "an error occurred forwarding" in x), "")
+        text = line[line.index("an error occurred"):] if line else ""
+        text = text.replace(pod, "POD").replace(f"forwarding {port} ->", "forwarding PORT ->")
+        r["portforward"] = (pf.returncode, text[:text.find(" network namespace ")],
+                            "IPv4: dial tcp4 127.0.0.1:18081: connect: connection refused" in text,
+                            "lost connection to pod" in out)
+        seen[name] = r
+    b, c = seen["berth"], seen["containerd"]
+    # the one difference: containerd 1.6.20 forwards nothing of the command's stderr (crictl's
+    # fatal line is the same); berth does, as the protocol has it
+    for k in b:
+        assert b[k] == c[k], f"{k}: berth {b[k]!r} containerd {c[k]!r}"
+
+
+def test_websocket_exec_tty_starts_at_the_clients_size(srv, sleeper):
+    w = WsClient(srv.server.exec_url(sleeper, ["sh", "-c", "stty size; read x; stty size"], True, True, True, False))
+    w.send(4, b'{"Width":91,"Height":33}')  # the resize channel, before anything else
+    w.wait(lambda: b"33 91" in w.channel(1))
+    w.send(4, b'{"Width":100,"Height":44}')
+    time.sleep(0.2)
+    w.send(0, b"go\r")
+    w.run_to_end()
+    out = w.channel(1).decode()
+    assert out.startswith("33 91\r\n") and out.rstrip().endswith("44 100"), out
+    assert json.loads(w.channel(3)) == {"metadata": {}, "status": "Success"}

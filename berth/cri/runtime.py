@@ -44,19 +44,15 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.streaming = streaming
         self.closing = False
         self._cpu = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
+        self._usage = {}  # container id -> (monotonic time, bytes of its writable layer)
 
     # --- lookups ---
 
     def _records(self, kind):
-        """(record, state) of the CRI's sandboxes or containers."""
-        out = []
-        for item in self.svc.list(NS, all_=True, filters={"label": [f"{KIND_LABEL}={kind}"]}):
-            try:
-                rec = self.svc.get(NS, item["Id"])
-            except NotFound:
-                continue
-            out.append((rec, self.svc.state(rec)))
-        return out
+        """(record, state) of the CRI's sandboxes or containers (the CRI has no paused state: the
+        runtime is not asked)."""
+        return [(rec, self.svc.state(rec, paused=False)) for rec in self.d.meta.list_containers(NS)
+                if (rec.labels or {}).get(KIND_LABEL) == kind]
 
     def _find(self, ref, kind):
         if not ref:
@@ -252,7 +248,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def PodSandboxStatus(self, request, context):
         rec = self._find(request.pod_sandbox_id, "sandbox")
-        st = self.svc.state(rec)
+        st = self.svc.state(rec, paused=False)
         status = self._sandbox_status(rec, st)
         info = {}
         if request.verbose:
@@ -324,12 +320,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def StartContainer(self, request, context):
         rec = self._find(request.container_id, "container")
-        st = self.svc.state(rec)
+        st = self.svc.state(rec, paused=False)
         if st["Status"] != "created":
             raise FailedPrecondition(f"container {rec.id} is in {st['Status']} state, not created: it "
                                      "cannot be started")
         sbx = self.svc.get(NS, self._cri(rec)["sandbox"])
-        if not self.svc.state(sbx)["Running"]:
+        if not self.svc.state(sbx, paused=False)["Running"]:
             raise FailedPrecondition(f"sandbox container {sbx.id} is not running")
         self.svc.start(NS, rec.id)
         return pb.StartContainerResponse()
@@ -359,23 +355,25 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             return pb.CONTAINER_EXITED if st.get("Error") else pb.CONTAINER_CREATED
         return pb.CONTAINER_UNKNOWN
 
-    def _image_refs(self, rec):
+    def _image_refs(self, rec, cache=None):
         """(image, image_ref, image id) of a container, by containerd's rule: the image's first
         repo tag (else what was asked), its first repo digest (else its id), its id."""
         image = self._cri(rec).get("image") or rec.image
-        ref = rec.image
-        try:
-            from berth.cri.images import repo_tags_digests
-            tags, digests = repo_tags_digests(self.images.resolve(NS, rec.image))
-            image = tags[0] if tags else image
-            ref = digests[0] if digests else ref
-        except BerthError:
-            pass
-        return image, ref, rec.image
+        names = cache.get(rec.image) if cache is not None else None
+        if names is None:
+            try:
+                from berth.cri.images import repo_tags_digests
+                names = repo_tags_digests(self.images.resolve(NS, rec.image))
+            except BerthError:
+                names = ([], [])
+            if cache is not None:
+                cache[rec.image] = names
+        tags, digests = names
+        return (tags[0] if tags else image), (digests[0] if digests else rec.image), rec.image
 
-    def _container(self, rec, st):
+    def _container(self, rec, st, cache=None):
         config = self._container_config(rec)
-        asked, ref, image_id = self._image_refs(rec)
+        asked, ref, image_id = self._image_refs(rec, cache)
         return pb.Container(id=rec.id, pod_sandbox_id=self._cri(rec).get("sandbox", ""), metadata=config.metadata,
                             image=pb.ImageSpec(image=asked, annotations=dict(config.image.annotations)),
                             image_ref=ref, image_id=image_id, state=self._state(st),
@@ -386,8 +384,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def ListContainers(self, request, context):
         f = request.filter if request.HasField("filter") else None
         out = []
+        cache = {}
         for rec, st in self._records("container"):
-            c = self._container(rec, st)
+            if f is not None and f.id and not rec.id.startswith(f.id):
+                continue
+            c = self._container(rec, st, cache)
             if f is not None:
                 if f.id and not rec.id.startswith(f.id):
                     continue
@@ -434,7 +435,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def ContainerStatus(self, request, context):
         rec = self._find(request.container_id, "container")
-        st = self.svc.state(rec)
+        st = self.svc.state(rec, paused=False)
         info = {}
         if request.verbose:
             oci = _read_json(os.path.join(self.svc.sdir(rec.id), "bundle", "config.json"))
@@ -483,7 +484,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return self.streaming
 
     def _running(self, rec):
-        if not self.svc.state(rec)["Running"]:
+        if not self.svc.state(rec, paused=False)["Running"]:
             raise FailedPrecondition(f"container {rec.id} is not running")
 
     @rpc
@@ -513,7 +514,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def PortForward(self, request, context):
         rec = self._find(request.pod_sandbox_id, "sandbox")
-        if not self.svc.state(rec)["Running"]:
+        if not self.svc.state(rec, paused=False)["Running"]:
             raise FailedPrecondition(f"sandbox {rec.id} is not ready")
         srv = self._stream_server()
         return pb.PortForwardResponse(url=srv.portforward_url(rec.id, list(request.port)))
@@ -565,15 +566,24 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return pb.ContainerStats(attributes=attrs, cpu=cpu, memory=mem, writable_layer=layer)
 
     def _layer_usage(self, rec):
+        """The writable layer's size, measured at most every 10 s (the kubelet asks every few)."""
+        now = time.monotonic()
+        hit = self._usage.get(rec.id)
+        if hit is not None and now - hit[0] < 10:
+            return hit[1]
         try:
-            return int(self.d.snapshotter.usage(rec.snapshot_key) or 0)
+            v = int(self.d.snapshotter.usage(rec.snapshot_key) or 0)
         except (BerthError, OSError, AttributeError, TypeError):
-            return 0
+            v = 0
+        if len(self._usage) > 4096:
+            self._usage.clear()
+        self._usage[rec.id] = (now, v)
+        return v
 
     @rpc
     def ContainerStats(self, request, context):
         rec = self._find(request.container_id, "container")
-        return pb.ContainerStatsResponse(stats=self._container_stats(rec, self.svc.state(rec)))
+        return pb.ContainerStatsResponse(stats=self._container_stats(rec, self.svc.state(rec, paused=False)))
 
     @rpc
     def ListContainerStats(self, request, context):
@@ -594,12 +604,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             out.append(self._container_stats(rec, st))
         return pb.ListContainerStatsResponse(stats=out)
 
-    def _pod_stats(self, rec, st):
+    def _pod_stats(self, rec, st, containers=None):
         config = self._sandbox_config(rec)
         now = time.time_ns()
         attrs = pb.PodSandboxAttributes(id=rec.id, metadata=config.metadata, labels=dict(config.labels),
                                         annotations=dict(config.annotations))
-        members = [(r, s) for r, s in self._pod_containers(rec.id) if s["Running"]]
+        if containers is None:
+            containers = self._records("container")
+        members = [(r, s) for r, s in containers if s["Running"] and self._cri(r).get("sandbox") == rec.id]
         cstats = [self._container_stats(r, s) for r, s in members]
         own = self._container_stats(rec, st)  # the pause container
         cpu = pb.CpuUsage(timestamp=now)
@@ -624,12 +636,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def PodSandboxStats(self, request, context):
         rec = self._find(request.pod_sandbox_id, "sandbox")
-        return pb.PodSandboxStatsResponse(stats=self._pod_stats(rec, self.svc.state(rec)))
+        return pb.PodSandboxStatsResponse(stats=self._pod_stats(rec, self.svc.state(rec, paused=False)))
 
     @rpc
     def ListPodSandboxStats(self, request, context):
         f = request.filter if request.HasField("filter") else None
         out = []
+        containers = self._records("container")
         for rec, st in self._records("sandbox"):
             if not st["Running"]:
                 continue
@@ -639,7 +652,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 labels = _user_labels(rec.labels)
                 if any(labels.get(k) != v for k, v in f.label_selector.items()):
                     continue
-            out.append(self._pod_stats(rec, st))
+            out.append(self._pod_stats(rec, st, containers))
         return pb.ListPodSandboxStatsResponse(stats=out)
 
     # --- events ---
@@ -671,13 +684,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                     continue
                 if rec is not None:
                     try:
-                        st = self.svc.state(rec)
+                        st = self.svc.state(rec, paused=False)
                         if (rec.labels or {}).get(KIND_LABEL) == "sandbox":
                             resp.pod_sandbox_status.CopyFrom(self._sandbox_status(rec, st))
                         else:
                             resp.containers_statuses.append(self._container_status(rec, st))
                             sbx = self.svc.get(NS, self._cri(rec)["sandbox"])
-                            resp.pod_sandbox_status.CopyFrom(self._sandbox_status(sbx, self.svc.state(sbx)))
+                            resp.pod_sandbox_status.CopyFrom(self._sandbox_status(sbx, self.svc.state(sbx, paused=False)))
                     except BerthError:
                         pass
                 yield resp

@@ -18,6 +18,7 @@ from berth.shim import protocol as proto
 from berth.shim.client import ShimGone
 
 NAMESPACE = "k8s.io"
+SHIM_TIMEOUT = 30.0  # seconds for the shim to answer an exec or attach request
 
 
 class StreamBackend:
@@ -47,19 +48,22 @@ class StreamBackend:
 
     # --- exec ---
 
-    def _exec_process(self, rec, cmd, tty):
+    def _exec_process(self, rec, cmd, tty, size):
         """The OCI process of an exec: the container's (env, user, cwd, capabilities...) with the
-        command and the terminal of this exec."""
+        command and the terminal of this exec (at the client's size when it is known)."""
         with open(os.path.join(self.containers.sdir(rec.id), "bundle", "config.json")) as f:
             process = dict(json.load(f)["process"])
         process["args"] = list(cmd)
         process["terminal"] = bool(tty)
         process.pop("consoleSize", None)
+        if tty and size:
+            process["consoleSize"] = {"width": int(size[0]), "height": int(size[1])}
         return process
 
-    async def exec(self, container_id, cmd, tty=False, stdin=False, stdout=True, stderr=True):
+    async def exec(self, container_id, cmd, tty=False, stdin=False, stdout=True, stderr=True, size=None):
+        """size: (width, height) of the client's terminal, for a TTY."""
         rec, _ = await self._run(self._running, container_id)
-        process = await self._run(self._exec_process, rec, cmd, tty)
+        process = await self._run(self._exec_process, rec, cmd, tty, size)
         session = _ShimSession(self.containers.shim(rec), tty=tty, cmd=cmd)
         await session.start_exec(secrets.token_hex(32), process, stdin)
         return session
@@ -185,7 +189,9 @@ class _ShimSession:
 
     async def _open(self, request, what):
         try:
-            self.reader, self.writer, reply = await self.shim.open_stream(request)
+            self.reader, self.writer, reply = await asyncio.wait_for(self.shim.open_stream(request), SHIM_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise FailedPrecondition(f"the container's shim did not answer in {SHIM_TIMEOUT:.0f}s") from None
         except ShimGone:
             raise FailedPrecondition("container is not running") from None
         except BerthError as e:

@@ -104,8 +104,23 @@ def _fstypes(mounts):
 # mode detection
 
 
+_HIER_TTL = 5.0  # seconds a reading of mountinfo is used again (detect_mode, _v1_hierarchies)
+_MODE_CACHE = {}  # root -> (monotonic time, mode)
+
+
 def detect_mode(root=DEFAULT_ROOT):
     """'v2' if root is a cgroup2 mount, 'hybrid' if v1 with cgroup2 at root/unified, else 'v1'."""
+    import time
+    now = time.monotonic()
+    hit = _MODE_CACHE.get(root)
+    if hit is not None and now - hit[0] < _HIER_TTL:
+        return hit[1]
+    mode = _detect_mode(root)
+    _MODE_CACHE[root] = (now, mode)
+    return mode
+
+
+def _detect_mode(root):
     root = os.path.realpath(root)
     unified = os.path.join(root, _UNIFIED)
     try:
@@ -463,8 +478,24 @@ def shares_to_weight(shares):
 # hierarchies
 
 
+_HIER_CACHE = {}  # root -> (monotonic time, hierarchies): a daemon asks for every container
+
+
 def _v1_hierarchies(root):
-    """[(key, controllers, mount point)] of the v1 hierarchies mounted directly under root."""
+    """[(key, controllers, mount point)] of the v1 hierarchies mounted directly under root (read
+    from mountinfo at most every few seconds: they are mounted at boot, and a daemon listing
+    many containers would otherwise parse mountinfo once per container)."""
+    import time
+    now = time.monotonic()
+    hit = _HIER_CACHE.get(root)
+    if hit is not None and now - hit[0] < _HIER_TTL:
+        return hit[1]
+    out = _read_v1_hierarchies(root)
+    _HIER_CACHE[root] = (now, out)
+    return out
+
+
+def _read_v1_hierarchies(root):
     root = os.path.realpath(root)
     found = {}
     try:

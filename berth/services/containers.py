@@ -131,8 +131,9 @@ class ContainerService:
 
     # --- state ---
 
-    def state(self, rec: Container) -> dict:
-        """docker's State object of a container, from the engine's state machine."""
+    def state(self, rec: Container, paused: bool = True) -> dict:
+        """docker's State object of a container, from the engine's state machine (cheap: no
+        runtime is asked; ``paused`` is accepted for the callers that once had to say so)."""
         return self.states.get(rec.namespace, rec.id, rec).docker()
 
     def run_state(self, ns: str, cid: str) -> S.RunState:

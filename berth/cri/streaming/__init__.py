@@ -255,11 +255,11 @@ class StreamingServer:
     def _starter(self, kind, req, opts):
         cid = req["container_id"]
         if kind == "exec":
-            async def start():
+            async def start(size=None):
                 return await self.backend.exec(cid, req["cmd"], tty=opts["tty"], stdin=opts["stdin"],
-                                               stdout=opts["stdout"], stderr=opts["stderr"])
+                                               stdout=opts["stdout"], stderr=opts["stderr"], size=size)
         else:
-            async def start():
+            async def start(size=None):
                 return await self.backend.attach(cid, tty=opts["tty"], stdin=opts["stdin"], stdout=opts["stdout"],
                                                  stderr=opts["stderr"])
         return start

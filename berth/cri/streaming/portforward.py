@@ -90,7 +90,7 @@ class Handler:
 
             async def from_pod():
                 while True:
-                    chunk = await reader.read(65536)
+                    chunk = await reader.read(256 * 1024)
                     if not chunk:
                         break
                     await data.write(chunk)

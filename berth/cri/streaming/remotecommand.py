@@ -21,14 +21,7 @@ PROTOCOLS = [V4, V3, V2, V1]  # kubelet's SupportedStreamingProtocols, in its or
 
 log = logging.getLogger("berthd.streaming")
 
-
-class ExitError(Exception):
-    """The command ran and exited non-zero."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+INITIAL_SIZE_WAIT = 0.25  # seconds a TTY session waits for the client's first size before starting
 
 
 def _go_json(obj):
@@ -81,9 +74,10 @@ def expected_streams(protocol, opts):
     return n
 
 
-async def run(conn, protocol, opts, streams, start, creation_timeout, idle_timeout=None):
-    """Serve one exec or attach: wait for the streams, start the session (`start()` returns a
-    backend session), pump stdin/stdout/stderr/resize, then report the outcome and close."""
+async def run(conn, protocol, opts, streams, start, creation_timeout):
+    """Serve one exec or attach: wait for the streams, start the session (`start(size)` returns a
+    backend session; size: the client's first terminal size or None), pump stdin/stdout/stderr/
+    resize, then report the outcome and close."""
     serve = asyncio.ensure_future(conn.serve())
     complete = asyncio.ensure_future(streams.complete.wait())
     try:
@@ -97,18 +91,29 @@ async def run(conn, protocol, opts, streams, start, creation_timeout, idle_timeo
         if protocol == V1 and "stdin" in s:
             s["stdin"].close()  # what 1.0 kubelets did
         error_stream = s.get("error")
+        sizes = asyncio.Queue()
+        resize = asyncio.ensure_future(_resize_events(s["resize"], sizes)) if "resize" in s else None
+        initial = None
+        if resize is not None and opts["tty"]:
+            # the client sends the terminal's size as soon as its streams are up: a new process
+            # gets its pty at that size from the start (containerd's does), no SIGWINCH after
+            try:
+                initial = await asyncio.wait_for(sizes.get(), INITIAL_SIZE_WAIT)
+            except asyncio.TimeoutError:
+                pass
         try:
-            session = await start()
-        except ExitError as e:
-            await _write_status(protocol, error_stream, status_exit(e.code, e.message))
-            return
+            session = await start(initial)
         except Exception as e:  # noqa: BLE001 - reported to the client, as kubelet does
             await _write_status(protocol, error_stream, status_internal(_message(e, opts)))
             return
         try:
-            status = await _pump(conn, session, s, opts)
+            if initial is not None and opts.get("kind") == "attach":
+                await session.resize(*initial)
+            status = await _pump(conn, session, s, opts, sizes)
         finally:
             session.close()
+            if resize is not None:
+                resize.cancel()
         if status is not None:
             await _write_status(protocol, error_stream, status)
     finally:
@@ -138,14 +143,14 @@ async def _write_status(protocol, stream, status):
         pass
 
 
-async def _pump(conn, session, s, opts):
+async def _pump(conn, session, s, opts, sizes):
     """Copy until the session's output ends; returns the status to report (None when the
     client went away first)."""
     tasks = []
     if "stdin" in s and opts["stdin"]:
         tasks.append(asyncio.ensure_future(_stdin(s["stdin"], session)))
     if "resize" in s:
-        tasks.append(asyncio.ensure_future(_resize(s["resize"], session)))
+        tasks.append(asyncio.ensure_future(_resize(sizes, session)))
     out = asyncio.ensure_future(_output(session, s.get("stdout"), s.get("stderr")))
     lost = asyncio.ensure_future(conn.closed_event.wait())
     try:
@@ -198,31 +203,44 @@ async def _stdin(stream, session):
         pass
 
 
-async def _resize(stream, session):
+async def _resize(sizes, session):
+    while True:
+        size = await sizes.get()
+        if size is None:
+            return
+        try:
+            await session.resize(*size)
+        except (ConnectionError, OSError):
+            pass
+
+
+async def _resize_events(stream, sizes):
+    """The JSON {"Width", "Height"} objects of the resize stream, as (width, height) on `sizes`
+    (None at its end)."""
     decoder = json.JSONDecoder()
     buf = ""
-    while True:
-        data = await stream.read()
-        if not data:
-            return
-        buf += data.decode(errors="replace")
+    try:
         while True:
-            buf = buf.lstrip()
-            if not buf:
-                break
-            try:
-                obj, end = decoder.raw_decode(buf)
-            except ValueError:
-                break  # incomplete: wait for more
-            buf = buf[end:]
-            if not isinstance(obj, dict):
-                return  # kubelet's decoder stops at the first error
-            try:
-                w, h = int(obj.get("Width") or 0), int(obj.get("Height") or 0)
-            except (TypeError, ValueError):
+            data = await stream.read()
+            if not data:
                 return
-            if w >= 1 and h >= 1:  # containerd ignores empty sizes
+            buf += data.decode(errors="replace")
+            while True:
+                buf = buf.lstrip()
+                if not buf:
+                    break
                 try:
-                    await session.resize(w, h)
-                except (ConnectionError, OSError):
-                    pass
+                    obj, end = decoder.raw_decode(buf)
+                except ValueError:
+                    break  # incomplete: wait for more
+                buf = buf[end:]
+                if not isinstance(obj, dict):
+                    return  # kubelet's decoder stops at the first error
+                try:
+                    w, h = int(obj.get("Width") or 0), int(obj.get("Height") or 0)
+                except (TypeError, ValueError):
+                    return
+                if w >= 1 and h >= 1:  # containerd ignores empty sizes
+                    sizes.put_nowait((w, h))
+    finally:
+        sizes.put_nowait(None)

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""CRI figures of issue 10: berthd's CRI against containerd 1.6's CRI plugin, both private (own
+root, state, sockets, a CNI conflist of their own on a bridge of their own), both holding
+registry.k8s.io/pause:3.9 and busybox-layers:1 from tests/data.
+
+1. Pod start: `crictl runp` + `crictl create` + `crictl start` of one busybox container
+   (`sleep 600`), and the teardown (`stop`, `rm`, `stopp`, `rmp`): interleaved rounds (the order
+   rotates each round), two warm-up rounds dropped, medians. crictl's own start-up is in both.
+   `grpc`: the same cycle through the gRPC API on a kept connection (the engines' own time).
+2. `--pods N` (default 30) pods of 2 containers each, started through the gRPC API from 5
+   client threads: the time until all run, berthd's VmRSS afterwards, and the memory of what runs
+   per pod besides the containers' own processes (berth: a berth-shim per container and per
+   sandbox; containerd: its containerd-shim-runc-v2 per pod), Pss from smaps_rollup.
+
+Usage (root): bench/cri.py [--runs 15] [--pods 30] [--only start,grpc,many]
+Prints JSON and Markdown table rows for docs/benchmarks.md.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from cri_client import CRIClient  # noqa: E402
+from daemon_fixtures import DATA, Daemon, wait_for  # noqa: E402
+
+from berth.cri import api_pb2 as pb  # noqa: E402
+
+CRICTL = next((p for p in (os.path.join(REPO, "..", "shared", "bin", "crictl"), shutil.which("crictl") or "")
+               if p and os.access(p, os.X_OK)), None)
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def conflist(path, name, bridge, subnet, ipam_dir):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"cniVersion": "1.0.0", "name": name, "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": False,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": ipam_dir}},
+            {"type": "portmap", "capabilities": {"portMappings": True}}]}, f)
+
+
+class Berth:
+    name = "berth"
+
+    def __init__(self, base):
+        self.bridge = "bb%05x" % random.getrandbits(20)
+        cni = os.path.join(base, "cni")
+        conflist(os.path.join(cni, "10-pods.conflist"), "pods", self.bridge, "10.241.0.0/16", os.path.join(base, "ipam"))
+        self.d = Daemon(os.path.join(base, "berthd"), extra_config=f'cri_cni_conf_dir = "{cni}"\n')
+        self.d.start()
+        wait_for(lambda: os.path.exists(self.d.cri_sock), 30, "berthd's CRI socket")
+        self.sock = self.d.cri_sock
+        for a in ("pause.oci.tar", "busybox-layers.oci.tar"):
+            self.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, a), check=True)
+        self.image = "busybox-layers:1"
+
+    def daemon_pid(self):
+        return self.d.proc.pid
+
+    def monitors(self):
+        """pids of what runs per container/pod besides the containers: berth-shims."""
+        return [int(p) for p in os.listdir("/proc") if p.isdigit() and _comm(p) == "berth-shim"
+                and self.d.base in _cmdline(p)]
+
+    def close(self):
+        self.d.cleanup()
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+class Containerd:
+    name = "containerd"
+
+    def __init__(self, base):
+        self.base = os.path.join(base, "containerd")
+        os.makedirs(self.base)
+        self.bridge = "bc%05x" % random.getrandbits(20)
+        cni = os.path.join(self.base, "cni")
+        conflist(os.path.join(cni, "10-pods.conflist"), "pods", self.bridge, "10.242.0.0/16",
+                 os.path.join(self.base, "ipam"))
+        self.sock = os.path.join(self.base, "c.sock")
+        cfg = os.path.join(self.base, "config.toml")
+        with open(cfg, "w") as f:
+            f.write(f'version = 2\nroot = "{self.base}/root"\nstate = "{self.base}/state"\n'
+                    f'[grpc]\n  address = "{self.sock}"\n[ttrpc]\n  address = "{self.sock}.ttrpc"\n'
+                    f'[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "registry.k8s.io/pause:3.9"\n'
+                    f'  stream_server_port = "0"\n  restrict_oom_score_adj = true\n'
+                    f'  [plugins."io.containerd.grpc.v1.cri".cni]\n    bin_dir = "/usr/lib/cni"\n'
+                    f'    conf_dir = "{cni}"\n')
+        self.log = open(os.path.join(self.base, "log"), "ab")
+        self.proc = subprocess.Popen(["containerd", "--config", cfg], stdout=self.log, stderr=self.log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for(lambda: os.path.exists(self.sock), 30, "containerd's socket")
+        for a in ("pause.oci.tar", "busybox-layers.oci.tar"):
+            subprocess.run(["ctr", "-a", self.sock, "-n", "k8s.io", "images", "import", os.path.join(DATA, a)],
+                           check=True, capture_output=True)
+        subprocess.run(["ctr", "-a", self.sock, "-n", "k8s.io", "images", "tag", "busybox-layers:1",
+                        "docker.io/library/busybox-layers:1"], check=True, capture_output=True)
+        self.image = "docker.io/library/busybox-layers:1"
+
+    def daemon_pid(self):
+        return self.proc.pid
+
+    def monitors(self):
+        return [int(p) for p in os.listdir("/proc") if p.isdigit() and _comm(p).startswith("containerd-shim")
+                and self.sock in _cmdline(p)]
+
+    def close(self):
+        c = CRIClient(self.sock)
+        for s in c.ListPodSandbox().items:
+            c.StopPodSandbox(pod_sandbox_id=s.id)
+            c.RemovePodSandbox(pod_sandbox_id=s.id)
+        c.close()
+        self.proc.terminate()
+        self.proc.wait(30)
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _rollup(pid, key):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def crictl(engine, *args):
+    p = subprocess.run([CRICTL, "--runtime-endpoint", "unix://" + engine.sock, "--image-endpoint",
+                        "unix://" + engine.sock, "--timeout", "60s", *args], capture_output=True, timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError(f"{engine.name}: crictl {' '.join(args)}: {p.stderr.decode(errors='replace')}")
+    return p.stdout.decode().strip()
+
+
+def pod_cycle(engine, work, i):
+    pod = os.path.join(work, f"{engine.name}-pod-{i}.json")
+    ctr = os.path.join(work, f"{engine.name}-ctr-{i}.json")
+    with open(pod, "w") as f:
+        json.dump({"metadata": {"name": f"b{i}", "namespace": "bench", "uid": f"u{i}", "attempt": 0},
+                   "log_directory": os.path.join(work, "logs", engine.name, str(i)), "linux": {}}, f)
+    with open(ctr, "w") as f:
+        json.dump({"metadata": {"name": "c"}, "image": {"image": engine.image}, "command": ["sleep", "600"],
+                   "log_path": "c.log", "linux": {}}, f)
+    t0 = time.monotonic()
+    sid = crictl(engine, "runp", pod)
+    cid = crictl(engine, "create", sid, ctr, pod)
+    crictl(engine, "start", cid)
+    t1 = time.monotonic()
+    crictl(engine, "stop", cid)
+    crictl(engine, "rm", cid)
+    crictl(engine, "stopp", sid)
+    crictl(engine, "rmp", sid)
+    t2 = time.monotonic()
+    return t1 - t0, t2 - t1
+
+
+def pod_cycle_grpc(engine, work, i):
+    """The same cycle through the gRPC API on a kept connection: the engines' own time."""
+    c = engine.client
+    cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name=f"g{i}", namespace="bench", uid=f"g{i}"),
+                              log_directory=os.path.join(work, "glogs", engine.name, str(i)))
+    cc = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="c"), image=pb.ImageSpec(image=engine.image),
+                            command=["sleep", "600"], log_path="c.log")
+    t0 = time.monotonic()
+    sid = c.RunPodSandbox(config=cfg).pod_sandbox_id
+    cid = c.CreateContainer(pod_sandbox_id=sid, config=cc, sandbox_config=cfg).container_id
+    c.StartContainer(container_id=cid)
+    t1 = time.monotonic()
+    c.StopContainer(container_id=cid, timeout=0)
+    c.RemoveContainer(container_id=cid)
+    c.StopPodSandbox(pod_sandbox_id=sid)
+    c.RemovePodSandbox(pod_sandbox_id=sid)
+    t2 = time.monotonic()
+    return t1 - t0, t2 - t1
+
+
+def bench_start(engines, runs, work, cycle=pod_cycle):
+    times = {e.name: {"start": [], "teardown": []} for e in engines}
+    for e in engines:
+        e.client = CRIClient(e.sock)
+    for r in range(runs + 2):
+        order = engines[r % len(engines):] + engines[:r % len(engines)]
+        for e in order:
+            s, t = cycle(e, work, r)
+            if r >= 2:
+                times[e.name]["start"].append(s)
+                times[e.name]["teardown"].append(t)
+        log(f"round {r}: " + ", ".join(f"{n} {v['start'][-1]*1000:.0f}/{v['teardown'][-1]*1000:.0f} ms"
+                                       for n, v in times.items() if v["start"]))
+    return {n: {k: statistics.median(v) for k, v in d.items()} for n, d in times.items()}
+
+
+def bench_many(engine, pods, work):
+    c = CRIClient(engine.sock)
+
+    def one(i):
+        cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name=f"m{i}", namespace="bench", uid=f"m{i}"),
+                                  log_directory=os.path.join(work, "mlogs", engine.name, str(i)))
+        sid = c.RunPodSandbox(config=cfg).pod_sandbox_id
+        for n in ("a", "b"):
+            cc = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=n), image=pb.ImageSpec(image=engine.image),
+                                    command=["sleep", "600"], log_path=f"{n}.log")
+            cid = c.CreateContainer(pod_sandbox_id=sid, config=cc, sandbox_config=cfg).container_id
+            c.StartContainer(container_id=cid)
+        return sid
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(5) as ex:
+        sids = list(ex.map(one, range(pods)))
+    elapsed = time.monotonic() - t0
+    running = [x for x in c.ListContainers().containers if x.state == pb.CONTAINER_RUNNING]
+    assert len(running) == 2 * pods, (engine.name, len(running))
+    time.sleep(2)
+    mons = engine.monitors()
+    pss = sum(_rollup(p, "Pss") for p in mons)
+    out = {"seconds": elapsed, "daemon_rss_kib": _rollup(engine.daemon_pid(), "Rss"),
+           "monitors": len(mons), "monitor_pss_kib_per_pod": pss / pods}
+    for sid in sids:
+        c.StopPodSandbox(pod_sandbox_id=sid)
+        c.RemovePodSandbox(pod_sandbox_id=sid)
+    c.close()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--pods", type=int, default=30)
+    ap.add_argument("--only", default="start,grpc,many")
+    a = ap.parse_args()
+    if CRICTL is None:
+        sys.exit("crictl not found (../shared/bin/crictl or PATH)")
+    work = tempfile.mkdtemp(prefix="bench-cri-")
+    engines = []
+    result = {}
+    try:
+        engines = [Berth(work), Containerd(work)]
+        only = a.only.split(",")
+        if "start" in only:
+            result["start"] = bench_start(engines, a.runs, work)
+        if "grpc" in only:
+            result["grpc"] = bench_start(engines, a.runs, work, pod_cycle_grpc)
+        if "many" in only:
+            result["many"] = {e.name: bench_many(e, a.pods, work) for e in engines}
+    finally:
+        for e in engines:
+            try:
+                e.close()
+            except Exception as ex:  # noqa: BLE001
+                log(f"closing {e.name}: {ex}")
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    for key, how in (("start", "crictl"), ("grpc", "gRPC")):
+        if key not in result:
+            continue
+        b, c = result[key]["berth"], result[key]["containerd"]
+        print(f"| pod start (runp+create+start), {how} | {b['start']*1000:.0f} ms | {c['start']*1000:.0f} ms | "
+              f"{b['start']/c['start']:.2f}x |")
+        print(f"| pod teardown (stop+rm+stopp+rmp), {how} | {b['teardown']*1000:.0f} ms | "
+              f"{c['teardown']*1000:.0f} ms | {b['teardown']/c['teardown']:.2f}x |")
+    if "many" in result:
+        b, c = result["many"]["berth"], result["many"]["containerd"]
+        print(f"| {a.pods} pods x 2 containers, all running | {b['seconds']:.1f} s | {c['seconds']:.1f} s | "
+              f"{b['seconds']/c['seconds']:.2f}x |")
+        print(f"| daemon RSS after | {b['daemon_rss_kib']/1024:.0f} MiB | {c['daemon_rss_kib']/1024:.0f} MiB | |")
+        print(f"| per-pod monitors' Pss | {b['monitor_pss_kib_per_pod']/1024:.2f} MiB ({b['monitors']} shims) | "
+              f"{c['monitor_pss_kib_per_pod']/1024:.2f} MiB ({c['monitors']} shims) | "
+              f"{b['monitor_pss_kib_per_pod']/c['monitor_pss_kib_per_pod']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
