@@ -684,3 +684,27 @@ def test_config_dump_shows_the_containerd_keys(tmp_path):
     cfg.write_text('cri_socket = "relative.sock"\n')
     p = subprocess.run([BERTHD, "--config", str(cfg), "config", "dump"], capture_output=True, text=True)
     assert p.returncode != 0 and "cri_socket" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_mount_propagation(node, cri, tmp_path):
+    shared = tmp_path / "prop"
+    shared.mkdir()
+    subprocess.run(["mount", "--bind", str(shared), str(shared)], check=True)
+    try:
+        subprocess.run(["mount", "--make-rshared", str(shared)], check=True)
+        sid, sbx = _pod(cri, node, "prop")
+        ids = {}
+        for name, prop in (("slave", pb.PROPAGATION_HOST_TO_CONTAINER), ("private", pb.PROPAGATION_PRIVATE)):
+            ids[name] = _ctr(cri, sid, sbx, name, ["sleep", "300"],
+                             mounts=[pb.Mount(container_path="/prop", host_path=str(shared), propagation=prop)])
+        (shared / "sub").mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(shared / "sub")], check=True)
+        (shared / "sub" / "f").write_text("mounted later\n")
+        seen = cri.ExecSync(container_id=ids["slave"], cmd=["cat", "/prop/sub/f"])
+        assert seen.stdout == b"mounted later\n"
+        assert cri.ExecSync(container_id=ids["private"], cmd=["cat", "/prop/sub/f"]).exit_code != 0
+        cri.StopPodSandbox(pod_sandbox_id=sid)
+        cri.RemovePodSandbox(pod_sandbox_id=sid)
+    finally:
+        subprocess.run(["umount", "-l", str(shared / "sub")], capture_output=True)
+        subprocess.run(["umount", "-l", str(shared)], capture_output=True)

@@ -309,7 +309,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             log_path = os.path.join(sandbox_config.log_directory, config.log_path)
         cri = self._cri(sbx)
         host_net = not cri.get("netns_key")
-        body = convert.container_body(sbx.id, sandbox_config, config, img.config_digest, log_path,
+        image = config.image.image if not img.config_digest.endswith(config.image.image) else img.config_digest
+        body = convert.container_body(sbx.id, sandbox_config, config, image, log_path,
                                       self._runtime(cri.get("handler", "")), host_net)
         body["_cri"]["image"] = config.image.image
         try:
