@@ -708,3 +708,24 @@ def test_mount_propagation(node, cri, tmp_path):
     finally:
         subprocess.run(["umount", "-l", str(shared / "sub")], capture_output=True)
         subprocess.run(["umount", "-l", str(shared)], capture_output=True)
+
+
+def test_a_sandbox_removed_by_berth_releases_its_network(tmp_path):
+    """`berth -n k8s.io rm -f` of a sandbox (ctr-style clean-up): the CRI releases its pod
+    network (CNI DEL: the address goes back to IPAM) at its next ListPodSandbox."""
+    n = Node(tmp_path)
+    n.start()
+    try:
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = n.client()
+        sid, _ = _pod(c, n, "byberth")
+        ip = c.PodSandboxStatus(pod_sandbox_id=sid).status.network.ip
+        ipam = os.path.join(n.base, "ipam", "pods")
+        assert ip in os.listdir(ipam)
+        assert n.d.berth("-n", "k8s.io", "rm", "-f", sid).returncode == 0
+        assert [s.id for s in c.ListPodSandbox().items] == []
+        assert ip not in os.listdir(ipam)
+        assert os.listdir(os.path.join(n.d.state, "cri", "netns")) == []
+        c.close()
+    finally:
+        n.cleanup()

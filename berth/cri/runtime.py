@@ -45,6 +45,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.closing = False
         self._cpu = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
         self._usage = {}  # container id -> (monotonic time, bytes of its writable layer)
+        self._collected = -1e9  # when pod networks were last collected
 
     # --- lookups ---
 
@@ -271,11 +272,27 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             })
         return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())
 
+    def _collect_networks(self, sandboxes):
+        """At most every 30 s (the kubelet lists pods every second): pod networks whose sandbox
+        is gone (removed by `berth -n k8s.io rm`, say) are released."""
+        now = time.monotonic()
+        if now - self._collected < 30:
+            return
+        self._collected = now
+        live = {rec.id: self._cri(rec).get("netns_key") or "" for rec, _ in sandboxes}
+        try:
+            for sid in self.net.collect(live):
+                log.info("CRI: released the network of the removed sandbox %s", sid[:12])
+        except (BerthError, OSError) as e:
+            log.warning("CRI: collecting pod networks: %s", e)
+
     @rpc
     def ListPodSandbox(self, request, context):
         f = request.filter if request.HasField("filter") else None
         items = []
-        for rec, st in self._records("sandbox"):
+        sandboxes = self._records("sandbox")
+        self._collect_networks(sandboxes)
+        for rec, st in sandboxes:
             if f is not None:
                 if f.id and not rec.id.startswith(f.id):
                     continue
