@@ -729,3 +729,22 @@ def test_a_sandbox_removed_by_berth_releases_its_network(tmp_path):
         c.close()
     finally:
         n.cleanup()
+
+
+def test_stop_signal_then_sigkill(node, cri):
+    sid, sbx = _pod(cri, node, "sig")
+    trap = _ctr(cri, sid, sbx, "trap", ["sh", "-c", "trap 'echo got usr1; exit 0' USR1; "
+                                                    "while true; do sleep 0.1; done"],
+                stop_signal=pb.SIGNAL_SIGUSR1)
+    deaf = _ctr(cri, sid, sbx, "deaf", ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"])
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    cri.StopContainer(container_id=trap, timeout=10)
+    assert time.monotonic() - t0 < 5
+    st = cri.ContainerStatus(container_id=trap).status
+    assert st.exit_code == 0 and st.reason == "Completed"
+    wait_for(lambda: "got usr1" in open(st.log_path).read(), 5, "the trap's output")
+    t0 = time.monotonic()
+    cri.StopContainer(container_id=deaf, timeout=1)  # TERM is ignored: SIGKILL after the timeout
+    assert 0.9 < time.monotonic() - t0 < 8
+    assert cri.ContainerStatus(container_id=deaf).status.exit_code == 137

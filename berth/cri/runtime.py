@@ -193,10 +193,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     @rpc
     def StopPodSandbox(self, request, context):
-        try:
-            rec = self._find(request.pod_sandbox_id, "sandbox")
-        except NotFound:
-            raise
+        rec = self._find(request.pod_sandbox_id, "sandbox")
         for crec, st in self._pod_containers(rec.id):
             if st["Running"]:
                 self._stop(crec.id, 0)
@@ -330,6 +327,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         body = convert.container_body(sbx.id, sandbox_config, config, image, log_path,
                                       self._runtime(cri.get("handler", "")), host_net)
         body["_cri"]["image"] = config.image.image
+        # the stop signal: the config's (newer kubelets), else the image's STOPSIGNAL, else SIGTERM
+        if config.stop_signal:
+            body["StopSignal"] = _signal_name(config.stop_signal)
+        elif ((img.config or {}).get("config") or {}).get("StopSignal"):
+            body["StopSignal"] = img.config["config"]["StopSignal"]
         try:
             cid = self.svc.create(NS, body, name)["Id"]
         except BerthError as e:
@@ -757,6 +759,18 @@ def _net_usage(pid, now):
         else:
             out.interfaces.append(iface)
     return out
+
+
+def _signal_name(value):
+    """A CRI Signal -> what the services' kill takes ("SIGUSR1", or the number of a real-time one)."""
+    import signal
+    name = pb.Signal.Name(value)[len("SIGNAL_"):]
+    for prefix, base, sign in (("SIGRTMINPLUS", signal.SIGRTMIN, 1), ("SIGRTMAXMINUS", signal.SIGRTMAX, -1)):
+        if name.startswith(prefix):
+            return str(int(base) + sign * int(name[len(prefix):]))
+    if name in ("SIGRTMIN", "SIGRTMAX"):
+        return str(int(getattr(signal, name)))
+    return name
 
 
 def _read_json(path):
