@@ -236,6 +236,8 @@ def test_pod_and_container_lifecycle(node):
         assert cid in ps_k8s and sid in ps_k8s
         assert cid not in node.d.berth("ps", "-a", "--no-trunc").out
         assert node.d.berth("-n", "k8s.io", "inspect", cid).returncode == 0
+        blogs = node.d.berth("-n", "k8s.io", "logs", cid)
+        assert blogs.out.startswith("hello\n") and "oops" in blogs.err
 
         t0 = time.monotonic()
         node.crictl("stop", "--timeout", "5", cid)
@@ -443,7 +445,8 @@ def test_security_context_and_resources(node, cri, tmp_path):
     cri.UpdateContainerResources(container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20))
     assert _memory_limit(pid) == 96 << 20
     status = cri.ContainerStatus(container_id=cid).status
-    assert status.resources.linux.memory_limit_in_bytes == 64 << 20 and status.mounts[0].container_path == "/vol"
+    assert status.resources.linux.memory_limit_in_bytes == 96 << 20 and status.resources.linux.cpu_shares == 512
+    assert status.mounts[0].container_path == "/vol"
     # an AppArmor profile cannot be honoured: a clear refusal
     with pytest.raises(grpc.RpcError) as e:
         _ctr(cri, sid, sbx, "aa", ["true"], linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
