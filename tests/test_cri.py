@@ -751,3 +751,16 @@ def test_stop_signal_then_sigkill(node, cri):
     cri.StopContainer(container_id=deaf, timeout=1)  # TERM is ignored: SIGKILL after the timeout
     assert 0.9 < time.monotonic() - t0 < 8
     assert cri.ContainerStatus(container_id=deaf).status.exit_code == 137
+
+
+def test_a_container_that_cannot_start(node, cri):
+    sid, sbx = _pod(cri, node, "starterr")
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="bad"), image=pb.ImageSpec(image="busybox-layers:1"),
+                             command=["/nonexistent"])
+    cid = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+    with pytest.raises(grpc.RpcError) as e:
+        cri.StartContainer(container_id=cid)
+    assert "/nonexistent" in e.value.details()
+    st = cri.ContainerStatus(container_id=cid).status
+    assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, 128, "StartError")
+    assert "/nonexistent" in st.message and st.finished_at > 0

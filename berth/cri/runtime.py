@@ -441,6 +441,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             elif st.get("Error"):
                 reason, message = "StartError", st["Error"]
                 finished = finished or int(rec.created_at * 10**9)
+                st = dict(st, ExitCode=128)  # containerd's code for a container that could not start
             else:
                 reason = "Completed" if st["ExitCode"] == 0 else "Error"
         spec = rec.spec_json() or {}
