@@ -550,11 +550,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     # --- stats ---
 
-    def _sample(self, rec):
+    def _sample(self, rec, st):
         from berth.services import container_ops
         try:
-            return next(container_ops.stats(self.svc, NS, rec.id, one_shot=True))
-        except (StopIteration, BerthError):
+            return container_ops.sample_of(st["Pid"]) if st.get("Pid") else None
+        except (BerthError, OSError):
             return None
 
     def _container_stats(self, rec, st):
@@ -563,7 +563,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         attrs = pb.ContainerAttributes(id=rec.id, metadata=config.metadata if config else None,
                                        labels=dict(config.labels) if config else {},
                                        annotations=dict(config.annotations) if config else {})
-        s = self._sample(rec) if st["Running"] else None
+        s = self._sample(rec, st) if st["Running"] else None
         cpu = pb.CpuUsage(timestamp=now)
         mem = pb.MemoryUsage(timestamp=now)
         if s:
