@@ -236,6 +236,8 @@ def test_pod_and_container_lifecycle(node):
         assert cid in ps_k8s and sid in ps_k8s
         assert cid not in node.d.berth("ps", "-a", "--no-trunc").out
         assert node.d.berth("-n", "k8s.io", "inspect", cid).returncode == 0
+        blogs = node.d.berth("-n", "k8s.io", "logs", cid)
+        assert blogs.out.startswith("hello\n") and "oops" in blogs.err
 
         t0 = time.monotonic()
         node.crictl("stop", "--timeout", "5", cid)
@@ -443,7 +445,8 @@ def test_security_context_and_resources(node, cri, tmp_path):
     cri.UpdateContainerResources(container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20))
     assert _memory_limit(pid) == 96 << 20
     status = cri.ContainerStatus(container_id=cid).status
-    assert status.resources.linux.memory_limit_in_bytes == 64 << 20 and status.mounts[0].container_path == "/vol"
+    assert status.resources.linux.memory_limit_in_bytes == 96 << 20 and status.resources.linux.cpu_shares == 512
+    assert status.mounts[0].container_path == "/vol"
     # an AppArmor profile cannot be honoured: a clear refusal
     with pytest.raises(grpc.RpcError) as e:
         _ctr(cri, sid, sbx, "aa", ["true"], linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
@@ -684,3 +687,80 @@ def test_config_dump_shows_the_containerd_keys(tmp_path):
     cfg.write_text('cri_socket = "relative.sock"\n')
     p = subprocess.run([BERTHD, "--config", str(cfg), "config", "dump"], capture_output=True, text=True)
     assert p.returncode != 0 and "cri_socket" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_mount_propagation(node, cri, tmp_path):
+    shared = tmp_path / "prop"
+    shared.mkdir()
+    subprocess.run(["mount", "--bind", str(shared), str(shared)], check=True)
+    try:
+        subprocess.run(["mount", "--make-rshared", str(shared)], check=True)
+        sid, sbx = _pod(cri, node, "prop")
+        ids = {}
+        for name, prop in (("slave", pb.PROPAGATION_HOST_TO_CONTAINER), ("private", pb.PROPAGATION_PRIVATE)):
+            ids[name] = _ctr(cri, sid, sbx, name, ["sleep", "300"],
+                             mounts=[pb.Mount(container_path="/prop", host_path=str(shared), propagation=prop)])
+        (shared / "sub").mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(shared / "sub")], check=True)
+        (shared / "sub" / "f").write_text("mounted later\n")
+        seen = cri.ExecSync(container_id=ids["slave"], cmd=["cat", "/prop/sub/f"])
+        assert seen.stdout == b"mounted later\n"
+        assert cri.ExecSync(container_id=ids["private"], cmd=["cat", "/prop/sub/f"]).exit_code != 0
+        cri.StopPodSandbox(pod_sandbox_id=sid)
+        cri.RemovePodSandbox(pod_sandbox_id=sid)
+    finally:
+        subprocess.run(["umount", "-l", str(shared / "sub")], capture_output=True)
+        subprocess.run(["umount", "-l", str(shared)], capture_output=True)
+
+
+def test_a_sandbox_removed_by_berth_releases_its_network(tmp_path):
+    """`berth -n k8s.io rm -f` of a sandbox (ctr-style clean-up): the CRI releases its pod
+    network (CNI DEL: the address goes back to IPAM) at its next ListPodSandbox."""
+    n = Node(tmp_path)
+    n.start()
+    try:
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = n.client()
+        sid, _ = _pod(c, n, "byberth")
+        ip = c.PodSandboxStatus(pod_sandbox_id=sid).status.network.ip
+        ipam = os.path.join(n.base, "ipam", "pods")
+        assert ip in os.listdir(ipam)
+        assert n.d.berth("-n", "k8s.io", "rm", "-f", sid).returncode == 0
+        assert [s.id for s in c.ListPodSandbox().items] == []
+        assert ip not in os.listdir(ipam)
+        assert os.listdir(os.path.join(n.d.state, "cri", "netns")) == []
+        c.close()
+    finally:
+        n.cleanup()
+
+
+def test_stop_signal_then_sigkill(node, cri):
+    sid, sbx = _pod(cri, node, "sig")
+    trap = _ctr(cri, sid, sbx, "trap", ["sh", "-c", "trap 'echo got usr1; exit 0' USR1; "
+                                                    "while true; do sleep 0.1; done"],
+                stop_signal=pb.SIGNAL_SIGUSR1)
+    deaf = _ctr(cri, sid, sbx, "deaf", ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"])
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    cri.StopContainer(container_id=trap, timeout=10)
+    assert time.monotonic() - t0 < 5
+    st = cri.ContainerStatus(container_id=trap).status
+    assert st.exit_code == 0 and st.reason == "Completed"
+    wait_for(lambda: "got usr1" in open(st.log_path).read(), 5, "the trap's output")
+    t0 = time.monotonic()
+    cri.StopContainer(container_id=deaf, timeout=1)  # TERM is ignored: SIGKILL after the timeout
+    assert 0.9 < time.monotonic() - t0 < 8
+    assert cri.ContainerStatus(container_id=deaf).status.exit_code == 137
+
+
+def test_a_container_that_cannot_start(node, cri):
+    sid, sbx = _pod(cri, node, "starterr")
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="bad"), image=pb.ImageSpec(image="busybox-layers:1"),
+                             command=["/nonexistent"])
+    cid = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+    with pytest.raises(grpc.RpcError) as e:
+        cri.StartContainer(container_id=cid)
+    assert "/nonexistent" in e.value.details()
+    st = cri.ContainerStatus(container_id=cid).status
+    assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, 128, "StartError")
+    assert "/nonexistent" in st.message and st.finished_at > 0

@@ -2,6 +2,7 @@
 body: Config fields at the top, HostConfig), and back again for status answers."""
 
 import base64
+import os
 import re
 
 from berth.cri import KIND_LABEL
@@ -140,7 +141,6 @@ def oom_score_adj(v):
 
 def _hugepages_present(size):
     """Hugepage limits apply only to page sizes the host has (hugetlb.<size>.* files)."""
-    import os
     for d in ("/sys/fs/cgroup", "/sys/fs/cgroup/hugetlb"):
         if os.path.exists(os.path.join(d, f"hugetlb.{size}.max")) or \
                 os.path.exists(os.path.join(d, f"hugetlb.{size}.limit_in_bytes")):
@@ -241,7 +241,6 @@ def container_body(sandbox_id, sandbox_config, config, image_id, log_path, runti
         mode = ["ro" if m.readonly else "rw"]
         mode.append({pb.PROPAGATION_PRIVATE: "rprivate", pb.PROPAGATION_HOST_TO_CONTAINER: "rslave",
                      pb.PROPAGATION_BIDIRECTIONAL: "rshared"}[m.propagation])
-        import os
         src = os.path.realpath(m.host_path)  # a symlink is followed, as the CRI asks
         if not os.path.exists(src):
             raise InvalidArgument(f"failed to mount {m.container_path}: host path {m.host_path} does not exist")

@@ -55,6 +55,7 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
     def __init__(self, daemon):
         self.d = daemon
         self.images = daemon.images
+        self._fs = None  # (monotonic time, ImageFsInfoResponse)
 
     def _image(self, r, size):
         tags, repos = repo_tags_digests(r)
@@ -122,6 +123,13 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
 
     @rpc
     def ImageFsInfo(self, request, context):
+        """The snapshots' disk use, measured at most every 10 s (the kubelet asks often)."""
+        now = time.monotonic()
+        if self._fs is None or now - self._fs[0] > 10:
+            self._fs = (now, self._measure())
+        return self._fs[1]
+
+    def _measure(self):
         mount = os.path.join(self.d.cfg.root, "snapshots", self.d.snapshotter_name)
         used = inodes = 0
         for dirpath, dirnames, filenames in os.walk(mount):

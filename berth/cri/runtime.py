@@ -45,6 +45,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.closing = False
         self._cpu = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
         self._usage = {}  # container id -> (monotonic time, bytes of its writable layer)
+        self._collected = -1e9  # when pod networks were last collected
 
     # --- lookups ---
 
@@ -189,10 +190,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     @rpc
     def StopPodSandbox(self, request, context):
-        try:
-            rec = self._find(request.pod_sandbox_id, "sandbox")
-        except NotFound:
-            raise
+        rec = self._find(request.pod_sandbox_id, "sandbox")
         for crec, st in self._pod_containers(rec.id):
             if st["Running"]:
                 self._stop(crec.id, 0)
@@ -266,11 +264,27 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             })
         return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())
 
+    def _collect_networks(self, sandboxes):
+        """At most every 30 s (the kubelet lists pods every second): pod networks whose sandbox
+        is gone (removed by `berth -n k8s.io rm`, say) are released."""
+        now = time.monotonic()
+        if now - self._collected < 30:
+            return
+        self._collected = now
+        live = {rec.id: self._cri(rec).get("netns_key") or "" for rec, _ in sandboxes}
+        try:
+            for sid in self.net.collect(live):
+                log.info("CRI: released the network of the removed sandbox %s", sid[:12])
+        except (BerthError, OSError) as e:
+            log.warning("CRI: collecting pod networks: %s", e)
+
     @rpc
     def ListPodSandbox(self, request, context):
         f = request.filter if request.HasField("filter") else None
         items = []
-        for rec, st in self._records("sandbox"):
+        sandboxes = self._records("sandbox")
+        self._collect_networks(sandboxes)
+        for rec, st in sandboxes:
             if f is not None:
                 if f.id and not rec.id.startswith(f.id):
                     continue
@@ -304,9 +318,15 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             log_path = os.path.join(sandbox_config.log_directory, config.log_path)
         cri = self._cri(sbx)
         host_net = not cri.get("netns_key")
-        body = convert.container_body(sbx.id, sandbox_config, config, img.config_digest, log_path,
+        image = config.image.image if not img.config_digest.endswith(config.image.image) else img.config_digest
+        body = convert.container_body(sbx.id, sandbox_config, config, image, log_path,
                                       self._runtime(cri.get("handler", "")), host_net)
         body["_cri"]["image"] = config.image.image
+        # the stop signal: the config's (newer kubelets), else the image's STOPSIGNAL, else SIGTERM
+        if config.stop_signal:
+            body["StopSignal"] = _signal_name(config.stop_signal)
+        elif ((img.config or {}).get("config") or {}).get("StopSignal"):
+            body["StopSignal"] = img.config["config"]["StopSignal"]
         try:
             cid = self.svc.create(NS, body, name)["Id"]
         except BerthError as e:
@@ -413,6 +433,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             elif st.get("Error"):
                 reason, message = "StartError", st["Error"]
                 finished = finished or int(rec.created_at * 10**9)
+                st = dict(st, ExitCode=128)  # containerd's code for a container that could not start
             else:
                 reason = "Completed" if st["ExitCode"] == 0 else "Error"
         spec = rec.spec_json() or {}
@@ -521,11 +542,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     # --- stats ---
 
-    def _sample(self, rec):
+    def _sample(self, rec, st):
         from berth.services import container_ops
         try:
-            return next(container_ops.stats(self.svc, NS, rec.id, one_shot=True))
-        except (StopIteration, BerthError):
+            return container_ops.sample_of(st["Pid"]) if st.get("Pid") else None
+        except (BerthError, OSError):
             return None
 
     def _container_stats(self, rec, st):
@@ -534,7 +555,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         attrs = pb.ContainerAttributes(id=rec.id, metadata=config.metadata if config else None,
                                        labels=dict(config.labels) if config else {},
                                        annotations=dict(config.annotations) if config else {})
-        s = self._sample(rec) if st["Running"] else None
+        s = self._sample(rec, st) if st["Running"] else None
         cpu = pb.CpuUsage(timestamp=now)
         mem = pb.MemoryUsage(timestamp=now)
         if s:
@@ -733,6 +754,18 @@ def _net_usage(pid, now):
         else:
             out.interfaces.append(iface)
     return out
+
+
+def _signal_name(value):
+    """A CRI Signal -> what the services' kill takes ("SIGUSR1", or the number of a real-time one)."""
+    import signal
+    name = pb.Signal.Name(value)[len("SIGNAL_"):]
+    for prefix, base, sign in (("SIGRTMINPLUS", signal.SIGRTMIN, 1), ("SIGRTMAXMINUS", signal.SIGRTMAX, -1)):
+        if name.startswith(prefix):
+            return str(int(base) + sign * int(name[len(prefix):]))
+    if name in ("SIGRTMIN", "SIGRTMAX"):
+        return str(int(getattr(signal, name)))
+    return name
 
 
 def _read_json(path):

@@ -44,7 +44,7 @@ class CRIServer:
                 log.warning("CRI: another daemon serves on %s: the CRI is not served", path)
                 return False
             os.unlink(path)
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="berthd-cri")
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="berthd-cri")
         self.server = grpc.server(pool, options=[("grpc.max_receive_message_length", 16 << 20),
                                                  ("grpc.max_send_message_length", 16 << 20)])
         self.runtime = RuntimeServicer(self.daemon, self.streaming)

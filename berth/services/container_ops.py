@@ -27,7 +27,7 @@ from berth.services.archive import (  # noqa: F401  (the API's and the CLI's nam
 )
 from berth.services.changes import changes  # noqa: F401
 from berth.services.processes import container_pids, top  # noqa: F401
-from berth.services.stats import stats  # noqa: F401
+from berth.services.stats import sample_of, stats  # noqa: F401
 
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 

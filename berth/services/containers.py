@@ -699,6 +699,10 @@ class ContainerService:
         """Yield (stream, bytes) from the json-file log; with follow, until the container exits."""
         rec = self.get(ns, ref)
         path = self.log_path(rec.id)
+        lc = ((rec.spec_json() or {}).get("HostConfig") or {}).get("LogConfig") or {}
+        item_of = self._log_item
+        if lc.get("Type") == "cri" and (lc.get("Config") or {}).get("path"):  # a CRI container's log
+            path, item_of = lc["Config"]["path"], _cri_log_item
         want = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
         try:
             f = open(path, "rb")
@@ -709,7 +713,7 @@ class ContainerService:
             if tail is not None and tail >= 0:
                 lines = lines[-tail:] if tail else []
             for line in lines:
-                item = self._log_item(line, want, since, until, timestamps)
+                item = item_of(line, want, since, until, timestamps)
                 if item:
                     yield item
             if not follow:
@@ -720,7 +724,7 @@ class ContainerService:
                 if chunk:
                     buf += chunk
                     if buf.endswith(b"\n"):
-                        item = self._log_item(buf, want, since, until, timestamps)
+                        item = item_of(buf, want, since, until, timestamps)
                         buf = b""
                         if item:
                             yield item
@@ -732,7 +736,7 @@ class ContainerService:
                 if not running:
                     rest = f.read()
                     for line in rest.splitlines(keepends=True):
-                        item = self._log_item(line, want, since, until, timestamps)
+                        item = item_of(line, want, since, until, timestamps)
                         if item:
                             yield item
                     return
@@ -781,6 +785,23 @@ class _Users(list):
     @property
     def running(self):
         return [r.id for r in self._recs if self._svc.state(r)["Running"]]
+
+
+def _cri_log_item(line, want, since, until, timestamps):
+    """A line of the CRI log format (`<time> <stream> F|P <content>`) as _log_item's (stream, bytes)."""
+    parts = line.split(b" ", 3)
+    if len(parts) < 3 or parts[1].decode(errors="replace") not in want:
+        return None
+    ts = parts[0].decode(errors="replace")
+    t = _parse_time(ts) if ts.endswith("Z") else 0.0
+    if since and t < since or until and t > until:
+        return None
+    data = (parts[3] if len(parts) > 3 else b"").rstrip(b"\n")
+    if parts[2] == b"F":
+        data += b"\n"
+    if timestamps:
+        data = parts[0] + b" " + data
+    return parts[1].decode(), data
 
 
 def _args(spec, images, rec):

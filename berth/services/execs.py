@@ -271,3 +271,7 @@ def update_resources(svc, ns, ref, hc):
         raise FailedPrecondition(f"container {rec.id} has no cgroup of its own")
     if resources:
         mgr.set(resources)
+        # recorded too: inspect shows them, and the next start applies them
+        spec = dict(rec.spec_json() or {})
+        spec["HostConfig"] = dict(spec.get("HostConfig") or {}, **hc)
+        svc.meta.update_container(ns, rec.id, spec=spec)

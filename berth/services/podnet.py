@@ -110,6 +110,31 @@ class PodNetwork:
             raise err
 
 
+    def collect(self, live):
+        """Release what belongs to no sandbox any more (one removed by `berth -n k8s.io rm -f`, or
+        a crash between the network's set-up and the record's removal): live is {sandbox id:
+        netns key}. Returns the sandbox ids whose attachments went."""
+        gone = []
+        for name, cid, ifname, _rec in cni.cached(self.cache_dir):
+            if cid in live:
+                continue
+            try:
+                cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cri_cni_bin_dirs)
+                gone.append(cid)
+            except cni.CNIError:
+                pass
+        keys = set(live.values())
+        try:
+            names = os.listdir(os.path.join(self.base, "netns"))
+        except FileNotFoundError:
+            names = []
+        from berth.linux import netns
+        for key in names:
+            if key not in keys:
+                netns.remove(self.netns_path(key))
+        return gone
+
+
 def _ips(result):
     out = []
     for ip in (result or {}).get("ips") or []:

@@ -183,6 +183,14 @@ def _empty_stats(rec):
             "cpu_stats": _EMPTY_CPU, "precpu_stats": _EMPTY_CPU, "memory_stats": {}}
 
 
+def sample_of(pid):
+    """One stats sample (docker's shape, without name/id/pre*) of the running container whose init
+    is pid, or None (gone, or no cgroup of its own): for callers that know the container runs."""
+    from berth.services.processes import _cgroup
+    mgr = _cgroup(pid)
+    return _sample(mgr) if mgr is not None else None
+
+
 def stats(svc, ns, ref, stream=False, one_shot=False, interval=1.0):
     """Yield docker's stats JSON objects: one (stream=False), or one per interval while it runs.
 
