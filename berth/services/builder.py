@@ -171,11 +171,21 @@ class BuildCache:
     def key(parent_id, step):
         return hashlib.sha256(f"{parent_id or 'scratch'}\n{step}".encode()).hexdigest()
 
-    def get(self, ns, key):
-        try:
-            lease = self.meta.get_lease(ns, CACHE_LEASE_PREFIX + key[:32])
-        except NotFound:
-            return None
+    def load(self, ns):
+        """{lease id: lease} of the namespace's cache entries: one query for a whole build."""
+        return {lease.id: lease for lease in self.entries(ns)}
+
+    def get(self, ns, key, known=None):
+        lid = CACHE_LEASE_PREFIX + key[:32]
+        if known is not None:
+            lease = known.get(lid)
+            if lease is None:
+                return None
+        else:
+            try:
+                lease = self.meta.get_lease(ns, lid)
+            except NotFound:
+                return None
         target = lease.labels.get("target")
         if not target:
             return None
@@ -279,6 +289,7 @@ class _Job:
         self.total = 0
         self.lease = None
         self.held = []
+        self.known = None  # the cache's entries, read at the first lookup
 
     # --- output ---
 
@@ -456,21 +467,20 @@ class _Job:
 
     def _set_image(self, st, r):
         st.image = r
-        st.doc = json.loads(json.dumps(r.config))
+        st.doc = r.config  # never changed in place (_commit works on a copy)
         st.config = dict(st.doc.get("config") or {})
-        self._record_temp(r)
         self.out(f" ---> {_short(r.config_digest)}\n")
-        self._emit({"aux": {"ID": r.config_digest}}) if False else None
 
     def _cached(self, st, key_text):
         if self.opts.nocache:
             return False
         parent = st.image.config_digest if st.image else None
-        hit = self.b.cache.get(self.ns, self.b.cache.key(parent, key_text))
+        if self.known is None:
+            self.known = self.b.cache.load(self.ns)
+        hit = self.b.cache.get(self.ns, self.b.cache.key(parent, key_text), self.known)
         if hit is None:
             return False
-        desc, r = hit
-        self._keep(desc)
+        desc, r = hit  # kept alive by its cache lease
         self.out(" ---> Using cache\n")
         self._set_image(st, r)
         return True
@@ -770,6 +780,7 @@ class _Job:
             raise BuildError("The command '" + created_by + "' returned a non-zero code: 127 "
                              "(a RUN step needs an image with a shell; this stage is FROM scratch)", 127)
         cs = self.b.containers
+        self._record_temp(st.image)  # the container's image must be one the engine can name
         res = cs.create(self.ns, body)
         cid = res["Id"]
         keep = False
@@ -822,6 +833,12 @@ class _Job:
             if src_from is not None:
                 src_from = self.expand(st, src_from)
                 src_img = self._stage_image(src_from)
+                # an image does not change: its ID and the paths key the step without reading it
+                from_key = json.dumps({"copy-from": src_img.config_digest if src_img else "scratch",
+                                       "srcs": srcs, "to": dest, "chown": chown, "chmod": chmod,
+                                       "config": st.config}, sort_keys=True)
+                if self._cached(st, from_key):
+                    return
                 if src_img is None:
                     root = os.path.join(self.workdir, "empty")
                     os.makedirs(root, exist_ok=True)
@@ -856,10 +873,13 @@ class _Job:
             # docker's comment: the destination as written, --chown glued to the hash (sic)
             chown_comment = f"--chown={chown}" if chown else ""
             text = f"{name} {chown_comment}{kind}:{digest} in {dest} "
-            key_text = json.dumps({"copy": text, "to": dest_abs, "chown": chown, "chmod": chmod,
-                                   "config": st.config}, sort_keys=True)
-            if self._cached(st, key_text):
-                return
+            if src_from is not None:
+                key_text = from_key
+            else:
+                key_text = json.dumps({"copy": text, "to": dest_abs, "chown": chown, "chmod": chmod,
+                                       "config": st.config}, sort_keys=True)
+                if self._cached(st, key_text):
+                    return
             multi = len(sources) > 1 or len(srcs) > 1 or dest in (".", "..") or dest.endswith(("/.", "/.."))
 
             def work(rootfs):
