@@ -497,12 +497,13 @@ class _Job:
         h = {"created": layers.now_rfc3339(), "created_by": created_by}
         if new_layer is None:
             h["empty_layer"] = True
-        r = layers.write_image(self.b.images, self.ns, st.image, doc,
-                               [new_layer] if new_layer else [], [h], keep=False)
-        self._keep(r.target)
         parent = st.image.config_digest if st.image else None
         size = new_layer[1]["size"] if new_layer else 0
-        self.b.cache.put(self.ns, self.b.cache.key(parent, key_text), r.target, size)
+        with self.b.meta.tx():  # the step's metadata in one transaction (one sync)
+            r = layers.write_image(self.b.images, self.ns, st.image, doc,
+                                   [new_layer] if new_layer else [], [h], keep=False)
+            self._keep(r.target)
+            self.b.cache.put(self.ns, self.b.cache.key(parent, key_text), r.target, size)
         self._set_image(st, r)
         return r
 
@@ -740,11 +741,52 @@ class _Job:
             return
         st.config = cfg
 
+        if st.image is not None and self._is_dir_in_image(st.image, wd):
+            # nothing to make: an empty layer (dockerd's commit of an unchanged container)
+            self._commit(st, key_text, self.nop_prefix(st.config) + text)
+            return
+
         def work(root):
             target = resolve_in(root, wd)
             if not os.path.lexists(target):
                 _mkdir_all(root, wd, 0, 0)
         self._snapshot_step(st, key_text, self.nop_prefix(st.config) + text, work)
+
+    def _is_dir_in_image(self, r, path):
+        """Whether ``path`` is a directory in the image, read from its layers without mounting
+        them (False also when a symlink is on the way: the caller then mounts and looks)."""
+        images = self.b.images
+        sn = images.snapshotter
+        key = images.unpack(r)
+        if key is None:
+            return False
+        if images.snapshotter_name != "overlayfs":
+            host = resolve_in(sn.fs_path(key), path)
+            return os.path.isdir(host) and not os.path.islink(host)
+        dirs = []
+        while key is not None:
+            dirs.append(sn.fs_path(key))
+            key = sn.stat(key).parent
+        from berth.images import diff
+        done = []
+        for comp in [p for p in path.split("/") if p]:
+            found = False
+            for layer in dirs:
+                try:
+                    st = os.lstat(os.path.join(layer, *done, comp))
+                except (FileNotFoundError, NotADirectoryError):
+                    st = None
+                if st is not None:
+                    if not stat.S_ISDIR(st.st_mode):
+                        return False  # a file, a whiteout or a symlink
+                    found = True
+                    break
+                if diff._opaque(os.path.join(layer, *done)):
+                    break  # the lower layers' content is hidden here
+            if not found:
+                return False
+            done.append(comp)
+        return True
 
     def do_copy(self, st, ins):
         self._copy(st, ins, add=False)
