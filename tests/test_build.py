@@ -63,6 +63,64 @@ def layer_members(d, name, index=-1):
     return [(x.name.rstrip("/"), x.type, x.mode & 0o7777, x.uid, x.gid, x.linkname) for x in lt.getmembers()]
 
 
+# --- the differ (no daemon) ------------------------------------------------------------------------
+
+def _tree_entries(produce):
+    from berth.images import diff
+    buf = io.BytesIO()
+    diff.write_tar(buf, produce)
+    buf.seek(0)
+    return [(m.name.rstrip("/"), m.type, m.mode & 0o7777, m.linkname) for m in tarfile.open(fileobj=buf)]
+
+
+def test_overlay_upper_dir_as_a_layer(tmp_path):
+    """Whiteouts (char 0:0) -> .wh.NAME, opaque dirs -> DIR/.wh..wh..opq, init-layer mount points
+    left out, directories of a lower layer kept only when something inside them changed."""
+    from berth.images import diff
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    for p in ("etc", "bin", "data/sub", "keep"):
+        (lower / p).mkdir(parents=True)
+    (lower / "bin" / "ls").write_text("ls")
+    for p in ("etc", "bin", "data/sub", "new/dir", "proc", "keep", "dev"):
+        (upper / p).mkdir(parents=True)
+    (upper / "etc" / "hosts").write_text("")  # a mount point made by the runtime
+    os.mknod(upper / "bin" / "ls", 0o600 | 0o020000, os.makedev(0, 0))  # overlay's whiteout
+    os.setxattr(upper / "data" / "sub", "trusted.overlay.opaque", b"y")
+    (upper / "data" / "sub" / "f").write_text("x")
+    (upper / "new" / "dir" / "file").write_text("n")
+    os.symlink("/new/dir/file", upper / "new" / "link")
+    os.chmod(upper / "keep", 0o700)  # a metadata-only change of a lower directory
+    got = _tree_entries(lambda tw: diff.write_overlay_diff(str(upper), tw, [str(lower)]))
+    names = [g[0] for g in got]
+    assert names == ["bin", "bin/.wh.ls", "data", "data/sub", "data/sub/.wh..wh..opq", "data/sub/f", "keep",
+                     "new", "new/dir", "new/dir/file", "new/link"]
+    assert ("bin/.wh.ls", tarfile.REGTYPE, 0o600, "") in got
+    assert ("new/link", tarfile.SYMTYPE, 0o777, "/new/dir/file") in got
+    assert ("keep", tarfile.DIRTYPE, 0o700, "") in got
+
+
+def test_tree_compare_as_a_layer(tmp_path):
+    """The plain-copy snapshotter: what differs between two full trees."""
+    from berth.images import diff
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    for root in (lower, upper):
+        (root / "d" / "gone").mkdir(parents=True)
+        (root / "same").write_text("s")
+        (root / "changed").write_text("1")
+        (root / "gone-file").write_text("g")
+        os.utime(root / "same", (1000, 1000))
+        os.utime(root / "changed", (1000, 1000))
+        os.utime(root / "d", (1000, 1000))
+    shutil.rmtree(upper / "d" / "gone")
+    os.unlink(upper / "gone-file")
+    (upper / "changed").write_text("2")
+    (upper / "d" / "new").write_text("n")
+    (upper / "etc").mkdir()
+    (upper / "etc" / "resolv.conf").write_text("")  # a mount point: left out
+    got = _tree_entries(lambda tw: diff.write_tree_diff(str(lower), str(upper), tw))
+    assert [g[0] for g in got] == ["changed", "d", "d/.wh.gone", "d/new", ".wh.gone-file"]
+
+
 MULTI = {
     "Dockerfile": f"""# a ~10 step multi-stage build
 ARG BASE={BASE}
@@ -204,6 +262,26 @@ def test_context_escapes_never_read_outside(eng, tmp_path):
     assert run(eng, "links:1", "sh", "-c", "cat /r; readlink /d/l") == "inside\nf\n"
 
 
+def _vm_hwm(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_huge_context_streams(eng, tmp_path):
+    """A 256 MiB context file goes through the CLI and berthd without being held in memory."""
+    ctx = write(tmp_path, {"Dockerfile": f"FROM {BASE}\nCOPY small /small\n", "small": "s\n"})
+    with open(os.path.join(ctx, "big"), "wb") as f:
+        f.truncate(256 << 20)  # sparse on disk, 256 MiB in the tar
+    before = _vm_hwm(eng.proc.pid)
+    r = eng.berth("build", "-t", "huge:1", ctx, timeout=600)
+    assert r.returncode == 0, r.err
+    assert "Sending build context to Docker daemon  268.4MB" in r.out
+    assert _vm_hwm(eng.proc.pid) - before < 64 << 20
+
+
 def test_dockerignore(eng, tmp_path):
     ctx = write(tmp_path, {
         "Dockerfile": f"FROM {BASE}\nCOPY . /c/\nRUN cd /c && find . -type f | sort\n",
@@ -316,6 +394,11 @@ def test_docker_cli_classic_builder(eng, tmp_path):
         assert "Step 12/12 : CMD [\"cat\", \"/m/f\"]" in r.out
         assert "Successfully tagged dockercli:1" in r.out
     assert eng.docker("run", "--rm", "dockercli:1", check=True).out == "made\n"
+    # DOCKER_BUILDKIT=1 needs the buildx plugin (BuildKit's session API, which berthd does not
+    # serve): without it the CLI refuses before talking to the daemon
+    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
+        r = eng.docker("build", ctx, env=eng.env(DOCKER_BUILDKIT="1"))
+        assert r.returncode != 0 and "buildx" in r.err
     r = eng.docker("build", "-", input=f"FROM {BASE}\nRUN exit 7\n".encode(), env=eng.env(**NO_BUILDKIT))
     assert r.returncode == 7 and "returned a non-zero code: 7" in r.err
     r = eng.docker("build", "-", input=b"FROM x\nBAD y\n", env=eng.env(**NO_BUILDKIT))

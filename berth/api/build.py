@@ -83,7 +83,7 @@ async def build(request):
             break
         await write(msg)
     try:
-        image_id = fut.result()
+        fut.result()
     except BerthError as e:
         from berth.services.builder import BuildError
         if resp is None and not isinstance(e, BuildError):
@@ -93,15 +93,11 @@ async def build(request):
         if code:
             detail["code"] = code
         await write({"errorDetail": detail, "error": e.message})
-        image_id = None
     except Exception as e:  # a bug: in-stream when the stream has begun
         if resp is None:
             raise
         msg = f"internal error: {type(e).__name__}: {e}"
         await write({"errorDetail": {"message": msg}, "error": msg})
-        image_id = None
-    if image_id and hasattr(d, "emit"):
-        d.emit(ns, "image", "build", image_id)
     if resp is None:
         await write({"stream": ""})
     await resp.write_eof()

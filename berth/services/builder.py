@@ -347,7 +347,6 @@ class _Job:
             raise
 
     def _run(self, stream):
-        self.lease = self.b.meta.create_lease(self.ns, f"build-{secrets.token_hex(8)}", ttl=24 * 3600)
         bare = self._extract(stream)
         df = dfparser.parse(self._dockerfile(bare))
         self.escape = df.escape
@@ -414,10 +413,9 @@ class _Job:
         from berth.oci import reference as refmod
         for t in self.opts.tags:
             names_.append(str(refmod.parse(t)))
-        if names_:
-            self.b.images.record(self.ns, names_, final.image.target)
-        else:
-            self.b.images.record(self.ns, [], final.image.target)
+        with self.b.meta.tx():  # the names in one transaction
+            self.b.images.record(self.ns, names_, final.image.target, resolved=final.image)
+        if not names_:
             self.temp_names.discard(image_id)
         self._emit({"aux": {"ID": image_id}})
         if self.opts.quiet:
@@ -462,8 +460,17 @@ class _Job:
             self.b.images.record(self.ns, [], r.target)
             self.temp_names.add(r.config_digest)
 
+    def _hold(self, kind, ref):
+        """Keep what the build makes from a concurrent garbage collection until it ends (a lease
+        made at the first need: a build served from the cache writes nothing)."""
+        meta = self.b.meta
+        if self.lease is None:
+            self.lease = meta.create_lease(self.ns, f"build-{secrets.token_hex(8)}", ttl=24 * 3600)
+        meta.add_lease_resource(self.ns, self.lease.id, kind, ref,
+                                snapshotter=self.b.images.snapshotter_name)
+
     def _keep(self, target):
-        self.b.meta.add_lease_resource(self.ns, self.lease.id, "content", target["digest"])
+        self._hold("content", target["digest"])
 
     def _set_image(self, st, r):
         st.image = r
@@ -974,8 +981,7 @@ class _Job:
         sn = self.b.images.snapshotter
         top = self.b.images.unpack(r)
         key = f"build-view-{secrets.token_hex(6)}"
-        self.b.meta.add_lease_resource(self.ns, self.lease.id, "snapshot", key,
-                                       snapshotter=self.b.images.snapshotter_name)
+        self._hold("snapshot", key)
         mounts = sn.view(key, top)
         target = os.path.join(self.workdir, key)
         try:
@@ -1003,7 +1009,7 @@ class _Job:
         sn = images.snapshotter
         top = images.unpack(st.image) if st.image is not None else None
         key = f"build-{secrets.token_hex(8)}"
-        self.b.meta.add_lease_resource(self.ns, self.lease.id, "snapshot", key, snapshotter=images.snapshotter_name)
+        self._hold("snapshot", key)
         mounts = sn.prepare(key, top)
         target = os.path.join(self.workdir, key)
         committed = False
@@ -1020,8 +1026,7 @@ class _Job:
                 try:
                     sn.stat(chain)
                 except NotFound:
-                    self.b.meta.add_lease_resource(self.ns, self.lease.id, "snapshot", chain,
-                                                   snapshotter=images.snapshotter_name)
+                    self._hold("snapshot", chain)
                     sn.commit(chain, key)
                     committed = True
             self._commit(st, key_text, created_by, new_layer)
