@@ -434,10 +434,13 @@ def test_compose_build(eng, tmp_path):
     write(tmp_path, {"docker-compose.yml": "version: '3'\nservices:\n  app:\n    build:\n      context: .\n"
                                            "      args:\n        V: composed\n    image: composed:1\n",
                      "Dockerfile": f"FROM {BASE}\nARG V\nRUN echo $V > /v\n"})
-    r = subprocess.run([compose, "-H", eng.host, "build"], cwd=tmp_path, capture_output=True, timeout=300,
-                       env=eng.env())
-    assert r.returncode == 0, r.stderr.decode()
-    assert run(eng, "composed:1", "cat", "/v") == "composed\n"
+    # compose's own builder (docker-py's api.build) and the docker CLI's classic builder
+    for cli_build in ("0", "1"):
+        env = eng.env(DOCKER_HOST=eng.host, COMPOSE_DOCKER_CLI_BUILD=cli_build, DOCKER_BUILDKIT="0")
+        r = subprocess.run([compose, "build", "--no-cache"], cwd=tmp_path, capture_output=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr.decode()
+        assert run(eng, "composed:1", "cat", "/v") == "composed\n"
+        eng.berth("rmi", "composed:1", check=True)
 
 
 def test_system_df_and_builder_prune(eng):
