@@ -13,7 +13,7 @@ import subprocess
 import tarfile
 
 import pytest
-from daemon_fixtures import DATA, REPO, Daemon
+from daemon_fixtures import DATA, REPO, Daemon, registry  # noqa: F401 (fixture)
 
 BUSYBOX = os.path.join(DATA, "busybox-layers.docker.tar")
 BASE = "busybox-layers:1"
@@ -372,6 +372,34 @@ def test_scratch_labels_iidfile_quiet(eng, tmp_path):
     assert info["Config"]["Labels"] == {"a": "b"}
     assert len(info["RootFS"]["Layers"]) == 1
     assert history(eng, r.out.strip())[0] == "/bin/sh -c #(nop)  LABEL a=b"
+
+
+def test_copy_globs(eng, tmp_path):
+    ctx = write(tmp_path, {"Dockerfile": f"FROM {BASE}\nCOPY *.txt d?/*.md /g/\n", "a.txt": "a", "b.txt": "b",
+                           "c.log": "c", "d1/x.md": "x", "d2/y.md": "y", "d2/z.txt": "z"})
+    r = eng.berth("build", "-t", "globs:1", ctx)
+    assert r.returncode == 0, r.err
+    assert run(eng, "globs:1", "ls", "/g") == "a.txt\nb.txt\nx.md\ny.md\n"
+    write(tmp_path, {"Dockerfile": f"FROM {BASE}\nCOPY *.nothing /g/\n"})
+    r = eng.berth("build", ctx)
+    assert r.returncode == 1 and "COPY failed: no source files were specified" in r.err
+
+
+def test_pull_flag_fetches_the_base_again(eng, registry):
+    base = f"{registry.addr}/build/base:1"
+    eng.berth("tag", BASE, base, check=True)
+    # the registry gets a newer base; the local name keeps the old one
+    r = eng.berth("build", "-t", base, "-", input=f"FROM {BASE}\nLABEL generation=new\n".encode())
+    assert r.returncode == 0, r.err
+    eng.berth("push", base, check=True)
+    eng.berth("tag", BASE, base, check=True)
+    df = f"FROM {base}\nRUN true\n".encode()
+    r = eng.berth("build", "-t", "pulled:0", "-", input=df)
+    assert r.returncode == 0, r.err
+    assert "generation" not in (inspect(eng, "pulled:0")["Config"]["Labels"] or {})
+    r = eng.berth("build", "--pull", "-t", "pulled:1", "-", input=df)
+    assert r.returncode == 0, r.err
+    assert inspect(eng, "pulled:1")["Config"]["Labels"]["generation"] == "new"
 
 
 def test_unused_build_arg_warning_and_meta_args(eng):
