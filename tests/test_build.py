@@ -403,7 +403,7 @@ def test_pull_flag_fetches_the_base_again(eng, registry):
 
 
 def test_unused_build_arg_warning_and_meta_args(eng):
-    df = f"ARG TAG=1\nFROM busybox-layers:$TAG\nARG TAG\nRUN echo tag=$TAG\n".encode()
+    df = b"ARG TAG=1\nFROM busybox-layers:$TAG\nARG TAG\nRUN echo tag=$TAG\n"
     r = eng.berth("build", "--build-arg", "NOPE=1", "-", input=df)
     assert r.returncode == 0, r.err
     assert "tag=1\n" in r.out
@@ -474,7 +474,6 @@ def test_compose_build(eng, tmp_path):
 def test_system_df_and_builder_prune(eng):
     r = eng.berth("build", "-", input=f"FROM {BASE}\nRUN echo df > /df\n".encode())
     assert r.returncode == 0, r.err
-    import urllib.parse  # noqa: F401
     import http.client
     import socket
 

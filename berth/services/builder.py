@@ -27,11 +27,12 @@ import secrets
 import shutil
 import stat
 import tarfile
+import threading
 import time
 
 from berth.dockerfile import parser as dfparser
 from berth.dockerfile import shell
-from berth.errors import BerthError, InvalidArgument, NotFound, SystemError_
+from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.services import layers
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -40,6 +41,11 @@ PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PRO
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 CACHE_LEASE_PREFIX = "buildcache-"
 NOP = "#(nop) "
+
+
+# intermediate images are named (untagged) while a RUN step's container is made from them, and
+# unnamed when their build ends: one lock, so a concurrent build never loses a name it relies on
+_NAMES_LOCK = threading.Lock()
 
 
 class BuildError(BerthError):
@@ -429,6 +435,15 @@ class _Job:
 
     def cleanup(self):
         final = getattr(self, "final_id", None)
+        with _NAMES_LOCK:
+            self._drop_temp_names(final)
+        if self.lease is not None:
+            try:
+                self.b.meta.delete_lease(self.ns, self.lease.id)
+            except BerthError:
+                pass
+
+    def _drop_temp_names(self, final):
         for name in self.temp_names:
             if name == final:
                 continue
@@ -436,11 +451,6 @@ class _Job:
                 img = self.b.meta.find_image(self.ns, name)
                 if img is not None and len(self.b.meta.image_names_for_target(self.ns, img.target.digest)) == 1:
                     self.b.meta.delete_image(self.ns, name)
-            except BerthError:
-                pass
-        if self.lease is not None:
-            try:
-                self.b.meta.delete_lease(self.ns, self.lease.id)
             except BerthError:
                 pass
 
@@ -531,8 +541,6 @@ class _Job:
     # --- instructions ---
 
     def dispatch(self, st, ins):
-        if ins.cmd != "FROM" and st.doc is None and st.image is None and ins.cmd not in ("ARG",):
-            pass
         handler = getattr(self, "do_" + ins.cmd.lower())
         handler(st, ins)
 
@@ -580,7 +588,6 @@ class _Job:
         st.image = None
         st.doc = layers.base_config(self.b.images, None)
         st.config = {}
-        self.out(" ---> \n") if False else None
 
     def _image(self, name, pull=False):
         from berth.oci import reference as refmod
@@ -594,7 +601,6 @@ class _Job:
                 return self.b.images.resolve(self.ns, ref)
             except NotFound:
                 pass
-        self.out(f"{'Pulling' if not pull else 'Pulling'} from {name}\n") if False else None
         try:
             self.b.images.pull(self.ns, ref, progress=lambda m: None)
         except BerthError as e:
@@ -829,8 +835,9 @@ class _Job:
             raise BuildError("The command '" + created_by + "' returned a non-zero code: 127 "
                              "(a RUN step needs an image with a shell; this stage is FROM scratch)", 127)
         cs = self.b.containers
-        self._record_temp(st.image)  # the container's image must be one the engine can name
-        res = cs.create(self.ns, body)
+        with _NAMES_LOCK:
+            self._record_temp(st.image)  # the container's image must be one the engine can name
+            res = cs.create(self.ns, body)
         cid = res["Id"]
         keep = False
         try:
@@ -1259,4 +1266,4 @@ def _copy_tree(src, dst, uid, gid, mode, chown):
         # devices, fifos, sockets in a context: skipped
 
 
-__all__ = ["Builder", "BuildCache", "BuildError", "Options", "SystemError_"]
+__all__ = ["Builder", "BuildCache", "BuildError", "Options"]
