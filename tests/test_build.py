@@ -223,6 +223,24 @@ def test_failing_step_exit_code_and_message(eng):
     assert q.returncode == 3 and "Step 2/3" in q.err and q.out == ""
 
 
+def test_client_going_away_cancels_the_build(eng, tmp_path):
+    import time
+    from daemon_fixtures import BERTH
+    p = subprocess.Popen([BERTH, "-H", eng.host, "build", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, env=eng.env())
+    p.stdin.write(f"FROM {BASE}\nRUN echo started && sleep 60\nRUN echo never\n".encode())
+    p.stdin.close()
+    for line in p.stdout:
+        if line.startswith(b"started"):
+            break
+    p.kill()
+    p.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and eng.berth("ps", "-aq", check=True).out:
+        time.sleep(0.2)
+    assert eng.berth("ps", "-aq", check=True).out == ""  # the step's container was killed and removed
+
+
 def test_syntax_error_names_the_line(eng):
     r = eng.berth("build", "-", input=f"FROM {BASE}\n\nRUN true\nFOO bar\n".encode())
     assert r.returncode == 1

@@ -77,11 +77,35 @@ async def build(request):
             await resp.prepare(request)
         await resp.write(json.dumps(msg).encode() + b"\r\n")
 
-    while True:  # a client that goes away ends this loop; the build itself runs to its end
-        kind, msg = await queue.get()
+    gone = False
+    while True:
+        try:
+            kind, msg = await asyncio.wait_for(queue.get(), 1.0)
+        except asyncio.TimeoutError:
+            kind, msg = "tick", None
         if kind == "done":
             break
-        await write(msg)
+        if gone:
+            continue
+        try:
+            if kind == "tick":
+                if request.transport is None or request.transport.is_closing():
+                    raise ConnectionResetError
+                continue
+            await write(msg)
+        except (ConnectionError, RuntimeError):
+            # the client went away (docker cancels the build then): stop it, let it end
+            from berth.services.builder import cancel
+            gone = True
+            await d.run(cancel, d.containers, ns, opts)
+    if gone:
+        try:
+            fut.result()
+        except Exception:  # noqa: BLE001 - nobody is listening any more
+            pass
+        if resp is None:
+            resp = web.StreamResponse(status=200, headers=stream_headers())
+        return resp
     try:
         fut.result()
     except BerthError as e:

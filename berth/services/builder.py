@@ -73,6 +73,8 @@ class Options:
         self.forcerm = forcerm
         self.platform = platform or None
         self.extrahosts = extrahosts or []
+        self.cancelled = threading.Event()  # set when the client went away: the build stops
+        self.running = None  # the id of the RUN step's container, while it runs
 
 
 def _short(image_id):
@@ -541,6 +543,8 @@ class _Job:
     # --- instructions ---
 
     def dispatch(self, st, ins):
+        if self.opts.cancelled.is_set():
+            raise BuildError("the build was cancelled (the client went away)")
         handler = getattr(self, "do_" + ins.cmd.lower())
         handler(st, ins)
 
@@ -843,11 +847,17 @@ class _Job:
         try:
             self.out(f" ---> Running in {cid[:12]}\n")
             cs.start(self.ns, cid)
+            self.opts.running = cid
+            if self.opts.cancelled.is_set():
+                cancel(cs, self.ns, self.opts)
             for _stream, data in cs.logs(self.ns, cid, follow=True):
                 if not self.opts.quiet:
                     self._emit({"stream": data.decode("utf-8", "replace")})
             code = cs.wait_exit(self.ns, cid)
+            self.opts.running = None
             cs.cleanup_exited(self.ns, cid)
+            if self.opts.cancelled.is_set():
+                raise BuildError("the build was cancelled (the client went away)")
             if code != 0:
                 keep = not self.opts.rm and not self.opts.forcerm
                 raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
@@ -1049,6 +1059,17 @@ class _Job:
                 os.rmdir(target)
             except OSError:
                 pass
+
+
+def cancel(containers, ns, opts):
+    """Stop a build: no step starts after this, and a RUN step's container is killed."""
+    opts.cancelled.set()
+    cid = opts.running
+    if cid:
+        try:
+            containers.kill(ns, cid, "KILL", by_user=False)
+        except BerthError:
+            pass
 
 
 def created_by_cmd(created_by, shell_=None):
