@@ -13,7 +13,7 @@ import subprocess
 import tarfile
 
 import pytest
-from daemon_fixtures import DATA, REPO, Daemon
+from daemon_fixtures import DATA, REPO, Daemon, registry  # noqa: F401 (fixture)
 
 BUSYBOX = os.path.join(DATA, "busybox-layers.docker.tar")
 BASE = "busybox-layers:1"
@@ -61,6 +61,64 @@ def layer_members(d, name, index=-1):
     m = json.load(t.extractfile("manifest.json"))[0]
     lt = tarfile.open(fileobj=t.extractfile(m["Layers"][index]))
     return [(x.name.rstrip("/"), x.type, x.mode & 0o7777, x.uid, x.gid, x.linkname) for x in lt.getmembers()]
+
+
+# --- the differ (no daemon) ------------------------------------------------------------------------
+
+def _tree_entries(produce):
+    from berth.images import diff
+    buf = io.BytesIO()
+    diff.write_tar(buf, produce)
+    buf.seek(0)
+    return [(m.name.rstrip("/"), m.type, m.mode & 0o7777, m.linkname) for m in tarfile.open(fileobj=buf)]
+
+
+def test_overlay_upper_dir_as_a_layer(tmp_path):
+    """Whiteouts (char 0:0) -> .wh.NAME, opaque dirs -> DIR/.wh..wh..opq, init-layer mount points
+    left out, directories of a lower layer kept only when something inside them changed."""
+    from berth.images import diff
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    for p in ("etc", "bin", "data/sub", "keep"):
+        (lower / p).mkdir(parents=True)
+    (lower / "bin" / "ls").write_text("ls")
+    for p in ("etc", "bin", "data/sub", "new/dir", "proc", "keep", "dev"):
+        (upper / p).mkdir(parents=True)
+    (upper / "etc" / "hosts").write_text("")  # a mount point made by the runtime
+    os.mknod(upper / "bin" / "ls", 0o600 | 0o020000, os.makedev(0, 0))  # overlay's whiteout
+    os.setxattr(upper / "data" / "sub", "trusted.overlay.opaque", b"y")
+    (upper / "data" / "sub" / "f").write_text("x")
+    (upper / "new" / "dir" / "file").write_text("n")
+    os.symlink("/new/dir/file", upper / "new" / "link")
+    os.chmod(upper / "keep", 0o700)  # a metadata-only change of a lower directory
+    got = _tree_entries(lambda tw: diff.write_overlay_diff(str(upper), tw, [str(lower)]))
+    names = [g[0] for g in got]
+    assert names == ["bin", "bin/.wh.ls", "data", "data/sub", "data/sub/.wh..wh..opq", "data/sub/f", "keep",
+                     "new", "new/dir", "new/dir/file", "new/link"]
+    assert ("bin/.wh.ls", tarfile.REGTYPE, 0o600, "") in got
+    assert ("new/link", tarfile.SYMTYPE, 0o777, "/new/dir/file") in got
+    assert ("keep", tarfile.DIRTYPE, 0o700, "") in got
+
+
+def test_tree_compare_as_a_layer(tmp_path):
+    """The plain-copy snapshotter: what differs between two full trees."""
+    from berth.images import diff
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    for root in (lower, upper):
+        (root / "d" / "gone").mkdir(parents=True)
+        (root / "same").write_text("s")
+        (root / "changed").write_text("1")
+        (root / "gone-file").write_text("g")
+        os.utime(root / "same", (1000, 1000))
+        os.utime(root / "changed", (1000, 1000))
+        os.utime(root / "d", (1000, 1000))
+    shutil.rmtree(upper / "d" / "gone")
+    os.unlink(upper / "gone-file")
+    (upper / "changed").write_text("2")
+    (upper / "d" / "new").write_text("n")
+    (upper / "etc").mkdir()
+    (upper / "etc" / "resolv.conf").write_text("")  # a mount point: left out
+    got = _tree_entries(lambda tw: diff.write_tree_diff(str(lower), str(upper), tw))
+    assert [g[0] for g in got] == ["changed", "d", "d/.wh.gone", "d/new", ".wh.gone-file"]
 
 
 MULTI = {
@@ -165,6 +223,24 @@ def test_failing_step_exit_code_and_message(eng):
     assert q.returncode == 3 and "Step 2/3" in q.err and q.out == ""
 
 
+def test_client_going_away_cancels_the_build(eng, tmp_path):
+    import time
+    from daemon_fixtures import BERTH
+    p = subprocess.Popen([BERTH, "-H", eng.host, "build", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, env=eng.env())
+    p.stdin.write(f"FROM {BASE}\nRUN echo started && sleep 60\nRUN echo never\n".encode())
+    p.stdin.close()
+    for line in p.stdout:
+        if line.startswith(b"started"):
+            break
+    p.kill()
+    p.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and eng.berth("ps", "-aq", check=True).out:
+        time.sleep(0.2)
+    assert eng.berth("ps", "-aq", check=True).out == ""  # the step's container was killed and removed
+
+
 def test_syntax_error_names_the_line(eng):
     r = eng.berth("build", "-", input=f"FROM {BASE}\n\nRUN true\nFOO bar\n".encode())
     assert r.returncode == 1
@@ -202,6 +278,26 @@ def test_context_escapes_never_read_outside(eng, tmp_path):
     r = eng.berth("build", "-t", "links:1", str(ctx))
     assert r.returncode == 0, r.err
     assert run(eng, "links:1", "sh", "-c", "cat /r; readlink /d/l") == "inside\nf\n"
+
+
+def _vm_hwm(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_huge_context_streams(eng, tmp_path):
+    """A 256 MiB context file goes through the CLI and berthd without being held in memory."""
+    ctx = write(tmp_path, {"Dockerfile": f"FROM {BASE}\nCOPY small /small\n", "small": "s\n"})
+    with open(os.path.join(ctx, "big"), "wb") as f:
+        f.truncate(256 << 20)  # sparse on disk, 256 MiB in the tar
+    before = _vm_hwm(eng.proc.pid)
+    r = eng.berth("build", "-t", "huge:1", ctx, timeout=600)
+    assert r.returncode == 0, r.err
+    assert "Sending build context to Docker daemon  268.4MB" in r.out
+    assert _vm_hwm(eng.proc.pid) - before < 64 << 20
 
 
 def test_dockerignore(eng, tmp_path):
@@ -296,8 +392,36 @@ def test_scratch_labels_iidfile_quiet(eng, tmp_path):
     assert history(eng, r.out.strip())[0] == "/bin/sh -c #(nop)  LABEL a=b"
 
 
+def test_copy_globs(eng, tmp_path):
+    ctx = write(tmp_path, {"Dockerfile": f"FROM {BASE}\nCOPY *.txt d?/*.md /g/\n", "a.txt": "a", "b.txt": "b",
+                           "c.log": "c", "d1/x.md": "x", "d2/y.md": "y", "d2/z.txt": "z"})
+    r = eng.berth("build", "-t", "globs:1", ctx)
+    assert r.returncode == 0, r.err
+    assert run(eng, "globs:1", "ls", "/g") == "a.txt\nb.txt\nx.md\ny.md\n"
+    write(tmp_path, {"Dockerfile": f"FROM {BASE}\nCOPY *.nothing /g/\n"})
+    r = eng.berth("build", ctx)
+    assert r.returncode == 1 and "COPY failed: no source files were specified" in r.err
+
+
+def test_pull_flag_fetches_the_base_again(eng, registry):
+    base = f"{registry.addr}/build/base:1"
+    eng.berth("tag", BASE, base, check=True)
+    # the registry gets a newer base; the local name keeps the old one
+    r = eng.berth("build", "-t", base, "-", input=f"FROM {BASE}\nLABEL generation=new\n".encode())
+    assert r.returncode == 0, r.err
+    eng.berth("push", base, check=True)
+    eng.berth("tag", BASE, base, check=True)
+    df = f"FROM {base}\nRUN true\n".encode()
+    r = eng.berth("build", "-t", "pulled:0", "-", input=df)
+    assert r.returncode == 0, r.err
+    assert "generation" not in (inspect(eng, "pulled:0")["Config"]["Labels"] or {})
+    r = eng.berth("build", "--pull", "-t", "pulled:1", "-", input=df)
+    assert r.returncode == 0, r.err
+    assert inspect(eng, "pulled:1")["Config"]["Labels"]["generation"] == "new"
+
+
 def test_unused_build_arg_warning_and_meta_args(eng):
-    df = f"ARG TAG=1\nFROM busybox-layers:$TAG\nARG TAG\nRUN echo tag=$TAG\n".encode()
+    df = b"ARG TAG=1\nFROM busybox-layers:$TAG\nARG TAG\nRUN echo tag=$TAG\n"
     r = eng.berth("build", "--build-arg", "NOPE=1", "-", input=df)
     assert r.returncode == 0, r.err
     assert "tag=1\n" in r.out
@@ -316,6 +440,11 @@ def test_docker_cli_classic_builder(eng, tmp_path):
         assert "Step 12/12 : CMD [\"cat\", \"/m/f\"]" in r.out
         assert "Successfully tagged dockercli:1" in r.out
     assert eng.docker("run", "--rm", "dockercli:1", check=True).out == "made\n"
+    # DOCKER_BUILDKIT=1 needs the buildx plugin (BuildKit's session API, which berthd does not
+    # serve): without it the CLI refuses before talking to the daemon
+    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
+        r = eng.docker("build", ctx, env=eng.env(DOCKER_BUILDKIT="1"))
+        assert r.returncode != 0 and "buildx" in r.err
     r = eng.docker("build", "-", input=f"FROM {BASE}\nRUN exit 7\n".encode(), env=eng.env(**NO_BUILDKIT))
     assert r.returncode == 7 and "returned a non-zero code: 7" in r.err
     r = eng.docker("build", "-", input=b"FROM x\nBAD y\n", env=eng.env(**NO_BUILDKIT))
@@ -351,17 +480,18 @@ def test_compose_build(eng, tmp_path):
     write(tmp_path, {"docker-compose.yml": "version: '3'\nservices:\n  app:\n    build:\n      context: .\n"
                                            "      args:\n        V: composed\n    image: composed:1\n",
                      "Dockerfile": f"FROM {BASE}\nARG V\nRUN echo $V > /v\n"})
-    # compose 1.29's own builder (the Engine API's /build), not the docker CLI it may hand builds to
-    r = subprocess.run([compose, "-H", eng.host, "build"], cwd=tmp_path, capture_output=True, timeout=300,
-                       env=eng.env(COMPOSE_DOCKER_CLI_BUILD="0", DOCKER_HOST=eng.host))
-    assert r.returncode == 0, r.stderr.decode()
-    assert run(eng, "composed:1", "cat", "/v") == "composed\n"
+    # compose's own builder (docker-py's api.build) and the docker CLI's classic builder
+    for cli_build in ("0", "1"):
+        env = eng.env(DOCKER_HOST=eng.host, COMPOSE_DOCKER_CLI_BUILD=cli_build, DOCKER_BUILDKIT="0")
+        r = subprocess.run([compose, "build", "--no-cache"], cwd=tmp_path, capture_output=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr.decode()
+        assert run(eng, "composed:1", "cat", "/v") == "composed\n"
+        eng.berth("rmi", "composed:1", check=True)
 
 
 def test_system_df_and_builder_prune(eng):
     r = eng.berth("build", "-", input=f"FROM {BASE}\nRUN echo df > /df\n".encode())
     assert r.returncode == 0, r.err
-    import urllib.parse  # noqa: F401
     import http.client
     import socket
 

@@ -77,13 +77,37 @@ async def build(request):
             await resp.prepare(request)
         await resp.write(json.dumps(msg).encode() + b"\r\n")
 
-    while True:  # a client that goes away ends this loop; the build itself runs to its end
-        kind, msg = await queue.get()
+    gone = False
+    while True:
+        try:
+            kind, msg = await asyncio.wait_for(queue.get(), 1.0)
+        except asyncio.TimeoutError:
+            kind, msg = "tick", None
         if kind == "done":
             break
-        await write(msg)
+        if gone:
+            continue
+        try:
+            if kind == "tick":
+                if request.transport is None or request.transport.is_closing():
+                    raise ConnectionResetError
+                continue
+            await write(msg)
+        except (ConnectionError, RuntimeError):
+            # the client went away (docker cancels the build then): stop it, let it end
+            from berth.services.builder import cancel
+            gone = True
+            await d.run(cancel, d.containers, ns, opts)
+    if gone:
+        try:
+            fut.result()
+        except Exception:  # noqa: BLE001 - nobody is listening any more
+            pass
+        if resp is None:
+            resp = web.StreamResponse(status=200, headers=stream_headers())
+        return resp
     try:
-        image_id = fut.result()
+        fut.result()
     except BerthError as e:
         from berth.services.builder import BuildError
         if resp is None and not isinstance(e, BuildError):
@@ -93,15 +117,11 @@ async def build(request):
         if code:
             detail["code"] = code
         await write({"errorDetail": detail, "error": e.message})
-        image_id = None
     except Exception as e:  # a bug: in-stream when the stream has begun
         if resp is None:
             raise
         msg = f"internal error: {type(e).__name__}: {e}"
         await write({"errorDetail": {"message": msg}, "error": msg})
-        image_id = None
-    if image_id and hasattr(d, "emit"):
-        d.emit(ns, "image", "build", image_id)
     if resp is None:
         await write({"stream": ""})
     await resp.write_eof()

@@ -54,6 +54,7 @@ INIT_PATHS = frozenset({
     "proc", "sys", "dev/pts", "dev/shm", "dev/console", ".dockerenv",
     "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab",
 })
+INIT_PARENTS = frozenset({"dev", "etc"})  # made by the init layer too: never new in a layer of their own
 
 _CHUNK = 1 << 20
 
@@ -209,8 +210,8 @@ def write_overlay_diff(upper: str, tw: TarWriter, lowers: list[str] | None = Non
                 children = _scandir_sorted(path)
                 if not opaque and _init_placeholder(rel, st) and not children:
                     continue
-                if not opaque and children and in_lower(rel) and _only_init(path, rel):
-                    continue  # copied up only for a mount point
+                if not opaque and (rel in INIT_PARENTS or children and in_lower(rel)) and _only_init(path, rel):
+                    continue  # copied up (or made) only for a mount point
                 tw.add(rel, path, st)
                 if opaque:
                     tw.opaque(rel, st)
@@ -277,6 +278,8 @@ def write_tree_diff(lower: str | None, upper: str, tw: TarWriter) -> None:
             if lst is None and _init_placeholder(rel, ust):
                 if not stat.S_ISDIR(ust.st_mode) or not _scandir_sorted(upath):
                     continue
+            if lst is None and rel in INIT_PARENTS and stat.S_ISDIR(ust.st_mode) and _only_init(upath, rel):
+                continue
             if stat.S_ISDIR(ust.st_mode):
                 both_dirs = lst is not None and stat.S_ISDIR(lst.st_mode)
                 if not both_dirs or not same(lst, ust, lpath, upath) or int(lst.st_mtime) != int(ust.st_mtime):

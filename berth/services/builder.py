@@ -27,11 +27,12 @@ import secrets
 import shutil
 import stat
 import tarfile
+import threading
 import time
 
 from berth.dockerfile import parser as dfparser
 from berth.dockerfile import shell
-from berth.errors import BerthError, InvalidArgument, NotFound, SystemError_
+from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.services import layers
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -40,6 +41,11 @@ PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PRO
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 CACHE_LEASE_PREFIX = "buildcache-"
 NOP = "#(nop) "
+
+
+# intermediate images are named (untagged) while a RUN step's container is made from them, and
+# unnamed when their build ends: one lock, so a concurrent build never loses a name it relies on
+_NAMES_LOCK = threading.Lock()
 
 
 class BuildError(BerthError):
@@ -67,6 +73,8 @@ class Options:
         self.forcerm = forcerm
         self.platform = platform or None
         self.extrahosts = extrahosts or []
+        self.cancelled = threading.Event()  # set when the client went away: the build stops
+        self.running = None  # the id of the RUN step's container, while it runs
 
 
 def _short(image_id):
@@ -171,11 +179,21 @@ class BuildCache:
     def key(parent_id, step):
         return hashlib.sha256(f"{parent_id or 'scratch'}\n{step}".encode()).hexdigest()
 
-    def get(self, ns, key):
-        try:
-            lease = self.meta.get_lease(ns, CACHE_LEASE_PREFIX + key[:32])
-        except NotFound:
-            return None
+    def load(self, ns):
+        """{lease id: lease} of the namespace's cache entries: one query for a whole build."""
+        return {lease.id: lease for lease in self.entries(ns)}
+
+    def get(self, ns, key, known=None):
+        lid = CACHE_LEASE_PREFIX + key[:32]
+        if known is not None:
+            lease = known.get(lid)
+            if lease is None:
+                return None
+        else:
+            try:
+                lease = self.meta.get_lease(ns, lid)
+            except NotFound:
+                return None
         target = lease.labels.get("target")
         if not target:
             return None
@@ -279,6 +297,7 @@ class _Job:
         self.total = 0
         self.lease = None
         self.held = []
+        self.known = None  # the cache's entries, read at the first lookup
 
     # --- output ---
 
@@ -336,7 +355,6 @@ class _Job:
             raise
 
     def _run(self, stream):
-        self.lease = self.b.meta.create_lease(self.ns, f"build-{secrets.token_hex(8)}", ttl=24 * 3600)
         bare = self._extract(stream)
         df = dfparser.parse(self._dockerfile(bare))
         self.escape = df.escape
@@ -403,10 +421,9 @@ class _Job:
         from berth.oci import reference as refmod
         for t in self.opts.tags:
             names_.append(str(refmod.parse(t)))
-        if names_:
-            self.b.images.record(self.ns, names_, final.image.target)
-        else:
-            self.b.images.record(self.ns, [], final.image.target)
+        with self.b.meta.tx():  # the names in one transaction
+            self.b.images.record(self.ns, names_, final.image.target, resolved=final.image)
+        if not names_:
             self.temp_names.discard(image_id)
         self._emit({"aux": {"ID": image_id}})
         if self.opts.quiet:
@@ -420,6 +437,15 @@ class _Job:
 
     def cleanup(self):
         final = getattr(self, "final_id", None)
+        with _NAMES_LOCK:
+            self._drop_temp_names(final)
+        if self.lease is not None:
+            try:
+                self.b.meta.delete_lease(self.ns, self.lease.id)
+            except BerthError:
+                pass
+
+    def _drop_temp_names(self, final):
         for name in self.temp_names:
             if name == final:
                 continue
@@ -427,11 +453,6 @@ class _Job:
                 img = self.b.meta.find_image(self.ns, name)
                 if img is not None and len(self.b.meta.image_names_for_target(self.ns, img.target.digest)) == 1:
                     self.b.meta.delete_image(self.ns, name)
-            except BerthError:
-                pass
-        if self.lease is not None:
-            try:
-                self.b.meta.delete_lease(self.ns, self.lease.id)
             except BerthError:
                 pass
 
@@ -451,26 +472,34 @@ class _Job:
             self.b.images.record(self.ns, [], r.target)
             self.temp_names.add(r.config_digest)
 
+    def _hold(self, kind, ref):
+        """Keep what the build makes from a concurrent garbage collection until it ends (a lease
+        made at the first need: a build served from the cache writes nothing)."""
+        meta = self.b.meta
+        if self.lease is None:
+            self.lease = meta.create_lease(self.ns, f"build-{secrets.token_hex(8)}", ttl=24 * 3600)
+        meta.add_lease_resource(self.ns, self.lease.id, kind, ref,
+                                snapshotter=self.b.images.snapshotter_name)
+
     def _keep(self, target):
-        self.b.meta.add_lease_resource(self.ns, self.lease.id, "content", target["digest"])
+        self._hold("content", target["digest"])
 
     def _set_image(self, st, r):
         st.image = r
-        st.doc = json.loads(json.dumps(r.config))
+        st.doc = r.config  # never changed in place (_commit works on a copy)
         st.config = dict(st.doc.get("config") or {})
-        self._record_temp(r)
         self.out(f" ---> {_short(r.config_digest)}\n")
-        self._emit({"aux": {"ID": r.config_digest}}) if False else None
 
     def _cached(self, st, key_text):
         if self.opts.nocache:
             return False
         parent = st.image.config_digest if st.image else None
-        hit = self.b.cache.get(self.ns, self.b.cache.key(parent, key_text))
+        if self.known is None:
+            self.known = self.b.cache.load(self.ns)
+        hit = self.b.cache.get(self.ns, self.b.cache.key(parent, key_text), self.known)
         if hit is None:
             return False
-        desc, r = hit
-        self._keep(desc)
+        desc, r = hit  # kept alive by its cache lease
         self.out(" ---> Using cache\n")
         self._set_image(st, r)
         return True
@@ -487,12 +516,13 @@ class _Job:
         h = {"created": layers.now_rfc3339(), "created_by": created_by}
         if new_layer is None:
             h["empty_layer"] = True
-        r = layers.write_image(self.b.images, self.ns, st.image, doc,
-                               [new_layer] if new_layer else [], [h], keep=False)
-        self._keep(r.target)
         parent = st.image.config_digest if st.image else None
         size = new_layer[1]["size"] if new_layer else 0
-        self.b.cache.put(self.ns, self.b.cache.key(parent, key_text), r.target, size)
+        with self.b.meta.tx():  # the step's metadata in one transaction (one sync)
+            r = layers.write_image(self.b.images, self.ns, st.image, doc,
+                                   [new_layer] if new_layer else [], [h], keep=False)
+            self._keep(r.target)
+            self.b.cache.put(self.ns, self.b.cache.key(parent, key_text), r.target, size)
         self._set_image(st, r)
         return r
 
@@ -513,8 +543,8 @@ class _Job:
     # --- instructions ---
 
     def dispatch(self, st, ins):
-        if ins.cmd != "FROM" and st.doc is None and st.image is None and ins.cmd not in ("ARG",):
-            pass
+        if self.opts.cancelled.is_set():
+            raise BuildError("the build was cancelled (the client went away)")
         handler = getattr(self, "do_" + ins.cmd.lower())
         handler(st, ins)
 
@@ -562,7 +592,6 @@ class _Job:
         st.image = None
         st.doc = layers.base_config(self.b.images, None)
         st.config = {}
-        self.out(" ---> \n") if False else None
 
     def _image(self, name, pull=False):
         from berth.oci import reference as refmod
@@ -576,7 +605,6 @@ class _Job:
                 return self.b.images.resolve(self.ns, ref)
             except NotFound:
                 pass
-        self.out(f"{'Pulling' if not pull else 'Pulling'} from {name}\n") if False else None
         try:
             self.b.images.pull(self.ns, ref, progress=lambda m: None)
         except BerthError as e:
@@ -730,11 +758,52 @@ class _Job:
             return
         st.config = cfg
 
+        if st.image is not None and self._is_dir_in_image(st.image, wd):
+            # nothing to make: an empty layer (dockerd's commit of an unchanged container)
+            self._commit(st, key_text, self.nop_prefix(st.config) + text)
+            return
+
         def work(root):
             target = resolve_in(root, wd)
             if not os.path.lexists(target):
                 _mkdir_all(root, wd, 0, 0)
         self._snapshot_step(st, key_text, self.nop_prefix(st.config) + text, work)
+
+    def _is_dir_in_image(self, r, path):
+        """Whether ``path`` is a directory in the image, read from its layers without mounting
+        them (False also when a symlink is on the way: the caller then mounts and looks)."""
+        images = self.b.images
+        sn = images.snapshotter
+        key = images.unpack(r)
+        if key is None:
+            return False
+        if images.snapshotter_name != "overlayfs":
+            host = resolve_in(sn.fs_path(key), path)
+            return os.path.isdir(host) and not os.path.islink(host)
+        dirs = []
+        while key is not None:
+            dirs.append(sn.fs_path(key))
+            key = sn.stat(key).parent
+        from berth.images import diff
+        done = []
+        for comp in [p for p in path.split("/") if p]:
+            found = False
+            for layer in dirs:
+                try:
+                    st = os.lstat(os.path.join(layer, *done, comp))
+                except (FileNotFoundError, NotADirectoryError):
+                    st = None
+                if st is not None:
+                    if not stat.S_ISDIR(st.st_mode):
+                        return False  # a file, a whiteout or a symlink
+                    found = True
+                    break
+                if diff._opaque(os.path.join(layer, *done)):
+                    break  # the lower layers' content is hidden here
+            if not found:
+                return False
+            done.append(comp)
+        return True
 
     def do_copy(self, st, ins):
         self._copy(st, ins, add=False)
@@ -770,17 +839,25 @@ class _Job:
             raise BuildError("The command '" + created_by + "' returned a non-zero code: 127 "
                              "(a RUN step needs an image with a shell; this stage is FROM scratch)", 127)
         cs = self.b.containers
-        res = cs.create(self.ns, body)
+        with _NAMES_LOCK:
+            self._record_temp(st.image)  # the container's image must be one the engine can name
+            res = cs.create(self.ns, body)
         cid = res["Id"]
         keep = False
         try:
             self.out(f" ---> Running in {cid[:12]}\n")
             cs.start(self.ns, cid)
+            self.opts.running = cid
+            if self.opts.cancelled.is_set():
+                cancel(cs, self.ns, self.opts)
             for _stream, data in cs.logs(self.ns, cid, follow=True):
                 if not self.opts.quiet:
                     self._emit({"stream": data.decode("utf-8", "replace")})
             code = cs.wait_exit(self.ns, cid)
+            self.opts.running = None
             cs.cleanup_exited(self.ns, cid)
+            if self.opts.cancelled.is_set():
+                raise BuildError("the build was cancelled (the client went away)")
             if code != 0:
                 keep = not self.opts.rm and not self.opts.forcerm
                 raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
@@ -822,6 +899,12 @@ class _Job:
             if src_from is not None:
                 src_from = self.expand(st, src_from)
                 src_img = self._stage_image(src_from)
+                # an image does not change: its ID and the paths key the step without reading it
+                from_key = json.dumps({"copy-from": src_img.config_digest if src_img else "scratch",
+                                       "srcs": srcs, "to": dest, "chown": chown, "chmod": chmod,
+                                       "config": st.config}, sort_keys=True)
+                if self._cached(st, from_key):
+                    return
                 if src_img is None:
                     root = os.path.join(self.workdir, "empty")
                     os.makedirs(root, exist_ok=True)
@@ -856,10 +939,13 @@ class _Job:
             # docker's comment: the destination as written, --chown glued to the hash (sic)
             chown_comment = f"--chown={chown}" if chown else ""
             text = f"{name} {chown_comment}{kind}:{digest} in {dest} "
-            key_text = json.dumps({"copy": text, "to": dest_abs, "chown": chown, "chmod": chmod,
-                                   "config": st.config}, sort_keys=True)
-            if self._cached(st, key_text):
-                return
+            if src_from is not None:
+                key_text = from_key
+            else:
+                key_text = json.dumps({"copy": text, "to": dest_abs, "chown": chown, "chmod": chmod,
+                                       "config": st.config}, sort_keys=True)
+                if self._cached(st, key_text):
+                    return
             multi = len(sources) > 1 or len(srcs) > 1 or dest in (".", "..") or dest.endswith(("/.", "/.."))
 
             def work(rootfs):
@@ -912,8 +998,7 @@ class _Job:
         sn = self.b.images.snapshotter
         top = self.b.images.unpack(r)
         key = f"build-view-{secrets.token_hex(6)}"
-        self.b.meta.add_lease_resource(self.ns, self.lease.id, "snapshot", key,
-                                       snapshotter=self.b.images.snapshotter_name)
+        self._hold("snapshot", key)
         mounts = sn.view(key, top)
         target = os.path.join(self.workdir, key)
         try:
@@ -941,7 +1026,7 @@ class _Job:
         sn = images.snapshotter
         top = images.unpack(st.image) if st.image is not None else None
         key = f"build-{secrets.token_hex(8)}"
-        self.b.meta.add_lease_resource(self.ns, self.lease.id, "snapshot", key, snapshotter=images.snapshotter_name)
+        self._hold("snapshot", key)
         mounts = sn.prepare(key, top)
         target = os.path.join(self.workdir, key)
         committed = False
@@ -958,8 +1043,7 @@ class _Job:
                 try:
                     sn.stat(chain)
                 except NotFound:
-                    self.b.meta.add_lease_resource(self.ns, self.lease.id, "snapshot", chain,
-                                                   snapshotter=images.snapshotter_name)
+                    self._hold("snapshot", chain)
                     sn.commit(chain, key)
                     committed = True
             self._commit(st, key_text, created_by, new_layer)
@@ -975,6 +1059,17 @@ class _Job:
                 os.rmdir(target)
             except OSError:
                 pass
+
+
+def cancel(containers, ns, opts):
+    """Stop a build: no step starts after this, and a RUN step's container is killed."""
+    opts.cancelled.set()
+    cid = opts.running
+    if cid:
+        try:
+            containers.kill(ns, cid, "KILL", by_user=False)
+        except BerthError:
+            pass
 
 
 def created_by_cmd(created_by, shell_=None):
@@ -1192,4 +1287,4 @@ def _copy_tree(src, dst, uid, gid, mode, chown):
         # devices, fifos, sockets in a context: skipped
 
 
-__all__ = ["Builder", "BuildCache", "BuildError", "Options", "SystemError_"]
+__all__ = ["Builder", "BuildCache", "BuildError", "Options"]
