@@ -334,3 +334,14 @@ def test_api_versions_and_messages(fuzz_daemon):
     assert st == 413 and len(msg) < 200, (st, msg[:300])
     st, msg = call("GET", "/volumes/" + "y" * 3000)
     assert st == 400 and len(msg) < 200, msg
+
+
+def test_listen_backlog_is_somaxconn(fuzz_daemon):
+    """As Go's listeners: the backlog is the system's somaxconn (aiohttp's 128 drops bursts)."""
+    import subprocess
+    with open("/proc/sys/net/core/somaxconn") as f:
+        want = min(int(f.read()), 65535)
+    out = subprocess.run(["ss", "-xlH"], capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in out.splitlines() if fuzz_daemon.sock in line]
+    assert rows, out
+    assert int(rows[0][3]) == want, rows
