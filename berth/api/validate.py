@@ -83,7 +83,7 @@ class Int(T):
         if v == 0 and self.zero_ok:
             return
         if not self.lo <= v <= self.hi:
-            raise bad(field, self.why or f"{v} is out of range [{self.lo}, {self.hi}]")
+            raise bad(field, self.why.format(v=v) if self.why else f"{v} is out of range [{self.lo}, {self.hi}]")
 
 
 class Num(T):
@@ -413,7 +413,7 @@ HOST_CONFIG = Obj(
     Annotations=_STRMAP, CapAdd=List(Str(64)), CapDrop=List(Str(64)), CgroupnsMode=Str(32), Dns=List(Str(256)),
     DnsOptions=List(Str(256)), DnsSearch=List(Str(256)), ExtraHosts=List(Str(1024)), GroupAdd=List(Str(256)),
     IpcMode=Str(MAX_NAME), Cgroup=Str(MAX_NAME), Links=List(Str(MAX_NAME)),
-    OomScoreAdj=Int(-1000, 1000, why="range for oom score adj is [-1000, 1000]"), PidMode=Str(MAX_NAME),
+    OomScoreAdj=Int(-1000, 1000, why="Invalid value {v}, range for oom score adj is [-1000, 1000]"), PidMode=Str(MAX_NAME),
     Privileged=Bool(), PublishAllPorts=Bool(), ReadonlyRootfs=Bool(), SecurityOpt=List(Str(65536)),
     StorageOpt=_STRMAP, Tmpfs=_STRMAP, UTSMode=Str(MAX_NAME), UsernsMode=Str(MAX_NAME),
     ShmSize=Int(0, why="SHM size can not be less than 0"), Sysctls=_STRMAP, Runtime=Str(256), Isolation=Str(32),
@@ -425,7 +425,7 @@ HOST_CONFIG = Obj(
     BlkioDeviceWriteBps=List(_RATE_DEVICE), BlkioDeviceReadIOps=List(_RATE_DEVICE),
     BlkioDeviceWriteIOps=List(_RATE_DEVICE),
     CpuPeriod=Int(1000, 1000000, why="CPU cfs period can not be less than 1ms (i.e. 1000) or larger than "
-                                     "1 second (i.e. 1000000)", zero_ok=True),
+                                     "1s (i.e. 1000000)", zero_ok=True),
     CpuQuota=Int(-1, why="CPU cfs quota can not be less than 1ms (i.e. 1000)"),
     CpuRealtimePeriod=Int(0), CpuRealtimeRuntime=Int(-1), CpusetCpus=Str(1024, pattern=r"[0-9,\- ]*"),
     CpusetMems=Str(1024, pattern=r"[0-9,\- ]*"), Devices=List(_DEVICE), DeviceCgroupRules=List(Str(256)),
@@ -434,7 +434,7 @@ HOST_CONFIG = Obj(
     KernelMemory=Int(0), KernelMemoryTCP=Int(0),
     MemoryReservation=Int(6 * MB, why="Minimum memory reservation allowed is 6MB", zero_ok=True),
     MemorySwap=Int(-1, why="invalid memory swap: must be -1 (unlimited) or a limit"),
-    MemorySwappiness=Int(-1, 100, why="valid memory swappiness range is 0-100"), OomKillDisable=Bool(),
+    MemorySwappiness=Int(-1, 100, why="Invalid value: {v}, valid memory swappiness range is 0-100"), OomKillDisable=Bool(),
     PidsLimit=Int(), Ulimits=List(Obj(Name=Str(64), Soft=Int(), Hard=Int())), CpuCount=Int(0), CpuPercent=Int(0, 100),
     IOMaximumIOps=Int(0), IOMaximumBandwidth=Int(0), Mounts=List(_MOUNT), MaskedPaths=List(Str(4096)),
     ReadonlyPaths=List(Str(4096)), Init=Bool())
