@@ -6,7 +6,6 @@ the target's name; a full disk is recovered through berth itself (rm, rmi, prune
 # ruff: noqa: F811 (pytest fixtures imported from daemon_fixtures are test parameters)
 
 import io
-import json
 import os
 import signal
 import subprocess
