@@ -285,6 +285,8 @@ def test_full_disk_is_reported_and_recovered_through_berth(small_root, registry)
     assert d.berth("volume", "create", "v1").returncode == 0
     assert d.berth("create", "--name", "stopped", "busybox-layers:1", "true").returncode == 0
     assert d.berth("run", "--name", "talker", "busybox-layers:1", "sh", "-c", "echo before-full").returncode == 0
+    assert d.berth("run", "-d", "--name", "chatty", "busybox-layers:1", "sh", "-c",
+                   "while true; do echo chatter-chatter-chatter; done").returncode == 0
     # fill the disk from inside containers (twice: the first exit's cleanup may use the
     # metadata reserve, which the second fill then takes too)
     _fill(d, "filler1")
@@ -301,6 +303,11 @@ def test_full_disk_is_reported_and_recovered_through_berth(small_root, registry)
         _one_line_error(p)
     p = d.berth("logs", "talker")
     assert p.returncode == 0 and "before-full" in p.out, (p.out, p.err)
+    # a container that logs on a full disk: its logs can be read, and it can be stopped
+    p = d.berth("logs", "--tail", "5", "chatty")
+    assert p.returncode == 0 and "chatter" in p.out, (p.returncode, p.out[-200:], p.err)
+    p = d.berth("stop", "-t", "1", "chatty")
+    assert p.returncode == 0, p.err
     assert d.berth("version").returncode == 0
 
     # recovery through berth: every removal works on the full disk

@@ -419,7 +419,10 @@ class ContainerService:
         ext = dict(self.meta.get_container(ns, rec.id).extensions or {})
         if ext.get("stopped_by_user") != value:
             ext["stopped_by_user"] = value
-            self.meta.update_container(ns, rec.id, extensions=ext)
+            # stop and kill work on a full disk (they may use the metadata reserve): stopping
+            # what fills the disk is how an operator recovers it
+            with self.meta.freeing():
+                self.meta.update_container(ns, rec.id, extensions=ext)
 
     def restart_policy(self, rec):
         hc = (rec.spec_json() or {}).get("HostConfig") or {}
