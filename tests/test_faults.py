@@ -338,3 +338,29 @@ def test_full_disk_is_reported_and_recovered_through_berth(small_root, registry)
     assert d.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar")).returncode == 0
     p = d.berth("run", "--rm", "busybox-layers:1", "echo", "after")
     assert p.returncode == 0 and p.out.strip() == "after", p.err
+
+
+def test_followers_killed_daemon_exit_nonzero(daemon):
+    """logs -f and events: a daemon that dies under them is an error, not the end of the stream."""
+    assert daemon.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar")).returncode == 0
+    assert daemon.berth("run", "-d", "--name", "talk", "busybox-layers:1", "sh", "-c",
+                        "while true; do echo talk; sleep 0.1; done").returncode == 0
+    procs = {}
+    try:
+        for name, args in (("logs", ["logs", "-f", "talk"]), ("events", ["events"])):
+            procs[name] = subprocess.Popen([BERTH, "-H", daemon.host, *args], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.PIPE, env=daemon.env())
+        time.sleep(1.5)
+        assert all(p.poll() is None for p in procs.values()), {n: p.poll() for n, p in procs.items()}
+        daemon.kill9()
+        for name, p in procs.items():
+            _, err = p.communicate(timeout=30)
+            assert p.returncode != 0, (name, err)
+            assert b"unexpected EOF" in err and b"Traceback" not in err, (name, err)
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        daemon.start()
+        daemon.berth("rm", "-f", "talk")
