@@ -285,6 +285,14 @@ def test_full_disk_is_reported_and_recovered_through_berth(small_root, registry)
     assert d.berth("volume", "create", "v1").returncode == 0
     assert d.berth("create", "--name", "stopped", "busybox-layers:1", "true").returncode == 0
     assert d.berth("run", "--name", "talker", "busybox-layers:1", "sh", "-c", "echo before-full").returncode == 0
+    # a pull that runs out of room in the middle of a layer: its partial download goes
+    hog = os.path.join(d.root, "hog")
+    with open(hog, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, max(_avail(d.root) - (2 << 20), 1))
+    p = d.berth("pull", f"{registry.addr}/faults/full:1")
+    assert "no space left on device" in _one_line_error(p).lower()
+    assert _ingests(d) == [], "a failed pull left its partial download"
+    os.unlink(hog)
     assert d.berth("run", "-d", "--name", "chatty", "busybox-layers:1", "sh", "-c",
                    "while true; do echo chatter-chatter-chatter; done").returncode == 0
     # fill the disk from inside containers (twice: the first exit's cleanup may use the
