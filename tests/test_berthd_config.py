@@ -391,3 +391,19 @@ def test_port_in_use_is_one_line(tmp_path):
     lines = [ln for ln in p.err.strip().splitlines() if " INFO " not in ln]
     assert len(lines) == 1 and str(port) in lines[0] and "Traceback" not in p.err, p.err
     assert not sock.exists()
+
+
+def test_tls_without_client_verification_on_other_addresses_refused(tmp_path):
+    """TLS that does not verify clients lets anyone drive berthd (root on the host): on a
+    non-loopback address it is refused like plain TCP, unless allow_insecure_tcp says so."""
+    port = free_port()
+    tls = ("--tlscert", "/cert.pem", "--tlskey", "/key.pem")
+    p = berthd("--config", write(tmp_path / "c.toml", ""), "-H", f"tcp://0.0.0.0:{port}", *tls, "config", "dump")
+    assert p.returncode != 0
+    lines = p.err.strip().splitlines()
+    assert len(lines) == 1 and "TLS without client verification" in lines[0], p.err
+    c = dump("--config", write(tmp_path / "c2.toml", ""), "-H", f"tcp://0.0.0.0:{port}", *tls,
+             "--allow-insecure-tcp")
+    assert c["allow_insecure_tcp"] is True and c["tls"]["verify"] is False
+    c = dump("--config", write(tmp_path / "c3.toml", ""), "-H", f"tcp://127.0.0.1:{port}", *tls)
+    assert c["hosts"] == [f"tcp://127.0.0.1:{port}"]

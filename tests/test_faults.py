@@ -6,7 +6,6 @@ the target's name; a full disk is recovered through berth itself (rm, rmi, prune
 # ruff: noqa: F811 (pytest fixtures imported from daemon_fixtures are test parameters)
 
 import io
-import json
 import os
 import signal
 import subprocess
@@ -286,6 +285,16 @@ def test_full_disk_is_reported_and_recovered_through_berth(small_root, registry)
     assert d.berth("volume", "create", "v1").returncode == 0
     assert d.berth("create", "--name", "stopped", "busybox-layers:1", "true").returncode == 0
     assert d.berth("run", "--name", "talker", "busybox-layers:1", "sh", "-c", "echo before-full").returncode == 0
+    # a pull that runs out of room in the middle of a layer: its partial download goes
+    hog = os.path.join(d.root, "hog")
+    with open(hog, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, max(_avail(d.root) - (2 << 20), 1))
+    p = d.berth("pull", f"{registry.addr}/faults/full:1")
+    assert "no space left on device" in _one_line_error(p).lower()
+    assert _ingests(d) == [], "a failed pull left its partial download"
+    os.unlink(hog)
+    assert d.berth("run", "-d", "--name", "chatty", "busybox-layers:1", "sh", "-c",
+                   "while true; do echo chatter-chatter-chatter; done").returncode == 0
     # fill the disk from inside containers (twice: the first exit's cleanup may use the
     # metadata reserve, which the second fill then takes too)
     _fill(d, "filler1")
@@ -302,6 +311,11 @@ def test_full_disk_is_reported_and_recovered_through_berth(small_root, registry)
         _one_line_error(p)
     p = d.berth("logs", "talker")
     assert p.returncode == 0 and "before-full" in p.out, (p.out, p.err)
+    # a container that logs on a full disk: its logs can be read, and it can be stopped
+    p = d.berth("logs", "--tail", "5", "chatty")
+    assert p.returncode == 0 and "chatter" in p.out, (p.returncode, p.out[-200:], p.err)
+    p = d.berth("stop", "-t", "1", "chatty")
+    assert p.returncode == 0, p.err
     assert d.berth("version").returncode == 0
 
     # recovery through berth: every removal works on the full disk
@@ -332,3 +346,29 @@ def test_full_disk_is_reported_and_recovered_through_berth(small_root, registry)
     assert d.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar")).returncode == 0
     p = d.berth("run", "--rm", "busybox-layers:1", "echo", "after")
     assert p.returncode == 0 and p.out.strip() == "after", p.err
+
+
+def test_followers_killed_daemon_exit_nonzero(daemon):
+    """logs -f and events: a daemon that dies under them is an error, not the end of the stream."""
+    assert daemon.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar")).returncode == 0
+    assert daemon.berth("run", "-d", "--name", "talk", "busybox-layers:1", "sh", "-c",
+                        "while true; do echo talk; sleep 0.1; done").returncode == 0
+    procs = {}
+    try:
+        for name, args in (("logs", ["logs", "-f", "talk"]), ("events", ["events"])):
+            procs[name] = subprocess.Popen([BERTH, "-H", daemon.host, *args], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.PIPE, env=daemon.env())
+        time.sleep(1.5)
+        assert all(p.poll() is None for p in procs.values()), {n: p.poll() for n, p in procs.items()}
+        daemon.kill9()
+        for name, p in procs.items():
+            _, err = p.communicate(timeout=30)
+            assert p.returncode != 0, (name, err)
+            assert b"unexpected EOF" in err and b"Traceback" not in err, (name, err)
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        daemon.start()
+        daemon.berth("rm", "-f", "talk")

@@ -137,11 +137,13 @@ def fuzz_daemon(tmp_path_factory):
         assert d.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar")).returncode == 0
         assert d.berth("run", "-d", "--name", "fz-run", IMAGE, "sleep", "1000").returncode == 0
         assert d.berth("create", "--name", "fz-stopped", IMAGE, "true").returncode == 0
+        assert d.berth("run", "-d", "--name", "fz-talk", IMAGE, "sh", "-c",
+                       "while true; do echo talk; sleep 0.05; done").returncode == 0
         assert d.berth("volume", "create", "fzvol").returncode == 0
         assert d.berth("network", "create", "fznet").returncode == 0
         yield d
     finally:
-        d.berth("rm", "-f", "fz-run")
+        d.berth("rm", "-f", "fz-run", "fz-talk")
         d.cleanup()
 
 
@@ -334,3 +336,34 @@ def test_api_versions_and_messages(fuzz_daemon):
     assert st == 413 and len(msg) < 200, (st, msg[:300])
     st, msg = call("GET", "/volumes/" + "y" * 3000)
     assert st == 400 and len(msg) < 200, msg
+
+
+def test_listen_backlog_is_somaxconn(fuzz_daemon):
+    """As Go's listeners: the backlog is the system's somaxconn (aiohttp's 128 drops bursts)."""
+    import subprocess
+    with open("/proc/sys/net/core/somaxconn") as f:
+        want = min(int(f.read()), 65535)
+    out = subprocess.run(["ss", "-xlH"], capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in out.splitlines() if fuzz_daemon.sock in line]
+    assert rows, out
+    assert int(rows[0][3]) == want, rows
+
+
+def test_clients_that_go_away_are_not_errors(fuzz_daemon):
+    """`logs -f`, `events`, `stats` and a save whose client disconnects: normal, not ERROR tracebacks."""
+    d = fuzz_daemon
+    before = os.path.getsize(d.log_path)
+    for target in ("/containers/fz-talk/logs?follow=1&stdout=1", "/events", "/containers/fz-talk/stats",
+                   "/images/get?names=" + IMAGE):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(d.sock)
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+        assert s.recv(65536).startswith(b"HTTP/1.1 200"), target
+        s.close()
+    time.sleep(1.5)  # the next writes find the connections gone
+    p = d.berth("logs", "--tail", "1", "fz-talk")
+    assert p.returncode == 0 and "talk" in p.out
+    with open(d.log_path, errors="replace") as f:
+        f.seek(before)
+        new = f.read()
+    assert "Traceback" not in new and "ERROR" not in new, new

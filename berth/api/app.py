@@ -8,6 +8,7 @@ import sys
 from aiohttp import web
 
 from berth import __version__
+from berth.api import validate
 from berth.errors import BerthError
 
 API_VERSION = "1.45"
@@ -31,19 +32,17 @@ def error_response(status, message):
 @web.middleware
 async def errors_middleware(request, handler):
     try:
-        from berth.api import validate
         await validate.check(request, validate.route_of(request), MIN_API_VERSION, API_VERSION)
         resp = await handler(request)
     except BerthError as e:
         resp = error_response(e.http_status, e.message)
     except web.HTTPException as e:
-        client_max = request.app._client_max_size
         if e.status == 404:
             resp = error_response(404, "page not found")
         elif e.status == 405:  # no route for this method: a miss, and a miss is a 404
             resp = error_response(404, "page not found")
         elif e.status == 413:
-            resp = error_response(413, f"request body too large (a JSON body may have at most {client_max} bytes)")
+            resp = error_response(413, f"request body too large (a JSON body may have at most {validate.MAX_JSON_BODY} bytes)")
         elif e.status >= 400:
             resp = error_response(e.status, e.reason or "error")
         else:
@@ -109,9 +108,8 @@ def namespace_of(request):
 
 
 def make_app(daemon):
-    from berth.api.validate import MAX_JSON_BODY
     # request.read()/json() stop there (a 413); tar bodies are streams and are not bounded by it
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_JSON_BODY)
+    app = web.Application(middlewares=[errors_middleware], client_max_size=validate.MAX_JSON_BODY)
     app["daemon"] = daemon
     app["services"] = getattr(daemon, "services", None)
     r = Router(app)

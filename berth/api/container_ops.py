@@ -8,7 +8,6 @@ from aiohttp import web
 
 from berth.api.app import json_response, namespace_of, stream_headers
 from berth.api.images import SyncBody, _bool, _filters
-from berth.errors import BerthError
 from berth.services import container_ops as ops
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -122,8 +121,9 @@ async def archive_get(request):
             await resp.write_eof()
         except ConnectionError:
             pass  # the client stopped reading
-        except BerthError:
-            request.transport.close()  # the headers are gone: cut the stream
+        except Exception:
+            if request.transport is not None:
+                request.transport.close()  # the headers are gone: cut the stream (no last chunk)
             raise
         return resp
     finally:

@@ -268,9 +268,10 @@ async def save(request):
             pass
     try:
         await d.run(d.images.save, ns, images, Out())
-    except BerthError:
-        # the headers are gone: cut the stream so the client sees a truncated archive
-        request.transport.close()
+    except Exception:
+        # the headers are gone: cut the stream (no last chunk) so the client sees a truncated archive
+        if request.transport is not None:
+            request.transport.close()
         raise
     await resp.write_eof()
     return resp

@@ -434,7 +434,7 @@ HOST_CONFIG = Obj(
     BlkioDeviceWriteBps=List(_RATE_DEVICE), BlkioDeviceReadIOps=List(_RATE_DEVICE),
     BlkioDeviceWriteIOps=List(_RATE_DEVICE),
     CpuPeriod=Int(1000, 1000000, why="CPU cfs period can not be less than 1ms (i.e. 1000) or larger than "
-                                     "1 second (i.e. 1000000)", zero_ok=True),
+                                     "1s (i.e. 1000000)", zero_ok=True),
     CpuQuota=Int(-1, why="CPU cfs quota can not be less than 1ms (i.e. 1000)"),
     CpuRealtimePeriod=Int(0), CpuRealtimeRuntime=Int(-1), CpusetCpus=Str(1024),  # the list syntax: services/runopts.py, in docker's words
     CpusetMems=Str(1024), Devices=List(_DEVICE), DeviceCgroupRules=List(Str(256)),
@@ -443,7 +443,7 @@ HOST_CONFIG = Obj(
     KernelMemory=Int(0), KernelMemoryTCP=Int(0),
     MemoryReservation=Int(6 * MB, why="Minimum memory reservation allowed is 6MB", zero_ok=True),
     MemorySwap=Int(-1, why="invalid memory swap: must be -1 (unlimited) or a limit"),
-    MemorySwappiness=Int(-1, 100, why="valid memory swappiness range is 0-100"), OomKillDisable=Bool(),
+    MemorySwappiness=Int(-1, 100, why="Invalid value: {v}, valid memory swappiness range is 0-100"), OomKillDisable=Bool(),
     PidsLimit=Int(), Ulimits=List(Obj(Name=Str(64), Soft=Int(), Hard=Int())), CpuCount=Int(0), CpuPercent=Int(0, 100),
     IOMaximumIOps=Int(0), IOMaximumBandwidth=Int(0), Mounts=List(_MOUNT), MaskedPaths=List(Str(4096)),
     ReadonlyPaths=List(Str(4096)), Init=Bool())

@@ -54,7 +54,7 @@ def parse_address(addr):
 
 
 class Response:
-    def __init__(self, sock, fileobj):
+    def __init__(self, sock, fileobj, method=None):
         self.sock = sock
         self.f = fileobj
         line = self.f.readline(65537)
@@ -74,7 +74,7 @@ class Response:
         cl = self.headers.get("content-length")
         self._left = int(cl) if cl is not None and not self._chunked else None
         self._chunk_left = 0
-        self._done = self.status in (101, 204, 304)
+        self._done = self.status in (101, 204, 304) or method == "HEAD"  # no body, whatever the headers say
 
     def read_some(self, n=65536):
         """Up to n bytes of the body; b"" at its end. A body cut short (EOF before the last
@@ -242,7 +242,7 @@ class Transport:
                     if c:
                         s.sendall(b"%x\r\n" % len(c) + c + b"\r\n")
                 s.sendall(b"0\r\n\r\n")
-            return Response(s, io.BufferedReader(_SockReader(s)))
+            return Response(s, io.BufferedReader(_SockReader(s)), method)
         except (BrokenPipeError, ConnectionResetError) as e:
             s.close()
             raise Unavailable(f"connection to berthd at {self.address} lost: {e.strerror}") from None

@@ -272,15 +272,17 @@ def validate(cfg, path="config"):
     if not os.path.isabs(cfg.cni_conf_dir):
         raise _bad(path, "cni_conf_dir", "must be an absolute path")
     for h in cfg.hosts:
-        parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled, path)
+        parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled, path, verify=cfg.tls.verify)
     import re
     if not re.fullmatch(r"[a-z0-9]([a-z0-9._-]{0,74}[a-z0-9])?", cfg.namespace):
         raise _bad(path, "namespace", f"invalid namespace name {cfg.namespace!r}")
     return cfg
 
 
-def parse_host(h, allow_insecure=False, tls=False, path="hosts"):
-    """unix:///path or tcp://host:port -> ("unix", path) or ("tcp", host, port)."""
+def parse_host(h, allow_insecure=False, tls=False, path="hosts", verify=True):
+    """unix:///path or tcp://host:port -> ("unix", path) or ("tcp", host, port). On a
+    non-loopback address, TCP without TLS, or TLS that does not verify clients (anyone can
+    connect, and the API is root on this host), is refused unless allow_insecure."""
     if h.startswith("unix://"):
         p = h[len("unix://"):]
         if not p.startswith("/"):
@@ -300,5 +302,9 @@ def parse_host(h, allow_insecure=False, tls=False, path="hosts"):
         if not loopback and not tls and not allow_insecure:
             raise _bad(path, "hosts", f"{h!r}: plain TCP on a non-loopback address is refused "
                                       "(use TLS, or allow_insecure_tcp = true)")
+        if not loopback and tls and not verify and not allow_insecure:
+            raise _bad(path, "hosts", f"{h!r}: TLS without client verification on a non-loopback address "
+                                      "gives root on this host to anyone who can connect: refused "
+                                      "(use tls.verify = true with tls.cacert, or allow_insecure_tcp = true)")
         return ("tcp", host, int(port))
     raise _bad(path, "hosts", f"{h!r}: expected unix:///PATH or tcp://HOST:PORT")

@@ -165,6 +165,8 @@ class _DNSBridge:
             log.warning("container %s: embedded DNS not attached: %s", key[:12], e)
 
     def detach(self, key):
+        if self.loop.is_closed():  # berthd is stopping: the DNS server is gone with the loop
+            return
         self.loop.call_soon_threadsafe(self.dns.detach, key)
 
 
@@ -187,7 +189,7 @@ async def serve(cfg, ready=None, zygote=None):
     # Refuse before touching the stores: a second daemon must not run startup GC (which drops
     # every lease) under a live one.
     for h in cfg.hosts:
-        addr = parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled)
+        addr = parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled, verify=cfg.tls.verify)
         if addr[0] == "unix" and _socket_alive(addr[1]):
             raise InvalidArgument(f"another daemon is serving on {addr[1]}")
     # a bad certificate or key is a start-up error, before anything listens
@@ -205,7 +207,7 @@ async def serve(cfg, ready=None, zygote=None):
     made = []
     try:
         for h in cfg.hosts:
-            addr = parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled)
+            addr = parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled, verify=cfg.tls.verify)
             if addr[0] == "unix":
                 path = addr[1]
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -213,7 +215,7 @@ async def serve(cfg, ready=None, zygote=None):
                     if _socket_alive(path):
                         raise InvalidArgument(f"another daemon is serving on {path}")
                     os.unlink(path)
-                site = web.UnixSite(runner, path)
+                site = web.UnixSite(runner, path, backlog=_somaxconn())
                 await site.start()
                 made.append(path)
                 os.chmod(path, 0o660)
@@ -222,8 +224,11 @@ async def serve(cfg, ready=None, zygote=None):
                 except KeyError:
                     pass
             else:
-                site = web.TCPSite(runner, addr[1], addr[2], ssl_context=ssl_ctx)
+                site = web.TCPSite(runner, addr[1], addr[2], ssl_context=ssl_ctx, backlog=_somaxconn())
                 await site.start()
+                if not cfg.tls.verify and not _loopback(addr[1]):  # allowed by allow_insecure_tcp
+                    log.warning("Binding to IP address without --tlsverify is insecure and gives root access on "
+                                "this machine to everyone who has access to your network (%s)", h)
             sites.append(site)
             log.info("serving the Docker Engine API on %s", h)
     except (OSError, BerthError) as e:
@@ -328,6 +333,24 @@ def _socket_alive(path):
         return False
     finally:
         s.close()
+
+
+def _somaxconn():
+    """The listen backlog: the system's limit, as Go's listeners use (aiohttp's 128 makes a
+    burst of clients fail with EAGAIN)."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return max(128, min(int(f.read().strip()), 65535))
+    except (OSError, ValueError):
+        return 4096
+
+
+def _loopback(host):
+    import ipaddress
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _tls_context(tls):

@@ -445,7 +445,10 @@ class ContainerService:
 
     def mark_stopped_by_user(self, ns, rec, value=True):
         if (self.meta.get_container(ns, rec.id).extensions or {}).get("stopped_by_user") != value:
-            self._ext_update(ns, rec.id, stopped_by_user=value)
+            # stop and kill work on a full disk (they may use the metadata reserve): stopping
+            # what fills the disk is how an operator recovers it
+            with self.meta.freeing():
+                self._ext_update(ns, rec.id, stopped_by_user=value)
 
     def restart_policy(self, rec):
         hc = (rec.spec_json() or {}).get("HostConfig") or {}

@@ -449,6 +449,10 @@ class ImageService:
             except BaseException:
                 if streamed is not None:
                     streamed.abort()
+                    if streamed.error is not None and not isinstance(streamed.error, _Stream.Aborted):
+                        # the download failed first (a full disk, a cut connection): that is the
+                        # cause, not the unpacker's "unexpected end of data" that followed
+                        raise streamed.error from None
                 raise
             finally:
                 if streamed is None:

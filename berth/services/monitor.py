@@ -85,6 +85,10 @@ class Monitor:
     def exited(self, ns: str, cid: str, ev: ExitEvent | None, daemon_start: bool = False) -> str:
         """A run ended: release, record, then restart or remove. Returns what followed:
         "restarted", "removed" or ""."""
+        with self.c.meta.freeing():  # recording an exit works on a full disk (a stop is how it is freed)
+            return self._exited(ns, cid, ev, daemon_start)
+
+    def _exited(self, ns: str, cid: str, ev: ExitEvent | None, daemon_start: bool = False) -> str:
         c = self.c
         if self.health is not None:
             self.health.stopped(cid)
