@@ -449,3 +449,73 @@ def test_rmi_of_an_image_in_use_is_a_conflict(eng, sdk):
         eng.docker("rm", "-f", made)
         eng.docker("tag", "inuse:1", IMAGE)
         eng.docker("rmi", "inuse:1")
+
+
+# --- 5. the CLI's flags and --help ---
+
+_COMMANDS = ["run", "create", "exec", "ps", "start", "stop", "restart", "kill", "rm", "logs", "wait", "attach",
+             "update", "export", "pause", "unpause", "rename", "top", "stats", "cp", "port", "diff", "events",
+             "inspect", "images", "rmi", "pull", "push", "tag", "history", "save", "load", "import", "login",
+             "logout", "info", "version", "system df", "system prune", "container prune", "image prune",
+             "volume create", "volume ls", "volume inspect", "volume rm", "volume prune"]
+
+
+def _long_flags(text):
+    import re
+    return {m for m in re.findall(r"^\s+(?:-\w, )?(--[a-z0-9-]+)", text, re.M)} - {"--help"}
+
+
+def test_every_docker_flag_is_accepted_and_described(eng):
+    for c in _COMMANDS:
+        args = c.split()
+        want = _long_flags(eng.docker(*args, "--help").out)
+        p = eng.berth(*args, "--help")
+        assert p.returncode == 0, (c, p.err)
+        have = _long_flags(p.out)
+        assert want <= have, (c, sorted(want - have))
+        assert p.out.startswith(f"\nUsage:  berth {c}"), p.out[:80]
+        options = p.out.split("Options:\n", 1)[1].splitlines()
+        for line in options:
+            if line.startswith("  -"):
+                spec_and_text = line.strip().split("   ")
+                assert len([x for x in spec_and_text if x.strip()]) >= 2, (c, line)  # a description follows
+
+
+def test_flags_take_effect_or_are_refused(eng, tmp_path):
+    name = _name("flags")
+    labels = tmp_path / "labels"
+    labels.write_text("# comment\na=1\nb=2\n")
+    p = eng.berth("run", "-q", "-a", "stdout", "--label-file", str(labels), "-l", "b=3", "--name", name,
+                  "--annotation", "org.example.x=y", IMAGE, "sh", "-c", "echo to-out; echo to-err >&2")
+    assert p.returncode == 0 and p.out == "to-out\n" and p.err == "", (p.out, p.err)
+    info = _inspect(eng, name)
+    assert info["Config"]["Labels"]["a"] == "1" and info["Config"]["Labels"]["b"] == "3"
+    assert (info["Config"]["AttachStdout"], info["Config"]["AttachStderr"]) == (True, False)
+    eng.berth("rm", name, check=True)
+    for flags, msg in ((["--gpus", "all"], 'could not select device driver "" with capabilities: [[gpu]]'),
+                       (["--blkio-weight", "300"], "berth does not support BlkioWeight (--blkio-weight)"),
+                       (["--memory-swappiness", "10"], "berth does not support MemorySwappiness"),
+                       (["--storage-opt", "size=1G"], "--storage-opt is supported only for overlay over xfs"),
+                       (["--userns", "private"], "invalid USER mode"),
+                       (["--isolation", "hyperv"], "Invalid isolation: \"hyperv\" - linux only supports 'default'"),
+                       (["--use-api-socket"], "--use-api-socket is not supported by berth"),
+                       (["-a", "stdin", "-d"], "conflicting options: cannot specify both --attach and --detach"),
+                       (["--health-interval", "3x"], 'time: invalid duration "3x"')):
+        p = eng.berth("run", "--rm", *flags, IMAGE, "true")
+        assert p.returncode == 125 and msg in p.err and len(p.err.strip().splitlines()) == 1, (flags, p.err)
+    # start -a: the output and the exit code of the container
+    c = _name("start")
+    eng.berth("create", "--name", c, IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3", check=True)
+    p = eng.berth("start", "-a", c)
+    assert (p.returncode, p.out, p.err) == (3, "out\n", "err\n")
+    eng.berth("rm", c)
+    # stop -s, exec --env-file, --detach-keys accepted
+    eng.berth("run", "-d", "--name", c, IMAGE, "sh", "-c",
+              "trap 'echo got-usr1; exit 0' USR1; while true; do sleep 0.1; done", check=True)
+    env = tmp_path / "env"
+    env.write_text("A=1\nB=2\n")
+    p = eng.berth("exec", "--env-file", str(env), "-e", "B=3", "--detach-keys", "ctrl-x", c, "sh", "-c", "echo $A $B")
+    assert p.out == "1 3\n", p.err
+    eng.berth("stop", "-s", "USR1", c, check=True)
+    assert eng.berth("logs", "--details", c).out == "got-usr1\n"
+    eng.berth("rm", c)

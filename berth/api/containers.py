@@ -102,7 +102,7 @@ async def stop(request):
     d = request.app["daemon"]
     t = request.query.get("t")
     stopped = await d.run(d.containers.stop, namespace_of(request), request.match_info["id"],
-                          int(t) if t not in (None, "") else None)
+                          int(t) if t not in (None, "") else None, request.query.get("signal") or None)
     return web.Response(status=204 if stopped else 304, headers=stream_headers())
 
 
@@ -294,7 +294,8 @@ async def restart(request):
     ns = namespace_of(request)
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
     t = request.query.get("t")
-    await d.run(d.containers.stop, ns, rec.id, int(t) if t not in (None, "") else None)
+    await d.run(d.containers.stop, ns, rec.id, int(t) if t not in (None, "") else None,
+                request.query.get("signal") or None)
     await d.run_wait(d.containers.wait_exit, ns, rec.id)
     if await d.run(d.containers.start, ns, rec.id):
         d.watch(ns, rec.id)

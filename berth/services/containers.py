@@ -449,7 +449,7 @@ class ContainerService:
             self.runtime_call(rec, "resume")
         os.kill(st["Pid"], n)
 
-    def stop(self, ns, ref, timeout=None):
+    def stop(self, ns, ref, timeout=None, signal_=None):
         rec = self.get(ns, ref)
         st = self.state(rec)
         if not st["Running"]:
@@ -461,7 +461,7 @@ class ContainerService:
             except BerthError:
                 pass
         spec = rec.spec_json()
-        sig = spec.get("StopSignal") or "TERM"
+        sig = signal_ or spec.get("StopSignal") or "TERM"
         t = 10 if timeout is None else int(timeout)
         if spec.get("StopTimeout") is not None and timeout is None:
             t = int(spec["StopTimeout"])
