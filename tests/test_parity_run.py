@@ -519,3 +519,25 @@ def test_flags_take_effect_or_are_refused(eng, tmp_path):
     eng.berth("stop", "-s", "USR1", c, check=True)
     assert eng.berth("logs", "--details", c).out == "got-usr1\n"
     eng.berth("rm", c)
+
+
+def test_health_survives_a_daemon_restart(tmp_path):
+    d = Daemon(tmp_path / "berthd")
+    d.start()
+    name = _name("hcr")
+    try:
+        d.berth("load", "-i", BUSYBOX, check=True)
+        d.docker("run", "-d", "--name", name, "--health-cmd", "true", "--health-interval", "200ms", IMAGE,
+                 "sleep", "600", check=True)
+        wait_for(lambda: (json.loads(d.docker("inspect", name).out)[0]["State"].get("Health") or {})
+                 .get("Status") == "healthy", 20, "healthy")
+        d.kill9()  # the container (and its shim) keep running
+        d.start()
+        h = json.loads(d.docker("inspect", name).out)[0]["State"]["Health"]
+        assert h["Status"] == "healthy", h  # not back to "starting": the container did not restart
+        last = h["Log"][-1]["Start"]
+        wait_for(lambda: json.loads(d.docker("inspect", name).out)[0]["State"]["Health"]["Log"][-1]["Start"] != last,
+                 20, "probes after the restart")
+    finally:
+        d.docker("rm", "-f", name)
+        d.cleanup()
