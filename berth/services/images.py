@@ -306,7 +306,10 @@ class ImageService:
                                          f'{r.config_digest[7:19]}')
             self.meta.delete_image(ns, by_name)
             result.append({"Untagged": familiar(by_name)})
-            if remaining or getattr(users, "running", None):  # a running container keeps the image (docker)
+            if remaining:
+                return result
+            if getattr(users, "running", None):  # a running container keeps the image, dangling (docker)
+                self.meta.put_image(ns, r.config_digest, r.target)
                 return result
         else:
             # docker's isSingleReference: digest references do not count as more repositories
