@@ -394,6 +394,15 @@ def test_system_df_and_prune(eng, sdk):
         # docker's own CLI through the prune endpoints (build cache included)
         p = eng.docker("system", "prune", "-f")
         assert p.returncode == 0 and "Total reclaimed space" in p.out, p.err
+        # -a --volumes: an anonymous volume left by a removed container goes; the image in use stays
+        anon = _name("anon")
+        eng.docker("create", "--name", anon, "-v", "/scratch", IMAGE, "true", check=True)
+        vname = next(m["Name"] for m in _inspect(eng, anon)["Mounts"] if m["Destination"] == "/scratch")
+        eng.docker("rm", anon, check=True)
+        p = eng.berth("system", "prune", "-a", "--volumes", "-f")
+        assert p.returncode == 0 and f"Deleted Volumes:\n{vname}\n" in p.out, p.out + p.err
+        assert eng.docker("volume", "inspect", vol).returncode == 0  # named, in use
+        assert eng.docker("image", "inspect", IMAGE).returncode == 0  # used by a container
     finally:
         eng.docker("rm", "-f", keep, gone)
         eng.docker("volume", "rm", vol)
