@@ -167,6 +167,17 @@ HELP = {
     (None, "--ipam-opt"): "Set IPAM driver specific options",
     (None, "--attachable"): "Enable manual container attachment",
     (None, "--alias"): "Add network-scoped alias for the container",
+    (None, "--ip6"): "IPv6 address (e.g., 2001:db8::33)",
+    (None, "--link"): "Add link to another container",
+    (None, "--link-local-ip"): "Add a link-local address for the container",
+    (None, "--driver-opt"): "driver options for the network",
+    (None, "--gw-priority"): "Highest gw-priority provides the default gateway. Accepts positive and negative values.",
+    (None, "--aux-address"): "Auxiliary IPv4 or IPv6 addresses used by Network driver",
+    (None, "--config-from"): "The network from which to copy the configuration",
+    (None, "--config-only"): "Create a configuration only network",
+    (None, "--ingress"): "Create swarm routing-mesh network",
+    (None, "--ipv4"): "Enable or disable IPv4 address assignment",
+    (None, "--scope"): "Control the network's scope",
 }
 
 

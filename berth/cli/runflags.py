@@ -101,10 +101,11 @@ def add(p, run=True):
     A("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
     A("--link", **app, help="Add link to another container")
     A("--link-local-ip", **app, help="Container IPv4/IPv6 link-local addresses")
-    A("--ip6", help="IPv6 address (e.g., 2001:db8::33)")
     A("--use-api-socket", action="store_true", help="Bind mount Docker API socket and required auth (refused)")
     from berth.cli import netflags
     netflags.add_flags(p)
+    if "--ip6" not in p.flags:  # netflags may define it (the networks' flags)
+        A("--ip6", help="IPv6 address (e.g., 2001:db8::33)")
     A("-v", "--volume", **app, help="Bind mount a volume")
     A("--mount", **app, help="Attach a filesystem mount to the container")
     A("--tmpfs", **app, help="Mount a tmpfs directory")
