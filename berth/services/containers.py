@@ -647,12 +647,12 @@ class ContainerService:
                 "Tty": bool(spec.get("Tty")), "OpenStdin": bool(spec.get("OpenStdin")),
                 "StdinOnce": bool(spec.get("StdinOnce")), "Env": env,
                 "Cmd": spec.get("Cmd") if spec.get("Cmd") else ic.get("Cmd"),
+                **({"Healthcheck": spec["Healthcheck"]} if spec.get("Healthcheck") else {}),
                 "Image": (rec.extensions or {}).get("image_name") or rec.image,
                 "Volumes": dict(ic.get("Volumes") or {}, **(spec.get("Volumes") or {})) or None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
                 "Entrypoint": spec.get("Entrypoint") if spec.get("Entrypoint") is not None else ic.get("Entrypoint"),
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
                 "StopSignal": spec.get("StopSignal") or ic.get("StopSignal"),
-                **({"Healthcheck": spec["Healthcheck"]} if spec.get("Healthcheck") else {}),
             },
             "NetworkSettings": self.network_settings(rec, st),
         }
