@@ -44,7 +44,10 @@ def _rootfs(svc, rec):
 
 def export(svc, ns, ref):
     """GET /containers/{id}/export: an Archive-like iterator of tar bytes (close() it)."""
-    from berth.services.container_ops import Archive, tar_stream
+    try:
+        from berth.services.container_ops import Archive, tar_stream
+    except ImportError:  # the archive module of a later layout
+        from berth.services.archive import Archive, tar_stream
     rec = svc.get(ns, ref)
     stack = contextlib.ExitStack()
     try:
@@ -95,7 +98,10 @@ def _du(path):
 
 def size_rw(svc, rec):
     """The size of what the container changed (its snapshot's upper directory)."""
-    from berth.services.container_ops import _overlay_dirs
+    try:
+        from berth.services.container_ops import _overlay_dirs
+    except ImportError:  # the changes module of a later layout
+        from berth.services.changes import _overlay_dirs
     try:
         dirs = _overlay_dirs(svc, rec)
     except BerthError:

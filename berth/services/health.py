@@ -143,6 +143,76 @@ def _now():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // NS)) + f".{ns % NS:09d}Z"
 
 
+class _ShimExec:
+    """The exec machinery of the shim, whichever client berthd has: ContainerService.shim(id)
+    (berth.shim.client) when it exists, else the shim's line protocol on its socket."""
+
+    def __init__(self, svc, rec):
+        self.svc, self.rec = svc, rec
+
+    def start(self, eid, proc, timeout_s):
+        """(socket carrying the exec's multiplexed output, pid); raises _ExecFailed."""
+        if callable(getattr(self.svc, "shim", None)):
+            from berth.shim import protocol as proto
+            try:
+                sock, reply = self.svc.shim(self.rec.id).open(proto.Exec(exec_id=eid, process=proc, stdin=False))
+            except Exception as e:  # noqa: BLE001 - the shim's error kinds
+                raise _ExecFailed(getattr(e, "message", None) or str(e)) from None
+            return sock, int(reply.get("pid") or 0)
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.settimeout(timeout_s)
+            s.connect(self.svc.shim_socket(self.rec.id))
+            s.sendall(json.dumps({"op": "exec", "exec_id": eid, "process": proc, "stdin": False}).encode() + b"\n")
+            line = b""
+            while not line.endswith(b"\n"):  # byte by byte: no output is read with the reply
+                d = s.recv(1)
+                if not d:
+                    raise _ExecFailed("the container's shim closed the connection")
+                line += d
+            reply = json.loads(line or b"{}")
+        except socket.timeout:
+            s.close()
+            raise _ProbeTimeout() from None
+        except OSError as e:
+            s.close()
+            raise _ExecFailed(f"health probe: {e.strerror or e}") from None
+        except _ExecFailed:
+            s.close()
+            raise
+        if not reply.get("ok"):
+            s.close()
+            raise _ExecFailed(reply.get("error") or "exec failed")
+        return s, int(reply.get("pid") or 0)
+
+    def exit_code(self, eid):
+        for _ in range(100):
+            try:
+                if callable(getattr(self.svc, "shim", None)):
+                    st = self.svc.shim(self.rec.id).exec_state(eid)
+                    running, code = st.running, st.exit_code
+                else:
+                    from berth.services.containers import _shim_call
+                    r = _shim_call(self.svc.shim_socket(self.rec.id), {"op": "exec_state", "exec_id": eid})
+                    if not r or not r.get("ok"):
+                        return None
+                    running, code = r.get("running"), r.get("exit_code")
+            except Exception:  # noqa: BLE001 - the shim went (the container exited)
+                return None
+            if code is not None and not running:
+                return code
+            time.sleep(0.01)
+        return None
+
+
+class _ExecFailed(Exception):
+    pass
+
+
+class _ProbeTimeout(Exception):
+    pass
+
+
 def run_probe(svc, rec, args, timeout_s):
     """One probe: an exec through the shim. Returns (exit code, output)."""
     with open(os.path.join(svc.sdir(rec.id), "bundle", "config.json")) as f:
@@ -150,28 +220,19 @@ def run_probe(svc, rec, args, timeout_s):
     proc = dict(oci["process"], args=args, terminal=False)
     proc.pop("consoleSize", None)
     eid = "health-" + secrets.token_hex(16)
-    path = svc.shim_socket(rec.id)
-    s = socket.socket(socket.AF_UNIX)
+    shim = _ShimExec(svc, rec)
     deadline = time.monotonic() + timeout_s
     out = b""
+    buf = b""
     try:
-        s.settimeout(timeout_s)
-        s.connect(path)
-        s.sendall(json.dumps({"op": "exec", "exec_id": eid, "process": proc, "stdin": False}).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            d = s.recv(65536)
-            if not d:
-                return -1, "the container's shim closed the connection"
-            buf += d
-        line, _, buf = buf.partition(b"\n")
-        reply = json.loads(line or b"{}")
-        if not reply.get("ok"):
-            msg = reply.get("error") or "exec failed"
-            low = msg.lower()
-            code = 127 if "not found" in low or "no such file" in low else 126
-            return code, msg[:MAX_OUTPUT]
-        pid = reply.get("pid") or 0
+        s, pid = shim.start(eid, proc, timeout_s)
+    except _ProbeTimeout:
+        return -1, f"Health check exceeded timeout ({_fmt_duration(timeout_s)})"
+    except _ExecFailed as e:
+        msg = str(e)
+        low = msg.lower()
+        return (127 if "not found" in low or "no such file" in low else 126), msg[:MAX_OUTPUT]
+    try:
         timed_out = False
         while True:
             while len(buf) >= 8:
@@ -205,19 +266,7 @@ def run_probe(svc, rec, args, timeout_s):
         return -1, f"health probe: {e.strerror or e}"
     finally:
         s.close()
-    from berth.services.containers import _shim_call
-    code = None
-    for _ in range(100):
-        try:
-            r = _shim_call(path, {"op": "exec_state", "exec_id": eid})
-        except OSError:
-            break
-        if not r or not r.get("ok"):
-            break
-        if r.get("exit_code") is not None:
-            code = r["exit_code"]
-            break
-        time.sleep(0.01)
+    code = shim.exit_code(eid)
     return (-1 if code is None else code), out[:MAX_OUTPUT].decode(errors="replace")
 
 

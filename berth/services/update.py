@@ -89,7 +89,10 @@ def resources_of(hc, only=None):
 
 def _apply(svc, rec, st, merged, new):
     from berth.errors import BerthError
-    from berth.services.container_ops import _cgroup
+    try:
+        from berth.services.container_ops import _cgroup
+    except ImportError:  # the processes' module of a later layout
+        from berth.services.processes import _cgroup
     mgr = _cgroup(st["Pid"])
     if mgr is None:
         raise FailedPrecondition(f"Cannot update container {rec.id}: its cgroup is not found")
