@@ -550,3 +550,25 @@ def test_health_survives_a_daemon_restart(tmp_path):
     finally:
         d.docker("rm", "-f", name)
         d.cleanup()
+
+
+def test_uts_cgroupns_cgroup_parent(eng):
+    import socket
+    p = eng.docker("run", "--rm", "--uts", "host", IMAGE, "hostname")
+    assert p.out.strip() == socket.gethostname(), p.err
+    p = eng.docker("run", "--rm", "--uts", "host", "-h", "x", IMAGE, "true")
+    assert p.returncode != 0 and "Conflicting options: hostname and the UTS mode" in p.err
+    p = eng.docker("run", "--rm", "--cgroupns", "host", IMAGE, "cat", "/proc/self/cgroup")
+    assert "/berth/" in p.out, p.out + p.err  # the host's view of the cgroup tree
+    parent = _name("bt-parent")
+    try:
+        p = eng.docker("run", "--rm", "--cgroupns", "host", "--cgroup-parent", parent, IMAGE, "cat",
+                       "/proc/self/cgroup")
+        assert f"/{parent}/" in p.out, p.out + p.err
+    finally:
+        import glob
+        for d in glob.glob(f"/sys/fs/cgroup/*/{parent}") + glob.glob(f"/sys/fs/cgroup/{parent}"):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
