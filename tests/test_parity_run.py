@@ -113,7 +113,12 @@ def test_namespaces_devices_sysctls_shm(eng):
         private = _name("priv")
         eng.docker("run", "-d", "--name", private, IMAGE, "sleep", "600", check=True)
         p = eng.docker("run", "--rm", "--ipc", f"container:{private}", IMAGE, "true")
-        assert p.returncode != 0 and "non-shareable IPC" in p.err
+        pid_ = _inspect(eng, private)["Id"]
+        assert p.returncode != 0 and (f"can't join IPC of container {pid_}: non-shareable IPC (hint: use "
+                                      "IpcMode:shareable for the donor container)") in p.err, p.err
+        eng.docker("stop", "-t", "0", private, check=True)
+        p = eng.docker("run", "--rm", "--pid", f"container:{private}", IMAGE, "true")
+        assert p.returncode != 0 and f"container {pid_} is not running" in p.err, p.err
         assert _inspect(eng, private)["HostConfig"]["IpcMode"] == "private"
         eng.docker("rm", "-f", private)
     finally:
