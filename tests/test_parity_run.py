@@ -272,6 +272,9 @@ def test_healthcheck_states_ps_events_filters(eng):
         p = eng.docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
                        f"container={name}", "--filter", "event=health_status", "--format", "{{.Action}}")
         assert p.out.split("\n")[:2] == ["health_status: unhealthy", "health_status: healthy"], p.out
+        p = eng.docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
+                       f"container={name}", "--format", "{{.Action}}")
+        assert "exec_start: /bin/sh -c test -f /tmp/ok && echo probe-ok" in p.out.splitlines(), p.out
         assert _inspect(eng, name)["Config"]["Healthcheck"] == {
             "Test": ["CMD-SHELL", "test -f /tmp/ok && echo probe-ok"], "Interval": 300000000, "Retries": 2}
         eng.docker("stop", "-t", "0", name, check=True)
@@ -282,7 +285,7 @@ def test_healthcheck_states_ps_events_filters(eng):
 
 def test_healthcheck_timeout_and_image_healthcheck(eng, tmp_path, sdk):
     _image_with_healthcheck(eng, tmp_path, "hc-image:1", {"Test": ["CMD", "true"], "Interval": 200000000})
-    a, b, c = _name("img"), _name("nohc"), _name("slow")
+    a, b, c, d = _name("img"), _name("nohc"), _name("slow"), _name("startp")
     try:
         eng.docker("run", "-d", "--name", a, "hc-image:1", "sleep", "600", check=True)
         wait_for(lambda: _health(eng, a).get("Status") == "healthy", 20, "the image's HEALTHCHECK")
@@ -298,8 +301,14 @@ def test_healthcheck_timeout_and_image_healthcheck(eng, tmp_path, sdk):
         last = _health(eng, c)["Log"][-1]
         assert last["ExitCode"] == -1 and last["Output"] == "Health check exceeded timeout (300ms)", last
         assert sdk.containers.get(c).attrs["State"]["Health"]["Status"] == "unhealthy"
+        # failures within the start period do not count
+        eng.docker("run", "-d", "--name", d, "--health-cmd", "exit 3", "--health-interval", "200ms",
+                   "--health-retries", "1", "--health-start-period", "30s", IMAGE, "sleep", "600", check=True)
+        wait_for(lambda: len(_health(eng, d).get("Log") or []) >= 2, 20, "probes")
+        h = _health(eng, d)
+        assert h["Status"] == "starting" and h["FailingStreak"] == 0 and h["Log"][-1]["ExitCode"] == 3
     finally:
-        eng.docker("rm", "-f", a, b, c)
+        eng.docker("rm", "-f", a, b, c, d)
         eng.docker("rmi", "hc-image:1")
 
 

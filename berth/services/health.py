@@ -213,13 +213,13 @@ class _ProbeTimeout(Exception):
     pass
 
 
-def run_probe(svc, rec, args, timeout_s):
+def run_probe(svc, rec, args, timeout_s, eid=None):
     """One probe: an exec through the shim. Returns (exit code, output)."""
     with open(os.path.join(svc.sdir(rec.id), "bundle", "config.json")) as f:
         oci = json.load(f)
     proc = dict(oci["process"], args=args, terminal=False)
     proc.pop("consoleSize", None)
-    eid = "health-" + secrets.token_hex(16)
+    eid = eid or secrets.token_hex(32)
     shim = _ShimExec(svc, rec)
     deadline = time.monotonic() + timeout_s
     out = b""
@@ -342,7 +342,12 @@ class HealthMonitor:
                 return
             started = time.time()
             start_s = _now()
-            code, output = run_probe(self.svc, rec, args, timeout)
+            eid = secrets.token_hex(32)
+            shown = " ".join(args)
+            self._event(ns, cid, f"exec_create: {shown}", execID=eid)  # as docker logs its probes
+            self._event(ns, cid, f"exec_start: {shown}", execID=eid)
+            code, output = run_probe(self.svc, rec, args, timeout, eid)
+            self._event(ns, cid, "exec_die", execID=eid, exitCode=code)
             if stop.is_set():
                 return
             h = _read(self.svc, cid) or {"Status": "starting", "FailingStreak": 0, "Log": []}
@@ -358,7 +363,10 @@ class HealthMonitor:
                     h["Status"] = "unhealthy"
             _write(self.svc, cid, h)
             if h["Status"] != old:
-                try:
-                    self.emit(ns, cid, "health_status: " + h["Status"])
-                except Exception:  # noqa: BLE001 - events never stop the checker
-                    pass
+                self._event(ns, cid, "health_status: " + h["Status"])
+
+    def _event(self, ns, cid, action, **attrs):
+        try:
+            self.emit(ns, cid, action, **attrs)
+        except Exception:  # noqa: BLE001 - events never stop the checker
+            pass
