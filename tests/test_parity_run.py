@@ -128,6 +128,12 @@ def test_namespaces_devices_sysctls_shm(eng):
     p = eng.docker("run", "--rm", "--device", "/dev/null:/dev/mynull", IMAGE, "sh", "-c",
                    "ls -l /dev/mynull && echo hi > /dev/mynull && echo ok")
     assert p.out.split()[0].startswith("c") and "1,   3" in p.out and p.out.split()[-1] == "ok", p.out + p.err
+    if os.path.isdir("/sys/fs/cgroup/devices"):  # the device cgroup (v1): a rule opens a device class
+        probe = "mknod /tmp/r b 7 250 && head -c 4 /tmp/r; echo rc=$?"
+        p = eng.docker("run", "--rm", IMAGE, "sh", "-c", probe)
+        assert "Operation not permitted" in p.out + p.err and "rc=1" in p.out
+        p = eng.docker("run", "--rm", "--device-cgroup-rule", "b 7:* rwm", IMAGE, "sh", "-c", probe)
+        assert "Operation not permitted" not in p.out + p.err and "rc=0" in p.out, p.out + p.err
     p = eng.docker("run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "kernel.shmmni=1000", IMAGE,
                    "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmni")
     assert p.out.split() == ["1", "1000"], p.err
