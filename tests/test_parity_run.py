@@ -592,3 +592,127 @@ def test_uts_cgroupns_cgroup_parent(eng):
                 os.rmdir(d)
             except OSError:
                 pass
+
+
+# --- the same commands against a private dockerd 20.10: the same words ---
+
+class _PeerDockerd:
+    """Debian's dockerd with its own data root, exec root and socket; no bridge, no iptables."""
+
+    def __init__(self, base):
+        import subprocess
+        self.base = str(base)
+        self.made = [d for d in ("/run/docker", "/run/docker/plugins") if not os.path.exists(d)]
+        self.sock = os.path.join(self.base, "docker.sock")
+        self.host = "unix://" + self.sock
+        self.cfg = os.path.join(self.base, "cli")
+        os.makedirs(self.cfg, exist_ok=True)
+        self.log = os.path.join(self.base, "dockerd.log")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["dockerd", "--data-root", os.path.join(self.base, "data"), "--exec-root",
+                 os.path.join(self.base, "exec"), "-H", self.host, "--pidfile", os.path.join(self.base, "d.pid"),
+                 "--iptables=false", "--ip6tables=false", "--bridge=none"],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for(lambda: self.proc.poll() is not None or self.docker("version").returncode == 0, 60, "dockerd")
+        assert self.proc.poll() is None, open(self.log).read()[-2000:]
+
+    def docker(self, *args, input=None, check=False):
+        from daemon_fixtures import _run
+        env = dict(os.environ, HOME=self.base, DOCKER_CONFIG=self.cfg)
+        env.pop("DOCKER_HOST", None)
+        return _run(["docker", "-H", self.host, *args], input, check, 120, env)
+
+    def stop(self):
+        import subprocess
+        ids = self.docker("ps", "-aq").out.split()
+        if ids:
+            self.docker("rm", "-f", *ids)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        for d in reversed(self.made):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory):
+    if not shutil.which("dockerd"):
+        pytest.skip("dockerd (Debian's docker.io) is not installed")
+    d = _PeerDockerd(tmp_path_factory.mktemp("dockerd"))
+    try:
+        d.docker("load", "-i", BUSYBOX, check=True)
+        yield d
+    finally:
+        d.stop()
+
+
+def _daemon_error(p, ids=()):
+    import re
+    line = next((x for x in p.err.splitlines() if "Error response from daemon" in x or x.startswith("docker:")), "")
+    for i in ids:
+        line = line.replace(i, "<id>").replace(i[:12], "<id12>")
+    return re.sub(r"\b[0-9a-f]{64}\b", "<id>", line)
+
+
+def test_errors_match_dockerd(eng, peer):
+    cases = [["--restart", "bogus"], ["--log-driver", "bogus"], ["--gpus", "all"], ["--link", "nonexist:db"],
+             ["-m", "10m", "--memory-reservation", "20m"], ["-m", "20m", "--memory-swap", "10m"],
+             ["--memory-swap", "10m"], ["--memory-reservation", "1m"], ["-m", "1m"], ["--oom-score-adj", "2000"],
+             ["--cpuset-cpus", "5x"], ["--cpuset-cpus", "999"], ["--ipc", "bogus"],
+             ["--pid", "container:nonexist"], ["--device", "/dev/nonexist"], ["--group-add", "nosuchgroup"],
+             ["--isolation", "hyperv"]]
+    for flags in cases:
+        ours = eng.docker("run", "--rm", *flags, IMAGE, "true")
+        theirs = peer.docker("run", "--rm", *flags, IMAGE, "true")
+        assert ours.returncode != 0 and theirs.returncode != 0, (flags, ours.err, theirs.err)
+        assert _daemon_error(ours) == _daemon_error(theirs), flags
+    # IPC of a private container, rmi of an image in use: the same words with their own ids
+    for d in (eng, peer):
+        d.docker("run", "-d", "--name", "pr-donor", IMAGE, "sleep", "600", check=True)
+    try:
+        errs = []
+        for d in (eng, peer):
+            cid = d.docker("inspect", "-f", "{{.Id}}", "pr-donor").out.strip()
+            iid = d.docker("inspect", "-f", "{{.Id}}", IMAGE).out.strip()[7:]
+            p = d.docker("run", "--rm", "--ipc", "container:pr-donor", IMAGE, "true")
+            q = d.docker("rmi", iid[:12])
+            d.docker("tag", IMAGE, "pr-other:1", check=True)
+            r = d.docker("rmi", iid[:12])
+            d.docker("rmi", "pr-other:1", check=True)
+            errs.append((_daemon_error(p, [cid, iid]), _daemon_error(q, [cid, iid]), _daemon_error(r, [cid, iid])))
+        assert errs[0] == errs[1]
+    finally:
+        for d in (eng, peer):
+            d.docker("rm", "-f", "pr-donor")
+
+
+def test_health_and_df_match_dockerd(eng, peer):
+    shapes = []
+    for d in (eng, peer):
+        d.docker("run", "-d", "--name", "pr-hc", "--health-cmd", "echo ok", "--health-interval", "300ms", IMAGE,
+                 "sleep", "600", check=True)
+    try:
+        for d in (eng, peer):
+            wait_for(lambda: "(healthy)" in d.docker("ps", "--filter", "name=pr-hc", "--format", "{{.Status}}").out,
+                     20, "healthy")
+            h = json.loads(d.docker("inspect", "pr-hc").out)[0]["State"]["Health"]
+            cfg = json.loads(d.docker("inspect", "pr-hc").out)[0]["Config"]["Healthcheck"]
+            df = d.docker("system", "df").out.splitlines()
+            shapes.append((sorted(h), h["Status"], h["FailingStreak"], sorted(h["Log"][-1]), h["Log"][-1]["Output"],
+                           cfg, df[0], [x.split()[0] for x in df]))
+        assert shapes[0] == shapes[1]
+    finally:
+        for d in (eng, peer):
+            d.docker("rm", "-f", "pr-hc")
