@@ -346,8 +346,30 @@ def test_update_resources_and_restart_policy(eng, sdk):
         p = eng.berth("update", "--cpuset-cpus", "0", name, "nonexistent")
         assert p.returncode == 1 and p.out.split() == [name] and "No such container: nonexistent" in p.err
         assert _inspect(eng, name)["HostConfig"]["CpusetCpus"] == "0"
+        # a stopped container's update takes effect at its next start
+        eng.docker("rm", "-f", name, check=True)
+        eng.docker("create", "--name", name, IMAGE, "sleep", "600", check=True)
+        eng.berth("update", "-m", "24m", "--pids-limit", "40", name, check=True)
+        eng.docker("start", name, check=True)
+        if all(os.path.exists(os.path.dirname(f)) for f in files):
+            out = eng.docker("exec", name, "cat", files[0], files[2]).out.split()
+            assert out == [str(24 << 20), "40"], out
     finally:
         eng.docker("rm", "-f", name)
+
+
+def test_cli_value_parsers():
+    from berth.cli.runflags import duration, ram
+    from berth.errors import BerthError
+    assert ram("-m", "1") == 1 and ram("-m", "64m") == 64 << 20 and ram("-m", "1.5g") == 3 << 29
+    assert ram("-m", "10kb") == 10 << 10 and ram("-m", "2GiB") == 2 << 30
+    for bad, why in (("1x", "invalid suffix: 'x'"), ("abc", "invalid size: 'abc'"), ("", "invalid size")):
+        with pytest.raises(BerthError) as e:
+            ram("-m, --memory", bad)
+        assert why in e.value.message and e.value.message.startswith(f'invalid argument "{bad}" for "-m, --memory"')
+    assert duration("health-interval", "1m30s") == 90 * 10**9 and duration("x", "250ms") == 250 * 10**6
+    with pytest.raises(BerthError):
+        duration("health-interval", "5")
 
 
 def test_export_ps_size_and_inspect_size(eng, tmp_path):
