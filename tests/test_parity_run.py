@@ -113,7 +113,12 @@ def test_namespaces_devices_sysctls_shm(eng):
         private = _name("priv")
         eng.docker("run", "-d", "--name", private, IMAGE, "sleep", "600", check=True)
         p = eng.docker("run", "--rm", "--ipc", f"container:{private}", IMAGE, "true")
-        assert p.returncode != 0 and "non-shareable IPC" in p.err
+        pid_ = _inspect(eng, private)["Id"]
+        assert p.returncode != 0 and (f"can't join IPC of container {pid_}: non-shareable IPC (hint: use "
+                                      "IpcMode:shareable for the donor container)") in p.err, p.err
+        eng.docker("stop", "-t", "0", private, check=True)
+        p = eng.docker("run", "--rm", "--pid", f"container:{private}", IMAGE, "true")
+        assert p.returncode != 0 and f"container {pid_} is not running" in p.err, p.err
         assert _inspect(eng, private)["HostConfig"]["IpcMode"] == "private"
         eng.docker("rm", "-f", private)
     finally:
@@ -123,6 +128,12 @@ def test_namespaces_devices_sysctls_shm(eng):
     p = eng.docker("run", "--rm", "--device", "/dev/null:/dev/mynull", IMAGE, "sh", "-c",
                    "ls -l /dev/mynull && echo hi > /dev/mynull && echo ok")
     assert p.out.split()[0].startswith("c") and "1,   3" in p.out and p.out.split()[-1] == "ok", p.out + p.err
+    if os.path.isdir("/sys/fs/cgroup/devices"):  # the device cgroup (v1): a rule opens a device class
+        probe = "mknod /tmp/r b 7 250 && head -c 4 /tmp/r; echo rc=$?"
+        p = eng.docker("run", "--rm", IMAGE, "sh", "-c", probe)
+        assert "Operation not permitted" in p.out + p.err and "rc=1" in p.out
+        p = eng.docker("run", "--rm", "--device-cgroup-rule", "b 7:* rwm", IMAGE, "sh", "-c", probe)
+        assert "Operation not permitted" not in p.out + p.err and "rc=0" in p.out, p.out + p.err
     p = eng.docker("run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "kernel.shmmni=1000", IMAGE,
                    "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmni")
     assert p.out.split() == ["1", "1000"], p.err
@@ -267,6 +278,9 @@ def test_healthcheck_states_ps_events_filters(eng):
         p = eng.docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
                        f"container={name}", "--filter", "event=health_status", "--format", "{{.Action}}")
         assert p.out.split("\n")[:2] == ["health_status: unhealthy", "health_status: healthy"], p.out
+        p = eng.docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
+                       f"container={name}", "--format", "{{.Action}}")
+        assert "exec_start: /bin/sh -c test -f /tmp/ok && echo probe-ok" in p.out.splitlines(), p.out
         assert _inspect(eng, name)["Config"]["Healthcheck"] == {
             "Test": ["CMD-SHELL", "test -f /tmp/ok && echo probe-ok"], "Interval": 300000000, "Retries": 2}
         eng.docker("stop", "-t", "0", name, check=True)
@@ -277,7 +291,7 @@ def test_healthcheck_states_ps_events_filters(eng):
 
 def test_healthcheck_timeout_and_image_healthcheck(eng, tmp_path, sdk):
     _image_with_healthcheck(eng, tmp_path, "hc-image:1", {"Test": ["CMD", "true"], "Interval": 200000000})
-    a, b, c = _name("img"), _name("nohc"), _name("slow")
+    a, b, c, d = _name("img"), _name("nohc"), _name("slow"), _name("startp")
     try:
         eng.docker("run", "-d", "--name", a, "hc-image:1", "sleep", "600", check=True)
         wait_for(lambda: _health(eng, a).get("Status") == "healthy", 20, "the image's HEALTHCHECK")
@@ -293,8 +307,14 @@ def test_healthcheck_timeout_and_image_healthcheck(eng, tmp_path, sdk):
         last = _health(eng, c)["Log"][-1]
         assert last["ExitCode"] == -1 and last["Output"] == "Health check exceeded timeout (300ms)", last
         assert sdk.containers.get(c).attrs["State"]["Health"]["Status"] == "unhealthy"
+        # failures within the start period do not count
+        eng.docker("run", "-d", "--name", d, "--health-cmd", "exit 3", "--health-interval", "200ms",
+                   "--health-retries", "1", "--health-start-period", "30s", IMAGE, "sleep", "600", check=True)
+        wait_for(lambda: len(_health(eng, d).get("Log") or []) >= 2, 20, "probes")
+        h = _health(eng, d)
+        assert h["Status"] == "starting" and h["FailingStreak"] == 0 and h["Log"][-1]["ExitCode"] == 3
     finally:
-        eng.docker("rm", "-f", a, b, c)
+        eng.docker("rm", "-f", a, b, c, d)
         eng.docker("rmi", "hc-image:1")
 
 
@@ -326,8 +346,30 @@ def test_update_resources_and_restart_policy(eng, sdk):
         p = eng.berth("update", "--cpuset-cpus", "0", name, "nonexistent")
         assert p.returncode == 1 and p.out.split() == [name] and "No such container: nonexistent" in p.err
         assert _inspect(eng, name)["HostConfig"]["CpusetCpus"] == "0"
+        # a stopped container's update takes effect at its next start
+        eng.docker("rm", "-f", name, check=True)
+        eng.docker("create", "--name", name, IMAGE, "sleep", "600", check=True)
+        eng.berth("update", "-m", "24m", "--pids-limit", "40", name, check=True)
+        eng.docker("start", name, check=True)
+        if all(os.path.exists(os.path.dirname(f)) for f in files):
+            out = eng.docker("exec", name, "cat", files[0], files[2]).out.split()
+            assert out == [str(24 << 20), "40"], out
     finally:
         eng.docker("rm", "-f", name)
+
+
+def test_cli_value_parsers():
+    from berth.cli.runflags import duration, ram
+    from berth.errors import BerthError
+    assert ram("-m", "1") == 1 and ram("-m", "64m") == 64 << 20 and ram("-m", "1.5g") == 3 << 29
+    assert ram("-m", "10kb") == 10 << 10 and ram("-m", "2GiB") == 2 << 30
+    for bad, why in (("1x", "invalid suffix: 'x'"), ("abc", "invalid size: 'abc'"), ("", "invalid size")):
+        with pytest.raises(BerthError) as e:
+            ram("-m, --memory", bad)
+        assert why in e.value.message and e.value.message.startswith(f'invalid argument "{bad}" for "-m, --memory"')
+    assert duration("health-interval", "1m30s") == 90 * 10**9 and duration("x", "250ms") == 250 * 10**6
+    with pytest.raises(BerthError):
+        duration("health-interval", "5")
 
 
 def test_export_ps_size_and_inspect_size(eng, tmp_path):
@@ -394,6 +436,15 @@ def test_system_df_and_prune(eng, sdk):
         # docker's own CLI through the prune endpoints (build cache included)
         p = eng.docker("system", "prune", "-f")
         assert p.returncode == 0 and "Total reclaimed space" in p.out, p.err
+        # -a --volumes: an anonymous volume left by a removed container goes; the image in use stays
+        anon = _name("anon")
+        eng.docker("create", "--name", anon, "-v", "/scratch", IMAGE, "true", check=True)
+        vname = next(m["Name"] for m in _inspect(eng, anon)["Mounts"] if m["Destination"] == "/scratch")
+        eng.docker("rm", anon, check=True)
+        p = eng.berth("system", "prune", "-a", "--volumes", "-f")
+        assert p.returncode == 0 and f"Deleted Volumes:\n{vname}\n" in p.out, p.out + p.err
+        assert eng.docker("volume", "inspect", vol).returncode == 0  # named, in use
+        assert eng.docker("image", "inspect", IMAGE).returncode == 0  # used by a container
     finally:
         eng.docker("rm", "-f", keep, gone)
         eng.docker("volume", "rm", vol)
@@ -449,3 +500,241 @@ def test_rmi_of_an_image_in_use_is_a_conflict(eng, sdk):
         eng.docker("rm", "-f", made)
         eng.docker("tag", "inuse:1", IMAGE)
         eng.docker("rmi", "inuse:1")
+
+
+# --- 5. the CLI's flags and --help ---
+
+_COMMANDS = ["run", "create", "exec", "ps", "start", "stop", "restart", "kill", "rm", "logs", "wait", "attach",
+             "update", "export", "pause", "unpause", "rename", "top", "stats", "cp", "port", "diff", "events",
+             "inspect", "images", "rmi", "pull", "push", "tag", "history", "save", "load", "import", "login",
+             "logout", "info", "version", "system df", "system prune", "container prune", "image prune",
+             "volume create", "volume ls", "volume inspect", "volume rm", "volume prune"]
+
+
+def _long_flags(text):
+    import re
+    return {m for m in re.findall(r"^\s+(?:-\w, )?(--[a-z0-9-]+)", text, re.M)} - {"--help"}
+
+
+def test_every_docker_flag_is_accepted_and_described(eng):
+    for c in _COMMANDS:
+        args = c.split()
+        want = _long_flags(eng.docker(*args, "--help").out)
+        p = eng.berth(*args, "--help")
+        assert p.returncode == 0, (c, p.err)
+        have = _long_flags(p.out)
+        assert want <= have, (c, sorted(want - have))
+        assert p.out.startswith(f"\nUsage:  berth {c}"), p.out[:80]
+        options = p.out.split("Options:\n", 1)[1].splitlines()
+        for line in options:
+            if line.startswith("  -"):
+                spec_and_text = line.strip().split("   ")
+                assert len([x for x in spec_and_text if x.strip()]) >= 2, (c, line)  # a description follows
+
+
+def test_flags_take_effect_or_are_refused(eng, tmp_path):
+    name = _name("flags")
+    labels = tmp_path / "labels"
+    labels.write_text("# comment\na=1\nb=2\n")
+    p = eng.berth("run", "-q", "-a", "stdout", "--label-file", str(labels), "-l", "b=3", "--name", name,
+                  "--annotation", "org.example.x=y", IMAGE, "sh", "-c", "echo to-out; echo to-err >&2")
+    assert p.returncode == 0 and p.out == "to-out\n" and p.err == "", (p.out, p.err)
+    info = _inspect(eng, name)
+    assert info["Config"]["Labels"]["a"] == "1" and info["Config"]["Labels"]["b"] == "3"
+    assert (info["Config"]["AttachStdout"], info["Config"]["AttachStderr"]) == (True, False)
+    eng.berth("rm", name, check=True)
+    for flags, msg in ((["--gpus", "all"], 'could not select device driver "" with capabilities: [[gpu]]'),
+                       (["--blkio-weight", "300"], "berth does not support BlkioWeight (--blkio-weight)"),
+                       (["--memory-swappiness", "10"], "berth does not support MemorySwappiness"),
+                       (["--storage-opt", "size=1G"], "--storage-opt is supported only for overlay over xfs"),
+                       (["--userns", "private"], "invalid USER mode"),
+                       (["--isolation", "hyperv"], "Invalid isolation: \"hyperv\" - linux only supports 'default'"),
+                       (["--use-api-socket"], "--use-api-socket is not supported by berth"),
+                       (["-a", "stdin", "-d"], "conflicting options: cannot specify both --attach and --detach"),
+                       (["--health-interval", "3x"], 'time: invalid duration "3x"')):
+        p = eng.berth("run", "--rm", *flags, IMAGE, "true")
+        assert p.returncode == 125 and msg in p.err and len(p.err.strip().splitlines()) == 1, (flags, p.err)
+    # start -a: the output and the exit code of the container
+    c = _name("start")
+    eng.berth("create", "--name", c, IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3", check=True)
+    p = eng.berth("start", "-a", c)
+    assert (p.returncode, p.out, p.err) == (3, "out\n", "err\n")
+    eng.berth("rm", c)
+    # stop -s, exec --env-file, --detach-keys accepted
+    eng.berth("run", "-d", "--name", c, IMAGE, "sh", "-c",
+              "trap 'echo got-usr1; exit 0' USR1; while true; do sleep 0.1; done", check=True)
+    env = tmp_path / "env"
+    env.write_text("A=1\nB=2\n")
+    p = eng.berth("exec", "--env-file", str(env), "-e", "B=3", "--detach-keys", "ctrl-x", c, "sh", "-c", "echo $A $B")
+    assert p.out == "1 3\n", p.err
+    eng.berth("stop", "-s", "USR1", c, check=True)
+    assert eng.berth("logs", "--details", c).out == "got-usr1\n"
+    eng.berth("rm", c)
+
+
+def test_health_survives_a_daemon_restart(tmp_path):
+    d = Daemon(tmp_path / "berthd")
+    d.start()
+    name = _name("hcr")
+    try:
+        d.berth("load", "-i", BUSYBOX, check=True)
+        d.docker("run", "-d", "--name", name, "--health-cmd", "true", "--health-interval", "200ms", IMAGE,
+                 "sleep", "600", check=True)
+        wait_for(lambda: (json.loads(d.docker("inspect", name).out)[0]["State"].get("Health") or {})
+                 .get("Status") == "healthy", 20, "healthy")
+        d.kill9()  # the container (and its shim) keep running
+        d.start()
+        h = json.loads(d.docker("inspect", name).out)[0]["State"]["Health"]
+        assert h["Status"] == "healthy", h  # not back to "starting": the container did not restart
+        last = h["Log"][-1]["Start"]
+        wait_for(lambda: json.loads(d.docker("inspect", name).out)[0]["State"]["Health"]["Log"][-1]["Start"] != last,
+                 20, "probes after the restart")
+    finally:
+        d.docker("rm", "-f", name)
+        d.cleanup()
+
+
+def test_uts_cgroupns_cgroup_parent(eng):
+    import socket
+    p = eng.docker("run", "--rm", "--uts", "host", IMAGE, "hostname")
+    assert p.out.strip() == socket.gethostname(), p.err
+    p = eng.docker("run", "--rm", "--uts", "host", "-h", "x", IMAGE, "true")
+    assert p.returncode != 0 and "Conflicting options: hostname and the UTS mode" in p.err
+    p = eng.docker("run", "--rm", "--cgroupns", "host", IMAGE, "cat", "/proc/self/cgroup")
+    assert "/berth/" in p.out, p.out + p.err  # the host's view of the cgroup tree
+    parent = _name("bt-parent")
+    try:
+        p = eng.docker("run", "--rm", "--cgroupns", "host", "--cgroup-parent", parent, IMAGE, "cat",
+                       "/proc/self/cgroup")
+        assert f"/{parent}/" in p.out, p.out + p.err
+    finally:
+        import glob
+        for d in glob.glob(f"/sys/fs/cgroup/*/{parent}") + glob.glob(f"/sys/fs/cgroup/{parent}"):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+# --- the same commands against a private dockerd 20.10: the same words ---
+
+class _PeerDockerd:
+    """Debian's dockerd with its own data root, exec root and socket; no bridge, no iptables."""
+
+    def __init__(self, base):
+        import subprocess
+        self.base = str(base)
+        self.made = [d for d in ("/run/docker", "/run/docker/plugins") if not os.path.exists(d)]
+        self.sock = os.path.join(self.base, "docker.sock")
+        self.host = "unix://" + self.sock
+        self.cfg = os.path.join(self.base, "cli")
+        os.makedirs(self.cfg, exist_ok=True)
+        self.log = os.path.join(self.base, "dockerd.log")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["dockerd", "--data-root", os.path.join(self.base, "data"), "--exec-root",
+                 os.path.join(self.base, "exec"), "-H", self.host, "--pidfile", os.path.join(self.base, "d.pid"),
+                 "--iptables=false", "--ip6tables=false", "--bridge=none"],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for(lambda: self.proc.poll() is not None or self.docker("version").returncode == 0, 60, "dockerd")
+        assert self.proc.poll() is None, open(self.log).read()[-2000:]
+
+    def docker(self, *args, input=None, check=False):
+        from daemon_fixtures import _run
+        env = dict(os.environ, HOME=self.base, DOCKER_CONFIG=self.cfg)
+        env.pop("DOCKER_HOST", None)
+        return _run(["docker", "-H", self.host, *args], input, check, 120, env)
+
+    def stop(self):
+        import subprocess
+        ids = self.docker("ps", "-aq").out.split()
+        if ids:
+            self.docker("rm", "-f", *ids)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        for d in reversed(self.made):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory):
+    if not shutil.which("dockerd"):
+        pytest.skip("dockerd (Debian's docker.io) is not installed")
+    d = _PeerDockerd(tmp_path_factory.mktemp("dockerd"))
+    try:
+        d.docker("load", "-i", BUSYBOX, check=True)
+        yield d
+    finally:
+        d.stop()
+
+
+def _daemon_error(p, ids=()):
+    import re
+    line = next((x for x in p.err.splitlines() if "Error response from daemon" in x or x.startswith("docker:")), "")
+    for i in ids:
+        line = line.replace(i, "<id>").replace(i[:12], "<id12>")
+    return re.sub(r"\b[0-9a-f]{64}\b", "<id>", line)
+
+
+def test_errors_match_dockerd(eng, peer):
+    cases = [["--restart", "bogus"], ["--log-driver", "bogus"], ["--gpus", "all"], ["--link", "nonexist:db"],
+             ["-m", "10m", "--memory-reservation", "20m"], ["-m", "20m", "--memory-swap", "10m"],
+             ["--memory-swap", "10m"], ["--memory-reservation", "1m"], ["-m", "1m"], ["--oom-score-adj", "2000"],
+             ["--cpuset-cpus", "5x"], ["--cpuset-cpus", "999"], ["--ipc", "bogus"],
+             ["--pid", "container:nonexist"], ["--device", "/dev/nonexist"], ["--group-add", "nosuchgroup"],
+             ["--isolation", "hyperv"]]
+    for flags in cases:
+        ours = eng.docker("run", "--rm", *flags, IMAGE, "true")
+        theirs = peer.docker("run", "--rm", *flags, IMAGE, "true")
+        assert ours.returncode != 0 and theirs.returncode != 0, (flags, ours.err, theirs.err)
+        assert _daemon_error(ours) == _daemon_error(theirs), flags
+    # IPC of a private container, rmi of an image in use: the same words with their own ids
+    for d in (eng, peer):
+        d.docker("run", "-d", "--name", "pr-donor", IMAGE, "sleep", "600", check=True)
+    try:
+        errs = []
+        for d in (eng, peer):
+            cid = d.docker("inspect", "-f", "{{.Id}}", "pr-donor").out.strip()
+            iid = d.docker("inspect", "-f", "{{.Id}}", IMAGE).out.strip()[7:]
+            p = d.docker("run", "--rm", "--ipc", "container:pr-donor", IMAGE, "true")
+            q = d.docker("rmi", iid[:12])
+            d.docker("tag", IMAGE, "pr-other:1", check=True)
+            r = d.docker("rmi", iid[:12])
+            d.docker("rmi", "pr-other:1", check=True)
+            errs.append((_daemon_error(p, [cid, iid]), _daemon_error(q, [cid, iid]), _daemon_error(r, [cid, iid])))
+        assert errs[0] == errs[1]
+    finally:
+        for d in (eng, peer):
+            d.docker("rm", "-f", "pr-donor")
+
+
+def test_health_and_df_match_dockerd(eng, peer):
+    shapes = []
+    for d in (eng, peer):
+        d.docker("run", "-d", "--name", "pr-hc", "--health-cmd", "echo ok", "--health-interval", "300ms", IMAGE,
+                 "sleep", "600", check=True)
+    try:
+        for d in (eng, peer):
+            wait_for(lambda: "(healthy)" in d.docker("ps", "--filter", "name=pr-hc", "--format", "{{.Status}}").out,
+                     20, "healthy")
+            h = json.loads(d.docker("inspect", "pr-hc").out)[0]["State"]["Health"]
+            cfg = json.loads(d.docker("inspect", "pr-hc").out)[0]["Config"]["Healthcheck"]
+            df = d.docker("system", "df").out.splitlines()
+            shapes.append((sorted(h), h["Status"], h["FailingStreak"], sorted(h["Log"][-1]), h["Log"][-1]["Output"],
+                           cfg, df[0], [x.split()[0] for x in df]))
+        assert shapes[0] == shapes[1]
+    finally:
+        for d in (eng, peer):
+            d.docker("rm", "-f", "pr-hc")

@@ -93,7 +93,7 @@ async def stop(request):
     s = services(request)
     t = request.query.get("t")
     stopped = await s.run(s.containers.stop, namespace_of(request), request.match_info["id"],
-                          int(t) if t not in (None, "") else None)
+                          int(t) if t not in (None, "") else None, request.query.get("signal") or None)
     return web.Response(status=204 if stopped else 304, headers=stream_headers())
 
 
@@ -258,5 +258,5 @@ async def restart(request):
     s = services(request)
     t = request.query.get("t")
     await s.run_wait(s.containers.restart, namespace_of(request), request.match_info["id"],
-                     int(t) if t not in (None, "") else None)
+                     int(t) if t not in (None, "") else None, request.query.get("signal") or None)
     return web.Response(status=204, headers=stream_headers())

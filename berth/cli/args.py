@@ -3,8 +3,8 @@
 A small parser with the part of argparse's interface the commands use (flags with one or more
 names, store_true/append actions, types, choices, defaults, positionals with ?, + and ...
 (the rest of the line), short flags combined as in `-it`, `--flag=value`, `--`). argparse
-itself costs ~7 ms to import, and every berth command pays its start-up; `--help` still uses
-argparse to print the usage.
+itself costs ~7 ms to import, and every berth command pays its start-up; `--help` is laid out
+as docker's (cli/flaghelp.py).
 """
 
 import sys
@@ -72,18 +72,9 @@ class Parser:
         raise BerthError(f"{self.cmd}: {message}")
 
     def print_help(self):
-        import argparse
-        p = argparse.ArgumentParser(prog=f"berth {self.cmd}", description=self.description, add_help=False)
-        for a in self.args:
-            kw = {k: v for k, v in a.kw.items() if k in ("action", "default", "help", "choices", "dest", "metavar")}
-            if a.nargs is not None:
-                kw["nargs"] = argparse.REMAINDER if a.nargs == REMAINDER else a.nargs
-            if a.type is not None:
-                kw["type"] = a.type
-            if a.positional:
-                kw.pop("dest", None)
-            p.add_argument(*a.names, **kw)
-        p.print_help()
+        """docker's layout: usage, description, every flag with its type and help."""
+        from berth.cli import flaghelp
+        sys.stdout.write(flaghelp.render(self))
 
     def parse_args(self, argv):
         ns = Namespace()

@@ -132,7 +132,12 @@ def run(ctx, argv, cmd):
             raise _Exit(_start_code(e.message), e.message)
         print(cid)
         return 0
-    attach = ctx.client.container_attach(cid, stdin=a.interactive)
+    if a.attach:  # -a: only the streams asked for
+        want = {x.lower() for x in a.attach}
+        attach = ctx.client.upgrade("POST", f"/containers/{cid}/attach", params={
+            "stream": True, "stdin": "stdin" in want, "stdout": "stdout" in want, "stderr": "stderr" in want})
+    else:
+        attach = ctx.client.container_attach(cid, stdin=a.interactive)
     # as docker does: the wait is registered (its headers answered) before the start, so a quick
     # exit, and --rm's removal right after it, cannot make the wait miss the exit code
     waiter = ctx.client.call("POST", f"/containers/{cid}/wait",
@@ -249,9 +254,42 @@ def start(ctx, argv, cmd):
     p = parser(cmd, "start containers")
     p.add_argument("-a", "--attach", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("--detach-keys")
+    p.add_argument("--checkpoint")
+    p.add_argument("--checkpoint-dir")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
+    if a.checkpoint or a.checkpoint_dir:
+        raise BerthError("checkpoints are not supported by berth (--checkpoint, --checkpoint-dir)")
+    if a.attach or a.interactive:
+        return _start_attached(ctx, a)
     return for_each(a.names, lambda n: ctx.client.container_start(n))
+
+
+def _start_attached(ctx, a):
+    """docker start -a [-i]: one container, its output here, its exit code ours."""
+    if len(a.names) > 1:
+        raise BerthError("you cannot start and attach multiple containers at once")
+    info = ctx.client.container_inspect(a.names[0])
+    cid, cfg = info["Id"], info.get("Config") or {}
+    tty = bool(cfg.get("Tty"))
+    stdin = bool(a.interactive and cfg.get("OpenStdin"))
+    if tty and stdin and not os.isatty(0):
+        raise _Exit(1, "the input device is not a TTY")
+    attach = ctx.client.container_attach(cid, stdin=stdin)
+    waiter = ctx.client.call("POST", f"/containers/{cid}/wait", params={"condition": "next-exit"}, stream=True)
+    try:
+        ctx.client.container_start(cid)
+    except BerthError:
+        attach.close()
+        waiter.close()
+        raise
+    _stream(ctx, cid, attach, tty, stdin, True, detach_keys=_detach_keys(a.detach_keys or "ctrl-p,ctrl-q"))
+    try:
+        res = waiter.json() or {}
+    finally:
+        waiter.close()
+    return res.get("StatusCode", 0)
 
 
 def ps(ctx, argv, cmd):
@@ -346,11 +384,12 @@ def rm(ctx, argv, cmd):
 
 def stop(ctx, argv, cmd):
     p = parser(cmd, "stop containers")
-    p.add_argument("-t", "--time", "--timeout", type=int, dest="timeout")
+    p.add_argument("-t", "--timeout", "--time", type=int, dest="timeout")
     p.add_argument("-s", "--signal")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
-    return for_each(a.names, lambda n: ctx.client.container_stop(n, a.timeout))
+    return for_each(a.names, lambda n: ctx.client.call("POST", f"/containers/{n}/stop",
+                                                       params={"t": a.timeout, "signal": a.signal}))
 
 
 def kill(ctx, argv, cmd):
@@ -378,6 +417,7 @@ def logs(ctx, argv, cmd):
     p.add_argument("--since")
     p.add_argument("--until")
     p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("--details", action="store_true")  # berth's json-file log has no extra attributes
     p.add_argument("name")
     a = p.parse_args(argv)
     info = ctx.client.container_inspect(a.name)
@@ -436,6 +476,8 @@ def exec_(ctx, argv, cmd):
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("-d", "--detach", action="store_true")
     p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("--env-file", action="append", default=[])
+    p.add_argument("--detach-keys")
     p.add_argument("-w", "--workdir")
     p.add_argument("-u", "--user")
     p.add_argument("--privileged", action="store_true")
@@ -444,6 +486,9 @@ def exec_(ctx, argv, cmd):
     a = p.parse_args(argv)
     if not a.command:
         raise BerthError(f"{cmd}: requires at least 2 arguments")
+    if a.env_file:
+        from berth.cli.runflags import _kv_file
+        a.env = [line for path in a.env_file for line in _kv_file(path)] + list(a.env)
     body = {"AttachStdin": a.interactive and not a.detach, "AttachStdout": not a.detach,
             "AttachStderr": not a.detach, "Tty": a.tty, "Cmd": a.command,
             "Env": [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in a.env], "Privileged": a.privileged}
@@ -459,7 +504,8 @@ def exec_(ctx, argv, cmd):
         resp = ctx.client.exec_start(eid, tty=a.tty)
     except BerthError as e:
         raise _Exit(_start_code(e.message), e.message)
-    _stream(ctx, a.container, resp, a.tty, a.interactive, False)
+    _stream(ctx, a.container, resp, a.tty, a.interactive, False,
+            detach_keys=_detach_keys(a.detach_keys or "ctrl-p,ctrl-q"))
     info = ctx.client.exec_inspect(eid)
     code = info.get("ExitCode")
     return 126 if code is None else code
@@ -467,10 +513,12 @@ def exec_(ctx, argv, cmd):
 
 def restart(ctx, argv, cmd):
     p = parser(cmd, "restart containers")
-    p.add_argument("-t", "--time", "--timeout", type=int, dest="timeout")
+    p.add_argument("-t", "--timeout", "--time", type=int, dest="timeout")
+    p.add_argument("-s", "--signal")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
-    return for_each(a.names, lambda n: ctx.client.call("POST", f"/containers/{n}/restart", params={"t": a.timeout}))
+    return for_each(a.names, lambda n: ctx.client.call("POST", f"/containers/{n}/restart",
+                                                       params={"t": a.timeout, "signal": a.signal}))
 
 
 def attach(ctx, argv, cmd):

@@ -22,6 +22,7 @@ def pull(ctx, argv, cmd):
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--platform")
     p.add_argument("-a", "--all-tags", action="store_true")
+    p.add_argument("--disable-content-trust", default="true")  # no content trust here: nothing to verify
     p.add_argument("name")
     a = p.parse_args(argv)
     if a.all_tags:
@@ -39,8 +40,12 @@ def push(ctx, argv, cmd):
     p = parser(cmd, "push an image to a registry")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-a", "--all-tags", action="store_true")
+    p.add_argument("--disable-content-trust", default="true")  # no content trust here: nothing to sign
+    p.add_argument("--platform")
     p.add_argument("name")
     a = p.parse_args(argv)
+    if a.platform:
+        raise BerthError("push --platform is not supported by berth: it pushes the image as stored")
     ref = _ref(a.name)
     from berth.cli.progress import show
     resp = ctx.client.image_push(str(ref), auth=_registry_auth(ref))
@@ -67,8 +72,11 @@ def ls(ctx, argv, cmd):
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format")
+    p.add_argument("--tree", action="store_true")
     p.add_argument("reference", nargs="?")
     a = p.parse_args(argv)
+    if a.tree:
+        raise BerthError("--tree is not supported by berth (images are listed per platform in `berth image inspect`)")
     filters = parse_filters(cmd, a.filter)
     if a.reference:
         filters.setdefault("reference", []).append(a.reference)
@@ -127,8 +135,11 @@ def rm(ctx, argv, cmd):
     p = parser(cmd, "remove images")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("--no-prune", action="store_true")
+    p.add_argument("--platform")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
+    if a.platform:
+        raise BerthError("rmi --platform is not supported by berth: an image is removed with all its platforms")
     failed = 0
     for n in a.names:
         try:
@@ -157,6 +168,7 @@ def inspect(ctx, argv, cmd):
     p = parser(cmd, "show details of images")
     p.add_argument("-f", "--format")
     p.add_argument("--type", choices=["image", "container", "network", "volume"])
+    p.add_argument("-s", "--size", action="store_true")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
     import json
@@ -164,7 +176,7 @@ def inspect(ctx, argv, cmd):
     failed = 0
     for n in a.names:
         try:
-            results.append(_inspect_one(ctx, n, a.type))
+            results.append(_inspect_one(ctx, n, a.type, a.size))
         except BerthError as e:
             print(f"berth: {e.message}" if "No such" in e.message else f"berth: Error: No such object: {n}",
                   file=sys.stderr)
@@ -177,7 +189,7 @@ def inspect(ctx, argv, cmd):
     return 1 if failed else 0
 
 
-def _inspect_one(ctx, name, kind):
+def _inspect_one(ctx, name, kind, size=False):
     """docker inspect: a container, else an image, else a network, else a volume (or --type's)."""
     from berth.errors import NotFound
     kinds = [kind] if kind else ["container", "image", "network", "volume"]
@@ -187,6 +199,8 @@ def _inspect_one(ctx, name, kind):
         if get is None:
             continue
         try:
+            if k == "container" and size:  # inspect -s: SizeRw, SizeRootFs
+                return ctx.client.call("GET", f"/containers/{name}/json", params={"size": 1})
             return get(name)
         except NotFound:
             if i == len(kinds) - 1:
@@ -200,8 +214,11 @@ def history(ctx, argv, cmd):
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-H", "--human", default="true")
     p.add_argument("--format")
+    p.add_argument("--platform")
     p.add_argument("name")
     a = p.parse_args(argv)
+    if a.platform:
+        raise BerthError("history --platform is not supported by berth")
     rows = ctx.client.image_history(a.name)
     human = a.human.lower() not in ("false", "0")
     out = []

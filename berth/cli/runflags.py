@@ -101,10 +101,11 @@ def add(p, run=True):
     A("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
     A("--link", **app, help="Add link to another container")
     A("--link-local-ip", **app, help="Container IPv4/IPv6 link-local addresses")
-    A("--ip6", help="IPv6 address (e.g., 2001:db8::33)")
     A("--use-api-socket", action="store_true", help="Bind mount Docker API socket and required auth (refused)")
     from berth.cli import netflags
     netflags.add_flags(p)
+    if "--ip6" not in p.flags:  # netflags may define it (the networks' flags)
+        A("--ip6", help="IPv6 address (e.g., 2001:db8::33)")
     A("-v", "--volume", **app, help="Bind mount a volume")
     A("--mount", **app, help="Attach a filesystem mount to the container")
     A("--tmpfs", **app, help="Mount a tmpfs directory")
@@ -143,7 +144,7 @@ def duration(flag, s):
     units = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
     parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", s)
     if not parts or "".join(a + b for a, b in parts) != s:
-        raise BerthError(f"invalid argument {s!r} for \"--{flag}\" flag: time: invalid duration \"{s}\"")
+        raise BerthError(f"invalid argument \"{s}\" for \"--{flag}\" flag: time: invalid duration \"{s}\"")
     return int(sum(float(a) * units[b] for a, b in parts))
 
 
@@ -172,7 +173,7 @@ def _device(spec):
     elif len(parts) == 3:
         dst, perms = parts[1], parts[2]
     elif len(parts) > 3:
-        raise BerthError(f"invalid argument {spec!r} for \"--device\" flag: invalid device specification: {spec}")
+        raise BerthError(f"invalid argument \"{spec}\" for \"--device\" flag: invalid device specification: {spec}")
     return {"PathOnHost": src, "PathInContainer": dst, "CgroupPermissions": perms}
 
 
@@ -181,7 +182,7 @@ def _throttle(flag, values, iops):
     for v in values:
         path, sep, rate = v.rpartition(":")
         if not sep or not path.startswith("/dev/"):
-            raise BerthError(f"invalid argument {v!r} for \"--{flag}\" flag: bad format: {v}")
+            raise BerthError(f"invalid argument \"{v}\" for \"--{flag}\" flag: bad format: {v}")
         out.append({"Path": path, "Rate": int(rate) if iops else ram(f"--{flag}", rate)})
     return out
 
@@ -231,7 +232,7 @@ def apply(a, body, interactive_tty_check=True):
         for s in a.sysctl:
             k, eq, v = s.partition("=")
             if not eq:
-                raise BerthError(f"invalid argument {s!r} for \"--sysctl\" flag: sysctl '{s}' is not allowed")
+                raise BerthError(f"invalid argument \"{s}\" for \"--sysctl\" flag: sysctl '{s}' is not allowed")
             sysctls[k] = v
         hc["Sysctls"] = sysctls
     if a.device:
@@ -240,7 +241,7 @@ def apply(a, body, interactive_tty_check=True):
         import re
         for r in a.device_cgroup_rule:
             if not re.fullmatch(r"([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})", r):
-                raise BerthError(f"invalid argument {r!r} for \"--device-cgroup-rule\" flag: "
+                raise BerthError(f"invalid argument \"{r}\" for \"--device-cgroup-rule\" flag: "
                                  f"invalid device cgroup format '{r}'")
         hc["DeviceCgroupRules"] = list(a.device_cgroup_rule)
     if a.gpus:
@@ -319,7 +320,7 @@ def apply(a, body, interactive_tty_check=True):
         want = set()
         for s in a.attach:
             if s.lower() not in ("stdin", "stdout", "stderr"):
-                raise BerthError(f"invalid argument {s!r} for \"-a, --attach\" flag: valid streams are STDIN, "
+                raise BerthError(f"invalid argument \"{s}\" for \"-a, --attach\" flag: valid streams are STDIN, "
                                  "STDOUT and STDERR")
             want.add(s.lower())
         if getattr(a, "detach", False):

@@ -23,8 +23,16 @@ def create(ctx, argv, cmd):
     p.add_argument("-o", "--opt", action="append", default=[])
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--name", dest="name_flag")
+    for flag in ("--availability", "--group", "--limit-bytes", "--required-bytes", "--scope", "--secret",
+                 "--sharing", "--topology-preferred", "--topology-required", "--type"):
+        p.add_argument(flag, action="append", default=[], help="Cluster Volumes only (refused: no swarm)")
     p.add_argument("name", nargs="?")
     a = p.parse_args(argv)
+    for flag in ("availability", "group", "limit_bytes", "required_bytes", "scope", "secret", "sharing",
+                 "topology_preferred", "topology_required", "type"):
+        if getattr(a, flag):
+            raise BerthError(f"--{flag.replace('_', '-')}: cluster volumes need a swarm, and this node is not "
+                             "part of a swarm")
     if a.name and a.name_flag and a.name != a.name_flag:
         raise BerthError(f"{cmd}: conflicting options: either specify --name or provide positional arg, not both")
     a.name = a.name or a.name_flag
@@ -51,7 +59,10 @@ def ls(ctx, argv, cmd):
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format")
+    p.add_argument("--cluster", action="store_true", help="Display only cluster volumes (refused: no swarm)")
     a = p.parse_args(argv)
+    if a.cluster:
+        raise BerthError("--cluster: cluster volumes need a swarm, and this node is not part of a swarm")
     res = ctx.client.volumes(filters=parse_filters(cmd, a.filter) or None)
     vols = sorted(res.get("Volumes") or [], key=lambda v: v["Name"])
     for w in res.get("Warnings") or []:

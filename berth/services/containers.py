@@ -481,7 +481,7 @@ class ContainerService:
         if n == signal.SIGKILL:
             self.states.wait_for(rec.id, lambda s: s is None or not s.running, 30)
 
-    def stop(self, ns: str, ref: str, timeout: int | None = None) -> bool:
+    def stop(self, ns: str, ref: str, timeout: int | None = None, signal_: str | None = None) -> bool:
         rec = self.get(ns, ref)
         st = self.states.get(ns, rec.id, rec)
         if st.status == S.RESTARTING:  # between an exit and its restart: no restart then
@@ -493,7 +493,7 @@ class ContainerService:
             return False
         self.mark_stopped_by_user(ns, rec)
         spec = rec.spec_json()
-        sig = spec.get("StopSignal") or "TERM"
+        sig = signal_ or spec.get("StopSignal") or "TERM"
         t = 10 if timeout is None else int(timeout)
         if spec.get("StopTimeout") is not None and timeout is None:
             t = int(spec["StopTimeout"])
@@ -514,9 +514,9 @@ class ContainerService:
         self.events.container(ns, rec, "stop")
         return True
 
-    def restart(self, ns: str, ref: str, timeout: int | None = None) -> None:
+    def restart(self, ns: str, ref: str, timeout: int | None = None, signal_: str | None = None) -> None:
         rec = self.get(ns, ref)
-        self.stop(ns, rec.id, timeout)
+        self.stop(ns, rec.id, timeout, signal_)
         self.wait_exit(ns, rec.id)
         self.start(ns, rec.id)
         self.events.container(ns, rec, "restart")
@@ -680,13 +680,13 @@ class ContainerService:
                 "Tty": bool(spec.get("Tty")), "OpenStdin": bool(spec.get("OpenStdin")),
                 "StdinOnce": bool(spec.get("StdinOnce")), "Env": env,
                 "Cmd": spec.get("Cmd") if spec.get("Cmd") else ic.get("Cmd"),
+                **({"Healthcheck": spec["Healthcheck"]} if spec.get("Healthcheck") else {}),
                 "Image": (rec.extensions or {}).get("image_name") or rec.image,
                 "Volumes": dict(ic.get("Volumes") or {}, **(spec.get("Volumes") or {})) or None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
                 "Entrypoint": spec.get("Entrypoint") if spec.get("Entrypoint") is not None else ic.get("Entrypoint"),
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
                 "StopSignal": spec.get("StopSignal") or ic.get("StopSignal"),
                 **({"MacAddress": spec["MacAddress"]} if spec.get("MacAddress") else {}),
-                **({"Healthcheck": spec["Healthcheck"]} if spec.get("Healthcheck") else {}),
             },
             "NetworkSettings": self.network_settings(rec, st),
         }

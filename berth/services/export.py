@@ -157,7 +157,6 @@ def disk_usage(svc, ns, volumes_service=None):
     layer_size = {}
     for img in svc.images.list(ns):
         try:
-            names = [n for n in img.get("RepoTags") or [] if n != "<none>:<none>"]
             r = svc.images.resolve(ns, img["Id"])
             for layer in r.layers:
                 d = layer.get("digest")

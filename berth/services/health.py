@@ -143,29 +143,65 @@ def _now():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // NS)) + f".{ns % NS:09d}Z"
 
 
-def run_probe(svc, rec, args, timeout_s):
+class _ShimExec:
+    """A probe's exec, through the shim's one client (ContainerService.shim)."""
+
+    def __init__(self, svc, rec):
+        self.svc, self.rec = svc, rec
+
+    def start(self, eid, proc, timeout_s):
+        """(socket carrying the exec's multiplexed output, pid); raises _ExecFailed."""
+        from berth.shim import protocol as proto
+        try:
+            sock, reply = self.svc.shim(self.rec.id).open(proto.Exec(exec_id=eid, process=proc, stdin=False),
+                                                          timeout=timeout_s)
+        except socket.timeout:
+            raise _ProbeTimeout() from None
+        except Exception as e:  # noqa: BLE001 - the shim's error kinds
+            raise _ExecFailed(getattr(e, "message", None) or str(e)) from None
+        return sock, int(reply.get("pid") or 0)
+
+    def exit_code(self, eid):
+        for _ in range(100):
+            try:
+                st = self.svc.shim(self.rec.id).exec_state(eid)
+                running, code = st.running, st.exit_code
+            except Exception:  # noqa: BLE001 - the shim went (the container exited)
+                return None
+            if code is not None and not running:
+                return code
+            time.sleep(0.01)
+        return None
+
+
+class _ExecFailed(Exception):
+    pass
+
+
+class _ProbeTimeout(Exception):
+    pass
+
+
+def run_probe(svc, rec, args, timeout_s, eid=None):
     """One probe: an exec through the shim. Returns (exit code, output)."""
     with open(os.path.join(svc.sdir(rec.id), "bundle", "config.json")) as f:
         oci = json.load(f)
     proc = dict(oci["process"], args=args, terminal=False)
     proc.pop("consoleSize", None)
-    eid = "health-" + secrets.token_hex(16)
-    from berth.errors import BerthError
-    from berth.shim import protocol as proto
-    shim = svc.shim(rec.id)
+    eid = eid or secrets.token_hex(32)
+    shim = _ShimExec(svc, rec)
     deadline = time.monotonic() + timeout_s
     out = b""
-    try:
-        s, reply = shim.open(proto.Exec(exec_id=eid, process=proc, stdin=False), timeout=timeout_s)
-    except BerthError as e:  # the exec did not start (its binary missing, ...), or the shim is gone
-        low = e.message.lower()
-        code = 127 if "not found" in low or "no such file" in low else 126
-        return code, e.message[:MAX_OUTPUT]
-    except OSError as e:
-        return -1, f"health probe: {e.strerror or e}"
     buf = b""
     try:
-        pid = reply.get("pid") or 0
+        s, pid = shim.start(eid, proc, timeout_s)
+    except _ProbeTimeout:
+        return -1, f"Health check exceeded timeout ({_fmt_duration(timeout_s)})"
+    except _ExecFailed as e:
+        msg = str(e)
+        low = msg.lower()
+        return (127 if "not found" in low or "no such file" in low else 126), msg[:MAX_OUTPUT]
+    try:
         timed_out = False
         while True:
             while len(buf) >= 8:
@@ -199,16 +235,7 @@ def run_probe(svc, rec, args, timeout_s):
         return -1, f"health probe: {e.strerror or e}"
     finally:
         s.close()
-    code = None
-    for _ in range(100):
-        try:
-            r = shim.exec_state(eid)
-        except (BerthError, OSError):
-            break
-        if r.exit_code is not None:
-            code = r.exit_code
-            break
-        time.sleep(0.01)
+    code = shim.exit_code(eid)
     return (-1 if code is None else code), out[:MAX_OUTPUT].decode(errors="replace")
 
 
@@ -284,7 +311,12 @@ class HealthMonitor:
                 return
             started = time.time()
             start_s = _now()
-            code, output = run_probe(self.svc, rec, args, timeout)
+            eid = secrets.token_hex(32)
+            shown = " ".join(args)
+            self._event(ns, cid, f"exec_create: {shown}", execID=eid)  # as docker logs its probes
+            self._event(ns, cid, f"exec_start: {shown}", execID=eid)
+            code, output = run_probe(self.svc, rec, args, timeout, eid)
+            self._event(ns, cid, "exec_die", execID=eid, exitCode=code)
             if stop.is_set():
                 return
             h = _read(self.svc, cid) or {"Status": "starting", "FailingStreak": 0, "Log": []}
@@ -300,7 +332,10 @@ class HealthMonitor:
                     h["Status"] = "unhealthy"
             _write(self.svc, cid, h)
             if h["Status"] != old:
-                try:
-                    self.emit(ns, cid, "health_status: " + h["Status"])
-                except Exception:  # noqa: BLE001 - events never stop the checker
-                    pass
+                self._event(ns, cid, "health_status: " + h["Status"])
+
+    def _event(self, ns, cid, action, **attrs):
+        try:
+            self.emit(ns, cid, action, **attrs)
+        except Exception:  # noqa: BLE001 - events never stop the checker
+            pass

@@ -316,18 +316,21 @@ class ImageService:
                                          f'{r.config_digest[7:19]}')
             self.meta.delete_image(ns, by_name)
             result.append({"Untagged": familiar(by_name)})
-            if remaining or getattr(users, "running", None):  # a running container keeps the image (docker)
+            if remaining:
+                return result
+            if getattr(users, "running", None):  # a running container keeps the image, dangling (docker)
+                self.meta.put_image(ns, r.config_digest, r.target)
                 return result
         else:
             # docker's isSingleReference: digest references do not count as more repositories
             tagged = [n for n in r.names if not is_untagged_name(n) and not is_digest_name(n)]
+            running = getattr(users, "running", users)
+            if running:  # docker's hard conflict comes first
+                raise FailedPrecondition(f"conflict: unable to delete {r.config_digest[7:19]} (cannot be forced) - "
+                                         f"image is being used by running container {running[0][:12]}")
             if len(tagged) > 1 and not force:
                 raise FailedPrecondition(f"conflict: unable to delete {r.config_digest[7:19]} (must be forced) - "
                                          "image is referenced in multiple repositories")
-            running = getattr(users, "running", users)
-            if running:
-                raise FailedPrecondition(f"conflict: unable to delete {r.config_digest[7:19]} (cannot be forced) - "
-                                         f"image is being used by running container {running[0][:12]}")
             if users and not force:
                 raise FailedPrecondition(f"conflict: unable to delete {r.config_digest[7:19]} (must be forced) - "
                                          f"image is being used by stopped container {users[0][:12]}")

@@ -402,15 +402,18 @@ def release(svc, cid):
 
 
 def _running(svc, ns, ref, what):
+    """(id, pid) of the container whose namespace is joined, with docker's refusals."""
     other = svc.get(ns, ref)
     st = svc.state(other)
-    if not st["Running"]:
-        raise FailedPrecondition(f"cannot join {what.upper()} of a non running container: {other.id}")
     if what == "ipc":
+        if not st["Running"]:
+            raise FailedPrecondition(f"can't join IPC of container {other.id}: container {other.id} is not running")
         mode = ((other.spec_json() or {}).get("HostConfig") or {}).get("IpcMode") or "private"
         if mode not in ("shareable", "host"):
-            raise FailedPrecondition(f"cannot join IPC of container {other.id[:12]}: non-shareable IPC "
+            raise FailedPrecondition(f"can't join IPC of container {other.id}: non-shareable IPC "
                                      "(hint: use IpcMode:shareable for the donor container)")
+    elif not st["Running"]:
+        raise FailedPrecondition(f"container {other.id} is not running")
     return other.id, st["Pid"]
 
 
