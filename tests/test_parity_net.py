@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from daemon_fixtures import DATA, shared_berthd, wait_for  # noqa: F401 (fixtures)
+from daemon_fixtures import DATA, registry, shared_berthd, wait_for  # noqa: F401 (fixtures)
 
 IMG = "busybox-layers:1"
 
@@ -221,5 +221,78 @@ def test_swarm_endpoints_answer_as_a_node_not_in_a_swarm(d):
                 call()
             assert e.value.status_code == 503
         assert client.info()["Swarm"]["LocalNodeState"] == "inactive"
+    finally:
+        client.close()
+
+
+# --- images: save by ID, load of a non-tar, push and load progress ---
+
+def _manifest(data):
+    import io
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        return json.load(tf.extractfile("manifest.json"))
+
+
+def test_save_by_id_writes_no_repo_tags(d):
+    iid = d.docker("images", "-q", IMG, check=True).out.strip()
+    assert _manifest(d.docker("save", iid, check=True).stdout)[0]["RepoTags"] is None
+    full = inspect(d, IMG)["Id"]
+    assert _manifest(d.docker("save", full, check=True).stdout)[0]["RepoTags"] is None
+    assert _manifest(d.docker("save", IMG, check=True).stdout)[0]["RepoTags"] == [IMG]
+
+
+def test_load_of_a_non_tar_is_an_error_in_the_stream(d):
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=d.host)
+    try:
+        resp = client._post(client._url("/images/load"), data=b"this is not a tar archive\n" * 4,
+                            headers={"Content-Type": "application/x-tar"})
+        assert resp.status_code == 200
+        msgs = [json.loads(line) for line in resp.text.splitlines() if line.strip()]
+        assert msgs and msgs[-1].get("error") and msgs[-1]["errorDetail"]["message"] == msgs[-1]["error"]
+    finally:
+        client.close()
+    p = d.docker("load", input=b"not a tar\n")
+    assert p.returncode == 1 and p.err.strip() and len(p.err.strip().splitlines()) == 1
+
+
+def test_load_and_push_progress_as_docker(d, registry):
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=d.host)
+    try:
+        with open(os.path.join(DATA, "busybox-layers.docker.tar"), "rb") as f:
+            data = f.read()
+        diff_ids = [x.split(":")[1][:12] for x in inspect(d, IMG)["RootFS"]["Layers"]]
+        d.docker("rmi", IMG, check=True)
+        msgs = list(client.load_image(data, quiet=False))
+        loading = [m for m in msgs if m.get("status") == "Loading layer"]
+        assert [m["id"] for m in loading] == diff_ids
+        for m in loading:
+            det = m["progressDetail"]
+            assert det["current"] == det["total"] > 0 and m["progress"].startswith("[" + "=" * 50 + ">]")
+        assert msgs[-1] == {"stream": f"Loaded image: {IMG}\n"}
+        # quiet (what the docker CLI asks when its output is no terminal): the result only
+        assert list(client.load_image(data, quiet=True)) == [{"stream": f"Loaded image: {IMG}\n"}]
+
+        target = f"{registry.addr}/parity/bb"
+        client.tag(IMG, target, "p1")
+        msgs = list(client.push(target, tag="p1", stream=True, decode=True))
+        assert msgs[0] == {"status": f"The push refers to repository [{target}]"}
+        preparing = [m["id"] for m in msgs if m.get("status") == "Preparing"]
+        assert preparing == diff_ids[::-1]  # named by diff ID, the top layer first
+        pushing = [m for m in msgs if m.get("status") == "Pushing"]
+        assert {m["id"] for m in pushing} == set(diff_ids)
+        assert all(m["progressDetail"]["total"] > 0 and m["progress"].startswith("[") for m in pushing)
+        assert sorted(m["id"] for m in msgs if m.get("status") == "Pushed") == sorted(diff_ids)
+        aux = msgs[-1]["aux"]
+        assert aux["Tag"] == "p1" and aux["Digest"].startswith("sha256:") and aux["Size"] > 0
+        assert msgs[-2]["status"] == f"p1: digest: {aux['Digest']} size: {aux['Size']}"
+        # again: every layer exists
+        msgs = list(client.push(target, tag="p1", stream=True, decode=True))
+        assert sorted(m["id"] for m in msgs if m.get("status") == "Layer already exists") == sorted(diff_ids)
+        # the docker CLI, no terminal: no progress bars, the same lines as docker's
+        p = d.docker("push", f"{target}:p1")
+        assert p.returncode == 0 and "Pushing" not in p.out and f"p1: digest: {aux['Digest']}" in p.out
     finally:
         client.close()
