@@ -296,3 +296,211 @@ def test_load_and_push_progress_as_docker(d, registry):
         assert p.returncode == 0 and "Pushing" not in p.out and f"p1: digest: {aux['Digest']}" in p.out
     finally:
         client.close()
+
+
+# --- exec and attach streams ---
+
+def _raw(d, method, path, body=None):
+    """A raw HTTP/1.1 request on the daemon's socket that asks for the upgrade; returns the
+    socket and the response head."""
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(d.sock)
+    data = json.dumps(body).encode() if body is not None else b""
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        c = s.recv(1)
+        if not c:
+            break
+        head += c
+    return s, head.decode()
+
+
+def _read_all(s, timeout=10):
+    import time
+    out = b""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            c = s.recv(65536)
+        except TimeoutError:
+            break
+        if not c:
+            return out, True
+        out += c
+    return out, False
+
+
+def _exec_id(d, cid, **body):
+    p = d.docker("exec", cid, "true")  # the container runs
+    assert p.returncode == 0, p.err
+    docker = pytest.importorskip("docker")
+    api = docker.APIClient(base_url=d.host)
+    try:
+        return api.exec_create(cid, **body)["Id"]
+    finally:
+        api.close()
+
+
+def test_exec_output_never_lost_with_the_sdk(d):
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=d.host)
+    try:
+        c = client.containers.run(IMG, ["sleep", "600"], name="ex1", detach=True)
+        for i in range(25):
+            code, out = c.exec_run(["echo", f"line-{i}"])
+            assert (code, out) == (0, f"line-{i}\n".encode())
+        code, out = c.exec_run(["sh", "-c", "echo out; echo err >&2; exit 3"], demux=True)
+        assert code == 3 and out == (b"out\n", b"err\n")
+    finally:
+        client.close()
+
+
+def test_exec_start_tty_decides_the_framing(d):
+    d.docker("run", "-d", "--name", "ex2", IMG, "sleep", "600", check=True)
+    # a process without a terminal, started with Tty: the raw bytes, no frames
+    eid = _exec_id(d, "ex2", cmd=["echo", "plain"], stdout=True, stderr=True, tty=False)
+    s, head = _raw(d, "POST", f"/exec/{eid}/start", {"Detach": False, "Tty": True})
+    assert head.startswith("HTTP/1.1 101")
+    assert _read_all(s) == (b"plain\n", True)
+    s.close()
+    # a process with a terminal, started without Tty: its bytes framed as stdout
+    eid = _exec_id(d, "ex2", cmd=["echo", "framed"], stdout=True, stderr=True, tty=True)
+    s, head = _raw(d, "POST", f"/exec/{eid}/start", {"Detach": False, "Tty": False})
+    out, closed = _read_all(s)
+    s.close()
+    assert closed and out[:4] == b"\x01\0\0\0" and out[8:] == b"framed\r\n"
+    assert int.from_bytes(out[4:8], "big") == len(out) - 8
+
+
+def test_exec_of_a_missing_binary(d):
+    d.docker("run", "-d", "--name", "ex3", IMG, "sleep", "600", check=True)
+    p = d.docker("exec", "ex3", "nosuch")
+    assert p.returncode == 126 and "executable file not found" in p.out + p.err
+    p = d.berth("exec", "ex3", "nosuch")
+    assert p.returncode == 126 and "executable file not found" in p.out + p.err
+    docker = pytest.importorskip("docker")
+    api = docker.APIClient(base_url=d.host)
+    try:
+        eid = api.exec_create("ex3", ["nosuch"])["Id"]
+        out = api.exec_start(eid)  # a 200: the error is in the stream
+        assert b'exec: "nosuch": executable file not found in $PATH' in out
+        info = api.exec_inspect(eid)
+        assert info["ExitCode"] == 126 and info["Running"] is False
+        eid = api.exec_create("ex3", ["nosuch"])["Id"]
+        with pytest.raises(docker.errors.APIError) as e:  # detached: the start itself fails, as docker's
+            api.exec_start(eid, detach=True)
+        assert e.value.status_code == 400
+        assert api.exec_inspect(eid)["ExitCode"] == 126
+    finally:
+        api.close()
+
+
+def test_detach_keys_in_the_daemon(d):
+    d.docker("run", "-dit", "--name", "tt", IMG, "sh", check=True)
+    base = "/containers/tt/attach?stream=1&stdin=1&stdout=1&stderr=1"
+    for query, keys in (("", b"\x10\x11"), ("&detachKeys=ctrl-x", b"\x18"), ("&detachKeys=a,b", b"ab")):
+        s, head = _raw(d, "POST", base + query)
+        assert head.startswith("HTTP/1.1 101"), head
+        s.sendall(b"echo mark$((6*7))\n")
+        out = b""
+        while b"mark42" not in out:
+            c = s.recv(65536)
+            assert c, out
+            out += c
+        s.sendall(keys)
+        out, closed = _read_all(s)
+        s.close()
+        assert closed, (query, out)
+        assert inspect(d, "tt")["State"]["Running"]
+    s, head = _raw(d, "POST", base + "&detachKeys=ctrl-1")
+    assert head.startswith("HTTP/1.1 400") and "Invalid detach keys (ctrl-1) provided" in _read_all(s, 2)[0].decode()
+    s.close()
+    # an exec's DetachKeys: the exec keeps running after them
+    eid = _exec_id(d, "tt", cmd=["sh"], stdin=True, stdout=True, stderr=True, tty=True, detach_keys="ctrl-a")
+    s, head = _raw(d, "POST", f"/exec/{eid}/start", {"Detach": False, "Tty": True})
+    s.sendall(b"echo in-exec\n")
+    out = b""
+    while b"in-exec\r\n" not in out:
+        c = s.recv(65536)
+        assert c, out
+        out += c
+    s.sendall(b"\x01")
+    assert _read_all(s)[1]
+    s.close()
+    info = json.loads(d.berth("inspect", "tt", check=True).out)[0]
+    docker = pytest.importorskip("docker")
+    api = docker.APIClient(base_url=d.host)
+    try:
+        ex = api.exec_inspect(eid)
+        assert ex["Running"] is True and ex["DetachKeys"] == "ctrl-a" and info["State"]["Running"]
+    finally:
+        api.close()
+
+
+def _in_pty(d, args, keys=b"", rows=33, cols=111, timeout=20, wait_for_text=None):
+    """Run the berth CLI with a terminal (rows x cols) as its stdio; type ``keys`` once
+    ``wait_for_text`` shows; returns (exit code, output)."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+    import time
+    from daemon_fixtures import BERTH
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    p = subprocess.Popen([BERTH, "-H", d.host, *args], stdin=slave, stdout=slave, stderr=slave, env=d.env(),
+                         start_new_session=True)
+    os.close(slave)
+    out = b""
+    typed = not keys
+    end = time.monotonic() + timeout
+    import select
+    while time.monotonic() < end:
+        r, _, _ = select.select([master], [], [], 0.2)
+        if r:
+            try:
+                c = os.read(master, 65536)
+            except OSError:
+                break
+            if not c:
+                break
+            out += c
+        if not typed and (wait_for_text is None or wait_for_text in out):
+            os.write(master, keys)
+            typed = True
+        if p.poll() is not None and not r:
+            break
+    try:
+        code = p.wait(5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        code = p.wait()
+    os.close(master)
+    return code, out.decode(errors="replace")
+
+
+def test_berth_exec_it_sets_the_terminal_size(d):
+    d.docker("run", "-d", "--name", "sz", IMG, "sleep", "600", check=True)
+    code, out = _in_pty(d, ["exec", "-it", "sz", "stty", "size"], rows=33, cols=111)
+    assert code == 0 and "33 111" in out, out
+
+
+def test_berth_cli_detach_keys_from_config_json(d):
+    d.docker("run", "-dit", "--name", "dk", IMG, "sh", check=True)
+    with open(os.path.join(d.docker_config, "config.json"), "w") as f:
+        json.dump({"detachKeys": "ctrl-x"}, f)
+    try:
+        code, out = _in_pty(d, ["attach", "dk"], keys=b"\x18", timeout=10)
+        assert code == 0, out
+        assert inspect(d, "dk")["State"]["Running"]
+        # and in an exec -it: the exec's shell stays, berth exits 0
+        code, out = _in_pty(d, ["exec", "-it", "dk", "sh"], keys=b"\x18", wait_for_text=b"#", timeout=10)
+        assert code == 0, out
+    finally:
+        os.unlink(os.path.join(d.docker_config, "config.json"))
+    assert inspect(d, "dk")["State"]["Running"]

@@ -177,17 +177,72 @@ def hijack(request):
     return transport, raw
 
 
-async def pipe(transport, raw, reader, writer, stdin=True):
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
+
+
+def detach_keys(spec, what="detach keys"):
+    """docker's detach keys: "ctrl-p,ctrl-q" -> b"\\x10\\x11" (empty: the default)."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
+    out = b""
+    for k in spec.split(","):
+        if len(k) > 1 and k.startswith("ctrl-") and len(k) == 6:
+            c = k[5].lower()
+            code = ord(c) - ord("a") + 1 if "a" <= c <= "z" else {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30,
+                                                                   "_": 31}.get(c)
+            if code is None:
+                raise InvalidArgument(f"Invalid {what} ({spec}) provided")
+            out += bytes([code])
+        elif len(k) == 1:
+            out += k.encode()
+        else:
+            raise InvalidArgument(f"Invalid {what} ({spec}) provided")
+    return out
+
+
+def _escape(buf, keys):
+    """docker's escape proxy: (bytes to pass on, whether the keys were typed, bytes held back
+    as a possible start of them)."""
+    out = bytearray()
+    i = 0
+    while i < len(buf):
+        m = 0
+        while m < len(keys) and i + m < len(buf) and buf[i + m] == keys[m]:
+            m += 1
+        if m == len(keys):
+            return bytes(out), True, b""
+        if m and i + m == len(buf):
+            return bytes(out), False, buf[i:]
+        out.append(buf[i])
+        i += 1
+    return bytes(out), False, b""
+
+
+async def pipe(transport, raw, reader, writer, stdin=True, detach=None):
     """Copy the shim's stream to the client and (with stdin) the client's bytes to the shim; the
-    client's EOF half-closes toward the shim, whose output keeps flowing until it ends."""
+    client's EOF half-closes toward the shim, whose output keeps flowing until it ends. With
+    ``detach`` (the detach keys of a TTY's stdin), typing them ends the stream and leaves the
+    process running."""
     async def client_to_shim():
+        held = b""
         while True:
             data = await raw.queue.get()
+            if data is None:  # the client is gone (not a half-close): nobody reads the output
+                writer.close()
+                return
             if not data:
                 if stdin and writer.can_write_eof():
                     writer.write_eof()
                 return
-            if stdin:
+            if detach:
+                data, detached, held = _escape(held + data, detach)
+                if detached:
+                    if data and stdin:
+                        writer.write(data)
+                    transport.close()  # the shim sees its client go; a TTY's processes stay
+                    writer.close()
+                    return
+            if stdin and data:
                 writer.write(data)
                 await writer.drain()
 
@@ -212,6 +267,8 @@ async def attach(request):
     ns = namespace_of(request)
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
     want = {"stdin": _bool(request, "stdin"), "stdout": _bool(request, "stdout"), "stderr": _bool(request, "stderr")}
+    keys = detach_keys(request.query.get("detachKeys"))
+    keys = keys if want["stdin"] and (rec.spec_json() or {}).get("Tty") else None  # docker's: a TTY's only
     sock_path = d.containers.shim_socket(rec.id)
     transport, raw = hijack(request)
     # the shim appears when the container starts (docker attaches before start): the shim then
@@ -242,7 +299,7 @@ async def attach(request):
     finally:
         d.attach_waiting.discard(rec.id)
 
-    await pipe(transport, raw, reader, writer, stdin=want["stdin"])
+    await pipe(transport, raw, reader, writer, stdin=want["stdin"], detach=keys)
     return web.Response()
 
 

@@ -8,7 +8,7 @@ import secrets
 from aiohttp import web
 
 from berth.api.app import json_response, namespace_of, stream_headers
-from berth.api.containers import hijack, pipe
+from berth.api.containers import detach_keys, hijack, pipe
 from berth.errors import FailedPrecondition, InvalidArgument, NotFound
 
 
@@ -34,7 +34,22 @@ def _process(d, ns, rec, body):
         caps = ocispec._all_caps()
         p["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
     p.pop("consoleSize", None)
+    _console_size(p, body)
     return p
+
+
+def _console_size(p, body):
+    """ConsoleSize [height, width] (API 1.42+, on create or start): the pty has it before the
+    process starts (a resize after the start comes too late for a quick `stty size`)."""
+    size = (body or {}).get("ConsoleSize")
+    if not size or not p.get("terminal"):
+        return
+    try:
+        h, w = (int(x) for x in size)
+    except (TypeError, ValueError):
+        raise InvalidArgument("ConsoleSize must be [height, width]") from None
+    if h > 0 and w > 0:
+        p["consoleSize"] = {"height": h, "width": w}
 
 
 async def create(request):
@@ -51,8 +66,12 @@ async def create(request):
     if st["Paused"]:
         raise FailedPrecondition(f"container {rec.id} is paused, unpause the container before exec")
     process = await d.run(_process, d, ns, rec, body)
+    # Go's JSON decoding ignores case: docker-py sends "detachKeys"
+    body["DetachKeys"] = body.get("DetachKeys") or body.pop("detachKeys", None) or ""
+    keys = detach_keys(body["DetachKeys"], "escape keys")
     eid = secrets.token_hex(32)
-    d.execs[eid] = {"ns": ns, "container": rec.id, "body": body, "process": process, "started": False}
+    d.execs[eid] = {"ns": ns, "container": rec.id, "body": body, "process": process, "started": False,
+                    "detach": keys, "running": asyncio.Event()}
     return json_response({"Id": eid}, status=201)
 
 
@@ -74,6 +93,7 @@ async def start(request):
         raise FailedPrecondition(f"exec {request.match_info['id']} has already been started")
     e["started"] = True
     detach = bool((body or {}).get("Detach"))
+    _console_size(e["process"], body if isinstance(body, dict) else {})
     sock_path = d.containers.shim_socket(e["container"])
     try:
         reader, writer = await asyncio.open_unix_connection(sock_path)
@@ -90,6 +110,7 @@ async def start(request):
     if not reply.get("ok"):
         writer.close()
         e["exit_code"] = 126  # as docker's: the exec did not start
+        e["running"].set()
         msg = f"OCI runtime exec failed: exec failed: unable to start container process: {reply.get('error') or 'exec failed'}: unknown"
         if hijacked is None:
             raise InvalidArgument(msg)
@@ -100,6 +121,7 @@ async def start(request):
         hijacked[0].close()
         return web.Response()
     e["pid"] = reply.get("pid")
+    e["running"].set()  # a resize may go to its pty now
     if detach:
         # output is dropped, as docker does; keep the connection so the shim streams nowhere
         async def drain():
@@ -113,7 +135,8 @@ async def start(request):
     tty = bool((body or {}).get("Tty"))  # docker's rule: the start body's Tty decides the framing
     if tty != bool(e["process"].get("terminal")):
         reader = _Reframe(reader, frame=not tty)
-    await pipe(*hijacked, reader, writer)
+    keys = e["detach"] if cfg.get("AttachStdin") and e["process"].get("terminal") else None
+    await pipe(*hijacked, reader, writer, detach=keys)
     return web.Response()
 
 
@@ -173,7 +196,7 @@ async def inspect(request):
             "privileged": bool(b.get("Privileged")), "user": b.get("User") or ""},
         "OpenStdin": bool(b.get("AttachStdin")), "OpenStderr": bool(b.get("AttachStderr")),
         "OpenStdout": bool(b.get("AttachStdout")), "CanRemove": False, "ContainerID": e["container"],
-        "DetachKeys": "", "Pid": state.get("pid") or 0})
+        "DetachKeys": b.get("DetachKeys") or "", "Pid": state.get("pid") or 0})
 
 
 async def resize(request):
@@ -186,6 +209,10 @@ async def resize(request):
         raise InvalidArgument("h and w must be integers") from None
     if not e.get("started"):
         raise FailedPrecondition(f"exec {request.match_info['id']} is not running")
+    try:  # a client resizes right after the start's head, which comes before the process
+        await asyncio.wait_for(e["running"].wait(), 10)
+    except asyncio.TimeoutError:
+        raise FailedPrecondition(f"exec {request.match_info['id']} is not running") from None
     path = d.containers.shim_socket(e["container"])
 
     def call():
