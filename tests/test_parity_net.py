@@ -443,7 +443,8 @@ def test_detach_keys_in_the_daemon(d):
 
 def _in_pty(d, args, keys=b"", rows=33, cols=111, timeout=20, wait_for_text=None):
     """Run the berth CLI with a terminal (rows x cols) as its stdio; type ``keys`` once
-    ``wait_for_text`` shows; returns (exit code, output)."""
+    ``wait_for_text`` shows (a list of (text, keys) steps for more); returns (exit code, output)."""
+    steps = list(keys) if isinstance(keys, list) else ([(wait_for_text, keys)] if keys else [])
     import fcntl
     import pty
     import struct
@@ -457,7 +458,7 @@ def _in_pty(d, args, keys=b"", rows=33, cols=111, timeout=20, wait_for_text=None
                          start_new_session=True)
     os.close(slave)
     out = b""
-    typed = not keys
+    seen = 0  # output already matched by an earlier step
     end = time.monotonic() + timeout
     import select
     while time.monotonic() < end:
@@ -470,9 +471,9 @@ def _in_pty(d, args, keys=b"", rows=33, cols=111, timeout=20, wait_for_text=None
             if not c:
                 break
             out += c
-        if not typed and (wait_for_text is None or wait_for_text in out):
-            os.write(master, keys)
-            typed = True
+        if steps and (steps[0][0] is None or steps[0][0] in out[seen:]):
+            os.write(master, steps.pop(0)[1])
+            seen = len(out)
         if p.poll() is not None and not r:
             break
     try:
@@ -495,7 +496,7 @@ def test_berth_cli_detach_keys_from_config_json(d):
     with open(os.path.join(d.docker_config, "config.json"), "w") as f:
         json.dump({"detachKeys": "ctrl-x"}, f)
     try:
-        code, out = _in_pty(d, ["attach", "dk"], keys=b"\x18", timeout=10)
+        code, out = _in_pty(d, ["attach", "dk"], keys=[(None, b"\r"), (b"# ", b"\x18")], timeout=10)
         assert code == 0, out
         assert inspect(d, "dk")["State"]["Running"]
         # and in an exec -it: the exec's shell stays, berth exits 0
