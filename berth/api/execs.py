@@ -1,6 +1,7 @@
 """Exec endpoints: create an exec instance, start it (hijacked stream), inspect, resize."""
 
 import asyncio
+import base64
 import json
 import os
 import secrets
@@ -196,7 +197,9 @@ async def inspect(request):
             "privileged": bool(b.get("Privileged")), "user": b.get("User") or ""},
         "OpenStdin": bool(b.get("AttachStdin")), "OpenStderr": bool(b.get("AttachStderr")),
         "OpenStdout": bool(b.get("AttachStdout")), "CanRemove": False, "ContainerID": e["container"],
-        "DetachKeys": b.get("DetachKeys") or "", "Pid": state.get("pid") or 0})
+        # as dockerd's: the keys' bytes, base64-encoded (a Go []byte)
+        "DetachKeys": base64.b64encode(e["detach"]).decode() if b.get("DetachKeys") else "",
+        "Pid": state.get("pid") or 0})
 
 
 async def resize(request):
