@@ -45,3 +45,15 @@ class SystemError_(BerthError):
     """An operating-system call failed while doing legitimate work."""
 
     http_status = 500
+
+
+def start_exit_code(message: str, default: int = 125) -> int:
+    """docker's exit code for a container whose process could not start: 127 when the command
+    was not found, 126 when it could not be invoked, else ``default`` (the CLI's 125; the
+    daemon records 128 in State.ExitCode)."""
+    low = message.lower()
+    if "executable file not found" in low or "no such file or directory" in low:
+        return 127
+    if "permission denied" in low or "is a directory" in low:
+        return 126
+    return default

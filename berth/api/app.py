@@ -24,37 +24,6 @@ def error_response(status, message):
     return json_response({"message": message}, status=status)
 
 
-# what to record in /events after a successful request: (method, path suffix) -> (type, action)
-_EVENTS = {
-    ("POST", "/stop"): ("container", "stop"),
-    ("POST", "/kill"): ("container", "kill"), ("POST", "/restart"): ("container", "restart"),
-    ("POST", "/pause"): ("container", "pause"), ("POST", "/unpause"): ("container", "unpause"),
-}
-
-
-def _record_event(request, resp):
-    try:
-        d = request.app["daemon"]
-        if resp.status >= 400 or not hasattr(d, "emit"):
-            return
-        path = request.path
-        ns = namespace_of(request)
-        if request.method == "POST" and path.endswith("/containers/create"):
-            return  # recorded by the handler, which knows the id
-        for (method, suffix), (type_, action) in _EVENTS.items():
-            if request.method == method and path.endswith(suffix) and "/containers/" in path:
-                cid = request.match_info.get("id")
-                if cid:
-                    try:
-                        cid = d.containers.get(ns, cid).id
-                    except Exception:
-                        pass
-                    d.emit_container(ns, cid, action)
-                return
-    except Exception:  # events never break a request
-        log.exception("recording an event")
-
-
 @web.middleware
 async def errors_middleware(request, handler):
     try:
@@ -73,7 +42,6 @@ async def errors_middleware(request, handler):
     except Exception as e:  # a bug: say so, log the traceback
         log.exception("internal error handling %s %s", request.method, request.path)
         resp = error_response(500, f"internal error: {type(e).__name__}: {e}")
-    _record_event(request, resp)
     if not resp.prepared:
         resp.headers["Api-Version"] = API_VERSION
         resp.headers["Server"] = f"berth/{__version__} (linux)"
@@ -97,6 +65,11 @@ class Router:
         self.app.router.add_route(method, r"/v{_api_version:[0-9]+\.[0-9]+}" + path, handler)
 
 
+def services(request):
+    """The use-cases (berth.services.Services) the handlers call."""
+    return request.app["services"]
+
+
 def namespace_of(request):
     ns = request.headers.get(NAMESPACE_HEADER)
     if not ns:
@@ -108,6 +81,7 @@ def namespace_of(request):
 def make_app(daemon):
     app = web.Application(middlewares=[errors_middleware], client_max_size=0)
     app["daemon"] = daemon
+    app["services"] = getattr(daemon, "services", None)
     r = Router(app)
     from berth.api import containers, events, execs, images, namespaces, system
     system.routes(r)

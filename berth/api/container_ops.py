@@ -19,13 +19,6 @@ def _svc(request):
     return d, d.containers, namespace_of(request)
 
 
-def _emit(d, ns, cid, action, **attrs):
-    """A container event, as dockerd logs one for these actions (when the daemon keeps events)."""
-    emit = getattr(d, "emit_container", None)
-    if emit is not None:
-        emit(ns, cid, action, **attrs)
-
-
 async def _rec(d, svc, ns, request):
     return await d.run(svc.get, ns, request.match_info["id"])
 
@@ -33,14 +26,14 @@ async def _rec(d, svc, ns, request):
 async def pause(request):
     d, svc, ns = _svc(request)
     rec = await _rec(d, svc, ns, request)
-    await d.run(ops.pause, svc, ns, rec.id)  # the "pause" event: app.py's _EVENTS
+    await d.run(svc.pause, ns, rec.id)
     return web.Response(status=204, headers=stream_headers())
 
 
 async def unpause(request):
     d, svc, ns = _svc(request)
     rec = await _rec(d, svc, ns, request)
-    await d.run(ops.unpause, svc, ns, rec.id)  # the "unpause" event: app.py's _EVENTS
+    await d.run(svc.unpause, ns, rec.id)
     return web.Response(status=204, headers=stream_headers())
 
 
@@ -48,7 +41,6 @@ async def rename(request):
     d, svc, ns = _svc(request)
     rec = await _rec(d, svc, ns, request)
     await d.run(ops.rename, svc, ns, rec.id, request.query.get("name", ""))
-    _emit(d, ns, rec.id, "rename", oldName="/" + rec.name)
     return web.Response(status=204, headers=stream_headers())
 
 
@@ -56,7 +48,6 @@ async def top(request):
     d, svc, ns = _svc(request)
     rec = await _rec(d, svc, ns, request)
     res = await d.run(ops.top, svc, ns, rec.id, request.query.get("ps_args"))
-    _emit(d, ns, rec.id, "top")
     return json_response(res)
 
 
@@ -108,7 +99,6 @@ async def archive_get(request):
     rec = await _rec(d, svc, ns, request)
     path = request.query.get("path", "")
     archive = await d.run(ops.get_archive, svc, ns, rec.id, path)
-    _emit(d, ns, rec.id, "archive-path", path=path)
     loop = asyncio.get_running_loop()
     done = object()
     try:
@@ -147,7 +137,6 @@ async def archive_put(request):
     body = SyncBody(request, asyncio.get_running_loop())
     await d.run(ops.put_archive, svc, ns, rec.id, q.get("path", ""), body,
                 _bool(request, "copyUIDGID"), _bool(request, "noOverwriteDirNonDir"))
-    _emit(d, ns, rec.id, "extract-to-dir", path=q.get("path", ""))
     return web.Response(status=200, headers=stream_headers())
 
 
@@ -158,18 +147,7 @@ async def changes(request):
 
 async def prune(request):
     d, svc, ns = _svc(request)
-
-    def removed(rec):
-        emit = getattr(d, "emit", None)
-        if emit is not None:
-            attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
-            attrs.update(rec.labels or {})
-            emit(ns, "container", "destroy", rec.id, **attrs)
-    res = await d.run(ops.prune, svc, ns, _filters(request), removed)
-    emit = getattr(d, "emit", None)
-    if emit is not None:
-        emit(ns, "container", "prune", "", reclaimed=res["SpaceReclaimed"])
-    return json_response(res)
+    return json_response(await d.run(ops.prune, svc, ns, _filters(request)))
 
 
 def routes(r):

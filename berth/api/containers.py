@@ -2,57 +2,51 @@
 
 import asyncio
 import json
-import os
 import struct
 
 from aiohttp import web
 
-from berth.api.app import json_response, namespace_of, stream_headers
+from berth.api.app import json_response, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
-from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.errors import BerthError, InvalidArgument
+from berth.services.execs import detach_keys
 
 
 async def create(request):
-    d = request.app["daemon"]
+    s = services(request)
     try:
         body = await request.json()
     except ValueError:
         raise InvalidArgument("request body is not JSON") from None
-    ns = namespace_of(request)
-    res = await d.run(d.containers.create, ns, body, request.query.get("name"))
-    d.emit_container(ns, res["Id"], "create")
+    res = await s.run(s.containers.create, namespace_of(request), body, request.query.get("name"))
     return json_response(res, status=201)
 
 
 async def start(request):
-    d = request.app["daemon"]
+    s = services(request)
     ns = namespace_of(request)
-    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    rec = await s.run(s.containers.get, ns, request.match_info["id"])
     try:
-        started = await d.run(d.containers.start, ns, rec.id, rec.id in d.attach_waiting)
+        started = await s.run(s.containers.start, ns, rec.id)
     except BerthError:
         if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
             try:  # as docker: --rm also removes a container that could not start
-                await d.run(d.containers.remove, ns, rec.id, True, True)
+                await s.run(s.containers.remove, ns, rec.id, True, True)
             except BerthError:
                 pass
         raise
-    if started:
-        d.emit_container(ns, rec.id, "start")  # before the watcher can report its death
-        rec = await d.run(d.containers.get, ns, request.match_info["id"])
-        d.watch(ns, rec.id)
     return web.Response(status=204 if started else 304, headers=stream_headers())
 
 
 async def wait(request):
     """Headers go out at once (docker calls wait before start); the body when it exits."""
-    d = request.app["daemon"]
+    s = services(request)
     ns = namespace_of(request)
-    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    rec = await s.run(s.containers.get, ns, request.match_info["id"])
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
     await resp.prepare(request)
     try:
-        code = await d.run_wait(d.containers.wait_exit, ns, rec.id, request.query.get("condition") or "not-running")
+        code = await s.run_wait(s.containers.wait_exit, ns, rec.id, request.query.get("condition") or "not-running")
         result = {"StatusCode": code, "Error": None}
     except BerthError as e:  # the headers are out: the error goes in the body, as docker's does
         result = {"StatusCode": -1, "Error": {"Message": e.message}}
@@ -77,26 +71,23 @@ async def list_(request):
 
 
 async def remove(request):
-    d = request.app["daemon"]
-    ns = namespace_of(request)
-    rec = await d.run(d.containers.get, ns, request.match_info["id"])
-    attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
-    await d.run(d.containers.remove, ns, rec.id, _bool(request, "force"), _bool(request, "v"))
-    d.emit(ns, "container", "destroy", rec.id, **attrs)
+    s = services(request)
+    await s.run(s.containers.remove, namespace_of(request), request.match_info["id"], _bool(request, "force"),
+                _bool(request, "v"))
     return web.Response(status=204, headers=stream_headers())
 
 
 async def stop(request):
-    d = request.app["daemon"]
+    s = services(request)
     t = request.query.get("t")
-    stopped = await d.run(d.containers.stop, namespace_of(request), request.match_info["id"],
+    stopped = await s.run(s.containers.stop, namespace_of(request), request.match_info["id"],
                           int(t) if t not in (None, "") else None)
     return web.Response(status=204 if stopped else 304, headers=stream_headers())
 
 
 async def kill(request):
-    d = request.app["daemon"]
-    await d.run(d.containers.kill, namespace_of(request), request.match_info["id"],
+    s = services(request)
+    await s.run(s.containers.kill, namespace_of(request), request.match_info["id"],
                 request.query.get("signal") or "KILL")
     return web.Response(status=204, headers=stream_headers())
 
@@ -177,29 +168,6 @@ def hijack(request):
     return transport, raw
 
 
-DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
-
-
-def detach_keys(spec, what="detach keys"):
-    """docker's detach keys: "ctrl-p,ctrl-q" -> b"\\x10\\x11" (empty: the default)."""
-    if not spec:
-        return DEFAULT_DETACH_KEYS
-    out = b""
-    for k in spec.split(","):
-        if len(k) > 1 and k.startswith("ctrl-") and len(k) == 6:
-            c = k[5].lower()
-            code = ord(c) - ord("a") + 1 if "a" <= c <= "z" else {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30,
-                                                                   "_": 31}.get(c)
-            if code is None:
-                raise InvalidArgument(f"Invalid {what} ({spec}) provided")
-            out += bytes([code])
-        elif len(k) == 1:
-            out += k.encode()
-        else:
-            raise InvalidArgument(f"Invalid {what} ({spec}) provided")
-    return out
-
-
 def _escape(buf, keys):
     """docker's escape proxy: (bytes to pass on, whether the keys were typed, bytes held back
     as a possible start of them)."""
@@ -262,60 +230,34 @@ async def pipe(transport, raw, reader, writer, stdin=True, detach=None):
 
 
 async def attach(request):
-    """POST /containers/{id}/attach: answer 101 and pipe the connection to the shim's attach."""
-    d = request.app["daemon"]
+    """POST /containers/{id}/attach: answer 101 and pipe the connection to the shim's attach.
+    Docker attaches before it starts: the service waits for the start (which then holds the
+    process until this attach is connected, so no output is lost)."""
+    s = services(request)
     ns = namespace_of(request)
-    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    rec = await s.run(s.containers.get, ns, request.match_info["id"])
     want = {"stdin": _bool(request, "stdin"), "stdout": _bool(request, "stdout"), "stderr": _bool(request, "stderr")}
     keys = detach_keys(request.query.get("detachKeys"))
     keys = keys if want["stdin"] and (rec.spec_json() or {}).get("Tty") else None  # docker's: a TTY's only
-    sock_path = d.containers.shim_socket(rec.id)
+    s.containers.expect_attach(rec.id)  # before the 101: the client's start may follow at once
     transport, raw = hijack(request)
-    # the shim appears when the container starts (docker attaches before start): the shim then
-    # holds the container until this attach is connected, so no output is lost
-    shim = None
-    d.attach_waiting.add(rec.id)
-    for _ in range(6000):
-        try:
-            reader, writer = await asyncio.open_unix_connection(sock_path)
-            shim = (reader, writer)
-            break
-        except OSError:
-            try:
-                st = await d.run(d.containers.state, await d.run(d.containers.get, ns, rec.id))
-            except NotFound:
-                break
-            if st["Status"] == "exited" and not os.path.exists(sock_path):
-                break
-            await asyncio.sleep(0.002)
-    try:
-        if shim is None:
-            transport.close()
-            return web.Response()
-        reader, writer = shim
-        writer.write(json.dumps({"op": "attach", **want}).encode() + b"\n")
-        await writer.drain()
-        await reader.readline()
-    finally:
-        d.attach_waiting.discard(rec.id)
-
+    res = await s.run_wait(s.containers.attach, ns, rec.id, want["stdin"], want["stdout"], want["stderr"])
+    if res is None:
+        transport.close()
+        return web.Response()
+    sock, _ = res
+    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
     await pipe(transport, raw, reader, writer, stdin=want["stdin"], detach=keys)
     return web.Response()
 
 
 async def resize(request):
-    d = request.app["daemon"]
-    ns = namespace_of(request)
-    rec = await d.run(d.containers.get, ns, request.match_info["id"])
-    path = d.containers.shim_socket(rec.id)
-
-    def call():
-        from berth.services.containers import _shim_call
-        try:
-            _shim_call(path, {"op": "resize", "h": int(request.query.get("h", 24)), "w": int(request.query.get("w", 80))})
-        except OSError:
-            pass
-    await d.run(call)
+    s = services(request)
+    try:
+        h, w = int(request.query.get("h", 24)), int(request.query.get("w", 80))
+    except ValueError:
+        raise InvalidArgument("h and w must be integers") from None
+    await s.run(s.containers.resize, namespace_of(request), request.match_info["id"], h, w)
     return web.Response(status=200, headers=stream_headers())
 
 
@@ -335,12 +277,8 @@ def routes(r):
 
 
 async def restart(request):
-    d = request.app["daemon"]
-    ns = namespace_of(request)
-    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    s = services(request)
     t = request.query.get("t")
-    await d.run(d.containers.stop, ns, rec.id, int(t) if t not in (None, "") else None)
-    await d.run_wait(d.containers.wait_exit, ns, rec.id)
-    if await d.run(d.containers.start, ns, rec.id):
-        d.watch(ns, rec.id)
+    await s.run_wait(s.containers.restart, namespace_of(request), request.match_info["id"],
+                     int(t) if t not in (None, "") else None)
     return web.Response(status=204, headers=stream_headers())

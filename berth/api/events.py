@@ -6,7 +6,7 @@ import time
 
 from aiohttp import web
 
-from berth.api.app import namespace_of, stream_headers
+from berth.api.app import namespace_of, services, stream_headers
 from berth.api.images import _filters
 
 
@@ -43,7 +43,7 @@ def _match(ev, filters):
 
 
 async def events(request):
-    d = request.app["daemon"]
+    bus = services(request).events
     ns = namespace_of(request)
     filters = _filters(request)
     since = _ts(request.query.get("since"))
@@ -51,10 +51,14 @@ async def events(request):
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
     await resp.prepare(request)
     queue = asyncio.Queue()
-    d.subscribers.add(queue)
+    loop = asyncio.get_running_loop()
+
+    def deliver(ns_, ev):  # any thread: the bus calls it
+        loop.call_soon_threadsafe(queue.put_nowait, (ns_, ev))
+    bus.subscribe(deliver)
     try:
         if since is not None:
-            for ns_, ev in list(d.event_log):
+            for ns_, ev in list(bus.log):
                 if ns_ == ns and ev["time"] >= since and (until is None or ev["time"] <= until) and _match(ev, filters):
                     await resp.write(json.dumps(ev).encode() + b"\n")
         while True:
@@ -70,7 +74,7 @@ async def events(request):
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
-        d.subscribers.discard(queue)
+        bus.unsubscribe(deliver)
     try:
         await resp.write_eof()
     except ConnectionError:

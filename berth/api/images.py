@@ -178,8 +178,7 @@ async def tag(request):
     if not repo:
         raise InvalidArgument("repository name is required (repo)")
     ns_ = namespace_of(request)
-    new_name = await d.run(d.images.tag, ns_, request.match_info["name"], repo, request.query.get("tag"))
-    _emit_image(d, ns_, "tag", request.match_info["name"], name=new_name)
+    await d.run(d.images.tag, ns_, request.match_info["name"], repo, request.query.get("tag"))
     return web.Response(status=201, headers=stream_headers())
 
 
@@ -188,9 +187,6 @@ async def remove(request):
     ns = namespace_of(request)
     data = await d.run(d.images.remove, ns, request.match_info["name"], _bool(request, "force"),
                        _bool(request, "noprune"), d.image_users(ns) if hasattr(d, "image_users") else None)
-    for item in data or []:
-        for k, v in item.items():
-            _emit_image(d, ns, "untag" if k == "Untagged" else "delete", v, name=v)
     return json_response(data)
 
 
@@ -226,9 +222,7 @@ async def create(request):
     ref = image
     if t:
         ref = f"{image}@{t}" if t.startswith("sha256:") else f"{image}:{t}"
-    result = await job.run(d.images.pull, ns, ref, platform=q.get("platform") or None, auth=_auth(request))
-    if result:
-        _emit_image(d, ns, "pull", ref, name=ref)
+    await job.run(d.images.pull, ns, ref, platform=q.get("platform") or None, auth=_auth(request))
     return await job.finish()
 
 
@@ -296,7 +290,3 @@ def routes(r):
     r.add("POST", "/images/{name:.+}/push", push)
     r.add("DELETE", "/images/{name:.+}", remove)
 
-
-def _emit_image(d, ns, action, ref, **attrs):
-    if hasattr(d, "emit"):
-        d.emit(ns, "image", action, ref, **attrs)

@@ -117,7 +117,6 @@ async def create(request):
                     ipam_options=ipam.get("Options") or {}, attachable=bool(body.get("Attachable")),
                     ipv6=bool(body.get("EnableIPv6")), subnet6=c6.get("Subnet"), gateway6=c6.get("Gateway"),
                     ip_range6=c6.get("IPRange"), aux=aux)
-    d.emit(ns, "network", "create", n.id, name=n.name, type=n.driver)
     return json_response({"Id": n.id, "Warning": ""}, status=201)
 
 
@@ -129,8 +128,7 @@ def _remove(d, ns, ref):
 async def remove(request):
     d = request.app["daemon"]
     ns = namespace_of(request)
-    n = await d.run(_remove, d, ns, request.match_info["id"])
-    d.emit(ns, "network", "destroy", n.id, name=n.name, type=n.driver)
+    await d.run(_remove, d, ns, request.match_info["id"])
     return web.Response(status=204)
 
 
@@ -150,7 +148,6 @@ def _prune(d, ns, f):
         try:
             d.networks.remove(ns, n.id, lambda n: container_net.users(d.containers, ns, n))
             gone.append(n.name)
-            d.emit(ns, "network", "destroy", n.id, name=n.name, type=n.driver)
         except BerthError:
             pass
     return {"NetworksDeleted": gone}
@@ -177,10 +174,8 @@ async def connect(request):
     body = await _body(request)
     if not body.get("Container"):
         raise InvalidArgument("no container given (Container)")
-    n = await d.run(container_net.connect, d.containers, ns, body["Container"], request.match_info["id"],
-                    body.get("EndpointConfig") or {})
-    rec = await d.run(d.containers.get, ns, body["Container"])
-    d.emit(ns, "network", "connect", n.id, container=rec.id, name=n.name, type=n.driver)
+    await d.run(container_net.connect, d.containers, ns, body["Container"], request.match_info["id"],
+                body.get("EndpointConfig") or {})
     return web.Response(status=200)
 
 
@@ -192,9 +187,8 @@ async def disconnect(request):
     if not body.get("Container"):
         raise InvalidArgument("no container given (Container)")
     rec = await d.run(d.containers.get, ns, body["Container"])
-    n = await d.run(container_net.disconnect, d.containers, ns, rec.id, request.match_info["id"],
-                    bool(body.get("Force")))
-    d.emit(ns, "network", "disconnect", n.id, container=rec.id, name=n.name, type=n.driver)
+    await d.run(container_net.disconnect, d.containers, ns, rec.id, request.match_info["id"],
+                bool(body.get("Force")))
     return web.Response(status=200)
 
 

@@ -31,7 +31,6 @@ async def create(request):
             raise InvalidArgument(f"{k} must be an object")
     v = await d.run(d.volumes.create, ns, body.get("Name") or None, body.get("Driver") or None,
                     body.get("DriverOpts"), body.get("Labels"))
-    d.emit(ns, "volume", "create", v["Name"], driver=v["Driver"])
     return json_response(v, status=201)
 
 
@@ -45,7 +44,6 @@ async def remove(request):
     ns = namespace_of(request)
     name = request.match_info["name"]
     await d.run(d.volumes.remove, ns, name, _bool(request, "force"))
-    d.emit(ns, "volume", "destroy", name)
     return web.Response(status=204, headers=stream_headers())
 
 
@@ -56,10 +54,7 @@ async def prune(request):
     m = re.match(r"/v1\.(\d+)/", request.path)
     if m and int(m.group(1)) < 42 and "all" not in filters:
         filters = dict(filters, all=["true"])  # before API 1.42 prune took named volumes too
-    res = await d.run(d.volumes.prune, ns, filters)
-    for name in res["VolumesDeleted"]:
-        d.emit(ns, "volume", "destroy", name)
-    return json_response(res)
+    return json_response(await d.run(d.volumes.prune, ns, filters))
 
 
 def routes(r):

@@ -202,11 +202,8 @@ class _Exit(BerthError):
 
 
 def _start_code(msg):
-    if "executable file not found" in msg or "no such file or directory" in msg.lower():
-        return 127
-    if "permission denied" in msg.lower() or "is a directory" in msg:
-        return 126
-    return 125
+    from berth.errors import start_exit_code
+    return start_exit_code(msg, 125)
 
 
 def config_detach_keys():

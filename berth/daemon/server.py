@@ -5,11 +5,9 @@ import concurrent.futures
 import grp
 import logging
 import os
-import platform
 import signal
 import socket
 
-from berth import __version__
 from berth.errors import BerthError, InvalidArgument
 
 log = logging.getLogger("berthd")
@@ -28,120 +26,53 @@ class Daemon:
         self.meta = MetadataStore(cfg.root)
         self.snapshotter, self.snapshotter_name = _snapshotter(cfg.root)
         self.registry = RegistryConfig(cfg)
+        from berth.services.events import EventBus
+        self.events = EventBus()
         self.images = ImageService(self.meta, self.content, self.snapshotter, self.snapshotter_name,
-                                   self.registry)
+                                   self.registry, events=self.events)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="berthd")
         # waits that last as long as a container (wait, logs -f, stats streams) get threads of
         # their own (made as needed): they never starve the pool that serves short requests
         self.waits = concurrent.futures.ThreadPoolExecutor(max_workers=4096, thread_name_prefix="berthd-wait")
+        from berth.services import Services
         from berth.services.containers import ContainerService
-        self.zygote = zygote
-        self.containers = ContainerService(cfg, self.meta, self.images, self.snapshotter, self.snapshotter_name,
-                                           zygote)
+        from berth.services.execs import ExecService
         from berth.services.networks import NetworkService
-        self.networks = NetworkService(cfg, self.meta)
-        self.containers.networks = self.networks
-        self.image_users = self.containers.image_users
+        from berth.services.state import ContainerStates
         from berth.services.volumes import VolumeService
-        self.volumes = VolumeService(cfg, self.meta)
-        self.volumes.containers, self.containers.volumes = self.containers, self.volumes
-        self.attach_waiting = set()  # containers with an attach waiting for their start
-        self.execs = {}  # exec id -> {ns, container, body, process, started, pid}
-        import collections
-        self.event_log = collections.deque(maxlen=1000)  # (namespace, event)
-        self.subscribers = set()  # asyncio queues of /events streams
+        self.zygote = zygote
+        states = ContainerStates(self.meta)
+        self.networks = NetworkService(cfg, self.meta, events=self.events)
+        self.volumes = VolumeService(cfg, self.meta, states, events=self.events)
+        self.containers = ContainerService(cfg, self.meta, self.images, self.snapshotter, self.snapshotter_name,
+                                           zygote, networks=self.networks, volumes=self.volumes,
+                                           events=self.events, states=states)
+        self.execs = ExecService(self.containers, self.events)
+        from berth.services.system import SystemService
+        self.system = SystemService(cfg, self.meta, self.images, self.containers, self.snapshotter_name)
+        self.image_users = self.containers.image_users
+        self.services = Services(cfg=cfg, containers=self.containers, execs=self.execs, images=self.images,
+                                 networks=self.networks, volumes=self.volumes, events=self.events, system=self.system,
+                                 run=self.run, run_wait=self.run_wait, waits=self.waits, pool=self.pool)
         self.loop = None
 
     def emit(self, ns, type_, action, actor_id, **attrs):
-        """Record an event (docker's shape) and hand it to the /events streams; any thread may call it."""
-        import time as _time
-        now = _time.time_ns()
-        ev = {"Type": type_, "Action": action, "Actor": {"ID": actor_id, "Attributes": {k: str(v) for k, v in attrs.items() if v is not None}},
-              "scope": "local", "time": now // 10**9, "timeNano": now}
-        if type_ == "container":
-            ev.update(status=action, id=actor_id, **({"from": attrs["image"]} if attrs.get("image") else {}))
-        elif type_ == "image":
-            ev.update(status=action, id=actor_id)
-        self.event_log.append((ns, ev))
-        if self.loop is not None:
-            for q in list(self.subscribers):
-                self.loop.call_soon_threadsafe(q.put_nowait, (ns, ev))
+        """An event on the bus (for the handlers that still publish their own)."""
+        self.events.publish(ns, type_, action, actor_id, **attrs)
 
     def emit_container(self, ns, cid, action, **extra):
         try:
             rec = self.meta.get_container(ns, cid)
-            attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
-            attrs.update(rec.labels or {})
         except BerthError:
-            attrs = {}
-        attrs.update(extra)
-        self.emit(ns, "container", action, cid, **attrs)
-
-    def watch(self, ns, cid):
-        """A thread per running container: when it exits, unmount its rootfs (and remove it if --rm)."""
-        import threading
-
-        def run():
-            try:
-                while True:
-                    code = self.containers.wait_exit(ns, cid)
-                    self.emit_container(ns, cid, "die", exitCode=code)
-                    try:
-                        rec = self.meta.get_container(ns, cid)
-                        attrs = {"image": (rec.extensions or {}).get("image_name") or rec.image, "name": rec.name}
-                    except BerthError:
-                        attrs = {}
-                    outcome = self.containers.cleanup_exited(ns, cid)
-                    if outcome == "removed":
-                        self.emit(ns, "container", "destroy", cid, **attrs)
-                    if outcome != "restarted":
-                        return
-                    self.emit_container(ns, cid, "start")
-            except BerthError:
-                pass
-            except Exception:
-                log.exception("watching container %s", cid)
-        threading.Thread(target=run, name=f"watch-{cid[:12]}", daemon=True).start()
+            rec = None
+        if rec is None:
+            self.events.publish(ns, "container", action, cid, **extra)
+        else:
+            self.events.container(ns, rec, action, **extra)
 
     def watch_running(self):
-        """After a (re)start of berthd: watch the containers still running, record the exits that
-        happened while it was down, and bring back those whose restart policy says so."""
-        running = set(self.containers.running())
-        try:
-            self.networks.ensure_host([n.name for n in self.meta.list_namespaces()])
-        except BerthError as e:
-            log.warning("networks: %s", e)
-        for cid in self.networks.orphans({cid for _, cid in running}):
-            self.networks.detach_all(cid)  # attachments of containers that exited while berthd was down
-        for ns, cid in running:
-            net = (self.meta.get_container(ns, cid).extensions or {}).get("net") or {}
-            if net.get("networks"):
-                self.networks.register(ns, cid, net["networks"], net.get("ports"))
-                if self.networks.dns is not None and any(e.get("DNSNames") for e in net["networks"].values()):
-                    try:
-                        self.networks.dns.attach(cid, net["netns"])
-                    except (BerthError, OSError) as e:
-                        log.warning("container %s: embedded DNS: %s", cid[:12], e)
-            self.watch(ns, cid)
-        for n in self.meta.list_namespaces():
-            for rec in self.meta.list_containers(n.name):
-                if (n.name, rec.id) not in running and (rec.extensions or {}).get("started_at"):
-                    try:
-                        # it exited while berthd was down: what its watcher would have done
-                        st = self.containers.state(rec)
-                        if st["Status"] == "exited" and not self.containers.should_restart(rec, st["ExitCode"], True):
-                            self.containers.cleanup_exited(n.name, rec.id)
-                        else:
-                            from berth.snapshots.mount import unmount
-                            unmount(self.containers.rootfs(rec.id))
-                    except BerthError as e:
-                        log.warning("container %s: %s", rec.id[:12], e)
-        for ns, cid in self.containers.to_restart_at_startup():
-            try:
-                self.containers.start(ns, cid, restarting=True)
-                self.watch(ns, cid)
-            except BerthError as e:
-                log.warning("restarting container %s: %s", cid[:12], e)
+        """After a (re)start of berthd: the monitor restores what the shims hold."""
+        self.containers.monitor.restore()
 
     async def run(self, fn, *args, **kwargs):
         """Run blocking work in a worker thread."""
@@ -167,80 +98,22 @@ class Daemon:
         except BerthError as e:
             log.warning("garbage collection: %s", e)
 
-    # --- system ---
+    # --- the system use-cases (berth.services.system), under the names the handlers use ---
 
     def info(self, ns):
-        from berth.runtime import cgroups
-        images = len(self.images.list(ns))
-        mode = cgroups.detect_mode()
-        mem = 0
-        try:
-            with open("/proc/meminfo") as f:
-                for line in f:
-                    if line.startswith("MemTotal:"):
-                        mem = int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        u = os.uname()
-        mirrors = list(self.cfg.registry_mirrors)
-        return {
-            "ID": _daemon_id(self.cfg.root), "Name": socket.gethostname(),
-            "ServerVersion": __version__, "Driver": self.snapshotter_name, "DriverStatus": [],
-            **self._container_counts(ns),
-            "Images": images, "DockerRootDir": self.cfg.root,
-            "CgroupDriver": self.cfg.cgroup_driver, "CgroupVersion": "2" if mode == "v2" else "1",
-            "Runtimes": {name: {"path": rt.path, "runtimeArgs": rt.args or None}
-                         for name, rt in self.cfg.runtimes.items()},
-            "DefaultRuntime": self.cfg.default_runtime,
-            "RegistryConfig": {
-                "Mirrors": mirrors, "InsecureRegistryCIDRs": [r for r in self.cfg.insecure_registries if "/" in r],
-                "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": mirrors, "Secure": True,
-                                               "Official": True}},
-            },
-            "OperatingSystem": _os_name(), "OSType": "linux", "OSVersion": "", "Architecture": platform.machine(),
-            "KernelVersion": u.release, "NCPU": os.cpu_count() or 1, "MemTotal": mem,
-            "IndexServerAddress": "https://index.docker.io/v1/", "LoggingDriver": "json-file",
-            "SecurityOptions": ["name=seccomp,profile=builtin"], "Labels": [f"berth.namespace={ns}"],
-            "ExperimentalBuild": False, "Debug": self.cfg.log_level == "debug",
-            "Swarm": {"LocalNodeState": "inactive"},
-            "Berth": {"Namespace": ns, "ConfigPath": self.cfg.config_path, "SandboxImage": self.cfg.sandbox_image,
-                      "StateDir": self.cfg.state},
-        }
-
-    def _container_counts(self, ns):
-        counts = {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0}
-        for rec in self.meta.list_containers(ns):
-            st = self.containers.state(rec)
-            counts["Containers"] += 1
-            key = {"running": "ContainersRunning", "paused": "ContainersPaused"}.get(st["Status"], "ContainersStopped")
-            counts[key] += 1
-        return counts
-
-    # --- namespaces ---
+        return self.system.info(ns)
 
     def namespaces(self):
-        out = []
-        for n in self.meta.list_namespaces():
-            out.append({"Name": n.name, "Labels": n.labels})
-        return out
+        return self.system.namespaces()
 
     def namespace_inspect(self, name):
-        n = self.meta.get_namespace(name)
-        usage = self.meta.namespace_usage(name)
-        return {"Name": n.name, "Labels": n.labels, "Usage": usage}
+        return self.system.namespace_inspect(name)
 
     def namespace_create(self, name, labels=None):
-        from berth.metadata.records import check_namespace
-        check_namespace(name)
-        try:
-            self.meta.get_namespace(name)
-        except BerthError:
-            return self.meta.create_namespace(name, labels or {})
-        from berth.errors import AlreadyExists
-        raise AlreadyExists(f'namespace "{name}" already exists')
+        return self.system.namespace_create(name, labels)
 
     def namespace_remove(self, name):
-        self.meta.delete_namespace(name)
+        self.system.namespace_remove(name)
 
     def start_dns(self):
         """The embedded DNS server (127.0.0.11 in the network namespace of each container on a
@@ -299,30 +172,6 @@ def _snapshotter(root):
         return overlay.OverlaySnapshotter(os.path.join(root, "snapshots", "overlayfs")), "overlayfs"
     from berth.snapshots.native import NativeSnapshotter
     return NativeSnapshotter(os.path.join(root, "snapshots", "native")), "native"
-
-
-def _daemon_id(root):
-    path = os.path.join(root, "engine-id")
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except FileNotFoundError:
-        import uuid
-        i = str(uuid.uuid4())
-        with open(path, "w") as f:
-            f.write(i)
-        return i
-
-
-def _os_name():
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return "Linux"
 
 
 async def serve(cfg, ready=None, zygote=None):

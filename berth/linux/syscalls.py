@@ -7,6 +7,7 @@ libc is loaded on first use, never at import time.
 """
 
 import ctypes
+import errno
 import os
 
 # clone/unshare/setns flags
@@ -161,11 +162,16 @@ class _OpenHow(ctypes.Structure):
 
 
 def openat2(dirfd, path, flags, mode=0, resolve=0):
-    """openat2(2): open path relative to dirfd with RESOLVE_* restrictions."""
+    """openat2(2): open path relative to dirfd with RESOLVE_* restrictions. EAGAIN (a rename or a
+    mount anywhere on the system raced the resolution, with RESOLVE_IN_ROOT/BENEATH) is retried,
+    as openat2(2) asks."""
     lib = _lib()
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    ret = lib.syscall(_nr("openat2"), ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)),
-                      ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    for _ in range(64):
+        ret = lib.syscall(_nr("openat2"), ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)),
+                          ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+        if ret >= 0 or ctypes.get_errno() != errno.EAGAIN:
+            break
     return _check(ret, path=path)
 
 

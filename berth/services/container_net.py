@@ -193,6 +193,7 @@ def connect(svc, ns, ref, net_ref, endpoint_cfg):
             nets.dns.attach(rec.id, net["netns"])
     else:
         svc.meta.update_container(ns, rec.id, spec=body)
+    nets.events.publish(ns, "network", "connect", n.id, container=rec.id, name=n.name, type=n.driver)
     return n
 
 
@@ -224,6 +225,7 @@ def disconnect(svc, ns, ref, net_ref, force=False):
     if net:
         ext["net"] = net
     svc.meta.update_container(ns, rec.id, spec=body, extensions=ext)
+    nets.events.publish(ns, "network", "disconnect", n.id, container=rec.id, name=n.name, type=n.driver)
     return n
 
 

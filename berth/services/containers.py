@@ -1,10 +1,17 @@
-"""The containers use-cases: create, start, wait, stop, kill, remove, list, inspect, logs.
+"""The containers use-cases: create, start, attach, wait, stop, kill, pause, remove, list, inspect,
+logs — callable by any front end (the Docker API, the CRI) without HTTP.
 
-A container is a metadata record (its Docker create request, image and snapshot) plus, once
-started, a shim that holds it. Paths:
+A container is a metadata record (its Docker create request, image and snapshot), a state in the
+state machine (berth.services.state, persisted in the record) and, once started, a shim that
+holds it: every verb on a running container goes through the shim's client (berth.shim.client),
+and the shim's events (start result, exit) drive the state; the monitor (berth.services.monitor)
+handles exits. Paths:
   <root>/containers/<id>/   hostname, hosts, resolv.conf, <id>-json.log, rootfs/ (mount point)
-  <state>/containers/<id>/  bundle/config.json; shim.sock, shim.json, exit.json (the shim's)
+  <state>/containers/<id>/  bundle/config.json; shim.json, exit.json (the shim's records)
+  <state>/s/<id[:16]>.sock  the shim's socket
 """
+
+from __future__ import annotations
 
 import json
 import os
@@ -15,8 +22,21 @@ import signal
 import socket
 import time
 
-from berth.errors import AlreadyExists, BerthError, FailedPrecondition, InvalidArgument, NotFound, SystemError_
+from berth.metadata.records import Container
+from berth.errors import (
+    AlreadyExists,
+    BerthError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SystemError_,
+    start_exit_code,
+)
+from berth.runtime import oci as oci_runtime
+from berth.services import state as S
 from berth.services.volumes import inspect_mounts
+from berth.shim import protocol as proto
+from berth.shim.client import EventChannel, ShimClient, ShimGone
 
 _ADJ = ["admiring", "brave", "calm", "clever", "dreamy", "eager", "focused", "gallant", "happy", "jolly",
         "keen", "lucid", "modest", "nifty", "quirky", "serene", "tender", "upbeat", "vibrant", "zealous"]
@@ -38,25 +58,31 @@ def _parse_time(s):
     return t + (float("0." + frac) if frac else 0.0)
 
 
-def _shim_call(path, req, timeout=5.0):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(timeout)
+def find_container(meta, ns: str, ref: str) -> Container:
+    """A container by id, name or unique id prefix."""
+    ref = ref.lstrip("/")
     try:
-        s.connect(path)
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            d = s.recv(4096)
-            if not d:
-                break
-            buf += d
-        return json.loads(buf.split(b"\n")[0]) if buf.strip() else None
-    finally:
-        s.close()
+        return meta.get_container(ns, ref)
+    except NotFound:
+        pass
+    try:
+        return meta.get_container_by_name(ns, ref)
+    except NotFound:
+        pass
+    if len(ref) >= 1 and all(c in "0123456789abcdef" for c in ref):
+        found = [c for c in meta.list_containers(ns) if c.id.startswith(ref)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise InvalidArgument(f"multiple containers match the ID prefix {ref!r}")
+    raise NotFound(f"No such container: {ref}")
 
 
 class ContainerService:
-    def __init__(self, cfg, meta, images, snapshotter, snapshotter_name, zygote):
+    def __init__(self, cfg, meta, images, snapshotter, snapshotter_name, zygote, *, networks=None, volumes=None,
+                 events=None, states=None):
+        from berth.services.events import EventBus
+        from berth.services.monitor import Monitor
         self.cfg = cfg
         self.meta = meta
         self.images = images
@@ -64,121 +90,94 @@ class ContainerService:
         self.snapshotter_name = snapshotter_name
         self.zygote = zygote
         self.runtime_root = os.path.join(cfg.state, "runtime")
-        self._removed_exits = {}  # id -> exit code of removed containers, for waits that outlive them
-        self.networks = None  # NetworkService, set by the daemon
-        import threading
-        # notified when a container starts, exits (cleaned up) or goes: waits need not poll
-        self._changed = threading.Condition()
-        self.volumes = None  # the VolumeService (berthd wires it): the container's mounts
+        self.networks = networks  # the NetworkService (None: no networking, e.g. in unit tests)
+        self.volumes = volumes  # the VolumeService: the container's mounts
+        self.events = events if events is not None else EventBus()
+        self.states = states if states is not None else S.ContainerStates(meta)
+        self.monitor = Monitor(self)  # exits, restart policies, restore at daemon start
+        self.attach_pending = set()  # containers with an attach waiting for their start
+        self._handoff = {}  # id -> "ready" (created, holding its process) | "attached" (the attach is in)
 
     # --- paths ---
 
-    def cdir(self, cid):
+    def cdir(self, cid: str) -> str:
         return os.path.join(self.cfg.root, "containers", cid)
 
-    def sdir(self, cid):
+    def sdir(self, cid: str) -> str:
         return os.path.join(self.cfg.state, "containers", cid)
 
-    def shim_socket(self, cid):
+    def shim_socket(self, cid: str) -> str:
         """Short on purpose: a unix socket path must fit in 108 bytes."""
         return os.path.join(self.cfg.state, "s", cid[:16] + ".sock")
 
-    def rootfs(self, cid):
+    def rootfs(self, cid: str) -> str:
         return os.path.join(self.cdir(cid), "rootfs")
 
-    def log_path(self, cid):
+    def log_path(self, cid: str) -> str:
         return os.path.join(self.cdir(cid), f"{cid}-json.log")
 
     # --- lookup ---
 
-    def get(self, ns, ref):
-        ref = ref.lstrip("/")
-        try:
-            return self.meta.get_container(ns, ref)
-        except NotFound:
-            pass
-        try:
-            return self.meta.get_container_by_name(ns, ref)
-        except NotFound:
-            pass
-        if len(ref) >= 1 and all(c in "0123456789abcdef" for c in ref):
-            found = [c for c in self.meta.list_containers(ns) if c.id.startswith(ref)]
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise InvalidArgument(f"multiple containers match the ID prefix {ref!r}")
-        raise NotFound(f"No such container: {ref}")
+    def get(self, ns: str, ref: str) -> Container:
+        return find_container(self.meta, ns, ref)
 
     # --- state ---
 
-    def state(self, rec):
-        """{"Status", "Running", "Pid", "ExitCode", "StartedAt", "FinishedAt", "Error"} from the shim's files."""
-        ext = rec.extensions or {}
-        sd = self.sdir(rec.id)
-        st = {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
-              "Dead": False, "Pid": 0, "ExitCode": ext.get("error_code", 0), "Error": ext.get("error", ""),
-              "StartedAt": ext.get("started_at", "0001-01-01T00:00:00Z"),
-              "FinishedAt": "0001-01-01T00:00:00Z"}
-        shim = _read_json(os.path.join(sd, "shim.json"))
-        exitj = _read_json(os.path.join(sd, "exit.json"))
-        if exitj is None:
-            exitj = ext.get("last_exit")
-        if shim and shim.get("status") == "running" and exitj is None:
-            # the shim writes exit.json as soon as it reaps the init: until then (a live shim, even
-            # with the init just dead) the container is running, never "exited (255)"
-            if _alive(shim.get("shim_pid", 0)):
-                st.update(Status="running", Running=True, Pid=shim.get("pid", 0))
-                if self._paused(rec):
-                    st.update(Status="paused", Paused=True)
-                return st
-        if exitj is not None:
-            st.update(Status="exited", ExitCode=exitj.get("exit_code", 0), FinishedAt=exitj.get("finished_at"))
-            if ext.get("restarting"):  # between an exit and the restart its policy asks for
-                st.update(Status="restarting", Restarting=True)
-        elif ext.get("started_at"):
-            st.update(Status="exited", ExitCode=255, FinishedAt=ext.get("started_at"))
-        return st
+    def state(self, rec: Container) -> dict:
+        """docker's State object of a container, from the engine's state machine."""
+        return self.states.get(rec.namespace, rec.id, rec).docker()
 
-    def runtime_root_of(self, rec):
+    def run_state(self, ns: str, cid: str) -> S.RunState:
+        return self.states.get(ns, cid)
+
+    def runtime_root_of(self, rec: Container) -> str:
         """Each OCI runtime keeps its own state root (their state files differ)."""
-        rt = self.cfg.runtimes.get(rec.runtime)
-        if rt is None or rt.path == "berth-runc":
-            return self.runtime_root
-        return os.path.join(self.cfg.state, "runtime-" + rec.runtime)
+        return oci_runtime.root_of(self.cfg, rec.runtime)
 
-    def runtime_call(self, rec, op):
-        """pause | resume | delete (forced) | state of a container, with its own runtime."""
-        rt = self.cfg.runtimes.get(rec.runtime)
-        if rt is None or rt.path == "berth-runc":
-            from berth.runtime import container as rtlib
-            from berth.runtime import state as rstate
-            if op == "state":
-                return rstate.load(self.runtime_root, rec.id).status()
-            if op == "delete":
-                return rtlib.delete(self.runtime_root, rec.id, force=True)
-            return getattr(rtlib, op)(self.runtime_root, rec.id)
-        import subprocess
-        args = [rt.path] + list(rt.args or []) + ["--root", self.runtime_root_of(rec)]
-        args += {"delete": ["delete", "--force"], "state": ["state"]}.get(op, [op]) + [rec.id]
-        p = subprocess.run(args, capture_output=True, timeout=60)
-        if p.returncode != 0:
-            msg = (p.stderr or p.stdout).decode(errors="replace").strip().splitlines()
-            if op in ("state", "delete") and any("not exist" in m for m in msg):
-                raise NotFound(f"{rt.path}: container {rec.id} does not exist")
-            raise SystemError_(f"{rt.path} {op}: {msg[-1] if msg else f'exit status {p.returncode}'}")
-        if op == "state":
-            return json.loads(p.stdout).get("status")
-        return None
+    def runtime(self, rec: Container) -> oci_runtime.OCIRuntime:
+        """The container's OCI runtime (berth.runtime.oci): chosen in one place."""
+        return oci_runtime.for_config(self.cfg, rec.runtime)
 
-    def _paused(self, rec):
-        try:
-            return self.runtime_call(rec, "state") == "paused"
-        except BerthError:
-            return False
+    def shim(self, rec_or_id: Container | str) -> ShimClient:
+        """The client of a container's shim (berth.shim.client): the only way to a running container."""
+        cid = rec_or_id if isinstance(rec_or_id, str) else rec_or_id.id
+        return ShimClient(self.shim_socket(cid))
+
+    def _ext_update(self, ns, cid, **kv):
+        """Change some keys of the record's extensions in one transaction (others' keys stay)."""
+        with self.meta.tx() as tx:
+            rec = tx.get_container(ns, cid)
+            ext = dict(rec.extensions or {})
+            for k, v in kv.items():
+                if v is None:
+                    ext.pop(k, None)
+                else:
+                    ext[k] = v
+            return tx.update_container(ns, cid, extensions=ext)
+
+    def pause(self, ns: str, ref: str) -> None:
+        rec = self.get(ns, ref)
+        st = self.states.get(ns, rec.id, rec)
+        if st.status == S.PAUSED:
+            raise FailedPrecondition(f"Container {rec.id} is already paused")
+        if st.status != S.RUNNING:
+            raise FailedPrecondition(f"Container {rec.id} is not running")
+        self.shim(rec).pause()
+        self.states.transition(ns, rec.id, S.PAUSED)
+        self.events.container(ns, rec, "pause")
+
+    def unpause(self, ns: str, ref: str) -> None:
+        rec = self.get(ns, ref)
+        st = self.states.get(ns, rec.id, rec)
+        if st.status != S.PAUSED:
+            raise FailedPrecondition(f"Container {rec.id} is not paused")
+        self.shim(rec).resume()
+        self.states.transition(ns, rec.id, S.RUNNING)
+        self.events.container(ns, rec, "unpause")
 
     # --- create ---
 
-    def create(self, ns, body, name=None):
+    def create(self, ns: str, body: dict, name: str | None = None) -> dict:
         image_ref = body.get("Image")
         if not image_ref:
             raise InvalidArgument("no image given (Image)")
@@ -245,24 +244,30 @@ class ContainerService:
             shutil.rmtree(self.cdir(cid), ignore_errors=True)
             self.volumes.discard(ns, new_volumes)
             raise
+        try:
+            self.events.container(ns, self.meta.get_container(ns, cid), "create")
+        except NotFound:
+            pass
         return {"Id": cid, "Warnings": []}
 
     # --- start ---
 
-    def start(self, ns, ref, attach_pending=False, restarting=False):
+    def start(self, ns: str, ref: str, attach_pending: bool | None = None, restarting: bool = False) -> bool:
+        """Start a created or exited container; False when it runs already (docker's 304).
+        attach_pending: hold the process until an attach comes (None: whether one is waiting)."""
         rec = self.get(ns, ref)
-        st = self.state(rec)
-        if st["Running"]:
-            return False  # 304
+        st = self.states.get(ns, rec.id, rec)
+        if st.running:
+            return False
+        if st.status in (S.REMOVING, S.DEAD):
+            raise FailedPrecondition(f"container {rec.id} is marked for removal and cannot be started")
+        if attach_pending is None:
+            attach_pending = rec.id in self.attach_pending
         spec_body = rec.spec_json()
         sd = self.sdir(rec.id)
         os.makedirs(sd, mode=0o711, exist_ok=True)
-        old_shim = _read_json(os.path.join(sd, "shim.json")) or {}
-        deadline = time.monotonic() + 10
-        while _alive(old_shim.get("shim_pid", 0)) and time.monotonic() < deadline:
-            time.sleep(0.02)  # the previous run's shim is still finishing (draining, cleaning up)
         try:
-            self.runtime_call(rec, "delete")  # whatever a dead shim left
+            self.runtime(rec).delete(rec.id, force=True)  # whatever a dead shim left
         except BerthError:
             pass
         for f in ("exit.json", "shim.json", "start-error", "shim-error"):
@@ -275,6 +280,7 @@ class ContainerService:
         rootfs = self.rootfs(rec.id)
         unmount(rootfs)
         mount_all(self.snapshotter.mounts(rec.snapshot_key), rootfs)
+        channel = None
         try:
             cfg_doc = self.images.read_json(spec_body["_image_id"], 20 << 20, "image config")
             hostname = spec_body.get("Hostname") or rec.id[:12]
@@ -286,129 +292,138 @@ class ContainerService:
             os.makedirs(bundle, exist_ok=True)
             with open(os.path.join(bundle, "config.json"), "w") as f:
                 json.dump(oci, f)
-            rt = self.cfg.runtimes[rec.runtime]
-            binary = None if rt.path == "berth-runc" else rt.path
             hc = spec_body.get("HostConfig") or {}
             lc = (hc.get("LogConfig") or {}).get("Config") or {}
-            params = {
-                "id": rec.id, "state_dir": sd, "bundle": bundle, "runtime_root": self.runtime_root_of(rec),
-                "runtime_binary": binary, "runtime_args": rt.args, "log_path": self.log_path(rec.id),
+            from berth.services.container_net import network_mode
+            params = dict(self.runtime(rec).shim_params(network_mode(hc)), **{
+                "id": rec.id, "state_dir": sd, "bundle": bundle, "log_path": self.log_path(rec.id),
                 "tty": bool(spec_body.get("Tty")), "open_stdin": bool(spec_body.get("OpenStdin")),
                 "log_max_size": _size(lc.get("max-size")), "log_max_file": int(lc.get("max-file") or 1),
-                "systemd": self.cfg.cgroup_driver == "systemd", "wait_attach": attach_pending,
-                "socket": self.shim_socket(rec.id),
-            }
-            # this run's start time is taken before the process can end (StartedAt <= FinishedAt);
-            # the last run's end and start go now, so no one reads them as this run's
+                "wait_attach": bool(attach_pending), "socket": self.shim_socket(rec.id),
+            })
+            # this run's start time is taken before the process can end (StartedAt <= FinishedAt)
             started_at = _now()
-            ext0 = dict(self.meta.get_container(ns, rec.id).extensions or {})
-            if "last_exit" in ext0 or "started_at" in ext0:
-                ext0.pop("last_exit", None)
-                ext0.pop("started_at", None)
-                self.meta.update_container(ns, rec.id, extensions=ext0)
-            self.zygote.spawn(params)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                shim = _read_json(os.path.join(sd, "shim.json"))
-                if shim and shim.get("status") in ("running", "exited"):
-                    break
-                if shim and shim.get("status") == "failed":
-                    err = _read_text(os.path.join(sd, "start-error")) or "the container failed to start"
-                    self.meta.update_container(ns, rec.id, extensions=dict(rec.extensions or {}, error=err,
-                                                                            error_at=_now(),
-                                                                            error_code=_start_error_code(err)))
-                    self._notify_change()
-                    raise SystemError_(f"failed to create task for container: {err}")
-                crash = _read_text(os.path.join(sd, "shim-error"))
-                if crash:  # the shim died before it could say running or failed: no waiting a minute
-                    raise SystemError_(f"the container's shim failed: {crash}")
-                time.sleep(0.001)
-            else:
-                raise SystemError_("the container's shim did not start in time")
+            parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            try:
+                self.zygote.spawn(params, events_fd=child.fileno())
+            except BaseException:
+                parent.close()
+                raise
+            finally:
+                child.close()
+            channel = EventChannel(parent)
+            res = channel.start_result()
+            if res.ok and attach_pending:
+                res = self._start_after_attach(rec, res)
+            if not res.ok:
+                err = res.error or "the container failed to start"
+                gen = st.generation + 1
+                self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
+                                       error=err, exit_code=start_exit_code(err, 128), generation=gen)
+                raise error_of_start(res.kind, f"failed to create task for container: {err}")
         except BaseException:
+            if channel is not None:
+                channel.close()
             unmount(rootfs)
             from berth.services import container_net
             container_net.teardown(self, ns, rec.id)
             self.volumes.release(ns, rec)
             raise
-        ext = dict(self.meta.get_container(ns, rec.id).extensions or {})
-        ext.pop("error", None)
-        ext.pop("error_code", None)
-        ext.pop("last_exit", None)
-        ext["started_at"] = started_at
         if not restarting:
-            ext["stopped_by_user"] = False
-            ext["restart_count"] = 0
-        self.meta.update_container(ns, rec.id, extensions=ext)
-        self._notify_change()
+            self._ext_update(ns, rec.id, stopped_by_user=False, restart_count=0)
+        self.states.transition(ns, rec.id, S.RUNNING, pid=res.pid, started_at=started_at, error="",
+                               exit_code=0, generation=st.generation + 1, oom_killed=False)
+        self.events.container(ns, rec, "start")
+        self.monitor.watch(ns, rec.id, channel)
         return True
+
+    def _start_after_attach(self, rec, created):
+        """The container is created and holds its process for the attach that is coming: once the
+        attach is connected (10 s at most), start it; its failure is the start's result."""
+        cid = rec.id
+        with self.states.cond:
+            self._handoff[cid] = "ready"
+            self.states.cond.notify_all()
+        try:
+            self.states.wait_until(lambda: self._handoff.get(cid) == "attached", 10)
+            try:
+                self.shim(rec).start()
+            except BerthError as e:
+                kind = "SystemError" if isinstance(e, SystemError_) else type(e).__name__
+                return proto.StartResult(ok=False, kind=kind, error=e.message)
+            return created
+        finally:
+            with self.states.cond:
+                self._handoff.pop(cid, None)
+
+    # --- attach ---
+
+    def expect_attach(self, cid: str) -> None:
+        """An attach is coming: the next start holds the process for it."""
+        self.attach_pending.add(cid)
+
+    def attach(self, ns: str, ref: str, stdin: bool = False, stdout: bool = True, stderr: bool = True,
+               timeout: float = 12.0) -> tuple[socket.socket, dict] | None:
+        """A socket carrying the container's stream (berth.shim.protocol.Attach) and the shim's
+        reply ({"tty"}), or None when it did not run. Docker attaches before it starts: a container
+        that is not running is waited for (its next start holds the process for this attach)."""
+        rec = self.get(ns, ref)
+        cid = rec.id
+        self.attach_pending.add(cid)
+        try:
+            st = self.states.get(ns, cid, rec)
+            if not st.running:
+                gen0 = st.generation
+
+                def ready():
+                    s = self.states._cache.get(cid)
+                    return self._handoff.get(cid) == "ready" or s is None or s.generation > gen0
+                self.states.wait_until(ready, timeout)
+                st = self.states.peek(cid)
+                if self._handoff.get(cid) != "ready" and (st is None or not st.running):
+                    return None
+            try:
+                res = self.shim(rec).open(proto.Attach(stdin=stdin, stdout=stdout, stderr=stderr))
+            except ShimGone:
+                return None
+            with self.states.cond:
+                if self._handoff.get(cid) == "ready":
+                    self._handoff[cid] = "attached"  # the start that waits for it goes on
+                    self.states.cond.notify_all()
+            return res
+        finally:
+            self.attach_pending.discard(cid)
+
+    def resize(self, ns: str, ref: str, h: int, w: int) -> None:
+        rec = self.get(ns, ref)
+        try:
+            self.shim(rec).resize(int(h), int(w))
+        except ShimGone:
+            pass
 
     # --- wait, stop, kill ---
 
-    def wait_exit(self, ns, ref, condition="not-running"):
-        """Block until the container is not running (or, for next-exit, until it ran and exited).
-        A container removed meanwhile (--rm) still answers with its exit code."""
+    def wait_exit(self, ns: str, ref: str, condition: str = "not-running") -> int:
+        """Block until the container is not running (next-exit: until it ran and exited; removed:
+        until it is gone too); its exit code. A container removed meanwhile (--rm) still
+        answers with its exit code."""
         rec = self.get(ns, ref)
-        try:
-            return self._wait_exit(ns, ref, rec, condition)
-        except NotFound:
-            if rec.id in self._removed_exits:
-                return self._removed_exits[rec.id]
-            raise
-
-    def _wait_exit(self, ns, ref, rec, condition):
-        if condition == "next-exit" or self.state(rec)["Status"] == "created":
-            # docker calls wait before start: wait for the start, then the exit
-            failed_before = (rec.extensions or {}).get("error_at")
-            while True:
-                try:
-                    rec = self.meta.get_container(ns, rec.id)
-                except NotFound:
-                    raise NotFound(f"No such container: {ref}") from None
-                st = self.state(rec)
-                if st["Running"] or st["Status"] == "exited" and rec.extensions.get("started_at"):
-                    break
-                if (rec.extensions or {}).get("error_at", failed_before) != failed_before:
-                    break  # the start failed: docker's exit code for it (127 not found, 126, 128)
-                self._wait_change(0.05)
-        code = None
-        if self.state(rec)["Status"] == "created" and (rec.extensions or {}).get("error_code"):
-            code = rec.extensions["error_code"]
-        while code is None:
-            st = self.state(rec)
-            if not st["Running"]:
-                # removed meanwhile (--rm), its files may be gone already: the code remove() kept
-                code = self._removed_exits.get(rec.id, st["ExitCode"])
-                break
-            path = self.shim_socket(rec.id)
-            try:
-                reply = _shim_call(path, {"op": "wait"}, timeout=None)
-                if reply and "exit_code" in reply:
-                    code = reply["exit_code"]
-            except OSError:
-                time.sleep(0.05)
+        cid = rec.id
+        st = self.states.get(ns, cid, rec)
+        if condition == "next-exit" or st.status == S.CREATED:
+            # docker calls wait before start: the start (or its failure), then the exit
+            gen0 = st.generation
+            self.states.wait_for(cid, lambda s: s is None or s.generation > gen0 and not s.running)
+        else:
+            self.states.wait_for(cid, lambda s: s is None or not s.running)
         if condition == "removed":
-            while True:  # --rm: the daemon's watcher removes it
-                try:
-                    self.meta.get_container(ns, rec.id)
-                except NotFound:
-                    break
-                self._wait_change(0.05)
-        return code
-
-    def _wait_change(self, timeout):
-        with self._changed:
-            self._changed.wait(timeout)
-
-    def _notify_change(self):
-        with self._changed:
-            self._changed.notify_all()
+            self.states.wait_for(cid, lambda s: s is None)
+        last = self.states.peek(cid)
+        return last.exit_code if last is not None else 0
 
     def mark_stopped_by_user(self, ns, rec, value=True):
-        ext = dict(self.meta.get_container(ns, rec.id).extensions or {})
-        if ext.get("stopped_by_user") != value:
-            ext["stopped_by_user"] = value
-            self.meta.update_container(ns, rec.id, extensions=ext)
+        if (self.meta.get_container(ns, rec.id).extensions or {}).get("stopped_by_user") != value:
+            self._ext_update(ns, rec.id, stopped_by_user=value)
 
     def restart_policy(self, rec):
         hc = (rec.spec_json() or {}).get("HostConfig") or {}
@@ -416,105 +431,132 @@ class ContainerService:
         return rp.get("Name") or "no", int(rp.get("MaximumRetryCount") or 0)
 
     def should_restart(self, rec, exit_code, daemon_start=False):
-        """docker's restart policies: always, unless-stopped, on-failure[:N]; never after a user's stop."""
-        name, limit = self.restart_policy(rec)
-        ext = rec.extensions or {}
-        if ext.get("stopped_by_user") or name in ("", "no"):
-            return False
-        if name == "always":
-            return True
-        if name == "unless-stopped":
-            return True
-        if name == "on-failure":
-            if daemon_start:
-                return False
-            return exit_code != 0 and (limit <= 0 or int(ext.get("restart_count", 0)) < limit)
-        return False
+        return self.monitor.should_restart(rec, exit_code, daemon_start)
 
-    def kill(self, ns, ref, sig="KILL", by_user=True):
-        rec = self.get(ns, ref)
-        if by_user:
-            self.mark_stopped_by_user(ns, rec)
-        st = self.state(rec)
-        if not st["Running"]:
-            raise FailedPrecondition(f"Cannot kill container: {ref}: container {rec.id} is not running")
+    def kill(self, ns: str, ref: str, sig: str | int = "KILL", by_user: bool = True) -> None:
+        """Send a signal to the container's init (through its shim). With SIGKILL, return once
+        the container is recorded as exited, as docker does."""
         from berth.runtime.container import parse_signal
         n = parse_signal(sig or "KILL")
-        if st["Paused"]:
-            self.runtime_call(rec, "resume")
-        os.kill(st["Pid"], n)
-
-    def stop(self, ns, ref, timeout=None):
         rec = self.get(ns, ref)
-        st = self.state(rec)
-        if not st["Running"]:
+        st = self.states.get(ns, rec.id, rec)
+        if not st.running:
+            raise FailedPrecondition(f"Cannot kill container: {ref}: container {rec.id} is not running")
+        if by_user:
+            self.mark_stopped_by_user(ns, rec)
+        shim = self.shim(rec)
+        try:
+            if st.status == S.PAUSED:  # a frozen process takes no signal until thawed
+                shim.resume()
+                self.states.transition(ns, rec.id, S.RUNNING)
+            shim.kill(n)
+        except (ShimGone, FailedPrecondition):
+            pass  # it is exiting: the exit event is on its way
+        self.events.container(ns, rec, "kill", signal=n)
+        if n == signal.SIGKILL:
+            self.states.wait_for(rec.id, lambda s: s is None or not s.running, 30)
+
+    def stop(self, ns: str, ref: str, timeout: int | None = None) -> bool:
+        rec = self.get(ns, ref)
+        st = self.states.get(ns, rec.id, rec)
+        if st.status == S.RESTARTING:  # between an exit and its restart: no restart then
+            self.mark_stopped_by_user(ns, rec)
+            self.monitor.cancel_restart(ns, rec.id)
+            self.events.container(ns, rec, "stop")
+            return True
+        if not st.running:
             return False
         self.mark_stopped_by_user(ns, rec)
-        if st["Paused"]:  # a frozen process cannot take the stop signal (nor SIGKILL) until thawed
-            try:
-                self.runtime_call(rec, "resume")
-            except BerthError:
-                pass
         spec = rec.spec_json()
         sig = spec.get("StopSignal") or "TERM"
         t = 10 if timeout is None else int(timeout)
         if spec.get("StopTimeout") is not None and timeout is None:
             t = int(spec["StopTimeout"])
         from berth.runtime.container import parse_signal
+        shim = self.shim(rec)
         try:
-            os.kill(st["Pid"], parse_signal(sig))
-        except ProcessLookupError:
-            return True
-        deadline = time.monotonic() + max(t, 0)
-        while time.monotonic() < deadline:
-            if not self.state(self.meta.get_container(ns, rec.id))["Running"]:
-                return True
-            time.sleep(0.05)
-        try:
-            os.kill(st["Pid"], signal.SIGKILL)
-        except ProcessLookupError:
+            if st.status == S.PAUSED:  # a frozen process cannot take the stop signal (nor SIGKILL) until thawed
+                shim.resume()
+                self.states.transition(ns, rec.id, S.RUNNING)
+            shim.kill(parse_signal(sig))
+            self.events.container(ns, rec, "kill", signal=parse_signal(sig))
+            if not self.states.wait_for(rec.id, lambda s: s is None or not s.running, max(t, 0)):
+                shim.kill(signal.SIGKILL)
+                self.events.container(ns, rec, "kill", signal=int(signal.SIGKILL))
+        except (ShimGone, FailedPrecondition):
             pass
-        self.wait_exit(ns, rec.id)
+        self.states.wait_for(rec.id, lambda s: s is None or not s.running, 60)
+        self.events.container(ns, rec, "stop")
         return True
+
+    def restart(self, ns: str, ref: str, timeout: int | None = None) -> None:
+        rec = self.get(ns, ref)
+        self.stop(ns, rec.id, timeout)
+        self.wait_exit(ns, rec.id)
+        self.start(ns, rec.id)
+        self.events.container(ns, rec, "restart")
 
     # --- remove ---
 
-    def remove(self, ns, ref, force=False, volumes=False, network_after=False):
+    def remove(self, ns: str, ref: str, force: bool = False, volumes: bool = False,
+               network_after: bool = False) -> None:
         """Remove a container (force: kill it first). network_after: its network attachments are
         released after the record is gone (the --rm path: `run --rm` returns at the removal)."""
         rec = self.get(ns, ref)
-        st = self.state(rec)
-        if st["Running"]:
+        st = self.states.get(ns, rec.id, rec)
+        if st.running or st.status == S.RESTARTING:
             if not force:
-                raise FailedPrecondition(f"You cannot remove a running container {rec.id}. "
+                what = "restarting" if st.status == S.RESTARTING else "running"
+                raise FailedPrecondition(f"You cannot remove a {what} container {rec.id}. "
                                          "Stop the container before attempting removal or force remove")
-            self.kill(ns, rec.id, "KILL")
-            self.wait_exit(ns, rec.id)
-        from berth.snapshots.mount import unmount
-        unmount(self.rootfs(rec.id))
+            self.mark_stopped_by_user(ns, rec)
+            if st.status == S.RESTARTING:
+                self.monitor.cancel_restart(ns, rec.id)
+            else:
+                try:
+                    self.kill(ns, rec.id, "KILL", by_user=True)
+                except FailedPrecondition:
+                    pass  # it exited meanwhile
+                self.states.wait_for(rec.id, lambda s: s is None or not s.running)
         try:
-            self.runtime_call(rec, "delete")
-        except BerthError:
-            pass
-        from berth.services import container_net
-        if network_after and self.networks is not None:
-            self.networks.hold(rec.id)  # a network rm meanwhile waits for this release
+            self.states.transition(ns, rec.id, S.REMOVING)
+        except FailedPrecondition:
+            cur = self.states.peek(rec.id)
+            if cur is None or cur.status == S.REMOVING:  # removed (or being removed) by another: --rm
+                self.states.wait_for(rec.id, lambda s: s is None or s.status != S.REMOVING, 60)
+                return
+            raise
+        except NotFound:
+            return
+        try:
+            from berth.snapshots.mount import unmount
+            unmount(self.rootfs(rec.id))
             try:
-                self._remove_record(ns, rec, volumes)
-            finally:
+                self.runtime(rec).delete(rec.id, force=True)
+            except BerthError:
+                pass
+            from berth.services import container_net
+            if network_after and self.networks is not None:
+                self.networks.hold(rec.id)  # a network rm meanwhile waits for this release
+                try:
+                    self._remove_record(ns, rec, volumes)
+                finally:
+                    container_net.teardown(self, ns, rec.id)
+            else:
                 container_net.teardown(self, ns, rec.id)
-        else:
-            container_net.teardown(self, ns, rec.id)
-            self._remove_record(ns, rec, volumes)
+                self._remove_record(ns, rec, volumes)
+        except BaseException as e:
+            if self.states.peek(rec.id) is not None and self.states.peek(rec.id).status == S.REMOVING:
+                try:
+                    self.states.transition(ns, rec.id, S.DEAD, error=f"removal failed: {e}")
+                except BerthError:
+                    pass
+            raise
 
     def _remove_record(self, ns, rec, volumes):
-        final = self.state(self.meta.get_container(ns, rec.id))
-        if final["Status"] == "exited" or final["ExitCode"]:
-            self._removed_exits[rec.id] = final["ExitCode"]
-            while len(self._removed_exits) > 1000:
-                self._removed_exits.pop(next(iter(self._removed_exits)))
         self.meta.delete_container(ns, rec.id)
-        self._notify_change()
+        self.states.forget(rec.id)
+        self.events.container(ns, rec, "destroy")
         self.volumes.container_removed(ns, rec, remove_anonymous=volumes)
         try:
             self.snapshotter.remove(rec.snapshot_key)
@@ -523,55 +565,22 @@ class ContainerService:
         shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
         shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
 
-    def cleanup_exited(self, ns, cid):
-        """After an exit: unmount the rootfs; remove the container when it asked (--rm)."""
+    def cleanup_exited(self, ns: str, cid: str, network: bool = True) -> None:
+        """After an exit: unmount the rootfs, release its network (unless network=False) and volumes."""
         try:
             rec = self.meta.get_container(ns, cid)
         except NotFound:
             return
-        if self.state(rec)["Running"]:
-            return
-        exitj = _read_json(os.path.join(self.sdir(cid), "exit.json"))
-        if exitj is not None:
-            self.meta.update_container(ns, cid, extensions=dict(rec.extensions or {}, last_exit=exitj))
         from berth.snapshots.mount import unmount
         unmount(self.rootfs(cid))
-        from berth.services import container_net
-        rec = self.meta.get_container(ns, cid)
-        code = (exitj or {}).get("exit_code", 0)
-        restart = self.should_restart(rec, code)
-        auto_remove = not restart and ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove")
-        # --rm without published ports: the network goes after the record (the client is told
-        # sooner); with ports it goes first, so they are free when `run --rm` returns
-        network_after = bool(auto_remove) and not container_net.published(rec)
-        if not network_after:
+        if network:
+            from berth.services import container_net
             container_net.teardown(self, ns, cid)
         self.volumes.release(ns, rec)
-        if restart:
-            ext = dict(rec.extensions or {})
-            ext["restart_count"] = int(ext.get("restart_count", 0)) + 1
-            ext["restarting"] = True
-            self.meta.update_container(ns, cid, extensions=ext)
-            time.sleep(min(0.1 * 2 ** min(ext["restart_count"], 6), 5.0))  # docker backs off too
-            try:
-                self.start(ns, cid, restarting=True)
-            finally:
-                try:
-                    rec = self.meta.get_container(ns, cid)
-                    self.meta.update_container(ns, cid, extensions=dict(rec.extensions or {}, restarting=False))
-                except NotFound:
-                    pass
-            return "restarted"
-        if auto_remove:
-            try:
-                self.remove(ns, cid, force=True, volumes=True, network_after=network_after)
-                return "removed"
-            except NotFound:
-                pass
 
     # --- listing, inspecting ---
 
-    def list(self, ns, all_=False, filters=None, limit=-1):
+    def list(self, ns: str, all_: bool = False, filters: dict | None = None, limit: int = -1) -> list:
         filters = filters or {}
         out = []
         for rec in self.meta.list_containers(ns):
@@ -599,7 +608,7 @@ class ContainerService:
             "NetworkSettings": {"Networks": ns_["Networks"]}, "Mounts": inspect_mounts(spec.get("_mounts")),
         }
 
-    def inspect(self, ns, ref):
+    def inspect(self, ns: str, ref: str) -> dict:
         rec = self.get(ns, ref)
         st = self.state(rec)
         spec = rec.spec_json() or {}
@@ -714,22 +723,12 @@ class ContainerService:
             return [c.id for c in self.meta.list_containers(ns) if c.image == resolved.config_digest]
         return users
 
-    def to_restart_at_startup(self):
+    def running(self) -> list[tuple[str, str]]:
+        """(namespace, id) of the running containers."""
         out = []
         for n in self.meta.list_namespaces():
             for rec in self.meta.list_containers(n.name):
-                st = self.state(rec)
-                if not st["Running"] and (rec.extensions or {}).get("started_at") and \
-                        self.should_restart(rec, st["ExitCode"], daemon_start=True):
-                    out.append((n.name, rec.id))
-        return out
-
-    def running(self):
-        """(namespace, id) of containers whose shims are alive, for watchers after a daemon restart."""
-        out = []
-        for n in self.meta.list_namespaces():
-            for rec in self.meta.list_containers(n.name):
-                if self.state(rec)["Running"]:
+                if self.states.get(n.name, rec.id, rec).running:
                     out.append((n.name, rec.id))
         return out
 
@@ -819,14 +818,14 @@ def _match(filters, item, rec, st):
     return True
 
 
-def _start_error_code(err):
-    """docker's exit code for a container that could not start."""
-    low = err.lower()
-    if "executable file not found" in low or "no such file or directory" in low:
-        return 127
-    if "permission denied" in low or "is a directory" in low:
-        return 126
-    return 128
+def error_of_start(kind, message):
+    """The error of a failed start: a bad command (docker's 126/127) is the caller's (400), the
+    rest the engine's; kinds the shim sent are kept."""
+    if start_exit_code(message, 0):
+        return InvalidArgument(message)
+    if kind in (None, "", "SystemError", "NotFound"):
+        return SystemError_(message)
+    return proto.error_of(kind, message)
 
 
 def _read_json(path):

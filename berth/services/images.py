@@ -69,13 +69,15 @@ def familiar(name):
 
 
 class ImageService:
-    def __init__(self, meta, content, snapshotter, snapshotter_name="overlayfs", registry=None):
+    def __init__(self, meta, content, snapshotter, snapshotter_name="overlayfs", registry=None, events=None):
         self.meta = meta
         self.content = content
         self.snapshotter = snapshotter
         self.snapshotter_name = snapshotter_name
         self.registry = registry  # berth.services.registry.RegistryConfig (hosts dir, mirrors, insecure)
         self._unpack_lock = threading.Lock()
+        from berth.services.events import EventBus
+        self.events = events if events is not None else EventBus()
 
     # --- reading blobs ---
 
@@ -276,6 +278,7 @@ class ImageService:
             raise InvalidArgument(f'refusing to create a tag with a digest reference: "{target_s}"')
         self.meta.put_image(ns, str(ref), r.target)
         self._drop_untagged(ns, r)
+        self.events.publish(ns, "image", "tag", source, name=str(ref))
         return str(ref)
 
     def _drop_untagged(self, ns, r):
@@ -288,6 +291,13 @@ class ImageService:
 
     def remove(self, ns, name, force=False, noprune=False, in_use=None):
         """docker rmi: untag a name; delete the image when its last name goes (or by ID with -f)."""
+        result = self._remove(ns, name, force, noprune, in_use)
+        for item in result:
+            for k, v in item.items():
+                self.events.publish(ns, "image", "untag" if k == "Untagged" else "delete", v, name=v)
+        return result
+
+    def _remove(self, ns, name, force, noprune, in_use):
         r = self.resolve(ns, name)
         by_name = None
         try:
@@ -923,6 +933,7 @@ def pull(self, ns, ref_s, platform=None, auth=None, progress=None):
             progress({"status": f"Status: Image is up to date for {ref.familiar()}"})
         else:
             progress({"status": f"Status: Downloaded newer image for {ref.familiar()}"})
+        self.events.publish(ns, "image", "pull", ref_s, name=ref_s)
         return str(ref)
     except (InvalidArgument, NotFound, FailedPrecondition):
         # bad content (digest mismatch, hostile or unknown layer, no such platform...): what it

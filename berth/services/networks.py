@@ -77,9 +77,11 @@ class Network:
 
 
 class NetworkService:
-    def __init__(self, cfg, meta):
+    def __init__(self, cfg, meta, events=None):
+        from berth.services.events import EventBus
         self.cfg = cfg
         self.meta = meta
+        self.events = events if events is not None else EventBus()
         self.netns_dir = os.path.join(cfg.state, "netns")
         self.cache_dir = os.path.join(cfg.state, "cni", "results")
         self.ipam_dir = os.path.join(cfg.state, "cni", "ipam")
@@ -207,6 +209,7 @@ class NetworkService:
         n = Network(ns, o.id, o.name, o.data, o.labels)
         self._write_conflist(n)
         self._host_rules(n)
+        self.events.publish(ns, "network", "create", n.id, name=n.name, type=n.driver)
         return n
 
     def _v6(self, subnet6, gateway6, ip_range6, enabled):
@@ -280,6 +283,7 @@ class NetworkService:
             os.unlink(self._conflist_path(n))
         except FileNotFoundError:
             pass
+        self.events.publish(ns, "network", "destroy", n.id, name=n.name, type=n.driver)
         return n
 
     def _teardown_host(self, n):

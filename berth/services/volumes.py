@@ -188,11 +188,14 @@ def parse_tmpfs(dest, opts):
 
 
 class VolumeService:
-    def __init__(self, cfg, meta):
+    def __init__(self, cfg, meta, states=None, events=None):
+        from berth.services.events import EventBus
+        from berth.services.state import ContainerStates
         self.cfg = cfg
         self.meta = meta
+        self.events = events if events is not None else EventBus()
         self.base = os.path.join(cfg.root, "volumes")
-        self.containers = None  # the ContainerService, set when berthd wires them: who uses what, who runs
+        self.states = states if states is not None else ContainerStates(meta)  # who runs
         self._lock = threading.RLock()
         self.lock = self._lock  # held by a container create around its record (see check_exist)
 
@@ -238,6 +241,7 @@ class VolumeService:
                 if (o.data or {}).get("Driver", "local") != driver:
                     raise FailedPrecondition(f"create {name}: a volume with the name {name} already exists "
                                              f"with driver {o.data.get('Driver')}")
+                self.events.publish(ns, "volume", "create", name, driver=driver)
                 return self._view(o)
             data = self.data_dir(ns, name)
             for d in (self.base, os.path.join(self.base, ns)):
@@ -250,7 +254,8 @@ class VolumeService:
             except BaseException:
                 _rmtree(self.vdir(ns, name))
                 raise
-            return self._view(o)
+        self.events.publish(ns, "volume", "create", name, driver=driver)
+        return self._view(o)
 
     def _get(self, ns, name):
         o = self.meta.find_object(ns, "volume", name) if isinstance(name, str) and name else None
@@ -314,6 +319,7 @@ class VolumeService:
             self._unmount(self.data_dir(ns, name))
             self.meta.delete_object(ns, "volume", name)
             _rmtree(self.vdir(ns, name))
+        self.events.publish(ns, "volume", "destroy", name)
 
     def prune(self, ns, filters=None):
         """Unused volumes, anonymous ones only unless the filter all=true (docker 23+)."""
@@ -352,7 +358,8 @@ class VolumeService:
             cref, _, mode = str(ref).partition(":")
             if mode not in ("", "ro", "rw"):
                 raise InvalidArgument(f"invalid mode for volumes-from: {mode}")
-            other = self.containers.get(ns, cref)
+            from berth.services.containers import find_container
+            other = find_container(self.meta, ns, cref)
             for m in (other.spec_json() or {}).get("_mounts") or []:
                 if m.get("Type") == "tmpfs":
                     continue
@@ -534,7 +541,7 @@ class VolumeService:
 
     def _running(self, ns, cid):
         try:
-            return self.containers.state(self.meta.get_container(ns, cid))["Running"]
+            return self.states.get(ns, cid).running
         except BerthError:
             return False
 

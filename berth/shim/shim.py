@@ -5,12 +5,10 @@ kill/resize on its own socket, reaps the init and records the exit status on dis
 It is not a child of berthd (forked from the zygote, then re-parented), so containers keep
 running when berthd stops; berthd finds them again through <state_dir>/shim.sock and exit.json.
 
-Socket protocol: the client sends one JSON line, {"op": ...}:
-  attach {stdin, stdout, stderr, logs?}  then the socket carries the stream: output frames
-         (docker's 8-byte header per frame when there is no TTY, raw bytes with a TTY) to the
-         client, the client's bytes to the container's stdin; the client's EOF closes stdin.
-  wait   -> {"exit_code", "finished_at"} once the container has exited
-  kill {signal}, resize {h, w}, state -> one JSON line back
+The protocol (requests, replies, events, error kinds) is berth.shim.protocol; berthd's side
+of it is berth.shim.client. The start result and the exit go out on the events channel berthd
+handed over at the fork (and to `subscribe` requests); exit.json stays on disk as the record a
+restarted berthd reads.
 """
 
 import _signal
@@ -26,6 +24,7 @@ import time
 
 from berth import fastjson
 from berth.linux import syscalls as sc
+from berth.shim import protocol as proto
 
 
 def _now_rfc3339():
@@ -153,6 +152,9 @@ class Shim:
         self.master = None
         self.outputs = {}  # fd -> stream name
         self.started = False
+        self.paused = False
+        self.events = None  # the Client of berthd's events channel
+        self.announced = False  # the start result went out
         self.execs = {}  # exec id -> Exec
         self.log = JSONLog(p["log_path"], int(p.get("log_max_size") or 0), int(p.get("log_max_file") or 1))
 
@@ -160,12 +162,9 @@ class Shim:
 
     def start_container(self):
         self.outputs, self.stdin_w, proxy, console = _child_stdio(self.tty, self.p.get("open_stdin"))
-        binary = self.p.get("runtime_binary")
+        pidfile = os.path.join(self.state_dir, "init.pid")
         try:
-            if binary:
-                self.init_pid = _in_child(lambda: self._start_with_binary(binary, console))
-            else:
-                self.init_pid = _in_child(lambda: self._create(console))
+            self.init_pid = _in_child(lambda: self.runtime().create(self.id, self.p["bundle"], pidfile, console))
         finally:
             _null_stdio()
             if console is not None:
@@ -175,41 +174,30 @@ class Shim:
             self.outputs[self.master] = "stdout"
             self.stdin_w = self.master if self.p.get("open_stdin") else None
 
-    def _create(self, console):
-        from berth.runtime import container as rt
-        st = rt.create(self.p["runtime_root"], self.id, self.p["bundle"], console=console, check_seccomp=False,
-                       systemd=bool(self.p.get("systemd")))
-        return st.pid
-
-    def _runtime_cmd(self, binary):
-        return [binary] + list(self.p.get("runtime_args") or []) + ["--root", self.p["runtime_root"]]
-
-    def _start_with_binary(self, binary, console):
-        args = self._runtime_cmd(binary)
-        pidfile = os.path.join(self.state_dir, "init.pid")
-        self._run_runtime(args, ["create", "--bundle", self.p["bundle"], "--pid-file", pidfile], console, "c",
-                          f"{binary} create failed")
-        with open(pidfile) as f:
-            return int(f.read().strip())
+    def runtime(self):
+        """The container's OCI runtime (berth.runtime.oci), made where it is used: in the
+        short-lived children of _in_child, so its objects never weigh on the long-lived shim."""
+        from berth.runtime import oci
+        return oci.from_params(self.p)
 
     def start_process(self):
         """Release the created container (after the first attach when one is expected)."""
         if self.started:
             return
         self.started = True
-        _in_child(self._start)
-
-    def _start(self):
-        binary = self.p.get("runtime_binary")
-        if binary:
-            import subprocess
-            s = subprocess.run(self._runtime_cmd(binary) + ["start", self.id], capture_output=True)
-            if s.returncode != 0:
-                raise RuntimeError(s.stderr.decode(errors="replace").strip() or f"{binary} start failed")
-        else:
-            from berth.runtime import container as rt
-            rt.start(self.p["runtime_root"], self.id)
-        return None
+        if not self.announced:
+            _in_child(lambda: self.runtime().start(self.id))  # a failure is the start's result (run())
+            return
+        try:  # berthd's start op (after the attach): a failure kills the created init
+            _in_child(lambda: self.runtime().start(self.id))
+        except ChildError as e:
+            with open(os.path.join(self.state_dir, "start-error"), "w") as f:
+                f.write(e.message)
+            try:
+                os.kill(self.init_pid, _signal.SIGKILL)
+            except OSError:
+                pass
+            raise
 
     # --- the loop ---
 
@@ -242,15 +230,20 @@ class Shim:
         _signal.set_wakeup_fd(sigw)
         _signal.signal(_signal.SIGCHLD, _ignore)
         self.sel.register(self.sigr, ("signal", None))
-        self._write_state("running")
-        attach_deadline = time.monotonic() + 10 if self.p.get("wait_attach") else None
+        # with an attach to come, berthd's start op releases the process (30 s at most)
+        attach_deadline = time.monotonic() + 30 if self.p.get("wait_attach") else None
         if attach_deadline is None:
-            self.start_process()
+            self.start_process()  # its failure: the start result says it (run())
+        self._write_state("running")
+        self._start_events()
         self.reap()
         drain_deadline = None
         while True:
             if not self.started and time.monotonic() > attach_deadline:
-                self.start_process()  # the attach that was expected never came
+                try:
+                    self.start_process()  # berthd never said start
+                except ChildError:
+                    pass
             if self.exit_code is not None:
                 if not self.outputs or (drain_deadline and time.monotonic() > drain_deadline):
                     break
@@ -267,6 +260,22 @@ class Shim:
                     except OSError:
                         pass
         self._finish()
+
+    def _start_events(self):
+        """The events channel berthd handed over: the start result now, the exit at the end."""
+        self.announced = True
+        fd = self.p.get("events_fd")
+        if fd is None:
+            return
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+        c = Client(sock)
+        c.mode = "events"
+        self.clients.append(c)
+        self._send(c, fastjson.dumps(proto.start_event(self.init_pid)).encode() + b"\n")
+        if c in self.clients:
+            sock.setblocking(False)
+            self.sel.register(sock, ("client", c))
+            self.events = c
 
     def _dispatch(self, kind, data):
         if kind == "listen":
@@ -411,6 +420,10 @@ class Shim:
                 except OSError:
                     pass
             return
+        if c.mode in ("events", "wait"):
+            if not data:
+                self._drop(c)
+            return
         if c.mode == "attach":
             if not data:
                 # the client's EOF closes the container's stdin; output keeps flowing
@@ -444,21 +457,45 @@ class Shim:
             c.mode = "attach"
             c.want = {s for s in ("stdout", "stderr") if req.get(s, True)}
             c.stdin = bool(req.get("stdin"))
-            self._reply(c, {"ok": True, "tty": self.tty})
-            self.start_process()
-        elif op == "wait":
-            c.mode = "wait"
+            self._reply(c, proto.ok(tty=self.tty))
+            return
+        if op in ("wait", "subscribe"):
+            c.mode = "events"  # the exit goes to it when the container has exited and its output is drained
+            return
+        if op == "exec":
+            self._exec(c, req)  # a started exec keeps the connection for its stream
+            return
+        try:
+            reply = self._op(op, req)
+        except Exception as e:
+            reply = proto.fail(_kind(e), _message(e))
+        self._reply(c, reply)
+        self._drop(c)
+
+    def _op(self, op, req):
+        if op == "start":
             if self.exit_code is not None:
-                self._reply(c, {"exit_code": self.exit_code, "finished_at": self.finished_at})
-                self._drop(c)
-        elif op == "kill":
-            try:
-                os.kill(self.init_pid, int(req.get("signal", 15)))
-                self._reply(c, {"ok": True})
-            except ProcessLookupError:
-                self._reply(c, {"ok": False, "error": "not running"})
-            self._drop(c)
-        elif op == "resize":
+                return proto.fail("FailedPrecondition", "container not running")
+            self.start_process()
+            return proto.ok(pid=self.init_pid)
+        if op == "kill":
+            if self.exit_code is not None or not self.init_pid:
+                return proto.fail("FailedPrecondition", "container not running")
+            sig = int(req.get("signal", 15))
+            if self.p.get("runtime_binary"):  # its init may be a sandbox's (runsc): the runtime knows
+                _in_child(lambda: self.runtime().kill(self.id, sig, bool(req.get("all"))))
+            else:
+                os.kill(self.init_pid, sig)  # our child until we reap it: never another's pid
+            return proto.ok()
+        if op in ("pause", "resume"):
+            if self.exit_code is not None:
+                return proto.fail("FailedPrecondition", "container not running")
+            if (op == "pause") == self.paused:
+                return proto.fail("FailedPrecondition", "container is already paused" if self.paused else
+                                  "container is not paused")
+            self._pause_resume(op)
+            return proto.ok()
+        if op == "resize":
             master = self.master
             if req.get("exec_id"):  # an exec's own pty
                 ex = self.execs.get(req["exec_id"])
@@ -471,24 +508,25 @@ class Shim:
                                                                         int(req.get("w", 80)), 0, 0))
                 except OSError:
                     pass  # the exec ended meanwhile
-            self._reply(c, {"ok": True})
-            self._drop(c)
-        elif op == "exec":
-            self._exec(c, req)
-        elif op == "exec_state":
+            return proto.ok()
+        if op == "exec_state":
             ex = self.execs.get(req.get("exec_id"))
             if ex is None:
-                self._reply(c, {"ok": False, "error": "no such exec"})
-            else:
-                self._reply(c, {"ok": True, "pid": ex.pid, "running": ex.exit_code is None,
-                                "exit_code": ex.exit_code})
-            self._drop(c)
-        elif op == "state":
-            self._reply(c, {"pid": self.init_pid, "exit_code": self.exit_code, "shim_pid": os.getpid()})
-            self._drop(c)
-        else:
-            self._reply(c, {"ok": False, "error": f"unknown op {op!r}"})
-            self._drop(c)
+                return proto.fail("NotFound", "no such exec")
+            return proto.ok(pid=ex.pid, running=ex.exit_code is None, exit_code=ex.exit_code)
+        if op == "state":
+            status = "exited" if self.exit_code is not None else "paused" if self.paused else "running"
+            return proto.ok(pid=self.init_pid, status=status, exit_code=self.exit_code, shim_pid=os.getpid())
+        if op == "stats":  # where its counters are: the init's cgroups (/proc/<pid>/cgroup)
+            if self.exit_code is not None:
+                return proto.fail("FailedPrecondition", "container not running")
+            with open(f"/proc/{self.init_pid}/cgroup") as f:
+                return proto.ok(cgroup=f.read(), pid=self.init_pid)
+        return proto.fail("InvalidArgument", f"unknown op {op!r}")
+
+    def _pause_resume(self, op):
+        _in_child(lambda: getattr(self.runtime(), op)(self.id))
+        self.paused = op == "pause"
 
     def _exec(self, c, req):
         """Start a process in the container (the runtime's exec, detached, re-parented to us)
@@ -498,19 +536,14 @@ class Shim:
         try:
             ex.fds, ex.stdin_w, proxy, console = _child_stdio(ex.tty, ex.stdin)
             pidfile = os.path.join(self.state_dir, f"exec-{ex.id[:16]}.pid")
-            binary = self.p.get("runtime_binary")
-            if binary:
-                _in_child(lambda: self._exec_with_binary(binary, req["process"], pidfile, console))
-            else:
-                _in_child(lambda: self._exec_in_process(req["process"], pidfile, console))
+            _in_child(lambda: self.runtime().exec(self.id, req["process"], pidfile, console))
             with open(pidfile) as f:
                 ex.pid = int(f.read())
             os.unlink(pidfile)
         except BaseException as e:
             for fd in list(ex.fds) + ([ex.stdin_w] if ex.stdin_w is not None else []):
                 os.close(fd)
-            msg = getattr(e, "message", None) or str(e)
-            self._reply(c, {"ok": False, "error": msg})
+            self._reply(c, proto.fail(_kind(e), _message(e)))
             self._drop(c)
             return
         finally:
@@ -528,68 +561,8 @@ class Shim:
         c.mode = "exec"
         c.exec = ex
         self.execs[ex.id] = ex
-        self._reply(c, {"ok": True, "pid": ex.pid})
+        self._reply(c, proto.ok(pid=ex.pid))
         self.reap()
-
-    def _exec_in_process(self, process, pidfile, console):
-        from berth.runtime import container as rt
-        rt.exec_(self.p["runtime_root"], self.id, process, detach=True, pid_file=pidfile, console=console)
-
-    def _run_runtime(self, args, verb, console, kind, failed):
-        """`<runtime> [--log F --log-format json] VERB... ID` with the container's stdio, as
-        containerd's shim runs it; with a console, the pty master the runtime hands to a console
-        socket goes on to ours. Errors come from the runtime's --log, not from a pipe."""
-        import subprocess
-        srv = sockpath = None
-        try:
-            if console is not None:
-                sockpath = self._short_socket_path(kind)
-                srv = socket.socket(socket.AF_UNIX)
-                srv.bind(sockpath)
-                srv.listen(1)
-                verb = verb + ["--console-socket", sockpath]
-            logfile = os.path.join(self.state_dir, "runtime-log.json")
-            p = subprocess.Popen(args + ["--log", logfile, "--log-format", "json"] + verb + [self.id],
-                                 stdin=0, stdout=1, stderr=2, close_fds=True)
-            if srv is not None:
-                srv.settimeout(30)
-                conn, _ = srv.accept()
-                _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
-                socket.send_fds(console, [b"console"], fds)
-                conn.close()
-            p.wait()
-            if p.returncode != 0:
-                raise RuntimeError(_last_log_error(logfile) or failed)
-        finally:
-            if srv is not None:
-                srv.close()
-                try:
-                    os.unlink(sockpath)
-                except OSError:
-                    pass
-
-    def _short_socket_path(self, kind):
-        """A console socket for another runtime: beside our socket, short enough for AF_UNIX (that
-        directory may not exist yet: the runtime's create comes before our socket)."""
-        base = os.path.dirname(self.p.get("socket") or os.path.join(self.state_dir, "x"))
-        try:
-            os.mkdir(base)
-        except FileExistsError:
-            pass
-        return os.path.join(base, f"{self.id[:12]}-{kind}{time.monotonic_ns() % 10**9}.sock")
-
-    def _exec_with_binary(self, binary, process, pidfile, console):
-        """`<runtime> exec --detach --process F --pid-file F [--console-socket S]`, as containerd's shim."""
-        import tempfile
-        args = self._runtime_cmd(binary)
-        with tempfile.NamedTemporaryFile("w", dir=self.state_dir, suffix=".json", delete=False) as f:
-            json.dump(process, f)
-            procfile = f.name
-        try:
-            self._run_runtime(args, ["exec", "--detach", "--process", procfile, "--pid-file", pidfile], console, "e",
-                              f"{binary} exec failed")
-        finally:
-            os.unlink(procfile)
 
     def _exec_output(self, ex, fd):
         try:
@@ -649,27 +622,21 @@ class Shim:
         os.rename(tmp, os.path.join(self.state_dir, "shim.json"))
 
     def _finish(self):
-        for c in list(self.clients):
-            if c.mode == "wait":
-                self._reply(c, {"exit_code": self.exit_code, "finished_at": self.finished_at})
-            self._drop(c)
+        """The container has exited and its output is drained: the runtime's state and our socket
+        go first (a restart may start the next shim at once), then berthd hears the exit."""
         self.log.flush()
         self.log.f.close()
-        try:
-            from berth.runtime import container as rt
-            if not self.p.get("runtime_binary"):
-                rt.delete(self.p["runtime_root"], self.id, force=True)
-            else:
-                import subprocess
-                subprocess.run([self.p["runtime_binary"], "--root", self.p["runtime_root"], "delete", "--force",
-                                self.id], capture_output=True)
-        except Exception:
-            pass
-        self._write_state("exited")
+        _cleanup_runtime(self.p)
         try:
             os.unlink(self.p.get("socket") or os.path.join(self.state_dir, "shim.sock"))
         except OSError:
             pass
+        self._write_state("exited")
+        ev = fastjson.dumps(proto.exit_event(self.exit_code, self.finished_at, self.init_pid)).encode() + b"\n"
+        for c in list(self.clients):
+            if c.mode == "events":
+                self._send(c, ev)
+            self._drop(c)
 
 
 def _in_child(fn):
@@ -690,7 +657,7 @@ def _in_child(fn):
                 res = fn()
                 msg = b"ok %d" % res if res is not None else b"ok"
             except BaseException as e:
-                msg = b"error " + (getattr(e, "message", None) or str(e) or type(e).__name__).encode(errors="replace")
+                msg = b"error " + _kind(e).encode() + b" " + _message(e).encode(errors="replace")
             os.write(w, msg[:4000])  # one write up to PIPE_BUF: whole, and never blocks on an empty pipe
         finally:
             os._exit(0)
@@ -707,7 +674,34 @@ def _in_child(fn):
         os.close(r)
     if msg.startswith(b"ok"):
         return int(msg[3:]) if len(msg) > 3 else None
-    raise RuntimeError(msg[6:].decode(errors="replace") if msg.startswith(b"error ") else "the shim's helper process died")
+    if msg.startswith(b"error "):
+        kind, _, text = msg[6:].decode(errors="replace").partition(" ")
+        raise ChildError(kind, text)
+    raise ChildError("SystemError", "the shim's helper process died")
+
+
+class ChildError(Exception):
+    """An error of the runtime's work in _in_child, with its kind (berth.shim.protocol)."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def _kind(e):
+    """The protocol's error kind of an exception."""
+    if isinstance(e, ChildError):
+        return e.kind
+    for cls in type(e).__mro__:
+        name = "SystemError" if cls.__name__ == "SystemError_" else cls.__name__
+        if name in proto.KINDS:
+            return name
+    return "SystemError"
+
+
+def _message(e):
+    return getattr(e, "message", None) or str(e) or type(e).__name__
 
 
 def _write_file(path, text, sync=False):
@@ -769,21 +763,23 @@ def _receive_master(proxy):
     return fds[0]
 
 
-def _last_log_error(path):
-    """The last error a runtime wrote to its --log (JSON lines, as containerd's shim reads it)."""
+def _tell(params, event):
+    """One event on berthd's events channel, when the shim has not made it a client yet."""
+    fd = params.get("events_fd")
+    if fd is None:
+        return
     try:
-        with open(path) as f:
-            lines = f.readlines()
+        os.write(fd, fastjson.dumps(event).encode() + b"\n")
     except OSError:
-        return ""
-    for line in reversed(lines):
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue
-        if e.get("level") in ("error", "fatal"):
-            return e.get("msg", "")
-    return ""
+        pass
+
+
+def _cleanup_runtime(params):
+    try:
+        from berth.runtime import oci
+        oci.from_params(params).delete(params["id"], force=True)
+    except Exception:
+        pass
 
 
 def _alive(pid):
@@ -800,17 +796,28 @@ def run(params):
     shim = None
     try:
         os.chdir("/")
+        if params.get("events_fd") is not None:
+            os.set_inheritable(params["events_fd"], False)  # not the container's, nor a runtime's
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         shim = Shim(params)
         try:
             shim.start_container()
+            shim.serve()
         except BaseException as e:
-            msg = getattr(e, "message", None) or str(e) or type(e).__name__
+            if shim.announced:
+                raise  # it had started: a crash of the shim, below
+            msg = _message(e)
             with open(os.path.join(params["state_dir"], "start-error"), "w") as f:
-                f.write(msg)
+                f.write(msg)  # the record; berthd learns it from the events channel
+            if shim.init_pid:
+                try:  # created, but its start failed: nobody would hold it
+                    os.kill(shim.init_pid, _signal.SIGKILL)
+                except OSError:
+                    pass
+            _cleanup_runtime(params)
+            _tell(params, proto.start_failed(_kind(e), msg))
             shim._write_state("failed")
             os._exit(1)
-        shim.serve()
     except BaseException as e:  # pragma: no cover - a shim must never raise into the zygote
         try:
             with open(os.path.join(params["state_dir"], "shim-error"), "w") as f:

@@ -2,6 +2,7 @@
 library and the shim already imported. Each shim is forked from it (no new interpreter per
 container) and re-parented away from berthd, so containers survive a daemon restart."""
 
+import array
 import json
 import os
 import signal
@@ -43,6 +44,7 @@ def _loop(sock):
     # imported once here, shared by every shim forked from us
     import berth.runtime.cgroups  # noqa: F401  (else imported by every container's create)
     import berth.runtime.container  # noqa: F401
+    import berth.runtime.oci  # noqa: F401
     import berth.runtime.process  # noqa: F401
     import berth.runtime.rootfs  # noqa: F401
     import berth.shim.shim as shim
@@ -65,18 +67,25 @@ def _loop(sock):
     # takes a copy, the shim keeps the old one to itself): the loop keeps to a few C calls and
     # one reused buffer.
     buf = bytearray(1 << 16)
+    anc_size = socket.CMSG_SPACE(4 * 4)
     _freeze()
     while True:
         try:
             n = sock.recv_into(buf, 0, socket.MSG_PEEK | socket.MSG_TRUNC)  # the whole size
             if n > len(buf):
                 buf = bytearray(n)
-            n = sock.recv_into(buf)
+            n, anc, _, _ = sock.recvmsg_into([buf], anc_size)
         except InterruptedError:
             continue
         if not n:
             os._exit(0)
         params = fastjson.loads(bytes(buf[:n]).decode())
+        fds = []
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += array.array("i", data[:len(data) - len(data) % 4])
+        if fds:
+            params["events_fd"] = fds[0]  # the events channel berthd made for this start
         r, w = os.pipe()
         child = sc.fork_bare()
         if child == 0:
@@ -97,6 +106,8 @@ def _loop(sock):
             os.write(w, str(grand).encode())
             os._exit(0)
         os.close(w)
+        for fd in fds:
+            os.close(fd)
         pid = int(os.read(r, 32) or b"0")
         os.close(r)
         os.waitpid(child, 0)
@@ -118,10 +129,11 @@ class Zygote:
         self.sock = parent
         self.lock = threading.Lock()
 
-    def spawn(self, params):
-        """Fork a shim with these parameters; returns its pid."""
+    def spawn(self, params, events_fd=None):
+        """Fork a shim with these parameters (and the events channel's fd, passed over); returns its pid."""
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [events_fd]))] if events_fd is not None else []
         with self.lock:
-            self.sock.send(json.dumps(params).encode())
+            self.sock.sendmsg([json.dumps(params).encode()], anc)
             reply = json.loads(self.sock.recv(65536))
         return reply["pid"]
 

@@ -1,0 +1,304 @@
+"""One OCI-runtime interface, two implementations: the runtime library in-process (berth-runc's
+own code) and a runtime binary with runc's CLI (runc, crun, runsc) from berthd's [runtimes].
+
+``for_config`` chooses between them (the only place that does); the shim rebuilds the same
+runtime from the parameters ``shim_params`` gives it (``from_params``). create and exec hand
+the process the caller's fds 0-2 (set up by the shim) and, with a console, pass the pty master
+to the given socket, as runc's --console-socket does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from typing import Any
+
+from berth.errors import FailedPrecondition, NotFound, SystemError_
+
+LIBRARY = "berth-runc"  # the runtime path that means "the library, in-process"
+
+
+class OCIRuntime:
+    """The verbs of an OCI runtime on one state root."""
+
+    name: str = ""
+    root: str = ""
+
+    def shim_params(self, network_mode: str = "") -> dict[str, Any]:
+        """What the shim needs to rebuild this runtime (from_params) for a container."""
+        raise NotImplementedError
+
+    def create(self, cid: str, bundle: str, pid_file: str, console: socket.socket | None) -> int:
+        raise NotImplementedError
+
+    def start(self, cid: str) -> None:
+        raise NotImplementedError
+
+    def exec(self, cid: str, process: dict, pid_file: str, console: socket.socket | None) -> None:
+        raise NotImplementedError
+
+    def kill(self, cid: str, sig: int, all: bool = False) -> None:
+        raise NotImplementedError
+
+    def pause(self, cid: str) -> None:
+        raise NotImplementedError
+
+    def resume(self, cid: str) -> None:
+        raise NotImplementedError
+
+    def delete(self, cid: str, force: bool = False) -> None:
+        raise NotImplementedError
+
+    def state(self, cid: str) -> str:
+        raise NotImplementedError
+
+
+class LibraryRuntime(OCIRuntime):
+    """berth's runtime library, called in the calling process."""
+
+    def __init__(self, root: str, systemd: bool = False):
+        self.name = LIBRARY
+        self.root = root
+        self.systemd = systemd
+
+    def shim_params(self, network_mode: str = "") -> dict[str, Any]:
+        return {"runtime_root": self.root, "runtime_binary": None, "runtime_args": [], "systemd": self.systemd}
+
+    def create(self, cid, bundle, pid_file, console):
+        from berth.runtime import container as rt
+        return rt.create(self.root, cid, bundle, console=console, check_seccomp=False, systemd=self.systemd).pid
+
+    def start(self, cid):
+        from berth.runtime import container as rt
+        rt.start(self.root, cid)
+
+    def exec(self, cid, process, pid_file, console):
+        from berth.runtime import container as rt
+        rt.exec_(self.root, cid, process, detach=True, pid_file=pid_file, console=console)
+
+    def kill(self, cid, sig, all=False):
+        from berth.runtime import container as rt
+        rt.kill(self.root, cid, sig, all_=all)
+
+    def pause(self, cid):
+        from berth.runtime import container as rt
+        rt.pause(self.root, cid)
+
+    def resume(self, cid):
+        from berth.runtime import container as rt
+        rt.resume(self.root, cid)
+
+    def delete(self, cid, force=False):
+        from berth.runtime import container as rt
+        rt.delete(self.root, cid, force=force)
+
+    def state(self, cid):
+        from berth.runtime import state as rstate
+        return rstate.load(self.root, cid).status()
+
+
+class BinaryRuntime(OCIRuntime):
+    """A runtime binary with runc's command line, as containerd's shim runs it: errors come from
+    its --log (JSON lines), the console over --console-socket."""
+
+    def __init__(self, name: str, path: str, args: list[str] | None, root: str, work_dir: str = ""):
+        self.name = name
+        self.path = path
+        self.args = list(args or [])
+        self.root = root
+        self.work_dir = work_dir  # where its log and console sockets go (the shim's state dir)
+
+    def shim_params(self, network_mode: str = "") -> dict[str, Any]:
+        return {"runtime_root": self.root, "runtime_binary": self.path,
+                "runtime_args": self.args + self.network_args(network_mode), "runtime_name": self.name,
+                "systemd": False}
+
+    def network_args(self, network_mode: str) -> list[str]:
+        """gVisor's own network flag for a container, unless [runtimes] gives one: none for
+        --network none (its netstack with a loopback only); with a network, the sandbox joins the
+        namespace berthd made (its path is in config.json) and, where this runsc mistakes every
+        namespace for the root one (it looks for /proc/sys/net/core/rmem_default, which kernels
+        since 5.x have in every namespace), uses the kernel's stack in it (--network=host: the
+        container's namespace still, not the host's)."""
+        if os.path.basename(self.path) != "runsc" or any(a.startswith("--network") for a in self.args):
+            return []
+        if network_mode == "none":
+            return ["--network=none"]
+        if network_mode == "host" or _netns_has_root_sysctls():
+            return ["--network=host"]
+        return []
+
+    def _cmd(self) -> list[str]:
+        return [self.path] + self.args + ["--root", self.root]
+
+    def _call(self, verb: list[str], what: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        try:
+            p = subprocess.run(self._cmd() + verb, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise SystemError_(f"{self.path}: the runtime binary is not installed") from None
+        except subprocess.TimeoutExpired:
+            raise SystemError_(f"{self.path} {what}: no answer in {timeout:.0f}s") from None
+        if p.returncode != 0:
+            lines = (p.stderr or p.stdout).decode(errors="replace").strip().splitlines()
+            msg = _strip_log(lines[-1]) if lines else f"exit status {p.returncode}"
+            low = msg.lower()
+            if "not exist" in low or "not found" in low:
+                raise NotFound(f"{self.path} {what}: {msg}")
+            if "not running" in low or "not paused" in low or "paused" in low and what == "pause":
+                raise FailedPrecondition(f"{self.path} {what}: {msg}")
+            raise SystemError_(f"{self.path} {what}: {msg}")
+        return p
+
+    def _run(self, verb: list[str], cid: str, console: socket.socket | None, kind: str, failed: str) -> None:
+        """`<runtime> --log F --log-format json VERB... ID` with the caller's fds 0-2; with a
+        console, the pty master the runtime hands to a console socket goes on to ``console``."""
+        srv = sockpath = None
+        logfile = os.path.join(self.work_dir, "runtime-log.json")
+        try:
+            if console is not None:
+                sockpath = self._short_socket_path(cid, kind)
+                srv = socket.socket(socket.AF_UNIX)
+                srv.bind(sockpath)
+                srv.listen(1)
+                verb = verb + ["--console-socket", sockpath]
+            try:
+                p = subprocess.Popen(self._cmd() + ["--log", logfile, "--log-format", "json"] + verb + [cid],
+                                     stdin=0, stdout=1, stderr=2, close_fds=True)
+            except FileNotFoundError:
+                raise SystemError_(f"{self.path}: the runtime binary is not installed") from None
+            if srv is not None:
+                srv.settimeout(30)
+                try:
+                    conn, _ = srv.accept()
+                except socket.timeout:
+                    p.kill()
+                    p.wait()
+                    raise SystemError_(_last_log_error(logfile) or failed) from None
+                _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+                socket.send_fds(console, [b"console"], fds)
+                for fd in fds:
+                    os.close(fd)
+                conn.close()
+            p.wait()
+            if p.returncode != 0:
+                raise SystemError_(_last_log_error(logfile) or failed)
+        finally:
+            if srv is not None:
+                srv.close()
+                try:
+                    os.unlink(sockpath)
+                except OSError:
+                    pass
+
+    def _short_socket_path(self, cid: str, kind: str) -> str:
+        """A console socket short enough for AF_UNIX, in a directory made on demand."""
+        base = os.path.join(os.path.dirname(self.root.rstrip("/")), "s")
+        os.makedirs(base, exist_ok=True)
+        return os.path.join(base, f"{cid[:12]}-{kind}{time.monotonic_ns() % 10**9}.sock")
+
+    def create(self, cid, bundle, pid_file, console):
+        self._run(["create", "--bundle", bundle, "--pid-file", pid_file], cid, console, "c", f"{self.path} create failed")
+        with open(pid_file) as f:
+            return int(f.read().strip())
+
+    def start(self, cid):
+        self._call(["start", cid], "start")
+
+    def exec(self, cid, process, pid_file, console):
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", dir=self.work_dir, suffix=".json", delete=False) as f:
+            json.dump(process, f)
+            procfile = f.name
+        try:
+            self._run(["exec", "--detach", "--process", procfile, "--pid-file", pid_file], cid, console, "e",
+                      f"{self.path} exec failed")
+        finally:
+            os.unlink(procfile)
+
+    def kill(self, cid, sig, all=False):
+        self._call(["kill"] + (["--all"] if all else []) + [cid, str(sig)], "kill")
+
+    def pause(self, cid):
+        self._call(["pause", cid], "pause")
+
+    def resume(self, cid):
+        self._call(["resume", cid], "resume")
+
+    def delete(self, cid, force=False):
+        self._call(["delete"] + (["--force"] if force else []) + [cid], "delete")
+
+    def state(self, cid):
+        return json.loads(self._call(["state", cid], "state").stdout).get("status", "")
+
+
+def root_of(cfg, name: str) -> str:
+    """Each OCI runtime keeps its own state root under berthd's state dir (their files differ)."""
+    rt = cfg.runtimes.get(name)
+    if rt is None or rt.path == LIBRARY:
+        return os.path.join(cfg.state, "runtime")
+    return os.path.join(cfg.state, "runtime-" + name)
+
+
+def for_config(cfg, name: str) -> OCIRuntime:
+    """The runtime named ``name`` in berthd's [runtimes] (the one place that chooses)."""
+    rt = cfg.runtimes.get(name)
+    if rt is None or rt.path == LIBRARY:
+        return LibraryRuntime(root_of(cfg, name), systemd=cfg.cgroup_driver == "systemd")
+    return BinaryRuntime(name, rt.path, rt.args, root_of(cfg, name))
+
+
+def from_params(params: dict[str, Any]) -> OCIRuntime:
+    """The shim's runtime, from the parameters berthd gave it."""
+    if not params.get("runtime_binary"):
+        return LibraryRuntime(params["runtime_root"], systemd=bool(params.get("systemd")))
+    return BinaryRuntime(params.get("runtime_name") or params["runtime_binary"], params["runtime_binary"],
+                         params.get("runtime_args"), params["runtime_root"], work_dir=params["state_dir"])
+
+
+_ROOT_SYSCTLS: bool | None = None
+
+
+def _netns_has_root_sysctls() -> bool:
+    """Whether a new network namespace shows /proc/sys/net/core/rmem_default (asked once)."""
+    global _ROOT_SYSCTLS
+    if _ROOT_SYSCTLS is None:
+        try:
+            p = subprocess.run(["unshare", "--net", "test", "-e", "/proc/sys/net/core/rmem_default"],
+                               capture_output=True, timeout=10)
+            _ROOT_SYSCTLS = p.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _ROOT_SYSCTLS = False
+    return _ROOT_SYSCTLS
+
+
+def _strip_log(line: str) -> str:
+    """A runtime's stderr line: the msg of a JSON log line or of logrus' key=value form."""
+    line = line.strip()
+    if line.startswith("{"):
+        try:
+            return json.loads(line).get("msg", line)
+        except ValueError:
+            return line
+    if 'msg="' in line:
+        return line.split('msg="', 1)[1].rsplit('"', 1)[0]
+    return line
+
+
+def _last_log_error(path: str) -> str:
+    """The last error a runtime wrote to its --log (JSON lines, as containerd's shim reads it)."""
+    try:
+        with open(path) as f:
+            lines = f.readlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("level") in ("error", "fatal"):
+            return e.get("msg", "")
+    return ""

@@ -1,0 +1,195 @@
+"""The exec use-cases: create an exec instance in a running container, start it (its stream a
+socket to the container's shim), inspect and resize it. Front ends translate their protocol
+only; the exec runs in the shim, which reaps it and reports its exit code."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from berth.errors import FailedPrecondition, InvalidArgument, NotFound
+from berth.shim import protocol as proto
+from berth.shim.client import ShimGone
+
+
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
+
+
+def detach_keys(spec, what="detach keys"):
+    """docker's detach keys: "ctrl-p,ctrl-q" -> b"\\x10\\x11" (empty: the default)."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
+    if not isinstance(spec, str):
+        raise InvalidArgument(f"Invalid {what} ({spec}) provided")
+    out = b""
+    for k in spec.split(","):
+        if k.startswith("ctrl-") and len(k) == 6:
+            c = k[5].lower()
+            code = ord(c) - ord("a") + 1 if "a" <= c <= "z" else \
+                {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}.get(c)
+            if code is None:
+                raise InvalidArgument(f"Invalid {what} ({spec}) provided")
+            out += bytes([code])
+        elif len(k) == 1:
+            out += k.encode()
+        else:
+            raise InvalidArgument(f"Invalid {what} ({spec}) provided")
+    return out
+
+
+def console_size(process, size):
+    """ConsoleSize [height, width] (API 1.42+, on exec create or start): the pty has it before
+    the process starts (a resize after the start comes too late for a quick `stty size`)."""
+    if not size or not process.get("terminal"):
+        return
+    try:
+        h, w = (int(x) for x in size)
+    except (TypeError, ValueError):
+        raise InvalidArgument("ConsoleSize must be [height, width]") from None
+    if h > 0 and w > 0:
+        process["consoleSize"] = {"height": h, "width": w}
+
+
+@dataclass
+class ExecInstance:
+    id: str
+    namespace: str
+    container: str
+    config: dict  # docker's exec create body (Cmd, Env, Tty, User, ...)
+    process: dict  # the OCI process it runs
+    started: bool = False
+    pid: int = 0
+    exit_code: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class ExecService:
+    def __init__(self, containers, events):
+        self.containers = containers
+        self.events = events
+        self._execs: dict[str, ExecInstance] = {}
+        self._lock = threading.Lock()
+
+    def process(self, ns: str, rec, body: dict) -> dict:
+        """The OCI process of an exec: the container's, with the exec's command, env, cwd, user, tty."""
+        from berth.services import ocispec
+        with open(os.path.join(self.containers.sdir(rec.id), "bundle", "config.json")) as f:
+            oci = json.load(f)
+        p = dict(oci["process"])
+        cmd = body.get("Cmd")
+        if not cmd or not isinstance(cmd, list):
+            raise InvalidArgument("no exec command specified")
+        p["args"] = cmd
+        p["env"] = list(p.get("env") or []) + list(body.get("Env") or [])
+        p["terminal"] = bool(body.get("Tty"))
+        if body.get("WorkingDir"):
+            p["cwd"] = body["WorkingDir"]
+        if body.get("User"):
+            uid, gid, groups = ocispec.lookup_user(self.containers.rootfs(rec.id), body["User"])
+            p["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
+        if body.get("Privileged"):
+            caps = ocispec._all_caps()
+            p["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+        p.pop("consoleSize", None)
+        console_size(p, body.get("ConsoleSize"))
+        return p
+
+    def create(self, ns: str, ref: str, body: dict) -> str:
+        c = self.containers
+        rec = c.get(ns, ref)
+        st = c.run_state(ns, rec.id)
+        if st.status == "paused":
+            raise FailedPrecondition(f"container {rec.id} is paused, unpause the container before exec")
+        if not st.running:
+            raise FailedPrecondition(f"container {rec.id} is not running")
+        body = dict(body)
+        # Go's JSON decoding ignores case: docker-py sends "detachKeys"
+        body["DetachKeys"] = body.get("DetachKeys") or body.pop("detachKeys", None) or ""
+        keys = detach_keys(body["DetachKeys"], "escape keys")
+        eid = secrets.token_hex(32)
+        inst = ExecInstance(eid, ns, rec.id, body, self.process(ns, rec, body))
+        inst.extra.update(detach=keys, running=threading.Event())
+        with self._lock:
+            self._execs[eid] = inst
+        self.events.container(ns, rec, f"exec_create: {' '.join(body.get('Cmd') or [])}", execID=eid)
+        return eid
+
+    def get(self, eid: str) -> ExecInstance:
+        inst = self._execs.get(eid)
+        if inst is None:
+            raise NotFound(f"No such exec instance: {eid}")
+        return inst
+
+    def start(self, eid: str, detach: bool = False, console=None) -> tuple[socket.socket, dict] | None:
+        """Start it in the container's shim. Attached: (socket carrying its stream, reply {"pid"});
+        detached (its output dropped, as docker does): None. A process that cannot start (a
+        missing binary, say) leaves the exec with exit code 126, as docker's."""
+        with self._lock:
+            inst = self.get(eid)
+            if inst.started:
+                raise FailedPrecondition(f"exec {eid} has already been started")
+            inst.started = True
+        console_size(inst.process, console)
+        req = proto.Exec(exec_id=eid, process=inst.process,
+                         stdin=bool(inst.config.get("AttachStdin")) and not detach)
+        try:
+            sock, reply = self.containers.shim(inst.container).open(req)
+        except ShimGone:
+            raise FailedPrecondition(f"container {inst.container} is not running") from None
+        except (NotFound, FailedPrecondition) as e:
+            inst.exit_code = 126
+            raise InvalidArgument(f"OCI runtime exec failed: exec failed: unable to start container process: "
+                                  f"{e.message}: unknown") from None
+        finally:
+            inst.extra["running"].set()  # a resize may go to its pty now (or fail at once)
+        inst.pid = int(reply.get("pid") or 0)
+        try:
+            rec = self.containers.meta.get_container(inst.namespace, inst.container)
+            self.events.container(inst.namespace, rec, f"exec_start: {' '.join(inst.config.get('Cmd') or [])}",
+                                  execID=eid)
+        except NotFound:
+            pass
+        if detach:
+            sock.close()  # the shim streams to no one; the exec runs on
+            return None
+        return sock, reply
+
+    def inspect(self, eid: str) -> dict:
+        inst = self.get(eid)
+        running, code = False, inst.exit_code
+        if inst.started and inst.exit_code is None:
+            try:
+                s = self.containers.shim(inst.container).exec_state(eid)
+                running, code = s.running, s.exit_code
+            except (ShimGone, NotFound, OSError):
+                code = 137  # the container (and its shim) ended: the exec ended with it
+            if not running and code is not None:
+                inst.exit_code = code
+        b = inst.config
+        return {
+            "ID": eid, "Running": running, "ExitCode": code, "ProcessConfig": {
+                "tty": bool(b.get("Tty")), "entrypoint": b["Cmd"][0], "arguments": b["Cmd"][1:],
+                "privileged": bool(b.get("Privileged")), "user": b.get("User") or ""},
+            "OpenStdin": bool(b.get("AttachStdin")), "OpenStderr": bool(b.get("AttachStderr")),
+            "OpenStdout": bool(b.get("AttachStdout")), "CanRemove": False, "ContainerID": inst.container,
+            # as dockerd's: the keys' bytes, base64-encoded (a Go []byte)
+            "DetachKeys": base64.b64encode(inst.extra["detach"]).decode() if b.get("DetachKeys") else "",
+            "Pid": inst.pid or 0}
+
+    def resize(self, eid: str, h: int, w: int) -> None:
+        """The exec's pty lives in the container's shim: it resizes it."""
+        inst = self.get(eid)
+        if not inst.started:
+            raise FailedPrecondition(f"exec {eid} is not running")
+        # a client resizes right after the start's head, which comes before the process
+        if not inst.extra["running"].wait(10) or inst.exit_code is not None and not inst.pid:
+            raise FailedPrecondition(f"exec {eid} is not running")
+        try:
+            self.containers.shim(inst.container).resize(int(h), int(w), exec_id=eid)
+        except ShimGone:
+            pass

@@ -1,0 +1,218 @@
+"""The monitor: what happens after a container's process exits, and at daemon start.
+
+One thread per running container reads its shim's events channel (berth.shim.client): at the
+exit it releases what the run held (rootfs mount, network, volumes), records the exit in the
+state machine, and applies the restart policy (docker's always / unless-stopped /
+on-failure[:N], with a growing back-off; between the exit and the restart the container is
+`restarting`) or the auto-removal (--rm). At daemon start, ``restore`` finds the shims still
+running (their events come from a subscription), records the exits that happened meanwhile
+(from the shim's exit.json) and restarts what the policies ask for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+
+from berth.errors import BerthError, NotFound
+from berth.services import state as S
+from berth.shim.client import EventChannel, ShimGone
+from berth.shim.protocol import ExitEvent
+
+log = logging.getLogger("berthd.monitor")
+
+
+class Monitor:
+    def __init__(self, containers):
+        self.c = containers  # the ContainerService whose containers this monitors
+
+    # --- policies ---
+
+    def should_restart(self, rec, exit_code: int, daemon_start: bool = False) -> bool:
+        """docker's restart policies: always, unless-stopped, on-failure[:N]; never after a user's stop."""
+        name, limit = self.c.restart_policy(rec)
+        ext = rec.extensions or {}
+        if ext.get("stopped_by_user") or name in ("", "no"):
+            return False
+        if name in ("always", "unless-stopped"):
+            return True
+        if name == "on-failure":
+            if daemon_start:
+                return False
+            return exit_code != 0 and (limit <= 0 or int(ext.get("restart_count", 0)) < limit)
+        return False
+
+    def cancel_restart(self, ns: str, cid: str) -> None:
+        """A stop (or rm -f) between an exit and its restart: it stays exited."""
+        try:
+            self.c.states.transition(ns, cid, S.EXITED)
+        except BerthError:
+            pass
+
+    # --- watching ---
+
+    def watch(self, ns: str, cid: str, channel: EventChannel) -> None:
+        threading.Thread(target=self._run, args=(ns, cid, channel), name=f"monitor-{cid[:12]}",
+                         daemon=True).start()
+
+    def _run(self, ns: str, cid: str, channel: EventChannel) -> None:
+        try:
+            ev = channel.next_exit()
+        finally:
+            channel.close()
+        try:
+            self.exited(ns, cid, ev)
+        except BerthError as e:
+            log.warning("container %s: after its exit: %s", cid[:12], e)
+        except Exception:  # noqa: BLE001
+            log.exception("container %s: after its exit", cid[:12])
+
+    def _recorded_exit(self, cid: str) -> ExitEvent:
+        """The exit the shim wrote on disk (a shim killed before it told: 255)."""
+        try:
+            with open(os.path.join(self.c.sdir(cid), "exit.json")) as f:
+                d = json.load(f)
+            return ExitEvent(exit_code=int(d.get("exit_code", 255)), finished_at=d.get("finished_at") or S.now_rfc3339(),
+                             pid=int(d.get("pid", 0)))
+        except (OSError, ValueError):
+            return ExitEvent(exit_code=255, finished_at=S.now_rfc3339())
+
+    def exited(self, ns: str, cid: str, ev: ExitEvent | None, daemon_start: bool = False) -> str:
+        """A run ended: release, record, then restart or remove. Returns what followed:
+        "restarted", "removed" or ""."""
+        c = self.c
+        if ev is None:
+            ev = self._recorded_exit(cid)
+        try:
+            rec = c.meta.get_container(ns, cid)
+        except NotFound:
+            c.states.forget(cid)
+            return ""
+        code = ev.exit_code
+        restart = self.should_restart(rec, code, daemon_start)
+        auto_remove = not restart and ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove")
+        from berth.services import container_net
+        # --rm without published ports: the network goes after the record (the client is told
+        # sooner); with ports it goes first, so they are free when `run --rm` returns
+        network_after = bool(auto_remove) and not container_net.published(rec)
+        c.cleanup_exited(ns, cid, network=not network_after)
+        fields = {"exit_code": code, "finished_at": ev.finished_at or S.now_rfc3339(), "pid": 0}
+        try:
+            c.states.transition(ns, cid, S.RESTARTING if restart else S.EXITED, **fields)
+        except NotFound:
+            return ""  # removed meanwhile
+        except BerthError as e:
+            log.warning("container %s: recording its exit: %s", cid[:12], e)
+            return ""
+        c.events.container(ns, rec, "die", exitCode=code)
+        if restart:
+            return "restarted" if self._restart(ns, cid) else ""
+        if auto_remove:
+            try:
+                c.remove(ns, cid, force=True, volumes=True, network_after=network_after)
+                return "removed"
+            except NotFound:
+                pass
+        return ""
+
+    def _restart(self, ns: str, cid: str) -> bool:
+        c = self.c
+        rec = c._ext_update(ns, cid, restart_count=int((c.meta.get_container(ns, cid).extensions or {})
+                                                       .get("restart_count", 0)) + 1)
+        count = int(rec.extensions["restart_count"])
+        delay = min(0.1 * 2 ** min(count, 6), 5.0)  # docker backs off too
+        # a stop or rm meanwhile ends the wait (and the restart)
+        c.states.wait_for(cid, lambda s: s is None or s.status != S.RESTARTING, delay)
+        st = c.states.peek(cid)
+        if st is None or st.status != S.RESTARTING:
+            return False
+        try:
+            return bool(c.start(ns, cid, restarting=True))
+        except BerthError as e:
+            log.warning("container %s: restart: %s", cid[:12], e)
+            return False
+
+    # --- daemon start ---
+
+    def _legacy(self, ns: str, rec) -> S.RunState:
+        """The state of a container an older berthd ran (no state machine in its record): running
+        when its shim answers, else exited with the code its shim recorded."""
+        c = self.c
+        ext = rec.extensions or {}
+        fields = {"started_at": ext.get("started_at") or S.ZERO_TIME, "error": ext.get("error", "")}
+        try:
+            s = c.shim(rec).state()
+            return c.states.transition(ns, rec.id, S.PAUSED if s.status == "paused" else S.RUNNING, pid=s.pid,
+                                       generation=1, **fields)
+        except (ShimGone, OSError, BerthError):
+            pass
+        ev = self._recorded_exit(rec.id)
+        last = ext.get("last_exit") or {}
+        code = int(last.get("exit_code", ev.exit_code))
+        return c.states.transition(ns, rec.id, S.EXITED, exit_code=code, generation=1,
+                                   finished_at=last.get("finished_at") or ev.finished_at, **fields)
+
+    def restore(self) -> None:
+        """After a (re)start of berthd: watch the containers still running, record the exits that
+        happened while it was down, and bring back those whose restart policy says so."""
+        c = self.c
+        live: set[tuple[str, str]] = set()
+        channels: dict[str, EventChannel] = {}
+        for n in c.meta.list_namespaces():
+            for rec in c.meta.list_containers(n.name):
+                st = c.states.get(n.name, rec.id, rec)
+                ext = rec.extensions or {}
+                if "state" not in ext and ext.get("started_at"):
+                    st = self._legacy(n.name, rec)  # recorded by a berthd without the state machine
+                if st.status not in (S.RUNNING, S.PAUSED, S.RESTARTING):
+                    if st.status == S.REMOVING:
+                        c.states.transition(n.name, rec.id, S.DEAD, error="removal interrupted by a daemon stop")
+                    continue
+                shim = c.shim(rec)
+                try:
+                    channels[rec.id] = shim.subscribe()
+                    s = shim.state()
+                    live.add((n.name, rec.id))
+                    if s.status == "paused" and st.status != S.PAUSED:
+                        c.states.transition(n.name, rec.id, S.PAUSED)
+                    elif s.status == "running" and st.status == S.PAUSED:
+                        c.states.transition(n.name, rec.id, S.RUNNING)
+                except (ShimGone, OSError, BerthError):
+                    ch = channels.pop(rec.id, None)
+                    if ch is not None:
+                        ch.close()
+        nets = c.networks
+        if nets is not None:
+            try:
+                nets.ensure_host([n.name for n in c.meta.list_namespaces()])
+            except BerthError as e:
+                log.warning("networks: %s", e)
+            for cid in nets.orphans({cid for _, cid in live}):
+                nets.detach_all(cid)  # attachments of containers that exited while berthd was down
+        for ns, cid in live:
+            net = (c.meta.get_container(ns, cid).extensions or {}).get("net") or {}
+            if nets is not None and net.get("networks"):
+                nets.register(ns, cid, net["networks"], net.get("ports"))
+                if nets.dns is not None and any(e.get("DNSNames") for e in net["networks"].values()):
+                    try:
+                        nets.dns.attach(cid, net["netns"])
+                    except (BerthError, OSError) as e:
+                        log.warning("container %s: embedded DNS: %s", cid[:12], e)
+            self.watch(ns, cid, channels[cid])
+        for n in c.meta.list_namespaces():
+            for rec in c.meta.list_containers(n.name):
+                if (n.name, rec.id) in live:
+                    continue
+                st = c.states.get(n.name, rec.id, rec)
+                try:
+                    if st.status in (S.RUNNING, S.PAUSED):
+                        self.exited(n.name, rec.id, None, daemon_start=True)  # it exited while berthd was down
+                    elif st.status == S.EXITED and self.should_restart(rec, st.exit_code, daemon_start=True):
+                        c.states.transition(n.name, rec.id, S.RESTARTING)
+                        c.start(n.name, rec.id, restarting=True)
+                    elif st.status == S.RESTARTING:
+                        c.start(n.name, rec.id, restarting=True)
+                except BerthError as e:
+                    log.warning("container %s: %s", rec.id[:12], e)

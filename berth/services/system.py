@@ -1,0 +1,115 @@
+"""The system use-cases: what the engine is and holds (docker info), and berth's namespaces."""
+
+import os
+import platform
+import socket
+
+from berth import __version__
+from berth.errors import BerthError
+
+
+class SystemService:
+    def __init__(self, cfg, meta, images, containers, snapshotter_name):
+        self.cfg = cfg
+        self.meta = meta
+        self.images = images
+        self.containers = containers
+        self.snapshotter_name = snapshotter_name
+
+
+    def info(self, ns):
+        from berth.runtime import cgroups
+        images = len(self.images.list(ns))
+        mode = cgroups.detect_mode()
+        mem = 0
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemTotal:"):
+                        mem = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        u = os.uname()
+        mirrors = list(self.cfg.registry_mirrors)
+        return {
+            "ID": _daemon_id(self.cfg.root), "Name": socket.gethostname(),
+            "ServerVersion": __version__, "Driver": self.snapshotter_name, "DriverStatus": [],
+            **self._container_counts(ns),
+            "Images": images, "DockerRootDir": self.cfg.root,
+            "CgroupDriver": self.cfg.cgroup_driver, "CgroupVersion": "2" if mode == "v2" else "1",
+            "Runtimes": {name: {"path": rt.path, "runtimeArgs": rt.args or None}
+                         for name, rt in self.cfg.runtimes.items()},
+            "DefaultRuntime": self.cfg.default_runtime,
+            "RegistryConfig": {
+                "Mirrors": mirrors, "InsecureRegistryCIDRs": [r for r in self.cfg.insecure_registries if "/" in r],
+                "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": mirrors, "Secure": True,
+                                               "Official": True}},
+            },
+            "OperatingSystem": _os_name(), "OSType": "linux", "OSVersion": "", "Architecture": platform.machine(),
+            "KernelVersion": u.release, "NCPU": os.cpu_count() or 1, "MemTotal": mem,
+            "IndexServerAddress": "https://index.docker.io/v1/", "LoggingDriver": "json-file",
+            "SecurityOptions": ["name=seccomp,profile=builtin"], "Labels": [f"berth.namespace={ns}"],
+            "ExperimentalBuild": False, "Debug": self.cfg.log_level == "debug",
+            "Swarm": {"LocalNodeState": "inactive"},
+            "Berth": {"Namespace": ns, "ConfigPath": self.cfg.config_path, "SandboxImage": self.cfg.sandbox_image,
+                      "StateDir": self.cfg.state},
+        }
+
+    def _container_counts(self, ns):
+        counts = {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0}
+        for rec in self.meta.list_containers(ns):
+            st = self.containers.state(rec)
+            counts["Containers"] += 1
+            key = {"running": "ContainersRunning", "paused": "ContainersPaused"}.get(st["Status"], "ContainersStopped")
+            counts[key] += 1
+        return counts
+
+    # --- namespaces ---
+
+    def namespaces(self):
+        out = []
+        for n in self.meta.list_namespaces():
+            out.append({"Name": n.name, "Labels": n.labels})
+        return out
+
+    def namespace_inspect(self, name):
+        n = self.meta.get_namespace(name)
+        usage = self.meta.namespace_usage(name)
+        return {"Name": n.name, "Labels": n.labels, "Usage": usage}
+
+    def namespace_create(self, name, labels=None):
+        from berth.metadata.records import check_namespace
+        check_namespace(name)
+        try:
+            self.meta.get_namespace(name)
+        except BerthError:
+            return self.meta.create_namespace(name, labels or {})
+        from berth.errors import AlreadyExists
+        raise AlreadyExists(f'namespace "{name}" already exists')
+
+    def namespace_remove(self, name):
+        self.meta.delete_namespace(name)
+
+
+def _daemon_id(root):
+    path = os.path.join(root, "engine-id")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        import uuid
+        i = str(uuid.uuid4())
+        with open(path, "w") as f:
+            f.write(i)
+        return i
+
+
+def _os_name():
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"

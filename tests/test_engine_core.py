@@ -1,0 +1,228 @@
+"""The engine core as a client sees it: the container state machine (restarting, kill that
+returns once the exit is recorded, delete conflicts), the shim's events (no lost exits, no
+hung `run --rm`), and another OCI runtime (gVisor's runsc) on every kind of network, with its
+errors reaching the client with docker's exit codes.
+
+Every test removes the containers (and networks) it made."""
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+from daemon_fixtures import DATA, Daemon, wait_for
+
+IMG = "busybox-layers:1"
+RUNSC = shutil.which("runsc")
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    extra = '[runtimes.berth-runc]\npath = "berth-runc"\n[runtimes.runc]\npath = "runc"\n'
+    if RUNSC:
+        extra += f'[runtimes.runsc]\npath = "{RUNSC}"\n'
+    extra += '[runtimes.broken]\npath = "/bin/false"\n'
+    dm = Daemon(tmp_path_factory.mktemp("core"), extra_config=extra)
+    dm.start()
+    dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    yield dm
+    ids = dm.berth("ps", "-a", "-q", "--no-trunc").out.split()
+    if ids:
+        dm.berth("rm", "-f", *ids)
+    dm.cleanup()
+
+
+@pytest.fixture
+def c(d):
+    """The daemon; the containers a test leaves are force-removed afterwards."""
+    try:
+        yield d
+    finally:
+        ids = d.berth("ps", "-a", "-q", "--no-trunc").out.split()
+        if ids:
+            d.berth("rm", "-f", *ids)
+
+
+def inspect(d, ref):
+    return json.loads(d.berth("inspect", ref, check=True).out)[0]
+
+
+def api(d, method, path, body=None, timeout=30):
+    """One request to berthd's API over its socket: (status, body bytes)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(d.sock)
+    data = json.dumps(body).encode() if body is not None else b""
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+    buf = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest
+
+
+# --- the state machine -----------------------------------------------------------------------
+
+
+def test_restarting_between_an_exit_and_its_restart_and_delete_conflicts(c):
+    """docker: between an exit and the restart its policy asks for, inspect says restarting and a
+    plain DELETE answers 409; rm -f removes it."""
+    cid = c.berth("run", "-d", "--restart", "always", IMG, "sh", "-c", "exit 2", check=True).out.strip()
+    seen = []
+
+    def restarting():
+        st = inspect(c, cid)["State"]
+        seen.append(st["Status"])
+        return st["Status"] == "restarting" and st["Restarting"] and st["ExitCode"] == 2
+    wait_for(restarting, 30, "the restarting state")
+    status, body = api(c, "DELETE", f"/containers/{cid}")
+    if status != 409:  # it may have been restarted between the two calls: catch it once more
+        wait_for(restarting, 30, "the restarting state again")
+        status, body = api(c, "DELETE", f"/containers/{cid}")
+    assert status == 409, body
+    assert "restarting" in json.loads(body)["message"] or "running" in json.loads(body)["message"]
+    assert int(inspect(c, cid)["RestartCount"]) >= 1
+    c.berth("rm", "-f", cid, check=True)
+    assert c.berth("inspect", cid).returncode != 0
+
+
+def test_kill_returns_once_the_exit_is_recorded(c):
+    cid = c.berth("run", "-d", IMG, "sleep", "60", check=True).out.strip()
+    status, body = api(c, "POST", f"/containers/{cid}/kill?signal=SIGKILL")
+    assert status == 204, body
+    st = inspect(c, cid)["State"]  # at once, no waiting
+    assert st["Status"] == "exited" and st["ExitCode"] == 137 and not st["Running"] and st["Pid"] == 0
+
+
+def test_kill_of_a_stopped_container_is_a_conflict(c):
+    cid = c.berth("create", IMG, "true", check=True).out.strip()
+    status, body = api(c, "POST", f"/containers/{cid}/kill")
+    assert status == 409, body
+
+
+def test_force_delete_racing_the_exit_is_never_a_500(c):
+    """DELETE ?force=1 while the process exits by itself (the old os.kill of a gone pid)."""
+    for i in range(8):
+        cid = c.berth("run", "-d", IMG, "sh", "-c", f"usleep {i * 2500}", check=True).out.strip()
+        status, body = api(c, "DELETE", f"/containers/{cid}?force=1")
+        assert status in (204, 404), body
+        assert c.berth("inspect", cid).returncode != 0
+
+
+def test_waits_block_on_transitions(c):
+    """wait answers when the container exits, with its code; started later it still answers."""
+    cid = c.berth("create", IMG, "sh", "-c", "sleep 0.3; exit 7", check=True).out.strip()
+    got = {}
+
+    def waiter():
+        got["status"], got["body"] = api(c, "POST", f"/containers/{cid}/wait", timeout=60)
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.3)
+    assert "status" not in got  # created: it waits for the start, then for the exit
+    c.berth("start", cid, check=True)
+    t.join(30)
+    assert got["status"] == 200
+    assert json.loads(got["body"].split(b"\r\n")[1] if b"\r\n" in got["body"] else got["body"])["StatusCode"] == 7
+
+
+def test_pause_and_unpause_are_states(c):
+    cid = c.berth("run", "-d", IMG, "sleep", "60", check=True).out.strip()
+    c.berth("pause", cid, check=True)
+    st = inspect(c, cid)["State"]
+    assert st["Status"] == "paused" and st["Paused"] and st["Running"]
+    p = c.berth("pause", cid)
+    assert p.returncode != 0 and "already paused" in p.err
+    c.berth("unpause", cid, check=True)
+    assert inspect(c, cid)["State"]["Status"] == "running"
+    c.berth("stop", "-t", "1", cid, check=True)
+    assert inspect(c, cid)["State"]["Status"] == "exited"
+
+
+def test_state_survives_a_daemon_restart(tmp_path):
+    dm = Daemon(tmp_path / "b")
+    dm.start()
+    try:
+        dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        run = dm.berth("run", "-d", IMG, "sleep", "60", check=True).out.strip()
+        paused = dm.berth("run", "-d", IMG, "sleep", "60", check=True).out.strip()
+        dm.berth("pause", paused, check=True)
+        done = dm.berth("run", "-d", IMG, "sh", "-c", "exit 4", check=True).out.strip()
+        wait_for(lambda: inspect(dm, done)["State"]["Status"] == "exited", 10, "the exit")
+        dm.stop()
+        dm.start()
+        assert inspect(dm, run)["State"]["Status"] == "running"
+        assert inspect(dm, paused)["State"]["Status"] == "paused"
+        assert inspect(dm, done)["State"]["ExitCode"] == 4
+        # the restarted daemon hears the exits of the shims it did not start
+        dm.berth("unpause", paused, check=True)
+        dm.berth("kill", run, check=True)
+        assert inspect(dm, run)["State"]["ExitCode"] == 137
+        dm.berth("rm", "-f", run, paused, done, check=True)
+    finally:
+        ids = dm.berth("ps", "-a", "-q", "--no-trunc").out.split()
+        if ids:
+            dm.berth("rm", "-f", *ids)
+        dm.cleanup()
+
+
+# --- another OCI runtime ---------------------------------------------------------------------
+
+
+def test_a_failing_runtime_reaches_the_client(c):
+    p = c.berth("run", "--rm", "--runtime", "broken", "--network", "none", IMG, "true", timeout=60)
+    assert p.returncode == 125 and p.err.strip(), p.err
+    p = c.berth("run", "-d", "--name", "brk", "--runtime", "broken", "--network", "none", IMG, "true", timeout=60)
+    assert p.returncode == 125
+    st = inspect(c, "brk")["State"]
+    assert st["Error"] and st["Status"] == "created"
+
+
+def test_a_missing_command_with_runc_is_127(c):
+    p = c.berth("run", "--rm", "--runtime", "runc", "--network", "none", IMG, "nosuchcommand", timeout=60)
+    assert p.returncode == 127 and "nosuchcommand" in p.err
+
+
+needs_runsc = pytest.mark.skipif(RUNSC is None, reason="runsc (gVisor) is not installed")
+
+
+@needs_runsc
+@pytest.mark.parametrize("network", ["none", "bridge", "user"])
+def test_runsc_runs_on_every_network(c, network):
+    net = network
+    if network == "user":
+        net = f"core{os.getpid()}"
+        c.berth("network", "create", net, check=True)
+    try:
+        p = c.berth("run", "--rm", "--runtime", "runsc", "--network", net, IMG, "sh", "-c",
+                    "uname -r; ip -o -4 addr show | grep -v ' lo ' | wc -l", timeout=120)
+        assert p.returncode == 0, p.err
+        kernel, nics = p.out.split()
+        assert kernel != os.uname().release  # gVisor's own kernel, not the host's
+        assert int(nics) == (0 if network == "none" else 1)
+    finally:
+        if network == "user":
+            c.berth("network", "rm", net)
+
+
+@needs_runsc
+def test_runsc_exec_logs_and_exit_codes(c):
+    cid = c.berth("run", "-d", "--runtime", "runsc", IMG, "sh", "-c", "echo hello; sleep 60",
+                  check=True, timeout=120).out.strip()
+    wait_for(lambda: c.berth("logs", cid).out == "hello\n", 20, "the log line")
+    p = c.berth("exec", cid, "sh", "-c", "echo in-exec; exit 3", timeout=60)
+    assert p.out == "in-exec\n" and p.returncode == 3
+    c.berth("kill", cid, check=True)
+    assert inspect(c, cid)["State"]["Status"] == "exited"
+    p = c.berth("run", "--rm", "--runtime", "runsc", "--network", "none", IMG, "nosuchcommand", timeout=120)
+    assert p.returncode in (125, 127) and p.err.strip()
+    p = c.berth("run", "--rm", "--runtime", "runsc", "--network", "none", IMG, "sh", "-c", "exit 5", timeout=120)
+    assert p.returncode == 5

@@ -1,0 +1,175 @@
+"""The services without HTTP: what a second front end (the CRI) does in-process — create, start,
+attach, exec, wait, kill, restart policies, remove — against the real kernel and real shims,
+with the events it would show its clients coming from the services' bus."""
+
+import os
+import random
+import struct
+import threading
+import time
+
+import pytest
+
+from berth.errors import FailedPrecondition, NotFound
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "data")
+NS = "default"
+IMG = "busybox-layers:1"
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """berthd's services, wired as berthd wires them, in this process (no API server)."""
+    from berth.shim.zygote import Zygote
+    zygote = Zygote()  # forked before the services make any thread
+    from berth.daemon import config as cfgmod
+    from berth.daemon.server import Daemon
+    base = str(tmp_path_factory.mktemp("inproc"))
+    tag = "%06x" % random.getrandbits(24)
+    cfg = cfgmod.from_dict({
+        "root": os.path.join(base, "root"), "state": os.path.join(base, "state"),
+        "hosts": ["unix://" + os.path.join(base, "unused.sock")], "bridge": "bi" + tag,
+        "bridge_subnet": f"10.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24",
+        "address_pool": f"10.{random.randint(200, 249)}.{random.randint(0, 63) * 4}.0/22",
+        "cni_conf_dir": os.path.join(base, "cni")})
+    daemon = Daemon(cfg, zygote)
+    s = daemon.services
+    with open(os.path.join(DATA, "busybox-layers.docker.tar"), "rb") as f:
+        s.images.load(NS, f)
+    events = []
+    s.events.subscribe(lambda ns, ev: events.append(ev))
+    s.seen = events
+    try:
+        yield s
+    finally:
+        for rec in s.containers.meta.list_containers(NS):
+            try:
+                s.containers.remove(NS, rec.id, force=True, volumes=True)
+            except NotFound:
+                pass
+        daemon.close()
+        zygote.close()
+        with open("/proc/self/mountinfo") as f:
+            left = [line.split()[4] for line in f if line.split()[4].startswith(base)]
+        assert left == [], left  # no mount of ours stays
+        sockets = os.path.join(cfg.state, "s")
+        assert not os.path.isdir(sockets) or not [n for n in os.listdir(sockets) if n.endswith(".sock")]
+
+
+def _create(s, cmd, **extra):
+    hc = dict({"NetworkMode": "none"}, **extra.pop("HostConfig", {}))
+    return s.containers.create(NS, dict({"Image": IMG, "Cmd": cmd, "HostConfig": hc}, **extra))["Id"]
+
+
+def _read_frames(sock, timeout=20):
+    """The docker stream frames of a non-TTY attach or exec, until the shim closes it."""
+    sock.settimeout(timeout)
+    buf = b""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            break
+        buf += d
+    out = {1: b"", 2: b""}
+    while len(buf) >= 8:
+        kind, n = struct.unpack(">BxxxI", buf[:8])
+        out[kind] += buf[8:8 + n]
+        buf = buf[8 + n:]
+    return out
+
+
+def test_run_attach_wait_and_events(engine):
+    s = engine
+    cid = _create(s, ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    got = {}
+
+    def attach():  # as docker does: the attach comes before the start
+        res = s.containers.attach(NS, cid, stdin=False, stdout=True, stderr=True)
+        got["frames"] = _read_frames(res[0]) if res else None
+    s.containers.expect_attach(cid)
+    t = threading.Thread(target=attach)
+    t.start()
+    assert s.containers.start(NS, cid) is True
+    assert s.containers.wait_exit(NS, cid) == 3
+    t.join(20)
+    assert got["frames"] == {1: b"out\n", 2: b"err\n"}  # nothing lost before the attach
+    st = s.containers.inspect(NS, cid)["State"]
+    assert st["Status"] == "exited" and st["ExitCode"] == 3
+    logs = list(s.containers.logs(NS, cid))
+    assert sorted(logs) == [("stderr", b"err\n"), ("stdout", b"out\n")]
+    s.containers.remove(NS, cid)
+    with pytest.raises(NotFound):
+        s.containers.inspect(NS, cid)
+    actions = [e["Action"] for e in s.seen if e.get("id") == cid]
+    assert actions == ["create", "start", "die", "destroy"], actions
+
+
+def test_exec_through_the_service(engine):
+    s = engine
+    cid = _create(s, ["sleep", "60"])
+    s.containers.start(NS, cid)
+    eid = s.execs.create(NS, cid, {"Cmd": ["sh", "-c", "echo in-exec; exit 4"], "AttachStdout": True,
+                                   "AttachStderr": True})
+    sock, reply = s.execs.start(eid)
+    assert reply["pid"] > 0
+    assert _read_frames(sock)[1] == b"in-exec\n"
+    sock.close()
+    deadline = time.monotonic() + 10
+    while s.execs.inspect(eid)["Running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert s.execs.inspect(eid)["ExitCode"] == 4
+    with pytest.raises(FailedPrecondition):
+        s.execs.start(eid)  # once only
+    s.containers.kill(NS, cid, "KILL")
+    st = s.containers.inspect(NS, cid)["State"]  # kill returned: the exit is recorded
+    assert st["Status"] == "exited" and st["ExitCode"] == 137
+    with pytest.raises(FailedPrecondition):
+        s.execs.create(NS, cid, {"Cmd": ["true"]})
+    s.containers.remove(NS, cid)
+
+
+def test_restart_policy_and_stop_while_restarting(engine):
+    s = engine
+    cid = _create(s, ["sh", "-c", "exit 1"], HostConfig={"RestartPolicy": {"Name": "always"}})
+    s.containers.start(NS, cid)
+    seen = set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "restarting" not in seen:
+        seen.add(s.containers.run_state(NS, cid).status)
+        time.sleep(0.005)
+    assert "restarting" in seen
+    with pytest.raises(FailedPrecondition):
+        s.containers.remove(NS, cid)  # running or restarting: a conflict
+    s.containers.stop(NS, cid, timeout=1)
+    st = s.containers.run_state(NS, cid)
+    assert st.status == "exited"
+    time.sleep(1.0)
+    assert s.containers.run_state(NS, cid).status == "exited"  # no restart after a user's stop
+    s.containers.remove(NS, cid)
+
+
+def test_pause_resume_and_force_remove(engine):
+    s = engine
+    cid = _create(s, ["sleep", "60"])
+    s.containers.start(NS, cid)
+    s.containers.pause(NS, cid)
+    assert s.containers.run_state(NS, cid).status == "paused"
+    s.containers.unpause(NS, cid)
+    assert s.containers.run_state(NS, cid).status == "running"
+    s.containers.pause(NS, cid)
+    s.containers.remove(NS, cid, force=True)  # a paused container is thawed, killed, removed
+    with pytest.raises(NotFound):
+        s.containers.get(NS, cid)
+
+
+def test_a_start_failure_is_recorded(engine):
+    s = engine
+    cid = _create(s, ["/no/such/command"])
+    with pytest.raises(Exception) as e:
+        s.containers.start(NS, cid)
+    assert "no such file" in str(e.value).lower() or "not found" in str(e.value).lower()
+    st = s.containers.inspect(NS, cid)["State"]
+    assert st["Status"] == "created" and st["ExitCode"] == 127 and st["Error"]
+    s.containers.remove(NS, cid)
+    assert not os.path.exists(s.containers.shim_socket(cid))
