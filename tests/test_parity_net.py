@@ -506,3 +506,22 @@ def test_berth_cli_detach_keys_from_config_json(d):
     finally:
         os.unlink(os.path.join(d.docker_config, "config.json"))
     assert inspect(d, "dk")["State"]["Running"]
+
+
+def test_berth_cli_pairs_gateways_ranges_and_aux_addresses_with_their_subnet(d):
+    v6, v4 = _v6_prefix(), _v4_subnet()
+    base4 = v4.rsplit(".", 1)[0]
+    # given in any order, each goes with the subnet that contains it (docker's CLI)
+    p = d.berth("network", "create", "--ipv6", "--subnet", v6 + "/64", "--subnet", v4, "--gateway", f"{base4}.254",
+                "--gateway", v6 + "fe", "--ip-range", f"{base4}.128/25", "--aux-address", f"a={base4}.130",
+                "--aux-address", f"b={v6}2", "cli-ds")
+    assert p.returncode == 0, p.err
+    cfg = {c["Subnet"]: c for c in json.loads(d.berth("network", "inspect", "cli-ds", check=True).out)[0]["IPAM"]["Config"]}
+    assert cfg[v4] == {"Subnet": v4, "Gateway": f"{base4}.254", "IPRange": f"{base4}.128/25",
+                       "AuxiliaryAddresses": {"a": f"{base4}.130"}}
+    assert cfg[v6 + "/64"] == {"Subnet": v6 + "/64", "Gateway": v6 + "fe", "AuxiliaryAddresses": {"b": v6 + "2"}}
+    d.berth("run", "-d", "--name", "cli6", "--network", "cli-ds", "--ip6", v6 + "33", IMG, "sleep", "600", check=True)
+    ep = inspect(d, "cli6")["NetworkSettings"]["Networks"]["cli-ds"]
+    assert ep["GlobalIPv6Address"] == v6 + "33" and ep["IPAddress"] != f"{base4}.130"
+    p = d.berth("network", "create", "--subnet", v4, "--gateway", "10.255.255.1", "cli-bad")
+    assert p.returncode != 0 and "no matching subnet for gateway 10.255.255.1" in p.err
