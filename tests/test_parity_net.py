@@ -125,6 +125,11 @@ def test_dual_stack_network_ip6_aux_addresses(d):
     assert f"{v6}10/64" in out
     p = d.docker("exec", "cb", "ping", "-c1", "-W2", v6 + "10")
     assert p.returncode == 0, p.out + p.err
+    # the embedded DNS answers AAAA with the v6 address
+    p = d.docker("exec", "cb", "ping", "-6", "-c1", "-W2", "ca")
+    assert p.returncode == 0 and v6 + "10" in p.out, p.out + p.err
+    p = d.docker("exec", "cb", "ping", "-4", "-c1", "-W2", "ca")
+    assert p.returncode == 0 and ep["IPAddress"] in p.out, p.out + p.err
     ctrs = json.loads(d.docker("network", "inspect", "ds", check=True).out)[0]["Containers"]
     assert sorted(c["IPv6Address"] for c in ctrs.values()) == sorted(
         [v6 + "10/64", epb["GlobalIPv6Address"] + "/64"])
