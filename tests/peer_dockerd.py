@@ -53,6 +53,7 @@ class Dockerd:
         ids = self.docker("ps", "-aq").out.split()
         if ids:
             self.docker("rm", "-f", *ids)
+        self.docker("network", "prune", "-f")  # dockerd leaves the bridges of networks it still has
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -360,7 +360,8 @@ def test_api_version_header_on_every_response(eng):
                               headers={"Content-Type": "application/x-tar"}))
     for status, headers, _ in responses:
         assert headers.get("Api-Version"), status
-    assert [r[0] for r in responses] == [200, 200, 404, 404, 400, 200, 400, 200, 400, 200]
+    # a load of a non-tar is a 200 with the error in the stream, as docker's
+    assert [r[0] for r in responses] == [200, 200, 404, 404, 400, 200, 200, 200, 400, 200]
 
 
 # --- namespaces ---
@@ -531,9 +532,8 @@ def test_sdk_images(berthd, registry):
             c.api.history("nosuch:1")
         with pytest.raises(docker_sdk.errors.ImageNotFound):
             c.api.tag("nosuch:1", "x", "y")
-        with pytest.raises(docker_sdk.errors.APIError) as e:
+        with pytest.raises(docker_sdk.errors.ImageLoadError):  # the error comes in the stream, as docker's
             c.images.load(b"junk")
-        assert e.value.status_code == 400
         with pytest.raises(docker_sdk.errors.APIError) as e:
             c.images.list(filters={"bogus": "x"})
         assert e.value.status_code == 400

@@ -287,7 +287,7 @@ def test_save_writes_docker_manifest_and_oci_index(store):
     manifest = json.loads(files["manifest.json"])
     assert manifest[0]["RepoTags"] == ["hello-world:latest", "example.com/x/hello:v2"]
     assert manifest[1]["RepoTags"] == ["busybox-layers:1"]
-    assert manifest[2]["RepoTags"] == []
+    assert manifest[2]["RepoTags"] is None  # as docker's (an image saved by its ID)
     assert manifest[0]["Config"] == "blobs/sha256/" + hello.config_digest.split(":")[1]
     assert manifest[0]["Layers"] == ["blobs/sha256/" + d.split(":")[1]
                                      for d in read_json(store, hello.config_digest)["rootfs"]["diff_ids"]]

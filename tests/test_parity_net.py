@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from daemon_fixtures import DATA, shared_berthd, wait_for  # noqa: F401 (fixtures)
+from daemon_fixtures import DATA, registry, shared_berthd, wait_for  # noqa: F401 (fixtures)
 
 IMG = "busybox-layers:1"
 
@@ -125,6 +125,11 @@ def test_dual_stack_network_ip6_aux_addresses(d):
     assert f"{v6}10/64" in out
     p = d.docker("exec", "cb", "ping", "-c1", "-W2", v6 + "10")
     assert p.returncode == 0, p.out + p.err
+    # the embedded DNS answers AAAA with the v6 address
+    p = d.docker("exec", "cb", "ping", "-6", "-c1", "-W2", "ca")
+    assert p.returncode == 0 and v6 + "10" in p.out, p.out + p.err
+    p = d.docker("exec", "cb", "ping", "-4", "-c1", "-W2", "ca")
+    assert p.returncode == 0 and ep["IPAddress"] in p.out, p.out + p.err
     ctrs = json.loads(d.docker("network", "inspect", "ds", check=True).out)[0]["Containers"]
     assert sorted(c["IPv6Address"] for c in ctrs.values()) == sorted(
         [v6 + "10/64", epb["GlobalIPv6Address"] + "/64"])
@@ -223,3 +228,305 @@ def test_swarm_endpoints_answer_as_a_node_not_in_a_swarm(d):
         assert client.info()["Swarm"]["LocalNodeState"] == "inactive"
     finally:
         client.close()
+
+
+# --- images: save by ID, load of a non-tar, push and load progress ---
+
+def _manifest(data):
+    import io
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        return json.load(tf.extractfile("manifest.json"))
+
+
+def test_save_by_id_writes_no_repo_tags(d):
+    iid = d.docker("images", "-q", IMG, check=True).out.strip()
+    assert _manifest(d.docker("save", iid, check=True).stdout)[0]["RepoTags"] is None
+    full = inspect(d, IMG)["Id"]
+    assert _manifest(d.docker("save", full, check=True).stdout)[0]["RepoTags"] is None
+    assert _manifest(d.docker("save", IMG, check=True).stdout)[0]["RepoTags"] == [IMG]
+
+
+def test_load_of_a_non_tar_is_an_error_in_the_stream(d):
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=d.host)
+    try:
+        resp = client._post(client._url("/images/load"), data=b"this is not a tar archive\n" * 4,
+                            headers={"Content-Type": "application/x-tar"})
+        assert resp.status_code == 200
+        msgs = [json.loads(line) for line in resp.text.splitlines() if line.strip()]
+        assert msgs and msgs[-1].get("error") and msgs[-1]["errorDetail"]["message"] == msgs[-1]["error"]
+    finally:
+        client.close()
+    p = d.docker("load", input=b"not a tar\n")
+    assert p.returncode == 1 and p.err.strip() and len(p.err.strip().splitlines()) == 1
+
+
+def test_load_and_push_progress_as_docker(d, registry):
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=d.host)
+    try:
+        with open(os.path.join(DATA, "busybox-layers.docker.tar"), "rb") as f:
+            data = f.read()
+        diff_ids = [x.split(":")[1][:12] for x in inspect(d, IMG)["RootFS"]["Layers"]]
+        d.docker("rmi", IMG, check=True)
+        msgs = list(client.load_image(data, quiet=False))
+        loading = [m for m in msgs if m.get("status") == "Loading layer"]
+        assert [m["id"] for m in loading] == diff_ids
+        for m in loading:
+            det = m["progressDetail"]
+            assert det["current"] == det["total"] > 0 and m["progress"].startswith("[" + "=" * 50 + ">]")
+        assert msgs[-1] == {"stream": f"Loaded image: {IMG}\n"}
+        # quiet (what the docker CLI asks when its output is no terminal): the result only
+        assert list(client.load_image(data, quiet=True)) == [{"stream": f"Loaded image: {IMG}\n"}]
+
+        target = f"{registry.addr}/parity/bb"
+        client.tag(IMG, target, "p1")
+        msgs = list(client.push(target, tag="p1", stream=True, decode=True))
+        assert msgs[0] == {"status": f"The push refers to repository [{target}]"}
+        preparing = [m["id"] for m in msgs if m.get("status") == "Preparing"]
+        assert preparing == diff_ids[::-1]  # named by diff ID, the top layer first
+        pushing = [m for m in msgs if m.get("status") == "Pushing"]
+        assert {m["id"] for m in pushing} == set(diff_ids)
+        assert all(m["progressDetail"]["total"] > 0 and m["progress"].startswith("[") for m in pushing)
+        assert sorted(m["id"] for m in msgs if m.get("status") == "Pushed") == sorted(diff_ids)
+        aux = msgs[-1]["aux"]
+        assert aux["Tag"] == "p1" and aux["Digest"].startswith("sha256:") and aux["Size"] > 0
+        assert msgs[-2]["status"] == f"p1: digest: {aux['Digest']} size: {aux['Size']}"
+        # again: every layer exists
+        msgs = list(client.push(target, tag="p1", stream=True, decode=True))
+        assert sorted(m["id"] for m in msgs if m.get("status") == "Layer already exists") == sorted(diff_ids)
+        # the docker CLI, no terminal: no progress bars, the same lines as docker's
+        p = d.docker("push", f"{target}:p1")
+        assert p.returncode == 0 and "Pushing" not in p.out and f"p1: digest: {aux['Digest']}" in p.out
+    finally:
+        client.close()
+
+
+# --- exec and attach streams ---
+
+def _raw(d, method, path, body=None):
+    """A raw HTTP/1.1 request on the daemon's socket that asks for the upgrade; returns the
+    socket and the response head."""
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(d.sock)
+    data = json.dumps(body).encode() if body is not None else b""
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        c = s.recv(1)
+        if not c:
+            break
+        head += c
+    return s, head.decode()
+
+
+def _read_all(s, timeout=10):
+    import time
+    out = b""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            c = s.recv(65536)
+        except TimeoutError:
+            break
+        if not c:
+            return out, True
+        out += c
+    return out, False
+
+
+def _exec_id(d, cid, **body):
+    p = d.docker("exec", cid, "true")  # the container runs
+    assert p.returncode == 0, p.err
+    docker = pytest.importorskip("docker")
+    api = docker.APIClient(base_url=d.host)
+    try:
+        return api.exec_create(cid, **body)["Id"]
+    finally:
+        api.close()
+
+
+def test_exec_output_never_lost_with_the_sdk(d):
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=d.host)
+    try:
+        c = client.containers.run(IMG, ["sleep", "600"], name="ex1", detach=True)
+        for i in range(25):
+            code, out = c.exec_run(["echo", f"line-{i}"])
+            assert (code, out) == (0, f"line-{i}\n".encode())
+        code, out = c.exec_run(["sh", "-c", "echo out; echo err >&2; exit 3"], demux=True)
+        assert code == 3 and out == (b"out\n", b"err\n")
+    finally:
+        client.close()
+
+
+def test_exec_start_tty_decides_the_framing(d):
+    d.docker("run", "-d", "--name", "ex2", IMG, "sleep", "600", check=True)
+    # a process without a terminal, started with Tty: the raw bytes, no frames
+    eid = _exec_id(d, "ex2", cmd=["echo", "plain"], stdout=True, stderr=True, tty=False)
+    s, head = _raw(d, "POST", f"/exec/{eid}/start", {"Detach": False, "Tty": True})
+    assert head.startswith("HTTP/1.1 101")
+    assert _read_all(s) == (b"plain\n", True)
+    s.close()
+    # a process with a terminal, started without Tty: its bytes framed as stdout
+    eid = _exec_id(d, "ex2", cmd=["echo", "framed"], stdout=True, stderr=True, tty=True)
+    s, head = _raw(d, "POST", f"/exec/{eid}/start", {"Detach": False, "Tty": False})
+    out, closed = _read_all(s)
+    s.close()
+    assert closed and out[:4] == b"\x01\0\0\0" and out[8:] == b"framed\r\n"
+    assert int.from_bytes(out[4:8], "big") == len(out) - 8
+
+
+def test_exec_of_a_missing_binary(d):
+    d.docker("run", "-d", "--name", "ex3", IMG, "sleep", "600", check=True)
+    p = d.docker("exec", "ex3", "nosuch")
+    assert p.returncode == 126 and "executable file not found" in p.out + p.err
+    p = d.berth("exec", "ex3", "nosuch")
+    assert p.returncode == 126 and "executable file not found" in p.out + p.err
+    docker = pytest.importorskip("docker")
+    api = docker.APIClient(base_url=d.host)
+    try:
+        eid = api.exec_create("ex3", ["nosuch"])["Id"]
+        out = api.exec_start(eid)  # a 200: the error is in the stream
+        assert b'exec: "nosuch": executable file not found in $PATH' in out
+        info = api.exec_inspect(eid)
+        assert info["ExitCode"] == 126 and info["Running"] is False
+        eid = api.exec_create("ex3", ["nosuch"])["Id"]
+        with pytest.raises(docker.errors.APIError) as e:  # detached: the start itself fails, as docker's
+            api.exec_start(eid, detach=True)
+        assert e.value.status_code == 400
+        assert api.exec_inspect(eid)["ExitCode"] == 126
+    finally:
+        api.close()
+
+
+def test_detach_keys_in_the_daemon(d):
+    d.docker("run", "-dit", "--name", "tt", IMG, "sh", check=True)
+    base = "/containers/tt/attach?stream=1&stdin=1&stdout=1&stderr=1"
+    for query, keys in (("", b"\x10\x11"), ("&detachKeys=ctrl-x", b"\x18"), ("&detachKeys=a,b", b"ab")):
+        s, head = _raw(d, "POST", base + query)
+        assert head.startswith("HTTP/1.1 101"), head
+        s.sendall(b"echo mark$((6*7))\n")
+        out = b""
+        while b"mark42" not in out:
+            c = s.recv(65536)
+            assert c, out
+            out += c
+        s.sendall(keys)
+        out, closed = _read_all(s)
+        s.close()
+        assert closed, (query, out)
+        assert inspect(d, "tt")["State"]["Running"]
+    s, head = _raw(d, "POST", base + "&detachKeys=ctrl-1")
+    assert head.startswith("HTTP/1.1 400") and "Invalid detach keys (ctrl-1) provided" in _read_all(s, 2)[0].decode()
+    s.close()
+    # an exec's DetachKeys: the exec keeps running after them
+    eid = _exec_id(d, "tt", cmd=["sh"], stdin=True, stdout=True, stderr=True, tty=True, detach_keys="ctrl-a")
+    s, head = _raw(d, "POST", f"/exec/{eid}/start", {"Detach": False, "Tty": True})
+    s.sendall(b"echo in-exec\n")
+    out = b""
+    while b"in-exec\r\n" not in out:
+        c = s.recv(65536)
+        assert c, out
+        out += c
+    s.sendall(b"\x01")
+    assert _read_all(s)[1]
+    s.close()
+    info = json.loads(d.berth("inspect", "tt", check=True).out)[0]
+    docker = pytest.importorskip("docker")
+    api = docker.APIClient(base_url=d.host)
+    try:
+        ex = api.exec_inspect(eid)
+        # dockerd shows the keys' bytes base64-encoded (a Go []byte): ctrl-a is b"\x01"
+        assert ex["Running"] is True and ex["DetachKeys"] == "AQ==" and info["State"]["Running"]
+    finally:
+        api.close()
+
+
+def _in_pty(d, args, keys=b"", rows=33, cols=111, timeout=20, wait_for_text=None):
+    """Run the berth CLI with a terminal (rows x cols) as its stdio; type ``keys`` once
+    ``wait_for_text`` shows (a list of (text, keys) steps for more); returns (exit code, output)."""
+    steps = list(keys) if isinstance(keys, list) else ([(wait_for_text, keys)] if keys else [])
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+    import time
+    from daemon_fixtures import BERTH
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    p = subprocess.Popen([BERTH, "-H", d.host, *args], stdin=slave, stdout=slave, stderr=slave, env=d.env(),
+                         start_new_session=True)
+    os.close(slave)
+    out = b""
+    seen = 0  # output already matched by an earlier step
+    end = time.monotonic() + timeout
+    import select
+    while time.monotonic() < end:
+        r, _, _ = select.select([master], [], [], 0.2)
+        if r:
+            try:
+                c = os.read(master, 65536)
+            except OSError:
+                break
+            if not c:
+                break
+            out += c
+        if steps and (steps[0][0] is None or steps[0][0] in out[seen:]):
+            os.write(master, steps.pop(0)[1])
+            seen = len(out)
+        if p.poll() is not None and not r:
+            break
+    try:
+        code = p.wait(5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        code = p.wait()
+    os.close(master)
+    return code, out.decode(errors="replace")
+
+
+def test_berth_exec_it_sets_the_terminal_size(d):
+    d.docker("run", "-d", "--name", "sz", IMG, "sleep", "600", check=True)
+    code, out = _in_pty(d, ["exec", "-it", "sz", "stty", "size"], rows=33, cols=111)
+    assert code == 0 and "33 111" in out, out
+
+
+def test_berth_cli_detach_keys_from_config_json(d):
+    d.docker("run", "-dit", "--name", "dk", IMG, "sh", check=True)
+    with open(os.path.join(d.docker_config, "config.json"), "w") as f:
+        json.dump({"detachKeys": "ctrl-x"}, f)
+    try:
+        code, out = _in_pty(d, ["attach", "dk"], keys=[(None, b"\r"), (b"# ", b"\x18")], timeout=10)
+        assert code == 0, out
+        assert inspect(d, "dk")["State"]["Running"]
+        # and in an exec -it: the exec's shell stays, berth exits 0
+        code, out = _in_pty(d, ["exec", "-it", "dk", "sh"], keys=b"\x18", wait_for_text=b"#", timeout=10)
+        assert code == 0, out
+    finally:
+        os.unlink(os.path.join(d.docker_config, "config.json"))
+    assert inspect(d, "dk")["State"]["Running"]
+
+
+def test_berth_cli_pairs_gateways_ranges_and_aux_addresses_with_their_subnet(d):
+    v6, v4 = _v6_prefix(), _v4_subnet()
+    base4 = v4.rsplit(".", 1)[0]
+    # given in any order, each goes with the subnet that contains it (docker's CLI)
+    p = d.berth("network", "create", "--ipv6", "--subnet", v6 + "/64", "--subnet", v4, "--gateway", f"{base4}.254",
+                "--gateway", v6 + "fe", "--ip-range", f"{base4}.128/25", "--aux-address", f"a={base4}.130",
+                "--aux-address", f"b={v6}2", "cli-ds")
+    assert p.returncode == 0, p.err
+    cfg = {c["Subnet"]: c for c in json.loads(d.berth("network", "inspect", "cli-ds", check=True).out)[0]["IPAM"]["Config"]}
+    assert cfg[v4] == {"Subnet": v4, "Gateway": f"{base4}.254", "IPRange": f"{base4}.128/25",
+                       "AuxiliaryAddresses": {"a": f"{base4}.130"}}
+    assert cfg[v6 + "/64"] == {"Subnet": v6 + "/64", "Gateway": v6 + "fe", "AuxiliaryAddresses": {"b": v6 + "2"}}
+    d.berth("run", "-d", "--name", "cli6", "--network", "cli-ds", "--ip6", v6 + "33", IMG, "sleep", "600", check=True)
+    ep = inspect(d, "cli6")["NetworkSettings"]["Networks"]["cli-ds"]
+    assert ep["GlobalIPv6Address"] == v6 + "33" and ep["IPAddress"] != f"{base4}.130"
+    p = d.berth("network", "create", "--subnet", v4, "--gateway", "10.255.255.1", "cli-bad")
+    assert p.returncode != 0 and "no matching subnet for gateway 10.255.255.1" in p.err

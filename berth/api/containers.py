@@ -9,6 +9,7 @@ from aiohttp import web
 from berth.api.app import json_response, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
 from berth.errors import BerthError, InvalidArgument
+from berth.services.execs import detach_keys
 
 
 async def create(request):
@@ -180,17 +181,49 @@ def hijack(request):
     return transport, raw
 
 
-async def pipe(transport, raw, reader, writer, stdin=True):
+def _escape(buf, keys):
+    """docker's escape proxy: (bytes to pass on, whether the keys were typed, bytes held back
+    as a possible start of them)."""
+    out = bytearray()
+    i = 0
+    while i < len(buf):
+        m = 0
+        while m < len(keys) and i + m < len(buf) and buf[i + m] == keys[m]:
+            m += 1
+        if m == len(keys):
+            return bytes(out), True, b""
+        if m and i + m == len(buf):
+            return bytes(out), False, buf[i:]
+        out.append(buf[i])
+        i += 1
+    return bytes(out), False, b""
+
+
+async def pipe(transport, raw, reader, writer, stdin=True, detach=None):
     """Copy the shim's stream to the client and (with stdin) the client's bytes to the shim; the
-    client's EOF half-closes toward the shim, whose output keeps flowing until it ends."""
+    client's EOF half-closes toward the shim, whose output keeps flowing until it ends. With
+    ``detach`` (the detach keys of a TTY's stdin), typing them ends the stream and leaves the
+    process running."""
     async def client_to_shim():
+        held = b""
         while True:
             data = await raw.queue.get()
+            if data is None:  # the client is gone (not a half-close): nobody reads the output
+                writer.close()
+                return
             if not data:
                 if stdin and writer.can_write_eof():
                     writer.write_eof()
                 return
-            if stdin:
+            if detach:
+                data, detached, held = _escape(held + data, detach)
+                if detached:
+                    if data and stdin:
+                        writer.write(data)
+                    transport.close()  # the shim sees its client go; a TTY's processes stay
+                    writer.close()
+                    return
+            if stdin and data:
                 writer.write(data)
                 await writer.drain()
 
@@ -217,6 +250,8 @@ async def attach(request):
     ns = namespace_of(request)
     rec = await s.run(s.containers.get, ns, request.match_info["id"])
     want = {"stdin": _bool(request, "stdin"), "stdout": _bool(request, "stdout"), "stderr": _bool(request, "stderr")}
+    keys = detach_keys(request.query.get("detachKeys"))
+    keys = keys if want["stdin"] and (rec.spec_json() or {}).get("Tty") else None  # docker's: a TTY's only
     s.containers.expect_attach(rec.id)  # before the 101: the client's start may follow at once
     transport, raw = hijack(request)
     res = await s.run_wait(s.containers.attach, ns, rec.id, want["stdin"], want["stdout"], want["stderr"])
@@ -225,7 +260,7 @@ async def attach(request):
         return web.Response()
     sock, _ = res
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
-    await pipe(transport, raw, reader, writer, stdin=want["stdin"])
+    await pipe(transport, raw, reader, writer, stdin=want["stdin"], detach=keys)
     return web.Response()
 
 

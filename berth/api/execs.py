@@ -28,34 +28,32 @@ async def start(request):
         body = await request.json()
     except ValueError:
         body = {}
-    detach = bool((body or {}).get("Detach"))
+    body = body if isinstance(body, dict) else {}
     eid = request.match_info["id"]
-    if detach:
-        await s.run(s.execs.start, eid, True)  # output dropped, as docker does; a failure is a 4xx
-        return web.Response(status=200, headers=stream_headers())
+    detach = bool(body.get("Detach"))
+    size = body.get("ConsoleSize")
     inst = s.execs.get(eid)
     if inst.started:
         raise FailedPrecondition(f"exec {eid} has already been started")
+    if detach:
+        if await s.run(s.execs.start, eid, True, size) is None:
+            return web.Response(status=200, headers=stream_headers())
     # attached, the head goes first: no output of the process may share a read with it (clients
     # that read the head through a buffer would lose it); a failed start is then told in the stream
     transport, raw = hijack(request)
-    tty = bool((body or {}).get("Tty"))  # docker's rule: the start body's Tty decides the framing
+    tty = bool(body.get("Tty"))  # docker's rule: the start body's Tty decides the framing
     try:
-        sock, _reply = await s.run(s.execs.start, eid, False)
+        sock, _ = await s.run(s.execs.start, eid, False, size)
     except BerthError as e:
-        inst.exit_code = 126  # as docker's: the exec did not start
-        detail = e.message[len("exec failed: "):] if e.message.startswith("exec failed: ") else e.message
-        text = (f"OCI runtime exec failed: exec failed: unable to start container process: {detail}: "
-                "unknown\r\n").encode()
-        if not tty:
-            text = b"\x01\0\0\0" + len(text).to_bytes(4, "big") + text
-        transport.write(text)
+        text = (e.message + "\r\n").encode()
+        transport.write(text if tty else b"\x01\0\0\0" + len(text).to_bytes(4, "big") + text)
         transport.close()
         return web.Response()
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
     if tty != bool(inst.process.get("terminal")):
         reader = _Reframe(reader, frame=not tty)
-    await pipe(transport, raw, reader, writer)
+    keys = inst.extra.get("detach") if inst.config.get("AttachStdin") and inst.process.get("terminal") else None
+    await pipe(transport, raw, reader, writer, detach=keys)
     return web.Response()
 
 

@@ -74,6 +74,7 @@ class Job:
         self.loop = asyncio.get_running_loop()
         self.queue = asyncio.Queue()
         self.resp = None
+        self.errors_in_stream = False  # a failure before any progress is still a 200 with the error in the stream
 
     def progress(self, msg):
         self.loop.call_soon_threadsafe(self.queue.put_nowait, ("msg", msg))
@@ -93,7 +94,7 @@ class Job:
         try:
             result = fut.result()
         except BerthError as e:
-            if self.resp is None:
+            if self.resp is None and not self.errors_in_stream:
                 raise
             await self._write({"errorDetail": {"message": e.message}, "error": e.message})
             result = None
@@ -240,6 +241,7 @@ async def push(request):
 async def load(request):
     d = request.app["daemon"]
     job = Job(request)
+    job.errors_in_stream = True  # as docker's: 200, and the archive's error in the stream
     body = SyncBody(request, job.loop)
     await job.run(d.images.load, namespace_of(request), body, quiet=_bool(request, "quiet"))
     return await job.finish()

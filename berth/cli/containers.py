@@ -135,9 +135,11 @@ def run(ctx, argv, cmd):
     if a.attach:  # -a: only the streams asked for
         want = {x.lower() for x in a.attach}
         attach = ctx.client.upgrade("POST", f"/containers/{cid}/attach", params={
-            "stream": True, "stdin": "stdin" in want, "stdout": "stdout" in want, "stderr": "stderr" in want})
+            "stream": True, "stdin": "stdin" in want, "stdout": "stdout" in want, "stderr": "stderr" in want,
+            "detachKeys": a.detach_keys or config_detach_keys() or None})
     else:
-        attach = ctx.client.container_attach(cid, stdin=a.interactive)
+        attach = ctx.client.container_attach(cid, stdin=a.interactive,
+                                             detach_keys=a.detach_keys or config_detach_keys())
     # as docker does: the wait is registered (its headers answered) before the start, so a quick
     # exit, and --rm's removal right after it, cannot make the wait miss the exit code
     waiter = ctx.client.call("POST", f"/containers/{cid}/wait",
@@ -153,8 +155,10 @@ def run(ctx, argv, cmd):
             except BerthError:
                 pass
         raise _Exit(_start_code(e.message), e.message)
-    _stream(ctx, cid, attach, a.tty, a.interactive, a.sig_proxy.lower() != "false",
-            detach_keys=_detach_keys(a.detach_keys or "ctrl-p,ctrl-q"))
+    if _stream(ctx, cid, attach, a.tty, a.interactive, a.sig_proxy.lower() != "false",
+               detach_keys=_detach_keys(a.detach_keys or config_detach_keys() or "ctrl-p,ctrl-q")):
+        waiter.close()
+        return 0  # detached: the container keeps running
     try:
         res = waiter.json() or {}
     finally:
@@ -175,20 +179,43 @@ def _start_code(msg):
     return start_exit_code(msg, 125)
 
 
-def _stream(ctx, cid, attach, tty, interactive, sig_proxy, detach_keys=b"\x10\x11"):
+def config_detach_keys():
+    """detachKeys of ~/.docker/config.json (DOCKER_CONFIG), as docker's CLI reads it."""
+    import json
+    from berth.cli.auth import config_path
+    try:
+        with open(config_path()) as f:
+            keys = json.load(f).get("detachKeys")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return keys if isinstance(keys, str) and keys else None
+
+
+def _stream(ctx, cid, attach, tty, interactive, sig_proxy, detach_keys=None, resize=None):
+    """Copy the streams; returns True when the user typed the detach keys (the container or
+    exec keeps running)."""
     sock = attach.sock
     f = attach.f
     restore = None
+    detached = []
+    if detach_keys is None:
+        detach_keys = _detach_keys(config_detach_keys() or "ctrl-p,ctrl-q")
     if tty and interactive and os.isatty(0):
         import termios
         import tty as ttymod
         restore = termios.tcgetattr(0)
         ttymod.setraw(0)
-        try:
-            size = os.get_terminal_size(0)
-            ctx.client.container_resize(cid, size.lines, size.columns)
-        except (OSError, BerthError):
-            pass
+        resize = resize or (lambda h, w: ctx.client.container_resize(cid, h, w))
+
+        def set_size(*_):
+            try:
+                size = os.get_terminal_size(0)
+                resize(size.lines, size.columns)
+            except (OSError, BerthError):
+                pass
+        set_size()
+        import _signal
+        _signal.signal(_signal.SIGWINCH, set_size)
     if interactive:
         def pump():
             seen = b""
@@ -201,6 +228,7 @@ def _stream(ctx, cid, attach, tty, interactive, sig_proxy, detach_keys=b"\x10\x1
                         seen = (seen + data)[-len(detach_keys):]
                         if seen == detach_keys:
                             # detach: leave the container running
+                            detached.append(True)
                             sock.shutdown(2)
                             return
                     sock.sendall(data)
@@ -248,6 +276,7 @@ def _stream(ctx, cid, attach, tty, interactive, sig_proxy, detach_keys=b"\x10\x1
             import termios
             termios.tcsetattr(0, termios.TCSADRAIN, restore)
         attach.close()
+    return bool(detached)
 
 
 def start(ctx, argv, cmd):
@@ -496,6 +525,15 @@ def exec_(ctx, argv, cmd):
         body["WorkingDir"] = a.workdir
     if a.user:
         body["User"] = a.user
+    keys = a.detach_keys or config_detach_keys()
+    if keys:
+        body["DetachKeys"] = keys
+    if a.tty and a.interactive and os.isatty(0):
+        try:  # the exec's pty has the terminal's size from its start, as docker's (API 1.42+)
+            size = os.get_terminal_size(0)
+            body["ConsoleSize"] = [size.lines, size.columns]
+        except OSError:
+            pass
     eid = ctx.client.exec_create(a.container, body)["Id"]
     if a.detach:
         ctx.client.exec_start(eid, detach=True, tty=a.tty)
@@ -504,8 +542,10 @@ def exec_(ctx, argv, cmd):
         resp = ctx.client.exec_start(eid, tty=a.tty)
     except BerthError as e:
         raise _Exit(_start_code(e.message), e.message)
-    _stream(ctx, a.container, resp, a.tty, a.interactive, False,
-            detach_keys=_detach_keys(a.detach_keys or "ctrl-p,ctrl-q"))
+    if _stream(ctx, a.container, resp, a.tty, a.interactive, False,
+               detach_keys=_detach_keys(a.detach_keys or config_detach_keys() or "ctrl-p,ctrl-q"),
+               resize=lambda h, w: ctx.client.call("POST", f"/exec/{eid}/resize", params={"h": h, "w": w})):
+        return 0  # detached: the exec keeps running
     info = ctx.client.exec_inspect(eid)
     code = info.get("ExitCode")
     return 126 if code is None else code
@@ -525,17 +565,20 @@ def attach(ctx, argv, cmd):
     p = parser(cmd, "attach to a running container's stdio")
     p.add_argument("--no-stdin", action="store_true")
     p.add_argument("--sig-proxy", default="true")
-    p.add_argument("--detach-keys", default="ctrl-p,ctrl-q")
+    p.add_argument("--detach-keys")
     p.add_argument("container")
     a = p.parse_args(argv)
+    a.detach_keys = a.detach_keys or config_detach_keys() or "ctrl-p,ctrl-q"
     info = ctx.client.container_inspect(a.container)
     if not (info.get("State") or {}).get("Running"):
         raise BerthError("You cannot attach to a stopped container, start it first")
     cfg = info.get("Config") or {}
     stdin = cfg.get("OpenStdin") and not a.no_stdin
-    resp = ctx.client.container_attach(info["Id"], stdin=bool(stdin))
-    _stream(ctx, info["Id"], resp, bool(cfg.get("Tty")), bool(stdin), a.sig_proxy.lower() != "false",
-            detach_keys=_detach_keys(a.detach_keys))
+    keys = _detach_keys(a.detach_keys)
+    resp = ctx.client.container_attach(info["Id"], stdin=bool(stdin), detach_keys=a.detach_keys)
+    if _stream(ctx, info["Id"], resp, bool(cfg.get("Tty")), bool(stdin), a.sig_proxy.lower() != "false",
+               detach_keys=keys):
+        return 0
     st = ctx.client.container_inspect(info["Id"]).get("State") or {}
     return 0 if st.get("Running") else st.get("ExitCode", 0)
 

@@ -341,7 +341,8 @@ def load(ctx, argv, cmd):
         f = sys.stdin.buffer
     from berth.cli.progress import show
     with f:
-        resp = ctx.client.image_load(_file_chunks(f), quiet=a.quiet)
+        # layer progress only for a terminal, as docker's
+        resp = ctx.client.image_load(_file_chunks(f), quiet=a.quiet or not sys.stdout.isatty())
         show(resp, quiet=False)
     return 0
 

@@ -206,10 +206,12 @@ def _containers(cls):
     def container_resize(self, cid, h, w):
         return self.call("POST", f"/containers/{cid}/resize", params={"h": h, "w": w})
 
-    def container_attach(self, cid, stdin=False):
+    def container_attach(self, cid, stdin=False, detach_keys=None):
         """Hijack: the raw socket of an attach, after the daemon's 101."""
-        return self.upgrade("POST", f"/containers/{cid}/attach",
-                            params={"stream": True, "stdin": stdin, "stdout": True, "stderr": True})
+        params = {"stream": True, "stdin": stdin, "stdout": True, "stderr": True}
+        if detach_keys:
+            params["detachKeys"] = detach_keys
+        return self.upgrade("POST", f"/containers/{cid}/attach", params=params)
 
     for f in (container_create, container_start, container_wait, container_inspect, containers, container_remove,
               container_stop, container_kill, container_logs, container_resize, container_attach):

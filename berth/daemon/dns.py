@@ -368,8 +368,8 @@ class _UDPExchange(asyncio.DatagramProtocol):
 class EmbeddedDNS:
     def __init__(self, lookup, upstreams=None, loop=None, reverse=None, timeout=2.0,
                  resolv_conf="/etc/resolv.conf"):
-        """lookup(key, qname) -> list of IPv4 address strings when qname (lower-case, no
-        trailing dot) is a name berth owns for the container identified by key (empty list
+        """lookup(key, qname) -> list of IPv4 and IPv6 address strings (A and AAAA) when qname
+        (lower-case, no trailing dot) is a name berth owns for the container identified by key (empty list
         = ours but no A record), or None when not ours (then forward). reverse(key, ip) ->
         name or None answers PTR queries of in-addr.arpa names. Both are called on the
         event loop thread and must be fast. upstreams: "ip" or "ip:port" ("[v6]:port")
@@ -528,12 +528,14 @@ class EmbeddedDNS:
         if addrs is None:
             return query
         answers = []
-        if qtype in (TYPE_A, TYPE_ANY):
-            for ip in addrs:
+        for ip in addrs:  # IPv4 addresses answer A, IPv6 ones (dual-stack networks) AAAA
+            v6 = ":" in ip
+            if qtype in ((TYPE_AAAA if v6 else TYPE_A), TYPE_ANY):
                 try:
-                    answers.append(_rr(TYPE_A, socket.inet_aton(ip)))
+                    answers.append(_rr(TYPE_AAAA, socket.inet_pton(socket.AF_INET6, ip)) if v6 else
+                                   _rr(TYPE_A, socket.inet_aton(ip)))
                 except OSError:
-                    log.warning("dns: not an IPv4 address for %r: %r", lname, ip)
+                    log.warning("dns: not an IP address for %r: %r", lname, ip)
         return build_response(query, data, RCODE_NOERROR, answers, True, max_size)
 
     async def _forward(self, query, data, tcp):

@@ -744,7 +744,7 @@ def save_archive(fileobj: BinaryIO, store, images: Iterable[tuple[Sequence[str],
                 repositories.setdefault(r.familiar_name(), {})[r.tag] = parse_digest(item.layers[-1]["digest"])[1]
         docker_manifest.append({
             "Config": _blob_path(item.config["digest"]),
-            "RepoTags": repo_tags,
+            "RepoTags": repo_tags or None,  # docker writes null for an image saved by its ID
             "Layers": [_blob_path(ld["digest"]) for ld in item.layers],
         })
     index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": index_entries}

@@ -5,6 +5,7 @@ only; the exec runs in the shim, which reaps it and reports its exit code."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -18,6 +19,44 @@ from dataclasses import dataclass, field
 from berth.errors import FailedPrecondition, InvalidArgument, NotFound
 from berth.shim import protocol as proto
 from berth.shim.client import ShimGone
+
+
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
+
+
+def detach_keys(spec, what="detach keys"):
+    """docker's detach keys: "ctrl-p,ctrl-q" -> b"\\x10\\x11" (empty: the default)."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
+    if not isinstance(spec, str):
+        raise InvalidArgument(f"Invalid {what} ({spec}) provided")
+    out = b""
+    for k in spec.split(","):
+        if k.startswith("ctrl-") and len(k) == 6:
+            c = k[5].lower()
+            code = ord(c) - ord("a") + 1 if "a" <= c <= "z" else \
+                {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}.get(c)
+            if code is None:
+                raise InvalidArgument(f"Invalid {what} ({spec}) provided")
+            out += bytes([code])
+        elif len(k) == 1:
+            out += k.encode()
+        else:
+            raise InvalidArgument(f"Invalid {what} ({spec}) provided")
+    return out
+
+
+def console_size(process, size):
+    """ConsoleSize [height, width] (API 1.42+, on exec create or start): the pty has it before
+    the process starts (a resize after the start comes too late for a quick `stty size`)."""
+    if not size or not process.get("terminal"):
+        return
+    try:
+        h, w = (int(x) for x in size)
+    except (TypeError, ValueError):
+        raise InvalidArgument("ConsoleSize must be [height, width]") from None
+    if h > 0 and w > 0:
+        process["consoleSize"] = {"height": h, "width": w}
 
 
 @dataclass
@@ -61,6 +100,7 @@ class ExecService:
             caps = ocispec._all_caps()
             p["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
         p.pop("consoleSize", None)
+        console_size(p, body.get("ConsoleSize"))
         return p
 
     def create(self, ns: str, ref: str, body: dict) -> str:
@@ -71,8 +111,13 @@ class ExecService:
             raise FailedPrecondition(f"container {rec.id} is paused, unpause the container before exec")
         if not st.running:
             raise FailedPrecondition(f"container {rec.id} is not running")
+        body = dict(body)
+        # Go's JSON decoding ignores case: docker-py sends "detachKeys"
+        body["DetachKeys"] = body.get("DetachKeys") or body.pop("detachKeys", None) or ""
+        keys = detach_keys(body["DetachKeys"], "escape keys")
         eid = secrets.token_hex(32)
-        inst = ExecInstance(eid, ns, rec.id, dict(body), self.process(ns, rec, body))
+        inst = ExecInstance(eid, ns, rec.id, body, self.process(ns, rec, body))
+        inst.extra.update(detach=keys, running=threading.Event())
         with self._lock:
             self._execs[eid] = inst
         self.events.container(ns, rec, f"exec_create: {' '.join(body.get('Cmd') or [])}", execID=eid)
@@ -84,24 +129,28 @@ class ExecService:
             raise NotFound(f"No such exec instance: {eid}")
         return inst
 
-    def start(self, eid: str, detach: bool = False) -> tuple[socket.socket, dict] | None:
+    def start(self, eid: str, detach: bool = False, console=None) -> tuple[socket.socket, dict] | None:
         """Start it in the container's shim. Attached: (socket carrying its stream, reply {"pid"});
-        detached (its output dropped, as docker does): None."""
+        detached (its output dropped, as docker does): None. A process that cannot start (a
+        missing binary, say) leaves the exec with exit code 126, as docker's."""
         with self._lock:
             inst = self.get(eid)
             if inst.started:
                 raise FailedPrecondition(f"exec {eid} has already been started")
             inst.started = True
+        console_size(inst.process, console)
         req = proto.Exec(exec_id=eid, process=inst.process,
                          stdin=bool(inst.config.get("AttachStdin")) and not detach)
         try:
             sock, reply = self.containers.shim(inst.container).open(req)
         except ShimGone:
             raise FailedPrecondition(f"container {inst.container} is not running") from None
-        except NotFound as e:
-            raise NotFound(f"exec failed: {e.message}") from None
-        except FailedPrecondition as e:
-            raise FailedPrecondition(f"exec failed: {e.message}") from None
+        except (NotFound, FailedPrecondition) as e:
+            inst.exit_code = 126
+            raise InvalidArgument(f"OCI runtime exec failed: exec failed: unable to start container process: "
+                                  f"{e.message}: unknown") from None
+        finally:
+            inst.extra["running"].set()  # a resize may go to its pty now (or fail at once)
         inst.pid = int(reply.get("pid") or 0)
         try:
             rec = self.containers.meta.get_container(inst.namespace, inst.container)
@@ -132,12 +181,17 @@ class ExecService:
                 "privileged": bool(b.get("Privileged")), "user": b.get("User") or ""},
             "OpenStdin": bool(b.get("AttachStdin")), "OpenStderr": bool(b.get("AttachStderr")),
             "OpenStdout": bool(b.get("AttachStdout")), "CanRemove": False, "ContainerID": inst.container,
-            "DetachKeys": "", "Pid": inst.pid or 0}
+            # as dockerd's: the keys' bytes, base64-encoded (a Go []byte)
+            "DetachKeys": base64.b64encode(inst.extra["detach"]).decode() if b.get("DetachKeys") else "",
+            "Pid": inst.pid or 0}
 
     def resize(self, eid: str, h: int, w: int) -> None:
         """The exec's pty lives in the container's shim: it resizes it."""
         inst = self.get(eid)
         if not inst.started:
+            raise FailedPrecondition(f"exec {eid} is not running")
+        # a client resizes right after the start's head, which comes before the process
+        if not inst.extra["running"].wait(10) or inst.exit_code is not None and not inst.pid:
             raise FailedPrecondition(f"exec {eid} is not running")
         try:
             self.containers.shim(inst.container).resize(int(h), int(w), exec_id=eid)

@@ -781,6 +781,28 @@ def _short(digest):
     return digest.split(":", 1)[-1][:12]
 
 
+def _transfer_progress(progress, status, lid, total, step=512 << 10):
+    """A callback of bytes done -> docker's progress messages ("Pushing [==>  ] 1.2MB/3.4MB"),
+    at most one per ``step`` bytes and one at the end."""
+    def human_size(n):  # go-units' HumanSize: 4 significant digits
+        for unit in ("B", "kB", "MB", "GB", "TB"):
+            if n < 1000 or unit == "TB":
+                return f"{n:.4g}{unit}"
+            n /= 1000.0
+    last = [-step]
+
+    def report(done):
+        if done - last[0] < step and done < total:
+            return
+        last[0] = done
+        filled = min(50, int(50 * done / total)) if total else 50
+        bar = "[" + "=" * filled + ">" + " " * (50 - filled) + "]"
+        sizes = f"{human_size(done):>8}" + (f"/{human_size(total)}" if total and done <= total else "")
+        progress({"status": status, "progressDetail": {"current": done, "total": total},
+                  "progress": f"{bar} {sizes}", "id": lid})
+    return report
+
+
 def pull(self, ns, ref_s, platform=None, auth=None, progress=None):
     """Resolve, fetch (layers in parallel, resumable), verify, unpack, name."""
     import concurrent.futures
@@ -951,8 +973,10 @@ def push(self, ns, ref_s, auth=None, progress=None):
     try:
         progress({"status": f"The push refers to repository [{ref.name}]"})
         blobs = list(r.layers) + [r.manifest["config"]]
-        for b in r.layers:
-            progress({"status": "Preparing", "progressDetail": {}, "id": _short(b["digest"])})
+        # as docker's: each layer is named by its diff ID, the top one first
+        ids = {b["digest"]: _short(diff) for b, diff in zip(r.layers, r.diff_ids)}
+        for b in reversed(r.layers):
+            progress({"status": "Preparing", "progressDetail": {}, "id": ids[b["digest"]]})
         mount_from = None
         for n in r.names:
             if not is_untagged_name(n):
@@ -960,12 +984,14 @@ def push(self, ns, ref_s, auth=None, progress=None):
                 if other.domain == ref.domain and other.name != ref.name:
                     mount_from = other
         for b in blobs:
+            layer_progress = _transfer_progress(progress, "Pushing", ids[b["digest"]], b.get("size", 0)) \
+                if b["digest"] in ids else None
             with self.content.open(b["digest"]) as f:
-                how = client.push_blob(ref, b, f, mount_from=mount_from)
+                how = client.push_blob(ref, b, f, mount_from=mount_from, progress=layer_progress)
             if b in r.layers:
                 status = {"exists": "Layer already exists", "mounted": f"Mounted from {mount_from.path if mount_from else ''}",
                           "uploaded": "Pushed"}[how]
-                progress({"status": status, "progressDetail": {}, "id": _short(b["digest"])})
+                progress({"status": status, "progressDetail": {}, "id": ids[b["digest"]]})
         # a manifest list is pushed with the platform manifests it has locally
         if r.target["digest"] != r.manifest_desc["digest"]:
             data = self.content.read(r.manifest_desc["digest"])
@@ -986,6 +1012,7 @@ def push(self, ns, ref_s, auth=None, progress=None):
         data = self.content.read(target["digest"])
         digest = client.push_manifest(ref, ref.tag, target.get("mediaType") or mt.OCI_MANIFEST, data)
         progress({"status": f"{ref.tag or 'latest'}: digest: {digest} size: {len(data)}"})
+        progress({"progressDetail": {}, "aux": {"Tag": ref.tag or "latest", "Digest": digest, "Size": len(data)}})
         return digest
     finally:
         client.close()
@@ -1001,7 +1028,14 @@ def load(self, ns, fileobj, quiet=False, progress=None):
         for img in loaded:
             self.add_refs(img.target)
             r = self._resolved(list(img.names), img.target)
-            self.unpack(r, lease=lease, ns=ns)
+            layer_done = None
+            if not quiet:  # as docker's: a full bar for each layer new to this engine
+                ids = {b["digest"]: (_short(diff), b.get("size", 0)) for b, diff in zip(r.layers, r.diff_ids)}
+
+                def layer_done(digest, status, ids=ids):
+                    if status == "Pull complete" and digest in ids:
+                        _transfer_progress(progress, "Loading layer", *ids[digest])(ids[digest][1])
+            self.unpack(r, lease=lease, ns=ns, progress=layer_done)
             self.record(ns, list(img.names), img.target, r)
             if img.names:
                 for n in img.names:
@@ -1020,7 +1054,9 @@ def prepare_save(self, ns, names):
             picked = [str(ref)] if self.meta.find_image(ns, str(ref)) is not None else []
         except InvalidArgument:
             picked = []
-        if not picked:
+        by_id = r.config_digest.split(":", 1)[-1].startswith(n.split("sha256:", 1)[-1]) and \
+            (n.startswith("sha256:") or all(c in "0123456789abcdef" for c in n))
+        if not picked and not by_id:  # an image saved by its ID gets no RepoTags, as docker's
             picked = [x for x in r.names if not is_untagged_name(x)]
         # an archive's RepoTags hold tags only (docker saves repo@digest without a name)
         picked = [x for x in picked if not is_digest_name(x)]

@@ -582,8 +582,10 @@ class NetworkService:
                         break
                 for ep in self._endpoints[nid].values():
                     names = [d.lower() for d in ep.get("DNSNames") or []]
-                    if (qname in names or short in names) and ep.get("IPAddress") and ep["IPAddress"] not in found:
-                        found.append(ep["IPAddress"])
+                    if qname in names or short in names:
+                        for ip in (ep.get("IPAddress"), ep.get("GlobalIPv6Address")):
+                            if ip and ip not in found:
+                                found.append(ip)
         return found or None
 
     def reverse(self, cid, ip):
