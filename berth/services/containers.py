@@ -661,6 +661,7 @@ class ContainerService:
     def logs(self, ns, ref, stdout=True, stderr=True, follow=False, tail=None, since=0, until=0, timestamps=False):
         """Yield (stream, bytes) from the json-file log; with follow, until the container exits."""
         rec = self.get(ns, ref)
+        self.states.get(ns, rec.id, rec)
         path = self.log_path(rec.id)
         want = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
         try:
@@ -688,18 +689,16 @@ class ContainerService:
                         if item:
                             yield item
                     continue
-                try:
-                    running = self.state(self.meta.get_container(ns, rec.id))["Running"]
-                except NotFound:
-                    return
-                if not running:
+                st = self.states.peek(rec.id)
+                if st is None or not st.running:  # exited (its shim drained the output first) or gone
                     rest = f.read()
                     for line in rest.splitlines(keepends=True):
                         item = self._log_item(line, want, since, until, timestamps)
                         if item:
                             yield item
                     return
-                time.sleep(0.05)
+                # the log file has no more yet: look again in 50 ms, or at once when it exits
+                self.states.wait_for(rec.id, lambda s: s is None or not s.running, 0.05)
 
     @staticmethod
     def _log_item(line, want, since, until, timestamps):
