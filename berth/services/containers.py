@@ -266,10 +266,12 @@ class ContainerService:
         spec_body = rec.spec_json()
         sd = self.sdir(rec.id)
         os.makedirs(sd, mode=0o711, exist_ok=True)
-        try:
-            self.runtime(rec).delete(rec.id, force=True)  # whatever a dead shim left
-        except BerthError:
-            pass
+        rt = self.runtime(rec)
+        if rt.has_state(rec.id):
+            try:
+                rt.delete(rec.id, force=True)  # whatever a dead shim left
+            except BerthError:
+                pass
         for f in ("exit.json", "shim.json", "start-error", "shim-error"):
             try:
                 os.unlink(os.path.join(sd, f))
@@ -531,10 +533,12 @@ class ContainerService:
         try:
             from berth.snapshots.mount import unmount
             unmount(self.rootfs(rec.id))
-            try:
-                self.runtime(rec).delete(rec.id, force=True)
-            except BerthError:
-                pass
+            rt = self.runtime(rec)
+            if rt.has_state(rec.id):
+                try:
+                    rt.delete(rec.id, force=True)
+                except BerthError:
+                    pass
             from berth.services import container_net
             if network_after and self.networks is not None:
                 self.networks.hold(rec.id)  # a network rm meanwhile waits for this release
