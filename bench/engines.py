@@ -160,7 +160,8 @@ class Podman:
             os.makedirs(os.path.join(base, d), exist_ok=True)
         self.conf = os.path.join(base, "containers.conf")
         with open(self.conf, "w") as f:
-            f.write(f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+            # runc: podman 4.3 prefers crun when it is installed, and crun refuses cgroup v1 hybrid
+            f.write(f'[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
                     f'events_logfile_path = "{base}/events.log"\ntmp_dir = "{base}/tmp"\n'
                     f'volume_path = "{base}/volumes"\nstatic_dir = "{base}/static"\n'
                     f'[network]\nnetwork_config_dir = "{base}/networks"\n')

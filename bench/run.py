@@ -21,7 +21,7 @@ podman runs with --cgroup-manager cgroupfs (bench/engines.py's containers.conf) 
 its own --data-root/--exec-root/socket, --iptables=false --bridge=none, and is stopped and its
 dirs removed at the end. Every container is removed at the end.
 
-Usage (root): bench/run.py [--runs 15] [--ps-runs 20] [--count 100] [--clients 10] [--no-docker]
+Usage (root): bench/run.py [--runs 15] [--ps-runs 20] [--count 100] [--clients 10] [--no-docker] [--ctr]
               [--only run,ps,many,mem] [--mem-rounds 3] [--berthd LABEL=LAUNCHER ...]
 Prints JSON and Markdown table rows for docs/benchmarks.md.
 """
@@ -273,7 +273,7 @@ def interleaved(cmds, runs, warmup):
         order = names[i % len(names):] + names[:i % len(names)]
         for name in order:
             cmd, env = cmds[name]
-            dt = timed(cmd, env)
+            dt = timed(cmd() if callable(cmd) else cmd, env)
             if i >= warmup:
                 times[name].append(dt)
     return times
@@ -288,6 +288,8 @@ def main():
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-docker", action="store_true")
+    ap.add_argument("--ctr", action="store_true",
+                    help="with run: also containerd's `ctr run --rm` (a private containerd, CRI off)")
     ap.add_argument("--only", default="run,ps,many")
     ap.add_argument("--mem-rounds", type=int, default=3)
     ap.add_argument("--berthd", action="append", default=[], metavar="LABEL=LAUNCHER",
@@ -297,7 +299,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench/run.py needs root (private daemons)")
     work = tempfile.mkdtemp(prefix="berth-bench-run-")
-    d = pm = dk = None
+    d = pm = dk = ctr = None
     extra = {}
     result = {"loadavg": [engines.load_average()], "work": work}
     try:
@@ -329,6 +331,14 @@ def main():
 
         if "run" in parts:
             cmds = {n: (c + ["run", "--rm", "--network", "none", *x, IMAGE, "true"], e) for n, (c, x, e) in engines_.items()}
+            if args.ctr and shutil.which("containerd") and shutil.which("ctr"):
+                ctr = engines.Containerd(os.path.join(work, "containerd"))
+                ctr("images", "import", ARCHIVE)
+                seq = iter(range(10**6))
+                # no --net-host: a new network namespace with a loopback only (berth's --network none)
+                cmds["ctr"] = (lambda: ctr.cmd("run", "--rm", "docker.io/library/" + IMAGE, f"b{next(seq)}", "true"),
+                               None)
+                result["versions"]["containerd"] = ctr("version").stdout.decode().split("Server:")[-1].split()[1]
             t = interleaved(cmds, args.runs, args.warmup)
             result["run_rm_true"] = {"runs": args.runs, "median_ms": {k: statistics.median(v) * 1000 for k, v in t.items()},
                                      "all_ms": {k: [round(x * 1000, 1) for x in v] for k, v in t.items()}}
@@ -397,6 +407,8 @@ def main():
 
         print(json.dumps(result, indent=2))
     finally:
+        if ctr is not None:
+            ctr.close()
         for eng in (dk, pm):
             if eng is None:
                 continue

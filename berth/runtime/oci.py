@@ -55,6 +55,16 @@ class OCIRuntime:
     def state(self, cid: str) -> str:
         raise NotImplementedError
 
+    def has_state(self, cid: str) -> bool:
+        """Whether the runtime may still hold state of the container (a cheap look, no call:
+        a delete is worth its cost only then). runc and berth-runc keep <root>/<id>, runsc
+        files named after the id."""
+        try:
+            return any(name == cid or name.startswith(cid + "_") or name.startswith(cid + ".")
+                       for name in os.listdir(self.root))
+        except FileNotFoundError:
+            return False
+
 
 class LibraryRuntime(OCIRuntime):
     """berth's runtime library, called in the calling process."""

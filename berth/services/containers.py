@@ -277,10 +277,12 @@ class ContainerService:
         spec_body = rec.spec_json()
         sd = self.sdir(rec.id)
         os.makedirs(sd, mode=0o711, exist_ok=True)
-        try:
-            self.runtime(rec).delete(rec.id, force=True)  # whatever a dead shim left
-        except BerthError:
-            pass
+        rt = self.runtime(rec)
+        if rt.has_state(rec.id):
+            try:
+                rt.delete(rec.id, force=True)  # whatever a dead shim left
+            except BerthError:
+                pass
         for f in ("exit.json", "shim.json", "start-error", "shim-error"):
             try:
                 os.unlink(os.path.join(sd, f))
@@ -562,10 +564,12 @@ class ContainerService:
             unmount(self.rootfs(rec.id))
             from berth.services import runopts
             runopts.release(self, rec.id)  # a shareable /dev/shm
-            try:
-                self.runtime(rec).delete(rec.id, force=True)
-            except BerthError:
-                pass
+            rt = self.runtime(rec)
+            if rt.has_state(rec.id):
+                try:
+                    rt.delete(rec.id, force=True)
+                except BerthError:
+                    pass
             from berth.services import container_net
             if network_after and self.networks is not None:
                 self.networks.hold(rec.id)  # a network rm meanwhile waits for this release
@@ -701,6 +705,7 @@ class ContainerService:
     def logs(self, ns, ref, stdout=True, stderr=True, follow=False, tail=None, since=0, until=0, timestamps=False):
         """Yield (stream, bytes) from the json-file log; with follow, until the container exits."""
         rec = self.get(ns, ref)
+        self.states.get(ns, rec.id, rec)
         path = self.log_path(rec.id)
         lc = ((rec.spec_json() or {}).get("HostConfig") or {}).get("LogConfig") or {}
         item_of = self._log_item
@@ -732,18 +737,16 @@ class ContainerService:
                         if item:
                             yield item
                     continue
-                try:
-                    running = self.state(self.meta.get_container(ns, rec.id))["Running"]
-                except NotFound:
-                    return
-                if not running:
+                st = self.states.peek(rec.id)
+                if st is None or not st.running:  # exited (its shim drained the output first) or gone
                     rest = f.read()
                     for line in rest.splitlines(keepends=True):
                         item = item_of(line, want, since, until, timestamps)
                         if item:
                             yield item
                     return
-                time.sleep(0.05)
+                # the log file has no more yet: look again in 50 ms, or at once when it exits
+                self.states.wait_for(rec.id, lambda s: s is None or not s.running, 0.05)
 
     @staticmethod
     def _log_item(line, want, since, until, timestamps):
