@@ -10,7 +10,9 @@ with one busybox container serving a 32 MiB file with httpd on port 18080. Inter
    in the container, the exit status);
 2. `crictl exec C head -c 16777216 /dev/zero`: 16 MiB through the stdout stream;
 3. one `crictl port-forward POD L:18080` per engine for the whole run: a GET of the 32 MiB file
-   from the host through the forwarded port (a new connection, i.e. new SPDY streams, each time).
+   from the host through the forwarded port (a new connection, i.e. new SPDY streams, each time);
+4. berth only: where an exec's time goes (the Exec RPC, the upgrade, the streams, the command),
+   with a gRPC client and the SPDY client of tests/test_cri_streaming.py.
 
 containerd needs `restrict_oom_score_adj = true` on this machine (its sandbox's -998 is refused).
 Everything is removed at the end (pods, daemons, their dirs).
@@ -180,6 +182,36 @@ class Engine:
             subprocess.run(self.argv + ["rmp", "-f", self.pod], capture_output=True)
 
 
+def breakdown(engine, runs):
+    """Where the time of an exec goes in berth (medians, ms): the Exec RPC, the HTTP upgrade, the
+    three SPDY streams, the command (`true`) from the last stream to the exit status (shim and
+    runtime), against the whole `crictl exec` (the rest is crictl's own start and gRPC set-up)."""
+    import grpc
+
+    from berth.cri import api_pb2 as pb
+    from berth.cri import api_pb2_grpc as rpc
+    from test_cri_streaming import SpdyClient
+    stub = rpc.RuntimeServiceStub(grpc.insecure_channel(engine.daemon.endpoint))
+    ts = {"rpc": [], "upgrade": [], "streams": [], "command": [], "total": []}
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        url = stub.Exec(pb.ExecRequest(container_id=engine.ctr, cmd=["true"], stdout=True, stderr=True)).url
+        t1 = time.perf_counter()
+        c = SpdyClient(url)
+        t2 = time.perf_counter()
+        for kind in ("error", "stdout", "stderr"):
+            c.open(streamtype=kind)
+        c.wait(lambda: len(c.replied) == 3)
+        t3 = time.perf_counter()
+        c.run_to_end()
+        t4 = time.perf_counter()
+        assert c.data[1] == b'{"metadata":{},"status":"Success"}'
+        for k, v in (("rpc", t1 - t0), ("upgrade", t2 - t1), ("streams", t3 - t2), ("command", t4 - t3),
+                     ("total", t4 - t0)):
+            ts[k].append(v)
+    return {k: round(statistics.median(v) * 1000, 1) for k, v in ts.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
@@ -215,7 +247,8 @@ def main():
                         results[e.name][k].append(v)
             log(f"round {r}/{a.runs}")
         med = {n: {k: statistics.median(v) for k, v in m.items()} for n, m in results.items()}
-        out = {"runs": a.runs, "medians_s": med, "load": open("/proc/loadavg").read().split()[:3]}
+        out = {"runs": a.runs, "medians_s": med, "berth_exec_breakdown_ms": breakdown(engines[0], a.runs),
+               "load": open("/proc/loadavg").read().split()[:3]}
         print(json.dumps(out, indent=2))
         b, c = med["berth"], med["containerd"]
         print(f"| `crictl exec C true` | {b['exec_true'] * 1000:.0f} ms | {c['exec_true'] * 1000:.0f} ms | "

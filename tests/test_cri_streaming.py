@@ -393,6 +393,26 @@ def test_exec_stdin_end_of_input_and_success(srv, sleeper):
     assert 7 in c.pings  # the client's ping, echoed
 
 
+def test_concurrent_execs(srv, sleeper):
+    import concurrent.futures
+
+    def one(i):
+        c = SpdyClient(srv.server.exec_url(sleeper, ["sh", "-c", f"echo n{i}; exit {i % 3}"], False, False, True,
+                                           True))
+        err, out = c.open(streamtype="error"), c.open(streamtype="stdout")
+        c.open(streamtype="stderr")
+        c.run_to_end()
+        return c.data[out], json.loads(c.data[err])
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(16)))
+    for i, (out, status) in enumerate(results):
+        assert out == f"n{i}\n".encode()
+        if i % 3:
+            assert status["details"]["causes"][0]["message"] == str(i % 3)
+        else:
+            assert status == {"metadata": {}, "status": "Success"}
+
+
 def test_exec_tty_resize_and_exit_code(srv, sleeper):
     c = SpdyClient(srv.server.exec_url(sleeper, ["sh"], True, True, True, False))
     err, sin, out, rs = (c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout"),
@@ -664,8 +684,9 @@ def test_crictl_exec_sync(cri, pod):
 
 
 def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
-    """argv on a terminal of rows x cols; steps: (wait for these bytes | these seconds from the start,
-    then write bytes | resize to (rows, cols))."""
+    """argv on a terminal of rows x cols. steps: (wait for these bytes, in the output after the
+    previous step | this many seconds after the previous step (the start for the first), then
+    write these bytes | resize the terminal to (rows, cols))."""
     import fcntl
     import termios
     pid, fd = pty.fork()
@@ -673,9 +694,10 @@ def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
         os.execv(argv[0], argv)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     out, steps, deadline = b"", list(steps), time.monotonic() + timeout
+    mark, since = 0, time.monotonic()  # where and when the previous step was taken
     try:
         while time.monotonic() < deadline:
-            r, _, _ = select.select([fd], [], [], 0.1)
+            r, _, _ = select.select([fd], [], [], 0.05)
             if r:
                 try:
                     d = os.read(fd, 4096)
@@ -684,10 +706,10 @@ def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
                 if not d:
                     break
                 out += d
-            while steps and (steps[0][0] in out if isinstance(steps[0][0], bytes) else
-                             time.monotonic() > deadline - timeout + steps[0][0]):
+            while steps and (steps[0][0] in out[mark:] if isinstance(steps[0][0], bytes) else
+                             time.monotonic() - since >= steps[0][0]):
                 _, action = steps.pop(0)
-                out += b"\0"  # a marker: the next step waits for output after this point
+                mark, since = len(out), time.monotonic()
                 if isinstance(action, tuple):
                     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", action[0], action[1], 0, 0))
                 else:
@@ -695,14 +717,14 @@ def _pty_run(argv, steps, timeout=30, rows=30, cols=100):
     finally:
         os.close(fd)
         _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), out.replace(b"\0", b"").decode(errors="replace")
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
 
 
 def test_crictl_exec_tty(cri, pod):
     rc, out = _pty_run(cri.argv + ["exec", "-i", "-t", pod["web"], "sh"], [
         (b"# ", b"stty size; tty; echo $((6*7))\r"),
-        (b"42\r\n", (40, 120)),  # the terminal's new size goes over the resize stream
-        (b"42\r\n", b"sleep 0.5; stty size; exit 5\r")])
+        (b"42\r\n/data # ", (40, 120)),  # the terminal's new size goes over the resize stream
+        (0.5, b"stty size; exit 5\r")])
     assert "30 100\r\n/dev/pts/" in out, out  # the size at start
     assert "40 120\r\n" in out, out
     # containerd 1.6: the same message and status for the shell's exit code
@@ -819,8 +841,8 @@ def test_crictl_attach_tty(cri, pod):
     c = cri.container(pod["id"], pod["cfg"], "console", ["sh"], stdin=True, tty=True)
     rc, out = _pty_run(cri.argv + ["attach", "-i", "-t", c], [
         (1.0, b"stty size; echo $((6*7))\r"),
-        (b"42\r\n", (40, 120)),
-        (b"42\r\n", b"sleep 0.5; stty size; exit 5\r")])
+        (b"42\r\n/data # ", (40, 120)),
+        (0.5, b"stty size; exit 5\r")])
     # containerd 1.6 gives the same bytes: the size at attach, the new size, and rc 0 (an attach
     # has no exit code of its own) when the container's shell exits
     assert "30 100\r\n42\r\n" in out and "40 120\r\n" in out, out
@@ -922,8 +944,8 @@ def test_same_answers_as_containerd(cri, peer):
         r["missing"] = (p.returncode, msg[:msg.index("failed to exec in container:")] if msg else msg,
                         'exec: \\\\\\"no-such-command\\\\\\": executable file not found in $PATH' in (msg or ""))
         rc, out = _pty_run(engine.argv + ["exec", "-i", "-t", web, "sh"], [
-            (1.0, b"stty size; echo $((6*7))\r"), (b"42\r\n", (40, 120)),
-            (b"42\r\n", b"sleep 0.5; stty size; exit 5\r")])
+            (b"/data # ", b""), (0.5, b"stty size; echo $((6*7))\r"), (b"42\r\n/data # ", (40, 120)),
+            (0.5, b"stty size; exit 5\r")])
         # ash redraws its prompt on a SIGWINCH: when it comes is timing (containerd's initial size
         # lands before or after the first prompt; berth starts the exec at the client's size)
         r["tty"] = (rc, out.replace("\r/data # \x1b[J", ""))
@@ -952,3 +974,16 @@ def test_same_answers_as_containerd(cri, peer):
     # fatal line is the same); berth does, as the protocol has it
     for k in b:
         assert b[k] == c[k], f"{k}: berth {b[k]!r} containerd {c[k]!r}"
+
+
+def test_websocket_exec_tty_starts_at_the_clients_size(srv, sleeper):
+    w = WsClient(srv.server.exec_url(sleeper, ["sh", "-c", "stty size; read x; stty size"], True, True, True, False))
+    w.send(4, b'{"Width":91,"Height":33}')  # the resize channel, before anything else
+    w.wait(lambda: b"33 91" in w.channel(1))
+    w.send(4, b'{"Width":100,"Height":44}')
+    time.sleep(0.2)
+    w.send(0, b"go\r")
+    w.run_to_end()
+    out = w.channel(1).decode()
+    assert out.startswith("33 91\r\n") and out.rstrip().endswith("44 100"), out
+    assert json.loads(w.channel(3)) == {"metadata": {}, "status": "Success"}
