@@ -447,6 +447,8 @@ def test_security_context_and_resources(node, cri, tmp_path):
     status = cri.ContainerStatus(container_id=cid).status
     assert status.resources.linux.memory_limit_in_bytes == 96 << 20 and status.resources.linux.cpu_shares == 512
     assert status.mounts[0].container_path == "/vol"
+    assert (status.user.linux.uid, status.user.linux.gid) == (1234, 5678)
+    assert list(status.user.linux.supplemental_groups) == [42, 5678]
     # an AppArmor profile cannot be honoured: a clear refusal
     with pytest.raises(grpc.RpcError) as e:
         _ctr(cri, sid, sbx, "aa", ["true"], linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
