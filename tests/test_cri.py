@@ -498,7 +498,8 @@ def test_sandbox_image_pulled_through_a_certs_d_mirror(tmp_path, registry):
     hosts = os.path.join(n.d.certs_d, "registry.k8s.io")
     os.makedirs(hosts)
     with open(os.path.join(hosts, "hosts.toml"), "w") as f:
-        f.write(f'server = "https://registry.k8s.io"\n\n[host."http://{registry.addr}"]\n'
+        # the server is the local registry too: nothing may leave the machine, even on a failure
+        f.write(f'server = "http://{registry.addr}"\n\n[host."http://{registry.addr}"]\n'
                 f'  capabilities = ["pull", "resolve"]\n')
     n.start()
     try:
