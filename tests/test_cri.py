@@ -447,6 +447,8 @@ def test_security_context_and_resources(node, cri, tmp_path):
     status = cri.ContainerStatus(container_id=cid).status
     assert status.resources.linux.memory_limit_in_bytes == 96 << 20 and status.resources.linux.cpu_shares == 512
     assert status.mounts[0].container_path == "/vol"
+    assert (status.user.linux.uid, status.user.linux.gid) == (1234, 5678)
+    assert list(status.user.linux.supplemental_groups) == [42, 5678]
     # an AppArmor profile cannot be honoured: a clear refusal
     with pytest.raises(grpc.RpcError) as e:
         _ctr(cri, sid, sbx, "aa", ["true"], linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
@@ -496,7 +498,8 @@ def test_sandbox_image_pulled_through_a_certs_d_mirror(tmp_path, registry):
     hosts = os.path.join(n.d.certs_d, "registry.k8s.io")
     os.makedirs(hosts)
     with open(os.path.join(hosts, "hosts.toml"), "w") as f:
-        f.write(f'server = "https://registry.k8s.io"\n\n[host."http://{registry.addr}"]\n'
+        # the server is the local registry too: nothing may leave the machine, even on a failure
+        f.write(f'server = "http://{registry.addr}"\n\n[host."http://{registry.addr}"]\n'
                 f'  capabilities = ["pull", "resolve"]\n')
     n.start()
     try:

@@ -444,7 +444,15 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             oom_score_adj=int(hc.get("OomScoreAdj") or 0), cpuset_cpus=hc.get("CpusetCpus") or "",
             cpuset_mems=hc.get("CpusetMems") or "", memory_swap_limit_in_bytes=int(hc.get("MemorySwap") or 0))
         started = _ns_time(st.get("StartedAt")) if state != pb.CONTAINER_CREATED else 0
+        user = None
+        if started:  # the identity its first process got (from the OCI spec it ran with)
+            u = (_read_json(os.path.join(self.svc.sdir(rec.id), "bundle", "config.json")).get("process") or {}).get("user")
+            if u:
+                user = pb.ContainerUser(linux=pb.LinuxContainerUser(
+                    uid=int(u.get("uid", 0)), gid=int(u.get("gid", 0)),
+                    supplemental_groups=sorted({int(u.get("gid", 0)), *map(int, u.get("additionalGids") or [])})))
         return pb.ContainerStatus(
+            user=user,
             id=rec.id, metadata=config.metadata, state=state, created_at=int(rec.created_at * 10**9),
             started_at=started, finished_at=finished,
             exit_code=int(st.get("ExitCode") or 0) if state == pb.CONTAINER_EXITED else 0,

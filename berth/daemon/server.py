@@ -298,7 +298,7 @@ async def _start_cri(daemon):
     server = CRIServer(daemon, streaming)
     try:
         await daemon.run(server.start)
-    except (OSError, RuntimeError) as e:
+    except (OSError, RuntimeError, ImportError) as e:  # e.g. grpcio missing: the Docker API goes on
         log.warning("CRI: not served: %s", e)
     return server, streaming
 
