@@ -647,12 +647,52 @@ CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts",
                "StopSignal", "Shell", "OnBuild")
 
 
-@pytest.mark.parametrize("target", ["build", None])
-def test_same_image_as_dockerd_classic_builder(eng, dockerd, tmp_path, target):
-    ctx = write(tmp_path, COMPARE)
-    os.chmod(os.path.join(ctx, "a.txt"), 0o640)
+def _tar_gz(entries):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, data, mode in entries:
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode, ti.mtime = len(data), mode, 1700000000
+            t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+COMPARE2 = {
+    "Dockerfile": f"""FROM scratch AS files
+COPY --chown=7:8 tree/ /tree/
+ADD arch.tar.gz /x/
+ADD plain.txt /y
+FROM {BASE}
+MAINTAINER someone <a@b.c>
+ARG A=argval
+ENV PATH=/opt/bin:$PATH E1=$A E2=${{A:-x}}-${{NOPE:-dflt}} E3='$A'
+LABEL "quoted key"="v $A" plain=$E1
+WORKDIR rel
+WORKDIR sub/../deeper
+USER nobody
+USER 0
+COPY --from=files /tree /t
+COPY --from=files /x /x
+RUN echo $A $E1 > out.txt && rm -rf /t/a && mkdir /t/a && touch /t/a/new
+ONBUILD RUN echo later
+ENTRYPOINT echo entry
+""",
+    "tree/a/one": "1\n",
+    "tree/a/two": "2\n",
+    "tree/b": "b\n",
+    "arch.tar.gz": _tar_gz([("in/file", b"f\n", 0o640), ("top", b"t\n", 0o600)]),
+    "plain.txt": "p\n",
+}
+
+
+@pytest.mark.parametrize("files,target", [(COMPARE, "build"), (COMPARE, None), (COMPARE2, "files"),
+                                          (COMPARE2, None)], ids=["run-stage", "multi", "scratch-add", "expand"])
+def test_same_image_as_dockerd_classic_builder(eng, dockerd, tmp_path, files, target):
+    ctx = write(tmp_path, files)
+    if os.path.exists(os.path.join(ctx, "a.txt")):
+        os.chmod(os.path.join(ctx, "a.txt"), 0o640)
     extra = ["--target", target] if target else []
-    tag = f"cmp-{target or 'final'}:1"
+    tag = f"cmp-{target or 'final'}-{len(files)}:1"
     r = subprocess.run(["docker", "build", "-q", "-t", tag, *extra, ctx], env=dockerd, capture_output=True)
     assert r.returncode == 0, r.stderr.decode()
     theirs = image_facts(subprocess.run(["docker", "save", tag], env=dockerd, capture_output=True, check=True).stdout)
@@ -663,5 +703,5 @@ def test_same_image_as_dockerd_classic_builder(eng, dockerd, tmp_path, target):
         assert ours[0]["config"].get(key) == theirs[0]["config"].get(key), key
     assert ours[1] == theirs[1]
     assert len(ours[2]) == len(theirs[2])
-    for mine, docker_s in zip(ours[2], theirs[2]):
-        assert mine == docker_s
+    for i, (mine, docker_s) in enumerate(zip(ours[2], theirs[2])):
+        assert mine == docker_s, f"layer {i}: berth {mine} != dockerd {docker_s}"

@@ -37,6 +37,11 @@ from berth.services import layers
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+# the config of an image built FROM scratch starts as dockerd's (every key of its container config)
+SCRATCH_CONFIG = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+                  "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+                  "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+                  "OnBuild": None, "Labels": None}
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 CACHE_LEASE_PREFIX = "buildcache-"
@@ -591,7 +596,7 @@ class _Job:
     def _scratch(self, st):
         st.image = None
         st.doc = layers.base_config(self.b.images, None)
-        st.config = {}
+        st.config = dict(SCRATCH_CONFIG)
 
     def _image(self, name, pull=False):
         from berth.oci import reference as refmod
@@ -949,7 +954,9 @@ class _Job:
             multi = len(sources) > 1 or len(srcs) > 1 or dest in (".", "..") or dest.endswith(("/.", "/.."))
 
             def work(rootfs):
-                uid, gid = _ids(rootfs, chown) if chown else (0, 0)
+                # COPY --from keeps the owners of what it copies (dockerd's classic builder does);
+                # from the context everything is root's, unless --chown
+                uid, gid = _ids(rootfs, chown) if chown else (None, None) if src_from is not None else (0, 0)
                 for rel, host in sources:
                     _copy_into(rootfs, host, dest_abs, multi, uid, gid, mode, chown is not None,
                                extract=add and _is_local_archive(host))
@@ -1224,16 +1231,17 @@ def _copy_into(rootfs, host, dest, multi, uid, gid, mode, chown, extract=False):
             apply_layer(f, d, whiteout_mode="delete", compression="none")
         return
     st = os.stat(host)  # the source itself is followed (inside its root: resolve_in did it)
+    duid, dgid = (0, 0) if uid is None else (uid, gid)  # directories made for the destination
     if stat.S_ISDIR(st.st_mode):
-        d = _mkdir_all(rootfs, dest, uid, gid)
+        d = _mkdir_all(rootfs, dest, duid, dgid)
         _copy_tree(host, d, uid, gid, mode, chown)
         return
     if dest.endswith("/") or multi or os.path.isdir(resolve_in(rootfs, dest)):
-        d = _mkdir_all(rootfs, dest, uid, gid)
+        d = _mkdir_all(rootfs, dest, duid, dgid)
         target = os.path.join(d, os.path.basename(host))
     else:
         parent = posixpath.dirname(dest.rstrip("/")) or "/"
-        d = _mkdir_all(rootfs, parent, uid, gid)
+        d = _mkdir_all(rootfs, parent, duid, dgid)
         target = os.path.join(d, posixpath.basename(dest.rstrip("/")))
         if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
             os.unlink(target)
@@ -1249,7 +1257,7 @@ def _copy_file(src, dst, st, uid, gid, mode):
         try:
             while os.sendfile(fd_out, fd_in, None, 1 << 30):
                 pass
-            os.fchown(fd_out, uid, gid)
+            os.fchown(fd_out, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
             os.fchmod(fd_out, mode if mode is not None else stat.S_IMODE(st.st_mode))
         finally:
             os.close(fd_out)
@@ -1268,7 +1276,7 @@ def _copy_tree(src, dst, uid, gid, mode, chown):
             if not os.path.lexists(d):
                 os.mkdir(d, 0o700)
             _copy_tree(s, d, uid, gid, mode, chown)
-            os.chown(d, uid, gid)
+            os.chown(d, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
             os.chmod(d, mode if mode is not None else stat.S_IMODE(st.st_mode))
             os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
         elif stat.S_ISLNK(st.st_mode):
@@ -1278,7 +1286,8 @@ def _copy_tree(src, dst, uid, gid, mode, chown):
                 else:
                     os.unlink(d)
             os.symlink(os.readlink(s), d)
-            os.chown(d, uid, gid, follow_symlinks=False)
+            os.chown(d, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid,
+                     follow_symlinks=False)
             os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
         elif stat.S_ISREG(st.st_mode):
             if os.path.isdir(d) and not os.path.islink(d):
