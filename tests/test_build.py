@@ -705,3 +705,64 @@ def test_same_image_as_dockerd_classic_builder(eng, dockerd, tmp_path, files, ta
     assert len(ours[2]) == len(theirs[2])
     for i, (mine, docker_s) in enumerate(zip(ours[2], theirs[2])):
         assert mine == docker_s, f"layer {i}: berth {mine} != dockerd {docker_s}"
+
+
+# --- buildah bud, the second reference ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def buildah(tmp_path_factory):
+    if shutil.which("buildah") is None or shutil.which("runc") is None:
+        pytest.skip("buildah (Debian) is not installed")
+    import tempfile
+    base = tempfile.mkdtemp(prefix="bbh-", dir="/tmp")
+    cmd = ["buildah", "--root", os.path.join(base, "root"), "--runroot", os.path.join(base, "run"),
+           "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs"]
+    try:
+        subprocess.run(cmd + ["pull", "-q", "docker-archive:" + BUSYBOX], check=True, capture_output=True)
+        yield cmd, base
+    finally:
+        subprocess.run(cmd + ["rm", "--all"], capture_output=True)
+        subprocess.run(cmd + ["rmi", "--all", "--force"], capture_output=True)
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(base)]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _semantic(cfg):
+    """The parts of an image config both builders must agree on (buildah writes empty lists and
+    maps where dockerd writes null, and labels itself)."""
+    c = cfg["config"]
+    labels = {k: v for k, v in (c.get("Labels") or {}).items() if not k.startswith("io.buildah.")}
+    return {"Env": sorted(c.get("Env") or []), "Cmd": c.get("Cmd") or None, "Entrypoint": c.get("Entrypoint") or None,
+            "WorkingDir": c.get("WorkingDir") or "", "User": c.get("User") or "",
+            "ExposedPorts": c.get("ExposedPorts") or None, "Volumes": c.get("Volumes") or None, "Labels": labels,
+            "StopSignal": c.get("StopSignal"), "Shell": c.get("Shell") or None,
+            "OnBuild": c.get("OnBuild") or None}
+
+
+@pytest.mark.parametrize("files", [COMPARE, COMPARE2], ids=["multi", "expand"])
+def test_same_config_as_buildah_bud(eng, buildah, tmp_path, files):
+    cmd, base = buildah
+    ctx = write(tmp_path, files)
+    tag = f"bcmp-{len(files)}:1"
+    r = subprocess.run(cmd + ["bud", "--runtime", "runc", "--format", "docker", "--network", "none", "-q", "-t", tag,
+                              ctx], capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    archive = os.path.join(base, "out.tar")
+    subprocess.run(cmd + ["push", "-q", tag, f"docker-archive:{archive}:{tag}"], check=True, capture_output=True)
+    with open(archive, "rb") as f:
+        theirs = image_facts(f.read())
+    os.unlink(archive)
+    r = eng.berth("build", "-q", "-t", tag, ctx)
+    assert r.returncode == 0, r.err
+    ours = image_facts(eng.berth("save", tag, check=True).stdout)
+    mine, other = _semantic(ours[0]), _semantic(theirs[0])
+    if "SHELL" in files["Dockerfile"]:
+        # where they differ dockerd is the reference: a shell-form CMD after SHELL runs with that
+        # shell in dockerd's (and berth's) image, buildah 1.28 keeps /bin/sh -c; buildah also
+        # moves a replaced ENV to the end (dockerd keeps its place: Env compared as a set here)
+        assert mine.pop("Cmd") == ["/bin/sh", "-xc", "echo shell-form"]
+        assert other.pop("Cmd") == ["/bin/sh", "-c", "echo shell-form"]
+    assert mine == other
