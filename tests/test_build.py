@@ -165,6 +165,9 @@ def test_berth_build_multistage(eng, tmp_path):
     assert len(info["RootFS"]["Layers"]) == 3
     members = layer_members(eng, "multi:1")
     assert ("m", b"5", 0o755, 0, 0, "") in members and ("m/f", b"0", 0o644, 0, 0, "") in members
+    # the intermediate images are not left as <none> images (they live on in the build cache)
+    assert eng.berth("images", "-q", "-f", "dangling=true", check=True).out == ""
+    assert eng.berth("ps", "-aq", check=True).out == ""
 
 
 def test_build_stage_config_and_history(eng, tmp_path):
@@ -239,6 +242,19 @@ def test_client_going_away_cancels_the_build(eng, tmp_path):
     while time.monotonic() < deadline and eng.berth("ps", "-aq", check=True).out:
         time.sleep(0.2)
     assert eng.berth("ps", "-aq", check=True).out == ""  # the step's container was killed and removed
+
+
+def test_rm_false_keeps_the_step_containers(eng):
+    r = eng.berth("build", "--rm=false", "-", input=f"FROM {BASE}\nRUN echo kept\n".encode())
+    assert r.returncode == 0, r.err
+    assert "Removing intermediate container" not in r.out
+    kept = eng.berth("ps", "-aq", check=True).out.split()
+    assert len(kept) == 1
+    eng.berth("rm", kept[0], check=True)
+    # --force-rm: even a failing step's container goes
+    r = eng.berth("build", "--rm=false", "--force-rm", "-", input=f"FROM {BASE}\nRUN exit 2\n".encode())
+    assert r.returncode == 2
+    assert eng.berth("ps", "-aq", check=True).out == ""
 
 
 def test_syntax_error_names_the_line(eng):

@@ -868,8 +868,8 @@ class _Job:
                 raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
             rec = cs.get(self.ns, cid)
             diff_id, desc = layers.snapshot_diff(self.b.images, rec.snapshot_key)
-            keep = not self.opts.rm
-            if self.opts.rm:
+            keep = not self.opts.rm and not self.opts.forcerm
+            if not keep:
                 self.out(f"Removing intermediate container {cid[:12]}\n")
         finally:
             if not keep:
