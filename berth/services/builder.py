@@ -436,7 +436,7 @@ class _Job:
         else:
             self.out(f"Successfully built {_short(image_id)}\n")
             for t in self.opts.tags:
-                self.out(f"Successfully tagged {refmod.parse(t).familiar() if '/' not in t else t}\n")
+                self.out(f"Successfully tagged {refmod.parse(t).familiar()}\n")
         self.final_id = image_id
         return image_id
 
