@@ -287,6 +287,10 @@ def test_context_escapes_never_read_outside(eng, tmp_path):
     write(ctx, {"Dockerfile": f"FROM {BASE}\nCOPY etcdir/hostname /x\n"})
     r = eng.berth("build", str(ctx))
     assert r.returncode == 1 and "file does not exist" in r.err
+    # a device node is never read: not from an image, not from the context
+    write(ctx, {"Dockerfile": f"FROM {BASE}\nRUN mknod /zero c 1 5\nFROM {BASE}\nCOPY --from=0 /zero /z\n"})
+    r = eng.berth("build", str(ctx))
+    assert r.returncode == 1 and "COPY failed: zero is not a regular file or a directory" in r.err
     # inside the context a symlink is followed (the source), and copied as a link inside a directory
     write(ctx, {"real/f": "inside\n", "Dockerfile": f"FROM {BASE}\nCOPY rel /r\nCOPY real /d/\n"})
     os.symlink("real/f", ctx / "rel")

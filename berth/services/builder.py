@@ -1231,6 +1231,9 @@ def _copy_into(rootfs, host, dest, multi, uid, gid, mode, chown, extract=False):
             apply_layer(f, d, whiteout_mode="delete", compression="none")
         return
     st = os.stat(host)  # the source itself is followed (inside its root: resolve_in did it)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        # a device or a fifo is never read (a context or an image could name /dev/zero or a disk)
+        raise InvalidArgument(f"COPY failed: {posixpath.basename(host)} is not a regular file or a directory")
     duid, dgid = (0, 0) if uid is None else (uid, gid)  # directories made for the destination
     if stat.S_ISDIR(st.st_mode):
         d = _mkdir_all(rootfs, dest, duid, dgid)
