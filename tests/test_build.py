@@ -412,6 +412,18 @@ def test_scratch_labels_iidfile_quiet(eng, tmp_path):
     assert history(eng, r.out.strip())[0] == "/bin/sh -c #(nop)  LABEL a=b"
 
 
+def test_platform_is_checked(eng):
+    import platform
+    host = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    other = "s390x" if host != "s390x" else "amd64"
+    r = eng.berth("build", "-", input=f"FROM --platform=linux/{other} {BASE}\n".encode())
+    assert r.returncode == 1 and f"FROM --platform=linux/{other}: berth builds only for linux/{host}" in r.err
+    r = eng.berth("build", "--platform", f"linux/{other}", "-", input=f"FROM {BASE}\n".encode())
+    assert r.returncode == 1 and "berth builds only for" in r.err
+    r = eng.berth("build", "--platform", f"linux/{host}", "-", input=f"FROM --platform=linux/{host} {BASE}\n".encode())
+    assert r.returncode == 0, r.err
+
+
 def test_copy_globs(eng, tmp_path):
     ctx = write(tmp_path, {"Dockerfile": f"FROM {BASE}\nCOPY *.txt d?/*.md /g/\n", "a.txt": "a", "b.txt": "b",
                            "c.log": "c", "d1/x.md": "x", "d2/y.md": "y", "d2/z.txt": "z"})
