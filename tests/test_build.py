@@ -458,6 +458,13 @@ def test_unused_build_arg_warning_and_meta_args(eng):
     assert r.returncode == 0, r.err
     assert "tag=1\n" in r.out
     assert "[Warning] One or more build-args [NOPE] were not consumed\n" in r.out
+    # the predefined proxy args reach RUN without an ARG, stay out of the history and never warn
+    r = eng.berth("build", "-t", "proxy:1", "--build-arg", "HTTP_PROXY=http://127.0.0.1:3128", "-",
+                  input=f"FROM {BASE}\nRUN echo proxy=$HTTP_PROXY\n".encode())
+    assert r.returncode == 0, r.err
+    assert "proxy=http://127.0.0.1:3128\n" in r.out and "not consumed" not in r.out
+    assert history(eng, "proxy:1")[0] == "/bin/sh -c echo proxy=$HTTP_PROXY"
+    assert not any("PROXY" in e for e in inspect(eng, "proxy:1")["Config"]["Env"])
 
 
 def test_docker_cli_classic_builder(eng, tmp_path):
@@ -568,6 +575,19 @@ def test_commit(eng):
         r = eng.docker("commit", "--change", "LABEL via=docker", "tocommit", "dcommit:1")
         assert r.returncode == 0, r.err
         assert inspect(eng, "dcommit:1")["Config"]["Labels"]["via"] == "docker"
+    try:
+        import docker as docker_sdk
+    except ImportError:
+        docker_sdk = None
+    if docker_sdk is not None:
+        client = docker_sdk.DockerClient(base_url="unix://" + eng.sock, timeout=60)
+        try:
+            img = client.containers.get("tocommit").commit(repository="sdkcommit", tag="2", message="via sdk",
+                                                           changes=["ENV SDK=1"])
+            assert "sdkcommit:2" in img.tags and "SDK=1" in img.attrs["Config"]["Env"]
+            assert img.attrs["Comment"] == "via sdk"
+        finally:
+            client.close()
     eng.berth("rm", "tocommit", check=True)
     r = eng.berth("commit", "nonexistent")
     assert r.returncode != 0 and "No such container" in r.err

@@ -746,10 +746,16 @@ class _Job:
             self.opts.running = cid
             if self.opts.cancelled.is_set():
                 cancel(cs, self.ns, self.opts)
+            seen = False
             for _stream, data in cs.logs(self.ns, cid, follow=True):
+                seen = True
                 if not self.opts.quiet:
                     self._emit({"stream": data.decode("utf-8", "replace")})
             code = cs.wait_exit(self.ns, cid)
+            if not seen:  # the log was not there yet when the step started: read it now
+                for _stream, data in cs.logs(self.ns, cid):
+                    if not self.opts.quiet:
+                        self._emit({"stream": data.decode("utf-8", "replace")})
             self.opts.running = None
             cs.cleanup_exited(self.ns, cid)
             if self.opts.cancelled.is_set():
