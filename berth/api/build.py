@@ -130,14 +130,14 @@ async def build(request):
 
 async def build_prune(request):
     d = request.app["daemon"]
-    from berth.services.builder import BuildCache
+    from berth.services.buildcache import BuildCache
     cache = getattr(d, "build_cache", None) or BuildCache(d.meta, d.images)
     return json_response(await d.run(cache.prune, namespace_of(request), _bool(request, "all")))
 
 
 def build_cache_usage(d, ns):
     """The BuildCache records of GET /system/df."""
-    from berth.services.builder import BuildCache
+    from berth.services.buildcache import BuildCache
     cache = getattr(d, "build_cache", None) or BuildCache(d.meta, d.images)
     return cache.usage(ns)
 

@@ -26,20 +26,25 @@ import posixpath
 import secrets
 import shutil
 import stat
-import tarfile
 import threading
-import time
 
 from berth.dockerfile import parser as dfparser
 from berth.dockerfile import shell
 from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.services import layers
+from berth.services.buildcache import BuildCache
+from berth.services.buildfs import (_copy_into, _hash_tree, _ids, _is_archive, _is_local_archive, _mkdir_all,
+                                    _Prefixed, _read_exact, resolve_in)
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+# the config of an image built FROM scratch starts as dockerd's (every key of its container config)
+SCRATCH_CONFIG = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+                  "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+                  "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+                  "OnBuild": None, "Labels": None}
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
-CACHE_LEASE_PREFIX = "buildcache-"
 NOP = "#(nop) "
 
 
@@ -138,115 +143,6 @@ def _set_env(env_list, key, value):
             res[i] = f"{key}={value}"
             return res
     return out
-
-
-# --- safe paths ---------------------------------------------------------------------------------
-
-def resolve_in(root, path, follow_last=True):
-    """The host path of ``path`` inside ``root``, symlinks resolved as if ``root`` were "/"
-    (an absolute target restarts at root, ".." never climbs above it). Never leaves root."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    done = []
-    links = 0
-    while parts:
-        c = parts.pop(0)
-        if c == "..":
-            if done:
-                done.pop()
-            continue
-        cand = os.path.join(root, *done, c)
-        if (parts or follow_last) and os.path.islink(cand):
-            links += 1
-            if links > 40:
-                raise InvalidArgument(f"too many levels of symbolic links in {path!r}")
-            target = os.readlink(cand)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        done.append(c)
-    return os.path.join(root, *done) if done else root
-
-
-# --- the build cache ------------------------------------------------------------------------------
-
-class BuildCache:
-    def __init__(self, meta, images):
-        self.meta = meta
-        self.images = images
-
-    @staticmethod
-    def key(parent_id, step):
-        return hashlib.sha256(f"{parent_id or 'scratch'}\n{step}".encode()).hexdigest()
-
-    def load(self, ns):
-        """{lease id: lease} of the namespace's cache entries: one query for a whole build."""
-        return {lease.id: lease for lease in self.entries(ns)}
-
-    def get(self, ns, key, known=None):
-        lid = CACHE_LEASE_PREFIX + key[:32]
-        if known is not None:
-            lease = known.get(lid)
-            if lease is None:
-                return None
-        else:
-            try:
-                lease = self.meta.get_lease(ns, lid)
-            except NotFound:
-                return None
-        target = lease.labels.get("target")
-        if not target:
-            return None
-        try:
-            desc = json.loads(target)
-            r = self.images._resolved([], desc)
-        except (BerthError, ValueError):
-            return None
-        return desc, r
-
-    def put(self, ns, key, desc, size=0):
-        lid = CACHE_LEASE_PREFIX + key[:32]
-        labels = {"target": json.dumps(desc), "size": str(size), "created": str(time.time())}
-        try:
-            self.meta.create_lease(ns, lid, labels=labels)
-        except BerthError:
-            try:
-                self.meta.update_lease(ns, lid, labels=labels)
-            except BerthError:
-                return
-        self.meta.add_lease_resource(ns, lid, "content", desc["digest"])
-
-    def entries(self, ns):
-        out = []
-        for lease in self.meta.list_leases(ns):
-            if lease.id.startswith(CACHE_LEASE_PREFIX):
-                out.append(lease)
-        return out
-
-    def prune(self, ns, all_=True):
-        removed = []
-        size = 0
-        for lease in self.entries(ns):
-            try:
-                self.meta.delete_lease(ns, lease.id)
-            except NotFound:
-                continue
-            removed.append(lease.id[len(CACHE_LEASE_PREFIX):])
-            size += int(lease.labels.get("size") or 0)
-        report = self.images.collect()
-        return {"CachesDeleted": removed or None, "SpaceReclaimed": max(size, report.reclaimed_bytes)}
-
-    def usage(self, ns):
-        """Build-cache records as GET /system/df lists them."""
-        out = []
-        for lease in self.entries(ns):
-            created = float(lease.labels.get("created") or lease.created_at)
-            out.append({"ID": lease.id[len(CACHE_LEASE_PREFIX):], "Parents": None, "Type": "regular",
-                        "Description": "build step", "InUse": False, "Shared": False,
-                        "Size": int(lease.labels.get("size") or 0),
-                        "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
-                        "LastUsedAt": None, "UsageCount": 0})
-        return out
 
 
 # --- a stage's state ----------------------------------------------------------------------------------
@@ -431,7 +327,7 @@ class _Job:
         else:
             self.out(f"Successfully built {_short(image_id)}\n")
             for t in self.opts.tags:
-                self.out(f"Successfully tagged {refmod.parse(t).familiar() if '/' not in t else t}\n")
+                self.out(f"Successfully tagged {refmod.parse(t).familiar()}\n")
         self.final_id = image_id
         return image_id
 
@@ -591,7 +487,7 @@ class _Job:
     def _scratch(self, st):
         st.image = None
         st.doc = layers.base_config(self.b.images, None)
-        st.config = {}
+        st.config = dict(SCRATCH_CONFIG)
 
     def _image(self, name, pull=False):
         from berth.oci import reference as refmod
@@ -850,10 +746,16 @@ class _Job:
             self.opts.running = cid
             if self.opts.cancelled.is_set():
                 cancel(cs, self.ns, self.opts)
+            seen = False
             for _stream, data in cs.logs(self.ns, cid, follow=True):
+                seen = True
                 if not self.opts.quiet:
                     self._emit({"stream": data.decode("utf-8", "replace")})
             code = cs.wait_exit(self.ns, cid)
+            if not seen:  # the log was not there yet when the step started: read it now
+                for _stream, data in cs.logs(self.ns, cid):
+                    if not self.opts.quiet:
+                        self._emit({"stream": data.decode("utf-8", "replace")})
             self.opts.running = None
             cs.cleanup_exited(self.ns, cid)
             if self.opts.cancelled.is_set():
@@ -863,8 +765,8 @@ class _Job:
                 raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
             rec = cs.get(self.ns, cid)
             diff_id, desc = layers.snapshot_diff(self.b.images, rec.snapshot_key)
-            keep = not self.opts.rm
-            if self.opts.rm:
+            keep = not self.opts.rm and not self.opts.forcerm
+            if not keep:
                 self.out(f"Removing intermediate container {cid[:12]}\n")
         finally:
             if not keep:
@@ -949,7 +851,9 @@ class _Job:
             multi = len(sources) > 1 or len(srcs) > 1 or dest in (".", "..") or dest.endswith(("/.", "/.."))
 
             def work(rootfs):
-                uid, gid = _ids(rootfs, chown) if chown else (0, 0)
+                # COPY --from keeps the owners of what it copies (dockerd's classic builder does);
+                # from the context everything is root's, unless --chown
+                uid, gid = _ids(rootfs, chown) if chown else (None, None) if src_from is not None else (0, 0)
                 for rel, host in sources:
                     _copy_into(rootfs, host, dest_abs, multi, uid, gid, mode, chown is not None,
                                extract=add and _is_local_archive(host))
@@ -1081,210 +985,6 @@ def created_by_cmd(created_by, shell_=None):
             return sh + [NOP, rest[1:]]
         return sh + [NOP + rest]
     return sh + [created_by]
-
-
-# --- context helpers ----------------------------------------------------------------------------------
-
-def _read_exact(f, n):
-    buf = b""
-    while len(buf) < n:
-        c = f.read(n - len(buf))
-        if not c:
-            break
-        buf += c
-    return buf
-
-
-def _is_archive(head):
-    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00" or \
-            head[:4] == b"\x28\xb5\x2f\xfd":
-        return True
-    if len(head) < 512:
-        return False
-    if head == b"\0" * 512:
-        return True
-    try:
-        tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
-        return True
-    except tarfile.HeaderError:
-        return False
-
-
-class _Prefixed:
-    def __init__(self, head, f):
-        self.head, self.f = head, f
-
-    def read(self, n=-1):
-        if self.head:
-            if n is None or n < 0:
-                d, self.head = self.head + self.f.read(), b""
-                return d
-            d, self.head = self.head[:n], self.head[n:]
-            return d
-        return self.f.read(n)
-
-
-def _hash_tree(h, rel, host):
-    st = os.lstat(host)
-    h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
-    if stat.S_ISLNK(st.st_mode):
-        h.update(os.readlink(host).encode())
-    elif stat.S_ISREG(st.st_mode):
-        with open(host, "rb") as f:
-            while True:
-                c = f.read(1 << 20)
-                if not c:
-                    break
-                h.update(c)
-    elif stat.S_ISDIR(st.st_mode):
-        for name in sorted(os.listdir(host)):
-            _hash_tree(h, f"{rel}/{name}", os.path.join(host, name))
-
-
-def _lookup(rootfs, file, name):
-    path = resolve_in(rootfs, file)
-    try:
-        with open(path) as f:
-            for line in f:
-                parts = line.strip().split(":")
-                if len(parts) >= 3 and parts[0] == name:
-                    return int(parts[2]), (int(parts[3]) if file.endswith("passwd") and len(parts) > 3 else None)
-    except (OSError, ValueError):
-        pass
-    return None, None
-
-
-def _ids(rootfs, chown):
-    user, _, group = chown.partition(":")
-    if user.isdigit():
-        uid, pgid = int(user), None
-    else:
-        uid, pgid = _lookup(rootfs, "/etc/passwd", user)
-        if uid is None:
-            raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: "
-                                  f"can't find uid for user {user}: no such user: {user}")
-    if not group:
-        gid = pgid if pgid is not None else uid
-    elif group.isdigit():
-        gid = int(group)
-    else:
-        gid, _ = _lookup(rootfs, "/etc/group", group)
-        if gid is None:
-            raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: "
-                                  f"can't find gid for group {group}: no such group: {group}")
-    return uid, gid
-
-
-def _mkdir_all(rootfs, path, uid, gid, chown_new=True):
-    """mkdir -p of ``path`` inside rootfs (symlinks resolved inside it); new dirs 0755."""
-    parts = [p for p in path.split("/") if p]
-    cur = "/"
-    for p in parts:
-        nxt = posixpath.join(cur, p)
-        host = resolve_in(rootfs, nxt)
-        if not os.path.lexists(host):
-            os.mkdir(host, 0o755)
-            os.chmod(host, 0o755)
-            if chown_new:
-                os.chown(host, uid, gid)
-        elif not os.path.isdir(host):
-            raise InvalidArgument(f"cannot create directory {nxt}: a file of that name exists")
-        cur = os.path.relpath(host, rootfs)
-        cur = "/" + ("" if cur == "." else cur)
-    return resolve_in(rootfs, path)
-
-
-def _is_local_archive(host):
-    if not os.path.isfile(host):
-        return False
-    with open(host, "rb") as f:
-        head = f.read(512)
-    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
-        return True
-    if len(head) == 512 and head[257:262] == b"ustar":
-        return True
-    return False
-
-
-def _copy_into(rootfs, host, dest, multi, uid, gid, mode, chown, extract=False):
-    """Copy one source (host path) to dest inside rootfs, docker's rules: a directory's content
-    goes into dest; a file goes to dest, or into it when dest ends in / (or is a directory, or
-    there are several sources)."""
-    if extract:
-        d = _mkdir_all(rootfs, dest, 0, 0)
-        import bz2
-        import gzip
-        import lzma
-        with open(host, "rb") as f:
-            head = f.read(6)
-        opener = gzip.open if head[:2] == b"\x1f\x8b" else bz2.open if head[:3] == b"BZh" else \
-            lzma.open if head[:6] == b"\xfd7zXZ\x00" else open
-        from berth.images.layer import apply_layer
-        with opener(host, "rb") as f:
-            apply_layer(f, d, whiteout_mode="delete", compression="none")
-        return
-    st = os.stat(host)  # the source itself is followed (inside its root: resolve_in did it)
-    if stat.S_ISDIR(st.st_mode):
-        d = _mkdir_all(rootfs, dest, uid, gid)
-        _copy_tree(host, d, uid, gid, mode, chown)
-        return
-    if dest.endswith("/") or multi or os.path.isdir(resolve_in(rootfs, dest)):
-        d = _mkdir_all(rootfs, dest, uid, gid)
-        target = os.path.join(d, os.path.basename(host))
-    else:
-        parent = posixpath.dirname(dest.rstrip("/")) or "/"
-        d = _mkdir_all(rootfs, parent, uid, gid)
-        target = os.path.join(d, posixpath.basename(dest.rstrip("/")))
-        if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
-            os.unlink(target)
-    _copy_file(host, target, st, uid, gid, mode)
-
-
-def _copy_file(src, dst, st, uid, gid, mode):
-    if os.path.lexists(dst) and not os.path.isdir(dst):
-        os.unlink(dst)
-    fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            while os.sendfile(fd_out, fd_in, None, 1 << 30):
-                pass
-            os.fchown(fd_out, uid, gid)
-            os.fchmod(fd_out, mode if mode is not None else stat.S_IMODE(st.st_mode))
-        finally:
-            os.close(fd_out)
-    finally:
-        os.close(fd_in)
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
-def _copy_tree(src, dst, uid, gid, mode, chown):
-    for name in sorted(os.listdir(src)):
-        s, d = os.path.join(src, name), os.path.join(dst, name)
-        st = os.lstat(s)
-        if stat.S_ISDIR(st.st_mode):
-            if os.path.lexists(d) and not os.path.isdir(d) or os.path.islink(d):
-                os.unlink(d)
-            if not os.path.lexists(d):
-                os.mkdir(d, 0o700)
-            _copy_tree(s, d, uid, gid, mode, chown)
-            os.chown(d, uid, gid)
-            os.chmod(d, mode if mode is not None else stat.S_IMODE(st.st_mode))
-            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
-        elif stat.S_ISLNK(st.st_mode):
-            if os.path.lexists(d):
-                if os.path.isdir(d) and not os.path.islink(d):
-                    shutil.rmtree(d)
-                else:
-                    os.unlink(d)
-            os.symlink(os.readlink(s), d)
-            os.chown(d, uid, gid, follow_symlinks=False)
-            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-        elif stat.S_ISREG(st.st_mode):
-            if os.path.isdir(d) and not os.path.islink(d):
-                shutil.rmtree(d)
-            _copy_file(s, d, st, uid, gid, mode)
-        # devices, fifos, sockets in a context: skipped
 
 
 __all__ = ["Builder", "BuildCache", "BuildError", "Options"]

@@ -115,10 +115,7 @@ def container_config(images, rec, changes=()):
     for key in ("Labels", "ExposedPorts", "Volumes"):
         if spec.get(key):
             cfg[key] = dict(cfg.get(key) or {}, **spec[key])
-    try:
-        return img, apply_changes(changes, cfg)
-    except InvalidArgument:
-        raise
+    return img, apply_changes(changes, cfg)
 
 
 def commit(containers, ns, ref, repo=None, tag=None, changes=(), comment=None, author=None, pause=True):

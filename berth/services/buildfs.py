@@ -1,0 +1,247 @@
+"""The filesystem side of a build (COPY, ADD, WORKDIR, the context): paths resolved inside a
+root as if it were "/", copies with docker's rules and owners, content hashes of sources,
+user and group names read from the image's /etc/passwd and /etc/group."""
+
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+
+from berth.errors import InvalidArgument
+
+# --- safe paths ---------------------------------------------------------------------------------
+
+def resolve_in(root, path, follow_last=True):
+    """The host path of ``path`` inside ``root``, symlinks resolved as if ``root`` were "/"
+    (an absolute target restarts at root, ".." never climbs above it). Never leaves root."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    done = []
+    links = 0
+    while parts:
+        c = parts.pop(0)
+        if c == "..":
+            if done:
+                done.pop()
+            continue
+        cand = os.path.join(root, *done, c)
+        if (parts or follow_last) and os.path.islink(cand):
+            links += 1
+            if links > 40:
+                raise InvalidArgument(f"too many levels of symbolic links in {path!r}")
+            target = os.readlink(cand)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        done.append(c)
+    return os.path.join(root, *done) if done else root
+
+
+# --- context helpers ----------------------------------------------------------------------------------
+
+def _read_exact(f, n):
+    buf = b""
+    while len(buf) < n:
+        c = f.read(n - len(buf))
+        if not c:
+            break
+        buf += c
+    return buf
+
+
+def _is_archive(head):
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00" or \
+            head[:4] == b"\x28\xb5\x2f\xfd":
+        return True
+    if len(head) < 512:
+        return False
+    if head == b"\0" * 512:
+        return True
+    try:
+        tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
+        return True
+    except tarfile.HeaderError:
+        return False
+
+
+class _Prefixed:
+    def __init__(self, head, f):
+        self.head, self.f = head, f
+
+    def read(self, n=-1):
+        if self.head:
+            if n is None or n < 0:
+                d, self.head = self.head + self.f.read(), b""
+                return d
+            d, self.head = self.head[:n], self.head[n:]
+            return d
+        return self.f.read(n)
+
+
+def _hash_tree(h, rel, host):
+    st = os.lstat(host)
+    h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
+    if stat.S_ISLNK(st.st_mode):
+        h.update(os.readlink(host).encode())
+    elif stat.S_ISREG(st.st_mode):
+        with open(host, "rb") as f:
+            while True:
+                c = f.read(1 << 20)
+                if not c:
+                    break
+                h.update(c)
+    elif stat.S_ISDIR(st.st_mode):
+        for name in sorted(os.listdir(host)):
+            _hash_tree(h, f"{rel}/{name}", os.path.join(host, name))
+
+
+def _lookup(rootfs, file, name):
+    path = resolve_in(rootfs, file)
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) >= 3 and parts[0] == name:
+                    return int(parts[2]), (int(parts[3]) if file.endswith("passwd") and len(parts) > 3 else None)
+    except (OSError, ValueError):
+        pass
+    return None, None
+
+
+def _ids(rootfs, chown):
+    user, _, group = chown.partition(":")
+    if user.isdigit():
+        uid, pgid = int(user), None
+    else:
+        uid, pgid = _lookup(rootfs, "/etc/passwd", user)
+        if uid is None:
+            raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: "
+                                  f"can't find uid for user {user}: no such user: {user}")
+    if not group:
+        gid = pgid if pgid is not None else uid
+    elif group.isdigit():
+        gid = int(group)
+    else:
+        gid, _ = _lookup(rootfs, "/etc/group", group)
+        if gid is None:
+            raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: "
+                                  f"can't find gid for group {group}: no such group: {group}")
+    return uid, gid
+
+
+def _mkdir_all(rootfs, path, uid, gid, chown_new=True):
+    """mkdir -p of ``path`` inside rootfs (symlinks resolved inside it); new dirs 0755."""
+    parts = [p for p in path.split("/") if p]
+    cur = "/"
+    for p in parts:
+        nxt = posixpath.join(cur, p)
+        host = resolve_in(rootfs, nxt)
+        if not os.path.lexists(host):
+            os.mkdir(host, 0o755)
+            os.chmod(host, 0o755)
+            if chown_new:
+                os.chown(host, uid, gid)
+        elif not os.path.isdir(host):
+            raise InvalidArgument(f"cannot create directory {nxt}: a file of that name exists")
+        cur = os.path.relpath(host, rootfs)
+        cur = "/" + ("" if cur == "." else cur)
+    return resolve_in(rootfs, path)
+
+
+def _is_local_archive(host):
+    if not os.path.isfile(host):
+        return False
+    with open(host, "rb") as f:
+        head = f.read(512)
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return True
+    if len(head) == 512 and head[257:262] == b"ustar":
+        return True
+    return False
+
+
+def _copy_into(rootfs, host, dest, multi, uid, gid, mode, chown, extract=False):
+    """Copy one source (host path) to dest inside rootfs, docker's rules: a directory's content
+    goes into dest; a file goes to dest, or into it when dest ends in / (or is a directory, or
+    there are several sources)."""
+    if extract:
+        d = _mkdir_all(rootfs, dest, 0, 0)
+        import bz2
+        import gzip
+        import lzma
+        with open(host, "rb") as f:
+            head = f.read(6)
+        opener = gzip.open if head[:2] == b"\x1f\x8b" else bz2.open if head[:3] == b"BZh" else \
+            lzma.open if head[:6] == b"\xfd7zXZ\x00" else open
+        from berth.images.layer import apply_layer
+        with opener(host, "rb") as f:
+            apply_layer(f, d, whiteout_mode="delete", compression="none")
+        return
+    st = os.stat(host)  # the source itself is followed (inside its root: resolve_in did it)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        # a device or a fifo is never read (a context or an image could name /dev/zero or a disk)
+        raise InvalidArgument(f"COPY failed: {posixpath.basename(host)} is not a regular file or a directory")
+    duid, dgid = (0, 0) if uid is None else (uid, gid)  # directories made for the destination
+    if stat.S_ISDIR(st.st_mode):
+        d = _mkdir_all(rootfs, dest, duid, dgid)
+        _copy_tree(host, d, uid, gid, mode, chown)
+        return
+    if dest.endswith("/") or multi or os.path.isdir(resolve_in(rootfs, dest)):
+        d = _mkdir_all(rootfs, dest, duid, dgid)
+        target = os.path.join(d, os.path.basename(host))
+    else:
+        parent = posixpath.dirname(dest.rstrip("/")) or "/"
+        d = _mkdir_all(rootfs, parent, duid, dgid)
+        target = os.path.join(d, posixpath.basename(dest.rstrip("/")))
+        if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
+            os.unlink(target)
+    _copy_file(host, target, st, uid, gid, mode)
+
+
+def _copy_file(src, dst, st, uid, gid, mode):
+    if os.path.lexists(dst) and not os.path.isdir(dst):
+        os.unlink(dst)
+    fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            while os.sendfile(fd_out, fd_in, None, 1 << 30):
+                pass
+            os.fchown(fd_out, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
+            os.fchmod(fd_out, mode if mode is not None else stat.S_IMODE(st.st_mode))
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _copy_tree(src, dst, uid, gid, mode, chown):
+    for name in sorted(os.listdir(src)):
+        s, d = os.path.join(src, name), os.path.join(dst, name)
+        st = os.lstat(s)
+        if stat.S_ISDIR(st.st_mode):
+            if os.path.lexists(d) and not os.path.isdir(d) or os.path.islink(d):
+                os.unlink(d)
+            if not os.path.lexists(d):
+                os.mkdir(d, 0o700)
+            _copy_tree(s, d, uid, gid, mode, chown)
+            os.chown(d, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
+            os.chmod(d, mode if mode is not None else stat.S_IMODE(st.st_mode))
+            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+        elif stat.S_ISLNK(st.st_mode):
+            if os.path.lexists(d):
+                if os.path.isdir(d) and not os.path.islink(d):
+                    shutil.rmtree(d)
+                else:
+                    os.unlink(d)
+            os.symlink(os.readlink(s), d)
+            os.chown(d, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid,
+                     follow_symlinks=False)
+            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        elif stat.S_ISREG(st.st_mode):
+            if os.path.isdir(d) and not os.path.islink(d):
+                shutil.rmtree(d)
+            _copy_file(s, d, st, uid, gid, mode)
+        # devices, fifos, sockets in a context: skipped
