@@ -447,7 +447,7 @@ def test_detach_keys_in_the_daemon(d):
         api.close()
 
 
-def _in_pty(d, args, keys=b"", rows=33, cols=111, timeout=20, wait_for_text=None):
+def _in_pty(d, args, keys=b"", rows=33, cols=111, timeout=20, wait_for_text=None, cli=None):
     """Run the berth CLI with a terminal (rows x cols) as its stdio; type ``keys`` once
     ``wait_for_text`` shows (a list of (text, keys) steps for more); returns (exit code, output)."""
     steps = list(keys) if isinstance(keys, list) else ([(wait_for_text, keys)] if keys else [])
@@ -460,7 +460,7 @@ def _in_pty(d, args, keys=b"", rows=33, cols=111, timeout=20, wait_for_text=None
     from daemon_fixtures import BERTH
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    p = subprocess.Popen([BERTH, "-H", d.host, *args], stdin=slave, stdout=slave, stderr=slave, env=d.env(),
+    p = subprocess.Popen([cli or BERTH, "-H", d.host, *args], stdin=slave, stdout=slave, stderr=slave, env=d.env(),
                          start_new_session=True)
     os.close(slave)
     out = b""
@@ -495,6 +495,14 @@ def test_berth_exec_it_sets_the_terminal_size(d):
     d.docker("run", "-d", "--name", "sz", IMG, "sleep", "600", check=True)
     code, out = _in_pty(d, ["exec", "-it", "sz", "stty", "size"], rows=33, cols=111)
     assert code == 0 and "33 111" in out, out
+
+
+def test_console_size_from_the_start_with_the_docker_cli(d):
+    # docker's CLI sends ConsoleSize (API 1.42+) on run and exec: a quick `stty size` sees it
+    d.docker("run", "-d", "--name", "cs", IMG, "sleep", "600", check=True)
+    for args in (["run", "-it", "--rm", IMG, "stty", "size"], ["exec", "-it", "cs", "stty", "size"]):
+        code, out = _in_pty(d, args, rows=41, cols=97, cli="docker")
+        assert code == 0 and "41 97" in out, (args, out)
 
 
 def test_berth_cli_detach_keys_from_config_json(d):
