@@ -209,6 +209,17 @@ def test_endpoint_links_and_driver_opts_through_the_sdk(d):
         client.close()
 
 
+def test_link_on_a_user_defined_network_is_an_endpoint_link(d):
+    d.docker("network", "create", "ln", check=True)
+    d.docker("run", "-d", "--name", "lweb2", "--network", "ln", IMG, "sleep", "600", check=True)
+    d.docker("run", "-d", "--name", "lcli2", "--network", "ln", "--link", "lweb2:db", IMG, "sleep", "600", check=True)
+    assert inspect(d, "lcli2")["NetworkSettings"]["Networks"]["ln"]["Links"] == ["lweb2:db"]
+    ip = inspect(d, "lweb2")["NetworkSettings"]["Networks"]["ln"]["IPAddress"]
+    p = d.docker("exec", "lcli2", "ping", "-c1", "-W2", "db")
+    assert p.returncode == 0 and ip in p.out, p.out + p.err
+    assert d.docker("exec", "lweb2", "ping", "-c1", "-W2", "db").returncode != 0  # for lcli2 only
+
+
 # --- swarm: a node that is not part of one ---
 
 def test_swarm_endpoints_answer_as_a_node_not_in_a_swarm(d):
