@@ -26,6 +26,8 @@ services:
   web:
     image: {IMG}
     command: sh -c "until wget -q -O - http://db/; do sleep 0.2; done; exec sleep 600"
+    environment:
+      MARK: "1"
     depends_on:
       - db
 volumes:
@@ -136,6 +138,14 @@ def test_compose_up_ps_logs_exec_restart_down(engine, tmp_path):
         assert engine.compose(pdir, name, "exec", "-T", "db", "cat", "/data/log").out == "started\nstarted\n"
         wait_for(lambda: engine.compose(pdir, name, "logs", "--no-color", "web").out.count("db-says-hi") == 2,
                  30, "web to fetch again after the restart")
+
+        # a changed service is recreated (compose reads the image's ContainerConfig, renames the old one)
+        with open(os.path.join(pdir, "docker-compose.yml"), "w") as f:
+            f.write(APP.replace('MARK: "1"', 'MARK: "2"'))
+        p = engine.compose(pdir, name, "up", "-d")
+        assert f"Recreating {name}_web_1" in p.out + p.err and f"{name}_db_1 is up-to-date" in p.out + p.err
+        assert engine.compose(pdir, name, "exec", "-T", "web", "sh", "-c", "echo $MARK").out == "2\n"
+        assert len(engine.project_objects(name)[0]) == 2
 
         p = engine.compose(pdir, name, "down", "-v")
         out = p.out + p.err

@@ -209,6 +209,17 @@ def test_endpoint_links_and_driver_opts_through_the_sdk(d):
         client.close()
 
 
+def test_link_on_a_user_defined_network_is_an_endpoint_link(d):
+    d.docker("network", "create", "ln", check=True)
+    d.docker("run", "-d", "--name", "lweb2", "--network", "ln", IMG, "sleep", "600", check=True)
+    d.docker("run", "-d", "--name", "lcli2", "--network", "ln", "--link", "lweb2:db", IMG, "sleep", "600", check=True)
+    assert inspect(d, "lcli2")["NetworkSettings"]["Networks"]["ln"]["Links"] == ["lweb2:db"]
+    ip = inspect(d, "lweb2")["NetworkSettings"]["Networks"]["ln"]["IPAddress"]
+    p = d.docker("exec", "lcli2", "ping", "-c1", "-W2", "db")
+    assert p.returncode == 0 and ip in p.out, p.out + p.err
+    assert d.docker("exec", "lweb2", "ping", "-c1", "-W2", "db").returncode != 0  # for lcli2 only
+
+
 # --- swarm: a node that is not part of one ---
 
 def test_swarm_endpoints_answer_as_a_node_not_in_a_swarm(d):
@@ -447,7 +458,7 @@ def test_detach_keys_in_the_daemon(d):
         api.close()
 
 
-def _in_pty(d, args, keys=b"", rows=33, cols=111, timeout=20, wait_for_text=None):
+def _in_pty(d, args, keys=b"", rows=33, cols=111, timeout=20, wait_for_text=None, cli=None):
     """Run the berth CLI with a terminal (rows x cols) as its stdio; type ``keys`` once
     ``wait_for_text`` shows (a list of (text, keys) steps for more); returns (exit code, output)."""
     steps = list(keys) if isinstance(keys, list) else ([(wait_for_text, keys)] if keys else [])
@@ -460,7 +471,7 @@ def _in_pty(d, args, keys=b"", rows=33, cols=111, timeout=20, wait_for_text=None
     from daemon_fixtures import BERTH
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    p = subprocess.Popen([BERTH, "-H", d.host, *args], stdin=slave, stdout=slave, stderr=slave, env=d.env(),
+    p = subprocess.Popen([cli or BERTH, "-H", d.host, *args], stdin=slave, stdout=slave, stderr=slave, env=d.env(),
                          start_new_session=True)
     os.close(slave)
     out = b""
@@ -495,6 +506,14 @@ def test_berth_exec_it_sets_the_terminal_size(d):
     d.docker("run", "-d", "--name", "sz", IMG, "sleep", "600", check=True)
     code, out = _in_pty(d, ["exec", "-it", "sz", "stty", "size"], rows=33, cols=111)
     assert code == 0 and "33 111" in out, out
+
+
+def test_console_size_from_the_start_with_the_docker_cli(d):
+    # docker's CLI sends ConsoleSize (API 1.42+) on run and exec: a quick `stty size` sees it
+    d.docker("run", "-d", "--name", "cs", IMG, "sleep", "600", check=True)
+    for args in (["run", "-it", "--rm", IMG, "stty", "size"], ["exec", "-it", "cs", "stty", "size"]):
+        code, out = _in_pty(d, args, rows=41, cols=97, cli="docker")
+        assert code == 0 and "41 97" in out, (args, out)
 
 
 def test_berth_cli_detach_keys_from_config_json(d):

@@ -103,6 +103,11 @@ def setup(svc, ns, rec, spec_body, hostname, image_config):
             nets.reserve_ports(cid, mappings)
         for i, (ref, ep_cfg) in enumerate(requested):
             n = nets.get(ns, ref)
+            if n.user_defined and hc.get("Links") and _same(nets, ns, mode, n):
+                # --link on a user-defined network: an alias the embedded DNS answers for this
+                # container only (docker's endpoint Links), not the legacy hosts entries
+                have = list((ep_cfg or {}).get("Links") or [])
+                ep_cfg = dict(ep_cfg or {}, Links=have + [x for x in map(_link, hc["Links"]) if x not in have])
             port_net = n.driver == "bridge" and not n.data.get("internal") and not endpoints
             ep = nets.attach(ns, cid, rec.name, n, f"eth{i}", ep_cfg, ports=mappings if port_net else None,
                              mac=spec_body.get("MacAddress") if i == 0 else None, hostname=hostname)
@@ -233,6 +238,13 @@ def disconnect(svc, ns, ref, net_ref, force=False):
     svc.meta.update_container(ns, rec.id, spec=body, extensions=ext)
     nets.events.publish(ns, "network", "disconnect", n.id, container=rec.id, name=n.name, type=n.driver)
     return n
+
+
+def _link(spec):
+    """A --link as "name:alias" ("name", and docker's stored "/name:/container/alias", too)."""
+    target, _, alias = spec.partition(":")
+    target = target.lstrip("/")
+    return f"{target}:{alias.rsplit('/', 1)[-1] or target}"
 
 
 def _same(nets, ns, ref, n):

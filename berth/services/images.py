@@ -248,6 +248,9 @@ class ImageService:
             "Created": cfg.get("created") or "",
             "DockerVersion": cfg.get("docker_version") or "",
             "Author": cfg.get("author") or "",
+            "Container": cfg.get("container") or "",
+            # docker 20.10's legacy field (the builder's container): docker-compose 1.29 reads it to recreate
+            "ContainerConfig": _container_config(cfg.get("container_config") or {}),
             "Config": _docker_config(cfg.get("config") or {}),
             "Architecture": cfg.get("architecture") or "",
             "Variant": cfg.get("variant") or None,
@@ -715,6 +718,14 @@ def _docker_config(c):
     out.setdefault("WorkingDir", c.get("WorkingDir") or "")
     out.setdefault("User", c.get("User") or "")
     out.setdefault("Labels", c.get("Labels"))
+    return out
+
+
+def _container_config(c):
+    out = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+           "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+           "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None}
+    out.update({k: v for k, v in c.items() if k in out or k in ("ExposedPorts", "StopSignal")})
     return out
 
 

@@ -226,6 +226,9 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
         },
     }
     _apply_security(spec, hc, caps, security)
+    cs = hc.get("ConsoleSize")  # API 1.42+: the pty has the client's size from the start
+    if create.get("Tty") and isinstance(cs, list) and len(cs) == 2 and all(isinstance(x, int) and x > 0 for x in cs):
+        spec["process"]["consoleSize"] = {"height": cs[0], "width": cs[1]}
     return spec
 
 
