@@ -548,6 +548,25 @@ ROUTES = {
         Driver=Str(256), DriverOpts=_STRMAP, Labels=_STRMAP, ClusterVolumeSpec=AnyJSON())),
     ("POST", "/volumes/prune"): Route(query={"filters": _FILTERS}),
     ("GET", "/volumes/{name}"): Route(), ("DELETE", "/volumes/{name}"): Route(query={"force": _BOOL}),
+    # routes of the Docker Engine API that berth may serve later: checked as soon as they exist
+    ("POST", "/build"): Route(stream=True, query={
+        "dockerfile": QStr(max=4096), "t": QStr(multi=True, max=MAX_NAME), "extrahosts": QStr(),
+        "remote": QStr(max=4096), "q": _BOOL, "nocache": _BOOL, "cachefrom": QStr(), "pull": QStr(max=64),
+        "rm": _BOOL, "forcerm": _BOOL, "memory": QInt(0), "memswap": QInt(-1), "cpushares": QInt(0),
+        "cpusetcpus": QStr(max=1024), "cpuperiod": QInt(0), "cpuquota": QInt(-1), "buildargs": QJSON(),
+        "shmsize": QInt(0), "squash": _BOOL, "labels": QJSON(), "networkmode": QStr(max=MAX_NAME),
+        "platform": _PLATFORM, "target": QStr(max=256), "outputs": QStr(), "version": QStr(max=8)}),
+    ("POST", "/build/prune"): Route(query={"filters": _FILTERS, "keep-storage": QInt(0), "all": _BOOL}),
+    ("POST", "/commit"): Route(body=CONTAINER_CONFIG, body_optional=True, query={
+        "container": QStr(max=MAX_NAME), "repo": _NAME_Q, "tag": QStr(max=256), "comment": QStr(),
+        "author": QStr(max=4096), "pause": _BOOL, "changes": QStr(multi=True)}),
+    ("GET", "/containers/{id}/export"): Route(),
+    ("POST", "/containers/{id}/update"): Route(body=Obj(HOST_CONFIG.fields, nullable=False)),
+    ("GET", "/system/df"): Route(query={"type": QStr(multi=True, choices=("container", "image", "volume",
+                                                                           "build-cache"))}),
+    ("GET", "/images/search"): Route(query={"term": QStr(required=True, max=MAX_NAME), "limit": QInt(1, 100),
+                                            "filters": _FILTERS}),
+    ("GET", "/distribution/{name}/json"): Route(),
 }
 
 
