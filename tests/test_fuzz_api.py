@@ -18,7 +18,7 @@ from daemon_fixtures import DATA, Daemon
 
 from berth.api import validate as v
 
-MAX_REQUESTS = 4000
+MAX_REQUESTS = 8000
 MAX_SECONDS = 240
 MISSING = "fz-missing"
 IMAGE = "busybox-layers:1"
@@ -184,11 +184,26 @@ def _fill(path, value):
     return path.replace("{id}", value).replace("{name}", value)
 
 
+# routes that reach outside with well-formed values (a registry, a build context URL): only
+# checked by test_api_versions_and_messages' hand-written requests, never fuzzed
+NOT_FUZZED = {("POST", "/build"), ("GET", "/images/search"), ("GET", "/distribution/{name}/json")}
+
+
+def _served():
+    """(method, route) of every route berthd serves."""
+    from berth.api.app import make_app
+    return {(r.method, r.resource.canonical) for r in make_app(None).router.routes()
+            if not r.resource.canonical.startswith("/v{")}
+
+
 def _requests(exec_id):
     """(method, target, body) of the whole run, generated from the routes' schemas."""
     out = []
+    served = _served()
     for (method, path), route in v.ROUTES.items():
         key = (method, path)
+        if key in NOT_FUZZED or key not in served:  # ROUTES also has routes berthd may serve later
+            continue
         real = (method in READ_ONLY or key in REAL_ALSO) and "{" in path
         pid = _real(path, exec_id) if real else MISSING
         if path.startswith("/images/{name}/push"):
@@ -232,15 +247,7 @@ def _requests(exec_id):
 
 
 def test_every_route_has_a_schema():
-    from berth.api.app import make_app
-    app = make_app(None)
-    missing = []
-    for r in app.router.routes():
-        canon = r.resource.canonical
-        if canon.startswith("/v{"):
-            continue
-        if (r.method, canon) not in v.ROUTES:
-            missing.append((r.method, canon))
+    missing = sorted(k for k in _served() if k not in v.ROUTES)
     assert missing == [], f"routes without a schema in berth/api/validate.py ROUTES: {missing}"
 
 

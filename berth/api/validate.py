@@ -405,14 +405,6 @@ _MOUNT = Obj(Target=Str(4096), Source=Str(4096), Type=Str(32), ReadOnly=Bool(), 
                                Subpath=Str(4096)),
              TmpfsOptions=Obj(SizeBytes=Int(0), Mode=Int(0, 0o7777), Options=List(List(Str()))))
 
-# the fields of POST /containers/{id}/update (docker's UpdateConfig: Resources + RestartPolicy)
-_UPDATE_FIELDS = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuPeriod", "CpuQuota",
-                  "CpusetCpus", "CpusetMems", "PidsLimit", "KernelMemory", "BlkioWeight", "CpuRealtimePeriod",
-                  "CpuRealtimeRuntime", "MemorySwappiness", "OomKillDisable", "Devices", "DeviceCgroupRules",
-                  "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
-                  "BlkioDeviceWriteIOps", "Ulimits", "CgroupParent", "DeviceRequests", "CpuCount", "CpuPercent",
-                  "IOMaximumIOps", "IOMaximumBandwidth", "RestartPolicy")
-
 HOST_CONFIG = Obj(
     Binds=List(Str(8192)), ContainerIDFile=Str(4096), LogConfig=Obj(Type=Str(256), Config=_STRMAP),
     NetworkMode=Str(MAX_NAME), PortBindings=Map(List(Obj(HostIp=Str(64), HostPort=Str(32)))),
@@ -557,26 +549,26 @@ ROUTES = {
         Driver=Str(256), DriverOpts=_STRMAP, Labels=_STRMAP, ClusterVolumeSpec=AnyJSON())),
     ("POST", "/volumes/prune"): Route(query={"filters": _FILTERS}),
     ("GET", "/volumes/{name}"): Route(), ("DELETE", "/volumes/{name}"): Route(query={"force": _BOOL}),
-    # update, export, legacy links, disk usage
-    ("POST", "/containers/{id}/update"): Route(body=Obj(
-        nullable=False, fields={k: t for k, t in HOST_CONFIG.fields.items() if k in _UPDATE_FIELDS})),
-    ("GET", "/containers/{id}/export"): Route(),
-    ("DELETE", "/containers/{id}/{alias}"): Route(query={"link": _BOOL}),
-    ("GET", "/system/df"): Route(query={"type": QStr(multi=True, max=32)}),
-    # build and commit (the context is a tar stream; buildargs/labels are JSON the handler parses)
+    # routes of the Docker Engine API that berth may serve later: checked as soon as they exist
     ("POST", "/build"): Route(stream=True, query={
-        "t": QStr(multi=True, max=MAX_NAME), "dockerfile": QStr(max=4096), "target": QStr(max=256),
-        "q": _BOOL, "nocache": _BOOL, "pull": _BOOL, "rm": _BOOL, "forcerm": _BOOL, "squash": _BOOL,
-        "networkmode": QStr(max=MAX_NAME), "platform": _PLATFORM, "extrahosts": QStr(max=65536),
-        "buildargs": QStr(max=1 << 20), "labels": QStr(max=1 << 20), "cachefrom": QStr(max=1 << 20),
-        "memory": QInt(0, 1 << 62), "memswap": QInt(-1, 1 << 62), "cpushares": QInt(0, 1 << 31),
-        "cpuperiod": QInt(0, 1 << 31), "cpuquota": QInt(-1, 1 << 31), "shmsize": QInt(0, 1 << 62),
-        "version": QStr(max=8), "remote": QStr(max=4096)}),
-    ("POST", "/build/prune"): Route(query={"all": _BOOL, "filters": _FILTERS, "keep-storage": QInt(0, 1 << 62)}),
-    ("POST", "/commit"): Route(query={
-        "container": QStr(max=MAX_NAME), "repo": QStr(max=MAX_NAME), "tag": QStr(max=256),
-        "comment": QStr(max=65536), "author": QStr(max=4096), "pause": _BOOL,
-        "changes": QStr(multi=True, max=65536)}),
+        "dockerfile": QStr(max=4096), "t": QStr(multi=True, max=MAX_NAME), "extrahosts": QStr(),
+        "remote": QStr(max=4096), "q": _BOOL, "nocache": _BOOL, "cachefrom": QStr(), "pull": QStr(max=64),
+        "rm": _BOOL, "forcerm": _BOOL, "memory": QInt(0), "memswap": QInt(-1), "cpushares": QInt(0),
+        "cpusetcpus": QStr(max=1024), "cpuperiod": QInt(0), "cpuquota": QInt(-1), "buildargs": QJSON(),
+        "shmsize": QInt(0), "squash": _BOOL, "labels": QJSON(), "networkmode": QStr(max=MAX_NAME),
+        "platform": _PLATFORM, "target": QStr(max=256), "outputs": QStr(), "version": QStr(max=8)}),
+    ("POST", "/build/prune"): Route(query={"filters": _FILTERS, "keep-storage": QInt(0), "all": _BOOL}),
+    ("POST", "/commit"): Route(body=CONTAINER_CONFIG, body_optional=True, query={
+        "container": QStr(max=MAX_NAME), "repo": _NAME_Q, "tag": QStr(max=256), "comment": QStr(),
+        "author": QStr(max=4096), "pause": _BOOL, "changes": QStr(multi=True)}),
+    ("GET", "/containers/{id}/export"): Route(),
+    ("POST", "/containers/{id}/update"): Route(body=Obj(HOST_CONFIG.fields, nullable=False)),
+    ("GET", "/system/df"): Route(query={"type": QStr(multi=True, choices=("container", "image", "volume",
+                                                                           "build-cache"))}),
+    ("GET", "/images/search"): Route(query={"term": QStr(required=True, max=MAX_NAME), "limit": QInt(1, 100),
+                                            "filters": _FILTERS}),
+    ("GET", "/distribution/{name}/json"): Route(),
+    ("DELETE", "/containers/{id}/{alias}"): Route(query={"link": _BOOL}),
 }
 # swarm: a node not in a swarm answers 503 whatever it is sent (berth/api/swarm.py)
 for _m, _paths in (("POST", ("/swarm/init", "/swarm/join", "/swarm/leave", "/swarm/update", "/swarm/unlock",

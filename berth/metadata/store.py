@@ -38,10 +38,12 @@ DB_NAME = "metadata.db"
 DEFAULT_GRACE = 3600.0
 
 
-#: space kept aside next to the database (``metadata.db.reserve``) and given back to the
-#: filesystem when SQLite finds it full: removing things must work on a full disk, and in WAL
-#: mode even a DELETE needs room to append to the log
-RESERVE_SIZE = 4 << 20
+#: space kept aside next to the database (``metadata.db.reserve.N``) and given back to the
+#: filesystem, a piece at a time, when SQLite finds it full during a removal: removing things
+#: must work on a full disk, and in WAL mode even a DELETE needs room to append to the log.
+#: Pieces, so that what one removal frees (and a busy writer may take at once) is not all of it.
+RESERVE_PIECES = 8
+RESERVE_PIECE = 512 << 10
 
 
 class DiskFull(SystemError_):
@@ -98,7 +100,7 @@ class MetadataStore:
         self._conns_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
-        self.reserve_path = self.path + ".reserve"
+        self.reserve_paths = [f"{self.path}.reserve.{i}" for i in range(RESERVE_PIECES)]
         self._reserve_ok = False
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
@@ -127,36 +129,39 @@ class MetadataStore:
     # -- the reserve: room for removals on a full disk -------------------------
 
     def _keep_reserve(self) -> None:
-        """Make the reserve file if it is missing and the filesystem has room for it."""
+        """Make the missing pieces of the reserve, as far as the filesystem has room."""
         if self._reserve_ok:
             return
-        try:
-            if os.stat(self.reserve_path).st_size >= RESERVE_SIZE:
-                self._reserve_ok = True
+        for path in self.reserve_paths:
+            try:
+                if os.stat(path).st_size >= RESERVE_PIECE:
+                    continue
+            except OSError:
+                pass
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
                 return
-        except OSError:
-            pass
-        try:
-            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:
-            return
-        try:
-            os.posix_fallocate(fd, 0, RESERVE_SIZE)
-            self._reserve_ok = True
-        except OSError:  # no room (yet): given back at once, tried again after the next write
-            with contextlib.suppress(OSError):
-                os.unlink(self.reserve_path)
-        finally:
-            os.close(fd)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_PIECE)
+            except OSError:  # no room (yet): given back at once, tried again after the next write
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                return
+            finally:
+                os.close(fd)
+        self._reserve_ok = True
 
     def _release_reserve(self) -> bool:
-        """Give the reserve back to the filesystem; whether there was one."""
+        """Give one piece of the reserve back to the filesystem; whether there was one."""
         self._reserve_ok = False
-        try:
-            os.unlink(self.reserve_path)
-            return True
-        except OSError:
-            return False
+        for path in self.reserve_paths:
+            try:
+                os.unlink(path)
+                return True
+            except OSError:
+                continue
+        return False
 
     @contextlib.contextmanager
     def freeing(self) -> Iterator[None]:
@@ -172,14 +177,14 @@ class MetadataStore:
         """fn(tx) in a write transaction. A removal (frees) on a full disk is tried once more
         after releasing the reserve: it then frees what it removes; other writes just fail, so
         that the reserve is there for the removals. It comes back when there is room."""
-        try:
-            with self.tx() as tx:
-                result = fn(tx)
-        except DiskFull:
-            if not (frees or getattr(self._local, "frees", 0)) or not self._release_reserve():
-                raise
-            with self.tx() as tx:
-                result = fn(tx)
+        while True:
+            try:
+                with self.tx() as tx:
+                    result = fn(tx)
+                break
+            except DiskFull:
+                if not (frees or getattr(self._local, "frees", 0)) or not self._release_reserve():
+                    raise
         if not self._reserve_ok:
             self._keep_reserve()
         return result
