@@ -293,7 +293,7 @@ class ContainerService:
             bundle = os.path.join(sd, "bundle")
             os.makedirs(bundle, exist_ok=True)
             with open(os.path.join(bundle, "config.json"), "w") as f:
-                json.dump(oci, f)
+                f.write(json.dumps(oci))  # dumps: the C encoder (json.dump iterates in Python)
             hc = spec_body.get("HostConfig") or {}
             lc = (hc.get("LogConfig") or {}).get("Config") or {}
             from berth.services.container_net import network_mode
