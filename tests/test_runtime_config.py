@@ -370,7 +370,7 @@ def test_hooks_all_six_kinds_in_order(runtime):
     entries = hook_log(log)
     assert [k for k, _ in entries][-1] == "poststop" and len(entries) == 6
     states = dict(entries)
-    for kind, status in (("prestart", "creating"), ("createRuntime", "creating"), ("poststart", "running"),
+    for kind, status in (("prestart", "created"), ("createRuntime", "creating"), ("poststart", "running"),
                          ("poststop", "stopped")):
         s = states[kind]
         assert s["id"] == cid and s["bundle"] == b and s["status"] == status, (kind, s)

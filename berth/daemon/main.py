@@ -66,6 +66,9 @@ def main(argv=None):
         cfg = load_config(args)
         logging.basicConfig(level=getattr(logging, cfg.log_level.upper()),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # shims and the containers' inits are forked from us: run from a read-only interpreter file
+        from berth.linux import exe
+        exe.ensure_protected("berth.daemon.main")
         # the zygote is forked before any thread or event loop exists; shims are forked from it
         from berth.shim.zygote import Zygote
         zygote = Zygote()

@@ -232,6 +232,23 @@ def ioctl_intp(fd, request, value=0):
     return v.value
 
 
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
+_NS_TYPE_NAMES = {CLONE_NEWNS: "mount", CLONE_NEWCGROUP: "cgroup", CLONE_NEWUTS: "uts", CLONE_NEWIPC: "ipc",
+                  CLONE_NEWUSER: "user", CLONE_NEWPID: "pid", CLONE_NEWNET: "network", CLONE_NEWTIME: "time"}
+
+
+def ns_type(path):
+    """The OCI name ("network", "user", ...) of the namespace file at path, or None when path is
+    not a namespace file (NS_GET_NSTYPE fails)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _NS_TYPE_NAMES.get(ioctl_int(fd, NS_GET_NSTYPE))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 class _Statfs(ctypes.Structure):
     _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long), ("f_blocks", ctypes.c_ulong),
                 ("f_bfree", ctypes.c_ulong), ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),

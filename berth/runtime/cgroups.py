@@ -303,6 +303,117 @@ def validate_resources(resources, mode):
     for i, d in enumerate(devices):
         _check_device(d, f"devices[{i}]")
 
+    swappiness = _swappiness(mem)
+    if swappiness is not None and not 0 <= swappiness <= 100:
+        raise InvalidArgument(f"linux.resources.memory.swappiness: must be between 0 and 100, got {swappiness}")
+    for k in ("disableOOMKiller", "useHierarchy"):
+        if mem.get(k) is not None and not isinstance(mem[k], bool):
+            raise InvalidArgument(f"linux.resources.memory.{k}: must be true or false, got {_short(mem[k])}")
+    for k in ("kernel", "kernelTCP"):
+        _int(mem.get(k), f"memory.{k}")
+
+    bio = _obj(resources.get("blockIO"), "blockIO") or {}
+    for k in ("weight", "leafWeight"):
+        w = _int(bio.get(k), f"blockIO.{k}")
+        if w and not 10 <= w <= 1000:
+            raise InvalidArgument(f"linux.resources.blockIO.{k}: must be between 10 and 1000, got {w}")
+    for i, d in enumerate(_obj(bio.get("weightDevice"), "blockIO.weightDevice", list) or []):
+        f = f"blockIO.weightDevice[{i}]"
+        _check_major_minor(d, f)
+        for k in ("weight", "leafWeight"):
+            w = _int(d.get(k), f"{f}.{k}")
+            if w is not None and not (w == 0 or 10 <= w <= 1000):
+                raise InvalidArgument(f"linux.resources.{f}.{k}: must be between 10 and 1000, got {w}")
+    for key in _THROTTLES:
+        for i, d in enumerate(_obj(bio.get(key), f"blockIO.{key}", list) or []):
+            f = f"blockIO.{key}[{i}]"
+            _check_major_minor(d, f)
+            rate = _int(d.get("rate"), f"{f}.rate")
+            if rate is None or rate < 0:
+                raise InvalidArgument(f"linux.resources.{f}.rate: must be an integer >= 0")
+
+    net = _obj(resources.get("network"), "network") or {}
+    cls = _int(net.get("classID"), "network.classID")
+    if cls is not None and not 0 <= cls < 1 << 32:
+        raise InvalidArgument(f"linux.resources.network.classID: must be a 32-bit unsigned integer, got {cls}")
+    for i, pr in enumerate(_obj(net.get("priorities"), "network.priorities", list) or []):
+        f = f"network.priorities[{i}]"
+        _obj(pr, f)
+        name = pr.get("name")
+        if not isinstance(name, str) or not name or len(name) > 15 or "/" in name or " " in name:
+            raise InvalidArgument(f"linux.resources.{f}.name: must be an interface name, got {_short(name)}")
+        prio = _int(pr.get("priority"), f"{f}.priority")
+        if prio is None or not 0 <= prio < 1 << 32:
+            raise InvalidArgument(f"linux.resources.{f}.priority: must be a 32-bit unsigned integer")
+
+    for i, h in enumerate(_obj(resources.get("hugepageLimits"), "hugepageLimits", list) or []):
+        f = f"hugepageLimits[{i}]"
+        _obj(h, f)
+        _hugepage_size(h.get("pageSize"), f)
+        limit = _int(h.get("limit"), f"{f}.limit")
+        if limit is None or limit < 0:
+            raise InvalidArgument(f"linux.resources.{f}.limit: must be an integer >= 0")
+
+    unified = _obj(resources.get("unified"), "unified") or {}
+    for k, v in unified.items():
+        if not isinstance(v, str) or "/" in k or k.startswith(".") or "." not in k:
+            raise InvalidArgument(f"linux.resources.unified: invalid entry {_short(k)}: {_short(v)}")
+    if unified and mode in ("v1", "hybrid"):
+        raise InvalidArgument("linux.resources.unified: needs cgroup v2 (this host's cgroups are "
+                              f"{mode})")
+
+
+# OCI blockIO throttle keys -> the v1 file and the v2 io.max key
+_THROTTLES = {"throttleReadBpsDevice": ("blkio.throttle.read_bps_device", "rbps"),
+              "throttleWriteBpsDevice": ("blkio.throttle.write_bps_device", "wbps"),
+              "throttleReadIOPSDevice": ("blkio.throttle.read_iops_device", "riops"),
+              "throttleWriteIOPSDevice": ("blkio.throttle.write_iops_device", "wiops")}
+_U64_MAX = (1 << 64) - 1
+
+
+def _swappiness(mem):
+    """memory.swappiness, or None when unset (-1, and its uint64 spelling, mean unset as in runc)."""
+    v = _int(mem.get("swappiness"), "memory.swappiness")
+    return None if v in (None, -1, _U64_MAX) else v
+
+
+def _check_major_minor(d, field):
+    _obj(d, field)
+    for k in ("major", "minor"):
+        v = _int(d.get(k), f"{field}.{k}")
+        if v is None or v < 0:
+            raise InvalidArgument(f"linux.resources.{field}.{k}: must be an integer >= 0")
+
+
+_HUGE_UNITS = {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
+
+
+def _hugepage_size(size, field):
+    """'2MB' -> 2097152; a clear error for anything the kernel would not name that way."""
+    if isinstance(size, str) and len(size) > 2 and size[:-2].isdigit() and size[-2:] in _HUGE_UNITS:
+        return int(size[:-2]) * _HUGE_UNITS[size[-2:]]
+    raise InvalidArgument(f"linux.resources.{field}.pageSize: must be like \"2MB\" or \"1GB\", got {_short(size)}")
+
+
+def _hugepage_sizes():
+    """The page sizes this kernel has, as cgroup file names spell them ('2MB', '1GB')."""
+    try:
+        names = os.listdir("/sys/kernel/mm/hugepages")
+    except OSError:
+        return set()
+    out = set()
+    for n in names:
+        kb = int(n[len("hugepages-"):-2])
+        out.add(f"{kb >> 20}GB" if kb >= 1 << 20 else f"{kb >> 10}MB" if kb >= 1 << 10 else f"{kb}KB")
+    return out
+
+
+def _check_hugepage_size(size):
+    have = _hugepage_sizes()
+    if size not in have:
+        raise SystemError_(f"cgroup: cannot limit hugepages of size {size}: this kernel has "
+                           f"{', '.join(sorted(have)) or 'no hugepages'}")
+
 
 def _check_device(d, field):
     if not isinstance(d, dict):
@@ -622,6 +733,69 @@ class Manager:
                 fname, line = _device_rule(rule)
                 self._set(d, fname, line)
 
+        self._set_v1_memory_extra(mem)
+        self._set_v1_blkio(r.get("blockIO") or {})
+        net = r.get("network") or {}
+        if net.get("classID") is not None:
+            self._set(self._cdir("net_cls", "net_cls.classid"), "net_cls.classid", net["classID"])
+        for pr in net.get("priorities") or []:
+            self._set(self._cdir("net_prio", "net_prio.ifpriomap"), "net_prio.ifpriomap",
+                      f"{pr['name']} {pr['priority']}")
+        for h in r.get("hugepageLimits") or []:
+            fname = f"hugetlb.{h['pageSize']}.limit_in_bytes"
+            d = self._cdir("hugetlb", fname)
+            _check_hugepage_size(h["pageSize"])
+            self._set(d, fname, h["limit"])
+
+    def _need_file(self, d, fname, why=""):
+        if not os.path.exists(os.path.join(d, fname)):
+            raise SystemError_(f"cgroup: cannot set {fname}: this kernel has no {fname}{why}")
+
+    def _set_v1_memory_extra(self, mem):
+        """The memory settings beyond the limits: never ignored when asked for (runc sets them too)."""
+        swappiness = _swappiness(mem)
+        if swappiness is not None:
+            d = self._cdir("memory", "memory.swappiness")
+            self._set(d, "memory.swappiness", swappiness)
+        if mem.get("disableOOMKiller"):
+            d = self._cdir("memory", "memory.oom_control")
+            self._set(d, "memory.oom_control", 1)
+        if mem.get("useHierarchy") is not None:
+            d = self._cdir("memory", "memory.use_hierarchy")
+            self._set(d, "memory.use_hierarchy", int(mem["useHierarchy"]))
+        for key, fname in (("kernel", "memory.kmem.limit_in_bytes"), ("kernelTCP", "memory.kmem.tcp.limit_in_bytes")):
+            if mem.get(key):
+                d = self._cdir("memory", fname)
+                self._need_file(d, fname, " (kernel memory limits were removed from Linux)")
+                self._set(d, fname, mem[key])
+
+    def _set_v1_blkio(self, bio):
+        if not bio:
+            return
+        d = self._cdir("blkio", "linux.resources.blockIO")
+        weights = bio.get("weight") or bio.get("leafWeight") or any(
+            w.get("weight") or w.get("leafWeight") for w in bio.get("weightDevice") or [])
+        if weights:
+            # CFQ's blkio.weight, or BFQ's blkio.bfq.weight; neither when the I/O schedulers have no weights
+            prefix = "blkio." if os.path.exists(os.path.join(d, "blkio.weight")) else "blkio.bfq."
+            self._need_file(d, prefix + "weight", " (the block I/O schedulers in use have no weights: "
+                            "CFQ or BFQ is needed)")
+            if bio.get("weight"):
+                self._set(d, prefix + "weight", bio["weight"])
+            if bio.get("leafWeight"):
+                self._need_file(d, prefix + "leaf_weight")
+                self._set(d, prefix + "leaf_weight", bio["leafWeight"])
+            for w in bio.get("weightDevice") or []:
+                dev = f"{w['major']}:{w['minor']}"
+                if w.get("weight"):
+                    self._set(d, prefix + "weight_device", f"{dev} {w['weight']}")
+                if w.get("leafWeight"):
+                    self._need_file(d, prefix + "leaf_weight_device")
+                    self._set(d, prefix + "leaf_weight_device", f"{dev} {w['leafWeight']}")
+        for key, (fname, _v2key) in _THROTTLES.items():
+            for t in bio.get(key) or []:
+                self._set(d, fname, f"{t['major']}:{t['minor']} {t['rate']}")
+
     def _set_v1_memory(self, d, mem):
         limit = mem.get("limit") or None
         swap = mem.get("swap") or None
@@ -712,6 +886,54 @@ class Manager:
             need("pids", "pids.max", value)
             self._set(d, "pids.max", value)
         # devices: would need an eBPF device program on v2; ignored (see the module docstring)
+
+        if _swappiness(mem) is not None:
+            raise SystemError_("cgroup: cannot set memory.swappiness: cgroup v2 has no per-cgroup swappiness")
+        if mem.get("disableOOMKiller"):
+            raise SystemError_("cgroup: cannot disable the OOM killer: cgroup v2 has no memory.oom_control")
+        for key in ("kernel", "kernelTCP"):
+            if mem.get(key):
+                raise SystemError_(f"cgroup: cannot set memory.{key}: cgroup v2 has no kernel memory limit")
+        net = r.get("network") or {}
+        if net.get("classID") is not None or net.get("priorities"):
+            raise SystemError_("cgroup: cannot set linux.resources.network: cgroup v2 has no net_cls/net_prio "
+                               "controllers")
+        bio = r.get("blockIO") or {}
+        if bio:
+            self._set_v2_io(d, bio, need)
+        for h in r.get("hugepageLimits") or []:
+            fname = f"hugetlb.{h['pageSize']}.max"
+            need("hugetlb", fname, h["limit"])
+            _check_hugepage_size(h["pageSize"])
+            self._set(d, fname, h["limit"])
+        for key, value in (r.get("unified") or {}).items():
+            ctrl = key.split(".", 1)[0]
+            if ctrl != "cgroup":
+                need(ctrl, key, value)
+            self._set(d, key, value)
+
+    def _set_v2_io(self, d, bio, need):
+        weights = []
+        if bio.get("weight"):
+            weights.append(f"default {bio['weight']}")
+        for w in bio.get("weightDevice") or []:
+            if w.get("weight"):
+                weights.append(f"{w['major']}:{w['minor']} {w['weight']}")
+        if bio.get("leafWeight") or any(w.get("leafWeight") for w in bio.get("weightDevice") or []):
+            raise SystemError_("cgroup: cannot set blockIO leaf weights: cgroup v2 has none")
+        if weights:
+            need("io", "io.weight", weights[0])
+            fname = "io.weight" if os.path.exists(os.path.join(d, "io.weight")) else "io.bfq.weight"
+            self._need_file(d, fname, " (the block I/O schedulers in use have no weights)")
+            for line in weights:
+                self._set(d, fname, line)
+        limits = {}
+        for key, (_fname, v2key) in _THROTTLES.items():
+            for t in bio.get(key) or []:
+                limits.setdefault(f"{t['major']}:{t['minor']}", []).append(f"{v2key}={t['rate'] or 'max'}")
+        for dev, parts in limits.items():
+            need("io", "io.max", dev)
+            self._set(d, "io.max", f"{dev} {' '.join(parts)}")
 
     # -- freezer ------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ P and A/B talk over a socketpair with one JSON message per line. Any failure bef
 
 import _signal as signal  # the signal module without its enum wrappers (start-up time)
 import _socket
+import errno
 import os
 import sys
 import time
@@ -119,16 +120,30 @@ def _namespaces(config):
 
 
 def _join(join):
-    fds = [(t, os.open(p, os.O_RDONLY | os.O_CLOEXEC)) for t, p in join]
-    for t, fd in fds:
-        try:
-            sc.setns(fd, NS_FLAGS[t])
-        except OSError as e:
-            if t == "user" and e.errno == 22:  # already in it
-                continue
-            raise SystemError_(f"cannot join {t} namespace: {e.strerror}") from None
-        finally:
+    fds = [(t, p, os.open(p, os.O_RDONLY | os.O_CLOEXEC)) for t, p in join]
+    try:
+        for t, p, fd in fds:
+            if t == "user" and _same_file(fd, "/proc/self/ns/user"):
+                continue  # already in it: setns would fail with EINVAL
+            try:
+                sc.setns(fd, NS_FLAGS[t])
+            except OSError as e:
+                if e.errno == errno.EINVAL:
+                    raise InvalidArgument(f"cannot join {t} namespace: {p} is not a {t} namespace "
+                                          "(or cannot be joined from here)") from None
+                raise SystemError_(f"cannot join {t} namespace {p}: {e.strerror}") from None
+    finally:
+        for _t, _p, fd in fds:
             os.close(fd)
+
+
+def _same_file(fd, path):
+    a = os.fstat(fd)
+    try:
+        b = os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _set_sysctls(sysctl):
@@ -165,8 +180,14 @@ def _preload(process, config):
         import socket  # noqa: F401
         import struct  # noqa: F401
         import termios  # noqa: F401
-    if (config.get("hooks") or {}).get("startContainer"):
+    hooks = config.get("hooks") or {}
+    if hooks.get("createContainer") or hooks.get("startContainer"):
         import subprocess  # noqa: F401
+    if any(ns.get("type") == "network" and not ns.get("path")
+           for ns in (config.get("linux") or {}).get("namespaces") or []):
+        import _socket  # noqa: F401  (sc.link_up("lo"))
+        import fcntl  # noqa: F401
+        import struct  # noqa: F401
     if os.environ.get("BERTH_DEBUG"):
         import traceback  # noqa: F401
     scmp = (config.get("linux") or {}).get("seccomp")
@@ -189,7 +210,7 @@ def _setup_process(process, console):
     return path, slave, name
 
 
-def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns):
+def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns, filt):
     """The container's init (B). Never returns."""
     from berth.runtime import process as procmod
     from berth.runtime import rootfs
@@ -208,7 +229,6 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
         if config.get("domainname"):
             sc.setdomainname(config["domainname"])
         procfd_dir = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        filt = _preload(process, config)
         new_cgroupns = any(ns["type"] == "cgroup" and not ns.get("path") for ns in linux.get("namespaces") or [])
 
         def joined_cgroup():
@@ -279,6 +299,9 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
 
 def _child_a_create(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot):
     try:
+        # everything the init will import, imported before we join or make a user namespace: from
+        # then on the interpreter's files may be out of reach (a Python under a 0700 home)
+        filt = _preload(config["process"], config)
         new, join = _namespaces(config)
         _join(join)
         userns_new = bool(new & sc.CLONE_NEWUSER)
@@ -297,7 +320,7 @@ def _child_a_create(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_p
             sc.unshare(rest)
         pid = os.fork()
         if pid == 0:
-            _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns)
+            _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns, filt)
         ch.send(t="pid", pid=pid)
         os._exit(0)
     except BaseException as e:
@@ -431,10 +454,11 @@ def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False
                 a_pid = 0
             elif t == "hooks":
                 hs = config.get("hooks")
-                s = st.oci(status="creating")
                 try:
-                    hookmod.run(hs, "prestart", s)
-                    hookmod.run(hs, "createRuntime", s)
+                    # runtime-tools' hooks_stdin: prestart sees "created" (the legacy hook runs once
+                    # the environment exists); createRuntime runs during step 2, "creating"
+                    hookmod.run(hs, "prestart", st.oci(status="created"))
+                    hookmod.run(hs, "createRuntime", st.oci(status="creating"))
                 except BerthError:
                     ch.send(t="fail")
                     raise

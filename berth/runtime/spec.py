@@ -122,6 +122,11 @@ def validate(config, bundle, need_process=True, check_seccomp=True):
             p = _type(ns["path"], str, f"linux.namespaces[{t}].path")
             if not os.path.exists(p):
                 raise NotFound(f"namespace path {p} does not exist")
+            actual = _ns_type(p)
+            if actual != t:
+                what = f"a {actual} namespace" if actual else "not a namespace file"
+                raise InvalidArgument(f"config.json: linux.namespaces[{t}].path {p} is {what}, "
+                                      f"not a {t} namespace")
     has_user = "user" in seen
     for key in ("uidMappings", "gidMappings"):
         maps = _type(linux.get(key) or [], list, f"linux.{key}")
@@ -338,3 +343,12 @@ def default_spec(rootless=False):
                        "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
         spec["mounts"] = mounts
     return spec
+
+
+def _ns_type(path):
+    from berth.linux.syscalls import ns_type
+    try:
+        return ns_type(path)
+    except OSError as e:
+        raise InvalidArgument(f"config.json: cannot open namespace path {path}: {e.strerror}") from None
+

@@ -7,7 +7,7 @@ import os
 import sys
 
 from berth import fastjson as json
-from berth.errors import BerthError
+from berth.errors import BerthError, NotFound
 
 DEFAULT_ROOT = "/run/berth-runc"
 VERSION = "1.2.0"
@@ -286,6 +286,10 @@ def _table(rows):
 def _run(args):
     root = args.root
     c = args.cmd
+    if c in ("create", "run", "exec"):
+        # these put a process of ours into the container: run from a read-only interpreter file
+        from berth.linux import exe
+        exe.ensure_protected("berth.runtime_cli.main")
     if c in ("create", "run", "start", "kill", "delete", "pause", "resume", "exec"):
         from berth.runtime import container
     if c == "create":
@@ -303,7 +307,11 @@ def _run(args):
         container.kill(root, args.id, args.signal or "SIGTERM", all_=args.all)
         return 0
     if c == "delete":
-        container.delete(root, args.id, force=args.force)
+        try:
+            container.delete(root, args.id, force=args.force)
+        except NotFound:
+            if not args.force:  # runc: --force of a container that does not exist is not an error
+                raise
         return 0
     if c == "pause":
         container.pause(root, args.id)
