@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV := .venv
-APT_PACKAGES := python3 python3-venv python3-pip busybox-static runc libseccomp2 procps iproute2 util-linux containerd docker-registry skopeo openssl tini containernetworking-plugins iptables
+APT_PACKAGES := python3 python3-venv python3-pip busybox-static runc libseccomp2 procps iproute2 util-linux containerd docker-registry skopeo openssl tini containernetworking-plugins iptables runsc
 
 .PHONY: all deps install test demo bench clean
 
