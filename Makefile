@@ -8,7 +8,7 @@ COMPOSE_VENV := .venv-compose
 COMPOSE_PIP := docker-compose==1.29.2 docker==6.1.3 requests==2.31.0
 # its PyYAML 5.4.1 has no wheel for this Python and its sdist fails to build with Cython 3
 COMPOSE_BUILD := Cython==0.29.37 wheel==0.48.0
-APT_PACKAGES := python3 python3-venv python3-pip busybox-static runc libseccomp2 procps iproute2 util-linux containerd docker-registry skopeo openssl tini containernetworking-plugins iptables
+APT_PACKAGES := python3 python3-venv python3-pip busybox-static runc libseccomp2 procps iproute2 util-linux containerd docker-registry skopeo openssl tini containernetworking-plugins iptables runsc
 
 .PHONY: all deps install compose test demo bench clean
 

@@ -226,3 +226,18 @@ def test_runsc_exec_logs_and_exit_codes(c):
     assert p.returncode in (125, 127) and p.err.strip()
     p = c.berth("run", "--rm", "--runtime", "runsc", "--network", "none", IMG, "sh", "-c", "exit 5", timeout=120)
     assert p.returncode == 5
+
+
+def test_a_killed_shim_ends_its_container(c):
+    """A shim killed (-9) tells nothing: berthd records the exit and ends what still runs."""
+    cid = c.berth("run", "-d", IMG, "sleep", "60", check=True).out.strip()
+    pid = inspect(c, cid)["State"]["Pid"]
+    with open(f"/proc/{pid}/status") as f:
+        shim_pid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+    with open(f"/proc/{shim_pid}/comm") as f:
+        assert f.read().strip() == "berth-shim"
+    os.kill(shim_pid, 9)
+    wait_for(lambda: inspect(c, cid)["State"]["Status"] == "exited", 20, "the exit recorded")
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z",
+             20, "the container's process to end")
+    c.berth("rm", cid, check=True)

@@ -173,3 +173,36 @@ def test_a_start_failure_is_recorded(engine):
     assert st["Status"] == "created" and st["ExitCode"] == 127 and st["Error"]
     s.containers.remove(NS, cid)
     assert not os.path.exists(s.containers.shim_socket(cid))
+
+
+def test_error_kinds_cross_the_shim_boundary(engine):
+    """The shim's errors arrive as their kinds (not recovered from message text)."""
+    from berth.shim.client import ShimGone
+    s = engine
+    cid = _create(s, ["sleep", "60"])
+    s.containers.start(NS, cid)
+    shim = s.containers.shim(cid)
+    assert shim.state().status == "running"
+    shim.pause()
+    assert shim.state().status == "paused"
+    with pytest.raises(FailedPrecondition):
+        shim.pause()  # the shim's own refusal, as its kind
+    shim.resume()
+    with pytest.raises(NotFound):
+        shim.exec_state("no-such-exec")
+    assert shim.stats().pid == shim.state().pid > 0
+    s.containers.kill(NS, cid, "KILL")
+    with pytest.raises(ShimGone):  # a FailedPrecondition too: the container is not running
+        shim.kill(9)
+    s.containers.remove(NS, cid)
+
+
+def test_networks_and_volumes_publish_their_events(engine):
+    s = engine
+    v = s.volumes.create(NS, "inproc-vol")
+    n = s.networks.create(NS, "inproc-net")
+    s.networks.remove(NS, n.id, lambda _n: [])
+    s.volumes.remove(NS, v["Name"])
+    seen = [(e["Type"], e["Action"], e["Actor"]["ID"]) for e in s.seen]
+    assert ("volume", "create", "inproc-vol") in seen and ("volume", "destroy", "inproc-vol") in seen
+    assert ("network", "create", n.id) in seen and ("network", "destroy", n.id) in seen

@@ -399,7 +399,7 @@ def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False
     })
     try:
         with open(os.path.join(d, "config.json"), "w") as f:
-            json.dump(config, f)
+            f.write(json.dumps(config))  # dumps: the C encoder (json.dump iterates in Python)
         fifo = st.fifo
         old_umask = os.umask(0)
         try:

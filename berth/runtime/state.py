@@ -91,7 +91,7 @@ class State:
         # rename makes the update atomic; no fsync: the state lives on a tmpfs (/run) by default
         # and describes processes that do not survive a reboot anyway
         with open(tmp, "w") as f:
-            json.dump(self.data, f)
+            f.write(json.dumps(self.data))
         os.rename(tmp, os.path.join(self.dir, "state.json"))
 
 

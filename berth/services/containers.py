@@ -307,7 +307,7 @@ class ContainerService:
             bundle = os.path.join(sd, "bundle")
             os.makedirs(bundle, exist_ok=True)
             with open(os.path.join(bundle, "config.json"), "w") as f:
-                json.dump(oci, f)
+                f.write(json.dumps(oci))  # dumps: the C encoder (json.dump iterates in Python)
             hc = spec_body.get("HostConfig") or {}
             lc = (hc.get("LogConfig") or {}).get("Config") or {}
             from berth.services.container_net import network_mode
@@ -348,10 +348,9 @@ class ContainerService:
             container_net.teardown(self, ns, rec.id)
             self.volumes.release(ns, rec)
             raise
-        if not restarting:
-            self._ext_update(ns, rec.id, stopped_by_user=False, restart_count=0)
         self.states.transition(ns, rec.id, S.RUNNING, pid=res.pid, started_at=started_at, error="",
-                               exit_code=0, generation=st.generation + 1, oom_killed=False)
+                               exit_code=0, generation=st.generation + 1, oom_killed=False,
+                               ext=None if restarting else {"stopped_by_user": False, "restart_count": 0})
         self.events.container(ns, rec, "start")
         self.monitor.watch(ns, rec.id, channel)
         return True

@@ -72,6 +72,21 @@ class Monitor:
         except Exception:  # noqa: BLE001
             log.exception("container %s: after its exit", cid[:12])
 
+    def _shim_lost(self, rec) -> None:
+        """The shim went without telling the exit (killed): nobody holds the container any more;
+        its runtime's forced delete ends what may still run of it (as containerd does when a
+        shim dies), and the dead shim's socket goes."""
+        rt = self.c.runtime(rec)
+        if rt.has_state(rec.id):
+            try:
+                rt.delete(rec.id, force=True)
+            except BerthError as e:
+                log.warning("container %s: its shim died; deleting it: %s", rec.id[:12], e)
+        try:
+            os.unlink(self.c.shim_socket(rec.id))
+        except OSError:
+            pass
+
     def _recorded_exit(self, cid: str) -> ExitEvent:
         """The exit the shim wrote on disk (a shim killed before it told: 255)."""
         try:
@@ -92,13 +107,14 @@ class Monitor:
         c = self.c
         if self.health is not None:
             self.health.stopped(cid)
-        if ev is None:
-            ev = self._recorded_exit(cid)
         try:
             rec = c.meta.get_container(ns, cid)
         except NotFound:
             c.states.forget(cid)
             return ""
+        if ev is None:
+            ev = self._recorded_exit(cid)
+            self._shim_lost(rec)
         code = ev.exit_code
         restart = self.should_restart(rec, code, daemon_start)
         auto_remove = not restart and ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove")

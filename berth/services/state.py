@@ -96,9 +96,10 @@ class ContainerStates:
             return self._cache.get(cid) or self._gone.get(cid)
 
     def transition(self, ns: str, cid: str, to: str, check: Callable[[RunState], None] | None = None,
-                   **fields) -> RunState:
+                   ext: dict | None = None, **fields) -> RunState:
         """Move a container to ``to`` (FailedPrecondition when that move is not allowed from where
-        it is; ``check`` may refuse too), persist it, wake the waiters. Returns the new state."""
+        it is; ``check`` may refuse too), persist it (with ``ext``: other keys of the record's
+        extensions changed in the same transaction), wake the waiters. Returns the new state."""
         with self.cond:
             cur = self.get(ns, cid)
             if to not in ALLOWED[cur.status]:
@@ -110,7 +111,7 @@ class ContainerStates:
             for k, v in fields.items():
                 setattr(new, k, v)
             try:
-                self._persist(ns, cid, new)
+                self._persist(ns, cid, new, ext)
             except Exception:
                 if to != DEAD:
                     raise
@@ -120,11 +121,11 @@ class ContainerStates:
             self.cond.notify_all()
             return new
 
-    def _persist(self, ns: str, cid: str, st: RunState) -> None:
+    def _persist(self, ns: str, cid: str, st: RunState, ext: dict | None = None) -> None:
         try:
             with self.meta.tx() as tx:
                 rec = tx.get_container(ns, cid)
-                tx.update_container(ns, cid, extensions=dict(rec.extensions or {}, state=asdict(st)))
+                tx.update_container(ns, cid, extensions=dict(rec.extensions or {}, **(ext or {}), state=asdict(st)))
         except NotFound:
             pass
 
