@@ -73,6 +73,15 @@ class Daemon:
         else:
             self.events.container(ns, rec, action, **extra)
 
+    def watch(self, ns, cid):
+        """Nothing to do: the monitor watches every container a start starts (kept for callers
+        written against the wiring before the monitor)."""
+
+    @property
+    def attach_waiting(self):
+        """The containers an attach waits for (the container service holds them)."""
+        return self.containers.attach_pending
+
     def watch_running(self):
         """After a (re)start of berthd: the monitor restores what the shims hold."""
         self.containers.monitor.restore()
