@@ -83,7 +83,8 @@ class Int(T):
         if v == 0 and self.zero_ok:
             return
         if not self.lo <= v <= self.hi:
-            if self.why and "{v}" in self.why:  # docker's own sentence, which names the setting
+            if self.why and (self.why[:1].isupper() or "{v}" in self.why):
+                # dockerd's own sentence (it names the setting): word for word, as clients compare it
                 raise InvalidArgument(self.why.format(v=v))
             raise bad(field, self.why or f"{v} is out of range [{self.lo}, {self.hi}]")
 
@@ -418,7 +419,7 @@ HOST_CONFIG = Obj(
     Privileged=Bool(), PublishAllPorts=Bool(), ReadonlyRootfs=Bool(), SecurityOpt=List(Str(65536)),
     StorageOpt=_STRMAP, Tmpfs=_STRMAP, UTSMode=Str(MAX_NAME), UsernsMode=Str(MAX_NAME),
     ShmSize=Int(0, why="SHM size can not be less than 0"), Sysctls=_STRMAP, Runtime=Str(256), Isolation=Str(32),
-    CpuShares=Int(0, why="CPU shares cannot be negative"),
+    CpuShares=Int(0, why="cpu shares cannot be negative"),  # dockerd 20.10 takes -1; berth names the field
     Memory=Int(6 * MB, why="Minimum memory limit allowed is 6MB", zero_ok=True),
     NanoCpus=Int(0, why="NanoCPUs cannot be negative"), CgroupParent=Str(4096), BlkioWeight=Int(
         10, 1000, why="Range of blkio weight is from 10 to 1000", zero_ok=True),

@@ -189,6 +189,11 @@ class MetadataStore:
             self._keep_reserve()
         return result
 
+    def write(self, fn: Callable[[Tx], Any]) -> Any:
+        """fn(tx) in one write transaction; inside freeing() (a removal, a stop) it may use the
+        reserve on a full disk, as the store's own removal methods do."""
+        return self._write(fn)
+
     def _up_to_date(self) -> bool:
         """Whether opening needs no write (so it does not wait for a writer)."""
         with self.tx(readonly=True) as tx:

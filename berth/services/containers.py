@@ -154,7 +154,7 @@ class ContainerService:
 
     def _ext_update(self, ns, cid, **kv):
         """Change some keys of the record's extensions in one transaction (others' keys stay)."""
-        with self.meta.tx() as tx:
+        def update(tx):
             rec = tx.get_container(ns, cid)
             ext = dict(rec.extensions or {})
             for k, v in kv.items():
@@ -163,6 +163,7 @@ class ContainerService:
                 else:
                     ext[k] = v
             return tx.update_container(ns, cid, extensions=ext)
+        return self.meta.write(update)
 
     def pause(self, ns: str, ref: str) -> None:
         rec = self.get(ns, ref)

@@ -140,6 +140,15 @@ class Monitor:
                 return "removed"
             except NotFound:
                 pass
+            except Exception as e:  # noqa: BLE001 - as dockerd: the removal's failure is the wait's answer
+                log.error("container %s: removing it after its exit failed: %s", cid[:12], e)
+                st = c.states.peek(cid)
+                if st is not None and st.status != S.DEAD:
+                    msg = e.message if isinstance(e, BerthError) else str(e)
+                    try:
+                        c.states.transition(ns, cid, S.DEAD, error=f"removal failed: {msg}")
+                    except BerthError:
+                        pass
         return ""
 
     def _restart(self, ns: str, cid: str) -> bool:

@@ -12,12 +12,15 @@ monitor (berth.services.monitor) drives restarting.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from berth.errors import FailedPrecondition, NotFound
+
+log = logging.getLogger("berthd.state")
 
 CREATED, RUNNING, PAUSED, RESTARTING, EXITED, REMOVING, DEAD = (
     "created", "running", "paused", "restarting", "exited", "removing", "dead")
@@ -112,20 +115,24 @@ class ContainerStates:
                 setattr(new, k, v)
             try:
                 self._persist(ns, cid, new, ext)
-            except Exception:
-                if to != DEAD:
+            except NotFound:
+                raise
+            except Exception as e:
+                if to not in (EXITED, DEAD):
                     raise
-                # a failure's record: known in memory even when the store cannot take it (a full
-                # or broken disk), so that waits on the container end
+                # an exit, or a failure, is a fact: known in memory even when the store cannot
+                # take it (a full or broken disk), so that the waits on the container end
+                log.error("container %s: %s, but its store cannot record it: %s", cid[:12], to, e)
             self._cache[cid] = new
             self.cond.notify_all()
             return new
 
     def _persist(self, ns: str, cid: str, st: RunState, ext: dict | None = None) -> None:
+        def update(tx):
+            rec = tx.get_container(ns, cid)
+            tx.update_container(ns, cid, extensions=dict(rec.extensions or {}, **(ext or {}), state=asdict(st)))
         try:
-            with self.meta.tx() as tx:
-                rec = tx.get_container(ns, cid)
-                tx.update_container(ns, cid, extensions=dict(rec.extensions or {}, **(ext or {}), state=asdict(st)))
+            self.meta.write(update)  # in a removal or a stop, it may use the reserve on a full disk
         except NotFound:
             pass
 
