@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import sys
 
 from berth.errors import BerthError
@@ -79,7 +80,12 @@ def main(argv=None):
             asyncio.run(serve(cfg, zygote=zygote))
         finally:
             zygote.close()
-        return 0
+        # served and cleaned up: threads still waiting on containers (a logs -f, a wait) are not
+        # joined (they would hold the exit until their container ends; the containers go on)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     except BerthError as e:
         print(f"berthd: {e.message}", file=sys.stderr)
         return 1

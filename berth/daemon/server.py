@@ -210,7 +210,9 @@ async def serve(cfg, ready=None, zygote=None):
     await daemon.run(daemon.startup_gc)
     await daemon.run(daemon.watch_running)
     app = make_app(daemon)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # a stop waits this long for the requests in flight: streams that last as long as a container
+    # (logs -f, attach, events) are cut then, as dockerd does, not waited for (60 s by default)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     sites = []
     made = []
