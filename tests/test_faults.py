@@ -217,6 +217,44 @@ def test_load_and_create_killed_daemon(daemon, tmp_path):
     assert ok <= set(p.out.split()), (ok, p.out)
 
 
+def test_commit_killed_daemon(daemon, tmp_path):
+    """kill -9 while a container's changes are committed as a layer (32 MiB of random bytes, so
+    the layer takes a while): the client fails (or said it succeeded), and after a restart the
+    image is all there or not there, and the container is intact."""
+    assert daemon.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar")).returncode == 0
+    p = daemon.berth("run", "--name", "src", "busybox-layers:1", "sh", "-c",
+                     "dd if=/dev/urandom of=/big.bin bs=1M count=32 2>/dev/null; echo made")
+    assert p.returncode == 0 and "made" in p.out, p.err
+    cli = subprocess.Popen([BERTH, "-H", daemon.host, "commit", "src", "committed:1"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=daemon.env())
+    try:
+        time.sleep(0.3)  # the layer is being made: its tar is written and hashed
+        daemon.kill9()
+        out, err = cli.communicate(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    if cli.returncode == 0:  # the commit was complete before the kill landed: then it said so
+        assert out.strip().startswith(b"sha256:"), out
+    else:
+        assert b"Traceback" not in err and err.strip(), err
+    daemon.start()
+    p = daemon.berth("images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert p.returncode == 0, p.err
+    if "committed:1" in p.out:  # all or nothing: an image that is listed is whole and runs
+        r = daemon.berth("run", "--rm", "committed:1", "sh", "-c", "wc -c < /big.bin")
+        assert r.returncode == 0 and r.out.strip() == str(32 << 20), (r.out, r.err)
+    else:
+        assert cli.returncode != 0
+    # the container is untouched: it can be committed again, and removed
+    p = daemon.berth("commit", "src", "committed:2")
+    assert p.returncode == 0, p.err
+    r = daemon.berth("run", "--rm", "committed:2", "sh", "-c", "wc -c < /big.bin")
+    assert r.returncode == 0 and r.out.strip() == str(32 << 20), (r.out, r.err)
+    assert daemon.berth("rm", "src").returncode == 0
+
+
 def _chattr(flag, *paths):
     for p in paths:
         if os.path.exists(p):
