@@ -27,6 +27,9 @@ from berth.linux import syscalls as sc
 from berth.shim import protocol as proto
 
 
+MAX_EXEC_RECORDS = 256  # finished execs whose exit code the shim still answers for (exec_state)
+
+
 def _now_rfc3339():
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
@@ -567,6 +570,10 @@ class Shim:
         c.mode = "exec"
         c.exec = ex
         self.execs[ex.id] = ex
+        if len(self.execs) > MAX_EXEC_RECORDS:  # health probes exec every few seconds: keep the newest
+            done = [k for k, e in self.execs.items() if e.exit_code is not None]
+            for old_id in done[:len(self.execs) - MAX_EXEC_RECORDS]:
+                del self.execs[old_id]
         self._reply(c, proto.ok(pid=ex.pid))
         self.reap()
 
