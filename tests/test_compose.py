@@ -172,7 +172,7 @@ def _has_healthchecks(engine):
 
 def test_compose_depends_on_service_healthy(engine, tmp_path):
     if not _has_healthchecks(engine):
-        pytest.skip(f"{engine.name} has no healthchecks yet (State.Health; being built on branch parity-run)")
+        pytest.skip(f"{engine.name} has no healthchecks (State.Health)")
     name = "berthhealthy"
     pdir = project(engine, tmp_path, HEALTHY, name)
     try:
