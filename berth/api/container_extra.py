@@ -44,37 +44,13 @@ async def update(request):
 
 async def export(request):
     """GET /containers/{id}/export: the container's filesystem as a tar."""
-    import asyncio
-
+    from berth.api.container_ops import stream_archive
     from berth.services import export as exp
     d = request.app["daemon"]
     ns = namespace_of(request)
     rec = await d.run(d.containers.get, ns, request.match_info["id"])
     archive = await d.run(exp.export, d.containers, ns, rec.id)
-    loop = asyncio.get_running_loop()
-    done = object()
-    try:
-        resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/x-tar"}))
-        await resp.prepare(request)
-        try:
-            buf, size = [], 0
-            while True:
-                chunk = await loop.run_in_executor(d.pool, next, archive, done)
-                if chunk is done:
-                    break
-                buf.append(chunk)
-                size += len(chunk)
-                if size >= 1 << 16:
-                    await resp.write(b"".join(buf))
-                    buf, size = [], 0
-            if buf:
-                await resp.write(b"".join(buf))
-            await resp.write_eof()
-        except ConnectionError:
-            pass
-        return resp
-    finally:
-        await loop.run_in_executor(d.pool, archive.close)
+    return await stream_archive(request, d.pool, archive)
 
 
 def add_sizes(d, ns, items):

@@ -98,17 +98,22 @@ async def archive_get(request):
     rec = await _rec(d, svc, ns, request)
     path = request.query.get("path", "")
     archive = await d.run(ops.get_archive, svc, ns, rec.id, path)
+    return await stream_archive(request, d.pool, archive, {STAT_HEADER: ops.encode_stat(archive.stat)})
+
+
+async def stream_archive(request, pool, archive, headers=None):
+    """Answer with an Archive's tar bytes (read in the pool, written in 64 KiB pieces); close it."""
     loop = asyncio.get_running_loop()
     done = object()
     try:
         resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{
-            "Content-Type": "application/x-tar", STAT_HEADER: ops.encode_stat(archive.stat)}))
+            "Content-Type": "application/x-tar"}, **(headers or {})))
         await resp.prepare(request)
         try:
             buf = []
             size = 0
             while True:
-                chunk = await loop.run_in_executor(d.pool, next, archive, done)
+                chunk = await loop.run_in_executor(pool, next, archive, done)
                 if chunk is done:
                     break
                 buf.append(chunk)
@@ -127,7 +132,7 @@ async def archive_get(request):
             raise
         return resp
     finally:
-        await loop.run_in_executor(d.pool, archive.close)
+        await loop.run_in_executor(pool, archive.close)
 
 
 async def archive_put(request):
