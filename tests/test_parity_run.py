@@ -618,61 +618,12 @@ def test_uts_cgroupns_cgroup_parent(eng):
 
 # --- the same commands against a private dockerd 20.10: the same words ---
 
-class _PeerDockerd:
-    """Debian's dockerd with its own data root, exec root and socket; no bridge, no iptables."""
-
-    def __init__(self, base):
-        import subprocess
-        self.base = str(base)
-        self.made = [d for d in ("/run/docker", "/run/docker/plugins") if not os.path.exists(d)]
-        self.sock = os.path.join(self.base, "docker.sock")
-        self.host = "unix://" + self.sock
-        self.cfg = os.path.join(self.base, "cli")
-        os.makedirs(self.cfg, exist_ok=True)
-        self.log = os.path.join(self.base, "dockerd.log")
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["dockerd", "--data-root", os.path.join(self.base, "data"), "--exec-root",
-                 os.path.join(self.base, "exec"), "-H", self.host, "--pidfile", os.path.join(self.base, "d.pid"),
-                 "--iptables=false", "--ip6tables=false", "--bridge=none"],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_for(lambda: self.proc.poll() is not None or self.docker("version").returncode == 0, 60, "dockerd")
-        assert self.proc.poll() is None, open(self.log).read()[-2000:]
-
-    def docker(self, *args, input=None, check=False):
-        from daemon_fixtures import _run
-        env = dict(os.environ, HOME=self.base, DOCKER_CONFIG=self.cfg)
-        env.pop("DOCKER_HOST", None)
-        return _run(["docker", "-H", self.host, *args], input, check, 120, env)
-
-    def stop(self):
-        import subprocess
-        ids = self.docker("ps", "-aq").out.split()
-        if ids:
-            self.docker("rm", "-f", *ids)
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
-        for d in reversed(self.made):
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
-
-
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory):
     if not shutil.which("dockerd"):
         pytest.skip("dockerd (Debian's docker.io) is not installed")
-    d = _PeerDockerd(tmp_path_factory.mktemp("dockerd"))
+    from peer_dockerd import Dockerd
+    d = Dockerd(tmp_path_factory.mktemp("dockerd"))
     try:
         d.docker("load", "-i", BUSYBOX, check=True)
         yield d
