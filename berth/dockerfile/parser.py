@@ -139,7 +139,7 @@ def _instruction(text: str, line: int, end: int, escape: str, in_onbuild: bool =
         ins.args = [rest]
         return ins
     if cmd in ("RUN", "CMD", "ENTRYPOINT"):
-        arr = _json_array(rest)
+        arr = json_array(rest)
         if arr is not None:
             ins.args, ins.json = arr, True
         else:
@@ -147,7 +147,7 @@ def _instruction(text: str, line: int, end: int, escape: str, in_onbuild: bool =
                 raise _err(line, "RUN requires at least one argument")
             ins.args = [rest] if rest else []
     elif cmd in ("COPY", "ADD", "VOLUME"):
-        arr = _json_array(rest)
+        arr = json_array(rest)
         if arr is not None:
             ins.args, ins.json = arr, True
         else:
@@ -166,7 +166,7 @@ def _instruction(text: str, line: int, end: int, escape: str, in_onbuild: bool =
             raise _err(line, "ARG requires at least one argument")
         ins.args = words
     elif cmd == "SHELL":
-        arr = _json_array(rest)
+        arr = json_array(rest)
         if arr is None:
             raise _err(line, "SHELL requires the arguments to be in JSON form")
         if not arr:
@@ -185,7 +185,7 @@ def _instruction(text: str, line: int, end: int, escape: str, in_onbuild: bool =
             body = words[1].strip() if len(words) > 1 else ""
             if not body:
                 raise _err(line, "Missing command after HEALTHCHECK CMD")
-            arr = _json_array(body)
+            arr = json_array(body)
             if arr is not None:
                 ins.args, ins.json = ["CMD"] + arr, True
             else:
@@ -239,7 +239,8 @@ def _flags(ins: Instruction, rest: str) -> str:
     return rest
 
 
-def _json_array(rest: str):
+def json_array(rest: str) -> list[str] | None:
+    """The JSON (exec) form of an instruction's arguments, or None for the shell form."""
     if not rest.startswith("["):
         return None
     try:

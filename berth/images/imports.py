@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 
 from berth.errors import BerthError, InvalidArgument
 from berth.images.config import host_platform, normalize_platform, parse_platform
+from berth.dockerfile.parser import json_array
 from berth.oci import mediatypes as mt
 
 _CHUNK = 1 << 20
@@ -113,19 +114,6 @@ def _unquote(s: str) -> str:
     if quote is not None:
         raise InvalidArgument(f"unmatched quote in {_q(s)}")
     return "".join(out)
-
-
-def _json_array(args: str) -> list[str] | None:
-    """The JSON (exec) form of an instruction's arguments, or None for the shell form."""
-    if not args.startswith("["):
-        return None
-    try:
-        value = json.loads(args)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        return None
-    return value
 
 
 def _name_values(instr: str, args: str) -> list[tuple[str, str]]:
@@ -205,7 +193,7 @@ def apply_changes(changes: Iterable[str], base: Mapping[str, Any] | None = None)
         if instr not in SUPPORTED_CHANGES:
             raise InvalidArgument(f"unsupported --change instruction {instr}")
         if instr in ("CMD", "ENTRYPOINT"):
-            form = _json_array(args)
+            form = json_array(args)
             if form is None:
                 if not args:
                     raise InvalidArgument(f"{instr} requires at least one argument")
@@ -240,7 +228,7 @@ def apply_changes(changes: Iterable[str], base: Mapping[str, Any] | None = None)
                 ports[p] = {}
             cfg["ExposedPorts"] = ports
         elif instr == "VOLUME":
-            form = _json_array(args)
+            form = json_array(args)
             if form is None:
                 form = [_unquote(w) for w in _split_words(args)]
             if not form or any(not v.strip() for v in form):
