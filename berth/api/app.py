@@ -1,36 +1,44 @@
 """The aiohttp application: routing with and without /vX.Y, errors as JSON, Api-Version."""
 
+from __future__ import annotations
+
 import json
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
 from berth import __version__
 from berth.api import validate
-from berth.errors import BerthError
+from berth.errors import BerthError, InvalidArgument
+
+if TYPE_CHECKING:
+    from berth.services import Services
 
 API_VERSION = "1.45"
 MIN_API_VERSION = "1.24"
 NAMESPACE_HEADER = "X-Berth-Namespace"
 
 log = logging.getLogger("berthd.api")
+SERVICES = web.AppKey("services", object)  # the Services the handlers call
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def json_response(data, status=200, headers=None):
+def json_response(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:
     return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json",
                         headers=headers)
 
 
-def error_response(status, message):
+def error_response(status: int, message: str) -> web.Response:
     if len(message) > 1024:  # never echo a whole huge name or body back
         message = message[:1024] + "..."
     return json_response({"message": message}, status=status)
 
 
 @web.middleware
-async def errors_middleware(request, handler):
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         await validate.check(request, validate.route_of(request), MIN_API_VERSION, API_VERSION)
         resp = await handler(request)
@@ -65,7 +73,7 @@ async def errors_middleware(request, handler):
     return resp
 
 
-def unexpected_error(e, request):
+def unexpected_error(e: BaseException, request: web.Request) -> tuple[int, str]:
     """(status, message) for an exception that is not a BerthError. A full disk (or quota) is
     the host's condition, said in one line; anything else is a bug in berth: its traceback goes
     to the log, and the client is told "internal error" without Python's internals."""
@@ -79,39 +87,50 @@ def unexpected_error(e, request):
     return 500, "internal error (a bug in berthd: see its log)"
 
 
-def stream_headers():
+def stream_headers() -> dict[str, str]:
     return {"Api-Version": API_VERSION, "Server": f"berth/{__version__} (linux)"}
 
 
 class Router:
     """Adds each route twice: at /path and at /v{X.Y}/path, as dockerd answers both."""
 
-    def __init__(self, app):
+    def __init__(self, app: web.Application) -> None:
         self.app = app
 
-    def add(self, method, path, handler):
+    def add(self, method: str, path: str, handler: Handler) -> None:
         self.app.router.add_route(method, path, handler)
         self.app.router.add_route(method, r"/v{_api_version:[0-9]+\.[0-9]+}" + path, handler)
 
 
-def services(request):
+def services(request: web.Request) -> Services:
     """The use-cases (berth.services.Services) the handlers call."""
-    return request.app["services"]
+    return request.app[SERVICES]
 
 
-def namespace_of(request):
+def namespace_of(request: web.Request) -> str:
     ns = request.headers.get(NAMESPACE_HEADER)
     if not ns:
-        return request.app["daemon"].cfg.namespace
+        return services(request).cfg.namespace
     from berth.metadata.records import check_namespace
     return check_namespace(ns)  # a bad header is a 400, not an empty namespace
 
 
-def make_app(daemon):
+async def json_body(request: web.Request) -> dict:
+    """The request's JSON object (a body that is not one: a 400)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidArgument("request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    return body
+
+
+def make_app(svc: Services | None) -> web.Application:
+    """The API over the services (None: the routes only, to list them)."""
     # request.read()/json() stop there (a 413); tar bodies are streams and are not bounded by it
     app = web.Application(middlewares=[errors_middleware], client_max_size=validate.MAX_JSON_BODY)
-    app["daemon"] = daemon
-    app["services"] = getattr(daemon, "services", None)
+    app[SERVICES] = svc
     r = Router(app)
     from berth.api import containers, events, execs, images, namespaces, system
     system.routes(r)

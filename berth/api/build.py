@@ -1,17 +1,21 @@
 """Build endpoints of the Docker Engine API: POST /build (the classic builder: a tar context
 in the body, JSON progress streamed back), POST /build/prune, POST /commit."""
 
+from __future__ import annotations
+
 import asyncio
 import json
 
 from aiohttp import web
 
-from berth.api.app import json_response, namespace_of, stream_headers
+from berth.api.app import json_response, namespace_of, services, stream_headers
 from berth.api.images import SyncBody, _bool
 from berth.errors import BerthError, InvalidArgument
+from berth.services import builder as builder_mod
+from berth.services.layers import commit as commit_container
 
 
-def _json_map(request, key):
+def _json_map(request: web.Request, key: str) -> dict:
     raw = request.query.get(key)
     if not raw:
         return {}
@@ -26,8 +30,7 @@ def _json_map(request, key):
     return value
 
 
-def _options(request):
-    from berth.services.builder import Options
+def _options(request: web.Request) -> builder_mod.Options:
     q = request.query
     if q.get("remote"):
         raise InvalidArgument("building from a remote context (a URL or a git repository) is not supported; "
@@ -44,33 +47,31 @@ def _options(request):
                                   if t.lower() != t else f"invalid tag {t!r}: invalid reference format") from None
     extrahosts = [h for h in q.get("extrahosts", "").split(",") if h]
     rm = q.get("rm", "1").lower() not in ("0", "false")
-    return Options(tags=tags, dockerfile=q.get("dockerfile") or "Dockerfile", buildargs=_json_map(request, "buildargs"),
+    return builder_mod.Options(tags=tags, dockerfile=q.get("dockerfile") or "Dockerfile", buildargs=_json_map(request, "buildargs"),
                    target=q.get("target") or None, nocache=_bool(request, "nocache"), pull=_bool(request, "pull"),
                    quiet=_bool(request, "q"), labels=_json_map(request, "labels"),
                    networkmode=q.get("networkmode") or None, rm=rm, forcerm=_bool(request, "forcerm"),
                    platform=q.get("platform") or None, extrahosts=extrahosts)
 
 
-async def build(request):
+async def build(request: web.Request) -> web.StreamResponse:
     """POST /build: answers a plain error when the build fails before saying anything
     (a bad Dockerfile, a missing file), else streams JSON and reports the error in-stream."""
-    d = request.app["daemon"]
+    s = services(request)
     opts = _options(request)
     ns = namespace_of(request)
     loop = asyncio.get_running_loop()
-    queue = asyncio.Queue()
+    queue: asyncio.Queue = asyncio.Queue()
     body = SyncBody(request, loop)
 
-    def emit(msg):
+    def emit(msg: dict) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, ("msg", msg))
 
-    from berth.services.builder import Builder
-    builder = Builder(d.containers, getattr(d, "build_cache", None))
-    fut = loop.run_in_executor(d.waits, lambda: builder.build(ns, body, opts, emit))
+    fut = loop.run_in_executor(s.waits, lambda: s.builder.build(ns, body, opts, emit))
     fut.add_done_callback(lambda f: queue.put_nowait(("done", None)))
     resp = None
 
-    async def write(msg):
+    async def write(msg: dict) -> None:
         nonlocal resp
         if resp is None:
             resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
@@ -95,9 +96,8 @@ async def build(request):
             await write(msg)
         except (ConnectionError, RuntimeError):
             # the client went away (docker cancels the build then): stop it, let it end
-            from berth.services.builder import cancel
             gone = True
-            await d.run(cancel, d.containers, ns, opts)
+            await s.run(builder_mod.cancel, s.containers, ns, opts)
     if gone:
         try:
             fut.result()
@@ -109,8 +109,7 @@ async def build(request):
     try:
         fut.result()
     except BerthError as e:
-        from berth.services.builder import BuildError
-        if resp is None and not isinstance(e, BuildError):
+        if resp is None and not isinstance(e, builder_mod.BuildError):
             raise  # nothing said yet (a bad Dockerfile, a missing file): a plain error, as dockerd's
         code = getattr(e, "exit_code", None)
         detail = {"message": e.message}
@@ -128,22 +127,13 @@ async def build(request):
     return resp
 
 
-async def build_prune(request):
-    d = request.app["daemon"]
-    from berth.services.buildcache import BuildCache
-    cache = getattr(d, "build_cache", None) or BuildCache(d.meta, d.images)
-    return json_response(await d.run(cache.prune, namespace_of(request), _bool(request, "all")))
+async def build_prune(request: web.Request) -> web.Response:
+    s = services(request)
+    return json_response(await s.run(s.build_cache.prune, namespace_of(request), _bool(request, "all")))
 
 
-def build_cache_usage(d, ns):
-    """The BuildCache records of GET /system/df."""
-    from berth.services.buildcache import BuildCache
-    cache = getattr(d, "build_cache", None) or BuildCache(d.meta, d.images)
-    return cache.usage(ns)
-
-
-async def commit(request):
-    d = request.app["daemon"]
+async def commit(request: web.Request) -> web.Response:
+    s = services(request)
     q = request.query
     ref = q.get("container")
     if not ref:
@@ -157,15 +147,13 @@ async def commit(request):
         if body is not None and not isinstance(body, dict):
             raise InvalidArgument("request body must be a JSON object")
     pause = q.get("pause", "1").lower() not in ("0", "false", "no")
-    ns = namespace_of(request)
-    from berth.services.layers import commit as do_commit
-    res = await d.run(do_commit, d.containers, ns, ref, repo=q.get("repo") or None, tag=q.get("tag") or None,
+    res = await s.run(commit_container, s.containers, namespace_of(request), ref, repo=q.get("repo") or None, tag=q.get("tag") or None,
                       changes=q.getall("changes", []), comment=q.get("comment") or None,
                       author=q.get("author") or None, pause=pause)
     return json_response(res, status=201)
 
 
-def routes(r):
+def routes(r) -> None:
     r.add("POST", "/build", build)
     r.add("POST", "/build/prune", build_prune)
     r.add("POST", "/commit", commit)

@@ -1,73 +1,77 @@
 """Docker Engine API endpoints for pause/unpause, rename, top, stats, archive (cp), changes
 (diff) and prune. The work is in berth.services.container_ops."""
 
+from __future__ import annotations
+
 import asyncio
 import json
+from concurrent.futures import Executor
 
 from aiohttp import web
 
-from berth.api.app import json_response, namespace_of, stream_headers
+from berth.api.app import json_response, namespace_of, services, stream_headers
 from berth.api.images import SyncBody, _bool, _filters
+from berth.services import Services
 from berth.services import container_ops as ops
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
 
-def _svc(request):
-    d = request.app["daemon"]
-    return d, d.containers, namespace_of(request)
+def _svc(request: web.Request) -> tuple[Services, object, str]:
+    s = services(request)
+    return s, s.containers, namespace_of(request)
 
 
-async def _rec(d, svc, ns, request):
-    return await d.run(svc.get, ns, request.match_info["id"])
+async def _rec(s: Services, svc, ns: str, request: web.Request):
+    return await s.run(svc.get, ns, request.match_info["id"])
 
 
-async def pause(request):
-    d, svc, ns = _svc(request)
-    rec = await _rec(d, svc, ns, request)
-    await d.run(svc.pause, ns, rec.id)
+async def pause(request: web.Request) -> web.Response:
+    s, svc, ns = _svc(request)
+    rec = await _rec(s, svc, ns, request)
+    await s.run(svc.pause, ns, rec.id)
     return web.Response(status=204, headers=stream_headers())
 
 
-async def unpause(request):
-    d, svc, ns = _svc(request)
-    rec = await _rec(d, svc, ns, request)
-    await d.run(svc.unpause, ns, rec.id)
+async def unpause(request: web.Request) -> web.Response:
+    s, svc, ns = _svc(request)
+    rec = await _rec(s, svc, ns, request)
+    await s.run(svc.unpause, ns, rec.id)
     return web.Response(status=204, headers=stream_headers())
 
 
-async def rename(request):
-    d, svc, ns = _svc(request)
-    rec = await _rec(d, svc, ns, request)
-    await d.run(ops.rename, svc, ns, rec.id, request.query.get("name", ""))
+async def rename(request: web.Request) -> web.Response:
+    s, svc, ns = _svc(request)
+    rec = await _rec(s, svc, ns, request)
+    await s.run(ops.rename, svc, ns, rec.id, request.query.get("name", ""))
     return web.Response(status=204, headers=stream_headers())
 
 
-async def top(request):
-    d, svc, ns = _svc(request)
-    rec = await _rec(d, svc, ns, request)
-    res = await d.run(ops.top, svc, ns, rec.id, request.query.get("ps_args"))
+async def top(request: web.Request) -> web.Response:
+    s, svc, ns = _svc(request)
+    rec = await _rec(s, svc, ns, request)
+    res = await s.run(ops.top, svc, ns, rec.id, request.query.get("ps_args"))
     return json_response(res)
 
 
-async def stats(request):
-    d, svc, ns = _svc(request)
+async def stats(request: web.Request) -> web.StreamResponse:
+    s, svc, ns = _svc(request)
     q = request.query
     stream = q.get("stream", "true").lower() not in ("0", "false", "no")
     one_shot = _bool(request, "one-shot")
-    rec = await d.run(svc.get, ns, request.match_info["id"])
+    rec = await s.run(svc.get, ns, request.match_info["id"])
     gen = ops.stats(svc, ns, rec.id, stream=stream, one_shot=one_shot)
     loop = asyncio.get_running_loop()
     done = object()
     if not stream:
-        item = await loop.run_in_executor(d.waits, next, gen, done)
+        item = await loop.run_in_executor(s.waits, next, gen, done)
         gen.close()
         return json_response(item)
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
     await resp.prepare(request)
     try:
         while True:
-            item = await loop.run_in_executor(d.waits, next, gen, done)
+            item = await loop.run_in_executor(s.waits, next, gen, done)
             if item is done:
                 break
             await resp.write(json.dumps(item).encode() + b"\n")
@@ -75,33 +79,34 @@ async def stats(request):
     except ConnectionError:
         pass  # the client went away (docker stats stops reading)
     finally:
-        await loop.run_in_executor(d.pool, _close_quietly, gen)
+        await loop.run_in_executor(s.pool, _close_quietly, gen)
     return resp
 
 
-def _close_quietly(gen):
+def _close_quietly(gen) -> None:
     try:
         gen.close()
     except ValueError:  # still running in another thread (a cancelled request)
         pass
 
 
-async def archive_head(request):
-    d, svc, ns = _svc(request)
-    info = await d.run(ops.stat_path, svc, ns, request.match_info["id"], request.query.get("path", ""))
+async def archive_head(request: web.Request) -> web.Response:
+    s, svc, ns = _svc(request)
+    info = await s.run(ops.stat_path, svc, ns, request.match_info["id"], request.query.get("path", ""))
     return web.Response(status=200, headers=dict(stream_headers(), **{
         STAT_HEADER: ops.encode_stat(info), "Content-Type": "application/json"}))
 
 
-async def archive_get(request):
-    d, svc, ns = _svc(request)
-    rec = await _rec(d, svc, ns, request)
+async def archive_get(request: web.Request) -> web.StreamResponse:
+    s, svc, ns = _svc(request)
+    rec = await _rec(s, svc, ns, request)
     path = request.query.get("path", "")
-    archive = await d.run(ops.get_archive, svc, ns, rec.id, path)
-    return await stream_archive(request, d.pool, archive, {STAT_HEADER: ops.encode_stat(archive.stat)})
+    archive = await s.run(ops.get_archive, svc, ns, rec.id, path)
+    return await stream_archive(request, s.pool, archive, {STAT_HEADER: ops.encode_stat(archive.stat)})
 
 
-async def stream_archive(request, pool, archive, headers=None):
+async def stream_archive(request: web.Request, pool: Executor, archive,
+                         headers: dict | None = None) -> web.StreamResponse:
     """Answer with an Archive's tar bytes (read in the pool, written in 64 KiB pieces); close it."""
     loop = asyncio.get_running_loop()
     done = object()
@@ -135,27 +140,27 @@ async def stream_archive(request, pool, archive, headers=None):
         await loop.run_in_executor(pool, archive.close)
 
 
-async def archive_put(request):
-    d, svc, ns = _svc(request)
+async def archive_put(request: web.Request) -> web.Response:
+    s, svc, ns = _svc(request)
     q = request.query
-    rec = await _rec(d, svc, ns, request)
+    rec = await _rec(s, svc, ns, request)
     body = SyncBody(request, asyncio.get_running_loop())
-    await d.run(ops.put_archive, svc, ns, rec.id, q.get("path", ""), body,
+    await s.run(ops.put_archive, svc, ns, rec.id, q.get("path", ""), body,
                 _bool(request, "copyUIDGID"), _bool(request, "noOverwriteDirNonDir"))
     return web.Response(status=200, headers=stream_headers())
 
 
-async def changes(request):
-    d, svc, ns = _svc(request)
-    return json_response(await d.run(ops.changes, svc, ns, request.match_info["id"]))
+async def changes(request: web.Request) -> web.Response:
+    s, svc, ns = _svc(request)
+    return json_response(await s.run(ops.changes, svc, ns, request.match_info["id"]))
 
 
-async def prune(request):
-    d, svc, ns = _svc(request)
-    return json_response(await d.run(ops.prune, svc, ns, _filters(request)))
+async def prune(request: web.Request) -> web.Response:
+    s, svc, ns = _svc(request)
+    return json_response(await s.run(ops.prune, svc, ns, _filters(request)))
 
 
-def routes(r):
+def routes(r) -> None:
     r.add("POST", "/containers/prune", prune)
     r.add("POST", "/containers/{id}/pause", pause)
     r.add("POST", "/containers/{id}/unpause", unpause)

@@ -9,6 +9,7 @@ from aiohttp import web
 from berth.api.app import json_response, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
 from berth.errors import BerthError, InvalidArgument
+from berth.services import container_ops as ops
 from berth.services.execs import detach_keys
 
 
@@ -27,17 +28,7 @@ async def create(request):
 
 async def start(request):
     s = services(request)
-    ns = namespace_of(request)
-    rec = await s.run(s.containers.get, ns, request.match_info["id"])
-    try:
-        started = await s.run(s.containers.start, ns, rec.id)
-    except BerthError:
-        if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
-            try:  # as docker: --rm also removes a container that could not start
-                await s.run(s.containers.remove, ns, rec.id, True, True)
-            except BerthError:
-                pass
-        raise
+    started = await s.run(ops.start, s.containers, namespace_of(request), request.match_info["id"])
     return web.Response(status=204 if started else 304, headers=stream_headers())
 
 
@@ -62,21 +53,21 @@ async def wait(request):
 
 
 async def inspect(request):
-    d = request.app["daemon"]
-    res = await d.run(d.containers.inspect, namespace_of(request), request.match_info["id"])
+    s = services(request)
+    ns = namespace_of(request)
+    res = await s.run(s.containers.inspect, ns, request.match_info["id"])
     if _bool(request, "size"):  # inspect --size
-        from berth.api.container_extra import add_sizes
-        res = (await d.run(add_sizes, d, namespace_of(request), [res]))[0]
+        res = (await s.run(ops.with_sizes, s.containers, ns, [res]))[0]
     return json_response(res)
 
 
 async def list_(request):
-    d = request.app["daemon"]
+    s = services(request)
+    ns = namespace_of(request)
     limit = int(request.query.get("limit") or -1)
-    items = await d.run(d.containers.list, namespace_of(request), _bool(request, "all"), _filters(request), limit)
+    items = await s.run(s.containers.list, ns, _bool(request, "all"), _filters(request), limit)
     if _bool(request, "size"):  # ps -s
-        from berth.api.container_extra import add_sizes
-        items = await d.run(add_sizes, d, namespace_of(request), items)
+        items = await s.run(ops.with_sizes, s.containers, ns, items)
     return json_response(items)
 
 
@@ -106,9 +97,9 @@ async def kill(request):
 
 
 async def logs(request):
-    d = request.app["daemon"]
+    s = services(request)
     ns = namespace_of(request)
-    rec = await d.run(d.containers.get, ns, request.match_info["id"])
+    rec = await s.run(s.containers.get, ns, request.match_info["id"])
     q = request.query
     tail = q.get("tail", "all")
     tail = None if tail in ("all", "") else int(tail)
@@ -116,7 +107,7 @@ async def logs(request):
     until = float(q.get("until") or 0)
     spec = rec.spec_json() or {}
     tty = bool(spec.get("Tty"))
-    gen = d.containers.logs(ns, rec.id, _bool(request, "stdout"), _bool(request, "stderr"), _bool(request, "follow"),
+    gen = s.containers.logs(ns, rec.id, _bool(request, "stdout"), _bool(request, "stderr"), _bool(request, "follow"),
                             tail, since, until, _bool(request, "timestamps"))
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{
         "Content-Type": "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"}))
@@ -124,7 +115,7 @@ async def logs(request):
     loop = asyncio.get_running_loop()
     done = object()
     while True:
-        item = await loop.run_in_executor(d.waits, next, gen, done)
+        item = await loop.run_in_executor(s.waits, next, gen, done)
         if item is done:
             break
         stream, data = item

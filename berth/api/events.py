@@ -1,5 +1,7 @@
 """GET /events: what happened to containers and images, replayed since a time and then live."""
 
+from __future__ import annotations
+
 import asyncio
 import json
 import time
@@ -8,59 +10,43 @@ from aiohttp import web
 
 from berth.api.app import namespace_of, services, stream_headers
 from berth.api.images import _filters
+from berth.errors import InvalidArgument
+from berth.services.events import check_filters, matches
 
 
-def _ts(s):
+def _ts(s: str | None) -> float | None:
     if s in (None, ""):
         return None
     try:
         return float(s)
     except ValueError:
-        import calendar
+        pass
+    import calendar
+    try:
         return calendar.timegm(time.strptime(s.rstrip("Z")[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        raise InvalidArgument(f"invalid time {s!r}: neither a Unix time nor RFC 3339") from None
 
 
-def _match(ev, filters):
-    for key, values in filters.items():
-        if isinstance(values, dict):
-            values = [k for k, v in values.items() if v]
-        attrs = ev["Actor"]["Attributes"]
-        if key == "type" and ev["Type"] not in values:
-            return False
-        if key == "event" and ev["Action"].split(":")[0] not in values:
-            return False
-        if key in ("container", "image") and ev["Type"] == key and not any(
-                v == ev["Actor"]["ID"] or ev["Actor"]["ID"].startswith(v) or v == attrs.get("name") for v in values):
-            return False
-        if key in ("container", "image") and ev["Type"] != key:
-            return False
-        if key == "label":
-            for v in values:
-                k, eq, val = v.partition("=")
-                if k not in attrs or (eq and attrs[k] != val):
-                    return False
-    return True
-
-
-async def events(request):
+async def events(request: web.Request) -> web.StreamResponse:
     bus = services(request).events
     ns = namespace_of(request)
     filters = _filters(request)
+    check_filters(filters)
     since = _ts(request.query.get("since"))
     until = _ts(request.query.get("until"))
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
     await resp.prepare(request)
-    queue = asyncio.Queue()
+    queue: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
 
-    def deliver(ns_, ev):  # any thread: the bus calls it
+    def deliver(ns_: str, ev: dict) -> None:  # any thread: the bus calls it
         loop.call_soon_threadsafe(queue.put_nowait, (ns_, ev))
     bus.subscribe(deliver)
     try:
         if since is not None:
-            for ns_, ev in list(bus.log):
-                if ns_ == ns and ev["time"] >= since and (until is None or ev["time"] <= until) and _match(ev, filters):
-                    await resp.write(json.dumps(ev).encode() + b"\n")
+            for ev in bus.replay(ns, since, until, filters):
+                await resp.write(json.dumps(ev).encode() + b"\n")
         while True:
             timeout = None if until is None else until - time.time()
             if timeout is not None and timeout <= 0:
@@ -69,7 +55,7 @@ async def events(request):
                 ns_, ev = await asyncio.wait_for(queue.get(), timeout)
             except asyncio.TimeoutError:
                 break
-            if ns_ == ns and _match(ev, filters):
+            if ns_ == ns and matches(ev, filters):
                 await resp.write(json.dumps(ev).encode() + b"\n")
     except (ConnectionError, asyncio.CancelledError):
         pass
@@ -82,5 +68,5 @@ async def events(request):
     return resp
 
 
-def routes(r):
+def routes(r) -> None:
     r.add("GET", "/events", events)

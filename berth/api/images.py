@@ -1,20 +1,24 @@
 """Image endpoints of the Docker Engine API."""
 
+from __future__ import annotations
+
 import asyncio
 import base64
 import json
+from typing import Any, Callable
 
 from aiohttp import web
 
-from berth.api.app import json_response, namespace_of, stream_headers
+from berth.api.app import json_response, namespace_of, services, stream_headers
 from berth.errors import BerthError, InvalidArgument
+from berth.services import image_ops
 
 
-def _bool(request, key):
+def _bool(request: web.Request, key: str) -> bool:
     return request.query.get(key, "").lower() in ("1", "true", "yes")
 
 
-def _filters(request):
+def _filters(request: web.Request) -> dict:
     raw = request.query.get("filters")
     if not raw:
         return {}
@@ -27,7 +31,7 @@ def _filters(request):
     return f
 
 
-def _auth(request):
+def _auth(request: web.Request) -> dict | None:
     h = request.headers.get("X-Registry-Auth")
     if not h:
         return None
@@ -42,12 +46,12 @@ def _auth(request):
 class SyncBody:
     """The request body as a blocking file object, for a worker thread."""
 
-    def __init__(self, request, loop):
+    def __init__(self, request: web.Request, loop: asyncio.AbstractEventLoop) -> None:
         self.content = request.content
         self.loop = loop
         self.buf = b""
 
-    def read(self, n=-1):
+    def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0:
             chunks = [self.buf]
             self.buf = b""
@@ -69,22 +73,20 @@ class Job:
     """Runs a blocking job that reports progress; answers a plain error if it fails before
     saying anything (as dockerd does), else streams JSON lines and reports the error in-stream."""
 
-    def __init__(self, request):
+    def __init__(self, request: web.Request) -> None:
         self.request = request
         self.loop = asyncio.get_running_loop()
-        self.queue = asyncio.Queue()
-        self.resp = None
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.resp: web.StreamResponse | None = None
         self.errors_in_stream = False  # a failure before any progress is still a 200 with the error in the stream
 
-    def progress(self, msg):
+    def progress(self, msg: dict) -> None:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, ("msg", msg))
 
-    async def run(self, fn, *args, **kwargs):
-        d = self.request.app["daemon"]
-
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         def work():
             return fn(*args, progress=self.progress, **kwargs)
-        fut = self.loop.run_in_executor(d.pool, work)
+        fut = self.loop.run_in_executor(services(self.request).pool, work)
         fut.add_done_callback(lambda f: self.queue.put_nowait(("done", None)))
         while True:
             kind, msg = await self.queue.get()
@@ -107,14 +109,14 @@ class Job:
             result = None
         return result
 
-    async def _write(self, msg):
+    async def _write(self, msg: dict) -> None:
         if self.resp is None:
             self.resp = web.StreamResponse(status=200, headers=dict(stream_headers(),
                                                                     **{"Content-Type": "application/json"}))
             await self.resp.prepare(self.request)
         await self.resp.write(json.dumps(msg).encode() + b"\r\n")
 
-    async def finish(self):
+    async def finish(self) -> web.StreamResponse:
         if self.resp is None:
             self.resp = web.StreamResponse(status=200, headers=dict(stream_headers(),
                                                                     **{"Content-Type": "application/json"}))
@@ -123,89 +125,47 @@ class Job:
         return self.resp
 
 
-async def list_(request):
-    d = request.app["daemon"]
-    filters = _filters(request)
-    data = await d.run(d.images.list, namespace_of(request), _bool(request, "all"), filters,
-                       _bool(request, "digests"))
-    refs = filters.get("reference")
-    if isinstance(refs, dict):
-        refs = [k for k, v in refs.items() if v]
-    if refs:
-        data = _only_matching_names(data, refs)
-    return json_response(data)
+async def list_(request: web.Request) -> web.Response:
+    s = services(request)
+    return json_response(await s.run(image_ops.list_images, s.images, namespace_of(request), _bool(request, "all"),
+                                     _filters(request), _bool(request, "digests")))
 
 
-def _ref_match(pattern, name):
-    """docker's reference.FamiliarMatch: path.Match against "repo:tag", then against "repo"
-    (a `*` does not cross a `/`)."""
-    import fnmatch
-
-    def match(pat, s):
-        pp, ss = pat.split("/"), s.split("/")
-        return len(pp) == len(ss) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(ss, pp))
-    repo = name.split("@", 1)[0]
-    if ":" in repo.rsplit("/", 1)[-1]:
-        repo = repo.rsplit(":", 1)[0]
-    return match(pattern, name) or match(pattern, repo)
+async def inspect(request: web.Request) -> web.Response:
+    s = services(request)
+    return json_response(await s.run(s.images.inspect, namespace_of(request), request.match_info["name"]))
 
 
-def _only_matching_names(images, patterns):
-    """As dockerd: with a reference filter, an image lists only the names that match it
-    (`images hello-world` does not show the image's other tags)."""
-    out = []
-    for img in images:
-        tags = [t for t in img.get("RepoTags") or [] if any(_ref_match(p, t) for p in patterns)]
-        digests = [t for t in img.get("RepoDigests") or [] if any(_ref_match(p, t) for p in patterns)]
-        if not tags and not digests:
-            continue
-        out.append(dict(img, RepoTags=tags, RepoDigests=digests))
-    return out
+async def history(request: web.Request) -> web.Response:
+    s = services(request)
+    return json_response(await s.run(s.images.history, namespace_of(request), request.match_info["name"]))
 
 
-async def inspect(request):
-    d = request.app["daemon"]
-    return json_response(await d.run(d.images.inspect, namespace_of(request), request.match_info["name"]))
-
-
-async def history(request):
-    d = request.app["daemon"]
-    return json_response(await d.run(d.images.history, namespace_of(request), request.match_info["name"]))
-
-
-async def tag(request):
-    d = request.app["daemon"]
+async def tag(request: web.Request) -> web.Response:
+    s = services(request)
     repo = request.query.get("repo")
     if not repo:
         raise InvalidArgument("repository name is required (repo)")
-    ns_ = namespace_of(request)
-    await d.run(d.images.tag, ns_, request.match_info["name"], repo, request.query.get("tag"))
+    await s.run(s.images.tag, namespace_of(request), request.match_info["name"], repo, request.query.get("tag"))
     return web.Response(status=201, headers=stream_headers())
 
 
-async def remove(request):
-    d = request.app["daemon"]
-    ns = namespace_of(request)
-    data = await d.run(d.images.remove, ns, request.match_info["name"], _bool(request, "force"),
-                       _bool(request, "noprune"), d.image_users(ns) if hasattr(d, "image_users") else None)
-    return json_response(data)
+async def remove(request: web.Request) -> web.Response:
+    s = services(request)
+    return json_response(await s.run(image_ops.remove_image, s.images, s.containers, namespace_of(request),
+                                     request.match_info["name"], _bool(request, "force"),
+                                     _bool(request, "noprune")))
 
 
-async def prune(request):
-    d = request.app["daemon"]
-    f = _filters(request)
-    dangling = f.get("dangling", ["true"])
-    if isinstance(dangling, dict):
-        dangling = [k for k, v in dangling.items() if v]
-    all_ = any(str(v).lower() in ("false", "0") for v in dangling)
-    ns = namespace_of(request)
-    data = await d.run(d.images.prune, ns, all_, d.image_users(ns) if hasattr(d, "image_users") else None)
-    return json_response(data)
+async def prune(request: web.Request) -> web.Response:
+    s = services(request)
+    return json_response(await s.run(image_ops.prune_images, s.images, s.containers, namespace_of(request),
+                                     _filters(request)))
 
 
-async def create(request):
+async def create(request: web.Request) -> web.StreamResponse:
     """POST /images/create: pull (fromImage) or import (fromSrc)."""
-    d = request.app["daemon"]
+    s = services(request)
     ns = namespace_of(request)
     q = request.query
     job = Job(request)
@@ -213,7 +173,7 @@ async def create(request):
         if q["fromSrc"] != "-":
             raise InvalidArgument("importing from a URL is not supported; send the tar as the body (fromSrc=-)")
         body = SyncBody(request, job.loop)
-        await job.run(d.images.import_, ns, body, repo=q.get("repo"), tag=q.get("tag"),
+        await job.run(s.images.import_, ns, body, repo=q.get("repo"), tag=q.get("tag"),
                       changes=q.getall("changes", []), message=q.get("message"), platform=q.get("platform"))
         return await job.finish()
     image = q.get("fromImage")
@@ -223,53 +183,53 @@ async def create(request):
     ref = image
     if t:
         ref = f"{image}@{t}" if t.startswith("sha256:") else f"{image}:{t}"
-    await job.run(d.images.pull, ns, ref, platform=q.get("platform") or None, auth=_auth(request))
+    await job.run(s.images.pull, ns, ref, platform=q.get("platform") or None, auth=_auth(request))
     return await job.finish()
 
 
-async def push(request):
-    d = request.app["daemon"]
+async def push(request: web.Request) -> web.StreamResponse:
+    s = services(request)
     name = request.match_info["name"]
     t = request.query.get("tag")
     if t:
         name = f"{name}:{t}"
     job = Job(request)
-    await job.run(d.images.push, namespace_of(request), name, auth=_auth(request))
+    await job.run(s.images.push, namespace_of(request), name, auth=_auth(request))
     return await job.finish()
 
 
-async def load(request):
-    d = request.app["daemon"]
+async def load(request: web.Request) -> web.StreamResponse:
+    s = services(request)
     job = Job(request)
     job.errors_in_stream = True  # as docker's: 200, and the archive's error in the stream
     body = SyncBody(request, job.loop)
-    await job.run(d.images.load, namespace_of(request), body, quiet=_bool(request, "quiet"))
+    await job.run(s.images.load, namespace_of(request), body, quiet=_bool(request, "quiet"))
     return await job.finish()
 
 
-async def save(request):
-    d = request.app["daemon"]
+async def save(request: web.Request) -> web.StreamResponse:
+    s = services(request)
     names = request.query.getall("names", [])
     if "name" in request.match_info:
         names = [request.match_info["name"]]
     if not names:
         raise InvalidArgument("no image names given")
     ns = namespace_of(request)
-    images = await d.run(d.images.prepare_save, ns, names)
+    images = await s.run(s.images.prepare_save, ns, names)
     loop = asyncio.get_running_loop()
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/x-tar"}))
     await resp.prepare(request)
 
     class Out:
-        def write(self, data):
+        def write(self, data: bytes) -> int:
             if data:
                 asyncio.run_coroutine_threadsafe(resp.write(bytes(data)), loop).result()
             return len(data)
 
-        def flush(self):
+        def flush(self) -> None:
             pass
     try:
-        await d.run(d.images.save, ns, images, Out())
+        await s.run(s.images.save, ns, images, Out())
     except Exception:
         # the headers are gone: cut the stream (no last chunk) so the client sees a truncated archive
         if request.transport is not None:
@@ -279,7 +239,7 @@ async def save(request):
     return resp
 
 
-def routes(r):
+def routes(r) -> None:
     r.add("GET", "/images/json", list_)
     r.add("POST", "/images/create", create)
     r.add("POST", "/images/load", load)

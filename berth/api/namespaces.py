@@ -1,44 +1,43 @@
 """berth's namespaces (containerd's): /berth/namespaces."""
 
-from berth.api.app import json_response
+from __future__ import annotations
+
+from aiohttp import web
+
+from berth.api.app import json_body, json_response, services
 from berth.errors import InvalidArgument
 
 
-async def list_(request):
-    d = request.app["daemon"]
-    return json_response(await d.run(d.namespaces))
+async def list_(request: web.Request) -> web.Response:
+    s = services(request)
+    return json_response(await s.run(s.system.namespaces))
 
 
-async def create(request):
-    d = request.app["daemon"]
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidArgument("request body is not JSON") from None
-    name = (body or {}).get("Name")
+async def create(request: web.Request) -> web.Response:
+    s = services(request)
+    body = await json_body(request)
+    name = body.get("Name")
     if not isinstance(name, str) or not name:
         raise InvalidArgument("namespace name is required")
-    await d.run(d.namespace_create, name, body.get("Labels") or {})
+    labels = body.get("Labels") or {}
+    if not isinstance(labels, dict):
+        raise InvalidArgument("Labels must be an object")
+    await s.run(s.system.namespace_create, name, labels)
     return json_response({"Name": name}, status=201)
 
 
-async def inspect(request):
-    d = request.app["daemon"]
-    return json_response(await d.run(d.namespace_inspect, request.match_info["name"]))
+async def inspect(request: web.Request) -> web.Response:
+    s = services(request)
+    return json_response(await s.run(s.system.namespace_inspect, request.match_info["name"]))
 
 
-async def remove(request):
-    d = request.app["daemon"]
-    await d.run(d.namespace_remove, request.match_info["name"])
-    return _no_content()
-
-
-def _no_content():
-    from aiohttp import web
+async def remove(request: web.Request) -> web.Response:
+    s = services(request)
+    await s.run(s.system.namespace_remove, request.match_info["name"])
     return web.Response(status=204)
 
 
-def routes(r):
+def routes(r) -> None:
     r.add("GET", "/berth/namespaces", list_)
     r.add("POST", "/berth/namespaces", create)
     r.add("GET", "/berth/namespaces/{name}", inspect)

@@ -1,15 +1,17 @@
 """System endpoints: /_ping, /version, /info, /auth."""
 
+from __future__ import annotations
+
 import os
 import platform
 
 from aiohttp import web
 
 from berth import __version__
-from berth.api.app import API_VERSION, MIN_API_VERSION, json_response, namespace_of, stream_headers
+from berth.api.app import API_VERSION, MIN_API_VERSION, json_body, json_response, namespace_of, services, stream_headers
 
 
-async def ping(request):
+async def ping(request: web.Request) -> web.Response:
     headers = dict(stream_headers())
     headers.update({"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
                     "Builder-Version": "1", "Docker-Experimental": "false", "Ostype": "linux"})
@@ -18,12 +20,12 @@ async def ping(request):
     return web.Response(text="OK", headers=headers, content_type="text/plain")
 
 
-def _arch():
+def _arch() -> str:
     m = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
 
 
-async def version(request):
+async def version(request: web.Request) -> web.Response:
     u = os.uname()
     return json_response({
         "Platform": {"Name": "berth"},
@@ -38,36 +40,26 @@ async def version(request):
     })
 
 
-async def info(request):
-    d = request.app["daemon"]
-    ns = namespace_of(request)
-    data = await d.run(d.info, ns)
-    return json_response(data)
+async def info(request: web.Request) -> web.Response:
+    s = services(request)
+    return json_response(await s.run(s.system.info, namespace_of(request)))
 
 
-async def auth(request):
-    d = request.app["daemon"]
-    body = await request.json()
-    await d.run(d.images.login, body.get("serveraddress") or "", body.get("username") or "",
+async def auth(request: web.Request) -> web.Response:
+    s = services(request)
+    body = await json_body(request)
+    await s.run(s.images.login, body.get("serveraddress") or "", body.get("username") or "",
                 body.get("password") or "")
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
-async def disk_usage(request):
-    """GET /system/df: images, containers, volumes (services/export.py) and the build cache."""
-    from berth.api.build import build_cache_usage
-    from berth.services import export
-    d = request.app["daemon"]
-    ns = namespace_of(request)
-
-    def collect():
-        out = export.disk_usage(d.containers, ns, d.volumes)
-        out["BuildCache"] = build_cache_usage(d, ns)
-        return out
-    return json_response(await d.run(collect))
+async def disk_usage(request: web.Request) -> web.Response:
+    """GET /system/df: images, containers, volumes and the build cache."""
+    s = services(request)
+    return json_response(await s.run(s.system.disk_usage, namespace_of(request)))
 
 
-def routes(r):
+def routes(r) -> None:
     r.add("GET", "/_ping", ping)
     r.add("HEAD", "/_ping", ping)
     r.add("GET", "/version", version)

@@ -1,27 +1,24 @@
 """Volume endpoints of the Docker Engine API: /volumes, /volumes/create, /volumes/{name}, /volumes/prune."""
 
+from __future__ import annotations
+
 import re
 
 from aiohttp import web
 
-from berth.api.app import json_response, namespace_of, stream_headers
+from berth.api.app import json_body, json_response, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
 from berth.errors import InvalidArgument
 
 
-async def list_(request):
-    d = request.app["daemon"]
-    return json_response(await d.run(d.volumes.list, namespace_of(request), _filters(request)))
+async def list_(request: web.Request) -> web.Response:
+    s = services(request)
+    return json_response(await s.run(s.volumes.list, namespace_of(request), _filters(request)))
 
 
-async def create(request):
-    d = request.app["daemon"]
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidArgument("request body is not JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("request body must be a JSON object")
+async def create(request: web.Request) -> web.Response:
+    s = services(request)
+    body = await json_body(request)
     ns = namespace_of(request)
     for k in ("Name", "Driver"):
         if body.get(k) is not None and not isinstance(body[k], str):
@@ -29,35 +26,32 @@ async def create(request):
     for k in ("DriverOpts", "Labels"):
         if body.get(k) is not None and not isinstance(body[k], dict):
             raise InvalidArgument(f"{k} must be an object")
-    v = await d.run(d.volumes.create, ns, body.get("Name") or None, body.get("Driver") or None,
+    v = await s.run(s.volumes.create, ns, body.get("Name") or None, body.get("Driver") or None,
                     body.get("DriverOpts"), body.get("Labels"))
     return json_response(v, status=201)
 
 
-async def inspect(request):
-    d = request.app["daemon"]
-    return json_response(await d.run(d.volumes.inspect, namespace_of(request), request.match_info["name"]))
+async def inspect(request: web.Request) -> web.Response:
+    s = services(request)
+    return json_response(await s.run(s.volumes.inspect, namespace_of(request), request.match_info["name"]))
 
 
-async def remove(request):
-    d = request.app["daemon"]
-    ns = namespace_of(request)
-    name = request.match_info["name"]
-    await d.run(d.volumes.remove, ns, name, _bool(request, "force"))
+async def remove(request: web.Request) -> web.Response:
+    s = services(request)
+    await s.run(s.volumes.remove, namespace_of(request), request.match_info["name"], _bool(request, "force"))
     return web.Response(status=204, headers=stream_headers())
 
 
-async def prune(request):
-    d = request.app["daemon"]
-    ns = namespace_of(request)
+async def prune(request: web.Request) -> web.Response:
+    s = services(request)
     filters = _filters(request)
     m = re.match(r"/v1\.(\d+)/", request.path)
     if m and int(m.group(1)) < 42 and "all" not in filters:
         filters = dict(filters, all=["true"])  # before API 1.42 prune took named volumes too
-    return json_response(await d.run(d.volumes.prune, ns, filters))
+    return json_response(await s.run(s.volumes.prune, namespace_of(request), filters))
 
 
-def routes(r):
+def routes(r) -> None:
     r.add("GET", "/volumes", list_)
     r.add("POST", "/volumes/create", create)
     r.add("POST", "/volumes/prune", prune)

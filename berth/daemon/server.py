@@ -1,5 +1,7 @@
 """berthd: wiring the stores and services, serving the API on unix sockets and TCP."""
 
+from __future__ import annotations
+
 import asyncio
 import concurrent.futures
 import grp
@@ -7,18 +9,40 @@ import logging
 import os
 import signal
 import socket
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from berth.errors import BerthError, InvalidArgument
+
+if TYPE_CHECKING:
+    from berth.daemon.config import Config
+    from berth.daemon.dns import EmbeddedDNS
+    from berth.shim.zygote import Zygote
+
+T = TypeVar("T")
 
 log = logging.getLogger("berthd")
 
 
 class Daemon:
-    def __init__(self, cfg, zygote=None):
+    """Builds the stores and the services, wires them, and runs what serves them (the API, the
+    CRI, the embedded DNS): nothing else. Front ends get ``services`` (berth.services.Services)."""
+
+    def __init__(self, cfg: Config, zygote: Zygote | None = None) -> None:
         from berth.content.store import ContentStore
         from berth.metadata import MetadataStore
+        from berth.services import Services
+        from berth.services.buildcache import BuildCache
+        from berth.services.builder import Builder
+        from berth.services.containers import ContainerService
+        from berth.services.events import EventBus
+        from berth.services.execs import ExecService
+        from berth.services.health import HealthMonitor
         from berth.services.images import ImageService
+        from berth.services.networks import NetworkService
         from berth.services.registry import RegistryConfig
+        from berth.services.state import ContainerStates
+        from berth.services.system import SystemService
+        from berth.services.volumes import VolumeService
         self.cfg = cfg
         os.makedirs(cfg.root, mode=0o711, exist_ok=True)
         os.makedirs(cfg.state, mode=0o711, exist_ok=True)
@@ -26,7 +50,6 @@ class Daemon:
         self.meta = MetadataStore(cfg.root)
         self.snapshotter, self.snapshotter_name = _snapshotter(cfg.root)
         self.registry = RegistryConfig(cfg)
-        from berth.services.events import EventBus
         self.events = EventBus()
         self.images = ImageService(self.meta, self.content, self.snapshotter, self.snapshotter_name,
                                    self.registry, events=self.events)
@@ -34,12 +57,6 @@ class Daemon:
         # waits that last as long as a container (wait, logs -f, stats streams) get threads of
         # their own (made as needed): they never starve the pool that serves short requests
         self.waits = concurrent.futures.ThreadPoolExecutor(max_workers=4096, thread_name_prefix="berthd-wait")
-        from berth.services import Services
-        from berth.services.containers import ContainerService
-        from berth.services.execs import ExecService
-        from berth.services.networks import NetworkService
-        from berth.services.state import ContainerStates
-        from berth.services.volumes import VolumeService
         self.zygote = zygote
         states = ContainerStates(self.meta)
         self.networks = NetworkService(cfg, self.meta, events=self.events)
@@ -47,56 +64,32 @@ class Daemon:
         self.containers = ContainerService(cfg, self.meta, self.images, self.snapshotter, self.snapshotter_name,
                                            zygote, networks=self.networks, volumes=self.volumes,
                                            events=self.events, states=states)
+        self.networks.containers = self.containers  # a network's users are containers
         self.execs = ExecService(self.containers, self.events)
-        from berth.services.system import SystemService
-        self.system = SystemService(cfg, self.meta, self.images, self.containers, self.snapshotter_name)
-        self.image_users = self.containers.image_users
-        from berth.services.health import HealthMonitor
-        # healthchecks of running containers, started and stopped by the monitor
-        self.containers.monitor.health = HealthMonitor(self.containers, self.emit_container)
+        monitor = self.containers.monitor
+        monitor.on_exec_exit = self.execs.exited  # the shims tell the ends of execs to the monitor
+        monitor.health = HealthMonitor(self.containers, self.events)  # healthchecks, started and stopped by it
+        self.build_cache = BuildCache(self.meta, self.images)
+        self.system = SystemService(cfg, self.meta, self.images, self.containers, self.snapshotter_name,
+                                    volumes=self.volumes, build_cache=self.build_cache)
         self.services = Services(cfg=cfg, containers=self.containers, execs=self.execs, images=self.images,
                                  networks=self.networks, volumes=self.volumes, events=self.events, system=self.system,
-                                 run=self.run, run_wait=self.run_wait, waits=self.waits, pool=self.pool)
-        self.loop = None
+                                 run=self.run, run_wait=self.run_wait, waits=self.waits, pool=self.pool,
+                                 builder=Builder(self.containers, self.build_cache), build_cache=self.build_cache)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.dns: EmbeddedDNS | None = None
 
-    def emit(self, ns, type_, action, actor_id, **attrs):
-        """An event on the bus (for the handlers that still publish their own)."""
-        self.events.publish(ns, type_, action, actor_id, **attrs)
-
-    def emit_container(self, ns, cid, action, **extra):
-        try:
-            rec = self.meta.get_container(ns, cid)
-        except BerthError:
-            rec = None
-        if rec is None:
-            self.events.publish(ns, "container", action, cid, **extra)
-        else:
-            self.events.container(ns, rec, action, **extra)
-
-    def watch(self, ns, cid):
-        """Nothing to do: the monitor watches every container a start starts (kept for callers
-        written against the wiring before the monitor)."""
-
-    @property
-    def attach_waiting(self):
-        """The containers an attach waits for (the container service holds them)."""
-        return self.containers.attach_pending
-
-    def watch_running(self):
-        """After a (re)start of berthd: the monitor restores what the shims hold."""
-        self.containers.monitor.restore()
-
-    async def run(self, fn, *args, **kwargs):
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking work in a worker thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
 
-    async def run_wait(self, fn, *args, **kwargs):
+    async def run_wait(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run work that may block until a container exits (wait, follow) in a thread of its own."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.waits, lambda: fn(*args, **kwargs))
 
-    def startup_gc(self):
+    def startup_gc(self) -> None:
         """Collect what a daemon killed mid-pull left: its leases are dead now, and so is
         everything only they kept (half-pulled blobs, ingests, snapshots being extracted)."""
         try:
@@ -110,24 +103,7 @@ class Daemon:
         except BerthError as e:
             log.warning("garbage collection: %s", e)
 
-    # --- the system use-cases (berth.services.system), under the names the handlers use ---
-
-    def info(self, ns):
-        return self.system.info(ns)
-
-    def namespaces(self):
-        return self.system.namespaces()
-
-    def namespace_inspect(self, name):
-        return self.system.namespace_inspect(name)
-
-    def namespace_create(self, name, labels=None):
-        return self.system.namespace_create(name, labels)
-
-    def namespace_remove(self, name):
-        self.system.namespace_remove(name)
-
-    def start_dns(self):
+    def start_dns(self) -> None:
         """The embedded DNS server (127.0.0.11 in the network namespace of each container on a
         user-defined network), answering from the networks' live endpoints."""
         from berth.daemon.dns import EmbeddedDNS
@@ -135,7 +111,7 @@ class Daemon:
                                reverse=self.networks.reverse)
         self.networks.dns = _DNSBridge(self.dns, self.loop)
 
-    def release_host(self):
+    def release_host(self) -> None:
         """At a graceful stop: the network plumbing no running container needs goes."""
         try:
             busy = set()
@@ -153,7 +129,7 @@ class Daemon:
         except Exception:  # noqa: BLE001 - a stop must not fail on this
             log.exception("releasing network resources")
 
-    def close(self):
+    def close(self) -> None:
         self.containers.monitor.health.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.waits.shutdown(wait=False, cancel_futures=True)
@@ -208,8 +184,8 @@ async def serve(cfg, ready=None, zygote=None):
     daemon.loop = asyncio.get_running_loop()
     daemon.start_dns()
     await daemon.run(daemon.startup_gc)
-    await daemon.run(daemon.watch_running)
-    app = make_app(daemon)
+    await daemon.run(daemon.containers.monitor.restore)  # what the shims still run
+    app = make_app(daemon.services)
     # a stop waits this long for the requests in flight: streams that last as long as a container
     # (logs -f, attach, events) are cut then, as dockerd does, not waited for (60 s by default)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)

@@ -5,21 +5,35 @@ members; it owns no container state and publishes no events of its own."""
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+if TYPE_CHECKING:  # the types only: importing a Services imports none of them
+    from berth.services.buildcache import BuildCache
+    from berth.services.builder import Builder
+    from berth.services.containers import ContainerService
+    from berth.services.events import EventBus
+    from berth.services.execs import ExecService
+    from berth.services.images import ImageService
+    from berth.services.networks import NetworkService
+    from berth.services.system import SystemService
+    from berth.services.volumes import VolumeService
 
 
 @dataclass
 class Services:
-    cfg: Any
-    containers: Any  # berth.services.containers.ContainerService
-    execs: Any  # berth.services.execs.ExecService
-    images: Any  # berth.services.images.ImageService
-    networks: Any  # berth.services.networks.NetworkService
-    volumes: Any  # berth.services.volumes.VolumeService
-    events: Any  # berth.services.events.EventBus
-    system: Any  # berth.services.system.SystemService (info, namespaces)
-    run: Callable  # async: blocking work in a worker thread
-    run_wait: Callable  # async: work that lasts as long as a container, in a thread of its own
-    waits: Any = None  # the executor behind run_wait (streams that call next() on a generator)
-    pool: Any = None  # the executor behind run
+    cfg: Any  # berth.daemon.config.Config
+    containers: ContainerService
+    execs: ExecService
+    images: ImageService
+    networks: NetworkService
+    volumes: VolumeService
+    events: EventBus
+    system: SystemService  # info, system df, namespaces
+    run: Callable[..., Awaitable[Any]]  # async: blocking work in a worker thread
+    run_wait: Callable[..., Awaitable[Any]]  # async: work that lasts as long as a container, in a thread of its own
+    waits: Executor | None = None  # the executor behind run_wait (streams that call next() on a generator)
+    pool: Executor | None = None  # the executor behind run
+    builder: Builder | None = None  # docker build (the classic builder)
+    build_cache: BuildCache | None = None  # its cache (build prune, system df)

@@ -32,6 +32,36 @@ from berth.services.stats import sample_of, stats  # noqa: F401
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
+# --- start, sizes ----------------------------------------------------------------------------
+
+def start(svc, ns: str, ref: str) -> bool:
+    """docker start: True when it started, False when it was running already. As docker's,
+    --rm (AutoRemove) also removes a container that could not start."""
+    rec = svc.get(ns, ref)
+    try:
+        return svc.start(ns, rec.id)
+    except BerthError:
+        if ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove"):
+            try:
+                svc.remove(ns, rec.id, True, True)
+            except BerthError:
+                pass
+        raise
+
+
+def with_sizes(svc, ns: str, items: list[dict]) -> list[dict]:
+    """ps -s and inspect --size: SizeRw and SizeRootFs added to container views (blocking)."""
+    from berth.services import export
+    isz = export.image_sizes(svc, ns)
+    for item in items:
+        try:
+            rec = svc.meta.get_container(ns, item["Id"])
+        except NotFound:  # removed meanwhile
+            continue
+        item["SizeRw"], item["SizeRootFs"] = export.sizes(svc, rec, isz)
+    return items
+
+
 # --- pause / unpause -------------------------------------------------------------------------
 
 def pause(svc, ns, ref):

@@ -37,8 +37,8 @@ class EventBus:
             ev.update(status=action, id=actor_id, **({"from": attrs["image"]} if attrs.get("image") else {}))
         elif type_ == "image":
             ev.update(status=action, id=actor_id)
-        self.log.append((ns, ev))
         with self._lock:
+            self.log.append((ns, ev))
             subs = list(self._subscribers)
         for fn in subs:
             try:
@@ -46,6 +46,15 @@ class EventBus:
             except Exception:  # noqa: BLE001 - a subscriber never breaks a publisher
                 pass
         return ev
+
+    def replay(self, ns: str, since: float, until: float | None = None,
+               filters: dict | None = None) -> list[dict]:
+        """The kept events of a namespace from since to until (Unix seconds) that pass the filters."""
+        with self._lock:
+            kept = list(self.log)
+        return [ev for ns_, ev in kept
+                if ns_ == ns and ev["time"] >= since and (until is None or ev["time"] <= until)
+                and matches(ev, filters or {})]
 
     def container(self, ns: str, rec, action: str, **extra: Any) -> None:
         """A container event with docker's attributes (image, name, labels) from its record."""
@@ -55,3 +64,45 @@ class EventBus:
             attrs.update(rec.labels or {})
         attrs.update(extra)
         self.publish(ns, "container", action, rec.id if rec is not None else extra.pop("id", ""), **attrs)
+
+
+FILTERS = ("type", "event", "container", "image", "label", "network", "volume", "scope",
+           "daemon", "node", "plugin", "service", "secret", "config")
+
+
+def check_filters(filters: dict) -> None:
+    """docker events' filters: an unknown one is the client's error."""
+    for key in filters:
+        if key not in FILTERS:
+            from berth.errors import InvalidArgument
+            raise InvalidArgument(f"invalid filter {key!r}")
+
+
+def matches(ev: dict, filters: dict) -> bool:
+    """Whether an event passes docker events' filters (type, event, container, image, network,
+    volume: any of their values; label: all of them)."""
+    attrs = ev["Actor"]["Attributes"]
+    for key, values in filters.items():
+        if isinstance(values, dict):
+            values = [k for k, v in values.items() if v]
+        elif isinstance(values, str):
+            values = [values]
+        if key == "type" and ev["Type"] not in values:
+            return False
+        if key == "event" and ev["Action"].split(":")[0] not in values:
+            return False
+        if key == "scope" and ev.get("scope", "local") not in values:
+            return False
+        if key in ("daemon", "node", "plugin", "service", "secret", "config") and ev["Type"] != key:
+            return False  # berth has no such objects: none of their events
+        if key in ("container", "image", "network", "volume"):
+            if ev["Type"] != key or not any(
+                    v == ev["Actor"]["ID"] or ev["Actor"]["ID"].startswith(v) or v == attrs.get("name")
+                    for v in values):
+                return False
+        if key == "label":
+            for v in values:
+                k, eq, val = v.partition("=")
+                if k not in attrs or (eq and attrs[k] != val):
+                    return False
+    return True

@@ -15,16 +15,21 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from berth.errors import FailedPrecondition, InvalidArgument, NotFound
 from berth.shim import protocol as proto
 from berth.shim.client import ShimGone
 
+if TYPE_CHECKING:
+    from berth.services.containers import ContainerService
+    from berth.services.events import EventBus
+
 
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
 
 
-def detach_keys(spec, what="detach keys"):
+def detach_keys(spec: str | None, what: str = "detach keys") -> bytes:
     """docker's detach keys: "ctrl-p,ctrl-q" -> b"\\x10\\x11" (empty: the default)."""
     if not spec:
         return DEFAULT_DETACH_KEYS
@@ -46,7 +51,7 @@ def detach_keys(spec, what="detach keys"):
     return out
 
 
-def console_size(process, size):
+def console_size(process: dict, size: list | None) -> None:
     """ConsoleSize [height, width] (API 1.42+, on exec create or start): the pty has it before
     the process starts (a resize after the start comes too late for a quick `stty size`)."""
     if not size or not process.get("terminal"):
@@ -73,7 +78,7 @@ class ExecInstance:
 
 
 class ExecService:
-    def __init__(self, containers, events):
+    def __init__(self, containers: ContainerService, events: EventBus) -> None:
         self.containers = containers
         self.events = events
         self._execs: dict[str, ExecInstance] = {}
@@ -81,25 +86,12 @@ class ExecService:
 
     def process(self, ns: str, rec, body: dict) -> dict:
         """The OCI process of an exec: the container's, with the exec's command, env, cwd, user, tty."""
-        from berth.services import ocispec
-        with open(os.path.join(self.containers.sdir(rec.id), "bundle", "config.json")) as f:
-            oci = json.load(f)
-        p = dict(oci["process"])
-        cmd = body.get("Cmd")
-        if not cmd or not isinstance(cmd, list):
-            raise InvalidArgument("no exec command specified")
-        p["args"] = cmd
-        p["env"] = list(p.get("env") or []) + list(body.get("Env") or [])
-        p["terminal"] = bool(body.get("Tty"))
-        if body.get("WorkingDir"):
-            p["cwd"] = body["WorkingDir"]
-        if body.get("User"):
-            uid, gid, groups = ocispec.lookup_user(self.containers.rootfs(rec.id), body["User"])
-            p["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
+        p = process_for(self.containers, rec, body.get("Cmd"), body.get("Env") or [], bool(body.get("Tty")),
+                        body.get("WorkingDir") or None, body.get("User") or None)
         if body.get("Privileged"):
+            from berth.services import ocispec
             caps = ocispec._all_caps()
             p["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
-        p.pop("consoleSize", None)
         console_size(p, body.get("ConsoleSize"))
         return p
 
@@ -129,7 +121,7 @@ class ExecService:
             raise NotFound(f"No such exec instance: {eid}")
         return inst
 
-    def start(self, eid: str, detach: bool = False, console=None) -> tuple[socket.socket, dict] | None:
+    def start(self, eid: str, detach: bool = False, console: list | None = None) -> tuple[socket.socket, dict] | None:
         """Start it in the container's shim. Attached: (socket carrying its stream, reply {"pid"});
         detached (its output dropped, as docker does): None. A process that cannot start (a
         missing binary, say) leaves the exec with exit code 126, as docker's."""
@@ -162,6 +154,19 @@ class ExecService:
             sock.close()  # the shim streams to no one; the exec runs on
             return None
         return sock, reply
+
+    def exited(self, ns: str, cid: str, ev: proto.ExecExit) -> None:
+        """The container's shim told an exec's end: recorded, and docker's exec_die published
+        (for the execs of this service: not for the CRI's ExecSync nor health probes)."""
+        inst = self._execs.get(ev.exec_id)
+        if inst is None or inst.container != cid:
+            return
+        inst.exit_code = int(ev.exit_code)
+        try:
+            rec = self.containers.meta.get_container(ns, cid)
+        except NotFound:
+            return
+        self.events.container(ns, rec, "exec_die", execID=inst.id, exitCode=inst.exit_code)
 
     def inspect(self, eid: str) -> dict:
         inst = self.get(eid)
@@ -204,7 +209,8 @@ class ExecService:
 MAX_OUTPUT = 16 << 20  # each stream is capped at 16 MiB (CVE-2022-1708), the rest discarded
 
 
-def process_for(svc, rec, cmd, env=(), tty=False, cwd=None, user=None):
+def process_for(svc: ContainerService, rec, cmd: list[str], env=(), tty: bool = False, cwd: str | None = None,
+                user: str | None = None) -> dict:
     """The OCI process of an exec: the container's own (from its bundle), with another command."""
     from berth.services import ocispec
     if not cmd or not isinstance(cmd, list):
@@ -228,7 +234,8 @@ class ExecTimeout(Exception):
     pass
 
 
-def run_sync(svc, ns, ref, cmd, timeout=0):
+def run_sync(svc: ContainerService, ns: str, ref: str, cmd: list[str],
+             timeout: float = 0) -> tuple[int, bytes, bytes]:
     """Run cmd in the container; returns (exit code, stdout, stderr). With timeout > 0 the process
     is killed when it runs longer and ExecTimeout is raised."""
     import secrets
@@ -282,7 +289,7 @@ def run_sync(svc, ns, ref, cmd, timeout=0):
     return code, bytes(out[1]), bytes(out[2])
 
 
-def _exit_code(svc, rec, eid):
+def _exit_code(svc: ContainerService, rec, eid: str) -> int:
     for _ in range(200):
         try:
             r = svc.shim(rec.id).exec_state(eid)
@@ -294,7 +301,7 @@ def _exit_code(svc, rec, eid):
     return 255
 
 
-def reopen_log(svc, ns, ref):
+def reopen_log(svc: ContainerService, ns: str, ref: str) -> None:
     """The CRI's ReopenContainerLog: the shim opens its log path again (the kubelet moved the
     file away to rotate it)."""
     rec = svc.get(ns, ref)
@@ -306,7 +313,7 @@ def reopen_log(svc, ns, ref):
         raise FailedPrecondition(f"container {rec.id}: its shim did not answer: {e}") from None
 
 
-def update_resources(svc, ns, ref, hc):
+def update_resources(svc: ContainerService, ns: str, ref: str, hc: dict) -> None:
     """Change the cgroup limits of a running container (docker's update, the CRI's
     UpdateContainerResources): hc holds HostConfig's resource keys (Memory, CpuShares, ...)."""
     from berth.services import ocispec, processes

@@ -252,9 +252,9 @@ def _fmt_duration(s):
 class HealthMonitor:
     """One thread per running container that has a healthcheck."""
 
-    def __init__(self, svc, emit_container):
+    def __init__(self, svc, events):
         self.svc = svc
-        self.emit = emit_container  # (ns, cid, action)
+        self.events = events  # the bus its health_status events go on (berth.services.events)
         self._stops = {}
         self._lock = threading.Lock()
 
@@ -336,6 +336,6 @@ class HealthMonitor:
 
     def _event(self, ns, cid, action, **attrs):
         try:
-            self.emit(ns, cid, action, **attrs)
-        except Exception:  # noqa: BLE001 - events never stop the checker
+            self.events.container(ns, self.svc.meta.get_container(ns, cid), action, **attrs)
+        except Exception:  # noqa: BLE001 - events never stop the checker (nor a container removed meanwhile)
             pass

@@ -15,11 +15,12 @@ import json
 import logging
 import os
 import threading
+from typing import Callable
 
 from berth.errors import BerthError, NotFound
 from berth.services import state as S
 from berth.shim.client import EventChannel, ShimGone
-from berth.shim.protocol import ExitEvent
+from berth.shim.protocol import ExecExit, ExitEvent
 
 log = logging.getLogger("berthd.monitor")
 
@@ -28,6 +29,8 @@ class Monitor:
     def __init__(self, containers):
         self.c = containers  # the ContainerService whose containers this monitors
         self.health = None  # the HealthMonitor (services/health.py) of their healthchecks, if any
+        # told the end of each exec (namespace, container id, ExecExit): the exec service's
+        self.on_exec_exit: Callable[[str, str, ExecExit], None] | None = None
 
     # --- policies ---
 
@@ -61,8 +64,14 @@ class Monitor:
                          daemon=True).start()
 
     def _run(self, ns: str, cid: str, channel: EventChannel) -> None:
+        def exec_exit(ev: ExecExit) -> None:
+            if self.on_exec_exit is not None:
+                try:
+                    self.on_exec_exit(ns, cid, ev)
+                except Exception:  # noqa: BLE001 - the container's exit must still be heard
+                    log.exception("container %s: after an exec's exit", cid[:12])
         try:
-            ev = channel.next_exit()
+            ev = channel.next_exit(exec_exit)
         finally:
             channel.close()
         try:

@@ -8,6 +8,8 @@ network (eth0, eth1, ...) while it runs, and its endpoint recorded in the contai
 extensions ("net"), from which berthd rebuilds its view (and the DNS answers) after a restart.
 """
 
+from __future__ import annotations
+
 import hashlib
 import ipaddress
 import json
@@ -16,9 +18,10 @@ import secrets
 import socket
 import threading
 import time
+from typing import Callable
 
 from berth import cni
-from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from berth.errors import AlreadyExists, BerthError, FailedPrecondition, InvalidArgument, NotFound
 
 BUILTIN = ("bridge", "host", "none")
 DRIVERS = ("bridge", "macvlan", "ipvlan")
@@ -86,6 +89,9 @@ class NetworkService:
         self.cache_dir = os.path.join(cfg.state, "cni", "results")
         self.ipam_dir = os.path.join(cfg.state, "cni", "ipam")
         self.dns = None  # the daemon's EmbeddedDNS bridge: attach(cid, netns) / detach(cid)
+        # the ContainerService whose containers use the networks (wired after both are made:
+        # containers are created on networks, and a network's users are containers)
+        self.containers = None
         self._lock = threading.RLock()
         # live endpoints for name resolution: network id -> {container id: endpoint}
         self._endpoints = {}
@@ -267,12 +273,78 @@ class NetworkService:
         if not n.data.get("internal"):
             iptables.masquerade(b, n.data["subnet"])
 
-    def remove(self, ns, ref, in_use):
-        """Remove a user-defined network; refused while a container (running or not) uses it."""
+    def users(self, ns: str, n: Network) -> list[str]:
+        """Names of the containers (running or not) configured on n."""
+        if self.containers is None or not n.user_defined:
+            return []
+        from berth.services import container_net
+        return container_net.users(self.containers, ns, n)
+
+    def attached(self, ns: str, n: Network) -> dict[str, dict]:
+        """network inspect's Containers: the running containers attached to n, by id."""
+        out: dict[str, dict] = {}
+        if self.containers is None:
+            return out
+        for rec in self.meta.list_containers(ns):
+            net = (rec.extensions or {}).get("net") or {}
+            ep = (net.get("networks") or {}).get(n.name)
+            if ep and ep.get("NetworkID") == n.id and self.containers.state(rec)["Running"]:
+                out[rec.id] = {"Name": rec.name, "EndpointID": ep.get("EndpointID", ""),
+                               "MacAddress": ep.get("MacAddress", ""),
+                               "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}" if ep.get("IPAddress") else "",
+                               "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
+                               if ep.get("GlobalIPv6Address") else ""}
+        return out
+
+    def list(self, ns: str, filters: dict | None = None) -> list[dict]:
+        """docker network ls: the inspect views of the networks that pass the filters (name, id,
+        driver, type, label, dangling)."""
+        filters = filters or {}
+        for key in filters:
+            if key not in ("name", "id", "driver", "type", "label", "dangling", "scope"):
+                raise InvalidArgument(f"invalid filter {key!r}")
+        out = []
+        for n in self.all(ns):
+            if _matches(filters, n, lambda n=n: self.users(ns, n)):
+                out.append(self.inspect(n, self.attached(ns, n)))
+        return out
+
+    def describe(self, ns: str, ref: str) -> dict:
+        """docker network inspect: the network with its running containers."""
+        n = self.get(ns, ref)
+        return self.inspect(n, self.attached(ns, n))
+
+    def prune(self, ns: str, filters: dict | None = None) -> dict:
+        """docker network prune: the user-defined networks no container uses (and that pass the
+        label and until filters) go. Returns {"NetworksDeleted": [their names]}."""
+        filters = filters or {}
+        for key in filters:
+            if key not in ("label", "label!", "until"):
+                raise InvalidArgument(f"invalid filter {key!r}")
+        until = _filter_values(filters, "until")
+        before = _until(until[0]) if until else None
+        gone = []
+        for n in self.all(ns):
+            if n.builtin or not _labels_match(filters, n.labels):
+                continue
+            if before is not None and not (n.created and n.created < before):
+                continue
+            if self.users(ns, n):
+                continue
+            try:
+                self.remove(ns, n.id)
+                gone.append(n.name)
+            except BerthError:  # taken meanwhile, or gone
+                pass
+        return {"NetworksDeleted": gone}
+
+    def remove(self, ns: str, ref: str, in_use: Callable[[Network], list[str]] | None = None) -> Network:
+        """Remove a user-defined network; refused while a container (running or not) uses it
+        (in_use(n): their names; by default the wired containers')."""
         n = self.get(ns, ref)
         if n.builtin:
             raise FailedPrecondition(f"{n.name} is a pre-defined network and cannot be removed")
-        users = in_use(n)
+        users = in_use(n) if in_use is not None else self.users(ns, n)
         if users:
             raise FailedPrecondition(f"error while removing network: network {n.name} id {n.id} has active "
                                      f"endpoints ({', '.join(users)})")
@@ -611,6 +683,64 @@ class NetworkService:
                 _probe_port(*key)
             for m in mappings:
                 self._ports[(m["protocol"], m.get("hostIP") or "0.0.0.0", m["hostPort"])] = cid
+
+
+def _filter_values(f: dict, key: str) -> list[str]:
+    """A filter's values, in either of docker's shapes ({"k": {"v": true}} or {"k": ["v"]})."""
+    v = f.get(key)
+    if v is None:
+        return []
+    if isinstance(v, dict):
+        return [k for k, on in v.items() if on]
+    if isinstance(v, str):
+        return [v]
+    return [str(x) for x in v]
+
+
+def _labels_match(f: dict, labels: dict) -> bool:
+    """label=k / label=k=v must all hold; label!=... must all fail."""
+    for lab in _filter_values(f, "label"):
+        k, sep, v = lab.partition("=")
+        if k not in labels or (sep and labels[k] != v):
+            return False
+    for lab in _filter_values(f, "label!"):
+        k, sep, v = lab.partition("=")
+        if k in labels and (not sep or labels[k] == v):
+            return False
+    return True
+
+
+def _matches(f: dict, n: Network, users: Callable[[], list[str]]) -> bool:
+    """docker network ls's filters (users: the names of n's containers, asked only when needed)."""
+    for key, test in (("name", lambda v: v in n.name), ("id", lambda v: n.id.startswith(v)),
+                      ("driver", lambda v: v == n.driver or (v == "null" and n.name == "none")),
+                      ("scope", lambda v: v == "local")):
+        vals = _filter_values(f, key)
+        if vals and not any(test(v) for v in vals):
+            return False
+    for t in _filter_values(f, "type"):
+        if t not in ("custom", "builtin"):
+            raise InvalidArgument(f"invalid filter: 'type'='{t}'")
+        if (t == "custom") != n.user_defined:
+            return False
+    if not _labels_match(f, n.labels):
+        return False
+    for dg in _filter_values(f, "dangling"):
+        if dg not in ("1", "true", "True", "0", "false", "False"):
+            raise InvalidArgument(f"invalid filter: 'dangling'='{dg}'")
+        want = dg in ("1", "true", "True")
+        if want != (n.user_defined and not users()):
+            return False
+    return True
+
+
+def _until(v: str) -> str:
+    """prune's until: a Unix time, or an RFC 3339 time as the records hold."""
+    try:
+        t = float(v)
+    except ValueError:
+        return v
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
 
 
 def _probe_port(proto, hip, hport):

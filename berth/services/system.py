@@ -1,4 +1,7 @@
-"""The system use-cases: what the engine is and holds (docker info), and berth's namespaces."""
+"""The system use-cases: what the engine is and holds (docker info, system df), and berth's
+namespaces."""
+
+from __future__ import annotations
 
 import os
 import platform
@@ -9,15 +12,16 @@ from berth.errors import BerthError
 
 
 class SystemService:
-    def __init__(self, cfg, meta, images, containers, snapshotter_name):
+    def __init__(self, cfg, meta, images, containers, snapshotter_name: str, volumes=None, build_cache=None):
         self.cfg = cfg
         self.meta = meta
         self.images = images
         self.containers = containers
         self.snapshotter_name = snapshotter_name
+        self.volumes = volumes  # berth.services.volumes.VolumeService
+        self.build_cache = build_cache  # berth.services.buildcache.BuildCache
 
-
-    def info(self, ns):
+    def info(self, ns: str) -> dict:
         from berth.runtime import cgroups
         images = len(self.images.list(ns))
         mode = cgroups.detect_mode()
@@ -55,7 +59,14 @@ class SystemService:
                       "StateDir": self.cfg.state},
         }
 
-    def _container_counts(self, ns):
+    def disk_usage(self, ns: str) -> dict:
+        """docker system df: images, containers, volumes and the build cache of a namespace."""
+        from berth.services import export
+        out = export.disk_usage(self.containers, ns, self.volumes)
+        out["BuildCache"] = self.build_cache.usage(ns) if self.build_cache is not None else []
+        return out
+
+    def _container_counts(self, ns: str) -> dict[str, int]:
         counts = {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0}
         for rec in self.meta.list_containers(ns):
             st = self.containers.state(rec)
@@ -66,18 +77,18 @@ class SystemService:
 
     # --- namespaces ---
 
-    def namespaces(self):
+    def namespaces(self) -> list[dict]:
         out = []
         for n in self.meta.list_namespaces():
             out.append({"Name": n.name, "Labels": n.labels})
         return out
 
-    def namespace_inspect(self, name):
+    def namespace_inspect(self, name: str) -> dict:
         n = self.meta.get_namespace(name)
         usage = self.meta.namespace_usage(name)
         return {"Name": n.name, "Labels": n.labels, "Usage": usage}
 
-    def namespace_create(self, name, labels=None):
+    def namespace_create(self, name: str, labels: dict | None = None):
         from berth.metadata.records import check_namespace
         check_namespace(name)
         try:
@@ -87,11 +98,11 @@ class SystemService:
         from berth.errors import AlreadyExists
         raise AlreadyExists(f'namespace "{name}" already exists')
 
-    def namespace_remove(self, name):
+    def namespace_remove(self, name: str) -> None:
         self.meta.delete_namespace(name)
 
 
-def _daemon_id(root):
+def _daemon_id(root: str) -> str:
     path = os.path.join(root, "engine-id")
     try:
         with open(path) as f:
@@ -104,7 +115,7 @@ def _daemon_id(root):
         return i
 
 
-def _os_name():
+def _os_name() -> str:
     try:
         with open("/etc/os-release") as f:
             for line in f:

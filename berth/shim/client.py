@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from typing import Callable
 
 from berth.errors import FailedPrecondition, SystemError_
 from berth.shim import protocol as p
@@ -179,12 +180,17 @@ class EventChannel:
             return p.StartResult(ok=False, kind="SystemError", error="the container's shim died before it started")
         return p.from_dict(p.StartResult, ev)
 
-    def next_exit(self) -> p.ExitEvent | None:
-        """Block until the exit event; None when the shim went without one (killed)."""
+    def next_exit(self, on_exec: Callable[[p.ExecExit], None] | None = None) -> p.ExitEvent | None:
+        """Block until the exit event; None when the shim went without one (killed). The ends of
+        the container's execs that come before it go to on_exec."""
         while True:
             ev = self._next(None)
             if ev is None:
                 return None
+            if ev.get("event") == "exec_exit":
+                if on_exec is not None:
+                    on_exec(p.from_dict(p.ExecExit, ev))
+                continue
             if ev.get("event") == "exit" or "exit_code" in ev:
                 return p.from_dict(p.ExitEvent, ev)
 

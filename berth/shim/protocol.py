@@ -2,8 +2,9 @@
 
 Two channels carry it, both unix stream sockets with one JSON object per line:
 - the events channel: a socket pair made by berthd for each start; the shim gets one end
-  (through the zygote) and sends on it the start result (``StartResult``) and, when the container
-  has exited and its output is drained, the exit (``ExitEvent``). After a daemon restart the
+  (through the zygote) and sends on it the start result (``StartResult``), the end of each exec
+  (``ExecExit``) and, when the container has exited and its output is drained, the exit
+  (``ExitEvent``). After a daemon restart the
   same events come from a ``subscribe`` request on the shim's socket.
 - the shim's socket (<state>/s/<id>.sock): one request per connection (``Request`` subclasses);
   ``attach`` and ``exec`` then carry the container's (or the exec's) byte stream.
@@ -145,6 +146,13 @@ class ExitEvent:
 
 
 @dataclass
+class ExecExit:
+    """An exec's process has ended and its output is drained (events channel)."""
+    exec_id: str
+    exit_code: int
+
+
+@dataclass
 class ShimState:
     pid: int
     status: str  # running | paused | exited
@@ -189,6 +197,10 @@ def start_event(pid: int) -> dict:
 
 def start_failed(kind: str, message: str) -> dict:
     return {"event": "start", "ok": False, "kind": kind, "error": message}
+
+
+def exec_exit_event(exec_id: str, code: int) -> dict:
+    return {"event": "exec_exit", "exec_id": exec_id, "exit_code": code}
 
 
 def exit_event(code: int, finished_at: str, pid: int) -> dict:

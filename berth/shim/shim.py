@@ -128,6 +128,7 @@ class Exec:
         self.stdin_w = None
         self.master = None
         self.client = None
+        self.told = False  # its exit went to berthd's events channel
 
 
 class Client:
@@ -625,6 +626,12 @@ class Shim:
             except OSError:
                 pass
             ex.stdin_w = None
+        if not ex.told:  # berthd hears the exec's end on its events channel (docker's exec_die)
+            ex.told = True
+            ev = fastjson.dumps(proto.exec_exit_event(ex.id, ex.exit_code)).encode() + b"\n"
+            for c in list(self.clients):
+                if c.mode == "events":
+                    self._send(c, ev)
         if ex.client is not None:
             self._drop(ex.client)
             ex.client = None
