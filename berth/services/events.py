@@ -66,18 +66,6 @@ class EventBus:
         self.publish(ns, "container", action, rec.id if rec is not None else extra.pop("id", ""), **attrs)
 
 
-FILTERS = ("type", "event", "container", "image", "label", "network", "volume", "scope",
-           "daemon", "node", "plugin", "service", "secret", "config")
-
-
-def check_filters(filters: dict) -> None:
-    """docker events' filters: an unknown one is the client's error."""
-    for key in filters:
-        if key not in FILTERS:
-            from berth.errors import InvalidArgument
-            raise InvalidArgument(f"invalid filter {key!r}")
-
-
 def matches(ev: dict, filters: dict) -> bool:
     """Whether an event passes docker events' filters (type, event, container, image, network,
     volume: any of their values; label: all of them)."""

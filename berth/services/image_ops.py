@@ -7,7 +7,6 @@ from __future__ import annotations
 import fnmatch
 from typing import TYPE_CHECKING
 
-from berth.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from berth.services.containers import ContainerService
@@ -45,10 +44,7 @@ def prune_images(images: ImageService, containers: ContainerService, ns: str,
                  filters: dict | None = None) -> dict:
     """docker image prune: dangling images; with dangling=false (-a) every image no container uses."""
     dangling = _values(filters or {}, "dangling") or ["true"]
-    for v in dangling:
-        if v.lower() not in ("true", "false", "1", "0"):
-            raise InvalidArgument(f"invalid filter 'dangling={v}'")
-    all_ = any(v.lower() in ("false", "0") for v in dangling)
+    all_ = any(v.lower() in ("false", "0") for v in dangling)  # dockerd takes any other value as true
     return images.prune(ns, all_, containers.image_users(ns))
 
 

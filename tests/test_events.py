@@ -1,0 +1,137 @@
+"""docker events against berthd, as dockerd 20.10 shows them: the exec events (exec_create: <cmd>,
+exec_start: <cmd>, exec_die with its exitCode) of attached and detached execs and of health probes, through the
+docker CLI and the Docker SDK for Python; event filters, and a bad time or network filter refused
+with a 400.
+
+Every test removes the containers it made."""
+
+import json
+import os
+import time
+
+import pytest
+from daemon_fixtures import DATA, shared_berthd, wait_for  # noqa: F401 (fixtures)
+
+IMG = "busybox-layers:1"
+
+
+@pytest.fixture(scope="module")
+def d(shared_berthd):
+    shared_berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    return shared_berthd
+
+
+@pytest.fixture
+def container(d):
+    cid = d.docker("run", "-d", "--network", "none", IMG, "sleep", "60", check=True).out.strip()
+    try:
+        yield cid
+    finally:
+        d.docker("rm", "-f", cid)
+
+
+def _events(d, since, *filters):
+    until = str(int(time.time()) + 1)
+    args = ["events", "--since", since, "--until", until, "--format", "{{json .}}"]
+    for f in filters:
+        args += ["--filter", f]
+    return [json.loads(line) for line in d.docker(*args, check=True).out.splitlines() if line.strip()]
+
+
+def test_exec_events_of_the_docker_cli(d, container):
+    """What dockerd 20.10 shows for `docker exec` and `docker exec -d` (compared by hand with a
+    private dockerd): create, start, die with the exit code, all with the exec's ID."""
+    since = str(int(time.time()) - 1)
+    assert d.docker("exec", container, "sh", "-c", "exit 3").returncode == 3
+    assert d.docker("exec", "-d", container, "sh", "-c", "sleep 0.3; exit 5").returncode == 0
+    wait_for(lambda: sum(e["Action"] == "exec_die" for e in _events(d, since, f"container={container}")) == 2,
+             15, "two exec_die events")
+    evs = [e for e in _events(d, since, f"container={container}") if e["Action"].startswith("exec_")]
+    assert [e["Action"] for e in evs] == [
+        "exec_create: sh -c exit 3", "exec_start: sh -c exit 3", "exec_die",
+        "exec_create: sh -c sleep 0.3; exit 5", "exec_start: sh -c sleep 0.3; exit 5", "exec_die"]
+    for trio, code in ((evs[:3], "3"), (evs[3:], "5")):
+        ids = {e["Actor"]["Attributes"]["execID"] for e in trio}
+        assert len(ids) == 1 and len(ids.pop()) == 64
+        die = trio[2]
+        assert die["Actor"]["Attributes"]["exitCode"] == code
+        assert die["Type"] == "container" and die["id"] == container and die["status"] == "exec_die"
+        assert die["Actor"]["Attributes"]["image"] == IMG and die["Actor"]["Attributes"]["name"]
+    # docker's event filter takes the action's name without the command
+    only = _events(d, since, f"container={container}", "event=exec_create")
+    assert [e["Action"] for e in only] == ["exec_create: sh -c exit 3", "exec_create: sh -c sleep 0.3; exit 5"]
+
+
+def test_exec_die_through_the_sdk(d, container):
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=d.host)
+    try:
+        since = int(time.time()) - 1
+        res = client.containers.get(container).exec_run(["sh", "-c", "echo hi; exit 7"])
+        assert res.exit_code == 7 and res.output == b"hi\n"
+
+        def dies():
+            return list(client.events(since=since, until=int(time.time()) + 1, decode=True,
+                                      filters={"container": container, "event": "exec_die"}))
+        wait_for(lambda: len(dies()) == 1, 15, "the exec_die event")
+        ev = dies()[0]
+        assert ev["Action"] == "exec_die" and ev["Actor"]["Attributes"]["exitCode"] == "7"
+        # the exec's inspect agrees with the event
+        eid = ev["Actor"]["Attributes"]["execID"]
+        info = client.api.exec_inspect(eid)
+        assert info["ExitCode"] == 7 and info["Running"] is False
+    finally:
+        client.close()
+
+
+def test_health_probes_are_execs_with_their_events(d):
+    """As dockerd 20.10's: each probe is an exec (create, start, die with exitCode 0), then the
+    health_status event."""
+    since = str(int(time.time()) - 1)
+    cid = d.docker("run", "-d", "--network", "none", "--health-cmd", "true", "--health-interval", "1s", IMG,
+                   "sleep", "60", check=True).out.strip()
+    try:
+        wait_for(lambda: d.docker("inspect", "-f", "{{.State.Health.Status}}", cid).out.strip() == "healthy",
+                 20, "healthy")
+        evs = _events(d, since, f"container={cid}")
+        actions = [e["Action"] for e in evs]
+        first = actions.index("exec_create: /bin/sh -c true")
+        assert actions[:first] == ["create", "start"]
+        assert actions[first:first + 4] == ["exec_create: /bin/sh -c true", "exec_start: /bin/sh -c true", "exec_die",
+                                            "health_status: healthy"], actions
+        assert evs[first + 2]["Actor"]["Attributes"]["exitCode"] == "0"
+    finally:
+        d.docker("rm", "-f", cid)
+
+
+def _call(d, method, path):
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(d.sock)
+    c = Conn("localhost", timeout=10)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def test_bad_filters_and_times_are_refused(d):
+    """A time events cannot read, and the network filters dockerd refuses, are 400s."""
+    from urllib.parse import quote
+
+    def q(f):
+        return quote(json.dumps(f))
+    status, body = _call(d, "GET", "/v1.45/events?since=yesterday&until=1")
+    assert status == 400 and b"since" in body
+    status, body = _call(d, "GET", "/v1.45/networks?filters=" + q({"type": ["odd"]}))
+    assert status == 400 and b"invalid filter" in body
+    status, body = _call(d, "GET", "/v1.45/networks?filters=" + q({"colour": ["red"]}))
+    assert status == 400 and b"invalid filter" in body
+    status, body = _call(d, "POST", "/v1.45/networks/prune?filters=" + q({"colour": ["red"]}))
+    assert status == 400 and b"invalid filter" in body
