@@ -206,3 +206,104 @@ def test_networks_and_volumes_publish_their_events(engine):
     seen = [(e["Type"], e["Action"], e["Actor"]["ID"]) for e in s.seen]
     assert ("volume", "create", "inproc-vol") in seen and ("volume", "destroy", "inproc-vol") in seen
     assert ("network", "create", n.id) in seen and ("network", "destroy", n.id) in seen
+
+
+# --- images, networks, volumes: their use-cases without HTTP ---------------------------------
+
+
+def test_image_service_in_process(engine):
+    """Tag, list (a reference filter narrows the names), inspect, history; rmi refused while a
+    container uses the image and allowed after; prune of dangling images — the real store."""
+    from berth.services import image_ops
+    s = engine
+    s.images.tag(NS, IMG, "inproc/other", "v2")
+    names = [t for i in image_ops.list_images(s.images, NS) for t in i["RepoTags"]]
+    assert IMG in names and "inproc/other:v2" in names
+    only = image_ops.list_images(s.images, NS, filters={"reference": ["inproc/*"]})
+    assert [i["RepoTags"] for i in only] == [["inproc/other:v2"]]  # the image's other name is not shown
+    info = s.images.inspect(NS, "inproc/other:v2")
+    assert info["Id"] == s.images.inspect(NS, IMG)["Id"] and info["RootFS"]["Layers"]
+    assert s.images.history(NS, IMG)
+    cid = _create(s, ["true"], Image="inproc/other:v2")
+    try:
+        with pytest.raises(FailedPrecondition):  # a container uses it: a conflict, nothing removed
+            image_ops.remove_image(s.images, s.containers, NS, info["Id"])
+        assert s.images.inspect(NS, "inproc/other:v2")["Id"] == info["Id"]
+    finally:
+        s.containers.remove(NS, cid)
+    gone = image_ops.remove_image(s.images, s.containers, NS, "inproc/other:v2")
+    assert gone == [{"Untagged": "inproc/other:v2"}]  # the image keeps its other name
+    with pytest.raises(NotFound):
+        s.images.inspect(NS, "inproc/other:v2")
+    assert image_ops.prune_images(s.images, s.containers, NS)["ImagesDeleted"] in (None, [])  # nothing dangling
+    assert s.images.inspect(NS, IMG)["Id"] == info["Id"]
+    seen = [(e["Type"], e["Action"]) for e in s.seen if e["Type"] == "image"]
+    assert ("image", "tag") in seen and ("image", "untag") in seen
+
+
+def test_network_service_in_process(engine):
+    """Create, list with filters, inspect with its running containers, remove refused while a
+    container is configured on it, prune of the unused ones — real bridges and iptables rules."""
+    s = engine
+    used = s.networks.create(NS, "inproc-used", labels={"keep": "no"})
+    spare = s.networks.create(NS, "inproc-spare", labels={"keep": "yes"})
+    try:
+        names = {n["Name"] for n in s.networks.list(NS)}
+        assert {"bridge", "host", "none", "inproc-used", "inproc-spare"} <= names
+        assert [n["Name"] for n in s.networks.list(NS, {"label": ["keep=yes"]})] == ["inproc-spare"]
+        assert {n["Name"] for n in s.networks.list(NS, {"type": ["custom"]})} >= {"inproc-used", "inproc-spare"}
+        with pytest.raises(Exception) as e:
+            s.networks.list(NS, {"type": ["odd"]})
+        assert "invalid filter" in str(e.value)
+        cid = _create(s, ["sleep", "60"], HostConfig={"NetworkMode": "inproc-used"})
+        try:
+            s.containers.start(NS, cid)
+            view = s.networks.describe(NS, "inproc-used")
+            assert list(view["Containers"]) == [cid] and view["Containers"][cid]["IPv4Address"]
+            assert [n["Name"] for n in s.networks.list(NS, {"dangling": ["true"], "type": ["custom"]})
+                    if n["Name"].startswith("inproc-")] == ["inproc-spare"]
+            with pytest.raises(FailedPrecondition):
+                s.networks.remove(NS, "inproc-used")
+            pruned = s.networks.prune(NS, {"label": ["keep=yes"]})
+            assert pruned == {"NetworksDeleted": ["inproc-spare"]}
+            assert s.networks.prune(NS) == {"NetworksDeleted": []}  # the used one stays
+        finally:
+            s.containers.remove(NS, cid, force=True)
+        assert s.networks.prune(NS)["NetworksDeleted"] == ["inproc-used"]
+        with pytest.raises(NotFound):
+            s.networks.get(NS, used.id)
+    finally:
+        for n in (used, spare):
+            try:
+                s.networks.remove(NS, n.id)
+            except NotFound:
+                pass
+    seen = [(e["Action"], e["Actor"]["ID"]) for e in s.seen if e["Type"] == "network"]
+    assert ("destroy", used.id) in seen and ("destroy", spare.id) in seen
+
+
+def test_volume_service_in_process(engine):
+    """Create, list, a container's use keeps it from rm and prune; prune takes anonymous volumes
+    (named ones with all=true) — real directories under the root."""
+    s = engine
+    v = s.volumes.create(NS, "inproc-named", labels={"k": "v"})
+    anon = s.volumes.create(NS)
+    assert os.path.isdir(v["Mountpoint"]) and os.path.isdir(anon["Mountpoint"])
+    assert [x["Name"] for x in s.volumes.list(NS, {"label": ["k=v"]})["Volumes"]] == ["inproc-named"]
+    cid = _create(s, ["sh", "-c", "echo kept > /data/f"], HostConfig={"Binds": ["inproc-named:/data"]})
+    try:
+        s.containers.start(NS, cid)
+        assert s.containers.wait_exit(NS, cid) == 0
+        with open(os.path.join(v["Mountpoint"], "f")) as f:
+            assert f.read() == "kept\n"
+        with pytest.raises(FailedPrecondition):
+            s.volumes.remove(NS, "inproc-named")
+        pruned = s.volumes.prune(NS, {"all": ["true"]})
+        assert anon["Name"] in (pruned["VolumesDeleted"] or []) and "inproc-named" not in pruned["VolumesDeleted"]
+    finally:
+        s.containers.remove(NS, cid)
+    assert s.volumes.prune(NS)["VolumesDeleted"] in (None, [])  # named: only with all=true
+    s.volumes.remove(NS, "inproc-named")
+    assert not os.path.exists(v["Mountpoint"])
+    with pytest.raises(NotFound):
+        s.volumes.inspect(NS, "inproc-named")
