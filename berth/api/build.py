@@ -8,7 +8,7 @@ import json
 
 from aiohttp import web
 
-from berth.api.app import json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_response, namespace_of, services, stream_headers
 from berth.api.images import SyncBody, _bool
 from berth.errors import BerthError, InvalidArgument
 from berth.services import builder as builder_mod
@@ -153,7 +153,7 @@ async def commit(request: web.Request) -> web.Response:
     return json_response(res, status=201)
 
 
-def routes(r) -> None:
+def routes(r: Router) -> None:
     r.add("POST", "/build", build)
     r.add("POST", "/build/prune", build_prune)
     r.add("POST", "/commit", commit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from berth.api.app import json_body, json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_body, json_response, namespace_of, services, stream_headers
 from berth.api.images import _bool
 from berth.errors import InvalidArgument
 
@@ -26,7 +26,7 @@ async def remove_default_link(request: web.Request) -> web.Response:
     return json_response({"message": "Conflict, cannot remove the default link name of the container"}, status=409)
 
 
-def routes(r) -> None:
+def routes(r: Router) -> None:
     r.add("DELETE", "/containers/{id}/{alias}", remove_link)
     _routes_extra(r)
 
@@ -48,6 +48,6 @@ async def export(request: web.Request) -> web.StreamResponse:
     return await stream_archive(request, s.pool, archive)
 
 
-def _routes_extra(r) -> None:
+def _routes_extra(r: Router) -> None:
     r.add("POST", "/containers/{id}/update", update)
     r.add("GET", "/containers/{id}/export", export)

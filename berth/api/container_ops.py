@@ -9,7 +9,7 @@ from concurrent.futures import Executor
 
 from aiohttp import web
 
-from berth.api.app import json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_response, namespace_of, services, stream_headers
 from berth.api.images import SyncBody, _bool, _filters
 from berth.services import Services
 from berth.services import container_ops as ops
@@ -160,7 +160,7 @@ async def prune(request: web.Request) -> web.Response:
     return json_response(await s.run(ops.prune, svc, ns, _filters(request)))
 
 
-def routes(r) -> None:
+def routes(r: Router) -> None:
     r.add("POST", "/containers/prune", prune)
     r.add("POST", "/containers/{id}/pause", pause)
     r.add("POST", "/containers/{id}/unpause", unpause)

@@ -1,38 +1,38 @@
 """Container endpoints of the Docker Engine API."""
 
+from __future__ import annotations
+
 import asyncio
 import json
 import struct
+from typing import Any
 
 from aiohttp import web
 
-from berth.api.app import json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_body, json_response, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
 from berth.errors import BerthError, InvalidArgument
 from berth.services import container_ops as ops
 from berth.services.execs import detach_keys
 
 
-async def create(request):
+async def create(request: web.Request) -> web.Response:
     s = services(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidArgument("request body is not JSON") from None
+    body = await json_body(request)
     ns = namespace_of(request)
-    if request.query.get("platform") and isinstance(body, dict) and not body.get("Platform"):
+    if request.query.get("platform") and not body.get("Platform"):
         body["Platform"] = request.query["platform"]  # docker's CLI sends --platform in the query
     res = await s.run(s.containers.create, ns, body, request.query.get("name"))
     return json_response(res, status=201)
 
 
-async def start(request):
+async def start(request: web.Request) -> web.Response:
     s = services(request)
     started = await s.run(ops.start, s.containers, namespace_of(request), request.match_info["id"])
     return web.Response(status=204 if started else 304, headers=stream_headers())
 
 
-async def wait(request):
+async def wait(request: web.Request) -> web.StreamResponse:
     """Headers go out at once (docker calls wait before start); the body when it exits."""
     s = services(request)
     ns = namespace_of(request)
@@ -52,7 +52,7 @@ async def wait(request):
     return resp
 
 
-async def inspect(request):
+async def inspect(request: web.Request) -> web.Response:
     s = services(request)
     ns = namespace_of(request)
     res = await s.run(s.containers.inspect, ns, request.match_info["id"])
@@ -61,7 +61,7 @@ async def inspect(request):
     return json_response(res)
 
 
-async def list_(request):
+async def list_(request: web.Request) -> web.Response:
     s = services(request)
     ns = namespace_of(request)
     limit = int(request.query.get("limit") or -1)
@@ -71,7 +71,7 @@ async def list_(request):
     return json_response(items)
 
 
-async def remove(request):
+async def remove(request: web.Request) -> web.Response:
     s = services(request)
     if _bool(request, "link"):  # docker rm --link NAME without a parent/alias
         from berth.api.container_extra import remove_default_link
@@ -81,7 +81,7 @@ async def remove(request):
     return web.Response(status=204, headers=stream_headers())
 
 
-async def stop(request):
+async def stop(request: web.Request) -> web.Response:
     s = services(request)
     t = request.query.get("t")
     stopped = await s.run(s.containers.stop, namespace_of(request), request.match_info["id"],
@@ -89,14 +89,14 @@ async def stop(request):
     return web.Response(status=204 if stopped else 304, headers=stream_headers())
 
 
-async def kill(request):
+async def kill(request: web.Request) -> web.Response:
     s = services(request)
     await s.run(s.containers.kill, namespace_of(request), request.match_info["id"],
                 request.query.get("signal") or "KILL")
     return web.Response(status=204, headers=stream_headers())
 
 
-async def logs(request):
+async def logs(request: web.Request) -> web.StreamResponse:
     s = services(request)
     ns = namespace_of(request)
     rec = await s.run(s.containers.get, ns, request.match_info["id"])
@@ -130,25 +130,25 @@ async def logs(request):
 class _Raw(asyncio.Protocol):
     """Takes over a hijacked HTTP connection: bytes in, and a half-close that keeps output flowing."""
 
-    def __init__(self, handler=None):
+    def __init__(self, handler: Any = None) -> None:
         self.queue = asyncio.Queue()
         self.handler = handler  # aiohttp's RequestHandler: told when the connection goes
 
-    def feed_data(self, data):
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         self.queue.put_nowait(data)
         return False, b""
 
-    def feed_eof(self):
+    def feed_eof(self) -> None:
         self.queue.put_nowait(b"")
 
-    def data_received(self, data):
+    def data_received(self, data: bytes) -> None:
         self.queue.put_nowait(data)
 
-    def eof_received(self):
+    def eof_received(self) -> bool:
         self.queue.put_nowait(b"")
         return True
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: BaseException | None) -> None:
         self.queue.put_nowait(None)
         # aiohttp no longer gets transport events: without this its server keeps the handler
         # (and its parser, request and this protocol) in its connection table for ever
@@ -157,7 +157,7 @@ class _Raw(asyncio.Protocol):
             handler.connection_lost(exc)
 
 
-def hijack(request):
+def hijack(request: web.Request) -> tuple[asyncio.Transport, _Raw]:
     """Take the connection over from aiohttp (docker's hijack): answer 101 UPGRADED (or 200 to a
     client that did not ask to upgrade) and return (transport, _Raw) for the raw byte stream."""
     transport = request.transport
@@ -172,7 +172,7 @@ def hijack(request):
     return transport, raw
 
 
-def _escape(buf, keys):
+def _escape(buf: bytes, keys: bytes) -> tuple[bytes, bool, bytes]:
     """docker's escape proxy: (bytes to pass on, whether the keys were typed, bytes held back
     as a possible start of them)."""
     out = bytearray()
@@ -190,12 +190,13 @@ def _escape(buf, keys):
     return bytes(out), False, b""
 
 
-async def pipe(transport, raw, reader, writer, stdin=True, detach=None):
+async def pipe(transport: asyncio.Transport, raw: _Raw, reader: Any, writer: asyncio.StreamWriter,
+               stdin: bool = True, detach: bytes | None = None) -> None:
     """Copy the shim's stream to the client and (with stdin) the client's bytes to the shim; the
     client's EOF half-closes toward the shim, whose output keeps flowing until it ends. With
     ``detach`` (the detach keys of a TTY's stdin), typing them ends the stream and leaves the
     process running."""
-    async def client_to_shim():
+    async def client_to_shim() -> None:
         held = b""
         while True:
             data = await raw.queue.get()
@@ -233,7 +234,7 @@ async def pipe(transport, raw, reader, writer, stdin=True, detach=None):
         transport.close()
 
 
-async def attach(request):
+async def attach(request: web.Request) -> web.Response:
     """POST /containers/{id}/attach: answer 101 and pipe the connection to the shim's attach.
     Docker attaches before it starts: the service waits for the start (which then holds the
     process until this attach is connected, so no output is lost)."""
@@ -255,7 +256,7 @@ async def attach(request):
     return web.Response()
 
 
-async def resize(request):
+async def resize(request: web.Request) -> web.Response:
     s = services(request)
     try:
         h, w = int(request.query.get("h", 24)), int(request.query.get("w", 80))
@@ -265,7 +266,7 @@ async def resize(request):
     return web.Response(status=200, headers=stream_headers())
 
 
-def routes(r):
+def routes(r: Router) -> None:
     r.add("POST", "/containers/create", create)
     r.add("GET", "/containers/json", list_)
     r.add("POST", "/containers/{id}/start", start)
@@ -280,7 +281,7 @@ def routes(r):
     r.add("POST", "/containers/{id}/restart", restart)
 
 
-async def restart(request):
+async def restart(request: web.Request) -> web.Response:
     s = services(request)
     t = request.query.get("t")
     await s.run_wait(s.containers.restart, namespace_of(request), request.match_info["id"],

@@ -8,7 +8,7 @@ import time
 
 from aiohttp import web
 
-from berth.api.app import namespace_of, services, stream_headers
+from berth.api.app import Router, namespace_of, services, stream_headers
 from berth.api.images import _filters
 from berth.errors import InvalidArgument
 from berth.services.events import matches
@@ -67,5 +67,5 @@ async def events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def routes(r) -> None:
+def routes(r: Router) -> None:
     r.add("GET", "/events", events)

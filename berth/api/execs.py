@@ -1,28 +1,25 @@
 """Exec endpoints: create an exec instance, start it (hijacked stream), inspect, resize.
 The use-case is berth.services.execs; these handlers translate HTTP only."""
 
+from __future__ import annotations
+
 import asyncio
 
 from aiohttp import web
 
-from berth.api.app import json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_body, json_response, namespace_of, services, stream_headers
 from berth.api.containers import hijack, pipe
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument
 
 
-async def create(request):
+async def create(request: web.Request) -> web.Response:
     s = services(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidArgument("request body is not JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("request body must be a JSON object")
+    body = await json_body(request)
     eid = await s.run(s.execs.create, namespace_of(request), request.match_info["id"], body)
     return json_response({"Id": eid}, status=201)
 
 
-async def start(request):
+async def start(request: web.Request) -> web.Response:
     s = services(request)
     try:
         body = await request.json()
@@ -61,10 +58,10 @@ class _Reframe:
     """The shim frames an exec's output by its process's terminal (raw bytes of a pty, or
     docker's 8-byte headed frames of stdout/stderr): frames a pty's bytes as stdout, or unframes."""
 
-    def __init__(self, reader, frame):
+    def __init__(self, reader: asyncio.StreamReader, frame: bool) -> None:
         self.reader, self.frame, self.buf = reader, frame, b""
 
-    async def read(self, n):
+    async def read(self, n: int) -> bytes:
         if self.frame:
             data = await self.reader.read(n)
             return b"\x01\0\0\0" + len(data).to_bytes(4, "big") + data if data else b""
@@ -82,12 +79,12 @@ class _Reframe:
             self.buf += data
 
 
-async def inspect(request):
+async def inspect(request: web.Request) -> web.Response:
     s = services(request)
     return json_response(await s.run(s.execs.inspect, request.match_info["id"]))
 
 
-async def resize(request):
+async def resize(request: web.Request) -> web.Response:
     s = services(request)
     try:
         h, w = int(request.query.get("h", 24)), int(request.query.get("w", 80))
@@ -97,7 +94,7 @@ async def resize(request):
     return web.Response(status=200, headers=stream_headers())
 
 
-def routes(r):
+def routes(r: Router) -> None:
     r.add("POST", "/containers/{id}/exec", create)
     r.add("POST", "/exec/{id}/start", start)
     r.add("GET", "/exec/{id}/json", inspect)

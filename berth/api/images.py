@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from berth.api.app import json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_response, namespace_of, services, stream_headers
 from berth.errors import BerthError, InvalidArgument
 from berth.services import image_ops
 
@@ -239,7 +239,7 @@ async def save(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def routes(r) -> None:
+def routes(r: Router) -> None:
     r.add("GET", "/images/json", list_)
     r.add("POST", "/images/create", create)
     r.add("POST", "/images/load", load)

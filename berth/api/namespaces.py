@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from berth.api.app import json_body, json_response, services
+from berth.api.app import Router, json_body, json_response, services
 from berth.errors import InvalidArgument
 
 
@@ -37,7 +37,7 @@ async def remove(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def routes(r) -> None:
+def routes(r: Router) -> None:
     r.add("GET", "/berth/namespaces", list_)
     r.add("POST", "/berth/namespaces", create)
     r.add("GET", "/berth/namespaces/{name}", inspect)

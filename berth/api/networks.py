@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from berth.api.app import json_body, json_response, namespace_of, services
+from berth.api.app import Router, json_body, json_response, namespace_of, services
 from berth.api.images import _filters
 from berth.errors import InvalidArgument
 from berth.services import container_net
@@ -88,7 +88,7 @@ async def disconnect(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-def routes(r) -> None:
+def routes(r: Router) -> None:
     r.add("GET", "/networks", list_)
     r.add("POST", "/networks/create", create)
     r.add("POST", "/networks/prune", prune)

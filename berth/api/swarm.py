@@ -1,25 +1,30 @@
 """Swarm mode: berth is a node that is not part of a swarm, and answers as docker's does then
 (503), so clients that probe or clean up through these endpoints get what they expect."""
 
+from __future__ import annotations
+
+from aiohttp import web
+
+from berth.api.app import Router
 from berth.errors import Unavailable
 
 NOT_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
                'this node to swarm and try again.')
 
 
-async def not_manager(request):
+async def not_manager(request: web.Request) -> web.Response:
     raise Unavailable(NOT_MANAGER)
 
 
-async def leave(request):
+async def leave(request: web.Request) -> web.Response:
     raise Unavailable("This node is not part of a swarm")
 
 
-async def refuse(request):
+async def refuse(request: web.Request) -> web.Response:
     raise Unavailable("berth does not implement swarm mode: this node cannot init or join a swarm")
 
 
-def routes(r):
+def routes(r: Router) -> None:
     r.add("POST", "/swarm/init", refuse)
     r.add("POST", "/swarm/join", refuse)
     r.add("POST", "/swarm/leave", leave)

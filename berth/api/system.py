@@ -8,7 +8,16 @@ import platform
 from aiohttp import web
 
 from berth import __version__
-from berth.api.app import API_VERSION, MIN_API_VERSION, json_body, json_response, namespace_of, services, stream_headers
+from berth.api.app import (
+    API_VERSION,
+    MIN_API_VERSION,
+    Router,
+    json_body,
+    json_response,
+    namespace_of,
+    services,
+    stream_headers,
+)
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -59,7 +68,7 @@ async def disk_usage(request: web.Request) -> web.Response:
     return json_response(await s.run(s.system.disk_usage, namespace_of(request)))
 
 
-def routes(r) -> None:
+def routes(r: Router) -> None:
     r.add("GET", "/_ping", ping)
     r.add("HEAD", "/_ping", ping)
     r.add("GET", "/version", version)

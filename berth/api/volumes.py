@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from berth.api.app import json_body, json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_body, json_response, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
 from berth.errors import InvalidArgument
 
@@ -51,7 +51,7 @@ async def prune(request: web.Request) -> web.Response:
     return json_response(await s.run(s.volumes.prune, namespace_of(request), filters))
 
 
-def routes(r) -> None:
+def routes(r: Router) -> None:
     r.add("GET", "/volumes", list_)
     r.add("POST", "/volumes/create", create)
     r.add("POST", "/volumes/prune", prune)

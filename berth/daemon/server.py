@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from berth.errors import BerthError, InvalidArgument
 
 if TYPE_CHECKING:
+    import ssl
+
     from berth.daemon.config import Config
     from berth.daemon.dns import EmbeddedDNS
     from berth.shim.zygote import Zygote
@@ -139,23 +141,23 @@ class Daemon:
 class _DNSBridge:
     """The DNS server's attach/detach for worker threads (the server lives in the event loop)."""
 
-    def __init__(self, dns, loop):
+    def __init__(self, dns: EmbeddedDNS, loop: asyncio.AbstractEventLoop) -> None:
         self.dns, self.loop = dns, loop
 
-    def attach(self, key, path):
+    def attach(self, key: str, path: str) -> None:
         try:
             asyncio.run_coroutine_threadsafe(self.dns.attach(key, path), self.loop).result(10)
         except (OSError, concurrent.futures.TimeoutError) as e:
             # e.g. the container binds port 53 itself: it runs, without the embedded DNS
             log.warning("container %s: embedded DNS not attached: %s", key[:12], e)
 
-    def detach(self, key):
+    def detach(self, key: str) -> None:
         if self.loop.is_closed():  # berthd is stopping: the DNS server is gone with the loop
             return
         self.loop.call_soon_threadsafe(self.dns.detach, key)
 
 
-def _snapshotter(root):
+def _snapshotter(root: str) -> tuple[Any, str]:
     from berth.snapshots import overlay
     sroot = os.path.join(root, "snapshots")
     os.makedirs(sroot, exist_ok=True)
@@ -165,7 +167,7 @@ def _snapshotter(root):
     return NativeSnapshotter(os.path.join(root, "snapshots", "native")), "native"
 
 
-async def serve(cfg, ready=None, zygote=None):
+async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zygote | None = None) -> None:
     """Serve until SIGTERM/SIGINT."""
     from aiohttp import web
 
@@ -261,7 +263,7 @@ async def serve(cfg, ready=None, zygote=None):
             pass
 
 
-async def _start_cri(daemon):
+async def _start_cri(daemon: Daemon) -> tuple[Any, Any]:
     """The Kubernetes CRI (gRPC, berth/cri) on cri_socket and its streaming server; a CRI that
     cannot start is logged, the Docker API is served regardless."""
     from berth.cri.server import CRIServer
@@ -290,13 +292,13 @@ async def _start_cri(daemon):
     return server, streaming
 
 
-async def _stop_cri(daemon, server, streaming):
+async def _stop_cri(daemon: Daemon, server: Any, streaming: Any) -> None:
     await daemon.run(server.stop)
     if streaming is not None:
         await streaming.stop()
 
 
-def _lock_root(root):
+def _lock_root(root: str) -> int:
     """One berthd per root directory: a POSIX record lock (not inherited by forked children,
     so a shim that outlives the daemon does not keep the next daemon out)."""
     import fcntl
@@ -310,7 +312,7 @@ def _lock_root(root):
     return fd
 
 
-def _socket_alive(path):
+def _socket_alive(path: str) -> bool:
     s = socket.socket(socket.AF_UNIX)
     try:
         s.settimeout(1)
@@ -322,7 +324,7 @@ def _socket_alive(path):
         s.close()
 
 
-def _somaxconn():
+def _somaxconn() -> int:
     """The listen backlog: the system's limit, as Go's listeners use (aiohttp's 128 makes a
     burst of clients fail with EAGAIN)."""
     try:
@@ -332,7 +334,7 @@ def _somaxconn():
         return 4096
 
 
-def _loopback(host):
+def _loopback(host: str) -> bool:
     import ipaddress
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -340,7 +342,7 @@ def _loopback(host):
         return host == "localhost"
 
 
-def _tls_context(tls):
+def _tls_context(tls: Any) -> ssl.SSLContext:
     import ssl
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:

@@ -1,29 +1,36 @@
 """The build cache: one lease per step (``buildcache-<key>``), labelled with the image the step
 made; the lease keeps that image's content alive until ``prune``."""
 
+from __future__ import annotations
+
 import hashlib
 import json
 import time
+from typing import TYPE_CHECKING
 
 from berth.errors import BerthError, NotFound
+
+if TYPE_CHECKING:
+    from berth.metadata import MetadataStore
+    from berth.services.images import ImageService
 
 CACHE_LEASE_PREFIX = "buildcache-"
 
 
 class BuildCache:
-    def __init__(self, meta, images):
+    def __init__(self, meta: MetadataStore, images: ImageService) -> None:
         self.meta = meta
         self.images = images
 
     @staticmethod
-    def key(parent_id, step):
+    def key(parent_id: str | None, step: str) -> str:
         return hashlib.sha256(f"{parent_id or 'scratch'}\n{step}".encode()).hexdigest()
 
-    def load(self, ns):
+    def load(self, ns: str) -> dict:
         """{lease id: lease} of the namespace's cache entries: one query for a whole build."""
         return {lease.id: lease for lease in self.entries(ns)}
 
-    def get(self, ns, key, known=None):
+    def get(self, ns: str, key: str, known: dict | None = None) -> tuple[dict, object] | None:
         lid = CACHE_LEASE_PREFIX + key[:32]
         if known is not None:
             lease = known.get(lid)
@@ -44,7 +51,7 @@ class BuildCache:
             return None
         return desc, r
 
-    def put(self, ns, key, desc, size=0):
+    def put(self, ns: str, key: str, desc: dict, size: int = 0) -> None:
         lid = CACHE_LEASE_PREFIX + key[:32]
         labels = {"target": json.dumps(desc), "size": str(size), "created": str(time.time())}
         try:
@@ -56,14 +63,14 @@ class BuildCache:
                 return
         self.meta.add_lease_resource(ns, lid, "content", desc["digest"])
 
-    def entries(self, ns):
+    def entries(self, ns: str) -> list:
         out = []
         for lease in self.meta.list_leases(ns):
             if lease.id.startswith(CACHE_LEASE_PREFIX):
                 out.append(lease)
         return out
 
-    def prune(self, ns, all_=True):
+    def prune(self, ns: str, all_: bool = True) -> dict:
         removed = []
         size = 0
         for lease in self.entries(ns):
@@ -76,7 +83,7 @@ class BuildCache:
         report = self.images.collect()
         return {"CachesDeleted": removed or None, "SpaceReclaimed": max(size, report.reclaimed_bytes)}
 
-    def usage(self, ns):
+    def usage(self, ns: str) -> list[dict]:
         """Build-cache records as GET /system/df lists them."""
         out = []
         for lease in self.entries(ns):

@@ -5,8 +5,11 @@ and, one module per job, re-exported here for the API: top (services.processes),
 Every function takes the ContainerService (berth.services.containers) and a namespace.
 """
 
+from __future__ import annotations
+
 import re
 import time
+from typing import TYPE_CHECKING, Callable
 
 from berth.errors import (
     AlreadyExists,
@@ -29,12 +32,15 @@ from berth.services.changes import changes  # noqa: F401
 from berth.services.processes import container_pids, top  # noqa: F401
 from berth.services.stats import sample_of, stats  # noqa: F401
 
+if TYPE_CHECKING:
+    from berth.services.containers import ContainerService
+
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 # --- start, sizes ----------------------------------------------------------------------------
 
-def start(svc, ns: str, ref: str) -> bool:
+def start(svc: ContainerService, ns: str, ref: str) -> bool:
     """docker start: True when it started, False when it was running already. As docker's,
     --rm (AutoRemove) also removes a container that could not start."""
     rec = svc.get(ns, ref)
@@ -49,7 +55,7 @@ def start(svc, ns: str, ref: str) -> bool:
         raise
 
 
-def with_sizes(svc, ns: str, items: list[dict]) -> list[dict]:
+def with_sizes(svc: ContainerService, ns: str, items: list[dict]) -> list[dict]:
     """ps -s and inspect --size: SizeRw and SizeRootFs added to container views (blocking)."""
     from berth.services import export
     isz = export.image_sizes(svc, ns)
@@ -64,17 +70,17 @@ def with_sizes(svc, ns: str, items: list[dict]) -> list[dict]:
 
 # --- pause / unpause -------------------------------------------------------------------------
 
-def pause(svc, ns, ref):
+def pause(svc: ContainerService, ns: str, ref: str) -> None:
     svc.pause(ns, ref)
 
 
-def unpause(svc, ns, ref):
+def unpause(svc: ContainerService, ns: str, ref: str) -> None:
     svc.unpause(ns, ref)
 
 
 # --- rename ----------------------------------------------------------------------------------
 
-def rename(svc, ns, ref, new_name):
+def rename(svc: ContainerService, ns: str, ref: str, new_name: str) -> None:
     new_name = (new_name or "").lstrip("/")
     if not ref or not new_name:
         raise InvalidArgument("Neither old nor new names may be empty")
@@ -95,7 +101,7 @@ def rename(svc, ns, ref, new_name):
 
 # --- prune -----------------------------------------------------------------------------------
 
-def _until(v):
+def _until(v: object) -> float:
     from berth.services.containers import _parse_time
     v = str(v)
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)", v)
@@ -109,7 +115,7 @@ def _until(v):
         raise InvalidArgument(f"invalid filter 'until={v}'") from None
 
 
-def _labels_match(labels, wanted, negate):
+def _labels_match(labels: dict, wanted: list[str], negate: bool) -> bool:
     for v in wanted:
         k, eq, val = v.partition("=")
         has = k in labels and (not eq or labels[k] == val)
@@ -118,7 +124,8 @@ def _labels_match(labels, wanted, negate):
     return True
 
 
-def prune(svc, ns, filters=None, on_removed=None):
+def prune(svc: ContainerService, ns: str, filters: dict | None = None,
+          on_removed: Callable | None = None) -> dict:
     """POST /containers/prune: remove every container that is not running (on_removed(rec) after
     each)."""
     filters = filters or {}

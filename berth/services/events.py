@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 
 class EventBus:
-    def __init__(self, keep: int = 1000):
+    def __init__(self, keep: int = 1000) -> None:
         self.log: collections.deque = collections.deque(maxlen=keep)  # (namespace, event)
         self._subscribers: list[Callable[[str, dict], None]] = []
         self._lock = threading.Lock()

@@ -131,6 +131,12 @@ class ExecService:
                 raise FailedPrecondition(f"exec {eid} has already been started")
             inst.started = True
         console_size(inst.process, console)
+        try:  # as dockerd's: before the process starts (its exec_die may come at once)
+            rec = self.containers.meta.get_container(inst.namespace, inst.container)
+            self.events.container(inst.namespace, rec, f"exec_start: {' '.join(inst.config.get('Cmd') or [])}",
+                                  execID=eid)
+        except NotFound:
+            pass
         req = proto.Exec(exec_id=eid, process=inst.process,
                          stdin=bool(inst.config.get("AttachStdin")) and not detach)
         try:
@@ -144,12 +150,6 @@ class ExecService:
         finally:
             inst.extra["running"].set()  # a resize may go to its pty now (or fail at once)
         inst.pid = int(reply.get("pid") or 0)
-        try:
-            rec = self.containers.meta.get_container(inst.namespace, inst.container)
-            self.events.container(inst.namespace, rec, f"exec_start: {' '.join(inst.config.get('Cmd') or [])}",
-                                  execID=eid)
-        except NotFound:
-            pass
         if detach:
             sock.close()  # the shim streams to no one; the exec runs on
             return None
@@ -157,7 +157,7 @@ class ExecService:
 
     def exited(self, ns: str, cid: str, ev: proto.ExecExit) -> None:
         """The container's shim told an exec's end: recorded, and docker's exec_die published
-        (for the execs of this service: not for the CRI's ExecSync nor health probes)."""
+        (for the execs of this service: health probes publish their own, the CRI's ExecSync none)."""
         inst = self._execs.get(ev.exec_id)
         if inst is None or inst.container != cid:
             return

@@ -18,25 +18,31 @@ import secrets
 import socket
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from berth import cni
 from berth.errors import AlreadyExists, BerthError, FailedPrecondition, InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from berth.daemon.config import Config
+    from berth.metadata import MetadataStore
+    from berth.services.containers import ContainerService
+    from berth.services.events import EventBus
 
 BUILTIN = ("bridge", "host", "none")
 DRIVERS = ("bridge", "macvlan", "ipvlan")
 
 
-def _now():
+def _now() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
-def builtin_id(ns, name):
+def builtin_id(ns: str, name: str) -> str:
     return hashlib.sha256(f"berth-network:{ns}/{name}".encode()).hexdigest()
 
 
-def host_routes():
+def host_routes() -> list[ipaddress.IPv4Network]:
     """IPv4 networks the host routes (or has addresses in)."""
     out = []
     try:
@@ -58,29 +64,30 @@ def host_routes():
 class Network:
     """A resolved network: built-in or user-defined."""
 
-    def __init__(self, ns, id, name, data, labels=None, created=""):
+    def __init__(self, ns: str, id: str, name: str, data: dict, labels: dict | None = None,
+                 created: str = "") -> None:
         self.ns, self.id, self.name, self.data, self.labels = ns, id, name, data, labels or {}
         self.created = created or data.get("created", "")
 
     @property
-    def driver(self):
+    def driver(self) -> str:
         return self.data.get("driver", "bridge")
 
     @property
-    def builtin(self):
+    def builtin(self) -> bool:
         return self.name in BUILTIN
 
     @property
-    def user_defined(self):
+    def user_defined(self) -> bool:
         return not self.builtin
 
     @property
-    def cni_name(self):
+    def cni_name(self) -> str:
         return "bridge" if self.name == "bridge" else "berth-" + self.id[:12]
 
 
 class NetworkService:
-    def __init__(self, cfg, meta, events=None):
+    def __init__(self, cfg: Config, meta: MetadataStore, events: EventBus | None = None) -> None:
         from berth.services.events import EventBus
         self.cfg = cfg
         self.meta = meta
@@ -91,7 +98,7 @@ class NetworkService:
         self.dns = None  # the daemon's EmbeddedDNS bridge: attach(cid, netns) / detach(cid)
         # the ContainerService whose containers use the networks (wired after both are made:
         # containers are created on networks, and a network's users are containers)
-        self.containers = None
+        self.containers: ContainerService | None = None
         self._lock = threading.RLock()
         # live endpoints for name resolution: network id -> {container id: endpoint}
         self._endpoints = {}
@@ -103,7 +110,7 @@ class NetworkService:
 
     # --- networks ---
 
-    def _builtin(self, ns, name):
+    def _builtin(self, ns: str, name: str) -> Network:
         data = {"driver": {"bridge": "bridge", "host": "host", "none": "null"}[name]}
         if name == "bridge":
             net = ipaddress.IPv4Network(self.cfg.bridge_subnet, strict=False)
@@ -112,7 +119,7 @@ class NetworkService:
                                  "com.docker.network.bridge.default_bridge": "true"})
         return Network(ns, builtin_id(ns, name), name, data)
 
-    def get(self, ns, ref):
+    def get(self, ns: str, ref: str) -> Network:
         """A network by name, id or unique id prefix."""
         if ref in BUILTIN:
             return self._builtin(ns, ref)
@@ -131,20 +138,22 @@ class NetworkService:
             raise InvalidArgument(f"network {ref} is ambiguous ({len(found)} matches found on name)")
         raise NotFound(f"network {ref} not found")
 
-    def all(self, ns):
+    def all(self, ns: str) -> list[Network]:
         return [self._builtin(ns, n) for n in BUILTIN] + [
             Network(ns, o.id, o.name, o.data, o.labels) for o in self.meta.list_objects(ns, "network")]
 
-    def _subnets_in_use(self):
+    def _subnets_in_use(self) -> list[ipaddress.IPv4Network]:
         used = [ipaddress.IPv4Network(self.cfg.bridge_subnet, strict=False)] + host_routes()
         for o in self.meta.list_objects(None, "network"):
             if o.data.get("subnet"):
                 used.append(ipaddress.IPv4Network(o.data["subnet"]))
         return used
 
-    def create(self, ns, name, driver="bridge", subnet=None, gateway=None, ip_range=None, internal=False,
-               options=None, labels=None, ipam_options=None, attachable=False, ipv6=False, subnet6=None,
-               gateway6=None, ip_range6=None, aux=None):
+    def create(self, ns: str, name: str, driver: str = "bridge", subnet: str | None = None,
+               gateway: str | None = None, ip_range: str | None = None, internal: bool = False,
+               options: dict | None = None, labels: dict | None = None, ipam_options: dict | None = None,
+               attachable: bool = False, ipv6: bool = False, subnet6: str | None = None,
+               gateway6: str | None = None, ip_range6: str | None = None, aux: dict | None = None) -> Network:
         check_name(name)
         if name in BUILTIN or name == "default":
             raise FailedPrecondition(f"{name} is a pre-defined network and cannot be created")
@@ -218,7 +227,7 @@ class NetworkService:
         self.events.publish(ns, "network", "create", n.id, name=n.name, type=n.driver)
         return n
 
-    def _v6(self, subnet6, gateway6, ip_range6, enabled):
+    def _v6(self, subnet6: str | None, gateway6: str | None, ip_range6: str | None, enabled: bool) -> dict:
         """The IPv6 part of a network: {subnet6, gateway6, ip_range6} (kept in IPAM even when IPv6
         is not enabled, as docker's)."""
         if not subnet6:
@@ -258,7 +267,7 @@ class NetworkService:
         return out
 
     @staticmethod
-    def _host_rules(n, remove=False):
+    def _host_rules(n: Network, remove: bool = False) -> None:
         """berth's own rules for a bridge network: isolation from the other networks and one
         masquerade rule for its subnet (unless --internal)."""
         if n.driver != "bridge" or not n.data.get("bridge"):
@@ -358,7 +367,7 @@ class NetworkService:
         self.events.publish(ns, "network", "destroy", n.id, name=n.name, type=n.driver)
         return n
 
-    def _teardown_host(self, n):
+    def _teardown_host(self, n: Network) -> None:
         if n.driver == "bridge" and n.data.get("bridge"):
             self._host_rules(n, remove=True)
             import subprocess
@@ -366,7 +375,7 @@ class NetworkService:
         import shutil
         shutil.rmtree(os.path.join(self.ipam_dir, n.cni_name), ignore_errors=True)
 
-    def ensure_host(self, namespaces):
+    def ensure_host(self, namespaces: list[str]) -> None:
         """At daemon start: conflists and isolation rules of every bridge network."""
         default = self._builtin("default", "bridge")
         self._write_conflist(default)
@@ -377,7 +386,7 @@ class NetworkService:
                     self._write_conflist(n)
                     self._host_rules(n)
 
-    def release_host(self, namespaces, busy_bridges):
+    def release_host(self, namespaces: list[str], busy_bridges: set[str]) -> None:
         """At a graceful daemon stop: bridges no container uses are deleted with their rules (the
         plugins make them again when needed), so a stopped berthd leaves nothing behind."""
         from berth.linux import iptables
@@ -394,11 +403,11 @@ class NetworkService:
 
     # --- conflists ---
 
-    def _conflist_path(self, n):
+    def _conflist_path(self, n: Network) -> str:
         fname = n.name if all(c.isalnum() or c in "_.-" for c in n.name) and n.name[0] != "." else n.cni_name
         return os.path.join(self.cfg.cni_conf_dir, n.ns if n.user_defined else "", fname + ".conflist")
 
-    def conflist(self, n):
+    def conflist(self, n: Network) -> dict:
         d = n.data
         net = ipaddress.IPv4Network(d["subnet"])
         rng = {"subnet": str(net), "gateway": d["gateway"]}
@@ -440,7 +449,7 @@ class NetworkService:
             plugins = [main]
         return {"cniVersion": cni.SPEC_VERSION, "name": n.cni_name, "plugins": plugins}
 
-    def _write_conflist(self, n):
+    def _write_conflist(self, n: Network) -> None:
         if n.driver not in DRIVERS:
             return
         self._reserve_aux(n)
@@ -451,7 +460,7 @@ class NetworkService:
             json.dump(self.conflist(n), f, indent=2)
         os.replace(tmp, path)
 
-    def _reserve_aux(self, n):
+    def _reserve_aux(self, n: Network) -> None:
         """--aux-address: host-local never hands out an address that has a file in its store."""
         aux = n.data.get("aux") or {}
         if not aux:
@@ -466,7 +475,7 @@ class NetworkService:
 
     # --- inspect ---
 
-    def inspect(self, n, containers=None):
+    def inspect(self, n: Network, containers: dict | None = None) -> dict:
         d = n.data
         ipam_cfg = []
         aux = d.get("aux") or {}
@@ -492,10 +501,11 @@ class NetworkService:
 
     # --- attachments ---
 
-    def netns_path(self, cid):
+    def netns_path(self, cid: str) -> str:
         return os.path.join(self.netns_dir, cid)
 
-    def attach(self, ns, cid, name, n, ifname, endpoint_cfg, ports=None, mac=None, hostname=None):
+    def attach(self, ns: str, cid: str, name: str, n: Network, ifname: str, endpoint_cfg: dict,
+               ports: list | None = None, mac: str | None = None, hostname: str | None = None) -> dict:
         """CNI ADD of one network for a container whose netns exists; returns the endpoint."""
         if n.driver not in DRIVERS:
             raise InvalidArgument(f"container cannot be connected to network {n.name} ({n.driver})")
@@ -548,10 +558,10 @@ class NetworkService:
                   ifname=ifname, cni_name=n.cni_name, name=n.name)
         return ep
 
-    def detach(self, cid, cni_name, ifname):
+    def detach(self, cid: str, cni_name: str, ifname: str):
         return cni.delete_cached(self.cache_dir, cni_name, cid, ifname, self.cfg.cni_plugin_dirs)
 
-    def container_lock(self, cid):
+    def container_lock(self, cid: str) -> threading.RLock:
         with self._lock:
             lk = self._cid_locks.get(cid)
             if lk is None:
@@ -562,7 +572,7 @@ class NetworkService:
                             self._cid_locks.pop(k, None)
             return lk
 
-    def hold(self, cid):
+    def hold(self, cid: str) -> None:
         """Mark the container's attachments as being released (until detach_all has run)."""
         names = [name for name, _, _, _ in cni.cached(self.cache_dir, cid)]
         with self._lock:
@@ -572,7 +582,7 @@ class NetworkService:
             for n in names:
                 self._busy[n] = self._busy.get(n, 0) + 1
 
-    def _unhold(self, cid):
+    def _unhold(self, cid: str) -> None:
         with self._lock:
             for n in self._held.pop(cid, []):
                 self._busy[n] -= 1
@@ -580,12 +590,12 @@ class NetworkService:
                     del self._busy[n]
             self._idle.notify_all()
 
-    def wait_released(self, n, timeout=60):
+    def wait_released(self, n: Network, timeout: float = 60) -> None:
         """Until no container's release on network n is under way."""
         with self._lock:
             self._idle.wait_for(lambda: not self._busy.get(n.cni_name), timeout)
 
-    def detach_all(self, cid):
+    def detach_all(self, cid: str) -> list[Exception]:
         """Every attachment of a container (from the CNI cache), then its netns."""
         try:
             with self.container_lock(cid):
@@ -593,7 +603,7 @@ class NetworkService:
         finally:
             self._unhold(cid)
 
-    def _detach_all(self, cid):
+    def _detach_all(self, cid: str) -> list[Exception]:
         # the netns goes first: with it the kernel destroys the container's interfaces on its own
         # (the bridge plugin then only releases the address), which spares each removal the
         # slow, synchronous deletion of a veth
@@ -614,7 +624,7 @@ class NetworkService:
             self.dns.detach(cid)
         return errors
 
-    def orphans(self, live_ids):
+    def orphans(self, live_ids: Iterable[str]) -> list[str]:
         """Container ids holding CNI attachments or a netns but not in live_ids (after a crash)."""
         ids = {c for _, c, _, _ in cni.cached(self.cache_dir)}
         try:
@@ -625,7 +635,7 @@ class NetworkService:
 
     # --- name resolution (the embedded DNS asks these, in the event loop) ---
 
-    def register(self, ns, cid, endpoints, ports=None):
+    def register(self, ns: str, cid: str, endpoints: dict, ports: dict | None = None) -> None:
         """A running container's endpoints (for the DNS answers) and published host ports (so no
         other container takes them), at its start or when berthd restarts."""
         with self._lock:
@@ -637,7 +647,7 @@ class NetworkService:
                     if b.get("HostPort"):
                         self._ports[(proto, b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))] = cid
 
-    def lookup(self, cid, qname):
+    def lookup(self, cid: str, qname: str) -> list[str] | None:
         qname = qname.lower().rstrip(".")
         with self._lock:
             mine = [nid for nid, eps in self._endpoints.items() if cid in eps and eps[cid].get("DNSNames")]
@@ -660,7 +670,7 @@ class NetworkService:
                                 found.append(ip)
         return found or None
 
-    def reverse(self, cid, ip):
+    def reverse(self, cid: str, ip: str) -> str | None:
         with self._lock:
             mine = [nid for nid, eps in self._endpoints.items() if cid in eps]
             for nid in mine:
@@ -671,7 +681,7 @@ class NetworkService:
 
     # --- published ports ---
 
-    def reserve_ports(self, cid, mappings):
+    def reserve_ports(self, cid: str, mappings: list[dict]) -> None:
         """Refuse host ports another container or program holds; remember ours."""
         with self._lock:
             for m in mappings:
@@ -743,7 +753,7 @@ def _until(v: str) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
 
 
-def _probe_port(proto, hip, hport):
+def _probe_port(proto: str, hip: str, hport: int) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     try:
         s.bind((hip, hport))
@@ -758,7 +768,7 @@ def _probe_port(proto, hip, hport):
         s.close()
 
 
-def free_port(proto, hip):
+def free_port(proto: str, hip: str | None) -> int:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     try:
         s.bind((hip or "0.0.0.0", 0))
@@ -767,7 +777,7 @@ def free_port(proto, hip):
         s.close()
 
 
-def _endpoint(result, ifname):
+def _endpoint(result: dict, ifname: str) -> dict:
     idx = next((i for i, itf in enumerate(result.get("interfaces") or [])
                 if itf.get("name") == ifname and itf.get("sandbox")), None)
     ips = [x for x in result.get("ips") or [] if x.get("interface") == idx] or list(result.get("ips") or [])
@@ -785,11 +795,11 @@ def _endpoint(result, ifname):
     return out
 
 
-def _v6_on(d):
+def _v6_on(d: dict) -> bool:
     return bool(d.get("ipv6") and d.get("subnet6"))
 
 
-def check_name(name):
+def check_name(name: str) -> str:
     """docker takes any network name; berth refuses only what cannot be one (empty, control
     characters, a slash: the API's /networks/{name} could not reach it)."""
     if not isinstance(name, str) or not name or any(ord(c) < 32 or c in "/\x7f" for c in name) or len(name) > 255:
@@ -797,7 +807,7 @@ def check_name(name):
     return name
 
 
-def _aux(aux, net, gw, v6):
+def _aux(aux: dict | None, net: ipaddress.IPv4Network, gw: object, v6: dict) -> dict[str, str]:
     """--aux-address name=ip: each in one of the network's subnets, not its gateway."""
     out = {}
     for k, v in (aux or {}).items():
@@ -814,7 +824,7 @@ def _aux(aux, net, gw, v6):
     return out
 
 
-def parse_port_bindings(hc, exposed, publish_all):
+def parse_port_bindings(hc: dict, exposed: dict | None, publish_all: bool) -> tuple[list[dict], dict]:
     """HostConfig.PortBindings (+ ExposedPorts with PublishAllPorts) -> portmap mappings and
     docker's NetworkSettings.Ports. Free host ports are chosen for empty HostPorts."""
     mappings, ports = [], {}
@@ -861,7 +871,7 @@ def parse_port_bindings(hc, exposed, publish_all):
     return mappings, ports
 
 
-def free_in_range(proto, hip, lo, hi):
+def free_in_range(proto: str, hip: str | None, lo: int, hi: int) -> int:
     for p in range(lo, hi + 1):
         try:
             _probe_port(proto, hip or "0.0.0.0", p)

@@ -6,13 +6,24 @@ from __future__ import annotations
 import os
 import platform
 import socket
+from typing import TYPE_CHECKING
 
 from berth import __version__
 from berth.errors import BerthError
 
+if TYPE_CHECKING:
+    from berth.daemon.config import Config
+    from berth.metadata import MetadataStore
+    from berth.services.buildcache import BuildCache
+    from berth.services.containers import ContainerService
+    from berth.services.images import ImageService
+    from berth.services.volumes import VolumeService
+
 
 class SystemService:
-    def __init__(self, cfg, meta, images, containers, snapshotter_name: str, volumes=None, build_cache=None):
+    def __init__(self, cfg: Config, meta: MetadataStore, images: ImageService, containers: ContainerService,
+                 snapshotter_name: str, volumes: VolumeService | None = None,
+                 build_cache: BuildCache | None = None) -> None:
         self.cfg = cfg
         self.meta = meta
         self.images = images

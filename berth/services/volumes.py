@@ -15,6 +15,8 @@ the container's root (openat2 RESOLVE_IN_ROOT), so a symlink in the image cannot
 out of it. A new, empty volume gets the image's content at its destination first (copy-up).
 """
 
+from __future__ import annotations
+
 import os
 import re
 import secrets
@@ -22,8 +24,15 @@ import stat
 import subprocess
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound, SystemError_
+
+if TYPE_CHECKING:
+    from berth.daemon.config import Config
+    from berth.metadata import MetadataStore
+    from berth.services.events import EventBus
+    from berth.services.state import ContainerStates
 
 ANON_LABEL = "com.docker.volume.anonymous"
 LOCAL_OPTS = ("type", "device", "o")
@@ -37,7 +46,7 @@ def _now():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
-def check_name(name):
+def check_name(name: str) -> None:
     if len(name) < 2:
         raise InvalidArgument(f"create {name}: volume name is too short, names should be at least two "
                               "alphanumeric characters")
@@ -47,7 +56,7 @@ def check_name(name):
                               'directory, use absolute path')
 
 
-def _check_dest(spec, dest, kind="volume"):
+def _check_dest(spec: str, dest: str, kind: str = "volume") -> str:
     if not dest:
         raise InvalidArgument(f'invalid mount config for type "{kind}": field Target must not be empty')
     if not dest.startswith("/"):
@@ -59,7 +68,7 @@ def _check_dest(spec, dest, kind="volume"):
     return dest
 
 
-def _valid_mode(mode):
+def _valid_mode(mode: str) -> bool:
     rw = prop = label = copy = 0
     for m in mode.split(","):
         if m in ("ro", "rw"):
@@ -75,7 +84,7 @@ def _valid_mode(mode):
     return rw <= 1 and prop <= 1 and label <= 1 and copy <= 1
 
 
-def parse_bind(spec):
+def parse_bind(spec: str) -> dict:
     """A HostConfig.Binds entry (`-v`): "[src:]dst[:mode]" -> a mount point (not yet checked
     against the host or the volumes)."""
     if not isinstance(spec, str):
@@ -116,7 +125,7 @@ def parse_bind(spec):
     return mp
 
 
-def parse_mount(m):
+def parse_mount(m: dict) -> dict:
     """A HostConfig.Mounts entry (`--mount`, docker's mount.Mount) -> a mount point."""
     if not isinstance(m, dict):
         raise InvalidArgument("invalid mount config: not an object")
@@ -172,7 +181,7 @@ def parse_mount(m):
     return mp
 
 
-def parse_tmpfs(dest, opts):
+def parse_tmpfs(dest: str, opts: str) -> dict:
     """A HostConfig.Tmpfs entry (`--tmpfs /path:opts`)."""
     spec = f"{dest}:{opts}" if opts else dest
     dest = _check_dest(spec, dest, "tmpfs")
@@ -188,7 +197,8 @@ def parse_tmpfs(dest, opts):
 
 
 class VolumeService:
-    def __init__(self, cfg, meta, states=None, events=None):
+    def __init__(self, cfg: Config, meta: MetadataStore, states: ContainerStates | None = None,
+                 events: EventBus | None = None) -> None:
         from berth.services.events import EventBus
         from berth.services.state import ContainerStates
         self.cfg = cfg
@@ -201,13 +211,13 @@ class VolumeService:
 
     # --- paths, views ---
 
-    def vdir(self, ns, name):
+    def vdir(self, ns: str, name: str) -> str:
         return os.path.join(self.base, ns, name)
 
-    def data_dir(self, ns, name):
+    def data_dir(self, ns: str, name: str) -> str:
         return os.path.join(self.base, ns, name, "_data")
 
-    def _view(self, o):
+    def _view(self, o) -> dict:
         d = o.data or {}
         return {"CreatedAt": d.get("CreatedAt") or "", "Driver": d.get("Driver") or "local",
                 "Labels": dict(o.labels or {}), "Mountpoint": self.data_dir(o.namespace, o.name), "Name": o.name,
@@ -215,7 +225,8 @@ class VolumeService:
 
     # --- the volume verbs ---
 
-    def create(self, ns, name=None, driver=None, opts=None, labels=None):
+    def create(self, ns: str, name: str | None = None, driver: str | None = None, opts: dict | None = None,
+               labels: dict | None = None) -> dict:
         driver = driver or "local"
         if driver != "local":
             raise InvalidArgument(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
@@ -257,16 +268,16 @@ class VolumeService:
         self.events.publish(ns, "volume", "create", name, driver=driver)
         return self._view(o)
 
-    def _get(self, ns, name):
+    def _get(self, ns: str, name: str):
         o = self.meta.find_object(ns, "volume", name) if isinstance(name, str) and name else None
         if o is None:
             raise NotFound(f"get {name}: no such volume")
         return o
 
-    def inspect(self, ns, name):
+    def inspect(self, ns: str, name: str) -> dict:
         return self._view(self._get(ns, name))
 
-    def list(self, ns, filters=None):
+    def list(self, ns: str, filters: dict | None = None) -> dict:
         filters = _norm_filters(filters)
         for k in filters:
             if k not in ("name", "label", "label!", "dangling", "driver"):
@@ -288,7 +299,7 @@ class VolumeService:
             out.append(v)
         return {"Volumes": out, "Warnings": []}
 
-    def users(self, ns, name):
+    def users(self, ns: str, name: str) -> list[str]:
         """Ids of the containers (running or not) that have the volume mounted."""
         out = []
         for rec in self.meta.list_containers(ns):
@@ -298,7 +309,7 @@ class VolumeService:
                     break
         return out
 
-    def _used(self, ns):
+    def _used(self, ns: str) -> set[str]:
         used = set()
         for rec in self.meta.list_containers(ns):
             for m in (rec.spec_json() or {}).get("_mounts") or []:
@@ -306,7 +317,7 @@ class VolumeService:
                     used.add(m.get("Name"))
         return used
 
-    def remove(self, ns, name, force=False):
+    def remove(self, ns: str, name: str, force: bool = False) -> None:
         with self._lock:
             o = self.meta.find_object(ns, "volume", name) if name else None
             if o is None:
@@ -321,7 +332,7 @@ class VolumeService:
             _rmtree(self.vdir(ns, name))
         self.events.publish(ns, "volume", "destroy", name)
 
-    def prune(self, ns, filters=None):
+    def prune(self, ns: str, filters: dict | None = None) -> dict:
         """Unused volumes, anonymous ones only unless the filter all=true (docker 23+)."""
         filters = _norm_filters(filters)
         for k in filters:
@@ -347,7 +358,7 @@ class VolumeService:
 
     # --- a container's mounts ---
 
-    def resolve(self, ns, body, image_config):
+    def resolve(self, ns: str, body: dict, image_config: dict | None) -> tuple[list[dict], list[str]]:
         """At container create: HostConfig.Binds/Mounts/Tmpfs/VolumesFrom, Config.Volumes and the
         image's VOLUMEs -> (mount points, names of the volumes created for them). Everything is
         checked before anything is created."""
@@ -419,20 +430,20 @@ class VolumeService:
         out = sorted(points.values(), key=lambda m: (m["Destination"].count("/"), m["Destination"]))
         return out, created
 
-    def check_exist(self, ns, mounts):
+    def check_exist(self, ns: str, mounts: list[dict]) -> None:
         """NotFound when a volume of these mount points went meanwhile (hold self.lock)."""
         for m in mounts:
             if m.get("Type") == "volume":
                 self._get(ns, m["Name"])
 
-    def discard(self, ns, names):
+    def discard(self, ns: str, names: list[str]) -> None:
         for n in names:
             try:
                 self.remove(ns, n, force=True)
             except BerthError:
                 pass
 
-    def oci_mounts(self, ns, rec, rootfs):
+    def oci_mounts(self, ns: str, rec, rootfs: str) -> list[dict]:
         """At start (the rootfs mounted): mount the volumes that need it, copy the image's content
         into new empty volumes, create missing -v host dirs; the OCI mounts, parents first."""
         out = []
@@ -461,7 +472,7 @@ class VolumeService:
             out.append({"destination": dest, "type": "bind", "source": src, "options": opts})
         return out
 
-    def _copy_up(self, rootfs, dest, data):
+    def _copy_up(self, rootfs: str, dest: str, data: str) -> None:
         """The image's content at dest (resolved inside the rootfs, never out of it) into an empty
         volume, with ownership, modes, links; the volume's root takes the directory's owner and mode."""
         try:
@@ -504,7 +515,7 @@ class VolumeService:
 
     # --- local driver mounts (-o type=...) ---
 
-    def activate(self, ns, name):
+    def activate(self, ns: str, name: str) -> None:
         """Mount a volume that has options, if it is not mounted yet."""
         o = self._get(ns, name)
         opts = (o.data or {}).get("Options") or {}
@@ -525,7 +536,7 @@ class VolumeService:
                                    f"mount {opts.get('device')}:{data}, type: {opts.get('type')}, "
                                    f"data: {mdata}: {e.strerror}") from None
 
-    def release(self, ns, rec):
+    def release(self, ns: str, rec) -> None:
         """After a container stopped (or went): unmount its optioned volumes that no running container uses."""
         names = {m["Name"] for m in (rec.spec_json() or {}).get("_mounts") or [] if m.get("Type") == "volume"}
         if not names:
@@ -539,13 +550,13 @@ class VolumeService:
                     continue
                 self._unmount(self.data_dir(ns, name))
 
-    def _running(self, ns, cid):
+    def _running(self, ns: str, cid: str) -> bool:
         try:
             return self.states.get(ns, cid).running
         except BerthError:
             return False
 
-    def container_removed(self, ns, rec, remove_anonymous=False):
+    def container_removed(self, ns: str, rec, remove_anonymous: bool = False) -> None:
         """After a container's record went: release its volumes; with rm -v (and --rm) remove its
         anonymous volumes that no other container uses."""
         self.release(ns, rec)
@@ -559,7 +570,7 @@ class VolumeService:
                     pass  # in use by another container (volumes-from), or gone
 
     @staticmethod
-    def _unmount(path):
+    def _unmount(path: str) -> None:
         from berth.linux import syscalls as sc
         for _ in range(8):
             if not _is_mounted(path):
@@ -570,7 +581,7 @@ class VolumeService:
                 return
 
 
-def inspect_mounts(mounts):
+def inspect_mounts(mounts: list[dict] | None) -> list[dict]:
     """A container's mount points in docker's inspect shape."""
     out = []
     for m in mounts or []:
@@ -587,7 +598,7 @@ def inspect_mounts(mounts):
     return out
 
 
-def _norm_filters(filters):
+def _norm_filters(filters: dict | None) -> dict[str, list[str]]:
     out = {}
     for k, v in (filters or {}).items():
         if isinstance(v, dict):
@@ -598,7 +609,7 @@ def _norm_filters(filters):
     return out
 
 
-def _labels_match(filters, labels):
+def _labels_match(filters: dict, labels: dict) -> bool:
     for f in filters.get("label") or []:
         k, eq, v = f.partition("=")
         if k not in labels or (eq and labels[k] != v):
@@ -610,7 +621,7 @@ def _labels_match(filters, labels):
     return True
 
 
-def _is_mounted(path):
+def _is_mounted(path: str) -> bool:
     path = os.path.realpath(path)
     try:
         with open("/proc/self/mountinfo") as f:
@@ -624,7 +635,7 @@ def _is_mounted(path):
     return False
 
 
-def _du(path):
+def _du(path: str) -> int:
     total = 0
     for dirpath, dirnames, filenames in os.walk(path):
         for n in filenames + dirnames:
@@ -635,12 +646,12 @@ def _du(path):
     return total
 
 
-def _rmtree(path):
+def _rmtree(path: str) -> None:
     import shutil
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _cp(src, dst, dest):
+def _cp(src: str, dst: str, dest: str) -> None:
     """cp -a of src's content into dst: owners, modes, times, links, xattrs."""
     p = subprocess.run(["cp", "-a", "--", src + "/.", dst], capture_output=True)
     if p.returncode != 0:
