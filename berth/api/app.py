@@ -126,6 +126,19 @@ async def json_body(request: web.Request) -> dict:
     return body
 
 
+def member(body: dict, key: str, kind: type, required: str = "") -> Any:
+    """body[key] if it is of kind (a str or a dict); absent, null or empty: the kind's empty value,
+    or a 400 saying ``required`` when it must be there."""
+    v = body.get(key)
+    if v is None or v == "" or v == {}:
+        if required:
+            raise InvalidArgument(required)
+        return kind()
+    if not isinstance(v, kind):
+        raise InvalidArgument(f"{key} must be {'a string' if kind is str else 'an object'}")
+    return v
+
+
 def make_app(svc: Services | None) -> web.Application:
     """The API over the services (None: the routes only, to list them)."""
     # request.read()/json() stop there (a 413); tar bodies are streams and are not bounded by it

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from berth.api.app import Router, json_body, json_response, services
-from berth.errors import InvalidArgument
+from berth.api.app import Router, json_body, json_response, member, services
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -16,13 +15,8 @@ async def list_(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     s = services(request)
     body = await json_body(request)
-    name = body.get("Name")
-    if not isinstance(name, str) or not name:
-        raise InvalidArgument("namespace name is required")
-    labels = body.get("Labels") or {}
-    if not isinstance(labels, dict):
-        raise InvalidArgument("Labels must be an object")
-    await s.run(s.system.namespace_create, name, labels)
+    name = member(body, "Name", str, required="namespace name is required")
+    await s.run(s.system.namespace_create, name, member(body, "Labels", dict))
     return json_response({"Name": name}, status=201)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from berth.api.app import Router, json_body, json_response, namespace_of, services
+from berth.api.app import Router, json_body, json_response, member, namespace_of, services
 from berth.api.images import _filters
 from berth.errors import InvalidArgument
 from berth.services import container_net
@@ -44,16 +44,11 @@ def _ipam(ipam: dict) -> dict:
 async def create(request: web.Request) -> web.Response:
     s = services(request)
     body = await json_body(request)
-    name = body.get("Name")
-    if not isinstance(name, str) or not name:
-        raise InvalidArgument("network name is required")
-    ipam = body.get("IPAM") or {}
-    if not isinstance(ipam, dict):
-        raise InvalidArgument("IPAM must be an object")
-    n = await s.run(s.networks.create, namespace_of(request), name, driver=body.get("Driver") or "bridge",
-                    internal=bool(body.get("Internal")), options=body.get("Options") or {},
-                    labels=body.get("Labels") or {}, attachable=bool(body.get("Attachable")),
-                    ipv6=bool(body.get("EnableIPv6")), **_ipam(ipam))
+    name = member(body, "Name", str, required="network name is required")
+    n = await s.run(s.networks.create, namespace_of(request), name, driver=member(body, "Driver", str) or "bridge",
+                    internal=bool(body.get("Internal")), options=member(body, "Options", dict),
+                    labels=member(body, "Labels", dict), attachable=bool(body.get("Attachable")),
+                    ipv6=bool(body.get("EnableIPv6")), **_ipam(member(body, "IPAM", dict)))
     return json_response({"Id": n.id, "Warning": ""}, status=201)
 
 

@@ -6,9 +6,8 @@ import re
 
 from aiohttp import web
 
-from berth.api.app import Router, json_body, json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_body, json_response, member, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
-from berth.errors import InvalidArgument
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -19,15 +18,9 @@ async def list_(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     s = services(request)
     body = await json_body(request)
-    ns = namespace_of(request)
-    for k in ("Name", "Driver"):
-        if body.get(k) is not None and not isinstance(body[k], str):
-            raise InvalidArgument(f"{k} must be a string")
-    for k in ("DriverOpts", "Labels"):
-        if body.get(k) is not None and not isinstance(body[k], dict):
-            raise InvalidArgument(f"{k} must be an object")
-    v = await s.run(s.volumes.create, ns, body.get("Name") or None, body.get("Driver") or None,
-                    body.get("DriverOpts"), body.get("Labels"))
+    v = await s.run(s.volumes.create, namespace_of(request), member(body, "Name", str) or None,
+                    member(body, "Driver", str) or None, member(body, "DriverOpts", dict) or None,
+                    member(body, "Labels", dict) or None)
     return json_response(v, status=201)
 
 

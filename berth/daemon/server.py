@@ -91,20 +91,6 @@ class Daemon:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.waits, lambda: fn(*args, **kwargs))
 
-    def startup_gc(self) -> None:
-        """Collect what a daemon killed mid-pull left: its leases are dead now, and so is
-        everything only they kept (half-pulled blobs, ingests, snapshots being extracted)."""
-        try:
-            for lease in self.meta.list_leases(None):
-                self.meta.delete_lease(lease.namespace, lease.id)
-            report = self.meta.collect(self.content, self.snapshotter, snapshotter_name=self.snapshotter_name,
-                                       grace=0, cleanup=True)
-            if report.content or report.snapshots or report.ingests:
-                log.info("collected %d blobs, %d snapshots, %d ingests left by an earlier run",
-                         len(report.content), len(report.snapshots), len(report.ingests))
-        except BerthError as e:
-            log.warning("garbage collection: %s", e)
-
     def start_dns(self) -> None:
         """The embedded DNS server (127.0.0.11 in the network namespace of each container on a
         user-defined network), answering from the networks' live endpoints."""
@@ -112,24 +98,6 @@ class Daemon:
         self.dns = EmbeddedDNS(self.networks.lookup, upstreams=list(self.cfg.dns) or None, loop=self.loop,
                                reverse=self.networks.reverse)
         self.networks.dns = _DNSBridge(self.dns, self.loop)
-
-    def release_host(self) -> None:
-        """At a graceful stop: the network plumbing no running container needs goes."""
-        try:
-            busy = set()
-            for ns, cid in self.containers.running():
-                net = (self.meta.get_container(ns, cid).extensions or {}).get("net") or {}
-                for ep in (net.get("networks") or {}).values():
-                    try:
-                        n = self.networks.get(ns, ep["NetworkID"])
-                        if n.data.get("bridge"):
-                            busy.add(n.data["bridge"])
-                    except BerthError:
-                        pass
-                busy.add("")  # something runs: keep the shared chains
-            self.networks.release_host([n.name for n in self.meta.list_namespaces()], busy)
-        except Exception:  # noqa: BLE001 - a stop must not fail on this
-            log.exception("releasing network resources")
 
     def close(self) -> None:
         self.containers.monitor.health.close()
@@ -185,7 +153,7 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
     daemon = Daemon(cfg, zygote)
     daemon.loop = asyncio.get_running_loop()
     daemon.start_dns()
-    await daemon.run(daemon.startup_gc)
+    await daemon.run(daemon.system.collect_leftovers)  # what a daemon killed mid-pull left
     await daemon.run(daemon.containers.monitor.restore)  # what the shims still run
     app = make_app(daemon.services)
     # a stop waits this long for the requests in flight: streams that last as long as a container
@@ -249,7 +217,10 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
             await _stop_cri(daemon, *cri)
         await runner.cleanup()
         await daemon.dns.close()
-        await daemon.run(daemon.release_host)
+        try:  # the network plumbing no running container needs goes
+            await daemon.run(daemon.networks.release_unused)
+        except Exception:  # noqa: BLE001 - a stop must not fail on this
+            log.exception("releasing network resources")
         daemon.close()
         for h in cfg.hosts:
             if h.startswith("unix://"):

@@ -386,6 +386,26 @@ class NetworkService:
                     self._write_conflist(n)
                     self._host_rules(n)
 
+    def release_unused(self) -> None:
+        """At a graceful daemon stop: release_host for every namespace, keeping the bridges of the
+        running containers (and the shared chains while anything runs)."""
+        busy: set[str] = set()
+        running = self.containers.running() if self.containers is not None else []
+        for ns, cid in running:
+            try:
+                net = (self.meta.get_container(ns, cid).extensions or {}).get("net") or {}
+            except NotFound:
+                continue
+            for ep in (net.get("networks") or {}).values():
+                try:
+                    n = self.get(ns, ep["NetworkID"])
+                    if n.data.get("bridge"):
+                        busy.add(n.data["bridge"])
+                except BerthError:
+                    pass
+            busy.add("")  # something runs: keep the shared chains
+        self.release_host([n.name for n in self.meta.list_namespaces()], busy)
+
     def release_host(self, namespaces: list[str], busy_bridges: set[str]) -> None:
         """At a graceful daemon stop: bridges no container uses are deleted with their rules (the
         plugins make them again when needed), so a stopped berthd leaves nothing behind."""

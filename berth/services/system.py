@@ -3,6 +3,7 @@ namespaces."""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from berth.services.containers import ContainerService
     from berth.services.images import ImageService
     from berth.services.volumes import VolumeService
+
+
+log = logging.getLogger("berthd")
 
 
 class SystemService:
@@ -69,6 +73,20 @@ class SystemService:
             "Berth": {"Namespace": ns, "ConfigPath": self.cfg.config_path, "SandboxImage": self.cfg.sandbox_image,
                       "StateDir": self.cfg.state},
         }
+
+    def collect_leftovers(self) -> None:
+        """At daemon start: collect what a daemon killed mid-pull left. Its leases are dead now,
+        and so is everything only they kept (half-pulled blobs, ingests, snapshots being extracted)."""
+        try:
+            for lease in self.meta.list_leases(None):
+                self.meta.delete_lease(lease.namespace, lease.id)
+            report = self.meta.collect(self.images.content, self.images.snapshotter,
+                                       snapshotter_name=self.snapshotter_name, grace=0, cleanup=True)
+            if report.content or report.snapshots or report.ingests:
+                log.info("collected %d blobs, %d snapshots, %d ingests left by an earlier run",
+                         len(report.content), len(report.snapshots), len(report.ingests))
+        except BerthError as e:
+            log.warning("garbage collection: %s", e)
 
     def disk_usage(self, ns: str) -> dict:
         """docker system df: images, containers, volumes and the build cache of a namespace."""
