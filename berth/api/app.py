@@ -6,23 +6,22 @@ import json
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from berth import __version__
 from berth.api import validate
 from berth.errors import BerthError, InvalidArgument
+from berth.services import Services
 
-if TYPE_CHECKING:
-    from berth.services import Services
 
 API_VERSION = "1.45"
 MIN_API_VERSION = "1.24"
 NAMESPACE_HEADER = "X-Berth-Namespace"
 
 log = logging.getLogger("berthd.api")
-SERVICES = web.AppKey("services", object)  # the Services the handlers call
+SERVICES = web.AppKey("services", Services)  # the Services the handlers call
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -57,7 +56,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
     except ConnectionError:
         if request.transport is not None and not request.transport.is_closing():
-            status, message = unexpected_error(sys.exc_info()[1], request)
+            status, message = unexpected_error(sys.exc_info()[1] or ConnectionError(), request)
             resp = error_response(status, message)
         else:  # the client went away (logs -f, events, a stream it stopped reading): not an error
             log.debug("%s %s: the client went away", request.method, request.path)
@@ -143,7 +142,8 @@ def make_app(svc: Services | None) -> web.Application:
     """The API over the services (None: the routes only, to list them)."""
     # request.read()/json() stop there (a 413); tar bodies are streams and are not bounded by it
     app = web.Application(middlewares=[errors_middleware], client_max_size=validate.MAX_JSON_BODY)
-    app[SERVICES] = svc
+    if svc is not None:
+        app[SERVICES] = svc
     r = Router(app)
     from berth.api import containers, events, execs, images, namespaces, system
     system.routes(r)

@@ -123,6 +123,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         await write({"errorDetail": {"message": msg}, "error": msg})
     if resp is None:
         await write({"stream": ""})
+    assert resp is not None  # written just above
     await resp.write_eof()
     return resp
 

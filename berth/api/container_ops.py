@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from concurrent.futures import Executor
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -14,15 +15,20 @@ from berth.api.images import SyncBody, _bool, _filters
 from berth.services import Services
 from berth.services import container_ops as ops
 
+if TYPE_CHECKING:
+    from berth.metadata.records import Container
+    from berth.services.archive import Archive
+    from berth.services.containers import ContainerService
+
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
 
-def _svc(request: web.Request) -> tuple[Services, object, str]:
+def _svc(request: web.Request) -> tuple[Services, ContainerService, str]:
     s = services(request)
     return s, s.containers, namespace_of(request)
 
 
-async def _rec(s: Services, svc, ns: str, request: web.Request):
+async def _rec(s: Services, svc, ns: str, request: web.Request) -> Container:
     return await s.run(svc.get, ns, request.match_info["id"])
 
 
@@ -105,7 +111,7 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
     return await stream_archive(request, s.pool, archive, {STAT_HEADER: ops.encode_stat(archive.stat)})
 
 
-async def stream_archive(request: web.Request, pool: Executor, archive,
+async def stream_archive(request: web.Request, pool: Executor, archive: Archive,
                          headers: dict | None = None) -> web.StreamResponse:
     """Answer with an Archive's tar bytes (read in the pool, written in 64 KiB pieces); close it."""
     loop = asyncio.get_running_loop()

@@ -101,8 +101,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
     ns = namespace_of(request)
     rec = await s.run(s.containers.get, ns, request.match_info["id"])
     q = request.query
-    tail = q.get("tail", "all")
-    tail = None if tail in ("all", "") else int(tail)
+    tail_s = q.get("tail", "all")
+    tail = None if tail_s in ("all", "") else int(tail_s)
     since = float(q.get("since") or 0)
     until = float(q.get("until") or 0)
     spec = rec.spec_json() or {}
@@ -115,7 +115,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     done = object()
     while True:
-        item = await loop.run_in_executor(s.waits, next, gen, done)
+        item: Any = await loop.run_in_executor(s.waits, next, gen, done)
         if item is done:
             break
         stream, data = item
@@ -131,7 +131,7 @@ class _Raw(asyncio.Protocol):
     """Takes over a hijacked HTTP connection: bytes in, and a half-close that keeps output flowing."""
 
     def __init__(self, handler: Any = None) -> None:
-        self.queue = asyncio.Queue()
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.handler = handler  # aiohttp's RequestHandler: told when the connection goes
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
@@ -161,6 +161,7 @@ def hijack(request: web.Request) -> tuple[asyncio.Transport, _Raw]:
     """Take the connection over from aiohttp (docker's hijack): answer 101 UPGRADED (or 200 to a
     client that did not ask to upgrade) and return (transport, _Raw) for the raw byte stream."""
     transport = request.transport
+    assert transport is not None, "a request being served has its transport"
     raw = _Raw(request.protocol)
     request.protocol.set_parser(raw)  # bytes aiohttp already read after the headers
     transport.set_protocol(raw)  # everything after that, and a half-close
@@ -242,8 +243,8 @@ async def attach(request: web.Request) -> web.Response:
     ns = namespace_of(request)
     rec = await s.run(s.containers.get, ns, request.match_info["id"])
     want = {"stdin": _bool(request, "stdin"), "stdout": _bool(request, "stdout"), "stderr": _bool(request, "stderr")}
-    keys = detach_keys(request.query.get("detachKeys"))
-    keys = keys if want["stdin"] and (rec.spec_json() or {}).get("Tty") else None  # docker's: a TTY's only
+    given = detach_keys(request.query.get("detachKeys"))
+    keys = given if want["stdin"] and (rec.spec_json() or {}).get("Tty") else None  # docker's: a TTY's only
     s.containers.expect_attach(rec.id)  # before the 101: the client's start may follow at once
     transport, raw = hijack(request)
     res = await s.run_wait(s.containers.attach, ns, rec.id, want["stdin"], want["stdout"], want["stderr"])

@@ -4,6 +4,7 @@ The use-case is berth.services.execs; these handlers translate HTTP only."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 
@@ -46,6 +47,7 @@ async def start(request: web.Request) -> web.Response:
         transport.write(text if tty else b"\x01\0\0\0" + len(text).to_bytes(4, "big") + text)
         transport.close()
         return web.Response()
+    reader: Any
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
     if tty != bool(inst.process.get("terminal")):
         reader = _Reframe(reader, frame=not tty)

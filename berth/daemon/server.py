@@ -95,6 +95,7 @@ class Daemon:
         """The embedded DNS server (127.0.0.11 in the network namespace of each container on a
         user-defined network), answering from the networks' live endpoints."""
         from berth.daemon.dns import EmbeddedDNS
+        assert self.loop is not None, "serve() sets the loop first"
         self.dns = EmbeddedDNS(self.networks.lookup, upstreams=list(self.cfg.dns) or None, loop=self.loop,
                                reverse=self.networks.reverse)
         self.networks.dns = _DNSBridge(self.dns, self.loop)
@@ -172,7 +173,7 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
                     if _socket_alive(path):
                         raise InvalidArgument(f"another daemon is serving on {path}")
                     os.unlink(path)
-                site = web.UnixSite(runner, path, backlog=_somaxconn())
+                site: web.BaseSite = web.UnixSite(runner, path, backlog=_somaxconn())
                 await site.start()
                 made.append(path)
                 os.chmod(path, 0o660)
@@ -216,7 +217,8 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
         if cri is not None:
             await _stop_cri(daemon, *cri)
         await runner.cleanup()
-        await daemon.dns.close()
+        if daemon.dns is not None:
+            await daemon.dns.close()
         try:  # the network plumbing no running container needs goes
             await daemon.run(daemon.networks.release_unused)
         except Exception:  # noqa: BLE001 - a stop must not fail on this

@@ -33,7 +33,7 @@ class Services:
     system: SystemService  # info, system df, namespaces
     run: Callable[..., Awaitable[Any]]  # async: blocking work in a worker thread
     run_wait: Callable[..., Awaitable[Any]]  # async: work that lasts as long as a container, in a thread of its own
-    waits: Executor | None = None  # the executor behind run_wait (streams that call next() on a generator)
-    pool: Executor | None = None  # the executor behind run
-    builder: Builder | None = None  # docker build (the classic builder)
-    build_cache: BuildCache | None = None  # its cache (build prune, system df)
+    waits: Executor  # the executor behind run_wait (streams that call next() on a generator)
+    pool: Executor  # the executor behind run
+    builder: Builder  # docker build (the classic builder)
+    build_cache: BuildCache  # its cache (build prune, system df)

@@ -209,7 +209,7 @@ class ExecService:
 MAX_OUTPUT = 16 << 20  # each stream is capped at 16 MiB (CVE-2022-1708), the rest discarded
 
 
-def process_for(svc: ContainerService, rec, cmd: list[str], env=(), tty: bool = False, cwd: str | None = None,
+def process_for(svc: ContainerService, rec, cmd: list[str] | None, env=(), tty: bool = False, cwd: str | None = None,
                 user: str | None = None) -> dict:
     """The OCI process of an exec: the container's own (from its bundle), with another command."""
     from berth.services import ocispec

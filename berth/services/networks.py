@@ -18,7 +18,7 @@ import secrets
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from berth import cni
 from berth.errors import AlreadyExists, BerthError, FailedPrecondition, InvalidArgument, NotFound
@@ -95,17 +95,19 @@ class NetworkService:
         self.netns_dir = os.path.join(cfg.state, "netns")
         self.cache_dir = os.path.join(cfg.state, "cni", "results")
         self.ipam_dir = os.path.join(cfg.state, "cni", "ipam")
-        self.dns = None  # the daemon's EmbeddedDNS bridge: attach(cid, netns) / detach(cid)
+        self.dns: Any = None  # the daemon's EmbeddedDNS bridge: attach(cid, netns) / detach(cid)
         # the ContainerService whose containers use the networks (wired after both are made:
         # containers are created on networks, and a network's users are containers)
         self.containers: ContainerService | None = None
         self._lock = threading.RLock()
         # live endpoints for name resolution: network id -> {container id: endpoint}
-        self._endpoints = {}
-        self._ports = {}  # (proto, host ip, host port) -> container id, of running containers
-        self._cid_locks = {}  # container id -> lock: a container's attachments change one at a time
-        self._held = {}  # container id -> CNI network names whose release is under way
-        self._busy = {}  # CNI network name -> how many releases are under way
+        self._endpoints: dict[str, dict[str, dict]] = {}
+        # (proto, host ip, host port) -> container id, of running containers
+        self._ports: dict[tuple[str, str, int], str] = {}
+        # container id -> lock: a container's attachments change one at a time
+        self._cid_locks: dict[str, threading.RLock] = {}
+        self._held: dict[str, list[str]] = {}  # container id -> CNI network names whose release is under way
+        self._busy: dict[str, int] = {}  # CNI network name -> how many releases are under way
         self._idle = threading.Condition(self._lock)
 
     # --- networks ---
@@ -303,19 +305,6 @@ class NetworkService:
                                "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}" if ep.get("IPAddress") else "",
                                "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
                                if ep.get("GlobalIPv6Address") else ""}
-        return out
-
-    def list(self, ns: str, filters: dict | None = None) -> list[dict]:
-        """docker network ls: the inspect views of the networks that pass the filters (name, id,
-        driver, type, label, dangling)."""
-        filters = filters or {}
-        for key in filters:
-            if key not in ("name", "id", "driver", "type", "label", "dangling", "scope"):
-                raise InvalidArgument(f"invalid filter {key!r}")
-        out = []
-        for n in self.all(ns):
-            if _matches(filters, n, lambda n=n: self.users(ns, n)):
-                out.append(self.inspect(n, self.attached(ns, n)))
         return out
 
     def describe(self, ns: str, ref: str) -> dict:
@@ -578,7 +567,7 @@ class NetworkService:
                   ifname=ifname, cni_name=n.cni_name, name=n.name)
         return ep
 
-    def detach(self, cid: str, cni_name: str, ifname: str):
+    def detach(self, cid: str, cni_name: str, ifname: str) -> bool:
         return cni.delete_cached(self.cache_dir, cni_name, cid, ifname, self.cfg.cni_plugin_dirs)
 
     def container_lock(self, cid: str) -> threading.RLock:
@@ -615,7 +604,7 @@ class NetworkService:
         with self._lock:
             self._idle.wait_for(lambda: not self._busy.get(n.cni_name), timeout)
 
-    def detach_all(self, cid: str) -> list[Exception]:
+    def detach_all(self, cid: str) -> list[cni.CNIError]:
         """Every attachment of a container (from the CNI cache), then its netns."""
         try:
             with self.container_lock(cid):
@@ -623,7 +612,7 @@ class NetworkService:
         finally:
             self._unhold(cid)
 
-    def _detach_all(self, cid: str) -> list[Exception]:
+    def _detach_all(self, cid: str) -> list[cni.CNIError]:
         # the netns goes first: with it the kernel destroys the container's interfaces on its own
         # (the bridge plugin then only releases the address), which spares each removal the
         # slow, synchronous deletion of a veth
@@ -713,6 +702,20 @@ class NetworkService:
                 _probe_port(*key)
             for m in mappings:
                 self._ports[(m["protocol"], m.get("hostIP") or "0.0.0.0", m["hostPort"])] = cid
+
+    # last in the class: below, `list` is the builtin in annotations
+    def list(self, ns: str, filters: dict | None = None) -> list[dict]:
+        """docker network ls: the inspect views of the networks that pass the filters (name, id,
+        driver, type, label, dangling)."""
+        filters = filters or {}
+        for key in filters:
+            if key not in ("name", "id", "driver", "type", "label", "dangling", "scope"):
+                raise InvalidArgument(f"invalid filter {key!r}")
+        out = []
+        for n in self.all(ns):
+            if _matches(filters, n, lambda n=n: self.users(ns, n)):
+                out.append(self.inspect(n, self.attached(ns, n)))
+        return out
 
 
 def _filter_values(f: dict, key: str) -> list[str]:
@@ -847,7 +850,8 @@ def _aux(aux: dict | None, net: ipaddress.IPv4Network, gw: object, v6: dict) -> 
 def parse_port_bindings(hc: dict, exposed: dict | None, publish_all: bool) -> tuple[list[dict], dict]:
     """HostConfig.PortBindings (+ ExposedPorts with PublishAllPorts) -> portmap mappings and
     docker's NetworkSettings.Ports. Free host ports are chosen for empty HostPorts."""
-    mappings, ports = [], {}
+    mappings: list[dict] = []
+    ports: dict[str, list[dict] | None] = {}
     bindings = dict(hc.get("PortBindings") or {})
     for key in exposed or {}:
         bindings.setdefault(key, [{"HostIp": "", "HostPort": ""}] if publish_all else None)

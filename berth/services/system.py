@@ -15,6 +15,7 @@ from berth.errors import BerthError
 if TYPE_CHECKING:
     from berth.daemon.config import Config
     from berth.metadata import MetadataStore
+    from berth.metadata.records import Namespace
     from berth.services.buildcache import BuildCache
     from berth.services.containers import ContainerService
     from berth.services.images import ImageService
@@ -117,7 +118,7 @@ class SystemService:
         usage = self.meta.namespace_usage(name)
         return {"Name": n.name, "Labels": n.labels, "Usage": usage}
 
-    def namespace_create(self, name: str, labels: dict | None = None):
+    def namespace_create(self, name: str, labels: dict | None = None) -> Namespace:
         from berth.metadata.records import check_namespace
         check_namespace(name)
         try:

@@ -31,6 +31,7 @@ from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFou
 if TYPE_CHECKING:
     from berth.daemon.config import Config
     from berth.metadata import MetadataStore
+    from berth.metadata.records import Object
     from berth.services.events import EventBus
     from berth.services.state import ContainerStates
 
@@ -41,7 +42,7 @@ _PROPAGATION = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 _TMPFS_DEFAULT = ["nosuid", "nodev", "noexec"]
 
 
-def _now():
+def _now() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
@@ -240,8 +241,7 @@ class VolumeService:
             missing = "type" if not opts.get("type") else "device"
             raise InvalidArgument(f'missing required option: "{missing}"')
         labels = dict(labels or {})
-        anonymous = not name
-        if anonymous:
+        if not name:  # anonymous
             name = secrets.token_hex(32)
             labels.setdefault(ANON_LABEL, "")
         else:
@@ -268,7 +268,7 @@ class VolumeService:
         self.events.publish(ns, "volume", "create", name, driver=driver)
         return self._view(o)
 
-    def _get(self, ns: str, name: str):
+    def _get(self, ns: str, name: str) -> Object:
         o = self.meta.find_object(ns, "volume", name) if isinstance(name, str) and name else None
         if o is None:
             raise NotFound(f"get {name}: no such volume")
@@ -276,28 +276,6 @@ class VolumeService:
 
     def inspect(self, ns: str, name: str) -> dict:
         return self._view(self._get(ns, name))
-
-    def list(self, ns: str, filters: dict | None = None) -> dict:
-        filters = _norm_filters(filters)
-        for k in filters:
-            if k not in ("name", "label", "label!", "dangling", "driver"):
-                raise InvalidArgument(f"invalid filter '{k}'")
-        used = self._used(ns) if "dangling" in filters else set()
-        out = []
-        for o in self.meta.list_objects(ns, "volume"):
-            v = self._view(o)
-            if "name" in filters and not any(f in o.name for f in filters["name"]):
-                continue
-            if "driver" in filters and v["Driver"] not in filters["driver"]:
-                continue
-            if not _labels_match(filters, v["Labels"]):
-                continue
-            if "dangling" in filters:
-                want = [x.lower() in ("1", "true") for x in filters["dangling"]]
-                if (o.name not in used) not in want:
-                    continue
-            out.append(v)
-        return {"Volumes": out, "Warnings": []}
 
     def users(self, ns: str, name: str) -> list[str]:
         """Ids of the containers (running or not) that have the volume mounted."""
@@ -579,6 +557,29 @@ class VolumeService:
                 sc.umount2(path, sc.MNT_DETACH)
             except OSError:
                 return
+
+    # last in the class: below, `list` is the builtin in annotations
+    def list(self, ns: str, filters: dict | None = None) -> dict:
+        filters = _norm_filters(filters)
+        for k in filters:
+            if k not in ("name", "label", "label!", "dangling", "driver"):
+                raise InvalidArgument(f"invalid filter '{k}'")
+        used = self._used(ns) if "dangling" in filters else set()
+        out = []
+        for o in self.meta.list_objects(ns, "volume"):
+            v = self._view(o)
+            if "name" in filters and not any(f in o.name for f in filters["name"]):
+                continue
+            if "driver" in filters and v["Driver"] not in filters["driver"]:
+                continue
+            if not _labels_match(filters, v["Labels"]):
+                continue
+            if "dangling" in filters:
+                want = [x.lower() in ("1", "true") for x in filters["dangling"]]
+                if (o.name not in used) not in want:
+                    continue
+            out.append(v)
+        return {"Volumes": out, "Warnings": []}
 
 
 def inspect_mounts(mounts: list[dict] | None) -> list[dict]:
