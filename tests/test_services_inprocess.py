@@ -197,17 +197,6 @@ def test_error_kinds_cross_the_shim_boundary(engine):
     s.containers.remove(NS, cid)
 
 
-def test_networks_and_volumes_publish_their_events(engine):
-    s = engine
-    v = s.volumes.create(NS, "inproc-vol")
-    n = s.networks.create(NS, "inproc-net")
-    s.networks.remove(NS, n.id, lambda _n: [])
-    s.volumes.remove(NS, v["Name"])
-    seen = [(e["Type"], e["Action"], e["Actor"]["ID"]) for e in s.seen]
-    assert ("volume", "create", "inproc-vol") in seen and ("volume", "destroy", "inproc-vol") in seen
-    assert ("network", "create", n.id) in seen and ("network", "destroy", n.id) in seen
-
-
 # --- images, networks, volumes: their use-cases without HTTP ---------------------------------
 
 
@@ -307,3 +296,14 @@ def test_volume_service_in_process(engine):
     assert not os.path.exists(v["Mountpoint"])
     with pytest.raises(NotFound):
         s.volumes.inspect(NS, "inproc-named")
+
+
+def test_networks_and_volumes_publish_their_events(engine):
+    s = engine
+    v = s.volumes.create(NS, "inproc-vol")
+    n = s.networks.create(NS, "inproc-net")
+    s.networks.remove(NS, n.id, lambda _n: [])
+    s.volumes.remove(NS, v["Name"])
+    seen = [(e["Type"], e["Action"], e["Actor"]["ID"]) for e in s.seen]
+    assert ("volume", "create", "inproc-vol") in seen and ("volume", "destroy", "inproc-vol") in seen
+    assert ("network", "create", n.id) in seen and ("network", "destroy", n.id) in seen

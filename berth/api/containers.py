@@ -130,25 +130,25 @@ async def logs(request: web.Request) -> web.StreamResponse:
 class _Raw(asyncio.Protocol):
     """Takes over a hijacked HTTP connection: bytes in, and a half-close that keeps output flowing."""
 
-    def __init__(self, handler: Any = None) -> None:
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    def __init__(self, handler=None):
+        self.queue = asyncio.Queue()
         self.handler = handler  # aiohttp's RequestHandler: told when the connection goes
 
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+    def feed_data(self, data):
         self.queue.put_nowait(data)
         return False, b""
 
-    def feed_eof(self) -> None:
+    def feed_eof(self):
         self.queue.put_nowait(b"")
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data):
         self.queue.put_nowait(data)
 
-    def eof_received(self) -> bool:
+    def eof_received(self):
         self.queue.put_nowait(b"")
         return True
 
-    def connection_lost(self, exc: BaseException | None) -> None:
+    def connection_lost(self, exc):
         self.queue.put_nowait(None)
         # aiohttp no longer gets transport events: without this its server keeps the handler
         # (and its parser, request and this protocol) in its connection table for ever
@@ -157,11 +157,10 @@ class _Raw(asyncio.Protocol):
             handler.connection_lost(exc)
 
 
-def hijack(request: web.Request) -> tuple[asyncio.Transport, _Raw]:
+def hijack(request):
     """Take the connection over from aiohttp (docker's hijack): answer 101 UPGRADED (or 200 to a
     client that did not ask to upgrade) and return (transport, _Raw) for the raw byte stream."""
     transport = request.transport
-    assert transport is not None, "a request being served has its transport"
     raw = _Raw(request.protocol)
     request.protocol.set_parser(raw)  # bytes aiohttp already read after the headers
     transport.set_protocol(raw)  # everything after that, and a half-close
@@ -173,7 +172,7 @@ def hijack(request: web.Request) -> tuple[asyncio.Transport, _Raw]:
     return transport, raw
 
 
-def _escape(buf: bytes, keys: bytes) -> tuple[bytes, bool, bytes]:
+def _escape(buf, keys):
     """docker's escape proxy: (bytes to pass on, whether the keys were typed, bytes held back
     as a possible start of them)."""
     out = bytearray()
@@ -191,13 +190,12 @@ def _escape(buf: bytes, keys: bytes) -> tuple[bytes, bool, bytes]:
     return bytes(out), False, b""
 
 
-async def pipe(transport: asyncio.Transport, raw: _Raw, reader: Any, writer: asyncio.StreamWriter,
-               stdin: bool = True, detach: bytes | None = None) -> None:
+async def pipe(transport, raw, reader, writer, stdin=True, detach=None):
     """Copy the shim's stream to the client and (with stdin) the client's bytes to the shim; the
     client's EOF half-closes toward the shim, whose output keeps flowing until it ends. With
     ``detach`` (the detach keys of a TTY's stdin), typing them ends the stream and leaves the
     process running."""
-    async def client_to_shim() -> None:
+    async def client_to_shim():
         held = b""
         while True:
             data = await raw.queue.get()

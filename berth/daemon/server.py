@@ -236,7 +236,7 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
             pass
 
 
-async def _start_cri(daemon: Daemon) -> tuple[Any, Any]:
+async def _start_cri(daemon):
     """The Kubernetes CRI (gRPC, berth/cri) on cri_socket and its streaming server; a CRI that
     cannot start is logged, the Docker API is served regardless."""
     from berth.cri.server import CRIServer
@@ -285,7 +285,7 @@ def _lock_root(root: str) -> int:
     return fd
 
 
-def _socket_alive(path: str) -> bool:
+def _socket_alive(path):
     s = socket.socket(socket.AF_UNIX)
     try:
         s.settimeout(1)
