@@ -297,7 +297,7 @@ def _socket_alive(path):
         s.close()
 
 
-def _somaxconn() -> int:
+def _somaxconn():
     """The listen backlog: the system's limit, as Go's listeners use (aiohttp's 128 makes a
     burst of clients fail with EAGAIN)."""
     try:
