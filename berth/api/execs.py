@@ -49,10 +49,9 @@ async def start(request: web.Request) -> web.Response:
         return web.Response()
     reader: Any
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
-    if tty != bool(inst.process.get("terminal")):
+    if tty != inst.terminal:
         reader = _Reframe(reader, frame=not tty)
-    keys = inst.extra.get("detach") if inst.config.get("AttachStdin") and inst.process.get("terminal") else None
-    await pipe(transport, raw, reader, writer, detach=keys)
+    await pipe(transport, raw, reader, writer, detach=inst.stdin_detach_keys)
     return web.Response()
 
 

@@ -76,6 +76,16 @@ class ExecInstance:
     exit_code: int | None = None
     extra: dict = field(default_factory=dict)
 
+    @property
+    def terminal(self) -> bool:
+        """Whether its process has a pty (its stream is then raw bytes, not docker's frames)."""
+        return bool(self.process.get("terminal"))
+
+    @property
+    def stdin_detach_keys(self) -> bytes | None:
+        """The keys that leave an attached terminal's stdin with the process running (else None)."""
+        return self.extra.get("detach") if self.config.get("AttachStdin") and self.terminal else None
+
 
 class ExecService:
     def __init__(self, containers: ContainerService, events: EventBus) -> None:
