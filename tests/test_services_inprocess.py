@@ -126,7 +126,11 @@ def test_exec_through_the_service(engine):
     assert st["Status"] == "exited" and st["ExitCode"] == 137
     with pytest.raises(FailedPrecondition):
         s.execs.create(NS, cid, {"Cmd": ["true"]})
+    die = [e for e in s.seen if e["Action"] == "exec_die" and e["Actor"]["Attributes"]["execID"] == eid]
+    assert len(die) == 1 and die[0]["Actor"]["Attributes"]["exitCode"] == "4"  # from the shim, via the monitor
     s.containers.remove(NS, cid)
+    with pytest.raises(NotFound):  # its execs went with it
+        s.execs.inspect(eid)
 
 
 def test_restart_policy_and_stop_while_restarting(engine):

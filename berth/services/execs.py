@@ -93,6 +93,15 @@ class ExecService:
         self.events = events
         self._execs: dict[str, ExecInstance] = {}
         self._lock = threading.Lock()
+        events.subscribe(self._container_gone)
+
+    def _container_gone(self, ns: str, ev: dict) -> None:
+        """A removed container's execs go with it (as dockerd's: no such exec instance after rm)."""
+        if ev["Type"] == "container" and ev["Action"] == "destroy":
+            cid = ev["Actor"]["ID"]
+            with self._lock:
+                for eid in [k for k, v in self._execs.items() if v.container == cid]:
+                    del self._execs[eid]
 
     def process(self, ns: str, rec, body: dict) -> dict:
         """The OCI process of an exec: the container's, with the exec's command, env, cwd, user, tty."""
