@@ -379,9 +379,7 @@ def test_exec_stdin_end_of_input_and_success(srv, sleeper):
     err, sin, out = c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout")
     c.open(streamtype="stderr")
     c.wait(lambda: len(c.replied) == 4)
-    # more than one data frame, less than a pipe: the shim writes stdin with blocking writes
-    # from its one thread, so input much larger than a pipe while the command's output is not
-    # read deadlocks the shim (docker exec -i alike): that belongs to the shim, not to SPDY
+    # more than one data frame (a mebibyte: test_exec_stdin_a_mebibyte_through_cat)
     big = os.urandom(20_000).hex().encode()
     c.send(sin, b"hello\n")
     c.ping(7)
@@ -520,7 +518,10 @@ def test_exec_ends_with_its_container(srv, daemon):
 
 
 def test_attach_stdin_once_container(srv, daemon):
-    cid = run_ctr(daemon, "-i", IMG, "sh", "-c", "echo started; cat; echo catdone")
+    # `create -i` (attached, as `docker run -i`) sets StdinOnce; `run -d -i` does not
+    cid = daemon.berth("-n", "k8s.io", "create", "-i", IMG, "sh", "-c", "echo started; cat; echo catdone",
+                       check=True).out.strip()
+    daemon.berth("-n", "k8s.io", "start", cid, check=True)
     c = SpdyClient(srv.server.attach_url(cid, False, True, True, True))
     err, sin, out = c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout")
     c.open(streamtype="stderr")
@@ -531,6 +532,88 @@ def test_attach_stdin_once_container(srv, daemon):
     c.run_to_end()
     assert c.data[out].endswith(b"hello attach\ncatdone\n")
     assert c.data[err] == b'{"metadata":{},"status":"Success"}'
+
+
+def _sender(c, sid, data, fin=True, chunk=32768):
+    """Send data on a stream from a thread (the test reads the output meanwhile, as kubectl and
+    crictl do); its errors (the server went away) end it."""
+    def run():
+        try:
+            for i in range(0, len(data), chunk):
+                c.send(sid, data[i:i + chunk])
+            if fin:
+                c.send(sid, b"", fin=True)
+        except OSError:
+            pass
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_exec_stdin_a_mebibyte_through_cat(srv, sleeper):
+    c = SpdyClient(srv.server.exec_url(sleeper, ["cat"], False, True, True, True))
+    err, sin, out = c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout")
+    c.open(streamtype="stderr")
+    c.wait(lambda: len(c.replied) == 4)
+    big = os.urandom(512 * 1024).hex().encode()  # 1 MiB, many times a pipe
+    t = _sender(c, sin, big)
+    c.run_to_end(timeout=60)
+    t.join(10)
+    assert len(c.data[out]) == len(big) and c.data[out] == big
+    assert c.data[err] == b'{"metadata":{},"status":"Success"}'
+
+
+def test_attach_without_stdin_once_detaches_at_the_end_of_input(srv, daemon):
+    """containerd: without StdinOnce the client's end of input ends the attach only; the
+    container's stdin stays open for the next attach."""
+    cid = run_ctr(daemon, "-i", IMG, "sh", "-c", "while read x; do echo got $x; done; echo eof")
+    for word in (b"one", b"two"):
+        c = SpdyClient(srv.server.attach_url(cid, False, True, True, True))
+        err, sin, out = c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout")
+        c.open(streamtype="stderr")
+        c.wait(lambda: len(c.replied) == 4)
+        c.send(sin, word + b"\n")
+        c.wait(lambda: b"got " + word in c.data[out])
+        c.send(sin, b"", fin=True)
+        c.run_to_end(timeout=20)  # the attach ends ...
+        assert c.data[err] == b'{"metadata":{},"status":"Success"}'
+        # ... and the container runs on, its stdin open
+        assert daemon.berth("-n", "k8s.io", "inspect", "-f", "{{.State.Status}}", cid).out.strip() == "running"
+    logs = daemon.berth("-n", "k8s.io", "logs", cid, check=True).out
+    assert logs == "got one\ngot two\n"
+
+
+def test_a_container_that_never_reads_its_stdin_still_stops(srv, daemon):
+    """Input the container never reads fills its pipe; the shim buffers a little, then stops
+    reading the client (back-pressure), and still answers stop, kill and inspect."""
+    cid = run_ctr(daemon, "-i", IMG, "sleep", "1000")
+    c = SpdyClient(srv.server.attach_url(cid, False, True, True, True))
+    err, sin, out = c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout")
+    c.open(streamtype="stderr")
+    c.wait(lambda: len(c.replied) == 4)
+    sent = []
+    big = b"x" * (64 << 20)  # more than every buffer on the way (loopback TCP takes MiBs)
+
+    def run():
+        try:
+            for i in range(0, len(big), 65536):
+                c.send(sin, big[i:i + 65536])
+                sent.append(65536)
+        except OSError:
+            pass
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    time.sleep(2)
+    assert sum(sent) < 16 << 20, sum(sent)  # held back: nobody reads it
+    t0 = time.monotonic()
+    p = daemon.berth("-n", "k8s.io", "inspect", "-f", "{{.State.Status}}", cid, check=True)
+    assert p.out.strip() == "running"
+    daemon.berth("-n", "k8s.io", "stop", "-t", "1", cid, check=True)
+    assert time.monotonic() - t0 < 15
+    c.run_to_end(timeout=20)  # the attach ends with the container
+    c.close()
+    t.join(35)
+    assert daemon.berth("-n", "k8s.io", "inspect", "-f", "{{.State.Status}}", cid).out.strip() == "exited"
 
 
 def test_port_forward(srv, daemon):

@@ -513,8 +513,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return self.streaming
 
     def _running(self, rec):
-        if not self.svc.state(rec, paused=False)["Running"]:
-            raise FailedPrecondition(f"container {rec.id} is not running")
+        st = self.svc.state(rec, paused=False)
+        if not st["Running"]:  # containerd's words
+            raise FailedPrecondition(f"container is in CONTAINER_{'EXITED' if st['Status'] == 'exited' else 'CREATED'} state")
 
     @rpc
     def Exec(self, request, context):

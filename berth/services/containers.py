@@ -402,7 +402,9 @@ class ContainerService:
                 if self._handoff.get(cid) != "ready" and (st is None or not st.running):
                     return None
             try:
-                res = self.shim(rec).open(proto.Attach(stdin=stdin, stdout=stdout, stderr=stderr))
+                # dockerd: the client's end of input closes the container's stdin only with StdinOnce
+                res = self.shim(rec).open(proto.Attach(stdin=stdin, stdout=stdout, stderr=stderr,
+                                                       close_stdin=bool((rec.spec_json() or {}).get("StdinOnce"))))
             except ShimGone:
                 return None
             with self.states.cond:
