@@ -823,6 +823,28 @@ def test_crictl_attach(cri, pod):
     assert p.returncode == 1
 
 
+def test_crictl_exec_and_attach_carry_a_mebibyte(cri, pod):
+    big = os.urandom(512 * 1024).hex().encode()
+    p = cri("exec", "-i", pod["web"], "cat", input=big)
+    assert p.returncode == 0 and p.stdout == big
+    c = cri.container(pod["id"], pod["cfg"], "bigcat", ["cat"], stdin=True, stdin_once=True)
+    p = cri("attach", "-i", c, input=big)
+    assert p.returncode == 0 and p.stdout == big  # stdin_once: cat gets its end of input and ends
+    wait_for(lambda: "CONTAINER_EXITED" in cri("inspect", c).out, 10, "cat to exit")
+
+
+def test_crictl_attach_without_stdin_once_keeps_stdin_open(cri, pod):
+    """containerd 1.6 (checked with the same crictl commands): the end of crictl's input ends
+    the attach, exit 0; the container runs on and the next attach reaches the same stdin."""
+    c = cri.container(pod["id"], pod["cfg"], "lines", ["sh", "-c", "while read x; do echo got $x; done"],
+                      stdin=True)
+    for word in ("one", "two"):
+        p = cri("attach", "-i", c, input=f"{word}\n".encode())
+        assert p.returncode == 0, p.err
+        assert '"state": "CONTAINER_RUNNING"' in cri("inspect", c).out
+    wait_for(lambda: cri("logs", c).out == "got one\ngot two\n", 10, "both lines in the log")
+
+
 def test_crictl_port_forward(cri, pod):
     import urllib.request
     from daemon_fixtures import free_port
