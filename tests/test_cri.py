@@ -812,3 +812,15 @@ def test_an_empty_stream_server_address_is_the_node_ip(tmp_path):
     p = subprocess.run(["unshare", "--net", os.path.join(REPO, ".venv", "bin", "python"), "-c", code],
                        capture_output=True, text=True, timeout=30)
     assert p.stdout.strip() == 'error: no default routes found in "/proc/net/route" or "/proc/net/ipv6_route"', p
+
+
+def test_the_cri_log_driver_is_the_cris_only(node):
+    """The Docker API answers `--log-driver cri` as dockerd 20.10 answers any driver it does not
+    have (the same words, checked with dockerd); CRI containers still log in the kubelet's format
+    (test_pod_and_container_lifecycle)."""
+    node.d.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)  # docker's namespace
+    for client in (node.d.docker, node.d.berth):
+        p = client("run", "--rm", "--log-driver", "cri", "busybox-layers:1", "true")
+        assert p.returncode == 125, p.err
+        assert 'error looking up logging plugin cri: plugin "cri" not found' in p.err  # docker: "Error response ..."
+    assert "busybox-layers" not in node.d.berth("ps", "-a").out

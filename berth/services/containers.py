@@ -187,7 +187,7 @@ class ContainerService:
 
     # --- create ---
 
-    def create(self, ns: str, body: dict, name: str | None = None) -> dict:
+    def create(self, ns: str, body: dict, name: str | None = None, cri: bool = False) -> dict:
         image_ref = body.get("Image")
         if not image_ref:
             raise InvalidArgument("no image given (Image)")
@@ -212,7 +212,7 @@ class ContainerService:
         from berth.services.ocispec import check_security
         body = dict(body, HostConfig=check_security(hc))  # --security-opt checked; a seccomp file read in
         from berth.services import runopts
-        body, warnings = runopts.check(self, ns, body, r.config)  # run options (docker's messages)
+        body, warnings = runopts.check(self, ns, body, r.config, cri=cri)  # run options (docker's messages)
         if self.networks is not None:
             from berth.services import container_net
             container_net.check(self.networks, ns, body)
