@@ -845,6 +845,96 @@ def test_crictl_attach_without_stdin_once_keeps_stdin_open(cri, pod):
     wait_for(lambda: cri("logs", c).out == "got one\ngot two\n", 10, "both lines in the log")
 
 
+def _fds_threads(pid):
+    """berthd's open sockets, pipes and anon inodes (the database's connections, one per worker
+    thread, are not the streams'), and its threads."""
+    fds = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            fds += os.readlink(f"/proc/{pid}/fd/{fd}").startswith(("socket:", "pipe:", "anon_inode:"))
+        except OSError:
+            pass
+    names = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            names.append(open(f"/proc/{pid}/task/{t}/comm").read().strip())
+        except OSError:
+            pass
+    return fds, names
+
+
+def test_misused_streaming_urls_answer_cleanly_and_leak_nothing(daemon, cri, pod):
+    """Through berthd's own CRI and streaming server: a URL used twice, an unknown token, an
+    exec and an attach whose container stopped after the URL was made, a port-forward to a
+    closed port, a client that hangs up mid-stream. Each gets the kubelet's answer; berthd's log
+    has no traceback, and its fds and threads come back to where they were."""
+    from cri_client import CRIClient
+    c = CRIClient(daemon.cri_sock)
+    pid = daemon.proc.pid
+    web = pod["web"]
+    victim = cri.container(pod["id"], pod["cfg"], "victim", ["sleep", "1000"], stdin=True)
+
+    def round_(i):
+        url = c.Exec(container_id=web, cmd=["true"], stdout=True).url
+        s = SpdyClient(url)
+        err, _ = s.open(streamtype="error"), s.open(streamtype="stdout")
+        s.run_to_end()
+        assert s.data[err] == b'{"metadata":{},"status":"Success"}'
+        s.close()
+        again = SpdyClient(url)  # used twice: the token is gone
+        assert again.status == 404 and again.body() == "404 page not found\n"
+        again.close()
+        unknown = SpdyClient(url.rsplit("/", 1)[0] + "/AAAAAAAA")
+        assert unknown.status == 404
+        unknown.close()
+        # a client that goes away in the middle of an exec's output
+        s = SpdyClient(c.Exec(container_id=web, cmd=["sh", "-c", "echo x; sleep 1"], stdout=True).url)
+        _, out = s.open(streamtype="error"), s.open(streamtype="stdout")
+        s.wait(lambda: s.data[out] == b"x\n")
+        s.close()
+        # a port nothing listens on
+        s = SpdyClient(c.PortForward(pod_sandbox_id=pod["id"], port=[18999]).url, protocols=["portforward.k8s.io"])
+        e = s.open(streamtype="error", port="18999", requestid="1")
+        s.open(streamtype="data", port="18999", requestid="1")
+        s.wait(lambda: e in s.fin)
+        assert b"connect: connection refused" in s.data[e]
+        s.close()
+        if i == 0:
+            return
+        # the container stopped between the Exec/Attach call and the URL's use
+        ctr = cri.container(pod["id"], pod["cfg"], f"gone{i}", ["sleep", "1000"], stdin=True)
+        urls = [c.Exec(container_id=ctr, cmd=["true"], stdout=True).url,
+                c.Attach(container_id=ctr, stdin=True, stdout=True).url]
+        assert cri("stop", "-t", "0", ctr).returncode == 0
+        for url, verb in zip(urls, ("executing command in", "attaching to")):
+            s = SpdyClient(url)
+            err, _ = s.open(streamtype="error"), s.open(streamtype="stdout")
+            if verb == "attaching to":
+                s.open(streamtype="stdin")
+            s.run_to_end()
+            status = json.loads(s.data[err])
+            assert status["reason"] == "InternalError" and status["code"] == 500
+            assert status["message"] == (f"Internal error occurred: error {verb} container: "
+                                         "container is in CONTAINER_EXITED state"), status
+            s.close()
+        cri("rm", ctr)
+
+    round_(0)  # the pools' threads start
+    time.sleep(1.5)
+    before = _fds_threads(pid)
+    for i in range(1, 4):
+        round_(i)
+    assert cri("stop", "-t", "0", victim).returncode == 0
+    time.sleep(2)  # the hung-up exec's sleep ends; its connection closes
+    wait_for(lambda: _fds_threads(pid)[0] <= before[0], 20, f"berthd's sockets and pipes back to {before[0]}")
+    after = _fds_threads(pid)
+    # none per stream: the gRPC and worker pools may start one or two more (Python's thread
+    # names do not reach /proc, so they are counted, not named)
+    assert len(after[1]) <= len(before[1]) + 3, (before, after)
+    c.close()
+    assert "Traceback" not in open(daemon.log_path).read()
+
+
 def test_crictl_port_forward(cri, pod):
     import urllib.request
     from daemon_fixtures import free_port
