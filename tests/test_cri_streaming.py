@@ -588,7 +588,9 @@ def test_a_container_that_never_reads_its_stdin_still_stops(srv, daemon):
     reading the client (back-pressure), and still answers stop, kill and inspect."""
     cid = run_ctr(daemon, "-i", IMG, "sleep", "1000")
     c = SpdyClient(srv.server.attach_url(cid, False, True, True, True))
-    err, sin, out = c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout")
+    c.open(streamtype="error")
+    sin = c.open(streamtype="stdin")
+    c.open(streamtype="stdout")
     c.open(streamtype="stderr")
     c.wait(lambda: len(c.replied) == 4)
     sent = []
