@@ -1148,6 +1148,15 @@ def test_same_answers_as_containerd(cri, peer):
         r["tty"] = (rc, out.replace("\r/data # \x1b[J", ""))
         p = engine("attach", "-i", reader, input=b"hi\n")
         r["attach"] = (p.returncode, p.out)
+        # without stdin_once the end of input ends only the attach: the next one reaches stdin
+        lines = engine.container(pod, cfg, "lines", ["sh", "-c", "while read x; do echo got $x; done"], stdin=True)
+        rcs = [engine("attach", "-i", lines, input=w).returncode for w in (b"one\n", b"two\n")]
+        wait_for(lambda: engine("logs", lines).out.count("got") == 2, 10, "both lines")
+        r["attach_keeps_stdin"] = (rcs, '"state": "CONTAINER_RUNNING"' in engine("inspect", lines).out,
+                                   engine("logs", lines).out)
+        big = os.urandom(512 * 1024).hex().encode()
+        p = engine("exec", "-i", web, "cat", input=big)
+        r["stdin_mib"] = (p.returncode, p.stdout == big)
         from daemon_fixtures import free_port
         port = free_port()
         pf = subprocess.Popen(engine.argv + ["port-forward", pod, f"{port}:18081"], stdout=subprocess.PIPE,
