@@ -22,7 +22,7 @@ import time
 import zlib
 
 import pytest
-from daemon_fixtures import DATA, REPO, Daemon, wait_for
+from daemon_fixtures import DATA, REPO, Daemon, _alive, wait_for
 
 IMG = "busybox-layers:1"
 V4, V3, V2 = "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"
@@ -674,17 +674,6 @@ def cri(daemon):
         pytest.skip("this berthd serves no CRI socket")
     daemon.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
     return Crictl(daemon, sock)
-
-
-def _alive(path):
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 class Crictl:

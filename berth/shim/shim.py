@@ -118,7 +118,10 @@ class _Poller:
                 self.ep.register(fd, mask)
                 self.masks[fd] = mask
             else:
-                self.ep.modify(fd, mask)
+                try:
+                    self.ep.modify(fd, mask)
+                except FileNotFoundError:  # closed and its number used again: a new file
+                    self.ep.register(fd, mask)
                 self.masks[fd] = mask
         except OSError:
             self.masks.pop(fd, None)
