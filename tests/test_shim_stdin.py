@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from daemon_fixtures import DATA, shared_berthd  # noqa: F401 (fixture)
+from daemon_fixtures import DATA, shared_berthd, wait_for  # noqa: F401 (fixture)
 
 IMG = "busybox-layers:1"
 MIB = os.urandom(512 * 1024).hex().encode()  # 1 MiB, many times a pipe
@@ -130,3 +130,35 @@ def test_input_a_container_never_reads_does_not_stall_its_shim(d):
     assert status(d, cid) == "exited"
     a.s.close()
     t.join(35)
+
+
+def test_a_held_client_that_goes_away_is_let_go(d):
+    """A client whose input the shim holds back (the container does not read it) and that then
+    hangs up is dropped by the shim at once: its socket and what it sent do not stay until the
+    container ends (the shim's own client, as berthd's front ends use it)."""
+    import json
+
+    from berth.shim import protocol as proto
+    from berth.shim.client import ShimClient
+    cid = d.docker("run", "-d", "-i", IMG, "sleep", "600", check=True).out.strip()
+    with open(os.path.join(d.state, "containers", cid, "shim.json")) as f:
+        shim_pid = json.load(f)["shim_pid"]
+
+    def fds():
+        return len(os.listdir(f"/proc/{shim_pid}/fd"))
+    before = fds()
+    sock, _ = ShimClient(os.path.join(d.state, "s", cid[:16] + ".sock")).open(
+        proto.Attach(stdin=True, stdout=True, stderr=True, close_stdin=False))
+    sock.settimeout(3)
+    sent = 0
+    try:
+        while sent < 64 << 20:
+            sent += sock.send(b"x" * 65536)
+    except OSError:  # the shim holds it back: the send times out
+        pass
+    assert sent < 64 << 20
+    assert fds() == before + 1
+    sock.close()
+    wait_for(lambda: fds() == before, 10, "the shim to let the client go")
+    assert status(d, cid) == "running"
+    d.docker("rm", "-f", cid, check=True)

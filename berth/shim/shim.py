@@ -93,8 +93,9 @@ class _Poller:
 
     An fd has a reader's data (register) and may have a writer's (want_write: a process's stdin
     that took less than it was given); reading it can be held back (hold/release: a client whose
-    input waits for a process to read its stdin). select() answers the data of each side that is
-    ready."""
+    input waits for a process to read its stdin): a held fd stays in the set for its hang-up only
+    (a client gone for good is read out and dropped, even while held). select() answers the data
+    of each side that is ready."""
 
     def __init__(self):
         self.ep = select.epoll()
@@ -110,7 +111,7 @@ class _Poller:
         if mask == old:
             return
         try:
-            if not mask:  # not even HUP/ERR (epoll reports them always): out of the set
+            if not mask and fd not in self.data:  # not even HUP/ERR (epoll reports them always)
                 if old is not None:
                     del self.masks[fd]
                     self.ep.unregister(fd)
@@ -166,7 +167,8 @@ class _Poller:
             if ev & select.EPOLLOUT or (ev & (select.EPOLLERR | select.EPOLLHUP) and fd not in data):
                 if fd in wdata:
                     out.append(wdata[fd])
-            if ev & ~select.EPOLLOUT and fd in data and fd not in self.held:
+            if ev & ~select.EPOLLOUT and fd in data and (fd not in self.held or
+                                                         ev & (select.EPOLLHUP | select.EPOLLERR)):
                 out.append(data[fd])
         return out
 
