@@ -836,6 +836,35 @@ def test_crictl_attach_without_stdin_once_keeps_stdin_open(cri, pod):
     wait_for(lambda: cri("logs", c).out == "got one\ngot two\n", 10, "both lines in the log")
 
 
+def test_crictl_stop_and_kill_while_stdin_is_never_read(cri, pod):
+    """crictl attach -i pipes 64 MiB to a container that never reads it: crictl is held back,
+    and crictl stop (then the end of the attach) still answer at once, as with containerd."""
+    c = cri.container(pod["id"], pod["cfg"], "deaf", ["sleep", "1000"], stdin=True)
+    att = subprocess.Popen(cri.argv + ["attach", "-i", c], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    fed = []
+
+    def feed():
+        try:
+            for _ in range(1024):
+                att.stdin.write(b"y" * 65536)
+                fed.append(1)
+            att.stdin.close()
+        except (OSError, ValueError):
+            pass
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    time.sleep(2)
+    assert len(fed) < 256  # held back: well under 16 of the 64 MiB went
+    t0 = time.monotonic()
+    p = cri("stop", "-t", "1", c)
+    assert p.returncode == 0, p.err
+    assert time.monotonic() - t0 < 15
+    assert att.wait(20) == 0  # the attach ends with the container
+    t.join(10)
+    assert '"state": "CONTAINER_EXITED"' in cri("inspect", c).out
+
+
 def _fds_threads(pid):
     """berthd's open sockets, pipes and anon inodes (the database's connections, one per worker
     thread, are not the streams'), and its threads."""
