@@ -515,7 +515,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def _running(self, rec):
         st = self.svc.state(rec, paused=False)
         if not st["Running"]:  # containerd's words
-            raise FailedPrecondition(f"container is in CONTAINER_{'EXITED' if st['Status'] == 'exited' else 'CREATED'} state")
+            state = "EXITED" if st["Status"] == "exited" else "CREATED"
+            raise FailedPrecondition(f"container is in CONTAINER_{state} state")
 
     @rpc
     def Exec(self, request, context):
