@@ -9,6 +9,8 @@ with one busybox container serving a 32 MiB file with httpd on port 18080. Inter
 1. `crictl exec C true`: the whole path (Exec RPC, the URL, SPDY upgrade and streams, the exec
    in the container, the exit status);
 2. `crictl exec C head -c 16777216 /dev/zero`: 16 MiB through the stdout stream;
+   `crictl exec -i C wc -c` fed 16 MiB: the same through the stdin stream (and the shim's
+   non-blocking stdin);
 3. one `crictl port-forward POD L:18080` per engine for the whole run: a GET of the 32 MiB file
    from the host through the forwarded port (a new connection, i.e. new SPDY streams, each time);
 4. berth only: where an exec's time goes (the Exec RPC, the upgrade, the streams, the command),
@@ -164,6 +166,15 @@ class Engine:
             raise RuntimeError(f"{self.name}: exec output: rc {p.returncode}, {len(p.stdout)} bytes")
         return dt
 
+    def exec_input(self):
+        t = time.perf_counter()
+        p = subprocess.run(self.argv + ["exec", "-i", self.ctr, "wc", "-c"], input=b"\0" * OUT_BYTES,
+                           capture_output=True)
+        dt = time.perf_counter() - t
+        if p.returncode != 0 or p.stdout.strip() != str(OUT_BYTES).encode():
+            raise RuntimeError(f"{self.name}: exec input: rc {p.returncode}, {p.stdout!r}")
+        return dt
+
     def forward(self):
         t = time.perf_counter()
         n = self._get()
@@ -236,12 +247,13 @@ def main():
             e = Engine(name, d, work)
             engines.append(e)
             e.setup()
-        results = {e.name: {"exec_true": [], "exec_16MiB": [], "portforward_32MiB": []} for e in engines}
+        results = {e.name: {"exec_true": [], "exec_16MiB": [], "exec_stdin_16MiB": [], "portforward_32MiB": []}
+                   for e in engines}
         for r in range(a.runs + 1):
             order = engines if r % 2 == 0 else engines[::-1]
             for e in order:
                 sample = {"exec_true": e.exec_true(), "exec_16MiB": e.exec_output(),
-                          "portforward_32MiB": e.forward()}
+                          "exec_stdin_16MiB": e.exec_input(), "portforward_32MiB": e.forward()}
                 if r > 0:  # round 0 warms up
                     for k, v in sample.items():
                         results[e.name][k].append(v)
@@ -253,7 +265,7 @@ def main():
         b, c = med["berth"], med["containerd"]
         print(f"| `crictl exec C true` | {b['exec_true'] * 1000:.0f} ms | {c['exec_true'] * 1000:.0f} ms | "
               f"{b['exec_true'] / c['exec_true']:.2f}x |")
-        for k, size in (("exec_16MiB", 16), ("portforward_32MiB", 32)):
+        for k, size in (("exec_16MiB", 16), ("exec_stdin_16MiB", 16), ("portforward_32MiB", 32)):
             print(f"| {k} | {size / b[k]:.0f} MiB/s | {size / c[k]:.0f} MiB/s | {b[k] / c[k]:.2f}x (time) |")
     finally:
         for e in engines:

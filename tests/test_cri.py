@@ -767,3 +767,60 @@ def test_a_container_that_cannot_start(node, cri):
     st = cri.ContainerStatus(container_id=cid).status
     assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, 128, "StartError")
     assert "/nonexistent" in st.message and st.finished_at > 0
+
+
+def _node_ip():
+    """The address of the default route's interface, as `ip` shows them (IPv4)."""
+    route = subprocess.run(["ip", "-4", "route", "show", "default"], capture_output=True, text=True).stdout.split()
+    if "dev" not in route:
+        return None
+    dev = route[route.index("dev") + 1]
+    addrs = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", dev], capture_output=True, text=True).stdout
+    return addrs.split()[3].split("/")[0] if addrs.strip() else None
+
+
+def test_an_empty_stream_server_address_is_the_node_ip(tmp_path):
+    """containerd 1.6 with stream_server_address = "": its streaming server listens on the IP of
+    the default route's interface (checked with containerd on this machine); without a default
+    route its CRI plugin does not load ("no default routes found in ...")."""
+    ip = _node_ip()
+    if ip is None:
+        pytest.skip("this host has no IPv4 default route")
+    os.makedirs(tmp_path / "net")
+    with open(tmp_path / "net" / "10-lo.conflist", "w") as f:
+        json.dump({"cniVersion": "0.4.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}, f)
+    d = Daemon(tmp_path / "d", extra_config=f'stream_server_address = ""\ncri_cni_conf_dir = "{tmp_path / "net"}"\n')
+    d.start()
+    try:
+        d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = CRIClient(d.cri_sock)
+        cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="ss", namespace="t", uid="u-ss"))
+        sid = c.RunPodSandbox(config=cfg).pod_sandbox_id
+        url = c.PortForward(pod_sandbox_id=sid, port=[80]).url
+        assert url.startswith(f"http://{ip}:"), url
+        port = int(url.split("/")[2].rsplit(":", 1)[1])
+        assert "404" in http_get(ip, port, "/exec/unknown").splitlines()[0]  # it listens there
+        assert json.loads(c.Status(verbose=True).info["config"])["streamServerAddress"] == ""  # as given
+        c.StopPodSandbox(pod_sandbox_id=sid)
+        c.RemovePodSandbox(pod_sandbox_id=sid)
+        c.close()
+    finally:
+        d.cleanup()
+    # no default route (a network namespace with only lo): containerd's words
+    code = ("from berth.daemon import config\ncfg = config.Config(stream_server_address='')\n"
+            "try:\n    print(config.stream_server_host(cfg))\nexcept OSError as e:\n    print('error:', e)\n")
+    p = subprocess.run(["unshare", "--net", os.path.join(REPO, ".venv", "bin", "python"), "-c", code],
+                       capture_output=True, text=True, timeout=30)
+    assert p.stdout.strip() == 'error: no default routes found in "/proc/net/route" or "/proc/net/ipv6_route"', p
+
+
+def test_the_cri_log_driver_is_the_cris_only(node):
+    """The Docker API answers `--log-driver cri` as dockerd 20.10 answers any driver it does not
+    have (the same words, checked with dockerd); CRI containers still log in the kubelet's format
+    (test_pod_and_container_lifecycle)."""
+    node.d.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)  # docker's namespace
+    for client in (node.d.docker, node.d.berth):
+        p = client("run", "--rm", "--log-driver", "cri", "busybox-layers:1", "true")
+        assert p.returncode == 125, p.err
+        assert 'error looking up logging plugin cri: plugin "cri" not found' in p.err  # docker: "Error response ..."
+    assert "busybox-layers" not in node.d.berth("ps", "-a").out

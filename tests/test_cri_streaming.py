@@ -22,7 +22,7 @@ import time
 import zlib
 
 import pytest
-from daemon_fixtures import DATA, REPO, Daemon, wait_for
+from daemon_fixtures import DATA, REPO, Daemon, _alive, wait_for
 
 IMG = "busybox-layers:1"
 V4, V3, V2 = "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"
@@ -379,9 +379,7 @@ def test_exec_stdin_end_of_input_and_success(srv, sleeper):
     err, sin, out = c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout")
     c.open(streamtype="stderr")
     c.wait(lambda: len(c.replied) == 4)
-    # more than one data frame, less than a pipe: the shim writes stdin with blocking writes
-    # from its one thread, so input much larger than a pipe while the command's output is not
-    # read deadlocks the shim (docker exec -i alike): that belongs to the shim, not to SPDY
+    # more than one data frame (a mebibyte: test_exec_stdin_a_mebibyte_through_cat)
     big = os.urandom(20_000).hex().encode()
     c.send(sin, b"hello\n")
     c.ping(7)
@@ -520,7 +518,10 @@ def test_exec_ends_with_its_container(srv, daemon):
 
 
 def test_attach_stdin_once_container(srv, daemon):
-    cid = run_ctr(daemon, "-i", IMG, "sh", "-c", "echo started; cat; echo catdone")
+    # `create -i` (attached, as `docker run -i`) sets StdinOnce; `run -d -i` does not
+    cid = daemon.berth("-n", "k8s.io", "create", "-i", IMG, "sh", "-c", "echo started; cat; echo catdone",
+                       check=True).out.strip()
+    daemon.berth("-n", "k8s.io", "start", cid, check=True)
     c = SpdyClient(srv.server.attach_url(cid, False, True, True, True))
     err, sin, out = c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout")
     c.open(streamtype="stderr")
@@ -531,6 +532,90 @@ def test_attach_stdin_once_container(srv, daemon):
     c.run_to_end()
     assert c.data[out].endswith(b"hello attach\ncatdone\n")
     assert c.data[err] == b'{"metadata":{},"status":"Success"}'
+
+
+def _sender(c, sid, data, fin=True, chunk=32768):
+    """Send data on a stream from a thread (the test reads the output meanwhile, as kubectl and
+    crictl do); its errors (the server went away) end it."""
+    def run():
+        try:
+            for i in range(0, len(data), chunk):
+                c.send(sid, data[i:i + chunk])
+            if fin:
+                c.send(sid, b"", fin=True)
+        except OSError:
+            pass
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_exec_stdin_a_mebibyte_through_cat(srv, sleeper):
+    c = SpdyClient(srv.server.exec_url(sleeper, ["cat"], False, True, True, True))
+    err, sin, out = c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout")
+    c.open(streamtype="stderr")
+    c.wait(lambda: len(c.replied) == 4)
+    big = os.urandom(512 * 1024).hex().encode()  # 1 MiB, many times a pipe
+    t = _sender(c, sin, big)
+    c.run_to_end(timeout=60)
+    t.join(10)
+    assert len(c.data[out]) == len(big) and c.data[out] == big
+    assert c.data[err] == b'{"metadata":{},"status":"Success"}'
+
+
+def test_attach_without_stdin_once_detaches_at_the_end_of_input(srv, daemon):
+    """containerd: without StdinOnce the client's end of input ends the attach only; the
+    container's stdin stays open for the next attach."""
+    cid = run_ctr(daemon, "-i", IMG, "sh", "-c", "while read x; do echo got $x; done; echo eof")
+    for word in (b"one", b"two"):
+        c = SpdyClient(srv.server.attach_url(cid, False, True, True, True))
+        err, sin, out = c.open(streamtype="error"), c.open(streamtype="stdin"), c.open(streamtype="stdout")
+        c.open(streamtype="stderr")
+        c.wait(lambda: len(c.replied) == 4)
+        c.send(sin, word + b"\n")
+        c.wait(lambda: b"got " + word in c.data[out])
+        c.send(sin, b"", fin=True)
+        c.run_to_end(timeout=20)  # the attach ends ...
+        assert c.data[err] == b'{"metadata":{},"status":"Success"}'
+        # ... and the container runs on, its stdin open
+        assert daemon.berth("-n", "k8s.io", "inspect", "-f", "{{.State.Status}}", cid).out.strip() == "running"
+    logs = daemon.berth("-n", "k8s.io", "logs", cid, check=True).out
+    assert logs == "got one\ngot two\n"
+
+
+def test_a_container_that_never_reads_its_stdin_still_stops(srv, daemon):
+    """Input the container never reads fills its pipe; the shim buffers a little, then stops
+    reading the client (back-pressure), and still answers stop, kill and inspect."""
+    cid = run_ctr(daemon, "-i", IMG, "sleep", "1000")
+    c = SpdyClient(srv.server.attach_url(cid, False, True, True, True))
+    c.open(streamtype="error")
+    sin = c.open(streamtype="stdin")
+    c.open(streamtype="stdout")
+    c.open(streamtype="stderr")
+    c.wait(lambda: len(c.replied) == 4)
+    sent = []
+    big = b"x" * (64 << 20)  # more than every buffer on the way (loopback TCP takes MiBs)
+
+    def run():
+        try:
+            for i in range(0, len(big), 65536):
+                c.send(sin, big[i:i + 65536])
+                sent.append(65536)
+        except OSError:
+            pass
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    time.sleep(2)
+    assert sum(sent) < 16 << 20, sum(sent)  # held back: nobody reads it
+    t0 = time.monotonic()
+    p = daemon.berth("-n", "k8s.io", "inspect", "-f", "{{.State.Status}}", cid, check=True)
+    assert p.out.strip() == "running"
+    daemon.berth("-n", "k8s.io", "stop", "-t", "1", cid, check=True)
+    assert time.monotonic() - t0 < 15
+    c.run_to_end(timeout=20)  # the attach ends with the container
+    c.close()
+    t.join(35)
+    assert daemon.berth("-n", "k8s.io", "inspect", "-f", "{{.State.Status}}", cid).out.strip() == "exited"
 
 
 def test_port_forward(srv, daemon):
@@ -589,17 +674,6 @@ def cri(daemon):
         pytest.skip("this berthd serves no CRI socket")
     daemon.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
     return Crictl(daemon, sock)
-
-
-def _alive(path):
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 class Crictl:
@@ -738,6 +812,147 @@ def test_crictl_attach(cri, pod):
     assert p.returncode == 0 and p.out == "got hi\n" and p.err.startswith("e\n")
     p = cri("attach", c)  # it has exited
     assert p.returncode == 1
+
+
+def test_crictl_exec_and_attach_carry_a_mebibyte(cri, pod):
+    big = os.urandom(512 * 1024).hex().encode()
+    p = cri("exec", "-i", pod["web"], "cat", input=big)
+    assert p.returncode == 0 and p.stdout == big
+    c = cri.container(pod["id"], pod["cfg"], "bigcat", ["cat"], stdin=True, stdin_once=True)
+    p = cri("attach", "-i", c, input=big)
+    assert p.returncode == 0 and p.stdout == big  # stdin_once: cat gets its end of input and ends
+    wait_for(lambda: "CONTAINER_EXITED" in cri("inspect", c).out, 10, "cat to exit")
+
+
+def test_crictl_attach_without_stdin_once_keeps_stdin_open(cri, pod):
+    """containerd 1.6 (checked with the same crictl commands): the end of crictl's input ends
+    the attach, exit 0; the container runs on and the next attach reaches the same stdin."""
+    c = cri.container(pod["id"], pod["cfg"], "lines", ["sh", "-c", "while read x; do echo got $x; done"],
+                      stdin=True)
+    for word in ("one", "two"):
+        p = cri("attach", "-i", c, input=f"{word}\n".encode())
+        assert p.returncode == 0, p.err
+        assert '"state": "CONTAINER_RUNNING"' in cri("inspect", c).out
+    wait_for(lambda: cri("logs", c).out == "got one\ngot two\n", 10, "both lines in the log")
+
+
+def test_crictl_stop_and_kill_while_stdin_is_never_read(cri, pod):
+    """crictl attach -i pipes 64 MiB to a container that never reads it: crictl is held back,
+    and crictl stop (then the end of the attach) still answer at once, as with containerd."""
+    c = cri.container(pod["id"], pod["cfg"], "deaf", ["sleep", "1000"], stdin=True)
+    att = subprocess.Popen(cri.argv + ["attach", "-i", c], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    fed = []
+
+    def feed():
+        try:
+            for _ in range(1024):
+                att.stdin.write(b"y" * 65536)
+                fed.append(1)
+            att.stdin.close()
+        except (OSError, ValueError):
+            pass
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    time.sleep(2)
+    assert len(fed) < 256  # held back: well under 16 of the 64 MiB went
+    t0 = time.monotonic()
+    p = cri("stop", "-t", "1", c)
+    assert p.returncode == 0, p.err
+    assert time.monotonic() - t0 < 15
+    assert att.wait(20) == 0  # the attach ends with the container
+    t.join(10)
+    assert '"state": "CONTAINER_EXITED"' in cri("inspect", c).out
+
+
+def _fds_threads(pid):
+    """berthd's open sockets, pipes and anon inodes (the database's connections, one per worker
+    thread, are not the streams'), and its threads."""
+    fds = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            fds += os.readlink(f"/proc/{pid}/fd/{fd}").startswith(("socket:", "pipe:", "anon_inode:"))
+        except OSError:
+            pass
+    names = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            names.append(open(f"/proc/{pid}/task/{t}/comm").read().strip())
+        except OSError:
+            pass
+    return fds, names
+
+
+def test_misused_streaming_urls_answer_cleanly_and_leak_nothing(daemon, cri, pod):
+    """Through berthd's own CRI and streaming server: a URL used twice, an unknown token, an
+    exec and an attach whose container stopped after the URL was made, a port-forward to a
+    closed port, a client that hangs up mid-stream. Each gets the kubelet's answer; berthd's log
+    has no traceback, and its fds and threads come back to where they were."""
+    from cri_client import CRIClient
+    c = CRIClient(daemon.cri_sock)
+    pid = daemon.proc.pid
+    web = pod["web"]
+    victim = cri.container(pod["id"], pod["cfg"], "victim", ["sleep", "1000"], stdin=True)
+
+    def round_(i):
+        url = c.Exec(container_id=web, cmd=["true"], stdout=True).url
+        s = SpdyClient(url)
+        err, _ = s.open(streamtype="error"), s.open(streamtype="stdout")
+        s.run_to_end()
+        assert s.data[err] == b'{"metadata":{},"status":"Success"}'
+        s.close()
+        again = SpdyClient(url)  # used twice: the token is gone
+        assert again.status == 404 and again.body() == "404 page not found\n"
+        again.close()
+        unknown = SpdyClient(url.rsplit("/", 1)[0] + "/AAAAAAAA")
+        assert unknown.status == 404
+        unknown.close()
+        # a client that goes away in the middle of an exec's output
+        s = SpdyClient(c.Exec(container_id=web, cmd=["sh", "-c", "echo x; sleep 1"], stdout=True).url)
+        _, out = s.open(streamtype="error"), s.open(streamtype="stdout")
+        s.wait(lambda: s.data[out] == b"x\n")
+        s.close()
+        # a port nothing listens on
+        s = SpdyClient(c.PortForward(pod_sandbox_id=pod["id"], port=[18999]).url, protocols=["portforward.k8s.io"])
+        e = s.open(streamtype="error", port="18999", requestid="1")
+        s.open(streamtype="data", port="18999", requestid="1")
+        s.wait(lambda: e in s.fin)
+        assert b"connect: connection refused" in s.data[e]
+        s.close()
+        if i == 0:
+            return
+        # the container stopped between the Exec/Attach call and the URL's use
+        ctr = cri.container(pod["id"], pod["cfg"], f"gone{i}", ["sleep", "1000"], stdin=True)
+        urls = [c.Exec(container_id=ctr, cmd=["true"], stdout=True).url,
+                c.Attach(container_id=ctr, stdin=True, stdout=True).url]
+        assert cri("stop", "-t", "0", ctr).returncode == 0
+        for url, verb in zip(urls, ("executing command in", "attaching to")):
+            s = SpdyClient(url)
+            err, _ = s.open(streamtype="error"), s.open(streamtype="stdout")
+            if verb == "attaching to":
+                s.open(streamtype="stdin")
+            s.run_to_end()
+            status = json.loads(s.data[err])
+            assert status["reason"] == "InternalError" and status["code"] == 500
+            assert status["message"] == (f"Internal error occurred: error {verb} container: "
+                                         "container is in CONTAINER_EXITED state"), status
+            s.close()
+        cri("rm", ctr)
+
+    round_(0)  # the pools' threads start
+    time.sleep(1.5)
+    before = _fds_threads(pid)
+    for i in range(1, 4):
+        round_(i)
+    assert cri("stop", "-t", "0", victim).returncode == 0
+    time.sleep(2)  # the hung-up exec's sleep ends; its connection closes
+    wait_for(lambda: _fds_threads(pid)[0] <= before[0], 20, f"berthd's sockets and pipes back to {before[0]}")
+    after = _fds_threads(pid)
+    # none per stream: the gRPC and worker pools may start one or two more (Python's thread
+    # names do not reach /proc, so they are counted, not named)
+    assert len(after[1]) <= len(before[1]) + 3, (before, after)
+    c.close()
+    assert "Traceback" not in open(daemon.log_path).read()
 
 
 def test_crictl_port_forward(cri, pod):
@@ -951,6 +1166,15 @@ def test_same_answers_as_containerd(cri, peer):
         r["tty"] = (rc, out.replace("\r/data # \x1b[J", ""))
         p = engine("attach", "-i", reader, input=b"hi\n")
         r["attach"] = (p.returncode, p.out)
+        # without stdin_once the end of input ends only the attach: the next one reaches stdin
+        lines = engine.container(pod, cfg, "lines", ["sh", "-c", "while read x; do echo got $x; done"], stdin=True)
+        rcs = [engine("attach", "-i", lines, input=w).returncode for w in (b"one\n", b"two\n")]
+        wait_for(lambda: engine("logs", lines).out.count("got") == 2, 10, "both lines")
+        r["attach_keeps_stdin"] = (rcs, '"state": "CONTAINER_RUNNING"' in engine("inspect", lines).out,
+                                   engine("logs", lines).out)
+        big = os.urandom(512 * 1024).hex().encode()
+        p = engine("exec", "-i", web, "cat", input=big)
+        r["stdin_mib"] = (p.returncode, p.stdout == big)
         from daemon_fixtures import free_port
         port = free_port()
         pf = subprocess.Popen(engine.argv + ["port-forward", pod, f"{port}:18081"], stdout=subprocess.PIPE,

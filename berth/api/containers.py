@@ -130,19 +130,44 @@ async def logs(request: web.Request) -> web.StreamResponse:
 class _Raw(asyncio.Protocol):
     """Takes over a hijacked HTTP connection: bytes in, and a half-close that keeps output flowing."""
 
+    HIGH = 1 << 20  # bytes waiting past which the client is not read (back-pressure)
+
     def __init__(self, handler=None):
         self.queue = asyncio.Queue()
         self.handler = handler  # aiohttp's RequestHandler: told when the connection goes
+        self.transport = None
+        self.waiting = 0
+        self.paused = False
 
     def feed_data(self, data):
-        self.queue.put_nowait(data)
+        self.data_received(data)
         return False, b""
+
+    async def get(self):
+        """The client's next bytes (b"" at its half-close, None when it is gone)."""
+        data = await self.queue.get()
+        if data:
+            self.waiting -= len(data)
+            if self.paused and self.waiting <= self.HIGH:
+                self.paused = False
+                try:
+                    self.transport.resume_reading()
+                except (AttributeError, RuntimeError):
+                    pass
+        return data
 
     def feed_eof(self):
         self.queue.put_nowait(b"")
 
     def data_received(self, data):
         self.queue.put_nowait(data)
+        self.waiting += len(data)
+        if not self.paused and self.waiting > self.HIGH and self.transport is not None:
+            self.paused = True  # the shim takes what its process reads: the client waits
+            try:
+                self.transport.pause_reading()
+            except (AttributeError, RuntimeError):
+                pass
 
     def eof_received(self):
         self.queue.put_nowait(b"")
@@ -162,6 +187,7 @@ def hijack(request):
     client that did not ask to upgrade) and return (transport, _Raw) for the raw byte stream."""
     transport = request.transport
     raw = _Raw(request.protocol)
+    raw.transport = transport
     request.protocol.set_parser(raw)  # bytes aiohttp already read after the headers
     transport.set_protocol(raw)  # everything after that, and a half-close
     if request.headers.get("Upgrade", "").lower() == "tcp" or "upgrade" in request.headers.get("Connection", "").lower():
@@ -198,7 +224,7 @@ async def pipe(transport, raw, reader, writer, stdin=True, detach=None):
     async def client_to_shim():
         held = b""
         while True:
-            data = await raw.queue.get()
+            data = await raw.get()
             if data is None:  # the client is gone (not a half-close): nobody reads the output
                 writer.close()
                 return

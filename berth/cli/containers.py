@@ -56,7 +56,8 @@ def _body(a):
     anon_volumes = _mount_flags(a, hc)
     labels = dict(x.partition("=")[::2] for x in a.label)
     detach = getattr(a, "detach", False)
-    body = {"Image": a.image, "Env": env, "Tty": a.tty, "OpenStdin": a.interactive, "StdinOnce": a.interactive,
+    body = {"Image": a.image, "Env": env, "Tty": a.tty, "OpenStdin": a.interactive,
+            "StdinOnce": a.interactive and not detach,  # as docker's CLI: not with -d
             "AttachStdin": a.interactive and not detach, "AttachStdout": not detach,
             "AttachStderr": not detach, "Labels": labels, "HostConfig": hc}
     if anon_volumes:  # -v /path: an anonymous volume (Config.Volumes, as docker's CLI sends it)

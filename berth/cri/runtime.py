@@ -162,7 +162,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         body = convert.sandbox_body(config, image, request.runtime_handler, netns_path, runtime)
         body["_cri"]["netns_key"] = "" if host_net else key
         try:
-            sid = self.svc.create(NS, body, name)["Id"]
+            sid = self.svc.create(NS, body, name, cri=True)["Id"]
         except BerthError as e:
             if "already in use" in str(e):
                 other = str(e).split('by container "')[-1].split('"')[0]
@@ -328,7 +328,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         elif ((img.config or {}).get("config") or {}).get("StopSignal"):
             body["StopSignal"] = img.config["config"]["StopSignal"]
         try:
-            cid = self.svc.create(NS, body, name)["Id"]
+            cid = self.svc.create(NS, body, name, cri=True)["Id"]
         except BerthError as e:
             if "already in use" in str(e):
                 other = str(e).split('by container "')[-1].split('"')[0]
@@ -513,8 +513,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return self.streaming
 
     def _running(self, rec):
-        if not self.svc.state(rec, paused=False)["Running"]:
-            raise FailedPrecondition(f"container {rec.id} is not running")
+        st = self.svc.state(rec, paused=False)
+        if not st["Running"]:  # containerd's words
+            state = "EXITED" if st["Status"] == "exited" else "CREATED"
+            raise FailedPrecondition(f"container is in CONTAINER_{state} state")
 
     @rpc
     def Exec(self, request, context):

@@ -4,21 +4,10 @@ pool of threads (the services block; berthd's asyncio loop never runs them)."""
 import concurrent.futures
 import logging
 import os
-import socket
+
+from berth.linux.hostnet import socket_alive
 
 log = logging.getLogger("berthd")
-
-
-def _alive(path):
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.settimeout(1)
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 class CRIServer:
@@ -40,7 +29,7 @@ class CRIServer:
         path = self.path
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if os.path.exists(path):
-            if _alive(path):
+            if socket_alive(path):
                 log.warning("CRI: another daemon serves on %s: the CRI is not served", path)
                 return False
             os.unlink(path)

@@ -43,7 +43,8 @@ class StreamBackend:
             raise NotFound(f"container {container_id!r} not found") from None
         st = svc.state(rec)
         if not st["Running"]:
-            raise FailedPrecondition(f"container {rec.id} is in {'CONTAINER_EXITED' if st['Status'] == 'exited' else 'CONTAINER_CREATED'} state")
+            # containerd's words (the kubelet's server adds "error executing command in container: ")
+            raise FailedPrecondition(f"container is in {'CONTAINER_EXITED' if st['Status'] == 'exited' else 'CONTAINER_CREATED'} state")
         return rec, st
 
     # --- exec ---
@@ -77,10 +78,11 @@ class StreamBackend:
         ctty = bool(spec.get("Tty"))
         session = _ShimSession(self.containers.shim(rec), tty=ctty)
         # containerd: at the client's end of input, a StdinOnce container without a TTY gets
-        # its stdin closed; otherwise the attach just ends
+        # its stdin closed; otherwise the attach just ends and the next one finds stdin open
         session.detach_on_eof = not (spec.get("StdinOnce") and not ctty)
         session.accepts_stdin = bool(stdin and has_stdin)
-        await session.start_attach(stdin=stdin and has_stdin, stdout=stdout, stderr=stderr and not ctty)
+        await session.start_attach(stdin=stdin and has_stdin, stdout=stdout, stderr=stderr and not ctty,
+                                   close_stdin=not session.detach_on_eof)
         return session
 
     # --- port forward ---
@@ -203,9 +205,9 @@ class _ShimSession:
         await self._open(proto.Exec(exec_id=exec_id, process=process, stdin=bool(stdin)),
                          "failed to exec in container")
 
-    async def start_attach(self, stdin, stdout, stderr):
-        reply = await self._open(proto.Attach(stdin=bool(stdin), stdout=bool(stdout), stderr=bool(stderr)),
-                                 "attach failed")
+    async def start_attach(self, stdin, stdout, stderr, close_stdin=True):
+        reply = await self._open(proto.Attach(stdin=bool(stdin), stdout=bool(stdout), stderr=bool(stderr),
+                                              close_stdin=bool(close_stdin)), "attach failed")
         self.tty = bool(reply.get("tty", self.tty))
 
     async def read(self):

@@ -41,7 +41,8 @@ cri = true
 cri_socket = "/run/berth/cri.sock"
 # containerd's SystemdCgroup: true is cgroup_driver = "systemd".
 systemd_cgroup = false
-# The streaming server of exec/attach/port-forward (port 0: any free port).
+# The streaming server of exec/attach/port-forward (port 0: any free port). An empty address is
+# the node's IP, as containerd's: that of the default route's interface (no default route: no CRI).
 stream_server_address = "127.0.0.1"
 stream_server_port = "0"
 # The node's CNI configuration for pods (the first conflist by name), and the plugin dirs.
@@ -233,6 +234,16 @@ def from_dict(data, path="config"):
         setattr(cfg, key, value)
     validate(cfg, path)
     return cfg
+
+
+def stream_server_host(cfg):
+    """Where the CRI's streaming server listens: stream_server_address, or when it is empty the
+    node's IP as containerd chooses it (berth.linux.hostnet.node_address; OSError without a
+    default route)."""
+    if cfg.stream_server_address:
+        return cfg.stream_server_address
+    from berth.linux import hostnet
+    return hostnet.node_address()
 
 
 def validate(cfg, path="config"):

@@ -8,10 +8,10 @@ import grp
 import logging
 import os
 import signal
-import socket
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from berth.errors import BerthError, InvalidArgument
+from berth.linux.hostnet import socket_alive
 
 if TYPE_CHECKING:
     import ssl
@@ -146,7 +146,7 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
     # every lease) under a live one.
     for h in cfg.hosts:
         addr = parse_host(h, cfg.allow_insecure_tcp, cfg.tls.enabled, verify=cfg.tls.verify)
-        if addr[0] == "unix" and _socket_alive(addr[1]):
+        if addr[0] == "unix" and socket_alive(addr[1]):
             raise InvalidArgument(f"another daemon is serving on {addr[1]}")
     # a bad certificate or key is a start-up error, before anything listens
     ssl_ctx = _tls_context(cfg.tls) if cfg.tls.enabled and any(h.startswith("tcp://") for h in cfg.hosts) else None
@@ -170,7 +170,7 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
                 path = addr[1]
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 if os.path.exists(path):
-                    if _socket_alive(path):
+                    if socket_alive(path):
                         raise InvalidArgument(f"another daemon is serving on {path}")
                     os.unlink(path)
                 site: web.BaseSite = web.UnixSite(runner, path, backlog=_somaxconn())
@@ -240,8 +240,14 @@ async def _start_cri(daemon):
     """The Kubernetes CRI (gRPC, berth/cri) on cri_socket and its streaming server; a CRI that
     cannot start is logged, the Docker API is served regardless."""
     from berth.cri.server import CRIServer
+    from berth.daemon.config import stream_server_host
     cfg = daemon.cfg
     streaming = None
+    try:
+        host = stream_server_host(cfg)
+    except OSError as e:  # containerd: its CRI plugin does not load
+        log.warning("CRI: not served: failed to create stream server: failed to get stream server address: %s", e)
+        return CRIServer(daemon, None), None
     try:
         from berth.cri.stream_backend import StreamBackend
         from berth.cri.streaming import StreamingServer
@@ -249,7 +255,8 @@ async def _start_cri(daemon):
         log.warning("CRI: no streaming server in this build: Exec, Attach and PortForward answer UNAVAILABLE")
     else:
         from berth.cri.runtime import netns_of
-        streaming = StreamingServer(f"{cfg.stream_server_address}:{cfg.stream_server_port}",
+        streaming = StreamingServer(f"[{host}]:{cfg.stream_server_port}" if ":" in host else
+                                    f"{host}:{cfg.stream_server_port}",
                                     StreamBackend(daemon.containers, netns_of=netns_of(daemon),
                                                   executor=daemon.pool))
         try:
@@ -283,18 +290,6 @@ def _lock_root(root: str) -> int:
         os.close(fd)
         raise InvalidArgument(f"another berthd is using the root directory {root}") from None
     return fd
-
-
-def _socket_alive(path):
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.settimeout(1)
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def _somaxconn():

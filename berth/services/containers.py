@@ -187,7 +187,7 @@ class ContainerService:
 
     # --- create ---
 
-    def create(self, ns: str, body: dict, name: str | None = None) -> dict:
+    def create(self, ns: str, body: dict, name: str | None = None, cri: bool = False) -> dict:
         image_ref = body.get("Image")
         if not image_ref:
             raise InvalidArgument("no image given (Image)")
@@ -212,7 +212,7 @@ class ContainerService:
         from berth.services.ocispec import check_security
         body = dict(body, HostConfig=check_security(hc))  # --security-opt checked; a seccomp file read in
         from berth.services import runopts
-        body, warnings = runopts.check(self, ns, body, r.config)  # run options (docker's messages)
+        body, warnings = runopts.check(self, ns, body, r.config, cri=cri)  # run options (docker's messages)
         if self.networks is not None:
             from berth.services import container_net
             container_net.check(self.networks, ns, body)
@@ -402,7 +402,9 @@ class ContainerService:
                 if self._handoff.get(cid) != "ready" and (st is None or not st.running):
                     return None
             try:
-                res = self.shim(rec).open(proto.Attach(stdin=stdin, stdout=stdout, stderr=stderr))
+                # dockerd: the client's end of input closes the container's stdin only with StdinOnce
+                res = self.shim(rec).open(proto.Attach(stdin=stdin, stdout=stdout, stderr=stderr,
+                                                       close_stdin=bool((rec.spec_json() or {}).get("StdinOnce"))))
             except ShimGone:
                 return None
             with self.states.cond:

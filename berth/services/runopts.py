@@ -12,7 +12,8 @@ import re
 
 from berth.errors import FailedPrecondition, InvalidArgument, NotFound
 
-LOG_DRIVERS_OK = ("", "json-file", "cri")  # "cri": the CRI's log format (shim/crilog.py), set by berth/cri
+LOG_DRIVERS_OK = ("", "json-file")
+CRI_LOG_DRIVER = "cri"  # the kubelet's log format (shim/crilog.py): for containers of the CRI only
 # docker's built-in logging drivers that berth's shim does not write
 LOG_DRIVERS_OTHER = ("none", "local", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs",
                      "gcplogs", "logentries")
@@ -24,15 +25,16 @@ _MIN_MEMORY = 6 * 1024 * 1024
 
 # --- at create ---
 
-def check(svc, ns, body, image_config=None):
+def check(svc, ns, body, image_config=None, cri=False):
     """Validate the create body's HostConfig as dockerd does; returns (body, warnings) with
-    docker's defaults filled in (IpcMode, ShmSize)."""
+    docker's defaults filled in (IpcMode, ShmSize). `cri`: a container the CRI makes (its log
+    driver is "cri", which the Docker API does not know)."""
     hc = dict(body.get("HostConfig") or {})
     warnings = []
     _check_platform(body, image_config)
     _check_restart(hc)
     lt = (hc.get("LogConfig") or {}).get("Type") or ""
-    if lt not in LOG_DRIVERS_OK:
+    if lt not in LOG_DRIVERS_OK and not (cri and lt == CRI_LOG_DRIVER):
         if lt in LOG_DRIVERS_OTHER:
             raise InvalidArgument(f'logging driver "{lt}" is not supported by berth (only json-file)')
         raise InvalidArgument(f'error looking up logging plugin {lt}: plugin "{lt}" not found')

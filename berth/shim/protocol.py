@@ -53,6 +53,9 @@ class Attach(Request):
     stdin: bool = False
     stdout: bool = True
     stderr: bool = True
+    # the client's end of input closes the container's stdin (docker's and containerd's StdinOnce);
+    # without it the attach ends there and a later attach still writes to the same stdin
+    close_stdin: bool = True
 
 
 @dataclass

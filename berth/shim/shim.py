@@ -89,32 +89,107 @@ class JSONLog:
 class _Poller:
     """The part of selectors' interface the shim uses, straight on epoll: the selectors module's
     Python layer (keys, mappings, namedtuples) touches many more of the objects the shim shares
-    with the zygote on every call, and each one touched costs the shim a private copy of its page."""
+    with the zygote on every call, and each one touched costs the shim a private copy of its page.
+
+    An fd has a reader's data (register) and may have a writer's (want_write: a process's stdin
+    that took less than it was given); reading it can be held back (hold/release: a client whose
+    input waits for a process to read its stdin): a held fd stays in the set for its hang-up only
+    (a client gone for good is read out and dropped, even while held). select() answers the data
+    of each side that is ready."""
 
     def __init__(self):
         self.ep = select.epoll()
-        self.data = {}  # fd -> data
+        self.data = {}  # fd -> data, when readable
+        self.wdata = {}  # fd -> data, when writable
+        self.held = set()  # fds not read for now
+        self.masks = {}  # fd -> the events epoll watches
+
+    def _apply(self, fd):
+        mask = (select.EPOLLIN if fd in self.data and fd not in self.held else 0) | \
+            (select.EPOLLOUT if fd in self.wdata else 0)
+        old = self.masks.get(fd)
+        if mask == old:
+            return
+        try:
+            if not mask and fd not in self.data:  # not even HUP/ERR (epoll reports them always)
+                if old is not None:
+                    del self.masks[fd]
+                    self.ep.unregister(fd)
+            elif old is None:
+                self.ep.register(fd, mask)
+                self.masks[fd] = mask
+            else:
+                try:
+                    self.ep.modify(fd, mask)
+                except FileNotFoundError:  # closed and its number used again: a new file
+                    self.ep.register(fd, mask)
+                self.masks[fd] = mask
+        except OSError:
+            self.masks.pop(fd, None)
 
     def register(self, fileobj, data):
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
-        self.ep.register(fd, select.EPOLLIN)
         self.data[fd] = data
+        self._apply(fd)
 
     def unregister(self, fileobj):
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
         del self.data[fd]  # KeyError when not registered, as selectors
-        try:
-            self.ep.unregister(fd)
-        except OSError:
-            pass
+        self.wdata.pop(fd, None)
+        self.held.discard(fd)
+        self._apply(fd)
+
+    def want_write(self, fd, data):
+        self.wdata[fd] = data
+        self._apply(fd)
+
+    def done_writing(self, fd):
+        if self.wdata.pop(fd, None) is not None:
+            self._apply(fd)
+
+    def hold(self, fileobj):
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        self.held.add(fd)
+        self._apply(fd)
+
+    def release(self, fileobj):
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        self.held.discard(fd)
+        self._apply(fd)
 
     def select(self, timeout=None):
         try:
             events = self.ep.poll(-1 if timeout is None else timeout)
         except InterruptedError:
             return []
-        data = self.data
-        return [data[fd] for fd, _ in events if fd in data]
+        data, wdata, out = self.data, self.wdata, []
+        for fd, ev in events:
+            if ev & select.EPOLLOUT or (ev & (select.EPOLLERR | select.EPOLLHUP) and fd not in data):
+                if fd in wdata:
+                    out.append(wdata[fd])
+            if ev & ~select.EPOLLOUT and fd in data and (fd not in self.held or
+                                                         ev & (select.EPOLLHUP | select.EPOLLERR)):
+                out.append(data[fd])
+        return out
+
+
+class _Stdin:
+    """A process's stdin (a pipe or a pty master), written without blocking: what it does not take
+    now waits here, and the clients feeding it are not read while more than STDIN_HIGH waits
+    (their senders feel it as a full socket), until it is down to STDIN_LOW."""
+
+    def __init__(self, fd, close_fd=True):
+        self.fd = fd
+        self.close_fd = close_fd  # a pty master is the output's too: not ours to close
+        self.buf = bytearray()
+        self.held = []  # client sockets not read until the buffer drains
+        self.closing = False  # close once what waits is written (the client's end of input)
+        self.closed = False
+        os.set_blocking(fd, False)
+
+
+STDIN_HIGH = 256 * 1024
+STDIN_LOW = 64 * 1024
 
 
 class Exec:
@@ -125,7 +200,7 @@ class Exec:
         self.pid = 0
         self.exit_code = None
         self.fds = {}  # fd -> stream
-        self.stdin_w = None
+        self.stdin_w = None  # a _Stdin
         self.master = None
         self.client = None
         self.told = False  # its exit went to berthd's events channel
@@ -139,6 +214,7 @@ class Client:
         self.exec = None
         self.want = set()
         self.stdin = False
+        self.close_stdin = True  # an attach: its end of input closes the container's stdin
 
 
 class Shim:
@@ -152,7 +228,7 @@ class Shim:
         self.exit_code = None
         self.finished_at = None
         self.init_pid = 0
-        self.stdin_w = None
+        self.stdin_w = None  # a _Stdin, when the container has one
         self.master = None
         self.outputs = {}  # fd -> stream name
         self.started = False
@@ -168,7 +244,7 @@ class Shim:
     # --- setup ---
 
     def start_container(self):
-        self.outputs, self.stdin_w, proxy, console = _child_stdio(self.tty, self.p.get("open_stdin"))
+        self.outputs, stdin_w, proxy, console = _child_stdio(self.tty, self.p.get("open_stdin"))
         pidfile = os.path.join(self.state_dir, "init.pid")
         try:
             self.init_pid = _in_child(lambda: self.runtime().create(self.id, self.p["bundle"], pidfile, console))
@@ -179,7 +255,9 @@ class Shim:
         if proxy is not None:
             self.master = _receive_master(proxy)
             self.outputs[self.master] = "stdout"
-            self.stdin_w = self.master if self.p.get("open_stdin") else None
+            stdin_w = self.master if self.p.get("open_stdin") else None
+        if stdin_w is not None:
+            self.stdin_w = _Stdin(stdin_w, close_fd=stdin_w != self.master)
 
     def runtime(self):
         """The container's OCI runtime (berth.runtime.oci), made where it is used: in the
@@ -299,6 +377,8 @@ class Shim:
             self._client_readable(data)
         elif kind == "exec_output":
             self._exec_output(*data)
+        elif kind == "stdin":
+            self._write_stdin(data)
 
     def reap(self):
         while True:
@@ -414,18 +494,12 @@ class Shim:
         if c.mode == "exec":
             ex = c.exec
             if not data:
-                if ex.stdin_w is not None and ex.stdin_w != ex.master:
-                    os.close(ex.stdin_w)
-                    ex.stdin_w = None
+                if ex.stdin_w is not None and ex.stdin_w.close_fd:
+                    self._close_stdin(ex.stdin_w)  # once what waits for it is written
                 self._unregister(c.sock)
                 return
             if ex.stdin_w is not None:
-                try:
-                    os.set_blocking(ex.stdin_w, True)
-                    os.write(ex.stdin_w, data)
-                    os.set_blocking(ex.stdin_w, False)
-                except OSError:
-                    pass
+                self._feed(ex.stdin_w, c, data)
             return
         if c.mode in ("events", "wait"):
             if not data:
@@ -433,12 +507,16 @@ class Shim:
             return
         if c.mode == "attach":
             if not data:
-                # the client's EOF closes the container's stdin; output keeps flowing
-                # (a TTY has no end of input: a client that goes away, e.g. after the detach
-                # keys, leaves the terminal and its processes alone, as docker does)
-                if c.stdin and self.stdin_w is not None and self.stdin_w != self.master:
-                    os.close(self.stdin_w)
-                    self.stdin_w = None
+                # The client's end of input. With close_stdin (docker's and containerd's
+                # StdinOnce) the container's stdin closes and output keeps flowing; without it
+                # the attach ends there and the container keeps its stdin for the next one.
+                # A TTY has no end of input: a client that goes away (e.g. after the detach
+                # keys) leaves the terminal and its processes alone, as docker does.
+                if c.stdin and not self.tty and not c.close_stdin:
+                    self._drop(c)
+                    return
+                if c.stdin and self.stdin_w is not None and self.stdin_w.close_fd:
+                    self._close_stdin(self.stdin_w)
                 self._unregister(c.sock)
                 return
             self._stdin(c, data)
@@ -446,14 +524,74 @@ class Shim:
             self._drop(c)
 
     def _stdin(self, c, data):
-        if not c.stdin or self.stdin_w is None:
+        if c.stdin and self.stdin_w is not None:
+            self._feed(self.stdin_w, c, data)
+
+    # --- stdin without blocking: a buffer, and back-pressure on the clients that feed it ---
+
+    def _feed(self, st, c, data):
+        if st.closed or st.closing:
             return
-        try:
-            os.set_blocking(self.stdin_w, True)
-            os.write(self.stdin_w, data)
-            os.set_blocking(self.stdin_w, False)
-        except OSError:
-            pass
+        st.buf += data
+        self._write_stdin(st)
+        if len(st.buf) > STDIN_HIGH and not st.closed and c in self.clients:
+            self.sel.hold(c.sock)  # not read until the process reads its stdin
+            st.held.append(c)
+
+    def _write_stdin(self, st):
+        """Write what the process's stdin takes now; watch it for room while more waits."""
+        while st.buf and not st.closed:
+            try:
+                n = os.write(st.fd, st.buf[:65536])
+            except BlockingIOError:
+                break
+            except OSError:  # EPIPE: nobody reads it any more (EIO: a pty's process ended)
+                st.buf.clear()
+                if st.close_fd:
+                    self._stdin_closed(st)
+                break
+            del st.buf[:n]
+        if st.closed:
+            return
+        if st.buf:
+            self.sel.want_write(st.fd, ("stdin", st))
+        else:
+            self.sel.done_writing(st.fd)
+            if st.closing:
+                self._stdin_closed(st)
+                return
+        if len(st.buf) <= STDIN_LOW:
+            self._release(st)
+
+    def _release(self, st):
+        held, st.held = st.held, []
+        for c in held:
+            if c in self.clients:
+                try:
+                    self.sel.release(c.sock)
+                except (KeyError, ValueError, OSError):
+                    pass
+
+    def _close_stdin(self, st):
+        """The end of input: the process's stdin closes once what waits for it is written."""
+        st.closing = True
+        if not st.buf:
+            self._stdin_closed(st)
+
+    def _stdin_closed(self, st):
+        """Closed, or gone (a pty's or an exec's end): nothing more is written, its feeders are read
+        again (what they send goes nowhere)."""
+        if st.closed:
+            return
+        st.closed = True
+        st.buf.clear()
+        self.sel.done_writing(st.fd)
+        if st.close_fd:
+            try:
+                os.close(st.fd)
+            except OSError:
+                pass
+        self._release(st)
 
     def _reply(self, c, obj):
         self._send(c, fastjson.dumps(obj).encode() + b"\n")
@@ -464,6 +602,7 @@ class Shim:
             c.mode = "attach"
             c.want = {s for s in ("stdout", "stderr") if req.get(s, True)}
             c.stdin = bool(req.get("stdin"))
+            c.close_stdin = bool(req.get("close_stdin", True))
             self._reply(c, proto.ok(tty=self.tty))
             return
         if op in ("wait", "subscribe"):
@@ -542,16 +681,16 @@ class Shim:
         """Start a process in the container (the runtime's exec, detached, re-parented to us)
         whose stdio this connection carries."""
         ex = Exec(req.get("exec_id") or "", bool(req.get("process", {}).get("terminal")), bool(req.get("stdin")))
-        console = proxy = None
+        console = proxy = stdin_w = None
         try:
-            ex.fds, ex.stdin_w, proxy, console = _child_stdio(ex.tty, ex.stdin)
+            ex.fds, stdin_w, proxy, console = _child_stdio(ex.tty, ex.stdin)
             pidfile = os.path.join(self.state_dir, f"exec-{ex.id[:16]}.pid")
             _in_child(lambda: self.runtime().exec(self.id, req["process"], pidfile, console))
             with open(pidfile) as f:
                 ex.pid = int(f.read())
             os.unlink(pidfile)
         except BaseException as e:
-            for fd in list(ex.fds) + ([ex.stdin_w] if ex.stdin_w is not None else []):
+            for fd in list(ex.fds) + ([stdin_w] if stdin_w is not None else []):
                 os.close(fd)
             self._reply(c, proto.fail(_kind(e), _message(e)))
             self._drop(c)
@@ -564,7 +703,9 @@ class Shim:
             ex.master = _receive_master(proxy)
             ex.fds[ex.master] = "stdout"
             if ex.stdin:
-                ex.stdin_w = ex.master
+                stdin_w = ex.master
+        if stdin_w is not None:
+            ex.stdin_w = _Stdin(stdin_w, close_fd=stdin_w != ex.master)
         for fd in ex.fds:
             self.sel.register(fd, ("exec_output", (ex, fd)))
         ex.client = c
@@ -586,12 +727,14 @@ class Shim:
         except OSError:
             data = b""
         if not data:
+            if fd == ex.master and ex.stdin_w is not None:
+                self._stdin_closed(ex.stdin_w)  # the same fd: gone with it
+                ex.stdin_w = None
             self.sel.unregister(fd)
             del ex.fds[fd]
             os.close(fd)
             if fd == ex.master:
                 ex.master = None
-                ex.stdin_w = None
             self._exec_maybe_done(ex)
             return
         stream = ex.fds[fd]
@@ -613,6 +756,9 @@ class Shim:
                     break
                 if ex.client is not None and ex.client in self.clients:
                     self._send(ex.client, data)
+            if ex.stdin_w is not None and not ex.stdin_w.close_fd:
+                self._stdin_closed(ex.stdin_w)  # the master itself
+                ex.stdin_w = None
             try:
                 self.sel.unregister(ex.master)
             except (KeyError, ValueError):
@@ -621,10 +767,7 @@ class Shim:
             ex.fds.pop(ex.master, None)
             ex.master = None
         if ex.stdin_w is not None:
-            try:
-                os.close(ex.stdin_w)
-            except OSError:
-                pass
+            self._stdin_closed(ex.stdin_w)  # what still waited for it goes nowhere
             ex.stdin_w = None
         if not ex.told:  # berthd hears the exec's end on its events channel (docker's exec_die)
             ex.told = True

@@ -16,6 +16,8 @@ import struct
 import time
 import zlib
 
+from berth.cri.streaming.inbox import Inbox
+
 VERSION = 3
 
 SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = 1, 2, 3, 4, 6, 7, 8, 9
@@ -123,13 +125,13 @@ class Stream:
         self.conn = conn
         self.id = stream_id
         self.headers = headers
-        self._queue = asyncio.Queue()
+        self.inbox = Inbox()
         self._buffer = b""
         self.remote_closed = remote_closed
         self.local_closed = False
         self.reset_ = False
         if remote_closed:
-            self._queue.put_nowait(b"")
+            self.inbox.put_eof()
 
     def header(self, name, default=""):
         values = self.headers.get(name.lower())
@@ -137,9 +139,8 @@ class Stream:
 
     async def read(self, n=-1):
         if not self._buffer:
-            self._buffer = await self._queue.get()
+            self._buffer = await self.inbox.get()
             if not self._buffer:
-                self._queue.put_nowait(b"")  # stays at EOF
                 return b""
         if n < 0 or n >= len(self._buffer):
             data, self._buffer = self._buffer, b""
@@ -149,12 +150,12 @@ class Stream:
 
     def _feed(self, data):
         if data:
-            self._queue.put_nowait(data)
+            self.inbox.put(data)
 
     def _remote_fin(self):
         if not self.remote_closed:
             self.remote_closed = True
-            self._queue.put_nowait(b"")
+            self.inbox.put_eof()
 
     async def write(self, data):
         if self.local_closed or self.conn.closed:
@@ -278,8 +279,10 @@ class Connection:
                     return
                 if word & 0x80000000:
                     self._control((word >> 16) & 0x7FFF, word & 0xFFFF, flags, payload)
-                else:
-                    self._data(word & 0x7FFFFFFF, flags, payload)
+                    continue
+                s = self._data(word & 0x7FFFFFFF, flags, payload)
+                if s is not None and not s.inbox.room.is_set():
+                    await s.inbox.room.wait()  # back-pressure: its reader is behind
         except ProtocolError:
             self.send(control_frame(GOAWAY, 0, struct.pack(">II", self.last_stream_id, 1)))
         finally:
@@ -288,11 +291,12 @@ class Connection:
     def _data(self, sid, flags, payload):
         s = self.streams.get(sid)
         if s is None or s.remote_closed:
-            return  # a stream already gone (spdystream drops these too)
+            return None  # a stream already gone (spdystream drops these too)
         s._feed(payload)
         if flags & FLAG_FIN:
             s._remote_fin()
             self._maybe_forget(s)
+        return s
 
     def _control(self, version, ftype, flags, p):
         if version != VERSION:

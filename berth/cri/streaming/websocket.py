@@ -18,6 +18,8 @@ import hashlib
 import struct
 import time
 
+from berth.cri.streaming.inbox import Inbox
+
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 REMOTECOMMAND = {"": True, "channel.k8s.io": True, "base64.channel.k8s.io": False, "v4.channel.k8s.io": True,
@@ -67,27 +69,24 @@ class Channel:
         self.writable = writable
         self.local_closed = not writable
         self.remote_closed = not readable
-        self._queue = asyncio.Queue()
+        self.inbox = Inbox()
         if not readable:
-            self._queue.put_nowait(b"")
+            self.inbox.put_eof()
 
     def header(self, name, default=""):
         return default
 
     async def read(self, n=-1):
-        data = await self._queue.get()
-        if not data:
-            self._queue.put_nowait(b"")
-        return data
+        return await self.inbox.get()
 
     def _feed(self, data):
         if self.readable and not self.remote_closed and data:
-            self._queue.put_nowait(data)
+            self.inbox.put(data)
 
     def _eof(self):
         if not self.remote_closed:
             self.remote_closed = True
-            self._queue.put_nowait(b"")
+            self.inbox.put_eof()
 
     async def write(self, data):
         if not self.writable:
@@ -210,8 +209,10 @@ class Connection:
                     message += payload
                 if not fin:
                     continue
-                self._message(message)
+                ch = self._message(message)
                 message = b""
+                if ch is not None and not ch.inbox.room.is_set():
+                    await ch.inbox.room.wait()  # back-pressure: its reader is behind
         finally:
             self._lost()
 
@@ -232,6 +233,8 @@ class Connection:
                 return
         if 0 <= num < len(self.channels):
             self.channels[num]._feed(body)
+            return self.channels[num]
+        return None
 
 
 def _unmask(payload, mask):
