@@ -85,6 +85,7 @@ import urllib.parse
 import zlib
 from typing import BinaryIO
 
+from berth.archive.tar import clean_parts, remove_at
 from berth.errors import InvalidArgument, SystemError_
 
 WHITEOUT_PREFIX = ".wh."
@@ -459,7 +460,7 @@ class _Applier:
             return None
         if want_dir and stat.S_ISDIR(st.st_mode):
             return st
-        _remove_at(pfd, name, st)
+        remove_at(pfd, name, st)
         return None
 
     def _make_dir(self, pfd, name, path, m, xattrs) -> None:
@@ -577,7 +578,7 @@ class _Applier:
                         finally:
                             os.close(dfd)
                     return
-                _remove_at(pfd, target, st)
+                remove_at(pfd, target, st)
             finally:
                 os.close(pfd)
             return
@@ -641,7 +642,7 @@ class _Applier:
                         finally:
                             os.close(cfd)
                 else:
-                    _remove_at(fd, name)
+                    remove_at(fd, name)
         finally:
             os.close(fd)
 
@@ -754,37 +755,3 @@ def _times(m: tarfile.TarInfo) -> tuple[int, int]:
     except ValueError:
         atime = mtime
     return atime, mtime
-
-
-def _remove_at(pfd: int, name: str, st: os.stat_result | None = None) -> None:
-    """Remove name in the directory pfd, recursively, never following a link."""
-    if st is None:
-        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=pfd)
-        return
-    fd = os.open(name, _O_DIR_READ, dir_fd=pfd)
-    try:
-        with os.scandir(fd) as it:
-            children = [e.name for e in it]
-        for child in children:
-            _remove_at(fd, child)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=pfd)
-
-
-def clean_parts(name: str) -> list[str] | None:
-    """The components of an archive member's name, "." and empty ones dropped and ".." applied;
-    None when ".." would climb above the top (the member escapes the root)."""
-    parts: list[str] = []
-    for c in name.split("/"):
-        if c in ("", "."):
-            continue
-        if c == "..":
-            if not parts:
-                return None
-            parts.pop()
-        else:
-            parts.append(c)
-    return parts

@@ -12,6 +12,7 @@ import stat
 
 from berth.errors import InvalidArgument, SystemError_
 from berth.linux import syscalls as sc
+from berth.linux.paths import ensure_in_root, open_in_root
 from berth.runtime.spec import parse_mount_options
 
 DEFAULT_DEVICES = [
@@ -26,79 +27,8 @@ DEFAULT_DEVICES = [
 DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
              ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
 
-_IN_ROOT = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
-
-
 def _fail(what, e):
     raise SystemError_(f"{what}: {e.strerror if isinstance(e, OSError) else e}") from None
-
-
-def open_in_root(rootfd, path, flags=os.O_PATH):
-    """Open path (absolute, as seen from inside the container) within the root."""
-    return sc.openat2(rootfd, path.lstrip("/") or ".", flags, 0, _IN_ROOT)
-
-
-def secure_join(rootfd, path):
-    """Resolve path inside the root the way the kernel would if the root were "/": symlinks
-    (absolute or relative) are followed within the root, ".." stops at the root. Components
-    that do not exist yet are kept as they are. Returns a relative path with no symlinks in
-    the existing part (like filepath-securejoin)."""
-    todo = [p for p in path.split("/") if p and p != "."]
-    done = []
-    links = 0
-    while todo:
-        comp = todo.pop(0)
-        if comp == "..":
-            if done:
-                done.pop()
-            continue
-        cur = "/".join(done + [comp])
-        try:
-            st = os.stat(cur, dir_fd=rootfd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
-            done.append(comp)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > 255:
-                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-            target = os.readlink(cur, dir_fd=rootfd)
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p and p != "."] + todo
-            continue
-        done.append(comp)
-    return "/".join(done)
-
-
-def ensure_in_root(rootfd, path, directory=True, mode=0o755):
-    """Create path inside the root if needed (parents as directories); return an O_PATH fd.
-
-    Symlinks along the way, and a dangling one at the end, are resolved inside the root,
-    never outside it: what gets created is where the path leads when the rootfs is "/".
-    """
-    try:
-        return open_in_root(rootfd, path)
-    except FileNotFoundError:
-        pass
-    rel = secure_join(rootfd, path)
-    parts = rel.split("/") if rel else []
-    for i, comp in enumerate(parts):
-        pfd = open_in_root(rootfd, "/".join(parts[:i]) or ".", os.O_PATH | os.O_DIRECTORY)
-        try:
-            if i < len(parts) - 1 or directory:
-                try:
-                    os.mkdir(comp, mode, dir_fd=pfd)
-                except FileExistsError:
-                    pass
-            else:
-                try:
-                    os.close(os.open(comp, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=pfd))
-                except FileExistsError:
-                    pass
-        finally:
-            os.close(pfd)
-    return open_in_root(rootfd, rel)
 
 
 def _fdpath(fd):

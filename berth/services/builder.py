@@ -34,7 +34,8 @@ from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.services import layers
 from berth.services.buildcache import BuildCache
 from berth.services.buildfs import (_copy_into, _hash_tree, _ids, _is_archive, _is_local_archive, _mkdir_all,
-                                    _Prefixed, _read_exact, resolve_in)
+                                    _Prefixed, _read_exact)
+from berth.linux.paths import resolve_in
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHELL = ["/bin/sh", "-c"]

@@ -9,34 +9,7 @@ import stat
 import tarfile
 
 from berth.errors import InvalidArgument
-
-# --- safe paths ---------------------------------------------------------------------------------
-
-def resolve_in(root, path, follow_last=True):
-    """The host path of ``path`` inside ``root``, symlinks resolved as if ``root`` were "/"
-    (an absolute target restarts at root, ".." never climbs above it). Never leaves root."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    done = []
-    links = 0
-    while parts:
-        c = parts.pop(0)
-        if c == "..":
-            if done:
-                done.pop()
-            continue
-        cand = os.path.join(root, *done, c)
-        if (parts or follow_last) and os.path.islink(cand):
-            links += 1
-            if links > 40:
-                raise InvalidArgument(f"too many levels of symbolic links in {path!r}")
-            target = os.readlink(cand)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        done.append(c)
-    return os.path.join(root, *done) if done else root
-
+from berth.linux.paths import resolve_in
 
 # --- context helpers ----------------------------------------------------------------------------------
 

@@ -44,7 +44,8 @@ def _rootfs(svc, rec):
 
 def export(svc, ns, ref):
     """GET /containers/{id}/export: an Archive-like iterator of tar bytes (close() it)."""
-    from berth.services.archive import Archive, tar_stream
+    from berth.archive.tar import tar_stream
+    from berth.services.archive import Archive
     rec = svc.get(ns, ref)
     stack = contextlib.ExitStack()
     try:

@@ -469,7 +469,7 @@ class VolumeService:
                 return
         except OSError:
             return
-        from berth.runtime.rootfs import secure_join
+        from berth.linux.paths import secure_join
         rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             rel = secure_join(rootfd, dest)
