@@ -29,6 +29,33 @@ import time
 
 from berth.errors import BerthError, InvalidArgument, NotFound, SystemError_
 
+
+class CgroupStats:
+    """One reading of a cgroup's counters (read_stats). None: the file or controller is absent;
+    a limit of -1: unlimited. Times in ns; io_service_bytes as docker's blkio entries.
+    (A plain class: berth-runc does not pay for importing dataclasses.)"""
+
+    __slots__ = ("cpu_total_ns", "cpu_kernel_ns", "cpu_user_ns", "percpu_ns", "throttle_periods",
+                 "throttled_periods", "throttled_ns", "memory_usage", "memory_max_usage", "memory_failcnt",
+                 "memory_stat", "memory_limit", "pids_current", "pids_limit", "io_service_bytes")
+
+    def __init__(self) -> None:
+        self.cpu_total_ns: int | None = None
+        self.cpu_kernel_ns = 0
+        self.cpu_user_ns = 0
+        self.percpu_ns: list[int] | None = None
+        self.throttle_periods = 0
+        self.throttled_periods = 0
+        self.throttled_ns = 0
+        self.memory_usage: int | None = None
+        self.memory_max_usage: int | None = None
+        self.memory_failcnt: int | None = None
+        self.memory_stat: dict[str, int] = {}
+        self.memory_limit: int | None = None
+        self.pids_current: int | None = None
+        self.pids_limit: int | None = None
+        self.io_service_bytes: list[dict] = []
+
 DEFAULT_ROOT = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270  # statfs(2) f_type of cgroup2; os.statvfs has no f_type, so mountinfo is used
 MODES = ("v1", "hybrid", "v2")
@@ -1076,31 +1103,138 @@ class Manager:
 
     # -- stats --------------------------------------------------------------------------------
 
-    def stats(self):
-        """{'memory': {'usage', 'limit'}, 'pids': {'current', 'limit'}, 'cpu': {'usage_ns'}}.
-
-        Only what the kernel exposes; an unlimited limit is -1.
-        """
+    def stats(self) -> dict:
+        """{'memory': {'usage', 'limit'}, 'pids': {'current', 'limit'}, 'cpu': {'usage_ns'}}
+        (runc events' summary), from read_stats(). Only what the kernel exposes; an unlimited
+        limit is -1."""
+        st = self.read_stats()
         out = {}
-        if self.mode == "v2":
-            d = self._v2dir
-            mem = {"usage": _num(d, "memory.current"), "limit": _num(d, "memory.max")}
-            pids = {"current": _num(d, "pids.current"), "limit": _num(d, "pids.max")}
-            cpu = {}
-            for line in _read_or(os.path.join(d, "cpu.stat")).splitlines():
-                k, _, v = line.partition(" ")
-                if k == "usage_usec" and v.isdigit():
-                    cpu["usage_ns"] = int(v) * 1000
-        else:
-            m, p, c = self._ctrl.get("memory"), self._ctrl.get("pids"), self._ctrl.get("cpuacct")
-            mem = {"usage": _num(m, "memory.usage_in_bytes"), "limit": _num(m, "memory.limit_in_bytes")}
-            pids = {"current": _num(p, "pids.current"), "limit": _num(p, "pids.max")}
-            cpu = {"usage_ns": _num(c, "cpuacct.usage")}
-        for key, group in (("memory", mem), ("pids", pids), ("cpu", cpu)):
+        for key, group in (("memory", {"usage": st.memory_usage, "limit": st.memory_limit}),
+                           ("pids", {"current": st.pids_current, "limit": st.pids_limit}),
+                           ("cpu", {"usage_ns": st.cpu_total_ns})):
             group = {k: v for k, v in group.items() if v is not None}
             if group:
                 out[key] = group
         return out
+
+    def read_stats(self) -> CgroupStats:
+        """Every counter of this cgroup that `docker stats` and runc events show, read from the
+        v2 files or the v1 controllers' (the one reader of cgroup stats; callers format them)."""
+        st = CgroupStats()
+        if self.mode == "v2":
+            d = self._v2dir
+            cs = _kv(os.path.join(d, "cpu.stat"))
+            if "usage_usec" in cs:
+                st.cpu_total_ns = cs["usage_usec"] * 1000
+            st.cpu_kernel_ns = cs.get("system_usec", 0) * 1000
+            st.cpu_user_ns = cs.get("user_usec", 0) * 1000
+            st.throttle_periods = cs.get("nr_periods", 0)
+            st.throttled_periods = cs.get("nr_throttled", 0)
+            st.throttled_ns = cs.get("throttled_usec", 0) * 1000
+            st.memory_usage = _num(d, "memory.current")
+            st.memory_stat = _kv(os.path.join(d, "memory.stat"))
+            st.memory_limit = _num(d, "memory.max")
+            st.pids_current = _num(d, "pids.current")
+            st.pids_limit = _num(d, "pids.max")
+            st.io_service_bytes = _io_v2(d)
+            return st
+        hz = os.sysconf("SC_CLK_TCK")
+        c = self._ctrl.get("cpuacct")
+        if c:
+            st.cpu_total_ns = _num(c, "cpuacct.usage")
+            percpu = _read_or(os.path.join(c, "cpuacct.usage_percpu")).split()
+            if percpu:
+                st.percpu_ns = [int(x) for x in percpu]
+            ct = _kv(os.path.join(c, "cpuacct.stat"))
+            st.cpu_kernel_ns = ct.get("system", 0) * 10**9 // hz
+            st.cpu_user_ns = ct.get("user", 0) * 10**9 // hz
+        c = self._ctrl.get("cpu")
+        if c:
+            ct = _kv(os.path.join(c, "cpu.stat"))
+            st.throttle_periods = ct.get("nr_periods", 0)
+            st.throttled_periods = ct.get("nr_throttled", 0)
+            st.throttled_ns = ct.get("throttled_time", 0)
+        m = self._ctrl.get("memory")
+        if m:
+            st.memory_usage = _num(m, "memory.usage_in_bytes")
+            st.memory_max_usage = _num(m, "memory.max_usage_in_bytes")
+            st.memory_failcnt = _num(m, "memory.failcnt")
+            st.memory_stat = _kv(os.path.join(m, "memory.stat"))
+            st.memory_limit = _num(m, "memory.limit_in_bytes")
+        p = self._ctrl.get("pids")
+        if p:
+            st.pids_current = _num(p, "pids.current")
+            st.pids_limit = _num(p, "pids.max")
+        b = self._ctrl.get("blkio")
+        if b:
+            st.io_service_bytes = _io_v1(b)
+        return st
+
+
+def _kv(path: str) -> dict[str, int]:
+    """A flat-keyed cgroup file ("key value" lines) as ints; other lines are skipped."""
+    out = {}
+    for line in _read_or(path).splitlines():
+        k, _, v = line.partition(" ")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            pass
+    return out
+
+
+def _io_v1(d: str) -> list[dict]:
+    out = []
+    text = _read_or(os.path.join(d, "blkio.throttle.io_service_bytes_recursive")) or \
+        _read_or(os.path.join(d, "blkio.io_service_bytes_recursive"))
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 3 and ":" in f[0]:
+            ma, mi = f[0].split(":")
+            out.append({"major": int(ma), "minor": int(mi), "op": f[1], "value": int(f[2])})
+    return out
+
+
+def _io_v2(d: str) -> list[dict]:
+    out = []
+    for line in _read_or(os.path.join(d, "io.stat")).splitlines():
+        f = line.split()
+        if not f or ":" not in f[0]:
+            continue
+        ma, mi = f[0].split(":")
+        kv = dict(x.split("=", 1) for x in f[1:] if "=" in x)
+        for key, op in (("rbytes", "read"), ("wbytes", "write")):
+            if key in kv:
+                out.append({"major": int(ma), "minor": int(mi), "op": op, "value": int(kv[key])})
+    return out
+
+
+def manager_of(proc_cgroup: str, root: str = DEFAULT_ROOT) -> Manager | None:
+    """The Manager of the cgroup named by the lines of a /proc/<pid>/cgroup; None for the root
+    cgroup or none."""
+    paths = {}
+    for line in proc_cgroup.splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for c in ctrls.split(","):
+            paths[c] = path
+    mode = detect_mode(root)
+    path = paths.get("") if mode == "v2" else (paths.get("memory") or paths.get("pids") or paths.get("cpu")
+                                                   or paths.get(""))
+    if not path or path == "/":
+        return None
+    try:
+        return Manager(path, mode=mode, root=root)
+    except BerthError:
+        return None
+
+
+def manager_of_pid(pid: int, root: str = DEFAULT_ROOT) -> Manager | None:
+    """The Manager of a process's cgroup (any runtime's), from /proc/<pid>/cgroup; None if gone."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return manager_of(f.read(), root)
+    except OSError:
+        return None
 
 
 def _postorder(top):

@@ -12,6 +12,8 @@ from berth.errors import (
     InvalidArgument,
     SystemError_,
 )
+from berth.runtime import cgroups
+from berth.runtime.cgroups import Manager
 
 
 def _now_rfc3339():
@@ -29,33 +31,9 @@ def _running(svc, ns, ref):
 
 # --- cgroup and processes --------------------------------------------------------------------
 
-def _cgroup(pid):
-    """The cgroup Manager of a process (any runtime), from /proc/<pid>/cgroup; None if gone."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            return _cgroup_of(f.read())
-    except OSError:
-        return None
-
-
-def _cgroup_of(text):
-    """The cgroup Manager of the lines of a /proc/<pid>/cgroup; None for the root or none."""
-    from berth.runtime import cgroups
-    lines = text.splitlines()
-    paths = {}
-    for line in lines:
-        _, ctrls, path = line.split(":", 2)
-        for c in ctrls.split(","):
-            paths[c] = path
-    mode = cgroups.detect_mode()
-    path = paths.get("") if mode == "v2" else (paths.get("memory") or paths.get("pids") or paths.get("cpu")
-                                                   or paths.get(""))
-    if not path or path == "/":
-        return None
-    try:
-        return cgroups.Manager(path, mode=mode)
-    except BerthError:
-        return None
+def _cgroup(pid: int) -> Manager | None:
+    """The cgroup Manager of a process (any runtime); None if gone or in the root cgroup."""
+    return cgroups.manager_of_pid(pid)
 
 
 def _descendants(pid):
