@@ -1,24 +1,23 @@
-"""berthd's API, one thin method per endpoint (the Docker Engine API plus berth's namespaces)."""
+"""berthd's API, one thin method per endpoint (the Docker Engine API plus berth's namespaces).
 
+APIClient is the transport plumbing (call, upgrade), the system, namespace and image endpoints,
+and the endpoint groups of its sibling modules as mixins: containers and execs
+(client/containers.py), networks, volumes, build.
+"""
+
+from __future__ import annotations
 
 from berth import fastjson as json
-from berth.client.transport import Transport
-from berth.errors import (BerthError, FailedPrecondition, InvalidArgument, NotFound,
-                          SystemError_, Unavailable)
+from berth.client.build import BuildAPI
+from berth.client.containers import ContainersAPI
+from berth.client.networks import NetworksAPI
+from berth.client.transport import Transport, error_from
+from berth.client.volumes import VolumesAPI
 
 NAMESPACE_HEADER = "X-Berth-Namespace"
 
 
-def error_from(status, message):
-    cls = {400: InvalidArgument, 404: NotFound, 409: FailedPrecondition, 503: Unavailable}.get(status)
-    if cls is None:
-        cls = SystemError_ if status >= 500 else BerthError
-    e = cls(message)
-    e.http_status = status
-    return e
-
-
-class APIClient:
+class APIClient(ContainersAPI, NetworksAPI, VolumesAPI, BuildAPI):
     def __init__(self, address, namespace=None, tls=None, timeout=None):
         self.transport = Transport(address, tls=tls, timeout=timeout)
         self.namespace = namespace
@@ -166,89 +165,3 @@ def _auth_header(auth):
         return None
     import base64
     return {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()}
-
-
-# --- containers ---
-
-def _containers(cls):
-    def container_create(self, body, name=None):
-        return self.call("POST", "/containers/create", params={"name": name}, body=body)
-
-    def container_start(self, cid):
-        return self.call("POST", f"/containers/{cid}/start")
-
-    def container_wait(self, cid, condition=None):
-        return self.call("POST", f"/containers/{cid}/wait", params={"condition": condition})
-
-    def container_inspect(self, cid):
-        return self.call("GET", f"/containers/{cid}/json")
-
-    def containers(self, all_=False, filters=None, limit=None):
-        params = {"all": all_ or None, "limit": limit}
-        if filters:
-            params["filters"] = json.dumps(filters)
-        return self.call("GET", "/containers/json", params=params)
-
-    def container_remove(self, cid, force=False, volumes=False):
-        return self.call("DELETE", f"/containers/{cid}", params={"force": force or None, "v": volumes or None})
-
-    def container_stop(self, cid, timeout=None):
-        return self.call("POST", f"/containers/{cid}/stop", params={"t": timeout})
-
-    def container_kill(self, cid, signal=None):
-        return self.call("POST", f"/containers/{cid}/kill", params={"signal": signal})
-
-    def container_logs(self, cid, follow=False, tail=None, since=None, until=None, timestamps=False):
-        return self.call("GET", f"/containers/{cid}/logs", params={
-            "stdout": True, "stderr": True, "follow": follow or None, "tail": tail, "since": since, "until": until,
-            "timestamps": timestamps or None}, stream=True)
-
-    def container_resize(self, cid, h, w):
-        return self.call("POST", f"/containers/{cid}/resize", params={"h": h, "w": w})
-
-    def container_attach(self, cid, stdin=False, detach_keys=None):
-        """Hijack: the raw socket of an attach, after the daemon's 101."""
-        params = {"stream": True, "stdin": stdin, "stdout": True, "stderr": True}
-        if detach_keys:
-            params["detachKeys"] = detach_keys
-        return self.upgrade("POST", f"/containers/{cid}/attach", params=params)
-
-    for f in (container_create, container_start, container_wait, container_inspect, containers, container_remove,
-              container_stop, container_kill, container_logs, container_resize, container_attach):
-        setattr(cls, f.__name__, f)
-    return cls
-
-
-_containers(APIClient)
-
-
-def _execs(cls):
-    def exec_create(self, cid, body):
-        return self.call("POST", f"/containers/{cid}/exec", body=body)
-
-    def exec_inspect(self, eid):
-        return self.call("GET", f"/exec/{eid}/json")
-
-    def exec_start(self, eid, detach=False, tty=False):
-        body = json.dumps({"Detach": detach, "Tty": tty}).encode()
-        if detach:
-            return self.call("POST", f"/exec/{eid}/start", body=body, headers={"Content-Type": "application/json"})
-        return self.upgrade("POST", f"/exec/{eid}/start", body=body, headers={"Content-Type": "application/json"})
-
-    for f in (exec_create, exec_inspect, exec_start):
-        setattr(cls, f.__name__, f)
-    return cls
-
-
-_execs(APIClient)
-
-from berth.client.container_ops import install as _install_container_ops  # noqa: E402
-_install_container_ops(APIClient)
-from berth.client.networks import install as _install_networks  # noqa: E402
-_install_networks(APIClient)
-
-from berth.client.volumes import install as _install_volumes  # noqa: E402
-_install_volumes(APIClient)
-
-from berth.client.build import install as _install_build  # noqa: E402
-_install_build(APIClient)

@@ -1,9 +1,11 @@
-"""APIClient methods for build, commit and the build cache (installed by install(APIClient))."""
+"""The client's methods for build, commit and the build cache."""
 
 from berth import fastjson as json
 
 
-def install(cls):
+class BuildAPI:
+    """Build endpoints, mixed into berth.client.api.APIClient (which provides call())."""
+
     def image_build(self, chunks, params, headers=None):
         """POST /build with the context tar (an iterable of byte chunks) as the body; the
         streamed response (iter_json() over it)."""
@@ -32,7 +34,3 @@ def install(cls):
         for c in changes:
             query.append(("changes", c))
         return self.call("POST", "/commit?" + urlencode(query), body={})
-
-    cls.image_build = image_build
-    cls.build_prune = build_prune
-    cls.container_commit = container_commit

@@ -1,9 +1,11 @@
-"""APIClient methods for /networks, added by install(APIClient)."""
+"""The client's methods for /networks."""
 
 from berth import fastjson as json
 
 
-def install(cls):
+class NetworksAPI:
+    """Network endpoints, mixed into berth.client.api.APIClient (which provides call())."""
+
     def networks(self, filters=None):
         return self.call("GET", "/networks", params={"filters": json.dumps(filters) if filters else None})
 
@@ -25,8 +27,3 @@ def install(cls):
 
     def network_disconnect(self, ref, container, force=False):
         return self.call("POST", f"/networks/{ref}/disconnect", body={"Container": container, "Force": force})
-
-    for f in (networks, network_inspect, network_create, network_remove, networks_prune, network_connect,
-              network_disconnect):
-        setattr(cls, f.__name__, f)
-    return cls

@@ -8,7 +8,8 @@ Content-Length, chunked or close-delimited bodies, and the raw socket after a 10
 import _socket
 import io
 
-from berth.errors import Unavailable
+from berth.errors import (BerthError, FailedPrecondition, InvalidArgument, NotFound, SystemError_,
+                          Unavailable)
 
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -246,3 +247,13 @@ class Transport:
         except (BrokenPipeError, ConnectionResetError) as e:
             s.close()
             raise Unavailable(f"connection to berthd at {self.address} lost: {e.strerror}") from None
+
+
+def error_from(status: int, message: str) -> BerthError:
+    """The error kind of an HTTP status (the message is the daemon's)."""
+    cls = {400: InvalidArgument, 404: NotFound, 409: FailedPrecondition, 503: Unavailable}.get(status)
+    if cls is None:
+        cls = SystemError_ if status >= 500 else BerthError
+    e = cls(message)
+    e.http_status = status
+    return e

@@ -1,12 +1,11 @@
-"""APIClient methods for volumes: /volumes, /volumes/create, /volumes/{name}, /volumes/prune.
-
-Added to berth.client.api.APIClient by install(APIClient).
-"""
+"""The client's methods for volumes: /volumes, /volumes/create, /volumes/{name}, /volumes/prune."""
 
 from berth import fastjson as json
 
 
-def install(cls):
+class VolumesAPI:
+    """Volume endpoints, mixed into berth.client.api.APIClient (which provides call())."""
+
     def volumes(self, filters=None):
         params = {"filters": json.dumps(filters)} if filters else None
         return self.call("GET", "/volumes", params=params)
@@ -24,7 +23,3 @@ def install(cls):
     def volumes_prune(self, filters=None):
         params = {"filters": json.dumps(filters)} if filters else None
         return self.call("POST", "/volumes/prune", params=params)
-
-    for f in (volumes, volume_create, volume_inspect, volume_remove, volumes_prune):
-        setattr(cls, f.__name__, f)
-    return cls
