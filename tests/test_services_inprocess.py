@@ -206,3 +206,42 @@ def test_networks_and_volumes_publish_their_events(engine):
     seen = [(e["Type"], e["Action"], e["Actor"]["ID"]) for e in s.seen]
     assert ("volume", "create", "inproc-vol") in seen and ("volume", "destroy", "inproc-vol") in seen
     assert ("network", "create", n.id) in seen and ("network", "destroy", n.id) in seen
+
+
+def test_created_spec_keeps_its_persisted_form_and_old_records_load(engine, tmp_path):
+    """What create resolved (mounts, image, creation time) is typed (CreateSpec) in the services
+    and stays the record's "_mounts"/"_image_id"/"_created" keys on disk: a record written in
+    that form by an earlier berth is read back with its mounts, image and creation time."""
+    import json
+    from berth.services.createspec import CreateSpec
+    s = engine
+    host = tmp_path / "bound"
+    host.mkdir()
+    (host / "f").write_text("from the host\n")
+    cid = _create(s, ["cat", "/mnt/f"], HostConfig={"Binds": [f"{host}:/mnt:ro"]})
+    rec = s.containers.meta.get_container(NS, cid)
+    raw = json.loads(rec.spec)
+    assert raw["Cmd"] == ["cat", "/mnt/f"]
+    assert [m["Destination"] for m in raw["_mounts"]] == ["/mnt"] and raw["_image_id"] == rec.image
+    insp = s.containers.inspect(NS, cid)
+    assert insp["Created"] == raw["_created"] and insp["Created"].endswith("Z")
+    assert [(m["Source"], m["Destination"], m["RW"]) for m in insp["Mounts"]] == [(str(host), "/mnt", False)]
+    spec = CreateSpec.of(rec)
+    assert spec.image_id == rec.image and spec.mounts == raw["_mounts"] and "_mounts" not in spec.body
+    assert spec.to_json() == raw  # the round trip is the identity
+    # a record as session 3 wrote it (the same keys, written by hand): it starts with its bind
+    old = {k: v for k, v in raw.items() if not k.startswith("_")}
+    old.update(_mounts=raw["_mounts"], _image_id=raw["_image_id"], _created="2026-12-01T10:00:00.000000001Z")
+    s.containers.meta.update_container(NS, cid, spec=old)
+    assert s.containers.inspect(NS, cid)["Created"] == "2026-12-01T10:00:00.000000001Z"
+    s.containers.expect_attach(cid)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(
+        frames=_read_frames(s.containers.attach(NS, cid, stdin=False, stdout=True, stderr=True)[0])))
+    t.start()
+    assert s.containers.start(NS, cid) is True
+    assert s.containers.wait_exit(NS, cid) == 0
+    t.join(20)
+    assert got["frames"][1] == b"from the host\n"
+    # and a record without any of them (an empty spec) loads with empty values, not a KeyError
+    assert CreateSpec.from_json({"Image": IMG}) == CreateSpec({"Image": IMG})

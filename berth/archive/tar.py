@@ -6,8 +6,8 @@
 - extract_tar(rootfd, dest, fileobj, ...): a tar unpacked into a directory of a root fd, every
   parent resolved inside the root (berth.linux.paths), the last component never followed,
   names climbing out of the destination refused (docker cp's PUT side, `berth cp` to the host).
-- clean_parts, remove_at: the member-name cleaning and the no-follow recursive removal that
-  image layers (berth.images.layer, which adds whiteouts on top) use too.
+- clean_parts, remove_at, copy_member: the member-name cleaning, the no-follow recursive removal
+  and the data copy that image layers (berth.images.layer, whiteouts on top) use too.
 
 Pure file-system code over directory fds: no daemon, no HTTP; the CLI may import it.
 """
@@ -62,6 +62,20 @@ def remove_at(pfd: int, name: str, st: os.stat_result | None = None) -> None:
     finally:
         os.close(fd)
     os.rmdir(name, dir_fd=pfd)
+
+
+def copy_member(tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
+    """Write the data of the regular-file member m (of a tar read as a stream) into fd."""
+    src = tf.extractfile(m)
+    if src is None:
+        return
+    while True:
+        chunk = src.read(_CHUNK)
+        if not chunk:
+            break
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def _tar_header(ti: tarfile.TarInfo) -> bytes:
@@ -282,14 +296,7 @@ def extract_tar(rootfd: int, dest: str, fileobj: BinaryIO, owner: str | tuple[in
                     fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                                  dir_fd=pfd)
                     try:
-                        src = tf.extractfile(m)
-                        while True:
-                            chunk = src.read(_CHUNK)
-                            if not chunk:
-                                break
-                            view = memoryview(chunk)
-                            while view:
-                                view = view[os.write(fd, view):]
+                        copy_member(tf, m, fd)
                         chown(fd, m)
                         xattrs(fd, m)
                         os.fchmod(fd, mode)

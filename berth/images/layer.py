@@ -85,7 +85,7 @@ import urllib.parse
 import zlib
 from typing import BinaryIO
 
-from berth.archive.tar import clean_parts, remove_at
+from berth.archive.tar import clean_parts, copy_member, remove_at
 from berth.errors import InvalidArgument, SystemError_
 
 WHITEOUT_PREFIX = ".wh."
@@ -486,15 +486,7 @@ class _Applier:
             dir_fd=pfd,
         )
         try:
-            src = tf.extractfile(m)
-            if src is not None:
-                while True:
-                    chunk = src.read(_CHUNK)
-                    if not chunk:
-                        break
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
+            copy_member(tf, m, fd)
             self._meta_fd(fd, m, xattrs)
         finally:
             os.close(fd)

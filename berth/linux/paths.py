@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 
 from berth.errors import InvalidArgument
 from berth.linux import syscalls as sc
@@ -42,11 +43,10 @@ def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH) -> int:
     return os.open(rel, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=rootfd)
 
 
-def secure_join(rootfd: int, path: str) -> str:
-    """Resolve path inside the root the way the kernel would if the root were "/": symlinks
-    (absolute or relative) are followed within the root, ".." stops at the root. Components
-    that do not exist yet are kept as they are. Returns a relative path with no symlinks in
-    the existing part (like filepath-securejoin)."""
+def _walk(path: str, link_of: Callable[[str], str | None], follow_last: bool, max_links: int) -> list[str]:
+    """The components of path resolved as if the root were "/": link_of(relative path) is the
+    target of a symlink there (None: not a symlink, or absent); an absolute target restarts at
+    the root, ".." stops at it. More than max_links symlinks: ELOOP."""
     todo = [p for p in path.split("/") if p and p != "."]
     done: list[str] = []
     links = 0
@@ -56,23 +56,31 @@ def secure_join(rootfd: int, path: str) -> str:
             if done:
                 done.pop()
             continue
-        cur = "/".join(done + [comp])
-        try:
-            st = os.stat(cur, dir_fd=rootfd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
+        target = link_of("/".join(done + [comp])) if todo or follow_last else None
+        if target is None:
             done.append(comp)
             continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > 255:
-                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-            target = os.readlink(cur, dir_fd=rootfd)
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p and p != "."] + todo
-            continue
-        done.append(comp)
-    return "/".join(done)
+        links += 1
+        if links > max_links:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+        if target.startswith("/"):
+            done = []
+        todo = [p for p in target.split("/") if p and p != "."] + todo
+    return done
+
+
+def secure_join(rootfd: int, path: str) -> str:
+    """Resolve path inside the root the way the kernel would if the root were "/": symlinks
+    (absolute or relative) are followed within the root, ".." stops at the root. Components
+    that do not exist yet are kept as they are. Returns a relative path with no symlinks in
+    the existing part (like filepath-securejoin)."""
+    def link_of(rel: str) -> str | None:
+        try:
+            st = os.stat(rel, dir_fd=rootfd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return os.readlink(rel, dir_fd=rootfd) if stat.S_ISLNK(st.st_mode) else None
+    return "/".join(_walk(path, link_of, True, 255))
 
 
 def ensure_in_root(rootfd: int, path: str, directory: bool = True, mode: int = 0o755) -> int:
@@ -106,26 +114,16 @@ def ensure_in_root(rootfd: int, path: str, directory: bool = True, mode: int = 0
 
 
 def resolve_in(root: str, path: str, follow_last: bool = True) -> str:
-    """The host path of ``path`` inside ``root``, symlinks resolved as if ``root`` were "/"
-    (an absolute target restarts at root, ".." never climbs above it). Never leaves root."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    links = 0
-    while parts:
-        c = parts.pop(0)
-        if c == "..":
-            if done:
-                done.pop()
-            continue
-        cand = os.path.join(root, *done, c)
-        if (parts or follow_last) and os.path.islink(cand):
-            links += 1
-            if links > 40:
-                raise InvalidArgument(f"too many levels of symbolic links in {path!r}")
-            target = os.readlink(cand)
-            if target.startswith("/"):
-                done: list[str] = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        done.append(c)
+    """The host path of ``path`` inside the host directory ``root``, symlinks resolved as if
+    ``root`` were "/" (an absolute target restarts at root, ".." never climbs above it); the
+    last component is followed only with follow_last. Never leaves root."""
+    def link_of(rel: str) -> str | None:
+        cand = os.path.join(root, rel)
+        return os.readlink(cand) if os.path.islink(cand) else None
+    try:
+        done = _walk(path, link_of, follow_last, 40)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise InvalidArgument(f"too many levels of symbolic links in {path!r}") from None
     return os.path.join(root, *done) if done else root

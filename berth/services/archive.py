@@ -20,6 +20,7 @@ import threading
 import time
 
 from berth.archive.tar import extract_tar, tar_stream
+from berth.services.createspec import mounts_of
 from berth.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -95,7 +96,7 @@ def _mount_volumes(svc, ns, rec, top):
     from berth.linux import syscalls as sc
     from berth.linux.paths import secure_join
     done = []
-    mounts = sorted((rec.spec_json() or {}).get("_mounts") or [], key=lambda m: m["Destination"].count("/"))
+    mounts = sorted(mounts_of(rec), key=lambda m: m["Destination"].count("/"))
     for m in mounts:
         if m.get("Type") == "volume" and getattr(svc, "volumes", None) is not None:
             src = svc.volumes.data_dir(ns, m["Name"])

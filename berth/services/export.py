@@ -5,6 +5,7 @@ import contextlib
 import os
 
 from berth.errors import BerthError
+from berth.services.createspec import mounts_of
 
 
 @contextlib.contextmanager
@@ -181,7 +182,7 @@ def disk_usage(svc, ns, volumes_service=None):
             vols = []
         used = {}
         for rec in svc.meta.list_containers(ns):
-            for m in (rec.spec_json() or {}).get("_mounts") or []:
+            for m in mounts_of(rec):
                 if m.get("Type") == "volume" and m.get("Name"):
                     used[m["Name"]] = used.get(m["Name"], 0) + 1
         out = []

@@ -31,6 +31,20 @@ def short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
+def _downloading(progress: Progress, digest: str, total: int) -> Callable[[int], None]:
+    """A callback of bytes fetched -> docker's "Downloading" messages, at most one per 0.1 s and
+    one at the end."""
+    last = [0.0]
+
+    def report(n: int) -> None:
+        now = time.monotonic()
+        if now - last[0] > 0.1 or n == total:
+            last[0] = now
+            progress({"status": "Downloading", "progressDetail": {"current": n, "total": total},
+                      "id": short(digest)})
+    return report
+
+
 def transfer_progress(progress: Progress, status: str, lid: str, total: int,
                       step: int = 512 << 10) -> Callable[[int], None]:
     """A callback of bytes done -> docker's progress messages ("Pushing [==>  ] 1.2MB/3.4MB"),
@@ -142,17 +156,9 @@ class RegistryOps:
                         return
                     w = self.content.writer(f"pull-{d}", d, layer["size"])
                     try:
-                        total = layer["size"]
-                        last = [0.0]
-
-                        def cb(n):
-                            now = time.monotonic()
-                            if now - last[0] > 0.1 or n == total:
-                                last[0] = now
-                                progress({"status": "Downloading", "progressDetail": {"current": n, "total": total},
-                                          "id": short(d)})
                         self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
-                        client.fetch_blob(ref, layer, w, offset=w.offset, progress=cb)
+                        client.fetch_blob(ref, layer, w, offset=w.offset,
+                                          progress=_downloading(progress, d, layer["size"]))
                         progress({"status": "Verifying Checksum", "progressDetail": {}, "id": short(d)})
                         w.commit(layer["size"], d)
                     finally:
@@ -182,17 +188,9 @@ class RegistryOps:
                             return None
                         self.meta.add_lease_resource(ns, lease.id, "content", d)
                         self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
-                        total = layer["size"]
-                        last = [0.0]
-
-                        def cb(n):
-                            now = time.monotonic()
-                            if now - last[0] > 0.1 or n == total:
-                                last[0] = now
-                                progress({"status": "Downloading", "progressDetail": {"current": n, "total": total},
-                                          "id": short(d)})
                         def fetch(dest):
-                            client.fetch_blob(ref, layer, dest, offset=0, progress=cb)
+                            client.fetch_blob(ref, layer, dest, offset=0,
+                                              progress=_downloading(progress, d, layer["size"]))
                             progress({"status": "Verifying Checksum", "progressDetail": {}, "id": short(d)})
                             progress({"status": "Download complete", "progressDetail": {}, "id": short(d)})
                         return LayerStream(fetch, w, layer)
