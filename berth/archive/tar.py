@@ -19,11 +19,14 @@ import os
 import posixpath
 import stat
 import tarfile
-from collections.abc import Iterator
-from typing import BinaryIO
 
 from berth.errors import InvalidArgument, SystemError_
 from berth.linux.paths import ensure_in_root, open_in_root
+
+TYPE_CHECKING = False  # no typing at run time: `berth cp` imports this
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_DIR_READ = _O_DIR

@@ -12,15 +12,16 @@ the root and ".." stops at it, so no path, however hostile, leads out of the roo
 - resolve_in: the same walk over a host path (a build's rootfs or context): a host path out.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import stat
-from collections.abc import Callable
 
 from berth.errors import InvalidArgument
 from berth.linux import syscalls as sc
+
+TYPE_CHECKING = False  # no typing at run time: the runtime's init imports this
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _IN_ROOT = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
 _HAVE_OPENAT2: bool | None = None  # learned on the first call
@@ -43,7 +44,7 @@ def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH) -> int:
     return os.open(rel, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=rootfd)
 
 
-def _walk(path: str, link_of: Callable[[str], str | None], follow_last: bool, max_links: int) -> list[str]:
+def _walk(path: str, link_of: "Callable[[str], str | None]", follow_last: bool, max_links: int) -> list[str]:
     """The components of path resolved as if the root were "/": link_of(relative path) is the
     target of a symlink there (None: not a symlink, or absent); an absolute target restarts at
     the root, ".." stops at it. More than max_links symlinks: ELOOP."""

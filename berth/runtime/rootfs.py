@@ -15,6 +15,10 @@ from berth.linux import syscalls as sc
 from berth.linux.paths import ensure_in_root, open_in_root
 from berth.runtime.spec import parse_mount_options
 
+TYPE_CHECKING = False  # no typing at run time: the container's init imports this
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 DEFAULT_DEVICES = [
     # path, type, major, minor, mode
     ("/dev/null", "c", 1, 3, 0o666),
@@ -27,15 +31,15 @@ DEFAULT_DEVICES = [
 DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
              ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
 
-def _fail(what, e):
+def _fail(what: str, e: BaseException) -> "NoReturn":
     raise SystemError_(f"{what}: {e.strerror if isinstance(e, OSError) else e}") from None
 
 
-def _fdpath(fd):
+def _fdpath(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def _locked_flags(path):
+def _locked_flags(path: str) -> int:
     st = os.statvfs(path)
     f = 0
     for bit, ms in ((os.ST_RDONLY, sc.MS_RDONLY), (os.ST_NOSUID, sc.MS_NOSUID), (os.ST_NODEV, sc.MS_NODEV),
@@ -46,7 +50,7 @@ def _locked_flags(path):
     return f
 
 
-def remount(path, flags):
+def remount(path: str, flags: int) -> None:
     """Remount a bind mount with flags, keeping flags the kernel locked (user namespaces)."""
     base = sc.MS_REMOUNT | sc.MS_BIND
     try:
@@ -55,7 +59,7 @@ def remount(path, flags):
         sc.mount(None, path, None, base | flags | _locked_flags(path))
 
 
-def _is_symlink_in_root(rootfd, dest):
+def _is_symlink_in_root(rootfd: int, dest: str) -> bool:
     parent, name = os.path.split(dest.rstrip("/"))
     try:
         pfd = open_in_root(rootfd, parent or "/", os.O_PATH | os.O_DIRECTORY)
@@ -70,7 +74,8 @@ def _is_symlink_in_root(rootfd, dest):
         os.close(pfd)
 
 
-def mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns):
+def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgroupns: bool,
+                in_userns: bool) -> None:
     dest = m["destination"]
     mtype = m.get("type") or ""
     options = m.get("options") or []
@@ -144,7 +149,7 @@ def mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns
         os.close(fd)
 
 
-def _set_propagation(rootfd, dest, prop):
+def _set_propagation(rootfd: int, dest: str, prop: str) -> None:
     """Apply propagation flags to the mount just made on dest.
 
     The fd used to mount refers to the directory underneath the new mount, which is not a
@@ -163,7 +168,7 @@ def _set_propagation(rootfd, dest, prop):
         os.close(nfd)
 
 
-def _cgroup_hierarchies():
+def _cgroup_hierarchies() -> list[tuple[str, str]]:
     """[(mountpoint, fstype, name)] for the host's cgroup mounts."""
     out = []
     with open("/proc/self/mountinfo") as f:
@@ -176,7 +181,7 @@ def _cgroup_hierarchies():
     return out
 
 
-def _mount_cgroup(rootfd, dest, flags, cgroup_path, mode, cgroupns):
+def _mount_cgroup(rootfd: int, dest: str, flags: int, cgroup_path: str, mode: str, cgroupns: bool) -> None:
     ro = flags & sc.MS_RDONLY
     base = flags & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RELATIME)
     fd = ensure_in_root(rootfd, dest, directory=True)
@@ -226,7 +231,7 @@ def _mount_cgroup(rootfd, dest, flags, cgroup_path, mode, cgroupns):
             os.close(fd)
 
 
-def create_devices(rootfd, devices, in_userns, bind_dev):
+def create_devices(rootfd: int, devices: list | None, in_userns: bool, bind_dev: bool) -> None:
     """The default devices plus config devices; bind-mounted from the host in a user namespace."""
     wanted = {}
     if not bind_dev:
@@ -266,7 +271,7 @@ def create_devices(rootfd, devices, in_userns, bind_dev):
             os.close(pfd)
 
 
-def setup_dev_links(rootfd):
+def setup_dev_links(rootfd: int) -> None:
     devfd = open_in_root(rootfd, "/dev", os.O_PATH | os.O_DIRECTORY)
     dfd = os.open(_fdpath(devfd), os.O_RDONLY | os.O_DIRECTORY)
     os.close(devfd)
@@ -290,7 +295,7 @@ def setup_dev_links(rootfd):
         os.close(dfd)
 
 
-def pivot(rootfs, no_pivot=False):
+def pivot(rootfs: str, no_pivot: bool = False) -> None:
     """Make rootfs the process's root and detach the old root."""
     if no_pivot:
         os.chdir(rootfs)
@@ -312,7 +317,7 @@ def pivot(rootfs, no_pivot=False):
         os.close(newroot)
 
 
-def check_dev_null():
+def check_dev_null() -> None:
     """Refuse to use a /dev/null that is not the real null device (a symlink, a file, another device)."""
     try:
         fd = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -326,7 +331,7 @@ def check_dev_null():
         raise InvalidArgument("/dev/null in the container is not the real null device; refusing to use it")
 
 
-def mask_paths(paths):
+def mask_paths(paths: list | None) -> None:
     if not paths:
         return
     null_checked = False
@@ -355,7 +360,7 @@ def mask_paths(paths):
             os.close(fd)
 
 
-def readonly_paths(paths):
+def readonly_paths(paths: list | None) -> None:
     for p in paths or []:
         try:
             fd = os.open(p, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -387,7 +392,7 @@ PROPAGATION_FLAGS = {
 }
 
 
-def prepare(config, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns):
+def prepare(config: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgroupns: bool, in_userns: bool) -> None:
     """Everything before pivot_root: propagation, the rootfs bind, the mounts, devices."""
     linux = config.get("linux") or {}
     rootfs = config["root"]["path"]
@@ -411,7 +416,7 @@ def prepare(config, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns):
         os.close(rootfd)
 
 
-def finish(config):
+def finish(config: dict) -> None:
     """Everything after pivot_root: masked and read-only paths, read-only root, propagation."""
     linux = config.get("linux") or {}
     mask_paths(linux.get("maskedPaths"))

@@ -9,6 +9,8 @@ files); below the resolved point, trees are walked and built with *at calls on d
 that never follow a symlink.
 """
 
+from __future__ import annotations
+
 import base64
 import contextlib
 import errno
@@ -20,6 +22,7 @@ import threading
 import time
 
 from berth.archive.tar import extract_tar, tar_stream
+from berth.linux.paths import open_in_root, secure_join
 from berth.services.createspec import mounts_of
 from berth.errors import (
     FailedPrecondition,
@@ -28,6 +31,14 @@ from berth.errors import (
     SystemError_,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Iterator
+    from typing import BinaryIO
+
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
+
 
 # --- the container's root, for the archive endpoints -----------------------------------------
 
@@ -35,13 +46,13 @@ _mount_locks = {}
 _mount_locks_guard = threading.Lock()
 
 
-def _lock_for(cid):
+def _lock_for(cid: str) -> threading.Lock:
     with _mount_locks_guard:
         return _mount_locks.setdefault(cid, threading.Lock())
 
 
 @contextlib.contextmanager
-def container_root(svc, ns, rec):
+def container_root(svc: ContainerService, ns: str, rec: Container) -> Iterator[int]:
     """An O_PATH fd of the container's root directory as its processes see it, volumes, binds
     and tmpfs mounts included (docker's cp follows them): /proc/<pid>/root while it runs, else
     its snapshot mounted on a private directory, with its volumes and binds mounted over it, for
@@ -90,11 +101,10 @@ def container_root(svc, ns, rec):
                 pass
 
 
-def _mount_volumes(svc, ns, rec, top):
+def _mount_volumes(svc: ContainerService, ns: str, rec: Container, top: str) -> list[str]:
     """A stopped container's volumes and binds mounted over its snapshot at top (their
     destinations resolved inside it, never out of it; absent destinations skipped); the targets."""
     from berth.linux import syscalls as sc
-    from berth.linux.paths import secure_join
     done = []
     mounts = sorted(mounts_of(rec), key=lambda m: m["Destination"].count("/"))
     for m in mounts:
@@ -125,13 +135,7 @@ def _mount_volumes(svc, ns, rec, top):
     return done
 
 
-def _open(rootfd, path, flags):
-    """openat2 of a container path (absolute, as seen inside) with RESOLVE_IN_ROOT."""
-    from berth.linux.paths import open_in_root
-    return open_in_root(rootfd, path, flags)
-
-
-def _split(path):
+def _split(path: str) -> tuple[str, str, str, bool, str]:
     """docker's ResolvePath on a container path: (absolute cleaned path, parent, base, follow_last,
     archive name). The last element is not followed unless the path ends in "/" or "/."."""
     if not path:
@@ -150,7 +154,7 @@ _GO_MODE = {stat.S_IFDIR: 1 << 31, stat.S_IFLNK: 1 << 27, stat.S_IFBLK: 1 << 26,
             stat.S_IFSOCK: 1 << 24, stat.S_IFCHR: (1 << 26) | (1 << 21)}
 
 
-def go_file_mode(st_mode):
+def go_file_mode(st_mode: int) -> int:
     """A unix st_mode as Go's os.FileMode (what docker puts in the path-stat header)."""
     m = stat.S_IMODE(st_mode) & 0o777
     m |= _GO_MODE.get(stat.S_IFMT(st_mode), 0)
@@ -163,26 +167,26 @@ def go_file_mode(st_mode):
     return m
 
 
-def _go_time(t):
+def _go_time(t: float) -> str:
     ns = int(t * 10**9)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + (
         f".{ns % 10**9:09d}".rstrip("0").rstrip(".")) + "Z"
 
 
-def _not_found(path, rec):
+def _not_found(path: str, rec: Container) -> NotFound:
     return NotFound(f"Could not find the file {path} in container {rec.name}")
 
 
-def _stat_at(rootfd, path, rec):
+def _stat_at(rootfd: int, path: str, rec: Container) -> tuple[dict, os.stat_result, int, str | None, str]:
     """(stat dict, O_PATH fd of the object's parent or the object itself, base name or None)."""
     clean, parent, base, follow, name = _split(path)
     try:
         if follow:
-            fd = _open(rootfd, clean, os.O_PATH)
+            fd = open_in_root(rootfd, clean, os.O_PATH)
             st = os.fstat(fd)
             target_fd, target_base = fd, None
         else:
-            fd = _open(rootfd, parent, os.O_PATH | os.O_DIRECTORY)
+            fd = open_in_root(rootfd, parent, os.O_PATH | os.O_DIRECTORY)
             try:
                 st = os.stat(base, dir_fd=fd, follow_symlinks=False)
             except BaseException:
@@ -199,7 +203,6 @@ def _stat_at(rootfd, path, rec):
         raise SystemError_(f"cannot stat {path} in the container: {e.strerror}") from None
     link = ""
     if stat.S_ISLNK(st.st_mode):
-        from berth.linux.paths import secure_join
         try:
             link = "/" + secure_join(rootfd, clean)
         except OSError:
@@ -209,11 +212,11 @@ def _stat_at(rootfd, path, rec):
     return info, st, target_fd, target_base, name
 
 
-def encode_stat(info):
+def encode_stat(info: dict) -> str:
     return base64.b64encode(json.dumps(info).encode()).decode()
 
 
-def stat_path(svc, ns, ref, path):
+def stat_path(svc: ContainerService, ns: str, ref: str, path: str) -> dict:
     """HEAD /containers/{id}/archive: docker's ContainerPathStat of a container path."""
     rec = svc.get(ns, ref)
     with container_root(svc, ns, rec) as rootfd:
@@ -225,23 +228,23 @@ def stat_path(svc, ns, ref, path):
 class Archive:
     """A tar of a container path: .stat (the path-stat header), iterate for the bytes, close()."""
 
-    def __init__(self, stack, info, chunks):
+    def __init__(self, stack: contextlib.ExitStack, info: dict | None, chunks: Iterator[bytes]) -> None:
         self._stack = stack
         self.stat = info
         self._chunks = chunks
         self._lock = threading.Lock()  # close() waits for a next() running in another thread
         self._closed = False
 
-    def __iter__(self):
+    def __iter__(self) -> Archive:
         return self
 
-    def __next__(self):
+    def __next__(self) -> bytes:
         with self._lock:
             if self._closed:
                 raise StopIteration
             return next(self._chunks)
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -252,7 +255,7 @@ class Archive:
                 self._stack.close()
 
 
-def get_archive(svc, ns, ref, path):
+def get_archive(svc: ContainerService, ns: str, ref: str, path: str) -> Archive:
     """GET /containers/{id}/archive: an Archive of the path (entries named after its base)."""
     rec = svc.get(ns, ref)
     stack = contextlib.ExitStack()
@@ -273,7 +276,8 @@ def get_archive(svc, ns, ref, path):
         raise
 
 
-def put_archive(svc, ns, ref, path, fileobj, copy_uid_gid=False, no_overwrite_dir_nondir=False):
+def put_archive(svc: ContainerService, ns: str, ref: str, path: str, fileobj: BinaryIO, copy_uid_gid: bool = False,
+                no_overwrite_dir_nondir: bool = False) -> None:
     """PUT /containers/{id}/archive: extract a tar into the container directory at path
     (symlinks, the last one included, resolved inside the container's root)."""
     rec = svc.get(ns, ref)
@@ -283,13 +287,12 @@ def put_archive(svc, ns, ref, path, fileobj, copy_uid_gid=False, no_overwrite_di
     raw = "/" + (path or "").lstrip("/")
     with container_root(svc, ns, rec) as rootfd:
         try:
-            dfd = _open(rootfd, posixpath.normpath(raw), os.O_PATH | os.O_DIRECTORY)
+            dfd = open_in_root(rootfd, posixpath.normpath(raw), os.O_PATH | os.O_DIRECTORY)
         except FileNotFoundError:
             raise _not_found(path, rec) from None
         except NotADirectoryError:
             raise InvalidArgument("extraction point is not a directory") from None
         os.close(dfd)
-        from berth.linux.paths import secure_join
         dest = secure_join(rootfd, posixpath.normpath(raw))
         extract_tar(rootfd, dest, fileobj, owner="keep" if copy_uid_gid else (0, 0),
                     no_overwrite_dir_nondir=no_overwrite_dir_nondir)

@@ -2,6 +2,8 @@
 root as if it were "/", copies with docker's rules and owners, content hashes of sources,
 user and group names read from the image's /etc/passwd and /etc/group."""
 
+from __future__ import annotations
+
 import os
 import posixpath
 import shutil
@@ -11,9 +13,14 @@ import tarfile
 from berth.errors import InvalidArgument
 from berth.linux.paths import resolve_in
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import BinaryIO
+    import hashlib
+
 # --- context helpers ----------------------------------------------------------------------------------
 
-def _read_exact(f, n):
+def _read_exact(f: BinaryIO, n: int) -> bytes:
     buf = b""
     while len(buf) < n:
         c = f.read(n - len(buf))
@@ -23,7 +30,7 @@ def _read_exact(f, n):
     return buf
 
 
-def _is_archive(head):
+def _is_archive(head: bytes) -> bool:
     if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00" or \
             head[:4] == b"\x28\xb5\x2f\xfd":
         return True
@@ -39,10 +46,10 @@ def _is_archive(head):
 
 
 class _Prefixed:
-    def __init__(self, head, f):
+    def __init__(self, head: bytes, f: BinaryIO) -> None:
         self.head, self.f = head, f
 
-    def read(self, n=-1):
+    def read(self, n: int | None = -1) -> bytes:
         if self.head:
             if n is None or n < 0:
                 d, self.head = self.head + self.f.read(), b""
@@ -52,7 +59,7 @@ class _Prefixed:
         return self.f.read(n)
 
 
-def _hash_tree(h, rel, host):
+def _hash_tree(h: hashlib._Hash, rel: str, host: str) -> None:
     st = os.lstat(host)
     h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
     if stat.S_ISLNK(st.st_mode):
@@ -69,7 +76,7 @@ def _hash_tree(h, rel, host):
             _hash_tree(h, f"{rel}/{name}", os.path.join(host, name))
 
 
-def _lookup(rootfs, file, name):
+def _lookup(rootfs: str, file: str, name: str) -> tuple[int | None, int | None]:
     path = resolve_in(rootfs, file)
     try:
         with open(path) as f:
@@ -82,7 +89,7 @@ def _lookup(rootfs, file, name):
     return None, None
 
 
-def _ids(rootfs, chown):
+def _ids(rootfs: str, chown: str) -> tuple[int, int]:
     user, _, group = chown.partition(":")
     if user.isdigit():
         uid, pgid = int(user), None
@@ -103,7 +110,7 @@ def _ids(rootfs, chown):
     return uid, gid
 
 
-def _mkdir_all(rootfs, path, uid, gid, chown_new=True):
+def _mkdir_all(rootfs: str, path: str, uid: int, gid: int, chown_new: bool = True) -> str:
     """mkdir -p of ``path`` inside rootfs (symlinks resolved inside it); new dirs 0755."""
     parts = [p for p in path.split("/") if p]
     cur = "/"
@@ -122,7 +129,7 @@ def _mkdir_all(rootfs, path, uid, gid, chown_new=True):
     return resolve_in(rootfs, path)
 
 
-def _is_local_archive(host):
+def _is_local_archive(host: str) -> bool:
     if not os.path.isfile(host):
         return False
     with open(host, "rb") as f:
@@ -134,7 +141,8 @@ def _is_local_archive(host):
     return False
 
 
-def _copy_into(rootfs, host, dest, multi, uid, gid, mode, chown, extract=False):
+def _copy_into(rootfs: str, host: str, dest: str, multi: bool, uid: int | None, gid: int | None, mode: int | None,
+               chown: str | None, extract: bool = False) -> None:
     """Copy one source (host path) to dest inside rootfs, docker's rules: a directory's content
     goes into dest; a file goes to dest, or into it when dest ends in / (or is a directory, or
     there are several sources)."""
@@ -172,7 +180,7 @@ def _copy_into(rootfs, host, dest, multi, uid, gid, mode, chown, extract=False):
     _copy_file(host, target, st, uid, gid, mode)
 
 
-def _copy_file(src, dst, st, uid, gid, mode):
+def _copy_file(src: str, dst: str, st: os.stat_result, uid: int | None, gid: int | None, mode: int | None) -> None:
     if os.path.lexists(dst) and not os.path.isdir(dst):
         os.unlink(dst)
     fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
@@ -190,7 +198,7 @@ def _copy_file(src, dst, st, uid, gid, mode):
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def _copy_tree(src, dst, uid, gid, mode, chown):
+def _copy_tree(src: str, dst: str, uid: int | None, gid: int | None, mode: int | None, chown: str | None) -> None:
     for name in sorted(os.listdir(src)):
         s, d = os.path.join(src, name), os.path.join(dst, name)
         st = os.lstat(s)

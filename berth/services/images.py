@@ -7,6 +7,8 @@ Image records: name (a full normalised reference, or "sha256:<config hex>" for a
 has no name, docker's <none>) -> target descriptor (a manifest or an index).
 """
 
+from __future__ import annotations
+
 import secrets
 import threading
 import time
@@ -22,6 +24,18 @@ from berth.oci import reference as refmod
 from berth.services.image_archives import ArchiveOps
 from berth.services.image_registry import RegistryOps
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Callable
+    from typing import Any
+
+    from berth.content.store import ContentStore
+    from berth.metadata.records import Image, Lease
+    from berth.metadata.store import MetadataStore
+    from berth.services.events import EventBus
+    from berth.services.registry import RegistryConfig
+    from berth.snapshots import Snapshotter
+
 __all__ = ["ImageService", "Resolved", "familiar", "is_digest_name", "is_untagged_name"]
 UNPACKED_LABEL = "berth.io/unpacked"
 
@@ -29,7 +43,8 @@ UNPACKED_LABEL = "berth.io/unpacked"
 class Resolved:
     """An image as the services see it: its names, target, manifest and config."""
 
-    def __init__(self, names, target, manifest_desc, manifest, config_digest, config):
+    def __init__(self, names: list[str], target: dict, manifest_desc: dict, manifest: dict, config_digest: str,
+                 config: dict) -> None:
         self.names = names
         self.target = target
         self.manifest_desc = manifest_desc
@@ -38,19 +53,19 @@ class Resolved:
         self.config = config
 
     @property
-    def id(self):
+    def id(self) -> str:
         return self.config_digest
 
     @property
-    def diff_ids(self):
+    def diff_ids(self) -> list[str]:
         return list((self.config.get("rootfs") or {}).get("diff_ids") or [])
 
     @property
-    def layers(self):
+    def layers(self) -> list[dict]:
         return list(self.manifest.get("layers") or [])
 
 
-def _no_such_image(s, ns):
+def _no_such_image(s: str, ns: str) -> str:
     # "no such image" is what docker clients look for (docker-py raises ImageNotFound on it)
     return f'image "{s}" not found in namespace "{ns}" (no such image)'
 
@@ -59,7 +74,9 @@ class ImageService(RegistryOps, ArchiveOps):
     """The images use-cases; pull/push/login (RegistryOps, services/image_registry.py) and
     load/save/import (ArchiveOps, services/image_archives.py) are its mixins."""
 
-    def __init__(self, meta, content, snapshotter, snapshotter_name="overlayfs", registry=None, events=None):
+    def __init__(self, meta: MetadataStore, content: ContentStore, snapshotter: Snapshotter,
+                 snapshotter_name: str = "overlayfs", registry: RegistryConfig | None = None,
+                 events: EventBus | None = None) -> None:
         self.meta = meta
         self.content = content
         self.snapshotter = snapshotter
@@ -71,7 +88,7 @@ class ImageService(RegistryOps, ArchiveOps):
 
     # --- reading blobs ---
 
-    def read_json(self, digest, limit, what):
+    def read_json(self, digest: str, limit: int, what: str) -> Any:
         try:
             data = self.content.read(digest, max_size=limit)
         except NotFound:
@@ -81,7 +98,7 @@ class ImageService(RegistryOps, ArchiveOps):
         except ValueError:
             raise InvalidArgument(f"{what} {digest} is not valid JSON") from None
 
-    def manifest_for(self, target, platform=None):
+    def manifest_for(self, target: dict, platform: str | dict | None = None) -> tuple[dict, dict]:
         """(manifest descriptor, manifest) of a target, choosing the platform in an index."""
         desc = dict(target)
         for _ in range(4):
@@ -103,13 +120,13 @@ class ImageService(RegistryOps, ArchiveOps):
             return desc, doc
         raise InvalidArgument(f"image index {target['digest']} is nested too deeply")
 
-    def _have(self, digest):
+    def _have(self, digest: str) -> bool:
         try:
             return isinstance(digest, str) and self.content.exists(digest)
         except BerthError:
             return False
 
-    def _resolved(self, names, target, platform=None):
+    def _resolved(self, names: list[str], target: dict, platform: str | dict | None = None) -> Resolved:
         mdesc, manifest = self.manifest_for(target, platform)
         cdesc = manifest.get("config") or {}
         if not cdesc.get("digest"):
@@ -119,14 +136,14 @@ class ImageService(RegistryOps, ArchiveOps):
 
     # --- resolution ---
 
-    def _all(self, ns):
+    def _all(self, ns: str) -> dict[str, list[Image]]:
         """{target digest: [image records]} of a namespace."""
         groups = {}
         for img in self.meta.list_images(ns):
             groups.setdefault(img.target.digest, []).append(img)
         return groups
 
-    def resolve(self, ns, s, platform=None):
+    def resolve(self, ns: str, s: str, platform: str | dict | None = None) -> Resolved:
         """An image by name, name@digest, full ID (sha256:...) or unambiguous short ID."""
         s = s.strip()
         if not s:
@@ -165,7 +182,7 @@ class ImageService(RegistryOps, ArchiveOps):
             raise InvalidArgument(f'image ID prefix "{s}" is ambiguous in namespace "{ns}"')
         raise NotFound(_no_such_image(s, ns))
 
-    def _by_repo_digest(self, ns, ref):
+    def _by_repo_digest(self, ns: str, ref: refmod.Reference) -> Resolved | None:
         for digest, imgs in self._all(ns).items():
             names = [i.name for i in imgs]
             same_repo = [n for n in names if not is_untagged_name(n) and refmod.parse(n).name == ref.name]
@@ -183,10 +200,10 @@ class ImageService(RegistryOps, ArchiveOps):
 
     # --- listing and inspecting (docker's shapes) ---
 
-    def _size(self, r):
+    def _size(self, r: Resolved) -> int:
         return sum(int(layer.get("size") or 0) for layer in r.layers) + int((r.manifest.get("config") or {}).get("size") or 0)
 
-    def _repo_digests(self, r):
+    def _repo_digests(self, r: Resolved) -> list[str]:
         out = []
         for n in r.names:
             if is_untagged_name(n):
@@ -197,11 +214,12 @@ class ImageService(RegistryOps, ArchiveOps):
                 out.append(rd)
         return out
 
-    def _repo_tags(self, r):
+    def _repo_tags(self, r: Resolved) -> list[str]:
         # docker sorts by the familiar form (its lexicalRefs), not by the full name
         return sorted(familiar(n) for n in r.names if not is_untagged_name(n) and not is_digest_name(n))
 
-    def list(self, ns, all_=False, filters=None, digests=False):
+    def list(self, ns: str, all_: bool = False, filters: dict[str, Any] | None = None,
+             digests: bool = False) -> list[dict]:
         filters = filters or {}
         for key in filters:  # refused even when there is nothing to filter
             if key not in ("dangling", "reference", "label", "before", "since"):
@@ -224,7 +242,7 @@ class ImageService(RegistryOps, ArchiveOps):
         out.sort(key=lambda e: (-e["Created"], e["Id"]))
         return out
 
-    def inspect(self, ns, name):
+    def inspect(self, ns: str, name: str) -> dict:
         r = self.resolve(ns, name)
         cfg = r.config
         imgs = [self.meta.find_image(ns, n) for n in r.names]
@@ -253,7 +271,7 @@ class ImageService(RegistryOps, ArchiveOps):
             "Descriptor": r.target,
         }
 
-    def history(self, ns, name):
+    def history(self, ns: str, name: str) -> list[dict]:
         r = self.resolve(ns, name)
         sizes = []
         for layer in r.layers:
@@ -263,7 +281,7 @@ class ImageService(RegistryOps, ArchiveOps):
 
     # --- tag and remove ---
 
-    def tag(self, ns, source, repo, tag=None):
+    def tag(self, ns: str, source: str, repo: str, tag: str | None = None) -> str:
         r = self.resolve(ns, source)
         target_s = repo if not tag else f"{repo}:{tag}"
         ref = refmod.parse(target_s)
@@ -274,7 +292,7 @@ class ImageService(RegistryOps, ArchiveOps):
         self.events.publish(ns, "image", "tag", source, name=str(ref))
         return str(ref)
 
-    def _drop_untagged(self, ns, r):
+    def _drop_untagged(self, ns: str, r: Resolved) -> None:
         for n in r.names:
             if is_untagged_name(n):
                 try:
@@ -282,7 +300,8 @@ class ImageService(RegistryOps, ArchiveOps):
                 except NotFound:
                     pass
 
-    def remove(self, ns, name, force=False, noprune=False, in_use=None):
+    def remove(self, ns: str, name: str, force: bool = False, noprune: bool = False,
+               in_use: Callable[[Resolved], Any] | None = None) -> list[dict]:
         """docker rmi: untag a name; delete the image when its last name goes (or by ID with -f)."""
         result = self._remove(ns, name, force, noprune, in_use)
         for item in result:
@@ -290,7 +309,8 @@ class ImageService(RegistryOps, ArchiveOps):
                 self.events.publish(ns, "image", "untag" if k == "Untagged" else "delete", v, name=v)
         return result
 
-    def _remove(self, ns, name, force, noprune, in_use):
+    def _remove(self, ns: str, name: str, force: bool, noprune: bool,
+                in_use: Callable[[Resolved], Any] | None) -> list[dict]:
         r = self.resolve(ns, name)
         by_name = None
         try:
@@ -340,10 +360,10 @@ class ImageService(RegistryOps, ArchiveOps):
             self.collect()
         return result
 
-    def collect(self):
+    def collect(self) -> Any:
         return self.meta.collect(self.content, self.snapshotter, snapshotter_name=self.snapshotter_name, grace=0)
 
-    def prune(self, ns, all_=False, in_use=None):
+    def prune(self, ns: str, all_: bool = False, in_use: Callable[[Resolved], Any] | None = None) -> dict:
         """docker image prune: dangling images (no name), or with all_ every unused image."""
         deleted = []
         for digest, imgs in self._all(ns).items():
@@ -367,7 +387,7 @@ class ImageService(RegistryOps, ArchiveOps):
 
     # --- recording a new image ---
 
-    def record(self, ns, names, target, resolved=None):
+    def record(self, ns: str, names: list[str], target: dict, resolved: Resolved | None = None) -> Resolved:
         """Name an image (or keep it as <none> when it has no name); returns the Resolved."""
         r = resolved or self._resolved(names, target)
         if not names:
@@ -379,7 +399,7 @@ class ImageService(RegistryOps, ArchiveOps):
             self._drop_untagged(ns, self._resolved(names, target))
         return r
 
-    def add_refs(self, target):
+    def add_refs(self, target: dict) -> None:
         """Record the content graph of a target for GC: index -> manifests -> config + layers."""
         doc = self.read_json(target["digest"], MAX_MANIFEST, "manifest")
         children = []
@@ -396,7 +416,8 @@ class ImageService(RegistryOps, ArchiveOps):
 
     # --- unpacking into snapshots ---
 
-    def unpack(self, r, lease=None, ns=None, progress=None, source=None):
+    def unpack(self, r: Resolved, lease: Lease | None = None, ns: str | None = None,
+               progress: Callable[[str, str], None] = None, source: Callable[[dict], LayerStream | None] = None) -> str | None:
         """Apply every layer into committed snapshots named by chain ID; returns the top key.
         ``source(layer)``, when given, returns a LayerStream of the layer's bytes as they arrive from
         the registry (or None: read it from the content store, waiting for its download)."""
@@ -426,7 +447,8 @@ class ImageService(RegistryOps, ArchiveOps):
                 self.meta.add_snapshot_ref(r.config_digest, parent, self.snapshotter_name)
         return parent
 
-    def _apply(self, layer, diff_id, key, parent, lease, ns, streamed=None):
+    def _apply(self, layer: dict, diff_id: str, key: str, parent: str | None, lease: Lease | None, ns: str | None,
+               streamed: LayerStream | None = None) -> None:
         from berth.images.layer import apply_layer
         tmp = f"extract-{secrets.token_hex(6)}-{key}"
         if lease is not None:
@@ -465,26 +487,26 @@ class ImageService(RegistryOps, ArchiveOps):
                 pass
             raise
 
-    def ensure_unpacked(self, ns, name):
+    def ensure_unpacked(self, ns: str, name: str) -> tuple[Resolved, str | None]:
         r = self.resolve(ns, name)
         return r, self.unpack(r)
 
 
-def _familiar_name(ref):
+def _familiar_name(ref: refmod.Reference) -> str:
     return ref.familiar_name()
 
 
-def _last_comment(cfg):
+def _last_comment(cfg: dict) -> str:
     hist = cfg.get("history") or []
     return (hist[-1].get("comment") or "") if hist else ""
 
 
-def _rfc3339(t):
+def _rfc3339(t: float) -> str:
     ns = int(t * 1e9)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
-def _docker_config(c):
+def _docker_config(c: dict) -> dict:
     keys = ["Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts",
             "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir", "Entrypoint",
             "OnBuild", "Labels", "StopSignal", "Healthcheck", "Shell"]
@@ -498,7 +520,7 @@ def _docker_config(c):
     return out
 
 
-def _container_config(c):
+def _container_config(c: dict) -> dict:
     out = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
            "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
            "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None}
@@ -506,7 +528,7 @@ def _container_config(c):
     return out
 
 
-def _match_filters(filters, r, tags):
+def _match_filters(filters: dict[str, Any], r: Resolved, tags: list[str]) -> bool:
     for key, values in filters.items():
         if isinstance(values, dict):
             values = [k for k, v in values.items() if v]

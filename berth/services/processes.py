@@ -1,5 +1,7 @@
 """A running container's processes: its cgroup, its pids, `top` (docker's GET /containers/{id}/top)."""
 
+from __future__ import annotations
+
 import os
 import re
 import shutil
@@ -15,13 +17,18 @@ from berth.errors import (
 from berth.runtime import cgroups
 from berth.runtime.cgroups import Manager
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
 
-def _now_rfc3339():
+
+def _now_rfc3339() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
-def _running(svc, ns, ref):
+def _running(svc: ContainerService, ns: str, ref: str) -> tuple[Container, dict]:
     rec = svc.get(ns, ref)
     st = svc.state(rec)
     if not st["Running"]:
@@ -36,7 +43,7 @@ def _cgroup(pid: int) -> Manager | None:
     return cgroups.manager_of_pid(pid)
 
 
-def _descendants(pid):
+def _descendants(pid: int) -> list[int]:
     children = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -56,7 +63,7 @@ def _descendants(pid):
     return sorted(out)
 
 
-def container_pids(pid):
+def container_pids(pid: int) -> list[int]:
     """Every process of the container whose init is pid: its cgroup, else its process tree."""
     mgr = _cgroup(pid)
     pids = []
@@ -68,13 +75,13 @@ def container_pids(pid):
     return pids or _descendants(pid)
 
 
-def _validate_ps_args(ps_args):
+def _validate_ps_args(ps_args: str) -> None:
     for k, v in re.findall(r"\s+(\S*)=\s*(PID\S*)", ps_args):
         if k != "pid":
             raise InvalidArgument(f'specifying "{k}={v}" is not allowed')
 
 
-def _parse_ps(output, pids):
+def _parse_ps(output: str, pids: list[int]) -> dict:
     lines = output.split("\n")
     titles = lines[0].split()
     try:
@@ -104,7 +111,7 @@ def _parse_ps(output, pids):
     return {"Titles": titles, "Processes": procs}
 
 
-def top(svc, ns, ref, ps_args=None):
+def top(svc: ContainerService, ns: str, ref: str, ps_args: str | None = None) -> dict:
     """GET /containers/{id}/top: the host's `ps` output restricted to the container's processes."""
     rec, st = _running(svc, ns, ref)
     svc.events.container(ns, rec, "top")
@@ -130,7 +137,7 @@ def top(svc, ns, ref, ps_args=None):
     return _parse_ps(p.stdout.decode(errors="replace"), pids)
 
 
-def _top_from_proc(pids):
+def _top_from_proc(pids: list[int]) -> dict:
     """`ps -ef` columns read from /proc, for hosts without procps."""
     import pwd
     hz = os.sysconf("SC_CLK_TCK")

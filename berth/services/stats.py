@@ -15,6 +15,11 @@ from berth.errors import (
 from berth.runtime.cgroups import Manager, manager_of, manager_of_pid
 from berth.services.processes import _now_rfc3339
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
+
 # --- stats -----------------------------------------------------------------------------------
 
 def _read(path: str) -> str | None:
@@ -82,7 +87,7 @@ _EMPTY_CPU = {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_i
               "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
 
 
-def _empty_stats(rec) -> dict:
+def _empty_stats(rec: Container) -> dict:
     return {"name": "/" + rec.name, "id": rec.id, "read": "0001-01-01T00:00:00Z",
             "preread": "0001-01-01T00:00:00Z", "pids_stats": {},
             "blkio_stats": {"io_service_bytes_recursive": None}, "num_procs": 0, "storage_stats": {},
@@ -96,7 +101,7 @@ def sample_of(pid: int) -> dict | None:
     return _sample(mgr) if mgr is not None else None
 
 
-def stats(svc, ns: str, ref: str, stream: bool = False, one_shot: bool = False,
+def stats(svc: ContainerService, ns: str, ref: str, stream: bool = False, one_shot: bool = False,
           interval: float = 1.0) -> Iterator[dict]:
     """Yield docker's stats JSON objects: one (stream=False), or one per interval while it runs.
 
