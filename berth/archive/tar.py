@@ -6,8 +6,9 @@
 - extract_tar(rootfd, dest, fileobj, ...): a tar unpacked into a directory of a root fd, every
   parent resolved inside the root (berth.linux.paths), the last component never followed,
   names climbing out of the destination refused (docker cp's PUT side, `berth cp` to the host).
-- clean_parts, remove_at, copy_member: the member-name cleaning, the no-follow recursive removal
-  and the data copy that image layers (berth.images.layer, whiteouts on top) use too.
+- clean_parts, remove_at, copy_member, stat_header, pax_value/xattr_bytes: the member-name
+  cleaning, the no-follow recursive removal, the data copy, headers from lstat and xattrs in PAX
+  records, which image layers (berth.images.layer and diff, whiteouts on top) use too.
 
 Pure file-system code over directory fds: no daemon, no HTTP; the CLI may import it.
 """
@@ -67,6 +68,37 @@ def remove_at(pfd: int, name: str, st: os.stat_result | None = None) -> None:
     os.rmdir(name, dir_fd=pfd)
 
 
+CAP_XATTR = "security.capability"  #: the one xattr docker archives (file capabilities)
+PAX_XATTR = "SCHILY.xattr."  #: the PAX record prefix of an xattr (GNU tar's, Go's, docker's)
+
+
+def pax_value(raw: bytes) -> str:
+    """An xattr's bytes as a PAX record value: tarfile writes them back byte for byte (as Go's
+    archive/tar does: raw bytes, with hdrcharset=BINARY when they are not UTF-8)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def xattr_bytes(value: str) -> bytes:
+    """A PAX record value read by tarfile as the xattr's bytes again (inverse of pax_value)."""
+    return value.encode("utf-8", "surrogateescape")
+
+
+def stat_header(name: str, st: os.stat_result, type_: bytes | None = None,
+                mode: int | None = None) -> tarfile.TarInfo:
+    """A tar header for an lstat result with docker's conventions: numeric owner only, whole-second
+    mtime, the permission bits (or mode); the type from st unless given, devices' numbers."""
+    ti = tarfile.TarInfo(name)
+    ti.mode = stat.S_IMODE(st.st_mode) if mode is None else mode
+    ti.uid, ti.gid = st.st_uid, st.st_gid
+    ti.uname = ti.gname = ""
+    ti.mtime = int(st.st_mtime)
+    if type_ is not None:
+        ti.type = type_
+    if ti.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return ti
+
+
 def copy_member(tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
     """Write the data of the regular-file member m (of a tar read as a stream) into fd."""
     src = tf.extractfile(m)
@@ -91,21 +123,13 @@ def tar_stream(pfd: int, name: str, arcname: str) -> Iterator[bytes]:
     while read is cut or zero-padded to the size in its header."""
     links = {}
 
-    def header(st, arc):
-        ti = tarfile.TarInfo(arc)
-        ti.mode = stat.S_IMODE(st.st_mode)
-        ti.uid, ti.gid = st.st_uid, st.st_gid
-        ti.uname = ti.gname = ""
-        ti.mtime = int(st.st_mtime)
-        return ti
-
     def entry(dfd, nm, arc):
         try:
             st = os.stat(nm, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
             return  # removed while walking
         m = st.st_mode
-        ti = header(st, arc)
+        ti = stat_header(arc, st)
         if stat.S_ISDIR(m):
             ti.type = tarfile.DIRTYPE
             try:
@@ -137,12 +161,11 @@ def tar_stream(pfd: int, name: str, arcname: str) -> Iterator[bytes]:
                 fst = os.fstat(fd)
                 if not stat.S_ISREG(fst.st_mode):
                     return
-                ti = header(fst, arc)
+                ti = stat_header(arc, fst)
                 ti.type = tarfile.REGTYPE
                 ti.size = fst.st_size
                 try:
-                    cap = os.getxattr(fd, "security.capability")
-                    ti.pax_headers["SCHILY.xattr.security.capability"] = cap.decode("latin-1")
+                    ti.pax_headers[PAX_XATTR + CAP_XATTR] = pax_value(os.getxattr(fd, CAP_XATTR))
                 except OSError:
                     pass
                 yield _tar_header(ti)
@@ -165,8 +188,7 @@ def tar_stream(pfd: int, name: str, arcname: str) -> Iterator[bytes]:
             ti.linkname = os.readlink(nm, dir_fd=dfd)
             yield _tar_header(ti)
         elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
-            ti.type = tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE
-            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            ti = stat_header(arc, st, tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE)
             yield _tar_header(ti)
         elif stat.S_ISFIFO(m):
             ti.type = tarfile.FIFOTYPE
@@ -175,7 +197,7 @@ def tar_stream(pfd: int, name: str, arcname: str) -> Iterator[bytes]:
 
     if name == ".":
         st = os.fstat(pfd)
-        ti = header(st, arcname)
+        ti = stat_header(arcname, st)
         ti.type = tarfile.DIRTYPE
         fd = os.open(".", _O_DIR & ~os.O_NOFOLLOW, dir_fd=pfd)
         try:
@@ -238,12 +260,12 @@ def extract_tar(rootfd: int, dest: str, fileobj: BinaryIO, owner: str | tuple[in
 
     def xattrs(fd, m):
         for k, v in m.pax_headers.items():
-            if k.startswith("SCHILY.xattr."):
-                xname = k[len("SCHILY.xattr."):]
+            if k.startswith(PAX_XATTR):
+                xname = k[len(PAX_XATTR):]
                 if xname.startswith(("trusted.overlay.", "user.overlay.")):
                     continue
                 try:
-                    os.setxattr(fd, xname, v.encode("latin-1", "surrogateescape"))
+                    os.setxattr(fd, xname, xattr_bytes(v))
                 except (OSError, UnicodeEncodeError):
                     pass
 

@@ -41,11 +41,11 @@ import tarfile
 import zlib
 from collections.abc import Callable
 
+from berth.archive.tar import CAP_XATTR, PAX_XATTR, pax_value, stat_header
 from berth.errors import BerthError
 from berth.oci import mediatypes as mt
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
-CAP_XATTR = "security.capability"
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 
@@ -75,14 +75,8 @@ class TarWriter:
         self._inodes: dict[tuple[int, int], str] = {}
         self.count = 0
 
-    def _header(self, name, st, type_, mode=None) -> tarfile.TarInfo:
-        ti = tarfile.TarInfo(name)
-        ti.type = type_
-        ti.mode = stat.S_IMODE(st.st_mode) if mode is None else mode
-        ti.uid, ti.gid = st.st_uid, st.st_gid
-        ti.uname = ti.gname = ""
-        ti.mtime = int(st.st_mtime)
-        return ti
+    def _header(self, name: str, st: os.stat_result, type_: bytes, mode: int | None = None) -> tarfile.TarInfo:
+        return stat_header(name, st, type_, mode)
 
     def add(self, rel: str, path: str, st: os.stat_result) -> None:
         """One filesystem entry (never followed) at ``rel``."""
@@ -113,7 +107,6 @@ class TarWriter:
             return
         elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
             ti = self._header(rel, st, tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE)
-            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         elif stat.S_ISFIFO(m):
             ti = self._header(rel, st, tarfile.FIFOTYPE)
         else:
@@ -140,7 +133,7 @@ class TarWriter:
             cap = os.getxattr(path, CAP_XATTR, follow_symlinks=False)
         except OSError:
             return
-        ti.pax_headers["SCHILY.xattr." + CAP_XATTR] = cap.decode("utf-8", "surrogateescape")
+        ti.pax_headers[PAX_XATTR + CAP_XATTR] = pax_value(cap)
 
     def close(self) -> None:
         self.tf.close()

@@ -85,7 +85,7 @@ import urllib.parse
 import zlib
 from typing import BinaryIO
 
-from berth.archive.tar import clean_parts, copy_member, remove_at
+from berth.archive.tar import PAX_XATTR, clean_parts, copy_member, remove_at, xattr_bytes
 from berth.errors import InvalidArgument, SystemError_
 
 WHITEOUT_PREFIX = ".wh."
@@ -650,9 +650,9 @@ class _Applier:
     def _xattrs(self, m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
         out = []
         for key, value in m.pax_headers.items():
-            if key.startswith("SCHILY.xattr."):
-                name = key[len("SCHILY.xattr."):]
-                data = value.encode("utf-8", "surrogateescape")
+            if key.startswith(PAX_XATTR):
+                name = key[len(PAX_XATTR):]
+                data = xattr_bytes(value)
             elif key.startswith("LIBARCHIVE.xattr."):
                 name = urllib.parse.unquote(key[len("LIBARCHIVE.xattr."):])
                 try:
