@@ -147,7 +147,7 @@ class Decompressed:
         head = f.read(4)
         if compression is None:
             compression = "gzip" if head[:2] == b"\x1f\x8b" else "zstd" if head == b"\x28\xb5\x2f\xfd" else "none"
-        rest = _Prefix(head, f)
+        rest = Prefixed(head, f)
         if compression == "gzip":
             open_gzip, self._error, _name = gzip_reader()
             self.f = open_gzip(rest)
@@ -200,7 +200,9 @@ class Decompressed:
         self.close()
 
 
-class _Prefix:
+class Prefixed:
+    """A reader that gives back bytes already read from f (head) before the rest of f."""
+
     def __init__(self, head: bytes, f) -> None:
         self.head = head
         self.f = f

@@ -45,20 +45,6 @@ def _is_archive(head: bytes) -> bool:
         return False
 
 
-class _Prefixed:
-    def __init__(self, head: bytes, f: BinaryIO) -> None:
-        self.head, self.f = head, f
-
-    def read(self, n: int | None = -1) -> bytes:
-        if self.head:
-            if n is None or n < 0:
-                d, self.head = self.head + self.f.read(), b""
-                return d
-            d, self.head = self.head[:n], self.head[n:]
-            return d
-        return self.f.read(n)
-
-
 def _hash_tree(h: hashlib._Hash, rel: str, host: str) -> None:
     st = os.lstat(host)
     h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
