@@ -71,3 +71,32 @@ def test_resolve_in_host_paths(root, tmp_path):
     assert paths.resolve_in(str(r), "abs") == str(r / "etc")
     with pytest.raises(InvalidArgument, match="too many levels of symbolic links"):
         paths.resolve_in(str(r), "loop/x")
+
+
+def test_read_in_root_and_the_users_of_a_hostile_rootfs(root, tmp_path):
+    """A rootfs whose /etc/passwd and /etc/group are symlinks to the host's files: `-u name`,
+    --group-add and a build's --chown read the rootfs's own (absent here), never the host's."""
+    from berth.services import buildfs, ocispec
+    _fd, r = root
+    host_etc = tmp_path / "outside"
+    (host_etc / "passwd").write_text("eve:x:4242:4343::/:/bin/sh\n")
+    (host_etc / "group").write_text("evil:x:4444:eve\n")
+    os.symlink(str(host_etc / "passwd"), r / "etc" / "passwd")
+    os.symlink("../../../outside/group", r / "etc" / "group")
+    with pytest.raises(FileNotFoundError):
+        paths.read_in_root(str(r), "/etc/passwd")
+    with pytest.raises(InvalidArgument, match="unable to find user eve"):
+        ocispec.lookup_user(str(r), "eve")
+    assert ocispec.lookup_user(str(r), "0") == (0, 0, [])
+    with pytest.raises(InvalidArgument, match="find group evil"):
+        ocispec.lookup_group(str(r), "evil")
+    assert buildfs._lookup(str(r), "/etc/passwd", "eve") == (None, None)
+    # the rootfs's own files are read (through the symlink that stays inside)
+    (r / "etc" / "passwd").unlink()
+    (r / "etc" / "real").write_text("eve:x:1000:1001::/:/bin/sh\n")
+    os.symlink("/etc/real", r / "etc" / "passwd")
+    assert ocispec.lookup_user(str(r), "eve")[:2] == (1000, 1001)
+    assert paths.read_in_root(str(r), "/abs/secret") == b"inside\n"
+    os.mkfifo(r / "etc" / "fifo")
+    with pytest.raises(OSError):
+        paths.read_in_root(str(r), "/etc/fifo")  # never blocks on a FIFO

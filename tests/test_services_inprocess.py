@@ -245,3 +245,33 @@ def test_created_spec_keeps_its_persisted_form_and_old_records_load(engine, tmp_
     assert got["frames"][1] == b"from the host\n"
     # and a record without any of them (an empty spec) loads with empty values, not a KeyError
     assert CreateSpec.from_json({"Image": IMG}) == CreateSpec({"Image": IMG})
+
+
+def test_user_and_group_names_come_from_the_image(engine):
+    """-u name:group and --group-add name are looked up in the container's own /etc files (read
+    inside its rootfs: berth.linux.paths.read_in_root), here put there by the archive service."""
+    import io
+    import tarfile
+    from berth.services import archive
+    s = engine
+    cid = _create(s, ["sh", "-c", "id -u; id -g; id -G"], User="app:grp", HostConfig={"GroupAdd": ["more"]})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, text in (("passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345::/:/bin/sh\n"),
+                           ("group", "root:x:0:\ngrp:x:3456:\nmore:x:4567:\n")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(text)
+            tf.addfile(ti, io.BytesIO(text.encode()))
+    buf.seek(0)
+    archive.put_archive(s.containers, NS, cid, "/etc", buf)
+    s.containers.expect_attach(cid)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(
+        frames=_read_frames(s.containers.attach(NS, cid, stdin=False, stdout=True, stderr=True)[0])))
+    t.start()
+    assert s.containers.start(NS, cid) is True
+    assert s.containers.wait_exit(NS, cid) == 0
+    t.join(20)
+    uid, gid, groups = got["frames"][1].decode().split("\n")[:3]
+    assert (uid, gid) == ("1234", "3456")
+    assert "4567" in groups.split()

@@ -10,6 +10,7 @@ the root and ".." stops at it, so no path, however hostile, leads out of the roo
   that do not exist yet.
 - ensure_in_root: create the path (parents as directories) where it leads inside the root.
 - resolve_in: the same walk over a host path (a build's rootfs or context): a host path out.
+- read_in_root: a small file of a rootfs (passwd, group) read through open_in_root.
 """
 
 import errno
@@ -42,6 +43,30 @@ def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH) -> int:
             _HAVE_OPENAT2 = False  # a kernel older than 5.6
     rel = secure_join(rootfd, rel) or "."
     return os.open(rel, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=rootfd)
+
+
+def read_in_root(root: str, path: str, limit: int = 4 << 20) -> bytes:
+    """The content (at most limit bytes) of the regular file at path inside the host directory
+    root (an /etc/passwd of a rootfs), resolved inside it: a symlink there never leads the
+    reader to a file of the host. OSError when it is absent or not a regular file."""
+    rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = open_in_root(rootfd, path, os.O_RDONLY | os.O_NONBLOCK)
+    finally:
+        os.close(rootfd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{path}: not a regular file")
+        chunks, left = [], limit
+        while left > 0:
+            data = os.read(fd, min(left, 1 << 16))
+            if not data:
+                break
+            chunks.append(data)
+            left -= len(data)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _walk(path: str, link_of: "Callable[[str], str | None]", follow_last: bool, max_links: int) -> list[str]:

@@ -11,7 +11,7 @@ import stat
 import tarfile
 
 from berth.errors import InvalidArgument
-from berth.linux.paths import resolve_in
+from berth.linux.paths import read_in_root, resolve_in
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
@@ -63,13 +63,11 @@ def _hash_tree(h: hashlib._Hash, rel: str, host: str) -> None:
 
 
 def _lookup(rootfs: str, file: str, name: str) -> tuple[int | None, int | None]:
-    path = resolve_in(rootfs, file)
     try:
-        with open(path) as f:
-            for line in f:
-                parts = line.strip().split(":")
-                if len(parts) >= 3 and parts[0] == name:
-                    return int(parts[2]), (int(parts[3]) if file.endswith("passwd") and len(parts) > 3 else None)
+        for line in read_in_root(rootfs, file).decode(errors="replace").splitlines():
+            parts = line.strip().split(":")
+            if len(parts) >= 3 and parts[0] == name:
+                return int(parts[2]), (int(parts[3]) if file.endswith("passwd") and len(parts) > 3 else None)
     except (OSError, ValueError):
         pass
     return None, None
