@@ -123,7 +123,7 @@ def tar_stream(pfd: int, name: str, arcname: str) -> Iterator[bytes]:
     while read is cut or zero-padded to the size in its header."""
     links = {}
 
-    def entry(dfd, nm, arc):
+    def entry(dfd: int, nm: str, arc: str) -> Iterator[bytes]:
         try:
             st = os.stat(nm, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -245,7 +245,7 @@ def extract_tar(rootfd: int, dest: str, fileobj: BinaryIO, owner: str | tuple[in
     dir_times = []
     privileged = os.geteuid() == 0
 
-    def chown(fd_or_name, m, dir_fd=None):
+    def chown(fd_or_name: int | str, m: tarfile.TarInfo, dir_fd: int | None = None) -> None:
         if owner is None or (not privileged and owner == "keep"):
             return
         uid, gid = (m.uid, m.gid) if owner == "keep" else owner
@@ -258,7 +258,7 @@ def extract_tar(rootfd: int, dest: str, fileobj: BinaryIO, owner: str | tuple[in
             if privileged:
                 raise
 
-    def xattrs(fd, m):
+    def xattrs(fd: int, m: tarfile.TarInfo) -> None:
         for k, v in m.pax_headers.items():
             if k.startswith(PAX_XATTR):
                 xname = k[len(PAX_XATTR):]

@@ -159,7 +159,7 @@ def apply_layer(
 class _Prefixed:
     """A read-only stream that can peek at its first bytes without seeking."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self._head = b""
         self._peeked = False
@@ -191,7 +191,7 @@ class _Prefixed:
 
 
 class _Counting:
-    def __init__(self, f):
+    def __init__(self, f: BinaryIO) -> None:
         self._f = f
         self.count = 0
 
@@ -201,7 +201,7 @@ class _Counting:
         return data
 
 
-def _decompressor(raw: _Prefixed, compression: str | None):
+def _decompressor(raw: _Prefixed, compression: str | None) -> BinaryIO:
     head = raw.peek4()
     if compression is None:
         if head[:2] == _GZIP_MAGIC:
@@ -236,7 +236,7 @@ def _format_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _drain(f) -> None:
+def _drain(f: BinaryIO) -> None:
     while f.read(_CHUNK):
         pass
 
@@ -250,7 +250,7 @@ def _q(s: str) -> str:
 
 
 class _Applier:
-    def __init__(self, dest_dir: str, mode: str):
+    def __init__(self, dest_dir: str, mode: str) -> None:
         self.mode = mode
         self.root_fd = os.open(dest_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.privileged = os.geteuid() == 0
@@ -353,7 +353,8 @@ class _Applier:
 
     # -- path resolution
 
-    def _walk(self, parts: list[str], *, create: bool, for_whiteout: bool = False):
+    def _walk(self, parts: list[str], *, create: bool,
+              for_whiteout: bool = False) -> tuple[int, tuple[str, ...]] | tuple[None, None]:
         """Open the directory ``parts`` names, resolving symlinks inside the root.
 
         Returns (O_PATH fd, canonical path); the caller closes the fd.
@@ -463,7 +464,8 @@ class _Applier:
         remove_at(pfd, name, st)
         return None
 
-    def _make_dir(self, pfd, name, path, m, xattrs) -> None:
+    def _make_dir(self, pfd: int, name: str, path: tuple[str, ...], m: tarfile.TarInfo,
+                  xattrs: list[tuple[str, bytes]]) -> None:
         was_whiteout = path in self.whiteouts
         if self._replace(pfd, name, want_dir=True) is None:
             os.mkdir(name, 0o700, dir_fd=pfd)
@@ -478,7 +480,8 @@ class _Applier:
             os.close(fd)
         self.dir_times[path] = _times(m)
 
-    def _make_file(self, pfd, name, m, xattrs, tf) -> None:
+    def _make_file(self, pfd: int, name: str, m: tarfile.TarInfo, xattrs: list[tuple[str, bytes]],
+                   tf: tarfile.TarFile) -> None:
         fd = os.open(
             name,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_TRUNC | os.O_CLOEXEC,
@@ -493,7 +496,7 @@ class _Applier:
         atime, mtime = _times(m)
         os.utime(name, ns=(atime, mtime), dir_fd=pfd, follow_symlinks=False)
 
-    def _make_hardlink(self, pfd, name, path, m) -> bool:
+    def _make_hardlink(self, pfd: int, name: str, path: tuple[str, ...], m: tarfile.TarInfo) -> bool:
         try:
             tparts = self._clean(m.linkname)
         except InvalidArgument:
@@ -682,7 +685,7 @@ class _Applier:
             return True  # labels are the host policy's business
         return not self.privileged and e.errno in (errno.EPERM, errno.EACCES)
 
-    def _meta_fd(self, fd: int, m: tarfile.TarInfo, xattrs) -> None:
+    def _meta_fd(self, fd: int, m: tarfile.TarInfo, xattrs: list[tuple[str, bytes]]) -> None:
         """Owner, xattrs, mode on an open regular file or directory."""
         try:
             os.fchown(fd, m.uid, m.gid)
@@ -697,7 +700,8 @@ class _Applier:
                     raise
         os.fchmod(fd, m.mode & 0o7777)
 
-    def _meta_at(self, pfd: int, name: str, m: tarfile.TarInfo, xattrs, *, chmod: bool) -> None:
+    def _meta_at(self, pfd: int, name: str, m: tarfile.TarInfo, xattrs: list[tuple[str, bytes]], *,
+                 chmod: bool) -> None:
         """Owner, xattrs, mode, times on a symlink, device or fifo (never followed)."""
         try:
             os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)

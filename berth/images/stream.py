@@ -14,6 +14,12 @@ from collections.abc import Callable
 
 from berth.errors import InvalidArgument
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import BinaryIO
+
+    from berth.content.store import Writer
+
 
 class LayerStream:
     """A layer's bytes as a download delivers them: the fetch runs in its own thread, writing
@@ -24,7 +30,7 @@ class LayerStream:
     class Aborted(Exception):
         pass
 
-    def __init__(self, fetch: Callable[[LayerStream], None], writer, expected: dict) -> None:
+    def __init__(self, fetch: Callable[[LayerStream], None], writer: Writer, expected: dict) -> None:
         import queue
         import threading
         self.q = queue.Queue(maxsize=32)
@@ -35,7 +41,7 @@ class LayerStream:
         self.writer = writer
         self.expected = expected
 
-        def run():
+        def run() -> None:
             try:
                 fetch(self)
                 writer.commit(expected["size"], expected["digest"])
@@ -78,7 +84,7 @@ class LayerStream:
             data, self.buf = self.buf[:n], self.buf[n:]
         return data
 
-    def readinto(self, b) -> int:
+    def readinto(self, b: bytearray | memoryview) -> int:
         data = self.read(len(b))
         b[:len(data)] = data
         return len(data)
@@ -110,7 +116,7 @@ class LayerStream:
 _GZIP = None  # (open(fileobj) -> gzip reader, the library's error class or None, name), chosen on first use
 
 
-def gzip_reader():
+def gzip_reader() -> tuple:
     """The fastest gzip reader importable. python-isal (ISA-L, ~2.5x zlib's inflate speed) or
     zlib-ng (~2x), each through its threaded reader: one thread of the library inflates 1 MiB
     blocks without the GIL while the caller hashes and unpacks. Else the stdlib's GzipFile."""
@@ -138,7 +144,7 @@ class Decompressed:
 
     CHUNK = 1 << 20
 
-    def __init__(self, f, compression: str | None) -> None:
+    def __init__(self, f: BinaryIO, compression: str | None) -> None:
         self.hasher = hashlib.sha256()
         self._error = None
         self._closable = False
@@ -203,7 +209,7 @@ class Decompressed:
 class Prefixed:
     """A reader that gives back bytes already read from f (head) before the rest of f."""
 
-    def __init__(self, head: bytes, f) -> None:
+    def __init__(self, head: bytes, f: BinaryIO) -> None:
         self.head = head
         self.f = f
 
@@ -218,7 +224,7 @@ class Prefixed:
             return data
         return self.f.read(n)
 
-    def readinto(self, b) -> int:
+    def readinto(self, b: bytearray | memoryview) -> int:
         # isal's and zlib-ng's gzip readers fill their buffers with readinto
         if not self.head and hasattr(self.f, "readinto"):
             return self.f.readinto(b)

@@ -11,6 +11,10 @@ from berth.images.names import familiar, is_digest_name, is_untagged_name
 from berth.oci import reference as refmod
 from berth.services.image_registry import Progress, short, transfer_progress
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from berth.services.images import Resolved
+
 
 class ArchiveOps:
     """load, save (prepare_save, save) and import_ of ImageService."""
@@ -82,7 +86,7 @@ class ArchiveOps:
         return r.config_digest
 
 
-def _loading_bars(progress: Progress, r) -> Callable[[str, str], None]:
+def _loading_bars(progress: Progress, r: Resolved) -> Callable[[str, str], None]:
     """As docker's load: a full "Loading layer" bar for each layer new to this engine."""
     ids = {b["digest"]: (short(diff), b.get("size", 0)) for b, diff in zip(r.layers, r.diff_ids)}
 

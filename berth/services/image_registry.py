@@ -49,14 +49,14 @@ def transfer_progress(progress: Progress, status: str, lid: str, total: int,
                       step: int = 512 << 10) -> Callable[[int], None]:
     """A callback of bytes done -> docker's progress messages ("Pushing [==>  ] 1.2MB/3.4MB"),
     at most one per ``step`` bytes and one at the end."""
-    def human_size(n):  # go-units' HumanSize: 4 significant digits
+    def human_size(n: float) -> str:  # go-units' HumanSize: 4 significant digits
         for unit in ("B", "kB", "MB", "GB", "TB"):
             if n < 1000 or unit == "TB":
                 return f"{n:.4g}{unit}"
             n /= 1000.0
     last = [-step]
 
-    def report(done):
+    def report(done: int) -> None:
         if done - last[0] < step and done < total:
             return
         last[0] = done
@@ -77,7 +77,7 @@ class RegistryOps:
         reg = self.registry
         fallback = docker_credentials(reg.docker_config if reg else None)
 
-        def creds(host):
+        def creds(host: str) -> Credentials | None:
             if auth:
                 server = (auth.get("serveraddress") or "").split("://", 1)[-1].rstrip("/").split("/")[0]
                 server = "docker.io" if server in ("index.docker.io", "registry-1.docker.io", "") else server
@@ -107,7 +107,7 @@ class RegistryOps:
                 target["mediaType"] = mt.OCI_MANIFEST if hasattr(mt, "OCI_MANIFEST") else "application/vnd.oci.image.manifest.v1+json"
             existing = self.meta.find_image(ns, _pull_name(ref))
             with self.meta.lease(ns, ttl=3600, labels={"berth.io/pull": str(ref)}) as lease:
-                def fetch_small(d):
+                def fetch_small(d: dict) -> dict:
                     self.meta.add_lease_resource(ns, lease.id, "content", d["digest"])
                     if not self.content.exists(d["digest"]):
                         data = client.fetch_manifest(ref, d["digest"], size=d.get("size"))
@@ -149,7 +149,7 @@ class RegistryOps:
                     progress({"status": "Pulling fs layer" if not self.content.exists(layer["digest"]) else "Already exists",
                               "progressDetail": {}, "id": short(layer["digest"])})
 
-                def fetch_layer(layer):
+                def fetch_layer(layer: dict) -> None:
                     d = layer["digest"]
                     self.meta.add_lease_resource(ns, lease.id, "content", d)
                     if self.content.exists(d):
@@ -173,7 +173,7 @@ class RegistryOps:
                     # reaches it streams too
                     futures = {layer["digest"]: pool.submit(fetch_layer, layer) for layer in layers[1:]}
 
-                    def source(layer):
+                    def source(layer: dict) -> LayerStream | None:
                         d = layer["digest"]
                         fut = futures.get(d)
                         if fut is not None and not fut.cancel():
@@ -188,7 +188,7 @@ class RegistryOps:
                             return None
                         self.meta.add_lease_resource(ns, lease.id, "content", d)
                         self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
-                        def fetch(dest):
+                        def fetch(dest: LayerStream) -> None:
                             client.fetch_blob(ref, layer, dest, offset=0,
                                               progress=_downloading(progress, d, layer["size"]))
                             progress({"status": "Verifying Checksum", "progressDetail": {}, "id": short(d)})
