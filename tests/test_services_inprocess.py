@@ -79,6 +79,22 @@ def _read_frames(sock, timeout=20):
     return out
 
 
+def _run_attached(s, cid):
+    """Start a created container with an attach made first, as docker run does: (exit status,
+    its output frames)."""
+    got = {}
+
+    def attach():
+        got["frames"] = _read_frames(s.containers.attach(NS, cid, stdin=False, stdout=True, stderr=True)[0])
+    s.containers.expect_attach(cid)
+    t = threading.Thread(target=attach)
+    t.start()
+    assert s.containers.start(NS, cid) is True
+    status = s.containers.wait_exit(NS, cid)
+    t.join(20)
+    return status, got["frames"]
+
+
 def test_run_attach_wait_and_events(engine):
     s = engine
     cid = _create(s, ["sh", "-c", "echo out; echo err >&2; exit 3"])
@@ -234,15 +250,7 @@ def test_created_spec_keeps_its_persisted_form_and_old_records_load(engine, tmp_
     old.update(_mounts=raw["_mounts"], _image_id=raw["_image_id"], _created="2026-12-01T10:00:00.000000001Z")
     s.containers.meta.update_container(NS, cid, spec=old)
     assert s.containers.inspect(NS, cid)["Created"] == "2026-12-01T10:00:00.000000001Z"
-    s.containers.expect_attach(cid)
-    got = {}
-    t = threading.Thread(target=lambda: got.update(
-        frames=_read_frames(s.containers.attach(NS, cid, stdin=False, stdout=True, stderr=True)[0])))
-    t.start()
-    assert s.containers.start(NS, cid) is True
-    assert s.containers.wait_exit(NS, cid) == 0
-    t.join(20)
-    assert got["frames"][1] == b"from the host\n"
+    assert _run_attached(s, cid) == (0, {1: b"from the host\n", 2: b""})
     # and a record without any of them (an empty spec) loads with empty values, not a KeyError
     assert CreateSpec.from_json({"Image": IMG}) == CreateSpec({"Image": IMG})
 
@@ -264,14 +272,8 @@ def test_user_and_group_names_come_from_the_image(engine):
             tf.addfile(ti, io.BytesIO(text.encode()))
     buf.seek(0)
     archive.put_archive(s.containers, NS, cid, "/etc", buf)
-    s.containers.expect_attach(cid)
-    got = {}
-    t = threading.Thread(target=lambda: got.update(
-        frames=_read_frames(s.containers.attach(NS, cid, stdin=False, stdout=True, stderr=True)[0])))
-    t.start()
-    assert s.containers.start(NS, cid) is True
-    assert s.containers.wait_exit(NS, cid) == 0
-    t.join(20)
-    uid, gid, groups = got["frames"][1].decode().split("\n")[:3]
+    status, frames = _run_attached(s, cid)
+    assert status == 0
+    uid, gid, groups = frames[1].decode().split("\n")[:3]
     assert (uid, gid) == ("1234", "3456")
     assert "4567" in groups.split()
