@@ -1,6 +1,6 @@
 """The shape ARCHITECTURE.md asks for, checked on the source: cli/ and client/ never import server
-code, nothing grafts methods onto a class with setattr, and README's layout table names every
-package of the tree."""
+code, no import cycle at module level, nothing grafts methods onto a class with setattr, and
+README's layout table names every package of the tree."""
 
 import ast
 import os
@@ -54,6 +54,46 @@ def test_archive_and_linux_paths_import_only_their_layer():
         for _line, mod in _imports(path):
             if mod.startswith("berth"):
                 assert mod.startswith(("berth.errors", "berth.linux", "berth.archive")), (path, mod)
+
+
+def test_no_import_cycle_at_module_level():
+    """Module-level imports of berth form no cycle (imports inside functions and under
+    TYPE_CHECKING are left out; so is a package's __init__ importing its own modules)."""
+    mods = {}
+    for dirpath, _dirs, files in os.walk(BERTH):
+        for f in files:
+            if f.endswith(".py"):
+                rel = os.path.relpath(os.path.join(dirpath, f), REPO)[:-3].replace("/", ".")
+                mods[rel[:-len(".__init__")] if rel.endswith(".__init__") else rel] = os.path.join(dirpath, f)
+    graph = {}
+    for mod, path in mods.items():
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        deps = set()
+        for node in tree.body:  # module level only: an `if TYPE_CHECKING:` block is an ast.If
+            if isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                deps |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        is_pkg = path.endswith("__init__.py")
+        graph[mod] = {d for d in deps if d in mods and d != mod and not (is_pkg and d.startswith(mod + "."))}
+    cycles = []
+    state = {}
+
+    def visit(m, stack):
+        state[m] = 1
+        stack.append(m)
+        for d in sorted(graph[m]):
+            if state.get(d) == 1:
+                cycles.append(stack[stack.index(d):] + [d])
+            elif d not in state:
+                visit(d, stack)
+        stack.pop()
+        state[m] = 2
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+    assert cycles == []
 
 
 def test_no_setattr_grafting():
