@@ -37,7 +37,7 @@ def gzip_reader(launcher):
         text = f.read()
     interp = text.splitlines()[0][2:].split()
     setup = text.split("from berth")[0].split("\n", 1)[1]
-    code = setup + ("try:\n    from berth.services.images import _gzip_reader\nexcept ImportError:\n    print('zlib')\n"
+    code = setup + ("try:\n    from berth.images.stream import gzip_reader as _gzip_reader\nexcept ImportError:\n    print('zlib')\n"
                     "else:\n    r = _gzip_reader()\n    print(r[2] if len(r) > 2 else r[0].__name__)\n")
     p = engines.run(interp + ["-c", code], check=False)
     return p.stdout.decode().strip() or "unknown"

@@ -89,6 +89,22 @@ def test_cp_file_in_and_out(eng, box, tmp_path):
     assert p.returncode != 0 and "Could not find the file /nope" in p.err
 
 
+def test_cp_keeps_file_capabilities(eng, box, tmp_path):
+    """A file's capabilities (security.capability, here CAP_SETUID: a byte >= 0x80) cross `cp`
+    both ways as their raw bytes, with docker's CLI reading and writing the tars."""
+    import struct
+    cap = struct.pack("<IIIII", 0x02000001, 1 << 7, 0, 0, 0)
+    c = box()
+    src = tmp_path / "capped"
+    src.write_bytes(b"#!/bin/sh\n")
+    os.setxattr(src, "security.capability", cap)
+    eng.docker("cp", str(src), f"{c}:/tmp/capped", check=True)
+    eng.docker("cp", f"{c}:/tmp/capped", str(tmp_path / "back-docker"), check=True)
+    assert os.getxattr(tmp_path / "back-docker", "security.capability") == cap
+    eng.berth("cp", f"{c}:/tmp/capped", str(tmp_path / "back-berth"), check=True)
+    assert os.getxattr(tmp_path / "back-berth", "security.capability") == cap
+
+
 def test_cp_directory_both_ways(eng, box, tmp_path):
     c = box()
     d = tmp_path / "tree"

@@ -79,6 +79,22 @@ def _read_frames(sock, timeout=20):
     return out
 
 
+def _run_attached(s, cid):
+    """Start a created container with an attach made first, as docker run does: (exit status,
+    its output frames)."""
+    got = {}
+
+    def attach():
+        got["frames"] = _read_frames(s.containers.attach(NS, cid, stdin=False, stdout=True, stderr=True)[0])
+    s.containers.expect_attach(cid)
+    t = threading.Thread(target=attach)
+    t.start()
+    assert s.containers.start(NS, cid) is True
+    status = s.containers.wait_exit(NS, cid)
+    t.join(20)
+    return status, got["frames"]
+
+
 def test_run_attach_wait_and_events(engine):
     s = engine
     cid = _create(s, ["sh", "-c", "echo out; echo err >&2; exit 3"])
@@ -311,3 +327,58 @@ def test_networks_and_volumes_publish_their_events(engine):
     seen = [(e["Type"], e["Action"], e["Actor"]["ID"]) for e in s.seen]
     assert ("volume", "create", "inproc-vol") in seen and ("volume", "destroy", "inproc-vol") in seen
     assert ("network", "create", n.id) in seen and ("network", "destroy", n.id) in seen
+
+
+def test_created_spec_keeps_its_persisted_form_and_old_records_load(engine, tmp_path):
+    """What create resolved (mounts, image, creation time) is typed (CreateSpec) in the services
+    and stays the record's "_mounts"/"_image_id"/"_created" keys on disk: a record written in
+    that form by an earlier berth is read back with its mounts, image and creation time."""
+    import json
+    from berth.services.createspec import CreateSpec
+    s = engine
+    host = tmp_path / "bound"
+    host.mkdir()
+    (host / "f").write_text("from the host\n")
+    cid = _create(s, ["cat", "/mnt/f"], HostConfig={"Binds": [f"{host}:/mnt:ro"]})
+    rec = s.containers.meta.get_container(NS, cid)
+    raw = json.loads(rec.spec)
+    assert raw["Cmd"] == ["cat", "/mnt/f"]
+    assert [m["Destination"] for m in raw["_mounts"]] == ["/mnt"] and raw["_image_id"] == rec.image
+    insp = s.containers.inspect(NS, cid)
+    assert insp["Created"] == raw["_created"] and insp["Created"].endswith("Z")
+    assert [(m["Source"], m["Destination"], m["RW"]) for m in insp["Mounts"]] == [(str(host), "/mnt", False)]
+    spec = CreateSpec.of(rec)
+    assert spec.image_id == rec.image and spec.mounts == raw["_mounts"] and "_mounts" not in spec.body
+    assert spec.to_json() == raw  # the round trip is the identity
+    # a record as session 3 wrote it (the same keys, written by hand): it starts with its bind
+    old = {k: v for k, v in raw.items() if not k.startswith("_")}
+    old.update(_mounts=raw["_mounts"], _image_id=raw["_image_id"], _created="2026-12-01T10:00:00.000000001Z")
+    s.containers.meta.update_container(NS, cid, spec=old)
+    assert s.containers.inspect(NS, cid)["Created"] == "2026-12-01T10:00:00.000000001Z"
+    assert _run_attached(s, cid) == (0, {1: b"from the host\n", 2: b""})
+    # and a record without any of them (an empty spec) loads with empty values, not a KeyError
+    assert CreateSpec.from_json({"Image": IMG}) == CreateSpec({"Image": IMG})
+
+
+def test_user_and_group_names_come_from_the_image(engine):
+    """-u name:group and --group-add name are looked up in the container's own /etc files (read
+    inside its rootfs: berth.linux.paths.read_in_root), here put there by the archive service."""
+    import io
+    import tarfile
+    from berth.services import archive
+    s = engine
+    cid = _create(s, ["sh", "-c", "id -u; id -g; id -G"], User="app:grp", HostConfig={"GroupAdd": ["more"]})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, text in (("passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345::/:/bin/sh\n"),
+                           ("group", "root:x:0:\ngrp:x:3456:\nmore:x:4567:\n")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(text)
+            tf.addfile(ti, io.BytesIO(text.encode()))
+    buf.seek(0)
+    archive.put_archive(s.containers, NS, cid, "/etc", buf)
+    status, frames = _run_attached(s, cid)
+    assert status == 0
+    uid, gid, groups = frames[1].decode().split("\n")[:3]
+    assert (uid, gid) == ("1234", "3456")
+    assert "4567" in groups.split()

@@ -343,7 +343,7 @@ def _from_container(ctx, container, src, dst, a):
         is_dir = bool(stat and stat.get("mode", 0) & (1 << 31))
         path, exists, dst_is_dir = _local_dest(dst)
         into, name = _prepare(rebase or src_base, is_dir, path, exists, dst_is_dir)
-        from berth.services.archive import extract_tar
+        from berth.archive.tar import extract_tar
         reader = _RespReader(resp)
         fd = os.open(into, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -407,7 +407,7 @@ def _to_container(ctx, src, container, dst, a):
     src_is_dir = stmod.S_ISDIR(lst.st_mode)
     src_dir, src_base = _split_dir_entry(resolved)
     into, name = _prepare(rebase or src_base, src_is_dir, dst, dst_exists, dst_is_dir)
-    from berth.services.archive import tar_stream
+    from berth.archive.tar import tar_stream
     fd = os.open(src_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         ctx.client.container_put_archive(container, into, _batched(tar_stream(fd, src_base, name), counter),

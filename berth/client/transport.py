@@ -8,27 +8,37 @@ Content-Length, chunked or close-delimited bodies, and the raw socket after a 10
 import _socket
 import io
 
-from berth.errors import Unavailable
+from berth.errors import (BerthError, FailedPrecondition, InvalidArgument, NotFound, SystemError_,
+                          Unavailable)
+
+TYPE_CHECKING = False  # the type comments' names; typing is not imported at run time (CLI start-up)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator  # noqa: F401
+    from typing import Any  # noqa: F401
 
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 def quote(s, safe=""):
+    # type: (object, str) -> str
     """Percent-encode like urllib.parse.quote (urllib.parse costs ~2 ms to import: re)."""
     keep = _UNRESERVED | frozenset(safe.encode())
     return "".join(chr(b) if b in keep else f"%{b:02X}" for b in str(s).encode())
 
 
 def urlencode(pairs):
+    # type: (Iterable[tuple[str, Any]]) -> str
     return "&".join(f"{quote(k)}={quote(v)}" for k, v in pairs)
 
 
 class TLSConfig:
     def __init__(self, ca=None, cert=None, key=None, verify=True):
+        # type: (str | None, str | None, str | None, bool) -> None
         self.ca, self.cert, self.key, self.verify = ca, cert, key, verify
 
     def context(self):
+        # type: () -> Any
         import ssl
         ctx = ssl.create_default_context(cafile=self.ca) if self.ca else ssl.create_default_context()
         if not self.verify:
@@ -40,6 +50,7 @@ class TLSConfig:
 
 
 def parse_address(addr):
+    # type: (str) -> tuple[str, Any]
     if addr.startswith("unix://"):
         return ("unix", addr[len("unix://"):])
     if addr.startswith("tcp://") or addr.startswith("http://") or addr.startswith("https://"):
@@ -55,6 +66,7 @@ def parse_address(addr):
 
 class Response:
     def __init__(self, sock, fileobj, method=None):
+        # type: (Any, Any, str | None) -> None
         self.sock = sock
         self.f = fileobj
         line = self.f.readline(65537)
@@ -77,6 +89,7 @@ class Response:
         self._done = self.status in (101, 204, 304) or method == "HEAD"  # no body, whatever the headers say
 
     def read_some(self, n=65536):
+        # type: (int) -> bytes
         """Up to n bytes of the body; b"" at its end. A body cut short (EOF before the last
         chunk, or before Content-Length bytes) raises Unavailable("unexpected EOF"), as Go's
         client reports it: a truncated stream is never taken for a complete one."""
@@ -92,10 +105,12 @@ class Response:
             raise Unavailable("unexpected EOF: malformed chunked encoding") from None
 
     def _short(self):
+        # type: () -> bool
         self._done = True
         raise Unavailable("unexpected EOF")
 
     def _read_some(self, n):
+        # type: (int) -> bytes
         if self._chunked:
             if self._chunk_left == 0:
                 size_line = self.f.readline(65537)
@@ -131,6 +146,7 @@ class Response:
         return data
 
     def read(self):
+        # type: () -> bytes
         out = []
         while True:
             d = self.read_some()
@@ -139,11 +155,13 @@ class Response:
             out.append(d)
 
     def json(self):
+        # type: () -> Any
         from berth import fastjson
         data = self.read()
         return fastjson.loads(data) if data else None
 
     def iter_lines(self):
+        # type: () -> Iterator[bytes]
         buf = b""
         while True:
             d = self.read_some()
@@ -158,11 +176,13 @@ class Response:
                     yield line
 
     def iter_json(self):
+        # type: () -> Iterator[Any]
         from berth import fastjson
         for line in self.iter_lines():
             yield fastjson.loads(line)
 
     def close(self):
+        # type: () -> None
         try:
             self.sock.close()
         except OSError:
@@ -173,23 +193,28 @@ class _SockReader(io.RawIOBase):
     """The reading side of a (plain, _socket or TLS) socket, for io.BufferedReader."""
 
     def __init__(self, sock):
+        # type: (Any) -> None
         self.sock = sock
 
     def readable(self):
+        # type: () -> bool
         return True
 
     def readinto(self, b):
+        # type: (bytearray | memoryview) -> int
         return self.sock.recv_into(b)
 
 
 class Transport:
     def __init__(self, address, tls=None, timeout=None):
+        # type: (str, TLSConfig | None, float | None) -> None
         self.address = address
         self.addr = parse_address(address)
         self.tls = tls
         self.timeout = timeout
 
     def connect(self):
+        # type: () -> Any
         try:
             if self.addr[0] == "unix":
                 # _socket: the socket module costs the CLI ~5 ms of imports (enum, selectors)
@@ -210,6 +235,7 @@ class Transport:
         return s
 
     def request(self, method, path, params=None, body=None, headers=None, upgrade=False):
+        # type: (str, str, dict[str, Any] | None, Any | None, dict[str, str] | None, bool) -> Response
         """Send a request; body may be bytes or an iterable of bytes (sent chunked)."""
         if params:
             items = [(k, v) for k, v in params.items() if v is not None]
@@ -246,3 +272,13 @@ class Transport:
         except (BrokenPipeError, ConnectionResetError) as e:
             s.close()
             raise Unavailable(f"connection to berthd at {self.address} lost: {e.strerror}") from None
+
+
+def error_from(status: int, message: str) -> BerthError:
+    """The error kind of an HTTP status (the message is the daemon's)."""
+    cls = {400: InvalidArgument, 404: NotFound, 409: FailedPrecondition, 503: Unavailable}.get(status)
+    if cls is None:
+        cls = SystemError_ if status >= 500 else BerthError
+    e = cls(message)
+    e.http_status = status
+    return e

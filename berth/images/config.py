@@ -28,6 +28,8 @@ from berth.errors import InvalidArgument
 from berth.oci.digest import parse_digest, validate_digest
 
 MISSING_ID = "<missing>"
+MAX_MANIFEST = 4 << 20  #: the largest manifest or index read (bytes)
+MAX_CONFIG = 20 << 20  #: the largest image config read (bytes)
 
 # --- image IDs and chain IDs -------------------------------------------------
 

@@ -41,11 +41,17 @@ import tarfile
 import zlib
 from collections.abc import Callable
 
+from berth.archive.tar import CAP_XATTR, PAX_XATTR, pax_value, stat_header
 from berth.errors import BerthError
 from berth.oci import mediatypes as mt
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import Any, BinaryIO
+
+    from berth.content.store import ContentStore, Writer
+
 OPAQUE_XATTR = "trusted.overlay.opaque"
-CAP_XATTR = "security.capability"
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 
@@ -62,27 +68,21 @@ _CHUNK = 1 << 20
 class _Entry:
     __slots__ = ("rel", "path", "st")
 
-    def __init__(self, rel, path, st):
+    def __init__(self, rel: str, path: str, st: os.stat_result) -> None:
         self.rel, self.path, self.st = rel, path, st
 
 
 class TarWriter:
     """Writes layer entries with docker's header conventions to a binary sink."""
 
-    def __init__(self, sink):
+    def __init__(self, sink: BinaryIO) -> None:
         self.tf = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
                                errors="surrogateescape")
         self._inodes: dict[tuple[int, int], str] = {}
         self.count = 0
 
-    def _header(self, name, st, type_, mode=None) -> tarfile.TarInfo:
-        ti = tarfile.TarInfo(name)
-        ti.type = type_
-        ti.mode = stat.S_IMODE(st.st_mode) if mode is None else mode
-        ti.uid, ti.gid = st.st_uid, st.st_gid
-        ti.uname = ti.gname = ""
-        ti.mtime = int(st.st_mtime)
-        return ti
+    def _header(self, name: str, st: os.stat_result, type_: bytes, mode: int | None = None) -> tarfile.TarInfo:
+        return stat_header(name, st, type_, mode)
 
     def add(self, rel: str, path: str, st: os.stat_result) -> None:
         """One filesystem entry (never followed) at ``rel``."""
@@ -113,7 +113,6 @@ class TarWriter:
             return
         elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
             ti = self._header(rel, st, tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE)
-            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         elif stat.S_ISFIFO(m):
             ti = self._header(rel, st, tarfile.FIFOTYPE)
         else:
@@ -135,12 +134,12 @@ class TarWriter:
         self.tf.addfile(ti)
         self.count += 1
 
-    def _xattrs(self, ti, path):
+    def _xattrs(self, ti: tarfile.TarInfo, path: str) -> None:
         try:
             cap = os.getxattr(path, CAP_XATTR, follow_symlinks=False)
         except OSError:
             return
-        ti.pax_headers["SCHILY.xattr." + CAP_XATTR] = cap.decode("utf-8", "surrogateescape")
+        ti.pax_headers[PAX_XATTR + CAP_XATTR] = pax_value(cap)
 
     def close(self) -> None:
         self.tf.close()
@@ -150,10 +149,10 @@ class _Exact:
     """A file read as exactly ``size`` bytes (a file that shrank is padded with zeros, one
     that grew is cut): the header already holds the size."""
 
-    def __init__(self, f, size):
+    def __init__(self, f: BinaryIO, size: int) -> None:
         self.f, self.left = f, size
 
-    def read(self, n=-1):
+    def read(self, n: int | None = -1) -> bytes:
         if self.left <= 0:
             return b""
         n = self.left if n is None or n < 0 else min(n, self.left)
@@ -164,23 +163,23 @@ class _Exact:
         return data
 
 
-def _scandir_sorted(path):
+def _scandir_sorted(path: str) -> list[str]:
     with os.scandir(path) as it:
         return sorted(e.name for e in it)
 
 
-def _is_overlay_whiteout(st):
+def _is_overlay_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _opaque(path):
+def _opaque(path: str) -> bool:
     try:
         return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
         return False
 
 
-def _init_placeholder(rel, st):
+def _init_placeholder(rel: str, st: os.stat_result) -> bool:
     if rel not in INIT_PATHS:
         return False
     if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
@@ -194,10 +193,10 @@ def write_overlay_diff(upper: str, tw: TarWriter, lowers: list[str] | None = Non
     one that holds only init-layer mount points is left out."""
     lowers = lowers or []
 
-    def in_lower(rel):
+    def in_lower(rel: str) -> bool:
         return any(os.path.lexists(os.path.join(lo, rel)) for lo in lowers)
 
-    def walk(dpath, drel):
+    def walk(dpath: str, drel: str) -> None:
         for name in _scandir_sorted(dpath):
             path = os.path.join(dpath, name)
             rel = f"{drel}/{name}" if drel else name
@@ -224,7 +223,7 @@ def write_overlay_diff(upper: str, tw: TarWriter, lowers: list[str] | None = Non
     walk(upper, "")
 
 
-def _only_init(path, rel):
+def _only_init(path: str, rel: str) -> bool:
     """Whether everything under a directory is an init-layer placeholder."""
     for name in _scandir_sorted(path):
         crel = f"{rel}/{name}"
@@ -241,7 +240,7 @@ def _only_init(path, rel):
 def write_tree_diff(lower: str | None, upper: str, tw: TarWriter) -> None:
     """Emit what differs between two full trees (``lower`` None: everything in ``upper``)."""
 
-    def same(a, b, path_a, path_b):
+    def same(a: os.stat_result, b: os.stat_result, path_a: str, path_b: str) -> bool:
         if stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode):
             return False
         if (a.st_mode, a.st_uid, a.st_gid) != (b.st_mode, b.st_uid, b.st_gid):
@@ -256,7 +255,7 @@ def write_tree_diff(lower: str | None, upper: str, tw: TarWriter) -> None:
             return a.st_rdev == b.st_rdev
         return _cap(path_a) == _cap(path_b)
 
-    def walk(ldir, udir, drel):
+    def walk(ldir: str | None, udir: str, drel: str) -> None:
         unames = _scandir_sorted(udir)
         lnames = set(_scandir_sorted(ldir)) if ldir is not None else set()
         out = []
@@ -295,7 +294,7 @@ def write_tree_diff(lower: str | None, upper: str, tw: TarWriter) -> None:
     walk(lower, upper, "")
 
 
-def _only_changes_init(lpath, upath, rel):
+def _only_changes_init(lpath: str, upath: str, rel: str) -> bool:
     """A directory whose only difference from the lower one is new init-layer placeholders."""
     lnames = set(_scandir_sorted(lpath))
     unames = set(_scandir_sorted(upath))
@@ -307,7 +306,7 @@ def _only_changes_init(lpath, upath, rel):
     return all(_init_placeholder(f"{rel}/{n}", os.lstat(os.path.join(upath, n))) for n in new)
 
 
-def _cap(path):
+def _cap(path: str) -> bytes | None:
     try:
         return os.getxattr(path, CAP_XATTR, follow_symlinks=False)
     except OSError:
@@ -317,7 +316,7 @@ def _cap(path):
 # -- into the content store --------------------------------------------------------
 
 
-def _compressor(level):
+def _compressor(level: int) -> Any:
     try:
         from isal import isal_zlib
         return isal_zlib.compressobj(min(level, 3), isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
@@ -325,7 +324,7 @@ def _compressor(level):
         return zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
 
 
-def store_layer(store, produce: Callable[[TarWriter], None], level: int = 1) -> tuple[str, dict]:
+def store_layer(store: ContentStore, produce: Callable[[TarWriter], None], level: int = 1) -> tuple[str, dict]:
     """Write the layer ``produce(tw)`` emits into the content store; returns (diff ID,
     layer descriptor). Nothing is left behind when it fails."""
     w = store.writer(f"layer-{os.urandom(16).hex()}")
@@ -349,25 +348,25 @@ def store_layer(store, produce: Callable[[TarWriter], None], level: int = 1) -> 
 class _LayerSink:
     """tar bytes -> the diff ID hash and gzip -> the content writer, as they are produced."""
 
-    def __init__(self, writer, level):
+    def __init__(self, writer: Writer, level: int) -> None:
         self.writer = writer
         self.hash = hashlib.sha256()
         self.comp = _compressor(level)
 
-    def write(self, data):
+    def write(self, data: bytes) -> int:
         self.hash.update(data)
         out = self.comp.compress(data)
         if out:
             self.writer.write(out)
         return len(data)
 
-    def finish(self):
+    def finish(self) -> None:
         out = self.comp.flush()
         if out:
             self.writer.write(out)
 
 
-def write_tar(out, produce: Callable[[TarWriter], None]) -> None:
+def write_tar(out: BinaryIO, produce: Callable[[TarWriter], None]) -> None:
     """The layer as a plain tar into a binary file object (tests, export)."""
     tw = TarWriter(out)
     produce(tw)

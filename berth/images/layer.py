@@ -85,6 +85,7 @@ import urllib.parse
 import zlib
 from typing import BinaryIO
 
+from berth.archive.tar import PAX_XATTR, clean_parts, copy_member, remove_at, xattr_bytes
 from berth.errors import InvalidArgument, SystemError_
 
 WHITEOUT_PREFIX = ".wh."
@@ -158,7 +159,7 @@ def apply_layer(
 class _Prefixed:
     """A read-only stream that can peek at its first bytes without seeking."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self._head = b""
         self._peeked = False
@@ -190,7 +191,7 @@ class _Prefixed:
 
 
 class _Counting:
-    def __init__(self, f):
+    def __init__(self, f: BinaryIO) -> None:
         self._f = f
         self.count = 0
 
@@ -200,7 +201,7 @@ class _Counting:
         return data
 
 
-def _decompressor(raw: _Prefixed, compression: str | None):
+def _decompressor(raw: _Prefixed, compression: str | None) -> BinaryIO:
     head = raw.peek4()
     if compression is None:
         if head[:2] == _GZIP_MAGIC:
@@ -235,7 +236,7 @@ def _format_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _drain(f) -> None:
+def _drain(f: BinaryIO) -> None:
     while f.read(_CHUNK):
         pass
 
@@ -249,7 +250,7 @@ def _q(s: str) -> str:
 
 
 class _Applier:
-    def __init__(self, dest_dir: str, mode: str):
+    def __init__(self, dest_dir: str, mode: str) -> None:
         self.mode = mode
         self.root_fd = os.open(dest_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.privileged = os.geteuid() == 0
@@ -352,7 +353,8 @@ class _Applier:
 
     # -- path resolution
 
-    def _walk(self, parts: list[str], *, create: bool, for_whiteout: bool = False):
+    def _walk(self, parts: list[str], *, create: bool,
+              for_whiteout: bool = False) -> tuple[int, tuple[str, ...]] | tuple[None, None]:
         """Open the directory ``parts`` names, resolving symlinks inside the root.
 
         Returns (O_PATH fd, canonical path); the caller closes the fd.
@@ -459,10 +461,11 @@ class _Applier:
             return None
         if want_dir and stat.S_ISDIR(st.st_mode):
             return st
-        _remove_at(pfd, name, st)
+        remove_at(pfd, name, st)
         return None
 
-    def _make_dir(self, pfd, name, path, m, xattrs) -> None:
+    def _make_dir(self, pfd: int, name: str, path: tuple[str, ...], m: tarfile.TarInfo,
+                  xattrs: list[tuple[str, bytes]]) -> None:
         was_whiteout = path in self.whiteouts
         if self._replace(pfd, name, want_dir=True) is None:
             os.mkdir(name, 0o700, dir_fd=pfd)
@@ -477,7 +480,8 @@ class _Applier:
             os.close(fd)
         self.dir_times[path] = _times(m)
 
-    def _make_file(self, pfd, name, m, xattrs, tf) -> None:
+    def _make_file(self, pfd: int, name: str, m: tarfile.TarInfo, xattrs: list[tuple[str, bytes]],
+                   tf: tarfile.TarFile) -> None:
         fd = os.open(
             name,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_TRUNC | os.O_CLOEXEC,
@@ -485,22 +489,14 @@ class _Applier:
             dir_fd=pfd,
         )
         try:
-            src = tf.extractfile(m)
-            if src is not None:
-                while True:
-                    chunk = src.read(_CHUNK)
-                    if not chunk:
-                        break
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
+            copy_member(tf, m, fd)
             self._meta_fd(fd, m, xattrs)
         finally:
             os.close(fd)
         atime, mtime = _times(m)
         os.utime(name, ns=(atime, mtime), dir_fd=pfd, follow_symlinks=False)
 
-    def _make_hardlink(self, pfd, name, path, m) -> bool:
+    def _make_hardlink(self, pfd: int, name: str, path: tuple[str, ...], m: tarfile.TarInfo) -> bool:
         try:
             tparts = self._clean(m.linkname)
         except InvalidArgument:
@@ -577,7 +573,7 @@ class _Applier:
                         finally:
                             os.close(dfd)
                     return
-                _remove_at(pfd, target, st)
+                remove_at(pfd, target, st)
             finally:
                 os.close(pfd)
             return
@@ -641,7 +637,7 @@ class _Applier:
                         finally:
                             os.close(cfd)
                 else:
-                    _remove_at(fd, name)
+                    remove_at(fd, name)
         finally:
             os.close(fd)
 
@@ -657,9 +653,9 @@ class _Applier:
     def _xattrs(self, m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
         out = []
         for key, value in m.pax_headers.items():
-            if key.startswith("SCHILY.xattr."):
-                name = key[len("SCHILY.xattr."):]
-                data = value.encode("utf-8", "surrogateescape")
+            if key.startswith(PAX_XATTR):
+                name = key[len(PAX_XATTR):]
+                data = xattr_bytes(value)
             elif key.startswith("LIBARCHIVE.xattr."):
                 name = urllib.parse.unquote(key[len("LIBARCHIVE.xattr."):])
                 try:
@@ -689,7 +685,7 @@ class _Applier:
             return True  # labels are the host policy's business
         return not self.privileged and e.errno in (errno.EPERM, errno.EACCES)
 
-    def _meta_fd(self, fd: int, m: tarfile.TarInfo, xattrs) -> None:
+    def _meta_fd(self, fd: int, m: tarfile.TarInfo, xattrs: list[tuple[str, bytes]]) -> None:
         """Owner, xattrs, mode on an open regular file or directory."""
         try:
             os.fchown(fd, m.uid, m.gid)
@@ -704,7 +700,8 @@ class _Applier:
                     raise
         os.fchmod(fd, m.mode & 0o7777)
 
-    def _meta_at(self, pfd: int, name: str, m: tarfile.TarInfo, xattrs, *, chmod: bool) -> None:
+    def _meta_at(self, pfd: int, name: str, m: tarfile.TarInfo, xattrs: list[tuple[str, bytes]], *,
+                 chmod: bool) -> None:
         """Owner, xattrs, mode, times on a symlink, device or fifo (never followed)."""
         try:
             os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
@@ -754,37 +751,3 @@ def _times(m: tarfile.TarInfo) -> tuple[int, int]:
     except ValueError:
         atime = mtime
     return atime, mtime
-
-
-def _remove_at(pfd: int, name: str, st: os.stat_result | None = None) -> None:
-    """Remove name in the directory pfd, recursively, never following a link."""
-    if st is None:
-        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=pfd)
-        return
-    fd = os.open(name, _O_DIR_READ, dir_fd=pfd)
-    try:
-        with os.scandir(fd) as it:
-            children = [e.name for e in it]
-        for child in children:
-            _remove_at(fd, child)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=pfd)
-
-
-def clean_parts(name: str) -> list[str] | None:
-    """The components of an archive member's name, "." and empty ones dropped and ".." applied;
-    None when ".." would climb above the top (the member escapes the root)."""
-    parts: list[str] = []
-    for c in name.split("/"):
-        if c in ("", "."):
-            continue
-        if c == "..":
-            if not parts:
-                return None
-            parts.pop()
-        else:
-            parts.append(c)
-    return parts

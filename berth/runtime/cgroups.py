@@ -29,6 +29,37 @@ import time
 
 from berth.errors import BerthError, InvalidArgument, NotFound, SystemError_
 
+TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class CgroupStats:
+    """One reading of a cgroup's counters (read_stats). None: the file or controller is absent;
+    a limit of -1: unlimited. Times in ns; io_service_bytes as docker's blkio entries.
+    (A plain class: berth-runc does not pay for importing dataclasses.)"""
+
+    __slots__ = ("cpu_total_ns", "cpu_kernel_ns", "cpu_user_ns", "percpu_ns", "throttle_periods",
+                 "throttled_periods", "throttled_ns", "memory_usage", "memory_max_usage", "memory_failcnt",
+                 "memory_stat", "memory_limit", "pids_current", "pids_limit", "io_service_bytes")
+
+    def __init__(self) -> None:
+        self.cpu_total_ns: int | None = None
+        self.cpu_kernel_ns = 0
+        self.cpu_user_ns = 0
+        self.percpu_ns: list[int] | None = None
+        self.throttle_periods = 0
+        self.throttled_periods = 0
+        self.throttled_ns = 0
+        self.memory_usage: int | None = None
+        self.memory_max_usage: int | None = None
+        self.memory_failcnt: int | None = None
+        self.memory_stat: dict[str, int] = {}
+        self.memory_limit: int | None = None
+        self.pids_current: int | None = None
+        self.pids_limit: int | None = None
+        self.io_service_bytes: list[dict] = []
+
 DEFAULT_ROOT = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270  # statfs(2) f_type of cgroup2; os.statvfs has no f_type, so mountinfo is used
 MODES = ("v1", "hybrid", "v2")
@@ -50,12 +81,12 @@ _UNLIMITED_V1 = 1 << 62  # v1 shows "unlimited" as PAGE_COUNTER_MAX * PAGE_SIZE 
 # small file helpers
 
 
-def _read(path):
+def _read(path: str) -> str:
     with open(path) as f:
         return f.read()
 
 
-def _write(path, value):
+def _write(path: str, value: object) -> None:
     """One write(2) of the whole value, without O_CREAT/O_TRUNC (cgroupfs files are not regular)."""
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
@@ -64,11 +95,11 @@ def _write(path, value):
         os.close(fd)
 
 
-def _strerror(e):
+def _strerror(e: OSError) -> str:
     return os.strerror(e.errno) if e.errno else str(e)
 
 
-def _mountinfo():
+def _mountinfo() -> list[tuple[str, str, str]]:
     """[(mount point, fs type, super options)] from /proc/self/mountinfo; OSError if unreadable."""
     out = []
     for line in _read("/proc/self/mountinfo").splitlines():
@@ -81,7 +112,7 @@ def _mountinfo():
     return out
 
 
-def _unescape(s):
+def _unescape(s: str) -> str:
     if "\\" not in s:
         return s
     out, i = [], 0
@@ -95,7 +126,7 @@ def _unescape(s):
     return "".join(out)
 
 
-def _fstypes(mounts):
+def _fstypes(mounts: list[tuple[str, str, str]]) -> dict[str, str]:
     """mount point -> fs type of the top-most mount there (later mountinfo lines shadow earlier)."""
     return {mp: t for mp, t, _ in mounts}
 
@@ -108,7 +139,7 @@ _HIER_TTL = 5.0  # seconds a reading of mountinfo is used again (detect_mode, _v
 _MODE_CACHE = {}  # root -> (monotonic time, mode)
 
 
-def detect_mode(root=DEFAULT_ROOT):
+def detect_mode(root: str = DEFAULT_ROOT) -> str:
     """'v2' if root is a cgroup2 mount, 'hybrid' if v1 with cgroup2 at root/unified, else 'v1'."""
     import time
     now = time.monotonic()
@@ -120,7 +151,7 @@ def detect_mode(root=DEFAULT_ROOT):
     return mode
 
 
-def _detect_mode(root):
+def _detect_mode(root: str) -> str:
     root = os.path.realpath(root)
     unified = os.path.join(root, _UNIFIED)
     try:
@@ -146,7 +177,7 @@ def _detect_mode(root):
 # paths
 
 
-def _clean_components(path, what):
+def _clean_components(path: str, what: str) -> list[str]:
     if "\0" in path or "\n" in path:
         raise InvalidArgument(f"{what}: invalid character in {path!r}")
     parts = []
@@ -159,7 +190,7 @@ def _clean_components(path, what):
     return parts
 
 
-def _normalize(path, what="cgroup path"):
+def _normalize(path: str, what: str = "cgroup path") -> str:
     """'/a//b/./c/' -> '/a/b/c'; rejects '..', NUL and the root cgroup itself."""
     if not isinstance(path, str):
         raise InvalidArgument(f"{what}: must be a string, got {type(path).__name__}")
@@ -169,7 +200,7 @@ def _normalize(path, what="cgroup path"):
     return "/" + "/".join(parts)
 
 
-def expand_slice(slice_name):
+def expand_slice(slice_name: str) -> str:
     """systemd slice nesting: 'a-b.slice' -> '/a.slice/a-b.slice', '-.slice' -> '/'."""
     suffix = ".slice"
     if not slice_name.endswith(suffix) or "/" in slice_name or "\0" in slice_name:
@@ -186,13 +217,13 @@ def expand_slice(slice_name):
     return path
 
 
-def _check_id(container_id):
+def _check_id(container_id: str) -> None:
     if not isinstance(container_id, str) or container_id in ("", ".", "..") or "/" in container_id \
             or "\0" in container_id:
         raise InvalidArgument(f"cgroup: invalid container id {container_id!r}")
 
 
-def resolve_path(cgroups_path, container_id, systemd):
+def resolve_path(cgroups_path: str, container_id: str, systemd: bool) -> str:
     """The cgroup path (relative to every hierarchy root, starting with '/') of a container."""
     if cgroups_path is not None and not isinstance(cgroups_path, str):
         raise InvalidArgument("cgroupsPath: must be a string")
@@ -230,12 +261,12 @@ def resolve_path(cgroups_path, container_id, systemd):
 # validation
 
 
-def _short(v):
+def _short(v: object) -> str:
     r = repr(v)
     return r if len(r) <= 40 else r[:37] + "..."
 
 
-def _int(v, field):
+def _int(v: object, field: str) -> int | None:
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, int):
@@ -243,7 +274,7 @@ def _int(v, field):
     return v
 
 
-def _obj(v, field, kind=dict):
+def _obj(v: object, field: str, kind: type = dict) -> object:
     if v is None:
         return None
     if not isinstance(v, kind):
@@ -252,7 +283,7 @@ def _obj(v, field, kind=dict):
     return v
 
 
-def _check_list(v, field):
+def _check_list(v: object, field: str) -> None:
     """A kernel cpu/node list: '0-3,5'. '' means unset."""
     if v is None or v == "":
         return
@@ -265,7 +296,7 @@ def _check_list(v, field):
             raise InvalidArgument(f"linux.resources.{field}: invalid list {v!r} (expected e.g. \"0-3,5\")")
 
 
-def validate_resources(resources, mode):
+def validate_resources(resources: dict, mode: str) -> None:
     """Check an OCI linux.resources object before anything is created; InvalidArgument names the field.
 
     mode is "v1", "hybrid", "v2" or None (unknown yet: only the checks that hold in every mode).
@@ -386,13 +417,13 @@ _THROTTLES = {"throttleReadBpsDevice": ("blkio.throttle.read_bps_device", "rbps"
 _U64_MAX = (1 << 64) - 1
 
 
-def _swappiness(mem):
+def _swappiness(mem: dict) -> int | None:
     """memory.swappiness, or None when unset (-1, and its uint64 spelling, mean unset as in runc)."""
     v = _int(mem.get("swappiness"), "memory.swappiness")
     return None if v in (None, -1, _U64_MAX) else v
 
 
-def _check_major_minor(d, field):
+def _check_major_minor(d: dict, field: str) -> None:
     _obj(d, field)
     for k in ("major", "minor"):
         v = _int(d.get(k), f"{field}.{k}")
@@ -403,14 +434,14 @@ def _check_major_minor(d, field):
 _HUGE_UNITS = {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
 
 
-def _hugepage_size(size, field):
+def _hugepage_size(size: str, field: str) -> int:
     """'2MB' -> 2097152; a clear error for anything the kernel would not name that way."""
     if isinstance(size, str) and len(size) > 2 and size[:-2].isdigit() and size[-2:] in _HUGE_UNITS:
         return int(size[:-2]) * _HUGE_UNITS[size[-2:]]
     raise InvalidArgument(f"linux.resources.{field}.pageSize: must be like \"2MB\" or \"1GB\", got {_short(size)}")
 
 
-def _hugepage_sizes():
+def _hugepage_sizes() -> set[str]:
     """The page sizes this kernel has, as cgroup file names spell them ('2MB', '1GB')."""
     try:
         names = os.listdir("/sys/kernel/mm/hugepages")
@@ -423,14 +454,14 @@ def _hugepage_sizes():
     return out
 
 
-def _check_hugepage_size(size):
+def _check_hugepage_size(size: str) -> None:
     have = _hugepage_sizes()
     if size not in have:
         raise SystemError_(f"cgroup: cannot limit hugepages of size {size}: this kernel has "
                            f"{', '.join(sorted(have)) or 'no hugepages'}")
 
 
-def _check_device(d, field):
+def _check_device(d: dict, field: str) -> None:
     if not isinstance(d, dict):
         raise InvalidArgument(f"linux.resources.{field}: must be an object, got {_short(d)}")
     if not isinstance(d.get("allow"), bool):
@@ -455,7 +486,7 @@ def _check_device(d, field):
             raise InvalidArgument(f"linux.resources.{field}: type \"a\" (all devices) needs access \"rwm\"")
 
 
-def _device_rule(d):
+def _device_rule(d: dict) -> tuple[str, str]:
     """OCI device rule -> (file, line) for cgroup v1."""
     fname = "devices.allow" if d["allow"] else "devices.deny"
     typ = d.get("type") or "a"
@@ -469,7 +500,7 @@ def _device_rule(d):
     return fname, f"{typ} {major}:{minor} {access}"
 
 
-def shares_to_weight(shares):
+def shares_to_weight(shares: int) -> int:
     """cgroup v1 cpu.shares [2, 262144] -> v2 cpu.weight [1, 10000] (runc's conversion)."""
     return 1 + ((shares - 2) * 9999) // 262142
 
@@ -481,7 +512,7 @@ def shares_to_weight(shares):
 _HIER_CACHE = {}  # root -> (monotonic time, hierarchies): a daemon asks for every container
 
 
-def _v1_hierarchies(root):
+def _v1_hierarchies(root: str) -> list[tuple[str, list[str], str]]:
     """[(key, controllers, mount point)] of the v1 hierarchies mounted directly under root (read
     from mountinfo at most every few seconds: they are mounted at boot, and a daemon listing
     many containers would otherwise parse mountinfo once per container)."""
@@ -495,7 +526,7 @@ def _v1_hierarchies(root):
     return out
 
 
-def _read_v1_hierarchies(root):
+def _read_v1_hierarchies(root: str) -> list[tuple[str, list[str], str]]:
     root = os.path.realpath(root)
     found = {}
     try:
@@ -527,7 +558,7 @@ def _read_v1_hierarchies(root):
 class Manager:
     """The cgroup of one container (or any cgroup path), in every relevant hierarchy."""
 
-    def __init__(self, path, mode=None, root=DEFAULT_ROOT):
+    def __init__(self, path: str, mode: str | None = None, root: str = DEFAULT_ROOT) -> None:
         self.path = _normalize(path)
         self.root = root
         self.mode = detect_mode(root) if mode is None else mode
@@ -553,19 +584,19 @@ class Manager:
                 self._hier.append((_UNIFIED, unified))
         self.paths = {key: os.path.join(mp, rel) for key, mp in self._hier}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Manager({self.path!r}, mode={self.mode!r}, root={self.root!r})"
 
     # -- helpers ------------------------------------------------------------------------------
 
     @property
-    def _v2dir(self):
+    def _v2dir(self) -> str:
         return self.paths[""]
 
-    def _dirs(self):
+    def _dirs(self) -> list[str]:
         return list(self.paths.values())
 
-    def _primary(self):
+    def _primary(self) -> str:
         if self.mode == "v2":
             return self._v2dir
         for c in _PRIMARY:
@@ -573,7 +604,7 @@ class Manager:
                 return self._ctrl[c]
         return self._dirs()[0]
 
-    def _cdir(self, controller, fname):
+    def _cdir(self, controller: str, fname: str) -> str:
         """The v1 cgroup dir of a controller, or a clear error naming the file."""
         d = self._ctrl.get(controller)
         if d is None:
@@ -581,7 +612,7 @@ class Manager:
                                f"under {self.root}")
         return d
 
-    def _set(self, d, fname, value):
+    def _set(self, d: str, fname: str, value: object) -> None:
         value = str(value)
         try:
             _write(os.path.join(d, fname), value)
@@ -592,7 +623,7 @@ class Manager:
                 raise SystemError_(f"cgroup: cannot set {fname} to {value}: {fname} does not exist in {d}") from None
             raise SystemError_(f"cgroup: cannot set {fname} to {value}: {_strerror(e)}") from None
 
-    def _get(self, d, fname):
+    def _get(self, d: str, fname: str) -> str:
         try:
             return _read(os.path.join(d, fname)).strip()
         except OSError as e:
@@ -602,10 +633,10 @@ class Manager:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def exists(self):
+    def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self._dirs())
 
-    def create(self):
+    def create(self) -> None:
         """mkdir the cgroup (and missing ancestors) in every hierarchy; undone on failure."""
         parts = self.path[1:].split("/")
         created = []
@@ -638,7 +669,7 @@ class Manager:
                     pass
             raise
 
-    def _enable_controllers(self, d):
+    def _enable_controllers(self, d: str) -> None:
         """v2: enable in d's subtree_control the wanted controllers d has (best effort, like runc)."""
         try:
             avail = _read(os.path.join(d, "cgroup.controllers")).split()
@@ -657,7 +688,7 @@ class Manager:
                 except OSError:
                     pass
 
-    def add(self, pid):
+    def add(self, pid: int) -> None:
         """Move a process (all its threads) into this cgroup in every hierarchy."""
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
             raise InvalidArgument(f"cgroup: invalid pid {_short(pid)}")
@@ -671,7 +702,7 @@ class Manager:
                     raise NotFound(f"cgroup: {d} does not exist") from None
                 raise SystemError_(f"cgroup: cannot add pid {pid} to {d}: {_strerror(e)}") from None
 
-    def pids(self):
+    def pids(self) -> list[int]:
         """Every pid in the cgroup and its descendants (sorted); [] if it does not exist."""
         out = set()
         stack = [self._primary()]
@@ -687,7 +718,7 @@ class Manager:
                 raise SystemError_(f"cgroup: cannot list processes of {d}: {_strerror(e)}") from None
         return sorted(out)
 
-    def destroy(self, timeout=1.0):
+    def destroy(self, timeout: float = 1.0) -> None:
         """rmdir the cgroup and its descendants, deepest first, in every hierarchy.
 
         Missing directories are fine. EBUSY (tasks still exiting) is retried until timeout.
@@ -714,7 +745,7 @@ class Manager:
 
     # -- resources ----------------------------------------------------------------------------
 
-    def set(self, resources):
+    def set(self, resources: dict) -> None:
         """Apply an OCI linux.resources object (validated first)."""
         validate_resources(resources, self.mode)
         if not resources:
@@ -724,7 +755,7 @@ class Manager:
         else:
             self._set_v1(resources)
 
-    def _set_v1(self, r):
+    def _set_v1(self, r: dict) -> None:
         mem = r.get("memory") or {}
         if any(mem.get(k) for k in ("limit", "swap", "reservation")):
             self._set_v1_memory(self._cdir("memory", "memory.limit_in_bytes"), mem)
@@ -778,11 +809,11 @@ class Manager:
             _check_hugepage_size(h["pageSize"])
             self._set(d, fname, h["limit"])
 
-    def _need_file(self, d, fname, why=""):
+    def _need_file(self, d: str, fname: str, why: str = "") -> None:
         if not os.path.exists(os.path.join(d, fname)):
             raise SystemError_(f"cgroup: cannot set {fname}: this kernel has no {fname}{why}")
 
-    def _set_v1_memory_extra(self, mem):
+    def _set_v1_memory_extra(self, mem: dict) -> None:
         """The memory settings beyond the limits: never ignored when asked for (runc sets them too)."""
         swappiness = _swappiness(mem)
         if swappiness is not None:
@@ -800,7 +831,7 @@ class Manager:
                 self._need_file(d, fname, " (kernel memory limits were removed from Linux)")
                 self._set(d, fname, mem[key])
 
-    def _set_v1_blkio(self, bio):
+    def _set_v1_blkio(self, bio: dict) -> None:
         if not bio:
             return
         d = self._cdir("blkio", "linux.resources.blockIO")
@@ -827,7 +858,7 @@ class Manager:
             for t in bio.get(key) or []:
                 self._set(d, fname, f"{t['major']}:{t['minor']} {t['rate']}")
 
-    def _set_v1_memory(self, d, mem):
+    def _set_v1_memory(self, d: str, mem: dict) -> None:
         limit = mem.get("limit") or None
         swap = mem.get("swap") or None
         res = mem.get("reservation") or None
@@ -854,14 +885,14 @@ class Manager:
         if res is not None:
             self._set(d, "memory.soft_limit_in_bytes", res)
 
-    def _set_v2(self, r):
+    def _set_v2(self, r: dict) -> None:
         d = self._v2dir
         try:
             enabled = set(self._get(d, "cgroup.controllers").split())
         except SystemError_:
             enabled = set()
 
-        def need(ctrl, fname, value):
+        def need(ctrl: str, fname: str, value: object) -> None:
             if ctrl not in enabled:
                 raise SystemError_(f"cgroup: cannot set {fname} to {value}: the {ctrl} controller is not "
                                    f"available in cgroup {self.path} (not enabled in its parent)")
@@ -943,7 +974,7 @@ class Manager:
                 need(ctrl, key, value)
             self._set(d, key, value)
 
-    def _set_v2_io(self, d, bio, need):
+    def _set_v2_io(self, d: str, bio: dict, need: "Callable[[str, str, object], None]") -> None:
         weights = []
         if bio.get("weight"):
             weights.append(f"default {bio['weight']}")
@@ -968,7 +999,7 @@ class Manager:
 
     # -- freezer ------------------------------------------------------------------------------
 
-    def freeze(self, timeout=_FREEZE_TIMEOUT):
+    def freeze(self, timeout: float = _FREEZE_TIMEOUT) -> None:
         if self.mode == "v2":
             return self._freeze_v2(True, timeout)
         d = self._cdir("freezer", "freezer.state")
@@ -992,7 +1023,7 @@ class Manager:
                 time.sleep(0.001)
             i += 1
 
-    def thaw(self, timeout=_FREEZE_TIMEOUT):
+    def thaw(self, timeout: float = _FREEZE_TIMEOUT) -> None:
         if self.mode == "v2":
             return self._freeze_v2(False, timeout)
         d = self._cdir("freezer", "freezer.state")
@@ -1009,7 +1040,7 @@ class Manager:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def frozen(self):
+    def frozen(self) -> bool:
         """True if the cgroup's tasks are frozen (also when by an ancestor); False if it does not exist."""
         if self.mode == "v2":
             events = _read_or(os.path.join(self._v2dir, "cgroup.events"))
@@ -1024,7 +1055,7 @@ class Manager:
                 return state == "FROZEN"
             time.sleep(0.001)
 
-    def _freeze_v2(self, freeze, timeout):
+    def _freeze_v2(self, freeze: bool, timeout: float) -> None:
         d = self._v2dir
         if not os.path.exists(os.path.join(d, "cgroup.freeze")):
             if not os.path.isdir(d):
@@ -1046,7 +1077,7 @@ class Manager:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def kill_all(self, sig):
+    def kill_all(self, sig: int) -> list[int]:
         """Signal every process of the cgroup (and descendants): freeze, kill, thaw, like runc.
 
         As in runc, the cgroup is left thawed (a paused container is resumed so SIGKILL lands).
@@ -1076,34 +1107,141 @@ class Manager:
 
     # -- stats --------------------------------------------------------------------------------
 
-    def stats(self):
-        """{'memory': {'usage', 'limit'}, 'pids': {'current', 'limit'}, 'cpu': {'usage_ns'}}.
-
-        Only what the kernel exposes; an unlimited limit is -1.
-        """
+    def stats(self) -> dict:
+        """{'memory': {'usage', 'limit'}, 'pids': {'current', 'limit'}, 'cpu': {'usage_ns'}}
+        (runc events' summary), from read_stats(). Only what the kernel exposes; an unlimited
+        limit is -1."""
+        st = self.read_stats()
         out = {}
-        if self.mode == "v2":
-            d = self._v2dir
-            mem = {"usage": _num(d, "memory.current"), "limit": _num(d, "memory.max")}
-            pids = {"current": _num(d, "pids.current"), "limit": _num(d, "pids.max")}
-            cpu = {}
-            for line in _read_or(os.path.join(d, "cpu.stat")).splitlines():
-                k, _, v = line.partition(" ")
-                if k == "usage_usec" and v.isdigit():
-                    cpu["usage_ns"] = int(v) * 1000
-        else:
-            m, p, c = self._ctrl.get("memory"), self._ctrl.get("pids"), self._ctrl.get("cpuacct")
-            mem = {"usage": _num(m, "memory.usage_in_bytes"), "limit": _num(m, "memory.limit_in_bytes")}
-            pids = {"current": _num(p, "pids.current"), "limit": _num(p, "pids.max")}
-            cpu = {"usage_ns": _num(c, "cpuacct.usage")}
-        for key, group in (("memory", mem), ("pids", pids), ("cpu", cpu)):
+        for key, group in (("memory", {"usage": st.memory_usage, "limit": st.memory_limit}),
+                           ("pids", {"current": st.pids_current, "limit": st.pids_limit}),
+                           ("cpu", {"usage_ns": st.cpu_total_ns})):
             group = {k: v for k, v in group.items() if v is not None}
             if group:
                 out[key] = group
         return out
 
+    def read_stats(self) -> CgroupStats:
+        """Every counter of this cgroup that `docker stats` and runc events show, read from the
+        v2 files or the v1 controllers' (the one reader of cgroup stats; callers format them)."""
+        st = CgroupStats()
+        if self.mode == "v2":
+            d = self._v2dir
+            cs = _kv(os.path.join(d, "cpu.stat"))
+            if "usage_usec" in cs:
+                st.cpu_total_ns = cs["usage_usec"] * 1000
+            st.cpu_kernel_ns = cs.get("system_usec", 0) * 1000
+            st.cpu_user_ns = cs.get("user_usec", 0) * 1000
+            st.throttle_periods = cs.get("nr_periods", 0)
+            st.throttled_periods = cs.get("nr_throttled", 0)
+            st.throttled_ns = cs.get("throttled_usec", 0) * 1000
+            st.memory_usage = _num(d, "memory.current")
+            st.memory_stat = _kv(os.path.join(d, "memory.stat"))
+            st.memory_limit = _num(d, "memory.max")
+            st.pids_current = _num(d, "pids.current")
+            st.pids_limit = _num(d, "pids.max")
+            st.io_service_bytes = _io_v2(d)
+            return st
+        hz = os.sysconf("SC_CLK_TCK")
+        c = self._ctrl.get("cpuacct")
+        if c:
+            st.cpu_total_ns = _num(c, "cpuacct.usage")
+            percpu = _read_or(os.path.join(c, "cpuacct.usage_percpu")).split()
+            if percpu:
+                st.percpu_ns = [int(x) for x in percpu]
+            ct = _kv(os.path.join(c, "cpuacct.stat"))
+            st.cpu_kernel_ns = ct.get("system", 0) * 10**9 // hz
+            st.cpu_user_ns = ct.get("user", 0) * 10**9 // hz
+        c = self._ctrl.get("cpu")
+        if c:
+            ct = _kv(os.path.join(c, "cpu.stat"))
+            st.throttle_periods = ct.get("nr_periods", 0)
+            st.throttled_periods = ct.get("nr_throttled", 0)
+            st.throttled_ns = ct.get("throttled_time", 0)
+        m = self._ctrl.get("memory")
+        if m:
+            st.memory_usage = _num(m, "memory.usage_in_bytes")
+            st.memory_max_usage = _num(m, "memory.max_usage_in_bytes")
+            st.memory_failcnt = _num(m, "memory.failcnt")
+            st.memory_stat = _kv(os.path.join(m, "memory.stat"))
+            st.memory_limit = _num(m, "memory.limit_in_bytes")
+        p = self._ctrl.get("pids")
+        if p:
+            st.pids_current = _num(p, "pids.current")
+            st.pids_limit = _num(p, "pids.max")
+        b = self._ctrl.get("blkio")
+        if b:
+            st.io_service_bytes = _io_v1(b)
+        return st
 
-def _postorder(top):
+
+def _kv(path: str) -> dict[str, int]:
+    """A flat-keyed cgroup file ("key value" lines) as ints; other lines are skipped."""
+    out = {}
+    for line in _read_or(path).splitlines():
+        k, _, v = line.partition(" ")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            pass
+    return out
+
+
+def _io_v1(d: str) -> list[dict]:
+    out = []
+    text = _read_or(os.path.join(d, "blkio.throttle.io_service_bytes_recursive")) or \
+        _read_or(os.path.join(d, "blkio.io_service_bytes_recursive"))
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 3 and ":" in f[0]:
+            ma, mi = f[0].split(":")
+            out.append({"major": int(ma), "minor": int(mi), "op": f[1], "value": int(f[2])})
+    return out
+
+
+def _io_v2(d: str) -> list[dict]:
+    out = []
+    for line in _read_or(os.path.join(d, "io.stat")).splitlines():
+        f = line.split()
+        if not f or ":" not in f[0]:
+            continue
+        ma, mi = f[0].split(":")
+        kv = dict(x.split("=", 1) for x in f[1:] if "=" in x)
+        for key, op in (("rbytes", "read"), ("wbytes", "write")):
+            if key in kv:
+                out.append({"major": int(ma), "minor": int(mi), "op": op, "value": int(kv[key])})
+    return out
+
+
+def manager_of(proc_cgroup: str, root: str = DEFAULT_ROOT) -> Manager | None:
+    """The Manager of the cgroup named by the lines of a /proc/<pid>/cgroup; None for the root
+    cgroup or none."""
+    paths = {}
+    for line in proc_cgroup.splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for c in ctrls.split(","):
+            paths[c] = path
+    mode = detect_mode(root)
+    path = paths.get("") if mode == "v2" else (paths.get("memory") or paths.get("pids") or paths.get("cpu")
+                                                   or paths.get(""))
+    if not path or path == "/":
+        return None
+    try:
+        return Manager(path, mode=mode, root=root)
+    except BerthError:
+        return None
+
+
+def manager_of_pid(pid: int, root: str = DEFAULT_ROOT) -> Manager | None:
+    """The Manager of a process's cgroup (any runtime's), from /proc/<pid>/cgroup; None if gone."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return manager_of(f.read(), root)
+    except OSError:
+        return None
+
+
+def _postorder(top: str) -> list[str]:
     """top and every directory below it, deepest first."""
     out = []
     try:
@@ -1119,14 +1257,14 @@ def _postorder(top):
     return out
 
 
-def _read_or(path, default=""):
+def _read_or(path: str, default: str | None = "") -> str | None:
     try:
         return _read(path).strip()
     except OSError:
         return default
 
 
-def _num(d, fname):
+def _num(d: str | None, fname: str) -> int | None:
     if d is None:
         return None
     v = _read_or(os.path.join(d, fname), None)
@@ -1141,7 +1279,7 @@ def _num(d, fname):
     return -1 if n >= _UNLIMITED_V1 else n
 
 
-def _try(fn, *args):
+def _try(fn: "Callable[..., object]", *args) -> None:
     try:
         fn(*args)
     except BerthError:

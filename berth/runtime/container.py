@@ -213,6 +213,7 @@ def _setup_process(process, console):
 def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns, filt):
     """The container's init (B). Never returns."""
     from berth.runtime import process as procmod
+    from berth.linux.paths import ensure_in_root
     from berth.runtime import rootfs
     try:
         process = config["process"]
@@ -264,7 +265,7 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
         path, slave, name = _setup_process(process, console)
         if name and "mount" in nstypes:
             try:
-                fd = rootfs.ensure_in_root(os.open("/", os.O_PATH | os.O_CLOEXEC), "/dev/console", directory=False)
+                fd = ensure_in_root(os.open("/", os.O_PATH | os.O_CLOEXEC), "/dev/console", directory=False)
                 sc.mount(name, f"/proc/self/fd/{fd}", None, sc.MS_BIND)
                 os.close(fd)
             except OSError:

@@ -12,7 +12,12 @@ import stat
 
 from berth.errors import InvalidArgument, SystemError_
 from berth.linux import syscalls as sc
+from berth.linux.paths import ensure_in_root, open_in_root
 from berth.runtime.spec import parse_mount_options
+
+TYPE_CHECKING = False  # no typing at run time: the container's init imports this
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 DEFAULT_DEVICES = [
     # path, type, major, minor, mode
@@ -26,86 +31,15 @@ DEFAULT_DEVICES = [
 DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
              ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
 
-_IN_ROOT = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
-
-
-def _fail(what, e):
+def _fail(what: str, e: BaseException) -> "NoReturn":
     raise SystemError_(f"{what}: {e.strerror if isinstance(e, OSError) else e}") from None
 
 
-def open_in_root(rootfd, path, flags=os.O_PATH):
-    """Open path (absolute, as seen from inside the container) within the root."""
-    return sc.openat2(rootfd, path.lstrip("/") or ".", flags, 0, _IN_ROOT)
-
-
-def secure_join(rootfd, path):
-    """Resolve path inside the root the way the kernel would if the root were "/": symlinks
-    (absolute or relative) are followed within the root, ".." stops at the root. Components
-    that do not exist yet are kept as they are. Returns a relative path with no symlinks in
-    the existing part (like filepath-securejoin)."""
-    todo = [p for p in path.split("/") if p and p != "."]
-    done = []
-    links = 0
-    while todo:
-        comp = todo.pop(0)
-        if comp == "..":
-            if done:
-                done.pop()
-            continue
-        cur = "/".join(done + [comp])
-        try:
-            st = os.stat(cur, dir_fd=rootfd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
-            done.append(comp)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > 255:
-                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-            target = os.readlink(cur, dir_fd=rootfd)
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p and p != "."] + todo
-            continue
-        done.append(comp)
-    return "/".join(done)
-
-
-def ensure_in_root(rootfd, path, directory=True, mode=0o755):
-    """Create path inside the root if needed (parents as directories); return an O_PATH fd.
-
-    Symlinks along the way, and a dangling one at the end, are resolved inside the root,
-    never outside it: what gets created is where the path leads when the rootfs is "/".
-    """
-    try:
-        return open_in_root(rootfd, path)
-    except FileNotFoundError:
-        pass
-    rel = secure_join(rootfd, path)
-    parts = rel.split("/") if rel else []
-    for i, comp in enumerate(parts):
-        pfd = open_in_root(rootfd, "/".join(parts[:i]) or ".", os.O_PATH | os.O_DIRECTORY)
-        try:
-            if i < len(parts) - 1 or directory:
-                try:
-                    os.mkdir(comp, mode, dir_fd=pfd)
-                except FileExistsError:
-                    pass
-            else:
-                try:
-                    os.close(os.open(comp, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=pfd))
-                except FileExistsError:
-                    pass
-        finally:
-            os.close(pfd)
-    return open_in_root(rootfd, rel)
-
-
-def _fdpath(fd):
+def _fdpath(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def _locked_flags(path):
+def _locked_flags(path: str) -> int:
     st = os.statvfs(path)
     f = 0
     for bit, ms in ((os.ST_RDONLY, sc.MS_RDONLY), (os.ST_NOSUID, sc.MS_NOSUID), (os.ST_NODEV, sc.MS_NODEV),
@@ -116,7 +50,7 @@ def _locked_flags(path):
     return f
 
 
-def remount(path, flags):
+def remount(path: str, flags: int) -> None:
     """Remount a bind mount with flags, keeping flags the kernel locked (user namespaces)."""
     base = sc.MS_REMOUNT | sc.MS_BIND
     try:
@@ -125,7 +59,7 @@ def remount(path, flags):
         sc.mount(None, path, None, base | flags | _locked_flags(path))
 
 
-def _is_symlink_in_root(rootfd, dest):
+def _is_symlink_in_root(rootfd: int, dest: str) -> bool:
     parent, name = os.path.split(dest.rstrip("/"))
     try:
         pfd = open_in_root(rootfd, parent or "/", os.O_PATH | os.O_DIRECTORY)
@@ -140,7 +74,8 @@ def _is_symlink_in_root(rootfd, dest):
         os.close(pfd)
 
 
-def mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns):
+def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgroupns: bool,
+                in_userns: bool) -> None:
     dest = m["destination"]
     mtype = m.get("type") or ""
     options = m.get("options") or []
@@ -214,7 +149,7 @@ def mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns
         os.close(fd)
 
 
-def _set_propagation(rootfd, dest, prop):
+def _set_propagation(rootfd: int, dest: str, prop: str) -> None:
     """Apply propagation flags to the mount just made on dest.
 
     The fd used to mount refers to the directory underneath the new mount, which is not a
@@ -233,7 +168,7 @@ def _set_propagation(rootfd, dest, prop):
         os.close(nfd)
 
 
-def _cgroup_hierarchies():
+def _cgroup_hierarchies() -> list[tuple[str, str]]:
     """[(mountpoint, fstype, name)] for the host's cgroup mounts."""
     out = []
     with open("/proc/self/mountinfo") as f:
@@ -246,7 +181,7 @@ def _cgroup_hierarchies():
     return out
 
 
-def _mount_cgroup(rootfd, dest, flags, cgroup_path, mode, cgroupns):
+def _mount_cgroup(rootfd: int, dest: str, flags: int, cgroup_path: str, mode: str, cgroupns: bool) -> None:
     ro = flags & sc.MS_RDONLY
     base = flags & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RELATIME)
     fd = ensure_in_root(rootfd, dest, directory=True)
@@ -296,7 +231,7 @@ def _mount_cgroup(rootfd, dest, flags, cgroup_path, mode, cgroupns):
             os.close(fd)
 
 
-def create_devices(rootfd, devices, in_userns, bind_dev):
+def create_devices(rootfd: int, devices: list | None, in_userns: bool, bind_dev: bool) -> None:
     """The default devices plus config devices; bind-mounted from the host in a user namespace."""
     wanted = {}
     if not bind_dev:
@@ -336,7 +271,7 @@ def create_devices(rootfd, devices, in_userns, bind_dev):
             os.close(pfd)
 
 
-def setup_dev_links(rootfd):
+def setup_dev_links(rootfd: int) -> None:
     devfd = open_in_root(rootfd, "/dev", os.O_PATH | os.O_DIRECTORY)
     dfd = os.open(_fdpath(devfd), os.O_RDONLY | os.O_DIRECTORY)
     os.close(devfd)
@@ -360,7 +295,7 @@ def setup_dev_links(rootfd):
         os.close(dfd)
 
 
-def pivot(rootfs, no_pivot=False):
+def pivot(rootfs: str, no_pivot: bool = False) -> None:
     """Make rootfs the process's root and detach the old root."""
     if no_pivot:
         os.chdir(rootfs)
@@ -382,7 +317,7 @@ def pivot(rootfs, no_pivot=False):
         os.close(newroot)
 
 
-def check_dev_null():
+def check_dev_null() -> None:
     """Refuse to use a /dev/null that is not the real null device (a symlink, a file, another device)."""
     try:
         fd = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -396,7 +331,7 @@ def check_dev_null():
         raise InvalidArgument("/dev/null in the container is not the real null device; refusing to use it")
 
 
-def mask_paths(paths):
+def mask_paths(paths: list | None) -> None:
     if not paths:
         return
     null_checked = False
@@ -425,7 +360,7 @@ def mask_paths(paths):
             os.close(fd)
 
 
-def readonly_paths(paths):
+def readonly_paths(paths: list | None) -> None:
     for p in paths or []:
         try:
             fd = os.open(p, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -457,7 +392,7 @@ PROPAGATION_FLAGS = {
 }
 
 
-def prepare(config, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns):
+def prepare(config: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgroupns: bool, in_userns: bool) -> None:
     """Everything before pivot_root: propagation, the rootfs bind, the mounts, devices."""
     linux = config.get("linux") or {}
     rootfs = config["root"]["path"]
@@ -481,7 +416,7 @@ def prepare(config, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns):
         os.close(rootfd)
 
 
-def finish(config):
+def finish(config: dict) -> None:
     """Everything after pivot_root: masked and read-only paths, read-only root, propagation."""
     linux = config.get("linux") or {}
     mask_paths(linux.get("maskedPaths"))

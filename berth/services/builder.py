@@ -31,10 +31,12 @@ import threading
 from berth.dockerfile import parser as dfparser
 from berth.dockerfile import shell
 from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.images.stream import Prefixed
+from berth.linux.paths import resolve_in
 from berth.services import layers
 from berth.services.buildcache import BuildCache
 from berth.services.buildfs import (_copy_into, _hash_tree, _ids, _is_archive, _is_local_archive, _mkdir_all,
-                                    _Prefixed, _read_exact, resolve_in)
+                                    _read_exact)
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -214,7 +216,7 @@ class _Job:
         if _is_archive(head):
             from berth.images.layer import apply_layer
             try:
-                apply_layer(_Prefixed(head, stream), self.context, whiteout_mode="delete")
+                apply_layer(Prefixed(head, stream), self.context, whiteout_mode="delete")
             except InvalidArgument as e:
                 raise InvalidArgument(f"the build context is not a valid tar archive: "
                                       f"{e.message.removeprefix('layer: ')}") from None

@@ -2,6 +2,8 @@
 root as if it were "/", copies with docker's rules and owners, content hashes of sources,
 user and group names read from the image's /etc/passwd and /etc/group."""
 
+from __future__ import annotations
+
 import os
 import posixpath
 import shutil
@@ -9,38 +11,16 @@ import stat
 import tarfile
 
 from berth.errors import InvalidArgument
+from berth.linux.paths import read_in_root, resolve_in
 
-# --- safe paths ---------------------------------------------------------------------------------
-
-def resolve_in(root, path, follow_last=True):
-    """The host path of ``path`` inside ``root``, symlinks resolved as if ``root`` were "/"
-    (an absolute target restarts at root, ".." never climbs above it). Never leaves root."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    done = []
-    links = 0
-    while parts:
-        c = parts.pop(0)
-        if c == "..":
-            if done:
-                done.pop()
-            continue
-        cand = os.path.join(root, *done, c)
-        if (parts or follow_last) and os.path.islink(cand):
-            links += 1
-            if links > 40:
-                raise InvalidArgument(f"too many levels of symbolic links in {path!r}")
-            target = os.readlink(cand)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        done.append(c)
-    return os.path.join(root, *done) if done else root
-
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import BinaryIO
+    import hashlib
 
 # --- context helpers ----------------------------------------------------------------------------------
 
-def _read_exact(f, n):
+def _read_exact(f: BinaryIO, n: int) -> bytes:
     buf = b""
     while len(buf) < n:
         c = f.read(n - len(buf))
@@ -50,7 +30,7 @@ def _read_exact(f, n):
     return buf
 
 
-def _is_archive(head):
+def _is_archive(head: bytes) -> bool:
     if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00" or \
             head[:4] == b"\x28\xb5\x2f\xfd":
         return True
@@ -65,21 +45,7 @@ def _is_archive(head):
         return False
 
 
-class _Prefixed:
-    def __init__(self, head, f):
-        self.head, self.f = head, f
-
-    def read(self, n=-1):
-        if self.head:
-            if n is None or n < 0:
-                d, self.head = self.head + self.f.read(), b""
-                return d
-            d, self.head = self.head[:n], self.head[n:]
-            return d
-        return self.f.read(n)
-
-
-def _hash_tree(h, rel, host):
+def _hash_tree(h: hashlib._Hash, rel: str, host: str) -> None:
     st = os.lstat(host)
     h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
     if stat.S_ISLNK(st.st_mode):
@@ -96,20 +62,18 @@ def _hash_tree(h, rel, host):
             _hash_tree(h, f"{rel}/{name}", os.path.join(host, name))
 
 
-def _lookup(rootfs, file, name):
-    path = resolve_in(rootfs, file)
+def _lookup(rootfs: str, file: str, name: str) -> tuple[int | None, int | None]:
     try:
-        with open(path) as f:
-            for line in f:
-                parts = line.strip().split(":")
-                if len(parts) >= 3 and parts[0] == name:
-                    return int(parts[2]), (int(parts[3]) if file.endswith("passwd") and len(parts) > 3 else None)
+        for line in read_in_root(rootfs, file).decode(errors="replace").splitlines():
+            parts = line.strip().split(":")
+            if len(parts) >= 3 and parts[0] == name:
+                return int(parts[2]), (int(parts[3]) if file.endswith("passwd") and len(parts) > 3 else None)
     except (OSError, ValueError):
         pass
     return None, None
 
 
-def _ids(rootfs, chown):
+def _ids(rootfs: str, chown: str) -> tuple[int, int]:
     user, _, group = chown.partition(":")
     if user.isdigit():
         uid, pgid = int(user), None
@@ -130,7 +94,7 @@ def _ids(rootfs, chown):
     return uid, gid
 
 
-def _mkdir_all(rootfs, path, uid, gid, chown_new=True):
+def _mkdir_all(rootfs: str, path: str, uid: int, gid: int, chown_new: bool = True) -> str:
     """mkdir -p of ``path`` inside rootfs (symlinks resolved inside it); new dirs 0755."""
     parts = [p for p in path.split("/") if p]
     cur = "/"
@@ -149,7 +113,7 @@ def _mkdir_all(rootfs, path, uid, gid, chown_new=True):
     return resolve_in(rootfs, path)
 
 
-def _is_local_archive(host):
+def _is_local_archive(host: str) -> bool:
     if not os.path.isfile(host):
         return False
     with open(host, "rb") as f:
@@ -161,7 +125,8 @@ def _is_local_archive(host):
     return False
 
 
-def _copy_into(rootfs, host, dest, multi, uid, gid, mode, chown, extract=False):
+def _copy_into(rootfs: str, host: str, dest: str, multi: bool, uid: int | None, gid: int | None, mode: int | None,
+               chown: str | None, extract: bool = False) -> None:
     """Copy one source (host path) to dest inside rootfs, docker's rules: a directory's content
     goes into dest; a file goes to dest, or into it when dest ends in / (or is a directory, or
     there are several sources)."""
@@ -199,7 +164,7 @@ def _copy_into(rootfs, host, dest, multi, uid, gid, mode, chown, extract=False):
     _copy_file(host, target, st, uid, gid, mode)
 
 
-def _copy_file(src, dst, st, uid, gid, mode):
+def _copy_file(src: str, dst: str, st: os.stat_result, uid: int | None, gid: int | None, mode: int | None) -> None:
     if os.path.lexists(dst) and not os.path.isdir(dst):
         os.unlink(dst)
     fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
@@ -217,7 +182,7 @@ def _copy_file(src, dst, st, uid, gid, mode):
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def _copy_tree(src, dst, uid, gid, mode, chown):
+def _copy_tree(src: str, dst: str, uid: int | None, gid: int | None, mode: int | None, chown: str | None) -> None:
     for name in sorted(os.listdir(src)):
         s, d = os.path.join(src, name), os.path.join(dst, name)
         st = os.lstat(s)

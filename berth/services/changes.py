@@ -1,8 +1,15 @@
 """docker diff: what a container changed in its root, from its overlay upper dir (or a tree walk)."""
 
+from __future__ import annotations
+
 import os
 import posixpath
 import stat
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
 
 
 # mount points the runtime creates in the rootfs (docker keeps them in its "init" layer, so its
@@ -16,7 +23,7 @@ _INIT_PATHS = {"/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/console", "/
 MODIFY, ADD, DELETE = 0, 1, 2
 
 
-def _overlay_dirs(svc, rec):
+def _overlay_dirs(svc: ContainerService, rec: Container) -> tuple[str, list[str]] | None:
     """(upper, [lowers nearest first]) of the container's snapshot, or None if not overlayfs."""
     for m in svc.snapshotter.mounts(rec.snapshot_key):
         opts = dict(o.split("=", 1) for o in m.options if "=" in o)
@@ -27,21 +34,21 @@ def _overlay_dirs(svc, rec):
     return None
 
 
-def _lstat(path):
+def _lstat(path: str) -> os.stat_result | None:
     try:
         return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
 
 
-def _same_dir(a, b):
+def _same_dir(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_mode == b.st_mode and a.st_uid == b.st_uid and a.st_gid == b.st_gid)
 
 
-def _overlay_changes(upper, lowers):
+def _overlay_changes(upper: str, lowers: list[str]) -> list[tuple]:
     out = []
 
-    def in_lower(rel):
+    def in_lower(rel: str) -> os.stat_result | None:
         for lower in lowers:
             st = _lstat(os.path.join(lower, rel))
             if st is not None:
@@ -50,7 +57,7 @@ def _overlay_changes(upper, lowers):
                 return st
         return None
 
-    def walk(d, rel):
+    def walk(d: str, rel: str) -> None:
         try:
             names = sorted(os.listdir(os.path.join(upper, d) if d else upper))
         except OSError:
@@ -77,11 +84,11 @@ def _overlay_changes(upper, lowers):
     return out
 
 
-def _tree_changes(new, old):
+def _tree_changes(new: str, old: str | None) -> list[tuple]:
     """Native snapshotter: compare the container's full copy with its parent's."""
     out = []
 
-    def walk(rel):
+    def walk(rel: str) -> None:
         nd = os.path.join(new, rel) if rel else new
         od = os.path.join(old, rel) if rel else old
         try:
@@ -112,7 +119,7 @@ def _tree_changes(new, old):
     return out
 
 
-def changes(svc, ns, ref):
+def changes(svc: ContainerService, ns: str, ref: str) -> list[dict]:
     """GET /containers/{id}/changes: [{"Path", "Kind"}] (0 modified, 1 added, 2 deleted)."""
     rec = svc.get(ns, ref)
     dirs = _overlay_dirs(svc, rec)

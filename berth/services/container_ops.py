@@ -19,14 +19,12 @@ from berth.errors import (
     NotFound,
 )
 
-from berth.services.archive import (  # noqa: F401  (the API's and the CLI's names)
+from berth.services.archive import (  # noqa: F401  (the API's names)
     container_root,
     encode_stat,
-    extract_tar,
     get_archive,
     put_archive,
     stat_path,
-    tar_stream,
 )
 from berth.services.changes import changes  # noqa: F401
 from berth.services.processes import container_pids, top  # noqa: F401

@@ -34,6 +34,7 @@ from berth.errors import (
 )
 from berth.runtime import oci as oci_runtime
 from berth.services import state as S
+from berth.services.createspec import CreateSpec, mounts_of
 from berth.services.volumes import inspect_mounts
 from berth.shim import protocol as proto
 from berth.shim.client import EventChannel, ShimClient, ShimGone
@@ -228,10 +229,7 @@ class ContainerService:
             raise
         try:
             os.makedirs(self.cdir(cid), mode=0o710, exist_ok=True)
-            spec = dict(body)
-            spec["_mounts"] = mounts
-            spec["_image_id"] = r.config_digest
-            spec["_created"] = _now()
+            spec = CreateSpec(dict(body), mounts=mounts, image_id=r.config_digest, created=_now()).to_json()
             with self.volumes.lock:  # no volume rm between the check and the record that uses them
                 self.volumes.check_exist(ns, mounts)
                 for attempt in range(20):
@@ -296,7 +294,7 @@ class ContainerService:
         mount_all(self.snapshotter.mounts(rec.snapshot_key), rootfs)
         channel = None
         try:
-            cfg_doc = self.images.read_json(spec_body["_image_id"], 20 << 20, "image config")
+            cfg_doc = self.images.read_json(CreateSpec.from_json(spec_body).image_id, 20 << 20, "image config")
             hostname = spec_body.get("Hostname") or rec.id[:12]
             from berth.services import container_net
             netns, files_dir = container_net.setup(self, ns, rec, spec_body, hostname, cfg_doc)
@@ -645,7 +643,8 @@ class ContainerService:
             "Ports": _port_list(ns_["Ports"]), "Labels": rec.labels or {}, "State": st["Status"],
             "Status": _status_text(st),
             "HostConfig": {"NetworkMode": (spec.get("HostConfig") or {}).get("NetworkMode") or "default"},
-            "NetworkSettings": {"Networks": ns_["Networks"]}, "Mounts": inspect_mounts(spec.get("_mounts")),
+            "NetworkSettings": {"Networks": ns_["Networks"]},
+            "Mounts": inspect_mounts(CreateSpec.from_json(spec).mounts),
         }
 
     def inspect(self, ns: str, ref: str) -> dict:
@@ -671,14 +670,14 @@ class ContainerService:
             hc["LogConfig"] = {"Type": "json-file", "Config": dict((hc.get("LogConfig") or {}).get("Config") or {})}
         cdir = self.cdir(rec.id)
         return {
-            "Id": rec.id, "Created": spec.get("_created") or "", "Path": args[0] if args else "",
+            "Id": rec.id, "Created": CreateSpec.from_json(spec).created, "Path": args[0] if args else "",
             "Args": args[1:], "State": st, "Image": rec.image,
             "ResolvConfPath": os.path.join(cdir, "resolv.conf"), "HostnamePath": os.path.join(cdir, "hostname"),
             "HostsPath": os.path.join(cdir, "hosts"), "LogPath": self.log_path(rec.id), "Name": "/" + rec.name,
             "RestartCount": int((rec.extensions or {}).get("restart_count", 0)), "Driver": self.snapshotter_name, "Platform": "linux", "MountLabel": "",
             "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
             "GraphDriver": {"Name": self.snapshotter_name, "Data": {"MergedDir": self.rootfs(rec.id)}},
-            "Mounts": inspect_mounts(spec.get("_mounts")),
+            "Mounts": inspect_mounts(CreateSpec.from_json(spec).mounts),
             "Config": {
                 "Hostname": spec.get("Hostname") or rec.id[:12], "Domainname": spec.get("Domainname") or "",
                 "User": spec.get("User") or ic.get("User") or "", "AttachStdin": bool(spec.get("AttachStdin")),
@@ -887,7 +886,7 @@ def _match(filters, item, rec, st):
             if not any(v in (item["Image"], rec.image, rec.image[7:19]) for v in values):
                 return False
         elif key == "volume":
-            mounts = (rec.spec_json() or {}).get("_mounts") or []
+            mounts = mounts_of(rec)
             if not any(v in (m.get("Name"), m.get("Source"), m.get("Destination")) for v in values for m in mounts):
                 return False
         elif key == "health":

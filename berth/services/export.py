@@ -1,14 +1,26 @@
 """docker export (a container's filesystem as a tar, without its volumes), the sizes of a
 container (SizeRw, SizeRootFs: ps -s, inspect --size) and the disk usage report (system df)."""
 
+from __future__ import annotations
+
 import contextlib
 import os
 
 from berth.errors import BerthError
+from berth.services.createspec import mounts_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Iterator
+
+    from berth.metadata.records import Container
+    from berth.services.archive import Archive
+    from berth.services.containers import ContainerService
+    from berth.services.volumes import VolumeService
 
 
 @contextlib.contextmanager
-def _rootfs(svc, rec):
+def _rootfs(svc: ContainerService, rec: Container) -> Iterator[int]:
     """A directory fd of the container's own filesystem (its snapshot: no volumes, no /proc)."""
     st = svc.state(rec)
     path = svc.rootfs(rec.id)
@@ -42,9 +54,10 @@ def _rootfs(svc, rec):
             pass
 
 
-def export(svc, ns, ref):
+def export(svc: ContainerService, ns: str, ref: str) -> Archive:
     """GET /containers/{id}/export: an Archive-like iterator of tar bytes (close() it)."""
-    from berth.services.archive import Archive, tar_stream
+    from berth.archive.tar import tar_stream
+    from berth.services.archive import Archive
     rec = svc.get(ns, ref)
     stack = contextlib.ExitStack()
     try:
@@ -52,7 +65,7 @@ def export(svc, ns, ref):
         dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=rootfd)
         stack.callback(os.close, dfd)
 
-        def chunks():
+        def chunks() -> Iterator[bytes]:
             for name in sorted(os.listdir(dfd)):
                 prev = None
                 for c in tar_stream(dfd, name, name):
@@ -67,7 +80,7 @@ def export(svc, ns, ref):
         raise
 
 
-def _du(path):
+def _du(path: str) -> int:
     total = 0
     seen = set()
     stack = [path]
@@ -94,7 +107,7 @@ def _du(path):
     return total
 
 
-def size_rw(svc, rec):
+def size_rw(svc: ContainerService, rec: Container) -> int:
     """The size of what the container changed (its snapshot's upper directory)."""
     from berth.services.changes import _overlay_dirs
     try:
@@ -106,7 +119,7 @@ def size_rw(svc, rec):
     return _du(dirs[0])
 
 
-def image_size(svc, rec):
+def image_size(svc: ContainerService, rec: Container) -> int:
     try:
         r = svc.images._resolved([], _target_of(svc, rec))
         return svc.images._size(r)
@@ -114,7 +127,7 @@ def image_size(svc, rec):
         return 0
 
 
-def _target_of(svc, rec):
+def _target_of(svc: ContainerService, rec: Container) -> dict | None:
     for img in svc.meta.list_images(rec.namespace):
         try:
             r = svc.images._resolved([img.name], img.target.to_dict())
@@ -125,7 +138,7 @@ def _target_of(svc, rec):
     raise KeyError(rec.image)
 
 
-def sizes(svc, rec, image_sizes=None):
+def sizes(svc: ContainerService, rec: Container, image_sizes: dict[str, int] | None = None) -> tuple[int, int]:
     """(SizeRw, SizeRootFs) of a container."""
     rw = size_rw(svc, rec)
     if image_sizes is not None and rec.image in image_sizes:
@@ -133,7 +146,7 @@ def sizes(svc, rec, image_sizes=None):
     return rw, rw + image_size(svc, rec)
 
 
-def image_sizes(svc, ns):
+def image_sizes(svc: ContainerService, ns: str) -> dict[str, int]:
     """{config digest: size} of a namespace's images (as `images` shows them)."""
     out = {}
     for img in svc.images.list(ns):
@@ -141,7 +154,7 @@ def image_sizes(svc, ns):
     return out
 
 
-def disk_usage(svc, ns, volumes_service=None):
+def disk_usage(svc: ContainerService, ns: str, volumes_service: VolumeService | None = None) -> dict:
     """GET /system/df: docker's DiskUsage (LayersSize, Images, Containers, Volumes, BuildCache)."""
     isz = image_sizes(svc, ns)
     containers = []
@@ -152,24 +165,23 @@ def disk_usage(svc, ns, volumes_service=None):
         item["SizeRw"], item["SizeRootFs"] = sizes(svc, rec, isz)
         containers.append(item)
         users[rec.image] = users.get(rec.image, 0) + 1
-    images = []
-    layer_users = {}
-    layer_size = {}
+    images: list[tuple[dict, list[str]]] = []  # (docker's image summary, its layers' digests)
+    layer_users: dict[str, int] = {}
+    layer_size: dict[str, int] = {}
     for img in svc.images.list(ns):
+        digests: list[str] = []
         try:
             r = svc.images.resolve(ns, img["Id"])
             for layer in r.layers:
                 d = layer.get("digest")
                 layer_users[d] = layer_users.get(d, 0) + 1
                 layer_size[d] = int(layer.get("size") or 0)
-            img = dict(img, _layers=[layer.get("digest") for layer in r.layers])
+            digests = [layer.get("digest") for layer in r.layers]
         except BerthError:
-            img = dict(img, _layers=[])
-        images.append(img)
-    for img in images:
-        img["_all_layers"] = img.pop("_layers")
-        shared = sum(layer_size[d] for d in img["_all_layers"] if layer_users.get(d, 0) > 1)
-        img["SharedSize"] = shared
+            pass
+        images.append((dict(img), digests))
+    for img, digests in images:
+        img["SharedSize"] = sum(layer_size[d] for d in digests if layer_users.get(d, 0) > 1)
         img["Containers"] = users.get(img["Id"], 0)
     vols = []
     if volumes_service is not None:
@@ -180,7 +192,7 @@ def disk_usage(svc, ns, volumes_service=None):
             vols = []
         used = {}
         for rec in svc.meta.list_containers(ns):
-            for m in (rec.spec_json() or {}).get("_mounts") or []:
+            for m in mounts_of(rec):
                 if m.get("Type") == "volume" and m.get("Name"):
                     used[m["Name"]] = used.get(m["Name"], 0) + 1
         out = []
@@ -190,9 +202,7 @@ def disk_usage(svc, ns, volumes_service=None):
             v["UsageData"] = {"Size": size, "RefCount": used.get(v["Name"], 0)}
             out.append(v)
         vols = out
-    configs = sum(max(int(i.get("Size") or 0) - sum(layer_size.get(d, 0) for d in i.get("_all_layers", [])), 0)
-                  for i in images)
-    for i in images:
-        i.pop("_all_layers", None)
-    return {"LayersSize": sum(layer_size.values()) + configs, "Images": images, "Containers": containers,
-            "Volumes": vols, "BuildCache": []}
+    configs = sum(max(int(img.get("Size") or 0) - sum(layer_size.get(d, 0) for d in digests), 0)
+                  for img, digests in images)
+    return {"LayersSize": sum(layer_size.values()) + configs, "Images": [img for img, _digests in images],
+            "Containers": containers, "Volumes": vols, "BuildCache": []}

@@ -7,8 +7,8 @@ Image records: name (a full normalised reference, or "sha256:<config hex>" for a
 has no name, docker's <none>) -> target descriptor (a manifest or an index).
 """
 
-import gzip
-import hashlib
+from __future__ import annotations
+
 import secrets
 import threading
 import time
@@ -16,18 +16,35 @@ import time
 from berth import fastjson as json
 from berth.errors import (BerthError, FailedPrecondition, InvalidArgument, NotFound)
 from berth.images import config as imgconfig
+from berth.images.config import MAX_CONFIG, MAX_MANIFEST
+from berth.images.names import familiar, is_digest_name, is_untagged_name
+from berth.images.stream import Decompressed, LayerStream
 from berth.oci import mediatypes as mt
 from berth.oci import reference as refmod
+from berth.services.image_archives import ArchiveOps
+from berth.services.image_registry import RegistryOps
 
-MAX_MANIFEST = 4 << 20
-MAX_CONFIG = 20 << 20
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Callable
+    from typing import Any
+
+    from berth.content.store import ContentStore
+    from berth.metadata.records import Image, Lease
+    from berth.metadata.store import MetadataStore
+    from berth.services.events import EventBus
+    from berth.services.registry import RegistryConfig
+    from berth.snapshots import Snapshotter
+
+__all__ = ["ImageService", "Resolved", "familiar", "is_digest_name", "is_untagged_name"]
 UNPACKED_LABEL = "berth.io/unpacked"
 
 
 class Resolved:
     """An image as the services see it: its names, target, manifest and config."""
 
-    def __init__(self, names, target, manifest_desc, manifest, config_digest, config):
+    def __init__(self, names: list[str], target: dict, manifest_desc: dict, manifest: dict, config_digest: str,
+                 config: dict) -> None:
         self.names = names
         self.target = target
         self.manifest_desc = manifest_desc
@@ -36,40 +53,30 @@ class Resolved:
         self.config = config
 
     @property
-    def id(self):
+    def id(self) -> str:
         return self.config_digest
 
     @property
-    def diff_ids(self):
+    def diff_ids(self) -> list[str]:
         return list((self.config.get("rootfs") or {}).get("diff_ids") or [])
 
     @property
-    def layers(self):
+    def layers(self) -> list[dict]:
         return list(self.manifest.get("layers") or [])
 
 
-def _no_such_image(s, ns):
+def _no_such_image(s: str, ns: str) -> str:
     # "no such image" is what docker clients look for (docker-py raises ImageNotFound on it)
     return f'image "{s}" not found in namespace "{ns}" (no such image)'
 
 
-def is_untagged_name(name):
-    return name.startswith("sha256:")
+class ImageService(RegistryOps, ArchiveOps):
+    """The images use-cases; pull/push/login (RegistryOps, services/image_registry.py) and
+    load/save/import (ArchiveOps, services/image_archives.py) are its mixins."""
 
-
-def is_digest_name(name):
-    """repo@sha256:... (an image pulled by digest): a RepoDigest, never a RepoTag."""
-    return "@" in name and not is_untagged_name(name)
-
-
-def familiar(name):
-    if is_untagged_name(name):
-        return "<none>:<none>"
-    return refmod.parse(name).familiar()
-
-
-class ImageService:
-    def __init__(self, meta, content, snapshotter, snapshotter_name="overlayfs", registry=None, events=None):
+    def __init__(self, meta: MetadataStore, content: ContentStore, snapshotter: Snapshotter,
+                 snapshotter_name: str = "overlayfs", registry: RegistryConfig | None = None,
+                 events: EventBus | None = None) -> None:
         self.meta = meta
         self.content = content
         self.snapshotter = snapshotter
@@ -81,7 +88,7 @@ class ImageService:
 
     # --- reading blobs ---
 
-    def read_json(self, digest, limit, what):
+    def read_json(self, digest: str, limit: int, what: str) -> Any:
         try:
             data = self.content.read(digest, max_size=limit)
         except NotFound:
@@ -91,7 +98,7 @@ class ImageService:
         except ValueError:
             raise InvalidArgument(f"{what} {digest} is not valid JSON") from None
 
-    def manifest_for(self, target, platform=None):
+    def manifest_for(self, target: dict, platform: str | dict | None = None) -> tuple[dict, dict]:
         """(manifest descriptor, manifest) of a target, choosing the platform in an index."""
         desc = dict(target)
         for _ in range(4):
@@ -113,13 +120,13 @@ class ImageService:
             return desc, doc
         raise InvalidArgument(f"image index {target['digest']} is nested too deeply")
 
-    def _have(self, digest):
+    def _have(self, digest: str) -> bool:
         try:
             return isinstance(digest, str) and self.content.exists(digest)
         except BerthError:
             return False
 
-    def _resolved(self, names, target, platform=None):
+    def _resolved(self, names: list[str], target: dict, platform: str | dict | None = None) -> Resolved:
         mdesc, manifest = self.manifest_for(target, platform)
         cdesc = manifest.get("config") or {}
         if not cdesc.get("digest"):
@@ -129,14 +136,14 @@ class ImageService:
 
     # --- resolution ---
 
-    def _all(self, ns):
+    def _all(self, ns: str) -> dict[str, list[Image]]:
         """{target digest: [image records]} of a namespace."""
         groups = {}
         for img in self.meta.list_images(ns):
             groups.setdefault(img.target.digest, []).append(img)
         return groups
 
-    def resolve(self, ns, s, platform=None):
+    def resolve(self, ns: str, s: str, platform: str | dict | None = None) -> Resolved:
         """An image by name, name@digest, full ID (sha256:...) or unambiguous short ID."""
         s = s.strip()
         if not s:
@@ -175,7 +182,7 @@ class ImageService:
             raise InvalidArgument(f'image ID prefix "{s}" is ambiguous in namespace "{ns}"')
         raise NotFound(_no_such_image(s, ns))
 
-    def _by_repo_digest(self, ns, ref):
+    def _by_repo_digest(self, ns: str, ref: refmod.Reference) -> Resolved | None:
         for digest, imgs in self._all(ns).items():
             names = [i.name for i in imgs]
             same_repo = [n for n in names if not is_untagged_name(n) and refmod.parse(n).name == ref.name]
@@ -193,10 +200,10 @@ class ImageService:
 
     # --- listing and inspecting (docker's shapes) ---
 
-    def _size(self, r):
+    def _size(self, r: Resolved) -> int:
         return sum(int(layer.get("size") or 0) for layer in r.layers) + int((r.manifest.get("config") or {}).get("size") or 0)
 
-    def _repo_digests(self, r):
+    def _repo_digests(self, r: Resolved) -> list[str]:
         out = []
         for n in r.names:
             if is_untagged_name(n):
@@ -207,11 +214,12 @@ class ImageService:
                 out.append(rd)
         return out
 
-    def _repo_tags(self, r):
+    def _repo_tags(self, r: Resolved) -> list[str]:
         # docker sorts by the familiar form (its lexicalRefs), not by the full name
         return sorted(familiar(n) for n in r.names if not is_untagged_name(n) and not is_digest_name(n))
 
-    def list(self, ns, all_=False, filters=None, digests=False):
+    def list(self, ns: str, all_: bool = False, filters: dict[str, Any] | None = None,
+             digests: bool = False) -> list[dict]:
         filters = filters or {}
         for key in filters:  # refused even when there is nothing to filter
             if key not in ("dangling", "reference", "label", "before", "since"):
@@ -234,7 +242,7 @@ class ImageService:
         out.sort(key=lambda e: (-e["Created"], e["Id"]))
         return out
 
-    def inspect(self, ns, name):
+    def inspect(self, ns: str, name: str) -> dict:
         r = self.resolve(ns, name)
         cfg = r.config
         imgs = [self.meta.find_image(ns, n) for n in r.names]
@@ -263,7 +271,7 @@ class ImageService:
             "Descriptor": r.target,
         }
 
-    def history(self, ns, name):
+    def history(self, ns: str, name: str) -> list[dict]:
         r = self.resolve(ns, name)
         sizes = []
         for layer in r.layers:
@@ -273,7 +281,7 @@ class ImageService:
 
     # --- tag and remove ---
 
-    def tag(self, ns, source, repo, tag=None):
+    def tag(self, ns: str, source: str, repo: str, tag: str | None = None) -> str:
         r = self.resolve(ns, source)
         target_s = repo if not tag else f"{repo}:{tag}"
         ref = refmod.parse(target_s)
@@ -284,7 +292,7 @@ class ImageService:
         self.events.publish(ns, "image", "tag", source, name=str(ref))
         return str(ref)
 
-    def _drop_untagged(self, ns, r):
+    def _drop_untagged(self, ns: str, r: Resolved) -> None:
         for n in r.names:
             if is_untagged_name(n):
                 try:
@@ -292,7 +300,8 @@ class ImageService:
                 except NotFound:
                     pass
 
-    def remove(self, ns, name, force=False, noprune=False, in_use=None):
+    def remove(self, ns: str, name: str, force: bool = False, noprune: bool = False,
+               in_use: Callable[[Resolved], Any] | None = None) -> list[dict]:
         """docker rmi: untag a name; delete the image when its last name goes (or by ID with -f)."""
         result = self._remove(ns, name, force, noprune, in_use)
         for item in result:
@@ -300,7 +309,8 @@ class ImageService:
                 self.events.publish(ns, "image", "untag" if k == "Untagged" else "delete", v, name=v)
         return result
 
-    def _remove(self, ns, name, force, noprune, in_use):
+    def _remove(self, ns: str, name: str, force: bool, noprune: bool,
+                in_use: Callable[[Resolved], Any] | None) -> list[dict]:
         r = self.resolve(ns, name)
         by_name = None
         try:
@@ -350,10 +360,10 @@ class ImageService:
             self.collect()
         return result
 
-    def collect(self):
+    def collect(self) -> Any:
         return self.meta.collect(self.content, self.snapshotter, snapshotter_name=self.snapshotter_name, grace=0)
 
-    def prune(self, ns, all_=False, in_use=None):
+    def prune(self, ns: str, all_: bool = False, in_use: Callable[[Resolved], Any] | None = None) -> dict:
         """docker image prune: dangling images (no name), or with all_ every unused image."""
         deleted = []
         for digest, imgs in self._all(ns).items():
@@ -377,7 +387,7 @@ class ImageService:
 
     # --- recording a new image ---
 
-    def record(self, ns, names, target, resolved=None):
+    def record(self, ns: str, names: list[str], target: dict, resolved: Resolved | None = None) -> Resolved:
         """Name an image (or keep it as <none> when it has no name); returns the Resolved."""
         r = resolved or self._resolved(names, target)
         if not names:
@@ -389,7 +399,7 @@ class ImageService:
             self._drop_untagged(ns, self._resolved(names, target))
         return r
 
-    def add_refs(self, target):
+    def add_refs(self, target: dict) -> None:
         """Record the content graph of a target for GC: index -> manifests -> config + layers."""
         doc = self.read_json(target["digest"], MAX_MANIFEST, "manifest")
         children = []
@@ -406,9 +416,10 @@ class ImageService:
 
     # --- unpacking into snapshots ---
 
-    def unpack(self, r, lease=None, ns=None, progress=None, source=None):
+    def unpack(self, r: Resolved, lease: Lease | None = None, ns: str | None = None,
+               progress: Callable[[str, str], None] = None, source: Callable[[dict], LayerStream | None] = None) -> str | None:
         """Apply every layer into committed snapshots named by chain ID; returns the top key.
-        ``source(layer)``, when given, returns a _Stream of the layer's bytes as they arrive from
+        ``source(layer)``, when given, returns a LayerStream of the layer's bytes as they arrive from
         the registry (or None: read it from the content store, waiting for its download)."""
         diff_ids = r.diff_ids
         layers = r.layers
@@ -436,7 +447,8 @@ class ImageService:
                 self.meta.add_snapshot_ref(r.config_digest, parent, self.snapshotter_name)
         return parent
 
-    def _apply(self, layer, diff_id, key, parent, lease, ns, streamed=None):
+    def _apply(self, layer: dict, diff_id: str, key: str, parent: str | None, lease: Lease | None, ns: str | None,
+               streamed: LayerStream | None = None) -> None:
         from berth.images.layer import apply_layer
         tmp = f"extract-{secrets.token_hex(6)}-{key}"
         if lease is not None:
@@ -446,7 +458,7 @@ class ImageService:
             mode = "overlay" if self.snapshotter_name == "overlayfs" else "delete"
             f = streamed if streamed is not None else self.content.open(layer["digest"])
             try:
-                with _Decompressed(f, mt.layer_compression(layer.get("mediaType", "")) if
+                with Decompressed(f, mt.layer_compression(layer.get("mediaType", "")) if
                                    mt.is_layer(layer.get("mediaType", "")) else None) as stream:
                     apply_layer(stream, self.snapshotter.fs_path(tmp), whiteout_mode=mode, compression="none")
                     stream.drain()
@@ -455,7 +467,7 @@ class ImageService:
             except BaseException:
                 if streamed is not None:
                     streamed.abort()
-                    if streamed.error is not None and not isinstance(streamed.error, _Stream.Aborted):
+                    if streamed.error is not None and not isinstance(streamed.error, LayerStream.Aborted):
                         # the download failed first (a full disk, a cut connection): that is the
                         # cause, not the unpacker's "unexpected end of data" that followed
                         raise streamed.error from None
@@ -475,239 +487,26 @@ class ImageService:
                 pass
             raise
 
-    def ensure_unpacked(self, ns, name):
+    def ensure_unpacked(self, ns: str, name: str) -> tuple[Resolved, str | None]:
         r = self.resolve(ns, name)
         return r, self.unpack(r)
 
 
-class _Stream:
-    """A layer's bytes as a download delivers them: the fetch runs in its own thread, writing
-    each chunk to the content store's writer and handing it to the unpacker, so the blob is
-    hashed (compressed, by the writer), decompressed, hashed (diff_id) and unpacked in one pass.
-    The snapshot is committed only after the blob's size and digest were verified (finish)."""
-
-    class Aborted(Exception):
-        pass
-
-    def __init__(self, fetch, writer, expected):
-        import queue
-        import threading
-        self.q = queue.Queue(maxsize=32)
-        self.buf = b""
-        self.eof = False
-        self.aborted = False
-        self.error = None
-        self.writer = writer
-        self.expected = expected
-
-        def run():
-            try:
-                fetch(self)
-                writer.commit(expected["size"], expected["digest"])
-            except BaseException as e:  # reported by finish()
-                self.error = e
-            finally:
-                writer.close()
-                self._put(None)
-        self.thread = threading.Thread(target=run, name=f"fetch-{expected['digest'][7:19]}", daemon=True)
-        self.thread.start()
-
-    def _put(self, item):
-        import queue
-        while True:
-            try:
-                self.q.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                if self.aborted:
-                    return
-
-    def write(self, data):
-        """Called by the registry client with each chunk."""
-        if self.aborted:
-            raise _Stream.Aborted("unpacking failed")
-        self.writer.write(data)
-        self._put(bytes(data))
-        return len(data)
-
-    def read(self, n=-1):
-        while not self.eof and (n is None or n < 0 or len(self.buf) < n):
-            item = self.q.get()
-            if item is None:
-                self.eof = True
-                break
-            self.buf += item
-        if n is None or n < 0:
-            data, self.buf = self.buf, b""
-        else:
-            data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def readinto(self, b):
-        data = self.read(len(b))
-        b[:len(data)] = data
-        return len(data)
-
-    def finish(self):
-        while self.read(1 << 20):
-            pass
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-    def abort(self):
-        self.aborted = True
-        while not self.eof:  # unblock the fetch thread
-            try:
-                item = self.q.get(timeout=0.2)
-            except Exception:
-                if not self.thread.is_alive():
-                    break
-                continue
-            if item is None:
-                self.eof = True
-        self.thread.join(5)
-
-    def close(self):
-        pass
-
-
-_GZIP = None  # (open(fileobj) -> gzip reader, the library's error class or None, name), chosen on first use
-
-
-def _gzip_reader():
-    """The fastest gzip reader importable. python-isal (ISA-L, ~2.5x zlib's inflate speed) or
-    zlib-ng (~2x), each through its threaded reader: one thread of the library inflates 1 MiB
-    blocks without the GIL while the caller hashes and unpacks. Else the stdlib's GzipFile."""
-    global _GZIP
-    if _GZIP is None:
-        try:
-            from isal import igzip_threaded, isal_zlib
-            _GZIP = (lambda f: igzip_threaded.open(f, "rb", threads=1), isal_zlib.error, "isal")
-        except ImportError:
-            try:
-                from zlib_ng import gzip_ng_threaded, zlib_ng
-                _GZIP = (lambda f: gzip_ng_threaded.open(f, "rb", threads=1), zlib_ng.error, "zlib-ng")
-            except ImportError:
-                _GZIP = (lambda f: gzip.GzipFile(fileobj=f, mode="rb"), None, "zlib")
-    return _GZIP
-
-
-class _Decompressed:
-    """A reader over a stored layer that decompresses (gzip, zstd) and hashes the tar stream.
-
-    The decompressor is read in 1 MiB chunks (each hashed once) and small reads (tarfile asks
-    for 10 KiB at a time) are served from the chunk: a read may return fewer bytes than asked
-    for, and b"" only at the end. Use it as a context manager: closing stops the decompressing
-    thread of a threaded gzip reader (it reads the file, so close this before the file)."""
-
-    CHUNK = 1 << 20
-
-    def __init__(self, f, compression):
-        self.hasher = hashlib.sha256()
-        self._error = None
-        self._closable = False
-        self._buf = b""
-        self._pos = 0
-        head = f.read(4)
-        if compression is None:
-            compression = "gzip" if head[:2] == b"\x1f\x8b" else "zstd" if head == b"\x28\xb5\x2f\xfd" else "none"
-        rest = _Prefix(head, f)
-        if compression == "gzip":
-            open_gzip, self._error, _name = _gzip_reader()
-            self.f = open_gzip(rest)
-            self._closable = True
-        elif compression == "zstd":
-            try:
-                import zstandard
-            except ImportError:
-                raise InvalidArgument("zstd layers need the zstandard module") from None
-            self.f = zstandard.ZstdDecompressor().stream_reader(rest)
-        else:
-            self.f = rest
-
-    def _fill(self):
-        try:
-            self._buf = self.f.read(self.CHUNK)
-        except Exception as e:
-            if self._error is not None and isinstance(e, self._error):
-                # the accelerated readers' own error class: report it as zlib's, like the stdlib
-                # reader, so that apply_layer calls it an invalid archive
-                import zlib
-                raise zlib.error(str(e)) from e
-            raise
-        self._pos = 0
-        self.hasher.update(self._buf)
-
-    def read(self, n=-1):
-        if self._pos >= len(self._buf):
-            self._fill()
-        if n is None or n < 0:
-            n = len(self._buf) - self._pos
-        data = self._buf[self._pos:self._pos + n]
-        self._pos += len(data)
-        return data
-
-    def drain(self):
-        while self.read(self.CHUNK):
-            pass
-
-    def close(self):
-        # the gzip readers only (closing zstandard's would close the file under it)
-        if self._closable:
-            self._closable = False
-            self.f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class _Prefix:
-    def __init__(self, head, f):
-        self.head = head
-        self.f = f
-
-    def read(self, n=-1):
-        if self.head:
-            if n is None or n < 0:
-                data, self.head = self.head + self.f.read(), b""
-                return data
-            data, self.head = self.head[:n], self.head[n:]
-            if len(data) < n:
-                data += self.f.read(n - len(data))
-            return data
-        return self.f.read(n)
-
-    def readinto(self, b):
-        # isal's and zlib-ng's gzip readers fill their buffers with readinto
-        if not self.head and hasattr(self.f, "readinto"):
-            return self.f.readinto(b)
-        data = self.read(len(b))
-        b[:len(data)] = data
-        return len(data)
-
-    def readable(self):
-        return True
-
-
-def _familiar_name(ref):
+def _familiar_name(ref: refmod.Reference) -> str:
     return ref.familiar_name()
 
 
-def _last_comment(cfg):
+def _last_comment(cfg: dict) -> str:
     hist = cfg.get("history") or []
     return (hist[-1].get("comment") or "") if hist else ""
 
 
-def _rfc3339(t):
+def _rfc3339(t: float) -> str:
     ns = int(t * 1e9)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
-def _docker_config(c):
+def _docker_config(c: dict) -> dict:
     keys = ["Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts",
             "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir", "Entrypoint",
             "OnBuild", "Labels", "StopSignal", "Healthcheck", "Shell"]
@@ -721,7 +520,7 @@ def _docker_config(c):
     return out
 
 
-def _container_config(c):
+def _container_config(c: dict) -> dict:
     out = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
            "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
            "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None}
@@ -729,7 +528,7 @@ def _container_config(c):
     return out
 
 
-def _match_filters(filters, r, tags):
+def _match_filters(filters: dict[str, Any], r: Resolved, tags: list[str]) -> bool:
     for key, values in filters.items():
         if isinstance(values, dict):
             values = [k for k, v in values.items() if v]
@@ -762,361 +561,3 @@ def _match_filters(filters, r, tags):
     return True
 
 
-# --- registry and archive operations (mixed into ImageService) ---
-
-def _client(self, auth=None):
-    from berth.remotes import RegistryClient
-    from berth.remotes.auth import Credentials, docker_credentials
-    reg = self.registry
-    fallback = docker_credentials(reg.docker_config if reg else None)
-
-    def creds(host):
-        if auth:
-            server = (auth.get("serveraddress") or "").split("://", 1)[-1].rstrip("/").split("/")[0]
-            server = "docker.io" if server in ("index.docker.io", "registry-1.docker.io", "") else server
-            if server == host or not auth.get("serveraddress"):
-                if auth.get("identitytoken"):
-                    return Credentials(identity_token=auth["identitytoken"])
-                if auth.get("username"):
-                    return Credentials(auth.get("username"), auth.get("password") or "")
-        return fallback(host)
-    return RegistryClient(reg.hosts_dir if reg else None, mirrors=reg.mirrors if reg else None,
-                          insecure=reg.insecure if reg else (), credentials=creds)
-
-
-def _pull_name(ref):
-    return f"{ref.name}@{ref.digest}" if ref.digest else str(ref)
-
-
-def _short(digest):
-    return digest.split(":", 1)[-1][:12]
-
-
-def _transfer_progress(progress, status, lid, total, step=512 << 10):
-    """A callback of bytes done -> docker's progress messages ("Pushing [==>  ] 1.2MB/3.4MB"),
-    at most one per ``step`` bytes and one at the end."""
-    def human_size(n):  # go-units' HumanSize: 4 significant digits
-        for unit in ("B", "kB", "MB", "GB", "TB"):
-            if n < 1000 or unit == "TB":
-                return f"{n:.4g}{unit}"
-            n /= 1000.0
-    last = [-step]
-
-    def report(done):
-        if done - last[0] < step and done < total:
-            return
-        last[0] = done
-        filled = min(50, int(50 * done / total)) if total else 50
-        bar = "[" + "=" * filled + ">" + " " * (50 - filled) + "]"
-        sizes = f"{human_size(done):>8}" + (f"/{human_size(total)}" if total and done <= total else "")
-        progress({"status": status, "progressDetail": {"current": done, "total": total},
-                  "progress": f"{bar} {sizes}", "id": lid})
-    return report
-
-
-def pull(self, ns, ref_s, platform=None, auth=None, progress=None):
-    """Resolve, fetch (layers in parallel, resumable), verify, unpack, name."""
-    import concurrent.futures
-    progress = progress or (lambda m: None)
-    ref = refmod.parse(ref_s)
-    if platform:
-        imgconfig.parse_platform(platform)
-    client = self._client(auth)
-    try:
-        progress({"status": f"Pulling from {ref.familiar_name()}", "id": ref.tag or ref.digest})
-        _name, desc = client.resolve(ref)
-        target = desc.to_dict()
-        if target["mediaType"] in ("", None):
-            target["mediaType"] = mt.OCI_MANIFEST if hasattr(mt, "OCI_MANIFEST") else "application/vnd.oci.image.manifest.v1+json"
-        existing = self.meta.find_image(ns, _pull_name(ref))
-        with self.meta.lease(ns, ttl=3600, labels={"berth.io/pull": str(ref)}) as lease:
-            def fetch_small(d):
-                self.meta.add_lease_resource(ns, lease.id, "content", d["digest"])
-                if not self.content.exists(d["digest"]):
-                    data = client.fetch_manifest(ref, d["digest"], size=d.get("size"))
-                    self.content.write_blob(data, expected_digest=d["digest"])
-                return self.read_json(d["digest"], MAX_MANIFEST, "manifest")
-
-            doc = fetch_small(target)
-            mdesc = target
-            depth = 0
-            while doc.get("manifests") is not None and "layers" not in doc:
-                chosen = imgconfig.match_platform(doc.get("manifests") or [], platform)
-                if chosen is None:
-                    want = platform or imgconfig.format_platform(imgconfig.host_platform())
-                    raise NotFound(f"no matching manifest for {want} in the manifest list entries of {ref}")
-                mdesc = dict(chosen)
-                doc = fetch_small(mdesc)
-                depth += 1
-                if depth > 3:
-                    raise InvalidArgument(f"{ref}: image index nested too deeply")
-            manifest = doc
-            cdesc = manifest.get("config") or {}
-            if not cdesc.get("digest"):
-                raise InvalidArgument(f"{ref}: manifest has no config")
-            if cdesc.get("size", 0) > MAX_CONFIG:
-                raise InvalidArgument(f"{ref}: image config is larger than 20 MiB")
-            self.meta.add_lease_resource(ns, lease.id, "content", cdesc["digest"])
-            if not self.content.exists(cdesc["digest"]):
-                w = self.content.writer(f"pull-{cdesc['digest']}", cdesc["digest"], cdesc["size"])
-                try:
-                    client.fetch_blob(ref, cdesc, w, offset=w.offset)
-                    w.commit(cdesc["size"], cdesc["digest"])
-                finally:
-                    w.close()
-            layers = manifest.get("layers") or []
-            for layer in layers:
-                lmt = layer.get("mediaType", "")
-                if lmt and not mt.is_layer(lmt):
-                    raise InvalidArgument(f"{ref}: unknown layer media type {lmt!r}")
-                progress({"status": "Pulling fs layer" if not self.content.exists(layer["digest"]) else "Already exists",
-                          "progressDetail": {}, "id": _short(layer["digest"])})
-
-            def fetch_layer(layer):
-                d = layer["digest"]
-                self.meta.add_lease_resource(ns, lease.id, "content", d)
-                if self.content.exists(d):
-                    return
-                w = self.content.writer(f"pull-{d}", d, layer["size"])
-                try:
-                    total = layer["size"]
-                    last = [0.0]
-
-                    def cb(n):
-                        now = time.monotonic()
-                        if now - last[0] > 0.1 or n == total:
-                            last[0] = now
-                            progress({"status": "Downloading", "progressDetail": {"current": n, "total": total},
-                                      "id": _short(d)})
-                    self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
-                    client.fetch_blob(ref, layer, w, offset=w.offset, progress=cb)
-                    progress({"status": "Verifying Checksum", "progressDetail": {}, "id": _short(d)})
-                    w.commit(layer["size"], d)
-                finally:
-                    w.close()
-                progress({"status": "Download complete", "progressDetail": {}, "id": _short(d)})
-
-            self.add_refs(target)
-            r = self._resolved([str(ref)] if ref.tag else [], target, platform)
-            with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-                # the first layer streams straight into its snapshot; the next ones download in
-                # parallel meanwhile; a layer whose download has not begun when the unpacker
-                # reaches it streams too
-                futures = {layer["digest"]: pool.submit(fetch_layer, layer) for layer in layers[1:]}
-
-                def source(layer):
-                    d = layer["digest"]
-                    fut = futures.get(d)
-                    if fut is not None and not fut.cancel():
-                        fut.result()
-                        return None
-                    if self.content.exists(d):
-                        return None
-                    w = self.content.writer(f"pull-{d}", d, layer["size"])
-                    if w.offset:  # a resumed download: fetch the rest, then unpack from the store
-                        w.close()
-                        fetch_layer(layer)
-                        return None
-                    self.meta.add_lease_resource(ns, lease.id, "content", d)
-                    self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
-                    total = layer["size"]
-                    last = [0.0]
-
-                    def cb(n):
-                        now = time.monotonic()
-                        if now - last[0] > 0.1 or n == total:
-                            last[0] = now
-                            progress({"status": "Downloading", "progressDetail": {"current": n, "total": total},
-                                      "id": _short(d)})
-                    def fetch(dest):
-                        client.fetch_blob(ref, layer, dest, offset=0, progress=cb)
-                        progress({"status": "Verifying Checksum", "progressDetail": {}, "id": _short(d)})
-                        progress({"status": "Download complete", "progressDetail": {}, "id": _short(d)})
-                    return _Stream(fetch, w, layer)
-
-                try:
-                    self.unpack(r, lease=lease, ns=ns, source=source,
-                                progress=lambda d, s: progress({"status": s, "progressDetail": {}, "id": _short(d)}))
-                    for layer in layers:  # layers whose snapshots existed still need their blobs
-                        fut = futures.get(layer["digest"])
-                        if fut is not None and not fut.cancelled():
-                            fut.result()
-                        elif not self.content.exists(layer["digest"]):
-                            fetch_layer(layer)
-                except BaseException:
-                    for fut in futures.values():
-                        fut.cancel()
-                    raise
-            # pulled by digest: docker keeps it as repo@digest (a RepoDigest, shown with a <none> tag)
-            names = [_pull_name(ref)]
-            self.record(ns, names, target, r)
-        progress({"status": f"Digest: {target['digest']}"})
-        if existing is not None and existing.target.digest == target["digest"]:
-            progress({"status": f"Status: Image is up to date for {ref.familiar()}"})
-        else:
-            progress({"status": f"Status: Downloaded newer image for {ref.familiar()}"})
-        self.events.publish(ns, "image", "pull", ref_s, name=ref_s)
-        return str(ref)
-    except (InvalidArgument, NotFound, FailedPrecondition):
-        # bad content (digest mismatch, hostile or unknown layer, no such platform...): what it
-        # left in the store is garbage. Network failures keep theirs, for the next pull to resume.
-        _collect_quietly(self)
-        raise
-    finally:
-        client.close()
-
-
-def _collect_quietly(self):
-    """Collect what nothing references, with the default grace for ingests and unfinished snapshots."""
-    try:
-        self.meta.collect(self.content, self.snapshotter, snapshotter_name=self.snapshotter_name)
-    except BerthError:
-        pass
-
-
-def push(self, ns, ref_s, auth=None, progress=None):
-    progress = progress or (lambda m: None)
-    ref = refmod.parse(ref_s)
-    r = self.resolve(ns, ref_s)
-    if not ref.tag and not ref.digest:
-        raise InvalidArgument(f"{ref_s}: a tag is needed to push")
-    client = self._client(auth)
-    try:
-        progress({"status": f"The push refers to repository [{ref.name}]"})
-        blobs = list(r.layers) + [r.manifest["config"]]
-        # as docker's: each layer is named by its diff ID, the top one first
-        ids = {b["digest"]: _short(diff) for b, diff in zip(r.layers, r.diff_ids)}
-        for b in reversed(r.layers):
-            progress({"status": "Preparing", "progressDetail": {}, "id": ids[b["digest"]]})
-        mount_from = None
-        for n in r.names:
-            if not is_untagged_name(n):
-                other = refmod.parse(n)
-                if other.domain == ref.domain and other.name != ref.name:
-                    mount_from = other
-        for b in blobs:
-            layer_progress = _transfer_progress(progress, "Pushing", ids[b["digest"]], b.get("size", 0)) \
-                if b["digest"] in ids else None
-            with self.content.open(b["digest"]) as f:
-                how = client.push_blob(ref, b, f, mount_from=mount_from, progress=layer_progress)
-            if b in r.layers:
-                status = {"exists": "Layer already exists", "mounted": f"Mounted from {mount_from.path if mount_from else ''}",
-                          "uploaded": "Pushed"}[how]
-                progress({"status": status, "progressDetail": {}, "id": ids[b["digest"]]})
-        # a manifest list is pushed with the platform manifests it has locally
-        if r.target["digest"] != r.manifest_desc["digest"]:
-            data = self.content.read(r.manifest_desc["digest"])
-            client.push_manifest(ref, None, r.manifest_desc.get("mediaType") or mt.OCI_MANIFEST, data)
-            index = self.read_json(r.target["digest"], MAX_MANIFEST, "index")
-            present = [m for m in index.get("manifests") or [] if self.content.exists(m["digest"])]
-            if len(present) != len(index.get("manifests") or []):
-                # push only the platform we have, like docker's single-platform push
-                target = r.manifest_desc
-            else:
-                for m in present:
-                    if m["digest"] != r.manifest_desc["digest"]:
-                        raise InvalidArgument(f"{ref_s}: pushing multi-platform images with several local "
-                                              "platforms is not supported")
-                target = r.target
-        else:
-            target = r.target
-        data = self.content.read(target["digest"])
-        digest = client.push_manifest(ref, ref.tag, target.get("mediaType") or mt.OCI_MANIFEST, data)
-        progress({"status": f"{ref.tag or 'latest'}: digest: {digest} size: {len(data)}"})
-        progress({"progressDetail": {}, "aux": {"Tag": ref.tag or "latest", "Digest": digest, "Size": len(data)}})
-        return digest
-    finally:
-        client.close()
-
-
-def load(self, ns, fileobj, quiet=False, progress=None):
-    from berth.images.archive import load_archive
-    progress = progress or (lambda m: None)
-    with self.meta.lease(ns, ttl=3600, labels={"berth.io/load": "1"}) as lease:
-        loaded = load_archive(fileobj, self.content)
-        for img in loaded:
-            self.meta.add_lease_resource(ns, lease.id, "content", img.target["digest"])
-        for img in loaded:
-            self.add_refs(img.target)
-            r = self._resolved(list(img.names), img.target)
-            layer_done = None
-            if not quiet:  # as docker's: a full bar for each layer new to this engine
-                ids = {b["digest"]: (_short(diff), b.get("size", 0)) for b, diff in zip(r.layers, r.diff_ids)}
-
-                def layer_done(digest, status, ids=ids):
-                    if status == "Pull complete" and digest in ids:
-                        _transfer_progress(progress, "Loading layer", *ids[digest])(ids[digest][1])
-            self.unpack(r, lease=lease, ns=ns, progress=layer_done)
-            self.record(ns, list(img.names), img.target, r)
-            if img.names:
-                for n in img.names:
-                    progress({"stream": f"Loaded image: {familiar(n)}\n"})
-            else:
-                progress({"stream": f"Loaded image ID: {r.config_digest}\n"})
-    return [i.names for i in loaded]
-
-
-def prepare_save(self, ns, names):
-    images = []
-    for n in names:
-        r = self.resolve(ns, n)
-        try:
-            ref = refmod.parse(n)
-            picked = [str(ref)] if self.meta.find_image(ns, str(ref)) is not None else []
-        except InvalidArgument:
-            picked = []
-        by_id = r.config_digest.split(":", 1)[-1].startswith(n.split("sha256:", 1)[-1]) and \
-            (n.startswith("sha256:") or all(c in "0123456789abcdef" for c in n))
-        if not picked and not by_id:  # an image saved by its ID gets no RepoTags, as docker's
-            picked = [x for x in r.names if not is_untagged_name(x)]
-        # an archive's RepoTags hold tags only (docker saves repo@digest without a name)
-        picked = [x for x in picked if not is_digest_name(x)]
-        images.append((picked, r.target))
-    return images
-
-
-def save(self, ns, images, fileobj):
-    from berth.images.archive import save_archive
-    save_archive(fileobj, self.content, images)
-
-
-def import_(self, ns, fileobj, repo=None, tag=None, changes=(), message=None, platform=None, progress=None):
-    from berth.images.imports import apply_changes, import_rootfs
-    progress = progress or (lambda m: None)
-    name = None
-    if repo:
-        ref = refmod.parse(f"{repo}:{tag}" if tag else repo)
-        if ref.digest:
-            raise InvalidArgument("import: the target must be a name, not a digest")
-        name = str(ref)
-    apply_changes(list(changes))  # refuse a bad --change before reading anything
-    with self.meta.lease(ns, ttl=3600, labels={"berth.io/import": "1"}) as lease:
-        desc, config_digest = import_rootfs(fileobj, self.content, changes=list(changes), message=message,
-                                            platform=platform)
-        desc = dict(desc) if not isinstance(desc, dict) else desc
-        self.meta.add_lease_resource(ns, lease.id, "content", desc["digest"])
-        self.add_refs(desc)
-        r = self._resolved([name] if name else [], desc)
-        self.unpack(r, lease=lease, ns=ns)
-        self.record(ns, [name] if name else [], desc, r)
-    progress({"status": r.config_digest})
-    return r.config_digest
-
-
-def login(self, server, username, password):
-    from berth.remotes.auth import Credentials
-    host = (server or "docker.io").split("://", 1)[-1].rstrip("/").split("/")[0]
-    host = "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
-    from berth.remotes import RegistryClient
-    reg = self.registry
-    client = RegistryClient(reg.hosts_dir if reg else None, mirrors=reg.mirrors if reg else None,
-                            insecure=reg.insecure if reg else (),
-                            credentials=lambda h: Credentials(username, password))
-    try:
-        client.check_login(host) if hasattr(client, "check_login") else None
-    finally:
-        client.close()
-
-
-for _f in (_client, pull, push, load, prepare_save, save, import_, login):
-    setattr(ImageService, _f.__name__, _f)

@@ -5,6 +5,8 @@ Shared by the builder (each RUN / COPY / WORKDIR step) and POST /commit. Blockin
 worker thread.
 """
 
+from __future__ import annotations
+
 import time
 
 import json
@@ -12,15 +14,24 @@ from berth.errors import FailedPrecondition, InvalidArgument
 from berth.images import config as imgconfig
 from berth.oci import mediatypes as mt
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Sequence
+
+    from berth.images.diff import TarWriter
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
+    from berth.services.images import ImageService, Resolved
+
 EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 
 
-def now_rfc3339():
+def now_rfc3339() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
-def snapshot_diff(images, key):
+def snapshot_diff(images: ImageService, key: str) -> tuple[str | None, dict | None]:
     """The changes of the active snapshot ``key`` over its parent, stored as a layer.
     Returns (diff_id, layer descriptor), or (None, None) when nothing changed."""
     from berth.images import diff
@@ -33,17 +44,17 @@ def snapshot_diff(images, key):
                 if o.startswith("lowerdir="):
                     lowers = o[len("lowerdir="):].split(":")
 
-        def produce(tw):
+        def produce(tw: TarWriter) -> None:
             diff.write_overlay_diff(upper, tw, lowers)
     else:
         parent = sn.stat(key).parent
         lower = sn.fs_path(parent) if parent else None
 
-        def produce(tw):
+        def produce(tw: TarWriter) -> None:
             diff.write_tree_diff(lower, upper, tw)
     counter = {}
 
-    def counted(tw):
+    def counted(tw: TarWriter) -> None:
         produce(tw)
         counter["n"] = tw.count
     diff_id, desc = diff.store_layer(images.content, counted)
@@ -52,7 +63,7 @@ def snapshot_diff(images, key):
     return diff_id, desc
 
 
-def base_config(images, parent):
+def base_config(images: ImageService, parent: Resolved | None) -> dict:
     """The config document a new image starts from (a copy of the parent's, or scratch's)."""
     if parent is None:
         plat = imgconfig.host_platform()
@@ -64,7 +75,9 @@ def base_config(images, parent):
     return json.loads(json.dumps(parent.config))
 
 
-def write_image(images, ns, parent, doc, new_layers, history, names=(), keep=True):
+def write_image(images: ImageService, ns: str, parent: Resolved | None, doc: dict,
+                new_layers: list[tuple[str, dict]], history: list[dict], names: Sequence[str] = (),
+                keep: bool = True) -> Resolved:
     """Store a new image: ``doc`` (the config, e.g. from base_config, its "config" already
     changed), the parent's layers plus ``new_layers`` [(diff_id, descriptor)], ``history``
     entries appended. Named with ``names`` (else kept as an untagged image when ``keep``).
@@ -93,7 +106,7 @@ def write_image(images, ns, parent, doc, new_layers, history, names=(), keep=Tru
     return images._resolved([], target)
 
 
-def container_config(images, rec, changes=()):
+def container_config(images: ImageService, rec: Container, changes: Sequence[str] = ()) -> tuple[dict, dict]:
     """The config a committed container's image gets: the image's, with the container's own
     settings (Env, Cmd, Entrypoint, WorkingDir, User, Labels, ExposedPorts, Volumes,
     StopSignal, Healthcheck) over it, then ``changes`` (Dockerfile instructions)."""
@@ -118,7 +131,8 @@ def container_config(images, rec, changes=()):
     return img, apply_changes(changes, cfg)
 
 
-def commit(containers, ns, ref, repo=None, tag=None, changes=(), comment=None, author=None, pause=True):
+def commit(containers: ContainerService, ns: str, ref: str, repo: str | None = None, tag: str | None = None,
+           changes: Sequence[str] = (), comment: str | None = None, author: str | None = None, pause: bool = True) -> dict:
     """`docker commit`: the container's changes as a new layer on its image."""
     images = containers.images
     rec = containers.get(ns, ref)

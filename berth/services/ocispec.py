@@ -3,6 +3,8 @@ with docker's defaults: capabilities, masked and read-only paths, mounts, device
 
 import os
 
+from berth.linux.paths import read_in_root
+
 DEFAULT_CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
     "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
@@ -58,11 +60,11 @@ def lookup_user(rootfs, user):
     name, _, group = user.partition(":")
 
     def read(path):
-        try:
-            with open(os.path.join(rootfs, path.lstrip("/"))) as f:
-                return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+        try:  # inside the rootfs: its /etc/passwd may be a symlink, never to the host's
+            text = read_in_root(rootfs, path).decode(errors="replace")
         except OSError:
             return []
+        return [line.split(":") for line in text.splitlines() if line.strip() and not line.startswith("#")]
     passwd = read("/etc/passwd")
     groups = read("/etc/group")
     uid = gid = None
@@ -102,11 +104,10 @@ def lookup_group(rootfs, group):
     if str(group).isdigit():
         return int(group)
     try:
-        with open(os.path.join(rootfs, "etc/group")) as f:
-            for line in f:
-                g = line.rstrip("\n").split(":")
-                if len(g) > 2 and g[0] == group and g[2].isdigit():
-                    return int(g[2])
+        for line in read_in_root(rootfs, "/etc/group").decode(errors="replace").splitlines():
+            g = line.split(":")
+            if len(g) > 2 and g[0] == group and g[2].isdigit():
+                return int(g[2])
     except OSError:
         pass
     from berth.errors import InvalidArgument

@@ -1,5 +1,7 @@
 """A running container's processes: its cgroup, its pids, `top` (docker's GET /containers/{id}/top)."""
 
+from __future__ import annotations
+
 import os
 import re
 import shutil
@@ -12,14 +14,21 @@ from berth.errors import (
     InvalidArgument,
     SystemError_,
 )
+from berth.runtime import cgroups
+from berth.runtime.cgroups import Manager
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
 
 
-def _now_rfc3339():
+def _now_rfc3339() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
-def _running(svc, ns, ref):
+def _running(svc: ContainerService, ns: str, ref: str) -> tuple[Container, dict]:
     rec = svc.get(ns, ref)
     st = svc.state(rec)
     if not st["Running"]:
@@ -29,36 +38,12 @@ def _running(svc, ns, ref):
 
 # --- cgroup and processes --------------------------------------------------------------------
 
-def _cgroup(pid):
-    """The cgroup Manager of a process (any runtime), from /proc/<pid>/cgroup; None if gone."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            return _cgroup_of(f.read())
-    except OSError:
-        return None
+def _cgroup(pid: int) -> Manager | None:
+    """The cgroup Manager of a process (any runtime); None if gone or in the root cgroup."""
+    return cgroups.manager_of_pid(pid)
 
 
-def _cgroup_of(text):
-    """The cgroup Manager of the lines of a /proc/<pid>/cgroup; None for the root or none."""
-    from berth.runtime import cgroups
-    lines = text.splitlines()
-    paths = {}
-    for line in lines:
-        _, ctrls, path = line.split(":", 2)
-        for c in ctrls.split(","):
-            paths[c] = path
-    mode = cgroups.detect_mode()
-    path = paths.get("") if mode == "v2" else (paths.get("memory") or paths.get("pids") or paths.get("cpu")
-                                                   or paths.get(""))
-    if not path or path == "/":
-        return None
-    try:
-        return cgroups.Manager(path, mode=mode)
-    except BerthError:
-        return None
-
-
-def _descendants(pid):
+def _descendants(pid: int) -> list[int]:
     children = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -78,7 +63,7 @@ def _descendants(pid):
     return sorted(out)
 
 
-def container_pids(pid):
+def container_pids(pid: int) -> list[int]:
     """Every process of the container whose init is pid: its cgroup, else its process tree."""
     mgr = _cgroup(pid)
     pids = []
@@ -90,13 +75,13 @@ def container_pids(pid):
     return pids or _descendants(pid)
 
 
-def _validate_ps_args(ps_args):
+def _validate_ps_args(ps_args: str) -> None:
     for k, v in re.findall(r"\s+(\S*)=\s*(PID\S*)", ps_args):
         if k != "pid":
             raise InvalidArgument(f'specifying "{k}={v}" is not allowed')
 
 
-def _parse_ps(output, pids):
+def _parse_ps(output: str, pids: list[int]) -> dict:
     lines = output.split("\n")
     titles = lines[0].split()
     try:
@@ -126,7 +111,7 @@ def _parse_ps(output, pids):
     return {"Titles": titles, "Processes": procs}
 
 
-def top(svc, ns, ref, ps_args=None):
+def top(svc: ContainerService, ns: str, ref: str, ps_args: str | None = None) -> dict:
     """GET /containers/{id}/top: the host's `ps` output restricted to the container's processes."""
     rec, st = _running(svc, ns, ref)
     svc.events.container(ns, rec, "top")
@@ -152,7 +137,7 @@ def top(svc, ns, ref, ps_args=None):
     return _parse_ps(p.stdout.decode(errors="replace"), pids)
 
 
-def _top_from_proc(pids):
+def _top_from_proc(pids: list[int]) -> dict:
     """`ps -ef` columns read from /proc, for hosts without procps."""
     import pwd
     hz = os.sysconf("SC_CLK_TCK")

@@ -1,18 +1,28 @@
-"""docker stats: a container's counters from its cgroup (v1 or v2), sampled and shaped as dockerd does."""
+"""docker stats: a container's counters from its cgroup (read by berth.runtime.cgroups), sampled and shaped
+as dockerd does."""
+
+from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 from berth.errors import (
     FailedPrecondition,
     NotFound,
 )
 
-from berth.services.processes import _cgroup_of, _now_rfc3339
+from berth.runtime.cgroups import Manager, manager_of, manager_of_pid
+from berth.services.processes import _now_rfc3339
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
 
 # --- stats -----------------------------------------------------------------------------------
 
-def _read(path):
+def _read(path: str) -> str | None:
     try:
         with open(path) as f:
             return f.read()
@@ -20,39 +30,14 @@ def _read(path):
         return None
 
 
-def _int(path):
-    v = _read(path)
-    if v is None:
-        return None
-    v = v.strip()
-    if v == "max":
-        return -1
-    try:
-        n = int(v)
-    except ValueError:
-        return None
-    return -1 if n >= 1 << 62 else n
-
-
-def _kv(path):
-    out = {}
-    for line in (_read(path) or "").splitlines():
-        k, _, v = line.partition(" ")
-        try:
-            out[k] = int(v)
-        except ValueError:
-            pass
-    return out
-
-
-def _host_memory():
+def _host_memory() -> int:
     for line in (_read("/proc/meminfo") or "").splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
     return 0
 
 
-def _system_cpu_usage():
+def _system_cpu_usage() -> int:
     """Host CPU time in ns, as docker computes system_cpu_usage (/proc/stat's cpu line)."""
     for line in (_read("/proc/stat") or "").splitlines():
         if line.startswith("cpu "):
@@ -60,111 +45,37 @@ def _system_cpu_usage():
     return 0
 
 
-def _online_cpus():
+def _online_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except OSError:
         return os.cpu_count() or 1
 
 
-def _ctrl_dir(mgr, controller):
-    if mgr.mode == "v2":
-        return mgr.paths.get("")
-    for key, d in mgr.paths.items():
-        if controller in key.split(","):
-            return d
-    return None
-
-
-def _blkio_v1(d):
-    out = []
-    for line in (_read(os.path.join(d, "blkio.throttle.io_service_bytes_recursive")) or
-                 _read(os.path.join(d, "blkio.io_service_bytes_recursive")) or "").splitlines():
-        f = line.split()
-        if len(f) == 3 and ":" in f[0]:
-            ma, mi = f[0].split(":")
-            out.append({"major": int(ma), "minor": int(mi), "op": f[1], "value": int(f[2])})
-    return out
-
-
-def _blkio_v2(d):
-    out = []
-    for line in (_read(os.path.join(d, "io.stat")) or "").splitlines():
-        f = line.split()
-        if not f or ":" not in f[0]:
-            continue
-        ma, mi = f[0].split(":")
-        kv = dict(x.split("=", 1) for x in f[1:] if "=" in x)
-        for key, op in (("rbytes", "read"), ("wbytes", "write")):
-            if key in kv:
-                out.append({"major": int(ma), "minor": int(mi), "op": op, "value": int(kv[key])})
-    return out
-
-
-def _sample(mgr):
-    """One stats sample in docker's shape (without name, id, preread, precpu_stats)."""
-    hz = os.sysconf("SC_CLK_TCK")
+def _sample(mgr: Manager) -> dict:
+    """One stats sample in docker's shape (without name, id, preread, precpu_stats): the
+    cgroup's counters (berth.runtime.cgroups reads them) with the host's figures."""
+    cg = mgr.read_stats()
     host_mem = _host_memory()
-    cpu = {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
-           "system_cpu_usage": _system_cpu_usage(), "online_cpus": _online_cpus(),
-           "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
-    mem = {"usage": 0, "stats": {}, "limit": host_mem}
-    pids = {"current": 0}
-    blkio = {"io_service_bytes_recursive": []}
-    if mgr.mode == "v2":
-        d = mgr.paths[""]
-        cs = _kv(os.path.join(d, "cpu.stat"))
-        cpu["cpu_usage"].update(total_usage=cs.get("usage_usec", 0) * 1000,
-                                usage_in_kernelmode=cs.get("system_usec", 0) * 1000,
-                                usage_in_usermode=cs.get("user_usec", 0) * 1000)
-        cpu["throttling_data"].update(periods=cs.get("nr_periods", 0), throttled_periods=cs.get("nr_throttled", 0),
-                                      throttled_time=cs.get("throttled_usec", 0) * 1000)
-        mem["usage"] = _int(os.path.join(d, "memory.current")) or 0
-        mem["stats"] = _kv(os.path.join(d, "memory.stat"))
-        limit = _int(os.path.join(d, "memory.max"))
-        pids["current"] = _int(os.path.join(d, "pids.current")) or 0
-        plimit = _int(os.path.join(d, "pids.max"))
-        blkio["io_service_bytes_recursive"] = _blkio_v2(d)
-    else:
-        c = _ctrl_dir(mgr, "cpuacct")
-        if c:
-            cpu["cpu_usage"]["total_usage"] = _int(os.path.join(c, "cpuacct.usage")) or 0
-            percpu = (_read(os.path.join(c, "cpuacct.usage_percpu")) or "").split()
-            if percpu:
-                cpu["cpu_usage"]["percpu_usage"] = [int(x) for x in percpu]
-            st = _kv(os.path.join(c, "cpuacct.stat"))
-            cpu["cpu_usage"].update(usage_in_kernelmode=st.get("system", 0) * 10**9 // hz,
-                                    usage_in_usermode=st.get("user", 0) * 10**9 // hz)
-        c = _ctrl_dir(mgr, "cpu")
-        if c:
-            st = _kv(os.path.join(c, "cpu.stat"))
-            cpu["throttling_data"].update(periods=st.get("nr_periods", 0),
-                                          throttled_periods=st.get("nr_throttled", 0),
-                                          throttled_time=st.get("throttled_time", 0))
-        m = _ctrl_dir(mgr, "memory")
-        limit = None
-        if m:
-            mem["usage"] = _int(os.path.join(m, "memory.usage_in_bytes")) or 0
-            mx = _int(os.path.join(m, "memory.max_usage_in_bytes"))
-            if mx is not None:
-                mem["max_usage"] = mx
-            failcnt = _int(os.path.join(m, "memory.failcnt"))
-            if failcnt is not None:
-                mem["failcnt"] = failcnt
-            mem["stats"] = _kv(os.path.join(m, "memory.stat"))
-            limit = _int(os.path.join(m, "memory.limit_in_bytes"))
-        p = _ctrl_dir(mgr, "pids")
-        plimit = None
-        if p:
-            pids["current"] = _int(os.path.join(p, "pids.current")) or 0
-            plimit = _int(os.path.join(p, "pids.max"))
-        b = _ctrl_dir(mgr, "blkio")
-        if b:
-            blkio["io_service_bytes_recursive"] = _blkio_v1(b)
+    usage = {"total_usage": cg.cpu_total_ns or 0, "usage_in_kernelmode": cg.cpu_kernel_ns,
+             "usage_in_usermode": cg.cpu_user_ns}
+    if cg.percpu_ns:
+        usage["percpu_usage"] = cg.percpu_ns
+    cpu = {"cpu_usage": usage, "system_cpu_usage": _system_cpu_usage(), "online_cpus": _online_cpus(),
+           "throttling_data": {"periods": cg.throttle_periods, "throttled_periods": cg.throttled_periods,
+                               "throttled_time": cg.throttled_ns}}
+    mem = {"usage": cg.memory_usage or 0, "stats": cg.memory_stat, "limit": host_mem}
+    if cg.memory_max_usage is not None:
+        mem["max_usage"] = cg.memory_max_usage
+    if cg.memory_failcnt is not None:
+        mem["failcnt"] = cg.memory_failcnt
+    limit = cg.memory_limit
     if limit is not None and limit >= 0 and (not host_mem or limit < host_mem):
         mem["limit"] = limit
-    if plimit is not None and plimit > 0:
-        pids["limit"] = plimit
+    pids = {"current": cg.pids_current or 0}
+    if cg.pids_limit is not None and cg.pids_limit > 0:
+        pids["limit"] = cg.pids_limit
+    blkio = {"io_service_bytes_recursive": cg.io_service_bytes}
     for k in ("io_serviced_recursive", "io_queue_recursive", "io_service_time_recursive",
               "io_wait_time_recursive", "io_merged_recursive", "io_time_recursive", "sectors_recursive"):
         blkio[k] = None
@@ -176,22 +87,22 @@ _EMPTY_CPU = {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_i
               "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
 
 
-def _empty_stats(rec):
+def _empty_stats(rec: Container) -> dict:
     return {"name": "/" + rec.name, "id": rec.id, "read": "0001-01-01T00:00:00Z",
             "preread": "0001-01-01T00:00:00Z", "pids_stats": {},
             "blkio_stats": {"io_service_bytes_recursive": None}, "num_procs": 0, "storage_stats": {},
             "cpu_stats": _EMPTY_CPU, "precpu_stats": _EMPTY_CPU, "memory_stats": {}}
 
 
-def sample_of(pid):
+def sample_of(pid: int) -> dict | None:
     """One stats sample (docker's shape, without name/id/pre*) of the running container whose init
     is pid, or None (gone, or no cgroup of its own): for callers that know the container runs."""
-    from berth.services.processes import _cgroup
-    mgr = _cgroup(pid)
+    mgr = manager_of_pid(pid)
     return _sample(mgr) if mgr is not None else None
 
 
-def stats(svc, ns, ref, stream=False, one_shot=False, interval=1.0):
+def stats(svc: ContainerService, ns: str, ref: str, stream: bool = False, one_shot: bool = False,
+          interval: float = 1.0) -> Iterator[dict]:
     """Yield docker's stats JSON objects: one (stream=False), or one per interval while it runs.
 
     Without one_shot, the first object waits one interval so precpu_stats is a real sample
@@ -204,7 +115,7 @@ def stats(svc, ns, ref, stream=False, one_shot=False, interval=1.0):
         return
     from berth.shim.client import ShimGone
     try:  # the shim says where its init's counters are
-        mgr = _cgroup_of(svc.shim(rec).stats().cgroup)
+        mgr = manager_of(svc.shim(rec).stats().cgroup)
     except (ShimGone, FailedPrecondition):
         mgr = None
     if mgr is None:

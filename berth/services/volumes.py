@@ -9,8 +9,8 @@ local driver).
 
 A container's mounts (HostConfig.Binds, HostConfig.Mounts, VolumesFrom, Config.Volumes and the
 image's VOLUMEs) are resolved once, at create, into a list of mount points kept in the
-container's spec as "_mounts" (docker's MountPoint shape plus berth's own keys). At start they
-become plain OCI bind mounts (and tmpfs mounts); the runtime resolves every destination inside
+container's record (services.createspec.CreateSpec.mounts: docker's MountPoint shape plus
+berth's own keys). At start they become plain OCI bind mounts (and tmpfs mounts); the runtime resolves every destination inside
 the container's root (openat2 RESOLVE_IN_ROOT), so a symlink in the image cannot send a mount
 out of it. A new, empty volume gets the image's content at its destination first (copy-up).
 """
@@ -27,6 +27,7 @@ import time
 from typing import TYPE_CHECKING
 
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound, SystemError_
+from berth.services.createspec import mounts_of
 
 if TYPE_CHECKING:
     from berth.daemon.config import Config
@@ -281,7 +282,7 @@ class VolumeService:
         """Ids of the containers (running or not) that have the volume mounted."""
         out = []
         for rec in self.meta.list_containers(ns):
-            for m in (rec.spec_json() or {}).get("_mounts") or []:
+            for m in mounts_of(rec):
                 if m.get("Type") == "volume" and m.get("Name") == name:
                     out.append(rec.id)
                     break
@@ -290,7 +291,7 @@ class VolumeService:
     def _used(self, ns: str) -> set[str]:
         used = set()
         for rec in self.meta.list_containers(ns):
-            for m in (rec.spec_json() or {}).get("_mounts") or []:
+            for m in mounts_of(rec):
                 if m.get("Type") == "volume":
                     used.add(m.get("Name"))
         return used
@@ -349,7 +350,7 @@ class VolumeService:
                 raise InvalidArgument(f"invalid mode for volumes-from: {mode}")
             from berth.services.containers import find_container
             other = find_container(self.meta, ns, cref)
-            for m in (other.spec_json() or {}).get("_mounts") or []:
+            for m in mounts_of(other):
                 if m.get("Type") == "tmpfs":
                     continue
                 m = dict(m, CopyUp=False, CreateSource=False)
@@ -425,7 +426,7 @@ class VolumeService:
         """At start (the rootfs mounted): mount the volumes that need it, copy the image's content
         into new empty volumes, create missing -v host dirs; the OCI mounts, parents first."""
         out = []
-        for m in (rec.spec_json() or {}).get("_mounts") or []:
+        for m in mounts_of(rec):
             dest = m["Destination"]
             if m["Type"] == "tmpfs":
                 opts = list(m.get("TmpfsOptions") or _TMPFS_DEFAULT)
@@ -458,7 +459,7 @@ class VolumeService:
                 return
         except OSError:
             return
-        from berth.runtime.rootfs import secure_join
+        from berth.linux.paths import secure_join
         rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             rel = secure_join(rootfd, dest)
@@ -516,7 +517,7 @@ class VolumeService:
 
     def release(self, ns: str, rec) -> None:
         """After a container stopped (or went): unmount its optioned volumes that no running container uses."""
-        names = {m["Name"] for m in (rec.spec_json() or {}).get("_mounts") or [] if m.get("Type") == "volume"}
+        names = {m["Name"] for m in mounts_of(rec) if m.get("Type") == "volume"}
         if not names:
             return
         with self._lock:
@@ -540,7 +541,7 @@ class VolumeService:
         self.release(ns, rec)
         if not remove_anonymous:
             return
-        for m in (rec.spec_json() or {}).get("_mounts") or []:
+        for m in mounts_of(rec):
             if m.get("Type") == "volume" and m.get("Anonymous"):
                 try:
                     self.remove(ns, m["Name"])

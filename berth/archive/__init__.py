@@ -1,0 +1,1 @@
+"""Tar archives: writing trees and extracting them safely (berth.archive.tar)."""

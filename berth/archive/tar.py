@@ -1,0 +1,384 @@
+"""Tar, the one owner: writing a tree as a tar stream and extracting a tar safely into a root.
+
+- tar_stream(pfd, name, arcname): a tar (bytes chunks) of an entry of a directory fd, walked
+  with *at calls that never follow a symlink (docker cp's GET side, `berth cp` from the host,
+  export).
+- extract_tar(rootfd, dest, fileobj, ...): a tar unpacked into a directory of a root fd, every
+  parent resolved inside the root (berth.linux.paths), the last component never followed,
+  names climbing out of the destination refused (docker cp's PUT side, `berth cp` to the host).
+- clean_parts, remove_at, copy_member, stat_header, pax_value/xattr_bytes: the member-name
+  cleaning, the no-follow recursive removal, the data copy, headers from lstat and xattrs in PAX
+  records, which image layers (berth.images.layer and diff, whiteouts on top) use too.
+
+Pure file-system code over directory fds: no daemon, no HTTP; the CLI may import it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import stat
+import tarfile
+
+from berth.errors import InvalidArgument, SystemError_
+from berth.linux.paths import ensure_in_root, open_in_root
+
+TYPE_CHECKING = False  # no typing at run time: `berth cp` imports this
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_DIR_READ = _O_DIR
+_CHUNK = 1 << 20
+
+
+def clean_parts(name: str) -> list[str] | None:
+    """The components of an archive member's name, "." and empty ones dropped and ".." applied;
+    None when ".." would climb above the top (the member escapes the root)."""
+    parts: list[str] = []
+    for c in name.split("/"):
+        if c in ("", "."):
+            continue
+        if c == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(c)
+    return parts
+
+
+def remove_at(pfd: int, name: str, st: os.stat_result | None = None) -> None:
+    """Remove name in the directory pfd, recursively, never following a link."""
+    if st is None:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=pfd)
+        return
+    fd = os.open(name, _O_DIR_READ, dir_fd=pfd)
+    try:
+        with os.scandir(fd) as it:
+            children = [e.name for e in it]
+        for child in children:
+            remove_at(fd, child)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=pfd)
+
+
+CAP_XATTR = "security.capability"  #: the one xattr docker archives (file capabilities)
+PAX_XATTR = "SCHILY.xattr."  #: the PAX record prefix of an xattr (GNU tar's, Go's, docker's)
+
+
+def pax_value(raw: bytes) -> str:
+    """An xattr's bytes as a PAX record value: tarfile writes them back byte for byte (as Go's
+    archive/tar does: raw bytes, with hdrcharset=BINARY when they are not UTF-8)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def xattr_bytes(value: str) -> bytes:
+    """A PAX record value read by tarfile as the xattr's bytes again (inverse of pax_value)."""
+    return value.encode("utf-8", "surrogateescape")
+
+
+def stat_header(name: str, st: os.stat_result, type_: bytes | None = None,
+                mode: int | None = None) -> tarfile.TarInfo:
+    """A tar header for an lstat result with docker's conventions: numeric owner only, whole-second
+    mtime, the permission bits (or mode); the type from st unless given, devices' numbers."""
+    ti = tarfile.TarInfo(name)
+    ti.mode = stat.S_IMODE(st.st_mode) if mode is None else mode
+    ti.uid, ti.gid = st.st_uid, st.st_gid
+    ti.uname = ti.gname = ""
+    ti.mtime = int(st.st_mtime)
+    if type_ is not None:
+        ti.type = type_
+    if ti.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return ti
+
+
+def copy_member(tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
+    """Write the data of the regular-file member m (of a tar read as a stream) into fd."""
+    src = tf.extractfile(m)
+    if src is None:
+        return
+    while True:
+        chunk = src.read(_CHUNK)
+        if not chunk:
+            break
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+
+
+def _tar_header(ti: tarfile.TarInfo) -> bytes:
+    return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def tar_stream(pfd: int, name: str, arcname: str) -> Iterator[bytes]:
+    """Yield a tar (bytes chunks) of the entry `name` in the directory fd pfd ("." for pfd
+    itself), entries named arcname[/...]. Never follows a symlink; a file that changes size
+    while read is cut or zero-padded to the size in its header."""
+    links = {}
+
+    def entry(dfd: int, nm: str, arc: str) -> Iterator[bytes]:
+        try:
+            st = os.stat(nm, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return  # removed while walking
+        m = st.st_mode
+        ti = stat_header(arc, st)
+        if stat.S_ISDIR(m):
+            ti.type = tarfile.DIRTYPE
+            try:
+                fd = os.open(nm, _O_DIR, dir_fd=dfd)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            try:
+                yield _tar_header(ti)
+                for child in sorted(os.listdir(fd)):
+                    yield from entry(fd, child, posixpath.join(arc, child) if arc != "." else child)
+            finally:
+                os.close(fd)
+        elif stat.S_ISREG(m):
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                if key in links:
+                    ti.type = tarfile.LNKTYPE
+                    ti.linkname = links[key]
+                    yield _tar_header(ti)
+                    return
+                links[key] = arc
+            try:
+                fd = os.open(nm, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+            except (FileNotFoundError, OSError) as e:
+                if isinstance(e, FileNotFoundError) or e.errno == errno.ELOOP:
+                    return
+                raise
+            try:
+                fst = os.fstat(fd)
+                if not stat.S_ISREG(fst.st_mode):
+                    return
+                ti = stat_header(arc, fst)
+                ti.type = tarfile.REGTYPE
+                ti.size = fst.st_size
+                try:
+                    ti.pax_headers[PAX_XATTR + CAP_XATTR] = pax_value(os.getxattr(fd, CAP_XATTR))
+                except OSError:
+                    pass
+                yield _tar_header(ti)
+                left = ti.size
+                while left > 0:
+                    data = os.read(fd, min(_CHUNK, left))
+                    if not data:
+                        break
+                    left -= len(data)
+                    yield data
+                if left > 0:
+                    yield bytes(left)
+                pad = -ti.size % tarfile.BLOCKSIZE
+                if pad:
+                    yield bytes(pad)
+            finally:
+                os.close(fd)
+        elif stat.S_ISLNK(m):
+            ti.type = tarfile.SYMTYPE
+            ti.linkname = os.readlink(nm, dir_fd=dfd)
+            yield _tar_header(ti)
+        elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
+            ti = stat_header(arc, st, tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE)
+            yield _tar_header(ti)
+        elif stat.S_ISFIFO(m):
+            ti.type = tarfile.FIFOTYPE
+            yield _tar_header(ti)
+        # sockets are not archived (as docker)
+
+    if name == ".":
+        st = os.fstat(pfd)
+        ti = stat_header(arcname, st)
+        ti.type = tarfile.DIRTYPE
+        fd = os.open(".", _O_DIR & ~os.O_NOFOLLOW, dir_fd=pfd)
+        try:
+            yield _tar_header(ti)
+            for child in sorted(os.listdir(fd)):
+                yield from entry(fd, child, posixpath.join(arcname, child) if arcname != "." else "./" + child)
+        finally:
+            os.close(fd)
+    else:
+        yield from entry(pfd, name, arcname)
+    yield bytes(tarfile.BLOCKSIZE * 2)
+
+
+def _clean_member(name: str, dest_label: str) -> list[str]:
+    parts = clean_parts(name)
+    if parts is None:
+        raise InvalidArgument(f'"{name}" is outside of "{dest_label}"')
+    return parts
+
+
+def _rebase(name: str, rebase: tuple[str, str] | None) -> str:
+    if not rebase:
+        return name
+    old, new = rebase
+    if old == "/":
+        return posixpath.join(new, name.lstrip("/"))
+    first, sep, rest = name.lstrip("/").partition("/")
+    if first == old or (old == "." and first == ""):
+        return new + sep + rest if rest or sep else new
+    return name
+
+
+def extract_tar(rootfd: int, dest: str, fileobj: BinaryIO, owner: str | tuple[int, int] | None = None,
+                no_overwrite_dir_nondir: bool = False, rebase: tuple[str, str] | None = None) -> None:
+    """Extract the tar read from fileobj into the directory dest (relative to rootfd, no symlinks).
+
+    Every parent is resolved with openat2(RESOLVE_IN_ROOT) from rootfd, so symlinks met on
+    the way (absolute ones too) lead somewhere inside rootfd's tree and never out of it; the
+    last component of an entry is never followed. Entry names climbing out of dest are refused.
+    owner: None leaves files to the caller's uid/gid, "keep" uses the archive's, (uid, gid)
+    sets that owner. rebase=(old, new) renames the first path component old to new (docker's
+    RebaseArchiveEntries)."""
+    dest = dest.strip("/")
+    label = "/" + dest
+    dir_times = []
+    privileged = os.geteuid() == 0
+
+    def chown(fd_or_name: int | str, m: tarfile.TarInfo, dir_fd: int | None = None) -> None:
+        if owner is None or (not privileged and owner == "keep"):
+            return
+        uid, gid = (m.uid, m.gid) if owner == "keep" else owner
+        try:
+            if dir_fd is None:
+                os.fchown(fd_or_name, uid, gid)
+            else:
+                os.chown(fd_or_name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+        except PermissionError:
+            if privileged:
+                raise
+
+    def xattrs(fd: int, m: tarfile.TarInfo) -> None:
+        for k, v in m.pax_headers.items():
+            if k.startswith(PAX_XATTR):
+                xname = k[len(PAX_XATTR):]
+                if xname.startswith(("trusted.overlay.", "user.overlay.")):
+                    continue
+                try:
+                    os.setxattr(fd, xname, xattr_bytes(v))
+                except (OSError, UnicodeEncodeError):
+                    pass
+
+    try:
+        tf = tarfile.open(fileobj=fileobj, mode="r|")  # noqa: SIM115 (closed in the finally below)
+    except tarfile.TarError as e:
+        raise InvalidArgument(f"invalid tar archive: {e}") from None
+    try:
+        for m in tf:
+            name = _rebase(m.name, rebase)
+            parts = _clean_member(name, label)
+            if not parts:
+                if m.isdir():
+                    continue
+                raise InvalidArgument(f'cannot extract "{m.name}": it names the destination directory')
+            rel_parent = "/".join([dest] + parts[:-1]).strip("/")
+            base = parts[-1]
+            if rel_parent:
+                pfd = ensure_in_root(rootfd, rel_parent, directory=True)
+            else:
+                pfd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=rootfd)
+            try:
+                pst = os.fstat(pfd)
+                if not stat.S_ISDIR(pst.st_mode):
+                    raise InvalidArgument(f'cannot extract "{m.name}": {posixpath.dirname(name)} is not a directory')
+                try:
+                    cur = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    cur = None
+                if cur is not None:
+                    is_dir = stat.S_ISDIR(cur.st_mode)
+                    if no_overwrite_dir_nondir and is_dir and not m.isdir():
+                        raise InvalidArgument(f'cannot overwrite directory "/{"/".join([dest] + parts).strip("/")}" '
+                                              f'with non-directory "{label}"')
+                    if no_overwrite_dir_nondir and not is_dir and m.isdir():
+                        raise InvalidArgument(f'cannot overwrite non-directory "/{"/".join([dest] + parts).strip("/")}" '
+                                              f'with directory "{label}"')
+                    if not (is_dir and m.isdir()):
+                        remove_at(pfd, base, cur)
+                mode = m.mode & 0o7777
+                if m.isdir():
+                    if cur is None or not stat.S_ISDIR(cur.st_mode):
+                        os.mkdir(base, 0o700, dir_fd=pfd)
+                    fd = os.open(base, _O_DIR, dir_fd=pfd)
+                    try:
+                        chown(fd, m)
+                        xattrs(fd, m)
+                        os.fchmod(fd, mode)
+                    finally:
+                        os.close(fd)
+                    dir_times.append(("/".join([dest] + parts).strip("/"), m.mtime))
+                elif m.isreg():
+                    fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                                 dir_fd=pfd)
+                    try:
+                        copy_member(tf, m, fd)
+                        chown(fd, m)
+                        xattrs(fd, m)
+                        os.fchmod(fd, mode)
+                        os.utime(fd, (m.mtime, m.mtime))
+                    finally:
+                        os.close(fd)
+                elif m.issym():
+                    os.symlink(m.linkname, base, dir_fd=pfd)
+                    chown(base, m, dir_fd=pfd)
+                    os.utime(base, (m.mtime, m.mtime), dir_fd=pfd, follow_symlinks=False)
+                elif m.islnk():
+                    tparts = _clean_member(_rebase(m.linkname, rebase), label)
+                    if not tparts:
+                        raise InvalidArgument(f'hardlink "{m.name}" -> "{m.linkname}" is invalid')
+                    tpath = "/".join([dest] + tparts[:-1]).strip("/") or "."
+                    try:
+                        tfd = open_in_root(rootfd, tpath, os.O_PATH | os.O_DIRECTORY)
+                    except OSError:
+                        raise InvalidArgument(f'hardlink "{m.name}" -> "{m.linkname}": no such file') from None
+                    try:
+                        os.link(tparts[-1], base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        raise InvalidArgument(f'hardlink "{m.name}" -> "{m.linkname}": no such file') from None
+                    finally:
+                        os.close(tfd)
+                elif m.ischr() or m.isblk() or m.isfifo():
+                    kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO
+                    dev = os.makedev(m.devmajor, m.devminor) if kind != stat.S_IFIFO else 0
+                    os.mknod(base, 0o600 | kind, dev, dir_fd=pfd)
+                    chown(base, m, dir_fd=pfd)
+                    try:
+                        os.chmod(base, mode, dir_fd=pfd, follow_symlinks=False)
+                    except (NotImplementedError, OSError) as e:
+                        if getattr(e, "errno", errno.ENOTSUP) not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                            raise
+                    os.utime(base, (m.mtime, m.mtime), dir_fd=pfd, follow_symlinks=False)
+                else:
+                    raise InvalidArgument(f'cannot extract "{m.name}": unsupported entry type {m.type!r}')
+            finally:
+                os.close(pfd)
+        for rel, mtime in reversed(dir_times):
+            try:
+                fd = open_in_root(rootfd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                os.utime(fd, (mtime, mtime))
+            finally:
+                os.close(fd)
+    except tarfile.TarError as e:
+        raise InvalidArgument(f"invalid tar archive: {e}") from None
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise SystemError_(f"extracting the archive: {e.strerror}") from None
+        raise InvalidArgument(f"extracting the archive: {e.strerror}"
+                              + (f": {e.filename}" if e.filename else "")) from None
+    finally:
+        tf.close()
+    while fileobj.read(_CHUNK):
+        pass

@@ -1,0 +1,23 @@
+"""The names of image records: a full normalised reference, repo@digest (pulled by digest, a
+RepoDigest), or "sha256:<config hex>" for an image that has no name (docker's <none>)."""
+
+from __future__ import annotations
+
+from berth.oci import reference as refmod
+
+
+def is_untagged_name(name: str) -> bool:
+    """sha256:<config hex>: the record of an image without a name (docker's <none>)."""
+    return name.startswith("sha256:")
+
+
+def is_digest_name(name: str) -> bool:
+    """repo@sha256:... (an image pulled by digest): a RepoDigest, never a RepoTag."""
+    return "@" in name and not is_untagged_name(name)
+
+
+def familiar(name: str) -> str:
+    """The name as docker shows it (busybox:latest, not docker.io/library/busybox:latest)."""
+    if is_untagged_name(name):
+        return "<none>:<none>"
+    return refmod.parse(name).familiar()

@@ -1,0 +1,96 @@
+"""Images and archives: load (docker-archive and OCI layouts), save and import (a rootfs tar
+made an image), as a mixin of berth.services.images.ImageService."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import BinaryIO
+
+from berth.errors import InvalidArgument
+from berth.images.names import familiar, is_digest_name, is_untagged_name
+from berth.oci import reference as refmod
+from berth.services.image_registry import Progress, short, transfer_progress
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from berth.services.images import Resolved
+
+
+class ArchiveOps:
+    """load, save (prepare_save, save) and import_ of ImageService."""
+
+    def load(self, ns: str, fileobj: BinaryIO, quiet: bool = False,
+             progress: Progress | None = None) -> list[list[str]]:
+        from berth.images.archive import load_archive
+        progress = progress or (lambda m: None)
+        with self.meta.lease(ns, ttl=3600, labels={"berth.io/load": "1"}) as lease:
+            loaded = load_archive(fileobj, self.content)
+            for img in loaded:
+                self.meta.add_lease_resource(ns, lease.id, "content", img.target["digest"])
+            for img in loaded:
+                self.add_refs(img.target)
+                r = self._resolved(list(img.names), img.target)
+                self.unpack(r, lease=lease, ns=ns, progress=None if quiet else _loading_bars(progress, r))
+                self.record(ns, list(img.names), img.target, r)
+                if img.names:
+                    for n in img.names:
+                        progress({"stream": f"Loaded image: {familiar(n)}\n"})
+                else:
+                    progress({"stream": f"Loaded image ID: {r.config_digest}\n"})
+        return [i.names for i in loaded]
+
+    def prepare_save(self, ns: str, names: list[str]) -> list[tuple[list[str], dict]]:
+        images = []
+        for n in names:
+            r = self.resolve(ns, n)
+            try:
+                ref = refmod.parse(n)
+                picked = [str(ref)] if self.meta.find_image(ns, str(ref)) is not None else []
+            except InvalidArgument:
+                picked = []
+            by_id = r.config_digest.split(":", 1)[-1].startswith(n.split("sha256:", 1)[-1]) and \
+                (n.startswith("sha256:") or all(c in "0123456789abcdef" for c in n))
+            if not picked and not by_id:  # an image saved by its ID gets no RepoTags, as docker's
+                picked = [x for x in r.names if not is_untagged_name(x)]
+            # an archive's RepoTags hold tags only (docker saves repo@digest without a name)
+            picked = [x for x in picked if not is_digest_name(x)]
+            images.append((picked, r.target))
+        return images
+
+    def save(self, ns: str, images: list[tuple[list[str], dict]], fileobj: BinaryIO) -> None:
+        from berth.images.archive import save_archive
+        save_archive(fileobj, self.content, images)
+
+    def import_(self, ns: str, fileobj: BinaryIO, repo: str | None = None, tag: str | None = None,
+                changes: Sequence[str] = (), message: str | None = None, platform: str | None = None,
+                progress: Progress | None = None) -> str:
+        from berth.images.imports import apply_changes, import_rootfs
+        progress = progress or (lambda m: None)
+        name = None
+        if repo:
+            ref = refmod.parse(f"{repo}:{tag}" if tag else repo)
+            if ref.digest:
+                raise InvalidArgument("import: the target must be a name, not a digest")
+            name = str(ref)
+        apply_changes(list(changes))  # refuse a bad --change before reading anything
+        with self.meta.lease(ns, ttl=3600, labels={"berth.io/import": "1"}) as lease:
+            desc, config_digest = import_rootfs(fileobj, self.content, changes=list(changes), message=message,
+                                                platform=platform)
+            desc = dict(desc) if not isinstance(desc, dict) else desc
+            self.meta.add_lease_resource(ns, lease.id, "content", desc["digest"])
+            self.add_refs(desc)
+            r = self._resolved([name] if name else [], desc)
+            self.unpack(r, lease=lease, ns=ns)
+            self.record(ns, [name] if name else [], desc, r)
+        progress({"status": r.config_digest})
+        return r.config_digest
+
+
+def _loading_bars(progress: Progress, r: Resolved) -> Callable[[str, str], None]:
+    """As docker's load: a full "Loading layer" bar for each layer new to this engine."""
+    ids = {b["digest"]: (short(diff), b.get("size", 0)) for b, diff in zip(r.layers, r.diff_ids)}
+
+    def layer_done(digest: str, status: str) -> None:
+        if status == "Pull complete" and digest in ids:
+            transfer_progress(progress, "Loading layer", *ids[digest])(ids[digest][1])
+    return layer_done

@@ -1,0 +1,302 @@
+"""Images and registries: pull (layers fetched in parallel and streamed into their snapshots,
+resumable), push (cross-repository mounts, manifest lists) and login, as a mixin of
+berth.services.images.ImageService (the resolve/unpack/record half it builds on)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
+from berth.images import config as imgconfig
+from berth.images.config import MAX_CONFIG, MAX_MANIFEST
+from berth.images.names import is_untagged_name
+from berth.images.stream import LayerStream
+from berth.oci import mediatypes as mt
+from berth.oci import reference as refmod
+
+if TYPE_CHECKING:
+    from berth.remotes import RegistryClient
+
+Progress = Callable[[dict], None]
+
+
+def _pull_name(ref: refmod.Reference) -> str:
+    return f"{ref.name}@{ref.digest}" if ref.digest else str(ref)
+
+
+def short(digest: str) -> str:
+    """The 12 hex digits docker shows for a layer."""
+    return digest.split(":", 1)[-1][:12]
+
+
+def _downloading(progress: Progress, digest: str, total: int) -> Callable[[int], None]:
+    """A callback of bytes fetched -> docker's "Downloading" messages, at most one per 0.1 s and
+    one at the end."""
+    last = [0.0]
+
+    def report(n: int) -> None:
+        now = time.monotonic()
+        if now - last[0] > 0.1 or n == total:
+            last[0] = now
+            progress({"status": "Downloading", "progressDetail": {"current": n, "total": total},
+                      "id": short(digest)})
+    return report
+
+
+def transfer_progress(progress: Progress, status: str, lid: str, total: int,
+                      step: int = 512 << 10) -> Callable[[int], None]:
+    """A callback of bytes done -> docker's progress messages ("Pushing [==>  ] 1.2MB/3.4MB"),
+    at most one per ``step`` bytes and one at the end."""
+    def human_size(n: float) -> str:  # go-units' HumanSize: 4 significant digits
+        for unit in ("B", "kB", "MB", "GB", "TB"):
+            if n < 1000 or unit == "TB":
+                return f"{n:.4g}{unit}"
+            n /= 1000.0
+    last = [-step]
+
+    def report(done: int) -> None:
+        if done - last[0] < step and done < total:
+            return
+        last[0] = done
+        filled = min(50, int(50 * done / total)) if total else 50
+        bar = "[" + "=" * filled + ">" + " " * (50 - filled) + "]"
+        sizes = f"{human_size(done):>8}" + (f"/{human_size(total)}" if total and done <= total else "")
+        progress({"status": status, "progressDetail": {"current": done, "total": total},
+                  "progress": f"{bar} {sizes}", "id": lid})
+    return report
+
+
+class RegistryOps:
+    """pull, push and login of ImageService."""
+
+    def _client(self, auth: dict | None = None) -> RegistryClient:
+        from berth.remotes import RegistryClient
+        from berth.remotes.auth import Credentials, docker_credentials
+        reg = self.registry
+        fallback = docker_credentials(reg.docker_config if reg else None)
+
+        def creds(host: str) -> Credentials | None:
+            if auth:
+                server = (auth.get("serveraddress") or "").split("://", 1)[-1].rstrip("/").split("/")[0]
+                server = "docker.io" if server in ("index.docker.io", "registry-1.docker.io", "") else server
+                if server == host or not auth.get("serveraddress"):
+                    if auth.get("identitytoken"):
+                        return Credentials(identity_token=auth["identitytoken"])
+                    if auth.get("username"):
+                        return Credentials(auth.get("username"), auth.get("password") or "")
+            return fallback(host)
+        return RegistryClient(reg.hosts_dir if reg else None, mirrors=reg.mirrors if reg else None,
+                              insecure=reg.insecure if reg else (), credentials=creds)
+
+    def pull(self, ns: str, ref_s: str, platform: str | None = None, auth: dict | None = None,
+             progress: Progress | None = None) -> str:
+        """Resolve, fetch (layers in parallel, resumable), verify, unpack, name."""
+        import concurrent.futures
+        progress = progress or (lambda m: None)
+        ref = refmod.parse(ref_s)
+        if platform:
+            imgconfig.parse_platform(platform)
+        client = self._client(auth)
+        try:
+            progress({"status": f"Pulling from {ref.familiar_name()}", "id": ref.tag or ref.digest})
+            _name, desc = client.resolve(ref)
+            target = desc.to_dict()
+            if target["mediaType"] in ("", None):
+                target["mediaType"] = mt.OCI_MANIFEST if hasattr(mt, "OCI_MANIFEST") else "application/vnd.oci.image.manifest.v1+json"
+            existing = self.meta.find_image(ns, _pull_name(ref))
+            with self.meta.lease(ns, ttl=3600, labels={"berth.io/pull": str(ref)}) as lease:
+                def fetch_small(d: dict) -> dict:
+                    self.meta.add_lease_resource(ns, lease.id, "content", d["digest"])
+                    if not self.content.exists(d["digest"]):
+                        data = client.fetch_manifest(ref, d["digest"], size=d.get("size"))
+                        self.content.write_blob(data, expected_digest=d["digest"])
+                    return self.read_json(d["digest"], MAX_MANIFEST, "manifest")
+
+                doc = fetch_small(target)
+                mdesc = target
+                depth = 0
+                while doc.get("manifests") is not None and "layers" not in doc:
+                    chosen = imgconfig.match_platform(doc.get("manifests") or [], platform)
+                    if chosen is None:
+                        want = platform or imgconfig.format_platform(imgconfig.host_platform())
+                        raise NotFound(f"no matching manifest for {want} in the manifest list entries of {ref}")
+                    mdesc = dict(chosen)
+                    doc = fetch_small(mdesc)
+                    depth += 1
+                    if depth > 3:
+                        raise InvalidArgument(f"{ref}: image index nested too deeply")
+                manifest = doc
+                cdesc = manifest.get("config") or {}
+                if not cdesc.get("digest"):
+                    raise InvalidArgument(f"{ref}: manifest has no config")
+                if cdesc.get("size", 0) > MAX_CONFIG:
+                    raise InvalidArgument(f"{ref}: image config is larger than 20 MiB")
+                self.meta.add_lease_resource(ns, lease.id, "content", cdesc["digest"])
+                if not self.content.exists(cdesc["digest"]):
+                    w = self.content.writer(f"pull-{cdesc['digest']}", cdesc["digest"], cdesc["size"])
+                    try:
+                        client.fetch_blob(ref, cdesc, w, offset=w.offset)
+                        w.commit(cdesc["size"], cdesc["digest"])
+                    finally:
+                        w.close()
+                layers = manifest.get("layers") or []
+                for layer in layers:
+                    lmt = layer.get("mediaType", "")
+                    if lmt and not mt.is_layer(lmt):
+                        raise InvalidArgument(f"{ref}: unknown layer media type {lmt!r}")
+                    progress({"status": "Pulling fs layer" if not self.content.exists(layer["digest"]) else "Already exists",
+                              "progressDetail": {}, "id": short(layer["digest"])})
+
+                def fetch_layer(layer: dict) -> None:
+                    d = layer["digest"]
+                    self.meta.add_lease_resource(ns, lease.id, "content", d)
+                    if self.content.exists(d):
+                        return
+                    w = self.content.writer(f"pull-{d}", d, layer["size"])
+                    try:
+                        self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
+                        client.fetch_blob(ref, layer, w, offset=w.offset,
+                                          progress=_downloading(progress, d, layer["size"]))
+                        progress({"status": "Verifying Checksum", "progressDetail": {}, "id": short(d)})
+                        w.commit(layer["size"], d)
+                    finally:
+                        w.close()
+                    progress({"status": "Download complete", "progressDetail": {}, "id": short(d)})
+
+                self.add_refs(target)
+                r = self._resolved([str(ref)] if ref.tag else [], target, platform)
+                with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+                    # the first layer streams straight into its snapshot; the next ones download in
+                    # parallel meanwhile; a layer whose download has not begun when the unpacker
+                    # reaches it streams too
+                    futures = {layer["digest"]: pool.submit(fetch_layer, layer) for layer in layers[1:]}
+
+                    def source(layer: dict) -> LayerStream | None:
+                        d = layer["digest"]
+                        fut = futures.get(d)
+                        if fut is not None and not fut.cancel():
+                            fut.result()
+                            return None
+                        if self.content.exists(d):
+                            return None
+                        w = self.content.writer(f"pull-{d}", d, layer["size"])
+                        if w.offset:  # a resumed download: fetch the rest, then unpack from the store
+                            w.close()
+                            fetch_layer(layer)
+                            return None
+                        self.meta.add_lease_resource(ns, lease.id, "content", d)
+                        self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
+                        def fetch(dest: LayerStream) -> None:
+                            client.fetch_blob(ref, layer, dest, offset=0,
+                                              progress=_downloading(progress, d, layer["size"]))
+                            progress({"status": "Verifying Checksum", "progressDetail": {}, "id": short(d)})
+                            progress({"status": "Download complete", "progressDetail": {}, "id": short(d)})
+                        return LayerStream(fetch, w, layer)
+
+                    try:
+                        self.unpack(r, lease=lease, ns=ns, source=source,
+                                    progress=lambda d, s: progress({"status": s, "progressDetail": {}, "id": short(d)}))
+                        for layer in layers:  # layers whose snapshots existed still need their blobs
+                            fut = futures.get(layer["digest"])
+                            if fut is not None and not fut.cancelled():
+                                fut.result()
+                            elif not self.content.exists(layer["digest"]):
+                                fetch_layer(layer)
+                    except BaseException:
+                        for fut in futures.values():
+                            fut.cancel()
+                        raise
+                # pulled by digest: docker keeps it as repo@digest (a RepoDigest, shown with a <none> tag)
+                names = [_pull_name(ref)]
+                self.record(ns, names, target, r)
+            progress({"status": f"Digest: {target['digest']}"})
+            if existing is not None and existing.target.digest == target["digest"]:
+                progress({"status": f"Status: Image is up to date for {ref.familiar()}"})
+            else:
+                progress({"status": f"Status: Downloaded newer image for {ref.familiar()}"})
+            self.events.publish(ns, "image", "pull", ref_s, name=ref_s)
+            return str(ref)
+        except (InvalidArgument, NotFound, FailedPrecondition):
+            # bad content (digest mismatch, hostile or unknown layer, no such platform...): what it
+            # left in the store is garbage. Network failures keep theirs, for the next pull to resume.
+            self._collect_quietly()
+            raise
+        finally:
+            client.close()
+
+    def _collect_quietly(self) -> None:
+        """Collect what nothing references, with the default grace for ingests and unfinished snapshots."""
+        try:
+            self.meta.collect(self.content, self.snapshotter, snapshotter_name=self.snapshotter_name)
+        except BerthError:
+            pass
+
+    def push(self, ns: str, ref_s: str, auth: dict | None = None, progress: Progress | None = None) -> str:
+        progress = progress or (lambda m: None)
+        ref = refmod.parse(ref_s)
+        r = self.resolve(ns, ref_s)
+        if not ref.tag and not ref.digest:
+            raise InvalidArgument(f"{ref_s}: a tag is needed to push")
+        client = self._client(auth)
+        try:
+            progress({"status": f"The push refers to repository [{ref.name}]"})
+            blobs = list(r.layers) + [r.manifest["config"]]
+            # as docker's: each layer is named by its diff ID, the top one first
+            ids = {b["digest"]: short(diff) for b, diff in zip(r.layers, r.diff_ids)}
+            for b in reversed(r.layers):
+                progress({"status": "Preparing", "progressDetail": {}, "id": ids[b["digest"]]})
+            mount_from = None
+            for n in r.names:
+                if not is_untagged_name(n):
+                    other = refmod.parse(n)
+                    if other.domain == ref.domain and other.name != ref.name:
+                        mount_from = other
+            for b in blobs:
+                layer_progress = transfer_progress(progress, "Pushing", ids[b["digest"]], b.get("size", 0)) \
+                    if b["digest"] in ids else None
+                with self.content.open(b["digest"]) as f:
+                    how = client.push_blob(ref, b, f, mount_from=mount_from, progress=layer_progress)
+                if b in r.layers:
+                    status = {"exists": "Layer already exists", "mounted": f"Mounted from {mount_from.path if mount_from else ''}",
+                              "uploaded": "Pushed"}[how]
+                    progress({"status": status, "progressDetail": {}, "id": ids[b["digest"]]})
+            # a manifest list is pushed with the platform manifests it has locally
+            if r.target["digest"] != r.manifest_desc["digest"]:
+                data = self.content.read(r.manifest_desc["digest"])
+                client.push_manifest(ref, None, r.manifest_desc.get("mediaType") or mt.OCI_MANIFEST, data)
+                index = self.read_json(r.target["digest"], MAX_MANIFEST, "index")
+                present = [m for m in index.get("manifests") or [] if self.content.exists(m["digest"])]
+                if len(present) != len(index.get("manifests") or []):
+                    # push only the platform we have, like docker's single-platform push
+                    target = r.manifest_desc
+                else:
+                    for m in present:
+                        if m["digest"] != r.manifest_desc["digest"]:
+                            raise InvalidArgument(f"{ref_s}: pushing multi-platform images with several local "
+                                                  "platforms is not supported")
+                    target = r.target
+            else:
+                target = r.target
+            data = self.content.read(target["digest"])
+            digest = client.push_manifest(ref, ref.tag, target.get("mediaType") or mt.OCI_MANIFEST, data)
+            progress({"status": f"{ref.tag or 'latest'}: digest: {digest} size: {len(data)}"})
+            progress({"progressDetail": {}, "aux": {"Tag": ref.tag or "latest", "Digest": digest, "Size": len(data)}})
+            return digest
+        finally:
+            client.close()
+
+    def login(self, server: str | None, username: str, password: str) -> None:
+        from berth.remotes.auth import Credentials
+        host = (server or "docker.io").split("://", 1)[-1].rstrip("/").split("/")[0]
+        host = "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
+        from berth.remotes import RegistryClient
+        reg = self.registry
+        client = RegistryClient(reg.hosts_dir if reg else None, mirrors=reg.mirrors if reg else None,
+                                insecure=reg.insecure if reg else (),
+                                credentials=lambda h: Credentials(username, password))
+        try:
+            client.check_login(host) if hasattr(client, "check_login") else None
+        finally:
+            client.close()
