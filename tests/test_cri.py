@@ -737,6 +737,54 @@ def test_a_sandbox_removed_by_berth_releases_its_network(tmp_path):
         n.cleanup()
 
 
+def test_a_failed_pod_network_leaves_nothing(tmp_path):
+    """The CNI ADD runs while the pause container starts: when a plugin fails, RunPodSandbox
+    answers the plugin's error and nothing of the pod is left (record, pause process and shim,
+    namespace, address, cache). A bad port mapping is refused before anything is made."""
+    n = Node(tmp_path)
+    conf = os.path.join(n.cni_dir, "10-pods.conflist")
+    with open(conf) as f:
+        doc = json.load(f)
+    doc["plugins"].insert(1, {"type": "no-such-plugin"})
+    with open(conf, "w") as f:
+        json.dump(doc, f)
+    n.start()
+    try:
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = n.client()
+        with pytest.raises(grpc.RpcError) as e:
+            _pod(c, n, "nonet")
+        assert "no-such-plugin" in e.value.details()
+        bad = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="badport", namespace="t", uid="u"),
+                                  port_mappings=[pb.PortMapping(host_port=70000, container_port=80)])
+        with pytest.raises(grpc.RpcError) as e:
+            c.RunPodSandbox(config=bad)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [s.id for s in c.ListPodSandbox().items] == []
+        assert n.d.berth("-n", "k8s.io", "ps", "-aq", check=True).out.strip() == ""
+        assert os.listdir(os.path.join(n.d.state, "cri", "netns")) == []
+        assert os.listdir(os.path.join(n.d.state, "cri", "cni-cache")) == []
+        assert [f for f in os.listdir(os.path.join(n.base, "ipam", "pods")) if f.count(".") == 3] == []
+        wait_for(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _in_node(p, n)], 10,
+                 "the pod's processes to be gone")
+        c.close()
+    finally:
+        n.cleanup()
+
+
+def _in_node(pid, n):
+    """Whether a process is a shim of n's berthd or runs in a container of it (its root is there)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().decode(errors="replace")
+        root = os.readlink(f"/proc/{pid}/root")
+    except OSError:
+        return False
+    return comm == "berth-shim" and n.d.base in cmd or root.startswith(n.d.base)
+
+
 def test_stop_signal_then_sigkill(node, cri):
     sid, sbx = _pod(cri, node, "sig")
     trap = _ctr(cri, sid, sbx, "trap", ["sh", "-c", "trap 'echo got usr1; exit 0' USR1; "

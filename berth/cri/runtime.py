@@ -161,6 +161,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         netns_path = self.net.netns_path(key)
         body = convert.sandbox_body(config, image, request.runtime_handler, netns_path, runtime)
         body["_cri"]["netns_key"] = "" if host_net else key
+        ports = [] if host_net else self.net.check_ports(
+            [{"hostPort": p.host_port, "containerPort": p.container_port,
+              "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip or ""}
+             for p in config.port_mappings])
         try:
             sid = self.svc.create(NS, body, name)["Id"]
         except BerthError as e:
@@ -169,14 +173,20 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 raise Abort(grpc.StatusCode.ALREADY_EXISTS,
                             f'failed to reserve sandbox name "{name}": name "{name}" is reserved for "{other}"') from None
             raise
+        attach = None
         try:
             if not host_net:
-                ports = [{"hostPort": p.host_port, "containerPort": p.container_port,
-                          "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip or ""}
-                         for p in config.port_mappings]
-                self.net.setup(key, sid, {"name": md.name, "namespace": md.namespace, "uid": md.uid}, ports)
+                # the namespace first, then the CNI ADD (plugins exec'd one after the other) runs
+                # while the pause container starts in it: neither needs the other's result
+                self.net.create_netns(key)
+                meta = {"name": md.name, "namespace": md.namespace, "uid": md.uid}
+                attach = _Background(self.net.attach, key, sid, meta, ports)
             self.svc.start(NS, sid)
+            if attach is not None:
+                attach.result()
         except BaseException:
+            if attach is not None:
+                attach.wait()  # its DEL must not race its ADD
             try:
                 self.net.teardown("" if host_net else key, sid)
             except BerthError as e:
@@ -195,8 +205,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             if st["Running"]:
                 self._stop(crec.id, 0)
         cri = self._cri(rec)
-        self.net.teardown(cri.get("netns_key") or "", rec.id)
-        self._stop(rec.id, 0)
+        # the CNI DELs (plugins exec'd one after the other) run while the pause container stops
+        detach = _Background(self.net.teardown, cri.get("netns_key") or "", rec.id)
+        try:
+            self._stop(rec.id, 0)
+        finally:
+            detach.wait()
+        detach.result()
         return pb.StopPodSandboxResponse()
 
     def _stop(self, cid, timeout):
@@ -739,6 +754,31 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     StreamContainers = unimplemented("StreamContainers (use ListContainers)")
     StreamContainerStats = unimplemented("StreamContainerStats (use ListContainerStats)")
     StreamPodSandboxStats = unimplemented("StreamPodSandboxStats (use ListPodSandboxStats)")
+
+
+class _Background:
+    """fn(*args) in a thread of its own; result() waits and returns it or raises its error."""
+
+    def __init__(self, fn, *args):
+        import threading
+        self._out = {}
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name="cri-bg", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, args):
+        try:
+            self._out["r"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to result()
+            self._out["e"] = e
+
+    def wait(self):
+        self._thread.join()
+
+    def result(self):
+        self._thread.join()
+        if "e" in self._out:
+            raise self._out["e"]
+        return self._out.get("r")
 
 
 def _net_usage(pid, now):

@@ -54,30 +54,38 @@ class PodNetwork:
         except FailedPrecondition as e:
             return False, str(e)
 
-    def setup(self, key, sandbox_id, meta, port_mappings):
-        """A new network namespace at netns_path(key), attached; returns (path, ip, [other ips])."""
-        conf = self.conflist()
-        path = self.netns_path(key)
-        from berth.linux import netns
-        netns.create(path)
+    @staticmethod
+    def check_ports(port_mappings):
+        """The mappings portmap is given (those with a host port); a bad one is refused before
+        anything is made."""
         ports = []
         for p in port_mappings or []:
             if p.get("hostPort"):
                 if not 0 < int(p["hostPort"]) < 65536 or not 0 < int(p.get("containerPort") or 0) < 65536:
                     raise InvalidArgument(f"invalid port mapping {p}")
                 ports.append(p)
+        return ports
+
+    def create_netns(self, key):
+        """The pod's network namespace at netns_path(key), `lo` up, not attached yet: the sandbox
+        container can join it while attach() runs (containerd's CRI also makes it first)."""
+        self.conflist()  # no network configured: refused before anything is made
+        from berth.linux import netns
+        return netns.create(self.netns_path(key))
+
+    def attach(self, key, sandbox_id, meta, port_mappings):
+        """CNI ADD of the node's network into the namespace made by create_netns(key); returns
+        (ip, [other ips]). A failure leaves the namespace (teardown() removes it)."""
+        conf = self.conflist()
+        ports = self.check_ports(port_mappings)
         args = ";".join(["IgnoreUnknown=1", f"K8S_POD_NAMESPACE={meta.get('namespace', '')}",
                          f"K8S_POD_NAME={meta.get('name', '')}", f"K8S_POD_INFRA_CONTAINER_ID={sandbox_id}",
                          f"K8S_POD_UID={meta.get('uid', '')}"])
         rc = {"portMappings": ports} if ports else {}
-        try:
-            result = cni.add(conf, sandbox_id, path, IFNAME, self.cfg.cri_cni_bin_dirs, self.cache_dir,
-                             runtime_config=rc, args=args)
-        except BaseException:
-            netns.remove(path)
-            raise
+        result = cni.add(conf, sandbox_id, self.netns_path(key), IFNAME, self.cfg.cri_cni_bin_dirs,
+                         self.cache_dir, runtime_config=rc, args=args)
         ips = _ips(result)
-        return path, (ips[0] if ips else ""), ips[1:]
+        return (ips[0] if ips else ""), ips[1:]
 
     def ips(self, sandbox_id):
         """The pod's IPs from the cached ADD result (primary first)."""
