@@ -372,6 +372,21 @@ def test_list_filters(node, cri):
     assert [s.attributes.id for s in stats] == [c1]
 
 
+def test_writable_layer_and_image_fs_usage(node, cri):
+    """ContainerStats' writable layer counts what the container wrote; ImageFsInfo reports the
+    snapshots' directory and what is on it."""
+    sid, sbx = _pod(cri, node, "usage")
+    cid = _ctr(cri, sid, sbx, "writer", ["sh", "-c", "dd if=/dev/urandom of=/big bs=1024 count=3072 && "
+                                         "mv /big /big.done; sleep 300"])
+    wait_for(lambda: cri.ExecSync(container_id=cid, cmd=["ls", "/big.done"], timeout=10).exit_code == 0, 20,
+             "the container's write")
+    used = cri.ContainerStats(container_id=cid).stats.writable_layer.used_bytes.value
+    assert 3 << 20 <= used < 8 << 20
+    fs = cri.ImageFsInfo().image_filesystems[0]
+    assert fs.fs_id.mountpoint == os.path.join(node.d.root, "snapshots", "overlayfs")
+    assert fs.used_bytes.value > 0 and fs.inodes_used.value > 0  # (measured at most every 10 s)
+
+
 def test_unimplemented_and_errors(node, cri):
     for rpc, fields in (("CheckpointContainer", {"container_id": "x"}), ("ListMetricDescriptors", {}),
                         ("ListPodSandboxMetrics", {})):

@@ -52,7 +52,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def _records(self, kind):
         """(record, state) of the CRI's sandboxes or containers (the CRI has no paused state: the
         runtime is not asked)."""
-        return [(rec, self.svc.state(rec, paused=False)) for rec in self.d.meta.list_containers(NS)
+        return [(rec, self.svc.state(rec, paused=False)) for rec in self.svc.records(NS)
                 if (rec.labels or {}).get(KIND_LABEL) == kind]
 
     def _find(self, ref, kind):
@@ -616,7 +616,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         if hit is not None and now - hit[0] < 10:
             return hit[1]
         try:
-            v = int(self.d.snapshotter.usage(rec.snapshot_key) or 0)
+            v = self.svc.layer_usage(rec)
         except (BerthError, OSError, AttributeError, TypeError):
             v = 0
         if len(self._usage) > 4096:
