@@ -401,9 +401,11 @@ def test_unimplemented_and_errors(node, cri):
     assert not cri.ImageStatus(image=pb.ImageSpec(image="no/such:image")).HasField("image")
     cri.RemoveImage(image=pb.ImageSpec(image="no/such:image"))  # idempotent
     sid, sbx = _pod(cri, node, "dup")
+    netns = sorted(os.listdir(os.path.join(node.d.state, "cri", "netns")))
     with pytest.raises(grpc.RpcError) as e:
         cri.RunPodSandbox(config=sbx)
     assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert sorted(os.listdir(os.path.join(node.d.state, "cri", "netns"))) == netns  # the refused one's went
     with pytest.raises(grpc.RpcError) as e:
         cri.RunPodSandbox(config=sbx, runtime_handler="nosuch")
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -165,20 +165,25 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             [{"hostPort": p.host_port, "containerPort": p.container_port,
               "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip or ""}
              for p in config.port_mappings])
+        # the pod's network namespace is made while the sandbox's record and snapshot are, and
+        # the CNI ADD (plugins exec'd one after the other) runs while the pause container starts
+        # in it: none of them needs another's result
+        netns = None if host_net else _Background(self.net.create_netns, key)
         try:
             sid = self.svc.create(NS, body, name)["Id"]
-        except BerthError as e:
-            if "already in use" in str(e):
+        except BaseException as e:
+            if netns is not None:
+                netns.wait()
+                self.net.remove_netns(key)
+            if isinstance(e, BerthError) and "already in use" in str(e):
                 other = str(e).split('by container "')[-1].split('"')[0]
                 raise Abort(grpc.StatusCode.ALREADY_EXISTS,
                             f'failed to reserve sandbox name "{name}": name "{name}" is reserved for "{other}"') from None
             raise
         attach = None
         try:
-            if not host_net:
-                # the namespace first, then the CNI ADD (plugins exec'd one after the other) runs
-                # while the pause container starts in it: neither needs the other's result
-                self.net.create_netns(key)
+            if netns is not None:
+                netns.result()
                 meta = {"name": md.name, "namespace": md.namespace, "uid": md.uid}
                 attach = _Background(self.net.attach, key, sid, meta, ports)
             self.svc.start(NS, sid)

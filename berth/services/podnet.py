@@ -73,6 +73,11 @@ class PodNetwork:
         from berth.linux import netns
         return netns.create(self.netns_path(key))
 
+    def remove_netns(self, key):
+        """The namespace made by create_netns(key) goes (absent is fine)."""
+        from berth.linux import netns
+        netns.remove(self.netns_path(key))
+
     def attach(self, key, sandbox_id, meta, port_mappings):
         """CNI ADD of the node's network into the namespace made by create_netns(key); returns
         (ip, [other ips]). A failure leaves the namespace (teardown() removes it)."""
@@ -112,8 +117,7 @@ class PodNetwork:
             except cni.CNIError as e:
                 err = err or e
         if key:
-            from berth.linux import netns
-            netns.remove(self.netns_path(key))
+            self.remove_netns(key)
         if err is not None:
             raise err
 
