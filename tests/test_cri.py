@@ -370,6 +370,10 @@ def test_list_filters(node, cri):
     assert pods(state=pb.PodSandboxStateValue(state=pb.SANDBOX_NOTREADY)) == [sid2]
     stats = cri.ListContainerStats(filter=pb.ContainerStatsFilter(pod_sandbox_id=sid1)).stats
     assert [s.attributes.id for s in stats] == [c1]
+    _ctr(cri, sid1, sbx1, "three", ["sleep", "300"])
+    pods = {s.attributes.id: s for s in cri.ListPodSandboxStats().stats}
+    assert sorted(pods) == [sid1]  # the stopped pod has no stats
+    assert sorted(x.attributes.metadata.name for x in pods[sid1].linux.containers) == ["one", "three"]
 
 
 def test_writable_layer_and_image_fs_usage(node, cri):
@@ -784,6 +788,54 @@ def test_a_failed_pod_network_leaves_nothing(tmp_path):
         assert [f for f in os.listdir(os.path.join(n.base, "ipam", "pods")) if f.count(".") == 3] == []
         wait_for(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _in_node(p, n)], 10,
                  "the pod's processes to be gone")
+        c.close()
+    finally:
+        n.cleanup()
+
+
+SLOW_PLUGIN = """#!/usr/bin/python3
+import json, os, sys, time
+conf = json.load(sys.stdin)
+if os.environ["CNI_COMMAND"] == "ADD":
+    time.sleep(1.5)
+    print(json.dumps(conf["prevResult"]))
+"""
+
+
+def test_a_pod_is_ready_only_once_its_network_is(tmp_path):
+    """The pause container starts while the CNI ADD runs: until RunPodSandbox has the pod's
+    address, listings show the sandbox NOTREADY (never READY without an IP)."""
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    (bindir / "slow").write_text(SLOW_PLUGIN)
+    (bindir / "slow").chmod(0o755)
+    n = Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n')
+    conf = os.path.join(n.cni_dir, "10-pods.conflist")
+    with open(conf) as f:
+        doc = json.load(f)
+    doc["plugins"].append({"type": "slow"})
+    with open(conf, "w") as f:
+        json.dump(doc, f)
+    n.start()
+    try:
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = n.client()
+        import threading
+        done = {}
+        t = threading.Thread(target=lambda: done.setdefault("sid", _pod(c, n, "slow")[0]))
+        t.start()
+        seen = set()
+        while t.is_alive():
+            for s in c.ListPodSandbox().items:
+                st = c.PodSandboxStatus(pod_sandbox_id=s.id).status
+                if t.is_alive():
+                    seen.add(s.state)
+                    assert s.state == pb.SANDBOX_NOTREADY and st.state == pb.SANDBOX_NOTREADY
+            time.sleep(0.05)
+        t.join()
+        assert pb.SANDBOX_NOTREADY in seen  # the listing did look while it was being set up
+        st = c.PodSandboxStatus(pod_sandbox_id=done["sid"]).status
+        assert st.state == pb.SANDBOX_READY and st.network.ip
         c.close()
     finally:
         n.cleanup()

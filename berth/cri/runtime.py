@@ -46,6 +46,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._cpu = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
         self._usage = {}  # container id -> (monotonic time, bytes of its writable layer)
         self._collected = -1e9  # when pod networks were last collected
+        self._cri_of = {}  # record id -> the "_cri" part of its stored configuration (read-only)
+        self._starting = set()  # sandboxes whose RunPodSandbox has not finished: not ready yet
 
     # --- lookups ---
 
@@ -69,9 +71,16 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             raise NotFound(f"an error occurred when try to find {what} {ref!r}: not found")
         return rec
 
-    @staticmethod
-    def _cri(rec):
-        return (rec.spec_json() or {}).get("_cri") or {}
+    def _cri(self, rec):
+        """The CRI's part of a record's stored configuration: written once, at create, so parsed
+        once per record (listings and stats ask for it several times per record, every second)."""
+        hit = self._cri_of.get(rec.id)
+        if hit is None:
+            hit = (rec.spec_json() or {}).get("_cri") or {}
+            if len(self._cri_of) > 4096:
+                self._cri_of.clear()
+            self._cri_of[rec.id] = hit
+        return hit
 
     def _sandbox_config(self, rec):
         return convert.decode(pb.PodSandboxConfig, self._cri(rec).get("config"))
@@ -181,6 +190,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                             f'failed to reserve sandbox name "{name}": name "{name}" is reserved for "{other}"') from None
             raise
         attach = None
+        self._starting.add(sid)
         try:
             if netns is not None:
                 netns.result()
@@ -201,6 +211,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             except BerthError:
                 pass
             raise
+        finally:
+            self._starting.discard(sid)
         return pb.RunPodSandboxResponse(pod_sandbox_id=sid)
 
     @rpc
@@ -244,10 +256,15 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         except NotFound:
             pass
 
+    def _ready(self, rec, st):
+        """A sandbox is ready once its pause container runs and RunPodSandbox has attached its
+        network (the pause starts while the CNI ADD runs)."""
+        return st["Running"] and rec.id not in self._starting
+
     def _sandbox_status(self, rec, st):
         config = self._sandbox_config(rec)
         cri = self._cri(rec)
-        ready = pb.SANDBOX_READY if st["Running"] else pb.SANDBOX_NOTREADY
+        ready = pb.SANDBOX_READY if self._ready(rec, st) else pb.SANDBOX_NOTREADY
         linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
         nso = convert.ns_options(linux.security_context if linux.HasField("security_context") else None)
         network = pb.PodSandboxNetworkStatus()
@@ -308,7 +325,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             if f is not None:
                 if f.id and not rec.id.startswith(f.id):
                     continue
-                ready = pb.SANDBOX_READY if st["Running"] else pb.SANDBOX_NOTREADY
+                ready = pb.SANDBOX_READY if self._ready(rec, st) else pb.SANDBOX_NOTREADY
                 if f.HasField("state") and f.state.state != ready:
                     continue
                 labels = _user_labels(rec.labels)
@@ -653,14 +670,22 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             out.append(self._container_stats(rec, st))
         return pb.ListContainerStatsResponse(stats=out)
 
-    def _pod_stats(self, rec, st, containers=None):
+    def _running_by_sandbox(self):
+        """{sandbox id: [(record, state)] of its running containers}."""
+        out = {}
+        for r, s in self._records("container"):
+            if s["Running"]:
+                out.setdefault(self._cri(r).get("sandbox"), []).append((r, s))
+        return out
+
+    def _pod_stats(self, rec, st, running=None):
         config = self._sandbox_config(rec)
         now = time.time_ns()
         attrs = pb.PodSandboxAttributes(id=rec.id, metadata=config.metadata, labels=dict(config.labels),
                                         annotations=dict(config.annotations))
-        if containers is None:
-            containers = self._records("container")
-        members = [(r, s) for r, s in containers if s["Running"] and self._cri(r).get("sandbox") == rec.id]
+        if running is None:
+            running = self._running_by_sandbox()
+        members = running.get(rec.id, [])
         cstats = [self._container_stats(r, s) for r, s in members]
         own = self._container_stats(rec, st)  # the pause container
         cpu = pb.CpuUsage(timestamp=now)
@@ -691,7 +716,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def ListPodSandboxStats(self, request, context):
         f = request.filter if request.HasField("filter") else None
         out = []
-        containers = self._records("container")
+        running = self._running_by_sandbox()
         for rec, st in self._records("sandbox"):
             if not st["Running"]:
                 continue
@@ -701,7 +726,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 labels = _user_labels(rec.labels)
                 if any(labels.get(k) != v for k, v in f.label_selector.items()):
                     continue
-            out.append(self._pod_stats(rec, st, containers))
+            out.append(self._pod_stats(rec, st, running))
         return pb.ListPodSandboxStatsResponse(stats=out)
 
     # --- events ---
