@@ -48,6 +48,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._collected = -1e9  # when pod networks were last collected
         self._cri_of = {}  # record id -> the "_cri" part of its stored configuration (read-only)
         self._starting = set()  # sandboxes whose RunPodSandbox has not finished: not ready yet
+        self._busy = set()  # their netns keys and ids: the network collector leaves them alone
+        import threading
+        self._setup_lock = threading.Lock()
 
     # --- lookups ---
 
@@ -177,10 +180,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         # the pod's network namespace is made while the sandbox's record and snapshot are, and
         # the CNI ADD (plugins exec'd one after the other) runs while the pause container starts
         # in it: none of them needs another's result
+        with self._setup_lock:
+            self._busy.add(key)
         netns = None if host_net else _Background(self.net.create_netns, key)
         try:
             sid = self.svc.create(NS, body, name)["Id"]
         except BaseException as e:
+            self._busy.discard(key)
             if netns is not None:
                 netns.wait()
                 self.net.remove_netns(key)
@@ -191,6 +197,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             raise
         attach = None
         self._starting.add(sid)
+        self._busy.add(sid)
         try:
             if netns is not None:
                 netns.result()
@@ -213,6 +220,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             raise
         finally:
             self._starting.discard(sid)
+            self._busy.difference_update((sid, key))
         return pb.RunPodSandboxResponse(pod_sandbox_id=sid)
 
     @rpc
@@ -268,7 +276,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
         nso = convert.ns_options(linux.security_context if linux.HasField("security_context") else None)
         network = pb.PodSandboxNetworkStatus()
-        if nso.network != convert.NODE and st["Running"]:
+        if nso.network != convert.NODE and ready == pb.SANDBOX_READY:
             ips = self.net.ips(rec.id)
             if ips:
                 network = pb.PodSandboxNetworkStatus(ip=ips[0], additional_ips=[pb.PodIP(ip=i) for i in ips[1:]])
@@ -301,26 +309,30 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             })
         return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())
 
-    def _collect_networks(self, sandboxes):
+    def _collect_networks(self):
         """At most every 30 s (the kubelet lists pods every second): pod networks whose sandbox
-        is gone (removed by `berth -n k8s.io rm`, say) are released."""
+        is gone (removed by `berth -n k8s.io rm`, say) are released. Not those of a
+        RunPodSandbox under way (its namespace and ADD come before or with its record)."""
         now = time.monotonic()
         if now - self._collected < 30:
             return
         self._collected = now
-        live = {rec.id: self._cri(rec).get("netns_key") or "" for rec, _ in sandboxes}
-        try:
-            for sid in self.net.collect(live):
-                log.info("CRI: released the network of the removed sandbox %s", sid[:12])
-        except (BerthError, OSError) as e:
-            log.warning("CRI: collecting pod networks: %s", e)
+        with self._setup_lock:  # no RunPodSandbox starts meanwhile; the records are read inside
+            live = {rec.id: self._cri(rec).get("netns_key") or "" for rec in self.svc.records(NS)
+                    if (rec.labels or {}).get(KIND_LABEL) == "sandbox"}
+            live.update({x: x for x in self._busy})  # a busy sandbox id or netns key is kept
+            try:
+                for sid in self.net.collect(live):
+                    log.info("CRI: released the network of the removed sandbox %s", sid[:12])
+            except (BerthError, OSError) as e:
+                log.warning("CRI: collecting pod networks: %s", e)
 
     @rpc
     def ListPodSandbox(self, request, context):
         f = request.filter if request.HasField("filter") else None
         items = []
+        self._collect_networks()
         sandboxes = self._records("sandbox")
-        self._collect_networks(sandboxes)
         for rec, st in sandboxes:
             if f is not None:
                 if f.id and not rec.id.startswith(f.id):

@@ -20,6 +20,7 @@ class PodNetwork:
         self.cfg = cfg
         self.base = os.path.join(cfg.state, "cri")
         self.cache_dir = os.path.join(self.base, "cni-cache")
+        self._ips = {}  # sandbox id -> its IPs (an attachment's result does not change): listings ask every second
 
     def netns_path(self, key):
         return os.path.join(self.base, "netns", key)
@@ -94,9 +95,17 @@ class PodNetwork:
 
     def ips(self, sandbox_id):
         """The pod's IPs from the cached ADD result (primary first)."""
+        hit = self._ips.get(sandbox_id)
+        if hit is not None:
+            return list(hit)
         for _name, _cid, ifname, rec in cni.cached(self.cache_dir, sandbox_id):
             if ifname == IFNAME:
-                return _ips(rec.get("result") or {})
+                out = _ips(rec.get("result") or {})
+                if out:  # none yet: the ADD is still running
+                    if len(self._ips) > 4096:
+                        self._ips.clear()
+                    self._ips[sandbox_id] = tuple(out)
+                return out
         return []
 
     def result(self, sandbox_id):
@@ -108,6 +117,7 @@ class PodNetwork:
 
     def teardown(self, key, sandbox_id):
         """CNI DEL with what the ADD used, then the namespace goes; nothing there is fine."""
+        self._ips.pop(sandbox_id, None)
         err = None
         for name, cid, ifname, _rec in cni.cached(self.cache_dir, sandbox_id):
             if cid != sandbox_id:
@@ -130,6 +140,7 @@ class PodNetwork:
         for name, cid, ifname, _rec in cni.cached(self.cache_dir):
             if cid in live:
                 continue
+            self._ips.pop(cid, None)
             try:
                 cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cri_cni_bin_dirs)
                 gone.append(cid)
