@@ -5,6 +5,7 @@ import logging
 import os
 import queue
 import secrets
+import threading
 import time
 
 import grpc
@@ -49,7 +50,6 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._cri_of = {}  # record id -> the "_cri" part of its stored configuration (read-only)
         self._starting = set()  # sandboxes whose RunPodSandbox has not finished: not ready yet
         self._busy = set()  # their netns keys and ids: the network collector leaves them alone
-        import threading
         self._setup_lock = threading.Lock()
 
     # --- lookups ---
@@ -802,7 +802,6 @@ class _Background:
     """fn(*args) in a thread of its own; result() waits and returns it or raises its error."""
 
     def __init__(self, fn, *args):
-        import threading
         self._out = {}
         self._thread = threading.Thread(target=self._run, args=(fn, args), name="cri-bg", daemon=True)
         self._thread.start()
