@@ -6,7 +6,8 @@ registry.k8s.io/pause:3.9 and busybox-layers:1 from tests/data.
 1. Pod start: `crictl runp` + `crictl create` + `crictl start` of one busybox container
    (`sleep 600`), and the teardown (`stop`, `rm`, `stopp`, `rmp`): interleaved rounds (the order
    rotates each round), two warm-up rounds dropped, medians. crictl's own start-up is in both.
-   `grpc`: the same cycle through the gRPC API on a kept connection (the engines' own time).
+   `grpc`: the same cycle through the gRPC API on a kept connection (the engines' own time), with
+   each call's median.
 2. `--pods N` (default 30) pods of 2 containers each, started through the gRPC API from 5
    client threads: the time until all run, berthd's VmRSS afterwards, and the memory of what runs
    per pod besides the containers' own processes (berth: a berth-shim per container and per
@@ -197,16 +198,26 @@ def pod_cycle_grpc(engine, work, i):
                               log_directory=os.path.join(work, "glogs", engine.name, str(i)))
     cc = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="c"), image=pb.ImageSpec(image=engine.image),
                             command=["sleep", "600"], log_path="c.log")
+    steps = {}
+
+    def timed(name, fn, **kw):
+        t = time.monotonic()
+        r = fn(**kw)
+        steps[name] = time.monotonic() - t
+        return r
     t0 = time.monotonic()
-    sid = c.RunPodSandbox(config=cfg).pod_sandbox_id
-    cid = c.CreateContainer(pod_sandbox_id=sid, config=cc, sandbox_config=cfg).container_id
-    c.StartContainer(container_id=cid)
+    sid = timed("RunPodSandbox", c.RunPodSandbox, config=cfg).pod_sandbox_id
+    cid = timed("CreateContainer", c.CreateContainer, pod_sandbox_id=sid, config=cc, sandbox_config=cfg).container_id
+    timed("StartContainer", c.StartContainer, container_id=cid)
     t1 = time.monotonic()
-    c.StopContainer(container_id=cid, timeout=0)
-    c.RemoveContainer(container_id=cid)
-    c.StopPodSandbox(pod_sandbox_id=sid)
-    c.RemovePodSandbox(pod_sandbox_id=sid)
+    timed("StopContainer", c.StopContainer, container_id=cid, timeout=0)
+    timed("RemoveContainer", c.RemoveContainer, container_id=cid)
+    timed("StopPodSandbox", c.StopPodSandbox, pod_sandbox_id=sid)
+    timed("RemovePodSandbox", c.RemovePodSandbox, pod_sandbox_id=sid)
     t2 = time.monotonic()
+    if i >= 2:  # the warm-up rounds are dropped
+        for k, v in steps.items():
+            engine.steps.setdefault(k, []).append(v)
     return t1 - t0, t2 - t1
 
 
@@ -214,6 +225,7 @@ def bench_start(engines, runs, work, cycle=pod_cycle):
     times = {e.name: {"start": [], "teardown": []} for e in engines}
     for e in engines:
         e.client = CRIClient(e.sock)
+        e.steps = {}
     for r in range(runs + 2):
         order = engines[r % len(engines):] + engines[:r % len(engines)]
         for e in order:
@@ -223,7 +235,11 @@ def bench_start(engines, runs, work, cycle=pod_cycle):
                 times[e.name]["teardown"].append(t)
         log(f"round {r}: " + ", ".join(f"{n} {v['start'][-1]*1000:.0f}/{v['teardown'][-1]*1000:.0f} ms"
                                        for n, v in times.items() if v["start"]))
-    return {n: {k: statistics.median(v) for k, v in d.items()} for n, d in times.items()}
+    out = {n: {k: statistics.median(v) for k, v in d.items()} for n, d in times.items()}
+    for e in engines:
+        if e.steps:  # the gRPC cycle's: each call's median
+            out[e.name]["calls"] = {k: statistics.median(v) for k, v in e.steps.items()}
+    return out
 
 
 def bench_many(engine, pods, work):
@@ -293,6 +309,10 @@ def main():
               f"{b['start']/c['start']:.2f}x |")
         print(f"| pod teardown (stop+rm+stopp+rmp), {how} | {b['teardown']*1000:.0f} ms | "
               f"{c['teardown']*1000:.0f} ms | {b['teardown']/c['teardown']:.2f}x |")
+    if "grpc" in result:
+        b, c = result["grpc"]["berth"]["calls"], result["grpc"]["containerd"]["calls"]
+        for k in b:
+            print(f"| {k} | {b[k]*1000:.0f} ms | {c[k]*1000:.0f} ms | {b[k]/c[k]:.2f}x |")
     if "many" in result:
         b, c = result["many"]["berth"], result["many"]["containerd"]
         print(f"| {a.pods} pods x 2 containers, all running | {b['seconds']:.1f} s | {c['seconds']:.1f} s | "

@@ -370,6 +370,25 @@ def test_list_filters(node, cri):
     assert pods(state=pb.PodSandboxStateValue(state=pb.SANDBOX_NOTREADY)) == [sid2]
     stats = cri.ListContainerStats(filter=pb.ContainerStatsFilter(pod_sandbox_id=sid1)).stats
     assert [s.attributes.id for s in stats] == [c1]
+    _ctr(cri, sid1, sbx1, "three", ["sleep", "300"])
+    pods = {s.attributes.id: s for s in cri.ListPodSandboxStats().stats}
+    assert sorted(pods) == [sid1]  # the stopped pod has no stats
+    assert sorted(x.attributes.metadata.name for x in pods[sid1].linux.containers) == ["one", "three"]
+
+
+def test_writable_layer_and_image_fs_usage(node, cri):
+    """ContainerStats' writable layer counts what the container wrote; ImageFsInfo reports the
+    snapshots' directory and what is on it."""
+    sid, sbx = _pod(cri, node, "usage")
+    cid = _ctr(cri, sid, sbx, "writer", ["sh", "-c", "dd if=/dev/urandom of=/big bs=1024 count=3072 && "
+                                         "mv /big /big.done; sleep 300"])
+    wait_for(lambda: cri.ExecSync(container_id=cid, cmd=["ls", "/big.done"], timeout=10).exit_code == 0, 20,
+             "the container's write")
+    used = cri.ContainerStats(container_id=cid).stats.writable_layer.used_bytes.value
+    assert 3 << 20 <= used < 8 << 20
+    fs = cri.ImageFsInfo().image_filesystems[0]
+    assert fs.fs_id.mountpoint == os.path.join(node.d.root, "snapshots", "overlayfs")
+    assert fs.used_bytes.value > 0 and fs.inodes_used.value > 0  # (measured at most every 10 s)
 
 
 def test_unimplemented_and_errors(node, cri):
@@ -386,9 +405,11 @@ def test_unimplemented_and_errors(node, cri):
     assert not cri.ImageStatus(image=pb.ImageSpec(image="no/such:image")).HasField("image")
     cri.RemoveImage(image=pb.ImageSpec(image="no/such:image"))  # idempotent
     sid, sbx = _pod(cri, node, "dup")
+    netns = sorted(os.listdir(os.path.join(node.d.state, "cri", "netns")))
     with pytest.raises(grpc.RpcError) as e:
         cri.RunPodSandbox(config=sbx)
     assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert sorted(os.listdir(os.path.join(node.d.state, "cri", "netns"))) == netns  # the refused one's went
     with pytest.raises(grpc.RpcError) as e:
         cri.RunPodSandbox(config=sbx, runtime_handler="nosuch")
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -735,6 +756,102 @@ def test_a_sandbox_removed_by_berth_releases_its_network(tmp_path):
         c.close()
     finally:
         n.cleanup()
+
+
+def test_a_failed_pod_network_leaves_nothing(tmp_path):
+    """The CNI ADD runs while the pause container starts: when a plugin fails, RunPodSandbox
+    answers the plugin's error and nothing of the pod is left (record, pause process and shim,
+    namespace, address, cache). A bad port mapping is refused before anything is made."""
+    n = Node(tmp_path)
+    conf = os.path.join(n.cni_dir, "10-pods.conflist")
+    with open(conf) as f:
+        doc = json.load(f)
+    doc["plugins"].insert(1, {"type": "no-such-plugin"})
+    with open(conf, "w") as f:
+        json.dump(doc, f)
+    n.start()
+    try:
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = n.client()
+        with pytest.raises(grpc.RpcError) as e:
+            _pod(c, n, "nonet")
+        assert "no-such-plugin" in e.value.details()
+        bad = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="badport", namespace="t", uid="u"),
+                                  port_mappings=[pb.PortMapping(host_port=70000, container_port=80)])
+        with pytest.raises(grpc.RpcError) as e:
+            c.RunPodSandbox(config=bad)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [s.id for s in c.ListPodSandbox().items] == []
+        assert n.d.berth("-n", "k8s.io", "ps", "-aq", check=True).out.strip() == ""
+        assert os.listdir(os.path.join(n.d.state, "cri", "netns")) == []
+        assert os.listdir(os.path.join(n.d.state, "cri", "cni-cache")) == []
+        assert [f for f in os.listdir(os.path.join(n.base, "ipam", "pods")) if f.count(".") == 3] == []
+        wait_for(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _in_node(p, n)], 10,
+                 "the pod's processes to be gone")
+        c.close()
+    finally:
+        n.cleanup()
+
+
+SLOW_PLUGIN = """#!/usr/bin/python3
+import json, os, sys, time
+conf = json.load(sys.stdin)
+if os.environ["CNI_COMMAND"] == "ADD":
+    time.sleep(1.5)
+    print(json.dumps(conf["prevResult"]))
+"""
+
+
+def test_a_pod_is_ready_only_once_its_network_is(tmp_path):
+    """The pause container starts while the CNI ADD runs: until RunPodSandbox has the pod's
+    address, listings show the sandbox NOTREADY (never READY without an IP)."""
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    (bindir / "slow").write_text(SLOW_PLUGIN)
+    (bindir / "slow").chmod(0o755)
+    n = Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n')
+    conf = os.path.join(n.cni_dir, "10-pods.conflist")
+    with open(conf) as f:
+        doc = json.load(f)
+    doc["plugins"].append({"type": "slow"})
+    with open(conf, "w") as f:
+        json.dump(doc, f)
+    n.start()
+    try:
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = n.client()
+        import threading
+        done = {}
+        t = threading.Thread(target=lambda: done.setdefault("sid", _pod(c, n, "slow")[0]))
+        t.start()
+        seen = set()
+        while t.is_alive():
+            for s in c.ListPodSandbox().items:
+                st = c.PodSandboxStatus(pod_sandbox_id=s.id).status
+                seen.update((s.state, st.state))
+                if s.state == pb.SANDBOX_READY or st.state == pb.SANDBOX_READY:
+                    assert st.state == pb.SANDBOX_READY and st.network.ip  # never ready without its address
+            time.sleep(0.05)
+        t.join()
+        assert pb.SANDBOX_NOTREADY in seen  # the listing did look while it was being set up
+        st = c.PodSandboxStatus(pod_sandbox_id=done["sid"]).status
+        assert st.state == pb.SANDBOX_READY and st.network.ip
+        c.close()
+    finally:
+        n.cleanup()
+
+
+def _in_node(pid, n):
+    """Whether a process is a shim of n's berthd or runs in a container of it (its root is there)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().decode(errors="replace")
+        root = os.readlink(f"/proc/{pid}/root")
+    except OSError:
+        return False
+    return comm == "berth-shim" and n.d.base in cmd or root.startswith(n.d.base)
 
 
 def test_stop_signal_then_sigkill(node, cri):

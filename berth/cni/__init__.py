@@ -88,11 +88,18 @@ def add(conflist, container_id, netns, ifname, dirs, cache_dir, runtime_config=N
         json.dump(record, f)
     os.replace(tmp, cache)
     prev = None
+    ran = 0  # plugins whose ADD was run: only they are undone on a failure
     try:
         for plugin in conflist["plugins"]:
+            find_plugin(plugin["type"], dirs)  # not installed: it never ran, nothing of it to undo
+            ran += 1
             prev = _invoke(plugin["type"], "ADD", _plugin_conf(conflist, plugin, runtime_config, prev),
                            container_id, netns, ifname, dirs, args)
     except BaseException:
+        record["ran"] = ran
+        with open(tmp, "w") as f:
+            json.dump(record, f)
+        os.replace(tmp, cache)
         try:
             delete_cached(cache_dir, conflist["name"], container_id, ifname, dirs)
         except BerthError:
@@ -123,7 +130,8 @@ def delete_cached(cache_dir, name, container_id, ifname, dirs, netns=None):
     if netns and not os.path.exists(netns):
         netns = ""  # gone with its container: plugins still release IPs and host-side rules
     first = None
-    for plugin in reversed(conflist["plugins"]):
+    ran = record.get("ran")  # a failed ADD's: the plugins after the failed one never ran
+    for plugin in reversed(conflist["plugins"][:ran] if ran is not None else conflist["plugins"]):
         try:
             _invoke(plugin["type"], "DEL", _plugin_conf(conflist, plugin, record.get("runtimeConfig"),
                                                         record.get("result")),

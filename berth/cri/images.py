@@ -1,7 +1,6 @@
 """ImageService: the k8s.io namespace's images, by the services' image use-cases."""
 
 import json
-import os
 import time
 
 from berth.cri import NAMESPACE
@@ -130,17 +129,7 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         return self._fs[1]
 
     def _measure(self):
-        mount = os.path.join(self.d.cfg.root, "snapshots", self.d.snapshotter_name)
-        used = inodes = 0
-        for dirpath, dirnames, filenames in os.walk(mount):
-            for n in filenames:
-                try:
-                    st = os.lstat(os.path.join(dirpath, n))
-                except OSError:
-                    continue
-                used += st.st_blocks * 512
-                inodes += 1
-            inodes += len(dirnames)
+        mount, used, inodes = self.images.snapshots_usage()
         now = time.time_ns()
         fs = pb.FilesystemUsage(timestamp=now, fs_id=pb.FilesystemIdentifier(mountpoint=mount))
         fs.used_bytes.value = used

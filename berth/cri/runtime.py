@@ -5,6 +5,7 @@ import logging
 import os
 import queue
 import secrets
+import threading
 import time
 
 import grpc
@@ -46,13 +47,17 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._cpu = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
         self._usage = {}  # container id -> (monotonic time, bytes of its writable layer)
         self._collected = -1e9  # when pod networks were last collected
+        self._cri_of = {}  # record id -> the "_cri" part of its stored configuration (read-only)
+        self._starting = set()  # sandboxes whose RunPodSandbox has not finished: not ready yet
+        self._busy = set()  # their netns keys and ids: the network collector leaves them alone
+        self._setup_lock = threading.Lock()
 
     # --- lookups ---
 
     def _records(self, kind):
         """(record, state) of the CRI's sandboxes or containers (the CRI has no paused state: the
         runtime is not asked)."""
-        return [(rec, self.svc.state(rec, paused=False)) for rec in self.d.meta.list_containers(NS)
+        return [(rec, self.svc.state(rec, paused=False)) for rec in self.svc.records(NS)
                 if (rec.labels or {}).get(KIND_LABEL) == kind]
 
     def _find(self, ref, kind):
@@ -69,9 +74,16 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             raise NotFound(f"an error occurred when try to find {what} {ref!r}: not found")
         return rec
 
-    @staticmethod
-    def _cri(rec):
-        return (rec.spec_json() or {}).get("_cri") or {}
+    def _cri(self, rec):
+        """The CRI's part of a record's stored configuration: written once, at create, so parsed
+        once per record (listings and stats ask for it several times per record, every second)."""
+        hit = self._cri_of.get(rec.id)
+        if hit is None:
+            hit = (rec.spec_json() or {}).get("_cri") or {}
+            if len(self._cri_of) > 4096:
+                self._cri_of.clear()
+            self._cri_of[rec.id] = hit
+        return hit
 
     def _sandbox_config(self, rec):
         return convert.decode(pb.PodSandboxConfig, self._cri(rec).get("config"))
@@ -161,22 +173,42 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         netns_path = self.net.netns_path(key)
         body = convert.sandbox_body(config, image, request.runtime_handler, netns_path, runtime)
         body["_cri"]["netns_key"] = "" if host_net else key
+        ports = [] if host_net else self.net.check_ports(
+            [{"hostPort": p.host_port, "containerPort": p.container_port,
+              "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip or ""}
+             for p in config.port_mappings])
+        # the pod's network namespace is made while the sandbox's record and snapshot are, and
+        # the CNI ADD (plugins exec'd one after the other) runs while the pause container starts
+        # in it: none of them needs another's result
+        with self._setup_lock:
+            self._busy.add(key)
+        netns = None if host_net else _Background(self.net.create_netns, key)
         try:
             sid = self.svc.create(NS, body, name, cri=True)["Id"]
-        except BerthError as e:
-            if "already in use" in str(e):
+        except BaseException as e:
+            self._busy.discard(key)
+            if netns is not None:
+                netns.wait()
+                self.net.remove_netns(key)
+            if isinstance(e, BerthError) and "already in use" in str(e):
                 other = str(e).split('by container "')[-1].split('"')[0]
                 raise Abort(grpc.StatusCode.ALREADY_EXISTS,
                             f'failed to reserve sandbox name "{name}": name "{name}" is reserved for "{other}"') from None
             raise
+        attach = None
+        self._starting.add(sid)
+        self._busy.add(sid)
         try:
-            if not host_net:
-                ports = [{"hostPort": p.host_port, "containerPort": p.container_port,
-                          "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip or ""}
-                         for p in config.port_mappings]
-                self.net.setup(key, sid, {"name": md.name, "namespace": md.namespace, "uid": md.uid}, ports)
+            if netns is not None:
+                netns.result()
+                meta = {"name": md.name, "namespace": md.namespace, "uid": md.uid}
+                attach = _Background(self.net.attach, key, sid, meta, ports)
             self.svc.start(NS, sid)
+            if attach is not None:
+                attach.result()
         except BaseException:
+            if attach is not None:
+                attach.wait()  # its DEL must not race its ADD
             try:
                 self.net.teardown("" if host_net else key, sid)
             except BerthError as e:
@@ -186,6 +218,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             except BerthError:
                 pass
             raise
+        finally:
+            self._starting.discard(sid)
+            self._busy.difference_update((sid, key))
         return pb.RunPodSandboxResponse(pod_sandbox_id=sid)
 
     @rpc
@@ -195,8 +230,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             if st["Running"]:
                 self._stop(crec.id, 0)
         cri = self._cri(rec)
-        self.net.teardown(cri.get("netns_key") or "", rec.id)
-        self._stop(rec.id, 0)
+        # the CNI DELs (plugins exec'd one after the other) run while the pause container stops
+        detach = _Background(self.net.teardown, cri.get("netns_key") or "", rec.id)
+        try:
+            self._stop(rec.id, 0)
+        finally:
+            detach.wait()
+        detach.result()
         return pb.StopPodSandboxResponse()
 
     def _stop(self, cid, timeout):
@@ -224,14 +264,19 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         except NotFound:
             pass
 
+    def _ready(self, rec, st):
+        """A sandbox is ready once its pause container runs and RunPodSandbox has attached its
+        network (the pause starts while the CNI ADD runs)."""
+        return st["Running"] and rec.id not in self._starting
+
     def _sandbox_status(self, rec, st):
         config = self._sandbox_config(rec)
         cri = self._cri(rec)
-        ready = pb.SANDBOX_READY if st["Running"] else pb.SANDBOX_NOTREADY
+        ready = pb.SANDBOX_READY if self._ready(rec, st) else pb.SANDBOX_NOTREADY
         linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
         nso = convert.ns_options(linux.security_context if linux.HasField("security_context") else None)
         network = pb.PodSandboxNetworkStatus()
-        if nso.network != convert.NODE and st["Running"]:
+        if nso.network != convert.NODE and ready == pb.SANDBOX_READY:
             ips = self.net.ips(rec.id)
             if ips:
                 network = pb.PodSandboxNetworkStatus(ip=ips[0], additional_ips=[pb.PodIP(ip=i) for i in ips[1:]])
@@ -264,31 +309,35 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             })
         return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())
 
-    def _collect_networks(self, sandboxes):
+    def _collect_networks(self):
         """At most every 30 s (the kubelet lists pods every second): pod networks whose sandbox
-        is gone (removed by `berth -n k8s.io rm`, say) are released."""
+        is gone (removed by `berth -n k8s.io rm`, say) are released. Not those of a
+        RunPodSandbox under way (its namespace and ADD come before or with its record)."""
         now = time.monotonic()
         if now - self._collected < 30:
             return
         self._collected = now
-        live = {rec.id: self._cri(rec).get("netns_key") or "" for rec, _ in sandboxes}
-        try:
-            for sid in self.net.collect(live):
-                log.info("CRI: released the network of the removed sandbox %s", sid[:12])
-        except (BerthError, OSError) as e:
-            log.warning("CRI: collecting pod networks: %s", e)
+        with self._setup_lock:  # no RunPodSandbox starts meanwhile; the records are read inside
+            live = {rec.id: self._cri(rec).get("netns_key") or "" for rec in self.svc.records(NS)
+                    if (rec.labels or {}).get(KIND_LABEL) == "sandbox"}
+            live.update({x: x for x in self._busy})  # a busy sandbox id or netns key is kept
+            try:
+                for sid in self.net.collect(live):
+                    log.info("CRI: released the network of the removed sandbox %s", sid[:12])
+            except (BerthError, OSError) as e:
+                log.warning("CRI: collecting pod networks: %s", e)
 
     @rpc
     def ListPodSandbox(self, request, context):
         f = request.filter if request.HasField("filter") else None
         items = []
+        self._collect_networks()
         sandboxes = self._records("sandbox")
-        self._collect_networks(sandboxes)
         for rec, st in sandboxes:
             if f is not None:
                 if f.id and not rec.id.startswith(f.id):
                     continue
-                ready = pb.SANDBOX_READY if st["Running"] else pb.SANDBOX_NOTREADY
+                ready = pb.SANDBOX_READY if self._ready(rec, st) else pb.SANDBOX_NOTREADY
                 if f.HasField("state") and f.state.state != ready:
                     continue
                 labels = _user_labels(rec.labels)
@@ -603,7 +652,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         if hit is not None and now - hit[0] < 10:
             return hit[1]
         try:
-            v = int(self.d.snapshotter.usage(rec.snapshot_key) or 0)
+            v = self.svc.layer_usage(rec)
         except (BerthError, OSError, AttributeError, TypeError):
             v = 0
         if len(self._usage) > 4096:
@@ -635,14 +684,22 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             out.append(self._container_stats(rec, st))
         return pb.ListContainerStatsResponse(stats=out)
 
-    def _pod_stats(self, rec, st, containers=None):
+    def _running_by_sandbox(self):
+        """{sandbox id: [(record, state)] of its running containers}."""
+        out = {}
+        for r, s in self._records("container"):
+            if s["Running"]:
+                out.setdefault(self._cri(r).get("sandbox"), []).append((r, s))
+        return out
+
+    def _pod_stats(self, rec, st, running=None):
         config = self._sandbox_config(rec)
         now = time.time_ns()
         attrs = pb.PodSandboxAttributes(id=rec.id, metadata=config.metadata, labels=dict(config.labels),
                                         annotations=dict(config.annotations))
-        if containers is None:
-            containers = self._records("container")
-        members = [(r, s) for r, s in containers if s["Running"] and self._cri(r).get("sandbox") == rec.id]
+        if running is None:
+            running = self._running_by_sandbox()
+        members = running.get(rec.id, [])
         cstats = [self._container_stats(r, s) for r, s in members]
         own = self._container_stats(rec, st)  # the pause container
         cpu = pb.CpuUsage(timestamp=now)
@@ -673,7 +730,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def ListPodSandboxStats(self, request, context):
         f = request.filter if request.HasField("filter") else None
         out = []
-        containers = self._records("container")
+        running = self._running_by_sandbox()
         for rec, st in self._records("sandbox"):
             if not st["Running"]:
                 continue
@@ -683,7 +740,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 labels = _user_labels(rec.labels)
                 if any(labels.get(k) != v for k, v in f.label_selector.items()):
                     continue
-            out.append(self._pod_stats(rec, st, containers))
+            out.append(self._pod_stats(rec, st, running))
         return pb.ListPodSandboxStatsResponse(stats=out)
 
     # --- events ---
@@ -741,6 +798,30 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     StreamContainers = unimplemented("StreamContainers (use ListContainers)")
     StreamContainerStats = unimplemented("StreamContainerStats (use ListContainerStats)")
     StreamPodSandboxStats = unimplemented("StreamPodSandboxStats (use ListPodSandboxStats)")
+
+
+class _Background:
+    """fn(*args) in a thread of its own; result() waits and returns it or raises its error."""
+
+    def __init__(self, fn, *args):
+        self._out = {}
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name="cri-bg", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, args):
+        try:
+            self._out["r"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to result()
+            self._out["e"] = e
+
+    def wait(self):
+        self._thread.join()
+
+    def result(self):
+        self._thread.join()
+        if "e" in self._out:
+            raise self._out["e"]
+        return self._out.get("r")
 
 
 def _net_usage(pid, now):

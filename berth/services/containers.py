@@ -633,6 +633,15 @@ class ContainerService:
             out = out[:limit]
         return out
 
+    def records(self, ns: str) -> list:
+        """Every container record of a namespace as stored (no state, no health): for a front end
+        that lists often and renders its own view (the CRI)."""
+        return self.meta.list_containers(ns)
+
+    def layer_usage(self, rec: Container) -> int:
+        """Bytes on disk of the container's writable layer (its snapshot's own directory)."""
+        return int(self.snapshotter.usage(rec.snapshot_key) or 0)
+
     def _summary(self, rec, st):
         spec = rec.spec_json() or {}
         ns_ = self.network_settings(rec, st)

@@ -218,6 +218,22 @@ class ImageService(RegistryOps, ArchiveOps):
         # docker sorts by the familiar form (its lexicalRefs), not by the full name
         return sorted(familiar(n) for n in r.names if not is_untagged_name(n) and not is_digest_name(n))
 
+    def snapshots_usage(self) -> tuple[str, int, int]:
+        """(directory, bytes, inodes) on disk of every snapshot (the CRI's image filesystem)."""
+        import os
+        root = self.snapshotter.root
+        used = inodes = 0
+        for dirpath, dirnames, filenames in os.walk(root):
+            for n in filenames:
+                try:
+                    st = os.lstat(os.path.join(dirpath, n))
+                except OSError:
+                    continue
+                used += st.st_blocks * 512
+                inodes += 1
+            inodes += len(dirnames)
+        return root, used, inodes
+
     def list(self, ns: str, all_: bool = False, filters: dict[str, Any] | None = None,
              digests: bool = False) -> list[dict]:
         filters = filters or {}

@@ -20,6 +20,7 @@ class PodNetwork:
         self.cfg = cfg
         self.base = os.path.join(cfg.state, "cri")
         self.cache_dir = os.path.join(self.base, "cni-cache")
+        self._ips = {}  # sandbox id -> its IPs (an attachment's result does not change): listings ask every second
 
     def netns_path(self, key):
         return os.path.join(self.base, "netns", key)
@@ -54,36 +55,57 @@ class PodNetwork:
         except FailedPrecondition as e:
             return False, str(e)
 
-    def setup(self, key, sandbox_id, meta, port_mappings):
-        """A new network namespace at netns_path(key), attached; returns (path, ip, [other ips])."""
-        conf = self.conflist()
-        path = self.netns_path(key)
-        from berth.linux import netns
-        netns.create(path)
+    @staticmethod
+    def check_ports(port_mappings):
+        """The mappings portmap is given (those with a host port); a bad one is refused before
+        anything is made."""
         ports = []
         for p in port_mappings or []:
             if p.get("hostPort"):
                 if not 0 < int(p["hostPort"]) < 65536 or not 0 < int(p.get("containerPort") or 0) < 65536:
                     raise InvalidArgument(f"invalid port mapping {p}")
                 ports.append(p)
+        return ports
+
+    def create_netns(self, key):
+        """The pod's network namespace at netns_path(key), `lo` up, not attached yet: the sandbox
+        container can join it while attach() runs (containerd's CRI also makes it first)."""
+        self.conflist()  # no network configured: refused before anything is made
+        from berth.linux import netns
+        return netns.create(self.netns_path(key))
+
+    def remove_netns(self, key):
+        """The namespace made by create_netns(key) goes (absent is fine)."""
+        from berth.linux import netns
+        netns.remove(self.netns_path(key))
+
+    def attach(self, key, sandbox_id, meta, port_mappings):
+        """CNI ADD of the node's network into the namespace made by create_netns(key); returns
+        (ip, [other ips]). A failure leaves the namespace (teardown() removes it)."""
+        conf = self.conflist()
+        ports = self.check_ports(port_mappings)
         args = ";".join(["IgnoreUnknown=1", f"K8S_POD_NAMESPACE={meta.get('namespace', '')}",
                          f"K8S_POD_NAME={meta.get('name', '')}", f"K8S_POD_INFRA_CONTAINER_ID={sandbox_id}",
                          f"K8S_POD_UID={meta.get('uid', '')}"])
         rc = {"portMappings": ports} if ports else {}
-        try:
-            result = cni.add(conf, sandbox_id, path, IFNAME, self.cfg.cri_cni_bin_dirs, self.cache_dir,
-                             runtime_config=rc, args=args)
-        except BaseException:
-            netns.remove(path)
-            raise
+        result = cni.add(conf, sandbox_id, self.netns_path(key), IFNAME, self.cfg.cri_cni_bin_dirs,
+                         self.cache_dir, runtime_config=rc, args=args)
         ips = _ips(result)
-        return path, (ips[0] if ips else ""), ips[1:]
+        return (ips[0] if ips else ""), ips[1:]
 
     def ips(self, sandbox_id):
         """The pod's IPs from the cached ADD result (primary first)."""
+        hit = self._ips.get(sandbox_id)
+        if hit is not None:
+            return list(hit)
         for _name, _cid, ifname, rec in cni.cached(self.cache_dir, sandbox_id):
             if ifname == IFNAME:
-                return _ips(rec.get("result") or {})
+                out = _ips(rec.get("result") or {})
+                if out:  # none yet: the ADD is still running
+                    if len(self._ips) > 4096:
+                        self._ips.clear()
+                    self._ips[sandbox_id] = tuple(out)
+                return out
         return []
 
     def result(self, sandbox_id):
@@ -95,6 +117,7 @@ class PodNetwork:
 
     def teardown(self, key, sandbox_id):
         """CNI DEL with what the ADD used, then the namespace goes; nothing there is fine."""
+        self._ips.pop(sandbox_id, None)
         err = None
         for name, cid, ifname, _rec in cni.cached(self.cache_dir, sandbox_id):
             if cid != sandbox_id:
@@ -104,8 +127,7 @@ class PodNetwork:
             except cni.CNIError as e:
                 err = err or e
         if key:
-            from berth.linux import netns
-            netns.remove(self.netns_path(key))
+            self.remove_netns(key)
         if err is not None:
             raise err
 
@@ -118,6 +140,7 @@ class PodNetwork:
         for name, cid, ifname, _rec in cni.cached(self.cache_dir):
             if cid in live:
                 continue
+            self._ips.pop(cid, None)
             try:
                 cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cri_cni_bin_dirs)
                 gone.append(cid)

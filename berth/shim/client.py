@@ -62,8 +62,8 @@ class ShimClient:
         """One request, one reply line; errors raised as their kind."""
         s = self._connect(timeout)
         try:
-            s.sendall(req.encode())
-            try:
+            try:  # a shim exiting meanwhile (its container's own exit) may close before it reads
+                s.sendall(req.encode())
                 reply = _read_line(s, bytearray())
             except (ConnectionResetError, BrokenPipeError):
                 reply = None
