@@ -396,6 +396,9 @@ def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False
         "ociVersion": config.get("ociVersion") or specmod.OCI_VERSION, "pid": 0, "bundle": bundle,
         "rootfs": config["root"]["path"], "created": _now(), "annotations": config.get("annotations") or {},
         "cgroup_path": cg_path, "cgroup_mode": cg_mode, "systemd": systemd,
+        # start and delete read config.json back only for their hooks: a start is then a fifo
+        # read, a delete no JSON parse of the whole spec
+        "hook_kinds": sorted(k for k, v in (config.get("hooks") or {}).items() if v),
     })
     try:
         with open(os.path.join(d, "config.json"), "w") as f:
@@ -572,10 +575,11 @@ def start(root, cid):
         os.unlink(st.fifo)
     except FileNotFoundError:
         pass
-    try:
-        hookmod.run(st.config().get("hooks"), "poststart", st.oci(status=RUNNING))
-    except BerthError as e:
-        warn(str(e))
+    if "poststart" in st.data.get("hook_kinds", ["poststart"]):  # without the key: an older create's
+        try:
+            hookmod.run(st.config().get("hooks"), "poststart", st.oci(status=RUNNING))
+        except BerthError as e:
+            warn(str(e))
     return st
 
 
@@ -631,10 +635,12 @@ def delete(root, cid, force=False):
                 pass
         if not _wait_gone(st.pid, st.data.get("start_time")):
             raise SystemError_(f"container {cid}: init did not exit after SIGKILL")
-    try:
-        config = st.config()
-    except (OSError, ValueError):
-        config = {}
+    config = {}
+    if "poststop" in st.data.get("hook_kinds", ["poststop"]):  # without the key: an older create's
+        try:
+            config = st.config()
+        except (OSError, ValueError):
+            pass
     try:
         cg.destroy()
     except BerthError as e:

@@ -26,6 +26,9 @@ class OCIRuntime:
 
     name: str = ""
     root: str = ""
+    #: start is cheap and light in the caller's process (the library's: a read of the exec fifo),
+    #: so a shim calls it in place rather than in a helper child of its own
+    light_start: bool = False
 
     def shim_params(self, network_mode: str = "") -> dict[str, Any]:
         """What the shim needs to rebuild this runtime (from_params) for a container."""
@@ -68,6 +71,8 @@ class OCIRuntime:
 
 class LibraryRuntime(OCIRuntime):
     """berth's runtime library, called in the calling process."""
+
+    light_start = True
 
     def __init__(self, root: str, systemd: bool = False):
         self.name = LIBRARY

@@ -192,10 +192,10 @@ class Shim:
             return
         self.started = True
         if not self.announced:
-            _in_child(lambda: self.runtime().start(self.id))  # a failure is the start's result (run())
+            self._start()  # a failure is the start's result (run())
             return
         try:  # berthd's start op (after the attach): a failure kills the created init
-            _in_child(lambda: self.runtime().start(self.id))
+            self._start()
         except ChildError as e:
             with open(os.path.join(self.state_dir, "start-error"), "w") as f:
                 f.write(e.message)
@@ -204,6 +204,18 @@ class Shim:
             except OSError:
                 pass
             raise
+
+    def _start(self):
+        """The runtime's start: in place when it is light (the library's: the init released
+        through its exec fifo; no helper process on the path), else in a helper child."""
+        rt = self.runtime()
+        if not rt.light_start:
+            _in_child(lambda: self.runtime().start(self.id))
+            return
+        try:
+            rt.start(self.id)
+        except BaseException as e:
+            raise ChildError(_kind(e), _message(e)) from None
 
     # --- the loop ---
 
@@ -321,8 +333,10 @@ class Shim:
         self.exit_code = code
         self.finished_at = _now_rfc3339()
         tmp = os.path.join(self.state_dir, ".exit.json")
+        # synced only when berthd is not listening: else it records the exit it is told (and
+        # syncs its store), and this file is read only after a crash of berthd, not of the host
         _write_file(tmp, fastjson.dumps({"exit_code": code, "finished_at": self.finished_at, "pid": self.init_pid}),
-                    sync=True)
+                    sync=self.events is None)
         os.rename(tmp, os.path.join(self.state_dir, "exit.json"))
 
     def _output(self, fd):
