@@ -556,7 +556,18 @@ def start(root, cid):
             RUNNING: f"cannot start container {cid}: it is already running",
             PAUSED: f"cannot start container {cid}: it is paused",
         }[status])
-    fd = os.open(st.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    _release(st.fifo, cid, st.alive)
+    if "poststart" in st.data.get("hook_kinds", ["poststart"]):  # without the key: an older create's
+        try:
+            hookmod.run(st.config().get("hooks"), "poststart", st.oci(status=RUNNING))
+        except BerthError as e:
+            warn(str(e))
+    return st
+
+
+def _release(fifo, cid, alive):
+    """The exec fifo's handshake: the init, blocked writing to it, goes on to exec its process."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         import select
         p = select.poll()
@@ -567,20 +578,36 @@ def start(root, cid):
                 if not data:
                     raise SystemError_(f"container {cid}: init failed before start")
                 break
-            if not st.alive():
+            if not alive():
                 raise SystemError_(f"container {cid}: init exited before start")
     finally:
         os.close(fd)
     try:
-        os.unlink(st.fifo)
+        os.unlink(fifo)
     except FileNotFoundError:
         pass
-    if "poststart" in st.data.get("hook_kinds", ["poststart"]):  # without the key: an older create's
+
+
+def release(root, cid, pid):
+    """start, for the process that has just created the container (its shim) and knows that its
+    spec has no poststart hooks: the fifo's handshake alone, with os calls only (no state file
+    read, no io objects: in a shim forked from the zygote, each object touched costs a private
+    page). pid: the init's, whose liveness is checked while waiting."""
+    def alive():
         try:
-            hookmod.run(st.config().get("hooks"), "poststart", st.oci(status=RUNNING))
-        except BerthError as e:
-            warn(str(e))
-    return st
+            fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            data = os.read(fd, 512)
+        finally:
+            os.close(fd)
+        return data[data.rfind(b")") + 2:data.rfind(b")") + 3] not in (b"Z", b"X", b"")
+    fifo = root + "/" + statemod.check_id(cid) + "/exec.fifo"
+    try:
+        _release(fifo, cid, alive)
+    except FileNotFoundError:
+        raise FailedPrecondition(f"cannot start container {cid}: it is not created") from None
 
 
 def parse_signal(s):

@@ -26,8 +26,8 @@ class OCIRuntime:
 
     name: str = ""
     root: str = ""
-    #: start is cheap and light in the caller's process (the library's: a read of the exec fifo),
-    #: so a shim calls it in place rather than in a helper child of its own
+    #: release() exists: a start light enough for the creating shim to do in place (the library's:
+    #: a read of the exec fifo) rather than in a helper child of its own
     light_start: bool = False
 
     def shim_params(self, network_mode: str = "") -> dict[str, Any]:
@@ -38,6 +38,11 @@ class OCIRuntime:
         raise NotImplementedError
 
     def start(self, cid: str) -> None:
+        raise NotImplementedError
+
+    def release(self, cid: str, pid: int) -> None:
+        """start, by the shim that created the container whose init is pid, when its spec has no
+        poststart hooks (only where light_start)."""
         raise NotImplementedError
 
     def exec(self, cid: str, process: dict, pid_file: str, console: socket.socket | None) -> None:
@@ -89,6 +94,10 @@ class LibraryRuntime(OCIRuntime):
     def start(self, cid):
         from berth.runtime import container as rt
         rt.start(self.root, cid)
+
+    def release(self, cid, pid):
+        from berth.runtime import container as rt
+        rt.release(self.root, cid, pid)
 
     def exec(self, cid, process, pid_file, console):
         from berth.runtime import container as rt

@@ -206,14 +206,15 @@ class Shim:
             raise
 
     def _start(self):
-        """The runtime's start: in place when it is light (the library's: the init released
-        through its exec fifo; no helper process on the path), else in a helper child."""
+        """The runtime's start: in place when it is light (the library's, for a spec without
+        poststart hooks: the init released through its exec fifo, no helper process on the
+        path), else in a helper child."""
         rt = self.runtime()
-        if not rt.light_start:
+        if not rt.light_start or self.p.get("poststart_hooks", True):
             _in_child(lambda: self.runtime().start(self.id))
             return
         try:
-            rt.start(self.id)
+            rt.release(self.id, self.init_pid)
         except BaseException as e:
             raise ChildError(_kind(e), _message(e)) from None
 

@@ -1,9 +1,7 @@
 """The zygote: a small process forked from berthd before it starts any thread, with the runtime
 library and the shim already imported. Each shim is forked from it (no new interpreter per
-container, one fork) in a session of its own; when the zygote exits with berthd the shims are
-re-parented to init, so containers survive a daemon restart."""
+container) and re-parented away from berthd, so containers survive a daemon restart."""
 
-import _signal
 import array
 import json
 import os
@@ -62,7 +60,7 @@ def _loop(sock):
     from berth import fastjson
     from berth.linux import syscalls as sc
     _set_name("berth-zygote")
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the shims we fork are reaped by the kernel
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # Every page this loop writes after a fork stays private to the shim just forked (the zygote
@@ -88,23 +86,31 @@ def _loop(sock):
                 fds += array.array("i", data[:len(data) - len(data) % 4])
         if fds:
             params["events_fd"] = fds[0]  # the events channel berthd made for this start
-        pid = sc.fork_bare()
-        if pid == 0:
-            # one fork: the shim is our child while we live (SIGCHLD ignored here: the kernel
-            # reaps it, nobody waits), and init's (or the nearest subreaper's) once we exit with
-            # berthd, so containers survive a daemon restart. Its own session: no signal of
-            # berthd's terminal or process group reaches it.
-            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the shim waits for its children
+        r, w = os.pipe()
+        child = sc.fork_bare()
+        if child == 0:
+            # the first child makes a new session and forks the shim, then exits:
+            # the shim is re-parented to init, away from berthd
             sock.close()
+            os.close(r)
             os.setsid()
-            _set_comm(b"berth-shim")
-            devnull = os.open("/dev/null", os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(devnull, fd)
-            os.close(devnull)
-            shim.run(params)
+            grand = sc.fork_bare()
+            if grand == 0:
+                _set_comm(b"berth-shim")
+                os.close(w)
+                devnull = os.open("/dev/null", os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                os.close(devnull)
+                shim.run(params)
+            os.write(w, str(grand).encode())
+            os._exit(0)
+        os.close(w)
         for fd in fds:
             os.close(fd)
+        pid = int(os.read(r, 32) or b"0")
+        os.close(r)
+        os.waitpid(child, 0)
         sock.send(b'{"pid": %d}' % pid)
 
 
