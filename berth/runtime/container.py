@@ -14,6 +14,7 @@ import _signal as signal  # the signal module without its enum wrappers (start-u
 import _socket
 import errno
 import os
+import select
 import sys
 import time
 
@@ -569,7 +570,6 @@ def _release(fifo, cid, alive):
     """The exec fifo's handshake: the init, blocked writing to it, goes on to exec its process."""
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        import select
         p = select.poll()
         p.register(fd, select.POLLIN | select.POLLHUP)
         while True:
@@ -589,10 +589,10 @@ def _release(fifo, cid, alive):
 
 
 def release(root, cid, pid):
-    """start, for the process that has just created the container (its shim) and knows that its
-    spec has no poststart hooks: the fifo's handshake alone, with os calls only (no state file
-    read, no io objects: in a shim forked from the zygote, each object touched costs a private
-    page). pid: the init's, whose liveness is checked while waiting."""
+    """start, for the process that has just created the container: its shim, when berthd says
+    the runtime is this library and the spec has no poststart hooks. The fifo's handshake alone,
+    with os calls only (no state file read, no io objects: in a shim forked from the zygote each
+    object touched costs a private page). pid: the init's, whose liveness is checked meanwhile."""
     def alive():
         try:
             fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)

@@ -26,8 +26,9 @@ class OCIRuntime:
 
     name: str = ""
     root: str = ""
-    #: release() exists: a start light enough for the creating shim to do in place (the library's:
-    #: a read of the exec fifo) rather than in a helper child of its own
+    #: start is light enough for the creating shim to do in place rather than in a helper child
+    #: (the library's: berth.runtime.container.release, a read of the exec fifo; berthd decides
+    #: it, the shim gets a flag: it never builds a runtime object itself)
     light_start: bool = False
 
     def shim_params(self, network_mode: str = "") -> dict[str, Any]:
@@ -38,11 +39,6 @@ class OCIRuntime:
         raise NotImplementedError
 
     def start(self, cid: str) -> None:
-        raise NotImplementedError
-
-    def release(self, cid: str, pid: int) -> None:
-        """start, by the shim that created the container whose init is pid, when its spec has no
-        poststart hooks (only where light_start)."""
         raise NotImplementedError
 
     def exec(self, cid: str, process: dict, pid_file: str, console: socket.socket | None) -> None:
@@ -94,10 +90,6 @@ class LibraryRuntime(OCIRuntime):
     def start(self, cid):
         from berth.runtime import container as rt
         rt.start(self.root, cid)
-
-    def release(self, cid, pid):
-        from berth.runtime import container as rt
-        rt.release(self.root, cid, pid)
 
     def exec(self, cid, process, pid_file, console):
         from berth.runtime import container as rt

@@ -24,6 +24,7 @@ import time
 
 from berth import fastjson
 from berth.linux import syscalls as sc
+from berth.runtime import container as runtime_lib  # imported by the zygote: bound here, no import at a start
 from berth.shim import protocol as proto
 
 
@@ -206,15 +207,14 @@ class Shim:
             raise
 
     def _start(self):
-        """The runtime's start: in place when it is light (the library's, for a spec without
-        poststart hooks: the init released through its exec fifo, no helper process on the
-        path), else in a helper child."""
-        rt = self.runtime()
-        if not rt.light_start or self.p.get("poststart_hooks", True):
+        """The runtime's start: in place when berthd says it is light (the library's, for a spec
+        without poststart hooks: the init released through its exec fifo with os calls, no
+        helper process on the path, no runtime object here), else in a helper child."""
+        if not self.p.get("start_in_place"):
             _in_child(lambda: self.runtime().start(self.id))
             return
         try:
-            rt.release(self.id, self.init_pid)
+            runtime_lib.release(self.p["runtime_root"], self.id, self.init_pid)
         except BaseException as e:
             raise ChildError(_kind(e), _message(e)) from None
 
