@@ -170,12 +170,23 @@ class Shim:
     def start_container(self):
         self.outputs, self.stdin_w, proxy, console = _child_stdio(self.tty, self.p.get("open_stdin"))
         pidfile = os.path.join(self.state_dir, "init.pid")
+        # no attach to wait for and a light start: the helper that creates the container releases
+        # it too (no start to do here later: neither a second helper nor the in-place start's
+        # ~100 KB of private pages in a long-lived shim)
+        start_now = not self.p.get("wait_attach") and self.p.get("start_in_place")
+
+        def create():
+            pid = self.runtime().create(self.id, self.p["bundle"], pidfile, console)
+            if start_now:
+                runtime_lib.release(self.p["runtime_root"], self.id, pid)
+            return pid
         try:
-            self.init_pid = _in_child(lambda: self.runtime().create(self.id, self.p["bundle"], pidfile, console))
+            self.init_pid = _in_child(create)
         finally:
             _null_stdio()
             if console is not None:
                 console.close()
+        self.started = bool(start_now)
         if proxy is not None:
             self.master = _receive_master(proxy)
             self.outputs[self.master] = "stdout"
