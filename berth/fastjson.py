@@ -33,7 +33,9 @@ _scanner = None
 def loads(s):
     global _scanner
     if isinstance(s, (bytes, bytearray)):
-        s = bytes(s).decode("utf-8-sig")
+        s = bytes(s)
+        # what decode("utf-8-sig") does, without importing that codec's module (CLI start-up)
+        s = (s[3:] if s[:3] == b"\xef\xbb\xbf" else s).decode("utf-8")
     if _json is None:
         import json
         return json.loads(s)

@@ -1,7 +1,5 @@
 """Registry credentials from ~/.docker/config.json (docker's format), sent as X-Registry-Auth."""
 
-import base64
-import json
 import os
 
 DOCKER_IO_KEY = "https://index.docker.io/v1/"
@@ -17,6 +15,7 @@ def key_for(host):
 
 
 def credentials_for(host):
+    import json  # here, not at the top: config_path is on the run path (re, base64: ~15 ms)
     try:
         with open(config_path()) as f:
             doc = json.load(f)
@@ -28,6 +27,7 @@ def credentials_for(host):
         kh = k.split("://", 1)[-1].rstrip("/").split("/")[0]
         if k == key or kh == host or (key == DOCKER_IO_KEY and kh in ("index.docker.io", "docker.io")):
             if entry.get("auth"):
+                import base64
                 try:
                     user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
                 except ValueError:

@@ -196,7 +196,22 @@ class Context:
         return self._client
 
 
+# commands that leave nothing to finalize (no files of their own left open, no threads that
+# must finish): as the program, they end without the interpreter's teardown (~4 ms)
+_FAST_EXIT = {("containers", "run")}
+
+
+def _exit_now(code):
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def main(argv=None):
+    argv_given = argv
     argv = sys.argv[1:] if argv is None else argv
     debug = False
     try:
@@ -222,8 +237,10 @@ def main(argv=None):
         debug = ctx.debug
         import importlib
         mod = importlib.import_module(f"berth.cli.{target[0]}")
-        code = getattr(mod, target[1])(ctx, args, cmd)
-        return code or 0
+        code = getattr(mod, target[1])(ctx, args, cmd) or 0
+        if argv_given is None and target in _FAST_EXIT:
+            _exit_now(code)
+        return code
     except BerthError as e:
         print(f"berth: {e.message}", file=sys.stderr)
         return getattr(e, "code", 125)

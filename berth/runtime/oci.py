@@ -26,6 +26,10 @@ class OCIRuntime:
 
     name: str = ""
     root: str = ""
+    #: start is light enough for the creating shim to do in place rather than in a helper child
+    #: (the library's: berth.runtime.container.release, a read of the exec fifo; berthd decides
+    #: it, the shim gets a flag: it never builds a runtime object itself)
+    light_start: bool = False
 
     def shim_params(self, network_mode: str = "") -> dict[str, Any]:
         """What the shim needs to rebuild this runtime (from_params) for a container."""
@@ -68,6 +72,8 @@ class OCIRuntime:
 
 class LibraryRuntime(OCIRuntime):
     """berth's runtime library, called in the calling process."""
+
+    light_start = True
 
     def __init__(self, root: str, systemd: bool = False):
         self.name = LIBRARY

@@ -316,6 +316,8 @@ class ContainerService:
                 "log_max_size": _size(lc.get("max-size")), "log_max_file": int(lc.get("max-file") or 1),
                 "wait_attach": bool(attach_pending), "socket": self.shim_socket(rec.id),
                 "systemd": self.cfg.cgroup_driver == "systemd",
+                # the library's start without poststart hooks: the shim releases the init in place
+                "start_in_place": rt.light_start and not (oci.get("hooks") or {}).get("poststart"),
             })
             if (hc.get("LogConfig") or {}).get("Type") == "cri" and lc.get("path"):  # the CRI's log file and format (kubelet's)
                 params.update(log_path=lc["path"], log_format="cri")

@@ -134,7 +134,9 @@ class Monitor:
         c.cleanup_exited(ns, cid, network=not network_after)
         fields = {"exit_code": code, "finished_at": ev.finished_at or S.now_rfc3339(), "pid": 0}
         try:
-            c.states.transition(ns, cid, S.RESTARTING if restart else S.EXITED, **fields)
+            # --rm: the removal's own transition persists the state with these fields right after;
+            # a berthd killed before it finds the run's exit on disk and removes the container then
+            c.states.transition(ns, cid, S.RESTARTING if restart else S.EXITED, persist=not auto_remove, **fields)
         except NotFound:
             return ""  # removed meanwhile
         except BerthError as e:

@@ -143,12 +143,23 @@ def docker_default() -> dict:
     }
 
 
+_DEFAULT_CACHE: dict = {}
+
+
 def default_profile(capabilities, arch=None) -> dict:
     """The OCI ``linux.seccomp`` object of docker's default profile for a container with these
-    capabilities ("CAP_SYS_ADMIN", ...), on arch (``uname -m`` style; the host's by default)."""
-    spec = to_oci(docker_default(), capabilities, arch)
-    spec["syscalls"] = _merge(spec["syscalls"])
-    return spec
+    capabilities ("CAP_SYS_ADMIN", ...), on arch (``uname -m`` style; the host's by default).
+    Resolved once per set of capabilities (~2 ms, at every create and start otherwise); each
+    caller gets its own copy of the object and of its rules."""
+    key = (frozenset(capabilities), arch)
+    spec = _DEFAULT_CACHE.get(key)
+    if spec is None:
+        spec = to_oci(docker_default(), capabilities, arch)
+        spec["syscalls"] = _merge(spec["syscalls"])
+        if len(_DEFAULT_CACHE) < 64:
+            _DEFAULT_CACHE[key] = spec
+    return dict(spec, archMap=[dict(a, subArchitectures=list(a["subArchitectures"])) for a in spec.get("archMap") or []],
+                syscalls=[dict(r, names=list(r["names"])) for r in spec["syscalls"]])
 
 
 # --- docker format -> OCI ---

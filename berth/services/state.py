@@ -99,10 +99,12 @@ class ContainerStates:
             return self._cache.get(cid) or self._gone.get(cid)
 
     def transition(self, ns: str, cid: str, to: str, check: Callable[[RunState], None] | None = None,
-                   ext: dict | None = None, **fields) -> RunState:
+                   ext: dict | None = None, persist: bool = True, **fields) -> RunState:
         """Move a container to ``to`` (FailedPrecondition when that move is not allowed from where
         it is; ``check`` may refuse too), persist it (with ``ext``: other keys of the record's
-        extensions changed in the same transaction), wake the waiters. Returns the new state."""
+        extensions changed in the same transaction), wake the waiters. Returns the new state.
+        persist=False: in memory only, for a state the next transition persists at once (what
+        a restarted berthd finds instead leads to the same end)."""
         with self.cond:
             cur = self.get(ns, cid)
             if to not in ALLOWED[cur.status]:
@@ -114,7 +116,8 @@ class ContainerStates:
             for k, v in fields.items():
                 setattr(new, k, v)
             try:
-                self._persist(ns, cid, new, ext)
+                if persist or ext:
+                    self._persist(ns, cid, new, ext)
             except NotFound:
                 raise
             except Exception as e:

@@ -24,6 +24,7 @@ import time
 
 from berth import fastjson
 from berth.linux import syscalls as sc
+from berth.runtime import container as runtime_lib  # imported by the zygote: bound here, no import at a start
 from berth.shim import protocol as proto
 
 
@@ -246,12 +247,23 @@ class Shim:
     def start_container(self):
         self.outputs, stdin_w, proxy, console = _child_stdio(self.tty, self.p.get("open_stdin"))
         pidfile = os.path.join(self.state_dir, "init.pid")
+        # no attach to wait for and a light start: the helper that creates the container releases
+        # it too (no start to do here later: neither a second helper nor the in-place start's
+        # ~100 KB of private pages in a long-lived shim)
+        start_now = not self.p.get("wait_attach") and self.p.get("start_in_place")
+
+        def create():
+            pid = self.runtime().create(self.id, self.p["bundle"], pidfile, console)
+            if start_now:
+                runtime_lib.release(self.p["runtime_root"], self.id, pid)
+            return pid
         try:
-            self.init_pid = _in_child(lambda: self.runtime().create(self.id, self.p["bundle"], pidfile, console))
+            self.init_pid = _in_child(create)
         finally:
             _null_stdio()
             if console is not None:
                 console.close()
+        self.started = bool(start_now)
         if proxy is not None:
             self.master = _receive_master(proxy)
             self.outputs[self.master] = "stdout"
@@ -271,10 +283,10 @@ class Shim:
             return
         self.started = True
         if not self.announced:
-            _in_child(lambda: self.runtime().start(self.id))  # a failure is the start's result (run())
+            self._start()  # a failure is the start's result (run())
             return
         try:  # berthd's start op (after the attach): a failure kills the created init
-            _in_child(lambda: self.runtime().start(self.id))
+            self._start()
         except ChildError as e:
             with open(os.path.join(self.state_dir, "start-error"), "w") as f:
                 f.write(e.message)
@@ -283,6 +295,18 @@ class Shim:
             except OSError:
                 pass
             raise
+
+    def _start(self):
+        """The runtime's start: in place when berthd says it is light (the library's, for a spec
+        without poststart hooks: the init released through its exec fifo with os calls, no
+        helper process on the path, no runtime object here), else in a helper child."""
+        if not self.p.get("start_in_place"):
+            _in_child(lambda: self.runtime().start(self.id))
+            return
+        try:
+            runtime_lib.release(self.p["runtime_root"], self.id, self.init_pid)
+        except BaseException as e:
+            raise ChildError(_kind(e), _message(e)) from None
 
     # --- the loop ---
 
@@ -402,8 +426,10 @@ class Shim:
         self.exit_code = code
         self.finished_at = _now_rfc3339()
         tmp = os.path.join(self.state_dir, ".exit.json")
+        # synced only when berthd is not listening: else it records the exit it is told (and
+        # syncs its store), and this file is read only after a crash of berthd, not of the host
         _write_file(tmp, fastjson.dumps({"exit_code": code, "finished_at": self.finished_at, "pid": self.init_pid}),
-                    sync=True)
+                    sync=self.events is None)
         os.rename(tmp, os.path.join(self.state_dir, "exit.json"))
 
     def _output(self, fd):
