@@ -51,9 +51,9 @@ def repo_tags_digests(r):
 
 
 class ImageServicer(api_pb2_grpc.ImageServiceServicer):
-    def __init__(self, daemon):
-        self.d = daemon
-        self.images = daemon.images
+    def __init__(self, services):
+        self.d = services  # berth.services.Services
+        self.images = services.images
         self._fs = None  # (monotonic time, ImageFsInfoResponse)
 
     def _image(self, r, size):

@@ -36,12 +36,12 @@ def _user_labels(labels):
 
 
 class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, daemon, streaming=None):
+    def __init__(self, services, streaming=None):
         from berth.services.podnet import PodNetwork
-        self.d = daemon
-        self.svc = daemon.containers
-        self.images = daemon.images
-        self.net = PodNetwork(daemon.cfg)
+        self.d = services  # berth.services.Services
+        self.svc = services.containers
+        self.images = services.images
+        self.net = PodNetwork(services.cfg)
         self.streaming = streaming
         self.closing = False
         self._cpu = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
@@ -872,14 +872,14 @@ def _to_json(msg):
     return json_format.MessageToJson(msg, preserving_proto_field_name=False, indent=None)
 
 
-def netns_of(daemon):
+def netns_of(services):
     """For the streaming server's port forwarding: a sandbox id -> the path of its network
     namespace, or "host" for a pod on the node's network."""
     from berth.services.podnet import PodNetwork
-    net = PodNetwork(daemon.cfg)
+    net = PodNetwork(services.cfg)
 
     def find(sandbox_id):
-        rec = daemon.containers.get(NS, sandbox_id)
+        rec = services.containers.get(NS, sandbox_id)
         if (rec.labels or {}).get(KIND_LABEL) != "sandbox":
             raise NotFound(f"sandbox {sandbox_id} not found")
         key = ((rec.spec_json() or {}).get("_cri") or {}).get("netns_key")

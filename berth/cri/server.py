@@ -11,9 +11,9 @@ log = logging.getLogger("berthd")
 
 
 class CRIServer:
-    def __init__(self, daemon, streaming=None):
-        self.daemon = daemon
-        self.path = daemon.cfg.cri_socket
+    def __init__(self, services, streaming=None):
+        self.services = services  # berth.services.Services: the same use-cases the Docker API drives
+        self.path = services.cfg.cri_socket
         self.streaming = streaming
         self.server = None
         self.runtime = None
@@ -36,9 +36,9 @@ class CRIServer:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="berthd-cri")
         self.server = grpc.server(pool, options=[("grpc.max_receive_message_length", 16 << 20),
                                                  ("grpc.max_send_message_length", 16 << 20)])
-        self.runtime = RuntimeServicer(self.daemon, self.streaming)
+        self.runtime = RuntimeServicer(self.services, self.streaming)
         api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.runtime, self.server)
-        api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(self.daemon), self.server)
+        api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(self.services), self.server)
         if not self.server.add_insecure_port("unix://" + path):
             raise OSError(f"cannot listen on {path}")
         os.chmod(path, 0o660)

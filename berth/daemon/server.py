@@ -247,7 +247,7 @@ async def _start_cri(daemon):
         host = stream_server_host(cfg)
     except OSError as e:  # containerd: its CRI plugin does not load
         log.warning("CRI: not served: failed to create stream server: failed to get stream server address: %s", e)
-        return CRIServer(daemon, None), None
+        return CRIServer(daemon.services, None), None
     try:
         from berth.cri.stream_backend import StreamBackend
         from berth.cri.streaming import StreamingServer
@@ -257,14 +257,14 @@ async def _start_cri(daemon):
         from berth.cri.runtime import netns_of
         streaming = StreamingServer(f"[{host}]:{cfg.stream_server_port}" if ":" in host else
                                     f"{host}:{cfg.stream_server_port}",
-                                    StreamBackend(daemon.containers, netns_of=netns_of(daemon),
+                                    StreamBackend(daemon.containers, netns_of=netns_of(daemon.services),
                                                   executor=daemon.pool))
         try:
             await streaming.start()
         except OSError as e:
             log.warning("CRI: the streaming server cannot listen: %s", e)
             streaming = None
-    server = CRIServer(daemon, streaming)
+    server = CRIServer(daemon.services, streaming)
     try:
         await daemon.run(server.start)
     except (OSError, RuntimeError, ImportError) as e:  # e.g. grpcio missing: the Docker API goes on
