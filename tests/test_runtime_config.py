@@ -282,6 +282,83 @@ def test_cgroups_path_cgroupfs_form(runtime, cgroup_base, form):
     assert_gone(runtime, cid, rel)
 
 
+def _own_cgroups():
+    """hierarchy (controllers, or "" for cgroup2) -> the path of this process's cgroup."""
+    out = {}
+    for line in read("/proc/self/cgroup").splitlines():
+        _, ctrls, path = line.split(":", 2)
+        out[ctrls] = path
+    return out
+
+
+def test_the_process_is_in_every_cgroup_from_its_first_instruction(runtime):
+    """The join (its RCU wait) overlaps the init's set-up: the user's process still starts in the
+    container's cgroup in every hierarchy, with the limits in force (a command that reads its
+    cgroups and its memory limit first thing; several runs, and the host's side while created)."""
+    def mutate(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "cgroup"]
+        c["linux"]["resources"]["memory"] = {"limit": 40 * MiB}
+        c["linux"]["resources"]["pids"] = {"limit": 7}
+    script = "cat /proc/self/cgroup /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max"
+    b = runtime.bundle(["sh", "-c", script], mutate=mutate)
+    hierarchies = set(_own_cgroups())
+    for _ in range(3):
+        cid = runtime.new_id()
+        p = runtime("run", "-b", b, cid)
+        assert p.returncode == 0, p.err
+        out = p.out.splitlines()
+        seen = {ln.split(":", 2)[1]: ln.split(":", 2)[2] for ln in out[:-2]}
+        assert set(seen) == hierarchies, out
+        assert all(path == f"/{cid}" for path in seen.values()), out
+        assert out[-2:] == [str(40 * MiB), "7"], out
+        assert_gone(runtime, cid)
+    cid = runtime.new_id()
+    log = create_detached(runtime, b, cid)
+    pid = runtime.state(cid)["pid"]
+    for h in os.listdir(CG):
+        if os.path.exists(f"{CG}/{h}/{cid}/cgroup.procs"):
+            assert read(f"{CG}/{h}/{cid}/cgroup.procs").split() == [str(pid)], h
+    assert start_and_wait(runtime, cid, log).splitlines()[-2:] == [str(40 * MiB), "7"]
+    runtime("delete", cid, check=True)
+    assert_gone(runtime, cid)
+
+
+def test_create_container_hooks_start_in_the_cgroup(runtime):
+    """A hook is a process the init forks: it waits for the join, whose wait is otherwise deferred."""
+    out = os.path.join(runtime.tmp, "hook.cg")  # createContainer runs before pivot_root: a host path
+
+    def mutate(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "cgroup"]
+        c["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat /proc/self/cgroup > {out}"]}]}
+    b = runtime.bundle(mutate=mutate)
+    cid = runtime.new_id()
+    runtime("run", "-b", b, cid, check=True)
+    lines = read(out).splitlines()
+    assert lines and all(ln.split(":", 2)[2] == f"/{cid}" for ln in lines), lines
+    assert_gone(runtime, cid)
+
+
+@pytest.mark.skipif(not os.path.exists(f"{CG}/unified/cgroup.procs"), reason="needs the hybrid layout's cgroup2 tree")
+def test_a_failed_cgroup_join_fails_create_and_leaves_nothing(runtime, cgroup_base):
+    """A cgroup the init cannot be moved into (a cgroup2 "domain invalid" one: the child of a
+    threaded cgroup) fails create at once with the kernel's reason; nothing is left."""
+    os.makedirs(f"{CG}/unified/{cgroup_base}/t")
+    try:
+        with open(f"{CG}/unified/{cgroup_base}/t/cgroup.type", "w") as f:
+            f.write("threaded")
+        cid = runtime.new_id()
+        rel = f"{cgroup_base}/t/{cid}"
+        b = runtime.bundle(["true"], mutate=lambda c: c["linux"].update(cgroupsPath="/" + rel))
+        p = runtime("create", "-b", b, cid, timeout=20)  # was: a hang (the init waited for the state)
+        one_line_error(p, "cgroup", "cannot add pid", "Operation not supported")
+        assert_gone(runtime, cid, rel)
+        p = runtime("run", "-b", b, cid, timeout=20)
+        one_line_error(p, "cgroup", "Operation not supported")
+        assert_gone(runtime, cid, rel)
+    finally:
+        rmdir_cgroup_parents(f"{cgroup_base}/t")
+
+
 def test_cgroups_path_systemd_form(runtime):
     cid = runtime.new_id()
     rel = f"system.slice/berth-{cid}.scope"

@@ -555,6 +555,28 @@ def _read_v1_hierarchies(root: str) -> list[tuple[str, list[str], str]]:
     return [(",".join(c), c, mp) for c, mp in sorted(found.items(), key=lambda kv: kv[1])]
 
 
+def own_procs_file(mode: str, root: str = DEFAULT_ROOT) -> str | None:
+    """The cgroup.procs file of the caller's own cgroup in one hierarchy under root (v1, hybrid:
+    the first v1 hierarchy /proc/self/cgroup lists that is mounted there; v2: the tree), or None."""
+    try:
+        lines = _read("/proc/self/cgroup").splitlines()
+    except OSError:
+        return None
+    if mode == "v2":
+        mounts = {"": root}
+    else:
+        mounts = {key: mp for key, _c, mp in _v1_hierarchies(root)}
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3 or not parts[2].startswith("/"):
+            continue
+        key = ",".join(sorted(parts[1].split(","))) if parts[1] else ""
+        mp = mounts.get(key)
+        if mp is not None and (key or mode == "v2"):
+            return mp + parts[2].rstrip("/") + "/cgroup.procs"
+    return None
+
+
 class Manager:
     """The cgroup of one container (or any cgroup path), in every relevant hierarchy."""
 

@@ -12,6 +12,7 @@ P and A/B talk over a socketpair with one JSON message per line. Any failure bef
 
 import _signal as signal  # the signal module without its enum wrappers (start-up time)
 import _socket
+import _thread
 import errno
 import os
 import select
@@ -235,7 +236,8 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
 
         def joined_cgroup():
             # The caller moves us into the container's cgroup (a slow write: the kernel waits for an
-            # RCU grace period) while we build the rootfs; it sends the state when that is done.
+            # RCU grace period) while we build the rootfs and set up the process; it sends the state
+            # when that is done. Until then we must not fork (a child could start outside it).
             msg = ch.recv()
             if not msg or msg.get("t") != "state":
                 os._exit(1)
@@ -243,20 +245,22 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
                 sc.unshare(sc.CLONE_NEWCGROUP)  # rooted at the container's cgroup
             return msg["state"]
 
+        hooks = config.get("hooks") or {}
+        hooked = bool(hooks.get("prestart") or hooks.get("createRuntime") or hooks.get("createContainer"))
         hook_state = None
         if new_cgroupns and cg_mode == "v2":
             hook_state = joined_cgroup()  # the cgroup2 mount must see the new cgroup namespace
         if "mount" in nstypes:
             rootfs.prepare(config, bundle, cg_path, cg_mode, "cgroup" in nstypes, in_userns)
-        if hook_state is None:
-            hook_state = joined_cgroup()
-        hooks = config.get("hooks") or {}
+        if hook_state is None and hooked:
+            hook_state = joined_cgroup()  # hooks are processes: they start in the cgroup
         if hooks.get("prestart") or hooks.get("createRuntime"):
             ch.send(t="hooks")  # the runtime-namespace hooks run in the caller, while we wait
             reply = ch.recv()
             if not reply or reply.get("t") != "ok":
                 os._exit(1)
-        hookmod.run(hooks, "createContainer", hook_state)
+        if hooked:
+            hookmod.run(hooks, "createContainer", hook_state)
         if "mount" in nstypes:
             rootfs.pivot(config["root"]["path"], no_pivot)
         else:
@@ -275,6 +279,11 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
             rootfs.finish(config)
         if slave is not None:
             procmod.make_ctty(slave)
+        if hook_state is None:
+            # nothing above forks or needs the cgroup: the join (mostly its RCU wait) overlapped the
+            # rootfs, the pivot and the process set-up; the cgroup namespace is unshared before the
+            # capabilities go, and the user's process can only start after this
+            hook_state = joined_cgroup()
         procmod.apply_user_and_caps(process, filt, in_userns)
         procmod.chdir_checked(process.get("cwd") or "/")
         ch.send(t="created")
@@ -371,6 +380,47 @@ def _wait_gone(pid, start_time, timeout=10.0):
     return False
 
 
+def _warm_cgroup_migration():
+    """Start now the wait the init's cgroup join would otherwise begin with.
+
+    The first write to a cgroup.procs after a quiet spell waits for an RCU grace period (10-15 ms
+    on cgroup v1 here: cgroup_threadgroup_rwsem's rcu_sync switching its readers to the slow
+    path); the writes that follow within about a grace period of it do not. A thread moves this
+    process into the cgroup it already is in (a no-op migration that takes the same lock), so
+    that the grace period runs while config.json is written and the init forked and set up; the
+    init's own join, which the init still waits for before anything needs it, then mostly finds
+    it passed. A thread, not a child: a forked child would make every page this interpreter then
+    writes a copy-on-write fault. The migration holds cgroup_mutex through the grace period
+    (every cgroup mkdir and most cgroup writes wait for it): call this once the container's
+    cgroup is made and set. Only an optimisation: any failure is ignored. Returns a lock
+    released when the write is done, or None."""
+    from berth.runtime import cgroups
+    try:
+        path = cgroups.own_procs_file(cgroups.detect_mode())
+        if path is None:
+            return None
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except (OSError, BerthError):
+        return None
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def write():
+        try:
+            os.write(fd, b"0")  # 0: the writer's own process
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+            done.release()
+    try:
+        _thread.start_new_thread(write, ())
+    except RuntimeError:
+        os.close(fd)
+        return None
+    return done
+
+
 def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False, preserve_fds=0,
            systemd=False, foreground=False, console=None, check_seccomp=True):
     """Create a container; returns its State once the init waits on the exec fifo."""
@@ -402,7 +452,16 @@ def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False
         # read, a delete no JSON parse of the whole spec
         "hook_kinds": sorted(k for k, v in (config.get("hooks") or {}).items() if v),
     })
+    warm = None
     try:
+        cg = cgroups.Manager(cg_path, mode=cg_mode)
+        cg.create()
+        resources = _with_default_devices(linux)
+        if resources:
+            cg.set(resources)
+        # from here on no cgroup is made or changed before the join: the warm-up's migration
+        # holds the kernel's cgroup_mutex through its grace period
+        warm = _warm_cgroup_migration()
         with open(os.path.join(d, "config.json"), "w") as f:
             f.write(json.dumps(config))  # dumps: the C encoder (json.dump iterates in Python)
         fifo = st.fifo
@@ -415,11 +474,6 @@ def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False
         if (root_uid, root_gid) != (0, 0):
             os.chown(fifo, root_uid, root_gid)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        cg = cgroups.Manager(cg_path, mode=cg_mode)
-        cg.create()
-        resources = _with_default_devices(linux)
-        if resources:
-            cg.set(resources)
         config["_preserve_fds"] = preserve_fds
         psock, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         # import what the init needs now: once in a user namespace it may no longer be allowed
@@ -452,7 +506,9 @@ def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False
                 try:
                     cg.add(init_pid)
                 except BerthError as e:
-                    pending = e  # the init may have died: prefer the error it reports, if any
+                    if statemod.proc_start_time(init_pid) == st.data["start_time"]:
+                        raise  # the init is alive, waiting for the state: the join failed
+                    pending = e  # the init died: prefer the error it reports, if any
                     continue
                 ch.send(t="state", state=st.oci(status="creating"))
                 _reap(a_pid)
@@ -495,6 +551,9 @@ def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False
                 pass
         _remove_state_dir(d)
         raise
+    finally:
+        if warm is not None:
+            warm.acquire(True, 10)  # done by now, as a rule: the join waited for the same grace period
 
 
 # what runc always allows in the device cgroup, after the config's own rules
