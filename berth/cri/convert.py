@@ -1,52 +1,62 @@
 """CRI configurations -> the container configuration the services take (the Docker API's create
 body: Config fields at the top, HostConfig), and back again for status answers."""
 
+from __future__ import annotations
+
 import base64
 import os
 import re
+from typing import TYPE_CHECKING
 
 from berth.cri import KIND_LABEL
 from berth.cri import api_pb2 as pb
 from berth.errors import InvalidArgument
 
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    from google.protobuf.message import Message
+
+    M = TypeVar("M", bound=Message)
+
 POD, CONTAINER, NODE, TARGET = pb.POD, pb.CONTAINER, pb.NODE, pb.TARGET
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
-def encode(msg):
+def encode(msg: Message) -> str:
     return base64.b64encode(msg.SerializeToString()).decode()
 
 
-def decode(cls, s):
+def decode(cls: type[M], s: str | None) -> M:
     m = cls()
     if s:
         m.ParseFromString(base64.b64decode(s))
     return m
 
 
-def _name(*parts):
+def _name(*parts: object) -> str:
     """containerd's CRI naming: <pod>_<namespace>_<uid>_<attempt> for a sandbox,
     <container>_<pod>_<namespace>_<uid>_<attempt> for a container."""
     return _NAME_BAD.sub("-", "_".join(str(p) for p in parts))
 
 
-def sandbox_name(md):
+def sandbox_name(md: pb.PodSandboxMetadata) -> str:
     if not md.name:
         raise InvalidArgument("sandbox config must include metadata.name")
     return _name(md.name, md.namespace, md.uid, md.attempt)
 
 
-def container_name(md, sandbox_md):
+def container_name(md: pb.ContainerMetadata, sandbox_md: pb.PodSandboxMetadata) -> str:
     if not md.name:
         raise InvalidArgument("container config must include metadata.name")
     return _name(md.name, sandbox_md.name, sandbox_md.namespace, sandbox_md.uid, md.attempt)
 
 
-def ns_options(sc):
+def ns_options(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext | None) -> pb.NamespaceOption:
     return sc.namespace_options if sc is not None and sc.HasField("namespace_options") else pb.NamespaceOption()
 
 
-def _seccomp(sc, opts):
+def _seccomp(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext, opts: list[str]) -> None:
     """seccomp RuntimeDefault / Unconfined / Localhost (and the deprecated path strings)."""
     if sc.privileged:
         return
@@ -72,7 +82,7 @@ def _seccomp(sc, opts):
         raise InvalidArgument(f"unsupported seccomp profile {path!r}")
 
 
-def _apparmor(sc):
+def _apparmor(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext) -> None:
     """berth has no AppArmor: asking for a profile other than the default or unconfined fails."""
     prof = sc.apparmor if sc.HasField("apparmor") else None
     if prof is not None and prof.profile_type == pb.SecurityProfile.Localhost:
@@ -83,10 +93,11 @@ def _apparmor(sc):
         raise InvalidArgument(f"apparmor profile {path!r} requested, but AppArmor is not supported by berth")
 
 
-def _user(sc, user_field="run_as_user"):
+def _user(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext,
+          user_field: str = "run_as_user") -> str:
     user = ""
     if getattr(sc, "run_as_username", ""):
-        user = sc.run_as_username
+        user = sc.run_as_username  # type: ignore[union-attr]  # (getattr: the sandbox context has none)
     elif sc.HasField(user_field):
         user = str(getattr(sc, user_field).value)
     if sc.HasField("run_as_group"):
@@ -96,7 +107,7 @@ def _user(sc, user_field="run_as_user"):
     return user
 
 
-def _resources(r, hc):
+def _resources(r: pb.LinuxContainerResources | None, hc: dict[str, Any]) -> None:
     if r is None:
         return
     if r.memory_limit_in_bytes:
@@ -123,7 +134,7 @@ def _resources(r, hc):
         hc["Unified"] = dict(r.unified)
 
 
-def oom_score_adj(v):
+def oom_score_adj(v: int) -> int:
     """Within what the host allows: below berthd's own score only with CAP_SYS_RESOURCE (berthd in
     a container may lack it), as containerd's restrict_oom_score_adj does."""
     v = max(-1000, min(1000, int(v)))
@@ -139,7 +150,7 @@ def oom_score_adj(v):
     return max(v, own)
 
 
-def _hugepages_present(size):
+def _hugepages_present(size: str) -> bool:
     """Hugepage limits apply only to page sizes the host has (hugetlb.<size>.* files)."""
     for d in ("/sys/fs/cgroup", "/sys/fs/cgroup/hugetlb"):
         if os.path.exists(os.path.join(d, f"hugetlb.{size}.max")) or \
@@ -148,7 +159,8 @@ def _hugepages_present(size):
     return False
 
 
-def sandbox_body(config, image, handler, netns_path, runtime):
+def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_path: str | None,
+                 runtime: str) -> dict[str, Any]:
     """RunPodSandbox's config -> the pause container's configuration."""
     linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
     sc = linux.security_context if linux.HasField("security_context") else pb.LinuxSandboxSecurityContext()
@@ -177,7 +189,7 @@ def sandbox_body(config, image, handler, netns_path, runtime):
         hc["Sysctls"] = dict(linux.sysctls)
     if sc.supplemental_groups:
         hc["GroupAdd"] = [str(g) for g in sc.supplemental_groups]
-    opts = []
+    opts: list[str] = []
     _seccomp(sc, opts)
     _apparmor(sc)
     hc["SecurityOpt"] = opts
@@ -190,7 +202,8 @@ def sandbox_body(config, image, handler, netns_path, runtime):
     return body
 
 
-def container_body(sandbox_id, sandbox_config, config, image_id, log_path, runtime, sandbox_host_net):
+def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config: pb.ContainerConfig, image_id: str,
+                   log_path: str, runtime: str, sandbox_host_net: bool) -> dict[str, Any]:
     """CreateContainer's config -> the container's configuration, in the pod of sandbox_id."""
     linux = config.linux if config.HasField("linux") else pb.LinuxContainerConfig()
     sc = linux.security_context if linux.HasField("security_context") else pb.LinuxContainerSecurityContext()
@@ -273,9 +286,9 @@ def container_body(sandbox_id, sandbox_config, config, image_id, log_path, runti
     return body
 
 
-def docker_resources(r):
+def docker_resources(r: pb.LinuxContainerResources) -> dict[str, Any]:
     """LinuxContainerResources -> HostConfig's resource keys (UpdateContainerResources)."""
-    hc = {}
+    hc: dict[str, Any] = {}
     _resources(r, hc)
     hc.pop("OomScoreAdj", None)
     return hc

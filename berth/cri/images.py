@@ -1,7 +1,10 @@
 """ImageService: the k8s.io namespace's images, by the services' image use-cases."""
 
+from __future__ import annotations
+
 import json
 import time
+from typing import TYPE_CHECKING
 
 from berth.cri import NAMESPACE
 from berth.cri import api_pb2 as pb
@@ -9,10 +12,16 @@ from berth.cri import api_pb2_grpc
 from berth.cri.errors import rpc, unimplemented
 from berth.errors import BerthError, InvalidArgument, NotFound
 
+if TYPE_CHECKING:
+    import grpc
+
+    from berth.services import Services
+    from berth.services.images import Resolved
+
 NS = NAMESPACE
 
 
-def _auth(a):
+def _auth(a: pb.AuthConfig | None) -> dict[str, str] | None:
     """CRI AuthConfig -> the services' auth dict (docker's X-Registry-Auth shape)."""
     if a is None:
         return None
@@ -33,11 +42,11 @@ def _auth(a):
     return out if len(out) > 1 else None
 
 
-def repo_tags_digests(r):
+def repo_tags_digests(r: Resolved) -> tuple[list[str], list[str]]:
     """An image's full repo tags and its repo digests (<repo>@<manifest digest> of each repo)."""
     from berth.services.images import is_digest_name, is_untagged_name
     tags = [n for n in r.names if not is_untagged_name(n) and not is_digest_name(n)]
-    repos = []
+    repos: list[str] = []
     for n in r.names:
         if is_untagged_name(n):
             continue
@@ -51,12 +60,12 @@ def repo_tags_digests(r):
 
 
 class ImageServicer(api_pb2_grpc.ImageServiceServicer):
-    def __init__(self, services):
+    def __init__(self, services: Services) -> None:
         self.d = services  # berth.services.Services
         self.images = services.images
-        self._fs = None  # (monotonic time, ImageFsInfoResponse)
+        self._fs: tuple[float, pb.ImageFsInfoResponse] | None = None  # (monotonic time, ImageFsInfoResponse)
 
-    def _image(self, r, size):
+    def _image(self, r: Resolved, size: int) -> pb.Image:
         tags, repos = repo_tags_digests(r)
         img = pb.Image(id=r.config_digest, repo_tags=tags, repo_digests=repos, size=size,
                        spec=pb.ImageSpec(image=r.config_digest))
@@ -68,11 +77,11 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
             img.username = name
         return img
 
-    def _sizes(self):
+    def _sizes(self) -> dict[str, int]:
         return {i["Id"]: int(i.get("Size") or 0) for i in self.images.list(NS)}
 
     @rpc
-    def ListImages(self, request, context):
+    def ListImages(self, request: pb.ListImagesRequest, context: grpc.ServicerContext) -> pb.ListImagesResponse:
         want = request.filter.image.image if request.HasField("filter") else ""
         sizes = self._sizes()
         out = []
@@ -90,7 +99,7 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         return pb.ListImagesResponse(images=out)
 
     @rpc
-    def ImageStatus(self, request, context):
+    def ImageStatus(self, request: pb.ImageStatusRequest, context: grpc.ServicerContext) -> pb.ImageStatusResponse:
         try:
             r = self.images.resolve(NS, request.image.image)
         except NotFound:
@@ -103,7 +112,7 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         return pb.ImageStatusResponse(image=img, info=info)
 
     @rpc
-    def PullImage(self, request, context):
+    def PullImage(self, request: pb.PullImageRequest, context: grpc.ServicerContext) -> pb.PullImageResponse:
         ref = request.image.image
         if not ref:
             raise InvalidArgument("no image given")
@@ -112,7 +121,7 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         return pb.PullImageResponse(image_ref=r.config_digest)
 
     @rpc
-    def RemoveImage(self, request, context):
+    def RemoveImage(self, request: pb.RemoveImageRequest, context: grpc.ServicerContext) -> pb.RemoveImageResponse:
         try:
             r = self.images.resolve(NS, request.image.image)
         except NotFound:
@@ -121,14 +130,14 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         return pb.RemoveImageResponse()
 
     @rpc
-    def ImageFsInfo(self, request, context):
+    def ImageFsInfo(self, request: pb.ImageFsInfoRequest, context: grpc.ServicerContext) -> pb.ImageFsInfoResponse:
         """The snapshots' disk use, measured at most every 10 s (the kubelet asks often)."""
         now = time.monotonic()
         if self._fs is None or now - self._fs[0] > 10:
             self._fs = (now, self._measure())
         return self._fs[1]
 
-    def _measure(self):
+    def _measure(self) -> pb.ImageFsInfoResponse:
         mount, used, inodes = self.images.snapshots_usage()
         now = time.time_ns()
         fs = pb.FilesystemUsage(timestamp=now, fs_id=pb.FilesystemIdentifier(mountpoint=mount))

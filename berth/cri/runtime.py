@@ -1,5 +1,7 @@
 """RuntimeService: pod sandboxes, containers, exec, stats, runtime status, container events."""
 
+from __future__ import annotations
+
 import json
 import logging
 import os
@@ -7,6 +9,7 @@ import queue
 import secrets
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -17,11 +20,22 @@ from berth.cri import api_pb2_grpc
 from berth.cri.errors import Abort, rpc, unimplemented
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
+
+    from google.protobuf.message import Message
+
+    from berth.cri.streaming import StreamingServer
+    from berth.metadata.records import Container
+    from berth.services import Services
+    from berth.services.images import Resolved
+
 log = logging.getLogger("berthd")
 NS = NAMESPACE
 
 
-def _ns_time(s):
+def _ns_time(s: str | None) -> int:
     """An RFC 3339 time of the services -> nanoseconds since the epoch (0 when unset)."""
     if not s or s.startswith("0001"):
         return 0
@@ -31,12 +45,12 @@ def _ns_time(s):
     return t * 10**9 + int((frac + "000000000")[:9] or 0)
 
 
-def _user_labels(labels):
+def _user_labels(labels: dict[str, str] | None) -> dict[str, str]:
     return {k: v for k, v in (labels or {}).items() if k != KIND_LABEL}
 
 
 class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, services, streaming=None):
+    def __init__(self, services: Services, streaming: StreamingServer | None = None) -> None:
         from berth.services.podnet import PodNetwork
         self.d = services  # berth.services.Services
         self.svc = services.containers
@@ -44,23 +58,23 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.net = PodNetwork(services.cfg)
         self.streaming = streaming
         self.closing = False
-        self._cpu = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
-        self._usage = {}  # container id -> (monotonic time, bytes of its writable layer)
+        self._cpu: dict[str, tuple[int, int]] = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
+        self._usage: dict[str, tuple[float, int]] = {}  # container id -> (monotonic time, bytes of its writable layer)
         self._collected = -1e9  # when pod networks were last collected
-        self._cri_of = {}  # record id -> the "_cri" part of its stored configuration (read-only)
-        self._starting = set()  # sandboxes whose RunPodSandbox has not finished: not ready yet
-        self._busy = set()  # their netns keys and ids: the network collector leaves them alone
+        self._cri_of: dict[str, dict[str, Any]] = {}  # record id -> the "_cri" part of its stored configuration (read-only)
+        self._starting: set[str] = set()  # sandboxes whose RunPodSandbox has not finished: not ready yet
+        self._busy: set[str] = set()  # their netns keys and ids: the network collector leaves them alone
         self._setup_lock = threading.Lock()
 
     # --- lookups ---
 
-    def _records(self, kind):
+    def _records(self, kind: str) -> list[tuple[Container, dict[str, Any]]]:
         """(record, state) of the CRI's sandboxes or containers (the CRI has no paused state: the
         runtime is not asked)."""
         return [(rec, self.svc.state(rec, paused=False)) for rec in self.svc.records(NS)
                 if (rec.labels or {}).get(KIND_LABEL) == kind]
 
-    def _find(self, ref, kind):
+    def _find(self, ref: str, kind: str) -> Container:
         if not ref:
             raise InvalidArgument(f"{'pod sandbox' if kind == 'sandbox' else 'container'} id is empty")
         what = "sandbox" if kind == "sandbox" else "container"
@@ -74,7 +88,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             raise NotFound(f"an error occurred when try to find {what} {ref!r}: not found")
         return rec
 
-    def _cri(self, rec):
+    def _cri(self, rec: Container) -> dict[str, Any]:
         """The CRI's part of a record's stored configuration: written once, at create, so parsed
         once per record (listings and stats ask for it several times per record, every second)."""
         hit = self._cri_of.get(rec.id)
@@ -85,16 +99,16 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             self._cri_of[rec.id] = hit
         return hit
 
-    def _sandbox_config(self, rec):
+    def _sandbox_config(self, rec: Container) -> pb.PodSandboxConfig:
         return convert.decode(pb.PodSandboxConfig, self._cri(rec).get("config"))
 
-    def _container_config(self, rec):
+    def _container_config(self, rec: Container) -> pb.ContainerConfig:
         return convert.decode(pb.ContainerConfig, self._cri(rec).get("config"))
 
-    def _pod_containers(self, sid):
+    def _pod_containers(self, sid: str) -> list[tuple[Container, dict[str, Any]]]:
         return [(r, st) for r, st in self._records("container") if self._cri(r).get("sandbox") == sid]
 
-    def _runtime(self, handler):
+    def _runtime(self, handler: str) -> str:
         if not handler:
             return self.d.cfg.default_runtime
         if handler not in self.d.cfg.runtimes:
@@ -104,12 +118,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     # --- version, status, config ---
 
     @rpc
-    def Version(self, request, context):
+    def Version(self, request: pb.VersionRequest, context: grpc.ServicerContext) -> pb.VersionResponse:
         return pb.VersionResponse(version="0.1.0", runtime_name="berth", runtime_version=__version__,
                                   runtime_api_version="v1")
 
     @rpc
-    def Status(self, request, context):
+    def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:
         ok, msg = self.net.ready()
         conds = [pb.RuntimeCondition(type="RuntimeReady", status=True),
                  pb.RuntimeCondition(type="NetworkReady", status=ok, reason="" if ok else "NetworkPluginNotReady",
@@ -137,20 +151,22 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                                  features=pb.RuntimeFeatures())
 
     @rpc
-    def UpdateRuntimeConfig(self, request, context):
+    def UpdateRuntimeConfig(self, request: pb.UpdateRuntimeConfigRequest,
+                            context: grpc.ServicerContext) -> pb.UpdateRuntimeConfigResponse:
         cidr = request.runtime_config.network_config.pod_cidr
         if cidr:
             log.info("CRI: pod CIDR %s (the node's CNI configuration decides the pod addresses)", cidr)
         return pb.UpdateRuntimeConfigResponse()
 
     @rpc
-    def RuntimeConfig(self, request, context):
+    def RuntimeConfig(self, request: pb.RuntimeConfigRequest,
+                      context: grpc.ServicerContext) -> pb.RuntimeConfigResponse:
         driver = pb.SYSTEMD if self.d.cfg.cgroup_driver == "systemd" else pb.CGROUPFS
         return pb.RuntimeConfigResponse(linux=pb.LinuxRuntimeConfiguration(cgroup_driver=driver))
 
     # --- pod sandboxes ---
 
-    def _ensure_image(self, ref):
+    def _ensure_image(self, ref: str) -> Resolved:
         try:
             return self.images.resolve(NS, ref)
         except NotFound:
@@ -159,7 +175,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             return self.images.resolve(NS, ref)
 
     @rpc
-    def RunPodSandbox(self, request, context):
+    def RunPodSandbox(self, request: pb.RunPodSandboxRequest,
+                      context: grpc.ServicerContext) -> pb.RunPodSandboxResponse:
         config = request.config
         md = config.metadata
         name = convert.sandbox_name(md)
@@ -224,7 +241,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return pb.RunPodSandboxResponse(pod_sandbox_id=sid)
 
     @rpc
-    def StopPodSandbox(self, request, context):
+    def StopPodSandbox(self, request: pb.StopPodSandboxRequest,
+                       context: grpc.ServicerContext) -> pb.StopPodSandboxResponse:
         rec = self._find(request.pod_sandbox_id, "sandbox")
         for crec, st in self._pod_containers(rec.id):
             if st["Running"]:
@@ -239,14 +257,15 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         detach.result()
         return pb.StopPodSandboxResponse()
 
-    def _stop(self, cid, timeout):
+    def _stop(self, cid: str, timeout: int | None) -> None:
         try:
             self.svc.stop(NS, cid, timeout=timeout)  # the service publishes the stop event
         except NotFound:
             pass
 
     @rpc
-    def RemovePodSandbox(self, request, context):
+    def RemovePodSandbox(self, request: pb.RemovePodSandboxRequest,
+                         context: grpc.ServicerContext) -> pb.RemovePodSandboxResponse:
         try:
             rec = self._find(request.pod_sandbox_id, "sandbox")
         except NotFound:
@@ -258,18 +277,18 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._remove(rec.id)
         return pb.RemovePodSandboxResponse()
 
-    def _remove(self, cid):
+    def _remove(self, cid: str) -> None:
         try:
             self.svc.remove(NS, cid, force=True)
         except NotFound:
             pass
 
-    def _ready(self, rec, st):
+    def _ready(self, rec: Container, st: dict[str, Any]) -> bool:
         """A sandbox is ready once its pause container runs and RunPodSandbox has attached its
         network (the pause starts while the CNI ADD runs)."""
         return st["Running"] and rec.id not in self._starting
 
-    def _sandbox_status(self, rec, st):
+    def _sandbox_status(self, rec: Container, st: dict[str, Any]) -> pb.PodSandboxStatus:
         config = self._sandbox_config(rec)
         cri = self._cri(rec)
         ready = pb.SANDBOX_READY if self._ready(rec, st) else pb.SANDBOX_NOTREADY
@@ -289,7 +308,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             runtime_handler=cri.get("handler", ""))
 
     @rpc
-    def PodSandboxStatus(self, request, context):
+    def PodSandboxStatus(self, request: pb.PodSandboxStatusRequest,
+                         context: grpc.ServicerContext) -> pb.PodSandboxStatusResponse:
         rec = self._find(request.pod_sandbox_id, "sandbox")
         st = self.svc.state(rec, paused=False)
         status = self._sandbox_status(rec, st)
@@ -309,7 +329,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             })
         return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())
 
-    def _collect_networks(self):
+    def _collect_networks(self) -> None:
         """At most every 30 s (the kubelet lists pods every second): pod networks whose sandbox
         is gone (removed by `berth -n k8s.io rm`, say) are released. Not those of a
         RunPodSandbox under way (its namespace and ADD come before or with its record)."""
@@ -328,7 +348,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 log.warning("CRI: collecting pod networks: %s", e)
 
     @rpc
-    def ListPodSandbox(self, request, context):
+    def ListPodSandbox(self, request: pb.ListPodSandboxRequest,
+                       context: grpc.ServicerContext) -> pb.ListPodSandboxResponse:
         f = request.filter if request.HasField("filter") else None
         items = []
         self._collect_networks()
@@ -351,7 +372,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     # --- containers ---
 
     @rpc
-    def CreateContainer(self, request, context):
+    def CreateContainer(self, request: pb.CreateContainerRequest,
+                        context: grpc.ServicerContext) -> pb.CreateContainerResponse:
         sbx = self._find(request.pod_sandbox_id, "sandbox")
         config = request.config
         sandbox_config = self._sandbox_config(sbx)
@@ -387,7 +409,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return pb.CreateContainerResponse(container_id=cid)
 
     @rpc
-    def StartContainer(self, request, context):
+    def StartContainer(self, request: pb.StartContainerRequest,
+                       context: grpc.ServicerContext) -> pb.StartContainerResponse:
         rec = self._find(request.container_id, "container")
         st = self.svc.state(rec, paused=False)
         if st["Status"] != "created":
@@ -400,13 +423,15 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return pb.StartContainerResponse()
 
     @rpc
-    def StopContainer(self, request, context):
+    def StopContainer(self, request: pb.StopContainerRequest,
+                      context: grpc.ServicerContext) -> pb.StopContainerResponse:
         rec = self._find(request.container_id, "container")
         self._stop(rec.id, max(0, request.timeout))
         return pb.StopContainerResponse()
 
     @rpc
-    def RemoveContainer(self, request, context):
+    def RemoveContainer(self, request: pb.RemoveContainerRequest,
+                        context: grpc.ServicerContext) -> pb.RemoveContainerResponse:
         try:
             rec = self._find(request.container_id, "container")
         except NotFound:
@@ -415,7 +440,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return pb.RemoveContainerResponse()
 
     @staticmethod
-    def _state(st):
+    def _state(st: dict[str, Any]) -> pb.ContainerState:
         if st["Running"] or st["Status"] in ("paused", "restarting"):
             return pb.CONTAINER_RUNNING
         if st["Status"] == "exited":
@@ -424,7 +449,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             return pb.CONTAINER_EXITED if st.get("Error") else pb.CONTAINER_CREATED
         return pb.CONTAINER_UNKNOWN
 
-    def _image_refs(self, rec, cache=None):
+    def _image_refs(self, rec: Container,
+                    cache: dict[str, tuple[list[str], list[str]]] | None = None) -> tuple[str, str, str]:
         """(image, image_ref, image id) of a container, by containerd's rule: the image's first
         repo tag (else what was asked), its first repo digest (else its id), its id."""
         image = self._cri(rec).get("image") or rec.image
@@ -440,7 +466,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         tags, digests = names
         return (tags[0] if tags else image), (digests[0] if digests else rec.image), rec.image
 
-    def _container(self, rec, st, cache=None):
+    def _container(self, rec: Container, st: dict[str, Any],
+                   cache: dict[str, tuple[list[str], list[str]]] | None = None) -> pb.Container:
         config = self._container_config(rec)
         asked, ref, image_id = self._image_refs(rec, cache)
         return pb.Container(id=rec.id, pod_sandbox_id=self._cri(rec).get("sandbox", ""), metadata=config.metadata,
@@ -450,10 +477,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                             annotations=dict(config.annotations))
 
     @rpc
-    def ListContainers(self, request, context):
+    def ListContainers(self, request: pb.ListContainersRequest,
+                       context: grpc.ServicerContext) -> pb.ListContainersResponse:
         f = request.filter if request.HasField("filter") else None
         out = []
-        cache = {}
+        cache: dict[str, tuple[list[str], list[str]]] = {}
         for rec, st in self._records("container"):
             if f is not None and f.id and not rec.id.startswith(f.id):
                 continue
@@ -470,7 +498,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             out.append(c)
         return pb.ListContainersResponse(containers=out)
 
-    def _container_status(self, rec, st):
+    def _container_status(self, rec: Container, st: dict[str, Any]) -> pb.ContainerStatus:
         config = self._container_config(rec)
         asked, ref, image_id = self._image_refs(rec)
         state = self._state(st)
@@ -511,7 +539,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             log_path=self._cri(rec).get("log_path", ""), resources=pb.ContainerResources(linux=res))
 
     @rpc
-    def ContainerStatus(self, request, context):
+    def ContainerStatus(self, request: pb.ContainerStatusRequest,
+                        context: grpc.ServicerContext) -> pb.ContainerStatusResponse:
         rec = self._find(request.container_id, "container")
         st = self.svc.state(rec, paused=False)
         info = {}
@@ -525,7 +554,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return pb.ContainerStatusResponse(status=self._container_status(rec, st), info=info)
 
     @rpc
-    def UpdateContainerResources(self, request, context):
+    def UpdateContainerResources(self, request: pb.UpdateContainerResourcesRequest,
+                                 context: grpc.ServicerContext) -> pb.UpdateContainerResourcesResponse:
         rec = self._find(request.container_id, "container")
         from berth.services import execs
         if request.HasField("linux"):
@@ -533,7 +563,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return pb.UpdateContainerResourcesResponse()
 
     @rpc
-    def ReopenContainerLog(self, request, context):
+    def ReopenContainerLog(self, request: pb.ReopenContainerLogRequest,
+                           context: grpc.ServicerContext) -> pb.ReopenContainerLogResponse:
         rec = self._find(request.container_id, "container")
         if not self._cri(rec).get("log_path"):
             raise FailedPrecondition(f"container {rec.id} has no log path")
@@ -544,7 +575,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     # --- exec, attach, port-forward ---
 
     @rpc
-    def ExecSync(self, request, context):
+    def ExecSync(self, request: pb.ExecSyncRequest, context: grpc.ServicerContext) -> pb.ExecSyncResponse:
         rec = self._find(request.container_id, "container")
         from berth.services import execs
         if not request.cmd:
@@ -555,20 +586,20 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"failed to exec in container: {e}") from None
         return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
 
-    def _stream_server(self):
+    def _stream_server(self) -> StreamingServer:
         if self.streaming is None:
             raise Abort(grpc.StatusCode.UNAVAILABLE, "the streaming server (exec, attach, port-forward) is not "
                                                      "available in this berthd (berth.cri.streaming is missing)")
         return self.streaming
 
-    def _running(self, rec):
+    def _running(self, rec: Container) -> None:
         st = self.svc.state(rec, paused=False)
         if not st["Running"]:  # containerd's words
             state = "EXITED" if st["Status"] == "exited" else "CREATED"
             raise FailedPrecondition(f"container is in CONTAINER_{state} state")
 
     @rpc
-    def Exec(self, request, context):
+    def Exec(self, request: pb.ExecRequest, context: grpc.ServicerContext) -> pb.ExecResponse:
         rec = self._find(request.container_id, "container")
         if not request.cmd:
             raise InvalidArgument("cmd is empty")
@@ -582,7 +613,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                                                 request.stdout, request.stderr))
 
     @rpc
-    def Attach(self, request, context):
+    def Attach(self, request: pb.AttachRequest, context: grpc.ServicerContext) -> pb.AttachResponse:
         rec = self._find(request.container_id, "container")
         if not (request.stdin or request.stdout or request.stderr):
             raise InvalidArgument("one of stdin, stdout, or stderr must be set")
@@ -592,7 +623,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                                                     request.stderr))
 
     @rpc
-    def PortForward(self, request, context):
+    def PortForward(self, request: pb.PortForwardRequest, context: grpc.ServicerContext) -> pb.PortForwardResponse:
         rec = self._find(request.pod_sandbox_id, "sandbox")
         if not self.svc.state(rec, paused=False)["Running"]:
             raise FailedPrecondition(f"sandbox {rec.id} is not ready")
@@ -601,14 +632,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     # --- stats ---
 
-    def _sample(self, rec, st):
+    def _sample(self, rec: Container, st: dict[str, Any]) -> dict[str, Any] | None:
         from berth.services import container_ops
         try:
             return container_ops.sample_of(st["Pid"]) if st.get("Pid") else None
         except (BerthError, OSError):
             return None
 
-    def _container_stats(self, rec, st):
+    def _container_stats(self, rec: Container, st: dict[str, Any]) -> pb.ContainerStats:
         config = self._container_config(rec) if self._cri(rec).get("kind") == "container" else None
         now = time.time_ns()
         attrs = pb.ContainerAttributes(id=rec.id, metadata=config.metadata if config else None,
@@ -645,7 +676,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         layer.inodes_used.value = 0
         return pb.ContainerStats(attributes=attrs, cpu=cpu, memory=mem, writable_layer=layer)
 
-    def _layer_usage(self, rec):
+    def _layer_usage(self, rec: Container) -> int:
         """The writable layer's size, measured at most every 10 s (the kubelet asks every few)."""
         now = time.monotonic()
         hit = self._usage.get(rec.id)
@@ -661,12 +692,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return v
 
     @rpc
-    def ContainerStats(self, request, context):
+    def ContainerStats(self, request: pb.ContainerStatsRequest,
+                       context: grpc.ServicerContext) -> pb.ContainerStatsResponse:
         rec = self._find(request.container_id, "container")
         return pb.ContainerStatsResponse(stats=self._container_stats(rec, self.svc.state(rec, paused=False)))
 
     @rpc
-    def ListContainerStats(self, request, context):
+    def ListContainerStats(self, request: pb.ListContainerStatsRequest,
+                           context: grpc.ServicerContext) -> pb.ListContainerStatsResponse:
         f = request.filter if request.HasField("filter") else None
         out = []
         for rec, st in self._records("container"):
@@ -684,15 +717,16 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             out.append(self._container_stats(rec, st))
         return pb.ListContainerStatsResponse(stats=out)
 
-    def _running_by_sandbox(self):
+    def _running_by_sandbox(self) -> dict[str | None, list[tuple[Container, dict[str, Any]]]]:
         """{sandbox id: [(record, state)] of its running containers}."""
-        out = {}
+        out: dict[str | None, list[tuple[Container, dict[str, Any]]]] = {}
         for r, s in self._records("container"):
             if s["Running"]:
                 out.setdefault(self._cri(r).get("sandbox"), []).append((r, s))
         return out
 
-    def _pod_stats(self, rec, st, running=None):
+    def _pod_stats(self, rec: Container, st: dict[str, Any],
+                   running: dict[str | None, list[tuple[Container, dict[str, Any]]]] | None = None) -> pb.PodSandboxStats:
         config = self._sandbox_config(rec)
         now = time.time_ns()
         attrs = pb.PodSandboxAttributes(id=rec.id, metadata=config.metadata, labels=dict(config.labels),
@@ -722,12 +756,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return pb.PodSandboxStats(attributes=attrs, linux=linux)
 
     @rpc
-    def PodSandboxStats(self, request, context):
+    def PodSandboxStats(self, request: pb.PodSandboxStatsRequest,
+                        context: grpc.ServicerContext) -> pb.PodSandboxStatsResponse:
         rec = self._find(request.pod_sandbox_id, "sandbox")
         return pb.PodSandboxStatsResponse(stats=self._pod_stats(rec, self.svc.state(rec, paused=False)))
 
     @rpc
-    def ListPodSandboxStats(self, request, context):
+    def ListPodSandboxStats(self, request: pb.ListPodSandboxStatsRequest,
+                            context: grpc.ServicerContext) -> pb.ListPodSandboxStatsResponse:
         f = request.filter if request.HasField("filter") else None
         out = []
         running = self._running_by_sandbox()
@@ -745,10 +781,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     # --- events ---
 
-    def GetContainerEvents(self, request, context):
-        q = queue.Queue()
+    def GetContainerEvents(self, request: pb.GetEventsRequest,
+                           context: grpc.ServicerContext) -> Iterator[pb.ContainerEventResponse]:
+        q: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
 
-        def put(ns, ev):
+        def put(ns: str, ev: dict[str, Any]) -> None:
             q.put((ns, ev))
         self.d.events.subscribe(put)  # the event bus the services publish on
         kinds = {"create": pb.CONTAINER_CREATED_EVENT, "start": pb.CONTAINER_STARTED_EVENT,
@@ -803,28 +840,28 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 class _Background:
     """fn(*args) in a thread of its own; result() waits and returns it or raises its error."""
 
-    def __init__(self, fn, *args):
-        self._out = {}
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._out: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._run, args=(fn, args), name="cri-bg", daemon=True)
         self._thread.start()
 
-    def _run(self, fn, args):
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         try:
             self._out["r"] = fn(*args)
         except BaseException as e:  # noqa: BLE001 - handed to result()
             self._out["e"] = e
 
-    def wait(self):
+    def wait(self) -> None:
         self._thread.join()
 
-    def result(self):
+    def result(self) -> Any:
         self._thread.join()
         if "e" in self._out:
             raise self._out["e"]
         return self._out.get("r")
 
 
-def _net_usage(pid, now):
+def _net_usage(pid: int, now: int) -> pb.NetworkUsage:
     """eth0 of the pod's network namespace (/proc/<pid>/net/dev of its pause process)."""
     out = pb.NetworkUsage(timestamp=now)
     try:
@@ -847,7 +884,7 @@ def _net_usage(pid, now):
     return out
 
 
-def _signal_name(value):
+def _signal_name(value: int) -> str:
     """A CRI Signal -> what the services' kill takes ("SIGUSR1", or the number of a real-time one)."""
     import signal
     name = pb.Signal.Name(value)[len("SIGNAL_"):]
@@ -859,7 +896,7 @@ def _signal_name(value):
     return name
 
 
-def _read_json(path):
+def _read_json(path: str) -> Any:
     try:
         with open(path) as f:
             return json.load(f)
@@ -867,18 +904,18 @@ def _read_json(path):
         return {}
 
 
-def _to_json(msg):
+def _to_json(msg: Message) -> str:
     from google.protobuf import json_format
     return json_format.MessageToJson(msg, preserving_proto_field_name=False, indent=None)
 
 
-def netns_of(services):
+def netns_of(services: Services) -> Callable[[str], str]:
     """For the streaming server's port forwarding: a sandbox id -> the path of its network
     namespace, or "host" for a pod on the node's network."""
     from berth.services.podnet import PodNetwork
     net = PodNetwork(services.cfg)
 
-    def find(sandbox_id):
+    def find(sandbox_id: str) -> str:
         rec = services.containers.get(NS, sandbox_id)
         if (rec.labels or {}).get(KIND_LABEL) != "sandbox":
             raise NotFound(f"sandbox {sandbox_id} not found")

@@ -5,6 +5,8 @@ in a pod sandbox's network namespace.
 The shim is reached through its one client (berth.shim.client), from `_ShimSession`.
 """
 
+from __future__ import annotations
+
 import asyncio
 import json
 import os
@@ -12,10 +14,20 @@ import secrets
 import socket
 import struct
 import threading
+from typing import TYPE_CHECKING
 
 from berth.errors import BerthError, FailedPrecondition, NotFound
 from berth.shim import protocol as proto
 from berth.shim.client import ShimGone
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from concurrent.futures import Executor
+    from typing import Any
+
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
+    from berth.shim.client import ShimClient
 
 NAMESPACE = "k8s.io"
 SHIM_TIMEOUT = 30.0  # seconds for the shim to answer an exec or attach request
@@ -26,16 +38,17 @@ class StreamBackend:
     `netns_of(sandbox_id)` (optional) gives the path of a sandbox's network namespace, "host"
     for a pod on the host's network; by default it is found from the sandbox's container."""
 
-    def __init__(self, containers, namespace=NAMESPACE, netns_of=None, executor=None):
+    def __init__(self, containers: ContainerService, namespace: str = NAMESPACE,
+                 netns_of: Callable[[str], str | None] | None = None, executor: Executor | None = None) -> None:
         self.containers = containers
         self.namespace = namespace
         self.netns_of = netns_of
         self.executor = executor
 
-    async def _run(self, fn, *args):
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    def _running(self, container_id):
+    def _running(self, container_id: str) -> tuple[Container, dict[str, Any]]:
         svc = self.containers
         try:
             rec = svc.get(self.namespace, container_id)
@@ -49,7 +62,8 @@ class StreamBackend:
 
     # --- exec ---
 
-    def _exec_process(self, rec, cmd, tty, size):
+    def _exec_process(self, rec: Container, cmd: Sequence[str], tty: bool,
+                      size: tuple[int, int] | None) -> dict[str, Any]:
         """The OCI process of an exec: the container's (env, user, cwd, capabilities...) with the
         command and the terminal of this exec (at the client's size when it is known)."""
         with open(os.path.join(self.containers.sdir(rec.id), "bundle", "config.json")) as f:
@@ -61,7 +75,8 @@ class StreamBackend:
             process["consoleSize"] = {"width": int(size[0]), "height": int(size[1])}
         return process
 
-    async def exec(self, container_id, cmd, tty=False, stdin=False, stdout=True, stderr=True, size=None):
+    async def exec(self, container_id: str, cmd: Sequence[str], tty: bool = False, stdin: bool = False,
+                   stdout: bool = True, stderr: bool = True, size: tuple[int, int] | None = None) -> _ShimSession:
         """size: (width, height) of the client's terminal, for a TTY."""
         rec, _ = await self._run(self._running, container_id)
         process = await self._run(self._exec_process, rec, cmd, tty, size)
@@ -71,7 +86,8 @@ class StreamBackend:
 
     # --- attach ---
 
-    async def attach(self, container_id, tty=False, stdin=False, stdout=True, stderr=True):
+    async def attach(self, container_id: str, tty: bool = False, stdin: bool = False, stdout: bool = True,
+                     stderr: bool = True) -> _ShimSession:
         rec, _ = await self._run(self._running, container_id)
         spec = rec.spec_json() or {}
         has_stdin = bool(spec.get("OpenStdin"))
@@ -87,7 +103,7 @@ class StreamBackend:
 
     # --- port forward ---
 
-    def _netns(self, sandbox_id):
+    def _netns(self, sandbox_id: str) -> str:
         if self.netns_of is not None:
             path = self.netns_of(sandbox_id)
             if path:
@@ -105,7 +121,7 @@ class StreamBackend:
             raise FailedPrecondition(f"network namespace for sandbox {sandbox_id!r} is closed")
         return f"/proc/{st['Pid']}/ns/net"
 
-    async def port_forward(self, sandbox_id, port):
+    async def port_forward(self, sandbox_id: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A TCP connection to 127.0.0.1:port (then [::1]:port) in the sandbox's network
         namespace, as asyncio streams."""
         path = await self._run(self._netns, sandbox_id)
@@ -113,12 +129,12 @@ class StreamBackend:
         return await asyncio.open_connection(sock=sock)
 
 
-def _connect_in_netns(path, port, sandbox_id):
+def _connect_in_netns(path: str, port: int, sandbox_id: str) -> socket.socket:
     """Connect from a dedicated thread that enters the namespace (setns changes only the calling
     thread; a socket stays in the namespace it was made in) and comes back."""
-    out = {}
+    out: dict[str, Any] = {}
 
-    def work():
+    def work() -> None:
         from berth.linux import syscalls
         try:
             if path == "host":
@@ -154,8 +170,8 @@ def _connect_in_netns(path, port, sandbox_id):
     return out["sock"]
 
 
-def _dial(port, sandbox_id, path):
-    errors = []
+def _dial(port: int, sandbox_id: str, path: str) -> socket.socket:
+    errors: list[str] = []
     for family, addr, net in ((socket.AF_INET, "127.0.0.1", "tcp4"), (socket.AF_INET6, "::1", "tcp6")):
         s = socket.socket(family, socket.SOCK_STREAM)
         s.settimeout(10)
@@ -171,7 +187,7 @@ def _dial(port, sandbox_id, path):
                              f'localhost:{port} inside namespace "{sandbox_id}", IPv4: {errors[0]} IPv6 {errors[1]} ')
 
 
-def _strerror(e):
+def _strerror(e: BaseException) -> str:
     return (e.strerror or str(e)).lower() if isinstance(e, OSError) else str(e)
 
 
@@ -180,16 +196,18 @@ class _ShimSession:
     (berth.shim.client): the stream of output frames (docker's 8-byte multiplexing header
     without a TTY, raw bytes with one), the input, resize, exit code."""
 
-    def __init__(self, shim, tty, cmd=None):
+    def __init__(self, shim: ShimClient, tty: bool, cmd: Sequence[str] | None = None) -> None:
         self.shim = shim  # berth.shim.client.ShimClient
         self.tty = tty
         self.cmd = cmd
-        self.exec_id = None
-        self.reader = self.writer = None
+        self.exec_id: str | None = None
+        # set by _open (start_exec/start_attach) before anything reads or writes
+        self.reader: asyncio.StreamReader = None  # type: ignore[assignment]
+        self.writer: asyncio.StreamWriter = None  # type: ignore[assignment]
         self.detach_on_eof = False
         self.accepts_stdin = True
 
-    async def _open(self, request, what):
+    async def _open(self, request: proto.Request, what: str) -> dict[str, Any]:
         try:
             self.reader, self.writer, reply = await asyncio.wait_for(self.shim.open_stream(request), SHIM_TIMEOUT)
         except asyncio.TimeoutError:
@@ -200,17 +218,17 @@ class _ShimSession:
             raise FailedPrecondition(f"{what}: {e.message}") from None
         return reply
 
-    async def start_exec(self, exec_id, process, stdin):
+    async def start_exec(self, exec_id: str, process: dict[str, Any], stdin: bool) -> None:
         self.exec_id = exec_id
         await self._open(proto.Exec(exec_id=exec_id, process=process, stdin=bool(stdin)),
                          "failed to exec in container")
 
-    async def start_attach(self, stdin, stdout, stderr, close_stdin=True):
+    async def start_attach(self, stdin: bool, stdout: bool, stderr: bool, close_stdin: bool = True) -> None:
         reply = await self._open(proto.Attach(stdin=bool(stdin), stdout=bool(stdout), stderr=bool(stderr),
                                               close_stdin=bool(close_stdin)), "attach failed")
         self.tty = bool(reply.get("tty", self.tty))
 
-    async def read(self):
+    async def read(self) -> tuple[str, bytes] | None:
         """(stream, bytes), or None at the end of the output."""
         try:
             if self.tty:
@@ -223,13 +241,13 @@ class _ShimSession:
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             return None
 
-    async def write_stdin(self, data):
+    async def write_stdin(self, data: bytes) -> None:
         if not self.accepts_stdin:
             return  # a container without stdin: the client's input goes nowhere
         self.writer.write(data)
         await self.writer.drain()
 
-    async def close_stdin(self):
+    async def close_stdin(self) -> None:
         if not self.accepts_stdin:
             return
         if self.exec_id is None and self.detach_on_eof:
@@ -238,13 +256,13 @@ class _ShimSession:
         if self.writer.can_write_eof():
             self.writer.write_eof()
 
-    async def resize(self, width, height):
+    async def resize(self, width: int, height: int) -> None:
         try:
             await asyncio.to_thread(self.shim.resize, height, width, self.exec_id or "")
         except (BerthError, OSError):
             pass  # it ended meanwhile
 
-    async def exit_code(self):
+    async def exit_code(self) -> int | None:
         """The exec's exit code once its output ended (None for an attach)."""
         if self.exec_id is None:
             return None
@@ -258,10 +276,10 @@ class _ShimSession:
             await asyncio.sleep(0.01)
         raise FailedPrecondition("the exec's exit code did not come")
 
-    def exit_message(self, code):
+    def exit_message(self, code: int | None) -> str:
         return f"error executing command [{' '.join(self.cmd or [])}], exit code {code}"
 
-    def close(self):
+    def close(self) -> None:
         if self.writer is not None:
             try:
                 self.writer.close()

@@ -1,10 +1,17 @@
 """The `features` document of the OCI runtime spec (features.json), as runc prints it."""
 
+from __future__ import annotations
+
+
 from berth.linux import caps
 from berth.runtime.spec import _MS, _PROPAGATION, HOOK_KINDS, NAMESPACES, OCI_VERSION
 
+TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
+if TYPE_CHECKING:
+    from typing import Any
 
-def features():
+
+def features() -> dict[str, Any]:
     from berth.linux import seccomp
     scmp = seccomp.features()
     lib = scmp.pop("lib", None)

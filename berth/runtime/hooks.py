@@ -1,10 +1,17 @@
 """OCI hooks: run each with the container's state JSON on stdin, within its timeout."""
 
+from __future__ import annotations
+
+
 from berth import fastjson as json
 from berth.errors import SystemError_
 
+TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
+if TYPE_CHECKING:
+    from typing import Any
 
-def run(hooks, kind, state):
+
+def run(hooks: dict[str, list[dict[str, Any]]] | None, kind: str, state: dict[str, Any]) -> None:
     """Run the hooks of one kind in order; the first failure raises SystemError_."""
     if not (hooks or {}).get(kind):
         return

@@ -5,6 +5,8 @@ oom score while still privileged, then the bounding set, the user switch with
 capabilities kept, the final capability sets, then seccomp as late as possible.
 """
 
+from __future__ import annotations
+
 import os
 import resource
 
@@ -13,8 +15,15 @@ from berth.linux import caps as capnames
 from berth.linux import syscalls as sc
 from berth.runtime.spec import RLIMITS
 
+TYPE_CHECKING = False  # no typing at run time: the container's init imports this
+if TYPE_CHECKING:
+    import socket
+    from typing import Any, NoReturn
 
-def lookup_executable(process):
+    from berth.linux.seccomp import Filter
+
+
+def lookup_executable(process: dict[str, Any]) -> str:
     """Find args[0] like execvp does, with the container's PATH; fail at create time, not after start."""
     arg0 = process["args"][0]
     if "/" in arg0:
@@ -37,7 +46,7 @@ def lookup_executable(process):
     raise NotFound(f'exec: "{arg0}": executable file not found in $PATH')
 
 
-def set_rlimits(process):
+def set_rlimits(process: dict[str, Any]) -> None:
     for r in process.get("rlimits") or []:
         num = RLIMITS[r["type"]]
         try:
@@ -49,7 +58,7 @@ def set_rlimits(process):
                 f"{getattr(e, 'strerror', None) or 'operation not permitted'}") from None
 
 
-def set_oom_score_adj(process):
+def set_oom_score_adj(process: dict[str, Any]) -> None:
     v = process.get("oomScoreAdj")
     if v is None:
         return
@@ -60,7 +69,7 @@ def set_oom_score_adj(process):
         raise SystemError_(f"cannot set oom_score_adj to {v}: {e.strerror}") from None
 
 
-def setup_console(console_sock, process):
+def setup_console(console_sock: socket.socket, process: dict[str, Any]) -> tuple[int, str]:
     """Open a pty in the container's devpts, send the master over the console socket,
     and make the slave this process's controlling terminal and stdio."""
     import socket
@@ -78,7 +87,7 @@ def setup_console(console_sock, process):
     return slave, name
 
 
-def make_ctty(slave):
+def make_ctty(slave: int) -> None:
     try:
         os.setsid()
     except OSError:
@@ -90,7 +99,7 @@ def make_ctty(slave):
         os.close(slave)
 
 
-def apply_user_and_caps(process, seccomp_filter, in_userns):
+def apply_user_and_caps(process: dict[str, Any], seccomp_filter: Filter | None, in_userns: bool) -> None:
     """Drop the bounding set, switch user keeping capabilities, set the final sets."""
     cs = process.get("capabilities")
     user = process.get("user") or {}
@@ -146,7 +155,7 @@ def apply_user_and_caps(process, seccomp_filter, in_userns):
         sc.capset(0, 0, 0)
 
 
-def chdir_checked(cwd):
+def chdir_checked(cwd: str) -> None:
     """chdir and verify that we really are inside the container's root (CVE-2024-21626)."""
     try:
         os.chdir(cwd)
@@ -160,7 +169,7 @@ def chdir_checked(cwd):
         raise SystemError_(f"current working directory {cwd} is outside of the container's root")
 
 
-def close_fds(preserve):
+def close_fds(preserve: int | None) -> None:
     """Close everything but stdio and the preserved fds (3 .. 3+preserve-1) before exec."""
     first = 3 + (preserve or 0)
     try:
@@ -169,7 +178,7 @@ def close_fds(preserve):
         os.closerange(first, 65536)
 
 
-def env_dict(process):
+def env_dict(process: dict[str, Any]) -> dict[str, str]:
     env = {}
     for e in process.get("env") or []:
         k, _, v = e.partition("=")
@@ -179,7 +188,7 @@ def env_dict(process):
     return env
 
 
-def _home_of(uid):
+def _home_of(uid: int) -> str:
     try:
         with open("/etc/passwd") as f:
             for line in f:
@@ -191,7 +200,7 @@ def _home_of(uid):
     return "/"
 
 
-def exec_process(process, path, seccomp_filter):
+def exec_process(process: dict[str, Any], path: str, seccomp_filter: Filter | None) -> NoReturn:
     env = env_dict(process)
     umask = (process.get("user") or {}).get("umask")
     if umask is not None:

@@ -4,10 +4,17 @@ Validation happens before anything is created, so a bad bundle leaves nothing be
 Every error is one line naming the offending field or value.
 """
 
+from __future__ import annotations
+
 import os
 
 from berth import fastjson as json
 from berth.errors import InvalidArgument, NotFound
+
+TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 OCI_VERSION = "1.2.0"
 
@@ -44,7 +51,7 @@ _IGNORED_OPTS = ("idmap", "ridmap", "tmpcopyup", "rro", "rrw", "rnosuid", "rsuid
                  "rnoexec", "rexec", "rnoatime", "ratime", "rrelatime", "rstrictatime")
 
 
-def parse_mount_options(options):
+def parse_mount_options(options: Iterable[str] | None) -> tuple[int, int, list[int], str]:
     """Split mount options into (flags, clear_flags, propagation flags list, data string)."""
     flags = 0
     clear = 0
@@ -64,7 +71,7 @@ def parse_mount_options(options):
     return flags, clear, prop, ",".join(data)
 
 
-def load(bundle, check_seccomp=True):
+def load(bundle: str, check_seccomp: bool = True) -> dict[str, Any]:
     """Read and validate <bundle>/config.json; returns the dict with root.path made absolute."""
     path = os.path.join(bundle, "config.json")
     try:
@@ -84,13 +91,14 @@ def load(bundle, check_seccomp=True):
     return config
 
 
-def _type(value, types, field):
+def _type(value: Any, types: type | tuple[type, ...], field: str) -> Any:
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))):
         raise InvalidArgument(f"config.json: {field} has the wrong type")
     return value
 
 
-def validate(config, bundle, need_process=True, check_seccomp=True):
+def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
+             check_seccomp: bool = True) -> dict[str, Any]:
     root = config.get("root")
     if not isinstance(root, dict) or not isinstance(root.get("path"), str) or not root["path"]:
         raise InvalidArgument("config.json: root.path is required")
@@ -205,7 +213,7 @@ def validate(config, bundle, need_process=True, check_seccomp=True):
     return config
 
 
-def _check_sysctl(key, namespaces):
+def _check_sysctl(key: str, namespaces: Iterable[str]) -> None:
     ipc = key.startswith(("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue."))
     if ipc:
         if "ipc" not in namespaces:
@@ -222,10 +230,10 @@ def _check_sysctl(key, namespaces):
     raise InvalidArgument(f"config.json: sysctl {key} is not namespaced and cannot be set in a container")
 
 
-_FS = None
+_FS: set[str] | None = None
 
 
-def _known_filesystems():
+def _known_filesystems() -> set[str]:
     global _FS
     if _FS is None:
         fs = {"bind", "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "overlay", "none"}
@@ -238,7 +246,7 @@ def _known_filesystems():
     return _FS
 
 
-def validate_process(process):
+def validate_process(process: dict[str, Any]) -> dict[str, Any]:
     from berth.linux import caps
     _type(process, dict, "process")
     args = process.get("args")
@@ -288,10 +296,10 @@ DEFAULT_MASKED = [
 DEFAULT_READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
-def default_spec(rootless=False):
+def default_spec(rootless: bool = False) -> dict[str, Any]:
     """The config.json that `berth-runc spec` writes, as runc's."""
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-    spec = {
+    spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": {
             "terminal": True,
@@ -345,7 +353,7 @@ def default_spec(rootless=False):
     return spec
 
 
-def _ns_type(path):
+def _ns_type(path: str) -> str | None:
     from berth.linux.syscalls import ns_type
     try:
         return ns_type(path)

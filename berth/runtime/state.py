@@ -4,22 +4,30 @@ The status is never trusted from disk alone: it is refreshed from the init proce
 (alive? the same process, by its start time?), the exec fifo and the freezer.
 """
 
+from __future__ import annotations
+
 import os
 
 from berth import fastjson as json
 from berth.errors import AlreadyExists, InvalidArgument, NotFound
 
+TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
+if TYPE_CHECKING:
+    from typing import Any
+
+    from berth.runtime.cgroups import Manager
+
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
-def check_id(cid):
+def check_id(cid: str) -> str:
     if not cid or not set(cid) <= _ID_CHARS or cid in (".", ".."):
         raise InvalidArgument(f"invalid container id {cid!r}")
     return cid
 
 
-def proc_start_time(pid):
+def proc_start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat, or None if the process is gone or a zombie."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -33,28 +41,28 @@ def proc_start_time(pid):
 
 
 class State:
-    def __init__(self, root, cid, data):
+    def __init__(self, root: str, cid: str, data: dict[str, Any]) -> None:
         self.root = root
         self.id = cid
         self.data = data
 
     @property
-    def dir(self):
+    def dir(self) -> str:
         return os.path.join(self.root, self.id)
 
     @property
-    def fifo(self):
+    def fifo(self) -> str:
         return os.path.join(self.dir, "exec.fifo")
 
     @property
-    def pid(self):
+    def pid(self) -> int:
         return self.data.get("pid", 0)
 
-    def alive(self):
+    def alive(self) -> bool:
         pid = self.pid
         return pid > 0 and proc_start_time(pid) == self.data.get("start_time")
 
-    def status(self):
+    def status(self) -> str:
         if not self.alive():
             return STOPPED
         if os.path.exists(self.fifo):
@@ -63,15 +71,15 @@ class State:
             return PAUSED
         return RUNNING
 
-    def cgroup(self):
+    def cgroup(self) -> Manager:
         from berth.runtime import cgroups
         return cgroups.Manager(self.data["cgroup_path"], mode=self.data.get("cgroup_mode"))
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         with open(os.path.join(self.dir, "config.json")) as f:
             return json.load(f)
 
-    def oci(self, status=None):
+    def oci(self, status: str | None = None) -> dict[str, Any]:
         """The state as the OCI runtime spec defines it (plus runc's rootfs, created, owner)."""
         status = status or self.status()
         return {
@@ -86,7 +94,7 @@ class State:
             "annotations": self.data.get("annotations") or {},
         }
 
-    def save(self):
+    def save(self) -> None:
         tmp = os.path.join(self.dir, ".state.json.tmp")
         # rename makes the update atomic; no fsync: the state lives on a tmpfs (/run) by default
         # and describes processes that do not survive a reboot anyway
@@ -95,7 +103,7 @@ class State:
         os.rename(tmp, os.path.join(self.dir, "state.json"))
 
 
-def load(root, cid):
+def load(root: str, cid: str) -> State:
     check_id(cid)
     try:
         with open(os.path.join(root, cid, "state.json")) as f:
@@ -107,7 +115,7 @@ def load(root, cid):
     return State(root, cid, data)
 
 
-def new_dir(root, cid):
+def new_dir(root: str, cid: str) -> str:
     check_id(cid)
     os.makedirs(root, mode=0o711, exist_ok=True)
     d = os.path.join(root, cid)
@@ -118,7 +126,7 @@ def new_dir(root, cid):
     return d
 
 
-def list_ids(root):
+def list_ids(root: str) -> list[str]:
     try:
         names = sorted(os.listdir(root))
     except FileNotFoundError:

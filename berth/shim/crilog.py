@@ -7,13 +7,19 @@ kubelet's reader (and `crictl logs`) expect. The file is the path the kubelet ch
 kubelet (ReopenContainerLog: it renames the file, then asks for a new one).
 """
 
+from __future__ import annotations
+
 import os
 import time
+
+TYPE_CHECKING = False  # no typing at run time: the shim imports this
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 MAX_LINE = 16 * 1024  # a longer line is cut into P records of this size, as containerd's
 
 
-def _now():
+def _now() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
@@ -21,13 +27,13 @@ def _now():
 class CRILog:
     """The JSONLog interface of the shim (write, flush, f) in the CRI format."""
 
-    def __init__(self, path, max_size=0, max_file=1):
+    def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
         self.path = path
-        self.partial = {}  # stream -> the start of a line not ended yet
-        self.f = None
+        self.partial: dict[str, bytes] = {}  # stream -> the start of a line not ended yet
+        self.f: BinaryIO = None  # type: ignore[assignment]  # opened by reopen() below
         self.reopen()
 
-    def reopen(self):
+    def reopen(self) -> None:
         if self.f is not None:
             self.f.close()
         d = os.path.dirname(self.path)
@@ -35,7 +41,7 @@ class CRILog:
             os.makedirs(d, exist_ok=True)
         self.f = open(self.path, "ab")  # noqa: SIM115 (the shim closes it at its end)
 
-    def write(self, stream, data):
+    def write(self, stream: str, data: bytes) -> None:
         lines = (self.partial.pop(stream, b"") + data).split(b"\n")
         rest = lines.pop()
         out = []
@@ -53,7 +59,7 @@ class CRILog:
             self.f.write(b"".join(out))
             self.f.flush()
 
-    def flush(self, stream=None):
+    def flush(self, stream: str | None = None) -> None:
         """At the end of a stream: what is left of an unfinished line goes as a part (P), as
         containerd writes it."""
         out = []
@@ -66,5 +72,5 @@ class CRILog:
             self.f.flush()
 
     @staticmethod
-    def _record(stream, tag, content):
+    def _record(stream: str, tag: bytes, content: bytes) -> bytes:
         return _now().encode() + b" " + stream.encode() + b" " + tag + b" " + content + b"\n"
