@@ -296,7 +296,7 @@ def _check_list(v: object, field: str) -> None:
             raise InvalidArgument(f"linux.resources.{field}: invalid list {v!r} (expected e.g. \"0-3,5\")")
 
 
-def validate_resources(resources: dict, mode: str) -> None:
+def validate_resources(resources: dict, mode: str | None) -> None:
     """Check an OCI linux.resources object before anything is created; InvalidArgument names the field.
 
     mode is "v1", "hybrid", "v2" or None (unknown yet: only the checks that hold in every mode).
