@@ -310,8 +310,9 @@ class _Job:
             self.out(f"Step {self.step}/{self.total} : {ins.original}\n")
             for w in ins.args:
                 name, eq, default = w.partition("=")
-                name = shell.expand(name, self.meta_args, self.escape)
-                value = shell.expand(default, self.meta_args, self.escape) if eq else None
+                env = {k: v for k, v in self.meta_args.items() if v is not None}  # declared, no value: unset
+                name = shell.expand(name, env, self.escape)
+                value = shell.expand(default, env, self.escape) if eq else None
                 if name in self.opts.buildargs:
                     value = self.opts.buildargs[name]
                     self.used_args.add(name)
