@@ -467,6 +467,15 @@ def test_unused_build_arg_warning_and_meta_args(eng):
     assert not any("PROXY" in e for e in inspect(eng, "proxy:1")["Config"]["Env"])
 
 
+def test_meta_arg_without_value_expands_to_empty(eng):
+    # a meta ARG declared without a value (and no --build-arg) is unset: "" in another meta ARG's
+    # default, as docker's (it used to fail the build with a 500)
+    df = b"ARG EMPTY\nARG TAG=1${EMPTY}\nFROM busybox-layers:$TAG\nARG TAG\nRUN echo meta-tag=$TAG\n"
+    r = eng.berth("build", "--no-cache", "-", input=df)
+    assert r.returncode == 0, r.err
+    assert "meta-tag=1\n" in r.out
+
+
 def test_docker_cli_classic_builder(eng, tmp_path):
     if shutil.which("docker") is None:
         pytest.skip("the docker CLI is not installed")

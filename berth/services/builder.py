@@ -19,6 +19,8 @@
   A failing step raises BuildError (message and exit code of the step).
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
@@ -37,6 +39,16 @@ from berth.services import layers
 from berth.services.buildcache import BuildCache
 from berth.services.buildfs import (_copy_into, _hash_tree, _ids, _is_archive, _is_local_archive, _mkdir_all,
                                     _read_exact)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any, BinaryIO
+
+    from berth.dockerfile.parser import Instruction
+    from berth.metadata.records import Lease
+    from berth.services.containers import ContainerService
+    from berth.services.images import Resolved
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -58,15 +70,17 @@ _NAMES_LOCK = threading.Lock()
 class BuildError(BerthError):
     """A step failed: ``message`` as docker says it, ``exit_code`` (the step's, or 1)."""
 
-    def __init__(self, message, exit_code=1):
+    def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
 
 class Options:
-    def __init__(self, tags=(), dockerfile="Dockerfile", buildargs=None, target=None, nocache=False,
-                 pull=False, quiet=False, labels=None, networkmode=None, rm=True, forcerm=False,
-                 platform=None, extrahosts=None):
+    def __init__(self, tags: Iterable[str] = (), dockerfile: str | None = "Dockerfile",
+                 buildargs: Mapping[str, str | None] | None = None, target: str | None = None, nocache: bool = False,
+                 pull: bool = False, quiet: bool = False, labels: Mapping[str, str] | None = None,
+                 networkmode: str | None = None, rm: bool = True, forcerm: bool = False, platform: str | None = None,
+                 extrahosts: list[str] | None = None) -> None:
         self.tags = list(tags)
         self.dockerfile = dockerfile or "Dockerfile"
         self.buildargs = dict(buildargs or {})
@@ -81,19 +95,19 @@ class Options:
         self.platform = platform or None
         self.extrahosts = extrahosts or []
         self.cancelled = threading.Event()  # set when the client went away: the build stops
-        self.running = None  # the id of the RUN step's container, while it runs
+        self.running: str | None = None  # the id of the RUN step's container, while it runs
 
 
-def _short(image_id):
+def _short(image_id: str) -> str:
     return image_id.split(":", 1)[-1][:12]
 
 
-def _go_quote_list(items):
+def _go_quote_list(items: Iterable[str]) -> str:
     """Go's fmt %q of a []string: ["a" "b"]."""
     return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
 
 
-def _go_duration(ns):
+def _go_duration(ns: int) -> str:
     if not ns:
         return "0s"
     s = ns / 1e9
@@ -111,11 +125,11 @@ def _go_duration(ns):
     return f"{ms:g}ms"
 
 
-def _fmt_sec(s):
+def _fmt_sec(s: float) -> str:
     return f"{s:.9f}".rstrip("0").rstrip(".") if s != int(s) else str(int(s))
 
 
-def parse_duration(s, what):
+def parse_duration(s: str, what: str) -> int:
     """Go's time.ParseDuration for HEALTHCHECK flags; nanoseconds."""
     import re
     if s in ("0", ""):
@@ -127,15 +141,15 @@ def parse_duration(s, what):
     return int(sum(float(a) * units[b] for a, b in parts))
 
 
-def _env_dict(env_list):
-    out = {}
+def _env_dict(env_list: Iterable[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
     for e in env_list or []:
         k, _, v = e.partition("=")
         out[k] = v
     return out
 
 
-def _set_env(env_list, key, value):
+def _set_env(env_list: list[str] | None, key: str, value: str) -> list[str]:
     out = [e for e in env_list or [] if e.partition("=")[0] != key]
     out.append(f"{key}={value}")
     # keep the original position when the key existed (docker replaces in place)
@@ -150,18 +164,18 @@ def _set_env(env_list, key, value):
 # --- a stage's state ----------------------------------------------------------------------------------
 
 class _Stage:
-    def __init__(self, name, index):
+    def __init__(self, name: str | None, index: int) -> None:
         self.name = name
         self.index = index
-        self.image = None  # Resolved or None (scratch)
-        self.config = {}
-        self.doc = None  # the config document of the current image
-        self.args = {}  # declared ARGs in effect: name -> value (None: declared without value)
+        self.image: Resolved | None = None  # Resolved or None (scratch)
+        self.config: dict[str, Any] = {}
+        self.doc: dict[str, Any] | None = None  # the config document of the current image
+        self.args: dict[str, str | None] = {}  # declared ARGs in effect: name -> value (None: declared without value)
         self.cmd_set = False
 
 
 class Builder:
-    def __init__(self, containers, cache=None):
+    def __init__(self, containers: ContainerService, cache: BuildCache | None = None) -> None:
         self.containers = containers
         self.images = containers.images
         self.meta = containers.meta
@@ -169,7 +183,7 @@ class Builder:
 
     # --- entry point ---
 
-    def build(self, ns, stream, opts, emit):
+    def build(self, ns: str, stream: BinaryIO, opts: Options, emit: Callable[[dict[str, Any]], None]) -> str:
         workdir = os.path.join(self.containers.cfg.root, "builds", secrets.token_hex(8))
         os.makedirs(workdir, mode=0o700)
         job = _Job(self, ns, opts, emit, workdir)
@@ -181,36 +195,37 @@ class Builder:
 
 
 class _Job:
-    def __init__(self, builder, ns, opts, emit, workdir):
+    def __init__(self, builder: Builder, ns: str, opts: Options, emit: Callable[[dict[str, Any]], None],
+                 workdir: str) -> None:
         self.b = builder
         self.ns = ns
         self.opts = opts
         self._emit = emit
         self.workdir = workdir
         self.context = os.path.join(workdir, "context")
-        self.temp_names = set()  # untagged image records made for intermediate steps
-        self.stages = []
-        self.used_args = set()
+        self.temp_names: set[str] = set()  # untagged image records made for intermediate steps
+        self.stages: list[_Stage] = []
+        self.used_args: set[str] = set()
         self.step = 0
         self.total = 0
-        self.lease = None
-        self.held = []
-        self.known = None  # the cache's entries, read at the first lookup
+        self.lease: Lease | None = None
+        self.held: list[str] = []
+        self.known: dict[str, Any] | None = None  # the cache's entries, read at the first lookup
 
     # --- output ---
 
-    def out(self, text):
+    def out(self, text: str) -> None:
         if self.opts.quiet:
             self.held.append(text)  # shown only if the build fails (as dockerd with q=1)
         else:
             self._emit({"stream": text})
 
-    def nop_prefix(self, config):
+    def nop_prefix(self, config: dict[str, Any]) -> str:
         return " ".join(config.get("Shell") or DEFAULT_SHELL) + " " + NOP
 
     # --- context ---
 
-    def _extract(self, stream):
+    def _extract(self, stream: BinaryIO) -> bytes | None:
         os.makedirs(self.context, mode=0o700)
         head = _read_exact(stream, 512)
         if _is_archive(head):
@@ -227,7 +242,7 @@ class _Job:
             raise InvalidArgument("the build context is neither a tar archive nor a Dockerfile (too large)")
         return data
 
-    def _dockerfile(self, bare):
+    def _dockerfile(self, bare: bytes | None) -> bytes:
         if bare is not None:
             return bare
         name = self.opts.dockerfile
@@ -240,7 +255,7 @@ class _Job:
 
     # --- the build ---
 
-    def run(self, stream):
+    def run(self, stream: BinaryIO) -> str:
         try:
             return self._run(stream)
         except BuildError:
@@ -252,7 +267,7 @@ class _Job:
                 self._emit({"stream": "".join(self.held)})
             raise
 
-    def _run(self, stream):
+    def _run(self, stream: BinaryIO) -> str:
         bare = self._extract(stream)
         df = dfparser.parse(self._dockerfile(bare))
         self.escape = df.escape
@@ -289,14 +304,15 @@ class _Job:
             stages[-1].append(dfparser._instruction(text, stages[-1][-1].line, stages[-1][-1].line, self.escape))
         self.total = len(meta_args) + sum(len(s) for s in stages)
         # meta args: visible to FROM lines
-        self.meta_args = {}
+        self.meta_args: dict[str, str | None] = {}
         for ins in meta_args:
             self.step += 1
             self.out(f"Step {self.step}/{self.total} : {ins.original}\n")
             for w in ins.args:
                 name, eq, default = w.partition("=")
-                name = shell.expand(name, self.meta_args, self.escape)
-                value = shell.expand(default, self.meta_args, self.escape) if eq else None
+                env = {k: v for k, v in self.meta_args.items() if v is not None}  # declared, no value: unset
+                name = shell.expand(name, env, self.escape)
+                value = shell.expand(default, env, self.escape) if eq else None
                 if name in self.opts.buildargs:
                     value = self.opts.buildargs[name]
                     self.used_args.add(name)
@@ -333,7 +349,7 @@ class _Job:
         self.final_id = image_id
         return image_id
 
-    def cleanup(self):
+    def cleanup(self) -> None:
         final = getattr(self, "final_id", None)
         with _NAMES_LOCK:
             self._drop_temp_names(final)
@@ -343,7 +359,7 @@ class _Job:
             except BerthError:
                 pass
 
-    def _drop_temp_names(self, final):
+    def _drop_temp_names(self, final: str | None) -> None:
         for name in self.temp_names:
             if name == final:
                 continue
@@ -356,21 +372,21 @@ class _Job:
 
     # --- helpers ---
 
-    def env_for_expansion(self, st):
+    def env_for_expansion(self, st: _Stage) -> dict[str, str]:
         env = {k: v for k, v in st.args.items() if v is not None}
         env.update(_env_dict(st.config.get("Env")))
         return env
 
-    def expand(self, st, word):
+    def expand(self, st: _Stage, word: str) -> str:
         return shell.expand(word, self.env_for_expansion(st), self.escape)
 
-    def _record_temp(self, r):
+    def _record_temp(self, r: Resolved) -> None:
         names = self.b.meta.image_names_for_target(self.ns, r.target["digest"])
         if not names:
             self.b.images.record(self.ns, [], r.target)
             self.temp_names.add(r.config_digest)
 
-    def _hold(self, kind, ref):
+    def _hold(self, kind: str, ref: str) -> None:
         """Keep what the build makes from a concurrent garbage collection until it ends (a lease
         made at the first need: a build served from the cache writes nothing)."""
         meta = self.b.meta
@@ -379,16 +395,16 @@ class _Job:
         meta.add_lease_resource(self.ns, self.lease.id, kind, ref,
                                 snapshotter=self.b.images.snapshotter_name)
 
-    def _keep(self, target):
+    def _keep(self, target: dict[str, Any]) -> None:
         self._hold("content", target["digest"])
 
-    def _set_image(self, st, r):
+    def _set_image(self, st: _Stage, r: Resolved) -> None:
         st.image = r
         st.doc = r.config  # never changed in place (_commit works on a copy)
         st.config = dict(st.doc.get("config") or {})
         self.out(f" ---> {_short(r.config_digest)}\n")
 
-    def _cached(self, st, key_text):
+    def _cached(self, st: _Stage, key_text: str) -> bool:
         if self.opts.nocache:
             return False
         parent = st.image.config_digest if st.image else None
@@ -402,7 +418,8 @@ class _Job:
         self._set_image(st, r)
         return True
 
-    def _commit(self, st, key_text, created_by, new_layer=None, config=None, empty=None):
+    def _commit(self, st: _Stage, key_text: str, created_by: str, new_layer: tuple[str, dict[str, Any]] | None = None,
+                config: dict[str, Any] | None = None, empty: bool | None = None) -> Resolved:
         """A new image: the stage's image + new_layer (diff_id, desc) or none, with config."""
         doc = st.doc if st.doc is not None else layers.base_config(self.b.images, None)
         doc = json.loads(json.dumps(doc))
@@ -411,7 +428,7 @@ class _Job:
         cc = dict(doc["config"])
         cc["Cmd"] = created_by_cmd(created_by, doc["config"].get("Shell"))
         doc["container_config"] = cc
-        h = {"created": layers.now_rfc3339(), "created_by": created_by}
+        h: dict[str, Any] = {"created": layers.now_rfc3339(), "created_by": created_by}
         if new_layer is None:
             h["empty_layer"] = True
         parent = st.image.config_digest if st.image else None
@@ -424,7 +441,7 @@ class _Job:
         self._set_image(st, r)
         return r
 
-    def _nop(self, st, text, config):
+    def _nop(self, st: _Stage, text: str, config: dict[str, Any]) -> None:
         """A metadata-only step: history "/bin/sh -c #(nop)  TEXT", cache keyed by the config."""
         created_by = self.nop_prefix(config) + " " + text
         key_text = json.dumps({"nop": text, "config": config}, sort_keys=True)
@@ -440,13 +457,13 @@ class _Job:
 
     # --- instructions ---
 
-    def dispatch(self, st, ins):
+    def dispatch(self, st: _Stage, ins: Instruction) -> None:
         if self.opts.cancelled.is_set():
             raise BuildError("the build was cancelled (the client went away)")
         handler = getattr(self, "do_" + ins.cmd.lower())
         handler(st, ins)
 
-    def do_from(self, st, ins):
+    def do_from(self, st: _Stage, ins: Instruction) -> None:
         env = {k: v for k, v in self.meta_args.items() if v is not None}
         name = shell.expand(ins.args[0], env, self.escape)
         platform = ins.flags.get("platform")
@@ -486,12 +503,12 @@ class _Job:
                     raise InvalidArgument(f"{sub.cmd} isn't allowed as an ONBUILD trigger")
                 self.dispatch(st, sub)
 
-    def _scratch(self, st):
+    def _scratch(self, st: _Stage) -> None:
         st.image = None
         st.doc = layers.base_config(self.b.images, None)
         st.config = dict(SCRATCH_CONFIG)
 
-    def _image(self, name, pull=False):
+    def _image(self, name: str, pull: bool = False) -> Resolved:
         from berth.oci import reference as refmod
         try:
             ref = str(refmod.parse(name))
@@ -512,7 +529,7 @@ class _Job:
             raise
         return self.b.images.resolve(self.ns, ref)
 
-    def do_arg(self, st, ins):
+    def do_arg(self, st: _Stage, ins: Instruction) -> None:
         parts = []
         for w in ins.args:
             name, eq, default = w.partition("=")
@@ -527,7 +544,7 @@ class _Job:
             st.args[name] = value
         self._nop(st, "ARG " + " ".join(parts), st.config)
 
-    def do_env(self, st, ins):
+    def do_env(self, st: _Stage, ins: Instruction) -> None:
         cfg = dict(st.config)
         env = list(cfg.get("Env") or [])
         shown = []
@@ -540,7 +557,7 @@ class _Job:
         cfg["Env"] = env
         self._nop(st, "ENV " + " ".join(shown), cfg)
 
-    def do_label(self, st, ins):
+    def do_label(self, st: _Stage, ins: Instruction) -> None:
         cfg = dict(st.config)
         labels = dict(cfg.get("Labels") or {})
         shown = []
@@ -552,12 +569,12 @@ class _Job:
         cfg["Labels"] = labels
         self._nop(st, "LABEL " + " ".join(shown), cfg)
 
-    def do_maintainer(self, st, ins):
+    def do_maintainer(self, st: _Stage, ins: Instruction) -> None:
         who = ins.args[0]
         st.doc = dict(st.doc or layers.base_config(self.b.images, None), author=who)
         self._nop(st, "MAINTAINER " + who, dict(st.config))
 
-    def do_expose(self, st, ins):
+    def do_expose(self, st: _Stage, ins: Instruction) -> None:
         from berth.images.imports import _ports
         ports = [self.expand(st, w) for w in ins.args]
         cfg = dict(st.config)
@@ -567,7 +584,7 @@ class _Job:
         cfg["ExposedPorts"] = exposed
         self._nop(st, "EXPOSE " + " ".join(sorted(ports)), cfg)  # sorted, as dockerd
 
-    def do_volume(self, st, ins):
+    def do_volume(self, st: _Stage, ins: Instruction) -> None:
         vols = [self.expand(st, w) for w in ins.args]
         if any(not v.strip() for v in vols):
             raise InvalidArgument("VOLUME specified can not be an empty string")
@@ -578,11 +595,11 @@ class _Job:
         cfg["Volumes"] = v
         self._nop(st, "VOLUME [" + " ".join(vols) + "]", cfg)
 
-    def do_user(self, st, ins):
+    def do_user(self, st: _Stage, ins: Instruction) -> None:
         user = self.expand(st, ins.args[0])
         self._nop(st, "USER " + user, dict(st.config, User=user))
 
-    def do_stopsignal(self, st, ins):
+    def do_stopsignal(self, st: _Stage, ins: Instruction) -> None:
         sig = self.expand(st, ins.args[0])
         from berth.runtime.container import parse_signal
         try:
@@ -591,36 +608,36 @@ class _Job:
             raise InvalidArgument(f"Invalid signal: {sig}") from None
         self._nop(st, "STOPSIGNAL " + sig, dict(st.config, StopSignal=sig))
 
-    def do_shell(self, st, ins):
+    def do_shell(self, st: _Stage, ins: Instruction) -> None:
         self._nop(st, "SHELL [" + " ".join(ins.args) + "]", dict(st.config, Shell=list(ins.args)))
 
-    def _command(self, st, ins):
+    def _command(self, st: _Stage, ins: Instruction) -> list[str]:
         if ins.json:
             return list(ins.args)
         return list(st.config.get("Shell") or DEFAULT_SHELL) + [ins.args[0] if ins.args else ""]
 
-    def do_cmd(self, st, ins):
+    def do_cmd(self, st: _Stage, ins: Instruction) -> None:
         cmd = self._command(st, ins) if ins.args else []
         st.cmd_set = True
         self._nop(st, "CMD " + _go_quote_list(cmd), dict(st.config, Cmd=cmd))
 
-    def do_entrypoint(self, st, ins):
+    def do_entrypoint(self, st: _Stage, ins: Instruction) -> None:
         ep = self._command(st, ins) if ins.args else []
         cfg = dict(st.config, Entrypoint=ep or None)
         if not st.cmd_set:
             cfg["Cmd"] = None
         self._nop(st, "ENTRYPOINT " + _go_quote_list(ep), cfg)
 
-    def do_onbuild(self, st, ins):
+    def do_onbuild(self, st: _Stage, ins: Instruction) -> None:
         expr = ins.args[0]
         cfg = dict(st.config)
         cfg["OnBuild"] = list(cfg.get("OnBuild") or []) + [expr]
         self._nop(st, "ONBUILD " + expr, cfg)
 
-    def do_healthcheck(self, st, ins):
+    def do_healthcheck(self, st: _Stage, ins: Instruction) -> None:
         cfg = dict(st.config)
         if ins.args[0] == "NONE":
-            hc = {"Test": ["NONE"]}
+            hc: dict[str, Any] = {"Test": ["NONE"]}
         else:
             test = (["CMD"] + ins.args[1:]) if ins.json else ["CMD-SHELL", ins.args[1]]
             hc = {"Test": test}
@@ -646,7 +663,7 @@ class _Job:
             " " + repr(chr(hc.get("Retries", 0))).replace("'\\x", "'\\x") + "}"
         self._nop(st, text, cfg)
 
-    def do_workdir(self, st, ins):
+    def do_workdir(self, st: _Stage, ins: Instruction) -> None:
         path = self.expand(st, ins.args[0])
         wd = posixpath.normpath(posixpath.join("/", st.config.get("WorkingDir") or "/", path))
         cfg = dict(st.config, WorkingDir=wd)
@@ -661,13 +678,13 @@ class _Job:
             self._commit(st, key_text, self.nop_prefix(st.config) + text)
             return
 
-        def work(root):
+        def work(root: str) -> None:
             target = resolve_in(root, wd)
             if not os.path.lexists(target):
                 _mkdir_all(root, wd, 0, 0)
         self._snapshot_step(st, key_text, self.nop_prefix(st.config) + text, work)
 
-    def _is_dir_in_image(self, r, path):
+    def _is_dir_in_image(self, r: Resolved, path: str) -> bool:
         """Whether ``path`` is a directory in the image, read from its layers without mounting
         them (False also when a symlink is on the way: the caller then mounts and looks)."""
         images = self.b.images
@@ -683,7 +700,7 @@ class _Job:
             dirs.append(sn.fs_path(key))
             key = sn.stat(key).parent
         from berth.images import diff
-        done = []
+        done: list[str] = []
         for comp in [p for p in path.split("/") if p]:
             found = False
             for layer in dirs:
@@ -703,13 +720,13 @@ class _Job:
             done.append(comp)
         return True
 
-    def do_copy(self, st, ins):
+    def do_copy(self, st: _Stage, ins: Instruction) -> None:
         self._copy(st, ins, add=False)
 
-    def do_add(self, st, ins):
+    def do_add(self, st: _Stage, ins: Instruction) -> None:
         self._copy(st, ins, add=True)
 
-    def do_run(self, st, ins):
+    def do_run(self, st: _Stage, ins: Instruction) -> None:
         cmd = self._command(st, ins)
         # build args in effect (declared, with a value, not overridden by ENV) go into the
         # environment of the step and, as docker's "|N a=b" prefix, into its history
@@ -780,7 +797,7 @@ class _Job:
 
     # --- COPY / ADD ---
 
-    def _copy(self, st, ins, add):
+    def _copy(self, st: _Stage, ins: Instruction, add: bool) -> None:
         name = "ADD" if add else "COPY"
         words = [self.expand(st, w) for w in ins.args]
         srcs, dest = words[:-1], words[-1]
@@ -852,7 +869,7 @@ class _Job:
                     return
             multi = len(sources) > 1 or len(srcs) > 1 or dest in (".", "..") or dest.endswith(("/.", "/.."))
 
-            def work(rootfs):
+            def work(rootfs: str) -> None:
                 # COPY --from keeps the owners of what it copies (dockerd's classic builder does);
                 # from the context everything is root's, unless --chown
                 uid, gid = _ids(rootfs, chown) if chown else (None, None) if src_from is not None else (0, 0)
@@ -864,7 +881,7 @@ class _Job:
             if view is not None:
                 self._unmount_view(view)
 
-    def _stage_image(self, name):
+    def _stage_image(self, name: str) -> Resolved | None:
         low = name.lower()
         for s in self.stages[:-1]:
             if s.name == low:
@@ -876,7 +893,7 @@ class _Job:
             raise InvalidArgument(f"invalid from flag value {name}: refers to current or future build stage")
         return self._image(name)
 
-    def _match_sources(self, root, pattern, from_context):
+    def _match_sources(self, root: str, pattern: str, from_context: bool) -> list[tuple[str, str]]:
         """[(shown path, host path)] for a source (globs as Go's filepath.Match)."""
         if from_context and posixpath.normpath(pattern).startswith("../") or posixpath.normpath(pattern) == "..":
             raise InvalidArgument(f"COPY failed: forbidden path outside the build context: {pattern} ()")
@@ -899,7 +916,7 @@ class _Job:
             raise InvalidArgument(f"COPY failed: file not found in {where}: stat {clean}: file does not exist")
         return [(clean or ".", host)]
 
-    def _mount_view(self, r):
+    def _mount_view(self, r: Resolved) -> tuple[str, str]:
         from berth.snapshots.mount import mount_all
         sn = self.b.images.snapshotter
         top = self.b.images.unpack(r)
@@ -914,7 +931,7 @@ class _Job:
             raise
         return key, target
 
-    def _unmount_view(self, view):
+    def _unmount_view(self, view: tuple[str, str]) -> None:
         from berth.snapshots.mount import unmount
         key, target = view
         unmount(target)
@@ -923,7 +940,7 @@ class _Job:
         except BerthError:
             pass
 
-    def _snapshot_step(self, st, key_text, created_by, work):
+    def _snapshot_step(self, st: _Stage, key_text: str, created_by: str, work: Callable[[str], None]) -> None:
         """Mount a writable snapshot of the stage's image, let ``work(rootfs)`` change it, and
         commit its changes as the step's layer."""
         from berth.images import config as imgconfig
@@ -967,7 +984,7 @@ class _Job:
                 pass
 
 
-def cancel(containers, ns, opts):
+def cancel(containers: ContainerService, ns: str, opts: Options) -> None:
     """Stop a build: no step starts after this, and a RUN step's container is killed."""
     opts.cancelled.set()
     cid = opts.running
@@ -978,7 +995,7 @@ def cancel(containers, ns, opts):
             pass
 
 
-def created_by_cmd(created_by, shell_=None):
+def created_by_cmd(created_by: str, shell_: Iterable[str] | None = None) -> list[str]:
     sh = list(shell_ or DEFAULT_SHELL)
     prefix = " ".join(sh) + " " + NOP
     if created_by.startswith(prefix):

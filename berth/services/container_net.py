@@ -1,13 +1,24 @@
 """A container's networking at start and exit: its network namespace, CNI attachments,
 published ports, /etc/hosts, /etc/hostname and /etc/resolv.conf, and the embedded DNS."""
 
+from __future__ import annotations
+
 import ipaddress
 import os
 
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Sequence
+    from typing import Any
 
-def network_mode(hc):
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
+    from berth.services.networks import Network, NetworkService
+
+
+def network_mode(hc: dict[str, Any] | None) -> str:
     mode = (hc or {}).get("NetworkMode") or "default"
     return "bridge" if mode == "default" else mode
 
@@ -17,7 +28,7 @@ def network_mode(hc):
 DETACHED = "BerthModeDetached"
 
 
-def requested_networks(spec_body):
+def requested_networks(spec_body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """[(network ref, endpoint config)] in attachment order: NetworkMode first (unless it was
     disconnected), then the other EndpointsConfig entries (docker's --network x --network y,
     or connect on a stopped one)."""
@@ -34,7 +45,7 @@ def requested_networks(spec_body):
     return out
 
 
-def check(networks, ns, spec_body):
+def check(networks: NetworkService, ns: str, spec_body: dict[str, Any]) -> None:
     """At create: the networks exist and the options fit them (docker's create-time errors)."""
     hc = spec_body.get("HostConfig") or {}
     mode = network_mode(hc)
@@ -56,7 +67,8 @@ def check(networks, ns, spec_body):
             raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
 
 
-def setup(svc, ns, rec, spec_body, hostname, image_config):
+def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, Any], hostname: str,
+          image_config: dict[str, Any]) -> tuple[str | None, str]:
     """Before the shim starts. Returns (netns for the spec: "host" | path | None, files dir)."""
     nets = svc.networks
     hc = spec_body.get("HostConfig") or {}
@@ -92,8 +104,8 @@ def setup(svc, ns, rec, spec_body, hostname, image_config):
     from berth.services.networks import parse_port_bindings
     path = nets.netns_path(cid)
     netns.create(path)
-    endpoints = {}
-    ports = {}
+    endpoints: dict[str, dict[str, Any]] = {}
+    ports: dict[str, Any] = {}
     try:
         exposed = dict((image_config.get("config") or {}).get("ExposedPorts") or {})
         exposed.update(spec_body.get("ExposedPorts") or {})
@@ -125,7 +137,7 @@ def setup(svc, ns, rec, spec_body, hostname, image_config):
     return path, cdir
 
 
-def teardown(svc, ns, cid):
+def teardown(svc: ContainerService, ns: str, cid: str) -> None:
     """After the exit (or a failed start): detach everything, drop the netns, forget the ports."""
     nets = svc.networks
     if nets is None:
@@ -134,7 +146,7 @@ def teardown(svc, ns, cid):
         _teardown(svc, nets, ns, cid)
 
 
-def _teardown(svc, nets, ns, cid):
+def _teardown(svc: ContainerService, nets: NetworkService, ns: str, cid: str) -> None:
     errors = nets.detach_all(cid)
     try:
         rec = svc.meta.get_container(ns, cid)
@@ -149,18 +161,18 @@ def _teardown(svc, nets, ns, cid):
         logging.getLogger("berthd").warning("container %s: network teardown: %s", cid[:12], errors[0])
 
 
-def published(rec):
+def published(rec: Container) -> bool:
     """Whether a container holds published host ports."""
     ports = ((rec.extensions or {}).get("net") or {}).get("ports") or {}
     return any(b.get("HostPort") for binds in ports.values() for b in binds or [])
 
 
-def _save(svc, ns, cid, net):
+def _save(svc: ContainerService, ns: str, cid: str, net: dict[str, Any]) -> None:
     rec = svc.meta.get_container(ns, cid)
     svc.meta.update_container(ns, cid, extensions=dict(rec.extensions or {}, net=net))
 
 
-def connect(svc, ns, ref, net_ref, endpoint_cfg):
+def connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cfg: dict[str, Any] | None) -> Network:
     """docker network connect: recorded in the container's config; attached now if it runs."""
     nets = svc.networks
     rec = svc.get(ns, ref)
@@ -208,7 +220,7 @@ def connect(svc, ns, ref, net_ref, endpoint_cfg):
     return n
 
 
-def disconnect(svc, ns, ref, net_ref, force=False):
+def disconnect(svc: ContainerService, ns: str, ref: str, net_ref: str, force: bool = False) -> Network:
     nets = svc.networks
     rec = svc.get(ns, ref)
     n = nets.get(ns, net_ref)
@@ -240,21 +252,21 @@ def disconnect(svc, ns, ref, net_ref, force=False):
     return n
 
 
-def _link(spec):
+def _link(spec: str) -> str:
     """A --link as "name:alias" ("name", and docker's stored "/name:/container/alias", too)."""
     target, _, alias = spec.partition(":")
     target = target.lstrip("/")
     return f"{target}:{alias.rsplit('/', 1)[-1] or target}"
 
 
-def _same(nets, ns, ref, n):
+def _same(nets: NetworkService, ns: str, ref: str, n: Network) -> bool:
     try:
         return nets.get(ns, ref).id == n.id
     except BerthError:
         return False
 
 
-def users(svc, ns, n):
+def users(svc: ContainerService, ns: str, n: Network) -> list[str]:
     """Names of the containers configured on network n."""
     out = []
     for rec in svc.meta.list_containers(ns):
@@ -264,7 +276,7 @@ def users(svc, ns, n):
     return out
 
 
-def settings(svc, rec, running):
+def settings(svc: ContainerService, rec: Container, running: bool) -> dict[str, Any]:
     """docker's NetworkSettings (and the summary's Networks) of a container."""
     nets = svc.networks
     body = rec.spec_json() or {}
@@ -309,7 +321,7 @@ def settings(svc, rec, running):
     }
 
 
-def _empty_ep(nid):
+def _empty_ep(nid: str) -> dict[str, Any]:
     return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
             "NetworkID": nid, "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
             "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
@@ -317,7 +329,7 @@ def _empty_ep(nid):
 
 # --- /etc files ---
 
-def _host_resolv():
+def _host_resolv() -> str:
     try:
         with open("/etc/resolv.conf") as f:
             return f.read()
@@ -325,9 +337,11 @@ def _host_resolv():
         return ""
 
 
-def write_files(files_dir, hostname, spec_body, endpoints, host=False, embedded_dns=False, upstream=()):
+def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoints: list[dict[str, Any]],
+                host: bool = False, embedded_dns: bool = False, upstream: Sequence[str] = ()) -> None:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container, written by berth (the
     host's own files are only read)."""
+    f: Any  # a file, then a resolv.conf line's fields
     hc = spec_body.get("HostConfig") or {}
     os.makedirs(files_dir, exist_ok=True)
     _write(os.path.join(files_dir, "hostname"), hostname + "\n")
@@ -392,7 +406,7 @@ def write_files(files_dir, hostname, spec_body, endpoints, host=False, embedded_
     _write(os.path.join(files_dir, "resolv.conf"), "\n".join(out) + "\n")
 
 
-def _write(path, text):
+def _write(path: str, text: str) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)

@@ -39,18 +39,33 @@ from berth.services.volumes import inspect_mounts
 from berth.shim import protocol as proto
 from berth.shim.client import EventChannel, ShimClient, ShimGone
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Callable, Collection, Iterable, Iterator
+    from typing import Any
+
+    from berth.daemon.config import Config
+    from berth.metadata.store import MetadataStore
+    from berth.metadata.tx import Tx
+    from berth.services.events import EventBus
+    from berth.services.images import ImageService, Resolved
+    from berth.services.networks import NetworkService
+    from berth.services.volumes import VolumeService
+    from berth.shim.zygote import Zygote
+    from berth.snapshots import Snapshotter
+
 _ADJ = ["admiring", "brave", "calm", "clever", "dreamy", "eager", "focused", "gallant", "happy", "jolly",
         "keen", "lucid", "modest", "nifty", "quirky", "serene", "tender", "upbeat", "vibrant", "zealous"]
 _NAMES = ["babbage", "curie", "darwin", "euler", "fermi", "gauss", "hopper", "lovelace", "meitner", "noether",
           "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak", "hamilton", "lamport", "knuth", "liskov"]
 
 
-def _now():
+def _now() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
-def _parse_time(s):
+def _parse_time(s: str | None) -> float:
     if not s or s.startswith("0001"):
         return 0.0
     import calendar
@@ -59,7 +74,7 @@ def _parse_time(s):
     return t + (float("0." + frac) if frac else 0.0)
 
 
-def find_container(meta, ns: str, ref: str) -> Container:
+def find_container(meta: MetadataStore, ns: str, ref: str) -> Container:
     """A container by id, name or unique id prefix."""
     ref = ref.lstrip("/")
     try:
@@ -82,14 +97,16 @@ def find_container(meta, ns: str, ref: str) -> Container:
 class RemovalFailed(BerthError):
     """A wait for a container's removal: it exited (status_code) but could not be removed."""
 
-    def __init__(self, status_code, message):
+    def __init__(self, status_code: int, message: str) -> None:
         super().__init__(message)
         self.status_code = status_code
 
 
 class ContainerService:
-    def __init__(self, cfg, meta, images, snapshotter, snapshotter_name, zygote, *, networks=None, volumes=None,
-                 events=None, states=None):
+    def __init__(self, cfg: Config, meta: MetadataStore, images: ImageService, snapshotter: Snapshotter,
+                 snapshotter_name: str, zygote: Zygote, *, networks: NetworkService | None = None,
+                 volumes: VolumeService | None = None, events: EventBus | None = None,
+                 states: S.ContainerStates | None = None) -> None:
         from berth.services.events import EventBus
         from berth.services.monitor import Monitor
         self.cfg = cfg
@@ -104,8 +121,8 @@ class ContainerService:
         self.events = events if events is not None else EventBus()
         self.states = states if states is not None else S.ContainerStates(meta)
         self.monitor = Monitor(self)  # exits, restart policies, restore at daemon start
-        self.attach_pending = set()  # containers with an attach waiting for their start
-        self._handoff = {}  # id -> "ready" (created, holding its process) | "attached" (the attach is in)
+        self.attach_pending: set[str] = set()  # containers with an attach waiting for their start
+        self._handoff: dict[str, str] = {}  # id -> "ready" (created, holding its process) | "attached" (the attach is in)
 
     # --- paths ---
 
@@ -153,9 +170,9 @@ class ContainerService:
         cid = rec_or_id if isinstance(rec_or_id, str) else rec_or_id.id
         return ShimClient(self.shim_socket(cid))
 
-    def _ext_update(self, ns, cid, **kv):
+    def _ext_update(self, ns: str, cid: str, **kv: Any) -> Container:
         """Change some keys of the record's extensions in one transaction (others' keys stay)."""
-        def update(tx):
+        def update(tx: Tx) -> Container:
             rec = tx.get_container(ns, cid)
             ext = dict(rec.extensions or {})
             for k, v in kv.items():
@@ -356,7 +373,7 @@ class ContainerService:
         self.monitor.watch(ns, rec.id, channel)
         return True
 
-    def _start_after_attach(self, rec, created):
+    def _start_after_attach(self, rec: Container, created: proto.StartResult) -> proto.StartResult:
         """The container is created and holds its process for the attach that is coming: once the
         attach is connected (10 s at most), start it; its failure is the start's result."""
         cid = rec.id
@@ -394,7 +411,7 @@ class ContainerService:
             if not st.running:
                 gen0 = st.generation
 
-                def ready():
+                def ready() -> bool:
                     s = self.states._cache.get(cid)
                     return self._handoff.get(cid) == "ready" or s is None or s.generation > gen0
                 self.states.wait_until(ready, timeout)
@@ -447,19 +464,19 @@ class ContainerService:
         last = self.states.peek(cid)
         return last.exit_code if last is not None else 0
 
-    def mark_stopped_by_user(self, ns, rec, value=True):
+    def mark_stopped_by_user(self, ns: str, rec: Container, value: bool = True) -> None:
         if (self.meta.get_container(ns, rec.id).extensions or {}).get("stopped_by_user") != value:
             # stop and kill work on a full disk (they may use the metadata reserve): stopping
             # what fills the disk is how an operator recovers it
             with self.meta.freeing():
                 self._ext_update(ns, rec.id, stopped_by_user=value)
 
-    def restart_policy(self, rec):
+    def restart_policy(self, rec: Container) -> tuple[str, int]:
         hc = (rec.spec_json() or {}).get("HostConfig") or {}
         rp = hc.get("RestartPolicy") or {}
         return rp.get("Name") or "no", int(rp.get("MaximumRetryCount") or 0)
 
-    def should_restart(self, rec, exit_code, daemon_start=False):
+    def should_restart(self, rec: Container, exit_code: int, daemon_start: bool = False) -> bool:
         return self.monitor.should_restart(rec, exit_code, daemon_start)
 
     def kill(self, ns: str, ref: str, sig: str | int = "KILL", by_user: bool = True) -> None:
@@ -534,7 +551,7 @@ class ContainerService:
         with self.meta.freeing():  # a removal works on a full disk: it frees space
             self._remove(ns, ref, force, volumes, network_after)
 
-    def _remove(self, ns, ref, force, volumes, network_after):
+    def _remove(self, ns: str, ref: str, force: bool, volumes: bool, network_after: bool) -> None:
         rec = self.get(ns, ref)
         st = self.states.get(ns, rec.id, rec)
         if st.running or st.status == S.RESTARTING:
@@ -590,7 +607,7 @@ class ContainerService:
                     pass
             raise
 
-    def _remove_record(self, ns, rec, volumes):
+    def _remove_record(self, ns: str, rec: Container, volumes: bool) -> None:
         self.meta.delete_container(ns, rec.id)
         self.states.forget(rec.id)
         self.events.container(ns, rec, "destroy")
@@ -644,7 +661,7 @@ class ContainerService:
         """Bytes on disk of the container's writable layer (its snapshot's own directory)."""
         return int(self.snapshotter.usage(rec.snapshot_key) or 0)
 
-    def _summary(self, rec, st):
+    def _summary(self, rec: Container, st: dict[str, Any]) -> dict[str, Any]:
         spec = rec.spec_json() or {}
         ns_ = self.network_settings(rec, st)
         cmd = " ".join(_quote(a) for a in _args(spec, self.images, rec))
@@ -707,14 +724,16 @@ class ContainerService:
             "NetworkSettings": self.network_settings(rec, st),
         }
 
-    def network_settings(self, rec, st):
+    def network_settings(self, rec: Container, st: dict[str, Any]) -> dict[str, Any]:
         if self.networks is None:
             return {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "",
                     "MacAddress": ""}
         from berth.services import container_net
         return container_net.settings(self, rec, st["Running"])
 
-    def logs(self, ns, ref, stdout=True, stderr=True, follow=False, tail=None, since=0, until=0, timestamps=False):
+    def logs(self, ns: str, ref: str, stdout: bool = True, stderr: bool = True, follow: bool = False,
+             tail: int | None = None, since: float = 0, until: float = 0,
+             timestamps: bool = False) -> Iterator[tuple[str, bytes]]:
         """Yield (stream, bytes) from the json-file log; with follow, until the container exits."""
         rec = self.get(ns, ref)
         self.states.get(ns, rec.id, rec)
@@ -761,7 +780,7 @@ class ContainerService:
                 self.states.wait_for(rec.id, lambda s: s is None or not s.running, 0.05)
 
     @staticmethod
-    def _log_item(line, want, since, until, timestamps):
+    def _log_item(line: bytes, want: Collection[str], since: float, until: float, timestamps: bool) -> tuple[str, bytes] | None:
         try:
             e = json.loads(line)
         except ValueError:
@@ -776,9 +795,9 @@ class ContainerService:
             data = e.get("time", "").encode() + b" " + data
         return e["stream"], data
 
-    def image_users(self, ns):
+    def image_users(self, ns: str) -> Callable[[Resolved], _Users]:
         """A callable: the ids of a namespace's containers of an image (.running: those running)."""
-        def users(resolved):
+        def users(resolved: Resolved) -> _Users:
             return _Users(self, (c for c in self.meta.list_containers(ns) if c.image == resolved.config_digest))
         return users
 
@@ -795,17 +814,17 @@ class ContainerService:
 class _Users(list):
     """Container ids; .running, computed on demand: the running ones (rmi's conflicts)."""
 
-    def __init__(self, svc, recs):
+    def __init__(self, svc: ContainerService, recs: Iterable[Container]) -> None:
         self._svc = svc
         self._recs = list(recs)
         super().__init__(r.id for r in self._recs)
 
     @property
-    def running(self):
+    def running(self) -> list[str]:
         return [r.id for r in self._recs if self._svc.state(r)["Running"]]
 
 
-def _cri_log_item(line, want, since, until, timestamps):
+def _cri_log_item(line: bytes, want: Collection[str], since: float, until: float, timestamps: bool) -> tuple[str, bytes] | None:
     """A line of the CRI log format (`<time> <stream> F|P <content>`) as _log_item's (stream, bytes)."""
     parts = line.split(b" ", 3)
     if len(parts) < 3 or parts[1].decode(errors="replace") not in want:
@@ -822,7 +841,7 @@ def _cri_log_item(line, want, since, until, timestamps):
     return parts[1].decode(), data
 
 
-def _args(spec, images, rec):
+def _args(spec: dict[str, Any], images: ImageService, rec: Container) -> list[str]:
     try:
         cfg = images.read_json(rec.image, 20 << 20, "image config").get("config") or {}
     except BerthError:
@@ -834,7 +853,7 @@ def _args(spec, images, rec):
     return list(ep) + list(cmd)
 
 
-def _random_name(meta, ns, digits=False):
+def _random_name(meta: MetadataStore, ns: str, digits: bool = False) -> str:
     """docker's adjective_scientist names (with a number when they run short)."""
     existing = {c.name for c in meta.list_containers(ns)}
     for _ in range(100):
@@ -846,7 +865,7 @@ def _random_name(meta, ns, digits=False):
     return f"{random.choice(_ADJ)}_{random.choice(_NAMES)}{secrets.randbelow(10**6)}"
 
 
-def _port_list(ports):
+def _port_list(ports: dict[str, Any] | None) -> list[dict[str, Any]]:
     """NetworkSettings.Ports -> the list of /containers/json."""
     out = []
     for key, binds in (ports or {}).items():
@@ -860,11 +879,11 @@ def _port_list(ports):
     return out
 
 
-def _quote(a):
+def _quote(a: str) -> str:
     return a if a and all(c not in a for c in " \"'\t") else json.dumps(a)
 
 
-def _status_text(st):
+def _status_text(st: dict[str, Any]) -> str:
     from berth.units import human_duration
     if st["Running"]:
         up = human_duration(time.time() - _parse_time(st["StartedAt"]))
@@ -875,7 +894,7 @@ def _status_text(st):
     return "Created"
 
 
-def _match(filters, item, rec, st):
+def _match(filters: dict[str, Any], item: dict[str, Any], rec: Container, st: dict[str, Any]) -> bool:
     for key, values in filters.items():
         if isinstance(values, dict):
             values = [k for k, v in values.items() if v]
@@ -912,7 +931,7 @@ def _match(filters, item, rec, st):
     return True
 
 
-def error_of_start(kind, message):
+def error_of_start(kind: str | None, message: str) -> BerthError:
     """The error of a failed start: a bad command (docker's 126/127) is the caller's (400), the
     rest the engine's; kinds the shim sent are kept."""
     if start_exit_code(message, 0):
@@ -922,7 +941,7 @@ def error_of_start(kind, message):
     return proto.error_of(kind, message)
 
 
-def _read_json(path):
+def _read_json(path: str) -> Any:
     try:
         with open(path) as f:
             return json.load(f)
@@ -930,7 +949,7 @@ def _read_json(path):
         return None
 
 
-def _read_text(path):
+def _read_text(path: str) -> str:
     try:
         with open(path) as f:
             return f.read().strip()
@@ -938,7 +957,7 @@ def _read_text(path):
         return ""
 
 
-def _alive(pid):
+def _alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
@@ -949,7 +968,7 @@ def _alive(pid):
         return False
 
 
-def _size(s):
+def _size(s: str | int | None) -> int:
     if not s:
         return 0
     s = str(s).strip().lower()

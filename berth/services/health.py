@@ -10,12 +10,23 @@ Hook points (kept small so a container monitor can own them):
   health_of(svc, rec, running)                State.Health for inspect/ps (None: no healthcheck)
 The status lives in <state>/containers/<id>/health.json (it survives a daemon restart)."""
 
+from __future__ import annotations
+
 import json
 import os
 import secrets
 import socket
 import threading
 import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Collection
+    from typing import Any
+
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
+    from berth.services.events import EventBus
 
 NS = 10**9
 DEFAULT_INTERVAL = 30 * NS
@@ -26,7 +37,7 @@ MAX_OUTPUT = 4096
 STATUSES = ("starting", "healthy", "unhealthy", "none")
 
 
-def effective_config(body, image_config):
+def effective_config(body: dict[str, Any], image_config: dict[str, Any] | None) -> dict[str, Any] | None:
     """docker's merge of the create body's Healthcheck over the image's (zero fields come from
     the image); None when there is none."""
     ic = ((image_config or {}).get("config") or {}).get("Healthcheck") or None
@@ -43,7 +54,7 @@ def effective_config(body, image_config):
     return out
 
 
-def check(hc):
+def check(hc: dict[str, Any] | None) -> None:
     """The create-time checks of a Healthcheck (docker's messages)."""
     from berth.errors import InvalidArgument
     if not hc:
@@ -63,24 +74,24 @@ def check(hc):
         raise InvalidArgument(f"unknown healthcheck type {test[0]!r} (NONE, CMD or CMD-SHELL)")
 
 
-def _active(hc):
+def _active(hc: dict[str, Any] | None) -> bool:
     test = (hc or {}).get("Test") or []
     return bool(test) and test[0] != "NONE" and (test[0] != "CMD-SHELL" or len(test) > 1) and \
         (test[0] != "CMD" or len(test) > 1)
 
 
-def probe_args(hc):
+def probe_args(hc: dict[str, Any]) -> list[str]:
     test = hc["Test"]
     if test[0] == "CMD-SHELL":
         return ["/bin/sh", "-c", test[1]]
     return list(test[1:])
 
 
-def _path(svc, cid):
+def _path(svc: ContainerService, cid: str) -> str:
     return os.path.join(svc.sdir(cid), "health.json")
 
 
-def _read(svc, cid):
+def _read(svc: ContainerService, cid: str) -> dict[str, Any] | None:
     try:
         with open(_path(svc, cid)) as f:
             return json.load(f)
@@ -88,7 +99,7 @@ def _read(svc, cid):
         return None
 
 
-def _write(svc, cid, h):
+def _write(svc: ContainerService, cid: str, h: dict[str, Any]) -> None:
     path = _path(svc, cid)
     tmp = path + ".tmp"
     try:
@@ -99,7 +110,7 @@ def _write(svc, cid, h):
         pass
 
 
-def health_of(svc, rec, running):
+def health_of(svc: ContainerService, rec: Container, running: bool | None) -> dict[str, Any] | None:
     """State.Health of a container (None if it has no healthcheck or never ran with one)."""
     hc = (rec.spec_json() or {}).get("Healthcheck")
     if not _active(hc):
@@ -112,7 +123,7 @@ def health_of(svc, rec, running):
     return h
 
 
-def annotate(svc, rec, st):
+def annotate(svc: ContainerService, rec: Container, st: dict[str, Any]) -> dict[str, Any]:
     """st with State.Health added when the container has a healthcheck (inspect, ps)."""
     h = health_of(svc, rec, st.get("Running"))
     if h is not None:
@@ -120,7 +131,7 @@ def annotate(svc, rec, st):
     return st
 
 
-def status_suffix(st):
+def status_suffix(st: dict[str, Any]) -> str:
     """ps STATUS: " (healthy)", " (unhealthy)", " (health: starting)"."""
     h = st.get("Health")
     if not h:
@@ -128,7 +139,7 @@ def status_suffix(st):
     return " (health: starting)" if h["Status"] == "starting" else f" ({h['Status']})"
 
 
-def match_filter(st, values):
+def match_filter(st: dict[str, Any], values: Collection[str]) -> bool:
     """--filter health=starting|healthy|unhealthy|none."""
     from berth.errors import InvalidArgument
     for v in values:
@@ -138,7 +149,7 @@ def match_filter(st, values):
     return status in values
 
 
-def _now():
+def _now() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // NS)) + f".{ns % NS:09d}Z"
 
@@ -146,10 +157,10 @@ def _now():
 class _ShimExec:
     """A probe's exec, through the shim's one client (ContainerService.shim)."""
 
-    def __init__(self, svc, rec):
+    def __init__(self, svc: ContainerService, rec: Container) -> None:
         self.svc, self.rec = svc, rec
 
-    def start(self, eid, proc, timeout_s):
+    def start(self, eid: str, proc: dict[str, Any], timeout_s: float) -> tuple[socket.socket, int]:
         """(socket carrying the exec's multiplexed output, pid); raises _ExecFailed."""
         from berth.shim import protocol as proto
         try:
@@ -161,7 +172,7 @@ class _ShimExec:
             raise _ExecFailed(getattr(e, "message", None) or str(e)) from None
         return sock, int(reply.get("pid") or 0)
 
-    def exit_code(self, eid):
+    def exit_code(self, eid: str) -> int | None:
         for _ in range(100):
             try:
                 st = self.svc.shim(self.rec.id).exec_state(eid)
@@ -182,7 +193,8 @@ class _ProbeTimeout(Exception):
     pass
 
 
-def run_probe(svc, rec, args, timeout_s, eid=None):
+def run_probe(svc: ContainerService, rec: Container, args: list[str], timeout_s: float,
+              eid: str | None = None) -> tuple[int, str]:
     """One probe: an exec through the shim. Returns (exit code, output)."""
     with open(os.path.join(svc.sdir(rec.id), "bundle", "config.json")) as f:
         oci = json.load(f)
@@ -239,7 +251,7 @@ def run_probe(svc, rec, args, timeout_s, eid=None):
     return (-1 if code is None else code), out[:MAX_OUTPUT].decode(errors="replace")
 
 
-def _fmt_duration(s):
+def _fmt_duration(s: float) -> str:
     """Go's Duration.String for the usual values: 30s, 300ms, 1m30s, 1.5s."""
     if s < 1:
         return f"{s * 1000:g}ms"
@@ -252,13 +264,13 @@ def _fmt_duration(s):
 class HealthMonitor:
     """One thread per running container that has a healthcheck."""
 
-    def __init__(self, svc, events):
+    def __init__(self, svc: ContainerService, events: EventBus) -> None:
         self.svc = svc
         self.events = events  # the bus its health_status events go on (berth.services.events)
-        self._stops = {}
+        self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def started(self, ns, cid, reset=True):
+    def started(self, ns: str, cid: str, reset: bool = True) -> None:
         """After a start (reset: the status begins again at "starting"; False after a daemon restart)."""
         try:
             rec = self.svc.meta.get_container(ns, cid)
@@ -276,19 +288,19 @@ class HealthMonitor:
         threading.Thread(target=self._loop, args=(ns, cid, hc, stop), name=f"health-{cid[:12]}",
                          daemon=True).start()
 
-    def stopped(self, cid, mark=True):
+    def stopped(self, cid: str, mark: bool = True) -> None:
         with self._lock:
             stop = self._stops.pop(cid, None)
         if stop is not None:
             stop.set()
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             stops, self._stops = list(self._stops.values()), {}
         for s in stops:
             s.set()
 
-    def _loop(self, ns, cid, hc, stop):
+    def _loop(self, ns: str, cid: str, hc: dict[str, Any], stop: threading.Event) -> None:
         interval = (hc.get("Interval") or DEFAULT_INTERVAL) / NS
         start_interval = (hc.get("StartInterval") or 0) / NS
         timeout = (hc.get("Timeout") or DEFAULT_TIMEOUT) / NS
@@ -334,7 +346,7 @@ class HealthMonitor:
             if h["Status"] != old:
                 self._event(ns, cid, "health_status: " + h["Status"])
 
-    def _event(self, ns, cid, action, **attrs):
+    def _event(self, ns: str, cid: str, action: str, **attrs: Any) -> None:
         try:
             self.events.container(ns, self.svc.meta.get_container(ns, cid), action, **attrs)
         except Exception:  # noqa: BLE001 - events never stop the checker (nor a container removed meanwhile)

@@ -3,10 +3,20 @@ start each linked (running) container gets an /etc/hosts entry and docker's envi
 variables (ALIAS_NAME, ALIAS_PORT_80_TCP..., ALIAS_ENV_...); DELETE /containers/{parent}/{alias}?link=1
 removes one."""
 
+from __future__ import annotations
+
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Iterable
+    from typing import Any
 
-def _split(link):
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
+
+
+def _split(link: str) -> tuple[str, str]:
     """"name:alias", "name", or the stored "/name:/parent/alias" -> (name, alias)."""
     name, _, alias = link.partition(":")
     name = name.lstrip("/")
@@ -14,7 +24,7 @@ def _split(link):
     return name, alias
 
 
-def check(svc, ns, hc):
+def check(svc: ContainerService, ns: str, hc: dict[str, Any]) -> list[str]:
     """The links of a create body, normalised as docker stores them ("/name:/parent/alias" is
     written at start, when the parent's name is known: here "name:alias")."""
     out = []
@@ -30,7 +40,7 @@ def check(svc, ns, hc):
     return out
 
 
-def inspect_links(rec, hc):
+def inspect_links(rec: Container, hc: dict[str, Any]) -> list[str] | None:
     """HostConfig.Links as docker shows them: ["/db:/web/db"]."""
     links = hc.get("Links")
     if not links:
@@ -38,7 +48,8 @@ def inspect_links(rec, hc):
     return [f"/{n}:/{rec.name}/{a}" for n, a in (_split(link) for link in links)]
 
 
-def resolve(svc, ns, rec, body):
+def resolve(svc: ContainerService, ns: str, rec: Container,
+            body: dict[str, Any]) -> list[tuple[str, Container, str, dict[str, Any], list[str]]]:
     """[(alias, child record, ip, exposed ports, child env)] of a container's links, at start."""
     out = []
     for link in (body.get("HostConfig") or {}).get("Links") or []:
@@ -50,7 +61,7 @@ def resolve(svc, ns, rec, body):
         if not svc.state(child)["Running"]:
             raise FailedPrecondition(f"Cannot link to a non running container: /{child.name} AS /{rec.name}/{alias}")
         net = (child.extensions or {}).get("net") or {}
-        eps = net.get("networks") or {}
+        eps: dict[str, dict[str, Any]] = net.get("networks") or {}
         ip = (eps.get("bridge") or next(iter(eps.values()), {}) or {}).get("IPAddress", "")
         cbody = child.spec_json() or {}
         try:
@@ -66,12 +77,13 @@ def resolve(svc, ns, rec, body):
     return out
 
 
-def _port_key(p):
+def _port_key(p: str) -> tuple[int, str]:
     port, _, proto = p.partition("/")
     return int(port) if port.isdigit() else 0, proto or "tcp"
 
 
-def env_of(parent_name, alias, child, ip, exposed, child_env):
+def env_of(parent_name: str, alias: str, child: Container, ip: str, exposed: Iterable[str],
+           child_env: Iterable[str]) -> list[str]:
     """docker's link variables (links.Link.ToEnv)."""
     a = alias.upper().replace("-", "_")
     out = [f"{a}_NAME=/{parent_name}/{alias}"]
@@ -89,7 +101,7 @@ def env_of(parent_name, alias, child, ip, exposed, child_env):
     return out
 
 
-def apply(svc, ns, rec, body, files_dir):
+def apply(svc: ContainerService, ns: str, rec: Container, body: dict[str, Any], files_dir: str) -> dict[str, Any]:
     """At start, after the network is up: the hosts entries and the env of the links. Returns
     the body to build the spec from (with _LinkEnv)."""
     links = resolve(svc, ns, rec, body)
@@ -110,7 +122,7 @@ def apply(svc, ns, rec, body, files_dir):
     return dict(body, _LinkEnv=env)
 
 
-def remove(svc, ns, parent_ref, alias):
+def remove(svc: ContainerService, ns: str, parent_ref: str, alias: str) -> None:
     """DELETE /containers/{parent}/{alias}?link=1."""
     try:
         parent = svc.get(ns, parent_ref)

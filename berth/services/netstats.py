@@ -1,8 +1,16 @@
 """The network counters of a container (docker stats' "networks"), read from its network
 namespace's /proc/<pid>/net/dev."""
 
+from __future__ import annotations
 
-def read(pid, rec=None):
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import Any
+
+    from berth.metadata.records import Container
+
+
+def read(pid: int, rec: Container | None = None) -> dict[str, dict[str, int]] | None:
     """{ifname: {rx_bytes, rx_packets, rx_errors, rx_dropped, tx_...}} of the container's
     interfaces (lo left out, as docker), or None (host network, no interface, gone)."""
     if rec is not None:
@@ -14,11 +22,11 @@ def read(pid, rec=None):
             lines = f.read().splitlines()[2:]
     except OSError:
         return None
-    out = {}
+    out: dict[str, dict[str, int]] = {}
     for line in lines:
         name, _, rest = line.partition(":")
         name = name.strip()
-        v = rest.split()
+        v: list[Any] = rest.split()
         if name == "lo" or len(v) < 16:
             continue
         v = [int(x) for x in v]

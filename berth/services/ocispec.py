@@ -1,9 +1,18 @@
 """Docker's container configuration (image config + create options) -> an OCI runtime spec,
 with docker's defaults: capabilities, masked and read-only paths, mounts, devices."""
 
+from __future__ import annotations
+
 import os
 
 from berth.linux.paths import read_in_root
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Iterable
+    from typing import Any
+
+    from berth.errors import BerthError
 
 DEFAULT_CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
@@ -19,7 +28,7 @@ READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trig
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _all_caps():
+def _all_caps() -> list[str]:
     """Every capability the kernel knows that berthd itself may still grant (its bounding set):
     asking for one outside it fails the start with EPERM (berthd inside a container, say)."""
     from berth.linux import caps
@@ -34,7 +43,7 @@ def _all_caps():
     return [n for i, n in enumerate(caps.NAMES[: caps.last_cap() + 1]) if bounding >> i & 1]
 
 
-def capabilities(hc):
+def capabilities(hc: dict[str, Any]) -> list[str]:
     """The container's capability set (sorted names) from HostConfig: docker's default set, or
     all with Privileged, then CapAdd and CapDrop ("ALL" allowed in both)."""
     caps = set(_all_caps()) if hc.get("Privileged") else set(DEFAULT_CAPS)
@@ -53,13 +62,13 @@ def capabilities(hc):
     return sorted(caps)
 
 
-def lookup_user(rootfs, user):
+def lookup_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
     """docker's -u: "uid", "uid:gid", "name", "name:group" resolved in the container's passwd/group."""
     if not user:
         return 0, 0, []
     name, _, group = user.partition(":")
 
-    def read(path):
+    def read(path: str) -> list[list[str]]:
         try:  # inside the rootfs: its /etc/passwd may be a symlink, never to the host's
             text = read_in_root(rootfs, path).decode(errors="replace")
         except OSError:
@@ -99,7 +108,7 @@ def lookup_user(rootfs, user):
     return uid, gid, [g for g in extra if g != gid]
 
 
-def lookup_group(rootfs, group):
+def lookup_group(rootfs: str, group: str | int) -> int:
     """--group-add: a gid, or a group name resolved in the container's /etc/group."""
     if str(group).isdigit():
         return int(group)
@@ -114,8 +123,8 @@ def lookup_group(rootfs, group):
     raise InvalidArgument(f"Unable to find group {group}: no matching entries in group file")
 
 
-def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="/berth", netns=None,
-          extra_mounts=()):
+def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any], rootfs: str, files_dir: str,
+          cgroup_parent: str = "/berth", netns: str | None = None, extra_mounts: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
     """The OCI config.json for a container. ``create`` is the Docker API's create body
     (Config fields at top level plus HostConfig). ``netns``: "host" (the host's network), the
     path of a network namespace to join, or None (a new, empty one). ``extra_mounts``: the OCI
@@ -160,7 +169,7 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
     rlimits = []
     for u in hc.get("Ulimits") or []:
         rlimits.append({"type": "RLIMIT_" + u["Name"].upper(), "soft": int(u["Soft"]), "hard": int(u["Hard"])})
-    resources = {"devices": [{"allow": privileged, "access": "rwm"}]}
+    resources: dict[str, Any] = {"devices": [{"allow": privileged, "access": "rwm"}]}
     if hc.get("Memory"):
         resources["memory"] = {"limit": int(hc["Memory"])}
     cpu = {}
@@ -202,7 +211,7 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
     if extra_mounts:
         dests = {m["destination"] for m in extra_mounts}
         mounts = [m for m in mounts if m["destination"] not in dests] + list(extra_mounts)
-    spec = {
+    spec: dict[str, Any] = {
         "ociVersion": "1.2.0",
         "process": {
             "terminal": bool(create.get("Tty")),
@@ -233,7 +242,7 @@ def build(container_id, image_config, create, rootfs, files_dir, cgroup_parent="
     return spec
 
 
-def cgroups_path(parent, container_id):
+def cgroups_path(parent: str, container_id: str) -> str:
     """HostConfig.CgroupParent -> the OCI cgroupsPath: a systemd slice ("x.slice") gives the
     "slice:prefix:name" form (docker's and containerd's systemd driver), a path "<parent>/<id>"."""
     if parent.endswith(".slice") and "/" not in parent:
@@ -241,7 +250,7 @@ def cgroups_path(parent, container_id):
     return f"{parent.rstrip('/')}/{container_id}"
 
 
-def _more_resources(resources, hc):
+def _more_resources(resources: dict[str, Any], hc: dict[str, Any]) -> None:
     """docker's cpu period/quota, cpuset, memory swap and reservation, blkio weight."""
     cpu = resources.setdefault("cpu", {})
     for key, field in (("CpuPeriod", "period"), ("CpuQuota", "quota"), ("CpuRealtimePeriod", "realtimePeriod"),
@@ -276,18 +285,19 @@ _TRUE = ("1", "t", "T", "true", "TRUE", "True")
 _FALSE = ("0", "f", "F", "false", "FALSE", "False")
 
 
-def _bad_opt(n, opt):
+def _bad_opt(n: int, opt: object) -> BerthError:
     from berth.errors import InvalidArgument
     return InvalidArgument(f"invalid --security-opt {n}: {opt!r} (known: seccomp=unconfined|builtin|<profile.json>, "
                            "no-new-privileges[=true|false], apparmor=..., label=..., systempaths=unconfined)")
 
 
-def _seccomp_profile(value):
+def _seccomp_profile(value: str) -> dict[str, Any]:
     """A --security-opt seccomp= value other than unconfined/builtin: the profile's JSON text
     (what docker's CLI sends) or the path of a file holding it. Returns the parsed profile."""
     import json
 
     from berth.errors import InvalidArgument
+    text: str | bytes
     text, where = value, "seccomp profile"
     if not value.lstrip().startswith("{"):
         where = f"seccomp profile ({value})"
@@ -307,11 +317,11 @@ def _seccomp_profile(value):
     return profile
 
 
-def security_options(opts):
+def security_options(opts: Iterable[object] | None) -> dict[str, Any]:
     """HostConfig.SecurityOpt, parsed like docker's daemon: returns {"no-new-privileges": bool,
     "seccomp": None (the default profile) | "unconfined" | a docker-format profile (dict),
     "systempaths": None | "unconfined"}. Raises a one-line InvalidArgument."""
-    out = {"no-new-privileges": False, "seccomp": None, "systempaths": None}
+    out: dict[str, Any] = {"no-new-privileges": False, "seccomp": None, "systempaths": None}
     for opt in opts or []:
         if not isinstance(opt, str):
             raise _bad_opt(1, opt)
@@ -346,7 +356,7 @@ def security_options(opts):
     return out
 
 
-def seccomp_spec(hc, caps, security=None):
+def seccomp_spec(hc: dict[str, Any], caps: list[str], security: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The OCI linux.seccomp object for a container, or None (privileged or unconfined)."""
     from berth.services import seccomp_default
     if security is None:
@@ -359,7 +369,7 @@ def seccomp_spec(hc, caps, security=None):
     return seccomp_default.to_oci(profile, caps)
 
 
-def check_security(hc):
+def check_security(hc: dict[str, Any]) -> dict[str, Any]:
     """At create: check HostConfig's security options and return HostConfig with any seccomp
     profile path replaced by the profile's JSON text (as docker's CLI sends it), so the
     container does not depend on the file afterwards. Raises a one-line InvalidArgument."""
@@ -388,12 +398,12 @@ def check_security(hc):
 _HOST_DEV_SKIP_DIRS = ("pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev")
 
 
-def host_devices(top="/dev"):
+def host_devices(top: str = "/dev") -> list[dict[str, Any]]:
     """The host's device nodes as OCI linux.devices entries (for --privileged)."""
     import stat
     out = []
 
-    def walk(path):
+    def walk(path: str) -> None:
         try:
             entries = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError:
@@ -421,7 +431,7 @@ def host_devices(top="/dev"):
     return out
 
 
-def _apply_security(spec, hc, caps, security):
+def _apply_security(spec: dict[str, Any], hc: dict[str, Any], caps: list[str], security: dict[str, Any]) -> None:
     """seccomp, docker's systempaths and --privileged on a built spec."""
     linux = spec["linux"]
     if hc.get("MaskedPaths") is not None:  # the API's fields (docker's CLI: systempaths=unconfined)

@@ -6,26 +6,35 @@ State lives under <state>/cri/: netns/<key> (the namespace, bind-mounted) and cn
 each ADD used, so a DEL after a daemon restart undoes exactly that).
 """
 
+from __future__ import annotations
+
 import json
 import os
 
 from berth import cni
 from berth.errors import FailedPrecondition, InvalidArgument
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Iterable
+    from typing import Any
+
+    from berth.daemon.config import Config
+
 IFNAME = "eth0"
 
 
 class PodNetwork:
-    def __init__(self, cfg):
+    def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.base = os.path.join(cfg.state, "cri")
         self.cache_dir = os.path.join(self.base, "cni-cache")
-        self._ips = {}  # sandbox id -> its IPs (an attachment's result does not change): listings ask every second
+        self._ips: dict[str, tuple[str, ...]] = {}  # sandbox id -> its IPs (an attachment's result does not change): listings ask every second
 
-    def netns_path(self, key):
+    def netns_path(self, key: str) -> str:
         return os.path.join(self.base, "netns", key)
 
-    def conflist(self):
+    def conflist(self) -> dict[str, Any]:
         """The node's network: the first *.conflist / *.conf / *.json of the conf dir by name."""
         d = self.cfg.cri_cni_conf_dir
         try:
@@ -47,7 +56,7 @@ class PodNetwork:
                 return doc
         raise FailedPrecondition(f"cni config not initialized: no network configuration in {d}")
 
-    def ready(self):
+    def ready(self) -> tuple[bool, str]:
         """(ready, message) for the CRI's NetworkReady condition."""
         try:
             self.conflist()
@@ -56,7 +65,7 @@ class PodNetwork:
             return False, str(e)
 
     @staticmethod
-    def check_ports(port_mappings):
+    def check_ports(port_mappings: Iterable[dict[str, Any]] | None) -> list[dict[str, Any]]:
         """The mappings portmap is given (those with a host port); a bad one is refused before
         anything is made."""
         ports = []
@@ -67,19 +76,20 @@ class PodNetwork:
                 ports.append(p)
         return ports
 
-    def create_netns(self, key):
+    def create_netns(self, key: str) -> str:
         """The pod's network namespace at netns_path(key), `lo` up, not attached yet: the sandbox
         container can join it while attach() runs (containerd's CRI also makes it first)."""
         self.conflist()  # no network configured: refused before anything is made
         from berth.linux import netns
         return netns.create(self.netns_path(key))
 
-    def remove_netns(self, key):
+    def remove_netns(self, key: str) -> None:
         """The namespace made by create_netns(key) goes (absent is fine)."""
         from berth.linux import netns
         netns.remove(self.netns_path(key))
 
-    def attach(self, key, sandbox_id, meta, port_mappings):
+    def attach(self, key: str, sandbox_id: str, meta: dict[str, Any],
+               port_mappings: Iterable[dict[str, Any]] | None) -> tuple[str, list[str]]:
         """CNI ADD of the node's network into the namespace made by create_netns(key); returns
         (ip, [other ips]). A failure leaves the namespace (teardown() removes it)."""
         conf = self.conflist()
@@ -93,7 +103,7 @@ class PodNetwork:
         ips = _ips(result)
         return (ips[0] if ips else ""), ips[1:]
 
-    def ips(self, sandbox_id):
+    def ips(self, sandbox_id: str) -> list[str]:
         """The pod's IPs from the cached ADD result (primary first)."""
         hit = self._ips.get(sandbox_id)
         if hit is not None:
@@ -108,14 +118,14 @@ class PodNetwork:
                 return out
         return []
 
-    def result(self, sandbox_id):
+    def result(self, sandbox_id: str) -> dict[str, Any] | None:
         """The CNI result of the pod's attachment (for status), or None."""
         for _name, _cid, ifname, rec in cni.cached(self.cache_dir, sandbox_id):
             if ifname == IFNAME:
                 return rec.get("result")
         return None
 
-    def teardown(self, key, sandbox_id):
+    def teardown(self, key: str | None, sandbox_id: str) -> None:
         """CNI DEL with what the ADD used, then the namespace goes; nothing there is fine."""
         self._ips.pop(sandbox_id, None)
         err = None
@@ -132,7 +142,7 @@ class PodNetwork:
             raise err
 
 
-    def collect(self, live):
+    def collect(self, live: dict[str, str]) -> list[str]:
         """Release what belongs to no sandbox any more (one removed by `berth -n k8s.io rm -f`, or
         a crash between the network's set-up and the record's removal): live is {sandbox id:
         netns key}. Returns the sandbox ids whose attachments went."""
@@ -158,7 +168,7 @@ class PodNetwork:
         return gone
 
 
-def _ips(result):
+def _ips(result: dict[str, Any] | None) -> list[str]:
     out = []
     for ip in (result or {}).get("ips") or []:
         addr = (ip.get("address") or "").split("/")[0]

@@ -1,9 +1,15 @@
 """Registry settings the images service needs from berthd's configuration."""
 
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from berth.daemon.config import Config
+
 
 class RegistryConfig:
-    def __init__(self, cfg):
+    def __init__(self, cfg: Config) -> None:
         self.hosts_dir = cfg.config_path
         self.mirrors = list(cfg.registry_mirrors)
         self.insecure = list(cfg.insecure_registries)
-        self.docker_config = None  # the default ~/.docker/config.json of the daemon's user
+        self.docker_config: str | None = None  # the default ~/.docker/config.json of the daemon's user

@@ -7,10 +7,19 @@ checked at create (docker's messages), applied to the OCI spec at start.
       --memory-reservation, --group-add, --oom-score-adj, --domainname
 """
 
+from __future__ import annotations
+
 import os
 import re
 
 from berth.errors import FailedPrecondition, InvalidArgument, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import Any
+
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
 
 LOG_DRIVERS_OK = ("", "json-file")
 CRI_LOG_DRIVER = "cri"  # the kubelet's log format (shim/crilog.py): for containers of the CRI only
@@ -25,12 +34,13 @@ _MIN_MEMORY = 6 * 1024 * 1024
 
 # --- at create ---
 
-def check(svc, ns, body, image_config=None, cri=False):
+def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: dict[str, Any] | None = None,
+          cri: bool = False) -> tuple[dict[str, Any], list[str]]:
     """Validate the create body's HostConfig as dockerd does; returns (body, warnings) with
     docker's defaults filled in (IpcMode, ShmSize). `cri`: a container the CRI makes (its log
     driver is "cri", which the Docker API does not know)."""
     hc = dict(body.get("HostConfig") or {})
-    warnings = []
+    warnings: list[str] = []
     _check_platform(body, image_config)
     _check_restart(hc)
     lt = (hc.get("LogConfig") or {}).get("Type") or ""
@@ -100,7 +110,7 @@ def check(svc, ns, body, image_config=None, cri=False):
     return out, warnings
 
 
-def _exists(svc, ns, ref):
+def _exists(svc: ContainerService, ns: str, ref: str) -> None:
     """A 400, as dockerd's (a 404 from create would make docker's CLI pull the image)."""
     try:
         svc.get(ns, ref)
@@ -108,7 +118,7 @@ def _exists(svc, ns, ref):
         raise InvalidArgument(e.message) from None
 
 
-def _check_unsupported(hc, body, warnings):
+def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[str]) -> None:
     """Options berth cannot honour are refused (or, where docker too lets them go, warned about):
     never accepted and dropped."""
     for key, flag in (("BlkioWeight", "--blkio-weight"), ("BlkioWeightDevice", "--blkio-weight-device"),
@@ -151,7 +161,7 @@ def _check_unsupported(hc, body, warnings):
         raise InvalidArgument(f"invalid cgroup parent {parent!r}")
 
 
-def _check_platform(body, image_config):
+def _check_platform(body: dict[str, Any], image_config: dict[str, Any] | None) -> None:
     want = body.get("Platform")
     if not want or image_config is None:
         return
@@ -162,7 +172,7 @@ def _check_platform(body, image_config):
         have["variant"] = image_config["variant"]
     have = imgconfig.normalize_platform(have)
 
-    def fmt(x):  # containerd's Format: arm64's v8 is the default variant, not shown
+    def fmt(x: dict[str, Any]) -> str:  # containerd's Format: arm64's v8 is the default variant, not shown
         x = dict(x)
         if x.get("architecture") == "arm64" and x.get("variant") == "v8":
             x.pop("variant")
@@ -173,7 +183,7 @@ def _check_platform(body, image_config):
                        f"platform: wanted {fmt(p)}, actual: {fmt(have)}")
 
 
-def _check_restart(hc):
+def _check_restart(hc: dict[str, Any]) -> None:
     rp = hc.get("RestartPolicy") or {}
     name = rp.get("Name") or ""
     count = rp.get("MaximumRetryCount") or 0
@@ -189,7 +199,7 @@ def _check_restart(hc):
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
 
 
-def _check_sysctl(key, netmode, ipc):
+def _check_sysctl(key: str, netmode: str, ipc: str) -> None:
     """runc's rule: only namespaced sysctls, and net.* only in a network namespace of its own."""
     ipc_ok = key in ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                      "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced") or key.startswith("fs.mqueue.")
@@ -206,7 +216,7 @@ def _check_sysctl(key, netmode, ipc):
     raise InvalidArgument(f"sysctl '{key}' is not allowed")
 
 
-def _check_memory(hc, warnings):
+def _check_memory(hc: dict[str, Any], warnings: list[str]) -> None:
     mem = int(hc.get("Memory") or 0)
     swap = int(hc.get("MemorySwap") or 0)
     res = int(hc.get("MemoryReservation") or 0)
@@ -226,15 +236,15 @@ def _check_memory(hc, warnings):
         hc["MemorySwap"] = -1
 
 
-def _cpuset_list(s):
-    out = set()
+def _cpuset_list(s: str) -> set[int]:
+    out: set[int] = set()
     for part in s.split(","):
         a, _, b = part.partition("-")
         out.update(range(int(a), int(b or a) + 1))
     return out
 
 
-def _check_cpuset(hc):
+def _check_cpuset(hc: dict[str, Any]) -> None:
     for key, what, avail_file in (("CpusetCpus", "cpus", "cpus"), ("CpusetMems", "mems", "mems")):
         v = hc.get(key)
         if not v:
@@ -247,7 +257,7 @@ def _check_cpuset(hc):
                                   f"requested {v}, available: {avail}")
 
 
-def _read_first(*paths):
+def _read_first(*paths: str) -> str:
     for p in paths:
         try:
             with open(p) as f:
@@ -259,20 +269,20 @@ def _read_first(*paths):
     return ""
 
 
-def _swap_accounting():
+def _swap_accounting() -> bool:
     return any(os.path.exists(p) for p in ("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
                                            "/sys/fs/cgroup/memory.swap.max")) or \
         any(n.startswith("memory.swap") for n in _listdir("/sys/fs/cgroup"))
 
 
-def _listdir(p):
+def _listdir(p: str) -> list[str]:
     try:
         return os.listdir(p)
     except OSError:
         return []
 
 
-def _own_oom_score_adj():
+def _own_oom_score_adj() -> int:
     try:
         with open("/proc/self/oom_score_adj") as f:
             return int(f.read().strip())
@@ -280,7 +290,7 @@ def _own_oom_score_adj():
         return 0
 
 
-def _has_cap_sys_resource():
+def _has_cap_sys_resource() -> bool:
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -293,7 +303,7 @@ def _has_cap_sys_resource():
 
 # --- at start ---
 
-def apply(svc, ns, rec, body, oci, rootfs):
+def apply(svc: ContainerService, ns: str, rec: Container, body: dict[str, Any], oci: dict[str, Any], rootfs: str) -> None:
     """Apply the options to a built OCI spec (in place)."""
     hc = body.get("HostConfig") or {}
     linux = oci["linux"]
@@ -391,11 +401,11 @@ def apply(svc, ns, rec, body, oci, rootfs):
         oci["domainname"] = body["Domainname"]
 
 
-def shm_path(svc, cid):
+def shm_path(svc: ContainerService, cid: str) -> str:
     return os.path.join(svc.cdir(cid), "mounts", "shm")
 
 
-def release(svc, cid):
+def release(svc: ContainerService, cid: str) -> None:
     """After the exit of a container (or before its start): its shareable /dev/shm goes."""
     path = shm_path(svc, cid)
     if os.path.isdir(path):
@@ -403,7 +413,7 @@ def release(svc, cid):
         unmount(path)
 
 
-def _running(svc, ns, ref, what):
+def _running(svc: ContainerService, ns: str, ref: str, what: str) -> tuple[str, int]:
     """(id, pid) of the container whose namespace is joined, with docker's refusals."""
     other = svc.get(ns, ref)
     st = svc.state(other)
@@ -419,7 +429,7 @@ def _running(svc, ns, ref, what):
     return other.id, st["Pid"]
 
 
-def _namespace(svc, ns, linux, kind, mode):
+def _namespace(svc: ContainerService, ns: str, linux: dict[str, Any], kind: str, mode: str) -> None:
     nss = [n for n in linux["namespaces"] if n["type"] != kind]
     if mode == "host":
         pass
@@ -431,7 +441,7 @@ def _namespace(svc, ns, linux, kind, mode):
     linux["namespaces"] = nss
 
 
-def _host_devices(path, dest):
+def _host_devices(path: str, dest: str) -> list[dict[str, Any]]:
     """OCI linux.devices for --device PATH[:DEST]: the device, or each device under a directory."""
     import stat
     try:

@@ -12,9 +12,16 @@ architectures and kernel version), and :func:`to_oci` resolves them for one cont
 same way it resolves a profile given with ``--security-opt seccomp=<file>``.
 """
 
+from __future__ import annotations
+
 import os
 
 from berth.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Iterable
+    from typing import Any
 
 EPERM = 1
 ENOSYS = 38
@@ -88,17 +95,17 @@ _BY_CAP = {
 }
 
 
-def _allow(names, **kw):
+def _allow(names: str | Iterable[str], **kw: Any) -> dict[str, Any]:
     rule = {"names": names.split() if isinstance(names, str) else list(names), "action": "SCMP_ACT_ALLOW"}
     rule.update(kw)
     return rule
 
 
-def _eq(index, value, op="SCMP_CMP_EQ"):
+def _eq(index: int, value: int, op: str = "SCMP_CMP_EQ") -> dict[str, Any]:
     return {"index": index, "value": value, "op": op}
 
 
-def _rules():
+def _rules() -> list[dict[str, Any]]:
     """docker's default profile, as docker-format syscall rules (includes/excludes unresolved)."""
     rules = [
         _allow(_ALLOWED),
@@ -143,10 +150,10 @@ def docker_default() -> dict:
     }
 
 
-_DEFAULT_CACHE: dict = {}
+_DEFAULT_CACHE: dict[tuple[frozenset[str], str | None], dict[str, Any]] = {}
 
 
-def default_profile(capabilities, arch=None) -> dict:
+def default_profile(capabilities: Iterable[str], arch: str | None = None) -> dict[str, Any]:
     """The OCI ``linux.seccomp`` object of docker's default profile for a container with these
     capabilities ("CAP_SYS_ADMIN", ...), on arch (``uname -m`` style; the host's by default).
     Resolved once per set of capabilities (~2 ms, at every create and start otherwise); each
@@ -190,7 +197,7 @@ _MACHINES = {
 }
 
 
-def _machine(arch):
+def _machine(arch: str | None) -> tuple[str, str]:
     arch = arch or os.uname().machine
     try:
         return _MACHINES[arch]
@@ -198,7 +205,7 @@ def _machine(arch):
         raise InvalidArgument(f"seccomp: unsupported architecture {arch!r}") from None
 
 
-def _kernel():
+def _kernel() -> tuple[int, ...]:
     out = []
     for part in os.uname().release.split("-")[0].split(".")[:2]:
         digits = "".join(c for c in part if c.isdigit()) if part else ""
@@ -206,7 +213,7 @@ def _kernel():
     return tuple(out + [0] * (2 - len(out)))
 
 
-def _kernel_version(v, where):
+def _kernel_version(v: object, where: str) -> tuple[int, int]:
     try:
         major, _, minor = str(v).partition(".")
         return int(major), int(minor or 0)
@@ -214,11 +221,11 @@ def _kernel_version(v, where):
         raise InvalidArgument(f"seccomp profile: invalid minKernel {v!r} in {where}") from None
 
 
-def _bad(msg):
+def _bad(msg: str) -> InvalidArgument:
     return InvalidArgument("seccomp profile: " + msg)
 
 
-def _strs(v, what):
+def _strs(v: object, what: str) -> list[str]:
     if v is None:
         return []
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
@@ -226,12 +233,12 @@ def _strs(v, what):
     return v
 
 
-def _norm_cap(c):
+def _norm_cap(c: str) -> str:
     c = c.upper()
     return c if c.startswith("CAP_") else "CAP_" + c
 
 
-def to_oci(profile, capabilities, arch=None) -> dict:
+def to_oci(profile: Any, capabilities: Iterable[str], arch: str | None = None) -> dict[str, Any]:
     """A docker-format seccomp profile (``defaultAction``, ``syscalls`` with ``includes`` and
     ``excludes``, ``archMap`` or ``architectures``) resolved for a container with these
     capabilities on arch: the OCI ``linux.seccomp`` object. Raises InvalidArgument."""
@@ -309,13 +316,13 @@ def to_oci(profile, capabilities, arch=None) -> dict:
     return out
 
 
-def _merge(rules):
+def _merge(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Fold the unconditional rules of one action into one entry, without duplicate names
     (a smaller profile). Only for rules that never give one syscall two actions: the order
     of the rules, which decides between such actions, is not kept."""
     out = []
-    plain = {}  # (action, errnoRet) -> the merged rule
-    seen = set()
+    plain: dict[tuple[str, Any], dict[str, Any]] = {}  # (action, errnoRet) -> the merged rule
+    seen: set[tuple[tuple[str, Any], str]] = set()
     for r in rules:
         if r.get("args"):
             out.append(r)

@@ -1,7 +1,17 @@
 """docker update: a container's resources (applied to a running container's cgroup at once)
 and its restart policy, recorded in its HostConfig for the next starts."""
 
+from __future__ import annotations
+
 from berth.errors import FailedPrecondition, InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Iterable
+    from typing import Any
+
+    from berth.metadata.records import Container
+    from berth.services.containers import ContainerService
 
 # the UpdateConfig fields (Resources + RestartPolicy) berth applies
 _FIELDS = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuPeriod", "CpuQuota",
@@ -12,7 +22,7 @@ _FIELDS = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares",
            "IOMaximumIOps", "IOMaximumBandwidth")
 
 
-def update(svc, ns, ref, body):
+def update(svc: ContainerService, ns: str, ref: str, body: Any) -> dict[str, Any]:
     """POST /containers/{id}/update. Returns {"Warnings": [...]}."""
     from berth.services import runopts
     if not isinstance(body, dict):
@@ -20,7 +30,7 @@ def update(svc, ns, ref, body):
     rec = svc.get(ns, ref)
     spec = rec.spec_json() or {}
     hc = dict(spec.get("HostConfig") or {})
-    warnings = []
+    warnings: list[str] = []
     new = {k: body[k] for k in _FIELDS if body.get(k) not in (None, "", [], 0) or
            (k in ("PidsLimit", "MemorySwap") and body.get(k) not in (None, 0))}
     for k in ("Devices", "DeviceCgroupRules", "Ulimits", "CgroupParent", "DeviceRequests"):
@@ -52,7 +62,7 @@ def update(svc, ns, ref, body):
     return {"Warnings": warnings}
 
 
-def resources_of(hc, only=None):
+def resources_of(hc: dict[str, Any], only: Iterable[str] | None = None) -> dict[str, Any]:
     """The OCI linux.resources of HostConfig fields (only: the keys given)."""
     keys = set(only or hc)
     res = {}
@@ -88,7 +98,7 @@ def resources_of(hc, only=None):
     return res
 
 
-def _apply(svc, rec, st, merged, new):
+def _apply(svc: ContainerService, rec: Container, st: dict[str, Any], merged: dict[str, Any], new: dict[str, Any]) -> None:
     from berth.errors import BerthError
     from berth.services.processes import _cgroup
     mgr = _cgroup(st["Pid"])
