@@ -101,7 +101,7 @@ def test_no_setattr_grafting():
     for path in _modules(""):
         with open(path) as f:
             for n, line in enumerate(f, 1):
-                if re.search(r"setattr\((cls|ImageService|APIClient)\b", line):
+                if re.search(r"setattr\((cls|[A-Z]\w*)\b", line):  # onto a class, not an instance
                     grafts.append(f"{os.path.relpath(path, REPO)}:{n}")
     assert grafts == []
 

@@ -6,14 +6,13 @@ See the package docstring (``berth.metadata``) for the model.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from berth.errors import (
     BerthError,
@@ -27,11 +26,20 @@ from berth.metadata import gc, schema
 from berth.metadata.records import (
     DEFAULT_NAMESPACE,
     DEFAULT_SNAPSHOTTER,
+    Container,
+    Descriptor,
     GCReport,
+    Image,
     Lease,
+    LeaseResource,
+    Namespace,
+    Object,
+    Roots,
     check_namespace,
 )
-from berth.metadata.tx import Tx
+from berth.metadata.tx import UNSET, Tx
+
+T = TypeVar("T")
 
 DB_NAME = "metadata.db"
 #: an ingest or an active/view snapshot that nothing references is kept this long
@@ -367,33 +375,174 @@ class MetadataStore:
                                                  now=tx.now() if now is None else now, dry_run=dry_run,
                                                  cleanup=cleanup), frees=True)
 
+    # -- the Tx operations, each in a transaction of its own (a write joins the caller's open one) --
 
-def _delegate(name: str, readonly: bool) -> Callable[..., Any]:
-    meth = getattr(Tx, name)
-    frees = name.startswith(("delete_", "remove_"))
+    def _read(self, fn: Callable[[Tx], T]) -> T:
+        with self.tx(readonly=True) as tx:
+            return fn(tx)
 
-    @functools.wraps(meth)
-    def op(self: MetadataStore, *args: Any, **kwargs: Any) -> Any:
-        if not readonly and not getattr(self._local, "depth", 0):
-            return self._write(lambda tx: getattr(tx, name)(*args, **kwargs), frees)
-        with self.tx(readonly=readonly) as tx:
-            return getattr(tx, name)(*args, **kwargs)
+    def _change(self, fn: Callable[[Tx], T], frees: bool = False) -> T:
+        if not getattr(self._local, "depth", 0):
+            return self._write(fn, frees)
+        with self.tx(readonly=False) as tx:
+            return fn(tx)
 
-    return op
+    def get_namespace(self, name: str) -> Namespace:
+        return self._read(lambda tx: tx.get_namespace(name))
 
+    def list_namespaces(self) -> list[Namespace]:
+        return self._read(lambda tx: tx.list_namespaces())
 
-_READS = ("get_namespace", "list_namespaces", "namespace_usage", "get_image", "find_image",
-          "list_images", "image_names_for_target", "get_container", "get_container_by_name",
-          "list_containers", "get_object", "find_object", "list_objects", "get_lease", "list_leases", "lease_resources", "expired_leases",
-          "content_refs", "content_referrers", "snapshot_refs", "gc_roots", "mark", "ref_parents")
-_WRITES = ("create_namespace", "set_namespace_labels", "delete_namespace", "create_image",
-           "update_image", "put_image", "delete_image", "create_container", "update_container",
-           "delete_container", "create_object", "update_object", "delete_object", "create_lease", "update_lease", "delete_lease",
-           "add_lease_resource", "remove_lease_resource", "add_content_refs", "add_snapshot_ref",
-           "remove_refs", "delete_expired_leases")
+    def namespace_usage(self, name: str) -> dict[str, int]:
+        return self._read(lambda tx: tx.namespace_usage(name))
 
-for _name in _READS:
-    setattr(MetadataStore, _name, _delegate(_name, True))
-for _name in _WRITES:
-    setattr(MetadataStore, _name, _delegate(_name, False))
-del _name
+    def get_image(self, namespace: str, name: str) -> Image:
+        return self._read(lambda tx: tx.get_image(namespace, name))
+
+    def find_image(self, namespace: str, name: str) -> Image | None:
+        return self._read(lambda tx: tx.find_image(namespace, name))
+
+    def list_images(self,
+            namespace: str | None, *, name_prefix: str | None = None,
+            target_digest: str | None = None) -> list[Image]:
+        return self._read(lambda tx: tx.list_images(namespace, name_prefix=name_prefix, target_digest=target_digest))
+
+    def image_names_for_target(self, namespace: str, digest: str) -> list[str]:
+        return self._read(lambda tx: tx.image_names_for_target(namespace, digest))
+
+    def get_container(self, namespace: str, id: str) -> Container:
+        return self._read(lambda tx: tx.get_container(namespace, id))
+
+    def get_container_by_name(self, namespace: str, name: str) -> Container:
+        return self._read(lambda tx: tx.get_container_by_name(namespace, name))
+
+    def list_containers(self, namespace: str, *, image: str | None = None) -> list[Container]:
+        return self._read(lambda tx: tx.list_containers(namespace, image=image))
+
+    def get_object(self, namespace: str, kind: str, id: str) -> Object:
+        return self._read(lambda tx: tx.get_object(namespace, kind, id))
+
+    def find_object(self, namespace: str, kind: str, name: str) -> Object | None:
+        return self._read(lambda tx: tx.find_object(namespace, kind, name))
+
+    def list_objects(self, namespace: str | None, kind: str) -> list[Object]:
+        return self._read(lambda tx: tx.list_objects(namespace, kind))
+
+    def get_lease(self, namespace: str, id: str) -> Lease:
+        return self._read(lambda tx: tx.get_lease(namespace, id))
+
+    def list_leases(self, namespace: str | None = None) -> list[Lease]:
+        return self._read(lambda tx: tx.list_leases(namespace))
+
+    def lease_resources(self, namespace: str, id: str) -> list[LeaseResource]:
+        return self._read(lambda tx: tx.lease_resources(namespace, id))
+
+    def expired_leases(self, now: float | None = None) -> list[Lease]:
+        return self._read(lambda tx: tx.expired_leases(now))
+
+    def content_refs(self, parent: str) -> list[str]:
+        return self._read(lambda tx: tx.content_refs(parent))
+
+    def content_referrers(self, child: str) -> list[str]:
+        return self._read(lambda tx: tx.content_referrers(child))
+
+    def snapshot_refs(self, digest: str) -> list[tuple[str, str]]:
+        return self._read(lambda tx: tx.snapshot_refs(digest))
+
+    def gc_roots(self, now: float | None = None) -> Roots:
+        return self._read(lambda tx: tx.gc_roots(now))
+
+    def mark(self, now: float | None = None) -> Roots:
+        return self._read(lambda tx: tx.mark(now))
+
+    def ref_parents(self) -> set[str]:
+        return self._read(lambda tx: tx.ref_parents())
+
+    def create_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> Namespace:
+        return self._change(lambda tx: tx.create_namespace(name, labels))
+
+    def set_namespace_labels(self, name: str, labels: Mapping[str, str]) -> Namespace:
+        return self._change(lambda tx: tx.set_namespace_labels(name, labels))
+
+    def delete_namespace(self, name: str) -> None:
+        return self._change(lambda tx: tx.delete_namespace(name), frees=True)
+
+    def create_image(self,
+            namespace: str, name: str, target: Descriptor | Mapping[str, Any],
+            labels: Mapping[str, str] | None = None) -> Image:
+        return self._change(lambda tx: tx.create_image(namespace, name, target, labels))
+
+    def update_image(self,
+            namespace: str, name: str, *, target: Descriptor | Mapping[str, Any] = UNSET,
+            labels: Mapping[str, str] = UNSET) -> Image:
+        return self._change(lambda tx: tx.update_image(namespace, name, target=target, labels=labels))
+
+    def put_image(self,
+            namespace: str, name: str, target: Descriptor | Mapping[str, Any],
+            labels: Mapping[str, str] | None = None) -> tuple[Image, Image | None]:
+        return self._change(lambda tx: tx.put_image(namespace, name, target, labels))
+
+    def delete_image(self, namespace: str, name: str) -> Image:
+        return self._change(lambda tx: tx.delete_image(namespace, name), frees=True)
+
+    def create_container(self,
+            namespace: str, id: str, *, name: str | None = None, image: str = '', snapshotter: str = '',
+            snapshot_key: str = '', runtime: str = '', spec: Any = None, labels: Mapping[str, str] | None = None,
+            extensions: Mapping[str, Any] | None = None) -> Container:
+        return self._change(
+            lambda tx: tx.create_container(namespace, id, name=name, image=image, snapshotter=snapshotter, snapshot_key=snapshot_key, runtime=runtime, spec=spec, labels=labels, extensions=extensions))
+
+    def update_container(self,
+            namespace: str, id: str, *, name: str = UNSET, image: str = UNSET, snapshotter: str = UNSET,
+            snapshot_key: str = UNSET, runtime: str = UNSET, spec: Any = UNSET, labels: Mapping[str, str] = UNSET,
+            extensions: Mapping[str, Any] = UNSET) -> Container:
+        return self._change(
+            lambda tx: tx.update_container(namespace, id, name=name, image=image, snapshotter=snapshotter, snapshot_key=snapshot_key, runtime=runtime, spec=spec, labels=labels, extensions=extensions))
+
+    def delete_container(self, namespace: str, id: str) -> Container:
+        return self._change(lambda tx: tx.delete_container(namespace, id), frees=True)
+
+    def create_object(self,
+            namespace: str, kind: str, id: str, name: str, data: Mapping[str, Any],
+            labels: Mapping[str, str] | None = None) -> Object:
+        return self._change(lambda tx: tx.create_object(namespace, kind, id, name, data, labels))
+
+    def update_object(self,
+            namespace: str, kind: str, id: str, *, data: Mapping[str, Any] = UNSET,
+            labels: Mapping[str, str] = UNSET) -> Object:
+        return self._change(lambda tx: tx.update_object(namespace, kind, id, data=data, labels=labels))
+
+    def delete_object(self, namespace: str, kind: str, id: str) -> Object:
+        return self._change(lambda tx: tx.delete_object(namespace, kind, id), frees=True)
+
+    def create_lease(self,
+            namespace: str, id: str | None = None, *, expires_at: float | None = None, ttl: float | None = None,
+            labels: Mapping[str, str] | None = None) -> Lease:
+        return self._change(lambda tx: tx.create_lease(namespace, id, expires_at=expires_at, ttl=ttl, labels=labels))
+
+    def update_lease(self,
+            namespace: str, id: str, *, expires_at: float | None = UNSET, labels: Mapping[str, str] = UNSET) -> Lease:
+        return self._change(lambda tx: tx.update_lease(namespace, id, expires_at=expires_at, labels=labels))
+
+    def delete_lease(self, namespace: str, id: str) -> None:
+        return self._change(lambda tx: tx.delete_lease(namespace, id), frees=True)
+
+    def add_lease_resource(self,
+            namespace: str, id: str, kind: str, ref: str, snapshotter: str = 'overlayfs') -> None:
+        return self._change(lambda tx: tx.add_lease_resource(namespace, id, kind, ref, snapshotter))
+
+    def remove_lease_resource(self,
+            namespace: str, id: str, kind: str, ref: str, snapshotter: str = 'overlayfs') -> None:
+        return self._change(lambda tx: tx.remove_lease_resource(namespace, id, kind, ref, snapshotter), frees=True)
+
+    def add_content_refs(self, parent: str, children: Iterable[str]) -> None:
+        return self._change(lambda tx: tx.add_content_refs(parent, children))
+
+    def add_snapshot_ref(self, digest: str, key: str, snapshotter: str = 'overlayfs') -> None:
+        return self._change(lambda tx: tx.add_snapshot_ref(digest, key, snapshotter))
+
+    def remove_refs(self, digest: str) -> None:
+        return self._change(lambda tx: tx.remove_refs(digest), frees=True)
+
+    def delete_expired_leases(self, now: float | None = None) -> list[tuple[str, str]]:
+        return self._change(lambda tx: tx.delete_expired_leases(now), frees=True)
