@@ -13,6 +13,7 @@ handles exits. Paths:
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import random
@@ -652,7 +653,7 @@ class ContainerService:
             out = out[:limit]
         return out
 
-    def records(self, ns: str) -> list:
+    def records(self, ns: str) -> builtins.list[Container]:
         """Every container record of a namespace as stored (no state, no health): for a front end
         that lists often and renders its own view (the CRI)."""
         return self.meta.list_containers(ns)
