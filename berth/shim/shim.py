@@ -11,6 +11,8 @@ handed over at the fork (and to `subscribe` requests); exit.json stays on disk a
 restarted berthd reads.
 """
 
+from __future__ import annotations
+
 import _signal
 import _socket
 import errno
@@ -27,11 +29,20 @@ from berth.linux import syscalls as sc
 from berth.runtime import container as runtime_lib  # imported by the zygote: bound here, no import at a start
 from berth.shim import protocol as proto
 
+TYPE_CHECKING = False  # no typing at run time: the shim is kept small
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import Any, Callable, NoReturn
+
+    from berth.runtime.oci import OCIRuntime
+    from berth.shim.crilog import CRILog
+
+    Params = dict[str, Any]  # the shim's parameters from berthd (decoded JSON)
+
 
 MAX_EXEC_RECORDS = 256  # finished execs whose exit code the shim still answers for (exec_state)
 
 
-def _now_rfc3339():
+def _now_rfc3339() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
@@ -39,15 +50,15 @@ def _now_rfc3339():
 class JSONLog:
     """docker's json-file log driver: one JSON object per line, size-based rotation."""
 
-    def __init__(self, path, max_size=0, max_file=1):
+    def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
         self.path = path
         self.max_size = max_size
         self.max_file = max(1, max_file)
         self.f = open(path, "ab")
         self.size = self.f.tell()
-        self.partial = {}  # stream -> the start of a line not ended yet
+        self.partial: dict[str, bytes] = {}  # stream -> the start of a line not ended yet
 
-    def write(self, stream, data):
+    def write(self, stream: str, data: bytes) -> None:
         """One entry per line, as docker's log copier: a line without its newline waits for the
         rest (up to 16 KiB), or for flush() at the stream's end."""
         lines = (self.partial.pop(stream, b"") + data).split(b"\n")
@@ -59,13 +70,13 @@ class JSONLog:
         elif rest:
             self.partial[stream] = rest
 
-    def flush(self, stream=None):
+    def flush(self, stream: str | None = None) -> None:
         for s in [stream] if stream else list(self.partial):
             rest = self.partial.pop(s, b"")
             if rest:
                 self._entry(s, rest)
 
-    def _entry(self, stream, data):
+    def _entry(self, stream: str, data: bytes) -> None:
         line = json.dumps({"log": data.decode("utf-8", errors="replace"), "stream": stream,
                            "time": _now_rfc3339()}).encode() + b"\n"
         if self.max_size and self.size + len(line) > self.max_size and self.size > 0:
@@ -74,7 +85,7 @@ class JSONLog:
         self.f.flush()
         self.size += len(line)
 
-    def rotate(self):
+    def rotate(self) -> None:
         self.f.close()
         if self.max_file > 1:
             for i in range(self.max_file - 1, 0, -1):
@@ -98,14 +109,14 @@ class _Poller:
     (a client gone for good is read out and dropped, even while held). select() answers the data
     of each side that is ready."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.ep = select.epoll()
-        self.data = {}  # fd -> data, when readable
-        self.wdata = {}  # fd -> data, when writable
-        self.held = set()  # fds not read for now
-        self.masks = {}  # fd -> the events epoll watches
+        self.data: dict[int, tuple[str, Any]] = {}  # fd -> data, when readable
+        self.wdata: dict[int, tuple[str, Any]] = {}  # fd -> data, when writable
+        self.held: set[int] = set()  # fds not read for now
+        self.masks: dict[int, int] = {}  # fd -> the events epoll watches
 
-    def _apply(self, fd):
+    def _apply(self, fd: int) -> None:
         mask = (select.EPOLLIN if fd in self.data and fd not in self.held else 0) | \
             (select.EPOLLOUT if fd in self.wdata else 0)
         old = self.masks.get(fd)
@@ -128,37 +139,37 @@ class _Poller:
         except OSError:
             self.masks.pop(fd, None)
 
-    def register(self, fileobj, data):
+    def register(self, fileobj: int | _socket.socket, data: tuple[str, Any]) -> None:
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
         self.data[fd] = data
         self._apply(fd)
 
-    def unregister(self, fileobj):
+    def unregister(self, fileobj: int | _socket.socket) -> None:
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
         del self.data[fd]  # KeyError when not registered, as selectors
         self.wdata.pop(fd, None)
         self.held.discard(fd)
         self._apply(fd)
 
-    def want_write(self, fd, data):
+    def want_write(self, fd: int, data: tuple[str, Any]) -> None:
         self.wdata[fd] = data
         self._apply(fd)
 
-    def done_writing(self, fd):
+    def done_writing(self, fd: int) -> None:
         if self.wdata.pop(fd, None) is not None:
             self._apply(fd)
 
-    def hold(self, fileobj):
+    def hold(self, fileobj: int | _socket.socket) -> None:
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
         self.held.add(fd)
         self._apply(fd)
 
-    def release(self, fileobj):
+    def release(self, fileobj: int | _socket.socket) -> None:
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
         self.held.discard(fd)
         self._apply(fd)
 
-    def select(self, timeout=None):
+    def select(self, timeout: float | None = None) -> list[tuple[str, Any]]:
         try:
             events = self.ep.poll(-1 if timeout is None else timeout)
         except InterruptedError:
@@ -179,11 +190,11 @@ class _Stdin:
     now waits here, and the clients feeding it are not read while more than STDIN_HIGH waits
     (their senders feel it as a full socket), until it is down to STDIN_LOW."""
 
-    def __init__(self, fd, close_fd=True):
+    def __init__(self, fd: int, close_fd: bool = True) -> None:
         self.fd = fd
         self.close_fd = close_fd  # a pty master is the output's too: not ours to close
         self.buf = bytearray()
-        self.held = []  # client sockets not read until the buffer drains
+        self.held: list[Client] = []  # client sockets not read until the buffer drains
         self.closing = False  # close once what waits is written (the client's end of input)
         self.closed = False
         os.set_blocking(fd, False)
@@ -194,57 +205,57 @@ STDIN_LOW = 64 * 1024
 
 
 class Exec:
-    def __init__(self, exec_id, tty, stdin):
+    def __init__(self, exec_id: str, tty: bool, stdin: bool) -> None:
         self.id = exec_id
         self.tty = tty
         self.stdin = stdin
         self.pid = 0
-        self.exit_code = None
-        self.fds = {}  # fd -> stream
-        self.stdin_w = None  # a _Stdin
-        self.master = None
-        self.client = None
+        self.exit_code: int | None = None
+        self.fds: dict[int, str] = {}  # fd -> stream
+        self.stdin_w: _Stdin | None = None  # a _Stdin
+        self.master: int | None = None
+        self.client: Client | None = None
         self.told = False  # its exit went to berthd's events channel
 
 
 class Client:
-    def __init__(self, sock):
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buf = b""
-        self.mode = None  # None (reading the request), "attach", "wait", "exec"
-        self.exec = None
-        self.want = set()
+        self.mode: str | None = None  # None (reading the request), "attach", "wait", "exec"
+        self.exec: Exec | None = None
+        self.want: set[str] = set()
         self.stdin = False
         self.close_stdin = True  # an attach: its end of input closes the container's stdin
 
 
 class Shim:
-    def __init__(self, p):
+    def __init__(self, p: Params) -> None:
         self.p = p
         self.id = p["id"]
         self.state_dir = p["state_dir"]
         self.tty = bool(p.get("tty"))
         self.sel = _Poller()
-        self.clients = []
-        self.exit_code = None
-        self.finished_at = None
+        self.clients: list[Client] = []
+        self.exit_code: int | None = None
+        self.finished_at: str | None = None
         self.init_pid = 0
-        self.stdin_w = None  # a _Stdin, when the container has one
-        self.master = None
-        self.outputs = {}  # fd -> stream name
+        self.stdin_w: _Stdin | None = None  # a _Stdin, when the container has one
+        self.master: int | None = None
+        self.outputs: dict[int, str] = {}  # fd -> stream name
         self.started = False
         self.paused = False
-        self.events = None  # the Client of berthd's events channel
+        self.events: Client | None = None  # the Client of berthd's events channel
         self.announced = False  # the start result went out
-        self.execs = {}  # exec id -> Exec
-        log = JSONLog
+        self.execs: dict[str, Exec] = {}  # exec id -> Exec
+        log: type[JSONLog] | type[CRILog] = JSONLog
         if p.get("log_format") == "cri":  # a container of the Kubernetes CRI: kubelet's log format
             from berth.shim.crilog import CRILog as log
         self.log = log(p["log_path"], int(p.get("log_max_size") or 0), int(p.get("log_max_file") or 1))
 
     # --- setup ---
 
-    def start_container(self):
+    def start_container(self) -> None:
         self.outputs, stdin_w, proxy, console = _child_stdio(self.tty, self.p.get("open_stdin"))
         pidfile = os.path.join(self.state_dir, "init.pid")
         # no attach to wait for and a light start: the helper that creates the container releases
@@ -252,13 +263,13 @@ class Shim:
         # ~100 KB of private pages in a long-lived shim)
         start_now = not self.p.get("wait_attach") and self.p.get("start_in_place")
 
-        def create():
+        def create() -> int:
             pid = self.runtime().create(self.id, self.p["bundle"], pidfile, console)
             if start_now:
                 runtime_lib.release(self.p["runtime_root"], self.id, pid)
             return pid
         try:
-            self.init_pid = _in_child(create)
+            self.init_pid = _in_child(create)  # type: ignore[assignment]  # create() answers the pid
         finally:
             _null_stdio()
             if console is not None:
@@ -271,13 +282,13 @@ class Shim:
         if stdin_w is not None:
             self.stdin_w = _Stdin(stdin_w, close_fd=stdin_w != self.master)
 
-    def runtime(self):
+    def runtime(self) -> OCIRuntime:
         """The container's OCI runtime (berth.runtime.oci), made where it is used: in the
         short-lived children of _in_child, so its objects never weigh on the long-lived shim."""
         from berth.runtime import oci
         return oci.from_params(self.p)
 
-    def start_process(self):
+    def start_process(self) -> None:
         """Release the created container (after the first attach when one is expected)."""
         if self.started:
             return
@@ -296,7 +307,7 @@ class Shim:
                 pass
             raise
 
-    def _start(self):
+    def _start(self) -> None:
         """The runtime's start: in place when berthd says it is light (the library's, for a spec
         without poststart hooks: the init released through its exec fifo with os calls, no
         helper process on the path, no runtime object here), else in a helper child."""
@@ -310,7 +321,7 @@ class Shim:
 
     # --- the loop ---
 
-    def serve(self):
+    def serve(self) -> None:
         path = self.p.get("socket") or os.path.join(self.state_dir, "shim.sock")
         d = path.rpartition("/")[0]
         try:
@@ -348,7 +359,7 @@ class Shim:
         self.reap()
         drain_deadline = None
         while True:
-            if not self.started and time.monotonic() > attach_deadline:
+            if not self.started and time.monotonic() > attach_deadline:  # type: ignore[operator]  # set when not started
                 try:
                     self.start_process()  # berthd never said start
                 except ChildError:
@@ -370,7 +381,7 @@ class Shim:
                         pass
         self._finish()
 
-    def _start_events(self):
+    def _start_events(self) -> None:
         """The events channel berthd handed over: the start result now, the exit at the end."""
         self.announced = True
         fd = self.p.get("events_fd")
@@ -386,7 +397,7 @@ class Shim:
             self.sel.register(sock, ("client", c))
             self.events = c
 
-    def _dispatch(self, kind, data):
+    def _dispatch(self, kind: str, data: Any) -> None:
         if kind == "listen":
             self._accept()
         elif kind == "output":
@@ -404,7 +415,7 @@ class Shim:
         elif kind == "stdin":
             self._write_stdin(data)
 
-    def reap(self):
+    def reap(self) -> None:
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -422,7 +433,7 @@ class Shim:
                     ex.exit_code = code
                     self._exec_maybe_done(ex)
 
-    def _exited(self, code):
+    def _exited(self, code: int) -> None:
         self.exit_code = code
         self.finished_at = _now_rfc3339()
         tmp = os.path.join(self.state_dir, ".exit.json")
@@ -432,7 +443,7 @@ class Shim:
                     sync=self.events is None)
         os.rename(tmp, os.path.join(self.state_dir, "exit.json"))
 
-    def _output(self, fd):
+    def _output(self, fd: int) -> None:
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
@@ -455,7 +466,7 @@ class Shim:
             if c.mode == "attach" and stream in c.want:
                 self._send(c, frame)
 
-    def _send(self, c, data):
+    def _send(self, c: Client, data: bytes) -> None:
         try:
             c.sock.setblocking(True)
             c.sock.settimeout(5)
@@ -464,9 +475,9 @@ class Shim:
         except OSError:
             self._drop(c)
 
-    def _accept(self):
+    def _accept(self) -> None:
         try:
-            fd, _ = self.listener._accept()
+            fd, _ = self.listener._accept()  # type: ignore[attr-defined]  # _socket's own
         except BlockingIOError:
             return
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
@@ -475,13 +486,13 @@ class Shim:
         self.clients.append(c)
         self.sel.register(sock, ("client", c))
 
-    def _unregister(self, fileobj):
+    def _unregister(self, fileobj: int | _socket.socket) -> None:
         try:
             self.sel.unregister(fileobj)
         except (KeyError, ValueError):
             pass
 
-    def _drop(self, c):
+    def _drop(self, c: Client) -> None:
         if c in self.clients:
             self.clients.remove(c)
             try:
@@ -490,7 +501,7 @@ class Shim:
                 pass
             c.sock.close()
 
-    def _client_readable(self, c):
+    def _client_readable(self, c: Client) -> None:
         if c not in self.clients:
             return  # dropped by an earlier event of the same select() round
         try:
@@ -518,7 +529,7 @@ class Shim:
                 self._stdin(c, rest)
             return
         if c.mode == "exec":
-            ex = c.exec
+            ex: Exec = c.exec  # type: ignore[assignment]  # set with the mode
             if not data:
                 if ex.stdin_w is not None and ex.stdin_w.close_fd:
                     self._close_stdin(ex.stdin_w)  # once what waits for it is written
@@ -549,13 +560,13 @@ class Shim:
         elif not data:
             self._drop(c)
 
-    def _stdin(self, c, data):
+    def _stdin(self, c: Client, data: bytes) -> None:
         if c.stdin and self.stdin_w is not None:
             self._feed(self.stdin_w, c, data)
 
     # --- stdin without blocking: a buffer, and back-pressure on the clients that feed it ---
 
-    def _feed(self, st, c, data):
+    def _feed(self, st: _Stdin, c: Client, data: bytes) -> None:
         if st.closed or st.closing:
             return
         st.buf += data
@@ -564,7 +575,7 @@ class Shim:
             self.sel.hold(c.sock)  # not read until the process reads its stdin
             st.held.append(c)
 
-    def _write_stdin(self, st):
+    def _write_stdin(self, st: _Stdin) -> None:
         """Write what the process's stdin takes now; watch it for room while more waits."""
         while st.buf and not st.closed:
             try:
@@ -589,7 +600,7 @@ class Shim:
         if len(st.buf) <= STDIN_LOW:
             self._release(st)
 
-    def _release(self, st):
+    def _release(self, st: _Stdin) -> None:
         held, st.held = st.held, []
         for c in held:
             if c in self.clients:
@@ -598,13 +609,13 @@ class Shim:
                 except (KeyError, ValueError, OSError):
                     pass
 
-    def _close_stdin(self, st):
+    def _close_stdin(self, st: _Stdin) -> None:
         """The end of input: the process's stdin closes once what waits for it is written."""
         st.closing = True
         if not st.buf:
             self._stdin_closed(st)
 
-    def _stdin_closed(self, st):
+    def _stdin_closed(self, st: _Stdin) -> None:
         """Closed, or gone (a pty's or an exec's end): nothing more is written, its feeders are read
         again (what they send goes nowhere)."""
         if st.closed:
@@ -619,10 +630,10 @@ class Shim:
                 pass
         self._release(st)
 
-    def _reply(self, c, obj):
+    def _reply(self, c: Client, obj: dict[str, Any]) -> None:
         self._send(c, fastjson.dumps(obj).encode() + b"\n")
 
-    def _request(self, c, req):
+    def _request(self, c: Client, req: dict[str, Any]) -> None:
         op = req.get("op")
         if op == "attach":
             c.mode = "attach"
@@ -644,7 +655,7 @@ class Shim:
         self._reply(c, reply)
         self._drop(c)
 
-    def _op(self, op, req):
+    def _op(self, op: str | None, req: dict[str, Any]) -> dict[str, Any]:
         if op == "start":
             if self.exit_code is not None:
                 return proto.fail("FailedPrecondition", "container not running")
@@ -682,7 +693,7 @@ class Shim:
                     pass  # the exec ended meanwhile
             return proto.ok()
         if op == "exec_state":
-            ex = self.execs.get(req.get("exec_id"))
+            ex = self.execs.get(req.get("exec_id"))  # type: ignore[arg-type]
             if ex is None:
                 return proto.fail("NotFound", "no such exec")
             return proto.ok(pid=ex.pid, running=ex.exit_code is None, exit_code=ex.exit_code)
@@ -699,11 +710,11 @@ class Shim:
                 return proto.ok(cgroup=f.read(), pid=self.init_pid)
         return proto.fail("InvalidArgument", f"unknown op {op!r}")
 
-    def _pause_resume(self, op):
+    def _pause_resume(self, op: str) -> None:
         _in_child(lambda: getattr(self.runtime(), op)(self.id))
         self.paused = op == "pause"
 
-    def _exec(self, c, req):
+    def _exec(self, c: Client, req: dict[str, Any]) -> None:
         """Start a process in the container (the runtime's exec, detached, re-parented to us)
         whose stdio this connection carries."""
         ex = Exec(req.get("exec_id") or "", bool(req.get("process", {}).get("terminal")), bool(req.get("stdin")))
@@ -745,7 +756,7 @@ class Shim:
         self._reply(c, proto.ok(pid=ex.pid))
         self.reap()
 
-    def _exec_output(self, ex, fd):
+    def _exec_output(self, ex: Exec, fd: int) -> None:
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
@@ -768,7 +779,7 @@ class Shim:
         if ex.client is not None and ex.client in self.clients:
             self._send(ex.client, frame)
 
-    def _exec_maybe_done(self, ex):
+    def _exec_maybe_done(self, ex: Exec) -> None:
         if ex.exit_code is None or ex.fds and not ex.tty:
             return
         if ex.tty and ex.master is not None:
@@ -805,12 +816,12 @@ class Shim:
             self._drop(ex.client)
             ex.client = None
 
-    def _write_state(self, status):
+    def _write_state(self, status: str) -> None:
         tmp = os.path.join(self.state_dir, ".shim.json")
         _write_file(tmp, fastjson.dumps({"status": status, "pid": self.init_pid, "shim_pid": os.getpid()}))
         os.rename(tmp, os.path.join(self.state_dir, "shim.json"))
 
-    def _finish(self):
+    def _finish(self) -> None:
         """The container has exited and its output is drained: the runtime's state and our socket
         go first (a restart may start the next shim at once), then berthd hears the exit."""
         self.log.flush()
@@ -821,14 +832,14 @@ class Shim:
         except OSError:
             pass
         self._write_state("exited")
-        ev = fastjson.dumps(proto.exit_event(self.exit_code, self.finished_at, self.init_pid)).encode() + b"\n"
+        ev = fastjson.dumps(proto.exit_event(self.exit_code, self.finished_at, self.init_pid)).encode() + b"\n"  # type: ignore[arg-type]  # set at the exit
         for c in list(self.clients):
             if c.mode == "events":
                 self._send(c, ev)
             self._drop(c)
 
 
-def _in_child(fn):
+def _in_child(fn: Callable[[], int | None]) -> int | None:
     """fn() run in a short-lived child of the shim; returns its result (an int or None), or raises
     RuntimeError with the child's error message.
 
@@ -872,13 +883,13 @@ def _in_child(fn):
 class ChildError(Exception):
     """An error of the runtime's work in _in_child, with its kind (berth.shim.protocol)."""
 
-    def __init__(self, kind, message):
+    def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
 
 
-def _kind(e):
+def _kind(e: BaseException) -> str:
     """The protocol's error kind of an exception."""
     if isinstance(e, ChildError):
         return e.kind
@@ -889,11 +900,11 @@ def _kind(e):
     return "SystemError"
 
 
-def _message(e):
+def _message(e: BaseException) -> str:
     return getattr(e, "message", None) or str(e) or type(e).__name__
 
 
-def _write_file(path, text, sync=False):
+def _write_file(path: str, text: str, sync: bool = False) -> None:
     """A small file written with os calls only (no io objects: fewer inherited objects touched)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
@@ -906,18 +917,18 @@ def _write_file(path, text, sync=False):
         os.close(fd)
 
 
-def _ignore(*_):
+def _ignore(*_: object) -> None:
     pass
 
 
-def _null_stdio():
+def _null_stdio() -> None:
     devnull = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
 
 
-def _child_stdio(tty, stdin):
+def _child_stdio(tty: bool, stdin: object) -> tuple[dict[int, str], int | None, socket.socket | None, socket.socket | None]:
     """Point fds 0-2 at what the process the runtime forks next will inherit: with a TTY nothing
     (/dev/null; its pty master comes over the returned console socket), else pipes whose other
     ends we keep. Returns ({read fd: stream}, stdin's write fd or None, proxy, console)."""
@@ -944,7 +955,7 @@ def _child_stdio(tty, stdin):
     return outputs, stdin_w, None, None
 
 
-def _receive_master(proxy):
+def _receive_master(proxy: socket.socket) -> int:
     """The pty master the runtime sent over the console socket."""
     _, fds, _, _ = socket.recv_fds(proxy, 1024, 1)
     proxy.close()
@@ -952,7 +963,7 @@ def _receive_master(proxy):
     return fds[0]
 
 
-def _tell(params, event):
+def _tell(params: Params, event: dict[str, Any]) -> None:
     """One event on berthd's events channel, when the shim has not made it a client yet."""
     fd = params.get("events_fd")
     if fd is None:
@@ -963,7 +974,7 @@ def _tell(params, event):
         pass
 
 
-def _cleanup_runtime(params):
+def _cleanup_runtime(params: Params) -> None:
     try:
         from berth.runtime import oci
         oci.from_params(params).delete(params["id"], force=True)
@@ -971,7 +982,7 @@ def _cleanup_runtime(params):
         pass
 
 
-def _alive(pid):
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
         return True
@@ -979,7 +990,7 @@ def _alive(pid):
         return False
 
 
-def run(params):
+def run(params: Params) -> NoReturn:
     """Entry point in the forked shim process; never returns."""
     code = 0
     shim = None
