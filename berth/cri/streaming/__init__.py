@@ -10,6 +10,8 @@ Runs on berthd's asyncio loop; each upgraded connection is served by the protoco
 (spdy, remotecommand, portforward) in this package.
 """
 
+from __future__ import annotations
+
 import asyncio
 import base64
 import collections
@@ -21,6 +23,16 @@ import time
 
 from berth.errors import InvalidArgument, Unavailable
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import Any, Awaitable, Callable, Iterable
+
+    from berth.cri.stream_backend import StreamBackend, _ShimSession
+    from berth.cri.streaming import spdy, websocket
+
+    Headers = dict[str, list[str]]  # lower-case name -> values
+    Request = dict[str, Any]  # what a URL's token stands for (exec_url, attach_url, portforward_url)
+
 log = logging.getLogger("berthd.streaming")
 
 TOKEN_TTL = 60.0  # seconds, as kubelet's cacheTTL
@@ -30,7 +42,7 @@ STREAM_IDLE_TIMEOUT = 4 * 3600.0  # containerd's default stream_idle_timeout
 MAX_REQUEST_HEAD = 64 * 1024
 
 
-def _split_address(address):
+def _split_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         raise InvalidArgument(f"streaming server address {address!r}: expected HOST:PORT")
@@ -39,17 +51,18 @@ def _split_address(address):
 
 
 class StreamingServer:
-    def __init__(self, address: str = "127.0.0.1:0", backend=None, *, token_ttl=TOKEN_TTL,
-                 stream_creation_timeout=STREAM_CREATION_TIMEOUT, stream_idle_timeout=STREAM_IDLE_TIMEOUT):
+    def __init__(self, address: str = "127.0.0.1:0", backend: StreamBackend | None = None, *,
+                 token_ttl: float = TOKEN_TTL, stream_creation_timeout: float = STREAM_CREATION_TIMEOUT,
+                 stream_idle_timeout: float = STREAM_IDLE_TIMEOUT) -> None:
         self.host, self.port = _split_address(address)
-        self.backend = backend
+        self.backend: StreamBackend = backend  # type: ignore[assignment]  # given by every caller that serves
         self.token_ttl = token_ttl
         self.creation_timeout = stream_creation_timeout
         self.idle_timeout = stream_idle_timeout
-        self._cache = collections.OrderedDict()  # token -> (expiry, kind, request)
+        self._cache: collections.OrderedDict[str, tuple[float, str, Request]] = collections.OrderedDict()  # token -> (expiry, kind, request)
         self._lock = threading.Lock()  # URLs are made in the CRI's gRPC threads, consumed on the loop
-        self._server = None
-        self._conns = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: set[asyncio.Task[Any]] = set()
 
     # --- lifecycle ---
 
@@ -71,7 +84,7 @@ class StreamingServer:
             self._server = None
 
     @property
-    def base_url(self):
+    def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
@@ -110,11 +123,11 @@ class StreamingServer:
         req = {"sandbox_id": sandbox_id, "ports": list(ports or [])}
         return f"{self.base_url}/portforward/{self._insert('portforward', req)}"
 
-    def _insert(self, kind, req):
+    def _insert(self, kind: str, req: Request) -> str:
         with self._lock:
             return self._insert_locked(kind, req)
 
-    def _insert_locked(self, kind, req):
+    def _insert_locked(self, kind: str, req: Request) -> str:
         now = time.monotonic()
         while self._cache:  # drop the expired ones (oldest first)
             token, (expiry, _, _) = next(iter(self._cache.items()))
@@ -132,7 +145,7 @@ class StreamingServer:
         self._cache[token] = (now + self.token_ttl, kind, req)
         return token
 
-    def _consume(self, kind, token):
+    def _consume(self, kind: str, token: str) -> Request | None:
         with self._lock:
             entry = self._cache.pop(token, None)
         if entry is None:
@@ -144,8 +157,8 @@ class StreamingServer:
 
     # --- HTTP ---
 
-    async def _handle(self, reader, writer):
-        task = asyncio.current_task()
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task: asyncio.Task[Any] = asyncio.current_task()  # type: ignore[assignment]  # in a task
         self._conns.add(task)
         try:
             await self._serve_http(reader, writer)
@@ -162,7 +175,7 @@ class StreamingServer:
             except (ConnectionError, OSError, RuntimeError):
                 pass
 
-    async def _serve_http(self, reader, writer):
+    async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
         except asyncio.TimeoutError:
@@ -173,7 +186,7 @@ class StreamingServer:
         except ValueError:
             await _respond(writer, 400, "malformed HTTP request\n")
             return
-        headers = {}
+        headers: Headers = {}
         for line in lines[1:]:
             if ":" in line:
                 k, v = line.split(":", 1)
@@ -190,17 +203,18 @@ class StreamingServer:
             return
         await self._upgrade(kind, req, headers, reader, writer)
 
-    async def _upgrade(self, kind, req, headers, reader, writer):
+    async def _upgrade(self, kind: str, req: Request, headers: Headers, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
         from berth.cri.streaming import websocket
         if websocket.is_websocket(headers):
             await self._websocket(kind, req, headers, reader, writer)
             return
         await self._spdy(kind, req, headers, reader, writer)
 
-    def _watch(self, conn):
+    def _watch(self, conn: spdy.Connection | websocket.Connection) -> asyncio.Future[None]:
         """Close a connection on which nothing moved for stream_idle_timeout (kubelet's idle
         timeout counts frames both ways)."""
-        async def watch():
+        async def watch() -> None:
             while not conn.closed:
                 idle = time.monotonic() - conn.last_activity
                 if idle >= self.idle_timeout:
@@ -210,7 +224,8 @@ class StreamingServer:
                 await asyncio.sleep(min(self.idle_timeout - idle + 0.05, 60))
         return asyncio.ensure_future(watch())
 
-    async def _spdy(self, kind, req, headers, reader, writer):
+    async def _spdy(self, kind: str, req: Request, headers: Headers, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> None:
         from berth.cri.streaming import portforward, remotecommand, spdy
         supported = portforward.PROTOCOLS if kind == "portforward" else remotecommand.PROTOCOLS
         offered = [p.strip() for v in headers.get("x-stream-protocol-version", []) for p in v.split(",") if p.strip()]
@@ -252,19 +267,21 @@ class StreamingServer:
         finally:
             watch.cancel()
 
-    def _starter(self, kind, req, opts):
+    def _starter(self, kind: str, req: Request,
+                 opts: dict[str, Any]) -> Callable[[tuple[int, int] | None], Awaitable[_ShimSession]]:
         cid = req["container_id"]
         if kind == "exec":
-            async def start(size=None):
+            async def start(size: tuple[int, int] | None = None) -> _ShimSession:
                 return await self.backend.exec(cid, req["cmd"], tty=opts["tty"], stdin=opts["stdin"],
                                                stdout=opts["stdout"], stderr=opts["stderr"], size=size)
         else:
-            async def start(size=None):
+            async def start(size: tuple[int, int] | None = None) -> _ShimSession:
                 return await self.backend.attach(cid, tty=opts["tty"], stdin=opts["stdin"], stdout=opts["stdout"],
                                                  stderr=opts["stderr"])
         return start
 
-    async def _websocket(self, kind, req, headers, reader, writer):
+    async def _websocket(self, kind: str, req: Request, headers: Headers, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
         """kubelet's websocket forms (wsstream): channels instead of streams."""
         from berth.cri.streaming import portforward, remotecommand, websocket
         supported = websocket.PORTFORWARD if kind == "portforward" else websocket.REMOTECOMMAND
@@ -284,7 +301,7 @@ class StreamingServer:
         finally:
             watch.cancel()
 
-    async def _websocket_run(self, kind, req, conn, protocol):
+    async def _websocket_run(self, kind: str, req: Request, conn: websocket.Connection, protocol: str) -> None:
         from berth.cri.streaming import portforward, remotecommand
         if kind == "portforward":
             ports = req["ports"]
@@ -312,7 +329,7 @@ class StreamingServer:
                                 self.creation_timeout)
 
 
-def _options(kind, req):
+def _options(kind: str, req: Request) -> dict[str, Any]:
     opts = {"kind": kind, "stdin": req["stdin"], "stdout": req["stdout"], "stderr": req["stderr"], "tty": req["tty"]}
     if opts["tty"]:
         opts["stderr"] = False
@@ -322,7 +339,8 @@ def _options(kind, req):
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
 
 
-async def _respond(writer, status, body, extra=()):
+async def _respond(writer: asyncio.StreamWriter, status: int, body: str,
+                   extra: Iterable[tuple[str, str]] = ()) -> None:
     data = body.encode()
     head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: text/plain; charset=utf-8",
             "X-Content-Type-Options: nosniff", f"Date: {email.utils.formatdate(usegmt=True)}",

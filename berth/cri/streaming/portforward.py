@@ -8,23 +8,36 @@ the pod's network namespace; a failure is written as text on the error stream. O
 serves any number of connections until the client closes it.
 """
 
+from __future__ import annotations
+
 import asyncio
 import logging
 
 PROTOCOLS = ["portforward.k8s.io"]
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import Any, Awaitable, Callable, Coroutine
+
+    from berth.cri.streaming import spdy, websocket
+
+    Stream = spdy.Stream | websocket.Channel  # what the protocols read and write
+    Conn = spdy.Connection | websocket.Connection
+
 log = logging.getLogger("berthd.streaming")
 
 
 class Handler:
-    def __init__(self, sandbox_id, connect, creation_timeout):
+    def __init__(self, sandbox_id: str,
+                 connect: Callable[[int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]],
+                 creation_timeout: float) -> None:
         self.sandbox_id = sandbox_id
         self.connect = connect  # async (port) -> (reader, writer) of the connection in the pod
         self.creation_timeout = creation_timeout
-        self.pairs = {}
-        self.tasks = set()
+        self.pairs: dict[str, dict[str, Any]] = {}  # request id -> {"id", "data", "error", "complete"}
+        self.tasks: set[asyncio.Future[Any]] = set()
 
-    def on_stream(self, stream):
+    def on_stream(self, stream: Stream) -> bool:
         """Validate and pair a new stream (kubelet rejects a bad one with a reset)."""
         port = stream.header("port")
         if not port:
@@ -55,12 +68,12 @@ class Handler:
             self._spawn(self._forward(pair["data"], pair["error"], int(pair["data"].header("port"))))
         return True
 
-    def _spawn(self, coro):
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         t = asyncio.ensure_future(coro)
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
 
-    async def _expire(self, rid, pair):
+    async def _expire(self, rid: str, pair: dict[str, Any]) -> None:
         await asyncio.sleep(self.creation_timeout)
         if not pair.get("complete"):
             self.pairs.pop(rid, None)
@@ -68,7 +81,7 @@ class Handler:
             if err is not None:
                 await _print(err, f"(conn, request={rid}) timed out waiting for streams")
 
-    async def _forward(self, data, error, port):
+    async def _forward(self, data: Stream, error: Stream, port: int) -> None:
         writer = None
         try:
             try:
@@ -78,7 +91,7 @@ class Handler:
                 await _print(error, f"error forwarding port {port} to pod {self.sandbox_id}, uid : {text}")
                 return
 
-            async def to_pod():
+            async def to_pod() -> None:
                 while True:
                     chunk = await data.read()
                     if not chunk:
@@ -88,7 +101,7 @@ class Handler:
                 if writer.can_write_eof():
                     writer.write_eof()
 
-            async def from_pod():
+            async def from_pod() -> None:
                 while True:
                     chunk = await reader.read(256 * 1024)
                     if not chunk:
@@ -112,19 +125,19 @@ class Handler:
             data.close()
             error.close()
 
-    def cancel(self):
+    def cancel(self) -> None:
         for t in list(self.tasks):
             t.cancel()
 
 
-async def _print(stream, text):
+async def _print(stream: Stream, text: str) -> None:
     try:
         await stream.write(text.encode())
     except ConnectionError:
         pass
 
 
-async def run(conn, handler):
+async def run(conn: Conn, handler: Handler) -> None:
     try:
         await conn.serve()
     finally:
@@ -132,7 +145,8 @@ async def run(conn, handler):
         await conn.close()
 
 
-async def run_channels(conn, handler, ports):
+async def run_channels(conn: Conn, handler: Handler,
+                       ports: list[tuple[int, tuple[websocket.Channel, websocket.Channel]]]) -> None:
     """Port forwarding over websocket channels: one (data, error) pair per port of the request,
     each announced by the port number (little-endian uint16); done when every pair is."""
     import struct

@@ -9,6 +9,8 @@ to stdout/stderr, and at the end the error stream carries the outcome: v4 a meta
 The client's FIN on stdin is the command's end of input.
 """
 
+from __future__ import annotations
+
 import asyncio
 import json
 import logging
@@ -19,28 +21,41 @@ V2 = "v2.channel.k8s.io"
 V1 = "channel.k8s.io"
 PROTOCOLS = [V4, V3, V2, V1]  # kubelet's SupportedStreamingProtocols, in its order
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import Any, Awaitable, Callable, Optional
+
+    from berth.cri.stream_backend import _ShimSession
+    from berth.cri.streaming import spdy, websocket
+
+    Stream = spdy.Stream | websocket.Channel  # what the protocols read and write
+    Conn = spdy.Connection | websocket.Connection
+    Status = dict[str, Any]  # a metav1.Status (v4's error stream)
+    Opts = dict[str, Any]  # the session's {"kind", "stdin", "stdout", "stderr", "tty"}
+    Size = Optional[tuple[int, int]]  # (width, height); None at the end of the resize stream
+
 log = logging.getLogger("berthd.streaming")
 
 INITIAL_SIZE_WAIT = 0.25  # seconds a TTY session waits for the client's first size before starting
 
 
-def _go_json(obj):
+def _go_json(obj: Any) -> bytes:
     """JSON as Go's encoding/json writes it (compact, HTML characters escaped)."""
     s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     return (s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")).encode()
 
 
-def status_success():
+def status_success() -> Status:
     return {"metadata": {}, "status": "Success"}
 
 
-def status_exit(code, message):
+def status_exit(code: int, message: str) -> Status:
     return {"metadata": {}, "status": "Failure", "message": f"command terminated with non-zero exit code: {message}",
             "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
 
 
-def status_internal(err):
+def status_internal(err: object) -> Status:
     return {"metadata": {}, "status": "Failure", "message": f"Internal error occurred: {err}",
             "reason": "InternalError", "details": {"causes": [{"message": str(err)}]}, "code": 500}
 
@@ -48,13 +63,13 @@ def status_internal(err):
 class Streams:
     """Collects the client's streams by type until the expected number has arrived."""
 
-    def __init__(self, expected):
+    def __init__(self, expected: int) -> None:
         self.expected = expected
         self.count = 0
-        self.by_type = {}
+        self.by_type: dict[str, Stream] = {}
         self.complete = asyncio.Event()
 
-    def on_stream(self, stream):
+    def on_stream(self, stream: Stream) -> bool:
         # kubelet replies to every stream and counts it, of a known type or not
         kind = stream.header("streamtype")
         if kind in ("error", "stdin", "stdout", "stderr", "resize"):
@@ -67,14 +82,15 @@ class Streams:
         return True
 
 
-def expected_streams(protocol, opts):
+def expected_streams(protocol: str, opts: Opts) -> int:
     n = 1 + bool(opts["stdin"]) + bool(opts["stdout"]) + bool(opts["stderr"])
     if opts["tty"] and protocol in (V3, V4):
         n += 1
     return n
 
 
-async def run(conn, protocol, opts, streams, start, creation_timeout):
+async def run(conn: Conn, protocol: str, opts: Opts, streams: Streams,
+              start: Callable[[tuple[int, int] | None], Awaitable[_ShimSession]], creation_timeout: float) -> None:
     """Serve one exec or attach: wait for the streams, start the session (`start(size)` returns a
     backend session; size: the client's first terminal size or None), pump stdin/stdout/stderr/
     resize, then report the outcome and close."""
@@ -91,7 +107,7 @@ async def run(conn, protocol, opts, streams, start, creation_timeout):
         if protocol == V1 and "stdin" in s:
             s["stdin"].close()  # what 1.0 kubelets did
         error_stream = s.get("error")
-        sizes = asyncio.Queue()
+        sizes: asyncio.Queue[Size] = asyncio.Queue()
         resize = asyncio.ensure_future(_resize_events(s["resize"], sizes)) if "resize" in s else None
         initial = None
         if resize is not None and opts["tty"]:
@@ -121,14 +137,14 @@ async def run(conn, protocol, opts, streams, start, creation_timeout):
         serve.cancel()
 
 
-def _message(e, opts):
+def _message(e: BaseException, opts: Opts) -> str:
     text = getattr(e, "message", None) or str(e) or type(e).__name__
     if opts.get("kind") == "attach":
         return f"error attaching to container: {text}"
     return f"error executing command in container: {text}"
 
 
-async def _write_status(protocol, stream, status):
+async def _write_status(protocol: str, stream: Stream | None, status: Status) -> None:
     if stream is None:
         return
     if protocol == V4:
@@ -143,10 +159,11 @@ async def _write_status(protocol, stream, status):
         pass
 
 
-async def _pump(conn, session, s, opts, sizes):
+async def _pump(conn: Conn, session: _ShimSession, s: dict[str, Stream], opts: Opts,
+                sizes: asyncio.Queue[Size]) -> Status | None:
     """Copy until the session's output ends; returns the status to report (None when the
     client went away first)."""
-    tasks = []
+    tasks: list[asyncio.Future[Any]] = []
     if "stdin" in s and opts["stdin"]:
         tasks.append(asyncio.ensure_future(_stdin(s["stdin"], session)))
     if "resize" in s:
@@ -176,7 +193,7 @@ async def _pump(conn, session, s, opts, sizes):
             t.cancel()
 
 
-async def _output(session, stdout, stderr):
+async def _output(session: _ShimSession, stdout: Stream | None, stderr: Stream | None) -> None:
     while True:
         item = await session.read()
         if item is None:
@@ -191,7 +208,7 @@ async def _output(session, stdout, stderr):
             target.local_closed = True  # the client is gone: keep draining the command's output
 
 
-async def _stdin(stream, session):
+async def _stdin(stream: Stream, session: _ShimSession) -> None:
     try:
         while True:
             data = await stream.read()
@@ -203,7 +220,7 @@ async def _stdin(stream, session):
         pass
 
 
-async def _resize(sizes, session):
+async def _resize(sizes: asyncio.Queue[Size], session: _ShimSession) -> None:
     while True:
         size = await sizes.get()
         if size is None:
@@ -214,7 +231,7 @@ async def _resize(sizes, session):
             pass
 
 
-async def _resize_events(stream, sizes):
+async def _resize_events(stream: Stream, sizes: asyncio.Queue[Size]) -> None:
     """The JSON {"Width", "Height"} objects of the resize stream, as (width, height) on `sizes`
     (None at its end)."""
     decoder = json.JSONDecoder()

@@ -11,12 +11,20 @@ Flow control (WINDOW_UPDATE) is accepted and ignored: spdystream neither sends n
 so a sender that waited for window updates would stall after 64 KiB.
 """
 
+from __future__ import annotations
+
 import asyncio
 import struct
 import time
 import zlib
 
 from berth.cri.streaming.inbox import Inbox
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import Callable
+
+    Headers = dict[str, list[str]]  # lower-case name -> values
 
 VERSION = 3
 
@@ -31,7 +39,7 @@ MAX_DATA = 64 * 1024  # bytes per data frame we send (the protocol allows 16 MiB
 MAX_FRAME = 16 << 20
 
 
-def _dictionary():
+def _dictionary() -> bytes:
     """SPDY/3's header-compression dictionary (draft 3, section 2.6.10.1): length-prefixed
     header names and values, then a run of common strings."""
     words = ("options head post put delete trace accept accept-charset accept-encoding accept-language "
@@ -63,11 +71,11 @@ class ProtocolError(Exception):
 class HeaderCodec:
     """One direction's zlib context each way (they live as long as the connection)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._c = zlib.compressobj(9, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
         self._d = zlib.decompressobj(15, DICTIONARY)
 
-    def encode(self, headers):
+    def encode(self, headers: dict[str, list[str]] | dict[str, str]) -> bytes:
         """headers: {name: [values]} or {name: value}; names are sent lower-case."""
         parts = [struct.pack(">I", len(headers))]
         for name, values in headers.items():
@@ -79,7 +87,7 @@ class HeaderCodec:
         raw = b"".join(parts)
         return self._c.compress(raw) + self._c.flush(zlib.Z_SYNC_FLUSH)
 
-    def decode(self, block):
+    def decode(self, block: bytes) -> Headers:
         try:
             raw = self._d.decompress(block)
         except zlib.error as e:
@@ -87,11 +95,11 @@ class HeaderCodec:
         return parse_header_block(raw)
 
 
-def parse_header_block(raw):
+def parse_header_block(raw: bytes) -> Headers:
     """{lower-case name: [values]} of an uncompressed header block."""
     try:
         (count,), off = struct.unpack_from(">I", raw), 4
-        out = {}
+        out: Headers = {}
         for _ in range(count):
             (n,) = struct.unpack_from(">I", raw, off)
             off += 4
@@ -109,11 +117,11 @@ def parse_header_block(raw):
         raise ProtocolError("truncated header block") from None
 
 
-def control_frame(ftype, flags, payload):
+def control_frame(ftype: int, flags: int, payload: bytes) -> bytes:
     return struct.pack(">HHI", 0x8000 | VERSION, ftype, (flags << 24) | len(payload)) + payload
 
 
-def data_frame(stream_id, flags, data):
+def data_frame(stream_id: int, flags: int, data: bytes) -> bytes:
     return struct.pack(">II", stream_id & 0x7FFFFFFF, (flags << 24) | len(data)) + data
 
 
@@ -121,7 +129,7 @@ class Stream:
     """One SPDY stream as the server sees it: read() the client's data (b"" at its FIN or a
     reset), write() ours, close() our half (FIN), reset() both."""
 
-    def __init__(self, conn, stream_id, headers, remote_closed):
+    def __init__(self, conn: Connection, stream_id: int, headers: Headers, remote_closed: bool) -> None:
         self.conn = conn
         self.id = stream_id
         self.headers = headers
@@ -133,11 +141,11 @@ class Stream:
         if remote_closed:
             self.inbox.put_eof()
 
-    def header(self, name, default=""):
+    def header(self, name: str, default: str = "") -> str:
         values = self.headers.get(name.lower())
         return values[0] if values else default
 
-    async def read(self, n=-1):
+    async def read(self, n: int = -1) -> bytes:
         if not self._buffer:
             self._buffer = await self.inbox.get()
             if not self._buffer:
@@ -148,16 +156,16 @@ class Stream:
             data, self._buffer = self._buffer[:n], self._buffer[n:]
         return data
 
-    def _feed(self, data):
+    def _feed(self, data: bytes) -> None:
         if data:
             self.inbox.put(data)
 
-    def _remote_fin(self):
+    def _remote_fin(self) -> None:
         if not self.remote_closed:
             self.remote_closed = True
             self.inbox.put_eof()
 
-    async def write(self, data):
+    async def write(self, data: bytes) -> None:
         if self.local_closed or self.conn.closed:
             raise ConnectionResetError(f"stream {self.id} is closed")
         view = memoryview(data)
@@ -166,14 +174,14 @@ class Stream:
             self.conn.send_parts(struct.pack(">II", self.id & 0x7FFFFFFF, len(chunk)), chunk)
         await self.conn.drain()
 
-    def close(self):
+    def close(self) -> None:
         """Half-close: our FIN (an empty data frame). Further writes fail."""
         if not self.local_closed and not self.reset_ and not self.conn.closed:
             self.conn.send(data_frame(self.id, FLAG_FIN, b""))
         self.local_closed = True
         self.conn._maybe_forget(self)
 
-    def reset(self, status=CANCEL):
+    def reset(self, status: int = CANCEL) -> None:
         if not self.reset_ and not self.conn.closed:
             self.conn.send(control_frame(RST_STREAM, 0, struct.pack(">II", self.id, status)))
         self.reset_ = True
@@ -187,12 +195,13 @@ class Connection:
     client opens and returns True to accept it (a SYN_REPLY goes out) or False to refuse it
     (RST_STREAM, as kubelet's server does for a stream it rejects)."""
 
-    def __init__(self, reader, writer, on_stream):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 on_stream: Callable[[Stream], bool]) -> None:
         self.reader = reader
         self.writer = writer
         self.on_stream = on_stream
         self.codec = HeaderCodec()
-        self.streams = {}
+        self.streams: dict[int, Stream] = {}
         self.closed = False
         self.gone_away = False
         self.last_stream_id = 0
@@ -205,32 +214,32 @@ class Connection:
 
     # --- output ---
 
-    def send(self, frame):
+    def send(self, frame: bytes) -> None:
         if not self.closed:
             self.writer.write(frame)
             self.last_activity = time.monotonic()
 
-    def send_parts(self, *parts):
+    def send_parts(self, *parts: bytes | memoryview) -> None:
         if not self.closed:
             self.writer.writelines(parts)
             self.last_activity = time.monotonic()
 
-    async def drain(self):
+    async def drain(self) -> None:
         try:
             await self.writer.drain()
         except (ConnectionError, OSError):
             self._lost()
             raise ConnectionResetError("connection lost") from None
 
-    def reply(self, stream, headers=None):
+    def reply(self, stream: Stream, headers: dict[str, list[str]] | None = None) -> None:
         block = self.codec.encode(headers or {})
         self.send(control_frame(SYN_REPLY, 0, struct.pack(">I", stream.id) + block))
 
-    def _maybe_forget(self, stream):
+    def _maybe_forget(self, stream: Stream) -> None:
         if stream.local_closed and stream.remote_closed:
             self.streams.pop(stream.id, None)
 
-    async def close(self, reset_streams=False):
+    async def close(self, reset_streams: bool = False) -> None:
         """GOAWAY, then close the TCP connection (after FIN or RST on every open stream)."""
         if self.closed:
             return
@@ -246,7 +255,7 @@ class Connection:
             pass
         self._lost()
 
-    def _lost(self):
+    def _lost(self) -> None:
         if not self.closed:
             self.closed = True
             try:
@@ -260,7 +269,7 @@ class Connection:
 
     # --- input ---
 
-    async def serve(self):
+    async def serve(self) -> None:
         """Read frames until the client goes (EOF, GOAWAY and no stream left, an error)."""
         try:
             while not self.closed:
@@ -288,7 +297,7 @@ class Connection:
         finally:
             self._lost()
 
-    def _data(self, sid, flags, payload):
+    def _data(self, sid: int, flags: int, payload: bytes) -> Stream | None:
         s = self.streams.get(sid)
         if s is None or s.remote_closed:
             return None  # a stream already gone (spdystream drops these too)
@@ -298,7 +307,8 @@ class Connection:
             self._maybe_forget(s)
         return s
 
-    def _control(self, version, ftype, flags, p):
+    def _control(self, version: int, ftype: int, flags: int, p: bytes) -> None:
+        s: Stream | None  # the stream of the frame, in each branch
         if version != VERSION:
             raise ProtocolError(f"unsupported SPDY version {version}")
         if ftype == SYN_STREAM:

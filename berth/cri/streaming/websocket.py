@@ -12,6 +12,8 @@ RFC 6455 framing: client frames are masked, ours are not; ping is answered with 
 with close.
 """
 
+from __future__ import annotations
+
 import asyncio
 import base64
 import hashlib
@@ -19,6 +21,10 @@ import struct
 import time
 
 from berth.cri.streaming.inbox import Inbox
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    Headers = dict[str, list[str]]  # lower-case name -> values
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -31,13 +37,13 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 MAX_MESSAGE = 16 << 20
 
 
-def is_websocket(headers):
+def is_websocket(headers: Headers) -> bool:
     upgrade = ",".join(headers.get("upgrade", [])).lower()
     connection = ",".join(headers.get("connection", [])).lower()
     return "websocket" in upgrade and "upgrade" in connection
 
 
-def negotiate(headers, supported):
+def negotiate(headers: Headers, supported: dict[str, bool]) -> str | None:
     """The subprotocol (the client's first that we support; "" when it asks for none), or None."""
     offered = [p.strip() for v in headers.get("sec-websocket-protocol", []) for p in v.split(",") if p.strip()]
     if not offered:
@@ -48,7 +54,7 @@ def negotiate(headers, supported):
     return None
 
 
-def accept_response(headers, protocol):
+def accept_response(headers: Headers, protocol: str) -> bytes:
     key = (headers.get("sec-websocket-key") or [""])[0].strip()
     accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
     head = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
@@ -61,7 +67,7 @@ def accept_response(headers, protocol):
 class Channel:
     """One channel, with the interface of a SPDY stream that the protocol code uses."""
 
-    def __init__(self, conn, num, readable, writable):
+    def __init__(self, conn: Connection, num: int, readable: bool, writable: bool) -> None:
         self.conn = conn
         self.num = num
         self.id = num
@@ -73,22 +79,22 @@ class Channel:
         if not readable:
             self.inbox.put_eof()
 
-    def header(self, name, default=""):
+    def header(self, name: str, default: str = "") -> str:
         return default
 
-    async def read(self, n=-1):
+    async def read(self, n: int = -1) -> bytes:
         return await self.inbox.get()
 
-    def _feed(self, data):
+    def _feed(self, data: bytes) -> None:
         if self.readable and not self.remote_closed and data:
             self.inbox.put(data)
 
-    def _eof(self):
+    def _eof(self) -> None:
         if not self.remote_closed:
             self.remote_closed = True
             self.inbox.put_eof()
 
-    async def write(self, data):
+    async def write(self, data: bytes) -> None:
         if not self.writable:
             return
         if self.conn.closed:
@@ -96,33 +102,34 @@ class Channel:
         self.conn.send_message(self.num, data)
         await self.conn.drain()
 
-    def close(self):
+    def close(self) -> None:
         self.local_closed = True
 
-    def reset(self, status=0):
+    def reset(self, status: int = 0) -> None:
         self.local_closed = True
         self._eof()
 
 
 class Connection:
-    def __init__(self, reader, writer, binary, close_signal=False):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, binary: bool,
+                 close_signal: bool = False) -> None:
         self.reader = reader
         self.writer = writer
         self.binary = binary
         self.close_signal = close_signal
-        self.channels = []
+        self.channels: list[Channel] = []
         self.closed = False
         self.closed_event = asyncio.Event()
         self.last_activity = time.monotonic()  # for the idle timeout
 
-    def add(self, readable, writable):
+    def add(self, readable: bool, writable: bool) -> Channel:
         ch = Channel(self, len(self.channels), readable, writable)
         self.channels.append(ch)
         return ch
 
     # --- output ---
 
-    def _frame(self, opcode, payload):
+    def _frame(self, opcode: int, payload: bytes) -> None:
         n = len(payload)
         if n < 126:
             head = struct.pack(">BB", 0x80 | opcode, n)
@@ -134,20 +141,20 @@ class Connection:
             self.writer.write(head + payload)
             self.last_activity = time.monotonic()
 
-    def send_message(self, num, data):
+    def send_message(self, num: int, data: bytes) -> None:
         if self.binary:
             self._frame(OP_BINARY, bytes([num]) + data)
         else:
             self._frame(OP_TEXT, (chr(ord("0") + num) + base64.b64encode(data).decode()).encode())
 
-    async def drain(self):
+    async def drain(self) -> None:
         try:
             await self.writer.drain()
         except (ConnectionError, OSError):
             self._lost()
             raise ConnectionResetError("connection lost") from None
 
-    async def close(self, reset_streams=False):
+    async def close(self, reset_streams: bool = False) -> None:
         if self.closed:
             return
         self._frame(OP_CLOSE, struct.pack(">H", 1000))
@@ -157,7 +164,7 @@ class Connection:
             pass
         self._lost()
 
-    def _lost(self):
+    def _lost(self) -> None:
         if not self.closed:
             self.closed = True
             try:
@@ -171,7 +178,7 @@ class Connection:
 
     # --- input ---
 
-    async def _frame_in(self):
+    async def _frame_in(self) -> tuple[bool, int, bytes]:
         b1, b2 = await self.reader.readexactly(2)
         self.last_activity = time.monotonic()
         fin, opcode = b1 & 0x80, b1 & 0x0F
@@ -188,7 +195,7 @@ class Connection:
             payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if n < 4096 else _unmask(payload, mask)
         return bool(fin), opcode, payload
 
-    async def serve(self):
+    async def serve(self) -> None:
         try:
             message, kind = b"", None
             while not self.closed:
@@ -216,13 +223,13 @@ class Connection:
         finally:
             self._lost()
 
-    def _message(self, data):
+    def _message(self, data: bytes) -> Channel | None:
         if not data:
-            return
+            return None
         if self.close_signal and data[0] == STREAM_CLOSE:
             if len(data) == 2 and data[1] < len(self.channels):
                 self.channels[data[1]]._eof()
-            return
+            return None
         num = data[0]
         body = data[1:]
         if not self.binary:
@@ -230,14 +237,14 @@ class Connection:
             try:
                 body = base64.b64decode(body)
             except ValueError:
-                return
+                return None
         if 0 <= num < len(self.channels):
             self.channels[num]._feed(body)
             return self.channels[num]
         return None
 
 
-def _unmask(payload, mask):
+def _unmask(payload: bytes, mask: bytes) -> bytes:
     n = len(payload)
     key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
     return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
