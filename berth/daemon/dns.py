@@ -16,6 +16,8 @@ response to a question berth owns is built here; anything else is relayed from a
 upstream unchanged except for the id.
 """
 
+from __future__ import annotations
+
 import asyncio
 import logging
 import os
@@ -25,6 +27,15 @@ import struct
 import threading
 
 from berth.linux import syscalls
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from typing import Any, Callable, Iterable, Optional
+
+    Question = tuple[str, int, int]  # (name as received, qtype, qclass)
+    Upstream = tuple[int, tuple[str, int]]  # (address family, sockaddr)
+    Lookup = Callable[[str, str], Optional[list[str]]]  # (container id, qname) -> addresses, or None: not ours
+    Reverse = Callable[[str, str], Optional[str]]  # (container id, ip) -> name, or None
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +79,7 @@ class Query:
 
     __slots__ = ("id", "flags", "questions", "question_end", "udp_size")
 
-    def __init__(self, id, flags, questions, question_end, udp_size):
+    def __init__(self, id: int, flags: int, questions: list[Question], question_end: int, udp_size: int) -> None:
         self.id = id
         self.flags = flags
         self.questions = questions  # [(name: str as received, qtype, qclass)]
@@ -76,15 +87,15 @@ class Query:
         self.udp_size = udp_size  # 512, or the EDNS payload size
 
     @property
-    def opcode(self):
+    def opcode(self) -> int:
         return (self.flags >> 11) & 0xF
 
 
-def parse_name(buf, off):
+def parse_name(buf: bytes, off: int) -> tuple[str, int]:
     """Read a (possibly compressed) domain name at off: (name without trailing dot, the
     offset just past it in the original position)."""
-    labels = []
-    end = None
+    labels: list[str] = []
+    end: int | None = None
     jumps = 0
     total = 0
     while True:
@@ -117,7 +128,7 @@ def parse_name(buf, off):
     return ".".join(labels), (end if end is not None else off)
 
 
-def encode_name(name):
+def encode_name(name: str) -> bytes:
     out = bytearray()
     for label in name.rstrip(".").split("."):
         if not label:
@@ -131,7 +142,7 @@ def encode_name(name):
     return bytes(out)
 
 
-def _skip_rr(buf, off):
+def _skip_rr(buf: bytes, off: int) -> tuple[int, int, int, int]:
     """Parse one resource record at off: (type, class, ttl, offset past it)."""
     _, off = parse_name(buf, off)
     if off + _RR_FIXED.size > len(buf):
@@ -143,14 +154,14 @@ def _skip_rr(buf, off):
     return rtype, rclass, ttl, off
 
 
-def parse_query(buf):
+def parse_query(buf: bytes) -> Query:
     """Parse a DNS message's header and question section (and find an EDNS OPT record
     for its UDP payload size). Raises FormatError."""
     if len(buf) < _HEADER.size:
         raise FormatError("short header")
     qid, flags, qd, an, ns, ar = _HEADER.unpack_from(buf)
     off = _HEADER.size
-    questions = []
+    questions: list[Question] = []
     for _ in range(qd):
         name, off = parse_name(buf, off)
         if off + 4 > len(buf):
@@ -172,12 +183,13 @@ def parse_query(buf):
     return Query(qid, flags, questions, question_end, udp_size)
 
 
-def _rr(rtype, rdata):
+def _rr(rtype: int, rdata: bytes) -> bytes:
     # the owner name is a pointer to the first question's name, at offset 12
     return b"\xc0\x0c" + _RR_FIXED.pack(rtype, CLASS_IN, TTL, len(rdata)) + rdata
 
 
-def build_response(query, raw, rcode, answers=(), authoritative=False, max_size=None):
+def build_response(query: Query, raw: bytes, rcode: int, answers: Iterable[bytes] = (), authoritative: bool = False,
+                   max_size: int | None = None) -> bytes:
     """A response to `query` (whose bytes are `raw`): id, opcode, RD and the question
     section echoed as received. answers are encoded records; if they do not fit in
     max_size, as many as fit are sent, with TC set."""
@@ -197,11 +209,11 @@ def build_response(query, raw, rcode, answers=(), authoritative=False, max_size=
     return b"".join([header, question, *kept])
 
 
-def _error_response(query, raw, rcode):
+def _error_response(query: Query, raw: bytes, rcode: int) -> bytes:
     return build_response(query, raw, rcode)
 
 
-def reverse_name_to_ip(name):
+def reverse_name_to_ip(name: str) -> str | None:
     """'4.3.2.1.in-addr.arpa' -> '1.2.3.4'; None for anything else."""
     lname = name.lower()
     if not lname.endswith(".in-addr.arpa"):
@@ -212,7 +224,7 @@ def reverse_name_to_ip(name):
     return ".".join(str(int(p)) for p in reversed(parts))
 
 
-def parse_upstream(spec):
+def parse_upstream(spec: str) -> Upstream:
     """'1.2.3.4', '1.2.3.4:5353', '::1', '[::1]:5353' -> (family, sockaddr)."""
     spec = spec.strip()
     if spec.startswith("["):
@@ -221,12 +233,12 @@ def parse_upstream(spec):
         return socket.AF_INET6, (host, port)
     if spec.count(":") > 1:
         return socket.AF_INET6, (spec.split("%")[0], DNS_PORT)
-    host, _, port = spec.partition(":")
+    host, _, port = spec.partition(":")  # type: ignore[assignment]  # a str here, the int above
     socket.inet_aton(host)
     return socket.AF_INET, (host, int(port) if port else DNS_PORT)
 
 
-def resolv_conf_nameservers(path="/etc/resolv.conf"):
+def resolv_conf_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
     """The nameserver lines of a resolv.conf ([] when it is missing)."""
     servers = []
     try:
@@ -244,7 +256,7 @@ def resolv_conf_nameservers(path="/etc/resolv.conf"):
 NAT_CHAIN = "BERTH-DNS"
 
 
-def _redirect_rules(udp_port, tcp_port):
+def _redirect_rules(udp_port: int, tcp_port: int) -> bytes:
     """iptables-restore input: queries to 127.0.0.11:53 go to the server's own (random) ports, as
     docker's embedded DNS does, so that port 53 stays free for a DNS server of the container's
     own. Replies are translated back by conntrack. The chain is flushed and refilled each time
@@ -257,7 +269,7 @@ def _redirect_rules(udp_port, tcp_port):
             "COMMIT\n").encode()
 
 
-def _open_sockets_in_netns(netns_path):
+def _open_sockets_in_netns(netns_path: str) -> tuple[socket.socket, socket.socket]:
     """Runs in a dedicated thread: enter the network namespace, bring lo up, bind the UDP and
     TCP sockets to 127.0.0.11 on free ports, redirect 127.0.0.11:53 to them (iptables-restore,
     started from this thread, so in that namespace), and return to the original namespace."""
@@ -266,7 +278,8 @@ def _open_sockets_in_netns(netns_path):
         target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             syscalls.setns(target, syscalls.CLONE_NEWNET)
-            udp = tcp = None
+            udp: socket.socket | None = None
+            tcp: socket.socket | None = None
             try:
                 syscalls.link_up("lo")
                 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -302,25 +315,25 @@ def _open_sockets_in_netns(netns_path):
 class _Attachment:
     __slots__ = ("key", "ident", "udp", "server", "tasks", "writers")
 
-    def __init__(self, key, ident):
+    def __init__(self, key: str, ident: tuple[int, int]) -> None:
         self.key = key
         self.ident = ident
-        self.udp = None
-        self.server = None
-        self.tasks = set()
-        self.writers = set()
+        self.udp: asyncio.DatagramTransport | None = None
+        self.server: asyncio.Server | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.writers: set[asyncio.StreamWriter] = set()
 
 
 class _UDPServer(asyncio.DatagramProtocol):
-    def __init__(self, dns, att):
+    def __init__(self, dns: EmbeddedDNS, att: _Attachment) -> None:
         self.dns = dns
         self.att = att
-        self.transport = None
+        self.transport: asyncio.DatagramTransport = None  # type: ignore[assignment]  # set by connection_made
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: asyncio.DatagramTransport) -> None:  # type: ignore[override]
         self.transport = transport
 
-    def datagram_received(self, data, addr):
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         try:
             result = self.dns._answer(self.att.key, data, udp=True)
         except Exception:  # never let one query take the server down
@@ -335,39 +348,40 @@ class _UDPServer(asyncio.DatagramProtocol):
         self.att.tasks.add(task)
         task.add_done_callback(self.att.tasks.discard)
 
-    async def _forward(self, query, data, addr):
+    async def _forward(self, query: Query, data: bytes, addr: tuple[str | Any, int]) -> None:
         reply = await self.dns._forward(query, data, tcp=False)
         if reply is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 
-    def error_received(self, exc):
+    def error_received(self, exc: Exception) -> None:
         pass
 
 
 class _UDPExchange(asyncio.DatagramProtocol):
-    def __init__(self, qid, fut):
+    def __init__(self, qid: int, fut: asyncio.Future[bytes]) -> None:
         self.qid = qid
         self.fut = fut
 
-    def datagram_received(self, data, addr):
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if self.fut.done() or len(data) < _HEADER.size:
             return
         qid, flags = struct.unpack_from("!HH", data)
         if qid == self.qid and flags & FLAG_QR:
             self.fut.set_result(data)
 
-    def error_received(self, exc):
+    def error_received(self, exc: Exception) -> None:
         if not self.fut.done():
             self.fut.set_exception(exc)
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Exception | None) -> None:
         if not self.fut.done():
             self.fut.set_exception(exc or ConnectionError("closed"))
 
 
 class EmbeddedDNS:
-    def __init__(self, lookup, upstreams=None, loop=None, reverse=None, timeout=2.0,
-                 resolv_conf="/etc/resolv.conf"):
+    def __init__(self, lookup: Lookup, upstreams: Iterable[str] | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None, reverse: Reverse | None = None, timeout: float = 2.0,
+                 resolv_conf: str = "/etc/resolv.conf") -> None:
         """lookup(key, qname) -> list of IPv4 and IPv6 address strings (A and AAAA) when qname
         (lower-case, no trailing dot) is a name berth owns for the container identified by key (empty list
         = ours but no A record), or None when not ours (then forward). reverse(key, ip) ->
@@ -381,31 +395,31 @@ class EmbeddedDNS:
         self._timeout = timeout
         if upstreams is None:
             upstreams = resolv_conf_nameservers(resolv_conf)
-        self._upstreams = []
+        self._upstreams: list[Upstream] = []
         for spec in upstreams:
             try:
                 self._upstreams.append(parse_upstream(spec))
             except (ValueError, OSError):
                 log.warning("dns: ignoring upstream %r", spec)
-        self._attached = {}
-        self._lock = None
+        self._attached: dict[str, _Attachment] = {}
+        self._lock: asyncio.Lock | None = None
         self._inflight = 0
 
     @property
-    def upstreams(self):
+    def upstreams(self) -> list[Upstream]:
         return list(self._upstreams)
 
-    def attached(self):
+    def attached(self) -> list[str]:
         return list(self._attached)
 
     # -- attach / detach ------------------------------------------------------------
 
-    def _get_loop(self):
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
-    async def attach(self, key, netns_path):
+    async def attach(self, key: str, netns_path: str) -> None:
         """Serve 127.0.0.11:53 (UDP and TCP) inside the network namespace at netns_path
         for the container `key`. Idempotent: attaching the same key to the same namespace
         again does nothing; to a different namespace (a restarted container), moves it."""
@@ -420,6 +434,8 @@ class EmbeddedDNS:
                 if cur.ident == ident:
                     return
                 self.detach(key)
+            udp: socket.socket | None
+            tcp: socket.socket | None
             udp, tcp = await self._sockets_in_netns(loop, netns_path)
             att = _Attachment(key, ident)
             try:
@@ -437,10 +453,10 @@ class EmbeddedDNS:
             self._attached[key] = att
 
     @staticmethod
-    async def _sockets_in_netns(loop, netns_path):
-        fut = loop.create_future()
+    async def _sockets_in_netns(loop: asyncio.AbstractEventLoop, netns_path: str) -> tuple[socket.socket, socket.socket]:
+        fut: asyncio.Future[tuple[socket.socket, socket.socket]] = loop.create_future()
 
-        def deliver(result, exc):
+        def deliver(result: tuple[socket.socket, socket.socket] | None, exc: BaseException | None) -> None:
             if fut.cancelled():
                 if result:
                     for s in result:
@@ -448,9 +464,9 @@ class EmbeddedDNS:
             elif exc is not None:
                 fut.set_exception(exc)
             else:
-                fut.set_result(result)
+                fut.set_result(result)  # type: ignore[arg-type]  # a result when no exception
 
-        def run():
+        def run() -> None:
             try:
                 result = _open_sockets_in_netns(netns_path)
             except BaseException as e:
@@ -461,7 +477,7 @@ class EmbeddedDNS:
         threading.Thread(target=run, name="berth-dns-netns", daemon=True).start()
         return await fut
 
-    def detach(self, key):
+    def detach(self, key: str) -> None:
         """Stop serving that container: close its sockets and connections (a no-op for
         an unknown key)."""
         att = self._attached.pop(key, None)
@@ -469,7 +485,7 @@ class EmbeddedDNS:
             self._close_attachment(att)
 
     @staticmethod
-    def _close_attachment(att):
+    def _close_attachment(att: _Attachment) -> None:
         if att.udp is not None:
             att.udp.close()
         if att.server is not None:
@@ -479,7 +495,7 @@ class EmbeddedDNS:
         for t in list(att.tasks):
             t.cancel()
 
-    async def close(self):
+    async def close(self) -> None:
         atts = list(self._attached.values())
         for key in list(self._attached):
             self.detach(key)
@@ -495,7 +511,7 @@ class EmbeddedDNS:
 
     # -- answering --------------------------------------------------------------------
 
-    def _answer(self, key, data, udp):
+    def _answer(self, key: str, data: bytes, udp: bool) -> bytes | Query | None:
         """The response bytes for a query berth answers itself, None to drop it, or the
         parsed Query when it must be forwarded."""
         try:
@@ -527,7 +543,7 @@ class EmbeddedDNS:
             return _error_response(query, data, RCODE_SERVFAIL)
         if addrs is None:
             return query
-        answers = []
+        answers: list[bytes] = []
         for ip in addrs:  # IPv4 addresses answer A, IPv6 ones (dual-stack networks) AAAA
             v6 = ":" in ip
             if qtype in ((TYPE_AAAA if v6 else TYPE_A), TYPE_ANY):
@@ -538,7 +554,7 @@ class EmbeddedDNS:
                     log.warning("dns: not an IP address for %r: %r", lname, ip)
         return build_response(query, data, RCODE_NOERROR, answers, True, max_size)
 
-    async def _forward(self, query, data, tcp):
+    async def _forward(self, query: Query, data: bytes, tcp: bool) -> bytes:
         """Relay the query to the upstreams in turn; the first reply, with the client's
         id, or SERVFAIL when there is none."""
         if not self._upstreams or self._inflight >= MAX_FORWARDS:
@@ -561,7 +577,7 @@ class EmbeddedDNS:
         finally:
             self._inflight -= 1
 
-    async def _exchange_udp(self, family, addr, msg, qid):
+    async def _exchange_udp(self, family: int, addr: tuple[str, int], msg: bytes, qid: int) -> bytes:
         loop = asyncio.get_running_loop()
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -570,7 +586,7 @@ class EmbeddedDNS:
         except BaseException:
             sock.close()
             raise
-        fut = loop.create_future()
+        fut: asyncio.Future[bytes] = loop.create_future()
         transport, _ = await loop.create_datagram_endpoint(lambda: _UDPExchange(qid, fut), sock=sock)
         try:
             transport.sendto(msg)
@@ -579,7 +595,7 @@ class EmbeddedDNS:
             transport.close()
 
     @staticmethod
-    async def _exchange_tcp(family, addr, msg, qid):
+    async def _exchange_tcp(family: int, addr: tuple[str, int], msg: bytes, qid: int) -> bytes:
         reader, writer = await asyncio.open_connection(addr[0], addr[1], family=family)
         try:
             writer.write(struct.pack("!H", len(msg)) + msg)
@@ -592,7 +608,7 @@ class EmbeddedDNS:
         finally:
             writer.close()
 
-    async def _serve_tcp(self, att, reader, writer):
+    async def _serve_tcp(self, att: _Attachment, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         att.writers.add(writer)
         try:
             while True:
