@@ -15,6 +15,10 @@ from berth.errors import BerthError, InvalidArgument
 from berth.services import container_ops as ops
 from berth.services.execs import detach_keys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from aiohttp.web_protocol import RequestHandler
+
 
 async def create(request: web.Request) -> web.Response:
     s = services(request)
@@ -132,18 +136,18 @@ class _Raw(asyncio.Protocol):
 
     HIGH = 1 << 20  # bytes waiting past which the client is not read (back-pressure)
 
-    def __init__(self, handler=None):
-        self.queue = asyncio.Queue()
+    def __init__(self, handler: RequestHandler[Any] | None = None) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.handler = handler  # aiohttp's RequestHandler: told when the connection goes
-        self.transport = None
+        self.transport: asyncio.Transport | None = None
         self.waiting = 0
         self.paused = False
 
-    def feed_data(self, data):
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         self.data_received(data)
         return False, b""
 
-    async def get(self):
+    async def get(self) -> bytes | None:
         """The client's next bytes (b"" at its half-close, None when it is gone)."""
         data = await self.queue.get()
         if data:
@@ -151,15 +155,15 @@ class _Raw(asyncio.Protocol):
             if self.paused and self.waiting <= self.HIGH:
                 self.paused = False
                 try:
-                    self.transport.resume_reading()
+                    self.transport.resume_reading()  # type: ignore[union-attr]  # None: caught below
                 except (AttributeError, RuntimeError):
                     pass
         return data
 
-    def feed_eof(self):
+    def feed_eof(self) -> None:
         self.queue.put_nowait(b"")
 
-    def data_received(self, data):
+    def data_received(self, data: bytes) -> None:
         self.queue.put_nowait(data)
         self.waiting += len(data)
         if not self.paused and self.waiting > self.HIGH and self.transport is not None:
@@ -169,11 +173,11 @@ class _Raw(asyncio.Protocol):
             except (AttributeError, RuntimeError):
                 pass
 
-    def eof_received(self):
+    def eof_received(self) -> bool:
         self.queue.put_nowait(b"")
         return True
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: BaseException | None) -> None:
         self.queue.put_nowait(None)
         # aiohttp no longer gets transport events: without this its server keeps the handler
         # (and its parser, request and this protocol) in its connection table for ever
@@ -182,7 +186,7 @@ class _Raw(asyncio.Protocol):
             handler.connection_lost(exc)
 
 
-def hijack(request):
+def hijack(request: web.Request) -> tuple[asyncio.Transport, _Raw]:
     """Take the connection over from aiohttp (docker's hijack): answer 101 UPGRADED (or 200 to a
     client that did not ask to upgrade) and return (transport, _Raw) for the raw byte stream."""
     transport = request.transport
@@ -198,7 +202,7 @@ def hijack(request):
     return transport, raw
 
 
-def _escape(buf, keys):
+def _escape(buf: bytes, keys: bytes) -> tuple[bytes, bool, bytes]:
     """docker's escape proxy: (bytes to pass on, whether the keys were typed, bytes held back
     as a possible start of them)."""
     out = bytearray()
@@ -216,12 +220,13 @@ def _escape(buf, keys):
     return bytes(out), False, b""
 
 
-async def pipe(transport, raw, reader, writer, stdin=True, detach=None):
+async def pipe(transport: asyncio.Transport, raw: _Raw, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+               stdin: bool = True, detach: bytes | None = None) -> None:
     """Copy the shim's stream to the client and (with stdin) the client's bytes to the shim; the
     client's EOF half-closes toward the shim, whose output keeps flowing until it ends. With
     ``detach`` (the detach keys of a TTY's stdin), typing them ends the stream and leaves the
     process running."""
-    async def client_to_shim():
+    async def client_to_shim() -> None:
         held = b""
         while True:
             data = await raw.get()

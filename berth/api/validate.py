@@ -9,10 +9,20 @@ fields); values are not rewritten: handlers read the request as before, now know
 Archive, load and import bodies are streams: they are not read here.
 """
 
+from __future__ import annotations
+
 import json
 import re
 
 from berth.errors import BerthError, InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Collection, Mapping
+    from typing import Any
+
+    from aiohttp import web
+    from multidict import MultiMapping
 
 MAX_JSON_BODY = 4 << 20  # bytes: a container's config is a few KiB
 MAX_QUERY_VALUE = 8192  # characters of one query parameter
@@ -25,7 +35,7 @@ class TooLarge(BerthError):
     http_status = 413
 
 
-def _show(v):
+def _show(v: Any) -> str:
     """A bad value for a message: a prefix of it, never all of a long one."""
     if isinstance(v, str):
         s = v if len(v) <= QUOTE else v[:QUOTE] + f"...({len(v)} characters)"
@@ -34,7 +44,7 @@ def _show(v):
     return s if len(s) <= QUOTE else s[:QUOTE] + "..."
 
 
-def _kind(v):
+def _kind(v: Any) -> str:
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -48,7 +58,7 @@ def _kind(v):
     return "object"
 
 
-def bad(field, why):
+def bad(field: str, why: str) -> InvalidArgument:
     return InvalidArgument(f'invalid value for "{field}": {why}')
 
 
@@ -58,10 +68,10 @@ class T:
     """A type of a JSON value; check(v, field) raises InvalidArgument."""
     nullable = True  # null means "not set" (as Go's zero values), unless a schema says otherwise
 
-    def check(self, v, field):
+    def check(self, v: Any, field: str) -> None:
         raise NotImplementedError
 
-    def __call__(self, v, field):
+    def __call__(self, v: Any, field: str) -> None:
         if v is None:
             if not self.nullable:
                 raise bad(field, "must not be null")
@@ -70,10 +80,11 @@ class T:
 
 
 class Int(T):
-    def __init__(self, lo=-(1 << 63), hi=(1 << 63) - 1, why=None, zero_ok=False, nullable=True):
+    def __init__(self, lo: int = -(1 << 63), hi: int = (1 << 63) - 1, why: str | None = None, zero_ok: bool = False,
+                 nullable: bool = True) -> None:
         self.lo, self.hi, self.why, self.zero_ok, self.nullable = lo, hi, why, zero_ok, nullable
 
-    def check(self, v, field):
+    def check(self, v: Any, field: str) -> None:
         if isinstance(v, bool) or not isinstance(v, int):
             if isinstance(v, float) and v.is_integer():
                 v = int(v)
@@ -90,23 +101,24 @@ class Int(T):
 
 
 class Num(T):
-    def check(self, v, field):
+    def check(self, v: Any, field: str) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise bad(field, f"expected a number, got {_kind(v)}")
 
 
 class Bool(T):
-    def check(self, v, field):
+    def check(self, v: Any, field: str) -> None:
         if not isinstance(v, bool):
             raise bad(field, f"expected a boolean, got {_kind(v)}")
 
 
 class Str(T):
-    def __init__(self, max=65536, pattern=None, choices=None, why=None, nullable=True):
+    def __init__(self, max: int = 65536, pattern: str | None = None, choices: Collection[str] | None = None,
+                 why: str | None = None, nullable: bool = True) -> None:
         self.max, self.choices, self.why, self.nullable = max, choices, why, nullable
         self.pattern = re.compile(pattern) if pattern else None
 
-    def check(self, v, field):
+    def check(self, v: Any, field: str) -> None:
         if not isinstance(v, str):
             raise bad(field, f"expected a string, got {_kind(v)}")
         if len(v) > self.max:
@@ -120,10 +132,10 @@ class Str(T):
 
 
 class List(T):
-    def __init__(self, of, max=65536, length=None):
+    def __init__(self, of: T, max: int = 65536, length: int | None = None) -> None:
         self.of, self.max, self.length = of, max, length
 
-    def check(self, v, field):
+    def check(self, v: Any, field: str) -> None:
         if not isinstance(v, list):
             raise bad(field, f"expected an array, got {_kind(v)}")
         if len(v) > self.max:
@@ -137,7 +149,7 @@ class List(T):
 class StrSlice(T):
     """docker's strslice: a string or an array of strings (Cmd, Entrypoint)."""
 
-    def check(self, v, field):
+    def check(self, v: Any, field: str) -> None:
         if isinstance(v, str):
             Str()(v, field)
         elif isinstance(v, list):
@@ -149,10 +161,10 @@ class StrSlice(T):
 class Map(T):
     """An object whose keys are free (labels, options): each value of type `of`."""
 
-    def __init__(self, of, max=65536, key_max=4096):
+    def __init__(self, of: T, max: int = 65536, key_max: int = 4096) -> None:
         self.of, self.max, self.key_max = of, max, key_max
 
-    def check(self, v, field):
+    def check(self, v: Any, field: str) -> None:
         if not isinstance(v, dict):
             raise bad(field, f"expected an object, got {_kind(v)}")
         if len(v) > self.max:
@@ -166,11 +178,12 @@ class Map(T):
 class Obj(T):
     """An object with named fields (others are ignored, as dockerd does)."""
 
-    def __init__(self, fields=None, required=(), nullable=True, **kw):
+    def __init__(self, fields: Mapping[str, T] | None = None, required: Collection[str] = (), nullable: bool = True,
+                 **kw: T) -> None:
         self.fields = dict(fields or {}, **kw)
         self.required, self.nullable = required, nullable
 
-    def check(self, v, field):
+    def check(self, v: Any, field: str) -> None:
         if not isinstance(v, dict):
             raise bad(field or "body", f"expected an object, got {_kind(v)}")
         for k in self.required:
@@ -182,7 +195,7 @@ class Obj(T):
 
 
 class AnyJSON(T):
-    def check(self, v, field):
+    def check(self, v: Any, field: str) -> None:
         pass
 
 
@@ -192,13 +205,13 @@ class Q:
     """A query parameter: check(s, name) raises InvalidArgument; multi: repeated values allowed."""
     multi = False
 
-    def __init__(self, required=False, multi=False, max=MAX_QUERY_VALUE):
+    def __init__(self, required: bool = False, multi: bool = False, max: int = MAX_QUERY_VALUE) -> None:
         self.required, self.multi, self.max = required, multi, max
 
-    def check(self, s, name):
+    def check(self, s: str, name: str) -> None:
         pass
 
-    def __call__(self, values, name):
+    def __call__(self, values: list[str], name: str) -> None:
         if not values:
             if self.required:
                 raise bad(name, "is required")
@@ -216,12 +229,13 @@ class Q:
 
 
 class QStr(Q):
-    def __init__(self, choices=None, pattern=None, why=None, **kw):
+    def __init__(self, choices: Collection[str] | None = None, pattern: str | None = None, why: str | None = None,
+                 **kw: Any) -> None:
         super().__init__(**kw)
         self.choices, self.why = choices, why
         self.pattern = re.compile(pattern) if pattern else None
 
-    def check(self, s, name):
+    def check(self, s: str, name: str) -> None:
         if s == "" and self.required:
             raise bad(name, "is required")
         if self.choices is not None and s not in self.choices:
@@ -235,16 +249,17 @@ class QBool(Q):
 
 
 class QInt(Q):
-    def __init__(self, lo=-(1 << 63), hi=(1 << 63) - 1, words=(), empty=True, **kw):
+    def __init__(self, lo: int = -(1 << 63), hi: int = (1 << 63) - 1, words: Collection[str] = (), empty: bool = True,
+                 **kw: Any) -> None:
         super().__init__(**kw)
         self.lo, self.hi, self.words, self.empty = lo, hi, words, empty
 
-    def __call__(self, values, name):
+    def __call__(self, values: list[str], name: str) -> None:
         if not self.empty and "" in values:
             raise bad(name, 'expected an integer, got ""')
         super().__call__(values, name)
 
-    def check(self, s, name):
+    def check(self, s: str, name: str) -> None:
         if s in self.words:
             return
         try:
@@ -263,11 +278,11 @@ _RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.
 class QTime(Q):
     """A point in time: Unix seconds (with a fraction); rfc3339 also an RFC 3339 time."""
 
-    def __init__(self, rfc3339=False, **kw):
+    def __init__(self, rfc3339: bool = False, **kw: Any) -> None:
         super().__init__(**kw)
         self.rfc3339 = rfc3339
 
-    def check(self, s, name):
+    def check(self, s: str, name: str) -> None:
         if _NUM.fullmatch(s) or (self.rfc3339 and _RFC3339.fullmatch(s)):
             return
         raise bad(name, f"expected a Unix timestamp{' or an RFC 3339 time' if self.rfc3339 else ''}, got {_show(s)}")
@@ -276,7 +291,7 @@ class QTime(Q):
 class QFilters(Q):
     """docker's filters: {"key": ["value", ...]} or {"key": {"value": true}}."""
 
-    def check(self, s, name):
+    def check(self, s: str, name: str) -> None:
         try:
             f = json.loads(s)
         except (ValueError, RecursionError):
@@ -299,7 +314,7 @@ class QFilters(Q):
 class QJSON(Q):
     """A JSON value in a query parameter (buildargs, labels): an object of strings."""
 
-    def check(self, s, name):
+    def check(self, s: str, name: str) -> None:
         try:
             v = json.loads(s)
         except (ValueError, RecursionError):
@@ -310,16 +325,17 @@ class QJSON(Q):
 # --- routes -------------------------------------------------------------------------------------
 
 class Route:
-    def __init__(self, query=None, body=None, body_optional=False, stream=False):
+    def __init__(self, query: dict[str, Q] | None = None, body: T | None = None, body_optional: bool = False,
+                 stream: bool = False) -> None:
         self.query = query or {}
         self.body = body  # a T for a JSON body; None: no JSON body is read
         self.body_optional = body_optional
         self.stream = stream  # the body is a stream (tar): not read here
 
 
-def check_version(v, min_version, max_version):
+def check_version(v: str, min_version: str, max_version: str) -> None:
     """The API version of a /vX.Y/ path, as dockerd checks it."""
-    def key(s):
+    def key(s: str) -> tuple[int, int]:
         a, _, b = s.partition(".")
         return int(a), int(b or 0)
     if key(v) < key(min_version):
@@ -329,7 +345,7 @@ def check_version(v, min_version, max_version):
         raise InvalidArgument(f"client version {v} is too new. Maximum supported API version is {max_version}")
 
 
-def check_path(match_info):
+def check_path(match_info: Mapping[str, str]) -> None:
     for k, v in match_info.items():
         if k.startswith("_"):
             continue
@@ -339,12 +355,12 @@ def check_path(match_info):
             raise bad(k, "contains a NUL character")
 
 
-def check_query(query, spec):
+def check_query(query: MultiMapping[str], spec: Mapping[str, Q]) -> None:
     for name, q in spec.items():
         q(query.getall(name, []), name)
 
 
-def parse_json(raw, route):
+def parse_json(raw: bytes, route: Route) -> Any:
     """The JSON body: parsed, of bounded size and depth."""
     if not raw.strip():
         if route.body_optional:
@@ -359,13 +375,13 @@ def parse_json(raw, route):
         raise InvalidArgument(f"request body is not valid JSON: {why}") from None
 
 
-def check_body(value, route):
+def check_body(value: Any, route: Route) -> None:
     if value is None and route.body_optional:
         return
-    route.body(value, "")
+    route.body(value, "")  # type: ignore[misc]  # called for a route with a body only
 
 
-async def check(request, route, min_version, max_version):
+async def check(request: web.Request, route: Route | None, min_version: str, max_version: str) -> None:
     """Everything about a request that can be checked before its handler runs."""
     v = request.match_info.get("_api_version")
     if v is not None:
@@ -583,7 +599,7 @@ for _m, _paths in (("POST", ("/swarm/init", "/swarm/join", "/swarm/leave", "/swa
         ROUTES[(_m, _p)] = Route()
 
 
-def route_of(request):
+def route_of(request: web.Request) -> Route | None:
     """The schema of a request's route (None for a route with none: only the generic checks)."""
     info = request.match_info
     route = getattr(info, "route", None)
