@@ -14,7 +14,7 @@ from berth.errors import InvalidArgument
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from typing import Any
+    from typing import Any, Literal
 
 DEFAULT_PATH = "/etc/berth/berthd.toml"
 DEFAULT_SOCKET = "/run/berth/berth.sock"
@@ -298,7 +298,7 @@ def validate(cfg: Config, path: str = "config") -> Config:
 
 
 def parse_host(h: str, allow_insecure: bool = False, tls: bool = False, path: str = "hosts",
-               verify: bool = True) -> tuple[str, str] | tuple[str, str, int]:
+               verify: bool = True) -> tuple[Literal["unix"], str] | tuple[Literal["tcp"], str, int]:
     """unix:///path or tcp://host:port -> ("unix", path) or ("tcp", host, port). On a
     non-loopback address, TCP without TLS, or TLS that does not verify clients (anyone can
     connect, and the API is root on this host), is refused unless allow_insecure."""
