@@ -6,11 +6,18 @@ the configuration and result of each attachment are kept in a cache directory so
 a daemon restart uses exactly what the ADD used.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import subprocess
 
 from berth.errors import BerthError, InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 SPEC_VERSION = "1.0.0"
 
@@ -21,7 +28,7 @@ class CNIError(BerthError):
     exit_code = 125
 
 
-def find_plugin(kind, dirs):
+def find_plugin(kind: str, dirs: Sequence[str]) -> str:
     for d in dirs:
         p = os.path.join(d, kind)
         if os.access(p, os.X_OK):
@@ -29,7 +36,8 @@ def find_plugin(kind, dirs):
     raise CNIError(f"failed to find plugin {kind!r} in path {list(dirs)}")
 
 
-def _invoke(kind, command, conf, container_id, netns, ifname, dirs, args=""):
+def _invoke(kind: str, command: str, conf: dict[str, Any], container_id: str, netns: str | None, ifname: str,
+            dirs: Sequence[str], args: str = "") -> Any:
     env = {
         "CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns or "",
         "CNI_IFNAME": ifname, "CNI_PATH": os.pathsep.join(dirs), "CNI_ARGS": args,
@@ -58,7 +66,8 @@ def _invoke(kind, command, conf, container_id, netns, ifname, dirs, args=""):
     return None
 
 
-def _plugin_conf(conflist, plugin, runtime_config, prev):
+def _plugin_conf(conflist: dict[str, Any], plugin: dict[str, Any], runtime_config: dict[str, Any] | None,
+                 prev: Any) -> dict[str, Any]:
     conf = dict(plugin)
     conf["cniVersion"] = conflist.get("cniVersion", SPEC_VERSION)
     conf["name"] = conflist["name"]
@@ -72,16 +81,17 @@ def _plugin_conf(conflist, plugin, runtime_config, prev):
     return conf
 
 
-def _cache_path(cache_dir, name, container_id, ifname):
+def _cache_path(cache_dir: str, name: str, container_id: str, ifname: str) -> str:
     return os.path.join(cache_dir, f"{name}-{container_id}-{ifname}.json")
 
 
-def add(conflist, container_id, netns, ifname, dirs, cache_dir, runtime_config=None, args=""):
+def add(conflist: dict[str, Any], container_id: str, netns: str | None, ifname: str, dirs: Sequence[str],
+        cache_dir: str, runtime_config: dict[str, Any] | None = None, args: str = "") -> Any:
     """Attach: every plugin's ADD in order; returns the final result (interfaces, ips, routes, dns).
     On a failure the plugins that ran are undone (DEL) and the error is raised."""
     os.makedirs(cache_dir, exist_ok=True)
     cache = _cache_path(cache_dir, conflist["name"], container_id, ifname)
-    record = {"conflist": conflist, "runtimeConfig": runtime_config or {}, "args": args, "netns": netns,
+    record: dict[str, Any] = {"conflist": conflist, "runtimeConfig": runtime_config or {}, "args": args, "netns": netns,
               "result": None}
     tmp = cache + ".tmp"
     with open(tmp, "w") as f:  # written first: a DEL after a crash mid-ADD still finds the config
@@ -112,7 +122,8 @@ def add(conflist, container_id, netns, ifname, dirs, cache_dir, runtime_config=N
     return prev
 
 
-def delete_cached(cache_dir, name, container_id, ifname, dirs, netns=None):
+def delete_cached(cache_dir: str, name: str, container_id: str, ifname: str, dirs: Sequence[str],
+                  netns: str | None = None) -> bool:
     """Detach with what the ADD used (from the cache); nothing cached = nothing to do.
     Every plugin's DEL runs (in reverse) even when one fails; the first error is raised after."""
     cache = _cache_path(cache_dir, name, container_id, ifname)
@@ -129,7 +140,7 @@ def delete_cached(cache_dir, name, container_id, ifname, dirs, netns=None):
         netns = record.get("netns") or ""
     if netns and not os.path.exists(netns):
         netns = ""  # gone with its container: plugins still release IPs and host-side rules
-    first = None
+    first: CNIError | None = None
     ran = record.get("ran")  # a failed ADD's: the plugins after the failed one never ran
     for plugin in reversed(conflist["plugins"][:ran] if ran is not None else conflist["plugins"]):
         try:
@@ -147,9 +158,9 @@ def delete_cached(cache_dir, name, container_id, ifname, dirs, netns=None):
     return True
 
 
-def cached(cache_dir, container_id=None):
+def cached(cache_dir: str, container_id: str | None = None) -> list[tuple[str, str, str, dict[str, Any]]]:
     """(name, container_id, ifname, record) of every cached attachment (of one container)."""
-    out = []
+    out: list[tuple[str, str, str, dict[str, Any]]] = []
     try:
         names = os.listdir(cache_dir)
     except FileNotFoundError:
@@ -170,7 +181,7 @@ def cached(cache_dir, container_id=None):
     return out
 
 
-def check_name(name):
+def check_name(name: str) -> str:
     if not name or len(name) > 64 or not all(c.isalnum() or c in "_.-" for c in name) or not name[0].isalnum():
         raise InvalidArgument(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     return name

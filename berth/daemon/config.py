@@ -3,11 +3,18 @@
 An invalid file is a one-line error naming the key; berthd does not start with it.
 """
 
+from __future__ import annotations
+
 import os
 import tomllib
 from dataclasses import dataclass, field
 
 from berth.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any, Literal
 
 DEFAULT_PATH = "/etc/berth/berthd.toml"
 DEFAULT_SOCKET = "/run/berth/berth.sock"
@@ -82,7 +89,7 @@ key = ""
 @dataclass
 class Runtime:
     path: str
-    args: list = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -93,7 +100,7 @@ class TLS:
     key: str = ""
 
     @property
-    def enabled(self):
+    def enabled(self) -> bool:
         return bool(self.verify or self.cert)
 
 
@@ -101,14 +108,14 @@ class TLS:
 class Config:
     root: str = "/var/lib/berth"
     state: str = "/run/berth"
-    hosts: list = field(default_factory=lambda: ["unix://" + DEFAULT_SOCKET])
+    hosts: list[str] = field(default_factory=lambda: ["unix://" + DEFAULT_SOCKET])
     allow_insecure_tcp: bool = False
     namespace: str = "default"
     config_path: str = "/etc/berth/certs.d"
-    registry_mirrors: list = field(default_factory=list)
-    insecure_registries: list = field(default_factory=list)
+    registry_mirrors: list[str] = field(default_factory=list)
+    insecure_registries: list[str] = field(default_factory=list)
     default_runtime: str = "berth-runc"
-    runtimes: dict = field(default_factory=lambda: {"berth-runc": Runtime("berth-runc"), "runc": Runtime("runc")})
+    runtimes: dict[str, Runtime] = field(default_factory=lambda: {"berth-runc": Runtime("berth-runc"), "runc": Runtime("runc")})
     cgroup_driver: str = "cgroupfs"
     sandbox_image: str = "registry.k8s.io/pause:3.9"
     cri: bool = True
@@ -117,22 +124,22 @@ class Config:
     stream_server_address: str = "127.0.0.1"
     stream_server_port: str = "0"
     cri_cni_conf_dir: str = "/etc/cni/net.d"
-    cri_cni_bin_dirs: list = field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
+    cri_cni_bin_dirs: list[str] = field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
     log_level: str = "info"
-    cni_plugin_dirs: list = field(default_factory=lambda: ["/usr/lib/cni", "/opt/cni/bin"])
+    cni_plugin_dirs: list[str] = field(default_factory=lambda: ["/usr/lib/cni", "/opt/cni/bin"])
     cni_conf_dir: str = "/etc/berth/cni/net.d"
     bridge: str = "berth0"
     bridge_subnet: str = "10.87.0.0/16"
     address_pool: str = "10.90.0.0/16"
-    dns: list = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
     tls: TLS = field(default_factory=TLS)
     source: str = ""
 
-    def to_toml(self):
-        def q(s):
+    def to_toml(self) -> str:
+        def q(s: object) -> str:
             return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-        def arr(xs):
+        def arr(xs: Iterable[object]) -> str:
             return "[" + ", ".join(q(x) for x in xs) + "]"
         lines = [f"# effective configuration{' (from ' + self.source + ')' if self.source else ''}",
                  f"root = {q(self.root)}", f"state = {q(self.state)}", f"hosts = {arr(self.hosts)}",
@@ -158,14 +165,14 @@ class Config:
         return "\n".join(lines)
 
     @property
-    def socket_path(self):
+    def socket_path(self) -> str | None:
         for h in self.hosts:
             if h.startswith("unix://"):
                 return h[len("unix://"):]
         return None
 
 
-_KEYS = {
+_KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "root": str, "state": str, "hosts": list, "allow_insecure_tcp": bool, "namespace": str,
     "config_path": str, "registry_mirrors": list, "insecure_registries": list, "default_runtime": str,
     "cgroup_driver": str, "sandbox_image": str, "log_level": str, "runtimes": dict, "tls": dict,
@@ -175,11 +182,11 @@ _KEYS = {
 }
 
 
-def _bad(path, key, why):
+def _bad(path: str, key: str, why: str) -> InvalidArgument:
     return InvalidArgument(f"{path}: {key}: {why}")
 
 
-def load(path=None, required=False):
+def load(path: str | None = None, required: bool = False) -> Config:
     """Read the config file (the default path may be absent; an explicit one must exist)."""
     p = path or DEFAULT_PATH
     try:
@@ -198,7 +205,7 @@ def load(path=None, required=False):
     return cfg
 
 
-def from_dict(data, path="config"):
+def from_dict(data: dict[str, Any], path: str = "config") -> Config:
     cfg = Config()
     for key, value in data.items():
         if key not in _KEYS:
@@ -210,7 +217,7 @@ def from_dict(data, path="config"):
         if want is list and not all(isinstance(x, str) for x in value):
             raise _bad(path, key, "must be a list of strings")
         if key == "runtimes":
-            rts = {}
+            rts: dict[str, Runtime] = {}
             for name, rt in value.items():
                 if not isinstance(rt, dict) or not isinstance(rt.get("path"), str) or not rt["path"]:
                     raise _bad(path, f"runtimes.{name}.path", "must be a non-empty string")
@@ -236,7 +243,7 @@ def from_dict(data, path="config"):
     return cfg
 
 
-def stream_server_host(cfg):
+def stream_server_host(cfg: Config) -> str:
     """Where the CRI's streaming server listens: stream_server_address, or when it is empty the
     node's IP as containerd chooses it (berth.linux.hostnet.node_address; OSError without a
     default route)."""
@@ -246,7 +253,7 @@ def stream_server_host(cfg):
     return hostnet.node_address()
 
 
-def validate(cfg, path="config"):
+def validate(cfg: Config, path: str = "config") -> Config:
     if cfg.systemd_cgroup:  # containerd's SystemdCgroup = true
         cfg.cgroup_driver = "systemd"
     for k in ("cri_socket", "cri_cni_conf_dir"):
@@ -290,7 +297,8 @@ def validate(cfg, path="config"):
     return cfg
 
 
-def parse_host(h, allow_insecure=False, tls=False, path="hosts", verify=True):
+def parse_host(h: str, allow_insecure: bool = False, tls: bool = False, path: str = "hosts",
+               verify: bool = True) -> tuple[Literal["unix"], str] | tuple[Literal["tcp"], str, int]:
     """unix:///path or tcp://host:port -> ("unix", path) or ("tcp", host, port). On a
     non-loopback address, TCP without TLS, or TLS that does not verify clients (anyone can
     connect, and the API is root on this host), is refused unless allow_insecure."""

@@ -14,6 +14,8 @@ launcher that execs the interpreter through it pays nothing per container.
                          create/run/exec); a no-op when already protected.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 
@@ -24,7 +26,7 @@ SAFE_DIR = "/run/berth/exe"
 _REEXEC_ENV = "_BERTH_EXE_REEXEC"
 
 
-def is_protected(path="/proc/self/exe"):
+def is_protected(path: str = "/proc/self/exe") -> bool:
     """True when the file behind path lies on a read-only mount."""
     try:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
@@ -32,11 +34,11 @@ def is_protected(path="/proc/self/exe"):
         return False
 
 
-def _key(st):
+def _key(st: os.stat_result) -> str:
     return f"{st.st_dev:x}-{st.st_ino:x}"
 
 
-def protected_path(exe=None, safe_dir=SAFE_DIR):
+def protected_path(exe: str | None = None, safe_dir: str = SAFE_DIR) -> str:
     """The read-only view of exe (default: this process's interpreter), made when missing."""
     real = os.path.realpath(exe or "/proc/self/exe")
     st = os.stat(real)
@@ -64,7 +66,7 @@ def protected_path(exe=None, safe_dir=SAFE_DIR):
         os.close(lock)
 
 
-def _is_view(target, st):
+def _is_view(target: str, st: os.stat_result) -> bool:
     try:
         t = os.stat(target)
     except OSError:
@@ -72,7 +74,7 @@ def _is_view(target, st):
     return (t.st_dev, t.st_ino) == (st.st_dev, st.st_ino) and is_protected(target)
 
 
-def ensure_protected(module):
+def ensure_protected(module: str) -> None:
     """Re-exec `module`'s main() through the read-only view of the interpreter unless this
     process already runs from a read-only file. Keeps argv and sys.path; never loops."""
     if is_protected():

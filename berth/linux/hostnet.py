@@ -1,6 +1,8 @@
 """The host as a daemon sees it from outside its containers: whether a unix socket is served,
 and the node's address (the one a Kubernetes node advertises)."""
 
+from __future__ import annotations
+
 import fcntl
 import ipaddress
 import socket
@@ -9,7 +11,7 @@ import struct
 SIOCGIFADDR = 0x8915
 
 
-def socket_alive(path, timeout=1.0):
+def socket_alive(path: str, timeout: float = 1.0) -> bool:
     """Whether something accepts connections on the unix socket at path (a daemon serving it;
     a file left by a dead one refuses them)."""
     s = socket.socket(socket.AF_UNIX)
@@ -27,7 +29,8 @@ class NoDefaultRoute(OSError):
     pass
 
 
-def node_address(route="/proc/net/route", ipv6_route="/proc/net/ipv6_route", if_inet6="/proc/net/if_inet6"):
+def node_address(route: str = "/proc/net/route", ipv6_route: str = "/proc/net/ipv6_route",
+                 if_inet6: str = "/proc/net/if_inet6") -> str:
     """The node's IP as Kubernetes chooses it (apimachinery's ChooseHostInterface, which
     containerd's CRI uses for an empty stream_server_address): the global unicast address of the
     interface of the first IPv4 default route that has one, else of an IPv6 default route.
@@ -36,6 +39,7 @@ def node_address(route="/proc/net/route", ipv6_route="/proc/net/ipv6_route", if_
     v6 = _default_route_interfaces(ipv6_route, v6=True)
     if not v4 and not v6:
         raise NoDefaultRoute(f'no default routes found in "{route}" or "{ipv6_route}"')
+    addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     for ifname in v4:
         addr = _ipv4_of(ifname)
         if addr is not None and _global_unicast(addr):
@@ -47,14 +51,14 @@ def node_address(route="/proc/net/route", ipv6_route="/proc/net/ipv6_route", if_
     raise NoDefaultRoute("unable to select an IP from default routes.")
 
 
-def _global_unicast(addr):
+def _global_unicast(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Go's IP.IsGlobalUnicast (private ranges included, unlike ipaddress's is_global)."""
     return not (addr.is_unspecified or addr.is_loopback or addr.is_multicast or addr.is_link_local
                 or addr == ipaddress.IPv4Address("255.255.255.255"))
 
 
-def _default_route_interfaces(path, v6):
-    out = []
+def _default_route_interfaces(path: str, v6: bool) -> list[str]:
+    out: list[str] = []
     try:
         with open(path) as f:
             lines = f.read().splitlines()
@@ -73,7 +77,7 @@ def _default_route_interfaces(path, v6):
     return list(dict.fromkeys(out))
 
 
-def _ipv4_of(ifname):
+def _ipv4_of(ifname: str) -> ipaddress.IPv4Address | None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         res = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", ifname.encode()[:15]))
@@ -84,8 +88,8 @@ def _ipv4_of(ifname):
         s.close()
 
 
-def _ipv6_of(ifname, path):
-    out = []
+def _ipv6_of(ifname: str, path: str) -> list[ipaddress.IPv6Address]:
+    out: list[ipaddress.IPv6Address] = []
     try:
         with open(path) as f:
             for line in f:

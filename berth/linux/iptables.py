@@ -1,6 +1,8 @@
 """The few iptables rules berth owns itself (the CNI plugins own the rest): isolation between
 networks, in chains named BERTH-*. Every change is idempotent."""
 
+from __future__ import annotations
+
 import subprocess
 
 ADMIN = "BERTH-ADMIN"          # jumped to first from CNI-FORWARD (the firewall plugin's admin chain)
@@ -8,7 +10,7 @@ ISOLATION = "BERTH-ISOLATION"  # traffic leaving one berth bridge for another: d
 MASQ = "BERTH-MASQ"            # nat POSTROUTING: one masquerade rule per network (as docker), not per container
 
 
-def _run(*args, check=True):
+def _run(*args: str, check: bool = True) -> bool:
     p = subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
     if check and p.returncode != 0:
         from berth.errors import SystemError_
@@ -16,29 +18,29 @@ def _run(*args, check=True):
     return p.returncode == 0
 
 
-def _ensure_chain(chain, table="filter"):
+def _ensure_chain(chain: str, table: str = "filter") -> None:
     if not _run("-t", table, "-n", "-L", chain, check=False):
         _run("-t", table, "-N", chain, check=False)
 
 
-def _ensure_rule(chain, *rule, table="filter"):
+def _ensure_rule(chain: str, *rule: str, table: str = "filter") -> None:
     if not _run("-t", table, "-C", chain, *rule, check=False):
         _run("-t", table, "-A", chain, *rule)
 
 
-def masquerade(bridge, subnet):
+def masquerade(bridge: str, subnet: str) -> None:
     """Traffic from the network's subnet leaving by another interface is masqueraded."""
     _ensure_chain(MASQ, "nat")
     _ensure_rule("POSTROUTING", "-j", MASQ, table="nat")
     _ensure_rule(MASQ, "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE", table="nat")
 
 
-def unmasquerade(bridge, subnet):
+def unmasquerade(bridge: str, subnet: str) -> None:
     while _run("-t", "nat", "-D", MASQ, "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE", check=False):
         pass
 
 
-def isolate(bridge):
+def isolate(bridge: str) -> None:
     """Traffic from ``bridge`` to any other berth bridge is dropped (and the other way, by
     that bridge's own rule)."""
     _ensure_chain(ADMIN)
@@ -47,21 +49,21 @@ def isolate(bridge):
     _ensure_rule(ISOLATION, "-o", bridge, "-j", "DROP")
 
 
-def unisolate(bridge):
+def unisolate(bridge: str) -> None:
     while _run("-D", ADMIN, "-i", bridge, "!", "-o", bridge, "-j", ISOLATION, check=False):
         pass
     while _run("-D", ISOLATION, "-o", bridge, "-j", "DROP", check=False):
         pass
 
 
-def _rules(chain, table="filter"):
+def _rules(chain: str, table: str = "filter") -> list[str] | None:
     p = subprocess.run(["iptables", "-w", "-t", table, "-S", chain], capture_output=True, text=True)
     if p.returncode != 0:
         return None
     return [line for line in p.stdout.splitlines() if not line.startswith("-N ") and not line.startswith("-P ")]
 
 
-def _delete_jumps(chain, target, table="filter"):
+def _delete_jumps(chain: str, target: str, table: str = "filter") -> None:
     """Delete every rule of ``chain`` that jumps to ``target`` (whatever its matches)."""
     import shlex
     for line in _rules(chain, table) or []:
@@ -70,7 +72,7 @@ def _delete_jumps(chain, target, table="filter"):
             _run("-t", table, "-D", *words[1:], check=False)
 
 
-def remove_empty_chains():
+def remove_empty_chains() -> None:
     """Drop berth's own chains when nothing uses them any more. The shared CNI chains
     (CNI-FORWARD, CNI-ADMIN, CNI-HOSTPORT-*) stay: every CNI user on the host (other berthds,
     podman with CNI, nerdctl...) shares them, and a plugin's ADD that has just ensured them
@@ -94,7 +96,7 @@ def remove_empty_chains():
         subprocess.run(["ip6tables", "-w", "-X", ADMIN], capture_output=True)
 
 
-def remove_shared_cni_chains():
+def remove_shared_cni_chains() -> None:
     """The chains the CNI plugins share (firewall's CNI-FORWARD, portmap's CNI-HOSTPORT-*),
     when empty. Only for a host where no CNI user can be adding rules meanwhile (the test
     suite's end, say): a plugin that has just ensured them would fail."""

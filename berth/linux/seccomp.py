@@ -28,11 +28,18 @@ libseccomp.so.2 is loaded on first use, never at import time. All libseccomp cal
 return a negative errno rather than setting errno.
 """
 
+from __future__ import annotations
+
 import ctypes
 import os
 
 from berth import fastjson as json
 from berth.errors import FailedPrecondition, InvalidArgument, SystemError_, Unavailable
+
+TYPE_CHECKING = False  # no typing at run time: container inits import this
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeGuard
 
 LIBRARY = "libseccomp.so.2"
 
@@ -141,10 +148,10 @@ class _Version(ctypes.Structure):
     _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
 
 
-_lib_handle = None
+_lib_handle: ctypes.CDLL | None = None
 
 
-def _lib():
+def _lib() -> ctypes.CDLL:
     """libseccomp, loaded and declared on first use."""
     global _lib_handle
     if _lib_handle is not None:
@@ -181,7 +188,7 @@ def _lib():
     return lib
 
 
-def _q(value) -> str:
+def _q(value: Any) -> str:
     """A value quoted for a one-line message."""
     try:
         return json.dumps(value)
@@ -193,11 +200,11 @@ def _bad(msg: str) -> InvalidArgument:
     return InvalidArgument("seccomp: " + msg)
 
 
-def _is_int(v) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _action(name, errno_ret, where: str, ret_key: str) -> int:
+def _action(name: Any, errno_ret: Any, where: str, ret_key: str) -> int:
     """The libseccomp action value for an OCI action name and optional errnoRet."""
     if not isinstance(name, str):
         raise _bad(f"action must be a string, got {_q(name)} in {where}")
@@ -216,7 +223,7 @@ def _action(name, errno_ret, where: str, ret_key: str) -> int:
     return value | errno_ret
 
 
-def _list(spec: dict, key: str, where: str) -> list:
+def _list(spec: dict[str, Any], key: str, where: str) -> list[Any]:
     v = spec.get(key)
     if v is None:
         return []
@@ -225,7 +232,7 @@ def _list(spec: dict, key: str, where: str) -> list:
     return v
 
 
-def _parse(spec) -> tuple:
+def _parse(spec: Any) -> tuple[Any, ...]:
     """Check the whole spec without libseccomp; return a plan for _build."""
     if not isinstance(spec, dict):
         raise _bad(f"expected an object, got {type(spec).__name__}")
@@ -264,7 +271,7 @@ def _parse(spec) -> tuple:
             raise _bad(f"{where}: action is required")
         action = _action(call["action"], call.get("errnoRet"), where, "errnoRet")
 
-        conds = []
+        conds: list[tuple[int, int, int, int]] = []
         counts = [0] * _MAX_ARGS
         for j, arg in enumerate(_list(call, "args", f"{where}.")):
             awhere = f"{where}.args[{j}]"
@@ -283,6 +290,7 @@ def _parse(spec) -> tuple:
                     raise _bad(f"invalid {key} {_q(v)} in {awhere} (must be a uint64)")
             counts[index] += 1
             conds.append((index, _OPS[op], value, value_two))
+        groups: list[list[tuple[int, int, int, int]]]
         if not conds:
             groups = [[]]
         elif max(counts) > 1:
@@ -299,7 +307,7 @@ def _strerror(rc: int) -> str:
     return os.strerror(-rc) if rc < 0 else f"error {rc}"
 
 
-def _build(plan: tuple):
+def _build(plan: tuple[Any, ...]) -> tuple[ctypes.CDLL, int, list[str]]:
     """Create the libseccomp context for a plan; return (lib, ctx, skipped names)."""
     (default_name, default), archs, flags, rules = plan
     lib = _lib()
@@ -325,7 +333,7 @@ def _build(plan: tuple):
             # EINVAL: this libseccomp lacks the attribute; EOPNOTSUPP: the kernel lacks the flag.
             lib.seccomp_attr_set(ctx, _FLAGS[f], 1)
 
-        skipped = []
+        skipped: list[str] = []
         resolve = lib.seccomp_syscall_resolve_name
         add = lib.seccomp_rule_add_array
         count = 0
@@ -361,8 +369,9 @@ class Filter:
     """A compiled, not yet loaded, seccomp filter (a libseccomp context)."""
 
     __slots__ = ("_ctx", "_load", "_release", "_lib", "skipped")
+    _ctx: int | None
 
-    def __init__(self, lib, ctx, skipped):
+    def __init__(self, lib: ctypes.CDLL, ctx: int, skipped: list[str]) -> None:
         self._lib = lib
         self._ctx = ctx
         self._load = lib.seccomp_load
@@ -375,7 +384,7 @@ class Filter:
         if rc:
             self._load_failed(rc)
 
-    def _load_failed(self, rc: int):
+    def _load_failed(self, rc: int) -> None:
         if self._ctx is None:
             raise FailedPrecondition("seccomp: the filter was released")
         msg = f"seccomp: loading the filter failed: {_strerror(rc)}"
@@ -397,7 +406,7 @@ class Filter:
         """The raw BPF program (struct sock_filter array) libseccomp would load."""
         return self._export(self._lib.seccomp_export_bpf)
 
-    def _export(self, fn) -> bytes:
+    def _export(self, fn: Callable[[int, int], int]) -> bytes:
         if self._ctx is None:
             raise FailedPrecondition("seccomp: the filter was released")
         fd = os.memfd_create("berth-seccomp", os.MFD_CLOEXEC)
@@ -413,14 +422,14 @@ class Filter:
         finally:
             os.close(fd)
 
-    def __enter__(self):
+    def __enter__(self) -> Filter:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
-def validate(spec: dict) -> None:
+def validate(spec: dict[str, Any]) -> None:
     """Check a linux.seccomp object; raise InvalidArgument naming the bad value.
 
     Builds (and frees) the libseccomp context too, so everything short of loading is
@@ -430,12 +439,12 @@ def validate(spec: dict) -> None:
     lib.seccomp_release(ctx)
 
 
-def compile(spec: dict) -> Filter:  # noqa: A001 - the name other modules call
+def compile(spec: dict[str, Any]) -> Filter:  # noqa: A001 - the name other modules call
     """Validate a linux.seccomp object and build its filter; load it with .load()."""
     return Filter(*_build(_parse(spec)))
 
 
-def resolve_syscall(name: str):
+def resolve_syscall(name: str) -> int | None:
     """The native syscall number of name, or None if this libseccomp/arch lacks it."""
     nr = _lib().seccomp_syscall_resolve_name(name.encode())
     return nr if nr >= 0 else None
@@ -447,7 +456,7 @@ def version() -> str:
     return f"{v.major}.{v.minor}.{v.micro}"
 
 
-def features() -> dict:
+def features() -> dict[str, Any]:
     """The runtime-spec features.json "seccomp" object (plus "lib": the libseccomp version).
 
     runc reports the version as the annotation LIB_VERSION_ANNOTATION; pop "lib" into
@@ -489,10 +498,10 @@ def features() -> dict:
 # ~10 ms. berthd's zygote compiles the default profile once; every shim and container init forked
 # from it finds the program here and installs it with one prctl.
 
-_PROGRAMS = {}
+_PROGRAMS: dict[str, bytes] = {}
 
 
-def _key(spec):
+def _key(spec: dict[str, Any]) -> str:
     import hashlib
     import json as stdjson  # sort_keys; only called when a program was precompiled (in berthd's forks)
     return hashlib.sha256(stdjson.dumps(spec, sort_keys=True).encode()).hexdigest()
@@ -503,7 +512,7 @@ class Program:
 
     __slots__ = ("bpf",)
 
-    def __init__(self, bpf):
+    def __init__(self, bpf: bytes) -> None:
         self.bpf = bpf
 
     def load(self) -> None:
@@ -520,7 +529,7 @@ class Program:
         pass
 
 
-def precompile(spec: dict) -> None:
+def precompile(spec: dict[str, Any]) -> None:
     """Compile spec now and keep its program for processes forked later."""
     if spec.get("flags"):
         return  # flags need seccomp(2) with flags; those profiles take the libseccomp path
@@ -531,7 +540,7 @@ def precompile(spec: dict) -> None:
         f.release()
 
 
-def compile_cached(spec: dict):
+def compile_cached(spec: dict[str, Any]) -> Program | Filter:
     """A precompiled Program for spec when there is one, else a libseccomp Filter."""
     if _PROGRAMS and not spec.get("flags"):
         bpf = _PROGRAMS.get(_key(spec))

@@ -6,9 +6,17 @@ can turn it into a user-facing error with the path or object concerned.
 libc is loaded on first use, never at import time.
 """
 
+from __future__ import annotations
+
 import ctypes
 import errno
 import os
+
+TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
+if TYPE_CHECKING:
+    from typing import overload
+
+    _Str = str | bytes  # a path or name: str (encoded) or bytes
 
 # clone/unshare/setns flags
 CLONE_NEWNS = 0x00020000
@@ -86,11 +94,11 @@ _SYSCALLS = {
     "pidfd_send_signal": (424, 424),
 }
 
-_libc = None
-_arch_index = None
+_libc: ctypes.CDLL | None = None
+_arch_index: int = None  # type: ignore[assignment]  # set by _lib() before any use
 
 
-def _lib():
+def _lib() -> ctypes.CDLL:
     global _libc, _arch_index
     if _libc is None:
         lib = ctypes.CDLL(None, use_errno=True)
@@ -107,52 +115,61 @@ def _lib():
     return _libc
 
 
-def _check(ret, what=None, path=None):
+def _check(ret: int, what: str | None = None, path: _Str | None = None) -> int:
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path) if path is not None else OSError(err, os.strerror(err))
     return ret
 
 
-def _nr(name):
+def _nr(name: str) -> int:
     _lib()
     return _SYSCALLS[name][_arch_index]
 
 
-def _b(s):
+if TYPE_CHECKING:
+    @overload
+    def _b(s: None) -> None: ...
+    @overload
+    def _b(s: _Str) -> bytes: ...
+    @overload
+    def _b(s: _Str | None) -> bytes | None: ...
+
+
+def _b(s: _Str | None) -> bytes | None:
     if s is None:
         return None
     return s.encode() if isinstance(s, str) else s
 
 
-def mount(source, target, fstype, flags=0, data=None):
+def mount(source: _Str | None, target: _Str, fstype: _Str | None, flags: int = 0, data: _Str | None = None) -> int:
     lib = _lib()
     ret = lib.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
     return _check(ret, path=target)
 
 
-def umount2(target, flags=0):
+def umount2(target: _Str, flags: int = 0) -> int:
     return _check(_lib().umount2(_b(target), flags), path=target)
 
 
-def pivot_root(new_root, put_old):
+def pivot_root(new_root: _Str, put_old: _Str) -> int:
     lib = _lib()
     return _check(lib.syscall(_nr("pivot_root"), ctypes.c_char_p(_b(new_root)), ctypes.c_char_p(_b(put_old))), path=new_root)
 
 
-def unshare(flags):
+def unshare(flags: int) -> int:
     return _check(_lib().unshare(flags))
 
 
-def setns(fd, nstype=0):
+def setns(fd: int, nstype: int = 0) -> int:
     return _check(_lib().setns(fd, nstype))
 
 
-def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_lib().prctl(option, arg2, arg3, arg4, arg5))
 
 
-def setdomainname(name):
+def setdomainname(name: _Str) -> int:
     b = _b(name)
     return _check(_lib().setdomainname(b, len(b)))
 
@@ -161,7 +178,7 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-def openat2(dirfd, path, flags, mode=0, resolve=0):
+def openat2(dirfd: int, path: _Str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """openat2(2): open path relative to dirfd with RESOLVE_* restrictions. EAGAIN (a rename or a
     mount anywhere on the system raced the resolution, with RESOLVE_IN_ROOT/BENEATH) is retried,
     as openat2(2) asks."""
@@ -175,12 +192,12 @@ def openat2(dirfd, path, flags, mode=0, resolve=0):
     return _check(ret, path=path)
 
 
-def close_range(first, last=0xFFFFFFFF, flags=0):
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> int:
     lib = _lib()
     return _check(lib.syscall(_nr("close_range"), ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags)))
 
 
-def pidfd_open(pid):
+def pidfd_open(pid: int) -> int:
     lib = _lib()
     return _check(lib.syscall(_nr("pidfd_open"), ctypes.c_int(pid), ctypes.c_uint(0)))
 
@@ -198,7 +215,7 @@ class _CapData(ctypes.Structure):
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-def capget(pid=0):
+def capget(pid: int = 0) -> tuple[int, ...]:
     """Return (effective, permitted, inheritable) as 64-bit masks."""
     lib = _lib()
     hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
@@ -207,7 +224,7 @@ def capget(pid=0):
     return tuple(getattr(data[0], f) | (getattr(data[1], f) << 32) for f in ("effective", "permitted", "inheritable"))
 
 
-def capset(effective, permitted, inheritable):
+def capset(effective: int, permitted: int, inheritable: int) -> int:
     lib = _lib()
     hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
@@ -218,13 +235,13 @@ def capset(effective, permitted, inheritable):
     return _check(lib.syscall(_nr("capset"), ctypes.byref(hdr), ctypes.byref(data)))
 
 
-def ioctl_int(fd, request, value=0):
+def ioctl_int(fd: int, request: int, value: int = 0) -> int:
     """ioctl with an int argument passed by value (TIOCSCTTY)."""
     lib = _lib()
     return _check(lib.ioctl(ctypes.c_int(fd), ctypes.c_ulong(request), ctypes.c_int(value)))
 
 
-def ioctl_intp(fd, request, value=0):
+def ioctl_intp(fd: int, request: int, value: int = 0) -> int:
     """ioctl with a pointer to int (TIOCGPTN, TIOCSPTLCK); returns the int."""
     lib = _lib()
     v = ctypes.c_int(value)
@@ -237,7 +254,7 @@ _NS_TYPE_NAMES = {CLONE_NEWNS: "mount", CLONE_NEWCGROUP: "cgroup", CLONE_NEWUTS:
                   CLONE_NEWUSER: "user", CLONE_NEWPID: "pid", CLONE_NEWNET: "network", CLONE_NEWTIME: "time"}
 
 
-def ns_type(path):
+def ns_type(path: _Str) -> str | None:
     """The OCI name ("network", "user", ...) of the namespace file at path, or None when path is
     not a namespace file (NS_GET_NSTYPE fails)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -262,7 +279,7 @@ TMPFS_MAGIC = 0x01021994
 CGROUP2_SUPER_MAGIC = 0x63677270
 
 
-def fstatfs_type(fd):
+def fstatfs_type(fd: int) -> int:
     """The filesystem magic number (f_type) of the file open at fd."""
     lib = _lib()
     buf = _Statfs()
@@ -270,7 +287,7 @@ def fstatfs_type(fd):
     return buf.f_type & 0xFFFFFFFF
 
 
-def set_process_name(name):
+def set_process_name(name: _Str) -> int:
     """prctl(PR_SET_NAME): the name (comm, 15 bytes) that ps, top and pkill see."""
     buf = ctypes.create_string_buffer(_b(name)[:15])
     return _check(_lib().prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0))
@@ -281,7 +298,7 @@ SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
 
-def link_up(name):
+def link_up(name: _Str) -> None:
     """Set the network interface `name` up (SIOCSIFFLAGS) in the calling thread's network
     namespace, if it is not up already. Setting `lo` up also gives it 127.0.0.1/8."""
     import _socket
@@ -306,7 +323,7 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def seccomp_load_bpf(program):
+def seccomp_load_bpf(program: bytes | bytearray) -> int:
     """Install a raw classic-BPF seccomp program (struct sock_filter[]: 8 bytes an instruction).
     Needs no_new_privs or CAP_SYS_ADMIN, like any seccomp filter."""
     buf = ctypes.create_string_buffer(bytes(program), len(program))
@@ -314,10 +331,10 @@ def seccomp_load_bpf(program):
     return _check(_lib().prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0))
 
 
-_pylibc = None
+_pylibc: ctypes.PyDLL | None = None
 
 
-def fork_bare():
+def fork_bare() -> int:
     """fork(2) without CPython's after-fork work in the child (PyOS_AfterFork_Child: the
     threading module's _after_fork, logging's lock resets, every os.register_at_fork handler).
 

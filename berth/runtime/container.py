@@ -10,6 +10,8 @@ P and A/B talk over a socketpair with one JSON message per line. Any failure bef
 `created` makes P undo everything: the init is killed, the cgroup and state dir removed.
 """
 
+from __future__ import annotations
+
 import _signal as signal  # the signal module without its enum wrappers (start-up time)
 import _socket
 import _thread
@@ -33,6 +35,16 @@ from berth.runtime import spec as specmod
 from berth.runtime import state as statemod
 from berth.runtime.state import CREATED, PAUSED, RUNNING, STOPPED
 
+TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import Any, NoReturn
+
+    from berth.linux.seccomp import Filter, Program
+
+    Spec = dict[str, Any]  # a decoded config.json (or its process / linux object)
+
 NS_FLAGS = {
     "pid": sc.CLONE_NEWPID, "network": sc.CLONE_NEWNET, "mount": sc.CLONE_NEWNS, "ipc": sc.CLONE_NEWIPC,
     "uts": sc.CLONE_NEWUTS, "user": sc.CLONE_NEWUSER, "cgroup": sc.CLONE_NEWCGROUP, "time": sc.CLONE_NEWTIME,
@@ -42,18 +54,18 @@ JOIN_ORDER = ["user", "pid", "network", "ipc", "uts", "cgroup", "time", "mount"]
 CLOSE_RANGE_CLOEXEC = 4
 
 
-def warn(msg):
+def warn(msg: str) -> None:
     print(f"berth-runc: warning: {msg}", file=sys.stderr)
 
 
 class Channel:
     """Newline-delimited JSON over a stream socket."""
 
-    def __init__(self, sock):
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buf = b""
 
-    def send(self, **msg):
+    def send(self, **msg: Any) -> bool:
         """Send a message; False if the peer is gone (its last words may still be waiting in recv)."""
         try:
             self.sock.sendall(json.dumps(msg).encode() + b"\n")
@@ -61,7 +73,7 @@ class Channel:
         except (BrokenPipeError, ConnectionResetError):
             return False
 
-    def recv(self):
+    def recv(self) -> dict[str, Any] | None:
         while b"\n" not in self.buf:
             try:
                 chunk = self.sock.recv(65536)
@@ -73,16 +85,16 @@ class Channel:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
-    def close(self):
+    def close(self) -> None:
         self.sock.close()
 
 
-def _now():
+def _now() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
-def _error_message(e):
+def _error_message(e: BaseException) -> str:
     if isinstance(e, BerthError):
         return e.message
     if isinstance(e, OSError):
@@ -90,7 +102,7 @@ def _error_message(e):
     return f"{type(e).__name__}: {e}"
 
 
-def _child_fail(ch, e):
+def _child_fail(ch: Channel, e: BaseException) -> NoReturn:
     if os.environ.get("BERTH_DEBUG"):
         import traceback
         traceback.print_exc()
@@ -101,7 +113,7 @@ def _child_fail(ch, e):
     os._exit(1)
 
 
-def _write_pid_file(path, pid):
+def _write_pid_file(path: str, pid: int) -> None:
     path = os.path.abspath(path)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
     with open(tmp, "w") as f:
@@ -109,7 +121,7 @@ def _write_pid_file(path, pid):
     os.rename(tmp, path)
 
 
-def _namespaces(config):
+def _namespaces(config: Spec) -> tuple[int, list[tuple[str, str]]]:
     new = 0
     join = []
     for ns in (config.get("linux") or {}).get("namespaces") or []:
@@ -121,7 +133,7 @@ def _namespaces(config):
     return new, join
 
 
-def _join(join):
+def _join(join: list[tuple[str, str]]) -> None:
     fds = [(t, p, os.open(p, os.O_RDONLY | os.O_CLOEXEC)) for t, p in join]
     try:
         for t, p, fd in fds:
@@ -139,7 +151,7 @@ def _join(join):
             os.close(fd)
 
 
-def _same_file(fd, path):
+def _same_file(fd: int, path: str) -> bool:
     a = os.fstat(fd)
     try:
         b = os.stat(path)
@@ -148,7 +160,7 @@ def _same_file(fd, path):
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def _set_sysctls(sysctl):
+def _set_sysctls(sysctl: dict[str, str] | None) -> None:
     if not sysctl:
         return
     procfd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -171,7 +183,7 @@ def _set_sysctls(sysctl):
         os.close(procfd)
 
 
-def _preload(process, config):
+def _preload(process: Spec, config: Spec) -> Filter | Program | None:
     """Import and load now whatever the process will need after pivot_root or setns(mnt):
     from then on, the host's Python library and shared libraries are out of sight.
     Returns the compiled seccomp filter (libseccomp is loaded here), or None."""
@@ -199,7 +211,7 @@ def _preload(process, config):
     return None
 
 
-def _setup_process(process, console):
+def _setup_process(process: Spec, console: _socket.socket | None) -> tuple[str, int | None, str | None]:
     """Shared by init and exec, in the container's namespaces and root: returns (path, slave, name)."""
     from berth.runtime import process as procmod
     if process.get("terminal"):
@@ -212,7 +224,8 @@ def _setup_process(process, console):
     return path, slave, name
 
 
-def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns, filt):
+def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket.socket | None, cg_path: str, cg_mode: str,
+          no_pivot: bool, in_userns: bool, filt: Filter | Program | None) -> NoReturn:
     """The container's init (B). Never returns."""
     from berth.runtime import process as procmod
     from berth.linux.paths import ensure_in_root
@@ -234,7 +247,7 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
         procfd_dir = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         new_cgroupns = any(ns["type"] == "cgroup" and not ns.get("path") for ns in linux.get("namespaces") or [])
 
-        def joined_cgroup():
+        def joined_cgroup() -> dict[str, Any]:
             # The caller moves us into the container's cgroup (a slow write: the kernel waits for an
             # RCU grace period) while we build the rootfs and set up the process; it sends the state
             # when that is done. Until then we must not fork (a child could start outside it).
@@ -308,7 +321,8 @@ def _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_u
         os._exit(127 if isinstance(e, (FileNotFoundError, NotFound)) else 126)
 
 
-def _child_a_create(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot):
+def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket.socket | None, cg_path: str,
+                    cg_mode: str, no_pivot: bool) -> NoReturn:
     try:
         # everything the init will import, imported before we join or make a user namespace: from
         # then on the interpreter's files may be out of reach (a Python under a 0700 home)
@@ -338,9 +352,9 @@ def _child_a_create(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_p
         _child_fail(ch, e)
 
 
-def _host_root_ids(linux):
+def _host_root_ids(linux: Spec) -> tuple[int, int]:
     """The host uid/gid of the container's root (its user namespace mapping of 0)."""
-    def host(maps):
+    def host(maps: list[dict[str, int]] | None) -> int:
         for m in maps or []:
             if m["containerID"] <= 0 < m["containerID"] + m["size"]:
                 return m["hostID"] - m["containerID"]
@@ -348,8 +362,8 @@ def _host_root_ids(linux):
     return host(linux.get("uidMappings")), host(linux.get("gidMappings"))
 
 
-def _write_id_maps(pid, linux):
-    def fmt(maps):
+def _write_id_maps(pid: int, linux: Spec) -> None:
+    def fmt(maps: list[dict[str, int]]) -> str:
         return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
     try:
         with open(f"/proc/{pid}/uid_map", "w") as f:
@@ -360,14 +374,14 @@ def _write_id_maps(pid, linux):
         raise SystemError_(f"cannot write the user namespace id mappings: {e.strerror}") from None
 
 
-def _reap(pid):
+def _reap(pid: int) -> None:
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
 
 
-def _wait_gone(pid, start_time, timeout=10.0):
+def _wait_gone(pid: int, start_time: int | None, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if statemod.proc_start_time(pid) != start_time:
@@ -380,7 +394,7 @@ def _wait_gone(pid, start_time, timeout=10.0):
     return False
 
 
-def _warm_cgroup_migration():
+def _warm_cgroup_migration() -> _thread.LockType | None:
     """Start now the wait the init's cgroup join would otherwise begin with.
 
     The first write to a cgroup.procs after a quiet spell waits for an RCU grace period (10-15 ms
@@ -405,7 +419,7 @@ def _warm_cgroup_migration():
     done = _thread.allocate_lock()
     done.acquire()
 
-    def write():
+    def write() -> None:
         try:
             os.write(fd, b"0")  # 0: the writer's own process
         except OSError:
@@ -421,8 +435,9 @@ def _warm_cgroup_migration():
     return done
 
 
-def create(root, cid, bundle, pid_file=None, console_socket=None, no_pivot=False, preserve_fds=0,
-           systemd=False, foreground=False, console=None, check_seccomp=True):
+def create(root: str, cid: str, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
+           no_pivot: bool = False, preserve_fds: int = 0, systemd: bool = False, foreground: bool = False,
+           console: _socket.socket | None = None, check_seccomp: bool = True) -> statemod.State:
     """Create a container; returns its State once the init waits on the exec fifo."""
     from berth.runtime import cgroups
     bundle = os.path.abspath(bundle)
@@ -564,7 +579,7 @@ _ALLOWED_DEVICES = [
 ]
 
 
-def _with_default_devices(linux):
+def _with_default_devices(linux: Spec) -> dict[str, Any]:
     resources = dict(linux.get("resources") or {})
     rules = list(resources.get("devices") or [])
     if not rules:
@@ -575,7 +590,7 @@ def _with_default_devices(linux):
     return resources
 
 
-def _unix_connect(path):
+def _unix_connect(path: str) -> _socket.socket:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -585,7 +600,7 @@ def _unix_connect(path):
     return sock
 
 
-def _remove_state_dir(d):
+def _remove_state_dir(d: str) -> None:
     """The state dir holds only flat files we wrote; anything else is left for a human to see."""
     try:
         names = os.listdir(d)
@@ -602,13 +617,13 @@ def _remove_state_dir(d):
         warn(f"cannot remove {d}: {e.strerror}")
 
 
-def _remote_error(msg):
+def _remote_error(msg: Any) -> BerthError:
     kind = msg.get("kind")
     cls = {"NotFound": NotFound, "InvalidArgument": InvalidArgument, "FileNotFoundError": NotFound}.get(kind, SystemError_)
     return cls(msg.get("msg") or "container setup failed")
 
 
-def start(root, cid):
+def start(root: str, cid: str) -> statemod.State:
     st = statemod.load(root, cid)
     status = st.status()
     if status != CREATED:
@@ -626,7 +641,7 @@ def start(root, cid):
     return st
 
 
-def _release(fifo, cid, alive):
+def _release(fifo: str, cid: str, alive: Callable[[], bool]) -> None:
     """The exec fifo's handshake: the init, blocked writing to it, goes on to exec its process."""
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -648,12 +663,12 @@ def _release(fifo, cid, alive):
         pass
 
 
-def release(root, cid, pid):
+def release(root: str, cid: str, pid: int) -> None:
     """start, for the process that has just created the container: its shim, when berthd says
     the runtime is this library and the spec has no poststart hooks. The fifo's handshake alone,
     with os calls only (no state file read, no io objects: in a shim forked from the zygote each
     object touched costs a private page). pid: the init's, whose liveness is checked meanwhile."""
-    def alive():
+    def alive() -> bool:
         try:
             fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -670,7 +685,7 @@ def release(root, cid, pid):
         raise FailedPrecondition(f"cannot start container {cid}: it is not created") from None
 
 
-def parse_signal(s):
+def parse_signal(s: str | int) -> int:
     SIGNALS = {name[3:]: getattr(signal, name) for name in dir(signal)
                if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(getattr(signal, name), int)}
     s = str(s).upper()
@@ -685,7 +700,7 @@ def parse_signal(s):
     raise InvalidArgument(f"unknown signal {s!r}")
 
 
-def kill(root, cid, sig="TERM", all_=False):
+def kill(root: str, cid: str, sig: str | int = "TERM", all_: bool = False) -> None:
     st = statemod.load(root, cid)
     status = st.status()
     if status == STOPPED:
@@ -700,7 +715,7 @@ def kill(root, cid, sig="TERM", all_=False):
             raise FailedPrecondition(f"container {cid} is not running") from None
 
 
-def delete(root, cid, force=False):
+def delete(root: str, cid: str, force: bool = False) -> None:
     st = statemod.load(root, cid)
     status = st.status()
     if status in (RUNNING, PAUSED) and not force:
@@ -739,7 +754,7 @@ def delete(root, cid, force=False):
     _remove_state_dir(st.dir)
 
 
-def pause(root, cid):
+def pause(root: str, cid: str) -> None:
     st = statemod.load(root, cid)
     status = st.status()
     if status != RUNNING:
@@ -747,7 +762,7 @@ def pause(root, cid):
     st.cgroup().freeze()
 
 
-def resume(root, cid):
+def resume(root: str, cid: str) -> None:
     st = statemod.load(root, cid)
     status = st.status()
     if status != PAUSED:
@@ -757,7 +772,8 @@ def resume(root, cid):
 
 # --- exec ---
 
-def _exec_b(ch, process, config, console, in_userns, filt):
+def _exec_b(ch: Channel, process: Spec, config: Spec, console: _socket.socket | None, in_userns: bool,
+            filt: Filter | Program | None) -> NoReturn:
     from berth.runtime import process as procmod
     try:
         path, slave, _name = _setup_process(process, console)
@@ -775,7 +791,7 @@ def _exec_b(ch, process, config, console, in_userns, filt):
         _child_fail(ch, e)
 
 
-def _exec_a(ch, st, config, process, console):
+def _exec_a(ch: Channel, st: statemod.State, config: Spec, process: Spec, console: _socket.socket | None) -> NoReturn:
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         filt = _preload(process, config)
@@ -805,7 +821,8 @@ def _exec_a(ch, st, config, process, console):
         _child_fail(ch, e)
 
 
-def exec_(root, cid, process, detach=False, pid_file=None, console_socket=None, preserve_fds=0, console=None):
+def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: str | None = None,
+          console_socket: str | None = None, preserve_fds: int = 0, console: _socket.socket | None = None) -> int:
     """Run a process in a running container; returns its exit code (0 when detached).
     ``console``: a connected socket that receives the pty master (the library's form of
     --console-socket)."""
@@ -880,13 +897,13 @@ def exec_(root, cid, process, detach=False, pid_file=None, console_socket=None, 
     return wait_foreground(b_pid, proxy)
 
 
-def _exit_code(status):
+def _exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
 
 
-def wait_foreground(pid, proxy=None):
+def wait_foreground(pid: int, proxy: _socket.socket | None = None) -> int:
     """Wait for pid (our child, or re-parented to us as subreaper), forwarding signals;
     with a tty proxy, copy between our stdio and the pty master."""
     forward = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -897,7 +914,7 @@ def wait_foreground(pid, proxy=None):
         proxy.close()
         master = fds[0] if fds else None
 
-    def handler(signum, _frame):
+    def handler(signum: int, _frame: FrameType | None) -> None:
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
@@ -936,7 +953,7 @@ def wait_foreground(pid, proxy=None):
             signal.signal(s, h)
 
 
-def _copy_winsize(src, dst):
+def _copy_winsize(src: int, dst: int) -> None:
     import fcntl
     import termios
     try:
@@ -946,7 +963,7 @@ def _copy_winsize(src, dst):
         pass
 
 
-def _pump(master):
+def _pump(master: int) -> None:
     fds = [0, master]
     while True:
         try:
@@ -973,8 +990,9 @@ def _pump(master):
             os.write(master, data)
 
 
-def run(root, cid, bundle, detach=False, pid_file=None, console_socket=None, no_pivot=False, preserve_fds=0,
-        systemd=False, keep=False):
+def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | None = None,
+        console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0, systemd: bool = False,
+        keep: bool = False) -> int:
     """create + start, then (unless detached) wait for the init and delete the container."""
     config_terminal = None
     proxy = console = None

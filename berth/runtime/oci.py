@@ -14,9 +14,12 @@ import os
 import socket
 import subprocess
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from berth.errors import FailedPrecondition, NotFound, SystemError_
+
+if TYPE_CHECKING:
+    from berth.daemon.config import Config
 
 LIBRARY = "berth-runc"  # the runtime path that means "the library, in-process"
 
@@ -41,7 +44,7 @@ class OCIRuntime:
     def start(self, cid: str) -> None:
         raise NotImplementedError
 
-    def exec(self, cid: str, process: dict, pid_file: str, console: socket.socket | None) -> None:
+    def exec(self, cid: str, process: dict[str, Any], pid_file: str, console: socket.socket | None) -> None:
         raise NotImplementedError
 
     def kill(self, cid: str, sig: int, all: bool = False) -> None:
@@ -75,7 +78,7 @@ class LibraryRuntime(OCIRuntime):
 
     light_start = True
 
-    def __init__(self, root: str, systemd: bool = False):
+    def __init__(self, root: str, systemd: bool = False) -> None:
         self.name = LIBRARY
         self.root = root
         self.systemd = systemd
@@ -83,35 +86,35 @@ class LibraryRuntime(OCIRuntime):
     def shim_params(self, network_mode: str = "") -> dict[str, Any]:
         return {"runtime_root": self.root, "runtime_binary": None, "runtime_args": [], "systemd": self.systemd}
 
-    def create(self, cid, bundle, pid_file, console):
+    def create(self, cid: str, bundle: str, pid_file: str, console: socket.socket | None) -> int:
         from berth.runtime import container as rt
         return rt.create(self.root, cid, bundle, console=console, check_seccomp=False, systemd=self.systemd).pid
 
-    def start(self, cid):
+    def start(self, cid: str) -> None:
         from berth.runtime import container as rt
         rt.start(self.root, cid)
 
-    def exec(self, cid, process, pid_file, console):
+    def exec(self, cid: str, process: dict[str, Any], pid_file: str, console: socket.socket | None) -> None:
         from berth.runtime import container as rt
         rt.exec_(self.root, cid, process, detach=True, pid_file=pid_file, console=console)
 
-    def kill(self, cid, sig, all=False):
+    def kill(self, cid: str, sig: int, all: bool = False) -> None:
         from berth.runtime import container as rt
         rt.kill(self.root, cid, sig, all_=all)
 
-    def pause(self, cid):
+    def pause(self, cid: str) -> None:
         from berth.runtime import container as rt
         rt.pause(self.root, cid)
 
-    def resume(self, cid):
+    def resume(self, cid: str) -> None:
         from berth.runtime import container as rt
         rt.resume(self.root, cid)
 
-    def delete(self, cid, force=False):
+    def delete(self, cid: str, force: bool = False) -> None:
         from berth.runtime import container as rt
         rt.delete(self.root, cid, force=force)
 
-    def state(self, cid):
+    def state(self, cid: str) -> str:
         from berth.runtime import state as rstate
         return rstate.load(self.root, cid).status()
 
@@ -120,7 +123,7 @@ class BinaryRuntime(OCIRuntime):
     """A runtime binary with runc's command line, as containerd's shim runs it: errors come from
     its --log (JSON lines), the console over --console-socket."""
 
-    def __init__(self, name: str, path: str, args: list[str] | None, root: str, work_dir: str = ""):
+    def __init__(self, name: str, path: str, args: list[str] | None, root: str, work_dir: str = "") -> None:
         self.name = name
         self.path = path
         self.args = list(args or [])
@@ -150,7 +153,7 @@ class BinaryRuntime(OCIRuntime):
     def _cmd(self) -> list[str]:
         return [self.path] + self.args + ["--root", self.root]
 
-    def _call(self, verb: list[str], what: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def _call(self, verb: list[str], what: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         try:
             p = subprocess.run(self._cmd() + verb, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
@@ -215,15 +218,15 @@ class BinaryRuntime(OCIRuntime):
         os.makedirs(base, exist_ok=True)
         return os.path.join(base, f"{cid[:12]}-{kind}{time.monotonic_ns() % 10**9}.sock")
 
-    def create(self, cid, bundle, pid_file, console):
+    def create(self, cid: str, bundle: str, pid_file: str, console: socket.socket | None) -> int:
         self._run(["create", "--bundle", bundle, "--pid-file", pid_file], cid, console, "c", f"{self.path} create failed")
         with open(pid_file) as f:
             return int(f.read().strip())
 
-    def start(self, cid):
+    def start(self, cid: str) -> None:
         self._call(["start", cid], "start")
 
-    def exec(self, cid, process, pid_file, console):
+    def exec(self, cid: str, process: dict[str, Any], pid_file: str, console: socket.socket | None) -> None:
         import tempfile
         with tempfile.NamedTemporaryFile("w", dir=self.work_dir, suffix=".json", delete=False) as f:
             json.dump(process, f)
@@ -234,23 +237,23 @@ class BinaryRuntime(OCIRuntime):
         finally:
             os.unlink(procfile)
 
-    def kill(self, cid, sig, all=False):
+    def kill(self, cid: str, sig: int, all: bool = False) -> None:
         self._call(["kill"] + (["--all"] if all else []) + [cid, str(sig)], "kill")
 
-    def pause(self, cid):
+    def pause(self, cid: str) -> None:
         self._call(["pause", cid], "pause")
 
-    def resume(self, cid):
+    def resume(self, cid: str) -> None:
         self._call(["resume", cid], "resume")
 
-    def delete(self, cid, force=False):
+    def delete(self, cid: str, force: bool = False) -> None:
         self._call(["delete"] + (["--force"] if force else []) + [cid], "delete")
 
-    def state(self, cid):
+    def state(self, cid: str) -> str:
         return json.loads(self._call(["state", cid], "state").stdout).get("status", "")
 
 
-def root_of(cfg, name: str) -> str:
+def root_of(cfg: Config, name: str) -> str:
     """Each OCI runtime keeps its own state root under berthd's state dir (their files differ)."""
     rt = cfg.runtimes.get(name)
     if rt is None or rt.path == LIBRARY:
@@ -258,7 +261,7 @@ def root_of(cfg, name: str) -> str:
     return os.path.join(cfg.state, "runtime-" + name)
 
 
-def for_config(cfg, name: str) -> OCIRuntime:
+def for_config(cfg: Config, name: str) -> OCIRuntime:
     """The runtime named ``name`` in berthd's [runtimes] (the one place that chooses)."""
     rt = cfg.runtimes.get(name)
     if rt is None or rt.path == LIBRARY:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import socket
     from typing import Any, NoReturn
 
-    from berth.linux.seccomp import Filter
+    from berth.linux.seccomp import Filter, Program
 
 
 def lookup_executable(process: dict[str, Any]) -> str:
@@ -99,7 +99,7 @@ def make_ctty(slave: int) -> None:
         os.close(slave)
 
 
-def apply_user_and_caps(process: dict[str, Any], seccomp_filter: Filter | None, in_userns: bool) -> None:
+def apply_user_and_caps(process: dict[str, Any], seccomp_filter: Filter | Program | None, in_userns: bool) -> None:
     """Drop the bounding set, switch user keeping capabilities, set the final sets."""
     cs = process.get("capabilities")
     user = process.get("user") or {}
@@ -200,7 +200,7 @@ def _home_of(uid: int) -> str:
     return "/"
 
 
-def exec_process(process: dict[str, Any], path: str, seccomp_filter: Filter | None) -> NoReturn:
+def exec_process(process: dict[str, Any], path: str, seccomp_filter: Filter | Program | None) -> NoReturn:
     env = env_dict(process)
     umask = (process.get("user") or {}).get("umask")
     if umask is not None:

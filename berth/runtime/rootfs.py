@@ -149,7 +149,7 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
         os.close(fd)
 
 
-def _set_propagation(rootfd: int, dest: str, prop: str) -> None:
+def _set_propagation(rootfd: int, dest: str, prop: list[int]) -> None:
     """Apply propagation flags to the mount just made on dest.
 
     The fd used to mount refers to the directory underneath the new mount, which is not a
