@@ -223,7 +223,7 @@ def _check_id(container_id: str) -> None:
         raise InvalidArgument(f"cgroup: invalid container id {container_id!r}")
 
 
-def resolve_path(cgroups_path: str, container_id: str, systemd: bool) -> str:
+def resolve_path(cgroups_path: str | None, container_id: str, systemd: bool) -> str:
     """The cgroup path (relative to every hierarchy root, starting with '/') of a container."""
     if cgroups_path is not None and not isinstance(cgroups_path, str):
         raise InvalidArgument("cgroupsPath: must be a string")
