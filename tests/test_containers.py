@@ -73,6 +73,24 @@ def test_run_rm_hello_world_prints_and_is_gone(d):
     assert d.berth("ps", "-a", "-q", check=True).out.strip() == ""
 
 
+def test_run_rm_answers_once_its_rootfs_is_unmounted_and_its_name_free(d):
+    """`run --rm` returns once the container is gone: nothing of it still mounted, its name free
+    for the next `run --name` at once, nothing of it in `ps -a`."""
+    croot = os.path.join(d.root, "containers") + "/"
+
+    def mounted():
+        with open("/proc/self/mountinfo") as f:
+            return sorted(line.split()[4] for line in f if line.split()[4].startswith(croot))
+
+    before = mounted()
+    for code in (0, 3, 0):
+        p = d.berth("run", "--rm", "--name", "rm-again", "--network", "none", IMG, "sh", "-c",
+                    f"echo x > /f; exit {code}")
+        assert p.returncode == code, p.err
+        assert mounted() == before
+    assert "rm-again" not in names(d.berth("ps", "-a", "--format", "{{.Names}}", check=True))
+
+
 def test_run_exit_code_is_the_containers(d):
     assert d.berth("run", "--rm", IMG, "sh", "-c", "exit 7").returncode == 7
     p = d.berth("run", "--rm", IMG, "sh", "-c", "echo out; echo err >&2; exit 3")

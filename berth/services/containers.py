@@ -106,6 +106,7 @@ class ContainerService:
         self.monitor = Monitor(self)  # exits, restart policies, restore at daemon start
         self.attach_pending = set()  # containers with an attach waiting for their start
         self._handoff = {}  # id -> "ready" (created, holding its process) | "attached" (the attach is in)
+        self._detached = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
 
     # --- paths ---
 
@@ -594,6 +595,7 @@ class ContainerService:
         self.meta.delete_container(ns, rec.id)
         self.states.forget(rec.id)
         self.events.container(ns, rec, "destroy")
+        self.close_detached(rec.id)  # the rootfs's teardown, after the answer (`run --rm`'s wait)
         self.volumes.container_removed(ns, rec, remove_anonymous=volumes)
         try:
             self.snapshotter.remove(rec.snapshot_key)
@@ -602,20 +604,34 @@ class ContainerService:
         shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
         shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
 
-    def cleanup_exited(self, ns: str, cid: str, network: bool = True) -> None:
-        """After an exit: unmount the rootfs, release its network (unless network=False) and volumes."""
+    def cleanup_exited(self, ns: str, cid: str, network: bool = True, hold: bool = False) -> None:
+        """After an exit: unmount the rootfs, release its network (unless network=False) and volumes.
+        hold (a removal follows): the rootfs is unmounted at once but its teardown waits for
+        close_detached() (the removal runs it once the record is gone)."""
         try:
             rec = self.meta.get_container(ns, cid)
         except NotFound:
             return
-        from berth.snapshots.mount import unmount
-        unmount(self.rootfs(cid))
+        from berth.snapshots import mount
+        if hold:
+            fd = mount.detach(self.rootfs(cid))
+            if fd is not None:
+                self.close_detached(cid)
+                self._detached[cid] = fd
+        else:
+            mount.unmount(self.rootfs(cid))
         from berth.services import runopts
         runopts.release(self, cid)  # a shareable /dev/shm
         if network:
             from berth.services import container_net
             container_net.teardown(self, ns, cid)
         self.volumes.release(ns, rec)
+
+    def close_detached(self, cid: str) -> None:
+        """Let the kernel tear down the rootfs cleanup_exited(hold=True) unmounted."""
+        fd = self._detached.pop(cid, None)
+        if fd is not None:
+            os.close(fd)
 
     # --- listing, inspecting ---
 
