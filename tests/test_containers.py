@@ -547,6 +547,34 @@ def test_containers_survive_kill_9_of_berthd(berthd):
                     os.kill(p, signal.SIGKILL)
 
 
+def test_an_rm_container_that_exits_while_berthd_is_down_is_removed_at_its_restart(berthd):
+    """`run -d --rm`: its exit is not seen by the killed berthd; the restarted one removes it (as
+    dockerd does with an AutoRemove container it finds stopped) and its name is free again."""
+    berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    pid = 0
+    try:
+        berthd.berth("run", "-d", "--rm", "--name", "gone-at-restart", "--network", "none", IMG, "sh", "-c",
+                     "sleep 1; exit 4", check=True)
+        pid = state(berthd, "gone-at-restart")["Pid"]
+        berthd.kill9()
+        wait_for(lambda: not _alive(pid), 10, "the container to exit while berthd is down")
+        berthd.start()
+        wait_for(lambda: "gone-at-restart" not in berthd.berth("ps", "-a", "--format", "{{.Names}}").out, 10,
+                 "the restarted berthd to remove it")
+        p = berthd.berth("run", "--rm", "--name", "gone-at-restart", "--network", "none", IMG, "echo", "again")
+        assert (p.returncode, p.out) == (0, "again\n"), p.err
+    finally:
+        if berthd.proc is None:
+            try:
+                berthd.start()
+            except AssertionError:
+                pass
+        if berthd.proc is not None:
+            _remove_all(berthd)
+        elif pid and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_another_oci_runtime_runs_the_container(d):
     """--runtime runc: the shim drives Debian's runc binary (its own state root, errors from its
     --log), for run, exec (with and without a TTY), pause and stop."""

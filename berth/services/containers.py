@@ -529,13 +529,16 @@ class ContainerService:
     # --- remove ---
 
     def remove(self, ns: str, ref: str, force: bool = False, volumes: bool = False,
-               network_after: bool = False) -> None:
+               network_after: bool = False, at_exit: bool = False) -> None:
         """Remove a container (force: kill it first). network_after: its network attachments are
-        released after the record is gone (the --rm path: `run --rm` returns at the removal)."""
+        released after the record is gone (the --rm path: `run --rm` returns at the removal).
+        at_exit: the --rm removal right after the exit, whose state the store still has as
+        running: "removing" is kept in memory only (a berthd killed meanwhile finds it running,
+        its shim gone, and removes it again at restore)."""
         with self.meta.freeing():  # a removal works on a full disk: it frees space
-            self._remove(ns, ref, force, volumes, network_after)
+            self._remove(ns, ref, force, volumes, network_after, at_exit)
 
-    def _remove(self, ns, ref, force, volumes, network_after):
+    def _remove(self, ns, ref, force, volumes, network_after, at_exit=False):
         rec = self.get(ns, ref)
         st = self.states.get(ns, rec.id, rec)
         if st.running or st.status == S.RESTARTING:
@@ -553,7 +556,7 @@ class ContainerService:
                     pass  # it exited meanwhile
                 self.states.wait_for(rec.id, lambda s: s is None or not s.running)
         try:
-            self.states.transition(ns, rec.id, S.REMOVING)
+            self.states.transition(ns, rec.id, S.REMOVING, persist=not at_exit)
         except FailedPrecondition:
             cur = self.states.peek(rec.id)
             if cur is None or cur.status == S.REMOVING:  # removed (or being removed) by another: --rm

@@ -154,7 +154,7 @@ class Monitor:
             return "restarted" if self._restart(ns, cid) else ""
         if auto_remove:
             try:
-                c.remove(ns, cid, force=True, volumes=True, network_after=network_after)
+                c.remove(ns, cid, force=True, volumes=True, network_after=network_after, at_exit=True)
                 return "removed"
             except NotFound:
                 pass
