@@ -73,6 +73,24 @@ def test_run_rm_hello_world_prints_and_is_gone(d):
     assert d.berth("ps", "-a", "-q", check=True).out.strip() == ""
 
 
+def test_run_rm_answers_once_its_rootfs_is_unmounted_and_its_name_free(d):
+    """`run --rm` returns once the container is gone: nothing of it still mounted, its name free
+    for the next `run --name` at once, nothing of it in `ps -a`."""
+    croot = os.path.join(d.root, "containers") + "/"
+
+    def mounted():
+        with open("/proc/self/mountinfo") as f:
+            return sorted(line.split()[4] for line in f if line.split()[4].startswith(croot))
+
+    before = mounted()
+    for code in (0, 3, 0):
+        p = d.berth("run", "--rm", "--name", "rm-again", "--network", "none", IMG, "sh", "-c",
+                    f"echo x > /f; exit {code}")
+        assert p.returncode == code, p.err
+        assert mounted() == before
+    assert "rm-again" not in names(d.berth("ps", "-a", "--format", "{{.Names}}", check=True))
+
+
 def test_run_exit_code_is_the_containers(d):
     assert d.berth("run", "--rm", IMG, "sh", "-c", "exit 7").returncode == 7
     p = d.berth("run", "--rm", IMG, "sh", "-c", "echo out; echo err >&2; exit 3")
@@ -527,6 +545,34 @@ def test_containers_survive_kill_9_of_berthd(berthd):
             for p in pids:
                 if _alive(p):
                     os.kill(p, signal.SIGKILL)
+
+
+def test_an_rm_container_that_exits_while_berthd_is_down_is_removed_at_its_restart(berthd):
+    """`run -d --rm`: its exit is not seen by the killed berthd; the restarted one removes it (as
+    dockerd does with an AutoRemove container it finds stopped) and its name is free again."""
+    berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    pid = 0
+    try:
+        berthd.berth("run", "-d", "--rm", "--name", "gone-at-restart", "--network", "none", IMG, "sh", "-c",
+                     "sleep 1; exit 4", check=True)
+        pid = state(berthd, "gone-at-restart")["Pid"]
+        berthd.kill9()
+        wait_for(lambda: not _alive(pid), 10, "the container to exit while berthd is down")
+        berthd.start()
+        wait_for(lambda: "gone-at-restart" not in berthd.berth("ps", "-a", "--format", "{{.Names}}").out, 10,
+                 "the restarted berthd to remove it")
+        p = berthd.berth("run", "--rm", "--name", "gone-at-restart", "--network", "none", IMG, "echo", "again")
+        assert (p.returncode, p.out) == (0, "again\n"), p.err
+    finally:
+        if berthd.proc is None:
+            try:
+                berthd.start()
+            except AssertionError:
+                pass
+        if berthd.proc is not None:
+            _remove_all(berthd)
+        elif pid and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_another_oci_runtime_runs_the_container(d):

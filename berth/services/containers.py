@@ -124,6 +124,7 @@ class ContainerService:
         self.monitor = Monitor(self)  # exits, restart policies, restore at daemon start
         self.attach_pending: set[str] = set()  # containers with an attach waiting for their start
         self._handoff: dict[str, str] = {}  # id -> "ready" (created, holding its process) | "attached" (the attach is in)
+        self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
 
     # --- paths ---
 
@@ -546,13 +547,17 @@ class ContainerService:
     # --- remove ---
 
     def remove(self, ns: str, ref: str, force: bool = False, volumes: bool = False,
-               network_after: bool = False) -> None:
+               network_after: bool = False, at_exit: bool = False) -> None:
         """Remove a container (force: kill it first). network_after: its network attachments are
-        released after the record is gone (the --rm path: `run --rm` returns at the removal)."""
+        released after the record is gone (the --rm path: `run --rm` returns at the removal).
+        at_exit: the --rm removal right after the exit, whose state the store still has as
+        running: "removing" is kept in memory only (a berthd killed meanwhile finds it running,
+        its shim gone, and removes it again at restore)."""
         with self.meta.freeing():  # a removal works on a full disk: it frees space
-            self._remove(ns, ref, force, volumes, network_after)
+            self._remove(ns, ref, force, volumes, network_after, at_exit)
 
-    def _remove(self, ns: str, ref: str, force: bool, volumes: bool, network_after: bool) -> None:
+    def _remove(self, ns: str, ref: str, force: bool, volumes: bool, network_after: bool,
+                at_exit: bool = False) -> None:
         rec = self.get(ns, ref)
         st = self.states.get(ns, rec.id, rec)
         if st.running or st.status == S.RESTARTING:
@@ -570,7 +575,7 @@ class ContainerService:
                     pass  # it exited meanwhile
                 self.states.wait_for(rec.id, lambda s: s is None or not s.running)
         try:
-            self.states.transition(ns, rec.id, S.REMOVING)
+            self.states.transition(ns, rec.id, S.REMOVING, persist=not at_exit)
         except FailedPrecondition:
             cur = self.states.peek(rec.id)
             if cur is None or cur.status == S.REMOVING:  # removed (or being removed) by another: --rm
@@ -612,6 +617,7 @@ class ContainerService:
         self.meta.delete_container(ns, rec.id)
         self.states.forget(rec.id)
         self.events.container(ns, rec, "destroy")
+        self.close_detached(rec.id)  # the rootfs's teardown, after the answer (`run --rm`'s wait)
         self.volumes.container_removed(ns, rec, remove_anonymous=volumes)
         try:
             self.snapshotter.remove(rec.snapshot_key)
@@ -620,20 +626,34 @@ class ContainerService:
         shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
         shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
 
-    def cleanup_exited(self, ns: str, cid: str, network: bool = True) -> None:
-        """After an exit: unmount the rootfs, release its network (unless network=False) and volumes."""
+    def cleanup_exited(self, ns: str, cid: str, network: bool = True, hold: bool = False) -> None:
+        """After an exit: unmount the rootfs, release its network (unless network=False) and volumes.
+        hold (a removal follows): the rootfs is unmounted at once but its teardown waits for
+        close_detached() (the removal runs it once the record is gone)."""
         try:
             rec = self.meta.get_container(ns, cid)
         except NotFound:
             return
-        from berth.snapshots.mount import unmount
-        unmount(self.rootfs(cid))
+        from berth.snapshots import mount
+        if hold:
+            fd = mount.detach(self.rootfs(cid))
+            if fd is not None:
+                self.close_detached(cid)
+                self._detached[cid] = fd
+        else:
+            mount.unmount(self.rootfs(cid))
         from berth.services import runopts
         runopts.release(self, cid)  # a shareable /dev/shm
         if network:
             from berth.services import container_net
             container_net.teardown(self, ns, cid)
         self.volumes.release(ns, rec)
+
+    def close_detached(self, cid: str) -> None:
+        """Let the kernel tear down the rootfs cleanup_exited(hold=True) unmounted."""
+        fd = self._detached.pop(cid, None)
+        if fd is not None:
+            os.close(fd)
 
     # --- listing, inspecting ---
 

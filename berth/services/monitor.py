@@ -131,7 +131,14 @@ class Monitor:
         # --rm without published ports: the network goes after the record (the client is told
         # sooner); with ports it goes first, so they are free when `run --rm` returns
         network_after = bool(auto_remove) and not container_net.published(rec)
-        c.cleanup_exited(ns, cid, network=not network_after)
+        c.cleanup_exited(ns, cid, network=not network_after, hold=bool(auto_remove))
+        try:
+            return self._record_exit(ns, rec, ev, restart, auto_remove, network_after)
+        finally:
+            c.close_detached(cid)  # the removal did not (it failed, or someone else's removal)
+
+    def _record_exit(self, ns, rec, ev, restart, auto_remove, network_after) -> str:
+        c, cid, code = self.c, rec.id, ev.exit_code
         fields = {"exit_code": code, "finished_at": ev.finished_at or S.now_rfc3339(), "pid": 0}
         try:
             # --rm: the removal's own transition persists the state with these fields right after;
@@ -147,7 +154,7 @@ class Monitor:
             return "restarted" if self._restart(ns, cid) else ""
         if auto_remove:
             try:
-                c.remove(ns, cid, force=True, volumes=True, network_after=network_after)
+                c.remove(ns, cid, force=True, volumes=True, network_after=network_after, at_exit=True)
                 return "removed"
             except NotFound:
                 pass

@@ -32,6 +32,22 @@ def mount_all(mounts, target):
             raise SystemError_(f"cannot mount the container's rootfs ({m.type}) on {target}: {e.strerror}") from None
 
 
+def detach(target):
+    """unmount(target), keeping a reference to what was mounted there: the mount is gone from the
+    mount table at once, the kernel's teardown of it (an overlay syncs its upper filesystem:
+    ms) runs when the returned fd is closed. None when target cannot be opened."""
+    try:
+        fd = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        unmount(target)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def unmount(target):
     """Unmount everything at target (lazily); a target that is not mounted is fine."""
     for _ in range(8):
