@@ -153,6 +153,12 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
     root_lock = _lock_root(cfg.root)  # noqa: F841 (held for the life of the process)
     daemon = Daemon(cfg, zygote)
     daemon.loop = asyncio.get_running_loop()
+    # a SIGTERM from here on is a graceful stop, even one that comes while the CRI still starts
+    # (a client that saw the API socket may stop us at once: the default action would leave the
+    # bridge's iptables rules behind)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        daemon.loop.add_signal_handler(sig, stop.set)
     daemon.start_dns()
     await daemon.run(daemon.system.collect_leftovers)  # what a daemon killed mid-pull left
     await daemon.run(daemon.containers.monitor.restore)  # what the shims still run
@@ -205,10 +211,6 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
     pidfile = os.path.join(cfg.state, "berthd.pid")
     with open(pidfile, "w") as f:
         f.write(str(os.getpid()))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(s, stop.set)
     if ready:
         ready()
     try:
