@@ -197,10 +197,23 @@ class MetadataStore:
             self._keep_reserve()
         return result
 
-    def write(self, fn: Callable[[Tx], Any]) -> Any:
+    def write(self, fn: Callable[[Tx], Any], durable: bool = True) -> Any:
         """fn(tx) in one write transaction; inside freeing() (a removal, a stop) it may use the
-        reserve on a full disk, as the store's own removal methods do."""
-        return self._write(fn)
+        reserve on a full disk, as the store's own removal methods do.
+
+        durable=False: a fact that only matters while the host is up (a container is running):
+        committed to the WAL without waiting for the disk (synchronous=NORMAL for this one
+        transaction). It survives a crash of the process, not of the host; the next durable
+        commit syncs it too (one WAL, written in order). Inside an outer transaction, the
+        outer one decides."""
+        if durable or self._synchronous in ("OFF", "NORMAL") or getattr(self._local, "depth", 0):
+            return self._write(fn)
+        conn = self._conn()
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            return self._write(fn)
+        finally:
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
 
     def _up_to_date(self) -> bool:
         """Whether opening needs no write (so it does not wait for a writer)."""

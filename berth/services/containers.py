@@ -369,7 +369,7 @@ class ContainerService:
             self.volumes.release(ns, rec)
             raise
         self.states.transition(ns, rec.id, S.RUNNING, pid=res.pid, started_at=started_at, error="",
-                               exit_code=0, generation=st.generation + 1, oom_killed=False,
+                               exit_code=0, generation=st.generation + 1, oom_killed=False, durable=False,
                                ext=None if restarting else {"stopped_by_user": False, "restart_count": 0})
         self.events.container(ns, rec, "start")
         self.monitor.watch(ns, rec.id, channel)

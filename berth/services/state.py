@@ -99,12 +99,13 @@ class ContainerStates:
             return self._cache.get(cid) or self._gone.get(cid)
 
     def transition(self, ns: str, cid: str, to: str, check: Callable[[RunState], None] | None = None,
-                   ext: dict | None = None, persist: bool = True, **fields) -> RunState:
+                   ext: dict | None = None, persist: bool = True, durable: bool = True, **fields) -> RunState:
         """Move a container to ``to`` (FailedPrecondition when that move is not allowed from where
         it is; ``check`` may refuse too), persist it (with ``ext``: other keys of the record's
         extensions changed in the same transaction), wake the waiters. Returns the new state.
         persist=False: in memory only, for a state the next transition persists at once (what
-        a restarted berthd finds instead leads to the same end)."""
+        a restarted berthd finds instead leads to the same end). durable=False: persisted for a
+        restarted berthd but not synced to the disk (a state a host crash makes moot: running)."""
         with self.cond:
             cur = self.get(ns, cid)
             if to not in ALLOWED[cur.status]:
@@ -117,7 +118,7 @@ class ContainerStates:
                 setattr(new, k, v)
             try:
                 if persist or ext:
-                    self._persist(ns, cid, new, ext)
+                    self._persist(ns, cid, new, ext, durable)
             except NotFound:
                 raise
             except Exception as e:
@@ -130,12 +131,12 @@ class ContainerStates:
             self.cond.notify_all()
             return new
 
-    def _persist(self, ns: str, cid: str, st: RunState, ext: dict | None = None) -> None:
+    def _persist(self, ns: str, cid: str, st: RunState, ext: dict | None = None, durable: bool = True) -> None:
         def update(tx):
             rec = tx.get_container(ns, cid)
             tx.update_container(ns, cid, extensions=dict(rec.extensions or {}, **(ext or {}), state=asdict(st)))
         try:
-            self.meta.write(update)  # in a removal or a stop, it may use the reserve on a full disk
+            self.meta.write(update, durable=durable)  # in a removal or a stop, it may use the reserve on a full disk
         except NotFound:
             pass
 
