@@ -241,3 +241,63 @@ def test_a_killed_shim_ends_its_container(c):
     wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z",
              20, "the container's process to end")
     c.berth("rm", cid, check=True)
+
+
+# --- the spare shim --------------------------------------------------------------------------
+
+
+def _spares(dm):
+    """pids of the spare shims of this daemon (comm berth-spare, berthd's command line with its base)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/comm") as f:
+                if f.read().strip() != "berth-spare":
+                    continue
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                if str(dm.base).encode() not in f.read():
+                    continue
+            with open(f"/proc/{p}/stat") as f:
+                if f.read().rsplit(") ", 1)[1][0] == "Z":  # gone, not yet reaped by init
+                    continue
+        except OSError:
+            continue
+        out.append(int(p))
+    return out
+
+
+def test_one_spare_shim_takes_the_next_start_and_goes_with_berthd(tmp_path):
+    """A berthd keeps one shim forked ahead of its container (comm berth-spare); a start takes it
+    (it becomes that container's berth-shim) and another is forked; one killed by someone is
+    replaced at the next start; berthd's stop takes the spare with it."""
+    dm = Daemon(tmp_path / "s")
+    dm.start()
+    try:
+        dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        wait_for(lambda: len(_spares(dm)) == 1, 10, "the spare shim")
+        spare = _spares(dm)[0]
+        cid = dm.berth("run", "-d", "--network", "none", IMG, "sleep", "60", check=True).out.strip()
+        pid = inspect(dm, cid)["State"]["Pid"]
+        with open(f"/proc/{pid}/status") as f:
+            shim_pid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+        assert shim_pid == spare
+        with open(f"/proc/{shim_pid}/comm") as f:
+            assert f.read().strip() == "berth-shim"
+        wait_for(lambda: len(_spares(dm)) == 1 and _spares(dm)[0] != spare, 10, "the next spare")
+        os.kill(_spares(dm)[0], 9)
+        p = dm.berth("run", "--rm", "--network", "none", IMG, "echo", "after a killed spare")
+        assert p.returncode == 0 and p.out == "after a killed spare\n", p.err
+        wait_for(lambda: len(_spares(dm)) == 1, 10, "a spare again")
+        dm.berth("rm", "-f", cid, check=True)
+        left = _spares(dm)
+        dm.stop()
+        wait_for(lambda: not set(left) & set(_spares(dm)), 10, "the spare to go with berthd")
+    finally:
+        if dm.proc and dm.proc.poll() is None:
+            ids = dm.berth("ps", "-a", "-q", "--no-trunc").out.split()
+            if ids:
+                dm.berth("rm", "-f", *ids)
+        dm.cleanup()
+

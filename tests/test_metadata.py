@@ -693,6 +693,34 @@ def test_killed_while_writing_is_consistent_on_reopen(tmp_path):
         assert md._conn().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+NOT_DURABLE_THEN_KILLED = textwrap.dedent("""
+    import os, signal, sys
+    from berth.metadata import MetadataStore
+    md = MetadataStore(sys.argv[1])
+    md.create_container("default", "c1", spec={"v": 1})
+    md.write(lambda tx: tx.update_container("default", "c1", extensions={"state": "running"}), durable=False)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_a_write_that_is_not_durable_survives_the_process_and_leaves_the_mode_as_it_was(tmp_path, md):
+    """write(durable=False) skips the fsync of its commit only: what it wrote is in the WAL for a
+    berthd that was killed; the connection is back to synchronous=FULL afterwards (2), and a
+    nested write follows the outer transaction."""
+    p = _child(NOT_DURABLE_THEN_KILLED, str(tmp_path / "k"))
+    assert p.wait(timeout=60) == -signal.SIGKILL
+    with MetadataStore(tmp_path / "k") as again:
+        assert again.get_container("default", "c1").extensions == {"state": "running"}
+    md.create_container("default", "c2", spec={})
+    md.write(lambda tx: tx.update_container("default", "c2", labels={"a": "1"}), durable=False)
+    assert md._conn().execute("PRAGMA synchronous").fetchone()[0] == 2
+    with md.tx() as tx:
+        tx.update_container("default", "c2", labels={"a": "2"})
+        md.write(lambda t: t.update_container("default", "c2", labels={"a": "3"}), durable=False)
+    assert md.get_container("default", "c2").labels == {"a": "3"}
+    assert md._conn().execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
 def test_concurrent_use_from_threads(md):
     errors, wins = [], []
 
