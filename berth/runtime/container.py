@@ -394,45 +394,62 @@ def _wait_gone(pid: int, start_time: int | None, timeout: float = 10.0) -> bool:
     return False
 
 
-def _warm_cgroup_migration() -> _thread.LockType | None:
-    """Start now the wait the init's cgroup join would otherwise begin with.
+class _CgroupWarmth:
+    """Keeps the kernel's cgroup migration warm until the init has joined its cgroup.
 
-    The first write to a cgroup.procs after a quiet spell waits for an RCU grace period (10-15 ms
+    The first write to a cgroup.procs after a quiet spell waits for an RCU grace period (3-15 ms
     on cgroup v1 here: cgroup_threadgroup_rwsem's rcu_sync switching its readers to the slow
-    path); the writes that follow within about a grace period of it do not. A thread moves this
-    process into the cgroup it already is in (a no-op migration that takes the same lock), so
-    that the grace period runs while config.json is written and the init forked and set up; the
-    init's own join, which the init still waits for before anything needs it, then mostly finds
-    it passed. A thread, not a child: a forked child would make every page this interpreter then
-    writes a copy-on-write fault. The migration holds cgroup_mutex through the grace period
-    (every cgroup mkdir and most cgroup writes wait for it): call this once the container's
-    cgroup is made and set. Only an optimisation: any failure is ignored. Returns a lock
-    released when the write is done, or None."""
-    from berth.runtime import cgroups
-    try:
-        path = cgroups.own_procs_file(cgroups.detect_mode())
-        if path is None:
-            return None
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    except (OSError, BerthError):
-        return None
-    done = _thread.allocate_lock()
-    done.acquire()
+    path); the writes that come within about a grace period of the previous one do not. A thread
+    moves this process into the cgroup it already is in (a no-op migration that takes the same
+    lock) once the container's cgroup is made and set, so that the grace period runs while
+    config.json is written and the init forked and set up, and again every millisecond until
+    stop(): the init's own join, whenever it comes, finds the migration warm. A thread, not a
+    child: a forked child would make every page this interpreter then writes a copy-on-write
+    fault. The first migration holds cgroup_mutex through the grace period (every cgroup mkdir
+    and most cgroup writes wait for it): nothing of the container's cgroup is made or changed
+    after start(). Only an optimisation: any failure is ignored."""
 
-    def write() -> None:
+    LIMIT = 2.0  # seconds: a create that takes longer pays the grace period again, no more
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.stopped = False
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+
+    @classmethod
+    def start(cls) -> _CgroupWarmth | None:
+        from berth.runtime import cgroups
         try:
-            os.write(fd, b"0")  # 0: the writer's own process
+            path = cgroups.own_procs_file(cgroups.detect_mode())
+            if path is None:
+                return None
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except (OSError, BerthError):
+            return None
+        w = cls(fd)
+        try:
+            _thread.start_new_thread(w._run, ())
+        except RuntimeError:
+            os.close(fd)
+            return None
+        return w
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.LIMIT
+        try:
+            while not self.stopped and time.monotonic() < deadline:
+                os.write(self.fd, b"0")  # 0: the writer's own process
+                time.sleep(0.001)
         except OSError:
             pass
         finally:
-            os.close(fd)
-            done.release()
-    try:
-        _thread.start_new_thread(write, ())
-    except RuntimeError:
-        os.close(fd)
-        return None
-    return done
+            os.close(self.fd)
+            self.done.release()
+
+    def stop(self, wait: float = 10) -> None:
+        self.stopped = True
+        self.done.acquire(True, wait)  # a write under way ends within a grace period
 
 
 def create(root: str, cid: str, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
@@ -476,7 +493,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
             cg.set(resources)
         # from here on no cgroup is made or changed before the join: the warm-up's migration
         # holds the kernel's cgroup_mutex through its grace period
-        warm = _warm_cgroup_migration()
+        warm = _CgroupWarmth.start()
         with open(os.path.join(d, "config.json"), "w") as f:
             f.write(json.dumps(config))  # dumps: the C encoder (json.dump iterates in Python)
         fifo = st.fifo
@@ -520,6 +537,8 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
                 st.data["start_time"] = statemod.proc_start_time(init_pid)
                 try:
                     cg.add(init_pid)
+                    if warm is not None:
+                        warm.stopped = True  # joined: the thread ends after its current write
                 except BerthError as e:
                     if statemod.proc_start_time(init_pid) == st.data["start_time"]:
                         raise  # the init is alive, waiting for the state: the join failed
@@ -568,7 +587,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
         raise
     finally:
         if warm is not None:
-            warm.acquire(True, 10)  # done by now, as a rule: the join waited for the same grace period
+            warm.stop()
 
 
 # what runc always allows in the device cgroup, after the config's own rules
