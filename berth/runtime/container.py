@@ -225,7 +225,7 @@ def _setup_process(process: Spec, console: _socket.socket | None) -> tuple[str, 
 
 
 def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket.socket | None, cg_path: str, cg_mode: str,
-          no_pivot: bool, in_userns: bool, filt: Filter | Program | None) -> NoReturn:
+          no_pivot: bool, in_userns: bool, filt: Filter | Program | None, preserve_fds: int) -> NoReturn:
     """The container's init (B). Never returns."""
     from berth.runtime import process as procmod
     from berth.linux.paths import ensure_in_root
@@ -310,11 +310,10 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
         os.close(procfd_dir)
         os.close(fifo_fd)
         hookmod.run(hooks, "startContainer", dict(hook_state, status="created"))
-        preserve = config.get("_preserve_fds", 0)
         try:
-            sc.close_range(3 + preserve, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC)
+            sc.close_range(3 + preserve_fds, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC)
         except OSError:
-            os.closerange(3 + preserve, 65536)
+            os.closerange(3 + preserve_fds, 65536)
         procmod.exec_process(process, path, filt)
     except BaseException as e:
         print(f"berth-runc: {_error_message(e)}", file=sys.stderr)
@@ -322,7 +321,7 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
 
 
 def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket.socket | None, cg_path: str,
-                    cg_mode: str, no_pivot: bool) -> NoReturn:
+                    cg_mode: str, no_pivot: bool, preserve_fds: int) -> NoReturn:
     try:
         # everything the init will import, imported before we join or make a user namespace: from
         # then on the interpreter's files may be out of reach (a Python under a 0700 home)
@@ -345,7 +344,7 @@ def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, consol
             sc.unshare(rest)
         pid = os.fork()
         if pid == 0:
-            _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns, filt)
+            _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns, filt, preserve_fds)
         ch.send(t="pid", pid=pid)
         os._exit(0)
     except BaseException as e:
@@ -506,7 +505,6 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
         if (root_uid, root_gid) != (0, 0):
             os.chown(fifo, root_uid, root_gid)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        config["_preserve_fds"] = preserve_fds
         psock, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         # import what the init needs now: once in a user namespace it may no longer be allowed
         # to read the installed package (a directory only the caller's uid can enter)
@@ -514,7 +512,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
         a_pid = os.fork()
         if a_pid == 0:
             psock.close()
-            _child_a_create(Channel(csock), config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot)
+            _child_a_create(Channel(csock), config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, preserve_fds)
         csock.close()
         os.close(fifo_fd)
         if console is not None and console_socket:
@@ -792,7 +790,7 @@ def resume(root: str, cid: str) -> None:
 # --- exec ---
 
 def _exec_b(ch: Channel, process: Spec, config: Spec, console: _socket.socket | None, in_userns: bool,
-            filt: Filter | Program | None) -> NoReturn:
+            filt: Filter | Program | None, preserve_fds: int) -> NoReturn:
     from berth.runtime import process as procmod
     try:
         path, slave, _name = _setup_process(process, console)
@@ -800,9 +798,8 @@ def _exec_b(ch: Channel, process: Spec, config: Spec, console: _socket.socket | 
             procmod.make_ctty(slave)
         procmod.apply_user_and_caps(process, filt, in_userns)
         procmod.chdir_checked(process.get("cwd") or "/")
-        preserve = process.get("_preserve_fds", 0)
         try:
-            sc.close_range(3 + preserve, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC)
+            sc.close_range(3 + preserve_fds, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC)
         except OSError:
             pass
         procmod.exec_process(process, path, filt)
@@ -810,7 +807,8 @@ def _exec_b(ch: Channel, process: Spec, config: Spec, console: _socket.socket | 
         _child_fail(ch, e)
 
 
-def _exec_a(ch: Channel, st: statemod.State, config: Spec, process: Spec, console: _socket.socket | None) -> NoReturn:
+def _exec_a(ch: Channel, st: statemod.State, config: Spec, process: Spec, console: _socket.socket | None,
+            preserve_fds: int) -> NoReturn:
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         filt = _preload(process, config)
@@ -833,7 +831,7 @@ def _exec_a(ch: Channel, st: statemod.State, config: Spec, process: Spec, consol
         in_userns = "user" in types
         child = os.fork()
         if child == 0:
-            _exec_b(ch, process, config, console, in_userns, filt)
+            _exec_b(ch, process, config, console, in_userns, filt, preserve_fds)
         ch.send(t="pid", pid=child)
         os._exit(0)
     except BaseException as e:
@@ -863,16 +861,21 @@ def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: st
             proxy, console = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     elif console_socket:
         raise InvalidArgument("--console-socket needs a terminal (-t)")
-    process = dict(process)
-    process["_preserve_fds"] = preserve_fds
     if not detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     cg = st.cgroup()
+    # the join below (after the process's preload) finds the migration warm (_CgroupWarmth)
+    warm = _CgroupWarmth.start()
     psock, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    a_pid = os.fork()
+    try:
+        a_pid = os.fork()
+    except BaseException:
+        if warm is not None:
+            warm.stop()
+        raise
     if a_pid == 0:
         psock.close()
-        _exec_a(Channel(csock), st, config, process, console)
+        _exec_a(Channel(csock), st, config, process, console, preserve_fds)
     csock.close()
     if console is not None:
         console.close()
@@ -887,7 +890,11 @@ def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: st
             if t == "error":
                 raise _remote_error(msg)
             if t == "ready":
-                cg.add(a_pid)
+                try:
+                    cg.add(a_pid)
+                finally:
+                    if warm is not None:
+                        warm.stopped = True
                 ch.send(t="go")
             elif t == "pid":
                 b_pid = msg["pid"]
@@ -909,6 +916,8 @@ def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: st
         raise
     finally:
         ch.close()
+        if warm is not None:
+            warm.stop()
     if not b_pid:
         raise SystemError_("exec failed: the process did not start")
     if detach:
