@@ -331,6 +331,34 @@ def cri(node):
     c.close()
 
 
+def test_cri_metadata_is_a_record_extension_and_old_records_still_load(node, cri):
+    """The CRI's own metadata (the kubelet's config, the pod, the log path) is kept in the
+    record's extensions under containerd's keys, not in the container's configuration that
+    `berth -n k8s.io inspect` shows; a record of an older berthd (the metadata under "_cri" in
+    its configuration) still answers after a restart."""
+    from berth.metadata import MetadataStore
+    sid, sbx = _pod(cri, node, "meta")
+    cid = _ctr(cri, sid, sbx, "m1", ["sleep", "300"])
+    for ref in (sid, cid):
+        doc = node.d.berth("-n", "k8s.io", "inspect", ref, check=True).out
+        assert "_cri" not in doc and ".metadata" not in doc
+    with MetadataStore(node.d.root) as md:
+        rec = md.get_container("k8s.io", cid)
+        meta = rec.extensions.pop("io.cri-containerd.container.metadata")
+        assert meta["sandbox"] == sid and meta["kind"] == "container"
+        md.update_container("k8s.io", cid, spec=dict(rec.spec_json(), _cri=meta), extensions=rec.extensions)
+    node.d.stop()
+    node.d.start()
+    wait_for(lambda: node.d.berth("-n", "k8s.io", "ps", check=False).returncode == 0, 30, "berthd again")
+    c = node.client()
+    try:
+        st = c.ContainerStatus(container_id=cid).status
+        assert st.metadata.name == "m1" and st.log_path.endswith("m1.log")
+        assert [x.id for x in c.ListContainers(filter=pb.ContainerFilter(pod_sandbox_id=sid)).containers] == [cid]
+    finally:
+        c.close()
+
+
 def test_exec_sync_output_exit_code_and_timeout(node, cri):
     sid, sbx = _pod(cri, node, "execs")
     cid = _ctr(cri, sid, sbx, "e", ["sleep", "300"])

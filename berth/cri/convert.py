@@ -159,9 +159,27 @@ def _hugepages_present(size: str) -> bool:
     return False
 
 
+# The CRI's own metadata of a sandbox or container (its config as the kubelet sent it, its pod,
+# runtime handler, netns key, log path): an extension of the container record, under the keys
+# containerd's CRI plugin uses for the same thing.
+SANDBOX_EXT = "io.cri-containerd.sandbox.metadata"
+CONTAINER_EXT = "io.cri-containerd.container.metadata"
+
+
+def metadata_of(rec: Any) -> dict[str, Any]:
+    """The CRI's metadata of a record ({} for a record the CRI did not make). Records made before
+    it moved to the extensions kept it under the "_cri" key of their stored configuration."""
+    ext = rec.extensions or {}
+    meta = ext.get(SANDBOX_EXT) or ext.get(CONTAINER_EXT)
+    if meta is None:
+        meta = (rec.spec_json() or {}).get("_cri") or {}
+    return meta
+
+
 def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_path: str | None,
-                 runtime: str) -> dict[str, Any]:
-    """RunPodSandbox's config -> the pause container's configuration."""
+                 runtime: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """RunPodSandbox's config -> the pause container's configuration, and the CRI's metadata of
+    the sandbox (its record's extension SANDBOX_EXT)."""
     linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
     sc = linux.security_context if linux.HasField("security_context") else pb.LinuxSandboxSecurityContext()
     nso = ns_options(sc)
@@ -195,16 +213,16 @@ def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_pa
     hc["SecurityOpt"] = opts
     labels = dict(config.labels)
     labels[KIND_LABEL] = "sandbox"
-    body = {"Image": image, "Labels": labels, "HostConfig": hc, "User": _user(sc),
-            "_cri": {"kind": "sandbox", "config": encode(config), "handler": handler}}
+    body = {"Image": image, "Labels": labels, "HostConfig": hc, "User": _user(sc)}
     if config.hostname and not host_net:
         body["Hostname"] = config.hostname
-    return body
+    return body, {"kind": "sandbox", "config": encode(config), "handler": handler}
 
 
 def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config: pb.ContainerConfig, image_id: str,
-                   log_path: str, runtime: str, sandbox_host_net: bool) -> dict[str, Any]:
-    """CreateContainer's config -> the container's configuration, in the pod of sandbox_id."""
+                   log_path: str, runtime: str, sandbox_host_net: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """CreateContainer's config -> the container's configuration, in the pod of sandbox_id, and
+    the CRI's metadata of the container (its record's extension CONTAINER_EXT)."""
     linux = config.linux if config.HasField("linux") else pb.LinuxContainerConfig()
     sc = linux.security_context if linux.HasField("security_context") else pb.LinuxContainerSecurityContext()
     nso = ns_options(sc)
@@ -274,8 +292,8 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
             "Env": [f"{kv.key}={kv.value}"
                     for kv in config.envs],
             "Tty": config.tty, "OpenStdin": config.stdin, "StdinOnce": config.stdin_once,
-            "User": _user(sc),
-            "_cri": {"kind": "container", "sandbox": sandbox_id, "config": encode(config), "log_path": log_path}}
+            "User": _user(sc)}
+    meta = {"kind": "container", "sandbox": sandbox_id, "config": encode(config), "log_path": log_path}
     if config.command:
         body["Entrypoint"] = list(config.command)
         body["Cmd"] = list(config.args)
@@ -283,7 +301,7 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
         body["Cmd"] = list(config.args)
     if config.working_dir:
         body["WorkingDir"] = config.working_dir
-    return body
+    return body, meta
 
 
 def docker_resources(r: pb.LinuxContainerResources) -> dict[str, Any]:

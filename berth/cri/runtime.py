@@ -61,7 +61,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._cpu: dict[str, tuple[int, int]] = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
         self._usage: dict[str, tuple[float, int]] = {}  # container id -> (monotonic time, bytes of its writable layer)
         self._collected = -1e9  # when pod networks were last collected
-        self._cri_of: dict[str, dict[str, Any]] = {}  # record id -> the "_cri" part of its stored configuration (read-only)
+        self._cri_of: dict[str, dict[str, Any]] = {}  # record id -> its CRI metadata (convert.metadata_of; read-only)
         self._starting: set[str] = set()  # sandboxes whose RunPodSandbox has not finished: not ready yet
         self._busy: set[str] = set()  # their netns keys and ids: the network collector leaves them alone
         self._setup_lock = threading.Lock()
@@ -89,11 +89,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return rec
 
     def _cri(self, rec: Container) -> dict[str, Any]:
-        """The CRI's part of a record's stored configuration: written once, at create, so parsed
-        once per record (listings and stats ask for it several times per record, every second)."""
+        """The CRI's metadata of a record: written once, at create, so looked up once per record
+        (listings and stats ask for it several times per record, every second)."""
         hit = self._cri_of.get(rec.id)
         if hit is None:
-            hit = (rec.spec_json() or {}).get("_cri") or {}
+            hit = convert.metadata_of(rec)
             if len(self._cri_of) > 4096:
                 self._cri_of.clear()
             self._cri_of[rec.id] = hit
@@ -188,8 +188,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         host_net = convert.ns_options(sc).network == convert.NODE
         key = secrets.token_hex(16)
         netns_path = self.net.netns_path(key)
-        body = convert.sandbox_body(config, image, request.runtime_handler, netns_path, runtime)
-        body["_cri"]["netns_key"] = "" if host_net else key
+        body, meta = convert.sandbox_body(config, image, request.runtime_handler, netns_path, runtime)
+        meta["netns_key"] = "" if host_net else key
         ports = [] if host_net else self.net.check_ports(
             [{"hostPort": p.host_port, "containerPort": p.container_port,
               "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip or ""}
@@ -201,7 +201,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             self._busy.add(key)
         netns = None if host_net else _Background(self.net.create_netns, key)
         try:
-            sid = self.svc.create(NS, body, name, cri=True)["Id"]
+            sid = self.svc.create(NS, body, name, cri=True, extensions={convert.SANDBOX_EXT: meta})["Id"]
         except BaseException as e:
             self._busy.discard(key)
             if netns is not None:
@@ -390,16 +390,16 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         cri = self._cri(sbx)
         host_net = not cri.get("netns_key")
         image = config.image.image if not img.config_digest.endswith(config.image.image) else img.config_digest
-        body = convert.container_body(sbx.id, sandbox_config, config, image, log_path,
-                                      self._runtime(cri.get("handler", "")), host_net)
-        body["_cri"]["image"] = config.image.image
+        body, meta = convert.container_body(sbx.id, sandbox_config, config, image, log_path,
+                                            self._runtime(cri.get("handler", "")), host_net)
+        meta["image"] = config.image.image
         # the stop signal: the config's (newer kubelets), else the image's STOPSIGNAL, else SIGTERM
         if config.stop_signal:
             body["StopSignal"] = _signal_name(config.stop_signal)
         elif ((img.config or {}).get("config") or {}).get("StopSignal"):
             body["StopSignal"] = img.config["config"]["StopSignal"]
         try:
-            cid = self.svc.create(NS, body, name, cri=True)["Id"]
+            cid = self.svc.create(NS, body, name, cri=True, extensions={convert.CONTAINER_EXT: meta})["Id"]
         except BerthError as e:
             if "already in use" in str(e):
                 other = str(e).split('by container "')[-1].split('"')[0]
@@ -919,6 +919,6 @@ def netns_of(services: Services) -> Callable[[str], str]:
         rec = services.containers.get(NS, sandbox_id)
         if (rec.labels or {}).get(KIND_LABEL) != "sandbox":
             raise NotFound(f"sandbox {sandbox_id} not found")
-        key = ((rec.spec_json() or {}).get("_cri") or {}).get("netns_key")
+        key = convert.metadata_of(rec).get("netns_key")
         return net.netns_path(key) if key else "host"
     return find

@@ -207,7 +207,11 @@ class ContainerService:
 
     # --- create ---
 
-    def create(self, ns: str, body: dict, name: str | None = None, cri: bool = False) -> dict:
+    def create(self, ns: str, body: dict, name: str | None = None, cri: bool = False,
+               extensions: dict[str, Any] | None = None) -> dict:
+        """Create a container from docker's create body; returns docker's answer ({Id, Warnings}).
+        cri: the Kubernetes CRI's rules for the run options; extensions: a front end's own
+        metadata, kept in the record's extensions (berth.cri's, as containerd's CRI plugin does)."""
         image_ref = body.get("Image")
         if not image_ref:
             raise InvalidArgument("no image given (Image)")
@@ -258,7 +262,7 @@ class ContainerService:
                         self.meta.create_container(ns, cid, name=try_name, image=r.config_digest,
                                                    snapshotter=self.snapshotter_name, snapshot_key=key,
                                                    runtime=runtime, spec=spec, labels=body.get("Labels") or {},
-                                                   extensions={"image_name": image_ref})
+                                                   extensions=dict(extensions or {}, image_name=image_ref))
                         break
                     except AlreadyExists:
                         if name:
