@@ -167,6 +167,11 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
     # (logs -f, attach, events) are cut then, as dockerd does, not waited for (60 s by default)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
+    # the pid file is there by the time a client can connect (a client that saw the socket
+    # may read it at once, as dockerd's users read docker.pid)
+    pidfile = os.path.join(cfg.state, "berthd.pid")
+    with open(pidfile, "w") as f:
+        f.write(str(os.getpid()))
     sites = []
     made = []
     try:
@@ -199,7 +204,7 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
         # e.g. the port is taken: listen on nothing, leave no socket behind, say it in one line
         await runner.cleanup()
         daemon.close()
-        for path in made:
+        for path in made + [pidfile]:
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -208,9 +213,6 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
             raise
         raise InvalidArgument(f"cannot listen on {h}: {e.strerror or e}") from None
     cri = await _start_cri(daemon) if cfg.cri else None
-    pidfile = os.path.join(cfg.state, "berthd.pid")
-    with open(pidfile, "w") as f:
-        f.write(str(os.getpid()))
     if ready:
         ready()
     try:
