@@ -246,8 +246,6 @@ def shim_memory(work, d_by_label, pm, args):
             if d is not None:
                 z = [p for p in descendants(d.proc.pid) if comm(p) == "berth-zygote"]
                 r["zygote_pss_kb"] = smaps_rollup(z[0]).get("Pss") if z else None
-                sp = procs_named("berth-spare", d.base)  # the one shim forked ahead of its container
-                r["spare_pss_kb"] = smaps_rollup(sp[0]).get("Pss") if sp else None
                 r["berthd_pss_kb"] = smaps_rollup(d.proc.pid).get("Pss")
             rounds[name].append(r)
             log(name, "mem:", json.dumps(r))

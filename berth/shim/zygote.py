@@ -63,6 +63,8 @@ def _loop(sock: socket.socket) -> NoReturn:
     import fcntl  # noqa: F401  (a shim's resize)
     import termios  # noqa: F401
 
+    from berth import fastjson
+    from berth.linux import syscalls as sc
     _set_name("berth-zygote")
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -73,7 +75,6 @@ def _loop(sock: socket.socket) -> NoReturn:
     buf = bytearray(1 << 16)
     anc_size = socket.CMSG_SPACE(4 * 4)
     _freeze()
-    spare = _Spare.make(sock, shim)
     while True:
         try:
             n = sock.recv_into(buf, 0, socket.MSG_PEEK | socket.MSG_TRUNC)  # the whole size
@@ -83,123 +84,40 @@ def _loop(sock: socket.socket) -> NoReturn:
         except InterruptedError:
             continue
         if not n:
-            if spare is not None:
-                spare.close()
             os._exit(0)
+        params = fastjson.loads(bytes(buf[:n]).decode())
         fds: list[int] = []
         for level, kind, data in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds += array.array("i", data[:len(data) - len(data) % 4])
-        # the spare shim takes the parameters as they came (the zygote does not even parse
-        # them); when there is none, or it is gone, one is made for them now
-        pid = 0
-        for _ in range(2):
-            if spare is None:
-                spare = _Spare.make(sock, shim)
-            if spare is not None and spare.take(buf, n, fds):
-                pid = spare.pid
-                spare.close()
-                spare = None
-                break
-            if spare is not None:
-                spare.close()
-                spare = None
-        for fd in fds:
-            os.close(fd)
-        sock.send(b'{"pid": %d}' % pid)
-        if spare is None:
-            spare = _Spare.make(sock, shim)  # for the next start, while this one runs
-
-
-class _Spare:
-    """A shim forked ahead of its container: already a session leader re-parented away from
-    berthd, its standard streams on /dev/null, waiting for its parameters (and the events
-    channel's fd) on a socket of its own. A start then costs one message instead of the two
-    forks on its path; the next spare is forked once the start has its answer."""
-
-    def __init__(self, pid: int, sock: socket.socket) -> None:
-        self.pid = pid
-        self.sock = sock
-
-    @classmethod
-    def make(cls, zsock: socket.socket, shim: Any) -> _Spare | None:
-        from berth.linux import syscalls as sc
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        if fds:
+            params["events_fd"] = fds[0]  # the events channel berthd made for this start
         r, w = os.pipe()
         child = sc.fork_bare()
         if child == 0:
             # the first child makes a new session and forks the shim, then exits:
             # the shim is re-parented to init, away from berthd
-            zsock.close()
-            mine.close()
+            sock.close()
             os.close(r)
             os.setsid()
             grand = sc.fork_bare()
             if grand == 0:
+                _set_comm(b"berth-shim")
                 os.close(w)
-                _wait_for_start(theirs, shim)
+                devnull = os.open("/dev/null", os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                os.close(devnull)
+                shim.run(params)
             os.write(w, str(grand).encode())
             os._exit(0)
-        theirs.close()
         os.close(w)
-        try:
-            pid = int(os.read(r, 32) or b"0")
-        finally:
-            os.close(r)
-            os.waitpid(child, 0)
-        if not pid:
-            mine.close()
-            return None
-        return cls(pid, mine)
-
-    def take(self, buf: bytearray, n: int, fds: list[int]) -> bool:
-        """Hand this start to the spare; False when it is gone (killed by someone)."""
-        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-        try:
-            return self.sock.sendmsg([memoryview(buf)[:n]], anc) == n
-        except OSError:
-            return False
-
-    def close(self) -> None:
-        self.sock.close()  # an untaken spare reads the end of its socket and exits
-
-
-def _wait_for_start(sock: socket.socket, shim: Any) -> NoReturn:
-    """The spare shim: parameters from the zygote, then the shim's life; the zygote's end closed
-    first (berthd stopped): exit."""
-    _set_comm(b"berth-spare")
-    from berth import fastjson
-    devnull = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    buf = bytearray(1 << 16)
-    anc_size = socket.CMSG_SPACE(4 * 4)
-    while True:
-        try:
-            n = sock.recv_into(buf, 0, socket.MSG_PEEK | socket.MSG_TRUNC)
-            if n > len(buf):
-                buf = bytearray(n)
-            n, anc, _, _ = sock.recvmsg_into([buf], anc_size)
-            break
-        except InterruptedError:
-            continue
-        except OSError:
-            os._exit(0)
-    if not n:
-        os._exit(0)
-    _set_comm(b"berth-shim")
-    sock.close()
-    params = fastjson.loads(bytes(buf[:n]).decode())
-    fds: list[int] = []
-    for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds += array.array("i", data[:len(data) - len(data) % 4])
-    if fds:
-        params["events_fd"] = fds[0]  # the events channel berthd made for this start
-        for fd in fds[1:]:
+        for fd in fds:
             os.close(fd)
-    shim.run(params)
+        pid = int(os.read(r, 32) or b"0")
+        os.close(r)
+        os.waitpid(child, 0)
+        sock.send(b'{"pid": %d}' % pid)
 
 
 class Zygote:
