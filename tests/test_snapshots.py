@@ -362,3 +362,29 @@ def test_copy_tree_into_existing_dir(scratch):
     os.mkdir(dst)
     copy_tree(src, dst)
     assert read(os.path.join(dst, "a", "b", "c", "f")) == b"deep"
+
+
+def test_snapshotters_of_one_root_agree_and_a_remade_root_is_read_again(scratch):
+    """The records are kept in memory (a start no longer reads every snapshot's meta.json):
+    two snapshotters of one root see each other's prepare, commit and remove at once, and a
+    root that was removed and made again is read from disk again."""
+    root = os.path.join(scratch, "shared")
+    a, b = NativeSnapshotter(root), NativeSnapshotter(root)
+    a.prepare("x")
+    assert [i.name for i in b.list()] == ["x"]
+    b.commit("y", "x")
+    assert a.stat("y").kind == Kind.COMMITTED
+    with pytest.raises(NotFound):
+        a.stat("x")
+    b.prepare("z", "y")
+    assert a.mounts("z") == b.mounts("z")
+    a.remove("z")
+    a.remove("y")
+    assert b.list() == []
+    a.prepare("gone")
+    shutil.rmtree(root)
+    c = NativeSnapshotter(root)
+    assert c.list() == [] and a.list() == []
+    c.prepare("w")
+    assert [i.name for i in a.list()] == ["w"]
+    assert os.path.isdir(a.fs_path("w"))

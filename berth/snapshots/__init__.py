@@ -22,6 +22,7 @@ processes is the metadata layer's job.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import enum
 import json
 import os
@@ -106,6 +107,22 @@ class SnapshotRecord:
         return Info(kind=self.kind, name=self.key, parent=self.parent, created=self.created)
 
 
+class _Records:
+    """The snapshot records of one root as its meta.json files say, kept in memory: every
+    snapshotter of that root in this process shares them and their lock (a root belongs to one
+    process: berthd holds the lock of its root). Read from disk again when the snapshots
+    directory changed other than through them (its inode and mtime are kept with them)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.metas: dict[str, SnapshotRecord] | None = None
+        self.stamp: tuple[int, int] | None = None
+
+
+_RECORDS: dict[str, _Records] = {}
+_RECORDS_LOCK = threading.Lock()
+
+
 class DirectorySnapshotter(Snapshotter):
     """Bookkeeping shared by the snapshotters: one directory per snapshot.
 
@@ -115,7 +132,12 @@ class DirectorySnapshotter(Snapshotter):
 
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
-        self._lock = threading.RLock()
+        with _RECORDS_LOCK:
+            records = _RECORDS.get(self.root)
+            if records is None:
+                records = _RECORDS[self.root] = _Records()
+        self._records = records
+        self._lock = records.lock
 
     # -- subclass hooks
 
@@ -144,6 +166,37 @@ class DirectorySnapshotter(Snapshotter):
     # -- metadata
 
     def _load(self) -> dict[str, SnapshotRecord]:
+        """key -> record (a copy of the dict; the caller holds the lock). Each snapshot operation
+        asks for them: read from the meta.json files once, then kept up to date by the
+        operations themselves (a start no longer reads every snapshot's file)."""
+        r = self._records
+        stamp = self._stamp()
+        if stamp is None:
+            r.metas, r.stamp = None, None
+            return {}
+        if r.metas is None or r.stamp != stamp:
+            r.metas, r.stamp = self._scan(), stamp
+        return dict(r.metas)
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._snapshots)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def _remember(self, old_key: str | None, meta: SnapshotRecord | None) -> None:
+        """Keep the records in memory as the disk now says: old_key gone, meta there."""
+        r = self._records
+        if r.metas is None:
+            return
+        if old_key is not None:
+            r.metas.pop(old_key, None)
+        if meta is not None:
+            r.metas[meta.key] = meta
+        r.stamp = self._stamp()  # our own change of the directory
+
+    def _scan(self) -> dict[str, SnapshotRecord]:
         out: dict[str, SnapshotRecord] = {}
         try:
             names = os.listdir(self._snapshots)
@@ -240,6 +293,7 @@ class DirectorySnapshotter(Snapshotter):
             except BaseException:
                 shutil.rmtree(sdir, ignore_errors=True)
                 raise
+            self._remember(None, meta)
             return self._mounts(meta, parents)
 
     def prepare(self, key: str, parent: str | None = None) -> list[Mount]:
@@ -260,10 +314,10 @@ class DirectorySnapshotter(Snapshotter):
                 )
             if name in metas:
                 raise AlreadyExists(f"snapshot {json.dumps(name)} already exists")
-            meta.key = name
-            meta.kind = Kind.COMMITTED
+            new = dataclasses.replace(meta, key=name, kind=Kind.COMMITTED)
             self._committed(self._dir(meta.id))
-            self._save(meta)
+            self._save(new)
+            self._remember(key, new)
 
     def _committed(self, sdir: str) -> None:
         """Hook: tidy a snapshot directory as it becomes committed."""
@@ -282,6 +336,7 @@ class DirectorySnapshotter(Snapshotter):
             os.makedirs(trash, mode=0o700, exist_ok=True)
             dead = os.path.join(trash, f"{meta.id}-{secrets.token_hex(4)}")
             os.rename(self._dir(meta.id), dead)
+            self._remember(key, None)
             _fsync_dir(self._snapshots)
         shutil.rmtree(dead)
 
@@ -296,6 +351,7 @@ class DirectorySnapshotter(Snapshotter):
                 sdir = self._dir(sid)
                 if not os.path.exists(os.path.join(sdir, META_FILE)):
                     shutil.rmtree(sdir, ignore_errors=True)
+            self._records.metas = None  # read again at the next use
             shutil.rmtree(os.path.join(self.root, "removing"), ignore_errors=True)
 
     def mounts(self, key: str) -> list[Mount]:
