@@ -28,6 +28,14 @@ def free_port():
     return port
 
 
+def lo_only_cni(conf_dir):
+    """A CNI configuration directory whose one conflist gives pods only `lo` (no interface,
+    bridge or address on the host to clean up)."""
+    os.makedirs(conf_dir)
+    with open(os.path.join(conf_dir, "10-lo.conflist"), "w") as f:
+        json.dump({"cniVersion": "0.4.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}, f)
+
+
 def wait_for(pred, timeout=20, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -494,6 +494,22 @@ def test_docker_sdk(d):
 
 # --- surviving a daemon restart ---
 
+def _restart_and_clean(berthd, pids):
+    """After a test that stopped or killed berthd: start it again and remove every container; if
+    it cannot start, end the containers' processes directly."""
+    if berthd.proc is None:
+        try:
+            berthd.start()
+        except AssertionError:
+            pass
+    if berthd.proc is not None:
+        _remove_all(berthd)
+    else:  # no daemon to ask
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
 def _alive(pid):
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -534,17 +550,7 @@ def test_containers_survive_kill_9_of_berthd(berthd):
         assert not _alive(pids[0])
         assert berthd.berth("run", "--rm", IMG, "echo", "after").out == "after\n"
     finally:
-        if berthd.proc is None:
-            try:
-                berthd.start()
-            except AssertionError:
-                pass
-        if berthd.proc is not None:
-            _remove_all(berthd)
-        else:  # no daemon to ask: end the containers directly
-            for p in pids:
-                if _alive(p):
-                    os.kill(p, signal.SIGKILL)
+        _restart_and_clean(berthd, pids)
 
 
 def test_an_rm_container_that_exits_while_berthd_is_down_is_removed_at_its_restart(berthd):
@@ -564,15 +570,7 @@ def test_an_rm_container_that_exits_while_berthd_is_down_is_removed_at_its_resta
         p = berthd.berth("run", "--rm", "--name", "gone-at-restart", "--network", "none", IMG, "echo", "again")
         assert (p.returncode, p.out) == (0, "again\n"), p.err
     finally:
-        if berthd.proc is None:
-            try:
-                berthd.start()
-            except AssertionError:
-                pass
-        if berthd.proc is not None:
-            _remove_all(berthd)
-        elif pid and _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        _restart_and_clean(berthd, [pid] if pid else [])
 
 
 def test_another_oci_runtime_runs_the_container(d):

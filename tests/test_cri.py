@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from daemon_fixtures import DATA, REPO, Daemon, free_port, registry, skopeo, wait_for  # noqa: F401
+from daemon_fixtures import DATA, REPO, Daemon, free_port, lo_only_cni, registry, skopeo, wait_for  # noqa: F401
 
 grpc = pytest.importorskip("grpc")
 from berth.cri import api_pb2 as pb  # noqa: E402
@@ -54,6 +54,15 @@ class Node:
         self.d.start()
         wait_for(lambda: os.path.exists(self.sock), 30, "the CRI socket")
         return self
+
+    def edit_plugins(self, edit):
+        """edit(plugins) changes the list of the node's conflist's plugins in place (before start)."""
+        conf = os.path.join(self.cni_dir, "10-pods.conflist")
+        with open(conf) as f:
+            doc = json.load(f)
+        edit(doc["plugins"])
+        with open(conf, "w") as f:
+            json.dump(doc, f)
 
     def crictl(self, *args, check=True, timeout=120):
         p = subprocess.run([CRICTL, "--runtime-endpoint", "unix://" + self.sock, "--image-endpoint",
@@ -791,12 +800,7 @@ def test_a_failed_pod_network_leaves_nothing(tmp_path):
     answers the plugin's error and nothing of the pod is left (record, pause process and shim,
     namespace, address, cache). A bad port mapping is refused before anything is made."""
     n = Node(tmp_path)
-    conf = os.path.join(n.cni_dir, "10-pods.conflist")
-    with open(conf) as f:
-        doc = json.load(f)
-    doc["plugins"].insert(1, {"type": "no-such-plugin"})
-    with open(conf, "w") as f:
-        json.dump(doc, f)
+    n.edit_plugins(lambda plugins: plugins.insert(1, {"type": "no-such-plugin"}))
     n.start()
     try:
         n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
@@ -838,12 +842,7 @@ def test_a_pod_is_ready_only_once_its_network_is(tmp_path):
     (bindir / "slow").write_text(SLOW_PLUGIN)
     (bindir / "slow").chmod(0o755)
     n = Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n')
-    conf = os.path.join(n.cni_dir, "10-pods.conflist")
-    with open(conf) as f:
-        doc = json.load(f)
-    doc["plugins"].append({"type": "slow"})
-    with open(conf, "w") as f:
-        json.dump(doc, f)
+    n.edit_plugins(lambda plugins: plugins.append({"type": "slow"}))
     n.start()
     try:
         n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
@@ -931,9 +930,7 @@ def test_an_empty_stream_server_address_is_the_node_ip(tmp_path):
     ip = _node_ip()
     if ip is None:
         pytest.skip("this host has no IPv4 default route")
-    os.makedirs(tmp_path / "net")
-    with open(tmp_path / "net" / "10-lo.conflist", "w") as f:
-        json.dump({"cniVersion": "0.4.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}, f)
+    lo_only_cni(tmp_path / "net")
     d = Daemon(tmp_path / "d", extra_config=f'stream_server_address = ""\ncri_cni_conf_dir = "{tmp_path / "net"}"\n')
     d.start()
     try:

@@ -22,7 +22,7 @@ import time
 import zlib
 
 import pytest
-from daemon_fixtures import DATA, REPO, Daemon, _alive, wait_for
+from daemon_fixtures import DATA, REPO, Daemon, _alive, lo_only_cni, wait_for
 
 IMG = "busybox-layers:1"
 V4, V3, V2 = "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"
@@ -319,9 +319,7 @@ def daemon(tmp_path_factory):
     base = tmp_path_factory.mktemp("berthd")
     # pods get a network namespace of their own with only `lo` (no interface, bridge or address
     # on the host to clean up): port forwarding reaches 127.0.0.1 inside it
-    os.makedirs(base / "crinet")
-    with open(base / "crinet" / "10-lo.conflist", "w") as f:
-        json.dump({"cniVersion": "0.4.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}, f)
+    lo_only_cni(base / "crinet")
     d = Daemon(base / "berthd", extra_config=f'cri_cni_conf_dir = "{base / "crinet"}"\n')
     d.start()
     try:

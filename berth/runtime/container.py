@@ -446,6 +446,10 @@ class _CgroupWarmth:
             os.close(self.fd)
             self.done.release()
 
+    def joined(self) -> None:
+        """The process has joined: the thread ends after its current write (not waited for)."""
+        self.stopped = True
+
     def stop(self, wait: float = 10) -> None:
         self.stopped = True
         self.done.acquire(True, wait)  # a write under way ends within a grace period
@@ -536,7 +540,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
                 try:
                     cg.add(init_pid)
                     if warm is not None:
-                        warm.stopped = True  # joined: the thread ends after its current write
+                        warm.joined()
                 except BerthError as e:
                     if statemod.proc_start_time(init_pid) == st.data["start_time"]:
                         raise  # the init is alive, waiting for the state: the join failed
@@ -890,11 +894,9 @@ def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: st
             if t == "error":
                 raise _remote_error(msg)
             if t == "ready":
-                try:
-                    cg.add(a_pid)
-                finally:
-                    if warm is not None:
-                        warm.stopped = True
+                cg.add(a_pid)  # a failure: the warm-up stops in the finally below
+                if warm is not None:
+                    warm.joined()
                 ch.send(t="go")
             elif t == "pid":
                 b_pid = msg["pid"]

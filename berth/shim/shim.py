@@ -891,8 +891,7 @@ def _child_message(pid: int, r: int) -> bytes:
             p = select.poll()
             p.register(r, select.POLLIN)
             p.register(pfd, select.POLLIN)
-            while not p.poll():
-                pass
+            p.poll()  # no timeout: until the message or the helper's end
         finally:
             os.close(pfd)
     os.set_blocking(r, False)
