@@ -63,6 +63,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._collected = -1e9  # when pod networks were last collected
         self._cri_of: dict[str, dict[str, Any]] = {}  # record id -> its CRI metadata (convert.metadata_of; read-only)
         self._starting: set[str] = set()  # sandboxes whose RunPodSandbox has not finished: not ready yet
+        self._launching: dict[str, _Background] = {}  # sandbox id -> the start of its pause container
         self._busy: set[str] = set()  # their netns keys and ids: the network collector leaves them alone
         self._setup_lock = threading.Lock()
 
@@ -71,10 +72,21 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def _records(self, kind: str) -> list[tuple[Container, dict[str, Any]]]:
         """(record, state) of the CRI's sandboxes or containers (the CRI has no paused state: the
         runtime is not asked)."""
+        if kind == "sandbox":
+            self._settle()
         return [(rec, self.svc.state(rec, paused=False)) for rec in self.svc.records(NS)
                 if (rec.labels or {}).get(KIND_LABEL) == kind]
 
-    def _find(self, ref: str, kind: str) -> Container:
+    def _settle(self, sid: str | None = None) -> None:
+        """Wait for the start of a sandbox's pause container (every sandbox's: None), which
+        RunPodSandbox leaves under way: whoever looks at a sandbox sees it started (or failed)."""
+        with self._setup_lock:
+            pending = [self._launching.get(sid)] if sid is not None else list(self._launching.values())
+        for b in pending:
+            if b is not None:
+                b.wait()
+
+    def _find(self, ref: str, kind: str, settle: bool = True) -> Container:
         if not ref:
             raise InvalidArgument(f"{'pod sandbox' if kind == 'sandbox' else 'container'} id is empty")
         what = "sandbox" if kind == "sandbox" else "container"
@@ -86,6 +98,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             raise NotFound(f"an error occurred when try to find {what} {ref!r}: {e}") from None
         if (rec.labels or {}).get(KIND_LABEL) != kind:
             raise NotFound(f"an error occurred when try to find {what} {ref!r}: not found")
+        if kind == "sandbox" and settle:
+            self._settle(rec.id)
         return rec
 
     def _cri(self, rec: Container) -> dict[str, Any]:
@@ -194,38 +208,46 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             [{"hostPort": p.host_port, "containerPort": p.container_port,
               "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip or ""}
              for p in config.port_mappings])
-        # the pod's network namespace is made while the sandbox's record and snapshot are, and
-        # the CNI ADD (plugins exec'd one after the other) runs while the pause container starts
-        # in it: none of them needs another's result
+        try:
+            other = self.svc.meta.get_container_by_name(NS, name)
+            raise Abort(grpc.StatusCode.ALREADY_EXISTS,
+                        f'failed to reserve sandbox name "{name}": name "{name}" is reserved for "{other.id}"')
+        except NotFound:
+            pass
+        # the pod's network namespace and its CNI ADD (plugins exec'd one after the other) are made
+        # while the sandbox's record and snapshot are; the pause container starts in the namespace
+        # in the background: RunPodSandbox answers once the network is attached (a CNI failure is
+        # its error), and whoever looks at the sandbox next waits for the pause (_settle): it sees
+        # it running, or failed
+        sid = secrets.token_hex(32)
         with self._setup_lock:
-            self._busy.add(key)
-        netns = None if host_net else _Background(self.net.create_netns, key)
+            self._busy.update((key, sid))  # the network collector leaves them alone
+            self._starting.add(sid)
+        netns = attach = launch = None
+        if not host_net:
+            netns = _Background(self.net.create_netns, key)
+            attach = _Background(self._attach, netns, key, sid, md, ports)
         try:
-            sid = self.svc.create(NS, body, name, cri=True, extensions={convert.SANDBOX_EXT: meta})["Id"]
-        except BaseException as e:
-            self._busy.discard(key)
-            if netns is not None:
-                netns.wait()
-                self.net.remove_netns(key)
-            if isinstance(e, BerthError) and "already in use" in str(e):
-                other = str(e).split('by container "')[-1].split('"')[0]
-                raise Abort(grpc.StatusCode.ALREADY_EXISTS,
-                            f'failed to reserve sandbox name "{name}": name "{name}" is reserved for "{other}"') from None
-            raise
-        attach = None
-        self._starting.add(sid)
-        self._busy.add(sid)
-        try:
+            try:
+                self.svc.create(NS, body, name, cri=True, extensions={convert.SANDBOX_EXT: meta}, cid=sid)
+            except BerthError as e:
+                if "already in use" in str(e):
+                    other = str(e).split('by container "')[-1].split('"')[0]
+                    raise Abort(grpc.StatusCode.ALREADY_EXISTS, f'failed to reserve sandbox name "{name}": '
+                                                                f'name "{name}" is reserved for "{other}"') from None
+                raise
             if netns is not None:
                 netns.result()
-                meta = {"name": md.name, "namespace": md.namespace, "uid": md.uid}
-                attach = _Background(self.net.attach, key, sid, meta, ports)
-            self.svc.start(NS, sid)
+            with self._setup_lock:
+                launch = self._launching[sid] = _Background(self._launch_pause, sid)
             if attach is not None:
                 attach.result()
+            if launch.done():
+                launch.result()  # the pause's failure, when known already, is the answer's
         except BaseException:
-            if attach is not None:
-                attach.wait()  # its DEL must not race its ADD
+            for b in (attach, launch):
+                if b is not None:
+                    b.wait()  # a DEL must not race its ADD
             try:
                 self.net.teardown("" if host_net else key, sid)
             except BerthError as e:
@@ -236,9 +258,25 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 pass
             raise
         finally:
-            self._starting.discard(sid)
-            self._busy.difference_update((sid, key))
+            with self._setup_lock:
+                self._starting.discard(sid)
+                self._busy.difference_update((sid, key))
         return pb.RunPodSandboxResponse(pod_sandbox_id=sid)
+
+    def _attach(self, netns: _Background, key: str, sid: str, md: pb.PodSandboxMetadata,
+                ports: list[dict[str, Any]]) -> None:
+        netns.result()
+        self.net.attach(key, sid, {"name": md.name, "namespace": md.namespace, "uid": md.uid}, ports)
+
+    def _launch_pause(self, sid: str) -> None:
+        try:
+            self.svc.start(NS, sid)
+        except BerthError as e:
+            log.warning("sandbox %s: its pause container did not start: %s", sid[:12], e)
+            raise
+        finally:
+            with self._setup_lock:
+                self._launching.pop(sid, None)
 
     @rpc
     def StopPodSandbox(self, request: pb.StopPodSandboxRequest,
@@ -374,7 +412,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def CreateContainer(self, request: pb.CreateContainerRequest,
                         context: grpc.ServicerContext) -> pb.CreateContainerResponse:
-        sbx = self._find(request.pod_sandbox_id, "sandbox")
+        sbx = self._find(request.pod_sandbox_id, "sandbox", settle=False)  # its pause may be starting
         config = request.config
         sandbox_config = self._sandbox_config(sbx)
         name = convert.container_name(config.metadata, sandbox_config.metadata)
@@ -406,6 +444,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 raise Abort(grpc.StatusCode.ALREADY_EXISTS, f'failed to reserve container name "{name}": '
                                                             f'name "{name}" is reserved for "{other}"') from None
             raise
+        # its process is created now, in the background, as CRI-O creates it here: StartContainer
+        # then releases it (and reports what failed in the creation)
+        self.svc.prelaunch(NS, cid, after=lambda: self._settle(sbx.id))  # it joins the pause's namespaces
         return pb.CreateContainerResponse(container_id=cid)
 
     @rpc
@@ -417,6 +458,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             raise FailedPrecondition(f"container {rec.id} is in {st['Status']} state, not created: it "
                                      "cannot be started")
         sbx = self.svc.get(NS, self._cri(rec)["sandbox"])
+        self._settle(sbx.id)
         if not self.svc.state(sbx, paused=False)["Running"]:
             raise FailedPrecondition(f"sandbox container {sbx.id} is not running")
         self.svc.start(NS, rec.id)
@@ -853,6 +895,9 @@ class _Background:
 
     def wait(self) -> None:
         self._thread.join()
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
 
     def result(self) -> Any:
         self._thread.join()

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import os
 import random
 import secrets
 import shutil
 import signal
 import socket
+import threading
 import time
 
 from berth.metadata.records import Container
@@ -39,6 +41,8 @@ from berth.services.createspec import CreateSpec, mounts_of
 from berth.services.volumes import inspect_mounts
 from berth.shim import protocol as proto
 from berth.shim.client import EventChannel, ShimClient, ShimGone
+
+log = logging.getLogger("berthd")
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
@@ -125,6 +129,7 @@ class ContainerService:
         self.attach_pending: set[str] = set()  # containers with an attach waiting for their start
         self._handoff: dict[str, str] = {}  # id -> "ready" (created, holding its process) | "attached" (the attach is in)
         self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
+        self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
 
     # --- paths ---
 
@@ -208,10 +213,12 @@ class ContainerService:
     # --- create ---
 
     def create(self, ns: str, body: dict, name: str | None = None, cri: bool = False,
-               extensions: dict[str, Any] | None = None) -> dict:
+               extensions: dict[str, Any] | None = None, cid: str | None = None) -> dict:
         """Create a container from docker's create body; returns docker's answer ({Id, Warnings}).
         cri: the Kubernetes CRI's rules for the run options; extensions: a front end's own
-        metadata, kept in the record's extensions (berth.cri's, as containerd's CRI plugin does)."""
+        metadata, kept in the record's extensions (berth.cri's, as containerd's CRI plugin does);
+        cid: its id, chosen by the caller (a new random one: the CRI's sandbox, whose network is
+        made meanwhile)."""
         image_ref = body.get("Image")
         if not image_ref:
             raise InvalidArgument("no image given (Image)")
@@ -240,7 +247,7 @@ class ContainerService:
         if self.networks is not None:
             from berth.services import container_net
             container_net.check(self.networks, ns, body)
-        cid = secrets.token_hex(32)
+        cid = cid or secrets.token_hex(32)
         mounts, new_volumes = self.volumes.resolve(ns, body, self.images.read_json(r.config_digest, 20 << 20,
                                                                                    "image config"))
         try:
@@ -296,6 +303,34 @@ class ContainerService:
             raise FailedPrecondition(f"container {rec.id} is marked for removal and cannot be started")
         if attach_pending is None:
             attach_pending = rec.id in self.attach_pending
+        launched = self._take_prelaunch(rec.id)  # its process, created ahead (prelaunch)
+        if launched is None:
+            channel, res, started_at = self._launch(ns, rec, st, hold=False, attach_pending=attach_pending)
+        else:
+            channel, res = launched
+            started_at = _now()
+        try:
+            if res.ok and (attach_pending or launched is not None):
+                res = self._start_after_attach(rec, res) if attach_pending else self._release(rec, res)
+            if not res.ok:
+                err = res.error or "the container failed to start"
+                self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
+                                       error=err, exit_code=start_exit_code(err, 128), generation=st.generation + 1)
+                raise error_of_start(res.kind, f"failed to create task for container: {err}")
+        except BaseException:
+            self._unlaunch(ns, rec, channel)
+            raise
+        self.states.transition(ns, rec.id, S.RUNNING, pid=res.pid, started_at=started_at, error="",
+                               exit_code=0, generation=st.generation + 1, oom_killed=False, durable=False,
+                               ext=None if restarting else {"stopped_by_user": False, "restart_count": 0})
+        self.events.container(ns, rec, "start")
+        self.monitor.watch(ns, rec.id, channel)
+        return True
+
+    def _launch(self, ns: str, rec: Container, st: S.RunState, hold: bool,
+                attach_pending: bool) -> tuple[EventChannel, proto.StartResult, str]:
+        """The shim and the container's process: (events channel, start result, start time). With
+        hold, or an attach pending, the process is created and waits for the shim's start op."""
         spec_body = rec.spec_json()
         sd = self.sdir(rec.id)
         os.makedirs(sd, mode=0o711, exist_ok=True)
@@ -337,7 +372,7 @@ class ContainerService:
                 "id": rec.id, "state_dir": sd, "bundle": bundle, "log_path": self.log_path(rec.id),
                 "tty": bool(spec_body.get("Tty")), "open_stdin": bool(spec_body.get("OpenStdin")),
                 "log_max_size": _size(lc.get("max-size")), "log_max_file": int(lc.get("max-file") or 1),
-                "wait_attach": bool(attach_pending), "socket": self.shim_socket(rec.id),
+                "wait_attach": bool(attach_pending or hold), "hold": hold, "socket": self.shim_socket(rec.id),
                 "systemd": self.cfg.cgroup_driver == "systemd",
                 # the library's start without poststart hooks: the shim releases the init in place
                 "start_in_place": rt.light_start and not (oci.get("hooks") or {}).get("poststart"),
@@ -356,28 +391,85 @@ class ContainerService:
                 child.close()
             channel = EventChannel(parent)
             res = channel.start_result()
-            if res.ok and attach_pending:
-                res = self._start_after_attach(rec, res)
-            if not res.ok:
+            if not res.ok and not hold:
                 err = res.error or "the container failed to start"
-                gen = st.generation + 1
                 self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
-                                       error=err, exit_code=start_exit_code(err, 128), generation=gen)
-                raise error_of_start(res.kind, f"failed to create task for container: {err}")
+                                       error=err, exit_code=start_exit_code(err, 128), generation=st.generation + 1)
+            if not res.ok:
+                raise error_of_start(res.kind, f"failed to create task for container: {res.error or 'the container failed to start'}")
         except BaseException:
-            if channel is not None:
-                channel.close()
-            unmount(rootfs)
-            from berth.services import container_net
-            container_net.teardown(self, ns, rec.id)
-            self.volumes.release(ns, rec)
+            self._unlaunch(ns, rec, channel)
             raise
-        self.states.transition(ns, rec.id, S.RUNNING, pid=res.pid, started_at=started_at, error="",
-                               exit_code=0, generation=st.generation + 1, oom_killed=False, durable=False,
-                               ext=None if restarting else {"stopped_by_user": False, "restart_count": 0})
-        self.events.container(ns, rec, "start")
-        self.monitor.watch(ns, rec.id, channel)
-        return True
+        return channel, res, started_at
+
+    def _unlaunch(self, ns: str, rec: Container, channel: EventChannel | None) -> None:
+        """What a launch that did not become a run held: its channel, rootfs mount, network, volumes."""
+        if channel is not None:
+            channel.close()
+        from berth.snapshots.mount import unmount
+        unmount(self.rootfs(rec.id))
+        from berth.services import container_net
+        container_net.teardown(self, ns, rec.id)
+        self.volumes.release(ns, rec)
+
+    def _release(self, rec: Container, created: proto.StartResult) -> proto.StartResult:
+        """Start a process the shim holds created; its failure is the start's result."""
+        try:
+            self.shim(rec).start()
+        except BerthError as e:
+            kind = "SystemError" if isinstance(e, SystemError_) else type(e).__name__
+            return proto.StartResult(ok=False, kind=kind, error=e.message)
+        return created
+
+    # --- prelaunch: the process created ahead of its start ---
+
+    def prelaunch(self, ns: str, cid: str, after: Callable[[], None] | None = None) -> None:
+        """Create a created container's process now, in the background, held by its shim until
+        start() releases it (the OCI runtime's create at the container's create, as CRI-O does:
+        the CRI's StartContainer is then a release). A failure is forgotten: start() launches
+        again and reports it. after: what to wait for first (the CRI: the pod's pause container)."""
+        with self.states.cond:
+            if cid in self._prelaunched:
+                return
+            pre = _Prelaunch()
+            self._prelaunched[cid] = pre
+        threading.Thread(target=self._prelaunch_run, args=(ns, cid, pre, after), name=f"prelaunch-{cid[:12]}",
+                         daemon=True).start()
+
+    def _prelaunch_run(self, ns: str, cid: str, pre: _Prelaunch, after: Callable[[], None] | None) -> None:
+        try:
+            if after is not None:
+                after()
+            rec = self.meta.get_container(ns, cid)
+            st = self.states.get(ns, cid, rec)
+            if st.status == S.CREATED:
+                channel, res, _ = self._launch(ns, rec, st, hold=True, attach_pending=False)
+                pre.result = (channel, res)
+        except Exception as e:  # noqa: BLE001 - start() launches again and reports it
+            log.debug("container %s: prelaunch: %s", cid[:12], e)
+        finally:
+            pre.done.set()
+
+    def _take_prelaunch(self, cid: str) -> tuple[EventChannel, proto.StartResult] | None:
+        with self.states.cond:
+            pre = self._prelaunched.pop(cid, None)
+        if pre is None:
+            return None
+        pre.done.wait()
+        return pre.result
+
+    def _discard_prelaunch(self, ns: str, rec: Container) -> None:
+        """A held process that will not start (a removal): kill it, wait for its shim's end."""
+        launched = self._take_prelaunch(rec.id)
+        if launched is None:
+            return
+        channel, _ = launched
+        try:
+            self.shim(rec).kill(signal.SIGKILL)
+            channel.next_exit()  # the shim's last word: its socket and the runtime's state are gone
+        except (ShimGone, BerthError):
+            pass
+        self._unlaunch(ns, rec, channel)
 
     def _start_after_attach(self, rec: Container, created: proto.StartResult) -> proto.StartResult:
         """The container is created and holds its process for the attach that is coming: once the
@@ -388,12 +480,7 @@ class ContainerService:
             self.states.cond.notify_all()
         try:
             self.states.wait_until(lambda: self._handoff.get(cid) == "attached", 10)
-            try:
-                self.shim(rec).start()
-            except BerthError as e:
-                kind = "SystemError" if isinstance(e, SystemError_) else type(e).__name__
-                return proto.StartResult(ok=False, kind=kind, error=e.message)
-            return created
+            return self._release(rec, created)
         finally:
             with self.states.cond:
                 self._handoff.pop(cid, None)
@@ -563,6 +650,7 @@ class ContainerService:
     def _remove(self, ns: str, ref: str, force: bool, volumes: bool, network_after: bool,
                 at_exit: bool = False) -> None:
         rec = self.get(ns, ref)
+        self._discard_prelaunch(ns, rec)
         st = self.states.get(ns, rec.id, rec)
         if st.running or st.status == S.RESTARTING:
             if not force:
@@ -834,6 +922,14 @@ class ContainerService:
                 if self.states.get(n.name, rec.id, rec).running:
                     out.append((n.name, rec.id))
         return out
+
+
+class _Prelaunch:
+    """A prelaunch's outcome: (events channel, start result) once done, None when it failed."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: tuple[EventChannel, proto.StartResult] | None = None
 
 
 class _Users(list):

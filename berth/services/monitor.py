@@ -96,6 +96,23 @@ class Monitor:
         except OSError:
             pass
 
+    def _end_held(self, ns: str, rec) -> None:
+        """A process created ahead of its start (prelaunch) by the berthd before this one: its
+        shim holds it, and nobody will release it (a start launches anew): it goes."""
+        try:
+            ch = self.c.shim(rec).subscribe()
+            try:
+                self.c.shim(rec).kill(9)
+                ch.next_exit()
+            finally:
+                ch.close()
+        except (ShimGone, OSError, BerthError):
+            self._shim_lost(rec)
+        try:
+            self.c.cleanup_exited(ns, rec.id)
+        except BerthError as e:
+            log.warning("container %s: %s", rec.id[:12], e)
+
     def _recorded_exit(self, cid: str) -> ExitEvent:
         """The exit the shim wrote on disk (a shim killed before it told: 255)."""
         try:
@@ -219,6 +236,8 @@ class Monitor:
                 if "state" not in ext and ext.get("started_at"):
                     st = self._legacy(n.name, rec)  # recorded by a berthd without the state machine
                 if st.status not in (S.RUNNING, S.PAUSED, S.RESTARTING):
+                    if st.status == S.CREATED and os.path.exists(c.shim_socket(rec.id)):
+                        self._end_held(n.name, rec)
                     if st.status == S.REMOVING:
                         c.states.transition(n.name, rec.id, S.DEAD, error="removal interrupted by a daemon stop")
                     continue

@@ -350,16 +350,18 @@ class Shim:
         _signal.set_wakeup_fd(sigw)
         _signal.signal(_signal.SIGCHLD, _ignore)
         self.sel.register(self.sigr, ("signal", None))
-        # with an attach to come, berthd's start op releases the process (30 s at most)
-        attach_deadline = time.monotonic() + 30 if self.p.get("wait_attach") else None
-        if attach_deadline is None:
+        # with an attach to come, berthd's start op releases the process (30 s at most); held
+        # (created ahead of its start: berthd's prelaunch), only the start op does
+        waiting = bool(self.p.get("wait_attach"))
+        attach_deadline = time.monotonic() + 30 if waiting and not self.p.get("hold") else None
+        if not waiting:
             self.start_process()  # its failure: the start result says it (run())
         self._write_state("running")
         self._start_events()
         self.reap()
         drain_deadline = None
         while True:
-            if not self.started and time.monotonic() > attach_deadline:  # type: ignore[operator]  # set when not started
+            if not self.started and attach_deadline is not None and time.monotonic() > attach_deadline:
                 try:
                     self.start_process()  # berthd never said start
                 except ChildError:
@@ -369,7 +371,7 @@ class Shim:
                     break
                 if drain_deadline is None:
                     drain_deadline = time.monotonic() + 2.0
-            timeout = 0.2 if self.exit_code is not None or not self.started else None
+            timeout = 0.2 if self.exit_code is not None or (not self.started and attach_deadline is not None) else None
             for kind, data in self.sel.select(timeout):
                 try:
                     self._dispatch(kind, data)
