@@ -913,6 +913,92 @@ def test_a_container_that_cannot_start(node, cri):
     assert "/nonexistent" in st.message and st.finished_at > 0
 
 
+
+def _held(node, cid):
+    """(shim pid, process pid) of a container's shim as its state file says, or None."""
+    try:
+        with open(os.path.join(node.d.state, "containers", cid, "shim.json")) as f:
+            st = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return st["shim_pid"], st["pid"]
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return None
+
+
+def _mounted(path):
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def _create_held(node, cri, name):
+    sid, sbx = _pod(cri, node, name)
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="c"), image=pb.ImageSpec(image="busybox-layers:1"),
+                             command=["sh", "-c", "echo started; exec sleep 300"], log_path="c.log")
+    cid = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+    wait_for(lambda: _held(node, cid), 10, "the container's shim")
+    return sid, cid, os.path.join(node.logs, name, "c.log")
+
+
+def test_a_created_container_is_held_until_started(node, cri):
+    """CreateContainer creates the container's process, as CRI-O does, and its shim holds it:
+    the user's command runs only once StartContainer releases it."""
+    sid, cid, log = _create_held(node, cri, "held")
+    shim, pid = _held(node, cid)
+    time.sleep(0.5)
+    assert os.path.exists(f"/proc/{shim}") and _cmdline(pid) not in (None, "sh", "sleep")  # created, not started
+    assert cri.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_CREATED
+    assert not os.path.exists(log) or "started" not in open(log).read()
+    cri.StartContainer(container_id=cid)
+    st = cri.ContainerStatus(container_id=cid).status
+    assert st.state == pb.CONTAINER_RUNNING and st.started_at > 0
+    wait_for(lambda: "started" in open(log).read(), 10, "the container's output")
+    assert _cmdline(pid) == "sleep"  # the held process is the one that runs
+    with pytest.raises(grpc.RpcError) as e:
+        cri.StartContainer(container_id=cid)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_removing_a_created_container_ends_its_held_process(node, cri):
+    sid, cid, log = _create_held(node, cri, "heldrm")
+    shim, pid = _held(node, cid)
+    rootfs = os.path.join(node.d.root, "containers", cid, "rootfs")
+    assert _mounted(rootfs)
+    cri.RemoveContainer(container_id=cid)
+    wait_for(lambda: not os.path.exists(f"/proc/{shim}") and not os.path.exists(f"/proc/{pid}"), 10,
+             "the held process and its shim to end")
+    assert not _mounted(rootfs) and not os.path.exists(os.path.join(node.d.state, "containers", cid))
+    assert not [c for c in cri.ListContainers().containers if c.id == cid]
+    assert not os.path.exists(log) or "started" not in open(log).read()
+
+
+def test_a_created_container_after_a_kill9_of_berthd(node, cri):
+    """The berthd that created the container is gone: its successor ends the held process at
+    restore, and StartContainer then starts the container anew."""
+    sid, cid, log = _create_held(node, cri, "heldk9")
+    shim, pid = _held(node, cid)
+    node.d.kill9()
+    node.d.start()
+    wait_for(lambda: os.path.exists(node.sock), 30, "the CRI socket")
+    c = node.client()
+    try:
+        wait_for(lambda: not os.path.exists(f"/proc/{shim}") and not os.path.exists(f"/proc/{pid}"), 10,
+                 "the held process and its shim to end")
+        assert c.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_CREATED
+        c.StartContainer(container_id=cid)
+        assert c.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_RUNNING
+        wait_for(lambda: "started" in open(log).read(), 10, "the container's output")
+        assert _held(node, cid)[1] != pid
+    finally:
+        c.close()
+
+
 def _node_ip():
     """The address of the default route's interface, as `ip` shows them (IPv4)."""
     route = subprocess.run(["ip", "-4", "route", "show", "default"], capture_output=True, text=True).stdout.split()

@@ -95,7 +95,7 @@ def add(conflist: dict[str, Any], container_id: str, netns: str | None, ifname: 
               "result": None}
     tmp = cache + ".tmp"
     with open(tmp, "w") as f:  # written first: a DEL after a crash mid-ADD still finds the config
-        json.dump(record, f)
+        f.write(json.dumps(record))  # dumps: the C encoder (json.dump iterates in Python)
     os.replace(tmp, cache)
     prev = None
     ran = 0  # plugins whose ADD was run: only they are undone on a failure
@@ -108,7 +108,7 @@ def add(conflist: dict[str, Any], container_id: str, netns: str | None, ifname: 
     except BaseException:
         record["ran"] = ran
         with open(tmp, "w") as f:
-            json.dump(record, f)
+            f.write(json.dumps(record))  # dumps: the C encoder (json.dump iterates in Python)
         os.replace(tmp, cache)
         try:
             delete_cached(cache_dir, conflist["name"], container_id, ifname, dirs)
@@ -117,7 +117,7 @@ def add(conflist: dict[str, Any], container_id: str, netns: str | None, ifname: 
         raise
     record["result"] = prev
     with open(tmp, "w") as f:
-        json.dump(record, f)
+        f.write(json.dumps(record))  # dumps: the C encoder (json.dump iterates in Python)
     os.replace(tmp, cache)
     return prev
 

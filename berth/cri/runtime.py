@@ -215,18 +215,17 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         except NotFound:
             pass
         # the pod's network namespace and its CNI ADD (plugins exec'd one after the other) are made
-        # while the sandbox's record and snapshot are; the pause container starts in the namespace
-        # in the background: RunPodSandbox answers once the network is attached (a CNI failure is
-        # its error), and whoever looks at the sandbox next waits for the pause (_settle): it sees
-        # it running, or failed
+        # while the sandbox's record and snapshot are. RunPodSandbox answers once the network is
+        # attached (a CNI failure is its error); the pause container then starts in the background,
+        # and whoever looks at the sandbox next waits for it (_settle): it sees it running, or
+        # failed. After the ADD, not during it: on a node of few cores the plugins (Go programs,
+        # one after the other) are the answer's critical path, and the pause's start, a few
+        # processes of its own, would slow them; it overlaps the client's next steps instead.
         sid = secrets.token_hex(32)
         with self._setup_lock:
             self._busy.update((key, sid))  # the network collector leaves them alone
             self._starting.add(sid)
-        netns = attach = launch = None
-        if not host_net:
-            netns = _Background(self.net.create_netns, key)
-            attach = _Background(self._attach, netns, key, sid, md, ports)
+        attach = None if host_net else _Background(self._attach, key, sid, md, ports)
         try:
             try:
                 self.svc.create(NS, body, name, cri=True, extensions={convert.SANDBOX_EXT: meta}, cid=sid)
@@ -236,18 +235,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                     raise Abort(grpc.StatusCode.ALREADY_EXISTS, f'failed to reserve sandbox name "{name}": '
                                                                 f'name "{name}" is reserved for "{other}"') from None
                 raise
-            if netns is not None:
-                netns.result()
-            with self._setup_lock:
-                launch = self._launching[sid] = _Background(self._launch_pause, sid)
             if attach is not None:
                 attach.result()
-            if launch.done():
-                launch.result()  # the pause's failure, when known already, is the answer's
+            with self._setup_lock:
+                self._launching[sid] = _Background(self._launch_pause, sid)
         except BaseException:
-            for b in (attach, launch):
-                if b is not None:
-                    b.wait()  # a DEL must not race its ADD
+            if attach is not None:
+                attach.wait()  # a DEL must not race its ADD
             try:
                 self.net.teardown("" if host_net else key, sid)
             except BerthError as e:
@@ -263,9 +257,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 self._busy.difference_update((sid, key))
         return pb.RunPodSandboxResponse(pod_sandbox_id=sid)
 
-    def _attach(self, netns: _Background, key: str, sid: str, md: pb.PodSandboxMetadata,
-                ports: list[dict[str, Any]]) -> None:
-        netns.result()
+    def _attach(self, key: str, sid: str, md: pb.PodSandboxMetadata, ports: list[dict[str, Any]]) -> None:
+        """The pod's network namespace, then the CNI ADD into it."""
+        self.net.create_netns(key)
         self.net.attach(key, sid, {"name": md.name, "namespace": md.namespace, "uid": md.uid}, ports)
 
     def _launch_pause(self, sid: str) -> None:
