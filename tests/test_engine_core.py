@@ -228,6 +228,19 @@ def test_runsc_exec_logs_and_exit_codes(c):
     assert p.returncode == 5
 
 
+def test_a_shim_runs_in_a_session_of_its_own_and_leaves_no_zombie(c):
+    """A signal to berthd's process group (its terminal's ^C) does not reach the shims, and a
+    shim that ended is gone, not a zombie of the zygote it was forked from."""
+    cid = c.berth("run", "-d", IMG, "sleep", "60", check=True).out.strip()
+    pid = inspect(c, cid)["State"]["Pid"]
+    with open(f"/proc/{pid}/status") as f:
+        shim_pid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+    assert os.getsid(shim_pid) != os.getsid(c.proc.pid)
+    assert os.getpgid(shim_pid) != os.getpgid(c.proc.pid)
+    c.berth("rm", "-f", cid, check=True)
+    wait_for(lambda: not os.path.exists(f"/proc/{shim_pid}"), 10, "the shim to be gone (reaped)")
+
+
 def test_a_killed_shim_ends_its_container(c):
     """A shim killed (-9) tells nothing: berthd records the exit and ends what still runs."""
     cid = c.berth("run", "-d", IMG, "sleep", "60", check=True).out.strip()

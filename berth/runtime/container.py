@@ -351,6 +351,40 @@ def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, consol
         _child_fail(ch, e)
 
 
+def _direct_ok(config: Spec) -> bool:
+    """Whether create(disposable=True) may skip the intermediate process (see create)."""
+    hooks = config.get("hooks") or {}
+    if hooks.get("prestart") or hooks.get("createRuntime"):
+        return False
+    for ns in (config.get("linux") or {}).get("namespaces") or []:
+        if ns["type"] == "user" or ns["type"] == "mount" and ns.get("path"):
+            return False
+    return True
+
+
+def _fork_init(ch: Channel, psock: _socket.socket, config: Spec, bundle: str, fifo_fd: int,
+               console: _socket.socket | None, cg_path: str, cg_mode: str, no_pivot: bool, preserve_fds: int) -> int:
+    """_child_a_create's work done by the (disposable) caller: join and unshare the namespaces
+    here, fork the init; its pid. The mount namespace is the init's own to unshare (it cannot be
+    with another thread running here: the cgroup warm-up's)."""
+    filt = _preload(config["process"], config)
+    new, join = _namespaces(config)
+    _join(join)
+    rest = new & ~(sc.CLONE_NEWUSER | sc.CLONE_NEWCGROUP | sc.CLONE_NEWNS)
+    if rest:
+        sc.unshare(rest)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            psock.close()
+            if new & sc.CLONE_NEWNS:
+                sc.unshare(sc.CLONE_NEWNS)
+        except BaseException as e:
+            _child_fail(ch, e)
+        _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, False, filt, preserve_fds)
+    return pid
+
+
 def _host_root_ids(linux: Spec) -> tuple[int, int]:
     """The host uid/gid of the container's root (its user namespace mapping of 0)."""
     def host(maps: list[dict[str, int]] | None) -> int:
@@ -457,8 +491,14 @@ class _CgroupWarmth:
 
 def create(root: str, cid: str, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
            no_pivot: bool = False, preserve_fds: int = 0, systemd: bool = False, foreground: bool = False,
-           console: _socket.socket | None = None, check_seccomp: bool = True) -> statemod.State:
-    """Create a container; returns its State once the init waits on the exec fifo."""
+           console: _socket.socket | None = None, check_seccomp: bool = True,
+           disposable: bool = False) -> statemod.State:
+    """Create a container; returns its State once the init waits on the exec fifo.
+
+    disposable: the caller ends once this returns (the shim's helper). It then joins the
+    container's namespaces and forks the init itself, one process fewer, when nothing it does
+    after needs its own: no user namespace, no mount namespace to join (threads forbid it),
+    no hook it runs in the runtime's namespaces."""
     from berth.runtime import cgroups
     bundle = os.path.abspath(bundle)
     statemod.check_id(cid)
@@ -513,18 +553,24 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
         # import what the init needs now: once in a user namespace it may no longer be allowed
         # to read the installed package (a directory only the caller's uid can enter)
         from berth.runtime import process, rootfs  # noqa: F401
-        a_pid = os.fork()
-        if a_pid == 0:
-            psock.close()
-            _child_a_create(Channel(csock), config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, preserve_fds)
+        ch = Channel(psock)
+        pending = None
+        direct = disposable and _direct_ok(config)
+        if direct:
+            init_pid = _fork_init(Channel(csock), psock, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot,
+                                  preserve_fds)
+        else:
+            a_pid = os.fork()
+            if a_pid == 0:
+                psock.close()
+                _child_a_create(Channel(csock), config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot,
+                                preserve_fds)
         csock.close()
         os.close(fifo_fd)
         if console is not None and console_socket:
             console.close()
-        ch = Channel(psock)
-        pending = None
         while True:
-            msg = ch.recv()
+            msg = {"t": "pid", "pid": init_pid} if direct and not st.data["pid"] else ch.recv()
             if msg is None:
                 raise pending or SystemError_("container init exited unexpectedly during setup")
             t = msg.get("t")
@@ -547,8 +593,9 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
                     pending = e  # the init died: prefer the error it reports, if any
                     continue
                 ch.send(t="state", state=st.oci(status="creating"))
-                _reap(a_pid)
-                a_pid = 0
+                if a_pid:
+                    _reap(a_pid)
+                    a_pid = 0
             elif t == "hooks":
                 hs = config.get("hooks")
                 try:

@@ -88,7 +88,9 @@ class LibraryRuntime(OCIRuntime):
 
     def create(self, cid: str, bundle: str, pid_file: str, console: socket.socket | None) -> int:
         from berth.runtime import container as rt
-        return rt.create(self.root, cid, bundle, console=console, check_seccomp=False, systemd=self.systemd).pid
+        # the shim's helper, which ends after it: disposable
+        return rt.create(self.root, cid, bundle, console=console, check_seccomp=False, systemd=self.systemd,
+                         disposable=True).pid
 
     def start(self, cid: str) -> None:
         from berth.runtime import container as rt
