@@ -196,6 +196,8 @@ def test_pod_and_container_lifecycle(node):
         assert ip.startswith(node.subnet.rsplit(".", 1)[0] + ".")
         assert st["status"]["labels"] == {"app": "web"} and st["status"]["annotations"] == {"note": "from the test"}
         assert st["info"]["pid"] > 0 and st["info"]["image"] == "registry.k8s.io/pause:3.9"
+        pod_netns = st["info"]["netns"]
+        assert os.path.exists(pod_netns)
 
         ctr = node.ctr_config("srv", ["sh", "-c", "echo hello; echo oops >&2; mkdir -p /www; hostname > /www/h;"
                                                   " exec httpd -f -p 80 -h /www"],
@@ -264,7 +266,8 @@ def test_pod_and_container_lifecycle(node):
         node.crictl("rmp", sid, check=False)
     assert sid not in node.crictl("pods", "-q").out
     assert sid not in node.d.berth("-n", "k8s.io", "ps", "-a", "--no-trunc").out
-    assert not os.listdir(os.path.join(node.d.state, "cri", "netns"))
+    assert not os.path.exists(pod_netns)
+    assert len(os.listdir(os.path.join(node.d.state, "cri", "netns"))) <= 1  # the spare made for the next pod
 
 
 def _try_get(host, port, path):
@@ -442,6 +445,7 @@ def test_unimplemented_and_errors(node, cri):
     assert not cri.ImageStatus(image=pb.ImageSpec(image="no/such:image")).HasField("image")
     cri.RemoveImage(image=pb.ImageSpec(image="no/such:image"))  # idempotent
     sid, sbx = _pod(cri, node, "dup")
+    cri.PodSandboxStatus(pod_sandbox_id=sid)  # its pause started, and the next pod's namespace made
     netns = sorted(os.listdir(os.path.join(node.d.state, "cri", "netns")))
     with pytest.raises(grpc.RpcError) as e:
         cri.RunPodSandbox(config=sbx)
@@ -783,17 +787,54 @@ def test_a_sandbox_removed_by_berth_releases_its_network(tmp_path):
         n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
         c = n.client()
         sid, _ = _pod(c, n, "byberth")
-        ip = c.PodSandboxStatus(pod_sandbox_id=sid).status.network.ip
+        st = c.PodSandboxStatus(pod_sandbox_id=sid, verbose=True)
+        ip, pod_netns = st.status.network.ip, json.loads(st.info["info"])["netns"]
         ipam = os.path.join(n.base, "ipam", "pods")
         assert ip in os.listdir(ipam)
         assert n.d.berth("-n", "k8s.io", "rm", "-f", sid).returncode == 0
         assert [s.id for s in c.ListPodSandbox().items] == []
         assert ip not in os.listdir(ipam)
-        assert os.listdir(os.path.join(n.d.state, "cri", "netns")) == []
+        assert not os.path.exists(pod_netns)
+        assert len(os.listdir(os.path.join(n.d.state, "cri", "netns"))) == 1  # the spare made for the next pod
         c.close()
     finally:
         n.cleanup()
 
+
+
+def test_the_next_pods_namespace_is_made_ahead(tmp_path):
+    """Once a pod is made, berthd makes the next pod's network namespace (an empty one) off the
+    path of its RunPodSandbox; the next pod takes it, another is made, and the spare goes when
+    berthd stops (the pods' own stay: they outlive berthd)."""
+    n = Node(tmp_path)
+    n.start()
+    try:
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = n.client()
+        netns_dir = os.path.join(n.d.state, "cri", "netns")
+
+        def pod(name):
+            sid, _ = _pod(c, n, name)
+            return json.loads(c.PodSandboxStatus(pod_sandbox_id=sid, verbose=True).info["info"])["netns"]
+        first = pod("first")
+        spare = set(os.listdir(netns_dir)) - {os.path.basename(first)}
+        assert len(spare) == 1
+        second = pod("second")
+        assert os.path.basename(second) == spare.pop() and c.PodSandboxStatus(
+            pod_sandbox_id=[s.id for s in c.ListPodSandbox().items if s.metadata.name == "second"][0]).status.network.ip
+        pods = {os.path.basename(p) for p in (first, second)}
+        spare = set(os.listdir(netns_dir)) - pods
+        assert len(spare) == 1  # the next one
+        c.close()
+        n.d.stop()
+        assert set(os.listdir(netns_dir)) == pods
+        with open("/proc/self/mountinfo") as f:
+            mounted = {line.split()[4] for line in f}
+        assert {first, second} <= mounted and os.path.join(netns_dir, spare.pop()) not in mounted
+        n.d.start()
+        wait_for(lambda: os.path.exists(n.sock), 30, "the CRI socket")
+    finally:
+        n.cleanup()
 
 def test_a_failed_pod_network_leaves_nothing(tmp_path):
     """The CNI ADD runs while the pause container starts: when a plugin fails, RunPodSandbox

@@ -200,10 +200,6 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
         sc = linux.security_context if linux.HasField("security_context") else None
         host_net = convert.ns_options(sc).network == convert.NODE
-        key = secrets.token_hex(16)
-        netns_path = self.net.netns_path(key)
-        body, meta = convert.sandbox_body(config, image, request.runtime_handler, netns_path, runtime)
-        meta["netns_key"] = "" if host_net else key
         ports = [] if host_net else self.net.check_ports(
             [{"hostPort": p.host_port, "containerPort": p.container_port,
               "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip or ""}
@@ -214,6 +210,17 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                         f'failed to reserve sandbox name "{name}": name "{name}" is reserved for "{other.id}"')
         except NotFound:
             pass
+        with self._setup_lock:  # the network collector leaves the namespace alone (taken under its lock)
+            key, made = (secrets.token_hex(16), False) if host_net else self.net.take_netns()  # the spare, if made
+            self._busy.add(key)
+        try:
+            body, meta = convert.sandbox_body(config, image, request.runtime_handler, self.net.netns_path(key), runtime)
+        except BaseException:
+            self._busy.discard(key)
+            if made:
+                self.net.remove_netns(key)
+            raise
+        meta["netns_key"] = "" if host_net else key
         # the pod's network namespace and its CNI ADD (plugins exec'd one after the other) are made
         # while the sandbox's record and snapshot are. RunPodSandbox answers once the network is
         # attached (a CNI failure is its error); the pause container then starts in the background,
@@ -223,9 +230,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         # processes of its own, would slow them; it overlaps the client's next steps instead.
         sid = secrets.token_hex(32)
         with self._setup_lock:
-            self._busy.update((key, sid))  # the network collector leaves them alone
+            self._busy.add(sid)  # the network collector leaves it alone
             self._starting.add(sid)
-        attach = None if host_net else _Background(self._attach, key, sid, md, ports)
+        attach = None if host_net else _Background(self._attach, key, made, sid, md, ports)
         try:
             try:
                 self.svc.create(NS, body, name, cri=True, extensions={convert.SANDBOX_EXT: meta}, cid=sid)
@@ -257,9 +264,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 self._busy.difference_update((sid, key))
         return pb.RunPodSandboxResponse(pod_sandbox_id=sid)
 
-    def _attach(self, key: str, sid: str, md: pb.PodSandboxMetadata, ports: list[dict[str, Any]]) -> None:
-        """The pod's network namespace, then the CNI ADD into it."""
-        self.net.create_netns(key)
+    def _attach(self, key: str, made: bool, sid: str, md: pb.PodSandboxMetadata, ports: list[dict[str, Any]]) -> None:
+        """The pod's network namespace (unless made ahead), then the CNI ADD into it."""
+        if not made:
+            self.net.create_netns(key)
         self.net.attach(key, sid, {"name": md.name, "namespace": md.namespace, "uid": md.uid}, ports)
 
     def _launch_pause(self, sid: str) -> None:
@@ -271,6 +279,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         finally:
             with self._setup_lock:
                 self._launching.pop(sid, None)
+            if not self.closing:
+                self.net.make_spare()  # the next pod's namespace, off its path
 
     @rpc
     def StopPodSandbox(self, request: pb.StopPodSandboxRequest,

@@ -53,6 +53,8 @@ class CRIServer:
         if self.runtime is not None:
             self.runtime.closing = True
         self.server.stop(grace=1).wait(3)
+        if self.runtime is not None:
+            self.runtime.net.drop_spare()
         try:
             if os.stat(self.path).st_ino == self.inode:
                 os.unlink(self.path)
