@@ -1019,6 +1019,19 @@ def test_removing_a_created_container_ends_its_held_process(node, cri):
     assert not os.path.exists(log) or "started" not in open(log).read()
 
 
+
+def test_a_held_process_killed_before_its_start(node, cri):
+    """The created process died (killed by someone) before StartContainer: the start creates
+    the container anew."""
+    sid, cid, log = _create_held(node, cri, "heldkill")
+    shim, pid = _held(node, cid)
+    os.kill(pid, 9)
+    wait_for(lambda: not os.path.exists(f"/proc/{shim}"), 10, "the held process's shim to end")
+    cri.StartContainer(container_id=cid)
+    assert cri.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_RUNNING
+    wait_for(lambda: "started" in open(log).read(), 10, "the container's output")
+    assert _held(node, cid)[1] != pid
+
 def test_a_created_container_after_a_kill9_of_berthd(node, cri):
     """The berthd that created the container is gone: its successor ends the held process at
     restore, and StartContainer then starts the container anew."""

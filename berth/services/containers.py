@@ -304,14 +304,25 @@ class ContainerService:
         if attach_pending is None:
             attach_pending = rec.id in self.attach_pending
         launched = self._take_prelaunch(rec.id)  # its process, created ahead (prelaunch)
+        if launched is not None and not attach_pending:
+            channel, res, in_place = launched
+            started_at = _now()
+            res = self._release(rec, res, in_place)
+            if not res.ok:
+                # the held process is gone (killed meanwhile), or would not start: once its shim
+                # has ended (its socket is the next one's too), the container is launched anew,
+                # and that says what is wrong
+                self._end_held(rec, channel)
+                self._unlaunch(ns, rec, channel)
+                launched = None
         if launched is None:
-            channel, res, started_at = self._launch(ns, rec, st, hold=False, attach_pending=attach_pending)
-        else:
-            channel, res = launched
+            channel, res, started_at, _ = self._launch(ns, rec, st, hold=False, attach_pending=attach_pending)
+        elif attach_pending:
+            channel, res, _ = launched
             started_at = _now()
         try:
-            if res.ok and (attach_pending or launched is not None):
-                res = self._start_after_attach(rec, res) if attach_pending else self._release(rec, res)
+            if res.ok and attach_pending:
+                res = self._start_after_attach(rec, res)
             if not res.ok:
                 err = res.error or "the container failed to start"
                 self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
@@ -328,9 +339,10 @@ class ContainerService:
         return True
 
     def _launch(self, ns: str, rec: Container, st: S.RunState, hold: bool,
-                attach_pending: bool) -> tuple[EventChannel, proto.StartResult, str]:
-        """The shim and the container's process: (events channel, start result, start time). With
-        hold, or an attach pending, the process is created and waits for the shim's start op."""
+                attach_pending: bool) -> tuple[EventChannel, proto.StartResult, str, bool]:
+        """The shim and the container's process: (events channel, start result, start time, in
+        place). With hold, or an attach pending, the process is created and waits for its start
+        (in place: the library's exec fifo handshake, _release)."""
         spec_body = rec.spec_json()
         sd = self.sdir(rec.id)
         os.makedirs(sd, mode=0o711, exist_ok=True)
@@ -400,7 +412,7 @@ class ContainerService:
         except BaseException:
             self._unlaunch(ns, rec, channel)
             raise
-        return channel, res, started_at
+        return channel, res, started_at, bool(params["start_in_place"])
 
     def _unlaunch(self, ns: str, rec: Container, channel: EventChannel | None) -> None:
         """What a launch that did not become a run held: its channel, rootfs mount, network, volumes."""
@@ -412,10 +424,16 @@ class ContainerService:
         container_net.teardown(self, ns, rec.id)
         self.volumes.release(ns, rec)
 
-    def _release(self, rec: Container, created: proto.StartResult) -> proto.StartResult:
-        """Start a process the shim holds created; its failure is the start's result."""
+    def _release(self, rec: Container, created: proto.StartResult, in_place: bool = False) -> proto.StartResult:
+        """Start a process the shim holds created; its failure is the start's result. in_place:
+        the library runtime's start, the exec fifo's handshake, done from here: no op for the
+        shim, whose pages stay shared with the zygote (an op's first handling copies ~140 KB)."""
         try:
-            self.shim(rec).start()
+            if in_place:
+                from berth.runtime import container as runtime_lib
+                runtime_lib.release(self.runtime_root_of(rec), rec.id, created.pid)
+            else:
+                self.shim(rec).start()
         except BerthError as e:
             kind = "SystemError" if isinstance(e, SystemError_) else type(e).__name__
             return proto.StartResult(ok=False, kind=kind, error=e.message)
@@ -443,14 +461,14 @@ class ContainerService:
             rec = self.meta.get_container(ns, cid)
             st = self.states.get(ns, cid, rec)
             if st.status == S.CREATED:
-                channel, res, _ = self._launch(ns, rec, st, hold=True, attach_pending=False)
-                pre.result = (channel, res)
+                channel, res, _, in_place = self._launch(ns, rec, st, hold=True, attach_pending=False)
+                pre.result = (channel, res, in_place)
         except Exception as e:  # noqa: BLE001 - start() launches again and reports it
             log.debug("container %s: prelaunch: %s", cid[:12], e)
         finally:
             pre.done.set()
 
-    def _take_prelaunch(self, cid: str) -> tuple[EventChannel, proto.StartResult] | None:
+    def _take_prelaunch(self, cid: str) -> tuple[EventChannel, proto.StartResult, bool] | None:
         with self.states.cond:
             pre = self._prelaunched.pop(cid, None)
         if pre is None:
@@ -463,13 +481,18 @@ class ContainerService:
         launched = self._take_prelaunch(rec.id)
         if launched is None:
             return
-        channel, _ = launched
+        channel = launched[0]
+        self._end_held(rec, channel)
+        self._unlaunch(ns, rec, channel)
+
+    def _end_held(self, rec: Container, channel: EventChannel) -> None:
+        """Kill a held process; return once its shim has said its last word (its socket and the
+        runtime's state are gone by then)."""
         try:
             self.shim(rec).kill(signal.SIGKILL)
-            channel.next_exit()  # the shim's last word: its socket and the runtime's state are gone
-        except (ShimGone, BerthError):
-            pass
-        self._unlaunch(ns, rec, channel)
+        except BerthError:
+            pass  # it is ending already
+        channel.next_exit()
 
     def _start_after_attach(self, rec: Container, created: proto.StartResult) -> proto.StartResult:
         """The container is created and holds its process for the attach that is coming: once the
@@ -929,7 +952,7 @@ class _Prelaunch:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.result: tuple[EventChannel, proto.StartResult] | None = None
+        self.result: tuple[EventChannel, proto.StartResult, bool] | None = None  # (channel, result, in place)
 
 
 class _Users(list):
