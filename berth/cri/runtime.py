@@ -900,9 +900,6 @@ class _Background:
     def wait(self) -> None:
         self._thread.join()
 
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
     def result(self) -> Any:
         self._thread.join()
         if "e" in self._out:

@@ -948,7 +948,7 @@ class ContainerService:
 
 
 class _Prelaunch:
-    """A prelaunch's outcome: (events channel, start result) once done, None when it failed."""
+    """A prelaunch's outcome once done: (events channel, start result, in place), None when it failed."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
