@@ -1,11 +1,9 @@
 """The zygote: a small process forked from berthd before it starts any thread, with the runtime
 library and the shim already imported. Each shim is forked from it (no new interpreter per
-container), in a session of its own away from berthd's; when the zygote goes (with berthd) the
-shims are re-parented to init, so containers survive a daemon restart."""
+container) and re-parented away from berthd, so containers survive a daemon restart."""
 
 from __future__ import annotations
 
-import _signal
 import array
 import json
 import os
@@ -68,13 +66,7 @@ def _loop(sock: socket.socket) -> NoReturn:
     from berth import fastjson
     from berth.linux import syscalls as sc
     _set_name("berth-zygote")
-    try:
-        os.setsid()  # the shims' session: away from berthd's terminal and process group
-    except OSError:
-        pass
-    # the shims are our children, one fork each: the kernel reaps them (their status is their
-    # exit.json), and when we go they are re-parented to init
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # Every page this loop writes after a fork stays private to the shim just forked (the zygote
@@ -100,21 +92,32 @@ def _loop(sock: socket.socket) -> NoReturn:
                 fds += array.array("i", data[:len(data) - len(data) % 4])
         if fds:
             params["events_fd"] = fds[0]  # the events channel berthd made for this start
+        r, w = os.pipe()
         child = sc.fork_bare()
         if child == 0:
-            # the shim reaps its own children (the container's init, re-parented to it); _signal,
-            # not signal: the latter's enum wrappers would touch inherited objects
-            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+            # the first child makes a new session and forks the shim, then exits:
+            # the shim is re-parented to init, away from berthd
             sock.close()
-            _set_comm(b"berth-shim")
-            devnull = os.open("/dev/null", os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(devnull, fd)
-            os.close(devnull)
-            shim.run(params)
+            os.close(r)
+            os.setsid()
+            grand = sc.fork_bare()
+            if grand == 0:
+                _set_comm(b"berth-shim")
+                os.close(w)
+                devnull = os.open("/dev/null", os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                os.close(devnull)
+                shim.run(params)
+            os.write(w, str(grand).encode())
+            os._exit(0)
+        os.close(w)
         for fd in fds:
             os.close(fd)
-        sock.send(b'{"pid": %d}' % child)
+        pid = int(os.read(r, 32) or b"0")
+        os.close(r)
+        os.waitpid(child, 0)
+        sock.send(b'{"pid": %d}' % pid)
 
 
 class Zygote:
