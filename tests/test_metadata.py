@@ -830,3 +830,28 @@ def test_networks_and_volumes_are_per_namespace_objects(tmp_path):
         s.get_object("default", "network", "abc123")
     with pytest.raises(InvalidArgument):
         s.list_objects("default", "thing")
+
+
+def test_a_thread_releases_its_connection(md):
+    """A short-lived thread closes its connection at its end (its page cache goes with it, not
+    when another thread next opens one), and the store goes on working in that thread."""
+    md.list_namespaces()
+    before = len(md._conns)
+    seen = {}
+
+    def work():
+        md.list_namespaces()
+        seen["during"] = len(md._conns)
+        md.release_thread()
+        seen["after"] = len(md._conns)
+        seen["names"] = [n.name for n in md.list_namespaces()]  # opens one again
+        md.release_thread()
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen["during"] == before + 1 and seen["after"] == before and len(md._conns) == before
+    assert "default" in seen["names"]
+    with md.tx() as tx:  # inside a transaction it keeps its connection
+        md.release_thread()
+        assert tx.get_namespace("default").name == "default"
+    assert len(md._conns) == before

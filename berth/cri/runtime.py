@@ -281,6 +281,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 self._launching.pop(sid, None)
             if not self.closing:
                 self.net.make_spare()  # the next pod's namespace, off its path
+            self.svc.meta.release_thread()  # this thread ends
 
     @rpc
     def StopPodSandbox(self, request: pb.StopPodSandboxRequest,

@@ -257,6 +257,19 @@ class MetadataStore:
         self._local.readonly = False
         return conn
 
+    def release_thread(self) -> None:
+        """Close the calling thread's connection, if it has one and no transaction is open: for
+        a short-lived thread at its end (else the connection, and its page cache, would stay
+        until another thread opens one)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "depth", 0):
+            return
+        self._local.conn = None
+        with self._conns_lock:
+            self._conns = [(ref, other) for ref, other in self._conns if other is not conn]
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
     def close(self) -> None:
         """Close every connection; the store cannot be used afterwards.
 

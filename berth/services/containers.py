@@ -467,6 +467,7 @@ class ContainerService:
             log.debug("container %s: prelaunch: %s", cid[:12], e)
         finally:
             pre.done.set()
+            self.meta.release_thread()  # this thread ends
 
     def _take_prelaunch(self, cid: str) -> tuple[EventChannel, proto.StartResult, bool] | None:
         with self.states.cond:
