@@ -109,13 +109,14 @@ class PodNetwork:
             key = self._making = secrets.token_hex(16)
         try:
             self.create_netns(key)
-        except (BerthError, OSError):
-            return
-        finally:
+        except BaseException as e:
             with self._spare_lock:
                 self._making = None
-        with self._spare_lock:
-            self._spare = key
+            if isinstance(e, (BerthError, OSError)):
+                return
+            raise
+        with self._spare_lock:  # one step: the collector sees it as the spare or as being made
+            self._spare, self._making = key, None
 
     def drop_spare(self) -> None:
         """The spare namespace goes (berthd stops)."""

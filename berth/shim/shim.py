@@ -351,7 +351,7 @@ class Shim:
         _signal.signal(_signal.SIGCHLD, _ignore)
         self.sel.register(self.sigr, ("signal", None))
         # with an attach to come, berthd's start op releases the process (30 s at most); held
-        # (created ahead of its start: berthd's prelaunch), only the start op does
+        # (created ahead of its start: berthd's prelaunch), berthd releases it, whenever it does
         waiting = bool(self.p.get("wait_attach"))
         attach_deadline = time.monotonic() + 30 if waiting and not self.p.get("hold") else None
         if not waiting:
