@@ -1032,6 +1032,54 @@ def test_a_held_process_killed_before_its_start(node, cri):
     wait_for(lambda: "started" in open(log).read(), 10, "the container's output")
     assert _held(node, cid)[1] != pid
 
+
+def test_created_processes_under_concurrent_clients(node, cri):
+    """Clients racing the background creations: a RemoveContainer while the process is being
+    created, a start at once, a sandbox stopped under a created container, a start after a
+    delay; every call answers, and once the pods are gone nothing of them is left."""
+    import random
+    import threading
+    errors = []
+
+    def worker(w):
+        c = node.client()
+        try:
+            for i in range(6):
+                sid, sbx = _pod(c, node, f"race{w}-{i}")
+                cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="c"), command=["sleep", "300"],
+                                         image=pb.ImageSpec(image="busybox-layers:1"), log_path="c.log")
+                cid = c.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+                kind = (w + i) % 4
+                if kind == 0:
+                    c.RemoveContainer(container_id=cid)
+                elif kind == 1:
+                    c.StartContainer(container_id=cid)
+                    assert c.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_RUNNING
+                elif kind == 2:
+                    c.StopPodSandbox(pod_sandbox_id=sid)
+                else:
+                    time.sleep(random.random() * 0.05)
+                    c.StartContainer(container_id=cid)
+                c.StopPodSandbox(pod_sandbox_id=sid)
+                c.RemovePodSandbox(pod_sandbox_id=sid)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            errors.append(repr(e))
+        finally:
+            c.close()
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert not cri.ListPodSandbox().items and not cri.ListContainers().containers
+    wait_for(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _in_node(p, node)], 10,
+             "the pods' processes and shims to be gone")
+    with open("/proc/self/mountinfo") as f:
+        left = [line.split()[4] for line in f if os.path.join(node.d.root, "containers") in line.split()[4]]
+    assert not left
+    assert len(os.listdir(os.path.join(node.d.state, "cri", "netns"))) <= 1  # the spare
+
 def test_a_created_container_after_a_kill9_of_berthd(node, cri):
     """The berthd that created the container is gone: its successor ends the held process at
     restore, and StartContainer then starts the container anew."""
