@@ -205,9 +205,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
               "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip or ""}
              for p in config.port_mappings])
         try:
-            other = self.svc.meta.get_container_by_name(NS, name)
-            raise Abort(grpc.StatusCode.ALREADY_EXISTS,
-                        f'failed to reserve sandbox name "{name}": name "{name}" is reserved for "{other.id}"')
+            raise _name_reserved("sandbox", name, self.svc.meta.get_container_by_name(NS, name).id)
         except NotFound:
             pass
         with self._setup_lock:  # the network collector leaves the namespace alone (taken under its lock)
@@ -234,14 +232,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             self._starting.add(sid)
         attach = None if host_net else _Background(self._attach, key, made, sid, md, ports)
         try:
-            try:
-                self.svc.create(NS, body, name, cri=True, extensions={convert.SANDBOX_EXT: meta}, cid=sid)
-            except BerthError as e:
-                if "already in use" in str(e):
-                    other = str(e).split('by container "')[-1].split('"')[0]
-                    raise Abort(grpc.StatusCode.ALREADY_EXISTS, f'failed to reserve sandbox name "{name}": '
-                                                                f'name "{name}" is reserved for "{other}"') from None
-                raise
+            self._create_record("sandbox", name, body, convert.SANDBOX_EXT, meta, cid=sid)
             if attach is not None:
                 attach.result()
             with self._setup_lock:
@@ -263,6 +254,17 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 self._starting.discard(sid)
                 self._busy.difference_update((sid, key))
         return pb.RunPodSandboxResponse(pod_sandbox_id=sid)
+
+    def _create_record(self, kind: str, name: str, body: dict[str, Any], ext: str, meta: dict[str, Any],
+                       cid: str | None = None) -> str:
+        """The record of a sandbox or container (the services' create, with the CRI's metadata as
+        the extension ext); a name taken answers ALREADY_EXISTS in containerd's words."""
+        try:
+            return self.svc.create(NS, body, name, cri=True, extensions={ext: meta}, cid=cid)["Id"]
+        except BerthError as e:
+            if "already in use" not in str(e):
+                raise
+            raise _name_reserved(kind, name, str(e).split('by container "')[-1].split('"')[0]) from None
 
     def _attach(self, key: str, made: bool, sid: str, md: pb.PodSandboxMetadata, ports: list[dict[str, Any]]) -> None:
         """The pod's network namespace (unless made ahead), then the CNI ADD into it."""
@@ -441,14 +443,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             body["StopSignal"] = _signal_name(config.stop_signal)
         elif ((img.config or {}).get("config") or {}).get("StopSignal"):
             body["StopSignal"] = img.config["config"]["StopSignal"]
-        try:
-            cid = self.svc.create(NS, body, name, cri=True, extensions={convert.CONTAINER_EXT: meta})["Id"]
-        except BerthError as e:
-            if "already in use" in str(e):
-                other = str(e).split('by container "')[-1].split('"')[0]
-                raise Abort(grpc.StatusCode.ALREADY_EXISTS, f'failed to reserve container name "{name}": '
-                                                            f'name "{name}" is reserved for "{other}"') from None
-            raise
+        cid = self._create_record("container", name, body, convert.CONTAINER_EXT, meta)
         # its process is created now, in the background, as CRI-O creates it here: StartContainer
         # then releases it (and reports what failed in the creation)
         self.svc.prelaunch(NS, cid, after=lambda: self._settle(sbx.id))  # it joins the pause's namespaces
@@ -882,6 +877,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     StreamContainers = unimplemented("StreamContainers (use ListContainers)")
     StreamContainerStats = unimplemented("StreamContainerStats (use ListContainerStats)")
     StreamPodSandboxStats = unimplemented("StreamPodSandboxStats (use ListPodSandboxStats)")
+
+
+def _name_reserved(kind: str, name: str, other: str) -> Abort:
+    return Abort(grpc.StatusCode.ALREADY_EXISTS,
+                 f'failed to reserve {kind} name "{name}": name "{name}" is reserved for "{other}"')
 
 
 class _Background:

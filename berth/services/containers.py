@@ -312,7 +312,7 @@ class ContainerService:
                 # the held process is gone (killed meanwhile), or would not start: once its shim
                 # has ended (its socket is the next one's too), the container is launched anew,
                 # and that says what is wrong
-                self._end_held(rec, channel)
+                self.end_held(rec, channel)
                 self._unlaunch(ns, rec, channel)
                 launched = None
         if launched is None:
@@ -483,10 +483,10 @@ class ContainerService:
         if launched is None:
             return
         channel = launched[0]
-        self._end_held(rec, channel)
+        self.end_held(rec, channel)
         self._unlaunch(ns, rec, channel)
 
-    def _end_held(self, rec: Container, channel: EventChannel) -> None:
+    def end_held(self, rec: Container, channel: EventChannel) -> None:
         """Kill a held process; return once its shim has said its last word (its socket and the
         runtime's state are gone by then)."""
         try:

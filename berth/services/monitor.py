@@ -101,13 +101,13 @@ class Monitor:
         shim holds it, and nobody will release it (a start launches anew): it goes."""
         try:
             ch = self.c.shim(rec).subscribe()
-            try:
-                self.c.shim(rec).kill(9)
-                ch.next_exit()
-            finally:
-                ch.close()
         except (ShimGone, OSError, BerthError):
             self._shim_lost(rec)
+        else:
+            try:
+                self.c.end_held(rec, ch)
+            finally:
+                ch.close()
         try:
             self.c.cleanup_exited(ns, rec.id)
         except BerthError as e:
