@@ -91,6 +91,20 @@ def test_run_rm_answers_once_its_rootfs_is_unmounted_and_its_name_free(d):
     assert "rm-again" not in names(d.berth("ps", "-a", "--format", "{{.Names}}", check=True))
 
 
+def test_processes_start_with_every_signal_at_its_default(d):
+    """As under runc (podman here shows the same): no signal ignored nor blocked in the
+    container's process or an exec's (berth's own processes are Python's, which ignores SIGPIPE):
+    the writer of a pipeline dies with its reader, quietly."""
+    want = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    p = d.berth("run", "--rm", IMG, "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status", timeout=60)
+    assert (p.returncode, p.out) == (0, want), p.err
+    p = d.berth("run", "--rm", IMG, "sh", "-c", "yes 0123456789abcdef | head -c 1000000 | wc -c", timeout=60)
+    assert (p.returncode, p.out.strip(), p.err) == (0, "1000000", "")
+    cid = d.berth("run", "-d", IMG, "sleep", "600", check=True).out.strip()
+    p = d.docker("exec", cid, "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status", timeout=60)
+    assert (p.returncode, p.out) == (0, want), p.err
+
+
 def test_run_exit_code_is_the_containers(d):
     assert d.berth("run", "--rm", IMG, "sh", "-c", "exit 7").returncode == 7
     p = d.berth("run", "--rm", IMG, "sh", "-c", "echo out; echo err >&2; exit 3")

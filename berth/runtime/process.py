@@ -200,7 +200,27 @@ def _home_of(uid: int) -> str:
     return "/"
 
 
+def default_signals() -> None:
+    """Every signal at its default action and none blocked, as a process starts under runc: an
+    ignored signal stays ignored across execve, and berth's processes are Python's, which
+    ignores SIGPIPE and SIGXFSZ (a pipeline's writer would live on after its reader, `yes |
+    head` would spin) and may have SIGINT ignored (^C in a TTY would do nothing)."""
+    import _signal  # built in: importable after the pivot too (signal.py is a file on the host)
+    for sig in range(1, _signal.NSIG):
+        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
+            continue
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):  # glibc's own (32, 33): not ours to touch
+            pass
+    try:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+    except OSError:
+        pass
+
+
 def exec_process(process: dict[str, Any], path: str, seccomp_filter: Filter | Program | None) -> NoReturn:
+    default_signals()  # before the seccomp filter, which might forbid it
     env = env_dict(process)
     umask = (process.get("user") or {}).get("umask")
     if umask is not None:
