@@ -1,8 +1,11 @@
-"""A container's stdin through its shim, as docker clients use it: large input piped through
+"""A container's stdio through its shim, as docker clients use it: large input piped through
 `cat` (run -i, exec -i), input a container never reads (back-pressure, and the shim still
-answers stop), and an attach's end of input (it closes the container's stdin only with
-StdinOnce, as dockerd's attach)."""
+answers stop), an attach's end of input (it closes the container's stdin only with StdinOnce,
+as dockerd's attach), and output to attach clients that read slowly or not at all (the
+container is slowed while they stay, as under dockerd, the shim is not; a slow one loses
+nothing)."""
 
+import json
 import os
 import socket
 import struct
@@ -162,3 +165,129 @@ def test_a_held_client_that_goes_away_is_let_go(d):
     wait_for(lambda: fds() == before, 10, "the shim to let the client go")
     assert status(d, cid) == "running"
     d.docker("rm", "-f", cid, check=True)
+
+
+# --- output to clients that read slowly, or not at all ---
+
+YES = ["yes", "0123456789abcdef"]  # endless output, 17 bytes a line
+
+
+def log_size(d, cid):
+    return os.path.getsize(d.berth("inspect", "-f", "{{.LogPath}}", cid, check=True).out.strip())
+
+
+def quiet_log(d, cid, within=4.5):
+    """Whether the container's log stops growing (two samples 0.5 s apart agree) within the
+    given seconds: its output is held back."""
+    deadline = time.monotonic() + within
+    last = log_size(d, cid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = log_size(d, cid)
+        if now == last:
+            return True
+        last = now
+    return False
+
+
+def slow_attach(d, cid):
+    a = Attach(d, cid)
+    a.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return a
+
+
+def test_an_attach_client_that_stops_reading_holds_the_output_not_the_shim(d):
+    """As under dockerd, a client that does not keep up slows the container's output down (the
+    container feels a full pipe) instead of piling it up in berthd; the shim meanwhile serves
+    everyone else (an exec answers at once, as dockerd's did), and the client that reads again
+    gets the stream where it stopped."""
+    cid = d.berth("run", "-d", IMG, *YES, check=True).out.strip()
+    rss0 = _rss(d.proc.pid)
+    a = slow_attach(d, cid)
+    assert quiet_log(d, cid), "the output went on while the client read nothing"
+    p = d.docker("exec", cid, "echo", "hi", timeout=30)
+    assert p.returncode == 0 and p.stdout == b"hi\n", p.err
+    assert _rss(d.proc.pid) - rss0 < 32 << 10  # KiB: berthd did not keep the stream for it
+    a.s.settimeout(10)
+    before = log_size(d, cid)
+    got = bytearray(a.buf)
+    while len(got) < 8 << 20:
+        chunk = a.s.recv(1 << 20)
+        assert chunk, "the stream ended"
+        got += chunk
+    out = demux(got)
+    start = out.index(b"\n") + 1  # the attach came in mid-line
+    assert len(out) - start > 4 << 20
+    assert out[start:] == (b"0123456789abcdef\n" * (len(out) // 17 + 1))[:len(out) - start], "a gap in the stream"
+    assert log_size(d, cid) > before, "the output stayed held while the client read again"
+    a.s.close()
+    d.berth("rm", "-f", cid, check=True)
+
+
+def test_an_attach_client_that_never_reads_holds_the_output_until_it_goes(d):
+    """As under dockerd (compared on this machine: a client that read nothing for 12 s kept the
+    container's output held, and got the stream when it read again), the output stays held
+    while the client stays; once it hangs up, the output goes on to the log."""
+    cid = d.berth("run", "-d", IMG, *YES, check=True).out.strip()
+    a = slow_attach(d, cid)
+    assert quiet_log(d, cid)
+    time.sleep(6)
+    assert quiet_log(d, cid, 1.5), "the client was let go"
+    a.s.close()
+    assert not quiet_log(d, cid, 2), "the output stayed held after the client went"
+    assert status(d, cid) == "running"
+    d.berth("rm", "-f", cid, check=True)
+
+
+def test_a_slow_attach_client_gets_all_of_the_output(d):
+    """Nothing is lost for a reader that is slow but keeps reading: the stream and the log both
+    have every byte."""
+    size = 8 << 20  # many times every buffer on the way
+    cid = d.berth("create", IMG, "sh", "-c", f"yes 0123456789abcdef | head -c {size}", check=True).out.strip()
+    a = slow_attach(d, cid)
+    d.berth("start", cid, check=True)
+    out = bytearray()
+    data = a.buf
+    a.s.settimeout(30)
+    while True:
+        while len(data) >= 8:
+            kind, n = struct.unpack(">BxxxI", data[:8])
+            if len(data) < 8 + n:
+                break
+            assert kind == 1
+            out += data[8:8 + n]
+            data = data[8 + n:]
+        chunk = a.s.recv(16384)
+        if not chunk:
+            break
+        data += chunk
+        if len(out) % (1 << 20) < 16384:
+            time.sleep(0.2)  # a reader that pauses now and then
+    assert len(out) == size
+    assert out == (b"0123456789abcdef\n" * (size // 17 + 1))[:size]
+    assert d.berth("wait", cid, check=True).out.strip() == "0"
+    with open(d.berth("inspect", "-f", "{{.LogPath}}", cid, check=True).out.strip(), "rb") as f:
+        logged = b"".join(json.loads(line)["log"].encode() for line in f)
+    assert logged == out
+    d.berth("rm", cid, check=True)
+
+
+def demux(data):
+    """stdout of docker's multiplexed frames (whole frames only)."""
+    out = bytearray()
+    while len(data) >= 8:
+        kind, n = struct.unpack(">BxxxI", data[:8])
+        if len(data) < 8 + n:
+            break
+        if kind == 1:
+            out += data[8:8 + n]
+        data = data[8 + n:]
+    return bytes(out)
+
+
+def _rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0

@@ -142,6 +142,22 @@ class _Raw(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.waiting = 0
         self.paused = False
+        self.writable: asyncio.Future[None] | None = None  # while the client's side is full
+
+    def pause_writing(self) -> None:
+        """The transport holds more than its high-water mark for the client: the copy from the
+        shim waits (drain), and the shim holds the process's output, as a full pipe would."""
+        if self.writable is None:
+            self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        w, self.writable = self.writable, None
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def drain(self) -> None:
+        if self.writable is not None:
+            await self.writable
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         self.data_received(data)
@@ -179,6 +195,7 @@ class _Raw(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.queue.put_nowait(None)
+        self.resume_writing()  # nothing more will be written: whoever waits goes on (and stops)
         # aiohttp no longer gets transport events: without this its server keeps the handler
         # (and its parser, request and this protocol) in its connection table for ever
         handler, self.handler = self.handler, None
@@ -256,6 +273,7 @@ async def pipe(transport: asyncio.Transport, raw: _Raw, reader: asyncio.StreamRe
             if not data:
                 break
             transport.write(data)
+            await raw.drain()  # a client that reads slowly slows its stream, not berthd's memory
     except (ConnectionError, OSError):
         pass
     finally:

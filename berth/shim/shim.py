@@ -40,6 +40,14 @@ if TYPE_CHECKING:  # names for the annotations only
 
 
 MAX_EXEC_RECORDS = 256  # finished execs whose exit code the shim still answers for (exec_state)
+# A client's output is written without blocking: what its socket does not take waits in its
+# buffer. Past CLIENT_HIGH the output feeding it (the container's, an exec's) is not read until
+# the buffer is down to CLIENT_LOW: the process feels a slow reader as a full pipe, for as long
+# as the client stays (as under dockerd), and the shim goes on serving everyone else. When the
+# container has exited, what still waits gets LAST_WORDS seconds to go (without progress).
+CLIENT_HIGH = 1 << 20
+CLIENT_LOW = 256 << 10
+LAST_WORDS = 5.0
 
 
 def _now_rfc3339() -> str:
@@ -151,6 +159,20 @@ class _Poller:
         self.held.discard(fd)
         self._apply(fd)
 
+    def stop_reading(self, fileobj: int | _socket.socket) -> None:
+        """Not read any more; a writer's side, if any, stays."""
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        self.data.pop(fd, None)
+        self.held.discard(fd)
+        self._apply(fd)
+
+    def forget(self, fd: int) -> None:
+        """Out of the set, both sides (before the fd is closed: its number may come back)."""
+        self.data.pop(fd, None)
+        self.wdata.pop(fd, None)
+        self.held.discard(fd)
+        self._apply(fd)
+
     def want_write(self, fd: int, data: tuple[str, Any]) -> None:
         self.wdata[fd] = data
         self._apply(fd)
@@ -221,6 +243,10 @@ class Exec:
 class Client:
     def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
+        self.fd = sock.fileno()
+        self.out = bytearray()  # written to it when its socket has room (_send, _flush)
+        self.closing = False  # let go once out is written
+        self.sources: list[int] = []  # output fds not read while out is over CLIENT_HIGH
         self.buf = b""
         self.mode: str | None = None  # None (reading the request), "attach", "wait", "exec"
         self.exec: Exec | None = None
@@ -248,6 +274,7 @@ class Shim:
         self.events: Client | None = None  # the Client of berthd's events channel
         self.announced = False  # the start result went out
         self.execs: dict[str, Exec] = {}  # exec id -> Exec
+        self.source_holds: dict[int, int] = {}  # output fd -> how many clients hold it
         log: type[JSONLog] | type[CRILog] = JSONLog
         if p.get("log_format") == "cri":  # a container of the Kubernetes CRI: kubelet's log format
             from berth.shim.crilog import CRILog as log
@@ -390,13 +417,13 @@ class Shim:
         if fd is None:
             return
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+        sock.setblocking(False)
         c = Client(sock)
         c.mode = "events"
         self.clients.append(c)
+        self.sel.register(sock, ("client", c))
         self._send(c, fastjson.dumps(proto.start_event(self.init_pid)).encode() + b"\n")
         if c in self.clients:
-            sock.setblocking(False)
-            self.sel.register(sock, ("client", c))
             self.events = c
 
     def _dispatch(self, kind: str, data: Any) -> None:
@@ -416,6 +443,8 @@ class Shim:
             self._exec_output(*data)
         elif kind == "stdin":
             self._write_stdin(data)
+        elif kind == "client_out":
+            self._flush(data)
 
     def reap(self) -> None:
         while True:
@@ -437,6 +466,8 @@ class Shim:
 
     def _exited(self, code: int) -> None:
         self.exit_code = code
+        for c in self.clients:  # what the process left is read out to the log, whoever is slow
+            self._release_sources(c)
         self.finished_at = _now_rfc3339()
         tmp = os.path.join(self.state_dir, ".exit.json")
         # synced only when berthd is not listening: else it records the exit it is told (and
@@ -457,6 +488,7 @@ class Shim:
         if not data:
             self.log.flush(self.outputs[fd])
             self.sel.unregister(fd)
+            self._source_gone(fd)
             del self.outputs[fd]
             if fd != self.master:
                 os.close(fd)
@@ -469,13 +501,82 @@ class Shim:
                 self._send(c, frame)
 
     def _send(self, c: Client, data: bytes) -> None:
-        try:
-            c.sock.setblocking(True)
-            c.sock.settimeout(5)
-            c.sock.sendall(data)
-            c.sock.setblocking(False)
-        except OSError:
-            self._drop(c)
+        """data to the client without blocking: what its socket does not take now waits in its
+        buffer, written as the socket has room (_flush)."""
+        if c not in self.clients or c.closing:
+            return
+        if not c.out:
+            try:
+                n = c.sock.send(data)
+            except BlockingIOError:
+                n = 0
+            except OSError:  # gone
+                self._drop(c, flush=False)
+                return
+            if n == len(data):
+                return
+            c.out += data[n:]
+            self.sel.want_write(c.fd, ("client_out", c))
+        else:
+            c.out += data
+        if len(c.out) > CLIENT_HIGH and not c.sources:
+            self._hold_sources(c)
+
+    def _flush(self, c: Client) -> None:
+        """The client's socket has room: what waits for it goes."""
+        if c not in self.clients:
+            return
+        while c.out:
+            try:
+                n = c.sock.send(c.out[:262144])
+            except BlockingIOError:
+                break
+            except OSError:
+                self._drop(c, flush=False)
+                return
+            del c.out[:n]
+        if not c.out:
+            self.sel.done_writing(c.fd)
+            if c.closing:
+                self._drop(c, flush=False)
+                return
+        if len(c.out) <= CLIENT_LOW:
+            self._release_sources(c)
+
+    def _hold_sources(self, c: Client) -> None:
+        """Back-pressure: the output that feeds the client is not read until it catches up. Not
+        once the container has exited: what it left is read out to the log."""
+        if self.exit_code is not None:
+            return
+        if c.mode == "attach":
+            fds = list(self.outputs)
+        elif c.mode == "exec" and c.exec is not None:
+            fds = list(c.exec.fds)
+        else:
+            return
+        for fd in fds:
+            n = self.source_holds.get(fd, 0)
+            self.source_holds[fd] = n + 1
+            if not n:
+                self.sel.hold(fd)
+        c.sources = fds
+
+    def _release_sources(self, c: Client) -> None:
+        fds, c.sources = c.sources, []
+        for fd in fds:
+            n = self.source_holds.get(fd, 0) - 1
+            if n > 0:
+                self.source_holds[fd] = n
+                continue
+            if self.source_holds.pop(fd, None) is not None:
+                self.sel.release(fd)
+
+    def _source_gone(self, fd: int) -> None:
+        """An output fd reached its end (it is closed next): no hold of it remains."""
+        if self.source_holds.pop(fd, None) is not None:
+            for c in self.clients:
+                if fd in c.sources:
+                    c.sources.remove(fd)
 
     def _accept(self) -> None:
         try:
@@ -488,24 +589,24 @@ class Shim:
         self.clients.append(c)
         self.sel.register(sock, ("client", c))
 
-    def _unregister(self, fileobj: int | _socket.socket) -> None:
-        try:
-            self.sel.unregister(fileobj)
-        except (KeyError, ValueError):
-            pass
-
-    def _drop(self, c: Client) -> None:
-        if c in self.clients:
-            self.clients.remove(c)
-            try:
-                self.sel.unregister(c.sock)
-            except (KeyError, ValueError):
-                pass
-            c.sock.close()
+    def _drop(self, c: Client, flush: bool = True) -> None:
+        """The client goes; with flush, once what waits for it is written."""
+        if c not in self.clients:
+            return
+        if flush and c.out:
+            if not c.closing:
+                c.closing = True  # nothing more is sent to it, nor read from it
+                self.sel.stop_reading(c.fd)
+                self._release_sources(c)
+            return
+        self.clients.remove(c)
+        self._release_sources(c)
+        self.sel.forget(c.fd)
+        c.sock.close()
 
     def _client_readable(self, c: Client) -> None:
-        if c not in self.clients:
-            return  # dropped by an earlier event of the same select() round
+        if c not in self.clients or c.closing:
+            return  # dropped (or being let go) by an earlier event of the same select() round
         try:
             data = c.sock.recv(65536)
         except BlockingIOError:
@@ -535,7 +636,7 @@ class Shim:
             if not data:
                 if ex.stdin_w is not None and ex.stdin_w.close_fd:
                     self._close_stdin(ex.stdin_w)  # once what waits for it is written
-                self._unregister(c.sock)
+                self.sel.stop_reading(c.sock)  # its output still goes to it
                 return
             if ex.stdin_w is not None:
                 self._feed(ex.stdin_w, c, data)
@@ -556,7 +657,7 @@ class Shim:
                     return
                 if c.stdin and self.stdin_w is not None and self.stdin_w.close_fd:
                     self._close_stdin(self.stdin_w)
-                self._unregister(c.sock)
+                self.sel.stop_reading(c.sock)  # its output still goes to it
                 return
             self._stdin(c, data)
         elif not data:
@@ -770,6 +871,7 @@ class Shim:
                 self._stdin_closed(ex.stdin_w)  # the same fd: gone with it
                 ex.stdin_w = None
             self.sel.unregister(fd)
+            self._source_gone(fd)
             del ex.fds[fd]
             os.close(fd)
             if fd == ex.master:
@@ -802,6 +904,7 @@ class Shim:
                 self.sel.unregister(ex.master)
             except (KeyError, ValueError):
                 pass
+            self._source_gone(ex.master)
             os.close(ex.master)
             ex.fds.pop(ex.master, None)
             ex.master = None
@@ -836,9 +939,17 @@ class Shim:
         self._write_state("exited")
         ev = fastjson.dumps(proto.exit_event(self.exit_code, self.finished_at, self.init_pid)).encode() + b"\n"  # type: ignore[arg-type]  # set at the exit
         for c in list(self.clients):
-            if c.mode == "events":
-                self._send(c, ev)
-            self._drop(c)
+            # the last words: what waits for each client, and the exit to berthd's channels,
+            # written at last blocking (LAST_WORDS without progress at most, per client)
+            data = bytes(c.out) + (ev if c.mode == "events" else b"")
+            c.out.clear()
+            if data:
+                try:
+                    c.sock.settimeout(LAST_WORDS)
+                    c.sock.sendall(data)
+                except OSError:
+                    pass
+            self._drop(c, flush=False)
 
 
 def _in_child(fn: Callable[[], int | None]) -> int | None:
