@@ -225,6 +225,21 @@ def test_logs_stdout_stderr_tail_timestamps(d):
     assert TS.match(p.err) and p.err.endswith(" err1\n")
 
 
+def test_logs_of_many_lines_come_whole_and_in_order(d):
+    """A long log (two streams interleaved, 60,000 lines) through docker's client and berth's:
+    every line, in order, on its own stream."""
+    n = 30000
+    cid = d.berth("run", "-d", IMG, "sh", "-c",
+                  f"i=0; while [ $i -lt {n} ]; do echo out$i; echo err$i >&2; i=$((i+1)); done",
+                  check=True).out.strip()
+    assert d.berth("wait", cid, check=True, timeout=120).out.strip() == "0"
+    for client in (d.docker, d.berth):
+        p = client("logs", cid, timeout=120)
+        assert p.returncode == 0
+        assert p.out == "".join(f"out{i}\n" for i in range(n))
+        assert p.err == "".join(f"err{i}\n" for i in range(n))
+
+
 def test_logs_follow_until_exit(d):
     cid = d.berth("run", "-d", IMG, "sh", "-c", "for i in 1 2 3 4; do echo line$i; sleep 0.3; done",
                   check=True).out.strip()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from aiohttp import web
 
@@ -117,18 +117,44 @@ async def logs(request: web.Request) -> web.StreamResponse:
         "Content-Type": "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"}))
     await resp.prepare(request)
     loop = asyncio.get_running_loop()
-    done = object()
-    while True:
-        item: Any = await loop.run_in_executor(s.waits, next, gen, done)
-        if item is done:
-            break
-        stream, data = item
-        if tty:
-            await resp.write(data)
-        else:
-            await resp.write(struct.pack(">BxxxI", 1 if stream == "stdout" else 2, len(data)) + data)
+    left: list[bool] = []
+
+    def gone() -> bool:  # the client left (a follow's thread stops at its next wait: 50 ms)
+        return bool(left) or request.transport is None or request.transport.is_closing()
+    try:
+        while True:
+            items, ended = await loop.run_in_executor(s.waits, _log_batch, gen, gone)
+            if items:
+                await resp.write(b"".join(data for _, data in items) if tty else
+                                 b"".join(struct.pack(">BxxxI", 1 if stream == "stdout" else 2, len(data)) + data
+                                          for stream, data in items))
+            if ended:
+                break
+    finally:
+        left.append(True)
     await resp.write_eof()
     return resp
+
+
+def _log_batch(gen: Iterator[tuple[str, bytes] | None], gone: Callable[[], bool],
+               limit: int = 1 << 16) -> tuple[list[tuple[str, bytes]], bool]:
+    """The log's next entries, about limit bytes of them (one hand-over between threads per
+    batch, not per line: a log of a million lines is seconds, not minutes), fewer when the
+    follow has caught up; and whether the log ended (or the client is gone)."""
+    items: list[tuple[str, bytes]] = []
+    size = 0
+    for item in gen:
+        if item is None:  # caught up: what is here goes now (nothing yet: wait on for it)
+            if items:
+                return items, False
+            if gone():
+                return items, True
+            continue
+        items.append(item)
+        size += len(item[1]) + 8
+        if size >= limit:
+            return items, False
+    return items, True
 
 
 class _Raw(asyncio.Protocol):

@@ -870,8 +870,9 @@ class ContainerService:
 
     def logs(self, ns: str, ref: str, stdout: bool = True, stderr: bool = True, follow: bool = False,
              tail: int | None = None, since: float = 0, until: float = 0,
-             timestamps: bool = False) -> Iterator[tuple[str, bytes]]:
-        """Yield (stream, bytes) from the json-file log; with follow, until the container exits."""
+             timestamps: bool = False) -> Iterator[tuple[str, bytes] | None]:
+        """Yield (stream, bytes) from the json-file log; with follow, until the container exits,
+        and None each time it has caught up and waits for more (what a reader holds can go)."""
         rec = self.get(ns, ref)
         self.states.get(ns, rec.id, rec)
         path = self.log_path(rec.id)
@@ -914,6 +915,7 @@ class ContainerService:
                             yield item
                     return
                 # the log file has no more yet: look again in 50 ms, or at once when it exits
+                yield None
                 self.states.wait_for(rec.id, lambda s: s is None or not s.running, 0.05)
 
     @staticmethod
@@ -924,9 +926,10 @@ class ContainerService:
             return None
         if e.get("stream") not in want:
             return None
-        t = _parse_time(e.get("time"))
-        if since and t < since or until and t > until:
-            return None
+        if since or until:
+            t = _parse_time(e.get("time"))
+            if since and t < since or until and t > until:
+                return None
         data = e.get("log", "").encode()
         if timestamps:
             data = e.get("time", "").encode() + b" " + data
@@ -974,10 +977,11 @@ def _cri_log_item(line: bytes, want: Collection[str], since: float, until: float
     parts = line.split(b" ", 3)
     if len(parts) < 3 or parts[1].decode(errors="replace") not in want:
         return None
-    ts = parts[0].decode(errors="replace")
-    t = _parse_time(ts) if ts.endswith("Z") else 0.0
-    if since and t < since or until and t > until:
-        return None
+    if since or until:
+        ts = parts[0].decode(errors="replace")
+        t = _parse_time(ts) if ts.endswith("Z") else 0.0
+        if since and t < since or until and t > until:
+            return None
     data = (parts[3] if len(parts) > 3 else b"").rstrip(b"\n")
     if parts[2] == b"F":
         data += b"\n"
