@@ -92,6 +92,7 @@ _SYSCALLS = {
     "close_range": (436, 436),
     "pidfd_open": (434, 434),
     "pidfd_send_signal": (424, 424),
+    "rt_sigaction": (13, 134),
 }
 
 _libc: ctypes.CDLL | None = None
@@ -125,6 +126,13 @@ def _check(ret: int, what: str | None = None, path: _Str | None = None) -> int:
 def _nr(name: str) -> int:
     _lib()
     return _SYSCALLS[name][_arch_index]
+
+
+def signal_default(sig: int) -> None:
+    """rt_sigaction(sig, SIG_DFL) straight to the kernel: glibc's sigaction refuses its own
+    signals (32, 33), which a parent may still have left ignored."""
+    act = ctypes.create_string_buffer(32)  # the kernel's sigaction, zeroed: SIG_DFL, no flags, no mask
+    _check(_lib().syscall(ctypes.c_long(_nr("rt_sigaction")), ctypes.c_long(sig), act, None, ctypes.c_long(8)))
 
 
 if TYPE_CHECKING:

@@ -211,8 +211,11 @@ def default_signals() -> None:
             continue
         try:
             _signal.signal(sig, _signal.SIG_DFL)
-        except (OSError, ValueError, RuntimeError):  # glibc's own (32, 33): not ours to touch
-            pass
+        except (OSError, ValueError, RuntimeError):  # glibc's own (32, 33): to the kernel itself
+            try:
+                sc.signal_default(sig)
+            except OSError:
+                pass
     try:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
     except OSError:
