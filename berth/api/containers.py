@@ -112,7 +112,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     spec = rec.spec_json() or {}
     tty = bool(spec.get("Tty"))
     gen = s.containers.logs(ns, rec.id, _bool(request, "stdout"), _bool(request, "stderr"), _bool(request, "follow"),
-                            tail, since, until, _bool(request, "timestamps"))
+                            tail, since, until, _bool(request, "timestamps"), ticks=True)
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{
         "Content-Type": "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"}))
     await resp.prepare(request)

@@ -870,9 +870,10 @@ class ContainerService:
 
     def logs(self, ns: str, ref: str, stdout: bool = True, stderr: bool = True, follow: bool = False,
              tail: int | None = None, since: float = 0, until: float = 0,
-             timestamps: bool = False) -> Iterator[tuple[str, bytes] | None]:
-        """Yield (stream, bytes) from the json-file log; with follow, until the container exits,
-        and None each time it has caught up and waits for more (what a reader holds can go)."""
+             timestamps: bool = False, ticks: bool = False) -> Iterator[tuple[str, bytes] | None]:
+        """Yield (stream, bytes) from the json-file log; with follow, until the container exits.
+        ticks: also None each time the follow has caught up and waits for more (a reader that
+        batches sends what it holds; one whose client left stops)."""
         rec = self.get(ns, ref)
         self.states.get(ns, rec.id, rec)
         path = self.log_path(rec.id)
@@ -915,7 +916,8 @@ class ContainerService:
                             yield item
                     return
                 # the log file has no more yet: look again in 50 ms, or at once when it exits
-                yield None
+                if ticks:
+                    yield None
                 self.states.wait_for(rec.id, lambda s: s is None or not s.running, 0.05)
 
     @staticmethod
