@@ -222,6 +222,8 @@ def test_runsc_exec_logs_and_exit_codes(c):
     assert p.out == "in-exec\n" and p.returncode == 3
     c.berth("kill", cid, check=True)
     assert inspect(c, cid)["State"]["Status"] == "exited"
+    # runsc leaves the container's cgroup directories behind: the shim removes them once empty
+    assert not [h for h in os.listdir("/sys/fs/cgroup") if os.path.isdir(f"/sys/fs/cgroup/{h}/berth/{cid}")]
     p = c.berth("run", "--rm", "--runtime", "runsc", "--network", "none", IMG, "nosuchcommand", timeout=120)
     assert p.returncode in (125, 127) and p.err.strip()
     p = c.berth("run", "--rm", "--runtime", "runsc", "--network", "none", IMG, "sh", "-c", "exit 5", timeout=120)

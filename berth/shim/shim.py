@@ -1114,6 +1114,21 @@ def _cleanup_runtime(params: Params) -> None:
         oci.from_params(params).delete(params["id"], force=True)
     except Exception:
         pass
+    if params.get("runtime_binary"):
+        _remove_cgroup(params)
+
+
+def _remove_cgroup(params: Params) -> None:
+    """What a runtime binary left of the container's cgroup once it deleted the container (runsc
+    leaves its directories): removed, if empty (runc's is gone already)."""
+    try:
+        from berth.runtime import cgroups
+        with open(os.path.join(params["bundle"], "config.json")) as f:
+            path = (json.load(f).get("linux") or {}).get("cgroupsPath")
+        cgroups.Manager(cgroups.resolve_path(path, params["id"], bool(path and path.count(":") == 2)),
+                        ).destroy(timeout=0)
+    except Exception:
+        pass
 
 
 def _alive(pid: int) -> bool:
