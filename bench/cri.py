@@ -181,29 +181,33 @@ def pod_cycle(engine, work, i):
         json.dump({"metadata": {"name": "c"}, "image": {"image": engine.image}, "command": ["sleep", "600"],
                    "log_path": "c.log", "linux": {}}, f)
     steps = {}
-
-    def timed(name, *args):
-        t = time.monotonic()
-        r = crictl(engine, *args)
-        steps[name] = time.monotonic() - t
-        return r
     t0 = time.monotonic()
-    sid = timed("runp", "runp", pod)
-    cid = timed("create", "create", sid, ctr, pod)
-    timed("start", "start", cid)
+    sid = _timed(steps, "runp", crictl, engine, "runp", pod)
+    cid = _timed(steps, "create", crictl, engine, "create", sid, ctr, pod)
+    _timed(steps, "start", crictl, engine, "start", cid)
     t1 = time.monotonic()
-    timed("stop", "stop", cid)
-    timed("rm", "rm", cid)
-    timed("stopp", "stopp", sid)
-    timed("rmp", "rmp", sid)
+    for verb, ref in (("stop", cid), ("rm", cid), ("stopp", sid), ("rmp", sid)):
+        _timed(steps, verb, crictl, engine, verb, ref)
     t2 = time.monotonic()
     # crictl's own part of every command: the same program with a trivial request (`version`:
     # the connection, its Version check, one more Version), in the same rounds
-    timed("version", "version")
+    _timed(steps, "version", crictl, engine, "version")
+    _keep(engine, i, steps)
+    return t1 - t0, t2 - t1
+
+
+def _timed(steps, name, fn, *args, **kw):
+    """fn(*args, **kw), its time in steps[name]."""
+    t = time.monotonic()
+    r = fn(*args, **kw)
+    steps[name] = time.monotonic() - t
+    return r
+
+
+def _keep(engine, i, steps):
     if i >= 2:  # the warm-up rounds are dropped
         for k, v in steps.items():
             engine.steps.setdefault(k, []).append(v)
-    return t1 - t0, t2 - t1
 
 
 def pod_cycle_grpc(engine, work, i):
@@ -214,25 +218,17 @@ def pod_cycle_grpc(engine, work, i):
     cc = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="c"), image=pb.ImageSpec(image=engine.image),
                             command=["sleep", "600"], log_path="c.log")
     steps = {}
-
-    def timed(name, fn, **kw):
-        t = time.monotonic()
-        r = fn(**kw)
-        steps[name] = time.monotonic() - t
-        return r
     t0 = time.monotonic()
-    sid = timed("RunPodSandbox", c.RunPodSandbox, config=cfg).pod_sandbox_id
-    cid = timed("CreateContainer", c.CreateContainer, pod_sandbox_id=sid, config=cc, sandbox_config=cfg).container_id
-    timed("StartContainer", c.StartContainer, container_id=cid)
+    sid = _timed(steps, "RunPodSandbox", c.RunPodSandbox, config=cfg).pod_sandbox_id
+    cid = _timed(steps, "CreateContainer", c.CreateContainer, pod_sandbox_id=sid, config=cc, sandbox_config=cfg).container_id
+    _timed(steps, "StartContainer", c.StartContainer, container_id=cid)
     t1 = time.monotonic()
-    timed("StopContainer", c.StopContainer, container_id=cid, timeout=0)
-    timed("RemoveContainer", c.RemoveContainer, container_id=cid)
-    timed("StopPodSandbox", c.StopPodSandbox, pod_sandbox_id=sid)
-    timed("RemovePodSandbox", c.RemovePodSandbox, pod_sandbox_id=sid)
+    _timed(steps, "StopContainer", c.StopContainer, container_id=cid, timeout=0)
+    _timed(steps, "RemoveContainer", c.RemoveContainer, container_id=cid)
+    _timed(steps, "StopPodSandbox", c.StopPodSandbox, pod_sandbox_id=sid)
+    _timed(steps, "RemovePodSandbox", c.RemovePodSandbox, pod_sandbox_id=sid)
     t2 = time.monotonic()
-    if i >= 2:  # the warm-up rounds are dropped
-        for k, v in steps.items():
-            engine.steps.setdefault(k, []).append(v)
+    _keep(engine, i, steps)
     return t1 - t0, t2 - t1
 
 

@@ -71,13 +71,7 @@ class Attach:
             if not chunk:
                 break
             data += chunk
-        out = b""
-        while len(data) >= 8:
-            kind, n = struct.unpack(">BxxxI", data[:8])
-            if kind == 1:
-                out += data[8:8 + n]
-            data = data[8 + n:]
-        return out
+        return demux(data)
 
 
 def test_attach_end_of_input_closes_stdin_only_with_stdin_once(d):

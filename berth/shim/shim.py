@@ -154,10 +154,9 @@ class _Poller:
 
     def unregister(self, fileobj: int | _socket.socket) -> None:
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
-        del self.data[fd]  # KeyError when not registered, as selectors
-        self.wdata.pop(fd, None)
-        self.held.discard(fd)
-        self._apply(fd)
+        if fd not in self.data:
+            raise KeyError(fd)  # as selectors
+        self.forget(fd)
 
     def stop_reading(self, fileobj: int | _socket.socket) -> None:
         """Not read any more; a writer's side, if any, stays."""
