@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 import grpc
 
@@ -40,17 +41,26 @@ class Abort(Exception):
 def rpc(fn: Method) -> Method:
     """A servicer method: a BerthError becomes its gRPC status with the one-line message; anything
     else is logged and answered INTERNAL (never a traceback to the client)."""
+    name = fn.__name__
+
     @functools.wraps(fn)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        debug = log.isEnabledFor(logging.DEBUG)  # each call and its time, as containerd logs them at debug
+        t0 = time.monotonic() if debug else 0.0
         try:
-            return fn(self, request, context)
+            reply = fn(self, request, context)
+            if debug:
+                log.debug("CRI %s: %.1f ms", name, (time.monotonic() - t0) * 1000)
+            return reply
         except Abort as e:
             code, msg = e.code, e.message
         except BerthError as e:
             code, msg = code_of(e), str(e)
         except Exception as e:  # noqa: BLE001 - answered, and logged with its traceback
-            log.exception("CRI %s", fn.__name__)
-            code, msg = grpc.StatusCode.INTERNAL, f"{fn.__name__}: {type(e).__name__}: {e}"
+            log.exception("CRI %s", name)
+            code, msg = grpc.StatusCode.INTERNAL, f"{name}: {type(e).__name__}: {e}"
+        if debug:
+            log.debug("CRI %s: %.1f ms: %s %s", name, (time.monotonic() - t0) * 1000, code.name, msg)
         context.abort(code, msg)
     return wrapper
 
