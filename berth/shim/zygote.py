@@ -1,6 +1,7 @@
 """The zygote: a small process forked from berthd before it starts any thread, with the runtime
 library and the shim already imported. Each shim is forked from it (no new interpreter per
-container) and re-parented away from berthd, so containers survive a daemon restart."""
+container) in a session of its own; the zygote ends with berthd and the shims are re-parented to
+init, so containers survive a daemon restart."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def _loop(sock: socket.socket) -> NoReturn:
     from berth import fastjson
     from berth.linux import syscalls as sc
     _set_name("berth-zygote")
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the shims we fork are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # Every page this loop writes after a fork stays private to the shim just forked (the zygote
@@ -92,31 +93,22 @@ def _loop(sock: socket.socket) -> NoReturn:
                 fds += array.array("i", data[:len(data) - len(data) % 4])
         if fds:
             params["events_fd"] = fds[0]  # the events channel berthd made for this start
-        r, w = os.pipe()
-        child = sc.fork_bare()
-        if child == 0:
-            # the first child makes a new session and forks the shim, then exits:
-            # the shim is re-parented to init, away from berthd
+        pid = sc.fork_bare()
+        if pid == 0:
+            # the shim: a session of its own, away from berthd's; our child until we end (with
+            # berthd), then init's. One fork, not a double fork: SIGCHLD is ignored here, so the
+            # kernel reaps the shims that end before us, and the shim restores it first thing
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             sock.close()
-            os.close(r)
             os.setsid()
-            grand = sc.fork_bare()
-            if grand == 0:
-                _set_comm(b"berth-shim")
-                os.close(w)
-                devnull = os.open("/dev/null", os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(devnull, fd)
-                os.close(devnull)
-                shim.run(params)
-            os.write(w, str(grand).encode())
-            os._exit(0)
-        os.close(w)
+            _set_comm(b"berth-shim")
+            devnull = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
+            shim.run(params)
         for fd in fds:
             os.close(fd)
-        pid = int(os.read(r, 32) or b"0")
-        os.close(r)
-        os.waitpid(child, 0)
         sock.send(b'{"pid": %d}' % pid)
 
 
