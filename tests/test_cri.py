@@ -416,6 +416,41 @@ def test_list_filters(node, cri):
     assert sorted(x.attributes.metadata.name for x in pods[sid1].linux.containers) == ["one", "three"]
 
 
+def test_lists_follow_changes_made_outside_the_cri(node, cri):
+    """The lists a kubelet asks for every second are kept between calls until the store changes:
+    a container removed, an image tagged or untagged through `berth -n k8s.io` shows in the next
+    ListContainers and ListPodSandbox, as do the states, which are never kept."""
+    sid, sbx = _pod(cri, node, "lc")
+    c1 = _ctr(cri, sid, sbx, "one", ["sleep", "300"])
+    c2 = _ctr(cri, sid, sbx, "two", ["sleep", "300"])
+    listed = lambda: {c.id: c for c in cri.ListContainers().containers}  # noqa: E731
+    first = listed()
+    assert sorted(first) == sorted([c1, c2]) and first[c1].state == pb.CONTAINER_RUNNING
+    assert [s.id for s in cri.ListPodSandbox().items] == [sid]
+    assert node.d.berth("-n", "k8s.io", "rm", "-f", c1).returncode == 0
+    assert sorted(listed()) == [c2]
+    cri.StopContainer(container_id=c2, timeout=0)
+    assert listed()[c2].state == pb.CONTAINER_EXITED
+
+    def first_tag():
+        return cri.ImageStatus(image=pb.ImageSpec(image="busybox-layers:1")).image.repo_tags[0]
+    before = listed()[c2].image.image
+    assert before == first_tag()
+    assert node.d.berth("-n", "k8s.io", "tag", "busybox-layers:1", "aaa-first:1").returncode == 0
+    try:
+        assert first_tag() != before  # the new name sorts first
+        assert listed()[c2].image.image == first_tag()
+    finally:
+        assert node.d.berth("-n", "k8s.io", "rmi", "aaa-first:1").returncode == 0
+    assert listed()[c2].image.image == before
+    cri.RemoveContainer(container_id=c2)
+    assert listed() == {}
+    cri.StopPodSandbox(pod_sandbox_id=sid)
+    assert [s.state for s in cri.ListPodSandbox().items] == [pb.SANDBOX_NOTREADY]
+    assert node.d.berth("-n", "k8s.io", "rm", "-f", sid).returncode == 0
+    assert list(cri.ListPodSandbox().items) == []
+
+
 def test_writable_layer_and_image_fs_usage(node, cri):
     """ContainerStats' writable layer counts what the container wrote; ImageFsInfo reports the
     snapshots' directory and what is on it."""

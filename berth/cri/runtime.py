@@ -62,6 +62,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._usage: dict[str, tuple[float, int]] = {}  # container id -> (monotonic time, bytes of its writable layer)
         self._collected = -1e9  # when pod networks were last collected
         self._cri_of: dict[str, dict[str, Any]] = {}  # record id -> its CRI metadata (convert.metadata_of; read-only)
+        # record id -> (the store's generation, its listing entry without the state): read-only
+        self._listed: dict[str, tuple[int, pb.PodSandbox | pb.Container]] = {}
+        self._names_of: dict[str, tuple[int, tuple[list[str], list[str]]]] = {}  # image id -> (generation, (tags, digests))
         self._starting: set[str] = set()  # sandboxes whose RunPodSandbox has not finished: not ready yet
         self._launching: dict[str, _Background] = {}  # sandbox id -> the start of its pause container
         self._busy: set[str] = set()  # their netns keys and ids: the network collector leaves them alone
@@ -398,6 +401,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         f = request.filter if request.HasField("filter") else None
         items = []
         self._collect_networks()
+        gen = self.svc.meta.generation  # before the records are read
         sandboxes = self._records("sandbox")
         for rec, st in sandboxes:
             if f is not None:
@@ -409,10 +413,30 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 labels = _user_labels(rec.labels)
                 if any(labels.get(k) != v for k, v in f.label_selector.items()):
                     continue
-            s = self._sandbox_status(rec, st)
-            items.append(pb.PodSandbox(id=s.id, metadata=s.metadata, state=s.state, created_at=s.created_at,
-                                       labels=s.labels, annotations=s.annotations, runtime_handler=s.runtime_handler))
+            item = pb.PodSandbox()
+            item.CopyFrom(self._listing(rec, gen))
+            item.state = pb.SANDBOX_READY if self._ready(rec, st) else pb.SANDBOX_NOTREADY
+            items.append(item)
         return pb.ListPodSandboxResponse(items=items)
+
+    def _listing(self, rec: Container, gen: int) -> pb.PodSandbox | pb.Container:
+        """A sandbox's or container's entry in the lists, but its state: made again only after a
+        write to the store (the image's tags too may have changed), as a kubelet lists every second."""
+        hit = self._listed.get(rec.id)
+        if hit is not None and hit[0] == gen:
+            return hit[1]
+        item: pb.PodSandbox | pb.Container
+        if (rec.labels or {}).get(KIND_LABEL) == "sandbox":
+            config = self._sandbox_config(rec)
+            item = pb.PodSandbox(id=rec.id, metadata=config.metadata, created_at=int(rec.created_at * 10**9),
+                                 labels=dict(config.labels), annotations=dict(config.annotations),
+                                 runtime_handler=self._cri(rec).get("handler", ""))
+        else:
+            item = self._container(rec)
+        if len(self._listed) > 4096:
+            self._listed.clear()
+        self._listed[rec.id] = (gen, item)
+        return item
 
     # --- containers ---
 
@@ -491,30 +515,33 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             return pb.CONTAINER_EXITED if st.get("Error") else pb.CONTAINER_CREATED
         return pb.CONTAINER_UNKNOWN
 
-    def _image_refs(self, rec: Container,
-                    cache: dict[str, tuple[list[str], list[str]]] | None = None) -> tuple[str, str, str]:
+    def _image_refs(self, rec: Container) -> tuple[str, str, str]:
         """(image, image_ref, image id) of a container, by containerd's rule: the image's first
         repo tag (else what was asked), its first repo digest (else its id), its id."""
         image = self._cri(rec).get("image") or rec.image
-        names = cache.get(rec.image) if cache is not None else None
-        if names is None:
+        gen = self.svc.meta.generation  # an image's names are looked up again after a write
+        hit = self._names_of.get(rec.image)
+        if hit is not None and hit[0] == gen:
+            names = hit[1]
+        else:
             try:
                 from berth.cri.images import repo_tags_digests
                 names = repo_tags_digests(self.images.resolve(NS, rec.image))
             except BerthError:
                 names = ([], [])
-            if cache is not None:
-                cache[rec.image] = names
+            if len(self._names_of) > 1024:
+                self._names_of.clear()
+            self._names_of[rec.image] = (gen, names)
         tags, digests = names
         return (tags[0] if tags else image), (digests[0] if digests else rec.image), rec.image
 
-    def _container(self, rec: Container, st: dict[str, Any],
-                   cache: dict[str, tuple[list[str], list[str]]] | None = None) -> pb.Container:
+    def _container(self, rec: Container) -> pb.Container:
+        """A container's entry in ListContainers, but its state."""
         config = self._container_config(rec)
-        asked, ref, image_id = self._image_refs(rec, cache)
+        asked, ref, image_id = self._image_refs(rec)
         return pb.Container(id=rec.id, pod_sandbox_id=self._cri(rec).get("sandbox", ""), metadata=config.metadata,
                             image=pb.ImageSpec(image=asked, annotations=dict(config.image.annotations)),
-                            image_ref=ref, image_id=image_id, state=self._state(st),
+                            image_ref=ref, image_id=image_id,
                             created_at=int(rec.created_at * 10**9), labels=dict(config.labels),
                             annotations=dict(config.annotations))
 
@@ -523,14 +550,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                        context: grpc.ServicerContext) -> pb.ListContainersResponse:
         f = request.filter if request.HasField("filter") else None
         out = []
-        cache: dict[str, tuple[list[str], list[str]]] = {}
+        gen = self.svc.meta.generation  # before the records are read
         for rec, st in self._records("container"):
             if f is not None and f.id and not rec.id.startswith(f.id):
                 continue
-            c = self._container(rec, st, cache)
+            c = pb.Container()
+            c.CopyFrom(self._listing(rec, gen))
+            c.state = self._state(st)
             if f is not None:
-                if f.id and not rec.id.startswith(f.id):
-                    continue
                 if f.pod_sandbox_id and not c.pod_sandbox_id.startswith(f.pod_sandbox_id):
                     continue
                 if f.HasField("state") and f.state.state != c.state:

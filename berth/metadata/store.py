@@ -104,6 +104,9 @@ class MetadataStore:
         self._clock = clock
         self._synchronous = synchronous.upper()
         self._local = threading.local()
+        # counts the write transactions this process committed: a reader that saw the same count
+        # before and after may reuse what it read (berthd, the one writer of its root: its lock)
+        self.generation = 0
         self._conns: list[tuple[weakref.ref, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -338,6 +341,8 @@ class MetadataStore:
             try:
                 yield Tx(conn, self._clock, readonly)
                 conn.execute("COMMIT")
+                if not readonly:
+                    self.generation += 1
             except BaseException as e:
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):

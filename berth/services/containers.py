@@ -130,6 +130,7 @@ class ContainerService:
         self._handoff: dict[str, str] = {}  # id -> "ready" (created, holding its process) | "attached" (the attach is in)
         self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
         self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
+        self._records_of: dict[str, tuple[int, builtins.list[Container]]] = {}  # namespace -> (store generation, records)
 
     # --- paths ---
 
@@ -791,8 +792,14 @@ class ContainerService:
 
     def records(self, ns: str) -> builtins.list[Container]:
         """Every container record of a namespace as stored (no state, no health): for a front end
-        that lists often and renders its own view (the CRI)."""
-        return self.meta.list_containers(ns)
+        that lists often and renders its own view (the CRI: a kubelet lists every second). The
+        records are read again only after a write to the store: they are shared, read-only."""
+        gen = self.meta.generation  # before the read: a write meanwhile makes the next call read again
+        hit = self._records_of.get(ns)
+        if hit is None or hit[0] != gen:
+            hit = (gen, self.meta.list_containers(ns))
+            self._records_of[ns] = hit
+        return builtins.list(hit[1])
 
     def layer_usage(self, rec: Container) -> int:
         """Bytes on disk of the container's writable layer (its snapshot's own directory)."""
