@@ -239,7 +239,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             if attach is not None:
                 attach.result()
             with self._setup_lock:
-                self._launching[sid] = _Background(self._launch_pause, sid)
+                self._launching[sid] = _Background(self._launch_pause, sid, then=self._after_pause)
         except BaseException:
             if attach is not None:
                 attach.wait()  # a DEL must not race its ADD
@@ -284,9 +284,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         finally:
             with self._setup_lock:
                 self._launching.pop(sid, None)
-            if not self.closing:
-                self.net.make_spare()  # the next pod's namespace, off its path
-            self.svc.meta.release_thread()  # this thread ends
+
+    def _after_pause(self) -> None:
+        """After a pause container's start, once the pod's containers waiting for it go on."""
+        if not self.closing:
+            self.net.make_spare()  # the next pod's namespace, off its path
+        self.svc.meta.release_thread()  # this thread ends
 
     @rpc
     def StopPodSandbox(self, request: pb.StopPodSandboxRequest,
@@ -912,24 +915,30 @@ def _name_reserved(kind: str, name: str, other: str) -> Abort:
 
 
 class _Background:
-    """fn(*args) in a thread of its own; result() waits and returns it or raises its error."""
+    """fn(*args) in a thread of its own; result() waits and returns it or raises its error.
+    then(): run by the thread after fn, once those waiting for fn have been let go."""
 
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+    def __init__(self, fn: Callable[..., Any], *args: Any, then: Callable[[], None] | None = None) -> None:
         self._out: dict[str, Any] = {}
-        self._thread = threading.Thread(target=self._run, args=(fn, args), name="cri-bg", daemon=True)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(fn, args, then), name="cri-bg", daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], then: Callable[[], None] | None) -> None:
         try:
             self._out["r"] = fn(*args)
         except BaseException as e:  # noqa: BLE001 - handed to result()
             self._out["e"] = e
+        finally:
+            self._done.set()
+        if then is not None:
+            then()
 
     def wait(self) -> None:
-        self._thread.join()
+        self._done.wait()
 
     def result(self) -> Any:
-        self._thread.join()
+        self._done.wait()
         if "e" in self._out:
             raise self._out["e"]
         return self._out.get("r")
