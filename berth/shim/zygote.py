@@ -75,6 +75,8 @@ def _loop(sock: socket.socket) -> NoReturn:
     # one reused buffer.
     buf = bytearray(1 << 16)
     anc_size = socket.CMSG_SPACE(4 * 4)
+    sock_fd = sock.fileno()  # the shim closes it by number: touching the socket object would copy its page
+    import _signal
     _freeze()
     while True:
         try:
@@ -98,8 +100,9 @@ def _loop(sock: socket.socket) -> NoReturn:
             # the shim: a session of its own, away from berthd's; our child until we end (with
             # berthd), then init's. One fork, not a double fork: SIGCHLD is ignored here, so the
             # kernel reaps the shims that end before us, and the shim restores it first thing
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            sock.close()
+            # (_signal, as the shim's loop uses it: no page touched that the shim would not touch)
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+            os.close(sock_fd)
             os.setsid()
             _set_comm(b"berth-shim")
             devnull = os.open("/dev/null", os.O_RDWR)
