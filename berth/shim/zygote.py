@@ -66,6 +66,7 @@ def _loop(sock: socket.socket) -> NoReturn:
 
     from berth import fastjson
     from berth.linux import syscalls as sc
+    import berth.shim.crilog  # noqa: F401  (the log of every CRI container's shim: an import in each would cost it ~280 KB)
     _set_name("berth-zygote")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the shims we fork are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
