@@ -5,11 +5,13 @@ test's own (its bridge, subnet and IPAM dir), the pause image from the fixtures.
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
 import time
 
+import grpc
 import pytest
 
 from daemon_fixtures import DATA, REPO, Daemon, free_port, lo_only_cni, registry, skopeo, wait_for  # noqa: F401
@@ -607,6 +609,33 @@ def test_sandbox_image_pulled_through_a_certs_d_mirror(tmp_path, registry):
         c.close()
     finally:
         n.cleanup()
+
+
+def test_debug_log_times_each_call(tmp_path):
+    """At log_level debug, berthd's log has each CRI call with its time, and a failed call's code
+    and message (containerd logs CRI requests at debug); at info, none."""
+    n = Node(tmp_path, extra='log_level = "debug"\n').start()
+    try:
+        c = n.client()
+        c.Version()
+        with pytest.raises(grpc.RpcError) as e:
+            c.ContainerStatus(container_id="nosuchcontainer")
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        c.close()
+        log = n.d.log()
+        assert re.search(r"CRI Version: \d+\.\d ms$", log, re.M), log[-2000:]
+        assert re.search(r"CRI ContainerStatus: \d+\.\d ms: NOT_FOUND an error occurred when try to find "
+                         r"container 'nosuchcontainer': not found$", log, re.M), log[-2000:]
+    finally:
+        n.cleanup()
+    quiet = Node(tmp_path / "info").start()
+    try:
+        c = quiet.client()
+        c.Version()
+        c.close()
+        assert "CRI Version" not in quiet.d.log()
+    finally:
+        quiet.cleanup()
 
 
 def test_cri_false_serves_no_cri_socket(tmp_path):
