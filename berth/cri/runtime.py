@@ -407,10 +407,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         gen = self.svc.meta.generation  # before the records are read
         sandboxes = self._records("sandbox")
         for rec, st in sandboxes:
+            ready = pb.SANDBOX_READY if self._ready(rec, st) else pb.SANDBOX_NOTREADY
             if f is not None:
                 if f.id and not rec.id.startswith(f.id):
                     continue
-                ready = pb.SANDBOX_READY if self._ready(rec, st) else pb.SANDBOX_NOTREADY
                 if f.HasField("state") and f.state.state != ready:
                     continue
                 labels = _user_labels(rec.labels)
@@ -418,28 +418,21 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                     continue
             item = pb.PodSandbox()
             item.CopyFrom(self._listing(rec, gen))
-            item.state = pb.SANDBOX_READY if self._ready(rec, st) else pb.SANDBOX_NOTREADY
+            item.state = ready
             items.append(item)
         return pb.ListPodSandboxResponse(items=items)
 
     def _listing(self, rec: Container, gen: int) -> pb.PodSandbox | pb.Container:
         """A sandbox's or container's entry in the lists, but its state: made again only after a
         write to the store (the image's tags too may have changed), as a kubelet lists every second."""
-        hit = self._listed.get(rec.id)
-        if hit is not None and hit[0] == gen:
-            return hit[1]
-        item: pb.PodSandbox | pb.Container
-        if (rec.labels or {}).get(KIND_LABEL) == "sandbox":
+        def make() -> pb.PodSandbox | pb.Container:
+            if (rec.labels or {}).get(KIND_LABEL) != "sandbox":
+                return self._container(rec)
             config = self._sandbox_config(rec)
-            item = pb.PodSandbox(id=rec.id, metadata=config.metadata, created_at=int(rec.created_at * 10**9),
+            return pb.PodSandbox(id=rec.id, metadata=config.metadata, created_at=int(rec.created_at * 10**9),
                                  labels=dict(config.labels), annotations=dict(config.annotations),
                                  runtime_handler=self._cri(rec).get("handler", ""))
-        else:
-            item = self._container(rec)
-        if len(self._listed) > 4096:
-            self._listed.clear()
-        self._listed[rec.id] = (gen, item)
-        return item
+        return _kept(self._listed, rec.id, gen, make)
 
     # --- containers ---
 
@@ -522,20 +515,15 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         """(image, image_ref, image id) of a container, by containerd's rule: the image's first
         repo tag (else what was asked), its first repo digest (else its id), its id."""
         image = self._cri(rec).get("image") or rec.image
-        gen = self.svc.meta.generation  # an image's names are looked up again after a write
-        hit = self._names_of.get(rec.image)
-        if hit is not None and hit[0] == gen:
-            names = hit[1]
-        else:
+
+        def names() -> tuple[list[str], list[str]]:
             try:
                 from berth.cri.images import repo_tags_digests
-                names = repo_tags_digests(self.images.resolve(NS, rec.image))
+                return repo_tags_digests(self.images.resolve(NS, rec.image))
             except BerthError:
-                names = ([], [])
-            if len(self._names_of) > 1024:
-                self._names_of.clear()
-            self._names_of[rec.image] = (gen, names)
-        tags, digests = names
+                return [], []
+        # an image's names are looked up again after a write to the store
+        tags, digests = _kept(self._names_of, rec.image, self.svc.meta.generation, names)
         return (tags[0] if tags else image), (digests[0] if digests else rec.image), rec.image
 
     def _container(self, rec: Container) -> pb.Container:
@@ -914,6 +902,18 @@ def _name_reserved(kind: str, name: str, other: str) -> Abort:
                  f'failed to reserve {kind} name "{name}": name "{name}" is reserved for "{other}"')
 
 
+def _kept(table: dict[str, tuple[int, Any]], key: str, gen: int, make: Callable[[], Any]) -> Any:
+    """table[key]'s value if it was made at the store's generation gen, else make()'s, kept."""
+    hit = table.get(key)
+    if hit is not None and hit[0] == gen:
+        return hit[1]
+    value = make()
+    if len(table) > 4096:
+        table.clear()
+    table[key] = (gen, value)
+    return value
+
+
 class _Background:
     """fn(*args) in a thread of its own; result() waits and returns it or raises its error.
     then(): run by the thread after fn, once those waiting for fn have been let go."""
@@ -921,8 +921,7 @@ class _Background:
     def __init__(self, fn: Callable[..., Any], *args: Any, then: Callable[[], None] | None = None) -> None:
         self._out: dict[str, Any] = {}
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(fn, args, then), name="cri-bg", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, args=(fn, args, then), name="cri-bg", daemon=True).start()
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], then: Callable[[], None] | None) -> None:
         try:

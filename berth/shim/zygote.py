@@ -5,6 +5,7 @@ init, so containers survive a daemon restart."""
 
 from __future__ import annotations
 
+import _signal
 import array
 import json
 import os
@@ -77,7 +78,6 @@ def _loop(sock: socket.socket) -> NoReturn:
     buf = bytearray(1 << 16)
     anc_size = socket.CMSG_SPACE(4 * 4)
     sock_fd = sock.fileno()  # the shim closes it by number: touching the socket object would copy its page
-    import _signal
     _freeze()
     while True:
         try:
