@@ -1119,13 +1119,14 @@ def _cleanup_runtime(params: Params) -> None:
 
 def _remove_cgroup(params: Params) -> None:
     """What a runtime binary left of the container's cgroup once it deleted the container (runsc
-    leaves its directories): removed, if empty (runc's is gone already)."""
+    leaves its directories): removed once empty, waiting up to a second for the processes still
+    leaving it (runsc's sandbox, right after its delete; runc's cgroup is gone already)."""
     try:
         from berth.runtime import cgroups
         with open(os.path.join(params["bundle"], "config.json")) as f:
             path = (json.load(f).get("linux") or {}).get("cgroupsPath")
         cgroups.Manager(cgroups.resolve_path(path, params["id"], bool(path and path.count(":") == 2)),
-                        ).destroy(timeout=0)
+                        ).destroy(timeout=1.0)
     except Exception:
         pass
 
