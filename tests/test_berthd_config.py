@@ -83,7 +83,7 @@ def test_config_default_is_the_builtin_default(tmp_path):
     assert p.returncode == 0, p.err
     default = tomllib.loads(p.out)
     assert p.out.count("\n# ") + p.out.startswith("#") >= 5  # it is commented
-    for key in ("root", "state", "hosts", "namespace", "config_path", "registry_mirrors", "insecure_registries",
+    for key in ("root", "state", "hosts", "namespace", "config_path", "registry_mirrors", "insecure_registries", "registry",
                 "default_runtime", "runtimes", "cgroup_driver", "sandbox_image", "log_level", "tls"):
         assert key in default, key
     path = write(tmp_path / "default.toml", p.out)
@@ -112,8 +112,17 @@ config_path = "{tmp_path}/certs.d"
 [runtimes.crun]
 path = "/usr/bin/crun"
 args = ["--debug"]
+
+[registry.mirrors."docker.io"]
+endpoint = ["https://cri-mirror.example.com", "http://127.0.0.1:5000"]
+
+[registry.mirrors."*"]
+endpoint = ["https://any.example.com"]
 ''')
     c = dump("--config", path)
+    assert c["registry"]["mirrors"] == {"docker.io": {"endpoint": ["https://cri-mirror.example.com",
+                                                                   "http://127.0.0.1:5000"]},
+                                        "*": {"endpoint": ["https://any.example.com"]}}
     assert c["root"] == f"{tmp_path}/root" and c["state"] == f"{tmp_path}/state"
     assert c["hosts"] == [f"unix://{tmp_path}/a.sock"]
     assert c["namespace"] == "team-a"
@@ -157,6 +166,12 @@ args = ["--debug"]
     ('root = "/x"\nroot = "/y"\n', "TOML"),
     ('root = \n', "TOML"),
     ('[runtimes\n', "TOML"),
+    ('[registry.mirrors."docker.io"]\nendpoint = ["ftp://m.example.com"]\n', 'registry.mirrors."docker.io".endpoint[0]'),
+    ('[registry.mirrors."docker.io"]\nendpoint = "https://m.example.com"\n', 'registry.mirrors."docker.io".endpoint'),
+    ('[registry.mirrors."docker.io"]\nendpoints = ["https://m.example.com"]\n', 'registry.mirrors."docker.io".endpoints'),
+    ('[registry.mirrors]\n"docker.io" = ["https://m.example.com"]\n', 'registry.mirrors."docker.io"'),
+    ('[registry.mirrors."not a host"]\nendpoint = []\n', 'registry.mirrors."not a host"'),
+    ('[registry.configs."docker.io".tls]\ninsecure_skip_verify = true\n', "registry.configs"),
 ])
 def test_invalid_config_is_one_line_and_no_socket(tmp_path, text, key):
     sock = tmp_path / "berth.sock"

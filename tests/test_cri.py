@@ -611,6 +611,29 @@ def test_sandbox_image_pulled_through_a_certs_d_mirror(tmp_path, registry):
         n.cleanup()
 
 
+def test_sandbox_image_pulled_through_containerd_style_mirrors(tmp_path, registry):
+    """The mirrors of containerd's CRI config (registry.mirrors."<host>".endpoint) in berthd.toml:
+    registry.k8s.io/pause:3.9 comes from the local registry; `crictl info` shows them."""
+    skopeo("copy", "--dest-tls-verify=false", "oci-archive:" + os.path.join(DATA, "pause.oci.tar"),
+           f"docker://{registry.addr}/pause:3.9")
+    n = Node(tmp_path, extra=f'[registry.mirrors."registry.k8s.io"]\nendpoint = ["http://{registry.addr}"]\n')
+    # nothing may leave the machine, even on a failure: every registry's own server is a closed port
+    os.makedirs(os.path.join(n.d.certs_d, "_default"))
+    with open(os.path.join(n.d.certs_d, "_default", "hosts.toml"), "w") as f:
+        f.write(f'server = "http://127.0.0.1:{free_port()}"\n')
+    n.start()
+    try:
+        c = n.client()
+        config = json.loads(c.Status(verbose=True).info["config"])
+        assert config["registry"]["mirrors"] == {"registry.k8s.io": {"endpoint": [f"http://{registry.addr}"]}}
+        sid, _ = _pod(c, n, "mirrored")
+        assert c.PodSandboxStatus(pod_sandbox_id=sid).status.state == pb.SANDBOX_READY
+        assert "registry.k8s.io/pause:3.9" in [t for i in c.ListImages().images for t in i.repo_tags]
+        c.close()
+    finally:
+        n.cleanup()
+
+
 def test_debug_log_times_each_call(tmp_path):
     """At log_level debug, berthd's log has each CRI call with its time, and a failed call's code
     and message (containerd logs CRI requests at debug); at info, none."""

@@ -726,6 +726,24 @@ def test_registry_mirrors_in_berthd_toml(registry, daemons):
     assert rootfs_read(d, "mirtest:daemonjson", "/mirror.txt") == b"daemon.json style\n"
 
 
+def test_containerd_cri_mirrors_in_berthd_toml(registry, daemons):
+    """containerd's form of registry mirrors ([registry.mirrors."docker.io"] endpoint = [...]),
+    for the docker side too: pulls go through them, `docker info` lists them."""
+    img = _mirror_image(registry, "cri-form", b"containerd style\n")
+    d = daemons("d", extra_config=f'[registry.mirrors."docker.io"]\nendpoint = ["http://{registry.addr}"]\n',
+                start=False)
+    os.makedirs(os.path.join(d.certs_d, "_default"))  # docker.io's own server: a closed port
+    with open(os.path.join(d.certs_d, "_default", "hosts.toml"), "w") as f:
+        f.write(f'server = "http://127.0.0.1:{_closed_port()}"\n')
+    d.start()
+    p = d.berth("info", "--format", "{{json .RegistryConfig.Mirrors}}")
+    assert p.returncode == 0 and json.loads(p.out) == [f"http://{registry.addr}"], (p.out, p.err)
+    p = d.berth("pull", "library/mirtest:cri-form")
+    assert p.returncode == 0, p.err
+    assert inspect(d, "mirtest:cri-form")["Id"] == img.id
+    assert rootfs_read(d, "mirtest:cri-form", "/mirror.txt") == b"containerd style\n"
+
+
 # --- interrupted and killed pulls ---------------------------------------------------------------------
 
 def _big_image(registry, repo):

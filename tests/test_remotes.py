@@ -654,6 +654,38 @@ capabilities = ["pull", "resolve", "push"]
     assert load_hosts(str(tmp_path), "tls.example.com")[0].http_fallback
 
 
+def test_containerd_cri_mirrors(tmp_path):
+    """berthd.toml's [registry.mirrors."<host>"] endpoint = [...] (containerd's CRI form): the
+    host's mirrors, else those of "*", pull and resolve only, then the registry itself, once;
+    a host with a hosts.toml of its own uses that instead."""
+    hm = {"registry.k8s.io": ["https://m1.example.com", "http://127.0.0.1:5000/",
+                              "https://registry.k8s.io"],  # the registry itself: left to the end
+          "*": ["https://any.example.com/prefix"]}
+    eps = load_hosts(None, "registry.k8s.io", host_mirrors=hm)
+    assert [str(e) for e in eps] == ["https://m1.example.com/v2", "http://127.0.0.1:5000/v2",
+                                     "https://registry.k8s.io/v2"]
+    assert all(e.mirror and e.capabilities == {"pull", "resolve"} for e in eps[:2])
+    assert eps[-1].capabilities == {"pull", "resolve", "push"} and not eps[-1].mirror
+    assert [str(e) for e in load_hosts(None, "quay.io", host_mirrors=hm)] == [
+        "https://any.example.com/prefix/v2", "https://quay.io/v2"]
+    assert [str(e) for e in load_hosts(None, "quay.io", host_mirrors={"docker.io": ["https://d.example.com"]})] == [
+        "https://quay.io/v2"]
+    # docker.io: containerd's form first, then daemon.json's registry-mirrors
+    eps = load_hosts(None, "docker.io", mirrors=["https://daemon-json.example.com"],
+                     host_mirrors={"docker.io": ["https://cri.example.com"]})
+    assert [str(e) for e in eps] == ["https://cri.example.com/v2", "https://daemon-json.example.com/v2",
+                                     "https://registry-1.docker.io/v2"]
+    # _default is not a host's own file: the mirrors go before its server
+    write_hosts(tmp_path, "_default", 'server = "http://127.0.0.1:1"\n')
+    assert [str(e) for e in load_hosts(str(tmp_path), "registry.k8s.io", host_mirrors=hm)] == [
+        "https://m1.example.com/v2", "http://127.0.0.1:5000/v2", "https://registry.k8s.io/v2", "http://127.0.0.1:1/v2"]
+    write_hosts(tmp_path, "registry.k8s.io", 'server = "https://own.example.com"\n')
+    assert [str(e) for e in load_hosts(str(tmp_path), "registry.k8s.io", host_mirrors=hm)] == [
+        "https://own.example.com/v2"]
+    with pytest.raises(InvalidArgument, match=r'registry\.mirrors\."quay\.io"\.endpoint'):
+        load_hosts(None, "quay.io", host_mirrors={"quay.io": ["ftp://x"]})
+
+
 @pytest.mark.parametrize("text, key", [
     ("server = [", "invalid TOML"),
     ('[host."https://m"]\ncapabilities = ["pull", "fly"]\n', 'host."https://m".capabilities'),

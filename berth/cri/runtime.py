@@ -153,7 +153,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 "systemdCgroup": cfg.cgroup_driver == "systemd", "defaultRuntimeName": cfg.default_runtime,
                 "runtimes": {k: {"path": v.path, "args": v.args} for k, v in cfg.runtimes.items()},
                 "cni": {"confDir": cfg.cri_cni_conf_dir, "binDirs": cfg.cri_cni_bin_dirs},
-                "registry": {"configPath": cfg.config_path}, "rootDir": cfg.root, "stateDir": cfg.state,
+                "registry": {"configPath": cfg.config_path,  # mirrors as containerd shows them (none: null)
+                             "mirrors": {h: {"endpoint": u} for h, u in cfg.mirrors.items()} or None},
+                "rootDir": cfg.root, "stateDir": cfg.state,
                 "streamServerAddress": cfg.stream_server_address, "streamServerPort": cfg.stream_server_port,
                 "containerdNamespace": NS})
             try:

@@ -77,6 +77,13 @@ args = []
 path = "runc"
 args = []
 
+# Registry mirrors in containerd's CRI form (its config.toml's registry.mirrors), for any
+# registry host or "*": tried in order, then the registry itself, for pulls. A host with a
+# hosts.toml (or certs directory) of its own under config_path uses that instead.
+#   [registry.mirrors."docker.io"]
+#   endpoint = ["https://mirror.example.com"]
+[registry.mirrors]
+
 [tls]
 # Serve TCP with TLS; verify = true also requires client certificates signed by cacert.
 verify = false
@@ -132,6 +139,7 @@ class Config:
     bridge_subnet: str = "10.87.0.0/16"
     address_pool: str = "10.90.0.0/16"
     dns: list[str] = field(default_factory=list)
+    mirrors: dict[str, list[str]] = field(default_factory=dict)  # [registry.mirrors."host"] endpoint
     tls: TLS = field(default_factory=TLS)
     source: str = ""
 
@@ -160,6 +168,9 @@ class Config:
         for name, rt in self.runtimes.items():
             lines += [f"[runtimes.{q(name) if not name.replace('-', '').replace('_', '').isalnum() else name}]",
                       f"path = {q(rt.path)}", f"args = {arr(rt.args)}", ""]
+        lines += ["[registry.mirrors]", ""]
+        for host, urls in self.mirrors.items():
+            lines += [f"[registry.mirrors.{q(host)}]", f"endpoint = {arr(urls)}", ""]
         lines += ["[tls]", f"verify = {str(self.tls.verify).lower()}", f"cacert = {q(self.tls.cacert)}",
                   f"cert = {q(self.tls.cert)}", f"key = {q(self.tls.key)}", ""]
         return "\n".join(lines)
@@ -178,7 +189,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "cgroup_driver": str, "sandbox_image": str, "log_level": str, "runtimes": dict, "tls": dict,
     "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "address_pool": str,
     "dns": list, "cri": bool, "cri_socket": str, "systemd_cgroup": bool, "stream_server_address": str,
-    "stream_server_port": str, "cri_cni_conf_dir": str, "cri_cni_bin_dirs": list,
+    "stream_server_port": str, "cri_cni_conf_dir": str, "cri_cni_bin_dirs": list, "registry": dict,
 }
 
 
@@ -229,6 +240,8 @@ def from_dict(data: dict[str, Any], path: str = "config") -> Config:
                     raise _bad(path, f"runtimes.{name}.{sorted(extra)[0]}", "unknown key")
                 rts[name] = Runtime(rt["path"], list(args))
             value = rts
+        elif key == "registry":
+            key, value = "mirrors", _registry_mirrors(path, value)
         elif key == "tls":
             t = TLS()
             for k, v in value.items():
@@ -241,6 +254,35 @@ def from_dict(data: dict[str, Any], path: str = "config") -> Config:
         setattr(cfg, key, value)
     validate(cfg, path)
     return cfg
+
+
+def _registry_mirrors(path: str, table: dict[str, Any]) -> dict[str, list[str]]:
+    """[registry.mirrors."<host>"] endpoint = [URL, ...]: containerd's CRI mirrors -> host -> URLs."""
+    extra = set(table) - {"mirrors"}
+    if extra:
+        raise _bad(path, f"registry.{sorted(extra)[0]}", "unknown key (registry.mirrors is the one known)")
+    mirrors = table.get("mirrors", {})
+    if not isinstance(mirrors, dict):
+        raise _bad(path, "registry.mirrors", 'must be tables like [registry.mirrors."docker.io"]')
+    out: dict[str, list[str]] = {}
+    for host, entry in mirrors.items():
+        key = f'registry.mirrors."{host}"'
+        if not isinstance(entry, dict):
+            raise _bad(path, key, "must be a table with endpoint = [URL, ...]")
+        if set(entry) - {"endpoint"}:
+            raise _bad(path, f"{key}.{sorted(set(entry) - {'endpoint'})[0]}", "unknown key")
+        urls = entry.get("endpoint", [])
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise _bad(path, f"{key}.endpoint", "must be a list of URLs")
+        host = host.lower()
+        out["docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host] = list(urls)
+    if out:
+        from berth.remotes.hosts import check_host_mirrors
+        try:
+            check_host_mirrors(out)
+        except InvalidArgument as e:
+            raise InvalidArgument(f"{path}: {e}") from None
+    return out
 
 
 def stream_server_host(cfg: Config) -> str:

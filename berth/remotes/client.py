@@ -212,7 +212,8 @@ class RegistryClient:
     """Talks to registries for one engine; see the module docstring.
 
     ``config_path``: containerd-style hosts directory (None: defaults only).
-    ``mirrors``: docker's registry-mirrors for docker.io. ``insecure``: hosts
+    ``mirrors``: docker's registry-mirrors for docker.io. ``host_mirrors``:
+    containerd's legacy CRI mirrors (host or "*" -> URLs). ``insecure``: hosts
     (or CIDRs) allowed without TLS verification / over plain HTTP.
     ``credentials``: ``host -> Credentials | (user, password) | None``; by
     default the docker config.json at ``docker_config`` (or ``~/.docker``) is
@@ -226,6 +227,7 @@ class RegistryClient:
         *,
         mirrors: Sequence[str] | None = None,
         insecure: Sequence[str] = (),
+        host_mirrors: Mapping[str, Sequence[str]] | None = None,
         credentials: Callable[[str], Credentials | tuple[str, str] | None] | None = None,
         docker_config: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -239,6 +241,7 @@ class RegistryClient:
             raise InvalidArgument("chunk_size must be positive")
         self.config_path = config_path
         self.mirrors = list(mirrors or ())
+        self.host_mirrors = dict(host_mirrors or {})
         self.insecure = tuple(insecure or ())
         self.chunk_size = chunk_size
         self.max_manifest_size = max_manifest_size
@@ -264,7 +267,8 @@ class RegistryClient:
 
     def hosts(self, registry: str) -> list[Endpoint]:
         """All endpoints for a registry host, freshly read from the configuration."""
-        return load_hosts(self.config_path, registry, mirrors=self.mirrors, insecure=self.insecure)
+        return load_hosts(self.config_path, registry, mirrors=self.mirrors, insecure=self.insecure,
+                          host_mirrors=self.host_mirrors)
 
     def _try_endpoints(self, registry: str, capability: str, fn: Callable[[Endpoint], object]):
         eps = endpoints_for(self.hosts(registry), capability)

@@ -42,7 +42,7 @@ import posixpath
 import re
 import tomllib
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from berth.errors import InvalidArgument
@@ -403,14 +403,30 @@ def _docker_cert_dir(dirpath: str, registry_host: str, insecure: Sequence[str]) 
     return [default_server(registry_host, insecure, s, source=dirpath if (cas or pairs) else None)]
 
 
-def _mirror_endpoints(mirrors: Sequence[str], registry_host: str, insecure: Sequence[str]) -> list[Endpoint]:
+def _mirror_endpoints(mirrors: Sequence[str], registry_host: str, insecure: Sequence[str],
+                      key: str = "registry_mirrors") -> list[Endpoint]:
     out = []
     for i, m in enumerate(mirrors):
         s = _HostSettings()
         s.capabilities = frozenset({PULL, RESOLVE})
-        scheme, host, api = _parse_url("registry_mirrors", f"registry_mirrors[{i}]", m, False)
-        out.append(_endpoint(scheme, host, api, s, registry=registry_host, insecure=insecure, source="registry_mirrors"))
+        scheme, host, api = _parse_url(key, f"{key}[{i}]", m, False)
+        out.append(_endpoint(scheme, host, api, s, registry=registry_host, insecure=insecure, source=key))
     return out
+
+
+def mirrors_key(host: str) -> str:
+    """The key of a host's mirrors in berthd.toml (containerd's CRI form)."""
+    return f'registry.mirrors."{host}".endpoint'
+
+
+def check_host_mirrors(host_mirrors: Mapping[str, Sequence[str]]) -> None:
+    """InvalidArgument naming the key of the first bad entry of containerd's legacy CRI mirrors
+    (registry host or "*" -> endpoint URLs)."""
+    for host, urls in host_mirrors.items():
+        if host != "*" and not _HOST_RE.fullmatch(host):
+            raise InvalidArgument(f'registry.mirrors."{host}": not a registry host (name[:port], or "*")')
+        for i, url in enumerate(urls):
+            _parse_url(f"{mirrors_key(host)}[{i}]", "URL", url, False)
 
 
 def _config_dirs(config_dir: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[str]:
@@ -428,13 +444,17 @@ def load_hosts(
     *,
     mirrors: Sequence[str] | None = None,
     insecure: Sequence[str] = (),
+    host_mirrors: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Endpoint]:
     """The endpoints for ``registry_host`` ("docker.io", "localhost:5000"), in the order to try.
 
     ``config_dir`` is containerd's ``config_path`` (a directory, several
     joined by ":", a list of them, or None for no configuration). ``mirrors``
     are docker's ``registry-mirrors`` for docker.io (pull and resolve only),
-    used when docker.io has no hosts.toml. Reads the files at each call.
+    used when docker.io has no hosts.toml. ``host_mirrors`` are containerd's
+    legacy CRI mirrors (``registry.mirrors."<host>".endpoint``, "*" for any
+    host), pull and resolve only, tried before the registry's server when
+    the host has no hosts.toml of its own (before docker.io's ``mirrors``). Reads the files at each call.
     Raises InvalidArgument naming the file and key for a bad configuration.
     The list may be empty only if it were configured so (it never is with
     these rules: the server always comes last).
@@ -466,9 +486,20 @@ def load_hosts(
             break
     if endpoints is None:
         endpoints = [default_server(registry_host, insecure)]
-    if mirrors and registry_host == DOCKER_IO and not specific:
-        endpoints = endpoints[:-1] + _mirror_endpoints(list(mirrors), registry_host, insecure) + endpoints[-1:]
-    return endpoints
+    if specific:  # a host's own hosts.toml (or certs directory) says it all
+        return endpoints
+    extra: list[Endpoint] = []
+    if host_mirrors:
+        name = registry_host if registry_host in host_mirrors else "*" if "*" in host_mirrors else None
+        if name is not None:
+            # containerd: the mirrors, then the registry itself (once: a mirror that is the
+            # registry's own server is left to the end)
+            extra = [e for e in _mirror_endpoints(list(host_mirrors[name]), registry_host, insecure,
+                                                  key=mirrors_key(name))
+                     if e.host != endpoints[-1].host]
+    if mirrors and registry_host == DOCKER_IO:
+        extra += _mirror_endpoints(list(mirrors), registry_host, insecure)
+    return endpoints[:-1] + extra + endpoints[-1:] if extra else endpoints
 
 
 def endpoints_for(endpoints: Iterable[Endpoint], capability: str) -> list[Endpoint]:

@@ -88,6 +88,7 @@ class RegistryOps:
                         return Credentials(auth.get("username"), auth.get("password") or "")
             return fallback(host)
         return RegistryClient(reg.hosts_dir if reg else None, mirrors=reg.mirrors if reg else None,
+                              host_mirrors=reg.host_mirrors if reg else None,
                               insecure=reg.insecure if reg else (), credentials=creds)
 
     def pull(self, ns: str, ref_s: str, platform: str | None = None, auth: dict | None = None,
@@ -294,6 +295,7 @@ class RegistryOps:
         from berth.remotes import RegistryClient
         reg = self.registry
         client = RegistryClient(reg.hosts_dir if reg else None, mirrors=reg.mirrors if reg else None,
+                                host_mirrors=reg.host_mirrors if reg else None,
                                 insecure=reg.insecure if reg else (),
                                 credentials=lambda h: Credentials(username, password))
         try:

@@ -11,5 +11,6 @@ class RegistryConfig:
     def __init__(self, cfg: Config) -> None:
         self.hosts_dir = cfg.config_path
         self.mirrors = list(cfg.registry_mirrors)
+        self.host_mirrors = {h: list(urls) for h, urls in cfg.mirrors.items()}  # containerd's CRI form
         self.insecure = list(cfg.insecure_registries)
         self.docker_config: str | None = None  # the default ~/.docker/config.json of the daemon's user

@@ -50,7 +50,8 @@ class SystemService:
         except OSError:
             pass
         u = os.uname()
-        mirrors = list(self.cfg.registry_mirrors)
+        # docker.io's mirrors, in the order pulls try them: containerd's form, then daemon.json's
+        mirrors = list(self.cfg.mirrors.get("docker.io", self.cfg.mirrors.get("*", []))) + list(self.cfg.registry_mirrors)
         return {
             "ID": _daemon_id(self.cfg.root), "Name": socket.gethostname(),
             "ServerVersion": __version__, "Driver": self.snapshotter_name, "DriverStatus": [],
