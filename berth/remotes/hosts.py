@@ -453,8 +453,9 @@ def load_hosts(
     are docker's ``registry-mirrors`` for docker.io (pull and resolve only),
     used when docker.io has no hosts.toml. ``host_mirrors`` are containerd's
     legacy CRI mirrors (``registry.mirrors."<host>".endpoint``, "*" for any
-    host), pull and resolve only, tried before the registry's server when
-    the host has no hosts.toml of its own (before docker.io's ``mirrors``). Reads the files at each call.
+    host), pull and resolve only, tried before the registry's server (and
+    before docker.io's ``mirrors``) when the host has no hosts.toml of its
+    own. Reads the files at each call.
     Raises InvalidArgument naming the file and key for a bad configuration.
     The list may be empty only if it were configured so (it never is with
     these rules: the server always comes last).

@@ -158,7 +158,7 @@ class BinaryRuntime(OCIRuntime):
 
     def _call(self, verb: list[str], what: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         try:
-            p = run_command(self._cmd() + verb, timeout)  # a runtime's start, kill, delete: ~1 ms less than subprocess.run
+            p = run_command(self._cmd() + verb, timeout)  # start, kill, delete: ~1 ms less than subprocess.run
         except FileNotFoundError:
             raise SystemError_(f"{self.path}: the runtime binary is not installed") from None
         except subprocess.TimeoutExpired:
