@@ -589,10 +589,30 @@ def test_container_events(node, cri):
     assert seen[:3] == [pb.CONTAINER_CREATED_EVENT, pb.CONTAINER_STARTED_EVENT, pb.CONTAINER_STOPPED_EVENT]
 
 
-def test_sandbox_image_pulled_through_a_certs_d_mirror(tmp_path, registry):
-    """A node without internet: registry.k8s.io/pause:3.9 comes from a local mirror (certs.d)."""
+def _pause_in_local_registry(registry):
     skopeo("copy", "--dest-tls-verify=false", "oci-archive:" + os.path.join(DATA, "pause.oci.tar"),
            f"docker://{registry.addr}/pause:3.9")
+
+
+def _pod_from_mirrored_sandbox_image(n, check=None):
+    """Start n, run a pod: its sandbox image registry.k8s.io/pause:3.9 must come from the mirror.
+    check(client) runs first."""
+    n.start()
+    try:
+        c = n.client()
+        if check is not None:
+            check(c)
+        sid, _ = _pod(c, n, "mirrored")
+        assert c.PodSandboxStatus(pod_sandbox_id=sid).status.state == pb.SANDBOX_READY
+        assert "registry.k8s.io/pause:3.9" in [t for i in c.ListImages().images for t in i.repo_tags]
+        c.close()
+    finally:
+        n.cleanup()
+
+
+def test_sandbox_image_pulled_through_a_certs_d_mirror(tmp_path, registry):
+    """A node without internet: registry.k8s.io/pause:3.9 comes from a local mirror (certs.d)."""
+    _pause_in_local_registry(registry)
     n = Node(tmp_path)
     hosts = os.path.join(n.d.certs_d, "registry.k8s.io")
     os.makedirs(hosts)
@@ -600,38 +620,23 @@ def test_sandbox_image_pulled_through_a_certs_d_mirror(tmp_path, registry):
         # the server is the local registry too: nothing may leave the machine, even on a failure
         f.write(f'server = "http://{registry.addr}"\n\n[host."http://{registry.addr}"]\n'
                 f'  capabilities = ["pull", "resolve"]\n')
-    n.start()
-    try:
-        c = n.client()
-        sid, _ = _pod(c, n, "mirrored")
-        assert c.PodSandboxStatus(pod_sandbox_id=sid).status.state == pb.SANDBOX_READY
-        assert "registry.k8s.io/pause:3.9" in [t for i in c.ListImages().images for t in i.repo_tags]
-        c.close()
-    finally:
-        n.cleanup()
+    _pod_from_mirrored_sandbox_image(n)
 
 
 def test_sandbox_image_pulled_through_containerd_style_mirrors(tmp_path, registry):
     """The mirrors of containerd's CRI config (registry.mirrors."<host>".endpoint) in berthd.toml:
     registry.k8s.io/pause:3.9 comes from the local registry; `crictl info` shows them."""
-    skopeo("copy", "--dest-tls-verify=false", "oci-archive:" + os.path.join(DATA, "pause.oci.tar"),
-           f"docker://{registry.addr}/pause:3.9")
+    _pause_in_local_registry(registry)
     n = Node(tmp_path, extra=f'[registry.mirrors."registry.k8s.io"]\nendpoint = ["http://{registry.addr}"]\n')
     # nothing may leave the machine, even on a failure: every registry's own server is a closed port
     os.makedirs(os.path.join(n.d.certs_d, "_default"))
     with open(os.path.join(n.d.certs_d, "_default", "hosts.toml"), "w") as f:
         f.write(f'server = "http://127.0.0.1:{free_port()}"\n')
-    n.start()
-    try:
-        c = n.client()
+
+    def shows_mirrors(c):
         config = json.loads(c.Status(verbose=True).info["config"])
         assert config["registry"]["mirrors"] == {"registry.k8s.io": {"endpoint": [f"http://{registry.addr}"]}}
-        sid, _ = _pod(c, n, "mirrored")
-        assert c.PodSandboxStatus(pod_sandbox_id=sid).status.state == pb.SANDBOX_READY
-        assert "registry.k8s.io/pause:3.9" in [t for i in c.ListImages().images for t in i.repo_tags]
-        c.close()
-    finally:
-        n.cleanup()
+    _pod_from_mirrored_sandbox_image(n, shows_mirrors)
 
 
 def test_debug_log_times_each_call(tmp_path):

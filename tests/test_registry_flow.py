@@ -710,9 +710,10 @@ def test_hosts_toml_mirror_written_after_start_and_fallthrough(registry, daemons
     assert_one_line_error(p, "connect")
 
 
-def test_registry_mirrors_in_berthd_toml(registry, daemons):
-    img = _mirror_image(registry, "daemonjson", b"daemon.json style\n")
-    d = daemons("d", extra_config=f'registry_mirrors = ["http://{registry.addr}"]\n', start=False)
+def _pull_through_berthd_toml_mirrors(registry, daemons, tag, text, extra_config):
+    """A docker.io pull served by the mirrors extra_config names; `docker info` lists them."""
+    img = _mirror_image(registry, tag, text)
+    d = daemons("d", extra_config=extra_config, start=False)
     # keep docker.io's own server off the internet: _default points it at a closed port
     os.makedirs(os.path.join(d.certs_d, "_default"))
     with open(os.path.join(d.certs_d, "_default", "hosts.toml"), "w") as f:
@@ -720,28 +721,22 @@ def test_registry_mirrors_in_berthd_toml(registry, daemons):
     d.start()
     p = d.berth("info", "--format", "{{json .RegistryConfig.Mirrors}}")
     assert p.returncode == 0 and json.loads(p.out) == [f"http://{registry.addr}"], (p.out, p.err)
-    p = d.berth("pull", "library/mirtest:daemonjson")
+    p = d.berth("pull", f"library/mirtest:{tag}")
     assert p.returncode == 0, p.err
-    assert inspect(d, "mirtest:daemonjson")["Id"] == img.id
-    assert rootfs_read(d, "mirtest:daemonjson", "/mirror.txt") == b"daemon.json style\n"
+    assert inspect(d, f"mirtest:{tag}")["Id"] == img.id
+    assert rootfs_read(d, f"mirtest:{tag}", "/mirror.txt") == text
+
+
+def test_registry_mirrors_in_berthd_toml(registry, daemons):
+    _pull_through_berthd_toml_mirrors(registry, daemons, "daemonjson", b"daemon.json style\n",
+                                      f'registry_mirrors = ["http://{registry.addr}"]\n')
 
 
 def test_containerd_cri_mirrors_in_berthd_toml(registry, daemons):
     """containerd's form of registry mirrors ([registry.mirrors."docker.io"] endpoint = [...]),
     for the docker side too: pulls go through them, `docker info` lists them."""
-    img = _mirror_image(registry, "cri-form", b"containerd style\n")
-    d = daemons("d", extra_config=f'[registry.mirrors."docker.io"]\nendpoint = ["http://{registry.addr}"]\n',
-                start=False)
-    os.makedirs(os.path.join(d.certs_d, "_default"))  # docker.io's own server: a closed port
-    with open(os.path.join(d.certs_d, "_default", "hosts.toml"), "w") as f:
-        f.write(f'server = "http://127.0.0.1:{_closed_port()}"\n')
-    d.start()
-    p = d.berth("info", "--format", "{{json .RegistryConfig.Mirrors}}")
-    assert p.returncode == 0 and json.loads(p.out) == [f"http://{registry.addr}"], (p.out, p.err)
-    p = d.berth("pull", "library/mirtest:cri-form")
-    assert p.returncode == 0, p.err
-    assert inspect(d, "mirtest:cri-form")["Id"] == img.id
-    assert rootfs_read(d, "mirtest:cri-form", "/mirror.txt") == b"containerd style\n"
+    _pull_through_berthd_toml_mirrors(registry, daemons, "cri-form", b"containerd style\n",
+                                      f'[registry.mirrors."docker.io"]\nendpoint = ["http://{registry.addr}"]\n')
 
 
 # --- interrupted and killed pulls ---------------------------------------------------------------------

@@ -52,20 +52,19 @@ def _invoke(kind: str, command: str, conf: dict[str, Any], container_id: str, ne
         raise CNIError(f"cannot run plugin {plugin}: {e.strerror}") from None
     except subprocess.TimeoutExpired:
         raise CNIError(f"plugin {kind} {command} timed out") from None
-    returncode, stdout, stderr = p.returncode, p.stdout, p.stderr
-    if returncode != 0:
-        msg = stderr.decode(errors="replace").strip()
+    if p.returncode != 0:
+        msg = p.stderr.decode(errors="replace").strip()
         try:
-            err = json.loads(stdout)
+            err = json.loads(p.stdout)
             msg = err.get("msg") or msg
             if err.get("details"):
                 msg += ": " + err["details"]
         except (ValueError, AttributeError):
-            msg = msg or stdout.decode(errors="replace").strip()
-        raise CNIError(f"plugin type={kind!r} failed ({command}): {msg or f'exit status {returncode}'}")
+            msg = msg or p.stdout.decode(errors="replace").strip()
+        raise CNIError(f"plugin type={kind!r} failed ({command}): {msg or f'exit status {p.returncode}'}")
     if command == "ADD":
         try:
-            return json.loads(stdout)
+            return json.loads(p.stdout)
         except ValueError:
             raise CNIError(f"plugin {kind} returned no valid result") from None
     return None

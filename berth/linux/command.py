@@ -26,7 +26,7 @@ def run(argv: Sequence[str], timeout: float, input: bytes | None = None,
     when it cannot be started; subprocess.TimeoutExpired, after the command is killed and
     reaped, when it runs too long)."""
     fds = [os.memfd_create(name, os.MFD_CLOEXEC) for name in ("stdout", "stderr")]
-    stdin: int | None = subprocess.DEVNULL
+    stdin = subprocess.DEVNULL  # or a memfd with the input
     try:
         if input:
             stdin = os.memfd_create("stdin", os.MFD_CLOEXEC)
@@ -43,7 +43,7 @@ def run(argv: Sequence[str], timeout: float, input: bytes | None = None,
     finally:
         for fd in fds:
             os.close(fd)
-        if isinstance(stdin, int) and stdin >= 0:
+        if stdin >= 0:
             os.close(stdin)
 
 

@@ -51,7 +51,8 @@ class SystemService:
             pass
         u = os.uname()
         # docker.io's mirrors, in the order pulls try them: containerd's form, then daemon.json's
-        mirrors = list(self.cfg.mirrors.get("docker.io", self.cfg.mirrors.get("*", []))) + list(self.cfg.registry_mirrors)
+        cri_form = self.cfg.mirrors.get("docker.io", self.cfg.mirrors.get("*", []))
+        mirrors = list(cri_form) + list(self.cfg.registry_mirrors)
         return {
             "ID": _daemon_id(self.cfg.root), "Name": socket.gethostname(),
             "ServerVersion": __version__, "Driver": self.snapshotter_name, "DriverStatus": [],
