@@ -482,12 +482,14 @@ def test_unimplemented_and_errors(node, cri):
     assert not cri.ImageStatus(image=pb.ImageSpec(image="no/such:image")).HasField("image")
     cri.RemoveImage(image=pb.ImageSpec(image="no/such:image"))  # idempotent
     sid, sbx = _pod(cri, node, "dup")
-    cri.PodSandboxStatus(pod_sandbox_id=sid)  # its pause started, and the next pod's namespace made
-    netns = sorted(os.listdir(os.path.join(node.d.state, "cri", "netns")))
+    cri.PodSandboxStatus(pod_sandbox_id=sid)  # its pause started; the next pod's namespace is made after
+    netns_dir = os.path.join(node.d.state, "cri", "netns")
+    wait_for(lambda: len(os.listdir(netns_dir)) == 2, 10, "the pod's namespace and the spare")
+    netns = sorted(os.listdir(netns_dir))
     with pytest.raises(grpc.RpcError) as e:
         cri.RunPodSandbox(config=sbx)
     assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert sorted(os.listdir(os.path.join(node.d.state, "cri", "netns"))) == netns  # the refused one's went
+    assert sorted(os.listdir(netns_dir)) == netns  # the refused pod made none
     with pytest.raises(grpc.RpcError) as e:
         cri.RunPodSandbox(config=sbx, runtime_handler="nosuch")
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -887,7 +889,7 @@ def test_a_sandbox_removed_by_berth_releases_its_network(tmp_path):
         assert [s.id for s in c.ListPodSandbox().items] == []
         assert ip not in os.listdir(ipam)
         assert not os.path.exists(pod_netns)
-        assert len(os.listdir(os.path.join(n.d.state, "cri", "netns"))) == 1  # the spare made for the next pod
+        wait_for(lambda: len(os.listdir(os.path.join(n.d.state, "cri", "netns"))) == 1, 10, "the spare")
         c.close()
     finally:
         n.cleanup()
