@@ -1003,6 +1003,75 @@ def test_a_pod_is_ready_only_once_its_network_is(tmp_path):
         n.cleanup()
 
 
+GATE_PLUGIN = """#!/usr/bin/python3
+import json, os, sys, time
+conf = json.load(sys.stdin)
+here = os.path.dirname(os.path.abspath(sys.argv[0]))
+if os.environ["CNI_COMMAND"] == "ADD":
+    print(json.dumps(conf["prevResult"]))
+elif os.environ["CNI_COMMAND"] == "DEL":
+    time.sleep(0.3)
+    with open(os.path.join(here, "dels"), "a") as f:
+        f.write(os.environ["CNI_CONTAINERID"] + "\\n")
+    if os.path.exists(os.path.join(here, "fail")):
+        print(json.dumps({"cniVersion": conf["cniVersion"], "code": 999, "msg": "gate says no"}))
+        sys.exit(1)
+"""
+
+
+def test_a_stopped_pods_network_goes_before_anyone_sees_it(tmp_path):
+    """StopPodSandbox answers once the pause is stopped; the pod's CNI DEL goes on after the
+    answer, and whoever looks at the sandbox next (its status, a listing, its removal) waits for
+    it: the address is back in IPAM and the namespace gone by then. A DEL that fails is tried
+    again by RemovePodSandbox, which answers the plugin's error and keeps the sandbox until a
+    DEL succeeds."""
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    (bindir / "gate").write_text(GATE_PLUGIN)
+    (bindir / "gate").chmod(0o755)
+    n = Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n')
+    n.edit_plugins(lambda plugins: plugins.append({"type": "gate"}))  # its DEL runs first, slowly
+    n.start()
+    try:
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = n.client()
+        ipam = os.path.join(n.base, "ipam", "pods")
+        for look in ("status", "list"):
+            sid, _ = _pod(c, n, "gone-" + look)
+            st = c.PodSandboxStatus(pod_sandbox_id=sid, verbose=True)
+            ip, netns = st.status.network.ip, json.loads(st.info["info"])["netns"]
+            assert ip in os.listdir(ipam) and os.path.exists(netns)
+            c.StopPodSandbox(pod_sandbox_id=sid)
+            if look == "status":
+                st = c.PodSandboxStatus(pod_sandbox_id=sid).status
+                assert st.state == pb.SANDBOX_NOTREADY and not st.network.ip
+            else:
+                assert [(s.id, s.state) for s in c.ListPodSandbox().items] == [(sid, pb.SANDBOX_NOTREADY)]
+            assert ip not in os.listdir(ipam) and not os.path.exists(netns)
+            assert (bindir / "dels").read_text().split() == [sid]
+            c.RemovePodSandbox(pod_sandbox_id=sid)
+            (bindir / "dels").unlink()
+
+        sid, _ = _pod(c, n, "stuck")
+        ip = c.PodSandboxStatus(pod_sandbox_id=sid).status.network.ip
+        (bindir / "fail").write_text("")
+        c.StopPodSandbox(pod_sandbox_id=sid)
+        assert c.PodSandboxStatus(pod_sandbox_id=sid).status.state == pb.SANDBOX_NOTREADY
+        with pytest.raises(grpc.RpcError) as e:
+            c.RemovePodSandbox(pod_sandbox_id=sid)
+        assert "gate says no" in e.value.details()
+        assert [s.id for s in c.ListPodSandbox().items] == [sid]
+        (bindir / "fail").unlink()
+        c.RemovePodSandbox(pod_sandbox_id=sid)
+        assert [s.id for s in c.ListPodSandbox().items] == []
+        assert ip not in os.listdir(ipam)
+        assert (bindir / "dels").read_text().split() == [sid] * 3
+        assert os.listdir(os.path.join(n.d.state, "cri", "cni-cache")) == []
+        c.close()
+    finally:
+        n.cleanup()
+
+
 def _in_node(pid, n):
     """Whether a process is a shim of n's berthd or runs in a container of it (its root is there)."""
     try:

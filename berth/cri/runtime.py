@@ -66,7 +66,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._listed: dict[str, tuple[int, pb.PodSandbox | pb.Container]] = {}
         self._names_of: dict[str, tuple[int, tuple[list[str], list[str]]]] = {}  # image id -> (generation, (tags, digests))
         self._starting: set[str] = set()  # sandboxes whose RunPodSandbox has not finished: not ready yet
-        self._launching: dict[str, _Background] = {}  # sandbox id -> the start of its pause container
+        # sandbox id -> what RunPodSandbox or StopPodSandbox left under way: its pause container's
+        # start, or its network's teardown
+        self._pending: dict[str, _Background] = {}
         self._busy: set[str] = set()  # their netns keys and ids: the network collector leaves them alone
         self._setup_lock = threading.Lock()
 
@@ -80,14 +82,19 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return [(rec, self.svc.state(rec, paused=False)) for rec in self.svc.records(NS)
                 if (rec.labels or {}).get(KIND_LABEL) == kind]
 
-    def _settle(self, sid: str | None = None) -> None:
-        """Wait for the start of a sandbox's pause container (every sandbox's: None), which
-        RunPodSandbox leaves under way: whoever looks at a sandbox sees it started (or failed)."""
+    def _settle(self, sid: str | None = None, timeout: float | None = None) -> None:
+        """Wait for what RunPodSandbox or StopPodSandbox left under way for a sandbox (every
+        sandbox: None): the start of its pause container, the teardown of its network. Whoever
+        looks at a sandbox sees it started (or failed), or its network gone."""
         with self._setup_lock:
-            pending = [self._launching.get(sid)] if sid is not None else list(self._launching.values())
+            pending = [self._pending.get(sid)] if sid is not None else list(self._pending.values())
         for b in pending:
             if b is not None:
-                b.wait()
+                b.wait(timeout)
+
+    def drain(self, timeout: float) -> None:
+        """berthd stops: what the RPCs left under way ends (each waited for up to timeout s)."""
+        self._settle(None, timeout)
 
     def _find(self, ref: str, kind: str, settle: bool = True) -> Container:
         if not ref:
@@ -241,7 +248,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             if attach is not None:
                 attach.result()
             with self._setup_lock:
-                self._launching[sid] = _Background(self._launch_pause, sid, then=self._after_pause)
+                self._pending[sid] = _Background(self._launch_pause, sid, then=self._after_pause)
         except BaseException:
             if attach is not None:
                 attach.wait()  # a DEL must not race its ADD
@@ -285,7 +292,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             raise
         finally:
             with self._setup_lock:
-                self._launching.pop(sid, None)
+                self._pending.pop(sid, None)
 
     def _after_pause(self) -> None:
         """After a pause container's start, once the pod's containers waiting for it go on."""
@@ -301,14 +308,30 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             if st["Running"]:
                 self._stop(crec.id, 0)
         cri = self._cri(rec)
-        # the CNI DELs (plugins exec'd one after the other) run while the pause container stops
-        detach = _Background(self.net.teardown, cri.get("netns_key") or "", rec.id)
-        try:
-            self._stop(rec.id, 0)
-        finally:
+        # the CNI DELs (plugins exec'd one after the other) run while the pause container stops,
+        # and go on after the answer: whoever looks at the sandbox next (status, listings, its
+        # removal) waits for them (_settle), as for the pause's start. The bridge plugin's DEL is
+        # mostly the kernel deleting a veth (~20 ms, asleep), which overlaps the client's next
+        # step. A DEL that fails is logged and tried again by RemovePodSandbox, whose error it
+        # then is (the kubelet retries it); the CNI cache keeps what it needs across a restart.
+        key = cri.get("netns_key") or ""
+        with self._setup_lock:
+            self._busy.update((rec.id, key))  # the network collector leaves them to it
+            detach = self._pending[rec.id] = _Background(self._detach, key, rec.id)
+        self._stop(rec.id, 0)
+        if self.closing:
             detach.wait()
-        detach.result()
         return pb.StopPodSandboxResponse()
+
+    def _detach(self, key: str, sid: str) -> None:
+        try:
+            self.net.teardown(key, sid)
+        except BerthError as e:
+            log.warning("sandbox %s: network teardown (RemovePodSandbox tries again): %s", sid[:12], e)
+        finally:
+            with self._setup_lock:
+                self._pending.pop(sid, None)
+                self._busy.difference_update((sid, key))
 
     def _stop(self, cid: str, timeout: int | None) -> None:
         try:
@@ -935,8 +958,8 @@ class _Background:
         if then is not None:
             then()
 
-    def wait(self) -> None:
-        self._done.wait()
+    def wait(self, timeout: float | None = None) -> None:
+        self._done.wait(timeout)
 
     def result(self) -> Any:
         self._done.wait()

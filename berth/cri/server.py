@@ -54,6 +54,7 @@ class CRIServer:
             self.runtime.closing = True
         self.server.stop(grace=1).wait(3)
         if self.runtime is not None:
+            self.runtime.drain(10)  # a pod's network teardown under way ends first
             self.runtime.net.drop_spare()
         try:
             if os.stat(self.path).st_ino == self.inode:
