@@ -1104,6 +1104,19 @@ def test_stop_signal_then_sigkill(node, cri):
     assert cri.ContainerStatus(container_id=deaf).status.exit_code == 137
 
 
+def test_stop_with_no_timeout_is_sigkill_alone(node, cri):
+    """StopContainer with timeout 0 (crictl stop's default) sends SIGKILL and nothing before it,
+    as containerd's CRI does (checked with strace on its shim: one kill(SIGKILL)); the stop
+    signal would have ended this one at once with 3."""
+    sid, sbx = _pod(cri, node, "kill0")
+    cid = _ctr(cri, sid, sbx, "busy", ["sh", "-c", "trap 'exit 3' USR1; echo up; while :; do :; done"],
+               stop_signal=pb.SIGNAL_SIGUSR1)
+    wait_for(lambda: "up" in open(cri.ContainerStatus(container_id=cid).status.log_path).read(), 10, "the trap")
+    cri.StopContainer(container_id=cid, timeout=0)
+    st = cri.ContainerStatus(container_id=cid).status
+    assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, 137, "Error")
+
+
 def test_a_container_that_cannot_start(node, cri):
     sid, sbx = _pod(cri, node, "starterr")
     cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="bad"), image=pb.ImageSpec(image="busybox-layers:1"),

@@ -333,9 +333,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 self._pending.pop(sid, None)
                 self._busy.difference_update((sid, key))
 
-    def _stop(self, cid: str, timeout: int | None) -> None:
+    def _stop(self, cid: str, timeout: int) -> None:
+        """As containerd's CRI: the stop signal and up to timeout s for it, then SIGKILL; a
+        timeout of 0 (crictl stop's default, and a pod's stop) is SIGKILL alone."""
         try:
-            self.svc.stop(NS, cid, timeout=timeout)  # the service publishes the stop event
+            # the service publishes the stop event
+            self.svc.stop(NS, cid, timeout=timeout, signal_="KILL" if timeout <= 0 else None)
         except NotFound:
             pass
 

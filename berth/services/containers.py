@@ -644,7 +644,8 @@ class ContainerService:
                 self.states.transition(ns, rec.id, S.RUNNING)
             shim.kill(parse_signal(sig))
             self.events.container(ns, rec, "kill", signal=parse_signal(sig))
-            if not self.states.wait_for(rec.id, lambda s: s is None or not s.running, max(t, 0)):
+            if parse_signal(sig) != signal.SIGKILL and \
+                    not self.states.wait_for(rec.id, lambda s: s is None or not s.running, max(t, 0)):
                 shim.kill(signal.SIGKILL)
                 self.events.container(ns, rec, "kill", signal=int(signal.SIGKILL))
         except (ShimGone, FailedPrecondition):
