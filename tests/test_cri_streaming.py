@@ -684,8 +684,12 @@ class Crictl:
         self.pods = []
 
     def __call__(self, *args, input=None, timeout=60):
-        p = subprocess.run(self.argv + list(args), input=input, capture_output=True, timeout=timeout,
-                           stdin=None if input is not None else subprocess.DEVNULL)
+        try:
+            p = subprocess.run(self.argv + list(args), input=input, capture_output=True, timeout=timeout,
+                               stdin=None if input is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:  # which command of which engine hung, and what it said
+            raise AssertionError(f"crictl {' '.join(args)} against {self.argv[2]} hung for {timeout} s; "
+                                 f"its output: {e.stdout!r} {e.stderr!r}") from None
         p.out, p.err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
         return p
 
