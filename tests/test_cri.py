@@ -57,6 +57,21 @@ class Node:
         wait_for(lambda: os.path.exists(self.sock), 30, "the CRI socket")
         return self
 
+    def wait_serving(self, timeout=30):
+        """Until the CRI answers (after a kill -9, the old socket file is there before the next
+        berthd listens on it)."""
+        c = self.client()
+
+        def serving():
+            try:
+                return c.Version(version="v1").runtime_api_version == "v1"
+            except grpc.RpcError:
+                return False
+        try:
+            wait_for(serving, timeout, "the CRI to answer")
+        finally:
+            c.close()
+
     def edit_plugins(self, edit):
         """edit(plugins) changes the list of the node's conflist's plugins in place (before start)."""
         conf = os.path.join(self.cni_dir, "10-pods.conflist")
@@ -1141,6 +1156,75 @@ def _held(node, cid):
     return st["shim_pid"], st["pid"]
 
 
+def _monitored(node, cid):
+    """Whether the container's monitor (its part of its pod's shim) is there: its socket."""
+    return os.path.exists(os.path.join(node.d.state, "s", cid[:16] + ".sock"))
+
+
+def test_one_shim_per_pod(tmp_path):
+    """A pod's containers are monitored by its sandbox's shim, as containerd's shim per pod: one
+    berth-shim process per pod, serving each container's socket, log, exits and execs; it stays
+    through a kill -9 of berthd (the next berthd's containers of the pod join it too) and ends
+    with the pod. A pod whose shim takes no containers (one of a berth before this) gives them
+    shims of their own."""
+    n = Node(tmp_path)
+    n.start()
+    try:
+        for archive in ("pause.oci.tar", "busybox-layers.oci.tar"):
+            n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, archive), check=True)
+        c = n.client()
+        sid, sbx = _pod(c, n, "shared")
+        one = _ctr(c, sid, sbx, "one", ["sh", "-c", "echo one; exec sleep 300"])
+        two = _ctr(c, sid, sbx, "two", ["sh", "-c", "echo two; exec sleep 300"])
+        shim = _held(n, sid)[0]
+        assert _held(n, one)[0] == _held(n, two)[0] == shim
+        with open(f"/proc/{shim}/comm") as f:
+            assert f.read().strip() == "berth-shim"
+        mine = [p for p in os.listdir("/proc") if p.isdigit() and _in_node(p, n) and _comm(p) == "berth-shim"]
+        assert mine == [str(shim)]
+        for cid, word in ((one, "one"), (two, "two")):
+            wait_for(lambda: word in open(c.ContainerStatus(container_id=cid).status.log_path).read(), 10, word)
+            r = c.ExecSync(container_id=cid, cmd=["sh", "-c", f"echo {word}; exit 4"])
+            assert (r.exit_code, r.stdout) == (4, word.encode() + b"\n")
+        c.StopContainer(container_id=one, timeout=0)
+        assert c.ContainerStatus(container_id=one).status.exit_code == 137
+        assert not _monitored(n, one) and _monitored(n, two) and os.path.exists(f"/proc/{shim}")
+        c.close()
+
+        n.d.kill9()
+        n.d.start()
+        n.wait_serving()
+        c = n.client()
+        assert c.ContainerStatus(container_id=two).status.state == pb.CONTAINER_RUNNING
+        three = _ctr(c, sid, sbx, "three", ["sleep", "300"])
+        assert _held(n, three)[0] == shim
+        assert c.ExecSync(container_id=three, cmd=["true"]).exit_code == 0
+
+        other, osbx = _pod(c, n, "older")
+        c.PodSandboxStatus(pod_sandbox_id=other)  # its pause runs
+        os.unlink(os.path.join(n.d.state, "s", other[:16] + ".host"))  # as a shim of an older berth
+        alone = _ctr(c, other, osbx, "alone", ["sleep", "300"])
+        assert _held(n, alone)[0] not in (shim, _held(n, other)[0])
+        assert c.ExecSync(container_id=alone, cmd=["true"]).exit_code == 0
+
+        for pod in (sid, other):
+            c.StopPodSandbox(pod_sandbox_id=pod)
+            c.RemovePodSandbox(pod_sandbox_id=pod)
+        wait_for(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _in_node(p, n)], 10,
+                 "the pods' shims and processes to be gone")
+        c.close()
+    finally:
+        n.cleanup()
+
+
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def _cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -1187,9 +1271,11 @@ def test_removing_a_created_container_ends_its_held_process(node, cri):
     shim, pid = _held(node, cid)
     rootfs = os.path.join(node.d.root, "containers", cid, "rootfs")
     assert _mounted(rootfs)
+    assert shim == _held(node, sid)[0]  # the pod's shim holds it
     cri.RemoveContainer(container_id=cid)
-    wait_for(lambda: not os.path.exists(f"/proc/{shim}") and not os.path.exists(f"/proc/{pid}"), 10,
-             "the held process and its shim to end")
+    wait_for(lambda: not _monitored(node, cid) and not os.path.exists(f"/proc/{pid}"), 10,
+             "the held process and its monitor to end")
+    assert os.path.exists(f"/proc/{shim}")  # the pod's shim goes on, for its sandbox
     assert not _mounted(rootfs) and not os.path.exists(os.path.join(node.d.state, "containers", cid))
     assert not [c for c in cri.ListContainers().containers if c.id == cid]
     assert not os.path.exists(log) or "started" not in open(log).read()
@@ -1202,7 +1288,7 @@ def test_a_held_process_killed_before_its_start(node, cri):
     sid, cid, log = _create_held(node, cri, "heldkill")
     shim, pid = _held(node, cid)
     os.kill(pid, 9)
-    wait_for(lambda: not os.path.exists(f"/proc/{shim}"), 10, "the held process's shim to end")
+    wait_for(lambda: not _monitored(node, cid), 10, "the held process's monitor to end")
     cri.StartContainer(container_id=cid)
     assert cri.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_RUNNING
     wait_for(lambda: "started" in open(log).read(), 10, "the container's output")
@@ -1263,11 +1349,11 @@ def test_a_created_container_after_a_kill9_of_berthd(node, cri):
     shim, pid = _held(node, cid)
     node.d.kill9()
     node.d.start()
-    wait_for(lambda: os.path.exists(node.sock), 30, "the CRI socket")
+    node.wait_serving()
     c = node.client()
     try:
-        wait_for(lambda: not os.path.exists(f"/proc/{shim}") and not os.path.exists(f"/proc/{pid}"), 10,
-                 "the held process and its shim to end")
+        wait_for(lambda: not _monitored(node, cid) and not os.path.exists(f"/proc/{pid}"), 10,
+                 "the held process and its monitor to end")
         assert c.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_CREATED
         c.StartContainer(container_id=cid)
         assert c.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_RUNNING

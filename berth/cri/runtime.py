@@ -58,6 +58,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.net = PodNetwork(services.cfg)
         self.streaming = streaming
         self.closing = False
+        self.svc.shim_group = self._shim_group  # one shim per pod
         self._cpu: dict[str, tuple[int, int]] = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
         self._usage: dict[str, tuple[float, int]] = {}  # container id -> (monotonic time, bytes of its writable layer)
         self._collected = -1e9  # when pod networks were last collected
@@ -71,6 +72,16 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._pending: dict[str, _Background] = {}
         self._busy: set[str] = set()  # their netns keys and ids: the network collector leaves them alone
         self._setup_lock = threading.Lock()
+
+    def _shim_group(self, rec: Container) -> str | None:
+        """A pod's containers are monitored by its sandbox's shim (one shim process per pod, as
+        containerd's shim per pod): the sandbox's shim takes them on its host socket."""
+        kind = (rec.labels or {}).get(KIND_LABEL)
+        if kind == "sandbox":
+            return ""
+        if kind == "container":
+            return self._cri(rec).get("sandbox") or None
+        return None
 
     # --- lookups ---
 

@@ -131,6 +131,10 @@ class ContainerService:
         self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
         self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
         self._records_of: dict[str, tuple[int, builtins.list[Container]]] = {}  # namespace -> (store generation, records)
+        # Set by a front end whose containers come in groups (the CRI: pods). shim_group(rec) ->
+        # None: a shim of its own; "": a shim that hosts the group's other containers (a pod's
+        # sandbox); an id: the container whose shim hosts this one (when it is there to).
+        self.shim_group: Callable[[Container], str | None] | None = None
 
     # --- paths ---
 
@@ -143,6 +147,10 @@ class ContainerService:
     def shim_socket(self, cid: str) -> str:
         """Short on purpose: a unix socket path must fit in 108 bytes."""
         return os.path.join(self.cfg.state, "s", cid[:16] + ".sock")
+
+    def host_socket(self, cid: str) -> str:
+        """Where the shim of a group's host container (shim_group) takes the group's others."""
+        return os.path.join(self.cfg.state, "s", cid[:16] + ".host")
 
     def rootfs(self, cid: str) -> str:
         return os.path.join(self.cdir(cid), "rootfs")
@@ -392,11 +400,18 @@ class ContainerService:
             })
             if (hc.get("LogConfig") or {}).get("Type") == "cri" and lc.get("path"):  # the CRI's log file and format (kubelet's)
                 params.update(log_path=lc["path"], log_format="cri")
+            group = self.shim_group(rec) if self.shim_group is not None else None
+            if group == "":
+                params["host_socket"] = self.host_socket(rec.id)
             # this run's start time is taken before the process can end (StartedAt <= FinishedAt)
             started_at = _now()
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             try:
-                self.zygote.spawn(params, events_fd=child.fileno())
+                # a container of a group goes to the shim of its host when that one takes it
+                # (one monitor process per pod, as containerd's shim), else to a shim of its own
+                from berth.shim.client import spawn_hosted
+                if not group or not spawn_hosted(self.host_socket(group), params, child.fileno()):
+                    self.zygote.spawn(params, events_fd=child.fileno())
             except BaseException:
                 parent.close()
                 raise

@@ -41,6 +41,29 @@ def _read_line(sock: socket.socket, buf: bytearray) -> dict | None:
     return json.loads(line) if line.strip() else None
 
 
+def spawn_hosted(path: str, params: dict, events_fd: int, timeout: float = 10.0) -> bool:
+    """Hand a container over to the shim of its pod (berth.shim.shim.Host) on that shim's host
+    socket: its parameters and its events channel, then "go" once the shim said "ok". False
+    when the shim is not there or did not answer: nothing was handed over, and the caller forks
+    a shim of its own. After "go" the container is that shim's (its start result comes on the
+    events channel, as from a shim of its own)."""
+    import array
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendmsg([json.dumps(params).encode()],
+                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [events_fd]))])
+        if s.recv(16) != b"ok":
+            return False
+        s.sendall(b"go")
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 class ShimClient:
     def __init__(self, path: str):
         self.path = path

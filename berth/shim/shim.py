@@ -1,9 +1,15 @@
-"""The per-container monitor (shim): creates and starts the container with the runtime library
-(or another OCI runtime binary), owns its stdio, writes the json-file log, serves attach/wait/
+"""The container monitor (shim): creates and starts a container with the runtime library (or
+another OCI runtime binary), owns its stdio, writes the json-file log, serves attach/wait/
 kill/resize on its own socket, reaps the init and records the exit status on disk.
 
+A shim process (Host) is forked from the zygote for a container. A pod's sandbox's shim also
+takes the pod's containers, handed over by berthd on its host socket (one monitor process per
+pod, as containerd's shim per pod): each container keeps its own Shim, socket, log and events
+channel; the process serves them in one loop and ends with the last of them.
+
 It is not a child of berthd (forked from the zygote, then re-parented), so containers keep
-running when berthd stops; berthd finds them again through <state_dir>/shim.sock and exit.json.
+running when berthd stops; berthd finds them again through each container's socket and
+exit.json.
 
 The protocol (requests, replies, events, error kinds) is berth.shim.protocol; berthd's side
 of it is berth.shim.client. The start result and the exit go out on the events channel berthd
@@ -206,6 +212,38 @@ class _Poller:
         return out
 
 
+class _InstanceSel:
+    """One container's view of its host's poller: what it registers comes back tagged with it."""
+
+    def __init__(self, sel: _Poller, inst: Shim) -> None:
+        self.sel = sel
+        self.inst = inst
+
+    def register(self, fileobj: int | _socket.socket, data: tuple[str, Any]) -> None:
+        self.sel.register(fileobj, (self.inst, data))  # type: ignore[arg-type]
+
+    def want_write(self, fd: int, data: tuple[str, Any]) -> None:
+        self.sel.want_write(fd, (self.inst, data))  # type: ignore[arg-type]
+
+    def unregister(self, fileobj: int | _socket.socket) -> None:
+        self.sel.unregister(fileobj)
+
+    def stop_reading(self, fileobj: int | _socket.socket) -> None:
+        self.sel.stop_reading(fileobj)
+
+    def forget(self, fd: int) -> None:
+        self.sel.forget(fd)
+
+    def done_writing(self, fd: int) -> None:
+        self.sel.done_writing(fd)
+
+    def hold(self, fileobj: int | _socket.socket) -> None:
+        self.sel.hold(fileobj)
+
+    def release(self, fileobj: int | _socket.socket) -> None:
+        self.sel.release(fileobj)
+
+
 class _Stdin:
     """A process's stdin (a pipe or a pty master), written without blocking: what it does not take
     now waits here, and the clients feeding it are not read while more than STDIN_HIGH waits
@@ -255,12 +293,18 @@ class Client:
 
 
 class Shim:
-    def __init__(self, p: Params) -> None:
+    """One container's monitor, in a Host process (its own, or its pod's)."""
+
+    def __init__(self, p: Params, host: Host) -> None:
         self.p = p
+        self.host = host
         self.id = p["id"]
         self.state_dir = p["state_dir"]
         self.tty = bool(p.get("tty"))
-        self.sel = _Poller()
+        self.sel = _InstanceSel(host.sel, self)
+        self.listener: _socket.socket | None = None
+        self.attach_deadline: float | None = None
+        self.drain_deadline: float | None = None
         self.clients: list[Client] = []
         self.exit_code: int | None = None
         self.finished_at: str | None = None
@@ -347,7 +391,9 @@ class Shim:
 
     # --- the loop ---
 
-    def serve(self) -> None:
+    def open(self) -> None:
+        """Its socket and outputs in the host's loop; its start unless an attach or berthd's
+        release is to come; the start result to berthd."""
         path = self.p.get("socket") or os.path.join(self.state_dir, "shim.sock")
         d = path.rpartition("/")[0]
         try:
@@ -369,45 +415,31 @@ class Shim:
         self.sel.register(self.listener, ("listen", None))
         for fd in self.outputs:
             self.sel.register(fd, ("output", fd))
-        self.sigr, sigw = os.pipe()
-        os.set_blocking(self.sigr, False)
-        os.set_blocking(sigw, False)
-        # _signal, not signal: the latter's enum wrappers would touch the enum machinery
-        _signal.set_wakeup_fd(sigw)
-        _signal.signal(_signal.SIGCHLD, _ignore)
-        self.sel.register(self.sigr, ("signal", None))
         # with an attach to come, berthd's start op releases the process (30 s at most); held
         # (created ahead of its start: berthd's prelaunch), berthd releases it, whenever it does
         waiting = bool(self.p.get("wait_attach"))
-        attach_deadline = time.monotonic() + 30 if waiting and not self.p.get("hold") else None
+        self.attach_deadline = time.monotonic() + 30 if waiting and not self.p.get("hold") else None
         if not waiting:
-            self.start_process()  # its failure: the start result says it (run())
+            self.start_process()  # its failure: the start result says it (Host.add)
         self._write_state("running")
         self._start_events()
-        self.reap()
-        drain_deadline = None
-        while True:
-            if not self.started and attach_deadline is not None and time.monotonic() > attach_deadline:
-                try:
-                    self.start_process()  # berthd never said start
-                except ChildError:
-                    pass
-            if self.exit_code is not None:
-                if not self.outputs or (drain_deadline and time.monotonic() > drain_deadline):
-                    break
-                if drain_deadline is None:
-                    drain_deadline = time.monotonic() + 2.0
-            timeout = 0.2 if self.exit_code is not None or (not self.started and attach_deadline is not None) else None
-            for kind, data in self.sel.select(timeout):
-                try:
-                    self._dispatch(kind, data)
-                except Exception as e:  # a client's mistake must not take the container down
-                    try:
-                        with open(os.path.join(self.state_dir, "shim-warnings"), "a") as f:
-                            f.write(f"{type(e).__name__}: {e}\n")
-                    except OSError:
-                        pass
-        self._finish()
+
+    def tick(self, now: float) -> tuple[bool, float | None]:
+        """Between two rounds of the host's loop: (whether it is done, the longest the loop may
+        wait for it). Done: exited, and its output drained (2 s at most)."""
+        if not self.started and self.attach_deadline is not None and now > self.attach_deadline:
+            try:
+                self.start_process()  # berthd never said start
+            except ChildError:
+                pass
+        if self.exit_code is not None:
+            if not self.outputs or (self.drain_deadline and now > self.drain_deadline):
+                return True, None
+            if self.drain_deadline is None:
+                self.drain_deadline = now + 2.0
+        if self.exit_code is not None or (not self.started and self.attach_deadline is not None):
+            return False, 0.2
+        return False, None
 
     def _start_events(self) -> None:
         """The events channel berthd handed over: the start result now, the exit at the end."""
@@ -430,12 +462,6 @@ class Shim:
             self._accept()
         elif kind == "output":
             self._output(data)
-        elif kind == "signal":
-            try:
-                os.read(self.sigr, 4096)
-            except OSError:
-                pass
-            self.reap()
         elif kind == "client":
             self._client_readable(data)
         elif kind == "exec_output":
@@ -446,22 +472,21 @@ class Shim:
             self._flush(data)
 
     def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                if self.exit_code is None and self.init_pid and not _alive(self.init_pid):
-                    self._exited(255)
-                return
-            if pid == 0:
-                return
-            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-            if pid == self.init_pid:
-                self._exited(code)
-            for ex in self.execs.values():
-                if ex.pid == pid and ex.exit_code is None:
-                    ex.exit_code = code
-                    self._exec_maybe_done(ex)
+        self.host.reap()
+
+    def child_exited(self, pid: int, code: int) -> None:
+        """A child of the host ended: its init's or an exec's end, if it was one of them."""
+        if pid == self.init_pid and self.exit_code is None:
+            self._exited(code)
+        for ex in self.execs.values():
+            if ex.pid == pid and ex.exit_code is None:
+                ex.exit_code = code
+                self._exec_maybe_done(ex)
+
+    def check_gone(self) -> None:
+        """The host has no child left: an init that is gone without being reaped by it is gone."""
+        if self.exit_code is None and self.init_pid and not _alive(self.init_pid):
+            self._exited(255)
 
     def _exited(self, code: int) -> None:
         self.exit_code = code
@@ -949,6 +974,36 @@ class Shim:
                 except OSError:
                     pass
             self._drop(c, flush=False)
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        """What it still holds goes (the host process may go on with other containers)."""
+        if self.listener is not None:
+            self.sel.forget(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+        fds = list(self.outputs)
+        for ex in self.execs.values():
+            fds += list(ex.fds)
+            if ex.stdin_w is not None and not ex.stdin_w.closed and ex.stdin_w.close_fd:
+                fds.append(ex.stdin_w.fd)
+        if self.stdin_w is not None and not self.stdin_w.closed and self.stdin_w.close_fd:
+            fds.append(self.stdin_w.fd)
+        if self.master is not None:
+            fds.append(self.master)
+        for fd in set(fds):
+            self.sel.forget(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.outputs = {}
+        self.master = None
+        self.stdin_w = None
+        for ex in self.execs.values():
+            ex.fds = {}
+            ex.master = None
+            ex.stdin_w = None
 
 
 def _in_child(fn: Callable[[], int | None]) -> int | None:
@@ -1139,22 +1194,51 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def run(params: Params) -> NoReturn:
-    """Entry point in the forked shim process; never returns."""
-    code = 0
-    shim = None
-    try:
-        os.chdir("/")
+class Host:
+    """The shim process: one container's monitor (a Shim), or a pod's: the sandbox's, and the
+    containers of the pod that berthd hands over to it on its host socket (berth.shim.client's
+    spawn_hosted) instead of forking a shim each from the zygote. One loop serves them all; the
+    process ends with the last of them."""
+
+    def __init__(self) -> None:
+        self.sel = _Poller()
+        self.instances: list[Shim] = []
+        self.control: _socket.socket | None = None
+        self.control_path = ""
+        self.hosting: Shim | None = None  # the sandbox's Shim, while its host socket is open
+        self.sigr, sigw = os.pipe()
+        os.set_blocking(self.sigr, False)
+        os.set_blocking(sigw, False)
+        # _signal, not signal: the latter's enum wrappers would touch the enum machinery
+        _signal.set_wakeup_fd(sigw)
+        _signal.signal(_signal.SIGCHLD, _ignore)
+        self.sel.register(self.sigr, (None, ("signal", None)))  # type: ignore[arg-type]
+
+    def add(self, params: Params) -> bool:
+        """Create and (unless it waits) start a container, then serve it; False when it failed
+        (berthd is told on its events channel and the record of the failure is on disk)."""
         if params.get("events_fd") is not None:
             os.set_inheritable(params["events_fd"], False)  # not the container's, nor a runtime's
-        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-        shim = Shim(params)
+        shim = Shim(params, self)
         try:
             shim.start_container()
-            shim.serve()
+            shim.open()
         except BaseException as e:
-            if shim.announced:
-                raise  # it had started: a crash of the shim, below
+            if shim.announced:  # it had started: a crash of its monitor (berthd finds it gone)
+                try:
+                    with open(os.path.join(params["state_dir"], "shim-error"), "w") as f:
+                        f.write(f"{type(e).__name__}: {e}")
+                except OSError:
+                    pass
+                if shim.init_pid and shim.exit_code is None:
+                    try:  # nobody would hold the container any more
+                        os.kill(shim.init_pid, _signal.SIGKILL)
+                    except OSError:
+                        pass
+                for c in list(shim.clients):
+                    shim._drop(c, flush=False)
+                shim._close_fds()
+                return False
             msg = _message(e)
             with open(os.path.join(params["state_dir"], "start-error"), "w") as f:
                 f.write(msg)  # the record; berthd learns it from the events channel
@@ -1166,16 +1250,162 @@ def run(params: Params) -> NoReturn:
             _cleanup_runtime(params)
             _tell(params, proto.start_failed(_kind(e), msg))
             shim._write_state("failed")
-            os._exit(1)
-    except BaseException as e:  # pragma: no cover - a shim must never raise into the zygote
+            shim.log.f.close()
+            shim._close_fds()
+            if params.get("events_fd") is not None:
+                os.close(params["events_fd"])
+            return False
+        self.instances.append(shim)
+        if params.get("host_socket") and self.control is None:
+            self._open_control(shim, params["host_socket"])
+        self.reap()
+        return True
+
+    def _open_control(self, shim: Shim, path: str) -> None:
+        """The host socket of a pod's sandbox: berthd hands the pod's containers over on it."""
         try:
-            with open(os.path.join(params["state_dir"], "shim-error"), "w") as f:
-                f.write(f"{type(e).__name__}: {e}")
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        try:
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+            sock.bind(path)
+            sock.listen(16)
+            sock.setblocking(False)
+        except OSError:
+            return  # the pod's containers get shims of their own
+        self.control, self.control_path, self.hosting = sock, path, shim
+        self.sel.register(sock, (None, ("control", None)))  # type: ignore[arg-type]
+
+    def _close_control(self) -> None:
+        """No more containers join (the sandbox is done): a hand-over that comes now gets no
+        answer and berthd forks a shim of their own."""
+        if self.control is None:
+            return
+        try:
+            os.unlink(self.control_path)
         except OSError:
             pass
-        if shim is not None and shim.init_pid and shim.exit_code is None:
-            try:  # nobody would hold the container any more
-                os.kill(shim.init_pid, _signal.SIGKILL)
+        self.sel.forget(self.control.fileno())
+        self.control.close()
+        self.control, self.hosting = None, None
+
+    def _hand_over(self) -> None:
+        """One container handed over by berthd: its parameters and its events channel (SCM_RIGHTS),
+        "ok" back, then berthd's "go" (after which the container is ours, and before which berthd
+        may still fork a shim of its own instead)."""
+        try:
+            fd, _ = self.control._accept()  # type: ignore[union-attr]
+        except (BlockingIOError, OSError):
+            return
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, fd)
+        fds: list[int] = []
+        params = None
+        try:
+            conn.settimeout(5.0)
+            msg, anc, flags, _ = conn.recvmsg(1 << 18, _socket.CMSG_SPACE(4 * 4))
+            for level, kind, data in anc:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                    fds += [int.from_bytes(data[i:i + 4], sys.byteorder, signed=True)
+                            for i in range(0, len(data) - len(data) % 4, 4)]
+            params = fastjson.loads(msg.decode()) if not flags & _socket.MSG_TRUNC else None
+            if not isinstance(params, dict) or not fds:
+                raise ValueError("no parameters or no events channel")
+            params["events_fd"] = fds.pop(0)
+            conn.sendall(b"ok")
+            if conn.recv(16) != b"go":
+                raise ValueError("berthd did not go on")
+        except (OSError, ValueError):
+            if isinstance(params, dict) and params.get("events_fd") is not None:
+                fds.append(params["events_fd"])
+            for x in fds:
+                os.close(x)
+            return
+        finally:
+            conn.close()
+        for x in fds:
+            os.close(x)
+        self.add(params)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                for inst in list(self.instances):
+                    inst.check_gone()
+                return
+            if pid == 0:
+                return
+            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            for inst in list(self.instances):
+                inst.child_exited(pid, code)
+
+    def loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            timeout = None
+            for inst in list(self.instances):
+                done, t = inst.tick(now)
+                if done:
+                    self.instances.remove(inst)
+                    if inst is self.hosting:
+                        self._close_control()
+                    inst._finish()
+                elif t is not None:
+                    timeout = t if timeout is None else min(timeout, t)
+            if not self.instances:
+                return
+            for inst, (kind, data) in self.sel.select(timeout):  # type: ignore[misc]
+                if inst is None:
+                    if kind == "signal":
+                        try:
+                            os.read(self.sigr, 4096)
+                        except OSError:
+                            pass
+                        self.reap()
+                    elif kind == "control":
+                        self._hand_over()
+                    continue
+                if inst not in self.instances:
+                    continue  # done with in this round
+                try:
+                    inst._dispatch(kind, data)
+                except Exception as e:  # a client's mistake must not take the container down
+                    try:
+                        with open(os.path.join(inst.state_dir, "shim-warnings"), "a") as f:
+                            f.write(f"{type(e).__name__}: {e}\n")
+                    except OSError:
+                        pass
+
+
+def run(params: Params) -> NoReturn:
+    """Entry point in the forked shim process; never returns."""
+    code = 0
+    host = None
+    try:
+        os.chdir("/")
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        host = Host()
+        if not host.add(params):
+            os._exit(1)
+        host.loop()
+    except BaseException as e:  # pragma: no cover - a shim must never raise into the zygote
+        for inst in host.instances if host is not None else []:
+            try:
+                with open(os.path.join(inst.state_dir, "shim-error"), "w") as f:
+                    f.write(f"{type(e).__name__}: {e}")
+            except OSError:
+                pass
+            if inst.init_pid and inst.exit_code is None:
+                try:  # nobody would hold the container any more
+                    os.kill(inst.init_pid, _signal.SIGKILL)
+                except OSError:
+                    pass
+        if host is None or not host.instances:
+            try:
+                with open(os.path.join(params["state_dir"], "shim-error"), "w") as f:
+                    f.write(f"{type(e).__name__}: {e}")
             except OSError:
                 pass
         code = 1
