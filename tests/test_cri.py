@@ -926,14 +926,15 @@ def test_the_next_pods_namespace_is_made_ahead(tmp_path):
             sid, _ = _pod(c, n, name)
             return json.loads(c.PodSandboxStatus(pod_sandbox_id=sid, verbose=True).info["info"])["netns"]
         first = pod("first")
+        # made after the pause's start is reported: a moment after the status
+        wait_for(lambda: len(set(os.listdir(netns_dir)) - {os.path.basename(first)}) == 1, 10, "the spare")
         spare = set(os.listdir(netns_dir)) - {os.path.basename(first)}
-        assert len(spare) == 1
         second = pod("second")
         assert os.path.basename(second) == spare.pop() and c.PodSandboxStatus(
             pod_sandbox_id=[s.id for s in c.ListPodSandbox().items if s.metadata.name == "second"][0]).status.network.ip
         pods = {os.path.basename(p) for p in (first, second)}
+        wait_for(lambda: len(set(os.listdir(netns_dir)) - pods) == 1, 10, "the next spare")
         spare = set(os.listdir(netns_dir)) - pods
-        assert len(spare) == 1  # the next one
         c.close()
         n.d.stop()
         assert set(os.listdir(netns_dir)) == pods
