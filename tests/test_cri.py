@@ -113,6 +113,7 @@ class Node:
 
     def cleanup(self):
         try:
+            self.wait_serving(10)  # a berthd restarted by the test may still be starting
             c = self.client()
             for s in c.ListPodSandbox().items:
                 c.StopPodSandbox(pod_sandbox_id=s.id)
@@ -120,7 +121,28 @@ class Node:
             c.close()
         except Exception:  # noqa: BLE001 - best effort: the daemon may be down
             pass
+        try:
+            ids = os.listdir(os.path.join(self.d.state, "containers"))
+        except OSError:
+            ids = []
         self.d.cleanup()
+        # what the CRI could not remove (a test that failed with its berthd down): the node's
+        # shims and container processes, then their cgroups
+        left = [int(p) for p in os.listdir("/proc") if p.isdigit() and _in_node(p, self)]
+        for pid in left:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        if left:
+            wait_for(lambda: not [p for p in left if os.path.exists(f"/proc/{p}")], 10, "the node's processes to end")
+        import glob
+        for cid in ids:
+            for d in glob.glob(f"/sys/fs/cgroup/*/berth/{cid}") + glob.glob(f"/sys/fs/cgroup/*/k8s.io/{cid}"):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
 
