@@ -295,13 +295,13 @@ class Client:
 class Shim:
     """One container's monitor, in a Host process (its own, or its pod's)."""
 
-    def __init__(self, p: Params, host: Host) -> None:
+    def __init__(self, p: Params, host: Host | None = None) -> None:
         self.p = p
-        self.host = host
+        self.host = host  # None: a shim process of its own (serve(), run())
         self.id = p["id"]
         self.state_dir = p["state_dir"]
         self.tty = bool(p.get("tty"))
-        self.sel = _InstanceSel(host.sel, self)
+        self.sel: _Poller | _InstanceSel = _InstanceSel(host.sel, self) if host is not None else _Poller()
         self.listener: _socket.socket | None = None
         self.attach_deadline: float | None = None
         self.drain_deadline: float | None = None
@@ -441,6 +441,43 @@ class Shim:
             return False, 0.2
         return False, None
 
+    def serve(self) -> None:
+        """The loop of a shim process of its own (a container that is not a pod's). Host.loop
+        does the same for several; this one stays apart, and close to the fewest code objects a
+        shim runs: each one a shim runs is a page or two of the zygote's it copies (Python 3.11
+        writes to a code object when it runs it), ~90 KB per shim for the Host's loop."""
+        self.sigr, sigw = os.pipe()
+        os.set_blocking(self.sigr, False)
+        os.set_blocking(sigw, False)
+        # _signal, not signal: the latter's enum wrappers would touch the enum machinery
+        _signal.set_wakeup_fd(sigw)
+        _signal.signal(_signal.SIGCHLD, _ignore)
+        self.sel.register(self.sigr, ("signal", None))
+        self.open()
+        self.reap()
+        while True:
+            if not self.started and self.attach_deadline is not None and time.monotonic() > self.attach_deadline:
+                try:
+                    self.start_process()  # berthd never said start
+                except ChildError:
+                    pass
+            if self.exit_code is not None:
+                if not self.outputs or (self.drain_deadline and time.monotonic() > self.drain_deadline):
+                    break
+                if self.drain_deadline is None:
+                    self.drain_deadline = time.monotonic() + 2.0
+            timeout = 0.2 if self.exit_code is not None or (not self.started and self.attach_deadline is not None) else None
+            for kind, data in self.sel.select(timeout):  # type: ignore[union-attr]
+                try:
+                    self._dispatch(kind, data)
+                except Exception as e:  # a client's mistake must not take the container down
+                    try:
+                        with open(os.path.join(self.state_dir, "shim-warnings"), "a") as f:
+                            f.write(f"{type(e).__name__}: {e}\n")
+                    except OSError:
+                        pass
+        self._finish()
+
     def _start_events(self) -> None:
         """The events channel berthd handed over: the start result now, the exit at the end."""
         self.announced = True
@@ -462,6 +499,12 @@ class Shim:
             self._accept()
         elif kind == "output":
             self._output(data)
+        elif kind == "signal":  # a shim of its own (serve())
+            try:
+                os.read(self.sigr, 4096)
+            except OSError:
+                pass
+            self.reap()
         elif kind == "client":
             self._client_readable(data)
         elif kind == "exec_output":
@@ -472,7 +515,25 @@ class Shim:
             self._flush(data)
 
     def reap(self) -> None:
-        self.host.reap()
+        if self.host is not None:
+            self.host.reap()
+            return
+        while True:  # Host.reap's, for a shim of its own (see serve())
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                if self.exit_code is None and self.init_pid and not _alive(self.init_pid):
+                    self._exited(255)
+                return
+            if pid == 0:
+                return
+            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            if pid == self.init_pid:
+                self._exited(code)
+            for ex in self.execs.values():
+                if ex.pid == pid and ex.exit_code is None:
+                    ex.exit_code = code
+                    self._exec_maybe_done(ex)
 
     def child_exited(self, pid: int, code: int) -> None:
         """A child of the host ended: its init's or an exec's end, if it was one of them."""
@@ -1380,7 +1441,55 @@ class Host:
 
 
 def run(params: Params) -> NoReturn:
-    """Entry point in the forked shim process; never returns."""
+    """Entry point in the forked shim process; never returns. A pod's sandbox (host_socket in
+    its parameters) gets a Host, which takes the pod's containers too; any other container a
+    shim of its own."""
+    if params.get("host_socket"):
+        _run_host(params)
+    code = 0
+    shim = None
+    try:
+        os.chdir("/")
+        if params.get("events_fd") is not None:
+            os.set_inheritable(params["events_fd"], False)  # not the container's, nor a runtime's
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        shim = Shim(params)
+        try:
+            shim.start_container()
+            shim.serve()
+        except BaseException as e:
+            if shim.announced:
+                raise  # it had started: a crash of the shim, below
+            msg = _message(e)
+            with open(os.path.join(params["state_dir"], "start-error"), "w") as f:
+                f.write(msg)  # the record; berthd learns it from the events channel
+            if shim.init_pid:
+                try:  # created, but its start failed: nobody would hold it
+                    os.kill(shim.init_pid, _signal.SIGKILL)
+                except OSError:
+                    pass
+            _cleanup_runtime(params)
+            _tell(params, proto.start_failed(_kind(e), msg))
+            shim._write_state("failed")
+            os._exit(1)
+    except BaseException as e:  # pragma: no cover - a shim must never raise into the zygote
+        try:
+            with open(os.path.join(params["state_dir"], "shim-error"), "w") as f:
+                f.write(f"{type(e).__name__}: {e}")
+        except OSError:
+            pass
+        if shim is not None and shim.init_pid and shim.exit_code is None:
+            try:  # nobody would hold the container any more
+                os.kill(shim.init_pid, _signal.SIGKILL)
+            except OSError:
+                pass
+        code = 1
+    sys.stdout.flush()
+    os._exit(code)
+
+
+def _run_host(params: Params) -> NoReturn:
+    """run() for a pod's sandbox: a Host, which takes the pod's containers as they come."""
     code = 0
     host = None
     try:
