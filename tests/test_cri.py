@@ -1090,6 +1090,19 @@ def test_a_stopped_pods_network_goes_before_anyone_sees_it(tmp_path):
             c.RemovePodSandbox(pod_sandbox_id=sid)
             (bindir / "dels").unlink()
 
+        sid, _ = _pod(c, n, "twice")  # two StopPodSandbox at once: one DEL (the second finds none to do)
+        c.PodSandboxStatus(pod_sandbox_id=sid)
+        import threading
+        stops = [threading.Thread(target=c.StopPodSandbox, kwargs={"pod_sandbox_id": sid}) for _ in range(2)]
+        for t in stops:
+            t.start()
+        for t in stops:
+            t.join()
+        assert c.PodSandboxStatus(pod_sandbox_id=sid).status.state == pb.SANDBOX_NOTREADY
+        assert (bindir / "dels").read_text().split() == [sid]
+        c.RemovePodSandbox(pod_sandbox_id=sid)
+        (bindir / "dels").unlink()
+
         sid, _ = _pod(c, n, "stuck")
         ip = c.PodSandboxStatus(pod_sandbox_id=sid).status.network.ip
         (bindir / "fail").write_text("")

@@ -326,9 +326,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         # step. A DEL that fails is logged and tried again by RemovePodSandbox, whose error it
         # then is (the kubelet retries it); the CNI cache keeps what it needs across a restart.
         key = cri.get("netns_key") or ""
-        with self._setup_lock:
-            self._busy.update((rec.id, key))  # the network collector leaves them to it
-            detach = self._pending[rec.id] = _Background(self._detach, key, rec.id)
+        while True:
+            with self._setup_lock:
+                prev = self._pending.get(rec.id)  # a StopPodSandbox at the same time: one DEL at a time
+                if prev is None:
+                    self._busy.update((rec.id, key))  # the network collector leaves them to it
+                    detach = self._pending[rec.id] = _Background(self._detach, key, rec.id)
+                    break
+            prev.wait()
         self._stop(rec.id, 0)
         if self.closing:
             detach.wait()
