@@ -1236,6 +1236,17 @@ def test_one_shim_per_pod(tmp_path):
         assert _held(n, three)[0] == shim
         assert c.ExecSync(container_id=three, cmd=["true"]).exit_code == 0
 
+        # a container that cannot start in the pod's shim (its log path is a directory) fails
+        # alone: the pod's shim and its other containers go on
+        os.makedirs(os.path.join(n.logs, "shared", "dir.log"))
+        bad = c.CreateContainer(pod_sandbox_id=sid, sandbox_config=sbx, config=pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name="bad"), image=pb.ImageSpec(image="busybox-layers:1"),
+            command=["true"], log_path="dir.log")).container_id
+        with pytest.raises(grpc.RpcError):
+            c.StartContainer(container_id=bad)
+        assert os.path.exists(f"/proc/{shim}")
+        assert c.ExecSync(container_id=three, cmd=["true"]).exit_code == 0
+
         other, osbx = _pod(c, n, "older")
         c.PodSandboxStatus(pod_sandbox_id=other)  # its pause runs
         os.unlink(os.path.join(n.d.state, "s", other[:16] + ".host"))  # as a shim of an older berth

@@ -1280,7 +1280,13 @@ class Host:
         (berthd is told on its events channel and the record of the failure is on disk)."""
         if params.get("events_fd") is not None:
             os.set_inheritable(params["events_fd"], False)  # not the container's, nor a runtime's
-        shim = Shim(params, self)
+        try:
+            shim = Shim(params, self)
+        except Exception as e:  # its log cannot be opened, say: its failure, not the pod's
+            _tell(params, proto.start_failed(_kind(e), _message(e)))
+            if params.get("events_fd") is not None:
+                os.close(params["events_fd"])
+            return False
         try:
             shim.start_container()
             shim.open()
