@@ -1307,8 +1307,11 @@ class Host:
                 shim._close_fds()
                 return False
             msg = _message(e)
-            with open(os.path.join(params["state_dir"], "start-error"), "w") as f:
-                f.write(msg)  # the record; berthd learns it from the events channel
+            try:
+                with open(os.path.join(params["state_dir"], "start-error"), "w") as f:
+                    f.write(msg)  # the record; berthd learns it from the events channel
+            except OSError:
+                pass
             if shim.init_pid:
                 try:  # created, but its start failed: nobody would hold it
                     os.kill(shim.init_pid, _signal.SIGKILL)
@@ -1316,7 +1319,10 @@ class Host:
                     pass
             _cleanup_runtime(params)
             _tell(params, proto.start_failed(_kind(e), msg))
-            shim._write_state("failed")
+            try:
+                shim._write_state("failed")
+            except OSError:
+                pass
             shim.log.f.close()
             shim._close_fds()
             if params.get("events_fd") is not None:
