@@ -665,7 +665,7 @@ class Shim:
 
     def _accept(self) -> None:
         try:
-            fd, _ = self.listener._accept()  # type: ignore[attr-defined]  # _socket's own
+            fd, _ = self.listener._accept()  # type: ignore[union-attr]  # _socket's own; set while it is served
         except BlockingIOError:
             return
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
@@ -1256,10 +1256,10 @@ def _alive(pid: int) -> bool:
 
 
 class Host:
-    """The shim process: one container's monitor (a Shim), or a pod's: the sandbox's, and the
-    containers of the pod that berthd hands over to it on its host socket (berth.shim.client's
-    spawn_hosted) instead of forking a shim each from the zygote. One loop serves them all; the
-    process ends with the last of them."""
+    """The shim process of a pod: its sandbox's monitor (a Shim), and those of the pod's
+    containers, which berthd hands over on the host socket (berth.shim.client's spawn_hosted)
+    instead of forking a shim each from the zygote. One loop serves them all; the process ends
+    with the last of them. (A container that is not a pod's: Shim.serve(), a loop of its own.)"""
 
     def __init__(self) -> None:
         self.sel = _Poller()
@@ -1429,7 +1429,7 @@ class Host:
                     timeout = t if timeout is None else min(timeout, t)
             if not self.instances:
                 return
-            for inst, (kind, data) in self.sel.select(timeout):  # type: ignore[misc]
+            for inst, (kind, data) in self.sel.select(timeout):  # type: ignore[misc,assignment]  # (Shim or None, its data) here
                 if inst is None:
                     if kind == "signal":
                         try:
