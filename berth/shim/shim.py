@@ -1247,6 +1247,43 @@ def _remove_cgroup(params: Params) -> None:
         pass
 
 
+def _start_failed(shim: Shim, params: Params, e: BaseException) -> None:
+    """A container that did not start: the record of why (start-error), its created init killed
+    (nobody would hold it), the runtime's state gone, and berthd told on its events channel."""
+    msg = _message(e)
+    try:
+        with open(os.path.join(params["state_dir"], "start-error"), "w") as f:
+            f.write(msg)  # the record; berthd learns it from the events channel
+    except OSError:
+        pass
+    if shim.init_pid:
+        try:
+            os.kill(shim.init_pid, _signal.SIGKILL)
+        except OSError:
+            pass
+    _cleanup_runtime(params)
+    _tell(params, proto.start_failed(_kind(e), msg))
+    try:
+        shim._write_state("failed")
+    except OSError:
+        pass
+
+
+def _crashed(shim: Shim | None, state_dir: str, e: BaseException) -> None:
+    """A container's monitor that cannot go on: the record of why (shim-error), and its init
+    killed while it runs (nobody would hold the container any more)."""
+    try:
+        with open(os.path.join(state_dir, "shim-error"), "w") as f:
+            f.write(f"{type(e).__name__}: {e}")
+    except OSError:
+        pass
+    if shim is not None and shim.init_pid and shim.exit_code is None:
+        try:
+            os.kill(shim.init_pid, _signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -1292,37 +1329,12 @@ class Host:
             shim.open()
         except BaseException as e:
             if shim.announced:  # it had started: a crash of its monitor (berthd finds it gone)
-                try:
-                    with open(os.path.join(params["state_dir"], "shim-error"), "w") as f:
-                        f.write(f"{type(e).__name__}: {e}")
-                except OSError:
-                    pass
-                if shim.init_pid and shim.exit_code is None:
-                    try:  # nobody would hold the container any more
-                        os.kill(shim.init_pid, _signal.SIGKILL)
-                    except OSError:
-                        pass
+                _crashed(shim, params["state_dir"], e)
                 for c in list(shim.clients):
                     shim._drop(c, flush=False)
                 shim._close_fds()
                 return False
-            msg = _message(e)
-            try:
-                with open(os.path.join(params["state_dir"], "start-error"), "w") as f:
-                    f.write(msg)  # the record; berthd learns it from the events channel
-            except OSError:
-                pass
-            if shim.init_pid:
-                try:  # created, but its start failed: nobody would hold it
-                    os.kill(shim.init_pid, _signal.SIGKILL)
-                except OSError:
-                    pass
-            _cleanup_runtime(params)
-            _tell(params, proto.start_failed(_kind(e), msg))
-            try:
-                shim._write_state("failed")
-            except OSError:
-                pass
+            _start_failed(shim, params, e)
             shim.log.f.close()
             shim._close_fds()
             if params.get("events_fd") is not None:
@@ -1472,29 +1484,10 @@ def run(params: Params) -> NoReturn:
         except BaseException as e:
             if shim.announced:
                 raise  # it had started: a crash of the shim, below
-            msg = _message(e)
-            with open(os.path.join(params["state_dir"], "start-error"), "w") as f:
-                f.write(msg)  # the record; berthd learns it from the events channel
-            if shim.init_pid:
-                try:  # created, but its start failed: nobody would hold it
-                    os.kill(shim.init_pid, _signal.SIGKILL)
-                except OSError:
-                    pass
-            _cleanup_runtime(params)
-            _tell(params, proto.start_failed(_kind(e), msg))
-            shim._write_state("failed")
+            _start_failed(shim, params, e)
             os._exit(1)
     except BaseException as e:  # pragma: no cover - a shim must never raise into the zygote
-        try:
-            with open(os.path.join(params["state_dir"], "shim-error"), "w") as f:
-                f.write(f"{type(e).__name__}: {e}")
-        except OSError:
-            pass
-        if shim is not None and shim.init_pid and shim.exit_code is None:
-            try:  # nobody would hold the container any more
-                os.kill(shim.init_pid, _signal.SIGKILL)
-            except OSError:
-                pass
+        _crashed(shim, params["state_dir"], e)
         code = 1
     sys.stdout.flush()
     os._exit(code)
@@ -1513,22 +1506,9 @@ def _run_host(params: Params) -> NoReturn:
         host.loop()
     except BaseException as e:  # pragma: no cover - a shim must never raise into the zygote
         for inst in host.instances if host is not None else []:
-            try:
-                with open(os.path.join(inst.state_dir, "shim-error"), "w") as f:
-                    f.write(f"{type(e).__name__}: {e}")
-            except OSError:
-                pass
-            if inst.init_pid and inst.exit_code is None:
-                try:  # nobody would hold the container any more
-                    os.kill(inst.init_pid, _signal.SIGKILL)
-                except OSError:
-                    pass
+            _crashed(inst, inst.state_dir, e)
         if host is None or not host.instances:
-            try:
-                with open(os.path.join(params["state_dir"], "shim-error"), "w") as f:
-                    f.write(f"{type(e).__name__}: {e}")
-            except OSError:
-                pass
+            _crashed(None, params["state_dir"], e)
         code = 1
     sys.stdout.flush()
     os._exit(code)
