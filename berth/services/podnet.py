@@ -36,7 +36,7 @@ class PodNetwork:
         self.base = os.path.join(cfg.state, "cri")
         self.cache_dir = os.path.join(self.base, "cni-cache")
         self._ips: dict[str, tuple[str, ...]] = {}  # sandbox id -> its IPs (an attachment's result does not change): listings ask every second
-        self._spare_lock = threading.Lock()
+        self._spare_lock = threading.Condition()  # notified when a making ends
         self._spare: str | None = None  # the key of the namespace made ahead for the next pod
         self._making: str | None = None  # the key of the one being made
 
@@ -96,6 +96,8 @@ class PodNetwork:
         """(key, made) of the next pod's network namespace: the spare made ahead (made=True),
         else a new key for create_netns."""
         with self._spare_lock:
+            # one being made is taken once made (a few ms: no slower than making another)
+            self._spare_lock.wait_for(lambda: self._making is None, 5)
             key, self._spare = self._spare, None
         if key is not None and os.path.exists(self.netns_path(key)):
             return key, True
@@ -112,11 +114,13 @@ class PodNetwork:
         except BaseException as e:
             with self._spare_lock:
                 self._making = None
+                self._spare_lock.notify_all()
             if isinstance(e, (BerthError, OSError)):
                 return
             raise
         with self._spare_lock:  # one step: the collector sees it as the spare or as being made
             self._spare, self._making = key, None
+            self._spare_lock.notify_all()
 
     def drop_spare(self) -> None:
         """The spare namespace goes (berthd stops)."""
