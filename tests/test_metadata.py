@@ -855,3 +855,31 @@ def test_a_thread_releases_its_connection(md):
         md.release_thread()
         assert tx.get_namespace("default").name == "default"
     assert len(md._conns) == before
+
+
+def test_a_new_thread_takes_the_connection_an_ended_one_left(md):
+    """A container's exit is handled in a thread of its own: the next new thread takes the
+    connection an ended thread left (no new connection, page cache and schema read each time; a
+    few are kept at most) and sees what other connections wrote meanwhile."""
+    conns, names = [], []
+
+    def work(i):
+        conns.append(md._conn())
+        names.append(sorted(n.name for n in md.list_namespaces()))
+        md.create_namespace(f"t{i}")
+    for i in range(6):
+        md.create_namespace(f"m{i}")  # this thread's connection writes between the threads
+        t = threading.Thread(target=work, args=(i,))
+        t.start()
+        t.join()
+        assert names[-1] == sorted(["default"] + [f"m{j}" for j in range(i + 1)] + [f"t{j}" for j in range(i)])
+    assert len({id(c) for c in conns}) == 1
+    ts = [threading.Thread(target=work, args=(10 + i,)) for i in range(8)]  # at once: each needs its own
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    t = threading.Thread(target=work, args=(20,))
+    t.start()
+    t.join()
+    assert len(md._idle) <= 4 and len(md._conns) <= 2

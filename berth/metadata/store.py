@@ -52,6 +52,7 @@ DEFAULT_GRACE = 3600.0
 #: Pieces, so that what one removal frees (and a busy writer may take at once) is not all of it.
 RESERVE_PIECES = 8
 RESERVE_PIECE = 512 << 10
+IDLE_CONNECTIONS = 4  # connections of ended threads kept for new ones (MetadataStore._park)
 
 
 class DiskFull(SystemError_):
@@ -108,6 +109,9 @@ class MetadataStore:
         # before and after may reuse what it read (berthd, the one writer of its root: its lock)
         self.generation = 0
         self._conns: list[tuple[weakref.ref, sqlite3.Connection]] = []
+        # connections of threads that ended, for the next new thread: a new connection costs a
+        # fresh page cache and a read of the schema (~0.2 ms; a container's exit runs in a new thread)
+        self._idle: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
@@ -235,43 +239,56 @@ class MetadataStore:
             return conn
         if self._closed:
             raise FailedPrecondition("metadata store is closed")
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                               check_same_thread=False)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        except BaseException:
-            conn.close()
-            raise
         me = threading.current_thread()
         with self._conns_lock:
             keep = []
             for ref, other in self._conns:
                 t = ref()
                 if t is None or not t.is_alive():
-                    other.close()  # its thread has ended
+                    self._park(other)  # its thread has ended
                 else:
                     keep.append((ref, other))
-            keep.append((weakref.ref(me), conn))
+            conn = self._idle.pop() if self._idle else None
+            if conn is not None:
+                keep.append((weakref.ref(me), conn))
             self._conns = keep
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            except BaseException:
+                conn.close()
+                raise
+            with self._conns_lock:
+                self._conns.append((weakref.ref(me), conn))
         self._local.conn = conn
         self._local.depth = 0
         self._local.readonly = False
         return conn
 
     def release_thread(self) -> None:
-        """Close the calling thread's connection, if it has one and no transaction is open: for
-        a short-lived thread at its end (else the connection, and its page cache, would stay
-        until another thread opens one)."""
+        """Give up the calling thread's connection, if it has one and no transaction is open: for
+        a short-lived thread at its end (the next new thread takes it; else it would stay with
+        the ended thread until another opens one)."""
         conn = getattr(self._local, "conn", None)
         if conn is None or getattr(self._local, "depth", 0):
             return
         self._local.conn = None
         with self._conns_lock:
             self._conns = [(ref, other) for ref, other in self._conns if other is not conn]
-        with contextlib.suppress(sqlite3.Error):
-            conn.close()
+            self._park(conn)
+
+    def _park(self, conn: sqlite3.Connection) -> None:
+        """Keep a connection no thread uses for the next new thread (a few at most). Under
+        _conns_lock."""
+        if self._closed or conn.in_transaction or len(self._idle) >= IDLE_CONNECTIONS:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        else:
+            self._idle.append(conn)
 
     def close(self) -> None:
         """Close every connection; the store cannot be used afterwards.
@@ -281,7 +298,8 @@ class MetadataStore:
         self._closed = True
         with self._conns_lock:
             conns, self._conns = self._conns, []
-        for _, conn in conns:
+            idle, self._idle = self._idle, []
+        for conn in [c for _, c in conns] + idle:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
