@@ -582,6 +582,43 @@ def test_containers_survive_kill_9_of_berthd(berthd):
         _restart_and_clean(berthd, pids)
 
 
+def test_rm_answers_with_the_containers_files_moved_away_and_deletes_them_after(berthd):
+    """As containerd's garbage collector does for a removed snapshot: a removal answers once the
+    container's directories (its root, its state, its snapshot) are out of their paths, and their
+    files are deleted after the answer; what a killed berthd had left to delete goes after its
+    next start."""
+    berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    snaps = os.path.join(berthd.root, "snapshots", "overlayfs", "snapshots")
+    trash = [os.path.join(berthd.root, "removing"), os.path.join(berthd.state, "removing"),
+             os.path.join(berthd.root, "snapshots", "overlayfs", "removing")]
+    pid = 0
+    try:
+        cid = berthd.berth("run", "-d", "--network", "none", IMG, "sh", "-c", "echo x > /trash-marker; sleep 600",
+                           check=True).out.strip()
+        pid = state(berthd, cid)["Pid"]
+
+        def upper():
+            return [s for s in os.listdir(snaps) if os.path.exists(os.path.join(snaps, s, "fs", "trash-marker"))]
+        wait_for(lambda: upper(), 10, "the container's write in its snapshot")
+        paths = [os.path.join(berthd.root, "containers", cid), os.path.join(berthd.state, "containers", cid),
+                 os.path.join(snaps, upper()[0])]
+        assert all(os.path.isdir(p) for p in paths)
+        berthd.berth("rm", "-f", cid, check=True)
+        assert [p for p in paths if os.path.lexists(p)] == []
+        wait_for(lambda: not any(os.path.isdir(t) and os.listdir(t) for t in trash), 10,
+                 "the removed container's files to be deleted")
+        left = [os.path.join(t, "left-by-a-killed-berthd") for t in trash[:2]]
+        for x in left:
+            os.makedirs(os.path.join(x, "a", "b"))
+            with open(os.path.join(x, "a", "b", "f"), "w") as f:
+                f.write("x")
+        berthd.kill9()
+        berthd.start()
+        wait_for(lambda: not any(os.path.lexists(x) for x in left), 10, "the restarted berthd to delete them")
+    finally:
+        _restart_and_clean(berthd, [pid] if pid else [])
+
+
 def test_an_rm_container_that_exits_while_berthd_is_down_is_removed_at_its_restart(berthd):
     """`run -d --rm`: its exit is not seen by the killed berthd; the restarted one removes it (as
     dockerd does with an AutoRemove container it finds stopped) and its name is free again."""
@@ -629,6 +666,30 @@ def test_restart_policy_on_failure_counts(d):
     assert state(d, cid)["ExitCode"] == 3
 
 
+def test_a_start_right_after_a_stop_gets_a_whole_new_run(d):
+    """A stop answers once the exit is recorded, the rootfs's teardown going on after the answer;
+    a start right after (on the same API connection) gets a whole new run: its rootfs, its
+    cgroup (its memory limit) and its state (exec, stop), nothing of the old run's end touches it."""
+    docker_sdk = pytest.importorskip("docker")
+    cid = d.berth("run", "-d", "--network", "none", "-m", "64m", IMG, "sleep", "600", check=True).out.strip()
+    limit = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
+    api = docker_sdk.APIClient(base_url="unix://" + d.sock, timeout=60)
+    try:
+        for _ in range(10):
+            api.stop(cid, timeout=0)  # and the start on the same connection at once
+            api.start(cid)
+            p = d.berth("exec", cid, "sh", "-c", limit)
+            assert (p.returncode, p.out.strip()) == (0, str(64 << 20)), p.err
+    finally:
+        api.close()
+    time.sleep(0.3)
+    assert status(d, cid) == "running"
+    p = d.berth("exec", cid, "sh", "-c", limit)
+    assert (p.returncode, p.out.strip()) == (0, str(64 << 20)), p.err
+    d.berth("stop", "-t", "0", cid, check=True)
+    assert status(d, cid) == "exited"
+
+
 def test_restart_policy_no_restart_after_a_user_stop(d):
     cid = d.berth("run", "-d", "--restart", "always", IMG, "sleep", "60", check=True).out.strip()
     d.berth("stop", "-t", "1", cid, check=True)
@@ -652,6 +713,28 @@ def test_always_containers_come_back_when_berthd_starts(berthd):  # noqa: F811 (
         for c in (always, unless):
             wait_for(lambda c=c: berthd.berth("inspect", "-f", "{{.State.Status}}", c).out.strip() == "running",
                      20, f"{c[:12]} back")
+        assert berthd.berth("inspect", "-f", "{{.State.Status}}", stopped).out.strip() == "exited"
+    finally:
+        ids = berthd.berth("ps", "-a", "-q", "--no-trunc").out.split()
+        if ids:
+            berthd.berth("rm", "-f", *ids)
+
+
+def test_a_user_stop_outlives_a_policy_update_and_a_restart(berthd):  # noqa: F811 (fixture)
+    """dockerd marks a container stopped by its user whatever its policy (killWithSignal sets
+    HasBeenManuallyStopped): stopped under `no`, then updated to unless-stopped, it stays
+    stopped when berthd starts again; one never stopped by its user comes back."""
+    berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    stopped = berthd.berth("run", "-d", "--network", "none", IMG, "sleep", "60", check=True).out.strip()
+    died = berthd.berth("run", "-d", "--network", "none", IMG, "sh", "-c", "sleep 0.5; exit 3", check=True).out.strip()
+    try:
+        berthd.berth("stop", "-t", "0", stopped, check=True)
+        berthd.berth("wait", died, check=True)
+        berthd.berth("update", "--restart", "unless-stopped", stopped, died, check=True)
+        berthd.kill9()
+        berthd.start()
+        wait_for(lambda: berthd.berth("inspect", "-f", "{{.State.Status}}", died).out.strip() == "running", 20,
+                 "the container that exited by itself to come back")
         assert berthd.berth("inspect", "-f", "{{.State.Status}}", stopped).out.strip() == "exited"
     finally:
         ids = berthd.berth("ps", "-a", "-q", "--no-trunc").out.split()

@@ -67,6 +67,7 @@ class Daemon:
                                            zygote, networks=self.networks, volumes=self.volumes,
                                            events=self.events, states=states)
         self.networks.containers = self.containers  # a network's users are containers
+        self.snapshotter.reap = self.containers.trash.put  # a removed snapshot's files: after the answer
         self.execs = ExecService(self.containers, self.events)
         monitor = self.containers.monitor
         monitor.on_exec_exit = self.execs.exited  # the shims tell the ends of execs to the monitor
@@ -102,6 +103,7 @@ class Daemon:
 
     def close(self) -> None:
         self.containers.monitor.health.close()
+        self.containers.trash.drain(5)  # else deleted after the next start
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.waits.shutdown(wait=False, cancel_futures=True)
         self.meta.close()

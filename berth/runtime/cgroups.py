@@ -750,6 +750,13 @@ class Manager:
         while True:
             failed = None
             for top in self._dirs():
+                try:  # a container's cgroup rarely has cgroups below it: one rmdir, no listing
+                    os.rmdir(top)
+                    continue
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    pass
                 for d in _postorder(top):
                     try:
                         os.rmdir(d)

@@ -78,6 +78,7 @@ def container_root(svc: ContainerService, ns: str, rec: Container) -> Iterator[i
         tmp = tempfile.mkdtemp(prefix=rec.id[:12] + "-", dir=base)
         extra = []
         try:
+            svc.close_detached(rec.id)  # the last run's rootfs, if its teardown is still to come
             mount_all(svc.snapshotter.mounts(rec.snapshot_key), tmp)
             try:
                 extra = _mount_volumes(svc, ns, rec, tmp)

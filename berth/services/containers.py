@@ -128,6 +128,9 @@ class ContainerService:
         self.monitor = Monitor(self)  # exits, restart policies, restore at daemon start
         self.attach_pending: set[str] = set()  # containers with an attach waiting for their start
         self._handoff: dict[str, str] = {}  # id -> "ready" (created, holding its process) | "attached" (the attach is in)
+        from berth.services.trash import Trash
+        self.trash = Trash()  # what removals leave, deleted after they answer
+        self.user_stops: set[str] = set()  # ids stopped by a user, the flag not yet in their record (mark_stopped_by_user)
         self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
         self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
         self._records_of: dict[str, tuple[int, builtins.list[Container]]] = {}  # namespace -> (store generation, records)
@@ -340,6 +343,7 @@ class ContainerService:
         except BaseException:
             self._unlaunch(ns, rec, channel)
             raise
+        self.user_stops.discard(rec.id)
         self.states.transition(ns, rec.id, S.RUNNING, pid=res.pid, started_at=started_at, error="",
                                exit_code=0, generation=st.generation + 1, oom_killed=False, durable=False,
                                ext=None if restarting else {"stopped_by_user": False, "restart_count": 0})
@@ -369,6 +373,7 @@ class ContainerService:
         from berth.services import ocispec
         from berth.snapshots.mount import mount_all, unmount
         rootfs = self.rootfs(rec.id)
+        self.close_detached(rec.id)  # the last run's rootfs, if its teardown is still to come
         unmount(rootfs)
         mount_all(self.snapshotter.mounts(rec.snapshot_key), rootfs)
         channel = None
@@ -598,6 +603,11 @@ class ContainerService:
         return last.exit_code if last is not None else 0
 
     def mark_stopped_by_user(self, ns: str, rec: Container, value: bool = True) -> None:
+        if value and self.restart_policy(rec)[0] == "no":
+            # no policy restarts it, whatever the flag says: the exit's record carries the flag
+            # (monitor._record_exit), one write to the store less per stop
+            self.user_stops.add(rec.id)
+            return
         if (self.meta.get_container(ns, rec.id).extensions or {}).get("stopped_by_user") != value:
             # stop and kill work on a full disk (they may use the metadata reserve): stopping
             # what fills the disk is how an operator recovers it
@@ -756,13 +766,17 @@ class ContainerService:
             self.snapshotter.remove(rec.snapshot_key)
         except NotFound:
             pass
-        shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
-        shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
+        self.user_stops.discard(rec.id)
+        # out of their paths now, deleted after the answer (a removal's answer no longer waits
+        # for the deletion of the snapshot's, the bundle's and the logs' files)
+        self.trash.discard(self.sdir(rec.id), os.path.join(self.cfg.state, "removing"))
+        self.trash.discard(self.cdir(rec.id), os.path.join(self.cfg.root, "removing"))
 
     def cleanup_exited(self, ns: str, cid: str, network: bool = True, hold: bool = False) -> None:
         """After an exit: unmount the rootfs, release its network (unless network=False) and volumes.
-        hold (a removal follows): the rootfs is unmounted at once but its teardown waits for
-        close_detached() (the removal runs it once the record is gone)."""
+        hold: the rootfs is unmounted at once but its teardown (an overlay syncs its upper
+        filesystem: ms) waits for close_detached(), run after the exit is recorded (the
+        monitor), once the record is gone (a removal), or before the next mount (a start)."""
         try:
             rec = self.meta.get_container(ns, cid)
         except NotFound:

@@ -38,6 +38,7 @@ def _rootfs(svc: ContainerService, rec: Container) -> Iterator[int]:
     os.makedirs(base, mode=0o700, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=rec.id[:12] + "-export-", dir=base)
     try:
+        svc.close_detached(rec.id)  # the last run's rootfs, if its teardown is still to come
         mount_all(svc.snapshotter.mounts(rec.snapshot_key), tmp)
         try:
             fd = os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

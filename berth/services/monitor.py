@@ -148,7 +148,9 @@ class Monitor:
         # --rm without published ports: the network goes after the record (the client is told
         # sooner); with ports it goes first, so they are free when `run --rm` returns
         network_after = bool(auto_remove) and not container_net.published(rec)
-        c.cleanup_exited(ns, cid, network=not network_after, hold=bool(auto_remove))
+        # the rootfs's teardown after the exit's record (which a stop waits for), unless a restart
+        # mounts it again at once
+        c.cleanup_exited(ns, cid, network=not network_after, hold=not restart)
         try:
             return self._record_exit(ns, rec, ev, restart, auto_remove, network_after)
         finally:
@@ -157,10 +159,13 @@ class Monitor:
     def _record_exit(self, ns, rec, ev, restart, auto_remove, network_after) -> str:
         c, cid, code = self.c, rec.id, ev.exit_code
         fields = {"exit_code": code, "finished_at": ev.finished_at or S.now_rfc3339(), "pid": 0}
+        stopped = cid in c.user_stops
+        c.user_stops.discard(cid)
         try:
             # --rm: the removal's own transition persists the state with these fields right after;
             # a berthd killed before it finds the run's exit on disk and removes the container then
-            c.states.transition(ns, cid, S.RESTARTING if restart else S.EXITED, persist=not auto_remove, **fields)
+            c.states.transition(ns, cid, S.RESTARTING if restart else S.EXITED, persist=not auto_remove,
+                                ext={"stopped_by_user": True} if stopped and not auto_remove else None, **fields)
         except NotFound:
             return ""  # removed meanwhile
         except BerthError as e:

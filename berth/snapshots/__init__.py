@@ -14,7 +14,8 @@ On disk both keep ``<root>/snapshots/<id>/`` with ``fs/`` (the content) and a
 ``meta.json`` (key, id, parent, kind, created) replaced atomically. A directory
 without ``meta.json`` is an interrupted prepare and is ignored (``cleanup``
 removes it). Removal renames the directory into ``<root>/removing/`` first, so
-a crash never leaves half a snapshot behind under ``snapshots/``. The
+a crash never leaves half a snapshot behind under ``snapshots/``; ``reap`` deletes
+it from there (berthd sets one that does it in the background). The
 snapshotter serializes its own calls with a lock; coordination between
 processes is the metadata layer's job.
 """
@@ -32,6 +33,7 @@ import stat
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
@@ -138,6 +140,8 @@ class DirectorySnapshotter(Snapshotter):
                 records = _RECORDS[self.root] = _Records()
         self._records = records
         self._lock = records.lock
+        # deletes a removed snapshot's directory once out of snapshots/ (berthd: in the background)
+        self.reap: Callable[[str], None] = shutil.rmtree
 
     # -- subclass hooks
 
@@ -338,7 +342,7 @@ class DirectorySnapshotter(Snapshotter):
             os.rename(self._dir(meta.id), dead)
             self._remember(key, None)
             _fsync_dir(self._snapshots)
-        shutil.rmtree(dead)
+        self.reap(dead)
 
     def cleanup(self) -> None:
         """Remove leftovers of interrupted prepares and removes."""
