@@ -718,7 +718,9 @@ class ContainerService:
                     pass  # it exited meanwhile
                 self.states.wait_for(rec.id, lambda s: s is None or not s.running)
         try:
-            self.states.transition(ns, rec.id, S.REMOVING, persist=not at_exit)
+            # not synced: the record's deletion right after syncs it with it; a host that crashes
+            # before that finds the container as it was, its removal not answered
+            self.states.transition(ns, rec.id, S.REMOVING, persist=not at_exit, durable=False)
         except FailedPrecondition:
             cur = self.states.peek(rec.id)
             if cur is None or cur.status == S.REMOVING:  # removed (or being removed) by another: --rm

@@ -341,7 +341,8 @@ class DirectorySnapshotter(Snapshotter):
             dead = os.path.join(trash, f"{meta.id}-{secrets.token_hex(4)}")
             os.rename(self._dir(meta.id), dead)
             self._remember(key, None)
-            _fsync_dir(self._snapshots)
+            # not synced: a host crash may bring the whole snapshot back, which nothing then
+            # refers to (its user's record went first) and the garbage collector removes
         self.reap(dead)
 
     def cleanup(self) -> None:
