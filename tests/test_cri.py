@@ -2,6 +2,7 @@
 project's own gRPC client, pods in the k8s.io namespace with a node CNI configuration of the
 test's own (its bridge, subnet and IPAM dir), the pause image from the fixtures."""
 
+import concurrent.futures
 import json
 import os
 import random
@@ -1260,6 +1261,34 @@ def test_one_shim_per_pod(tmp_path):
         wait_for(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _in_node(p, n)], 10,
                  "the pods' shims and processes to be gone")
         c.close()
+    finally:
+        n.cleanup()
+
+
+def test_pods_made_at_once_each_get_one_shim(tmp_path):
+    """A pod's shim listens for the pod's containers before berthd hears that its pause started:
+    containers created the moment their sandbox is ready (here pods made from five threads at
+    once, as the 30-pod figure does) all join their pod's shim, none gets a shim of its own."""
+    n = Node(tmp_path)
+    n.start()
+    try:
+        for archive in ("pause.oci.tar", "busybox-layers.oci.tar"):
+            n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, archive), check=True)
+
+        def pod(i):
+            c = n.client()
+            try:
+                sid, sbx = _pod(c, n, f"at-once-{i}")
+                return sid, [_ctr(c, sid, sbx, f"c{j}", ["sleep", "300"]) for j in range(2)]
+            finally:
+                c.close()
+        with concurrent.futures.ThreadPoolExecutor(5) as ex:
+            pods = list(ex.map(pod, range(30)))
+        for sid, cids in pods:
+            shim = _held(n, sid)[0]
+            assert [_held(n, cid)[0] for cid in cids] == [shim, shim], (sid, cids)
+        shims = [p for p in os.listdir("/proc") if p.isdigit() and _in_node(p, n) and _comm(p) == "berth-shim"]
+        assert len(shims) == len(pods)
     finally:
         n.cleanup()
 

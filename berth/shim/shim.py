@@ -1326,8 +1326,14 @@ class Host:
             return False
         try:
             shim.start_container()
+            if params.get("host_socket") and self.control is None:
+                # before the start result: berthd hands the pod's containers over as soon as it
+                # has it, and one that found no socket listening would get a shim of its own
+                self._open_control(shim, params["host_socket"])
             shim.open()
         except BaseException as e:
+            if self.hosting is shim:
+                self._close_control()
             if shim.announced:  # it had started: a crash of its monitor (berthd finds it gone)
                 _crashed(shim, params["state_dir"], e)
                 for c in list(shim.clients):
@@ -1341,8 +1347,6 @@ class Host:
                 os.close(params["events_fd"])
             return False
         self.instances.append(shim)
-        if params.get("host_socket") and self.control is None:
-            self._open_control(shim, params["host_socket"])
         self.reap()
         return True
 
@@ -1353,6 +1357,7 @@ class Host:
         except FileNotFoundError:
             pass
         try:
+            os.makedirs(path.rpartition("/")[0], exist_ok=True)  # the sockets' directory (open() makes it too)
             sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
             sock.bind(path)
             sock.listen(16)
