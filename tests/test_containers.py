@@ -698,11 +698,16 @@ def test_restart_policy_no_restart_after_a_user_stop(d):
 
 
 def test_always_containers_come_back_when_berthd_starts(berthd):  # noqa: F811 (fixture)
+    """As dockerd 20.10 (checked side by side): `always` and `unless-stopped` containers run
+    again when the daemon starts; one stopped by its user too if `always` (docker's docs: "If it
+    is manually stopped, it is restarted only when Docker daemon restarts"), not if
+    `unless-stopped`."""
     berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
     always = berthd.berth("run", "-d", "--restart", "always", IMG, "sleep", "60", check=True).out.strip()
     unless = berthd.berth("run", "-d", "--restart", "unless-stopped", IMG, "sleep", "60", check=True).out.strip()
-    stopped = berthd.berth("run", "-d", "--restart", "always", IMG, "sleep", "60", check=True).out.strip()
-    berthd.berth("stop", "-t", "1", stopped, check=True)
+    stopped_always = berthd.berth("run", "-d", "--restart", "always", IMG, "sleep", "60", check=True).out.strip()
+    stopped = berthd.berth("run", "-d", "--restart", "unless-stopped", IMG, "sleep", "60", check=True).out.strip()
+    berthd.berth("stop", "-t", "1", stopped_always, stopped, check=True)
     pids = {c: json.loads(berthd.berth("inspect", c, check=True).out)[0]["State"]["Pid"] for c in (always, unless)}
     try:
         berthd.stop()
@@ -710,7 +715,7 @@ def test_always_containers_come_back_when_berthd_starts(berthd):  # noqa: F811 (
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
         berthd.start()
-        for c in (always, unless):
+        for c in (always, unless, stopped_always):
             wait_for(lambda c=c: berthd.berth("inspect", "-f", "{{.State.Status}}", c).out.strip() == "running",
                      20, f"{c[:12]} back")
         assert berthd.berth("inspect", "-f", "{{.State.Status}}", stopped).out.strip() == "exited"

@@ -35,10 +35,17 @@ class Monitor:
     # --- policies ---
 
     def should_restart(self, rec, exit_code: int, daemon_start: bool = False) -> bool:
-        """docker's restart policies: always, unless-stopped, on-failure[:N]; never after a user's stop."""
+        """docker's restart policies: always, unless-stopped, on-failure[:N]; not after a user's
+        stop, but that `always` comes back when the daemon starts (as dockerd's: checked with
+        dockerd 20.10, an `always` container stopped by `docker stop` runs again after dockerd's
+        restart, an `unless-stopped` one does not)."""
         name, limit = self.c.restart_policy(rec)
         ext = rec.extensions or {}
-        if ext.get("stopped_by_user") or name in ("", "no"):
+        if name in ("", "no"):
+            return False
+        if name == "always" and daemon_start:
+            return True
+        if ext.get("stopped_by_user"):
             return False
         if name in ("always", "unless-stopped"):
             return True
