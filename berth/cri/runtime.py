@@ -374,7 +374,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def _remove(self, cid: str) -> None:
         try:
-            self.svc.remove(NS, cid, force=True)
+            # as containerd's: the files go after the answer (its collector), not before
+            self.svc.remove(NS, cid, force=True, files_after=True)
         except NotFound:
             pass
 

@@ -67,7 +67,6 @@ class Daemon:
                                            zygote, networks=self.networks, volumes=self.volumes,
                                            events=self.events, states=states)
         self.networks.containers = self.containers  # a network's users are containers
-        self.snapshotter.reap = self.containers.trash.put  # a removed snapshot's files: after the answer
         self.execs = ExecService(self.containers, self.events)
         monitor = self.containers.monitor
         monitor.on_exec_exit = self.execs.exited  # the shims tell the ends of execs to the monitor

@@ -689,17 +689,20 @@ class ContainerService:
     # --- remove ---
 
     def remove(self, ns: str, ref: str, force: bool = False, volumes: bool = False,
-               network_after: bool = False, at_exit: bool = False) -> None:
+               network_after: bool = False, at_exit: bool = False, files_after: bool = False) -> None:
         """Remove a container (force: kill it first). network_after: its network attachments are
         released after the record is gone (the --rm path: `run --rm` returns at the removal).
         at_exit: the --rm removal right after the exit, whose state the store still has as
         running: "removing" is kept in memory only (a berthd killed meanwhile finds it running,
-        its shim gone, and removes it again at restore)."""
+        its shim gone, and removes it again at restore). files_after: the container's files
+        (its directories, its snapshot's) are moved out of their paths and deleted after the
+        answer, as containerd's collector does (the CRI); else, as dockerd, before it: the space
+        is free when the removal answers."""
         with self.meta.freeing():  # a removal works on a full disk: it frees space
-            self._remove(ns, ref, force, volumes, network_after, at_exit)
+            self._remove(ns, ref, force, volumes, network_after, at_exit, files_after)
 
     def _remove(self, ns: str, ref: str, force: bool, volumes: bool, network_after: bool,
-                at_exit: bool = False) -> None:
+                at_exit: bool = False, files_after: bool = False) -> None:
         rec = self.get(ns, ref)
         self._discard_prelaunch(ns, rec)
         st = self.states.get(ns, rec.id, rec)
@@ -744,12 +747,12 @@ class ContainerService:
             if network_after and self.networks is not None:
                 self.networks.hold(rec.id)  # a network rm meanwhile waits for this release
                 try:
-                    self._remove_record(ns, rec, volumes)
+                    self._remove_record(ns, rec, volumes, files_after)
                 finally:
                     container_net.teardown(self, ns, rec.id)
             else:
                 container_net.teardown(self, ns, rec.id)
-                self._remove_record(ns, rec, volumes)
+                self._remove_record(ns, rec, volumes, files_after)
         except BaseException as e:
             if self.states.peek(rec.id) is not None and self.states.peek(rec.id).status == S.REMOVING:
                 try:
@@ -758,21 +761,26 @@ class ContainerService:
                     pass
             raise
 
-    def _remove_record(self, ns: str, rec: Container, volumes: bool) -> None:
+    def _remove_record(self, ns: str, rec: Container, volumes: bool, files_after: bool = False) -> None:
         self.meta.delete_container(ns, rec.id)
         self.states.forget(rec.id)
         self.events.container(ns, rec, "destroy")
         self.close_detached(rec.id)  # the rootfs's teardown, after the answer (`run --rm`'s wait)
         self.volumes.container_removed(ns, rec, remove_anonymous=volumes)
         try:
-            self.snapshotter.remove(rec.snapshot_key)
+            if files_after:
+                self.snapshotter.remove(rec.snapshot_key, reap=self.trash.put)
+            else:
+                self.snapshotter.remove(rec.snapshot_key)
         except NotFound:
             pass
         self.user_stops.discard(rec.id)
-        # out of their paths now, deleted after the answer (a removal's answer no longer waits
-        # for the deletion of the snapshot's, the bundle's and the logs' files)
-        self.trash.discard(self.sdir(rec.id), os.path.join(self.cfg.state, "removing"))
-        self.trash.discard(self.cdir(rec.id), os.path.join(self.cfg.root, "removing"))
+        if files_after:  # out of their paths now, deleted after the answer (berth/services/trash.py)
+            self.trash.discard(self.sdir(rec.id), os.path.join(self.cfg.state, "removing"))
+            self.trash.discard(self.cdir(rec.id), os.path.join(self.cfg.root, "removing"))
+        else:
+            shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
+            shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
 
     def cleanup_exited(self, ns: str, cid: str, network: bool = True, hold: bool = False) -> None:
         """After an exit: unmount the rootfs, release its network (unless network=False) and volumes.

@@ -14,8 +14,8 @@ On disk both keep ``<root>/snapshots/<id>/`` with ``fs/`` (the content) and a
 ``meta.json`` (key, id, parent, kind, created) replaced atomically. A directory
 without ``meta.json`` is an interrupted prepare and is ignored (``cleanup``
 removes it). Removal renames the directory into ``<root>/removing/`` first, so
-a crash never leaves half a snapshot behind under ``snapshots/``; ``reap`` deletes
-it from there (berthd sets one that does it in the background). The
+a crash never leaves half a snapshot behind under ``snapshots/``; ``remove``'s
+``reap`` deletes it from there (berthd's CRI: in the background). The
 snapshotter serializes its own calls with a lock; coordination between
 processes is the metadata layer's job.
 """
@@ -79,7 +79,7 @@ class Snapshotter(abc.ABC):
         """Turn the active snapshot ``key`` into the committed snapshot ``name``."""
 
     @abc.abstractmethod
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, reap: Callable[[str], None] | None = None) -> None:
         """Remove a snapshot; FailedPrecondition if it is a parent."""
 
     @abc.abstractmethod
@@ -140,8 +140,6 @@ class DirectorySnapshotter(Snapshotter):
                 records = _RECORDS[self.root] = _Records()
         self._records = records
         self._lock = records.lock
-        # deletes a removed snapshot's directory once out of snapshots/ (berthd: in the background)
-        self.reap: Callable[[str], None] = shutil.rmtree
 
     # -- subclass hooks
 
@@ -326,7 +324,8 @@ class DirectorySnapshotter(Snapshotter):
     def _committed(self, sdir: str) -> None:
         """Hook: tidy a snapshot directory as it becomes committed."""
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, reap: Callable[[str], None] | None = None) -> None:
+        """reap: deletes the snapshot's directory once out of snapshots/ (default: at once)."""
         with self._lock:
             metas = self._load()
             meta = self._get(metas, key)
@@ -343,7 +342,7 @@ class DirectorySnapshotter(Snapshotter):
             self._remember(key, None)
             # not synced: a host crash may bring the whole snapshot back, which nothing then
             # refers to (its user's record went first) and the garbage collector removes
-        self.reap(dead)
+        (reap or shutil.rmtree)(dead)
 
     def cleanup(self) -> None:
         """Remove leftovers of interrupted prepares and removes."""
