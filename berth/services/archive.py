@@ -70,7 +70,7 @@ def container_root(svc: ContainerService, ns: str, rec: Container) -> Iterator[i
         finally:
             os.close(fd)
         return
-    from berth.snapshots.mount import mount_all, unmount
+    from berth.snapshots.mount import unmount
     base = os.path.join(svc.cfg.state, "container-ops")
     os.makedirs(base, mode=0o700, exist_ok=True)
     with _lock_for(rec.id):
@@ -78,8 +78,7 @@ def container_root(svc: ContainerService, ns: str, rec: Container) -> Iterator[i
         tmp = tempfile.mkdtemp(prefix=rec.id[:12] + "-", dir=base)
         extra = []
         try:
-            svc.close_detached(rec.id)  # the last run's rootfs, if its teardown is still to come
-            mount_all(svc.snapshotter.mounts(rec.snapshot_key), tmp)
+            svc.mount_fs(rec, tmp)
             try:
                 extra = _mount_volumes(svc, ns, rec, tmp)
                 fd = os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -129,7 +129,8 @@ class ContainerService:
         self.attach_pending: set[str] = set()  # containers with an attach waiting for their start
         self._handoff: dict[str, str] = {}  # id -> "ready" (created, holding its process) | "attached" (the attach is in)
         from berth.services.trash import Trash
-        self.trash = Trash()  # what removals leave, deleted after they answer
+        self.trash = Trash()  # what the CRI's removals leave, deleted after they answer
+        self._trash_dirs = (os.path.join(cfg.state, "removing"), os.path.join(cfg.root, "removing"))
         self.user_stops: set[str] = set()  # ids stopped by a user, the flag not yet in their record (mark_stopped_by_user)
         self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
         self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
@@ -371,11 +372,10 @@ class ContainerService:
             except FileNotFoundError:
                 pass
         from berth.services import ocispec
-        from berth.snapshots.mount import mount_all, unmount
+        from berth.snapshots.mount import unmount
         rootfs = self.rootfs(rec.id)
-        self.close_detached(rec.id)  # the last run's rootfs, if its teardown is still to come
         unmount(rootfs)
-        mount_all(self.snapshotter.mounts(rec.snapshot_key), rootfs)
+        self.mount_fs(rec, rootfs)
         channel = None
         try:
             cfg_doc = self.images.read_json(CreateSpec.from_json(spec_body).image_id, 20 << 20, "image config")
@@ -768,16 +768,13 @@ class ContainerService:
         self.close_detached(rec.id)  # the rootfs's teardown, after the answer (`run --rm`'s wait)
         self.volumes.container_removed(ns, rec, remove_anonymous=volumes)
         try:
-            if files_after:
-                self.snapshotter.remove(rec.snapshot_key, reap=self.trash.put)
-            else:
-                self.snapshotter.remove(rec.snapshot_key)
+            self.snapshotter.remove(rec.snapshot_key, reap=self.trash.put if files_after else None)
         except NotFound:
             pass
         self.user_stops.discard(rec.id)
         if files_after:  # out of their paths now, deleted after the answer (berth/services/trash.py)
-            self.trash.discard(self.sdir(rec.id), os.path.join(self.cfg.state, "removing"))
-            self.trash.discard(self.cdir(rec.id), os.path.join(self.cfg.root, "removing"))
+            self.trash.discard(self.sdir(rec.id), self._trash_dirs[0])  # under the state dir
+            self.trash.discard(self.cdir(rec.id), self._trash_dirs[1])  # under the root
         else:
             shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
             shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
@@ -805,6 +802,18 @@ class ContainerService:
             from berth.services import container_net
             container_net.teardown(self, ns, cid)
         self.volumes.release(ns, rec)
+
+    def mount_fs(self, rec: Container, target: str) -> None:
+        """Mount the container's filesystem (its snapshot) at target, once the teardown of its
+        last run's rootfs, if still to come, is done (cleanup_exited's hold)."""
+        from berth.snapshots.mount import mount_all
+        self.close_detached(rec.id)
+        mount_all(self.snapshotter.mounts(rec.snapshot_key), target)
+
+    def sweep_trash(self) -> None:
+        """At daemon start: delete what a killed berthd's removals had left to delete."""
+        for d in self._trash_dirs:
+            self.trash.sweep(d)
 
     def close_detached(self, cid: str) -> None:
         """Let the kernel tear down the rootfs cleanup_exited(hold=True) unmounted."""

@@ -33,13 +33,12 @@ def _rootfs(svc: ContainerService, rec: Container) -> Iterator[int]:
         return
     import tempfile
 
-    from berth.snapshots.mount import mount_all, unmount
+    from berth.snapshots.mount import unmount
     base = os.path.join(svc.cfg.state, "container-ops")
     os.makedirs(base, mode=0o700, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=rec.id[:12] + "-export-", dir=base)
     try:
-        svc.close_detached(rec.id)  # the last run's rootfs, if its teardown is still to come
-        mount_all(svc.snapshotter.mounts(rec.snapshot_key), tmp)
+        svc.mount_fs(rec, tmp)
         try:
             fd = os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             try:

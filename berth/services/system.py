@@ -90,8 +90,7 @@ class SystemService:
                          len(report.content), len(report.snapshots), len(report.ingests))
         except BerthError as e:
             log.warning("garbage collection: %s", e)
-        for d in (self.cfg.state, self.cfg.root):  # containers' directories a removal had moved there
-            self.containers.trash.sweep(os.path.join(d, "removing"))
+        self.containers.sweep_trash()  # containers' directories a removal had moved away
 
     def disk_usage(self, ns: str) -> dict:
         """docker system df: images, containers, volumes and the build cache of a namespace."""
