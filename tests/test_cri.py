@@ -535,6 +535,33 @@ def test_unimplemented_and_errors(node, cri):
     assert cri.RuntimeConfig().linux.cgroup_driver == pb.CGROUPFS
 
 
+def test_exec_sync_at_a_container_that_is_exiting_answers_not_running(node, cri):
+    """ExecSync racing the container's own exit (its shim closing the connection under the exec
+    request) answers that the container is not running, never INTERNAL (the fuzzing of the
+    CRI found ConnectionResetError from the shim's socket answered as INTERNAL)."""
+    sid, sbx = _pod(cri, node, "exiting")
+    codes = set()
+    for i in range(3):
+        cid = _ctr(cri, sid, sbx, f"brief{i}", ["sh", "-c", "sleep 0.3"])
+        deadline = time.monotonic() + 10
+
+        def hammer():
+            seen = set()
+            while time.monotonic() < deadline:
+                try:
+                    cri.ExecSync(container_id=cid, cmd=["true"], timeout=5)
+                    seen.add("OK")
+                except grpc.RpcError as e:
+                    seen.add(e.code().name)
+                    if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                        return seen
+            return seen
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            for f in [pool.submit(hammer) for _ in range(3)]:
+                codes |= f.result()
+    assert codes <= {"OK", "FAILED_PRECONDITION", "NOT_FOUND"} and "FAILED_PRECONDITION" in codes, codes
+
+
 def test_namespaces_pid_pod_container_and_host_network(node, cri):
     sid, sbx = _pod(cri, node, "nsp")
     shared = _ctr(cri, sid, sbx, "shared", ["sleep", "300"])

@@ -141,13 +141,16 @@ class ShimClient:
         timeout, and holds no bytes of the stream yet (the reply is read byte by byte)."""
         s = self._connect(timeout)
         try:
-            s.sendall(req.encode())
             line = bytearray()
-            while not line.endswith(b"\n"):
-                b = s.recv(1)
-                if not b:
-                    break
-                line += b
+            try:  # a shim exiting meanwhile (its container's own exit) may close before it reads
+                s.sendall(req.encode())
+                while not line.endswith(b"\n"):
+                    b = s.recv(1)
+                    if not b:
+                        break
+                    line += b
+            except (ConnectionResetError, BrokenPipeError):
+                line = bytearray()
             reply = _check(json.loads(line) if line.strip() else None, req.op)
         except BaseException:
             s.close()
@@ -165,9 +168,12 @@ class ShimClient:
         except (FileNotFoundError, ConnectionRefusedError):
             raise ShimGone("the container is not running") from None
         try:
-            writer.write(req.encode())
-            await writer.drain()
-            line = await reader.readline()
+            try:  # as open()'s: a shim exiting meanwhile
+                writer.write(req.encode())
+                await writer.drain()
+                line = await reader.readline()
+            except (ConnectionResetError, BrokenPipeError):
+                line = b""
             reply = _check(json.loads(line) if line.strip() else None, req.op)
         except BaseException:
             writer.close()
