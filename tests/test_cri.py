@@ -535,6 +535,65 @@ def test_unimplemented_and_errors(node, cri):
     assert cri.RuntimeConfig().linux.cgroup_driver == pb.CGROUPFS
 
 
+def test_nul_bytes_bad_ids_and_unknown_protocols_are_refused_before_anything_is_made(node, cri):
+    """A NUL byte in any string of a request (a name, an argument, a variable, a map's value)
+    answers INVALID_ARGUMENT naming the field, and nothing is made (it used to reach the CNI
+    plugins' environment: INTERNAL, "embedded null byte", and left the pod's record); so do a
+    user or group id out of the kernel's range and a port mapping's unknown protocol, when the
+    mapping has a host port (containerd ignores a mapping without one, and so does berth,
+    whatever its protocol). Found by fuzzing the CRI."""
+    sid, sbx = _pod(cri, node, "nul")  # the pod the bad containers are asked for
+    netns_dir = os.path.join(node.d.state, "cri", "netns")
+    wait_for(lambda: len(os.listdir(netns_dir)) == 2, 10, "the pod's namespace and the spare")
+    netns = sorted(os.listdir(netns_dir))
+    pods = sorted(p.id for p in cri.ListPodSandbox().items)
+
+    def refused(rpc, what, **fields):
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(cri, rpc)(**fields)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and what in e.value.details(), e.value.details()
+
+    for md in ({"name": "a\0b"}, {"name": "n", "namespace": "\0"}, {"name": "n", "uid": "u\0"}):
+        cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(**md), log_directory=os.path.join(node.logs, "n"))
+        refused("RunPodSandbox", "contains a NUL character", config=cfg)
+    cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="p", uid="p"), hostname="h",
+                              labels={"k": "v\0"}, log_directory=os.path.join(node.logs, "p"))
+    refused("RunPodSandbox", "invalid value for \"config.labels['k']\": contains a NUL character", config=cfg)
+    cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="p", uid="p"), log_directory=os.path.join(node.logs, "p"),
+                              port_mappings=[pb.PortMapping(protocol=99, container_port=80, host_port=free_port())])
+    refused("RunPodSandbox", "unknown port mapping protocol 99", config=cfg)
+    # an id the kernel cannot take: refused at once (the pod's pause used to fail after the answer)
+    sc = pb.LinuxSandboxSecurityContext(run_as_user=pb.Int64Value(value=-1))
+    cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="p", uid="p"), log_directory=os.path.join(node.logs, "p"),
+                              linux=pb.LinuxPodSandboxConfig(security_context=sc))
+    refused("RunPodSandbox", "run_as_user -1 is not a valid id", config=cfg)
+    assert sorted(p.id for p in cri.ListPodSandbox().items) == pods
+    assert sorted(os.listdir(netns_dir)) == netns  # the refused pods made no namespace
+
+    for kw, what in (({"envs": [pb.KeyValue(key="A", value="1\0")]}, "config.envs[0].value"),
+                     ({"args": ["ok", "x\0"]}, "config.args[1]"), ({"working_dir": "/\0"}, "config.working_dir")):
+        cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="bad"), image=pb.ImageSpec(image="busybox-layers:1"),
+                                 command=["sleep", "300"], **kw)
+        refused("CreateContainer", f'invalid value for "{what}": contains a NUL character', pod_sandbox_id=sid,
+                config=cfg, sandbox_config=sbx)
+    sc = pb.LinuxContainerSecurityContext(run_as_user=pb.Int64Value(value=0), run_as_group=pb.Int64Value(value=2**32))
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="bad"), image=pb.ImageSpec(image="busybox-layers:1"),
+                             command=["sleep", "300"], linux=pb.LinuxContainerConfig(security_context=sc))
+    refused("CreateContainer", "run_as_group 4294967296 is not a valid id", pod_sandbox_id=sid, config=cfg,
+            sandbox_config=sbx)
+    assert not cri.ListContainers().containers
+    cid = _ctr(cri, sid, sbx, "good", ["sleep", "300"])
+    refused("ExecSync", 'invalid value for "cmd[1]": contains a NUL character', container_id=cid, cmd=["echo", "a\0b"])
+    assert cri.ExecSync(container_id=cid, cmd=["echo", "ab"]).stdout == b"ab\n"
+
+    # a mapping without a host port is no mapping: its protocol is not looked at
+    ok = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="noport", uid="noport"),
+                             log_directory=os.path.join(node.logs, "noport"),
+                             port_mappings=[pb.PortMapping(protocol=99, container_port=80)])
+    other = cri.RunPodSandbox(config=ok).pod_sandbox_id
+    assert cri.PodSandboxStatus(pod_sandbox_id=other).status.state == pb.SANDBOX_READY
+
+
 def test_exec_sync_at_a_container_that_is_exiting_answers_not_running(node, cri):
     """ExecSync racing the container's own exit (its shim closing the connection under the exec
     request) answers that the container is not running, never INTERNAL (the fuzzing of the

@@ -34,6 +34,44 @@ def decode(cls: type[M], s: str | None) -> M:
     return m
 
 
+def reject_nul(msg: Message, path: str = "") -> None:
+    """InvalidArgument when a string of the request (at any depth: lists, maps, nested
+    configurations) holds a NUL byte: no name, path, argument or variable can carry one to the
+    kernel, and the request is refused before anything is made."""
+    for f, v in msg.ListFields():
+        where = f"{path}.{f.name}" if path else f.name
+        if f.message_type is not None:
+            if f.message_type.GetOptions().map_entry:
+                vf = f.message_type.fields_by_name["value"]
+                for k, x in v.items():
+                    _check_str(k, f"{where}[{k!r}]")
+                    if vf.message_type is not None:
+                        reject_nul(x, f"{where}[{k!r}]")
+                    else:
+                        _check_str(x, f"{where}[{k!r}]")
+            elif f.is_repeated:
+                for i, x in enumerate(v):
+                    reject_nul(x, f"{where}[{i}]")
+            else:
+                reject_nul(v, where)
+        elif f.type == f.TYPE_STRING:
+            for i, x in enumerate(v) if f.is_repeated else ((None, v),):
+                _check_str(x, where if i is None else f"{where}[{i}]")
+
+
+def _check_str(x: object, where: str) -> None:
+    if isinstance(x, str) and "\0" in x:
+        raise InvalidArgument(f'invalid value for "{where}": contains a NUL character')  # as the Docker API's
+
+
+def protocol_name(value: int) -> str:
+    """A port mapping's protocol as portmap takes it (tcp, udp, sctp)."""
+    try:
+        return pb.Protocol.Name(value).lower()
+    except ValueError:
+        raise InvalidArgument(f"unknown port mapping protocol {value}") from None
+
+
 def _name(*parts: object) -> str:
     """containerd's CRI naming: <pod>_<namespace>_<uid>_<attempt> for a sandbox,
     <container>_<pod>_<namespace>_<uid>_<attempt> for a container."""
@@ -99,12 +137,20 @@ def _user(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext,
     if getattr(sc, "run_as_username", ""):
         user = sc.run_as_username  # type: ignore[union-attr]  # (getattr: the sandbox context has none)
     elif sc.HasField(user_field):
-        user = str(getattr(sc, user_field).value)
+        user = str(_id(user_field, getattr(sc, user_field).value))
     if sc.HasField("run_as_group"):
         if not user:
             raise InvalidArgument("run_as_group is set, but neither run_as_user nor run_as_username")
-        user += f":{sc.run_as_group.value}"
+        user += f":{_id('run_as_group', sc.run_as_group.value)}"
     return user
+
+
+def _id(field: str, value: int) -> int:
+    """A user or group id the kernel takes (refused here, before anything is made: a pod's
+    sandbox would otherwise fail to start after RunPodSandbox answered)."""
+    if not 0 <= value < 2**32 - 1:
+        raise InvalidArgument(f"{field} {value} is not a valid id (0 to {2**32 - 2})")
+    return value
 
 
 def _resources(r: pb.LinuxContainerResources | None, hc: dict[str, Any]) -> None:
@@ -206,7 +252,7 @@ def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_pa
     if linux.sysctls:
         hc["Sysctls"] = dict(linux.sysctls)
     if sc.supplemental_groups:
-        hc["GroupAdd"] = [str(g) for g in sc.supplemental_groups]
+        hc["GroupAdd"] = [str(_id("supplemental_groups", g)) for g in sc.supplemental_groups]
     opts: list[str] = []
     _seccomp(sc, opts)
     _apparmor(sc)
@@ -258,7 +304,7 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
         if sc.readonly_paths:
             hc["ReadonlyPaths"] = list(sc.readonly_paths)
     if sc.supplemental_groups:
-        hc["GroupAdd"] = [str(g) for g in sc.supplemental_groups]
+        hc["GroupAdd"] = [str(_id("supplemental_groups", g)) for g in sc.supplemental_groups]
     _resources(linux.resources if linux.HasField("resources") else None, hc)
     slinux = sandbox_config.linux if sandbox_config.HasField("linux") else None
     if slinux is not None and slinux.cgroup_parent:

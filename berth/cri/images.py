@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from berth.cri import NAMESPACE
 from berth.cri import api_pb2 as pb
-from berth.cri import api_pb2_grpc
+from berth.cri import api_pb2_grpc, convert
 from berth.cri.errors import rpc, unimplemented
 from berth.errors import BerthError, InvalidArgument, NotFound
 
@@ -113,6 +113,7 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
 
     @rpc
     def PullImage(self, request: pb.PullImageRequest, context: grpc.ServicerContext) -> pb.PullImageResponse:
+        convert.reject_nul(request)
         ref = request.image.image
         if not ref:
             raise InvalidArgument("no image given")

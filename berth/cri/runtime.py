@@ -190,6 +190,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def UpdateRuntimeConfig(self, request: pb.UpdateRuntimeConfigRequest,
                             context: grpc.ServicerContext) -> pb.UpdateRuntimeConfigResponse:
+        convert.reject_nul(request)
         cidr = request.runtime_config.network_config.pod_cidr
         if cidr:
             log.info("CRI: pod CIDR %s (the node's CNI configuration decides the pod addresses)", cidr)
@@ -214,6 +215,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def RunPodSandbox(self, request: pb.RunPodSandboxRequest,
                       context: grpc.ServicerContext) -> pb.RunPodSandboxResponse:
+        convert.reject_nul(request)
         config = request.config
         md = config.metadata
         name = convert.sandbox_name(md)
@@ -225,8 +227,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         host_net = convert.ns_options(sc).network == convert.NODE
         ports = [] if host_net else self.net.check_ports(
             [{"hostPort": p.host_port, "containerPort": p.container_port,
-              "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip or ""}
-             for p in config.port_mappings])
+              "protocol": convert.protocol_name(p.protocol), "hostIP": p.host_ip or ""}
+             for p in config.port_mappings if p.host_port > 0])  # as containerd's: no host port, no mapping
         try:
             raise _name_reserved("sandbox", name, self.svc.meta.get_container_by_name(NS, name).id)
         except NotFound:
@@ -237,9 +239,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         try:
             body, meta = convert.sandbox_body(config, image, request.runtime_handler, self.net.netns_path(key), runtime)
         except BaseException:
-            self._busy.discard(key)
             if made:
-                self.net.remove_netns(key)
+                self.net.put_back(key)  # a refused pod leaves the next one its head start
+            self._busy.discard(key)
             raise
         meta["netns_key"] = "" if host_net else key
         # the pod's network namespace and its CNI ADD (plugins exec'd one after the other) are made
@@ -484,6 +486,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def CreateContainer(self, request: pb.CreateContainerRequest,
                         context: grpc.ServicerContext) -> pb.CreateContainerResponse:
+        convert.reject_nul(request)
         sbx = self._find(request.pod_sandbox_id, "sandbox", settle=False)  # its pause may be starting
         config = request.config
         sandbox_config = self._sandbox_config(sbx)
@@ -661,6 +664,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def UpdateContainerResources(self, request: pb.UpdateContainerResourcesRequest,
                                  context: grpc.ServicerContext) -> pb.UpdateContainerResourcesResponse:
+        convert.reject_nul(request)
         rec = self._find(request.container_id, "container")
         from berth.services import execs
         if request.HasField("linux"):
@@ -681,6 +685,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     @rpc
     def ExecSync(self, request: pb.ExecSyncRequest, context: grpc.ServicerContext) -> pb.ExecSyncResponse:
+        convert.reject_nul(request)
         rec = self._find(request.container_id, "container")
         from berth.services import execs
         if not request.cmd:
@@ -705,6 +710,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     @rpc
     def Exec(self, request: pb.ExecRequest, context: grpc.ServicerContext) -> pb.ExecResponse:
+        convert.reject_nul(request)
         rec = self._find(request.container_id, "container")
         if not request.cmd:
             raise InvalidArgument("cmd is empty")
@@ -719,6 +725,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     @rpc
     def Attach(self, request: pb.AttachRequest, context: grpc.ServicerContext) -> pb.AttachResponse:
+        convert.reject_nul(request)
         rec = self._find(request.container_id, "container")
         if not (request.stdin or request.stdout or request.stderr):
             raise InvalidArgument("one of stdin, stdout, or stderr must be set")
@@ -729,6 +736,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     @rpc
     def PortForward(self, request: pb.PortForwardRequest, context: grpc.ServicerContext) -> pb.PortForwardResponse:
+        convert.reject_nul(request)
         rec = self._find(request.pod_sandbox_id, "sandbox")
         if not self.svc.state(rec, paused=False)["Running"]:
             raise FailedPrecondition(f"sandbox {rec.id} is not ready")

@@ -122,6 +122,16 @@ class PodNetwork:
             self._spare, self._making = key, None
             self._spare_lock.notify_all()
 
+    def put_back(self, key: str) -> None:
+        """The spare taken by a pod refused before it used it: the spare again (removed if another
+        was made meanwhile)."""
+        with self._spare_lock:
+            if self._spare is None and self._making is None:
+                self._spare = key
+                self._spare_lock.notify_all()
+                return
+        self.remove_netns(key)
+
     def drop_spare(self) -> None:
         """The spare namespace goes (berthd stops)."""
         with self._spare_lock:
