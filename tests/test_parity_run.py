@@ -671,6 +671,29 @@ def test_errors_match_dockerd(eng, peer):
             d.docker("rm", "-f", "pr-donor")
 
 
+def test_joining_the_ipc_of_a_host_ipc_container_shares_the_hosts_shm_as_dockerd(eng, peer):
+    """--ipc container:X where X has --ipc host: X's /dev/shm is the host's, and so is the
+    joiner's (dockerd's ShmPath of a host-IPC container is /dev/shm); berth bound X's own shm
+    directory, which a host-IPC container has none of: the start failed (found by fuzzing the CRI,
+    where a pod with hostIPC and a container of the pod's IPC is the same case)."""
+    marker = f"berth-ipc-{os.getpid()}"
+    with open(f"/dev/shm/{marker}", "w") as f:
+        f.write("host")
+    outs = []
+    try:
+        for d in (eng, peer):
+            d.docker("run", "-d", "--name", "hi-donor", "--ipc", "host", IMAGE, "sleep", "600", check=True)
+            p = d.docker("run", "--rm", "--ipc", "container:hi-donor", IMAGE, "cat", f"/dev/shm/{marker}")
+            q = d.docker("run", "--rm", "--ipc", "container:hi-donor", IMAGE, "sh", "-c",
+                         "readlink /proc/self/ns/ipc")
+            outs.append((p.returncode, p.out, q.out.strip() == os.readlink("/proc/self/ns/ipc")))
+    finally:
+        for d in (eng, peer):
+            d.docker("rm", "-f", "hi-donor")
+        os.unlink(f"/dev/shm/{marker}")
+    assert outs[0] == outs[1] == (0, "host", True), outs
+
+
 def test_health_and_df_match_dockerd(eng, peer):
     shapes = []
     for d in (eng, peer):

@@ -332,8 +332,11 @@ def apply(svc: ContainerService, ns: str, rec: Container, body: dict[str, Any], 
                                          "options": ["rbind", "rprivate"]}
         elif ipc.startswith("container:"):
             donor, _ = _running(svc, ns, ipc[10:], "ipc")
+            # a host-IPC donor's /dev/shm is the host's (dockerd's ShmPath of such a container)
+            host = ((svc.get(ns, donor).spec_json() or {}).get("HostConfig") or {}).get("IpcMode") == "host"
             mounts[mounts.index(shm)] = {"destination": "/dev/shm", "type": "bind",
-                                         "source": shm_path(svc, donor), "options": ["rbind", "rprivate"]}
+                                         "source": "/dev/shm" if host else shm_path(svc, donor),
+                                         "options": ["rbind", "rprivate"]}
         elif ipc == "shareable":
             # as docker: the /dev/shm of a shareable container is a tmpfs on the host, so others can join it
             path = shm_path(svc, rec.id)
