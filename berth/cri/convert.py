@@ -316,8 +316,9 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
         if not m.host_path or not m.container_path:
             raise InvalidArgument("a mount needs host_path and container_path")
         mode = ["ro" if m.readonly else "rw"]
-        mode.append({pb.PROPAGATION_PRIVATE: "rprivate", pb.PROPAGATION_HOST_TO_CONTAINER: "rslave",
-                     pb.PROPAGATION_BIDIRECTIONAL: "rshared"}[m.propagation])
+        # an unknown propagation is private, as containerd's (which warns)
+        mode.append({pb.PROPAGATION_HOST_TO_CONTAINER: "rslave",
+                     pb.PROPAGATION_BIDIRECTIONAL: "rshared"}.get(m.propagation, "rprivate"))
         src = os.path.realpath(m.host_path)  # a symlink is followed, as the CRI asks
         if not os.path.exists(src):
             raise InvalidArgument(f"failed to mount {m.container_path}: host path {m.host_path} does not exist")

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("berthd")
 NS = NAMESPACE
+MAX_EXEC_TIMEOUT = 10 ** 9  # seconds (~32 years)
 
 
 def _ns_time(s: str | None) -> int:
@@ -500,6 +501,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         log_path = ""
         if sandbox_config.log_directory and config.log_path:
             log_path = os.path.join(sandbox_config.log_directory, config.log_path)
+            if len(log_path.encode()) >= 4096 or any(len(c.encode()) > 255 for c in log_path.split("/")):
+                raise InvalidArgument(f"log path {log_path!r}: file name too long")  # (containerd's start fails)
         cri = self._cri(sbx)
         host_net = not cri.get("netns_key")
         image = config.image.image if not img.config_digest.endswith(config.image.image) else img.config_digest
@@ -691,7 +694,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         if not request.cmd:
             raise InvalidArgument("cmd is empty")
         try:
-            code, out, err = execs.run_sync(self.svc, NS, rec.id, list(request.cmd), request.timeout)
+            # a timeout beyond what a clock can hold (the kubelet's are seconds) is no timeout
+            timeout = request.timeout if 0 < request.timeout < MAX_EXEC_TIMEOUT else 0
+            code, out, err = execs.run_sync(self.svc, NS, rec.id, list(request.cmd), timeout)
         except execs.ExecTimeout as e:
             raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"failed to exec in container: {e}") from None
         return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
@@ -1022,7 +1027,10 @@ def _net_usage(pid: int, now: int) -> pb.NetworkUsage:
 def _signal_name(value: int) -> str:
     """A CRI Signal -> what the services' kill takes ("SIGUSR1", or the number of a real-time one)."""
     import signal
-    name = pb.Signal.Name(value)[len("SIGNAL_"):]
+    try:
+        name = pb.Signal.Name(value)[len("SIGNAL_"):]
+    except ValueError:
+        raise InvalidArgument(f"unknown stop signal {value}") from None
     for prefix, base, sign in (("SIGRTMINPLUS", signal.SIGRTMIN, 1), ("SIGRTMAXMINUS", signal.SIGRTMAX, -1)):
         if name.startswith(prefix):
             return str(int(base) + sign * int(name[len(prefix):]))
