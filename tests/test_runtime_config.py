@@ -633,6 +633,33 @@ def test_unknown_capability_is_a_one_line_error(runtime):
     assert_gone(runtime, cid)
 
 
+def _set(path, value):
+    def mutate(c):
+        o = c
+        for k in path[:-1]:
+            o = o[k]
+        o[path[-1]] = value
+    return mutate
+
+
+@pytest.mark.parametrize("path, value, words", [
+    (("process", "capabilities", "bounding"), [["CAP_CHOWN"]], ["unknown capability"]),
+    (("linux", "namespaces"), [{"type": ["pid"]}], ["unknown namespace type"]),
+    (("linux", "rootfsPropagation"), ["rshared"], ["invalid rootfsPropagation"]),
+    (("process", "rlimits"), [{"type": {"a": 1}, "soft": 1, "hard": 1}], ["unknown rlimit type"]),
+    (("mounts",), [{"destination": "/x", "type": ["tmpfs"]}], ["mounts[0].type", "wrong type"]),
+    (("mounts",), [{"destination": "/x", "type": "tmpfs", "options": [["ro"]]}], ["/x", "options must be strings"]),
+])
+def test_values_of_the_wrong_shape_are_one_line_errors(runtime, path, value, words):
+    """A list or an object where the spec has a string is the config's error in one line, not
+    `internal error: TypeError: unhashable type` (found by fuzzing config.json)."""
+    b = runtime.bundle(mutate=_set(path, value))
+    cid = runtime.new_id()
+    line = one_line_error(runtime("create", "-b", b, cid), *words)
+    assert "internal error" not in line
+    assert_gone(runtime, cid)
+
+
 def test_rlimits(runtime):
     def mutate(c):
         c["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024},

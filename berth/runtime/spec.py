@@ -121,7 +121,7 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
     seen = set()
     for ns in _type(linux.get("namespaces") or [], list, "linux.namespaces"):
         t = ns.get("type") if isinstance(ns, dict) else None
-        if t not in NAMESPACES:
+        if not isinstance(t, str) or t not in NAMESPACES:
             raise InvalidArgument(f"config.json: unknown namespace type {t!r}")
         if t in seen:
             raise InvalidArgument(f"config.json: duplicate namespace type {t!r}")
@@ -157,7 +157,9 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
         if ".." in dest.split("/"):
             raise InvalidArgument(f"config.json: mount destination {dest!r} contains '..'")
         opts = _type(m.get("options") or [], list, f"mounts[{i}].options")
-        mtype = m.get("type") or ""
+        if not all(isinstance(o, str) for o in opts):
+            raise InvalidArgument(f"config.json: mount {dest}: options must be strings")
+        mtype = _type(m.get("type") or "", str, f"mounts[{i}].type")
         if mtype == "bind" or "bind" in opts or "rbind" in opts:
             src = m.get("source")
             if not isinstance(src, str) or not src:
@@ -171,7 +173,7 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
             raise InvalidArgument(f"config.json: mount {dest}: unknown filesystem type {mtype!r}")
 
     rp = linux.get("rootfsPropagation")
-    if rp and rp not in ROOTFS_PROPAGATION:
+    if rp and (not isinstance(rp, str) or rp not in ROOTFS_PROPAGATION):
         raise InvalidArgument(f"config.json: invalid rootfsPropagation {rp!r}")
     for key in ("maskedPaths", "readonlyPaths"):
         for p in _type(linux.get(key) or [], list, f"linux.{key}"):
@@ -271,10 +273,10 @@ def validate_process(process: dict[str, Any]) -> dict[str, Any]:
         if setname not in ("bounding", "effective", "inheritable", "permitted", "ambient"):
             raise InvalidArgument(f"config.json: unknown capability set {setname!r}")
         for n in _type(names or [], list, f"process.capabilities.{setname}"):
-            if n not in caps.NUMBERS:
+            if not isinstance(n, str) or n not in caps.NUMBERS:
                 raise InvalidArgument(f"config.json: unknown capability {n!r}")
     for r in _type(process.get("rlimits") or [], list, "process.rlimits"):
-        if not isinstance(r, dict) or r.get("type") not in RLIMITS:
+        if not isinstance(r, dict) or not isinstance(r.get("type"), str) or r["type"] not in RLIMITS:
             raise InvalidArgument(f"config.json: unknown rlimit type {r.get('type') if isinstance(r, dict) else r!r}")
         if not isinstance(r.get("soft"), int) or not isinstance(r.get("hard"), int):
             raise InvalidArgument(f"config.json: rlimit {r['type']} needs integer soft and hard values")
