@@ -471,6 +471,30 @@ def test_invalid_reference_refused_before_io(d):
         assert "reference" in line and "connect" not in line, (args, line)
 
 
+@pytest.mark.skipif(not shutil.which("docker"), reason="the docker CLI is not installed")
+def test_run_flag_values_refused_in_the_docker_clis_words(d):
+    """Values of --ulimit, --blkio-weight-device, --add-host and size flags that the flag's syntax
+    refuses: the docker CLI's own message, before any I/O (both given a daemon address where
+    nothing listens). These were `internal error: ValueError`, or (--add-host) an error of the
+    start after a create that worked (found by fuzzing `berth run`'s flags)."""
+    cases = [["--blkio-weight-device", "bogus"], ["--blkio-weight-device", "de:ad"],
+             ["--blkio-weight-device", "/dev/null"], ["--blkio-weight-device", "/dev/sda:5"],
+             ["--ulimit", "0-1"], ["--ulimit", "type=tmpfs"], ["--ulimit", "nofile=a:b"], ["--ulimit", "nofile=5:1"],
+             ["--ulimit", "nofile=1:"], ["--ulimit", "nofile=1:2:3"], ["--ulimit", "nofile=99999999999999999999"],
+             ["--io-maxbandwidth", "10.0.0.1"], ["--memory", "1.2.3"], ["--shm-size", "bogus"],
+             ["--add-host", "/"], ["--add-host", "h:"], ["--add-host", ":1.2.3.4"], ["--add-host", "h:1.2.3"]]
+    for flags in cases:
+        ours = subprocess_run([BERTH, "-H", "unix:///nonexistent/berth.sock", "run", *flags, "busybox", "true"], d.env())
+        env = dict(d.env(), DOCKER_HOST="unix:///nonexistent/docker.sock")
+        theirs = subprocess_run(["docker", "run", *flags, "busybox", "true"], env)
+        line = one_line_error(ours)
+        assert theirs.returncode == 125 and line == "berth: " + theirs.err.strip().splitlines()[0], (flags, line, theirs.err)
+    # and values docker takes are taken
+    p = d.berth("run", "--rm", "--ulimit", "nofile=512:1024", "--ulimit", "nproc=300", "busybox-layers:1", "sh", "-c",
+                "ulimit -n; ulimit -Hn; ulimit -u")
+    assert p.out.split() == ["512", "1024", "300"], p.err
+
+
 def test_unknown_command_and_flags(d):
     line = one_line_error(d.berth("frobnicate"))
     assert "frobnicate" in line

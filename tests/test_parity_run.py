@@ -694,6 +694,30 @@ def test_joining_the_ipc_of_a_host_ipc_container_shares_the_hosts_shm_as_dockerd
     assert outs[0] == outs[1] == (0, "host", True), outs
 
 
+def test_bad_extra_hosts_are_refused_at_create_as_dockerd(eng, peer):
+    """POST /containers/create with a malformed ExtraHosts entry: 400 and dockerd's words from
+    both (berth created the container and failed its start)."""
+    import http.client
+    import socket as socketmod
+
+    def create(sock, extra):
+        c = http.client.HTTPConnection("localhost", timeout=60)
+        c.sock = socketmod.socket(socketmod.AF_UNIX)
+        c.sock.connect(sock)
+        c.request("POST", "/v1.41/containers/create", json.dumps(
+            {"Image": IMAGE, "Cmd": ["true"], "HostConfig": {"ExtraHosts": [extra], "NetworkMode": "none"}}),
+            {"Content-Type": "application/json"})
+        r = c.getresponse()
+        body = json.loads(r.read() or b"{}")
+        c.close()
+        return r.status, body.get("message", "")
+
+    for extra in ("/", "h:", ":1.2.3.4", "h:1.2.3", "h:not-an-ip"):
+        ours, theirs = create(eng.sock, extra), create(peer.sock, extra)
+        assert ours == theirs and ours[0] == 400, (extra, ours, theirs)
+    assert not eng.berth("ps", "-aq", check=True).out.split()  # nothing was made
+
+
 def test_health_and_df_match_dockerd(eng, peer):
     shapes = []
     for d in (eng, peer):

@@ -44,11 +44,8 @@ def _body(a):
         hc["CpuShares"] = a.cpu_shares
     if a.pids_limit:
         hc["PidsLimit"] = a.pids_limit
-    ulimits = []
-    for u in a.ulimit:
-        name, _, vals = u.partition("=")
-        soft, _, hard = vals.partition(":")
-        ulimits.append({"Name": name, "Soft": int(soft), "Hard": int(hard or soft)})
+    from berth.cli import runflags
+    ulimits = [runflags.ulimit(u) for u in a.ulimit]
     if ulimits:
         hc["Ulimits"] = ulimits
     if a.log_opt:

@@ -88,6 +88,13 @@ def apply(a, body):
         hc["PortBindings"] = bindings
     if a.publish_all:
         hc["PublishAllPorts"] = True
+    if a.add_host:  # checked here as the docker CLI does, before anything is sent
+        from berth.services.container_net import parse_extra_host
+        for h in a.add_host:
+            try:
+                parse_extra_host(h)
+            except BerthError as e:
+                raise BerthError(f'invalid argument "{h}" for "--add-host" flag: {e.message}') from None
     for k, v in (("Dns", a.dns), ("DnsSearch", a.dns_search), ("DnsOptions", a.dns_option),
                  ("ExtraHosts", a.add_host)):
         if v:

@@ -127,7 +127,64 @@ def ram(flag, s):
         raise BerthError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'")
     mult = {None: 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}[
         m.group(2).lower() if m.group(2) else None]
-    return int(float(m.group(1)) * mult)
+    try:
+        return int(float(m.group(1)) * mult)
+    except ValueError:  # "10.0.0.1": the pattern takes it, the number does not (as docker's)
+        raise BerthError(f"invalid argument \"{s}\" for \"{flag}\" flag: strconv.ParseFloat: parsing "
+                         f"\"{m.group(1)}\": invalid syntax") from None
+
+
+def _parse_int(s):
+    """Go's strconv.ParseInt(s, 10, 64), with its error words."""
+    import re
+    if not re.fullmatch(r"[+-]?[0-9]+", s):
+        raise ValueError(f"strconv.ParseInt: parsing \"{s}\": invalid syntax")
+    v = int(s)
+    if not -(1 << 63) <= v < 1 << 63:
+        raise ValueError(f"strconv.ParseInt: parsing \"{s}\": value out of range")
+    return v
+
+
+ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
+           "rtprio", "rttime", "sigpending", "stack")
+
+
+def ulimit(value):
+    """docker's ParseUlimit: name=soft[:hard] -> the API's {Name, Soft, Hard}, its flag errors."""
+    def bad(why):
+        return BerthError(f"invalid argument \"{value}\" for \"--ulimit\" flag: {why}")
+    name, eq, vals = value.partition("=")
+    if not eq:
+        raise bad(f"invalid ulimit argument: {value}")
+    if name not in ULIMITS:
+        raise bad(f"invalid ulimit type: {name}")
+    parts = vals.split(":")
+    if len(parts) > 2:
+        raise bad(f"too many limit value arguments - {vals}, can only have up to two, `soft[:hard]`")
+    try:
+        hard = _parse_int(parts[1]) if len(parts) == 2 else None
+        soft = _parse_int(parts[0])
+    except ValueError as e:
+        raise bad(str(e)) from None
+    hard = soft if hard is None else hard
+    if hard != -1 and soft > hard:
+        raise bad(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
+    return {"Name": name, "Soft": soft, "Hard": hard}
+
+
+def weight_device(value):
+    """docker's ValidateWeightDevice: /dev/path:weight (10 to 1000, or 0), its flag errors."""
+    def bad(why):
+        return BerthError(f"invalid argument \"{value}\" for \"--blkio-weight-device\" flag: {why}: {value}")
+    path, sep, w = value.partition(":")
+    if not sep:
+        raise bad("bad format")
+    if not path.startswith("/dev/"):
+        raise bad("bad format for device path")
+    import re
+    if not re.fullmatch(r"[0-9]+", w) or int(w) >= 1 << 16 or 0 < int(w) < 10 or int(w) > 1000:
+        raise bad("invalid weight for device")
+    return {"Path": path, "Weight": int(w)}
 
 
 def _ram_or_unlimited(flag, s):
@@ -218,8 +275,7 @@ def apply(a, body, interactive_tty_check=True):
     if a.cpuset_mems:
         hc["CpusetMems"] = a.cpuset_mems
     if a.blkio_weight_device:
-        hc["BlkioWeightDevice"] = [{"Path": p, "Weight": int(w)} for p, _, w in
-                                   (x.rpartition(":") for x in a.blkio_weight_device)]
+        hc["BlkioWeightDevice"] = [weight_device(x) for x in a.blkio_weight_device]
     for flag, key, iops in (("device-read-bps", "BlkioDeviceReadBps", False),
                             ("device-write-bps", "BlkioDeviceWriteBps", False),
                             ("device-read-iops", "BlkioDeviceReadIOps", True),

@@ -45,9 +45,25 @@ def requested_networks(spec_body: dict[str, Any]) -> list[tuple[str, dict[str, A
     return out
 
 
+def parse_extra_host(h: str) -> tuple[str, str]:
+    """An --add-host entry, host:ip or host=ip -> (host, ip or "host-gateway"); docker's words for
+    a bad one (dockerd refuses it at create)."""
+    name, sep, ip = h.partition("=") if "=" in h else h.partition(":")
+    if not sep or not name:
+        raise InvalidArgument(f'bad format for add-host: "{h}"')
+    if ip != "host-gateway":
+        try:
+            ip = str(ipaddress.ip_address(ip.strip().removeprefix("[").removesuffix("]")))
+        except ValueError:
+            raise InvalidArgument(f'invalid IP address in add-host: "{ip}"') from None
+    return name, ip
+
+
 def check(networks: NetworkService, ns: str, spec_body: dict[str, Any]) -> None:
     """At create: the networks exist and the options fit them (docker's create-time errors)."""
     hc = spec_body.get("HostConfig") or {}
+    for h in hc.get("ExtraHosts") or []:
+        parse_extra_host(h)
     mode = network_mode(hc)
     if mode.startswith("container:") and not mode[len("container:"):]:
         raise InvalidArgument("--network container: needs a container name or id")
@@ -355,16 +371,10 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
             pass
     gateway = next((e.get("Gateway") for e in endpoints if e.get("Gateway")), "")
     for h in hc.get("ExtraHosts") or []:
-        name, sep, ip = h.partition(":") if "=" not in h else h.partition("=")
-        if not sep or not name:
-            raise InvalidArgument(f"invalid --add-host {h!r}: expected host:ip")
+        name, ip = parse_extra_host(h)
         if ip == "host-gateway":
             ip = gateway or "127.0.0.1"
-        try:
-            ipaddress.ip_address(ip.strip("[]"))
-        except ValueError:
-            raise InvalidArgument(f"invalid IP address in add-host: {ip!r}") from None
-        lines.append(f"{ip.strip('[]')}\t{name}")
+        lines.append(f"{ip}\t{name}")
     if not host:
         domain = spec_body.get("Domainname")
         full = f"{hostname}.{domain} {hostname}" if domain else hostname
