@@ -718,6 +718,25 @@ def test_bad_extra_hosts_are_refused_at_create_as_dockerd(eng, peer):
     assert not eng.berth("ps", "-aq", check=True).out.split()  # nothing was made
 
 
+def test_exec_that_cannot_start_exits_126_as_dockerd(eng, peer):
+    """An exec whose process cannot start (a relative or missing working directory, a missing
+    binary): exit 126 and an "OCI runtime exec failed" line from both engines; the exec's
+    inspect says 126. berth's exited 137 (the exec looked killed) for the working directories
+    (found by fuzzing the CLI's flags)."""
+    seen = []
+    for d in (eng, peer):
+        d.docker("run", "-d", "--name", "ex-126", IMAGE, "sleep", "600", check=True)
+        try:
+            row = []
+            for args in (["-w", "rel"], ["-w", "/nonexist"], []):
+                p = d.docker("exec", *args, "ex-126", *(["pwd"] if args else ["/nonexist"]))
+                row.append((p.returncode, "OCI runtime exec failed" in p.out + p.err))
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", "ex-126")
+    assert seen[0] == seen[1] == [(126, True)] * 3, seen
+
+
 def test_health_and_df_match_dockerd(eng, peer):
     shapes = []
     for d in (eng, peer):

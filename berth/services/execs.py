@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from berth.errors import FailedPrecondition, InvalidArgument, NotFound
+from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
 from berth.shim import protocol as proto
 from berth.shim.client import ShimGone
 
@@ -162,10 +162,11 @@ class ExecService:
             sock, reply = self.containers.shim(inst.container).open(req)
         except ShimGone:
             raise FailedPrecondition(f"container {inst.container} is not running") from None
-        except (NotFound, FailedPrecondition) as e:
+        except BerthError as e:  # the runtime could not start it (no such binary, a bad working dir...)
             inst.exit_code = 126
+            why = e.message.removeprefix("config.json: ")
             raise InvalidArgument(f"OCI runtime exec failed: exec failed: unable to start container process: "
-                                  f"{e.message}: unknown") from None
+                                  f"{why}: unknown") from None
         finally:
             inst.extra["running"].set()  # a resize may go to its pty now (or fail at once)
         inst.pid = int(reply.get("pid") or 0)
