@@ -12,7 +12,7 @@ BERTH = os.path.join(REPO, "berth")
 
 # what a client may import: its own packages, the shared pure ones (dockerfile: the build context's
 # .dockerignore), and berth.archive (cp's host side) with the in-root paths it stands on
-CLIENT_OK = ("berth.cli", "berth.client", "berth.errors", "berth.oci", "berth.fastjson", "berth.units",
+CLIENT_OK = ("berth.cli", "berth.client", "berth.errors", "berth.oci", "berth.fastjson", "berth.units", "berth.opts",
              "berth.__version__", "berth.dockerfile", "berth.archive", "berth.linux.paths",
              "berth.linux.syscalls")
 

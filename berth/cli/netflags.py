@@ -89,7 +89,7 @@ def apply(a, body):
     if a.publish_all:
         hc["PublishAllPorts"] = True
     if a.add_host:  # checked here as the docker CLI does, before anything is sent
-        from berth.services.container_net import parse_extra_host
+        from berth.opts import parse_extra_host
         for h in a.add_host:
             try:
                 parse_extra_host(h)

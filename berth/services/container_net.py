@@ -3,10 +3,10 @@ published ports, /etc/hosts, /etc/hostname and /etc/resolv.conf, and the embedde
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
+from berth.opts import parse_extra_host
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
@@ -43,20 +43,6 @@ def requested_networks(spec_body: dict[str, Any]) -> list[tuple[str, dict[str, A
     out = [] if spec_body.get(DETACHED) else [(mode, first or {})]
     out += [(k, v or {}) for k, v in eps.items() if k not in ("bridge", "default") or mode != "bridge"]
     return out
-
-
-def parse_extra_host(h: str) -> tuple[str, str]:
-    """An --add-host entry, host:ip or host=ip -> (host, ip or "host-gateway"); docker's words for
-    a bad one (dockerd refuses it at create)."""
-    name, sep, ip = h.partition("=") if "=" in h else h.partition(":")
-    if not sep or not name:
-        raise InvalidArgument(f'bad format for add-host: "{h}"')
-    if ip != "host-gateway":
-        try:
-            ip = str(ipaddress.ip_address(ip.strip().removeprefix("[").removesuffix("]")))
-        except ValueError:
-            raise InvalidArgument(f'invalid IP address in add-host: "{ip}"') from None
-    return name, ip
 
 
 def check(networks: NetworkService, ns: str, spec_body: dict[str, Any]) -> None:
