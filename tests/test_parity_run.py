@@ -737,6 +737,16 @@ def test_exec_that_cannot_start_exits_126_as_dockerd(eng, peer):
     assert seen[0] == seen[1] == [(126, True)] * 3, seen
 
 
+def test_list_filters_unknown_to_the_engine_are_refused_even_with_nothing_to_list(eng, peer):
+    """`ps --filter bogus=1` fails with no container at all, as dockerd's (berthd checked the
+    keys container by container: with none, it answered an empty list); the lists of images,
+    volumes and networks did already."""
+    for args in (["ps", "-a"], ["images"], ["volume", "ls"], ["network", "ls"]):
+        ours, theirs = (d.docker(*args, "--filter", "bogus=1") for d in (eng, peer))
+        assert ours.returncode == theirs.returncode == 1, (args, ours.err, theirs.err)
+        assert _daemon_error(ours).lower() == _daemon_error(theirs).lower(), args  # (20.10: "Invalid filter")
+
+
 def test_health_and_df_match_dockerd(eng, peer):
     shapes = []
     for d in (eng, peer):

@@ -825,6 +825,9 @@ class ContainerService:
 
     def list(self, ns: str, all_: bool = False, filters: dict | None = None, limit: int = -1) -> list:
         filters = filters or {}
+        for key in filters:  # refused whether or not there is a container to match (as dockerd)
+            if key not in _FILTERS:
+                raise InvalidArgument(f"invalid filter {key!r}")
         out = []
         from berth.services.health import annotate
         for rec in self.meta.list_containers(ns):
@@ -1099,6 +1102,9 @@ def _status_text(st: dict[str, Any]) -> str:
     if st["Status"] == "exited":
         return f"Exited ({st['ExitCode']}) {human_duration(time.time() - _parse_time(st['FinishedAt']))} ago"
     return "Created"
+
+
+_FILTERS = ("status", "name", "id", "label", "ancestor", "volume", "health", "exited")  # what _match knows
 
 
 def _match(filters: dict[str, Any], item: dict[str, Any], rec: Container, st: dict[str, Any]) -> bool:
