@@ -747,6 +747,39 @@ def test_list_filters_unknown_to_the_engine_are_refused_even_with_nothing_to_lis
         assert _daemon_error(ours).lower() == _daemon_error(theirs).lower(), args  # (20.10: "Invalid filter")
 
 
+def test_ps_filters_before_since_network_publish_expose_match_dockerd(eng, peer):
+    """`ps -a --filter` before=, since=, network=, publish= (a host port) and expose= (a
+    container port) (berthd refused them as unknown filters): the same containers from both
+    engines."""
+    import random as rnd
+    port = rnd.randint(20000, 40000)
+    seen = []
+    for d in (eng, peer):
+        d.docker("network", "create", "pf-a", check=True)
+        d.docker("network", "create", "pf-b", check=True)
+        try:
+            d.docker("run", "-d", "--name", "pf1", "--network", "pf-a", "-p", f"127.0.0.1:{port}:80", IMAGE, "sleep", "600",
+                     check=True)
+            time.sleep(1.1)  # (creation times a second apart: dockerd's are finer than berth's listing)
+            d.docker("run", "-d", "--name", "pf2", "--network", "pf-b", "--expose", "90", IMAGE, "sleep", "600", check=True)
+            time.sleep(1.1)
+            d.docker("run", "--name", "pf3", "--network", "none", IMAGE, "true", check=True)
+            row = []
+            for f in (["before=pf3"], ["since=pf1"], ["before=pf3", "since=pf1"], ["network=pf-a"], ["network=pf-b"],
+                      ["publish=80"], [f"publish={port}"], [f"publish={port}/tcp"], [f"publish={port - 1}-{port + 1}"],
+                      [f"publish={port}/udp"], ["expose=80"], ["expose=90"], ["expose=89-91/tcp"], ["network=nope"]):
+                p = d.docker("ps", "-a", *[x for v in f for x in ("--filter", v)], "--format", "{{.Names}}")
+                row.append((f, p.returncode, sorted(p.out.split())))
+            p = d.docker("ps", "-a", "--filter", "before=no-such-ctr")
+            row.append(("before=no-such-ctr", p.returncode, _daemon_error(p)))
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", "pf1", "pf2", "pf3")
+            d.docker("network", "rm", "pf-a", "pf-b")
+    assert seen[0] == seen[1], (seen[0], seen[1])
+    assert seen[0][3][2] == ["pf1"] and seen[0][2][2] == ["pf2"]  # (the filters did filter)
+
+
 def test_health_and_df_match_dockerd(eng, peer):
     shapes = []
     for d in (eng, peer):

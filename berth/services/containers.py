@@ -828,9 +828,13 @@ class ContainerService:
         for key in filters:  # refused whether or not there is a container to match (as dockerd)
             if key not in _FILTERS:
                 raise InvalidArgument(f"invalid filter {key!r}")
+        # before= / since=: containers made before / after the one named (it must exist)
+        after, before = _bounds(self, ns, filters)
         out = []
         from berth.services.health import annotate
         for rec in self.meta.list_containers(ns):
+            if not after < rec.created_at < before:
+                continue
             st = annotate(self, rec, self.state(rec))  # + State.Health
             if not all_ and not st["Running"] and not filters.get("status"):
                 continue
@@ -1104,7 +1108,43 @@ def _status_text(st: dict[str, Any]) -> str:
     return "Created"
 
 
-_FILTERS = ("status", "name", "id", "label", "ancestor", "volume", "health", "exited")  # what _match knows
+_FILTERS = ("status", "name", "id", "label", "ancestor", "volume", "health", "exited", "network", "publish",
+            "expose", "before", "since")  # what _match and _bounds know
+
+
+def _values(v: Any) -> list[str]:
+    return [k for k, on in v.items() if on] if isinstance(v, dict) else list(v)
+
+
+def _bounds(svc: ContainerService, ns: str, filters: dict[str, Any]) -> tuple[float, float]:
+    """(after, before): the creation times a listed container lies strictly between."""
+    after, before = float("-inf"), float("inf")
+    for key in ("since", "before"):
+        for ref in _values(filters.get(key) or []):
+            try:
+                t = svc.get(ns, ref).created_at
+            except NotFound:
+                raise NotFound(f"no such container {ref}") from None  # dockerd's words here
+            after, before = (max(after, t), before) if key == "since" else (after, min(before, t))
+    return after, before
+
+
+def _ports_match(ports: list[dict[str, Any]], key: str, values: list[str]) -> bool:
+    """publish= / expose= <port>[/<proto>] or <from>-<to>[/<proto>], as dockerd 20.10 matches them
+    (checked side by side): publish a host port a container port is published on, expose a
+    container port that is exposed or published."""
+    field = "PublicPort" if key == "publish" else "PrivatePort"
+    for v in values:
+        port, _, proto = v.partition("/")
+        lo, _, hi = port.partition("-")
+        try:
+            lo_i, hi_i = int(lo), int(hi or lo)
+        except ValueError:
+            raise InvalidArgument(f"invalid filter '{key}={v}'") from None
+        for p in ports:
+            if p.get(field) and lo_i <= int(p[field]) <= hi_i and (p.get("Type") or "tcp") == (proto or "tcp"):
+                return True
+    return False
 
 
 def _match(filters: dict[str, Any], item: dict[str, Any], rec: Container, st: dict[str, Any]) -> bool:
@@ -1139,6 +1179,15 @@ def _match(filters: dict[str, Any], item: dict[str, Any], rec: Container, st: di
         elif key == "exited":
             if st["Status"] != "exited" or str(st["ExitCode"]) not in values:
                 return False
+        elif key == "network":  # a network's name or id, as dockerd
+            nets = item["NetworkSettings"]["Networks"] or {}
+            if not any(v == name or v and v == (ep or {}).get("NetworkID") for v in values for name, ep in nets.items()):
+                return False
+        elif key in ("publish", "expose"):
+            if not _ports_match(item["Ports"], key, values):
+                return False
+        elif key in ("before", "since"):
+            pass  # (_bounds)
         else:
             raise InvalidArgument(f"invalid filter {key!r}")
     return True
