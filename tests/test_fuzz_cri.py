@@ -17,9 +17,8 @@ import random
 import time
 
 import pytest
-from daemon_fixtures import DATA
 from google.protobuf import descriptor
-from test_cri import Node
+from test_cri import node  # noqa: F401 (the node: a berthd with the pause and busybox images, this module's own)
 
 grpc = pytest.importorskip("grpc")
 from berth.cri import api_pb2 as pb  # noqa: E402
@@ -37,15 +36,6 @@ STRINGS = ["", "x", "../../etc/passwd", "a" * 300, "a\0b", "sha256:", "sha256:" 
 PULL_REFS = ["127.0.0.1:1/fz:1", "127.0.0.1:1/fz@sha256:" + "0" * 64, "", "UPPER/x", "a\0b", "::", "x" * 300]
 INTS = [0, 1, -1, 2 ** 31 - 1, -2 ** 31, 2 ** 62, -2 ** 62, 65536, 100]
 UINTS = [0, 1, 2 ** 32 - 1, 65536, 2 ** 63]
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    n = Node(tmp_path_factory.mktemp("fuzzcri")).start()
-    for archive in ("pause.oci.tar", "busybox-layers.oci.tar"):
-        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, archive), check=True)
-    yield n
-    n.cleanup()
 
 
 class Fuzzer:

@@ -1148,9 +1148,8 @@ def _ports_match(ports: list[dict[str, Any]], key: str, values: list[str]) -> bo
 
 
 def _match(filters: dict[str, Any], item: dict[str, Any], rec: Container, st: dict[str, Any]) -> bool:
-    for key, values in filters.items():
-        if isinstance(values, dict):
-            values = [k for k, v in values.items() if v]
+    for key, raw in filters.items():
+        values = _values(raw)
         if key == "status":
             if st["Status"] not in values:
                 return False
