@@ -25,7 +25,16 @@ def d(tmp_path_factory):
     if RUNSC:
         extra += f'[runtimes.runsc]\npath = "{RUNSC}"\n'
     extra += '[runtimes.broken]\npath = "/bin/false"\n'
-    dm = Daemon(tmp_path_factory.mktemp("core"), extra_config=extra)
+    base = tmp_path_factory.mktemp("core")
+    # runc, whose delete takes a second; what it is asked is written to slow-runc.log
+    script = os.path.join(base, "slow-runc")
+    with open(script, "w") as f:
+        f.write(f'#!/bin/sh\nlog={base}/slow-runc.log\nfor a; do case "$a" in\n'
+                '  delete) echo delete >> "$log"; sleep 1; runc "$@"; rc=$?; echo deleted >> "$log"; exit $rc;;\n'
+                '  create|run) echo "$a" >> "$log"; exec runc "$@";;\nesac; done\nexec runc "$@"\n')
+    os.chmod(script, 0o755)
+    extra += f'[runtimes.slow-runc]\npath = "{script}"\n'
+    dm = Daemon(base, extra_config=extra)
     dm.start()
     dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
     yield dm
@@ -100,6 +109,27 @@ def test_kill_returns_once_the_exit_is_recorded(c):
     assert status == 204, body
     st = inspect(c, cid)["State"]  # at once, no waiting
     assert st["Status"] == "exited" and st["ExitCode"] == 137 and not st["Running"] and st["Pid"] == 0
+
+
+def test_a_stop_is_answered_before_the_runtimes_delete_and_the_next_start_waits_for_it(c):
+    """The exit is recorded (and the stop answered) as soon as the shim reaps the process; the
+    runtime's delete of that run (here a runc whose delete takes a second) comes after, and the
+    container's next start, or its removal, waits for it: never two runs of one id at once."""
+    log = os.path.join(c.base, "slow-runc.log")
+    cid = c.berth("run", "-d", "--runtime", "slow-runc", "--network", "none", IMG, "sleep", "60",
+                  check=True).out.strip()
+    c.berth("stop", "-t", "0", cid, check=True)
+    assert inspect(c, cid)["State"]["Status"] == "exited"
+    with open(log) as f:
+        assert "deleted" not in f.read().split()  # the stop did not wait for the delete
+    c.berth("start", cid, check=True)
+    with open(log) as f:
+        assert f.read().split()[-3:] == ["delete", "deleted", "create"]
+    assert inspect(c, cid)["State"]["Running"]
+    c.berth("rm", "-f", cid, check=True)
+    with open(log) as f:
+        assert f.read().split()[-2:] == ["delete", "deleted"]  # the removal waited for it too
+    os.unlink(log)
 
 
 def test_kill_of_a_stopped_container_is_a_conflict(c):
@@ -223,7 +253,9 @@ def test_runsc_exec_logs_and_exit_codes(c):
     c.berth("kill", cid, check=True)
     assert inspect(c, cid)["State"]["Status"] == "exited"
     # runsc leaves the container's cgroup directories behind: the shim removes them once empty
-    assert not [h for h in os.listdir("/sys/fs/cgroup") if os.path.isdir(f"/sys/fs/cgroup/{h}/berth/{cid}")]
+    # (after the exit is recorded: with runsc's delete)
+    wait_for(lambda: not [h for h in os.listdir("/sys/fs/cgroup") if os.path.isdir(f"/sys/fs/cgroup/{h}/berth/{cid}")],
+             10, "the container's cgroups to go")
     p = c.berth("run", "--rm", "--runtime", "runsc", "--network", "none", IMG, "nosuchcommand", timeout=120)
     assert p.returncode in (125, 127) and p.err.strip()
     p = c.berth("run", "--rm", "--runtime", "runsc", "--network", "none", IMG, "sh", "-c", "exit 5", timeout=120)

@@ -134,6 +134,7 @@ class ContainerService:
         self.user_stops: set[str] = set()  # ids stopped by a user, the flag not yet in their record (mark_stopped_by_user)
         self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
         self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
+        self._shim_ends: dict[str, _ShimEnd] = {}  # id -> the events channel of its run that exited, until the shim closes it
         self._records_of: dict[str, tuple[int, builtins.list[Container]]] = {}  # namespace -> (store generation, records)
         # Set by a front end whose containers come in groups (the CRI: pods). shim_group(rec) ->
         # None: a shim of its own; "": a shim that hosts the group's other containers (a pod's
@@ -361,6 +362,7 @@ class ContainerService:
         sd = self.sdir(rec.id)
         os.makedirs(sd, mode=0o711, exist_ok=True)
         rt = self.runtime(rec)
+        self.shim_ended(rec.id)  # the last run's shim has deleted its runtime state
         if rt.has_state(rec.id):
             try:
                 rt.delete(rec.id, force=True)  # whatever a dead shim left
@@ -738,6 +740,7 @@ class ContainerService:
             from berth.services import runopts
             runopts.release(self, rec.id)  # a shareable /dev/shm
             rt = self.runtime(rec)
+            self.shim_ended(rec.id)  # its last run's shim has deleted its runtime state
             if rt.has_state(rec.id):
                 try:
                     rt.delete(rec.id, force=True)
@@ -814,6 +817,22 @@ class ContainerService:
         """At daemon start: delete what a killed berthd's removals had left to delete."""
         for d in self._trash_dirs:
             self.trash.sweep(d)
+
+    def shim_ending(self, cid: str, channel: EventChannel) -> _ShimEnd:
+        """A run's exit was heard on channel: its shim deletes the run's runtime state next, then
+        closes the channel (berth.shim.shim.Shim._finish)."""
+        end = self._shim_ends[cid] = _ShimEnd(channel)
+        return end
+
+    def shim_ended(self, cid: str, end: _ShimEnd | None = None, timeout: float = 10.0) -> None:
+        """Wait until the shim of the container's last run (or of the run of end) has deleted
+        that run's runtime state (up to timeout s: a shim that hangs there is not waited for
+        longer; what it left is deleted by whoever needs the place, as a dead shim's)."""
+        end = end or self._shim_ends.get(cid)
+        if end is not None:
+            end.wait(timeout)
+            if self._shim_ends.get(cid) is end:
+                self._shim_ends.pop(cid, None)
 
     def close_detached(self, cid: str) -> None:
         """Let the kernel tear down the rootfs cleanup_exited(hold=True) unmounted."""
@@ -1022,6 +1041,24 @@ class _Prelaunch:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.result: tuple[EventChannel, proto.StartResult, bool] | None = None  # (channel, result, in place)
+
+
+class _ShimEnd:
+    """The events channel of a run whose exit was heard, until its shim closes it; whoever waits
+    first reads it to its end, the others wait for that one."""
+
+    def __init__(self, channel: EventChannel) -> None:
+        self.channel = channel
+        self.lock = threading.Lock()
+        self.done = False
+
+    def wait(self, timeout: float) -> None:
+        with self.lock:
+            if not self.done:
+                self.done = True
+                if not self.channel.wait_closed(timeout):
+                    log.warning("a container's shim did not end within %.0f s of its exit", timeout)
+                self.channel.close()
 
 
 class _Users(list):

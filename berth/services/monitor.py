@@ -77,16 +77,22 @@ class Monitor:
                     self.on_exec_exit(ns, cid, ev)
                 except Exception:  # noqa: BLE001 - the container's exit must still be heard
                     log.exception("container %s: after an exec's exit", cid[:12])
+        end = None
         try:
             ev = channel.next_exit(exec_exit)
+            if ev is not None:  # the shim deletes the run's runtime state now, then closes the channel
+                end = self.c.shim_ending(cid, channel)
         finally:
-            channel.close()
+            if end is None:
+                channel.close()
         try:
             self.exited(ns, cid, ev)
         except BerthError as e:
             log.warning("container %s: after its exit: %s", cid[:12], e)
         except Exception:  # noqa: BLE001
             log.exception("container %s: after its exit", cid[:12])
+        if end is not None:
+            self.c.shim_ended(cid, end)  # the channel is not left open (a restart or removal may have read it already)
 
     def _shim_lost(self, rec) -> None:
         """The shim went without telling the exit (killed): nobody holds the container any more;

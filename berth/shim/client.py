@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from typing import Callable
 
 from berth.errors import FailedPrecondition, SystemError_
@@ -222,6 +223,23 @@ class EventChannel:
                 continue
             if ev.get("event") == "exit" or "exit_code" in ev:
                 return p.from_dict(p.ExitEvent, ev)
+
+    def wait_closed(self, timeout: float) -> bool:
+        """After the exit: block until the shim closes the channel (it has deleted the run's
+        runtime state then), up to timeout s; False when it did not."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.sock.settimeout(left)
+                if not self.sock.recv(4096):
+                    return True
+        except socket.timeout:
+            return False
+        except OSError:
+            return True  # reset, or closed here: nothing more comes from it
 
     def close(self) -> None:
         try:

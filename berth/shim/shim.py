@@ -1012,17 +1012,22 @@ class Shim:
         os.rename(tmp, os.path.join(self.state_dir, "shim.json"))
 
     def _finish(self) -> None:
-        """The container has exited and its output is drained: the runtime's state and our socket
-        go first (a restart may start the next shim at once), then berthd hears the exit."""
+        """The container has exited and its output is drained: our socket goes (nobody new
+        reaches this run), berthd hears the exit, then the runtime's state goes (the container's
+        cgroup, its state directory; `runc delete` for a runtime binary), and only then do
+        berthd's events channels close: their end (EOF) is what the container's next launch or
+        its removal waits for (ContainerService.shim_ended), so that nothing of this run is
+        deleted under the next one, while the stop or wait that waits for the exit is answered
+        without waiting for the deletion."""
         self.log.flush()
         self.log.f.close()
-        _cleanup_runtime(self.p)
         try:
             os.unlink(self.p.get("socket") or os.path.join(self.state_dir, "shim.sock"))
         except OSError:
             pass
         self._write_state("exited")
         ev = fastjson.dumps(proto.exit_event(self.exit_code, self.finished_at, self.init_pid)).encode() + b"\n"  # type: ignore[arg-type]  # set at the exit
+        channels = []
         for c in list(self.clients):
             # the last words: what waits for each client, and the exit to berthd's channels,
             # written at last blocking (LAST_WORDS without progress at most, per client)
@@ -1034,6 +1039,12 @@ class Shim:
                     c.sock.sendall(data)
                 except OSError:
                     pass
+            if c.mode == "events":
+                channels.append(c)
+            else:
+                self._drop(c, flush=False)
+        _cleanup_runtime(self.p)
+        for c in channels:
             self._drop(c, flush=False)
         self._close_fds()
 
