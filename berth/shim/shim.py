@@ -1012,19 +1012,16 @@ class Shim:
         os.rename(tmp, os.path.join(self.state_dir, "shim.json"))
 
     def _finish(self) -> None:
-        """The container has exited and its output is drained: our socket goes (nobody new
-        reaches this run), berthd hears the exit, then the runtime's state goes (the container's
-        cgroup, its state directory; `runc delete` for a runtime binary), and only then do
-        berthd's events channels close: their end (EOF) is what the container's next launch or
-        its removal waits for (ContainerService.shim_ended), so that nothing of this run is
-        deleted under the next one, while the stop or wait that waits for the exit is answered
-        without waiting for the deletion."""
+        """The container has exited and its output is drained: berthd hears the exit, then the
+        runtime's state goes (the container's cgroup, its state directory; `runc delete` for a
+        runtime binary), then our socket, and only then do berthd's events channels close: their
+        end (EOF) is what the container's next launch or its removal waits for
+        (ContainerService.shim_ended), so that nothing of this run is deleted under the next
+        one, while the stop or wait that waits for the exit is answered without waiting for the
+        deletion. The socket stays until the deletion is done: a berthd restarted meanwhile
+        finds the shim there and waits for its end (the listener's close) before it goes on."""
         self.log.flush()
         self.log.f.close()
-        try:
-            os.unlink(self.p.get("socket") or os.path.join(self.state_dir, "shim.sock"))
-        except OSError:
-            pass
         self._write_state("exited")
         ev = fastjson.dumps(proto.exit_event(self.exit_code, self.finished_at, self.init_pid)).encode() + b"\n"  # type: ignore[arg-type]  # set at the exit
         channels = []
@@ -1044,6 +1041,10 @@ class Shim:
             else:
                 self._drop(c, flush=False)
         _cleanup_runtime(self.p)
+        try:
+            os.unlink(self.p.get("socket") or os.path.join(self.state_dir, "shim.sock"))
+        except OSError:
+            pass
         for c in channels:
             self._drop(c, flush=False)
         self._close_fds()
