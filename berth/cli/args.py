@@ -1,4 +1,6 @@
-"""Command-line parsing for berth's commands, with one-line errors (exit 125, as docker).
+"""Command-line parsing for berth's commands, with one-line errors and the docker CLI's exit
+codes: 125 for a flag it cannot parse (unknown, missing its value, a bad value), 1 for the
+wrong number of arguments.
 
 A small parser with the part of argparse's interface the commands use (flags with one or more
 names, store_true/append actions, types, choices, defaults, positionals with ?, + and ...
@@ -12,6 +14,22 @@ import sys
 from berth.errors import BerthError
 
 REMAINDER = "..."
+
+
+class UsageError(BerthError):
+    """A flag the command line cannot parse: exit 125, as the docker CLI's flag errors (and its
+    run/create checks of their flags' values)."""
+
+    code = 125
+
+
+def usage_error(e):
+    """e as a UsageError (exit 125) unless it names an exit code of its own."""
+    if getattr(e, "code", None) is not None:
+        return e
+    u = UsageError(e.message)
+    u.__cause__ = e
+    return u
 
 
 class Namespace:
@@ -69,6 +87,11 @@ class Parser:
         return a
 
     def error(self, message):
+        """A flag error: exit 125."""
+        raise UsageError(f"{self.cmd}: {message}")
+
+    def count_error(self, message):
+        """The wrong number of arguments: exit 1, as docker's "requires N argument(s)"."""
         raise BerthError(f"{self.cmd}: {message}")
 
     def print_help(self):
@@ -168,7 +191,7 @@ class Parser:
             elif a.nargs == "+":
                 take = len(vals) - later_required
                 if take < 1:
-                    self.error(f"the following arguments are required: {a.dest}")
+                    self.count_error(f"the following arguments are required: {a.dest}")
                 setattr(ns, a.dest, [a.convert(self, v, a.dest) for v in vals[:take]])
                 vals = vals[take:]
             elif a.nargs == "*":
@@ -181,10 +204,10 @@ class Parser:
             else:
                 if not vals:
                     missing = [b.dest for b in positionals[idx:] if b.nargs in (None, "+")]
-                    self.error(f"the following arguments are required: {', '.join(missing)}")
+                    self.count_error(f"the following arguments are required: {', '.join(missing)}")
                 setattr(ns, a.dest, a.convert(self, vals.pop(0), a.dest))
         if vals:
-            self.error(f"unrecognized arguments: {' '.join(vals)}")
+            self.count_error(f"unrecognized arguments: {' '.join(vals)}")
 
 
 def _fill(positionals, values):
@@ -218,7 +241,7 @@ def parse_filters(cmd, values, filters=None):
     for f in values:
         k, eq, v = f.partition("=")
         if not eq:
-            raise BerthError(f"{cmd}: bad format of filter (expected name=value): {f}")
+            raise UsageError(f"{cmd}: bad format of filter (expected name=value): {f}")
         filters.setdefault(k, []).append(v)
     return filters
 

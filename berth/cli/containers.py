@@ -4,7 +4,7 @@ import os
 import struct
 import sys
 
-from berth.cli.args import for_each, parse_filters, parser
+from berth.cli.args import for_each, parse_filters, parser, usage_error
 from berth.errors import BerthError, NotFound
 
 
@@ -73,7 +73,12 @@ def _body(a):
 
 
 def _create(ctx, a):
-    body = _body(a)
+    try:
+        body = _body(a)
+    except BerthError as e:  # the flags' values, checked before anything is sent: 125, as docker
+        raise usage_error(e) from None
+    if a.cidfile and os.path.exists(a.cidfile):  # before the container is made, as docker
+        raise BerthError(f"container ID file found, make sure the other container isn't running or delete {a.cidfile}")
     if a.pull == "always":
         _pull(ctx, a.image, a.platform, quiet=a.quiet)
     try:
@@ -88,8 +93,6 @@ def _create(ctx, a):
     for w in res.get("Warnings") or []:
         print(f"WARNING: {w}", file=sys.stderr)
     if a.cidfile:
-        if os.path.exists(a.cidfile):
-            raise BerthError(f"container ID file found, make sure the other container isn't running or delete {a.cidfile}")
         with open(a.cidfile, "w") as f:
             f.write(cid)
     return cid
@@ -108,6 +111,7 @@ def _pull(ctx, image, platform, out=None, quiet=False):
 
 
 def create(ctx, argv, cmd):
+    """docker's exit codes: 125 for the flags (parsed or checked), 1 for the daemon's errors."""
     p = parser(cmd, "create a container")
     _run_flags(p, run=False)
     a = p.parse_args(argv)

@@ -167,10 +167,12 @@ def tag(ctx, argv, cmd):
 def inspect(ctx, argv, cmd):
     p = parser(cmd, "show details of images")
     p.add_argument("-f", "--format")
-    p.add_argument("--type", choices=["image", "container", "network", "volume"])
+    p.add_argument("--type")
     p.add_argument("-s", "--size", action="store_true")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
+    if a.type and a.type not in ("container", "image", "network", "volume"):  # docker's check: status 1
+        raise BerthError(f'unknown type: "{a.type}": must be one of "container", "image", "network", "volume"')
     import json
     results = []
     failed = 0

@@ -1,8 +1,10 @@
 """Every flag of docker's run/create, with its help text, and what it puts in the create body
-beyond the basics (cli/containers.py's _body)."""
+beyond the basics (cli/containers.py's _body). A flag's value that does not parse is a
+UsageError (exit 125, also for `update`'s flags that use these parsers)."""
 
 import os
 
+from berth.cli.args import UsageError
 from berth.errors import BerthError
 
 # (names, kwargs); "run" only: detach, detach-keys, sig-proxy
@@ -123,14 +125,14 @@ def ram(flag, s):
     if not m:
         m2 = re.fullmatch(r"(\d+(?:\.\d+)*) ?(.+)", s)
         if m2:
-            raise BerthError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid suffix: '{m2.group(2)}'")
-        raise BerthError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'")
+            raise UsageError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid suffix: '{m2.group(2)}'")
+        raise UsageError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'")
     mult = {None: 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}[
         m.group(2).lower() if m.group(2) else None]
     try:
         return int(float(m.group(1)) * mult)
     except ValueError:  # "10.0.0.1": the pattern takes it, the number does not (as docker's)
-        raise BerthError(f"invalid argument \"{s}\" for \"{flag}\" flag: strconv.ParseFloat: parsing "
+        raise UsageError(f"invalid argument \"{s}\" for \"{flag}\" flag: strconv.ParseFloat: parsing "
                          f"\"{m.group(1)}\": invalid syntax") from None
 
 
@@ -152,7 +154,7 @@ ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice
 def ulimit(value):
     """docker's ParseUlimit: name=soft[:hard] -> the API's {Name, Soft, Hard}, its flag errors."""
     def bad(why):
-        return BerthError(f"invalid argument \"{value}\" for \"--ulimit\" flag: {why}")
+        return UsageError(f"invalid argument \"{value}\" for \"--ulimit\" flag: {why}")
     name, eq, vals = value.partition("=")
     if not eq:
         raise bad(f"invalid ulimit argument: {value}")
@@ -175,7 +177,7 @@ def ulimit(value):
 def weight_device(value):
     """docker's ValidateWeightDevice: /dev/path:weight (10 to 1000, or 0), its flag errors."""
     def bad(why):
-        return BerthError(f"invalid argument \"{value}\" for \"--blkio-weight-device\" flag: {why}: {value}")
+        return UsageError(f"invalid argument \"{value}\" for \"--blkio-weight-device\" flag: {why}: {value}")
     path, sep, w = value.partition(":")
     if not sep:
         raise bad("bad format")
@@ -201,7 +203,7 @@ def duration(flag, s):
     units = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
     parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", s)
     if not parts or "".join(a + b for a, b in parts) != s:
-        raise BerthError(f"invalid argument \"{s}\" for \"--{flag}\" flag: time: invalid duration \"{s}\"")
+        raise UsageError(f"invalid argument \"{s}\" for \"--{flag}\" flag: time: invalid duration \"{s}\"")
     return int(sum(float(a) * units[b] for a, b in parts))
 
 
@@ -230,7 +232,7 @@ def _device(spec):
     elif len(parts) == 3:
         dst, perms = parts[1], parts[2]
     elif len(parts) > 3:
-        raise BerthError(f"invalid argument \"{spec}\" for \"--device\" flag: invalid device specification: {spec}")
+        raise UsageError(f"invalid argument \"{spec}\" for \"--device\" flag: invalid device specification: {spec}")
     return {"PathOnHost": src, "PathInContainer": dst, "CgroupPermissions": perms}
 
 
@@ -239,7 +241,7 @@ def _throttle(flag, values, iops):
     for v in values:
         path, sep, rate = v.rpartition(":")
         if not sep or not path.startswith("/dev/"):
-            raise BerthError(f"invalid argument \"{v}\" for \"--{flag}\" flag: bad format: {v}")
+            raise UsageError(f"invalid argument \"{v}\" for \"--{flag}\" flag: bad format: {v}")
         out.append({"Path": path, "Rate": int(rate) if iops else ram(f"--{flag}", rate)})
     return out
 
@@ -297,7 +299,7 @@ def apply(a, body, interactive_tty_check=True):
         import re
         for r in a.device_cgroup_rule:
             if not re.fullmatch(r"([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})", r):
-                raise BerthError(f"invalid argument \"{r}\" for \"--device-cgroup-rule\" flag: "
+                raise UsageError(f"invalid argument \"{r}\" for \"--device-cgroup-rule\" flag: "
                                  f"invalid device cgroup format '{r}'")
         hc["DeviceCgroupRules"] = list(a.device_cgroup_rule)
     if a.gpus:
@@ -376,11 +378,11 @@ def apply(a, body, interactive_tty_check=True):
         want = set()
         for s in a.attach:
             if s.lower() not in ("stdin", "stdout", "stderr"):
-                raise BerthError(f"invalid argument \"{s}\" for \"-a, --attach\" flag: valid streams are STDIN, "
+                raise UsageError(f"invalid argument \"{s}\" for \"-a, --attach\" flag: valid streams are STDIN, "
                                  "STDOUT and STDERR")
             want.add(s.lower())
         if getattr(a, "detach", False):
-            raise BerthError("conflicting options: cannot specify both --attach and --detach")
+            raise PlainError("conflicting options: cannot specify both --attach and --detach")
         body["AttachStdin"] = "stdin" in want
         body["AttachStdout"] = "stdout" in want
         body["AttachStderr"] = "stderr" in want
@@ -402,6 +404,10 @@ def apply(a, body, interactive_tty_check=True):
     return body
 
 
-class TtyError(BerthError):
-    """docker prints it alone and exits 1."""
+class PlainError(BerthError):
+    """A check docker's `run` makes after its flags' (its error as it is, not its status 125): exit 1."""
     code = 1
+
+
+class TtyError(PlainError):
+    """docker prints it alone and exits 1."""
