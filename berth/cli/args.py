@@ -246,9 +246,9 @@ def parse_filters(cmd, values, filters=None):
     return filters
 
 
-def for_each(names, action, echo=True):
+def for_each(names, action, echo=True, missing_ok=False):
     """Apply action to each name as docker does: print the name, or a one-line error and go on;
-    exit status 1 if any failed."""
+    exit status 1 if any failed. missing_ok (`rm -f`): an object not found is shown, not a failure."""
     failed = 0
     for n in names:
         try:
@@ -257,5 +257,6 @@ def for_each(names, action, echo=True):
                 print(n)
         except BerthError as e:
             print(f"berth: {e.message}", file=sys.stderr)
-            failed = 1
+            if not (missing_ok and getattr(e, "http_status", None) == 404):
+                failed = 1
     return 1 if failed else 0

@@ -422,7 +422,9 @@ def rm(ctx, argv, cmd):
     a = p.parse_args(argv)
     if a.link:
         return for_each(a.names, lambda n: ctx.client.call("DELETE", f"/containers/{n}", params={"link": "1"}))
-    return for_each(a.names, lambda n: ctx.client.container_remove(n, force=a.force, volumes=a.volumes))
+    # as docker: with -f, a container that is not there is said but is no failure
+    return for_each(a.names, lambda n: ctx.client.container_remove(n, force=a.force, volumes=a.volumes),
+                    missing_ok=a.force)
 
 
 def stop(ctx, argv, cmd):

@@ -148,7 +148,8 @@ def rm(ctx, argv, cmd):
                     print(f"{k}: {v}")
         except BerthError as e:
             print(f"berth: {e.message}", file=sys.stderr)
-            failed = 1
+            if not (a.force and getattr(e, "http_status", None) == 404):  # as docker: -f, not there: no failure
+                failed = 1
     return 1 if failed else 0
 
 
