@@ -235,12 +235,12 @@ def test_bad_mount_specs_are_one_line_and_create_nothing(d):
         (["-v", "rel/dir:/x"], "invalid characters"),
         (["-v", "vol:relative"], "must be absolute"),
         (["-v", "vol:/x:bogus"], "invalid mode"),
-        (["-v", "vol"], "absolute path"),
+        (["-v", "vol"], "must be absolute"),  # an anonymous volume's path: the daemon's check, as docker
         (["-v", "vol:/"], "can't be '/'"),
         (["--mount", "type=nosuch,dst=/x"], "mount type unknown"),
         (["--mount", "type=tmpfs,src=x,dst=/x"], "Source must not be specified"),
         (["--mount", "type=volume,dst=/x,volume-driver=nosuch"], 'plugin "nosuch" not found'),
-        (["--mount", "type=volume,src=v1"], "Target must not be empty"),
+        (["--mount", "type=volume,src=v1"], "target is required"),  # the docker CLI's check, its words
         (["--mount", "type=volume,dst=/x,bogus=1"], "unexpected key"),
         (["-v", "v1:/x", "--mount", "type=volume,src=v2,dst=/x"], "Duplicate mount point"),
         (["--volumes-from", "nosuchcontainer"], "No such container"),

@@ -657,13 +657,10 @@ def _mount_flags(a, hc):
     Config.Volumes (the -v without a source)."""
     binds, anon = [], {}
     for v in a.volume:
-        if ":" in v:
+        if _volume_source(v):
             binds.append(v)
-        elif v.startswith("/"):
+        else:  # a path in the container alone: an anonymous volume (the daemon checks the path)
             anon[v] = {}
-        else:
-            raise BerthError(f"invalid argument {v!r} for \"-v, --volume\" flag: invalid spec: {v}: "
-                             "a volume without a source must be an absolute path in the container")
     if binds:
         hc["Binds"] = binds
     mounts = [_parse_mount(m) for m in a.mount]
@@ -678,6 +675,36 @@ def _mount_flags(a, hc):
     if a.volumes_from:
         hc["VolumesFrom"] = list(a.volumes_from)
     return anon
+
+
+def _volume_source(spec):
+    """The source of a -v spec, split as the docker CLI does (compose's ParseVolume: sections
+    between colons, a letter and a colon taken as a Windows drive); "" for a path alone. Only the
+    CLI's own errors are raised here; the daemon checks the rest (modes, paths)."""
+    if not spec:
+        raise BerthError("invalid empty volume spec")
+    if len(spec) <= 2:
+        return ""
+    source = target = None
+    buf = ""
+    for ch in spec + "\0":
+        if ch == ":" and len(buf) == 1 and buf.isalpha():
+            buf += ch
+        elif ch in ":\0":
+            if not buf:
+                raise BerthError(f"invalid spec: {spec}: empty section between colons")
+            if source is None:
+                if ch == "\0":
+                    return ""
+                source = buf
+            elif target is None:
+                target = buf
+            elif ch == ":":
+                raise BerthError(f"invalid spec: {spec}: too many colons")
+            buf = ""
+        else:
+            buf += ch
+    return source
 
 
 def _parse_mount(spec):
@@ -696,7 +723,7 @@ def _parse_mount(spec):
             raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: invalid field '{f}' must be a key=value pair")
         truth = (v or "true").lower() in ("1", "true")
         if k == "type":
-            m["Type"] = v
+            m["Type"] = v.lower()
         elif k in ("source", "src"):
             m["Source"] = v
         elif k in ("target", "dst", "destination"):
@@ -733,6 +760,14 @@ def _parse_mount(spec):
                 raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: invalid tmpfs-mode {v!r}") from None
         else:
             raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: unexpected key '{k}' in '{f}'")
+    # the docker CLI's checks of the whole (the daemon checks the rest: types, sources)
+    t = m["Type"]
+    why = ("type is required" if not t else "target is required" if not m.get("Target") else
+           f"cannot mix 'volume-*' options with mount type '{t}'" if vo and t != "volume" else
+           f"cannot mix 'bind-*' options with mount type '{t}'" if bo and t != "bind" else
+           f"cannot mix 'tmpfs-*' options with mount type '{t}'" if to and t != "tmpfs" else None)
+    if why:
+        raise BerthError(f"invalid argument \"{spec}\" for \"--mount\" flag: {why}")
     if bo:
         m["BindOptions"] = bo
     if vo:
