@@ -137,9 +137,7 @@ class Parser:
                         i += 1
                     self._store(ns, a, a.convert(self, val, name))
                 else:
-                    if eq:
-                        self.error(f"argument {name}: ignored explicit argument {val!r}")
-                    self._store(ns, a, True)
+                    self._store(ns, a, _go_bool(self, name, val) if eq else True)
                 continue
             if w.startswith("-") and len(w) > 1 and not _is_number(w):
                 # -x, -xVALUE, -abc (combined short flags)
@@ -159,6 +157,9 @@ class Parser:
                             val = argv[i]
                             i += 1
                         self._store(ns, a, a.convert(self, val, name))
+                        break
+                    if w[j + 1:j + 2] == "=":  # -d=false, as pflag takes a bool shorthand's value
+                        self._store(ns, a, _go_bool(self, name, w[j + 2:]))
                         break
                     self._store(ns, a, True)
                     j += 1
@@ -208,6 +209,15 @@ class Parser:
                 setattr(ns, a.dest, a.convert(self, vals.pop(0), a.dest))
         if vals:
             self.count_error(f"unrecognized arguments: {' '.join(vals)}")
+
+
+def _go_bool(parser, name, value):
+    """A boolean flag's explicit value (--rm=false), as Go's strconv.ParseBool takes it."""
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if value in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    parser.error(f'invalid argument "{value}" for "{name}" flag: strconv.ParseBool: parsing "{value}": invalid syntax')
 
 
 def _fill(positionals, values):
