@@ -529,8 +529,16 @@ def exec_(ctx, argv, cmd):
     p.add_argument("container")
     p.add_argument("command", nargs="...")
     a = p.parse_args(argv)
+    if a.env:
+        from berth.cli.runflags import check_env
+        check_env(a.env)
     if not a.command:
         raise BerthError(f"{cmd}: requires at least 2 arguments")
+    if a.tty and a.interactive and not a.detach and not os.isatty(0):
+        # as docker: a container that is not there first (its error takes precedence), then the tty
+        ctx.client.container_inspect(a.container)
+        from berth.cli.runflags import TtyError
+        raise TtyError("the input device is not a TTY")
     if a.env_file:
         from berth.cli.runflags import _kv_file
         a.env = [line for path in a.env_file for line in _kv_file(path)] + list(a.env)
