@@ -388,8 +388,14 @@ def test_image_prune(d, rootfs):
         ["hello-world"]
     p = d.berth("-n", ns, "image", "prune", "-f", check=True)
     assert "Total reclaimed space: 0B" in p.out
-    # without -f and without a terminal to ask on: refused
-    one_line_error(d.berth("-n", ns, "image", "prune"))
+    # without -f: asked on stdin, as docker; no answer (EOF) or "n" is no (status 0), nothing removed
+    dangling = d.berth("-n", ns, "import", rootfs, check=True).out.strip().splitlines()[-1]
+    for answer in (None, b"n\n"):
+        p = d.berth("-n", ns, "image", "prune", input=answer)
+        assert p.returncode == 0 and "Are you sure you want to continue? [y/N]" in p.out, (p.returncode, p.err)
+        assert dangling in d.berth("-n", ns, "images", "-q", "--no-trunc", check=True).out
+    p = d.berth("-n", ns, "image", "prune", input=b"y\n", check=True)
+    assert dangling in p.out
 
 
 # --- namespaces ---

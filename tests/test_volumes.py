@@ -412,7 +412,13 @@ def test_prune_anonymous_by_default_all_with_a(d):
     assert p.returncode == 0 and p.out.splitlines()[1:2] == ["named-unused"]
     d.berth("volume", "prune", "-f", "--all", "--filter", "label=keep=1", check=True)
     assert sorted(vols(d)) == sorted(["named-used", used_anon])
-    one_line_error(d.berth("volume", "prune"), "without --force")
+    # without -f: asked on stdin, as docker; no answer is no (status 0), nothing removed
+    d.berth("volume", "create", "unused-anon", check=True)
+    p = d.berth("volume", "prune", "-a")
+    assert p.returncode == 0 and "Are you sure you want to continue? [y/N]" in p.out, (p.returncode, p.err)
+    assert "unused-anon" in vols(d)
+    d.berth("volume", "prune", "-a", input=b"y\n", check=True)
+    assert "unused-anon" not in vols(d)
 
 
 # --- the docker CLI and the Docker SDK ---

@@ -270,3 +270,11 @@ def for_each(names, action, echo=True, missing_ok=False):
             if not (missing_ok and getattr(e, "http_status", None) == 404):
                 failed = 1
     return 1 if failed else 0
+
+
+def confirm(message):
+    """docker's prompt of a prune without -f: the message and " [y/N] " on stdout, an answer
+    read from stdin (a pipe too); no answer (EOF) is no, and the command ends with status 0."""
+    sys.stdout.write(message + " [y/N] ")
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

@@ -389,10 +389,8 @@ def prune(ctx, argv, cmd):
     a = p.parse_args(argv)
     if not a.force:
         what = "all images without at least one container associated to them" if a.all else "all dangling images"
-        if not sys.stdin.isatty():
-            raise BerthError(f"{cmd}: refusing to remove {what} without --force")
-        ans = input(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
-        if ans.strip().lower() not in ("y", "yes"):
+        from berth.cli.args import confirm
+        if not confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
             return 0
     filters = {"dangling": ["false" if a.all else "true"]}
     for f in a.filter:
