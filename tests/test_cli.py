@@ -69,8 +69,9 @@ def ns_name():
     return "t" + uuid.uuid4().hex[:10]
 
 
-def one_line_error(p, code=125):
-    """A user error: the exit code, one line on stderr starting with "berth:", no traceback."""
+def one_line_error(p, code=1):
+    """A user error: the exit code (the docker CLI's: 125 for a flag it cannot parse, 1 for the
+    daemon's errors and the rest), one line on stderr starting with "berth:", no traceback."""
     assert p.returncode == code, (p.returncode, p.out, p.err)
     lines = p.err.strip().splitlines()
     assert len(lines) == 1, p.err
@@ -156,7 +157,7 @@ def test_images_filters(d, rootfs):
     assert names("hello-world") == ["hello-world:latest"]
     assert names("other/hello:2") == ["other/hello:2"]
     bad = d.berth("-n", ns, "images", "--filter", "nonsense")
-    one_line_error(bad)
+    one_line_error(bad, code=125)  # a flag's value that does not parse, as docker
 
 
 def test_images_format(d):
@@ -357,7 +358,7 @@ def test_save_to_terminal_refused(d):
     finally:
         os.close(slave)
         os.close(master)
-    assert p.returncode == 125
+    assert p.returncode == 1  # as docker's "cowardly refusing to save to a terminal"
     err = p.stderr.decode()
     assert "terminal" in err and len(err.strip().splitlines()) == 1, err
 
@@ -387,8 +388,14 @@ def test_image_prune(d, rootfs):
         ["hello-world"]
     p = d.berth("-n", ns, "image", "prune", "-f", check=True)
     assert "Total reclaimed space: 0B" in p.out
-    # without -f and without a terminal to ask on: refused
-    one_line_error(d.berth("-n", ns, "image", "prune"))
+    # without -f: asked on stdin, as docker; no answer (EOF) or "n" is no (status 0), nothing removed
+    dangling = d.berth("-n", ns, "import", rootfs, check=True).out.strip().splitlines()[-1]
+    for answer in (None, b"n\n"):
+        p = d.berth("-n", ns, "image", "prune", input=answer)
+        assert p.returncode == 0 and "Are you sure you want to continue? [y/N]" in p.out, (p.returncode, p.err)
+        assert dangling in d.berth("-n", ns, "images", "-q", "--no-trunc", check=True).out
+    p = d.berth("-n", ns, "image", "prune", input=b"y\n", check=True)
+    assert dangling in p.out
 
 
 # --- namespaces ---
@@ -445,7 +452,7 @@ def test_version(d):
     # no server: the client part, then one error line
     p = subprocess.run([BERTH, "-H", "unix:///nonexistent/berth.sock", "version"], capture_output=True,
                        env=d.env(), timeout=30, check=False)
-    assert p.returncode == 125 and b"Client:" in p.stdout and b"Server:" not in p.stdout
+    assert p.returncode == 1 and b"Client:" in p.stdout and b"Server:" not in p.stdout  # as docker
     assert len(p.stderr.decode().strip().splitlines()) == 1
 
 
@@ -487,7 +494,7 @@ def test_run_flag_values_refused_in_the_docker_clis_words(d):
         ours = subprocess_run([BERTH, "-H", "unix:///nonexistent/berth.sock", "run", *flags, "busybox", "true"], d.env())
         env = dict(d.env(), DOCKER_HOST="unix:///nonexistent/docker.sock")
         theirs = subprocess_run(["docker", "run", *flags, "busybox", "true"], env)
-        line = one_line_error(ours)
+        line = one_line_error(ours, code=125)
         assert theirs.returncode == 125 and line == "berth: " + theirs.err.strip().splitlines()[0], (flags, line, theirs.err)
     # and values docker takes are taken
     p = d.berth("run", "--rm", "--ulimit", "nofile=512:1024", "--ulimit", "nproc=300", "busybox-layers:1", "sh", "-c",
@@ -499,11 +506,15 @@ def test_unknown_command_and_flags(d):
     line = one_line_error(d.berth("frobnicate"))
     assert "frobnicate" in line
     one_line_error(d.berth("image", "frobnicate"))
-    line = one_line_error(d.berth("images", "--bogus"))
+    line = one_line_error(d.berth("images", "--bogus"), code=125)  # flags: 125, as docker
     assert "--bogus" in line
-    line = one_line_error(subprocess_run([BERTH, "--bogus", "images"], d.env()))
+    line = one_line_error(subprocess_run([BERTH, "--bogus", "images"], d.env()), code=125)
     assert "--bogus" in line
-    one_line_error(d.berth("history"))  # a missing argument
+    one_line_error(d.berth("history"))  # a missing argument: 1, as docker's "requires 1 argument"
+    one_line_error(d.berth("history", "a", "b"))  # one too many: 1 too
+    # a group without its command: its usage, status 0, as docker
+    p = d.berth("network")
+    assert p.returncode == 0 and "usage: berth network" in p.out, p.err
 
 
 def subprocess_run(cmd, env, input=None):

@@ -235,12 +235,12 @@ def test_bad_mount_specs_are_one_line_and_create_nothing(d):
         (["-v", "rel/dir:/x"], "invalid characters"),
         (["-v", "vol:relative"], "must be absolute"),
         (["-v", "vol:/x:bogus"], "invalid mode"),
-        (["-v", "vol"], "absolute path"),
+        (["-v", "vol"], "must be absolute"),  # an anonymous volume's path: the daemon's check, as docker
         (["-v", "vol:/"], "can't be '/'"),
         (["--mount", "type=nosuch,dst=/x"], "mount type unknown"),
         (["--mount", "type=tmpfs,src=x,dst=/x"], "Source must not be specified"),
         (["--mount", "type=volume,dst=/x,volume-driver=nosuch"], 'plugin "nosuch" not found'),
-        (["--mount", "type=volume,src=v1"], "Target must not be empty"),
+        (["--mount", "type=volume,src=v1"], "target is required"),  # the docker CLI's check, its words
         (["--mount", "type=volume,dst=/x,bogus=1"], "unexpected key"),
         (["-v", "v1:/x", "--mount", "type=volume,src=v2,dst=/x"], "Duplicate mount point"),
         (["--volumes-from", "nosuchcontainer"], "No such container"),
@@ -412,7 +412,13 @@ def test_prune_anonymous_by_default_all_with_a(d):
     assert p.returncode == 0 and p.out.splitlines()[1:2] == ["named-unused"]
     d.berth("volume", "prune", "-f", "--all", "--filter", "label=keep=1", check=True)
     assert sorted(vols(d)) == sorted(["named-used", used_anon])
-    one_line_error(d.berth("volume", "prune"), "without --force")
+    # without -f: asked on stdin, as docker; no answer is no (status 0), nothing removed
+    d.berth("volume", "create", "unused-anon", check=True)
+    p = d.berth("volume", "prune", "-a")
+    assert p.returncode == 0 and "Are you sure you want to continue? [y/N]" in p.out, (p.returncode, p.err)
+    assert "unused-anon" in vols(d)
+    d.berth("volume", "prune", "-a", input=b"y\n", check=True)
+    assert "unused-anon" not in vols(d)
 
 
 # --- the docker CLI and the Docker SDK ---

@@ -1,4 +1,6 @@
-"""Command-line parsing for berth's commands, with one-line errors (exit 125, as docker).
+"""Command-line parsing for berth's commands, with one-line errors and the docker CLI's exit
+codes: 125 for a flag it cannot parse (unknown, missing its value, a bad value), 1 for the
+wrong number of arguments.
 
 A small parser with the part of argparse's interface the commands use (flags with one or more
 names, store_true/append actions, types, choices, defaults, positionals with ?, + and ...
@@ -12,6 +14,22 @@ import sys
 from berth.errors import BerthError
 
 REMAINDER = "..."
+
+
+class UsageError(BerthError):
+    """A flag the command line cannot parse: exit 125, as the docker CLI's flag errors (and its
+    run/create checks of their flags' values)."""
+
+    code = 125
+
+
+def usage_error(e):
+    """e as a UsageError (exit 125) unless it names an exit code of its own."""
+    if getattr(e, "code", None) is not None:
+        return e
+    u = UsageError(e.message)
+    u.__cause__ = e
+    return u
 
 
 class Namespace:
@@ -69,6 +87,11 @@ class Parser:
         return a
 
     def error(self, message):
+        """A flag error: exit 125."""
+        raise UsageError(f"{self.cmd}: {message}")
+
+    def count_error(self, message):
+        """The wrong number of arguments: exit 1, as docker's "requires N argument(s)"."""
         raise BerthError(f"{self.cmd}: {message}")
 
     def print_help(self):
@@ -114,9 +137,7 @@ class Parser:
                         i += 1
                     self._store(ns, a, a.convert(self, val, name))
                 else:
-                    if eq:
-                        self.error(f"argument {name}: ignored explicit argument {val!r}")
-                    self._store(ns, a, True)
+                    self._store(ns, a, _go_bool(self, name, val) if eq else True)
                 continue
             if w.startswith("-") and len(w) > 1 and not _is_number(w):
                 # -x, -xVALUE, -abc (combined short flags)
@@ -136,6 +157,9 @@ class Parser:
                             val = argv[i]
                             i += 1
                         self._store(ns, a, a.convert(self, val, name))
+                        break
+                    if w[j + 1:j + 2] == "=":  # -d=false, as pflag takes a bool shorthand's value
+                        self._store(ns, a, _go_bool(self, name, w[j + 2:]))
                         break
                     self._store(ns, a, True)
                     j += 1
@@ -168,7 +192,7 @@ class Parser:
             elif a.nargs == "+":
                 take = len(vals) - later_required
                 if take < 1:
-                    self.error(f"the following arguments are required: {a.dest}")
+                    self.count_error(f"the following arguments are required: {a.dest}")
                 setattr(ns, a.dest, [a.convert(self, v, a.dest) for v in vals[:take]])
                 vals = vals[take:]
             elif a.nargs == "*":
@@ -181,10 +205,19 @@ class Parser:
             else:
                 if not vals:
                     missing = [b.dest for b in positionals[idx:] if b.nargs in (None, "+")]
-                    self.error(f"the following arguments are required: {', '.join(missing)}")
+                    self.count_error(f"the following arguments are required: {', '.join(missing)}")
                 setattr(ns, a.dest, a.convert(self, vals.pop(0), a.dest))
         if vals:
-            self.error(f"unrecognized arguments: {' '.join(vals)}")
+            self.count_error(f"unrecognized arguments: {' '.join(vals)}")
+
+
+def _go_bool(parser, name, value):
+    """A boolean flag's explicit value (--rm=false), as Go's strconv.ParseBool takes it."""
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if value in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    parser.error(f'invalid argument "{value}" for "{name}" flag: strconv.ParseBool: parsing "{value}": invalid syntax')
 
 
 def _fill(positionals, values):
@@ -218,14 +251,14 @@ def parse_filters(cmd, values, filters=None):
     for f in values:
         k, eq, v = f.partition("=")
         if not eq:
-            raise BerthError(f"{cmd}: bad format of filter (expected name=value): {f}")
+            raise UsageError(f"{cmd}: bad format of filter (expected name=value): {f}")
         filters.setdefault(k, []).append(v)
     return filters
 
 
-def for_each(names, action, echo=True):
+def for_each(names, action, echo=True, missing_ok=False):
     """Apply action to each name as docker does: print the name, or a one-line error and go on;
-    exit status 1 if any failed."""
+    exit status 1 if any failed. missing_ok (`rm -f`): an object not found is shown, not a failure."""
     failed = 0
     for n in names:
         try:
@@ -234,5 +267,14 @@ def for_each(names, action, echo=True):
                 print(n)
         except BerthError as e:
             print(f"berth: {e.message}", file=sys.stderr)
-            failed = 1
+            if not (missing_ok and getattr(e, "http_status", None) == 404):
+                failed = 1
     return 1 if failed else 0
+
+
+def confirm(message):
+    """docker's prompt of a prune without -f: the message and " [y/N] " on stdout, an answer
+    read from stdin (a pipe too); no answer (EOF) is no, and the command ends with status 0."""
+    sys.stdout.write(message + " [y/N] ")
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

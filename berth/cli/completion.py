@@ -115,6 +115,9 @@ def fish():
 
 
 def completion(ctx, argv, cmd):
+    if not argv or argv[0] in ("-h", "--help"):  # as docker: the command's usage, status 0
+        sys.stdout.write("usage: berth completion bash | zsh | fish\n")
+        return 0
     if len(argv) != 1 or argv[0] not in ("bash", "zsh", "fish"):
         raise BerthError("completion: choose one shell: bash, zsh or fish")
     sys.stdout.write({"bash": bash, "zsh": zsh, "fish": fish}[argv[0]]())

@@ -4,7 +4,7 @@ import os
 import struct
 import sys
 
-from berth.cli.args import for_each, parse_filters, parser
+from berth.cli.args import for_each, parse_filters, parser, usage_error
 from berth.errors import BerthError, NotFound
 
 
@@ -73,7 +73,12 @@ def _body(a):
 
 
 def _create(ctx, a):
-    body = _body(a)
+    try:
+        body = _body(a)
+    except BerthError as e:  # the flags' values, checked before anything is sent: 125, as docker
+        raise usage_error(e) from None
+    if a.cidfile and os.path.exists(a.cidfile):  # before the container is made, as docker
+        raise BerthError(f"container ID file found, make sure the other container isn't running or delete {a.cidfile}")
     if a.pull == "always":
         _pull(ctx, a.image, a.platform, quiet=a.quiet)
     try:
@@ -88,8 +93,6 @@ def _create(ctx, a):
     for w in res.get("Warnings") or []:
         print(f"WARNING: {w}", file=sys.stderr)
     if a.cidfile:
-        if os.path.exists(a.cidfile):
-            raise BerthError(f"container ID file found, make sure the other container isn't running or delete {a.cidfile}")
         with open(a.cidfile, "w") as f:
             f.write(cid)
     return cid
@@ -108,6 +111,7 @@ def _pull(ctx, image, platform, out=None, quiet=False):
 
 
 def create(ctx, argv, cmd):
+    """docker's exit codes: 125 for the flags (parsed or checked), 1 for the daemon's errors."""
     p = parser(cmd, "create a container")
     _run_flags(p, run=False)
     a = p.parse_args(argv)
@@ -418,7 +422,9 @@ def rm(ctx, argv, cmd):
     a = p.parse_args(argv)
     if a.link:
         return for_each(a.names, lambda n: ctx.client.call("DELETE", f"/containers/{n}", params={"link": "1"}))
-    return for_each(a.names, lambda n: ctx.client.container_remove(n, force=a.force, volumes=a.volumes))
+    # as docker: with -f, a container that is not there is said but is no failure
+    return for_each(a.names, lambda n: ctx.client.container_remove(n, force=a.force, volumes=a.volumes),
+                    missing_ok=a.force)
 
 
 def stop(ctx, argv, cmd):
@@ -523,8 +529,16 @@ def exec_(ctx, argv, cmd):
     p.add_argument("container")
     p.add_argument("command", nargs="...")
     a = p.parse_args(argv)
+    if a.env:
+        from berth.cli.runflags import check_env
+        check_env(a.env)
     if not a.command:
         raise BerthError(f"{cmd}: requires at least 2 arguments")
+    if a.tty and a.interactive and not a.detach and not os.isatty(0):
+        # as docker: a container that is not there first (its error takes precedence), then the tty
+        ctx.client.container_inspect(a.container)
+        from berth.cli.runflags import TtyError
+        raise TtyError("the input device is not a TTY")
     if a.env_file:
         from berth.cli.runflags import _kv_file
         a.env = [line for path in a.env_file for line in _kv_file(path)] + list(a.env)
@@ -651,13 +665,10 @@ def _mount_flags(a, hc):
     Config.Volumes (the -v without a source)."""
     binds, anon = [], {}
     for v in a.volume:
-        if ":" in v:
+        if _volume_source(v):
             binds.append(v)
-        elif v.startswith("/"):
+        else:  # a path in the container alone: an anonymous volume (the daemon checks the path)
             anon[v] = {}
-        else:
-            raise BerthError(f"invalid argument {v!r} for \"-v, --volume\" flag: invalid spec: {v}: "
-                             "a volume without a source must be an absolute path in the container")
     if binds:
         hc["Binds"] = binds
     mounts = [_parse_mount(m) for m in a.mount]
@@ -672,6 +683,36 @@ def _mount_flags(a, hc):
     if a.volumes_from:
         hc["VolumesFrom"] = list(a.volumes_from)
     return anon
+
+
+def _volume_source(spec):
+    """The source of a -v spec, split as the docker CLI does (compose's ParseVolume: sections
+    between colons, a letter and a colon taken as a Windows drive); "" for a path alone. Only the
+    CLI's own errors are raised here; the daemon checks the rest (modes, paths)."""
+    if not spec:
+        raise BerthError("invalid empty volume spec")
+    if len(spec) <= 2:
+        return ""
+    source = target = None
+    buf = ""
+    for ch in spec + "\0":
+        if ch == ":" and len(buf) == 1 and buf.isalpha():
+            buf += ch
+        elif ch in ":\0":
+            if not buf:
+                raise BerthError(f"invalid spec: {spec}: empty section between colons")
+            if source is None:
+                if ch == "\0":
+                    return ""
+                source = buf
+            elif target is None:
+                target = buf
+            elif ch == ":":
+                raise BerthError(f"invalid spec: {spec}: too many colons")
+            buf = ""
+        else:
+            buf += ch
+    return source
 
 
 def _parse_mount(spec):
@@ -690,7 +731,7 @@ def _parse_mount(spec):
             raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: invalid field '{f}' must be a key=value pair")
         truth = (v or "true").lower() in ("1", "true")
         if k == "type":
-            m["Type"] = v
+            m["Type"] = v.lower()
         elif k in ("source", "src"):
             m["Source"] = v
         elif k in ("target", "dst", "destination"):
@@ -727,6 +768,14 @@ def _parse_mount(spec):
                 raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: invalid tmpfs-mode {v!r}") from None
         else:
             raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: unexpected key '{k}' in '{f}'")
+    # the docker CLI's checks of the whole (the daemon checks the rest: types, sources)
+    t = m["Type"]
+    why = ("type is required" if not t else "target is required" if not m.get("Target") else
+           f"cannot mix 'volume-*' options with mount type '{t}'" if vo and t != "volume" else
+           f"cannot mix 'bind-*' options with mount type '{t}'" if bo and t != "bind" else
+           f"cannot mix 'tmpfs-*' options with mount type '{t}'" if to and t != "tmpfs" else None)
+    if why:
+        raise BerthError(f"invalid argument \"{spec}\" for \"--mount\" flag: {why}")
     if bo:
         m["BindOptions"] = bo
     if vo:

@@ -148,7 +148,8 @@ def rm(ctx, argv, cmd):
                     print(f"{k}: {v}")
         except BerthError as e:
             print(f"berth: {e.message}", file=sys.stderr)
-            failed = 1
+            if not (a.force and getattr(e, "http_status", None) == 404):  # as docker: -f, not there: no failure
+                failed = 1
     return 1 if failed else 0
 
 
@@ -167,10 +168,12 @@ def tag(ctx, argv, cmd):
 def inspect(ctx, argv, cmd):
     p = parser(cmd, "show details of images")
     p.add_argument("-f", "--format")
-    p.add_argument("--type", choices=["image", "container", "network", "volume"])
+    p.add_argument("--type")
     p.add_argument("-s", "--size", action="store_true")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
+    if a.type and a.type not in ("container", "image", "network", "volume"):  # docker's check: status 1
+        raise BerthError(f'unknown type: "{a.type}": must be one of "container", "image", "network", "volume"')
     import json
     results = []
     failed = 0
@@ -386,10 +389,8 @@ def prune(ctx, argv, cmd):
     a = p.parse_args(argv)
     if not a.force:
         what = "all images without at least one container associated to them" if a.all else "all dangling images"
-        if not sys.stdin.isatty():
-            raise BerthError(f"{cmd}: refusing to remove {what} without --force")
-        ans = input(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
-        if ans.strip().lower() not in ("y", "yes"):
+        from berth.cli.args import confirm
+        if not confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
             return 0
     filters = {"dangling": ["false" if a.all else "true"]}
     for f in a.filter:

@@ -1,12 +1,15 @@
 """berth: a docker/nerdctl-compatible command line over berthd's API.
 
-Only what the command needs is imported. User errors are one line on stderr with docker's
-exit codes (125 for an engine or CLI error); never a traceback.
+Only what the command needs is imported. User errors are one line on stderr with the docker
+CLI's exit codes: 125 for a flag it cannot parse (and for `run`'s errors before its container
+runs; 126/127 for its command not invokable/not found), 1 for anything else (the daemon's
+errors, the wrong number of arguments, an unknown command); never a traceback.
 """
 
 import os
 import sys
 
+from berth.cli.args import UsageError
 from berth.errors import BerthError
 
 DEFAULT_SOCKET = "/run/berth/berth.sock"
@@ -150,7 +153,7 @@ def parse_globals(argv):
             if not eq:
                 i += 1
                 if i >= len(argv):
-                    raise BerthError(f"flag needs an argument: {name}")
+                    raise UsageError(f"flag needs an argument: {name}")
                 val = argv[i]
             setattr(g, takes[name], val)
         elif name in flags:
@@ -160,7 +163,7 @@ def parse_globals(argv):
         elif a in ("-h", "--help"):
             return g, ["help"]
         else:
-            raise BerthError(f"unknown flag: {a}")
+            raise UsageError(f"unknown flag: {a}")
         i += 1
     return g, argv[i:]
 
@@ -223,7 +226,7 @@ def main(argv=None):
         if cmd in GROUPS:
             if not args or args[0] in ("-h", "--help"):
                 print(f"usage: berth {cmd} {' | '.join(sorted(set(GROUPS[cmd])))}")
-                return 0 if args else 1
+                return 0  # as docker: a group's usage, status 0
             target = GROUPS[cmd].get(args[0])
             if target is None:
                 raise BerthError(f"unknown command: berth {cmd} {args[0]}")
@@ -243,7 +246,8 @@ def main(argv=None):
         return code
     except BerthError as e:
         print(f"berth: {e.message}", file=sys.stderr)
-        return getattr(e, "code", 125)
+        code = getattr(e, "code", None)
+        return 1 if code is None else code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

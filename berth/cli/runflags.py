@@ -1,8 +1,10 @@
 """Every flag of docker's run/create, with its help text, and what it puts in the create body
-beyond the basics (cli/containers.py's _body)."""
+beyond the basics (cli/containers.py's _body). A flag's value that does not parse is a
+UsageError (exit 125, also for `update`'s flags that use these parsers)."""
 
 import os
 
+from berth.cli.args import UsageError
 from berth.errors import BerthError
 
 # (names, kwargs); "run" only: detach, detach-keys, sig-proxy
@@ -123,14 +125,14 @@ def ram(flag, s):
     if not m:
         m2 = re.fullmatch(r"(\d+(?:\.\d+)*) ?(.+)", s)
         if m2:
-            raise BerthError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid suffix: '{m2.group(2)}'")
-        raise BerthError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'")
+            raise UsageError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid suffix: '{m2.group(2)}'")
+        raise UsageError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'")
     mult = {None: 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}[
         m.group(2).lower() if m.group(2) else None]
     try:
         return int(float(m.group(1)) * mult)
     except ValueError:  # "10.0.0.1": the pattern takes it, the number does not (as docker's)
-        raise BerthError(f"invalid argument \"{s}\" for \"{flag}\" flag: strconv.ParseFloat: parsing "
+        raise UsageError(f"invalid argument \"{s}\" for \"{flag}\" flag: strconv.ParseFloat: parsing "
                          f"\"{m.group(1)}\": invalid syntax") from None
 
 
@@ -152,7 +154,7 @@ ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice
 def ulimit(value):
     """docker's ParseUlimit: name=soft[:hard] -> the API's {Name, Soft, Hard}, its flag errors."""
     def bad(why):
-        return BerthError(f"invalid argument \"{value}\" for \"--ulimit\" flag: {why}")
+        return UsageError(f"invalid argument \"{value}\" for \"--ulimit\" flag: {why}")
     name, eq, vals = value.partition("=")
     if not eq:
         raise bad(f"invalid ulimit argument: {value}")
@@ -175,7 +177,7 @@ def ulimit(value):
 def weight_device(value):
     """docker's ValidateWeightDevice: /dev/path:weight (10 to 1000, or 0), its flag errors."""
     def bad(why):
-        return BerthError(f"invalid argument \"{value}\" for \"--blkio-weight-device\" flag: {why}: {value}")
+        return UsageError(f"invalid argument \"{value}\" for \"--blkio-weight-device\" flag: {why}: {value}")
     path, sep, w = value.partition(":")
     if not sep:
         raise bad("bad format")
@@ -201,7 +203,7 @@ def duration(flag, s):
     units = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
     parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", s)
     if not parts or "".join(a + b for a, b in parts) != s:
-        raise BerthError(f"invalid argument \"{s}\" for \"--{flag}\" flag: time: invalid duration \"{s}\"")
+        raise UsageError(f"invalid argument \"{s}\" for \"--{flag}\" flag: time: invalid duration \"{s}\"")
     return int(sum(float(a) * units[b] for a, b in parts))
 
 
@@ -230,7 +232,7 @@ def _device(spec):
     elif len(parts) == 3:
         dst, perms = parts[1], parts[2]
     elif len(parts) > 3:
-        raise BerthError(f"invalid argument \"{spec}\" for \"--device\" flag: invalid device specification: {spec}")
+        raise UsageError(f"invalid argument \"{spec}\" for \"--device\" flag: invalid device specification: {spec}")
     return {"PathOnHost": src, "PathInContainer": dst, "CgroupPermissions": perms}
 
 
@@ -239,13 +241,122 @@ def _throttle(flag, values, iops):
     for v in values:
         path, sep, rate = v.rpartition(":")
         if not sep or not path.startswith("/dev/"):
-            raise BerthError(f"invalid argument \"{v}\" for \"--{flag}\" flag: bad format: {v}")
+            raise UsageError(f"invalid argument \"{v}\" for \"--{flag}\" flag: bad format: {v}")
         out.append({"Path": path, "Rate": int(rate) if iops else ram(f"--{flag}", rate)})
     return out
 
 
+_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+            "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def _check_sysctl(s):
+    """docker's opts.ValidateSysctl: the namespaced sysctls only (the daemon says more)."""
+    k, eq, _ = s.partition("=")
+    if not eq or not (k in _SYSCTLS or k.startswith(("net.", "fs.mqueue."))):
+        raise UsageError(f"invalid argument \"{s}\" for \"--sysctl\" flag: sysctl '{s}' is not allowed")
+
+
+def _is_mac(s):
+    """Go's net.ParseMAC: 6, 8 or 20 octets as xx:xx.. or xx-xx.., or xxxx.xxxx.. groups."""
+    hexd = set("0123456789abcdefABCDEF")
+    for sep, width, counts in ((":", 2, (6, 8, 20)), ("-", 2, (6, 8, 20)), (".", 4, (3, 4, 10))):
+        parts = s.split(sep)
+        if len(parts) in counts and all(len(x) == width and set(x) <= hexd for x in parts):
+            return True
+    return False
+
+
+def _check_security_opt(opt):
+    """docker's parseSecurityOpts: key=value (or key:value), no-new-privileges alone; a seccomp
+    profile file must be readable JSON (the docker CLI reads it; berthd reads it again)."""
+    k, eq, v = opt.partition("=")
+    if not eq and k != "no-new-privileges":
+        k, eq, v = opt.partition(":")
+    if (not eq or not v) and k != "no-new-privileges":
+        raise BerthError(f'Invalid --security-opt: "{opt}"')
+    if k == "seccomp" and v not in ("builtin", "unconfined") and not v.lstrip().startswith("{"):
+        try:
+            with open(v, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise BerthError(f"opening seccomp profile ({v}) failed: open {v}: "
+                             f"{(e.strerror or str(e)).lower()}") from None
+        import json
+        try:
+            json.loads(data)
+        except ValueError as e:
+            raise BerthError(f"compacting json for seccomp profile ({v}) failed: {e}") from None
+
+
+def _check_gpus(value):
+    """docker's GpuOpts: fields count (a bare one too: "all" or a number), driver, device,
+    capabilities, options, each once."""
+    def bad(why):
+        return UsageError(f"invalid argument \"{value}\" for \"--gpus\" flag: {why}")
+    if '"' in value:  # CSV quoting ("device=0,1"): left to the daemon (which has no GPUs to give)
+        return
+    seen = set()
+    for field in value.split(","):
+        key, eq, val = field.partition("=")
+        if key in seen:
+            raise bad(f"gpu request key '{key}' can be specified only once")
+        seen.add(key)
+        if not eq:
+            key, val = "count", key
+            seen.add("count")
+        if key == "count" and val != "all" and not val.lstrip("-").isdigit():
+            raise bad(f"invalid count ({val}): value must be either \"all\" or an integer: invalid syntax")
+        if key not in ("count", "driver", "device", "capabilities", "options"):
+            raise bad(f"unexpected key '{key}' in '{field}'")
+
+
+def check_env(values):
+    """docker's opts.ValidateEnv of each -e: a name before any "=" (run, create, exec)."""
+    for e in values:
+        if not e.partition("=")[0]:
+            raise UsageError(f"invalid argument \"{e}\" for \"-e, --env\" flag: invalid environment variable: {e}")
+
+
+def _docker_checks(a):
+    """What the docker CLI checks of run/create's flags before it sends anything (its status 125),
+    beyond what the parsing of each flag checks."""
+    check_env(a.env)
+    if a.mac_address and not _is_mac(a.mac_address):
+        raise BerthError(f"{a.mac_address} is not a valid mac address")
+    if a.dns:
+        import ipaddress
+        for d in a.dns:
+            try:
+                ipaddress.ip_address(d.strip())
+            except ValueError:
+                raise UsageError(f"invalid argument \"{d}\" for \"--dns\" flag: IP address is not correctly "
+                                 f"formatted: {d}") from None
+    sw = a.memory_swappiness
+    if sw is not None and sw != -1 and not 0 <= sw <= 100:
+        raise BerthError(f"invalid value: {sw}. Valid memory swappiness range is 0-100")
+    if a.userns and a.userns.strip() not in ("", "host"):
+        raise BerthError("--userns: invalid USER mode")
+    for opt in a.security_opt:
+        _check_security_opt(opt)
+    for opt in a.storage_opt:
+        if "=" not in opt:
+            raise BerthError("invalid storage option")
+    if a.log_driver == "none" and a.log_opt:
+        raise BerthError("invalid logging opts for driver none")
+    nets = a.network or []
+    builtin = [n for n in nets if n in ("default", "bridge", "host", "none") or n.startswith("container:")]
+    if builtin and len(builtin) < len(nets):
+        raise BerthError("conflicting options: cannot attach both user-defined and non-user-defined network-modes")
+    if a.gpus:
+        _check_gpus(a.gpus)
+    if a.network_alias and (not nets or builtin):
+        raise BerthError("network-scoped aliases are only supported for user-defined networks")
+
+
 def apply(a, body, interactive_tty_check=True):
     """The flags of this module into the create body (in place). One-line errors, docker's words."""
+    _docker_checks(a)
     hc = body["HostConfig"]
     if a.memory:
         hc["Memory"] = ram("-m, --memory", a.memory)
@@ -286,9 +397,8 @@ def apply(a, body, interactive_tty_check=True):
     if a.sysctl:
         sysctls = {}
         for s in a.sysctl:
-            k, eq, v = s.partition("=")
-            if not eq:
-                raise BerthError(f"invalid argument \"{s}\" for \"--sysctl\" flag: sysctl '{s}' is not allowed")
+            _check_sysctl(s)
+            k, _, v = s.partition("=")
             sysctls[k] = v
         hc["Sysctls"] = sysctls
     if a.device:
@@ -297,7 +407,7 @@ def apply(a, body, interactive_tty_check=True):
         import re
         for r in a.device_cgroup_rule:
             if not re.fullmatch(r"([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})", r):
-                raise BerthError(f"invalid argument \"{r}\" for \"--device-cgroup-rule\" flag: "
+                raise UsageError(f"invalid argument \"{r}\" for \"--device-cgroup-rule\" flag: "
                                  f"invalid device cgroup format '{r}'")
         hc["DeviceCgroupRules"] = list(a.device_cgroup_rule)
     if a.gpus:
@@ -376,11 +486,11 @@ def apply(a, body, interactive_tty_check=True):
         want = set()
         for s in a.attach:
             if s.lower() not in ("stdin", "stdout", "stderr"):
-                raise BerthError(f"invalid argument \"{s}\" for \"-a, --attach\" flag: valid streams are STDIN, "
+                raise UsageError(f"invalid argument \"{s}\" for \"-a, --attach\" flag: valid streams are STDIN, "
                                  "STDOUT and STDERR")
             want.add(s.lower())
         if getattr(a, "detach", False):
-            raise BerthError("conflicting options: cannot specify both --attach and --detach")
+            raise PlainError("conflicting options: cannot specify both --attach and --detach")
         body["AttachStdin"] = "stdin" in want
         body["AttachStdout"] = "stdout" in want
         body["AttachStderr"] = "stderr" in want
@@ -402,6 +512,10 @@ def apply(a, body, interactive_tty_check=True):
     return body
 
 
-class TtyError(BerthError):
-    """docker prints it alone and exits 1."""
+class PlainError(BerthError):
+    """A check docker's `run` makes after its flags' (its error as it is, not its status 125): exit 1."""
     code = 1
+
+
+class TtyError(PlainError):
+    """docker prints it alone and exits 1."""

@@ -119,11 +119,9 @@ def prune(ctx, argv, cmd):
     a = p.parse_args(argv)
     if not a.force:
         what = "all local volumes" if a.all else "anonymous local volumes"
-        if not sys.stdin.isatty():
-            raise BerthError(f"{cmd}: refusing to remove {what} not used by at least one container without --force")
-        ans = input(f"WARNING! This will remove {what} not used by at least one container.\n"
-                    "Are you sure you want to continue? [y/N] ")
-        if ans.strip().lower() not in ("y", "yes"):
+        from berth.cli.args import confirm
+        if not confirm(f"WARNING! This will remove {what} not used by at least one container.\n"
+                       "Are you sure you want to continue?"):
             return 0
     filters = parse_filters(cmd, a.filter)
     if a.all:
