@@ -414,6 +414,64 @@ def test_docker_wait(d):
     d.docker("rm", cid, check=True)
 
 
+def _api(d, method, path, body=None, timeout=30):
+    """One raw request to the daemon: (status, decoded JSON body or None)."""
+    import http.client
+    import socket as socketmod
+    c = http.client.HTTPConnection("localhost", timeout=timeout)
+    c.sock = socketmod.socket(socketmod.AF_UNIX)
+    c.sock.settimeout(timeout)
+    c.sock.connect(d.sock)
+    try:
+        c.request(method, path, json.dumps(body) if body is not None else None,
+                  {"Content-Type": "application/json"} if body is not None else {})
+        r = c.getresponse()
+        raw = r.read()
+        return r.status, json.loads(raw) if raw.strip() else None
+    finally:
+        c.close()
+
+
+def _waiter(d, ref, condition):
+    """A POST /containers/{ref}/wait?condition= in a thread: (thread, result list)."""
+    import threading
+    got = []
+    t = threading.Thread(target=lambda: got.append(_api(d, "POST", f"/containers/{ref}/wait?condition={condition}",
+                                                        timeout=60)), daemon=True)
+    t.start()
+    return t, got
+
+
+def test_wait_on_a_created_container_answers_at_once(d):
+    """`docker wait` (condition not-running) of a container never started answers 0 at once, as
+    dockerd's (berthd waited for a start that might never come); next-exit waits for the start
+    and its exit, removed for the removal; a failed start is the wait's error."""
+    d.docker("create", "--name", "wc-created", IMG, "sh", "-c", "exit 3", check=True)
+    p = d.docker("wait", "wc-created", timeout=20)
+    assert (p.returncode, p.out) == (0, "0\n"), p.err
+    assert _api(d, "POST", "/containers/wc-created/wait") == (200, {"StatusCode": 0, "Error": None})
+    nxt, got_next = _waiter(d, "wc-created", "next-exit")
+    d.docker("create", "--name", "wc-rm", IMG, "true", check=True)
+    rmw, got_rm = _waiter(d, "wc-rm", "removed")
+    nxt.join(1)
+    rmw.join(0.2)
+    assert nxt.is_alive() and rmw.is_alive()  # neither ran yet
+    d.docker("start", "wc-created", check=True)
+    nxt.join(20)
+    assert got_next == [(200, {"StatusCode": 3, "Error": None})]
+    d.docker("rm", "wc-rm", check=True)
+    rmw.join(20)
+    assert got_rm == [(200, {"StatusCode": 0, "Error": None})]
+    d.docker("create", "--name", "wc-bad", IMG, "/nonexist", check=True)
+    assert d.docker("start", "wc-bad").returncode == 1
+    code, body = _api(d, "POST", "/containers/wc-bad/wait")
+    assert code == 200 and body["StatusCode"] == 127 and "/nonexist" in body["Error"]["Message"], body
+    assert d.berth("wait", "wc-bad", timeout=20).out == "127\n"
+    d.docker("create", "--name", "wc-restart", IMG, "sleep", "600", check=True)
+    d.docker("restart", "-t", "0", "wc-restart", check=True, timeout=30)  # its stop's wait answers at once too
+    assert status(d, "wc-restart") == "running"
+
+
 def _pty_session(argv, env, script, timeout=30):
     """Run argv on a pty; for each (expect, send) wait for expect in the output, then type send.
     Returns (output, exit code)."""

@@ -800,3 +800,62 @@ def test_health_and_df_match_dockerd(eng, peer):
     finally:
         for d in (eng, peer):
             d.docker("rm", "-f", "pr-hc")
+
+
+def _api(sock, method, path, body=None, timeout=60):
+    """One raw request: (status, decoded JSON body or the raw bytes)."""
+    import http.client
+    import socket as socketmod
+    c = http.client.HTTPConnection("localhost", timeout=timeout)
+    c.sock = socketmod.socket(socketmod.AF_UNIX)
+    c.sock.settimeout(timeout)
+    c.sock.connect(sock)
+    try:
+        c.request(method, "/v1.41" + path, json.dumps(body) if body is not None else None,
+                  {"Content-Type": "application/json"} if body is not None else {})
+        r = c.getresponse()
+        raw = r.read()
+        try:
+            return r.status, json.loads(raw) if raw.strip() else None
+        except ValueError:
+            return r.status, raw
+    finally:
+        c.close()
+
+
+def test_wait_conditions_on_a_created_container_as_dockerd(eng, peer):
+    """POST /containers/{id}/wait of a container never started: not-running answers at once (0),
+    next-exit waits for its start and exit, removed for its removal; after a failed start, the
+    exit code and the start's error. berthd's not-running waited for a start."""
+    import threading
+    seen = []
+    for d in (eng, peer):
+        d.docker("create", "--name", "pw-a", IMAGE, "sh", "-c", "exit 3", check=True)
+        d.docker("create", "--name", "pw-b", IMAGE, "true", check=True)
+        d.docker("create", "--name", "pw-c", IMAGE, "/nonexist", check=True)
+        try:
+            row = [d.docker("wait", "pw-a", timeout=20).out, _api(d.sock, "POST", "/containers/pw-a/wait")]
+            got = {}
+
+            def wait(ref, cond):
+                got[cond] = _api(d.sock, "POST", f"/containers/{ref}/wait?condition={cond}")
+            ts = [threading.Thread(target=wait, args=a, daemon=True) for a in (("pw-a", "next-exit"), ("pw-b", "removed"))]
+            for t in ts:
+                t.start()
+            time.sleep(1)
+            row.append(sorted(got))  # none answered yet
+            d.docker("start", "pw-a", check=True)
+            d.docker("rm", "pw-b", check=True)
+            for t in ts:
+                t.join(30)
+            row.append(got)
+            d.docker("start", "pw-c")
+            code, body = _api(d.sock, "POST", "/containers/pw-c/wait")
+            row.append((code, body["StatusCode"], "/nonexist" in body["Error"]["Message"]))
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", "pw-a", "pw-b", "pw-c")
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == "0\n" and seen[0][3]["next-exit"] == (200, {"StatusCode": 3, "Error": None})
+
+

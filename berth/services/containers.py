@@ -584,14 +584,25 @@ class ContainerService:
     def wait_exit(self, ns: str, ref: str, condition: str = "not-running") -> int:
         """Block until the container is not running (next-exit: until it ran and exited; removed:
         until it is gone too); its exit code. A container removed meanwhile (--rm) still
-        answers with its exit code."""
+        answers with its exit code. As dockerd's: not-running answers at once for a container
+        that does not run (created, never started, too: its exit code, 0), and waits through a
+        restarting one to its next exit (docker's CLI waits with next-exit or removed, before
+        its start)."""
+        return self.wait_result(ns, ref, condition)[0]
+
+    def wait_result(self, ns: str, ref: str, condition: str = "not-running") -> tuple[int, str]:
+        """wait_exit's (exit code, error): the error of a start that failed (docker's State.Error),
+        which POST /containers/{id}/wait answers with (not-running and next-exit)."""
         rec = self.get(ns, ref)
         cid = rec.id
         st = self.states.get(ns, cid, rec)
-        if condition == "next-exit" or st.status == S.CREATED:
-            # docker calls wait before start: the start (or its failure), then the exit
-            gen0 = st.generation
+        gen0 = st.generation
+        if condition == "next-exit" or (condition == "removed" and st.status == S.CREATED):
+            # the start (or its failure), then the exit
             self.states.wait_for(cid, lambda s: s is None or s.generation > gen0 and not s.running)
+        elif st.status == S.RESTARTING:  # dockerd counts it as running: its next exit, or a stop
+            self.states.wait_for(cid, lambda s: s is None or not s.running and (
+                s.generation > gen0 or s.status != S.RESTARTING))
         else:
             self.states.wait_for(cid, lambda s: s is None or not s.running)
         if condition == "removed":
@@ -600,9 +611,9 @@ class ContainerService:
             last = self.states.peek(cid)
             if last is not None and last.status == S.DEAD:
                 raise RemovalFailed(last.exit_code, last.error or "the removal failed")
-            return last.exit_code if last is not None else 0
+            return (last.exit_code, "") if last is not None else (0, "")
         last = self.states.peek(cid)
-        return last.exit_code if last is not None else 0
+        return (last.exit_code, last.error or "") if last is not None else (0, "")
 
     def mark_stopped_by_user(self, ns: str, rec: Container, value: bool = True) -> None:
         if value and self.restart_policy(rec)[0] == "no":
