@@ -314,6 +314,39 @@ def test_env_workdir_user_hostname(d, tmp_path):
     assert p.out.splitlines() == ["/data", "0", cid[:12]]
 
 
+def _env_of(out):
+    return [line for line in out.replace("\r", "").splitlines() if not line.startswith("HOSTNAME=")]
+
+
+def test_a_bare_env_key_removes_the_variable_as_dockerd(d):
+    """`-e NAME` of a variable the client has not: the docker CLI sends "NAME", and dockerd's
+    rule (ReplaceOrAppendEnvValues) removes NAME from the process's env. berthd's exec failed
+    with 126 (the runtime refused the entry) and its run set NAME to the empty string."""
+    env = d.env()
+    for k in ("BERTH_UNSET_A", "FIXTURE", "FOO", "TERM"):
+        env.pop(k, None)
+    d.docker("run", "-d", "--name", "envc", "-e", "FOO=bar", IMG, "sleep", "600", env=env, check=True)
+    p = d.docker("exec", "-e", "BERTH_UNSET_A", "-e", "FOO", "envc", "env", env=env)
+    assert p.returncode == 0, p.err
+    assert _env_of(p.out) == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                              "FIXTURE=busybox-layers", "HOME=/root"]
+    p = d.docker("exec", "-e", "FOO=baz", "-e", "NEW=1", "envc", "sh", "-c", "echo $FOO$NEW", env=env, check=True)
+    assert p.out == "baz1\n"
+    # an exec's TERM is its own tty's, as dockerd's
+    assert "TERM=xterm" in _env_of(d.docker("exec", "-t", "envc", "env", env=env, check=True).out)
+    d.docker("run", "-d", "-t", "--name", "envt", IMG, "sleep", "600", env=env, check=True)
+    assert "TERM=xterm" not in _env_of(d.docker("exec", "envt", "env", env=env, check=True).out)
+    # the container's own: the image's FIXTURE and the default HOSTNAME removed too
+    p = d.docker("run", "--rm", "-e", "BERTH_UNSET_A", "-e", "FIXTURE", "-e", "HOSTNAME", IMG, "env", env=env)
+    assert p.out.splitlines() == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                  "HOME=/root"], p.out + p.err
+    d.docker("create", "--name", "envi", "-e", "BERTH_UNSET_A", "-e", "A=1", IMG, env=env, check=True)
+    cenv = json.loads(d.docker("inspect", "-f", "{{json .Config.Env}}", "envi", check=True).out)
+    # dockerd's order: the create's (which the docker CLI sends in no fixed order), then the image's others
+    assert (sorted(cenv[:2]), cenv[2:]) == (["A=1", "BERTH_UNSET_A"], [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "FIXTURE=busybox-layers"])
+
+
 def test_entrypoint(d):
     assert run(d, "--entrypoint", "echo", IMG, "hi", "there").out == "hi there\n"
     # --entrypoint drops the image's CMD

@@ -859,3 +859,34 @@ def test_wait_conditions_on_a_created_container_as_dockerd(eng, peer):
     assert seen[0][0] == "0\n" and seen[0][3]["next-exit"] == (200, {"StatusCode": 3, "Error": None})
 
 
+def test_exec_env_without_a_value_as_dockerd(eng, peer):
+    """`docker exec -e NAME` of a variable the client has not (the CLI sends "NAME"): dockerd
+    leaves NAME out of the exec's env, and removes the container's own NAME; `run -e NAME` the
+    same. berthd's exec failed with 126, its run set NAME="". TERM follows the exec's tty."""
+    env = eng.env()
+    for k in ("PR_UNSET_A", "PR_UNSET_B", "FIXTURE", "FOO"):
+        env.pop(k, None)
+    seen = []
+    for d in (eng, peer):
+        denv = dict(env, HOME=d.env()["HOME"], DOCKER_CONFIG=d.env()["DOCKER_CONFIG"])
+        d.docker("run", "-d", "--name", "pe-a", "-e", "FOO=bar", IMAGE, "sleep", "600", env=denv, check=True)
+        d.docker("run", "-d", "-t", "--name", "pe-t", IMAGE, "sleep", "600", env=denv, check=True)
+        try:
+            row = []
+            for args in (["-e", "PR_UNSET_A", "-e", "FOO", "pe-a"], ["-e", "FOO=baz", "-e", "HOSTNAME", "pe-a"],
+                         ["-t", "pe-a"], ["pe-t"], ["-t", "-e", "TERM=vt100", "pe-a"]):
+                p = d.docker("exec", *args, "env", env=denv)
+                row.append((p.returncode, [x for x in p.out.replace("\r", "").splitlines()
+                                           if not x.startswith("HOSTNAME=")]))
+            p = d.docker("run", "--rm", "-t", "-e", "PR_UNSET_B", "-e", "FIXTURE", "-e", "HOSTNAME", IMAGE, "env", env=denv)
+            row.append((p.returncode, p.out.replace("\r", "").splitlines()))
+            d.docker("create", "--name", "pe-c", "-e", "PR_UNSET_B", "-e", "A=1", IMAGE, env=denv, check=True)
+            cenv = _inspect(d, "pe-c")["Config"]["Env"]
+            row.append((sorted(cenv[:2]), cenv[2:]))  # (the docker CLI sends -e's in no fixed order)
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", "pe-a", "pe-t", "pe-c")
+    assert seen[0] == seen[1], seen
+    assert seen[0][0][0] == 0 and not any("FOO" in x or "PR_UNSET" in x for x in seen[0][0][1])
+
+

@@ -917,7 +917,8 @@ class ContainerService:
         except BerthError:
             pass
         ic = cfg_doc.get("config") or {}
-        env = list(ic.get("Env") or []) + list(spec.get("Env") or [])
+        from berth.services.ocispec import config_env
+        env = config_env(spec.get("Env"), ic.get("Env"))  # as dockerd's: the create's, then the image's others
         hc = dict(spec.get("HostConfig") or {})
         hc.setdefault("NetworkMode", "default")
         if hc.get("Links"):
