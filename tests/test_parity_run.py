@@ -890,3 +890,29 @@ def test_exec_env_without_a_value_as_dockerd(eng, peer):
     assert seen[0][0][0] == 0 and not any("FOO" in x or "PR_UNSET" in x for x in seen[0][0][1])
 
 
+def test_prune_filter_errors_as_dockerd(eng, peer):
+    """Unknown prune filters and unreadable until= values: the same words from both engines
+    (dockerd answers 500 for an until it cannot parse; berthd 400: it is the request's fault)."""
+    from urllib.parse import quote
+    cases = [("images", {"bogus": {"1": True}}), ("images", {"until": {"bogus": True}}),
+             ("images", {"until": {"2021-02-30": True}}), ("images", {"until": {"1h": True, "2h": True}}),
+             ("images", {"dangling": {"maybe": True}}), ("images", {"until": {"2021-1-01": True}}),
+             ("images", {"label": {"pr-nosuch": True}, "until": {"2020-01-01T00:00:00Z": True}}),
+             ("build", {"bogus": {"1": True}}), ("build", {"until": {"bogus": True}}),
+             ("build", {"unused-for": {"1": True}}), ("build", {"until": {"1h": True}, "unused-for": {"1h": True}}),
+             ("build", {"private": {"a": True, "b": True}}), ("build", {"immutable": {"1": True}}),
+             ("build", {"id": {"pr-nosuch": True}, "until": {"1h": True}}),
+             ("containers", {"bogus": {"1": True}}), ("containers", {"until": {"3h-1m": True}}),
+             ("containers", {"until": {"1h30m": True}, "label": {"pr-nosuch": True}})]
+    for what, f in cases:
+        path = f"/{what}/prune?filters=" + quote(json.dumps(f))
+        (s1, b1), (s2, b2) = _api(eng.sock, "POST", path), _api(peer.sock, "POST", path)
+        assert b1 == b2 and (s1 == s2 or (s1, s2) == (400, 500)), (what, f, s1, b1, s2, b2)
+    for args in (["image", "prune", "-f", "--filter", "bogus=1"], ["image", "prune", "-f", "--filter", "until=bogus"],
+                 ["builder", "prune", "-f", "--filter", "bogus=1"], ["builder", "prune", "-f", "--filter", "until=x"],
+                 ["container", "prune", "-f", "--filter", "until=bogus"]):
+        ours, theirs = eng.docker(*args), peer.docker(*args)
+        assert (ours.returncode, _daemon_error(ours)) == (theirs.returncode, _daemon_error(theirs)) and \
+            ours.returncode == 1, (args, ours.err, theirs.err)
+
+
