@@ -347,6 +347,28 @@ def test_a_bare_env_key_removes_the_variable_as_dockerd(d):
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "FIXTURE=busybox-layers"])
 
 
+def test_bad_stop_signal_and_capabilities_are_refused_at_create(d):
+    """dockerd refuses them at create, before it looks the image up (a missing image is not
+    pulled for nothing): 400 and its words. berthd took them (a bad capability failed the
+    start, a bad stop signal the stop)."""
+    for flags, msg in ((["--stop-signal", "BOGUS"], "Invalid signal: BOGUS"),
+                       (["--stop-signal", "0"], "Invalid signal: 0"),
+                       (["--cap-add", "BOGUS"], 'invalid CapAdd: unknown capability: "CAP_BOGUS"'),
+                       (["--cap-drop", "bogus"], 'invalid CapDrop: unknown capability: "CAP_BOGUS"')):
+        for image in (IMG, "no-such-image:1"):
+            p = d.docker("create", *flags, image, "true")
+            assert (p.returncode, p.err) == (1, f"Error response from daemon: {msg}\n"), (flags, image, p.err)
+    assert d.docker("ps", "-aq").out == ""
+    status_, body = _api(d, "POST", "/containers/create", {"Image": IMG, "StopSignal": "BOGUS"})
+    assert (status_, body) == (400, {"message": "Invalid signal: BOGUS"})
+    for sig in ("SIGRTMIN+3", "rtmax-1", "9", "usr1"):
+        d.docker("create", "--name", "sig-ok", "--stop-signal", sig, "--cap-add", "net_admin", "--cap-drop", "ALL",
+                 IMG, "sleep", "600", check=True)
+        d.docker("rm", "sig-ok", check=True)
+    d.docker("run", "-d", "--name", "sig-rt", "--stop-signal", "SIGRTMIN+3", IMG, "sleep", "600", check=True)
+    d.docker("stop", "-t", "1", "sig-rt", check=True, timeout=30)  # a real-time stop signal goes (then SIGKILL)
+
+
 def test_entrypoint(d):
     assert run(d, "--entrypoint", "echo", IMG, "hi", "there").out == "hi there\n"
     # --entrypoint drops the image's CMD

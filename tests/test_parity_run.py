@@ -916,3 +916,26 @@ def test_prune_filter_errors_as_dockerd(eng, peer):
             ours.returncode == 1, (args, ours.err, theirs.err)
 
 
+def test_create_refuses_bad_stop_signals_and_capabilities_as_dockerd(eng, peer):
+    """--stop-signal and --cap-add/--cap-drop values dockerd does not know: refused at create,
+    before the image is looked up (no pull of a missing one), with its words; the ones it
+    knows are taken. berthd took them all at create."""
+    seen = []
+    for d in (eng, peer):
+        row = []
+        for flags in (["--stop-signal", "BOGUS"], ["--stop-signal", "0"], ["--stop-signal", "SIGRTMIN+16"],
+                      ["--cap-add", "BOGUS"], ["--cap-drop", "bogus"], ["--cap-add", "ALL", "--cap-add", "CAP_ALL"],
+                      ["--stop-signal", "BOGUS", "--cap-add", "BOGUS"]):
+            for image in (IMAGE, "pr-no-such-image:1"):
+                p = d.docker("create", *flags, image, "true")
+                row.append((flags, image, p.returncode, _daemon_error(p), "Unable to find image" in p.err))
+        for sig in ("SIGRTMIN+3", "rtmax-1", "-3", "+9", "cld", "usr1"):
+            p = d.docker("create", "--name", "ps-ok", "--stop-signal", sig, "--cap-add", "audit_read", IMAGE, "true")
+            row.append((sig, p.returncode))
+            d.docker("rm", "-f", "ps-ok")
+        row.append(d.docker("ps", "-aq").out)
+        seen.append(row)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0][2:] == (1, "Error response from daemon: Invalid signal: BOGUS", False)
+
+

@@ -236,6 +236,8 @@ class ContainerService:
         image_ref = body.get("Image")
         if not image_ref:
             raise InvalidArgument("no image given (Image)")
+        from berth.services import runopts
+        runopts.check_early(body)  # StopSignal, CapAdd/CapDrop: before the image, as dockerd
         r = self.images.resolve(ns, image_ref, platform=body.get("Platform"))
         if name:
             name = name.lstrip("/")
