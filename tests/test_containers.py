@@ -369,6 +369,27 @@ def test_bad_stop_signal_and_capabilities_are_refused_at_create(d):
     d.docker("stop", "-t", "1", "sig-rt", check=True, timeout=30)  # a real-time stop signal goes (then SIGKILL)
 
 
+def test_an_unknown_user_fails_the_exec_start_with_126(d):
+    """`exec -u nosuchuser`: the exec is made, its start fails, the exec's exit code is 126 and
+    the attached client reads why in the stream (dockerd's way; the docker CLI exits 126);
+    detached, the start's answer is the error. berthd refused the exec create (the CLI exited 1)."""
+    d.docker("run", "-d", "--name", "exu", IMG, "sleep", "600", check=True)
+    msg = "unable to find user nosuchuser: no matching entries in passwd file"
+    for cli in (d.docker, d.berth):
+        p = cli("exec", "-u", "nosuchuser", "exu", "true")
+        assert (p.returncode, p.out.strip()) == (126, msg), p.out + p.err
+        p = cli("exec", "-d", "-u", "nosuchuser", "exu", "true")
+        assert p.returncode == 1 and msg in p.err, p.out + p.err
+    status_, body = _api(d, "POST", "/containers/exu/exec", {"Cmd": ["true"], "User": "nosuchuser"})
+    assert status_ == 201
+    eid = body["Id"]
+    assert _api(d, "POST", f"/exec/{eid}/start", {"Detach": True}) == (400, {"message": msg})
+    status_, body = _api(d, "GET", f"/exec/{eid}/json")
+    assert (body["Running"], body["ExitCode"], body["Pid"]) == (False, 126, 0)
+    assert d.docker("exec", "-u", "root:nosuchgroup", "exu", "true").returncode == 126
+    assert d.docker("exec", "-u", "1234:55", "exu", "id", check=True).out.startswith("uid=1234 gid=55")
+
+
 def test_entrypoint(d):
     assert run(d, "--entrypoint", "echo", IMG, "hi", "there").out == "hi there\n"
     # --entrypoint drops the image's CMD

@@ -939,3 +939,28 @@ def test_create_refuses_bad_stop_signals_and_capabilities_as_dockerd(eng, peer):
     assert seen[0][0][2:] == (1, "Error response from daemon: Invalid signal: BOGUS", False)
 
 
+def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):
+    """`exec -u nosuchuser`: the docker CLI prints why (the start's stream) and exits 126 with
+    both engines; -d: the start's error, exit 1; the exec's inspect: ExitCode 126, not running.
+    berthd refused the exec create: the CLI exited 1."""
+    seen = []
+    for d in (eng, peer):
+        d.docker("run", "-d", "--name", "pu-a", IMAGE, "sleep", "600", check=True)
+        try:
+            row = []
+            for args in (["-u", "nosuchuser"], ["-u", "root:nosuchgroup"], ["-d", "-u", "nosuchuser"]):
+                p = d.docker("exec", *args, "pu-a", "true")
+                row.append((args, p.returncode, p.out, _daemon_error(p)))
+            code, body = _api(d.sock, "POST", "/containers/pu-a/exec", {"Cmd": ["true"], "User": "nosuchuser"})
+            eid = body["Id"]
+            code2, body2 = _api(d.sock, "POST", f"/exec/{eid}/start", {"Detach": True})
+            info = _api(d.sock, "GET", f"/exec/{eid}/json")[1]
+            # (dockerd answers that start 500; berthd 400: the request's user is wrong)
+            row.append((code, code2 in (400, 500), body2, info["Running"], info["ExitCode"], info["Pid"]))
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", "pu-a")
+    assert seen[0] == seen[1], seen
+    assert seen[0][0][1] == 126 and seen[0][-1][3:] == (False, 126, 0) and seen[0][-1][:2] == (201, True)
+
+

@@ -105,8 +105,9 @@ class ExecService:
 
     def process(self, ns: str, rec, body: dict) -> dict:
         """The OCI process of an exec: the container's, with the exec's command, env, cwd, user, tty."""
+        # the user is looked up at the start, as dockerd does (an unknown one fails it: 126)
         p = process_for(self.containers, rec, body.get("Cmd"), (), bool(body.get("Tty")),
-                        body.get("WorkingDir") or None, body.get("User") or None)
+                        body.get("WorkingDir") or None)
         p["env"] = self._env(rec, p.get("env") or [], bool(body.get("Tty")), body.get("Env") or [])
         if body.get("Privileged"):
             from berth.services import ocispec
@@ -175,6 +176,15 @@ class ExecService:
                                   execID=eid)
         except NotFound:
             pass
+        if inst.config.get("User"):
+            from berth.services import ocispec
+            try:
+                uid, gid, groups = ocispec.lookup_user(self.containers.rootfs(inst.container), inst.config["User"])
+            except BerthError:
+                inst.exit_code = 126  # as dockerd's: the exec never ran (its start's error says why)
+                inst.extra["running"].set()
+                raise
+            inst.process["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
         req = proto.Exec(exec_id=eid, process=inst.process,
                          stdin=bool(inst.config.get("AttachStdin")) and not detach)
         try:
