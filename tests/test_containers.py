@@ -390,6 +390,54 @@ def test_an_unknown_user_fails_the_exec_start_with_126(d):
     assert d.docker("exec", "-u", "1234:55", "exu", "id", check=True).out.startswith("uid=1234 gid=55")
 
 
+def test_an_unknown_network_fails_the_start_not_the_create(d):
+    """dockerd makes a container whose network is not there (yet) and fails its start (404,
+    State.Error, ExitCode 128); a network made meanwhile is used. berthd's create answered 404,
+    on which the docker CLI goes to pull the image."""
+    p = d.docker("create", "--name", "nonet", "--network", "berth-nosuchnet", IMG, "true")
+    assert p.returncode == 0 and "Unable to find image" not in p.err, p.err
+    p = d.docker("start", "nonet")
+    assert p.returncode == 1 and "Error response from daemon: network berth-nosuchnet not found" in p.err, p.err
+    st = state(d, "nonet")
+    assert (st["Status"], st["ExitCode"], st["Error"]) == ("created", 128, "network berth-nosuchnet not found")
+    assert _api(d, "POST", "/containers/nonet/wait") == (
+        200, {"StatusCode": 128, "Error": {"Message": "network berth-nosuchnet not found"}})
+    p = d.docker("run", "--name", "nonet2", "--network", "berth-nosuchnet", IMG, "true")
+    assert p.returncode == 125 and "Unable to find image" not in p.err, p.err
+    d.docker("network", "create", "berth-nosuchnet", check=True)
+    try:
+        d.docker("start", "-a", "nonet", check=True)
+        st = state(d, "nonet")
+        assert (st["Status"], st["ExitCode"], st["Error"]) == ("exited", 0, "")
+    finally:
+        d.docker("rm", "-f", "nonet", "nonet2")
+        d.docker("network", "rm", "berth-nosuchnet")
+
+
+def test_volumes_from_a_missing_container_is_a_bad_request(d):
+    """dockerd: 400 "No such container" (berthd's 404 had the docker CLI pull the image), and
+    its words for a bad mode; ro of a rw source is read-only, rw of a ro one stays read-only."""
+    d.docker("create", "--name", "vf-src", "-v", "/rw", "-v", "berth-vf-vol:/ro:ro", IMG, check=True)
+    try:
+        for spec, msg in (("nosuchcontainer", "No such container: nosuchcontainer"),
+                          ("nosuchcontainer:ro", "No such container: nosuchcontainer"),
+                          ("vf-src:bogus", "invalid mode: bogus"), ("vf-src:ro,rw", "invalid mode: ro,rw"),
+                          ("vf-src:ro,shared", "invalid mode: ro,shared"), ("vf-src:nocopy", "invalid mode: nocopy")):
+            p = d.docker("create", "--volumes-from", spec, IMG, "true")
+            assert (p.returncode, p.err) == (1, f"Error response from daemon: {msg}\n"), (spec, p.err)
+        status_, _ = _api(d, "POST", "/containers/create", {"Image": IMG, "HostConfig": {"VolumesFrom": ["nosuch"]}})
+        assert status_ == 400
+        for spec, want in (("vf-src", {"/rw": True, "/ro": False}), ("vf-src:ro", {"/rw": False, "/ro": False}),
+                           ("vf-src:rw", {"/rw": True, "/ro": False})):
+            d.docker("create", "--name", "vf-user", "--volumes-from", spec, IMG, check=True)
+            mounts = json.loads(d.docker("inspect", "-f", "{{json .Mounts}}", "vf-user", check=True).out)
+            assert {m["Destination"]: m["RW"] for m in mounts} == want, (spec, mounts)
+            d.docker("rm", "vf-user", check=True)
+    finally:
+        d.docker("rm", "-f", "-v", "vf-user", "vf-src")
+        d.docker("volume", "rm", "berth-vf-vol")
+
+
 def test_entrypoint(d):
     assert run(d, "--entrypoint", "echo", IMG, "hi", "there").out == "hi there\n"
     # --entrypoint drops the image's CMD

@@ -964,3 +964,37 @@ def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):
     assert seen[0][0][1] == 126 and seen[0][-1][3:] == (False, 126, 0) and seen[0][-1][:2] == (201, True)
 
 
+def test_unknown_network_and_volumes_from_as_dockerd(eng, peer):
+    """create --network X (no such network): made, its start fails with 404 "network X not
+    found" (State.Error, ExitCode 128); --volumes-from of no container: 400. berthd answered
+    404 at create, on which the docker CLI tries to pull the image."""
+    seen = []
+    for d in (eng, peer):
+        d.docker("create", "--name", "pv-src", "-v", "/data2", IMAGE, check=True)
+        try:
+            row = []
+            p = d.docker("create", "--name", "pn-a", "--network", "pr-nosuchnet", IMAGE, "true")
+            row.append((p.returncode, "Unable to find image" in p.err))
+            p = d.docker("start", "pn-a")
+            row.append((p.returncode, _daemon_error(p)))
+            st = _inspect(d, "pn-a")["State"]
+            row.append((st["Status"], st["ExitCode"], st["Error"]))
+            row.append(_api(d.sock, "POST", "/containers/pn-a/wait"))
+            code, body = _api(d.sock, "POST", "/containers/pn-a/start")
+            row.append((code, body))
+            p = d.docker("run", "--name", "pn-b", "--network", "pr-nosuchnet", IMAGE, "true")
+            row.append((p.returncode, _daemon_error(p), "Unable to find image" in p.err))
+            for spec in ("pr-nosuchcontainer", "pr-nosuchcontainer:ro", "pv-src:bogus", "pv-src:ro,rw",
+                         "pv-src:ro,shared", "pv-src:nocopy"):
+                p = d.docker("create", "--volumes-from", spec, IMAGE, "true")
+                row.append((spec, p.returncode, _daemon_error(p), "Unable to find image" in p.err))
+            code, body = _api(d.sock, "POST", "/containers/create",
+                              {"Image": IMAGE, "HostConfig": {"VolumesFrom": ["pr-nosuchcontainer"]}})
+            row.append((code, body))
+            d.docker("create", "--name", "pv-user", "--volumes-from", "pv-src:ro", IMAGE, check=True)
+            row.append([(m["Destination"], m["RW"]) for m in _inspect(d, "pv-user")["Mounts"]])
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", "-v", "pn-a", "pn-b", "pv-user", "pv-src")
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0] == (0, False) and seen[0][4] == (404, {"message": "network pr-nosuchnet not found"})

@@ -381,6 +381,7 @@ class ContainerService:
         unmount(rootfs)
         self.mount_fs(rec, rootfs)
         channel = None
+        recorded = False  # the failure is in the container's state (docker's State.Error, ExitCode)
         try:
             cfg_doc = self.images.read_json(CreateSpec.from_json(spec_body).image_id, 20 << 20, "image config")
             hostname = spec_body.get("Hostname") or rec.id[:12]
@@ -430,12 +431,21 @@ class ContainerService:
             res = channel.start_result()
             if not res.ok and not hold:
                 err = res.error or "the container failed to start"
+                recorded = True
                 self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
                                        error=err, exit_code=start_exit_code(err, 128), generation=st.generation + 1)
             if not res.ok:
                 raise error_of_start(res.kind, f"failed to create task for container: {res.error or 'the container failed to start'}")
-        except BaseException:
+        except BaseException as e:
             self._unlaunch(ns, rec, channel)
+            if not hold and not recorded and isinstance(e, BerthError):
+                # as dockerd's: what failed the start before the process (a network that is not
+                # there, a volume, a link) is the container's error, its exit code 128
+                try:
+                    self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
+                                           error=e.message, exit_code=128, generation=st.generation + 1)
+                except BerthError:
+                    pass
             raise
         return channel, res, started_at, bool(params["start_in_place"])
 
