@@ -350,6 +350,54 @@ def test_bad_requests_are_400(eng, berthd):
         "[hello-world:latest]"
 
 
+def test_prune_filters_are_checked_as_dockerd(berthd):
+    """image prune, builder prune and container prune refuse a filter they do not know and an
+    until= they cannot read, with dockerd's words (berthd took them, and pruned regardless),
+    before anything is pruned."""
+    from urllib.parse import quote
+    berthd.docker("load", "-i", BUSYBOX, check=True)
+    berthd.docker("create", "--name", "pf-stopped", "busybox-layers:1", check=True)
+    refused = [
+        ("images", {"bogus": {"1": True}}, "Invalid filter 'bogus'"),
+        ("images", {"until": {"bogus": True}}, 'failed to parse value as time or duration: "bogus"'),
+        ("images", {"until": {"1h": True, "2h": True}}, "more than one until filter specified"),
+        ("images", {"until": {"2021-13-01": True}}, 'parsing time "2021-13-01": month out of range'),
+        ("images", {"dangling": {"maybe": True}}, "Invalid filter 'dangling=[maybe]'"),
+        ("build", {"bogus": {"1": True}}, "failed to prune build cache: Invalid filter 'bogus'"),
+        ("build", {"mutable": {"1": True}}, "failed to prune build cache: Invalid filter 'mutable'"),
+        ("build", {"until": {"bogus": True}}, "failed to prune build cache: \"until\" filter expects a duration "
+                                                "(e.g., '24h'): time: invalid duration \"bogus\""),
+        ("build", {"until": {"1h": True}, "unused-for": {"2h": True}},
+         'failed to prune build cache: conflicting filters: "until" and "unused-for"'),
+        ("build", {"id": {"a": True, "b": True}}, "failed to prune build cache: filters expect only one value"),
+        ("containers", {"bogus": {"1": True}}, "Invalid filter 'bogus'"),
+        ("containers", {"until": {"10x": True}}, 'failed to parse value as time or duration: "10x"'),
+    ]
+    for what, filters, msg in refused:
+        status, _, body = call(berthd, "POST", f"/{what}/prune?filters=" + quote(json.dumps(filters)))
+        assert (status, json.loads(body)) == (400, {"message": msg}), (what, filters, body)
+    for args, msg in ((["image", "prune", "-f", "--filter", "bogus=1"], "Invalid filter 'bogus'"),
+                      (["image", "prune", "-af", "--filter", "until=bogus"],
+                       'failed to parse value as time or duration: "bogus"'),
+                      (["builder", "prune", "-f", "--filter", "bogus=1"],
+                       "failed to prune build cache: Invalid filter 'bogus'")):
+        p = berthd.docker(*args)
+        assert p.returncode == 1 and f"Error response from daemon: {msg}\n" in p.err, (args, p.err)
+    assert berthd.docker("inspect", "pf-stopped").returncode == 0
+    berthd.docker("rm", "pf-stopped", check=True)
+    # the filters that pass filter: the image was made after 2020, and has its fixture label
+    for flt in ("until=2020-01-01T00:00:00Z", "label=nosuch", "label!=org.example.fixture",
+                "label=org.example.fixture=other"):
+        assert berthd.docker("image", "prune", "-af", "--filter", flt, check=True).out == "Total reclaimed space: 0B\n"
+        assert berthd.docker("image", "inspect", "busybox-layers:1").returncode == 0, flt
+    for flt in ("until=1s", "label=org.example.fixture"):
+        assert berthd.docker("image", "prune", "-af", "--filter", flt, check=True).out.startswith("Deleted Images:")
+        assert berthd.docker("image", "inspect", "busybox-layers:1").returncode == 1, flt
+        berthd.docker("load", "-i", BUSYBOX, check=True)
+    status, _, body = call(berthd, "POST", "/containers/prune?filters=" + quote('{"until":{"1h30m":true}}'))
+    assert (status, json.loads(body)) == (200, {"ContainersDeleted": None, "SpaceReclaimed": 0})
+
+
 def test_api_version_header_on_every_response(eng):
     responses = [call(eng, "HEAD", "/_ping"), call(eng, "GET", "/info"), call(eng, "GET", "/nope"),
                  call(eng, "POST", "/version"), call(eng, "GET", "/images/json?filters=bad"),

@@ -314,6 +314,130 @@ def test_env_workdir_user_hostname(d, tmp_path):
     assert p.out.splitlines() == ["/data", "0", cid[:12]]
 
 
+def _env_of(out):
+    return [line for line in out.replace("\r", "").splitlines() if not line.startswith("HOSTNAME=")]
+
+
+def test_a_bare_env_key_removes_the_variable_as_dockerd(d):
+    """`-e NAME` of a variable the client has not: the docker CLI sends "NAME", and dockerd's
+    rule (ReplaceOrAppendEnvValues) removes NAME from the process's env. berthd's exec failed
+    with 126 (the runtime refused the entry) and its run set NAME to the empty string."""
+    env = d.env()
+    for k in ("BERTH_UNSET_A", "FIXTURE", "FOO", "TERM"):
+        env.pop(k, None)
+    d.docker("run", "-d", "--name", "envc", "-e", "FOO=bar", IMG, "sleep", "600", env=env, check=True)
+    p = d.docker("exec", "-e", "BERTH_UNSET_A", "-e", "FOO", "envc", "env", env=env)
+    assert p.returncode == 0, p.err
+    assert _env_of(p.out) == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                              "FIXTURE=busybox-layers", "HOME=/root"]
+    p = d.docker("exec", "-e", "FOO=baz", "-e", "NEW=1", "envc", "sh", "-c", "echo $FOO$NEW", env=env, check=True)
+    assert p.out == "baz1\n"
+    # an exec's TERM is its own tty's, as dockerd's
+    assert "TERM=xterm" in _env_of(d.docker("exec", "-t", "envc", "env", env=env, check=True).out)
+    d.docker("run", "-d", "-t", "--name", "envt", IMG, "sleep", "600", env=env, check=True)
+    assert "TERM=xterm" not in _env_of(d.docker("exec", "envt", "env", env=env, check=True).out)
+    # the container's own: the image's FIXTURE and the default HOSTNAME removed too
+    p = d.docker("run", "--rm", "-e", "BERTH_UNSET_A", "-e", "FIXTURE", "-e", "HOSTNAME", IMG, "env", env=env)
+    assert p.out.splitlines() == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                  "HOME=/root"], p.out + p.err
+    d.docker("create", "--name", "envi", "-e", "BERTH_UNSET_A", "-e", "A=1", IMG, env=env, check=True)
+    cenv = json.loads(d.docker("inspect", "-f", "{{json .Config.Env}}", "envi", check=True).out)
+    # dockerd's order: the create's (which the docker CLI sends in no fixed order), then the image's others
+    assert (sorted(cenv[:2]), cenv[2:]) == (["A=1", "BERTH_UNSET_A"], [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "FIXTURE=busybox-layers"])
+
+
+def test_bad_stop_signal_and_capabilities_are_refused_at_create(d):
+    """dockerd refuses them at create, before it looks the image up (a missing image is not
+    pulled for nothing): 400 and its words. berthd took them (a bad capability failed the
+    start, a bad stop signal the stop)."""
+    for flags, msg in ((["--stop-signal", "BOGUS"], "Invalid signal: BOGUS"),
+                       (["--stop-signal", "0"], "Invalid signal: 0"),
+                       (["--cap-add", "BOGUS"], 'invalid CapAdd: unknown capability: "CAP_BOGUS"'),
+                       (["--cap-drop", "bogus"], 'invalid CapDrop: unknown capability: "CAP_BOGUS"')):
+        for image in (IMG, "no-such-image:1"):
+            p = d.docker("create", *flags, image, "true")
+            assert (p.returncode, p.err) == (1, f"Error response from daemon: {msg}\n"), (flags, image, p.err)
+    assert d.docker("ps", "-aq").out == ""
+    status_, body = _api(d, "POST", "/containers/create", {"Image": IMG, "StopSignal": "BOGUS"})
+    assert (status_, body) == (400, {"message": "Invalid signal: BOGUS"})
+    for sig in ("SIGRTMIN+3", "rtmax-1", "9", "usr1"):
+        d.docker("create", "--name", "sig-ok", "--stop-signal", sig, "--cap-add", "net_admin", "--cap-drop", "ALL",
+                 IMG, "sleep", "600", check=True)
+        d.docker("rm", "sig-ok", check=True)
+    d.docker("run", "-d", "--name", "sig-rt", "--stop-signal", "SIGRTMIN+3", IMG, "sleep", "600", check=True)
+    d.docker("stop", "-t", "1", "sig-rt", check=True, timeout=30)  # a real-time stop signal goes (then SIGKILL)
+
+
+def test_an_unknown_user_fails_the_exec_start_with_126(d):
+    """`exec -u nosuchuser`: the exec is made, its start fails, the exec's exit code is 126 and
+    the attached client reads why in the stream (dockerd's way; the docker CLI exits 126);
+    detached, the start's answer is the error. berthd refused the exec create (the CLI exited 1)."""
+    d.docker("run", "-d", "--name", "exu", IMG, "sleep", "600", check=True)
+    msg = "unable to find user nosuchuser: no matching entries in passwd file"
+    for cli in (d.docker, d.berth):
+        p = cli("exec", "-u", "nosuchuser", "exu", "true")
+        assert (p.returncode, p.out.strip()) == (126, msg), p.out + p.err
+        p = cli("exec", "-d", "-u", "nosuchuser", "exu", "true")
+        assert p.returncode == 1 and msg in p.err, p.out + p.err
+    status_, body = _api(d, "POST", "/containers/exu/exec", {"Cmd": ["true"], "User": "nosuchuser"})
+    assert status_ == 201
+    eid = body["Id"]
+    assert _api(d, "POST", f"/exec/{eid}/start", {"Detach": True}) == (400, {"message": msg})
+    status_, body = _api(d, "GET", f"/exec/{eid}/json")
+    assert (body["Running"], body["ExitCode"], body["Pid"]) == (False, 126, 0)
+    assert d.docker("exec", "-u", "root:nosuchgroup", "exu", "true").returncode == 126
+    assert d.docker("exec", "-u", "1234:55", "exu", "id", check=True).out.startswith("uid=1234 gid=55")
+
+
+def test_an_unknown_network_fails_the_start_not_the_create(d):
+    """dockerd makes a container whose network is not there (yet) and fails its start (404,
+    State.Error, ExitCode 128); a network made meanwhile is used. berthd's create answered 404,
+    on which the docker CLI goes to pull the image."""
+    p = d.docker("create", "--name", "nonet", "--network", "berth-nosuchnet", IMG, "true")
+    assert p.returncode == 0 and "Unable to find image" not in p.err, p.err
+    p = d.docker("start", "nonet")
+    assert p.returncode == 1 and "Error response from daemon: network berth-nosuchnet not found" in p.err, p.err
+    st = state(d, "nonet")
+    assert (st["Status"], st["ExitCode"], st["Error"]) == ("created", 128, "network berth-nosuchnet not found")
+    assert _api(d, "POST", "/containers/nonet/wait") == (
+        200, {"StatusCode": 128, "Error": {"Message": "network berth-nosuchnet not found"}})
+    p = d.docker("run", "--name", "nonet2", "--network", "berth-nosuchnet", IMG, "true")
+    assert p.returncode == 125 and "Unable to find image" not in p.err, p.err
+    d.docker("network", "create", "berth-nosuchnet", check=True)
+    try:
+        d.docker("start", "-a", "nonet", check=True)
+        st = state(d, "nonet")
+        assert (st["Status"], st["ExitCode"], st["Error"]) == ("exited", 0, "")
+    finally:
+        d.docker("rm", "-f", "nonet", "nonet2")
+        d.docker("network", "rm", "berth-nosuchnet")
+
+
+def test_volumes_from_a_missing_container_is_a_bad_request(d):
+    """dockerd: 400 "No such container" (berthd's 404 had the docker CLI pull the image), and
+    its words for a bad mode; ro of a rw source is read-only, rw of a ro one stays read-only."""
+    d.docker("create", "--name", "vf-src", "-v", "/rw", "-v", "berth-vf-vol:/ro:ro", IMG, check=True)
+    try:
+        for spec, msg in (("nosuchcontainer", "No such container: nosuchcontainer"),
+                          ("nosuchcontainer:ro", "No such container: nosuchcontainer"),
+                          ("vf-src:bogus", "invalid mode: bogus"), ("vf-src:ro,rw", "invalid mode: ro,rw"),
+                          ("vf-src:ro,shared", "invalid mode: ro,shared"), ("vf-src:nocopy", "invalid mode: nocopy")):
+            p = d.docker("create", "--volumes-from", spec, IMG, "true")
+            assert (p.returncode, p.err) == (1, f"Error response from daemon: {msg}\n"), (spec, p.err)
+        status_, _ = _api(d, "POST", "/containers/create", {"Image": IMG, "HostConfig": {"VolumesFrom": ["nosuch"]}})
+        assert status_ == 400
+        for spec, want in (("vf-src", {"/rw": True, "/ro": False}), ("vf-src:ro", {"/rw": False, "/ro": False}),
+                           ("vf-src:rw", {"/rw": True, "/ro": False})):
+            d.docker("create", "--name", "vf-user", "--volumes-from", spec, IMG, check=True)
+            mounts = json.loads(d.docker("inspect", "-f", "{{json .Mounts}}", "vf-user", check=True).out)
+            assert {m["Destination"]: m["RW"] for m in mounts} == want, (spec, mounts)
+            d.docker("rm", "vf-user", check=True)
+    finally:
+        d.docker("rm", "-f", "-v", "vf-user", "vf-src")
+        d.docker("volume", "rm", "berth-vf-vol")
+
+
 def test_entrypoint(d):
     assert run(d, "--entrypoint", "echo", IMG, "hi", "there").out == "hi there\n"
     # --entrypoint drops the image's CMD
@@ -412,6 +536,64 @@ def test_docker_wait(d):
     cid = d.docker("run", "-d", IMG, "sh", "-c", "sleep 0.3; exit 6", check=True).out.strip()
     assert d.docker("wait", cid, check=True).out.strip() == "6"
     d.docker("rm", cid, check=True)
+
+
+def _api(d, method, path, body=None, timeout=30):
+    """One raw request to the daemon: (status, decoded JSON body or None)."""
+    import http.client
+    import socket as socketmod
+    c = http.client.HTTPConnection("localhost", timeout=timeout)
+    c.sock = socketmod.socket(socketmod.AF_UNIX)
+    c.sock.settimeout(timeout)
+    c.sock.connect(d.sock)
+    try:
+        c.request(method, path, json.dumps(body) if body is not None else None,
+                  {"Content-Type": "application/json"} if body is not None else {})
+        r = c.getresponse()
+        raw = r.read()
+        return r.status, json.loads(raw) if raw.strip() else None
+    finally:
+        c.close()
+
+
+def _waiter(d, ref, condition):
+    """A POST /containers/{ref}/wait?condition= in a thread: (thread, result list)."""
+    import threading
+    got = []
+    t = threading.Thread(target=lambda: got.append(_api(d, "POST", f"/containers/{ref}/wait?condition={condition}",
+                                                        timeout=60)), daemon=True)
+    t.start()
+    return t, got
+
+
+def test_wait_on_a_created_container_answers_at_once(d):
+    """`docker wait` (condition not-running) of a container never started answers 0 at once, as
+    dockerd's (berthd waited for a start that might never come); next-exit waits for the start
+    and its exit, removed for the removal; a failed start is the wait's error."""
+    d.docker("create", "--name", "wc-created", IMG, "sh", "-c", "exit 3", check=True)
+    p = d.docker("wait", "wc-created", timeout=20)
+    assert (p.returncode, p.out) == (0, "0\n"), p.err
+    assert _api(d, "POST", "/containers/wc-created/wait") == (200, {"StatusCode": 0, "Error": None})
+    nxt, got_next = _waiter(d, "wc-created", "next-exit")
+    d.docker("create", "--name", "wc-rm", IMG, "true", check=True)
+    rmw, got_rm = _waiter(d, "wc-rm", "removed")
+    nxt.join(1)
+    rmw.join(0.2)
+    assert nxt.is_alive() and rmw.is_alive()  # neither ran yet
+    d.docker("start", "wc-created", check=True)
+    nxt.join(20)
+    assert got_next == [(200, {"StatusCode": 3, "Error": None})]
+    d.docker("rm", "wc-rm", check=True)
+    rmw.join(20)
+    assert got_rm == [(200, {"StatusCode": 0, "Error": None})]
+    d.docker("create", "--name", "wc-bad", IMG, "/nonexist", check=True)
+    assert d.docker("start", "wc-bad").returncode == 1
+    code, body = _api(d, "POST", "/containers/wc-bad/wait")
+    assert code == 200 and body["StatusCode"] == 127 and "/nonexist" in body["Error"]["Message"], body
+    assert d.berth("wait", "wc-bad", timeout=20).out == "127\n"
+    d.docker("create", "--name", "wc-restart", IMG, "sleep", "600", check=True)
+    d.docker("restart", "-t", "0", "wc-restart", check=True, timeout=30)  # its stop's wait answers at once too
+    assert status(d, "wc-restart") == "running"
 
 
 def _pty_session(argv, env, script, timeout=30):

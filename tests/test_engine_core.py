@@ -148,12 +148,16 @@ def test_force_delete_racing_the_exit_is_never_a_500(c):
 
 
 def test_waits_block_on_transitions(c):
-    """wait answers when the container exits, with its code; started later it still answers."""
+    """wait (next-exit) answers when the container exits, with its code; started later it still
+    answers. A wait for not-running (the default) of one never started answers at once, as
+    dockerd's."""
     cid = c.berth("create", IMG, "sh", "-c", "sleep 0.3; exit 7", check=True).out.strip()
+    status, body = api(c, "POST", f"/containers/{cid}/wait", timeout=20)
+    assert status == 200 and b'"StatusCode": 0' in body
     got = {}
 
     def waiter():
-        got["status"], got["body"] = api(c, "POST", f"/containers/{cid}/wait", timeout=60)
+        got["status"], got["body"] = api(c, "POST", f"/containers/{cid}/wait?condition=next-exit", timeout=60)
     t = threading.Thread(target=waiter)
     t.start()
     time.sleep(0.3)

@@ -800,3 +800,201 @@ def test_health_and_df_match_dockerd(eng, peer):
     finally:
         for d in (eng, peer):
             d.docker("rm", "-f", "pr-hc")
+
+
+def _api(sock, method, path, body=None, timeout=60):
+    """One raw request: (status, decoded JSON body or the raw bytes)."""
+    import http.client
+    import socket as socketmod
+    c = http.client.HTTPConnection("localhost", timeout=timeout)
+    c.sock = socketmod.socket(socketmod.AF_UNIX)
+    c.sock.settimeout(timeout)
+    c.sock.connect(sock)
+    try:
+        c.request(method, "/v1.41" + path, json.dumps(body) if body is not None else None,
+                  {"Content-Type": "application/json"} if body is not None else {})
+        r = c.getresponse()
+        raw = r.read()
+        try:
+            return r.status, json.loads(raw) if raw.strip() else None
+        except ValueError:
+            return r.status, raw
+    finally:
+        c.close()
+
+
+def test_wait_conditions_on_a_created_container_as_dockerd(eng, peer):
+    """POST /containers/{id}/wait of a container never started: not-running answers at once (0),
+    next-exit waits for its start and exit, removed for its removal; after a failed start, the
+    exit code and the start's error. berthd's not-running waited for a start."""
+    import threading
+    seen = []
+    for d in (eng, peer):
+        d.docker("create", "--name", "pw-a", IMAGE, "sh", "-c", "exit 3", check=True)
+        d.docker("create", "--name", "pw-b", IMAGE, "true", check=True)
+        d.docker("create", "--name", "pw-c", IMAGE, "/nonexist", check=True)
+        try:
+            row = [d.docker("wait", "pw-a", timeout=20).out, _api(d.sock, "POST", "/containers/pw-a/wait")]
+            got = {}
+
+            def wait(ref, cond):
+                got[cond] = _api(d.sock, "POST", f"/containers/{ref}/wait?condition={cond}")
+            ts = [threading.Thread(target=wait, args=a, daemon=True) for a in (("pw-a", "next-exit"), ("pw-b", "removed"))]
+            for t in ts:
+                t.start()
+            time.sleep(1)
+            row.append(sorted(got))  # none answered yet
+            d.docker("start", "pw-a", check=True)
+            d.docker("rm", "pw-b", check=True)
+            for t in ts:
+                t.join(30)
+            row.append(got)
+            d.docker("start", "pw-c")
+            code, body = _api(d.sock, "POST", "/containers/pw-c/wait")
+            row.append((code, body["StatusCode"], "/nonexist" in body["Error"]["Message"]))
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", "pw-a", "pw-b", "pw-c")
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == "0\n" and seen[0][3]["next-exit"] == (200, {"StatusCode": 3, "Error": None})
+
+
+def test_exec_env_without_a_value_as_dockerd(eng, peer):
+    """`docker exec -e NAME` of a variable the client has not (the CLI sends "NAME"): dockerd
+    leaves NAME out of the exec's env, and removes the container's own NAME; `run -e NAME` the
+    same. berthd's exec failed with 126, its run set NAME="". TERM follows the exec's tty."""
+    env = eng.env()
+    for k in ("PR_UNSET_A", "PR_UNSET_B", "FIXTURE", "FOO"):
+        env.pop(k, None)
+    seen = []
+    for d in (eng, peer):
+        denv = dict(env, HOME=d.env()["HOME"], DOCKER_CONFIG=d.env()["DOCKER_CONFIG"])
+        d.docker("run", "-d", "--name", "pe-a", "-e", "FOO=bar", IMAGE, "sleep", "600", env=denv, check=True)
+        d.docker("run", "-d", "-t", "--name", "pe-t", IMAGE, "sleep", "600", env=denv, check=True)
+        try:
+            row = []
+            for args in (["-e", "PR_UNSET_A", "-e", "FOO", "pe-a"], ["-e", "FOO=baz", "-e", "HOSTNAME", "pe-a"],
+                         ["-t", "pe-a"], ["pe-t"], ["-t", "-e", "TERM=vt100", "pe-a"]):
+                p = d.docker("exec", *args, "env", env=denv)
+                row.append((p.returncode, [x for x in p.out.replace("\r", "").splitlines()
+                                           if not x.startswith("HOSTNAME=")]))
+            p = d.docker("run", "--rm", "-t", "-e", "PR_UNSET_B", "-e", "FIXTURE", "-e", "HOSTNAME", IMAGE, "env", env=denv)
+            row.append((p.returncode, p.out.replace("\r", "").splitlines()))
+            d.docker("create", "--name", "pe-c", "-e", "PR_UNSET_B", "-e", "A=1", IMAGE, env=denv, check=True)
+            cenv = _inspect(d, "pe-c")["Config"]["Env"]
+            row.append((sorted(cenv[:2]), cenv[2:]))  # (the docker CLI sends -e's in no fixed order)
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", "pe-a", "pe-t", "pe-c")
+    assert seen[0] == seen[1], seen
+    assert seen[0][0][0] == 0 and not any("FOO" in x or "PR_UNSET" in x for x in seen[0][0][1])
+
+
+def test_prune_filter_errors_as_dockerd(eng, peer):
+    """Unknown prune filters and unreadable until= values: the same words from both engines
+    (dockerd answers 500 for an until it cannot parse; berthd 400: it is the request's fault)."""
+    from urllib.parse import quote
+    cases = [("images", {"bogus": {"1": True}}), ("images", {"until": {"bogus": True}}),
+             ("images", {"until": {"2021-02-30": True}}), ("images", {"until": {"1h": True, "2h": True}}),
+             ("images", {"dangling": {"maybe": True}}), ("images", {"until": {"2021-1-01": True}}),
+             ("images", {"label": {"pr-nosuch": True}, "until": {"2020-01-01T00:00:00Z": True}}),
+             ("build", {"bogus": {"1": True}}), ("build", {"until": {"bogus": True}}),
+             ("build", {"unused-for": {"1": True}}), ("build", {"until": {"1h": True}, "unused-for": {"1h": True}}),
+             ("build", {"private": {"a": True, "b": True}}), ("build", {"immutable": {"1": True}}),
+             ("build", {"id": {"pr-nosuch": True}, "until": {"1h": True}}),
+             ("containers", {"bogus": {"1": True}}), ("containers", {"until": {"3h-1m": True}}),
+             ("containers", {"until": {"1h30m": True}, "label": {"pr-nosuch": True}})]
+    for what, f in cases:
+        path = f"/{what}/prune?filters=" + quote(json.dumps(f))
+        (s1, b1), (s2, b2) = _api(eng.sock, "POST", path), _api(peer.sock, "POST", path)
+        assert b1 == b2 and (s1 == s2 or (s1, s2) == (400, 500)), (what, f, s1, b1, s2, b2)
+    for args in (["image", "prune", "-f", "--filter", "bogus=1"], ["image", "prune", "-f", "--filter", "until=bogus"],
+                 ["builder", "prune", "-f", "--filter", "bogus=1"], ["builder", "prune", "-f", "--filter", "until=x"],
+                 ["container", "prune", "-f", "--filter", "until=bogus"]):
+        ours, theirs = eng.docker(*args), peer.docker(*args)
+        assert (ours.returncode, _daemon_error(ours)) == (theirs.returncode, _daemon_error(theirs)) and \
+            ours.returncode == 1, (args, ours.err, theirs.err)
+
+
+def test_create_refuses_bad_stop_signals_and_capabilities_as_dockerd(eng, peer):
+    """--stop-signal and --cap-add/--cap-drop values dockerd does not know: refused at create,
+    before the image is looked up (no pull of a missing one), with its words; the ones it
+    knows are taken. berthd took them all at create."""
+    seen = []
+    for d in (eng, peer):
+        row = []
+        for flags in (["--stop-signal", "BOGUS"], ["--stop-signal", "0"], ["--stop-signal", "SIGRTMIN+16"],
+                      ["--cap-add", "BOGUS"], ["--cap-drop", "bogus"], ["--cap-add", "ALL", "--cap-add", "CAP_ALL"],
+                      ["--stop-signal", "BOGUS", "--cap-add", "BOGUS"]):
+            for image in (IMAGE, "pr-no-such-image:1"):
+                p = d.docker("create", *flags, image, "true")
+                row.append((flags, image, p.returncode, _daemon_error(p), "Unable to find image" in p.err))
+        for sig in ("SIGRTMIN+3", "rtmax-1", "-3", "+9", "cld", "usr1"):
+            p = d.docker("create", "--name", "ps-ok", "--stop-signal", sig, "--cap-add", "audit_read", IMAGE, "true")
+            row.append((sig, p.returncode))
+            d.docker("rm", "-f", "ps-ok")
+        row.append(d.docker("ps", "-aq").out)
+        seen.append(row)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0][2:] == (1, "Error response from daemon: Invalid signal: BOGUS", False)
+
+
+def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):
+    """`exec -u nosuchuser`: the docker CLI prints why (the start's stream) and exits 126 with
+    both engines; -d: the start's error, exit 1; the exec's inspect: ExitCode 126, not running.
+    berthd refused the exec create: the CLI exited 1."""
+    seen = []
+    for d in (eng, peer):
+        d.docker("run", "-d", "--name", "pu-a", IMAGE, "sleep", "600", check=True)
+        try:
+            row = []
+            for args in (["-u", "nosuchuser"], ["-u", "root:nosuchgroup"], ["-d", "-u", "nosuchuser"]):
+                p = d.docker("exec", *args, "pu-a", "true")
+                row.append((args, p.returncode, p.out, _daemon_error(p)))
+            code, body = _api(d.sock, "POST", "/containers/pu-a/exec", {"Cmd": ["true"], "User": "nosuchuser"})
+            eid = body["Id"]
+            code2, body2 = _api(d.sock, "POST", f"/exec/{eid}/start", {"Detach": True})
+            info = _api(d.sock, "GET", f"/exec/{eid}/json")[1]
+            # (dockerd answers that start 500; berthd 400: the request's user is wrong)
+            row.append((code, code2 in (400, 500), body2, info["Running"], info["ExitCode"], info["Pid"]))
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", "pu-a")
+    assert seen[0] == seen[1], seen
+    assert seen[0][0][1] == 126 and seen[0][-1][3:] == (False, 126, 0) and seen[0][-1][:2] == (201, True)
+
+
+def test_unknown_network_and_volumes_from_as_dockerd(eng, peer):
+    """create --network X (no such network): made, its start fails with 404 "network X not
+    found" (State.Error, ExitCode 128); --volumes-from of no container: 400. berthd answered
+    404 at create, on which the docker CLI tries to pull the image."""
+    seen = []
+    for d in (eng, peer):
+        d.docker("create", "--name", "pv-src", "-v", "/data2", IMAGE, check=True)
+        try:
+            row = []
+            p = d.docker("create", "--name", "pn-a", "--network", "pr-nosuchnet", IMAGE, "true")
+            row.append((p.returncode, "Unable to find image" in p.err))
+            p = d.docker("start", "pn-a")
+            row.append((p.returncode, _daemon_error(p)))
+            st = _inspect(d, "pn-a")["State"]
+            row.append((st["Status"], st["ExitCode"], st["Error"]))
+            row.append(_api(d.sock, "POST", "/containers/pn-a/wait"))
+            code, body = _api(d.sock, "POST", "/containers/pn-a/start")
+            row.append((code, body))
+            p = d.docker("run", "--name", "pn-b", "--network", "pr-nosuchnet", IMAGE, "true")
+            row.append((p.returncode, _daemon_error(p), "Unable to find image" in p.err))
+            for spec in ("pr-nosuchcontainer", "pr-nosuchcontainer:ro", "pv-src:bogus", "pv-src:ro,rw",
+                         "pv-src:ro,shared", "pv-src:nocopy"):
+                p = d.docker("create", "--volumes-from", spec, IMAGE, "true")
+                row.append((spec, p.returncode, _daemon_error(p), "Unable to find image" in p.err))
+            code, body = _api(d.sock, "POST", "/containers/create",
+                              {"Image": IMAGE, "HostConfig": {"VolumesFrom": ["pr-nosuchcontainer"]}})
+            row.append((code, body))
+            d.docker("create", "--name", "pv-user", "--volumes-from", "pv-src:ro", IMAGE, check=True)
+            row.append([(m["Destination"], m["RW"]) for m in _inspect(d, "pv-user")["Mounts"]])
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", "-v", "pn-a", "pn-b", "pv-user", "pv-src")
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0] == (0, False) and seen[0][4] == (404, {"message": "network pr-nosuchnet not found"})

@@ -9,7 +9,7 @@ import json
 from aiohttp import web
 
 from berth.api.app import Router, json_response, namespace_of, services, stream_headers
-from berth.api.images import SyncBody, _bool
+from berth.api.images import SyncBody, _bool, _filters
 from berth.errors import BerthError, InvalidArgument
 from berth.services import builder as builder_mod
 from berth.services.layers import commit as commit_container
@@ -130,7 +130,8 @@ async def build(request: web.Request) -> web.StreamResponse:
 
 async def build_prune(request: web.Request) -> web.Response:
     s = services(request)
-    return json_response(await s.run(s.build_cache.prune, namespace_of(request), _bool(request, "all")))
+    return json_response(await s.run(s.build_cache.prune, namespace_of(request), _bool(request, "all"),
+                                     _filters(request)))
 
 
 async def commit(request: web.Request) -> web.Response:

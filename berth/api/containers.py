@@ -44,8 +44,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
     await resp.prepare(request)
     try:
-        code = await s.run_wait(s.containers.wait_exit, ns, rec.id, request.query.get("condition") or "not-running")
-        result = {"StatusCode": code, "Error": None}
+        code, err = await s.run_wait(s.containers.wait_result, ns, rec.id,
+                                     request.query.get("condition") or "not-running")
+        result = {"StatusCode": code, "Error": {"Message": err} if err else None}
     except BerthError as e:  # the headers are out: the error goes in the body, as docker's does
         result = {"StatusCode": getattr(e, "status_code", -1), "Error": {"Message": e.message}}
     try:

@@ -765,6 +765,10 @@ def parse_signal(s: str | int) -> int:
         name = s[3:] if s.startswith("SIG") else s
         if name in SIGNALS:
             return int(SIGNALS[name])
+        # docker's names of the real-time signals: RTMIN+1..RTMIN+15, RTMAX-14..RTMAX-1
+        base, sign, off = name.partition("+") if "+" in name else name.partition("-")
+        if sign and off.isdigit() and 1 <= int(off) <= (15 if sign == "+" else 14) and base in ("RTMIN", "RTMAX"):
+            return int(SIGNALS[base]) + (int(off) if sign == "+" else -int(off))
     raise InvalidArgument(f"unknown signal {s!r}")
 
 

@@ -70,10 +70,16 @@ class BuildCache:
                 out.append(lease)
         return out
 
-    def prune(self, ns: str, all_: bool = True) -> dict:
+    def prune(self, ns: str, all_: bool = True, filters: dict | None = None) -> dict:
+        """POST /build/prune: the entries that match the filters (dockerd's: until/unused-for, a
+        duration the entry has not been used for; id, type, description, inuse, shared, private,
+        parent; label and label! taken and, as dockerd 20.10's, not applied)."""
+        match = prune_filter(filters or {})
         removed = []
         size = 0
         for lease in self.entries(ns):
+            if not match(lease):
+                continue
             try:
                 self.meta.delete_lease(ns, lease.id)
             except NotFound:
@@ -94,3 +100,71 @@ class BuildCache:
                         "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
                         "LastUsedAt": None, "UsageCount": 0})
         return out
+
+
+# dockerd's /build/prune filters: buildkit's cache fields, then its own
+_CACHE_FIELDS = ("id", "parent", "type", "description", "inuse", "shared", "private")
+_PRUNE_KEYS = _CACHE_FIELDS + ("unused-for", "until", "label", "label!")
+
+
+def prune_filter(filters: dict):
+    """The predicate on cache entries of /build/prune's filters, with dockerd's errors (400)."""
+    import re
+
+    from berth.errors import InvalidArgument
+    from berth.gotime import parse_duration
+
+    def fail(msg: str) -> InvalidArgument:
+        return InvalidArgument("failed to prune build cache: " + msg)
+    f = {k: _values(v) for k, v in filters.items()}
+    for k in f:
+        if k not in _PRUNE_KEYS:
+            raise fail(f"Invalid filter '{k}'")
+    if "until" in f and "unused-for" in f:
+        raise fail('conflicting filters: "until" and "unused-for"')
+    key = "unused-for" if "unused-for" in f else "until"
+    keep_for = None
+    vals = f.get(key) or []
+    if len(vals) > 1:
+        raise fail("filters expect only one value")
+    if vals:
+        try:
+            keep_for = parse_duration(vals[0]) / 1e9
+        except ValueError as e:
+            raise fail(f"\"{key}\" filter expects a duration (e.g., '24h'): {e}") from None
+    fields = {}
+    for k in _CACHE_FIELDS:
+        if k in f:
+            if len(f[k]) > 1:
+                raise fail("filters expect only one value")
+            fields[k] = f[k][0] if f[k] else None
+    now = time.time()
+
+    def match(lease) -> bool:
+        if keep_for and now - float(lease.labels.get("created") or lease.created_at) < keep_for:
+            return False
+        rec = {"id": lease.id[len(CACHE_LEASE_PREFIX):], "parent": "", "type": "regular",
+               "description": "build step", "inuse": "false", "shared": "false", "private": "true"}
+        for k, want in fields.items():
+            if want is None:  # the field named without a value: it is set
+                if rec[k] in ("", "false"):
+                    return False
+            elif k == "id":
+                try:
+                    if not re.search(want, rec["id"]):
+                        return False
+                except re.error:
+                    if want not in rec["id"]:
+                        return False
+            elif rec[k] != want:
+                return False
+        return True
+    return match
+
+
+def _values(v) -> list[str]:
+    if isinstance(v, dict):
+        return [k for k in v]
+    if isinstance(v, str):
+        return [v]
+    return [str(x) for x in v or []]

@@ -46,7 +46,7 @@ def requested_networks(spec_body: dict[str, Any]) -> list[tuple[str, dict[str, A
 
 
 def check(networks: NetworkService, ns: str, spec_body: dict[str, Any]) -> None:
-    """At create: the networks exist and the options fit them (docker's create-time errors)."""
+    """At create: the options fit the networks there are (docker's create-time errors)."""
     hc = spec_body.get("HostConfig") or {}
     for h in hc.get("ExtraHosts") or []:
         parse_extra_host(h)
@@ -58,7 +58,12 @@ def check(networks: NetworkService, ns: str, spec_body: dict[str, Any]) -> None:
             pass  # docker ignores (warns about) published ports with host networking
         return
     for ref, ep in requested_networks(spec_body):
-        n = networks.get(ns, ref)
+        try:
+            n = networks.get(ns, ref)
+        except NotFound:
+            # as dockerd's: a network that is not there (yet) fails the start, not the create
+            # (whose 404 would have docker's CLI pull the image)
+            continue
         if n.name in ("host", "none"):
             raise InvalidArgument(f"container cannot be disconnected from host network or connected to {n.name} "
                                   "network together with other networks")

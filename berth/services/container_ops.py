@@ -8,7 +8,6 @@ Every function takes the ContainerService (berth.services.containers) and a name
 from __future__ import annotations
 
 import re
-import time
 from typing import TYPE_CHECKING, Callable
 
 from berth.errors import (
@@ -99,18 +98,17 @@ def rename(svc: ContainerService, ns: str, ref: str, new_name: str) -> None:
 
 # --- prune -----------------------------------------------------------------------------------
 
-def _until(v: object) -> float:
-    from berth.services.containers import _parse_time
-    v = str(v)
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)", v)
-    if m:
-        return time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
-    if re.fullmatch(r"\d+(\.\d+)?", v):
-        return float(v)
+def _until(values: list[str]) -> float | None:
+    """dockerd's until= of a prune: one Go duration before now, RFC 3339 time or Unix time."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidArgument("more than one until filter specified")
+    from berth.gotime import get_timestamp
     try:
-        return _parse_time(v if v.endswith("Z") else v + "Z")
-    except ValueError:
-        raise InvalidArgument(f"invalid filter 'until={v}'") from None
+        return get_timestamp(str(values[0]))
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from None
 
 
 def _labels_match(labels: dict, wanted: list[str], negate: bool) -> bool:
@@ -132,9 +130,9 @@ def prune(svc: ContainerService, ns: str, filters: dict | None = None,
         if isinstance(v, dict):
             v = [x for x, on in v.items() if on]
         if k not in ("until", "label", "label!"):
-            raise InvalidArgument(f"invalid filter '{k}'")
+            raise InvalidArgument(f"Invalid filter '{k}'")
         vals[k] = list(v)
-    until = min((_until(v) for v in vals.get("until", [])), default=None)
+    until = _until(vals.get("until", []))
     deleted, space = [], 0
     for rec in svc.meta.list_containers(ns):
         if svc.state(rec)["Running"]:
@@ -161,4 +159,4 @@ def prune(svc: ContainerService, ns: str, filters: dict | None = None,
         if on_removed is not None:
             on_removed(rec)
     svc.events.publish(ns, "container", "prune", "", reclaimed=space)
-    return {"ContainersDeleted": deleted, "SpaceReclaimed": space}
+    return {"ContainersDeleted": deleted or None, "SpaceReclaimed": space}

@@ -236,6 +236,8 @@ class ContainerService:
         image_ref = body.get("Image")
         if not image_ref:
             raise InvalidArgument("no image given (Image)")
+        from berth.services import runopts
+        runopts.check_early(body)  # StopSignal, CapAdd/CapDrop: before the image, as dockerd
         r = self.images.resolve(ns, image_ref, platform=body.get("Platform"))
         if name:
             name = name.lstrip("/")
@@ -379,6 +381,7 @@ class ContainerService:
         unmount(rootfs)
         self.mount_fs(rec, rootfs)
         channel = None
+        recorded = False  # the failure is in the container's state (docker's State.Error, ExitCode)
         try:
             cfg_doc = self.images.read_json(CreateSpec.from_json(spec_body).image_id, 20 << 20, "image config")
             hostname = spec_body.get("Hostname") or rec.id[:12]
@@ -428,12 +431,21 @@ class ContainerService:
             res = channel.start_result()
             if not res.ok and not hold:
                 err = res.error or "the container failed to start"
+                recorded = True
                 self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
                                        error=err, exit_code=start_exit_code(err, 128), generation=st.generation + 1)
             if not res.ok:
                 raise error_of_start(res.kind, f"failed to create task for container: {res.error or 'the container failed to start'}")
-        except BaseException:
+        except BaseException as e:
             self._unlaunch(ns, rec, channel)
+            if not hold and not recorded and isinstance(e, BerthError):
+                # as dockerd's: what failed the start before the process (a network that is not
+                # there, a volume, a link) is the container's error, its exit code 128
+                try:
+                    self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
+                                           error=e.message, exit_code=128, generation=st.generation + 1)
+                except BerthError:
+                    pass
             raise
         return channel, res, started_at, bool(params["start_in_place"])
 
@@ -584,14 +596,25 @@ class ContainerService:
     def wait_exit(self, ns: str, ref: str, condition: str = "not-running") -> int:
         """Block until the container is not running (next-exit: until it ran and exited; removed:
         until it is gone too); its exit code. A container removed meanwhile (--rm) still
-        answers with its exit code."""
+        answers with its exit code. As dockerd's: not-running answers at once for a container
+        that does not run (created, never started, too: its exit code, 0), and waits through a
+        restarting one to its next exit (docker's CLI waits with next-exit or removed, before
+        its start)."""
+        return self.wait_result(ns, ref, condition)[0]
+
+    def wait_result(self, ns: str, ref: str, condition: str = "not-running") -> tuple[int, str]:
+        """wait_exit's (exit code, error): the error of a start that failed (docker's State.Error),
+        which POST /containers/{id}/wait answers with (not-running and next-exit)."""
         rec = self.get(ns, ref)
         cid = rec.id
         st = self.states.get(ns, cid, rec)
-        if condition == "next-exit" or st.status == S.CREATED:
-            # docker calls wait before start: the start (or its failure), then the exit
-            gen0 = st.generation
+        gen0 = st.generation
+        if condition == "next-exit" or (condition == "removed" and st.status == S.CREATED):
+            # the start (or its failure), then the exit
             self.states.wait_for(cid, lambda s: s is None or s.generation > gen0 and not s.running)
+        elif st.status == S.RESTARTING:  # dockerd counts it as running: its next exit, or a stop
+            self.states.wait_for(cid, lambda s: s is None or not s.running and (
+                s.generation > gen0 or s.status != S.RESTARTING))
         else:
             self.states.wait_for(cid, lambda s: s is None or not s.running)
         if condition == "removed":
@@ -600,9 +623,9 @@ class ContainerService:
             last = self.states.peek(cid)
             if last is not None and last.status == S.DEAD:
                 raise RemovalFailed(last.exit_code, last.error or "the removal failed")
-            return last.exit_code if last is not None else 0
+            return (last.exit_code, "") if last is not None else (0, "")
         last = self.states.peek(cid)
-        return last.exit_code if last is not None else 0
+        return (last.exit_code, last.error or "") if last is not None else (0, "")
 
     def mark_stopped_by_user(self, ns: str, rec: Container, value: bool = True) -> None:
         if value and self.restart_policy(rec)[0] == "no":
@@ -906,7 +929,8 @@ class ContainerService:
         except BerthError:
             pass
         ic = cfg_doc.get("config") or {}
-        env = list(ic.get("Env") or []) + list(spec.get("Env") or [])
+        from berth.services.ocispec import config_env
+        env = config_env(spec.get("Env"), ic.get("Env"))  # as dockerd's: the create's, then the image's others
         hc = dict(spec.get("HostConfig") or {})
         hc.setdefault("NetworkMode", "default")
         if hc.get("Links"):

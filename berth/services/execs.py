@@ -105,14 +105,34 @@ class ExecService:
 
     def process(self, ns: str, rec, body: dict) -> dict:
         """The OCI process of an exec: the container's, with the exec's command, env, cwd, user, tty."""
-        p = process_for(self.containers, rec, body.get("Cmd"), body.get("Env") or [], bool(body.get("Tty")),
-                        body.get("WorkingDir") or None, body.get("User") or None)
+        # the user is looked up at the start, as dockerd does (an unknown one fails it: 126)
+        p = process_for(self.containers, rec, body.get("Cmd"), (), bool(body.get("Tty")),
+                        body.get("WorkingDir") or None)
+        p["env"] = self._env(rec, p.get("env") or [], bool(body.get("Tty")), body.get("Env") or [])
         if body.get("Privileged"):
             from berth.services import ocispec
             caps = ocispec._all_caps()
             p["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
         console_size(p, body.get("ConsoleSize"))
         return p
+
+    def _env(self, rec, env: list[str], tty: bool, overrides: list[str]) -> list[str]:
+        """dockerd's exec env: the container's (CreateDaemonEnvironment with the exec's tty: TERM=xterm
+        with one, none without, unless the container's Config.Env says), then the exec's Env over
+        it (a bare KEY, `docker exec -e KEY` of a variable the client has not, removes KEY)."""
+        from berth.services import ocispec
+        spec = rec.spec_json() or {}
+        if bool(spec.get("Tty")) != tty:
+            try:
+                ic = self.containers.images.read_json(rec.image, 20 << 20, "image config").get("config") or {}
+            except BerthError:
+                ic = {}
+            if not any(e.partition("=")[0] == "TERM" for e in ocispec.config_env(spec.get("Env"), ic.get("Env"))):
+                env = [e for e in env if e != "TERM=xterm"]
+                if tty:
+                    at = next((i + 1 for i, e in enumerate(env) if e.startswith("HOSTNAME=")), 0)
+                    env.insert(at, "TERM=xterm")
+        return ocispec.replace_or_append_env(env, overrides)
 
     def create(self, ns: str, ref: str, body: dict) -> str:
         c = self.containers
@@ -156,6 +176,15 @@ class ExecService:
                                   execID=eid)
         except NotFound:
             pass
+        if inst.config.get("User"):
+            from berth.services import ocispec
+            try:
+                uid, gid, groups = ocispec.lookup_user(self.containers.rootfs(inst.container), inst.config["User"])
+            except BerthError:
+                inst.exit_code = 126  # as dockerd's: the exec never ran (its start's error says why)
+                inst.extra["running"].set()
+                raise
+            inst.process["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
         req = proto.Exec(exec_id=eid, process=inst.process,
                          stdin=bool(inst.config.get("AttachStdin")) and not detach)
         try:

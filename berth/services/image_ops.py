@@ -40,12 +40,61 @@ def remove_image(images: ImageService, containers: ContainerService, ns: str, na
     return images.remove(ns, name, force, noprune, containers.image_users(ns))
 
 
+_PRUNE_FILTERS = ("dangling", "label", "label!", "until")
+
+
 def prune_images(images: ImageService, containers: ContainerService, ns: str,
                  filters: dict | None = None) -> dict:
-    """docker image prune: dangling images; with dangling=false (-a) every image no container uses."""
-    dangling = _values(filters or {}, "dangling") or ["true"]
-    all_ = any(v.lower() in ("false", "0") for v in dangling)  # dockerd takes any other value as true
-    return images.prune(ns, all_, containers.image_users(ns))
+    """docker image prune: dangling images; with dangling=false (-a) every image no container uses;
+    until= (made before that time), label= and label!= (the image's labels) narrow it. The
+    filters are checked as dockerd's, with its words (400)."""
+    from berth.errors import InvalidArgument
+    filters = filters or {}
+    f = {k: list(v) if isinstance(v, dict) else _values(filters, k) or [] for k, v in filters.items()}
+    for k in f:
+        if k not in _PRUNE_FILTERS:
+            raise InvalidArgument(f"Invalid filter '{k}'")
+    all_ = False
+    if "dangling" in f:
+        d = f["dangling"]
+        if not d or "false" in d or "0" in d:
+            all_ = True
+        elif "true" not in d and "1" not in d:
+            raise InvalidArgument(f"Invalid filter 'dangling=[{' '.join(d)}]'")
+    until = None
+    if f.get("until"):
+        if len(f["until"]) > 1:
+            raise InvalidArgument("more than one until filter specified")
+        from berth.gotime import get_timestamp
+        try:
+            until = get_timestamp(f["until"][0])
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+    match = None
+    if until is not None or f.get("label") or "label!" in f:
+        from berth.images import config as imgconfig
+
+        def match(r) -> bool:
+            if until is not None and imgconfig.parse_time(r.config.get("created")) > until:
+                return False
+            labels = (r.config.get("config") or {}).get("Labels") or {}
+            if not _match_kv_list(f.get("label") or [], labels):
+                return False
+            return "label!" not in f or not _match_kv_list(f["label!"], labels)
+    return images.prune(ns, all_, containers.image_users(ns), match)
+
+
+def _match_kv_list(wanted: list[str], labels: dict) -> bool:
+    """docker's filters.MatchKVList: every KEY or KEY=VALUE is among the labels (none asked: true)."""
+    if not wanted:
+        return True
+    if not labels:
+        return False
+    for w in wanted:
+        k, eq, v = w.partition("=")
+        if k not in labels or eq and labels[k] != v:
+            return False
+    return True
 
 
 def ref_match(pattern: str, name: str) -> bool:

@@ -379,8 +379,10 @@ class ImageService(RegistryOps, ArchiveOps):
     def collect(self) -> Any:
         return self.meta.collect(self.content, self.snapshotter, snapshotter_name=self.snapshotter_name, grace=0)
 
-    def prune(self, ns: str, all_: bool = False, in_use: Callable[[Resolved], Any] | None = None) -> dict:
-        """docker image prune: dangling images (no name), or with all_ every unused image."""
+    def prune(self, ns: str, all_: bool = False, in_use: Callable[[Resolved], Any] | None = None,
+              match: Callable[[Resolved], bool] | None = None) -> dict:
+        """docker image prune: dangling images (no name), or with all_ every unused image; with
+        match, only those it takes (an image whose config cannot be read is then kept)."""
         deleted = []
         for digest, imgs in self._all(ns).items():
             names = [i.name for i in imgs]
@@ -392,6 +394,8 @@ class ImageService(RegistryOps, ArchiveOps):
             except BerthError:
                 r = None
             if r is not None and in_use and in_use(r):
+                continue
+            if match is not None and (r is None or not match(r)):
                 continue
             for n in names:
                 self.meta.delete_image(ns, n)

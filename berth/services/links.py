@@ -72,7 +72,8 @@ def resolve(svc: ContainerService, ns: str, rec: Container,
         exposed.update(cbody.get("ExposedPorts") or {})
         for p in ((cbody.get("HostConfig") or {}).get("PortBindings") or {}):
             exposed.setdefault(p, {})
-        env = list(icfg.get("Env") or []) + list(cbody.get("Env") or [])
+        from berth.services.ocispec import config_env
+        env = config_env(cbody.get("Env"), icfg.get("Env"))
         out.append((alias, child, ip, exposed, env))
     return out
 

@@ -62,6 +62,43 @@ def capabilities(hc: dict[str, Any]) -> list[str]:
     return sorted(caps)
 
 
+def replace_or_append_env(defaults: Iterable[str], overrides: Iterable[str]) -> list[str]:
+    """moby's ReplaceOrAppendEnvValues: each KEY=VALUE of overrides replaces the default of its
+    key, or is appended; a bare KEY (no "=": docker's `-e KEY` of a variable the client's
+    environment does not have) removes the default of that key, and is never passed on."""
+    out = list(defaults)
+    index = {e.partition("=")[0]: i for i, e in enumerate(out)}
+    gone = set()
+    for e in overrides:
+        k, eq, _ = e.partition("=")
+        i = index.get(k)
+        if not eq:
+            if i is not None:
+                gone.add(i)
+        elif i is not None:
+            out[i] = e
+            gone.discard(i)
+        else:
+            out.append(e)
+    return [e for i, e in enumerate(out) if i not in gone]
+
+
+def config_env(user_env: Iterable[str] | None, image_env: Iterable[str] | None) -> list[str]:
+    """A container's Config.Env as dockerd makes it at create: the create's Env (bare KEYs
+    kept), then each of the image's whose key the create's does not name."""
+    user = list(user_env or [])
+    keys = {e.partition("=")[0] for e in user}
+    return user + [e for e in image_env or [] if e.partition("=")[0] not in keys]
+
+
+def container_env(cfg_env: Iterable[str], hostname: str, tty: bool, link_env: Iterable[str] = ()) -> list[str]:
+    """The process env of a container (or of an exec, with the exec's tty): docker's
+    CreateDaemonEnvironment, PATH, HOSTNAME, TERM (with a tty) and the links' variables,
+    replaced or removed by Config.Env."""
+    defaults = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"] + (["TERM=xterm"] if tty else []) + list(link_env)
+    return replace_or_append_env(defaults, cfg_env)
+
+
 def lookup_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
     """docker's -u: "uid", "uid:gid", "name", "name:group" resolved in the container's passwd/group."""
     if not user:
@@ -147,15 +184,9 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
     if not args:
         from berth.errors import InvalidArgument
         raise InvalidArgument("no command specified")
-    env = {}
-    for e in (ic.get("Env") or []) + (create.get("_LinkEnv") or []) + (create.get("Env") or []):
-        k, _, v = e.partition("=")
-        env[k] = v
-    env.setdefault("PATH", DEFAULT_PATH)
     hostname = create.get("Hostname") or container_id[:12]
-    env.setdefault("HOSTNAME", hostname)
-    if create.get("Tty"):
-        env.setdefault("TERM", "xterm")
+    env = container_env(config_env(create.get("Env"), ic.get("Env")), hostname, bool(create.get("Tty")),
+                        create.get("_LinkEnv") or [])
     uid, gid, groups = lookup_user(rootfs, create.get("User") or ic.get("User") or "")
     privileged = bool(hc.get("Privileged"))
     caps = capabilities(hc)
@@ -217,7 +248,7 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
             "terminal": bool(create.get("Tty")),
             "user": {"uid": uid, "gid": gid, "additionalGids": groups},
             "args": args,
-            "env": [f"{k}={v}" for k, v in env.items()],
+            "env": env,
             "cwd": create.get("WorkingDir") or ic.get("WorkingDir") or "/",
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "noNewPrivileges": nnp,

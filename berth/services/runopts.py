@@ -34,6 +34,51 @@ _MIN_MEMORY = 6 * 1024 * 1024
 
 # --- at create ---
 
+# docker's signal names (moby's pkg/signal SignalMap on Linux): what StopSignal may say
+_SIGNAL_NAMES = {
+    "ABRT": 6, "ALRM": 14, "BUS": 7, "CHLD": 17, "CLD": 17, "CONT": 18, "FPE": 8, "HUP": 1, "ILL": 4, "INT": 2,
+    "IO": 29, "IOT": 6, "KILL": 9, "PIPE": 13, "POLL": 29, "PROF": 27, "PWR": 30, "QUIT": 3, "SEGV": 11,
+    "STKFLT": 16, "STOP": 19, "SYS": 31, "TERM": 15, "TRAP": 5, "TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23,
+    "USR1": 10, "USR2": 12, "VTALRM": 26, "WINCH": 28, "XCPU": 24, "XFSZ": 25, "RTMIN": 34, "RTMAX": 64,
+    **{f"RTMIN+{i}": 34 + i for i in range(1, 16)}, **{f"RTMAX-{i}": 64 - i for i in range(1, 15)},
+}
+
+
+def parse_docker_signal(raw: str) -> int:
+    """moby's signal.ParseSignal: a number (any but 0) or a name of its map, "SIG" optional, any
+    case; InvalidArgument "Invalid signal: X" otherwise."""
+    s = str(raw)
+    body = s[1:] if s[:1] in "+-" else s
+    if body.isascii() and body.isdigit() and -(1 << 63) <= int(s) < (1 << 63):
+        if int(s) != 0:
+            return int(s)
+    else:
+        up = s.upper()
+        n = _SIGNAL_NAMES.get(up[3:] if up.startswith("SIG") else up)
+        if n is not None:
+            return n
+    raise InvalidArgument(f"Invalid signal: {s}")
+
+
+def check_early(body: dict[str, Any]) -> None:
+    """What dockerd refuses before it looks the image up (a 400, not the 404 that has docker's
+    CLI pull it): a StopSignal it does not know, a capability the kernel does not have."""
+    if body.get("StopSignal"):
+        parse_docker_signal(body["StopSignal"])
+    hc = body.get("HostConfig") or {}
+    from berth.linux import caps as capsmod
+    known = set(capsmod.NAMES[: capsmod.last_cap() + 1])
+    for field in ("CapAdd", "CapDrop"):
+        for c in hc.get(field) or []:
+            c = str(c).upper()
+            if c == "ALL":
+                continue
+            if not c.startswith("CAP_"):
+                c = "CAP_" + c
+            if c not in known:
+                import json
+                raise InvalidArgument(f"invalid {field}: unknown capability: {json.dumps(c)}")
+
 def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: dict[str, Any] | None = None,
           cri: bool = False) -> tuple[dict[str, Any], list[str]]:
     """Validate the create body's HostConfig as dockerd does; returns (body, warnings) with

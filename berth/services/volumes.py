@@ -345,17 +345,18 @@ class VolumeService:
         ic = (image_config or {}).get("config") or {}
         points = {}  # destination -> mount point
         for ref in hc.get("VolumesFrom") or []:
-            cref, _, mode = str(ref).partition(":")
-            if mode not in ("", "ro", "rw"):
-                raise InvalidArgument(f"invalid mode for volumes-from: {mode}")
+            cref, mode = parse_volumes_from(str(ref))
             from berth.services.containers import find_container
-            other = find_container(self.meta, ns, cref)
+            try:
+                other = find_container(self.meta, ns, cref)
+            except NotFound as e:  # dockerd's: the create's argument is wrong (400), not a missing image's 404
+                raise InvalidArgument(e.message) from None
             for m in mounts_of(other):
                 if m.get("Type") == "tmpfs":
                     continue
                 m = dict(m, CopyUp=False, CreateSource=False)
-                if mode:
-                    m["RW"] = mode == "rw"
+                # as dockerd's: read-write only where the source's mount is and the mode is not ro
+                m["RW"] = bool(m.get("RW", True)) and "ro" not in mode.split(",")
                 points[m["Destination"]] = m
         explicit = {}
         for b in hc.get("Binds") or []:
@@ -659,3 +660,24 @@ def _cp(src: str, dst: str, dest: str) -> None:
     if p.returncode != 0:
         err = p.stderr.decode(errors="replace").strip().splitlines()
         raise SystemError_(f"copying the image's content at {dest} into the volume: {err[-1] if err else p.returncode}")
+
+
+_VOLUMES_FROM_MODES = (("rw", "ro"), ("z", "Z"), ("consistent", "cached", "delegated"))
+
+
+def parse_volumes_from(spec: str) -> tuple[str, str]:
+    """docker's ParseVolumesFrom (Linux): "CONTAINER[:MODE]" -> (container, mode), with dockerd
+    20.10's words. The mode: rw or ro, an SELinux label, a consistency, each once at most (no
+    propagation, no nocopy)."""
+    if not spec:
+        raise InvalidArgument("volumes-from specification cannot be an empty string")
+    cref, sep, mode = spec.partition(":")
+    if not sep or not mode:
+        return cref, "rw"
+    counts = [0] * len(_VOLUMES_FROM_MODES)
+    for o in mode.split(","):
+        kind = next((i for i, kinds in enumerate(_VOLUMES_FROM_MODES) if o in kinds), None)
+        if kind is None or counts[kind]:
+            raise InvalidArgument(f"invalid mode: {mode}")
+        counts[kind] += 1
+    return cref, mode
