@@ -78,12 +78,28 @@ class _Libc:
         for sig in (13, 25):  # SIGPIPE, SIGXFSZ: ignored by Python, default again in the child (as subprocess's)
             self.sigaddset(sigdef, sig)
         # and glibc's own 32 and 33 (which its sigaddset refuses), else its posix_spawn leaves
-        # them ignored in the command, where subprocess's leaves them default
+        # them ignored in the command, where subprocess's leaves them as we have them: default
+        # unless we ignore them ourselves (an ignored signal stays ignored across exec)
+        ignored = _ignored_signals()
         for sig in (32, 33):
-            sigdef[(sig - 1) // 8] = bytes([sigdef.raw[(sig - 1) // 8] | 1 << (sig - 1) % 8])
+            if sig not in ignored:
+                sigdef[(sig - 1) // 8] = bytes([sigdef.raw[(sig - 1) // 8] | 1 << (sig - 1) % 8])
         self.sigdef = sigdef
         self.nomask = ctypes.create_string_buffer(self.sigset_size)
         self.sigemptyset(self.nomask)
+
+
+def _ignored_signals() -> set[int]:
+    """The signals this process ignores (SigIgn of /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("SigIgn:"):
+                    mask = int(line.split()[1], 16)
+                    return {n + 1 for n in range(64) if mask >> n & 1}
+    except (OSError, ValueError):
+        pass
+    return set()
 
 
 _LIBC: _Libc | None | bool = False  # False: not looked at yet
