@@ -119,11 +119,11 @@ def _executable(name: str, env: Mapping[str, str] | None) -> bytes:
     """The file name would exec, as subprocess finds it (the PATH of env, else ours)."""
     if "/" in name:
         return os.fsencode(name)
-    for d in os.get_exec_path(env):
-        path = os.path.join(d, name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return os.fsencode(path)
-    raise FileNotFoundError(2, os.strerror(2), name)
+    import shutil
+    path = shutil.which(name, path=os.pathsep.join(os.get_exec_path(env)))
+    if path is None:
+        raise FileNotFoundError(2, os.strerror(2), name)
+    return os.fsencode(path)
 
 
 def _spawn(argv: Sequence[str], env: Mapping[str, str] | None, stdin: int, stdout: int, stderr: int) -> int:

@@ -753,11 +753,18 @@ def release(root: str, cid: str, pid: int) -> None:
         raise FailedPrecondition(f"cannot start container {cid}: it is not created") from None
 
 
+_SIGNALS: dict[str, int] = {}  # name without SIG -> number, from the signal module (filled at first use)
+
+
 def parse_signal(s: str | int) -> int:
-    SIGNALS = {name[3:]: getattr(signal, name) for name in dir(signal)
-               if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(getattr(signal, name), int)}
+    """A signal's number from a number (1-64) or a name (SIG optional, any case; docker's
+    RTMIN+n and RTMAX-n too)."""
+    if not _SIGNALS:
+        _SIGNALS.update({name[3:]: int(getattr(signal, name)) for name in dir(signal) if name.startswith("SIG")
+                         and not name.startswith("SIG_") and isinstance(getattr(signal, name), int)})
+    SIGNALS = _SIGNALS
     s = str(s).upper()
-    if s.isdigit():
+    if s.isascii() and s.isdigit():
         n = int(s)
         if 0 < n < 65:
             return n
@@ -767,7 +774,8 @@ def parse_signal(s: str | int) -> int:
             return int(SIGNALS[name])
         # docker's names of the real-time signals: RTMIN+1..RTMIN+15, RTMAX-14..RTMAX-1
         base, sign, off = name.partition("+") if "+" in name else name.partition("-")
-        if sign and off.isdigit() and 1 <= int(off) <= (15 if sign == "+" else 14) and base in ("RTMIN", "RTMAX"):
+        if (base, sign) in (("RTMIN", "+"), ("RTMAX", "-")) and off.isascii() and off.isdigit() and off[0] != "0" \
+                and int(off) <= (15 if sign == "+" else 14):
             return int(SIGNALS[base]) + (int(off) if sign == "+" else -int(off))
     raise InvalidArgument(f"unknown signal {s!r}")
 

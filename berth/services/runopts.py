@@ -34,15 +34,6 @@ _MIN_MEMORY = 6 * 1024 * 1024
 
 # --- at create ---
 
-# docker's signal names (moby's pkg/signal SignalMap on Linux): what StopSignal may say
-_SIGNAL_NAMES = {
-    "ABRT": 6, "ALRM": 14, "BUS": 7, "CHLD": 17, "CLD": 17, "CONT": 18, "FPE": 8, "HUP": 1, "ILL": 4, "INT": 2,
-    "IO": 29, "IOT": 6, "KILL": 9, "PIPE": 13, "POLL": 29, "PROF": 27, "PWR": 30, "QUIT": 3, "SEGV": 11,
-    "STKFLT": 16, "STOP": 19, "SYS": 31, "TERM": 15, "TRAP": 5, "TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23,
-    "USR1": 10, "USR2": 12, "VTALRM": 26, "WINCH": 28, "XCPU": 24, "XFSZ": 25, "RTMIN": 34, "RTMAX": 64,
-    **{f"RTMIN+{i}": 34 + i for i in range(1, 16)}, **{f"RTMAX-{i}": 64 - i for i in range(1, 15)},
-}
-
 
 def parse_docker_signal(raw: str) -> int:
     """moby's signal.ParseSignal: a number (any but 0) or a name of its map, "SIG" optional, any
@@ -52,11 +43,12 @@ def parse_docker_signal(raw: str) -> int:
     if body.isascii() and body.isdigit() and -(1 << 63) <= int(s) < (1 << 63):
         if int(s) != 0:
             return int(s)
-    else:
-        up = s.upper()
-        n = _SIGNAL_NAMES.get(up[3:] if up.startswith("SIG") else up)
-        if n is not None:
-            return n
+    else:  # moby's map on Linux has the signal module's names, and RTMIN+1..15, RTMAX-1..14
+        from berth.runtime.container import parse_signal
+        try:
+            return parse_signal(s)
+        except InvalidArgument:
+            pass
     raise InvalidArgument(f"Invalid signal: {s}")
 
 
