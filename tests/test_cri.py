@@ -1312,7 +1312,9 @@ def test_one_shim_per_pod(tmp_path):
             assert (r.exit_code, r.stdout) == (4, word.encode() + b"\n")
         c.StopContainer(container_id=one, timeout=0)
         assert c.ContainerStatus(container_id=one).status.exit_code == 137
-        assert not _monitored(n, one) and _monitored(n, two) and os.path.exists(f"/proc/{shim}")
+        # its socket goes once the shim has deleted the run's runtime state, just after the exit
+        wait_for(lambda: not _monitored(n, one), 10, "the stopped container's socket to go")
+        assert _monitored(n, two) and os.path.exists(f"/proc/{shim}")
         c.close()
 
         n.d.kill9()
