@@ -142,6 +142,8 @@ def test_namespaces_devices_sysctls_shm(eng):
 def test_ids_oom_domain_resources(eng):
     p = eng.docker("run", "--rm", "--group-add", "1234", "--group-add", "5", "-u", "1000:1000", IMAGE, "id", "-G")
     assert sorted(p.out.split()) == ["1000", "1234", "5"], p.out + p.err
+    p = eng.docker("run", "--rm", "-u", "4321", IMAGE, "id")  # no passwd entry: dockerd's group 0
+    assert p.out.split()[:2] in (["uid=4321", "gid=0"], ["uid=4321", "gid=0(root)"]), p.out + p.err
     p = eng.docker("run", "--rm", "--group-add", "nosuchgroup", IMAGE, "id")
     assert p.returncode != 0 and "Unable to find group nosuchgroup: no matching entries in group file" in p.err
     p = eng.docker("run", "--rm", "--oom-score-adj", "500", IMAGE, "cat", "/proc/self/oom_score_adj")

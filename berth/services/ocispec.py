@@ -138,8 +138,8 @@ def lookup_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
             else:
                 from berth.errors import InvalidArgument
                 raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
-    if gid is None:
-        gid = 0 if uid == 0 else uid
+    if gid is None:  # a uid without a passwd entry: group 0, as runc's GetExecUser and containerd's WithUserID
+        gid = 0
     uname = next((p[0] for p in passwd if len(p) > 2 and p[2] == str(uid)), None)
     extra = sorted({int(g[2]) for g in groups if len(g) > 3 and uname and uname in g[3].split(",") and g[2].isdigit()})
     return uid, gid, [g for g in extra if g != gid]
