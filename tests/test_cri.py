@@ -1145,11 +1145,11 @@ elif os.environ["CNI_COMMAND"] == "DEL":
 
 
 def test_a_stopped_pods_network_goes_before_anyone_sees_it(tmp_path):
-    """StopPodSandbox answers once the pause is stopped; the pod's CNI DEL goes on after the
-    answer, and whoever looks at the sandbox next (its status, a listing, its removal) waits for
-    it: the address is back in IPAM and the namespace gone by then. A DEL that fails is tried
-    again by RemovePodSandbox, which answers the plugin's error and keeps the sandbox until a
-    DEL succeeds."""
+    """StopPodSandbox answers once the pause is stopped (its process is gone); the pod's CNI DEL
+    goes on after the answer, and whoever looks at the sandbox next (its status, a listing, its
+    removal) waits for it: the address is back in IPAM and the namespace gone by then. A DEL
+    that fails is tried again by RemovePodSandbox, which answers the plugin's error and keeps
+    the sandbox until a DEL succeeds."""
     bindir = tmp_path / "cni-bin"
     bindir.mkdir()
     (bindir / "gate").write_text(GATE_PLUGIN)
@@ -1164,9 +1164,11 @@ def test_a_stopped_pods_network_goes_before_anyone_sees_it(tmp_path):
         for look in ("status", "list"):
             sid, _ = _pod(c, n, "gone-" + look)
             st = c.PodSandboxStatus(pod_sandbox_id=sid, verbose=True)
-            ip, netns = st.status.network.ip, json.loads(st.info["info"])["netns"]
-            assert ip in os.listdir(ipam) and os.path.exists(netns)
+            info = json.loads(st.info["info"])
+            ip, netns, pause = st.status.network.ip, info["netns"], info["pid"]
+            assert ip in os.listdir(ipam) and os.path.exists(netns) and os.path.exists(f"/proc/{pause}")
             c.StopPodSandbox(pod_sandbox_id=sid)
+            assert not os.path.exists(f"/proc/{pause}")  # exited and reaped before the answer
             if look == "status":
                 st = c.PodSandboxStatus(pod_sandbox_id=sid).status
                 assert st.state == pb.SANDBOX_NOTREADY and not st.network.ip
