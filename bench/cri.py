@@ -15,7 +15,14 @@ registry.k8s.io/pause:3.9 and busybox-layers:1 from tests/data.
    per pod besides the containers' own processes (berth: a berth-shim per container and per
    sandbox; containerd: its containerd-shim-runc-v2 per pod), Pss from smaps_rollup.
 
-Usage (root): bench/cri.py [--runs 15] [--pods 30] [--only start,grpc,many]
+3. `--only cpu`: the CPU time of each crictl step of the same cycle (runp, create, start,
+   stop+rm, stopp+rmp), by what spent it: crictl itself, the engine's daemon with everything it
+   starts (berthd, its zygote, shims and CNI plugins; containerd, its shims, runc and the
+   plugins: a cpuacct cgroup each, the daemon moved into it), and the pods' containers (their
+   cgroup parent, a cpuacct cgroup of the bench's). Cycles interleaved, means per cycle. On a
+   node of two cores this is what the steps' times are made of besides waiting.
+
+Usage (root): bench/cri.py [--runs 15] [--pods 30] [--only start,grpc,many,cpu]
 Prints JSON and Markdown table rows for docs/benchmarks.md.
 """
 
@@ -253,6 +260,110 @@ def bench_start(engines, runs, work, cycle=pod_cycle):
     return out
 
 
+CPUACCT = "/sys/fs/cgroup/cpuacct"
+
+
+def _cg_usage_ms(path):
+    with open(os.path.join(path, "cpuacct.usage")) as f:
+        return int(f.read()) / 1e6
+
+
+def _descendants(pid):
+    """pid and the processes below it."""
+    kids = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(p))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def bench_cpu(engines, runs, work):
+    """CPU per crictl step (ms per cycle): crictl, the daemon's cgroup, the containers' cgroup."""
+    if not os.path.exists(os.path.join(CPUACCT, "cpuacct.usage")):
+        raise SystemExit("--only cpu needs the cgroup v1 cpuacct hierarchy at " + CPUACCT)
+    groups = {}
+    try:
+        for e in engines:
+            tag = f"bench-cri-{e.name}-{os.getpid()}"
+            d, c = os.path.join(CPUACCT, tag + "-daemon"), os.path.join(CPUACCT, tag + "-pods")
+            os.makedirs(d)
+            os.makedirs(c)
+            groups[e.name] = (d, c, "/" + tag + "-pods")
+            for p in _descendants(e.daemon_pid()):  # berthd's zygote is there already
+                try:
+                    with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                        f.write(str(p))
+                except OSError:
+                    pass
+        steps = ("runp", "create", "start", "stop+rm", "stopp+rmp")
+        acc = {e.name: {s: {"wall": 0.0, "crictl": 0.0, "daemon": 0.0, "containers": 0.0} for s in steps}
+               for e in engines}
+        for r in range(runs + 2):
+            order = engines[r % len(engines):] + engines[:r % len(engines)]
+            for e in order:
+                d, c, parent = groups[e.name]
+                pod = os.path.join(work, f"{e.name}-cpod-{r}.json")
+                ctr = os.path.join(work, f"{e.name}-cctr-{r}.json")
+                with open(pod, "w") as f:
+                    json.dump({"metadata": {"name": f"c{r}", "namespace": "bench", "uid": f"c{r}", "attempt": 0},
+                               "log_directory": os.path.join(work, "clogs", e.name, str(r)),
+                               "linux": {"cgroup_parent": parent}}, f)
+                with open(ctr, "w") as f:
+                    json.dump({"metadata": {"name": "c"}, "image": {"image": e.image}, "command": ["sleep", "600"],
+                               "log_path": "c.log", "linux": {}}, f)
+                ids = {}
+
+                def step(name, *cmds):
+                    t0, o0, d0, c0 = time.monotonic(), os.times(), _cg_usage_ms(d), _cg_usage_ms(c)
+                    out = [crictl(e, *[ids.get(x, x) for x in cmd]) for cmd in cmds]
+                    t1, o1, d1, c1 = time.monotonic(), os.times(), _cg_usage_ms(d), _cg_usage_ms(c)
+                    if r >= 2:
+                        a = acc[e.name][name]
+                        a["wall"] += (t1 - t0) * 1000
+                        a["crictl"] += (o1.children_user + o1.children_system
+                                        - o0.children_user - o0.children_system) * 1000
+                        a["daemon"] += d1 - d0
+                        a["containers"] += c1 - c0
+                    return out[-1]
+                ids["SID"] = step("runp", ("runp", pod))
+                ids["CID"] = step("create", ("create", "SID", ctr, pod))
+                step("start", ("start", "CID"))
+                step("stop+rm", ("stop", "CID"), ("rm", "CID"))
+                step("stopp+rmp", ("stopp", "SID"), ("rmp", "SID"))
+                time.sleep(0.2)  # what a step leaves under way ends before the next cycle
+            log(f"cpu round {r}")
+        return {n: {s: {k: v / runs for k, v in a.items()} for s, a in per.items()} for n, per in acc.items()}
+    finally:
+        for e in engines:  # the daemons back where the bench is
+            if e.name in groups:
+                with open("/proc/self/cgroup") as f:
+                    own = next((l.split(":", 2)[2].strip() for l in f if ":cpuacct" in l), "/")
+                for p in _descendants(e.daemon_pid()):
+                    try:
+                        with open(os.path.join(CPUACCT + own.rstrip("/"), "cgroup.procs"), "w") as f:
+                            f.write(str(p))
+                    except OSError:
+                        pass
+        for d, c, _ in groups.values():
+            for g in (c, d):
+                for _ in range(50):
+                    try:
+                        os.rmdir(g)
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+
+
 def bench_many(engine, pods, work):
     c = CRIClient(engine.sock)
 
@@ -304,6 +415,8 @@ def main():
             result["grpc"] = bench_start(engines, a.runs, work, pod_cycle_grpc)
         if "many" in only:
             result["many"] = {e.name: bench_many(e, a.pods, work) for e in engines}
+        if "cpu" in only:
+            result["cpu"] = bench_cpu(engines, a.runs, work)
     finally:
         for e in engines:
             try:
@@ -334,6 +447,13 @@ def main():
         b, c = result["grpc"]["berth"]["calls"], result["grpc"]["containerd"]["calls"]
         for k in b:
             print(f"| {k} | {b[k]*1000:.0f} ms | {c[k]*1000:.0f} ms | {b[k]/c[k]:.2f}x |")
+    if "cpu" in result:
+        print("| step | engine | wall | crictl | daemon and what it starts | containers |")
+        for stepname in result["cpu"]["berth"]:
+            for n in ("berth", "containerd"):
+                v = result["cpu"][n][stepname]
+                print(f"| {stepname} | {n} | {v['wall']:.0f} ms | {v['crictl']:.1f} ms | {v['daemon']:.1f} ms | "
+                      f"{v['containers']:.1f} ms |")
     if "many" in result:
         b, c = result["many"]["berth"], result["many"]["containerd"]
         print(f"| {a.pods} pods x 2 containers, all running | {b['seconds']:.1f} s | {c['seconds']:.1f} s | "
