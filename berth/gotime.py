@@ -1,6 +1,7 @@
 """Go's time.ParseDuration and docker's timestamps (api/types/time.GetTimestamp), with their
-words: dockerd reads the until= of the prune filters so, and says what is wrong in Go's
-messages. Errors are ValueError; callers make them theirs."""
+words: dockerd reads the until= of the prune filters so, the docker CLI the --health-* flags and
+the builder HEALTHCHECK's, and they say what is wrong in Go's messages. Errors are ValueError;
+callers make them theirs."""
 
 from __future__ import annotations
 

@@ -77,3 +77,17 @@ def test_bad_durations_say_what_go_says(value, message):
     with pytest.raises(ValueError) as e:
         parse_duration(value)
     assert str(e.value) == message
+
+
+def test_healthcheck_durations_are_gos():
+    """HEALTHCHECK's flags (the builder) and run's --health-* (the CLI) parse as Go's
+    time.ParseDuration, in its words: `.5s` is half a second, a bare number has no unit."""
+    from berth.cli.runflags import duration
+    from berth.errors import BerthError, InvalidArgument
+    from berth.services.builder import parse_duration
+    assert parse_duration(".5s", "interval") == duration("health-interval", ".5s") == 500_000_000
+    assert parse_duration("1m30s", "interval") == 90 * 10**9 and parse_duration("", "interval") == 0
+    with pytest.raises(InvalidArgument, match=r'^time: missing unit in duration "5" in --interval$'):
+        parse_duration("5", "interval")
+    with pytest.raises(BerthError, match=r'"--health-timeout" flag: time: unknown unit "x" in duration "3x"$'):
+        duration("health-timeout", "3x")

@@ -370,7 +370,8 @@ def test_cli_value_parsers():
             ram("-m, --memory", bad)
         assert why in e.value.message and e.value.message.startswith(f'invalid argument "{bad}" for "-m, --memory"')
     assert duration("health-interval", "1m30s") == 90 * 10**9 and duration("x", "250ms") == 250 * 10**6
-    with pytest.raises(BerthError):
+    assert duration("health-interval", ".5s") == 5 * 10**8 and duration("x", "-1s") == -10**9  # as Go's
+    with pytest.raises(BerthError, match=r'flag: time: missing unit in duration "5"$'):
         duration("health-interval", "5")
 
 
@@ -552,7 +553,8 @@ def test_flags_take_effect_or_are_refused(eng, tmp_path):
                        (["--userns", "private"], "invalid USER mode"),
                        (["--isolation", "hyperv"], "Invalid isolation: \"hyperv\" - linux only supports 'default'"),
                        (["--use-api-socket"], "--use-api-socket is not supported by berth"),
-                       (["--health-interval", "3x"], 'time: invalid duration "3x"')):
+                       (["--health-interval", "3x"], 'time: unknown unit "x" in duration "3x"'),
+                       (["--health-interval=-1s"], "--health-interval cannot be negative")):
         p = eng.berth("run", "--rm", *flags, IMAGE, "true")
         assert p.returncode == 125 and msg in p.err and len(p.err.strip().splitlines()) == 1, (flags, p.err)
     # a check docker's run makes after its flags': its error as it is, status 1 (docker 28, checked)

@@ -194,17 +194,15 @@ def _ram_or_unlimited(flag, s):
 
 
 def duration(flag, s):
-    """Go's time.ParseDuration for the --health-* flags, in nanoseconds."""
-    import re
+    """Go's time.ParseDuration for the --health-* flags, in nanoseconds (the docker CLI's words
+    when it cannot: Go's own, e.g. `time: missing unit in duration "5"`)."""
     if s in (None, ""):
         return 0
-    if s == "0":
-        return 0
-    units = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", s)
-    if not parts or "".join(a + b for a, b in parts) != s:
-        raise UsageError(f"invalid argument \"{s}\" for \"--{flag}\" flag: time: invalid duration \"{s}\"")
-    return int(sum(float(a) * units[b] for a, b in parts))
+    from berth.gotime import parse_duration
+    try:
+        return parse_duration(s)
+    except ValueError as e:
+        raise UsageError(f'invalid argument "{s}" for "--{flag}" flag: {e}') from None
 
 
 def _kv_file(path):

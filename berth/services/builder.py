@@ -131,14 +131,13 @@ def _fmt_sec(s: float) -> str:
 
 def parse_duration(s: str, what: str) -> int:
     """Go's time.ParseDuration for HEALTHCHECK flags; nanoseconds."""
-    import re
-    if s in ("0", ""):
+    if s == "":
         return 0
-    units = {"ns": 1, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}
-    parts = re.findall(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)", s)
-    if not parts or "".join(a + b for a, b in parts) != s:
-        raise InvalidArgument(f'time: invalid duration "{s}" in --{what}')
-    return int(sum(float(a) * units[b] for a, b in parts))
+    from berth.gotime import parse_duration as go_duration
+    try:
+        return go_duration(s)
+    except ValueError as e:
+        raise InvalidArgument(f"{e} in --{what}") from None
 
 
 def _env_dict(env_list: Iterable[str] | None) -> dict[str, str]:
