@@ -25,19 +25,21 @@ def _lines(*cmd):
 
 
 def _processes():
+    """berthd (its launcher runs .berthd.py), and the zygote and shims forked from it (named by
+    their comm: their command line is berthd's)."""
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
         except OSError:
             continue
-        cmd = " ".join(a.decode(errors="replace") for a in argv if a)
-        if any(os.path.basename(a.decode(errors="replace")) in ("berthd", "berth-shim") for a in argv[:2]) \
-                or "berth.shim" in cmd or "berth-shim" in cmd:
-            out.append(f"{pid} {cmd}")
+        if comm.startswith("berth-") or {os.path.basename(a) for a in argv[:3]} & {"berthd", ".berthd.py"}:
+            out.append(f"{pid} {comm}: {' '.join(argv)}")
     return out
 
 
