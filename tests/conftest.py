@@ -100,6 +100,12 @@ def runc(tmp_path):
     rt.cleanup()
 
 
+def pytest_configure(config):
+    if os.environ.get("BERTH_LEAKCHECK") == "1":  # tests/leakcheck.py: what each test leaves on the host
+        import leakcheck
+        leakcheck.register(config)
+
+
 def bundle_config(rt, path):
     with open(os.path.join(path, "config.json")) as f:
         return json.load(f)

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 
@@ -179,6 +180,88 @@ def test_pause_and_unpause_are_states(c):
     assert inspect(c, cid)["State"]["Status"] == "running"
     c.berth("stop", "-t", "1", cid, check=True)
     assert inspect(c, cid)["State"]["Status"] == "exited"
+
+
+SLOW_FIREWALL_ADD = """#!/bin/sh
+# the firewall plugin, its ADD half a second slower; each ADD noted in adds/, and in done/ once over
+[ "$CNI_COMMAND" = ADD ] || exec /usr/lib/cni/firewall
+here=$(dirname "$0")
+touch "$here/adds/$$"
+sleep 0.5
+/usr/lib/cni/firewall
+rc=$?
+touch "$here/done/$$"
+exit $rc
+"""
+
+
+@pytest.fixture
+def slow_add(tmp_path):
+    """A daemon of its own whose containers' network attachment takes half a second (its
+    firewall plugin's ADD), and the host's firewall rules of its subnet (left: the test fails;
+    removed for the next test either way)."""
+    if not os.access("/usr/lib/cni/firewall", os.X_OK):
+        pytest.skip("no /usr/lib/cni/firewall")
+    bindir = tmp_path / "cni-bin"
+    (bindir / "adds").mkdir(parents=True)
+    (bindir / "done").mkdir()
+    (bindir / "firewall").write_text(SLOW_FIREWALL_ADD)
+    (bindir / "firewall").chmod(0o755)
+    dm = Daemon(tmp_path / "d", extra_config=f'cni_plugin_dirs = ["{bindir}", "/usr/lib/cni", "/opt/cni/bin"]\n')
+    dm.adds, dm.added = bindir / "adds", bindir / "done"
+    dm.start()
+    try:
+        dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        yield dm
+    finally:
+        ids = dm.berth("ps", "-a", "-q", "--no-trunc").out.split()
+        if ids:
+            dm.berth("rm", "-f", *ids)
+        dm.cleanup()
+        for r in _rules_of(dm):
+            subprocess.run(["iptables", "-w", "-D", *r.split()[1:]], capture_output=True)
+
+
+def _rules_of(dm):
+    """The firewall plugin's rules (CNI-FORWARD) of the addresses of the daemon's subnet."""
+    net = dm.subnet.rsplit(".", 1)[0] + "."
+    rules = subprocess.run(["iptables", "-w", "-S", "CNI-FORWARD"], capture_output=True, text=True).stdout
+    return [r for r in rules.splitlines() if r.startswith("-A") and f" {net}" in r]
+
+
+def test_rm_f_while_its_restart_policy_starts_it_leaves_no_rules(slow_add):
+    """rm -f of a container its restart policy is starting again (its network being attached):
+    the removal waits for that start, then undoes it: the container is gone and no firewall rule
+    of any of its addresses stays on the host, nothing of it in the CNI cache."""
+    dm = slow_add
+    cid = dm.berth("run", "-d", "--restart", "always", IMG, "sh", "-c", "exit 2", check=True).out.strip()
+    wait_for(lambda: len(os.listdir(dm.adds)) >= 2, 30, "the restart's network attachment")
+    dm.berth("rm", "-f", cid, check=True)
+    assert dm.berth("inspect", cid).returncode != 0
+    wait_for(lambda: len(os.listdir(dm.added)) == len(os.listdir(dm.adds)), 10, "every ADD to be over")
+    assert _rules_of(dm) == []
+    assert os.listdir(os.path.join(dm.state, "cni", "results")) == []
+    assert "Traceback" not in dm.log()
+
+
+def test_starts_of_one_container_at_once_make_one_run(slow_add):
+    """Three starts of one container at once: one starts it, the others answer that it runs
+    already (docker's 304), with one address; after its removal no rule of it stays."""
+    dm = slow_add
+    cid = dm.berth("create", IMG, "sleep", "60", check=True).out.strip()
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(api(dm, "POST", f"/containers/{cid}/start")[0]))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(answers) == [204, 304, 304], answers
+    assert inspect(dm, cid)["State"]["Status"] == "running"
+    assert len(os.listdir(dm.adds)) == 1
+    dm.berth("rm", "-f", cid, check=True)
+    assert _rules_of(dm) == []
+    assert os.listdir(os.path.join(dm.state, "cni", "results")) == []
 
 
 def test_state_survives_a_daemon_restart(tmp_path):

@@ -453,6 +453,42 @@ def test_run_rm_cycles_leave_nothing_behind(d, tmp_path):
         [r for r in before["rules"] if "BERTH" in r and any(b in r for b in mine)]
 
 
+SLOW_FIREWALL_DEL = """#!/bin/sh
+# the firewall plugin, its DEL a second late: a release that is still under way
+[ "$CNI_COMMAND" = DEL ] && sleep 1
+exec /usr/lib/cni/firewall
+"""
+
+
+def test_a_stop_right_after_run_rm_leaves_no_rules_of_the_container(tmp_path):
+    """`run --rm` answers once the container is removed; its network goes just after. A berthd
+    stopped at once (SIGTERM) finishes that release before it exits: once the stop is over, no
+    firewall rule of the container's address, no cached attachment in its state, no bridge.
+    (The firewall plugin's DEL is made slow here, so that the stop comes while it runs.)"""
+    if not os.access("/usr/lib/cni/firewall", os.X_OK):
+        pytest.skip("no /usr/lib/cni/firewall")
+    from daemon_fixtures import Daemon
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    (bindir / "firewall").write_text(SLOW_FIREWALL_DEL)
+    (bindir / "firewall").chmod(0o755)
+    dm = Daemon(tmp_path / "d", extra_config=f'cni_plugin_dirs = ["{bindir}", "/usr/lib/cni", "/opt/cni/bin"]\n')
+    dm.start()
+    try:
+        dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        p = dm.berth("run", "--rm", IMG, "sh", "-c", "ip -4 -o addr show eth0", check=True)
+        ip = p.out.split("inet ")[1].split("/")[0]
+    finally:
+        dm.cleanup()  # SIGTERM as soon as the run answered
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
+    left = [r for r in rules if f" {ip}/32 " in r + " "]
+    for r in left:  # not left for the next test
+        subprocess.run(["iptables", "-w", "-D", *r.split()[1:]], capture_output=True)
+    assert left == [], dm.log()
+    assert os.listdir(os.path.join(dm.state, "cni", "results")) == []
+    assert dm.bridge not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+
+
 # --- real peers: the docker CLI and the SDK ---
 
 def test_docker_cli_networks_and_ports(d):

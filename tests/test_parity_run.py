@@ -476,7 +476,7 @@ def test_stats_networks_and_all(eng, sdk):
 def test_rmi_of_an_image_in_use_is_a_conflict(eng, sdk):
     docker = pytest.importorskip("docker")
     eng.docker("tag", IMAGE, "inuse:1", check=True)
-    made = _name("made")
+    made, run_ = _name("made"), _name("run")
     cid = eng.docker("create", "--name", made, "inuse:1", "true", check=True).out.strip()
     try:
         img = _inspect(eng, "inuse:1")["Id"][7:19]
@@ -492,7 +492,7 @@ def test_rmi_of_an_image_in_use_is_a_conflict(eng, sdk):
         assert p.returncode == 1 and (f"conflict: unable to delete {img} (must be forced) - image is being used by "
                                       f"stopped container {cid[:12]}") in p.err
         eng.docker("start", made)
-        run_ = _name("run")
+        eng.docker("wait", made, check=True)  # `true` has run: only the next one is a running user
         rid = eng.docker("run", "-d", "--name", run_, "inuse:1", "sleep", "600", check=True).out.strip()
         p = eng.docker("rmi", "-f", img)
         assert p.returncode == 1 and (f"conflict: unable to delete {img} (cannot be forced) - image is being used "
@@ -500,7 +500,7 @@ def test_rmi_of_an_image_in_use_is_a_conflict(eng, sdk):
         eng.docker("rm", "-f", run_)
         assert eng.docker("image", "inspect", "inuse:1").returncode == 0
     finally:
-        eng.docker("rm", "-f", made)
+        eng.docker("rm", "-f", made, run_)
         eng.docker("tag", "inuse:1", IMAGE)
         eng.docker("rmi", "inuse:1")
 

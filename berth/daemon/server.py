@@ -222,6 +222,10 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
         if cri is not None:
             await _stop_cri(daemon, *cri)
         await runner.cleanup()
+        try:  # what a removal left under way after its answer (a --rm container's network) ends first
+            await daemon.run(daemon.networks.drain, 10)
+        except Exception:  # noqa: BLE001 - a stop must not fail on this
+            log.exception("waiting for the network releases under way")
         if daemon.dns is not None:
             await daemon.dns.close()
         try:  # the network plumbing no running container needs goes

@@ -14,6 +14,7 @@ handles exits. Paths:
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import logging
 import os
@@ -134,6 +135,7 @@ class ContainerService:
         self.user_stops: set[str] = set()  # ids stopped by a user, the flag not yet in their record (mark_stopped_by_user)
         self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
         self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
+        self._lifecycle = _OneAtATime()  # a container's starts and its removal, one at a time
         self._shim_ends: dict[str, _ShimEnd] = {}  # id -> the events channel of its run that exited, until the shim closes it
         self._records_of: dict[str, tuple[int, builtins.list[Container]]] = {}  # namespace -> (store generation, records)
         # Set by a front end whose containers come in groups (the CRI: pods). shim_group(rec) ->
@@ -310,11 +312,21 @@ class ContainerService:
 
     def start(self, ns: str, ref: str, attach_pending: bool | None = None, restarting: bool = False) -> bool:
         """Start a created or exited container; False when it runs already (docker's 304).
-        attach_pending: hold the process until an attach comes (None: whether one is waiting)."""
-        rec = self.get(ns, ref)
-        st = self.states.get(ns, rec.id, rec)
-        if st.running:
-            return False
+        attach_pending: hold the process until an attach comes (None: whether one is waiting).
+        restarting: the restart policy's start, which a stop or removal meanwhile has cancelled
+        (False: the container is no longer restarting).
+        One start or removal of a container at a time: a second start waits and finds it running,
+        a removal waits for the start to be done (its network attached, its process running) and
+        then undoes all of it; a start that waited for a removal finds no container."""
+        with self._lifecycle.of(self.get(ns, ref).id) as cid:
+            rec = self.get(ns, cid)
+            st = self.states.get(ns, rec.id, rec)
+            if st.running or restarting and st.status != S.RESTARTING:
+                return False
+            return self._start(ns, rec, st, attach_pending, restarting)
+
+    def _start(self, ns: str, rec: Container, st: S.RunState, attach_pending: bool | None,
+               restarting: bool) -> bool:
         if st.status in (S.REMOVING, S.DEAD):
             raise FailedPrecondition(f"container {rec.id} is marked for removal and cannot be started")
         if attach_pending is None:
@@ -728,7 +740,11 @@ class ContainerService:
 
     def _remove(self, ns: str, ref: str, force: bool, volumes: bool, network_after: bool,
                 at_exit: bool = False, files_after: bool = False) -> None:
-        rec = self.get(ns, ref)
+        with self._lifecycle.of(self.get(ns, ref).id) as cid:  # not while a start of it is under way
+            self._remove_locked(ns, self.get(ns, cid), force, volumes, network_after, at_exit, files_after)
+
+    def _remove_locked(self, ns: str, rec: Container, force: bool, volumes: bool, network_after: bool,
+                       at_exit: bool, files_after: bool) -> None:
         self._discard_prelaunch(ns, rec)
         st = self.states.get(ns, rec.id, rec)
         if st.running or st.status == S.RESTARTING:
@@ -1065,6 +1081,29 @@ class _Prelaunch:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.result: tuple[EventChannel, proto.StartResult, bool] | None = None  # (channel, result, in place)
+
+
+class _OneAtATime:
+    """A lock per container id, made when first asked for and dropped when nobody holds or waits
+    for it (re-entrant: a start's failure path may remove)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.RLock, list[int]]] = {}  # id -> (lock, [holders and waiters])
+
+    @contextlib.contextmanager
+    def of(self, cid: str) -> Iterator[str]:
+        with self._guard:
+            lock, users = self._locks.setdefault(cid, (threading.RLock(), [0]))
+            users[0] += 1
+        try:
+            with lock:
+                yield cid
+        finally:
+            with self._guard:
+                users[0] -= 1
+                if not users[0]:
+                    del self._locks[cid]
 
 
 class _ShimEnd:

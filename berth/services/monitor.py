@@ -206,8 +206,11 @@ class Monitor:
 
     def _restart(self, ns: str, cid: str) -> bool:
         c = self.c
-        rec = c._ext_update(ns, cid, restart_count=int((c.meta.get_container(ns, cid).extensions or {})
-                                                       .get("restart_count", 0)) + 1)
+        try:
+            rec = c._ext_update(ns, cid, restart_count=int((c.meta.get_container(ns, cid).extensions or {})
+                                                           .get("restart_count", 0)) + 1)
+        except NotFound:  # removed (rm -f) since its exit: nothing to restart
+            return False
         count = int(rec.extensions["restart_count"])
         delay = min(0.1 * 2 ** min(count, 6), 5.0)  # docker backs off too
         # a stop or rm meanwhile ends the wait (and the restart)
@@ -218,7 +221,8 @@ class Monitor:
         try:
             return bool(c.start(ns, cid, restarting=True))
         except BerthError as e:
-            log.warning("container %s: restart: %s", cid[:12], e)
+            if c.states.peek(cid) is not None:  # (not: removed while the start waited for the removal)
+                log.warning("container %s: restart: %s", cid[:12], e)
             return False
 
     # --- daemon start ---

@@ -604,6 +604,13 @@ class NetworkService:
         with self._lock:
             self._idle.wait_for(lambda: not self._busy.get(n.cni_name), timeout)
 
+    def drain(self, timeout: float) -> None:
+        """berthd stops: the releases under way end first (a `run --rm` container's attachments
+        go after its removal is answered; a stop right after must not cut that short and leave
+        its firewall rules and address behind)."""
+        with self._lock:
+            self._idle.wait_for(lambda: not self._held, timeout)
+
     def detach_all(self, cid: str) -> list[cni.CNIError]:
         """Every attachment of a container (from the CNI cache), then its netns."""
         try:
