@@ -142,8 +142,14 @@ def test_namespaces_devices_sysctls_shm(eng):
 def test_ids_oom_domain_resources(eng):
     p = eng.docker("run", "--rm", "--group-add", "1234", "--group-add", "5", "-u", "1000:1000", IMAGE, "id", "-G")
     assert sorted(p.out.split()) == ["1000", "1234", "5"], p.out + p.err
-    p = eng.docker("run", "--rm", "-u", "4321", IMAGE, "id")  # no passwd entry: dockerd's group 0
-    assert p.out.split()[:2] in (["uid=4321", "gid=0"], ["uid=4321", "gid=0(root)"]), p.out + p.err
+    # no passwd entry: group 0; the primary group is a supplementary one too (dockerd 20.10 on this
+    # image, side by side: "uid=4321 gid=0 groups=0", "uid=4321 gid=55 groups=55", "... groups=0,7")
+    p = eng.docker("run", "--rm", "-u", "4321", IMAGE, "id")
+    assert p.out.split() == ["uid=4321", "gid=0", "groups=0"], p.out + p.err
+    p = eng.docker("run", "--rm", "-u", "4321:55", IMAGE, "id")
+    assert p.out.split() == ["uid=4321", "gid=55", "groups=55"], p.out + p.err
+    p = eng.docker("run", "--rm", "--group-add", "7", IMAGE, "sh", "-c", "grep ^Groups: /proc/self/status")
+    assert p.out.split() == ["Groups:", "0", "7"], p.out + p.err
     p = eng.docker("run", "--rm", "--group-add", "nosuchgroup", IMAGE, "id")
     assert p.returncode != 0 and "Unable to find group nosuchgroup: no matching entries in group file" in p.err
     p = eng.docker("run", "--rm", "--oom-score-adj", "500", IMAGE, "cat", "/proc/self/oom_score_adj")

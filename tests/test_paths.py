@@ -87,8 +87,8 @@ def test_read_in_root_and_the_users_of_a_hostile_rootfs(root, tmp_path):
         paths.read_in_root(str(r), "/etc/passwd")
     with pytest.raises(InvalidArgument, match="unable to find user eve"):
         ocispec.lookup_user(str(r), "eve")
-    assert ocispec.lookup_user(str(r), "0") == (0, 0, [])
-    assert ocispec.lookup_user(str(r), "4321") == (4321, 0, [])  # no entry: group 0, as runc
+    assert ocispec.lookup_user(str(r), "0") == (0, 0, [0])  # the primary group a supplementary one too
+    assert ocispec.lookup_user(str(r), "4321") == (4321, 0, [0])  # no entry: group 0, as runc
     with pytest.raises(InvalidArgument, match="find group evil"):
         ocispec.lookup_group(str(r), "evil")
     assert buildfs._lookup(str(r), "/etc/passwd", "eve") == (None, None)

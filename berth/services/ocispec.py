@@ -100,9 +100,10 @@ def container_env(cfg_env: Iterable[str], hostname: str, tty: bool, link_env: It
 
 
 def lookup_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
-    """docker's -u: "uid", "uid:gid", "name", "name:group" resolved in the container's passwd/group."""
+    """docker's -u: "uid", "uid:gid", "name", "name:group" resolved in the container's passwd/group:
+    (uid, gid, supplementary gids, the primary one first)."""
     if not user:
-        return 0, 0, []
+        return 0, 0, [0]
     name, _, group = user.partition(":")
 
     def read(path: str) -> list[list[str]]:
@@ -142,7 +143,10 @@ def lookup_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
         gid = 0
     uname = next((p[0] for p in passwd if len(p) > 2 and p[2] == str(uid)), None)
     extra = sorted({int(g[2]) for g in groups if len(g) > 3 and uname and uname in g[3].split(",") and g[2].isdigit()})
-    return uid, gid, [g for g in extra if g != gid]
+    # the primary group is a supplementary group too, as dockerd and containerd set it up since
+    # their fixes for CVE-2022-36109 / CVE-2022-2995 (supplementary groups not set up properly:
+    # a primary group left out of them could be used to get around permissions denying it)
+    return uid, gid, [gid] + [g for g in extra if g != gid]
 
 
 def lookup_group(rootfs: str, group: str | int) -> int:
