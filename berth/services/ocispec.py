@@ -144,7 +144,7 @@ def lookup_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
     uname = next((p[0] for p in passwd if len(p) > 2 and p[2] == str(uid)), None)
     extra = sorted({int(g[2]) for g in groups if len(g) > 3 and uname and uname in g[3].split(",") and g[2].isdigit()})
     # the primary group is a supplementary group too, as dockerd and containerd set it up since
-    # their fixes for CVE-2022-36109 / CVE-2022-2995 (supplementary groups not set up properly:
+    # their fixes for CVE-2022-36109 / CVE-2023-25173 (supplementary groups not set up properly:
     # a primary group left out of them could be used to get around permissions denying it)
     return uid, gid, [gid] + [g for g in extra if g != gid]
 
