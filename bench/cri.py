@@ -43,6 +43,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from cri_client import CRIClient  # noqa: E402
 from daemon_fixtures import DATA, Daemon, wait_for  # noqa: E402
+from engines import descendants  # noqa: E402  (bench/, the script's own directory)
 
 from berth.cri import api_pb2 as pb  # noqa: E402
 
@@ -268,25 +269,6 @@ def _cg_usage_ms(path):
         return int(f.read()) / 1e6
 
 
-def _descendants(pid):
-    """pid and the processes below it."""
-    kids = {}
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open(f"/proc/{p}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            kids.setdefault(ppid, []).append(int(p))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
 def bench_cpu(engines, runs, work):
     """CPU per crictl step (ms per cycle): crictl, the daemon's cgroup, the containers' cgroup."""
     if not os.path.exists(os.path.join(CPUACCT, "cpuacct.usage")):
@@ -299,7 +281,7 @@ def bench_cpu(engines, runs, work):
             os.makedirs(d)
             os.makedirs(c)
             groups[e.name] = (d, c, "/" + tag + "-pods")
-            for p in _descendants(e.daemon_pid()):  # berthd's zygote is there already
+            for p in [e.daemon_pid(), *descendants(e.daemon_pid())]:  # berthd's zygote is there already
                 try:
                     with open(os.path.join(d, "cgroup.procs"), "w") as f:
                         f.write(str(p))
@@ -348,7 +330,7 @@ def bench_cpu(engines, runs, work):
             if e.name in groups:
                 with open("/proc/self/cgroup") as f:
                     own = next((l.split(":", 2)[2].strip() for l in f if ":cpuacct" in l), "/")
-                for p in _descendants(e.daemon_pid()):
+                for p in [e.daemon_pid(), *descendants(e.daemon_pid())]:
                     try:
                         with open(os.path.join(CPUACCT + own.rstrip("/"), "cgroup.procs"), "w") as f:
                             f.write(str(p))

@@ -41,7 +41,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import engines
-from engines import BERTH, Daemon, Podman, log, run, timed, wait_for
+from engines import BERTH, Daemon, Podman, descendants, log, run, timed, wait_for
 
 IMAGE = "busybox-layers:1"
 ARCHIVE = os.path.join(engines.DATA, "busybox-layers.docker.tar")
@@ -147,26 +147,6 @@ def procs_named(comm, marker):
         if marker in cmdline:
             found.append(int(p))
     return found
-
-
-def descendants(root_pid):
-    children = {}
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(p))
-    out, todo = [], [root_pid]
-    while todo:
-        p = todo.pop()
-        for c in children.get(p, []):
-            out.append(c)
-            todo.append(c)
-    return out
 
 
 def mem_of(pids):
