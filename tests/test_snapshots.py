@@ -277,6 +277,33 @@ def test_metadata_file_is_json_and_partial_dirs_are_ignored(snap):
     assert meta["key"] == "c" and meta["kind"] == "committed"
 
 
+def test_a_record_cut_short_by_a_crash_is_an_interrupted_prepare(snap):
+    """A new snapshot's meta.json is written in place (no temporary file): one a crash cut short
+    (empty, zeros, a prefix) is an interrupted prepare, ignored and cleaned up; a snapshot whose
+    record is unreadable but which holds files is left alone for a human."""
+    sn, _, _ = snap
+    sn.prepare("k")
+    sdir = os.path.join(sn.root, "snapshots")
+    (sid,) = os.listdir(sdir)
+    whole = open(os.path.join(sdir, sid, "meta.json"), "rb").read()
+    for n, content in (("97", b""), ("98", b"\0" * 40), ("99", whole[: len(whole) // 2])):
+        os.makedirs(os.path.join(sdir, n, "fs"))
+        with open(os.path.join(sdir, n, "meta.json"), "wb") as fh:
+            fh.write(content)
+    os.makedirs(os.path.join(sdir, "96", "fs"))
+    with open(os.path.join(sdir, "96", "fs", "data"), "w") as fh:
+        fh.write("kept")
+    with open(os.path.join(sdir, "96", "meta.json"), "w") as fh:
+        fh.write("{")
+    assert [i.name for i in sn.list()] == ["k"]
+    sn.prepare("k2")  # a new id past every directory, readable or not
+    assert sn.fs_path("k2") == os.path.join(sdir, "100", "fs")
+    assert [n for n in os.listdir(os.path.join(sdir, "100")) if n.startswith(".")] == []
+    sn.cleanup()
+    assert sorted(os.listdir(sdir)) == sorted([sid, "100", "96"])
+    assert sorted(i.name for i in sn.list()) == ["k", "k2"]
+
+
 def test_usage_counts_own_content(snap):
     sn, _, _ = snap
     sn.prepare("a")
