@@ -13,8 +13,9 @@ Implementations: ``berth.snapshots.overlay.OverlaySnapshotter`` (overlayfs;
 On disk both keep ``<root>/snapshots/<id>/`` with ``fs/`` (the content) and a
 ``meta.json`` (key, id, parent, kind, created), written in place when the
 snapshot is made and replaced atomically after. A directory without a whole
-``meta.json`` is an interrupted prepare and is ignored (``cleanup`` removes it). Removal renames the directory into ``<root>/removing/`` first, so
-a crash never leaves half a snapshot behind under ``snapshots/``; ``remove``'s
+``meta.json`` is an interrupted prepare and is ignored (``cleanup`` removes it).
+Removal renames the directory into ``<root>/removing/`` first, so a crash never
+leaves half a snapshot behind under ``snapshots/``; ``remove``'s
 ``reap`` deletes it from there (berthd's CRI: in the background). The
 snapshotter serializes its own calls with a lock; coordination between
 processes is the metadata layer's job.
