@@ -262,6 +262,6 @@ def _go_int(s: str) -> bool:
 
 
 def _strconv_quote(s: str) -> str:
-    """Go's %q of a string (strconv.Quote) for the usual cases: JSON's escapes."""
-    import json
-    return json.dumps(s, ensure_ascii=False)
+    """Go's %q of a string (strconv.Quote)."""
+    from berth.goquote import quote
+    return quote(s)

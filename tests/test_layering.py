@@ -11,9 +11,9 @@ REPO = os.path.dirname(HERE)
 BERTH = os.path.join(REPO, "berth")
 
 # what a client may import: its own packages, the shared pure ones (dockerfile: the build context's
-# .dockerignore; gotime: Go's durations), and berth.archive (cp's host side) with the in-root paths it stands on
+# .dockerignore; gotime: Go's durations; goquote: Go's strconv.Quote), and berth.archive (cp's host side) with the in-root paths it stands on
 CLIENT_OK = ("berth.cli", "berth.client", "berth.errors", "berth.oci", "berth.fastjson", "berth.units", "berth.opts",
-             "berth.gotime",
+             "berth.gotime", "berth.goquote",
              "berth.__version__", "berth.dockerfile", "berth.archive", "berth.linux.paths",
              "berth.linux.syscalls")
 

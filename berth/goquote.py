@@ -1,0 +1,39 @@
+"""Go's strconv.Quote, for messages and outputs in Go programs' words (shared by the CLI's
+templates and outputs and the daemon's errors; light: no imports)."""
+
+
+def quote(s: str, limit: int | None = None) -> str:
+    """strconv.Quote (and %.Nq when limit is given: the first N runes)."""
+    if limit is not None:
+        s = s[:limit]
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\a":
+            out.append("\\a")
+        elif ch == "\b":
+            out.append("\\b")
+        elif ch == "\f":
+            out.append("\\f")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\v":
+            out.append("\\v")
+        elif o < 0x20 or o == 0x7f:
+            out.append("\\x%02x" % o)
+        elif 0xd800 <= o < 0xe000:  # a lone surrogate: invalid UTF-8 in Go
+            out.append("\\ufffd")
+        elif o >= 0x80 and not ch.isprintable():
+            out.append("\\u%04x" % o if o < 0x10000 else "\\U%08x" % o)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
