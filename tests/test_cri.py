@@ -526,13 +526,60 @@ def test_unimplemented_and_errors(node, cri):
     netns = sorted(os.listdir(netns_dir))
     with pytest.raises(grpc.RpcError) as e:
         cri.RunPodSandbox(config=sbx)
-    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert e.value.code() == grpc.StatusCode.UNKNOWN  # containerd 1.6's code for a reserved name
+    assert e.value.details().startswith('failed to reserve sandbox name "dup_testns_u-dup_0": name ')
     assert sorted(os.listdir(netns_dir)) == netns  # the refused pod made none
     with pytest.raises(grpc.RpcError) as e:
         cri.RunPodSandbox(config=sbx, runtime_handler="nosuch")
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert cri.Version(version="v1").runtime_api_version == "v1"
     assert cri.RuntimeConfig().linux.cgroup_driver == pb.CGROUPFS
+
+
+def test_errors_in_containerds_words_and_codes(node, cri):
+    """What containerd 1.6's CRI answers for the same requests (run side by side with crictl on this
+    machine, session 15): its words differ by RPC, a reserved name and a container in the wrong
+    state are UNKNOWN, a container cannot be made in a stopped pod."""
+    def err(rpc, **fields):
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(cri, rpc)(**fields)
+        return e.value.code().name, e.value.details()
+    nf = "NOT_FOUND"
+    assert err("ContainerStatus", container_id="nope") == (nf, 'an error occurred when try to find container "nope": not found')
+    assert err("StopContainer", container_id="nope") == (nf, 'an error occurred when try to find container "nope": not found')
+    assert err("PodSandboxStatus", pod_sandbox_id="nope") == (nf, "an error occurred when try to find sandbox: not found")
+    assert err("StopPodSandbox", pod_sandbox_id="nope") == (nf, 'an error occurred when try to find sandbox "nope": not found')
+    assert err("ExecSync", container_id="nope", cmd=["true"]) == (
+        nf, 'failed to exec in container: failed to find container "nope" in store: not found')
+    assert err("Exec", container_id="nope", cmd=["true"], stdout=True) == (
+        nf, 'failed to find container "nope" in store: not found')
+    assert err("Attach", container_id="nope", stdout=True) == (nf, "failed to find container in store: not found")
+    assert err("UpdateContainerResources", container_id="nope") == (nf, "failed to find container: not found")
+    assert err("PortForward", pod_sandbox_id="nope") == (nf, 'failed to find sandbox "nope": not found')
+    ccfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="w"), image=pb.ImageSpec(image="busybox-layers:1"),
+                              command=["sleep", "60"])
+    assert err("CreateContainer", pod_sandbox_id="nope", config=ccfg) == (nf, 'failed to find sandbox id "nope": not found')
+    sid, sbx = _pod(cri, node, "words")
+    cid = _ctr(cri, sid, sbx, "w", ["sleep", "60"])
+    code, msg = err("CreateContainer", pod_sandbox_id=sid, config=ccfg, sandbox_config=sbx)
+    assert code == "UNKNOWN" and msg == (f'failed to reserve container name "w_words_testns_u-words_0": name '
+                                         f'"w_words_testns_u-words_0" is reserved for "{cid}"')
+    other = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="x"), image=pb.ImageSpec(image="no/such:1"))
+    assert err("CreateContainer", pod_sandbox_id=sid, config=other, sandbox_config=sbx) == (
+        nf, 'failed to resolve image "no/such:1": not found')
+    code, msg = err("ExecSync", container_id=cid, cmd=["/nonexistent"])
+    assert code == "UNKNOWN" and msg.startswith('failed to exec in container: failed to start exec "'), msg
+    assert msg.endswith('exec: "/nonexistent": stat /nonexistent: no such file or directory'), msg
+    cri.StopContainer(container_id=cid, timeout=0)
+    exited = "container is in CONTAINER_EXITED state"
+    assert err("StartContainer", container_id=cid) == (
+        "UNKNOWN", f'failed to set starting state for container "{cid}": {exited}')
+    assert err("ExecSync", container_id=cid, cmd=["true"]) == ("UNKNOWN", f"failed to exec in container: {exited}")
+    assert err("Attach", container_id=cid, stdout=True) == ("UNKNOWN", exited)
+    cri.StopPodSandbox(pod_sandbox_id=sid)
+    assert err("CreateContainer", pod_sandbox_id=sid, config=other, sandbox_config=sbx) == (
+        nf, f"failed to get sandbox container task: no running task found: task {sid} not found: not found")
+    assert [c.id for c in cri.ListContainers().containers] == [cid]  # nothing was made
 
 
 def test_nul_bytes_bad_ids_and_unknown_protocols_are_refused_before_anything_is_made(node, cri):
@@ -596,7 +643,8 @@ def test_nul_bytes_bad_ids_and_unknown_protocols_are_refused_before_anything_is_
 
 def test_exec_sync_at_a_container_that_is_exiting_answers_not_running(node, cri):
     """ExecSync racing the container's own exit (its shim closing the connection under the exec
-    request) answers that the container is not running, never INTERNAL (the fuzzing of the
+    request) answers that the container is not running (containerd's words and code, UNKNOWN),
+    never INTERNAL (the fuzzing of the
     CRI found ConnectionResetError from the shim's socket answered as INTERNAL)."""
     sid, sbx = _pod(cri, node, "exiting")
     codes = set()
@@ -612,13 +660,14 @@ def test_exec_sync_at_a_container_that_is_exiting_answers_not_running(node, cri)
                     seen.add("OK")
                 except grpc.RpcError as e:
                     seen.add(e.code().name)
-                    if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    if e.code() == grpc.StatusCode.UNKNOWN:  # not running, or its exec could not start
+                        assert e.details().startswith("failed to exec in container: "), e.details()
                         return seen
             return seen
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             for f in [pool.submit(hammer) for _ in range(3)]:
                 codes |= f.result()
-    assert codes <= {"OK", "FAILED_PRECONDITION", "NOT_FOUND"} and "FAILED_PRECONDITION" in codes, codes
+    assert codes <= {"OK", "UNKNOWN", "NOT_FOUND"} and "UNKNOWN" in codes, codes
 
 
 def test_namespaces_pid_pod_container_and_host_network(node, cri):
@@ -779,7 +828,7 @@ def test_debug_log_times_each_call(tmp_path):
         log = n.d.log()
         assert re.search(r"CRI Version: \d+\.\d ms$", log, re.M), log[-2000:]
         assert re.search(r"CRI ContainerStatus: \d+\.\d ms: NOT_FOUND an error occurred when try to find "
-                         r"container 'nosuchcontainer': not found$", log, re.M), log[-2000:]
+                         r'container "nosuchcontainer": not found$', log, re.M), log[-2000:]
     finally:
         n.cleanup()
     quiet = Node(tmp_path / "info").start()
@@ -1430,7 +1479,9 @@ def test_a_created_container_is_held_until_started(node, cri):
     assert _cmdline(pid) == "sleep"  # the held process is the one that runs
     with pytest.raises(grpc.RpcError) as e:
         cri.StartContainer(container_id=cid)
-    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert e.value.code() == grpc.StatusCode.UNKNOWN  # containerd's code and words
+    assert e.value.details() == (f'failed to set starting state for container "{cid}": container is in '
+                                 "CONTAINER_RUNNING state")
 
 
 def test_removing_a_created_container_ends_its_held_process(node, cri):

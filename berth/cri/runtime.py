@@ -19,6 +19,7 @@ from berth.cri import api_pb2 as pb
 from berth.cri import api_pb2_grpc
 from berth.cri.errors import Abort, rpc, unimplemented
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
+from berth.goquote import quote as _q
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -108,18 +109,22 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         """berthd stops: what the RPCs left under way ends (each waited for up to timeout s)."""
         self._settle(None, timeout)
 
-    def _find(self, ref: str, kind: str, settle: bool = True) -> Container:
+    def _find(self, ref: str, kind: str, settle: bool = True, words: str | None = None) -> Container:
+        """The sandbox or container ref names; NotFound in containerd's words, which differ by RPC
+        (words: the message before ": not found"; by default ContainerStatus's and
+        PodSandboxStatus's, which do not name the sandbox)."""
         if not ref:
             raise InvalidArgument(f"{'pod sandbox' if kind == 'sandbox' else 'container'} id is empty")
-        what = "sandbox" if kind == "sandbox" else "container"
+        if words is None:
+            words = f"an error occurred when try to find {'sandbox' if kind == 'sandbox' else 'container ' + _q(ref)}"
         try:
             rec = self.svc.get(NS, ref)
         except NotFound:
-            raise NotFound(f"an error occurred when try to find {what} {ref!r}: not found") from None
+            raise NotFound(f"{words}: not found") from None
         except InvalidArgument as e:
-            raise NotFound(f"an error occurred when try to find {what} {ref!r}: {e}") from None
+            raise NotFound(f"{words}: {e}") from None
         if (rec.labels or {}).get(KIND_LABEL) != kind:
-            raise NotFound(f"an error occurred when try to find {what} {ref!r}: not found")
+            raise NotFound(f"{words}: not found")
         if kind == "sandbox" and settle:
             self._settle(rec.id)
         return rec
@@ -317,7 +322,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def StopPodSandbox(self, request: pb.StopPodSandboxRequest,
                        context: grpc.ServicerContext) -> pb.StopPodSandboxResponse:
-        rec = self._find(request.pod_sandbox_id, "sandbox")
+        rec = self._find(request.pod_sandbox_id, "sandbox",
+                         words=f"an error occurred when try to find sandbox {_q(request.pod_sandbox_id)}")
         for crec, st in self._pod_containers(rec.id):
             if st["Running"]:
                 self._stop(crec.id, 0)
@@ -381,6 +387,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             self.svc.remove(NS, cid, force=True, files_after=True)
         except NotFound:
             pass
+
+    def _has_task(self, sbx: Container) -> bool:
+        """Whether the sandbox's pause container runs or is being started (after RunPodSandbox's
+        answer): what containerd calls the sandbox's task, which CreateContainer needs."""
+        with self._setup_lock:
+            pending = sbx.id in self._pending  # first: a launch that ends meanwhile shows in the state
+        st = self.svc.state(sbx, paused=False)
+        return st["Running"] or (pending and st["Status"] == "created")
 
     def _ready(self, rec: Container, st: dict[str, Any]) -> bool:
         """A sandbox is ready once its pause container runs and RunPodSandbox has attached its
@@ -488,16 +502,24 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def CreateContainer(self, request: pb.CreateContainerRequest,
                         context: grpc.ServicerContext) -> pb.CreateContainerResponse:
         convert.reject_nul(request)
-        sbx = self._find(request.pod_sandbox_id, "sandbox", settle=False)  # its pause may be starting
+        sbx = self._find(request.pod_sandbox_id, "sandbox", settle=False,  # its pause may be starting
+                         words=f"failed to find sandbox id {_q(request.pod_sandbox_id)}")
+        if not self._has_task(sbx):  # stopped (or its pause failed): containerd's words
+            raise NotFound(f"failed to get sandbox container task: no running task found: task {sbx.id} "
+                           "not found: not found")
         config = request.config
         sandbox_config = self._sandbox_config(sbx)
         name = convert.container_name(config.metadata, sandbox_config.metadata)
+        try:  # the name before the image, as containerd reserves it
+            raise _name_reserved("container", name, self.svc.meta.get_container_by_name(NS, name).id)
+        except NotFound:
+            pass
         if not config.image.image:
             raise InvalidArgument("container config must include an image")
         try:
             img = self.images.resolve(NS, config.image.image)
         except NotFound:
-            raise NotFound(f"failed to resolve image {config.image.image!r}: not found (pull it first)") from None
+            raise NotFound(f"failed to resolve image {_q(config.image.image)}: not found") from None
         log_path = ""
         if sandbox_config.log_directory and config.log_path:
             log_path = os.path.join(sandbox_config.log_directory, config.log_path)
@@ -525,13 +547,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                        context: grpc.ServicerContext) -> pb.StartContainerResponse:
         rec = self._find(request.container_id, "container")
         st = self.svc.state(rec, paused=False)
-        if st["Status"] != "created":
-            raise FailedPrecondition(f"container {rec.id} is in {st['Status']} state, not created: it "
-                                     "cannot be started")
+        if st["Status"] != "created":  # containerd's words and code (UNKNOWN)
+            raise Abort(grpc.StatusCode.UNKNOWN, f"failed to set starting state for container {_q(rec.id)}: "
+                        f"container is in {pb.ContainerState.Name(self._state(st))} state")
         sbx = self.svc.get(NS, self._cri(rec)["sandbox"])
         self._settle(sbx.id)
         if not self.svc.state(sbx, paused=False)["Running"]:
-            raise FailedPrecondition(f"sandbox container {sbx.id} is not running")
+            raise Abort(grpc.StatusCode.UNKNOWN, f"sandbox container {_q(sbx.id)} is not running")
         self.svc.start(NS, rec.id)
         return pb.StartContainerResponse()
 
@@ -668,7 +690,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def UpdateContainerResources(self, request: pb.UpdateContainerResourcesRequest,
                                  context: grpc.ServicerContext) -> pb.UpdateContainerResourcesResponse:
         convert.reject_nul(request)
-        rec = self._find(request.container_id, "container")
+        rec = self._find(request.container_id, "container", words="failed to find container")
         from berth.services import execs
         if request.HasField("linux"):
             execs.update_resources(self.svc, NS, rec.id, convert.docker_resources(request.linux))
@@ -689,16 +711,25 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def ExecSync(self, request: pb.ExecSyncRequest, context: grpc.ServicerContext) -> pb.ExecSyncResponse:
         convert.reject_nul(request)
-        rec = self._find(request.container_id, "container")
+        rec = self._find(request.container_id, "container", words="failed to exec in container: failed to find "
+                         f"container {_q(request.container_id)} in store")
         from berth.services import execs
         if not request.cmd:
             raise InvalidArgument("cmd is empty")
+        self._running(rec, "failed to exec in container: ")
+        eid = secrets.token_hex(32)
         try:
             # a timeout beyond what a clock can hold (the kubelet's are seconds) is no timeout
             timeout = request.timeout if 0 < request.timeout < MAX_EXEC_TIMEOUT else 0
-            code, out, err = execs.run_sync(self.svc, NS, rec.id, list(request.cmd), timeout)
+            code, out, err = execs.run_sync(self.svc, NS, rec.id, list(request.cmd), timeout, eid)
         except execs.ExecTimeout as e:
             raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"failed to exec in container: {e}") from None
+        except FailedPrecondition:  # it ended meanwhile (its shim closed the connection under the exec)
+            raise Abort(grpc.StatusCode.UNKNOWN, "failed to exec in container: container is in "
+                        "CONTAINER_EXITED state") from None
+        except BerthError as e:  # the process did not start (no such command...): containerd's code
+            raise Abort(grpc.StatusCode.UNKNOWN, f"failed to exec in container: failed to start exec "
+                        f"{_q(eid)}: {e}") from None
         return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
 
     def _stream_server(self) -> StreamingServer:
@@ -707,16 +738,19 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                                                      "available in this berthd (berth.cri.streaming is missing)")
         return self.streaming
 
-    def _running(self, rec: Container) -> None:
+    def _running(self, rec: Container, prefix: str = "") -> None:
+        """Exec, Attach and ExecSync need the container running: else containerd's words and code
+        (UNKNOWN)."""
         st = self.svc.state(rec, paused=False)
-        if not st["Running"]:  # containerd's words
-            state = "EXITED" if st["Status"] == "exited" else "CREATED"
-            raise FailedPrecondition(f"container is in CONTAINER_{state} state")
+        if not st["Running"]:
+            raise Abort(grpc.StatusCode.UNKNOWN, f"{prefix}container is in "
+                        f"{pb.ContainerState.Name(self._state(st))} state")
 
     @rpc
     def Exec(self, request: pb.ExecRequest, context: grpc.ServicerContext) -> pb.ExecResponse:
         convert.reject_nul(request)
-        rec = self._find(request.container_id, "container")
+        rec = self._find(request.container_id, "container",
+                         words=f"failed to find container {_q(request.container_id)} in store")
         if not request.cmd:
             raise InvalidArgument("cmd is empty")
         if not (request.stdin or request.stdout or request.stderr):
@@ -731,7 +765,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def Attach(self, request: pb.AttachRequest, context: grpc.ServicerContext) -> pb.AttachResponse:
         convert.reject_nul(request)
-        rec = self._find(request.container_id, "container")
+        rec = self._find(request.container_id, "container", words="failed to find container in store")
         if not (request.stdin or request.stdout or request.stderr):
             raise InvalidArgument("one of stdin, stdout, or stderr must be set")
         self._running(rec)
@@ -742,7 +776,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def PortForward(self, request: pb.PortForwardRequest, context: grpc.ServicerContext) -> pb.PortForwardResponse:
         convert.reject_nul(request)
-        rec = self._find(request.pod_sandbox_id, "sandbox")
+        rec = self._find(request.pod_sandbox_id, "sandbox",
+                         words=f"failed to find sandbox {_q(request.pod_sandbox_id)}")
         if not self.svc.state(rec, paused=False)["Running"]:
             raise FailedPrecondition(f"sandbox {rec.id} is not ready")
         srv = self._stream_server()
@@ -956,8 +991,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
 
 def _name_reserved(kind: str, name: str, other: str) -> Abort:
-    return Abort(grpc.StatusCode.ALREADY_EXISTS,
-                 f'failed to reserve {kind} name "{name}": name "{name}" is reserved for "{other}"')
+    """containerd's words, and its code: UNKNOWN (its name index's error is not a gRPC status)."""
+    return Abort(grpc.StatusCode.UNKNOWN,
+                 f"failed to reserve {kind} name {_q(name)}: name {_q(name)} is reserved for {_q(other)}")
 
 
 def _kept(table: dict[str, tuple[int, Any]], key: str, gen: int, make: Callable[[], Any]) -> Any:

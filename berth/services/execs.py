@@ -284,16 +284,16 @@ class ExecTimeout(Exception):
 
 
 def run_sync(svc: ContainerService, ns: str, ref: str, cmd: list[str],
-             timeout: float = 0) -> tuple[int, bytes, bytes]:
+             timeout: float = 0, eid: str | None = None) -> tuple[int, bytes, bytes]:
     """Run cmd in the container; returns (exit code, stdout, stderr). With timeout > 0 the process
-    is killed when it runs longer and ExecTimeout is raised."""
+    is killed when it runs longer and ExecTimeout is raised. eid: the exec's id (a new one)."""
     import secrets
     rec = svc.get(ns, ref)
     st = svc.state(rec)
     if not st["Running"]:
         raise FailedPrecondition(f"container {rec.id} is not running")
     process = process_for(svc, rec, cmd)
-    eid = secrets.token_hex(16)
+    eid = eid or secrets.token_hex(16)
     try:
         s, reply = svc.shim(rec.id).open(proto.Exec(exec_id=eid, process=process, stdin=False))
     except ShimGone:
