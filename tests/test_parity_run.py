@@ -1008,3 +1008,25 @@ def test_unknown_network_and_volumes_from_as_dockerd(eng, peer):
             d.docker("rm", "-f", "-v", "pn-a", "pn-b", "pv-user", "pv-src")
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
     assert seen[0][0] == (0, False) and seen[0][4] == (404, {"message": "network pr-nosuchnet not found"})
+
+
+def test_default_cgroupns_and_the_host_networks_hostname_as_dockerd(eng, peer):
+    """dockerd 20.10's defaults: the host's cgroup namespace unless the host is cgroup v2 only
+    (default-cgroupns-mode), recorded in the container's HostConfig; on the host's network a
+    container is named as the host (hostname and HOSTNAME) unless -h says otherwise."""
+    import socket
+    from berth.runtime.cgroups import detect_mode
+    mode = "private" if detect_mode() == "v2" else "host"
+    for d in (eng, peer):
+        name = _name("cgns")
+        try:
+            d.docker("create", "--name", name, IMAGE, "true", check=True)
+            assert d.docker("inspect", "-f", "{{.HostConfig.CgroupnsMode}}", name).out.strip() == mode
+        finally:
+            d.docker("rm", "-f", name)
+        out = d.docker("run", "--rm", IMAGE, "cat", "/proc/self/cgroup").out
+        assert all(line.endswith(":/") for line in out.split()) == (mode == "private"), (d, out)
+        p = d.docker("run", "--rm", "--network", "host", IMAGE, "sh", "-c", "echo $HOSTNAME; hostname")
+        assert p.out.split() == [socket.gethostname()] * 2, (d, p.out, p.err)
+        p = d.docker("run", "--rm", IMAGE, "sh", "-c", "echo $HOSTNAME; hostname")
+        assert p.out.split()[0] == p.out.split()[1] != socket.gethostname(), (d, p.out)

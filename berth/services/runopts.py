@@ -130,7 +130,7 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
         if adj < cur and not _has_cap_sys_resource():
             raise InvalidArgument(f"cannot set --oom-score-adj {adj}: lower than berthd's own ({cur}) and berthd "
                                   "lacks CAP_SYS_RESOURCE, which lowering it needs")
-    _check_unsupported(hc, body, warnings)
+    _check_unsupported(hc, body, warnings, cri)
     if hc.get("Links"):
         if netmode == "host" or netmode.startswith("container:"):
             kind = "host" if netmode == "host" else "container"
@@ -138,6 +138,9 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
                                   "This would result in undefined behavior")
         from berth.services import links
         hc["Links"] = links.check(svc, ns, hc)
+    if netmode == "host" and not body.get("Hostname"):  # dockerd: on the host's network, the host's name
+        import socket
+        body = dict(body, Hostname=socket.gethostname())
     from berth.services import health
     out = dict(body, HostConfig=hc)
     hcheck = health.effective_config(body, image_config)
@@ -155,7 +158,8 @@ def _exists(svc: ContainerService, ns: str, ref: str) -> None:
         raise InvalidArgument(e.message) from None
 
 
-def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[str]) -> None:
+def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[str],
+                       cri: bool = False) -> None:
     """Options berth cannot honour are refused (or, where docker too lets them go, warned about):
     never accepted and dropped."""
     for key, flag in (("BlkioWeight", "--blkio-weight"), ("BlkioWeightDevice", "--blkio-weight-device"),
@@ -185,11 +189,14 @@ def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[
     uts = hc.get("UTSMode") or ""
     if uts not in ("", "host") and not uts.startswith("container:"):  # container: as podman's (CRI pods)
         raise InvalidArgument(f"invalid UTS mode: {uts}")
-    if uts == "host" and body.get("Hostname"):
+    if uts == "host" and body.get("Hostname") and not cri:  # (a CRI pod on the host's network: its HOSTNAME)
         raise InvalidArgument("Conflicting options: hostname and the UTS mode")
     cg = hc.get("CgroupnsMode") or ""
     if cg not in ("", "host", "private"):
         raise InvalidArgument(f"invalid cgroup namespace mode: {cg}")
+    if not cg:  # dockerd's default-cgroupns-mode: private on a cgroup v2 host only, as runc and containerd
+        from berth.runtime.cgroups import detect_mode
+        hc["CgroupnsMode"] = "private" if detect_mode() == "v2" else "host"
     vd = hc.get("VolumeDriver") or ""
     if vd not in ("", "local"):
         raise InvalidArgument(f'error looking up volume plugin {vd}: plugin "{vd}" not found')
