@@ -582,6 +582,40 @@ def test_errors_in_containerds_words_and_codes(node, cri):
     assert [c.id for c in cri.ListContainers().containers] == [cid]  # nothing was made
 
 
+def test_pod_hostname_pause_hardening_and_cgroupns_as_containerd(node, cri):
+    """As containerd 1.6 (side by side, session 15): a pod without a hostname is named as the node
+    (the containers' hostname, HOSTNAME and /etc/hostname); with one, its containers' HOSTNAME is
+    the pod's, not their own id; the pause runs with a read-only root and no new privileges; on a
+    host that is not cgroup v2 only, no container gets a cgroup namespace (nor the pause, nor a
+    privileged container anywhere)."""
+    import socket
+    from berth.runtime.cgroups import detect_mode
+    v2 = detect_mode() == "v2"
+    cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="anon", namespace="testns", uid="u-anon"),
+                              log_directory=os.path.join(node.logs, "anon"))
+    anon = cri.RunPodSandbox(config=cfg).pod_sandbox_id
+    named, named_cfg = _pod(cri, node, "myhost")
+    script = ["sh", "-c", "echo $HOSTNAME; hostname; cat /etc/hostname; cat /proc/self/cgroup"]
+    for sid, sbx, want in ((anon, cfg, socket.gethostname()), (named, named_cfg, "myhost")):
+        cid = _ctr(cri, sid, sbx, "h", ["sleep", "60"])
+        out = cri.ExecSync(container_id=cid, cmd=script, timeout=10).stdout.decode().split()
+        assert out[:3] == [want] * 3, out
+        assert all(line.endswith(":/") for line in out[3:]) == v2, out  # the host's view of its cgroup
+        spec = json.loads(cri.ContainerStatus(container_id=cid, verbose=True).info["info"])["runtimeSpec"]
+        assert ("cgroup" in [n["type"] for n in spec["linux"]["namespaces"]]) == v2
+        pause = json.loads(cri.PodSandboxStatus(pod_sandbox_id=sid, verbose=True).info["info"])["runtimeSpec"]
+        assert pause["root"]["readonly"] is True and pause["process"]["noNewPrivileges"] is True
+        assert "cgroup" not in [n["type"] for n in pause["linux"]["namespaces"]]
+    priv_cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="priv", namespace="testns", uid="u-priv"),
+                                   log_directory=os.path.join(node.logs, "priv"), linux=pb.LinuxPodSandboxConfig(
+                                       security_context=pb.LinuxSandboxSecurityContext(privileged=True)))
+    priv = cri.RunPodSandbox(config=priv_cfg).pod_sandbox_id
+    cid = _ctr(cri, priv, priv_cfg, "p", ["sleep", "60"],
+               linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(privileged=True)))
+    spec = json.loads(cri.ContainerStatus(container_id=cid, verbose=True).info["info"])["runtimeSpec"]
+    assert "cgroup" not in [n["type"] for n in spec["linux"]["namespaces"]]
+
+
 def test_nul_bytes_bad_ids_and_unknown_protocols_are_refused_before_anything_is_made(node, cri):
     """A NUL byte in any string of a request (a name, an argument, a variable, a map's value)
     answers INVALID_ARGUMENT naming the field, and nothing is made (it used to reach the CNI
@@ -721,6 +755,10 @@ def test_security_context_and_resources(node, cri, tmp_path):
     status = cri.ContainerStatus(container_id=cid).status
     assert status.resources.linux.memory_limit_in_bytes == 96 << 20 and status.resources.linux.cpu_shares == 512
     assert status.mounts[0].container_path == "/vol"
+    mem = cri.ContainerStats(container_id=cid).stats.memory  # what its limit leaves it
+    assert 0 < mem.available_bytes.value == (96 << 20) - mem.working_set_bytes.value
+    (unlimited,) = cri.ListContainerStats(filter=pb.ContainerStatsFilter(id=_ctr(cri, sid, sbx, "u", ["sleep", "60"]))).stats
+    assert unlimited.memory.working_set_bytes.value > 0 and unlimited.memory.available_bytes.value == 0  # as containerd
     assert (status.user.linux.uid, status.user.linux.gid) == (1234, 5678)
     assert list(status.user.linux.supplemental_groups) == [42, 5678]
     # an AppArmor profile cannot be honoured: a clear refusal

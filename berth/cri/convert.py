@@ -230,8 +230,11 @@ def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_pa
     sc = linux.security_context if linux.HasField("security_context") else pb.LinuxSandboxSecurityContext()
     nso = ns_options(sc)
     host_net = nso.network == NODE
+    # as containerd's pause: a read-only root, no new privileges and the host's cgroup namespace
+    # whatever the pod's security context
     hc = {"NetworkMode": "host" if host_net else f"ns:{netns_path}", "Runtime": runtime,
-          "OomScoreAdj": oom_score_adj(-998), "Privileged": sc.privileged, "ReadonlyRootfs": sc.readonly_rootfs,
+          "OomScoreAdj": oom_score_adj(-998), "Privileged": sc.privileged, "ReadonlyRootfs": True,
+          "CgroupnsMode": "host",
           "IpcMode": "shareable"}  # the pod's containers join its IPC namespace and /dev/shm
     if nso.ipc == NODE:
         hc["IpcMode"] = "host"
@@ -253,16 +256,24 @@ def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_pa
         hc["Sysctls"] = dict(linux.sysctls)
     if sc.supplemental_groups:
         hc["GroupAdd"] = [str(_id("supplemental_groups", g)) for g in sc.supplemental_groups]
-    opts: list[str] = []
+    opts: list[str] = ["no-new-privileges"]
     _seccomp(sc, opts)
     _apparmor(sc)
     hc["SecurityOpt"] = opts
     labels = dict(config.labels)
     labels[KIND_LABEL] = "sandbox"
-    body = {"Image": image, "Labels": labels, "HostConfig": hc, "User": _user(sc)}
-    if config.hostname and not host_net:
-        body["Hostname"] = config.hostname
+    # on the host's network the pod's UTS namespace is the host's: the name is its HOSTNAME only
+    body = {"Image": image, "Labels": labels, "HostConfig": hc, "User": _user(sc), "Hostname": pod_hostname(config)}
     return body, {"kind": "sandbox", "config": encode(config), "handler": handler}
+
+
+def pod_hostname(config: pb.PodSandboxConfig) -> str:
+    """The pod's hostname: its config's, else the node's (containerd's), the pod on the host's
+    network or not: its containers' HOSTNAME too."""
+    if config.hostname:
+        return config.hostname
+    import socket
+    return socket.gethostname()
 
 
 def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config: pb.ContainerConfig, image_id: str,
@@ -289,6 +300,7 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
         sbx = sandbox_config.linux.security_context if sandbox_config.HasField("linux") else None
         if sbx is not None and not sbx.privileged:
             raise InvalidArgument("no privileged container allowed in sandbox")
+        hc["CgroupnsMode"] = "host"  # containerd: a privileged container sees the host's cgroups
     if sc.HasField("capabilities"):
         hc["CapAdd"] = [c.upper() for c in sc.capabilities.add_capabilities]
         hc["CapDrop"] = [c.upper() for c in sc.capabilities.drop_capabilities]
@@ -338,6 +350,9 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
     body = {"Image": image_id, "Labels": labels, "HostConfig": hc,
             "Env": [f"{kv.key}={kv.value}"
                     for kv in config.envs],
+            # its HOSTNAME (the image's and the config's envs override it), as containerd's; its
+            # UTS namespace is the pod's
+            "Hostname": pod_hostname(sandbox_config),
             "Tty": config.tty, "OpenStdin": config.stdin, "StdinOnce": config.stdin_once,
             "User": _user(sc)}
     meta = {"kind": "container", "sandbox": sandbox_id, "config": encode(config), "log_path": log_path}

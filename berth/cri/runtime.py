@@ -821,7 +821,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             mem.page_faults.value = int(stats.get("pgfault", stats.get("total_pgfault", 0)))
             mem.major_page_faults.value = int(stats.get("pgmajfault", stats.get("total_pgmajfault", 0)))
             limit = int(ms.get("limit") or 0)
-            if limit:
+            from berth.services.stats import host_memory
+            if limit and limit < host_memory():  # a limit of its own (no limit: 0, as containerd's)
                 mem.available_bytes.value = max(0, limit - ws)
         layer = pb.FilesystemUsage(timestamp=now, fs_id=pb.FilesystemIdentifier(
             mountpoint=os.path.join(self.d.cfg.root, "snapshots")))

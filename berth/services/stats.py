@@ -30,7 +30,8 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _host_memory() -> int:
+def host_memory() -> int:
+    """The host's memory (MemTotal), the limit of a container without one of its own."""
     for line in (_read("/proc/meminfo") or "").splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
@@ -56,7 +57,7 @@ def _sample(mgr: Manager) -> dict:
     """One stats sample in docker's shape (without name, id, preread, precpu_stats): the
     cgroup's counters (berth.runtime.cgroups reads them) with the host's figures."""
     cg = mgr.read_stats()
-    host_mem = _host_memory()
+    host_mem = host_memory()
     usage = {"total_usage": cg.cpu_total_ns or 0, "usage_in_kernelmode": cg.cpu_kernel_ns,
              "usage_in_usermode": cg.cpu_user_ns}
     if cg.percpu_ns:
