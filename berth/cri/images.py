@@ -59,6 +59,19 @@ def repo_tags_digests(r: Resolved) -> tuple[list[str], list[str]]:
     return tags, repos
 
 
+def content_size(r: Resolved) -> int:
+    """An image's size as containerd's CRI reports it: the content it is made of, its index (if its
+    target is one), its manifest, config and layers, as stored (compressed)."""
+    try:
+        size = int(r.manifest_desc.get("size") or 0) + int((r.manifest.get("config") or {}).get("size") or 0)
+        size += sum(int(layer.get("size") or 0) for layer in r.layers)
+        if r.target.get("digest") != r.manifest_desc.get("digest"):
+            size += int(r.target.get("size") or 0)
+    except (TypeError, ValueError, AttributeError):
+        return 0
+    return size
+
+
 class ImageServicer(api_pb2_grpc.ImageServiceServicer):
     def __init__(self, services: Services) -> None:
         self.d = services  # berth.services.Services
@@ -67,7 +80,7 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
 
     def _image(self, r: Resolved, size: int) -> pb.Image:
         tags, repos = repo_tags_digests(r)
-        img = pb.Image(id=r.config_digest, repo_tags=tags, repo_digests=repos, size=size,
+        img = pb.Image(id=r.config_digest, repo_tags=tags, repo_digests=repos, size=content_size(r) or size,
                        spec=pb.ImageSpec(image=r.config_digest))
         user = ((r.config or {}).get("config") or {}).get("User") or ""
         name = user.split(":", 1)[0]

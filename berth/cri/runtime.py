@@ -430,7 +430,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         if request.verbose:
             cri = self._cri(rec)
             info["info"] = json.dumps({
-                "pid": st.get("Pid", 0), "processStatus": st["Status"], "image": self.d.cfg.sandbox_image,
+                # a stopped pod's pause has no task left in containerd: "deleted"
+                "pid": st.get("Pid", 0), "processStatus": "deleted" if st["Status"] == "exited" else st["Status"],
+                "image": self.d.cfg.sandbox_image,
                 "netNamespaceClosed": not st["Running"],
                 "netns": self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else "",
                 "runtimeHandler": cri.get("handler", ""), "runtimeType": rec.runtime,
