@@ -1030,3 +1030,21 @@ def test_default_cgroupns_and_the_host_networks_hostname_as_dockerd(eng, peer):
         assert p.out.split() == [socket.gethostname()] * 2, (d, p.out, p.err)
         p = d.docker("run", "--rm", IMAGE, "sh", "-c", "echo $HOSTNAME; hostname")
         assert p.out.split()[0] == p.out.split()[1] != socket.gethostname(), (d, p.out)
+
+
+def test_one_character_names_are_refused_as_dockerd(eng, peer):
+    """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
+    create and at rename, in its words."""
+    outs = []
+    for d in (eng, peer):
+        name = _name("nm")
+        try:
+            p = d.docker("create", "--name", "x", IMAGE, "true")
+            r = d.docker("create", "--name", name, IMAGE, "true")
+            q = d.docker("rename", name, "y")
+            outs.append((p.returncode, _daemon_error(p), r.returncode, q.returncode, _daemon_error(q)))
+        finally:
+            d.docker("rm", "-f", name)
+    assert outs[0] == outs[1], outs
+    assert outs[0][:4] == (1, "Error response from daemon: Invalid container name (x), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                              "are allowed", 0, 1), outs

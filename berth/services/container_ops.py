@@ -32,7 +32,7 @@ from berth.services.stats import sample_of, stats  # noqa: F401
 if TYPE_CHECKING:
     from berth.services.containers import ContainerService
 
-_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # dockerd's: two characters at least
 
 
 # --- start, sizes ----------------------------------------------------------------------------
@@ -82,7 +82,8 @@ def rename(svc: ContainerService, ns: str, ref: str, new_name: str) -> None:
     if not ref or not new_name:
         raise InvalidArgument("Neither old nor new names may be empty")
     if not _NAME_RE.fullmatch(new_name):
-        raise InvalidArgument(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        raise InvalidArgument(f"Error when allocating new name: Invalid container name (/{new_name}), only "
+                              "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     rec = svc.get(ns, ref)
     if rec.name == new_name:
         raise InvalidArgument("Renaming a container with the same name as its current name")

@@ -244,7 +244,7 @@ class ContainerService:
         if name:
             name = name.lstrip("/")
             import re
-            if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
+            if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):  # dockerd's: two characters at least
                 raise InvalidArgument(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
             try:
                 other = self.meta.get_container_by_name(ns, name)
