@@ -1048,3 +1048,27 @@ def test_one_character_names_are_refused_as_dockerd(eng, peer):
     assert outs[0] == outs[1], outs
     assert outs[0][:4] == (1, "Error response from daemon: Invalid container name (x), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
                               "are allowed", 0, 1), outs
+
+
+def test_inspect_records_masked_paths_and_nulls_as_dockerd(eng, peer):
+    """dockerd's HostConfig after a create: the default masked and read-only /proc paths listed
+    (berth's masked list has dockerd 20.10's and two more: /proc/interrupts and the powercap
+    class, as newer dockerd), none for a privileged container; MemorySwappiness and PidsLimit null
+    when not given."""
+    got = {}
+    for d in (eng, peer):
+        names = [_name("hc"), _name("hcp")]
+        try:
+            d.docker("create", "--name", names[0], IMAGE, "true", check=True)
+            d.docker("create", "--name", names[1], "--privileged", IMAGE, "true", check=True)
+            got[d] = [_inspect(d, n)["HostConfig"] for n in names]
+        finally:
+            d.docker("rm", "-f", *names)
+    (b, bp), (k, kp) = got[eng], got[peer]
+    assert set(k["MaskedPaths"]) <= set(b["MaskedPaths"]) and b["ReadonlyPaths"] == k["ReadonlyPaths"]
+    assert set(b["MaskedPaths"]) - set(k["MaskedPaths"]) <= {"/proc/interrupts", "/sys/devices/virtual/powercap"}
+    for key in ("MemorySwappiness", "PidsLimit"):
+        assert b[key] is None and k[key] is None, key
+    assert bp["MaskedPaths"] is None and kp["MaskedPaths"] is None and bp["ReadonlyPaths"] == kp["ReadonlyPaths"]
+    out = eng.docker("run", "--rm", IMAGE, "cat", "/proc/interrupts").out  # still masked
+    assert out == "", out

@@ -131,6 +131,18 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
             raise InvalidArgument(f"cannot set --oom-score-adj {adj}: lower than berthd's own ({cur}) and berthd "
                                   "lacks CAP_SYS_RESOURCE, which lowering it needs")
     _check_unsupported(hc, body, warnings, cri)
+    # dockerd's record of what the container gets: no swappiness and no pids limit are null, the
+    # default masked and read-only /proc paths are listed (not for a privileged container)
+    if hc.get("MemorySwappiness") == -1:
+        hc["MemorySwappiness"] = None
+    if hc.get("PidsLimit") is not None and int(hc["PidsLimit"]) <= 0:
+        hc["PidsLimit"] = None
+    if not hc.get("Privileged"):
+        from berth.services.ocispec import MASKED, READONLY
+        if hc.get("MaskedPaths") is None:
+            hc["MaskedPaths"] = list(MASKED)
+        if hc.get("ReadonlyPaths") is None:
+            hc["ReadonlyPaths"] = list(READONLY)
     if hc.get("Links"):
         if netmode == "host" or netmode.startswith("container:"):
             kind = "host" if netmode == "host" else "container"
