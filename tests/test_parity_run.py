@@ -1072,3 +1072,23 @@ def test_inspect_records_masked_paths_and_nulls_as_dockerd(eng, peer):
     assert bp["MaskedPaths"] is None and kp["MaskedPaths"] is None and bp["ReadonlyPaths"] == kp["ReadonlyPaths"]
     out = eng.docker("run", "--rm", IMAGE, "cat", "/proc/interrupts").out  # still masked
     assert out == "", out
+
+
+def test_kill_exec_and_rename_errors_as_dockerd(eng, peer):
+    """dockerd's words for a kill of a missing or stopped container, an exec into a stopped one and
+    a rename onto a taken name (side by side)."""
+    outs = []
+    for d in (eng, peer):
+        run, stopped = _name("kr"), _name("ks")
+        try:
+            d.docker("run", "-d", "--name", run, IMAGE, "sleep", "60", check=True)
+            d.docker("create", "--name", stopped, IMAGE, "true", check=True)
+            ids = [d.docker("inspect", "-f", "{{.Id}}", n).out.strip() for n in (run, stopped)]
+            got = []
+            for args in (["kill", "nosuch-kr"], ["kill", stopped], ["exec", stopped, "true"], ["rename", run, stopped]):
+                p = d.docker(*args)
+                got.append((p.returncode, _daemon_error(p, ids).replace(run, "<run>").replace(stopped, "<stopped>")))
+            outs.append(got)
+        finally:
+            d.docker("rm", "-f", run, stopped)
+    assert outs[0] == outs[1], outs

@@ -91,7 +91,8 @@ def rename(svc: ContainerService, ns: str, ref: str, new_name: str) -> None:
         svc.meta.update_container(ns, rec.id, name=new_name)
     except AlreadyExists:
         other = svc.meta.get_container_by_name(ns, new_name)
-        raise AlreadyExists(f'Conflict. The container name "/{new_name}" is already in use by container '
+        raise AlreadyExists(f'Error when allocating new name: Conflict. The container name "/{new_name}" is '
+                            f'already in use by container '
                             f'"{other.id}". You have to remove (or rename) that container to be able to reuse '
                             f'that name.') from None
     svc.events.container(ns, svc.meta.get_container(ns, rec.id), "rename", oldName="/" + rec.name)

@@ -664,10 +664,13 @@ class ContainerService:
         the container is recorded as exited, as docker does."""
         from berth.runtime.container import parse_signal
         n = parse_signal(sig or "KILL")
-        rec = self.get(ns, ref)
+        try:
+            rec = self.get(ns, ref)
+        except NotFound as e:  # dockerd's words
+            raise NotFound(f"Cannot kill container: {ref}: {e}") from None
         st = self.states.get(ns, rec.id, rec)
         if not st.running:
-            raise FailedPrecondition(f"Cannot kill container: {ref}: container {rec.id} is not running")
+            raise FailedPrecondition(f"Cannot kill container: {ref}: Container {rec.id} is not running")
         if by_user:
             self.mark_stopped_by_user(ns, rec)
         shim = self.shim(rec)

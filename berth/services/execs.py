@@ -141,7 +141,7 @@ class ExecService:
         if st.status == "paused":
             raise FailedPrecondition(f"container {rec.id} is paused, unpause the container before exec")
         if not st.running:
-            raise FailedPrecondition(f"container {rec.id} is not running")
+            raise FailedPrecondition(f"Container {rec.id} is not running")  # dockerd's words
         body = dict(body)
         # Go's JSON decoding ignores case: docker-py sends "detachKeys"
         body["DetachKeys"] = body.get("DetachKeys") or body.pop("detachKeys", None) or ""
