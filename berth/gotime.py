@@ -252,16 +252,11 @@ def get_timestamp(value: str, now: float | None = None) -> float:
             raise ValueError
         return int(secs) + (int(frac) / 10 ** len(frac) if dot else 0.0)
     except ValueError:
-        raise ValueError("failed to parse value as time or duration: " + _strconv_quote(value)) from None
+        from berth.goquote import quote  # strconv.Quote (%q), not time.quote
+        raise ValueError("failed to parse value as time or duration: " + quote(value)) from None
 
 
 def _go_int(s: str) -> bool:
     """strconv.ParseInt(s, 10, 64) accepts it."""
     body = s[1:] if s[:1] in "+-" else s
     return bool(body) and body.isascii() and body.isdigit() and -(1 << 63) <= int(s) < (1 << 63)
-
-
-def _strconv_quote(s: str) -> str:
-    """Go's %q of a string (strconv.Quote)."""
-    from berth.goquote import quote
-    return quote(s)

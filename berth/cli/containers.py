@@ -356,7 +356,7 @@ def ps(ctx, argv, cmd):
     else:
         items = ctx.client.containers(all_=a.all or limit > 0, filters=filters or None,
                                       limit=limit if limit > 0 else None)
-    from berth.cli.gotemplate.quote import go_quote
+    from berth.goquote import quote as go_quote
     rows = []
     for c in items:
         cmdline = c.get("Command") or ""

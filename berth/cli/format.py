@@ -161,7 +161,7 @@ def _short_image(image, image_id):
 
 def container_context(c, trunc=True):
     """docker ps's row (formatter.ContainerContext) of a container summary from the API."""
-    from berth.cli.gotemplate.quote import go_quote
+    from berth.goquote import quote as go_quote
     cid = c.get("Id", "")
     names = [n[1:] if n.startswith("/") else n for n in c.get("Names") or []]
     if trunc:

@@ -11,7 +11,7 @@ KEYWORDS = {".": DOT, "block": BLOCK, "break": BREAK, "continue": CONTINUE, "def
 SPACES = " \t\r\n"
 
 
-from berth.cli.gotemplate.quote import go_quote  # noqa: F401 - used here and by importers
+from berth.goquote import quote as go_quote  # noqa: F401 - used here and by importers
 
 
 class TemplateError(Exception):
