@@ -618,6 +618,89 @@ def test_pod_hostname_pause_hardening_and_cgroupns_as_containerd(node, cri):
     assert "cgroup" not in [n["type"] for n in spec["linux"]["namespaces"]]
 
 
+def test_pause_mounts_and_default_paths_as_containerd(node, cri):
+    """As containerd 1.6 (side by side): a container whose config names no masked or read-only
+    paths gets none (a kubelet always sends its defaults); the pause gets the default masked and
+    read-only /proc paths, and no cgroup tree, /etc/hostname or /etc/hosts of its own."""
+    sid, sbx = _pod(cri, node, "paths")
+    cid = _ctr(cri, sid, sbx, "c", ["sleep", "60"])
+    spec = json.loads(cri.ContainerStatus(container_id=cid, verbose=True).info["info"])["runtimeSpec"]
+    assert spec["linux"].get("maskedPaths", []) == [] and spec["linux"].get("readonlyPaths", []) == []
+    mounts = cri.ExecSync(container_id=cid, cmd=["cat", "/proc/self/mountinfo"], timeout=10).stdout.decode()
+    points = [line.split()[4] for line in mounts.splitlines()]
+    assert "/proc/keys" not in points and "/proc/sys" not in points, points
+    assert "/sys/fs/cgroup" in points and "/etc/hostname" in points  # the container's own are there
+    info = json.loads(cri.PodSandboxStatus(pod_sandbox_id=sid, verbose=True).info["info"])
+    pause = info["runtimeSpec"]
+    dests = [m["destination"] for m in pause["mounts"]]
+    assert not {"/sys/fs/cgroup", "/etc/hostname", "/etc/hosts"} & set(dests), dests
+    assert {"/proc", "/dev", "/dev/pts", "/dev/mqueue", "/sys", "/dev/shm", "/etc/resolv.conf"} <= set(dests)
+    assert sorted(pause["linux"]["maskedPaths"]) == sorted([
+        "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+        "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"])
+    assert sorted(pause["linux"]["readonlyPaths"]) == sorted([
+        "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"])
+    with open(f"/proc/{info['pid']}/mountinfo") as f:
+        seen = [(line.split()[4], line.split(" - ")[1].split()[0]) for line in f]
+    assert not [t for _mp, t in seen if t in ("cgroup", "cgroup2")], seen
+    assert "/proc/keys" in [mp for mp, _t in seen]  # masked
+    cri.StopPodSandbox(pod_sandbox_id=sid)
+    cri.RemovePodSandbox(pod_sandbox_id=sid)
+
+
+def test_oci_annotations_cpu_shares_and_env_of_pods_as_containerd(node, cri):
+    """As containerd 1.6 (side by side): the OCI specs carry the CRI's annotations that runtimes
+    such as runsc and kata group a pod's containers by (container-type, sandbox-id, the pod's
+    name, namespace and uid, its log directory; the container's name and image); the pause runs
+    with cpu.shares 2 and the image's environment only; the verbose PodSandboxStatus shows the CNI
+    result as containerd does."""
+    sid, sbx = _pod(cri, node, "annot")
+    cid = _ctr(cri, sid, sbx, "web", ["sleep", "60"])
+    pause = json.loads(cri.PodSandboxStatus(pod_sandbox_id=sid, verbose=True).info["info"])
+    ctr = json.loads(cri.ContainerStatus(container_id=cid, verbose=True).info["info"])
+    pod = {"io.kubernetes.cri.sandbox-id": sid, "io.kubernetes.cri.sandbox-name": "annot",
+           "io.kubernetes.cri.sandbox-namespace": "testns", "io.kubernetes.cri.sandbox-uid": "u-annot"}
+    want = dict(pod, **{"io.kubernetes.cri.container-type": "sandbox",
+                        "io.kubernetes.cri.sandbox-log-directory": os.path.join(node.logs, "annot")})
+    got = pause["runtimeSpec"]["annotations"]
+    assert {k: got.get(k) for k in want} == want, got
+    want = dict(pod, **{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.container-name": "web",
+                        "io.kubernetes.cri.image-name": "docker.io/library/busybox-layers:1"})
+    got = ctr["runtimeSpec"]["annotations"]
+    assert {k: got.get(k) for k in want} == want, got
+    assert pause["runtimeSpec"]["linux"]["resources"]["cpu"]["shares"] == 2
+    # the verbose info's CNI result in containerd's shape (go-cni's Result)
+    ip = cri.PodSandboxStatus(pod_sandbox_id=sid).status.network.ip
+    cni = pause["cniResult"]
+    assert sorted(cni) == ["DNS", "Interfaces", "Routes"], cni
+    assert cni["Interfaces"]["eth0"]["IPConfigs"][0]["IP"] == ip and "/" not in ip
+    assert cni["Interfaces"]["eth0"]["Sandbox"] == pause["netns"] == cni["Interfaces"]["lo"]["Sandbox"]
+    assert cni["Interfaces"]["lo"]["IPConfigs"][0] == {"IP": "127.0.0.1", "Gateway": ""}
+    # the configs as containerd shows them (Go's JSON of the CRI structs): proto field names,
+    # 64-bit numbers as numbers, enums as numbers, zero values left out
+    assert pause["config"]["metadata"] == {"name": "annot", "uid": "u-annot", "namespace": "testns"}
+    assert pause["config"]["log_directory"] == os.path.join(node.logs, "annot")
+    assert ctr["config"]["log_path"] == "web.log" and ctr["config"]["command"] == ["sleep", "60"]
+    uid = _ctr(cri, sid, sbx, "uid", ["sleep", "60"], envs=[pb.KeyValue(key="A", value="b")],
+               mounts=[pb.Mount(container_path="/m", host_path="/tmp", propagation=pb.PROPAGATION_HOST_TO_CONTAINER)],
+               linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+                   run_as_user=pb.Int64Value(value=1000))))
+    cfg = json.loads(cri.ContainerStatus(container_id=uid, verbose=True).info["info"])["config"]
+    assert cfg["linux"]["security_context"]["run_as_user"] == {"value": 1000}
+    assert cfg["envs"] == [{"key": "A", "value": "b"}]
+    assert cfg["mounts"] == [{"container_path": "/m", "host_path": "/tmp", "propagation": 1}]
+    assert [e.split("=")[0] for e in pause["runtimeSpec"]["process"]["env"]] == ["PATH"]
+    paths = {}
+    with open(f"/proc/{pause['pid']}/cgroup") as f:
+        for line in f:
+            _n, ctrls, path = line.rstrip("\n").split(":", 2)
+            paths[ctrls] = path
+    if "cpu,cpuacct" in paths:
+        assert open(f"/sys/fs/cgroup/cpu,cpuacct{paths['cpu,cpuacct']}/cpu.shares").read().strip() == "2"
+    cri.StopPodSandbox(pod_sandbox_id=sid)
+    cri.RemovePodSandbox(pod_sandbox_id=sid)
+
+
 def test_image_size_is_its_stored_content_as_containerd(node, cri):
     """containerd 1.6 reports an image's size as the content it is made of: manifest, config and
     the compressed layers (1089892 for this fixture side by side; berth gave 560 less, without the

@@ -222,6 +222,66 @@ def metadata_of(rec: Any) -> dict[str, Any]:
     return meta
 
 
+# containerd's default masked paths, which its pause has (berth's docker defaults add two)
+PAUSE_MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"]
+_NOT_FOR_PAUSE = ("/sys/fs/cgroup", "/etc/hostname", "/etc/hosts")
+
+
+def pause_spec(spec: dict[str, Any]) -> None:
+    """The pause container's OCI spec as containerd's: no cgroup tree, /etc/hostname or
+    /etc/hosts of its own (the pod's containers have theirs), the image's environment alone.
+    Fewer mounts: less work in its init on every pod's start."""
+    spec["mounts"] = [m for m in spec.get("mounts") or [] if m.get("destination") not in _NOT_FOR_PAUSE]
+    process = spec.get("process") or {}
+    process["env"] = [e for e in process.get("env") or [] if not e.startswith("HOSTNAME=")]
+
+
+# the OCI annotations containerd's CRI gives a pod's specs (k8s.io/cri-api's annotations,
+# containerd/pkg/cri/annotations): runtimes such as runsc and kata group a pod's containers by them
+ANN = "io.kubernetes.cri."
+
+
+def pod_annotations(sandbox_id: str, config: pb.PodSandboxConfig) -> dict[str, str]:
+    md = config.metadata
+    return {ANN + "sandbox-id": sandbox_id, ANN + "sandbox-name": md.name, ANN + "sandbox-namespace": md.namespace,
+            ANN + "sandbox-uid": md.uid}
+
+
+def sandbox_annotations(sandbox_id: str, config: pb.PodSandboxConfig) -> dict[str, str]:
+    return dict(pod_annotations(sandbox_id, config), **{
+        ANN + "container-type": "sandbox", ANN + "sandbox-log-directory": config.log_directory})
+
+
+def container_annotations(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config: pb.ContainerConfig,
+                          image_name: str) -> dict[str, str]:
+    return dict(pod_annotations(sandbox_id, sandbox_config), **{
+        ANN + "container-type": "container", ANN + "container-name": config.metadata.name,
+        ANN + "image-name": image_name})
+
+
+def cni_result_as_containerd(result: dict[str, Any] | None, netns_path: str) -> dict[str, Any] | None:
+    """A pod's CNI result (the spec's JSON) in the shape containerd's verbose PodSandboxStatus
+    shows it (go-cni's Result): interfaces by name with their addresses without prefix length, the
+    loopback's (containerd runs the loopback plugin; berth brings lo up itself), one DNS entry per
+    network, the routes."""
+    if result is None:
+        return None
+    interfaces: dict[str, Any] = {}
+    ifaces = result.get("interfaces") or []
+    for i, iface in enumerate(ifaces):
+        ips = [{"IP": (ip.get("address") or "").split("/")[0], "Gateway": ip.get("gateway") or ""}
+               for ip in result.get("ips") or [] if ip.get("interface") == i]
+        interfaces[iface.get("name", "")] = {"IPConfigs": ips or None, "Mac": iface.get("mac", ""),
+                                             "Sandbox": iface.get("sandbox", "")}
+    lo = [{"IP": "127.0.0.1", "Gateway": ""}]
+    if os.path.exists("/proc/net/if_inet6"):
+        lo.append({"IP": "::1", "Gateway": ""})
+    interfaces["lo"] = {"IPConfigs": lo, "Mac": "00:00:00:00:00:00", "Sandbox": netns_path}
+    return {"Interfaces": dict(sorted(interfaces.items())), "DNS": [{}, result.get("dns") or {}],
+            "Routes": result.get("routes") or None}
+
+
 def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_path: str | None,
                  runtime: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """RunPodSandbox's config -> the pause container's configuration, and the CRI's metadata of
@@ -236,6 +296,9 @@ def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_pa
           "OomScoreAdj": oom_score_adj(-998), "Privileged": sc.privileged, "ReadonlyRootfs": True,
           "CgroupnsMode": "host",
           "IpcMode": "shareable"}  # the pod's containers join its IPC namespace and /dev/shm
+    if not sc.privileged:
+        hc["MaskedPaths"] = list(PAUSE_MASKED)
+    hc["CpuShares"] = 2  # containerd's DefaultSandboxCPUshares: the pause needs next to nothing
     if nso.ipc == NODE:
         hc["IpcMode"] = "host"
     if nso.pid == NODE:
@@ -311,10 +374,9 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
     _apparmor(sc)
     hc["SecurityOpt"] = opts
     if not sc.privileged:
-        if sc.masked_paths:
-            hc["MaskedPaths"] = list(sc.masked_paths)
-        if sc.readonly_paths:
-            hc["ReadonlyPaths"] = list(sc.readonly_paths)
+        # the config's, none when it names none (as containerd's: a kubelet always sends them)
+        hc["MaskedPaths"] = list(sc.masked_paths)
+        hc["ReadonlyPaths"] = list(sc.readonly_paths)
     if sc.supplemental_groups:
         hc["GroupAdd"] = [str(_id("supplemental_groups", g)) for g in sc.supplemental_groups]
     _resources(linux.resources if linux.HasField("resources") else None, hc)

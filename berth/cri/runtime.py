@@ -61,6 +61,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.streaming = streaming
         self.closing = False
         self.svc.shim_group = self._shim_group  # one shim per pod
+        self.svc.spec_hook = self._spec_hook  # the pods' OCI specs as containerd's
         self._cpu: dict[str, tuple[int, int]] = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
         self._usage: dict[str, tuple[float, int]] = {}  # container id -> (monotonic time, bytes of its writable layer)
         self._collected = -1e9  # when pod networks were last collected
@@ -84,6 +85,22 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         if kind == "container":
             return self._cri(rec).get("sandbox") or None
         return None
+
+    def _spec_hook(self, rec: Container, spec: dict[str, Any]) -> None:
+        """A pod's OCI specs as containerd's: the pause's mounts, the CRI's annotations."""
+        kind = (rec.labels or {}).get(KIND_LABEL)
+        ann = spec.setdefault("annotations", {})
+        if kind == "sandbox":
+            convert.pause_spec(spec)
+            ann.update(convert.sandbox_annotations(rec.id, self._sandbox_config(rec)))
+        elif kind == "container":
+            sid = self._cri(rec).get("sandbox") or ""
+            try:
+                sbx_config = self._sandbox_config(self.svc.get(NS, sid))
+            except NotFound:
+                sbx_config = pb.PodSandboxConfig()
+            ann.update(convert.container_annotations(sid, sbx_config, self._container_config(rec),
+                                                     self._image_refs(rec)[0]))
 
     # --- lookups ---
 
@@ -438,8 +455,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 "runtimeHandler": cri.get("handler", ""), "runtimeType": rec.runtime,
                 "snapshotKey": rec.snapshot_key, "snapshotter": rec.snapshotter,
                 "runtimeSpec": _read_json(os.path.join(self.svc.sdir(rec.id), "bundle", "config.json")),
-                "cniResult": self.net.result(rec.id),
-                "config": json.loads(_to_json(self._sandbox_config(rec))),
+                "cniResult": convert.cni_result_as_containerd(
+                    self.net.result(rec.id), self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else ""),
+                "config": _go_json(self._sandbox_config(rec)),
                 "berthNamespace": NS, "stateDir": self.svc.sdir(rec.id),
             })
         return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())
@@ -684,7 +702,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             info["info"] = json.dumps({
                 "sandboxID": self._cri(rec).get("sandbox", ""), "pid": st.get("Pid", 0),
                 "removing": False, "snapshotKey": rec.snapshot_key, "snapshotter": rec.snapshotter,
-                "runtimeType": rec.runtime, "config": json.loads(_to_json(self._container_config(rec))),
+                "runtimeType": rec.runtime, "config": _go_json(self._container_config(rec)),
                 "runtimeSpec": oci, "berthNamespace": NS})
         return pb.ContainerStatusResponse(status=self._container_status(rec, st), info=info)
 
@@ -1086,9 +1104,30 @@ def _read_json(path: str) -> Any:
         return {}
 
 
-def _to_json(msg: Message) -> str:
-    from google.protobuf import json_format
-    return json_format.MessageToJson(msg, preserving_proto_field_name=False, indent=None)
+def _go_json(msg: Message) -> dict[str, Any]:
+    """A CRI message as containerd's verbose info shows it (Go's encoding/json of the generated
+    structs): fields by their proto names, zero values left out, enums and 64-bit integers as
+    numbers, bytes in base64."""
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    def value(fd: Any, v: Any) -> Any:
+        if fd.type == F.TYPE_MESSAGE:
+            return _go_json(v)
+        if fd.type == F.TYPE_BYTES:
+            import base64
+            return base64.b64encode(v).decode()
+        return v  # enums: their number, as Go's
+
+    out: dict[str, Any] = {}
+    for fd, v in msg.ListFields():
+        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            vf = fd.message_type.fields_by_name["value"]
+            out[fd.name] = {str(k): value(vf, x) for k, x in v.items()}
+        elif fd.is_repeated:
+            out[fd.name] = [value(fd, x) for x in v]
+        else:
+            out[fd.name] = value(fd, v)
+    return out
 
 
 def netns_of(services: Services) -> Callable[[str], str]:

@@ -142,6 +142,9 @@ class ContainerService:
         # None: a shim of its own; "": a shim that hosts the group's other containers (a pod's
         # sandbox); an id: the container whose shim hosts this one (when it is there to).
         self.shim_group: Callable[[Container], str | None] | None = None
+        # Set by a front end whose containers' OCI specs differ from docker's (the CRI: its
+        # annotations, the pause's mounts): spec_hook(rec, spec) changes the built spec in place.
+        self.spec_hook: Callable[[Container, dict[str, Any]], None] | None = None
 
     # --- paths ---
 
@@ -404,6 +407,8 @@ class ContainerService:
             spec_body = links.apply(self, ns, rec, spec_body, files_dir)  # --link: hosts entries, env
             oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra)
             runopts.apply(self, ns, rec, spec_body, oci, rootfs)  # --pid, --ipc, --uts, --device, --sysctl, ...
+            if self.spec_hook is not None:
+                self.spec_hook(rec, oci)
             bundle = os.path.join(sd, "bundle")
             os.makedirs(bundle, exist_ok=True)
             with open(os.path.join(bundle, "config.json"), "w") as f:
