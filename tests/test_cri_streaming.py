@@ -452,7 +452,9 @@ def test_exec_of_a_missing_command_is_an_internal_error(srv, sleeper):
     assert status["status"] == "Failure" and status["reason"] == "InternalError" and status["code"] == 500
     assert status["message"].startswith("Internal error occurred: error executing command in container: "
                                         "failed to exec in container: ")
-    assert 'exec: "no-such-command": executable file not found in $PATH' in status["message"]
+    assert status["message"].endswith('OCI runtime exec failed: exec failed: unable to start container process: '
+                                      'exec: "no-such-command": executable file not found in $PATH: unknown')
+    assert ": failed to start exec \"" in status["message"]
 
 
 def test_handshake_errors(srv, sleeper):

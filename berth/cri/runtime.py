@@ -713,7 +713,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         rec = self._find(request.container_id, "container", words="failed to find container")
         from berth.services import execs
         if request.HasField("linux"):
-            execs.update_resources(self.svc, NS, rec.id, convert.docker_resources(request.linux))
+            try:
+                execs.update_resources(self.svc, NS, rec.id, convert.docker_resources(request.linux))
+            except (NotFound, InvalidArgument):
+                raise
+            except BerthError as e:  # the runtime's refusal: containerd's prefix, the same code (UNKNOWN)
+                raise Abort(grpc.StatusCode.UNKNOWN, f"failed to update resources: {e}") from None
         return pb.UpdateContainerResourcesResponse()
 
     @rpc
@@ -749,7 +754,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                         "CONTAINER_EXITED state") from None
         except BerthError as e:  # the process did not start (no such command...): containerd's code
             raise Abort(grpc.StatusCode.UNKNOWN, f"failed to exec in container: failed to start exec "
-                        f"{_q(eid)}: {e}") from None
+                        f"{_q(eid)}: {execs.start_failure(e)}") from None
         return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
 
     def _stream_server(self) -> StreamingServer:

@@ -207,7 +207,7 @@ class _ShimSession:
         self.detach_on_eof = False
         self.accepts_stdin = True
 
-    async def _open(self, request: proto.Request, what: str) -> dict[str, Any]:
+    async def _open(self, request: proto.Request, what: Callable[[BerthError], str]) -> dict[str, Any]:
         try:
             self.reader, self.writer, reply = await asyncio.wait_for(self.shim.open_stream(request), SHIM_TIMEOUT)
         except asyncio.TimeoutError:
@@ -215,17 +215,20 @@ class _ShimSession:
         except ShimGone:
             raise FailedPrecondition("container is not running") from None
         except BerthError as e:
-            raise FailedPrecondition(f"{what}: {e.message}") from None
+            raise FailedPrecondition(what(e)) from None
         return reply
 
     async def start_exec(self, exec_id: str, process: dict[str, Any], stdin: bool) -> None:
+        from berth.goquote import quote
+        from berth.services.execs import start_failure
         self.exec_id = exec_id
         await self._open(proto.Exec(exec_id=exec_id, process=process, stdin=bool(stdin)),
-                         "failed to exec in container")
+                         lambda e: f"failed to exec in container: failed to start exec {quote(exec_id)}: "
+                                   f"{start_failure(e)}")
 
     async def start_attach(self, stdin: bool, stdout: bool, stderr: bool, close_stdin: bool = True) -> None:
         reply = await self._open(proto.Attach(stdin=bool(stdin), stdout=bool(stdout), stderr=bool(stderr),
-                                              close_stdin=bool(close_stdin)), "attach failed")
+                                              close_stdin=bool(close_stdin)), lambda e: f"attach failed: {e.message}")
         self.tty = bool(reply.get("tty", self.tty))
 
     async def read(self) -> tuple[str, bytes] | None:

@@ -643,6 +643,14 @@ class Manager:
                 if not os.path.isdir(d):
                     raise NotFound(f"cgroup: {d} does not exist") from None
                 raise SystemError_(f"cgroup: cannot set {fname} to {value}: {fname} does not exist in {d}") from None
+            if e.errno == errno.EBUSY and fname == "memory.limit_in_bytes":
+                # below what the cgroup uses already: runc's words
+                try:
+                    usage, peak = self._get(d, "memory.usage_in_bytes"), self._get(d, "memory.max_usage_in_bytes")
+                except BerthError:
+                    usage = peak = "?"
+                raise SystemError_(f"unable to set memory limit to {value} (current usage: {usage}, "
+                                   f"peak usage: {peak})") from None
             raise SystemError_(f"cgroup: cannot set {fname} to {value}: {_strerror(e)}") from None
 
     def _get(self, d: str, fname: str) -> str:

@@ -193,9 +193,7 @@ class ExecService:
             raise FailedPrecondition(f"container {inst.container} is not running") from None
         except BerthError as e:  # the runtime could not start it (no such binary, a bad working dir...)
             inst.exit_code = 126
-            why = e.message.removeprefix("config.json: ")
-            raise InvalidArgument(f"OCI runtime exec failed: exec failed: unable to start container process: "
-                                  f"{why}: unknown") from None
+            raise InvalidArgument(start_failure(e)) from None
         finally:
             inst.extra["running"].set()  # a resize may go to its pty now (or fail at once)
         inst.pid = int(reply.get("pid") or 0)
@@ -281,6 +279,13 @@ def process_for(svc: ContainerService, rec, cmd: list[str] | None, env=(), tty: 
 
 class ExecTimeout(Exception):
     pass
+
+
+def start_failure(e: BerthError) -> str:
+    """The runtime's refusal to start an exec (no such binary, a bad working directory...) in the
+    words of runc and containerd's shim, which dockerd and containerd's CRI pass on."""
+    why = e.message.removeprefix("config.json: ")
+    return f"OCI runtime exec failed: exec failed: unable to start container process: {why}: unknown"
 
 
 def run_sync(svc: ContainerService, ns: str, ref: str, cmd: list[str],
