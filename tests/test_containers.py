@@ -128,6 +128,23 @@ def test_run_detached_ps_inspect_stop(d):
     assert "Exited (137)" in d.berth("ps", "-a", "--filter", "name=sleeper", check=True).out
 
 
+def test_inspect_graphdriver_data_names_the_layers_on_the_host(d):
+    """As dockerd's overlay2: GraphDriver.Data has LowerDir, MergedDir, UpperDir and WorkDir, the
+    real directories on the host: what the container writes is in UpperDir (and MergedDir while
+    it runs), the image's files in a LowerDir; an image's are its layers, the top one UpperDir."""
+    cid = d.berth("run", "-d", IMG, "sh", "-c", "echo hi > /made-here; sleep 30", check=True).out.strip()
+    wait_for(lambda: d.berth("exec", cid, "cat", "/made-here").out.strip() == "hi", 10, "the file")
+    data = json.loads(d.berth("inspect", cid, check=True).out)[0]["GraphDriver"]["Data"]
+    assert sorted(data) == ["LowerDir", "MergedDir", "UpperDir", "WorkDir"], data
+    assert open(os.path.join(data["UpperDir"], "made-here")).read() == "hi\n"
+    assert open(os.path.join(data["MergedDir"], "made-here")).read() == "hi\n"
+    assert any(os.path.exists(os.path.join(low, "bin", "busybox")) for low in data["LowerDir"].split(":"))
+    assert os.path.isdir(data["WorkDir"])
+    img = json.loads(d.berth("image", "inspect", IMG, check=True).out)[0]["GraphDriver"]["Data"]
+    assert sorted(img) == ["LowerDir", "UpperDir"] and img["LowerDir"].split(":") == data["LowerDir"].split(":")[1:]
+    assert os.path.realpath(img["UpperDir"]) == os.path.realpath(data["LowerDir"].split(":")[0])
+
+
 def test_run_detached_true_exits_zero(d):
     cid = d.berth("run", "-d", IMG, "true", check=True).out.strip()
     wait_status(d, cid, "exited")

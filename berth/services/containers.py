@@ -941,6 +941,24 @@ class ContainerService:
             "Mounts": inspect_mounts(CreateSpec.from_json(spec).mounts),
         }
 
+    def _graph_data(self, rec: Container) -> dict[str, str]:
+        """GraphDriver.Data as dockerd's overlay2 shows it: the container's layers on the host
+        (its snapshot's overlay options), its root while mounted."""
+        data = {"MergedDir": self.rootfs(rec.id)}
+        try:
+            mounts = self.snapshotter.mounts(rec.snapshot_key)
+        except BerthError:
+            return data
+        keys = {"lowerdir": "LowerDir", "upperdir": "UpperDir", "workdir": "WorkDir"}
+        for m in mounts:
+            if m.type == "bind":  # an image of one layer: the snapshot's own directory, no lower one
+                data["UpperDir"] = m.source
+            for o in m.options:
+                k, _, v = o.partition("=")
+                if k in keys:
+                    data[keys[k]] = v
+        return dict(sorted(data.items()))
+
     def inspect(self, ns: str, ref: str) -> dict:
         rec = self.get(ns, ref)
         from berth.services.health import annotate
@@ -971,7 +989,7 @@ class ContainerService:
             "HostsPath": os.path.join(cdir, "hosts"), "LogPath": self.log_path(rec.id), "Name": "/" + rec.name,
             "RestartCount": int((rec.extensions or {}).get("restart_count", 0)), "Driver": self.snapshotter_name, "Platform": "linux", "MountLabel": "",
             "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
-            "GraphDriver": {"Name": self.snapshotter_name, "Data": {"MergedDir": self.rootfs(rec.id)}},
+            "GraphDriver": {"Name": self.snapshotter_name, "Data": self._graph_data(rec)},
             "Mounts": inspect_mounts(CreateSpec.from_json(spec).mounts),
             "Config": {
                 "Hostname": spec.get("Hostname") or rec.id[:12], "Domainname": spec.get("Domainname") or "",

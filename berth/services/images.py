@@ -281,11 +281,25 @@ class ImageService(RegistryOps, ArchiveOps):
             "Os": cfg.get("os") or "",
             "Size": self._size(r),
             "VirtualSize": self._size(r),
-            "GraphDriver": {"Name": self.snapshotter_name, "Data": None},
+            "GraphDriver": {"Name": self.snapshotter_name, "Data": self._graph_data(r)},
             "RootFS": {"Type": "layers", "Layers": r.diff_ids},
             "Metadata": {"LastTagTime": _rfc3339(last_tag) if last_tag else "0001-01-01T00:00:00Z"},
             "Descriptor": r.target,
         }
+
+    def _graph_data(self, r: Resolved) -> dict[str, str] | None:
+        """GraphDriver.Data as dockerd's overlay2 shows an image's: its top layer's directory on
+        the host (UpperDir) and those below it, nearest first (LowerDir); None when not unpacked."""
+        try:
+            dirs = [self.snapshotter.fs_path(c) for c in reversed(imgconfig.chain_ids(r.diff_ids))]
+        except BerthError:
+            return None
+        if not dirs:
+            return None
+        data = {"UpperDir": dirs[0]}
+        if len(dirs) > 1:
+            data["LowerDir"] = ":".join(dirs[1:])
+        return dict(sorted(data.items()))
 
     def history(self, ns: str, name: str) -> list[dict]:
         r = self.resolve(ns, name)
