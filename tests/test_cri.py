@@ -865,6 +865,7 @@ def test_security_context_and_resources(node, cri, tmp_path):
     assert 0 < mem.available_bytes.value == (96 << 20) - mem.working_set_bytes.value
     (unlimited,) = cri.ListContainerStats(filter=pb.ContainerStatsFilter(id=_ctr(cri, sid, sbx, "u", ["sleep", "60"]))).stats
     assert unlimited.memory.working_set_bytes.value > 0 and unlimited.memory.available_bytes.value == 0  # as containerd
+    assert unlimited.memory.HasField("available_bytes")  # given, as containerd's (crictl: {"value": "0"}, not null)
     assert (status.user.linux.uid, status.user.linux.gid) == (1234, 5678)
     assert list(status.user.linux.supplemental_groups) == [42, 5678]
     # an AppArmor profile cannot be honoured: a clear refusal

@@ -847,8 +847,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             mem.major_page_faults.value = int(stats.get("pgmajfault", stats.get("total_pgmajfault", 0)))
             limit = int(ms.get("limit") or 0)
             from berth.services.stats import host_memory
-            if limit and limit < host_memory():  # a limit of its own (no limit: 0, as containerd's)
-                mem.available_bytes.value = max(0, limit - ws)
+            # a limit of its own; none: 0, given (as containerd's, which crictl shows as {"value": "0"})
+            mem.available_bytes.value = max(0, limit - ws) if limit and limit < host_memory() else 0
+            mem.available_bytes.SetInParent()
         layer = pb.FilesystemUsage(timestamp=now, fs_id=pb.FilesystemIdentifier(
             mountpoint=os.path.join(self.d.cfg.root, "snapshots")))
         layer.used_bytes.value = self._layer_usage(rec)
