@@ -578,6 +578,9 @@ def test_errors_in_containerds_words_and_codes(node, cri):
         assert code == "UNKNOWN" and re.fullmatch(r"failed to update resources: unable to set memory limit to 1 "
                                                   r"\(current usage: \d+, peak usage: \d+\)", msg), msg
     cri.StopContainer(container_id=cid, timeout=0)
+    # an exited container's resources: recorded for its next start, as containerd's (no error)
+    cri.UpdateContainerResources(container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20))
+    assert cri.ContainerStatus(container_id=cid).status.resources.linux.memory_limit_in_bytes == 64 << 20
     exited = "container is in CONTAINER_EXITED state"
     assert err("StartContainer", container_id=cid) == (
         "UNKNOWN", f'failed to set starting state for container "{cid}": {exited}')
@@ -856,10 +859,15 @@ def test_security_context_and_resources(node, cri, tmp_path):
     assert "NoNewPrivs:\t1" in text and "CapEff:\t0000000000000000" in text and "Seccomp:\t2" in text
     pid = json.loads(cri.ContainerStatus(container_id=cid, verbose=True).info["info"])["pid"]
     assert _memory_limit(pid) == 64 << 20
+    from berth.services.runopts import swap_accounting
+    swap = swap_accounting()  # then no swap beyond the memory limit unless asked, as containerd's
+    assert _memory_limit(pid, swap=True) == (64 << 20 if swap else None)
     cri.UpdateContainerResources(container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20))
     assert _memory_limit(pid) == 96 << 20
+    assert _memory_limit(pid, swap=True) == (96 << 20 if swap else None)
     status = cri.ContainerStatus(container_id=cid).status
     assert status.resources.linux.memory_limit_in_bytes == 96 << 20 and status.resources.linux.cpu_shares == 512
+    assert status.resources.linux.memory_swap_limit_in_bytes == (96 << 20 if swap else 0)
     assert status.mounts[0].container_path == "/vol"
     mem = cri.ContainerStats(container_id=cid).stats.memory  # what its limit leaves it
     assert 0 < mem.available_bytes.value == (96 << 20) - mem.working_set_bytes.value
@@ -875,12 +883,20 @@ def test_security_context_and_resources(node, cri, tmp_path):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "AppArmor" in e.value.details()
 
 
-def _memory_limit(pid):
-    """The memory limit of a process's cgroup (v1 memory controller or v2)."""
+def _memory_limit(pid, swap=False):
+    """The memory limit of a process's cgroup (v1 memory controller or v2); swap: its memory+swap
+    limit (v2: memory.max + memory.swap.max), None without swap accounting."""
     paths = dict(line.split(":", 2)[1:] for line in open(f"/proc/{pid}/cgroup").read().splitlines())
     if "memory" in paths:
-        return int(open(f"/sys/fs/cgroup/memory{paths['memory']}/memory.limit_in_bytes").read())
-    return int(open(f"/sys/fs/cgroup{paths['']}/memory.max").read())
+        d = f"/sys/fs/cgroup/memory{paths['memory']}"
+        name = "memory.memsw.limit_in_bytes" if swap else "memory.limit_in_bytes"
+        return int(open(f"{d}/{name}").read()) if os.path.exists(f"{d}/{name}") else None
+    d = f"/sys/fs/cgroup{paths['']}"
+    if swap:
+        if not os.path.exists(f"{d}/memory.swap.max"):
+            return None
+        return int(open(f"{d}/memory.max").read()) + int(open(f"{d}/memory.swap.max").read())
+    return int(open(f"{d}/memory.max").read())
 
 
 def test_reopen_container_log(node, cri):

@@ -158,6 +158,9 @@ def _resources(r: pb.LinuxContainerResources | None, hc: dict[str, Any]) -> None
         return
     if r.memory_limit_in_bytes:
         hc["Memory"] = r.memory_limit_in_bytes
+        from berth.services.runopts import swap_accounting
+        if not r.memory_swap_limit_in_bytes and swap_accounting():
+            hc["MemorySwap"] = r.memory_limit_in_bytes  # no swap beyond the limit, as containerd's
     if r.memory_swap_limit_in_bytes:
         hc["MemorySwap"] = r.memory_swap_limit_in_bytes
     if r.cpu_shares:

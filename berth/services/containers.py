@@ -951,7 +951,7 @@ class ContainerService:
             return data
         keys = {"lowerdir": "LowerDir", "upperdir": "UpperDir", "workdir": "WorkDir"}
         for m in mounts:
-            if m.type == "bind":  # an image of one layer: the snapshot's own directory, no lower one
+            if m.type == "bind":  # an image without layers: the snapshot's own directory, no lower one
                 data["UpperDir"] = m.source
             for o in m.options:
                 k, _, v = o.partition("=")

@@ -22,6 +22,7 @@ from berth.shim import protocol as proto
 from berth.shim.client import ShimGone
 
 if TYPE_CHECKING:
+    from berth.metadata.records import Container
     from berth.services.containers import ContainerService
     from berth.services.events import EventBus
 
@@ -368,13 +369,15 @@ def reopen_log(svc: ContainerService, ns: str, ref: str) -> None:
 
 
 def update_resources(svc: ContainerService, ns: str, ref: str, hc: dict) -> None:
-    """Change the cgroup limits of a running container (docker's update, the CRI's
-    UpdateContainerResources): hc holds HostConfig's resource keys (Memory, CpuShares, ...)."""
+    """Change the cgroup limits of a container (the CRI's UpdateContainerResources): hc holds
+    HostConfig's resource keys (Memory, CpuShares, ...). Recorded, and applied to its cgroup when
+    it runs; one that does not run has them at its next start (as containerd's)."""
     from berth.services import ocispec, processes
     rec = svc.get(ns, ref)
     st = svc.state(rec)
     if not st["Running"]:
-        raise FailedPrecondition(f"container {rec.id} is not running")
+        _record_resources(svc, ns, rec, hc)
+        return
     resources = {}
     if hc.get("Memory"):
         resources["memory"] = {"limit": int(hc["Memory"])}
@@ -386,7 +389,10 @@ def update_resources(svc: ContainerService, ns: str, ref: str, hc: dict) -> None
         raise FailedPrecondition(f"container {rec.id} has no cgroup of its own")
     if resources:
         mgr.set(resources)
-        # recorded too: inspect shows them, and the next start applies them
-        spec = dict(rec.spec_json() or {})
-        spec["HostConfig"] = dict(spec.get("HostConfig") or {}, **hc)
-        svc.meta.update_container(ns, rec.id, spec=spec)
+        _record_resources(svc, ns, rec, hc)  # inspect shows them, and the next start applies them
+
+
+def _record_resources(svc: ContainerService, ns: str, rec: Container, hc: dict) -> None:
+    spec = dict(rec.spec_json() or {})
+    spec["HostConfig"] = dict(spec.get("HostConfig") or {}, **hc)
+    svc.meta.update_container(ns, rec.id, spec=spec)

@@ -286,7 +286,7 @@ def _check_memory(hc: dict[str, Any], warnings: list[str]) -> None:
         raise InvalidArgument("Minimum memory reservation allowed is 6MB")
     if mem and res and mem < res:
         raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
-    if swap and not _swap_accounting():
+    if swap and not swap_accounting():
         warnings.append("Your kernel does not support swap limit capabilities or the cgroup is not mounted. "
                         "Memory limited without swap.")
         hc["MemorySwap"] = -1
@@ -325,7 +325,7 @@ def _read_first(*paths: str) -> str:
     return ""
 
 
-def _swap_accounting() -> bool:
+def swap_accounting() -> bool:
     return any(os.path.exists(p) for p in ("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
                                            "/sys/fs/cgroup/memory.swap.max")) or \
         any(n.startswith("memory.swap") for n in _listdir("/sys/fs/cgroup"))
