@@ -711,6 +711,29 @@ def test_oci_annotations_cpu_shares_and_env_of_pods_as_containerd(node, cri):
     cri.RemovePodSandbox(pod_sandbox_id=sid)
 
 
+def test_pod_resolv_conf_and_env_order_as_containerd(node, cri):
+    """As containerd 1.6 (side by side): a pod's resolv.conf is its DNS config alone, search then
+    nameservers then options (nothing of the host's), else the host's as it is; a container's
+    environment has the image's variables first, the config's replacing or after them."""
+    sbx = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="dns", namespace="testns", uid="u-dns"),
+                              dns_config=pb.DNSConfig(servers=["10.0.0.10", "10.0.0.11"], searches=["svc.local"],
+                                                      options=["ndots:5"]))
+    sid = cri.RunPodSandbox(config=sbx).pod_sandbox_id
+    cid = _ctr(cri, sid, sbx, "e", ["sleep", "60"], envs=[pb.KeyValue(key="A", value="1"),
+                                                            pb.KeyValue(key="FIXTURE", value="mine")])
+    run = lambda *cmd: cri.ExecSync(container_id=cid, cmd=list(cmd), timeout=10).stdout.decode()  # noqa: E731
+    assert run("cat", "/etc/resolv.conf") == "search svc.local\nnameserver 10.0.0.10\nnameserver 10.0.0.11\noptions ndots:5\n"
+    env = json.loads(cri.ContainerStatus(container_id=cid, verbose=True).info["info"])["runtimeSpec"]["process"]["env"]
+    assert [e.split("=")[0] for e in env] == ["PATH", "HOSTNAME", "FIXTURE", "A"] and "FIXTURE=mine" in env, env
+    plain, plain_cfg = _pod(cri, node, "nodns")
+    pc = _ctr(cri, plain, plain_cfg, "p", ["sleep", "60"])
+    with open("/etc/resolv.conf") as f:
+        assert cri.ExecSync(container_id=pc, cmd=["cat", "/etc/resolv.conf"], timeout=10).stdout.decode() == f.read()
+    for s in (sid, plain):
+        cri.StopPodSandbox(pod_sandbox_id=s)
+        cri.RemovePodSandbox(pod_sandbox_id=s)
+
+
 def test_image_size_is_its_stored_content_as_containerd(node, cri):
     """containerd 1.6 reports an image's size as the content it is made of: manifest, config and
     the compressed layers (1089892 for this fixture side by side; berth gave 560 less, without the

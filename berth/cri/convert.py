@@ -240,6 +240,19 @@ def pause_spec(spec: dict[str, Any]) -> None:
     process["env"] = [e for e in process.get("env") or [] if not e.startswith("HOSTNAME=")]
 
 
+def resolv_conf(dns: pb.DNSConfig | None) -> str | None:
+    """The pod's /etc/resolv.conf as containerd writes it from the DNS config (search, nameservers,
+    options; nothing merged from the host's), or None: the host's, as it is."""
+    out = []
+    if dns is not None and dns.searches:
+        out.append("search " + " ".join(dns.searches))
+    if dns is not None and dns.servers:
+        out += ["nameserver " + s for s in dns.servers]
+    if dns is not None and dns.options:
+        out.append("options " + " ".join(dns.options))
+    return "\n".join(out) + "\n" if out else None
+
+
 # the OCI annotations containerd's CRI gives a pod's specs (k8s.io/cri-api's annotations,
 # containerd/pkg/cri/annotations): runtimes such as runsc and kata group a pod's containers by them
 ANN = "io.kubernetes.cri."

@@ -91,8 +91,21 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         kind = (rec.labels or {}).get(KIND_LABEL)
         ann = spec.setdefault("annotations", {})
         if kind == "sandbox":
+            config = self._sandbox_config(rec)
             convert.pause_spec(spec)
-            ann.update(convert.sandbox_annotations(rec.id, self._sandbox_config(rec)))
+            ann.update(convert.sandbox_annotations(rec.id, config))
+            # the pod's resolv.conf (its containers share the pause's files) as containerd's
+            text = convert.resolv_conf(config.dns_config if config.HasField("dns_config") else None)
+            if text is None:
+                try:
+                    with open("/etc/resolv.conf") as f:
+                        text = f.read()
+                except OSError:
+                    text = ""
+            path = os.path.join(self.svc.cdir(rec.id), "resolv.conf")
+            with open(path + ".tmp", "w") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
         elif kind == "container":
             sid = self._cri(rec).get("sandbox") or ""
             try:
@@ -551,6 +564,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         body, meta = convert.container_body(sbx.id, sandbox_config, config, image, log_path,
                                             self._runtime(cri.get("handler", "")), host_net)
         meta["image"] = config.image.image
+        # the image's variables first, the config's replacing or after them (containerd's order)
+        from berth.services.ocispec import replace_or_append_env
+        body["Env"] = replace_or_append_env(((img.config or {}).get("config") or {}).get("Env") or [], body["Env"])
         # the stop signal: the config's (newer kubelets), else the image's STOPSIGNAL, else SIGTERM
         if config.stop_signal:
             body["StopSignal"] = _signal_name(config.stop_signal)
