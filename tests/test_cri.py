@@ -708,6 +708,8 @@ def test_oci_annotations_cpu_shares_and_env_of_pods_as_containerd(node, cri):
     if "cpu,cpuacct" in paths:
         assert open(f"/sys/fs/cgroup/cpu,cpuacct{paths['cpu,cpuacct']}/cpu.shares").read().strip() == "2"
     cri.StopPodSandbox(pod_sandbox_id=sid)
+    stopped = json.loads(cri.PodSandboxStatus(pod_sandbox_id=sid, verbose=True).info["info"])
+    assert stopped["cniResult"] == cni  # a stopped pod's is kept, as containerd keeps it
     cri.RemovePodSandbox(pod_sandbox_id=sid)
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("berthd")
 NS = NAMESPACE
 MAX_EXEC_TIMEOUT = 10 ** 9  # seconds (~32 years)
+CNI_RESULT = "cni-result.json"  # a stopped pod's last CNI result, in its container directory
 
 
 def _ns_time(s: str | None) -> int:
@@ -380,7 +381,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def _detach(self, key: str, sid: str) -> None:
         try:
+            result = self.net.result(sid)
             self.net.teardown(key, sid)
+            if result is not None:  # kept for the stopped pod's verbose status, as containerd keeps it
+                try:
+                    with open(os.path.join(self.svc.cdir(sid), CNI_RESULT), "w") as f:
+                        f.write(json.dumps(result))
+                except OSError:
+                    pass
         except BerthError as e:
             log.warning("sandbox %s: network teardown (RemovePodSandbox tries again): %s", sid[:12], e)
         finally:
@@ -469,7 +477,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 "snapshotKey": rec.snapshot_key, "snapshotter": rec.snapshotter,
                 "runtimeSpec": _read_json(os.path.join(self.svc.sdir(rec.id), "bundle", "config.json")),
                 "cniResult": convert.cni_result_as_containerd(
-                    self.net.result(rec.id), self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else ""),
+                    self.net.result(rec.id) or _read_json(os.path.join(self.svc.cdir(rec.id), CNI_RESULT)) or None,
+                    self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else ""),
                 "config": _go_json(self._sandbox_config(rec)),
                 "berthNamespace": NS, "stateDir": self.svc.sdir(rec.id),
             })
