@@ -1054,7 +1054,7 @@ def test_inspect_records_masked_paths_and_nulls_as_dockerd(eng, peer):
     """dockerd's HostConfig after a create: the default masked and read-only /proc paths listed
     (berth's masked list has dockerd 20.10's and two more: /proc/interrupts and the powercap
     class, as newer dockerd), none for a privileged container; MemorySwappiness and PidsLimit null
-    when not given."""
+    when not given; no Config.StopSignal when neither the create nor the image gives one."""
     got = {}
     for d in (eng, peer):
         names = [_name("hc"), _name("hcp")]
@@ -1062,6 +1062,7 @@ def test_inspect_records_masked_paths_and_nulls_as_dockerd(eng, peer):
             d.docker("create", "--name", names[0], IMAGE, "true", check=True)
             d.docker("create", "--name", names[1], "--privileged", IMAGE, "true", check=True)
             got[d] = [_inspect(d, n)["HostConfig"] for n in names]
+            assert "StopSignal" not in _inspect(d, names[0])["Config"]  # none given, none in the image
         finally:
             d.docker("rm", "-f", *names)
     (b, bp), (k, kp) = got[eng], got[peer]

@@ -1003,7 +1003,9 @@ class ContainerService:
                 "Volumes": dict(ic.get("Volumes") or {}, **(spec.get("Volumes") or {})) or None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
                 "Entrypoint": spec.get("Entrypoint") if spec.get("Entrypoint") is not None else ic.get("Entrypoint"),
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
-                "StopSignal": spec.get("StopSignal") or ic.get("StopSignal"),
+                # omitted when neither the create nor the image gives one, as dockerd's
+                **({"StopSignal": spec.get("StopSignal") or ic.get("StopSignal")}
+                   if spec.get("StopSignal") or ic.get("StopSignal") else {}),
                 **({"MacAddress": spec["MacAddress"]} if spec.get("MacAddress") else {}),
             },
             "NetworkSettings": self.network_settings(rec, st),
