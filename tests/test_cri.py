@@ -854,9 +854,20 @@ def test_namespaces_pid_pod_container_and_host_network(node, cri):
         assert ns_of(shared, kind) == ns_of(own, kind)
     assert ns_of(shared, "pid") != ns_of(own, "pid")
     assert os.readlink("/proc/self/ns/net").encode() not in ns_of(shared, "net")
-    # hostNetwork: the node's network namespace and hostname
-    hsid, hsbx = _pod(cri, node, "hostnet", security_context=pb.LinuxSandboxSecurityContext(
+    # hostNetwork: the node's network namespace and hostname; a hostname of its own is refused and
+    # nothing is made, as containerd's (runc: "unable to set hostname without a private UTS namespace")
+    hostnet = pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
         namespace_options=pb.NamespaceOption(network=pb.NODE)))
+    named = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="hostnet", namespace="testns", uid="u-hn"),
+                                hostname="mine", linux=hostnet)
+    before = len(cri.ListPodSandbox().items)
+    with pytest.raises(grpc.RpcError) as e:
+        cri.RunPodSandbox(config=named)
+    assert e.value.code() == grpc.StatusCode.UNKNOWN and "without a private UTS namespace" in e.value.details()
+    assert len(cri.ListPodSandbox().items) == before
+    hsbx = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="hostnet", namespace="testns", uid="u-hn"),
+                               log_directory=os.path.join(node.logs, "hostnet"), linux=hostnet)
+    hsid = cri.RunPodSandbox(config=hsbx).pod_sandbox_id
     h = _ctr(cri, hsid, hsbx, "h", ["sleep", "300"])
     assert ns_of(h, "net").strip().decode() == os.readlink("/proc/self/ns/net")
     assert cri.ExecSync(container_id=h, cmd=["hostname"]).stdout.decode().strip() == socket.gethostname()
@@ -1169,6 +1180,16 @@ def test_devices_sysctls_paths_seccomp_privileged(node, cri, tmp_path):
                                                              "/proc/self/status; ls /dev | wc -l"]).stdout.decode()
     assert "Seccomp:\t0" in text and "CapEff:\t0000000000000000" not in text
     assert int(text.split()[-1]) > 20  # the host's devices
+    # its pause is not privileged itself, as containerd's: docker's capabilities, no host devices,
+    # the masked paths, a read-only /sys; no seccomp
+    pause = json.loads(cri.PodSandboxStatus(pod_sandbox_id=sid2, verbose=True).info["info"])
+    spec = pause["runtimeSpec"]
+    assert len(spec["process"]["capabilities"]["bounding"]) == 14 and not spec["linux"].get("devices")
+    assert "/proc/keys" in spec["linux"]["maskedPaths"] and "seccomp" not in spec["linux"]
+    assert "ro" in next(m for m in spec["mounts"] if m["destination"] == "/sys")["options"]
+    with open(f"/proc/{pause['pid']}/status") as f:
+        status = f.read()
+    assert "Seccomp:\t0" in status and "CapBnd:\t00000000a80425fb" in status, status  # (it runs as 65535)
     # a privileged container in a sandbox that is not: refused
     with pytest.raises(grpc.RpcError) as e:
         _ctr(cri, sid, sbx, "np", ["true"], linux=pb.LinuxContainerConfig(

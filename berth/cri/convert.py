@@ -307,13 +307,13 @@ def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_pa
     nso = ns_options(sc)
     host_net = nso.network == NODE
     # as containerd's pause: a read-only root, no new privileges and the host's cgroup namespace
-    # whatever the pod's security context
+    # whatever the pod's security context, and not privileged itself in a privileged pod (only
+    # without seccomp): its containers may be
     hc = {"NetworkMode": "host" if host_net else f"ns:{netns_path}", "Runtime": runtime,
-          "OomScoreAdj": oom_score_adj(-998), "Privileged": sc.privileged, "ReadonlyRootfs": True,
+          "OomScoreAdj": oom_score_adj(-998), "Privileged": False, "ReadonlyRootfs": True,
           "CgroupnsMode": "host",
           "IpcMode": "shareable"}  # the pod's containers join its IPC namespace and /dev/shm
-    if not sc.privileged:
-        hc["MaskedPaths"] = list(PAUSE_MASKED)
+    hc["MaskedPaths"] = list(PAUSE_MASKED)
     hc["CpuShares"] = 2  # containerd's DefaultSandboxCPUshares: the pause needs next to nothing
     if nso.ipc == NODE:
         hc["IpcMode"] = "host"
@@ -336,7 +336,10 @@ def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_pa
     if sc.supplemental_groups:
         hc["GroupAdd"] = [str(_id("supplemental_groups", g)) for g in sc.supplemental_groups]
     opts: list[str] = ["no-new-privileges"]
-    _seccomp(sc, opts)
+    if sc.privileged:
+        opts.append("seccomp=unconfined")
+    else:
+        _seccomp(sc, opts)
     _apparmor(sc)
     hc["SecurityOpt"] = opts
     labels = dict(config.labels)

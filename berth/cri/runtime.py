@@ -262,6 +262,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
         sc = linux.security_context if linux.HasField("security_context") else None
         host_net = convert.ns_options(sc).network == convert.NODE
+        if host_net and config.hostname:  # the node's UTS namespace: runc's words (containerd's error), nothing made
+            raise Abort(grpc.StatusCode.UNKNOWN, "failed to create sandbox: unable to set hostname without a "
+                                                 "private UTS namespace")
         ports = [] if host_net else self.net.check_ports(
             [{"hostPort": p.host_port, "containerPort": p.container_port,
               "protocol": convert.protocol_name(p.protocol), "hostIP": p.host_ip or ""}
