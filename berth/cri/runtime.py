@@ -62,7 +62,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.streaming = streaming
         self.closing = False
         self.svc.shim_group = self._shim_group  # one shim per pod
-        self.svc.spec_hook = self._spec_hook  # the pods' OCI specs as containerd's
+        self.svc.spec_hook = self._spec_hook  # the pods' OCI specs and files as containerd's
         self._cpu: dict[str, tuple[int, int]] = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
         self._usage: dict[str, tuple[float, int]] = {}  # container id -> (monotonic time, bytes of its writable layer)
         self._collected = -1e9  # when pod networks were last collected
@@ -88,7 +88,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return None
 
     def _spec_hook(self, rec: Container, spec: dict[str, Any]) -> None:
-        """A pod's OCI specs as containerd's: the pause's mounts, the CRI's annotations."""
+        """A pod's OCI specs and files as containerd makes them: the CRI's annotations, the pause's
+        mounts and the pod's resolv.conf (before its shim starts)."""
         kind = (rec.labels or {}).get(KIND_LABEL)
         ann = spec.setdefault("annotations", {})
         if kind == "sandbox":

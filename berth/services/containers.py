@@ -143,7 +143,8 @@ class ContainerService:
         # sandbox); an id: the container whose shim hosts this one (when it is there to).
         self.shim_group: Callable[[Container], str | None] | None = None
         # Set by a front end whose containers' OCI specs differ from docker's (the CRI: its
-        # annotations, the pause's mounts): spec_hook(rec, spec) changes the built spec in place.
+        # annotations, the pause's mounts and the pod's resolv.conf): spec_hook(rec, spec) changes
+        # the built spec in place (and the container's files) before the shim starts.
         self.spec_hook: Callable[[Container, dict[str, Any]], None] | None = None
 
     # --- paths ---
