@@ -97,17 +97,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             convert.pause_spec(spec)
             ann.update(convert.sandbox_annotations(rec.id, config))
             # the pod's resolv.conf (its containers share the pause's files) as containerd's
+            from berth.services import container_net
             text = convert.resolv_conf(config.dns_config if config.HasField("dns_config") else None)
-            if text is None:
-                try:
-                    with open("/etc/resolv.conf") as f:
-                        text = f.read()
-                except OSError:
-                    text = ""
-            path = os.path.join(self.svc.cdir(rec.id), "resolv.conf")
-            with open(path + ".tmp", "w") as f:
-                f.write(text)
-            os.replace(path + ".tmp", path)
+            container_net.write_text(os.path.join(self.svc.cdir(rec.id), "resolv.conf"),
+                                     container_net.host_resolv() if text is None else text)
         elif kind == "container":
             sid = self._cri(rec).get("sandbox") or ""
             try:

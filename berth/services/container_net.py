@@ -336,7 +336,7 @@ def _empty_ep(nid: str) -> dict[str, Any]:
 
 # --- /etc files ---
 
-def _host_resolv() -> str:
+def host_resolv() -> str:
     try:
         with open("/etc/resolv.conf") as f:
             return f.read()
@@ -351,7 +351,7 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
     f: Any  # a file, then a resolv.conf line's fields
     hc = spec_body.get("HostConfig") or {}
     os.makedirs(files_dir, exist_ok=True)
-    _write(os.path.join(files_dir, "hostname"), hostname + "\n")
+    write_text(os.path.join(files_dir, "hostname"), hostname + "\n")
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet",
              "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
     if host:
@@ -373,10 +373,10 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
             lines.append(f"{endpoints[0]['IPAddress']}\t{full}")
         else:
             lines.append(f"127.0.1.1\t{full}")
-    _write(os.path.join(files_dir, "hosts"), "\n".join(lines) + "\n")
-    resolv = _host_resolv()
+    write_text(os.path.join(files_dir, "hosts"), "\n".join(lines) + "\n")
+    resolv = host_resolv()
     if host and not (hc.get("Dns") or hc.get("DnsSearch") or hc.get("DnsOptions")):
-        _write(os.path.join(files_dir, "resolv.conf"), resolv)
+        write_text(os.path.join(files_dir, "resolv.conf"), resolv)
         return
     servers, search, options = [], [], []
     for line in resolv.splitlines():
@@ -404,10 +404,10 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
         out.append("search " + " ".join(search))
     if options:
         out.append("options " + " ".join(options))
-    _write(os.path.join(files_dir, "resolv.conf"), "\n".join(out) + "\n")
+    write_text(os.path.join(files_dir, "resolv.conf"), "\n".join(out) + "\n")
 
 
-def _write(path: str, text: str) -> None:
+def write_text(path: str, text: str) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
