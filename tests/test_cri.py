@@ -181,7 +181,12 @@ def test_version_and_info(node):
     conds = {c["type"]: c["status"] for c in info["status"]["conditions"]}
     assert conds == {"RuntimeReady": True, "NetworkReady": True}
     assert info["config"]["sandboxImage"] == "registry.k8s.io/pause:3.9"
-    assert info["cniconfig"]["name"] == "pods"
+    # the CNI config as containerd 1.6 shows it (go-cni's): the loopback, then the node's conflist
+    nets = info["cniconfig"]["Networks"]
+    assert [n["Config"]["Name"] for n in nets] == ["cni-loopback", "pods"] and nets[1]["IFName"] == "eth0"
+    assert [p["Network"]["type"] for p in nets[1]["Config"]["Plugins"]] == ["bridge", "portmap"]
+    assert json.loads(nets[1]["Config"]["Source"])["name"] == "pods"
+    assert info["lastCNILoadStatus"] == info["lastCNILoadStatus.default"] == "OK"
 
 
 @need_crictl
@@ -199,6 +204,10 @@ def test_images_live_in_k8s_io_only(node):
     assert "registry.k8s.io/pause" in node.d.berth("-n", "k8s.io", "images").out
     st = json.loads(node.crictl("inspecti", "busybox-layers:1").out)
     assert st["status"]["id"].startswith("sha256:") and st["info"]["imageSpec"]["config"]["Cmd"] == ["sh"]
+    # as containerd 1.6 (side by side): the layers' chain ID, no spec in an image's status or listing
+    from berth.images.config import chain_ids
+    assert st["info"]["chainID"] == chain_ids(st["info"]["imageSpec"]["rootfs"]["diff_ids"])[-1]
+    assert st["status"]["spec"] is None and all(i["spec"] is None for i in listed)
     fs = json.loads(node.crictl("imagefsinfo", "-o", "json").out)
     assert int(fs["status"]["usedBytes"]["value"]) > 0
 
@@ -259,6 +268,10 @@ def test_pod_and_container_lifecycle(node):
         ps = json.loads(node.crictl("ps", "-o", "json").out)["containers"]
         assert [c["id"] for c in ps] == [cid] and ps[0]["podSandboxId"] == sid and ps[0]["state"] == "CONTAINER_RUNNING"
         ins = json.loads(node.crictl("inspect", cid).out)
+        # containerd 1.6's image refs: the image's id in the listing, its repo digest in the status
+        image_id = json.loads(node.crictl("inspecti", "busybox-layers:1").out)["status"]["id"]
+        assert ps[0]["imageRef"] == image_id and image_id.startswith("sha256:")
+        assert ins["status"]["imageRef"].startswith("docker.io/library/busybox-layers@sha256:")
         assert ins["status"]["logPath"] == os.path.join(node.logs, "web", "srv", "0.log")
         assert ins["info"]["sandboxID"] == sid and ins["info"]["pid"] > 0
 
@@ -618,6 +631,8 @@ def test_pod_hostname_pause_hardening_and_cgroupns_as_containerd(node, cri):
         pause = json.loads(cri.PodSandboxStatus(pod_sandbox_id=sid, verbose=True).info["info"])["runtimeSpec"]
         assert pause["root"]["readonly"] is True and pause["process"]["noNewPrivileges"] is True
         assert "cgroup" not in [n["type"] for n in pause["linux"]["namespaces"]]
+        # a pod without a hostname: none in the pause's spec (its UTS namespace keeps the node's), as containerd
+        assert pause.get("hostname") == (None if sid == anon else "myhost")
     priv_cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="priv", namespace="testns", uid="u-priv"),
                                    log_directory=os.path.join(node.logs, "priv"), linux=pb.LinuxPodSandboxConfig(
                                        security_context=pb.LinuxSandboxSecurityContext(privileged=True)))
@@ -707,6 +722,14 @@ def test_oci_annotations_cpu_shares_and_env_of_pods_as_containerd(node, cri):
             paths[ctrls] = path
     if "cpu,cpuacct" in paths:
         assert open(f"/sys/fs/cgroup/cpu,cpuacct{paths['cpu,cpuacct']}/cpu.shares").read().strip() == "2"
+        assert paths["cpu,cpuacct"] == f"/k8s.io/{sid}"  # no cgroup parent: containerd's /<namespace>/<id>
+    # the specs as Go's JSON of runtime-spec's types (omitempty fields left out when empty), the
+    # pause's oomScoreAdj given (containerd's -998 within what the host allows)
+    for spec in (pause["runtimeSpec"], ctr["runtimeSpec"]):
+        assert spec["linux"]["cgroupsPath"].startswith("/k8s.io/")
+        assert "terminal" not in spec["process"] and "rlimits" not in spec["process"], spec["process"]
+        assert not [k for k, v in spec["linux"].items() if v in ([], {}, "", False)], spec["linux"]
+    assert isinstance(pause["runtimeSpec"]["process"]["oomScoreAdj"], int)
     cri.StopPodSandbox(pod_sandbox_id=sid)
     stopped = json.loads(cri.PodSandboxStatus(pod_sandbox_id=sid, verbose=True).info["info"])
     assert stopped["cniResult"] == cni  # a stopped pod's is kept, as containerd keeps it
@@ -1829,6 +1852,48 @@ def test_an_empty_stream_server_address_is_the_node_ip(tmp_path):
     p = subprocess.run(["unshare", "--net", os.path.join(REPO, ".venv", "bin", "python"), "-c", code],
                        capture_output=True, text=True, timeout=30)
     assert p.stdout.strip() == 'error: no default routes found in "/proc/net/route" or "/proc/net/ipv6_route"', p
+
+
+def test_a_node_without_a_cni_config(tmp_path):
+    """No conflist in the conf dir: the NetworkReady condition and `crictl info`'s load status in
+    containerd 1.6's words (checked side by side; a kubelet shows the condition in the node's
+    status), a pod refused with nothing made (containerd answers UNKNOWN `failed to setup network
+    for sandbox "<id>": cni plugin not initialized` and keeps a sandbox it cannot remove); a
+    conflist written later is used at once."""
+    net = tmp_path / "net"
+    os.makedirs(net)
+    d = Daemon(tmp_path / "d", extra_config=f'cri_cni_conf_dir = "{net}"\n')
+    d.start()
+    try:
+        d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = CRIClient(d.cri_sock)
+        st = c.Status(verbose=True)
+        cond = {x.type: x for x in st.status.conditions}["NetworkReady"]
+        assert (cond.status, cond.reason, cond.message) == (
+            False, "NetworkPluginNotReady", "Network plugin returns error: cni plugin not initialized")
+        load = (f"cni config load failed: no network config found in {net}: cni plugin not initialized: "
+                "failed to load cni config")
+        assert json.loads(st.info["lastCNILoadStatus"]) == json.loads(st.info["lastCNILoadStatus.default"]) == load
+        assert [n["IFName"] for n in json.loads(st.info["cniconfig"])["Networks"]] == ["lo"]
+        cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="nocni", namespace="t", uid="u-nocni"))
+        with pytest.raises(grpc.RpcError) as e:
+            c.RunPodSandbox(config=cfg)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value
+        assert not c.ListPodSandbox().items
+        with open(net / "10-x.conflist", "w") as f:
+            f.write("[1, 2]")  # not a conflist: skipped, as an unreadable file is
+        assert not {x.type: x for x in c.Status().status.conditions}["NetworkReady"].status
+        lo_only_cni(net / "more")
+        os.rename(net / "more" / "10-lo.conflist", net / "20-lo.conflist")
+        st = c.Status(verbose=True)
+        assert {x.type: x for x in st.status.conditions}["NetworkReady"].status
+        assert json.loads(st.info["lastCNILoadStatus"]) == "OK"
+        lo = json.loads(st.info["cniconfig"])["Networks"][1]["Config"]
+        assert lo["Name"] == "lo-only" and lo["Plugins"] == [
+            {"Network": {"type": "loopback", "ipam": {}, "dns": {}}, "Source": '{"type":"loopback"}'}]
+        c.close()
+    finally:
+        d.cleanup()
 
 
 def test_the_cri_log_driver_is_the_cris_only(node):

@@ -238,6 +238,9 @@ def pause_spec(spec: dict[str, Any]) -> None:
     spec["mounts"] = [m for m in spec.get("mounts") or [] if m.get("destination") not in _NOT_FOR_PAUSE]
     process = spec.get("process") or {}
     process["env"] = [e for e in process.get("env") or [] if not e.startswith("HOSTNAME=")]
+    # containerd's -998 for the pause, within what the host allows (restrict_oom_score_adj): set
+    # even where that is 0 (the docker side's 0 means none given)
+    process.setdefault("oomScoreAdj", oom_score_adj(-998))
 
 
 def resolv_conf(dns: pb.DNSConfig | None) -> str | None:
@@ -296,6 +299,80 @@ def cni_result_as_containerd(result: dict[str, Any] | None, netns_path: str) -> 
     interfaces["lo"] = {"IPConfigs": lo, "Mac": "00:00:00:00:00:00", "Sandbox": netns_path}
     return {"Interfaces": dict(sorted(interfaces.items())), "DNS": [{}, result.get("dns") or {}],
             "Routes": result.get("routes") or None}
+
+
+def go_json_text(v: Any) -> str:
+    """v as Go's encoding/json writes a decoded document (json.Marshal of a map): compact, keys
+    sorted, <, > and & escaped."""
+    import json
+    text = json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+# runtime-spec's Go fields that are written even when empty (no omitempty): the rest are left out
+_SPEC_KEPT = frozenset(("ociVersion", "cwd", "path", "destination", "type", "defaultAction", "action", "names",
+                        "allow", "user", "uid", "gid"))
+
+
+def spec_as_go(v: Any, key: str = "") -> Any:
+    """An OCI runtime spec as containerd's verbose info shows it (Go's encoding/json of
+    runtime-spec's types): false, empty strings, lists and objects of omitempty fields left out
+    (a namespace's empty path too); numbers stay (the optional ones are pointers in Go)."""
+    if isinstance(v, dict):
+        out = {}
+        for k, x in v.items():
+            x = spec_as_go(x, k)
+            if x is None or (k not in _SPEC_KEPT and (x is False or x == "" or x == [] or x == {})):
+                continue
+            out[k] = x
+        if key == "namespaces" and out.get("path") == "":  # a namespace's path is omitempty
+            del out["path"]
+        return out
+    if isinstance(v, list):
+        return [spec_as_go(x, key) for x in v]
+    return v
+
+
+_LOOPBACK_SOURCE = '{\n"cniVersion": "0.3.1",\n"name": "cni-loopback",\n"plugins": [{\n  "type": "loopback"\n}]\n}'
+
+
+def _cni_plugin_as_containerd(plugin: dict[str, Any]) -> dict[str, Any]:
+    """One plugin of a conflist as go-cni shows it: the CNI's NetConf (its own fields only, in
+    their order) and the plugin's JSON as libcni keeps it."""
+    net: dict[str, Any] = {}
+    for key in ("cniVersion", "name", "type"):
+        if isinstance(plugin.get(key), str) and plugin[key]:
+            net[key] = plugin[key]
+    caps = plugin.get("capabilities")
+    if isinstance(caps, dict) and caps:
+        net["capabilities"] = {k: bool(v) for k, v in sorted(caps.items())}
+    ipam = plugin.get("ipam") if isinstance(plugin.get("ipam"), dict) else {}
+    net["ipam"] = {"type": ipam["type"]} if isinstance(ipam.get("type"), str) and ipam["type"] else {}
+    dns_in = plugin.get("dns") if isinstance(plugin.get("dns"), dict) else {}
+    net["dns"] = {k: dns_in[k] for k in ("nameservers", "domain", "search", "options") if dns_in.get(k)}
+    if isinstance(plugin.get("prevResult"), dict) and plugin["prevResult"]:
+        net["prevResult"] = plugin["prevResult"]
+    return {"Network": net, "Source": go_json_text(plugin)}
+
+
+def cni_config_as_containerd(conf_dir: str, bin_dirs: list[str], loaded: tuple[dict[str, Any], str] | None
+                             ) -> dict[str, Any]:
+    """`crictl info`'s cniconfig as containerd 1.6 shows it (go-cni's ConfigResult): the plugin
+    and conf dirs, the loopback network containerd always has, then the node's conflist (its
+    plugins, and the file's text as Source) when one is loaded."""
+    lo = {"Config": {"Name": "cni-loopback", "CNIVersion": "0.3.1",
+                     "Plugins": [{"Network": {"type": "loopback", "ipam": {}, "dns": {}},
+                                  "Source": '{"type":"loopback"}'}],
+                     "Source": _LOOPBACK_SOURCE}, "IFName": "lo"}
+    networks = [lo]
+    if loaded is not None:
+        doc, text = loaded
+        networks.append({"Config": {"Name": doc.get("name") or "", "CNIVersion": doc.get("cniVersion") or "",
+                                    "Plugins": [_cni_plugin_as_containerd(p) for p in doc.get("plugins") or []
+                                                if isinstance(p, dict)],
+                                    "Source": text}, "IFName": "eth0"})
+    return {"PluginDirs": list(bin_dirs), "PluginConfDir": conf_dir, "PluginMaxConfNum": 1, "Prefix": "eth",
+            "Networks": networks}
 
 
 def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_path: str | None,

@@ -80,8 +80,8 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
 
     def _image(self, r: Resolved, size: int) -> pb.Image:
         tags, repos = repo_tags_digests(r)
-        img = pb.Image(id=r.config_digest, repo_tags=tags, repo_digests=repos, size=content_size(r) or size,
-                       spec=pb.ImageSpec(image=r.config_digest))
+        # no spec: containerd 1.6 gives none (null in crictl's JSON)
+        img = pb.Image(id=r.config_digest, repo_tags=tags, repo_digests=repos, size=content_size(r) or size)
         user = ((r.config or {}).get("config") or {}).get("User") or ""
         name = user.split(":", 1)[0]
         if name.isdigit():
@@ -120,8 +120,10 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         img = self._image(r, self._sizes().get(r.config_digest, 0))
         info = {}
         if request.verbose:
-            info["info"] = json.dumps({"imageSpec": r.config, "chainID": "", "manifest": r.manifest,
-                                       "berthNamespace": NS})
+            from berth.images.config import chain_ids
+            chain = chain_ids(r.diff_ids)
+            info["info"] = json.dumps({"imageSpec": r.config, "chainID": chain[-1] if chain else "",
+                                       "manifest": r.manifest, "berthNamespace": NS})
         return pb.ImageStatusResponse(image=img, info=info)
 
     @rpc

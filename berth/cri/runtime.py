@@ -94,7 +94,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         ann = spec.setdefault("annotations", {})
         if kind == "sandbox":
             config = self._sandbox_config(rec)
+            _default_cgroup(spec, rec.id, config)
             convert.pause_spec(spec)
+            if not config.hostname:  # its UTS namespace keeps the node's name, as containerd leaves it
+                spec.pop("hostname", None)
             ann.update(convert.sandbox_annotations(rec.id, config))
             # the pod's resolv.conf (its containers share the pause's files) as containerd's
             from berth.services import container_net
@@ -107,6 +110,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 sbx_config = self._sandbox_config(self.svc.get(NS, sid))
             except NotFound:
                 sbx_config = pb.PodSandboxConfig()
+            _default_cgroup(spec, rec.id, sbx_config)
             ann.update(convert.container_annotations(sid, sbx_config, self._container_config(rec),
                                                      self._image_refs(rec)[0]))
 
@@ -190,10 +194,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     @rpc
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:
-        ok, msg = self.net.ready()
+        ok, _ = self.net.ready()
+        # containerd 1.6's words (a kubelet shows them in the node's conditions)
         conds = [pb.RuntimeCondition(type="RuntimeReady", status=True),
                  pb.RuntimeCondition(type="NetworkReady", status=ok, reason="" if ok else "NetworkPluginNotReady",
-                                     message="" if ok else f"Network plugin returns error: {msg}")]
+                                     message="" if ok else "Network plugin returns error: cni plugin not initialized")]
         info = {}
         if request.verbose:
             cfg = self.d.cfg
@@ -208,11 +213,16 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 "streamServerAddress": cfg.stream_server_address, "streamServerPort": cfg.stream_server_port,
                 "containerdNamespace": NS})
             try:
-                info["cniconfig"] = json.dumps(self.net.conflist())
+                _, doc, text = self.net.conflist_source()
+                loaded: tuple[dict[str, Any], str] | None = (doc, text)
             except BerthError:
-                info["cniconfig"] = "{}"
+                loaded = None
+            info["cniconfig"] = json.dumps(convert.cni_config_as_containerd(
+                cfg.cri_cni_conf_dir, list(cfg.cri_cni_bin_dirs), loaded))
             info["golang"] = json.dumps("none (berth is Python)")
-            info["lastCNILoadStatus"] = json.dumps("OK" if ok else msg)
+            load = "OK" if ok else (f"cni config load failed: no network config found in {cfg.cri_cni_conf_dir}: "
+                                    "cni plugin not initialized: failed to load cni config")
+            info["lastCNILoadStatus"] = info["lastCNILoadStatus.default"] = json.dumps(load)
         handlers = [pb.RuntimeHandler(name="", features=pb.RuntimeHandlerFeatures())]
         handlers += [pb.RuntimeHandler(name=n, features=pb.RuntimeHandlerFeatures()) for n in self.d.cfg.runtimes]
         return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conds), info=info, runtime_handlers=handlers,
@@ -472,7 +482,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 "netns": self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else "",
                 "runtimeHandler": cri.get("handler", ""), "runtimeType": rec.runtime,
                 "snapshotKey": rec.snapshot_key, "snapshotter": rec.snapshotter,
-                "runtimeSpec": _read_json(os.path.join(self.svc.sdir(rec.id), "bundle", "config.json")),
+                "runtimeSpec": convert.spec_as_go(_read_json(os.path.join(self.svc.sdir(rec.id), "bundle",
+                                                                          "config.json"))),
                 "cniResult": convert.cni_result_as_containerd(
                     self.net.result(rec.id) or _read_json(os.path.join(self.svc.cdir(rec.id), CNI_RESULT)) or None,
                     self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else ""),
@@ -642,12 +653,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return (tags[0] if tags else image), (digests[0] if digests else rec.image), rec.image
 
     def _container(self, rec: Container) -> pb.Container:
-        """A container's entry in ListContainers, but its state."""
+        """A container's entry in ListContainers, but its state. Its image_ref is the image's id
+        (ContainerStatus gives the repo digest where there is one), as containerd 1.6's."""
         config = self._container_config(rec)
-        asked, ref, image_id = self._image_refs(rec)
+        asked, _, image_id = self._image_refs(rec)
         return pb.Container(id=rec.id, pod_sandbox_id=self._cri(rec).get("sandbox", ""), metadata=config.metadata,
                             image=pb.ImageSpec(image=asked, annotations=dict(config.image.annotations)),
-                            image_ref=ref, image_id=image_id,
+                            image_ref=image_id, image_id=image_id,
                             created_at=int(rec.created_at * 10**9), labels=dict(config.labels),
                             annotations=dict(config.annotations))
 
@@ -725,7 +737,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 "sandboxID": self._cri(rec).get("sandbox", ""), "pid": st.get("Pid", 0),
                 "removing": False, "snapshotKey": rec.snapshot_key, "snapshotter": rec.snapshotter,
                 "runtimeType": rec.runtime, "config": _go_json(self._container_config(rec)),
-                "runtimeSpec": oci, "berthNamespace": NS})
+                "runtimeSpec": convert.spec_as_go(oci), "berthNamespace": NS})
         return pb.ContainerStatusResponse(status=self._container_status(rec, st), info=info)
 
     @rpc
@@ -1130,6 +1142,14 @@ def _read_json(path: str) -> Any:
             return json.load(f)
     except (OSError, ValueError):
         return {}
+
+
+def _default_cgroup(spec: dict[str, Any], cid: str, pod: pb.PodSandboxConfig) -> None:
+    """A pod without a cgroup parent: its cgroups under /k8s.io/<id>, containerd's default for
+    the namespace (the docker side's are under /berth)."""
+    linux = spec.get("linux") or {}
+    if not pod.linux.cgroup_parent and str(linux.get("cgroupsPath", "")).startswith("/"):
+        linux["cgroupsPath"] = f"/{NS}/{cid}"
 
 
 def _go_json(msg: Message) -> dict[str, Any]:

@@ -45,6 +45,10 @@ class PodNetwork:
 
     def conflist(self) -> dict[str, Any]:
         """The node's network: the first *.conflist / *.conf / *.json of the conf dir by name."""
+        return self.conflist_source()[1]
+
+    def conflist_source(self) -> tuple[str, dict[str, Any], str]:
+        """(file, conflist, the file's text) of the node's network (conflist())."""
         d = self.cfg.cri_cni_conf_dir
         try:
             names = sorted(n for n in os.listdir(d) if n.endswith((".conflist", ".conf", ".json")))
@@ -53,8 +57,11 @@ class PodNetwork:
         for n in names:
             try:
                 with open(os.path.join(d, n)) as f:
-                    doc = json.load(f)
+                    text = f.read()
+                doc = json.loads(text)
             except (OSError, ValueError):
+                continue
+            if not isinstance(doc, dict):
                 continue
             if "plugins" not in doc:  # a single plugin's .conf
                 if not doc.get("type"):
@@ -62,7 +69,7 @@ class PodNetwork:
                 doc = {"cniVersion": doc.get("cniVersion", cni.SPEC_VERSION), "name": doc.get("name", n),
                        "plugins": [doc]}
             if doc.get("plugins"):
-                return doc
+                return os.path.join(d, n), doc, text
         raise FailedPrecondition(f"cni config not initialized: no network configuration in {d}")
 
     def ready(self) -> tuple[bool, str]:
