@@ -917,6 +917,10 @@ def test_security_context_and_resources(node, cri, tmp_path):
     assert "from the host" in text and "Read-only file system" in text
     assert "NoNewPrivs:\t1" in text and "CapEff:\t0000000000000000" in text and "Seccomp:\t2" in text
     pid = json.loads(cri.ContainerStatus(container_id=cid, verbose=True).info["info"])["pid"]
+    with open(f"/proc/{pid}/mountinfo") as f:  # read-only with the root, as containerd mounts them
+        opts = {line.split()[4]: line.split()[5].split(",") for line in f}
+    assert all("ro" in opts[f"/etc/{n}"] for n in ("hosts", "hostname", "resolv.conf")), opts
+    assert "rw" in opts["/dev/shm"]
     assert _memory_limit(pid) == 64 << 20
     from berth.services.runopts import swap_accounting
     swap = swap_accounting()  # then no swap beyond the memory limit unless asked, as containerd's

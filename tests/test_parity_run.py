@@ -1032,6 +1032,21 @@ def test_default_cgroupns_and_the_host_networks_hostname_as_dockerd(eng, peer):
         assert p.out.split()[0] == p.out.split()[1] != socket.gethostname(), (d, p.out)
 
 
+def test_a_read_only_root_has_read_only_etc_files_as_dockerd(eng, peer, tmp_path):
+    """--read-only: /etc/hosts, /etc/hostname and /etc/resolv.conf are read-only too (dockerd 20.10
+    mounts them so; containerd's CRI so for readonly_rootfs), unless a volume of the user's takes
+    the place of one; without it they are writable."""
+    mine = tmp_path / "hosts"
+    mine.write_text("127.0.0.1 localhost\n")
+    script = "for f in hosts hostname resolv.conf; do (echo >> /etc/$f) 2>/dev/null && echo $f:rw || echo $f:ro; done"
+    for d in (eng, peer):
+        for flags, want in (([], ["hosts:rw", "hostname:rw", "resolv.conf:rw"]),
+                            (["--read-only"], ["hosts:ro", "hostname:ro", "resolv.conf:ro"]),
+                            (["--read-only", "-v", f"{mine}:/etc/hosts"], ["hosts:rw", "hostname:ro", "resolv.conf:ro"])):
+            p = d.docker("run", "--rm", "--network", "none", *flags, IMAGE, "sh", "-c", script)
+            assert p.out.split() == want, (d, flags, p.out, p.err)
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

@@ -240,9 +240,12 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
         mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": init,
                        "options": ["bind", "ro", "nosuid", "nodev"]})
         args = ["/sbin/docker-init", "--"] + args
-    for name in ("hostname", "hosts", "resolv.conf"):
+    # read-only with the root (--read-only; the CRI's readonly_rootfs), as dockerd's and containerd's;
+    # in dockerd's order
+    etc_opts = ["rbind", "rprivate"] + (["ro"] if hc.get("ReadonlyRootfs") else [])
+    for name in ("resolv.conf", "hostname", "hosts"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(files_dir, name),
-                       "options": ["rbind", "rprivate"]})
+                       "options": list(etc_opts)})
     if extra_mounts:
         dests = {m["destination"] for m in extra_mounts}
         mounts = [m for m in mounts if m["destination"] not in dests] + list(extra_mounts)
