@@ -1047,6 +1047,37 @@ def test_a_read_only_root_has_read_only_etc_files_as_dockerd(eng, peer, tmp_path
             assert p.out.split() == want, (d, flags, p.out, p.err)
 
 
+def test_default_sysctls_and_read_only_proc_paths_as_dockerd(eng, peer):
+    """dockerd 20.10 lets a process without capabilities ping and bind ports below 1024 in a
+    container with a network namespace of its own (ping_group_range, ip_unprivileged_port_start;
+    not recorded in HostConfig.Sysctls, --sysctl wins, the host's on the host's network); the
+    read-only /proc paths keep /proc's nosuid, nodev and noexec (runc's readonlyPath)."""
+    if not os.path.exists("/proc/sys/net/ipv4/ip_unprivileged_port_start"):
+        pytest.skip("a kernel before 4.11")
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f, \
+            open("/proc/sys/net/ipv4/ping_group_range") as g:
+        host = [f.read().strip(), g.read().strip().replace("\t", " ")]
+    probe = "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; tr '\\t' ' ' < /proc/sys/net/ipv4/ping_group_range"
+    cases = [(["--network", "none"], ["0", "0 2147483647"]), ([], ["0", "0 2147483647"]),
+             (["--network", "host"], host),
+             (["--network", "none", "--sysctl", "net.ipv4.ping_group_range=0 0"], ["0", "0 0"])]
+    for d in (eng, peer):
+        for flags, want in cases:
+            p = d.docker("run", "--rm", *flags, IMAGE, "sh", "-c", probe)
+            assert p.out.splitlines() == want, (d, flags, p.out, p.err)
+        name = _name("sysctl")
+        try:
+            d.docker("create", "--name", name, "--network", "none", IMAGE, "true", check=True)
+            assert d.docker("inspect", "-f", "{{json .HostConfig.Sysctls}}", name).out.strip() == "null"
+        finally:
+            d.docker("rm", "-f", name)
+        p = d.docker("run", "--rm", "--network", "none", IMAGE, "sh", "-c",
+                     "grep -E ' /proc/(sys|bus|fs|irq) ' /proc/self/mountinfo | cut -d' ' -f5,6")
+        opts = dict(line.split() for line in p.out.splitlines())
+        assert set(opts) == {"/proc/sys", "/proc/bus", "/proc/fs", "/proc/irq"}, (d, p.out)
+        assert all({"ro", "nosuid", "nodev", "noexec"} <= set(o.split(",")) for o in opts.values()), (d, opts)
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

@@ -375,7 +375,9 @@ def readonly_paths(paths: list | None) -> None:
             sc.mount(target, target, None, sc.MS_BIND | sc.MS_REC)
             nfd = os.open(p, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
-                remount(_fdpath(nfd), sc.MS_RDONLY | sc.MS_REC)
+                # the mount's own nosuid, nodev, noexec kept (/proc's), as runc's readonlyPath
+                keep = _locked_flags(_fdpath(nfd)) & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+                remount(_fdpath(nfd), sc.MS_RDONLY | sc.MS_REC | keep)
             finally:
                 os.close(nfd)
         except OSError as e:

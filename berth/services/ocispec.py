@@ -238,7 +238,7 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
             from berth.errors import InvalidArgument
             raise InvalidArgument("--init needs tini-static (Debian's tini package) on the host")
         mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": init,
-                       "options": ["bind", "ro", "nosuid", "nodev"]})
+                       "options": ["bind", "ro"]})  # dockerd's
         args = ["/sbin/docker-init", "--"] + args
     # read-only with the root (--read-only; the CRI's readonly_rootfs), as dockerd's and containerd's;
     # in dockerd's order

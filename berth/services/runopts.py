@@ -359,6 +359,9 @@ def _has_cap_sys_resource() -> bool:
 
 # --- at start ---
 
+_HAS_UNPRIV_PORT_START = os.path.exists("/proc/sys/net/ipv4/ip_unprivileged_port_start")  # Linux 4.11 and later
+
+
 def apply(svc: ContainerService, ns: str, rec: Container, body: dict[str, Any], oci: dict[str, Any], rootfs: str) -> None:
     """Apply the options to a built OCI spec (in place)."""
     hc = body.get("HostConfig") or {}
@@ -424,8 +427,13 @@ def apply(svc: ContainerService, ns: str, rec: Container, body: dict[str, Any], 
         if m.group(3) != "*":
             entry["minor"] = int(m.group(3))
         res.setdefault("devices", []).append(entry)
+    netmode = hc.get("NetworkMode") or "default"
+    if netmode != "host" and not netmode.startswith(("container:", "ns:")) and _HAS_UNPRIV_PORT_START:
+        # a network namespace of its own: dockerd 20.10's defaults (not in HostConfig.Sysctls), which
+        # let a process without capabilities ping and bind ports below 1024; --sysctl wins
+        linux["sysctl"] = {"net.ipv4.ping_group_range": "0 2147483647", "net.ipv4.ip_unprivileged_port_start": "0"}
     if hc.get("Sysctls"):
-        linux["sysctl"] = dict(hc["Sysctls"])
+        linux["sysctl"] = dict(linux.get("sysctl") or {}, **hc["Sysctls"])
     cpu = res.setdefault("cpu", {})
     if hc.get("CpusetCpus"):
         cpu["cpus"] = hc["CpusetCpus"]
