@@ -1078,6 +1078,34 @@ def test_default_sysctls_and_read_only_proc_paths_as_dockerd(eng, peer):
         assert all({"ro", "nosuid", "nodev", "noexec"} <= set(o.split(",")) for o in opts.values()), (d, opts)
 
 
+def test_memory_swap_resolv_conf_and_tmpfs_modes_as_dockerd(eng, peer):
+    """dockerd 20.10: -m alone records MemorySwap as twice the memory (as much swap as memory;
+    -1 unlimited, an explicit value as given); a resolv.conf from --dns* is search, nameservers,
+    options (libnetwork's order); a tmpfs on a directory of the image gets that directory's mode
+    (runc's: the image's /tmp is 755 in this fixture), on a new one the tmpfs's (1777, or mode=)."""
+    swap = "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"
+    for d in (eng, peer):
+        for flags, want in ((["-m", "64m"], 128 << 20), (["-m", "64m", "--memory-swap", "-1"], -1),
+                            (["-m", "64m", "--memory-swap", "96m"], 96 << 20)):
+            name = _name("swap")
+            try:
+                d.docker("create", "--name", name, "--network", "none", *flags, IMAGE, "cat", swap, check=True)
+                assert _inspect(d, name)["HostConfig"]["MemorySwap"] == want, (d, flags)
+                p = d.docker("start", "-a", name)
+                if os.path.exists(swap):  # swap accounted: the limit as recorded
+                    assert int(p.out) == (want if want > 0 else int(p.out)) and (want > 0 or int(p.out) > 1 << 50), \
+                        (d, flags, p.out, p.err)
+            finally:
+                d.docker("rm", "-f", name)
+        p = d.docker("run", "--rm", "--network", "none", "--dns", "9.9.9.9", "--dns-search", "ex.com",
+                     "--dns-option", "ndots:3", IMAGE, "cat", "/etc/resolv.conf")
+        assert p.out == "search ex.com\nnameserver 9.9.9.9\noptions ndots:3\n", (d, p.out)
+        p = d.docker("run", "--rm", "--network", "none", "--tmpfs", "/tmp", "--tmpfs", "/new1",
+                     "--tmpfs", "/new2:mode=700", "--tmpfs", "/data:ro", IMAGE, "sh", "-c",
+                     "stat -c '%n %a' /tmp /new1 /new2 /data; touch /data/x 2>/dev/null || echo ro")
+        assert p.out.split("\n")[:5] == ["/tmp 755", "/new1 1777", "/new2 700", "/data 755", "ro"], (d, p.out, p.err)
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

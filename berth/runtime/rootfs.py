@@ -117,8 +117,17 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
         _mount_cgroup(rootfd, dest, flags, cgroup_path, cgroup_mode, cgroupns)
         return
 
+    existed = False
     try:
-        fd = ensure_in_root(rootfd, dest, directory=True)
+        fd = -1
+        if mtype == "tmpfs":
+            try:
+                fd = open_in_root(rootfd, dest)
+                existed = True
+            except FileNotFoundError:
+                pass
+        if fd < 0:
+            fd = ensure_in_root(rootfd, dest, directory=True)
     except OSError as e:
         _fail(f"mount {dest}", e)
     try:
@@ -126,8 +135,19 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
         if not stat.S_ISDIR(st.st_mode):
             raise InvalidArgument(f"mount destination {dest} is not a directory")
         target = _fdpath(fd)
+        # a tmpfs on a directory of the image gets that directory's mode, as runc gives it (the
+        # image's /tmp 1777 or 755 stays so); read-only once that is done
+        ro_after = sc.MS_RDONLY if existed and flags & sc.MS_RDONLY else 0
         try:
-            sc.mount(source, target, mtype, flags & ~sc.MS_REMOUNT, data or None)
+            sc.mount(source, target, mtype, flags & ~sc.MS_REMOUNT & ~ro_after, data or None)
+            if existed:
+                nfd = open_in_root(rootfd, dest)
+                try:
+                    os.chmod(_fdpath(nfd), stat.S_IMODE(st.st_mode))
+                    if ro_after:
+                        sc.mount(None, _fdpath(nfd), None, sc.MS_REMOUNT | (flags & ~sc.MS_REMOUNT), data or None)
+                finally:
+                    os.close(nfd)
         except PermissionError as e:
             if mtype == "sysfs" and in_userns:
                 # sysfs needs a network namespace owned by the user namespace: fall back to a bind

@@ -399,9 +399,8 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
             options.append("ndots:0")
     else:
         servers = [s for s in servers if not s.startswith("127.")] or (["127.0.0.1"] if host else [])
-    out = [f"nameserver {s}" for s in servers]
-    if search:
-        out.append("search " + " ".join(search))
+    out = ["search " + " ".join(search)] if search else []  # libnetwork's order: search, nameservers, options
+    out += [f"nameserver {s}" for s in servers]
     if options:
         out.append("options " + " ".join(options))
     write_text(os.path.join(files_dir, "resolv.conf"), "\n".join(out) + "\n")

@@ -119,6 +119,9 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
         _check_sysctl(k, netmode, ipc)
         if not isinstance(v, str):
             raise InvalidArgument(f"sysctl {k}: the value must be a string")
+    if not cri and int(hc.get("Memory") or 0) > 0 and not hc.get("MemorySwap"):
+        # dockerd's default, recorded in HostConfig: as much swap as memory (the CRI's: none)
+        hc["MemorySwap"] = 2 * int(hc["Memory"])
     _check_memory(hc, warnings)
     _check_cpuset(hc)
     adj = hc.get("OomScoreAdj")
