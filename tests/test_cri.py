@@ -738,8 +738,9 @@ def test_oci_annotations_cpu_shares_and_env_of_pods_as_containerd(node, cri):
 
 def test_pod_resolv_conf_and_env_order_as_containerd(node, cri):
     """As containerd 1.6 (side by side): a pod's resolv.conf is its DNS config alone, search then
-    nameservers then options (nothing of the host's), else the host's as it is; a container's
-    environment has the image's variables first, the config's replacing or after them."""
+    nameservers then options (nothing of the host's), else the host's as it is; its /etc/hosts is
+    the node's; a container's environment has the image's variables first, the config's
+    replacing or after them."""
     sbx = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="dns", namespace="testns", uid="u-dns"),
                               dns_config=pb.DNSConfig(servers=["10.0.0.10", "10.0.0.11"], searches=["svc.local"],
                                                       options=["ndots:5"]))
@@ -754,6 +755,11 @@ def test_pod_resolv_conf_and_env_order_as_containerd(node, cri):
     pc = _ctr(cri, plain, plain_cfg, "p", ["sleep", "60"])
     with open("/etc/resolv.conf") as f:
         assert cri.ExecSync(container_id=pc, cmd=["cat", "/etc/resolv.conf"], timeout=10).stdout.decode() == f.read()
+    # /etc/hosts: the node's, copied into the pod (containerd's; a kubelet mounts its own over it)
+    with open("/etc/hosts") as f:
+        hosts = f.read()
+    for c in (cid, pc):
+        assert cri.ExecSync(container_id=c, cmd=["cat", "/etc/hosts"], timeout=10).stdout.decode() == hosts
     for s in (sid, plain):
         cri.StopPodSandbox(pod_sandbox_id=s)
         cri.RemovePodSandbox(pod_sandbox_id=s)

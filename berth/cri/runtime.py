@@ -89,7 +89,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def _spec_hook(self, rec: Container, spec: dict[str, Any]) -> None:
         """A pod's OCI specs and files as containerd makes them: the CRI's annotations, the pause's
-        mounts and the pod's resolv.conf (before its shim starts)."""
+        mounts, the pod's resolv.conf and hosts (before its shim starts)."""
         kind = (rec.labels or {}).get(KIND_LABEL)
         ann = spec.setdefault("annotations", {})
         if kind == "sandbox":
@@ -104,6 +104,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             text = convert.resolv_conf(config.dns_config if config.HasField("dns_config") else None)
             container_net.write_text(os.path.join(self.svc.cdir(rec.id), "resolv.conf"),
                                      container_net.host_resolv() if text is None else text)
+            # and its /etc/hosts: the node's, copied (containerd's; a kubelet mounts its own over it)
+            try:
+                with open("/etc/hosts") as f:
+                    container_net.write_text(os.path.join(self.svc.cdir(rec.id), "hosts"), f.read())
+            except OSError:
+                pass
         elif kind == "container":
             sid = self._cri(rec).get("sandbox") or ""
             try:
