@@ -736,6 +736,25 @@ def test_oci_annotations_cpu_shares_and_env_of_pods_as_containerd(node, cri):
     cri.RemovePodSandbox(pod_sandbox_id=sid)
 
 
+def test_an_oom_killed_container_says_so_as_containerd(node, cri):
+    """A container killed by the OOM killer of its memory cgroup: EXITED, 137, reason OOMKilled
+    (containerd 1.6 side by side; a kubelet shows the reason in the pod's status); one killed
+    otherwise: reason Error."""
+    sid, sbx = _pod(cri, node, "oom")
+    res = pb.LinuxContainerResources(memory_limit_in_bytes=8 << 20)
+    hog = _ctr(cri, sid, sbx, "hog", ["sh", "-c", "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done"],
+               linux=pb.LinuxContainerConfig(resources=res))
+    killed = _ctr(cri, sid, sbx, "killed", ["sleep", "60"], linux=pb.LinuxContainerConfig(resources=res))
+    cri.StopContainer(container_id=killed, timeout=0)
+    wait_for(lambda: cri.ContainerStatus(container_id=hog).status.state == pb.CONTAINER_EXITED, 20, "the OOM kill")
+    st = cri.ContainerStatus(container_id=hog).status
+    assert (st.exit_code, st.reason) == (137, "OOMKilled"), st
+    st = cri.ContainerStatus(container_id=killed).status
+    assert (st.exit_code, st.reason) == (137, "Error"), st
+    cri.StopPodSandbox(pod_sandbox_id=sid)
+    cri.RemovePodSandbox(pod_sandbox_id=sid)
+
+
 def test_pod_resolv_conf_and_env_order_as_containerd(node, cri):
     """As containerd 1.6 (side by side): a pod's resolv.conf is its DNS config alone, search then
     nameservers then options (nothing of the host's), else the host's as it is; its /etc/hosts is

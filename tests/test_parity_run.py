@@ -1106,6 +1106,31 @@ def test_memory_swap_resolv_conf_and_tmpfs_modes_as_dockerd(eng, peer):
         assert p.out.split("\n")[:5] == ["/tmp 755", "/new1 1777", "/new2 700", "/data 755", "ro"], (d, p.out, p.err)
 
 
+def test_an_oom_killed_container_is_oomkilled_as_dockerd(eng, peer):
+    """A container whose memory cgroup's OOM killer killed its process: State.OOMKilled true and
+    exit code 137, as dockerd 20.10 records it (false for one killed otherwise)."""
+    hog = "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done"
+    for d in (eng, peer):
+        names = [_name("oom"), _name("kill")]
+        try:
+            p = d.docker("run", "--name", names[0], "--network", "none", "-m", "8m", "--memory-swap", "8m", IMAGE,
+                         "sh", "-c", hog)
+            assert p.returncode == 137, (d, p.err)
+            st = _inspect(d, names[0])["State"]
+            assert (st["OOMKilled"], st["ExitCode"], st["Status"]) == (True, 137, "exited"), (d, st)
+            d.docker("run", "-d", "--name", names[1], "--network", "none", "-m", "8m", IMAGE, "sleep", "60", check=True)
+            d.docker("kill", names[1], check=True)
+            d.docker("wait", names[1])
+            st = _inspect(d, names[1])["State"]
+            assert (st["OOMKilled"], st["ExitCode"]) == (False, 137), (d, st)
+            # a second run of it is found out again (a new cgroup, a new count)
+            d.docker("start", names[0])
+            d.docker("wait", names[0])
+            assert _inspect(d, names[0])["State"]["OOMKilled"] is True  # the hog again
+        finally:
+            d.docker("rm", "-f", *names)
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

@@ -257,6 +257,31 @@ def resolve_path(cgroups_path: str | None, container_id: str, systemd: bool) -> 
     return parent.rstrip("/") + "/" + unit
 
 
+def oom_file(cgroups_path: str | None, container_id: str, systemd: bool, root: str = DEFAULT_ROOT) -> str:
+    """The file that counts the OOM kills in a container's memory cgroup (v1 memory.oom_control,
+    v2 memory.events: their "oom_kill" line), or "" where there is none."""
+    try:
+        m = Manager(resolve_path(cgroups_path, container_id, systemd), root=root)
+    except BerthError:
+        return ""
+    if m.mode == "v2":
+        return os.path.join(m._v2dir, "memory.events")
+    d = m._ctrl.get("memory")
+    return os.path.join(d, "memory.oom_control") if d else ""
+
+
+def oom_kills(path: str) -> int:
+    """The "oom_kill" count of an oom_file (0 when it cannot be read: no cgroup, an old kernel)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # validation
 

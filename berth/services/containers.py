@@ -423,6 +423,7 @@ class ContainerService:
                 "log_max_size": _size(lc.get("max-size")), "log_max_file": int(lc.get("max-file") or 1),
                 "wait_attach": bool(attach_pending or hold), "hold": hold, "socket": self.shim_socket(rec.id),
                 "systemd": self.cfg.cgroup_driver == "systemd",
+                "oom_file": _oom_file(oci, rec.id),
                 # the library's start without poststart hooks: the shim releases the init in place
                 "start_in_place": rt.light_start and not (oci.get("hooks") or {}).get("poststart"),
             })
@@ -1356,6 +1357,16 @@ def _alive(pid: int | None) -> bool:
         return data[data.rfind(b")") + 2:][:1] not in (b"Z", b"X")
     except OSError:
         return False
+
+
+def _oom_file(oci: dict[str, Any], cid: str) -> str:
+    """Where the shim reads the OOM kills of the container's cgroup at its exit ("" for none)."""
+    try:
+        from berth.runtime import cgroups
+        path = (oci.get("linux") or {}).get("cgroupsPath")
+        return cgroups.oom_file(path, cid, bool(path and path.count(":") == 2))  # as the shim resolves it
+    except Exception:  # noqa: BLE001 - no OOM report rather than no start
+        return ""
 
 
 def _size(s: str | int | None) -> int:

@@ -132,7 +132,7 @@ class Monitor:
             with open(os.path.join(self.c.sdir(cid), "exit.json")) as f:
                 d = json.load(f)
             return ExitEvent(exit_code=int(d.get("exit_code", 255)), finished_at=d.get("finished_at") or S.now_rfc3339(),
-                             pid=int(d.get("pid", 0)))
+                             pid=int(d.get("pid", 0)), oom_killed=bool(d.get("oom_killed")))
         except (OSError, ValueError):
             return ExitEvent(exit_code=255, finished_at=S.now_rfc3339())
 
@@ -171,7 +171,8 @@ class Monitor:
 
     def _record_exit(self, ns, rec, ev, restart, auto_remove, network_after) -> str:
         c, cid, code = self.c, rec.id, ev.exit_code
-        fields = {"exit_code": code, "finished_at": ev.finished_at or S.now_rfc3339(), "pid": 0}
+        fields = {"exit_code": code, "finished_at": ev.finished_at or S.now_rfc3339(), "pid": 0,
+                  "oom_killed": bool(ev.oom_killed)}
         stopped = cid in c.user_stops
         c.user_stops.discard(cid)
         try:

@@ -146,6 +146,7 @@ class ExitEvent:
     exit_code: int
     finished_at: str = ""
     pid: int = 0
+    oom_killed: bool = False  # the kernel's OOM killer killed a process of the container's cgroup
 
 
 @dataclass
@@ -206,5 +207,8 @@ def exec_exit_event(exec_id: str, code: int) -> dict:
     return {"event": "exec_exit", "exec_id": exec_id, "exit_code": code}
 
 
-def exit_event(code: int, finished_at: str, pid: int) -> dict:
-    return {"event": "exit", "exit_code": code, "finished_at": finished_at, "pid": pid}
+def exit_event(code: int, finished_at: str, pid: int, oom_killed: bool = False) -> dict:
+    ev = {"event": "exit", "exit_code": code, "finished_at": finished_at, "pid": pid}
+    if oom_killed:
+        ev["oom_killed"] = True
+    return ev

@@ -32,6 +32,7 @@ import time
 
 from berth import fastjson
 from berth.linux import syscalls as sc
+from berth.runtime import cgroups as cgroups_lib  # imported by the zygote too
 from berth.runtime import container as runtime_lib  # imported by the zygote: bound here, no import at a start
 from berth.shim import protocol as proto
 
@@ -308,6 +309,7 @@ class Shim:
         self.clients: list[Client] = []
         self.exit_code: int | None = None
         self.finished_at: str | None = None
+        self.oom_killed = False
         self.init_pid = 0
         self.stdin_w: _Stdin | None = None  # a _Stdin, when the container has one
         self.master: int | None = None
@@ -554,10 +556,14 @@ class Shim:
         for c in self.clients:  # what the process left is read out to the log, whoever is slow
             self._release_sources(c)
         self.finished_at = _now_rfc3339()
+        # an OOM kill in its cgroup (read before the runtime's delete removes the cgroup): docker's
+        # OOMKilled, the CRI's reason
+        self.oom_killed = bool(self.p.get("oom_file")) and cgroups_lib.oom_kills(self.p["oom_file"]) > 0
         tmp = os.path.join(self.state_dir, ".exit.json")
         # synced only when berthd is not listening: else it records the exit it is told (and
         # syncs its store), and this file is read only after a crash of berthd, not of the host
-        _write_file(tmp, fastjson.dumps({"exit_code": code, "finished_at": self.finished_at, "pid": self.init_pid}),
+        _write_file(tmp, fastjson.dumps({"exit_code": code, "finished_at": self.finished_at, "pid": self.init_pid,
+                                         "oom_killed": self.oom_killed}),
                     sync=self.events is None)
         os.rename(tmp, os.path.join(self.state_dir, "exit.json"))
 
@@ -1023,7 +1029,8 @@ class Shim:
         self.log.flush()
         self.log.f.close()
         self._write_state("exited")
-        ev = fastjson.dumps(proto.exit_event(self.exit_code, self.finished_at, self.init_pid)).encode() + b"\n"  # type: ignore[arg-type]  # set at the exit
+        ev = fastjson.dumps(proto.exit_event(self.exit_code, self.finished_at, self.init_pid,  # type: ignore[arg-type]  # set at the exit
+                                             self.oom_killed)).encode() + b"\n"
         channels = []
         for c in list(self.clients):
             # the last words: what waits for each client, and the exit to berthd's channels,
