@@ -1131,6 +1131,19 @@ def test_an_oom_killed_container_is_oomkilled_as_dockerd(eng, peer):
             d.docker("rm", "-f", *names)
 
 
+def test_ps_command_as_dockerd(eng, peer):
+    """The list's Command as dockerd 20.10 writes it: the path, then the arguments, one with a
+    space in single quotes as it is (nothing escaped)."""
+    for d in (eng, peer):
+        name = _name("cmd")
+        try:
+            d.docker("create", "--name", name, IMAGE, "sh", "-c", "echo 'a b'; echo \"q\"", "x\ty", check=True)
+            p = d.docker("ps", "-a", "--no-trunc", "--filter", f"name={name}", "--format", "{{.Command}}", check=True)
+            assert p.out.strip() == '"sh -c \'echo \'a b\'; echo \\"q\\"\' x\\ty"', (d, p.out)
+        finally:
+            d.docker("rm", "-f", name)
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

@@ -932,7 +932,7 @@ class ContainerService:
     def _summary(self, rec: Container, st: dict[str, Any]) -> dict[str, Any]:
         spec = rec.spec_json() or {}
         ns_ = self.network_settings(rec, st)
-        cmd = " ".join(_quote(a) for a in _args(spec, self.images, rec))
+        cmd = _command(_args(spec, self.images, rec))
         return {
             "Id": rec.id, "Names": ["/" + rec.name], "Image": (rec.extensions or {}).get("image_name") or rec.image,
             "ImageID": rec.image, "Command": cmd, "Created": int(rec.created_at),
@@ -1223,8 +1223,12 @@ def _port_list(ports: dict[str, Any] | None) -> list[dict[str, Any]]:
     return out
 
 
-def _quote(a: str) -> str:
-    return a if a and all(c not in a for c in " \"'\t") else json.dumps(a)
+def _command(args: list[str]) -> str:
+    """The list's Command as dockerd's: the path, then the arguments, one with a space in single
+    quotes (as it is: nothing escaped)."""
+    if not args:
+        return ""
+    return " ".join([args[0]] + [f"'{a}'" if " " in a else a for a in args[1:]])
 
 
 def _status_text(st: dict[str, Any]) -> str:
