@@ -1144,6 +1144,25 @@ def test_ps_command_as_dockerd(eng, peer):
             d.docker("rm", "-f", name)
 
 
+def test_rmi_lists_the_layers_it_frees_as_dockerd(eng, peer):
+    """docker rmi of a committed image: Untagged, the image's Deleted, then a Deleted for each layer
+    that went with it, by its chain ID, the top one first (the layers it shares stay unlisted), as
+    dockerd 20.10 answers."""
+    from berth.images.config import chain_ids
+    for d in (eng, peer):
+        name = _name("rmi")
+        try:
+            d.docker("run", "--name", name, "--network", "none", IMAGE, "sh", "-c", "echo x > /data/f", check=True)
+            d.docker("commit", name, f"{name}:1", check=True)
+            img = json.loads(d.docker("image", "inspect", f"{name}:1", check=True).out)[0]
+            d.docker("rm", name, check=True)
+            p = d.docker("rmi", f"{name}:1", check=True)
+            assert p.out.splitlines() == [f"Untagged: {name}:1", f"Deleted: {img['Id']}",
+                                          f"Deleted: {chain_ids(img['RootFS']['Layers'])[-1]}"], (d, p.out)
+        finally:
+            d.docker("rm", "-f", name)
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

@@ -387,7 +387,17 @@ class ImageService(RegistryOps, ArchiveOps):
                         result.append({"Untagged": rd})
         result.append({"Deleted": r.config_digest})
         if not noprune:
-            self.collect()
+            report = self.collect()
+            # and the layers that went with it (their unpacked snapshot or their blob), the top one
+            # first, by their chain IDs, as dockerd lists them
+            snaps, blobs = {key for _, key in report.snapshots}, set(report.content)
+            try:
+                chains = imgconfig.chain_ids(r.diff_ids)
+            except BerthError:
+                chains = []
+            blob_of = [layer.get("digest") for layer in r.layers]
+            result += [{"Deleted": c} for i, c in reversed(list(enumerate(chains)))
+                       if c in snaps or (i < len(blob_of) and blob_of[i] in blobs)]
         return result
 
     def collect(self) -> Any:
