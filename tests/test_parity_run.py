@@ -1163,6 +1163,20 @@ def test_rmi_lists_the_layers_it_frees_as_dockerd(eng, peer):
             d.docker("rm", "-f", name)
 
 
+def test_image_and_layer_sizes_as_dockerd(eng, peer):
+    """An image's size (inspect, the list) and its history's layer sizes are dockerd 20.10's: each
+    layer's unpacked files (their sizes, a hardlinked file once; not the tar's or the compressed
+    blob's), the same numbers side by side."""
+    seen = []
+    for d in (eng, peer):
+        img = json.loads(d.docker("image", "inspect", IMAGE, check=True).out)[0]
+        listed = [json.loads(line) for line in d.docker("images", "--format", "{{json .}}", IMAGE, check=True).out.splitlines()]
+        hist = d.docker("history", "--human=false", "--format", "{{.Size}}", IMAGE, check=True).out.split()
+        seen.append((img["Size"], img["VirtualSize"], [x["Size"] for x in listed], hist))
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == sum(int(x) for x in seen[0][3])
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

@@ -201,7 +201,26 @@ class ImageService(RegistryOps, ArchiveOps):
     # --- listing and inspecting (docker's shapes) ---
 
     def _size(self, r: Resolved) -> int:
+        """dockerd's image size: the sum of its layers' sizes (_layer_sizes)."""
+        sizes = self._layer_sizes(r)
+        if sizes is not None:
+            return sum(sizes)
         return sum(int(layer.get("size") or 0) for layer in r.layers) + int((r.manifest.get("config") or {}).get("size") or 0)
+
+    def _layer_sizes(self, r: Resolved) -> list[int] | None:
+        """Each layer's size as dockerd gives it (its unpacked files' sizes, from its snapshot), or
+        None where a layer is not unpacked or the snapshotter keeps whole trees (then the stored
+        blobs' sizes stand in)."""
+        try:
+            out = []
+            for chain in imgconfig.chain_ids(r.diff_ids):
+                size = self.snapshotter.diff_size(chain)
+                if size is None:
+                    return None
+                out.append(size)
+            return out if len(out) == len(r.layers) else None
+        except (BerthError, OSError):
+            return None
 
     def _repo_digests(self, r: Resolved) -> list[str]:
         out = []
@@ -303,9 +322,9 @@ class ImageService(RegistryOps, ArchiveOps):
 
     def history(self, ns: str, name: str) -> list[dict]:
         r = self.resolve(ns, name)
-        sizes = []
-        for layer in r.layers:
-            sizes.append(int(layer.get("size") or 0))
+        sizes = self._layer_sizes(r)
+        if sizes is None:
+            sizes = [int(layer.get("size") or 0) for layer in r.layers]
         return imgconfig.history_rows(r.config, image_id=r.config_digest, layer_sizes=sizes,
                                       tags=self._repo_tags(r))
 

@@ -97,6 +97,12 @@ class Snapshotter(abc.ABC):
     def usage(self, key: str) -> int:
         """Bytes on disk used by the snapshot's own directory."""
 
+    def diff_size(self, key: str) -> int | None:
+        """A committed snapshot's own files as dockerd sizes a layer (the sizes of what is not a
+        directory, a hardlinked file once), or None where the snapshotter does not keep a layer's
+        changes apart (a copy of the whole tree)."""
+        return None
+
 
 @dataclass
 class SnapshotRecord:
@@ -400,6 +406,23 @@ class DirectorySnapshotter(Snapshotter):
         with self._lock:
             sdir = self._dir(self._get(self._load(), key).id)
         return disk_usage(os.path.join(sdir, "fs"))
+
+
+def files_size(path: str) -> int:
+    """dockerd's size of a directory (moby's directory.Size): the lstat sizes of everything in it
+    but directories, a hardlinked inode counted once."""
+    seen: set[int] = set()
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            try:
+                st = os.lstat(os.path.join(dirpath, n))
+            except OSError:
+                continue
+            if st.st_size and st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_size
+    return total
 
 
 def disk_usage(path: str) -> int:
