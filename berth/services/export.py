@@ -172,10 +172,11 @@ def disk_usage(svc: ContainerService, ns: str, volumes_service: VolumeService | 
         digests: list[str] = []
         try:
             r = svc.images.resolve(ns, img["Id"])
-            for layer in r.layers:
+            unpacked = svc.images.layer_sizes(r)  # dockerd's layer sizes where the snapshots give them
+            for i, layer in enumerate(r.layers):
                 d = layer.get("digest")
                 layer_users[d] = layer_users.get(d, 0) + 1
-                layer_size[d] = int(layer.get("size") or 0)
+                layer_size[d] = unpacked[i] if unpacked is not None else int(layer.get("size") or 0)
             digests = [layer.get("digest") for layer in r.layers]
         except BerthError:
             pass

@@ -201,13 +201,13 @@ class ImageService(RegistryOps, ArchiveOps):
     # --- listing and inspecting (docker's shapes) ---
 
     def _size(self, r: Resolved) -> int:
-        """dockerd's image size: the sum of its layers' sizes (_layer_sizes)."""
-        sizes = self._layer_sizes(r)
+        """dockerd's image size: the sum of its layers' sizes (layer_sizes)."""
+        sizes = self.layer_sizes(r)
         if sizes is not None:
             return sum(sizes)
         return sum(int(layer.get("size") or 0) for layer in r.layers) + int((r.manifest.get("config") or {}).get("size") or 0)
 
-    def _layer_sizes(self, r: Resolved) -> list[int] | None:
+    def layer_sizes(self, r: Resolved) -> list[int] | None:
         """Each layer's size as dockerd gives it (its unpacked files' sizes, from its snapshot), or
         None where a layer is not unpacked or the snapshotter keeps whole trees (then the stored
         blobs' sizes stand in)."""
@@ -322,7 +322,7 @@ class ImageService(RegistryOps, ArchiveOps):
 
     def history(self, ns: str, name: str) -> list[dict]:
         r = self.resolve(ns, name)
-        sizes = self._layer_sizes(r)
+        sizes = self.layer_sizes(r)
         if sizes is None:
             sizes = [int(layer.get("size") or 0) for layer in r.layers]
         return imgconfig.history_rows(r.config, image_id=r.config_digest, layer_sizes=sizes,
