@@ -105,11 +105,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             container_net.write_text(os.path.join(self.svc.cdir(rec.id), "resolv.conf"),
                                      container_net.host_resolv() if text is None else text)
             # and its /etc/hosts: the node's, copied (containerd's; a kubelet mounts its own over it)
-            try:
-                with open("/etc/hosts") as f:
-                    container_net.write_text(os.path.join(self.svc.cdir(rec.id), "hosts"), f.read())
-            except OSError:
-                pass
+            hosts = container_net.host_hosts()
+            if hosts is not None:
+                container_net.write_text(os.path.join(self.svc.cdir(rec.id), "hosts"), hosts)
         elif kind == "container":
             sid = self._cri(rec).get("sandbox") or ""
             try:
@@ -200,7 +198,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     @rpc
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:
-        ok, _ = self.net.ready()
+        try:  # the node's network config, read once for the condition and the verbose info
+            _, doc, text = self.net.conflist_source()
+            loaded: tuple[dict[str, Any], str] | None = (doc, text)
+        except BerthError:
+            loaded = None
+        ok = loaded is not None
         # containerd 1.6's words (a kubelet shows them in the node's conditions)
         conds = [pb.RuntimeCondition(type="RuntimeReady", status=True),
                  pb.RuntimeCondition(type="NetworkReady", status=ok, reason="" if ok else "NetworkPluginNotReady",
@@ -218,11 +221,6 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 "rootDir": cfg.root, "stateDir": cfg.state,
                 "streamServerAddress": cfg.stream_server_address, "streamServerPort": cfg.stream_server_port,
                 "containerdNamespace": NS})
-            try:
-                _, doc, text = self.net.conflist_source()
-                loaded: tuple[dict[str, Any], str] | None = (doc, text)
-            except BerthError:
-                loaded = None
             info["cniconfig"] = json.dumps(convert.cni_config_as_containerd(
                 cfg.cri_cni_conf_dir, list(cfg.cri_cni_bin_dirs), loaded))
             info["golang"] = json.dumps("none (berth is Python)")

@@ -336,6 +336,15 @@ def _empty_ep(nid: str) -> dict[str, Any]:
 
 # --- /etc files ---
 
+def host_hosts() -> str | None:
+    """The host's /etc/hosts as it is (None when it cannot be read)."""
+    try:
+        with open("/etc/hosts") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def host_resolv() -> str:
     try:
         with open("/etc/resolv.conf") as f:
@@ -354,12 +363,8 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
     write_text(os.path.join(files_dir, "hostname"), hostname + "\n")
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet",
              "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
-    if host:
-        try:
-            with open("/etc/hosts") as f:
-                lines = [line.rstrip("\n") for line in f]
-        except OSError:
-            pass
+    if host and (text := host_hosts()) is not None:
+        lines = text.splitlines()
     gateway = next((e.get("Gateway") for e in endpoints if e.get("Gateway")), "")
     for h in hc.get("ExtraHosts") or []:
         name, ip = parse_extra_host(h)

@@ -72,14 +72,6 @@ class PodNetwork:
                 return os.path.join(d, n), doc, text
         raise FailedPrecondition(f"cni config not initialized: no network configuration in {d}")
 
-    def ready(self) -> tuple[bool, str]:
-        """(ready, message) for the CRI's NetworkReady condition."""
-        try:
-            self.conflist()
-            return True, ""
-        except FailedPrecondition as e:
-            return False, str(e)
-
     @staticmethod
     def check_ports(port_mappings: Iterable[dict[str, Any]] | None) -> list[dict[str, Any]]:
         """The mappings portmap is given (those with a host port); a bad one is refused before

@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 
 from berth.errors import InvalidArgument
-from berth.snapshots import DirectorySnapshotter, Kind, Mount, SnapshotRecord
+from berth.snapshots import DirectorySnapshotter, Kind, Mount, SnapshotRecord, files_size
 
 
 class OverlaySnapshotter(DirectorySnapshotter):
@@ -58,7 +58,6 @@ class OverlaySnapshotter(DirectorySnapshotter):
                 return int(f.read())
         except (OSError, ValueError):
             pass
-        from berth.snapshots import files_size
         size = files_size(os.path.join(sdir, "fs"))
         try:
             tmp = kept + ".tmp"
