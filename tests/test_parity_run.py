@@ -1238,3 +1238,51 @@ def test_kill_exec_and_rename_errors_as_dockerd(eng, peer):
         finally:
             d.docker("rm", "-f", run, stopped)
     assert outs[0] == outs[1], outs
+
+
+def _tar_modes(data, under):
+    """(name, the mode field as written, typeflag) of the tar's entries under `under`, read from
+    the raw header blocks (tarfile would hide how the field is written)."""
+    out, off = [], 0
+    while off + 512 <= len(data):
+        blk = data[off:off + 512]
+        if not blk.strip(b"\0"):
+            break
+        name = blk[:100].rstrip(b"\0").decode()
+        size = int(blk[124:136].rstrip(b"\0 ") or b"0", 8)
+        if blk[156:157] not in (b"x", b"g") and (name + "/").startswith(under):
+            out.append((name.rstrip("/"), blk[100:108].rstrip(b"\0").decode(), blk[156:157].decode()))
+        off += 512 + -(-size // 512) * 512
+    return sorted(out)
+
+
+def test_archives_write_file_type_bits_in_modes_as_dockerd(eng, peer):
+    """docker cp's and export's tars and a committed layer carry the file's type bits in each
+    header's mode field beside the permissions (0100644, 040755, 0120777: moby's archive puts back
+    what Go 1.9's archive/tar dropped), a whiteout and an opaque marker none, side by side with
+    dockerd 20.10."""
+    import gzip
+    import io
+    import tarfile
+    script = ("mkdir -p /d/e && echo x > /d/f && chmod 4750 /d/f && ln -s f /d/l && ln /d/f /d/h && mkfifo /d/p"
+              " && rm /data/link && rm -rf /data/sub && mkdir /data/sub && touch /data/sub/n")
+    seen = []
+    for d in (eng, peer):
+        name = _name("tar")
+        try:
+            d.docker("run", "--name", name, "--network", "none", IMAGE, "sh", "-c", script, check=True)
+            cp = _tar_modes(d.docker("cp", f"{name}:/d", "-", check=True).stdout, "d/")
+            export = _tar_modes(d.docker("export", name, check=True).stdout, "d/")
+            d.docker("commit", name, f"{name}:1", check=True)
+            saved = tarfile.open(fileobj=io.BytesIO(d.docker("save", f"{name}:1", check=True).stdout))
+            top = json.load(saved.extractfile("manifest.json"))[0]["Layers"][-1]
+            layer = saved.extractfile(top).read()
+            if layer[:2] == b"\x1f\x8b":  # berth saves the layer blob as stored (gzip), dockerd 20.10 the tar
+                layer = gzip.decompress(layer)
+            seen.append((cp, export, _tar_modes(layer, "d/"), _tar_modes(layer, "data/")))
+        finally:
+            d.docker("rm", "-f", name)
+            d.docker("rmi", f"{name}:1")
+    assert seen[0] == seen[1], seen
+    cp = dict((n, m) for n, m, _ in seen[0][0])
+    assert cp["d"] == "0040755" and cp["d/f"] == "0104750" and cp["d/l"] == "0120777" and cp["d/p"] == "0010644", cp

@@ -83,12 +83,41 @@ def xattr_bytes(value: str) -> bytes:
     return value.encode("utf-8", "surrogateescape")
 
 
+class DockerTarInfo(tarfile.TarInfo):
+    """A header whose mode field carries the file's type bits beside its permissions (0100644 for
+    a regular file, 040755 for a directory) as docker writes them: Go's archive/tar stopped
+    writing them in Go 1.9 and moby's archive puts them back (fillGo18FileTypeBits), so that
+    layers' digests stay what they were. tarfile masks the field to 0o7777; ifmt goes in after.
+    Reading is unchanged (readers take the permissions, & 0o7777)."""
+
+    ifmt = 0  # stat.S_IFMT of the file the header describes; 0: none (whiteouts, given modes)
+
+    def get_info(self) -> dict:
+        info = super().get_info()
+        info["ifmt"] = self.ifmt
+        return info
+
+    @staticmethod
+    def _create_header(info: dict, format: int, encoding: str, errors: str) -> bytes:  # noqa: A002 (tarfile's name)
+        buf = tarfile.TarInfo._create_header(info, format, encoding, errors)
+        ifmt = info.get("ifmt", 0)  # a PAX record's own header has none
+        if not ifmt:
+            return buf
+        block = bytearray(buf)  # one header block: the mode field, then the checksum again
+        block[100:108] = b"%07o\0" % ((info["mode"] & 0o7777) | ifmt)
+        block[148:156] = b" " * 8
+        block[148:155] = b"%06o\0" % sum(block)
+        return bytes(block)
+
+
 def stat_header(name: str, st: os.stat_result, type_: bytes | None = None,
                 mode: int | None = None) -> tarfile.TarInfo:
     """A tar header for an lstat result with docker's conventions: numeric owner only, whole-second
-    mtime, the permission bits (or mode); the type from st unless given, devices' numbers."""
-    ti = tarfile.TarInfo(name)
+    mtime, the permission bits with the file's type bits (or mode, alone); the type from st unless
+    given, devices' numbers."""
+    ti = DockerTarInfo(name)
     ti.mode = stat.S_IMODE(st.st_mode) if mode is None else mode
+    ti.ifmt = stat.S_IFMT(st.st_mode) if mode is None else 0
     ti.uid, ti.gid = st.st_uid, st.st_gid
     ti.uname = ti.gname = ""
     ti.mtime = int(st.st_mtime)
