@@ -315,6 +315,28 @@ def test_usage_counts_own_content(snap):
     assert 256 * 1024 <= grown < 2 * 256 * 1024  # the hardlink is counted once
 
 
+def test_diff_size_is_a_layers_own_files_as_dockerd_sizes_it(snap):
+    """A committed snapshot's layer size (dockerd's image and history sizes): the files it adds
+    or changes, not directories or whiteouts, whether the snapshotter keeps the changes apart
+    (overlay) or a whole tree (native: compared with the parent, as dockerd's vfs does); kept
+    once measured; None for a snapshot still active."""
+    sn, wmode, _ = snap
+    build_chain(sn, wmode)
+    assert sn.diff_size("base") == len(b"berth 1\n" + b"old\n" + b"x\n")
+    assert sn.diff_size("app") == len(b"on\n" + b"y\n")  # os-release is the parent's, unchanged
+    sn.prepare("upd-active", "app")
+    apply_layer(layer(("etc/", b""), ("etc/os-release", b"berth 2!\n")), sn.fs_path("upd-active"), whiteout_mode=wmode)
+    fs = sn.fs_path("upd-active")
+    with open(os.path.join(fs, "big"), "wb") as fh:
+        fh.write(b"b" * 5000)
+    os.link(os.path.join(fs, "big"), os.path.join(fs, "big2"))
+    assert sn.diff_size("upd-active") is None
+    sn.commit("upd", "upd-active")
+    assert sn.diff_size("upd") == len(b"berth 2!\n") + 5000  # modified, added, a hardlink once
+    with open(os.path.join(sn.fs_path("upd"), "..", "diff-size")) as fh:
+        assert fh.read() == str(len(b"berth 2!\n") + 5000)
+
+
 def test_overlay_supported_probe_leaves_nothing(scratch):
     root = os.path.join(scratch, "probe")
     assert overlay_mod.supported(root) is True

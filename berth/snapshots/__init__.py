@@ -99,8 +99,7 @@ class Snapshotter(abc.ABC):
 
     def diff_size(self, key: str) -> int | None:
         """A committed snapshot's own files as dockerd sizes a layer (the sizes of what is not a
-        directory, a hardlinked file once), or None where the snapshotter does not keep a layer's
-        changes apart (a copy of the whole tree)."""
+        directory, a hardlinked file once), or None where the snapshotter cannot tell."""
         return None
 
 
@@ -166,6 +165,39 @@ class DirectorySnapshotter(Snapshotter):
 
     def _dir(self, sid: str) -> str:
         return os.path.join(self._snapshots, sid)
+
+    def diff_size(self, key: str) -> int | None:
+        """A committed snapshot's layer size (_measure_diff), kept in ``diff-size`` beside it once
+        measured: a committed snapshot does not change. None for one that is not committed."""
+        with self._lock:
+            metas = self._load()
+            rec = self._get(metas, key)
+            parent = self._get(metas, rec.parent) if rec.parent is not None else None
+        if rec.kind != Kind.COMMITTED:
+            return None
+        sdir = self._dir(rec.id)
+        kept = os.path.join(sdir, "diff-size")
+        try:
+            with open(kept) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            pass
+        size = self._measure_diff(rec, parent)
+        try:
+            tmp = kept + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(str(size))
+            os.replace(tmp, kept)
+        except OSError:
+            pass
+        return size
+
+    def _measure_diff(self, rec: SnapshotRecord, parent: SnapshotRecord | None) -> int:
+        """The size of what the snapshot changed from its parent (a whole tree: moby's naive
+        diff driver's way, as dockerd's vfs sizes a layer): what is added or modified and not a
+        directory (changes_size)."""
+        return changes_size(os.path.join(self._dir(rec.id), "fs"),
+                            os.path.join(self._dir(parent.id), "fs") if parent is not None else None)
 
     def fs_path(self, key: str) -> str:
         """The directory holding the snapshot's own content (to apply layers to)."""
@@ -423,6 +455,43 @@ def files_size(path: str) -> int:
                 seen.add(st.st_ino)
                 total += st.st_size
     return total
+
+
+def changes_size(path: str, parent: str | None) -> int:
+    """moby's ChangesSize of ChangesDirs(path, parent): the lstat sizes of everything in path but
+    directories that parent lacks or has otherwise (type, mode, owner, size, mtime to the
+    nanosecond, device, a symlink's target), a hardlinked inode counted once. Without a parent,
+    files_size."""
+    if parent is None:
+        return files_size(path)
+    seen: set[int] = set()
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        rel = os.path.relpath(dirpath, path)
+        for n in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            p = os.path.join(dirpath, n)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if not st.st_size or st.st_ino in seen:
+                continue
+            try:
+                old = os.lstat(os.path.join(parent, rel, n))
+            except OSError:
+                old = None
+            if old is not None and _same_entry(st, old, p, os.path.join(parent, rel, n)):
+                continue
+            seen.add(st.st_ino)
+            total += st.st_size
+    return total
+
+
+def _same_entry(a: os.stat_result, b: os.stat_result, pa: str, pb: str) -> bool:
+    if (a.st_mode, a.st_uid, a.st_gid, a.st_rdev, a.st_size, a.st_mtime_ns) != \
+            (b.st_mode, b.st_uid, b.st_gid, b.st_rdev, b.st_size, b.st_mtime_ns):
+        return False
+    return not stat.S_ISLNK(a.st_mode) or os.readlink(pa) == os.readlink(pb)
 
 
 def disk_usage(path: str) -> int:

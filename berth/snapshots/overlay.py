@@ -44,29 +44,9 @@ class OverlaySnapshotter(DirectorySnapshotter):
     def _fs(self, rec: SnapshotRecord) -> str:
         return os.path.join(self._dir(rec.id), "fs")
 
-    def diff_size(self, key: str) -> int | None:
-        """A committed snapshot's fs holds its layer's changes alone: their size, kept beside it
-        once measured (a committed snapshot does not change)."""
-        with self._lock:
-            rec = self._get(self._load(), key)
-        if rec.kind != Kind.COMMITTED:
-            return None
-        sdir = self._dir(rec.id)
-        kept = os.path.join(sdir, "diff-size")
-        try:
-            with open(kept) as f:
-                return int(f.read())
-        except (OSError, ValueError):
-            pass
-        size = files_size(os.path.join(sdir, "fs"))
-        try:
-            tmp = kept + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(str(size))
-            os.replace(tmp, kept)
-        except OSError:
-            pass
-        return size
+    def _measure_diff(self, rec: SnapshotRecord, parent: SnapshotRecord | None) -> int:
+        """A committed snapshot's fs holds its layer's changes alone: their size."""
+        return files_size(self._fs(rec))
 
     def _mounts(self, rec: SnapshotRecord, parents: list[SnapshotRecord]) -> list[Mount]:
         fs = self._fs(rec)
