@@ -225,8 +225,18 @@ def test_pull_and_rmi(node, registry):
     assert f"{registry.addr}/cri/hello" in node.crictl("images").out
     node.crictl("rmi", f"{registry.addr}/cri/hello:1")
     assert f"{registry.addr}/cri/hello" not in node.crictl("images").out
-    bad = node.crictl("pull", f"{registry.addr}/cri/nothing:1", check=False)
-    assert bad.returncode != 0 and "not found" in bad.err.lower()
+    # the failures in containerd 1.6's words and codes (side by side: its CRI answers the same)
+    ref = f"{registry.addr}/cri/nothing:1"
+    bad = node.crictl("pull", ref, check=False)
+    assert bad.returncode != 0 and (f'code = NotFound desc = failed to pull and unpack image \\"{ref}\\": failed to '
+                                    f'resolve reference \\"{ref}\\": {ref}: not found') in bad.err, bad.err
+    ref = f"127.0.0.1:{free_port()}/cri/nothing:1"  # nothing listens there
+    bad = node.crictl("pull", ref, check=False)
+    assert bad.returncode != 0 and (f'code = Unknown desc = failed to pull and unpack image \\"{ref}\\": failed to '
+                                    f'resolve reference \\"{ref}\\": ') in bad.err, bad.err
+    bad = node.crictl("pull", "cri/Upper:1", check=False)
+    assert bad.returncode != 0 and ('code = Unknown desc = failed to parse image reference \\"cri/Upper:1\\": '
+                                    'invalid reference format: repository name must be lowercase') in bad.err, bad.err
 
 
 @need_crictl

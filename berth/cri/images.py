@@ -6,15 +6,16 @@ import json
 import time
 from typing import TYPE_CHECKING
 
+import grpc
+
 from berth.cri import NAMESPACE
 from berth.cri import api_pb2 as pb
 from berth.cri import api_pb2_grpc, convert
-from berth.cri.errors import rpc, unimplemented
+from berth.cri.errors import Abort, code_of, rpc, unimplemented
 from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.goquote import quote
 
 if TYPE_CHECKING:
-    import grpc
-
     from berth.services import Services
     from berth.services.images import Resolved
 
@@ -40,6 +41,35 @@ def _auth(a: pb.AuthConfig | None) -> dict[str, str] | None:
     if user:
         out.update(username=user, password=password)
     return out if len(out) > 1 else None
+
+
+def _parse_for_pull(ref: str) -> str:
+    """The reference PullImage pulls, normalised (docker.io/library/busybox:latest); one that does
+    not parse is refused in containerd's words (its CRI, distribution's reference errors)."""
+    from berth.oci import reference as refmod
+    try:
+        return str(refmod.parse(ref))
+    except InvalidArgument as e:
+        why = "invalid reference format"
+        if "must be lowercase" in str(e):
+            why += ": repository name must be lowercase"
+        raise Abort(grpc.StatusCode.UNKNOWN, f"failed to parse image reference {quote(ref)}: {why}") from None
+
+
+def _pull_error(canon: str, e: BerthError) -> Abort:
+    """A failed pull in containerd's CRI's words: `failed to pull and unpack image "<ref>": ...`,
+    a reference the registry does not know as its resolver says it (`failed to resolve reference
+    "<ref>": <ref>: not found`, NOT_FOUND), a registry that cannot be reached or refuses the
+    resolve likewise under `failed to resolve reference` (UNKNOWN, as containerd's code)."""
+    from berth.remotes.transport import ConnectionFailed
+    msg = str(e)
+    if isinstance(e, NotFound) and msg.startswith("manifest"):
+        return Abort(grpc.StatusCode.NOT_FOUND, f"failed to pull and unpack image {quote(canon)}: failed to resolve reference "
+                                 f"{quote(canon)}: {canon}: not found")
+    if isinstance(e, ConnectionFailed):
+        msg = f"failed to resolve reference {quote(canon)}: {msg}"
+    return Abort(code_of(e) if isinstance(e, NotFound) else grpc.StatusCode.UNKNOWN,
+                 f"failed to pull and unpack image {quote(canon)}: {msg}")
 
 
 def repo_tags_digests(r: Resolved) -> tuple[list[str], list[str]]:
@@ -132,7 +162,12 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         ref = request.image.image
         if not ref:
             raise InvalidArgument("no image given")
-        self.images.pull(NS, ref, auth=_auth(request.auth if request.HasField("auth") else None))
+        auth = _auth(request.auth if request.HasField("auth") else None)
+        canon = _parse_for_pull(ref)
+        try:
+            self.images.pull(NS, ref, auth=auth)
+        except BerthError as e:
+            raise _pull_error(canon, e) from None
         r = self.images.resolve(NS, ref)
         return pb.PullImageResponse(image_ref=r.config_digest)
 
