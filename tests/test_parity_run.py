@@ -1286,3 +1286,48 @@ def test_archives_write_file_type_bits_in_modes_as_dockerd(eng, peer):
     assert seen[0] == seen[1], seen
     cp = dict((n, m) for n, m, _ in seen[0][0])
     assert cp["d"] == "0040755" and cp["d/f"] == "0104750" and cp["d/l"] == "0120777" and cp["d/p"] == "0010644", cp
+
+
+def test_network_errors_as_dockerd(eng, peer):
+    """docker network create/connect/disconnect/rm refusals in dockerd 20.10's words, side by side:
+    unknown driver, a bad or overlapping subnet (IPv4 and IPv6), a predefined name, a network in use,
+    the none/host/shared-namespace conflicts, --ip on a network whose subnet came from the pool,
+    a second disconnect (daemon's words for a created container, libnetwork's for a running one);
+    connecting a created container to its own network again is a no-op in both."""
+    sfx = uuid.uuid4().hex[:6]
+    n1, n3, n6 = f"pn1-{sfx}", f"pn3-{sfx}", f"pn6-{sfx}"
+    r1, r2, r3, c4 = (f"{x}-{sfx}" for x in ("r1", "r2", "r3", "c4"))
+    cases = [
+        ["network", "create", n1], ["network", "create", "--subnet", "10.251.7.0/24", n3],
+        ["network", "create", "--driver", "nope", f"px-{sfx}"],
+        ["network", "create", "--subnet", "10.251.7.0/24", f"py-{sfx}"],
+        ["network", "create", "--subnet", "bogus", f"pz-{sfx}"],
+        ["network", "create", "--ipv6", "--subnet", "fd00:7:7::/64", n6],
+        ["network", "create", "--ipv6", "--subnet", "fd00:7:7::/64", f"pw-{sfx}"],
+        ["network", "create", "--ipv6", "--subnet", "fd00::/64x", f"pv-{sfx}"],
+        ["network", "create", "host"], ["network", "create", "none"],
+        ["run", "-d", "--name", r1, "--network", n1, IMAGE, "sleep", "60"],
+        ["run", "-d", "--name", r2, "--network", "none", IMAGE, "sleep", "60"],
+        ["run", "-d", "--name", r3, "--network", "host", IMAGE, "sleep", "60"],
+        ["create", "--name", c4, "--network", n1, IMAGE, "sleep", "60"],
+        ["network", "rm", n1],
+        ["network", "connect", "none", r1], ["network", "connect", "host", r1], ["network", "connect", n3, r2],
+        ["network", "connect", n3, r3], ["network", "connect", "none", c4], ["network", "connect", n1, c4],
+        ["network", "connect", n1, r1], ["network", "connect", "--ip", "10.99.0.5", n1, r1],
+        ["network", "disconnect", "host", r3], ["network", "disconnect", n3, c4], ["network", "disconnect", n3, r1],
+    ]
+    seen = []
+    for d in (eng, peer):
+        out = []
+        try:
+            for c in cases:
+                p = d.docker(*c)
+                ids = [x for x in p.out.split() if len(x) == 64]
+                out.append((c, p.returncode, _daemon_error(p, ids)))
+        finally:
+            d.docker("rm", "-f", r1, r2, r3, c4)
+            d.docker("network", "rm", n1, n3, n6)
+        seen.append(out)
+    import re
+    assert [(c, rc, re.sub(r"\b[0-9a-f]{64}\b", "<id>", e)) for c, rc, e in seen[0]] == \
+        [(c, rc, re.sub(r"\b[0-9a-f]{64}\b", "<id>", e)) for c, rc, e in seen[1]]

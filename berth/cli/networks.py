@@ -51,7 +51,9 @@ def _ipam_configs(subnets, gateways, ranges, aux):
         try:
             nets.append((ipaddress.ip_network(s, strict=False), {"Subnet": s}))
         except ValueError:
-            raise BerthError(f"invalid subnet {s!r}") from None
+            if gateways or ranges or aux:  # docker's CLI parses a subnet only to pair them
+                raise BerthError(f"invalid subnet: invalid CIDR address: {s}") from None
+            nets.append((None, {"Subnet": s}))  # the daemon's error, in its words
     if (gateways or ranges or aux) and not nets:
         raise BerthError("every --gateway, --ip-range and --aux-address needs a --subnet")
 
@@ -61,7 +63,7 @@ def _ipam_configs(subnets, gateways, ranges, aux):
         except ValueError:
             raise BerthError(f"invalid {what} {value!r}") from None
         for net, c in nets:
-            if x.version == net.version and x.subnet_of(net):
+            if net is not None and x.version == net.version and x.subnet_of(net):
                 return c
         raise BerthError(f"no matching subnet for {what} {value}")
     for g in gateways:

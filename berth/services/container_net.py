@@ -26,6 +26,7 @@ def network_mode(hc: dict[str, Any] | None) -> str:
 # In a container's stored create body: its NetworkMode network was disconnected (docker keeps
 # HostConfig.NetworkMode as asked; the container just has no endpoint there until connected again)
 DETACHED = "BerthModeDetached"
+HOST_NETWORK_CONFLICT = "container cannot be disconnected from host network or connected to host network"
 
 
 def requested_networks(spec_body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -187,14 +188,24 @@ def connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cfg
     body = rec.spec_json() or {}
     hc = body.get("HostConfig") or {}
     mode = network_mode(hc)
-    if mode in ("host", "none") or mode.startswith("container:") or n.name in ("host", "none"):
-        raise FailedPrecondition(f"container cannot be disconnected from host network or connected to {n.name} "
-                                 "network" if mode == "host" or n.name == "host" else
-                                 f"container sharing network namespace with another container or host cannot be "
-                                 f"connected to any other network" if mode.startswith("container:") else
-                                 f"container cannot be connected to network {n.name}: its network mode is {mode}")
+    # dockerd's (20.10) checks and words, in its order
+    if n.name == "host":
+        raise FailedPrecondition(HOST_NETWORK_CONFLICT)
+    if mode == "host" or mode.startswith("container:"):
+        raise FailedPrecondition("container sharing network namespace with another container or host cannot be "
+                                 "connected to any other network")
+    if mode == "none" or n.name == "none":
+        raise FailedPrecondition("container cannot be connected to multiple networks with one of the networks in "
+                                 "private (none) mode")
+    ipam = (endpoint_cfg or {}).get("IPAMConfig") or {}
+    if ipam.get("IPv4Address") and n.data.get("subnet_auto"):
+        raise InvalidArgument("user specified IP address is supported only when connecting to networks with user "
+                              "configured subnets")
     current = [nets.get(ns, r).id for r, _ in requested_networks(body)]
+    running = svc.state(rec)["Running"]
     if n.id in current:
+        if not running:
+            return n  # configured already: nothing to do (dockerd answers it so)
         raise FailedPrecondition(f"endpoint with name {rec.name} already exists in network {n.name}")
     body = dict(body)
     nc = dict(body.get("NetworkingConfig") or {})
@@ -208,8 +219,7 @@ def connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cfg
     nc["EndpointsConfig"] = eps
     body["NetworkingConfig"] = nc
     check(nets, ns, dict({k: v for k, v in body.items() if k != DETACHED}, HostConfig=dict(hc, NetworkMode=n.name)))
-    st = svc.state(rec)
-    if st["Running"]:
+    if running:
         net = dict((rec.extensions or {}).get("net") or {})
         if not net.get("netns"):
             raise FailedPrecondition(f"container {rec.name} has no network namespace of its own")
@@ -235,8 +245,12 @@ def disconnect(svc: ContainerService, ns: str, ref: str, net_ref: str, force: bo
     hc = dict(body.get("HostConfig") or {})
     requested = requested_networks(body)
     match = [(r, e) for r, e in requested if _same(nets, ns, r, n)]
+    if network_mode(hc) == "host" and n.name == "host":
+        raise FailedPrecondition(HOST_NETWORK_CONFLICT)
     if not match:  # with or without --force, as docker's (force is for endpoints of removed containers)
-        raise FailedPrecondition(f"container {rec.id} is not connected to the network {n.name}")
+        # dockerd's words: its daemon's for a container that does not run, libnetwork's for one that does
+        the = "" if svc.state(rec)["Running"] else "the "
+        raise FailedPrecondition(f"container {rec.id} is not connected to {the}network {n.name}")
     nc = dict(body.get("NetworkingConfig") or {})
     eps = {k: v for k, v in (nc.get("EndpointsConfig") or {}).items() if not _same(nets, ns, k, n)}
     if _same(nets, ns, network_mode(hc), n):

@@ -158,10 +158,10 @@ class NetworkService:
                gateway6: str | None = None, ip_range6: str | None = None, aux: dict | None = None) -> Network:
         check_name(name)
         if name in BUILTIN or name == "default":
-            raise FailedPrecondition(f"{name} is a pre-defined network and cannot be created")
+            raise FailedPrecondition(f"operation is not permitted on predefined {name} network ")  # dockerd's, its space too
         driver = driver or "bridge"
         if driver not in DRIVERS:
-            raise NotFound(f"plugin \"{driver}\" not found (berth supports the drivers {', '.join(DRIVERS)})")
+            raise NotFound(f"plugin \"{driver}\" not found")  # berth has bridge, macvlan, ipvlan (DRIVERS)
         options = dict(options or {})
         if self.meta.find_object(ns, "network", name) is not None:
             raise AlreadyExists(f"network with name {name} already exists")
@@ -171,12 +171,12 @@ class NetworkService:
                 try:
                     net = ipaddress.IPv4Network(subnet, strict=False)
                 except ValueError:
-                    raise InvalidArgument(f"invalid subnet {subnet!r}: an IPv4 CIDR such as 10.1.0.0/24 is needed") from None
+                    raise InvalidArgument(f"Invalid subnet {subnet} : invalid CIDR address: {subnet}") from None
                 if net.prefixlen > 30:
                     raise InvalidArgument(f"invalid subnet {subnet}: too small (at most /30)")
                 for u in used:
                     if u.overlaps(net) and u.prefixlen > 0 and driver == "bridge":
-                        raise FailedPrecondition(f"invalid pool request: Pool overlaps with other one on this address space ({u})")
+                        raise FailedPrecondition("Pool overlaps with other one on this address space")
             else:
                 if gateway or ip_range:
                     raise InvalidArgument("--gateway and --ip-range need --subnet")
@@ -214,6 +214,7 @@ class NetworkService:
             aux = _aux(aux, net, gw, v6)
             nid = secrets.token_hex(32)
             data = {"driver": driver, "subnet": str(net), "gateway": str(gw), "ip_range": str(rng) if rng else "",
+                    "subnet_auto": not subnet,  # from the pool: no --ip on it (dockerd's rule)
                     "internal": bool(internal), "options": options, "ipam_options": dict(ipam_options or {}),
                     "attachable": bool(attachable), "created": _now(), "ipv6": bool(ipv6), **v6}
             if aux:
@@ -242,13 +243,12 @@ class NetworkService:
         try:
             net = ipaddress.IPv6Network(subnet6, strict=False)
         except ValueError:
-            raise InvalidArgument(f"invalid subnet {subnet6!r}") from None
+            raise InvalidArgument(f"Invalid subnet {subnet6} : invalid CIDR address: {subnet6}") from None
         if net.prefixlen > 126:
             raise InvalidArgument(f"invalid subnet {subnet6}: too small (at most /126)")
         for o in self.meta.list_objects(None, "network"):
             if o.data.get("subnet6") and ipaddress.IPv6Network(o.data["subnet6"]).overlaps(net):
-                raise FailedPrecondition(f"invalid pool request: Pool overlaps with other one on this address "
-                                         f"space ({o.data['subnet6']})")
+                raise FailedPrecondition("Pool overlaps with other one on this address space")
         gw = net.network_address + 1
         if gateway6:
             try:
@@ -344,8 +344,7 @@ class NetworkService:
             raise FailedPrecondition(f"{n.name} is a pre-defined network and cannot be removed")
         users = in_use(n) if in_use is not None else self.users(ns, n)
         if users:
-            raise FailedPrecondition(f"error while removing network: network {n.name} id {n.id} has active "
-                                     f"endpoints ({', '.join(users)})")
+            raise FailedPrecondition(f"error while removing network: network {n.name} id {n.id} has active endpoints")
         self.meta.delete_object(ns, "network", n.id)
         self.wait_released(n)  # a removed container's attachment may still be going
         self._teardown_host(n)
@@ -527,6 +526,9 @@ class NetworkService:
                 raise InvalidArgument(f"invalid IPv4 address: {ip}") from None
             if n.user_defined is False:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            if n.data.get("subnet_auto"):
+                raise InvalidArgument("user specified IP address is supported only when connecting to networks "
+                                      "with user configured subnets")
             if addr not in ipaddress.IPv4Network(n.data["subnet"]):
                 raise InvalidArgument(f"invalid address {ip}: it does not belong to any of this network's subnets")
             rc["ips"] = [f"{ip}/{ipaddress.IPv4Network(n.data['subnet']).prefixlen}"]
