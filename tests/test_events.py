@@ -132,6 +132,6 @@ def test_bad_filters_and_times_are_refused(d):
     status, body = _call(d, "GET", "/v1.45/networks?filters=" + q({"type": ["odd"]}))
     assert status == 400 and b"invalid filter" in body
     status, body = _call(d, "GET", "/v1.45/networks?filters=" + q({"colour": ["red"]}))
-    assert status == 400 and b"invalid filter" in body
+    assert status == 400 and b"Invalid filter 'colour'" in body  # dockerd's words
     status, body = _call(d, "POST", "/v1.45/networks/prune?filters=" + q({"colour": ["red"]}))
-    assert status == 400 and b"invalid filter" in body
+    assert status == 400 and b"Invalid filter 'colour'" in body

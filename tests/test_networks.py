@@ -308,7 +308,7 @@ def test_network_create_options_ip_and_mac(d):
 def test_network_rm_prune_and_bad_input(d):
     d.berth("network", "create", "used", check=True)
     d.berth("network", "create", "idle", check=True)
-    d.berth("create", "--name", "holder", "--network", "used", IMG, "true", check=True)
+    d.berth("run", "-d", "--name", "holder", "--network", "used", IMG, "sleep", "600", check=True)
     p = d.berth("network", "rm", "used")
     assert p.returncode != 0 and "active endpoints" in p.err
     p = d.berth("network", "create", "used")
@@ -324,8 +324,14 @@ def test_network_rm_prune_and_bad_input(d):
     assert "idle" in p.out and "used" not in p.out
     p = d.berth("run", "--rm", "--network", "nosuchnet", IMG, "true")
     assert p.returncode == 125 and "nosuchnet" in p.err and "not found" in p.err
-    d.berth("rm", "holder", check=True)
+    d.berth("rm", "-f", "holder", check=True)
+    # a container configured on a network but not running does not hold it (dockerd's); its start
+    # then fails, the network gone
+    d.berth("create", "--name", "holder", "--network", "used", IMG, "true", check=True)
     d.berth("network", "rm", "used", check=True)
+    p = d.berth("start", "holder")
+    assert p.returncode != 0 and "network used not found" in p.err, p.err
+    d.berth("rm", "holder", check=True)
 
 
 def test_connect_and_disconnect_a_running_container(d):

@@ -552,8 +552,14 @@ def test_flags_take_effect_or_are_refused(eng, tmp_path):
     assert info["Config"]["Labels"]["a"] == "1" and info["Config"]["Labels"]["b"] == "3"
     assert (info["Config"]["AttachStdout"], info["Config"]["AttachStderr"]) == (True, False)
     eng.berth("rm", name, check=True)
+    if os.path.exists("/sys/fs/cgroup/blkio/blkio.weight"):
+        p = eng.berth("run", "--rm", "--blkio-weight", "300", IMAGE, "true")
+        assert p.returncode == 125 and "berth does not support BlkioWeight (--blkio-weight)" in p.err, p.err
+    else:  # dockerd's: a warning, and the weight discarded
+        p = eng.berth("run", "--rm", "--blkio-weight", "300", IMAGE, "true")
+        assert p.returncode == 0 and p.err == ("WARNING: Your kernel does not support Block I/O weight or the cgroup "
+                                               "is not mounted. Weight discarded.\n"), p.err
     for flags, msg in ((["--gpus", "all"], 'could not select device driver "" with capabilities: [[gpu]]'),
-                       (["--blkio-weight", "300"], "berth does not support BlkioWeight (--blkio-weight)"),
                        (["--memory-swappiness", "10"], "berth does not support MemorySwappiness"),
                        (["--storage-opt", "size=1G"], "--storage-opt is supported only for overlay over xfs"),
                        (["--userns", "private"], "invalid USER mode"),
@@ -580,7 +586,7 @@ def test_flags_take_effect_or_are_refused(eng, tmp_path):
     p = eng.berth("exec", "--env-file", str(env), "-e", "B=3", "--detach-keys", "ctrl-x", c, "sh", "-c", "echo $A $B")
     assert p.out == "1 3\n", p.err
     eng.berth("stop", "-s", "USR1", c, check=True)
-    assert eng.berth("logs", "--details", c).out == "got-usr1\n"
+    assert eng.berth("logs", "--details", c).out == " got-usr1\n"  # no attributes, then a space (dockerd's)
     eng.berth("rm", c)
 
 
@@ -859,9 +865,22 @@ def test_wait_conditions_on_a_created_container_as_dockerd(eng, peer):
             for t in ts:
                 t.join(30)
             row.append(got)
+            # a next-exit wait is not answered by a start that fails (no run, no exit): docker's CLI
+            # would log its error after the start's
+            failed = {}
+            tf = threading.Thread(target=lambda: failed.update(r=_api(d.sock, "POST", "/containers/pw-c/wait?"
+                                                                              "condition=next-exit", timeout=10)),
+                                  daemon=True)
+            tf.start()
+            time.sleep(0.5)
             d.docker("start", "pw-c")
+            tf.join(1)
+            row.append(("next-exit waits after a failed start", tf.is_alive(), dict(failed)))
             code, body = _api(d.sock, "POST", "/containers/pw-c/wait")
             row.append((code, body["StatusCode"], "/nonexist" in body["Error"]["Message"]))
+            d.docker("rm", "-f", "pw-c", check=True)  # its removal answers it: the exit code, no error
+            tf.join(5)
+            row.append(failed.get("r"))
             seen.append(row)
         finally:
             d.docker("rm", "-f", "pw-a", "pw-b", "pw-c")
@@ -1331,3 +1350,41 @@ def test_network_errors_as_dockerd(eng, peer):
     import re
     assert [(c, rc, re.sub(r"\b[0-9a-f]{64}\b", "<id>", e)) for c, rc, e in seen[0]] == \
         [(c, rc, re.sub(r"\b[0-9a-f]{64}\b", "<id>", e)) for c, rc, e in seen[1]]
+
+
+def test_filters_logs_signals_and_resources_as_dockerd(eng, peer):
+    """The same refusals and answers as dockerd 20.10, side by side: list and prune filters it
+    checks before listing (unknown keys, status/health/is-task/exited/dangling values, a pattern
+    path.Match cannot read, prune's until), logs' lenient --tail and --details, an unknown kill
+    signal, a --change that is not one, an exec into a paused container, the CPU limits it refuses."""
+    sfx = uuid.uuid4().hex[:6]
+    lg, pz = f"lg-{sfx}", f"pz-{sfx}"
+    cases = [
+        ["ps", "-a", "--filter", "bogus=1"], ["ps", "-a", "--filter", "status=bogus"],
+        ["ps", "-a", "--filter", "health=bogus"], ["ps", "-a", "--filter", "is-task=maybe"],
+        ["ps", "-a", "--filter", "exited=x"], ["images", "--filter", "bogus=1"],
+        ["images", "--filter", "dangling=maybe"], ["images", "--filter", "reference=[["],
+        ["volume", "ls", "--filter", "bogus=1"], ["volume", "ls", "--filter", "dangling=maybe"],
+        ["network", "ls", "--filter", "bogus=1"], ["network", "ls", "--filter", "dangling=maybe"],
+        ["network", "prune", "-f", "--filter", "until=bogus"], ["volume", "prune", "-f", "--filter", "bogus=1"],
+        ["run", "--rm", "--cpus", "9999", IMAGE, "true"], ["run", "--rm", "--cpu-quota", "500", IMAGE, "true"],
+        ["run", "--rm", "--cpus", "1", "--cpu-quota", "50000", IMAGE, "true"],
+        ["run", "--rm", "--cpus", "1", "--cpu-period", "50000", IMAGE, "true"],
+        ["run", "--name", lg, IMAGE, "sh", "-c", "echo one; echo two"],
+        ["logs", "--tail", "x", lg], ["logs", "-n", "-1", lg], ["logs", "--tail", "1", lg], ["logs", "--details", lg],
+        ["commit", "--change", "BOGUS x", lg], ["commit", "--change", "RUN x", lg],
+        ["run", "-d", "--name", pz, "--network", "none", IMAGE, "sleep", "60"],
+        ["kill", "-s", "BOGUS", pz], ["kill", "-s", "0", pz], ["pause", pz], ["exec", pz, "true"], ["unpause", pz],
+    ]
+    seen = []
+    for d in (eng, peer):
+        out = []
+        try:
+            for c in cases:
+                p = d.docker(*c)
+                out.append((c, p.returncode, _daemon_error(p), p.out if c[0] == "logs" else ""))
+        finally:
+            d.docker("rm", "-f", lg, pz)
+        seen.append(out)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert [x for x in seen[0] if x[0][:2] == ["logs", "--details"]][0][3] == " one\n two\n"

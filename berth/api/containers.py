@@ -45,7 +45,8 @@ async def wait(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     try:
         code, err = await s.run_wait(s.containers.wait_result, ns, rec.id,
-                                     request.query.get("condition") or "not-running")
+                                     request.query.get("condition") or "not-running",
+                                     lambda: request.transport is None or request.transport.is_closing())
         result = {"StatusCode": code, "Error": {"Message": err} if err else None}
     except BerthError as e:  # the headers are out: the error goes in the body, as docker's does
         result = {"StatusCode": getattr(e, "status_code", -1), "Error": {"Message": e.message}}
@@ -106,14 +107,19 @@ async def logs(request: web.Request) -> web.StreamResponse:
     ns = namespace_of(request)
     rec = await s.run(s.containers.get, ns, request.match_info["id"])
     q = request.query
-    tail_s = q.get("tail", "all")
-    tail = None if tail_s in ("all", "") else int(tail_s)
+    try:  # dockerd's: a tail that is not a number, or a negative one, is all of it
+        tail = int(q.get("tail", "all"))
+    except ValueError:
+        tail = None
+    if tail is not None and tail < 0:
+        tail = None
     since = float(q.get("since") or 0)
     until = float(q.get("until") or 0)
     spec = rec.spec_json() or {}
     tty = bool(spec.get("Tty"))
     gen = s.containers.logs(ns, rec.id, _bool(request, "stdout"), _bool(request, "stderr"), _bool(request, "follow"),
-                            tail, since, until, _bool(request, "timestamps"), ticks=True)
+                            tail, since, until, _bool(request, "timestamps"), ticks=True,
+                            details=_bool(request, "details"))
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{
         "Content-Type": "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"}))
     await resp.prepare(request)

@@ -438,7 +438,7 @@ HOST_CONFIG = Obj(
     CpuShares=Int(0, why="cpu shares cannot be negative"),  # dockerd 20.10 takes -1; berth names the field
     Memory=Int(6 * MB, why="Minimum memory limit allowed is 6MB", zero_ok=True),
     NanoCpus=Int(0, why="NanoCPUs cannot be negative"), CgroupParent=Str(4096), BlkioWeight=Int(
-        10, 1000, why="Range of blkio weight is from 10 to 1000", zero_ok=True),
+        0, 65535, why="Range of blkio weight is from 10 to 1000"),  # (the range: runopts, after the host's support)
     BlkioWeightDevice=List(_WEIGHT_DEVICE), BlkioDeviceReadBps=List(_RATE_DEVICE),
     BlkioDeviceWriteBps=List(_RATE_DEVICE), BlkioDeviceReadIOps=List(_RATE_DEVICE),
     BlkioDeviceWriteIOps=List(_RATE_DEVICE),
@@ -526,7 +526,7 @@ ROUTES = {
     ("POST", "/containers/{id}/kill"): Route(query={"signal": QStr(max=32, pattern=r"[A-Za-z0-9+]+")}),
     ("GET", "/containers/{id}/logs"): Route(query={
         "follow": _BOOL, "stdout": _BOOL, "stderr": _BOOL, "since": QTime(), "until": QTime(),
-        "timestamps": _BOOL, "tail": QInt(0, 1 << 62, words=("all",)), "details": _BOOL}),
+        "timestamps": _BOOL, "tail": QStr(max=32), "details": _BOOL}),  # tail: dockerd reads a bad one as all
     ("POST", "/containers/{id}/attach"): Route(query={
         "detachKeys": QStr(max=64), "logs": _BOOL, "stream": _BOOL, "stdin": _BOOL, "stdout": _BOOL,
         "stderr": _BOOL}),

@@ -462,13 +462,13 @@ def logs(ctx, argv, cmd):
     p.add_argument("--since")
     p.add_argument("--until")
     p.add_argument("-t", "--timestamps", action="store_true")
-    p.add_argument("--details", action="store_true")  # berth's json-file log has no extra attributes
+    p.add_argument("--details", action="store_true")
     p.add_argument("name")
     a = p.parse_args(argv)
     info = ctx.client.container_inspect(a.name)
     tty = bool((info.get("Config") or {}).get("Tty"))
     resp = ctx.client.container_logs(a.name, follow=a.follow, tail=a.tail, since=_time_arg(a.since),
-                                     until=_time_arg(a.until), timestamps=a.timestamps)
+                                     until=_time_arg(a.until), timestamps=a.timestamps, details=a.details)
     try:
         out, err = sys.stdout.buffer, sys.stderr.buffer
         if tty:

@@ -67,11 +67,11 @@ class ContainersAPI:
         # type: (str, str | int | None) -> Any
         return self.call("POST", f"/containers/{cid}/kill", params={"signal": signal})
 
-    def container_logs(self, cid, follow=False, tail=None, since=None, until=None, timestamps=False):
-        # type: (str, bool, str | int | None, str | int | None, str | int | None, bool) -> Response
+    def container_logs(self, cid, follow=False, tail=None, since=None, until=None, timestamps=False, details=False):
+        # type: (str, bool, str | int | None, str | int | None, str | int | None, bool, bool) -> Response
         return self.call("GET", f"/containers/{cid}/logs", params={
             "stdout": True, "stderr": True, "follow": follow or None, "tail": tail, "since": since, "until": until,
-            "timestamps": timestamps or None}, stream=True)
+            "timestamps": timestamps or None, "details": details or None}, stream=True)
 
     def container_resize(self, cid, h, w):
         # type: (str, int, int) -> Any

@@ -258,7 +258,7 @@ def match_platform(index_manifests: Iterable[Mapping[str, Any]],
 # --- history ------------------------------------------------------------------
 
 _TIME_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(Z|z|[+-]\d{2}:?\d{2})?")
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?")
 
 
 def parse_time(s: object) -> int:
@@ -273,12 +273,22 @@ def parse_time(s: object) -> int:
         t = calendar.timegm((y, mo, d, h, mi, sec, 0, 0, 0))
     except (ValueError, OverflowError):
         return 0
-    tz = m.group(7)
+    tz = m.group(8)
     if tz and tz not in ("Z", "z"):
         sign = 1 if tz[0] == "+" else -1
         digits = tz[1:].replace(":", "")
         t -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
     return t
+
+
+def parse_time_ns(s: object) -> int:
+    """parse_time to the nanosecond (the fraction kept: images' created times compared as Go's
+    time.Time are); 0 if absent or bad."""
+    t = parse_time(s)
+    if not t:
+        return 0
+    frac = _TIME_RE.fullmatch(str(s).strip()).group(7) or ""  # type: ignore[union-attr]
+    return t * 10**9 + int((frac + "000000000")[:9])
 
 
 def history_rows(config: Mapping[str, Any], image_id: str | None = None,

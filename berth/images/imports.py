@@ -45,7 +45,7 @@ from berth.oci import mediatypes as mt
 _CHUNK = 1 << 20
 _BLOCK = 512
 
-SUPPORTED_CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
+SUPPORTED_CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
 
 
 def _q(s: object) -> str:
@@ -191,7 +191,7 @@ def apply_changes(changes: Iterable[str], base: Mapping[str, Any] | None = None)
     cfg = json.loads(json.dumps(dict(base or {})))
     for instr, args in _instructions(changes):
         if instr not in SUPPORTED_CHANGES:
-            raise InvalidArgument(f"unsupported --change instruction {instr}")
+            raise InvalidArgument(f"{instr.lower()} is not a valid change command")  # dockerd's words
         if instr in ("CMD", "ENTRYPOINT"):
             form = json_array(args)
             if form is None:
@@ -237,6 +237,16 @@ def apply_changes(changes: Iterable[str], base: Mapping[str, Any] | None = None)
             for v in form:
                 vols[v] = {}
             cfg["Volumes"] = vols
+        elif instr == "ONBUILD":  # the trigger as written, as dockerd records it
+            trigger = args.strip()
+            first = trigger.split(None, 1)[0].upper() if trigger else ""
+            if not first:
+                raise InvalidArgument("ONBUILD requires at least one argument")
+            if first == "ONBUILD":
+                raise InvalidArgument("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+            if first in ("FROM", "MAINTAINER"):
+                raise InvalidArgument(f"{first} isn't allowed as an ONBUILD trigger")
+            cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), trigger]
         elif instr == "STOPSIGNAL":
             sig = _unquote(args)
             if not _SIGNAL_RE.fullmatch(sig):

@@ -621,29 +621,37 @@ class ContainerService:
         its start)."""
         return self.wait_result(ns, ref, condition)[0]
 
-    def wait_result(self, ns: str, ref: str, condition: str = "not-running") -> tuple[int, str]:
+    def wait_result(self, ns: str, ref: str, condition: str = "not-running",
+                    gone: Callable[[], bool] | None = None) -> tuple[int, str]:
         """wait_exit's (exit code, error): the error of a start that failed (docker's State.Error),
-        which POST /containers/{id}/wait answers with (not-running and next-exit)."""
+        which POST /containers/{id}/wait answers with (not-running). next-exit waits for an exit
+        after a run: a start that fails does not answer it (dockerd's; its CLI would log the wait's
+        error after the start's). gone(): the client left, the wait ends (looked at each second)."""
         rec = self.get(ns, ref)
         cid = rec.id
         st = self.states.get(ns, cid, rec)
         gen0 = st.generation
-        if condition == "next-exit" or (condition == "removed" and st.status == S.CREATED):
-            # the start (or its failure), then the exit
-            self.states.wait_for(cid, lambda s: s is None or s.generation > gen0 and not s.running)
+        left = gone or (lambda: False)
+        if condition == "next-exit":  # the start, then its exit (not a failed start: no run)
+            self.states.wait_for(cid, lambda s: left() or s is None or s.generation > gen0 and not s.running
+                                 and not s.error)
+        elif condition == "removed" and st.status == S.CREATED:  # the start (or its failure), then the exit
+            self.states.wait_for(cid, lambda s: left() or s is None or s.generation > gen0 and not s.running)
         elif st.status == S.RESTARTING:  # dockerd counts it as running: its next exit, or a stop
-            self.states.wait_for(cid, lambda s: s is None or not s.running and (
+            self.states.wait_for(cid, lambda s: left() or s is None or not s.running and (
                 s.generation > gen0 or s.status != S.RESTARTING))
         else:
-            self.states.wait_for(cid, lambda s: s is None or not s.running)
+            self.states.wait_for(cid, lambda s: left() or s is None or not s.running)
         if condition == "removed":
             # --rm: the monitor removes it; a removal that failed leaves it dead, and says why
-            self.states.wait_for(cid, lambda s: s is None or s.status == S.DEAD)
+            self.states.wait_for(cid, lambda s: left() or s is None or s.status == S.DEAD)
             last = self.states.peek(cid)
             if last is not None and last.status == S.DEAD:
                 raise RemovalFailed(last.exit_code, last.error or "the removal failed")
             return (last.exit_code, "") if last is not None else (0, "")
         last = self.states.peek(cid)
+        if condition == "next-exit":  # (dockerd's: an exit, or the removal, without the start's error)
+            return (last.exit_code, "") if last is not None else (0, "")
         return (last.exit_code, last.error or "") if last is not None else (0, "")
 
     def mark_stopped_by_user(self, ns: str, rec: Container, value: bool = True) -> None:
@@ -670,7 +678,10 @@ class ContainerService:
         """Send a signal to the container's init (through its shim). With SIGKILL, return once
         the container is recorded as exited, as docker does."""
         from berth.runtime.container import parse_signal
-        n = parse_signal(sig or "KILL")
+        try:
+            n = parse_signal(sig or "KILL")
+        except InvalidArgument:
+            raise InvalidArgument(f"Invalid signal: {sig}") from None  # dockerd's (signal.ParseSignal)
         try:
             rec = self.get(ns, ref)
         except NotFound as e:  # dockerd's words
@@ -895,7 +906,8 @@ class ContainerService:
         filters = filters or {}
         for key in filters:  # refused whether or not there is a container to match (as dockerd)
             if key not in _FILTERS:
-                raise InvalidArgument(f"invalid filter {key!r}")
+                raise InvalidArgument(f"Invalid filter '{key}'")
+        _check_values(filters)
         # before= / since=: containers made before / after the one named (it must exist)
         after, before = _bounds(self, ns, filters)
         out = []
@@ -1022,15 +1034,16 @@ class ContainerService:
 
     def logs(self, ns: str, ref: str, stdout: bool = True, stderr: bool = True, follow: bool = False,
              tail: int | None = None, since: float = 0, until: float = 0,
-             timestamps: bool = False, ticks: bool = False) -> Iterator[tuple[str, bytes] | None]:
+             timestamps: bool = False, ticks: bool = False, details: bool = False) -> Iterator[tuple[str, bytes] | None]:
         """Yield (stream, bytes) from the json-file log; with follow, until the container exits.
         ticks: also None each time the follow has caught up and waits for more (a reader that
-        batches sends what it holds; one whose client left stops)."""
+        batches sends what it holds; one whose client left stops). details: each line after its
+        entry's attributes (k=v,...) and a space, as dockerd's --details."""
         rec = self.get(ns, ref)
         self.states.get(ns, rec.id, rec)
         path = self.log_path(rec.id)
         lc = ((rec.spec_json() or {}).get("HostConfig") or {}).get("LogConfig") or {}
-        item_of = self._log_item
+        item_of = self._log_item if not details else self._log_item_details
         if lc.get("Type") == "cri" and (lc.get("Config") or {}).get("path"):  # a CRI container's log
             path, item_of = lc["Config"]["path"], _cri_log_item
         want = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
@@ -1088,6 +1101,22 @@ class ContainerService:
         if timestamps:
             data = e.get("time", "").encode() + b" " + data
         return e["stream"], data
+
+    @staticmethod
+    def _log_item_details(line: bytes, want: Collection[str], since: float, until: float,
+                          timestamps: bool) -> tuple[str, bytes] | None:
+        """_log_item with the entry's attributes first: dockerd's --details (its log line is
+        "<time> <k=v,...> <line>", the attributes sorted by key and query-escaped)."""
+        item = ContainerService._log_item(line, want, since, until, False)
+        if item is None:
+            return None
+        from urllib.parse import quote_plus
+        e = json.loads(line)
+        attrs = e.get("attrs") or {}
+        data = ",".join(f"{quote_plus(k)}={quote_plus(str(attrs[k]))}" for k in sorted(attrs)).encode() + b" " + item[1]
+        if timestamps:
+            data = e.get("time", "").encode() + b" " + data
+        return item[0], data
 
     def image_users(self, ns: str) -> Callable[[Resolved], _Users]:
         """A callable: the ids of a namespace's containers of an image (.running: those running)."""
@@ -1242,7 +1271,7 @@ def _status_text(st: dict[str, Any]) -> str:
     return "Created"
 
 
-_FILTERS = ("status", "name", "id", "label", "ancestor", "volume", "health", "exited", "network", "publish",
+_FILTERS = ("status", "name", "id", "label", "ancestor", "volume", "health", "exited", "network", "publish", "is-task",
             "expose", "before", "since")  # what _match and _bounds know
 
 
@@ -1321,9 +1350,44 @@ def _match(filters: dict[str, Any], item: dict[str, Any], rec: Container, st: di
                 return False
         elif key in ("before", "since"):
             pass  # (_bounds)
+        elif key == "is-task":
+            if _values(raw) == ["true"]:
+                return False  # no swarm task runs here
         else:
-            raise InvalidArgument(f"invalid filter {key!r}")
+            raise InvalidArgument(f"Invalid filter '{key}'")
     return True
+
+
+_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+def _values(raw: Any) -> list[str]:
+    if isinstance(raw, dict):
+        return [k for k, v in raw.items() if v]
+    return [raw] if isinstance(raw, str) else [str(x) for x in raw]
+
+
+def _check_values(filters: dict[str, Any]) -> None:
+    """The values dockerd 20.10 refuses before it lists anything, in its words."""
+    for key, raw in filters.items():
+        values = _values(raw)
+        if key == "status":
+            for v in values:
+                if v not in _STATUSES:
+                    raise InvalidArgument(f"Invalid filter 'status={v}'")
+        elif key == "health":
+            for v in values:
+                if v not in ("starting", "healthy", "unhealthy", "none"):
+                    raise InvalidArgument(f"Unrecognised filter value for health: {v}")
+        elif key == "is-task":
+            if values not in (["true"], ["false"]):
+                raise InvalidArgument(f"Invalid filter 'is-task=[{' '.join(values)}]'")
+        elif key == "exited":
+            for v in values:
+                body = v[1:] if v[:1] in "+-" else v
+                if not (body.isascii() and body.isdigit()):
+                    from berth.goquote import quote
+                    raise InvalidArgument(f"strconv.Atoi: parsing {quote(v)}: invalid syntax")
 
 
 def error_of_start(kind: str | None, message: str) -> BerthError:

@@ -140,7 +140,7 @@ class ExecService:
         rec = c.get(ns, ref)
         st = c.run_state(ns, rec.id)
         if st.status == "paused":
-            raise FailedPrecondition(f"container {rec.id} is paused, unpause the container before exec")
+            raise FailedPrecondition(f"Container {ref} is paused, unpause the container before exec")  # dockerd's, as named
         if not st.running:
             raise FailedPrecondition(f"Container {rec.id} is not running")  # dockerd's words
         body = dict(body)

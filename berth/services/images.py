@@ -258,7 +258,9 @@ class ImageService(RegistryOps, ArchiveOps):
         filters = filters or {}
         for key in filters:  # refused even when there is nothing to filter
             if key not in ("dangling", "reference", "label", "before", "since"):
-                raise InvalidArgument(f"invalid filter {key!r}")
+                raise InvalidArgument(f"Invalid filter '{key}'")
+        # before= / since=: images created strictly before / after the one named (dockerd's)
+        lo, hi = _created_bounds(self, ns, filters)
         out = []
         for digest, imgs in self._all(ns).items():
             try:
@@ -268,6 +270,10 @@ class ImageService(RegistryOps, ArchiveOps):
             tags = self._repo_tags(r)
             if not _match_filters(filters, r, tags):
                 continue
+            if lo is not None or hi is not None:
+                t = imgconfig.parse_time_ns(r.config.get("created"))
+                if (hi is not None and t >= hi) or (lo is not None and t <= lo):
+                    continue
             created = imgconfig.parse_time(r.config.get("created"))
             out.append({
                 "Id": r.config_digest, "ParentId": "", "RepoTags": tags, "RepoDigests": self._repo_digests(r),
@@ -620,7 +626,81 @@ def _match_filters(filters: dict[str, Any], r: Resolved, tags: list[str]) -> boo
         elif key in ("before", "since"):
             continue
         else:
-            raise InvalidArgument(f"invalid filter {key!r}")
+            raise InvalidArgument(f"Invalid filter '{key}'")
+    return True
+
+
+def _created_bounds(images: ImageService, ns: str, filters: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(since's, before's) created times in ns, from the images they name (the last of each
+    filter's values, as dockerd's walk keeps); the filters' values are checked first."""
+    _check_image_filters(images, ns, filters)
+    out: list[int | None] = []
+    for key in ("since", "before"):
+        values = filters.get(key)
+        if isinstance(values, dict):
+            values = [k for k, v in values.items() if v]
+        elif isinstance(values, str):
+            values = [values]
+        t = None
+        for v in values or []:
+            t = imgconfig.parse_time_ns(images.resolve(ns, v).config.get("created"))
+        out.append(t)
+    return out[0], out[1]
+
+
+def _check_image_filters(images: ImageService, ns: str, filters: dict[str, Any]) -> None:
+    """What dockerd 20.10 refuses before listing: dangling other than true/false, a before= or
+    since= image that is not there, a reference pattern path.Match cannot read."""
+    for key, values in filters.items():
+        if isinstance(values, dict):
+            values = [k for k, v in values.items() if v]
+        elif isinstance(values, str):
+            values = [values]
+        if key == "dangling" and list(values) not in (["true"], ["false"]):
+            raise InvalidArgument(f"Invalid filter 'dangling=[{' '.join(values)}]'")
+        if key in ("before", "since"):
+            for v in values:
+                images.resolve(ns, v)  # NotFound, in berth's words
+        if key == "reference":
+            for v in values:
+                if not go_pattern_ok(v):
+                    raise InvalidArgument("syntax error in pattern")
+
+
+def go_pattern_ok(pattern: str) -> bool:
+    """Go's path.Match reads the pattern (no ErrBadPattern): every [ closed by a ], a class's
+    first character neither ] nor -, ranges complete, no trailing backslash."""
+    p, n = pattern, len(pattern)
+
+    def esc(i: int) -> int:  # getEsc: the index after one class character, or -1
+        if i >= n or p[i] in "-]":
+            return -1
+        if p[i] == "\\":
+            i += 1
+            if i >= n:
+                return -1
+        return i + 1
+    i = 0
+    while i < n:
+        if p[i] == "\\":
+            if i + 1 >= n:
+                return False
+            i += 2
+        elif p[i] == "[":
+            i += 1
+            if i < n and p[i] == "^":
+                i += 1
+            ranges = 0
+            while not (i < n and p[i] == "]" and ranges):
+                i = esc(i)
+                if i >= 0 and i < n and p[i] == "-":
+                    i = esc(i + 1)
+                if i < 0:
+                    return False
+                ranges += 1
+            i += 1
+        else:
+            i += 1
     return True
 
 

@@ -318,8 +318,14 @@ class NetworkService:
         filters = filters or {}
         for key in filters:
             if key not in ("label", "label!", "until"):
-                raise InvalidArgument(f"invalid filter {key!r}")
+                raise InvalidArgument(f"Invalid filter '{key}'")
         until = _filter_values(filters, "until")
+        if until:
+            from berth.gotime import get_timestamp
+            try:
+                get_timestamp(until[0])
+            except ValueError as e:
+                raise InvalidArgument(str(e)) from None
         before = _until(until[0]) if until else None
         gone = []
         for n in self.all(ns):
@@ -327,7 +333,7 @@ class NetworkService:
                 continue
             if before is not None and not (n.created and n.created < before):
                 continue
-            if self.users(ns, n):
+            if self.attached(ns, n):  # (dockerd's: networks without endpoints go)
                 continue
             try:
                 self.remove(ns, n.id)
@@ -337,12 +343,13 @@ class NetworkService:
         return {"NetworksDeleted": gone}
 
     def remove(self, ns: str, ref: str, in_use: Callable[[Network], list[str]] | None = None) -> Network:
-        """Remove a user-defined network; refused while a container (running or not) uses it
-        (in_use(n): their names; by default the wired containers')."""
+        """Remove a user-defined network; refused while a running container is attached to it
+        (in_use(n): by default those), as dockerd: a container that is configured on it but does
+        not run does not hold it (its start then fails, the network not found)."""
         n = self.get(ns, ref)
         if n.builtin:
             raise FailedPrecondition(f"{n.name} is a pre-defined network and cannot be removed")
-        users = in_use(n) if in_use is not None else self.users(ns, n)
+        users = in_use(n) if in_use is not None else list(self.attached(ns, n))
         if users:
             raise FailedPrecondition(f"error while removing network: network {n.name} id {n.id} has active endpoints")
         self.meta.delete_object(ns, "network", n.id)
@@ -719,10 +726,14 @@ class NetworkService:
         filters = filters or {}
         for key in filters:
             if key not in ("name", "id", "driver", "type", "label", "dangling", "scope"):
-                raise InvalidArgument(f"invalid filter {key!r}")
+                raise InvalidArgument(f"Invalid filter '{key}'")
+        for dg in _filter_values(filters, "dangling"):
+            if dg not in ("1", "true", "True", "0", "false", "False"):
+                raise InvalidArgument("invalid value for filter 'dangling', must be \"true\" (or \"1\"), or \"false\" "
+                                      "(or \"0\")")
         out = []
         for n in self.all(ns):
-            if _matches(filters, n, lambda n=n: self.users(ns, n)):
+            if _matches(filters, n, lambda n=n: list(self.attached(ns, n))):  # dangling: no endpoint (dockerd's)
                 out.append(self.inspect(n, self.attached(ns, n)))
         return out
 

@@ -123,6 +123,7 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
         # dockerd's default, recorded in HostConfig: as much swap as memory (the CRI's: none)
         hc["MemorySwap"] = 2 * int(hc["Memory"])
     _check_memory(hc, warnings)
+    check_cpu(hc)
     _check_cpuset(hc)
     adj = hc.get("OomScoreAdj")
     if adj is not None:
@@ -177,6 +178,12 @@ def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[
                        cri: bool = False) -> None:
     """Options berth cannot honour are refused (or, where docker too lets them go, warned about):
     never accepted and dropped."""
+    bw = int(hc.get("BlkioWeight") or 0)
+    if bw and not os.path.exists("/sys/fs/cgroup/blkio/blkio.weight"):  # dockerd's sysinfo: not on this host
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
+        hc["BlkioWeight"] = bw = 0
+    if bw and not 10 <= bw <= 1000:
+        raise InvalidArgument("Range of blkio weight is from 10 to 1000")
     for key, flag in (("BlkioWeight", "--blkio-weight"), ("BlkioWeightDevice", "--blkio-weight-device"),
                       ("BlkioDeviceReadBps", "--device-read-bps"), ("BlkioDeviceWriteBps", "--device-write-bps"),
                       ("BlkioDeviceReadIOps", "--device-read-iops"), ("BlkioDeviceWriteIOps", "--device-write-iops"),
@@ -187,8 +194,11 @@ def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[
     sw = hc.get("MemorySwappiness")
     if sw is not None and sw != -1:
         raise InvalidArgument("berth does not support MemorySwappiness (--memory-swappiness)")
-    if hc.get("KernelMemory"):
+    kmem = int(hc.get("KernelMemory") or 0)
+    if kmem:
         warnings.append("Specifying a kernel memory limit is deprecated and will be removed in a future release.")
+        if 0 < kmem < _MIN_MEMORY and os.path.exists("/sys/fs/cgroup/memory/memory.kmem.limit_in_bytes"):
+            raise InvalidArgument("Minimum kernel memory limit allowed is 6MB")
     for key in ("CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth"):
         if hc.get(key):
             warnings.append(f"{key} is a Windows-only option: ignored on Linux.")
@@ -273,6 +283,20 @@ def _check_sysctl(key: str, netmode: str, ipc: str) -> None:
     if key in ("kernel.domainname", "kernel.hostname"):
         raise InvalidArgument(f'sysctl "{key}" is not allowed as it conflicts with the OCI "domainname"/"hostname" field')
     raise InvalidArgument(f"sysctl '{key}' is not allowed")
+
+
+def check_cpu(hc: dict[str, Any]) -> None:
+    """dockerd 20.10's CPU checks (verifyPlatformContainerResources), in its order and words."""
+    nano, period, quota = (int(hc.get(k) or 0) for k in ("NanoCpus", "CpuPeriod", "CpuQuota"))
+    if nano > 0 and period > 0:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if nano > 0 and quota > 0:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    n = len(os.sched_getaffinity(0)) or os.cpu_count() or 1
+    if nano < 0 or nano > n * 10**9:
+        raise InvalidArgument(f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available")
+    if 0 < quota < 1000:
+        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
 
 
 def _check_memory(hc: dict[str, Any], warnings: list[str]) -> None:

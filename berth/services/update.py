@@ -43,6 +43,7 @@ def update(svc: ContainerService, ns: str, ref: str, body: Any) -> dict[str, Any
     if new.get("NanoCpus") and (new.get("CpuQuota") or new.get("CpuPeriod") or hc.get("CpuQuota")
                                 or hc.get("CpuPeriod")):
         raise InvalidArgument("Conflicting options: Nano CPUs cannot be set as CPU Period or Quota is already set")
+    runopts.check_cpu(new)  # the request's own, as dockerd's update checks them
     merged = dict(hc, **new)
     runopts._check_memory(merged, warnings)
     runopts._check_cpuset(merged)

@@ -316,7 +316,7 @@ class VolumeService:
         filters = _norm_filters(filters)
         for k in filters:
             if k not in ("label", "label!", "all"):
-                raise InvalidArgument(f"invalid filter '{k}'")
+                raise InvalidArgument(f"Invalid filter '{k}'")
         all_ = any(v.lower() in ("1", "true") for v in filters.get("all") or [])
         deleted, space = [], 0
         with self._lock:
@@ -565,7 +565,10 @@ class VolumeService:
         filters = _norm_filters(filters)
         for k in filters:
             if k not in ("name", "label", "label!", "dangling", "driver"):
-                raise InvalidArgument(f"invalid filter '{k}'")
+                raise InvalidArgument(f"Invalid filter '{k}'")
+        dangling = filters.get("dangling") or []
+        if dangling and not all(x in ("true", "1", "false", "0") for x in dangling):
+            raise InvalidArgument(f"Invalid filter 'dangling=[{' '.join(dangling)}]'")
         used = self._used(ns) if "dangling" in filters else set()
         out = []
         for o in self.meta.list_objects(ns, "volume"):
