@@ -1388,3 +1388,32 @@ def test_filters_logs_signals_and_resources_as_dockerd(eng, peer):
         seen.append(out)
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
     assert [x for x in seen[0] if x[0][:2] == ["logs", "--details"]][0][3] == " one\n two\n"
+
+
+def test_mount_specs_exec_cwd_and_top_errors_as_dockerd(eng, peer):
+    """dockerd's (and runc's) words, side by side: a -v spec with too many parts, a tmpfs path that
+    is not absolute or an option tmpfs does not take, a local volume's unknown option, an exec's
+    working directory that is missing or relative, a ps option top's ps refuses."""
+    sfx = uuid.uuid4().hex[:6]
+    ex, vol = f"ex-{sfx}", f"vo-{sfx}"
+    cases = [
+        ["run", "--rm", "-v", "x:y:z:w", IMAGE, "true"], ["run", "--rm", "-v", ":/x", IMAGE, "true"],
+        ["run", "--rm", "--tmpfs", "relative", IMAGE, "true"], ["run", "--rm", "--tmpfs", "/x:bogus=1", IMAGE, "true"],
+        ["run", "--rm", "--tmpfs", "/x:size=1m,noexec,mode=700", IMAGE, "true"],
+        ["run", "--rm", "--mount", f"type=volume,dst=/x,volume-opt=a=b,src={vol}", IMAGE, "true"],
+        ["volume", "create", "-o", "bogus=1", vol],
+        ["run", "-d", "--name", ex, "--network", "none", IMAGE, "sleep", "60"],
+        ["exec", "-w", "/nonexist", ex, "pwd"], ["exec", "-w", "relative", ex, "pwd"], ["top", ex, "-o", "bogus"],
+    ]
+    seen = []
+    for d in (eng, peer):
+        out = []
+        try:
+            for c in cases:
+                p = d.docker(*c)
+                out.append((c, p.returncode, _daemon_error(p), p.out if c[0] == "exec" else ""))
+        finally:
+            d.docker("rm", "-f", ex)
+            d.docker("volume", "rm", vol)
+        seen.append(out)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]

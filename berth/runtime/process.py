@@ -160,7 +160,9 @@ def chdir_checked(cwd: str) -> None:
     try:
         os.chdir(cwd)
     except OSError as e:
-        raise SystemError_(f"cannot chdir to {cwd}: {e.strerror}") from None
+        why = e.strerror or str(e)  # runc's words (Go's errno text: lower case); no import here (pivoted)
+        q = '"' + cwd.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        raise SystemError_(f"chdir to cwd ({q}) set in config.json failed: {why[:1].lower()}{why[1:]}") from None
     try:
         here = os.getcwd()
     except OSError:

@@ -256,7 +256,7 @@ def validate_process(process: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArgument("config.json: process.args must be a non-empty list of strings")
     cwd = process.get("cwd", "/")
     if not isinstance(cwd, str) or not cwd.startswith("/"):
-        raise InvalidArgument(f"config.json: process.cwd {cwd!r} must be an absolute path")
+        raise InvalidArgument("Cwd must be an absolute path")  # runc's words (validateProcessSpec)
     env = _type(process.get("env") or [], list, "process.env")
     for e in env:
         if not isinstance(e, str) or "=" not in e:

@@ -131,9 +131,9 @@ def top(svc: ContainerService, ns: str, ref: str, ps_args: str | None = None) ->
         p = subprocess.run([ps, *args], capture_output=True, env=env, timeout=60, check=False)
         if p.returncode != 0:
             first = p.stderr.decode(errors="replace").split("\n", 1)[0]
-            # options ps refuses are the client's (dockerd: "Error running ps")
+            # options ps refuses are the client's (a 400; dockerd's words: "ps: " and ps's first line)
             raise (InvalidArgument if user_args else SystemError_)(
-                f"Error running ps: {first or f'exit status {p.returncode}'}")
+                f"ps: {first or f'exit status {p.returncode}'}")
     return _parse_ps(p.stdout.decode(errors="replace"), pids)
 
 

@@ -92,8 +92,8 @@ def parse_bind(spec: str) -> dict:
     if not isinstance(spec, str):
         raise InvalidArgument(f"invalid volume specification: {spec!r}")
     parts = spec.split(":")
-    if len(parts) > 3:
-        raise InvalidArgument(f"invalid spec: {spec}: too many colons")
+    if len(parts) > 3 or parts[0] == "":  # dockerd's words (its linux parser)
+        raise InvalidArgument(f"invalid volume specification: '{spec}'")
     if any(p == "" for p in parts):
         raise InvalidArgument(f"invalid spec: {spec}: empty section between colons")
     src, mode = "", ""
@@ -183,15 +183,35 @@ def parse_mount(m: dict) -> dict:
     return mp
 
 
+# mount(8) flags moby's ParseOptions takes out of a tmpfs's options (runc's tmpcopyup too), and the
+# data options its ParseTmpfsOptions lets through
+_MOUNT_FLAGS = frozenset(("defaults", "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async",
+                          "dirsync", "remount", "mand", "nomand", "atime", "noatime", "diratime", "nodiratime", "bind",
+                          "rbind", "unbindable", "runbindable", "private", "rprivate", "shared", "rshared", "slave",
+                          "rslave", "relatime", "norelatime", "strictatime", "nostrictatime", "tmpcopyup",
+                          "notmpcopyup"))
+_TMPFS_DATA = frozenset(("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"))
+
+
 def parse_tmpfs(dest: str, opts: str) -> dict:
     """A HostConfig.Tmpfs entry (`--tmpfs /path:opts`)."""
-    spec = f"{dest}:{opts}" if opts else dest
-    dest = _check_dest(spec, dest, "tmpfs")
+    # dockerd's checks and words (ValidateTmpfsMountDestination, mount.ParseTmpfsOptions)
+    if not dest:
+        raise InvalidArgument('invalid mount config for type "tmpfs": field Target must not be empty')
+    if dest == "/":
+        raise InvalidArgument("destination can't be '/'")
+    if not dest.startswith("/"):
+        raise InvalidArgument(f"invalid mount path: '{dest}' mount path must be absolute")
+    dest = os.path.normpath(dest)
     if not isinstance(opts, str):
         raise InvalidArgument(f"invalid tmpfs options for {dest}: {opts!r}")
     words = [o for o in opts.split(",") if o] if opts else []
     for w in words:
         k, _, v = w.partition("=")
+        if k not in _MOUNT_FLAGS and k not in _TMPFS_DATA:
+            from berth.goquote import quote
+            parts = [k, v] if "=" in w else [k]
+            raise InvalidArgument(f"invalid tmpfs option [{' '.join(quote(x) for x in parts)}]")
         if k == "size" and not re.fullmatch(r"\d+[kmgKMG%]?", v):
             raise InvalidArgument(f"invalid tmpfs option {w!r} for {dest}")
     return {"Type": "tmpfs", "Destination": dest, "Source": "", "RW": "ro" not in words, "Mode": "",
@@ -233,20 +253,20 @@ class VolumeService:
         if driver != "local":
             raise InvalidArgument(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
         opts = dict(opts or {})
-        for k, v in opts.items():
-            if k not in LOCAL_OPTS:
-                raise InvalidArgument(f'invalid option key: "{k}" (the local driver takes type, device and o)')
-            if not isinstance(v, str):
-                raise InvalidArgument(f'invalid option "{k}": not a string')
-        if opts and (not opts.get("type") or not opts.get("device")):
-            missing = "type" if not opts.get("type") else "device"
-            raise InvalidArgument(f'missing required option: "{missing}"')
         labels = dict(labels or {})
         if not name:  # anonymous
             name = secrets.token_hex(32)
             labels.setdefault(ANON_LABEL, "")
         else:
             check_name(name)
+        for k, v in opts.items():
+            if k not in LOCAL_OPTS:
+                raise InvalidArgument(f'create {name}: invalid option: "{k}"')  # dockerd's words (the local driver)
+            if not isinstance(v, str):
+                raise InvalidArgument(f'invalid option "{k}": not a string')
+        if opts and (not opts.get("type") or not opts.get("device")):
+            missing = "type" if not opts.get("type") else "device"
+            raise InvalidArgument(f'missing required option: "{missing}"')
         with self._lock:
             o = self.meta.find_object(ns, "volume", name)
             if o is not None:
