@@ -1582,10 +1582,28 @@ def test_a_container_that_cannot_start(node, cri):
     cid = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
     with pytest.raises(grpc.RpcError) as e:
         cri.StartContainer(container_id=cid)
-    assert "/nonexistent" in e.value.details()
+    # containerd 1.6's words and code (side by side): its task, its shim's and runc's
+    words = ('failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create '
+             'failed: unable to start container process: exec: "/nonexistent": stat /nonexistent: no such file or '
+             'directory: unknown')
+    assert (e.value.code(), e.value.details()) == (grpc.StatusCode.UNKNOWN, words)
     st = cri.ContainerStatus(container_id=cid).status
     assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, 128, "StartError")
-    assert "/nonexistent" in st.message and st.finished_at > 0
+    assert st.message == words and st.finished_at > 0
+    # a file that is not executable is refused at the start too (runc's exec.LookPath), and a
+    # working directory the image lacks is made (runc's)
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="noexec"), image=pb.ImageSpec(image="busybox-layers:1"),
+                             command=["/etc/passwd"])
+    cid = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+    with pytest.raises(grpc.RpcError) as e:
+        cri.StartContainer(container_id=cid)
+    assert 'exec: "/etc/passwd": permission denied: unknown' in e.value.details()
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="wd"), image=pb.ImageSpec(image="busybox-layers:1"),
+                             command=["sh", "-c", "pwd > /dev/termination-log; exit 3"], working_dir="/made/here")
+    cid = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+    cri.StartContainer(container_id=cid)
+    wait_for(lambda: cri.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_EXITED, 10, "the exit")
+    assert cri.ContainerStatus(container_id=cid).status.exit_code == 3
 
 
 

@@ -1417,3 +1417,35 @@ def test_mount_specs_exec_cwd_and_top_errors_as_dockerd(eng, peer):
             d.docker("volume", "rm", vol)
         seen.append(out)
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+
+
+def test_start_failures_workdir_and_entrypoint_reset_as_dockerd(eng, peer):
+    """As dockerd 20.10 with runc, side by side: a start that fails says so in its shim's and runc's
+    words (State.Error too), a file that is not executable or a directory is refused at the start
+    (126), a working directory the image lacks is made (0755, root's), `--entrypoint ""` resets the
+    entrypoint and takes nothing from the image (no command: refused at create)."""
+    sfx = uuid.uuid4().hex[:6]
+    names = [f"{x}-{sfx}" for x in ("s1", "s2", "s3", "w1", "e1", "e2")]
+    s1, s2, s3, w1, e1, e2 = names
+    fmt = "{{.State.Status}}|{{.State.ExitCode}}|{{.State.Error}}|{{json .Config.Entrypoint}}|{{json .Config.Cmd}}|{{.Path}}|{{json .Args}}"
+    cases = [
+        ["create", "--name", s1, IMAGE, "/nonexist"], ["start", s1], ["inspect", "--format", fmt, s1],
+        ["create", "--name", s2, IMAGE, "/etc/passwd"], ["start", s2], ["inspect", "--format", fmt, s2],
+        ["create", "--name", s3, IMAGE, "/data"], ["start", s3],
+        ["run", "--name", w1, "-u", "1234", "-w", "/new/dir", IMAGE, "sh", "-c", "pwd; stat -c '%a %u %g' ."],
+        ["create", "--name", e1, "--entrypoint", "", IMAGE, "echo", "hi"], ["inspect", "--format", fmt, e1],
+        ["start", "-a", e1], ["create", "--name", e2, "--entrypoint", "", IMAGE],
+    ]
+    seen = []
+    for d in (eng, peer):
+        out = []
+        try:
+            for c in cases:
+                p = d.docker(*c)
+                ids = [x for x in p.out.split() if len(x) == 64]
+                out.append((c, p.returncode, _daemon_error(p, ids), p.out if c[0] in ("inspect", "run", "start") else ""))
+        finally:
+            d.docker("rm", "-f", *names)
+        seen.append(out)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][8][3] == "/new/dir\n755 0 0\n" and seen[0][11][3] == "hi\n"

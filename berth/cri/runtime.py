@@ -38,6 +38,14 @@ MAX_EXEC_TIMEOUT = 10 ** 9  # seconds (~32 years)
 CNI_RESULT = "cni-result.json"  # a stopped pod's last CNI result, in its container directory
 
 
+
+def _task_error(why: str) -> str:
+    """A container's start that failed, as containerd's CRI says it (its StartContainer error and
+    the status message): the docker side's shim and runc words after `failed to create containerd
+    task: `."""
+    return why if why.startswith("failed to create containerd task: ") else f"failed to create containerd task: {why}"
+
+
 def _ns_time(s: str | None) -> int:
     """An RFC 3339 time of the services -> nanoseconds since the epoch (0 when unset)."""
     if not s or s.startswith("0001"):
@@ -611,7 +619,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._settle(sbx.id)
         if not self.svc.state(sbx, paused=False)["Running"]:
             raise Abort(grpc.StatusCode.UNKNOWN, f"sandbox container {_q(sbx.id)} is not running")
-        self.svc.start(NS, rec.id)
+        try:
+            self.svc.start(NS, rec.id)
+        except BerthError as e:  # containerd's words and code for a task that could not start
+            raise Abort(grpc.StatusCode.UNKNOWN, _task_error(e.message)) from None
         return pb.StartContainerResponse()
 
     @rpc
@@ -699,7 +710,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             if st.get("OOMKilled"):
                 reason = "OOMKilled"
             elif st.get("Error"):
-                reason, message = "StartError", st["Error"]
+                reason, message = "StartError", _task_error(st["Error"])
                 finished = finished or int(rec.created_at * 10**9)
                 st = dict(st, ExitCode=128)  # containerd's code for a container that could not start
             else:

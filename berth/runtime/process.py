@@ -30,8 +30,8 @@ def lookup_executable(process: dict[str, Any]) -> str:
         path = arg0 if arg0.startswith("/") else os.path.join(process.get("cwd") or "/", arg0)
         if not os.path.exists(path):
             raise NotFound(f'exec: "{arg0}": stat {arg0}: no such file or directory')
-        if os.path.isdir(path):
-            raise InvalidArgument(f'exec: "{arg0}": is a directory')
+        if os.path.isdir(path) or not os.access(path, os.X_OK):  # runc's exec.LookPath: not executable
+            raise InvalidArgument(f'exec: "{arg0}": permission denied')
         return path
     path_var = None
     for e in process.get("env") or []:

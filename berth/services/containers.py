@@ -356,10 +356,10 @@ class ContainerService:
             if res.ok and attach_pending:
                 res = self._start_after_attach(rec, res)
             if not res.ok:
-                err = res.error or "the container failed to start"
+                err = start_error(res.error)
                 self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
                                        error=err, exit_code=start_exit_code(err, 128), generation=st.generation + 1)
-                raise error_of_start(res.kind, f"failed to create task for container: {err}")
+                raise error_of_start(res.kind, err)
         except BaseException:
             self._unlaunch(ns, rec, channel)
             raise
@@ -449,12 +449,12 @@ class ContainerService:
             channel = EventChannel(parent)
             res = channel.start_result()
             if not res.ok and not hold:
-                err = res.error or "the container failed to start"
+                err = start_error(res.error)
                 recorded = True
                 self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
                                        error=err, exit_code=start_exit_code(err, 128), generation=st.generation + 1)
             if not res.ok:
-                raise error_of_start(res.kind, f"failed to create task for container: {res.error or 'the container failed to start'}")
+                raise error_of_start(res.kind, start_error(res.error))
         except BaseException as e:
             self._unlaunch(ns, rec, channel)
             if not hold and not recorded and isinstance(e, BerthError):
@@ -985,7 +985,7 @@ class ContainerService:
         except BerthError:
             pass
         ic = cfg_doc.get("config") or {}
-        from berth.services.ocispec import config_env
+        from berth.services.ocispec import config_env, merged_command
         env = config_env(spec.get("Env"), ic.get("Env"))  # as dockerd's: the create's, then the image's others
         hc = dict(spec.get("HostConfig") or {})
         hc.setdefault("NetworkMode", "default")
@@ -1011,11 +1011,11 @@ class ContainerService:
                 "AttachStdout": bool(spec.get("AttachStdout")), "AttachStderr": bool(spec.get("AttachStderr")),
                 "Tty": bool(spec.get("Tty")), "OpenStdin": bool(spec.get("OpenStdin")),
                 "StdinOnce": bool(spec.get("StdinOnce")), "Env": env,
-                "Cmd": spec.get("Cmd") if spec.get("Cmd") else ic.get("Cmd"),
+                "Cmd": merged_command(spec, ic)[1] or None,
                 **({"Healthcheck": spec["Healthcheck"]} if spec.get("Healthcheck") else {}),
                 "Image": (rec.extensions or {}).get("image_name") or rec.image,
                 "Volumes": dict(ic.get("Volumes") or {}, **(spec.get("Volumes") or {})) or None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
-                "Entrypoint": spec.get("Entrypoint") if spec.get("Entrypoint") is not None else ic.get("Entrypoint"),
+                "Entrypoint": merged_command(spec, ic)[0],
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
                 # omitted when neither the create nor the image gives one, as dockerd's
                 **({"StopSignal": spec.get("StopSignal") or ic.get("StopSignal")}
@@ -1219,11 +1219,9 @@ def _args(spec: dict[str, Any], images: ImageService, rec: Container) -> list[st
         cfg = images.read_json(rec.image, 20 << 20, "image config").get("config") or {}
     except BerthError:
         cfg = {}
-    if spec.get("Entrypoint") is not None:
-        ep, cmd = spec["Entrypoint"] or [], spec.get("Cmd") or []
-    else:
-        ep, cmd = cfg.get("Entrypoint") or [], spec.get("Cmd") or cfg.get("Cmd") or []
-    return list(ep) + list(cmd)
+    from berth.services.ocispec import merged_command
+    ep, cmd = merged_command(spec, cfg)
+    return list(ep or []) + list(cmd or [])
 
 
 def _random_name(meta: MetadataStore, ns: str, digits: bool = False) -> str:
@@ -1388,6 +1386,14 @@ def _check_values(filters: dict[str, Any]) -> None:
                 if not (body.isascii() and body.isdigit()):
                     from berth.goquote import quote
                     raise InvalidArgument(f"strconv.Atoi: parsing {quote(v)}: invalid syntax")
+
+
+def start_error(why: str | None) -> str:
+    """A start that failed in dockerd's words (its containerd shim's and runc's), which State.Error
+    keeps too: `failed to create shim task: OCI runtime create failed: runc create failed: unable
+    to start container process: <why>: unknown`."""
+    return ("failed to create shim task: OCI runtime create failed: runc create failed: unable to start container "
+            f"process: {why or 'the container failed to start'}: unknown")
 
 
 def error_of_start(kind: str | None, message: str) -> BerthError:

@@ -164,6 +164,26 @@ def lookup_group(rootfs: str, group: str | int) -> int:
     raise InvalidArgument(f"Unable to find group {group}: no matching entries in group file")
 
 
+
+def merged_command(create: dict[str, Any], ic: dict[str, Any]) -> tuple[list[str] | None, Any]:
+    """(Entrypoint, Cmd) of a container as dockerd merges its create with the image's config
+    (mergeAndVerifyConfig): without an entrypoint of its own (none or []) it takes the image's
+    Cmd when it gives none, and the image's Entrypoint when it gives none at all; [""] (`run
+    --entrypoint ""`) resets the entrypoint and takes nothing from the image. None where there is
+    none (inspect shows null)."""
+    ep, cmd = create.get("Entrypoint"), create.get("Cmd")
+    if isinstance(ep, str):
+        ep = [ep]
+    if not ep:
+        if not cmd:
+            cmd = ic.get("Cmd")
+        if ep is None:
+            ep = ic.get("Entrypoint")
+    if ep == [""]:
+        ep = None
+    return ep, cmd
+
+
 def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any], rootfs: str, files_dir: str,
           cgroup_parent: str = "/berth", netns: str | None = None, extra_mounts: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
     """The OCI config.json for a container. ``create`` is the Docker API's create body
@@ -174,20 +194,14 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
     --device, --sysctl, --group-add, ...) are services/runopts.py's, applied to this spec."""
     ic = image_config.get("config") or {}
     hc = create.get("HostConfig") or {}
-    if create.get("Entrypoint") is not None:  # --entrypoint replaces the image's, and drops its CMD
-        entrypoint = create["Entrypoint"] or []
-        cmd = create.get("Cmd") or []
-    else:
-        entrypoint = ic.get("Entrypoint") or []
-        cmd = create.get("Cmd") or ic.get("Cmd") or []
-    if isinstance(entrypoint, str):
-        entrypoint = [entrypoint]
+    entrypoint, cmd = merged_command(create, ic)
+    entrypoint, cmd = entrypoint or [], cmd or []
     if isinstance(cmd, str):
         cmd = ["/bin/sh", "-c", cmd]
     args = list(entrypoint) + list(cmd)
     if not args:
         from berth.errors import InvalidArgument
-        raise InvalidArgument("no command specified")
+        raise InvalidArgument("No command specified")
     hostname = create.get("Hostname") or container_id[:12]
     env = container_env(config_env(create.get("Env"), ic.get("Env")), hostname, bool(create.get("Tty")),
                         create.get("_LinkEnv") or [])

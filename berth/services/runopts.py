@@ -79,6 +79,9 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
     hc = dict(body.get("HostConfig") or {})
     warnings: list[str] = []
     _check_platform(body, image_config)
+    from berth.services.ocispec import merged_command
+    if not any(merged_command(body, (image_config or {}).get("config") or {})):
+        raise InvalidArgument("No command specified")  # dockerd's, at create
     _check_restart(hc)
     lt = (hc.get("LogConfig") or {}).get("Type") or ""
     if lt not in LOG_DRIVERS_OK and not (cri and lt == CRI_LOG_DRIVER):
