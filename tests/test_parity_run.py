@@ -1370,6 +1370,8 @@ def test_filters_logs_signals_and_resources_as_dockerd(eng, peer):
         ["run", "--rm", "--cpus", "9999", IMAGE, "true"], ["run", "--rm", "--cpu-quota", "500", IMAGE, "true"],
         ["run", "--rm", "--cpus", "1", "--cpu-quota", "50000", IMAGE, "true"],
         ["run", "--rm", "--cpus", "1", "--cpu-period", "50000", IMAGE, "true"],
+        ["run", "--rm", "--log-opt", "bogus=1", IMAGE, "true"], ["run", "--rm", "--log-opt", "max-size=bogus", IMAGE, "true"],
+        ["run", "--rm", "--log-opt", "max-size=1.5m", "--log-opt", "max-file=2", "--stop-timeout", "-5", IMAGE, "true"],
         ["run", "--name", lg, IMAGE, "sh", "-c", "echo one; echo two"],
         ["logs", "--tail", "x", lg], ["logs", "-n", "-1", lg], ["logs", "--tail", "1", lg], ["logs", "--details", lg],
         ["commit", "--change", "BOGUS x", lg], ["commit", "--change", "RUN x", lg],

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -728,7 +729,7 @@ class ContainerService:
             shim.kill(parse_signal(sig))
             self.events.container(ns, rec, "kill", signal=parse_signal(sig))
             if parse_signal(sig) != signal.SIGKILL and \
-                    not self.states.wait_for(rec.id, lambda s: s is None or not s.running, max(t, 0)):
+                    not self.states.wait_for(rec.id, lambda s: s is None or not s.running, None if t < 0 else t):
                 shim.kill(signal.SIGKILL)
                 self.events.container(ns, rec, "kill", signal=int(signal.SIGKILL))
         except (ShimGone, FailedPrecondition):
@@ -1444,16 +1445,11 @@ def _oom_file(oci: dict[str, Any], cid: str) -> str:
 
 
 def _size(s: str | int | None) -> int:
+    """json-file's max-size as docker reads it (go-units FromHumanSize: decimal units, k=1000)."""
     if not s:
         return 0
-    s = str(s).strip().lower()
-    mult = 1
-    for suf, m in (("kb", 1000), ("mb", 1000**2), ("gb", 1000**3), ("k", 1024), ("m", 1024**2), ("g", 1024**3), ("b", 1)):
-        if s.endswith(suf):
-            mult = m
-            s = s[: -len(suf)]
-            break
-    try:
-        return int(float(s) * mult)
-    except ValueError:
-        raise InvalidArgument(f"invalid log max-size {s!r}") from None
+    m = re.fullmatch(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?", str(s))
+    if m is None:
+        raise InvalidArgument(f"failed to initialize logging driver: invalid size: '{s}'")  # dockerd's words
+    mult = 1000 ** " kmgtp".index((m.group(2) or " ").lower())
+    return int(float(m.group(1)) * mult)

@@ -84,6 +84,10 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
         raise InvalidArgument("No command specified")  # dockerd's, at create
     _check_restart(hc)
     lt = (hc.get("LogConfig") or {}).get("Type") or ""
+    if lt in ("", "json-file"):  # dockerd's ValidateLogOpts of the json-file driver, at create
+        for k in (hc.get("LogConfig") or {}).get("Config") or {}:
+            if k not in ("max-file", "max-size", "compress", "labels", "labels-regex", "env", "env-regex", "tag"):
+                raise InvalidArgument(f"unknown log opt '{k}' for json-file log driver")
     if lt not in LOG_DRIVERS_OK and not (cri and lt == CRI_LOG_DRIVER):
         if lt in LOG_DRIVERS_OTHER:
             raise InvalidArgument(f'logging driver "{lt}" is not supported by berth (only json-file)')
