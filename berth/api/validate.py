@@ -468,7 +468,8 @@ CONTAINER_CONFIG = Obj(
     AttachStderr=Bool(), ExposedPorts=Map(AnyJSON()), Tty=Bool(), OpenStdin=Bool(), StdinOnce=Bool(), Env=_ENV,
     Cmd=StrSlice(), Healthcheck=_HEALTH, ArgsEscaped=Bool(), Image=Str(MAX_NAME), Volumes=Map(AnyJSON()),
     WorkingDir=Str(4096), Entrypoint=StrSlice(), NetworkDisabled=Bool(), MacAddress=Str(64), OnBuild=List(Str()),
-    Labels=_STRMAP, StopSignal=Str(32), StopTimeout=Int(-(1 << 63)),  # (negative: no timeout, dockerd's) Shell=List(Str()), HostConfig=HOST_CONFIG,
+    Labels=_STRMAP, StopSignal=Str(32), StopTimeout=Int(),  # (negative: no timeout, as dockerd)
+    Shell=List(Str()), HostConfig=HOST_CONFIG,
     NetworkingConfig=Obj(EndpointsConfig=Map(_ENDPOINT)))
 
 EXEC_CONFIG = Obj(nullable=False, AttachStdin=Bool(), AttachStdout=Bool(), AttachStderr=Bool(),
