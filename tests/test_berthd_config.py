@@ -398,7 +398,9 @@ def test_port_in_use_is_one_line(tmp_path):
     port = busy.getsockname()[1]
     sock = tmp_path / "berth.sock"
     try:
-        p = berthd("--config", write(tmp_path / "c.toml", ""), "--root", str(tmp_path / "root"), "--state",
+        # its own CNI directory: the default (/etc/berth/cni) would be left on the host
+        cfg = write(tmp_path / "c.toml", f'cni_conf_dir = "{tmp_path / "cni"}"\n')
+        p = berthd("--config", cfg, "--root", str(tmp_path / "root"), "--state",
                    str(tmp_path / "state"), "-H", f"unix://{sock}", "-H", f"tcp://127.0.0.1:{port}")
     finally:
         busy.close()
