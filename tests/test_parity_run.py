@@ -1358,8 +1358,10 @@ def test_filters_logs_signals_and_resources_as_dockerd(eng, peer):
     path.Match cannot read, prune's until), logs' lenient --tail and --details, an unknown kill
     signal, a --change that is not one, an exec into a paused container, the CPU limits it refuses."""
     sfx = uuid.uuid4().hex[:6]
-    lg, pz = f"lg-{sfx}", f"pz-{sfx}"
+    lg, pz, nl = f"lg-{sfx}", f"pz-{sfx}", f"nl-{sfx}"
     cases = [
+        ["run", "--name", nl, "--log-driver", "none", IMAGE, "sh", "-c", "echo out"], ["logs", nl],  # nothing kept
+        ["inspect", "--format", "{{.HostConfig.LogConfig.Type}}|{{.LogPath}}|", nl],
         ["ps", "-a", "--filter", "bogus=1"], ["ps", "-a", "--filter", "status=bogus"],
         ["ps", "-a", "--filter", "health=bogus"], ["ps", "-a", "--filter", "is-task=maybe"],
         ["ps", "-a", "--filter", "exited=x"], ["images", "--filter", "bogus=1"],
@@ -1384,9 +1386,9 @@ def test_filters_logs_signals_and_resources_as_dockerd(eng, peer):
         try:
             for c in cases:
                 p = d.docker(*c)
-                out.append((c, p.returncode, _daemon_error(p), p.out if c[0] == "logs" else ""))
+                out.append((c, p.returncode, _daemon_error(p), p.out if c[0] in ("logs", "inspect") else ""))
         finally:
-            d.docker("rm", "-f", lg, pz)
+            d.docker("rm", "-f", lg, pz, nl)
         seen.append(out)
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
     assert [x for x in seen[0] if x[0][:2] == ["logs", "--details"]][0][3] == " one\n two\n"

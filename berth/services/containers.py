@@ -417,9 +417,11 @@ class ContainerService:
                 f.write(json.dumps(oci))  # dumps: the C encoder (json.dump iterates in Python)
             hc = spec_body.get("HostConfig") or {}
             lc = (hc.get("LogConfig") or {}).get("Config") or {}
+            no_log = (hc.get("LogConfig") or {}).get("Type") == "none"  # docker's none driver: nothing kept
             from berth.services.container_net import network_mode
             params = dict(self.runtime(rec).shim_params(network_mode(hc)), **{
-                "id": rec.id, "state_dir": sd, "bundle": bundle, "log_path": self.log_path(rec.id),
+                "id": rec.id, "state_dir": sd, "bundle": bundle,
+                "log_path": os.devnull if no_log else self.log_path(rec.id),
                 "tty": bool(spec_body.get("Tty")), "open_stdin": bool(spec_body.get("OpenStdin")),
                 "log_max_size": _size(lc.get("max-size")), "log_max_file": int(lc.get("max-file") or 1),
                 "wait_attach": bool(attach_pending or hold), "hold": hold, "socket": self.shim_socket(rec.id),
@@ -1001,7 +1003,8 @@ class ContainerService:
             "Id": rec.id, "Created": CreateSpec.from_json(spec).created, "Path": args[0] if args else "",
             "Args": args[1:], "State": st, "Image": rec.image,
             "ResolvConfPath": os.path.join(cdir, "resolv.conf"), "HostnamePath": os.path.join(cdir, "hostname"),
-            "HostsPath": os.path.join(cdir, "hosts"), "LogPath": self.log_path(rec.id), "Name": "/" + rec.name,
+            "HostsPath": os.path.join(cdir, "hosts"), "LogPath": "" if (hc.get("LogConfig") or {}).get("Type") == "none" else self.log_path(rec.id),
+            "Name": "/" + rec.name,
             "RestartCount": int((rec.extensions or {}).get("restart_count", 0)), "Driver": self.snapshotter_name, "Platform": "linux", "MountLabel": "",
             "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
             "GraphDriver": {"Name": self.snapshotter_name, "Data": self._graph_data(rec)},
@@ -1044,6 +1047,8 @@ class ContainerService:
         self.states.get(ns, rec.id, rec)
         path = self.log_path(rec.id)
         lc = ((rec.spec_json() or {}).get("HostConfig") or {}).get("LogConfig") or {}
+        if lc.get("Type") == "none":
+            raise FailedPrecondition("configured logging driver does not support reading")  # dockerd's words
         item_of = self._log_item if not details else self._log_item_details
         if lc.get("Type") == "cri" and (lc.get("Config") or {}).get("path"):  # a CRI container's log
             path, item_of = lc["Config"]["path"], _cri_log_item

@@ -21,10 +21,10 @@ if TYPE_CHECKING:  # names for the annotations only
     from berth.metadata.records import Container
     from berth.services.containers import ContainerService
 
-LOG_DRIVERS_OK = ("", "json-file")
+LOG_DRIVERS_OK = ("", "json-file", "none")  # none: the output goes nowhere (and `logs` cannot read it)
 CRI_LOG_DRIVER = "cri"  # the kubelet's log format (shim/crilog.py): for containers of the CRI only
 # docker's built-in logging drivers that berth's shim does not write
-LOG_DRIVERS_OTHER = ("none", "local", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs",
+LOG_DRIVERS_OTHER = ("local", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs",
                      "gcplogs", "logentries")
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 _CGROUP_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
