@@ -1307,6 +1307,23 @@ def test_archives_write_file_type_bits_in_modes_as_dockerd(eng, peer):
     assert cp["d"] == "0040755" and cp["d/f"] == "0104750" and cp["d/l"] == "0120777" and cp["d/p"] == "0010644", cp
 
 
+def _side_by_side(eng, peer, cases, cleanup, output_of=()):
+    """Each docker command of cases against berthd, then dockerd: (command, exit code, the daemon's
+    error line, its output where the command's verb is in output_of); cleanup(d) after each."""
+    seen = []
+    for d in (eng, peer):
+        out = []
+        try:
+            for c in cases:
+                p = d.docker(*c)
+                ids = [x for x in p.out.split() if len(x) == 64]
+                out.append((c, p.returncode, _daemon_error(p, ids), p.out if c[0] in output_of else ""))
+        finally:
+            cleanup(d)
+        seen.append(out)
+    return seen
+
+
 def test_network_errors_as_dockerd(eng, peer):
     """docker network create/connect/disconnect/rm refusals in dockerd 20.10's words, side by side:
     unknown driver, a bad or overlapping subnet (IPv4 and IPv6), a predefined name, a network in use,
@@ -1335,21 +1352,11 @@ def test_network_errors_as_dockerd(eng, peer):
         ["network", "connect", n1, r1], ["network", "connect", "--ip", "10.99.0.5", n1, r1],
         ["network", "disconnect", "host", r3], ["network", "disconnect", n3, c4], ["network", "disconnect", n3, r1],
     ]
-    seen = []
-    for d in (eng, peer):
-        out = []
-        try:
-            for c in cases:
-                p = d.docker(*c)
-                ids = [x for x in p.out.split() if len(x) == 64]
-                out.append((c, p.returncode, _daemon_error(p, ids)))
-        finally:
-            d.docker("rm", "-f", r1, r2, r3, c4)
-            d.docker("network", "rm", n1, n3, n6)
-        seen.append(out)
-    import re
-    assert [(c, rc, re.sub(r"\b[0-9a-f]{64}\b", "<id>", e)) for c, rc, e in seen[0]] == \
-        [(c, rc, re.sub(r"\b[0-9a-f]{64}\b", "<id>", e)) for c, rc, e in seen[1]]
+    def cleanup(d):
+        d.docker("rm", "-f", r1, r2, r3, c4)
+        d.docker("network", "rm", n1, n3, n6)
+    seen = _side_by_side(eng, peer, cases, cleanup)  # (ids in the errors: <id>)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
 
 
 def test_filters_logs_signals_and_resources_as_dockerd(eng, peer):
@@ -1380,16 +1387,7 @@ def test_filters_logs_signals_and_resources_as_dockerd(eng, peer):
         ["run", "-d", "--name", pz, "--network", "none", IMAGE, "sleep", "60"],
         ["kill", "-s", "BOGUS", pz], ["kill", "-s", "0", pz], ["pause", pz], ["exec", pz, "true"], ["unpause", pz],
     ]
-    seen = []
-    for d in (eng, peer):
-        out = []
-        try:
-            for c in cases:
-                p = d.docker(*c)
-                out.append((c, p.returncode, _daemon_error(p), p.out if c[0] in ("logs", "inspect") else ""))
-        finally:
-            d.docker("rm", "-f", lg, pz, nl)
-        seen.append(out)
+    seen = _side_by_side(eng, peer, cases, lambda d: d.docker("rm", "-f", lg, pz, nl), output_of=("logs", "inspect"))
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
     assert [x for x in seen[0] if x[0][:2] == ["logs", "--details"]][0][3] == " one\n two\n"
 
@@ -1409,17 +1407,10 @@ def test_mount_specs_exec_cwd_and_top_errors_as_dockerd(eng, peer):
         ["run", "-d", "--name", ex, "--network", "none", IMAGE, "sleep", "60"],
         ["exec", "-w", "/nonexist", ex, "pwd"], ["exec", "-w", "relative", ex, "pwd"], ["top", ex, "-o", "bogus"],
     ]
-    seen = []
-    for d in (eng, peer):
-        out = []
-        try:
-            for c in cases:
-                p = d.docker(*c)
-                out.append((c, p.returncode, _daemon_error(p), p.out if c[0] == "exec" else ""))
-        finally:
-            d.docker("rm", "-f", ex)
-            d.docker("volume", "rm", vol)
-        seen.append(out)
+    def cleanup(d):
+        d.docker("rm", "-f", ex)
+        d.docker("volume", "rm", vol)
+    seen = _side_by_side(eng, peer, cases, cleanup, output_of=("exec",))
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
 
 
@@ -1440,16 +1431,6 @@ def test_start_failures_workdir_and_entrypoint_reset_as_dockerd(eng, peer):
         ["create", "--name", e1, "--entrypoint", "", IMAGE, "echo", "hi"], ["inspect", "--format", fmt, e1],
         ["start", "-a", e1], ["create", "--name", e2, "--entrypoint", "", IMAGE],
     ]
-    seen = []
-    for d in (eng, peer):
-        out = []
-        try:
-            for c in cases:
-                p = d.docker(*c)
-                ids = [x for x in p.out.split() if len(x) == 64]
-                out.append((c, p.returncode, _daemon_error(p, ids), p.out if c[0] in ("inspect", "run", "start") else ""))
-        finally:
-            d.docker("rm", "-f", *names)
-        seen.append(out)
+    seen = _side_by_side(eng, peer, cases, lambda d: d.docker("rm", "-f", *names), output_of=("inspect", "run", "start"))
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
     assert seen[0][8][3] == "/new/dir\n755 0 0\n" and seen[0][11][3] == "hi\n"

@@ -11,8 +11,9 @@ from aiohttp import web
 
 from berth.api.app import Router, json_body, json_response, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
-from berth.errors import BerthError, FailedPrecondition, InvalidArgument
+from berth.errors import BerthError, InvalidArgument
 from berth.services import container_ops as ops
+from berth.services.containers import check_log_readable
 from berth.services.execs import detach_keys
 
 TYPE_CHECKING = False
@@ -116,8 +117,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     since = float(q.get("since") or 0)
     until = float(q.get("until") or 0)
     spec = rec.spec_json() or {}
-    if ((spec.get("HostConfig") or {}).get("LogConfig") or {}).get("Type") == "none":  # before the headers
-        raise FailedPrecondition("configured logging driver does not support reading")  # dockerd's words
+    check_log_readable(spec)  # before the headers
     tty = bool(spec.get("Tty"))
     gen = s.containers.logs(ns, rec.id, _bool(request, "stdout"), _bool(request, "stderr"), _bool(request, "follow"),
                             tail, since, until, _bool(request, "timestamps"), ticks=True,

@@ -38,7 +38,6 @@ MAX_EXEC_TIMEOUT = 10 ** 9  # seconds (~32 years)
 CNI_RESULT = "cni-result.json"  # a stopped pod's last CNI result, in its container directory
 
 
-
 def _task_error(why: str) -> str:
     """A container's start that failed, as containerd's CRI says it (its StartContainer error and
     the status message): the docker side's shim and runc words after `failed to create containerd

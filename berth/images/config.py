@@ -263,32 +263,34 @@ _TIME_RE = re.compile(
 
 def parse_time(s: object) -> int:
     """Seconds since the epoch of an RFC 3339 time ("2024-01-02T03:04:05.123456789Z"); 0 if absent or bad."""
-    if not isinstance(s, str):
-        return 0
-    m = _TIME_RE.fullmatch(s.strip())
-    if not m:
-        return 0
-    y, mo, d, h, mi, sec = (int(x) for x in m.groups()[:6])
-    try:
-        t = calendar.timegm((y, mo, d, h, mi, sec, 0, 0, 0))
-    except (ValueError, OverflowError):
-        return 0
-    tz = m.group(8)
-    if tz and tz not in ("Z", "z"):
-        sign = 1 if tz[0] == "+" else -1
-        digits = tz[1:].replace(":", "")
-        t -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return t
+    return _parse_time(s)[0]
 
 
 def parse_time_ns(s: object) -> int:
     """parse_time to the nanosecond (the fraction kept: images' created times compared as Go's
     time.Time are); 0 if absent or bad."""
-    t = parse_time(s)
-    if not t:
-        return 0
-    frac = _TIME_RE.fullmatch(str(s).strip()).group(7) or ""  # type: ignore[union-attr]
-    return t * 10**9 + int((frac + "000000000")[:9])
+    t, frac = _parse_time(s)
+    return t * 10**9 + int((frac + "000000000")[:9]) if t else 0
+
+
+def _parse_time(s: object) -> tuple[int, str]:
+    """(seconds since the epoch, the fraction's digits) of an RFC 3339 time; (0, "") if absent or bad."""
+    if not isinstance(s, str):
+        return 0, ""
+    m = _TIME_RE.fullmatch(s.strip())
+    if not m:
+        return 0, ""
+    y, mo, d, h, mi, sec = (int(x) for x in m.groups()[:6])
+    try:
+        t = calendar.timegm((y, mo, d, h, mi, sec, 0, 0, 0))
+    except (ValueError, OverflowError):
+        return 0, ""
+    tz = m.group(8)
+    if tz and tz not in ("Z", "z"):
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        t -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    return t, m.group(7) or ""
 
 
 def history_rows(config: Mapping[str, Any], image_id: str | None = None,

@@ -199,8 +199,8 @@ def connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cfg
                                  "private (none) mode")
     ipam = (endpoint_cfg or {}).get("IPAMConfig") or {}
     if ipam.get("IPv4Address") and n.data.get("subnet_auto"):
-        raise InvalidArgument("user specified IP address is supported only when connecting to networks with user "
-                              "configured subnets")
+        from berth.services.networks import IP_NEEDS_USER_SUBNET
+        raise InvalidArgument(IP_NEEDS_USER_SUBNET)
     current = [nets.get(ns, r).id for r, _ in requested_networks(body)]
     running = svc.state(rec)["Running"]
     if n.id in current:

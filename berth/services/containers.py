@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -417,11 +418,10 @@ class ContainerService:
                 f.write(json.dumps(oci))  # dumps: the C encoder (json.dump iterates in Python)
             hc = spec_body.get("HostConfig") or {}
             lc = (hc.get("LogConfig") or {}).get("Config") or {}
-            no_log = (hc.get("LogConfig") or {}).get("Type") == "none"  # docker's none driver: nothing kept
             from berth.services.container_net import network_mode
             params = dict(self.runtime(rec).shim_params(network_mode(hc)), **{
                 "id": rec.id, "state_dir": sd, "bundle": bundle,
-                "log_path": os.devnull if no_log else self.log_path(rec.id),
+                "log_path": os.devnull if no_log(hc) else self.log_path(rec.id),  # none: nothing kept
                 "tty": bool(spec_body.get("Tty")), "open_stdin": bool(spec_body.get("OpenStdin")),
                 "log_max_size": _size(lc.get("max-size")), "log_max_file": int(lc.get("max-file") or 1),
                 "wait_attach": bool(attach_pending or hold), "hold": hold, "socket": self.shim_socket(rec.id),
@@ -990,6 +990,7 @@ class ContainerService:
         ic = cfg_doc.get("config") or {}
         from berth.services.ocispec import config_env, merged_command
         env = config_env(spec.get("Env"), ic.get("Env"))  # as dockerd's: the create's, then the image's others
+        entrypoint, cmd = merged_command(spec, ic)
         hc = dict(spec.get("HostConfig") or {})
         hc.setdefault("NetworkMode", "default")
         if hc.get("Links"):
@@ -1003,7 +1004,7 @@ class ContainerService:
             "Id": rec.id, "Created": CreateSpec.from_json(spec).created, "Path": args[0] if args else "",
             "Args": args[1:], "State": st, "Image": rec.image,
             "ResolvConfPath": os.path.join(cdir, "resolv.conf"), "HostnamePath": os.path.join(cdir, "hostname"),
-            "HostsPath": os.path.join(cdir, "hosts"), "LogPath": "" if (hc.get("LogConfig") or {}).get("Type") == "none" else self.log_path(rec.id),
+            "HostsPath": os.path.join(cdir, "hosts"), "LogPath": "" if no_log(hc) else self.log_path(rec.id),
             "Name": "/" + rec.name,
             "RestartCount": int((rec.extensions or {}).get("restart_count", 0)), "Driver": self.snapshotter_name, "Platform": "linux", "MountLabel": "",
             "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
@@ -1015,11 +1016,11 @@ class ContainerService:
                 "AttachStdout": bool(spec.get("AttachStdout")), "AttachStderr": bool(spec.get("AttachStderr")),
                 "Tty": bool(spec.get("Tty")), "OpenStdin": bool(spec.get("OpenStdin")),
                 "StdinOnce": bool(spec.get("StdinOnce")), "Env": env,
-                "Cmd": merged_command(spec, ic)[1] or None,
+                "Cmd": cmd or None,
                 **({"Healthcheck": spec["Healthcheck"]} if spec.get("Healthcheck") else {}),
                 "Image": (rec.extensions or {}).get("image_name") or rec.image,
                 "Volumes": dict(ic.get("Volumes") or {}, **(spec.get("Volumes") or {})) or None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
-                "Entrypoint": merged_command(spec, ic)[0],
+                "Entrypoint": entrypoint,
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
                 # omitted when neither the create nor the image gives one, as dockerd's
                 **({"StopSignal": spec.get("StopSignal") or ic.get("StopSignal")}
@@ -1046,10 +1047,10 @@ class ContainerService:
         rec = self.get(ns, ref)
         self.states.get(ns, rec.id, rec)
         path = self.log_path(rec.id)
-        lc = ((rec.spec_json() or {}).get("HostConfig") or {}).get("LogConfig") or {}
-        if lc.get("Type") == "none":
-            raise FailedPrecondition("configured logging driver does not support reading")  # dockerd's words
-        item_of = self._log_item if not details else self._log_item_details
+        spec = rec.spec_json() or {}
+        check_log_readable(spec)
+        lc = (spec.get("HostConfig") or {}).get("LogConfig") or {}
+        item_of = self._log_item if not details else functools.partial(self._log_item, details=True)
         if lc.get("Type") == "cri" and (lc.get("Config") or {}).get("path"):  # a CRI container's log
             path, item_of = lc["Config"]["path"], _cri_log_item
         want = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
@@ -1092,7 +1093,10 @@ class ContainerService:
                 self.states.wait_for(rec.id, lambda s: s is None or not s.running, 0.05)
 
     @staticmethod
-    def _log_item(line: bytes, want: Collection[str], since: float, until: float, timestamps: bool) -> tuple[str, bytes] | None:
+    def _log_item(line: bytes, want: Collection[str], since: float, until: float, timestamps: bool,
+                  details: bool = False) -> tuple[str, bytes] | None:
+        """One json-file entry as logs yields it; details: after the entry's attributes and a space
+        (dockerd's --details: "<time> <k=v,...> <line>", the attributes sorted by key, query-escaped)."""
         try:
             e = json.loads(line)
         except ValueError:
@@ -1104,25 +1108,13 @@ class ContainerService:
             if since and t < since or until and t > until:
                 return None
         data = e.get("log", "").encode()
+        if details:
+            from urllib.parse import quote_plus
+            attrs = e.get("attrs") or {}
+            data = ",".join(f"{quote_plus(k)}={quote_plus(str(attrs[k]))}" for k in sorted(attrs)).encode() + b" " + data
         if timestamps:
             data = e.get("time", "").encode() + b" " + data
         return e["stream"], data
-
-    @staticmethod
-    def _log_item_details(line: bytes, want: Collection[str], since: float, until: float,
-                          timestamps: bool) -> tuple[str, bytes] | None:
-        """_log_item with the entry's attributes first: dockerd's --details (its log line is
-        "<time> <k=v,...> <line>", the attributes sorted by key and query-escaped)."""
-        item = ContainerService._log_item(line, want, since, until, False)
-        if item is None:
-            return None
-        from urllib.parse import quote_plus
-        e = json.loads(line)
-        attrs = e.get("attrs") or {}
-        data = ",".join(f"{quote_plus(k)}={quote_plus(str(attrs[k]))}" for k in sorted(attrs)).encode() + b" " + item[1]
-        if timestamps:
-            data = e.get("time", "").encode() + b" " + data
-        return item[0], data
 
     def image_users(self, ns: str) -> Callable[[Resolved], _Users]:
         """A callable: the ids of a namespace's containers of an image (.running: those running)."""
@@ -1280,7 +1272,10 @@ _FILTERS = ("status", "name", "id", "label", "ancestor", "volume", "health", "ex
 
 
 def _values(v: Any) -> list[str]:
-    return [k for k, on in v.items() if on] if isinstance(v, dict) else list(v)
+    """A filter's values, in either of docker's shapes ({"v": true} or ["v"]; a lone string too)."""
+    if isinstance(v, dict):
+        return [k for k, on in v.items() if on]
+    return [v] if isinstance(v, str) else [str(x) for x in v]
 
 
 def _bounds(svc: ContainerService, ns: str, filters: dict[str, Any]) -> tuple[float, float]:
@@ -1355,7 +1350,7 @@ def _match(filters: dict[str, Any], item: dict[str, Any], rec: Container, st: di
         elif key in ("before", "since"):
             pass  # (_bounds)
         elif key == "is-task":
-            if _values(raw) == ["true"]:
+            if values == ["true"]:
                 return False  # no swarm task runs here
         else:
             raise InvalidArgument(f"Invalid filter '{key}'")
@@ -1363,12 +1358,6 @@ def _match(filters: dict[str, Any], item: dict[str, Any], rec: Container, st: di
 
 
 _STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-
-
-def _values(raw: Any) -> list[str]:
-    if isinstance(raw, dict):
-        return [k for k, v in raw.items() if v]
-    return [raw] if isinstance(raw, str) else [str(x) for x in raw]
 
 
 def _check_values(filters: dict[str, Any]) -> None:
@@ -1392,6 +1381,17 @@ def _check_values(filters: dict[str, Any]) -> None:
                 if not (body.isascii() and body.isdigit()):
                     from berth.goquote import quote
                     raise InvalidArgument(f"strconv.Atoi: parsing {quote(v)}: invalid syntax")
+
+
+def no_log(hc: dict[str, Any]) -> bool:
+    """docker's none logging driver: the output is kept nowhere."""
+    return ((hc or {}).get("LogConfig") or {}).get("Type") == "none"
+
+
+def check_log_readable(spec: dict[str, Any]) -> None:
+    """logs of a container whose driver keeps nothing: dockerd's refusal (before any header)."""
+    if no_log(spec.get("HostConfig") or {}):
+        raise FailedPrecondition("configured logging driver does not support reading")
 
 
 def start_error(why: str | None) -> str:

@@ -631,40 +631,28 @@ def _match_filters(filters: dict[str, Any], r: Resolved, tags: list[str]) -> boo
 
 
 def _created_bounds(images: ImageService, ns: str, filters: dict[str, Any]) -> tuple[int | None, int | None]:
-    """(since's, before's) created times in ns, from the images they name (the last of each
-    filter's values, as dockerd's walk keeps); the filters' values are checked first."""
-    _check_image_filters(images, ns, filters)
-    out: list[int | None] = []
-    for key in ("since", "before"):
-        values = filters.get(key)
-        if isinstance(values, dict):
-            values = [k for k, v in values.items() if v]
-        elif isinstance(values, str):
-            values = [values]
-        t = None
-        for v in values or []:
-            t = imgconfig.parse_time_ns(images.resolve(ns, v).config.get("created"))
-        out.append(t)
-    return out[0], out[1]
-
-
-def _check_image_filters(images: ImageService, ns: str, filters: dict[str, Any]) -> None:
-    """What dockerd 20.10 refuses before listing: dangling other than true/false, a before= or
-    since= image that is not there, a reference pattern path.Match cannot read."""
+    """(since's, before's) created times, from the images they name (the last of each filter's
+    values, as dockerd's walk keeps; one that is not there: NotFound, in berth's words), after
+    what else dockerd 20.10 refuses before listing: dangling other than true/false, a reference
+    pattern path.Match cannot read."""
+    bounds: dict[str, int | None] = {"since": None, "before": None}
     for key, values in filters.items():
-        if isinstance(values, dict):
-            values = [k for k, v in values.items() if v]
-        elif isinstance(values, str):
-            values = [values]
-        if key == "dangling" and list(values) not in (["true"], ["false"]):
+        values = _filter_list(values)
+        if key == "dangling" and values not in (["true"], ["false"]):
             raise InvalidArgument(f"Invalid filter 'dangling=[{' '.join(values)}]'")
-        if key in ("before", "since"):
+        if key in bounds:
             for v in values:
-                images.resolve(ns, v)  # NotFound, in berth's words
-        if key == "reference":
-            for v in values:
-                if not go_pattern_ok(v):
-                    raise InvalidArgument("syntax error in pattern")
+                bounds[key] = imgconfig.parse_time_ns(images.resolve(ns, v).config.get("created"))
+        if key == "reference" and not all(go_pattern_ok(v) for v in values):
+            raise InvalidArgument("syntax error in pattern")
+    return bounds["since"], bounds["before"]
+
+
+def _filter_list(values: Any) -> list[str]:
+    """A filter's values, in either of docker's shapes ({"v": true} or ["v"]; a lone string too)."""
+    if isinstance(values, dict):
+        return [k for k, v in values.items() if v]
+    return [values] if isinstance(values, str) else list(values)
 
 
 def go_pattern_ok(pattern: str) -> bool:

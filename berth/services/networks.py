@@ -86,6 +86,10 @@ class Network:
         return "bridge" if self.name == "bridge" else "berth-" + self.id[:12]
 
 
+# dockerd's refusal of --ip on a network whose subnet came from the pool (connect's and the start's)
+IP_NEEDS_USER_SUBNET = ("user specified IP address is supported only when connecting to networks with user "
+                        "configured subnets")
+
 class NetworkService:
     def __init__(self, cfg: Config, meta: MetadataStore, events: EventBus | None = None) -> None:
         from berth.services.events import EventBus
@@ -534,8 +538,7 @@ class NetworkService:
             if n.user_defined is False:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
             if n.data.get("subnet_auto"):
-                raise InvalidArgument("user specified IP address is supported only when connecting to networks "
-                                      "with user configured subnets")
+                raise InvalidArgument(IP_NEEDS_USER_SUBNET)
             if addr not in ipaddress.IPv4Network(n.data["subnet"]):
                 raise InvalidArgument(f"invalid address {ip}: it does not belong to any of this network's subnets")
             rc["ips"] = [f"{ip}/{ipaddress.IPv4Network(n.data['subnet']).prefixlen}"]
@@ -733,8 +736,9 @@ class NetworkService:
                                       "(or \"0\")")
         out = []
         for n in self.all(ns):
-            if _matches(filters, n, lambda n=n: list(self.attached(ns, n))):  # dangling: no endpoint (dockerd's)
-                out.append(self.inspect(n, self.attached(ns, n)))
+            attached = self.attached(ns, n)  # its running containers (dangling: none, as dockerd's)
+            if _matches(filters, n, lambda a=attached: list(a)):
+                out.append(self.inspect(n, attached))
         return out
 
 
@@ -778,9 +782,7 @@ def _matches(f: dict, n: Network, users: Callable[[], list[str]]) -> bool:
             return False
     if not _labels_match(f, n.labels):
         return False
-    for dg in _filter_values(f, "dangling"):
-        if dg not in ("1", "true", "True", "0", "false", "False"):
-            raise InvalidArgument(f"invalid filter: 'dangling'='{dg}'")
+    for dg in _filter_values(f, "dangling"):  # (its values checked by list)
         want = dg in ("1", "true", "True")
         if want != (n.user_defined and not users()):
             return False

@@ -164,7 +164,6 @@ def lookup_group(rootfs: str, group: str | int) -> int:
     raise InvalidArgument(f"Unable to find group {group}: no matching entries in group file")
 
 
-
 def merged_command(create: dict[str, Any], ic: dict[str, Any]) -> tuple[list[str] | None, Any]:
     """(Entrypoint, Cmd) of a container as dockerd merges its create with the image's config
     (mergeAndVerifyConfig): without an entrypoint of its own (none or []) it takes the image's
