@@ -914,3 +914,73 @@ def test_same_as_runc(compared, what):
         assert sorted(berth["devl"]) == sorted(runc_["devl"])
     else:
         assert berth[what] == runc_[what]
+
+
+# ------------------------------------------------------------------------------------------
+# mounts runc 1.1 refuses, in its words (the same bundle under both, side by side)
+
+def _init_error(p):
+    """What a runtime said of its container's init failing, after the runtime's own prefixes
+    (runc: a logrus line `msg="runc run failed: unable to start container process: ..."`)."""
+    import re
+    text = p.err.strip().splitlines()[-1] if p.err.strip() else ""
+    m = re.search(r'msg="(.*)"$', text)
+    if m:
+        text = m.group(1).encode().decode("unicode_escape")
+    text = text[text.find("error during container init: "):] if "error during container init: " in text else text
+    return re.sub(r"/proc/self/fd/\d+", "/proc/self/fd/N", text)
+
+
+def _bind(dest, src, *opts):
+    return {"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", *opts]}
+
+
+def _refusals(tmp_path):
+    d, f = tmp_path / "srcdir", tmp_path / "srcfile"
+    d.mkdir(exist_ok=True)
+    (d / "sub").mkdir(exist_ok=True)
+    f.write_text("x\n")
+    return {
+        "a bind over /proc": lambda c: c["mounts"].append(_bind("/proc", d)),
+        "a bind inside /proc": lambda c: c["mounts"].append(_bind("/proc/foo", f)),
+        "a devpts inside /proc": lambda c: c["mounts"].append(
+            {"destination": "/proc/zz", "type": "devpts", "source": "devpts", "options": []}),
+        "a tmpfs on a file": lambda c: c["mounts"].append(
+            {"destination": "/etc/passwd", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1k"]}),
+        "a file on a directory": lambda c: c["mounts"].append(_bind("/etc", f)),
+        "a directory on a file": lambda c: c["mounts"].append(_bind("/etc/passwd", d)),
+        "below a read-only bind": lambda c: c["mounts"].extend([_bind("/ro", d, "ro"), _bind("/ro/new", d)]),
+        "a tmpfs inside /proc": lambda c: c["mounts"].append(
+            {"destination": "/proc/foo", "type": "tmpfs", "source": "tmpfs", "options": []}),
+    }
+
+
+@pytest.mark.parametrize("case", ["a bind over /proc", "a bind inside /proc", "a devpts inside /proc",
+                                  "a tmpfs on a file", "a file on a directory", "a directory on a file",
+                                  "below a read-only bind", "a tmpfs inside /proc"])
+def test_mount_refusals_in_runcs_words(runtime, runc, tmp_path, case):
+    """Mounts that runc 1.1 refuses at the container's start, and what it says (runc's
+    checkProcMount, its mkdir and mount errors: `error during container init: error mounting
+    "<src>" to rootfs at "<dest>": ...`; dockerd and containerd pass it on to their clients).
+    A bind over /proc would have let the container's masking write into the host's directory."""
+    b = runtime.bundle(["true"], mutate=_refusals(tmp_path)[case])
+    ours, theirs = runtime("run", "-b", b, runtime.new_id()), runc("run", "-b", b, runc.new_id())
+    assert ours.returncode != 0 and theirs.returncode != 0, (ours.err, theirs.err)
+    assert _init_error(ours) == _init_error(theirs), (ours.err, theirs.err)
+    assert len(ours.err.strip().splitlines()) == 1, ours.err
+    assert sorted(os.listdir(tmp_path / "srcdir")) == ["sub"]  # nothing made in the host's directory
+
+
+def test_mounts_runc_takes(runtime, runc, tmp_path):
+    """A relative destination is the root's (runc 1.1 warns), `..` stays inside the root, a file
+    lxcfs emulates may be bound over its /proc file: the same container under both runtimes."""
+    src = tmp_path / "cpuinfo"
+    src.write_text("emulated\n")
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "f").write_text("in d\n")
+
+    def mutate(c):
+        c["mounts"] += [_bind("rel/x", d), _bind("/a/../../y", d), _bind("/proc/cpuinfo", src, "ro")]
+    b = runtime.bundle(["sh", "-c", "cat /rel/x/f /y/f /proc/cpuinfo"], mutate=mutate)
+    assert run_ok(runtime, b) == run_ok(runc, b) == "in d\nin d\nemulated\n"

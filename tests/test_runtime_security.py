@@ -118,8 +118,9 @@ def test_proc_that_is_a_symlink_is_refused(runtime):
     os.symlink("/tmp", os.path.join(rootfs, "proc"))
     cid = runtime.new_id()
     p = runtime("run", "-b", b, cid)
-    assert p.returncode != 0
-    assert "/proc" in p.err and "symlink" in p.err and len(p.err.strip().splitlines()) == 1
+    assert p.returncode != 0  # runc 1.1's words (side by side)
+    assert p.err.strip() == ('berth-runc: error during container init: error mounting "proc" to rootfs at "/proc": '
+                             'filesystem "proc" must be mounted on ordinary directory'), p.err
     assert not os.path.exists(os.path.join(runtime.root, cid))
     assert processes_in(rootfs) == []
 
@@ -170,8 +171,8 @@ BAD = {
         {"destination": "/mnt", "type": "bind", "source": "/nonexistent/dir", "options": ["rbind"]}), "/nonexistent/dir"),
     "unknown filesystem": (lambda b, c: c["mounts"].append(
         {"destination": "/mnt", "type": "nosuchfs", "source": "x"}), "nosuchfs"),
-    "relative destination": (lambda b, c: c["mounts"].append(
-        {"destination": "mnt", "type": "tmpfs", "source": "tmpfs"}), "mnt"),
+    "no destination": (lambda b, c: c["mounts"].append(  # (a relative one is the root's, as runc's)
+        {"destination": "", "type": "tmpfs", "source": "tmpfs"}), "destination"),
     "bad tmpfs option": (lambda b, c: c["mounts"].append(
         {"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=lots"]}), "/mnt"),
     "unknown capability": (lambda b, c: c["process"]["capabilities"]["bounding"].append("CAP_BOGUS"), "CAP_BOGUS"),

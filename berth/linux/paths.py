@@ -123,17 +123,19 @@ def ensure_in_root(rootfd: int, path: str, directory: bool = True, mode: int = 0
     parts = rel.split("/") if rel else []
     for i, comp in enumerate(parts):
         pfd = open_in_root(rootfd, "/".join(parts[:i]) or ".", os.O_PATH | os.O_DIRECTORY)
+        made = "mkdir" if i < len(parts) - 1 or directory else "open"
         try:
-            if i < len(parts) - 1 or directory:
-                try:
-                    os.mkdir(comp, mode, dir_fd=pfd)
-                except FileExistsError:
-                    pass
+            if made == "mkdir":
+                os.mkdir(comp, mode, dir_fd=pfd)
             else:
-                try:
-                    os.close(os.open(comp, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=pfd))
-                except FileExistsError:
-                    pass
+                os.close(os.open(comp, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=pfd))
+        except FileExistsError:
+            pass
+        except OSError as e:
+            # what could not be made, as the root sees it ("/a/b"), and how (e.op: mkdir or open)
+            err = OSError(e.errno, e.strerror, "/" + "/".join(parts[:i + 1]))
+            err.op = made  # type: ignore[attr-defined]
+            raise err from None
         finally:
             os.close(pfd)
     return open_in_root(rootfd, rel)

@@ -12,7 +12,8 @@ import stat
 
 from berth.errors import InvalidArgument, SystemError_
 from berth.linux import syscalls as sc
-from berth.linux.paths import ensure_in_root, open_in_root
+from berth.goquote import quote
+from berth.linux.paths import ensure_in_root, open_in_root, secure_join
 from berth.runtime.spec import parse_mount_options
 
 TYPE_CHECKING = False  # no typing at run time: the container's init imports this
@@ -59,23 +60,66 @@ def remount(path: str, flags: int) -> None:
         sc.mount(None, path, None, base | flags | _locked_flags(path))
 
 
-def _is_symlink_in_root(rootfd: int, dest: str) -> bool:
-    parent, name = os.path.split(dest.rstrip("/"))
-    try:
-        pfd = open_in_root(rootfd, parent or "/", os.O_PATH | os.O_DIRECTORY)
-    except FileNotFoundError:
-        return False
-    try:
-        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        return stat.S_ISLNK(st.st_mode)
-    except FileNotFoundError:
-        return False
-    finally:
-        os.close(pfd)
+def _go_err(e: BaseException) -> str:
+    """An error's text as runc (Go) prints it: errno texts in lower case."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror[:1].lower() + e.strerror[1:]
+    return str(e)
+
+
+def _mount_failed(m: dict, source: str, why: str) -> "NoReturn":
+    """A mount of the config that failed, in runc's words (libcontainer's prepareRootfs)."""
+    raise SystemError_(f"error during container init: error mounting {quote(source)} to rootfs at "
+                       f"{quote(m['destination'])}: {why}") from None
+
+
+def _syscall_failed(source: str, dest: str, fd: int, flags: int, data: str, e: OSError) -> str:
+    """runc's mountError: `mount SRC:DEST (via /proc/self/fd/N), flags: 0x..., data: ...: why`."""
+    out = f"mount {source}:{dest}" if source else f"mount {dest}"
+    out += f" (via {_fdpath(fd)})"
+    if flags:
+        out += f", flags: {flags:#x}"
+    if data:
+        out += f", data: {data}"
+    return f"{out}: {_go_err(e)}"
+
+
+def _made_failed(rootfs: str, dest: str, e: OSError) -> str:
+    """What making the mount point said (runc's MkdirAll or OpenFile on the host path)."""
+    where = getattr(e, "op", None) and e.filename or dest
+    return f"{getattr(e, 'op', 'mkdir')} {rootfs.rstrip('/')}{where}: {_go_err(e)}"
+
+
+# runc's checkProcMount: nothing is mounted over /proc but a proc, nor inside it but over the
+# few files lxcfs emulates
+_PROC_FILES = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+               "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid")
+
+
+def _check_proc_mount(rootfs: str, rel: str, source: str) -> str | None:
+    """runc's refusal of a mount at rel (resolved in the root) over or inside /proc, or None."""
+    path = "/" + rel.strip("/")
+    if path != "/proc" and not path.startswith("/proc/"):
+        return None
+    host = rootfs.rstrip("/") + path
+    if path == "/proc":
+        try:
+            fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+            try:
+                if sc.fstatfs_type(fd) == sc.PROC_SUPER_MAGIC:
+                    return None
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        return f"{quote(host)} cannot be mounted because it is not of type proc"
+    if path in _PROC_FILES:
+        return None
+    return f"{quote(host)} cannot be mounted because it is inside /proc"
 
 
 def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgroupns: bool,
-                in_userns: bool) -> None:
+                in_userns: bool, rootfs: str = "") -> None:
     dest = m["destination"]
     mtype = m.get("type") or ""
     options = m.get("options") or []
@@ -83,29 +127,43 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
     is_bind = mtype == "bind" or flags & sc.MS_BIND
     source = m.get("source") or mtype or "none"
 
-    if mtype in ("proc", "sysfs") and _is_symlink_in_root(rootfd, dest):
-        raise InvalidArgument(f"mount destination {dest} is a symlink; refusing to mount {mtype} there")
+    if mtype in ("proc", "sysfs") and not is_bind:
+        # runc's: never through a symlink or onto a file the image put there
+        parent, name = os.path.split(dest.rstrip("/"))
+        prel = secure_join(rootfd, parent or "/")
+        try:
+            st = os.stat(f"{prel}/{name}" if prel else (name or "."), dir_fd=rootfd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            _mount_failed(m, source, f"filesystem {quote(mtype)} must be mounted on ordinary directory")
 
     if is_bind:
         src = source if os.path.isabs(source) else os.path.join(bundle, source)
-        src_is_dir = os.path.isdir(src)
+        try:
+            src_is_dir = stat.S_ISDIR(os.stat(src).st_mode)
+        except OSError as e:  # nothing to bind
+            _mount_failed(m, src, f"stat {src}: {_go_err(e)}")
+        why = _check_proc_mount(rootfs, secure_join(rootfd, dest), src)
+        if why:
+            _mount_failed(m, src, why)
         try:
             fd = ensure_in_root(rootfd, dest, directory=src_is_dir)
         except OSError as e:
-            _fail(f"mount {dest}", e)
+            _mount_failed(m, src, _made_failed(rootfs, dest, e))
         try:
-            target = _fdpath(fd)
+            bind = sc.MS_BIND | (flags & sc.MS_REC)
             try:
-                sc.mount(src, target, None, sc.MS_BIND | (flags & sc.MS_REC))
+                sc.mount(src, _fdpath(fd), None, bind)
             except OSError as e:
-                _fail(f"bind mount {src} on {dest}", e)
+                _mount_failed(m, src, _syscall_failed(src, dest, fd, (flags | bind) & ~sc.MS_REMOUNT, "", e))
             extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
             if extra:
                 nfd = open_in_root(rootfd, dest)
                 try:
                     remount(_fdpath(nfd), extra)
                 except OSError as e:
-                    _fail(f"remount {dest}", e)
+                    _mount_failed(m, src, _syscall_failed(src, dest, nfd, flags | bind | sc.MS_REMOUNT, "", e))
                 finally:
                     os.close(nfd)
             _set_propagation(rootfd, dest, prop)
@@ -117,6 +175,10 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
         _mount_cgroup(rootfd, dest, flags, cgroup_path, cgroup_mode, cgroupns)
         return
 
+    if mtype not in ("proc", "sysfs", "tmpfs", "mqueue"):
+        why = _check_proc_mount(rootfs, secure_join(rootfd, dest), m.get("source") or "")
+        if why:
+            _mount_failed(m, source, why)
     existed = False
     try:
         fd = -1
@@ -129,16 +191,16 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
         if fd < 0:
             fd = ensure_in_root(rootfd, dest, directory=True)
     except OSError as e:
-        _fail(f"mount {dest}", e)
+        _mount_failed(m, source, _made_failed(rootfs, dest, e))
     try:
         st = os.fstat(fd)
-        if not stat.S_ISDIR(st.st_mode):
-            raise InvalidArgument(f"mount destination {dest} is not a directory")
         target = _fdpath(fd)
         # a tmpfs on a directory of the image gets that directory's mode, as runc gives it (the
         # image's /tmp 1777 or 755 stays so); read-only once that is done
         ro_after = sc.MS_RDONLY if existed and flags & sc.MS_RDONLY else 0
         try:
+            if not stat.S_ISDIR(st.st_mode):  # what the kernel says of a mount on a file
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
             sc.mount(source, target, mtype, flags & ~sc.MS_REMOUNT & ~ro_after, data or None)
             if existed:
                 nfd = open_in_root(rootfd, dest)
@@ -154,9 +216,9 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
                 sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC)
                 remount(target, flags & ~sc.MS_REMOUNT)
             else:
-                _fail(f"mount {mtype} on {dest}", e)
+                _mount_failed(m, source, _syscall_failed(source, dest, fd, flags & ~sc.MS_REMOUNT & ~ro_after, data, e))
         except OSError as e:
-            _fail(f"mount {mtype} on {dest}", e)
+            _mount_failed(m, source, _syscall_failed(source, dest, fd, flags & ~sc.MS_REMOUNT & ~ro_after, data, e))
         if mtype == "proc":
             nfd = open_in_root(rootfd, dest)
             try:
@@ -418,15 +480,19 @@ def prepare(config: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgrou
     """Everything before pivot_root: propagation, the rootfs bind, the mounts, devices."""
     linux = config.get("linux") or {}
     rootfs = config["root"]["path"]
-    prop = PROPAGATION_FLAGS.get(linux.get("rootfsPropagation") or "rslave", sc.MS_SLAVE | sc.MS_REC)
-    # never let our mounts propagate back to the host
-    sc.mount(None, "/", None, (prop if prop & (sc.MS_SLAVE | sc.MS_PRIVATE) else sc.MS_SLAVE) | sc.MS_REC)
+    # runc's prepareRoot: the namespace's mounts become slaves of the host's (nothing mounted here
+    # goes back), unless the config asks for another propagation: rshared for a bind mount whose
+    # mounts must reach the host (the CRI's bidirectional, docker's shared), so that they stay
+    # peers of the host's
+    rp = linux.get("rootfsPropagation")
+    sc.mount(None, "/", None, PROPAGATION_FLAGS[rp] if rp else sc.MS_SLAVE | sc.MS_REC)
+    _parent_mount_private(rootfs)
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         bind_dev = False
         for m in config.get("mounts") or []:
-            mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns)
+            mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns, rootfs)
             if m["destination"].rstrip("/") == "/dev" and ((m.get("type") == "bind") or
                                                             "bind" in (m.get("options") or []) or
                                                             "rbind" in (m.get("options") or [])):
@@ -436,6 +502,16 @@ def prepare(config: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgrou
             setup_dev_links(rootfd)
     finally:
         os.close(rootfd)
+
+
+def _parent_mount_private(rootfs: str) -> None:
+    """runc's rootfsParentMountPrivate: the mount the rootfs lies on, when shared, is made private
+    here (pivot_root refuses a shared parent, and the rootfs's bind must not reach other
+    namespaces)."""
+    from berth.linux.mountinfo import shared, source_mount
+    mp, optional = source_mount(rootfs)
+    if shared(optional):
+        sc.mount(None, mp, None, sc.MS_PRIVATE)
 
 
 def finish(config: dict) -> None:

@@ -10,6 +10,7 @@ import os
 
 from berth import fastjson as json
 from berth.errors import InvalidArgument, NotFound
+from berth.goquote import quote as _goquote
 
 TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
 if TYPE_CHECKING:
@@ -152,10 +153,10 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
         if not isinstance(m, dict):
             raise InvalidArgument(f"config.json: mounts[{i}] is not an object")
         dest = m.get("destination")
-        if not isinstance(dest, str) or not dest.startswith("/"):
-            raise InvalidArgument(f"config.json: mount destination {dest!r} must be an absolute path")
-        if ".." in dest.split("/"):
-            raise InvalidArgument(f"config.json: mount destination {dest!r} contains '..'")
+        if not isinstance(dest, str) or not dest:
+            raise InvalidArgument(f"config.json: mounts[{i}] needs a destination")
+        # as runc 1.1: a relative destination is the root's (runc warns), ".." never climbs out of
+        # the root (every destination is resolved inside it)
         opts = _type(m.get("options") or [], list, f"mounts[{i}].options")
         if not all(isinstance(o, str) for o in opts):
             raise InvalidArgument(f"config.json: mount {dest}: options must be strings")
@@ -165,8 +166,9 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
             if not isinstance(src, str) or not src:
                 raise InvalidArgument(f"config.json: bind mount {dest} needs a source")
             s = src if os.path.isabs(src) else os.path.join(bundle, src)
-            if not os.path.exists(s):
-                raise NotFound(f"bind mount source {src} for {dest} does not exist")
+            if not os.path.exists(s):  # runc's words (its init's stat of the source)
+                raise NotFound(f'error during container init: error mounting {_goquote(s)} to rootfs at '
+                               f'{_goquote(dest)}: stat {s}: no such file or directory')
         elif not mtype:
             raise InvalidArgument(f"config.json: mount {dest} has no type")
         elif mtype not in _known_filesystems():
