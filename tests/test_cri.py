@@ -683,7 +683,30 @@ def test_pause_mounts_and_default_paths_as_containerd(node, cri):
     cri.RemovePodSandbox(pod_sandbox_id=sid)
 
 
-def test_oci_annotations_cpu_shares_and_env_of_pods_as_containerd(node, cri):
+def _own_mount(path, propagation):
+    """path bound on itself with that propagation (a mount of its own, whatever the host's / is);
+    umount_all(path) undoes it."""
+    path.mkdir(exist_ok=True)
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    subprocess.run(["mount", f"--make-{propagation}", str(path)], check=True)
+    return path
+
+
+def umount_all(path):
+    for _ in range(8):  # what was mounted under it too
+        if subprocess.run(["umount", "-l", str(path)], capture_output=True).returncode != 0:
+            break
+
+
+@pytest.fixture
+def shared_dir(tmp_path):
+    """A directory on a shared mount: what bidirectional and host-to-container mounts need."""
+    d = _own_mount(tmp_path / "shared", "rshared")
+    yield d
+    umount_all(d)
+
+
+def test_oci_annotations_cpu_shares_and_env_of_pods_as_containerd(node, cri, shared_dir):
     """As containerd 1.6 (side by side): the OCI specs carry the CRI's annotations that runtimes
     such as runsc and kata group a pod's containers by (container-type, sandbox-id, the pod's
     name, namespace and uid, its log directory; the container's name and image); the pause runs
@@ -717,13 +740,14 @@ def test_oci_annotations_cpu_shares_and_env_of_pods_as_containerd(node, cri):
     assert pause["config"]["log_directory"] == os.path.join(node.logs, "annot")
     assert ctr["config"]["log_path"] == "web.log" and ctr["config"]["command"] == ["sleep", "60"]
     uid = _ctr(cri, sid, sbx, "uid", ["sleep", "60"], envs=[pb.KeyValue(key="A", value="b")],
-               mounts=[pb.Mount(container_path="/m", host_path="/tmp", propagation=pb.PROPAGATION_HOST_TO_CONTAINER)],
+               mounts=[pb.Mount(container_path="/m", host_path=str(shared_dir),
+                                propagation=pb.PROPAGATION_HOST_TO_CONTAINER)],
                linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
                    run_as_user=pb.Int64Value(value=1000))))
     cfg = json.loads(cri.ContainerStatus(container_id=uid, verbose=True).info["info"])["config"]
     assert cfg["linux"]["security_context"]["run_as_user"] == {"value": 1000}
     assert cfg["envs"] == [{"key": "A", "value": "b"}]
-    assert cfg["mounts"] == [{"container_path": "/m", "host_path": "/tmp", "propagation": 1}]
+    assert cfg["mounts"] == [{"container_path": "/m", "host_path": str(shared_dir), "propagation": 1}]
     assert [e.split("=")[0] for e in pause["runtimeSpec"]["process"]["env"]] == ["PATH"]
     paths = {}
     with open(f"/proc/{pause['pid']}/cgroup") as f:
@@ -1290,28 +1314,102 @@ def test_config_dump_shows_the_containerd_keys(tmp_path):
     assert p.returncode != 0 and "cri_socket" in p.stderr and len(p.stderr.strip().splitlines()) == 1
 
 
-def test_mount_propagation(node, cri, tmp_path):
-    shared = tmp_path / "prop"
-    shared.mkdir()
-    subprocess.run(["mount", "--bind", str(shared), str(shared)], check=True)
+def test_mount_propagation(node, cri, tmp_path, shared_dir):
+    """Host-to-container: what the host mounts later under the source shows in the container;
+    bidirectional: what the (privileged) container mounts there shows on the host, its root's
+    propagation rshared and the mount a peer of the host's (containerd 1.6 and runc side by side:
+    the same mountinfo tags); private: neither. containerd's refusals when the source's mount
+    does not propagate (UNKNOWN, at CreateContainer, nothing made)."""
+    sid, sbx = _pod(cri, node, "prop", security_context=pb.LinuxSandboxSecurityContext(privileged=True))
+    ids = {}
+    for name, prop in (("slave", pb.PROPAGATION_HOST_TO_CONTAINER), ("private", pb.PROPAGATION_PRIVATE),
+                       ("both", pb.PROPAGATION_BIDIRECTIONAL)):
+        ids[name] = _ctr(cri, sid, sbx, name, ["sleep", "300"],
+                         mounts=[pb.Mount(container_path="/prop", host_path=str(shared_dir), propagation=prop)],
+                         linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+                             privileged=name == "both")))
+    (shared_dir / "sub").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(shared_dir / "sub")], check=True)
+    (shared_dir / "sub" / "f").write_text("mounted later\n")
+    seen = cri.ExecSync(container_id=ids["slave"], cmd=["cat", "/prop/sub/f"])
+    assert seen.stdout == b"mounted later\n"
+    assert cri.ExecSync(container_id=ids["both"], cmd=["cat", "/prop/sub/f"]).stdout == b"mounted later\n"
+    assert cri.ExecSync(container_id=ids["private"], cmd=["cat", "/prop/sub/f"]).exit_code != 0
+    (shared_dir / "back").mkdir()
+    r = cri.ExecSync(container_id=ids["both"], cmd=["mount", "-t", "tmpfs", "-o", "size=1m", "fromctr", "/prop/back"])
+    assert r.exit_code == 0, r.stderr
+    assert os.path.ismount(shared_dir / "back")  # the container's mount reached the host
+    spec = json.loads(cri.ContainerStatus(container_id=ids["both"], verbose=True).info["info"])["runtimeSpec"]
+    assert spec["linux"]["rootfsPropagation"] == "rshared"
+    spec = json.loads(cri.ContainerStatus(container_id=ids["slave"], verbose=True).info["info"])["runtimeSpec"]
+    assert spec["linux"]["rootfsPropagation"] == "rslave"
+    tags = cri.ExecSync(container_id=ids["both"], cmd=["sh", "-c", "grep ' /prop ' /proc/self/mountinfo"]).stdout.split()
+    assert [t for t in tags if t.startswith((b"shared:", b"master:"))][0].startswith(b"shared:"), tags
+    assert b"master:" not in b" ".join(tags[:tags.index(b"-")])  # a peer of the host's, not its slave
+    # a source whose mount neither shares nor receives: containerd's words, nothing created
+    private = _own_mount(tmp_path / "private", "private")
     try:
-        subprocess.run(["mount", "--make-rshared", str(shared)], check=True)
-        sid, sbx = _pod(cri, node, "prop")
-        ids = {}
-        for name, prop in (("slave", pb.PROPAGATION_HOST_TO_CONTAINER), ("private", pb.PROPAGATION_PRIVATE)):
-            ids[name] = _ctr(cri, sid, sbx, name, ["sleep", "300"],
-                             mounts=[pb.Mount(container_path="/prop", host_path=str(shared), propagation=prop)])
-        (shared / "sub").mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(shared / "sub")], check=True)
-        (shared / "sub" / "f").write_text("mounted later\n")
-        seen = cri.ExecSync(container_id=ids["slave"], cmd=["cat", "/prop/sub/f"])
-        assert seen.stdout == b"mounted later\n"
-        assert cri.ExecSync(container_id=ids["private"], cmd=["cat", "/prop/sub/f"]).exit_code != 0
-        cri.StopPodSandbox(pod_sandbox_id=sid)
-        cri.RemovePodSandbox(pod_sandbox_id=sid)
+        for prop, words in ((pb.PROPAGATION_BIDIRECTIONAL, "a shared mount"),
+                            (pb.PROPAGATION_HOST_TO_CONTAINER, "a shared or slave mount")):
+            cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=f"no{prop}"), command=["true"],
+                                     image=pb.ImageSpec(image="busybox-layers:1"),
+                                     mounts=[pb.Mount(container_path="/p", host_path=str(private), propagation=prop)])
+            with pytest.raises(grpc.RpcError) as e:
+                cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx)
+            assert e.value.code() == grpc.StatusCode.UNKNOWN
+            assert re.fullmatch(f'failed to generate container "[0-9a-f]{{64}}" spec: failed to generate spec: '
+                                f'path "{private}" is mounted on "{private}" but it is not {words}',
+                                e.value.details()), e.value.details()
+        assert {c.metadata.name for c in cri.ListContainers().containers} == {"slave", "private", "both"}
     finally:
-        subprocess.run(["umount", "-l", str(shared / "sub")], capture_output=True)
-        subprocess.run(["umount", "-l", str(shared)], capture_output=True)
+        umount_all(private)
+    cri.StopPodSandbox(pod_sandbox_id=sid)
+    cri.RemovePodSandbox(pod_sandbox_id=sid)
+
+
+def test_mount_sources_and_failures_as_containerd(node, cri, tmp_path):
+    """containerd 1.6's CRI (side by side): a missing host path is made (0755) at CreateContainer;
+    an empty one refused in its words; a relative container path is the root's. Mounts runc
+    refuses fail the start in runc's words after containerd's prefix: a file on a directory, a
+    directory over /proc (its masking would have written into the host's directory)."""
+    sid, sbx = _pod(cri, node, "msrc")
+    made = tmp_path / "made" / "a" / "b"
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "f").write_text("in d\n")
+    cid = _ctr(cri, sid, sbx, "made", ["sleep", "60"], mounts=[pb.Mount(container_path="/m", host_path=str(made)),
+                                                            pb.Mount(container_path="rel/x", host_path=str(d))])
+    assert made.is_dir() and oct(made.stat().st_mode & 0o777) == "0o755"
+    assert cri.ExecSync(container_id=cid, cmd=["cat", "/rel/x/f"]).stdout == b"in d\n"
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="empty"), image=pb.ImageSpec(image="busybox-layers:1"),
+                             mounts=[pb.Mount(container_path="/m", host_path="")])
+    with pytest.raises(grpc.RpcError) as e:
+        cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx)
+    assert e.value.code() == grpc.StatusCode.UNKNOWN
+    assert re.fullmatch('failed to generate container "[0-9a-f]{64}" spec: failed to generate spec: '
+                        'failed to mkdir "": mkdir : no such file or directory', e.value.details()), e.value.details()
+    rootfs = os.path.join(node.d.root, "containers")
+    for name, mount, why in (
+            ("fileondir", pb.Mount(container_path="/etc", host_path=str(d / "f")),
+             f'error mounting "{d / "f"}" to rootfs at "/etc": mount {d / "f"}:/etc (via /proc/self/fd/N), '
+             'flags: 0x5000: not a directory'),
+            ("overproc", pb.Mount(container_path="/proc", host_path=str(d)),
+             f'error mounting "{d}" to rootfs at "/proc": "{rootfs}/<id>/rootfs/proc" cannot be mounted because it '
+             'is not of type proc')):
+        cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image="busybox-layers:1"),
+                                 command=["true"], mounts=[mount])
+        c = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+        with pytest.raises(grpc.RpcError) as e:
+            cri.StartContainer(container_id=c)
+        want = ("failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create "
+                f"failed: unable to start container process: error during container init: {why}: unknown")
+        got = re.sub(r"/proc/self/fd/\d+", "/proc/self/fd/N", e.value.details()).replace(c, "<id>")
+        assert (e.value.code(), got) == (grpc.StatusCode.UNKNOWN, want)
+        st = cri.ContainerStatus(container_id=c).status
+        assert (st.state, st.reason, st.exit_code) == (pb.CONTAINER_EXITED, "StartError", 128)
+    assert sorted(os.listdir(d)) == ["f"]  # nothing made in the host's directory
+    cri.StopPodSandbox(pod_sandbox_id=sid)
+    cri.RemovePodSandbox(pod_sandbox_id=sid)
 
 
 def test_a_sandbox_removed_by_berth_releases_its_network(tmp_path):

@@ -1434,3 +1434,84 @@ def test_start_failures_workdir_and_entrypoint_reset_as_dockerd(eng, peer):
     seen = _side_by_side(eng, peer, cases, lambda d: d.docker("rm", "-f", *names), output_of=("inspect", "run", "start"))
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
     assert seen[0][8][3] == "/new/dir\n755 0 0\n" and seen[0][11][3] == "hi\n"
+
+
+def _rootfs_paths(text):
+    """A daemon's error with each daemon's own rootfs path and fd numbers made alike."""
+    import re
+    text = re.sub(r'[^\s"]*/root/containers/(?:[0-9a-f]{64}|<id>)/rootfs', "<rootfs>", text)   # berthd's
+    text = re.sub(r'[^\s"]*/overlay2/(?:[0-9a-f]{64}|<id>)/merged', "<rootfs>", text)          # dockerd's
+    return re.sub(r"/proc/self/fd/\d+", "/proc/self/fd/N", text)
+
+
+def test_bind_mount_failures_as_dockerd(eng, peer, tmp_path):
+    """What dockerd 20.10 and its runc 1.1 say (side by side) of mounts they refuse: a file on a
+    directory or the reverse (runc's words, then dockerd's hint), a bind below a read-only one,
+    binds over or inside /proc (runc's checkProcMount), a tmpfs inside /proc (exit 127: the CLI's
+    reading of "no such file or directory"), a shared or slave bind whose source's mount does not
+    propagate, a working directory that is a file or lies below one; a container whose start
+    failed so keeps dockerd's error and exit code. A file bound over /proc/cpuinfo (lxcfs) runs."""
+    import subprocess
+    d, f = tmp_path / "d", tmp_path / "f"
+    (d / "sub").mkdir(parents=True)
+    f.write_text("x\n")
+    private = tmp_path / "private"
+    private.mkdir()
+    subprocess.run(["mount", "--bind", str(private), str(private)], check=True)
+    try:
+        subprocess.run(["mount", "--make-private", str(private)], check=True)
+        cases = [["-v", f"{f}:/etc"], ["-v", f"{d}:/etc/passwd"], ["--mount", f"type=bind,src={f},dst=/etc"],
+                 ["-v", f"{d}:/data:ro", "-v", f"{d / 'sub'}:/data/new"], ["-v", f"{d}:/proc"],
+                 ["-v", f"{f}:/proc/foo"], ["--tmpfs", "/proc/foo"], ["-v", f"{private}:/x:shared"],
+                 ["-v", f"{private}:/x:rslave"], ["-w", "/etc/passwd"], ["-w", "/etc/passwd/x"],
+                 ["-v", f"{f}:/proc/cpuinfo:ro"]]
+        for flags in cases:
+            ours, theirs = (x.docker("run", "--rm", *flags, IMAGE, "cat", "/proc/cpuinfo") for x in (eng, peer))
+            assert (ours.returncode, _rootfs_paths(_daemon_error(ours))) == \
+                   (theirs.returncode, _rootfs_paths(_daemon_error(theirs))), flags
+            if flags[-1].endswith("/proc/cpuinfo:ro"):
+                assert ours.returncode == 0 and ours.out == "x\n", ours.err
+        name = f"mnt-{uuid.uuid4().hex[:8]}"
+        seen = []
+        for x in (eng, peer):
+            try:
+                x.docker("create", "--name", name, "-v", f"{f}:/etc", IMAGE, "true", check=True)
+                assert x.docker("start", name).returncode != 0
+                seen.append(_rootfs_paths(x.docker("inspect", "-f", "{{.State.ExitCode}} {{.State.Error}}", name).out))
+            finally:
+                x.docker("rm", "-f", name)
+        assert seen[0] == seen[1] and seen[0].startswith("127 failed to create shim task:"), seen
+        assert sorted(os.listdir(d)) == ["sub"]  # nothing made in the host's directory
+    finally:
+        subprocess.run(["umount", "-l", str(private)], capture_output=True)
+
+
+def test_shared_bind_propagates_both_ways(eng, tmp_path):
+    """-v src:dst:rshared on a shared mount: what a privileged container mounts there reaches the
+    host, what the host mounts later reaches the container (the root's propagation is then
+    shared, as dockerd sets it); :rslave only receives."""
+    import subprocess
+    src = tmp_path / "shared"
+    (src / "back").mkdir(parents=True)
+    (src / "later").mkdir()
+    subprocess.run(["mount", "--bind", str(src), str(src)], check=True)
+    name = f"shr-{uuid.uuid4().hex[:8]}"
+    try:
+        subprocess.run(["mount", "--make-rshared", str(src)], check=True)
+        eng.docker("run", "-d", "--name", name, "--privileged", "-v", f"{src}:/s:rshared", "-v", f"{src}:/r:rslave",
+                   IMAGE, "sleep", "60", check=True)
+        p = eng.docker("exec", name, "mount", "-t", "tmpfs", "-o", "size=1m", "fromctr", "/s/back")
+        assert p.returncode == 0, p.err
+        assert os.path.ismount(src / "back")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "fromhost", str(src / "later")], check=True)
+        (src / "later" / "f").write_text("host\n")
+        for where in ("/s", "/r"):
+            assert eng.docker("exec", name, "cat", f"{where}/later/f").out == "host\n", where
+        eng.docker("exec", name, "mount", "-t", "tmpfs", "-o", "size=1m", "slavectr", "/r/later")
+        assert subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(src / "later")], capture_output=True,
+                              text=True).stdout.split() == ["fromhost"]  # a slave's mount stays in the container
+    finally:
+        eng.docker("rm", "-f", name)
+        for _ in range(6):
+            if subprocess.run(["umount", "-l", str(src)], capture_output=True).returncode != 0:
+                break

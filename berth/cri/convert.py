@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from berth.cri import KIND_LABEL
 from berth.cri import api_pb2 as pb
 from berth.errors import InvalidArgument
+from berth.goquote import quote as _q
 
 if TYPE_CHECKING:
     from typing import Any, TypeVar
@@ -435,6 +436,41 @@ def pod_hostname(config: pb.PodSandboxConfig) -> str:
     return socket.gethostname()
 
 
+class SpecRefused(Exception):
+    """What containerd's spec generation refuses, in its words (CreateContainer answers UNKNOWN
+    `failed to generate container "<id>" spec: failed to generate spec: <this>`)."""
+
+
+def _host_path(path: str) -> str:
+    """A mount's host path as containerd's WithMounts takes it: made (0755) when missing, then
+    its symlinks followed."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        try:
+            os.makedirs(path, 0o755, exist_ok=True)
+        except OSError as e:
+            raise SpecRefused(f"failed to mkdir {_q(path)}: mkdir {e.filename or path}: {_go_err(e)}") from None
+    except OSError as e:
+        raise SpecRefused(f"failed to stat {_q(path)}: stat {path}: {_go_err(e)}") from None
+    return os.path.realpath(path)
+
+
+def _check_propagation(src: str, prop: str) -> None:
+    """containerd's ensureShared / ensureSharedOrSlave for a bidirectional / host-to-container mount."""
+    from berth.linux.mountinfo import shared, shared_or_slave, source_mount
+    mp, optional = source_mount(src)
+    if prop == "rshared" and not shared(optional):
+        raise SpecRefused(f"path {_q(src)} is mounted on {_q(mp)} but it is not a shared mount")
+    if prop == "rslave" and not shared_or_slave(optional):
+        raise SpecRefused(f"path {_q(src)} is mounted on {_q(mp)} but it is not a shared or slave mount")
+
+
+def _go_err(e: OSError) -> str:
+    why = e.strerror or str(e)
+    return why[:1].lower() + why[1:]
+
+
 def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config: pb.ContainerConfig, image_id: str,
                    log_path: str, runtime: str, sandbox_host_net: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """CreateContainer's config -> the container's configuration, in the pod of sandbox_id, and
@@ -483,16 +519,20 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
     for m in config.mounts:
         if m.HasField("image") and m.image.image:
             raise InvalidArgument(f"mount {m.container_path}: image volumes are not supported by berth")
-        if not m.host_path or not m.container_path:
-            raise InvalidArgument("a mount needs host_path and container_path")
+        if not m.container_path:  # (containerd's start then fails in runc)
+            raise InvalidArgument(f"mount of {m.host_path or 'nothing'}: container_path is empty")
+        if m.host_path and not os.path.isabs(m.host_path):  # (containerd makes it under its working directory)
+            raise InvalidArgument(f"mount at {m.container_path}: host_path {m.host_path} is not absolute")
         mode = ["ro" if m.readonly else "rw"]
         # an unknown propagation is private, as containerd's (which warns)
-        mode.append({pb.PROPAGATION_HOST_TO_CONTAINER: "rslave",
-                     pb.PROPAGATION_BIDIRECTIONAL: "rshared"}.get(m.propagation, "rprivate"))
-        src = os.path.realpath(m.host_path)  # a symlink is followed, as the CRI asks
-        if not os.path.exists(src):
-            raise InvalidArgument(f"failed to mount {m.container_path}: host path {m.host_path} does not exist")
-        binds.append(f"{src}:{m.container_path}:{','.join(mode)}")
+        prop = {pb.PROPAGATION_HOST_TO_CONTAINER: "rslave", pb.PROPAGATION_BIDIRECTIONAL: "rshared"}.get(m.propagation,
+                                                                                                          "rprivate")
+        mode.append(prop)
+        src = _host_path(m.host_path)
+        if prop != "rprivate":
+            _check_propagation(src, prop)
+        # a relative container path is the root's (runc's)
+        binds.append(f"{src}:{os.path.join('/', m.container_path)}:{','.join(mode)}")
     if binds:
         hc["Binds"] = binds
     devices = []

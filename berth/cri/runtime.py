@@ -122,6 +122,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             except NotFound:
                 sbx_config = pb.PodSandboxConfig()
             _default_cgroup(spec, rec.id, sbx_config)
+            # the root's propagation as containerd's WithMounts sets it for the pod's mounts
+            props = {o for m in spec.get("mounts") or [] if m.get("type") == "bind" for o in m.get("options") or ()}
+            linux = spec.setdefault("linux", {})
+            if "rshared" in props:
+                linux["rootfsPropagation"] = "rshared"
+            elif "rslave" in props and linux.get("rootfsPropagation") not in ("rshared", "rslave"):
+                linux["rootfsPropagation"] = "rslave"
             ann.update(convert.container_annotations(sid, sbx_config, self._container_config(rec),
                                                      self._image_refs(rec)[0]))
 
@@ -589,8 +596,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         cri = self._cri(sbx)
         host_net = not cri.get("netns_key")
         image = config.image.image if not img.config_digest.endswith(config.image.image) else img.config_digest
-        body, meta = convert.container_body(sbx.id, sandbox_config, config, image, log_path,
-                                            self._runtime(cri.get("handler", "")), host_net)
+        cid = secrets.token_hex(32)  # named by a refusal of the spec, as containerd names it
+        try:
+            body, meta = convert.container_body(sbx.id, sandbox_config, config, image, log_path,
+                                                self._runtime(cri.get("handler", "")), host_net)
+        except convert.SpecRefused as e:
+            raise Abort(grpc.StatusCode.UNKNOWN, f"failed to generate container {_q(cid)} spec: "
+                                                 f"failed to generate spec: {e}") from None
         meta["image"] = config.image.image
         # the image's variables first, the config's replacing or after them (containerd's order)
         from berth.services.ocispec import replace_or_append_env
@@ -600,7 +612,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             body["StopSignal"] = _signal_name(config.stop_signal)
         elif ((img.config or {}).get("config") or {}).get("StopSignal"):
             body["StopSignal"] = img.config["config"]["StopSignal"]
-        cid = self._create_record("container", name, body, convert.CONTAINER_EXT, meta)
+        cid = self._create_record("container", name, body, convert.CONTAINER_EXT, meta, cid=cid)
         # its process is created now, in the background, as CRI-O creates it here: StartContainer
         # then releases it (and reports what failed in the creation)
         self.svc.prelaunch(NS, cid, after=lambda: self._settle(sbx.id))  # it joins the pause's namespaces

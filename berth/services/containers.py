@@ -41,6 +41,7 @@ from berth.errors import (
 from berth.runtime import oci as oci_runtime
 from berth.services import state as S
 from berth.services.createspec import CreateSpec, mounts_of
+from berth.services import volumes as volumes_mod
 from berth.services.volumes import inspect_mounts
 from berth.shim import protocol as proto
 from berth.shim.client import EventChannel, ShimClient, ShimGone
@@ -358,9 +359,9 @@ class ContainerService:
             if res.ok and attach_pending:
                 res = self._start_after_attach(rec, res)
             if not res.ok:
-                err = start_error(res.error)
+                err, code = start_failure(rec, res.error)
                 self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
-                                       error=err, exit_code=start_exit_code(err, 128), generation=st.generation + 1)
+                                       error=err, exit_code=code, generation=st.generation + 1)
                 raise error_of_start(res.kind, err)
         except BaseException:
             self._unlaunch(ns, rec, channel)
@@ -410,6 +411,12 @@ class ContainerService:
             spec_body = links.apply(self, ns, rec, spec_body, files_dir)  # --link: hosts entries, env
             oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra)
             runopts.apply(self, ns, rec, spec_body, oci, rootfs)  # --pid, --ipc, --uts, --device, --sysctl, ...
+            linux = oci.setdefault("linux", {})
+            rp = volumes_mod.rootfs_propagation(extra, linux.get("rootfsPropagation"))
+            if rp:
+                linux["rootfsPropagation"] = rp
+            if not _is_cri(rec):
+                _check_working_dir(rootfs, (oci.get("process") or {}).get("cwd") or "/")
             if self.spec_hook is not None:
                 self.spec_hook(rec, oci)
             bundle = os.path.join(sd, "bundle")
@@ -452,12 +459,12 @@ class ContainerService:
             channel = EventChannel(parent)
             res = channel.start_result()
             if not res.ok and not hold:
-                err = start_error(res.error)
+                err, code = start_failure(rec, res.error)
                 recorded = True
                 self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
-                                       error=err, exit_code=start_exit_code(err, 128), generation=st.generation + 1)
+                                       error=err, exit_code=code, generation=st.generation + 1)
             if not res.ok:
-                raise error_of_start(res.kind, start_error(res.error))
+                raise error_of_start(res.kind, start_failure(rec, res.error)[0])
         except BaseException as e:
             self._unlaunch(ns, rec, channel)
             if not hold and not recorded and isinstance(e, BerthError):
@@ -1402,10 +1409,52 @@ def start_error(why: str | None) -> str:
             f"process: {why or 'the container failed to start'}: unknown")
 
 
+# dockerd's (translateContainerdStartErr) after a start's error that says ENOTDIR
+MOUNT_TYPE_HINT = (": Are you trying to mount a directory onto a file (or vice-versa)? Check if the specified host "
+                   "path exists and is the expected type")
+
+
+def start_failure(rec: Container, why: str | None) -> tuple[str, int]:
+    """A failed start's error and exit code as State keeps them. As dockerd's: a command not found
+    127, not invokable 126, else 128; a mount of a file on a directory or the reverse (ENOTDIR)
+    gets dockerd's hint and 127 (a CRI container's error stays containerd's, without the hint)."""
+    err = start_error(why)
+    if "not a directory" in err and not _is_cri(rec):
+        return err + MOUNT_TYPE_HINT, 127
+    return err, start_exit_code(err, 128)
+
+
+def _check_working_dir(rootfs: str, cwd: str) -> None:
+    """dockerd's check at the start (SetupWorkingDirectory): a working directory that the image
+    has as something else than a directory. (The runtime makes a missing one, as dockerd does.)"""
+    from berth.linux.paths import resolve_in
+    try:
+        host = resolve_in(rootfs, cwd)
+    except (OSError, BerthError):
+        return  # the runtime's chdir says why
+    walked = rootfs
+    for part in os.path.relpath(host, rootfs).split("/"):
+        walked = os.path.join(walked, part)
+        try:
+            os.lstat(walked)
+        except NotADirectoryError:  # a file on the way (dockerd's FollowSymlinkInScope)
+            raise InvalidArgument(f"lstat {walked}: not a directory") from None
+        except OSError:
+            break
+    if os.path.lexists(host) and not os.path.isdir(host):
+        raise InvalidArgument(f"Cannot mkdir: {os.path.normpath(cwd)} is not a directory")
+
+
+def _is_cri(rec: Container) -> bool:
+    """A container of the Kubernetes CRI (its record carries the CRI's metadata, as containerd's)."""
+    return any(k.startswith("io.cri-containerd.") for k in rec.extensions or {})
+
+
 def error_of_start(kind: str | None, message: str) -> BerthError:
-    """The error of a failed start: a bad command (docker's 126/127) is the caller's (400), the
-    rest the engine's; kinds the shim sent are kept."""
-    if start_exit_code(message, 0):
+    """The error of a failed start: a bad command (docker's 126/127) or a bind mount of the
+    wrong type (dockerd's hint) is the caller's (400), the rest the engine's; kinds the shim sent
+    are kept."""
+    if start_exit_code(message, 0) or message.endswith(MOUNT_TYPE_HINT):
         return InvalidArgument(message)
     if kind in (None, "", "SystemError", "NotFound"):
         return SystemError_(message)

@@ -466,7 +466,9 @@ class VolumeService:
                     os.makedirs(src, 0o755, exist_ok=True)
                 except OSError as e:
                     raise SystemError_(f"error while creating mount source path '{src}': {e.strerror}") from None
-            opts = ["rbind", m.get("Propagation") or "rprivate"]
+            prop = m.get("Propagation") or "rprivate"
+            check_propagation(src, prop)
+            opts = ["rbind", prop]
             if not m.get("RW", True):
                 opts.append("ro")
             out.append({"destination": dest, "type": "bind", "source": src, "options": opts})
@@ -645,6 +647,34 @@ def _labels_match(filters: dict, labels: dict) -> bool:
         if k in labels and (not eq or labels[k] == v):
             return False
     return True
+
+
+def check_propagation(src: str, prop: str) -> None:
+    """dockerd's (setMounts): a bind whose mounts are shared with the host needs its source on a
+    shared mount, one that receives the host's on a shared or slave one."""
+    if prop not in ("shared", "rshared", "slave", "rslave"):
+        return
+    from berth.linux.mountinfo import shared, shared_or_slave, source_mount
+    try:
+        mp, optional = source_mount(src)
+    except OSError as e:
+        raise SystemError_(f"cannot read the mount table: {e.strerror}") from None
+    if prop in ("shared", "rshared"):
+        if not shared(optional):
+            raise InvalidArgument(f"path {src} is mounted on {mp} but it is not a shared mount")
+    elif not shared_or_slave(optional):
+        raise InvalidArgument(f"path {src} is mounted on {mp} but it is not a shared or slave mount")
+
+
+def rootfs_propagation(mounts: list[dict], current: str | None) -> str | None:
+    """The root's propagation dockerd gives a container with such binds (setMounts): shared for a
+    shared one, rslave for a slave one, unless the root's already lets them through."""
+    props = {o for m in mounts if m.get("type") == "bind" for o in m.get("options") or ()}
+    if props & {"shared", "rshared"}:
+        return current if current in ("shared", "rshared") else "shared"
+    if props & {"slave", "rslave"}:
+        return current if current in ("shared", "rshared", "slave", "rslave") else "rslave"
+    return current
 
 
 def _is_mounted(path: str) -> bool:
