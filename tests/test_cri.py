@@ -998,11 +998,11 @@ def test_security_context_and_resources(node, cri, tmp_path):
     assert unlimited.memory.HasField("available_bytes")  # given, as containerd's (crictl: {"value": "0"}, not null)
     assert (status.user.linux.uid, status.user.linux.gid) == (1234, 5678)
     assert list(status.user.linux.supplemental_groups) == [42, 5678]
-    # an AppArmor profile cannot be honoured: a clear refusal
+    # an AppArmor profile cannot be honoured: refused as containerd refuses it on a host without AppArmor
     with pytest.raises(grpc.RpcError) as e:
         _ctr(cri, sid, sbx, "aa", ["true"], linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
             apparmor=pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost, localhost_ref="k8s-x"))))
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "AppArmor" in e.value.details()
+    assert e.value.code() == grpc.StatusCode.UNKNOWN and "apparmor is not supported" in e.value.details()
 
 
 def _memory_limit(pid, swap=False):
@@ -1365,6 +1365,73 @@ def test_mount_propagation(node, cri, tmp_path, shared_dir):
         umount_all(private)
     cri.StopPodSandbox(pod_sandbox_id=sid)
     cri.RemovePodSandbox(pod_sandbox_id=sid)
+
+
+def test_security_profiles_devices_env_and_workdir_as_containerd(node, cri, tmp_path):
+    """containerd 1.6's CRI on a host without AppArmor (side by side with crictl): an AppArmor
+    profile other than unconfined is refused for a container (RuntimeDefault too), not for a pod;
+    a Localhost seccomp profile that cannot be read, an unknown profile string (a pod's in
+    containerd's misspelt words), a device that is not there or not a device node: UNKNOWN in its
+    words at CreateContainer or RunPodSandbox. What runc refuses at the start: an empty variable
+    name, a working directory below a file (its mkdir's words)."""
+    def refused(fn, **kw):
+        with pytest.raises(grpc.RpcError) as e:
+            fn(**kw)
+        assert e.value.code() == grpc.StatusCode.UNKNOWN, e.value.details()
+        return re.sub(r'"[0-9a-f]{64}"', '"<id>"', e.value.details())
+    sid, sbx = _pod(cri, node, "secw")
+    sec = pb.LinuxContainerSecurityContext
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    want = {
+        "aa": (sec(apparmor=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)), [],
+               "failed to get container spec opts: failed to generate apparmor spec opts: apparmor is not supported"),
+        "aastr": (sec(apparmor_profile="runtime/default"), [],
+                  "failed to get container spec opts: failed to generate apparmor spec opts: apparmor is not supported"),
+        "sc": (sec(seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost, localhost_ref="/nonexistent.json")),
+               [], 'failed to create containerd container: cannot load seccomp profile "/nonexistent.json": '
+                   'open /nonexistent.json: no such file or directory'),
+        "scjson": (sec(seccomp_profile_path=f"localhost/{bad}"), [],
+                   f'failed to create containerd container: decoding seccomp profile failed "{bad}": '),
+        "scstr": (sec(seccomp_profile_path="bogus"), [],
+                  'failed to get container spec opts: failed to generate seccomp spec opts: invalid profile "bogus"'),
+        "devgone": (sec(), [pb.Device(container_path="/dev/x", host_path="/dev/nonexistent", permissions="rwm")],
+                    'failed to generate container "<id>" spec: failed to generate spec: lstat /dev/nonexistent: '
+                    'no such file or directory'),
+        "devfile": (sec(), [pb.Device(container_path="/dev/x", host_path=str(bad), permissions="rwm")],
+                    'failed to generate container "<id>" spec: failed to generate spec: not a device node'),
+    }
+    for name, (sc, devices, words) in want.items():
+        cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image="busybox-layers:1"),
+                                 command=["true"], devices=devices, linux=pb.LinuxContainerConfig(security_context=sc))
+        got = refused(cri.CreateContainer, pod_sandbox_id=sid, config=cfg, sandbox_config=sbx)
+        assert got.startswith(words) if name == "scjson" else got == words, (name, got)
+    assert [c.metadata.name for c in cri.ListContainers().containers] == []
+    unconfined = _ctr(cri, sid, sbx, "unconf", ["sleep", "60"], linux=pb.LinuxContainerConfig(security_context=sec(
+        apparmor=pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined))))
+    assert cri.ContainerStatus(container_id=unconfined).status.state == pb.CONTAINER_RUNNING
+    prefix = ("failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create "
+              "failed: unable to start container process: error during container init: ")
+    for name, kw, why in (("env", {"envs": [pb.KeyValue(key="", value="x")]},
+                           'environment variable name can\'t be empty: "=x"'),
+                          ("wd", {"working_dir": "/etc/passwd/x"}, "mkdir /etc/passwd: not a directory")):
+        cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image="busybox-layers:1"),
+                                 command=["true"], **kw)
+        c = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+        assert refused(cri.StartContainer, container_id=c) == prefix + why + ": unknown"
+        st = cri.ContainerStatus(container_id=c).status
+        assert (st.state, st.reason, st.exit_code) == (pb.CONTAINER_EXITED, "StartError", 128)
+    pod = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="scpod", namespace="testns", uid="u-scpod"),
+                              linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+                                  seccomp_profile_path="bogus")))
+    assert refused(cri.RunPodSandbox, config=pod) == ("failed to generate sanbdox container spec options: failed to "
+                                                      'generate seccomp spec opts: invalid profile "bogus"')
+    aa_pod, _ = _pod(cri, node, "aapod", security_context=pb.LinuxSandboxSecurityContext(
+        apparmor=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)))
+    assert cri.PodSandboxStatus(pod_sandbox_id=aa_pod).status.state == pb.SANDBOX_READY
+    for s_ in (sid, aa_pod):
+        cri.StopPodSandbox(pod_sandbox_id=s_)
+        cri.RemovePodSandbox(pod_sandbox_id=s_)
 
 
 def test_mount_sources_and_failures_as_containerd(node, cri, tmp_path):

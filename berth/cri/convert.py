@@ -95,8 +95,10 @@ def ns_options(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityCon
     return sc.namespace_options if sc is not None and sc.HasField("namespace_options") else pb.NamespaceOption()
 
 
-def _seccomp(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext, opts: list[str]) -> None:
-    """seccomp RuntimeDefault / Unconfined / Localhost (and the deprecated path strings)."""
+def _seccomp(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext, opts: list[str],
+             sandbox: bool = False) -> None:
+    """seccomp RuntimeDefault / Unconfined / Localhost (and the deprecated path strings); a
+    profile that cannot be read or decoded is refused in containerd's words (a pod's, a container's)."""
     if sc.privileged:
         return
     prof = sc.seccomp if sc.HasField("seccomp") else None
@@ -105,8 +107,7 @@ def _seccomp(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityConte
         if kind == pb.SecurityProfile.Unconfined:
             opts.append("seccomp=unconfined")
         elif kind == pb.SecurityProfile.Localhost:
-            if not prof.localhost_ref:
-                raise InvalidArgument("seccomp: a Localhost profile needs localhost_ref")
+            _check_seccomp_file(prof.localhost_ref)
             opts.append("seccomp=" + prof.localhost_ref)
         return
     path = sc.seccomp_profile_path
@@ -116,20 +117,41 @@ def _seccomp(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityConte
     elif path in ("runtime/default", "docker/default"):
         pass
     elif path.startswith("localhost/"):
+        _check_seccomp_file(path[len("localhost/"):])
         opts.append("seccomp=" + path[len("localhost/"):])
     else:
-        raise InvalidArgument(f"unsupported seccomp profile {path!r}")
+        where = "failed to generate sanbdox container spec options" if sandbox else "failed to get container spec opts"
+        raise Refused(f"{where}: failed to generate seccomp spec opts: invalid profile {_q(path)}")  # (containerd's typo)
+
+
+def _check_seccomp_file(path: str) -> None:
+    """containerd's loading of a Localhost profile (WithSeccompProfile), its words."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise Refused(f"failed to create containerd container: cannot load seccomp profile {_q(path)}: "
+                      f"open {path}: {_go_err(e)}") from None
+    import json
+    try:
+        json.loads(data)
+    except ValueError as e:
+        raise Refused(f"failed to create containerd container: decoding seccomp profile failed {_q(path)}: "
+                      f"{e}") from None
 
 
 def _apparmor(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext) -> None:
-    """berth has no AppArmor: asking for a profile other than the default or unconfined fails."""
+    """berth has no AppArmor: as containerd's CRI on a host without it, any profile but
+    unconfined is refused (the default too: a kubelet asks for one only where the node has it)."""
     prof = sc.apparmor if sc.HasField("apparmor") else None
-    if prof is not None and prof.profile_type == pb.SecurityProfile.Localhost:
-        raise InvalidArgument(f"apparmor profile {prof.localhost_ref!r} requested, but AppArmor is not "
-                              "supported by berth on this host")
-    path = getattr(sc, "apparmor_profile", "")
-    if path.startswith("localhost/"):
-        raise InvalidArgument(f"apparmor profile {path!r} requested, but AppArmor is not supported by berth")
+    if prof is not None:
+        confined = prof.profile_type != pb.SecurityProfile.Unconfined
+    else:
+        path = getattr(sc, "apparmor_profile", "")
+        confined = path not in ("", "unconfined")
+    if confined:
+        raise Refused("failed to get container spec opts: failed to generate apparmor spec opts: apparmor is "
+                      "not supported")
 
 
 def _user(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext,
@@ -417,9 +439,8 @@ def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_pa
     if sc.privileged:
         opts.append("seccomp=unconfined")
     else:
-        _seccomp(sc, opts)
-    _apparmor(sc)
-    hc["SecurityOpt"] = opts
+        _seccomp(sc, opts, sandbox=True)
+    hc["SecurityOpt"] = opts  # (no AppArmor profile for the pause: containerd 1.6 applies none)
     labels = dict(config.labels)
     labels[KIND_LABEL] = "sandbox"
     # on the host's network the pod's UTS namespace is the host's: the name is its HOSTNAME only
@@ -436,9 +457,13 @@ def pod_hostname(config: pb.PodSandboxConfig) -> str:
     return socket.gethostname()
 
 
-class SpecRefused(Exception):
-    """What containerd's spec generation refuses, in its words (CreateContainer answers UNKNOWN
-    `failed to generate container "<id>" spec: failed to generate spec: <this>`)."""
+class Refused(Exception):
+    """What containerd's CRI refuses at CreateContainer, answered UNKNOWN in its words."""
+
+
+class SpecRefused(Refused):
+    """What containerd's spec generation refuses (CreateContainer answers UNKNOWN `failed to
+    generate container "<id>" spec: failed to generate spec: <this>`)."""
 
 
 def _host_path(path: str) -> str:
@@ -454,6 +479,19 @@ def _host_path(path: str) -> str:
     except OSError as e:
         raise SpecRefused(f"failed to stat {_q(path)}: stat {path}: {_go_err(e)}") from None
     return os.path.realpath(path)
+
+
+def _check_device(path: str) -> None:
+    """containerd's WithDevices: the host path (its symlink followed) is a device node or a
+    directory of them, else its spec generation fails."""
+    import stat
+    try:
+        os.lstat(path)
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise SpecRefused(f"lstat {path}: {_go_err(e)}") from None
+    if not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode)):
+        raise SpecRefused("not a device node")
 
 
 def _check_propagation(src: str, prop: str) -> None:
@@ -537,6 +575,7 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
         hc["Binds"] = binds
     devices = []
     for d in config.devices:
+        _check_device(d.host_path)
         devices.append({"PathOnHost": d.host_path, "PathInContainer": d.container_path or d.host_path,
                         "CgroupPermissions": d.permissions or "rwm"})
     if devices:

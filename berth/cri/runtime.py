@@ -299,7 +299,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             key, made = (secrets.token_hex(16), False) if host_net else self.net.take_netns()  # the spare, if made
             self._busy.add(key)
         try:
-            body, meta = convert.sandbox_body(config, image, request.runtime_handler, self.net.netns_path(key), runtime)
+            try:
+                body, meta = convert.sandbox_body(config, image, request.runtime_handler, self.net.netns_path(key),
+                                                  runtime)
+            except convert.Refused as e:
+                raise Abort(grpc.StatusCode.UNKNOWN, str(e)) from None
         except BaseException:
             if made:
                 self.net.put_back(key)  # a refused pod leaves the next one its head start
@@ -603,6 +607,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         except convert.SpecRefused as e:
             raise Abort(grpc.StatusCode.UNKNOWN, f"failed to generate container {_q(cid)} spec: "
                                                  f"failed to generate spec: {e}") from None
+        except convert.Refused as e:
+            raise Abort(grpc.StatusCode.UNKNOWN, str(e)) from None
         meta["image"] = config.image.image
         # the image's variables first, the config's replacing or after them (containerd's order)
         from berth.services.ocispec import replace_or_append_env

@@ -281,10 +281,10 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
             os.chdir("/")
         cwd = process.get("cwd") or "/"
         if cwd != "/":  # runc's: the working directory is made (0755, in the new root) before the root
-            try:        # can go read-only; an exec's is not
-                os.makedirs(cwd, 0o755, exist_ok=True)
-            except OSError:
-                pass  # the chdir says why, in runc's words
+            procmod.mkdir_all(cwd)  # can go read-only; an exec's is not
+        bad_env = procmod.env_error(process)
+        if bad_env:
+            raise SystemError_(f"error during container init: {bad_env}")
         _set_sysctls(linux.get("sysctl"))
         path, slave, name = _setup_process(process, console)
         if name and "mount" in nstypes:

@@ -11,6 +11,7 @@ import os
 import resource
 
 from berth.errors import InvalidArgument, NotFound, SystemError_
+from berth.goquote import quote
 from berth.linux import caps as capnames
 from berth.linux import syscalls as sc
 from berth.runtime.spec import RLIMITS
@@ -178,6 +179,46 @@ def close_fds(preserve: int | None) -> None:
         sc.close_range(first)
     except OSError:
         os.closerange(first, 65536)
+
+
+def env_error(process: dict[str, Any]) -> str | None:
+    """What runc (populateProcessEnvironment) refuses in the process's environment, in its words."""
+    for pair in process.get("env") or []:
+        name, eq, value = pair.partition("=")
+        q = quote(pair)
+        if not eq:
+            return f"invalid environment variable: {q}"
+        if not name:
+            return f"environment variable name can't be empty: {q}"
+        if "\0" in name:
+            return f"environment variable name can't contain null(\\x00): {q}"
+        if "\0" in value:
+            return f"environment variable value can't contain null(\\x00): {q}"
+    return None
+
+
+def mkdir_all(path: str) -> None:
+    """Go's os.MkdirAll(path, 0755) in the container's root (runc makes the init's working
+    directory), its error in runc's words: `mkdir <the part that could not be>: <why>`."""
+    import stat as stat_
+    cur = ""
+    for part in [p for p in path.split("/") if p]:
+        cur += "/" + part
+        try:
+            if stat_.S_ISDIR(os.stat(cur).st_mode):
+                continue
+            why = "not a directory"
+        except FileNotFoundError:
+            try:
+                os.mkdir(cur, 0o755)
+                continue
+            except FileExistsError:
+                continue
+            except OSError as e:
+                why = (e.strerror or str(e))[:1].lower() + (e.strerror or str(e))[1:]
+        except OSError as e:
+            why = (e.strerror or str(e))[:1].lower() + (e.strerror or str(e))[1:]
+        raise SystemError_(f"error during container init: mkdir {cur}: {why}")
 
 
 def env_dict(process: dict[str, Any]) -> dict[str, str]:
