@@ -31,6 +31,11 @@ class InvalidArgument(BerthError):
     http_status = 400
 
 
+class ConfigInvalid(InvalidArgument):
+    """The OCI runtime refused a container's configuration before it made anything (runc's
+    validation: an engine says `runc create failed: <why>`, not `unable to start container process`)."""
+
+
 class FailedPrecondition(BerthError):
     """The object exists but is in the wrong state for the operation."""
 

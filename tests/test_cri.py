@@ -1434,6 +1434,36 @@ def test_security_profiles_devices_env_and_workdir_as_containerd(node, cri, tmp_
         cri.RemovePodSandbox(pod_sandbox_id=s_)
 
 
+def test_pod_sysctls_and_unified_refused_as_containerd(node, cri):
+    """runc's sysctl rules for the pause's namespaces (containerd 1.6 side by side): a sysctl that
+    is not namespaced (vm.*: it would be the host's), or net.* on the host's network, fails
+    RunPodSandbox UNKNOWN in runc's words after containerd's prefixes, nothing left; a namespaced
+    one runs. linux.resources.unified on this cgroup v1 host: runc's `invalid configuration`."""
+    prefix = "failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: "
+    for name, sysctls, host in (("vm", {"vm.swappiness": "10"}, False), ("hostnet", {"net.ipv4.ip_forward": "1"}, True)):
+        sc = pb.LinuxSandboxSecurityContext(namespace_options=pb.NamespaceOption(network=pb.NODE)) if host else None
+        cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name=name, namespace="testns", uid="u-" + name),
+                                  linux=pb.LinuxPodSandboxConfig(sysctls=sysctls, security_context=sc))
+        with pytest.raises(grpc.RpcError) as e:
+            cri.RunPodSandbox(config=cfg)
+        key = next(iter(sysctls))
+        words = "is not in a separate kernel namespace" if name == "vm" else "not allowed in host network namespace"
+        assert (e.value.code(), e.value.details()) == (grpc.StatusCode.UNKNOWN, f'{prefix}sysctl "{key}" {words}: unknown')
+    assert [p.metadata.name for p in cri.ListPodSandbox().items] == []
+    sid, sbx = _pod(cri, node, "okctl", sysctls={"net.ipv4.ip_unprivileged_port_start": "0"})
+    from berth.runtime.cgroups import detect_mode
+    if detect_mode() != "v2":
+        cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="uni"), image=pb.ImageSpec(image="busybox-layers:1"),
+                                 command=["true"], linux=pb.LinuxContainerConfig(
+                                     resources=pb.LinuxContainerResources(unified={"memory.max": "1000000"})))
+        c = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+        with pytest.raises(grpc.RpcError) as e:
+            cri.StartContainer(container_id=c)
+        assert e.value.details() == prefix + "invalid configuration: cannot use unified on cgroup v1: unknown"
+    cri.StopPodSandbox(pod_sandbox_id=sid)
+    cri.RemovePodSandbox(pod_sandbox_id=sid)
+
+
 def test_mount_sources_and_failures_as_containerd(node, cri, tmp_path):
     """containerd 1.6's CRI (side by side): a missing host path is made (0755) at CreateContainer;
     an empty one refused in its words; a relative container path is the root's. Mounts runc

@@ -594,6 +594,35 @@ def test_sysctl_not_namespaced_is_refused(runtime):
     assert_gone(runtime, cid)
 
 
+def _runtime_words(p):
+    """A runtime's one error, its own prefixes gone (runc's logrus line and `runc create failed: `)."""
+    import re
+    text = p.err.strip().splitlines()[-1] if p.err.strip() else ""
+    m = re.search(r'msg="(.*)"$', text)
+    if m:
+        text = m.group(1).encode().decode("unicode_escape")
+    for prefix in ("berth-runc: ", "runc create failed: ", "runc run failed: ", "unable to start container process: "):
+        text = text[len(prefix):] if text.startswith(prefix) else text
+    return text
+
+
+@pytest.mark.parametrize("sysctl, namespaces", [
+    ("kernel.panic", None), ("kernel.shmmax", ["ipc"]), ("net.ipv4.ip_forward", ["network"]),
+    ("kernel.hostname", None), ("net.ipv4.nonexistent", None)])
+def test_sysctls_refused_as_runc(runtime, runc, sysctl, namespaces):
+    """runc 1.1's sysctl rules and words, side by side: only what the container's own namespaces
+    hold (a vm.* or kernel.panic would change the host's), a sysctl that is not there fails the
+    init (`open /proc/sys/...`)."""
+    def mutate(c):
+        c["linux"]["sysctl"] = {sysctl: "1"}
+        if namespaces:
+            c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] not in namespaces]
+    b = runtime.bundle(["true"], mutate=mutate)
+    ours, theirs = runtime("run", "-b", b, runtime.new_id()), runc("run", "-b", b, runc.new_id())
+    assert ours.returncode != 0 and theirs.returncode != 0
+    assert _runtime_words(ours) == _runtime_words(theirs), (ours.err, theirs.err)
+
+
 # ------------------------------------------------------------------------------------------
 # process: capabilities, rlimits, user
 

@@ -287,6 +287,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         if host_net and config.hostname:  # the node's UTS namespace: runc's words (containerd's error), nothing made
             raise Abort(grpc.StatusCode.UNKNOWN, "failed to create sandbox: unable to set hostname without a "
                                                  "private UTS namespace")
+        _check_sysctls(linux, host_net)
         ports = [] if host_net else self.net.check_ports(
             [{"hostPort": p.host_port, "containerPort": p.container_port,
               "protocol": convert.protocol_name(p.protocol), "hostIP": p.host_ip or ""}
@@ -1081,6 +1082,25 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     StreamContainers = unimplemented("StreamContainers (use ListContainers)")
     StreamContainerStats = unimplemented("StreamContainerStats (use ListContainerStats)")
     StreamPodSandboxStats = unimplemented("StreamPodSandboxStats (use ListPodSandboxStats)")
+
+
+def _check_sysctls(linux: pb.LinuxPodSandboxConfig, host_net: bool) -> None:
+    """The pod's sysctls against runc's rules for the pause's namespaces (its validation refuses
+    them before the pause is made; containerd's RunPodSandbox then fails with its words)."""
+    if not linux.sysctls:
+        return
+    from berth.errors import ConfigInvalid
+    from berth.runtime.spec import check_sysctl
+    nso = convert.ns_options(linux.security_context if linux.HasField("security_context") else None)
+    namespaces = [] if host_net else [{"type": "network"}, {"type": "uts"}]
+    if nso.ipc != convert.NODE:
+        namespaces.append({"type": "ipc"})
+    for key in linux.sysctls:
+        try:
+            check_sysctl(key, namespaces)
+        except ConfigInvalid as e:
+            raise Abort(grpc.StatusCode.UNKNOWN, "failed to create containerd task: failed to create shim task: OCI "
+                                                 f"runtime create failed: runc create failed: {e.message}: unknown") from None
 
 
 def _name_reserved(kind: str, name: str, other: str) -> Abort:

@@ -430,8 +430,8 @@ def validate_resources(resources: dict, mode: str | None) -> None:
         if not isinstance(v, str) or "/" in k or k.startswith(".") or "." not in k:
             raise InvalidArgument(f"linux.resources.unified: invalid entry {_short(k)}: {_short(v)}")
     if unified and mode in ("v1", "hybrid"):
-        raise InvalidArgument("linux.resources.unified: needs cgroup v2 (this host's cgroups are "
-                              f"{mode})")
+        from berth.errors import ConfigInvalid
+        raise ConfigInvalid("invalid configuration: cannot use unified on cgroup v1")  # runc's words
 
 
 # OCI blockIO throttle keys -> the v1 file and the v2 io.max key

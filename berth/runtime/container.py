@@ -161,6 +161,7 @@ def _same_file(fd: int, path: str) -> bool:
 
 
 def _set_sysctls(sysctl: dict[str, str] | None) -> None:
+    """Each sysctl written under the container's /proc/sys, runc's words when it cannot be."""
     if not sysctl:
         return
     procfd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -172,15 +173,20 @@ def _set_sysctls(sysctl: dict[str, str] | None) -> None:
             try:
                 fd = sc.openat2(procfd, rel, os.O_WRONLY, 0, sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS)
             except OSError as e:
-                raise SystemError_(f"sysctl {key}: {e.strerror}") from None
+                raise SystemError_(f"error during container init: open /proc/{rel}: {_go_errno(e)}") from None
             try:
                 os.write(fd, value.encode())
             except OSError as e:
-                raise SystemError_(f"sysctl {key}={value}: {e.strerror}") from None
+                raise SystemError_(f"error during container init: write /proc/{rel}: {_go_errno(e)}") from None
             finally:
                 os.close(fd)
     finally:
         os.close(procfd)
+
+
+def _go_errno(e: OSError) -> str:
+    why = e.strerror or str(e)
+    return why[:1].lower() + why[1:]
 
 
 def _preload(process: Spec, config: Spec) -> Filter | Program | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from berth import fastjson as json
-from berth.errors import InvalidArgument, NotFound
+from berth.errors import ConfigInvalid, InvalidArgument, NotFound
 from berth.goquote import quote as _goquote
 
 TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
@@ -193,7 +193,7 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
             raise InvalidArgument(f"config.json: sysctl {k} value must be a string")
         if not k or ".." in k or k.startswith(("/", ".")):
             raise InvalidArgument(f"config.json: invalid sysctl {k!r}")
-        _check_sysctl(k, seen)
+        check_sysctl(k, linux.get("namespaces") or [])
     if config.get("hostname") and "uts" not in seen:
         raise InvalidArgument("config.json: hostname needs a new uts namespace")
     if config.get("domainname") and "uts" not in seen:
@@ -217,21 +217,38 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
     return config
 
 
-def _check_sysctl(key: str, namespaces: Iterable[str]) -> None:
-    ipc = key.startswith(("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue."))
-    if ipc:
-        if "ipc" not in namespaces:
-            raise InvalidArgument(f"config.json: sysctl {key} needs a new ipc namespace")
-        return
+# runc's validator: the sysctls of the IPC namespace (with fs.mqueue.*)
+_IPC_SYSCTLS = frozenset(("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                          "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"))
+
+
+def check_sysctl(key: str, namespaces: list[dict[str, Any]]) -> None:
+    """runc's rule and words (libcontainer's ConfigValidator.sysctl): only what the container's
+    own namespaces hold; a network namespace joined by path that is the runtime's own is the host's."""
+    types = {ns.get("type") for ns in namespaces}
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        if "ipc" in types:
+            return
+        raise ConfigInvalid(f"sysctl {_goquote(key)} is not allowed in the hosts ipc namespace")
     if key.startswith("net."):
-        if "network" not in namespaces:
-            raise InvalidArgument(f"config.json: sysctl {key} needs a new network namespace")
+        net = next((ns for ns in namespaces if ns.get("type") == "network"), None)
+        if net is None or net.get("path") and _is_own_netns(net["path"]):
+            raise ConfigInvalid(f"sysctl {_goquote(key)} not allowed in host network namespace")
         return
-    if key in ("kernel.hostname", "kernel.domainname"):
-        if "uts" not in namespaces:
-            raise InvalidArgument(f"config.json: sysctl {key} needs a new uts namespace")
-        return
-    raise InvalidArgument(f"config.json: sysctl {key} is not namespaced and cannot be set in a container")
+    if "uts" in types:
+        if key == "kernel.domainname":
+            return
+        if key == "kernel.hostname":
+            raise ConfigInvalid(f'sysctl {_goquote(key)} is not allowed as it conflicts with the OCI "hostname" field')
+    raise ConfigInvalid(f"sysctl {_goquote(key)} is not in a separate kernel namespace")
+
+
+def _is_own_netns(path: str) -> bool:
+    try:
+        a, b = os.stat(path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 _FS: set[str] | None = None

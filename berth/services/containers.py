@@ -359,7 +359,7 @@ class ContainerService:
             if res.ok and attach_pending:
                 res = self._start_after_attach(rec, res)
             if not res.ok:
-                err, code = start_failure(rec, res.error)
+                err, code = start_failure(rec, res.error, res.kind)
                 self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
                                        error=err, exit_code=code, generation=st.generation + 1)
                 raise error_of_start(res.kind, err)
@@ -459,12 +459,12 @@ class ContainerService:
             channel = EventChannel(parent)
             res = channel.start_result()
             if not res.ok and not hold:
-                err, code = start_failure(rec, res.error)
+                err, code = start_failure(rec, res.error, res.kind)
                 recorded = True
                 self.states.transition(ns, rec.id, S.CREATED if st.status == S.CREATED else S.EXITED,
                                        error=err, exit_code=code, generation=st.generation + 1)
             if not res.ok:
-                raise error_of_start(res.kind, start_failure(rec, res.error)[0])
+                raise error_of_start(res.kind, start_failure(rec, res.error, res.kind)[0])
         except BaseException as e:
             self._unlaunch(ns, rec, channel)
             if not hold and not recorded and isinstance(e, BerthError):
@@ -1401,12 +1401,14 @@ def check_log_readable(spec: dict[str, Any]) -> None:
         raise FailedPrecondition("configured logging driver does not support reading")
 
 
-def start_error(why: str | None) -> str:
+def start_error(why: str | None, kind: str | None = None) -> str:
     """A start that failed in dockerd's words (its containerd shim's and runc's), which State.Error
     keeps too: `failed to create shim task: OCI runtime create failed: runc create failed: unable
-    to start container process: <why>: unknown`."""
-    return ("failed to create shim task: OCI runtime create failed: runc create failed: unable to start container "
-            f"process: {why or 'the container failed to start'}: unknown")
+    to start container process: <why>: unknown` (a configuration the runtime refused before it
+    made anything: `runc create failed: <why>`)."""
+    started = "" if kind == "ConfigInvalid" else "unable to start container process: "
+    return (f"failed to create shim task: OCI runtime create failed: runc create failed: {started}"
+            f"{why or 'the container failed to start'}: unknown")
 
 
 # dockerd's (translateContainerdStartErr) after a start's error that says ENOTDIR
@@ -1414,11 +1416,11 @@ MOUNT_TYPE_HINT = (": Are you trying to mount a directory onto a file (or vice-v
                    "path exists and is the expected type")
 
 
-def start_failure(rec: Container, why: str | None) -> tuple[str, int]:
+def start_failure(rec: Container, why: str | None, kind: str | None = None) -> tuple[str, int]:
     """A failed start's error and exit code as State keeps them. As dockerd's: a command not found
     127, not invokable 126, else 128; a mount of a file on a directory or the reverse (ENOTDIR)
     gets dockerd's hint and 127 (a CRI container's error stays containerd's, without the hint)."""
-    err = start_error(why)
+    err = start_error(why, kind)
     if "not a directory" in err and not _is_cri(rec):
         return err + MOUNT_TYPE_HINT, 127
     return err, start_exit_code(err, 128)

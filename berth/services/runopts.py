@@ -123,7 +123,8 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
             raise InvalidArgument(f"invalid device mode: {perms}")
     netmode = (hc.get("NetworkMode") or "default")
     for k, v in (hc.get("Sysctls") or {}).items():
-        _check_sysctl(k, netmode, ipc)
+        if not cri:  # dockerd's check at create; the CRI's are the runtime's, at the start (containerd's)
+            _check_sysctl(k, netmode, ipc)
         if not isinstance(v, str):
             raise InvalidArgument(f"sysctl {k}: the value must be a string")
     if not cri and int(hc.get("Memory") or 0) > 0 and not hc.get("MemorySwap"):

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 # --- error kinds ----------------------------------------------------------------------------
 
-KINDS = ("NotFound", "AlreadyExists", "InvalidArgument", "FailedPrecondition", "Unavailable", "SystemError")
+KINDS = ("ConfigInvalid", "NotFound", "AlreadyExists", "InvalidArgument", "FailedPrecondition", "Unavailable", "SystemError")
 
 
 def error_of(kind: str | None, message: str):
