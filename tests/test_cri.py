@@ -1460,6 +1460,22 @@ def test_pod_sysctls_and_unified_refused_as_containerd(node, cri):
         with pytest.raises(grpc.RpcError) as e:
             cri.StartContainer(container_id=c)
         assert e.value.details() == prefix + "invalid configuration: cannot use unified on cgroup v1: unknown"
+        # values the kernel refuses: made (no dockerd limits at create), the start fails in runc's words
+        cg = f"/sys/fs/cgroup/%s/k8s.io/%s"
+        for name, res, why in (
+                ("cpus", pb.LinuxContainerResources(cpuset_cpus="x-y"),
+                 'unable to apply cgroup configuration: failed to write "x-y": write {cpuset}/cpuset.cpus: invalid argument'),
+                ("quota", pb.LinuxContainerResources(cpu_quota=500, cpu_period=100000),
+                 "error during container init: error setting cgroup config for procHooks process: "
+                 'failed to write "500": write {cpu}/cpu.cfs_quota_us: invalid argument')):
+            cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image="busybox-layers:1"),
+                                     command=["true"], linux=pb.LinuxContainerConfig(resources=res))
+            c = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+            with pytest.raises(grpc.RpcError) as e:
+                cri.StartContainer(container_id=c)
+            cpu_dir = cg % ("cpu,cpuacct" if os.path.isdir("/sys/fs/cgroup/cpu,cpuacct") else "cpu", c)
+            want = why.format(cpuset=cg % ("cpuset", c), cpu=cpu_dir)
+            assert e.value.details() == prefix + "unable to start container process: " + want + ": unknown"
     cri.StopPodSandbox(pod_sandbox_id=sid)
     cri.RemovePodSandbox(pod_sandbox_id=sid)
 

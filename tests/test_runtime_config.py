@@ -1013,3 +1013,19 @@ def test_mounts_runc_takes(runtime, runc, tmp_path):
         c["mounts"] += [_bind("rel/x", d), _bind("/a/../../y", d), _bind("/proc/cpuinfo", src, "ro")]
     b = runtime.bundle(["sh", "-c", "cat /rel/x/f /y/f /proc/cpuinfo"], mutate=mutate)
     assert run_ok(runtime, b) == run_ok(runc, b) == "in d\nin d\nemulated\n"
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/cpuset"), reason="cgroup v1's cpuset hierarchy")
+@pytest.mark.parametrize("cpu", [{"cpus": "x-y"}, {"cpus": "99"}, {"quota": 500, "period": 100000}])
+def test_cgroup_values_the_kernel_refuses_as_runc(runtime, runc, cpu):
+    """Values runc 1.1 leaves to the kernel, and its words when it refuses them (side by side): a
+    cpuset at the cgroup's making (`unable to apply cgroup configuration: failed to write "x-y":
+    write <cgroup>/cpuset.cpus: invalid argument`), a quota in the init's hook."""
+    import re
+    b = runtime.bundle(["true"], mutate=lambda c: c["linux"].setdefault("resources", {}).update(cpu=cpu))
+    ours, theirs = runtime("run", "-b", b, runtime.new_id()), runc("run", "-b", b, runc.new_id())
+    assert ours.returncode != 0 and theirs.returncode != 0
+
+    def words(p):
+        return re.sub(r"write /sys/fs/cgroup/\S+/(cpu[\w.]+):", r"write <cgroup>/\1:", _runtime_words(p))
+    assert words(ours) == words(theirs), (ours.err, theirs.err)

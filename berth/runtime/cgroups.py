@@ -28,6 +28,7 @@ import os
 import time
 
 from berth.errors import BerthError, InvalidArgument, NotFound, SystemError_
+from berth.goquote import quote as _goquote
 
 TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
 if TYPE_CHECKING:
@@ -314,11 +315,7 @@ def _check_list(v: object, field: str) -> None:
         return
     if not isinstance(v, str):
         raise InvalidArgument(f"linux.resources.{field}: must be a string like \"0-3,5\", got {_short(v)}")
-    for item in v.split(","):
-        lo, dash, hi = item.partition("-")
-        ok = lo.isdigit() and lo.isascii() and (not dash or (hi.isdigit() and hi.isascii() and int(hi) >= int(lo)))
-        if not ok:
-            raise InvalidArgument(f"linux.resources.{field}: invalid list {v!r} (expected e.g. \"0-3,5\")")
+    # its syntax is the kernel's to refuse (EINVAL), as runc lets it: `failed to write "x-y": ...`
 
 
 def validate_resources(resources: dict, mode: str | None) -> None:
@@ -358,9 +355,7 @@ def validate_resources(resources: dict, mode: str | None) -> None:
     shares = _int(cpu.get("shares"), "cpu.shares")
     if shares and not 2 <= shares <= 262144:
         raise InvalidArgument(f"linux.resources.cpu.shares: must be between 2 and 262144, got {shares}")
-    quota = _int(cpu.get("quota"), "cpu.quota")
-    if quota and quota != -1 and quota < 1000:
-        raise InvalidArgument(f"linux.resources.cpu.quota: must be -1 or at least 1000 (us), got {quota}")
+    _int(cpu.get("quota"), "cpu.quota")  # below 1000 us the kernel's EINVAL, as runc lets it
     period = _int(cpu.get("period"), "cpu.period")
     if period and not 1000 <= period <= 1000000:
         raise InvalidArgument(f"linux.resources.cpu.period: must be between 1000 and 1000000 (us), got {period}")
@@ -676,7 +671,8 @@ class Manager:
                     usage = peak = "?"
                 raise SystemError_(f"unable to set memory limit to {value} (current usage: {usage}, "
                                    f"peak usage: {peak})") from None
-            raise SystemError_(f"cgroup: cannot set {fname} to {value}: {_strerror(e)}") from None
+            raise SystemError_(f"failed to write {_goquote(value)}: write {os.path.join(d, fname)}: "
+                               f"{_strerror(e)[:1].lower()}{_strerror(e)[1:]}") from None  # runc's words
 
     def _get(self, d: str, fname: str) -> str:
         try:

@@ -545,7 +545,12 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
         cg.create()
         resources = _with_default_devices(linux)
         if resources:
-            cg.set(resources)
+            try:
+                cg.set(resources)
+            except SystemError_ as e:  # runc's words: its cpuset at the cgroup's creation, the rest in the init's hook
+                raise SystemError_(("unable to apply cgroup configuration: " if "/cpuset." in e.message else
+                                    "error during container init: error setting cgroup config for procHooks process: ")
+                                   + e.message) from None
         # from here on no cgroup is made or changed before the join: the warm-up's migration
         # holds the kernel's cgroup_mutex through its grace period
         warm = _CgroupWarmth.start()

@@ -130,9 +130,12 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
     if not cri and int(hc.get("Memory") or 0) > 0 and not hc.get("MemorySwap"):
         # dockerd's default, recorded in HostConfig: as much swap as memory (the CRI's: none)
         hc["MemorySwap"] = 2 * int(hc["Memory"])
-    _check_memory(hc, warnings)
-    check_cpu(hc)
-    _check_cpuset(hc)
+    # dockerd's limits on the values; the CRI's go to the runtime, which refuses what the kernel
+    # refuses at the start (containerd's)
+    _check_memory(hc, warnings, cri)
+    check_cpu(hc, cri)
+    if not cri:
+        _check_cpuset(hc)
     adj = hc.get("OomScoreAdj")
     if adj is not None:
         adj = int(adj)
@@ -293,7 +296,7 @@ def _check_sysctl(key: str, netmode: str, ipc: str) -> None:
     raise InvalidArgument(f"sysctl '{key}' is not allowed")
 
 
-def check_cpu(hc: dict[str, Any]) -> None:
+def check_cpu(hc: dict[str, Any], cri: bool = False) -> None:
     """dockerd 20.10's CPU checks (verifyPlatformContainerResources), in its order and words."""
     nano, period, quota = (int(hc.get(k) or 0) for k in ("NanoCpus", "CpuPeriod", "CpuQuota"))
     if nano > 0 and period > 0:
@@ -303,21 +306,21 @@ def check_cpu(hc: dict[str, Any]) -> None:
     n = len(os.sched_getaffinity(0)) or os.cpu_count() or 1
     if nano < 0 or nano > n * 10**9:
         raise InvalidArgument(f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available")
-    if 0 < quota < 1000:
+    if 0 < quota < 1000 and not cri:
         raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
 
 
-def _check_memory(hc: dict[str, Any], warnings: list[str]) -> None:
+def _check_memory(hc: dict[str, Any], warnings: list[str], cri: bool = False) -> None:
     mem = int(hc.get("Memory") or 0)
     swap = int(hc.get("MemorySwap") or 0)
     res = int(hc.get("MemoryReservation") or 0)
-    if mem and mem < _MIN_MEMORY:
+    if mem and mem < _MIN_MEMORY and not cri:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
     if swap > 0 and not mem:
         raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
     if swap > 0 and swap < mem:
         raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
-    if res and res < _MIN_MEMORY:
+    if res and res < _MIN_MEMORY and not cri:
         raise InvalidArgument("Minimum memory reservation allowed is 6MB")
     if mem and res and mem < res:
         raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
