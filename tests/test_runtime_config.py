@@ -1029,3 +1029,16 @@ def test_cgroup_values_the_kernel_refuses_as_runc(runtime, runc, cpu):
     def words(p):
         return re.sub(r"write /sys/fs/cgroup/\S+/(cpu[\w.]+):", r"write <cgroup>/\1:", _runtime_words(p))
     assert words(ours) == words(theirs), (ours.err, theirs.err)
+
+
+def test_memory_limit_below_the_inits_needs_as_runc(runtime, runc):
+    """A memory limit the init cannot start under: runc's limit write fails in its init's hook;
+    berth's init is killed by the OOM killer: the same words (their usages differ)."""
+    b = runtime.bundle(["true"], mutate=lambda c: c["linux"].setdefault("resources", {}).update(
+        memory={"limit": 4096}))
+    ours, theirs = runtime("run", "-b", b, runtime.new_id()), runc("run", "-b", b, runc.new_id())
+    assert ours.returncode != 0 and theirs.returncode != 0
+    cut = "(current usage: "
+    assert _runtime_words(ours).split(cut)[0] == _runtime_words(theirs).split(cut)[0] == (
+        "error during container init: error setting cgroup config for procHooks process: unable to set memory "
+        "limit to 4096 "), (ours.err, theirs.err)

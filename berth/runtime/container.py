@@ -589,7 +589,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
         while True:
             msg = {"t": "pid", "pid": init_pid} if direct and not st.data["pid"] else ch.recv()
             if msg is None:
-                raise pending or SystemError_("container init exited unexpectedly during setup")
+                raise pending or _init_died(cg, linux)
             t = msg.get("t")
             if t == "error":
                 raise _remote_error(msg)
@@ -654,6 +654,25 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
     finally:
         if warm is not None:
             warm.stop()
+
+
+def _init_died(cg: Any, linux: Spec) -> SystemError_:
+    """The error of an init that died before it was set up. Killed by its memory cgroup's OOM
+    killer (a limit below what it needs): runc's words, whose limit write fails at that point."""
+    from berth.runtime import cgroups
+    limit = ((linux.get("resources") or {}).get("memory") or {}).get("limit")
+    if cg is not None and isinstance(limit, int) and limit > 0:
+        try:
+            mem = cg._v2dir if cg.mode == "v2" else cg._ctrl.get("memory")
+            path = os.path.join(mem, "memory.events" if cg.mode == "v2" else "memory.oom_control") if mem else ""
+            st = cg.read_stats()
+        except (BerthError, OSError, AttributeError):
+            path, st = "", None
+        if path and st is not None and cgroups.oom_kills(path) > 0:
+            return SystemError_("error during container init: error setting cgroup config for procHooks process: "
+                                f"unable to set memory limit to {limit} (current usage: {st.memory_usage or 0}, "
+                                f"peak usage: {st.memory_max_usage or 0})")
+    return SystemError_("container init exited unexpectedly during setup")
 
 
 # what runc always allows in the device cgroup, after the config's own rules
