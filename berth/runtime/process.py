@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import resource
+import stat
 
 from berth.errors import InvalidArgument, NotFound, SystemError_
 from berth.goquote import quote
@@ -200,12 +201,11 @@ def env_error(process: dict[str, Any]) -> str | None:
 def mkdir_all(path: str) -> None:
     """Go's os.MkdirAll(path, 0755) in the container's root (runc makes the init's working
     directory), its error in runc's words: `mkdir <the part that could not be>: <why>`."""
-    import stat as stat_
     cur = ""
     for part in [p for p in path.split("/") if p]:
         cur += "/" + part
         try:
-            if stat_.S_ISDIR(os.stat(cur).st_mode):
+            if stat.S_ISDIR(os.stat(cur).st_mode):
                 continue
             why = "not a directory"
         except FileNotFoundError:

@@ -13,6 +13,7 @@ import stat
 from berth.errors import InvalidArgument, SystemError_
 from berth.linux import syscalls as sc
 from berth.goquote import quote
+from berth.linux.mountinfo import shared, source_mount  # (at import: the init may join a user namespace)
 from berth.linux.paths import ensure_in_root, open_in_root, secure_join
 from berth.runtime.spec import parse_mount_options
 
@@ -508,7 +509,6 @@ def _parent_mount_private(rootfs: str) -> None:
     """runc's rootfsParentMountPrivate: the mount the rootfs lies on, when shared, is made private
     here (pivot_root refuses a shared parent, and the rootfs's bind must not reach other
     namespaces)."""
-    from berth.linux.mountinfo import shared, source_mount
     mp, optional = source_mount(rootfs)
     if shared(optional):
         sc.mount(None, mp, None, sc.MS_PRIVATE)
