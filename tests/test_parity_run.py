@@ -1454,6 +1454,7 @@ def test_bind_mount_failures_as_dockerd(eng, peer, tmp_path):
     import subprocess
     d, f = tmp_path / "d", tmp_path / "f"
     (d / "sub").mkdir(parents=True)
+    (tmp_path / "dev").mkdir()
     f.write_text("x\n")
     private = tmp_path / "private"
     private.mkdir()
@@ -1464,7 +1465,10 @@ def test_bind_mount_failures_as_dockerd(eng, peer, tmp_path):
                  ["-v", f"{d}:/data:ro", "-v", f"{d / 'sub'}:/data/new"], ["-v", f"{d}:/proc"],
                  ["-v", f"{f}:/proc/foo"], ["--tmpfs", "/proc/foo"], ["-v", f"{private}:/x:shared"],
                  ["-v", f"{private}:/x:rslave"], ["-w", "/etc/passwd"], ["-w", "/etc/passwd/x"],
-                 ["-v", f"{f}:/proc/cpuinfo:ro"]]
+                 ["-v", f"{f}:/proc/cpuinfo:ro"], ["--tmpfs", "/etc/passwd"], ["-v", f"{tmp_path / 'dev'}:/dev"],
+                 # sysctls are the runtime's to refuse, at the start
+                 ["--sysctl", "net.ipv4.ip_forward=1", "--network", "host"], ["--sysctl", "kernel.shmmax=1000", "--ipc", "host"],
+                 ["--sysctl", "net.ipv4.nonexistent=1"]]
         for flags in cases:
             ours, theirs = (x.docker("run", "--rm", *flags, IMAGE, "cat", "/proc/cpuinfo") for x in (eng, peer))
             assert (ours.returncode, _rootfs_paths(_daemon_error(ours))) == \

@@ -404,8 +404,8 @@ def check_dev_null() -> None:
     """Refuse to use a /dev/null that is not the real null device (a symlink, a file, another device)."""
     try:
         fd = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        raise InvalidArgument(f"/dev/null in the container is not usable: {e.strerror}") from None
+    except OSError as e:  # runc's words (its setupUser's stat)
+        raise SystemError_(f"unable to setup user: stat /dev/null: {_go_err(e)}") from None
     try:
         st = os.fstat(fd)
     finally:

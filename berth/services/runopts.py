@@ -123,8 +123,8 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
             raise InvalidArgument(f"invalid device mode: {perms}")
     netmode = (hc.get("NetworkMode") or "default")
     for k, v in (hc.get("Sysctls") or {}).items():
-        if not cri:  # dockerd's check at create; the CRI's are the runtime's, at the start (containerd's)
-            _check_sysctl(k, netmode, ipc)
+        # which are allowed is the runtime's to say, at the start (runc's validation, as dockerd and
+        # containerd pass them on): `runc create failed: sysctl "vm.swappiness" is not in ...`
         if not isinstance(v, str):
             raise InvalidArgument(f"sysctl {k}: the value must be a string")
     if not cri and int(hc.get("Memory") or 0) > 0 and not hc.get("MemorySwap"):
@@ -277,23 +277,6 @@ def _check_restart(hc: dict[str, Any]) -> None:
         raise InvalidArgument(f"maximum retry count cannot be used with restart policy '{name}'")
     if hc.get("AutoRemove") and name not in ("", "no"):
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
-
-
-def _check_sysctl(key: str, netmode: str, ipc: str) -> None:
-    """runc's rule: only namespaced sysctls, and net.* only in a network namespace of its own."""
-    ipc_ok = key in ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-                     "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced") or key.startswith("fs.mqueue.")
-    if ipc_ok:
-        if ipc == "host":
-            raise InvalidArgument(f'sysctl "{key}" not allowed in host IPC namespace')
-        return
-    if key.startswith("net."):
-        if netmode == "host":
-            raise InvalidArgument(f'sysctl "{key}" not allowed in host network namespace')
-        return
-    if key in ("kernel.domainname", "kernel.hostname"):
-        raise InvalidArgument(f'sysctl "{key}" is not allowed as it conflicts with the OCI "domainname"/"hostname" field')
-    raise InvalidArgument(f"sysctl '{key}' is not allowed")
 
 
 def check_cpu(hc: dict[str, Any], cri: bool = False) -> None:
