@@ -487,7 +487,8 @@ def prepare(config: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgrou
     # peers of the host's
     rp = linux.get("rootfsPropagation")
     sc.mount(None, "/", None, PROPAGATION_FLAGS[rp] if rp else sc.MS_SLAVE | sc.MS_REC)
-    _parent_mount_private(rootfs)
+    if rp not in (None, "", "rslave", "rprivate"):  # (after those no mount here is shared)
+        _parent_mount_private(rootfs)
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
