@@ -1,4 +1,4 @@
-"""Go's strconv.Quote, for messages and outputs in Go programs' words (shared by the CLI's
+"""Go's strconv.Quote and errno texts, for messages and outputs in Go programs' words (shared by the CLI's
 templates and outputs and the daemon's errors; light: no imports)."""
 
 
@@ -37,3 +37,9 @@ def quote(s: str, limit: int | None = None) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+def errno_text(e: BaseException) -> str:
+    """An OS error's text as a Go program prints it (syscall.Errno: strerror in lower case)."""
+    why = getattr(e, "strerror", None) or str(e)
+    return why[:1].lower() + why[1:]

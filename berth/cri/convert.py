@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from berth.cri import KIND_LABEL
 from berth.cri import api_pb2 as pb
 from berth.errors import InvalidArgument
-from berth.goquote import quote as _q
+from berth.goquote import errno_text, quote as _q
 
 if TYPE_CHECKING:
     from typing import Any, TypeVar
@@ -131,7 +131,7 @@ def _check_seccomp_file(path: str) -> None:
             data = f.read()
     except OSError as e:
         raise Refused(f"failed to create containerd container: cannot load seccomp profile {_q(path)}: "
-                      f"open {path}: {_go_err(e)}") from None
+                      f"open {path}: {errno_text(e)}") from None
     import json
     try:
         json.loads(data)
@@ -475,9 +475,9 @@ def _host_path(path: str) -> str:
         try:
             os.makedirs(path, 0o755, exist_ok=True)
         except OSError as e:
-            raise SpecRefused(f"failed to mkdir {_q(path)}: mkdir {e.filename or path}: {_go_err(e)}") from None
+            raise SpecRefused(f"failed to mkdir {_q(path)}: mkdir {e.filename or path}: {errno_text(e)}") from None
     except OSError as e:
-        raise SpecRefused(f"failed to stat {_q(path)}: stat {path}: {_go_err(e)}") from None
+        raise SpecRefused(f"failed to stat {_q(path)}: stat {path}: {errno_text(e)}") from None
     return os.path.realpath(path)
 
 
@@ -489,7 +489,7 @@ def _check_device(path: str) -> None:
         os.lstat(path)
         mode = os.stat(path).st_mode
     except OSError as e:
-        raise SpecRefused(f"lstat {path}: {_go_err(e)}") from None
+        raise SpecRefused(f"lstat {path}: {errno_text(e)}") from None
     if not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode)):
         raise SpecRefused("not a device node")
 
@@ -502,11 +502,6 @@ def _check_propagation(src: str, prop: str) -> None:
         raise SpecRefused(f"path {_q(src)} is mounted on {_q(mp)} but it is not a shared mount")
     if prop == "rslave" and not shared_or_slave(optional):
         raise SpecRefused(f"path {_q(src)} is mounted on {_q(mp)} but it is not a shared or slave mount")
-
-
-def _go_err(e: OSError) -> str:
-    why = e.strerror or str(e)
-    return why[:1].lower() + why[1:]
 
 
 def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config: pb.ContainerConfig, image_id: str,

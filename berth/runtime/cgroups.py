@@ -28,7 +28,7 @@ import os
 import time
 
 from berth.errors import BerthError, InvalidArgument, NotFound, SystemError_
-from berth.goquote import quote as _goquote
+from berth.goquote import errno_text, quote as _goquote
 
 TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
 if TYPE_CHECKING:
@@ -672,7 +672,7 @@ class Manager:
                 raise SystemError_(f"unable to set memory limit to {value} (current usage: {usage}, "
                                    f"peak usage: {peak})") from None
             raise SystemError_(f"failed to write {_goquote(value)}: write {os.path.join(d, fname)}: "
-                               f"{_strerror(e)[:1].lower()}{_strerror(e)[1:]}") from None  # runc's words
+                               f"{errno_text(e)}") from None  # runc's words
 
     def _get(self, d: str, fname: str) -> str:
         try:

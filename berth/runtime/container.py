@@ -29,6 +29,7 @@ from berth.errors import (
     NotFound,
     SystemError_,
 )
+from berth.goquote import errno_text
 from berth.linux import syscalls as sc
 from berth.runtime import hooks as hookmod
 from berth.runtime import spec as specmod
@@ -173,20 +174,15 @@ def _set_sysctls(sysctl: dict[str, str] | None) -> None:
             try:
                 fd = sc.openat2(procfd, rel, os.O_WRONLY, 0, sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS)
             except OSError as e:
-                raise SystemError_(f"error during container init: open /proc/{rel}: {_go_errno(e)}") from None
+                raise SystemError_(f"error during container init: open /proc/{rel}: {errno_text(e)}") from None
             try:
                 os.write(fd, value.encode())
             except OSError as e:
-                raise SystemError_(f"error during container init: write /proc/{rel}: {_go_errno(e)}") from None
+                raise SystemError_(f"error during container init: write /proc/{rel}: {errno_text(e)}") from None
             finally:
                 os.close(fd)
     finally:
         os.close(procfd)
-
-
-def _go_errno(e: OSError) -> str:
-    why = e.strerror or str(e)
-    return why[:1].lower() + why[1:]
 
 
 def _preload(process: Spec, config: Spec) -> Filter | Program | None:

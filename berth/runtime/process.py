@@ -12,7 +12,7 @@ import resource
 import stat
 
 from berth.errors import InvalidArgument, NotFound, SystemError_
-from berth.goquote import quote
+from berth.goquote import errno_text, quote
 from berth.linux import caps as capnames
 from berth.linux import syscalls as sc
 from berth.runtime.spec import RLIMITS
@@ -162,9 +162,8 @@ def chdir_checked(cwd: str) -> None:
     try:
         os.chdir(cwd)
     except OSError as e:
-        why = e.strerror or str(e)  # runc's words (Go's errno text: lower case); no import here (pivoted)
         q = '"' + cwd.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        raise SystemError_(f"chdir to cwd ({q}) set in config.json failed: {why[:1].lower()}{why[1:]}") from None
+        raise SystemError_(f"chdir to cwd ({q}) set in config.json failed: {errno_text(e)}") from None  # runc's words
     try:
         here = os.getcwd()
     except OSError:
@@ -215,9 +214,9 @@ def mkdir_all(path: str) -> None:
             except FileExistsError:
                 continue
             except OSError as e:
-                why = (e.strerror or str(e))[:1].lower() + (e.strerror or str(e))[1:]
+                why = errno_text(e)
         except OSError as e:
-            why = (e.strerror or str(e))[:1].lower() + (e.strerror or str(e))[1:]
+            why = errno_text(e)
         raise SystemError_(f"error during container init: mkdir {cur}: {why}")
 
 

@@ -12,7 +12,7 @@ import stat
 
 from berth.errors import InvalidArgument, SystemError_
 from berth.linux import syscalls as sc
-from berth.goquote import quote
+from berth.goquote import errno_text, quote
 from berth.linux.mountinfo import shared, source_mount  # (at import: the init may join a user namespace)
 from berth.linux.paths import ensure_in_root, open_in_root, secure_join
 from berth.runtime.spec import parse_mount_options
@@ -61,13 +61,6 @@ def remount(path: str, flags: int) -> None:
         sc.mount(None, path, None, base | flags | _locked_flags(path))
 
 
-def _go_err(e: BaseException) -> str:
-    """An error's text as runc (Go) prints it: errno texts in lower case."""
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror[:1].lower() + e.strerror[1:]
-    return str(e)
-
-
 def _mount_failed(m: dict, source: str, why: str) -> "NoReturn":
     """A mount of the config that failed, in runc's words (libcontainer's prepareRootfs)."""
     raise SystemError_(f"error during container init: error mounting {quote(source)} to rootfs at "
@@ -82,13 +75,13 @@ def _syscall_failed(source: str, dest: str, fd: int, flags: int, data: str, e: O
         out += f", flags: {flags:#x}"
     if data:
         out += f", data: {data}"
-    return f"{out}: {_go_err(e)}"
+    return f"{out}: {errno_text(e)}"
 
 
 def _made_failed(rootfs: str, dest: str, e: OSError) -> str:
     """What making the mount point said (runc's MkdirAll or OpenFile on the host path)."""
     where = getattr(e, "op", None) and e.filename or dest
-    return f"{getattr(e, 'op', 'mkdir')} {rootfs.rstrip('/')}{where}: {_go_err(e)}"
+    return f"{getattr(e, 'op', 'mkdir')} {rootfs.rstrip('/')}{where}: {errno_text(e)}"
 
 
 # runc's checkProcMount: nothing is mounted over /proc but a proc, nor inside it but over the
@@ -144,7 +137,7 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
         try:
             src_is_dir = stat.S_ISDIR(os.stat(src).st_mode)
         except OSError as e:  # nothing to bind
-            _mount_failed(m, src, f"stat {src}: {_go_err(e)}")
+            _mount_failed(m, src, f"stat {src}: {errno_text(e)}")
         why = _check_proc_mount(rootfs, secure_join(rootfd, dest), src)
         if why:
             _mount_failed(m, src, why)
@@ -405,7 +398,7 @@ def check_dev_null() -> None:
     try:
         fd = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:  # runc's words (its setupUser's stat)
-        raise SystemError_(f"unable to setup user: stat /dev/null: {_go_err(e)}") from None
+        raise SystemError_(f"unable to setup user: stat /dev/null: {errno_text(e)}") from None
     try:
         st = os.fstat(fd)
     finally:
