@@ -1449,6 +1449,20 @@ def test_pod_sysctls_and_unified_refused_as_containerd(node, cri):
         key = next(iter(sysctls))
         words = "is not in a separate kernel namespace" if name == "vm" else "not allowed in host network namespace"
         assert (e.value.code(), e.value.details()) == (grpc.StatusCode.UNKNOWN, f'{prefix}sysctl "{key}" {words}: unknown')
+    # what the kernel refuses as the pause's init writes them (a key the pod's network namespace
+    # lacks, a value): containerd's RunPodSandbox fails with runc's words, nothing of the pod left
+    for name, sysctls, why in (
+            ("nokey", {"net.ipv4.nonexistent": "1"}, "open /proc/sys/net/ipv4/nonexistent: no such file or directory"),
+            ("badval", {"net.ipv4.ip_unprivileged_port_start": "abc"},
+             "write /proc/sys/net/ipv4/ip_unprivileged_port_start: invalid argument")):
+        cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name=name, namespace="testns", uid="u-" + name),
+                                  linux=pb.LinuxPodSandboxConfig(sysctls=sysctls))
+        with pytest.raises(grpc.RpcError) as e:
+            cri.RunPodSandbox(config=cfg)
+        assert (e.value.code(), e.value.details()) == (
+            grpc.StatusCode.UNKNOWN,
+            f"{prefix}unable to start container process: error during container init: {why}: unknown")
+        assert name not in node.d.berth("-n", "k8s.io", "ps", "-a").out
     assert [p.metadata.name for p in cri.ListPodSandbox().items] == []
     sid, sbx = _pod(cri, node, "okctl", sysctls={"net.ipv4.ip_unprivileged_port_start": "0"})
     from berth.runtime.cgroups import detect_mode

@@ -328,7 +328,15 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             if attach is not None:
                 attach.result()
             with self._setup_lock:
-                self._pending[sid] = _Background(self._launch_pause, sid, then=self._after_pause)
+                launch = self._pending[sid] = _Background(self._launch_pause, sid, then=self._after_pause)
+            if linux.sysctls:
+                # the pause's init writes the pod's sysctls, and what the kernel refuses there (a
+                # key the pod's namespaces lack, a value) is containerd's RunPodSandbox error: with
+                # sysctls the answer waits for the pause's start (a pod without any does not)
+                try:
+                    launch.result()
+                except BerthError as e:
+                    raise Abort(grpc.StatusCode.UNKNOWN, _task_error(e.message)) from None
         except BaseException:
             if attach is not None:
                 attach.wait()  # a DEL must not race its ADD
