@@ -1237,6 +1237,36 @@ def test_logs_follow_until_the_container_exits(node):
         node.crictl("rmp", sid, check=False)
 
 
+def test_run_as_username_is_resolved_at_create_as_containerd(node, cri):
+    """run_as_username is looked up in the image's /etc/passwd at CreateContainer (containerd 1.6
+    side by side: a temporary mount of the container's snapshot): a name the file lacks, or an
+    image without the file, fails the create UNKNOWN in containerd's words, nothing left (berth
+    made the container and its start failed in runc's words); a name it has runs as that user."""
+    sid, sbx = _pod(cri, node, "uname")
+
+    def create(name, user, image="busybox-layers:1"):
+        cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=image),
+                                 command=["sleep", "600"] if image.startswith("busybox") else ["/pause"],
+                                 linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+                                     run_as_username=user)))
+        return cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+
+    for name, user, image, why in (("nouser", "nosuchuser", "busybox-layers:1", "no users found"),
+                                   ("nofile", "someone", "registry.k8s.io/pause:3.9",
+                                    "open {tmp}/etc/passwd: no such file or directory")):
+        with pytest.raises(grpc.RpcError) as e:
+            create(name, user, image)
+        m = re.fullmatch(r"failed to create containerd container: mount callback failed on (\S+): (.*)", e.value.details())
+        assert e.value.code() == grpc.StatusCode.UNKNOWN and m, e.value.details()
+        assert m.group(2) == why.format(tmp=m.group(1))
+        assert not os.path.exists(m.group(1))  # the temporary mount is gone, with its directory
+        assert name not in node.d.berth("-n", "k8s.io", "ps", "-a").out
+    assert [c.metadata.name for c in cri.ListContainers().containers] == []
+    cid = create("root", "root")
+    cri.StartContainer(container_id=cid)
+    assert cri.ExecSync(container_id=cid, cmd=["id", "-u"], timeout=10).stdout == b"0\n"
+
+
 def test_devices_sysctls_paths_seccomp_privileged(node, cri, tmp_path):
     sid, sbx = _pod(cri, node, "more", sysctls={"net.ipv4.ip_unprivileged_port_start": "80",
                                                  "kernel.shm_rmid_forced": "1"})

@@ -19,7 +19,7 @@ from berth.cri import api_pb2 as pb
 from berth.cri import api_pb2_grpc
 from berth.cri.errors import Abort, rpc, unimplemented
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
-from berth.goquote import quote as _q
+from berth.goquote import errno_text, quote as _q
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -628,10 +628,48 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         elif ((img.config or {}).get("config") or {}).get("StopSignal"):
             body["StopSignal"] = img.config["config"]["StopSignal"]
         cid = self._create_record("container", name, body, convert.CONTAINER_EXT, meta, cid=cid)
+        username = config.linux.security_context.run_as_username if config.HasField("linux") else ""
+        if username and not username.isdigit():
+            try:
+                self._check_username(cid, username)
+            except BaseException:
+                self._remove(cid)
+                raise
         # its process is created now, in the background, as CRI-O creates it here: StartContainer
         # then releases it (and reports what failed in the creation)
         self.svc.prelaunch(NS, cid, after=lambda: self._settle(sbx.id))  # it joins the pause's namespaces
         return pb.CreateContainerResponse(container_id=cid)
+
+    def _check_username(self, cid: str, name: str) -> None:
+        """run_as_username in the image's /etc/passwd, as containerd resolves it at CreateContainer
+        (in a temporary mount of the container's snapshot): a name it lacks, or no passwd file,
+        fails the create in containerd's words (berth's start would otherwise fail, in runc's)."""
+        import tempfile
+
+        from berth.linux.paths import read_in_root
+        from berth.snapshots.mount import unmount
+        base = os.path.join(self.d.cfg.state, "container-ops")
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=cid[:12] + "-user-", dir=base)
+        try:
+            self.svc.mount_fs(self.svc.get(NS, cid), tmp)
+            try:
+                try:
+                    text = read_in_root(tmp, "/etc/passwd").decode(errors="replace")
+                except OSError as e:
+                    why = f"open {tmp}/etc/passwd: {errno_text(e)}"
+                else:
+                    if any(line.split(":")[0] == name for line in text.splitlines() if line):
+                        return
+                    why = "no users found"
+            finally:
+                unmount(tmp)
+        finally:
+            try:
+                os.rmdir(tmp)
+            except OSError:
+                pass
+        raise Abort(grpc.StatusCode.UNKNOWN, f"failed to create containerd container: mount callback failed on {tmp}: {why}")
 
     @rpc
     def StartContainer(self, request: pb.StartContainerRequest,
