@@ -968,6 +968,24 @@ def test_create_refuses_bad_stop_signals_and_capabilities_as_dockerd(eng, peer):
     assert seen[0][0][2:] == (1, "Error response from daemon: Invalid signal: BOGUS", False)
 
 
+def test_capability_set_from_cap_add_and_drop_as_dockerd(eng, peer):
+    """--cap-add and --cap-drop combine as moby's TweakCapabilities: `--cap-drop ALL --cap-add X`
+    leaves X (the usual hardening; berthd left nothing), a capability both added and dropped is
+    kept, prefixes and case do not matter. (What needs all of the host's capabilities is not
+    compared: this host's bounding set lacks some, and dockerd 20.10 asks runc for them all.)"""
+    seen = []
+    for d in (eng, peer):
+        row = []
+        for flags in (["--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE"], ["--cap-add", "chown", "--cap-drop", "CHOWN"],
+                      ["--cap-drop", "all", "--cap-add", "cap_kill", "--cap-add", "NET_RAW"], ["--cap-drop", "ALL"],
+                      ["--cap-drop", "net_raw", "--cap-add", "CAP_NET_ADMIN"]):
+            p = d.docker("run", "--rm", *flags, IMAGE, "grep", "^Cap[EBP]", "/proc/self/status")
+            row.append((flags, p.returncode, p.out))
+        seen.append(row)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0][2] == "CapPrm:\t0000000000000400\nCapEff:\t0000000000000400\nCapBnd:\t0000000000000400\n"
+
+
 def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):
     """`exec -u nosuchuser`: the docker CLI prints why (the start's stream) and exits 126 with
     both engines; -d: the start's error, exit 1; the exec's inspect: ExitCode 126, not running.

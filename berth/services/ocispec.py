@@ -44,21 +44,26 @@ def _all_caps() -> list[str]:
 
 
 def capabilities(hc: dict[str, Any]) -> list[str]:
-    """The container's capability set (sorted names) from HostConfig: docker's default set, or
-    all with Privileged, then CapAdd and CapDrop ("ALL" allowed in both)."""
-    caps = set(_all_caps()) if hc.get("Privileged") else set(DEFAULT_CAPS)
-    for c in hc.get("CapAdd") or []:
-        c = c.upper()
-        if c == "ALL":
-            caps = set(_all_caps())
-        else:
-            caps.add(c if c.startswith("CAP_") else "CAP_" + c)
-    for c in hc.get("CapDrop") or []:
-        c = c.upper()
-        if c == "ALL":
-            caps = set()
-        else:
-            caps.discard(c if c.startswith("CAP_") else "CAP_" + c)
+    """The container's capability set (sorted names) from HostConfig, as moby's
+    TweakCapabilities makes it: all with Privileged (CapAdd and CapDrop are not looked at);
+    else with "ALL" in CapAdd all but CapDrop's; with "ALL" in CapDrop CapAdd's alone; else
+    docker's default set without CapDrop's, then CapAdd's (one in both is kept). Names are
+    upper-cased and get their CAP_ prefix; dockerd refuses unknown ones at create
+    (runopts.check_early), the CRI passes them on to the runtime, which ignores them."""
+    if hc.get("Privileged"):
+        return sorted(_all_caps())
+
+    def norm(c: str) -> str:
+        c = str(c).upper()
+        return c if c == "ALL" or c.startswith("CAP_") else "CAP_" + c
+    adds = [norm(c) for c in hc.get("CapAdd") or []]
+    drops = [norm(c) for c in hc.get("CapDrop") or []]
+    if "ALL" in adds:
+        caps = {c for c in _all_caps() if c not in drops}
+    elif "ALL" in drops:
+        caps = set(adds)
+    else:
+        caps = {c for c in DEFAULT_CAPS if c not in drops} | set(adds)
     return sorted(caps)
 
 
