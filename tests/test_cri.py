@@ -1237,6 +1237,37 @@ def test_logs_follow_until_the_container_exits(node):
         node.crictl("rmp", sid, check=False)
 
 
+def test_capabilities_as_containerd(node, cri):
+    """A container's capabilities as containerd 1.6's CRI makes them (side by side): "ALL" among
+    the adds, then among the drops, then each add, then each drop, every name "CAP_" + its upper
+    case, so a name given with its prefix is a capability no kernel has, which the runtime
+    ignores (runc's warning): "CAP_NET_ADMIN" grants nothing, "CAP_CHOWN" drops nothing, "FOO"
+    runs. berth refused unknown names and took prefixed ones as docker does."""
+    sid, sbx = _pod(cri, node, "caps", security_context=pb.LinuxSandboxSecurityContext(privileged=True))
+
+    def caps(add=(), drop=(), privileged=False):
+        sc = pb.LinuxContainerSecurityContext(capabilities=pb.Capability(add_capabilities=add, drop_capabilities=drop),
+                                              privileged=privileged)
+        cid = _ctr(cri, sid, sbx, f"c{random.getrandbits(32):x}", ["sleep", "60"],
+                   linux=pb.LinuxContainerConfig(security_context=sc))
+        out = cri.ExecSync(container_id=cid, cmd=["grep", "^CapBnd", "/proc/self/status"], timeout=10).stdout
+        spec = json.loads(cri.ContainerStatus(container_id=cid, verbose=True).info["info"])["runtimeSpec"]
+        return int(out.split()[1], 16), set((spec["process"].get("capabilities") or {}).get("bounding") or [])
+
+    default = caps()[0]
+    bit = {"CHOWN": 0, "KILL": 5, "NET_BIND_SERVICE": 10, "NET_ADMIN": 12, "NET_RAW": 13}
+    assert caps(add=["CAP_NET_ADMIN"]) == (default, caps()[1] | {"CAP_CAP_NET_ADMIN"})
+    assert caps(drop=["CAP_CHOWN"])[0] == default
+    assert caps(add=["FOO"], drop=["bar"])[0] == default
+    assert caps(add=["net_admin"])[0] == default | 1 << bit["NET_ADMIN"]
+    assert caps(add=["net_raw"], drop=["ALL"])[0] == 1 << bit["NET_RAW"]
+    assert caps(add=["kill"], drop=["KILL"])[0] == default & ~(1 << bit["KILL"])  # the drop after the add
+    everything = caps(add=["all"], drop=["chown"])[0]
+    assert everything & default == default & ~1 and everything.bit_count() > 20
+    assert caps(add=["ALL"], drop=["ALL", "kill"])[0] == 0
+    assert caps(drop=["CHOWN"], privileged=True)[0] == everything | 1  # privileged: all, whatever else
+
+
 def test_run_as_username_is_resolved_at_create_as_containerd(node, cri):
     """run_as_username is looked up in the image's /etc/passwd at CreateContainer (containerd 1.6
     side by side: a temporary mount of the container's snapshot): a name the file lacks, or an

@@ -175,7 +175,6 @@ BAD = {
         {"destination": "", "type": "tmpfs", "source": "tmpfs"}), "destination"),
     "bad tmpfs option": (lambda b, c: c["mounts"].append(
         {"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=lots"]}), "/mnt"),
-    "unknown capability": (lambda b, c: c["process"]["capabilities"]["bounding"].append("CAP_BOGUS"), "CAP_BOGUS"),
     "unknown rlimit": (lambda b, c: c["process"]["rlimits"].append({"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}),
                        "RLIMIT_BOGUS"),
     "empty args": (lambda b, c: c["process"].update(args=[]), "args"),

@@ -168,6 +168,25 @@ def _user(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext,
     return user
 
 
+def _capabilities(c: pb.Capability) -> list[str]:
+    """containerd's capability set for a container (its CRI's WithCapabilities): "ALL" (in any
+    case) among the adds gives the host's set, among the drops none; then each other add joins
+    and each other drop goes, every name as "CAP_" + its upper case: a name given with its
+    prefix ("CAP_NET_ADMIN") is "CAP_CAP_NET_ADMIN", a capability no kernel has, which the
+    runtime ignores, as runc does (with a warning)."""
+    from berth.services.ocispec import DEFAULT_CAPS, _all_caps
+    caps = list(DEFAULT_CAPS)
+    if any(a.upper() == "ALL" for a in c.add_capabilities):
+        caps = _all_caps()
+    if any(d.upper() == "ALL" for d in c.drop_capabilities):
+        caps = []
+    for a in c.add_capabilities:
+        if a.upper() != "ALL" and "CAP_" + a.upper() not in caps:
+            caps.append("CAP_" + a.upper())
+    drops = {"CAP_" + d.upper() for d in c.drop_capabilities}
+    return [n for n in caps if n not in drops]
+
+
 def _id(field: str, value: int) -> int:
     """A user or group id the kernel takes (refused here, before anything is made: a pod's
     sandbox would otherwise fail to start after RunPodSandbox answered)."""
@@ -529,9 +548,9 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
         if sbx is not None and not sbx.privileged:
             raise InvalidArgument("no privileged container allowed in sandbox")
         hc["CgroupnsMode"] = "host"  # containerd: a privileged container sees the host's cgroups
-    if sc.HasField("capabilities"):
-        hc["CapAdd"] = [c.upper() for c in sc.capabilities.add_capabilities]
-        hc["CapDrop"] = [c.upper() for c in sc.capabilities.drop_capabilities]
+    if sc.HasField("capabilities") and not sc.privileged:  # (a privileged container has them all)
+        # the set containerd makes, given to the services whole: none, then these
+        hc["CapDrop"], hc["CapAdd"] = ["ALL"], _capabilities(sc.capabilities)
     opts = []
     if sc.no_new_privs:
         opts.append("no-new-privileges")

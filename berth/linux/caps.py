@@ -24,11 +24,19 @@ def last_cap() -> int:
 
 
 def mask(names) -> int:
-    """Bit mask of the given names; names the kernel does not know are left out (like runc)."""
+    """Bit mask of the given names; names unknown here or to the kernel are left out (like runc)."""
     top = last_cap()
     m = 0
     for n in names or ():
-        i = NUMBERS[n]
-        if i <= top:
+        i = NUMBERS.get(n)
+        if i is not None and i <= top:
             m |= 1 << i
     return m
+
+
+def ignored(sets) -> list[str]:
+    """The names of a spec's capability sets (a dict of lists) that mask() leaves out, sorted:
+    runc's "ignoring unknown or unavailable capabilities: [...]"."""
+    top = last_cap()
+    return sorted({n for names in (sets or {}).values() for n in names or ()
+                   if NUMBERS.get(n, top + 1) > top})

@@ -30,6 +30,7 @@ from berth.errors import (
     SystemError_,
 )
 from berth.goquote import errno_text
+from berth.linux import caps as capnames
 from berth.linux import syscalls as sc
 from berth.runtime import hooks as hookmod
 from berth.runtime import spec as specmod
@@ -57,6 +58,12 @@ CLOSE_RANGE_CLOEXEC = 4
 
 def warn(msg: str) -> None:
     print(f"berth-runc: warning: {msg}", file=sys.stderr)
+
+
+def _warn_ignored_caps(process: Spec) -> None:
+    names = capnames.ignored(process.get("capabilities"))
+    if names:  # runc's warning: it starts the process without them
+        warn(f"ignoring unknown or unavailable capabilities: [{' '.join(names)}]")
 
 
 class Channel:
@@ -514,6 +521,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
         raise statemod.AlreadyExists(f"container with id {cid} already exists")
     config = specmod.load(bundle, check_seccomp=check_seccomp)  # the daemon checked its profile already
     process = config["process"]
+    _warn_ignored_caps(process)
     if process.get("terminal") and not console_socket and console is None:
         raise InvalidArgument("cannot allocate a tty without --console-socket when berth-runc detaches")
     if not process.get("terminal") and console_socket:
@@ -943,6 +951,7 @@ def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: st
     if status not in (RUNNING, CREATED):
         raise FailedPrecondition(f"cannot exec in a {status} container {cid}")
     specmod.validate_process(process)
+    _warn_ignored_caps(process)
     config = st.config()
     proxy = None
     if process.get("terminal") and console is not None:

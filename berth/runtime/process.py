@@ -147,7 +147,7 @@ def apply_user_and_caps(process: dict[str, Any], seccomp_filter: Filter | Progra
         except OSError:
             pass
         for name in cs.get("ambient") or []:
-            i = capnames.NUMBERS[name]
+            i = capnames.NUMBERS.get(name, capnames.last_cap() + 1)
             if i <= capnames.last_cap():
                 try:
                     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, i)

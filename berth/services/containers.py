@@ -246,7 +246,7 @@ class ContainerService:
         if not image_ref:
             raise InvalidArgument("no image given (Image)")
         from berth.services import runopts
-        runopts.check_early(body)  # StopSignal, CapAdd/CapDrop: before the image, as dockerd
+        runopts.check_early(body, cri)  # StopSignal, CapAdd/CapDrop: before the image, as dockerd
         r = self.images.resolve(ns, image_ref, platform=body.get("Platform"))
         if name:
             name = name.lstrip("/")

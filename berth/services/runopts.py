@@ -52,11 +52,14 @@ def parse_docker_signal(raw: str) -> int:
     raise InvalidArgument(f"Invalid signal: {s}")
 
 
-def check_early(body: dict[str, Any]) -> None:
+def check_early(body: dict[str, Any], cri: bool = False) -> None:
     """What dockerd refuses before it looks the image up (a 400, not the 404 that has docker's
-    CLI pull it): a StopSignal it does not know, a capability the kernel does not have."""
+    CLI pull it): a StopSignal it does not know, a capability the kernel does not have (not
+    the CRI's: containerd passes them on and runc ignores them)."""
     if body.get("StopSignal"):
         parse_docker_signal(body["StopSignal"])
+    if cri:
+        return
     hc = body.get("HostConfig") or {}
     from berth.linux import caps as capsmod
     known = set(capsmod.NAMES[: capsmod.last_cap() + 1])
