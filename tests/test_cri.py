@@ -1237,6 +1237,25 @@ def test_logs_follow_until_the_container_exits(node):
         node.crictl("rmp", sid, check=False)
 
 
+def test_log_path_is_joined_to_the_pods_log_directory_as_containerd(node, cri, tmp_path):
+    """A container's log_path is joined to its pod's log_directory as containerd joins them (Go's
+    filepath.Join): an absolute one stays in the directory (berth wrote /abs.log on the host), a
+    missing subdirectory is made, `x/../y` is y."""
+    sid, sbx = _pod(cri, node, "logjoin")
+    logs = sbx.log_directory
+    for name, path, where in (("abs", f"/{tmp_path.name}-abs.log", f"{tmp_path.name}-abs.log"),
+                              ("sub", "c/0.log", "c/0.log"), ("dots", "x/../d.log", "d.log")):
+        cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image="busybox-layers:1"),
+                                 command=["echo", name], log_path=path)
+        cid = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+        assert cri.ContainerStatus(container_id=cid).status.log_path == os.path.join(logs, where)
+        cri.StartContainer(container_id=cid)
+        wait_for(lambda: cri.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_EXITED, 10, "the exit")
+        with open(os.path.join(logs, where)) as f:
+            assert f.read().endswith(f" stdout F {name}\n")
+    assert not os.path.exists(f"/{tmp_path.name}-abs.log")
+
+
 def test_capabilities_as_containerd(node, cri):
     """A container's capabilities as containerd 1.6's CRI makes them (side by side): "ALL" among
     the adds, then among the drops, then each add, then each drop, every name "CAP_" + its upper

@@ -45,6 +45,17 @@ def _task_error(why: str) -> str:
     return why if why.startswith("failed to create containerd task: ") else f"failed to create containerd task: {why}"
 
 
+def _go_join(*parts: str) -> str:
+    """Go's filepath.Join, as containerd joins a pod's log directory and a container's log path:
+    the parts joined with "/", then cleaned (a part's leading "/" does not restart the path)."""
+    import posixpath
+    joined = "/".join(p for p in parts if p)
+    if not joined:
+        return ""
+    clean = posixpath.normpath(joined)
+    return "/" + clean.lstrip("/") if clean.startswith("//") else clean
+
+
 def _ns_time(s: str | None) -> int:
     """An RFC 3339 time of the services -> nanoseconds since the epoch (0 when unset)."""
     if not s or s.startswith("0001"):
@@ -603,7 +614,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             raise NotFound(f"failed to resolve image {_q(config.image.image)}: not found") from None
         log_path = ""
         if sandbox_config.log_directory and config.log_path:
-            log_path = os.path.join(sandbox_config.log_directory, config.log_path)
+            log_path = _go_join(sandbox_config.log_directory, config.log_path)  # an absolute log_path too
             if len(log_path.encode()) >= 4096 or any(len(c.encode()) > 255 for c in log_path.split("/")):
                 raise InvalidArgument(f"log path {log_path!r}: file name too long")  # (containerd's start fails)
         cri = self._cri(sbx)
