@@ -598,8 +598,9 @@ def test_errors_in_containerds_words_and_codes(node, cri):
     if detect_mode() != "v2":  # a limit below the usage: runc's words after containerd's prefix (v2 reclaims instead)
         code, msg = err("UpdateContainerResources", container_id=cid,
                         linux=pb.LinuxContainerResources(memory_limit_in_bytes=1))
-        assert code == "UNKNOWN" and re.fullmatch(r"failed to update resources: unable to set memory limit to 1 "
-                                                  r"\(current usage: \d+, peak usage: \d+\)", msg), msg
+        assert code == "UNKNOWN" and re.fullmatch(r"failed to update resources: failed to update resources: runc did not "
+                                                  r"terminate successfully: exit status 1: unable to set memory limit to 1 "
+                                                  r"\(current usage: \d+, peak usage: \d+\)\n: unknown", msg), msg
     cri.StopContainer(container_id=cid, timeout=0)
     # an exited container's resources: recorded for its next start, as containerd's (no error)
     cri.UpdateContainerResources(container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20))

@@ -841,8 +841,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 execs.update_resources(self.svc, NS, rec.id, convert.docker_resources(request.linux))
             except (NotFound, InvalidArgument):
                 raise
-            except BerthError as e:  # the runtime's refusal: containerd's prefix, the same code (UNKNOWN)
-                raise Abort(grpc.StatusCode.UNKNOWN, f"failed to update resources: {e}") from None
+            except BerthError as e:  # the runtime's refusal (`runc update`'s, its task's): containerd's words and code
+                raise Abort(grpc.StatusCode.UNKNOWN, "failed to update resources: failed to update resources: runc did "
+                                                     f"not terminate successfully: exit status 1: {e}\n: unknown") from None
         return pb.UpdateContainerResourcesResponse()
 
     @rpc
