@@ -577,3 +577,51 @@ def test_cp_follows_volumes_binds_and_tmpfs(d, tmp_path):
     d.berth("rm", "-f", "cpv", check=True)
     # nothing was written into the image's rootfs under the mount points
     assert not any(n.endswith(".txt") for n in os.listdir(host) if n not in ("b.txt",))
+
+
+def test_a_volume_receives_the_hosts_mounts_where_its_root_is_shared(tmp_path):
+    """A volume's mount in a container has no propagation of its own, as dockerd gives the runtime
+    none: where berthd's root lies on a shared mount (as dockerd makes its own root, and as / is
+    under systemd), the container's volume is a slave of it and sees what the host mounts in the
+    volume later; a -v bind stays rprivate and does not. (berth made volumes rprivate.)"""
+    import pathlib
+    import shutil
+    import subprocess
+    import tempfile
+
+    from daemon_fixtures import Daemon
+    base = pathlib.Path(tempfile.mkdtemp(prefix="bvp-", dir="/tmp"))  # short: the shims' socket paths
+    host = tmp_path / "hostdir"
+    (host / "later").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(base), str(base)], check=True)
+    d = None
+    later = []
+    try:
+        subprocess.run(["mount", "--make-rshared", str(base)], check=True)
+        d = Daemon(str(base / "berthd"))
+        d.start()
+        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        d.docker("run", "-d", "--name", "volprop", "-v", "propvol:/data", "-v", f"{host}:/b", IMG, "sleep", "60",
+                 check=True)
+        data = d.docker("volume", "inspect", "-f", "{{.Mountpoint}}", "propvol", check=True).out.strip()
+        os.makedirs(os.path.join(data, "later"), exist_ok=True)
+        for where in (os.path.join(data, "later"), str(host / "later")):
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "fromhost", where], check=True)
+            later.append(where)
+            with open(os.path.join(where, "f"), "w") as f:
+                f.write("host\n")
+        assert d.docker("exec", "volprop", "cat", "/data/later/f").out == "host\n"
+        assert d.docker("exec", "volprop", "ls", "/b/later").out == ""  # rprivate: not received
+        info = d.docker("exec", "volprop", "grep", " /data ", "/proc/self/mountinfo").out.split()
+        assert any(f.startswith("master:") for f in info[6:info.index("-")]), info
+    finally:
+        for where in later:
+            subprocess.run(["umount", "-l", where], capture_output=True)
+        if d is not None:
+            d.docker("rm", "-f", "volprop")
+            d.docker("volume", "rm", "-f", "propvol")
+            d.cleanup()
+        for _ in range(6):
+            if subprocess.run(["umount", "-l", str(base)], capture_output=True).returncode != 0:
+                break
+        shutil.rmtree(base, ignore_errors=True)

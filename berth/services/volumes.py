@@ -466,9 +466,11 @@ class VolumeService:
                     os.makedirs(src, 0o755, exist_ok=True)
                 except OSError as e:
                     raise SystemError_(f"error while creating mount source path '{src}': {e.strerror}") from None
-            prop = m.get("Propagation") or "rprivate"
+            # a bind without a propagation of its own is rprivate; a volume's has none (dockerd gives
+            # the runtime none: the mount stays in the root's peer group, a slave of the host's)
+            prop = m.get("Propagation") or ("" if m["Type"] == "volume" else "rprivate")
             check_propagation(src, prop)
-            opts = ["rbind", prop]
+            opts = ["rbind", prop] if prop else ["rbind"]
             if not m.get("RW", True):
                 opts.append("ro")
             out.append({"destination": dest, "type": "bind", "source": src, "options": opts})
