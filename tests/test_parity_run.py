@@ -1411,13 +1411,16 @@ def test_filters_logs_signals_and_resources_as_dockerd(eng, peer):
 
 
 def test_mount_specs_exec_cwd_and_top_errors_as_dockerd(eng, peer):
-    """dockerd's (and runc's) words, side by side: a -v spec with too many parts, a tmpfs path that
+    """dockerd's (and runc's) words, side by side: a -v spec with too many parts, a destination with
+    a mode but no source, a bind's nocopy, a volume's propagation, a tmpfs path that
     is not absolute or an option tmpfs does not take, a local volume's unknown option, an exec's
     working directory that is missing or relative, a ps option top's ps refuses."""
     sfx = uuid.uuid4().hex[:6]
     ex, vol = f"ex-{sfx}", f"vo-{sfx}"
     cases = [
         ["run", "--rm", "-v", "x:y:z:w", IMAGE, "true"], ["run", "--rm", "-v", ":/x", IMAGE, "true"],
+        ["run", "--rm", "-v", "/x:ro", IMAGE, "true"], ["run", "--rm", "-v", "/x:nocopy", IMAGE, "true"],
+        ["run", "--rm", "-v", "/tmp:/x:ro,nocopy", IMAGE, "true"], ["run", "--rm", "-v", f"{vol}:/x:rshared", IMAGE, "true"],
         ["run", "--rm", "--tmpfs", "relative", IMAGE, "true"], ["run", "--rm", "--tmpfs", "/x:bogus=1", IMAGE, "true"],
         ["run", "--rm", "--tmpfs", "/x:size=1m,noexec,mode=700", IMAGE, "true"],
         ["run", "--rm", "--mount", f"type=volume,dst=/x,volume-opt=a=b,src={vol}", IMAGE, "true"],

@@ -100,10 +100,9 @@ def parse_bind(spec: str) -> dict:
     if len(parts) == 1:
         dst = parts[0]
     elif len(parts) == 2:
-        if _valid_mode(parts[1]):
-            dst, mode = parts
-        else:
-            src, dst = parts
+        if _valid_mode(parts[1]):  # a destination and a mode: dockerd's linux parser takes no such volume
+            raise InvalidArgument(f"invalid volume specification: '{spec}'")
+        src, dst = parts
     else:
         src, dst, mode = parts
         if not _valid_mode(mode):
@@ -111,13 +110,13 @@ def parse_bind(spec: str) -> dict:
     modes = mode.split(",") if mode else []
     kind = "bind" if src.startswith("/") else "volume"
     dst = _check_dest(spec, dst, kind)
-    if kind == "bind" and "nocopy" in modes:
-        raise InvalidArgument(f"invalid mode: {mode}")
+    prop = next((m for m in modes if m in _PROPAGATION), "")
+    extra = "VolumeOptions" if kind == "bind" and "nocopy" in modes else "BindOptions" if kind == "volume" and prop else ""
+    if extra:  # nocopy is a volume's option, a propagation a bind's
+        raise InvalidArgument(f"invalid volume specification: '{spec}': invalid mount config for type \"{kind}\": "
+                              f"field {extra} must not be specified")
     if kind == "volume" and src:
         check_name(src)
-    prop = next((m for m in modes if m in _PROPAGATION), "")
-    if kind == "volume" and prop:
-        raise InvalidArgument(f"invalid mode: {mode}")
     mp = {"Type": kind, "Destination": dst, "RW": "ro" not in modes, "Mode": mode,
           "Propagation": (prop or "rprivate") if kind == "bind" else ""}
     if kind == "bind":
