@@ -986,6 +986,20 @@ def test_capability_set_from_cap_add_and_drop_as_dockerd(eng, peer):
     assert seen[0][0][2] == "CapPrm:\t0000000000000400\nCapEff:\t0000000000000400\nCapBnd:\t0000000000000400\n"
 
 
+def test_ports_published_on_the_host_network_are_warned_about_as_dockerd(eng, peer):
+    """-p with --network host: created and run, with dockerd's warning that they are discarded
+    (berthd said nothing)."""
+    seen = []
+    for d in (eng, peer):
+        name = f"hp-{uuid.uuid4().hex[:8]}"
+        c = d.docker("create", "--name", name, "--network", "host", "-p", "18082:80", IMAGE, "true")
+        r = d.docker("run", "--rm", "--network", "host", "-p", "18083:80", IMAGE, "true")
+        d.docker("rm", "-f", name)
+        seen.append((c.returncode, c.err, r.returncode, r.err))
+    assert seen[0] == seen[1]
+    assert seen[0][1] == "WARNING: Published ports are discarded when using host network mode\n"
+
+
 def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):
     """`exec -u nosuchuser`: the docker CLI prints why (the start's stream) and exits 126 with
     both engines; -d: the start's error, exit 1; the exec's inspect: ExitCode 126, not running.
