@@ -749,10 +749,14 @@ def test_exec_that_cannot_start_exits_126_as_dockerd(eng, peer):
             for args in (["-w", "rel"], ["-w", "/nonexist"], []):
                 p = d.docker("exec", *args, "ex-126", *(["pwd"] if args else ["/nonexist"]))
                 row.append((p.returncode, "OCI runtime exec failed" in p.out + p.err))
+            p = d.docker("exec", "ex-126", "/etc")  # not executable: the process's start failed, in runc's words
+            row.append((p.returncode, p.out + p.err))
             seen.append(row)
         finally:
             d.docker("rm", "-f", "ex-126")
-    assert seen[0] == seen[1] == [(126, True)] * 3, seen
+    assert seen[0] == seen[1], seen
+    assert seen[0][:3] == [(126, True)] * 3 and seen[0][3] == (126, 'OCI runtime exec failed: exec failed: unable to start '
+                                                               'container process: exec: "/etc": permission denied: unknown\r\n')
 
 
 def test_list_filters_unknown_to_the_engine_are_refused_even_with_nothing_to_list(eng, peer):

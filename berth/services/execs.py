@@ -286,7 +286,9 @@ def start_failure(e: BerthError) -> str:
     """The runtime's refusal to start an exec (no such binary, a bad working directory...) in the
     words of runc and containerd's shim, which dockerd and containerd's CRI pass on."""
     why = e.message.removeprefix("config.json: ")
-    if isinstance(e, InvalidArgument):  # the process's spec, refused before any process (runc's validation)
+    if isinstance(e, InvalidArgument) and not why.startswith('exec: "'):
+        # the process's spec, refused before any process (runc's validation); a command that is not
+        # executable is the started process's failure, as one that is not there
         return f"OCI runtime exec failed: exec failed: {why}: unknown"
     return f"OCI runtime exec failed: exec failed: unable to start container process: {why}: unknown"
 
