@@ -198,6 +198,10 @@ def test_images_live_in_k8s_io_only(node):
     assert {"registry.k8s.io/pause:3.9", "docker.io/library/busybox-layers:1"} <= tags
     pause = next(i for i in listed if "registry.k8s.io/pause:3.9" in i["repoTags"])
     assert pause["uid"] == {"value": "65535"} and int(pause["size"]) > 0
+    # containerd's CRI lists every image whatever the filter (crictl images <name>)
+    everything = set(node.crictl("images", "-q").out.split())
+    assert set(node.crictl("images", "-q", "nosuch").out.split()) == everything >= {pause["id"]}
+    assert set(node.crictl("images", "-q", "pause").out.split()) == everything
     assert pause["repoDigests"] and pause["repoDigests"][0].startswith("registry.k8s.io/pause@sha256:")
     # the docker side (namespace default) does not see them; berth -n k8s.io does
     assert "pause" not in node.d.berth("images").out

@@ -125,15 +125,10 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
 
     @rpc
     def ListImages(self, request: pb.ListImagesRequest, context: grpc.ServicerContext) -> pb.ListImagesResponse:
-        want = request.filter.image.image if request.HasField("filter") else ""
+        # every image, whatever the filter: containerd's CRI does not apply it (a kubelet sends
+        # none), so `crictl images <name>` lists them all there
         sizes = self._sizes()
         out = []
-        if want:
-            try:
-                r = self.images.resolve(NS, want)
-            except NotFound:
-                return pb.ListImagesResponse()
-            return pb.ListImagesResponse(images=[self._image(r, sizes.get(r.config_digest, 0))])
         for image_id, size in sizes.items():
             try:
                 out.append(self._image(self.images.resolve(NS, image_id), size))
