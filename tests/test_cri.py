@@ -1242,6 +1242,18 @@ def test_logs_follow_until_the_container_exits(node):
         node.crictl("rmp", sid, check=False)
 
 
+def test_a_pull_from_a_registry_that_refuses_the_connection_in_containerds_words(node, cri):
+    """containerd's resolver's words for a registry that refuses the connection (Go's dial error
+    after `failed to do request`), UNKNOWN."""
+    ref = f"127.0.0.1:{free_port()}/nothere/x:1"
+    with pytest.raises(grpc.RpcError) as e:
+        cri.PullImage(image=pb.ImageSpec(image=ref))
+    host, path = ref.split("/", 1)
+    assert (e.value.code(), e.value.details()) == (
+        grpc.StatusCode.UNKNOWN, f'failed to pull and unpack image "{ref}": failed to resolve reference "{ref}": failed to '
+        f'do request: Head "http://{host}/v2/nothere/x/manifests/1": dial tcp {host}: connect: connection refused')
+
+
 def test_log_path_is_joined_to_the_pods_log_directory_as_containerd(node, cri, tmp_path):
     """A container's log_path is joined to its pod's log_directory as containerd joins them (Go's
     filepath.Join): an absolute one stays in the directory (berth wrote /abs.log on the host), a

@@ -1004,6 +1004,20 @@ def test_ports_published_on_the_host_network_are_warned_about_as_dockerd(eng, pe
     assert seen[0][1] == "WARNING: Published ports are discarded when using host network mode\n"
 
 
+def test_a_pull_from_a_registry_that_refuses_the_connection_as_dockerd(eng, peer):
+    """A registry that refuses the connection: the pull fails before any progress ("Error response
+    from daemon", no "Pulling from" line), in Go's words for the dial (berthd started the stream
+    and said `cannot connect to ...`). The request it names differs: dockerd's /v2/ ping first."""
+    from daemon_fixtures import free_port
+    ref = f"127.0.0.1:{free_port()}/nothere/x:1"
+    seen = []
+    for d in (eng, peer):
+        p = d.docker("pull", ref)
+        seen.append((p.returncode, p.out, p.err.startswith("Error response from daemon: "),
+                     p.err.rstrip().endswith(f"dial tcp {ref.split('/')[0]}: connect: connection refused")))
+    assert seen[0] == seen[1] == (1, "", True, True), seen
+
+
 def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):
     """`exec -u nosuchuser`: the docker CLI prints why (the start's stream) and exits 126 with
     both engines; -d: the start's error, exit 1; the exec's inspect: ExitCode 126, not running.

@@ -66,7 +66,9 @@ def _pull_error(canon: str, e: BerthError) -> Abort:
     if isinstance(e, NotFound) and msg.startswith("manifest"):
         return Abort(grpc.StatusCode.NOT_FOUND, f"failed to pull and unpack image {quote(canon)}: failed to resolve reference "
                                  f"{quote(canon)}: {canon}: not found")
-    if isinstance(e, ConnectionFailed):
+    if isinstance(e, ConnectionFailed):  # (containerd's resolver: "failed to do request: " before Go's words)
+        if '": dial tcp ' in msg:
+            msg = "failed to do request: " + msg
         msg = f"failed to resolve reference {quote(canon)}: {msg}"
     return Abort(code_of(e) if isinstance(e, NotFound) else grpc.StatusCode.UNKNOWN,
                  f"failed to pull and unpack image {quote(canon)}: {msg}")

@@ -69,6 +69,19 @@ def describe_error(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
+def _dial_error(method: str, url: str, u: urllib.parse.SplitResult, e: BaseException) -> str:
+    """A connection that could not be made, as Go's HTTP client says it (the words containerd and
+    dockerd pass on): `Head "<url>": dial tcp <host:port>: connect: connection refused`; other
+    failures (a name that does not resolve, TLS) in words of their own after the host."""
+    addr = u.netloc if u.port else f"{u.hostname}:{443 if u.scheme == 'https' else 80}"
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return f'{method.capitalize()} "{url}": dial tcp {addr}: i/o timeout'
+    if isinstance(e, OSError) and not isinstance(e, (socket.gaierror, ssl.SSLError)) and e.errno:
+        why = (e.strerror or str(e))
+        return f'{method.capitalize()} "{url}": dial tcp {addr}: connect: {why[:1].lower() + why[1:]}'
+    return f"cannot connect to {u.scheme}://{u.netloc}: {describe_error(e)}"
+
+
 class _HTTPConnection(http.client.HTTPConnection):
     def __init__(self, host: str, *, connect_timeout: float, read_timeout: float):
         super().__init__(host, timeout=connect_timeout, blocksize=_BLOCKSIZE)
@@ -334,7 +347,7 @@ class Transport:
                     conn.connect()
                 except (OSError, http.client.HTTPException, ValueError) as e:
                     conn.close()
-                    raise ConnectionFailed(f"cannot connect to {u.scheme}://{u.netloc}: {describe_error(e)}") from None
+                    raise ConnectionFailed(_dial_error(method, url, u, e)) from None
                 except BaseException:
                     conn.close()
                     raise
