@@ -101,8 +101,8 @@ class RegistryOps:
             imgconfig.parse_platform(platform)
         client = self._client(auth)
         try:
-            _name, desc = client.resolve(ref)  # a failure here is the answer's, before any progress (dockerd's)
             progress({"status": f"Pulling from {ref.familiar_name()}", "id": ref.tag or ref.digest})
+            _name, desc = client.resolve(ref)
             target = desc.to_dict()
             if target["mediaType"] in ("", None):
                 target["mediaType"] = mt.OCI_MANIFEST if hasattr(mt, "OCI_MANIFEST") else "application/vnd.oci.image.manifest.v1+json"
