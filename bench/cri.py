@@ -336,7 +336,7 @@ def bench_cpu(engines, runs, work):
                             f.write(str(p))
                     except OSError:
                         pass
-        for d, c, _ in groups.values():
+        for d, c, parent in groups.values():
             for g in (c, d):
                 for _ in range(50):
                     try:
@@ -344,6 +344,14 @@ def bench_cpu(engines, runs, work):
                         break
                     except OSError:
                         time.sleep(0.1)
+            # the pods' cgroup parent, which the engines made in every other hierarchy too
+            for h in os.listdir("/sys/fs/cgroup"):
+                top = os.path.join("/sys/fs/cgroup", h) + parent
+                for root, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])) if os.path.isdir(top) else ():
+                    try:
+                        os.rmdir(root)
+                    except OSError:
+                        pass
 
 
 def bench_many(engine, pods, work):
