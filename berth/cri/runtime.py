@@ -655,31 +655,16 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         """run_as_username in the image's /etc/passwd, as containerd resolves it at CreateContainer
         (in a temporary mount of the container's snapshot): a name it lacks, or no passwd file,
         fails the create in containerd's words (berth's start would otherwise fail, in runc's)."""
-        import tempfile
-
         from berth.linux.paths import read_in_root
-        from berth.snapshots.mount import unmount
-        base = os.path.join(self.d.cfg.state, "container-ops")
-        os.makedirs(base, mode=0o700, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=cid[:12] + "-user-", dir=base)
-        try:
-            self.svc.mount_fs(self.svc.get(NS, cid), tmp)
+        with self.svc.temporary_mount(self.svc.get(NS, cid), "user-") as tmp:
             try:
-                try:
-                    text = read_in_root(tmp, "/etc/passwd").decode(errors="replace")
-                except OSError as e:
-                    why = f"open {tmp}/etc/passwd: {errno_text(e)}"
-                else:
-                    if any(line.split(":")[0] == name for line in text.splitlines() if line):
-                        return
-                    why = "no users found"
-            finally:
-                unmount(tmp)
-        finally:
-            try:
-                os.rmdir(tmp)
-            except OSError:
-                pass
+                text = read_in_root(tmp, "/etc/passwd").decode(errors="replace")
+            except OSError as e:
+                why = f"open {tmp}/etc/passwd: {errno_text(e)}"
+            else:
+                if any(line.split(":")[0] == name for line in text.splitlines() if line):
+                    return
+                why = "no users found"
         raise Abort(grpc.StatusCode.UNKNOWN, f"failed to create containerd container: mount callback failed on {tmp}: {why}")
 
     @rpc

@@ -77,8 +77,8 @@ def _dial_error(method: str, url: str, u: urllib.parse.SplitResult, e: BaseExcep
     if isinstance(e, (socket.timeout, TimeoutError)):
         return f'{method.capitalize()} "{url}": dial tcp {addr}: i/o timeout'
     if isinstance(e, OSError) and not isinstance(e, (socket.gaierror, ssl.SSLError)) and e.errno:
-        why = (e.strerror or str(e))
-        return f'{method.capitalize()} "{url}": dial tcp {addr}: connect: {why[:1].lower() + why[1:]}'
+        from berth.goquote import errno_text
+        return f'{method.capitalize()} "{url}": dial tcp {addr}: connect: {errno_text(e)}'
     return f"cannot connect to {u.scheme}://{u.netloc}: {describe_error(e)}"
 
 

@@ -70,35 +70,22 @@ def container_root(svc: ContainerService, ns: str, rec: Container) -> Iterator[i
         finally:
             os.close(fd)
         return
-    from berth.snapshots.mount import unmount
-    base = os.path.join(svc.cfg.state, "container-ops")
-    os.makedirs(base, mode=0o700, exist_ok=True)
-    with _lock_for(rec.id):
-        import tempfile
-        tmp = tempfile.mkdtemp(prefix=rec.id[:12] + "-", dir=base)
+    with _lock_for(rec.id), svc.temporary_mount(rec) as tmp:
         extra = []
         try:
-            svc.mount_fs(rec, tmp)
+            extra = _mount_volumes(svc, ns, rec, tmp)
+            fd = os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                extra = _mount_volumes(svc, ns, rec, tmp)
-                fd = os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-                try:
-                    yield fd
-                finally:
-                    os.close(fd)
+                yield fd
             finally:
-                from berth.linux import syscalls as sc
-                for target in reversed(extra):
-                    try:
-                        sc.umount2(target, sc.MNT_DETACH)
-                    except OSError:
-                        pass
-                unmount(tmp)
+                os.close(fd)
         finally:
-            try:
-                os.rmdir(tmp)
-            except OSError:
-                pass
+            from berth.linux import syscalls as sc
+            for target in reversed(extra):
+                try:
+                    sc.umount2(target, sc.MNT_DETACH)
+                except OSError:
+                    pass
 
 
 def _mount_volumes(svc: ContainerService, ns: str, rec: Container, top: str) -> list[str]:

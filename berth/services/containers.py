@@ -876,6 +876,29 @@ class ContainerService:
             container_net.teardown(self, ns, cid)
         self.volumes.release(ns, rec)
 
+    @contextlib.contextmanager
+    def temporary_mount(self, rec: Container, purpose: str = ""):  # -> Iterator[str]
+        """The container's filesystem (its snapshot) mounted, for the with block, on a directory
+        of its own under the state dir's container-ops/ (named <id12>-<purpose>...), which goes
+        after it: export, cp of a stopped container, the CRI's look at the image's passwd."""
+        import tempfile
+
+        from berth.snapshots.mount import unmount
+        base = os.path.join(self.cfg.state, "container-ops")
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f"{rec.id[:12]}-{purpose}", dir=base)
+        try:
+            self.mount_fs(rec, tmp)
+            try:
+                yield tmp
+            finally:
+                unmount(tmp)
+        finally:
+            try:
+                os.rmdir(tmp)
+            except OSError:
+                pass
+
     def mount_fs(self, rec: Container, target: str) -> None:
         """Mount the container's filesystem (its snapshot) at target, once the teardown of its
         last run's rootfs, if still to come, is done (cleanup_exited's hold)."""

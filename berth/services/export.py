@@ -31,27 +31,12 @@ def _rootfs(svc: ContainerService, rec: Container) -> Iterator[int]:
         finally:
             os.close(fd)
         return
-    import tempfile
-
-    from berth.snapshots.mount import unmount
-    base = os.path.join(svc.cfg.state, "container-ops")
-    os.makedirs(base, mode=0o700, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=rec.id[:12] + "-export-", dir=base)
-    try:
-        svc.mount_fs(rec, tmp)
+    with svc.temporary_mount(rec, "export-") as tmp:
+        fd = os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            fd = os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                yield fd
-            finally:
-                os.close(fd)
+            yield fd
         finally:
-            unmount(tmp)
-    finally:
-        try:
-            os.rmdir(tmp)
-        except OSError:
-            pass
+            os.close(fd)
 
 
 def export(svc: ContainerService, ns: str, ref: str) -> Archive:
