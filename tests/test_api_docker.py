@@ -213,7 +213,7 @@ def test_docker_pull_from_local_registry(berthd, registry):
 
     p = berthd.docker("pull", name, check=True)
     lines = p.out.splitlines()
-    assert lines[0] == f"v1: Pulling from {registry.addr}/dockercli/busybox-layers"
+    assert lines[0] == "v1: Pulling from dockercli/busybox-layers"  # dockerd's: the path in the registry
     assert sum(line.endswith(": Pulling fs layer") for line in lines) == 2
     assert sum(line.endswith(": Download complete") for line in lines) == 2
     assert sum(line.endswith(": Pull complete") for line in lines) == 2
@@ -591,7 +591,16 @@ def test_sdk_images(berthd, registry):
         with pytest.raises(docker_sdk.errors.APIError) as e:
             c.api.pull("Not::Valid")
         assert e.value.status_code == 400
-        with pytest.raises(docker_sdk.errors.ImageNotFound):
-            c.images.pull(f"{registry.addr}/sdk/missing", tag="v1")
+        # as dockerd's: the pull's own error response (a 404 that does not say "no such image":
+        # the SDK's NotFound), not the lookup after it; the API call raises it too
+        for pull in (c.images.pull, c.api.pull):
+            with pytest.raises(docker_sdk.errors.NotFound) as e:
+                pull(f"{registry.addr}/sdk/missing", tag="v1")
+            assert type(e.value) is docker_sdk.errors.NotFound and e.value.explanation == (
+                f"manifest for {registry.addr}/sdk/missing:v1 not found: manifest unknown: manifest unknown")
+        with pytest.raises(docker_sdk.errors.APIError) as e:  # dockerd's status is a 500
+            c.api.pull("127.0.0.1:1/sdk/x", tag="v1")
+        assert e.value.status_code == 503 and e.value.explanation == (
+            'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused')
     finally:
         c.close()

@@ -4,6 +4,7 @@ and the CLI's flags, through the real docker CLI, the Docker SDK for Python and 
 
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -1005,17 +1006,70 @@ def test_ports_published_on_the_host_network_are_warned_about_as_dockerd(eng, pe
 
 
 def test_a_pull_from_a_registry_that_refuses_the_connection_as_dockerd(eng, peer):
-    """A registry that refuses the connection: the pull fails (exit 1) in Go's words for the dial,
-    as dockerd's (berthd said `cannot connect to ...`). Left: dockerd answers before any progress
-    (an error response) and names its /v2/ ping; berthd has said `Pulling from` and reports it in
-    the stream, naming the manifest's request."""
+    """A registry that refuses the connection: an error response before any progress, naming the
+    registry's /v2/ ping in Go's words for the dial (the address dialled: localhost's IPv4 one),
+    as dockerd's (berthd said `Pulling from` and named the manifest's request in the stream).
+    `run` of such an image: `Unable to find image` then the same error, exit 125."""
     from daemon_fixtures import free_port
-    ref = f"127.0.0.1:{free_port()}/nothere/x:1"
+    port = free_port()
     seen = []
     for d in (eng, peer):
-        p = d.docker("pull", ref)
-        seen.append((p.returncode, p.err.rstrip().endswith(f"dial tcp {ref.split('/')[0]}: connect: connection refused")))
-    assert seen[0] == seen[1] == (1, True), seen
+        row = []
+        for args in (["pull", f"127.0.0.1:{port}/nothere/x:1"], ["pull", f"localhost:{port}/a/b"],
+                     ["run", "--rm", f"127.0.0.1:{port}/nothere/x:1", "true"]):
+            p = d.docker(*args)
+            row.append((p.returncode, p.out, p.err))
+        seen.append(row)
+    assert seen[0] == seen[1], seen
+    refused = f"dial tcp 127.0.0.1:{port}: connect: connection refused"
+    assert seen[0][0] == (1, "", f'Error response from daemon: Get "http://127.0.0.1:{port}/v2/": {refused}\n')
+    assert seen[0][1] == (1, "Using default tag: latest\n",
+                          f'Error response from daemon: Get "http://localhost:{port}/v2/": {refused}\n')
+    assert seen[0][2][0] == 125 and "Unable to find image" in seen[0][2][2] and refused in seen[0][2][2]
+
+
+def test_pulls_from_a_registry_say_what_dockerd_says(eng, peer, tmp_path):
+    """Against the same registry, the docker CLI prints the same with both engines: a reference
+    the registry does not know is an error response (404: `manifest for <ref> not found: manifest
+    unknown: manifest unknown`, the registry's words after dockerd's; berthd said `Pulling from`
+    and reported it in the stream, with a 200), `Pulling from` names the repository's path in
+    the registry, a pull of an image that is here already says nothing of its layers, and
+    `pull -a` pulls every tag (berthd pulled `latest` alone) with the repository's status."""
+    from daemon_fixtures import Registry
+    reg = Registry(tmp_path / "registry").start()
+    try:
+        repo = f"{reg.addr}/parity/bb"
+        for t in ("v1", "v2"):
+            eng.docker("tag", IMAGE, f"{repo}:{t}", check=True)
+            eng.docker("push", f"{repo}:{t}", check=True)
+            eng.docker("rmi", f"{repo}:{t}", check=True)
+        seen = []
+        for d in (eng, peer):
+            row = []
+            for args in (["pull", f"{repo}:nosuch"], ["pull", f"{reg.addr}/parity/missing:v1"], ["pull", f"{repo}:v1"],
+                         ["pull", "-a", repo], ["images", "--format", "{{.Repository}}:{{.Tag}}", repo],
+                         ["pull", "-a", f"{reg.addr}/parity/missing"]):
+                p = d.docker(*args)
+                row.append((p.returncode, p.out, p.err))
+            for t in ("v1", "v2"):
+                d.docker("rmi", f"{repo}:{t}")
+            seen.append(row)
+        for got in seen:
+            digests = set(re.findall(r"sha256:[0-9a-f]{64}", "".join(o for _, o, _ in got)))
+            assert len(digests) == 1, got  # both tags are one manifest
+        assert seen[0] == seen[1], seen
+        dgst = re.search(r"sha256:[0-9a-f]{64}", seen[0][2][1]).group(0)
+        assert seen[0][0] == (1, "", f"Error response from daemon: manifest for {repo}:nosuch not found: manifest unknown: "
+                                     "manifest unknown\n")
+        assert seen[0][2] == (0, f"v1: Pulling from parity/bb\nDigest: {dgst}\nStatus: Downloaded newer image for "
+                                 f"{repo}:v1\n{repo}:v1\n", "")
+        assert seen[0][3][1] == (f"v1: Pulling from parity/bb\nDigest: {dgst}\nv2: Pulling from parity/bb\nDigest: {dgst}\n"
+                                 f"Status: Downloaded newer image for {repo}\n{repo}\n")
+        assert seen[0][4][1] == f"{repo}:v1\n{repo}:v2\n"
+        assert seen[0][5] == (1, "", f"Error response from daemon: repository {reg.addr}/parity/missing not found: "
+                                     "name unknown: repository name not known to registry\n")
+    finally:
+        reg.stop()
 
 
 def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):

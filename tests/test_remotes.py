@@ -1105,7 +1105,7 @@ def test_manifest_verification_and_size_limit(peers, make_client):
         make_client().fetch_manifest(f"{p.host}/x/y", img.digest)
     with pytest.raises(InvalidArgument, match="size mismatch"):
         c.fetch_blob(f"{p.host}/x/y", img.config_desc, io.BytesIO())
-    with pytest.raises(NotFound, match=r"^manifest for 127\.0\.0\.1:\d+/x/y:absent not found$"):
+    with pytest.raises(NotFound, match=r"^manifest for 127\.0\.0\.1:\d+/x/y:absent not found: manifest unknown: manifest unknown$"):
         c.resolve(f"{p.host}/x/y:absent")
 
 

@@ -180,11 +180,32 @@ async def create(request: web.Request) -> web.StreamResponse:
     if not image:
         raise InvalidArgument("fromImage or fromSrc is required")
     t = q.get("tag")
-    ref = image
+    ref = image.removesuffix(":")  # dockerd's: `name:` is the name
     if t:
-        ref = f"{image}@{t}" if t.startswith("sha256:") else f"{image}:{t}"
-    await job.run(s.images.pull, ns, ref, platform=q.get("platform") or None, auth=_auth(request))
+        ref = f"{ref}@{t}" if t.startswith("sha256:") else f"{ref}:{t}"
+    # no tag, and none in fromImage: every tag of the repository (docker's `pull -a`), as dockerd
+    await job.run(_pull_as_dockerd, s.images, ns, ref, platform=q.get("platform") or None, auth=_auth(request),
+                  all_tags=not t)
     return await job.finish()
+
+
+def _pull_as_dockerd(images, ns: str, ref: str, progress, **kw) -> str:
+    """The pull; a registry it cannot reach before anything was said is named as dockerd names
+    it, by its ping: `Get "http://<host>/v2/": dial tcp <ip:port>: connect: connection refused`
+    (an error response, 503: the registry is unavailable; dockerd's is a 500)."""
+    from berth.remotes.transport import ConnectionFailed
+    said = False
+
+    def told(msg: dict) -> None:
+        nonlocal said
+        said = True
+        progress(msg)
+    try:
+        return images.pull(ns, ref, progress=told, **kw)
+    except ConnectionFailed as e:
+        if said or not e.dial:
+            raise
+        raise ConnectionFailed(f'Get "{e.base}/v2/": {e.dial}', base=e.base, dial=e.dial) from None
 
 
 async def push(request: web.Request) -> web.StreamResponse:

@@ -25,14 +25,19 @@ def pull(ctx, argv, cmd):
     p.add_argument("--disable-content-trust", default="true")  # no content trust here: nothing to verify
     p.add_argument("name")
     a = p.parse_args(argv)
-    if a.all_tags:
-        raise BerthError("pull: --all-tags is not supported")
-    ref = _ref(a.name)  # an invalid reference is refused before any I/O
+    from berth.oci import reference
+    ref = reference.parse(a.name, default_tag=None)  # an invalid reference is refused before any I/O
+    if a.all_tags and (ref.tag or ref.digest):
+        raise BerthError("tag can't be used with --all-tags/-a")  # docker's words
+    if not a.all_tags and not (ref.tag or ref.digest):
+        ref = ref.with_tag(reference.DEFAULT_TAG)
+        if not a.quiet:
+            print(f"Using default tag: {ref.tag}", flush=True)
     from berth.cli.progress import show
+    # -a: the repository without a tag, which the API pulls tag by tag
     resp = ctx.client.image_pull(str(ref), platform=a.platform, auth=_registry_auth(ref))
     show(resp, quiet=a.quiet)
-    if a.quiet:
-        print(str(ref))
+    print(str(ref))  # as docker's: the full reference pulled (docker.io/library/busybox:latest)
     return 0
 
 

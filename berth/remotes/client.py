@@ -145,14 +145,15 @@ def _origin(url: str) -> tuple[str, str]:
 
 
 def _registry_message(data: bytes) -> str:
-    """The first error of a registry's {"errors": [...]} body, one line."""
+    """The first error of a registry's {"errors": [...]} body, one line, as docker's distribution
+    client says it (`manifest unknown: manifest unknown`: the code's words, then the message)."""
     try:
         doc = json.loads(data)
         errs = doc.get("errors") if isinstance(doc, dict) else None
         if errs and isinstance(errs[0], dict):
             code = str(errs[0].get("code") or "").lower().replace("_", " ")
             msg = str(errs[0].get("message") or "")
-            text = f"{code}: {msg}" if code and msg and code != msg.lower() else (msg or code)
+            text = f"{code}: {msg}" if code and msg else (msg or code)  # Go's errcode.Error: both, always
             return " ".join(text.split())[:300]
     except (ValueError, UnicodeDecodeError, AttributeError, TypeError, IndexError):
         pass
@@ -470,9 +471,9 @@ class RegistryClient:
                     dgst = r.digest or (dgst if dgst and is_digest(dgst) else None)
                     if dgst and size is not None and ctype not in _GENERIC_TYPES:
                         return Descriptor(ctype, dgst, size)
-                elif resp.status == 404:
-                    raise NotFound(what + " not found")
-                elif resp.status not in (400, 405, 501):  # HEAD not supported: use GET
+                # else GET: where HEAD is not supported, and after a 404, whose GET's body says
+                # why (dockerd's `manifest for <ref> not found: manifest unknown: manifest unknown`)
+                elif resp.status not in (400, 404, 405, 501):
                     raise self._status_error(resp, what, repo=r.familiar_name())
             with self._send(ep, "GET", url, scopes, headers=hdrs) as resp:
                 if resp.status != 200:

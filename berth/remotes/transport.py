@@ -31,11 +31,16 @@ _MAX_IDLE_PER_KEY = 8
 
 
 class ConnectionFailed(Unavailable):
-    """The connection could not be made or broke down; ``sent`` if the request went out."""
+    """The connection could not be made or broke down; ``sent`` if the request went out.
+    A dial that failed also keeps where it went (``base``: scheme://host) and Go's words for the
+    dial alone (``dial``: `dial tcp <addr>: connect: ...`), for a caller that names another
+    request (dockerd names its /v2/ ping)."""
 
-    def __init__(self, message: str, *, sent: bool = False):
+    def __init__(self, message: str, *, sent: bool = False, base: str = "", dial: str = ""):
         super().__init__(message)
         self.sent = sent
+        self.base = base
+        self.dial = dial
 
 
 @dataclass(frozen=True)
@@ -69,17 +74,40 @@ def describe_error(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-def _dial_error(method: str, url: str, u: urllib.parse.SplitResult, e: BaseException) -> str:
+def _dial_error(method: str, url: str, u: urllib.parse.SplitResult, e: BaseException) -> ConnectionFailed:
     """A connection that could not be made, as Go's HTTP client says it (the words containerd and
-    dockerd pass on): `Head "<url>": dial tcp <host:port>: connect: connection refused`; other
-    failures (a name that does not resolve, TLS) in words of their own after the host."""
-    addr = u.netloc if u.port else f"{u.hostname}:{443 if u.scheme == 'https' else 80}"
+    dockerd pass on): `Head "<url>": dial tcp <ip:port>: connect: connection refused`, the address
+    dialled (a name's first IPv4 address, as Go's dialer tries it first); other failures (a name
+    that does not resolve, TLS) in words of their own after the host."""
+    port = u.port or (443 if u.scheme == "https" else 80)
+    addr = f"{_dialled(u.hostname or '', port)}:{port}" if u.hostname else u.netloc
+    dial = ""
     if isinstance(e, (socket.timeout, TimeoutError)):
-        return f'{method.capitalize()} "{url}": dial tcp {addr}: i/o timeout'
-    if isinstance(e, OSError) and not isinstance(e, (socket.gaierror, ssl.SSLError)) and e.errno:
+        dial = f"dial tcp {addr}: i/o timeout"
+    elif isinstance(e, OSError) and not isinstance(e, (socket.gaierror, ssl.SSLError)) and e.errno:
         from berth.goquote import errno_text
-        return f'{method.capitalize()} "{url}": dial tcp {addr}: connect: {errno_text(e)}'
-    return f"cannot connect to {u.scheme}://{u.netloc}: {describe_error(e)}"
+        dial = f"dial tcp {addr}: connect: {errno_text(e)}"
+    if not dial:
+        return ConnectionFailed(f"cannot connect to {u.scheme}://{u.netloc}: {describe_error(e)}")
+    return ConnectionFailed(f'{method.capitalize()} "{url}": {dial}', base=f"{u.scheme}://{u.netloc}", dial=dial)
+
+
+def _dialled(host: str, port: int) -> str:
+    """The address Go's dialer names for host: an IP as it is ([v6] bracketed), a name's first
+    IPv4 address (else its first address); the name itself when it does not resolve now."""
+    import ipaddress
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return host
+        v4 = [i[4][0] for i in infos if i[0] == socket.AF_INET]
+        if not v4 and not infos:
+            return host
+        ip = ipaddress.ip_address(v4[0] if v4 else infos[0][4][0])
+    return f"[{ip}]" if ip.version == 6 else str(ip)
 
 
 class _HTTPConnection(http.client.HTTPConnection):
@@ -347,7 +375,7 @@ class Transport:
                     conn.connect()
                 except (OSError, http.client.HTTPException, ValueError) as e:
                     conn.close()
-                    raise ConnectionFailed(_dial_error(method, url, u, e)) from None
+                    raise _dial_error(method, url, u, e) from None
                 except BaseException:
                     conn.close()
                     raise

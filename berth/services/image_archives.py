@@ -90,7 +90,7 @@ def _loading_bars(progress: Progress, r: Resolved) -> Callable[[str, str], None]
     """As docker's load: a full "Loading layer" bar for each layer new to this engine."""
     ids = {b["digest"]: (short(diff), b.get("size", 0)) for b, diff in zip(r.layers, r.diff_ids)}
 
-    def layer_done(digest: str, status: str) -> None:
+    def layer_done(digest: str, status: str, *_detail: int) -> None:
         if status == "Pull complete" and digest in ids:
             transfer_progress(progress, "Loading layer", *ids[digest])(ids[digest][1])
     return layer_done

@@ -26,6 +26,10 @@ def _pull_name(ref: refmod.Reference) -> str:
     return f"{ref.name}@{ref.digest}" if ref.digest else str(ref)
 
 
+def _quiet(_msg: dict) -> None:
+    pass
+
+
 def short(digest: str) -> str:
     """The 12 hex digits docker shows for a layer."""
     return digest.split(":", 1)[-1][:12]
@@ -42,6 +46,20 @@ def _downloading(progress: Progress, digest: str, total: int) -> Callable[[int],
             last[0] = now
             progress({"status": "Downloading", "progressDetail": {"current": n, "total": total},
                       "id": short(digest)})
+    return report
+
+
+def _unpack_progress(progress: Progress) -> Callable[..., None]:
+    """The unpacker's reports -> docker's messages: "Extracting" with its bar, "Pull complete"."""
+    bars: dict[str, Callable[[int], None]] = {}
+
+    def report(digest: str, status: str, done: int | None = None, total: int = 0) -> None:
+        if done is None:
+            progress({"status": status, "progressDetail": {}, "id": short(digest)})
+            return
+        if digest not in bars:
+            bars[digest] = transfer_progress(progress, status, short(digest), total, step=0)
+        bars[digest](done)
     return report
 
 
@@ -92,131 +110,25 @@ class RegistryOps:
                               insecure=reg.insecure if reg else (), credentials=creds)
 
     def pull(self, ns: str, ref_s: str, platform: str | None = None, auth: dict | None = None,
-             progress: Progress | None = None) -> str:
-        """Resolve, fetch (layers in parallel, resumable), verify, unpack, name."""
-        import concurrent.futures
+             progress: Progress | None = None, all_tags: bool = False) -> str:
+        """Resolve, fetch (layers in parallel, resumable), verify, unpack, name. all_tags: a
+        repository without tag or digest is pulled tag by tag, as the registry lists them
+        (docker's `pull -a`); the status at the end is then the repository's."""
         progress = progress or (lambda m: None)
-        ref = refmod.parse(ref_s)
+        ref = refmod.parse(ref_s, default_tag=None if all_tags else refmod.DEFAULT_TAG)
         if platform:
             imgconfig.parse_platform(platform)
         client = self._client(auth)
         try:
-            progress({"status": f"Pulling from {ref.familiar_name()}", "id": ref.tag or ref.digest})
-            _name, desc = client.resolve(ref)
-            target = desc.to_dict()
-            if target["mediaType"] in ("", None):
-                target["mediaType"] = mt.OCI_MANIFEST if hasattr(mt, "OCI_MANIFEST") else "application/vnd.oci.image.manifest.v1+json"
-            existing = self.meta.find_image(ns, _pull_name(ref))
-            with self.meta.lease(ns, ttl=3600, labels={"berth.io/pull": str(ref)}) as lease:
-                def fetch_small(d: dict) -> dict:
-                    self.meta.add_lease_resource(ns, lease.id, "content", d["digest"])
-                    if not self.content.exists(d["digest"]):
-                        data = client.fetch_manifest(ref, d["digest"], size=d.get("size"))
-                        self.content.write_blob(data, expected_digest=d["digest"])
-                    return self.read_json(d["digest"], MAX_MANIFEST, "manifest")
-
-                doc = fetch_small(target)
-                mdesc = target
-                depth = 0
-                while doc.get("manifests") is not None and "layers" not in doc:
-                    chosen = imgconfig.match_platform(doc.get("manifests") or [], platform)
-                    if chosen is None:
-                        want = platform or imgconfig.format_platform(imgconfig.host_platform())
-                        raise NotFound(f"no matching manifest for {want} in the manifest list entries of {ref}")
-                    mdesc = dict(chosen)
-                    doc = fetch_small(mdesc)
-                    depth += 1
-                    if depth > 3:
-                        raise InvalidArgument(f"{ref}: image index nested too deeply")
-                manifest = doc
-                cdesc = manifest.get("config") or {}
-                if not cdesc.get("digest"):
-                    raise InvalidArgument(f"{ref}: manifest has no config")
-                if cdesc.get("size", 0) > MAX_CONFIG:
-                    raise InvalidArgument(f"{ref}: image config is larger than 20 MiB")
-                self.meta.add_lease_resource(ns, lease.id, "content", cdesc["digest"])
-                if not self.content.exists(cdesc["digest"]):
-                    w = self.content.writer(f"pull-{cdesc['digest']}", cdesc["digest"], cdesc["size"])
-                    try:
-                        client.fetch_blob(ref, cdesc, w, offset=w.offset)
-                        w.commit(cdesc["size"], cdesc["digest"])
-                    finally:
-                        w.close()
-                layers = manifest.get("layers") or []
-                for layer in layers:
-                    lmt = layer.get("mediaType", "")
-                    if lmt and not mt.is_layer(lmt):
-                        raise InvalidArgument(f"{ref}: unknown layer media type {lmt!r}")
-                    progress({"status": "Pulling fs layer" if not self.content.exists(layer["digest"]) else "Already exists",
-                              "progressDetail": {}, "id": short(layer["digest"])})
-
-                def fetch_layer(layer: dict) -> None:
-                    d = layer["digest"]
-                    self.meta.add_lease_resource(ns, lease.id, "content", d)
-                    if self.content.exists(d):
-                        return
-                    w = self.content.writer(f"pull-{d}", d, layer["size"])
-                    try:
-                        self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
-                        client.fetch_blob(ref, layer, w, offset=w.offset,
-                                          progress=_downloading(progress, d, layer["size"]))
-                        progress({"status": "Verifying Checksum", "progressDetail": {}, "id": short(d)})
-                        w.commit(layer["size"], d)
-                    finally:
-                        w.close()
-                    progress({"status": "Download complete", "progressDetail": {}, "id": short(d)})
-
-                self.add_refs(target)
-                r = self._resolved([str(ref)] if ref.tag else [], target, platform)
-                with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-                    # the first layer streams straight into its snapshot; the next ones download in
-                    # parallel meanwhile; a layer whose download has not begun when the unpacker
-                    # reaches it streams too
-                    futures = {layer["digest"]: pool.submit(fetch_layer, layer) for layer in layers[1:]}
-
-                    def source(layer: dict) -> LayerStream | None:
-                        d = layer["digest"]
-                        fut = futures.get(d)
-                        if fut is not None and not fut.cancel():
-                            fut.result()
-                            return None
-                        if self.content.exists(d):
-                            return None
-                        w = self.content.writer(f"pull-{d}", d, layer["size"])
-                        if w.offset:  # a resumed download: fetch the rest, then unpack from the store
-                            w.close()
-                            fetch_layer(layer)
-                            return None
-                        self.meta.add_lease_resource(ns, lease.id, "content", d)
-                        self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
-                        def fetch(dest: LayerStream) -> None:
-                            client.fetch_blob(ref, layer, dest, offset=0,
-                                              progress=_downloading(progress, d, layer["size"]))
-                            progress({"status": "Verifying Checksum", "progressDetail": {}, "id": short(d)})
-                            progress({"status": "Download complete", "progressDetail": {}, "id": short(d)})
-                        return LayerStream(fetch, w, layer)
-
-                    try:
-                        self.unpack(r, lease=lease, ns=ns, source=source,
-                                    progress=lambda d, s: progress({"status": s, "progressDetail": {}, "id": short(d)}))
-                        for layer in layers:  # layers whose snapshots existed still need their blobs
-                            fut = futures.get(layer["digest"])
-                            if fut is not None and not fut.cancelled():
-                                fut.result()
-                            elif not self.content.exists(layer["digest"]):
-                                fetch_layer(layer)
-                    except BaseException:
-                        for fut in futures.values():
-                            fut.cancel()
-                        raise
-                # pulled by digest: docker keeps it as repo@digest (a RepoDigest, shown with a <none> tag)
-                names = [_pull_name(ref)]
-                self.record(ns, names, target, r)
-            progress({"status": f"Digest: {target['digest']}"})
-            if existing is not None and existing.target.digest == target["digest"]:
-                progress({"status": f"Status: Image is up to date for {ref.familiar()}"})
+            if ref.tag or ref.digest:
+                newer = self._pull_one(ns, ref, client, platform, progress)
+                shown = ref.familiar()
             else:
-                progress({"status": f"Status: Downloaded newer image for {ref.familiar()}"})
+                newer = False
+                for tag in client.list_tags(ref):  # as dockerd: the first tag that fails ends the pull
+                    newer = self._pull_one(ns, ref.with_tag(tag), client, platform, progress) or newer
+                shown = ref.familiar_name()
+            progress({"status": f"Status: {'Downloaded newer image' if newer else 'Image is up to date'} for {shown}"})
             self.events.publish(ns, "image", "pull", ref_s, name=ref_s)
             return str(ref)
         except (InvalidArgument, NotFound, FailedPrecondition):
@@ -226,6 +138,137 @@ class RegistryOps:
             raise
         finally:
             client.close()
+
+    def _pull_one(self, ns: str, ref: refmod.Reference, client: RegistryClient, platform: str | None,
+                  progress: Progress) -> bool:
+        """One reference (a tag or a digest) of a pull; whether its name now has another image."""
+        import concurrent.futures
+        # resolved before anything is said, as dockerd: a reference the registry does not know,
+        # or a registry that cannot be reached, is the request's error (an error response)
+        _name, desc = client.resolve(ref)
+        # as dockerd: the repository's path in the registry (library/busybox, sdk/app)
+        progress({"status": f"Pulling from {ref.path}", "id": ref.tag or ref.digest})
+        target = desc.to_dict()
+        if target["mediaType"] in ("", None):
+            target["mediaType"] = mt.OCI_MANIFEST if hasattr(mt, "OCI_MANIFEST") else "application/vnd.oci.image.manifest.v1+json"
+        existing = self.meta.find_image(ns, _pull_name(ref))
+        with self.meta.lease(ns, ttl=3600, labels={"berth.io/pull": str(ref)}) as lease:
+            def fetch_small(d: dict) -> dict:
+                self.meta.add_lease_resource(ns, lease.id, "content", d["digest"])
+                if not self.content.exists(d["digest"]):
+                    data = client.fetch_manifest(ref, d["digest"], size=d.get("size"))
+                    self.content.write_blob(data, expected_digest=d["digest"])
+                return self.read_json(d["digest"], MAX_MANIFEST, "manifest")
+
+            doc = fetch_small(target)
+            mdesc = target
+            depth = 0
+            while doc.get("manifests") is not None and "layers" not in doc:
+                chosen = imgconfig.match_platform(doc.get("manifests") or [], platform)
+                if chosen is None:
+                    want = platform or imgconfig.format_platform(imgconfig.host_platform())
+                    raise NotFound(f"no matching manifest for {want} in the manifest list entries of {ref}")
+                mdesc = dict(chosen)
+                doc = fetch_small(mdesc)
+                depth += 1
+                if depth > 3:
+                    raise InvalidArgument(f"{ref}: image index nested too deeply")
+            manifest = doc
+            cdesc = manifest.get("config") or {}
+            if not cdesc.get("digest"):
+                raise InvalidArgument(f"{ref}: manifest has no config")
+            if cdesc.get("size", 0) > MAX_CONFIG:
+                raise InvalidArgument(f"{ref}: image config is larger than 20 MiB")
+            self.meta.add_lease_resource(ns, lease.id, "content", cdesc["digest"])
+            if not self.content.exists(cdesc["digest"]):
+                w = self.content.writer(f"pull-{cdesc['digest']}", cdesc["digest"], cdesc["size"])
+                try:
+                    client.fetch_blob(ref, cdesc, w, offset=w.offset)
+                    w.commit(cdesc["size"], cdesc["digest"])
+                finally:
+                    w.close()
+            layers = manifest.get("layers") or []
+            # an image that is here already (its ID, the config's digest): nothing said of its
+            # layers, as dockerd's pull (which then fetches none)
+            lprogress = progress if not self._has_image_id(ns, cdesc["digest"]) else _quiet
+            for layer in layers:
+                lmt = layer.get("mediaType", "")
+                if lmt and not mt.is_layer(lmt):
+                    raise InvalidArgument(f"{ref}: unknown layer media type {lmt!r}")
+                lprogress({"status": "Pulling fs layer" if not self.content.exists(layer["digest"]) else "Already exists",
+                          "progressDetail": {}, "id": short(layer["digest"])})
+
+            def fetch_layer(layer: dict) -> None:
+                d = layer["digest"]
+                self.meta.add_lease_resource(ns, lease.id, "content", d)
+                if self.content.exists(d):
+                    return
+                w = self.content.writer(f"pull-{d}", d, layer["size"])
+                try:
+                    self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
+                    client.fetch_blob(ref, layer, w, offset=w.offset,
+                                      progress=_downloading(lprogress, d, layer["size"]))
+                    lprogress({"status": "Verifying Checksum", "progressDetail": {}, "id": short(d)})
+                    w.commit(layer["size"], d)
+                finally:
+                    w.close()
+                lprogress({"status": "Download complete", "progressDetail": {}, "id": short(d)})
+
+            self.add_refs(target)
+            r = self._resolved([str(ref)] if ref.tag else [], target, platform)
+            with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+                # the first layer streams straight into its snapshot; the next ones download in
+                # parallel meanwhile; a layer whose download has not begun when the unpacker
+                # reaches it streams too
+                futures = {layer["digest"]: pool.submit(fetch_layer, layer) for layer in layers[1:]}
+
+                def source(layer: dict) -> LayerStream | None:
+                    d = layer["digest"]
+                    fut = futures.get(d)
+                    if fut is not None and not fut.cancel():
+                        fut.result()
+                        return None
+                    if self.content.exists(d):
+                        return None
+                    w = self.content.writer(f"pull-{d}", d, layer["size"])
+                    if w.offset:  # a resumed download: fetch the rest, then unpack from the store
+                        w.close()
+                        fetch_layer(layer)
+                        return None
+                    self.meta.add_lease_resource(ns, lease.id, "content", d)
+                    self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
+                    def fetch(dest: LayerStream) -> None:
+                        client.fetch_blob(ref, layer, dest, offset=0,
+                                          progress=_downloading(lprogress, d, layer["size"]))
+                        lprogress({"status": "Verifying Checksum", "progressDetail": {}, "id": short(d)})
+                        lprogress({"status": "Download complete", "progressDetail": {}, "id": short(d)})
+                    return LayerStream(fetch, w, layer)
+
+                try:
+                    self.unpack(r, lease=lease, ns=ns, source=source,
+                                progress=_unpack_progress(lprogress))
+                    for layer in layers:  # layers whose snapshots existed still need their blobs
+                        fut = futures.get(layer["digest"])
+                        if fut is not None and not fut.cancelled():
+                            fut.result()
+                        elif not self.content.exists(layer["digest"]):
+                            fetch_layer(layer)
+                except BaseException:
+                    for fut in futures.values():
+                        fut.cancel()
+                    raise
+            # pulled by digest: docker keeps it as repo@digest (a RepoDigest, shown with a <none> tag)
+            names = [_pull_name(ref)]
+            self.record(ns, names, target, r)
+        progress({"status": f"Digest: {target['digest']}"})
+        return existing is None or existing.target.digest != target["digest"]
+
+    def _has_image_id(self, ns: str, image_id: str) -> bool:
+        try:
+            self.resolve(ns, image_id)
+            return True
+        except BerthError:
+            return False
 
     def _collect_quietly(self) -> None:
         """Collect what nothing references, with the default grace for ingests and unfinished snapshots."""

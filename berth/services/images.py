@@ -65,6 +65,26 @@ class Resolved:
         return list(self.manifest.get("layers") or [])
 
 
+class _Counted:
+    """A layer's compressed bytes as the unpacker reads them, counted for its "Extracting"
+    progress: reported at most every 0.1 s, and at the end."""
+
+    def __init__(self, f: Any, report: Callable[[int], None]) -> None:
+        self.f = f
+        self.report = report
+        self.n = 0
+        self.last = time.monotonic()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.f.read(size)
+        self.n += len(data)
+        now = time.monotonic()
+        if not data or now - self.last >= 0.1:
+            self.last = now
+            self.report(self.n)
+        return data
+
+
 def _no_such_image(s: str, ns: str) -> str:
     # "no such image" is what docker clients look for (docker-py raises ImageNotFound on it)
     return f'image "{s}" not found in namespace "{ns}" (no such image)'
@@ -506,9 +526,14 @@ class ImageService(RegistryOps, ArchiveOps):
                 try:
                     self.snapshotter.stat(key)
                 except NotFound:
+                    report = None
                     if progress:
-                        progress(layer["digest"], "Extracting")
-                    self._apply(layer, diff_id, key, parent, lease, ns, source(layer) if source else None)
+                        # as dockerd's: "Extracting" with the layer's bytes read so far (a progress
+                        # bar, which the docker CLI shows on a terminal only)
+                        def report(n: int, d: str = layer["digest"], total: int = int(layer.get("size") or 0)) -> None:
+                            progress(d, "Extracting", n, total)
+                        report(0)
+                    self._apply(layer, diff_id, key, parent, lease, ns, source(layer) if source else None, report)
                     if progress:
                         progress(layer["digest"], "Pull complete")
                 parent = key
@@ -517,7 +542,7 @@ class ImageService(RegistryOps, ArchiveOps):
         return parent
 
     def _apply(self, layer: dict, diff_id: str, key: str, parent: str | None, lease: Lease | None, ns: str | None,
-               streamed: LayerStream | None = None) -> None:
+               streamed: LayerStream | None = None, report: Callable[[int], None] | None = None) -> None:
         from berth.images.layer import apply_layer
         tmp = f"extract-{secrets.token_hex(6)}-{key}"
         if lease is not None:
@@ -527,7 +552,8 @@ class ImageService(RegistryOps, ArchiveOps):
             mode = "overlay" if self.snapshotter_name == "overlayfs" else "delete"
             f = streamed if streamed is not None else self.content.open(layer["digest"])
             try:
-                with Decompressed(f, mt.layer_compression(layer.get("mediaType", "")) if
+                with Decompressed(f if report is None else _Counted(f, report),
+                                  mt.layer_compression(layer.get("mediaType", "")) if
                                    mt.is_layer(layer.get("mediaType", "")) else None) as stream:
                     apply_layer(stream, self.snapshotter.fs_path(tmp), whiteout_mode=mode, compression="none")
                     stream.drain()
