@@ -1072,6 +1072,47 @@ def test_pulls_from_a_registry_say_what_dockerd_says(eng, peer, tmp_path):
         reg.stop()
 
 
+def test_pushes_say_what_dockerd_says(eng, peer, tmp_path):
+    """The docker CLI's push prints the same with both engines (each engine to a repository of
+    its own, the manifests' sizes and digests aside: dockerd pushes Docker media types): the
+    repository is named first, then what is wrong is said in the stream (a tag the repository
+    lacks: `tag does not exist`, a repository with no image: `An image does not exist locally`, a
+    registry that cannot be reached: its /v2/ ping; berthd answered `no such image` errors and
+    named a blob's request), and `push -a` pushes every tag (berthd found no image)."""
+    from daemon_fixtures import Registry
+    reg = Registry(tmp_path / "registry").start()
+    try:
+        seen = []
+        for who, d in (("eng", eng), ("peer", peer)):
+            repo = f"{reg.addr}/{who}/bb"
+            for t in ("v1", "v2"):
+                d.docker("tag", IMAGE, f"{repo}:{t}", check=True)
+            d.docker("tag", IMAGE, "127.0.0.1:1/pp/x:1", check=True)
+            row = []
+            for args in (["push", "-a", repo], ["push", f"{repo}:nosuch"], ["push", repo], ["push", "127.0.0.1:1/pp/y:1"],
+                         ["push", "127.0.0.1:1/pp/x:1"]):
+                p = d.docker(*args)
+                out = re.sub(r"digest: sha256:[0-9a-f]{64} size: \d+", "digest: <d> size: <n>", p.out.replace(who, "<who>"))
+                row.append((p.returncode, re.sub(r"\b[0-9a-f]{12}: ", "<layer>: ", out), p.err.replace(who, "<who>")))
+            for n in (f"{repo}:v1", f"{repo}:v2", "127.0.0.1:1/pp/x:1"):
+                d.docker("rmi", n)
+            seen.append(row)
+        assert seen[0] == seen[1], seen
+        repo = f"{reg.addr}/<who>/bb"
+        head = f"The push refers to repository [{repo}]\n"
+        assert seen[0][0] == (0, head + "".join(f"<layer>: Preparing\n<layer>: Preparing\n<layer>: {s}\n<layer>: {s}\n"
+                                                f"{t}: digest: <d> size: <n>\n"
+                                                for t, s in (("v1", "Pushed"), ("v2", "Layer already exists"))), "")
+        assert seen[0][1] == (1, head, f"tag does not exist: {repo}:nosuch\n")
+        assert seen[0][2] == (1, "Using default tag: latest\n" + head, f"tag does not exist: {repo}:latest\n")
+        assert seen[0][3] == (1, "The push refers to repository [127.0.0.1:1/pp/y]\n",
+                              "An image does not exist locally with the tag: 127.0.0.1:1/pp/y\n")
+        assert seen[0][4] == (1, "The push refers to repository [127.0.0.1:1/pp/x]\n",
+                              'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused\n')
+    finally:
+        reg.stop()
+
+
 def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):
     """`exec -u nosuchuser`: the docker CLI prints why (the start's stream) and exits 126 with
     both engines; -d: the start's error, exit 1; the exec's inspect: ExitCode 126, not running.

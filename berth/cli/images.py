@@ -51,8 +51,16 @@ def push(ctx, argv, cmd):
     a = p.parse_args(argv)
     if a.platform:
         raise BerthError("push --platform is not supported by berth: it pushes the image as stored")
-    ref = _ref(a.name)
+    from berth.oci import reference
+    ref = reference.parse(a.name, default_tag=None)
+    if a.all_tags and (ref.tag or ref.digest):
+        raise BerthError("tag can't be used with --all-tags/-a")  # docker's words
+    if not a.all_tags and not (ref.tag or ref.digest):
+        ref = ref.with_tag(reference.DEFAULT_TAG)
+        if not a.quiet:
+            print(f"Using default tag: {ref.tag}", flush=True)
     from berth.cli.progress import show
+    # -a: the repository without a tag, whose every tag the API pushes
     resp = ctx.client.image_push(str(ref), auth=_registry_auth(ref))
     show(resp, quiet=a.quiet)
     if a.quiet:

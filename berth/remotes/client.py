@@ -743,6 +743,15 @@ class RegistryClient:
         self._remember(digest, bytes(data))
         return result
 
+    def ping(self, registry: str) -> None:
+        """GET /v2/ of the registry's push endpoint, as dockerd does before a push: a registry that
+        cannot be reached fails here, in Go's words for that request (`Get "http://<host>/v2/":
+        dial tcp ...`). Any answer will do (a 401 is a challenge, for the requests that follow)."""
+        def attempt(ep: Endpoint) -> None:
+            with self._send(ep, "GET", self._url(ep, registry, "", PUSH), []):
+                pass
+        self._try_endpoints(registry, PUSH, attempt)
+
     def check_login(self, registry: str) -> None:
         """GET /v2/ with the client's credentials (docker login): PermissionDenied if refused."""
         from berth.remotes.auth import PermissionDenied

@@ -278,58 +278,82 @@ class RegistryOps:
             pass
 
     def push(self, ns: str, ref_s: str, auth: dict | None = None, progress: Progress | None = None) -> str:
+        """Push a tag, or every tag of a repository (a name without tag: docker's `push -a`), as
+        dockerd: the repository named first, then what is wrong said in the stream (no image in
+        the repository, a tag it lacks, a registry that cannot be reached: its /v2/ ping)."""
         progress = progress or (lambda m: None)
-        ref = refmod.parse(ref_s)
-        r = self.resolve(ns, ref_s)
-        if not ref.tag and not ref.digest:
-            raise InvalidArgument(f"{ref_s}: a tag is needed to push")
+        ref = refmod.parse(ref_s, default_tag=None)
+        progress({"status": f"The push refers to repository [{ref.name}]"})
+        mine = [n for n in (i.name for i in self.meta.list_images(ns))
+                if not is_untagged_name(n) and refmod.parse(n, default_tag=None).name == ref.name]
+        if not mine:
+            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name()}")
+        if ref.digest:
+            raise InvalidArgument("cannot push a digest reference")
         client = self._client(auth)
         try:
-            progress({"status": f"The push refers to repository [{ref.name}]"})
-            blobs = list(r.layers) + [r.manifest["config"]]
-            # as docker's: each layer is named by its diff ID, the top one first
-            ids = {b["digest"]: short(diff) for b, diff in zip(r.layers, r.diff_ids)}
-            for b in reversed(r.layers):
-                progress({"status": "Preparing", "progressDetail": {}, "id": ids[b["digest"]]})
-            mount_from = None
-            for n in r.names:
-                if not is_untagged_name(n):
-                    other = refmod.parse(n)
-                    if other.domain == ref.domain and other.name != ref.name:
-                        mount_from = other
-            for b in blobs:
-                layer_progress = transfer_progress(progress, "Pushing", ids[b["digest"]], b.get("size", 0)) \
-                    if b["digest"] in ids else None
-                with self.content.open(b["digest"]) as f:
-                    how = client.push_blob(ref, b, f, mount_from=mount_from, progress=layer_progress)
-                if b in r.layers:
-                    status = {"exists": "Layer already exists", "mounted": f"Mounted from {mount_from.path if mount_from else ''}",
-                              "uploaded": "Pushed"}[how]
-                    progress({"status": status, "progressDetail": {}, "id": ids[b["digest"]]})
-            # a manifest list is pushed with the platform manifests it has locally
-            if r.target["digest"] != r.manifest_desc["digest"]:
-                data = self.content.read(r.manifest_desc["digest"])
-                client.push_manifest(ref, None, r.manifest_desc.get("mediaType") or mt.OCI_MANIFEST, data)
-                index = self.read_json(r.target["digest"], MAX_MANIFEST, "index")
-                present = [m for m in index.get("manifests") or [] if self.content.exists(m["digest"])]
-                if len(present) != len(index.get("manifests") or []):
-                    # push only the platform we have, like docker's single-platform push
-                    target = r.manifest_desc
-                else:
-                    for m in present:
-                        if m["digest"] != r.manifest_desc["digest"]:
-                            raise InvalidArgument(f"{ref_s}: pushing multi-platform images with several local "
-                                                  "platforms is not supported")
-                    target = r.target
-            else:
-                target = r.target
-            data = self.content.read(target["digest"])
-            digest = client.push_manifest(ref, ref.tag, target.get("mediaType") or mt.OCI_MANIFEST, data)
-            progress({"status": f"{ref.tag or 'latest'}: digest: {digest} size: {len(data)}"})
-            progress({"progressDetail": {}, "aux": {"Tag": ref.tag or "latest", "Digest": digest, "Size": len(data)}})
+            client.ping(ref.domain)
+            if ref.tag:
+                if str(ref) not in mine:
+                    raise NotFound(f"tag does not exist: {ref.familiar()}")
+                tags = [ref]
+            else:  # as dockerd's reference store lists them: by name
+                tags = sorted((t for t in (refmod.parse(n, default_tag=None) for n in mine) if t.tag),
+                              key=lambda t: str(t))
+                if not tags:
+                    raise NotFound(f"no tags to push for {ref.familiar_name()}")
+            digest = ""
+            for t in tags:
+                digest = self._push_one(ns, t, client, progress)
             return digest
         finally:
             client.close()
+
+    def _push_one(self, ns: str, ref: refmod.Reference, client: RegistryClient, progress: Progress) -> str:
+        """One tag of a push: its layers and config, then its manifest; returns the manifest's digest."""
+        r = self.resolve(ns, str(ref))
+        blobs = list(r.layers) + [r.manifest["config"]]
+        # as docker's: each layer is named by its diff ID, the top one first
+        ids = {b["digest"]: short(diff) for b, diff in zip(r.layers, r.diff_ids)}
+        for b in reversed(r.layers):
+            progress({"status": "Preparing", "progressDetail": {}, "id": ids[b["digest"]]})
+        mount_from = None
+        for n in r.names:
+            if not is_untagged_name(n):
+                other = refmod.parse(n)
+                if other.domain == ref.domain and other.name != ref.name:
+                    mount_from = other
+        for b in blobs:
+            layer_progress = transfer_progress(progress, "Pushing", ids[b["digest"]], b.get("size", 0)) \
+                if b["digest"] in ids else None
+            with self.content.open(b["digest"]) as f:
+                how = client.push_blob(ref, b, f, mount_from=mount_from, progress=layer_progress)
+            if b in r.layers:
+                status = {"exists": "Layer already exists", "mounted": f"Mounted from {mount_from.path if mount_from else ''}",
+                          "uploaded": "Pushed"}[how]
+                progress({"status": status, "progressDetail": {}, "id": ids[b["digest"]]})
+        # a manifest list is pushed with the platform manifests it has locally
+        if r.target["digest"] != r.manifest_desc["digest"]:
+            data = self.content.read(r.manifest_desc["digest"])
+            client.push_manifest(ref, None, r.manifest_desc.get("mediaType") or mt.OCI_MANIFEST, data)
+            index = self.read_json(r.target["digest"], MAX_MANIFEST, "index")
+            present = [m for m in index.get("manifests") or [] if self.content.exists(m["digest"])]
+            if len(present) != len(index.get("manifests") or []):
+                # push only the platform we have, like docker's single-platform push
+                target = r.manifest_desc
+            else:
+                for m in present:
+                    if m["digest"] != r.manifest_desc["digest"]:
+                        raise InvalidArgument(f"{ref}: pushing multi-platform images with several local "
+                                              "platforms is not supported")
+                target = r.target
+        else:
+            target = r.target
+        data = self.content.read(target["digest"])
+        digest = client.push_manifest(ref, ref.tag, target.get("mediaType") or mt.OCI_MANIFEST, data)
+        progress({"status": f"{ref.tag or 'latest'}: digest: {digest} size: {len(data)}"})
+        progress({"progressDetail": {}, "aux": {"Tag": ref.tag or "latest", "Digest": digest, "Size": len(data)}})
+        return digest
 
     def login(self, server: str | None, username: str, password: str) -> None:
         from berth.remotes.auth import Credentials
