@@ -130,7 +130,7 @@ def test_images_no_trunc_digests_all(d):
     dig = rows(d.berth("images", "--digests", check=True).out)
     assert columns(dig[0]) == ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"]
     hello = next(columns(r) for r in dig[1:] if r.startswith("hello-world "))
-    assert re.match(r"^sha256:[0-9a-f]{64}$", hello[2]), hello
+    assert hello[2] == "<none>", hello  # a loaded image has no RepoDigests (dockerd's: only pulls and pushes make them)
     every = rows(d.berth("images", "-a", check=True).out)
     assert columns(every[0])[0] == "REPOSITORY" and len(every) >= 3
 

@@ -415,8 +415,10 @@ def world(tmp_path_factory):
                  "sleep", "1000", check=True)
         d.docker("create", "--name", "gtc2", "--network", "gtnet", "busybox-layers:1", "sh", "-c",
                  'echo "hi there" && sleep 5', check=True)
-        digest = json.loads(d.docker("image", "inspect", "busybox-layers:1", check=True).out)[0]["RepoDigests"][0]
-        d.docker("create", "--name", "gtdig", digest, "true", check=True)
+        # by its manifest's digest (a loaded image has no RepoDigests, as with dockerd; the name
+        # with the digest of what it was loaded as still finds it)
+        digest = json.loads(d.docker("image", "inspect", "busybox-layers:1", check=True).out)[0]["Descriptor"]["digest"]
+        d.docker("create", "--name", "gtdig", f"busybox-layers@{digest}", "true", check=True)
         d.docker("run", "-d", "--name", "gtpub", "-p", "127.0.0.1::80", "-p", "127.0.0.1::81/udp", "--expose", "7000",
                  "--expose", "7001", "busybox-layers:1", "sleep", "1000", check=True)
         yield d

@@ -1113,6 +1113,49 @@ def test_pushes_say_what_dockerd_says(eng, peer, tmp_path):
         reg.stop()
 
 
+def test_repo_digests_are_dockerds_digest_references(eng, peer, tmp_path):
+    """RepoDigests as dockerd keeps them, the same through the docker CLI with both engines: a
+    loaded or tagged image has none (berthd made one of every name), a pull records the pulled
+    manifest's (a tag into another repository adds none), the last tag of a repository takes its
+    digest references with it (`Untagged: <repo>@<digest>`, which berthd never said), and an
+    image whose tag went to another keeps its own (`<repo> <none>` in the list)."""
+    from daemon_fixtures import Registry
+    reg = Registry(tmp_path / "registry").start()
+    try:
+        repo = f"{reg.addr}/digests/bb"
+        eng.docker("tag", IMAGE, f"{repo}:v1", check=True)
+        eng.docker("push", f"{repo}:v1", check=True)
+        eng.docker("run", "--name", "rd-mk", IMAGE, "touch", "/new", check=True)
+        eng.docker("commit", "rd-mk", f"{repo}:v2", check=True)
+        eng.docker("rm", "rd-mk", check=True)
+        eng.docker("push", f"{repo}:v2", check=True)
+        eng.docker("rmi", f"{repo}:v1", f"{repo}:v2", check=True)
+        fmt = ["--format", "{{.RepoTags}} {{.RepoDigests}}"]
+        seen = []
+        for d in (eng, peer):
+            row = []
+            for args in (["image", "inspect", *fmt, IMAGE], ["pull", "-q", f"{repo}:v1"], ["image", "inspect", *fmt, IMAGE],
+                         ["tag", f"{repo}:v1", "rd/other:x"], ["rmi", f"{repo}:v1"], ["image", "inspect", *fmt, "rd/other:x"],
+                         ["rmi", "rd/other:x"], ["pull", "-q", f"{repo}:v1"], ["pull", "-q", f"{repo}:v2"],
+                         ["tag", f"{repo}:v2", f"{repo}:v1"],
+                         ["images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}", repo],
+                         ["rmi", f"{repo}:v1"], ["rmi", f"{repo}:v2"]):
+                p = d.docker(*args)
+                row.append((p.returncode, re.sub(r"sha256:[0-9a-f]{64}", "<d>", p.out), p.err))
+            seen.append(row)
+        assert seen[0] == seen[1], seen
+        assert seen[0][0][1] == f"[{IMAGE}] []\n"
+        assert seen[0][2][1] == f"[{repo}:v1 {IMAGE}] [{repo}@<d>]\n"
+        assert seen[0][4][1] == f"Untagged: {repo}:v1\nUntagged: {repo}@<d>\n"
+        assert seen[0][5][1] == f"[{IMAGE} rd/other:x] []\n"
+        assert seen[0][10][1] == f"{repo} v1 <d>\n{repo} v2 <d>\n{repo} <none> <d>\n"
+    finally:
+        for d in (eng, peer):
+            for n in ("rd/other:x", f"{reg.addr}/digests/bb:v1", f"{reg.addr}/digests/bb:v2"):
+                d.docker("rmi", n)
+        reg.stop()
+
+
 def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):
     """`exec -u nosuchuser`: the docker CLI prints why (the start's stream) and exits 126 with
     both engines; -d: the start's error, exit 1; the exec's inspect: ExitCode 126, not running.

@@ -75,20 +75,11 @@ def _pull_error(canon: str, e: BerthError) -> Abort:
 
 
 def repo_tags_digests(r: Resolved) -> tuple[list[str], list[str]]:
-    """An image's full repo tags and its repo digests (<repo>@<manifest digest> of each repo)."""
+    """An image's full repo tags and its repo digests: the digest references its pulls recorded,
+    as containerd's CRI (an imported image has none: `crictl images --digests` shows <none>)."""
     from berth.services.images import is_digest_name, is_untagged_name
     tags = [n for n in r.names if not is_untagged_name(n) and not is_digest_name(n)]
-    repos: list[str] = []
-    for n in r.names:
-        if is_untagged_name(n):
-            continue
-        repo = n.split("@", 1)[0]
-        if ":" in repo.rsplit("/", 1)[-1]:
-            repo = repo.rsplit(":", 1)[0]
-        d = f"{repo}@{r.target['digest']}"
-        if d not in repos:
-            repos.append(d)
-    return tags, repos
+    return tags, [n for n in r.names if is_digest_name(n)]
 
 
 def content_size(r: Resolved) -> int:

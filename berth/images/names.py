@@ -1,5 +1,6 @@
-"""The names of image records: a full normalised reference, repo@digest (pulled by digest, a
-RepoDigest), or "sha256:<config hex>" for an image that has no name (docker's <none>)."""
+"""The names of image records: a full normalised reference, repo@digest (a RepoDigest: the
+manifest a pull or a push of that repository named, as dockerd's digest references), or
+"sha256:<config hex>" for an image that has no name (docker's <none>)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ def is_untagged_name(name: str) -> bool:
 
 
 def is_digest_name(name: str) -> bool:
-    """repo@sha256:... (an image pulled by digest): a RepoDigest, never a RepoTag."""
+    """repo@sha256:... (what a pull or a push named): a RepoDigest, never a RepoTag."""
     return "@" in name and not is_untagged_name(name)
 
 
@@ -21,3 +22,8 @@ def familiar(name: str) -> str:
     if is_untagged_name(name):
         return "<none>:<none>"
     return refmod.parse(name).familiar()
+
+
+def repo_of(name: str) -> str:
+    """The repository of a tag or digest name (docker.io/library/busybox of ...busybox:1)."""
+    return refmod.parse(name, default_tag=None).name

@@ -257,8 +257,9 @@ class RegistryOps:
                     for fut in futures.values():
                         fut.cancel()
                     raise
-            # pulled by digest: docker keeps it as repo@digest (a RepoDigest, shown with a <none> tag)
-            names = [_pull_name(ref)]
+            # the tag and, as dockerd, the digest reference of what was pulled (a RepoDigest); pulled
+            # by digest, that alone (shown with a <none> tag)
+            names = [_pull_name(ref)] + ([f"{ref.name}@{target['digest']}"] if ref.tag else [])
             self.record(ns, names, target, r)
         progress({"status": f"Digest: {target['digest']}"})
         return existing is None or existing.target.digest != target["digest"]
@@ -351,6 +352,8 @@ class RegistryOps:
             target = r.target
         data = self.content.read(target["digest"])
         digest = client.push_manifest(ref, ref.tag, target.get("mediaType") or mt.OCI_MANIFEST, data)
+        if digest == r.target["digest"]:  # as dockerd: the pushed manifest's digest reference (a RepoDigest)
+            self.meta.put_image(ns, f"{ref.name}@{digest}", r.target)
         progress({"status": f"{ref.tag or 'latest'}: digest: {digest} size: {len(data)}"})
         progress({"progressDetail": {}, "aux": {"Tag": ref.tag or "latest", "Digest": digest, "Size": len(data)}})
         return digest

@@ -17,7 +17,7 @@ from berth import fastjson as json
 from berth.errors import (BerthError, FailedPrecondition, InvalidArgument, NotFound)
 from berth.images import config as imgconfig
 from berth.images.config import MAX_CONFIG, MAX_MANIFEST
-from berth.images.names import familiar, is_digest_name, is_untagged_name
+from berth.images.names import familiar, is_digest_name, is_untagged_name, repo_of
 from berth.images.stream import Decompressed, LayerStream
 from berth.oci import mediatypes as mt
 from berth.oci import reference as refmod
@@ -243,15 +243,9 @@ class ImageService(RegistryOps, ArchiveOps):
             return None
 
     def _repo_digests(self, r: Resolved) -> list[str]:
-        out = []
-        for n in r.names:
-            if is_untagged_name(n):
-                continue
-            ref = refmod.parse(n)
-            rd = f"{_familiar_name(ref)}@{r.target['digest']}"
-            if rd not in out:
-                out.append(rd)
-        return out
+        """dockerd's RepoDigests: the digest references a pull or a push recorded (a loaded, built,
+        committed or tagged image has none of its own)."""
+        return sorted(familiar(n) for n in r.names if is_digest_name(n))
 
     def _repo_tags(self, r: Resolved) -> list[str]:
         # docker sorts by the familiar form (its lexicalRefs), not by the full name
@@ -404,6 +398,14 @@ class ImageService(RegistryOps, ArchiveOps):
                                          f'{r.config_digest[7:19]}')
             self.meta.delete_image(ns, by_name)
             result.append({"Untagged": familiar(by_name)})
+            if not is_digest_name(by_name):
+                # as dockerd: the repository's last tag takes its digest references with it
+                repo = repo_of(by_name)
+                if not any(repo_of(n) == repo for n in remaining if not is_untagged_name(n) and not is_digest_name(n)):
+                    for n in [n for n in remaining if is_digest_name(n) and repo_of(n) == repo]:
+                        self.meta.delete_image(ns, n)
+                        result.append({"Untagged": familiar(n)})
+                        remaining.remove(n)
             if remaining:
                 return result
             if getattr(users, "running", None):  # a running container keeps the image, dangling (docker)
@@ -422,14 +424,11 @@ class ImageService(RegistryOps, ArchiveOps):
             if users and not force:
                 raise FailedPrecondition(f"conflict: unable to delete {r.config_digest[7:19]} (must be forced) - "
                                          f"image is being used by stopped container {users[0][:12]}")
-            for n in r.names:
+            # dockerd's order: the tags, then the digest references
+            for n in sorted(r.names, key=is_digest_name):
                 self.meta.delete_image(ns, n)
-                if not is_untagged_name(n):
-                    if {"Untagged": familiar(n)} not in result:
-                        result.append({"Untagged": familiar(n)})
-                    rd = f"{_familiar_name(refmod.parse(n))}@{r.target['digest']}"
-                    if {"Untagged": rd} not in result:
-                        result.append({"Untagged": rd})
+                if not is_untagged_name(n) and {"Untagged": familiar(n)} not in result:
+                    result.append({"Untagged": familiar(n)})
         result.append({"Deleted": r.config_digest})
         if not noprune:
             report = self.collect()
@@ -585,10 +584,6 @@ class ImageService(RegistryOps, ArchiveOps):
     def ensure_unpacked(self, ns: str, name: str) -> tuple[Resolved, str | None]:
         r = self.resolve(ns, name)
         return r, self.unpack(r)
-
-
-def _familiar_name(ref: refmod.Reference) -> str:
-    return ref.familiar_name()
 
 
 def _last_comment(cfg: dict) -> str:
