@@ -2,8 +2,8 @@
 
 Before and after each test (its setup, call and teardown, so module fixtures torn down after a
 module's last test count for that test) it takes a snapshot of host state a test can leave
-behind: iptables rules (filter and nat), network links, network namespaces, mounts, and berthd
-/ berth-shim processes. What appeared during a test and is still there after it is written to
+behind: iptables rules (filter and nat), network links, network namespaces, mounts, container
+cgroups, and berthd / berth-shim processes. What appeared during a test and is still there after it is written to
 the file named by BERTH_LEAKCHECK_FILE (default: berth-leakcheck.txt in the current directory),
 under the test's nodeid. At the end of the run, what is still there of everything reported is
 listed again, with the test it appeared in. Other engines and test runs on the host change the
@@ -54,7 +54,27 @@ def snapshot():
     with open("/proc/mounts") as f:
         items |= {("mount", " ".join(line.split()[:3])) for line in f}  # source, target, type
     items |= {("process", p) for p in _processes()}
+    items |= {("cgroup", c) for c in _container_cgroups()}
     return items
+
+
+def _container_cgroups():
+    """Container cgroups (a 64-hex name) under the memory hierarchy's first two levels (v1) or
+    the unified one (v2): what a container's runtime makes and its delete removes."""
+    out = []
+    for root in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if not os.path.isdir(root) or root == "/sys/fs/cgroup" and out:
+            continue
+        for parent, dirs, _files in os.walk(root):
+            depth = parent[len(root):].count("/")
+            for d in dirs:
+                if len(d) >= 64 and all(c in "0123456789abcdef" for c in d[-64:]):
+                    out.append(os.path.join(parent, d))
+            if depth >= 2:
+                dirs[:] = []
+        if out:
+            break
+    return out
 
 
 class LeakCheck:
