@@ -1156,6 +1156,40 @@ def test_repo_digests_are_dockerds_digest_references(eng, peer, tmp_path):
         reg.stop()
 
 
+def test_an_image_left_with_a_digest_reference_alone_is_pruned_as_dockerd(eng, peer, tmp_path):
+    """An image whose tag went to another keeps its digest reference (`<repo> <none>`): dockerd
+    lists it as dangling and as not dangling, `image prune` deletes it (`untagged: <repo>@<digest>`
+    then the image and its own layer) and counts the deleted layers' sizes, not the disk's bytes;
+    berthd's prune kept it, and reported the blobs' and snapshots' bytes."""
+    from daemon_fixtures import Registry
+    reg = Registry(tmp_path / "registry").start()
+    repo = f"{reg.addr}/dangling/bb"
+    try:
+        eng.docker("run", "--name", "dg-mk", IMAGE, "touch", "/new", check=True)
+        eng.docker("commit", "dg-mk", f"{repo}:v2", check=True)
+        eng.docker("rm", "dg-mk", check=True)
+        eng.docker("push", f"{repo}:v2", check=True)
+        eng.docker("rmi", f"{repo}:v2", check=True)
+        fmt = ["--format", "{{.Repository}}:{{.Tag}}"]
+        seen = []
+        for d in (eng, peer):
+            row = []
+            for args in (["pull", "-q", f"{repo}:v2"], ["tag", IMAGE, f"{repo}:v2"], ["images", "-f", "dangling=true", *fmt],
+                         ["images", "-f", "dangling=false", *fmt, repo], ["image", "prune", "-f"], ["images", *fmt, repo]):
+                p = d.docker(*args)
+                row.append((p.returncode, re.sub(r"sha256:[0-9a-f]{64}", "<d>", p.out), p.err))
+            d.docker("rmi", f"{repo}:v2")
+            seen.append(row)
+        assert seen[0] == seen[1], seen
+        assert seen[0][2][1] == f"{repo}:<none>\n"
+        assert sorted(seen[0][3][1].split()) == [f"{repo}:<none>", f"{repo}:v2"]
+        assert seen[0][4][1] == (f"Deleted Images:\nuntagged: {repo}@<d>\ndeleted: <d>\ndeleted: <d>\n\n"
+                                 "Total reclaimed space: 0B\n")
+        assert seen[0][5][1] == f"{repo}:v2\n"
+    finally:
+        reg.stop()
+
+
 def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):
     """`exec -u nosuchuser`: the docker CLI prints why (the start's stream) and exits 126 with
     both engines; -d: the start's error, exit 1; the exec's inspect: ExitCode 126, not running.

@@ -85,6 +85,18 @@ class _Counted:
         return data
 
 
+def _deleted_layers(r: Resolved, snaps: set[str], blobs: set[str]) -> list[dict]:
+    """The layers of r that a collection removed (their unpacked snapshot or their blob), the
+    top one first, by their chain IDs, as dockerd lists them after an image it deletes."""
+    try:
+        chains = imgconfig.chain_ids(r.diff_ids)
+    except BerthError:
+        return []
+    blob_of = [layer.get("digest") for layer in r.layers]
+    return [{"Deleted": c} for i, c in reversed(list(enumerate(chains)))
+            if c in snaps or (i < len(blob_of) and blob_of[i] in blobs)]
+
+
 def _no_such_image(s: str, ns: str) -> str:
     # "no such image" is what docker clients look for (docker-py raises ImageNotFound on it)
     return f'image "{s}" not found in namespace "{ns}" (no such image)'
@@ -432,16 +444,7 @@ class ImageService(RegistryOps, ArchiveOps):
         result.append({"Deleted": r.config_digest})
         if not noprune:
             report = self.collect()
-            # and the layers that went with it (their unpacked snapshot or their blob), the top one
-            # first, by their chain IDs, as dockerd lists them
-            snaps, blobs = {key for _, key in report.snapshots}, set(report.content)
-            try:
-                chains = imgconfig.chain_ids(r.diff_ids)
-            except BerthError:
-                chains = []
-            blob_of = [layer.get("digest") for layer in r.layers]
-            result += [{"Deleted": c} for i, c in reversed(list(enumerate(chains)))
-                       if c in snaps or (i < len(blob_of) and blob_of[i] in blobs)]
+            result += _deleted_layers(r, {key for _, key in report.snapshots}, set(report.content))
         return result
 
     def collect(self) -> Any:
@@ -451,10 +454,11 @@ class ImageService(RegistryOps, ArchiveOps):
               match: Callable[[Resolved], bool] | None = None) -> dict:
         """docker image prune: dangling images (no name), or with all_ every unused image; with
         match, only those it takes (an image whose config cannot be read is then kept)."""
-        deleted = []
+        gone = []
         for digest, imgs in self._all(ns).items():
             names = [i.name for i in imgs]
-            dangling = all(is_untagged_name(n) for n in names)
+            # dockerd's: without a tag (an image with only digest references is pruned too)
+            dangling = all(is_untagged_name(n) or is_digest_name(n) for n in names)
             if not dangling and not all_:
                 continue
             try:
@@ -465,13 +469,29 @@ class ImageService(RegistryOps, ArchiveOps):
                 continue
             if match is not None and (r is None or not match(r)):
                 continue
+            # each layer's size, read while its snapshot is there (the stored blob's where it is not)
+            sizes = (self.layer_sizes(r) or [int(layer.get("size") or 0) for layer in r.layers]) if r else []
             for n in names:
                 self.meta.delete_image(ns, n)
-                if not is_untagged_name(n):
-                    deleted.append({"Untagged": familiar(n)})
-            deleted.append({"Deleted": r.config_digest if r else digest})
+            gone.append((names, r, digest, sizes))
         report = self.collect()
-        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": report.reclaimed_bytes}
+        snaps, blobs = {key for _, key in report.snapshots}, set(report.content)
+        deleted: list[dict] = []
+        reclaimed = 0
+        for names, r, digest, sizes in gone:  # each image's names, then itself and its layers, as dockerd lists them
+            deleted += [{"Untagged": familiar(n)} for n in sorted(names, key=is_digest_name) if not is_untagged_name(n)]
+            deleted.append({"Deleted": r.config_digest if r else digest})
+            if r is not None:
+                try:
+                    size_of = dict(zip(imgconfig.chain_ids(r.diff_ids), sizes))
+                except BerthError:
+                    size_of = {}
+                for d in _deleted_layers(r, snaps, blobs):
+                    if d not in deleted:
+                        deleted.append(d)
+                        reclaimed += size_of.get(d["Deleted"], 0)
+        # dockerd's figure: the deleted layers' sizes (their unpacked files), not what the disk got back
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     # --- recording a new image ---
 
@@ -623,8 +643,10 @@ def _match_filters(filters: dict[str, Any], r: Resolved, tags: list[str]) -> boo
         if isinstance(values, dict):
             values = [k for k, v in values.items() if v]
         if key == "dangling":
+            # dockerd's: true lists the images without a tag (those with only digest references
+            # too), false those with any reference (so an image with only a digest is in both)
             want = any(str(v).lower() in ("true", "1") for v in values)
-            if want != (not tags):
+            if want and tags or not want and not tags and not any(is_digest_name(n) for n in r.names):
                 return False
         elif key == "reference":
             import fnmatch
