@@ -1190,6 +1190,56 @@ def test_an_image_left_with_a_digest_reference_alone_is_pruned_as_dockerd(eng, p
         reg.stop()
 
 
+def test_a_load_that_takes_a_tag_from_another_image_says_so_as_dockerd(eng, peer, tmp_path):
+    """`docker load` of an archive whose tag names another image here: dockerd says `The image
+    <tag> already exists, renaming the old one with ID <old id> to empty string` (with -q too)
+    before `Loaded image`; berthd moved the tag silently. The old image, left without a name,
+    stays as <none> (berthd lost it: a moved tag took its image away)."""
+    seen = []
+    for who, d in (("eng", eng), ("peer", peer)):
+        archive = str(tmp_path / f"{who}.tar")
+        d.docker("tag", IMAGE, "ld/x:1", check=True)
+        d.docker("save", "-o", archive, "ld/x:1", check=True)
+        d.docker("rmi", "ld/x:1", check=True)
+        d.docker("run", "--name", "ld-mk", IMAGE, "touch", "/x", check=True)
+        d.docker("commit", "ld-mk", "ld/x:1", check=True)
+        d.docker("rm", "ld-mk", check=True)
+        old = d.docker("image", "inspect", "--format", "{{.Id}}", "ld/x:1", check=True).out.strip()
+        row = []
+        for args in (["load", "-q", "-i", archive], ["load", "-i", archive],
+                     ["images", "--format", "{{.Repository}}:{{.Tag}}", "ld/x"], ["images", "-q", "-f", "dangling=true"]):
+            p = d.docker(*args)
+            row.append((p.returncode, p.out.replace(old, "<old>").replace(old[7:19], "<old12>"), p.err))
+        d.docker("rmi", "ld/x:1", old)
+        seen.append(row)
+    assert seen[0] == seen[1], seen
+    assert seen[0][0][1] == ("The image ld/x:1 already exists, renaming the old one with ID <old> to empty string\n"
+                             "Loaded image: ld/x:1\n")
+    assert seen[0][1][1] == "Loaded image: ld/x:1\n"
+    assert seen[0][2][1] == "ld/x:1\n" and "<old12>" in seen[0][3][1]
+
+
+def test_a_tag_moved_to_another_image_leaves_the_old_one_dangling_as_dockerd(eng, peer):
+    """`docker tag` (and commit) of a name that names another image: the old image, if the name
+    was its last, stays as <none> (dangling), as dockerd keeps it; berthd lost it (its content
+    went with the next collection)."""
+    seen = []
+    for d in (eng, peer):
+        d.docker("run", "--name", "mv-mk", IMAGE, "touch", "/x", check=True)
+        d.docker("commit", "mv-mk", "mv/solo:1", check=True)
+        d.docker("rm", "mv-mk", check=True)
+        old = d.docker("image", "inspect", "--format", "{{.Id}}", "mv/solo:1", check=True).out.strip()
+        row = []
+        for args in (["tag", IMAGE, "mv/solo:1"], ["images", "-q", "--no-trunc", "-f", "dangling=true"],
+                     ["image", "inspect", "--format", "{{.RepoTags}}", old]):
+            p = d.docker(*args)
+            row.append((p.returncode, p.out.replace(old, "<old>"), p.err))
+        d.docker("rmi", "mv/solo:1", old)
+        seen.append(row)
+    assert seen[0] == seen[1], seen
+    assert "<old>" in seen[0][1][1].split() and seen[0][2] == (0, "[]\n", "")
+
+
 def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):
     """`exec -u nosuchuser`: the docker CLI prints why (the start's stream) and exits 126 with
     both engines; -d: the start's error, exit 1; the exec's inspect: ExitCode 126, not running.

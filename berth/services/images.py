@@ -368,7 +368,7 @@ class ImageService(RegistryOps, ArchiveOps):
         ref = refmod.parse(target_s)
         if ref.digest:
             raise InvalidArgument(f'refusing to create a tag with a digest reference: "{target_s}"')
-        self.meta.put_image(ns, str(ref), r.target)
+        self._put_name(ns, str(ref), r)
         self._drop_untagged(ns, r)
         self.events.publish(ns, "image", "tag", source, name=str(ref))
         return str(ref)
@@ -502,10 +502,25 @@ class ImageService(RegistryOps, ArchiveOps):
             if not any(i.target.digest == target["digest"] for i in self.meta.list_images(ns)):
                 self.meta.put_image(ns, r.config_digest, target)
         for n in names:
-            self.meta.put_image(ns, n, target)
+            self._put_name(ns, n, r)
         if names:
             self._drop_untagged(ns, self._resolved(names, target))
         return r
+
+    def _put_name(self, ns: str, name: str, r: Resolved) -> None:
+        """Point name at r's image. An image the name leaves, with no other name, stays as an
+        image without a name (<none>), as dockerd keeps it: a tag moved by tag, load, pull,
+        commit or build never takes its old image away."""
+        old = self.meta.find_image(ns, name)
+        if old is not None and old.target.digest != r.target["digest"] and not any(
+                i.target.digest == old.target.digest and i.name != name for i in self.meta.list_images(ns)):
+            try:
+                old_id = self._resolved([name], old.target.to_dict()).config_digest
+            except BerthError:
+                old_id = None
+            if old_id is not None and old_id != r.config_digest:
+                self.meta.put_image(ns, old_id, old.target)
+        self.meta.put_image(ns, name, r.target)
 
     def add_refs(self, target: dict) -> None:
         """Record the content graph of a target for GC: index -> manifests -> config + layers."""
