@@ -12,6 +12,21 @@ def _ref(s):
     return reference.parse(s)
 
 
+def _transfer_ref(name, all_tags, quiet):
+    """The reference of a pull or push, as docker's CLI takes it: refused before any I/O when
+    invalid; with -a a repository without tag (every tag), else the default tag when none is
+    given (said unless quiet)."""
+    from berth.oci import reference
+    ref = reference.parse(name, default_tag=None)
+    if all_tags and (ref.tag or ref.digest):
+        raise BerthError("tag can't be used with --all-tags/-a")  # docker's words
+    if not all_tags and not (ref.tag or ref.digest):
+        ref = ref.with_tag(reference.DEFAULT_TAG)
+        if not quiet:
+            print(f"Using default tag: {ref.tag}", flush=True)
+    return ref
+
+
 def _registry_auth(ref):
     from berth.cli.auth import credentials_for
     return credentials_for(ref.domain)
@@ -25,14 +40,7 @@ def pull(ctx, argv, cmd):
     p.add_argument("--disable-content-trust", default="true")  # no content trust here: nothing to verify
     p.add_argument("name")
     a = p.parse_args(argv)
-    from berth.oci import reference
-    ref = reference.parse(a.name, default_tag=None)  # an invalid reference is refused before any I/O
-    if a.all_tags and (ref.tag or ref.digest):
-        raise BerthError("tag can't be used with --all-tags/-a")  # docker's words
-    if not a.all_tags and not (ref.tag or ref.digest):
-        ref = ref.with_tag(reference.DEFAULT_TAG)
-        if not a.quiet:
-            print(f"Using default tag: {ref.tag}", flush=True)
+    ref = _transfer_ref(a.name, a.all_tags, a.quiet)
     from berth.cli.progress import show
     # -a: the repository without a tag, which the API pulls tag by tag
     resp = ctx.client.image_pull(str(ref), platform=a.platform, auth=_registry_auth(ref))
@@ -51,14 +59,7 @@ def push(ctx, argv, cmd):
     a = p.parse_args(argv)
     if a.platform:
         raise BerthError("push --platform is not supported by berth: it pushes the image as stored")
-    from berth.oci import reference
-    ref = reference.parse(a.name, default_tag=None)
-    if a.all_tags and (ref.tag or ref.digest):
-        raise BerthError("tag can't be used with --all-tags/-a")  # docker's words
-    if not a.all_tags and not (ref.tag or ref.digest):
-        ref = ref.with_tag(reference.DEFAULT_TAG)
-        if not a.quiet:
-            print(f"Using default tag: {ref.tag}", flush=True)
+    ref = _transfer_ref(a.name, a.all_tags, a.quiet)
     from berth.cli.progress import show
     # -a: the repository without a tag, whose every tag the API pushes
     resp = ctx.client.image_push(str(ref), auth=_registry_auth(ref))

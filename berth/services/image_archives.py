@@ -19,22 +19,6 @@ if TYPE_CHECKING:  # names for the annotations only
 class ArchiveOps:
     """load, save (prepare_save, save) and import_ of ImageService."""
 
-    def _moved_names(self, ns: str, names: list[str], image_id: str) -> dict[str, str]:
-        """{name: the ID of the other image it names now} of the names a load takes over."""
-        from berth.errors import BerthError
-        moved = {}
-        for n in names:
-            old = self.meta.find_image(ns, n)
-            if old is None:
-                continue
-            try:
-                old_id = self._resolved([n], old.target.to_dict()).config_digest
-            except BerthError:
-                continue
-            if old_id != image_id:
-                moved[n] = old_id
-        return moved
-
     def load(self, ns: str, fileobj: BinaryIO, quiet: bool = False,
              progress: Progress | None = None) -> list[list[str]]:
         from berth.images.archive import load_archive
@@ -47,8 +31,8 @@ class ArchiveOps:
                 self.add_refs(img.target)
                 r = self._resolved(list(img.names), img.target)
                 self.unpack(r, lease=lease, ns=ns, progress=None if quiet else _loading_bars(progress, r))
-                moved = self._moved_names(ns, list(img.names), r.config_digest)
-                self.record(ns, list(img.names), img.target, r)
+                moved: dict[str, str] = {}
+                self.record(ns, list(img.names), img.target, r, moved=moved)
                 if img.names:
                     for n in img.names:
                         if n in moved:  # dockerd's words (quiet or not), the old image's ID

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
 from berth.images import config as imgconfig
 from berth.images.config import MAX_CONFIG, MAX_MANIFEST
-from berth.images.names import is_untagged_name
+from berth.images.names import is_untagged_name, repo_of
 from berth.images.stream import LayerStream
 from berth.oci import mediatypes as mt
 from berth.oci import reference as refmod
@@ -285,8 +285,7 @@ class RegistryOps:
         progress = progress or (lambda m: None)
         ref = refmod.parse(ref_s, default_tag=None)
         progress({"status": f"The push refers to repository [{ref.name}]"})
-        mine = [n for n in (i.name for i in self.meta.list_images(ns))
-                if not is_untagged_name(n) and refmod.parse(n, default_tag=None).name == ref.name]
+        mine = [n for n in (i.name for i in self.meta.list_images(ns)) if not is_untagged_name(n) and repo_of(n) == ref.name]
         if not mine:
             raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name()}")
         if ref.digest:

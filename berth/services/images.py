@@ -495,32 +495,40 @@ class ImageService(RegistryOps, ArchiveOps):
 
     # --- recording a new image ---
 
-    def record(self, ns: str, names: list[str], target: dict, resolved: Resolved | None = None) -> Resolved:
-        """Name an image (or keep it as <none> when it has no name); returns the Resolved."""
+    def record(self, ns: str, names: list[str], target: dict, resolved: Resolved | None = None,
+               moved: dict[str, str] | None = None) -> Resolved:
+        """Name an image (or keep it as <none> when it has no name); returns the Resolved.
+        moved: gets {name: the ID of the other image it named} of each name taken over."""
         r = resolved or self._resolved(names, target)
         if not names:
             if not any(i.target.digest == target["digest"] for i in self.meta.list_images(ns)):
                 self.meta.put_image(ns, r.config_digest, target)
         for n in names:
-            self._put_name(ns, n, r)
+            old_id = self._put_name(ns, n, r)
+            if old_id is not None and moved is not None:
+                moved[n] = old_id
         if names:
             self._drop_untagged(ns, self._resolved(names, target))
         return r
 
-    def _put_name(self, ns: str, name: str, r: Resolved) -> None:
-        """Point name at r's image. An image the name leaves, with no other name, stays as an
-        image without a name (<none>), as dockerd keeps it: a tag moved by tag, load, pull,
-        commit or build never takes its old image away."""
+    def _put_name(self, ns: str, name: str, r: Resolved) -> str | None:
+        """Point name at r's image; returns the ID of another image it named, if any. An image the
+        name leaves, with no other name, stays as an image without a name (<none>), as dockerd
+        keeps it: a tag moved by tag, load, pull, commit or build never takes its old image away."""
         old = self.meta.find_image(ns, name)
-        if old is not None and old.target.digest != r.target["digest"] and not any(
-                i.target.digest == old.target.digest and i.name != name for i in self.meta.list_images(ns)):
+        old_id = None
+        if old is not None and old.target.digest != r.target["digest"]:
             try:
                 old_id = self._resolved([name], old.target.to_dict()).config_digest
             except BerthError:
                 old_id = None
-            if old_id is not None and old_id != r.config_digest:
+            if old_id == r.config_digest:
+                old_id = None
+            elif old_id is not None and not any(i.target.digest == old.target.digest and i.name != name
+                                                for i in self.meta.list_images(ns)):
                 self.meta.put_image(ns, old_id, old.target)
         self.meta.put_image(ns, name, r.target)
+        return old_id
 
     def add_refs(self, target: dict) -> None:
         """Record the content graph of a target for GC: index -> manifests -> config + layers."""
