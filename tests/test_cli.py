@@ -702,6 +702,7 @@ def test_autostart(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("only root can start berthd")
     run_existed = os.path.exists("/run/berth")
+    log_existed = os.path.exists("/run/berth/berthd.log")
     etc_existed = os.path.exists("/etc/berth")
     home = tmp_path / "home"
     home.mkdir()
@@ -737,5 +738,7 @@ def test_autostart(tmp_path):
         shutil.rmtree("/var/lib/berth", ignore_errors=True)
         if not run_existed:
             shutil.rmtree("/run/berth", ignore_errors=True)
+        elif not log_existed and os.path.exists("/run/berth/berthd.log"):
+            os.unlink("/run/berth/berthd.log")  # written by the autostart
         if not etc_existed and os.path.isdir("/etc/berth"):
             shutil.rmtree("/etc/berth", ignore_errors=True)

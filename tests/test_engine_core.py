@@ -349,6 +349,20 @@ def test_runsc_exec_logs_and_exit_codes(c):
     assert p.returncode == 5
 
 
+@needs_runsc
+def test_runsc_delete_does_not_wait_for_its_sandbox(c):
+    """runsc's delete kills the sandbox and polls until it is gone; the shim, its subreaper,
+    reaps it meanwhile (berth's shim did not, and every runsc container's end took runsc's 5 s
+    timeout, the sandbox a zombie). Three `run --rm`, each well under those 5 s."""
+    took = []
+    for _ in range(3):
+        t = time.monotonic()
+        p = c.berth("run", "--rm", "--runtime", "runsc", "--network", "none", IMG, "true", timeout=120)
+        took.append(time.monotonic() - t)
+        assert p.returncode == 0, p.err
+    assert max(took) < 4, took
+
+
 def test_a_shim_runs_in_a_session_of_its_own_and_leaves_no_zombie(c):
     """A signal to berthd's process group (its terminal's ^C) does not reach the shims, and a
     shim that ended is gone, not a zombie of the zygote it was forked from."""

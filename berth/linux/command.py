@@ -22,15 +22,17 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 
 def run(argv: Sequence[str], timeout: float, input: bytes | None = None,
-        env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        env: Mapping[str, str] | None = None,
+        while_waiting: Callable[[int], None] | None = None) -> subprocess.CompletedProcess[bytes]:
     """Like subprocess.run(argv, input=input, capture_output=True, env=env, timeout=timeout),
     stdin /dev/null when input is None: the same CompletedProcess, the same errors (OSError
     when it cannot be started; subprocess.TimeoutExpired, after the command is killed and
-    reaped, when it runs too long)."""
+    reaped, when it runs too long). while_waiting(pid), if given, is called every few ms until
+    the command ends (a subreaper reaps what the command ends meanwhile: its own children)."""
     fds = [os.memfd_create(name, os.MFD_CLOEXEC) for name in ("stdout", "stderr")]
     stdin = subprocess.DEVNULL  # or a memfd with the input
     try:
@@ -39,7 +41,7 @@ def run(argv: Sequence[str], timeout: float, input: bytes | None = None,
             os.write(stdin, input)
             os.lseek(stdin, 0, os.SEEK_SET)
         pid = _spawn(argv, env, stdin, fds[0], fds[1])
-        if not _ended(pid, timeout):
+        if not _ended(pid, timeout, while_waiting):
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:
@@ -165,20 +167,30 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str] | None, stdin: int, stdou
     return pid.value
 
 
-def _ended(pid: int, timeout: float) -> bool:
+def _ended(pid: int, timeout: float, while_waiting: Callable[[int], None] | None = None) -> bool:
     """Whether a child ends within timeout seconds (it is not reaped here)."""
+    deadline = time.monotonic() + timeout
     try:
         pfd = os.pidfd_open(pid)
     except OSError:  # a kernel before 5.3: poll it
-        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
                 return True
+            if while_waiting is not None:
+                while_waiting(pid)
             time.sleep(0.001)
         return False
     try:
         p = select.poll()
         p.register(pfd, select.POLLIN)
-        return bool(p.poll(timeout * 1000))
+        if while_waiting is None:
+            return bool(p.poll(timeout * 1000))
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if p.poll(min(left, 0.005) * 1000):
+                return True
+            while_waiting(pid)
     finally:
         os.close(pfd)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from berth.errors import FailedPrecondition, NotFound, SystemError_
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from berth.daemon.config import Config
 
 LIBRARY = "berth-runc"  # the runtime path that means "the library, in-process"
@@ -131,6 +133,7 @@ class BinaryRuntime(OCIRuntime):
         self.args = list(args or [])
         self.root = root
         self.work_dir = work_dir  # where its log and console sockets go (the shim's state dir)
+        self.while_waiting: Callable[[int], None] | None = None  # called while a quick command runs (its pid)
 
     def shim_params(self, network_mode: str = "") -> dict[str, Any]:
         return {"runtime_root": self.root, "runtime_binary": self.path,
@@ -158,7 +161,7 @@ class BinaryRuntime(OCIRuntime):
     def _call(self, verb: list[str], what: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         try:
             from berth.linux.command import run  # imported where used: a helper of a runtime binary
-            p = run(self._cmd() + verb, timeout)  # start, kill, delete: ~1 ms less than subprocess.run
+            p = run(self._cmd() + verb, timeout, while_waiting=self.while_waiting)  # start, kill, delete: ~1 ms less than subprocess.run
         except FileNotFoundError:
             raise SystemError_(f"{self.path}: the runtime binary is not installed") from None
         except subprocess.TimeoutExpired:

@@ -1047,7 +1047,7 @@ class Shim:
                 channels.append(c)
             else:
                 self._drop(c, flush=False)
-        _cleanup_runtime(self.p)
+        _cleanup_runtime(self.p, self._tracked_pids)
         try:
             os.unlink(self.p.get("socket") or os.path.join(self.state_dir, "shim.sock"))
         except OSError:
@@ -1055,6 +1055,15 @@ class Shim:
         for c in channels:
             self._drop(c, flush=False)
         self._close_fds()
+
+    def _tracked_pids(self) -> set[int]:
+        """The pids whose ends this process's loop waits for (its containers' inits and execs)."""
+        pids = set()
+        for inst in self.host.instances if self.host is not None else [self]:
+            pids.add(inst.init_pid)
+            pids.update(ex.pid for ex in inst.execs.values())
+        pids.discard(None)
+        return pids
 
     def _close_fds(self) -> None:
         """What it still holds goes (the host process may go on with other containers)."""
@@ -1242,14 +1251,41 @@ def _tell(params: Params, event: dict[str, Any]) -> None:
         pass
 
 
-def _cleanup_runtime(params: Params) -> None:
+def _cleanup_runtime(params: Params, tracked: Callable[[], set[int]] = set) -> None:
+    """The runtime's delete of the container. A runtime binary's delete may end processes the
+    shim is the subreaper of (runsc's sandbox and gofer): they are reaped while it runs, else
+    it waits for their end (runsc: 5 s) and leaves them zombies. tracked() are the pids whose
+    exits the shim's own loop collects (inits, execs)."""
     try:
         from berth.runtime import oci
-        oci.from_params(params).delete(params["id"], force=True)
+        rt = oci.from_params(params)
+        if isinstance(rt, oci.BinaryRuntime):
+            rt.while_waiting = lambda pid: _reap_strays(tracked() | {pid})
+        rt.delete(params["id"], force=True)
     except Exception:
         pass
     if params.get("runtime_binary"):
         _remove_cgroup(params)
+
+
+def _reap_strays(keep: set[int]) -> None:
+    """Reap the ended children not in keep (nobody waits for their status)."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids = [int(x) for x in f.read().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            if pid not in keep:
+                try:
+                    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
+                except ChildProcessError:
+                    pass
 
 
 def _remove_cgroup(params: Params) -> None:
@@ -1280,7 +1316,7 @@ def _start_failed(shim: Shim, params: Params, e: BaseException) -> None:
             os.kill(shim.init_pid, _signal.SIGKILL)
         except OSError:
             pass
-    _cleanup_runtime(params)
+    _cleanup_runtime(params, shim._tracked_pids)
     _tell(params, proto.start_failed(_kind(e), msg))
     try:
         shim._write_state("failed")
