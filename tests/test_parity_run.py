@@ -1468,6 +1468,36 @@ def test_image_and_layer_sizes_as_dockerd(eng, peer):
     assert seen[0][0] == sum(int(x) for x in seen[0][3])
 
 
+def test_committed_and_built_layer_sizes_as_dockerd(eng, peer, tmp_path):
+    """A committed container's and a built image's layers are sized as dockerd sizes them, the
+    new layer's files and the parent's layers alike (berth kept a committed or built layer
+    packed until a run, and gave the tar blobs' sizes for the whole image meanwhile: 2.13 MB
+    and 4.61 kB where dockerd said 1.98 MB and 22 B)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nRUN echo hello > /y && touch /x && ln -s /y /z\n"
+                                    "COPY f /f\nRUN rm /data/sub/file\n")
+    (ctx / "f").write_text("abc\n")
+    seen = []
+    for d in (eng, peer):
+        name, com, bld = _name("cs"), f"{_name('com')}:1", f"{_name('bld')}:1"
+        try:
+            d.docker("run", "--name", name, IMAGE, "sh", "-c", "touch /x; echo hello > /y", check=True)
+            d.docker("commit", name, com, check=True)
+            d.docker("build", "-q", "-t", bld, str(ctx), check=True)
+            got = []
+            for ref in (com, bld):
+                img = json.loads(d.docker("image", "inspect", ref, check=True).out)[0]
+                hist = d.docker("history", "--human=false", "--format", "{{.Size}}", ref, check=True).out.split()
+                got.append((img["Size"], hist))
+            seen.append(got)
+        finally:
+            d.docker("rm", "-f", name)
+            d.docker("rmi", com, bld)
+    assert seen[0] == seen[1], seen
+    assert seen[0][0][1][0] == "6" and seen[0][1][1][:4] == ["0", "4", "8", "0"], seen
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

@@ -334,6 +334,9 @@ class _Job:
         from berth.oci import reference as refmod
         for t in self.opts.tags:
             names_.append(str(refmod.parse(t)))
+        # every layer unpacked, as dockerd's layers are once built: their sizes are their files'
+        # (as dockerd's), and a run of the image needs no unpacking
+        self.b.images.unpack(final.image, lease=self.lease, ns=self.ns)
         with self.b.meta.tx():  # the names in one transaction
             self.b.images.record(self.ns, names_, final.image.target, resolved=final.image)
         if not names_:

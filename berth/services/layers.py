@@ -7,12 +7,15 @@ worker thread.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import json
-from berth.errors import FailedPrecondition, InvalidArgument
+from berth.errors import BerthError, FailedPrecondition, InvalidArgument
 from berth.images import config as imgconfig
 from berth.oci import mediatypes as mt
+
+log = logging.getLogger("berthd")
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
@@ -193,5 +196,13 @@ def commit(containers: ContainerService, ns: str, ref: str, repo: str | None = N
     else:
         new_layers.append((diff_id, desc))
     r = write_image(images, ns, parent, doc, new_layers, [h], names=names)
+    if new_layers:
+        # the new layer unpacked, as dockerd registers a committed layer: its size is then that of
+        # its files (as dockerd's) and a run of the image needs no unpacking; a failure here
+        # leaves that to the first run
+        try:
+            images.unpack(r)
+        except (BerthError, OSError) as e:
+            log.warning("commit %s: unpacking its new layer: %s", r.config_digest[7:19], e)
     containers.events.container(ns, rec, "commit")
     return {"Id": r.config_digest}
