@@ -1790,6 +1790,54 @@ elif os.environ["CNI_COMMAND"] == "DEL":
 """
 
 
+PORTMAP_SPY = """#!/bin/sh
+# the real portmap, each call written down first (command, and whether it has port mappings)
+here=$(dirname "$0")
+conf=$(cat)
+case "$conf" in *'"portMappings"'*) m=mapped;; *) m=none;; esac
+echo "$CNI_COMMAND $m" >> "$here/calls"
+for d in /opt/cni/bin /usr/lib/cni; do
+    [ -x "$d/portmap" ] && { printf '%s' "$conf" | "$d/portmap"; exit $?; }
+done
+exit 1
+"""
+
+
+def test_portmap_runs_only_for_pods_that_map_ports(tmp_path):
+    """A pod without host ports gets the node's chain without portmap (given no mappings, its ADD
+    hands the previous result back and its DEL does nothing: only its start-up's cost); a pod
+    with a host port gets it, at its ADD and at its DEL."""
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    (bindir / "portmap").write_text(PORTMAP_SPY)
+    (bindir / "portmap").chmod(0o755)
+    n = Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n')
+    n.start()
+    try:
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = n.client()
+        calls = bindir / "calls"
+        sid, _ = _pod(c, n, "noports")
+        st = c.PodSandboxStatus(pod_sandbox_id=sid).status
+        assert st.state == pb.SANDBOX_READY and st.network.ip
+        c.StopPodSandbox(pod_sandbox_id=sid)
+        c.RemovePodSandbox(pod_sandbox_id=sid)
+        assert not calls.exists()
+        port = free_port()
+        cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="ports", namespace="testns", uid="u-ports"),
+                                  hostname="ports", log_directory=os.path.join(n.logs, "ports"),
+                                  port_mappings=[pb.PortMapping(protocol=pb.TCP, container_port=80, host_port=port)])
+        sid = c.RunPodSandbox(config=cfg).pod_sandbox_id
+        assert c.PodSandboxStatus(pod_sandbox_id=sid).status.network.ip
+        assert calls.read_text().split("\n")[:1] == ["ADD mapped"]
+        c.StopPodSandbox(pod_sandbox_id=sid)
+        c.RemovePodSandbox(pod_sandbox_id=sid)
+        assert calls.read_text().split() == ["ADD", "mapped", "DEL", "mapped"]
+        c.close()
+    finally:
+        n.cleanup()
+
+
 def test_a_stopped_pods_network_goes_before_anyone_sees_it(tmp_path):
     """StopPodSandbox answers once the pause is stopped (its process is gone); the pod's CNI DEL
     goes on after the answer, and whoever looks at the sandbox next (its status, a listing, its
