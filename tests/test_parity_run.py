@@ -1498,6 +1498,24 @@ def test_committed_and_built_layer_sizes_as_dockerd(eng, peer, tmp_path):
     assert seen[0][0][1][0] == "6" and seen[0][1][1][:4] == ["0", "4", "8", "0"], seen
 
 
+def test_diff_as_dockerd(eng, peer):
+    """`docker diff` of a container that modified, added and deleted files: the same changes as
+    dockerd's (berth's diff failed with a 500 on a file modified in place); dockerd's order
+    follows Go's map order, so the lines are compared as sets."""
+    seen = []
+    for d in (eng, peer):
+        name = _name("df")
+        try:
+            d.docker("run", "--name", name, IMAGE, "sh", "-c",
+                     "rm /bin/ls; mkdir /tmp/q; echo x > /tmp/q/f; echo y > /data/sub/file; ln -sf /x /data/link",
+                     check=True)
+            seen.append(sorted(d.docker("diff", name, check=True).out.splitlines()))
+        finally:
+            d.docker("rm", "-f", name)
+    assert seen[0] == seen[1], seen
+    assert {"C /data/sub/file", "D /bin/ls", "A /tmp/q/f", "C /data/link"} <= set(seen[0]), seen
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

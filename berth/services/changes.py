@@ -136,7 +136,7 @@ def changes(svc: ContainerService, ns: str, ref: str) -> list[dict]:
     paths = [c[0] for c in raw]
     out = []
     for path, kind, info in raw:
-        if kind == MODIFY and isinstance(info, tuple):
+        if kind == MODIFY and type(info) is tuple:  # ("dir", st, low); a stat_result is a tuple too
             _, st, low = info
             below = any(p.startswith(path + "/") for p in paths)
             if _same_dir(st, low) and not below:
