@@ -358,13 +358,43 @@ def test_update_resources_and_restart_policy(eng, sdk):
         # a stopped container's update takes effect at its next start
         eng.docker("rm", "-f", name, check=True)
         eng.docker("create", "--name", name, IMAGE, "sleep", "600", check=True)
-        eng.berth("update", "-m", "24m", "--pids-limit", "40", name, check=True)
+        eng.berth("update", "-m", "24m", "--memory-swap", "48m", "--pids-limit", "40", name, check=True)
         eng.docker("start", name, check=True)
         if all(os.path.exists(os.path.dirname(f)) for f in files):
             out = eng.docker("exec", name, "cat", files[0], files[2]).out.split()
             assert out == [str(24 << 20), "40"], out
     finally:
         eng.docker("rm", "-f", name)
+
+
+def test_update_refusals_as_dockerd(eng, peer):
+    """What `docker update` refuses, side by side with dockerd 20.10: the request's own conflicts
+    (400) before those with the container's settings (409, `Cannot update container <id>: ...`):
+    CPU Period/Quota against NanoCPUs either way, and a memory limit above the recorded swap
+    limit unless the swap limit comes with it (a container made without limits too)."""
+    cases = [["-m", "10m"], ["-m", "10m", "--memory-swap", "-1"], ["--cpus", "0.5"], ["--cpu-quota", "50000"],
+             ["--cpus", "0.5", "--cpu-period", "50000"], ["-m", "1m"]]
+    seen = []
+    for d in (eng, peer):
+        made = {"plain": [], "quota": ["--cpu-quota", "50000"], "nano": ["--cpus", "1"],
+                "mem": ["-m", "20m", "--memory-swap", "30m"]}
+        names = {k: _name("up" + k) for k in made}
+        try:
+            for k, opts in made.items():
+                d.docker("create", "--name", names[k], *opts, IMAGE, "true", check=True)
+            got = []
+            for k in made:
+                for c in cases + [["-m", "25m"], ["-m", "40m"]]:
+                    p = d.docker("update", *c, names[k])
+                    got.append((k, c, p.returncode, p.err.replace(_inspect(d, names[k])["Id"], "<id>").strip()))
+            hcs = [_inspect(d, names[k])["HostConfig"] for k in made]
+            got.append([(h["Memory"], h["MemorySwap"], h["NanoCpus"], h["CpuQuota"], h["CpuPeriod"]) for h in hcs])
+            seen.append(got)
+        finally:
+            d.docker("rm", "-f", *names.values())
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert ("plain", ["-m", "10m"], 1, "Error response from daemon: Cannot update container <id>: Memory limit "
+            "should be smaller than already set memoryswap limit, update the memoryswap at the same time") in seen[0]
 
 
 def test_cli_value_parsers():

@@ -36,14 +36,15 @@ def update(svc: ContainerService, ns: str, ref: str, body: Any) -> dict[str, Any
     for k in ("Devices", "DeviceCgroupRules", "Ulimits", "CgroupParent", "DeviceRequests"):
         if new.get(k):
             raise InvalidArgument(f"{k} cannot be updated on an existing container")
-    if "Memory" in new and "MemorySwap" not in new and hc.get("MemorySwap", 0) > 0 \
-            and new["Memory"] > hc["MemorySwap"]:
-        raise InvalidArgument("Memory limit should be smaller than already set memoryswap limit, update the "
-                              "memoryswap at the same time")
-    if new.get("NanoCpus") and (new.get("CpuQuota") or new.get("CpuPeriod") or hc.get("CpuQuota")
-                                or hc.get("CpuPeriod")):
-        raise InvalidArgument("Conflicting options: Nano CPUs cannot be set as CPU Period or Quota is already set")
-    runopts.check_cpu(new)  # the request's own, as dockerd's update checks them
+    # the request's own values first (dockerd's verifyContainerSettings: 400), then what they
+    # conflict with in the container's settings (its UpdateContainer: 409, "Cannot update container")
+    for k, what in (("Memory", "memory limit"), ("MemoryReservation", "memory reservation")):
+        if 0 < int(new.get(k) or 0) < runopts._MIN_MEMORY:
+            raise InvalidArgument(f"Minimum {what} allowed is 6MB")
+    runopts.check_cpu(new)
+    conflict = _conflict(new, hc)
+    if conflict:
+        raise FailedPrecondition(f"Cannot update container {rec.id}: {conflict}")
     merged = dict(hc, **new)
     runopts._check_memory(merged, warnings)
     runopts._check_cpuset(merged)
@@ -61,6 +62,26 @@ def update(svc: ContainerService, ns: str, ref: str, body: Any) -> dict[str, Any
     svc.meta.update_container(ns, rec.id, spec=dict(spec, HostConfig=merged))
     svc.events.container(ns, rec, "update")
     return {"Warnings": warnings}
+
+
+def _conflict(new: dict[str, Any], hc: dict[str, Any]) -> str | None:
+    """What dockerd's UpdateContainer refuses in an update of settings hc, in its order and words:
+    CPU Period or Quota against NanoCPUs (set one way, they cannot be updated the other), and a
+    memory limit above the swap limit recorded unless the swap limit comes with it (which takes
+    in a container without limits, whose recorded swap limit is 0, or with -1)."""
+    def val(d: dict[str, Any], k: str) -> int:
+        return int(d.get(k) or 0)
+    if val(new, "NanoCpus") > 0 and val(hc, "CpuPeriod") > 0:
+        return "Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set"
+    if val(new, "NanoCpus") > 0 and val(hc, "CpuQuota") > 0:
+        return "Conflicting options: Nano CPUs cannot be updated as CPU Quota has already been set"
+    if val(new, "CpuPeriod") > 0 and val(hc, "NanoCpus") > 0:
+        return "Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set"
+    if val(new, "CpuQuota") > 0 and val(hc, "NanoCpus") > 0:
+        return "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set"
+    if val(new, "Memory") and val(new, "Memory") > val(hc, "MemorySwap") and not val(new, "MemorySwap"):
+        return "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time"
+    return None
 
 
 def resources_of(hc: dict[str, Any], only: Iterable[str] | None = None) -> dict[str, Any]:
