@@ -1546,6 +1546,29 @@ def test_diff_as_dockerd(eng, peer):
     assert {"C /data/sub/file", "D /bin/ls", "A /tmp/q/f", "C /data/link"} <= set(seen[0]), seen
 
 
+def test_ps_order_and_last_as_dockerd(eng, peer):
+    """Containers made within one second list newest first, as dockerd's (berth sorted by whole
+    seconds and kept the oldest first); `ps -n N` and `-l` are the last made whatever their
+    state, running or not (berth applied them to the running ones alone)."""
+    seen = []
+    for d in (eng, peer):
+        tag = _name("ord")
+        names = [f"{tag}-{i}" for i in range(3)]
+        try:
+            d.docker("run", "-d", "--name", names[0], IMAGE, "sleep", "60", check=True)
+            d.docker("run", "--name", names[1], IMAGE, "true", check=True)
+            d.docker("create", "--name", names[2], IMAGE, "true", check=True)
+            got = []
+            for args in (["-a"], ["-n", "2"], ["-l"], ["-a", "--filter", f"name={tag}"]):
+                out = d.docker("ps", *args, "--format", "{{.Names}}", check=True).out.split()
+                got.append([n.replace(tag, "<t>") for n in out if n.startswith(tag)])
+            seen.append(got)
+        finally:
+            d.docker("rm", "-f", *names)
+    assert seen[0] == seen[1], seen
+    assert seen[0][1] == ["<t>-2", "<t>-1"] and seen[0][2] == ["<t>-2"], seen
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

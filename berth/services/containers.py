@@ -945,19 +945,18 @@ class ContainerService:
         after, before = _bounds(self, ns, filters)
         out = []
         from berth.services.health import annotate
+        limited = limit is not None and limit > 0  # the last n made, whatever their state (ps -n, -l)
         for rec in self.meta.list_containers(ns):
             if not after < rec.created_at < before:
                 continue
             st = annotate(self, rec, self.state(rec))  # + State.Health
-            if not all_ and not st["Running"] and not filters.get("status"):
+            if not all_ and not limited and not st["Running"] and not filters.get("status"):
                 continue
             item = self._summary(rec, st)
             if _match(filters, item, rec, st):
-                out.append(item)
-        out.sort(key=lambda c: -c["Created"])
-        if limit is not None and limit > 0:
-            out = out[:limit]
-        return out
+                out.append((rec.created_at, item))
+        out.sort(key=lambda c: -c[0])  # newest first, to the nanosecond (Created is in seconds)
+        return [item for _, item in (out[:limit] if limited else out)]
 
     def records(self, ns: str) -> builtins.list[Container]:
         """Every container record of a namespace as stored (no state, no health): for a front end
