@@ -1569,6 +1569,26 @@ def test_ps_order_and_last_as_dockerd(eng, peer):
     assert seen[0][1] == ["<t>-2", "<t>-1"] and seen[0][2] == ["<t>-2"], seen
 
 
+def test_volume_create_refusals_as_dockerd(eng, peer):
+    """`docker volume create` refuses in dockerd's words, which name the operation and the volume
+    (`create <name>: ...`)."""
+    seen = []
+    name = _name("vc")
+    for d in (eng, peer):
+        got = []
+        for opts in (["--driver", "bogus"], ["-o", "type=tmpfs"], ["-o", "device=/x"], ["-o", "bogus=1"],
+                     ["--driver", "bogus", "-o", "type=tmpfs"]):
+            p = d.docker("volume", "create", *opts, name)
+            got.append((p.returncode, p.out, p.err.strip()))
+        for short in (["x"], ["--driver", "bogus", "x"]):  # the driver is looked up before the name is checked
+            p = d.docker("volume", "create", *short)
+            got.append((p.returncode, p.out, p.err.strip()))
+        d.docker("volume", "rm", name)
+        seen.append(got)
+    assert seen[0] == seen[1], seen
+    assert seen[0][0][2].startswith(f"Error response from daemon: create {name}: error looking up"), seen
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

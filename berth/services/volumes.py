@@ -249,14 +249,17 @@ class VolumeService:
     def create(self, ns: str, name: str | None = None, driver: str | None = None, opts: dict | None = None,
                labels: dict | None = None) -> dict:
         driver = driver or "local"
-        if driver != "local":
-            raise InvalidArgument(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
         opts = dict(opts or {})
         labels = dict(labels or {})
-        if not name:  # anonymous
+        named = bool(name)
+        if not named:  # anonymous
             name = secrets.token_hex(32)
             labels.setdefault(ANON_LABEL, "")
-        else:
+        # dockerd's volume store names the operation and the volume in what it refuses; the driver
+        # is looked up before the name is checked (the local driver checks names)
+        if driver != "local":
+            raise InvalidArgument(f'create {name}: error looking up volume plugin {driver}: plugin "{driver}" not found')
+        if named:
             check_name(name)
         for k, v in opts.items():
             if k not in LOCAL_OPTS:
@@ -265,7 +268,7 @@ class VolumeService:
                 raise InvalidArgument(f'invalid option "{k}": not a string')
         if opts and (not opts.get("type") or not opts.get("device")):
             missing = "type" if not opts.get("type") else "device"
-            raise InvalidArgument(f'missing required option: "{missing}"')
+            raise InvalidArgument(f'create {name}: missing required option: "{missing}"')
         with self._lock:
             o = self.meta.find_object(ns, "volume", name)
             if o is not None:
