@@ -1589,6 +1589,22 @@ def test_volume_create_refusals_as_dockerd(eng, peer):
     assert seen[0][0][2].startswith(f"Error response from daemon: create {name}: error looking up"), seen
 
 
+def test_cp_of_an_empty_archive_as_dockerd(eng, peer):
+    """`docker cp - c:/dir` given no bytes at all extracts nothing and succeeds, as dockerd's
+    (berth refused it: `invalid tar archive: empty file`); bytes that are no tar are refused."""
+    seen = []
+    for d in (eng, peer):
+        name = _name("cpe")
+        try:
+            d.docker("create", "--name", name, IMAGE, "true", check=True)
+            a = d.docker("cp", "-", f"{name}:/tmp", input=b"")
+            b = d.docker("cp", "-", f"{name}:/tmp", input=b"not a tar archive" * 64)
+            seen.append((a.returncode, a.out, a.err, b.returncode))
+        finally:
+            d.docker("rm", "-f", name)
+    assert seen[0] == seen[1] == (0, "", "", 1), seen
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

@@ -300,6 +300,10 @@ def extract_tar(rootfd: int, dest: str, fileobj: BinaryIO, owner: str | tuple[in
 
     try:
         tf = tarfile.open(fileobj=fileobj, mode="r|")  # noqa: SIM115 (closed in the finally below)
+    except tarfile.ReadError as e:
+        if str(e) == "empty file":  # no bytes at all: no entries, nothing to extract (as Go's tar reader)
+            return
+        raise InvalidArgument(f"invalid tar archive: {e}") from None
     except tarfile.TarError as e:
         raise InvalidArgument(f"invalid tar archive: {e}") from None
     try:
