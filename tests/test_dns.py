@@ -342,7 +342,8 @@ def test_owned_name_resolves_with_busybox_and_raw_client(loop_thread, dns_server
     assert "10.88.0.5" in out.stdout
 
     r = query(ns, "web")
-    assert r["id"] == 0x1234 and r["qr"] and r["aa"] and r["rd"] and r["ra"]
+    # not authoritative: dockerd's resolver leaves AA unset (nslookup says "Non-authoritative answer")
+    assert r["id"] == 0x1234 and r["qr"] and not r["aa"] and r["rd"] and r["ra"]
     assert r["rcode"] == 0
     assert r["questions"] == [("web", A)]
     assert r["answers"] == [("web", A, 600, "10.88.0.5")]
@@ -391,7 +392,7 @@ def test_aaaa_and_other_types_of_owned_names_are_empty_noerror(loop_thread, dns_
     attach(loop_thread, start(), "c1", ns)
     for qtype in (AAAA, TXT, 15):
         r = query(ns, "web", qtype)
-        assert (r["rcode"], r["answers"], r["aa"]) == (0, [], True)
+        assert (r["rcode"], r["answers"], r["aa"]) == (0, [], False)
     r = query(ns, "stopped", A)
     assert (r["rcode"], r["answers"]) == (0, [])
 
@@ -403,7 +404,7 @@ def test_ptr_for_containers(loop_thread, dns_server, make_netns, upstream):
     table.ptr["c1"] = {"10.88.0.5": "web.mynet"}
     attach(loop_thread, start([upstream.addr]), "c1", ns)
     r = query(ns, "5.0.88.10.in-addr.arpa", PTR)
-    assert r["rcode"] == 0 and r["aa"]
+    assert r["rcode"] == 0 and not r["aa"]
     assert r["answers"] == [("5.0.88.10.in-addr.arpa", PTR, 600, "web.mynet")]
     out = nslookup(ns, "10.88.0.5")
     assert "web.mynet" in out.stdout, out.stdout + out.stderr

@@ -4,6 +4,7 @@ and the CLI's flags, through the real docker CLI, the Docker SDK for Python and 
 
 import json
 import os
+import random
 import re
 import shutil
 import time
@@ -1603,6 +1604,44 @@ def test_cp_of_an_empty_archive_as_dockerd(eng, peer):
         finally:
             d.docker("rm", "-f", name)
     assert seen[0] == seen[1] == (0, "", "", 1), seen
+
+
+def test_user_network_ipam_aliases_and_dns_as_dockerd(eng, peer):
+    """On a user-defined network, side by side with dockerd 20.10: the IPAM config inspect shows
+    (a --subnet without --gateway has no Gateway there), an address outside the subnets in
+    dockerd's words, the short container ID among a container's Aliases for API versions before
+    1.45 (as dockerd 20.10's 1.41), and the embedded DNS answering without the authoritative flag
+    (busybox's nslookup says "Non-authoritative answer")."""
+    docker = pytest.importorskip("docker")
+    seen = []
+    tag = uuid.uuid4().hex[:6]
+    third = random.randint(0, 200)
+    for d in (eng, peer):
+        nets = {f"{tag}a": ["--subnet", f"10.97.{third}.0/24"],
+                f"{tag}b": ["--subnet", f"10.97.{third + 1}.0/24", "--gateway", f"10.97.{third + 1}.254"]}
+        name = _name("al")
+        got = []
+        try:
+            for n, opts in nets.items():
+                d.docker("network", "create", *opts, n, check=True)
+                got.append(json.loads(d.docker("network", "inspect", n, check=True).out)[0]["IPAM"]["Config"])
+            a = list(nets)[0]
+            d.docker("run", "-d", "--name", name, "--network", a, "--network-alias", "al1", IMAGE, "sleep", "60",
+                     check=True)
+            api = docker.APIClient(base_url=d.host, version="1.41")
+            info = api.inspect_container(name)
+            api.close()
+            got.append(info["NetworkSettings"]["Networks"][a]["Aliases"] == ["al1", info["Id"][:12]])
+            p = d.docker("run", "--rm", "--network", a, "--ip", "10.96.0.9", IMAGE, "true")
+            got.append((p.returncode, p.err.replace("10.96.0.9", "<ip>")))
+            p = d.docker("run", "--rm", "--network", a, IMAGE, "nslookup", "al1")
+            got.append((p.returncode, "Non-authoritative answer:" in p.out, info["NetworkSettings"]["Networks"][a]["IPAddress"] in p.out))
+        finally:
+            d.docker("rm", "-f", name)
+            d.docker("network", "rm", *nets)
+        seen.append(got)
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == [{"Subnet": f"10.97.{third}.0/24"}] and seen[0][2] is True and seen[0][4] == (0, True, True), seen
 
 
 def test_one_character_names_are_refused_as_dockerd(eng, peer):

@@ -106,6 +106,15 @@ def services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
+def api_version(request: web.Request) -> tuple[int, int] | None:
+    """The API version the request's path names (/v1.41/...), or None: the newest."""
+    v = request.match_info.get("_api_version")
+    if not v:
+        return None
+    major, _, minor = v.partition(".")
+    return int(major), int(minor)
+
+
 def namespace_of(request: web.Request) -> str:
     ns = request.headers.get(NAMESPACE_HEADER)
     if not ns:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 
 from aiohttp import web
 
-from berth.api.app import Router, json_body, json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, api_version, json_body, json_response, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
 from berth.errors import BerthError, InvalidArgument
 from berth.services import container_ops as ops
@@ -65,6 +65,14 @@ async def inspect(request: web.Request) -> web.Response:
     res = await s.run(s.containers.inspect, ns, request.match_info["id"])
     if _bool(request, "size"):  # inspect --size
         res = (await s.run(ops.with_sizes, s.containers, ns, [res]))[0]
+    v = api_version(request)
+    if v is not None and v < (1, 45):
+        # before API 1.45 a user-defined network's Aliases carry the short container ID too
+        # (since then in DNSNames alone)
+        short = res["Id"][:12]
+        for ep in ((res.get("NetworkSettings") or {}).get("Networks") or {}).values():
+            if ep.get("DNSNames") and short not in (ep.get("Aliases") or []):
+                ep["Aliases"] = list(ep.get("Aliases") or []) + [short]
     return json_response(res)
 
 

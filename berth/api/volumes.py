@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
-from berth.api.app import Router, json_body, json_response, member, namespace_of, services, stream_headers
+from berth.api.app import Router, api_version, json_body, json_response, member, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
 
 
@@ -38,8 +36,8 @@ async def remove(request: web.Request) -> web.Response:
 async def prune(request: web.Request) -> web.Response:
     s = services(request)
     filters = _filters(request)
-    m = re.match(r"/v1\.(\d+)/", request.path)
-    if m and int(m.group(1)) < 42 and "all" not in filters:
+    v = api_version(request)
+    if v is not None and v < (1, 42) and "all" not in filters:
         filters = dict(filters, all=["true"])  # before API 1.42 prune took named volumes too
     return json_response(await s.run(s.volumes.prune, namespace_of(request), filters))
 

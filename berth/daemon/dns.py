@@ -536,7 +536,7 @@ class EmbeddedDNS:
                     host = self._reverse(key, ip)
                     if host:
                         rr = _rr(TYPE_PTR, encode_name(host))
-                        return build_response(query, data, RCODE_NOERROR, [rr], True, max_size)
+                        return build_response(query, data, RCODE_NOERROR, [rr], False, max_size)
             addrs = self._lookup(key, lname)
         except Exception:
             log.exception("dns: lookup of %r failed", lname)
@@ -552,7 +552,8 @@ class EmbeddedDNS:
                                    _rr(TYPE_A, socket.inet_aton(ip)))
                 except OSError:
                     log.warning("dns: not an IP address for %r: %r", lname, ip)
-        return build_response(query, data, RCODE_NOERROR, answers, True, max_size)
+        # not authoritative, as dockerd's resolver answers (a client says "Non-authoritative answer")
+        return build_response(query, data, RCODE_NOERROR, answers, False, max_size)
 
     async def _forward(self, query: Query, data: bytes, tcp: bool) -> bytes:
         """Relay the query to the upstreams in turn; the first reply, with the client's

@@ -219,6 +219,9 @@ class NetworkService:
             nid = secrets.token_hex(32)
             data = {"driver": driver, "subnet": str(net), "gateway": str(gw), "ip_range": str(rng) if rng else "",
                     "subnet_auto": not subnet,  # from the pool: no --ip on it (dockerd's rule)
+                    # a --subnet without --gateway: the gateway is chosen but not part of the IPAM
+                    # config inspect shows (dockerd's); a pool's config shows it
+                    "gateway_implied": bool(subnet) and not gateway,
                     "internal": bool(internal), "options": options, "ipam_options": dict(ipam_options or {}),
                     "attachable": bool(attachable), "created": _now(), "ipv6": bool(ipv6), **v6}
             if aux:
@@ -261,7 +264,7 @@ class NetworkService:
                 raise InvalidArgument(f"invalid gateway {gateway6!r}") from None
             if gw not in net:
                 raise InvalidArgument(f"no matching subnet for gateway {gateway6}")
-        out = {"subnet6": str(net), "gateway6": str(gw), "ip_range6": ""}
+        out = {"subnet6": str(net), "gateway6": str(gw), "ip_range6": "", "gateway6_implied": not gateway6}
         if ip_range6:
             try:
                 rng = ipaddress.IPv6Network(ip_range6, strict=False)
@@ -500,7 +503,9 @@ class NetworkService:
         aux = d.get("aux") or {}
         for key, v6 in (("", False), ("6", True)):
             if d.get("subnet" + key):
-                c = {"Subnet": d["subnet" + key], "Gateway": d["gateway" + key]}
+                c = {"Subnet": d["subnet" + key]}
+                if not d.get(f"gateway{key}_implied"):
+                    c["Gateway"] = d["gateway" + key]
                 if d.get("ip_range" + key):
                     c["IPRange"] = d["ip_range" + key]
                 mine = {k: v for k, v in aux.items() if (":" in v) == v6}
@@ -540,7 +545,7 @@ class NetworkService:
             if n.data.get("subnet_auto"):
                 raise InvalidArgument(IP_NEEDS_USER_SUBNET)
             if addr not in ipaddress.IPv4Network(n.data["subnet"]):
-                raise InvalidArgument(f"invalid address {ip}: it does not belong to any of this network's subnets")
+                raise InvalidArgument(f"Invalid address {ip}: It does not belong to any of this network's subnets")
             rc["ips"] = [f"{ip}/{ipaddress.IPv4Network(n.data['subnet']).prefixlen}"]
         ip6 = ((endpoint_cfg or {}).get("IPAMConfig") or {}).get("IPv6Address")
         if ip6:
@@ -551,7 +556,7 @@ class NetworkService:
             if not n.user_defined:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
             if not _v6_on(n.data) or addr6 not in ipaddress.IPv6Network(n.data["subnet6"]):
-                raise InvalidArgument(f"invalid address {ip6}: it does not belong to any of this network's subnets")
+                raise InvalidArgument(f"Invalid address {ip6}: It does not belong to any of this network's subnets")
             rc["ips"] = rc.get("ips", []) + [f"{addr6}/{ipaddress.IPv6Network(n.data['subnet6']).prefixlen}"]
         mac = (endpoint_cfg or {}).get("MacAddress") or mac
         if mac:
