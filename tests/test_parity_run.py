@@ -1644,6 +1644,44 @@ def test_user_network_ipam_aliases_and_dns_as_dockerd(eng, peer):
     assert seen[0][0] == [{"Subnet": f"10.97.{third}.0/24"}] and seen[0][2] is True and seen[0][4] == (0, True, True), seen
 
 
+def test_last_tag_time_as_dockerd(eng, peer, tmp_path):
+    """An image's Metadata.LastTagTime as dockerd keeps it, with the image: unset for an image only
+    loaded, set by a tag (for the image, whichever of its names is asked), a commit and an
+    import, and kept when a name goes to another image and comes back by a load (berth gave
+    every image the time its name record last changed)."""
+    seen = []
+    for d in (eng, peer):
+        tag = _name("lt")
+        src, com, other = f"{tag}-src:1", f"{tag}-com:1", f"{tag}-other:1"
+        cname = _name("ltc")
+        archive = str(tmp_path / f"{d is eng}.tar")
+
+        def ltt(ref):
+            out = d.docker("image", "inspect", "-f", "{{.Metadata.LastTagTime}}", ref, check=True).out.strip()
+            return "unset" if out.startswith("0001-01-01") else "set"
+        got = []
+        try:
+            d.docker("load", "-i", os.path.join(DATA, "hello-world.docker.tar"), check=True)
+            got.append(ltt("hello-world:latest"))  # loaded only
+            d.docker("tag", IMAGE, src, check=True)
+            d.docker("rmi", src, check=True)
+            got.append(ltt(IMAGE))  # tagged once: the image has a time now
+            d.docker("run", "--name", cname, IMAGE, "true", check=True)
+            d.docker("commit", cname, com, check=True)
+            got.append(ltt(com))
+            d.docker("save", "-o", archive, com, check=True)
+            d.docker("tag", IMAGE, com, check=True)  # the name goes to another image...
+            d.docker("load", "-i", archive, check=True)  # ...and comes back by a load
+            got.append(ltt(com))
+            d.docker("import", archive, other, check=True)
+            got.append(ltt(other))
+        finally:
+            d.docker("rm", "-f", cname)
+            d.docker("rmi", "-f", com, other)
+        seen.append(got)
+    assert seen[0] == seen[1] == ["unset", "set", "set", "set", "set"], seen
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

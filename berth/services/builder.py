@@ -338,7 +338,7 @@ class _Job:
         # (as dockerd's), and a run of the image needs no unpacking
         self.b.images.unpack(final.image, lease=self.lease, ns=self.ns)
         with self.b.meta.tx():  # the names in one transaction
-            self.b.images.record(self.ns, names_, final.image.target, resolved=final.image)
+            self.b.images.record(self.ns, names_, final.image.target, resolved=final.image, tagged=True)
         if not names_:
             self.temp_names.discard(image_id)
         self._emit({"aux": {"ID": image_id}})

@@ -85,7 +85,7 @@ class ArchiveOps:
             self.add_refs(desc)
             r = self._resolved([name] if name else [], desc)
             self.unpack(r, lease=lease, ns=ns)
-            self.record(ns, [name] if name else [], desc, r)
+            self.record(ns, [name] if name else [], desc, r, tagged=True)
         progress({"status": r.config_digest})
         return r.config_digest
 

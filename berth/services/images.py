@@ -313,7 +313,7 @@ class ImageService(RegistryOps, ArchiveOps):
         r = self.resolve(ns, name)
         cfg = r.config
         imgs = [self.meta.find_image(ns, n) for n in r.names]
-        last_tag = max((i.updated_at for i in imgs if i is not None), default=0)
+        last_tag = max((_tag_time(i) for i in imgs if i is not None), default=0)
         return {
             "Id": r.config_digest,
             "RepoTags": self._repo_tags(r),
@@ -368,7 +368,7 @@ class ImageService(RegistryOps, ArchiveOps):
         ref = refmod.parse(target_s)
         if ref.digest:
             raise InvalidArgument(f'refusing to create a tag with a digest reference: "{target_s}"')
-        self._put_name(ns, str(ref), r)
+        self._put_name(ns, str(ref), r, tagged=True)
         self._drop_untagged(ns, r)
         self.events.publish(ns, "image", "tag", source, name=str(ref))
         return str(ref)
@@ -496,22 +496,24 @@ class ImageService(RegistryOps, ArchiveOps):
     # --- recording a new image ---
 
     def record(self, ns: str, names: list[str], target: dict, resolved: Resolved | None = None,
-               moved: dict[str, str] | None = None) -> Resolved:
+               moved: dict[str, str] | None = None, tagged: bool = False) -> Resolved:
         """Name an image (or keep it as <none> when it has no name); returns the Resolved.
-        moved: gets {name: the ID of the other image it named} of each name taken over."""
+        moved: gets {name: the ID of the other image it named} of each name taken over.
+        tagged: named by a tag, commit, build or import (not a load or pull): the image's
+        LastTagTime, as dockerd's."""
         r = resolved or self._resolved(names, target)
         if not names:
             if not any(i.target.digest == target["digest"] for i in self.meta.list_images(ns)):
                 self.meta.put_image(ns, r.config_digest, target)
         for n in names:
-            old_id = self._put_name(ns, n, r)
+            old_id = self._put_name(ns, n, r, tagged)
             if old_id is not None and moved is not None:
                 moved[n] = old_id
         if names:
             self._drop_untagged(ns, self._resolved(names, target))
         return r
 
-    def _put_name(self, ns: str, name: str, r: Resolved) -> str | None:
+    def _put_name(self, ns: str, name: str, r: Resolved, tagged: bool = False) -> str | None:
         """Point name at r's image; returns the ID of another image it named, if any. An image the
         name leaves, with no other name, stays as an image without a name (<none>), as dockerd
         keeps it: a tag moved by tag, load, pull, commit or build never takes its old image away."""
@@ -526,8 +528,23 @@ class ImageService(RegistryOps, ArchiveOps):
                 old_id = None
             elif old_id is not None and not any(i.target.digest == old.target.digest and i.name != name
                                                 for i in self.meta.list_images(ns)):
-                self.meta.put_image(ns, old_id, old.target)
-        self.meta.put_image(ns, name, r.target)
+                kept = old.labels or {}
+                self.meta.put_image(ns, old_id, old.target,
+                                    {TAG_TIME_LABEL: kept[TAG_TIME_LABEL]} if TAG_TIME_LABEL in kept else None)
+        # the time of the image's last tag, which dockerd keeps with the image ID, is on every
+        # record naming the image (so it stays when one of its names goes); a name a load or a
+        # pull puts on it takes the image's time, if it has one
+        same = [i for i in self.meta.list_images(ns) if i.target.digest == r.target["digest"]]  # with name's, if its
+        stamp = str(time.time_ns()) if tagged else \
+            max((i.labels[TAG_TIME_LABEL] for i in same if TAG_TIME_LABEL in (i.labels or {})), key=int, default=None)
+        labels = {k: v for k, v in ((old.labels or {}) if old is not None else {}).items() if k != TAG_TIME_LABEL}
+        if stamp is not None:
+            labels[TAG_TIME_LABEL] = stamp
+        self.meta.put_image(ns, name, r.target, labels)
+        if tagged:
+            for i in same:
+                if i.name != name:
+                    self.meta.put_image(ns, i.name, i.target, dict(i.labels or {}, **{TAG_TIME_LABEL: stamp}))
         return old_id
 
     def add_refs(self, target: dict) -> None:
@@ -627,6 +644,18 @@ class ImageService(RegistryOps, ArchiveOps):
     def ensure_unpacked(self, ns: str, name: str) -> tuple[Resolved, str | None]:
         r = self.resolve(ns, name)
         return r, self.unpack(r)
+
+
+TAG_TIME_LABEL = "berth.io/last-tag-time"  # ns since the epoch, on an image name record
+
+
+def _tag_time(img: Any) -> float:
+    """When a tag, commit, build or import last named this record's image (0: never: loaded or
+    pulled), in seconds."""
+    try:
+        return int((img.labels or {}).get(TAG_TIME_LABEL) or 0) / 1e9
+    except ValueError:
+        return 0
 
 
 def _last_comment(cfg: dict) -> str:

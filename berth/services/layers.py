@@ -105,7 +105,7 @@ def write_image(images: ImageService, ns: str, parent: Resolved | None, doc: dic
     target = {"mediaType": mt.OCI_MANIFEST, "digest": mdigest, "size": len(mdata)}
     images.add_refs(target)
     if names or keep:
-        return images.record(ns, list(names), target)
+        return images.record(ns, list(names), target, tagged=True)  # commit's names: a tag
     return images._resolved([], target)
 
 
