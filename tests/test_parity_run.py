@@ -1682,6 +1682,23 @@ def test_last_tag_time_as_dockerd(eng, peer, tmp_path):
     assert seen[0] == seen[1] == ["unset", "set", "set", "set", "set"], seen
 
 
+def test_oom_kill_disable_as_dockerd(eng, peer):
+    """--oom-kill-disable is applied (cgroup v1's memory.oom_control), with dockerd's warning when
+    no memory limit comes with it (berth refused the option)."""
+    if not os.path.exists("/sys/fs/cgroup/memory/memory.oom_control"):
+        pytest.skip("no cgroup v1 memory controller: dockerd discards the option here")
+    seen = []
+    for d in (eng, peer):
+        got = []
+        for opts in (["--oom-kill-disable"], ["--oom-kill-disable", "-m", "20m"], ["-m", "20m"]):
+            p = d.docker("run", "--rm", *opts, IMAGE, "grep", "oom_kill_disable", "/sys/fs/cgroup/memory/memory.oom_control")
+            got.append((p.returncode, p.out, p.err))
+        seen.append(got)
+    assert seen[0] == seen[1], seen
+    assert [g[1] for g in seen[0]] == ["oom_kill_disable 1\n", "oom_kill_disable 1\n", "oom_kill_disable 0\n"], seen
+    assert "OOM killer is disabled for the container, but no memory limit is set" in seen[0][0][2]
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

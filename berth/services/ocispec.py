@@ -323,6 +323,8 @@ def _more_resources(resources: dict[str, Any], hc: dict[str, Any]) -> None:
         mem["swap"] = int(hc["MemorySwap"])
     if hc.get("MemoryReservation"):
         mem["reservation"] = int(hc["MemoryReservation"])
+    if hc.get("OomKillDisable"):  # --oom-kill-disable (cgroup v1's memory.oom_control)
+        mem["disableOOMKiller"] = True
     if not mem:
         resources.pop("memory")
     if hc.get("BlkioWeight"):

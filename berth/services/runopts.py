@@ -203,10 +203,18 @@ def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[
     for key, flag in (("BlkioWeight", "--blkio-weight"), ("BlkioWeightDevice", "--blkio-weight-device"),
                       ("BlkioDeviceReadBps", "--device-read-bps"), ("BlkioDeviceWriteBps", "--device-write-bps"),
                       ("BlkioDeviceReadIOps", "--device-read-iops"), ("BlkioDeviceWriteIOps", "--device-write-iops"),
-                      ("CpuRealtimePeriod", "--cpu-rt-period"), ("CpuRealtimeRuntime", "--cpu-rt-runtime"),
-                      ("OomKillDisable", "--oom-kill-disable")):
+                      ("CpuRealtimePeriod", "--cpu-rt-period"), ("CpuRealtimeRuntime", "--cpu-rt-runtime")):
         if hc.get(key):
             raise InvalidArgument(f"berth does not support {key} ({flag})")
+    if hc.get("OomKillDisable") is not None:  # dockerd's words and order (verifyPlatformContainerResources)
+        from berth.runtime.cgroups import detect_mode
+        if detect_mode() == "v2" or not os.path.exists("/sys/fs/cgroup/memory/memory.oom_control"):
+            if hc["OomKillDisable"]:
+                warnings.append("Your kernel does not support OomKillDisable. OomKillDisable discarded.")
+            hc["OomKillDisable"] = None
+        elif hc["OomKillDisable"] and not int(hc.get("Memory") or 0):
+            warnings.append("OOM killer is disabled for the container, but no memory limit is set, this can "
+                            "result in the system running out of resources.")
     sw = hc.get("MemorySwappiness")
     if sw is not None and sw != -1:
         raise InvalidArgument("berth does not support MemorySwappiness (--memory-swappiness)")

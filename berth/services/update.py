@@ -48,7 +48,10 @@ def update(svc: ContainerService, ns: str, ref: str, body: Any) -> dict[str, Any
     merged = dict(hc, **new)
     runopts._check_memory(merged, warnings)
     runopts._check_cpuset(merged)
+    oom = merged.pop("OomKillDisable", None)  # the container's own, not the update's: not checked again
     runopts._check_unsupported(merged, spec, warnings)
+    if oom is not None:
+        merged["OomKillDisable"] = oom
     rp = body.get("RestartPolicy")
     if rp and (rp.get("Name") or rp.get("MaximumRetryCount")):
         if hc.get("AutoRemove") and rp.get("Name") not in ("", "no"):
