@@ -1699,6 +1699,27 @@ def test_oom_kill_disable_as_dockerd(eng, peer):
     assert "OOM killer is disabled for the container, but no memory limit is set" in seen[0][0][2]
 
 
+def test_kill_with_a_number_no_signal_has_as_dockerd(eng, peer):
+    """`docker kill -s 99`: dockerd parses any number, finds the container, then refuses it in
+    these words (berth said `Invalid signal: 99` before looking for the container)."""
+    seen = []
+    for d in (eng, peer):
+        run, made = _name("ks"), _name("kc")
+        try:
+            d.docker("run", "-d", "--name", run, IMAGE, "sleep", "60", check=True)
+            d.docker("create", "--name", made, IMAGE, "true", check=True)
+            got = []
+            for sig, ref in (("99", run), ("65", made), ("99", "nosuch-ks"), ("64", run)):
+                p = d.docker("kill", "-s", sig, ref)
+                got.append((p.returncode, p.err.replace(run, "<run>").replace(made, "<made>")))
+            seen.append(got)
+        finally:
+            d.docker("rm", "-f", run, made)
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == (1, "Error response from daemon: Cannot kill container: <run>: The linux daemon does not "
+                             "support signal 99\n"), seen
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

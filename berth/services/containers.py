@@ -688,14 +688,17 @@ class ContainerService:
         """Send a signal to the container's init (through its shim). With SIGKILL, return once
         the container is recorded as exited, as docker does."""
         from berth.runtime.container import parse_signal
+        number = str(sig).isascii() and str(sig).isdigit() and int(sig) > 64  # a number no signal has
         try:
-            n = parse_signal(sig or "KILL")
+            n = 0 if number else parse_signal(sig or "KILL")
         except InvalidArgument:
             raise InvalidArgument(f"Invalid signal: {sig}") from None  # dockerd's (signal.ParseSignal)
         try:
             rec = self.get(ns, ref)
         except NotFound as e:  # dockerd's words
             raise NotFound(f"Cannot kill container: {ref}: {e}") from None
+        if number:  # dockerd's words, after the container is found (its answer is a 500)
+            raise InvalidArgument(f"Cannot kill container: {ref}: The linux daemon does not support signal {int(sig)}")
         st = self.states.get(ns, rec.id, rec)
         if not st.running:
             raise FailedPrecondition(f"Cannot kill container: {ref}: Container {rec.id} is not running")
