@@ -1720,6 +1720,22 @@ def test_kill_with_a_number_no_signal_has_as_dockerd(eng, peer):
                              "support signal 99\n"), seen
 
 
+def test_container_prune_reclaims_what_dockerd_counts(eng, peer):
+    """`container prune`'s reclaimed space is the removed containers' written files (their SizeRw),
+    as dockerd counts it: 0 B for one that wrote nothing, the file's size for one that wrote 5000
+    bytes (berth counted the blocks of its directory: 20.48 kB for nothing)."""
+    seen = []
+    for d in (eng, peer):
+        label = f"pr={_name('cp')}"
+        got = []
+        for cmd in ("true", "head -c 5000 /dev/zero > /f"):
+            d.docker("run", "--label", label, IMAGE, "sh", "-c", cmd, check=True)
+            p = d.docker("container", "prune", "-f", "--filter", f"label={label}", check=True)
+            got.append(p.out.strip().splitlines()[-1])
+        seen.append(got)
+    assert seen[0] == seen[1] == ["Total reclaimed space: 0B", "Total reclaimed space: 5kB"], seen
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

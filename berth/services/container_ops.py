@@ -146,10 +146,10 @@ def prune(svc: ContainerService, ns: str, filters: dict | None = None,
             continue
         if not _labels_match(labels, vals.get("label!", []), True):
             continue
-        try:
-            size = svc.snapshotter.usage(rec.snapshot_key)
-        except BerthError:
-            size = 0
+        # as dockerd counts it: the sizes of the files the container wrote (its SizeRw), not the
+        # blocks its directory held
+        from berth.services import export
+        size = export.size_rw(svc, rec)
         try:
             svc.remove(ns, rec.id)
         except NotFound:
