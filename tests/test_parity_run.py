@@ -1736,6 +1736,22 @@ def test_container_prune_reclaims_what_dockerd_counts(eng, peer):
     assert seen[0] == seen[1] == ["Total reclaimed space: 0B", "Total reclaimed space: 5kB"], seen
 
 
+def test_api_141_image_and_df_shapes_as_dockerd(eng, peer):
+    """Through API 1.41, as dockerd 20.10 answers: an image without a variant has no `Variant`
+    key (omitted when empty), and /system/df gives `BuilderSize` beside the build cache."""
+    docker = pytest.importorskip("docker")
+    seen = []
+    for d in (eng, peer):
+        api = docker.APIClient(base_url=d.host, version="1.41")
+        try:
+            img, df = api.inspect_image(IMAGE), api.df()
+        finally:
+            api.close()
+        seen.append(("Variant" in img, "BuilderSize" in df, sorted(k for k in df if k != "BuilderSize")))
+    assert seen[0] == seen[1], seen
+    assert seen[0][:2] == (False, True), seen
+
+
 def test_one_character_names_are_refused_as_dockerd(eng, peer):
     """dockerd's container names need two characters at least ([a-zA-Z0-9][a-zA-Z0-9_.-]+), at
     create and at rename, in its words."""

@@ -12,6 +12,7 @@ from berth.api.app import (
     API_VERSION,
     MIN_API_VERSION,
     Router,
+    api_version,
     json_body,
     json_response,
     namespace_of,
@@ -65,7 +66,12 @@ async def auth(request: web.Request) -> web.Response:
 async def disk_usage(request: web.Request) -> web.Response:
     """GET /system/df: images, containers, volumes and the build cache."""
     s = services(request)
-    return json_response(await s.run(s.system.disk_usage, namespace_of(request)))
+    du = await s.run(s.system.disk_usage, namespace_of(request))
+    v = api_version(request)
+    if v is not None and v < (1, 42) and "BuilderSize" not in du:
+        # before API 1.42 the build cache's total is given on its own too (dockerd 20.10's)
+        du["BuilderSize"] = sum(int(c.get("Size") or 0) for c in du.get("BuildCache") or [])
+    return json_response(du)
 
 
 def routes(r: Router) -> None:

@@ -328,7 +328,7 @@ class ImageService(RegistryOps, ArchiveOps):
             "ContainerConfig": _container_config(cfg.get("container_config") or {}),
             "Config": _docker_config(cfg.get("config") or {}),
             "Architecture": cfg.get("architecture") or "",
-            "Variant": cfg.get("variant") or None,
+            **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),  # omitted when empty, as dockerd's
             "Os": cfg.get("os") or "",
             "Size": self._size(r),
             "VirtualSize": self._size(r),
