@@ -135,6 +135,7 @@ def prune(svc: ContainerService, ns: str, filters: dict | None = None,
             raise InvalidArgument(f"Invalid filter '{k}'")
         vals[k] = list(v)
     until = _until(vals.get("until", []))
+    from berth.services import export
     deleted, space = [], 0
     for rec in svc.meta.list_containers(ns):
         if svc.state(rec)["Running"]:
@@ -148,7 +149,6 @@ def prune(svc: ContainerService, ns: str, filters: dict | None = None,
             continue
         # as dockerd counts it: the sizes of the files the container wrote (its SizeRw), not the
         # blocks its directory held
-        from berth.services import export
         size = export.size_rw(svc, rec)
         try:
             svc.remove(ns, rec.id)

@@ -518,6 +518,7 @@ class ImageService(RegistryOps, ArchiveOps):
         name leaves, with no other name, stays as an image without a name (<none>), as dockerd
         keeps it: a tag moved by tag, load, pull, commit or build never takes its old image away."""
         old = self.meta.find_image(ns, name)
+        records = self.meta.list_images(ns)
         old_id = None
         if old is not None and old.target.digest != r.target["digest"]:
             try:
@@ -527,14 +528,14 @@ class ImageService(RegistryOps, ArchiveOps):
             if old_id == r.config_digest:
                 old_id = None
             elif old_id is not None and not any(i.target.digest == old.target.digest and i.name != name
-                                                for i in self.meta.list_images(ns)):
+                                                for i in records):
                 kept = old.labels or {}
                 self.meta.put_image(ns, old_id, old.target,
                                     {TAG_TIME_LABEL: kept[TAG_TIME_LABEL]} if TAG_TIME_LABEL in kept else None)
         # the time of the image's last tag, which dockerd keeps with the image ID, is on every
         # record naming the image (so it stays when one of its names goes); a name a load or a
         # pull puts on it takes the image's time, if it has one
-        same = [i for i in self.meta.list_images(ns) if i.target.digest == r.target["digest"]]  # with name's, if its
+        same = [i for i in records if i.target.digest == r.target["digest"]]  # with name's, if its
         stamp = str(time.time_ns()) if tagged else \
             max((i.labels[TAG_TIME_LABEL] for i in same if TAG_TIME_LABEL in (i.labels or {})), key=int, default=None)
         labels = {k: v for k, v in ((old.labels or {}) if old is not None else {}).items() if k != TAG_TIME_LABEL}
