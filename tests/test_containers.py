@@ -865,12 +865,20 @@ def test_restart_policy_on_failure_counts(d):
     assert state(d, cid)["ExitCode"] == 3
 
 
+def _mounted(path):
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
 def test_a_start_right_after_a_stop_gets_a_whole_new_run(d):
-    """A stop answers once the exit is recorded, the rootfs's teardown going on after the answer;
-    a start right after (on the same API connection) gets a whole new run: its rootfs, its
-    cgroup (its memory limit) and its state (exec, stop), nothing of the old run's end touches it."""
+    """A stop answers once the exit is recorded, the rootfs's unmount and teardown going on after
+    the answer; a start right after (on the same API connection) gets a whole new run: its
+    rootfs (mounted where inspect says, as long as it runs), its cgroup (its memory limit) and
+    its state (exec, stop), nothing of the old run's end touches it. The same for a copy out
+    of the stopped container and its removal right after a stop."""
     docker_sdk = pytest.importorskip("docker")
     cid = d.berth("run", "-d", "--network", "none", "-m", "64m", IMG, "sleep", "600", check=True).out.strip()
+    merged = json.loads(d.berth("inspect", cid, check=True).out)[0]["GraphDriver"]["Data"]["MergedDir"]
     limit = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
     api = docker_sdk.APIClient(base_url="unix://" + d.sock, timeout=60)
     try:
@@ -879,14 +887,24 @@ def test_a_start_right_after_a_stop_gets_a_whole_new_run(d):
             api.start(cid)
             p = d.berth("exec", cid, "sh", "-c", limit)
             assert (p.returncode, p.out.strip()) == (0, str(64 << 20)), p.err
+        for _ in range(5):
+            api.stop(cid, timeout=0)  # a copy out of the stopped container at once: its filesystem, whole
+            stream, stat = api.get_archive(cid, "/etc/hostname")
+            assert stat["name"] == "hostname" and b"".join(stream)
+            api.start(cid)
     finally:
         api.close()
     time.sleep(0.3)
-    assert status(d, cid) == "running"
+    assert status(d, cid) == "running" and _mounted(merged)
     p = d.berth("exec", cid, "sh", "-c", limit)
     assert (p.returncode, p.out.strip()) == (0, str(64 << 20)), p.err
     d.berth("stop", "-t", "0", cid, check=True)
     assert status(d, cid) == "exited"
+    wait_for(lambda: not _mounted(merged), 5, "the stopped container's rootfs to be unmounted")
+    d.berth("start", cid, check=True)
+    d.berth("stop", "-t", "0", cid, check=True)
+    d.berth("rm", cid, check=True)  # at once
+    assert not _mounted(merged) and not os.path.exists(merged)
 
 
 def test_restart_policy_no_restart_after_a_user_stop(d):

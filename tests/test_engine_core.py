@@ -291,6 +291,39 @@ def test_state_survives_a_daemon_restart(tmp_path):
         dm.cleanup()
 
 
+def test_a_rootfs_left_mounted_by_a_killed_berthd_goes_at_its_restart(tmp_path):
+    """An exit is recorded before the rootfs is unmounted (a stop need not wait for that): a
+    berthd killed in between leaves an exited container's rootfs mounted, which its next start
+    unmounts."""
+    dm = Daemon(tmp_path / "b")
+    dm.start()
+    merged = None
+    try:
+        dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        cid = dm.berth("run", "-d", "--network", "none", IMG, "sleep", "60", check=True).out.strip()
+        merged = inspect(dm, cid)["GraphDriver"]["Data"]["MergedDir"]
+        dm.berth("stop", "-t", "0", cid, check=True)
+        wait_for(lambda: not _mounted(merged), 5, "the rootfs's unmount")
+        dm.proc.kill()
+        dm.proc.wait()
+        subprocess.run(["mount", "-t", "tmpfs", "left", merged], check=True)  # what the kill left
+        dm.start()
+        assert not _mounted(merged)
+        assert inspect(dm, cid)["State"]["Status"] == "exited"
+        dm.berth("start", cid, check=True)
+        assert _mounted(merged) and inspect(dm, cid)["State"]["Running"]
+        dm.berth("rm", "-f", cid, check=True)
+    finally:
+        while merged and _mounted(merged):
+            subprocess.run(["umount", "-l", merged])
+        dm.cleanup()
+
+
+def _mounted(path):
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
 # --- another OCI runtime ---------------------------------------------------------------------
 
 

@@ -137,6 +137,7 @@ class ContainerService:
         self._trash_dirs = (os.path.join(cfg.state, "removing"), os.path.join(cfg.root, "removing"))
         self.user_stops: set[str] = set()  # ids stopped by a user, the flag not yet in their record (mark_stopped_by_user)
         self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
+        self._rootfs_release: dict[str, threading.Event] = {}  # id -> set once its exited run's rootfs is unmounted (late_rootfs)
         self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
         self._lifecycle = _OneAtATime()  # a container's starts and its removal, one at a time
         self._shim_ends: dict[str, _ShimEnd] = {}  # id -> the events channel of its run that exited, until the shim closes it
@@ -397,6 +398,7 @@ class ContainerService:
         from berth.services import ocispec
         from berth.snapshots.mount import unmount
         rootfs = self.rootfs(rec.id)
+        self.await_rootfs_release(rec.id)
         unmount(rootfs)
         self.mount_fs(rec, rootfs)
         channel = None
@@ -795,6 +797,7 @@ class ContainerService:
                 except FailedPrecondition:
                     pass  # it exited meanwhile
                 self.states.wait_for(rec.id, lambda s: s is None or not s.running)
+        self.await_rootfs_release(rec.id)
         try:
             # not synced: the record's deletion right after syncs it with it; a host that crashes
             # before that finds the container as it was, its removal not answered
@@ -855,8 +858,10 @@ class ContainerService:
             shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
             shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
 
-    def cleanup_exited(self, ns: str, cid: str, network: bool = True, hold: bool = False) -> None:
-        """After an exit: unmount the rootfs, release its network (unless network=False) and volumes.
+    def cleanup_exited(self, ns: str, cid: str, network: bool = True, hold: bool = False,
+                       rootfs: bool = True) -> None:
+        """After an exit: unmount the rootfs (unless rootfs=False: late_rootfs() does it), release
+        its network (unless network=False) and volumes.
         hold: the rootfs is unmounted at once but its teardown (an overlay syncs its upper
         filesystem: ms) waits for close_detached(), run after the exit is recorded (the
         monitor), once the record is gone (a removal), or before the next mount (a start)."""
@@ -864,16 +869,8 @@ class ContainerService:
             rec = self.meta.get_container(ns, cid)
         except NotFound:
             return
-        from berth.snapshots import mount
-        if hold:
-            fd = mount.detach(self.rootfs(cid))
-            if fd is not None:
-                self.close_detached(cid)
-                self._detached[cid] = fd
-        else:
-            mount.unmount(self.rootfs(cid))
-        from berth.services import runopts
-        runopts.release(self, cid)  # a shareable /dev/shm
+        if rootfs:
+            self._release_rootfs(cid, hold)
         if network:
             from berth.services import container_net
             container_net.teardown(self, ns, cid)
@@ -906,6 +903,7 @@ class ContainerService:
         """Mount the container's filesystem (its snapshot) at target, once the teardown of its
         last run's rootfs, if still to come, is done (cleanup_exited's hold)."""
         from berth.snapshots.mount import mount_all
+        self.await_rootfs_release(rec.id)
         self.close_detached(rec.id)
         mount_all(self.snapshotter.mounts(rec.snapshot_key), target)
 
@@ -929,6 +927,47 @@ class ContainerService:
             end.wait(timeout)
             if self._shim_ends.get(cid) is end:
                 self._shim_ends.pop(cid, None)
+
+    def _release_rootfs(self, cid: str, hold: bool) -> None:
+        from berth.snapshots import mount
+        if hold:
+            fd = mount.detach(self.rootfs(cid))
+            if fd is not None:
+                self.close_detached(cid)
+                self._detached[cid] = fd
+        else:
+            mount.unmount(self.rootfs(cid))
+        from berth.services import runopts
+        runopts.release(self, cid)  # a shareable /dev/shm
+
+    @contextlib.contextmanager
+    def late_rootfs(self, cid: str):  # -> Iterator[None]
+        """For the with block (an exit's record), the exited run's rootfs stays mounted; it is
+        unmounted (held, as cleanup_exited's hold) at the block's end. An unmount waits for the
+        kernel's RCU grace period (0.2-1 ms), which a stop need not wait for. Whoever mounts
+        or removes the container's filesystem meanwhile (a start, a removal, a temporary
+        mount) waits for it first (await_rootfs_release)."""
+        done = self._rootfs_release[cid] = threading.Event()
+        try:
+            yield
+        finally:
+            try:
+                self._release_rootfs(cid, hold=True)
+            finally:
+                done.set()
+                if self._rootfs_release.get(cid) is done:
+                    del self._rootfs_release[cid]
+
+    def unmount_rootfs(self, cid: str) -> None:
+        """The rootfs of a container that does not run (a berthd killed before late_rootfs's end)."""
+        from berth.snapshots.mount import unmount
+        unmount(self.rootfs(cid))
+
+    def await_rootfs_release(self, cid: str) -> None:
+        """Once the rootfs of the container's exited run is unmounted (late_rootfs)."""
+        done = self._rootfs_release.get(cid)
+        if done is not None:
+            done.wait(30)
 
     def close_detached(self, cid: str) -> None:
         """Let the kernel tear down the rootfs cleanup_exited(hold=True) unmounted."""

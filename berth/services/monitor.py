@@ -162,9 +162,14 @@ class Monitor:
         # sooner); with ports it goes first, so they are free when `run --rm` returns
         network_after = bool(auto_remove) and not container_net.published(rec)
         # the rootfs's teardown after the exit's record (which a stop waits for), unless a restart
-        # mounts it again at once
-        c.cleanup_exited(ns, cid, network=not network_after, hold=not restart)
+        # mounts it again at once; its unmount too, unless the record is followed here by a
+        # restart or a removal
+        late = not restart and not auto_remove
+        c.cleanup_exited(ns, cid, network=not network_after, hold=not restart, rootfs=not late)
         try:
+            if late:
+                with c.late_rootfs(cid):
+                    return self._record_exit(ns, rec, ev, restart, auto_remove, network_after)
             return self._record_exit(ns, rec, ev, restart, auto_remove, network_after)
         finally:
             c.close_detached(cid)  # the removal did not (it failed, or someone else's removal)
@@ -259,6 +264,8 @@ class Monitor:
                 if "state" not in ext and ext.get("started_at"):
                     st = self._legacy(n.name, rec)  # recorded by a berthd without the state machine
                 if st.status not in (S.RUNNING, S.PAUSED, S.RESTARTING):
+                    if st.status == S.EXITED:  # a berthd killed between an exit's record and its unmount
+                        c.unmount_rootfs(rec.id)
                     if st.status == S.CREATED and os.path.exists(c.shim_socket(rec.id)):
                         self._end_held(n.name, rec)
                     if st.status == S.REMOVING:
