@@ -415,17 +415,26 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         # step. A DEL that fails is logged and tried again by RemovePodSandbox, whose error it
         # then is (the kubelet retries it); the CNI cache keeps what it needs across a restart.
         key = cri.get("netns_key") or ""
-        while True:
-            with self._setup_lock:
-                prev = self._pending.get(rec.id)  # a StopPodSandbox at the same time: one DEL at a time
-                if prev is None:
-                    self._busy.update((rec.id, key))  # the network collector leaves them to it
-                    detach = self._pending[rec.id] = _Background(self._detach, key, rec.id)
-                    break
-            prev.wait()
-        self._stop(rec.id, 0)
+        detach: list[_Background] = []
+
+        def begin_detach() -> None:
+            while not detach:
+                with self._setup_lock:
+                    prev = self._pending.get(rec.id)  # a StopPodSandbox at the same time: one DEL at a time
+                    if prev is None:
+                        self._busy.update((rec.id, key))  # the network collector leaves them to it
+                        detach.append(_Background(self._detach, key, rec.id))
+                        self._pending[rec.id] = detach[0]
+                        break
+                prev.wait()
+        # the DEL begins once the pause has its SIGKILL (its fork and exec would slow the signal's
+        # way), or here when the pause runs no more
+        try:
+            self._stop(rec.id, 0, signalled=begin_detach)
+        finally:
+            begin_detach()
         if self.closing:
-            detach.wait()
+            detach[0].wait()
         return pb.StopPodSandboxResponse()
 
     def _detach(self, key: str, sid: str) -> None:
@@ -445,12 +454,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 self._pending.pop(sid, None)
                 self._busy.difference_update((sid, key))
 
-    def _stop(self, cid: str, timeout: int) -> None:
+    def _stop(self, cid: str, timeout: int, signalled: Callable[[], None] | None = None) -> None:
         """As containerd's CRI: the stop signal and up to timeout s for it, then SIGKILL; a
         timeout of 0 (crictl stop's default, and a pod's stop) is SIGKILL alone."""
         try:
             # the service publishes the stop event
-            self.svc.stop(NS, cid, timeout=timeout, signal_="KILL" if timeout <= 0 else None)
+            self.svc.stop(NS, cid, timeout=timeout, signal_="KILL" if timeout <= 0 else None, signalled=signalled)
         except NotFound:
             pass
 

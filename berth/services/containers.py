@@ -718,7 +718,10 @@ class ContainerService:
         if n == signal.SIGKILL:
             self.states.wait_for(rec.id, lambda s: s is None or not s.running, 30)
 
-    def stop(self, ns: str, ref: str, timeout: int | None = None, signal_: str | None = None) -> bool:
+    def stop(self, ns: str, ref: str, timeout: int | None = None, signal_: str | None = None,
+             signalled: Callable[[], None] | None = None) -> bool:
+        """Stop a running container: its stop signal, then SIGKILL after timeout s. signalled():
+        called once the first signal is sent (what may go on while the process ends)."""
         rec = self.get(ns, ref)
         st = self.states.get(ns, rec.id, rec)
         if st.status == S.RESTARTING:  # between an exit and its restart: no restart then
@@ -741,6 +744,8 @@ class ContainerService:
                 shim.resume()
                 self.states.transition(ns, rec.id, S.RUNNING)
             shim.kill(parse_signal(sig))
+            if signalled is not None:
+                signalled()
             self.events.container(ns, rec, "kill", signal=parse_signal(sig))
             if parse_signal(sig) != signal.SIGKILL and \
                     not self.states.wait_for(rec.id, lambda s: s is None or not s.running, None if t < 0 else t):
