@@ -840,17 +840,31 @@ def test_crictl_attach_without_stdin_once_keeps_stdin_open(cri, pod):
     wait_for(lambda: cri("logs", c).out == "got one\ngot two\n", 10, "both lines in the log")
 
 
+def _tcp_buffers_max():
+    """The most a TCP connection's kernel buffers may grow to (receive + send): what a sender can
+    have written that its peer has not read (autotuning grows them with the traffic)."""
+    most = 0
+    for key in ("tcp_rmem", "tcp_wmem"):
+        with open(f"/proc/sys/net/ipv4/{key}") as f:
+            most += int(f.read().split()[2])
+    return most
+
+
 def test_crictl_stop_and_kill_while_stdin_is_never_read(cri, pod):
-    """crictl attach -i pipes 64 MiB to a container that never reads it: crictl is held back,
-    and crictl stop (then the end of the attach) still answer at once, as with containerd."""
+    """crictl attach -i pipes more than every buffer on the way can hold to a container that never
+    reads it: crictl is held back (what went is what the connection's kernel buffers, berthd's
+    and the shim's hold), and crictl stop (then the end of the attach) still answer at once, as
+    with containerd."""
     c = cri.container(pod["id"], pod["cfg"], "deaf", ["sleep", "1000"], stdin=True)
     att = subprocess.Popen(cri.argv + ["attach", "-i", c], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+    buffers = _tcp_buffers_max()
+    chunks = 512 + 2 * buffers // 65536
     fed = []
 
     def feed():
         try:
-            for _ in range(1024):
+            for _ in range(chunks):
                 att.stdin.write(b"y" * 65536)
                 fed.append(1)
             att.stdin.close()
@@ -858,8 +872,12 @@ def test_crictl_stop_and_kill_while_stdin_is_never_read(cri, pod):
             pass
     t = threading.Thread(target=feed, daemon=True)
     t.start()
-    time.sleep(2)
-    assert len(fed) < 256  # held back: well under 16 of the 64 MiB went
+    seen, deadline = -1, time.monotonic() + 15
+    while len(fed) != seen and time.monotonic() < deadline:  # until it goes no further
+        seen = len(fed)
+        time.sleep(1)
+    assert len(fed) == seen < chunks  # held back
+    assert len(fed) * 65536 < buffers + (16 << 20)  # the kernel's buffers, and a few MiB of berthd's and the shim's
     t0 = time.monotonic()
     p = cri("stop", "-t", "1", c)
     assert p.returncode == 0, p.err
