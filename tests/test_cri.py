@@ -492,7 +492,8 @@ def test_list_filters(node, cri):
 def test_lists_follow_changes_made_outside_the_cri(node, cri):
     """The lists a kubelet asks for every second are kept between calls until the store changes:
     a container removed, an image tagged or untagged through `berth -n k8s.io` shows in the next
-    ListContainers and ListPodSandbox, as do the states, which are never kept."""
+    ListContainers, ContainerStatus and ListPodSandbox, as do the states, which are never kept
+    (an image's names are kept across the writes of containers' records, not of images')."""
     sid, sbx = _pod(cri, node, "lc")
     c1 = _ctr(cri, sid, sbx, "one", ["sleep", "300"])
     c2 = _ctr(cri, sid, sbx, "two", ["sleep", "300"])
@@ -513,9 +514,11 @@ def test_lists_follow_changes_made_outside_the_cri(node, cri):
     try:
         assert first_tag() != before  # the new name sorts first
         assert listed()[c2].image.image == first_tag()
+        assert cri.ContainerStatus(container_id=c2).status.image.image == first_tag()
     finally:
         assert node.d.berth("-n", "k8s.io", "rmi", "aaa-first:1").returncode == 0
     assert listed()[c2].image.image == before
+    assert cri.ContainerStatus(container_id=c2).status.image.image == before
     cri.RemoveContainer(container_id=c2)
     assert listed() == {}
     cri.StopPodSandbox(pod_sandbox_id=sid)

@@ -883,3 +883,29 @@ def test_a_new_thread_takes_the_connection_an_ended_one_left(md):
     t.start()
     t.join()
     assert len(md._idle) <= 4 and len(md._conns) <= 2
+
+
+def test_image_generation_moves_with_image_records_only(md):
+    """What is worked out of images' names (the CRI's image names of a container) is kept across
+    the store's other writes: image_generation moves after a commit that wrote an image record,
+    nested or not, and not for a container's writes nor for a rolled-back image write."""
+    g = md.image_generation
+    md.create_container("default", "c1", image="example.com/a:1")
+    md.update_container("default", "c1", labels={"a": "b"})
+    assert md.image_generation == g and md.generation > 0
+    md.put_image("default", "example.com/a:1", desc())
+    assert md.image_generation == g + 1
+    with md.tx() as tx:
+        with md.tx() as inner:  # nested: the outer commit says it
+            inner.put_image("default", "example.com/a:2", desc())
+        assert md.image_generation == g + 1
+    assert md.image_generation == g + 2
+    with pytest.raises(RuntimeError):
+        with md.tx() as tx:
+            tx.delete_image("default", "example.com/a:2")
+            raise RuntimeError("rolled back")
+    assert md.image_generation == g + 2 and md.find_image("default", "example.com/a:2") is not None
+    md.delete_image("default", "example.com/a:2")
+    assert md.image_generation == g + 3
+    md.delete_container("default", "c1")
+    assert md.image_generation == g + 3

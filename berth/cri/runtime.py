@@ -732,8 +732,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 return repo_tags_digests(self.images.resolve(NS, rec.image))
             except BerthError:
                 return [], []
-        # an image's names are looked up again after a write to the store
-        tags, digests = _kept(self._names_of, rec.image, self.svc.meta.generation, names)
+        # an image's names are looked up again after a write of an image record
+        tags, digests = _kept(self._names_of, rec.image, self.svc.meta.image_generation, names)
         return (tags[0] if tags else image), (digests[0] if digests else rec.image), rec.image
 
     def _container(self, rec: Container) -> pb.Container:

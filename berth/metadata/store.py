@@ -108,6 +108,9 @@ class MetadataStore:
         # counts the write transactions this process committed: a reader that saw the same count
         # before and after may reuse what it read (berthd, the one writer of its root: its lock)
         self.generation = 0
+        # bumped after each commit that wrote an image record: what is worked out of images'
+        # names alone stays valid across the commits of other records (containers' states)
+        self.image_generation = 0
         self._conns: list[tuple[weakref.ref, sqlite3.Connection]] = []
         # connections of threads that ended, for the next new thread: a new connection costs a
         # fresh page cache and a read of the schema (~0.2 ms; a container's exit runs in a new thread)
@@ -332,8 +335,9 @@ class MetadataStore:
             name = f"berth_sp{depth}"
             conn.execute(f"SAVEPOINT {name}")
             self._local.depth = depth + 1
+            inner = Tx(conn, self._clock, readonly)
             try:
-                yield Tx(conn, self._clock, readonly)
+                yield inner
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute(f"ROLLBACK TO {name}")
@@ -341,6 +345,8 @@ class MetadataStore:
                 raise
             else:
                 conn.execute(f"RELEASE {name}")
+                if inner.images_written:
+                    self._local.images_written = True  # the outermost commit says it
             finally:
                 self._local.depth = depth
             return
@@ -356,11 +362,15 @@ class MetadataStore:
                 raise _translate(e) from e
             self._local.depth = 1
             self._local.readonly = readonly
+            self._local.images_written = False
+            outer = Tx(conn, self._clock, readonly)
             try:
-                yield Tx(conn, self._clock, readonly)
+                yield outer
                 conn.execute("COMMIT")
                 if not readonly:
                     self.generation += 1
+                    if outer.images_written or self._local.images_written:
+                        self.image_generation += 1  # after the commit: a reader then finds it
             except BaseException as e:
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):

@@ -118,6 +118,7 @@ class Tx:
         self._conn = conn
         self._clock = clock
         self.readonly = readonly
+        self.images_written = False  # an image record written (MetadataStore.image_generation)
 
     # -- helpers ------------------------------------------------------------
 
@@ -127,6 +128,10 @@ class Tx:
     def _write(self) -> None:
         if self.readonly:
             raise FailedPrecondition("write attempted in a read-only metadata transaction")
+
+    def _write_images(self) -> None:
+        self._write()
+        self.images_written = True
 
     def now(self) -> float:
         return float(self._clock())
@@ -203,7 +208,7 @@ class Tx:
     def create_image(self, namespace: str, name: str, target: Descriptor | Mapping[str, Any],
                      labels: Mapping[str, str] | None = None) -> Image:
         """Record ``name`` -> ``target``; AlreadyExists if the name is taken in the namespace."""
-        self._write()
+        self._write_images()
         check_image_name(name)
         desc = Descriptor.of(target)
         lab = check_labels(labels)
@@ -234,7 +239,7 @@ class Tx:
                      target: Descriptor | Mapping[str, Any] = UNSET,
                      labels: Mapping[str, str] = UNSET) -> Image:
         """Retag (set the target) and/or replace the labels of an existing image."""
-        self._write()
+        self._write_images()
         old = self.get_image(namespace, name)
         desc = old.target if target is UNSET else Descriptor.of(target)
         lab = old.labels if labels is UNSET else check_labels(labels)
@@ -250,7 +255,7 @@ class Tx:
 
         On retag ``labels=None`` keeps the existing labels.
         """
-        self._write()
+        self._write_images()
         old = self.find_image(namespace, name)
         if old is None:
             return self.create_image(namespace, name, target, labels), None
@@ -286,7 +291,7 @@ class Tx:
     def delete_image(self, namespace: str, name: str) -> Image:
         """Remove a name; returns the removed record. Content goes at the next collect()
         if no other name (in any namespace) or lease still reaches it."""
-        self._write()
+        self._write_images()
         img = self.get_image(namespace, name)
         self._x("DELETE FROM images WHERE namespace = ? AND name = ?", (namespace, name))
         return img
