@@ -274,6 +274,12 @@ def test_state_survives_a_daemon_restart(tmp_path):
         dm.berth("pause", paused, check=True)
         done = dm.berth("run", "-d", IMG, "sh", "-c", "exit 4", check=True).out.strip()
         wait_for(lambda: inspect(dm, done)["State"]["Status"] == "exited", 10, "the exit")
+        # the shim's own record of the exit, for a berthd that was not there to be told (written
+        # once the exit is told, when it is told at once)
+        record = os.path.join(dm.state, "containers", done, "exit.json")
+        wait_for(lambda: os.path.exists(record), 10, "the shim's exit record")
+        with open(record) as f:
+            assert json.load(f)["exit_code"] == 4
         dm.stop()
         dm.start()
         assert inspect(dm, run)["State"]["Status"] == "running"

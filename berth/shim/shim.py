@@ -310,6 +310,7 @@ class Shim:
         self.exit_code: int | None = None
         self.finished_at: str | None = None
         self.oom_killed = False
+        self.exit_file_pending = False  # exit.json written once the exit is told (_exited)
         self.init_pid = 0
         self.stdin_w: _Stdin | None = None  # a _Stdin, when the container has one
         self.master: int | None = None
@@ -559,11 +560,20 @@ class Shim:
         # an OOM kill in its cgroup (read before the runtime's delete removes the cgroup): docker's
         # OOMKilled, the CRI's reason
         self.oom_killed = bool(self.p.get("oom_file")) and cgroups_lib.oom_kills(self.p["oom_file"]) > 0
+        # the record a berthd that was not there to be told reads (monitor._recorded_exit): written
+        # now, unless berthd is listening and the exit is told at once (its output has ended with
+        # it): then right after the telling (_finish), which it does not wait for
+        self.exit_file_pending = self.events is not None and not self.outputs
+        if not self.exit_file_pending:
+            self._write_exit_file()
+
+    def _write_exit_file(self) -> None:
+        self.exit_file_pending = False
         tmp = os.path.join(self.state_dir, ".exit.json")
         # synced only when berthd is not listening: else it records the exit it is told (and
         # syncs its store), and this file is read only after a crash of berthd, not of the host
-        _write_file(tmp, fastjson.dumps({"exit_code": code, "finished_at": self.finished_at, "pid": self.init_pid,
-                                         "oom_killed": self.oom_killed}),
+        _write_file(tmp, fastjson.dumps({"exit_code": self.exit_code, "finished_at": self.finished_at,
+                                         "pid": self.init_pid, "oom_killed": self.oom_killed}),
                     sync=self.events is None)
         os.rename(tmp, os.path.join(self.state_dir, "exit.json"))
 
@@ -1028,7 +1038,6 @@ class Shim:
         finds the shim there and waits for its end (the listener's close) before it goes on."""
         self.log.flush()
         self.log.f.close()
-        self._write_state("exited")
         ev = fastjson.dumps(proto.exit_event(self.exit_code, self.finished_at, self.init_pid,  # type: ignore[arg-type]  # set at the exit
                                              self.oom_killed)).encode() + b"\n"
         channels = []
@@ -1047,6 +1056,9 @@ class Shim:
                 channels.append(c)
             else:
                 self._drop(c, flush=False)
+        if self.exit_file_pending:
+            self._write_exit_file()
+        self._write_state("exited")  # after the telling: berthd does not read it
         _cleanup_runtime(self.p, self._tracked_pids)
         try:
             os.unlink(self.p.get("socket") or os.path.join(self.state_dir, "shim.sock"))
