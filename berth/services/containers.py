@@ -875,7 +875,7 @@ class ContainerService:
         except NotFound:
             return
         if rootfs:
-            self._release_rootfs(cid, hold)
+            self.release_rootfs(cid, hold)
         if network:
             from berth.services import container_net
             container_net.teardown(self, ns, cid)
@@ -933,7 +933,9 @@ class ContainerService:
             if self._shim_ends.get(cid) is end:
                 self._shim_ends.pop(cid, None)
 
-    def _release_rootfs(self, cid: str, hold: bool) -> None:
+    def release_rootfs(self, cid: str, hold: bool) -> None:
+        """Unmount an exited run's rootfs (hold: its teardown waits for close_detached) and its
+        shareable /dev/shm; nothing mounted is fine."""
         from berth.snapshots import mount
         if hold:
             fd = mount.detach(self.rootfs(cid))
@@ -957,16 +959,11 @@ class ContainerService:
             yield
         finally:
             try:
-                self._release_rootfs(cid, hold=True)
+                self.release_rootfs(cid, hold=True)
             finally:
                 done.set()
                 if self._rootfs_release.get(cid) is done:
                     del self._rootfs_release[cid]
-
-    def unmount_rootfs(self, cid: str) -> None:
-        """The rootfs of a container that does not run (a berthd killed before late_rootfs's end)."""
-        from berth.snapshots.mount import unmount
-        unmount(self.rootfs(cid))
 
     def await_rootfs_release(self, cid: str) -> None:
         """Once the rootfs of the container's exited run is unmounted (late_rootfs)."""

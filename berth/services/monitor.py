@@ -11,6 +11,7 @@ running (their events come from a subscription), records the exits that happened
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -167,10 +168,8 @@ class Monitor:
         late = not restart and not auto_remove
         c.cleanup_exited(ns, cid, network=not network_after, hold=not restart, rootfs=not late)
         try:
-            if late:
-                with c.late_rootfs(cid):
-                    return self._record_exit(ns, rec, ev, restart, auto_remove, network_after)
-            return self._record_exit(ns, rec, ev, restart, auto_remove, network_after)
+            with c.late_rootfs(cid) if late else contextlib.nullcontext():
+                return self._record_exit(ns, rec, ev, restart, auto_remove, network_after)
         finally:
             c.close_detached(cid)  # the removal did not (it failed, or someone else's removal)
 
@@ -265,7 +264,7 @@ class Monitor:
                     st = self._legacy(n.name, rec)  # recorded by a berthd without the state machine
                 if st.status not in (S.RUNNING, S.PAUSED, S.RESTARTING):
                     if st.status == S.EXITED:  # a berthd killed between an exit's record and its unmount
-                        c.unmount_rootfs(rec.id)
+                        c.release_rootfs(rec.id, hold=False)
                     if st.status == S.CREATED and os.path.exists(c.shim_socket(rec.id)):
                         self._end_held(n.name, rec)
                     if st.status == S.REMOVING:
