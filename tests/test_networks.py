@@ -93,10 +93,16 @@ def test_network_none_and_host(d):
 
 
 def test_network_container_mode_shares_the_other_containers_stack(d):
+    """--network container:X shares X's stack and holds nothing of its own: its exit and removal
+    (--rm) leave X's network as it was, again and again."""
     serve(d, "web")
-    p = d.berth("run", "--rm", "--network", "container:web", IMG, "wget", "-q", "-O", "-",
-                "http://127.0.0.1/", check=True)
-    assert p.out.startswith("hello-")
+    web = ip_of(d, "web")
+    for _ in range(2):
+        p = d.berth("run", "--rm", "--network", "container:web", IMG, "wget", "-q", "-O", "-",
+                    "http://127.0.0.1/", check=True)
+        assert p.out.startswith("hello-")
+        assert http_get(f"http://{web}/").startswith("hello-")
+        assert fetch(d, f"http://{web}/")[1].startswith("hello-")
     p = d.berth("run", "--rm", "--network", "container:nosuch", IMG, "true")
     assert p.returncode == 125 and "nosuch" in p.err and len(p.err.strip().splitlines()) == 1
 

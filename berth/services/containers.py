@@ -487,7 +487,7 @@ class ContainerService:
         from berth.snapshots.mount import unmount
         unmount(self.rootfs(rec.id))
         from berth.services import container_net
-        container_net.teardown(self, ns, rec.id)
+        container_net.teardown(self, ns, rec.id, rec)
         self.volumes.release(ns, rec)
 
     def _release(self, rec: Container, created: proto.StartResult, in_place: bool = False) -> proto.StartResult:
@@ -833,9 +833,9 @@ class ContainerService:
                 try:
                     self._remove_record(ns, rec, volumes, files_after)
                 finally:
-                    container_net.teardown(self, ns, rec.id)
+                    container_net.teardown(self, ns, rec.id, rec)
             else:
-                container_net.teardown(self, ns, rec.id)
+                container_net.teardown(self, ns, rec.id, rec)
                 self._remove_record(ns, rec, volumes, files_after)
         except BaseException as e:
             if self.states.peek(rec.id) is not None and self.states.peek(rec.id).status == S.REMOVING:
@@ -878,7 +878,7 @@ class ContainerService:
             self.release_rootfs(cid, hold)
         if network:
             from berth.services import container_net
-            container_net.teardown(self, ns, cid)
+            container_net.teardown(self, ns, cid, rec)
         self.volumes.release(ns, rec)
 
     @contextlib.contextmanager

@@ -608,7 +608,8 @@ class NetworkService:
             for n in names:
                 self._busy[n] = self._busy.get(n, 0) + 1
 
-    def _unhold(self, cid: str) -> None:
+    def unhold(self, cid: str) -> None:
+        """The mark of hold(cid) goes (none is fine)."""
         with self._lock:
             for n in self._held.pop(cid, []):
                 self._busy[n] -= 1
@@ -634,7 +635,7 @@ class NetworkService:
             with self.container_lock(cid):
                 return self._detach_all(cid)
         finally:
-            self._unhold(cid)
+            self.unhold(cid)
 
     def _detach_all(self, cid: str) -> list[cni.CNIError]:
         # the netns goes first: with it the kernel destroys the container's interfaces on its own
