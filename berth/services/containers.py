@@ -805,8 +805,11 @@ class ContainerService:
         self.await_rootfs_release(rec.id)
         try:
             # not synced: the record's deletion right after syncs it with it; a host that crashes
-            # before that finds the container as it was, its removal not answered
-            self.states.transition(ns, rec.id, S.REMOVING, persist=not at_exit, durable=False)
+            # before that finds the container as it was, its removal not answered. files_after (the
+            # CRI's): not written at all. Nothing of the container's files goes before its record
+            # (_remove_record), so a berthd killed in between finds it whole, as it was: stopped,
+            # its removal not answered (the kubelet removes it again)
+            self.states.transition(ns, rec.id, S.REMOVING, persist=not (at_exit or files_after), durable=False)
         except FailedPrecondition:
             cur = self.states.peek(rec.id)
             if cur is None or cur.status == S.REMOVING:  # removed (or being removed) by another: --rm
