@@ -81,6 +81,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.closing = False
         self.svc.shim_group = self._shim_group  # one shim per pod
         self.svc.spec_hook = self._spec_hook  # the pods' OCI specs and files as containerd's
+        self.svc.exit_synced = self._exit_synced
         self._cpu: dict[str, tuple[int, int]] = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
         self._usage: dict[str, tuple[float, int]] = {}  # container id -> (monotonic time, bytes of its writable layer)
         self._collected = -1e9  # when pod networks were last collected
@@ -104,6 +105,15 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         if kind == "container":
             return self._cri(rec).get("sandbox") or None
         return None
+
+    @staticmethod
+    def _exit_synced(rec: Container) -> bool:
+        """A pod sandbox's exit is recorded without a sync of the disk (StopPodSandbox -1 ms):
+        after a crash of the host the pod is not ready whatever its record says (its pause is
+        gone, which a restarted berthd records), and nothing reads a pause's exit code. A
+        container's exit is synced before StopContainer answers (its code, the kubelet's last
+        state), as containerd's."""
+        return (rec.labels or {}).get(KIND_LABEL) != "sandbox"
 
     def _spec_hook(self, rec: Container, spec: dict[str, Any]) -> None:
         """A pod's OCI specs and files as containerd makes them: the CRI's annotations, the pause's

@@ -150,6 +150,11 @@ class ContainerService:
         # annotations, the pause's mounts and the pod's resolv.conf): spec_hook(rec, spec) changes
         # the built spec in place (and the container's files) before the shim starts.
         self.spec_hook: Callable[[Container, dict[str, Any]], None] | None = None
+        # Set by a front end with containers whose exit is a fact only while the host is up (the
+        # CRI: a pod's sandbox): exit_synced(rec) False -> the exit's record is committed to the
+        # store's log without waiting for the disk (as a running state is; the next synced commit
+        # syncs it too): it survives a crash of berthd, not one of the host.
+        self.exit_synced: Callable[[Container], bool] | None = None
 
     # --- paths ---
 

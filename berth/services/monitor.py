@@ -183,7 +183,8 @@ class Monitor:
             # --rm: the removal's own transition persists the state with these fields right after;
             # a berthd killed before it finds the run's exit on disk and removes the container then
             c.states.transition(ns, cid, S.RESTARTING if restart else S.EXITED, persist=not auto_remove,
-                                ext={"stopped_by_user": True} if stopped and not auto_remove else None, **fields)
+                                ext={"stopped_by_user": True} if stopped and not auto_remove else None,
+                                durable=c.exit_synced is None or c.exit_synced(rec), **fields)
         except NotFound:
             return ""  # removed meanwhile
         except BerthError as e:
