@@ -1068,15 +1068,20 @@ def _pause_in_local_registry(registry):
 
 def _pod_from_mirrored_sandbox_image(n, check=None):
     """Start n, run a pod: its sandbox image registry.k8s.io/pause:3.9 must come from the mirror.
-    check(client) runs first."""
+    check(client) runs first. Removed with its pod, the image is pulled again for the next pod."""
     n.start()
     try:
         c = n.client()
         if check is not None:
             check(c)
-        sid, _ = _pod(c, n, "mirrored")
-        assert c.PodSandboxStatus(pod_sandbox_id=sid).status.state == pb.SANDBOX_READY
-        assert "registry.k8s.io/pause:3.9" in [t for i in c.ListImages().images for t in i.repo_tags]
+        for name in ("mirrored", "again"):
+            sid, _ = _pod(c, n, name)
+            assert c.PodSandboxStatus(pod_sandbox_id=sid).status.state == pb.SANDBOX_READY
+            assert "registry.k8s.io/pause:3.9" in [t for i in c.ListImages().images for t in i.repo_tags]
+            c.StopPodSandbox(pod_sandbox_id=sid)
+            c.RemovePodSandbox(pod_sandbox_id=sid)
+            c.RemoveImage(image=pb.ImageSpec(image="registry.k8s.io/pause:3.9"))
+            assert "registry.k8s.io/pause:3.9" not in [t for i in c.ListImages().images for t in i.repo_tags]
         c.close()
     finally:
         n.cleanup()
