@@ -127,18 +127,20 @@ def add(conflist: dict[str, Any], container_id: str, netns: str | None, ifname: 
 
 
 def delete_cached(cache_dir: str, name: str, container_id: str, ifname: str, dirs: Sequence[str],
-                  netns: str | None = None) -> bool:
-    """Detach with what the ADD used (from the cache); nothing cached = nothing to do.
-    Every plugin's DEL runs (in reverse) even when one fails; the first error is raised after."""
+                  netns: str | None = None, record: dict[str, Any] | None = None) -> bool:
+    """Detach with what the ADD used (from the cache; record: the cached record, as cached()
+    just read it); nothing cached = nothing to do. Every plugin's DEL runs (in reverse) even
+    when one fails; the first error is raised after."""
     cache = _cache_path(cache_dir, name, container_id, ifname)
-    try:
-        with open(cache) as f:
-            record = json.load(f)
-    except FileNotFoundError:
-        return False
-    except ValueError:
-        os.unlink(cache)
-        return False
+    if record is None:
+        try:
+            with open(cache) as f:
+                record = json.load(f)
+        except FileNotFoundError:
+            return False
+        except ValueError:
+            os.unlink(cache)
+            return False
     conflist = record["conflist"]
     if netns is None:
         netns = record.get("netns") or ""

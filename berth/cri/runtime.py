@@ -456,8 +456,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def _detach(self, key: str, sid: str) -> None:
         try:
-            result = self.net.result(sid)
-            self.net.teardown(key, sid)
+            result = self.net.teardown(key, sid)  # the cache read once: the plugins start sooner
             if result is not None:  # kept for the stopped pod's verbose status, as containerd keeps it
                 try:
                     with open(os.path.join(self.svc.cdir(sid), CNI_RESULT), "w") as f:

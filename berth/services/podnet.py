@@ -182,21 +182,26 @@ class PodNetwork:
                 return rec.get("result")
         return None
 
-    def teardown(self, key: str | None, sandbox_id: str) -> None:
-        """CNI DEL with what the ADD used, then the namespace goes; nothing there is fine."""
+    def teardown(self, key: str | None, sandbox_id: str) -> dict[str, Any] | None:
+        """CNI DEL with what the ADD used, then the namespace goes; nothing there is fine.
+        Returns the pod's attachment's CNI result as it was (result()), if there was one."""
         self._ips.pop(sandbox_id, None)
         err = None
-        for name, cid, ifname, _rec in cni.cached(self.cache_dir, sandbox_id):
+        result = None
+        for name, cid, ifname, rec in cni.cached(self.cache_dir, sandbox_id):
             if cid != sandbox_id:
                 continue
+            if ifname == IFNAME:
+                result = rec.get("result")
             try:
-                cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cri_cni_bin_dirs)
+                cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cri_cni_bin_dirs, record=rec)
             except cni.CNIError as e:
                 err = err or e
         if key:
             self.remove_netns(key)
         if err is not None:
             raise err
+        return result
 
 
     def collect(self, live: dict[str, str]) -> list[str]:
