@@ -88,6 +88,12 @@ def main(argv=None):
         # the zygote is forked before any thread or event loop exists; shims are forked from it
         from berth.shim.zygote import Zygote
         zygote = Zygote()
+        # berthd's threads (the API's and CRI's handlers, a pod's pause starting in the background,
+        # the exit monitors) share one GIL: a thread that computes in Python keeps a request's
+        # thread waiting up to the switch interval, 5 ms by default, when it would need only a
+        # fraction of one. 1 ms: RunPodSandbox's and CreateContainer's answers do not wait for a
+        # pause being started beside them (the shims, forked above, keep the default)
+        sys.setswitchinterval(0.001)
         import asyncio
 
         from berth.daemon.server import serve
