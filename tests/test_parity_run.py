@@ -1128,7 +1128,22 @@ def test_pushes_say_what_dockerd_says(eng, peer, tmp_path):
             for n in (f"{repo}:v1", f"{repo}:v2", "127.0.0.1:1/pp/x:1"):
                 d.docker("rmi", n)
             seen.append(row)
-        assert seen[0] == seen[1], seen
+
+        def layers_unordered(row):
+            # dockerd pushes a tag's layers concurrently: a layer's lines may come before or after
+            # another's ("Preparing" of both, then their results, or one layer's after the other's)
+            out = []
+            for code, text, err in row:
+                lines, run = [], []
+                for line in text.splitlines(keepends=True) + [""]:
+                    if line.startswith("<layer>: "):
+                        run.append(line)
+                        continue
+                    lines += sorted(run) + [line]
+                    run = []
+                out.append((code, "".join(lines), err))
+            return out
+        assert layers_unordered(seen[0]) == layers_unordered(seen[1]), seen
         repo = f"{reg.addr}/<who>/bb"
         head = f"The push refers to repository [{repo}]\n"
         assert seen[0][0] == (0, head + "".join(f"<layer>: Preparing\n<layer>: Preparing\n<layer>: {s}\n<layer>: {s}\n"
