@@ -83,7 +83,7 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     mode = network_mode(hc)
     cid = rec.id
     cdir = svc.cdir(cid)
-    teardown(svc, ns, cid, rec)  # whatever an earlier run left (a crash, a daemon killed meanwhile)
+    teardown(svc, ns, cid, rec, hc)  # whatever an earlier run left (a crash, a daemon killed meanwhile)
     if mode == "host":
         write_files(cdir, hostname, spec_body, [], host=True)
         return "host", cdir
@@ -145,21 +145,22 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     return path, cdir
 
 
-def teardown(svc: ContainerService, ns: str, cid: str, rec: Container | None = None) -> None:
+def teardown(svc: ContainerService, ns: str, cid: str, rec: Container | None = None,
+             hc: dict[str, Any] | None = None) -> None:
     """After the exit (or a failed start): detach everything, drop the netns, forget the ports.
     rec (the container's record, when the caller has it): one that holds no network of its own
-    is left alone (see holds_network)."""
+    is left alone (see holds_network; hc: its HostConfig, when the caller has it parsed)."""
     nets = svc.networks
     if nets is None:
         return
-    if rec is not None and not holds_network(rec):
+    if rec is not None and not holds_network(rec, hc):
         nets.unhold(cid)  # a --rm removal's mark, if any
         return
     with nets.container_lock(cid):
         _teardown(svc, nets, ns, cid)
 
 
-def holds_network(rec: Container) -> bool:
+def holds_network(rec: Container, hc: dict[str, Any] | None = None) -> bool:
     """Whether the container may hold something of its own to tear down: a netns, CNI
     attachments, published ports. One in another's network namespace (host, container:<id>, a
     CRI sandbox's ns:<path>) gets none at its start (setup), and whatever it got since (a
@@ -168,7 +169,9 @@ def holds_network(rec: Container) -> bool:
     pod's containers and sandbox: ~0.1 ms each)."""
     if (rec.extensions or {}).get("net"):
         return True
-    mode = network_mode((rec.spec_json() or {}).get("HostConfig"))
+    if hc is None:
+        hc = (rec.spec_json() or {}).get("HostConfig")
+    mode = network_mode(hc)
     return not (mode == "host" or mode.startswith(("container:", "ns:")))
 
 
