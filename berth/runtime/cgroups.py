@@ -753,6 +753,39 @@ class Manager:
                     raise NotFound(f"cgroup: {d} does not exist") from None
                 raise SystemError_(f"cgroup: cannot add pid {pid} to {d}: {_strerror(e)}") from None
 
+    def open_procs(self) -> list[tuple[str, int]]:
+        """(directory, fd) of the cgroup.procs file of every hierarchy, open for join_self(): for a
+        process about to leave this mount namespace's root (the paths no longer resolve then)."""
+        out: list[tuple[str, int]] = []
+        try:
+            for d in self._dirs():
+                try:
+                    out.append((d, os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)))
+                except OSError as e:
+                    if e.errno == errno.ENOENT and not os.path.isdir(d):
+                        raise NotFound(f"cgroup: {d} does not exist") from None
+                    raise SystemError_(f"cgroup: cannot join {d}: {_strerror(e)}") from None
+        except BaseException:
+            for _d, fd in out:
+                os.close(fd)
+            raise
+        return out
+
+    @staticmethod
+    def join_self(procs: list[tuple[str, int]]) -> None:
+        """Move the calling process (all its threads) into the cgroup of open_procs() in every
+        hierarchy: the process as `0`, which names the writer whatever PID namespace it is in.
+        The files are closed."""
+        try:
+            for d, fd in procs:
+                try:
+                    os.write(fd, b"0")
+                except OSError as e:
+                    raise SystemError_(f"cgroup: cannot join {d}: {_strerror(e)}") from None
+        finally:
+            for _d, fd in procs:
+                os.close(fd)
+
     def pids(self) -> list[int]:
         """Every pid in the cgroup and its descendants (sorted); [] if it does not exist."""
         out = set()

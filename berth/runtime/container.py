@@ -8,6 +8,13 @@ Process model (like runc/crun, without re-executing an interpreter):
 
 P and A/B talk over a socketpair with one JSON message per line. Any failure before
 `created` makes P undo everything: the init is killed, the cgroup and state dir removed.
+
+The shim, which lives on as its containers' parent and must stay small, creates most containers
+with create_forked instead: it forks B itself, straight into B's PID namespace, and B does P's
+part of the work too (the spec, the state dir, the cgroup, which it joins from a thread while it
+builds its rootfs) before its own. One process fewer, and the pages that work writes go with B's
+exec. The specs that need A or P's namespaces (a user or time namespace, a mount namespace to
+join, prestart/createRuntime hooks, the systemd driver) take the way above (direct_pidns).
 """
 
 from __future__ import annotations
@@ -234,8 +241,12 @@ def _setup_process(process: Spec, console: _socket.socket | None) -> tuple[str, 
 
 
 def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket.socket | None, cg_path: str, cg_mode: str,
-          no_pivot: bool, in_userns: bool, filt: Filter | Program | None, preserve_fds: int) -> NoReturn:
-    """The container's init (B). Never returns."""
+          no_pivot: bool, in_userns: bool, filt: Filter | Program | None, preserve_fds: int,
+          joined: Callable[[], dict[str, Any]] | None = None, save_state: Callable[[], None] | None = None) -> NoReturn:
+    """The container's init (B). Never returns. joined: waits until the init is in its cgroup and
+    answers the state the hooks see (by default the caller's "state" message, sent once it has
+    moved the init there); save_state: the state file's write, once the init is set up save for
+    its user and capabilities (an init that made its own state, create_forked)."""
     from berth.runtime import process as procmod
     from berth.linux.paths import ensure_in_root
     from berth.runtime import rootfs
@@ -260,12 +271,16 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
             # The caller moves us into the container's cgroup (a slow write: the kernel waits for an
             # RCU grace period) while we build the rootfs and set up the process; it sends the state
             # when that is done. Until then we must not fork (a child could start outside it).
-            msg = ch.recv()
-            if not msg or msg.get("t") != "state":
-                os._exit(1)
+            if joined is not None:
+                state = joined()
+            else:
+                msg = ch.recv()
+                if not msg or msg.get("t") != "state":
+                    os._exit(1)
+                state = msg["state"]
             if new_cgroupns:
                 sc.unshare(sc.CLONE_NEWCGROUP)  # rooted at the container's cgroup
-            return msg["state"]
+            return state
 
         hooks = config.get("hooks") or {}
         hooked = bool(hooks.get("prestart") or hooks.get("createRuntime") or hooks.get("createContainer"))
@@ -312,6 +327,8 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
             # rootfs, the pivot and the process set-up; the cgroup namespace is unshared before the
             # capabilities go, and the user's process can only start after this
             hook_state = joined_cgroup()
+        if save_state is not None:
+            save_state()
         procmod.apply_user_and_caps(process, filt, in_userns)
         procmod.chdir_checked(process.get("cwd") or "/")
         ch.send(t="created")
@@ -398,6 +415,233 @@ def _fork_init(ch: Channel, psock: _socket.socket, config: Spec, bundle: str, fi
             _child_fail(ch, e)
         _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, False, filt, preserve_fds)
     return pid
+
+
+def direct_pidns(config: Spec, systemd: bool = False) -> str | None:
+    """How create_forked's caller forks the init for this spec: "" in its own PID namespace,
+    "new" in a new one, else the path of the one to join; None when its creation needs create()'s
+    processes: a user or time namespace (set up from outside the init), a mount namespace to join,
+    hooks in the runtime's namespaces, the systemd driver (its unit takes the pid systemd sees)."""
+    if systemd:
+        return None
+    hooks = config.get("hooks") or {}
+    if hooks.get("prestart") or hooks.get("createRuntime"):
+        return None
+    pidns = ""
+    for ns in (config.get("linux") or {}).get("namespaces") or []:
+        t = ns.get("type")
+        if t not in NS_FLAGS or t in ("user", "time") or t == "mount" and ns.get("path"):
+            return None
+        if t == "pid":
+            pidns = ns.get("path") or "new"
+    return pidns
+
+
+def create_forked(root: str, cid: str, bundle: str, pidns: str, console: _socket.socket | None = None,
+                  pid_file: str | None = None) -> int:
+    """create() with no process between the caller and the init, for a caller that stays small
+    and lives on as the init's parent (the shim): it forks the init straight into its PID
+    namespace (pidns, from direct_pidns()), and the init does the rest of the creation itself:
+    reads the spec, makes the state directory and the cgroup, joins the cgroup and its other
+    namespaces, then sets itself up as create()'s init does. The caller only reads its messages:
+    the pages all that writes are the init's, and go with its exec. Returns the init's pid once
+    it waits on the exec fifo. A failure raises the error create() would, after what the init
+    made is undone (the init killed, its cgroup and state directory removed)."""
+    psock, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    own = -1
+    pid = 0
+    try:
+        if pidns:
+            own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            if pidns == "new":
+                sc.unshare(sc.CLONE_NEWPID)  # the next child's; ours again below
+            else:
+                _join([("pid", pidns)])
+        pid = sc.fork_bare()
+        if pid == 0:
+            try:
+                psock.close()
+                _self_create(Channel(csock), root, cid, bundle, console)
+            finally:
+                os._exit(1)
+    except BaseException:
+        psock.close()
+        raise
+    finally:  # (the child never comes here)
+        if own >= 0:
+            try:
+                sc.setns(own, sc.CLONE_NEWPID)  # this process's children in its own PID namespace again
+            finally:
+                os.close(own)
+        csock.close()
+    ch = Channel(psock)
+    made = None
+    try:
+        while True:
+            msg = ch.recv()
+            if msg is None:
+                if made is None:
+                    raise SystemError_("container init exited unexpectedly during setup")
+                from berth.runtime import cgroups
+                raise _init_died(cgroups.Manager(made["cg"], mode=made["mode"]), made["limit"])
+            t = msg.get("t")
+            if t == "made":
+                made = msg
+            elif t == "error":
+                raise _forked_error(msg)
+            elif t == "created":
+                break
+        if pid_file:
+            _write_pid_file(pid_file, pid)
+        return pid
+    except BaseException:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(pid)
+        if made is not None:
+            from berth.runtime import cgroups
+            try:
+                cgroups.Manager(made["cg"], mode=made["mode"]).destroy()
+            except BerthError:
+                pass
+            _remove_state_dir(os.path.join(root, cid))
+        raise
+    finally:
+        ch.close()
+
+
+_KINDS = ("ConfigInvalid", "NotFound", "AlreadyExists", "InvalidArgument", "FailedPrecondition", "Unavailable",
+          "SystemError_")
+
+
+def _forked_error(msg: dict[str, Any]) -> BerthError:
+    """The error an init of create_forked reported: of the kind create() would have raised (its
+    own, before the init's set-up; the set-up's as _remote_error says it)."""
+    if not msg.get("exact"):
+        return _remote_error(msg)
+    from berth import errors
+    return getattr(errors, msg.get("kind") or "", SystemError_)(msg.get("msg") or "container setup failed")
+
+
+def _exact_kind(e: BaseException) -> str:
+    for cls in type(e).__mro__:
+        if cls.__name__ in _KINDS and cls.__module__ == "berth.errors":
+            return cls.__name__
+    return "SystemError_"
+
+
+class _SelfJoin:
+    """The init's own move into its cgroup (create_forked), in a thread: the write waits for an RCU
+    grace period (see _CgroupWarmth) while the init builds its rootfs; wait() before anything forks
+    or needs the cgroup."""
+
+    def __init__(self, cg: Any) -> None:
+        self.procs = cg.open_procs()  # here: the thread writes once the rootfs is pivoted
+        self.cg = cg
+        self.error: BaseException | None = None
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+        try:
+            _thread.start_new_thread(self._run, ())
+        except RuntimeError:
+            self._run()
+
+    def _run(self) -> None:
+        try:
+            self.cg.join_self(self.procs)
+        except BaseException as e:  # noqa: B902 - raised again by wait()
+            self.error = e
+        finally:
+            self.done.release()
+
+    def wait(self) -> None:
+        self.done.acquire()
+        self.done.release()
+        if self.error is not None:
+            raise self.error
+
+
+def _self_create(ch: Channel, root: str, cid: str, bundle: str, console: _socket.socket | None) -> NoReturn:
+    """The init of create_forked: create()'s work, then its init's. Never returns."""
+    from berth.runtime import cgroups
+    try:
+        bundle = os.path.abspath(bundle)
+        statemod.check_id(cid)
+        if os.path.exists(os.path.join(root, cid)):
+            raise statemod.AlreadyExists(f"container with id {cid} already exists")
+        config = specmod.load(bundle, check_seccomp=False)  # the daemon checked its profile already
+        process = config["process"]
+        _warn_ignored_caps(process)
+        if process.get("terminal") and console is None:
+            raise InvalidArgument("cannot allocate a tty without --console-socket when berth-runc detaches")
+        linux = config.get("linux") or {}
+        cg_path = cgroups.resolve_path(linux.get("cgroupsPath"), cid, False)
+        cg_mode = cgroups.detect_mode()
+        d = statemod.new_dir(root, cid)
+        limit = ((linux.get("resources") or {}).get("memory") or {}).get("limit")
+        # from here on the caller undoes what is made if we fail (or die)
+        ch.send(t="made", cg=cg_path, mode=cg_mode, limit=limit if isinstance(limit, int) else None)
+        pid = int(os.readlink("/proc/self"))  # the host's procfs: our pid there, not our namespace's 1
+        st = statemod.State(root, cid, {
+            "ociVersion": config.get("ociVersion") or specmod.OCI_VERSION, "pid": pid, "bundle": bundle,
+            "rootfs": config["root"]["path"], "created": _now(), "annotations": config.get("annotations") or {},
+            "cgroup_path": cg_path, "cgroup_mode": cg_mode, "systemd": False,
+            "hook_kinds": sorted(k for k, v in (config.get("hooks") or {}).items() if v),
+        })
+        st.data["start_time"] = statemod.proc_start_time(pid)
+        cg = cgroups.Manager(cg_path, mode=cg_mode)
+        cg.create()
+        resources = _with_default_devices(linux)
+        if resources:
+            try:
+                cg.set(resources)
+            except SystemError_ as e:
+                raise SystemError_(("unable to apply cgroup configuration: " if "/cpuset." in e.message else
+                                    "error during container init: error setting cgroup config for procHooks process: ")
+                                   + e.message) from None
+        with open(os.path.join(d, "config.json"), "w") as f:
+            f.write(json.dumps(config))
+        old_umask = os.umask(0)
+        try:
+            os.mkfifo(st.fifo, 0o622)  # writable by the init whatever user it has become
+        finally:
+            os.umask(old_umask)
+        fifo_fd = os.open(st.fifo, os.O_PATH | os.O_CLOEXEC)
+        dir_fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # the state's way in after the pivot
+        filt = _preload(process, config)
+        new, join = _namespaces(config)
+        _join([j for j in join if j[0] != "pid"])  # the caller forked us into our PID namespace
+        rest = new & ~(sc.CLONE_NEWUSER | sc.CLONE_NEWCGROUP | sc.CLONE_NEWPID)  # cgroup: once in our cgroup
+        if rest:
+            sc.unshare(rest)  # the mount namespace too: single-threaded until the join's thread below
+        joining = _SelfJoin(cg)
+    except BaseException as e:  # noqa: B902 - everything to the caller, in create()'s words
+        if os.environ.get("BERTH_DEBUG"):
+            import traceback
+            traceback.print_exc()
+        ch.send(t="error", msg=getattr(e, "message", None) or str(e) or type(e).__name__, kind=_exact_kind(e),
+                exact=True)
+        os._exit(1)
+
+    def joined() -> dict[str, Any]:
+        joining.wait()
+        return st.oci(status="creating")
+
+    def save_state() -> None:
+        tmp = ".state.json.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+        try:
+            os.fchmod(fd, 0o644)  # whatever umask the process has by now
+            os.write(fd, json.dumps(st.data).encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, "state.json", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.close(dir_fd)
+
+    _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, False, False, filt, 0, joined=joined,
+          save_state=save_state)
 
 
 def _host_root_ids(linux: Spec) -> tuple[int, int]:
@@ -593,7 +837,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
         while True:
             msg = {"t": "pid", "pid": init_pid} if direct and not st.data["pid"] else ch.recv()
             if msg is None:
-                raise pending or _init_died(cg, linux)
+                raise pending or _init_died(cg, ((linux.get("resources") or {}).get("memory") or {}).get("limit"))
             t = msg.get("t")
             if t == "error":
                 raise _remote_error(msg)
@@ -660,11 +904,11 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
             warm.stop()
 
 
-def _init_died(cg: Any, linux: Spec) -> SystemError_:
+def _init_died(cg: Any, limit: Any) -> SystemError_:
     """The error of an init that died before it was set up. Killed by its memory cgroup's OOM
-    killer (a limit below what it needs): runc's words, whose limit write fails at that point."""
+    killer (a limit below what it needs, the spec's linux.resources.memory.limit): runc's words,
+    whose limit write fails at that point."""
     from berth.runtime import cgroups
-    limit = ((linux.get("resources") or {}).get("memory") or {}).get("limit")
     if cg is not None and isinstance(limit, int) and limit > 0:
         try:
             mem = cg._v2dir if cg.mode == "v2" else cg._ctrl.get("memory")

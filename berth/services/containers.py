@@ -444,6 +444,9 @@ class ContainerService:
                 # the library's start without poststart hooks: the shim releases the init in place
                 "start_in_place": rt.light_start and not (oci.get("hooks") or {}).get("poststart"),
             })
+            if rt.light_start:  # this library: the shim forks the init, which creates itself (most specs)
+                from berth.runtime.container import direct_pidns
+                params["create_direct"] = direct_pidns(oci, self.cfg.cgroup_driver == "systemd")
             if (hc.get("LogConfig") or {}).get("Type") == "cri" and lc.get("path"):  # the CRI's log file and format (kubelet's)
                 params.update(log_path=lc["path"], log_format="cri")
             group = self.shim_group(rec) if self.shim_group is not None else None
