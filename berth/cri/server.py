@@ -9,6 +9,24 @@ from berth.linux.hostnet import socket_alive
 
 log = logging.getLogger("berthd")
 
+# gRPC core's established polling code for the listener and the connections rather than its
+# EventEngine (experiments grpcio 1.85 still lets a process turn off): every crictl command is a
+# new connection with two or three calls, and each costs the server ~0.25 ms less processor and
+# fewer hand-offs between threads (A/B through crictl, docs/benchmarks.md, session 26). A
+# GRPC_EXPERIMENTS of the environment is left as it is.
+_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints,-event_engine_callback_cq"
+
+
+def grpc_experiments():
+    """Call before anything imports grpc (its core reads GRPC_EXPERIMENTS then, once): berthd's
+    choice of gRPC's experiments, in the environment until the returned function is called
+    (once grpc is imported: not for the programs berthd runs)."""
+    import sys
+    if "grpc" in sys.modules or "GRPC_EXPERIMENTS" in os.environ:
+        return lambda: None
+    os.environ["GRPC_EXPERIMENTS"] = _EXPERIMENTS
+    return lambda: os.environ.pop("GRPC_EXPERIMENTS", None)
+
 
 class CRIServer:
     def __init__(self, services, streaming=None):

@@ -248,6 +248,15 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
 async def _start_cri(daemon):
     """The Kubernetes CRI (gRPC, berth/cri) on cri_socket and its streaming server; a CRI that
     cannot start is logged, the Docker API is served regardless."""
+    from berth.cri.server import grpc_experiments
+    done = grpc_experiments()  # before the imports below bring grpc in
+    try:
+        return await _start_cri_servers(daemon)
+    finally:
+        done()
+
+
+async def _start_cri_servers(daemon):
     from berth.cri.server import CRIServer
     from berth.daemon.config import stream_server_host
     cfg = daemon.cfg
