@@ -1782,6 +1782,79 @@ def test_a_pod_is_ready_only_once_its_network_is(tmp_path):
         n.cleanup()
 
 
+FLAKY_PLUGIN = """#!/usr/bin/python3
+import json, os, sys, time
+conf = json.load(sys.stdin)
+here = os.path.dirname(os.path.abspath(sys.argv[0]))
+if os.environ["CNI_COMMAND"] == "ADD":
+    if os.path.exists(os.path.join(here, "slow")):
+        time.sleep(1.5)
+    if os.path.exists(os.path.join(here, "fail")):
+        print(json.dumps({"cniVersion": conf["cniVersion"], "code": 999, "msg": "flaky says no"}))
+        sys.exit(1)
+    print(json.dumps(conf["prevResult"]))
+"""
+
+
+def test_a_pod_given_the_spare_namespace_is_prepared_during_its_add(tmp_path):
+    """With the spare network namespace made ahead, berthd prepares the pod's pause (its rootfs,
+    spec, bundle) while the CNI ADD runs and starts it once the ADD is done: meanwhile listings
+    answer at once (the pod not ready), the pod is ready with its address after, and an ADD
+    that fails leaves nothing of the pod, its pause never started."""
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    (bindir / "flaky").write_text(FLAKY_PLUGIN)
+    (bindir / "flaky").chmod(0o755)
+    n = Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n')
+    n.edit_plugins(lambda plugins: plugins.append({"type": "flaky"}))
+    n.start()
+    try:
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        c = n.client()
+        netns_dir = os.path.join(n.d.state, "cri", "netns")
+        first, _ = _pod(c, n, "first")
+        wait_for(lambda: len(os.listdir(netns_dir)) == 2, 10, "the spare namespace")
+        (bindir / "slow").write_text("")
+        import threading
+        done = {}
+        t = threading.Thread(target=lambda: done.setdefault("sid", _pod(c, n, "second")[0]))
+        t.start()
+        looks = []
+        while t.is_alive():
+            t0 = time.monotonic()
+            items = c.ListPodSandbox().items
+            looks.append((time.monotonic() - t0, {s.metadata.name: s.state for s in items}))
+            time.sleep(0.05)
+        t.join()
+        during = [(took, states) for took, states in looks if "second" in states]
+        assert during, looks  # the listing did look while the ADD ran
+        assert all(states["second"] == pb.SANDBOX_NOTREADY for _, states in during)
+        assert max(took for took, _ in during) < 0.5  # not held back by the ADD (1.5 s)
+        st = c.PodSandboxStatus(pod_sandbox_id=done["sid"]).status
+        assert st.state == pb.SANDBOX_READY and st.network.ip
+        os.unlink(bindir / "slow")
+        wait_for(lambda: len(os.listdir(netns_dir)) == 3, 10, "the next spare namespace")
+        ours = set(os.listdir(netns_dir))
+
+        def node_processes():
+            return sorted(p for p in os.listdir("/proc") if p.isdigit() and _in_node(p, n))
+        before = node_processes()
+        (bindir / "fail").write_text("")
+        with pytest.raises(grpc.RpcError) as e:
+            _pod(c, n, "third")
+        assert "flaky says no" in e.value.details()
+        assert sorted(s.metadata.name for s in c.ListPodSandbox().items) == ["first", "second"]
+        names = n.d.berth("-n", "k8s.io", "ps", "-a", "--format", "{{.Names}}", check=True).out
+        assert "third" not in names
+        wait_for(lambda: len(os.listdir(netns_dir)) <= 3 and set(os.listdir(netns_dir)) != ours, 10,
+                 "the failed pod's namespace gone (and a spare made again)")
+        assert len(os.listdir(os.path.join(n.d.state, "cri", "cni-cache"))) == 2  # the two pods'
+        assert node_processes() == before  # no shim or pause of the third pod left
+        c.close()
+    finally:
+        n.cleanup()
+
+
 GATE_PLUGIN = """#!/usr/bin/python3
 import json, os, sys, time
 conf = json.load(sys.stdin)

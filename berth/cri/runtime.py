@@ -168,7 +168,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         sandbox: None): the start of its pause container, the teardown of its network. Whoever
         looks at a sandbox sees it started (or failed), or its network gone."""
         with self._setup_lock:
-            pending = [self._pending.get(sid)] if sid is not None else list(self._pending.values())
+            # not a pod whose RunPodSandbox is under way (its pause prepared while the network is
+            # attached): until its answer it shows not ready, and a look must not wait for its ADD
+            if sid is not None:
+                pending = [] if sid in self._starting else [self._pending.get(sid)]
+            else:
+                pending = [b for s, b in self._pending.items() if s not in self._starting]
         for b in pending:
             if b is not None:
                 b.wait(timeout)
@@ -343,9 +348,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         # while the sandbox's record and snapshot are. RunPodSandbox answers once the network is
         # attached (a CNI failure is its error); the pause container then starts in the background,
         # and whoever looks at the sandbox next waits for it (_settle): it sees it running, or
-        # failed. After the ADD, not during it: on a node of few cores the plugins (Go programs,
-        # one after the other) are the answer's critical path, and the pause's start, a few
-        # processes of its own, would slow them; it overlaps the client's next steps instead.
+        # failed. Its shim is forked after the ADD, not during it: on a node of few cores the
+        # plugins (Go programs, one after the other) are the answer's critical path, and the
+        # pause's start, a few processes of its own, would slow them; it overlaps the client's
+        # next steps instead. What berthd does for it before the shim (the rootfs's mount, the
+        # spec and bundle) is done during the ADD, when the namespace is there already (the
+        # spare): the plugins leave a core idle then.
         sid = secrets.token_hex(32)
         with self._setup_lock:
             self._busy.add(sid)  # the network collector leaves it alone
@@ -353,10 +361,23 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         attach = None if host_net else _Background(self._attach, key, made, sid, md, ports)
         try:
             self._create_record("sandbox", name, body, convert.SANDBOX_EXT, meta, cid=sid)
-            if attach is not None:
-                attach.result()
-            with self._setup_lock:
-                launch = self._pending[sid] = _Background(self._launch_pause, sid, then=self._after_pause)
+            if attach is not None and made:
+                gate = _Gate()
+                self.svc.launch_gates[sid] = gate.wait
+                with self._setup_lock:
+                    launch = self._pending[sid] = _Background(self._launch_pause, sid, then=self._after_pause)
+                try:
+                    attach.result()
+                except BaseException:
+                    gate.fail()
+                    raise
+                finally:
+                    gate.open()
+            else:
+                if attach is not None:
+                    attach.result()
+                with self._setup_lock:
+                    launch = self._pending[sid] = _Background(self._launch_pause, sid, then=self._after_pause)
             if linux.sysctls:
                 # the pause's init writes the pod's sysctls, and what the kernel refuses there (a
                 # key the pod's namespaces lack, a value) is containerd's RunPodSandbox error: with
@@ -376,6 +397,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 self.svc.remove(NS, sid, force=True)
             except BerthError:
                 pass
+            self.svc.launch_gates.pop(sid, None)  # a launch that ended before its gate
             raise
         finally:
             with self._setup_lock:
@@ -1187,6 +1209,26 @@ def _kept(table: dict[str, tuple[int, Any]], key: str, gen: int, make: Callable[
         table.clear()
     table[key] = (gen, value)
     return value
+
+
+class _Gate:
+    """What a prepared launch waits for before its shim (ContainerService.launch_gates): open(),
+    after fail() when it is not to go on (its error then)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._failed = False
+
+    def fail(self) -> None:
+        self._failed = True
+
+    def open(self) -> None:
+        self._event.set()
+
+    def wait(self) -> None:
+        self._event.wait()
+        if self._failed:
+            raise FailedPrecondition("the pod's network could not be attached")
 
 
 class _Background:

@@ -150,6 +150,10 @@ class ContainerService:
         # annotations, the pause's mounts and the pod's resolv.conf): spec_hook(rec, spec) changes
         # the built spec in place (and the container's files) before the shim starts.
         self.spec_hook: Callable[[Container, dict[str, Any]], None] | None = None
+        # a launch's last step before its shim, by container id: called once its bundle is made,
+        # it returns when the shim may be forked or raises to stop the launch there (the CRI: a
+        # pod's pause prepared while its network is attached, forked once it is)
+        self.launch_gates: dict[str, Callable[[], None]] = {}
         # Set by a front end with containers whose exit is a fact only while the host is up (the
         # CRI: a pod's sandbox): exit_synced(rec) False -> the exit's record is committed to the
         # store's log without waiting for the disk (as a running state is; the next synced commit
@@ -452,6 +456,9 @@ class ContainerService:
             group = self.shim_group(rec) if self.shim_group is not None else None
             if group == "":
                 params["host_socket"] = self.host_socket(rec.id)
+            gate = self.launch_gates.pop(rec.id, None)
+            if gate is not None:
+                gate()
             # this run's start time is taken before the process can end (StartedAt <= FinishedAt)
             started_at = _now()
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
