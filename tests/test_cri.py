@@ -1739,6 +1739,16 @@ def test_a_failed_pod_network_leaves_nothing(tmp_path):
         n.cleanup()
 
 
+def _node_with_plugin(tmp_path, name, program):
+    """A Node (not started) whose CNI plugin directories start with one holding program as the
+    plugin `name` (a plugin of its own, or one shadowing the standard one); (node, that directory)."""
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    (bindir / name).write_text(program)
+    (bindir / name).chmod(0o755)
+    return Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n'), bindir
+
+
 SLOW_PLUGIN = """#!/usr/bin/python3
 import json, os, sys, time
 conf = json.load(sys.stdin)
@@ -1751,11 +1761,7 @@ if os.environ["CNI_COMMAND"] == "ADD":
 def test_a_pod_is_ready_only_once_its_network_is(tmp_path):
     """The pause container starts while the CNI ADD runs: until RunPodSandbox has the pod's
     address, listings show the sandbox NOTREADY (never READY without an IP)."""
-    bindir = tmp_path / "cni-bin"
-    bindir.mkdir()
-    (bindir / "slow").write_text(SLOW_PLUGIN)
-    (bindir / "slow").chmod(0o755)
-    n = Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n')
+    n, bindir = _node_with_plugin(tmp_path, "slow", SLOW_PLUGIN)
     n.edit_plugins(lambda plugins: plugins.append({"type": "slow"}))
     n.start()
     try:
@@ -1801,11 +1807,7 @@ def test_a_pod_given_the_spare_namespace_is_prepared_during_its_add(tmp_path):
     spec, bundle) while the CNI ADD runs and starts it once the ADD is done: meanwhile listings
     answer at once (the pod not ready), the pod is ready with its address after, and an ADD
     that fails leaves nothing of the pod, its pause never started."""
-    bindir = tmp_path / "cni-bin"
-    bindir.mkdir()
-    (bindir / "flaky").write_text(FLAKY_PLUGIN)
-    (bindir / "flaky").chmod(0o755)
-    n = Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n')
+    n, bindir = _node_with_plugin(tmp_path, "flaky", FLAKY_PLUGIN)
     n.edit_plugins(lambda plugins: plugins.append({"type": "flaky"}))
     n.start()
     try:
@@ -1888,11 +1890,7 @@ def test_portmap_runs_only_for_pods_that_map_ports(tmp_path):
     """A pod without host ports gets the node's chain without portmap (given no mappings, its ADD
     hands the previous result back and its DEL does nothing: only its start-up's cost); a pod
     with a host port gets it, at its ADD and at its DEL."""
-    bindir = tmp_path / "cni-bin"
-    bindir.mkdir()
-    (bindir / "portmap").write_text(PORTMAP_SPY)
-    (bindir / "portmap").chmod(0o755)
-    n = Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n')
+    n, bindir = _node_with_plugin(tmp_path, "portmap", PORTMAP_SPY)
     n.start()
     try:
         n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
@@ -1925,11 +1923,7 @@ def test_a_stopped_pods_network_goes_before_anyone_sees_it(tmp_path):
     removal) waits for it: the address is back in IPAM and the namespace gone by then. A DEL
     that fails is tried again by RemovePodSandbox, which answers the plugin's error and keeps
     the sandbox until a DEL succeeds."""
-    bindir = tmp_path / "cni-bin"
-    bindir.mkdir()
-    (bindir / "gate").write_text(GATE_PLUGIN)
-    (bindir / "gate").chmod(0o755)
-    n = Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n')
+    n, bindir = _node_with_plugin(tmp_path, "gate", GATE_PLUGIN)
     n.edit_plugins(lambda plugins: plugins.append({"type": "gate"}))  # its DEL runs first, slowly
     n.start()
     try:

@@ -585,14 +585,8 @@ def _self_create(ch: Channel, root: str, cid: str, bundle: str, console: _socket
     from berth.runtime import cgroups
     try:
         bundle = os.path.abspath(bundle)
-        statemod.check_id(cid)
-        if os.path.exists(os.path.join(root, cid)):
-            raise statemod.AlreadyExists(f"container with id {cid} already exists")
-        config = specmod.load(bundle, check_seccomp=False)  # the daemon checked its profile already
+        config = _checked_spec(root, cid, bundle, False, console is not None)  # the daemon checked its profile
         process = config["process"]
-        _warn_ignored_caps(process)
-        if process.get("terminal") and console is None:
-            raise InvalidArgument("cannot allocate a tty without --console-socket when berth-runc detaches")
         linux = config.get("linux") or {}
         cg_path = cgroups.resolve_path(linux.get("cgroupsPath"), cid, False)
         cg_mode = cgroups.detect_mode()
@@ -601,31 +595,11 @@ def _self_create(ch: Channel, root: str, cid: str, bundle: str, console: _socket
         # from here on the caller undoes what is made if we fail (or die)
         ch.send(t="made", cg=cg_path, mode=cg_mode, limit=limit if isinstance(limit, int) else None)
         pid = int(os.readlink("/proc/self"))  # the host's procfs: our pid there, not our namespace's 1
-        st = statemod.State(root, cid, {
-            "ociVersion": config.get("ociVersion") or specmod.OCI_VERSION, "pid": pid, "bundle": bundle,
-            "rootfs": config["root"]["path"], "created": _now(), "annotations": config.get("annotations") or {},
-            "cgroup_path": cg_path, "cgroup_mode": cg_mode, "systemd": False,
-            "hook_kinds": sorted(k for k, v in (config.get("hooks") or {}).items() if v),
-        })
+        st = _new_state(root, cid, bundle, config, cg_path, cg_mode, False, pid)
         st.data["start_time"] = statemod.proc_start_time(pid)
         cg = cgroups.Manager(cg_path, mode=cg_mode)
-        cg.create()
-        resources = _with_default_devices(linux)
-        if resources:
-            try:
-                cg.set(resources)
-            except SystemError_ as e:
-                raise SystemError_(("unable to apply cgroup configuration: " if "/cpuset." in e.message else
-                                    "error during container init: error setting cgroup config for procHooks process: ")
-                                   + e.message) from None
-        with open(os.path.join(d, "config.json"), "w") as f:
-            f.write(json.dumps(config))
-        old_umask = os.umask(0)
-        try:
-            os.mkfifo(st.fifo, 0o622)  # writable by the init whatever user it has become
-        finally:
-            os.umask(old_umask)
-        fifo_fd = os.open(st.fifo, os.O_PATH | os.O_CLOEXEC)
+        _set_up_cgroup(cg, linux)
+        fifo_fd = _write_config_and_fifo(st, config, linux)
         dir_fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # the state's way in after the pivot
         filt = _preload(process, config)
         new, join = _namespaces(config)
@@ -765,6 +739,61 @@ class _CgroupWarmth:
         self.done.acquire(True, wait)  # a write under way ends within a grace period
 
 
+def _checked_spec(root: str, cid: str, bundle: str, check_seccomp: bool, has_console: bool) -> Spec:
+    """A creation's first checks (create, create_forked): the id free, the bundle's spec valid,
+    a console for a terminal. Returns the spec."""
+    statemod.check_id(cid)
+    if os.path.exists(os.path.join(root, cid)):
+        raise statemod.AlreadyExists(f"container with id {cid} already exists")
+    config = specmod.load(bundle, check_seccomp=check_seccomp)
+    process = config["process"]
+    _warn_ignored_caps(process)
+    if process.get("terminal") and not has_console:
+        raise InvalidArgument("cannot allocate a tty without --console-socket when berth-runc detaches")
+    return config
+
+
+def _new_state(root: str, cid: str, bundle: str, config: Spec, cg_path: str, cg_mode: str, systemd: bool,
+               pid: int = 0) -> statemod.State:
+    return statemod.State(root, cid, {
+        "ociVersion": config.get("ociVersion") or specmod.OCI_VERSION, "pid": pid, "bundle": bundle,
+        "rootfs": config["root"]["path"], "created": _now(), "annotations": config.get("annotations") or {},
+        "cgroup_path": cg_path, "cgroup_mode": cg_mode, "systemd": systemd,
+        # start and delete read config.json back only for their hooks: a start is then a fifo
+        # read, a delete no JSON parse of the whole spec
+        "hook_kinds": sorted(k for k, v in (config.get("hooks") or {}).items() if v),
+    })
+
+
+def _set_up_cgroup(cg: Any, linux: Spec) -> None:
+    """The container's cgroup made and its resources set, a failure in runc's words."""
+    cg.create()
+    resources = _with_default_devices(linux)
+    if resources:
+        try:
+            cg.set(resources)
+        except SystemError_ as e:  # runc's words: its cpuset at the cgroup's creation, the rest in the init's hook
+            raise SystemError_(("unable to apply cgroup configuration: " if "/cpuset." in e.message else
+                                "error during container init: error setting cgroup config for procHooks process: ")
+                               + e.message) from None
+
+
+def _write_config_and_fifo(st: statemod.State, config: Spec, linux: Spec) -> int:
+    """config.json and the exec fifo in the state directory; returns an O_PATH fd of the fifo."""
+    with open(os.path.join(st.dir, "config.json"), "w") as f:
+        f.write(json.dumps(config))  # dumps: the C encoder (json.dump iterates in Python)
+    fifo = st.fifo
+    old_umask = os.umask(0)
+    try:
+        os.mkfifo(fifo, 0o622)  # writable by the init whatever user it has become
+    finally:
+        os.umask(old_umask)
+    root_uid, root_gid = _host_root_ids(linux)
+    if (root_uid, root_gid) != (0, 0):
+        os.chown(fifo, root_uid, root_gid)
+    return os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+
+
 def create(root: str, cid: str, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
            no_pivot: bool = False, preserve_fds: int = 0, systemd: bool = False, foreground: bool = False,
            console: _socket.socket | None = None, check_seccomp: bool = True,
@@ -777,14 +806,8 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
     no hook it runs in the runtime's namespaces."""
     from berth.runtime import cgroups
     bundle = os.path.abspath(bundle)
-    statemod.check_id(cid)
-    if os.path.exists(os.path.join(root, cid)):
-        raise statemod.AlreadyExists(f"container with id {cid} already exists")
-    config = specmod.load(bundle, check_seccomp=check_seccomp)  # the daemon checked its profile already
+    config = _checked_spec(root, cid, bundle, check_seccomp, bool(console_socket) or console is not None)
     process = config["process"]
-    _warn_ignored_caps(process)
-    if process.get("terminal") and not console_socket and console is None:
-        raise InvalidArgument("cannot allocate a tty without --console-socket when berth-runc detaches")
     if not process.get("terminal") and console_socket:
         raise InvalidArgument("--console-socket needs process.terminal to be true")
     linux = config.get("linux") or {}
@@ -796,41 +819,15 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
     cg = None
     init_pid = 0
     a_pid = 0
-    st = statemod.State(root, cid, {
-        "ociVersion": config.get("ociVersion") or specmod.OCI_VERSION, "pid": 0, "bundle": bundle,
-        "rootfs": config["root"]["path"], "created": _now(), "annotations": config.get("annotations") or {},
-        "cgroup_path": cg_path, "cgroup_mode": cg_mode, "systemd": systemd,
-        # start and delete read config.json back only for their hooks: a start is then a fifo
-        # read, a delete no JSON parse of the whole spec
-        "hook_kinds": sorted(k for k, v in (config.get("hooks") or {}).items() if v),
-    })
+    st = _new_state(root, cid, bundle, config, cg_path, cg_mode, systemd)
     warm = None
     try:
         cg = cgroups.Manager(cg_path, mode=cg_mode)
-        cg.create()
-        resources = _with_default_devices(linux)
-        if resources:
-            try:
-                cg.set(resources)
-            except SystemError_ as e:  # runc's words: its cpuset at the cgroup's creation, the rest in the init's hook
-                raise SystemError_(("unable to apply cgroup configuration: " if "/cpuset." in e.message else
-                                    "error during container init: error setting cgroup config for procHooks process: ")
-                                   + e.message) from None
+        _set_up_cgroup(cg, linux)
         # from here on no cgroup is made or changed before the join: the warm-up's migration
         # holds the kernel's cgroup_mutex through its grace period
         warm = _CgroupWarmth.start()
-        with open(os.path.join(d, "config.json"), "w") as f:
-            f.write(json.dumps(config))  # dumps: the C encoder (json.dump iterates in Python)
-        fifo = st.fifo
-        old_umask = os.umask(0)
-        try:
-            os.mkfifo(fifo, 0o622)  # writable by the init whatever user it has become
-        finally:
-            os.umask(old_umask)
-        root_uid, root_gid = _host_root_ids(linux)
-        if (root_uid, root_gid) != (0, 0):
-            os.chown(fifo, root_uid, root_gid)
-        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        fifo_fd = _write_config_and_fifo(st, config, linux)
         psock, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         # import what the init needs now: once in a user namespace it may no longer be allowed
         # to read the installed package (a directory only the caller's uid can enter)
