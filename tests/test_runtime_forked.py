@@ -97,13 +97,16 @@ def _no_trace(runtime, cid):
 
 
 @pytest.mark.parametrize("mutate", [
-    pytest.param(lambda c: c["process"].update(cwd="relative"), id="spec"),
-    pytest.param(lambda c: c["mounts"].append({"destination": "/data", "type": "bind", "source": "/no/such/dir",
-                                               "options": ["rbind"]}), id="init-setup"),
-    pytest.param(lambda c: c["linux"].update(sysctl={"net.no.such.key": "1"}), id="sysctl"),
+    pytest.param(lambda c, missing: c["process"].update(cwd="relative"), id="spec"),
+    pytest.param(lambda c, missing: c["mounts"].append({"destination": "/data", "type": "bind", "source": missing,
+                                                        "options": ["rbind"]}), id="init-setup"),
+    pytest.param(lambda c, missing: c["linux"].update(sysctl={"net.no.such.key": "1"}), id="sysctl"),
 ])
-def test_a_failure_says_what_create_says_and_leaves_nothing(runtime, mutate):
-    b = runtime.bundle(["true"], mutate=mutate)
+def test_a_failure_says_what_create_says_and_leaves_nothing(runtime, mutate, tmp_path):
+    # a path of the test's own that does not exist (a fixed one such as /no/such/dir may have been
+    # made on the host by something else: a CRI mount of a missing host path creates it)
+    missing = str(tmp_path / "no-such-dir")
+    b = runtime.bundle(["true"], mutate=lambda c: mutate(c, missing))
     ref = runtime.new_id()
     p = runtime("create", "-b", b, ref)
     assert p.returncode != 0
