@@ -9,7 +9,9 @@ registry.k8s.io/pause:3.9 and busybox-layers:1 from tests/data.
    each command's median, and `crictl version`'s in the same rounds: crictl's own part of a
    command, so 3x and 4x of it are the least time any engine could show (the floor).
    `grpc`: the same cycle through the gRPC API on a kept connection (the engines' own time), with
-   each call's median.
+   each call's median. `floor`: the crictl cycle against bench/cri_floor.py too, a CRI server
+   that answers every call at once (grpcio, berthd's settings), in the same rounds: crictl's own
+   time and a grpcio server's, the least an engine served by grpcio could show.
 2. `--pods N` (default 30) pods of 2 containers each, started through the gRPC API from 5
    client threads: the time until all run, berthd's VmRSS afterwards, and the memory of what runs
    per pod besides the containers' own processes (berth: a berth-shim per container and per
@@ -90,6 +92,24 @@ class Berth:
     def close(self):
         self.d.cleanup()
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+class Floor:
+    """bench/cri_floor.py on a socket of its own: a CRI server that does nothing."""
+    name = "floor"
+
+    def __init__(self, base):
+        self.sock = os.path.join(base, "floor.sock")
+        self.log = open(os.path.join(base, "floor.log"), "ab")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "cri_floor.py"), self.sock],
+                                     stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+        wait_for(lambda: os.path.exists(self.sock), 30, "the floor server's socket")
+        self.image = "busybox-layers:1"
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.log.close()
 
 
 class Containerd:
@@ -389,7 +409,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--pods", type=int, default=30)
-    ap.add_argument("--only", default="start,grpc,many")
+    ap.add_argument("--only", default="start,grpc,many", help="start,floor,grpc,many,cpu")
     a = ap.parse_args()
     if CRICTL is None:
         sys.exit("crictl not found (../shared/bin/crictl or PATH)")
@@ -400,7 +420,12 @@ def main():
         engines = [Berth(work), Containerd(work)]
         only = a.only.split(",")
         if "start" in only:
+            floor = [Floor(work)] if "floor" in only else []
+            engines += floor
             result["start"] = bench_start(engines, a.runs, work)
+            for f in floor:
+                engines.remove(f)
+                f.close()
         if "grpc" in only:
             result["grpc"] = bench_start(engines, a.runs, work, pod_cycle_grpc)
         if "many" in only:
@@ -433,6 +458,13 @@ def main():
             print(f"| crictl alone, {n} x `version` (the floor of the {key}) | {floor*1000:.0f} ms | "
                   f"containerd's {key}: {result['start']['containerd'][key]*1000:.0f} ms | "
                   f"{floor/result['start']['containerd'][key]:.2f}x at best |")
+        if "floor" in result["start"]:
+            f = result["start"]["floor"]
+            for key in ("start", "teardown"):
+                print(f"| the {key} against a CRI server that answers at once (the floor, grpcio) | "
+                      f"{f[key]*1000:.0f} ms | containerd's {key}: {result['start']['containerd'][key]*1000:.0f} ms | "
+                      f"{f[key]/result['start']['containerd'][key]:.2f}x at best |")
+            print("| the floor's steps | " + ", ".join(f"{k} {v*1000:.0f}" for k, v in f["calls"].items()) + " ms | | |")
     if "grpc" in result:
         b, c = result["grpc"]["berth"]["calls"], result["grpc"]["containerd"]["calls"]
         for k in b:
