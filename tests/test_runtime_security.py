@@ -167,8 +167,11 @@ BAD = {
     "invalid json": (lambda b, c: open(os.path.join(b, "config.json"), "w").write("{not json"), "invalid JSON"),
     "missing config": (lambda b, c: os.unlink(os.path.join(b, "config.json")), "config.json"),
     "unknown namespace": (lambda b, c: c["linux"]["namespaces"].append({"type": "bogus"}), "bogus"),
+    # a path of the bundle's own (a fixed one such as /nonexistent/dir may exist on a host where a
+    # docker -v or a CRI mount of it made it)
     "bind source missing": (lambda b, c: c["mounts"].append(
-        {"destination": "/mnt", "type": "bind", "source": "/nonexistent/dir", "options": ["rbind"]}), "/nonexistent/dir"),
+        {"destination": "/mnt", "type": "bind", "source": os.path.join(b, "no-such-dir"), "options": ["rbind"]}),
+        "no-such-dir"),
     "unknown filesystem": (lambda b, c: c["mounts"].append(
         {"destination": "/mnt", "type": "nosuchfs", "source": "x"}), "nosuchfs"),
     "no destination": (lambda b, c: c["mounts"].append(  # (a relative one is the root's, as runc's)
