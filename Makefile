@@ -8,9 +8,14 @@ COMPOSE_VENV := .venv-compose
 COMPOSE_PIP := docker-compose==1.29.2 docker==6.1.3 requests==2.31.0
 # its PyYAML 5.4.1 has no wheel for this Python and its sdist fails to build with Cython 3
 COMPOSE_BUILD := Cython==0.29.37 wheel==0.48.0
-APT_PACKAGES := python3 python3-venv python3-pip busybox-static runc libseccomp2 procps iproute2 util-linux containerd docker-registry skopeo openssl tini containernetworking-plugins iptables runsc
+APT_PACKAGES := python3 python3-venv python3-pip busybox-static runc libseccomp2 procps iproute2 util-linux containerd docker-registry skopeo openssl tini containernetworking-plugins iptables runsc libdevmapper1.02.1
+# dockerd (Debian's docker.io, 20.10), the peer the parity tests compare berthd with: its programs
+# unpacked into .peers/ and found there by the tests, not installed (no service enabled or
+# started, no docker group, the machine's own docker CLI left alone). Without it (no package
+# archive reachable) those tests skip.
+PEERS := .peers
 
-.PHONY: all deps install compose test demo bench clean
+.PHONY: all deps install compose peers test demo bench clean
 
 all: install
 
@@ -37,8 +42,18 @@ $(COMPOSE_VENV)/bin/docker-compose:
 	$(COMPOSE_VENV)/bin/pip install -q --disable-pip-version-check --no-build-isolation PyYAML==5.4.1
 	$(COMPOSE_VENV)/bin/pip install -q --disable-pip-version-check $(COMPOSE_PIP)
 
-test: install
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+peers: $(PEERS)/bin/dockerd
+
+$(PEERS)/bin/dockerd:
+	@rm -rf $(PEERS) && mkdir -p $(PEERS)/deb $(PEERS)/bin
+	@cd $(PEERS)/deb && { apt-get download -qq docker.io 2>/dev/null || { apt-get update -qq && apt-get download -qq docker.io 2>/dev/null; }; } \
+		&& dpkg-deb -x docker.io_*.deb ../root \
+		&& ln -s ../root/usr/sbin/dockerd ../root/usr/sbin/docker-proxy ../root/usr/bin/docker-init ../bin/ \
+		|| { echo "docker.io could not be fetched: the tests that compare with dockerd will skip"; rm -rf ../bin/*; }
+	@rm -rf $(PEERS)/deb
+
+test: install peers
+	PATH="$(CURDIR)/$(PEERS)/bin:$$PATH" $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
 
 demo: install
 	bash scripts/demo.sh
@@ -47,4 +62,4 @@ bench: install
 	$(VENV)/bin/python bench/runtime_run.py --runs 20
 
 clean:
-	rm -rf $(VENV) $(COMPOSE_VENV) build *.egg-info
+	rm -rf $(VENV) $(COMPOSE_VENV) $(PEERS) build *.egg-info
