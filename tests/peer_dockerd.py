@@ -13,12 +13,38 @@ import pytest
 from daemon_fixtures import _run, wait_for
 
 
+def host_dirs_dockerd_makes():
+    """What a dockerd makes on the host whatever its roots, and leaves: /run/docker (its plugins
+    directory) and, once it has run a container (cgroupfs driver), the "docker" cgroup parent in
+    each hierarchy. Those not there now; remove_made() removes them again when empty."""
+    cg = "/sys/fs/cgroup"
+    dirs = ["/run/docker", "/run/docker/plugins"]
+    if os.path.isfile(os.path.join(cg, "cgroup.controllers")):  # v2: one tree
+        dirs.append(os.path.join(cg, "docker"))
+    else:  # v1 (and hybrid): each hierarchy's, the empty v2 mount's too
+        try:
+            dirs += [os.path.join(cg, h, "docker") for h in sorted(os.listdir(cg))
+                     if os.path.isdir(os.path.join(cg, h)) and not os.path.islink(os.path.join(cg, h))]
+        except OSError:
+            pass
+    return [d for d in dirs if not os.path.exists(d)]
+
+
+def remove_made(made):
+    """rmdir (deepest first) what host_dirs_dockerd_makes() found missing; one in use stays."""
+    for d in reversed(made):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
 class Dockerd:
     def __init__(self, base):
         self.base = str(base)
         os.makedirs(self.base, exist_ok=True)
         # dockerd makes /run/docker/plugins whatever its exec root; removed at stop if it made it
-        self.made = [d for d in ("/run/docker", "/run/docker/plugins") if not os.path.exists(d)]
+        self.made = host_dirs_dockerd_makes()
         self.sock = os.path.join(self.base, "docker.sock")
         self.host = "unix://" + self.sock
         self.docker_config = os.path.join(self.base, "cli")
@@ -65,11 +91,7 @@ class Dockerd:
             mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
         for m in sorted(mounts, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
-        for d in reversed(self.made):
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
+        remove_made(self.made)
 
 
 @pytest.fixture(scope="module")

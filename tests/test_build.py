@@ -656,6 +656,8 @@ def dockerd():
         pytest.skip("dockerd (Debian docker.io) is not installed")
     import tempfile
     import time
+    from peer_dockerd import host_dirs_dockerd_makes, remove_made
+    made = host_dirs_dockerd_makes()
     base = tempfile.mkdtemp(prefix="bdk-", dir="/tmp")
     sock = os.path.join(base, "d.sock")
     log = open(os.path.join(base, "log"), "wb")
@@ -686,6 +688,7 @@ def dockerd():
         for m in sorted(mounts, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+        remove_made(made)
 
 
 def image_facts(tar_bytes):
