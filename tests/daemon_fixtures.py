@@ -221,10 +221,11 @@ def registry(tmp_path_factory):
 
 def skopeo(*args, check=True):
     env = dict(os.environ)
-    policy = os.path.join(tempfile.gettempdir(), "berth-skopeo-policy.json")
-    with open(policy, "w") as f:
+    # a policy file of this call's own, gone after it (no file left in /tmp)
+    with tempfile.NamedTemporaryFile("w", prefix="berth-skopeo-policy-", suffix=".json") as f:
         json.dump({"default": [{"type": "insecureAcceptAnything"}]}, f)
-    p = subprocess.run(["skopeo", "--policy", policy, *args], capture_output=True, timeout=120, env=env)
+        f.flush()
+        p = subprocess.run(["skopeo", "--policy", f.name, *args], capture_output=True, timeout=120, env=env)
     p.out, p.err = p.stdout.decode(), p.stderr.decode()
     if check and p.returncode != 0:
         raise AssertionError(f"skopeo {args} failed: {p.err}")
