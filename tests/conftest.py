@@ -112,6 +112,20 @@ def bundle_config(rt, path):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _nothing_mounted_in_tmp(tmp_path_factory):
+    """pytest deletes the passed tests' temporary directories at the end of the run
+    (tmp_path_retention_policy = "failed"): anything still mounted under them is detached first,
+    so that the deletion never reaches through a mount into what it shows (a bind of a host
+    directory). The tests' own leak checks are meant to leave nothing for this to do."""
+    yield
+    base = str(tmp_path_factory.getbasetemp()) + "/"
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f if line.split()[4].startswith(base)]
+    for m in sorted(mounts, reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _shared_cni_chains():
     """The CNI plugins leave chains every CNI user shares (CNI-FORWARD, CNI-HOSTPORT-*); berthd
     keeps them while it may race another CNI user. At the end of the run, when none of this
