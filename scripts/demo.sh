@@ -15,6 +15,12 @@ BERTHD_PID=
 step() { printf '\n\033[1m+ %s\033[0m\n' "$*"; }
 berth() { echo "\$ berth $*"; "$BIN/berth" "$@"; }
 
+# what the demo's berthd may leave that others share: the CNI plugins' chains (CNI-FORWARD,
+# CNI-HOSTPORT-*) and the "berth" cgroup parents; they go at the end if the demo made them
+CNI_CHAINS_BEFORE=$(iptables-save 2>/dev/null | grep -c '^:CNI-' || true)
+if [ -e /sys/fs/cgroup/cgroup.controllers ]; then HIERARCHIES=/sys/fs/cgroup/; else HIERARCHIES=$(ls -d /sys/fs/cgroup/*/); fi
+CGROUPS_MADE=$(for h in $HIERARCHIES; do [ -L "${h%/}" ] || [ -e "${h}berth" ] || echo "${h}berth"; done)
+
 cleanup() {
     set +e
     "$BIN/berth" rm -f demo-web >/dev/null 2>&1
@@ -23,6 +29,10 @@ cleanup() {
     fi
     grep -o " $WORK[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
     rm -rf "$WORK"
+    if [ "$CNI_CHAINS_BEFORE" = 0 ]; then  # empty ones only
+        "$BIN/python" -c "from berth.linux import iptables; iptables.remove_shared_cni_chains()" 2>/dev/null
+    fi
+    for d in $CGROUPS_MADE; do rmdir "$d" 2>/dev/null; done
 }
 trap cleanup EXIT
 
