@@ -7,7 +7,6 @@ could show: bench/cri.py's `floor` row, interleaved with the engines.
 Usage: bench/cri_floor.py SOCKET  (serves until SIGTERM)
 """
 
-import concurrent.futures
 import os
 import secrets
 import signal
@@ -17,11 +16,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from berth.cri.server import grpc_experiments  # noqa: E402
+from berth.cri.server import grpc_experiments, new_grpc_server  # noqa: E402
 
 grpc_experiments()  # before grpc is imported, as berthd does
-
-import grpc  # noqa: E402
 
 from berth.cri import api_pb2 as pb  # noqa: E402
 from berth.cri import api_pb2_grpc as rpc  # noqa: E402
@@ -74,9 +71,7 @@ class Images(rpc.ImageServiceServicer):
 def main():
     path = sys.argv[1]
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGINT])  # for sigwait (grpc's threads too)
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="floor"),
-                         options=[("grpc.max_receive_message_length", 16 << 20),
-                                  ("grpc.max_send_message_length", 16 << 20)])
+    server = new_grpc_server("floor")
     rpc.add_RuntimeServiceServicer_to_server(Runtime(), server)
     rpc.add_ImageServiceServicer_to_server(Images(), server)
     if not server.add_insecure_port("unix://" + path):

@@ -118,11 +118,8 @@ def _nothing_mounted_in_tmp(tmp_path_factory):
     so that the deletion never reaches through a mount into what it shows (a bind of a host
     directory). The tests' own leak checks are meant to leave nothing for this to do."""
     yield
-    base = str(tmp_path_factory.getbasetemp()) + "/"
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line.split()[4] for line in f if line.split()[4].startswith(base)]
-    for m in sorted(mounts, reverse=True):
-        subprocess.run(["umount", "-l", m], capture_output=True)
+    from daemon_fixtures import unmount_under
+    unmount_under(str(tmp_path_factory.getbasetemp()) + "/")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -136,10 +136,15 @@ class Daemon:
     def cleanup(self):
         self.stop()
         # unmount anything a test left under the daemon's root (overlay mounts of containers)
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
+        unmount_under(self.base)
+
+
+def unmount_under(prefix):
+    """Detach (umount -l, deepest first) every mount whose path starts with prefix."""
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f if line.split()[4].startswith(str(prefix))]
+    for m in sorted(mounts, reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
 
 
 def _run(cmd, input, check, timeout, env):

@@ -10,7 +10,7 @@ import signal
 import subprocess
 
 import pytest
-from daemon_fixtures import _run, wait_for
+from daemon_fixtures import _run, unmount_under, wait_for
 
 
 def host_dirs_dockerd_makes():
@@ -87,10 +87,7 @@ class Dockerd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
+        unmount_under(self.base)
         remove_made(self.made)
 
 

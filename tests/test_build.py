@@ -13,7 +13,7 @@ import subprocess
 import tarfile
 
 import pytest
-from daemon_fixtures import DATA, REPO, Daemon, registry  # noqa: F401 (fixture)
+from daemon_fixtures import DATA, REPO, Daemon, registry, unmount_under  # noqa: F401 (fixture)
 
 BUSYBOX = os.path.join(DATA, "busybox-layers.docker.tar")
 BASE = "busybox-layers:1"
@@ -683,10 +683,7 @@ def dockerd():
             p.kill()
             p.wait()
         log.close()
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if line.split()[4].startswith(base)]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
+        unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
         remove_made(made)
 
@@ -787,10 +784,7 @@ def buildah(tmp_path_factory):
     finally:
         subprocess.run(cmd + ["rm", "--all"], capture_output=True)
         subprocess.run(cmd + ["rmi", "--all", "--force"], capture_output=True)
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if line.split()[4].startswith(base)]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
+        unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
 
 

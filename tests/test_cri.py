@@ -3,6 +3,7 @@ project's own gRPC client, pods in the k8s.io namespace with a node CNI configur
 test's own (its bridge, subnet and IPAM dir), the pause image from the fixtures."""
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import random
@@ -1749,6 +1750,20 @@ def _node_with_plugin(tmp_path, name, program):
     return Node(tmp_path, extra=f'cri_cni_bin_dirs = ["{bindir}", "/opt/cni/bin", "/usr/lib/cni"]\n'), bindir
 
 
+@contextlib.contextmanager
+def _node_with_chained_plugin(tmp_path, name, program):
+    """_node_with_plugin's node with the plugin last in the node's conflist, started, the pause
+    image loaded: (node, the plugin's directory, a client), the node cleaned up after."""
+    n, bindir = _node_with_plugin(tmp_path, name, program)
+    n.edit_plugins(lambda plugins: plugins.append({"type": name}))
+    n.start()
+    try:
+        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
+        yield n, bindir, n.client()
+    finally:
+        n.cleanup()
+
+
 SLOW_PLUGIN = """#!/usr/bin/python3
 import json, os, sys, time
 conf = json.load(sys.stdin)
@@ -1761,12 +1776,7 @@ if os.environ["CNI_COMMAND"] == "ADD":
 def test_a_pod_is_ready_only_once_its_network_is(tmp_path):
     """The pause container starts while the CNI ADD runs: until RunPodSandbox has the pod's
     address, listings show the sandbox NOTREADY (never READY without an IP)."""
-    n, bindir = _node_with_plugin(tmp_path, "slow", SLOW_PLUGIN)
-    n.edit_plugins(lambda plugins: plugins.append({"type": "slow"}))
-    n.start()
-    try:
-        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
-        c = n.client()
+    with _node_with_chained_plugin(tmp_path, "slow", SLOW_PLUGIN) as (n, bindir, c):
         import threading
         done = {}
         t = threading.Thread(target=lambda: done.setdefault("sid", _pod(c, n, "slow")[0]))
@@ -1784,8 +1794,6 @@ def test_a_pod_is_ready_only_once_its_network_is(tmp_path):
         st = c.PodSandboxStatus(pod_sandbox_id=done["sid"]).status
         assert st.state == pb.SANDBOX_READY and st.network.ip
         c.close()
-    finally:
-        n.cleanup()
 
 
 FLAKY_PLUGIN = """#!/usr/bin/python3
@@ -1807,12 +1815,7 @@ def test_a_pod_given_the_spare_namespace_is_prepared_during_its_add(tmp_path):
     spec, bundle) while the CNI ADD runs and starts it once the ADD is done: meanwhile listings
     answer at once (the pod not ready), the pod is ready with its address after, and an ADD
     that fails leaves nothing of the pod, its pause never started."""
-    n, bindir = _node_with_plugin(tmp_path, "flaky", FLAKY_PLUGIN)
-    n.edit_plugins(lambda plugins: plugins.append({"type": "flaky"}))
-    n.start()
-    try:
-        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
-        c = n.client()
+    with _node_with_chained_plugin(tmp_path, "flaky", FLAKY_PLUGIN) as (n, bindir, c):
         netns_dir = os.path.join(n.d.state, "cri", "netns")
         first, _ = _pod(c, n, "first")
         wait_for(lambda: len(os.listdir(netns_dir)) == 2, 10, "the spare namespace")
@@ -1853,8 +1856,6 @@ def test_a_pod_given_the_spare_namespace_is_prepared_during_its_add(tmp_path):
         assert len(os.listdir(os.path.join(n.d.state, "cri", "cni-cache"))) == 2  # the two pods'
         assert node_processes() == before  # no shim or pause of the third pod left
         c.close()
-    finally:
-        n.cleanup()
 
 
 GATE_PLUGIN = """#!/usr/bin/python3
@@ -1923,12 +1924,8 @@ def test_a_stopped_pods_network_goes_before_anyone_sees_it(tmp_path):
     removal) waits for it: the address is back in IPAM and the namespace gone by then. A DEL
     that fails is tried again by RemovePodSandbox, which answers the plugin's error and keeps
     the sandbox until a DEL succeeds."""
-    n, bindir = _node_with_plugin(tmp_path, "gate", GATE_PLUGIN)
-    n.edit_plugins(lambda plugins: plugins.append({"type": "gate"}))  # its DEL runs first, slowly
-    n.start()
-    try:
-        n.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, "pause.oci.tar"), check=True)
-        c = n.client()
+    # the plugin last: its DEL runs first, slowly
+    with _node_with_chained_plugin(tmp_path, "gate", GATE_PLUGIN) as (n, bindir, c):
         ipam = os.path.join(n.base, "ipam", "pods")
         for look in ("status", "list"):
             sid, _ = _pod(c, n, "gone-" + look)
@@ -1977,8 +1974,6 @@ def test_a_stopped_pods_network_goes_before_anyone_sees_it(tmp_path):
         assert (bindir / "dels").read_text().split() == [sid] * 3
         assert os.listdir(os.path.join(n.d.state, "cri", "cni-cache")) == []
         c.close()
-    finally:
-        n.cleanup()
 
 
 def _in_node(pid, n):

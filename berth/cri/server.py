@@ -28,6 +28,15 @@ def grpc_experiments():
     return lambda: os.environ.pop("GRPC_EXPERIMENTS", None)
 
 
+def new_grpc_server(thread_name_prefix="berthd-cri"):
+    """berthd's gRPC server for the CRI, not yet listening: a pool of threads (the services
+    block), messages up to 16 MiB (bench/cri_floor.py serves from the same)."""
+    import grpc
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix=thread_name_prefix)
+    return grpc.server(pool, options=[("grpc.max_receive_message_length", 16 << 20),
+                                      ("grpc.max_send_message_length", 16 << 20)])
+
+
 class CRIServer:
     def __init__(self, services, streaming=None):
         self.services = services  # berth.services.Services: the same use-cases the Docker API drives
@@ -39,8 +48,6 @@ class CRIServer:
 
     def start(self):
         """Listen on cri_socket; False (with a warning) when another daemon serves there."""
-        import grpc
-
         from berth.cri import api_pb2_grpc
         from berth.cri.images import ImageServicer
         from berth.cri.runtime import RuntimeServicer
@@ -51,9 +58,7 @@ class CRIServer:
                 log.warning("CRI: another daemon serves on %s: the CRI is not served", path)
                 return False
             os.unlink(path)
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="berthd-cri")
-        self.server = grpc.server(pool, options=[("grpc.max_receive_message_length", 16 << 20),
-                                                 ("grpc.max_send_message_length", 16 << 20)])
+        self.server = new_grpc_server()
         self.runtime = RuntimeServicer(self.services, self.streaming)
         api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.runtime, self.server)
         api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(self.services), self.server)
