@@ -44,7 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from cri_client import CRIClient  # noqa: E402
-from daemon_fixtures import DATA, Daemon, wait_for  # noqa: E402
+from daemon_fixtures import DATA, Daemon, host_dirs_containerd_makes, missing_cgroup_parents, remove_made, wait_for  # noqa: E402
 from engines import descendants  # noqa: E402  (bench/, the script's own directory)
 
 from berth.cri import api_pb2 as pb  # noqa: E402
@@ -131,6 +131,7 @@ class Containerd:
                     f'  stream_server_port = "0"\n  restrict_oom_score_adj = true\n'
                     f'  [plugins."io.containerd.grpc.v1.cri".cni]\n    bin_dir = "/usr/lib/cni"\n'
                     f'    conf_dir = "{cni}"\n')
+        self.made = host_dirs_containerd_makes("k8s.io")  # under /run/containerd: removed at close
         self.log = open(os.path.join(self.base, "log"), "ab")
         self.proc = subprocess.Popen(["containerd", "--config", cfg], stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -162,6 +163,7 @@ class Containerd:
         for m in sorted(mounts, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        remove_made(self.made)
 
 
 def _comm(pid):
@@ -416,6 +418,7 @@ def main():
     work = tempfile.mkdtemp(prefix="bench-cri-")
     engines = []
     result = {}
+    made = missing_cgroup_parents("k8s.io")  # the pods' parent both engines make: removed at the end
     try:
         engines = [Berth(work), Containerd(work)]
         only = a.only.split(",")
@@ -439,6 +442,7 @@ def main():
             except Exception as ex:  # noqa: BLE001
                 log(f"closing {e.name}: {ex}")
         shutil.rmtree(work, ignore_errors=True)
+        remove_made(made)
     print(json.dumps(result, indent=2))
     for key, how in (("start", "crictl"), ("grpc", "gRPC")):
         if key not in result:

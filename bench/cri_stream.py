@@ -37,7 +37,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from daemon_fixtures import DATA, Daemon, free_port, wait_for  # noqa: E402
+from daemon_fixtures import (DATA, Daemon, free_port, host_dirs_containerd_makes, missing_cgroup_parents,  # noqa: E402
+                             remove_made, wait_for)
 
 CRICTL = os.path.join(REPO, "..", "shared", "bin", "crictl")
 IMAGE = "busybox-layers:1"
@@ -62,6 +63,7 @@ class Containerd:
                     f'  restrict_oom_score_adj = true\n  netns_mounts_under_state_dir = true\n  stream_server_address = "127.0.0.1"\n'
                     f'  stream_server_port = "0"\n  [plugins."io.containerd.grpc.v1.cri".cni]\n'
                     f'    bin_dir = "/usr/lib/cni"\n    conf_dir = "{cni_dir}"\n')
+        self.made = host_dirs_containerd_makes("k8s.io")  # under /run/containerd: removed at close
         self.log = open(os.path.join(base, "containerd.log"), "w")  # noqa: SIM115
         self.proc = subprocess.Popen(["containerd", "--config", cfg], stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -85,6 +87,7 @@ class Containerd:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        remove_made(self.made)
 
 
 class Berthd:
@@ -239,6 +242,7 @@ def main():
                 "type": "host-local", "dataDir": os.path.join(work, "ipam"),
                 "ranges": [[{"subnet": f"172.30.{random.randint(0, 255)}.0/24"}]]}}]}, f)
     daemons, engines = [], []
+    made = missing_cgroup_parents("k8s.io")  # the pods' parent both engines make: removed at the end
     try:
         for name, cls in (("berth", Berthd), ("containerd", Containerd)):
             d = cls(os.path.join(work, name), cni)
@@ -280,6 +284,7 @@ def main():
         for m in sorted(mounts, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+        remove_made(made)
 
 
 if __name__ == "__main__":

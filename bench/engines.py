@@ -23,7 +23,7 @@ REPO = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out")
 DATA = os.path.join(REPO, "tests", "data")
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from daemon_fixtures import BERTH, BERTHD, Daemon, Registry, wait_for
+from daemon_fixtures import BERTH, BERTHD, Daemon, Registry, host_dirs_containerd_makes, missing_dirs, remove_made, wait_for
 
 IMAGE_PATH = "bench/minbase:1"          # repository:tag inside the registry
 ROOTFS = os.path.join(OUT, "minbase-rootfs")
@@ -155,7 +155,7 @@ class Podman:
 
     def __init__(self, base):
         self.base = base
-        self.made = [d for d in self.RUN_DIRS if not os.path.exists(d)]
+        self.made = missing_dirs(self.RUN_DIRS)
         for d in ("root", "runroot", "tmp", "networks", "volumes", "static"):
             os.makedirs(os.path.join(base, d), exist_ok=True)
         self.conf = os.path.join(base, "containers.conf")
@@ -180,11 +180,7 @@ class Podman:
 
     def close(self):
         self("rmi", "-a", "-f", check=False)
-        for d in reversed(self.made):
-            try:
-                os.rmdir(d)  # only when empty
-            except OSError:
-                pass
+        remove_made(self.made)
 
 
 class Containerd:
@@ -199,6 +195,7 @@ class Containerd:
             f.write(f'version = 2\nroot = "{base}/root"\nstate = "{base}/state"\n'
                     f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{self.sock}"\n'
                     f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{base}/opt"\n')
+        self.made = host_dirs_containerd_makes(self.NS)  # under /run/containerd: removed at close
         self.log = open(os.path.join(base, "containerd.log"), "w")  # noqa: SIM115 (open while containerd runs)
         self.proc = subprocess.Popen(["containerd", "--config", cfg], stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -230,6 +227,7 @@ class Containerd:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        remove_made(self.made)
 
 
 class Engines:

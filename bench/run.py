@@ -42,6 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import engines
 from engines import BERTH, Daemon, Podman, descendants, log, run, timed, wait_for
+from daemon_fixtures import host_dirs_dockerd_makes, remove_made  # noqa: E402 (tests/ is on the path: engines put it there)
 
 IMAGE = "busybox-layers:1"
 ARCHIVE = os.path.join(engines.DATA, "busybox-layers.docker.tar")
@@ -57,8 +58,7 @@ class Docker:
 
     def __init__(self, base):
         self.base = base
-        # dockerd makes /run/docker/plugins whatever its exec root; removed on close if it made it
-        self.made = [d for d in ("/run/docker", "/run/docker/plugins") if not os.path.exists(d)]
+        self.made = host_dirs_dockerd_makes()  # whatever its exec root: removed on close if it made them
         os.makedirs(base, exist_ok=True)
         self.sock = os.path.join(base, "docker.sock")
         self.data = os.path.join(base, "data")
@@ -96,11 +96,7 @@ class Docker:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-        for d in reversed(self.made):
-            try:
-                os.rmdir(d)  # only when empty
-            except OSError:
-                pass
+        remove_made(self.made)
 
 
 def comm(pid):

@@ -147,6 +147,53 @@ def unmount_under(prefix):
         subprocess.run(["umount", "-l", m], capture_output=True)
 
 
+def missing_dirs(dirs):
+    """Those of dirs (each after its parent) not there now: what a peer engine about to start
+    makes on the host whatever its own roots; remove_made() takes them away again."""
+    return [d for d in dirs if not os.path.exists(d)]
+
+
+def remove_made(made):
+    """rmdir (deepest first) what missing_dirs() found missing; one in use or not empty stays."""
+    for d in reversed(made):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
+def missing_cgroup_parents(name):
+    """The cgroup parent `name` of each hierarchy under /sys/fs/cgroup (the one tree on v2; on v1
+    and hybrid each hierarchy's, the empty v2 mount's too) where it is not there now
+    (missing_dirs): what engines about to run containers under it make, and leave."""
+    cg = "/sys/fs/cgroup"
+    if os.path.isfile(os.path.join(cg, "cgroup.controllers")):
+        return missing_dirs([os.path.join(cg, name)])
+    try:
+        hierarchies = sorted(h for h in os.listdir(cg)
+                             if os.path.isdir(os.path.join(cg, h)) and not os.path.islink(os.path.join(cg, h)))
+    except OSError:
+        hierarchies = []
+    return missing_dirs([os.path.join(cg, h, name) for h in hierarchies])
+
+
+def host_dirs_containerd_makes(*namespaces):
+    """What a containerd 1.6 (dockerd's too) makes under /run/containerd whatever its root and
+    state (its runc shim's defaults: the shims' sockets, the fifos, runc's root for each
+    namespace used) and leaves there: those not there now (missing_dirs)."""
+    run = "/run/containerd"
+    return missing_dirs([run, f"{run}/fifo", f"{run}/s", f"{run}/runc", *(f"{run}/runc/{ns}" for ns in namespaces)])
+
+
+def host_dirs_dockerd_makes():
+    """What a dockerd makes on the host whatever its roots, and leaves: /run/docker (its plugins
+    directory), once it has run a container /run/containerd/s (its containerd's shims' sockets)
+    and (cgroupfs driver) the "docker" cgroup parent. Those not there now; remove_made() removes
+    them again when empty."""
+    return (missing_dirs(["/run/docker", "/run/docker/plugins"]) + host_dirs_containerd_makes()
+            + missing_cgroup_parents("docker"))
+
+
 def _run(cmd, input, check, timeout, env):
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         p = subprocess.run(cmd, input=input, stdin=None if input is not None else subprocess.DEVNULL,

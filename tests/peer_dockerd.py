@@ -10,33 +10,7 @@ import signal
 import subprocess
 
 import pytest
-from daemon_fixtures import _run, unmount_under, wait_for
-
-
-def host_dirs_dockerd_makes():
-    """What a dockerd makes on the host whatever its roots, and leaves: /run/docker (its plugins
-    directory) and, once it has run a container (cgroupfs driver), the "docker" cgroup parent in
-    each hierarchy. Those not there now; remove_made() removes them again when empty."""
-    cg = "/sys/fs/cgroup"
-    dirs = ["/run/docker", "/run/docker/plugins"]
-    if os.path.isfile(os.path.join(cg, "cgroup.controllers")):  # v2: one tree
-        dirs.append(os.path.join(cg, "docker"))
-    else:  # v1 (and hybrid): each hierarchy's, the empty v2 mount's too
-        try:
-            dirs += [os.path.join(cg, h, "docker") for h in sorted(os.listdir(cg))
-                     if os.path.isdir(os.path.join(cg, h)) and not os.path.islink(os.path.join(cg, h))]
-        except OSError:
-            pass
-    return [d for d in dirs if not os.path.exists(d)]
-
-
-def remove_made(made):
-    """rmdir (deepest first) what host_dirs_dockerd_makes() found missing; one in use stays."""
-    for d in reversed(made):
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
+from daemon_fixtures import _run, host_dirs_dockerd_makes, remove_made, unmount_under, wait_for
 
 
 class Dockerd:

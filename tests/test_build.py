@@ -656,7 +656,7 @@ def dockerd():
         pytest.skip("dockerd (Debian docker.io) is not installed")
     import tempfile
     import time
-    from peer_dockerd import host_dirs_dockerd_makes, remove_made
+    from daemon_fixtures import host_dirs_dockerd_makes, remove_made
     made = host_dirs_dockerd_makes()
     base = tempfile.mkdtemp(prefix="bdk-", dir="/tmp")
     sock = os.path.join(base, "d.sock")

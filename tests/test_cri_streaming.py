@@ -22,7 +22,7 @@ import time
 import zlib
 
 import pytest
-from daemon_fixtures import DATA, REPO, Daemon, _alive, lo_only_cni, wait_for
+from daemon_fixtures import DATA, REPO, Daemon, _alive, host_dirs_containerd_makes, lo_only_cni, remove_made, wait_for
 
 IMG = "busybox-layers:1"
 V4, V3, V2 = "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"
@@ -1114,6 +1114,7 @@ class ContainerdCRI:
                     f'  stream_server_address = "127.0.0.1"\n  stream_server_port = "0"\n'
                     f'  [plugins."io.containerd.grpc.v1.cri".cni]\n    bin_dir = "/usr/lib/cni"\n'
                     f'    conf_dir = "{cni}"\n')
+        self.made = host_dirs_containerd_makes("k8s.io")  # under /run/containerd: removed at close
         self.log = open(os.path.join(self.base, "containerd.log"), "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(["containerd", "--config", cfg], stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -1136,6 +1137,7 @@ class ContainerdCRI:
             mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
         for m in sorted(mounts, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
+        remove_made(self.made)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from conftest import BERTH_RUNC
+from daemon_fixtures import host_dirs_containerd_makes, remove_made
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
@@ -21,9 +22,10 @@ def containerd(tmp_path_factory):
     (d / "config.toml").write_text(
         f'version = 2\nroot = "{d}/root"\nstate = "{d}/state"\n'
         f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{sock}"\n')
+    ns = "berth-test"
+    made = host_dirs_containerd_makes(ns)  # under /run/containerd whatever its state dir: removed at the end
     log = open(d / "containerd.log", "w")
     proc = subprocess.Popen(["containerd", "--config", str(d / "config.toml")], stdout=log, stderr=log)
-    ns = "berth-test"
 
     def ctr(*args, timeout=30, check=True):
         p = subprocess.run(["ctr", "-a", sock, "-n", ns, *args], capture_output=True, timeout=timeout)
@@ -61,6 +63,7 @@ def containerd(tmp_path_factory):
         for m in sorted(mounts, reverse=True):
             subprocess.run(["umount", "-l", m])
         shutil.rmtree(d, ignore_errors=True)
+        remove_made(made)
 
 
 IMAGE = "docker.io/library/busybox-layers:1"
