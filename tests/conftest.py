@@ -139,6 +139,32 @@ def _shared_cni_chains():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _run_netns():
+    """`ip netns add` (test_dns's namespaces) makes /run/netns and mounts it on itself, which
+    `ip netns del` never undoes: at the end of the run, when it is empty again, the mount goes
+    if this run made it, and the directory too if this run made that (one that another engine
+    put a namespace in stays)."""
+    path = "/run/netns"
+
+    def mounted():  # a bind mount on itself: os.path.ismount does not see it
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == path for line in f)
+    existed, was_mounted = os.path.lexists(path), mounted()
+    yield
+    if was_mounted or not os.path.isdir(path) or os.listdir(path):
+        return
+    for _ in range(4):  # stacked if made twice
+        if not mounted():
+            break
+        subprocess.run(["umount", path], capture_output=True)
+    if not existed:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _shared_cgroup_parents():
     """The parents under which the run's daemons put their containers (berth for docker's side,
     k8s.io for CRI pods, berth-test for the containerd peer's namespace): at the end of the
