@@ -44,7 +44,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from cri_client import CRIClient  # noqa: E402
-from daemon_fixtures import DATA, Daemon, host_dirs_containerd_makes, missing_cgroup_parents, remove_made, wait_for  # noqa: E402
+from daemon_fixtures import (DATA, Daemon, host_dirs_containerd_makes, missing_cgroup_parents, missing_dirs,  # noqa: E402
+                             remove_made, unmount_under, wait_for)
 from engines import descendants  # noqa: E402  (bench/, the script's own directory)
 
 from berth.cri import api_pb2 as pb  # noqa: E402
@@ -131,7 +132,8 @@ class Containerd:
                     f'  stream_server_port = "0"\n  restrict_oom_score_adj = true\n'
                     f'  [plugins."io.containerd.grpc.v1.cri".cni]\n    bin_dir = "/usr/lib/cni"\n'
                     f'    conf_dir = "{cni}"\n')
-        self.made = host_dirs_containerd_makes("k8s.io")  # under /run/containerd: removed at close
+        # under /run/containerd, and /run/netns for its pods' namespaces: removed at close
+        self.made = host_dirs_containerd_makes("k8s.io") + missing_dirs(["/run/netns"])
         self.log = open(os.path.join(self.base, "log"), "ab")
         self.proc = subprocess.Popen(["containerd", "--config", cfg], stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -158,10 +160,7 @@ class Containerd:
         c.close()
         self.proc.terminate()
         self.proc.wait(30)
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
+        unmount_under(self.base)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         remove_made(self.made)
 

@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from daemon_fixtures import (DATA, Daemon, free_port, host_dirs_containerd_makes, missing_cgroup_parents,  # noqa: E402
-                             remove_made, wait_for)
+                             remove_made, unmount_under, wait_for)
 
 CRICTL = os.path.join(REPO, "..", "shared", "bin", "crictl")
 IMAGE = "busybox-layers:1"
@@ -279,10 +279,7 @@ def main():
                 log("teardown:", ex)
         for d in daemons:
             d.close()
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if line.split()[4].startswith(work)]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
+        unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)
         remove_made(made)
 

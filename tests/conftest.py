@@ -169,19 +169,7 @@ def _shared_cgroup_parents():
     """The parents under which the run's daemons put their containers (berth for docker's side,
     k8s.io for CRI pods, berth-test for the containerd peer's namespace): at the end of the
     run, those that it made and that are empty again go (a busy one stays: rmdir refuses)."""
-    names = ("berth", "k8s.io", "berth-test")
-
-    def present():
-        try:
-            hierarchies = os.listdir(CGROUP_ROOT)
-        except OSError:
-            return set()
-        return {os.path.join(CGROUP_ROOT, h, n) for h in hierarchies for n in names
-                if os.path.isdir(os.path.join(CGROUP_ROOT, h, n))}
-    before = present()
+    from daemon_fixtures import missing_cgroup_parents, remove_made
+    made = [d for name in ("berth", "k8s.io", "berth-test") for d in missing_cgroup_parents(name)]
     yield
-    for path in sorted(present() - before):
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
+    remove_made(made)

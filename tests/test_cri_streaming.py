@@ -22,7 +22,7 @@ import time
 import zlib
 
 import pytest
-from daemon_fixtures import DATA, REPO, Daemon, _alive, host_dirs_containerd_makes, lo_only_cni, remove_made, wait_for
+from daemon_fixtures import DATA, REPO, Daemon, _alive, host_dirs_containerd_makes, lo_only_cni, remove_made, unmount_under, wait_for
 
 IMG = "busybox-layers:1"
 V4, V3, V2 = "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"
@@ -1133,10 +1133,7 @@ class ContainerdCRI:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
+        unmount_under(self.base)
         remove_made(self.made)
 
 

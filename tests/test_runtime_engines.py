@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import BERTH_RUNC
-from daemon_fixtures import host_dirs_containerd_makes, remove_made
+from daemon_fixtures import host_dirs_containerd_makes, remove_made, unmount_under
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
@@ -58,10 +58,7 @@ def containerd(tmp_path_factory):
             proc.kill()
             proc.wait()
         log.close()
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if str(d) in line.split()[4]]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m])
+        unmount_under(d)
         shutil.rmtree(d, ignore_errors=True)
         remove_made(made)
 
