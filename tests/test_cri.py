@@ -1803,6 +1803,7 @@ here = os.path.dirname(os.path.abspath(sys.argv[0]))
 if os.environ["CNI_COMMAND"] == "ADD":
     if os.path.exists(os.path.join(here, "slow")):
         time.sleep(1.5)
+        open(os.path.join(here, "added"), "w").close()  # the ADD is over from here on
     if os.path.exists(os.path.join(here, "fail")):
         print(json.dumps({"cniVersion": conf["cniVersion"], "code": 999, "msg": "flaky says no"}))
         sys.exit(1)
@@ -1828,10 +1829,11 @@ def test_a_pod_given_the_spare_namespace_is_prepared_during_its_add(tmp_path):
         while t.is_alive():
             t0 = time.monotonic()
             items = c.ListPodSandbox().items
-            looks.append((time.monotonic() - t0, {s.metadata.name: s.state for s in items}))
+            # answered before the ADD's end: "added" not there yet once the answer is in
+            looks.append((time.monotonic() - t0, (bindir / "added").exists(), {s.metadata.name: s.state for s in items}))
             time.sleep(0.05)
         t.join()
-        during = [(took, states) for took, states in looks if "second" in states]
+        during = [(took, states) for took, added, states in looks if "second" in states and not added]
         assert during, looks  # the listing did look while the ADD ran
         assert all(states["second"] == pb.SANDBOX_NOTREADY for _, states in during)
         assert max(took for took, _ in during) < 0.5  # not held back by the ADD (1.5 s)
@@ -2020,6 +2022,90 @@ def test_stop_with_no_timeout_is_sigkill_alone(node, cri):
     st = cri.ContainerStatus(container_id=cid).status
     assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, 137, "Error")
 
+
+
+def _proc_state(pid):
+    """The one-letter state of a process (R, S, T, Z...), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def test_a_stops_signal_goes_to_the_init_without_its_shim(node, cri):
+    """The stop's signal goes from berthd to the init (a pidfd of it, checked to be the child
+    its shim.json names), not through a request to the shim: with the shim stopped (SIGSTOP),
+    StopContainer's SIGKILL still ends the init at once; the stop answers once the shim, let
+    go, has reaped it and told the exit. Where shim.json does not say the init is the shim's
+    own child, or names another process or another parent, the shim's kill does it: the same
+    signal to the same process (and none to the process shim.json named instead)."""
+    import signal as sig
+    import subprocess
+    import threading
+    sid, sbx = _pod(cri, node, "direct")
+    loop = ["sh", "-c", "trap 'exit 3' USR1; echo up; while :; do sleep 0.1; done"]
+    cid = _ctr(cri, sid, sbx, "straight", loop, stop_signal=pb.SIGNAL_SIGUSR1)
+    wait_for(lambda: "up" in open(cri.ContainerStatus(container_id=cid).status.log_path).read(), 10, "the trap")
+    shim_pid, pid = _held(node, cid)
+    os.kill(shim_pid, sig.SIGSTOP)
+    done = []
+    t = threading.Thread(target=lambda: done.append(cri.StopContainer(container_id=cid, timeout=0)))
+    try:
+        t.start()
+        # killed while its shim cannot do a thing: a zombie, its parent's to reap
+        wait_for(lambda: _proc_state(pid) in ("Z", None), 10, "the init's end while its shim is stopped")
+        assert not done
+    finally:
+        os.kill(shim_pid, sig.SIGCONT)
+        t.join(30)
+    assert done and cri.ContainerStatus(container_id=cid).status.exit_code == 137
+
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        for how in ("not its own child", "another process", "another parent"):
+            cid = _ctr(cri, sid, sbx, how.replace(" ", "-"), loop, stop_signal=pb.SIGNAL_SIGUSR1)
+            wait_for(lambda: "up" in open(cri.ContainerStatus(container_id=cid).status.log_path).read(), 10,
+                     "the trap")
+            path = os.path.join(node.d.state, "containers", cid, "shim.json")
+            with open(path) as f:
+                sj = json.load(f)
+            assert sj["own_child"] is True and sj["status"] == "running"
+            if how == "not its own child":
+                sj["own_child"] = False
+            elif how == "another process":
+                sj["pid"] = bystander.pid
+            else:
+                sj["shim_pid"] = os.getpid()  # the init's parent is not that one
+            with open(path + ".tmp", "w") as f:
+                json.dump(sj, f)
+            os.rename(path + ".tmp", path)
+            cri.StopContainer(container_id=cid, timeout=10)
+            assert cri.ContainerStatus(container_id=cid).status.exit_code == 3, how  # USR1, through the shim
+            assert bystander.poll() is None, how
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_shim_holds_its_containers_mount_namespace_until_the_exit_is_told(node, cri):
+    """The init's mount namespace is held by its shim (an fd) while the container runs, so that
+    its teardown (every mount of the container) comes after the exit is told, not in the exiting
+    init before its shim hears of it; once the exit is told, the shim lets it go (the pod's
+    shim goes on with the pause: nothing of the container is left in it)."""
+    sid, sbx = _pod(cri, node, "mntns")
+    cid = _ctr(cri, sid, sbx, "c", ["sleep", "600"])
+    shim_pid, pid = _held(node, cid)
+    ns = os.readlink(f"/proc/{pid}/ns/mnt")
+    assert ns != os.readlink("/proc/self/ns/mnt")
+
+    def held():
+        return [os.readlink(f"/proc/{shim_pid}/fd/{fd}") for fd in os.listdir(f"/proc/{shim_pid}/fd")].count(ns)
+    assert held() == 1
+    cri.StopContainer(container_id=cid, timeout=0)
+    wait_for(lambda: held() == 0, 10, "the shim to let the mount namespace go")
+    pause_shim, _ = _held(node, sid)
+    assert pause_shim == shim_pid and _proc_state(shim_pid) not in ("Z", None)  # the pod's shim goes on
 
 def test_a_container_that_cannot_start(node, cri):
     sid, sbx = _pod(cri, node, "starterr")
