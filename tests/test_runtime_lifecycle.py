@@ -272,3 +272,30 @@ def test_without_a_namespace_the_host_one_is_kept(runtime):
     b = runtime.bundle(["readlink", "/proc/self/ns/net"], mutate=mutate)
     p = runtime("run", "-b", b, runtime.new_id(), check=True)
     assert p.out.strip() == os.readlink("/proc/self/ns/net")
+
+
+def test_delete_removes_the_cgroup_in_every_hierarchy_its_create_found(runtime):
+    """The state keeps the cgroup hierarchies the create found (as runc's keeps its cgroup
+    paths): the delete removes the container's cgroup in each without reading mountinfo again.
+    A state without them (an older create's) is deleted as before, from mountinfo."""
+    root = "/sys/fs/cgroup"
+    for older in (False, True):
+        b = runtime.bundle(["sleep", "30"])
+        cid = runtime.new_id()
+        runtime("run", "-d", "-b", b, cid, check=True)
+        path = os.path.join(runtime.root, cid, "state.json")
+        with open(path) as f:
+            st = json.load(f)
+        mounts = [mp for _key, mp in st["cgroup_hier"]]
+        assert mounts and all(os.path.dirname(mp) == root for mp in mounts)
+        made = [d for d in (os.path.join(mp, st["cgroup_path"].lstrip("/")) for mp in mounts) if os.path.isdir(d)]
+        assert made, st  # (the cgroup exists in the hierarchies it was made in)
+        if older:
+            del st["cgroup_hier"]
+            with open(path + ".tmp", "w") as f:
+                json.dump(st, f)
+            os.rename(path + ".tmp", path)
+        runtime("kill", cid, "KILL", check=True)
+        assert wait_status(runtime, cid, "stopped")
+        runtime("delete", cid, check=True)
+        assert [d for d in made if os.path.exists(d)] == [], older

@@ -626,6 +626,30 @@ class Manager:
                 self._hier.append((_UNIFIED, unified))
         self.paths = {key: os.path.join(mp, rel) for key, mp in self._hier}
 
+    def hierarchies(self) -> list[list[str]]:
+        """[[key, mount point]] of the hierarchies it is in: what of() needs to make it again
+        without reading mountinfo (a container's runtime state keeps them, as runc's keeps its
+        cgroup paths)."""
+        return [[key, mp] for key, mp in self._hier]
+
+    @classmethod
+    def of(cls, path: str, mode: str, hierarchies: list, root: str = DEFAULT_ROOT) -> "Manager":
+        """The Manager that Manager(path, mode, root) was when it gave hierarchies()."""
+        if mode not in MODES:
+            raise InvalidArgument(f"cgroup: unknown cgroup mode {mode!r}")
+        m = cls.__new__(cls)
+        m.path, m.root, m.mode = _normalize(path), root, mode
+        rel = m.path[1:]
+        m._hier = [(str(key), str(mp)) for key, mp in hierarchies]
+        m._ctrl = {}
+        if mode != "v2":
+            for key, mp in m._hier:
+                if key != _UNIFIED:
+                    for c in key.split(","):
+                        m._ctrl.setdefault(c, os.path.join(mp, rel))
+        m.paths = {key: os.path.join(mp, rel) for key, mp in m._hier}
+        return m
+
     def __repr__(self) -> str:
         return f"Manager({self.path!r}, mode={self.mode!r}, root={self.root!r})"
 

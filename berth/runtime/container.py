@@ -598,6 +598,7 @@ def _self_create(ch: Channel, root: str, cid: str, bundle: str, console: _socket
         st = _new_state(root, cid, bundle, config, cg_path, cg_mode, False, pid)
         st.data["start_time"] = statemod.proc_start_time(pid)
         cg = cgroups.Manager(cg_path, mode=cg_mode)
+        st.data["cgroup_hier"] = cg.hierarchies()  # (State.cgroup: no mountinfo read at the delete)
         _set_up_cgroup(cg, linux)
         fifo_fd = _write_config_and_fifo(st, config, linux)
         dir_fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # the state's way in after the pivot
@@ -823,6 +824,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
     warm = None
     try:
         cg = cgroups.Manager(cg_path, mode=cg_mode)
+        st.data["cgroup_hier"] = cg.hierarchies()  # (State.cgroup: no mountinfo read at the delete)
         _set_up_cgroup(cg, linux)
         # from here on no cgroup is made or changed before the join: the warm-up's migration
         # holds the kernel's cgroup_mutex through its grace period

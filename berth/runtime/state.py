@@ -72,8 +72,16 @@ class State:
         return RUNNING
 
     def cgroup(self) -> Manager:
+        """The container's cgroup, in the hierarchies its create found (a state without them, an
+        older create's: read from mountinfo again)."""
         from berth.runtime import cgroups
-        return cgroups.Manager(self.data["cgroup_path"], mode=self.data.get("cgroup_mode"))
+        hier, mode = self.data.get("cgroup_hier"), self.data.get("cgroup_mode")
+        if hier and mode:
+            try:
+                return cgroups.Manager.of(self.data["cgroup_path"], mode, hier)
+            except (TypeError, ValueError, InvalidArgument):
+                pass
+        return cgroups.Manager(self.data["cgroup_path"], mode=mode)
 
     def config(self) -> dict[str, Any]:
         with open(os.path.join(self.dir, "config.json")) as f:
