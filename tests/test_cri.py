@@ -2100,7 +2100,13 @@ def test_a_shim_holds_its_containers_mount_namespace_until_the_exit_is_told(node
     assert ns != os.readlink("/proc/self/ns/mnt")
 
     def held():
-        return [os.readlink(f"/proc/{shim_pid}/fd/{fd}") for fd in os.listdir(f"/proc/{shim_pid}/fd")].count(ns)
+        links = []
+        for fd in os.listdir(f"/proc/{shim_pid}/fd"):
+            try:
+                links.append(os.readlink(f"/proc/{shim_pid}/fd/{fd}"))
+            except FileNotFoundError:  # closed meanwhile
+                pass
+        return links.count(ns)
     assert held() == 1
     cri.StopContainer(container_id=cid, timeout=0)
     wait_for(lambda: held() == 0, 10, "the shim to let the mount namespace go")
@@ -2310,8 +2316,12 @@ def test_removing_a_created_container_ends_its_held_process(node, cri):
     assert _mounted(rootfs)
     assert shim == _held(node, sid)[0]  # the pod's shim holds it
     cri.RemoveContainer(container_id=cid)
-    wait_for(lambda: not _monitored(node, cid) and not os.path.exists(f"/proc/{pid}"), 10,
-             "the held process and its monitor to end")
+    try:
+        wait_for(lambda: not _monitored(node, cid) and not os.path.exists(f"/proc/{pid}"), 10,
+                 "the held process and its monitor to end")
+    except AssertionError as e:
+        raise AssertionError(f"{e} (monitored: {_monitored(node, cid)}, the process: {_proc_state(pid)} "
+                             f"{_cmdline(pid)!r}, its shim: {_proc_state(shim)})") from None
     assert os.path.exists(f"/proc/{shim}")  # the pod's shim goes on, for its sandbox
     assert not _mounted(rootfs) and not os.path.exists(os.path.join(node.d.state, "containers", cid))
     assert not [c for c in cri.ListContainers().containers if c.id == cid]
