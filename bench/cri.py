@@ -11,7 +11,8 @@ registry.k8s.io/pause:3.9 and busybox-layers:1 from tests/data.
    `grpc`: the same cycle through the gRPC API on a kept connection (the engines' own time), with
    each call's median. `floor`: the crictl cycle against bench/cri_floor.py too, a CRI server
    that answers every call at once (grpcio, berthd's settings), in the same rounds: crictl's own
-   time and a grpcio server's, the least an engine served by grpcio could show.
+   time and a grpcio server's, the least an engine served by grpcio could show; and what each
+   engine adds to it (its median minus the floor's).
 2. `--pods N` (default 30) pods of 2 containers each, started through the gRPC API from 5
    client threads: the time until all run, berthd's VmRSS afterwards, and the memory of what runs
    per pod besides the containers' own processes (berth: a berth-shim per container and per
@@ -468,6 +469,13 @@ def main():
                       f"{f[key]*1000:.0f} ms | containerd's {key}: {result['start']['containerd'][key]*1000:.0f} ms | "
                       f"{f[key]/result['start']['containerd'][key]:.2f}x at best |")
             print("| the floor's steps | " + ", ".join(f"{k} {v*1000:.0f}" for k, v in f["calls"].items()) + " ms | | |")
+            # each engine's own part: less noisy than the ratio, which moves with containerd's
+            # own time and the machine's speed between runs
+            for key in ("start", "teardown"):
+                own_b = result["start"]["berth"][key] - f[key]
+                own_c = result["start"]["containerd"][key] - f[key]
+                print(f"| the {key} above the floor (each engine's own part) | {own_b*1000:.0f} ms | "
+                      f"{own_c*1000:.0f} ms | {own_b/own_c:.2f}x |")
     if "grpc" in result:
         b, c = result["grpc"]["berth"]["calls"], result["grpc"]["containerd"]["calls"]
         for k in b:
