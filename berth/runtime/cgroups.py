@@ -606,25 +606,32 @@ class Manager:
         self.mode = detect_mode(root) if mode is None else mode
         if self.mode not in MODES:
             raise InvalidArgument(f"cgroup: unknown cgroup mode {self.mode!r}")
-        rel = self.path[1:]
         # (key, hierarchy mount point); keys: "cpu", "cpu,cpuacct", "name=systemd", "unified", or "" for v2
-        self._hier = []
-        self._ctrl = {}  # v1 controller -> cgroup dir
+        hier = []
         if self.mode == "v2":
             if not os.path.exists(os.path.join(root, "cgroup.controllers")):
                 raise SystemError_(f"cgroup: {root} is not a cgroup2 hierarchy")
-            self._hier.append(("", root))
+            hier.append(("", root))
         else:
-            for key, ctrls, mp in _v1_hierarchies(root):
-                self._hier.append((key, mp))
-                for c in ctrls:
-                    self._ctrl.setdefault(c, os.path.join(mp, rel))
-            if not self._hier:
+            hier += [(key, mp) for key, _ctrls, mp in _v1_hierarchies(root)]
+            if not hier:
                 raise SystemError_(f"cgroup: no cgroup v1 hierarchy is mounted under {root}")
             unified = os.path.join(root, _UNIFIED)
             if self.mode == "hybrid" and os.path.exists(os.path.join(unified, "cgroup.procs")):
-                self._hier.append((_UNIFIED, unified))
-        self.paths = {key: os.path.join(mp, rel) for key, mp in self._hier}
+                hier.append((_UNIFIED, unified))
+        self._place(hier)
+
+    def _place(self, hier: list[tuple[str, str]]) -> None:
+        """Its directories in the hierarchies hier names ((key, mount point)): paths, and each v1
+        controller's (a key is its hierarchy's controllers, comma-separated)."""
+        rel = self.path[1:]
+        self._hier = hier
+        self._ctrl = {}  # v1 controller -> cgroup dir
+        for key, mp in hier:
+            if key and key != _UNIFIED:
+                for c in key.split(","):
+                    self._ctrl.setdefault(c, os.path.join(mp, rel))
+        self.paths = {key: os.path.join(mp, rel) for key, mp in hier}
 
     def hierarchies(self) -> list[list[str]]:
         """[[key, mount point]] of the hierarchies it is in: what of() needs to make it again
@@ -639,15 +646,7 @@ class Manager:
             raise InvalidArgument(f"cgroup: unknown cgroup mode {mode!r}")
         m = cls.__new__(cls)
         m.path, m.root, m.mode = _normalize(path), root, mode
-        rel = m.path[1:]
-        m._hier = [(str(key), str(mp)) for key, mp in hierarchies]
-        m._ctrl = {}
-        if mode != "v2":
-            for key, mp in m._hier:
-                if key != _UNIFIED:
-                    for c in key.split(","):
-                        m._ctrl.setdefault(c, os.path.join(mp, rel))
-        m.paths = {key: os.path.join(mp, rel) for key, mp in m._hier}
+        m._place([(str(key), str(mp)) for key, mp in hierarchies])
         return m
 
     def __repr__(self) -> str:
