@@ -8,6 +8,7 @@ Every test removes the containers (and networks) it made."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -274,23 +275,80 @@ def test_state_survives_a_daemon_restart(tmp_path):
         dm.berth("pause", paused, check=True)
         done = dm.berth("run", "-d", IMG, "sh", "-c", "exit 4", check=True).out.strip()
         wait_for(lambda: inspect(dm, done)["State"]["Status"] == "exited", 10, "the exit")
-        # the shim's own record of the exit, for a berthd that was not there to be told (written
-        # once the exit is told, when it is told at once)
-        record = os.path.join(dm.state, "containers", done, "exit.json")
-        wait_for(lambda: os.path.exists(record), 10, "the shim's exit record")
-        with open(record) as f:
-            assert json.load(f)["exit_code"] == 4
+        # one that ends while no berthd is there to be told: its shim's own record of the exit
+        # (exit.json) is what the next berthd finds
+        late = dm.berth("run", "-d", IMG, "sh", "-c", "sleep 1; exit 5", check=True).out.strip()
+        late_pid = inspect(dm, late)["State"]["Pid"]
         dm.stop()
+        wait_for(lambda: not os.path.exists(f"/proc/{late_pid}"), 10, "the exit while berthd is down")
         dm.start()
         assert inspect(dm, run)["State"]["Status"] == "running"
         assert inspect(dm, paused)["State"]["Status"] == "paused"
         assert inspect(dm, done)["State"]["ExitCode"] == 4
+        assert (inspect(dm, late)["State"]["Status"], inspect(dm, late)["State"]["ExitCode"]) == ("exited", 5)
         # the restarted daemon hears the exits of the shims it did not start
         dm.berth("unpause", paused, check=True)
         dm.berth("kill", run, check=True)
         assert inspect(dm, run)["State"]["ExitCode"] == 137
-        dm.berth("rm", "-f", run, paused, done, check=True)
+        dm.berth("rm", "-f", run, paused, done, late, check=True)
     finally:
+        ids = dm.berth("ps", "-a", "-q", "--no-trunc").out.split()
+        if ids:
+            dm.berth("rm", "-f", *ids)
+        dm.cleanup()
+
+
+def _cgroup_dir(pid):
+    """A directory of the process's cgroup (its pids controller's on v1, its v2 group else)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    for _, ctrls, path in lines:
+        if "pids" in ctrls.split(","):
+            return "/sys/fs/cgroup/pids" + path
+    return "/sys/fs/cgroup" + next(path for hid, _, path in lines if hid == "0")
+
+
+def test_a_shims_cleanup_waits_for_berthds_record_of_the_exit(tmp_path):
+    """After telling berthd an exit, the shim deletes the run's runtime state (its cgroup, among
+    others) only once berthd has recorded the exit and said so (nothing of that cleanup competes
+    with the record and the answer waiting for it), or, without that word (a berthd frozen or
+    gone), after 5 s by itself; either way berthd records the exit the shim told."""
+    dm = Daemon(tmp_path / "b")
+    dm.start()
+    stopped = False
+    try:
+        dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        a = dm.berth("run", "-d", "--network", "none", IMG, "sleep", "60", check=True).out.strip()
+        b = dm.berth("run", "-d", "--network", "none", IMG, "sleep", "60", check=True).out.strip()
+        pa, pb = inspect(dm, a)["State"]["Pid"], inspect(dm, b)["State"]["Pid"]
+        ga, gb = _cgroup_dir(pa), _cgroup_dir(pb)
+        assert os.path.isdir(ga) and os.path.isdir(gb)
+
+        dm.proc.send_signal(signal.SIGSTOP)  # berthd hears nothing, records nothing
+        stopped = True
+        os.kill(pa, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(f"/proc/{pa}"), 10, "the process's end (its shim reaps it)")
+        time.sleep(1.5)
+        assert os.path.isdir(ga), "the shim deleted the cgroup before berthd recorded the exit"
+        dm.proc.send_signal(signal.SIGCONT)
+        stopped = False
+        t = time.monotonic()
+        wait_for(lambda: not os.path.exists(ga), 10, "the cleanup once the exit is recorded")
+        assert time.monotonic() - t < 2.5, "the cleanup waited for its own deadline, not for the record"
+        assert (inspect(dm, a)["State"]["Status"], inspect(dm, a)["State"]["ExitCode"]) == ("exited", 137)
+
+        dm.proc.send_signal(signal.SIGSTOP)
+        stopped = True
+        os.kill(pb, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(gb), 10, "the shim's cleanup without berthd's word")
+        dm.proc.send_signal(signal.SIGCONT)
+        stopped = False
+        wait_for(lambda: inspect(dm, b)["State"]["Status"] == "exited", 10, "berthd's record of the exit")
+        assert inspect(dm, b)["State"]["ExitCode"] == 137
+        dm.berth("rm", a, b, check=True)
+    finally:
+        if stopped:
+            dm.proc.send_signal(signal.SIGCONT)
         ids = dm.berth("ps", "-a", "-q", "--no-trunc").out.split()
         if ids:
             dm.berth("rm", "-f", *ids)

@@ -445,6 +445,9 @@ class ContainerService:
                 "wait_attach": bool(attach_pending or hold), "hold": hold, "socket": self.shim_socket(rec.id),
                 "systemd": self.cfg.cgroup_driver == "systemd",
                 "oom_file": _oom_file(oci, rec.id),
+                # the exit is acknowledged on the events channel once recorded (EventChannel.ack:
+                # the monitor's wait for the shim's end): the shim's cleanup comes after the record
+                "exit_ack": True,
                 # the library's start without poststart hooks: the shim releases the init in place
                 "start_in_place": rt.light_start and not (oci.get("hooks") or {}).get("poststart"),
             })
@@ -575,6 +578,7 @@ class ContainerService:
         except BerthError:
             pass  # it is ending already
         channel.next_exit()
+        channel.ack()  # nothing to record: its cleanup now
 
     def _start_after_attach(self, rec: Container, created: proto.StartResult) -> proto.StartResult:
         """The container is created and holds its process for the attach that is coming: once the

@@ -278,7 +278,7 @@ class Monitor:
                     continue
                 shim = c.shim(rec)
                 try:
-                    channels[rec.id] = shim.subscribe()
+                    channels[rec.id] = shim.subscribe(ack=True)  # its monitor's wait for the shim's end acknowledges
                     s = shim.state()
                     live.add((n.name, rec.id))
                     if s.status == "paused" and st.status != S.PAUSED:

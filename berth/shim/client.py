@@ -125,10 +125,12 @@ class ShimClient:
         """Block until the container has exited (and its output is drained)."""
         return self.subscribe().next_exit()
 
-    def subscribe(self) -> "EventChannel":
+    def subscribe(self, ack: bool = False) -> "EventChannel":
+        """The events of the container's run; ack: the caller acknowledges its exit
+        (EventChannel.ack, which wait_closed does)."""
         s = self._connect(None)
         try:
-            s.sendall(p.Subscribe().encode())
+            s.sendall(p.Subscribe(ack=ack).encode())
         except OSError:
             s.close()
             raise ShimGone("the container is not running") from None
@@ -183,11 +185,25 @@ class ShimClient:
 
 
 class EventChannel:
-    """The events of one run of a container: its start result, then its exit."""
+    """The events of one run of a container: its start result, then its exit. A channel berthd
+    made for a start (the shim's exit_ack parameter) or subscribed to with ack also carries
+    berthd's word that the exit is recorded (ack): the shim's cleanup waits for it."""
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.buf = bytearray()
+        self.acked = False
+
+    def ack(self) -> None:
+        """The exit is recorded (or not needed): the shim goes on with its cleanup. Once."""
+        if self.acked:
+            return
+        self.acked = True
+        try:
+            self.sock.settimeout(1.0)
+            self.sock.sendall(b'{"event": "exit_recorded"}\n')
+        except OSError:
+            pass  # the shim is gone, or an older one that closed the channel
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -226,7 +242,9 @@ class EventChannel:
 
     def wait_closed(self, timeout: float) -> bool:
         """After the exit: block until the shim closes the channel (it has deleted the run's
-        runtime state then), up to timeout s; False when it did not."""
+        runtime state then), up to timeout s; False when it did not. Its cleanup waits for the
+        exit's acknowledgement: given first."""
+        self.ack()
         deadline = time.monotonic() + timeout
         try:
             while True:

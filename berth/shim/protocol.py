@@ -4,8 +4,10 @@ Two channels carry it, both unix stream sockets with one JSON object per line:
 - the events channel: a socket pair made by berthd for each start; the shim gets one end
   (through the zygote) and sends on it the start result (``StartResult``), the end of each exec
   (``ExecExit``) and, when the container has exited and its output is drained, the exit
-  (``ExitEvent``). After a daemon restart the
-  same events come from a ``subscribe`` request on the shim's socket.
+  (``ExitEvent``); berthd answers the exit with ``{"event": "exit_recorded"}`` once it has
+  recorded it, and the shim's cleanup of the run waits for that word (5 s at most, or the
+  channel's end). After a daemon restart the same events come from a ``subscribe`` request
+  (``ack``: the subscriber says that word too) on the shim's socket.
 - the shim's socket (<state>/s/<id>.sock): one request per connection (``Request`` subclasses);
   ``attach`` and ``exec`` then carry the container's (or the exec's) byte stream.
 
@@ -71,8 +73,11 @@ class Wait(Request):
 
 @dataclass
 class Subscribe(Request):
-    """The events channel of a shim berthd did not start (after a daemon restart)."""
+    """The events channel of a shim berthd did not start (after a daemon restart). ack: berthd
+    says "exit_recorded" on it once it has recorded the exit (EventChannel.ack), and the shim's
+    cleanup waits for that (berth.shim.shim.Shim._finish)."""
     op: ClassVar[str] = "subscribe"
+    ack: bool = False
 
 
 @dataclass

@@ -55,6 +55,10 @@ MAX_EXEC_RECORDS = 256  # finished execs whose exit code the shim still answers 
 CLIENT_HIGH = 1 << 20
 CLIENT_LOW = 256 << 10
 LAST_WORDS = 5.0
+# After telling the exit to a berthd that acknowledges exits (its events channel says so), the
+# shim's cleanup (the runtime's delete, its records) waits for berthd's word that the exit is
+# recorded ("exit_recorded"), for the channel's end (berthd gone) or for EXIT_ACK_WAIT seconds.
+EXIT_ACK_WAIT = 5.0
 
 
 def _now_rfc3339() -> str:
@@ -291,6 +295,7 @@ class Client:
         self.want: set[str] = set()
         self.stdin = False
         self.close_stdin = True  # an attach: its end of input closes the container's stdin
+        self.acks = False  # an events channel whose berthd says when it has recorded the exit
 
 
 class Shim:
@@ -311,6 +316,9 @@ class Shim:
         self.finished_at: str | None = None
         self.oom_killed = False
         self.exit_file_pending = False  # exit.json written once the exit is told (_exited)
+        self.ack_deadline: float | None = None  # told; the cleanup waits for berthd's record until then
+        self.acked = False  # berthd has recorded the exit: exit.json is not needed
+        self.told_channels: list[Client] = []
         self.init_pid = 0
         self.mnt_ns: int | None = None  # an fd of the init's mount namespace, until its exit is told
         self.stdin_w: _Stdin | None = None  # a _Stdin, when the container has one
@@ -463,7 +471,12 @@ class Shim:
 
     def tick(self, now: float) -> tuple[bool, float | None]:
         """Between two rounds of the host's loop: (whether it is done, the longest the loop may
-        wait for it). Done: exited, and its output drained (2 s at most)."""
+        wait for it). Done: exited, and its output drained (2 s at most); or, once the exit is
+        told, berthd's record of it awaited (_finish goes on)."""
+        if self.ack_deadline is not None:
+            if self._ack_settled(now):
+                return True, None
+            return False, max(0.0, self.ack_deadline - now)
         if not self.started and self.attach_deadline is not None and now > self.attach_deadline:
             try:
                 self.start_process()  # berthd never said start
@@ -513,7 +526,9 @@ class Shim:
                             f.write(f"{type(e).__name__}: {e}\n")
                     except OSError:
                         pass
-        self._finish()
+        while not self._finish():  # told: until berthd's record of it (or EXIT_ACK_WAIT)
+            for kind, data in self.sel.select(max(0.0, self.ack_deadline - time.monotonic())):  # type: ignore[operator,union-attr]  # set by _finish
+                self._dispatch(kind, data)
 
     def _start_events(self) -> None:
         """The events channel berthd handed over: the start result now, the exit at the end."""
@@ -525,6 +540,7 @@ class Shim:
         sock.setblocking(False)
         c = Client(sock)
         c.mode = "events"
+        c.acks = bool(self.p.get("exit_ack"))
         self.clients.append(c)
         self.sel.register(sock, ("client", c))
         self._send(c, fastjson.dumps(proto.start_event(self.init_pid)).encode() + b"\n")
@@ -779,6 +795,8 @@ class Shim:
         if c.mode in ("events", "wait"):
             if not data:
                 self._drop(c)
+            elif c.acks and b"exit_recorded" in data:
+                self.acked = True
             return
         if c.mode == "attach":
             if not data:
@@ -882,6 +900,7 @@ class Shim:
             return
         if op in ("wait", "subscribe"):
             c.mode = "events"  # the exit goes to it when the container has exited and its output is drained
+            c.acks = op == "subscribe" and bool(req.get("ack"))
             return
         if op == "exec":
             self._exec(c, req)  # a started exec keeps the connection for its stream
@@ -1065,7 +1084,7 @@ class Shim:
                                          "own_child": not self.p.get("runtime_binary")}))
         os.rename(tmp, os.path.join(self.state_dir, "shim.json"))
 
-    def _finish(self) -> None:
+    def _finish(self) -> bool:
         """The container has exited and its output is drained: berthd hears the exit, then the
         runtime's state goes (the container's cgroup, its state directory; `runc delete` for a
         runtime binary), then our socket, and only then do berthd's events channels close: their
@@ -1073,7 +1092,35 @@ class Shim:
         (ContainerService.shim_ended), so that nothing of this run is deleted under the next
         one, while the stop or wait that waits for the exit is answered without waiting for the
         deletion. The socket stays until the deletion is done: a berthd restarted meanwhile
-        finds the shim there and waits for its end (the listener's close) before it goes on."""
+        finds the shim there and waits for its end (the listener's close) before it goes on.
+
+        A berthd that acknowledges exits (the channel it handed over or subscribed with says so)
+        records the exit before this cleanup begins: the cleanup's work (the mount namespace's
+        teardown, the cgroups' removal, files) does not compete with that record and the answer
+        that waits for it; berthd says "exit_recorded" on the channel (at once when it removes
+        or restarts the container, which waits for the shim's end), and then the shim's own
+        records of the exit (exit.json, shim.json's "exited") are not needed. Without that word
+        within EXIT_ACK_WAIT s, or with the channel gone (berthd killed), the cleanup goes on
+        and writes them. Returns whether it is done (False: told, waiting for the record; the
+        loop calls it again once _ack_settled)."""
+        if self.ack_deadline is None:
+            self._tell()
+            if any(c.acks for c in self.told_channels):
+                self.ack_deadline = time.monotonic() + EXIT_ACK_WAIT
+                if not self._ack_settled(time.monotonic()):
+                    return False
+        elif not self._ack_settled(time.monotonic()):
+            return False
+        self._cleanup()
+        return True
+
+    def _ack_settled(self, now: float) -> bool:
+        """Told: berthd has recorded the exit, no channel that would say so is left, or the
+        wait is over."""
+        return self.acked or now >= self.ack_deadline or not any(  # type: ignore[operator]  # set when told
+            c.acks for c in self.told_channels if c in self.clients and not c.closing)
+
+    def _tell(self) -> None:
         self.log.flush()
         self.log.f.close()
         ev = fastjson.dumps(proto.exit_event(self.exit_code, self.finished_at, self.init_pid,  # type: ignore[arg-type]  # set at the exit
@@ -1092,18 +1139,40 @@ class Shim:
                     pass
             if c.mode == "events":
                 channels.append(c)
+                if c.acks:
+                    try:
+                        c.sock.setblocking(False)  # its word is read when the loop sees it
+                    except OSError:
+                        pass
             else:
                 self._drop(c, flush=False)
+        self.told_channels = channels
+        # until the cleanup, the loop hears berthd's channels alone (what else is open is
+        # closed with the rest: a request meanwhile waits in the listener's queue, as during a
+        # cleanup without a wait, and is let go with the socket)
+        fds = list(self.outputs) + [fd for ex in self.execs.values() for fd in ex.fds]
+        fds += [w.fd for w in [self.stdin_w] + [ex.stdin_w for ex in self.execs.values()] if w is not None]
+        for fd in fds:
+            self.sel.forget(fd)
+        if self.listener is not None:
+            self.sel.forget(self.listener.fileno())
+        for c in channels:
+            if not c.acks:
+                self.sel.forget(c.fd)
+
+    def _cleanup(self) -> None:
+        self.ack_deadline = None
         self._release_mnt_ns()  # told: its teardown now (_hold_mnt_ns), before the channels' end
-        if self.exit_file_pending:
-            self._write_exit_file()
-        self._write_state("exited")  # after the telling: berthd does not read it
+        if not self.acked:
+            if self.exit_file_pending:
+                self._write_exit_file()
+            self._write_state("exited")  # berthd does not read it (a state file for whoever looks)
         _cleanup_runtime(self.p, self._tracked_pids)
         try:
             os.unlink(self.p.get("socket") or os.path.join(self.state_dir, "shim.sock"))
         except OSError:
             pass
-        for c in channels:
+        for c in self.told_channels:
             self._drop(c, flush=False)
         self._close_fds()
 
@@ -1545,11 +1614,13 @@ class Host:
             for inst in list(self.instances):
                 done, t = inst.tick(now)
                 if done:
-                    self.instances.remove(inst)
                     if inst is self.hosting:
                         self._close_control()
-                    inst._finish()
-                elif t is not None:
+                    if inst._finish():
+                        self.instances.remove(inst)
+                        continue
+                    t = max(0.0, inst.ack_deadline - now)  # type: ignore[operator]  # told: waiting for the record
+                if t is not None:
                     timeout = t if timeout is None else min(timeout, t)
             if not self.instances:
                 return
