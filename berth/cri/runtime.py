@@ -455,7 +455,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                          words=f"an error occurred when try to find sandbox {_q(request.pod_sandbox_id)}")
         for crec, st in self._pod_containers(rec.id):
             if st["Running"]:
-                self._stop(crec.id, 0)
+                self._stop(crec.id, 0, rec=crec)
         cri = self._cri(rec)
         # the CNI DELs (plugins exec'd one after the other) run while the pause container stops,
         # and go on after the answer: whoever looks at the sandbox next (status, listings, its
@@ -479,7 +479,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         # the DEL begins once the pause has its SIGKILL (its fork and exec would slow the signal's
         # way), or here when the pause runs no more
         try:
-            self._stop(rec.id, 0, signalled=begin_detach)
+            self._stop(rec.id, 0, signalled=begin_detach, rec=rec)
         finally:
             begin_detach()
         if self.closing:
@@ -502,12 +502,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 self._pending.pop(sid, None)
                 self._busy.difference_update((sid, key))
 
-    def _stop(self, cid: str, timeout: int, signalled: Callable[[], None] | None = None) -> None:
+    def _stop(self, cid: str, timeout: int, signalled: Callable[[], None] | None = None,
+              rec: Container | None = None) -> None:
         """As containerd's CRI: the stop signal and up to timeout s for it, then SIGKILL; a
         timeout of 0 (crictl stop's default, and a pod's stop) is SIGKILL alone."""
         try:
             # the service publishes the stop event
-            self.svc.stop(NS, cid, timeout=timeout, signal_="KILL" if timeout <= 0 else None, signalled=signalled)
+            self.svc.stop(NS, cid, timeout=timeout, signal_="KILL" if timeout <= 0 else None, signalled=signalled,
+                          rec=rec)
         except NotFound:
             pass
 
@@ -746,7 +748,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def StopContainer(self, request: pb.StopContainerRequest,
                       context: grpc.ServicerContext) -> pb.StopContainerResponse:
         rec = self._find(request.container_id, "container")
-        self._stop(rec.id, max(0, request.timeout))
+        self._stop(rec.id, max(0, request.timeout), rec=rec)
         return pb.StopContainerResponse()
 
     @rpc

@@ -762,8 +762,8 @@ class ContainerService:
             # a child of that shim (or, once it is reaped, whoever has its pid now): the init
             # while the shim has not reaped it, for only execs of the container are its other
             # children (and an exec's pid reused for an exited init would be one to end too)
-            with open(f"/proc/{pid}/status", "rb") as f:
-                ppid = next((int(line.split()[1]) for line in f if line.startswith(b"PPid:")), 0)
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                ppid = int(f.read().rpartition(b")")[2].split()[1])  # after the command's name
             if ppid != shim_pid:
                 return False
             try:
@@ -771,16 +771,17 @@ class ContainerService:
             except ProcessLookupError:
                 raise FailedPrecondition(f"container {cid} is not running") from None
             return True
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             return False
         finally:
             os.close(fd)
 
     def stop(self, ns: str, ref: str, timeout: int | None = None, signal_: str | None = None,
-             signalled: Callable[[], None] | None = None) -> bool:
+             signalled: Callable[[], None] | None = None, rec: Container | None = None) -> bool:
         """Stop a running container: its stop signal, then SIGKILL after timeout s. signalled():
-        called once the first signal is sent (what may go on while the process ends)."""
-        rec = self.get(ns, ref)
+        called once the first signal is sent (what may go on while the process ends). rec: the
+        container's record, when the caller has just read it."""
+        rec = rec if rec is not None and rec.namespace == ns and rec.id == ref else self.get(ns, ref)
         st = self.states.get(ns, rec.id, rec)
         if st.status == S.RESTARTING:  # between an exit and its restart: no restart then
             self.mark_stopped_by_user(ns, rec)
@@ -925,16 +926,18 @@ class ContainerService:
             shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
 
     def cleanup_exited(self, ns: str, cid: str, network: bool = True, hold: bool = False,
-                       rootfs: bool = True) -> None:
+                       rootfs: bool = True, rec: Container | None = None) -> None:
         """After an exit: unmount the rootfs (unless rootfs=False: late_rootfs() does it), release
         its network (unless network=False) and volumes.
         hold: the rootfs is unmounted at once but its teardown (an overlay syncs its upper
         filesystem: ms) waits for close_detached(), run after the exit is recorded (the
-        monitor), once the record is gone (a removal), or before the next mount (a start)."""
-        try:
-            rec = self.meta.get_container(ns, cid)
-        except NotFound:
-            return
+        monitor), once the record is gone (a removal), or before the next mount (a start). rec:
+        the container's record as the caller has just read it."""
+        if rec is None:
+            try:
+                rec = self.meta.get_container(ns, cid)
+            except NotFound:
+                return
         if rootfs:
             self.release_rootfs(cid, hold)
         if network:

@@ -167,7 +167,7 @@ class Monitor:
         # mounts it again at once; its unmount too, unless the record is followed here by a
         # restart or a removal
         late = not restart and not auto_remove
-        c.cleanup_exited(ns, cid, network=not network_after, hold=not restart, rootfs=not late)
+        c.cleanup_exited(ns, cid, network=not network_after, hold=not restart, rootfs=not late, rec=rec)
         try:
             with c.late_rootfs(cid) if late else contextlib.nullcontext():
                 return self._record_exit(ns, rec, ev, restart, auto_remove, network_after)
