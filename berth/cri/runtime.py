@@ -139,13 +139,15 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             ann.update(convert.sandbox_annotations(rec.id, config))
             # the pod's resolv.conf (its containers share the pause's files) as containerd's
             from berth.services import container_net
+            # (over the files the pause's network setup wrote a moment ago, in place: nothing has
+            # them yet, and a file made anew costs an inode more than a rewrite)
             text = convert.resolv_conf(config.dns_config if config.HasField("dns_config") else None)
-            container_net.write_text(os.path.join(self.svc.cdir(rec.id), "resolv.conf"),
-                                     container_net.host_resolv() if text is None else text)
+            _rewrite(os.path.join(self.svc.cdir(rec.id), "resolv.conf"),
+                     container_net.host_resolv() if text is None else text)
             # and its /etc/hosts: the node's, copied (containerd's; a kubelet mounts its own over it)
             hosts = container_net.host_hosts()
             if hosts is not None:
-                container_net.write_text(os.path.join(self.svc.cdir(rec.id), "hosts"), hosts)
+                _rewrite(os.path.join(self.svc.cdir(rec.id), "hosts"), hosts)
         elif kind == "container":
             sid = self._cri(rec).get("sandbox") or ""
             try:
@@ -1318,6 +1320,12 @@ def _signal_name(value: int) -> str:
     if name in ("SIGRTMIN", "SIGRTMAX"):
         return str(int(getattr(signal, name)))
     return name
+
+
+def _rewrite(path: str, text: str) -> None:
+    """A file nothing uses yet written over in place (made if missing)."""
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def _read_json(path: str) -> Any:

@@ -355,8 +355,9 @@ class Shim:
             if pidns is not None:
                 # no helper: the init, forked here into its PID namespace, creates itself (one
                 # process and its copied pages fewer a container; this shim stays as small)
+                # (no pid file: the pid is answered here; a runtime binary's create needs one)
                 self.init_pid = runtime_lib.create_forked(self.p["runtime_root"], self.id, self.p["bundle"], pidns,
-                                                          console, pidfile)
+                                                          console)
                 if start_now:
                     runtime_lib.release(self.p["runtime_root"], self.id, self.init_pid)
             else:
