@@ -127,10 +127,12 @@ def add(conflist: dict[str, Any], container_id: str, netns: str | None, ifname: 
 
 
 def delete_cached(cache_dir: str, name: str, container_id: str, ifname: str, dirs: Sequence[str],
-                  netns: str | None = None, record: dict[str, Any] | None = None) -> bool:
+                  netns: str | None = None, record: dict[str, Any] | None = None,
+                  keep_as: str | None = None) -> bool:
     """Detach with what the ADD used (from the cache; record: the cached record, as cached()
     just read it); nothing cached = nothing to do. Every plugin's DEL runs (in reverse) even
-    when one fails; the first error is raised after."""
+    when one fails; the first error is raised after. keep_as: the record, once its DELs are
+    done, is moved there rather than deleted (where the move fails, it is deleted)."""
     cache = _cache_path(cache_dir, name, container_id, ifname)
     if record is None:
         try:
@@ -157,6 +159,12 @@ def delete_cached(cache_dir: str, name: str, container_id: str, ifname: str, dir
             first = first or e
     if first is not None:
         raise first
+    if keep_as is not None:
+        try:
+            os.rename(cache, keep_as)
+            return True
+        except OSError:
+            pass
     try:
         os.unlink(cache)
     except FileNotFoundError:

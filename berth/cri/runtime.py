@@ -490,10 +490,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def _detach(self, key: str, sid: str) -> None:
         try:
-            result = self.net.teardown(key, sid)  # the cache read once: the plugins start sooner
-            if result is not None:  # kept for the stopped pod's verbose status, as containerd keeps it
+            # the pod's result kept for the stopped pod's verbose status, as containerd keeps it:
+            # its cached record moved there (a rename, not a file made anew: the DEL's end, which
+            # the pod's next status waits for, comes sooner), else written
+            kept = os.path.join(self.svc.cdir(sid), CNI_RESULT)
+            result = self.net.teardown(key, sid, keep_as=kept)  # the cache read once: the plugins start sooner
+            if result is not None and not os.path.exists(kept):
                 try:
-                    with open(os.path.join(self.svc.cdir(sid), CNI_RESULT), "w") as f:
+                    with open(kept, "w") as f:
                         f.write(json.dumps(result))
                 except OSError:
                     pass
@@ -588,7 +592,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 "runtimeSpec": convert.spec_as_go(_read_json(os.path.join(self.svc.sdir(rec.id), "bundle",
                                                                           "config.json"))),
                 "cniResult": convert.cni_result_as_containerd(
-                    self.net.result(rec.id) or _read_json(os.path.join(self.svc.cdir(rec.id), CNI_RESULT)) or None,
+                    self.net.result(rec.id) or _kept_result(_read_json(os.path.join(self.svc.cdir(rec.id), CNI_RESULT))),
                     self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else ""),
                 "config": _go_json(self._sandbox_config(rec)),
                 "berthNamespace": NS, "stateDir": self.svc.sdir(rec.id),
@@ -1326,6 +1330,14 @@ def _rewrite(path: str, text: str) -> None:
     """A file nothing uses yet written over in place (made if missing)."""
     with open(path, "w") as f:
         f.write(text)
+
+
+def _kept_result(doc: Any) -> Any:
+    """A stopped pod's CNI result from its cni-result.json: the attachment's cached record moved
+    there (its "result"), or the result itself; None when there is none."""
+    if isinstance(doc, dict) and "conflist" in doc:
+        doc = doc.get("result")
+    return doc or None
 
 
 def _read_json(path: str) -> Any:

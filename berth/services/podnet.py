@@ -182,9 +182,11 @@ class PodNetwork:
                 return rec.get("result")
         return None
 
-    def teardown(self, key: str | None, sandbox_id: str) -> dict[str, Any] | None:
+    def teardown(self, key: str | None, sandbox_id: str, keep_as: str | None = None) -> dict[str, Any] | None:
         """CNI DEL with what the ADD used, then the namespace goes; nothing there is fine.
-        Returns the pod's attachment's CNI result as it was (result()), if there was one."""
+        Returns the pod's attachment's CNI result as it was (result()), if there was one.
+        keep_as: where the pod's attachment's cached record (its result in it) is moved once its
+        DEL is done, rather than deleted."""
         self._ips.pop(sandbox_id, None)
         err = None
         result = None
@@ -194,7 +196,8 @@ class PodNetwork:
             if ifname == IFNAME:
                 result = rec.get("result")
             try:
-                cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cri_cni_bin_dirs, record=rec)
+                cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cri_cni_bin_dirs, record=rec,
+                                  keep_as=keep_as if ifname == IFNAME else None)
             except cni.CNIError as e:
                 err = err or e
         if key:
