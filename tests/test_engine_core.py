@@ -355,6 +355,42 @@ def test_a_shims_cleanup_waits_for_berthds_record_of_the_exit(tmp_path):
         dm.cleanup()
 
 
+def test_a_restarted_berthd_acknowledges_the_exits_of_the_shims_it_found(tmp_path):
+    """The channel a restarted berthd subscribes with to a running container's shim carries its
+    word too: the shim's cleanup after that container's exit waits for berthd's record of it."""
+    dm = Daemon(tmp_path / "b")
+    dm.start()
+    stopped = False
+    try:
+        dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        cid = dm.berth("run", "-d", "--network", "none", IMG, "sleep", "60", check=True).out.strip()
+        pid = inspect(dm, cid)["State"]["Pid"]
+        group = _cgroup_dir(pid)
+        dm.stop()
+        dm.start()
+        assert inspect(dm, cid)["State"]["Status"] == "running"
+        dm.proc.send_signal(signal.SIGSTOP)
+        stopped = True
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, "the process's end (its shim reaps it)")
+        time.sleep(1.5)
+        assert os.path.isdir(group), "the shim deleted the cgroup before the restarted berthd recorded the exit"
+        dm.proc.send_signal(signal.SIGCONT)
+        stopped = False
+        t = time.monotonic()
+        wait_for(lambda: not os.path.exists(group), 10, "the cleanup once the exit is recorded")
+        assert time.monotonic() - t < 2.5, "the cleanup waited for its own deadline, not for the record"
+        assert (inspect(dm, cid)["State"]["Status"], inspect(dm, cid)["State"]["ExitCode"]) == ("exited", 137)
+        dm.berth("rm", cid, check=True)
+    finally:
+        if stopped:
+            dm.proc.send_signal(signal.SIGCONT)
+        ids = dm.berth("ps", "-a", "-q", "--no-trunc").out.split()
+        if ids:
+            dm.berth("rm", "-f", *ids)
+        dm.cleanup()
+
+
 def test_a_rootfs_left_mounted_by_a_killed_berthd_goes_at_its_restart(tmp_path):
     """An exit is recorded before the rootfs is unmounted (a stop need not wait for that): a
     berthd killed in between leaves an exited container's rootfs mounted, which its next start
