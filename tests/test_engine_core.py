@@ -5,6 +5,7 @@ errors reaching the client with docker's exit codes.
 
 Every test removes the containers (and networks) it made."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -308,6 +309,39 @@ def _cgroup_dir(pid):
     return "/sys/fs/cgroup" + next(path for hid, _, path in lines if hid == "0")
 
 
+@contextlib.contextmanager
+def _frozen(dm):
+    """berthd stopped (SIGSTOP) for the block: it hears nothing, records nothing."""
+    dm.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        dm.proc.send_signal(signal.SIGCONT)
+
+
+def _cleanup_waits_for_the_record(dm, cid, who="berthd"):
+    """The running container's process killed while berthd is frozen: its cgroup stays until
+    berthd, let go, has recorded the exit (well before the shim's own 5 s), which says 137."""
+    pid = inspect(dm, cid)["State"]["Pid"]
+    group = _cgroup_dir(pid)
+    assert os.path.isdir(group)
+    with _frozen(dm):
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, "the process's end (its shim reaps it)")
+        time.sleep(1.5)
+        assert os.path.isdir(group), f"the shim deleted the cgroup before {who} recorded the exit"
+    t = time.monotonic()
+    wait_for(lambda: not os.path.exists(group), 10, "the cleanup once the exit is recorded")
+    assert time.monotonic() - t < 2.5, "the cleanup waited for its own deadline, not for the record"
+    assert (inspect(dm, cid)["State"]["Status"], inspect(dm, cid)["State"]["ExitCode"]) == ("exited", 137)
+
+
+def _remove_all(dm):
+    ids = dm.berth("ps", "-a", "-q", "--no-trunc").out.split()
+    if ids:
+        dm.berth("rm", "-f", *ids)
+
+
 def test_a_shims_cleanup_waits_for_berthds_record_of_the_exit(tmp_path):
     """After telling berthd an exit, the shim deletes the run's runtime state (its cgroup, among
     others) only once berthd has recorded the exit and said so (nothing of that cleanup competes
@@ -315,43 +349,23 @@ def test_a_shims_cleanup_waits_for_berthds_record_of_the_exit(tmp_path):
     gone), after 5 s by itself; either way berthd records the exit the shim told."""
     dm = Daemon(tmp_path / "b")
     dm.start()
-    stopped = False
     try:
         dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
         a = dm.berth("run", "-d", "--network", "none", IMG, "sleep", "60", check=True).out.strip()
         b = dm.berth("run", "-d", "--network", "none", IMG, "sleep", "60", check=True).out.strip()
-        pa, pb = inspect(dm, a)["State"]["Pid"], inspect(dm, b)["State"]["Pid"]
-        ga, gb = _cgroup_dir(pa), _cgroup_dir(pb)
-        assert os.path.isdir(ga) and os.path.isdir(gb)
+        _cleanup_waits_for_the_record(dm, a)
 
-        dm.proc.send_signal(signal.SIGSTOP)  # berthd hears nothing, records nothing
-        stopped = True
-        os.kill(pa, signal.SIGKILL)
-        wait_for(lambda: not os.path.exists(f"/proc/{pa}"), 10, "the process's end (its shim reaps it)")
-        time.sleep(1.5)
-        assert os.path.isdir(ga), "the shim deleted the cgroup before berthd recorded the exit"
-        dm.proc.send_signal(signal.SIGCONT)
-        stopped = False
-        t = time.monotonic()
-        wait_for(lambda: not os.path.exists(ga), 10, "the cleanup once the exit is recorded")
-        assert time.monotonic() - t < 2.5, "the cleanup waited for its own deadline, not for the record"
-        assert (inspect(dm, a)["State"]["Status"], inspect(dm, a)["State"]["ExitCode"]) == ("exited", 137)
-
-        dm.proc.send_signal(signal.SIGSTOP)
-        stopped = True
-        os.kill(pb, signal.SIGKILL)
-        wait_for(lambda: not os.path.exists(gb), 10, "the shim's cleanup without berthd's word")
-        dm.proc.send_signal(signal.SIGCONT)
-        stopped = False
+        pb = inspect(dm, b)["State"]["Pid"]
+        gb = _cgroup_dir(pb)
+        assert os.path.isdir(gb)
+        with _frozen(dm):
+            os.kill(pb, signal.SIGKILL)
+            wait_for(lambda: not os.path.exists(gb), 10, "the shim's cleanup without berthd's word")
         wait_for(lambda: inspect(dm, b)["State"]["Status"] == "exited", 10, "berthd's record of the exit")
         assert inspect(dm, b)["State"]["ExitCode"] == 137
         dm.berth("rm", a, b, check=True)
     finally:
-        if stopped:
-            dm.proc.send_signal(signal.SIGCONT)
-        ids = dm.berth("ps", "-a", "-q", "--no-trunc").out.split()
-        if ids:
-            dm.berth("rm", "-f", *ids)
+        _remove_all(dm)
         dm.cleanup()
 
 
@@ -360,34 +374,16 @@ def test_a_restarted_berthd_acknowledges_the_exits_of_the_shims_it_found(tmp_pat
     word too: the shim's cleanup after that container's exit waits for berthd's record of it."""
     dm = Daemon(tmp_path / "b")
     dm.start()
-    stopped = False
     try:
         dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
         cid = dm.berth("run", "-d", "--network", "none", IMG, "sleep", "60", check=True).out.strip()
-        pid = inspect(dm, cid)["State"]["Pid"]
-        group = _cgroup_dir(pid)
         dm.stop()
         dm.start()
         assert inspect(dm, cid)["State"]["Status"] == "running"
-        dm.proc.send_signal(signal.SIGSTOP)
-        stopped = True
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, "the process's end (its shim reaps it)")
-        time.sleep(1.5)
-        assert os.path.isdir(group), "the shim deleted the cgroup before the restarted berthd recorded the exit"
-        dm.proc.send_signal(signal.SIGCONT)
-        stopped = False
-        t = time.monotonic()
-        wait_for(lambda: not os.path.exists(group), 10, "the cleanup once the exit is recorded")
-        assert time.monotonic() - t < 2.5, "the cleanup waited for its own deadline, not for the record"
-        assert (inspect(dm, cid)["State"]["Status"], inspect(dm, cid)["State"]["ExitCode"]) == ("exited", 137)
+        _cleanup_waits_for_the_record(dm, cid, who="the restarted berthd")
         dm.berth("rm", cid, check=True)
     finally:
-        if stopped:
-            dm.proc.send_signal(signal.SIGCONT)
-        ids = dm.berth("ps", "-a", "-q", "--no-trunc").out.split()
-        if ids:
-            dm.berth("rm", "-f", *ids)
+        _remove_all(dm)
         dm.cleanup()
 
 

@@ -339,14 +339,13 @@ class Shim:
 
     def start_container(self) -> None:
         self.outputs, stdin_w, proxy, console = _child_stdio(self.tty, self.p.get("open_stdin"))
-        pidfile = os.path.join(self.state_dir, "init.pid")
         # no attach to wait for and a light start: the helper that creates the container releases
         # it too (no start to do here later: neither a second helper nor the in-place start's
         # ~100 KB of private pages in a long-lived shim)
         start_now = not self.p.get("wait_attach") and self.p.get("start_in_place")
 
-        def create() -> int:
-            pid = self.runtime().create(self.id, self.p["bundle"], pidfile, console)
+        def create() -> int:  # (a runtime binary's create tells the pid in a file)
+            pid = self.runtime().create(self.id, self.p["bundle"], os.path.join(self.state_dir, "init.pid"), console)
             if start_now:
                 runtime_lib.release(self.p["runtime_root"], self.id, pid)
             return pid
@@ -354,8 +353,8 @@ class Shim:
         try:
             if pidns is not None:
                 # no helper: the init, forked here into its PID namespace, creates itself (one
-                # process and its copied pages fewer a container; this shim stays as small)
-                # (no pid file: the pid is answered here; a runtime binary's create needs one)
+                # process and its copied pages fewer a container; this shim stays as small), and
+                # its pid is answered here: no pid file
                 self.init_pid = runtime_lib.create_forked(self.p["runtime_root"], self.id, self.p["bundle"], pidns,
                                                           console)
                 if start_now:
