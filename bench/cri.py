@@ -18,6 +18,11 @@ registry.k8s.io/pause:3.9 and busybox-layers:1 from tests/data.
    per pod besides the containers' own processes (berth: a berth-shim per container and per
    sandbox; containerd: its containerd-shim-runc-v2 per pod), Pss from smaps_rollup.
 
+   `split` (with `start,floor`): each crictl step of the cycle split by berthd's and the floor's
+   own call times (berthd's BERTH_CRI_TIMES, bench/cri_floor.py's TIMES): crictl's start-up to
+   its first call, the handlers, the answers' sending, the gaps between calls, and crictl's exit
+   after the last answer; medians per step, berth and the floor side by side. What berth adds
+   to a step is either its handlers' time or crictl slowed by what berth runs beside it.
 3. `--only cpu`: the CPU time of each crictl step of the same cycle (runp, create, start,
    stop+rm, stopp+rmp), by what spent it: crictl itself, the engine's daemon with everything it
    starts (berthd, its zygote, shims and CNI plugins; containerd, its shims, runc and the
@@ -25,11 +30,12 @@ registry.k8s.io/pause:3.9 and busybox-layers:1 from tests/data.
    cgroup parent, a cpuacct cgroup of the bench's). Cycles interleaved, means per cycle. On a
    node of two cores this is what the steps' times are made of besides waiting.
 
-Usage (root): bench/cri.py [--runs 15] [--pods 30] [--only start,grpc,many,cpu]
+Usage (root): bench/cri.py [--runs 15] [--pods 30] [--only start,floor,split,grpc,many,cpu]
 Prints JSON and Markdown table rows for docs/benchmarks.md.
 """
 
 import argparse
+import bisect
 import concurrent.futures
 import json
 import os
@@ -100,10 +106,12 @@ class Floor:
     """bench/cri_floor.py on a socket of its own: a CRI server that does nothing."""
     name = "floor"
 
-    def __init__(self, base):
+    def __init__(self, base, times=None):
         self.sock = os.path.join(base, "floor.sock")
         self.log = open(os.path.join(base, "floor.log"), "ab")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "cri_floor.py"), self.sock],
+        self.times = times
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "cri_floor.py"), self.sock,
+                                      *([times] if times else [])],
                                      stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
         wait_for(lambda: os.path.exists(self.sock), 30, "the floor server's socket")
         self.image = "busybox-layers:1"
@@ -227,17 +235,44 @@ def pod_cycle(engine, work, i):
 
 
 def _timed(steps, name, fn, *args, **kw):
-    """fn(*args, **kw), its time in steps[name]."""
+    """fn(*args, **kw), its time in steps[name] (and its start, for split)."""
     t = time.monotonic()
     r = fn(*args, **kw)
     steps[name] = time.monotonic() - t
+    steps.setdefault("at", {})[name] = t
     return r
 
 
 def _keep(engine, i, steps):
+    at = steps.pop("at", {})
     if i >= 2:  # the warm-up rounds are dropped
         for k, v in steps.items():
             engine.steps.setdefault(k, []).append(v)
+            if getattr(engine, "spans", None) is not None:
+                engine.spans.append((k, at[k], at[k] + v))
+
+
+def split(engine):
+    """{step: {part: median ms}} of engine's crictl steps (engine.spans) by the server's call
+    times (engine.times, lines "name start end sent"): first (crictl's start-up to its first
+    call), handlers, answers (handler's end to the answer sent), gaps (between calls), exit
+    (last answer sent to crictl's end)."""
+    with open(engine.times) as f:
+        calls = sorted((float(a), float(b), float(c)) for _, a, b, c in (line.split() for line in f))
+    starts = [c[0] for c in calls]
+    parts = {}
+    for name, t0, t1 in engine.spans:
+        inside = calls[bisect.bisect_left(starts, t0):bisect.bisect_right(starts, t1)]
+        if not inside:
+            continue
+        d = parts.setdefault(name, {k: [] for k in ("total", "first", "handlers", "answers", "gaps", "exit")})
+        d["total"].append(t1 - t0)
+        d["first"].append(inside[0][0] - t0)
+        d["handlers"].append(sum(b - a for a, b, _ in inside))
+        d["answers"].append(sum(c - b for _, b, c in inside))
+        d["gaps"].append(sum(inside[j][0] - inside[j - 1][2] for j in range(1, len(inside))))
+        d["exit"].append(t1 - inside[-1][2])
+    return {name: {k: statistics.median(v) * 1000 for k, v in d.items()} for name, d in parts.items()}
 
 
 def pod_cycle_grpc(engine, work, i):
@@ -420,12 +455,22 @@ def main():
     result = {}
     made = missing_cgroup_parents("k8s.io")  # the pods' parent both engines make: removed at the end
     try:
-        engines = [Berth(work), Containerd(work)]
         only = a.only.split(",")
+        splitting = "split" in only and "floor" in only and "start" in only
+        if splitting:  # berthd appends its calls' times there (berth/cri/errors.py)
+            os.environ["BERTH_CRI_TIMES"] = os.path.join(work, "berth-times")
+        engines = [Berth(work), Containerd(work)]
+        os.environ.pop("BERTH_CRI_TIMES", None)
+        if splitting:
+            engines[0].times = os.path.join(work, "berth-times")
         if "start" in only:
-            floor = [Floor(work)] if "floor" in only else []
+            floor = [Floor(work, os.path.join(work, "floor-times") if splitting else None)] if "floor" in only else []
             engines += floor
+            for e in engines:
+                e.spans = [] if splitting and e.name in ("berth", "floor") else None
             result["start"] = bench_start(engines, a.runs, work)
+            if splitting:
+                result["split"] = {e.name: split(e) for e in engines if e.spans is not None}
             for f in floor:
                 engines.remove(f)
                 f.close()
@@ -476,6 +521,13 @@ def main():
                 own_c = result["start"]["containerd"][key] - f[key]
                 print(f"| the {key} above the floor (each engine's own part) | {own_b*1000:.0f} ms | "
                       f"{own_c*1000:.0f} ms | {own_b/own_c:.2f}x |")
+    if "split" in result:
+        b, f = result["split"]["berth"], result["split"]["floor"]
+        parts = ("total", "first", "handlers", "answers", "gaps", "exit")
+        print("| step | " + " | ".join(parts) + " |")
+        for name in b:
+            print(f"| {name} | " + " | ".join(f"{b[name][k]:.1f} ({b[name][k] - f[name][k]:+.1f})" for k in parts) + " |")
+        print("(berth's medians in ms, in brackets what they are above the floor's)")
     if "grpc" in result:
         b, c = result["grpc"]["berth"]["calls"], result["grpc"]["containerd"]["calls"]
         for k in b:

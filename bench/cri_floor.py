@@ -4,9 +4,11 @@ once, from grpcio with berthd's settings (its polling, a pool of threads). The c
 is crictl's own time plus what any grpcio server costs, the least an engine served this way
 could show: bench/cri.py's `floor` row, interleaved with the engines.
 
-Usage: bench/cri_floor.py SOCKET  (serves until SIGTERM)
+Usage: bench/cri_floor.py SOCKET [TIMES]  (serves until SIGTERM). TIMES: each answered call's
+times appended there, as berthd does with BERTH_CRI_TIMES (bench/cri.py --only split).
 """
 
+import functools
 import os
 import secrets
 import signal
@@ -68,12 +70,36 @@ class Images(rpc.ImageServiceServicer):
         return pb.ImageStatusResponse(image=pb.Image(id=IMAGE_ID, repo_tags=[request.image.image], size=1))
 
 
+def timed(servicer, path):
+    """servicer with each call's name, start, end and the answer's sending time (its completion
+    callback) appended to path, as berth/cri/errors.py's TIMES_FILE."""
+    def log(name, start, end):
+        with open(path, "a") as f:
+            f.write(f"{name} {start:.6f} {end:.6f} {time.monotonic():.6f}\n")
+
+    def wrap(name, fn):
+        def call(request, context):
+            start = time.monotonic()
+            reply = fn(request, context)
+            context.add_callback(functools.partial(log, name, start, time.monotonic()))
+            return reply
+        return call
+    for name in dir(type(servicer)):
+        if name[:1].isupper():
+            setattr(servicer, name, wrap(name, getattr(servicer, name)))
+    return servicer
+
+
 def main():
     path = sys.argv[1]
+    times = sys.argv[2] if len(sys.argv) > 2 else None
+    runtime, images = Runtime(), Images()
+    if times:
+        runtime, images = timed(runtime, times), timed(images, times)
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGINT])  # for sigwait (grpc's threads too)
     server = new_grpc_server("floor")
-    rpc.add_RuntimeServiceServicer_to_server(Runtime(), server)
-    rpc.add_ImageServiceServicer_to_server(Images(), server)
+    rpc.add_RuntimeServiceServicer_to_server(runtime, server)
+    rpc.add_ImageServiceServicer_to_server(images, server)
     if not server.add_insecure_port("unix://" + path):
         sys.exit(f"cannot listen on {path}")
     server.start()

@@ -190,6 +190,33 @@ def test_version_and_info(node):
     assert info["lastCNILoadStatus"] == info["lastCNILoadStatus.default"] == "OK"
 
 
+def test_call_times_for_the_benchs_split(tmp_path, monkeypatch):
+    """BERTH_CRI_TIMES (bench/cri.py --only split): berthd appends each answered call's name, its
+    handler's start and end, and when its answer had gone out (CLOCK_MONOTONIC, in order); a call
+    answered with an error is not written."""
+    times = tmp_path / "times"
+    monkeypatch.setenv("BERTH_CRI_TIMES", str(times))
+    n = Node(tmp_path / "n").start()
+    try:
+        c = n.client()
+        before = time.monotonic()
+        assert c.Version(version="v1").runtime_name == "berth"
+        with pytest.raises(grpc.RpcError) as e:
+            c.PodSandboxStatus(pod_sandbox_id="nosuch")
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        c.ListPodSandbox()
+        after = time.monotonic()
+        c.close()
+        wait_for(lambda: times.exists() and len(times.read_text().splitlines()) >= 2, 10, "the calls' times")
+        lines = [line.split() for line in times.read_text().splitlines()]
+        assert [x[0] for x in lines] == ["Version", "ListPodSandbox"]
+        for _, start, end, sent in lines:
+            # the answer's sending is seen by the server once it is out: at the client's receipt or just after
+            assert before <= float(start) <= float(end) <= after and float(end) <= float(sent) < after + 5
+    finally:
+        n.cleanup()
+
+
 @need_crictl
 def test_images_live_in_k8s_io_only(node):
     out = node.crictl("images").out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 
 import grpc
@@ -17,6 +18,11 @@ if TYPE_CHECKING:  # names for the annotations only
     Method = Callable[[Any, Any, grpc.ServicerContext], Any]  # a servicer method (self, request, context)
 
 log = logging.getLogger("berthd")
+
+# bench/cri.py --only split: each answered call's times appended to this file (its name, the
+# handler's start and end, and when the answer was sent, CLOCK_MONOTONIC): a diagnostic, unset
+# in normal use
+TIMES_FILE = os.environ.get("BERTH_CRI_TIMES") or None
 
 _CODES = [(NotFound, grpc.StatusCode.NOT_FOUND), (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
           (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -46,11 +52,13 @@ def rpc(fn: Method) -> Method:
     @functools.wraps(fn)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         debug = log.isEnabledFor(logging.DEBUG)  # each call and its time, as containerd logs them at debug
-        t0 = time.monotonic() if debug else 0.0
+        t0 = time.monotonic() if debug or TIMES_FILE else 0.0
         try:
             reply = fn(self, request, context)
             if debug:
                 log.debug("CRI %s: %.1f ms", name, (time.monotonic() - t0) * 1000)
+            if TIMES_FILE:
+                context.add_callback(functools.partial(_log_times, name, t0, time.monotonic()))
             return reply
         except Abort as e:
             code, msg = e.code, e.message
@@ -63,6 +71,15 @@ def rpc(fn: Method) -> Method:
             log.debug("CRI %s: %.1f ms: %s %s", name, (time.monotonic() - t0) * 1000, code.name, msg)
         context.abort(code, msg)
     return wrapper
+
+
+def _log_times(name: str, start: float, end: float) -> None:
+    """A call's line in TIMES_FILE, once its answer is sent (the call's completion callback)."""
+    try:
+        with open(TIMES_FILE, "a") as f:  # type: ignore[arg-type]  # set when called
+            f.write(f"{name} {start:.6f} {end:.6f} {time.monotonic():.6f}\n")
+    except OSError:
+        pass
 
 
 def unimplemented(what: str) -> Method:
