@@ -342,6 +342,27 @@ def test_image_tag_retag_delete(md, monkeypatch):
 # --- containers ---------------------------------------------------------------------------------
 
 
+def test_merging_into_a_containers_extensions(tmp_path):
+    """merge_container_extensions (a container's state at each start and exit) sets the given
+    keys of the record's extensions and keeps the others and every other field; the record's
+    update time moves; a missing container is NotFound, as update_container's."""
+    clock = Clock()
+    with MetadataStore(tmp_path, clock=clock) as md:
+        c = md.create_container("default", "c1", name="web", spec={"v": 1}, labels={"app": "web"},
+                                extensions={"cri": {"sandbox": "s1"}, "state": {"status": "created"}})
+        clock.t += 5
+        md.write(lambda tx: tx.merge_container_extensions("default", "c1", {"state": {"status": "running"}, "x": 1}))
+        u = md.get_container("default", "c1")
+        assert u.extensions == {"cri": {"sandbox": "s1"}, "state": {"status": "running"}, "x": 1}
+        assert (u.name, u.spec_json(), u.labels, u.created_at) == ("web", {"v": 1}, {"app": "web"}, c.created_at)
+        assert u.updated_at == c.updated_at + 5
+        with pytest.raises(NotFound, match='container "c2" not found in namespace "default"'):
+            md.write(lambda tx: tx.merge_container_extensions("default", "c2", {"x": 2}))
+        with pytest.raises(InvalidArgument):
+            md.write(lambda tx: tx.merge_container_extensions("default", "c1", {"x": object()}))
+        assert md.get_container("default", "c1") == u  # a refused merge changes nothing
+
+
 def test_container_crud(md):
     ns = "default"
     spec = {"ociVersion": "1.1.0", "process": {"args": ["sh"]}}

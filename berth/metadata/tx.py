@@ -386,6 +386,19 @@ class Tx:
                 "WHERE namespace = ? AND id = ?", (*sets.values(), namespace, id))
         return self.get_container(namespace, id)
 
+    def merge_container_extensions(self, namespace: str, id: str, changes: Mapping[str, Any]) -> None:
+        """Set these keys of the record's extensions, the others as they are: update_container
+        with extensions, reading only that column (a container's state is written so at each
+        start and exit). NotFound as get_container."""
+        self._write()
+        row = self._x("SELECT extensions FROM containers WHERE namespace = ? AND id = ?", (namespace, id)).fetchone()
+        if row is None:
+            raise NotFound(f"container {q(id)} not found in namespace {q(namespace)}")
+        ext = json.loads(row[0]) if row[0] else {}
+        ext.update(changes)
+        self._x("UPDATE containers SET extensions = ?, updated_at = ? WHERE namespace = ? AND id = ?",
+                (_extensions(ext), self.now(), namespace, id))
+
     def delete_container(self, namespace: str, id: str) -> Container:
         """Remove the record; its snapshot and image are released for the next collect()."""
         self._write()

@@ -133,8 +133,7 @@ class ContainerStates:
 
     def _persist(self, ns: str, cid: str, st: RunState, ext: dict | None = None, durable: bool = True) -> None:
         def update(tx):
-            rec = tx.get_container(ns, cid)
-            tx.update_container(ns, cid, extensions=dict(rec.extensions or {}, **(ext or {}), state=asdict(st)))
+            tx.merge_container_extensions(ns, cid, dict(ext or {}, state=asdict(st)))
         try:
             self.meta.write(update, durable=durable)  # in a removal or a stop, it may use the reserve on a full disk
         except NotFound:
