@@ -82,11 +82,15 @@ class Berth:
         cni = os.path.join(base, "cni")
         conflist(os.path.join(cni, "10-pods.conflist"), "pods", self.bridge, "10.241.0.0/16", os.path.join(base, "ipam"))
         self.d = Daemon(os.path.join(base, "berthd"), extra_config=f'cri_cni_conf_dir = "{cni}"\n')
-        self.d.start()
-        wait_for(lambda: os.path.exists(self.d.cri_sock), 30, "berthd's CRI socket")
-        self.sock = self.d.cri_sock
-        for a in ("pause.oci.tar", "busybox-layers.oci.tar"):
-            self.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, a), check=True)
+        try:
+            self.d.start()
+            wait_for(lambda: os.path.exists(self.d.cri_sock), 30, "berthd's CRI socket")
+            self.sock = self.d.cri_sock
+            for a in ("pause.oci.tar", "busybox-layers.oci.tar"):
+                self.d.berth("-n", "k8s.io", "load", "-i", os.path.join(DATA, a), check=True)
+        except BaseException:
+            self.close()  # a berthd that did not come up (or a load that failed) leaves nothing running
+            raise
         self.image = "busybox-layers:1"
 
     def daemon_pid(self):
