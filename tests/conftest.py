@@ -127,9 +127,13 @@ def _shared_cni_chains():
     """The CNI plugins leave chains every CNI user shares (CNI-FORWARD, CNI-HOSTPORT-*); berthd
     keeps them while it may race another CNI user. At the end of the run, when none of this
     run's daemons is left, the empty ones this run made go."""
-    def chains():
-        p = subprocess.run(["iptables-save"], capture_output=True, text=True)
-        return {line.split()[0][1:] for line in p.stdout.splitlines() if line.startswith(":CNI-")}
+    def chains():  # IPv4's and IPv6's
+        out = set()
+        for prog in ("iptables-save", "ip6tables-save"):
+            if shutil.which(prog):
+                p = subprocess.run([prog], capture_output=True, text=True)
+                out |= {prog[:-5] + ":" + line.split()[0][1:] for line in p.stdout.splitlines() if line.startswith(":CNI-")}
+        return out
     before = chains() if shutil.which("iptables-save") else None
     yield
     if before is None or before:  # another engine's chains were there already: not ours to remove

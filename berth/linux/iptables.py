@@ -10,8 +10,8 @@ ISOLATION = "BERTH-ISOLATION"  # traffic leaving one berth bridge for another: d
 MASQ = "BERTH-MASQ"            # nat POSTROUTING: one masquerade rule per network (as docker), not per container
 
 
-def _run(*args: str, check: bool = True) -> bool:
-    p = subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
+def _run(*args: str, check: bool = True, prog: str = "iptables") -> bool:
+    p = subprocess.run([prog, "-w", *args], capture_output=True, text=True)
     if check and p.returncode != 0:
         from berth.errors import SystemError_
         raise SystemError_(f"iptables {' '.join(args)}: {p.stderr.strip() or p.returncode}")
@@ -56,20 +56,20 @@ def unisolate(bridge: str) -> None:
         pass
 
 
-def _rules(chain: str, table: str = "filter") -> list[str] | None:
-    p = subprocess.run(["iptables", "-w", "-t", table, "-S", chain], capture_output=True, text=True)
+def _rules(chain: str, table: str = "filter", prog: str = "iptables") -> list[str] | None:
+    p = subprocess.run([prog, "-w", "-t", table, "-S", chain], capture_output=True, text=True)
     if p.returncode != 0:
         return None
     return [line for line in p.stdout.splitlines() if not line.startswith("-N ") and not line.startswith("-P ")]
 
 
-def _delete_jumps(chain: str, target: str, table: str = "filter") -> None:
+def _delete_jumps(chain: str, target: str, table: str = "filter", prog: str = "iptables") -> None:
     """Delete every rule of ``chain`` that jumps to ``target`` (whatever its matches)."""
     import shlex
-    for line in _rules(chain, table) or []:
+    for line in _rules(chain, table, prog) or []:
         words = shlex.split(line)
         if words[-2:] == ["-j", target]:
-            _run("-t", table, "-D", *words[1:], check=False)
+            _run("-t", table, "-D", *words[1:], check=False, prog=prog)
 
 
 def remove_empty_chains() -> None:
@@ -99,18 +99,20 @@ def remove_empty_chains() -> None:
 def remove_shared_cni_chains() -> None:
     """The chains the CNI plugins share (firewall's CNI-FORWARD, portmap's CNI-HOSTPORT-*),
     when empty. Only for a host where no CNI user can be adding rules meanwhile (the test
-    suite's end, say): a plugin that has just ensured them would fail."""
-    fwd = _rules("CNI-FORWARD")
-    if fwd is not None and all(r.endswith("-j CNI-ADMIN") for r in fwd) and not _rules("CNI-ADMIN"):
-        _delete_jumps("FORWARD", "CNI-FORWARD")
-        _run("-F", "CNI-FORWARD", check=False)
-        _run("-X", "CNI-FORWARD", check=False)
-        _run("-X", "CNI-ADMIN", check=False)
-    if _rules("CNI-HOSTPORT-DNAT", "nat") == []:
-        for chain in ("PREROUTING", "OUTPUT"):
-            _delete_jumps(chain, "CNI-HOSTPORT-DNAT", "nat")
-        _delete_jumps("POSTROUTING", "CNI-HOSTPORT-MASQ", "nat")
-        for chain in ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"):
-            _run("-t", "nat", "-F", chain, check=False)
-        for chain in ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"):
-            _run("-t", "nat", "-X", chain, check=False)
+    suite's end, say): a plugin that has just ensured them would fail. IPv4's and IPv6's (the
+    plugins make them in ip6tables too)."""
+    for prog in ("iptables", "ip6tables"):
+        fwd = _rules("CNI-FORWARD", prog=prog)
+        if fwd is not None and all(r.endswith("-j CNI-ADMIN") for r in fwd) and not _rules("CNI-ADMIN", prog=prog):
+            _delete_jumps("FORWARD", "CNI-FORWARD", prog=prog)
+            _run("-F", "CNI-FORWARD", check=False, prog=prog)
+            _run("-X", "CNI-FORWARD", check=False, prog=prog)
+            _run("-X", "CNI-ADMIN", check=False, prog=prog)
+        if _rules("CNI-HOSTPORT-DNAT", "nat", prog) == []:
+            for chain in ("PREROUTING", "OUTPUT"):
+                _delete_jumps(chain, "CNI-HOSTPORT-DNAT", "nat", prog)
+            _delete_jumps("POSTROUTING", "CNI-HOSTPORT-MASQ", "nat", prog)
+            for chain in ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"):
+                _run("-t", "nat", "-F", chain, check=False, prog=prog)
+            for chain in ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"):
+                _run("-t", "nat", "-X", chain, check=False, prog=prog)
