@@ -119,41 +119,38 @@ def _ppid(pid):
         return 0
 
 
+
+_SHARED_CHAINS = r"""
+import subprocess, sys
+from berth.linux import iptables
+for prog in ("iptables", "ip6tables"):
+    for args in (["-N", "CNI-FORWARD"],
+                 ["-A", "FORWARD", "-m", "comment", "--comment", "CNI firewall plugin rules", "-j", "CNI-FORWARD"],
+                 ["-t", "nat", "-N", "CNI-HOSTPORT-DNAT"], ["-t", "nat", "-N", "CNI-HOSTPORT-MASQ"],
+                 ["-t", "nat", "-N", "CNI-HOSTPORT-SETMARK"],
+                 ["-t", "nat", "-A", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"],
+                 ["-t", "nat", "-A", "POSTROUTING", "-j", "CNI-HOSTPORT-MASQ"]):
+        subprocess.run([prog, "-w", *args], check=True, capture_output=True)
+def save():
+    return "".join(subprocess.run([p], capture_output=True, text=True).stdout for p in ("iptables-save", "ip6tables-save"))
+print(save().count(":CNI-"))
+iptables.remove_shared_cni_chains()
+print(save().count("CNI-"))
+"""
+
+
 def test_the_shared_cni_chains_go_when_empty_ipv4_and_ipv6():
     """remove_shared_cni_chains (the test suite's end, when no CNI user is left) removes the empty
-    chains the plugins share, CNI-FORWARD with its FORWARD jump and CNI-HOSTPORT-*, from
-    ip6tables as well as iptables (the firewall and portmap plugins make them in both)."""
+    chains the plugins share, CNI-FORWARD with its FORWARD jump and CNI-HOSTPORT-* with theirs,
+    from ip6tables as well as iptables (the firewall and portmap plugins make them in both).
+    Run in a network namespace of its own: its tables are its own, the host's are left alone."""
     import shutil
     import subprocess
-    from berth.linux import iptables
-    if not (shutil.which("iptables-save") and shutil.which("ip6tables-save")):
-        pytest.skip("iptables or ip6tables not installed")
-
-    def cni_chains():
-        return [(prog, line.split()[0]) for prog in ("iptables-save", "ip6tables-save")
-                for line in subprocess.run([prog], capture_output=True, text=True).stdout.splitlines()
-                if line.startswith(":CNI-")]
-    if cni_chains():
-        pytest.skip("CNI chains on this host already (another CNI user): not ours to remove")
-    made = []
-    try:
-        for prog in ("iptables", "ip6tables"):
-            for args in (["-N", "CNI-FORWARD"],
-                         ["-A", "FORWARD", "-m", "comment", "--comment", "CNI firewall plugin rules", "-j", "CNI-FORWARD"],
-                         ["-t", "nat", "-N", "CNI-HOSTPORT-DNAT"], ["-t", "nat", "-N", "CNI-HOSTPORT-MASQ"],
-                         ["-t", "nat", "-N", "CNI-HOSTPORT-SETMARK"],
-                         ["-t", "nat", "-A", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"],
-                         ["-t", "nat", "-A", "POSTROUTING", "-j", "CNI-HOSTPORT-MASQ"]):
-                subprocess.run([prog, "-w", *args], check=True, capture_output=True)
-                made.append((prog, args))
-        assert len(cni_chains()) == 8
-        iptables.remove_shared_cni_chains()
-        assert cni_chains() == []
-        for prog in ("iptables-save", "ip6tables-save"):
-            assert "CNI-" not in subprocess.run([prog], capture_output=True, text=True).stdout
-    finally:  # what a failure left
-        for prog, args in reversed(made):
-            if args[-2:-1] == ["-j"] or "-A" in args:
-                subprocess.run([prog, "-w", *[("-D" if a == "-A" else a) for a in args]], capture_output=True)
-            else:
-                subprocess.run([prog, "-w", *[("-X" if a == "-N" else a) for a in args]], capture_output=True)
+    import sys
+    if not (shutil.which("iptables-save") and shutil.which("ip6tables-save") and shutil.which("unshare")):
+        pytest.skip("iptables, ip6tables or unshare not installed")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run(["unshare", "--net", sys.executable, "-c", _SHARED_CHAINS], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=repo), timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["8", "0"]  # 4 chains in each family made, nothing of them left
