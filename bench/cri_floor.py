@@ -24,6 +24,7 @@ grpc_experiments()  # before grpc is imported, as berthd does
 
 from berth.cri import api_pb2 as pb  # noqa: E402
 from berth.cri import api_pb2_grpc as rpc  # noqa: E402
+from berth.cri.errors import log_call_times  # noqa: E402
 
 IMAGE_ID = "sha256:" + "0" * 64
 
@@ -71,17 +72,13 @@ class Images(rpc.ImageServiceServicer):
 
 
 def timed(servicer, path):
-    """servicer with each call's name, start, end and the answer's sending time (its completion
-    callback) appended to path, as berth/cri/errors.py's TIMES_FILE."""
-    def log(name, start, end):
-        with open(path, "a") as f:
-            f.write(f"{name} {start:.6f} {end:.6f} {time.monotonic():.6f}\n")
-
+    """servicer with each call's times appended to path as berthd writes them (its
+    BERTH_CRI_TIMES): name, start, end and the answer's sending (its completion callback)."""
     def wrap(name, fn):
         def call(request, context):
             start = time.monotonic()
             reply = fn(request, context)
-            context.add_callback(functools.partial(log, name, start, time.monotonic()))
+            context.add_callback(functools.partial(log_call_times, path, name, start, time.monotonic()))
             return reply
         return call
     for name in dir(type(servicer)):

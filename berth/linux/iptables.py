@@ -14,7 +14,7 @@ def _run(*args: str, check: bool = True, prog: str = "iptables") -> bool:
     p = subprocess.run([prog, "-w", *args], capture_output=True, text=True)
     if check and p.returncode != 0:
         from berth.errors import SystemError_
-        raise SystemError_(f"iptables {' '.join(args)}: {p.stderr.strip() or p.returncode}")
+        raise SystemError_(f"{prog} {' '.join(args)}: {p.stderr.strip() or p.returncode}")
     return p.returncode == 0
 
 
@@ -86,14 +86,9 @@ def remove_empty_chains() -> None:
         _delete_jumps("POSTROUTING", MASQ, "nat")
         _run("-t", "nat", "-X", MASQ, check=False)
     # the firewall plugin made the admin chain in ip6tables too for containers with IPv6 addresses
-    p = subprocess.run(["ip6tables", "-w", "-S", ADMIN], capture_output=True, text=True)
-    if p.returncode == 0 and not [r for r in p.stdout.splitlines() if r.startswith("-A ")]:
-        fwd = subprocess.run(["ip6tables", "-w", "-S", "CNI-FORWARD"], capture_output=True, text=True).stdout
-        for line in fwd.splitlines():
-            if line.startswith("-A ") and line.endswith("-j " + ADMIN):
-                import shlex
-                subprocess.run(["ip6tables", "-w", "-D", *shlex.split(line)[1:]], capture_output=True)
-        subprocess.run(["ip6tables", "-w", "-X", ADMIN], capture_output=True)
+    if _rules(ADMIN, prog="ip6tables") == []:
+        _delete_jumps("CNI-FORWARD", ADMIN, prog="ip6tables")
+        _run("-X", ADMIN, check=False, prog="ip6tables")
 
 
 def remove_shared_cni_chains() -> None:
