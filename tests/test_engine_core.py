@@ -492,15 +492,22 @@ def test_runsc_delete_does_not_wait_for_its_sandbox(c):
     assert max(took) < 4, took
 
 
-def test_a_shim_runs_in_a_session_of_its_own_and_leaves_no_zombie(c):
-    """A signal to berthd's process group (its terminal's ^C) does not reach the shims, and a
-    shim that ended is gone, not a zombie of the zygote it was forked from."""
+def test_a_shim_runs_in_a_process_group_of_its_own_and_leaves_no_zombie(c):
+    """A signal to berthd's process group (its terminal's ^C) does not reach the shims, which are
+    in berthd's session as containerd's are in containerd's (one scheduling autogroup); a SIGHUP
+    (what the kernel sends an orphaned group with a stopped process) leaves the shim and its
+    container running; a shim that ended is gone, not a zombie of the zygote it was forked from."""
     cid = c.berth("run", "-d", IMG, "sleep", "60", check=True).out.strip()
     pid = inspect(c, cid)["State"]["Pid"]
     with open(f"/proc/{pid}/status") as f:
         shim_pid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
-    assert os.getsid(shim_pid) != os.getsid(c.proc.pid)
-    assert os.getpgid(shim_pid) != os.getpgid(c.proc.pid)
+    assert os.getpgid(shim_pid) == shim_pid != os.getpgid(c.proc.pid)
+    assert os.getsid(shim_pid) == os.getsid(c.proc.pid)
+    assert os.getsid(pid) == pid  # the container's init: a session of its own, as runc's
+    os.kill(shim_pid, signal.SIGHUP)
+    time.sleep(0.3)
+    assert inspect(c, cid)["State"]["Status"] == "running"
+    assert c.berth("exec", cid, "true").returncode == 0  # the shim still serves it
     c.berth("rm", "-f", cid, check=True)
     wait_for(lambda: not os.path.exists(f"/proc/{shim_pid}"), 10, "the shim to be gone (reaped)")
 

@@ -1,7 +1,7 @@
 """The zygote: a small process forked from berthd before it starts any thread, with the runtime
 library and the shim already imported. Each shim is forked from it (no new interpreter per
-container) in a session of its own; the zygote ends with berthd and the shims are re-parented to
-init, so containers survive a daemon restart."""
+container) in a process group of its own; the zygote ends with berthd and the shims are
+re-parented to init, so containers survive a daemon restart."""
 
 from __future__ import annotations
 
@@ -46,6 +46,10 @@ def _freeze() -> None:
     A long-lived shim's collections then only visit the objects it made itself."""
     import gc
     gc.freeze()
+
+
+def _noop(*_: object) -> None:
+    pass
 
 
 def _loop(sock: socket.socket) -> NoReturn:
@@ -98,13 +102,22 @@ def _loop(sock: socket.socket) -> NoReturn:
             params["events_fd"] = fds[0]  # the events channel berthd made for this start
         pid = sc.fork_bare()
         if pid == 0:
-            # the shim: a session of its own, away from berthd's; our child until we end (with
-            # berthd), then init's. One fork, not a double fork: SIGCHLD is ignored here, so the
-            # kernel reaps the shims that end before us, and the shim restores it first thing
-            # (_signal, as the shim's loop uses it: no page touched that the shim would not touch)
+            # the shim: our child until we end (with berthd), then init's. One fork, not a double
+            # fork: SIGCHLD is ignored here, so the kernel reaps the shims that end before us, and
+            # the shim restores it first thing (_signal, as the shim's loop uses it: no page
+            # touched that the shim would not touch)
             _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
             os.close(sock_fd)
-            os.setsid()
+            # A process group of its own in berthd's session, as containerd's shims (Setpgid): a
+            # signal to berthd's group (its terminal's ^C) does not reach it, and the shims are
+            # scheduled in berthd's autogroup (kernel.sched_autogroup_enabled), not each as a
+            # session of its own at a full share beside the node's other work (a pod's teardown
+            # through crictl ~1 ms shorter, docs/benchmarks.md session 32). Its group becomes
+            # orphaned when berthd ends: a stopped exec'd process in it then gets SIGHUP and
+            # SIGCONT from the kernel, and so would the shim, which takes it as a no-op (a caught
+            # signal: what it runs gets the default back at its exec).
+            os.setpgid(0, 0)
+            _signal.signal(_signal.SIGHUP, _noop)
             _set_comm(b"berth-shim")
             devnull = os.open("/dev/null", os.O_RDWR)
             for fd in (0, 1, 2):
