@@ -111,11 +111,12 @@ def _loop(sock: socket.socket) -> NoReturn:
             # A process group of its own in berthd's session, as containerd's shims (Setpgid): a
             # signal to berthd's group (its terminal's ^C) does not reach it, and the shims are
             # scheduled in berthd's autogroup (kernel.sched_autogroup_enabled), not each as a
-            # session of its own at a full share beside the node's other work (a pod's teardown
-            # through crictl ~1 ms shorter, docs/benchmarks.md session 32). Its group becomes
+            # session of its own at a full share beside the node's other work (a pod's start and
+            # teardown through crictl up to ~1 ms shorter, docs/benchmarks.md session 32); not
+            # a session leader, it never takes a terminal it opens as its own. Its group becomes
             # orphaned when berthd ends: a stopped exec'd process in it then gets SIGHUP and
-            # SIGCONT from the kernel, and so would the shim, which takes it as a no-op (a caught
-            # signal: what it runs gets the default back at its exec).
+            # SIGCONT from the kernel, and so would the shim, which takes it as a no-op (a
+            # caught signal: what it runs gets the default back at its exec).
             os.setpgid(0, 0)
             _signal.signal(_signal.SIGHUP, _noop)
             _set_comm(b"berth-shim")
