@@ -782,6 +782,57 @@ def test_containers_survive_kill_9_of_berthd(berthd):
         _restart_and_clean(berthd, pids)
 
 
+def test_a_shim_outlives_its_group_being_orphaned_with_a_stopped_exec(berthd):
+    """A shim is in a process group of its own in berthd's session (as containerd's), with its
+    execs: when berthd ends, that group is orphaned, and as a process in it is stopped the
+    kernel sends SIGHUP and SIGCONT: the stopped exec ends of it (as POSIX has it); the shim (to
+    which a SIGHUP is a no-op) and its container run on under the next berthd."""
+    berthd.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    pids = []
+    try:
+        cid = berthd.berth("run", "-d", "--network", "none", IMG, "sleep", "600", check=True).out.strip()
+        pid = state(berthd, cid)["Pid"]
+        pids.append(pid)
+        shim = _ppid(pid)
+        assert berthd.berth("exec", "-d", cid, "sleep", "300").returncode == 0
+        wait_for(lambda: [p for p in _children(shim) if p != pid], 10, "the exec to run")
+        ex = next(p for p in _children(shim) if p != pid)
+        assert os.getpgid(ex) == os.getpgid(shim) == shim
+        os.kill(ex, signal.SIGSTOP)
+        wait_for(lambda: _proc_state(ex) == "T", 10, "the exec to stop")
+        berthd.kill9()
+        wait_for(lambda: not _alive(ex), 10, "the stopped exec to get the orphaned group's SIGHUP")
+        time.sleep(0.3)
+        assert _alive(shim) and _alive(pid), "the shim or its container ended with the SIGHUP"
+        berthd.start()
+        assert state(berthd, cid)["Status"] == "running" and state(berthd, cid)["Pid"] == pid
+        assert berthd.berth("exec", cid, "true").returncode == 0
+    finally:
+        _restart_and_clean(berthd, pids)
+
+
+def _ppid(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("PPid:")).split()[1])
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rfind(b")") + 2:][:1].decode()
+    except OSError:
+        return ""
+
+
 def test_rm_answers_with_the_containers_files_gone_and_a_killed_berthds_trash_goes_at_start(berthd):
     """As dockerd: `rm` answers once the container's directories (its root, its state, its
     snapshot) are gone, the space free (the CRI's removals, as containerd's, delete the files
