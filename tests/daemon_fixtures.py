@@ -36,6 +36,15 @@ def lo_only_cni(conf_dir):
         json.dump({"cniVersion": "0.4.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}, f)
 
 
+def ppid(pid):
+    """A process's parent's pid (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
 def wait_for(pred, timeout=20, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -7,6 +7,7 @@ import os
 import time
 
 import pytest
+from daemon_fixtures import ppid
 
 from berth import cni
 
@@ -99,7 +100,7 @@ def test_a_plugin_that_hangs_is_killed(tmp_path, plugins, monkeypatch):
     with pytest.raises(cni.CNIError, match="plugin slow ADD timed out"):
         cni.add(_conflist(tmp_path, "slow"), "c3", "", "eth0", [plugins], str(tmp_path / "cache"))
     assert time.monotonic() - t < 10
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and _ppid(p) == os.getpid()
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and ppid(p) == os.getpid()
                 and _cmdline(p) == b"sleep\x0030\x00"]  # killed and reaped
 
 
@@ -109,15 +110,6 @@ def _cmdline(pid):
             return f.read()
     except OSError:
         return b""
-
-
-def _ppid(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return 0
-
 
 
 _SHARED_CHAINS = r"""

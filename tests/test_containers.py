@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from daemon_fixtures import BERTH, DATA, berthd, shared_berthd, wait_for  # noqa: F401 (fixtures)
+from daemon_fixtures import BERTH, DATA, berthd, ppid, shared_berthd, wait_for  # noqa: F401 (fixtures)
 
 IMG = "busybox-layers:1"
 HELLO_MSG = "Hello from the hello-world fixture!"
@@ -740,12 +740,7 @@ def _restart_and_clean(berthd, pids):
 
 
 def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rfind(b")") + 2:][:1] not in (b"Z", b"X")
-    except OSError:
-        return False
+    return _proc_state(pid) not in ("Z", "X", "")
 
 
 def test_containers_survive_kill_9_of_berthd(berthd):
@@ -793,7 +788,7 @@ def test_a_shim_outlives_its_group_being_orphaned_with_a_stopped_exec(berthd):
         cid = berthd.berth("run", "-d", "--network", "none", IMG, "sleep", "600", check=True).out.strip()
         pid = state(berthd, cid)["Pid"]
         pids.append(pid)
-        shim = _ppid(pid)
+        shim = ppid(pid)
         assert berthd.berth("exec", "-d", cid, "sleep", "300").returncode == 0
         wait_for(lambda: [p for p in _children(shim) if p != pid], 10, "the exec to run")
         ex = next(p for p in _children(shim) if p != pid)
@@ -809,11 +804,6 @@ def test_a_shim_outlives_its_group_being_orphaned_with_a_stopped_exec(berthd):
         assert berthd.berth("exec", cid, "true").returncode == 0
     finally:
         _restart_and_clean(berthd, pids)
-
-
-def _ppid(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith("PPid:")).split()[1])
 
 
 def _children(pid):

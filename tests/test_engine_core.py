@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from daemon_fixtures import DATA, Daemon, wait_for
+from daemon_fixtures import DATA, Daemon, ppid, wait_for
 
 IMG = "busybox-layers:1"
 RUNSC = shutil.which("runsc")
@@ -499,8 +499,7 @@ def test_a_shim_runs_in_a_process_group_of_its_own_and_leaves_no_zombie(c):
     container running; a shim that ended is gone, not a zombie of the zygote it was forked from."""
     cid = c.berth("run", "-d", IMG, "sleep", "60", check=True).out.strip()
     pid = inspect(c, cid)["State"]["Pid"]
-    with open(f"/proc/{pid}/status") as f:
-        shim_pid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+    shim_pid = ppid(pid)
     assert os.getpgid(shim_pid) == shim_pid != os.getpgid(c.proc.pid)
     assert os.getsid(shim_pid) == os.getsid(c.proc.pid)
     assert os.getsid(pid) == pid  # the container's init: a session of its own, as runc's
@@ -516,8 +515,7 @@ def test_a_killed_shim_ends_its_container(c):
     """A shim killed (-9) tells nothing: berthd records the exit and ends what still runs."""
     cid = c.berth("run", "-d", IMG, "sleep", "60", check=True).out.strip()
     pid = inspect(c, cid)["State"]["Pid"]
-    with open(f"/proc/{pid}/status") as f:
-        shim_pid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+    shim_pid = ppid(pid)
     with open(f"/proc/{shim_pid}/comm") as f:
         assert f.read().strip() == "berth-shim"
     os.kill(shim_pid, 9)
