@@ -96,6 +96,27 @@ def test_cli_side_errors_are_one_line(eng):
     assert p.returncode == 125 and "invalid device cgroup format 'bogus'" in p.err
 
 
+def test_windows_only_flags_are_hidden_and_refused_as_the_docker_cli(eng):
+    # the docker CLI, told by the daemon that it runs on Linux, leaves them out of --help and
+    # refuses them given with any value, before anything is sent: exit 1, a line for each
+    before = eng.berth("ps", "-aq", check=True).out
+    msg = '"--{}" is only supported on a Docker daemon running on windows, but the Docker daemon is running on linux'
+    for args, flags in ((["--io-maxiops", "5"], ["io-maxiops"]), (["--cpu-count", "0"], ["cpu-count"]),
+                        (["--io-maxiops", "0", "--cpu-percent", "5", "--io-maxbandwidth", "1m"],
+                         ["cpu-percent", "io-maxbandwidth", "io-maxiops"])):
+        want = [msg.format(f) for f in flags]
+        for verb in ("create", "run"):
+            d = eng.docker(verb, *args, IMAGE, "true")
+            b = eng.berth(verb, *args, IMAGE, "true")
+            assert d.returncode == 1 and d.err.strip().splitlines() == want, d.err
+            assert b.returncode == 1 and b.err.strip().removeprefix("berth: ").splitlines() == want, b.err
+    assert eng.berth("ps", "-aq", check=True).out == before  # nothing made
+    for verb in ("create", "run"):
+        for cli in (eng.docker, eng.berth):
+            out = cli(verb, "--help", check=True).out
+            assert "--cpus " in out and not re.search(r"--(cpu-count|cpu-percent|io-maxbandwidth|io-maxiops)\b", out)
+
+
 def test_namespaces_devices_sysctls_shm(eng):
     # --pid host sees the host's processes (berthd's among them)
     p = eng.docker("run", "--rm", "--pid", "host", IMAGE, "sh", "-c", f"test -d /proc/{eng.proc.pid} && echo yes")

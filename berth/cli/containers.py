@@ -73,6 +73,8 @@ def _body(a):
 
 
 def _create(ctx, a):
+    from berth.cli import runflags
+    runflags.windows_only(a)  # the docker CLI's first check, before its flags' values
     try:
         body = _body(a)
     except BerthError as e:  # the flags' values, checked before anything is sent: 125, as docker

@@ -207,7 +207,7 @@ def render(p):
     import textwrap
     pos = [a for a in p.args if a.positional]
     usage = " ".join(_pos_word(a) for a in pos)
-    opts = [a for a in p.args if not a.positional]
+    opts = [a for a in p.args if not a.positional and not a.kw.get("hidden")]
     out = [f"\nUsage:  berth {p.cmd} [OPTIONS]{' ' + usage if usage else ''}\n"]
     if p.description:
         out.append(p.description[:1].upper() + p.description[1:] + "\n")

@@ -54,10 +54,12 @@ def add(p, run=True):
     A("--cpu-rt-runtime", type=int, help="Limit CPU real-time runtime in microseconds")
     A("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
     A("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
-    A("--cpu-count", type=int, help="CPU count (Windows only)")
-    A("--cpu-percent", type=int, help="CPU percent (Windows only)")
-    A("--io-maxbandwidth", help="Maximum IO bandwidth limit for the system drive (Windows only)")
-    A("--io-maxiops", type=int, help="Maximum IOps limit for the system drive (Windows only)")
+    # docker's Windows-only flags: hidden from --help and refused (windows_only) by a CLI whose
+    # daemon runs on Linux, as berthd does
+    A("--cpu-count", type=int, hidden=True, help="CPU count (Windows only)")
+    A("--cpu-percent", type=int, hidden=True, help="CPU percent (Windows only)")
+    A("--io-maxbandwidth", hidden=True, help="Maximum IO bandwidth limit for the system drive (Windows only)")
+    A("--io-maxiops", type=int, hidden=True, help="Maximum IOps limit for the system drive (Windows only)")
     A("--blkio-weight", type=int, help="Block IO (relative weight), between 10 and 1000, or 0 to disable")
     A("--blkio-weight-device", **app, help="Block IO weight (relative device weight)")
     A("--device-read-bps", **app, help="Limit read rate (bytes per second) from a device")
@@ -115,6 +117,26 @@ def add(p, run=True):
     A("--volume-driver", help="Optional volume driver for the container")
     A("image", help="the image to run")
     A("command", nargs="...", help="the command and its arguments")
+
+
+WINDOWS_ONLY = ("cpu-count", "cpu-percent", "io-maxbandwidth", "io-maxiops")
+
+
+def windows_only(a):
+    """The docker CLI's check of the flags it has for a Windows daemon only: any of them given
+    (whatever its value), one line each in the flags' order, and nothing is sent: exit 1."""
+    given = [f for f in WINDOWS_ONLY if getattr(a, f.replace("-", "_"), None) is not None]
+    if given:
+        # the sizes docker's flag parsing takes (MemBytes): their errors come before this check
+        for flag, value in (("-m, --memory", a.memory), ("--memory-reservation", a.memory_reservation),
+                            ("--kernel-memory", a.kernel_memory), ("--shm-size", a.shm_size),
+                            ("--io-maxbandwidth", a.io_maxbandwidth)):
+            if value:
+                ram(flag, value)
+        if a.memory_swap:
+            _ram_or_unlimited("--memory-swap", a.memory_swap)
+        raise PlainError("\n".join(f'"--{f}" is only supported on a Docker daemon running on windows, '
+                                   "but the Docker daemon is running on linux" for f in given))
 
 
 def ram(flag, s):
