@@ -1002,6 +1002,70 @@ def test_prune_filter_errors_as_dockerd(eng, peer):
             ours.returncode == 1, (args, ours.err, theirs.err)
 
 
+def _api_create(host, host_config, image=IMAGE):
+    """POST /containers/create through the SDK's low-level client: (status, message or warnings, id)."""
+    docker = pytest.importorskip("docker")
+    c = docker.APIClient(base_url=host, version="1.41")
+    try:
+        res = c.post(c._url("/containers/create"), json={"Image": image, "Cmd": ["true"], "HostConfig": host_config})
+        doc = res.json()
+        return res.status_code, doc.get("message", doc.get("Warnings")), doc.get("Id")
+    finally:
+        c.close()
+
+
+def test_windows_only_resources_through_the_api_as_dockerd(eng, peer):
+    """The Windows-only resources given to a Linux daemon: the QoS limits refused as dockerd reads
+    the request (before the image is looked up), CpuPercent warned about and dropped, CpuCount
+    kept and meaningless. berthd took them all with a warning of its own. dockerd's refusals are
+    500s; berthd's the same words as a 400."""
+    docker = pytest.importorskip("docker")
+    seen = []
+    for d in (eng, peer):
+        row = []
+        for hc, image in (({"IOMaximumIOps": 5}, IMAGE), ({"IOMaximumBandwidth": 100}, IMAGE),
+                          ({"IOMaximumIOps": 5, "IOMaximumBandwidth": 100}, "pr-no-such-image:1"),
+                          ({"IOMaximumIOps": 5, "Isolation": "hyperv"}, IMAGE),
+                          ({"Isolation": "hyperv"}, "pr-no-such-image:1")):
+            status, msg, _ = _api_create(d.host, hc, image)
+            row.append((hc, image, status >= 400, msg))
+            if d is eng:
+                assert 400 <= status < 500, (hc, status, msg)
+        status, warnings, cid = _api_create(d.host, {"CpuCount": 2, "CpuPercent": 30, "KernelMemory": 7 << 20})
+        assert status == 201, warnings
+        c = docker.APIClient(base_url=d.host, version="1.41")
+        hc = c.inspect_container(cid)["HostConfig"]
+        c.remove_container(cid)
+        c.close()
+        row.append((warnings, hc["CpuCount"], hc["CpuPercent"], hc["IOMaximumIOps"]))
+        seen.append(row)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0][3] == "Invalid QoS settings: linux does not support configuration of maximum IOPs"
+    assert seen[0][-1][1:] == (2, 0, 0)
+
+
+def test_inspect_shows_every_host_config_field_as_dockerd(eng, peer):
+    """A create that sends a few HostConfig fields (the Docker SDK sends only those it is given;
+    compose too): inspect shows all of dockerd's, in its order, at its defaults. berthd showed
+    the few it was sent (`attrs['HostConfig']['Memory']` was a KeyError)."""
+    docker = pytest.importorskip("docker")
+    shown = []
+    for d in (eng, peer):
+        c = docker.APIClient(base_url=d.host, version="1.41")
+        try:
+            for kw in ({}, {"host_config": c.create_host_config(mem_limit="64m", restart_policy={"Name": "always"})}):
+                cid = c.create_container(IMAGE, "true", **kw)["Id"]
+                hc = c.inspect_container(cid)["HostConfig"]
+                c.remove_container(cid)
+                hc.pop("Runtime", None)  # dockerd shows the runtime's name when it recorded one; berthd always
+                shown.append((list(hc), {k: v for k, v in hc.items() if k not in ("MaskedPaths", "ReadonlyPaths")}))
+        finally:
+            c.close()
+    for ours, theirs in ((shown[0], shown[2]), (shown[1], shown[3])):
+        assert ours == theirs, [(k, ours[1].get(k), theirs[1].get(k)) for k in theirs[0] if ours[1].get(k) != theirs[1][k]]
+    assert shown[0][1]["Memory"] == 0 and shown[1][1]["Memory"] == 64 << 20 and len(shown[0][0]) >= 64
+
+
 def test_create_refuses_bad_stop_signals_and_capabilities_as_dockerd(eng, peer):
     """--stop-signal and --cap-add/--cap-drop values dockerd does not know: refused at create,
     before the image is looked up (no pull of a missing one), with its words; the ones it

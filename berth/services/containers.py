@@ -1136,6 +1136,8 @@ class ContainerService:
         hc.setdefault("Runtime", rec.runtime)
         if not (hc.get("LogConfig") or {}).get("Type"):  # docker-py run() reads LogConfig.Type
             hc["LogConfig"] = {"Type": "json-file", "Config": dict((hc.get("LogConfig") or {}).get("Config") or {})}
+        from berth.services.createspec import inspect_host_config
+        hc = inspect_host_config(hc)  # every field, as dockerd's: a create may have sent a few
         cdir = self.cdir(rec.id)
         return {
             "Id": rec.id, "Created": CreateSpec.from_json(spec).created, "Path": args[0] if args else "",

@@ -44,3 +44,42 @@ class CreateSpec:
 def mounts_of(rec: Any) -> list[dict]:
     """The mount points a container record was created with."""
     return CreateSpec.of(rec).mounts
+
+
+# dockerd's HostConfig as inspect shows it, field by field in its order (a Go struct: every
+# field is there whatever the create sent): what a create did not send shows this default
+_HOST_CONFIG_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("Binds", None), ("ContainerIDFile", ""), ("LogConfig", None), ("NetworkMode", "default"),
+    ("PortBindings", None), ("RestartPolicy", {"Name": "", "MaximumRetryCount": 0}), ("AutoRemove", False),
+    ("VolumeDriver", ""), ("VolumesFrom", None), ("CapAdd", None), ("CapDrop", None), ("CgroupnsMode", ""),
+    ("Dns", None), ("DnsOptions", None), ("DnsSearch", None), ("ExtraHosts", None), ("GroupAdd", None),
+    ("IpcMode", ""), ("Cgroup", ""), ("Links", None), ("OomScoreAdj", 0), ("PidMode", ""), ("Privileged", False),
+    ("PublishAllPorts", False), ("ReadonlyRootfs", False), ("SecurityOpt", None), ("UTSMode", ""),
+    ("UsernsMode", ""), ("ShmSize", 0), ("Runtime", None), ("ConsoleSize", [0, 0]), ("Isolation", ""),
+    ("CpuShares", 0), ("Memory", 0), ("NanoCpus", 0), ("CgroupParent", ""), ("BlkioWeight", 0),
+    ("BlkioWeightDevice", None), ("BlkioDeviceReadBps", None), ("BlkioDeviceWriteBps", None),
+    ("BlkioDeviceReadIOps", None), ("BlkioDeviceWriteIOps", None), ("CpuPeriod", 0), ("CpuQuota", 0),
+    ("CpuRealtimePeriod", 0), ("CpuRealtimeRuntime", 0), ("CpusetCpus", ""), ("CpusetMems", ""), ("Devices", None),
+    ("DeviceCgroupRules", None), ("DeviceRequests", None), ("KernelMemory", 0), ("KernelMemoryTCP", 0),
+    ("MemoryReservation", 0), ("MemorySwap", 0), ("MemorySwappiness", None), ("OomKillDisable", False),
+    ("PidsLimit", None), ("Ulimits", None), ("CpuCount", 0), ("CpuPercent", 0), ("IOMaximumIOps", 0),
+    ("IOMaximumBandwidth", 0), ("MaskedPaths", None), ("ReadonlyPaths", None),
+)
+
+
+def inspect_host_config(hc: Mapping[str, Any]) -> dict[str, Any]:
+    """A container's HostConfig for inspect, as dockerd shows it: every field in dockerd's order,
+    those the create did not send at their defaults (Runtime only when there is one), then any
+    other key the record has."""
+    import copy
+    out: dict[str, Any] = {}
+    for key, default in _HOST_CONFIG_DEFAULTS:
+        if key in hc:
+            out[key] = hc[key]
+            if isinstance(default, dict) and isinstance(hc[key], dict):  # RestartPolicy's fields too
+                out[key] = {**default, **hc[key]}
+        elif default is not None or key != "Runtime":
+            out[key] = copy.copy(default)
+    for key, value in hc.items():
+        out.setdefault(key, value)
+    return out

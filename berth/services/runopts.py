@@ -61,6 +61,14 @@ def check_early(body: dict[str, Any], cri: bool = False) -> None:
     if cri:
         return
     hc = body.get("HostConfig") or {}
+    # dockerd's checks as it reads the request (its runconfig): the isolation, then the
+    # Windows-only QoS limits (IOMaximumIOps, IOMaximumBandwidth), refused on Linux
+    iso = hc.get("Isolation") or ""
+    if iso not in ("", "default"):
+        raise InvalidArgument(f'Invalid isolation: "{iso}" - linux only supports \'default\'')
+    for key, what in (("IOMaximumBandwidth", "maximum bandwidth"), ("IOMaximumIOps", "maximum IOPs")):
+        if hc.get(key):
+            raise InvalidArgument(f"Invalid QoS settings: linux does not support configuration of {what}")
     from berth.linux import caps as capsmod
     known = set(capsmod.NAMES[: capsmod.last_cap() + 1])
     for field in ("CapAdd", "CapDrop"):
@@ -223,12 +231,9 @@ def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[
         warnings.append("Specifying a kernel memory limit is deprecated and will be removed in a future release.")
         if 0 < kmem < _MIN_MEMORY and os.path.exists("/sys/fs/cgroup/memory/memory.kmem.limit_in_bytes"):
             raise InvalidArgument("Minimum kernel memory limit allowed is 6MB")
-    for key in ("CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth"):
-        if hc.get(key):
-            warnings.append(f"{key} is a Windows-only option: ignored on Linux.")
-    iso = hc.get("Isolation") or ""
-    if iso not in ("", "default"):
-        raise InvalidArgument(f'Invalid isolation: "{iso}" - linux only supports \'default\'')
+    if int(hc.get("CpuPercent") or 0) > 0:  # Windows-only; CpuCount is kept and means nothing (dockerd's)
+        warnings.append("linux does not support CPU percent. Percent discarded.")
+        hc["CpuPercent"] = 0
     if hc.get("StorageOpt"):
         raise InvalidArgument("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
     userns = hc.get("UsernsMode") or ""
