@@ -1566,6 +1566,27 @@ def test_ps_command_as_dockerd(eng, peer):
             d.docker("rm", "-f", name)
 
 
+def test_a_container_has_its_images_labels_as_dockerd(eng, peer):
+    """dockerd gives a container its image's labels beside the create's (the create's win): the
+    list shows them and its label filter finds them. berthd's inspect showed them, its list and
+    filters did not (`ps --filter label=<an image's label>` listed nothing)."""
+    seen = []
+    for d in (eng, peer):
+        name = _name("lbl")
+        try:
+            d.docker("create", "--name", name, "--label", "mine=1", IMAGE, "true", check=True)
+            d.docker("create", "--name", name + "-2", "--label", "org.example.fixture=mine", IMAGE, "true", check=True)
+            rows = d.docker("ps", "-a", "--filter", "label=org.example.fixture", "--filter", f"name={name}",
+                            "--format", "{{.Names}} {{.Label \"org.example.fixture\"}} {{.Label \"mine\"}}",
+                            check=True).out.split("\n")
+            rows = sorted(r.strip().replace(name, "<name>") for r in rows if r.strip())
+            seen.append((rows, _inspect(d, name)["Config"]["Labels"]))
+        finally:
+            d.docker("rm", "-f", name, name + "-2")
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == ["<name> busybox-layers 1", "<name>-2 mine"], seen[0]
+
+
 def test_rmi_lists_the_layers_it_frees_as_dockerd(eng, peer):
     """docker rmi of a committed image: Untagged, the image's Deleted, then a Deleted for each layer
     that went with it, by its chain ID, the top one first (the layers it shares stay unlisted), as

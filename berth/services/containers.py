@@ -295,6 +295,9 @@ class ContainerService:
         try:
             os.makedirs(self.cdir(cid), mode=0o710, exist_ok=True)
             spec = CreateSpec(dict(body), mounts=mounts, image_id=r.config_digest, created=_now()).to_json()
+            labels = dict(body.get("Labels") or {})
+            if not cri:  # dockerd's container has its image's labels too (the create's win): ps and filters see them
+                labels = {**((r.config.get("config") or {}).get("Labels") or {}), **labels}
             with self.volumes.lock:  # no volume rm between the check and the record that uses them
                 self.volumes.check_exist(ns, mounts)
                 for attempt in range(20):
@@ -303,7 +306,7 @@ class ContainerService:
                     try:
                         self.meta.create_container(ns, cid, name=try_name, image=r.config_digest,
                                                    snapshotter=self.snapshotter_name, snapshot_key=key,
-                                                   runtime=runtime, spec=spec, labels=body.get("Labels") or {},
+                                                   runtime=runtime, spec=spec, labels=labels,
                                                    extensions=dict(extensions or {}, image_name=image_ref))
                         break
                     except AlreadyExists:
