@@ -549,3 +549,29 @@ def test_docker_sdk_networks(d):
         except docker.errors.NotFound:
             pass
         net.remove()
+
+
+def test_dns_names_only_for_api_1_44_clients_and_an_execs_user_only_when_set(d):
+    """An endpoint's DNSNames came with API 1.44: a client of an older version (docker-py pins
+    1.41 in many projects; docker 20.10's CLI) is not shown it, as dockerd does not; the aliases
+    it then gets carry the short id (see inspect's handler). An exec's ProcessConfig.user is
+    omitted when no user was asked for (dockerd's omitempty)."""
+    docker = pytest.importorskip("docker")
+    d.berth("network", "create", "dnsnet", check=True)
+    d.berth("run", "-d", "--name", "dnsweb", "--network", "dnsnet", IMG, "sleep", "60", check=True)
+    shown = {}
+    for version in ("1.41", "1.44"):
+        c = docker.APIClient(base_url=d.host, version=version)
+        try:
+            ep = c.inspect_container("dnsweb")["NetworkSettings"]["Networks"]["dnsnet"]
+            row = next(x for x in c.containers() if x["Names"] == ["/dnsweb"])
+            shown[version] = ("DNSNames" in ep, "DNSNames" in row["NetworkSettings"]["Networks"]["dnsnet"],
+                              ep.get("DNSNames"))
+            if version == "1.41":
+                plain = c.exec_inspect(c.exec_create("dnsweb", "true")["Id"])["ProcessConfig"]
+                as_user = c.exec_inspect(c.exec_create("dnsweb", "true", user="nobody")["Id"])["ProcessConfig"]
+        finally:
+            c.close()
+    assert shown["1.41"] == (False, False, None)
+    assert shown["1.44"][:2] == (True, True) and "dnsweb" in shown["1.44"][2]
+    assert "user" not in plain and as_user["user"] == "nobody"

@@ -73,7 +73,17 @@ async def inspect(request: web.Request) -> web.Response:
         for ep in ((res.get("NetworkSettings") or {}).get("Networks") or {}).values():
             if ep.get("DNSNames") and short not in (ep.get("Aliases") or []):
                 ep["Aliases"] = list(ep.get("Aliases") or []) + [short]
+    _without_dns_names([res], v)
     return json_response(res)
+
+
+def _without_dns_names(items: list[dict], v: tuple[int, int] | None) -> None:
+    """An endpoint's DNSNames came with API 1.44: not shown to clients of an older version."""
+    if v is None or v >= (1, 44):
+        return
+    for item in items:
+        for ep in ((item.get("NetworkSettings") or {}).get("Networks") or {}).values():
+            ep.pop("DNSNames", None)
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -83,6 +93,7 @@ async def list_(request: web.Request) -> web.Response:
     items = await s.run(s.containers.list, ns, _bool(request, "all"), _filters(request), limit)
     if _bool(request, "size"):  # ps -s
         items = await s.run(ops.with_sizes, s.containers, ns, items)
+    _without_dns_names(items, api_version(request))
     return json_response(items)
 
 

@@ -231,7 +231,8 @@ class ExecService:
         return {
             "ID": eid, "Running": running, "ExitCode": code, "ProcessConfig": {
                 "tty": bool(b.get("Tty")), "entrypoint": b["Cmd"][0], "arguments": b["Cmd"][1:],
-                "privileged": bool(b.get("Privileged")), "user": b.get("User") or ""},
+                "privileged": bool(b.get("Privileged")),
+                **({"user": b["User"]} if b.get("User") else {})},  # dockerd's: omitted when empty
             "OpenStdin": bool(b.get("AttachStdin")), "OpenStderr": bool(b.get("AttachStderr")),
             "OpenStdout": bool(b.get("AttachStdout")), "CanRemove": False, "ContainerID": inst.container,
             # as dockerd's: the keys' bytes, base64-encoded (a Go []byte)
