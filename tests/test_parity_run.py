@@ -2183,3 +2183,32 @@ def test_shared_bind_propagates_both_ways(eng, tmp_path):
         for _ in range(6):
             if subprocess.run(["umount", "-l", str(src)], capture_output=True).returncode != 0:
                 break
+
+
+def test_info_has_dockerds_fields_with_the_hosts_support(eng, peer):
+    """/info field by field as dockerd's on the same host: the cgroup limits it can set, IP
+    forwarding and the bridge's netfilter calls (docker info's warnings), the plugins, the
+    registry's loopback CIDR, the swarm's and the commits' shapes. berthd lacked 36 of them
+    (clients that read MemoryLimit or SwapLimit took them as unsupported)."""
+    docker = pytest.importorskip("docker")
+    got = []
+    for d in (eng, peer):
+        c = docker.APIClient(base_url=d.host, version="1.41")
+        try:
+            got.append(c.info())
+        finally:
+            c.close()
+    ours, theirs = got
+    assert [k for k in theirs if k not in ours] == []
+    assert [k for k in ours if k not in theirs] == ["Berth"]  # berth's own, last
+    assert list(ours)[:-1] == [k for k in theirs if k in ours]  # dockerd's order
+    same = ("MemoryLimit", "SwapLimit", "KernelMemory", "KernelMemoryTCP", "CpuCfsPeriod", "CpuCfsQuota",
+            "CPUShares", "CPUSet", "PidsLimit", "IPv4Forwarding", "BridgeNfIptables", "BridgeNfIp6tables",
+            "OomKillDisable", "Warnings", "CgroupVersion", "Isolation", "GenericResources", "NCPU", "MemTotal")
+    assert {k: ours[k] for k in same} == {k: theirs[k] for k in same}
+    for k, v in theirs.items():
+        assert type(ours[k]) is type(v) or v is None or ours[k] is None, (k, ours[k], v)
+    assert {k: type(v) for k, v in ours["Swarm"].items()} == {k: type(v) for k, v in theirs["Swarm"].items()}
+    assert ours["RegistryConfig"]["InsecureRegistryCIDRs"][0] == theirs["RegistryConfig"]["InsecureRegistryCIDRs"][0]
+    assert ours["Plugins"]["Volume"] == ["local"] and "bridge" in ours["Plugins"]["Network"]
+    assert ours["LiveRestoreEnabled"] is True  # a container's shim is not berthd's child: containers outlive it

@@ -7,10 +7,12 @@ import logging
 import os
 import platform
 import socket
+import threading
 from typing import TYPE_CHECKING
 
 from berth import __version__
 from berth.errors import BerthError
+from berth.services.state import now_rfc3339
 
 if TYPE_CHECKING:
     from berth.daemon.config import Config
@@ -53,7 +55,23 @@ class SystemService:
         # docker.io's mirrors, in the order pulls try them: containerd's form, then daemon.json's
         cri_form = self.cfg.mirrors.get("docker.io", self.cfg.mirrors.get("*", []))
         mirrors = list(cri_form) + list(self.cfg.registry_mirrors)
-        return {
+        caps = _host_support(mode)
+        events = getattr(self.containers, "events", None)
+        return _in_dockerds_order({
+            **caps, "Warnings": _warnings(caps),
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "ipvlan", "macvlan", "null"],
+                        "Authorization": None, "Log": ["json-file", "none"]},
+            "NFd": _count("/proc/self/fd"), "NGoroutines": threading.active_count(),
+            "SystemTime": now_rfc3339(),
+            "NEventsListener": len(getattr(events, "_subscribers", ())),
+            "GenericResources": None, "HttpProxy": _proxy("HTTP_PROXY"), "HttpsProxy": _proxy("HTTPS_PROXY"),
+            "NoProxy": os.environ.get("NO_PROXY", os.environ.get("no_proxy", "")),
+            # a container's shim is not berthd's child: containers run on while berthd stops or restarts
+            "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+            "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
+            "InitCommit": {"ID": "N/A", "Expected": "N/A"},
+            # user-defined networks' subnets: /24s of berthd.toml's address_pool
+            "DefaultAddressPools": [{"Base": self.cfg.address_pool, "Size": 24}],
             "ID": _daemon_id(self.cfg.root), "Name": socket.gethostname(),
             "ServerVersion": __version__, "Driver": self.snapshotter_name, "DriverStatus": [],
             **self._container_counts(ns),
@@ -63,19 +81,24 @@ class SystemService:
                          for name, rt in self.cfg.runtimes.items()},
             "DefaultRuntime": self.cfg.default_runtime,
             "RegistryConfig": {
-                "Mirrors": mirrors, "InsecureRegistryCIDRs": [r for r in self.cfg.insecure_registries if "/" in r],
+                "AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+                # loopback registries are spoken to over plain HTTP too, as dockerd's 127.0.0.0/8
+                "InsecureRegistryCIDRs": ["127.0.0.0/8"] + [r for r in self.cfg.insecure_registries
+                                                            if "/" in r and r != "127.0.0.0/8"],
                 "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": mirrors, "Secure": True,
                                                "Official": True}},
+                "Mirrors": mirrors,
             },
             "OperatingSystem": _os_name(), "OSType": "linux", "OSVersion": "", "Architecture": platform.machine(),
             "KernelVersion": u.release, "NCPU": os.cpu_count() or 1, "MemTotal": mem,
             "IndexServerAddress": "https://index.docker.io/v1/", "LoggingDriver": "json-file",
             "SecurityOptions": ["name=seccomp,profile=builtin"], "Labels": [f"berth.namespace={ns}"],
             "ExperimentalBuild": False, "Debug": self.cfg.log_level == "debug",
-            "Swarm": {"LocalNodeState": "inactive"},
+            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
+                      "Error": "", "RemoteManagers": None},
             "Berth": {"Namespace": ns, "ConfigPath": self.cfg.config_path, "SandboxImage": self.cfg.sandbox_image,
                       "StateDir": self.cfg.state},
-        }
+        })
 
     def collect_leftovers(self) -> None:
         """At daemon start: collect what a daemon killed mid-pull left. Its leases are dead now,
@@ -157,3 +180,93 @@ def _os_name() -> str:
     except OSError:
         pass
     return "Linux"
+
+
+# dockerd's /info, key by key in its order (berth's own, "Berth", last)
+_INFO_ORDER = (
+    "ID", "Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped", "Images", "Driver",
+    "DriverStatus", "Plugins", "MemoryLimit", "SwapLimit", "KernelMemory", "KernelMemoryTCP", "CpuCfsPeriod",
+    "CpuCfsQuota", "CPUShares", "CPUSet", "PidsLimit", "IPv4Forwarding", "BridgeNfIptables", "BridgeNfIp6tables",
+    "Debug", "NFd", "OomKillDisable", "NGoroutines", "SystemTime", "LoggingDriver", "CgroupDriver", "CgroupVersion",
+    "NEventsListener", "KernelVersion", "OperatingSystem", "OSVersion", "OSType", "Architecture",
+    "IndexServerAddress", "RegistryConfig", "NCPU", "MemTotal", "GenericResources", "DockerRootDir", "HttpProxy",
+    "HttpsProxy", "NoProxy", "Name", "Labels", "ExperimentalBuild", "ServerVersion", "Runtimes", "DefaultRuntime",
+    "Swarm", "LiveRestoreEnabled", "Isolation", "InitBinary", "ContainerdCommit", "RuncCommit", "InitCommit",
+    "SecurityOptions", "DefaultAddressPools", "Warnings",
+)
+
+
+def _in_dockerds_order(info: dict) -> dict:
+    out = {k: info[k] for k in _INFO_ORDER if k in info}
+    out.update((k, v) for k, v in info.items() if k not in out)
+    return out
+
+
+def _host_support(mode: str) -> dict[str, bool]:
+    """What dockerd's sysinfo finds on the host: the cgroup controllers' limits, IP forwarding
+    and the bridge's netfilter calls."""
+    def v1(controller: str, name: str) -> bool:
+        return os.path.exists(os.path.join("/sys/fs/cgroup", controller, name))
+
+    if mode == "v2":
+        try:
+            with open("/sys/fs/cgroup/cgroup.subtree_control") as f:
+                on = set(f.read().split())
+        except OSError:
+            on = set()
+        out = {"MemoryLimit": "memory" in on, "SwapLimit": "memory" in on, "KernelMemory": False,
+               "KernelMemoryTCP": False, "CpuCfsPeriod": "cpu" in on, "CpuCfsQuota": "cpu" in on,
+               "CPUShares": "cpu" in on, "CPUSet": "cpuset" in on, "PidsLimit": "pids" in on,
+               "OomKillDisable": False}
+    else:
+        out = {"MemoryLimit": v1("memory", "memory.limit_in_bytes"),
+               "SwapLimit": v1("memory", "memory.memsw.limit_in_bytes"),
+               "KernelMemory": v1("memory", "memory.kmem.limit_in_bytes"),
+               "KernelMemoryTCP": v1("memory", "memory.kmem.tcp.limit_in_bytes"),
+               "CpuCfsPeriod": v1("cpu", "cpu.cfs_period_us"), "CpuCfsQuota": v1("cpu", "cpu.cfs_quota_us"),
+               "CPUShares": v1("cpu", "cpu.shares"), "CPUSet": v1("cpuset", "cpuset.cpus"),
+               "PidsLimit": v1("pids", "cgroup.procs"), "OomKillDisable": v1("memory", "memory.oom_control")}
+    out["IPv4Forwarding"] = _sysctl_on("/proc/sys/net/ipv4/ip_forward")
+    out["BridgeNfIptables"] = _sysctl_on("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    out["BridgeNfIp6tables"] = _sysctl_on("/proc/sys/net/bridge/bridge-nf-call-ip6tables")
+    return out
+
+
+def _warnings(caps: dict[str, bool]) -> list[str] | None:
+    """dockerd's warnings of what the host lacks (docker info prints them)."""
+    words = (("MemoryLimit", "No memory limit support"), ("SwapLimit", "No swap limit support"),
+             ("OomKillDisable", "No oom kill disable support"), ("CpuCfsQuota", "No cpu cfs quota support"),
+             ("CpuCfsPeriod", "No cpu cfs period support"), ("CPUShares", "No cpu shares support"),
+             ("CPUSet", "No cpuset support"), ("IPv4Forwarding", "IPv4 forwarding is disabled"),
+             ("BridgeNfIptables", "bridge-nf-call-iptables is disabled"),
+             ("BridgeNfIp6tables", "bridge-nf-call-ip6tables is disabled"))
+    out = [f"WARNING: {w}" for key, w in words if not caps.get(key)]
+    return out or None
+
+
+def _sysctl_on(path: str) -> bool:
+    try:
+        with open(path) as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
+def _count(path: str) -> int:
+    try:
+        return len(os.listdir(path))
+    except OSError:
+        return 0
+
+
+def _proxy(name: str) -> str:
+    """The daemon's proxy setting from its environment, its password masked as dockerd does."""
+    value = os.environ.get(name, os.environ.get(name.lower(), ""))
+    from urllib.parse import urlsplit
+    try:
+        u = urlsplit(value)
+        if u.password:
+            return value.replace(":" + u.password + "@", ":xxxxx@", 1)
+    except ValueError:
+        pass
+    return value
