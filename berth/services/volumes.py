@@ -240,9 +240,10 @@ class VolumeService:
 
     def _view(self, o) -> dict:
         d = o.data or {}
+        # none given: null, as dockerd's (a volume made by `docker volume create` too)
         return {"CreatedAt": d.get("CreatedAt") or "", "Driver": d.get("Driver") or "local",
-                "Labels": dict(o.labels or {}), "Mountpoint": self.data_dir(o.namespace, o.name), "Name": o.name,
-                "Options": dict(d.get("Options") or {}), "Scope": "local"}
+                "Labels": dict(o.labels or {}) or None, "Mountpoint": self.data_dir(o.namespace, o.name),
+                "Name": o.name, "Options": dict(d.get("Options") or {}) or None, "Scope": "local"}
 
     # --- the volume verbs ---
 
@@ -603,7 +604,7 @@ class VolumeService:
                 continue
             if "driver" in filters and v["Driver"] not in filters["driver"]:
                 continue
-            if not _labels_match(filters, v["Labels"]):
+            if not _labels_match(filters, v["Labels"] or {}):
                 continue
             if "dangling" in filters:
                 want = [x.lower() in ("1", "true") for x in filters["dangling"]]
