@@ -2212,3 +2212,33 @@ def test_info_has_dockerds_fields_with_the_hosts_support(eng, peer):
     assert ours["RegistryConfig"]["InsecureRegistryCIDRs"][0] == theirs["RegistryConfig"]["InsecureRegistryCIDRs"][0]
     assert ours["Plugins"]["Volume"] == ["local"] and "bridge" in ours["Plugins"]["Network"]
     assert ours["LiveRestoreEnabled"] is True  # a container's shim is not berthd's child: containers outlive it
+
+
+def test_security_opt_record_and_healthcheck_fields_as_dockerd(eng, peer):
+    """dockerd records `label=disable` beside the create's security options for a container that
+    shares the host's PIDs or IPC or is privileged, unless they have a label= one; its inspect
+    leaves a healthcheck's fields out at zero (the Docker SDK sends them as null). berthd showed
+    what the create sent, and the nulls."""
+    docker = pytest.importorskip("docker")
+    seen = []
+    for d in (eng, peer):
+        row = []
+        for flags in (["--pid", "host"], ["--ipc", "host"], ["--privileged"], ["--pid", "host", "--security-opt",
+                                                                                "no-new-privileges"], [],
+                      ["--privileged", "--security-opt", "label=user:u"]):
+            cid = d.docker("create", *flags, IMAGE, "true", check=True).out.strip()
+            row.append((flags, d.docker("inspect", "-f", "{{json .HostConfig.SecurityOpt}}", cid).out.strip()))
+            d.docker("rm", cid, check=True)
+        c = docker.DockerClient(base_url=d.host, version="1.41")
+        try:
+            ct = c.containers.create(IMAGE, "true", healthcheck={"test": ["CMD", "true"], "interval": 10 ** 9,
+                                                                 "retries": 2})
+            row.append(ct.attrs["Config"]["Healthcheck"])
+            ct.remove()
+        finally:
+            c.close()
+        seen.append(row)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0][1] == '["label=disable"]' and seen[0][3][1] == '["no-new-privileges","label=disable"]'
+    assert seen[0][4][1] == "null" and seen[0][5][1] == '["label=user:u"]'
+    assert seen[0][-1] == {"Test": ["CMD", "true"], "Interval": 10 ** 9, "Retries": 2}

@@ -1159,7 +1159,9 @@ class ContainerService:
                 "Tty": bool(spec.get("Tty")), "OpenStdin": bool(spec.get("OpenStdin")),
                 "StdinOnce": bool(spec.get("StdinOnce")), "Env": env,
                 "Cmd": cmd or None,
-                **({"Healthcheck": spec["Healthcheck"]} if spec.get("Healthcheck") else {}),
+                # dockerd's HealthConfig leaves out its fields at zero (omitempty)
+                **({"Healthcheck": {k: v for k, v in spec["Healthcheck"].items() if v not in (None, 0, [])}}
+                   if spec.get("Healthcheck") else {}),
                 "Image": (rec.extensions or {}).get("image_name") or rec.image,
                 "Volumes": dict(ic.get("Volumes") or {}, **(spec.get("Volumes") or {})) or None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
                 "Entrypoint": entrypoint,

@@ -157,6 +157,11 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
             raise InvalidArgument(f"cannot set --oom-score-adj {adj}: lower than berthd's own ({cur}) and berthd "
                                   "lacks CAP_SYS_RESOURCE, which lowering it needs")
     _check_unsupported(hc, body, warnings, cri)
+    if not cri and (hc.get("IpcMode") == "host" or hc.get("PidMode") == "host" or hc.get("Privileged")) and \
+            not any(str(o).split("=")[0] == "label" for o in hc.get("SecurityOpt") or []):
+        # dockerd's record (its generateSecurityOpt): SELinux labelling off for a container that
+        # shares the host's IPC or PIDs or is privileged, unless the create gives a label= option
+        hc["SecurityOpt"] = list(hc.get("SecurityOpt") or []) + ["label=disable"]
     # dockerd's record of what the container gets: no swappiness and no pids limit are null, the
     # default masked and read-only /proc paths are listed (not for a privileged container)
     if hc.get("MemorySwappiness") == -1:
