@@ -2242,3 +2242,99 @@ def test_security_opt_record_and_healthcheck_fields_as_dockerd(eng, peer):
     assert seen[0][0][1] == '["label=disable"]' and seen[0][3][1] == '["no-new-privileges","label=disable"]'
     assert seen[0][4][1] == "null" and seen[0][5][1] == '["label=user:u"]'
     assert seen[0][-1] == {"Test": ["CMD", "true"], "Interval": 10 ** 9, "Retries": 2}
+
+
+def test_a_containers_life_in_events_as_dockerd(eng, peer):
+    """The events of a container's life through the Docker SDK, side by side with dockerd's: a
+    named volume's create told again when a container takes it, the network connect and volume
+    mount before the start, an exec's action (`exec_create: true ` ends in a space for a command
+    without arguments), the stop after the die and after the network disconnect and volume
+    unmount, the commit's tag and attributes, the image's untag and delete by its ID (a layer
+    has no event), the volume's destroy with its driver. berthd told the stop before the die,
+    no network or volume event of a run, and its image events by name."""
+    docker = pytest.importorskip("docker")
+    seen = []
+    for d in (eng, peer):
+        c = docker.APIClient(base_url=d.host, version="1.41")
+        name, vol, img = _name("ev"), _name("evv"), _name("evimg")
+        try:
+            since = int(time.time()) - 1
+            c.create_volume(vol)
+            ct = c.create_container(IMAGE, ["sleep", "60"], name=name, labels={"x": "y"},
+                                    host_config=c.create_host_config(network_mode="none", binds=[f"{vol}:/v"]))
+            c.start(ct)
+            c.exec_start(c.exec_create(ct, ["true"]))
+            c.pause(ct)
+            c.unpause(ct)
+            c.kill(ct, "SIGUSR1")
+            c.stop(ct, timeout=1)
+            image_id = c.commit(ct, img, "t")["Id"]
+            c.remove_container(ct)
+            c.remove_volume(vol)
+            c.remove_image(f"{img}:t")
+            evs = list(c.events(since=since, until=int(time.time()) + 1, decode=True))
+        finally:
+            c.close()
+        rows = []
+        for e in evs:
+            a = e.get("Actor", {}).get("Attributes", {})
+            if a.get("name") not in (name, vol, f"{img}:t", image_id) and a.get("container") != ct["Id"] and \
+                    e.get("Actor", {}).get("ID") != vol:
+                continue  # another test's
+            a = {k: str(v).replace(ct["Id"], "<id>").replace(image_id, "<image>").replace(name, "<name>")
+                 .replace(vol, "<vol>").replace(img, "<img>") for k, v in a.items() if k != "execID"}
+            actor = e.get("Actor", {}).get("ID", "")
+            actor = "<net>" if e["Type"] == "network" else actor.replace(image_id, "<image>").replace(
+                vol, "<vol>").replace(ct["Id"], "<id>")
+            rows.append((e["Type"], e["Action"], actor, sorted(a.items())))
+        seen.append(rows)
+    assert seen[0] == seen[1], "\n".join(f"{a}\n{b}\n" for a, b in zip(*seen) if a != b) or (len(seen[0]), len(seen[1]))
+    actions = [r[1] for r in seen[0]]
+    assert actions.index("die") < actions.index("stop") and "exec_create: true " in actions and \
+        actions.count("create") == 3 and "mount" in actions and "unmount" in actions, actions
+
+
+def test_image_events_as_dockerd(eng, peer, tmp_path):
+    """Image events through the Docker SDK side by side with dockerd's: each with the image's
+    ID as its actor, its labels and a name (the tag for a tag, else the ID): tag, save, untag,
+    load, import (its tag first). berthd named them by what the client typed and told no save,
+    load or import."""
+    import io
+    import tarfile
+    docker = pytest.importorskip("docker")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("hello.txt")
+        info.size, info.mtime = 3, 1700000000
+        t.addfile(info, io.BytesIO(b"hi\n"))
+    seen = []
+    for d in (eng, peer):
+        c = docker.APIClient(base_url=d.host, version="1.41")
+        repo = _name("evimg")
+        try:
+            since, t0 = int(time.time()) - 1, time.time_ns()
+            iid = c.inspect_image(IMAGE)["Id"]
+            c.tag(IMAGE, repo, "a")
+            data = b"".join(c.get_image(f"{repo}:a"))
+            c.remove_image(f"{repo}:a")
+            c.load_image(data)
+            c.remove_image(f"{repo}:a")
+            c.import_image_from_data(buf.getvalue(), repository=repo, tag="imp")
+            imported = c.inspect_image(f"{repo}:imp")["Id"]
+            c.remove_image(f"{repo}:imp")
+            evs = list(c.events(since=since, until=int(time.time()) + 1, filters={"type": "image"}, decode=True))
+        finally:
+            c.close()
+        rows = []
+        for e in evs:
+            def norm(v):
+                return str(v).replace(iid, "<iid>").replace(imported, "<imported>").replace(repo, "<repo>")
+            a = e["Actor"]["Attributes"]
+            if e["timeNano"] < t0:
+                continue  # before this test
+            if iid not in (e["Actor"]["ID"], a.get("name")) and imported not in (e["Actor"]["ID"], a.get("name")):
+                continue  # another test's
+            rows.append((e["Action"], norm(e["Actor"]["ID"]), sorted((k, norm(v)) for k, v in a.items())))
+        seen.append(rows)
+    assert seen[0] == seen[1], "\n".join(f"{a}\n{b}\n" for a, b in zip(*seen) if a != b) or seen
+    assert [r[0] for r in seen[0]] == ["tag", "save", "untag", "load", "untag", "tag", "import", "untag", "delete"]

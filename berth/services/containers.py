@@ -136,6 +136,12 @@ class ContainerService:
         self.trash = Trash()  # what the CRI's removals leave, deleted after they answer
         self._trash_dirs = (os.path.join(cfg.state, "removing"), os.path.join(cfg.root, "removing"))
         self.user_stops: set[str] = set()  # ids stopped by a user, the flag not yet in their record (mark_stopped_by_user)
+        # a stop's event comes after its exit's die, as dockerd's: the stop's answer need not wait
+        # for the die (published after the exit's record wakes it), so the exit's handling
+        # publishes the stop it finds pending (died())
+        self._die_lock = threading.Lock()
+        self._stop_after_die: dict[str, Callable[[], None]] = {}
+        self._died: set[str] = set()  # ids whose last run's die is published, no stop pending
         self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
         self._rootfs_release: dict[str, threading.Event] = {}  # id -> set once its exited run's rootfs is unmounted (late_rootfs)
         self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
@@ -380,12 +386,43 @@ class ContainerService:
             self._unlaunch(ns, rec, channel)
             raise
         self.user_stops.discard(rec.id)
+        with self._die_lock:
+            self._died.discard(rec.id)  # this run's die is to come
         self.states.transition(ns, rec.id, S.RUNNING, pid=res.pid, started_at=started_at, error="",
                                exit_code=0, generation=st.generation + 1, oom_killed=False, durable=False,
                                ext=None if restarting else {"stopped_by_user": False, "restart_count": 0})
+        self.announce_run(ns, rec, start=True)
         self.events.container(ns, rec, "start")
         self.monitor.watch(ns, rec.id, channel)
         return True
+
+    def announce_run(self, ns: str, rec: Container, start: bool) -> None:
+        """dockerd's events around a run: at its start a network connect for each network it is
+        on (none and host too) then a volume mount for each volume; after its die a network
+        disconnect and a volume unmount for each. Not for the CRI's containers (whose network is
+        their pod's, made by CNI)."""
+        body = rec.spec_json() or {}
+        hc = body.get("HostConfig") or {}
+        from berth.services.runopts import CRI_LOG_DRIVER
+        if (hc.get("LogConfig") or {}).get("Type") == CRI_LOG_DRIVER:
+            return
+        if self.networks is not None:
+            from berth.services import container_net
+            mode = container_net.network_mode(hc)
+            refs = [mode] if mode in ("host", "none") else [r for r, _ in container_net.requested_networks(body)]
+            for ref in refs:
+                try:
+                    n = self.networks.get(ns, ref)
+                except BerthError:
+                    continue
+                self.events.publish(ns, "network", "connect" if start else "disconnect", n.id, container=rec.id,
+                                    name=n.name, type=n.driver)
+        for m in CreateSpec.from_json(body).mounts:
+            if m.get("Type") == "volume" and m.get("Name"):
+                extra = {"destination": m.get("Destination") or "", "propagation": m.get("Propagation") or "",
+                         "read/write": "true" if m.get("RW", True) else "false"} if start else {}
+                self.events.publish(ns, "volume", "mount" if start else "unmount", m["Name"], container=rec.id,
+                                    driver=m.get("Driver") or "local", **extra)
 
     def _launch(self, ns: str, rec: Container, st: S.RunState, hold: bool,
                 attach_pending: bool) -> tuple[EventChannel, proto.StartResult, str, bool]:
@@ -815,9 +852,32 @@ class ContainerService:
                 self.events.container(ns, rec, "kill", signal=int(signal.SIGKILL))
         except (ShimGone, FailedPrecondition):
             pass
-        self.states.wait_for(rec.id, lambda s: s is None or not s.running, 60)
-        self.events.container(ns, rec, "stop")
+        ended = self.states.wait_for(rec.id, lambda s: s is None or not s.running, 60)
+        self._publish_stop(ns, rec, ended)
         return True
+
+    def _publish_stop(self, ns: str, rec: Container, ended: bool) -> None:
+        """The stop event: now if its run's die is out (or the run did not end), else once it is."""
+        def publish() -> None:
+            self.events.container(ns, rec, "stop")
+        with self._die_lock:
+            now = not ended or rec.id in self._died
+            if now:
+                self._died.discard(rec.id)
+            else:
+                self._stop_after_die[rec.id] = publish
+        if now:
+            publish()
+
+    def died(self, cid: str) -> None:
+        """The exit's die (and what dockerd tells after it) is published: a stop waiting for it
+        goes out now."""
+        with self._die_lock:
+            publish = self._stop_after_die.pop(cid, None)
+            if publish is None:
+                self._died.add(cid)
+        if publish is not None:
+            publish()
 
     def restart(self, ns: str, ref: str, timeout: int | None = None, signal_: str | None = None) -> None:
         rec = self.get(ns, ref)
@@ -913,6 +973,11 @@ class ContainerService:
     def _remove_record(self, ns: str, rec: Container, volumes: bool, files_after: bool = False) -> None:
         self.meta.delete_container(ns, rec.id)
         self.states.forget(rec.id)
+        with self._die_lock:
+            self._died.discard(rec.id)
+            pending = self._stop_after_die.pop(rec.id, None)
+        if pending is not None:  # (its die never told: the stop before the destroy)
+            pending()
         self.events.container(ns, rec, "destroy")
         self.close_detached(rec.id)  # the rootfs's teardown, after the answer (`run --rm`'s wait)
         self.volumes.container_removed(ns, rec, remove_anonymous=volumes)

@@ -152,7 +152,7 @@ class ExecService:
         inst.extra.update(detach=keys, running=threading.Event())
         with self._lock:
             self._execs[eid] = inst
-        self.events.container(ns, rec, f"exec_create: {' '.join(body.get('Cmd') or [])}", execID=eid)
+        self.events.container(ns, rec, f"exec_create: {event_command(body.get('Cmd'))}", execID=eid)
         return eid
 
     def get(self, eid: str) -> ExecInstance:
@@ -173,7 +173,7 @@ class ExecService:
         console_size(inst.process, console)
         try:  # as dockerd's: before the process starts (its exec_die may come at once)
             rec = self.containers.meta.get_container(inst.namespace, inst.container)
-            self.events.container(inst.namespace, rec, f"exec_start: {' '.join(inst.config.get('Cmd') or [])}",
+            self.events.container(inst.namespace, rec, f"exec_start: {event_command(inst.config.get('Cmd'))}",
                                   execID=eid)
         except NotFound:
             pass
@@ -401,3 +401,10 @@ def _record_resources(svc: ContainerService, ns: str, rec: Container, hc: dict) 
     spec = dict(rec.spec_json() or {})
     spec["HostConfig"] = dict(spec.get("HostConfig") or {}, **hc)
     svc.meta.update_container(ns, rec.id, spec=spec)
+
+
+def event_command(cmd: list[str] | None) -> str:
+    """An exec's command in its events' action, as dockerd writes it: the program, a space, then
+    its arguments joined by spaces (so a command without arguments ends in a space)."""
+    cmd = list(cmd or [])
+    return (cmd[0] if cmd else "") + " " + " ".join(cmd[1:])

@@ -324,7 +324,8 @@ class HealthMonitor:
             started = time.time()
             start_s = _now()
             eid = secrets.token_hex(32)
-            shown = " ".join(args)
+            from berth.services.execs import event_command
+            shown = event_command(args)
             self._event(ns, cid, f"exec_create: {shown}", execID=eid)  # as docker logs its probes
             self._event(ns, cid, f"exec_start: {shown}", execID=eid)
             code, output = run_probe(self.svc, rec, args, timeout, eid)

@@ -41,6 +41,7 @@ class ArchiveOps:
                         progress({"stream": f"Loaded image: {familiar(n)}\n"})
                 else:
                     progress({"stream": f"Loaded image ID: {r.config_digest}\n"})
+                self.image_event(ns, r, "load", r.config_digest)  # dockerd's
         return [i.names for i in loaded]
 
     def prepare_save(self, ns: str, names: list[str]) -> list[tuple[list[str], dict]]:
@@ -64,6 +65,9 @@ class ArchiveOps:
     def save(self, ns: str, images: list[tuple[list[str], dict]], fileobj: BinaryIO) -> None:
         from berth.images.archive import save_archive
         save_archive(fileobj, self.content, images)
+        for names, target in images:  # dockerd's, each image once it is written
+            r = self._resolved(list(names), target)
+            self.image_event(ns, r, "save", r.config_digest)
 
     def import_(self, ns: str, fileobj: BinaryIO, repo: str | None = None, tag: str | None = None,
                 changes: Sequence[str] = (), message: str | None = None, platform: str | None = None,
@@ -86,6 +90,9 @@ class ArchiveOps:
             r = self._resolved([name] if name else [], desc)
             self.unpack(r, lease=lease, ns=ns)
             self.record(ns, [name] if name else [], desc, r, tagged=True)
+        if name:  # dockerd's: the tag, then the import
+            self.image_event(ns, r, "tag", familiar(name))
+        self.image_event(ns, r, "import", r.config_digest)
         progress({"status": r.config_digest})
         return r.config_digest
 

@@ -129,7 +129,14 @@ class RegistryOps:
                     newer = self._pull_one(ns, ref.with_tag(tag), client, platform, progress) or newer
                 shown = ref.familiar_name()
             progress({"status": f"Status: {'Downloaded newer image' if newer else 'Image is up to date'} for {shown}"})
-            self.events.publish(ns, "image", "pull", ref_s, name=ref_s)
+            # dockerd's: the reference pulled as the actor, the repository as its name, the image's labels
+            labels = {}
+            if ref.tag or ref.digest:
+                try:
+                    labels = (self.resolve(ns, str(ref)).config.get("config") or {}).get("Labels") or {}
+                except BerthError:
+                    pass
+            self.events.publish(ns, "image", "pull", shown, **{**labels, "name": ref.familiar_name()})
             return str(ref)
         except (InvalidArgument, NotFound, FailedPrecondition):
             # bad content (digest mismatch, hostile or unknown layer, no such platform...): what it

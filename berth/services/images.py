@@ -370,8 +370,14 @@ class ImageService(RegistryOps, ArchiveOps):
             raise InvalidArgument(f'refusing to create a tag with a digest reference: "{target_s}"')
         self._put_name(ns, str(ref), r, tagged=True)
         self._drop_untagged(ns, r)
-        self.events.publish(ns, "image", "tag", source, name=str(ref))
+        self.image_event(ns, r, "tag", familiar(str(ref)))
         return str(ref)
+
+    def image_event(self, ns: str, r: Resolved, action: str, name: str) -> None:
+        """An image event as dockerd's (its LogImageEvent): the image's ID as the actor, its
+        labels and the name as attributes."""
+        labels = (r.config.get("config") or {}).get("Labels") or {}
+        self.events.publish(ns, "image", action, r.config_digest, **{**labels, "name": name})
 
     def _drop_untagged(self, ns: str, r: Resolved) -> None:
         for n in r.names:
@@ -384,10 +390,15 @@ class ImageService(RegistryOps, ArchiveOps):
     def remove(self, ns: str, name: str, force: bool = False, noprune: bool = False,
                in_use: Callable[[Resolved], Any] | None = None) -> list[dict]:
         """docker rmi: untag a name; delete the image when its last name goes (or by ID with -f)."""
+        r = self.resolve(ns, name)
         result = self._remove(ns, name, force, noprune, in_use)
+        # dockerd's: an untag per name gone and the image's delete, each named by the image's ID
+        # (the layers' Deleted items have no event)
         for item in result:
-            for k, v in item.items():
-                self.events.publish(ns, "image", "untag" if k == "Untagged" else "delete", v, name=v)
+            if "Untagged" in item:
+                self.image_event(ns, r, "untag", r.config_digest)
+            elif item.get("Deleted") == r.config_digest:
+                self.events.publish(ns, "image", "delete", r.config_digest, name=r.config_digest)
         return result
 
     def _remove(self, ns: str, name: str, force: bool, noprune: bool,

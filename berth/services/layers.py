@@ -204,5 +204,10 @@ def commit(containers: ContainerService, ns: str, ref: str, repo: str | None = N
             images.unpack(r)
         except (BerthError, OSError) as e:
             log.warning("commit %s: unpacking its new layer: %s", r.config_digest[7:19], e)
-    containers.events.container(ns, rec, "commit")
+    # dockerd's: the new name's tag event, then the commit's with what it made
+    from berth.images.names import familiar
+    for n in names:
+        images.image_event(ns, r, "tag", familiar(n))
+    containers.events.container(ns, rec, "commit", comment=comment or "", imageID=r.config_digest,
+                                imageRef=familiar(names[0]) if names else "")
     return {"Id": r.config_digest}

@@ -187,15 +187,19 @@ class Monitor:
                                 ext={"stopped_by_user": True} if stopped and not auto_remove else None,
                                 durable=c.exit_synced is None or c.exit_synced(rec), **fields)
         except NotFound:
+            c.died(cid)
             return ""  # removed meanwhile
         except BerthError as e:
             log.warning("container %s: recording its exit: %s", cid[:12], e)
+            c.died(cid)
             return ""
         # the stop, kill or wait that the record woke answers first (the interpreter's lock to
         # it now, not after this thread's work to come: the rootfs's release, the events):
         # StopPodSandbox's answer 0.2-0.25 ms sooner
         time.sleep(0)
         c.events.container(ns, rec, "die", exitCode=code)
+        c.announce_run(ns, rec, start=False)  # network disconnects, volume unmounts
+        c.died(cid)  # a stop's event after them
         if restart:
             return "restarted" if self._restart(ns, cid) else ""
         if auto_remove:

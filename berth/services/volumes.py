@@ -332,7 +332,7 @@ class VolumeService:
             self._unmount(self.data_dir(ns, name))
             self.meta.delete_object(ns, "volume", name)
             _rmtree(self.vdir(ns, name))
-        self.events.publish(ns, "volume", "destroy", name)
+        self.events.publish(ns, "volume", "destroy", name, driver=(o.data or {}).get("Driver") or "local")
 
     def prune(self, ns: str, filters: dict | None = None) -> dict:
         """Unused volumes, anonymous ones only unless the filter all=true (docker 23+)."""
@@ -419,11 +419,14 @@ class VolumeService:
                 anon = not mp.get("Name")
                 if anon:
                     mp["Anonymous"] = True
-                if anon or self.meta.find_object(ns, "volume", mp["Name"]) is None:
+                o = None if anon else self.meta.find_object(ns, "volume", mp["Name"])
+                if o is None:
                     v = self.create(ns, mp.get("Name") or None, "local", mp.pop("VolumeOpts", None),
                                     mp.pop("VolumeLabels", None))
                     mp["Name"] = v["Name"]
                     created.append(v["Name"])
+                else:  # dockerd's volume service tells a create of a volume it has too
+                    self.events.publish(ns, "volume", "create", o.name, driver=(o.data or {}).get("Driver") or "local")
                 mp.pop("VolumeOpts", None)
                 mp.pop("VolumeLabels", None)
                 mp["Source"] = self.data_dir(ns, mp["Name"])
