@@ -2338,3 +2338,19 @@ def test_image_events_as_dockerd(eng, peer, tmp_path):
         seen.append(rows)
     assert seen[0] == seen[1], "\n".join(f"{a}\n{b}\n" for a, b in zip(*seen) if a != b) or seen
     assert [r[0] for r in seen[0]] == ["tag", "save", "untag", "load", "untag", "tag", "import", "untag", "delete"]
+
+
+def test_volume_labels_and_options_as_dockerd(eng, peer):
+    """A volume without labels or options shows them as null, as dockerd's (berthd showed {});
+    with them, as given. The docker CLI's create and the API's alike."""
+    seen = []
+    for d in (eng, peer):
+        row = []
+        for args in ([], ["--label", "a=b", "--opt", "type=tmpfs", "--opt", "device=tmpfs"]):
+            name = _name("vl")
+            d.docker("volume", "create", *args, name, check=True)
+            row.append(d.docker("volume", "inspect", "-f", "{{json .Labels}} {{json .Options}}", name).out.strip())
+            row.append(d.docker("volume", "ls", "--filter", "label=a=b", "-q").out.split().count(name))
+            d.docker("volume", "rm", name, check=True)
+        seen.append(row)
+    assert seen[0] == seen[1] == ["null null", 0, '{"a":"b"} {"device":"tmpfs","type":"tmpfs"}', 1], seen
