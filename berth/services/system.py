@@ -81,7 +81,8 @@ class SystemService:
                          for name, rt in self.cfg.runtimes.items()},
             "DefaultRuntime": self.cfg.default_runtime,
             "RegistryConfig": {
-                "AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+                # (not dockerd 20.10's AllowNondistributableArtifacts*: gone from the API since 1.49,
+                # and from the docker CLI's own view of it, which `info --format` renders)
                 # loopback registries are spoken to over plain HTTP too, as dockerd's 127.0.0.0/8
                 "InsecureRegistryCIDRs": ["127.0.0.0/8"] + [r for r in self.cfg.insecure_registries
                                                             if "/" in r and r != "127.0.0.0/8"],
