@@ -42,6 +42,13 @@ class FailedPrecondition(BerthError):
     http_status = 409
 
 
+class Forbidden(BerthError):
+    """The operation is not allowed on this object whatever its state (dockerd's 403: a network
+    that is pre-defined, an address pool taken)."""
+
+    http_status = 403
+
+
 class Unavailable(BerthError):
     http_status = 503
 

@@ -2354,3 +2354,68 @@ def test_volume_labels_and_options_as_dockerd(eng, peer):
             d.docker("volume", "rm", name, check=True)
         seen.append(row)
     assert seen[0] == seen[1] == ["null null", 0, '{"a":"b"} {"device":"tmpfs","type":"tmpfs"}', 1], seen
+
+
+def test_a_missing_archive_path_names_the_container_as_asked_as_dockerd(eng, peer):
+    """GET and PUT /containers/{ref}/archive of a path that is not there: dockerd's words name the
+    container as the request did (its name, or the ID prefix given); berthd always said its name."""
+    import http.client
+    import socket
+    seen = []
+    for d in (eng, peer):
+        name = _name("arx")
+        cid = d.docker("create", "--name", name, IMAGE, "true", check=True).out.strip()
+        row = []
+        try:
+            for ref in (name, cid[:12]):
+                for method in ("GET", "PUT"):
+                    conn = http.client.HTTPConnection("localhost")
+                    conn.sock = socket.socket(socket.AF_UNIX)
+                    conn.sock.connect(d.host[len("unix://"):])
+                    conn.request(method, f"/v1.41/containers/{ref}/archive?path=/nope",
+                                 body=b"" if method == "PUT" else None, headers={"Content-Type": "application/x-tar"})
+                    res = conn.getresponse()
+                    msg = json.loads(res.read())["message"]
+                    row.append((method, res.status, msg.replace(cid[:12], "<id12>").replace(name, "<name>")))
+                    conn.close()
+        finally:
+            d.docker("rm", "-f", name)
+        seen.append(row)
+    assert seen[0] == seen[1], seen
+    assert [r[2] for r in seen[0]] == ["Could not find the file /nope in container <name>"] * 2 + \
+        ["Could not find the file /nope in container <id12>"] * 2
+
+
+def test_forbidden_network_operations_are_403s_as_dockerd(eng, peer):
+    """What dockerd forbids of networks whatever their state, with its 403 and words: removing a
+    pre-defined one, making another of the host or null driver or one named as a pre-defined
+    one, a subnet another network has. berthd gave 409s, and a 404 (no plugin) for the drivers."""
+    import http.client
+    import socket
+
+    def call(d, method, path, body=None):
+        conn = http.client.HTTPConnection("localhost")
+        conn.sock = socket.socket(socket.AF_UNIX)
+        conn.sock.connect(d.host[len("unix://"):])
+        conn.request(method, "/v1.41" + path, body=json.dumps(body) if body is not None else None,
+                     headers={"Content-Type": "application/json"})
+        res = conn.getresponse()
+        doc = json.loads(res.read() or b"{}")
+        conn.close()
+        return res.status, doc.get("message", "")
+
+    subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
+    seen = []
+    for d in (eng, peer):
+        name = _name("fbn")
+        d.docker("network", "create", "--subnet", subnet, name, check=True)
+        try:
+            seen.append([call(d, "DELETE", "/networks/host"), call(d, "DELETE", "/networks/none"),
+                         call(d, "POST", "/networks/create", {"Name": "x-" + name, "Driver": "host"}),
+                         call(d, "POST", "/networks/create", {"Name": "x-" + name, "Driver": "null"}),
+                         call(d, "POST", "/networks/create", {"Name": "host"}),
+                         call(d, "POST", "/networks/create", {"Name": "x-" + name, "IPAM": {"Config": [{"Subnet": subnet}]}})])
+        finally:
+            d.docker("network", "rm", name)
+    assert seen[0] == seen[1], seen
+    assert {s for s, _ in seen[0]} == {403}

@@ -105,9 +105,8 @@ async def archive_head(request: web.Request) -> web.Response:
 
 async def archive_get(request: web.Request) -> web.StreamResponse:
     s, svc, ns = _svc(request)
-    rec = await _rec(s, svc, ns, request)
     path = request.query.get("path", "")
-    archive = await s.run(ops.get_archive, svc, ns, rec.id, path)
+    archive = await s.run(ops.get_archive, svc, ns, request.match_info["id"], path)  # errors name it as asked
     return await stream_archive(request, s.pool, archive, {STAT_HEADER: ops.encode_stat(archive.stat)})
 
 
@@ -149,9 +148,9 @@ async def stream_archive(request: web.Request, pool: Executor, archive: Archive,
 async def archive_put(request: web.Request) -> web.Response:
     s, svc, ns = _svc(request)
     q = request.query
-    rec = await _rec(s, svc, ns, request)
+    await _rec(s, svc, ns, request)  # no such container: its 404 before the body is read
     body = SyncBody(request, asyncio.get_running_loop())
-    await s.run(ops.put_archive, svc, ns, rec.id, q.get("path", ""), body,
+    await s.run(ops.put_archive, svc, ns, request.match_info["id"], q.get("path", ""), body,
                 _bool(request, "copyUIDGID"), _bool(request, "noOverwriteDirNonDir"))
     return web.Response(status=200, headers=stream_headers())
 

@@ -160,11 +160,12 @@ def _go_time(t: float) -> str:
         f".{ns % 10**9:09d}".rstrip("0").rstrip(".")) + "Z"
 
 
-def _not_found(path: str, rec: Container) -> NotFound:
-    return NotFound(f"Could not find the file {path} in container {rec.name}")
+def _not_found(path: str, ref: str) -> NotFound:
+    """dockerd's words, the container as the client named it."""
+    return NotFound(f"Could not find the file {path} in container {ref}")
 
 
-def _stat_at(rootfd: int, path: str, rec: Container) -> tuple[dict, os.stat_result, int, str | None, str]:
+def _stat_at(rootfd: int, path: str, ref: str) -> tuple[dict, os.stat_result, int, str | None, str]:
     """(stat dict, O_PATH fd of the object's parent or the object itself, base name or None)."""
     clean, parent, base, follow, name = _split(path)
     try:
@@ -181,7 +182,7 @@ def _stat_at(rootfd: int, path: str, rec: Container) -> tuple[dict, os.stat_resu
                 raise
             target_fd, target_base = fd, base
     except (FileNotFoundError, NotADirectoryError):
-        raise _not_found(path, rec) from None
+        raise _not_found(path, ref) from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise InvalidArgument(f"{path}: too many levels of symbolic links") from None
@@ -207,7 +208,7 @@ def stat_path(svc: ContainerService, ns: str, ref: str, path: str) -> dict:
     """HEAD /containers/{id}/archive: docker's ContainerPathStat of a container path."""
     rec = svc.get(ns, ref)
     with container_root(svc, ns, rec) as rootfd:
-        info, _st, fd, _base, _name = _stat_at(rootfd, path, rec)
+        info, _st, fd, _base, _name = _stat_at(rootfd, path, ref)
         os.close(fd)
         return info
 
@@ -248,7 +249,7 @@ def get_archive(svc: ContainerService, ns: str, ref: str, path: str) -> Archive:
     stack = contextlib.ExitStack()
     try:
         rootfd = stack.enter_context(container_root(svc, ns, rec))
-        info, st, fd, base, name = _stat_at(rootfd, path, rec)
+        info, st, fd, base, name = _stat_at(rootfd, path, ref)
         stack.callback(os.close, fd)
         if base is None:  # followed: fd is the object itself (a directory)
             if not stat.S_ISDIR(st.st_mode):
@@ -276,7 +277,7 @@ def put_archive(svc: ContainerService, ns: str, ref: str, path: str, fileobj: Bi
         try:
             dfd = open_in_root(rootfd, posixpath.normpath(raw), os.O_PATH | os.O_DIRECTORY)
         except FileNotFoundError:
-            raise _not_found(path, rec) from None
+            raise _not_found(path, ref) from None
         except NotADirectoryError:
             raise InvalidArgument("extraction point is not a directory") from None
         os.close(dfd)

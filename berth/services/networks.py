@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from berth import cni
-from berth.errors import AlreadyExists, BerthError, FailedPrecondition, InvalidArgument, NotFound
+from berth.errors import AlreadyExists, BerthError, FailedPrecondition, Forbidden, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from berth.daemon.config import Config
@@ -162,8 +162,10 @@ class NetworkService:
                gateway6: str | None = None, ip_range6: str | None = None, aux: dict | None = None) -> Network:
         check_name(name)
         if name in BUILTIN or name == "default":
-            raise FailedPrecondition(f"operation is not permitted on predefined {name} network ")  # dockerd's, its space too
+            raise Forbidden(f"operation is not permitted on predefined {name} network ")  # dockerd's, its space too
         driver = driver or "bridge"
+        if driver in ("host", "null"):
+            raise Forbidden(f'only one instance of "{driver}" network is allowed')
         if driver not in DRIVERS:
             raise NotFound(f"plugin \"{driver}\" not found")  # berth has bridge, macvlan, ipvlan (DRIVERS)
         options = dict(options or {})
@@ -180,7 +182,7 @@ class NetworkService:
                     raise InvalidArgument(f"invalid subnet {subnet}: too small (at most /30)")
                 for u in used:
                     if u.overlaps(net) and u.prefixlen > 0 and driver == "bridge":
-                        raise FailedPrecondition("Pool overlaps with other one on this address space")
+                        raise Forbidden("Pool overlaps with other one on this address space")
             else:
                 if gateway or ip_range:
                     raise InvalidArgument("--gateway and --ip-range need --subnet")
@@ -255,7 +257,7 @@ class NetworkService:
             raise InvalidArgument(f"invalid subnet {subnet6}: too small (at most /126)")
         for o in self.meta.list_objects(None, "network"):
             if o.data.get("subnet6") and ipaddress.IPv6Network(o.data["subnet6"]).overlaps(net):
-                raise FailedPrecondition("Pool overlaps with other one on this address space")
+                raise Forbidden("Pool overlaps with other one on this address space")
         gw = net.network_address + 1
         if gateway6:
             try:
@@ -355,7 +357,7 @@ class NetworkService:
         not run does not hold it (its start then fails, the network not found)."""
         n = self.get(ns, ref)
         if n.builtin:
-            raise FailedPrecondition(f"{n.name} is a pre-defined network and cannot be removed")
+            raise Forbidden(f"{n.name} is a pre-defined network and cannot be removed")
         users = in_use(n) if in_use is not None else list(self.attached(ns, n))
         if users:
             raise FailedPrecondition(f"error while removing network: network {n.name} id {n.id} has active endpoints")
