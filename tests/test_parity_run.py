@@ -2419,3 +2419,30 @@ def test_forbidden_network_operations_are_403s_as_dockerd(eng, peer):
             d.docker("network", "rm", name)
     assert seen[0] == seen[1], seen
     assert {s for s, _ in seen[0]} == {403}
+
+
+def test_a_networks_ipam_options_as_the_create_gave_them_as_dockerd(eng, peer):
+    """IPAM.Options shows what the create sent: null when it sent none (the Docker SDK), {} from
+    the docker CLI, the options given. berthd showed {} for all."""
+    docker = pytest.importorskip("docker")
+    seen = []
+    for d in (eng, peer):
+        row = []
+        c = docker.APIClient(base_url=d.host, version="1.41")
+        try:
+            for how in ("sdk", "cli", "sdk-opts"):
+                name = _name("ipo")
+                if how == "cli":
+                    d.docker("network", "create", name, check=True)
+                elif how == "sdk":
+                    c.create_network(name)
+                else:
+                    c.create_network(name, ipam=docker.types.IPAMConfig(options={"a": "b"}))
+                n = c.inspect_network(name)
+                row.append((how, n["IPAM"]["Options"], n["Options"], n["Labels"]))
+                c.remove_network(name)
+        finally:
+            c.close()
+        seen.append(row)
+    assert seen[0] == seen[1], seen
+    assert [r[1] for r in seen[0]] == [None, {}, {"a": "b"}]

@@ -37,7 +37,7 @@ def _ipam(ipam: dict) -> dict:
     for x in configs:
         aux.update(x.get("AuxiliaryAddresses") or x.get("AuxAddress") or {})
     return dict(subnet=c.get("Subnet"), gateway=c.get("Gateway"), ip_range=c.get("IPRange"),
-                ipam_options=ipam.get("Options") or {}, subnet6=c6.get("Subnet"), gateway6=c6.get("Gateway"),
+                ipam_options=ipam.get("Options"), subnet6=c6.get("Subnet"), gateway6=c6.get("Gateway"),
                 ip_range6=c6.get("IPRange"), aux=aux)
 
 

@@ -224,7 +224,8 @@ class NetworkService:
                     # a --subnet without --gateway: the gateway is chosen but not part of the IPAM
                     # config inspect shows (dockerd's); a pool's config shows it
                     "gateway_implied": bool(subnet) and not gateway,
-                    "internal": bool(internal), "options": options, "ipam_options": dict(ipam_options or {}),
+                    "internal": bool(internal), "options": options,
+                    "ipam_options": None if ipam_options is None else dict(ipam_options),
                     "attachable": bool(attachable), "created": _now(), "ipv6": bool(ipv6), **v6}
             if aux:
                 data["aux"] = aux
@@ -518,7 +519,9 @@ class NetworkService:
         return {
             "Name": n.name, "Id": n.id, "Created": n.created or "0001-01-01T00:00:00Z", "Scope": "local",
             "Driver": driver, "EnableIPv6": bool(d.get("ipv6")),
-            "IPAM": {"Driver": "default", "Options": d.get("ipam_options") or ({} if n.user_defined else None),
+            # IPAM.Options as the create gave them (null when it gave none, as dockerd)
+            "IPAM": {"Driver": "default", "Options": d["ipam_options"] if "ipam_options" in d else
+                     ({} if n.user_defined else None),
                      "Config": ipam_cfg},
             "Internal": bool(d.get("internal")), "Attachable": bool(d.get("attachable")), "Ingress": False,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers or {},
