@@ -2446,3 +2446,39 @@ def test_a_networks_ipam_options_as_the_create_gave_them_as_dockerd(eng, peer):
         seen.append(row)
     assert seen[0] == seen[1], seen
     assert [r[1] for r in seen[0]] == [None, {}, {"a": "b"}]
+
+
+def test_create_refuses_nameless_env_and_bad_port_bindings_as_dockerd(eng, peer):
+    """What dockerd's create refuses before it looks the image up: a variable without a name,
+    a container port that is not a number up to 65535, a host port that is not one or a range;
+    and a network whose gateway is outside its subnet (dockerd's words, its 500 a 400 here).
+    berthd made the containers."""
+    import http.client
+    import socket
+
+    def create(d, path, body):
+        conn = http.client.HTTPConnection("localhost")
+        conn.sock = socket.socket(socket.AF_UNIX)
+        conn.sock.connect(d.host[len("unix://"):])
+        conn.request("POST", "/v1.41" + path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        res = conn.getresponse()
+        doc = json.loads(res.read() or b"{}")
+        conn.close()
+        if res.status == 201:
+            (d.docker("rm", "-f", doc["Id"]) if "Id" in doc else None)
+        return res.status < 300, doc.get("message")
+
+    cases = [{"Env": ["=x"]}, {"Env": [""]}, {"Env": ["A"]},
+             {"HostConfig": {"PortBindings": {"x/tcp": [{}]}}}, {"HostConfig": {"PortBindings": {"70000/tcp": [{}]}}},
+             {"HostConfig": {"PortBindings": {"80-81/tcp": [{}]}}}, {"HostConfig": {"PortBindings": {"80": [{"HostPort": "x"}]}}},
+             {"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "9-8"}]}}},
+             {"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080-8081"}], "/udp": [{}]}}}]
+    seen = []
+    for d in (eng, peer):
+        row = [create(d, "/containers/create", dict(c, Image="pr-no-such-image:1" if i < 2 else IMAGE))
+               for i, c in enumerate(cases)]
+        row.append(create(d, "/networks/create", {"Name": _name("gwn"), "CheckDuplicate": True,
+                                                   "IPAM": {"Config": [{"Subnet": "10.9.0.0/16", "Gateway": "10.10.0.1"}]}}))
+        seen.append(row)
+    assert [r[1] for r in seen[0]] == [r[1] for r in seen[1]], seen
+    assert [r[0] for r in seen[0]] == [False, False, True, False, False, False, False, False, True, False]

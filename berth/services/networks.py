@@ -199,7 +199,7 @@ class NetworkService:
                 except ValueError:
                     raise InvalidArgument(f"invalid gateway {gateway!r}") from None
                 if gw not in net:
-                    raise InvalidArgument(f"no matching subnet for gateway {gateway}")
+                    raise InvalidArgument(f"failed to allocate gateway ({gateway}): Requested address is out of range")
             else:
                 gw = hosts[0] if hosts else net.network_address + 1
             rng = None

@@ -60,7 +60,11 @@ def check_early(body: dict[str, Any], cri: bool = False) -> None:
         parse_docker_signal(body["StopSignal"])
     if cri:
         return
+    for e in body.get("Env") or []:  # dockerd's validateContainerConfig: a variable needs a name
+        if str(e).split("=", 1)[0] == "":
+            raise InvalidArgument(f"invalid environment variable: {e}")
     hc = body.get("HostConfig") or {}
+    _check_port_bindings(hc.get("PortBindings") or {})
     # dockerd's checks as it reads the request (its runconfig): the isolation, then the
     # Windows-only QoS limits (IOMaximumIOps, IOMaximumBandwidth), refused on Linux
     iso = hc.get("Isolation") or ""
@@ -81,6 +85,28 @@ def check_early(body: dict[str, Any], cri: bool = False) -> None:
             if c not in known:
                 import json
                 raise InvalidArgument(f"invalid {field}: unknown capability: {json.dumps(c)}")
+
+def _check_port_bindings(bindings: dict[str, Any]) -> None:
+    """dockerd's validatePortBindings: a container port is a number up to 65535 (its protocol after
+    a "/"), a host port one or a range of them (or nothing: any)."""
+    from berth.goquote import quote
+
+    def number(p: str) -> bool:
+        return p.isascii() and p.isdigit() and int(p) <= 65535
+
+    for key, binds in bindings.items():
+        port = str(key).split("/")[0]
+        if port and not number(port):
+            raise InvalidArgument(f"invalid port specification: {quote(port)}")
+        for b in binds or []:
+            host = str((b or {}).get("HostPort") or "")
+            hp = host.split("/")[0]
+            if not hp:
+                continue
+            lo, dash, hi = hp.partition("-")
+            if not number(lo) or dash and (not number(hi) or int(hi) < int(lo)):
+                raise InvalidArgument(f"invalid port specification: {quote(host)}")
+
 
 def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: dict[str, Any] | None = None,
           cri: bool = False) -> tuple[dict[str, Any], list[str]]:
