@@ -401,11 +401,10 @@ class ContainerService:
         on (none and host too) then a volume mount for each volume; after its die a network
         disconnect and a volume unmount for each. Not for the CRI's containers (whose network is
         their pod's, made by CNI)."""
+        if _is_cri(rec):  # (before the spec's parse: on every CRI start and exit)
+            return
         body = rec.spec_json() or {}
         hc = body.get("HostConfig") or {}
-        from berth.services.runopts import CRI_LOG_DRIVER
-        if (hc.get("LogConfig") or {}).get("Type") == CRI_LOG_DRIVER:
-            return
         if self.networks is not None:
             from berth.services import container_net
             mode = container_net.network_mode(hc)

@@ -78,7 +78,7 @@ def inspect_host_config(hc: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = hc[key]
             if isinstance(default, dict) and isinstance(hc[key], dict):  # RestartPolicy's fields too
                 out[key] = {**default, **hc[key]}
-        elif default is not None or key != "Runtime":
+        elif key != "Runtime":
             out[key] = copy.copy(default)
     for key, value in hc.items():
         out.setdefault(key, value)

@@ -391,7 +391,7 @@ class ImageService(RegistryOps, ArchiveOps):
                in_use: Callable[[Resolved], Any] | None = None) -> list[dict]:
         """docker rmi: untag a name; delete the image when its last name goes (or by ID with -f)."""
         r = self.resolve(ns, name)
-        result = self._remove(ns, name, force, noprune, in_use)
+        result = self._remove(ns, name, r, force, noprune, in_use)
         # dockerd's: an untag per name gone and the image's delete, each named by the image's ID
         # (the layers' Deleted items have no event)
         for item in result:
@@ -401,9 +401,8 @@ class ImageService(RegistryOps, ArchiveOps):
                 self.events.publish(ns, "image", "delete", r.config_digest, name=r.config_digest)
         return result
 
-    def _remove(self, ns: str, name: str, force: bool, noprune: bool,
+    def _remove(self, ns: str, name: str, r: Resolved, force: bool, noprune: bool,
                 in_use: Callable[[Resolved], Any] | None) -> list[dict]:
-        r = self.resolve(ns, name)
         by_name = None
         try:
             ref = refmod.parse(name)
