@@ -22,6 +22,30 @@ def go_quote(s: str) -> str:
     return "".join(out) + '"'
 
 
+def format_duration(ns: int) -> str:
+    """Go's time.Duration.String of ns nanoseconds: 0s, 1.5ms, 300ms, 1m30s, 1h0m0s."""
+    ns = int(ns)
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns < 10**9:  # below a second: the largest unit that is at least 1, with its fraction
+        for unit, size in (("ms", 10**6), ("µs", 1000), ("ns", 1)):
+            if ns >= size:
+                return sign + _fraction(ns, size) + unit
+    h, rest = divmod(ns, 3600 * 10**9)
+    m, rest = divmod(rest, 60 * 10**9)
+    out = (f"{h}h" if h else "") + (f"{m}m" if h or m else "")
+    return sign + out + _fraction(rest, 10**9) + "s"
+
+
+def _fraction(n: int, size: int) -> str:
+    whole, frac = divmod(n, size)
+    if not frac:
+        return str(whole)
+    digits = len(str(size)) - 1
+    return f"{whole}." + f"{frac:0{digits}d}".rstrip("0")
+
+
 def parse_duration(s: str) -> int:
     """Go's time.ParseDuration: nanoseconds (ValueError with Go's message)."""
     orig = s

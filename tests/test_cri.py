@@ -481,6 +481,8 @@ def test_exec_sync_output_exit_code_and_timeout(node, cri):
     with pytest.raises(grpc.RpcError) as e:
         cri.ExecSync(container_id=cid, cmd=["sh", "-c", "echo started; sleep 30"], timeout=1)
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() - t0 < 10
+    # containerd's words (crictl shows them)
+    assert e.value.details() == "failed to exec in container: timeout 1s exceeded: context deadline exceeded"
     # the timed-out command was killed: only the container's own sleep is left
     ps = cri.ExecSync(container_id=cid, cmd=["ps", "-o", "args"]).stdout.decode().splitlines()
     assert "sleep 30" not in ps and "sleep 300" in ps
@@ -536,16 +538,18 @@ def test_lists_follow_changes_made_outside_the_cri(node, cri):
 
     def first_tag():
         return cri.ImageStatus(image=pb.ImageSpec(image="busybox-layers:1")).image.repo_tags[0]
-    before = listed()[c2].image.image
-    assert before == first_tag()
+    # the list gives the image as the container's config asked for it (containerd 1.6's), the
+    # status the image's first name
+    before = cri.ContainerStatus(container_id=c2).status.image.image
+    assert before == first_tag() == "docker.io/library/busybox-layers:1"
+    assert listed()[c2].image.image == "busybox-layers:1"
     assert node.d.berth("-n", "k8s.io", "tag", "busybox-layers:1", "aaa-first:1").returncode == 0
     try:
         assert first_tag() != before  # the new name sorts first
-        assert listed()[c2].image.image == first_tag()
         assert cri.ContainerStatus(container_id=c2).status.image.image == first_tag()
+        assert listed()[c2].image.image == "busybox-layers:1"
     finally:
         assert node.d.berth("-n", "k8s.io", "rmi", "aaa-first:1").returncode == 0
-    assert listed()[c2].image.image == before
     assert cri.ContainerStatus(container_id=c2).status.image.image == before
     cri.RemoveContainer(container_id=c2)
     assert listed() == {}
@@ -563,10 +567,11 @@ def test_writable_layer_and_image_fs_usage(node, cri):
                                          "mv /big /big.done; sleep 300"])
     wait_for(lambda: cri.ExecSync(container_id=cid, cmd=["ls", "/big.done"], timeout=10).exit_code == 0, 20,
              "the container's write")
-    used = cri.ContainerStats(container_id=cid).stats.writable_layer.used_bytes.value
-    assert 3 << 20 <= used < 8 << 20
+    layer = cri.ContainerStats(container_id=cid).stats.writable_layer
+    assert 3 << 20 <= layer.used_bytes.value < 8 << 20
     fs = cri.ImageFsInfo().image_filesystems[0]
     assert fs.fs_id.mountpoint == os.path.join(node.d.root, "snapshots", "overlayfs")
+    assert layer.fs_id.mountpoint == fs.fs_id.mountpoint  # one filesystem, named alike (containerd's)
     assert fs.used_bytes.value > 0 and fs.inodes_used.value > 0  # (measured at most every 10 s)
 
 
@@ -1032,6 +1037,11 @@ def test_security_context_and_resources(node, cri, tmp_path):
     status = cri.ContainerStatus(container_id=cid).status
     assert status.resources.linux.memory_limit_in_bytes == 96 << 20 and status.resources.linux.cpu_shares == 512
     assert status.resources.linux.memory_swap_limit_in_bytes == (96 << 20 if swap else 0)
+    # the spec the verbose status shows is updated as containerd's (crictl inspect's runtimeSpec)
+    spec = json.loads(cri.ContainerStatus(container_id=cid, verbose=True).info["info"])["runtimeSpec"]
+    assert spec["linux"]["resources"]["memory"]["limit"] == 96 << 20
+    assert spec["linux"]["resources"]["memory"].get("swap") == (96 << 20 if swap else None)
+    assert spec["linux"]["resources"]["cpu"]["shares"] == 512
     assert status.mounts[0].container_path == "/vol"
     mem = cri.ContainerStats(container_id=cid).stats.memory  # what its limit leaves it
     assert 0 < mem.available_bytes.value == (96 << 20) - mem.working_set_bytes.value

@@ -793,13 +793,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return (tags[0] if tags else image), (digests[0] if digests else rec.image), rec.image
 
     def _container(self, rec: Container) -> pb.Container:
-        """A container's entry in ListContainers, but its state. Its image_ref is the image's id
+        """A container's entry in ListContainers, but its state. Its image is as its config asked
+        for it (ContainerStatus gives the image's first tag), its image_ref the image's id
         (ContainerStatus gives the repo digest where there is one), as containerd 1.6's."""
         config = self._container_config(rec)
-        asked, _, image_id = self._image_refs(rec)
         return pb.Container(id=rec.id, pod_sandbox_id=self._cri(rec).get("sandbox", ""), metadata=config.metadata,
-                            image=pb.ImageSpec(image=asked, annotations=dict(config.image.annotations)),
-                            image_ref=image_id, image_id=image_id,
+                            image=config.image, image_ref=rec.image, image_id=rec.image,
                             created_at=int(rec.created_at * 10**9), labels=dict(config.labels),
                             annotations=dict(config.annotations))
 
@@ -1035,8 +1034,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             # a limit of its own; none: 0, given (as containerd's, which crictl shows as {"value": "0"})
             mem.available_bytes.value = max(0, limit - ws) if limit and limit < host_memory() else 0
             mem.available_bytes.SetInParent()
+        # the snapshotter's directory, as ImageFsInfo names it (containerd's: the same for both)
         layer = pb.FilesystemUsage(timestamp=now, fs_id=pb.FilesystemIdentifier(
-            mountpoint=os.path.join(self.d.cfg.root, "snapshots")))
+            mountpoint=self.svc.snapshotter.root))
         layer.used_bytes.value = self._layer_usage(rec)
         layer.inodes_used.value = 0
         return pb.ContainerStats(attributes=attrs, cpu=cpu, memory=mem, writable_layer=layer)

@@ -33,6 +33,7 @@ import threading
 from berth.dockerfile import parser as dfparser
 from berth.dockerfile import shell
 from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.gotime import format_duration
 from berth.images.stream import Prefixed
 from berth.linux.paths import resolve_in
 from berth.services import layers
@@ -105,28 +106,6 @@ def _short(image_id: str) -> str:
 def _go_quote_list(items: Iterable[str]) -> str:
     """Go's fmt %q of a []string: ["a" "b"]."""
     return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
-
-
-def _go_duration(ns: int) -> str:
-    if not ns:
-        return "0s"
-    s = ns / 1e9
-    if s >= 3600:
-        h = int(s // 3600)
-        m = int((s - h * 3600) // 60)
-        rest = s - h * 3600 - m * 60
-        return f"{h}h{m}m{_fmt_sec(rest)}s"
-    if s >= 60:
-        m = int(s // 60)
-        return f"{m}m{_fmt_sec(s - m * 60)}s"
-    if s >= 1:
-        return f"{_fmt_sec(s)}s"
-    ms = ns / 1e6
-    return f"{ms:g}ms"
-
-
-def _fmt_sec(s: float) -> str:
-    return f"{s:.9f}".rstrip("0").rstrip(".") if s != int(s) else str(int(s))
 
 
 def parse_duration(s: str, what: str) -> int:
@@ -661,7 +640,7 @@ class _Job:
                 hc["Retries"] = n
         cfg["Healthcheck"] = hc
         text = "HEALTHCHECK &{" + _go_quote_list(hc["Test"]) + " " + " ".join(
-            json.dumps(_go_duration(hc.get(k, 0))) for k in ("Interval", "Timeout", "StartPeriod")) + \
+            json.dumps(format_duration(hc.get(k, 0))) for k in ("Interval", "Timeout", "StartPeriod")) + \
             " " + repr(chr(hc.get("Retries", 0))).replace("'\\x", "'\\x") + "}"
         self._nop(st, text, cfg)
 

@@ -6,6 +6,7 @@ only; the exec runs in the shim, which reaps it and reports its exit code."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -342,7 +343,9 @@ def run_sync(svc: ContainerService, ns: str, ref: str, cmd: list[str],
                         os.kill(p, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-            raise ExecTimeout(f"command {cmd!r} timed out after {timeout}s")
+            from berth.gotime import format_duration
+            # containerd's words (its exec's context deadline)
+            raise ExecTimeout(f"timeout {format_duration(round(timeout * 1e9))} exceeded: context deadline exceeded")
     finally:
         s.close()
     code = _exit_code(svc, rec, eid)
@@ -395,6 +398,34 @@ def update_resources(svc: ContainerService, ns: str, ref: str, hc: dict) -> None
     if resources:
         mgr.set(resources)
         _record_resources(svc, ns, rec, hc)  # inspect shows them, and the next start applies them
+        _update_bundle(svc, rec.id, resources)
+
+
+def _update_bundle(svc: ContainerService, cid: str, resources: dict) -> None:
+    """The running container's OCI spec (its bundle's config.json, what the CRI's verbose
+    status shows as runtimeSpec) takes the limits just applied, as containerd updates the
+    spec it keeps; the next start writes the bundle anew from the record."""
+    path = os.path.join(svc.sdir(cid), "bundle", "config.json")
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+    except (OSError, ValueError):
+        return
+    linux = spec.setdefault("linux", {})
+    cur = linux.setdefault("resources", {})
+    for key, value in resources.items():
+        if isinstance(value, dict) and isinstance(cur.get(key), dict):
+            cur[key] = dict(cur[key], **value)
+        else:
+            cur[key] = value
+    tmp = f"{path}.{secrets.token_hex(4)}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(spec))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _record_resources(svc: ContainerService, ns: str, rec: Container, hc: dict) -> None:

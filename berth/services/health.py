@@ -19,6 +19,8 @@ import socket
 import threading
 import time
 
+from berth.gotime import format_duration
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
     from collections.abc import Collection
@@ -208,7 +210,7 @@ def run_probe(svc: ContainerService, rec: Container, args: list[str], timeout_s:
     try:
         s, pid = shim.start(eid, proc, timeout_s)
     except _ProbeTimeout:
-        return -1, f"Health check exceeded timeout ({_fmt_duration(timeout_s)})"
+        return -1, f"Health check exceeded timeout ({format_duration(round(timeout_s * 1e9))})"
     except _ExecFailed as e:
         msg = str(e)
         low = msg.lower()
@@ -242,23 +244,13 @@ def run_probe(svc: ContainerService, rec: Container, args: list[str], timeout_s:
                     os.kill(pid, 9)
                 except OSError:
                     pass
-            return -1, f"Health check exceeded timeout ({_fmt_duration(timeout_s)})"
+            return -1, f"Health check exceeded timeout ({format_duration(round(timeout_s * 1e9))})"
     except OSError as e:
         return -1, f"health probe: {e.strerror or e}"
     finally:
         s.close()
     code = shim.exit_code(eid)
     return (-1 if code is None else code), out[:MAX_OUTPUT].decode(errors="replace")
-
-
-def _fmt_duration(s: float) -> str:
-    """Go's Duration.String for the usual values: 30s, 300ms, 1m30s, 1.5s."""
-    if s < 1:
-        return f"{s * 1000:g}ms"
-    m, sec = divmod(s, 60)
-    h, m = divmod(int(m), 60)
-    out = (f"{h}h" if h else "") + (f"{m}m" if h or m else "")
-    return out + f"{sec:g}s"
 
 
 class HealthMonitor:
