@@ -4,7 +4,7 @@ builder prune with these values."""
 
 import pytest
 
-from berth.gotime import get_timestamp, parse_duration
+from berth.gotime import format_duration, get_timestamp, parse_duration
 
 NOW = 1700000000.0
 H = 3600
@@ -91,3 +91,15 @@ def test_healthcheck_durations_are_gos():
         parse_duration("5", "interval")
     with pytest.raises(BerthError, match=r'"--health-timeout" flag: time: unknown unit "x" in duration "3x"$'):
         duration("health-timeout", "3x")
+
+
+@pytest.mark.parametrize("ns, text", [
+    # what Go's time.Duration.String prints for these (fmt.Println(time.Duration(n)))
+    (0, "0s"), (1, "1ns"), (1500, "1.5µs"), (10**6, "1ms"), (1500000, "1.5ms"), (300 * 10**6, "300ms"),
+    (10**9, "1s"), (1500 * 10**6, "1.5s"), (90 * 10**9, "1m30s"), (3600 * 10**9, "1h0m0s"),
+    (3601500 * 10**6, "1h0m1.5s"), (-2 * 10**9, "-2s"), (100 * 3600 * 10**9, "100h0m0s"),
+])
+def test_format_duration_is_gos(ns, text):
+    assert format_duration(ns) == text
+    if ns >= 0:
+        assert parse_duration(text) == ns  # and reads back
