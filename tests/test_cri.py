@@ -1520,8 +1520,8 @@ def test_security_profiles_devices_env_and_workdir_as_containerd(node, cri, tmp_
     """containerd 1.6's CRI on a host without AppArmor (side by side with crictl): an AppArmor
     profile other than unconfined is refused for a container (RuntimeDefault too), not for a pod;
     a Localhost seccomp profile that cannot be read, an unknown profile string (a pod's in
-    containerd's misspelt words), a device that is not there or not a device node: UNKNOWN in its
-    words at CreateContainer or RunPodSandbox. What runc refuses at the start: an empty variable
+    containerd's misspelt words), a device that is not there or not a device node, a group without
+    a user: UNKNOWN in its words at CreateContainer or RunPodSandbox. What runc refuses at the start: an empty variable
     name, a working directory below a file (its mkdir's words)."""
     def refused(fn, **kw):
         with pytest.raises(grpc.RpcError) as e:
@@ -1549,6 +1549,9 @@ def test_security_profiles_devices_env_and_workdir_as_containerd(node, cri, tmp_
                     'no such file or directory'),
         "devfile": (sec(), [pb.Device(container_path="/dev/x", host_path=str(bad), permissions="rwm")],
                     'failed to generate container "<id>" spec: failed to generate spec: not a device node'),
+        "grp": (sec(run_as_group=pb.Int64Value(value=5)), [],
+                'failed to get container spec opts: failed to generate user string: user group "5" is specified '
+                'without user'),
     }
     for name, (sc, devices, words) in want.items():
         cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image="busybox-layers:1"),
@@ -1575,6 +1578,12 @@ def test_security_profiles_devices_env_and_workdir_as_containerd(node, cri, tmp_
                                   seccomp_profile_path="bogus")))
     assert refused(cri.RunPodSandbox, config=pod) == ("failed to generate sanbdox container spec options: failed to "
                                                       'generate seccomp spec opts: invalid profile "bogus"')
+    pod = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="grppod", namespace="testns", uid="u-grppod"),
+                              linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+                                  run_as_group=pb.Int64Value(value=5))))
+    assert refused(cri.RunPodSandbox, config=pod) == ("failed to generate sanbdox container spec options: failed to "
+                                                      'generate user string: user group "5" is specified without user')
+    assert [p.metadata.name for p in cri.ListPodSandbox().items] == ["secw"]
     aa_pod, _ = _pod(cri, node, "aapod", security_context=pb.LinuxSandboxSecurityContext(
         apparmor=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)))
     assert cri.PodSandboxStatus(pod_sandbox_id=aa_pod).status.state == pb.SANDBOX_READY

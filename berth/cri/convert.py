@@ -155,16 +155,22 @@ def _apparmor(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityCont
 
 
 def _user(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext,
-          user_field: str = "run_as_user") -> str:
+          user_field: str = "run_as_user", sandbox: bool = False) -> str:
+    """The process's user ("uid[:gid]", "name[:gid]"). A group without a user is refused as
+    containerd refuses it (its sandbox's words misspelt as they are)."""
     user = ""
     if getattr(sc, "run_as_username", ""):
         user = sc.run_as_username  # type: ignore[union-attr]  # (getattr: the sandbox context has none)
     elif sc.HasField(user_field):
         user = str(_id(user_field, getattr(sc, user_field).value))
     if sc.HasField("run_as_group"):
+        group = _id("run_as_group", sc.run_as_group.value)
         if not user:
-            raise InvalidArgument("run_as_group is set, but neither run_as_user nor run_as_username")
-        user += f":{_id('run_as_group', sc.run_as_group.value)}"
+            what = "failed to generate sanbdox container spec options" if sandbox else \
+                "failed to get container spec opts"
+            raise Refused(f"{what}: failed to generate user string: user group {_q(str(group))} is specified "
+                          "without user")
+        user += f":{group}"
     return user
 
 
@@ -463,7 +469,7 @@ def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_pa
     labels = dict(config.labels)
     labels[KIND_LABEL] = "sandbox"
     # on the host's network the pod's UTS namespace is the host's: the name is its HOSTNAME only
-    body = {"Image": image, "Labels": labels, "HostConfig": hc, "User": _user(sc), "Hostname": pod_hostname(config)}
+    body = {"Image": image, "Labels": labels, "HostConfig": hc, "User": _user(sc, sandbox=True), "Hostname": pod_hostname(config)}
     return body, {"kind": "sandbox", "config": encode(config), "handler": handler}
 
 
