@@ -576,8 +576,14 @@ class NetworkService:
                 for r in rs:
                     r.pop("rangeStart", None)
                     r.pop("rangeEnd", None)
-        result = cni.add(conflist, cid, self.netns_path(cid), ifname, self.cfg.cni_plugin_dirs,
-                         self.cache_dir, rc)
+        try:
+            result = cni.add(conflist, cid, self.netns_path(cid), ifname, self.cfg.cni_plugin_dirs,
+                             self.cache_dir, rc)
+        except cni.CNIError as e:
+            # an address asked for that another container has (host-local's words): dockerd's 403
+            if rc.get("ips") and "is not available in range set" in e.message:
+                raise Forbidden("Address already in use") from None
+            raise
         ep = _endpoint(result, ifname)
         aliases = list((endpoint_cfg or {}).get("Aliases") or [])
         dns_names = [name, cid[:12]] + [a for a in aliases if a not in (name, cid[:12])] if n.user_defined else []
