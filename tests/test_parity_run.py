@@ -2482,3 +2482,54 @@ def test_create_refuses_nameless_env_and_bad_port_bindings_as_dockerd(eng, peer)
         seen.append(row)
     assert [r[1] for r in seen[0]] == [r[1] for r in seen[1]], seen
     assert [r[0] for r in seen[0]] == [False, False, True, False, False, False, False, False, True, False]
+
+
+def test_config_shows_exposed_ports_and_stop_timeout_as_dockerd(eng, peer, tmp_path):
+    """Config.ExposedPorts (the image's EXPOSE and the create's, none: left out) and
+    Config.StopTimeout, in dockerd's order: berthd showed neither."""
+    (tmp_path / "Dockerfile").write_text(f"FROM {IMAGE}\nEXPOSE 7000 7001/udp\nSTOPSIGNAL SIGUSR1\nVOLUME /vv\n")
+    shown = []
+    tag = f"{_name('exp')}:1"  # the same in both (Config.Image)
+    for d in (eng, peer):
+        d.docker("build", "-q", "-t", tag, str(tmp_path), check=True, env=d.env(DOCKER_BUILDKIT="0"))
+        try:
+            for args in (["--expose", "90", "--stop-timeout", "5", tag], [IMAGE]):
+                name = _name("cfg")
+                d.docker("create", "--name", name, "--network", "none", *args, "true", check=True)
+                cfg = _inspect(d, name)["Config"]
+                d.docker("rm", name, check=True)
+                cfg.pop("Hostname")
+                shown.append((list(cfg), cfg))
+        finally:
+            d.docker("rmi", tag)
+    assert shown[0] == shown[2] and shown[1] == shown[3], shown
+    assert shown[0][1]["ExposedPorts"] == {"7000/tcp": {}, "7001/udp": {}, "90/tcp": {}}
+    assert shown[0][1]["StopTimeout"] == 5 and "ExposedPorts" not in shown[1][1] and "StopTimeout" not in shown[1][1]
+
+
+def test_an_address_taken_on_a_network_is_a_403_as_dockerd(eng, peer):
+    """A --ip another container of the network has: the start fails with dockerd's 403 and
+    words, the container left created (berthd answered 500 with the IPAM plugin's message)."""
+    docker = pytest.importorskip("docker")
+    subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
+    seen = []
+    for d in (eng, peer):
+        net = _name("ipn")
+        d.docker("network", "create", "--subnet", subnet + ".0/24", net, check=True)
+        c = docker.APIClient(base_url=d.host, version="1.41")
+        names = [_name("ip1"), _name("ip2")]
+        try:
+            for n in names:
+                c.create_container(IMAGE, ["sleep", "60"], name=n, host_config=c.create_host_config(network_mode=net),
+                                   networking_config=c.create_networking_config(
+                                       {net: c.create_endpoint_config(ipv4_address=subnet + ".9")}))
+            c.start(names[0])
+            with pytest.raises(docker.errors.APIError) as e:
+                c.start(names[1])
+            seen.append((e.value.status_code, e.value.explanation, c.inspect_container(names[1])["State"]["Status"]))
+        finally:
+            for n in names:
+                d.docker("rm", "-f", n)
+            d.docker("network", "rm", net)
+            c.close()
+    assert seen[0] == seen[1] == (403, "Address already in use", "created"), seen

@@ -1220,6 +1220,9 @@ class ContainerService:
                 "Hostname": spec.get("Hostname") or rec.id[:12], "Domainname": spec.get("Domainname") or "",
                 "User": spec.get("User") or ic.get("User") or "", "AttachStdin": bool(spec.get("AttachStdin")),
                 "AttachStdout": bool(spec.get("AttachStdout")), "AttachStderr": bool(spec.get("AttachStderr")),
+                # the image's and the create's, left out when none (dockerd's merge, omitempty)
+                **({"ExposedPorts": exposed} if (exposed := dict(ic.get("ExposedPorts") or {},
+                                                                 **(spec.get("ExposedPorts") or {}))) else {}),
                 "Tty": bool(spec.get("Tty")), "OpenStdin": bool(spec.get("OpenStdin")),
                 "StdinOnce": bool(spec.get("StdinOnce")), "Env": env,
                 "Cmd": cmd or None,
@@ -1229,11 +1232,12 @@ class ContainerService:
                 "Image": (rec.extensions or {}).get("image_name") or rec.image,
                 "Volumes": dict(ic.get("Volumes") or {}, **(spec.get("Volumes") or {})) or None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
                 "Entrypoint": entrypoint,
+                **({"MacAddress": spec["MacAddress"]} if spec.get("MacAddress") else {}),
                 "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
                 # omitted when neither the create nor the image gives one, as dockerd's
                 **({"StopSignal": spec.get("StopSignal") or ic.get("StopSignal")}
                    if spec.get("StopSignal") or ic.get("StopSignal") else {}),
-                **({"MacAddress": spec["MacAddress"]} if spec.get("MacAddress") else {}),
+                **({"StopTimeout": spec["StopTimeout"]} if spec.get("StopTimeout") is not None else {}),
             },
             "NetworkSettings": self.network_settings(rec, st),
         }
