@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from daemon_fixtures import DATA, Daemon, wait_for
+from daemon_fixtures import DATA, Daemon, free_port, wait_for
 
 BUSYBOX = os.path.join(DATA, "busybox-layers.docker.tar")
 IMAGE = "busybox-layers:1"
@@ -2533,3 +2533,38 @@ def test_an_address_taken_on_a_network_is_a_403_as_dockerd(eng, peer):
             d.docker("network", "rm", net)
             c.close()
     assert seen[0] == seen[1] == (403, "Address already in use", "created"), seen
+
+
+def test_a_published_port_already_taken_as_dockerd(eng, peer):
+    """A host port another container publishes, or a program of the host listens on: the start
+    fails in dockerd's words, naming the endpoint (berthd said only `Bind for ... failed`)."""
+    import socket
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    seen = []
+    try:
+        for d in (eng, peer):
+            net, names = _name("pn"), [_name("pa"), _name("pb"), _name("pc")]
+            d.docker("network", "create", net, check=True)
+            try:
+                free = free_port()
+                d.docker("run", "-d", "--name", names[0], "--network", net, "-p", f"127.0.0.1:{free}:80", IMAGE,
+                         "sleep", "60", check=True)
+                got = []
+                for name, port in ((names[1], free), (names[2], taken)):
+                    p = d.docker("run", "-d", "--name", name, "--network", net, "-p", f"127.0.0.1:{port}:80", IMAGE,
+                                 "sleep", "60")
+                    err = re.sub(r"\([0-9a-f]{64}\)", "(ID)", p.err.replace(name, "NAME").replace(str(port), "PORT"))
+                    got.append((p.returncode, err.splitlines()[0]))
+                seen.append(got)
+            finally:
+                d.docker("rm", "-f", *names)
+                d.docker("network", "rm", net)
+    finally:
+        holder.close()
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == (125, "docker: Error response from daemon: driver failed programming external connectivity on "
+                               "endpoint NAME (ID): Bind for 127.0.0.1:PORT failed: port is already allocated")
+    assert seen[0][1][1].endswith("Error starting userland proxy: listen tcp4 127.0.0.1:PORT: bind: address already in use")

@@ -120,7 +120,9 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
         mappings, ports = parse_port_bindings(hc, exposed, bool(hc.get("PublishAllPorts")))
         requested = requested_networks(spec_body)
         if mappings:
-            nets.reserve_ports(cid, mappings)
+            first = [nets.get(ns, ref) for ref, _ in requested[:1]]
+            from berth.services.networks import endpoint_id
+            nets.reserve_ports(cid, mappings, f"{rec.name} ({endpoint_id(first[0].id, cid)})" if first else "")
         for i, (ref, ep_cfg) in enumerate(requested):
             n = nets.get(ns, ref)
             if n.user_defined and hc.get("Links") and _same(nets, ns, mode, n):

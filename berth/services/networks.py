@@ -589,7 +589,7 @@ class NetworkService:
         dns_names = [name, cid[:12]] + [a for a in aliases if a not in (name, cid[:12])] if n.user_defined else []
         if hostname and n.user_defined and hostname not in dns_names:
             dns_names.append(hostname)
-        ep.update(NetworkID=n.id, EndpointID=hashlib.sha256(f"{n.id}/{cid}".encode()).hexdigest(),
+        ep.update(NetworkID=n.id, EndpointID=endpoint_id(n.id, cid),
                   Aliases=aliases or None, DNSNames=dns_names or None, IPAMConfig=(endpoint_cfg or {}).get("IPAMConfig"),
                   Links=(endpoint_cfg or {}).get("Links") or None, DriverOpts=(endpoint_cfg or {}).get("DriverOpts") or None,
                   ifname=ifname, cni_name=n.cni_name, name=n.name)
@@ -726,16 +726,22 @@ class NetworkService:
 
     # --- published ports ---
 
-    def reserve_ports(self, cid: str, mappings: list[dict]) -> None:
-        """Refuse host ports another container or program holds; remember ours."""
+    def reserve_ports(self, cid: str, mappings: list[dict], endpoint: str = "") -> None:
+        """Refuse host ports another container or program holds; remember ours. endpoint: the
+        endpoint the ports go with ("name (id)"), which dockerd's refusals name."""
+        prefix = f"driver failed programming external connectivity on endpoint {endpoint}: " if endpoint else ""
         with self._lock:
             for m in mappings:
                 key = (m["protocol"], m.get("hostIP") or "0.0.0.0", m["hostPort"])
                 for (proto, hip, hport), other in self._ports.items():
                     if other != cid and proto == key[0] and hport == key[2] and \
                             (hip == key[1] or "0.0.0.0" in (hip, key[1])):
-                        raise FailedPrecondition(f"Bind for {key[1]}:{key[2]} failed: port is already allocated")
-                _probe_port(*key)
+                        raise FailedPrecondition(f"{prefix}Bind for {key[1]}:{key[2]} failed: port is already allocated")
+                try:
+                    _probe_port(*key)
+                except FailedPrecondition:  # a program of the host's: what dockerd's proxy says then
+                    raise FailedPrecondition(f"{prefix}Error starting userland proxy: listen {key[0]}4 "
+                                             f"{key[1]}:{key[2]}: bind: address already in use") from None
             for m in mappings:
                 self._ports[(m["protocol"], m.get("hostIP") or "0.0.0.0", m["hostPort"])] = cid
 
@@ -813,6 +819,11 @@ def _until(v: str) -> str:
     except ValueError:
         return v
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+
+
+def endpoint_id(network_id: str, cid: str) -> str:
+    """A container's endpoint on a network: the same id for as long as it is attached."""
+    return hashlib.sha256(f"{network_id}/{cid}".encode()).hexdigest()
 
 
 def _probe_port(proto: str, hip: str, hport: int) -> None:
