@@ -330,7 +330,9 @@ def test_dockerignore(eng, tmp_path):
     r = eng.berth("build", ctx)
     assert r.returncode == 0, r.err
     listed = [line for line in r.out.splitlines() if line.startswith("./")]
-    assert listed == ["./.dockerignore", "./Dockerfile", "./b.txt", "./d/f.txt", "./nested/keep"]
+    # the Dockerfile is sent (it is read from the context) but, listed, left out of it as
+    # dockerd's removeDockerfile does (what dockerd 20.10 lists here)
+    assert listed == ["./.dockerignore", "./b.txt", "./d/f.txt", "./nested/keep"]
 
 
 def test_dockerfile_from_stdin_and_outside_and_tar_context(eng, tmp_path):
@@ -497,6 +499,37 @@ def test_docker_cli_classic_builder(eng, tmp_path):
     assert r.returncode == 7 and "returned a non-zero code: 7" in r.err
     r = eng.docker("build", "-", input=b"FROM x\nBAD y\n", env=eng.env(**NO_BUILDKIT))
     assert r.returncode == 1 and "dockerfile parse error line 2: unknown instruction: BAD" in r.err
+
+
+@pytest.mark.parametrize("cli, compress, own_ignore", [("docker", False, False), ("docker", True, True),
+                                                     ("berth", False, False), ("berth", False, True)])
+def test_a_dockerfile_from_outside_the_context(eng, tmp_path, cli, compress, own_ignore):
+    """`build -f <a Dockerfile outside the context> ctx`: the client adds it to the context under
+    a random name with a .dockerignore that lists it, the docker CLI in a tar that ends right
+    after its last member (no padding, no end blocks), which dockerd (Go's archive/tar) takes as
+    it is; berthd refused it (`the build context is not a valid tar archive`). The daemon leaves
+    what that .dockerignore lists of itself and the Dockerfile out of the context (dockerd's
+    removeDockerfile): `COPY .` takes neither; a context's own .dockerignore stays unless it
+    lists itself. `-f -` alike."""
+    if shutil.which("docker") is None and cli == "docker":
+        pytest.skip("the docker CLI is not installed")
+    run = eng.docker if cli == "docker" else eng.berth
+    ctx = tmp_path / "ctx"
+    (ctx / "sub").mkdir(parents=True)
+    (ctx / "sub" / "f").write_text("data\n")
+    (ctx / "odd").write_text("x" * 47)  # a last member whose data is not a whole block
+    if own_ignore:
+        (ctx / ".dockerignore").write_text("odd\n")
+    outside = tmp_path / "elsewhere.Dockerfile"
+    text = f"FROM {BASE}\nCOPY . /ctx/\nRUN ls -a /ctx | tr '\\n' ' ' > /ls\nCMD cat /ls /ctx/sub/f\n"
+    outside.write_text(text)
+    want = ". .. .dockerignore sub data\n" if own_ignore else ". .. odd sub data\n"
+    for how in (["-f", str(outside)], ["-f", "-"]):
+        r = run("build", *(["--compress"] if compress else []), "-q", *how, "-t", "outside:1", str(ctx),
+                input=text.encode() if how[1] == "-" else None, env=eng.env(**NO_BUILDKIT))
+        assert r.returncode == 0, r.err
+        assert eng.docker("run", "--rm", "outside:1", check=True).out == want, how
+        eng.docker("rmi", "outside:1", check=True)
 
 
 def test_docker_sdk_images_build(eng, tmp_path):

@@ -290,6 +290,46 @@ def test_garbage_and_truncated_input(scratch):
         apply(gzip.compress(tar)[:20_000], dest)
 
 
+class Trickle(OneWayStream):
+    """Reads of at most 7 bytes: headers arrive in pieces."""
+
+    def read(self, n=-1):
+        return super().read(7 if n is None or n < 0 else min(n, 7))
+
+
+@pytest.mark.parametrize("trickle", [False, True])
+def test_an_unended_tar_as_go_reads_it(scratch, trickle):
+    """unended: a tar that stops right after its last member's data or in its padding (the
+    docker CLI's build context with a Dockerfile from outside it) is whole, as Go's archive/tar
+    takes it; cut in a header or in a member's data it is refused all the same."""
+    tar = make_tar([d("dir"), f("dir/a", b"x" * 700), f("long-" + "n" * 120, b"pax name"), f("last", b"47 bytes" * 5 + b"1234567")])
+    last_data_end = tar.rindex(b"1234567") + 7
+    n = 0
+
+    def applied(data, **kw):
+        nonlocal n
+        n += 1
+        dest = os.path.join(scratch, f"dest{n}")
+        os.mkdir(dest)
+        stream = Trickle(data) if trickle else OneWayStream(data)
+        apply_layer(stream, dest, whiteout_mode="delete", **kw)
+        return listing(dest)
+
+    whole = applied(tar)
+    assert whole["last"] == b"47 bytes" * 5 + b"1234567" and whole["dir/a"] == b"x" * 700
+    for cut in (last_data_end, last_data_end + 100, last_data_end + (-last_data_end % 512), len(tar) - 512):
+        assert applied(tar[:cut], unended=True) == whole, cut
+        if cut % 512:
+            with pytest.raises(InvalidArgument):
+                applied(tar[:cut])  # python's tarfile alone wants the padding
+    header_of_last = tar.rindex(b"last\0")
+    for cut in (last_data_end - 1, header_of_last + 100, tar.index(b"x" * 700) + 10):
+        with pytest.raises(InvalidArgument):
+            applied(tar[:cut], unended=True)
+    with pytest.raises(InvalidArgument):
+        applied(b"", unended=True)
+
+
 def test_existing_entries_are_replaced_not_written_through(scratch):
     dest = os.path.join(scratch, "dest")
     os.makedirs(os.path.join(dest, "dir/old"))

@@ -231,6 +231,7 @@ def build(ctx, argv, cmd):
         if not os.path.isdir(root):
             raise BerthError(f'unable to prepare context: path "{root}" not found')
         patterns = []
+        text = None  # the context's .dockerignore
         try:
             with open(os.path.join(root, ".dockerignore")) as f:
                 text = f.read()
@@ -265,6 +266,14 @@ def build(ctx, argv, cmd):
         if patterns:
             keep = [".dockerignore"] + ([df_in_ctx] if df_in_ctx else [])
             patterns = patterns + ["!" + k for k in keep]
+        if extra:  # a Dockerfile of its own name: the .dockerignore sent lists it (and itself, when
+            # the context has none), so the daemon leaves both out of the context, as the docker
+            # CLI's AddDockerfileToBuildContext does
+            extra.append(_file_entry(".dockerignore", (".dockerignore" if text is None else text).encode() +
+                                     f"\n{dockerfile}\n".encode()))
+            if text is not None:
+                from berth.dockerfile import ignore
+                patterns = patterns + [".dockerignore"]  # the context's own is replaced
         matcher = ignore.Matcher(patterns) if patterns else None  # noqa: F821 (imported with the patterns)
         counter = {}
         body = context_chunks(root, matcher, extra, counter)

@@ -117,11 +117,14 @@ def apply_layer(
     *,
     whiteout_mode: str = "overlay",
     compression: str | None = None,
+    unended: bool = False,
 ) -> int:
     """Apply the layer tar read from ``stream`` onto ``dest_dir``.
 
     ``compression``: None detects gzip/zstd from the magic bytes (else plain
-    tar); "gzip", "zstd" or "none" force it. Returns the uncompressed size.
+    tar); "gzip", "zstd" or "none" force it. ``unended``: a tar that stops
+    right after its last member's data (no padding, no end-of-archive blocks)
+    is whole, as Go's archive/tar reads it. Returns the uncompressed size.
     Raises InvalidArgument for a malformed or unsafe layer (the destination
     may then be partly written: discard it) and SystemError_ for host errors.
     """
@@ -135,7 +138,7 @@ def apply_layer(
         raw = _Prefixed(stream)
         counted = _Counting(_decompressor(raw, compression))
         with _Applier(dest_dir, whiteout_mode) as applier:
-            tf = tarfile.open(fileobj=counted, mode="r|")
+            tf = tarfile.open(fileobj=_Unended(counted) if unended else counted, mode="r|")
             try:
                 for member in tf:
                     applier.apply(member, tf)
@@ -199,6 +202,66 @@ class _Counting:
         data = self._f.read(n)
         self.count += len(data)
         return data
+
+
+class _Unended:
+    """A tar stream that may end right after its last member's data, as the docker CLI's build
+    context does when the Dockerfile comes from outside it (its archive.ReplaceFileTarWrapper
+    appends the Dockerfile and .dockerignore and never closes the tar writer): Go's
+    archive/tar takes the end of the stream there for the end of the archive, Python's tarfile
+    wants the padding. This reader follows the headers (their sizes) as the bytes pass, and
+    where the stream ends at a header's start or in a member's padding it gives the padding
+    and the two zero blocks that close an archive. Ended in a member's data it ends as it is,
+    and tarfile says the archive is cut; in a header (which tarfile alone takes for the end,
+    dropping that member) it says so itself, as Go's reader does."""
+
+    _BLOCK = 512
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._pos = 0  # bytes passed
+        self._header = 0  # where the next header starts
+        self._data_end = 0  # where the last member's data ends (its padding follows)
+        self._partial = b""  # a header's bytes read so far
+        self._followed = True  # False: a header this cannot follow (old GNU sparse extensions)
+        self._tail: bytes | None = None  # what is given after the stream's end
+
+    def read(self, n: int = -1) -> bytes:
+        if self._tail is None:
+            data = self._f.read(n)
+            if data:
+                if self._followed:
+                    self._follow(data)
+                self._pos += len(data)
+                return data
+            if self._followed and self._partial:  # cut in a header: tarfile would take it for the end
+                raise tarfile.ReadError("unexpected end of data")
+            whole = self._followed and self._pos > 0 and \
+                (self._pos == self._header or self._data_end <= self._pos < self._header)
+            self._tail = bytes(self._header - self._pos) + bytes(2 * self._BLOCK) if whole else b""
+        if n is None or n < 0:
+            n = len(self._tail)
+        out, self._tail = self._tail[:n], self._tail[n:]
+        return out
+
+    def _follow(self, data: bytes) -> None:
+        start, end = self._pos, self._pos + len(data)
+        while self._followed and start <= self._header + len(self._partial) < end:
+            at = self._header + len(self._partial) - start
+            self._partial += data[at:at + self._BLOCK - len(self._partial)]
+            if len(self._partial) < self._BLOCK:
+                return
+            h, self._partial = self._partial, b""
+            try:
+                size = int.from_bytes(h[125:136], "big") if h[124] & 0x80 else int(h[124:136].strip(b"\0 ") or b"0", 8)
+            except ValueError:
+                self._followed = False
+                return
+            if h[156:157] == b"S" and h[482]:
+                self._followed = False  # extension blocks follow: not followed
+                return
+            self._data_end = self._header + self._BLOCK + size
+            self._header = self._data_end + (-size % self._BLOCK)
 
 
 def _decompressor(raw: _Prefixed, compression: str | None) -> BinaryIO:

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -209,7 +210,8 @@ class _Job:
         if _is_archive(head):
             from berth.images.layer import apply_layer
             try:
-                apply_layer(Prefixed(head, stream), self.context, whiteout_mode="delete")
+                # unended: the docker CLI's context with a Dockerfile from outside it
+                apply_layer(Prefixed(head, stream), self.context, whiteout_mode="delete", unended=True)
             except InvalidArgument as e:
                 raise InvalidArgument(f"the build context is not a valid tar archive: "
                                       f"{e.message.removeprefix('layer: ')}") from None
@@ -231,6 +233,30 @@ class _Job:
             data = f.read(10 << 20)
         return data
 
+    def _drop_ignored(self) -> None:
+        """The .dockerignore and the Dockerfile leave the context when its .dockerignore lists
+        them, as dockerd's removeDockerfile does once the Dockerfile is read: the docker CLI
+        lists both when it adds them (a Dockerfile from outside the context or from stdin), so
+        that a `COPY .` does not take them. The other patterns the client has applied."""
+        try:
+            with open(resolve_in(self.context, ".dockerignore"), "rb") as f:
+                text = f.read(1 << 20).decode(errors="replace")
+        except OSError:
+            return
+        from berth.dockerfile import ignore
+        try:
+            matcher = ignore.Matcher(ignore.read(text))
+        except InvalidArgument:
+            return  # (dockerd's match ignores a bad pattern's error too)
+        for name in (".dockerignore", self.opts.dockerfile):
+            if matcher.excluded(name):
+                path = resolve_in(self.context, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+
     # --- the build ---
 
     def run(self, stream: BinaryIO) -> str:
@@ -248,6 +274,8 @@ class _Job:
     def _run(self, stream: BinaryIO) -> str:
         bare = self._extract(stream)
         df = dfparser.parse(self._dockerfile(bare))
+        if bare is None:
+            self._drop_ignored()
         self.escape = df.escape
         instrs = df.instructions
         meta_args = []
