@@ -2568,3 +2568,23 @@ def test_a_published_port_already_taken_as_dockerd(eng, peer):
     assert seen[0][0] == (125, "docker: Error response from daemon: driver failed programming external connectivity on "
                                "endpoint NAME (ID): Bind for 127.0.0.1:PORT failed: port is already allocated")
     assert seen[0][1][1].endswith("Error starting userland proxy: listen tcp4 127.0.0.1:PORT: bind: address already in use")
+
+
+def test_stats_and_image_inspect_keys_through_the_sdk_as_dockerd(eng, peer):
+    """The Docker SDK (API 1.41): a running container's one-shot stats have dockerd's keys, the
+    memory's failcnt and max_usage left out at 0 (berthd gave failcnt 0). An image's inspect has
+    dockerd's keys and the image's OCI Descriptor (berth's image store is containerd's, as
+    dockerd's with its containerd store; API 1.48 documents the field)."""
+    docker = pytest.importorskip("docker")
+    seen = []
+    for d in (eng, peer):
+        c = docker.DockerClient(base_url=d.host, version="1.41")
+        ct = c.containers.run(IMAGE, ["sleep", "60"], network_mode="none", detach=True, name=_name("st"))
+        try:
+            st = ct.stats(stream=False)
+            seen.append((sorted(st), sorted(st["memory_stats"]), sorted(c.images.get(IMAGE).attrs)))
+        finally:
+            ct.remove(force=True)
+            c.close()
+    assert seen[0][2] == sorted(seen[1][2] + ["Descriptor"])
+    assert seen[0][:2] == seen[1][:2], seen

@@ -65,11 +65,14 @@ def _sample(mgr: Manager) -> dict:
     cpu = {"cpu_usage": usage, "system_cpu_usage": _system_cpu_usage(), "online_cpus": _online_cpus(),
            "throttling_data": {"periods": cg.throttle_periods, "throttled_periods": cg.throttled_periods,
                                "throttled_time": cg.throttled_ns}}
-    mem = {"usage": cg.memory_usage or 0, "stats": cg.memory_stat, "limit": host_mem}
-    if cg.memory_max_usage is not None:
+    # dockerd's MemoryStats, in its order; max_usage and failcnt left out at 0 (omitempty)
+    mem = {"usage": cg.memory_usage or 0}
+    if cg.memory_max_usage:
         mem["max_usage"] = cg.memory_max_usage
-    if cg.memory_failcnt is not None:
+    mem["stats"] = cg.memory_stat
+    if cg.memory_failcnt:
         mem["failcnt"] = cg.memory_failcnt
+    mem["limit"] = host_mem
     limit = cg.memory_limit
     if limit is not None and limit >= 0 and (not host_mem or limit < host_mem):
         mem["limit"] = limit
