@@ -31,6 +31,22 @@ VALUES = ["", "x", "-1", "0", "1", "99999999999999999999", "1.5", "a" * 300, "/"
 
 
 @pytest.fixture(scope="module")
+def fuzzed_cgroup_parents():
+    """--cgroup-parent may be drawn with any of VALUES (::1, /dev/nonexist, a*300): the cgroup
+    directories made for one (left when the container goes, as dockerd and runc leave them)
+    are removed after the daemon (asked for before it: torn down after it), those that were not
+    there before and are empty. Seeds 55 and 77 left /sys/fs/cgroup/*/::1 and .../dev/nonexist."""
+    from daemon_fixtures import missing_cgroup_parents, remove_made
+    made = []
+    for v in VALUES:
+        parts = [p for p in v.split("/") if p not in ("", ".", "..")]
+        for i in range(1, len(parts) + 1):
+            made += missing_cgroup_parents("/".join(parts[:i]))
+    yield
+    remove_made(sorted(made, key=lambda d: d.count("/")))
+
+
+@pytest.fixture(scope="module")
 def d(tmp_path_factory):
     dm = Daemon(tmp_path_factory.mktemp("berthd"))
     dm.start()
@@ -41,7 +57,7 @@ def d(tmp_path_factory):
         dm.cleanup()
 
 
-def test_run_and_create_flags_fail_in_one_line_or_work(d):
+def test_run_and_create_flags_fail_in_one_line_or_work(fuzzed_cgroup_parents, d):
     help_ = subprocess.run([BERTH, "run", "--help"], capture_output=True, text=True, check=True).stdout
     flags = [(m.group(1), m.group(2)) for m in re.finditer(r"^ +(?:-[a-zA-Z], )?(--[a-z0-9-]+)(?: ([a-z]+))?", help_, re.M)
              if m.group(1) not in SKIP]

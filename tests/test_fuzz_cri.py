@@ -120,15 +120,19 @@ def fuzzed_cgroup_parents():
     """A pod's or container's cgroup_parent may be any of STRINGS (runtime/default, sha256:0...):
     the cgroup directories the engine makes for one (and, as runc and containerd, leaves when its
     containers go) are removed after the node (asked for before it: torn down after it), those
-    that were not there before and are empty."""
+    that were not there before and are empty. The test adds the ids it fuzzes with (yielded:
+    a function of a name)."""
     from daemon_fixtures import missing_cgroup_parents, remove_made
     made = []
-    for s in STRINGS:
+
+    def parent(s):
         parts = [p for p in s.split("/") if p not in ("", ".", "..")]
         if "\0" not in s:
             for i in range(1, len(parts) + 1):
-                made += missing_cgroup_parents("/".join(parts[:i]))
-    yield
+                made.extend(missing_cgroup_parents("/".join(parts[:i])))
+    for s in STRINGS:
+        parent(s)
+    yield parent
     remove_made(sorted(made, key=lambda d: d.count("/")))
 
 
@@ -142,7 +146,10 @@ def test_cri_fuzz_no_internal_errors_and_the_daemon_lives(fuzzed_cgroup_parents,
                              command=["sleep", "600"], log_path="c.log")
     cid = c.CreateContainer(pod_sandbox_id=sid, config=ctr, sandbox_config=sbx).container_id
     c.StartContainer(container_id=cid)
-    # the real ids (and prefixes) are among the strings: requests reach past the lookups
+    # the real ids (and prefixes) are among the strings: requests reach past the lookups (and
+    # may name a cgroup parent: seed 66 made /sys/fs/cgroup/*/<the container's id>)
+    for s in (sid, cid, sid[:12], cid[:12]):
+        fuzzed_cgroup_parents(s)
     fz = Fuzzer(rng, STRINGS + [sid, cid, sid[:12], cid[:12]] * 3)
     bad = {}
     deadline = time.monotonic() + MAX_SECONDS
