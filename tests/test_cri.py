@@ -483,6 +483,9 @@ def test_exec_sync_output_exit_code_and_timeout(node, cri):
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() - t0 < 10
     # containerd's words (crictl shows them)
     assert e.value.details() == "failed to exec in container: timeout 1s exceeded: context deadline exceeded"
+    # no docker init layer in a CRI container (containerd's have none): no /.dockerenv, no /etc/mtab
+    r = cri.ExecSync(container_id=cid, cmd=["sh", "-c", "ls /.dockerenv /etc/mtab 2>&1; true"])
+    assert r.stdout.count(b"No such file or directory") == 2, r.stdout
     # the timed-out command was killed: only the container's own sleep is left
     ps = cri.ExecSync(container_id=cid, cmd=["ps", "-o", "args"]).stdout.decode().splitlines()
     assert "sleep 30" not in ps and "sleep 300" in ps

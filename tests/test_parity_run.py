@@ -7,6 +7,7 @@ import os
 import random
 import re
 import shutil
+import subprocess
 import time
 import uuid
 
@@ -2588,3 +2589,28 @@ def test_stats_and_image_inspect_keys_through_the_sdk_as_dockerd(eng, peer):
             c.close()
     assert seen[0][2] == sorted(seen[1][2] + ["Descriptor"])
     assert seen[0][:2] == seen[1][:2], seen
+
+
+def test_init_layer_entries_and_mounts_over_etc_as_dockerd(eng, peer):
+    """What dockerd's init layer gives a container: /.dockerenv (empty, 0755) and /etc/mtab ->
+    /proc/mounts, which diff does not show and export does; and a mount on /etc (a volume, a
+    tmpfs) does not hide /etc/hostname, hosts and resolv.conf (mounts in order of depth).
+    berthd had neither entry, and its /etc mounts went over the three files."""
+    seen = []
+    for d in (eng, peer):
+        name, vol = _name("il"), _name("ilv")
+        try:
+            run = d.docker("run", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+                           "stat -c '%a %s' /.dockerenv; readlink /etc/mtab", check=True).out
+            diff = d.docker("diff", name, check=True).out
+            listed = set(subprocess.run(["tar", "t"], input=d.docker("export", name).stdout, capture_output=True,
+                                        check=True).stdout.decode().split())
+            over = [d.docker("run", "--rm", "--network", "none", "--mount", spec, IMAGE, "ls", "/etc", check=True).out
+                    for spec in (f"type=volume,src={vol},dst=/etc", "type=tmpfs,dst=/etc")]
+            seen.append((run, diff, {".dockerenv", "etc/mtab"} <= listed, over))
+        finally:
+            d.docker("rm", "-f", name)
+            d.docker("volume", "rm", vol)
+    assert seen[0] == seen[1], seen
+    assert seen[0][:3] == ("755 0\n/proc/mounts\n", "", True)
+    assert seen[0][3][1] == "hostname\nhosts\nresolv.conf\n"

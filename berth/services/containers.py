@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import signal
+import stat as stat_
 import socket
 import threading
 import time
@@ -109,6 +110,13 @@ class RemovalFailed(BerthError):
     def __init__(self, status_code: int, message: str) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+def _lstat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
 
 
 class ContainerService:
@@ -295,6 +303,8 @@ class ContainerService:
             top = self.images.unpack(r)
             key = f"container-{cid}"
             self.snapshotter.prepare(key, top)
+            if not cri:
+                self._init_entries(key)
         except BaseException:
             self.volumes.discard(ns, new_volumes)
             raise
@@ -814,6 +824,53 @@ class ContainerService:
             return False
         finally:
             os.close(fd)
+
+    def _init_entries(self, key: str) -> None:
+        """What dockerd's init layer gives every container it makes (containerd's CRI does not):
+        /.dockerenv (empty, 0755), which programs look for to know they run in a container, and
+        /etc/mtab -> /proc/mounts; written into the new snapshot's own directory, before its
+        first mount. diff and commit leave them out (berth.images.diff.INIT_PATHS), export and
+        cp see them, as dockerd's. Nothing is followed: where the image's /etc is not a
+        directory, no mtab."""
+        upper, lowers = None, []
+        for m in self.snapshotter.mounts(key):
+            opts = dict(o.split("=", 1) for o in m.options if "=" in o)
+            if m.type == "overlay" and "upperdir" in opts:
+                upper, lowers = opts["upperdir"], [d for d in opts.get("lowerdir", "").split(":") if d]
+            elif m.type == "bind":
+                upper = m.source
+        if upper is None:
+            return
+        root = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = os.open(".dockerenv", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o755,
+                         dir_fd=root)
+            os.fchmod(fd, 0o755)
+            os.close(fd)
+            below = next((st for st in (_lstat_or_none(os.path.join(d, "etc")) for d in lowers) if st is not None), None)
+            if below is not None and not stat_.S_ISDIR(below.st_mode):
+                return  # the image's /etc is a link or a file: left as it is
+            try:
+                os.mkdir("etc", 0o755, dir_fd=root)
+                if below is not None:  # the image's directory, as a copy-up keeps it
+                    os.chown("etc", below.st_uid, below.st_gid, dir_fd=root, follow_symlinks=False)
+                    os.chmod("etc", stat_.S_IMODE(below.st_mode), dir_fd=root)
+                else:
+                    os.chmod("etc", 0o755, dir_fd=root)
+            except FileExistsError:
+                pass
+            try:
+                etc = os.open("etc", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root)
+            except OSError:
+                return
+            try:
+                os.symlink("/proc/mounts", "mtab", dir_fd=etc)
+            except FileExistsError:
+                pass
+            finally:
+                os.close(etc)
+        finally:
+            os.close(root)
 
     def stop(self, ns: str, ref: str, timeout: int | None = None, signal_: str | None = None,
              signalled: Callable[[], None] | None = None, rec: Container | None = None) -> bool:

@@ -101,7 +101,15 @@ def size_rw(svc: ContainerService, rec: Container) -> int:
         return 0
     if dirs is None:
         return 0
-    return _du(dirs[0])
+    total = _du(dirs[0])
+    # dockerd's init layer is not the container's: its /etc/mtab link (.dockerenv is empty) not counted
+    mtab = os.path.join(dirs[0], "etc", "mtab")
+    try:
+        if os.readlink(mtab) == "/proc/mounts":
+            total -= os.lstat(mtab).st_size
+    except OSError:
+        pass
+    return total
 
 
 def image_size(svc: ContainerService, rec: Container) -> int:

@@ -4,6 +4,7 @@ with docker's defaults: capabilities, masked and read-only paths, mounts, device
 from __future__ import annotations
 
 import os
+import posixpath
 
 from berth.linux.paths import read_in_root
 
@@ -261,12 +262,13 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
     # read-only with the root (--read-only; the CRI's readonly_rootfs), as dockerd's and containerd's;
     # in dockerd's order
     etc_opts = ["rbind", "rprivate"] + (["ro"] if hc.get("ReadonlyRootfs") else [])
-    for name in ("resolv.conf", "hostname", "hosts"):
-        mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(files_dir, name),
-                       "options": list(etc_opts)})
-    if extra_mounts:
-        dests = {m["destination"] for m in extra_mounts}
-        mounts = [m for m in mounts if m["destination"] not in dests] + list(extra_mounts)
+    etc = [{"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(files_dir, name),
+            "options": list(etc_opts)} for name in ("resolv.conf", "hostname", "hosts")]
+    dests = {m["destination"] for m in extra_mounts or ()}
+    # the container's own mounts after the defaults, fewest path components first (dockerd's
+    # and containerd's order): a mount on /etc (or /) does not hide /etc/hosts
+    mounts = [m for m in mounts if m["destination"] not in dests] + \
+        sorted([m for m in etc if m["destination"] not in dests] + list(extra_mounts or ()), key=_depth)
     spec: dict[str, Any] = {
         "ociVersion": "1.2.0",
         "process": {
@@ -304,6 +306,11 @@ def cgroups_path(parent: str, container_id: str) -> str:
     if parent.endswith(".slice") and "/" not in parent:
         return f"{parent}:berth:{container_id}"
     return f"{parent.rstrip('/')}/{container_id}"
+
+
+def _depth(mount: dict[str, Any]) -> int:
+    """The number of components of a mount's destination (moby's and containerd's sort key)."""
+    return posixpath.normpath(mount["destination"]).count("/")
 
 
 def _more_resources(resources: dict[str, Any], hc: dict[str, Any]) -> None:
