@@ -271,8 +271,7 @@ def build(ctx, argv, cmd):
             # CLI's AddDockerfileToBuildContext does
             extra.append(_file_entry(".dockerignore", (".dockerignore" if text is None else text).encode() +
                                      f"\n{dockerfile}\n".encode()))
-            if text is not None:
-                from berth.dockerfile import ignore
+            if text is not None:  # (ignore is imported with it)
                 patterns = patterns + [".dockerignore"]  # the context's own is replaced
         matcher = ignore.Matcher(patterns) if patterns else None  # noqa: F821 (imported with the patterns)
         counter = {}

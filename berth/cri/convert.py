@@ -469,7 +469,8 @@ def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_pa
     labels = dict(config.labels)
     labels[KIND_LABEL] = "sandbox"
     # on the host's network the pod's UTS namespace is the host's: the name is its HOSTNAME only
-    body = {"Image": image, "Labels": labels, "HostConfig": hc, "User": _user(sc, sandbox=True), "Hostname": pod_hostname(config)}
+    body = {"Image": image, "Labels": labels, "HostConfig": hc, "User": _user(sc, sandbox=True),
+            "Hostname": pod_hostname(config)}
     return body, {"kind": "sandbox", "config": encode(config), "handler": handler}
 
 

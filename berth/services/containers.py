@@ -303,12 +303,15 @@ class ContainerService:
             top = self.images.unpack(r)
             key = f"container-{cid}"
             self.snapshotter.prepare(key, top)
-            if not cri:
-                self._init_entries(key)
         except BaseException:
             self.volumes.discard(ns, new_volumes)
             raise
         try:
+            if not cri:
+                try:
+                    self._init_entries(key)
+                except OSError as e:
+                    raise SystemError_(f"preparing the container's root: {e.strerror or e}") from None
             os.makedirs(self.cdir(cid), mode=0o710, exist_ok=True)
             spec = CreateSpec(dict(body), mounts=mounts, image_id=r.config_digest, created=_now()).to_json()
             labels = dict(body.get("Labels") or {})
@@ -843,11 +846,16 @@ class ContainerService:
             return
         root = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            fd = os.open(".dockerenv", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o755,
-                         dir_fd=root)
-            os.fchmod(fd, 0o755)
-            os.close(fd)
-            below = next((st for st in (_lstat_or_none(os.path.join(d, "etc")) for d in lowers) if st is not None), None)
+            try:
+                fd = os.open(".dockerenv", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o755, dir_fd=root)
+            except FileExistsError:  # (a snapshot without a parent is the image's whole tree)
+                pass
+            else:
+                os.fchmod(fd, 0o755)
+                os.close(fd)
+            below = next((st for st in (_lstat_or_none(os.path.join(d, "etc")) for d in lowers) if st is not None),
+                         None)  # the image's /etc: the nearest layer that has one
             if below is not None and not stat_.S_ISDIR(below.st_mode):
                 return  # the image's /etc is a link or a file: left as it is
             try:

@@ -736,7 +736,8 @@ class NetworkService:
                 for (proto, hip, hport), other in self._ports.items():
                     if other != cid and proto == key[0] and hport == key[2] and \
                             (hip == key[1] or "0.0.0.0" in (hip, key[1])):
-                        raise FailedPrecondition(f"{prefix}Bind for {key[1]}:{key[2]} failed: port is already allocated")
+                        raise FailedPrecondition(f"{prefix}Bind for {key[1]}:{key[2]} failed: port is already "
+                                                 "allocated")
                 try:
                     _probe_port(*key)
                 except FailedPrecondition:  # a program of the host's: what dockerd's proxy says then
