@@ -8,6 +8,7 @@ import random
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -2614,3 +2615,18 @@ def test_init_layer_entries_and_mounts_over_etc_as_dockerd(eng, peer):
     assert seen[0] == seen[1], seen
     assert seen[0][:3] == ("755 0\n/proc/mounts\n", "", True)
     assert seen[0][3][1] == "hostname\nhosts\nresolv.conf\n"
+    # an image without /etc (hello-world): the init layer's /etc is not the container's change
+    diffs = []
+    for d in (eng, peer):
+        d.docker("load", "-i", os.path.join(DATA, "hello-world.docker.tar"), check=True)
+        name = _name("hw")
+        d.docker("create", "--name", name, "hello-world:latest", check=True)
+        try:
+            diffs.append([d.docker("diff", name, check=True).out])
+            with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+                d.docker("cp", f.name, f"{name}:/etc/added", check=True)
+            diffs[-1].append(d.docker("diff", name, check=True).out)
+        finally:
+            d.docker("rm", name)
+            d.docker("rmi", "hello-world:latest")
+    assert diffs[0] == diffs[1] == ["", "C /etc\nA /etc/added\n"], diffs

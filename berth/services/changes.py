@@ -136,6 +136,12 @@ def changes(svc: ContainerService, ns: str, ref: str) -> list[dict]:
     paths = [c[0] for c in raw]
     out = []
     for path, kind, info in raw:
+        if path == "/etc" and kind == ADD and stat.S_ISDIR(info.st_mode):
+            # an image without /etc: dockerd's init layer has one (for /etc/hosts...), so it is not
+            # the container's: shown (changed) only when something below it is
+            if not any(p.startswith("/etc/") for p in paths):
+                continue
+            kind = MODIFY
         if kind == MODIFY and type(info) is tuple:  # ("dir", st, low); a stat_result is a tuple too
             _, st, low = info
             below = any(p.startswith(path + "/") for p in paths)
