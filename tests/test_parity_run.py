@@ -2593,10 +2593,11 @@ def test_stats_and_image_inspect_keys_through_the_sdk_as_dockerd(eng, peer):
 
 
 def test_init_layer_entries_and_mounts_over_etc_as_dockerd(eng, peer):
-    """What dockerd's init layer gives a container: /.dockerenv (empty, 0755) and /etc/mtab ->
-    /proc/mounts, which diff does not show and export does; and a mount on /etc (a volume, a
-    tmpfs) does not hide /etc/hostname, hosts and resolv.conf (mounts in order of depth).
-    berthd had neither entry, and its /etc mounts went over the three files."""
+    """What dockerd's init layer gives a container: /.dockerenv (empty, 0755), /etc/mtab ->
+    /proc/mounts, empty mount points (/etc/hosts..., /dev/console, /proc, /sys), which diff does
+    not show and export does (a never started container's too); and a mount on /etc (a volume,
+    a tmpfs) does not hide /etc/hostname, hosts and resolv.conf (mounts in order of depth).
+    berthd had none of the entries, and its /etc mounts went over the three files."""
     seen = []
     for d in (eng, peer):
         name, vol = _name("il"), _name("ilv")
@@ -2622,11 +2623,17 @@ def test_init_layer_entries_and_mounts_over_etc_as_dockerd(eng, peer):
         name = _name("hw")
         d.docker("create", "--name", name, "hello-world:latest", check=True)
         try:
-            diffs.append([d.docker("diff", name, check=True).out])
+            # never started: what export finds is the image and the init entries
+            tar = subprocess.run(["tar", "tv"], input=d.docker("export", name).stdout, capture_output=True,
+                                 check=True).stdout.decode().splitlines()
+            diffs.append([sorted((x.split()[0], x.split()[-1]) for x in tar)])
+            diffs[-1].append(d.docker("diff", name, check=True).out)
             with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
                 d.docker("cp", f.name, f"{name}:/etc/added", check=True)
             diffs[-1].append(d.docker("diff", name, check=True).out)
         finally:
             d.docker("rm", name)
             d.docker("rmi", "hello-world:latest")
-    assert diffs[0] == diffs[1] == ["", "C /etc\nA /etc/added\n"], diffs
+    assert diffs[0] == diffs[1], diffs
+    assert diffs[0][1:] == ["", "C /etc\nA /etc/added\n"] and ("lrwxrwxrwx", "/proc/mounts") in diffs[0][0]
+    assert {n for _, n in diffs[0][0]} >= {".dockerenv", "dev/console", "etc/hosts", "proc/", "sys/", "hello"}

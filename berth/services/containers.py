@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import posixpath
 import random
 import re
 import secrets
@@ -828,13 +829,18 @@ class ContainerService:
         finally:
             os.close(fd)
 
+    # dockerd's init layer (daemon/initlayer): what every container it makes has
+    _INIT_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys", "etc")
+    _INIT_FILES = (".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname", "dev/console")
+
     def _init_entries(self, key: str) -> None:
         """What dockerd's init layer gives every container it makes (containerd's CRI does not):
-        /.dockerenv (empty, 0755), which programs look for to know they run in a container, and
-        /etc/mtab -> /proc/mounts; written into the new snapshot's own directory, before its
-        first mount. diff and commit leave them out (berth.images.diff.INIT_PATHS), export and
-        cp see them, as dockerd's. Nothing is followed: where the image's /etc is not a
-        directory, no mtab."""
+        /.dockerenv, which programs look for to know they run in a container, empty
+        /etc/{resolv.conf,hosts,hostname} and /dev/console (mount points), /dev/pts, /dev/shm,
+        /proc and /sys where the image lacks them, and /etc/mtab -> /proc/mounts; written into
+        the new snapshot's own directory, before its first mount. diff, commit and SizeRw leave
+        them out (berth.images.diff.INIT_PATHS), export and cp see them, as dockerd's. Nothing
+        is followed: below a path the image has as a link or a file, nothing is made."""
         upper, lowers = None, []
         for m in self.snapshotter.mounts(key):
             opts = dict(o.split("=", 1) for o in m.options if "=" in o)
@@ -844,41 +850,50 @@ class ContainerService:
                 upper = m.source
         if upper is None:
             return
-        root = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+        def image_has(rel: str) -> os.stat_result | None:  # the nearest layer's entry
+            return next((st for st in (_lstat_or_none(os.path.join(d, rel)) for d in lowers) if st is not None),
+                        None)
+        fds = {"": os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)}
         try:
-            try:
-                fd = os.open(".dockerenv", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o755, dir_fd=root)
-            except FileExistsError:  # (a snapshot without a parent is the image's whole tree)
-                pass
-            else:
+            for rel in self._INIT_DIRS:
+                parent, name = posixpath.split(rel)
+                if parent not in fds:
+                    continue  # not a directory here: nothing below it
+                below = image_has(rel)
+                if below is not None and not stat_.S_ISDIR(below.st_mode):
+                    continue  # the image's is a link or a file: left as it is
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fds[parent])
+                    if below is not None:  # the image's directory, as a copy-up keeps it
+                        os.chown(name, below.st_uid, below.st_gid, dir_fd=fds[parent], follow_symlinks=False)
+                    os.chmod(name, stat_.S_IMODE(below.st_mode) if below is not None else 0o755, dir_fd=fds[parent])
+                except FileExistsError:
+                    pass
+                try:
+                    fds[rel] = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                       dir_fd=fds[parent])
+                except OSError:
+                    continue
+            for rel in self._INIT_FILES:
+                parent, name = posixpath.split(rel)
+                if parent not in fds:
+                    continue
+                try:
+                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o755,
+                                 dir_fd=fds[parent])
+                except FileExistsError:  # (a snapshot without a parent is the image's whole tree)
+                    continue
                 os.fchmod(fd, 0o755)
                 os.close(fd)
-            below = next((st for st in (_lstat_or_none(os.path.join(d, "etc")) for d in lowers) if st is not None),
-                         None)  # the image's /etc: the nearest layer that has one
-            if below is not None and not stat_.S_ISDIR(below.st_mode):
-                return  # the image's /etc is a link or a file: left as it is
-            try:
-                os.mkdir("etc", 0o755, dir_fd=root)
-                if below is not None:  # the image's directory, as a copy-up keeps it
-                    os.chown("etc", below.st_uid, below.st_gid, dir_fd=root, follow_symlinks=False)
-                    os.chmod("etc", stat_.S_IMODE(below.st_mode), dir_fd=root)
-                else:
-                    os.chmod("etc", 0o755, dir_fd=root)
-            except FileExistsError:
-                pass
-            try:
-                etc = os.open("etc", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root)
-            except OSError:
-                return
-            try:
-                os.symlink("/proc/mounts", "mtab", dir_fd=etc)
-            except FileExistsError:
-                pass
-            finally:
-                os.close(etc)
+            if "etc" in fds:
+                try:
+                    os.symlink("/proc/mounts", "mtab", dir_fd=fds["etc"])
+                except FileExistsError:
+                    pass
         finally:
-            os.close(root)
+            for fd in fds.values():
+                os.close(fd)
 
     def stop(self, ns: str, ref: str, timeout: int | None = None, signal_: str | None = None,
              signalled: Callable[[], None] | None = None, rec: Container | None = None) -> bool:
