@@ -2637,3 +2637,23 @@ def test_init_layer_entries_and_mounts_over_etc_as_dockerd(eng, peer):
     assert diffs[0] == diffs[1], diffs
     assert diffs[0][1:] == ["", "C /etc\nA /etc/added\n"] and ("lrwxrwxrwx", "/proc/mounts") in diffs[0][0]
     assert {n for _, n in diffs[0][0]} >= {".dockerenv", "dev/console", "etc/hosts", "proc/", "sys/", "hello"}
+
+
+def test_cp_of_a_stopped_containers_network_files_as_dockerd(eng, peer):
+    """docker cp from a stopped container's /etc/hosts and /etc/hostname gives what it ran with
+    (dockerd mounts a container's network files for cp), not the empty mount point."""
+    seen = []
+    for d in (eng, peer):
+        name = _name("cpn")
+        d.docker("run", "-d", "--name", name, "--network", "none", "-h", "myhost", IMAGE, "sleep", "60", check=True)
+        try:
+            d.docker("stop", "-t", "0", name, check=True)
+            got = []
+            for path in ("/etc/hostname", "/etc/hosts"):
+                tar = d.docker("cp", f"{name}:{path}", "-", check=True).stdout
+                got.append(subprocess.run(["tar", "xO"], input=tar, capture_output=True, check=True).stdout)
+            seen.append(got)
+        finally:
+            d.docker("rm", "-f", name)
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == b"myhost\n" and b"127.0.0.1\tlocalhost" in seen[0][1]

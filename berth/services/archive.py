@@ -119,6 +119,36 @@ def _mount_volumes(svc: ContainerService, ns: str, rec: Container, top: str) -> 
         done.append(target)
         if not m.get("RW", True):
             sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+    done += _mount_etc_files(svc, rec, top)
+    return done
+
+
+def _mount_etc_files(svc: ContainerService, rec: Container, top: str) -> list[str]:
+    """The /etc/hostname, hosts and resolv.conf its last run had (its bundle's binds of them),
+    over the mount points in its snapshot, as dockerd mounts a container's network files for
+    cp: a stopped container's /etc/hosts is what it ran with, not the empty mount point."""
+    from berth.linux import syscalls as sc
+    try:
+        with open(os.path.join(svc.sdir(rec.id), "bundle", "config.json"), "rb") as f:
+            spec = json.loads(f.read())
+    except (OSError, ValueError):
+        return []  # never started: the mount points are what there is
+    done = []
+    for m in spec.get("mounts") or ():
+        if m.get("destination") not in ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf") or m.get("type") != "bind":
+            continue
+        src = m.get("source") or ""
+        if not os.path.isfile(src):
+            continue
+        rootfd = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            target = os.path.join(top, secure_join(rootfd, m["destination"]))
+        finally:
+            os.close(rootfd)
+        if not os.path.isfile(target) or os.path.islink(target):
+            continue
+        sc.mount(src, target, None, sc.MS_BIND)
+        done.append(target)
     return done
 
 

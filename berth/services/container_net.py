@@ -411,10 +411,8 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
     if not host:
         domain = spec_body.get("Domainname")
         full = f"{hostname}.{domain} {hostname}" if domain else hostname
-        if endpoints and endpoints[0].get("IPAddress"):
+        if endpoints and endpoints[0].get("IPAddress"):  # none without an address (--network none), as dockerd
             lines.append(f"{endpoints[0]['IPAddress']}\t{full}")
-        else:
-            lines.append(f"127.0.1.1\t{full}")
     write_text(os.path.join(files_dir, "hosts"), "\n".join(lines) + "\n")
     resolv = host_resolv()
     if host and not (hc.get("Dns") or hc.get("DnsSearch") or hc.get("DnsOptions")):
