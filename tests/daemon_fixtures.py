@@ -186,6 +186,18 @@ def missing_cgroup_parents(name):
     return missing_dirs([os.path.join(cg, h, name) for h in hierarchies])
 
 
+def missing_cgroup_parents_of(value):
+    """missing_cgroup_parents of each directory a cgroup parent given as `value` (a user's, a
+    fuzzer's: "a/../b", "/x/y") makes, parents first; none for a value with a NUL."""
+    if "\0" in value:
+        return []
+    parts = [p for p in value.split("/") if p not in ("", ".", "..")]
+    made = []
+    for i in range(1, len(parts) + 1):
+        made += missing_cgroup_parents("/".join(parts[:i]))
+    return made
+
+
 def host_dirs_containerd_makes(*namespaces):
     """What a containerd 1.6 (dockerd's too) makes under /run/containerd whatever its root and
     state (its runc shim's defaults: the shims' sockets, the fifos, runc's root for each

@@ -36,12 +36,8 @@ def fuzzed_cgroup_parents():
     directories made for one (left when the container goes, as dockerd and runc leave them)
     are removed after the daemon (asked for before it: torn down after it), those that were not
     there before and are empty. Seeds 55 and 77 left /sys/fs/cgroup/*/::1 and .../dev/nonexist."""
-    from daemon_fixtures import missing_cgroup_parents, remove_made
-    made = []
-    for v in VALUES:
-        parts = [p for p in v.split("/") if p not in ("", ".", "..")]
-        for i in range(1, len(parts) + 1):
-            made += missing_cgroup_parents("/".join(parts[:i]))
+    from daemon_fixtures import missing_cgroup_parents_of, remove_made
+    made = [d for v in VALUES for d in missing_cgroup_parents_of(v)]
     yield
     remove_made(sorted(made, key=lambda d: d.count("/")))
 

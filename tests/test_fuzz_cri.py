@@ -122,14 +122,11 @@ def fuzzed_cgroup_parents():
     containers go) are removed after the node (asked for before it: torn down after it), those
     that were not there before and are empty. The test adds the ids it fuzzes with (yielded:
     a function of a name)."""
-    from daemon_fixtures import missing_cgroup_parents, remove_made
+    from daemon_fixtures import missing_cgroup_parents_of, remove_made
     made = []
 
     def parent(s):
-        parts = [p for p in s.split("/") if p not in ("", ".", "..")]
-        if "\0" not in s:
-            for i in range(1, len(parts) + 1):
-                made.extend(missing_cgroup_parents("/".join(parts[:i])))
+        made.extend(missing_cgroup_parents_of(s))
     for s in STRINGS:
         parent(s)
     yield parent

@@ -103,11 +103,7 @@ def _mount_volumes(svc: ContainerService, ns: str, rec: Container, top: str) -> 
             continue  # tmpfs: nothing there while the container is stopped
         if not src or not os.path.isdir(src):
             continue
-        rootfd = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            target = os.path.join(top, secure_join(rootfd, m["Destination"]))
-        finally:
-            os.close(rootfd)
+        target = _inside(top, m["Destination"])
         if not os.path.lexists(target):
             try:  # the mount point, as the runtime would make it at start (nothing runs in there now)
                 os.makedirs(target, 0o755)
@@ -121,6 +117,15 @@ def _mount_volumes(svc: ContainerService, ns: str, rec: Container, top: str) -> 
             sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
     done += _mount_etc_files(svc, rec, top)
     return done
+
+
+def _inside(top: str, path: str) -> str:
+    """path resolved inside the tree at top (never out of it): the full path."""
+    rootfd = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return os.path.join(top, secure_join(rootfd, path))
+    finally:
+        os.close(rootfd)
 
 
 def _mount_etc_files(svc: ContainerService, rec: Container, top: str) -> list[str]:
@@ -140,11 +145,7 @@ def _mount_etc_files(svc: ContainerService, rec: Container, top: str) -> list[st
         src = m.get("source") or ""
         if not os.path.isfile(src):
             continue
-        rootfd = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            target = os.path.join(top, secure_join(rootfd, m["destination"]))
-        finally:
-            os.close(rootfd)
+        target = _inside(top, m["destination"])
         if not os.path.isfile(target) or os.path.islink(target):
             continue
         sc.mount(src, target, None, sc.MS_BIND)

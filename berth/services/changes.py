@@ -23,15 +23,22 @@ _INIT_PATHS = {"/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/console", "/
 MODIFY, ADD, DELETE = 0, 1, 2
 
 
-def _overlay_dirs(svc: ContainerService, rec: Container) -> tuple[str, list[str]] | None:
-    """(upper, [lowers nearest first]) of the container's snapshot, or None if not overlayfs."""
-    for m in svc.snapshotter.mounts(rec.snapshot_key):
+def snapshot_dirs(svc: ContainerService, key: str) -> tuple[str, list[str], bool] | None:
+    """(its own directory, [lowers nearest first], overlay?) of a snapshot: an overlay's upper and
+    lower directories, or a bind's source (a snapshot without a parent: the whole tree)."""
+    for m in svc.snapshotter.mounts(key):
         opts = dict(o.split("=", 1) for o in m.options if "=" in o)
         if m.type == "overlay" and "upperdir" in opts:
-            return opts["upperdir"], [d for d in opts.get("lowerdir", "").split(":") if d]
+            return opts["upperdir"], [d for d in opts.get("lowerdir", "").split(":") if d], True
         if m.type == "bind":
-            return None
+            return m.source, [], False
     return None
+
+
+def _overlay_dirs(svc: ContainerService, rec: Container) -> tuple[str, list[str]] | None:
+    """(upper, [lowers nearest first]) of the container's snapshot, or None if not overlayfs."""
+    dirs = snapshot_dirs(svc, rec.snapshot_key)
+    return dirs[:2] if dirs is not None and dirs[2] else None
 
 
 def _lstat(path: str) -> os.stat_result | None:

@@ -113,13 +113,6 @@ class RemovalFailed(BerthError):
         self.status_code = status_code
 
 
-def _lstat_or_none(path: str) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except OSError:
-        return None
-
-
 class ContainerService:
     def __init__(self, cfg: Config, meta: MetadataStore, images: ImageService, snapshotter: Snapshotter,
                  snapshotter_name: str, zygote: Zygote, *, networks: NetworkService | None = None,
@@ -841,19 +834,14 @@ class ContainerService:
         the new snapshot's own directory, before its first mount. diff, commit and SizeRw leave
         them out (berth.images.diff.INIT_PATHS), export and cp see them, as dockerd's. Nothing
         is followed: below a path the image has as a link or a file, nothing is made."""
-        upper, lowers = None, []
-        for m in self.snapshotter.mounts(key):
-            opts = dict(o.split("=", 1) for o in m.options if "=" in o)
-            if m.type == "overlay" and "upperdir" in opts:
-                upper, lowers = opts["upperdir"], [d for d in opts.get("lowerdir", "").split(":") if d]
-            elif m.type == "bind":
-                upper = m.source
-        if upper is None:
+        from berth.services.changes import _lstat, snapshot_dirs
+        dirs = snapshot_dirs(self, key)
+        if dirs is None:
             return
+        upper, lowers, _ = dirs
 
         def image_has(rel: str) -> os.stat_result | None:  # the nearest layer's entry
-            return next((st for st in (_lstat_or_none(os.path.join(d, rel)) for d in lowers) if st is not None),
-                        None)
+            return next((st for st in (_lstat(os.path.join(d, rel)) for d in lowers) if st is not None), None)
         fds = {"": os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)}
         try:
             for rel in self._INIT_DIRS:
