@@ -187,3 +187,32 @@ def test_compose_depends_on_service_healthy(engine, tmp_path):
         assert engine.project_objects(name) == ([], [], [])
     finally:
         engine.compose(pdir, name, "down", "-v", "-t", "1", check=False)
+
+
+ONE_OFF = f"""version: "2.4"
+services:
+  job:
+    image: {IMG}
+"""
+
+
+def test_compose_run_one_off_prints_its_output(engine, tmp_path):
+    """`docker-compose run --rm -T` of a short command on the project's network prints what the
+    command printed and exits with its code. (Compose 1.29 on Python 3 attaches only after its
+    start, then starts the container again when it sees it ended: the command's output reaches
+    the client only when the engine shows the ended run as ended, not as running, while the
+    run's network is still being released.)"""
+    name = "berthoneoff"
+    pdir = project(engine, tmp_path, ONE_OFF, name)
+    try:
+        for _ in range(3):
+            p = engine.compose(pdir, name, "run", "--rm", "-T", "job", "sh", "-c", "echo one-off")
+            assert p.out == "one-off\n", p.err
+        p = engine.compose(pdir, name, "run", "--rm", "-T", "job", "sh", "-c", "echo out; echo err >&2; exit 3",
+                           check=False)
+        assert (p.returncode, p.out) == (3, "out\n") and "err\n" in p.err
+        assert engine.project_objects(name)[0] == []  # --rm: no one-off container left
+        engine.compose(pdir, name, "down")
+        assert engine.project_objects(name) == ([], [], [])
+    finally:
+        engine.compose(pdir, name, "down", "-t", "1", check=False)

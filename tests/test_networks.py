@@ -504,6 +504,54 @@ def test_a_stop_right_after_run_rm_leaves_no_rules_of_the_container(tmp_path):
     assert dm.bridge not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
 
 
+
+def test_an_ended_runs_network_goes_after_its_exit_and_whoever_needs_it_gone_waits(tmp_path):
+    """A run that ended (no --rm, no restart, no published port) is recorded as ended first, its
+    network released after (dockerd's order). With the firewall plugin's DEL a second late, that
+    release is still under way when `run` answers: a start right then waits for it and gets a
+    working network afresh, a stop answers once it is over, a network rm waits for it, and
+    nothing of the runs is left afterwards."""
+    if not os.access("/usr/lib/cni/firewall", os.X_OK):
+        pytest.skip("no /usr/lib/cni/firewall")
+    from daemon_fixtures import Daemon
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    (bindir / "firewall").write_text(SLOW_FIREWALL_DEL)
+    (bindir / "firewall").chmod(0o755)
+    dm = Daemon(tmp_path / "d", extra_config=f'cni_plugin_dirs = ["{bindir}", "/usr/lib/cni", "/opt/cni/bin"]\n')
+    dm.start()
+    ips = []
+    try:
+        dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        dm.berth("network", "create", "late", check=True)
+        probe = ("ip -4 -o addr show eth0 | grep -o 'inet [0-9.]*'; "
+                 "ping -c 1 -W 2 $(ip route | awk '/default/ {print $3}') >/dev/null && echo reached; exit 3")
+        p = dm.berth("run", "--name", "l1", "--network", "late", IMG, "sh", "-c", probe)
+        assert p.returncode == 3 and "reached" in p.out, p.out + p.err
+        ips.append(p.out.split("inet ")[1].split()[0])
+        st = json.loads(dm.berth("inspect", "l1", check=True).out)[0]["State"]
+        assert (st["Status"], st["ExitCode"]) == ("exited", 3)
+        for _ in range(2):  # started again at once, while the last run's release is under way
+            p = dm.berth("start", "-a", "l1")
+            assert p.returncode == 3 and "reached" in p.out, p.out + p.err
+            ips.append(p.out.split("inet ")[1].split()[0])
+        p = dm.berth("start", "l1", check=True)
+        assert dm.berth("stop", "l1", check=True).returncode == 0  # (ended already: its release is awaited)
+        results = os.path.join(dm.state, "cni", "results")
+        assert os.listdir(results) == []
+        dm.berth("run", "--name", "l2", "--network", "late", IMG, "true", check=True)
+        dm.berth("rm", "l1", "l2", check=True)
+        dm.berth("network", "rm", "late", check=True)  # waits for l2's release
+        assert os.listdir(results) == []
+    finally:
+        dm.cleanup()
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
+    left = [r for r in rules if any(f" {ip}/32 " in r + " " for ip in ips)]
+    for r in left:  # not left for the next test
+        subprocess.run(["iptables", "-w", "-D", *r.split()[1:]], capture_output=True)
+    assert left == [], dm.log()
+
+
 # --- real peers: the docker CLI and the SDK ---
 
 def test_docker_cli_networks_and_ports(d):

@@ -146,6 +146,8 @@ class ContainerService:
         self._died: set[str] = set()  # ids whose last run's die is published, no stop pending
         self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
         self._rootfs_release: dict[str, threading.Event] = {}  # id -> set once its exited run's rootfs is unmounted (late_rootfs)
+        self._net_release: dict[str, threading.Event] = {}  # id -> set once its exited run's network is released (late_rootfs)
+        self._exit_heard: dict[str, threading.Event] = {}  # id -> set once the run's exit its monitor heard is recorded
         self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
         self._lifecycle = _OneAtATime()  # a container's starts and its removal, one at a time
         self._shim_ends: dict[str, _ShimEnd] = {}  # id -> the events channel of its run that exited, until the shim closes it
@@ -896,6 +898,7 @@ class ContainerService:
             self.events.container(ns, rec, "stop")
             return True
         if not st.running:
+            self.await_net_release(rec.id)  # (ended just before: its network's release under way)
             return False
         self.mark_stopped_by_user(ns, rec)
         spec = rec.spec_json()
@@ -920,6 +923,7 @@ class ContainerService:
         except (ShimGone, FailedPrecondition):
             pass
         ended = self.states.wait_for(rec.id, lambda s: s is None or not s.running, 60)
+        self.await_net_release(rec.id)  # a stop answers once the run's network is released, as before its record
         self._publish_stop(ns, rec, ended)
         return True
 
@@ -1147,22 +1151,69 @@ class ContainerService:
         runopts.release(self, cid)  # a shareable /dev/shm
 
     @contextlib.contextmanager
-    def late_rootfs(self, cid: str):  # -> Iterator[None]
+    def late_rootfs(self, cid: str, network: Container | None = None):  # -> Iterator[None]
         """For the with block (an exit's record), the exited run's rootfs stays mounted; it is
         unmounted (held, as cleanup_exited's hold) at the block's end. An unmount waits for the
         kernel's RCU grace period (0.2-1 ms), which a stop need not wait for. Whoever mounts
         or removes the container's filesystem meanwhile (a start, a removal, a temporary
-        mount) waits for it first (await_rootfs_release)."""
+        mount) waits for it first (await_rootfs_release).
+        network: the container's record when its network goes at the block's end too, before
+        the rootfs (dockerd's order: the exit recorded, then the network released). A start or
+        a removal waits for it as for the rootfs, a stop for the network (await_net_release), a
+        network rm for its attachments (NetworkService.hold)."""
         done = self._rootfs_release[cid] = threading.Event()
+        released = None
+        if network is not None and self.networks is not None:
+            released = self._net_release[cid] = threading.Event()
+            self.networks.hold(cid)
         try:
             yield
         finally:
             try:
+                if released is not None:
+                    from berth.services import container_net
+                    try:
+                        container_net.teardown(self, network.namespace, cid, network)
+                    finally:
+                        self.networks.unhold(cid)  # (detach_all's, unless it did not run)
+                        released.set()
+                        if self._net_release.get(cid) is released:
+                            del self._net_release[cid]
                 self.release_rootfs(cid, hold=True)
             finally:
                 done.set()
                 if self._rootfs_release.get(cid) is done:
                     del self._rootfs_release[cid]
+
+    def exit_heard(self, cid: str) -> threading.Event:
+        """The monitor has heard the run's exit from its shim; exit_recorded() follows."""
+        ev = self._exit_heard[cid] = threading.Event()
+        return ev
+
+    def exit_recorded(self, cid: str, heard: threading.Event | None = None) -> None:
+        """The exit exit_heard() announced (heard: the event it gave, if not the latest) is in
+        the state machine, or will not be."""
+        ev = self._exit_heard.get(cid)
+        if ev is not None and (heard is None or ev is heard):
+            del self._exit_heard[cid]
+        if heard is not None:
+            heard.set()
+        elif ev is not None:
+            ev.set()
+
+    def await_exit_record(self, cid: str) -> None:
+        """Once the exit heard from the container's shim, if any, is recorded: an inspect right
+        after a run's end shows it ended, as dockerd's (whose exit handling holds the container
+        while it records the exit and releases the run)."""
+        ev = self._exit_heard.get(cid)
+        if ev is not None:
+            ev.wait(10)
+
+    def await_net_release(self, cid: str) -> None:
+        """Once the network of the container's exited run is released (late_rootfs)."""
+        done = self._net_release.get(cid)
+        if done is not None:
+            done.wait(60)
 
     def await_rootfs_release(self, cid: str) -> None:
         """Once the rootfs of the container's exited run is unmounted (late_rootfs)."""
@@ -1250,6 +1301,7 @@ class ContainerService:
 
     def inspect(self, ns: str, ref: str) -> dict:
         rec = self.get(ns, ref)
+        self.await_exit_record(rec.id)
         from berth.services.health import annotate
         st = annotate(self, rec, self.state(rec))  # + State.Health
         spec = rec.spec_json() or {}

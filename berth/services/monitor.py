@@ -79,11 +79,12 @@ class Monitor:
                     self.on_exec_exit(ns, cid, ev)
                 except Exception:  # noqa: BLE001 - the container's exit must still be heard
                     log.exception("container %s: after an exec's exit", cid[:12])
-        end = None
+        end = heard = None
         try:
             ev = channel.next_exit(exec_exit)
-            if ev is not None:  # the shim deletes the run's runtime state now, then closes the channel
-                end = self.c.shim_ending(cid, channel)
+            if ev is not None:
+                heard = self.c.exit_heard(cid)  # an inspect from now on shows the exit (it waits for its record)
+                end = self.c.shim_ending(cid, channel)  # the shim deletes the run's runtime state now, then closes the channel
         finally:
             if end is None:
                 channel.close()
@@ -93,6 +94,9 @@ class Monitor:
             log.warning("container %s: after its exit: %s", cid[:12], e)
         except Exception:  # noqa: BLE001
             log.exception("container %s: after its exit", cid[:12])
+        finally:
+            if heard is not None:
+                self.c.exit_recorded(cid, heard)
         if end is not None:
             self.c.shim_ended(cid, end)  # the channel is not left open (a restart or removal may have read it already)
 
@@ -167,9 +171,17 @@ class Monitor:
         # mounts it again at once; its unmount too, unless the record is followed here by a
         # restart or a removal
         late = not restart and not auto_remove
-        c.cleanup_exited(ns, cid, network=not network_after, hold=not restart, rootfs=not late, rec=rec)
+        # a run that ended for good without published ports: its network goes after the exit's
+        # record too (dockerd records the exit, then releases the network): `wait` and a `run`
+        # without --rm answer without waiting for the CNI DEL (~25 ms), and a client that looks
+        # right after the exit (docker-compose's `run -T` looks whether the container it just
+        # started still runs) sees it ended. Whatever needs the network gone waits for it
+        late_net = late and c.networks is not None and not container_net.published(rec) and \
+            container_net.holds_network(rec)
+        c.cleanup_exited(ns, cid, network=not (network_after or late_net), hold=not restart, rootfs=not late,
+                         rec=rec)
         try:
-            with c.late_rootfs(cid) if late else contextlib.nullcontext():
+            with c.late_rootfs(cid, network=rec if late_net else None) if late else contextlib.nullcontext():
                 return self._record_exit(ns, rec, ev, restart, auto_remove, network_after)
         finally:
             c.close_detached(cid)  # the removal did not (it failed, or someone else's removal)
@@ -193,6 +205,7 @@ class Monitor:
             log.warning("container %s: recording its exit: %s", cid[:12], e)
             c.died(cid)
             return ""
+        c.exit_recorded(cid)  # an inspect that waited for it answers
         # the stop, kill or wait that the record woke answers first (the interpreter's lock to
         # it now, not after this thread's work to come: the rootfs's release, the events):
         # StopPodSandbox's answer 0.2-0.25 ms sooner
