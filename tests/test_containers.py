@@ -1042,6 +1042,38 @@ def test_attach_and_detach_keys(d, client):
     assert status(d, cid) == "running"
 
 
+
+def test_attach_logs_and_stream_as_dockerd(d):
+    """The attach endpoint's logs and stream as dockerd's (and docker-py's attach(stream=False)):
+    logs=1 sends the log so far, as the container's stream is framed; without stream=1 the
+    answer ends there, also for a running container (it waited for the container's end); a
+    container whose log driver keeps nothing is a clear error."""
+    import docker
+    c = docker.DockerClient(base_url=d.host, timeout=30)  # a stream that never ends fails the test
+    try:
+        ct = c.containers.run(IMG, ["sh", "-c", "echo o1; echo e1 >&2; exec sleep 300"], detach=True)
+        wait_for(lambda: ct.logs() == b"o1\ne1\n", 10, "the output")
+        assert ct.attach(stream=False, logs=True) == b"o1\ne1\n"
+        assert ct.attach(stream=False, logs=True, stderr=False) == b"o1\n"
+        assert ct.attach(stream=False, logs=False) == b""
+        tty = c.containers.run(IMG, ["sh", "-c", "echo t1; exec sleep 300"], detach=True, tty=True)
+        wait_for(lambda: tty.logs() == b"t1\r\n", 10, "the TTY's output")
+        assert tty.attach(stream=False, logs=True) == b"t1\r\n"
+        ended = c.containers.run(IMG, ["sh", "-c", "echo x1"], detach=True)
+        assert ended.wait()["StatusCode"] == 0
+        assert ended.attach(stream=False, logs=True) == b"x1\n"
+        for x in (ct, tty):
+            x.reload()
+            assert x.status == "running"
+        silent = c.containers.run(IMG, ["true"], detach=True, log_config={"type": "none"})
+        silent.wait()
+        with pytest.raises(docker.errors.APIError) as e:
+            silent.attach(stream=False, logs=True)
+        assert e.value.status_code == 409 and "does not support reading" in str(e.value)
+    finally:
+        c.close()
+
+
 def test_signals_are_forwarded_by_run(d):
     """berth run (no TTY) passes the signals it gets to the container (--sig-proxy, on by default)."""
     import subprocess

@@ -339,15 +339,28 @@ async def pipe(transport: asyncio.Transport, raw: _Raw, reader: asyncio.StreamRe
 async def attach(request: web.Request) -> web.Response:
     """POST /containers/{id}/attach: answer 101 and pipe the connection to the shim's attach.
     Docker attaches before it starts: the service waits for the start (which then holds the
-    process until this attach is connected, so no output is lost)."""
+    process until this attach is connected, so no output is lost). As dockerd's: logs=1 sends
+    what the container's log holds first; without stream=1 the answer ends there (no live
+    stream: the docker CLI and docker-py's attach_socket ask for it, docker-py's
+    attach(stream=False) does not)."""
     s = services(request)
     ns = namespace_of(request)
     rec = await s.run(s.containers.get, ns, request.match_info["id"])
     want = {"stdin": _bool(request, "stdin"), "stdout": _bool(request, "stdout"), "stderr": _bool(request, "stderr")}
+    logs, live = _bool(request, "logs"), _bool(request, "stream")
+    spec = rec.spec_json() or {}
+    if logs:
+        check_log_readable(spec)  # before the answer's headers: an error the client reads
     given = detach_keys(request.query.get("detachKeys"))
-    keys = given if want["stdin"] and (rec.spec_json() or {}).get("Tty") else None  # docker's: a TTY's only
-    s.containers.expect_attach(rec.id)  # before the 101: the client's start may follow at once
+    keys = given if want["stdin"] and spec.get("Tty") else None  # docker's: a TTY's only
+    if live:
+        s.containers.expect_attach(rec.id)  # before the 101: the client's start may follow at once
     transport, raw = hijack(request)
+    if logs and (want["stdout"] or want["stderr"]):
+        await _replay_log(s, ns, rec.id, want["stdout"], want["stderr"], bool(spec.get("Tty")), transport, raw)
+    if not live:
+        transport.close()
+        return web.Response()
     res = await s.run_wait(s.containers.attach, ns, rec.id, want["stdin"], want["stdout"], want["stderr"])
     if res is None:
         transport.close()
@@ -356,6 +369,23 @@ async def attach(request: web.Request) -> web.Response:
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
     await pipe(transport, raw, reader, writer, stdin=want["stdin"], detach=keys)
     return web.Response()
+
+
+async def _replay_log(s: Any, ns: str, cid: str, stdout: bool, stderr: bool, tty: bool,
+                      transport: asyncio.Transport, raw: _Raw) -> None:
+    """An attach's logs=1: the container's log so far, framed as its stream is (multiplexed
+    unless it has a TTY)."""
+    gen = s.containers.logs(ns, cid, stdout, stderr, False, None, 0, 0, False, ticks=True)
+    loop = asyncio.get_running_loop()
+    while True:
+        items, ended = await loop.run_in_executor(s.waits, _log_batch, gen, transport.is_closing)
+        if items:
+            transport.write(b"".join(data for _, data in items) if tty else
+                            b"".join(struct.pack(">BxxxI", 1 if src == "stdout" else 2, len(data)) + data
+                                     for src, data in items))
+            await raw.drain()
+        if ended or transport.is_closing():
+            return
 
 
 async def resize(request: web.Request) -> web.Response:
