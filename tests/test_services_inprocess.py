@@ -275,7 +275,7 @@ def test_network_service_in_process(engine):
                 s.networks.remove(NS, "inproc-used")
             pruned = s.networks.prune(NS, {"label": ["keep=yes"]})
             assert pruned == {"NetworksDeleted": ["inproc-spare"]}
-            assert s.networks.prune(NS) == {"NetworksDeleted": []}  # the used one stays
+            assert s.networks.prune(NS) == {"NetworksDeleted": None}  # the used one stays (dockerd's null)
         finally:
             s.containers.remove(NS, cid, force=True)
         assert s.networks.prune(NS)["NetworksDeleted"] == ["inproc-used"]

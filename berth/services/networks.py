@@ -324,7 +324,7 @@ class NetworkService:
 
     def prune(self, ns: str, filters: dict | None = None) -> dict:
         """docker network prune: the user-defined networks no container uses (and that pass the
-        label and until filters) go. Returns {"NetworksDeleted": [their names]}."""
+        label and until filters) go. Returns {"NetworksDeleted": [their names]} (null for none)."""
         filters = filters or {}
         for key in filters:
             if key not in ("label", "label!", "until"):
@@ -350,7 +350,7 @@ class NetworkService:
                 gone.append(n.name)
             except BerthError:  # taken meanwhile, or gone
                 pass
-        return {"NetworksDeleted": gone}
+        return {"NetworksDeleted": gone or None}  # dockerd's null when none went
 
     def remove(self, ns: str, ref: str, in_use: Callable[[Network], list[str]] | None = None) -> Network:
         """Remove a user-defined network; refused while a running container is attached to it
