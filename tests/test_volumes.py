@@ -229,6 +229,31 @@ def test_binds_rw_ro_and_missing_sources(d, tmp_path):
     assert d.berth("ps", "-a", "-q").out.split() == [info["Id"][:12]]
 
 
+
+def test_binds_of_the_daemons_own_directories_are_rslave(d):
+    """dockerd's rule for a bind whose source holds the daemon's directories or lies in them (its
+    validateBindDaemonRoot; checked side by side with dockerd 20.10): rslave when no propagation
+    is given, so that such a container (one that binds /, say) sees the daemon's later
+    unmounts rather than keeping its mounts alive; the container runs where the source's mount
+    cannot be a slave (dockerd's fallback); a private propagation asked for is refused in
+    dockerd's words. berthd's root and its state dir (the containers' roots are mounted there)."""
+    base = os.path.dirname(d.root)  # holds the root and the state dir
+    assert os.path.dirname(d.state) == base
+    cid = d.berth("run", "-d", "-v", f"{base}:/b:ro", "--mount", f"type=bind,src={d.state},dst=/s", IMG,
+                  "sleep", "60", check=True).out.strip()
+    info = inspect(d, cid)
+    assert sorted((m["Destination"], m["Propagation"]) for m in info["Mounts"]) == [("/b", "rslave"), ("/s", "rslave")]
+    assert "root" in d.berth("exec", cid, "ls", "/b", check=True).out.split()
+    for args in (["-v", f"{base}:/b:rprivate"], ["--mount", f"type=bind,src={d.root},dst=/b,bind-propagation=private"]):
+        prop = "rprivate" if args[0] == "-v" else "private"
+        src = base if args[0] == "-v" else d.root
+        one_line_error(d.berth("create", *args, IMG, "true"),
+                       'invalid mount config: must use either propagation mode "rslave" or "rshared" when mount '
+                       f'source is within the daemon root, daemon root: "{d.root}", bind mount source: "{src}", '
+                       f'propagation: "{prop}"')
+    assert d.berth("ps", "-a", "-q").out.split() == [cid[:12]]  # the refused ones made nothing
+
+
 def test_bad_mount_specs_are_one_line_and_create_nothing(d):
     cases = [
         (["-v", "a:/b:ro:x"], "invalid volume specification: 'a:/b:ro:x'"),  # dockerd's words

@@ -294,7 +294,7 @@ class ContainerService:
             container_net.check(self.networks, ns, body)
         cid = cid or secrets.token_hex(32)
         mounts, new_volumes = self.volumes.resolve(ns, body, self.images.read_json(r.config_digest, 20 << 20,
-                                                                                   "image config"))
+                                                                                   "image config"), cri=cri)
         try:
             top = self.images.unpack(r)
             key = f"container-{cid}"

@@ -120,7 +120,7 @@ def parse_bind(spec: str) -> dict:
     mp = {"Type": kind, "Destination": dst, "RW": "ro" not in modes, "Mode": mode,
           "Propagation": (prop or "rprivate") if kind == "bind" else ""}
     if kind == "bind":
-        mp.update(Source=os.path.normpath(src), CreateSource=True)
+        mp.update(Source=os.path.normpath(src), CreateSource=True, PropagationGiven=bool(prop))
     else:
         mp.update(Name=src, CopyUp="nocopy" not in modes, Driver="local", Mode=mode or "z")
     return mp
@@ -155,10 +155,11 @@ def parse_mount(m: dict) -> dict:
             raise InvalidArgument(err + f"invalid mount path: '{src}' mount path must be absolute")
         if not os.path.exists(src):
             raise InvalidArgument(err + f"bind source path does not exist: {src}")
-        prop = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
+        given = (m.get("BindOptions") or {}).get("Propagation") or ""
+        prop = given or "rprivate"
         if prop not in _PROPAGATION:
             raise InvalidArgument(err + f"invalid propagation mode: {prop}")
-        mp.update(Source=os.path.normpath(src), Propagation=prop)
+        mp.update(Source=os.path.normpath(src), Propagation=prop, PropagationGiven=bool(given))
     elif kind == "volume":
         if src:
             check_name(src)
@@ -360,10 +361,12 @@ class VolumeService:
 
     # --- a container's mounts ---
 
-    def resolve(self, ns: str, body: dict, image_config: dict | None) -> tuple[list[dict], list[str]]:
+    def resolve(self, ns: str, body: dict, image_config: dict | None,
+                cri: bool = False) -> tuple[list[dict], list[str]]:
         """At container create: HostConfig.Binds/Mounts/Tmpfs/VolumesFrom, Config.Volumes and the
         image's VOLUMEs -> (mount points, names of the volumes created for them). Everything is
-        checked before anything is created."""
+        checked before anything is created. cri: a CRI container's (containerd has no rule for
+        binds of the daemon's own directories)."""
         hc = body.get("HostConfig") or {}
         ic = (image_config or {}).get("config") or {}
         points = {}  # destination -> mount point
@@ -400,6 +403,10 @@ class VolumeService:
             if mp["Destination"] in explicit:
                 raise InvalidArgument(f"Duplicate mount point: {mp['Destination']}")
             explicit[mp["Destination"]] = mp
+        if not cri:
+            for mp in explicit.values():
+                if mp["Type"] == "bind":
+                    self._daemon_dir_bind(mp)
         points.update(explicit)
         vols = dict(ic.get("Volumes") or {})
         vols.update(body.get("Volumes") or {})
@@ -449,6 +456,26 @@ class VolumeService:
             except BerthError:
                 pass
 
+    def _daemon_dir_bind(self, mp: dict) -> None:
+        """dockerd's rule for a bind whose source holds the daemon's directories or lies in them
+        (validateBindDaemonRoot): rslave unless told (a container that binds / sees the
+        daemon's later unmounts instead of keeping its mounts alive), and only rslave or rshared
+        if told. berth's root and its state dir (where the containers' roots are mounted)."""
+        src = mp["Source"]
+        for d in (self.cfg.root, self.cfg.state):
+            d = os.path.normpath(d)
+            if not (src == d or src == "/" or src.startswith(d + "/") or d.startswith(src + "/")):
+                continue
+            prop = mp.get("Propagation") or ""
+            if not mp.get("PropagationGiven"):
+                mp["Propagation"] = "rslave"
+                mp["DaemonDir"] = True  # rprivate at the start where the source's mount cannot be a slave (dockerd's fallback)
+            elif prop not in ("rslave", "rshared"):
+                raise InvalidArgument('invalid mount config: must use either propagation mode "rslave" or "rshared" '
+                                      f'when mount source is within the daemon root, daemon root: "{d}", '
+                                      f'bind mount source: "{src}", propagation: "{prop}"')
+            return
+
     def oci_mounts(self, ns: str, rec, rootfs: str) -> list[dict]:
         """At start (the rootfs mounted): mount the volumes that need it, copy the image's content
         into new empty volumes, create missing -v host dirs; the OCI mounts, parents first."""
@@ -475,7 +502,12 @@ class VolumeService:
             # a bind without a propagation of its own is rprivate; a volume's has none (dockerd gives
             # the runtime none: the mount stays in the root's peer group, a slave of the host's)
             prop = m.get("Propagation") or ("" if m["Type"] == "volume" else "rprivate")
-            check_propagation(src, prop)
+            try:
+                check_propagation(src, prop)
+            except InvalidArgument:
+                if not m.get("DaemonDir"):
+                    raise
+                prop = "rprivate"  # dockerd's fallback for its own default on a private mount
             opts = ["rbind", prop] if prop else ["rbind"]
             if not m.get("RW", True):
                 opts.append("ro")
