@@ -857,6 +857,38 @@ def test_ps_filters_before_since_network_publish_expose_match_dockerd(eng, peer)
     assert seen[0][3][2] == ["pf1"] and seen[0][2][2] == ["pf2"]  # (the filters did filter)
 
 
+
+def test_name_filters_are_regular_expressions_as_dockerd(eng, peer):
+    """`ps`, `network ls` and `volume ls` match a name filter (and network ls an id filter) as
+    dockerd does: as it is, else as a regular expression found in the name (a container's with
+    or without its "/"); one that is not a regular expression matches nothing else. berthd
+    matched substrings only."""
+    seen = []
+    for d in (eng, peer):
+        d.docker("network", "create", "rxnet-a1", check=True)
+        d.docker("volume", "create", "rxvol-a1", check=True)
+        d.docker("run", "-d", "--name", "rxctr-a1", "--network", "none", IMAGE, "sleep", "600", check=True)
+        try:
+            nid = d.docker("network", "inspect", "-f", "{{.Id}}", "rxnet-a1", check=True).out.strip()
+            row = []
+            for kind, names in (("ps", ["^rxctr-a1$", "^/rxctr-a1$", "rxc.r", "rxctr-[a-z]1", "rxctr", "[", "^xctr"]),
+                                ("network", ["^rxnet-a1$", "rxn.t", "rxnet", "[", "^xnet"]),
+                                ("volume", ["^rxvol-a1$", "rxv.l", "rxvol", "[", "^xvol"])):
+                for f in names:
+                    cmd = ["ps", "-a"] if kind == "ps" else [kind, "ls"]
+                    p = d.docker(*cmd, "--filter", f"name={f}", "--format", "{{.Name}}" if kind != "ps" else "{{.Names}}")
+                    row.append((kind, f, p.returncode, sorted(x for x in p.out.split() if x.startswith("rx"))))
+            p = d.docker("network", "ls", "--filter", f"id={nid[5:11]}", "--format", "{{.Name}}")
+            row.append(("network id", p.returncode, p.out.split()))
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", "rxctr-a1")
+            d.docker("network", "rm", "rxnet-a1")
+            d.docker("volume", "rm", "rxvol-a1")
+    assert seen[0] == seen[1], (seen[0], seen[1])
+    assert seen[0][0][3] == ["rxctr-a1"] and seen[0][5][3] == [] and seen[0][-1][2] == ["rxnet-a1"]
+
+
 def test_health_and_df_match_dockerd(eng, peer):
     shapes = []
     for d in (eng, peer):

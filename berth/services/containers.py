@@ -1647,8 +1647,9 @@ def _match(filters: dict[str, Any], item: dict[str, Any], rec: Container, st: di
         if key == "status":
             if st["Status"] not in values:
                 return False
-        elif key == "name":
-            if not any(v.lstrip("/") in rec.name for v in values):
+        elif key == "name":  # dockerd's: as a regular expression, on the name with and without its "/"
+            from berth.services.filtermatch import matches
+            if not any(matches(v, rec.name) or matches(v, "/" + rec.name) for v in values):
                 return False
         elif key == "id":
             if not any(rec.id.startswith(v) for v in values):

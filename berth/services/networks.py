@@ -793,7 +793,8 @@ def _labels_match(f: dict, labels: dict) -> bool:
 
 def _matches(f: dict, n: Network, users: Callable[[], list[str]]) -> bool:
     """docker network ls's filters (users: the names of n's containers, asked only when needed)."""
-    for key, test in (("name", lambda v: v in n.name), ("id", lambda v: n.id.startswith(v)),
+    from berth.services.filtermatch import matches  # dockerd's: a name or id as a regular expression
+    for key, test in (("name", lambda v: matches(v, n.name)), ("id", lambda v: matches(v, n.id)),
                       ("driver", lambda v: v == n.driver or (v == "null" and n.name == "none")),
                       ("scope", lambda v: v == "local")):
         vals = _filter_values(f, key)

@@ -624,6 +624,7 @@ class VolumeService:
 
     # last in the class: below, `list` is the builtin in annotations
     def list(self, ns: str, filters: dict | None = None) -> dict:
+        from berth.services.filtermatch import matches
         filters = _norm_filters(filters)
         for k in filters:
             if k not in ("name", "label", "label!", "dangling", "driver"):
@@ -635,7 +636,7 @@ class VolumeService:
         out = []
         for o in self.meta.list_objects(ns, "volume"):
             v = self._view(o)
-            if "name" in filters and not any(f in o.name for f in filters["name"]):
+            if "name" in filters and not any(matches(f, o.name) for f in filters["name"]):  # as a regular expression
                 continue
             if "driver" in filters and v["Driver"] not in filters["driver"]:
                 continue
