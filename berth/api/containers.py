@@ -377,15 +377,18 @@ async def _replay_log(s: Any, ns: str, cid: str, stdout: bool, stderr: bool, tty
     unless it has a TTY)."""
     gen = s.containers.logs(ns, cid, stdout, stderr, False, None, 0, 0, False, ticks=True)
     loop = asyncio.get_running_loop()
-    while True:
-        items, ended = await loop.run_in_executor(s.waits, _log_batch, gen, transport.is_closing)
-        if items:
-            transport.write(b"".join(data for _, data in items) if tty else
-                            b"".join(struct.pack(">BxxxI", 1 if src == "stdout" else 2, len(data)) + data
-                                     for src, data in items))
-            await raw.drain()
-        if ended or transport.is_closing():
-            return
+    try:
+        while True:
+            items, ended = await loop.run_in_executor(s.waits, _log_batch, gen, transport.is_closing)
+            if items:
+                transport.write(b"".join(data for _, data in items) if tty else
+                                b"".join(struct.pack(">BxxxI", 1 if src == "stdout" else 2, len(data)) + data
+                                         for src, data in items))
+                await raw.drain()
+            if ended or transport.is_closing():
+                return
+    finally:
+        gen.close()  # its log file, at once (a client that left before the end)
 
 
 async def resize(request: web.Request) -> web.Response:
