@@ -377,6 +377,10 @@ async def _replay_log(s: Any, ns: str, cid: str, stdout: bool, stderr: bool, tty
     unless it has a TTY)."""
     gen = s.containers.logs(ns, cid, stdout, stderr, False, None, 0, 0, False, ticks=True)
     loop = asyncio.get_running_loop()
+    # docker-py reads the stream from the socket under its HTTP reader: bytes that reach the
+    # client with the answer's headers, in one read, are lost to it (dockerd's replay starts
+    # later, after opening the log). The headers go alone first.
+    await asyncio.sleep(0.02)
     try:
         while True:
             items, ended = await loop.run_in_executor(s.waits, _log_batch, gen, transport.is_closing)
