@@ -288,6 +288,20 @@ def test_docker_save_and_load(eng, tmp_path):
         other.cleanup()
 
 
+
+def test_an_image_named_twice_is_saved_once(eng, tmp_path):
+    """`docker save busybox-layers:1 <its id> hello-world`: one archive entry per image, with the
+    tags asked for (dockerd's; berthd wrote the image twice, once without RepoTags)."""
+    out = str(tmp_path / "twice.tar")
+    eng.docker("save", "-o", out, "busybox-layers:1", BUSYBOX_ID[len("sha256:"):][:12], "hello-world", BUSYBOX_ID,
+               check=True)
+    with tarfile.open(out) as t:
+        manifest = json.load(t.extractfile("manifest.json"))
+    assert sorted((m["RepoTags"] or []) for m in manifest) == [["busybox-layers:1"], ["hello-world:latest"]]
+    assert sorted(m["Config"] for m in manifest) == sorted(
+        f"blobs/sha256/{i[len('sha256:'):]}" for i in (BUSYBOX_ID, HELLO_ID))
+
+
 def test_docker_load_from_stdin(berthd):
     with open(HELLO, "rb") as f:
         p = berthd.docker("load", input=f.read(), check=True)

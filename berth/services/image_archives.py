@@ -45,7 +45,9 @@ class ArchiveOps:
         return [i.names for i in loaded]
 
     def prepare_save(self, ns: str, names: list[str]) -> list[tuple[list[str], dict]]:
-        images = []
+        """The images names ask for, each once (dockerd's: an image named twice, by a tag and
+        by its ID say, is one entry of the archive, with the tags asked for)."""
+        images: dict[str, tuple[list[str], dict]] = {}
         for n in names:
             r = self.resolve(ns, n)
             try:
@@ -59,8 +61,9 @@ class ArchiveOps:
                 picked = [x for x in r.names if not is_untagged_name(x)]
             # an archive's RepoTags hold tags only (docker saves repo@digest without a name)
             picked = [x for x in picked if not is_digest_name(x)]
-            images.append((picked, r.target))
-        return images
+            tags, _target = images.setdefault(r.config_digest, ([], r.target))  # by image ID
+            tags.extend(x for x in picked if x not in tags)
+        return list(images.values())
 
     def save(self, ns: str, images: list[tuple[list[str], dict]], fileobj: BinaryIO) -> None:
         from berth.images.archive import save_archive
