@@ -889,6 +889,46 @@ def test_name_filters_are_regular_expressions_as_dockerd(eng, peer):
     assert seen[0][0][3] == ["rxctr-a1"] and seen[0][5][3] == [] and seen[0][-1][2] == ["rxnet-a1"]
 
 
+
+def test_json_file_logs_as_dockerd(eng, peer):
+    """The json-file driver as dockerd's: its lines' bytes (compact, UTF-8, <>& escaped), rotation
+    at max-size over max-file files that `logs` reads in order (berthd read the current file
+    only), the labels/env options' attributes (logs --details), and the refusals of its options
+    at the start, in dockerd's words."""
+    gen = "i=0; while [ $i -lt 120 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done"
+    seen = []
+    for d in (eng, peer):
+        name = _name("jl")
+        row = []
+        try:
+            d.docker("run", "--name", name, "--network", "none", "--log-opt", "max-size=1k", "--log-opt", "max-file=3",
+                     IMAGE, "sh", "-c", gen, check=True)
+            out = d.docker("logs", name, check=True).out.splitlines()
+            row.append((len(out), out[0], out[-1]))
+            row.append(d.docker("logs", "--tail", "12", name, check=True).out.splitlines())
+            path = d.docker("inspect", "-f", "{{.LogPath}}", name, check=True).out.strip()
+            row.append(sorted(os.path.basename(p)[len(os.path.basename(path)):] for p in
+                              [path] + [f"{path}.{i}" for i in range(1, 5) if os.path.exists(f"{path}.{i}")]))
+            d.docker("rm", name, check=True)
+            d.docker("run", "--name", name, "--network", "none", "--label", "app=x", "--label", "tier=web",
+                     "-e", "E1=v", "--log-opt", "labels=app,nope", "--log-opt", "env=E1,FIXTURE",
+                     IMAGE, "sh", "-c", "echo '<a>&\u00e9'", check=True)
+            row.append(d.docker("logs", "--details", name, check=True).out)
+            path = d.docker("inspect", "-f", "{{.LogPath}}", name, check=True).out.strip()
+            with open(path, "rb") as f:
+                row.append(re.sub(rb'"time":"[^"]*"', b'"time":T', f.read()))
+            for opts in (["max-file=0"], ["max-file=x"], ["compress=true"], ["compress=true", "max-size=1k"],
+                         ["compress=maybe", "max-size=1k", "max-file=2"], ["max-size=0"]):
+                p = d.docker("run", "--rm", "--network", "none", *[x for o in opts for x in ("--log-opt", o)],
+                             IMAGE, "true")
+                row.append((opts, p.returncode, _daemon_error(p)))
+        finally:
+            d.docker("rm", "-f", name)
+        seen.append(row)
+    assert seen[0] == seen[1], (seen[0], seen[1])
+    assert seen[0][0][0] > 12 and seen[0][3].startswith("E1=v,FIXTURE=busybox-layers,app=x ")
+
+
 def test_health_and_df_match_dockerd(eng, peer):
     shapes = []
     for d in (eng, peer):

@@ -489,7 +489,7 @@ class ContainerService:
                 "id": rec.id, "state_dir": sd, "bundle": bundle,
                 "log_path": os.devnull if no_log(hc) else self.log_path(rec.id),  # none: nothing kept
                 "tty": bool(spec_body.get("Tty")), "open_stdin": bool(spec_body.get("OpenStdin")),
-                "log_max_size": _size(lc.get("max-size")), "log_max_file": int(lc.get("max-file") or 1),
+                **_json_file_opts(lc, spec_body, cfg_doc),
                 "wait_attach": bool(attach_pending or hold), "hold": hold, "socket": self.shim_socket(rec.id),
                 "systemd": self.cfg.cgroup_driver == "systemd",
                 "oom_file": _oom_file(oci, rec.id),
@@ -1386,12 +1386,14 @@ class ContainerService:
         if lc.get("Type") == "cri" and (lc.get("Config") or {}).get("path"):  # a CRI container's log
             path, item_of = lc["Config"]["path"], _cri_log_item
         want = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
+        json_file = item_of is not _cri_log_item  # (a CRI log is rotated by the kubelet, ReopenContainerLog)
+        rotated = _rotated_logs(path) if json_file else []
         try:
             f = open(path, "rb")
         except FileNotFoundError:
             return
-        with f:
-            lines = f.readlines()
+        try:
+            lines = [line for old in rotated for line in _read_lines(old)] + f.readlines()
             if tail is not None and tail >= 0:
                 lines = lines[-tail:] if tail else []
             for line in lines:
@@ -1411,9 +1413,20 @@ class ContainerService:
                         if item:
                             yield item
                     continue
+                if json_file and _replaced(f, path):  # rotated (max-size): on in the new file
+                    try:
+                        nf = open(path, "rb")
+                    except FileNotFoundError:
+                        pass
+                    else:
+                        f.close()
+                        f = nf
+                        continue
                 st = self.states.peek(rec.id)
                 if st is None or not st.running:  # exited (its shim drained the output first) or gone
-                    rest = f.read()
+                    rest = buf + f.read()
+                    if json_file and _replaced(f, path):  # (rotated at the last moment)
+                        rest += b"".join(_read_lines(path))
                     for line in rest.splitlines(keepends=True):
                         item = item_of(line, want, since, until, timestamps)
                         if item:
@@ -1423,6 +1436,8 @@ class ContainerService:
                 if ticks:
                     yield None
                 self.states.wait_for(rec.id, lambda s: s is None or not s.running, 0.05)
+        finally:
+            f.close()
 
     @staticmethod
     def _log_item(line: bytes, want: Collection[str], since: float, until: float, timestamps: bool,
@@ -1824,6 +1839,90 @@ def _oom_file(oci: dict[str, Any], cid: str) -> str:
         return cgroups.oom_file(path, cid, bool(path and path.count(":") == 2))  # as the shim resolves it
     except Exception:  # noqa: BLE001 - no OOM report rather than no start
         return ""
+
+
+def _rotated_logs(path: str) -> list[str]:
+    """A json-file log's rotated files (max-file), the oldest first: <log>.N ... <log>.1."""
+    out = []
+    i = 1
+    while os.path.exists(f"{path}.{i}"):
+        out.append(f"{path}.{i}")
+        i += 1
+    return out[::-1]
+
+
+def _read_lines(path: str) -> list[bytes]:
+    try:
+        with open(path, "rb") as f:
+            return f.readlines()
+    except FileNotFoundError:  # rotated away meanwhile
+        return []
+
+
+def _replaced(f: Any, path: str) -> bool:
+    """Whether the file at path is no longer the one f reads (a rotation renamed it)."""
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _json_file_opts(lc: dict[str, str], body: dict[str, Any], cfg_doc: dict[str, Any]) -> dict[str, Any]:
+    """The json-file driver's options as its shim takes them, checked as dockerd's driver checks
+    them at the start (its words): max-size, max-file, compress, and each entry's attributes
+    from the labels, labels-regex, env and env-regex options (docker logs --details shows them)."""
+    why = "failed to initialize logging driver: "
+    size = _size(lc.get("max-size"))
+    if lc.get("max-size") and size <= 0:
+        raise InvalidArgument(why + "max-size must be a positive number")
+    files = 1
+    if lc.get("max-file") is not None:
+        try:
+            files = int(str(lc["max-file"]).strip(), 10)
+        except ValueError:
+            raise InvalidArgument(why + f'strconv.Atoi: parsing "{lc["max-file"]}": invalid syntax') from None
+        if files < 1:
+            raise InvalidArgument(why + "max-file cannot be less than 1")
+    if lc.get("compress") is not None:
+        from berth.services.ocispec import _FALSE, _TRUE  # Go's strconv.ParseBool
+        if lc["compress"] not in _TRUE + _FALSE:
+            raise InvalidArgument(why + f'strconv.ParseBool: parsing "{lc["compress"]}": invalid syntax')
+        compress = lc["compress"] in _TRUE
+        if compress and (files == 1 or not lc.get("max-size")):
+            raise InvalidArgument(why + "compress cannot be true when max-file is less than 2 or max-size is not set")
+    return {"log_max_size": size, "log_max_file": files, "log_attrs": _log_attrs(lc, body, cfg_doc)}
+
+
+def _log_attrs(lc: dict[str, str], body: dict[str, Any], cfg_doc: dict[str, Any]) -> dict[str, str]:
+    """dockerd's ExtraAttributes: the container labels named by `labels` (and, only then, those
+    `labels-regex` matches), the Config.Env variables named by `env` or matched by `env-regex`."""
+    out: dict[str, str] = {}
+    labels = body.get("Labels") or {}
+    if lc.get("labels"):
+        for k in lc["labels"].split(","):
+            if k in labels:
+                out[k] = labels[k]
+        if lc.get("labels-regex"):
+            rx = _log_regex(lc["labels-regex"])
+            out.update({k: v for k, v in labels.items() if rx.search(k)})
+    if lc.get("env") or lc.get("env-regex"):
+        from berth.services.ocispec import config_env
+        env = dict(e.split("=", 1) for e in config_env(body.get("Env"), (cfg_doc.get("config") or {}).get("Env"))
+                   if "=" in e)
+        for k in (lc.get("env") or "").split(","):
+            if k and k in env:
+                out[k] = env[k]
+        if lc.get("env-regex"):
+            rx = _log_regex(lc["env-regex"])
+            out.update({k: v for k, v in env.items() if rx.search(k)})
+    return dict(sorted(out.items()))  # as Go writes a map: by key
+
+
+def _log_regex(term: str) -> re.Pattern[str]:
+    try:
+        return re.compile(term)
+    except re.error as e:
+        raise InvalidArgument(f"failed to initialize logging driver: error parsing regexp: {e}") from None
 
 
 def _size(s: str | int | None) -> int:

@@ -24,6 +24,7 @@ import _socket
 import errno
 import json
 import os
+import re
 import select
 import socket
 import struct
@@ -61,6 +62,9 @@ LAST_WORDS = 5.0
 EXIT_ACK_WAIT = 5.0
 
 
+_GO_ESCAPED = re.compile("[<>&\u2028\u2029]")
+
+
 def _now_rfc3339() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
@@ -69,10 +73,11 @@ def _now_rfc3339() -> str:
 class JSONLog:
     """docker's json-file log driver: one JSON object per line, size-based rotation."""
 
-    def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
+    def __init__(self, path: str, max_size: int = 0, max_file: int = 1, attrs: dict[str, str] | None = None) -> None:
         self.path = path
         self.max_size = max_size
         self.max_file = max(1, max_file)
+        self.attrs = attrs or None  # each entry's "attrs" (the labels and env of the labels/env log options)
         self.f = open(path, "ab")
         self.size = self.f.tell()
         self.partial: dict[str, bytes] = {}  # stream -> the start of a line not ended yet
@@ -96,9 +101,16 @@ class JSONLog:
                 self._entry(s, rest)
 
     def _entry(self, stream: str, data: bytes) -> None:
-        line = json.dumps({"log": data.decode("utf-8", errors="replace"), "stream": stream,
-                           "time": _now_rfc3339()}).encode() + b"\n"
-        if self.max_size and self.size + len(line) > self.max_size and self.size > 0:
+        entry = {"log": data.decode("utf-8", errors="replace"), "stream": stream}
+        if self.attrs:
+            entry["attrs"] = self.attrs
+        entry["time"] = _now_rfc3339()
+        # dockerd's bytes: compact, UTF-8 as it is, <, >, & (and U+2028/9) escaped as Go escapes them
+        text = json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+        if _GO_ESCAPED.search(text):
+            text = _GO_ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+        line = text.encode() + b"\n"
+        if self.max_size and self.size >= self.max_size:  # dockerd's: a file reaches max-size, then rotates
             self.rotate()
         self.f.write(line)
         self.f.flush()
@@ -333,7 +345,11 @@ class Shim:
         log: type[JSONLog] | type[CRILog] = JSONLog
         if p.get("log_format") == "cri":  # a container of the Kubernetes CRI: kubelet's log format
             from berth.shim.crilog import CRILog as log
-        self.log = log(p["log_path"], int(p.get("log_max_size") or 0), int(p.get("log_max_file") or 1))
+        if log is JSONLog:
+            self.log = JSONLog(p["log_path"], int(p.get("log_max_size") or 0), int(p.get("log_max_file") or 1),
+                               p.get("log_attrs"))
+        else:
+            self.log = log(p["log_path"], int(p.get("log_max_size") or 0), int(p.get("log_max_file") or 1))
 
     # --- setup ---
 
