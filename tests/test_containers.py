@@ -267,6 +267,17 @@ def test_logs_follow_until_exit(d):
     assert status(d, cid) == "exited"
 
 
+
+def test_logs_follow_goes_on_across_rotations(d):
+    """A followed json-file log that rotates (max-size, max-file) as it is read: every line once,
+    in order (the follow goes on in the new file; dockerd 20.10 repeats some lines here)."""
+    cid = d.berth("run", "-d", "--log-opt", "max-size=1k", "--log-opt", "max-file=3", IMG, "sh", "-c",
+                  "sleep 1; i=0; while [ $i -lt 60 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; "
+                  "i=$((i+1)); sleep 0.01; done", check=True).out.strip()
+    p = d.berth("logs", "-f", cid, check=True, timeout=30)
+    assert p.out.splitlines() == [f"line-{i}-" + "x" * 40 for i in range(60)]
+
+
 # --- berth: ps ---
 
 def test_ps_options_and_filters(d):
