@@ -1,5 +1,6 @@
-"""Go's strconv.Quote and errno texts, for messages and outputs in Go programs' words (shared by the CLI's
-templates and outputs and the daemon's errors; light: no imports)."""
+"""Go's strconv.Quote, errno texts and encoding/json's text, for messages and outputs in Go programs'
+words (shared by the CLI's templates and outputs, the daemon's errors, the json-file log and the
+CRI's Go-written texts; light: no imports at its own import)."""
 
 
 def quote(s: str, limit: int | None = None) -> str:
@@ -43,3 +44,17 @@ def errno_text(e: BaseException) -> str:
     """An OS error's text as a Go program prints it (syscall.Errno: strerror in lower case)."""
     why = getattr(e, "strerror", None) or str(e)
     return why[:1].lower() + why[1:]
+
+
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def marshal(obj, sort_keys: bool = False) -> str:
+    """obj as Go's encoding/json writes it: compact, UTF-8 as it is, <, >, & and U+2028/9
+    escaped; sort_keys for a Go map (its keys come out sorted)."""
+    import json
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
+    for c, esc in _GO_ESCAPES.items():
+        if c in text:
+            text = text.replace(c, esc)
+    return text

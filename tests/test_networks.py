@@ -475,11 +475,9 @@ exec /usr/lib/cni/firewall
 """
 
 
-def test_a_stop_right_after_run_rm_leaves_no_rules_of_the_container(tmp_path):
-    """`run --rm` answers once the container is removed; its network goes just after. A berthd
-    stopped at once (SIGTERM) finishes that release before it exits: once the stop is over, no
-    firewall rule of the container's address, no cached attachment in its state, no bridge.
-    (The firewall plugin's DEL is made slow here, so that the stop comes while it runs.)"""
+def _slow_del_daemon(tmp_path):
+    """A started berthd of its own whose firewall plugin's DEL is a second late (skips without
+    the firewall plugin)."""
     if not os.access("/usr/lib/cni/firewall", os.X_OK):
         pytest.skip("no /usr/lib/cni/firewall")
     from daemon_fixtures import Daemon
@@ -489,6 +487,15 @@ def test_a_stop_right_after_run_rm_leaves_no_rules_of_the_container(tmp_path):
     (bindir / "firewall").chmod(0o755)
     dm = Daemon(tmp_path / "d", extra_config=f'cni_plugin_dirs = ["{bindir}", "/usr/lib/cni", "/opt/cni/bin"]\n')
     dm.start()
+    return dm
+
+
+def test_a_stop_right_after_run_rm_leaves_no_rules_of_the_container(tmp_path):
+    """`run --rm` answers once the container is removed; its network goes just after. A berthd
+    stopped at once (SIGTERM) finishes that release before it exits: once the stop is over, no
+    firewall rule of the container's address, no cached attachment in its state, no bridge.
+    (The firewall plugin's DEL is made slow here, so that the stop comes while it runs.)"""
+    dm = _slow_del_daemon(tmp_path)
     try:
         dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
         p = dm.berth("run", "--rm", IMG, "sh", "-c", "ip -4 -o addr show eth0", check=True)
@@ -511,15 +518,7 @@ def test_an_ended_runs_network_goes_after_its_exit_and_whoever_needs_it_gone_wai
     release is still under way when `run` answers: a start right then waits for it and gets a
     working network afresh, a stop answers once it is over, a network rm waits for it, and
     nothing of the runs is left afterwards."""
-    if not os.access("/usr/lib/cni/firewall", os.X_OK):
-        pytest.skip("no /usr/lib/cni/firewall")
-    from daemon_fixtures import Daemon
-    bindir = tmp_path / "cni-bin"
-    bindir.mkdir()
-    (bindir / "firewall").write_text(SLOW_FIREWALL_DEL)
-    (bindir / "firewall").chmod(0o755)
-    dm = Daemon(tmp_path / "d", extra_config=f'cni_plugin_dirs = ["{bindir}", "/usr/lib/cni", "/opt/cni/bin"]\n')
-    dm.start()
+    dm = _slow_del_daemon(tmp_path)
     ips = []
     try:
         dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)

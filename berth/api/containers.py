@@ -153,15 +153,21 @@ async def logs(request: web.Request) -> web.StreamResponse:
         while True:
             items, ended = await loop.run_in_executor(s.waits, _log_batch, gen, gone)
             if items:
-                await resp.write(b"".join(data for _, data in items) if tty else
-                                 b"".join(struct.pack(">BxxxI", 1 if stream == "stdout" else 2, len(data)) + data
-                                          for stream, data in items))
+                await resp.write(_framed(items, tty))
             if ended:
                 break
     finally:
         left.append(True)
     await resp.write_eof()
     return resp
+
+
+def _framed(items: list[tuple[str, bytes]], tty: bool) -> bytes:
+    """Log entries as a container's stream carries them: raw with a TTY, else multiplexed
+    (docker's stdcopy frames: stream 1 or 2, then the length)."""
+    if tty:
+        return b"".join(data for _, data in items)
+    return b"".join(struct.pack(">BxxxI", 1 if src == "stdout" else 2, len(data)) + data for src, data in items)
 
 
 def _log_batch(gen: Iterator[tuple[str, bytes] | None], gone: Callable[[], bool],
@@ -385,9 +391,7 @@ async def _replay_log(s: Any, ns: str, cid: str, stdout: bool, stderr: bool, tty
         while True:
             items, ended = await loop.run_in_executor(s.waits, _log_batch, gen, transport.is_closing)
             if items:
-                transport.write(b"".join(data for _, data in items) if tty else
-                                b"".join(struct.pack(">BxxxI", 1 if src == "stdout" else 2, len(data)) + data
-                                         for src, data in items))
+                transport.write(_framed(items, tty))
                 await raw.drain()
             if ended or transport.is_closing():
                 return

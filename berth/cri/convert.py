@@ -352,9 +352,8 @@ def cni_result_as_containerd(result: dict[str, Any] | None, netns_path: str) -> 
 def go_json_text(v: Any) -> str:
     """v as Go's encoding/json writes a decoded document (json.Marshal of a map): compact, keys
     sorted, <, > and & escaped."""
-    import json
-    text = json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    from berth.goquote import marshal
+    return marshal(v, sort_keys=True)
 
 
 # runtime-spec's Go fields that are written even when empty (no omitempty): the rest are left out

@@ -1193,13 +1193,12 @@ class ContainerService:
     def exit_recorded(self, cid: str, heard: threading.Event | None = None) -> None:
         """The exit exit_heard() announced (heard: the event it gave, if not the latest) is in
         the state machine, or will not be."""
-        ev = self._exit_heard.get(cid)
-        if ev is not None and (heard is None or ev is heard):
+        ev = heard or self._exit_heard.get(cid)
+        if ev is None:
+            return
+        if self._exit_heard.get(cid) is ev:
             del self._exit_heard[cid]
-        if heard is not None:
-            heard.set()
-        elif ev is not None:
-            ev.set()
+        ev.set()
 
     def await_exit_record(self, cid: str) -> None:
         """Once the exit heard from the container's shim, if any, is recorded: an inspect right

@@ -24,7 +24,6 @@ import _socket
 import errno
 import json
 import os
-import re
 import select
 import socket
 import struct
@@ -32,6 +31,7 @@ import sys
 import time
 
 from berth import fastjson
+from berth.goquote import marshal
 from berth.linux import syscalls as sc
 from berth.runtime import cgroups as cgroups_lib  # imported by the zygote too
 from berth.runtime import container as runtime_lib  # imported by the zygote: bound here, no import at a start
@@ -60,9 +60,6 @@ LAST_WORDS = 5.0
 # shim's cleanup (the runtime's delete, its records) waits for berthd's word that the exit is
 # recorded ("exit_recorded"), for the channel's end (berthd gone) or for EXIT_ACK_WAIT seconds.
 EXIT_ACK_WAIT = 5.0
-
-
-_GO_ESCAPED = re.compile("[<>&\u2028\u2029]")
 
 
 def _now_rfc3339() -> str:
@@ -105,11 +102,7 @@ class JSONLog:
         if self.attrs:
             entry["attrs"] = self.attrs
         entry["time"] = _now_rfc3339()
-        # dockerd's bytes: compact, UTF-8 as it is, <, >, & (and U+2028/9) escaped as Go escapes them
-        text = json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
-        if _GO_ESCAPED.search(text):
-            text = _GO_ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-        line = text.encode() + b"\n"
+        line = marshal(entry).encode() + b"\n"  # dockerd's bytes
         if self.max_size and self.size >= self.max_size:  # dockerd's: a file reaches max-size, then rotates
             self.rotate()
         self.f.write(line)

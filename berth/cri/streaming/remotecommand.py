@@ -41,9 +41,8 @@ INITIAL_SIZE_WAIT = 0.25  # seconds a TTY session waits for the client's first s
 
 def _go_json(obj: Any) -> bytes:
     """JSON as Go's encoding/json writes it (compact, HTML characters escaped)."""
-    s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    return (s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")).encode()
+    from berth.goquote import marshal
+    return marshal(obj).encode()
 
 
 def status_success() -> Status:
