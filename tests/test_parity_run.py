@@ -1163,6 +1163,27 @@ def test_create_refuses_bad_stop_signals_and_capabilities_as_dockerd(eng, peer):
     assert seen[0][0][2:] == (1, "Error response from daemon: Invalid signal: BOGUS", False)
 
 
+def test_a_relative_working_directory_is_refused_at_create_as_dockerd(eng, peer):
+    """-w with a relative path: a 400 at create in dockerd's words, before the image is looked
+    up and before the stop signal; nothing is created. berthd created the container and its
+    start failed in the runtime."""
+    seen = []
+    for d in (eng, peer):
+        row = []
+        for flags, images in ((["-w", "rel"], (IMAGE, "pr-no-such-image:1")),
+                              (["-w", "a/b", "--stop-signal", "BOGUS"], (IMAGE, "pr-no-such-image:1")),
+                              (["-w", "/a/../b/"], (IMAGE,))):
+            for image in images:  # (--pull never: nothing is ever fetched from elsewhere)
+                p = d.docker("create", "--pull", "never", "--name", "wd-1", *flags, image, "pwd")
+                row.append((flags, image, p.returncode, _daemon_error(p), "Unable to find image" in p.err))
+                d.docker("rm", "-f", "wd-1")
+        row.append(d.docker("ps", "-aq").out)
+        seen.append(row)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0][2:] == (1, "Error response from daemon: the working directory 'rel' is invalid, "
+                                 "it needs to be an absolute path", False)
+
+
 def test_capability_set_from_cap_add_and_drop_as_dockerd(eng, peer):
     """--cap-add and --cap-drop combine as moby's TweakCapabilities: `--cap-drop ALL --cap-add X`
     leaves X (the usual hardening; berthd left nothing), a capability both added and dropped is

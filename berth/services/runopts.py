@@ -54,8 +54,11 @@ def parse_docker_signal(raw: str) -> int:
 
 def check_early(body: dict[str, Any], cri: bool = False) -> None:
     """What dockerd refuses before it looks the image up (a 400, not the 404 that has docker's
-    CLI pull it): a StopSignal it does not know, a capability the kernel does not have (not
+    CLI pull it): a relative working directory, a StopSignal it does not know, a capability the kernel does not have (not
     the CRI's: containerd passes them on and runc ignores them)."""
+    wd = body.get("WorkingDir")
+    if wd and not cri and not str(wd).startswith("/"):  # dockerd's translateWorkingDir, its first check
+        raise InvalidArgument(f"the working directory '{wd}' is invalid, it needs to be an absolute path")
     if body.get("StopSignal"):
         parse_docker_signal(body["StopSignal"])
     if cri:
