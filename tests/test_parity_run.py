@@ -1806,6 +1806,30 @@ def test_volume_create_refusals_as_dockerd(eng, peer):
     assert seen[0][0][2].startswith(f"Error response from daemon: create {name}: error looking up"), seen
 
 
+def test_a_local_volume_that_cannot_mount_fails_the_run_as_dockerd(eng, peer, tmp_path):
+    """A local volume with mount options whose mount fails (a bind of a missing directory, a
+    tmpfs option the kernel refuses): the run fails in dockerd's words (moby's mount error: the
+    flags in hex, the data, Go's errno text) and with the docker CLI's exit code for a missing
+    file (127; berth's text had said "No such file or directory", so 125)."""
+    seen = []
+    for d in (eng, peer):
+        got = []
+        for vol, opts in (("vm-bind", ["-o", "type=none", "-o", "o=bind", "-o", f"device={tmp_path}/missing"]),
+                          ("vm-tmpfs", ["-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=bogus,noexec"])):
+            d.docker("volume", "create", *opts, vol, check=True)
+            p = d.docker("run", "--rm", "--network", "none", "-v", f"{vol}:/v", IMAGE, "true")
+            err = _daemon_error(p)
+            got.append((p.returncode, re.sub(r"'[^']*/volumes/(default/)?", "'<root>/", err.split(": mount ")[0]),
+                        err.split(": mount ")[-1].split(":", 1)[0].startswith(f"{tmp_path}/missing" if vol == "vm-bind"
+                                                                             else "tmpfs"),
+                        re.sub(r".*/_data", "", err.split(": mount ")[-1])))
+            d.docker("volume", "rm", vol, check=True)
+        seen.append(got)
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == (127, "docker: Error response from daemon: error while mounting volume '<root>/vm-bind/_data': "
+                                "failed to mount local volume", True, ", flags: 0x1000: no such file or directory"), seen
+
+
 def test_cp_of_an_empty_archive_as_dockerd(eng, peer):
     """`docker cp - c:/dir` given no bytes at all extracts nothing and succeeds, as dockerd's
     (berth refused it: `invalid tar archive: empty file`); bytes that are no tar are refused."""

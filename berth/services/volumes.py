@@ -574,9 +574,14 @@ class VolumeService:
             try:
                 sc.mount(opts.get("device"), data, opts.get("type"), flags, mdata or None)
             except OSError as e:
+                # moby's mountError: the flags in hex and the data when there are any, Go's errno text
+                from berth.goquote import errno_text
+                device = opts.get("device") or ""
+                what = f"{device}:{data}" if device else data
+                what += f", flags: {flags:#x}" if flags else ""
+                what += f", data: {mdata}" if mdata else ""
                 raise SystemError_(f"error while mounting volume '{data}': failed to mount local volume: "
-                                   f"mount {opts.get('device')}:{data}, type: {opts.get('type')}, "
-                                   f"data: {mdata}: {e.strerror}") from None
+                                   f"mount {what}: {errno_text(e)}") from None
 
     def release(self, ns: str, rec) -> None:
         """After a container stopped (or went): unmount its optioned volumes that no running container uses."""
