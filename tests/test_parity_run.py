@@ -1884,6 +1884,33 @@ def test_user_network_ipam_aliases_and_dns_as_dockerd(eng, peer):
     assert seen[0][0] == [{"Subnet": f"10.97.{third}.0/24"}] and seen[0][2] is True and seen[0][4] == (0, True, True), seen
 
 
+def test_the_first_addresses_of_an_ip_range_as_dockerd(eng, peer):
+    """--ip-range: the first containers get the range's first addresses, its own network
+    address included when that is not the subnet's (10.x.y.128/25 in a /24: .128, then .129),
+    the subnet's network address never (a range at the subnet's start: .1 first). berth started
+    a range one address in."""
+    seen = []
+    third = random.randint(0, 200)
+    for d in (eng, peer):
+        got = []
+        for i, (rng, gw) in enumerate((("128/25", "254"), ("0/25", "254"), ("64/26", "1"))):
+            net, names = f"ipr-{uuid.uuid4().hex[:6]}", []
+            d.docker("network", "create", "--subnet", f"10.98.{third + i}.0/24", "--gateway", f"10.98.{third + i}.{gw}",
+                     "--ip-range", f"10.98.{third + i}.{rng}", net, check=True)
+            try:
+                for _ in range(2):
+                    names.append(_name("ipr"))
+                    d.docker("run", "-d", "--name", names[-1], "--network", net, IMAGE, "sleep", "60", check=True)
+                got.append([d.docker("inspect", "-f", "{{(index .NetworkSettings.Networks \"%s\").IPAddress}}" % net,
+                                     n, check=True).out.strip() for n in names])
+            finally:
+                d.docker("rm", "-f", *names)
+                d.docker("network", "rm", net)
+        seen.append(got)
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == [f"10.98.{third}.128", f"10.98.{third}.129"], seen
+
+
 def test_last_tag_time_as_dockerd(eng, peer, tmp_path):
     """An image's Metadata.LastTagTime as dockerd keeps it, with the image: unset for an image only
     loaded, set by a tag (for the image, whichever of its names is asked), a commit and an

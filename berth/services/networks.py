@@ -437,9 +437,11 @@ class NetworkService:
         net = ipaddress.IPv4Network(d["subnet"])
         rng = {"subnet": str(net), "gateway": d["gateway"]}
         if d.get("ip_range"):
+            # libnetwork's range: all of --ip-range's addresses, but the subnet's own network and
+            # broadcast addresses (10.1.0.128/25 in 10.1.0.0/24 hands out .128 first)
             r = ipaddress.IPv4Network(d["ip_range"])
-            hosts = list(r.hosts()) or [r.network_address]
-            rng["rangeStart"], rng["rangeEnd"] = str(hosts[0]), str(hosts[-1])
+            rng["rangeStart"] = str(max(r.network_address, net.network_address + 1))
+            rng["rangeEnd"] = str(min(r.broadcast_address, net.broadcast_address - 1))
         internal = bool(d.get("internal"))
         ipam = {"type": "host-local", "ranges": [[rng]], "dataDir": self.ipam_dir}
         if not internal:
@@ -447,8 +449,9 @@ class NetworkService:
         if _v6_on(d):
             rng6 = {"subnet": d["subnet6"], "gateway": d["gateway6"]}
             if d.get("ip_range6"):
-                r = ipaddress.IPv6Network(d["ip_range6"])
-                rng6["rangeStart"], rng6["rangeEnd"] = str(r.network_address + 1), str(r.broadcast_address)
+                r = ipaddress.IPv6Network(d["ip_range6"])  # (libnetwork keeps only the subnet's first address)
+                rng6["rangeStart"] = str(max(r.network_address, ipaddress.IPv6Network(d["subnet6"]).network_address + 1))
+                rng6["rangeEnd"] = str(r.broadcast_address)
             ipam["ranges"].append([rng6])
             if not internal:
                 ipam["routes"].append({"dst": "::/0"})
