@@ -1911,6 +1911,38 @@ def test_the_first_addresses_of_an_ip_range_as_dockerd(eng, peer):
     assert seen[0][0] == [f"10.98.{third}.128", f"10.98.{third}.129"], seen
 
 
+def test_a_network_hands_out_its_lowest_free_address_as_dockerd(eng, peer):
+    """Addresses on a user-defined network as libnetwork hands them out: the lowest free one, so
+    a container removed leaves its address to the next, and one stopped and started again (or
+    restarted) has its address back. berth (host-local) went on after the last address it gave:
+    every start took a new one."""
+    seen = []
+    third = random.randint(0, 200)
+    fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+    for d in (eng, peer):
+        net, tag = f"lf-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+        a, b, c, e = (f"lf-{x}-{tag}" for x in "abce")
+        got = []
+        d.docker("network", "create", "--subnet", f"10.99.{third}.0/24", net, check=True)
+        try:
+            for n in (a, b, c):
+                d.docker("run", "-d", "--name", n, "--network", net, IMAGE, "sleep", "60", check=True)
+            d.docker("rm", "-f", b, check=True)
+            d.docker("run", "-d", "--name", e, "--network", net, IMAGE, "sleep", "60", check=True)
+            got.append(d.docker("inspect", "-f", fmt, a, c, e, check=True).out.split())
+            d.docker("stop", "-t", "0", a, check=True)
+            d.docker("start", a, check=True)
+            d.docker("restart", "-t", "0", c, check=True)
+            got.append(d.docker("inspect", "-f", fmt, a, c, e, check=True).out.split())
+        finally:
+            d.docker("rm", "-f", a, b, c, e)
+            d.docker("network", "rm", net)
+        seen.append(got)
+    assert seen[0] == seen[1], seen
+    want = [f"10.99.{third}.{i}" for i in (2, 4, 3)]
+    assert seen[0] == [want, want], seen
+
+
 def test_last_tag_time_as_dockerd(eng, peer, tmp_path):
     """An image's Metadata.LastTagTime as dockerd keeps it, with the image: unset for an image only
     loaded, set by a tag (for the image, whichever of its names is asked), a commit and an

@@ -488,6 +488,24 @@ class NetworkService:
             json.dump(self.conflist(n), f, indent=2)
         os.replace(tmp, path)
 
+    def _lowest_free_first(self, n: Network) -> None:
+        """libnetwork hands out a network's lowest free address (a container stopped and started
+        again, nothing else meanwhile, has its address back); host-local goes on after the last
+        one it handed out unless its store forgets it: forgotten before each ADD. (Two ADDs at
+        once: host-local's lock still gives each its own address.) Not for CRI pods: containerd's
+        host-local goes round."""
+        d = os.path.join(self.ipam_dir, n.cni_name)
+        try:
+            names = os.listdir(d)
+        except OSError:
+            return
+        for f in names:
+            if f.startswith("last_reserved_ip."):
+                try:
+                    os.unlink(os.path.join(d, f))
+                except OSError:
+                    pass
+
     def _reserve_aux(self, n: Network) -> None:
         """--aux-address: host-local never hands out an address that has a file in its store."""
         aux = n.data.get("aux") or {}
@@ -579,6 +597,7 @@ class NetworkService:
                 for r in rs:
                     r.pop("rangeStart", None)
                     r.pop("rangeEnd", None)
+        self._lowest_free_first(n)
         try:
             result = cni.add(conflist, cid, self.netns_path(cid), ifname, self.cfg.cni_plugin_dirs,
                              self.cache_dir, rc)
