@@ -1745,6 +1745,33 @@ def test_committed_and_built_layer_sizes_as_dockerd(eng, peer, tmp_path):
     assert seen[0][0][1][0] == "6" and seen[0][1][1][:4] == ["0", "4", "8", "0"], seen
 
 
+def test_a_built_healthcheck_keeps_what_it_leaves_unset_from_the_one_before_as_dockerd(eng, peer, tmp_path):
+    """A HEALTHCHECK in a Dockerfile, NONE included, keeps the interval, timeout and retries it
+    does not give from the healthcheck before it (each step's commit merges its config over the
+    image before, as dockerd's classic builder does); berth kept only what it gave."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {IMAGE} AS base\nHEALTHCHECK --interval=5s --timeout=2s --retries=4 CMD true\n"
+        "FROM base AS plain\nHEALTHCHECK CMD false\n"
+        "FROM plain AS flags\nHEALTHCHECK --timeout=7s CMD [\"true\"]\n"
+        "FROM base AS none\nHEALTHCHECK NONE\n")
+    seen = []
+    for d in (eng, peer):
+        tag = _name("hc")
+        got = []
+        try:
+            for target in ("plain", "flags", "none"):
+                d.docker("build", "-q", "--target", target, "-t", f"{tag}:{target}", str(ctx), check=True)
+                got.append(json.loads(d.docker("image", "inspect", "-f", "{{json .Config.Healthcheck}}", f"{tag}:{target}",
+                                               check=True).out))
+        finally:
+            d.docker("rmi", f"{tag}:plain", f"{tag}:flags", f"{tag}:none")
+        seen.append(got)
+    assert seen[0] == seen[1], seen
+    assert seen[0][2] == {"Test": ["NONE"], "Interval": 5000000000, "Timeout": 2000000000, "Retries": 4}, seen
+
+
 def test_diff_as_dockerd(eng, peer):
     """`docker diff` of a container that modified, added and deleted files: the same changes as
     dockerd's (berth's diff failed with a 500 on a file modified in place); dockerd's order

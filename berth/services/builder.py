@@ -666,7 +666,11 @@ class _Job:
                 if n < 1:
                     raise InvalidArgument(f"--retries cannot be less than 1 ({n})")
                 hc["Retries"] = n
-        cfg["Healthcheck"] = hc
+        # the step's commit merges it over the image before (dockerd's merge, as a commit's): what
+        # it leaves unset, HEALTHCHECK NONE's too, is the previous healthcheck's
+        prev = st.config.get("Healthcheck") or {}
+        cfg["Healthcheck"] = dict(hc, **{k: prev[k] for k in ("Interval", "Timeout", "StartPeriod", "StartInterval",
+                                                              "Retries") if prev.get(k) and not hc.get(k)})
         text = "HEALTHCHECK &{" + _go_quote_list(hc["Test"]) + " " + " ".join(
             json.dumps(format_duration(hc.get(k, 0))) for k in ("Interval", "Timeout", "StartPeriod")) + \
             " " + repr(chr(hc.get("Retries", 0))).replace("'\\x", "'\\x") + "}"
