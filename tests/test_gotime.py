@@ -84,7 +84,7 @@ def test_healthcheck_durations_are_gos():
     time.ParseDuration, in its words: `.5s` is half a second, a bare number has no unit."""
     from berth.cli.runflags import duration
     from berth.errors import BerthError, InvalidArgument
-    from berth.services.builder import parse_duration
+    from berth.dockerfile.health import parse_duration
     assert parse_duration(".5s", "interval") == duration("health-interval", ".5s") == 500_000_000
     assert parse_duration("1m30s", "interval") == 90 * 10**9 and parse_duration("", "interval") == 0
     with pytest.raises(InvalidArgument, match=r'^time: missing unit in duration "5" in --interval$'):

@@ -1772,6 +1772,59 @@ def test_a_built_healthcheck_keeps_what_it_leaves_unset_from_the_one_before_as_d
     assert seen[0][2] == {"Test": ["NONE"], "Interval": 5000000000, "Timeout": 2000000000, "Retries": 4}, seen
 
 
+def test_a_commits_config_is_the_containers_with_the_changes_as_dockerd(eng, peer, tmp_path):
+    """`docker commit`: the image's config is the container's own Config (the create's Env
+    first, its hostname, tty and attach flags, the image's name; the image's ONBUILD triggers
+    dropped), the --change instructions applied to it as the builder does (ENV in place,
+    ENTRYPOINT dropping the Cmd, HEALTHCHECK taken and merged with the one before, WORKDIR
+    relative), as dockerd 20.10's at API 1.41; STOPSIGNAL is no change a commit takes. berth
+    started from the image's config (the image's Env first), refused HEALTHCHECK and took
+    STOPSIGNAL."""
+    docker = pytest.importorskip("docker")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nONBUILD RUN true\nEXPOSE 80\nVOLUME /v\n"
+                                    "HEALTHCHECK --interval=5s --retries=4 CMD true\nENTRYPOINT [\"/bin/sh\", \"-c\"]\n"
+                                    "CMD [\"echo hi\"]\n")
+    changes = [[], ["ENV PATH=/p", "ENV Z=9", "WORKDIR rel", "LABEL c=d", "EXPOSE 82"],
+               ["HEALTHCHECK NONE", "ENTRYPOINT [\"/bin/echo\"]"], ["CMD [\"x\"]", "ENTRYPOINT [\"/bin/echo\"]"],
+               ["HEALTHCHECK --timeout=3s CMD [\"false\"]", "USER 7", "VOLUME /w"]]
+    seen = []
+    for d in (eng, peer):
+        base, name, tag = f"{_name('cb')}:1", _name("cc"), _name("ci")
+        got = []
+        api = docker.APIClient(base_url=d.host, version="1.41")
+        try:
+            d.docker("build", "-q", "-t", base, str(ctx), check=True)
+            cid = d.docker("create", "--name", name, "--network", "none", "-t", "-e", "X=1", "-e", "FIXTURE=mine",
+                           "-l", "a=b", "--expose", "81", "-w", "/tmp", base, "run", check=True).out.strip()
+            for i, ch in enumerate(changes):
+                d.docker("commit", *[a for c in ch for a in ("-c", c)], name, f"{tag}:{i}", check=True)
+                img = api.inspect_image(f"{tag}:{i}")
+                for key in ("Config", "ContainerConfig"):
+                    assert img[key]["Hostname"] == cid[:12] and img[key]["Image"] == base, img
+                    c = {k: v for k, v in img[key].items() if k not in ("Hostname", "Image")}
+                    # (the docker CLI sends a create's -e in an order of its own: the order among them is not compared)
+                    c["Env"] = (sorted(c["Env"][:-1]), c["Env"][-1]) if c.get("Env") else c.get("Env")
+                    got.append(c)
+        finally:
+            api.close()
+            d.docker("rm", "-f", name)
+            d.docker("rmi", *[f"{tag}:{i}" for i in range(len(changes))], base)
+        seen.append(got)
+    assert seen[0] == seen[1], [(i, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)})
+                                for i, (a, b) in enumerate(zip(*seen)) if a != b]
+    assert seen[0][0]["Env"] == (["FIXTURE=mine", "X=1"], "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") and seen[0][0]["OnBuild"] is None, \
+        seen[0][0]
+    assert seen[0][4]["Cmd"] is None and seen[0][4]["Healthcheck"]["Test"] == ["NONE"], seen[0][4]
+    for d in (eng, peer):
+        name = _name("cs")
+        d.docker("create", "--name", name, IMAGE, "true", check=True)
+        p = d.docker("commit", "-c", "STOPSIGNAL USR2", name)
+        d.docker("rm", name)
+        assert (p.returncode, p.err.strip()) == (1, "Error response from daemon: stopsignal is not a valid change command")
+
+
 def test_diff_as_dockerd(eng, peer):
     """`docker diff` of a container that modified, added and deleted files: the same changes as
     dockerd's (berth's diff failed with a 500 on a file modified in place); dockerd's order

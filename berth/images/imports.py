@@ -45,7 +45,9 @@ from berth.oci import mediatypes as mt
 _CHUNK = 1 << 20
 _BLOCK = 512
 
-SUPPORTED_CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
+# dockerd's validCommitCommands (a commit's and an import's --change): not STOPSIGNAL
+SUPPORTED_CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD", "USER", "VOLUME",
+                     "WORKDIR")
 
 
 def _q(s: object) -> str:
@@ -138,7 +140,6 @@ def _name_values(instr: str, args: str) -> list[tuple[str, str]]:
 
 
 _PORT_RE = re.compile(r"(\d+)(?:-(\d+))?(?:/([A-Za-z]+))?")
-_SIGNAL_RE = re.compile(r"(?:SIG)?[A-Z][A-Z0-9]*(?:[+-]\d+)?|\d+")
 
 
 def _ports(words: list[str]) -> list[str]:
@@ -189,6 +190,7 @@ def apply_changes(changes: Iterable[str], base: Mapping[str, Any] | None = None)
     arguments; ``base`` is not modified.
     """
     cfg = json.loads(json.dumps(dict(base or {})))
+    cmd_set = False
     for instr, args in _instructions(changes):
         if instr not in SUPPORTED_CHANGES:
             raise InvalidArgument(f"{instr.lower()} is not a valid change command")  # dockerd's words
@@ -199,10 +201,21 @@ def apply_changes(changes: Iterable[str], base: Mapping[str, Any] | None = None)
                     raise InvalidArgument(f"{instr} requires at least one argument")
                 form = ["/bin/sh", "-c", args]
             cfg["Cmd" if instr == "CMD" else "Entrypoint"] = form
+            if instr == "CMD":
+                cmd_set = True
+            elif not cmd_set:  # the builder's: an ENTRYPOINT drops the Cmd but one given before it
+                cfg["Cmd"] = None
+        elif instr == "HEALTHCHECK":
+            from berth.dockerfile import health, parser
+            cfg["Healthcheck"] = health.config(parser.parse(f"HEALTHCHECK {args}").instructions[0])
         elif instr == "ENV":
             env = [e for e in cfg.get("Env") or [] if isinstance(e, str)]
-            for k, v in _name_values(instr, args):
-                env = [e for e in env if e.partition("=")[0] != k] + [f"{k}={v}"]
+            for k, v in _name_values(instr, args):  # in its place when the name is there (the builder's)
+                at = next((i for i, e in enumerate(env) if e.partition("=")[0] == k), None)
+                if at is None:
+                    env.append(f"{k}={v}")
+                else:
+                    env[at] = f"{k}={v}"
             cfg["Env"] = env
         elif instr == "LABEL":
             labels = dict(cfg.get("Labels") or {})
@@ -247,12 +260,43 @@ def apply_changes(changes: Iterable[str], base: Mapping[str, Any] | None = None)
             if first in ("FROM", "MAINTAINER"):
                 raise InvalidArgument(f"{first} isn't allowed as an ONBUILD trigger")
             cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), trigger]
-        elif instr == "STOPSIGNAL":
-            sig = _unquote(args)
-            if not _SIGNAL_RE.fullmatch(sig):
-                raise InvalidArgument(f"invalid STOPSIGNAL {_q(sig)}")
-            cfg["StopSignal"] = sig
     return cfg
+
+
+def merge_config(user: Mapping[str, Any], image: Mapping[str, Any]) -> dict:
+    """dockerd's merge of a config over an image's (daemon/commit.go, what a commit does after
+    its changes): its empty fields take the image's, its Env, Labels, ExposedPorts and Volumes
+    are completed with the image's others, its Healthcheck's zero fields are the image's."""
+    out = json.loads(json.dumps(dict(user)))
+    if not out.get("User"):
+        out["User"] = image.get("User") or ""
+    if image.get("ExposedPorts"):
+        out["ExposedPorts"] = dict(image["ExposedPorts"], **(out.get("ExposedPorts") or {}))
+    if not out.get("Env"):
+        out["Env"] = image.get("Env")
+    else:
+        keys = {e.partition("=")[0] for e in out["Env"]}
+        out["Env"] = out["Env"] + [e for e in image.get("Env") or [] if e.partition("=")[0] not in keys]
+    out["Labels"] = dict(image.get("Labels") or {}, **(out.get("Labels") or {}))
+    if not out.get("Entrypoint"):
+        if not out.get("Cmd"):
+            out["Cmd"] = image.get("Cmd")
+        if out.get("Entrypoint") is None:
+            out["Entrypoint"] = image.get("Entrypoint")
+    if image.get("Healthcheck"):
+        if not out.get("Healthcheck"):
+            out["Healthcheck"] = image["Healthcheck"]
+        else:
+            from berth.dockerfile import health
+            hc = health.merged(out["Healthcheck"], image["Healthcheck"])
+            out["Healthcheck"] = dict(hc, Test=hc.get("Test") or image["Healthcheck"].get("Test"))
+    if not out.get("WorkingDir"):
+        out["WorkingDir"] = image.get("WorkingDir") or ""
+    if image.get("Volumes"):
+        out["Volumes"] = dict(out.get("Volumes") or {}, **image["Volumes"])
+    if not out.get("StopSignal") and image.get("StopSignal"):
+        out["StopSignal"] = image["StopSignal"]
+    return out
 
 
 # --- the input stream ------------------------------------------------------------------

@@ -109,17 +109,6 @@ def _go_quote_list(items: Iterable[str]) -> str:
     return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
 
 
-def parse_duration(s: str, what: str) -> int:
-    """Go's time.ParseDuration for HEALTHCHECK flags; nanoseconds."""
-    if s == "":
-        return 0
-    from berth.gotime import parse_duration as go_duration
-    try:
-        return go_duration(s)
-    except ValueError as e:
-        raise InvalidArgument(f"{e} in --{what}") from None
-
-
 def _env_dict(env_list: Iterable[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for e in env_list or []:
@@ -644,33 +633,12 @@ class _Job:
         self._nop(st, "ONBUILD " + expr, cfg)
 
     def do_healthcheck(self, st: _Stage, ins: Instruction) -> None:
+        from berth.dockerfile import health
         cfg = dict(st.config)
-        if ins.args[0] == "NONE":
-            hc: dict[str, Any] = {"Test": ["NONE"]}
-        else:
-            test = (["CMD"] + ins.args[1:]) if ins.json else ["CMD-SHELL", ins.args[1]]
-            hc = {"Test": test}
-            for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
-                              ("start-interval", "StartInterval")):
-                if flag in ins.flags:
-                    v = parse_duration(ins.flags[flag], flag)
-                    if v and v < 1_000_000:
-                        raise InvalidArgument(f"Interval \"{flag}\" cannot be less than 1ms")
-                    if v:
-                        hc[key] = v
-            if "retries" in ins.flags:
-                try:
-                    n = int(ins.flags["retries"])
-                except ValueError:
-                    raise InvalidArgument(f"--retries: invalid number {ins.flags['retries']!r}") from None
-                if n < 1:
-                    raise InvalidArgument(f"--retries cannot be less than 1 ({n})")
-                hc["Retries"] = n
+        hc = health.config(ins)
         # the step's commit merges it over the image before (dockerd's merge, as a commit's): what
         # it leaves unset, HEALTHCHECK NONE's too, is the previous healthcheck's
-        prev = st.config.get("Healthcheck") or {}
-        cfg["Healthcheck"] = dict(hc, **{k: prev[k] for k in ("Interval", "Timeout", "StartPeriod", "StartInterval",
-                                                              "Retries") if prev.get(k) and not hc.get(k)})
+        cfg["Healthcheck"] = health.merged(hc, st.config.get("Healthcheck"))
         text = "HEALTHCHECK &{" + _go_quote_list(hc["Test"]) + " " + " ".join(
             json.dumps(format_duration(hc.get(k, 0))) for k in ("Interval", "Timeout", "StartPeriod")) + \
             " " + repr(chr(hc.get("Retries", 0))).replace("'\\x", "'\\x") + "}"

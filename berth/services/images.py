@@ -697,7 +697,10 @@ def _container_config(c: dict) -> dict:
     out = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
            "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
            "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None}
-    out.update({k: v for k, v in c.items() if k in out or k in ("ExposedPorts", "StopSignal")})
+    # and those dockerd's container.Config leaves out when empty (omitempty)
+    out.update({k: v for k, v in c.items() if k in out or k in ("ExposedPorts", "StopSignal", "Healthcheck",
+                                                                   "ArgsEscaped", "NetworkDisabled", "MacAddress",
+                                                                   "StopTimeout", "Shell") and v})
     return out
 
 

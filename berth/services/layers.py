@@ -109,29 +109,15 @@ def write_image(images: ImageService, ns: str, parent: Resolved | None, doc: dic
     return images._resolved([], target)
 
 
-def container_config(images: ImageService, rec: Container, changes: Sequence[str] = ()) -> tuple[dict, dict]:
-    """The config a committed container's image gets: the image's, with the container's own
-    settings (Env, Cmd, Entrypoint, WorkingDir, User, Labels, ExposedPorts, Volumes,
-    StopSignal, Healthcheck) over it, then ``changes`` (Dockerfile instructions)."""
-    from berth.images.imports import apply_changes
-    img = images.read_json(rec.image, 20 << 20, "image config")
-    cfg = dict(img.get("config") or {})
-    spec = rec.spec_json() or {}
-    if spec.get("Env"):
-        env = list(cfg.get("Env") or [])
-        for e in spec["Env"]:
-            k = e.partition("=")[0]
-            env = [x for x in env if x.partition("=")[0] != k] + [e]
-        cfg["Env"] = env
-    for key in ("Cmd", "WorkingDir", "User", "StopSignal", "Healthcheck"):
-        if spec.get(key):
-            cfg[key] = spec[key]
-    if spec.get("Entrypoint") is not None:
-        cfg["Entrypoint"] = spec["Entrypoint"] or None
-    for key in ("Labels", "ExposedPorts", "Volumes"):
-        if spec.get(key):
-            cfg[key] = dict(cfg.get(key) or {}, **spec[key])
-    return img, apply_changes(changes, cfg)
+def container_config(containers: ContainerService, rec: Container,
+                     changes: Sequence[str] = ()) -> tuple[dict, dict, dict]:
+    """(image config, container config, new config) of a commit, as dockerd makes them: the
+    container's own Config (the create's merged with its image's: what inspect shows), the
+    ``changes`` (Dockerfile instructions) applied to it, the result merged over it again."""
+    from berth.images.imports import apply_changes, merge_config
+    img = containers.images.read_json(rec.image, 20 << 20, "image config")
+    base = containers.inspect(rec.namespace, rec.id)["Config"]
+    return img, base, merge_config(apply_changes(changes, base), base)
 
 
 def commit(containers: ContainerService, ns: str, ref: str, repo: str | None = None, tag: str | None = None,
@@ -154,7 +140,7 @@ def commit(containers: ContainerService, ns: str, ref: str, repo: str | None = N
         raise InvalidArgument("tag is specified without repo")
     if isinstance(changes, str):
         changes = [changes]
-    img, cfg = container_config(images, rec, changes)  # bad changes: refused before anything
+    img, cc, cfg = container_config(containers, rec, changes)  # bad changes: refused before anything
     parent = images.resolve(ns, rec.image)
     st = containers.state(rec)
     paused_here = False
@@ -176,8 +162,6 @@ def commit(containers: ContainerService, ns: str, ref: str, repo: str | None = N
     doc = base_config(images, parent)
     doc["config"] = cfg
     doc["container"] = rec.id
-    cc = dict(cfg)
-    cc["Hostname"] = (rec.spec_json() or {}).get("Hostname") or rec.id[:12]
     doc["container_config"] = cc
     if author:
         doc["author"] = author
