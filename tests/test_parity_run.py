@@ -421,6 +421,26 @@ def test_update_refusals_as_dockerd(eng, peer):
             "should be smaller than already set memoryswap limit, update the memoryswap at the same time") in seen[0]
 
 
+def test_update_warns_of_what_it_sets_as_dockerd(eng, peer):
+    """`docker update` warns of what the request sets: the kernel memory limit's deprecation once,
+    at the update that sets it, not at every update after (berth warned again each time)."""
+    seen = []
+    for d in (eng, peer):
+        name = _name("uw")
+        try:
+            d.docker("create", "--name", name, IMAGE, "true", check=True)
+            got = []
+            for opts in (["--kernel-memory", "50m"], ["--cpu-shares", "256"], ["-m", "64m", "--memory-swap", "-1"]):
+                p = d.docker("update", *opts, name)
+                got.append((p.returncode, p.out.strip().replace(name, "<name>"), p.err))
+            seen.append(got)
+        finally:
+            d.docker("rm", "-f", name)
+    assert seen[0] == seen[1], seen
+    assert [g[1] for g in seen[0]] == ["<name>\nSpecifying a kernel memory limit is deprecated and will be removed in "
+                                       "a future release.", "<name>", "<name>"], seen
+
+
 def test_cli_value_parsers():
     from berth.cli.runflags import duration, ram
     from berth.errors import BerthError

@@ -3,7 +3,7 @@ and its restart policy, recorded in its HostConfig for the next starts."""
 
 from __future__ import annotations
 
-from berth.errors import FailedPrecondition, InvalidArgument
+from berth.errors import BerthError, FailedPrecondition, InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
@@ -52,6 +52,16 @@ def update(svc: ContainerService, ns: str, ref: str, body: Any) -> dict[str, Any
     runopts._check_unsupported(merged, spec, warnings)
     if oom is not None:
         merged["OomKillDisable"] = oom
+    # dockerd warns of what the request sets, not of what the container had (a kernel memory
+    # limit set once is not warned about at every update after)
+    asked: list[str] = []
+    try:
+        probe = {k: v for k, v in new.items() if k != "OomKillDisable"}
+        runopts._check_memory(dict(probe), asked)
+        runopts._check_unsupported(probe, spec, asked)
+    except BerthError:
+        pass
+    warnings = [w for w in warnings if w in asked]
     rp = body.get("RestartPolicy")
     if rp and (rp.get("Name") or rp.get("MaximumRetryCount")):
         if hc.get("AutoRemove") and rp.get("Name") not in ("", "no"):
