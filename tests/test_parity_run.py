@@ -2572,6 +2572,46 @@ def test_a_containers_life_in_events_as_dockerd(eng, peer):
         actions.count("create") == 3 and "mount" in actions and "unmount" in actions, actions
 
 
+def test_events_since_and_until_to_the_nanosecond_as_dockerd(eng, peer):
+    """/events compares since and until with each event's timeNano, as dockerd: an until of the
+    current whole second (what `docker events --until 0s` sends) leaves out what happened since
+    that second began; a since between two events keeps the second only. berthd compared whole
+    seconds (time), so both kept every event of the second."""
+    docker = pytest.importorskip("docker")
+    seen = []
+    for d in (eng, peer):
+        c = docker.APIClient(base_url=d.host, version="1.41")
+        names = [_name("evn") for _ in range(2)]
+        try:
+            for n in names:
+                c.create_container(IMAGE, ["true"], name=n, host_config=c.create_host_config(network_mode="none"))
+                time.sleep(0.05)
+            mine = [e for e in c.events(since=int(time.time()) - 5, until=time.time(), decode=True,
+                                        filters={"event": "create"})
+                    if e["Actor"]["Attributes"].get("name") in names]
+            first, second = (e["timeNano"] for e in mine)
+            between = (first + second) // 2
+
+            def names_in(**kw):
+                query = {k: f"{v // 10**9}.{v % 10**9:09d}" if isinstance(v, int) and v > 10**12 else v
+                         for k, v in kw.items()}
+                res = c._get(c._url("/events"), params=dict(query, filters=json.dumps({"event": ["create"]})))
+                return [json.loads(line)["Actor"]["Attributes"]["name"].replace(names[0], "<a>").replace(names[1], "<b>")
+                        for line in res.text.splitlines()
+                        if json.loads(line)["Actor"]["Attributes"].get("name") in names]
+            seen.append((names_in(since=between, until=int(time.time()) + 1),
+                         names_in(since=first - 10**9, until=between),
+                         names_in(since=second, until=second),
+                         names_in(since=second // 10**9, until=second // 10**9) if second // 10**9 > first // 10**9
+                         else names_in(since=first // 10**9, until=first // 10**9)))
+        finally:
+            for n in names:
+                c.remove_container(n, force=True)
+            c.close()
+    assert seen[0] == seen[1], seen
+    assert seen[0][:3] == (["<b>"], ["<a>"], ["<b>"]), seen
+
+
 def test_image_events_as_dockerd(eng, peer, tmp_path):
     """Image events through the Docker SDK side by side with dockerd's: each with the image's
     ID as its actor, its labels and a name (the tag for a tag, else the ID): tag, save, untag,

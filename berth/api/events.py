@@ -14,18 +14,21 @@ from berth.errors import InvalidArgument
 from berth.services.events import matches
 
 
-def _ts(s: str | None) -> float | None:
+def _ts(s: str | None) -> int | None:
+    """A since/until as Unix nanoseconds: "seconds[.fraction]" (what docker's CLI sends, its
+    fraction read as digits of a second, as dockerd's ParseTimestamps), or RFC 3339."""
     if s in (None, ""):
         return None
-    try:
-        return float(s)
-    except ValueError:
-        pass
+    secs, _, frac = s.partition(".")
+    if secs.lstrip("-").isdigit() and (frac == "" or frac.isdigit()):
+        return int(secs) * 10**9 + (int(frac[:9].ljust(9, "0")) if frac else 0)
     import calendar
     try:
-        return calendar.timegm(time.strptime(s.rstrip("Z")[:19], "%Y-%m-%dT%H:%M:%S"))
+        whole = calendar.timegm(time.strptime(s.rstrip("Z")[:19], "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         raise InvalidArgument(f"invalid time {s!r}: neither a Unix time nor RFC 3339") from None
+    frac = s[19:].rstrip("Z")[1:] if s[19:20] == "." else ""
+    return whole * 10**9 + (int(frac[:9].ljust(9, "0")) if frac.isdigit() else 0)
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -41,20 +44,20 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     def deliver(ns_: str, ev: dict) -> None:  # any thread: the bus calls it
         loop.call_soon_threadsafe(queue.put_nowait, (ns_, ev))
-    bus.subscribe(deliver)
+    # the kept events from since to until (dockerd compares nanoseconds), then what comes, until
+    replayed = bus.subscribe(deliver, ns, since, until, filters)
     try:
-        if since is not None:
-            for ev in bus.replay(ns, since, until, filters):
-                await resp.write(json.dumps(ev).encode() + b"\n")
+        for ev in replayed:
+            await resp.write(json.dumps(ev).encode() + b"\n")
         while True:
-            timeout = None if until is None else until - time.time()
+            timeout = None if until is None else until / 1e9 - time.time()
             if timeout is not None and timeout <= 0:
                 break
             try:
                 ns_, ev = await asyncio.wait_for(queue.get(), timeout)
             except asyncio.TimeoutError:
                 break
-            if ns_ == ns and matches(ev, filters):
+            if ns_ == ns and matches(ev, filters) and (until is None or ev["timeNano"] <= until):
                 await resp.write(json.dumps(ev).encode() + b"\n")
     except (ConnectionError, asyncio.CancelledError):
         pass

@@ -17,9 +17,17 @@ class EventBus:
         self._subscribers: list[Callable[[str, dict], None]] = []
         self._lock = threading.Lock()
 
-    def subscribe(self, fn: Callable[[str, dict], None]) -> None:
+    def subscribe(self, fn: Callable[[str, dict], None], ns: str | None = None, since_ns: int | None = None,
+                  until_ns: int | None = None, filters: dict | None = None) -> list[dict]:
+        """Have fn called with every event from now on. With since_ns: also returns the kept events
+        of namespace ns from since_ns to until_ns (Unix nanoseconds, both included) that pass the
+        filters, taken in the same step as the subscription (none is both replayed and told)."""
         with self._lock:
             self._subscribers.append(fn)
+            kept = list(self.log) if since_ns is not None else []
+        return [ev for ns_, ev in kept
+                if ns_ == ns and ev["timeNano"] >= since_ns and (until_ns is None or ev["timeNano"] <= until_ns)
+                and matches(ev, filters or {})]
 
     def unsubscribe(self, fn: Callable[[str, dict], None]) -> None:
         with self._lock:
@@ -46,15 +54,6 @@ class EventBus:
             except Exception:  # noqa: BLE001 - a subscriber never breaks a publisher
                 pass
         return ev
-
-    def replay(self, ns: str, since: float, until: float | None = None,
-               filters: dict | None = None) -> list[dict]:
-        """The kept events of a namespace from since to until (Unix seconds) that pass the filters."""
-        with self._lock:
-            kept = list(self.log)
-        return [ev for ns_, ev in kept
-                if ns_ == ns and ev["time"] >= since and (until is None or ev["time"] <= until)
-                and matches(ev, filters or {})]
 
     def container(self, ns: str, rec, action: str, **extra: Any) -> None:
         """A container event with docker's attributes (image, name, labels) from its record."""
