@@ -552,6 +552,39 @@ def test_stats_networks_and_all(eng, sdk):
         eng.docker("rm", "-f", a, b)
 
 
+def test_a_stats_samples_shape_as_dockerd(eng, peer):
+    """One stats sample (stream=false) of a running container has dockerd's shape: the same keys
+    and types all through, memory_stats.stats with the keys dockerd gives (containerd's fixed
+    set: berth passed memory.stat's every line), the blkio lists of cgroup v1 as lists (berth:
+    null but the bytes)."""
+    def shape(o):
+        if isinstance(o, dict):
+            return {k: shape(v) for k, v in o.items() if k not in ("networks", "percpu_usage")}
+        return type(o).__name__
+    seen = []
+    for d in (eng, peer):
+        name = _name("ss")
+        try:
+            d.docker("run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "600", check=True)
+            import http.client
+            import socket as _socket
+
+            class _Unix(http.client.HTTPConnection):
+                def connect(self):
+                    self.sock = _socket.socket(_socket.AF_UNIX)
+                    self.sock.connect(d.host[len("unix://"):])
+            conn = _Unix("x")
+            conn.request("GET", f"/v1.41/containers/{name}/stats?stream=false")
+            sample = json.loads(conn.getresponse().read())
+            conn.close()
+            seen.append(shape(sample))
+        finally:
+            d.docker("rm", "-f", name)
+    assert seen[0] == seen[1], [(k, seen[0].get(k), seen[1].get(k)) for k in set(seen[0]) | set(seen[1])
+                                if seen[0].get(k) != seen[1].get(k)]
+    assert "cache" in seen[0]["memory_stats"]["stats"] or "anon" in seen[0]["memory_stats"]["stats"], seen[0]
+
+
 # --- 4. rmi conflicts ---
 
 def test_rmi_of_an_image_in_use_is_a_conflict(eng, sdk):

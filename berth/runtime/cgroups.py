@@ -42,7 +42,7 @@ class CgroupStats:
 
     __slots__ = ("cpu_total_ns", "cpu_kernel_ns", "cpu_user_ns", "percpu_ns", "throttle_periods",
                  "throttled_periods", "throttled_ns", "memory_usage", "memory_max_usage", "memory_failcnt",
-                 "memory_stat", "memory_limit", "pids_current", "pids_limit", "io_service_bytes")
+                 "memory_stat", "memory_limit", "pids_current", "pids_limit", "io_service_bytes", "io_v1")
 
     def __init__(self) -> None:
         self.cpu_total_ns: int | None = None
@@ -60,6 +60,9 @@ class CgroupStats:
         self.pids_current: int | None = None
         self.pids_limit: int | None = None
         self.io_service_bytes: list[dict] = []
+        # v1's other blkio files, each as docker's entries: io_serviced_recursive (the throttle
+        # file's), and the CFQ scheduler's where the kernel has them (io_queue_recursive, ...)
+        self.io_v1: dict[str, list[dict]] | None = None
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270  # statfs(2) f_type of cgroup2; os.statvfs has no f_type, so mountinfo is used
@@ -1286,6 +1289,13 @@ class Manager:
         b = self._ctrl.get("blkio")
         if b:
             st.io_service_bytes = _io_v1(b)
+            st.io_v1 = {"io_serviced_recursive": _io_v1(b, "io_serviced_recursive")}
+            for key, name in (("io_queue_recursive", "io_queued_recursive"),
+                              ("io_service_time_recursive", "io_service_time_recursive"),
+                              ("io_wait_time_recursive", "io_wait_time_recursive"),
+                              ("io_merged_recursive", "io_merged_recursive"), ("io_time_recursive", "time_recursive"),
+                              ("sectors_recursive", "sectors_recursive")):
+                st.io_v1[key] = _entries(_read_or(os.path.join(b, "blkio." + name)))
         return st
 
 
@@ -1301,15 +1311,19 @@ def _kv(path: str) -> dict[str, int]:
     return out
 
 
-def _io_v1(d: str) -> list[dict]:
+def _io_v1(d: str, what: str = "io_service_bytes_recursive") -> list[dict]:
+    return _entries(_read_or(os.path.join(d, "blkio.throttle." + what)) or _read_or(os.path.join(d, "blkio." + what)))
+
+
+def _entries(text: str) -> list[dict]:
+    """A v1 blkio file's "major:minor op value" lines as docker's entries (a device's "major:minor
+    value" lines with an empty op; the Total line left out)."""
     out = []
-    text = _read_or(os.path.join(d, "blkio.throttle.io_service_bytes_recursive")) or \
-        _read_or(os.path.join(d, "blkio.io_service_bytes_recursive"))
     for line in text.splitlines():
         f = line.split()
-        if len(f) == 3 and ":" in f[0]:
+        if len(f) in (2, 3) and ":" in f[0]:
             ma, mi = f[0].split(":")
-            out.append({"major": int(ma), "minor": int(mi), "op": f[1], "value": int(f[2])})
+            out.append({"major": int(ma), "minor": int(mi), "op": f[1] if len(f) == 3 else "", "value": int(f[-1])})
     return out
 
 

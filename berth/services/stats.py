@@ -69,7 +69,10 @@ def _sample(mgr: Manager) -> dict:
     mem = {"usage": cg.memory_usage or 0}
     if cg.memory_max_usage:
         mem["max_usage"] = cg.memory_max_usage
-    mem["stats"] = cg.memory_stat
+    # the keys dockerd gives (containerd's metrics: a fixed set per cgroup version, 0 where the
+    # kernel has no such line)
+    keys = _MEMORY_STAT_V2 if mgr.mode == "v2" else _MEMORY_STAT_V1
+    mem["stats"] = {k: cg.memory_stat.get(k, 0) for k in keys} if cg.memory_stat else {}
     if cg.memory_failcnt:
         mem["failcnt"] = cg.memory_failcnt
     mem["limit"] = host_mem
@@ -82,10 +85,23 @@ def _sample(mgr: Manager) -> dict:
     blkio = {"io_service_bytes_recursive": cg.io_service_bytes}
     for k in ("io_serviced_recursive", "io_queue_recursive", "io_service_time_recursive",
               "io_wait_time_recursive", "io_merged_recursive", "io_time_recursive", "sectors_recursive"):
-        blkio[k] = None
+        blkio[k] = None if cg.io_v1 is None else cg.io_v1.get(k, [])  # (v2: the bytes alone, as dockerd)
     return {"read": _now_rfc3339(), "pids_stats": pids, "blkio_stats": blkio, "num_procs": 0,
             "storage_stats": {}, "cpu_stats": cpu, "memory_stats": mem}
 
+
+_MEMORY_STAT_V1 = ("cache", "rss", "rss_huge", "mapped_file", "dirty", "writeback", "pgpgin", "pgpgout", "pgfault",
+                   "pgmajfault", "inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable",
+                   "hierarchical_memory_limit", "hierarchical_memsw_limit", "total_cache", "total_rss",
+                   "total_rss_huge", "total_mapped_file", "total_dirty", "total_writeback", "total_pgpgin",
+                   "total_pgpgout", "total_pgfault", "total_pgmajfault", "total_inactive_anon", "total_active_anon",
+                   "total_inactive_file", "total_active_file", "total_unevictable")
+_MEMORY_STAT_V2 = ("anon", "file", "kernel_stack", "slab", "sock", "shmem", "file_mapped", "file_dirty",
+                   "file_writeback", "anon_thp", "inactive_anon", "active_anon", "inactive_file", "active_file",
+                   "unevictable", "slab_reclaimable", "slab_unreclaimable", "pgfault", "pgmajfault",
+                   "workingset_refault", "workingset_activate", "workingset_nodereclaim", "pgrefill", "pgscan",
+                   "pgsteal", "pgactivate", "pgdeactivate", "pglazyfree", "pglazyfreed", "thp_fault_alloc",
+                   "thp_collapse_alloc")
 
 _EMPTY_CPU = {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
               "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
