@@ -281,6 +281,33 @@ def _health(eng, name):
     return (_inspect(eng, name)["State"].get("Health") or {})
 
 
+def test_a_link_on_a_user_defined_network_is_only_an_alias_as_dockerd(eng, peer):
+    """--link on a user-defined network: the endpoint's link (the alias resolves for this
+    container), but no legacy link: no /etc/hosts entry, no ALIAS_* variables, no
+    HostConfig.Links, and a link to a container that does not exist is no error at create. berth
+    gave it all of the default bridge's legacy link."""
+    seen = []
+    for d in (eng, peer):
+        net, a, b, c = _name("lun"), _name("lua"), _name("lub"), _name("luc")
+        got = []
+        try:
+            d.docker("network", "create", net, check=True)
+            d.docker("run", "-d", "--name", a, "--network", net, "-e", "SECRET=1", IMAGE, "sleep", "60", check=True)
+            d.docker("run", "-d", "--name", b, "--network", net, "--link", f"{a}:al", IMAGE, "sleep", "60", check=True)
+            got.append(d.docker("exec", b, "sh", "-c", "grep -cw al /etc/hosts; env | grep -c ^AL_; "
+                                "ping -c1 -W2 al >/dev/null && echo resolved").out.split())
+            info = _inspect(d, b)
+            got.append((info["HostConfig"]["Links"], info["NetworkSettings"]["Networks"][net]["Links"] == [f"{a}:al"]))
+            p = d.docker("create", "--name", c, "--network", net, "--link", "pr-nosuch:x", IMAGE, "true")
+            got.append(p.returncode)
+        finally:
+            d.docker("rm", "-f", a, b, c)
+            d.docker("network", "rm", net)
+        seen.append(got)
+    assert seen[0] == seen[1], seen
+    assert seen[0] == [["0", "0", "resolved"], (None, True), 0], seen
+
+
 def test_healthcheck_states_ps_events_filters(eng):
     name = _name("hc")
     since = str(int(time.time()) - 1)

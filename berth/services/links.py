@@ -1,7 +1,9 @@
-"""docker's legacy links (--link name:alias): at create the linked containers must exist; at
-start each linked (running) container gets an /etc/hosts entry and docker's environment
-variables (ALIAS_NAME, ALIAS_PORT_80_TCP..., ALIAS_ENV_...); DELETE /containers/{parent}/{alias}?link=1
-removes one."""
+"""docker's legacy links (--link name:alias) of a container on the default bridge: at create the
+linked containers must exist; at start each linked (running) container gets an /etc/hosts entry
+and docker's environment variables (ALIAS_NAME, ALIAS_PORT_80_TCP..., ALIAS_ENV_...); DELETE
+/containers/{parent}/{alias}?link=1 removes one. On a user-defined network a link is the
+endpoint's (a DNS alias for this container alone, EndpointSettings.Links): none of this, as
+dockerd (its registerLinks skips them)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,11 @@ def _split(link: str) -> tuple[str, str]:
     return name, alias
 
 
+def legacy(hc: dict[str, Any]) -> bool:
+    """Whether a container's links are legacy ones: on the default bridge."""
+    return (hc.get("NetworkMode") or "default") in ("default", "bridge")
+
+
 def check(svc: ContainerService, ns: str, hc: dict[str, Any]) -> list[str]:
     """The links of a create body, normalised as docker stores them ("/name:/parent/alias" is
     written at start, when the parent's name is known: here "name:alias")."""
@@ -43,7 +50,7 @@ def check(svc: ContainerService, ns: str, hc: dict[str, Any]) -> list[str]:
 def inspect_links(rec: Container, hc: dict[str, Any]) -> list[str] | None:
     """HostConfig.Links as docker shows them: ["/db:/web/db"]."""
     links = hc.get("Links")
-    if not links:
+    if not links or not legacy(hc):
         return None
     return [f"/{n}:/{rec.name}/{a}" for n, a in (_split(link) for link in links)]
 
@@ -105,6 +112,8 @@ def env_of(parent_name: str, alias: str, child: Container, ip: str, exposed: Ite
 def apply(svc: ContainerService, ns: str, rec: Container, body: dict[str, Any], files_dir: str) -> dict[str, Any]:
     """At start, after the network is up: the hosts entries and the env of the links. Returns
     the body to build the spec from (with _LinkEnv)."""
+    if not legacy(body.get("HostConfig") or {}):
+        return body
     links = resolve(svc, ns, rec, body)
     if not links:
         return body

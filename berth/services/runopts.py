@@ -209,7 +209,8 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
             raise InvalidArgument(f"conflicting options: {kind} type networking can't be used with links. "
                                   "This would result in undefined behavior")
         from berth.services import links
-        hc["Links"] = links.check(svc, ns, hc)
+        if links.legacy(hc):
+            hc["Links"] = links.check(svc, ns, hc)
     if netmode == "host" and any(hc.get("PortBindings") or {}):  # dockerd's warning: they are recorded, not published
         warnings.append("Published ports are discarded when using host network mode")
     if netmode == "host" and not body.get("Hostname"):  # dockerd: on the host's network, the host's name
