@@ -579,6 +579,18 @@ def test_stats_networks_and_all(eng, sdk):
         eng.docker("rm", "-f", a, b)
 
 
+def test_plugin_commands_with_no_plugin_installed_as_dockerd(eng, peer):
+    """`docker plugin` against an engine with no managed plugin: an empty list (its filters
+    checked), "plugin ... not found" for the rest, as dockerd with none installed (berthd had
+    no /plugins endpoints: "page not found")."""
+    cmds = [["ls"], ["ls", "-q"], ["ls", "--filter", "enabled=true"], ["ls", "--filter", "enabled=xyz"],
+            ["ls", "--filter", "bogus=1"], ["inspect", "nosuch"], ["rm", "nosuch"], ["enable", "nosuch"],
+            ["disable", "nosuch"], ["set", "nosuch", "a=b"], ["push", "nosuch"], ["push", "a/b:1"]]
+    seen = [[(c, p.returncode, p.out, p.err) for c in cmds for p in [d.docker("plugin", *c)]] for d in (eng, peer)]
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0][1:3] == (0, "ID        NAME      DESCRIPTION   ENABLED\n"), seen[0][0]
+
+
 def test_a_stats_samples_shape_as_dockerd(eng, peer):
     """One stats sample (stream=false) of a running container has dockerd's shape: the same keys
     and types all through, memory_stats.stats with the keys dockerd gives (containerd's fixed

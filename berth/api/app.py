@@ -171,6 +171,8 @@ def make_app(svc: Services | None) -> web.Application:
     build.routes(r)
     from berth.api import swarm
     swarm.routes(r)
+    from berth.api import plugins
+    plugins.routes(r)
     from berth.api import container_extra
     container_extra.routes(r)
     return app
