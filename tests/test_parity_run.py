@@ -2286,6 +2286,45 @@ def _tar_modes(data, under):
     return sorted(out)
 
 
+def test_cp_of_a_running_containers_root_and_its_owners_as_dockerd(eng, peer, tmp_path):
+    """`docker cp` and a running container, as dockerd: its whole root copies out (/proc and /sys
+    as the empty directories they are on its root filesystem), a path below /proc is not found,
+    and what is copied in keeps the archive's owners with or without -a (a container without a
+    user of its own). berth walked into the container's /proc (the copy broke off: unexpected
+    EOF), copied /proc/1/status as an empty file and gave root what was copied in without -a."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("f\n")
+    for p in (src, src / "f"):
+        os.chown(p, 1234, 5678)
+    seen = []
+    for d in (eng, peer):
+        name = _name("cpr")
+        got = []
+        try:
+            d.docker("run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "60", check=True)
+            p = d.docker("cp", f"{name}:/", "-")
+            import io
+            import tarfile
+            with tarfile.open(fileobj=io.BytesIO(p.stdout)) as tf:
+                names = tf.getnames()
+            got.append((p.returncode, sorted(n for n in names if n.strip("/").split("/")[0] in ("proc", "sys")),
+                        "/etc/passwd" in names or "etc/passwd" in names))
+            p = d.docker("cp", f"{name}:/proc/1/status", str(tmp_path / "status"))
+            got.append((p.returncode, _daemon_error(p).replace(name, "<name>")))
+            d.docker("cp", str(src), f"{name}:/in1", check=True)
+            d.docker("cp", "-a", str(src), f"{name}:/in2", check=True)
+            got.append(d.docker("exec", name, "sh", "-c", "stat -c '%u:%g %n' /in1 /in1/f /in2 /in2/f",
+                                check=True).out.split("\n"))
+        finally:
+            d.docker("rm", "-f", name)
+        seen.append(got)
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == (0, ["/proc", "/sys"], True) or seen[0][0][1] == ["proc", "sys"], seen
+    assert seen[0][1] == (1, f"Error response from daemon: Could not find the file /proc/1/status in container <name>"), seen
+    assert seen[0][2][:4] == ["1234:5678 /in1", "1234:5678 /in1/f", "1234:5678 /in2", "1234:5678 /in2/f"], seen
+
+
 def test_archives_write_file_type_bits_in_modes_as_dockerd(eng, peer):
     """docker cp's and export's tars and a committed layer carry the file's type bits in each
     header's mode field beside the permissions (0100644, 040755, 0120777: moby's archive puts back

@@ -26,7 +26,7 @@ from berth.linux.paths import ensure_in_root, open_in_root
 
 TYPE_CHECKING = False  # no typing at run time: `berth cp` imports this
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import BinaryIO
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -146,10 +146,11 @@ def _tar_header(ti: tarfile.TarInfo) -> bytes:
     return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def tar_stream(pfd: int, name: str, arcname: str) -> Iterator[bytes]:
+def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | None = None) -> Iterator[bytes]:
     """Yield a tar (bytes chunks) of the entry `name` in the directory fd pfd ("." for pfd
     itself), entries named arcname[/...]. Never follows a symlink; a file that changes size
-    while read is cut or zero-padded to the size in its header."""
+    while read is cut or zero-padded to the size in its header. stop(fd): a directory for which
+    it says True is written without its contents."""
     links = {}
 
     def entry(dfd: int, nm: str, arc: str) -> Iterator[bytes]:
@@ -167,6 +168,8 @@ def tar_stream(pfd: int, name: str, arcname: str) -> Iterator[bytes]:
                 return
             try:
                 yield _tar_header(ti)
+                if stop is not None and stop(fd):
+                    return
                 for child in sorted(os.listdir(fd)):
                     yield from entry(fd, child, posixpath.join(arc, child) if arc != "." else child)
             finally:

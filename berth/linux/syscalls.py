@@ -285,6 +285,12 @@ PROC_SUPER_MAGIC = 0x9FA0
 SYSFS_MAGIC = 0x62656572
 TMPFS_MAGIC = 0x01021994
 CGROUP2_SUPER_MAGIC = 0x63677270
+# the kernel's own filesystems (proc, sysfs, cgroup v1/v2, devpts, mqueue, debugfs, securityfs,
+# tracefs, bpf, pstore, configfs, fusectl, selinuxfs, efivarfs, binfmt_misc): views of the kernel,
+# not files (a size of 0 that reads as more, trees without end)
+PSEUDO_FS = frozenset((PROC_SUPER_MAGIC, SYSFS_MAGIC, 0x27E0EB, CGROUP2_SUPER_MAGIC, 0x1CD1, 0x19800202,
+                       0x64626720, 0x73636673, 0x74726163, 0xCAFE4A11, 0x6165676C, 0x62656570, 0x65735543,
+                       0xF97CFF8C, 0xDE5E81E4, 0x42494E4D))
 
 
 def fstatfs_type(fd: int) -> int:

@@ -25,6 +25,7 @@ from berth.archive.tar import extract_tar, tar_stream
 from berth.linux.paths import open_in_root, secure_join
 from berth.services.createspec import mounts_of
 from berth.errors import (
+    BerthError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -196,9 +197,34 @@ def _not_found(path: str, ref: str) -> NotFound:
     return NotFound(f"Could not find the file {path} in container {ref}")
 
 
+def _pseudo(fd: int) -> bool:
+    """Whether fd is on one of the kernel's own filesystems (proc, sysfs, cgroup, ...)."""
+    from berth.linux import syscalls as sc
+    try:
+        return sc.fstatfs_type(fd) in sc.PSEUDO_FS
+    except OSError:
+        return False
+
+
+def _in_pseudo(rootfd: int, path: str) -> bool:
+    """Whether the directory holding path is on one of the kernel's own filesystems: a path below
+    /proc, /sys, ... of a running container, which dockerd's cp does not see (its view is the
+    container's root filesystem and volumes, where /proc and /sys are empty directories)."""
+    try:
+        fd = open_in_root(rootfd, posixpath.dirname(path) or "/", os.O_PATH | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        return _pseudo(fd)
+    finally:
+        os.close(fd)
+
+
 def _stat_at(rootfd: int, path: str, ref: str) -> tuple[dict, os.stat_result, int, str | None, str]:
     """(stat dict, O_PATH fd of the object's parent or the object itself, base name or None)."""
     clean, parent, base, follow, name = _split(path)
+    if clean != "/" and _in_pseudo(rootfd, clean):
+        raise _not_found(path, ref)
     try:
         if follow:
             fd = open_in_root(rootfd, clean, os.O_PATH)
@@ -285,9 +311,9 @@ def get_archive(svc: ContainerService, ns: str, ref: str, path: str) -> Archive:
         if base is None:  # followed: fd is the object itself (a directory)
             if not stat.S_ISDIR(st.st_mode):
                 raise InvalidArgument(f"{path}: not a directory")
-            chunks = tar_stream(fd, ".", name)
+            chunks = tar_stream(fd, ".", name, stop=_pseudo)
         else:
-            chunks = tar_stream(fd, base, name)
+            chunks = tar_stream(fd, base, name, stop=_pseudo)  # /proc, /sys: their directories alone
         svc.events.container(ns, rec, "archive-path", path=path)
         return Archive(stack, info, chunks)
     except BaseException:
@@ -311,8 +337,23 @@ def put_archive(svc: ContainerService, ns: str, ref: str, path: str, fileobj: Bi
             raise _not_found(path, ref) from None
         except NotADirectoryError:
             raise InvalidArgument("extraction point is not a directory") from None
-        os.close(dfd)
+        try:
+            if _pseudo(dfd):  # nothing is written into the kernel's filesystems of a running container
+                raise _not_found(path, ref)
+        finally:
+            os.close(dfd)
         dest = secure_join(rootfd, posixpath.normpath(raw))
-        extract_tar(rootfd, dest, fileobj, owner="keep" if copy_uid_gid else (0, 0),
-                    no_overwrite_dir_nondir=no_overwrite_dir_nondir)
+        # dockerd's: the archive's owners, unless copyUIDGID for a container with a user of its
+        # own, whose uid and gid everything then gets (dockerd looks the user up on the host,
+        # berth in the container)
+        owner: str | tuple[int, int] = "keep"
+        user = spec.get("User") or ""
+        if copy_uid_gid and user:
+            from berth.services.ocispec import lookup_user
+            try:
+                uid, gid, _groups = lookup_user(f"/proc/self/fd/{rootfd}", user)
+            except BerthError as e:
+                raise InvalidArgument(f"cannot copy as the container's user {user}: {e}") from None
+            owner = (uid, gid)
+        extract_tar(rootfd, dest, fileobj, owner=owner, no_overwrite_dir_nondir=no_overwrite_dir_nondir)
     svc.events.container(ns, rec, "extract-to-dir", path=path)
