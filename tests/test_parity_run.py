@@ -1917,6 +1917,28 @@ def test_a_commits_config_is_the_containers_with_the_changes_as_dockerd(eng, pee
         assert (p.returncode, p.err.strip()) == (1, "Error response from daemon: stopsignal is not a valid change command")
 
 
+def test_a_builds_run_steps_get_its_resources_as_dockerd(eng, peer, tmp_path):
+    """`docker build --ulimit/-m/--cpu-shares/--shm-size`: the RUN steps' containers get them, as
+    dockerd's classic builder gives them (berth ran its steps without: the engine's ulimits, no
+    memory limit)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {IMAGE}\nRUN (ulimit -Sn; ulimit -Hn; cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+        "/sys/fs/cgroup/cpu/cpu.shares; df -k /dev/shm | tail -1 | awk '{print $2}') > /r\n")
+    seen = []
+    for d in (eng, peer):
+        tag = f"{_name('br')}:1"
+        try:
+            d.docker("build", "-q", "--no-cache", "--ulimit", "nofile=512:1024", "-m", "64m", "--cpu-shares", "512",
+                     "--shm-size", "8m", "-t", tag, str(ctx), check=True)
+            seen.append(d.docker("run", "--rm", "--network", "none", tag, "cat", "/r", check=True).out.split())
+        finally:
+            d.docker("rmi", tag)
+    assert seen[0] == seen[1], seen
+    assert seen[0] == ["512", "1024", str(64 << 20), "512", "8192"], seen
+
+
 def test_diff_as_dockerd(eng, peer):
     """`docker diff` of a container that modified, added and deleted files: the same changes as
     dockerd's (berth's diff failed with a 500 on a file modified in place); dockerd's order

@@ -47,11 +47,36 @@ def _options(request: web.Request) -> builder_mod.Options:
                                   if t.lower() != t else f"invalid tag {t!r}: invalid reference format") from None
     extrahosts = [h for h in q.get("extrahosts", "").split(",") if h]
     rm = q.get("rm", "1").lower() not in ("0", "false")
+    # the RUN steps' containers get the build's resources, as dockerd's classic builder gives them
+    resources: dict = {}
+    for key, field in (("memory", "Memory"), ("memswap", "MemorySwap"), ("cpushares", "CpuShares"),
+                       ("cpuperiod", "CpuPeriod"), ("cpuquota", "CpuQuota"), ("shmsize", "ShmSize")):
+        v = q.get(key)
+        if v not in (None, "", "0"):
+            try:
+                resources[field] = int(v)
+            except ValueError:
+                raise InvalidArgument(f"invalid {key} {v!r}: not an integer") from None
+    for key, field in (("cpusetcpus", "CpusetCpus"), ("cpusetmems", "CpusetMems"), ("cgroupparent", "CgroupParent")):
+        if q.get(key):
+            resources[field] = q[key]
+    if q.get("ulimits"):
+        try:
+            ulimits = json.loads(q["ulimits"])
+        except ValueError:
+            raise InvalidArgument("invalid ulimits: not JSON") from None
+        if ulimits is not None:
+            if not isinstance(ulimits, list) or not all(
+                    isinstance(u, dict) and isinstance(u.get("Name"), str) and isinstance(u.get("Soft", 0), int)
+                    and isinstance(u.get("Hard", 0), int) for u in ulimits):
+                raise InvalidArgument("invalid ulimits: not a list of {Name, Soft, Hard}")
+            if ulimits:
+                resources["Ulimits"] = ulimits
     return builder_mod.Options(tags=tags, dockerfile=q.get("dockerfile") or "Dockerfile", buildargs=_json_map(request, "buildargs"),
                    target=q.get("target") or None, nocache=_bool(request, "nocache"), pull=_bool(request, "pull"),
                    quiet=_bool(request, "q"), labels=_json_map(request, "labels"),
                    networkmode=q.get("networkmode") or None, rm=rm, forcerm=_bool(request, "forcerm"),
-                   platform=q.get("platform") or None, extrahosts=extrahosts)
+                   platform=q.get("platform") or None, extrahosts=extrahosts, resources=resources)
 
 
 async def build(request: web.Request) -> web.StreamResponse:

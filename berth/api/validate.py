@@ -312,14 +312,19 @@ class QFilters(Q):
 
 
 class QJSON(Q):
-    """A JSON value in a query parameter (buildargs, labels): an object of strings."""
+    """A JSON value in a query parameter: an object of strings (buildargs, labels), unless told
+    another shape (of berth.api.validate's types)."""
+
+    def __init__(self, shape: T | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.shape = shape
 
     def check(self, s: str, name: str) -> None:
         try:
             v = json.loads(s)
         except (ValueError, RecursionError):
             raise bad(name, f"not JSON: {_show(s)}") from None
-        Map(Str())(v, name)
+        (self.shape or Map(Str()))(v, name)
 
 
 # --- routes -------------------------------------------------------------------------------------
@@ -574,7 +579,8 @@ ROUTES = {
         "rm": _BOOL, "forcerm": _BOOL, "memory": QInt(0), "memswap": QInt(-1), "cpushares": QInt(0),
         "cpusetcpus": QStr(max=1024), "cpuperiod": QInt(0), "cpuquota": QInt(-1), "buildargs": QJSON(),
         "shmsize": QInt(0), "squash": _BOOL, "labels": QJSON(), "networkmode": QStr(max=MAX_NAME),
-        "platform": _PLATFORM, "target": QStr(max=256), "outputs": QStr(), "version": QStr(max=8)}),
+        "platform": _PLATFORM, "target": QStr(max=256), "outputs": QStr(), "version": QStr(max=8),
+        "ulimits": QJSON(List(Obj(Name=Str(64), Soft=Int(), Hard=Int()))), "cgroupparent": QStr(max=4096), "cpusetmems": QStr(max=1024), "isolation": QStr(max=64)}),
     ("POST", "/build/prune"): Route(query={"filters": _FILTERS, "keep-storage": QInt(0), "all": _BOOL}),
     ("POST", "/commit"): Route(body=CONTAINER_CONFIG, body_optional=True, query={
         "container": QStr(max=MAX_NAME), "repo": _NAME_Q, "tag": QStr(max=256), "comment": QStr(),

@@ -82,7 +82,7 @@ class Options:
                  buildargs: Mapping[str, str | None] | None = None, target: str | None = None, nocache: bool = False,
                  pull: bool = False, quiet: bool = False, labels: Mapping[str, str] | None = None,
                  networkmode: str | None = None, rm: bool = True, forcerm: bool = False, platform: str | None = None,
-                 extrahosts: list[str] | None = None) -> None:
+                 extrahosts: list[str] | None = None, resources: Mapping[str, Any] | None = None) -> None:
         self.tags = list(tags)
         self.dockerfile = dockerfile or "Dockerfile"
         self.buildargs = dict(buildargs or {})
@@ -96,6 +96,7 @@ class Options:
         self.forcerm = forcerm
         self.platform = platform or None
         self.extrahosts = extrahosts or []
+        self.resources = dict(resources or {})  # HostConfig fields of the RUN steps' containers
         self.cancelled = threading.Event()  # set when the client went away: the build stops
         self.running: str | None = None  # the id of the RUN step's container, while it runs
 
@@ -729,8 +730,8 @@ class _Job:
         body = {"Image": st.image.config_digest if st.image else None, "Cmd": cmd, "Entrypoint": [],
                 "Env": env, "WorkingDir": st.config.get("WorkingDir") or "", "User": st.config.get("User") or "",
                 "AttachStdout": True, "AttachStderr": True, "Labels": {},
-                "HostConfig": {"NetworkMode": self.opts.networkmode or "default",
-                               "ExtraHosts": self.opts.extrahosts or None}}
+                "HostConfig": dict(self.opts.resources, NetworkMode=self.opts.networkmode or "default",
+                                   ExtraHosts=self.opts.extrahosts or None)}
         if st.image is None:
             raise BuildError("The command '" + created_by + "' returned a non-zero code: 127 "
                              "(a RUN step needs an image with a shell; this stage is FROM scratch)", 127)
