@@ -10,7 +10,7 @@ from aiohttp import web
 
 from berth.api.app import Router, json_body, json_response, namespace_of, services, stream_headers
 from berth.api.containers import hijack, pipe
-from berth.errors import BerthError, FailedPrecondition, InvalidArgument
+from berth.errors import BerthError, InvalidArgument
 
 
 async def create(request: web.Request) -> web.Response:
@@ -30,9 +30,9 @@ async def start(request: web.Request) -> web.Response:
     eid = request.match_info["id"]
     detach = bool(body.get("Detach"))
     size = body.get("ConsoleSize")
+    from berth.services.execs import check_not_started
     inst = s.execs.get(eid)
-    if inst.started:
-        raise FailedPrecondition(f"exec {eid} has already been started")
+    check_not_started(inst)
     if detach:
         if await s.run(s.execs.start, eid, True, size) is None:
             return web.Response(status=200, headers=stream_headers())

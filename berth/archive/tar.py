@@ -217,7 +217,12 @@ def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | 
                 os.close(fd)
         elif stat.S_ISLNK(m):
             ti.type = tarfile.SYMTYPE
-            ti.linkname = os.readlink(nm, dir_fd=dfd)
+            try:
+                ti.linkname = os.readlink(nm, dir_fd=dfd)
+            except (FileNotFoundError, OSError) as e:
+                if isinstance(e, FileNotFoundError) or e.errno == errno.EINVAL:
+                    return  # removed (or replaced by something else) while walking
+                raise
             yield _tar_header(ti)
         elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
             ti = stat_header(arc, st, tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE)
@@ -234,8 +239,9 @@ def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | 
         fd = os.open(".", _O_DIR & ~os.O_NOFOLLOW, dir_fd=pfd)
         try:
             yield _tar_header(ti)
-            for child in sorted(os.listdir(fd)):
-                yield from entry(fd, child, posixpath.join(arcname, child) if arcname != "." else "./" + child)
+            if stop is None or not stop(fd):
+                for child in sorted(os.listdir(fd)):
+                    yield from entry(fd, child, posixpath.join(arcname, child) if arcname != "." else "./" + child)
         finally:
             os.close(fd)
     else:

@@ -168,8 +168,7 @@ class ExecService:
         missing binary, say) leaves the exec with exit code 126, as docker's."""
         with self._lock:
             inst = self.get(eid)
-            if inst.started:
-                raise FailedPrecondition(f"exec {eid} has already been started")
+            check_not_started(inst)
             inst.started = True
         console_size(inst.process, console)
         try:  # as dockerd's: before the process starts (its exec_die may come at once)
@@ -248,10 +247,20 @@ class ExecService:
         # a client resizes right after the start's head, which comes before the process
         if not inst.extra["running"].wait(10) or inst.exit_code is not None and not inst.pid:
             raise FailedPrecondition(f"exec {eid} is not running")
+        if inst.exit_code is not None:  # ended: its process is gone (containerd's, through dockerd: a 404)
+            raise NotFound("no such exec")
         try:
             self.containers.shim(inst.container).resize(int(h), int(w), exec_id=eid)
         except ShimGone:
             pass
+
+
+def check_not_started(inst: ExecInstance) -> None:
+    """A start of an exec that has started already: a conflict, in dockerd's words."""
+    if inst.started:
+        if inst.exit_code is not None:
+            raise FailedPrecondition(f"Error: Exec command {inst.id} has already run")
+        raise FailedPrecondition(f"Error: Exec command {inst.id} is already running")
 
 
 # --- run to completion: the CRI's ExecSync, health probes ---------------------------------
