@@ -2078,6 +2078,44 @@ def test_user_network_ipam_aliases_and_dns_as_dockerd(eng, peer):
     assert seen[0][0] == [{"Subnet": f"10.97.{third}.0/24"}] and seen[0][2] is True and seen[0][4] == (0, True, True), seen
 
 
+def test_a_container_taken_off_none_and_connected_as_dockerd(eng, peer):
+    """`--network none`, then `network disconnect none` and `network connect <net>` while it runs:
+    it gets the network (an address, the embedded DNS in its resolv.conf, its name and address
+    in its /etc/hosts), keeps it across a restart, and may go back on none once off the other,
+    as dockerd allows. berthd refused the disconnect and the connect; nothing of it is left after
+    its removal."""
+    seen = []
+    third = random.randint(0, 200)
+    for d in (eng, peer):
+        net, peer_c, name = _name("nn"), _name("nnp"), _name("nnc")
+        got = []
+        try:
+            d.docker("network", "create", "--subnet", f"10.94.{third}.0/24", net, check=True)
+            d.docker("run", "-d", "--name", peer_c, "--network", net, IMAGE, "sleep", "60", check=True)
+            d.docker("run", "-d", "--name", name, "--network", "none", "-h", "nnhost", IMAGE, "sleep", "60", check=True)
+            for args in (["network", "connect", net, name], ["network", "disconnect", "none", name],
+                         ["inspect", "-f", "{{json .NetworkSettings.Networks}} {{.HostConfig.NetworkMode}}", name],
+                         ["network", "connect", net, name],
+                         ["exec", name, "sh", "-c", "ip -o -4 addr show eth0 | awk '{print $4}'; grep -v '^#' "
+                          "/etc/resolv.conf; grep nnhost /etc/hosts; ping -c1 -W2 " + peer_c + " >/dev/null && echo ok"],
+                         ["restart", "-t", "0", name],
+                         ["exec", name, "sh", "-c", "ip -o -4 addr show eth0 | awk '{print $4}'"],
+                         ["network", "disconnect", net, name], ["network", "connect", "none", name],
+                         ["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", name]):
+                p = d.docker(*args)
+                got.append((p.returncode, p.out.strip().replace(name, "<c>"), _daemon_error(p).replace(name, "<c>")))
+            cid = _inspect(d, name)["Id"]
+        finally:
+            d.docker("rm", "-f", name, peer_c)
+            d.docker("network", "rm", net)
+        seen.append(got)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][4][1].split("\n") == [f"10.94.{third}.3/24", "nameserver 127.0.0.11", "options ndots:0",
+                                         f"10.94.{third}.3\tnnhost", "ok"], seen[0][4]
+    assert seen[0][9][1] == "none", seen[0]
+    assert not os.path.exists(os.path.join(eng.state, "netns", cid))
+
+
 def test_the_first_addresses_of_an_ip_range_as_dockerd(eng, peer):
     """--ip-range: the first containers get the range's first addresses, its own network
     address included when that is not the subnet's (10.x.y.128/25 in a /24: .128, then .129),

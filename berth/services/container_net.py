@@ -36,6 +36,8 @@ def requested_networks(spec_body: dict[str, Any]) -> list[tuple[str, dict[str, A
     hc = spec_body.get("HostConfig") or {}
     mode = network_mode(hc)
     eps = dict(((spec_body.get("NetworkingConfig") or {}).get("EndpointsConfig")) or {})
+    if mode == "none" and spec_body.get(DETACHED):  # taken off "none", then connected (dockerd allows it)
+        return [(k, v or {}) for k, v in eps.items() if k != "none"]
     if mode in ("host", "none") or mode.startswith(("container:", "ns:")):
         return []
     first = eps.pop(mode, None)
@@ -87,7 +89,7 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     if mode == "host":
         write_files(cdir, hostname, spec_body, [], host=True)
         return "host", cdir
-    if mode == "none":
+    if mode == "none" and not requested_networks(spec_body):
         write_files(cdir, hostname, spec_body, [])
         return None, cdir
     if mode.startswith("ns:"):  # podman's --network ns:PATH: a network namespace made by the caller
@@ -217,7 +219,13 @@ def connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cfg
     if mode == "host" or mode.startswith("container:"):
         raise FailedPrecondition("container sharing network namespace with another container or host cannot be "
                                  "connected to any other network")
-    if mode == "none" or n.name == "none":
+    if n.name == "none" and mode == "none" and body.get(DETACHED) and not requested_networks(body):
+        body = dict(body)  # back on "none", taken off it before and on no other network since
+        body.pop(DETACHED)
+        svc.meta.update_container(ns, rec.id, spec=body)
+        nets.events.publish(ns, "network", "connect", n.id, container=rec.id, name=n.name, type=n.driver)
+        return n
+    if (mode == "none" and not body.get(DETACHED)) or n.name == "none":
         raise FailedPrecondition("container cannot be connected to multiple networks with one of the networks in "
                                  "private (none) mode")
     ipam = (endpoint_cfg or {}).get("IPAMConfig") or {}
@@ -244,6 +252,9 @@ def connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cfg
     check(nets, ns, dict({k: v for k, v in body.items() if k != DETACHED}, HostConfig=dict(hc, NetworkMode=n.name)))
     if running:
         net = dict((rec.extensions or {}).get("net") or {})
+        if not net.get("netns") and mode == "none":  # its namespace (the runtime's) kept at berth's path
+            net["netns"] = _keep_netns(svc, rec)
+            _save(svc, ns, rec.id, net)
         if not net.get("netns"):
             raise FailedPrecondition(f"container {rec.name} has no network namespace of its own")
         used = {e["ifname"] for e in (net.get("networks") or {}).values()}
@@ -254,6 +265,7 @@ def connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cfg
         nets.register(ns, rec.id, {n.name: ep})
         if nets.dns is not None and ep.get("DNSNames"):
             nets.dns.attach(rec.id, net["netns"])
+        _joined(svc, rec, body, n, ep)
     else:
         svc.meta.update_container(ns, rec.id, spec=body)
     nets.events.publish(ns, "network", "connect", n.id, container=rec.id, name=n.name, type=n.driver)
@@ -270,6 +282,12 @@ def disconnect(svc: ContainerService, ns: str, ref: str, net_ref: str, force: bo
     match = [(r, e) for r, e in requested if _same(nets, ns, r, n)]
     if network_mode(hc) == "host" and n.name == "host":
         raise FailedPrecondition(HOST_NETWORK_CONFLICT)
+    if n.name == "none" and network_mode(hc) == "none" and not body.get(DETACHED):
+        # off "none" (its namespace, loopback alone, stays): it may then be connected elsewhere
+        body[DETACHED] = True
+        svc.meta.update_container(ns, rec.id, spec=body)
+        nets.events.publish(ns, "network", "disconnect", n.id, container=rec.id, name=n.name, type=n.driver)
+        return n
     if not match:  # with or without --force, as docker's (force is for endpoints of removed containers)
         # dockerd's words: its daemon's for a container that does not run, libnetwork's for one that does
         the = "" if svc.state(rec)["Running"] else "the "
@@ -285,6 +303,7 @@ def disconnect(svc: ContainerService, ns: str, ref: str, net_ref: str, force: bo
     ep = (net.get("networks") or {}).get(n.name)
     if ep is not None:
         nets.detach(rec.id, ep["cni_name"], ep["ifname"])
+        _left(svc, rec, ep)
         net["networks"] = {k: v for k, v in net["networks"].items() if k != n.name}
         with nets._lock:
             nets._endpoints.get(n.id, {}).pop(rec.id, None)
@@ -294,6 +313,57 @@ def disconnect(svc: ContainerService, ns: str, ref: str, net_ref: str, force: bo
     svc.meta.update_container(ns, rec.id, spec=body, extensions=ext)
     nets.events.publish(ns, "network", "disconnect", n.id, container=rec.id, name=n.name, type=n.driver)
     return n
+
+
+def _joined(svc: ContainerService, rec: Container, body: dict[str, Any], n: Network, ep: dict[str, Any]) -> None:
+    """A running container connected to a network, as libnetwork's endpoint join: its hostname
+    with the new address in its /etc/hosts, and the embedded DNS server in its resolv.conf once
+    it is on a user-defined network (one that ran with --network none had the host's)."""
+    cdir = svc.cdir(rec.id)
+    hostname = body.get("Hostname") or rec.id[:12]
+    domain = body.get("Domainname")
+    try:
+        if ep.get("IPAddress"):
+            with open(os.path.join(cdir, "hosts"), "a") as f:
+                f.write(f"{ep['IPAddress']}\t" + (f"{hostname}.{domain} {hostname}" if domain else hostname) + "\n")
+        if n.user_defined:
+            with open(os.path.join(cdir, "resolv.conf")) as f:
+                on = any(line.split()[:2] == ["nameserver", "127.0.0.11"] for line in f if line.strip())
+            if not on:
+                write_resolv(cdir, body, embedded_dns=True, in_place=True)
+    except OSError:
+        pass  # (files of its own it has not: one in another's namespace)
+
+
+def _left(svc: ContainerService, rec: Container, ep: dict[str, Any]) -> None:
+    """A running container disconnected: the /etc/hosts entry of its address there goes."""
+    ip = ep.get("IPAddress")
+    path = os.path.join(svc.cdir(rec.id), "hosts")
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+        kept = [line for line in lines if not (ip and line.startswith(ip + "\t"))]
+        if kept != lines:
+            rewrite_in_place(path, "\n".join(kept) + "\n")
+    except OSError:
+        pass
+
+
+def _keep_netns(svc: ContainerService, rec: Container) -> str:
+    """The network namespace of a running container started without one of berth's (--network
+    none) bind-mounted at berth's path for it, as setup makes them: attachments go there and the
+    teardown after its exit removes it."""
+    from berth.linux import syscalls as sc
+    pid = svc.state(rec).get("Pid")
+    path = svc.networks.netns_path(rec.id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+    try:
+        sc.mount(f"/proc/{pid}/ns/net", path, None, sc.MS_BIND)
+    except OSError as e:
+        raise FailedPrecondition(f"container {rec.name} is not running any more: {e.strerror}") from None
+    return path
 
 
 def _link(spec: str) -> str:
@@ -329,7 +399,7 @@ def settings(svc: ContainerService, rec: Container, running: bool) -> dict[str, 
     hc = body.get("HostConfig") or {}
     mode = network_mode(hc)
     networks = {}
-    if mode in ("host", "none"):
+    if mode == "host" or (mode == "none" and not body.get(DETACHED)):
         n = nets.get(rec.namespace, mode)
         networks[mode] = _empty_ep(n.id)
     elif not mode.startswith("container:"):
@@ -394,7 +464,6 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
                 host: bool = False, embedded_dns: bool = False, upstream: Sequence[str] = ()) -> None:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container, written by berth (the
     host's own files are only read)."""
-    f: Any  # a file, then a resolv.conf line's fields
     hc = spec_body.get("HostConfig") or {}
     os.makedirs(files_dir, exist_ok=True)
     write_text(os.path.join(files_dir, "hostname"), hostname + "\n")
@@ -414,6 +483,15 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
         if endpoints and endpoints[0].get("IPAddress"):  # none without an address (--network none), as dockerd
             lines.append(f"{endpoints[0]['IPAddress']}\t{full}")
     write_text(os.path.join(files_dir, "hosts"), "\n".join(lines) + "\n")
+    write_resolv(files_dir, spec_body, host, embedded_dns, upstream)
+
+
+def write_resolv(files_dir: str, spec_body: dict[str, Any], host: bool = False, embedded_dns: bool = False,
+                 upstream: Sequence[str] = (), in_place: bool = False) -> None:
+    """The container's /etc/resolv.conf: the host's (its nameservers but loopback ones), the
+    create's Dns* options over it, the embedded DNS server (127.0.0.11) on a user-defined network."""
+    f: Any
+    hc = spec_body.get("HostConfig") or {}
     resolv = host_resolv()
     if host and not (hc.get("Dns") or hc.get("DnsSearch") or hc.get("DnsOptions")):
         write_text(os.path.join(files_dir, "resolv.conf"), resolv)
@@ -443,7 +521,15 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
     out += [f"nameserver {s}" for s in servers]
     if options:
         out.append("options " + " ".join(options))
-    write_text(os.path.join(files_dir, "resolv.conf"), "\n".join(out) + "\n")
+    (rewrite_in_place if in_place else write_text)(os.path.join(files_dir, "resolv.conf"), "\n".join(out) + "\n")
+
+
+def rewrite_in_place(path: str, text: str) -> None:
+    """path's content replaced in its own inode: a running container has it bind-mounted (a new
+    file renamed over it would not be what it sees)."""
+    with open(path, "r+") as f:
+        f.write(text)
+        f.truncate()
 
 
 def write_text(path: str, text: str) -> None:
