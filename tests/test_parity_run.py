@@ -2592,6 +2592,25 @@ def _rootfs_paths(text):
     return re.sub(r"/proc/self/fd/\d+", "/proc/self/fd/N", text)
 
 
+def test_bind_consistency_modes_and_a_root_destination_as_dockerd(eng, peer, tmp_path):
+    """-v's consistency modes (consistent, cached, delegated: nothing on Linux) are taken with the
+    others, one at most, as dockerd's parser takes them (berth: "invalid mode"); a destination of
+    / is refused in dockerd's words."""
+    seen = []
+    for d in (eng, peer):
+        got = []
+        for spec in (f"{tmp_path}:/h:cached", f"{tmp_path}:/h:delegated,ro", f"{tmp_path}:/h:consistent,z",
+                     f"{tmp_path}:/h:cached,delegated", f"{tmp_path}:/", "vcm-x:/v:cached,nocopy"):
+            p = d.docker("run", "--rm", "--network", "none", "-v", spec, IMAGE, "sh", "-c", "touch /h/x 2>/dev/null; echo $?")
+            got.append((p.returncode, p.out.strip(), _daemon_error(p).replace(str(tmp_path), "<dir>")))
+        d.docker("volume", "rm", "vcm-x")
+        seen.append(got)
+    assert seen[0] == seen[1], seen
+    assert [g[:2] for g in seen[0][:4]] == [(0, "0"), (0, "1"), (0, "0"), (125, "")], seen
+    assert seen[0][4][2] == ("docker: Error response from daemon: invalid volume specification: '<dir>:/': invalid "
+                             "mount config for type \"bind\": invalid specification: destination can't be '/'"), seen
+
+
 def test_bind_mount_failures_as_dockerd(eng, peer, tmp_path):
     """What dockerd 20.10 and its runc 1.1 say (side by side) of mounts they refuse: a file on a
     directory or the reverse (runc's words, then dockerd's hint), a bind below a read-only one,

@@ -66,12 +66,15 @@ def _check_dest(spec: str, dest: str, kind: str = "volume") -> str:
                               f"invalid mount path: '{dest}' mount path must be absolute")
     dest = os.path.normpath(dest)
     if dest == "/":
-        raise InvalidArgument(f"invalid specification: destination can't be '/' in '{spec}'")
+        raise InvalidArgument(f"invalid volume specification: '{spec}': invalid mount config for type \"{kind}\": "
+                              "invalid specification: destination can't be '/'")
     return dest
 
 
 def _valid_mode(mode: str) -> bool:
-    rw = prop = label = copy = 0
+    """moby's linux parser: at most one of each kind (ro/rw, z/Z, a propagation, nocopy, and a
+    consistency: consistent, cached, delegated, which mean nothing on Linux)."""
+    rw = prop = label = copy = consistency = 0
     for m in mode.split(","):
         if m in ("ro", "rw"):
             rw += 1
@@ -81,9 +84,11 @@ def _valid_mode(mode: str) -> bool:
             copy += 1
         elif m in _PROPAGATION:
             prop += 1
+        elif m in ("consistent", "cached", "delegated"):
+            consistency += 1
         else:
             return False
-    return rw <= 1 and prop <= 1 and label <= 1 and copy <= 1
+    return rw <= 1 and prop <= 1 and label <= 1 and copy <= 1 and consistency <= 1
 
 
 def parse_bind(spec: str) -> dict:
