@@ -810,7 +810,7 @@ def test_errors_match_dockerd(eng, peer):
              ["--memory-swap", "10m"], ["--memory-reservation", "1m"], ["-m", "1m"], ["--oom-score-adj", "2000"],
              ["--cpuset-cpus", "5x"], ["--cpuset-cpus", "999"], ["--ipc", "bogus"],
              ["--pid", "container:nonexist"], ["--device", "/dev/nonexist"], ["--group-add", "nosuchgroup"],
-             ["--isolation", "hyperv"]]
+             ["--isolation", "hyperv"], ["--runtime", "bogus"]]
     for flags in cases:
         ours = eng.docker("run", "--rm", *flags, IMAGE, "true")
         theirs = peer.docker("run", "--rm", *flags, IMAGE, "true")

@@ -284,7 +284,8 @@ class ContainerService:
         hc = body.get("HostConfig") or {}
         runtime = hc.get("Runtime") or self.cfg.default_runtime
         if runtime not in self.cfg.runtimes:
-            raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
+            raise InvalidArgument(  # dockerd 20.10's words
+                f"Unknown runtime specified {runtime}")
         from berth.services.ocispec import check_security
         body = dict(body, HostConfig=check_security(hc))  # --security-opt checked; a seccomp file read in
         from berth.services import runopts
