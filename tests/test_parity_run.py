@@ -816,6 +816,9 @@ def test_errors_match_dockerd(eng, peer):
         theirs = peer.docker("run", "--rm", *flags, IMAGE, "true")
         assert ours.returncode != 0 and theirs.returncode != 0, (flags, ours.err, theirs.err)
         assert _daemon_error(ours) == _daemon_error(theirs), flags
+    # an unknown runtime is refused before the image is looked up (a missing one is not pulled)
+    ours, theirs = (d.docker("create", "--pull", "never", "--runtime", "bogus", "pr-nosuch:1", "true") for d in (eng, peer))
+    assert _daemon_error(ours) == _daemon_error(theirs) == "Error response from daemon: Unknown runtime specified bogus"
     # IPC of a private container, rmi of an image in use: the same words with their own ids
     for d in (eng, peer):
         d.docker("run", "-d", "--name", "pr-donor", IMAGE, "sleep", "600", check=True)

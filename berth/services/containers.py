@@ -267,6 +267,9 @@ class ContainerService:
             raise InvalidArgument("no image given (Image)")
         from berth.services import runopts
         runopts.check_early(body, cri)  # StopSignal, CapAdd/CapDrop: before the image, as dockerd
+        runtime = (body.get("HostConfig") or {}).get("Runtime") or self.cfg.default_runtime
+        if runtime not in self.cfg.runtimes:  # (dockerd's platform checks, before the image too)
+            raise InvalidArgument(f"Unknown runtime specified {runtime}")  # dockerd 20.10's words
         r = self.images.resolve(ns, image_ref, platform=body.get("Platform"))
         if name:
             name = name.lstrip("/")
@@ -283,9 +286,6 @@ class ContainerService:
             name = None  # generated below, under the same transaction as the record
         hc = body.get("HostConfig") or {}
         runtime = hc.get("Runtime") or self.cfg.default_runtime
-        if runtime not in self.cfg.runtimes:
-            raise InvalidArgument(  # dockerd 20.10's words
-                f"Unknown runtime specified {runtime}")
         from berth.services.ocispec import check_security
         body = dict(body, HostConfig=check_security(hc))  # --security-opt checked; a seccomp file read in
         from berth.services import runopts
