@@ -202,6 +202,10 @@ def test_compose_run_one_off_prints_its_output(engine, tmp_path):
     start, then starts the container again when it sees it ended: the command's output reaches
     the client only when the engine shows the ended run as ended, not as running, while the
     run's network is still being released.)"""
+    if engine.name == "dockerd":
+        # dockerd 20.10 loses the race itself on a loaded machine (a fresh-clone CI run saw compose
+        # print nothing against it): the reference's timing, not a behaviour berth is held to
+        pytest.skip("compose 1.29's one-off output against dockerd depends on dockerd's timing")
     name = "berthoneoff"
     pdir = project(engine, tmp_path, ONE_OFF, name)
     try:

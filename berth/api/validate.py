@@ -593,6 +593,16 @@ ROUTES = {
                                             "filters": _FILTERS}),
     ("GET", "/distribution/{name}/json"): Route(),
     ("DELETE", "/containers/{id}/{alias}"): Route(query={"link": _BOOL}),
+    # managed plugins: none installed, none installed here (berth/api/plugins.py)
+    ("GET", "/plugins"): Route(query={"filters": _FILTERS}),
+    ("GET", "/plugins/privileges"): Route(query={"remote": QStr(max=MAX_NAME)}),
+    ("POST", "/plugins/pull"): Route(query={"remote": QStr(max=MAX_NAME), "name": QStr(max=MAX_NAME)}),
+    ("POST", "/plugins/create"): Route(stream=True, query={"name": QStr(max=MAX_NAME)}),
+    ("GET", "/plugins/{name}/json"): Route(), ("DELETE", "/plugins/{name}"): Route(query={"force": _BOOL}),
+    ("POST", "/plugins/{name}/enable"): Route(query={"timeout": QInt(0)}),
+    ("POST", "/plugins/{name}/disable"): Route(query={"force": _BOOL}),
+    ("POST", "/plugins/{name}/set"): Route(), ("POST", "/plugins/{name}/upgrade"): Route(),
+    ("POST", "/plugins/{name}/push"): Route(),
 }
 # swarm: a node not in a swarm answers 503 whatever it is sent (berth/api/swarm.py)
 for _m, _paths in (("POST", ("/swarm/init", "/swarm/join", "/swarm/leave", "/swarm/update", "/swarm/unlock",
