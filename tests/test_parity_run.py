@@ -2087,11 +2087,12 @@ def test_a_container_taken_off_none_and_connected_as_dockerd(eng, peer):
     in its /etc/hosts), keeps it across a restart, and may go back on none once off the other,
     as dockerd allows. berthd refused the disconnect and the connect; nothing of it is left after
     its removal."""
-    seen = []
+    seen, offs = [], []
     third = random.randint(0, 200)
     for d in (eng, peer):
         net, peer_c, name = _name("nn"), _name("nnp"), _name("nnc")
         got = []
+        since = int(time.time())
         try:
             d.docker("network", "create", "--subnet", f"10.94.{third}.0/24", net, check=True)
             d.docker("run", "-d", "--name", peer_c, "--network", net, IMAGE, "sleep", "60", check=True)
@@ -2108,11 +2109,31 @@ def test_a_container_taken_off_none_and_connected_as_dockerd(eng, peer):
                 p = d.docker(*args)
                 got.append((p.returncode, p.out.strip().replace(name, "<c>"), _daemon_error(p).replace(name, "<c>")))
             cid = _inspect(d, name)["Id"]
+            off = d.docker("run", "-d", "--name", name + "-off", "--network", "none", IMAGE, "sleep", "60",
+                           check=True).out.strip()
+            d.docker("network", "disconnect", "none", off, check=True)
+            d.docker("rm", "-f", off, check=True)
         finally:
-            d.docker("rm", "-f", name, peer_c)
+            d.docker("rm", "-f", name, peer_c, name + "-off")
             d.docker("network", "rm", net)
+        # its network events, each told once (dockerd tells some disconnects twice): the last is
+        # its die's off none, none after it was taken off none (berthd told one then too)
+        time.sleep(1.1)
+        evs = [e.split(" ", 1)[1] for e in d.docker(
+            "events", "--since", str(since), "--until", str(int(time.time())), "--filter", "type=network", "--format",
+            "{{.Actor.Attributes.container}} {{.Action}} {{.Actor.Attributes.name}}").out.split("\n") if e.startswith(cid)]
+        got.append([e.replace(net, "<net>") for i, e in enumerate(evs) if e and (i == 0 or e != evs[i - 1])])
+        offs.append([e.split(" ", 1)[1] for e in d.docker(
+            "events", "--since", str(since), "--until", str(int(time.time())), "--filter", "type=network", "--format",
+            "{{.Actor.Attributes.container}} {{.Action}} {{.Actor.Attributes.name}}").out.split("\n") if e.startswith(off)])
         seen.append(got)
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][-1] == ["connect none", "disconnect none", "connect <net>", "disconnect <net>", "connect <net>",
+                           "disconnect <net>", "connect none", "disconnect none"], seen[0][-1]
+    # one taken off none and removed: its die on no network tells nothing (berthd told a disconnect
+    # from none again; dockerd tells the disconnect itself twice)
+    assert offs[0] == ["connect none", "disconnect none"] and offs[1][:2] == offs[0] and \
+        set(offs[1][2:]) <= {"disconnect none"}, offs
     assert seen[0][4][1].split("\n") == [f"10.94.{third}.3/24", "nameserver 127.0.0.11", "options ndots:0",
                                          f"10.94.{third}.3\tnnhost", "ok"], seen[0][4]
     assert seen[0][9][1] == "none", seen[0]

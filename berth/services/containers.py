@@ -418,7 +418,9 @@ class ContainerService:
         if self.networks is not None:
             from berth.services import container_net
             mode = container_net.network_mode(hc)
-            refs = [mode] if mode in ("host", "none") else [r for r, _ in container_net.requested_networks(body)]
+            detached_none = mode == "none" and body.get(container_net.DETACHED)  # taken off none: its networks
+            refs = [mode] if mode == "host" or (mode == "none" and not detached_none) else \
+                [r for r, _ in container_net.requested_networks(body)]
             for ref in refs:
                 try:
                     n = self.networks.get(ns, ref)
