@@ -48,30 +48,19 @@ def _options(request: web.Request) -> builder_mod.Options:
     extrahosts = [h for h in q.get("extrahosts", "").split(",") if h]
     rm = q.get("rm", "1").lower() not in ("0", "false")
     # the RUN steps' containers get the build's resources, as dockerd's classic builder gives them
+    # (the numbers and the ulimits' shape are checked by the route's schema, berth/api/validate.py)
+    def checked(key: str) -> str | None:  # (the value the schema checked: a repeated one's last)
+        return q.getall(key)[-1] if key in q else None
     resources: dict = {}
     for key, field in (("memory", "Memory"), ("memswap", "MemorySwap"), ("cpushares", "CpuShares"),
                        ("cpuperiod", "CpuPeriod"), ("cpuquota", "CpuQuota"), ("shmsize", "ShmSize")):
-        v = q.get(key)
-        if v not in (None, "", "0"):
-            try:
-                resources[field] = int(v)
-            except ValueError:
-                raise InvalidArgument(f"invalid {key} {v!r}: not an integer") from None
+        if checked(key) not in (None, "", "0"):
+            resources[field] = int(checked(key))
     for key, field in (("cpusetcpus", "CpusetCpus"), ("cpusetmems", "CpusetMems"), ("cgroupparent", "CgroupParent")):
-        if q.get(key):
-            resources[field] = q[key]
-    if q.get("ulimits"):
-        try:
-            ulimits = json.loads(q["ulimits"])
-        except ValueError:
-            raise InvalidArgument("invalid ulimits: not JSON") from None
-        if ulimits is not None:
-            if not isinstance(ulimits, list) or not all(
-                    isinstance(u, dict) and isinstance(u.get("Name"), str) and isinstance(u.get("Soft", 0), int)
-                    and isinstance(u.get("Hard", 0), int) for u in ulimits):
-                raise InvalidArgument("invalid ulimits: not a list of {Name, Soft, Hard}")
-            if ulimits:
-                resources["Ulimits"] = ulimits
+        if checked(key):
+            resources[field] = checked(key)
+    if checked("ulimits") and json.loads(checked("ulimits")):
+        resources["Ulimits"] = json.loads(checked("ulimits"))
     return builder_mod.Options(tags=tags, dockerfile=q.get("dockerfile") or "Dockerfile", buildargs=_json_map(request, "buildargs"),
                    target=q.get("target") or None, nocache=_bool(request, "nocache"), pull=_bool(request, "pull"),
                    quiet=_bool(request, "q"), labels=_json_map(request, "labels"),

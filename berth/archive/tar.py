@@ -219,8 +219,8 @@ def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | 
             ti.type = tarfile.SYMTYPE
             try:
                 ti.linkname = os.readlink(nm, dir_fd=dfd)
-            except (FileNotFoundError, OSError) as e:
-                if isinstance(e, FileNotFoundError) or e.errno == errno.EINVAL:
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.EINVAL):
                     return  # removed (or replaced by something else) while walking
                 raise
             yield _tar_header(ti)

@@ -10,7 +10,7 @@ from berth.errors import InvalidArgument
 
 _DURATIONS = (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
               ("start-interval", "StartInterval"))
-KEPT = ("Interval", "Timeout", "StartPeriod", "StartInterval", "Retries")
+KEPT = ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries")
 
 
 def parse_duration(s: str, what: str) -> int:
@@ -51,6 +51,6 @@ def config(ins: Instruction) -> dict[str, Any]:
 
 def merged(hc: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
     """hc over the healthcheck before it, as dockerd's commit merges a config over the image's:
-    what hc leaves at zero (NONE's too) is the one before's."""
+    what hc leaves unset or at zero (NONE's too) is the one before's."""
     before = before or {}
     return dict(hc, **{k: before[k] for k in KEPT if before.get(k) and not hc.get(k)})

@@ -284,12 +284,8 @@ def merge_config(user: Mapping[str, Any], image: Mapping[str, Any]) -> dict:
         if out.get("Entrypoint") is None:
             out["Entrypoint"] = image.get("Entrypoint")
     if image.get("Healthcheck"):
-        if not out.get("Healthcheck"):
-            out["Healthcheck"] = image["Healthcheck"]
-        else:
-            from berth.dockerfile import health
-            hc = health.merged(out["Healthcheck"], image["Healthcheck"])
-            out["Healthcheck"] = dict(hc, Test=hc.get("Test") or image["Healthcheck"].get("Test"))
+        from berth.dockerfile import health
+        out["Healthcheck"] = health.merged(out.get("Healthcheck") or {}, image["Healthcheck"])
     if not out.get("WorkingDir"):
         out["WorkingDir"] = image.get("WorkingDir") or ""
     if image.get("Volumes"):

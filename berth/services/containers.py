@@ -1338,30 +1338,47 @@ class ContainerService:
             "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
             "GraphDriver": {"Name": self.snapshotter_name, "Data": self._graph_data(rec)},
             "Mounts": inspect_mounts(CreateSpec.from_json(spec).mounts),
-            "Config": {
-                "Hostname": spec.get("Hostname") or rec.id[:12], "Domainname": spec.get("Domainname") or "",
-                "User": spec.get("User") or ic.get("User") or "", "AttachStdin": bool(spec.get("AttachStdin")),
-                "AttachStdout": bool(spec.get("AttachStdout")), "AttachStderr": bool(spec.get("AttachStderr")),
-                # the image's and the create's, left out when none (dockerd's merge, omitempty)
-                **({"ExposedPorts": exposed} if (exposed := dict(ic.get("ExposedPorts") or {},
-                                                                 **(spec.get("ExposedPorts") or {}))) else {}),
-                "Tty": bool(spec.get("Tty")), "OpenStdin": bool(spec.get("OpenStdin")),
-                "StdinOnce": bool(spec.get("StdinOnce")), "Env": env,
-                "Cmd": cmd or None,
-                # dockerd's HealthConfig leaves out its fields at zero (omitempty)
-                **({"Healthcheck": {k: v for k, v in spec["Healthcheck"].items() if v not in (None, 0, [])}}
-                   if spec.get("Healthcheck") else {}),
-                "Image": (rec.extensions or {}).get("image_name") or rec.image,
-                "Volumes": dict(ic.get("Volumes") or {}, **(spec.get("Volumes") or {})) or None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
-                "Entrypoint": entrypoint,
-                **({"MacAddress": spec["MacAddress"]} if spec.get("MacAddress") else {}),
-                "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
-                # omitted when neither the create nor the image gives one, as dockerd's
-                **({"StopSignal": spec.get("StopSignal") or ic.get("StopSignal")}
-                   if spec.get("StopSignal") or ic.get("StopSignal") else {}),
-                **({"StopTimeout": spec["StopTimeout"]} if spec.get("StopTimeout") is not None else {}),
-            },
+            "Config": self.container_config(rec, spec, ic, env, entrypoint, cmd),
             "NetworkSettings": self.network_settings(rec, st),
+        }
+
+    def container_config(self, rec: Container, spec: dict[str, Any] | None = None, ic: dict[str, Any] | None = None,
+                         env: list[str] | None = None, entrypoint: Any = None, cmd: Any = None) -> dict[str, Any]:
+        """A container's Config as dockerd keeps it (inspect's; a commit's image config starts
+        from it): its create's merged with its image's. spec, ic, env, entrypoint and cmd: the
+        create body, the image's config and what inspect derived from them, when it has them."""
+        if spec is None:
+            spec = rec.spec_json() or {}
+            try:
+                ic = self.images.read_json(rec.image, 20 << 20, "image config").get("config") or {}
+            except BerthError:
+                ic = {}
+            from berth.services.ocispec import config_env, merged_command
+            env = config_env(spec.get("Env"), ic.get("Env"))
+            entrypoint, cmd = merged_command(spec, ic)
+        ic = ic or {}
+        return {
+            "Hostname": spec.get("Hostname") or rec.id[:12], "Domainname": spec.get("Domainname") or "",
+            "User": spec.get("User") or ic.get("User") or "", "AttachStdin": bool(spec.get("AttachStdin")),
+            "AttachStdout": bool(spec.get("AttachStdout")), "AttachStderr": bool(spec.get("AttachStderr")),
+            # the image's and the create's, left out when none (dockerd's merge, omitempty)
+            **({"ExposedPorts": exposed} if (exposed := dict(ic.get("ExposedPorts") or {},
+                                                             **(spec.get("ExposedPorts") or {}))) else {}),
+            "Tty": bool(spec.get("Tty")), "OpenStdin": bool(spec.get("OpenStdin")),
+            "StdinOnce": bool(spec.get("StdinOnce")), "Env": env,
+            "Cmd": cmd or None,
+            # dockerd's HealthConfig leaves out its fields at zero (omitempty)
+            **({"Healthcheck": {k: v for k, v in spec["Healthcheck"].items() if v not in (None, 0, [])}}
+               if spec.get("Healthcheck") else {}),
+            "Image": (rec.extensions or {}).get("image_name") or rec.image,
+            "Volumes": dict(ic.get("Volumes") or {}, **(spec.get("Volumes") or {})) or None, "WorkingDir": spec.get("WorkingDir") or ic.get("WorkingDir") or "",
+            "Entrypoint": entrypoint,
+            **({"MacAddress": spec["MacAddress"]} if spec.get("MacAddress") else {}),
+            "OnBuild": None, "Labels": dict(ic.get("Labels") or {}, **(rec.labels or {})),
+            # omitted when neither the create nor the image gives one, as dockerd's
+            **({"StopSignal": spec.get("StopSignal") or ic.get("StopSignal")}
+               if spec.get("StopSignal") or ic.get("StopSignal") else {}),
+            **({"StopTimeout": spec["StopTimeout"]} if spec.get("StopTimeout") is not None else {}),
         }
 
     def network_settings(self, rec: Container, st: dict[str, Any]) -> dict[str, Any]:

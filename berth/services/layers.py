@@ -116,7 +116,7 @@ def container_config(containers: ContainerService, rec: Container,
     ``changes`` (Dockerfile instructions) applied to it, the result merged over it again."""
     from berth.images.imports import apply_changes, merge_config
     img = containers.images.read_json(rec.image, 20 << 20, "image config")
-    base = containers.inspect(rec.namespace, rec.id)["Config"]
+    base = containers.container_config(rec)
     return img, base, merge_config(apply_changes(changes, base), base)
 
 
