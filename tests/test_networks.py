@@ -329,6 +329,10 @@ def test_network_rm_prune_and_bad_input(d):
     assert "bad" not in [line.split()[1] for line in d.berth("network", "ls", check=True).out.splitlines()[1:]]
     for builtin in ("bridge", "host", "none"):
         assert d.berth("network", "rm", builtin).returncode != 0
+    # as the docker CLI: each network removed named once; -f says nothing of one that is not there
+    d.berth("network", "create", "gone", check=True)
+    p = d.berth("network", "rm", "-f", "gone", "nosuchnet")
+    assert p.returncode == 0 and p.out.splitlines() == ["gone"], p.out + p.err
     p = d.berth("network", "prune", "-f", check=True)
     assert "idle" in p.out and "used" not in p.out
     p = d.berth("run", "--rm", "--network", "nosuchnet", IMG, "true")

@@ -22,13 +22,16 @@ def _pct(reclaimable, total):
     return _hs(reclaimable)
 
 
+DF_HEADER = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"}
+
+
 def df(ctx, argv, cmd):
     p = parser(cmd, "show docker disk usage")
     p.add_argument("-v", "--verbose", action="store_true", help="Show detailed information on space usage")
-    p.add_argument("--format", help="Format output using a custom template ('json' for the raw object)")
+    p.add_argument("--format", help="Format output using a custom template ('json': a JSON line per type; with -v, the API's object)")
     a = p.parse_args(argv)
     du = ctx.client.call("GET", "/system/df")
-    if a.format == "json":
+    if a.format == "json" and a.verbose:
         print(json.dumps(du))
         return 0
     images = du.get("Images") or []
@@ -46,13 +49,16 @@ def df(ctx, argv, cmd):
     v_recl = sum(u.get("Size", 0) for u in v_sizes if u.get("RefCount", 0) == 0 and u.get("Size", -1) >= 0)
     from berth.cli.format import table
     if not a.verbose:
-        rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-                ["Images", str(len(images)), str(sum(1 for i in images if i.get("Containers"))), _hs(layers),
+        rows = [["Images", str(len(images)), str(sum(1 for i in images if i.get("Containers"))), _hs(layers),
                  _pct(layers - used, layers)],
                 ["Containers", str(len(containers)), str(len(c_active)), _hs(c_size), _pct(c_recl, c_size)],
                 ["Local Volumes", str(len(volumes)), str(v_active), _hs(v_size), _pct(v_recl, v_size)],
                 ["Build Cache", "0", "0", "0B", "0B"]]
-        print(table(rows))
+        if a.format and a.format != "table":  # docker's diskUsageContext: a row per type
+            from berth.cli.format import print_formatted
+            print_formatted(a.format, [dict(zip(DF_HEADER, r)) for r in rows], DF_HEADER, "*formatter.diskUsageImagesContext")
+            return 0
+        print(table([list(DF_HEADER.values())] + rows))
         return 0
     from berth.cli.format import ago
     print("Images space usage:\n")

@@ -142,10 +142,10 @@ def rm(ctx, argv, cmd):
             ctx.client.network_remove(n)
         except BerthError as e:
             if a.force and "not found" in e.message:
-                return
+                return  # docker's -f: nothing said of a network that is not there
             raise
         print(n)
-    return for_each(a.names, one)
+    return for_each(a.names, one, echo=False)
 
 
 def prune(ctx, argv, cmd):
