@@ -460,11 +460,16 @@ def test_update_warns_of_what_it_sets_as_dockerd(eng, peer):
             for opts in (["--kernel-memory", "50m"], ["--cpu-shares", "256"], ["-m", "64m", "--memory-swap", "-1"]):
                 p = d.docker("update", *opts, name)
                 got.append((p.returncode, p.out.strip().replace(name, "<name>"), p.err))
+            import docker
+            api = docker.APIClient(base_url=d.host, version="1.41")
+            got.append(api.update_container(name, cpu_shares=512))  # no warning: null, not []
+            api.close()
             seen.append(got)
         finally:
             d.docker("rm", "-f", name)
     assert seen[0] == seen[1], seen
-    assert [g[1] for g in seen[0]] == ["<name>\nSpecifying a kernel memory limit is deprecated and will be removed in "
+    assert seen[0][-1] == {"Warnings": None}, seen
+    assert [g[1] for g in seen[0][:-1]] == ["<name>\nSpecifying a kernel memory limit is deprecated and will be removed in "
                                        "a future release.", "<name>", "<name>"], seen
 
 
@@ -2075,6 +2080,7 @@ def test_user_network_ipam_aliases_and_dns_as_dockerd(eng, peer):
             a = list(nets)[0]
             d.docker("run", "-d", "--name", name, "--network", a, "--network-alias", "al1", IMAGE, "sleep", "60",
                      check=True)
+            import docker
             api = docker.APIClient(base_url=d.host, version="1.41")
             info = api.inspect_container(name)
             api.close()

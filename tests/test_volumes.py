@@ -518,7 +518,9 @@ def test_api_shapes_and_versions(d):
         v = api.create_volume("apiv", driver="local", driver_opts={}, labels={"a": "1"})
         assert set(v) >= {"CreatedAt", "Driver", "Labels", "Mountpoint", "Name", "Options", "Scope"}
         res = api.volumes(filters={"name": "apiv"})
-        assert [x["Name"] for x in res["Volumes"]] == ["apiv"] and res["Warnings"] == []
+        # dockerd's: no warnings is null; CreatedAt in whole seconds (RFC 3339)
+        assert [x["Name"] for x in res["Volumes"]] == ["apiv"] and res["Warnings"] is None
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", v["CreatedAt"]), v
         with pytest.raises(docker.errors.NotFound):
             api.remove_volume("nosuch")
         # (docker-py's remove_volume(force=True) does not send force: the request by hand)

@@ -74,7 +74,7 @@ Images:
   tag         add a name to an image                 inspect   show an image's details
   history     show an image's history                save      write images to a tar archive
   load        load images from a tar archive         import    make an image from a rootfs tar
-  build       build an image from a Dockerfile         commit    make an image from a container's changes
+  build       build an image from a Dockerfile       commit    make an image from a container's changes
   image prune remove unused images                   builder prune  remove the build cache
 Engine:
   info        show the engine's configuration        version   show client and server versions

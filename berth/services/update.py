@@ -23,7 +23,7 @@ _FIELDS = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares",
 
 
 def update(svc: ContainerService, ns: str, ref: str, body: Any) -> dict[str, Any]:
-    """POST /containers/{id}/update. Returns {"Warnings": [...]}."""
+    """POST /containers/{id}/update. Returns {"Warnings": [...] or null}."""
     from berth.services import runopts
     if not isinstance(body, dict):
         raise InvalidArgument("the update body must be a JSON object")
@@ -74,7 +74,7 @@ def update(svc: ContainerService, ns: str, ref: str, body: Any) -> dict[str, Any
         _apply(svc, rec, st, merged, new)
     svc.meta.update_container(ns, rec.id, spec=dict(spec, HostConfig=merged))
     svc.events.container(ns, rec, "update")
-    return {"Warnings": warnings}
+    return {"Warnings": warnings or None}  # dockerd: null when there is none
 
 
 def _conflict(new: dict[str, Any], hc: dict[str, Any]) -> str | None:

@@ -247,7 +247,8 @@ class VolumeService:
     def _view(self, o) -> dict:
         d = o.data or {}
         # none given: null, as dockerd's (a volume made by `docker volume create` too)
-        return {"CreatedAt": d.get("CreatedAt") or "", "Driver": d.get("Driver") or "local",
+        # CreatedAt in whole seconds, as dockerd's (RFC 3339, the stored time's fraction dropped)
+        return {"CreatedAt": re.sub(r"\.\d+Z$", "Z", d.get("CreatedAt") or ""), "Driver": d.get("Driver") or "local",
                 "Labels": dict(o.labels or {}) or None, "Mountpoint": self.data_dir(o.namespace, o.name),
                 "Name": o.name, "Options": dict(d.get("Options") or {}) or None, "Scope": "local"}
 
@@ -657,7 +658,7 @@ class VolumeService:
                 if (o.name not in used) not in want:
                     continue
             out.append(v)
-        return {"Volumes": out, "Warnings": []}
+        return {"Volumes": out, "Warnings": None}  # dockerd's null when there is none
 
 
 def inspect_mounts(mounts: list[dict] | None) -> list[dict]:
