@@ -3067,6 +3067,27 @@ def test_create_refuses_nameless_env_and_bad_port_bindings_as_dockerd(eng, peer)
     assert [r[0] for r in seen[0]] == [False, False, True, False, False, False, False, False, True, False]
 
 
+def test_inspect_shows_each_port_binding_whole_as_dockerd(eng, peer):
+    """A port binding sent without HostIp or HostPort (or as null) shows both, empty, as dockerd's
+    (a Go struct); a null or empty list stays as sent. berthd showed what the client sent."""
+    import docker
+    bindings = {"80": [{"HostPort": "8080"}], "81/tcp": [{}], "82/udp": [None], "83/tcp": [],
+                "84/tcp": None, "85/tcp": [{"HostIp": "127.0.0.1"}]}
+    seen = []
+    for d in (eng, peer):
+        api = docker.APIClient(base_url=d.host, version="1.41")
+        try:
+            cid = api.post(api._url("/containers/create"), data=json.dumps(
+                {"Image": IMAGE, "HostConfig": {"PortBindings": bindings}}),
+                headers={"Content-Type": "application/json"}).json()["Id"]
+            seen.append(api.inspect_container(cid)["HostConfig"]["PortBindings"])
+            api.remove_container(cid, force=True)
+        finally:
+            api.close()
+    assert seen[0] == seen[1], seen
+    assert seen[0]["82/udp"] == [{"HostIp": "", "HostPort": ""}] and seen[0]["84/tcp"] is None
+
+
 def test_config_shows_exposed_ports_and_stop_timeout_as_dockerd(eng, peer, tmp_path):
     """Config.ExposedPorts (the image's EXPOSE and the create's, none: left out) and
     Config.StopTimeout, in dockerd's order: berthd showed neither."""

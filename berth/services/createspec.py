@@ -78,6 +78,10 @@ def inspect_host_config(hc: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = hc[key]
             if isinstance(default, dict) and isinstance(hc[key], dict):  # RestartPolicy's fields too
                 out[key] = {**default, **hc[key]}
+            elif key == "PortBindings" and isinstance(hc[key], dict):  # each binding a Go struct: both fields
+                out[key] = {port: binds if binds is None else
+                            [{"HostIp": (b or {}).get("HostIp") or "", "HostPort": (b or {}).get("HostPort") or ""}
+                             for b in binds] for port, binds in hc[key].items()}
         elif key != "Runtime":
             out[key] = copy.copy(default)
     for key, value in hc.items():
