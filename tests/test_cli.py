@@ -363,6 +363,49 @@ def test_save_to_terminal_refused(d):
     assert "terminal" in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_save_and_export_write_only_a_regular_file_as_the_docker_cli(d, tmp_path):
+    """-o is checked before the daemon is asked, as the docker CLI's (moby's atomicwriter): a
+    device, a directory, a pipe, a socket or a link is refused in its words and left as it was
+    (berth renamed its archive over the target: `export -o /dev/null` replaced the host's
+    /dev/null with a file); a new file is written whole, 0600, with nothing else left beside it."""
+    import shutil
+    import socket
+    import stat
+    dev = tmp_path / "null"
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    os.symlink("elsewhere.tar", tmp_path / "link")
+    cid = d.berth("create", "busybox-layers:1", "true", check=True).out.strip()
+    clis = [("berth", d.berth)] + ([("docker", d.docker)] if shutil.which("docker") else [])
+    try:
+        for target, why in (("null", "cannot write to a character device file"), ("dir", "cannot write to a directory"),
+                            ("fifo", "cannot write to a named pipe (FIFO)"), ("sock", "cannot write to a socket"),
+                            ("link", "cannot write to a symbolic link directly"),
+                            ("nodir/x.tar", f"invalid output path: stat {tmp_path}/nodir: no such file or directory"),
+                            ("null/x.tar", f"invalid output path: stat {tmp_path}/null: not a directory")):
+            for name, cli in clis:
+                for args, what in ((["export", cid], "failed to export container"),
+                                   (["save", "hello-world"], "failed to save image")):
+                    p = cli(args[0], "-o", str(tmp_path / target), *args[1:])
+                    assert p.returncode == 1 and p.err.strip().endswith(f"{what}: {why}"), (name, target, p.err)
+                    assert len(p.err.strip().splitlines()) == 1, p.err
+        assert stat.S_ISCHR(os.lstat(dev).st_mode) and os.lstat(tmp_path / "link").st_mode & stat.S_IFLNK
+        assert sorted(os.listdir(tmp_path)) == ["dir", "fifo", "link", "null", "sock"]
+        for args in (["export", cid], ["save", "hello-world"]):
+            out = tmp_path / "dir" / "x.tar"
+            (out).write_bytes(b"old")
+            d.berth(args[0], "-o", str(out), *args[1:], check=True)
+            with tarfile.open(out) as t:
+                assert t.getnames()
+            assert stat.S_IMODE(os.stat(out).st_mode) == 0o600 and os.listdir(tmp_path / "dir") == ["x.tar"]
+    finally:
+        sock.close()
+        d.berth("rm", cid)
+
+
 def test_load_of_garbage_fails(d):
     ns = ns_name()
     p = d.berth("-n", ns, "load", input=b"this is not a tar archive" * 100)

@@ -88,6 +88,19 @@ def test_default_bridge_gives_each_container_an_address_and_they_talk(d):
 def test_network_none_and_host(d):
     p = d.berth("run", "--rm", "--network", "none", IMG, "sh", "-c", "cat /proc/net/dev; ip addr show lo", check=True)
     assert "eth0" not in p.out and "lo:" in p.out and "inet 127.0.0.1/8" in p.out
+    # a running one's namespace is at its SandboxKey, as dockerd's: a tool can network it by hand
+    # there (ip netns / nsenter / cnitool); it goes with the container's exit
+    cid = d.berth("run", "-d", "--network", "none", IMG, "sleep", "600", check=True).out.strip()
+    key = json.loads(d.berth("inspect", cid, check=True).out)[0]["NetworkSettings"]["SandboxKey"]
+    try:
+        pid = json.loads(d.berth("inspect", cid, check=True).out)[0]["State"]["Pid"]
+        assert key and os.stat(key).st_ino == os.stat(f"/proc/{pid}/ns/net").st_ino, key
+        subprocess.run(["nsenter", f"--net={key}", "ip", "link", "add", "hand0", "type", "veth", "peer", "name", "hand1"], check=True)
+        p = d.berth("exec", cid, "cat", "/proc/net/dev", check=True)
+        assert "hand0:" in p.out and "eth0" not in p.out, p.out
+    finally:
+        d.berth("rm", "-f", cid, check=True)
+    assert not os.path.exists(key)
     p = d.berth("run", "--rm", "--network", "host", IMG, "cat", "/proc/net/dev", check=True)
     assert "eth0" in p.out or len(p.out.splitlines()) > 3
 

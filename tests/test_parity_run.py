@@ -1961,6 +1961,7 @@ def test_diff_as_dockerd(eng, peer):
     """`docker diff` of a container that modified, added and deleted files: the same changes as
     dockerd's (berth's diff failed with a 500 on a file modified in place); dockerd's order
     follows Go's map order, so the lines are compared as sets."""
+    import docker
     seen = []
     for d in (eng, peer):
         name = _name("df")
@@ -1969,9 +1970,14 @@ def test_diff_as_dockerd(eng, peer):
                      "rm /bin/ls; mkdir /tmp/q; echo x > /tmp/q/f; echo y > /data/sub/file; ln -sf /x /data/link",
                      check=True)
             seen.append(sorted(d.docker("diff", name, check=True).out.splitlines()))
+            # a container that changed nothing: null from the API, not []
+            d.docker("create", "--name", name + "-0", IMAGE, "true", check=True)
+            api = docker.APIClient(base_url=d.host, version="1.41")
+            seen.append(api.diff(name + "-0"))
+            api.close()
         finally:
-            d.docker("rm", "-f", name)
-    assert seen[0] == seen[1], seen
+            d.docker("rm", "-f", name, name + "-0")
+    assert seen[0] == seen[2] and seen[1] is None and seen[3] is None, seen
     assert {"C /data/sub/file", "D /bin/ls", "A /tmp/q/f", "C /data/link"} <= set(seen[0]), seen
 
 

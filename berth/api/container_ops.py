@@ -157,7 +157,8 @@ async def archive_put(request: web.Request) -> web.Response:
 
 async def changes(request: web.Request) -> web.Response:
     s, svc, ns = _svc(request)
-    return json_response(await s.run(ops.changes, svc, ns, request.match_info["id"]))
+    # none: null, as dockerd's (a nil list)
+    return json_response(await s.run(ops.changes, svc, ns, request.match_info["id"]) or None)
 
 
 async def prune(request: web.Request) -> web.Response:

@@ -65,33 +65,26 @@ def export(ctx, argv, cmd):
     a = p.parse_args(argv)
     if not a.output and sys.stdout.isatty():
         raise BerthError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    what = "failed to export container"
+    if a.output:
+        from berth.cli.output import check_destination
+        check_destination(a.output, what)
     resp = ctx.client.call("GET", f"/containers/{a.container}/export", stream=True)
-    tmp = None
+
+    def copy(out):
+        while True:
+            d = resp.read_some()
+            if not d:
+                break
+            out.write(d)
     try:
         if a.output:
-            tmp = a.output + ".berth-tmp"
-            out = open(tmp, "wb")
+            from berth.cli.output import write_atomically
+            write_atomically(a.output, what, copy)
         else:
-            out = sys.stdout.buffer
-        try:
-            while True:
-                d = resp.read_some()
-                if not d:
-                    break
-                out.write(d)
-        finally:
-            if a.output:
-                out.close()
-        if tmp:
-            os.replace(tmp, a.output)
-            tmp = None
+            copy(sys.stdout.buffer)
     except OSError as e:
-        raise BerthError(f"failed to export container: {e.strerror or e}") from None
+        raise BerthError(f"{what}: {e.strerror or e}") from None
     finally:
         resp.close()
-        if tmp:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
     return 0

@@ -275,50 +275,19 @@ def save(ctx, argv, cmd):
     a = p.parse_args(argv)
     if not a.output and sys.stdout.isatty():
         raise BerthError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    if a.output:
+        from berth.cli.output import check_destination
+        check_destination(a.output, "failed to save image")
     resp = ctx.client.image_save(a.names)
     try:
         if a.output:
-            _save_to(resp, a.output)
+            from berth.cli.output import write_atomically
+            write_atomically(a.output, "failed to save image", lambda f: _copy(resp, f))
         else:
             _copy(resp, sys.stdout.buffer)
     finally:
         resp.close()
     return 0
-
-
-def _save_to(resp, output):
-    """As docker's CopyToFile: a temporary file beside the target, renamed over it only when
-    the whole archive arrived (never a partial file under the target's name)."""
-    d = os.path.dirname(os.path.abspath(output))
-    while True:
-        tmp = os.path.join(d, ".berth_temp_" + os.urandom(6).hex())
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            break
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise BerthError(f"failed to save image: unable to create temporary file in {d}: {e.strerror}") \
-                from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _copy(resp, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, output)
-    except OSError as e:
-        _unlink_quietly(tmp)
-        raise BerthError(f"failed to save image: {e.filename or output}: {e.strerror}") from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _copy(resp, f):

@@ -90,8 +90,18 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
         write_files(cdir, hostname, spec_body, [], host=True)
         return "host", cdir
     if mode == "none" and not requested_networks(spec_body):
-        write_files(cdir, hostname, spec_body, [])
-        return None, cdir
+        # a namespace of its own with only lo, at berth's path as dockerd's sandbox: its SandboxKey
+        # is where tools that network it by hand (cnitool, ip netns) find it
+        from berth.linux import netns
+        path = nets.netns_path(cid)
+        netns.create(path)
+        try:
+            write_files(cdir, hostname, spec_body, [])
+            _save(svc, ns, cid, {"netns": path, "networks": {}, "ports": {}})
+        except BaseException:
+            teardown(svc, ns, cid)
+            raise
+        return path, cdir
     if mode.startswith("ns:"):  # podman's --network ns:PATH: a network namespace made by the caller
         path = mode[len("ns:"):]
         if not os.path.exists(path):
