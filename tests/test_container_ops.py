@@ -216,6 +216,25 @@ def test_cp_stopped_container(eng, tmp_path):
         eng.berth("rm", "-f", name)
 
 
+def test_cp_out_refuses_a_device_or_a_missing_directory_as_the_docker_cli(eng, box, tmp_path):
+    """The local destination is checked before the daemon is asked, in the docker CLI's words:
+    a device is refused and left as it was (berth wrote a file in its place: `cp c:/f /dev/null`
+    replaced the host's /dev/null), a missing directory or a path under a non-directory is an
+    error of one line (berth's was an internal error)."""
+    import stat
+    c = box()
+    dev = tmp_path / "null"
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    for dst, why in ((str(dev), f'invalid output path: "{dev}" must be a directory or a regular file: got a device'),
+                     (str(tmp_path / "nodir" / "x"), f'invalid output path: directory "{tmp_path}/nodir" does not exist'),
+                     (str(dev / "x"), f"stat {dev}/x: not a directory")):
+        for cli in (eng.berth, eng.docker):
+            p = cli("cp", f"{c}:/etc/hostname", dst)
+            assert p.returncode == 1 and p.err.strip().splitlines() == [p.err.strip().splitlines()[0]], p.err
+            assert p.err.strip().endswith(why), (dst, p.err)
+    assert stat.S_ISCHR(os.lstat(dev).st_mode) and sorted(os.listdir(tmp_path)) == ["null"]
+
+
 # --- pause, top, stats ---
 
 def _log_lines(eng, name):
