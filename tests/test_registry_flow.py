@@ -978,6 +978,17 @@ def test_login_pull_push_logout_with_tls_and_htpasswd(daemons, tmp_path):
         p = d.berth("logout", reg.addr)
         assert p.returncode == 0, p.err
         assert reg.addr not in read_json(config_json).get("auths", {})
+        # a config.json that is a link (dotfiles) stays one: the file it points to is written,
+        # its mode kept, as the docker CLI's
+        kept = tmp_path / "dotfiles-docker.json"
+        os.replace(config_json, kept)
+        os.chmod(kept, 0o640)
+        os.symlink(kept, config_json)
+        p = d.berth("login", "-u", "alice", "--password-stdin", reg.addr, input=b"s3cret\n")
+        assert p.returncode == 0 and os.path.islink(config_json), p.err
+        assert reg.addr in read_json(str(kept))["auths"] and os.stat(kept).st_mode & 0o777 == 0o640
+        assert d.berth("logout", reg.addr).returncode == 0 and reg.addr not in read_json(str(kept))["auths"]
+        assert sorted(os.listdir(os.path.dirname(config_json))) == ["config.json"]
         assert d.berth("rmi", ref).returncode == 0
         p = d.berth("pull", ref)
         assert_one_line_error(p)

@@ -163,14 +163,30 @@ def _load_doc(path):
 
 
 def _write_doc(path, doc):
+    """As the docker CLI saves its config file: a temporary file renamed over it, where a
+    symlinked config.json (a dotfiles link) points, keeping that file's mode and owner."""
     import json
     import os
+    import tempfile
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent="\t")
-    os.rename(tmp, path)
+    target = os.path.realpath(path)  # a dangling link too: the file it names is made
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(target), dir=os.path.dirname(target))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent="\t")
+        try:
+            st = os.stat(target)
+            os.chmod(tmp, st.st_mode & 0o7777)
+            os.chown(tmp, st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            pass
+        os.rename(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _save(host, user, password):
