@@ -379,6 +379,36 @@ def test_connect_and_disconnect_a_running_container(d):
     assert "eth1" not in d.berth("exec", "web", "cat", "/proc/net/dev", check=True).out
 
 
+def test_a_bridge_name_already_on_the_host_is_used_not_taken(d):
+    """-o com.docker.network.bridge.name of an interface already on the host, as libnetwork's
+    bridge driver: a bridge is used and left there when the network goes; anything else is
+    refused (its words); two networks cannot share a bridge. berthd deleted whatever interface
+    had the name at `network rm` (a veth here; the host's eth0 for -o ...name=eth0)."""
+    tag = os.urandom(3).hex()
+    veth, peer, mine = f"hv{tag}", f"hw{tag}", f"hb{tag}"
+    subprocess.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", peer], check=True)
+    subprocess.run(["ip", "link", "add", mine, "type", "bridge"], check=True)
+    try:
+        p = d.berth("network", "create", "-o", f"com.docker.network.bridge.name={veth}", "onveth")
+        assert p.returncode == 1 and p.err.strip() == f"berth: existing interface {veth} is not a bridge", p.err
+        d.berth("network", "create", "-o", f"com.docker.network.bridge.name={mine}", "onmine", check=True)
+        p = d.berth("network", "create", "-o", f"com.docker.network.bridge.name={mine}", "again")
+        assert p.returncode == 1 and p.err.strip().endswith(f"({mine}): networks have same bridge name"), p.err
+        p = d.berth("run", "--rm", "--network", "onmine", IMG, "cat", "/sys/class/net/eth0/iflink", check=True)
+        d.berth("network", "rm", "onmine", check=True)
+        for name in (veth, peer, mine):
+            assert os.path.exists(f"/sys/class/net/{name}"), name
+        # one berth made goes with its network
+        d.berth("network", "create", "-o", f"com.docker.network.bridge.name=hm{tag}", "made", check=True)
+        d.berth("run", "--rm", "--network", "made", IMG, "true", check=True)
+        assert os.path.isdir(f"/sys/class/net/hm{tag}/bridge")
+        d.berth("network", "rm", "made", check=True)
+        assert not os.path.exists(f"/sys/class/net/hm{tag}")
+    finally:
+        for name in (veth, mine, f"hm{tag}"):
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
 def test_macvlan_network_on_a_dummy_parent(d):
     parent = "bdm" + os.urandom(3).hex()
     # a veth as the parent (this kernel has no dummy links): macvlan children bridge on it

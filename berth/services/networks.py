@@ -42,6 +42,19 @@ def builtin_id(ns: str, name: str) -> str:
     return hashlib.sha256(f"berth-network:{ns}/{name}".encode()).hexdigest()
 
 
+def is_bridge(name: str) -> bool:
+    return os.path.isdir(f"/sys/class/net/{name}/bridge")
+
+
+def delete_bridge(n: Network) -> None:
+    """A bridge network's interface, if berth made it (the bridge plugin does, at the first
+    attachment) and it is a bridge: never one that was on the host before the network."""
+    name = n.data.get("bridge")
+    if name and not n.data.get("bridge_existed") and is_bridge(name):
+        import subprocess
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
 def host_routes() -> list[ipaddress.IPv4Network]:
     """IPv4 networks the host routes (or has addresses in)."""
     out = []
@@ -233,12 +246,30 @@ class NetworkService:
                 data["bridge"] = options.get("com.docker.network.bridge.name") or "br-" + nid[:12]
                 if len(data["bridge"]) > 15:
                     raise InvalidArgument(f"bridge name {data['bridge']!r} is longer than 15 characters")
+                self._check_bridge_name(ns, nid, data)
             o = self.meta.create_object(ns, "network", nid, name, data, labels)
         n = Network(ns, o.id, o.name, o.data, o.labels)
         self._write_conflist(n)
         self._host_rules(n)
         self.events.publish(ns, "network", "create", n.id, name=n.name, type=n.driver)
         return n
+
+    def _check_bridge_name(self, ns: str, nid: str, data: dict) -> None:
+        """A bridge network's interface, as libnetwork's bridge driver takes it: no other network
+        of berth's may have it (its words), and an interface of that name already on the host must
+        be a bridge, then used as it is and left there when the network goes (data["bridge_existed"]);
+        berth deletes only the bridges it made."""
+        name = data["bridge"]
+        others = [(builtin_id(ns, "bridge"), self.cfg.bridge)] + [
+            (o.id, o.data.get("bridge")) for o in self.meta.list_objects(None, "network")]
+        for oid, bridge in others:
+            if bridge == name:
+                raise Forbidden(f"cannot create network {nid} ({name}): conflicts with network {oid} ({name}): "
+                                "networks have same bridge name")
+        if os.path.exists(f"/sys/class/net/{name}"):
+            if not is_bridge(name):
+                raise InvalidArgument(f"existing interface {name} is not a bridge")
+            data["bridge_existed"] = True
 
     def _v6(self, subnet6: str | None, gateway6: str | None, ip_range6: str | None, enabled: bool) -> dict:
         """The IPv6 part of a network: {subnet6, gateway6, ip_range6} (kept in IPAM even when IPv6
@@ -375,8 +406,7 @@ class NetworkService:
     def _teardown_host(self, n: Network) -> None:
         if n.driver == "bridge" and n.data.get("bridge"):
             self._host_rules(n, remove=True)
-            import subprocess
-            subprocess.run(["ip", "link", "del", n.data["bridge"]], capture_output=True)
+            delete_bridge(n)
         import shutil
         shutil.rmtree(os.path.join(self.ipam_dir, n.cni_name), ignore_errors=True)
 
@@ -415,14 +445,13 @@ class NetworkService:
         """At a graceful daemon stop: bridges no container uses are deleted with their rules (the
         plugins make them again when needed), so a stopped berthd leaves nothing behind."""
         from berth.linux import iptables
-        import subprocess
         nets = [self._builtin("default", "bridge")]
         for ns in namespaces:
             nets += [n for n in self.all(ns) if n.user_defined and n.driver == "bridge"]
         for n in nets:
             if n.data["bridge"] not in busy_bridges:
                 self._host_rules(n, remove=True)
-                subprocess.run(["ip", "link", "del", n.data["bridge"]], capture_output=True)
+                delete_bridge(n)
         if not busy_bridges:
             iptables.remove_empty_chains()
 
