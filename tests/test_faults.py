@@ -56,7 +56,7 @@ def _big_image(d, ref, mb=48):
 
 
 def _temps(dirpath):
-    return [n for n in os.listdir(dirpath) if n.startswith(".berth_temp_")]
+    return [n for n in os.listdir(dirpath) if n.startswith(".tmp-")]  # the docker CLI's: .tmp-<name><random>
 
 
 def _stopped_once_written(proc, path_pred, what):
