@@ -252,6 +252,12 @@ def test_pause_and_unpause(eng, box):
     assert _log_lines(eng, c) == before  # frozen
     p = eng.berth("pause", c)
     assert p.returncode != 0 and "already paused" in p.err
+    # a paused one is not removed without -f, in dockerd's words (its state, and the way out)
+    cid = _inspect(eng, c)["Id"]
+    p = eng.docker("rm", c)
+    assert p.returncode == 1 and p.err.strip() == (f"Error response from daemon: You cannot remove a paused container "
+                                                   f"{cid}. Unpause and then stop the container before attempting "
+                                                   "removal or force remove"), p.err
     eng.berth("unpause", c, check=True)
     assert _inspect(eng, c)["State"]["Status"] == "running"
     deadline = time.monotonic() + 5

@@ -985,10 +985,12 @@ class ContainerService:
         self._discard_prelaunch(ns, rec)
         st = self.states.get(ns, rec.id, rec)
         if st.running or st.status == S.RESTARTING:
-            if not force:
-                what = "restarting" if st.status == S.RESTARTING else "running"
-                raise FailedPrecondition(f"You cannot remove a {what} container {rec.id}. "
-                                         "Stop the container before attempting removal or force remove")
+            if not force:  # dockerd's words: the state, and for a paused one its way out
+                what = {S.RESTARTING: "restarting", S.PAUSED: "paused"}.get(st.status, "running")
+                how = "Stop the container before attempting removal or force remove"
+                if what == "paused":
+                    how = "Unpause and then " + how[0].lower() + how[1:]
+                raise FailedPrecondition(f"You cannot remove a {what} container {rec.id}. {how}")
             self.mark_stopped_by_user(ns, rec)
             if st.status == S.RESTARTING:
                 self.monitor.cancel_restart(ns, rec.id)
