@@ -1,6 +1,5 @@
 """berth update and berth export."""
 
-import os
 import sys
 
 from berth.cli.args import for_each, parser

@@ -1,6 +1,5 @@
 """Image commands: pull, push, images, rmi, tag, inspect, history, save, load, import, image prune."""
 
-import os
 import sys
 
 from berth.cli.args import parse_filters, parser
