@@ -628,6 +628,8 @@ def test_errors_in_containerds_words_and_codes(node, cri):
     assert err("Attach", container_id="nope", stdout=True) == (nf, "failed to find container in store: not found")
     assert err("UpdateContainerResources", container_id="nope") == (nf, "failed to find container: not found")
     assert err("PortForward", pod_sandbox_id="nope") == (nf, 'failed to find sandbox "nope": not found')
+    assert err("ContainerStats", container_id="nope") == (nf, "failed to find container: not found")
+    assert err("PodSandboxStats", pod_sandbox_id="nope") == (nf, "an error occurred when trying to find sandbox nope: not found")
     ccfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="w"), image=pb.ImageSpec(image="busybox-layers:1"),
                               command=["sleep", "60"])
     assert err("CreateContainer", pod_sandbox_id="nope", config=ccfg) == (nf, 'failed to find sandbox id "nope": not found')
@@ -650,6 +652,7 @@ def test_errors_in_containerds_words_and_codes(node, cri):
         assert code == "UNKNOWN" and re.fullmatch(r"failed to update resources: failed to update resources: runc did not "
                                                   r"terminate successfully: exit status 1: unable to set memory limit to 1 "
                                                   r"\(current usage: \d+, peak usage: \d+\)\n: unknown", msg), msg
+    assert err("Attach", container_id=cid) == ("INVALID_ARGUMENT", "one of stdin, stdout, and stderr must be set")
     cri.StopContainer(container_id=cid, timeout=0)
     # an exited container's resources: recorded for its next start, as containerd's (no error)
     cri.UpdateContainerResources(container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20))
@@ -659,6 +662,7 @@ def test_errors_in_containerds_words_and_codes(node, cri):
         "UNKNOWN", f'failed to set starting state for container "{cid}": {exited}')
     assert err("ExecSync", container_id=cid, cmd=["true"]) == ("UNKNOWN", f"failed to exec in container: {exited}")
     assert err("Attach", container_id=cid, stdout=True) == ("UNKNOWN", exited)
+    assert err("ReopenContainerLog", container_id=cid) == ("UNKNOWN", "container is not running")
     cri.StopPodSandbox(pod_sandbox_id=sid)
     info = json.loads(cri.PodSandboxStatus(pod_sandbox_id=sid, verbose=True).info["info"])
     assert info["processStatus"] == "deleted" and info["netNamespaceClosed"] is True  # containerd's words

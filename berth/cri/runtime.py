@@ -909,6 +909,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def ReopenContainerLog(self, request: pb.ReopenContainerLogRequest,
                            context: grpc.ServicerContext) -> pb.ReopenContainerLogResponse:
         rec = self._find(request.container_id, "container")
+        if not self.svc.state(rec, paused=False)["Running"]:
+            raise Abort(grpc.StatusCode.UNKNOWN, "container is not running")  # containerd's code and words
         if not self._cri(rec).get("log_path"):
             raise FailedPrecondition(f"container {rec.id} has no log path")
         from berth.services import execs
@@ -975,8 +977,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def Attach(self, request: pb.AttachRequest, context: grpc.ServicerContext) -> pb.AttachResponse:
         convert.reject_nul(request)
         rec = self._find(request.container_id, "container", words="failed to find container in store")
-        if not (request.stdin or request.stdout or request.stderr):
-            raise InvalidArgument("one of stdin, stdout, or stderr must be set")
+        if not (request.stdin or request.stdout or request.stderr):  # ("and": the streaming library's words for attach)
+            raise InvalidArgument("one of stdin, stdout, and stderr must be set")
         self._running(rec)
         srv = self._stream_server()
         return pb.AttachResponse(url=srv.attach_url(rec.id, request.tty, request.stdin, request.stdout,
@@ -1059,7 +1061,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def ContainerStats(self, request: pb.ContainerStatsRequest,
                        context: grpc.ServicerContext) -> pb.ContainerStatsResponse:
-        rec = self._find(request.container_id, "container")
+        rec = self._find(request.container_id, "container", words="failed to find container")
         return pb.ContainerStatsResponse(stats=self._container_stats(rec, self.svc.state(rec, paused=False)))
 
     @rpc
@@ -1123,7 +1125,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def PodSandboxStats(self, request: pb.PodSandboxStatsRequest,
                         context: grpc.ServicerContext) -> pb.PodSandboxStatsResponse:
-        rec = self._find(request.pod_sandbox_id, "sandbox")
+        rec = self._find(request.pod_sandbox_id, "sandbox",
+                         words=f"an error occurred when trying to find sandbox {request.pod_sandbox_id}")
         return pb.PodSandboxStatsResponse(stats=self._pod_stats(rec, self.svc.state(rec, paused=False)))
 
     @rpc
