@@ -461,6 +461,10 @@ def test_runsc_runs_on_every_network(c, network):
 
 @needs_runsc
 def test_runsc_exec_logs_and_exit_codes(c):
+    """...and the host's /dev/null is left as it is: runsc chowns its stdio to its sandbox's user,
+    /dev/null too (runc skips it), so it is given a null device of its own (the host's /dev/null
+    was owned by nobody after a runsc container)."""
+    null = os.stat("/dev/null")
     cid = c.berth("run", "-d", "--runtime", "runsc", IMG, "sh", "-c", "echo hello; sleep 60",
                   check=True, timeout=120).out.strip()
     wait_for(lambda: c.berth("logs", cid).out == "hello\n", 20, "the log line")
@@ -476,6 +480,11 @@ def test_runsc_exec_logs_and_exit_codes(c):
     assert p.returncode in (125, 127) and p.err.strip()
     p = c.berth("run", "--rm", "--runtime", "runsc", "--network", "none", IMG, "sh", "-c", "exit 5", timeout=120)
     assert p.returncode == 5
+    p = c.berth("run", "--rm", "-t", "--runtime", "runsc", "--network", "none", IMG, "true", timeout=120)
+    assert p.returncode == 0, p.err
+    now = os.stat("/dev/null")
+    assert (now.st_uid, now.st_gid, now.st_mode, now.st_ctime_ns) == (null.st_uid, null.st_gid, null.st_mode,
+                                                                      null.st_ctime_ns)
 
 
 @needs_runsc

@@ -27,15 +27,19 @@ if TYPE_CHECKING:
 
 def run(argv: Sequence[str], timeout: float, input: bytes | None = None,
         env: Mapping[str, str] | None = None,
-        while_waiting: Callable[[int], None] | None = None) -> subprocess.CompletedProcess[bytes]:
+        while_waiting: Callable[[int], None] | None = None,
+        null: str | None = None) -> subprocess.CompletedProcess[bytes]:
     """Like subprocess.run(argv, input=input, capture_output=True, env=env, timeout=timeout),
     stdin /dev/null when input is None: the same CompletedProcess, the same errors (OSError
     when it cannot be started; subprocess.TimeoutExpired, after the command is killed and
     reaped, when it runs too long). while_waiting(pid), if given, is called every few ms until
-    the command ends (a subreaper reaps what the command ends meanwhile: its own children)."""
+    the command ends (a subreaper reaps what the command ends meanwhile: its own children).
+    null: a null device to give as stdin instead of the host's /dev/null."""
     fds = [os.memfd_create(name, os.MFD_CLOEXEC) for name in ("stdout", "stderr")]
     stdin = subprocess.DEVNULL  # or a memfd with the input
     try:
+        if null and not input:
+            stdin = os.open(null, os.O_RDONLY | os.O_CLOEXEC)
         if input:
             stdin = os.memfd_create("stdin", os.MFD_CLOEXEC)
             os.write(stdin, input)

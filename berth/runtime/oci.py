@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import time
 from typing import TYPE_CHECKING, Any
@@ -158,10 +159,46 @@ class BinaryRuntime(OCIRuntime):
     def _cmd(self) -> list[str]:
         return [self.path] + self.args + ["--root", self.root]
 
+    def _null(self) -> str | None:
+        """For runsc, which chowns its stdio to its sandbox's user (nobody), even the null device
+        (runc leaves /dev/null alone): a null device of the runtime's own under its root, given in
+        place of the host's /dev/null, whose owner would otherwise change."""
+        if os.path.basename(self.path) != "runsc":
+            return None
+        path = os.path.join(self.root, "null")
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            os.makedirs(self.root, mode=0o711, exist_ok=True)
+            try:
+                os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+                os.chmod(path, 0o666)
+            except FileExistsError:
+                pass
+            st = os.lstat(path)
+        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+            raise SystemError_(f"{path} is not a null device")
+        return path
+
+    def _stdio(self, null: str | None) -> list[int]:
+        """The caller's fds 0-2 for the runtime, with the host's /dev/null among them replaced by
+        the runtime's own null device (null) where there is one."""
+        if null is None:
+            return [0, 1, 2]
+        host = os.stat(os.devnull)
+        out = []
+        for fd in (0, 1, 2):
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == (host.st_dev, host.st_ino):
+                fd = os.open(null, os.O_RDWR | os.O_CLOEXEC)
+            out.append(fd)
+        return out
+
     def _call(self, verb: list[str], what: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         try:
             from berth.linux.command import run  # imported where used: a helper of a runtime binary
-            p = run(self._cmd() + verb, timeout, while_waiting=self.while_waiting)  # start, kill, delete: ~1 ms less than subprocess.run
+            p = run(self._cmd() + verb, timeout, while_waiting=self.while_waiting,  # start, kill, delete: ~1 ms less than subprocess.run
+                    null=self._null())
         except FileNotFoundError:
             raise SystemError_(f"{self.path}: the runtime binary is not installed") from None
         except subprocess.TimeoutExpired:
@@ -189,11 +226,16 @@ class BinaryRuntime(OCIRuntime):
                 srv.bind(sockpath)
                 srv.listen(1)
                 verb = verb + ["--console-socket", sockpath]
+            stdio = self._stdio(self._null())
             try:
                 p = subprocess.Popen(self._cmd() + ["--log", logfile, "--log-format", "json"] + verb + [cid],
-                                     stdin=0, stdout=1, stderr=2, close_fds=True)
+                                     stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], close_fds=True)
             except FileNotFoundError:
                 raise SystemError_(f"{self.path}: the runtime binary is not installed") from None
+            finally:
+                for fd in stdio:
+                    if fd > 2:
+                        os.close(fd)
             if srv is not None:
                 srv.settimeout(30)
                 try:
