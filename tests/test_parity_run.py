@@ -1576,6 +1576,35 @@ def test_a_tag_moved_to_another_image_leaves_the_old_one_dangling_as_dockerd(eng
     assert "<old>" in seen[0][1][1].split() and seen[0][2] == (0, "[]\n", "")
 
 
+def test_a_user_writes_to_dev_stdout_as_with_dockerd(eng, peer):
+    """A process run as a user (-u 1000) can open its stdio again, /dev/stdout and /dev/stderr,
+    with or without a terminal or stdin, in run and exec, as with dockerd: the runtime hands fds
+    0-2 to the user first (runc's fixStdioPermissions). berth's were root's pipes: "can't create
+    /dev/stdout: Permission denied" (a program logging to /dev/stdout as a user logged nothing)."""
+    script = "echo out > /dev/stdout; echo err > /dev/stderr"
+    seen = []
+    for d in (eng, peer):
+        name = _name("so")
+        try:
+            row = []
+            for args in (["-u", "1000"], ["-u", "1000:1000", "-i"], ["-u", "1000", "-t"]):
+                p = d.docker("run", "--rm", "--network", "none", *args, IMAGE, "sh", "-c", script,
+                             input=b"" if "-i" in args else None)
+                row.append((args, p.returncode, p.out.replace("\r", ""), p.err))
+            d.docker("run", "-d", "--name", name, "--network", "none", "-u", "1000", IMAGE, "sh", "-c",
+                     script + "; sleep 600", check=True)
+            wait_for(lambda: "out" in d.docker("logs", name).out, 10, "the log lines")
+            p = d.docker("logs", name)
+            row.append(("logs", p.out, p.err))
+            p = d.docker("exec", "-u", "1000", name, "sh", "-c", script)
+            row.append(("exec", p.returncode, p.out, p.err))
+            seen.append(row)
+        finally:
+            d.docker("rm", "-f", name)
+    assert seen[0] == seen[1], seen
+    assert seen[0][0] == (["-u", "1000"], 0, "out\n", "err\n"), seen
+
+
 def test_exec_as_an_unknown_user_exits_126_as_dockerd(eng, peer):
     """`exec -u nosuchuser`: the docker CLI prints why (the start's stream) and exits 126 with
     both engines; -d: the start's error, exit 1; the exec's inspect: ExitCode 126, not running.

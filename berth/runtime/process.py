@@ -7,6 +7,7 @@ capabilities kept, the final capability sets, then seccomp as late as possible.
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import stat
@@ -101,12 +102,42 @@ def make_ctty(slave: int) -> None:
         os.close(slave)
 
 
+def fix_stdio_permissions(uid: int) -> None:
+    """runc's fixStdioPermissions: fds 0-2 (the pipes and the terminal made outside the
+    container, root's) handed to the container's user, so that its process can open them again
+    (/dev/stdout, /proc/self/fd/1: a program run as a user logging to /dev/stdout); their group
+    kept, a null device left alone (the host's /dev/null as stdin), and what cannot be changed
+    (EINVAL, EPERM, EROFS) left as it is."""
+    null = None
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if st.st_uid == uid:
+            continue
+        if null is None:
+            try:
+                null = os.stat("/dev/null").st_rdev
+            except OSError as e:
+                raise SystemError_(f"stat /dev/null: {errno_text(e)}") from None
+        if st.st_rdev == null:
+            continue
+        try:
+            os.fchown(fd, uid, st.st_gid)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise SystemError_(f"cannot give the stdio to user {uid}: {errno_text(e)}") from None
+
+
 def apply_user_and_caps(process: dict[str, Any], seccomp_filter: Filter | Program | None, in_userns: bool) -> None:
-    """Drop the bounding set, switch user keeping capabilities, set the final sets."""
+    """Give the stdio to the user, drop the bounding set, switch user keeping capabilities, set
+    the final sets."""
     cs = process.get("capabilities")
     user = process.get("user") or {}
     uid = user.get("uid", 0)
     gid = user.get("gid", 0)
+    fix_stdio_permissions(uid)
     nnp = bool(process.get("noNewPrivileges"))
     if cs is not None:
         keep = capnames.mask(cs.get("bounding"))
