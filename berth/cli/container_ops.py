@@ -316,29 +316,10 @@ def cp(ctx, argv, cmd):
     return _to_container(ctx, a.src, dc, dp, a)
 
 
-def _check_output_path(dst):
-    """docker's ValidateOutputPath for cp's local destination, before the daemon is asked: its
-    directory must exist, and what is there must be a directory or a regular file (symlinks
-    followed): a device is refused, never replaced (`cp c:/f /dev/null`)."""
-    import stat as stmod
-    from berth.goquote import errno_text, quote
-    path = os.path.abspath(dst)
-    d = os.path.dirname(path)
-    if not os.path.exists(d):
-        raise BerthError(f"invalid output path: directory {quote(d)} does not exist")
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise BerthError(f"stat {path}: {errno_text(e)}") from None
-    if stmod.S_ISCHR(mode) or stmod.S_ISBLK(mode):
-        raise BerthError(f"invalid output path: {quote(path)} must be a directory or a regular file: got a device")
-
-
 def _from_container(ctx, container, src, dst, a):
     if dst != "-":
-        _check_output_path(dst)
+        from berth.cli.output import check_cp_destination
+        check_cp_destination(dst)
     rebase = ""
     if a.follow_link:
         try:

@@ -1,8 +1,9 @@
-"""The -o file of `save` and `export`, written as the docker CLI writes it (moby's atomicwriter):
-the destination checked before anything is asked of the daemon (nothing there yet, or a regular
-file, in a directory that exists: never a device, a directory, a link, a pipe or a socket, so
-`-o /dev/null` cannot replace the host's /dev/null), the archive written to a temporary file
-beside it, synced, made 0600 and renamed over it only when it is whole."""
+"""Local files the CLI writes what the daemon sends into, checked before the daemon is asked, as
+the docker CLI checks them. The -o file of `save` and `export` (moby's atomicwriter): nothing there
+yet, or a regular file, in a directory that exists (never a device, a directory, a link, a pipe or
+a socket, so `-o /dev/null` cannot replace the host's /dev/null), the archive written to a
+temporary file beside it, synced, made 0600 and renamed over it only when it is whole. The
+destination of `cp` out of a container (the CLI's ValidateOutputPath): not a device."""
 
 import os
 import stat
@@ -39,6 +40,25 @@ def check_destination(path: str, what: str) -> None:
            "cannot write to a block device file" if stat.S_ISBLK(mode) else
            f"unknown file mode: {oct(mode)}")
     raise BerthError(f"{what}: {why}")
+
+
+def check_cp_destination(dst: str) -> None:
+    """docker's ValidateOutputPath for cp's local destination: its directory must exist, and what
+    is there (symlinks followed) a directory or a regular file: a device is refused, never
+    replaced (`cp c:/f /dev/null`)."""
+    from berth.goquote import quote
+    path = os.path.abspath(dst)
+    d = os.path.dirname(path)
+    if not os.path.exists(d):
+        raise BerthError(f"invalid output path: directory {quote(d)} does not exist")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise BerthError(f"stat {path}: {errno_text(e)}") from None
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise BerthError(f"invalid output path: {quote(path)} must be a directory or a regular file: got a device")
 
 
 def write_atomically(path: str, what: str, copy) -> None:

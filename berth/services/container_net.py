@@ -360,9 +360,9 @@ def _left(svc: ContainerService, rec: Container, ep: dict[str, Any]) -> None:
 
 
 def _keep_netns(svc: ContainerService, rec: Container) -> str:
-    """The network namespace of a running container started without one of berth's (--network
-    none) bind-mounted at berth's path for it, as setup makes them: attachments go there and the
-    teardown after its exit removes it."""
+    """The network namespace of a running --network none container that has none at berth's path
+    (one started by a berthd before setup made them for none too) bind-mounted there, as setup
+    makes them: attachments go there and the teardown after its exit removes it."""
     from berth.linux import syscalls as sc
     pid = svc.state(rec).get("Pid")
     path = svc.networks.netns_path(rec.id)
