@@ -1085,6 +1085,51 @@ def test_attach_logs_and_stream_as_dockerd(d):
         c.close()
 
 
+def _attached_streams(sock, timeout=20):
+    """What an attach socket (docker-py's attach_socket) carried to its end, by stream."""
+    import struct
+    raw, out = b"", {1: b"", 2: b""}
+    sock = getattr(sock, "_sock", sock)
+    sock.settimeout(timeout)
+    while True:
+        b = sock.recv(65536)
+        if not b:
+            break
+        raw += b
+    sock.close()
+    while len(raw) >= 8:
+        kind, n = struct.unpack(">BxxxI", raw[:8])
+        out[kind] += raw[8:8 + n]
+        raw = raw[8 + n:]
+    return out
+
+
+def test_every_attach_made_before_a_start_gets_the_whole_stream(d):
+    """Attaches made before a start each get all of the process's output, as dockerd's: docker-py's
+    attach_socket attaches one stream per connection (docker-compose 1.29's `run`: stdout, then
+    stderr, then the start, or the start again of a run that ended meanwhile). The start holds
+    the process until every attach announced before it is connected (berth's released it at
+    the first: the other streams lost what came first, now and then)."""
+    import docker
+    api = docker.APIClient(base_url=d.host, timeout=30)
+    try:
+        for i in range(10):
+            cid = api.create_container(IMG, ["sh", "-c", "echo out; echo err >&2; exit 3"])["Id"]
+            if i % 2:  # a run that has ended: the attaches wait for its next start
+                api.start(cid)
+                assert api.wait(cid)["StatusCode"] == 3
+            wants = [{"stdout": 1}, {"stderr": 1}, {"stdout": 1, "stderr": 1}] * 2
+            socks = [api.attach_socket(cid, dict(w, stream=1)) for w in wants]
+            api.start(cid)
+            got = [_attached_streams(s) for s in socks]
+            assert got == [{1: b"out\n" if w.get("stdout") else b"", 2: b"err\n" if w.get("stderr") else b""}
+                           for w in wants], (i, got)
+            assert api.wait(cid)["StatusCode"] == 3
+            api.remove_container(cid)
+    finally:
+        api.close()
+
+
 def test_signals_are_forwarded_by_run(d):
     """berth run (no TTY) passes the signals it gets to the container (--sig-proxy, on by default)."""
     import subprocess

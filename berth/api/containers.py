@@ -361,13 +361,19 @@ async def attach(request: web.Request) -> web.Response:
     keys = given if want["stdin"] and spec.get("Tty") else None  # docker's: a TTY's only
     if live:
         s.containers.expect_attach(rec.id)  # before the 101: the client's start may follow at once
-    transport, raw = hijack(request)
-    if logs and (want["stdout"] or want["stderr"]):
-        await _replay_log(s, ns, rec.id, want["stdout"], want["stderr"], bool(spec.get("Tty")), transport, raw)
-    if not live:
-        transport.close()
-        return web.Response()
-    res = await s.run_wait(s.containers.attach, ns, rec.id, want["stdin"], want["stdout"], want["stderr"])
+    announced = live  # until containers.attach takes it over
+    try:
+        transport, raw = hijack(request)
+        if logs and (want["stdout"] or want["stderr"]):
+            await _replay_log(s, ns, rec.id, want["stdout"], want["stderr"], bool(spec.get("Tty")), transport, raw)
+        if not live:
+            transport.close()
+            return web.Response()
+        announced = False
+        res = await s.run_wait(s.containers.attach, ns, rec.id, want["stdin"], want["stdout"], want["stderr"])
+    finally:
+        if announced:  # no attach to come (the client left): a start that holds its process goes on
+            s.containers.attach_done(rec.id)
     if res is None:
         transport.close()
         return web.Response()

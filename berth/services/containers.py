@@ -132,8 +132,10 @@ class ContainerService:
         self.events = events if events is not None else EventBus()
         self.states = states if states is not None else S.ContainerStates(meta)
         self.monitor = Monitor(self)  # exits, restart policies, restore at daemon start
-        self.attach_pending: set[str] = set()  # containers with an attach waiting for their start
-        self._handoff: dict[str, str] = {}  # id -> "ready" (created, holding its process) | "attached" (the attach is in)
+        # id -> how many attaches are announced (expect_attach) and not yet connected: its next
+        # start holds the process until none is left to come
+        self.attach_pending: dict[str, int] = {}
+        self._handoff: dict[str, str] = {}  # id -> "ready" (created, holding its process for its attaches)
         from berth.services.trash import Trash
         self.trash = Trash()  # what the CRI's removals leave, deleted after they answer
         self._trash_dirs = (os.path.join(cfg.state, "removing"), os.path.join(cfg.root, "removing"))
@@ -366,7 +368,7 @@ class ContainerService:
         if st.status in (S.REMOVING, S.DEAD):
             raise FailedPrecondition(f"container {rec.id} is marked for removal and cannot be started")
         if attach_pending is None:
-            attach_pending = rec.id in self.attach_pending
+            attach_pending = self.attach_pending.get(rec.id, 0) > 0
         launched = self._take_prelaunch(rec.id)  # its process, created ahead (prelaunch)
         if launched is not None and not attach_pending:
             channel, res, in_place = launched
@@ -632,14 +634,17 @@ class ContainerService:
         channel.ack()  # nothing to record: its cleanup now
 
     def _start_after_attach(self, rec: Container, created: proto.StartResult) -> proto.StartResult:
-        """The container is created and holds its process for the attach that is coming: once the
-        attach is connected (10 s at most), start it; its failure is the start's result."""
+        """The container is created and holds its process for the attaches that are coming: once
+        every one is connected (10 s at most), start it; its failure is the start's result. Every
+        one: docker-py's attach_socket attaches each stream on a connection of its own
+        (docker-compose 1.29's run: stdout, then stderr), and one connected after the release
+        would miss what the process printed first."""
         cid = rec.id
         with self.states.cond:
             self._handoff[cid] = "ready"
             self.states.cond.notify_all()
         try:
-            self.states.wait_until(lambda: self._handoff.get(cid) == "attached", 10)
+            self.states.wait_until(lambda: not self.attach_pending.get(cid), 10)
             return self._release(rec, created)
         finally:
             with self.states.cond:
@@ -648,18 +653,29 @@ class ContainerService:
     # --- attach ---
 
     def expect_attach(self, cid: str) -> None:
-        """An attach is coming: the next start holds the process for it."""
-        self.attach_pending.add(cid)
+        """An attach is coming: the next start holds the process until it is connected (or given
+        up), which attach_done says, once for each call."""
+        with self.states.cond:
+            self.attach_pending[cid] = self.attach_pending.get(cid, 0) + 1
+
+    def attach_done(self, cid: str) -> None:
+        """An attach that expect_attach announced is connected, or will not be."""
+        with self.states.cond:
+            n = self.attach_pending.pop(cid, 0) - 1
+            if n > 0:
+                self.attach_pending[cid] = n
+            self.states.cond.notify_all()
 
     def attach(self, ns: str, ref: str, stdin: bool = False, stdout: bool = True, stderr: bool = True,
                timeout: float = 12.0) -> tuple[socket.socket, dict] | None:
         """A socket carrying the container's stream (berth.shim.protocol.Attach) and the shim's
         reply ({"tty"}), or None when it did not run. Docker attaches before it starts: a container
-        that is not running is waited for (its next start holds the process for this attach)."""
-        rec = self.get(ns, ref)
-        cid = rec.id
-        self.attach_pending.add(cid)
+        that is not running is waited for (its next start holds the process for this attach,
+        which expect_attach announced; this ends the announcement, connected or not)."""
+        cid = ref
         try:
+            rec = self.get(ns, ref)
+            cid = rec.id
             st = self.states.get(ns, cid, rec)
             if not st.running:
                 gen0 = st.generation
@@ -673,17 +689,12 @@ class ContainerService:
                     return None
             try:
                 # dockerd: the client's end of input closes the container's stdin only with StdinOnce
-                res = self.shim(rec).open(proto.Attach(stdin=stdin, stdout=stdout, stderr=stderr,
-                                                       close_stdin=bool((rec.spec_json() or {}).get("StdinOnce"))))
+                return self.shim(rec).open(proto.Attach(stdin=stdin, stdout=stdout, stderr=stderr,
+                                                        close_stdin=bool((rec.spec_json() or {}).get("StdinOnce"))))
             except ShimGone:
                 return None
-            with self.states.cond:
-                if self._handoff.get(cid) == "ready":
-                    self._handoff[cid] = "attached"  # the start that waits for it goes on
-                    self.states.cond.notify_all()
-            return res
         finally:
-            self.attach_pending.discard(cid)
+            self.attach_done(cid)  # a start that holds its process for it goes on
 
     def resize(self, ns: str, ref: str, h: int, w: int) -> None:
         rec = self.get(ns, ref)
