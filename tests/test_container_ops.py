@@ -360,3 +360,80 @@ def test_container_prune_removes_only_stopped(eng, box):
     assert running in names and exited not in names and exited2 not in names
     p = eng.berth("container", "prune", "-f", check=True)
     assert p.out.strip() == "Total reclaimed space: 0B"
+
+
+def _at_once(fn, n=6):
+    """fn() from n threads at the same moment: each one's outcome, "ok" or the API error's
+    "<status> <message>"."""
+    import threading
+    import docker
+    gate, out = threading.Barrier(n), []
+
+    def one():
+        gate.wait()
+        try:
+            fn()
+            out.append("ok")
+        except docker.errors.APIError as e:
+            out.append(f"{e.status_code} {e.explanation}")
+    ts = [threading.Thread(target=one) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    return sorted(out)
+
+
+def test_the_same_operation_from_several_clients_at_once(eng, box):
+    """One operation on one container from six clients at the same moment, as against dockerd:
+    one does it and the others get the answer they would get after it, in dockerd's words
+    (berth: two connects each added an eth1, the second failing in the bridge plugin with a
+    500; commits each paused the container, all but one failing "container is already paused";
+    a second pause failed in the runtime's words; creates with one name, the store's words)."""
+    import docker
+    api = docker.APIClient(base_url=eng.host, timeout=60)
+    try:
+        name = box()
+        cid = _inspect(eng, name)["Id"]
+        net = _name("once")
+        eng.docker("network", "create", net, check=True)
+        try:
+            got = _at_once(lambda: api.connect_container_to_network(name, net))
+            assert got == [f"403 endpoint with name {name} already exists in network {net}"] * 5 + ["ok"], got
+            assert eng.docker("exec", name, "ls", "/sys/class/net", check=True).out.split() == ["eth0", "eth1", "lo"]
+            got = _at_once(lambda: api.disconnect_container_from_network(name, net))
+            assert got == ["409 container %s is not connected to network %s" % (cid, net)] * 5 + ["ok"], got
+        finally:
+            eng.docker("network", "disconnect", net, name)
+            eng.docker("network", "rm", net, check=True)
+
+        images = []
+        got = _at_once(lambda: images.append(api.commit(name)["Id"]))
+        assert got == ["ok"] * 6 and len(set(images)) == 6, got
+        assert _inspect(eng, name)["State"]["Status"] == "running"  # resumed by the last commit
+        eng.docker("rmi", *images, check=True)
+
+        got = _at_once(lambda: api.pause(name))
+        assert got == [f"409 Container {cid} is already paused"] * 5 + ["ok"], got
+        got = _at_once(lambda: api.unpause(name))
+        assert got == [f"409 Container {cid} is not paused"] * 5 + ["ok"], got
+
+        taken = _name("once")
+        got = _at_once(lambda: api.create_container(IMAGE, ["true"], name=taken))
+        other = _inspect(eng, taken)["Id"]
+        assert got == [f'409 Conflict. The container name "/{taken}" is already in use by container "{other}". You '
+                       'have to remove (or rename) that container to be able to reuse that name.'] * 5 + ["ok"], got
+        eng.docker("rm", taken, check=True)
+
+        tag = _name("once") + ":x"
+        eng.docker("tag", IMAGE, tag, check=True)
+        got = _at_once(lambda: api.remove_image(tag))
+        assert got == [f'404 image "{tag}" not found in namespace "default" (no such image)'] * 5 + ["ok"], got
+
+        got = _at_once(lambda: api.remove_container(name, force=True))
+        assert got.count("ok") == 1 and f"409 removal of container {cid} is already in progress" in got, got
+        assert set(got) <= {"ok", f"409 removal of container {cid} is already in progress",
+                            f"404 No such container: {name}"}, got
+        assert eng.docker("ps", "-aq", "--filter", f"name={name}").out == ""
+    finally:
+        api.close()

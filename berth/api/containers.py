@@ -103,7 +103,7 @@ async def remove(request: web.Request) -> web.Response:
         from berth.api.container_extra import remove_default_link
         return await remove_default_link(request)
     await s.run(s.containers.remove, namespace_of(request), request.match_info["id"], _bool(request, "force"),
-                _bool(request, "v"))
+                _bool(request, "v"), exclusive=True)
     return web.Response(status=204, headers=stream_headers())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
+from berth.errors import BerthError, FailedPrecondition, Forbidden, InvalidArgument, NotFound
 from berth.opts import parse_extra_host
 
 TYPE_CHECKING = False
@@ -216,7 +216,16 @@ def _save(svc: ContainerService, ns: str, cid: str, net: dict[str, Any]) -> None
 
 
 def connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cfg: dict[str, Any] | None) -> Network:
-    """docker network connect: recorded in the container's config; attached now if it runs."""
+    """docker network connect: recorded in the container's config; attached now if it runs. One
+    at a time with the container's other connects and disconnects, its starts, its removal and
+    its network's release at its exit (two at once each added an eth1, the second failing in
+    the bridge plugin)."""
+    cid = svc.get(ns, ref).id
+    with svc.one_at_a_time(cid), svc.networks.container_lock(cid):
+        return _connect(svc, ns, cid, net_ref, endpoint_cfg)
+
+
+def _connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cfg: dict[str, Any] | None) -> Network:
     nets = svc.networks
     rec = svc.get(ns, ref)
     n = nets.get(ns, net_ref)
@@ -247,7 +256,7 @@ def connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cfg
     if n.id in current:
         if not running:
             return n  # configured already: nothing to do (dockerd answers it so)
-        raise FailedPrecondition(f"endpoint with name {rec.name} already exists in network {n.name}")
+        raise Forbidden(f"endpoint with name {rec.name} already exists in network {n.name}")
     body = dict(body)
     nc = dict(body.get("NetworkingConfig") or {})
     eps = dict(nc.get("EndpointsConfig") or {})
@@ -283,6 +292,13 @@ def connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cfg
 
 
 def disconnect(svc: ContainerService, ns: str, ref: str, net_ref: str, force: bool = False) -> Network:
+    """docker network disconnect; one at a time as connect."""
+    cid = svc.get(ns, ref).id
+    with svc.one_at_a_time(cid), svc.networks.container_lock(cid):
+        return _disconnect(svc, ns, cid, net_ref, force)
+
+
+def _disconnect(svc: ContainerService, ns: str, ref: str, net_ref: str, force: bool = False) -> Network:
     nets = svc.networks
     rec = svc.get(ns, ref)
     n = nets.get(ns, net_ref)

@@ -84,18 +84,19 @@ def rename(svc: ContainerService, ns: str, ref: str, new_name: str) -> None:
     if not _NAME_RE.fullmatch(new_name):
         raise InvalidArgument(f"Error when allocating new name: Invalid container name (/{new_name}), only "
                               "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-    rec = svc.get(ns, ref)
-    if rec.name == new_name:
-        raise InvalidArgument("Renaming a container with the same name as its current name")
-    try:
-        svc.meta.update_container(ns, rec.id, name=new_name)
-    except AlreadyExists:
-        other = svc.meta.get_container_by_name(ns, new_name)
-        raise AlreadyExists(f'Error when allocating new name: Conflict. The container name "/{new_name}" is '
-                            f'already in use by container '
-                            f'"{other.id}". You have to remove (or rename) that container to be able to reuse '
-                            f'that name.') from None
-    svc.events.container(ns, svc.meta.get_container(ns, rec.id), "rename", oldName="/" + rec.name)
+    with svc.one_at_a_time(svc.get(ns, ref).id) as cid:  # two at once: one renames, as dockerd's
+        rec = svc.get(ns, cid)
+        if rec.name == new_name:
+            raise InvalidArgument("Renaming a container with the same name as its current name")
+        try:
+            svc.meta.update_container(ns, rec.id, name=new_name)
+        except AlreadyExists:
+            other = svc.meta.get_container_by_name(ns, new_name)
+            raise AlreadyExists(f'Error when allocating new name: Conflict. The container name "/{new_name}" is '
+                                f'already in use by container '
+                                f'"{other.id}". You have to remove (or rename) that container to be able to '
+                                f'reuse that name.') from None
+        svc.events.container(ns, svc.meta.get_container(ns, rec.id), "rename", oldName="/" + rec.name)
 
 
 # --- prune -----------------------------------------------------------------------------------

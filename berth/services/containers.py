@@ -152,6 +152,10 @@ class ContainerService:
         self._exit_heard: dict[str, threading.Event] = {}  # id -> set once the run's exit its monitor heard is recorded
         self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
         self._lifecycle = _OneAtATime()  # a container's starts and its removal, one at a time
+        self._commit_lock = threading.Lock()
+        self._commit_pauses: dict[str, list] = {}  # id -> [commits under way, whether they paused it]
+        self._removals_lock = threading.Lock()
+        self._removals: dict[str, int] = {}  # id -> removals of it under way
         self._shim_ends: dict[str, _ShimEnd] = {}  # id -> the events channel of its run that exited, until the shim closes it
         self._records_of: dict[str, tuple[int, builtins.list[Container]]] = {}  # namespace -> (store generation, records)
         # Set by a front end whose containers come in groups (the CRI: pods). shim_group(rec) ->
@@ -236,7 +240,10 @@ class ContainerService:
         return self.meta.write(update)
 
     def pause(self, ns: str, ref: str) -> None:
-        rec = self.get(ns, ref)
+        with self._lifecycle.of(self.get(ns, ref).id) as cid:  # two at once: the second's words as dockerd's
+            self._pause(ns, self.get(ns, cid))
+
+    def _pause(self, ns: str, rec: Container) -> None:
         st = self.states.get(ns, rec.id, rec)
         if st.status == S.PAUSED:
             raise FailedPrecondition(f"Container {rec.id} is already paused")
@@ -247,7 +254,10 @@ class ContainerService:
         self.events.container(ns, rec, "pause")
 
     def unpause(self, ns: str, ref: str) -> None:
-        rec = self.get(ns, ref)
+        with self._lifecycle.of(self.get(ns, ref).id) as cid:
+            self._unpause(ns, self.get(ns, cid))
+
+    def _unpause(self, ns: str, rec: Container) -> None:
         st = self.states.get(ns, rec.id, rec)
         if st.status != S.PAUSED:
             raise FailedPrecondition(f"Container {rec.id} is not paused")
@@ -279,9 +289,7 @@ class ContainerService:
             if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):  # dockerd's: two characters at least
                 raise InvalidArgument(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
             try:
-                other = self.meta.get_container_by_name(ns, name)
-                raise AlreadyExists(f'Conflict. The container name "/{name}" is already in use by container '
-                                    f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.')
+                raise _name_in_use(name, self.meta.get_container_by_name(ns, name).id)
             except NotFound:
                 pass
         else:
@@ -328,8 +336,12 @@ class ContainerService:
                                                    extensions=dict(extensions or {}, image_name=image_ref))
                         break
                     except AlreadyExists:
-                        if name:
-                            raise
+                        if name:  # taken by a create at the same time: the words of the check above
+                            try:
+                                other = self.meta.get_container_by_name(ns, name).id
+                            except NotFound:
+                                raise
+                            raise _name_in_use(name, other) from None
                 else:
                     raise AlreadyExists("could not find a free name for the container; name it with --name")
         except BaseException:
@@ -649,6 +661,11 @@ class ContainerService:
         finally:
             with self.states.cond:
                 self._handoff.pop(cid, None)
+
+    def one_at_a_time(self, cid: str) -> contextlib.AbstractContextManager[str]:
+        """The container's lock for what changes how it runs: its starts, its removal, its
+        network connects and disconnects."""
+        return self._lifecycle.of(cid)
 
     # --- attach ---
 
@@ -974,7 +991,8 @@ class ContainerService:
     # --- remove ---
 
     def remove(self, ns: str, ref: str, force: bool = False, volumes: bool = False,
-               network_after: bool = False, at_exit: bool = False, files_after: bool = False) -> None:
+               network_after: bool = False, at_exit: bool = False, files_after: bool = False,
+               exclusive: bool = False) -> None:
         """Remove a container (force: kill it first). network_after: its network attachments are
         released after the record is gone (the --rm path: `run --rm` returns at the removal).
         at_exit: the --rm removal right after the exit, whose state the store still has as
@@ -982,14 +1000,26 @@ class ContainerService:
         its shim gone, and removes it again at restore). files_after: the container's files
         (its directories, its snapshot's) are moved out of their paths and deleted after the
         answer, as containerd's collector does (the CRI); else, as dockerd, before it: the space
-        is free when the removal answers."""
+        is free when the removal answers. exclusive: a removal of it under way is a conflict, in
+        dockerd's words (a docker client's); else this one waits for it."""
         with self.meta.freeing():  # a removal works on a full disk: it frees space
-            self._remove(ns, ref, force, volumes, network_after, at_exit, files_after)
+            self._remove(ns, ref, force, volumes, network_after, at_exit, files_after, exclusive)
 
     def _remove(self, ns: str, ref: str, force: bool, volumes: bool, network_after: bool,
-                at_exit: bool = False, files_after: bool = False) -> None:
-        with self._lifecycle.of(self.get(ns, ref).id) as cid:  # not while a start of it is under way
-            self._remove_locked(ns, self.get(ns, cid), force, volumes, network_after, at_exit, files_after)
+                at_exit: bool = False, files_after: bool = False, exclusive: bool = False) -> None:
+        cid = self.get(ns, ref).id
+        with self._removals_lock:
+            if exclusive and cid in self._removals:  # dockerd's conflict (SetRemovalInProgress)
+                raise FailedPrecondition(f"removal of container {cid} is already in progress")
+            self._removals[cid] = self._removals.get(cid, 0) + 1
+        try:
+            with self._lifecycle.of(cid):  # not while a start of it is under way
+                self._remove_locked(ns, self.get(ns, cid), force, volumes, network_after, at_exit, files_after)
+        finally:
+            with self._removals_lock:
+                n = self._removals.pop(cid) - 1
+                if n:
+                    self._removals[cid] = n
 
     def _remove_locked(self, ns: str, rec: Container, force: bool, volumes: bool, network_after: bool,
                        at_exit: bool, files_after: bool) -> None:
@@ -1099,6 +1129,37 @@ class ContainerService:
             from berth.services import container_net
             container_net.teardown(self, ns, cid, rec)
         self.volumes.release(ns, rec)
+
+    @contextlib.contextmanager
+    def paused_for_commit(self, ns: str, cid: str) -> Iterator[None]:
+        """docker commit's pause (its default): the container's processes frozen while its files
+        are read, if it runs and is not paused already. Commits of it at once share one pause,
+        resumed when the last of them is done (each paused and resumed it alone: the second
+        failed, "container is already paused")."""
+        with self._commit_lock:
+            hold = self._commit_pauses.get(cid)
+            if hold is None:
+                st = self.states.get(ns, cid)
+                hold = self._commit_pauses[cid] = [0, st.status == S.RUNNING]
+                if hold[1]:
+                    try:
+                        self.pause(ns, cid)
+                    except BaseException:
+                        del self._commit_pauses[cid]
+                        raise
+            hold[0] += 1
+        try:
+            yield
+        finally:
+            with self._commit_lock:
+                hold[0] -= 1
+                if not hold[0]:
+                    del self._commit_pauses[cid]
+                    if hold[1]:
+                        try:
+                            self.unpause(ns, cid)
+                        except (FailedPrecondition, NotFound):
+                            pass  # resumed, stopped or removed meanwhile
 
     @contextlib.contextmanager
     def temporary_mount(self, rec: Container, purpose: str = ""):  # -> Iterator[str]
@@ -1517,6 +1578,11 @@ class _Prelaunch:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.result: tuple[EventChannel, proto.StartResult, bool] | None = None  # (channel, result, in place)
+
+
+def _name_in_use(name: str, other: str) -> AlreadyExists:
+    return AlreadyExists(f'Conflict. The container name "/{name}" is already in use by container "{other}". You '
+                         'have to remove (or rename) that container to be able to reuse that name.')
 
 
 class _OneAtATime:

@@ -115,6 +115,7 @@ class ImageService(RegistryOps, ArchiveOps):
         self.snapshotter_name = snapshotter_name
         self.registry = registry  # berth.services.registry.RegistryConfig (hosts dir, mirrors, insecure)
         self._unpack_lock = threading.Lock()
+        self._remove_lock = threading.Lock()  # docker rmi, one at a time (its reads, then its deletes)
         from berth.services.events import EventBus
         self.events = events if events is not None else EventBus()
 
@@ -389,9 +390,11 @@ class ImageService(RegistryOps, ArchiveOps):
 
     def remove(self, ns: str, name: str, force: bool = False, noprune: bool = False,
                in_use: Callable[[Resolved], Any] | None = None) -> list[dict]:
-        """docker rmi: untag a name; delete the image when its last name goes (or by ID with -f)."""
-        r = self.resolve(ns, name)
-        result = self._remove(ns, name, r, force, noprune, in_use)
+        """docker rmi: untag a name; delete the image when its last name goes (or by ID with -f).
+        One at a time: two at once each found the other's name still there (or gone under it)."""
+        with self._remove_lock:
+            r = self.resolve(ns, name)
+            result = self._remove(ns, name, r, force, noprune, in_use)
         # dockerd's: an untag per name gone and the image's delete, each named by the image's ID
         # (the layers' Deleted items have no event)
         for item in result:

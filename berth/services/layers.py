@@ -7,6 +7,7 @@ worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -142,23 +143,10 @@ def commit(containers: ContainerService, ns: str, ref: str, repo: str | None = N
         changes = [changes]
     img, cc, cfg = container_config(containers, rec, changes)  # bad changes: refused before anything
     parent = images.resolve(ns, rec.image)
-    st = containers.state(rec)
-    paused_here = False
-    if pause and st["Running"] and not st["Paused"]:
-        from berth.services import container_ops
-        container_ops.pause(containers, ns, rec.id)
-        paused_here = True
-    try:
-        if rec.snapshot_key is None:
-            raise FailedPrecondition(f"container {rec.id} has no filesystem to commit")
+    if rec.snapshot_key is None:
+        raise FailedPrecondition(f"container {rec.id} has no filesystem to commit")
+    with containers.paused_for_commit(ns, rec.id) if pause else contextlib.nullcontext():
         diff_id, desc = snapshot_diff(images, rec.snapshot_key)
-    finally:
-        if paused_here:
-            from berth.services import container_ops
-            try:
-                container_ops.unpause(containers, ns, rec.id)
-            except FailedPrecondition:
-                pass
     doc = base_config(images, parent)
     doc["config"] = cfg
     doc["container"] = rec.id
