@@ -1130,6 +1130,48 @@ def test_every_attach_made_before_a_start_gets_the_whole_stream(d):
         api.close()
 
 
+def test_attach_over_a_websocket_as_dockerd(d):
+    """GET /containers/{id}/attach/ws (web consoles' attach), as dockerd's: a message per piece of
+    output, not multiplexed; binary frames (text before API 1.28); before API 1.42 every stream
+    whatever is asked, from 1.42 on the ones asked; logs=1 replays the log; what the client sends
+    reaches stdin; the container's end closes it (1000); an unknown container is a 404 (berth
+    had no such endpoint: a 404 for every container)."""
+    import asyncio
+    import aiohttp
+
+    async def session(path, send=()):
+        got = []
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=d.host[len("unix://"):])) as s:
+            try:
+                async with s.ws_connect("http://berth" + path) as ws:
+                    for m in send:
+                        await ws.send_bytes(m)
+                    while True:
+                        msg = await ws.receive(timeout=15)
+                        if msg.type != aiohttp.WSMsgType.BINARY and msg.type != aiohttp.WSMsgType.TEXT:
+                            got.append((msg.type.name, msg.data))
+                            break
+                        got.append((msg.type.name, msg.data))
+            except aiohttp.WSServerHandshakeError as e:
+                got.append(("status", e.status))
+        return got
+
+    cid = d.berth("run", "-d", IMG, "sh", "-c", "echo o1; sleep 0.2; echo e1 >&2; exec sleep 600", check=True).out.strip()
+    wait_for(lambda: d.berth("logs", cid).err == "e1\n", 10, "the output")
+    assert asyncio.run(session(f"/v1.41/containers/{cid}/attach/ws?logs=1&stdout=1")) == \
+        [("BINARY", b"o1\n"), ("BINARY", b"e1\n"), ("CLOSE", 1000)]
+    assert asyncio.run(session(f"/containers/{cid}/attach/ws?logs=1&stderr=1")) == \
+        [("BINARY", b"e1\n"), ("CLOSE", 1000)]
+    assert asyncio.run(session(f"/v1.27/containers/{cid}/attach/ws?logs=1&stdout=1")) == \
+        [("TEXT", "o1\n"), ("TEXT", "e1\n"), ("CLOSE", 1000)]
+    d.berth("rm", "-f", cid, check=True)
+    cid = d.berth("run", "-d", "-i", IMG, "sh", "-c", "read x; echo got-$x; echo err-$x >&2", check=True).out.strip()
+    got = asyncio.run(session(f"/containers/{cid}/attach/ws?stream=1&stdin=1&stdout=1&stderr=1", [b"hi\n"]))
+    assert sorted(got[:-1]) == [("BINARY", b"err-hi\n"), ("BINARY", b"got-hi\n")] and got[-1] == ("CLOSE", 1000), got
+    d.berth("rm", "-f", cid, check=True)
+    assert asyncio.run(session("/containers/nosuch/attach/ws?stream=1&stdout=1")) == [("status", 404)]
+
+
 def test_signals_are_forwarded_by_run(d):
     """berth run (no TTY) passes the signals it gets to the container (--sig-proxy, on by default)."""
     import subprocess

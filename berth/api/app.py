@@ -175,4 +175,6 @@ def make_app(svc: Services | None) -> web.Application:
     plugins.routes(r)
     from berth.api import container_extra
     container_extra.routes(r)
+    from berth.api import attach_ws
+    attach_ws.routes(r)
     return app

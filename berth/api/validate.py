@@ -536,6 +536,9 @@ ROUTES = {
     ("POST", "/containers/{id}/attach"): Route(query={
         "detachKeys": QStr(max=64), "logs": _BOOL, "stream": _BOOL, "stdin": _BOOL, "stdout": _BOOL,
         "stderr": _BOOL}),
+    ("GET", "/containers/{id}/attach/ws"): Route(query={
+        "detachKeys": QStr(max=64), "logs": _BOOL, "stream": _BOOL, "stdin": _BOOL, "stdout": _BOOL,
+        "stderr": _BOOL}),
     ("POST", "/containers/{id}/resize"): Route(query={"h": QInt(0, 65535, empty=False), "w": QInt(0, 65535, empty=False)}),
     ("POST", "/containers/prune"): Route(query={"filters": _FILTERS}),
     ("POST", "/containers/{id}/pause"): Route(), ("POST", "/containers/{id}/unpause"): Route(),
