@@ -135,3 +135,29 @@ def test_bad_filters_and_times_are_refused(d):
     assert status == 400 and b"Invalid filter 'colour'" in body  # dockerd's words
     status, body = _call(d, "POST", "/v1.45/networks/prune?filters=" + q({"colour": ["red"]}))
     assert status == 400 and b"Invalid filter 'colour'" in body
+
+
+def test_stops_at_once_each_tell_their_stop_after_the_die(d, container):
+    """Three `docker stop` of one run at once: three stop events after its die, as dockerd's;
+    the container's next run has its own die and one stop (berth told one stop after the first
+    die and the two others after the next run's die)."""
+    import threading
+    since = str(int(time.time()) - 1)
+    gate = threading.Barrier(3)
+
+    def stop():
+        gate.wait()
+        d.docker("stop", "-t", "1", container, check=True)
+    ts = [threading.Thread(target=stop) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    d.docker("start", container, check=True)
+    d.docker("stop", "-t", "1", container, check=True)
+
+    def seq():
+        acts = [e["Action"] for e in _events(d, since, f"container={container}") if e["Action"] != "kill"]
+        return acts[acts.index("die"):] if "die" in acts else acts  # (from the stops on)
+    wait_for(lambda: seq().count("stop") == 4, 10, "the stop events")
+    assert seq() == ["die", "stop", "stop", "stop", "start", "die", "stop"], seq()

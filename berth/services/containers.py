@@ -144,8 +144,9 @@ class ContainerService:
         # for the die (published after the exit's record wakes it), so the exit's handling
         # publishes the stop it finds pending (died())
         self._die_lock = threading.Lock()
-        self._stop_after_die: dict[str, Callable[[], None]] = {}
-        self._died: set[str] = set()  # ids whose last run's die is published, no stop pending
+        # id -> the stops waiting for a run's die: [(the run's generation, publish)]
+        self._stop_after_die: dict[str, list[tuple[int, Callable[[], None]]]] = {}
+        self._died: dict[str, int] = {}  # id -> the generation of the last run whose die is published
         self._detached: dict[str, int] = {}  # id -> an fd holding its unmounted rootfs until the removal (cleanup_exited)
         self._rootfs_release: dict[str, threading.Event] = {}  # id -> set once its exited run's rootfs is unmounted (late_rootfs)
         self._net_release: dict[str, threading.Event] = {}  # id -> set once its exited run's network is released (late_rootfs)
@@ -410,8 +411,6 @@ class ContainerService:
             self._unlaunch(ns, rec, channel)
             raise
         self.user_stops.discard(rec.id)
-        with self._die_lock:
-            self._died.discard(rec.id)  # this run's die is to come
         self.states.transition(ns, rec.id, S.RUNNING, pid=res.pid, started_at=started_at, error="",
                                exit_code=0, generation=st.generation + 1, oom_killed=False, durable=False,
                                ext=None if restarting else {"stopped_by_user": False, "restart_count": 0})
@@ -955,30 +954,33 @@ class ContainerService:
             pass
         ended = self.states.wait_for(rec.id, lambda s: s is None or not s.running, 60)
         self.await_net_release(rec.id)  # a stop answers once the run's network is released, as before its record
-        self._publish_stop(ns, rec, ended)
+        self._publish_stop(ns, rec, ended, st.generation)
         return True
 
-    def _publish_stop(self, ns: str, rec: Container, ended: bool) -> None:
-        """The stop event: now if its run's die is out (or the run did not end), else once it is."""
+    def _publish_stop(self, ns: str, rec: Container, ended: bool, generation: int) -> None:
+        """The stop event: now if its run's die is out (or the run did not end), else once it is.
+        Stops of one run at once each have theirs after its die, as dockerd's (berth told the
+        first alone, and the others after the die of the container's next run)."""
         def publish() -> None:
             self.events.container(ns, rec, "stop")
         with self._die_lock:
-            now = not ended or rec.id in self._died
-            if now:
-                self._died.discard(rec.id)
-            else:
-                self._stop_after_die[rec.id] = publish
+            now = not ended or self._died.get(rec.id, -1) >= generation
+            if not now:
+                self._stop_after_die.setdefault(rec.id, []).append((generation, publish))
         if now:
             publish()
 
-    def died(self, cid: str) -> None:
-        """The exit's die (and what dockerd tells after it) is published: a stop waiting for it
-        goes out now."""
+    def died(self, cid: str, generation: int) -> None:
+        """The die of the container's run of that generation (and what dockerd tells after it) is
+        published: the stops waiting for it go out now."""
         with self._die_lock:
-            publish = self._stop_after_die.pop(cid, None)
-            if publish is None:
-                self._died.add(cid)
-        if publish is not None:
+            self._died[cid] = max(generation, self._died.get(cid, -1))
+            waiting = self._stop_after_die.pop(cid, [])
+            pending = [p for g, p in waiting if g <= generation]
+            later = [(g, p) for g, p in waiting if g > generation]
+            if later:
+                self._stop_after_die[cid] = later
+        for publish in pending:
             publish()
 
     def restart(self, ns: str, ref: str, timeout: int | None = None, signal_: str | None = None) -> None:
@@ -1091,10 +1093,10 @@ class ContainerService:
         self.meta.delete_container(ns, rec.id)
         self.states.forget(rec.id)
         with self._die_lock:
-            self._died.discard(rec.id)
-            pending = self._stop_after_die.pop(rec.id, None)
-        if pending is not None:  # (its die never told: the stop before the destroy)
-            pending()
+            self._died.pop(rec.id, None)
+            pending = self._stop_after_die.pop(rec.id, [])
+        for _, publish in pending:  # (its die never told: the stops before the destroy)
+            publish()
         self.events.container(ns, rec, "destroy")
         self.close_detached(rec.id)  # the rootfs's teardown, after the answer (`run --rm`'s wait)
         self.volumes.container_removed(ns, rec, remove_anonymous=volumes)

@@ -192,6 +192,8 @@ class Monitor:
                   "oom_killed": bool(ev.oom_killed)}
         stopped = cid in c.user_stops
         c.user_stops.discard(cid)
+        run = c.states.peek(cid)
+        generation = run.generation if run is not None else 0  # the run that ended (an exit keeps it)
         try:
             # --rm: the removal's own transition persists the state with these fields right after;
             # a berthd killed before it finds the run's exit on disk and removes the container then
@@ -199,11 +201,11 @@ class Monitor:
                                 ext={"stopped_by_user": True} if stopped and not auto_remove else None,
                                 durable=c.exit_synced is None or c.exit_synced(rec), **fields)
         except NotFound:
-            c.died(cid)
+            c.died(cid, generation)
             return ""  # removed meanwhile
         except BerthError as e:
             log.warning("container %s: recording its exit: %s", cid[:12], e)
-            c.died(cid)
+            c.died(cid, generation)
             return ""
         c.exit_recorded(cid)  # an inspect that waited for it answers
         # the stop, kill or wait that the record woke answers first (the interpreter's lock to
@@ -212,7 +214,7 @@ class Monitor:
         time.sleep(0)
         c.events.container(ns, rec, "die", exitCode=code)
         c.announce_run(ns, rec, start=False)  # network disconnects, volume unmounts
-        c.died(cid)  # a stop's event after them
+        c.died(cid, generation)  # a stop's event after them
         if restart:
             return "restarted" if self._restart(ns, cid) else ""
         if auto_remove:
