@@ -437,3 +437,40 @@ def test_a_stop_right_after_the_socket_listens_leaves_no_iptables_rules(tmp_path
         rules = [ln for ln in subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
                  if d.bridge in ln]
         assert rules == [], (rules, d.log())
+
+
+def test_sighup_reloads_the_registry_settings_and_keeps_serving(tmp_path):
+    """SIGHUP, as dockerd's (`systemctl reload`): the configuration file is read again and its
+    registry settings and log level apply at once (docker info shows the new mirrors; a daemon
+    reload event tells them); what needs a restart is logged as such; a file that does not load
+    changes nothing, and berthd serves on (SIGHUP's default action ended it)."""
+    import signal
+    d = Daemon(tmp_path / "d").start()
+    try:
+        def info():
+            return json.loads(d.docker("info", "--format", "{{json .RegistryConfig}}", check=True).out)
+        assert info()["Mirrors"] in (None, [])
+        since = str(int(time.time()) - 1)
+        base = open(d.config).read()
+        with open(d.config, "a") as f:
+            f.write('registry_mirrors = ["http://127.0.0.1:5999"]\ninsecure_registries = ["10.99.0.0/16"]\n'
+                    'log_level = "debug"\nsandbox_image = "127.0.0.1:5999/pause:9"\n')
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: info()["Mirrors"] == ["http://127.0.0.1:5999"], 10, "the new mirrors")
+        assert info()["InsecureRegistryCIDRs"] == ["127.0.0.0/8", "10.99.0.0/16"]
+        wait_for(lambda: "applied at berthd's next start" in d.log(), 10, "the reload's log")
+        assert "sandbox_image" in d.log() and "registry_mirrors" in d.log()
+        ev = [json.loads(x) for x in d.docker("events", "--since", since, "--until", str(int(time.time()) + 1),
+                                               "--filter", "type=daemon", "--format", "{{json .}}",
+                                               check=True).out.splitlines()]
+        assert [e["Action"] for e in ev] == ["reload"], ev
+        assert json.loads(ev[0]["Actor"]["Attributes"]["registry-mirrors"]) == ["http://127.0.0.1:5999"]
+        with open(d.config, "w") as f:
+            f.write(base + "registry_mirrors = [\n")  # not TOML
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "the running configuration is kept" in d.log(), 10, "the failed reload's log")
+        assert d.proc.poll() is None
+        assert info()["Mirrors"] == ["http://127.0.0.1:5999"]
+        assert http(d.sock, "GET", "/_ping")[0] == 200
+    finally:
+        d.cleanup()

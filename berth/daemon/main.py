@@ -98,7 +98,7 @@ def main(argv=None):
 
         from berth.daemon.server import serve
         try:
-            asyncio.run(serve(cfg, zygote=zygote))
+            asyncio.run(serve(cfg, zygote=zygote, reload=lambda: load_config(args)))
         finally:
             zygote.close()
         # served and cleaned up: threads still waiting on containers (a logs -f, a wait) are not

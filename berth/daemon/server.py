@@ -137,8 +137,53 @@ def _snapshotter(root: str) -> tuple[Any, str]:
     return NativeSnapshotter(os.path.join(root, "snapshots", "native")), "native"
 
 
-async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zygote | None = None) -> None:
-    """Serve until SIGTERM/SIGINT."""
+# what a reload (SIGHUP) changes in a running berthd; the rest waits for its next start
+RELOADABLE = ("registry_mirrors", "insecure_registries", "mirrors", "config_path", "log_level")
+
+
+def reload_config(daemon: Daemon, load: Callable[[], Config]) -> None:
+    """SIGHUP, as dockerd's: the configuration read again (the file, then the command line's
+    flags over it). What a running berthd can change (RELOADABLE: the registries' settings, the
+    log level) changes for the next pull, push or log line; what it cannot is logged as waiting
+    for the next start. A configuration that does not load changes nothing (logged). A daemon
+    reload event tells what was applied. (SIGHUP's default action ended berthd.)"""
+    try:
+        new = load()
+    except BerthError as e:
+        log.error("reloading the configuration: %s (the running configuration is kept)", e.message)
+        return
+    cur = daemon.cfg
+    changed = [k for k in RELOADABLE if getattr(new, k) != getattr(cur, k)]
+    for k in changed:
+        setattr(cur, k, getattr(new, k))
+    daemon.registry.update(cur)
+    logging.getLogger().setLevel(getattr(logging, cur.log_level.upper()))
+    import dataclasses
+    later = [f.name for f in dataclasses.fields(cur)
+             if f.name not in RELOADABLE and f.name != "source" and getattr(new, f.name) != getattr(cur, f.name)]
+    log.info("configuration reloaded from %s: %s", cur.source or "the defaults and flags",
+             ", ".join(changed) + " changed" if changed else "nothing to change")
+    if later:
+        log.warning("configuration reloaded: %s changed, applied at berthd's next start", ", ".join(later))
+    import json
+    import socket as socket_
+    from berth.services.system import _daemon_id
+    daemon.events.publish(cur.namespace, "daemon", "reload", _daemon_id(cur.root), name=socket_.gethostname(),
+                          **{"registry-mirrors": json.dumps(cur.registry_mirrors),
+                             "insecure-registries": json.dumps(cur.insecure_registries),
+                             "log-level": cur.log_level})
+
+
+def _load_again(cfg: Config) -> Config:
+    from berth.daemon import config as cfgmod
+    new = cfgmod.load(cfg.source or None, required=bool(cfg.source))
+    cfgmod.validate(new, new.source or "the defaults")
+    return new
+
+
+async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zygote | None = None,
+                reload: Callable[[], Config] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; reload(): the configuration again, at a SIGHUP."""
     from aiohttp import web
 
     from berth.api.app import make_app
@@ -160,6 +205,8 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         daemon.loop.add_signal_handler(sig, stop.set)
+    daemon.loop.add_signal_handler(signal.SIGHUP, lambda: daemon.loop.run_in_executor(
+        daemon.pool, reload_config, daemon, reload or (lambda: _load_again(cfg))))
     daemon.start_dns()
     await daemon.run(daemon.system.collect_leftovers)  # what a daemon killed mid-pull left
     await daemon.run(daemon.containers.monitor.restore)  # what the shims still run
