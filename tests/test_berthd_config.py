@@ -474,3 +474,19 @@ def test_sighup_reloads_the_registry_settings_and_keeps_serving(tmp_path):
         assert http(d.sock, "GET", "/_ping")[0] == 200
     finally:
         d.cleanup()
+
+
+def test_sigusr1_writes_the_threads_stacks_and_keeps_serving(tmp_path):
+    """SIGUSR1, as dockerd's and containerd's: the threads' stacks in a file of the state directory,
+    its path in the log; berthd serves on (SIGUSR1's default action ended it)."""
+    import signal
+    d = Daemon(tmp_path / "d").start()
+    try:
+        d.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "thread stacks written to" in d.log(), 10, "the stacks' file")
+        path = d.log().split("thread stacks written to ")[1].split()[0]
+        assert os.path.dirname(path) == d.state
+        assert "thread MainThread" in open(path).read()
+        assert d.proc.poll() is None and http(d.sock, "GET", "/_ping")[0] == 200
+    finally:
+        d.cleanup()

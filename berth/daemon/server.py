@@ -174,6 +174,22 @@ def reload_config(daemon: Daemon, load: Callable[[], Config]) -> None:
                              "log-level": cur.log_level})
 
 
+def dump_stacks(state_dir: str) -> str:
+    """SIGUSR1, as dockerd's and containerd's: every thread's stack written to a file in the state
+    directory, its path logged (SIGUSR1's default action ended berthd)."""
+    import sys
+    import threading
+    import time
+    import traceback
+    names = {t.ident: t.name for t in threading.enumerate()}
+    path = os.path.join(state_dir, time.strftime("berthd-stacks-%Y-%m-%dT%H%M%S.log"))
+    with open(path, "w") as f:
+        for ident, frame in sys._current_frames().items():
+            f.write(f"thread {names.get(ident, '?')} ({ident}):\n{''.join(traceback.format_stack(frame))}\n")
+    log.info("thread stacks written to %s", path)
+    return path
+
+
 def _load_again(cfg: Config) -> Config:
     from berth.daemon import config as cfgmod
     new = cfgmod.load(cfg.source or None, required=bool(cfg.source))
@@ -205,6 +221,8 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         daemon.loop.add_signal_handler(sig, stop.set)
+    daemon.loop.add_signal_handler(signal.SIGUSR1, lambda: daemon.loop.run_in_executor(
+        daemon.pool, dump_stacks, cfg.state))
     daemon.loop.add_signal_handler(signal.SIGHUP, lambda: daemon.loop.run_in_executor(
         daemon.pool, reload_config, daemon, reload or (lambda: _load_again(cfg))))
     daemon.start_dns()
