@@ -171,7 +171,7 @@ def reload_config(daemon: Daemon, load: Callable[[], Config]) -> None:
     daemon.events.publish(cur.namespace, "daemon", "reload", _daemon_id(cur.root), name=socket_.gethostname(),
                           **{"registry-mirrors": json.dumps(cur.registry_mirrors),
                              "insecure-registries": json.dumps(cur.insecure_registries),
-                             "log-level": cur.log_level})
+                             "debug": str(cur.log_level == "debug").lower(), "log-level": cur.log_level})
 
 
 def dump_stacks(state_dir: str) -> str:
