@@ -152,7 +152,7 @@ class ContainerService:
         self._net_release: dict[str, threading.Event] = {}  # id -> set once its exited run's network is released (late_rootfs)
         self._exit_heard: dict[str, threading.Event] = {}  # id -> set once the run's exit its monitor heard is recorded
         self._prelaunched: dict[str, _Prelaunch] = {}  # id -> its process, being created ahead of its start
-        self._lifecycle = _OneAtATime()  # a container's starts and its removal, one at a time
+        self._lifecycle = _OneAtATime()  # one_at_a_time(): what changes how a container runs
         self._commit_lock = threading.Lock()
         self._commit_pauses: dict[str, list] = {}  # id -> [commits under way, whether they paused it]
         self._removals_lock = threading.Lock()
@@ -241,7 +241,7 @@ class ContainerService:
         return self.meta.write(update)
 
     def pause(self, ns: str, ref: str) -> None:
-        with self._lifecycle.of(self.get(ns, ref).id) as cid:  # two at once: the second's words as dockerd's
+        with self.one_at_a_time(self.get(ns, ref).id) as cid:  # two at once: the second's words as dockerd's
             self._pause(ns, self.get(ns, cid))
 
     def _pause(self, ns: str, rec: Container) -> None:
@@ -255,7 +255,7 @@ class ContainerService:
         self.events.container(ns, rec, "pause")
 
     def unpause(self, ns: str, ref: str) -> None:
-        with self._lifecycle.of(self.get(ns, ref).id) as cid:
+        with self.one_at_a_time(self.get(ns, ref).id) as cid:
             self._unpause(ns, self.get(ns, cid))
 
     def _unpause(self, ns: str, rec: Container) -> None:
@@ -336,13 +336,13 @@ class ContainerService:
                                                    runtime=runtime, spec=spec, labels=labels,
                                                    extensions=dict(extensions or {}, image_name=image_ref))
                         break
-                    except AlreadyExists:
+                    except AlreadyExists as e:
                         if name:  # taken by a create at the same time: the words of the check above
                             try:
-                                other = self.meta.get_container_by_name(ns, name).id
-                            except NotFound:
-                                raise
-                            raise _name_in_use(name, other) from None
+                                taken = _name_in_use(name, self.meta.get_container_by_name(ns, name).id)
+                            except NotFound:  # (and gone again since)
+                                raise e from None
+                            raise taken from None
                 else:
                     raise AlreadyExists("could not find a free name for the container; name it with --name")
         except BaseException:
@@ -662,8 +662,8 @@ class ContainerService:
                 self._handoff.pop(cid, None)
 
     def one_at_a_time(self, cid: str) -> contextlib.AbstractContextManager[str]:
-        """The container's lock for what changes how it runs: its starts, its removal, its
-        network connects and disconnects."""
+        """The container's lock for what changes how it runs: its starts, its removal, its pause
+        and unpause, its rename, its network connects and disconnects (re-entrant)."""
         return self._lifecycle.of(cid)
 
     # --- attach ---
