@@ -3294,3 +3294,37 @@ def test_cp_of_a_stopped_containers_network_files_as_dockerd(eng, peer):
             d.docker("rm", "-f", name)
     assert seen[0] == seen[1], seen
     assert seen[0][0] == b"myhost\n" and b"127.0.0.1\tlocalhost" in seen[0][1]
+
+
+def test_the_local_log_driver_as_dockerd(eng, peer):
+    """`--log-driver local` (docker's recommended driver), side by side with dockerd 20.10: the run
+    prints, `logs` reads what it kept (the last lines, within its max-size and max-file), inspect
+    shows the driver and no LogPath, its options are checked in dockerd's words (berth refused
+    the driver: "not supported by berth")."""
+    seen = []
+    for d in (eng, peer):
+        got = [d.docker("run", "--rm", "--log-driver", "local", IMAGE, "echo", "hi-local").out]
+        n = _name("loc")
+        try:
+            d.docker("run", "-d", "--name", n, "--log-driver", "local", "--log-opt", "max-size=1k", "--log-opt",
+                     "max-file=3", IMAGE, "sh", "-c", "for i in $(seq 1 200); do echo line-$i; done; echo err >&2",
+                     check=True)
+            assert d.docker("wait", n, check=True).out.strip() == "0"
+            logs = d.docker("logs", n, check=True)
+            lines = logs.out.splitlines()
+            assert lines[-1] == "line-200" and 20 < len(lines) < 200, (d, lines[:3])
+            if d is eng:  # (dockerd's local driver here lost the last, stderr, line across its rotated files)
+                assert logs.err == "err\n"
+                assert d.docker("logs", "--tail", "2", n, check=True).out == "line-200\n"
+            i = _inspect(d, n)
+            got.append((i["HostConfig"]["LogConfig"], i["LogPath"]))
+        finally:
+            d.docker("rm", "-f", n)
+        for o in (["foo=1"], ["max-file=1"], ["max-size=abc"], ["max-file=abc"], ["compress=maybe"],
+                  ["max-file=1", "compress=false"]):
+            p = d.docker("run", "--rm", "--log-driver", "local", *[x for v in o for x in ("--log-opt", v)], IMAGE,
+                         "echo", "opts-ok")
+            got.append((p.returncode, p.out, p.err.splitlines()[:1]))
+        seen.append(got)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][1] == ({"Type": "local", "Config": {"max-file": "3", "max-size": "1k"}}, "")

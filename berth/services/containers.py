@@ -505,7 +505,8 @@ class ContainerService:
                 "id": rec.id, "state_dir": sd, "bundle": bundle,
                 "log_path": os.devnull if no_log(hc) else self.log_path(rec.id),  # none: nothing kept
                 "tty": bool(spec_body.get("Tty")), "open_stdin": bool(spec_body.get("OpenStdin")),
-                **_json_file_opts(lc, spec_body, cfg_doc),
+                **(_local_opts(lc) if (hc.get("LogConfig") or {}).get("Type") == "local" else
+                   _json_file_opts(lc, spec_body, cfg_doc)),
                 "wait_attach": bool(attach_pending or hold), "hold": hold, "socket": self.shim_socket(rec.id),
                 "systemd": self.cfg.cgroup_driver == "systemd",
                 "oom_file": _oom_file(oci, rec.id),
@@ -1408,7 +1409,7 @@ class ContainerService:
             "Id": rec.id, "Created": CreateSpec.from_json(spec).created, "Path": args[0] if args else "",
             "Args": args[1:], "State": st, "Image": rec.image,
             "ResolvConfPath": os.path.join(cdir, "resolv.conf"), "HostnamePath": os.path.join(cdir, "hostname"),
-            "HostsPath": os.path.join(cdir, "hosts"), "LogPath": "" if no_log(hc) else self.log_path(rec.id),
+            "HostsPath": os.path.join(cdir, "hosts"), "LogPath": "" if no_log(hc) or (hc.get("LogConfig") or {}).get("Type") == "local" else self.log_path(rec.id),  # (local: dockerd shows none)
             "Name": "/" + rec.name,
             "RestartCount": int((rec.extensions or {}).get("restart_count", 0)), "Driver": self.snapshotter_name, "Platform": "linux", "MountLabel": "",
             "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
@@ -1991,6 +1992,38 @@ def _json_file_opts(lc: dict[str, str], body: dict[str, Any], cfg_doc: dict[str,
         if compress and (files == 1 or not lc.get("max-size")):
             raise InvalidArgument(why + "compress cannot be true when max-file is less than 2 or max-size is not set")
     return {"log_max_size": size, "log_max_file": files, "log_attrs": _log_attrs(lc, body, cfg_doc)}
+
+
+def _local_opts(lc: dict[str, str]) -> dict[str, Any]:
+    """The local driver's options, checked as dockerd's checks them at the start (its words): its
+    log is kept as json-file's is (the local driver's format is its own, read only through
+    `docker logs`), with its defaults: 20 MB a file, 5 files."""
+    why = "failed to initialize logging driver: "
+    size = 20 * 1000 * 1000
+    if lc.get("max-size") is not None:
+        v = lc["max-size"]
+        try:
+            size = _size(v)
+        except InvalidArgument:
+            raise InvalidArgument(why + f"invalid value for max-size: {v}: invalid size: '{v}'") from None
+    files = 5
+    if lc.get("max-file") is not None:
+        v = lc["max-file"]
+        try:
+            files = int(str(v).strip(), 10)
+        except ValueError:
+            raise InvalidArgument(why + f'invalid value for max-file: {v}: strconv.Atoi: parsing "{v}": invalid '
+                                  'syntax') from None
+    compress = True
+    if lc.get("compress") is not None:
+        from berth.services.ocispec import _FALSE, _TRUE  # Go's strconv.ParseBool
+        if lc["compress"] not in _TRUE + _FALSE:
+            raise InvalidArgument(why + f'error reading compress log option: strconv.ParseBool: parsing '
+                                  f'"{lc["compress"]}": invalid syntax')
+        compress = lc["compress"] in _TRUE
+    if compress and files == 1:
+        raise InvalidArgument(why + "compression cannot be enabled when max file count is 1")
+    return {"log_max_size": size, "log_max_file": max(files, 1), "log_attrs": {}}
 
 
 def _log_attrs(lc: dict[str, str], body: dict[str, Any], cfg_doc: dict[str, Any]) -> dict[str, str]:

@@ -21,10 +21,12 @@ if TYPE_CHECKING:  # names for the annotations only
     from berth.metadata.records import Container
     from berth.services.containers import ContainerService
 
-LOG_DRIVERS_OK = ("", "json-file", "none")  # none: the output goes nowhere (and `logs` cannot read it)
+# none: the output goes nowhere (and `logs` cannot read it); local: kept as json-file's (its own
+# defaults: services/containers.py _local_opts)
+LOG_DRIVERS_OK = ("", "json-file", "local", "none")
 CRI_LOG_DRIVER = "cri"  # the kubelet's log format (shim/crilog.py): for containers of the CRI only
 # docker's built-in logging drivers that berth's shim does not write
-LOG_DRIVERS_OTHER = ("local", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs",
+LOG_DRIVERS_OTHER = ("syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs",
                      "gcplogs", "logentries")
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 _CGROUP_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
@@ -128,9 +130,13 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
         for k in (hc.get("LogConfig") or {}).get("Config") or {}:
             if k not in ("max-file", "max-size", "compress", "labels", "labels-regex", "env", "env-regex", "tag"):
                 raise InvalidArgument(f"unknown log opt '{k}' for json-file log driver")
+    if lt == "local":  # dockerd's, at create
+        for k in (hc.get("LogConfig") or {}).get("Config") or {}:
+            if k not in ("max-file", "max-size", "compress"):
+                raise InvalidArgument(f"unknown log opt '{k}' for log driver local")
     if lt not in LOG_DRIVERS_OK and not (cri and lt == CRI_LOG_DRIVER):
         if lt in LOG_DRIVERS_OTHER:
-            raise InvalidArgument(f'logging driver "{lt}" is not supported by berth (only json-file)')
+            raise InvalidArgument(f'logging driver "{lt}" is not supported by berth (only json-file and local)')
         raise InvalidArgument(f'error looking up logging plugin {lt}: plugin "{lt}" not found')
     if hc.get("DeviceRequests"):
         caps = [c for r in hc["DeviceRequests"] for cs in (r.get("Capabilities") or [[]]) for c in cs]

@@ -60,7 +60,7 @@ class SystemService:
         return _in_dockerds_order({
             **caps, "Warnings": _warnings(caps),
             "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "ipvlan", "macvlan", "null"],
-                        "Authorization": None, "Log": ["json-file", "none"]},
+                        "Authorization": None, "Log": ["json-file", "local", "none"]},
             "NFd": _count("/proc/self/fd"), "NGoroutines": threading.active_count(),
             "SystemTime": now_rfc3339(),
             "NEventsListener": len(getattr(events, "_subscribers", ())),
