@@ -722,7 +722,6 @@ def test_flags_take_effect_or_are_refused(eng, tmp_path):
         assert p.returncode == 0 and p.err == ("WARNING: Your kernel does not support Block I/O weight or the cgroup "
                                                "is not mounted. Weight discarded.\n"), p.err
     for flags, msg in ((["--gpus", "all"], 'could not select device driver "" with capabilities: [[gpu]]'),
-                       (["--memory-swappiness", "10"], "berth does not support MemorySwappiness"),
                        (["--storage-opt", "size=1G"], "--storage-opt is supported only for overlay over xfs"),
                        (["--userns", "private"], "invalid USER mode"),
                        (["--isolation", "hyperv"], "Invalid isolation: \"hyperv\" - linux only supports 'default'"),
@@ -3328,3 +3327,37 @@ def test_the_local_log_driver_as_dockerd(eng, peer):
         seen.append(got)
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
     assert seen[0][1] == ({"Type": "local", "Config": {"max-file": "3", "max-size": "1k"}}, "")
+
+
+def test_swappiness_and_device_throttles_as_dockerd(eng, peer):
+    """--memory-swappiness and --device-read-bps/--device-write-bps/--device-read-iops/
+    --device-write-iops, side by side with dockerd 20.10: inspect shows them, the container's
+    cgroup has them; a device that is not there fails the start in dockerd's words, a
+    swappiness out of range is refused (berth refused them all: "berth does not support")."""
+    dev = next((d for d in ("/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/xvda") if os.path.exists(d)), None)
+    if dev is None or not os.path.exists("/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device"):
+        pytest.skip("no block device or no v1 blkio throttling on this host")
+    st = os.stat(dev)
+    num = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    seen = []
+    for d in (eng, peer):
+        p = d.docker("run", "--rm", "--memory-swappiness", "7", "--device-read-bps", f"{dev}:1mb",
+                     "--device-write-bps", f"{dev}:2mb", "--device-read-iops", f"{dev}:30",
+                     "--device-write-iops", f"{dev}:40", IMAGE, "sh", "-c",
+                     "cd /sys/fs/cgroup; cat memory/memory.swappiness blkio/blkio.throttle.read_bps_device "
+                     "blkio/blkio.throttle.write_bps_device blkio/blkio.throttle.read_iops_device "
+                     "blkio/blkio.throttle.write_iops_device")
+        got = [(p.returncode, p.out, p.err)]
+        n = _name("thr")
+        try:
+            p = d.docker("run", "--name", n, "--device-read-bps", "/dev/nosuch:1mb", IMAGE, "true")
+            got.append((p.returncode, p.err.splitlines()[:1]))
+            hc = _inspect(d, n)["HostConfig"]
+            got.append((hc["BlkioDeviceReadBps"], _inspect(d, n)["State"]["Status"]))
+        finally:
+            d.docker("rm", "-f", n)
+        p = d.docker("create", "--memory-swappiness", "101", IMAGE, "true")
+        got.append((p.returncode, p.err.splitlines()[:1]))
+        seen.append(got)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0] == (0, f"7\n{num} 1048576\n{num} 2097152\n{num} 30\n{num} 40\n", "")

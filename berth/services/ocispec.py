@@ -332,15 +332,36 @@ def _more_resources(resources: dict[str, Any], hc: dict[str, Any]) -> None:
         mem["reservation"] = int(hc["MemoryReservation"])
     if hc.get("OomKillDisable"):  # --oom-kill-disable (cgroup v1's memory.oom_control)
         mem["disableOOMKiller"] = True
+    if hc.get("MemorySwappiness") is not None and int(hc["MemorySwappiness"]) != -1:  # --memory-swappiness
+        mem["swappiness"] = int(hc["MemorySwappiness"])
     if not mem:
         resources.pop("memory")
+    blkio: dict[str, Any] = {}
     if hc.get("BlkioWeight"):
-        resources["blockIO"] = {"weight": int(hc["BlkioWeight"])}
+        blkio["weight"] = int(hc["BlkioWeight"])
+    for key, field in (("BlkioDeviceReadBps", "throttleReadBpsDevice"), ("BlkioDeviceWriteBps", "throttleWriteBpsDevice"),
+                       ("BlkioDeviceReadIOps", "throttleReadIOPSDevice"),
+                       ("BlkioDeviceWriteIOps", "throttleWriteIOPSDevice")):
+        if hc.get(key):  # --device-read-bps and the like: the device's numbers, read at the start as dockerd's
+            blkio[field] = [dict(_device_numbers(str(t.get("Path") or "")), rate=int(t.get("Rate") or 0))
+                            for t in hc[key]]
+    if blkio:
+        resources["blockIO"] = blkio
     if hc.get("HugepageLimits"):  # not docker's: the CRI's hugepage limits [{"pageSize", "limit"}]
         resources["hugepageLimits"] = [{"pageSize": h["pageSize"], "limit": int(h["limit"])}
                                        for h in hc["HugepageLimits"]]
     if hc.get("Unified"):
         resources["unified"] = dict(hc["Unified"])
+
+
+def _device_numbers(path: str) -> dict[str, int]:
+    """A block device's major and minor numbers (dockerd's words when it is not there)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        from berth.errors import InvalidArgument
+        raise InvalidArgument(f"stat {path}: {(e.strerror or str(e)).lower()}") from None
+    return {"major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev)}
 
 
 # --- security: --security-opt, seccomp, --privileged ---

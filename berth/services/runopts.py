@@ -249,9 +249,11 @@ def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[
         hc["BlkioWeight"] = bw = 0
     if bw and not 10 <= bw <= 1000:
         raise InvalidArgument("Range of blkio weight is from 10 to 1000")
+    if hc.get("BlkioWeightDevice") and not os.path.exists("/sys/fs/cgroup/blkio/blkio.weight_device"):
+        warnings.append("Your kernel does not support Block I/O weight_device or the cgroup is not mounted. "
+                        "Weight-device discarded.")  # dockerd's
+        hc["BlkioWeightDevice"] = []
     for key, flag in (("BlkioWeight", "--blkio-weight"), ("BlkioWeightDevice", "--blkio-weight-device"),
-                      ("BlkioDeviceReadBps", "--device-read-bps"), ("BlkioDeviceWriteBps", "--device-write-bps"),
-                      ("BlkioDeviceReadIOps", "--device-read-iops"), ("BlkioDeviceWriteIOps", "--device-write-iops"),
                       ("CpuRealtimePeriod", "--cpu-rt-period"), ("CpuRealtimeRuntime", "--cpu-rt-runtime")):
         if hc.get(key):
             raise InvalidArgument(f"berth does not support {key} ({flag})")
@@ -265,8 +267,8 @@ def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[
             warnings.append("OOM killer is disabled for the container, but no memory limit is set, this can "
                             "result in the system running out of resources.")
     sw = hc.get("MemorySwappiness")
-    if sw is not None and sw != -1:
-        raise InvalidArgument("berth does not support MemorySwappiness (--memory-swappiness)")
+    if sw is not None and sw != -1 and not 0 <= int(sw) <= 100:  # dockerd's words
+        raise InvalidArgument(f"Invalid value: {sw}, valid memory swappiness range is 0-100")
     kmem = int(hc.get("KernelMemory") or 0)
     if kmem:
         warnings.append("Specifying a kernel memory limit is deprecated and will be removed in a future release.")
