@@ -3361,3 +3361,21 @@ def test_swappiness_and_device_throttles_as_dockerd(eng, peer):
         seen.append(got)
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
     assert seen[0][0] == (0, f"7\n{num} 1048576\n{num} 2097152\n{num} 30\n{num} 40\n", "")
+
+
+def test_the_log_delivery_mode_options_as_dockerd(eng, peer):
+    """--log-opt mode=blocking|non-blocking and max-buffer-size, options of every log driver in
+    dockerd (production configurations set them): accepted, and their mistakes refused in
+    dockerd's words, with json-file and local (berth refused them as unknown json-file options)."""
+    seen = []
+    for d in (eng, peer):
+        got = []
+        for drv in ("json-file", "local"):
+            for o in (["mode=non-blocking"], ["mode=non-blocking", "max-buffer-size=4m"], ["mode=blocking"],
+                      ["mode=bogus"], ["max-buffer-size=4m"], ["mode=blocking", "max-buffer-size=4m"]):
+                p = d.docker("run", "--rm", "--log-driver", drv, *[x for v in o for x in ("--log-opt", v)], IMAGE,
+                             "echo", "mode-ok")
+                got.append((drv, o, p.returncode, p.out, p.err.splitlines()[:1]))
+        seen.append(got)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert ("json-file", ["mode=non-blocking"], 0, "mode-ok\n", []) in seen[0]

@@ -126,12 +126,26 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
         raise InvalidArgument("No command specified")  # dockerd's, at create
     _check_restart(hc)
     lt = (hc.get("LogConfig") or {}).get("Type") or ""
+    opts = dict((hc.get("LogConfig") or {}).get("Config") or {})
+    if lt in ("", "json-file", "local"):
+        # dockerd's options of every driver first (logger.ValidateLogOpts): the delivery mode and
+        # its buffer (berth's shim writes each piece of output to the log as it comes, a local
+        # file: the non-blocking mode's buffer is never needed)
+        mode = opts.pop("mode", "")
+        if mode not in ("", "blocking", "non-blocking"):
+            raise InvalidArgument(f"logger: logging mode not supported: {mode}")
+        if "max-buffer-size" in opts:
+            if mode != "non-blocking":
+                raise InvalidArgument("logger: max-buffer-size option is only supported with 'mode=non-blocking'")
+            buf = opts.pop("max-buffer-size")
+            if not re.fullmatch(r"\d+(\.\d+)? ?([kKmMgGtTpP]?[iI]?[bB]?)", str(buf)):
+                raise InvalidArgument(f"error parsing option max-buffer-size: invalid size: '{buf}'")
     if lt in ("", "json-file"):  # dockerd's ValidateLogOpts of the json-file driver, at create
-        for k in (hc.get("LogConfig") or {}).get("Config") or {}:
+        for k in opts:
             if k not in ("max-file", "max-size", "compress", "labels", "labels-regex", "env", "env-regex", "tag"):
                 raise InvalidArgument(f"unknown log opt '{k}' for json-file log driver")
     if lt == "local":  # dockerd's, at create
-        for k in (hc.get("LogConfig") or {}).get("Config") or {}:
+        for k in opts:
             if k not in ("max-file", "max-size", "compress"):
                 raise InvalidArgument(f"unknown log opt '{k}' for log driver local")
     if lt not in LOG_DRIVERS_OK and not (cri and lt == CRI_LOG_DRIVER):
