@@ -166,6 +166,10 @@ endpoint = ["https://any.example.com"]
     ('root = "/x"\nroot = "/y"\n', "TOML"),
     ('root = \n', "TOML"),
     ('[runtimes\n', "TOML"),
+    ('log_driver = "syslog"\n', "log_driver"),
+    ('[log_opts]\nmax-file = 3\n', "log_opts.max-file"),
+    ('[log_opts]\nbogus = "1"\n', "unknown log opt 'bogus' for json-file log driver"),
+    ('log_driver = "local"\n[log_opts]\nlabels = "a"\n', "unknown log opt 'labels' for log driver local"),
     ('[registry.mirrors."docker.io"]\nendpoint = ["ftp://m.example.com"]\n', 'registry.mirrors."docker.io".endpoint[0]'),
     ('[registry.mirrors."docker.io"]\nendpoint = "https://m.example.com"\n', 'registry.mirrors."docker.io".endpoint'),
     ('[registry.mirrors."docker.io"]\nendpoints = ["https://m.example.com"]\n', 'registry.mirrors."docker.io".endpoints'),
@@ -488,5 +492,30 @@ def test_sigusr1_writes_the_threads_stacks_and_keeps_serving(tmp_path):
         assert os.path.dirname(path) == d.state
         assert "thread MainThread" in open(path).read()
         assert d.proc.poll() is None and http(d.sock, "GET", "/_ping")[0] == 200
+    finally:
+        d.cleanup()
+
+
+def test_the_daemons_log_driver_and_options(tmp_path):
+    """log_driver and [log_opts], daemon.json's log-driver and log-opts: a container that names no
+    driver gets the daemon's, with its options (its own win, as dockerd's
+    mergeAndVerifyLogConfig), recorded at create and shown by inspect; one that names another
+    driver gets none of them; info shows the daemon's driver."""
+    d = Daemon(tmp_path / "d", extra_config='log_driver = "local"\n[log_opts]\nmax-size = "1k"\nmax-file = "2"\n')
+    d.start()
+    try:
+        d.berth("load", "-i", os.path.join(os.path.dirname(__file__), "data", "busybox-layers.docker.tar"),
+                check=True)
+        assert d.docker("info", "--format", "{{.LoggingDriver}}", check=True).out.strip() == "local"
+        d.docker("create", "--name", "la", "busybox-layers:1", "true", check=True)
+        d.docker("create", "--name", "lb", "--log-opt", "max-file=3", "busybox-layers:1", "true", check=True)
+        d.docker("create", "--name", "lc", "--log-driver", "json-file", "busybox-layers:1", "true", check=True)
+        lcs = [json.loads(d.docker("inspect", "-f", "{{json .HostConfig.LogConfig}}", n, check=True).out)
+               for n in ("la", "lb", "lc")]
+        assert lcs == [{"Type": "local", "Config": {"max-size": "1k", "max-file": "2"}},
+                       {"Type": "local", "Config": {"max-size": "1k", "max-file": "3"}},
+                       {"Type": "json-file", "Config": {}}], lcs
+        p = d.docker("run", "--rm", "busybox-layers:1", "sh", "-c", "echo logged-locally")
+        assert p.out == "logged-locally\n", p.err
     finally:
         d.cleanup()

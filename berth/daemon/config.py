@@ -57,6 +57,9 @@ cri_cni_conf_dir = "/etc/cni/net.d"
 cri_cni_bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 # debug | info | warning | error
 log_level = "info"
+# The log driver of containers that name none (json-file | local | none), as daemon.json's
+# log-driver; [log_opts] below are its default options (log-opts).
+log_driver = "json-file"
 # Where the CNI plugins (bridge, host-local, portmap, firewall, ...) are looked for, in order.
 cni_plugin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
 # Where berth writes the conflist of each network (<dir>/<namespace>/<network>.conflist).
@@ -68,6 +71,10 @@ bridge_subnet = "10.87.0.0/16"
 address_pool = "10.90.0.0/16"
 # Upstream DNS servers for containers (empty: those of the host's /etc/resolv.conf).
 dns = []
+
+[log_opts]
+#   max-size = "10m"
+#   max-file = "3"
 
 [runtimes.berth-runc]
 path = "berth-runc"
@@ -133,6 +140,8 @@ class Config:
     cri_cni_conf_dir: str = "/etc/cni/net.d"
     cri_cni_bin_dirs: list[str] = field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
     log_level: str = "info"
+    log_driver: str = "json-file"
+    log_opts: dict[str, str] = field(default_factory=dict)
     cni_plugin_dirs: list[str] = field(default_factory=lambda: ["/usr/lib/cni", "/opt/cni/bin"])
     cni_conf_dir: str = "/etc/berth/cni/net.d"
     bridge: str = "berth0"
@@ -157,6 +166,7 @@ class Config:
                  f"insecure_registries = {arr(self.insecure_registries)}",
                  f"default_runtime = {q(self.default_runtime)}", f"cgroup_driver = {q(self.cgroup_driver)}",
                  f"sandbox_image = {q(self.sandbox_image)}", f"log_level = {q(self.log_level)}",
+                 f"log_driver = {q(self.log_driver)}",
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
                  f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
                  f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
@@ -165,6 +175,7 @@ class Config:
                  f"stream_server_address = {q(self.stream_server_address)}",
                  f"stream_server_port = {q(self.stream_server_port)}",
                  f"cri_cni_conf_dir = {q(self.cri_cni_conf_dir)}", f"cri_cni_bin_dirs = {arr(self.cri_cni_bin_dirs)}", ""]
+        lines += ["[log_opts]"] + [f"{q(k)} = {q(v)}" for k, v in self.log_opts.items()] + [""]
         for name, rt in self.runtimes.items():
             lines += [f"[runtimes.{q(name) if not name.replace('-', '').replace('_', '').isalnum() else name}]",
                       f"path = {q(rt.path)}", f"args = {arr(rt.args)}", ""]
@@ -190,6 +201,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "address_pool": str,
     "dns": list, "cri": bool, "cri_socket": str, "systemd_cgroup": bool, "stream_server_address": str,
     "stream_server_port": str, "cri_cni_conf_dir": str, "cri_cni_bin_dirs": list, "registry": dict,
+    "log_driver": str, "log_opts": dict,
 }
 
 
@@ -242,6 +254,11 @@ def from_dict(data: dict[str, Any], path: str = "config") -> Config:
             value = rts
         elif key == "registry":
             key, value = "mirrors", _registry_mirrors(path, value)
+        elif key == "log_opts":
+            bad = next((k for k, v in value.items() if not isinstance(v, str)), None)
+            if bad is not None:
+                raise _bad(path, f"log_opts.{bad}", 'must be a string (max-file = "3", as in daemon.json)')
+            value = dict(value)
         elif key == "tls":
             t = TLS()
             for k, v in value.items():
@@ -307,6 +324,14 @@ def validate(cfg: Config, path: str = "config") -> Config:
         raise _bad(path, "cgroup_driver", f"must be cgroupfs or systemd, not {cfg.cgroup_driver!r}")
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise _bad(path, "log_level", f"must be debug, info, warning or error, not {cfg.log_level!r}")
+    if cfg.log_driver not in ("json-file", "local", "none"):
+        raise _bad(path, "log_driver", f"must be json-file, local or none, not {cfg.log_driver!r}")
+    if cfg.log_opts:  # as the containers' own options are checked (dockerd checks daemon.json's at its start)
+        from berth.services.runopts import check_log_config
+        try:
+            check_log_config(cfg.log_driver, cfg.log_opts)
+        except InvalidArgument as e:
+            raise _bad(path, "log_opts", e.message) from None
     if cfg.default_runtime not in cfg.runtimes:
         raise _bad(path, "default_runtime", f"{cfg.default_runtime!r} is not in [runtimes]")
     for k in ("root", "state"):

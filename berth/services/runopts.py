@@ -113,6 +113,31 @@ def _check_port_bindings(bindings: dict[str, Any]) -> None:
                 raise InvalidArgument(f"invalid port specification: {quote(host)}")
 
 
+def check_log_config(driver: str, opts: dict[str, str]) -> None:
+    """A json-file or local log config's options as dockerd checks them at create (its words)."""
+    opts = dict(opts)
+    # dockerd's options of every driver first (logger.ValidateLogOpts): the delivery mode and its
+    # buffer (berth's shim writes each piece of output to the log as it comes, a local file: the
+    # non-blocking mode's buffer is never needed)
+    mode = opts.pop("mode", "")
+    if mode not in ("", "blocking", "non-blocking"):
+        raise InvalidArgument(f"logger: logging mode not supported: {mode}")
+    if "max-buffer-size" in opts:
+        if mode != "non-blocking":
+            raise InvalidArgument("logger: max-buffer-size option is only supported with 'mode=non-blocking'")
+        buf = opts.pop("max-buffer-size")
+        if not re.fullmatch(r"\d+(\.\d+)? ?([kKmMgGtTpP]?[iI]?[bB]?)", str(buf)):
+            raise InvalidArgument(f"error parsing option max-buffer-size: invalid size: '{buf}'")
+    if driver in ("", "json-file"):
+        for k in opts:
+            if k not in ("max-file", "max-size", "compress", "labels", "labels-regex", "env", "env-regex", "tag"):
+                raise InvalidArgument(f"unknown log opt '{k}' for json-file log driver")
+    elif driver == "local":
+        for k in opts:
+            if k not in ("max-file", "max-size", "compress"):
+                raise InvalidArgument(f"unknown log opt '{k}' for log driver local")
+
+
 def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: dict[str, Any] | None = None,
           cri: bool = False) -> tuple[dict[str, Any], list[str]]:
     """Validate the create body's HostConfig as dockerd does; returns (body, warnings) with
@@ -125,29 +150,17 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
     if not any(merged_command(body, (image_config or {}).get("config") or {})):
         raise InvalidArgument("No command specified")  # dockerd's, at create
     _check_restart(hc)
-    lt = (hc.get("LogConfig") or {}).get("Type") or ""
-    opts = dict((hc.get("LogConfig") or {}).get("Config") or {})
+    lc = dict(hc.get("LogConfig") or {})
+    if not cri:  # dockerd's mergeAndVerifyLogConfig: the daemon's driver, and its options for it
+        cfg = svc.cfg
+        if not lc.get("Type"):
+            lc["Type"] = cfg.log_driver
+        if lc["Type"] == cfg.log_driver and cfg.log_opts:
+            lc["Config"] = {**cfg.log_opts, **(lc.get("Config") or {})}
+        hc["LogConfig"] = {"Type": lc["Type"], "Config": dict(lc.get("Config") or {})}
+    lt = lc.get("Type") or ""
     if lt in ("", "json-file", "local"):
-        # dockerd's options of every driver first (logger.ValidateLogOpts): the delivery mode and
-        # its buffer (berth's shim writes each piece of output to the log as it comes, a local
-        # file: the non-blocking mode's buffer is never needed)
-        mode = opts.pop("mode", "")
-        if mode not in ("", "blocking", "non-blocking"):
-            raise InvalidArgument(f"logger: logging mode not supported: {mode}")
-        if "max-buffer-size" in opts:
-            if mode != "non-blocking":
-                raise InvalidArgument("logger: max-buffer-size option is only supported with 'mode=non-blocking'")
-            buf = opts.pop("max-buffer-size")
-            if not re.fullmatch(r"\d+(\.\d+)? ?([kKmMgGtTpP]?[iI]?[bB]?)", str(buf)):
-                raise InvalidArgument(f"error parsing option max-buffer-size: invalid size: '{buf}'")
-    if lt in ("", "json-file"):  # dockerd's ValidateLogOpts of the json-file driver, at create
-        for k in opts:
-            if k not in ("max-file", "max-size", "compress", "labels", "labels-regex", "env", "env-regex", "tag"):
-                raise InvalidArgument(f"unknown log opt '{k}' for json-file log driver")
-    if lt == "local":  # dockerd's, at create
-        for k in opts:
-            if k not in ("max-file", "max-size", "compress"):
-                raise InvalidArgument(f"unknown log opt '{k}' for log driver local")
+        check_log_config(lt, dict(lc.get("Config") or {}))
     if lt not in LOG_DRIVERS_OK and not (cri and lt == CRI_LOG_DRIVER):
         if lt in LOG_DRIVERS_OTHER:
             raise InvalidArgument(f'logging driver "{lt}" is not supported by berth (only json-file and local)')
