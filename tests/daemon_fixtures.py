@@ -45,6 +45,27 @@ def ppid(pid):
         return 0
 
 
+def read_frames(sock, timeout=20):
+    """The docker stream frames of a non-TTY attach or exec, by stream (1: stdout, 2: stderr),
+    read until the other end closes it (a socket, or docker-py's attach_socket); closes it."""
+    import struct
+    sock = getattr(sock, "_sock", sock)
+    sock.settimeout(timeout)
+    buf = b""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            break
+        buf += d
+    sock.close()
+    out = {1: b"", 2: b""}
+    while len(buf) >= 8:
+        kind, n = struct.unpack(">BxxxI", buf[:8])
+        out[kind] += buf[8:8 + n]
+        buf = buf[8 + n:]
+    return out
+
+
 def wait_for(pred, timeout=20, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from daemon_fixtures import BERTH, DATA, berthd, ppid, shared_berthd, wait_for  # noqa: F401 (fixtures)
+from daemon_fixtures import BERTH, DATA, berthd, ppid, read_frames, shared_berthd, wait_for  # noqa: F401 (fixtures)
 
 IMG = "busybox-layers:1"
 HELLO_MSG = "Hello from the hello-world fixture!"
@@ -1085,25 +1085,6 @@ def test_attach_logs_and_stream_as_dockerd(d):
         c.close()
 
 
-def _attached_streams(sock, timeout=20):
-    """What an attach socket (docker-py's attach_socket) carried to its end, by stream."""
-    import struct
-    raw, out = b"", {1: b"", 2: b""}
-    sock = getattr(sock, "_sock", sock)
-    sock.settimeout(timeout)
-    while True:
-        b = sock.recv(65536)
-        if not b:
-            break
-        raw += b
-    sock.close()
-    while len(raw) >= 8:
-        kind, n = struct.unpack(">BxxxI", raw[:8])
-        out[kind] += raw[8:8 + n]
-        raw = raw[8 + n:]
-    return out
-
-
 def test_every_attach_made_before_a_start_gets_the_whole_stream(d):
     """Attaches made before a start each get all of the process's output, as dockerd's: docker-py's
     attach_socket attaches one stream per connection (docker-compose 1.29's `run`: stdout, then
@@ -1121,7 +1102,7 @@ def test_every_attach_made_before_a_start_gets_the_whole_stream(d):
             wants = [{"stdout": 1}, {"stderr": 1}, {"stdout": 1, "stderr": 1}] * 2
             socks = [api.attach_socket(cid, dict(w, stream=1)) for w in wants]
             api.start(cid)
-            got = [_attached_streams(s) for s in socks]
+            got = [read_frames(s) for s in socks]
             assert got == [{1: b"out\n" if w.get("stdout") else b"", 2: b"err\n" if w.get("stderr") else b""}
                            for w in wants], (i, got)
             assert api.wait(cid)["StatusCode"] == 3

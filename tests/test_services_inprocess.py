@@ -4,11 +4,11 @@ with the events it would show its clients coming from the services' bus."""
 
 import os
 import random
-import struct
 import threading
 import time
 
 import pytest
+from daemon_fixtures import read_frames
 
 from berth.errors import FailedPrecondition, NotFound
 
@@ -62,30 +62,13 @@ def _create(s, cmd, **extra):
     return s.containers.create(NS, dict({"Image": IMG, "Cmd": cmd, "HostConfig": hc}, **extra))["Id"]
 
 
-def _read_frames(sock, timeout=20):
-    """The docker stream frames of a non-TTY attach or exec, until the shim closes it."""
-    sock.settimeout(timeout)
-    buf = b""
-    while True:
-        d = sock.recv(65536)
-        if not d:
-            break
-        buf += d
-    out = {1: b"", 2: b""}
-    while len(buf) >= 8:
-        kind, n = struct.unpack(">BxxxI", buf[:8])
-        out[kind] += buf[8:8 + n]
-        buf = buf[8 + n:]
-    return out
-
-
 def _run_attached(s, cid):
     """Start a created container with an attach made first, as docker run does: (exit status,
     its output frames)."""
     got = {}
 
     def attach():
-        got["frames"] = _read_frames(s.containers.attach(NS, cid, stdin=False, stdout=True, stderr=True)[0])
+        got["frames"] = read_frames(s.containers.attach(NS, cid, stdin=False, stdout=True, stderr=True)[0])
     s.containers.expect_attach(cid)
     t = threading.Thread(target=attach)
     t.start()
@@ -102,7 +85,7 @@ def test_run_attach_wait_and_events(engine):
 
     def attach():  # as docker does: the attach comes before the start
         res = s.containers.attach(NS, cid, stdin=False, stdout=True, stderr=True)
-        got["frames"] = _read_frames(res[0]) if res else None
+        got["frames"] = read_frames(res[0]) if res else None
     s.containers.expect_attach(cid)
     t = threading.Thread(target=attach)
     t.start()
@@ -129,7 +112,7 @@ def test_exec_through_the_service(engine):
                                    "AttachStderr": True})
     sock, reply = s.execs.start(eid)
     assert reply["pid"] > 0
-    assert _read_frames(sock)[1] == b"in-exec\n"
+    assert read_frames(sock)[1] == b"in-exec\n"
     sock.close()
     deadline = time.monotonic() + 10
     while s.execs.inspect(eid)["Running"] and time.monotonic() < deadline:

@@ -9,12 +9,13 @@ ContainerService.attach)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 
 from aiohttp import WSMsgType, web
 
 from berth.api.app import Router, api_version, namespace_of, services
-from berth.api.containers import _escape, _log_batch
+from berth.api.containers import _escape, log_so_far
 from berth.api.images import _bool
 from berth.services.containers import check_log_readable
 from berth.services.execs import detach_keys
@@ -52,17 +53,11 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         if logs and (want["stdout"] or want["stderr"]):
-            gen = s.containers.logs(ns, rec.id, want["stdout"], want["stderr"], False, None, 0, 0, False, ticks=True)
-            loop = asyncio.get_running_loop()
-            try:
-                while True:
-                    items, ended = await loop.run_in_executor(s.waits, _log_batch, gen, lambda: ws.closed)
+            async with contextlib.aclosing(log_so_far(s, ns, rec.id, want["stdout"], want["stderr"],
+                                                      lambda: ws.closed)) as batches:
+                async for items in batches:
                     for _, data in items:
                         await send(data)
-                    if ended or ws.closed:
-                        break
-            finally:
-                gen.close()
         if live and not ws.closed:
             announced = False
             res = await s.run_wait(s.containers.attach, ns, rec.id, want["stdin"], want["stdout"], want["stderr"])

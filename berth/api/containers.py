@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from aiohttp import web
 
@@ -383,26 +384,36 @@ async def attach(request: web.Request) -> web.Response:
     return web.Response()
 
 
-async def _replay_log(s: Any, ns: str, cid: str, stdout: bool, stderr: bool, tty: bool,
-                      transport: asyncio.Transport, raw: _Raw) -> None:
-    """An attach's logs=1: the container's log so far, framed as its stream is (multiplexed
-    unless it has a TTY)."""
+async def log_so_far(s: Any, ns: str, cid: str, stdout: bool, stderr: bool,
+                     gone: Callable[[], bool]) -> AsyncIterator[list[tuple[str, bytes]]]:
+    """An attach's logs=1: the container's log so far, in batches of (stream, bytes) read in a
+    waits thread, until its end or the client's (gone()). Used under contextlib.aclosing: a
+    client gone mid-batch closes the log file at once."""
     gen = s.containers.logs(ns, cid, stdout, stderr, False, None, 0, 0, False, ticks=True)
     loop = asyncio.get_running_loop()
+    try:
+        while True:
+            items, ended = await loop.run_in_executor(s.waits, _log_batch, gen, gone)
+            if items:
+                yield items
+            if ended or gone():
+                return
+    finally:
+        gen.close()  # its log file, at once (a client that left before the end)
+
+
+async def _replay_log(s: Any, ns: str, cid: str, stdout: bool, stderr: bool, tty: bool,
+                      transport: asyncio.Transport, raw: _Raw) -> None:
+    """An attach's logs=1 on the raw stream, framed as the container's stream is (multiplexed
+    unless it has a TTY)."""
     # docker-py reads the stream from the socket under its HTTP reader: bytes that reach the
     # client with the answer's headers, in one read, are lost to it (dockerd's replay starts
     # later, after opening the log). The headers go alone first.
     await asyncio.sleep(0.02)
-    try:
-        while True:
-            items, ended = await loop.run_in_executor(s.waits, _log_batch, gen, transport.is_closing)
-            if items:
-                transport.write(_framed(items, tty))
-                await raw.drain()
-            if ended or transport.is_closing():
-                return
-    finally:
-        gen.close()  # its log file, at once (a client that left before the end)
+    async with contextlib.aclosing(log_so_far(s, ns, cid, stdout, stderr, transport.is_closing)) as batches:
+        async for items in batches:
+            transport.write(_framed(items, tty))
+            await raw.drain()
 
 
 async def resize(request: web.Request) -> web.Response:
