@@ -1111,6 +1111,47 @@ def test_every_attach_made_before_a_start_gets_the_whole_stream(d):
         api.close()
 
 
+def test_an_attach_that_comes_as_a_run_ends_waits_for_the_next(d):
+    """An attach that reaches a container whose process has ended but whose exit is not recorded
+    yet is answered once it is (a client that looks then sees the run ended) and gets the next
+    run's output, as an attach after the exit does. docker-compose 1.29's `run` attaches after
+    its start and starts again only when inspect says the run ended: berth answered such an
+    attach at once, as if the run went on, and closed it, so that run's output was lost (now
+    and then, beside a busy processor). Made certain here by holding the shim (SIGSTOP) while
+    its container's process is killed."""
+    import threading
+
+    import docker
+    api = docker.APIClient(base_url=d.host, timeout=30)
+    cid = api.create_container(IMG, ["sh", "-c", "echo run; exec sleep 300"])["Id"]
+    try:
+        api.start(cid)
+        wait_for(lambda: api.logs(cid) == b"run\n", 10, "the first run's output")
+        pid = api.inspect_container(cid)["State"]["Pid"]
+        shim = ppid(pid)
+        got = {}
+        t = threading.Thread(target=lambda: got.update(sock=api.attach_socket(cid, {"stdout": 1, "stream": 1})))
+        os.kill(shim, signal.SIGSTOP)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            t.start()
+            time.sleep(0.5)
+            assert t.is_alive(), "answered before the run's end was recorded"
+            assert api.inspect_container(cid)["State"]["Running"]
+        finally:
+            os.kill(shim, signal.SIGCONT)
+        t.join(15)
+        st = api.inspect_container(cid)["State"]
+        assert not st["Running"] and st["ExitCode"] == 137
+        api.start(cid)
+        wait_for(lambda: api.logs(cid) == b"run\nrun\n", 10, "the second run's output")
+        api.kill(cid)
+        assert read_frames(got["sock"]) == {1: b"run\n", 2: b""}
+    finally:
+        api.remove_container(cid, force=True)
+        api.close()
+
+
 def test_attach_over_a_websocket_as_dockerd(d):
     """GET /containers/{id}/attach/ws (web consoles' attach), as dockerd's: a message per piece of
     output, not multiplexed; binary frames (text before API 1.28); before API 1.42 every stream

@@ -364,17 +364,40 @@ async def attach(request: web.Request) -> web.Response:
         s.containers.expect_attach(rec.id)  # before the 101: the client's start may follow at once
     announced = live  # until containers.attach takes it over
     try:
-        transport, raw = hijack(request)
-        if logs and (want["stdout"] or want["stderr"]):
-            await _replay_log(s, ns, rec.id, want["stdout"], want["stderr"], bool(spec.get("Tty")), transport, raw)
-        if not live:
-            transport.close()
-            return web.Response()
-        announced = False
-        res = await s.run_wait(s.containers.attach, ns, rec.id, want["stdin"], want["stdout"], want["stderr"])
+        if live and not logs:
+            # the stream is connected, or known to wait for a start, before the answer: a client
+            # that looks at the container after it finds it as the attach did (running, or not:
+            # a run that ended meanwhile is then waited past, and the client may start it again)
+            announced = False
+            res = await _attach_before_answer(s, ns, rec.id, want)
+            transport, raw = hijack(request)
+            if not isinstance(res, _Pending):
+                # the stream's bytes must not reach the client with the answer's headers (docker-py
+                # reads them under its HTTP reader, and loses what comes in the same read)
+                try:
+                    await asyncio.sleep(0.02)
+                except BaseException:
+                    if res is not None:
+                        res[0].close()
+                    raise
+        else:
+            transport, raw = hijack(request)
+            if logs and (want["stdout"] or want["stderr"]):
+                await _replay_log(s, ns, rec.id, want["stdout"], want["stderr"], bool(spec.get("Tty")), transport, raw)
+            if not live:
+                transport.close()
+                return web.Response()
+            announced = False
+            res = await s.run_wait(s.containers.attach, ns, rec.id, want["stdin"], want["stdout"], want["stderr"])
     finally:
         if announced:  # no attach to come (the client left): a start that holds its process goes on
             s.containers.attach_done(rec.id)
+    if isinstance(res, _Pending):
+        try:
+            res = await res.task
+        except BaseException:
+            res.task.add_done_callback(_close_result)
+            raise
     if res is None:
         transport.close()
         return web.Response()
@@ -382,6 +405,36 @@ async def attach(request: web.Request) -> web.Response:
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
     await pipe(transport, raw, reader, writer, stdin=want["stdin"], detach=keys)
     return web.Response()
+
+
+class _Pending:
+    """The answer of an attach that waits for a start: what it waits on after the 101."""
+
+    def __init__(self, task: asyncio.Future) -> None:
+        self.task = task
+
+
+async def _attach_before_answer(s: Any, ns: str, cid: str, want: dict[str, bool]) -> Any:
+    """containers.attach until it is connected (its result) or waits for a start (then the
+    answer goes out, and the attach's result is awaited after it: resolved by _Pending)."""
+    loop = asyncio.get_running_loop()
+    decided = asyncio.Event()
+    task = asyncio.ensure_future(s.run_wait(s.containers.attach, ns, cid, want["stdin"], want["stdout"],
+                                            want["stderr"], decided=lambda: loop.call_soon_threadsafe(decided.set)))
+    waiter = asyncio.ensure_future(decided.wait())
+    try:
+        await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the client left: a stream connected after is closed
+        task.add_done_callback(_close_result)
+        raise
+    finally:
+        waiter.cancel()
+    return task.result() if task.done() else _Pending(task)
+
+
+def _close_result(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is None and task.result() is not None:
+        task.result()[0].close()
 
 
 async def log_so_far(s: Any, ns: str, cid: str, stdout: bool, stderr: bool,

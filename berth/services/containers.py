@@ -684,32 +684,51 @@ class ContainerService:
             self.states.cond.notify_all()
 
     def attach(self, ns: str, ref: str, stdin: bool = False, stdout: bool = True, stderr: bool = True,
-               timeout: float = 12.0) -> tuple[socket.socket, dict] | None:
+               timeout: float = 12.0, decided: Callable[[], None] | None = None) -> tuple[socket.socket, dict] | None:
         """A socket carrying the container's stream (berth.shim.protocol.Attach) and the shim's
         reply ({"tty"}), or None when it did not run. Docker attaches before it starts: a container
         that is not running is waited for (its next start holds the process for this attach,
-        which expect_attach announced; this ends the announcement, connected or not)."""
+        which expect_attach announced; this ends the announcement, connected or not).
+
+        decided() is called once it is known that the attach waits for a start (the client may
+        send it now); a connected attach just returns. A run whose process has ended but whose
+        exit is not recorded yet is not attached to (its shim has nothing more to send, and a
+        client told the attach is there would still see it running): the attach waits for the
+        exit's record, then, as after any exit, for the next start (docker-compose 1.29's `run`
+        attaches after its start and starts again when inspect says the run ended)."""
         cid = ref
         try:
             rec = self.get(ns, ref)
             cid = rec.id
             st = self.states.get(ns, cid, rec)
-            if not st.running:
-                gen0 = st.generation
+            for _ in range(3):  # a run ended under the attach: the next one (a few at most)
+                if not st.running:
+                    gen0 = st.generation
+                    if decided is not None:
+                        decided()
 
-                def ready() -> bool:
-                    s = self.states._cache.get(cid)
-                    return self._handoff.get(cid) == "ready" or s is None or s.generation > gen0
-                self.states.wait_until(ready, timeout)
-                st = self.states.peek(cid)
-                if self._handoff.get(cid) != "ready" and (st is None or not st.running):
-                    return None
-            try:
-                # dockerd: the client's end of input closes the container's stdin only with StdinOnce
-                return self.shim(rec).open(proto.Attach(stdin=stdin, stdout=stdout, stderr=stderr,
-                                                        close_stdin=bool((rec.spec_json() or {}).get("StdinOnce"))))
-            except ShimGone:
-                return None
+                    def ready() -> bool:
+                        s = self.states._cache.get(cid)
+                        return self._handoff.get(cid) == "ready" or s is None or s.generation > gen0
+                    self.states.wait_until(ready, timeout)
+                    st = self.states.peek(cid)
+                    if self._handoff.get(cid) != "ready" and (st is None or not st.running):
+                        return None
+                gen = st.generation
+                try:
+                    # dockerd: the client's end of input closes the container's stdin only with StdinOnce
+                    return self.shim(rec).open(proto.Attach(stdin=stdin, stdout=stdout, stderr=stderr,
+                                                            close_stdin=bool((rec.spec_json() or {}).get("StdinOnce"))))
+                except FailedPrecondition:  # its process has ended (ShimGone too): its exit's record
+                    def ended() -> bool:
+                        s = self.states._cache.get(cid)
+                        return s is None or s.generation != gen or not s.running
+                    if not self.states.wait_until(ended, timeout):
+                        return None
+                    st = self.states.peek(cid)
+                    if st is None:
+                        return None
+            return None
         finally:
             self.attach_done(cid)  # a start that holds its process for it goes on
 

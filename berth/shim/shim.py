@@ -901,6 +901,11 @@ class Shim:
     def _request(self, c: Client, req: dict[str, Any]) -> None:
         op = req.get("op")
         if op == "attach":
+            if self.exit_code is not None and not self.outputs:
+                # nothing more to send: berthd waits for the exit's record (and the next run)
+                self._reply(c, proto.fail("FailedPrecondition", "container not running"))
+                self._drop(c)
+                return
             c.mode = "attach"
             c.want = {s for s in ("stdout", "stderr") if req.get(s, True)}
             c.stdin = bool(req.get("stdin"))
