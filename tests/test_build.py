@@ -220,10 +220,28 @@ def test_failing_step_exit_code_and_message(eng):
     assert "before\n" in r.out
     assert r.err.strip() == "berth: The command '/bin/sh -c echo before && exit 3' returned a non-zero code: 3"
     assert "never" not in r.out
-    # the failed step's container is removed (--rm is the default); with --rm=false it stays
-    assert eng.berth("ps", "-aq", check=True).out == ""
-    q = eng.berth("build", "-q", "-", input=df)
+    # as dockerd's: the failed step's container stays (--rm is for the steps that succeed), to
+    # look into; --force-rm removes it too
+    kept = eng.berth("ps", "-a", "--format", "{{.ID}} {{.Status}}", check=True).out.split("\n")[0].split(" ", 1)
+    assert kept[1].startswith("Exited (3)") and f"Running in {kept[0]}" in r.out
+    assert eng.berth("logs", kept[0], check=True).out == "before\n"
+    eng.berth("rm", kept[0], check=True)
+    q = eng.berth("build", "-q", "--force-rm", "-", input=df)
     assert q.returncode == 3 and "Step 2/3" in q.err and q.out == ""
+    assert eng.berth("ps", "-aq", check=True).out == ""
+
+
+def test_a_failed_steps_container_can_be_committed(eng):
+    """The container a failed step leaves is whole: its image (the step before, an intermediate
+    one) stays, untagged, so it can be committed and run, as with dockerd."""
+    df = f"FROM {BASE}\nRUN echo a > /a\nRUN echo b > /b && exit 5\n".encode()
+    assert eng.berth("build", "-", input=df).returncode == 5
+    cid = eng.berth("ps", "-aq", check=True).out.strip()
+    assert eng.berth("commit", cid, "failed:1").returncode == 0
+    eng.berth("rm", cid, check=True)
+    eng.berth("image", "prune", "-f", check=True)
+    assert eng.berth("run", "--rm", "failed:1", "cat", "/a", "/b", check=True).out == "a\nb\n"
+    eng.berth("rmi", "failed:1", check=True)
 
 
 def test_client_going_away_cancels_the_build(eng, tmp_path):
@@ -497,6 +515,7 @@ def test_docker_cli_classic_builder(eng, tmp_path):
         assert r.returncode != 0 and "buildx" in r.err
     r = eng.docker("build", "-", input=f"FROM {BASE}\nRUN exit 7\n".encode(), env=eng.env(**NO_BUILDKIT))
     assert r.returncode == 7 and "returned a non-zero code: 7" in r.err
+    eng.berth("container", "prune", "-f", check=True)  # the failed step's container, kept
     r = eng.docker("build", "-", input=b"FROM x\nBAD y\n", env=eng.env(**NO_BUILDKIT))
     assert r.returncode == 1 and "dockerfile parse error line 2: unknown instruction: BAD" in r.err
 
@@ -544,6 +563,7 @@ def test_docker_sdk_images_build(eng, tmp_path):
         assert img2.labels["x"] == "y"
         with pytest.raises(docker_sdk.errors.BuildError, match="returned a non-zero code: 4"):
             client.images.build(fileobj=io.BytesIO(f"FROM {BASE}\nRUN exit 4\n".encode()))
+        eng.berth("container", "prune", "-f", check=True)  # the failed step's container, kept
         with pytest.raises(docker_sdk.errors.APIError, match="unknown instruction: NOPE"):
             client.images.build(fileobj=io.BytesIO(b"FROM x\nNOPE\n"))
         with pytest.raises(docker_sdk.errors.BuildError, match="no such image|not found|pull access denied"):

@@ -762,7 +762,11 @@ class _Job:
             if self.opts.cancelled.is_set():
                 raise BuildError("the build was cancelled (the client went away)")
             if code != 0:
-                keep = not self.opts.rm and not self.opts.forcerm
+                # dockerd's: a failed step's container stays (to look into, commit, or run from
+                # the step before) unless --force-rm; --rm is for the steps that succeed
+                keep = not self.opts.forcerm
+                if not keep:
+                    self.out(f"Removing intermediate container {cid[:12]}\n")
                 raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
             rec = cs.get(self.ns, cid)
             diff_id, desc = layers.snapshot_diff(self.b.images, rec.snapshot_key)
@@ -770,7 +774,9 @@ class _Job:
             if not keep:
                 self.out(f"Removing intermediate container {cid[:12]}\n")
         finally:
-            if not keep:
+            if keep:  # the container's image stays (untagged), as dockerd's intermediate images
+                self.temp_names.discard(st.image.config_digest)
+            else:
                 try:
                     cs.remove(self.ns, cid, force=True, volumes=True)
                 except BerthError:
