@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from daemon_fixtures import DATA, Daemon
+from daemon_fixtures import DATA, Daemon, wait_for
 
 BUSYBOX = os.path.join(DATA, "busybox-layers.docker.tar")
 IMAGE = "busybox-layers:1"
@@ -233,6 +233,32 @@ def test_cp_out_refuses_a_device_or_a_missing_directory_as_the_docker_cli(eng, b
             assert p.returncode == 1 and p.err.strip().splitlines() == [p.err.strip().splitlines()[0]], p.err
             assert p.err.strip().endswith(why), (dst, p.err)
     assert stat.S_ISCHR(os.lstat(dev).st_mode) and sorted(os.listdir(tmp_path)) == ["null"]
+
+
+def test_cp_into_a_file_path_ending_in_a_slash_is_refused(eng, box, tmp_path):
+    """`cp f c:/file/` (a directory asked for, a file there): no such directory, nothing written,
+    as with dockerd; the path's stat fails as its copy does (berth's stat answered for the file,
+    so the docker CLI copied over it)."""
+    c = box(("sh", "-c", "mkdir -p /x/y && echo in > /x/y/z && ln -s /x/y/z /x/l && exec sleep 600"))
+    wait_for(lambda: eng.berth("exec", c, "cat", "/x/y/z").out == "in\n", 10, "the file")
+    src = tmp_path / "f"
+    src.write_text("new\n")
+    for cli in (eng.berth, eng.docker):
+        for dst in ("/x/y/z/", "/x/y/z/.", "/x/l/"):
+            p = cli("cp", str(src), f"{c}:{dst}")
+            assert p.returncode == 1 and p.err.strip().splitlines()[-1].endswith("no such directory"), (dst, p.err)
+    assert eng.berth("exec", c, "cat", "/x/y/z").out == "in\n"
+    # and the stat itself, as the copy out: a 400, not the file's stat
+    cid = _inspect(eng, c)["Id"]
+    for dst in ("/x/y/z/", "/x/l/"):
+        p = eng.docker("cp", f"{c}:{dst}", str(tmp_path / "out"))
+        assert p.returncode == 1 and "not a directory" in p.err, p.err
+    import docker
+    api = docker.APIClient(base_url="unix://" + eng.sock, timeout=30)
+    try:  # the stat names the path's base as given, as dockerd's
+        assert [api.get_archive(cid, p)[1]["name"] for p in ("/x/y/.", "/x/y/", "/x/l", "/")] == [".", "y", "l", "/"]
+    finally:
+        api.close()
 
 
 # --- pause, top, stats ---

@@ -5,7 +5,7 @@ import posixpath
 import sys
 
 from berth.cli.args import for_each, parse_filters, parser
-from berth.errors import BerthError, NotFound
+from berth.errors import BerthError, InvalidArgument, NotFound
 
 
 def _each(ctx, names, fn):
@@ -375,7 +375,7 @@ def _to_container(ctx, src, container, dst, a):
             if mode & ((1 << 26) | (1 << 25) | (1 << 24)):
                 raise BerthError(f'destination "{container}:{dst}" must be a directory or a regular file')
             dst_exists, dst_is_dir = True, bool(mode & (1 << 31))
-    except NotFound:
+    except (NotFound, InvalidArgument):  # as the docker CLI: taken as not there ("file/": no such directory)
         pass
     counter = [0]
     if src == "-":

@@ -229,6 +229,9 @@ def _stat_at(rootfd: int, path: str, ref: str) -> tuple[dict, os.stat_result, in
         if follow:
             fd = open_in_root(rootfd, clean, os.O_PATH)
             st = os.fstat(fd)
+            if not stat.S_ISDIR(st.st_mode):  # "file/" or "file/.": the stat fails as the copy does
+                os.close(fd)
+                raise InvalidArgument(f"{path}: not a directory")
             target_fd, target_base = fd, None
         else:
             fd = open_in_root(rootfd, parent, os.O_PATH | os.O_DIRECTORY)
@@ -252,7 +255,7 @@ def _stat_at(rootfd: int, path: str, ref: str) -> tuple[dict, os.stat_result, in
             link = "/" + secure_join(rootfd, clean)
         except OSError:
             link = ""
-    info = {"name": posixpath.basename(clean) or "/", "size": st.st_size, "mode": go_file_mode(st.st_mode),
+    info = {"name": name, "size": st.st_size, "mode": go_file_mode(st.st_mode),  # the base as given ("." for "dir/."), as dockerd
             "mtime": _go_time(st.st_mtime), "linkTarget": link}
     return info, st, target_fd, target_base, name
 
@@ -309,8 +312,6 @@ def get_archive(svc: ContainerService, ns: str, ref: str, path: str) -> Archive:
         info, st, fd, base, name = _stat_at(rootfd, path, ref)
         stack.callback(os.close, fd)
         if base is None:  # followed: fd is the object itself (a directory)
-            if not stat.S_ISDIR(st.st_mode):
-                raise InvalidArgument(f"{path}: not a directory")
             chunks = tar_stream(fd, ".", name, stop=_pseudo)
         else:
             chunks = tar_stream(fd, base, name, stop=_pseudo)  # /proc, /sys: their directories alone
