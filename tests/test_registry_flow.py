@@ -555,6 +555,18 @@ def test_berth_pushed_image_read_and_copied_by_skopeo(registry, daemons, tmp_pat
     assert sha(raw) == digest
     manifest = json.loads(raw)
     assert info["Layers"] == [layer["digest"] for layer in manifest["layers"]]
+    # as dockerd pushes a loaded image: its plain layers gzipped, in a Docker v2 manifest; each
+    # one's content is the layer the image names (its diff ID), and the image is the same after
+    assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.docker.image.rootfs.diff.tar.gzip"] * 2
+    local = inspect(d, ref)
+    import urllib.request
+    for layer, diff_id in zip(manifest["layers"], local["RootFS"]["Layers"]):
+        with urllib.request.urlopen(f"http://{registry.addr}/v2/bs/bb/blobs/{layer['digest']}", timeout=10) as f:
+            assert sha(gzip.decompress(f.read())) == diff_id
+    assert local["RepoDigests"] == [f"{registry.addr}/bs/bb@{digest}"]
+    assert local["Id"] == fixture_config_digest(os.path.join(DATA, "busybox-layers.docker.tar"))
+    assert d.berth("run", "--rm", "--network", "none", ref, "cat", "/data/sub/file").out == "layered\n"
     config = skopeo("inspect", "--config", "--raw", "--tls-verify=false", f"docker://{ref}").stdout
     assert sha(config) == inspect(d, ref)["Id"]
     out = tmp_path / "oci"
@@ -565,7 +577,10 @@ def test_berth_pushed_image_read_and_copied_by_skopeo(registry, daemons, tmp_pat
     for f in blobs.iterdir():
         assert sha(f.read_bytes()) == "sha256:" + f.name
     copied = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_bytes())
-    assert copied["config"]["digest"] == inspect(d, ref)["Id"]
+    # skopeo turns the Docker manifest and config into OCI ones (as from dockerd's push): the
+    # same layers and history under another config digest
+    copied_config = json.loads((blobs / copied["config"]["digest"][7:]).read_bytes())
+    assert copied_config["rootfs"]["diff_ids"] == local["RootFS"]["Layers"]
     assert len(copied["layers"]) == 2
 
 

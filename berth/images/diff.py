@@ -324,6 +324,32 @@ def _compressor(level: int) -> Any:
         return zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
 
 
+def gzip_blob(store: ContentStore, f: BinaryIO, hold: Callable[[str], None], level: int = 1) -> tuple[str, int]:
+    """The gzip of the plain blob read from f, into the store (as a layer's own compression,
+    isal where present); hold(digest) is called before it is committed (a lease's resource).
+    Returns (digest, size)."""
+    w = store.writer(f"gzip-{os.urandom(16).hex()}")
+    try:
+        comp = _compressor(level)
+        h = hashlib.sha256()
+        size = 0
+        while True:
+            chunk = f.read(1 << 20)
+            out = comp.compress(chunk) if chunk else comp.flush()
+            if out:
+                w.write(out)
+                h.update(out)
+                size += len(out)
+            if not chunk:
+                break
+        digest = "sha256:" + h.hexdigest()
+        hold(digest)
+        w.commit(size, digest)
+    finally:
+        w.close()
+    return digest, size
+
+
 def store_layer(store: ContentStore, produce: Callable[[TarWriter], None], level: int = 1) -> tuple[str, dict]:
     """Write the layer ``produce(tw)`` emits into the content store; returns (diff ID,
     layer descriptor). Nothing is left behind when it fails."""
