@@ -1,4 +1,4 @@
-"""--format as docker's: Go's text/template with docker's functions (berth/cli/gotemplate).
+"""--format as docker's: Go's text/template with docker's functions (berth/gotemplate).
 
 (a) the engine alone: a table of templates whose expected output or error was produced by Go's own
 text/template (with docker's function map) on the same data; (b) differentially: the same
@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-from berth.cli.gotemplate import Template, TemplateError
-from berth.cli.gotemplate.tabwriter import tabwrite
+from berth.gotemplate import Template, TemplateError
+from berth.gotemplate.tabwriter import tabwrite
 
 DATA = {'Name': '/web', 'Id': '0123456789abcdef0123', 'State': {'Status': 'running', 'Pid': 4242, 'Running': True, 'Health': None, 'ExitCode': 0}, 'Config': {'Labels': {'b': '2', 'a': '1', 'com.x': 'y'}, 'Cmd': ['sh', '-c', 'echo hi'], 'Env': [], 'Image': 'busybox', 'Tty': False}, 'NetworkSettings': {'Networks': {'bridge': {'IPAddress': '172.17.0.2', 'Gateway': '172.17.0.1'}, 'alpha': {'IPAddress': '10.0.0.5', 'Gateway': ''}}}, 'Mounts': [{'Type': 'volume', 'Source': '/v', 'Destination': '/data', 'RW': True}], 'Float': 1.5, 'Big': 1234567.0, 'Small': 1e-05, 'Nul': None, 'Empty': '', 'Zero': 0, 'List': [1, 'two', None, 3.5, True, {'k': 'v'}], 'S': 'héllo wörld <&>\'"='}
 CASES = [
@@ -383,7 +383,7 @@ def test_tabwriter_as_go():
 
 
 def test_inspect_view_typed_then_raw():
-    from berth.cli.gotemplate.jsonview import raw, typed
+    from berth.gotemplate.jsonview import raw, typed
     obj = {"Id": "abc", "State": {"Pid": 7, "Health": None}, "Config": {"Labels": {"a": "1"}, "Cmd": ["sh"],
                                                                        "Env": None}}
     t = typed(obj)

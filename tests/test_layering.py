@@ -13,7 +13,7 @@ BERTH = os.path.join(REPO, "berth")
 # what a client may import: its own packages, the shared pure ones (dockerfile: the build context's
 # .dockerignore; gotime: Go's durations; goquote: Go's strconv.Quote), and berth.archive (cp's host side) with the in-root paths it stands on
 CLIENT_OK = ("berth.cli", "berth.client", "berth.errors", "berth.oci", "berth.fastjson", "berth.units", "berth.opts",
-             "berth.gotime", "berth.goquote",
+             "berth.gotime", "berth.goquote", "berth.gotemplate",
              "berth.__version__", "berth.dockerfile", "berth.archive", "berth.linux.paths",
              "berth.linux.syscalls")
 

@@ -1,4 +1,4 @@
-"""Output helpers as docker prints them: --format (Go's text/template, see berth/cli/gotemplate,
+"""Output helpers as docker prints them: --format (Go's text/template, see berth/gotemplate,
 imported only when a template is used), docker's per-row contexts of list commands, tab-aligned
 tables, human sizes and times."""
 
@@ -17,7 +17,7 @@ def ago(ts):
 
 def table(rows, out=None):
     """Rows of cells, aligned by Go's tabwriter(minwidth 10, tabwidth 1, padding 3) as docker's tables."""
-    from berth.cli.gotemplate.tabwriter import tabwrite
+    from berth.gotemplate.tabwriter import tabwrite
     return tabwrite("\n".join("\t".join(str(c) for c in r) for r in rows))
 
 
@@ -100,7 +100,7 @@ def human_size_prec(n, prec):
     n = float(n)
     for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"):
         if n < 1000 or unit == "YB":
-            from berth.cli.gotemplate.gofmt import format_float
+            from berth.gotemplate.gofmt import format_float
             s = format_float(n, "g", prec)
             return s + unit
         n /= 1000.0
@@ -112,11 +112,11 @@ def context(gotype, fields, methods=None, header=None, struct_fields=None):
     """A docker formatter context: each of fields is a method without arguments (name -> value),
     methods maps names to (fn, param types); header is its column titles; struct_fields are its
     exported struct fields besides Header."""
-    from berth.cli.gotemplate.values import Box, GoStruct, Method
+    from berth.gotemplate.values import Box, GoStruct, Method
 
     class Ctx(GoStruct):
         def marshal_json(self):
-            from berth.cli.gotemplate.gofmt import json_marshal
+            from berth.gotemplate.gofmt import json_marshal
             return json_marshal({k: v for k, v in fields.items()}, escape_html=True)
 
     ms = {k: Method((lambda v=v: v)) for k, v in fields.items()}
@@ -128,7 +128,7 @@ def context(gotype, fields, methods=None, header=None, struct_fields=None):
 
 
 def _header_context(header):
-    from berth.cli.gotemplate.values import GoMap, Method
+    from berth.gotemplate.values import GoMap, Method
 
     class Header(GoMap):
         def go_methods(self):
@@ -201,7 +201,7 @@ def container_context(c, trunc=True):
         "State": c.get("State", ""),
         "Status": c.get("Status", ""),
     }
-    from berth.cli.gotemplate.values import GoMap, GoStruct
+    from berth.gotemplate.values import GoMap, GoStruct
     used = GoMap({}, "map[string]interface {}", None, nil=True, elem_iface=True)
 
     def size():
@@ -302,9 +302,9 @@ def print_formatted(fmt, items, headers=None, gotype="*formatter.Context", defau
     docker's header line and tabwriter spacing), raw, or a template per row. Nothing is printed if
     a row's template fails. With -q: table and raw print the key only; a custom format wins, except
     for ps (which says so and prints the IDs)."""
-    from berth.cli.gotemplate import Template, TemplateError
-    from berth.cli.gotemplate.funcs import HEADER
-    from berth.cli.gotemplate.tabwriter import tabwrite
+    from berth.gotemplate import Template, TemplateError
+    from berth.gotemplate.funcs import HEADER
+    from berth.gotemplate.tabwriter import tabwrite
     key = "{{.%s}}" % quiet_key
     if errors[0].startswith("failed") and fmt:
         # docker ps first runs the format as given (no table prefix or \t handled) on an empty row,
@@ -369,8 +369,8 @@ def print_inspect(fmt, objects, raw_fallback=True):
     """docker inspect -f: the template on each object (as its Go type, else as raw JSON with
     missingkey=error), one line each; errors after the output, exit status 1 (64 if it does not
     parse)."""
-    from berth.cli.gotemplate import Template, TemplateError
-    from berth.cli.gotemplate.jsonview import raw, typed_as
+    from berth.gotemplate import Template, TemplateError
+    from berth.gotemplate.jsonview import raw, typed_as
     if fmt == "json":
         # docker's JSON inspector: the raw objects compacted in one array (the typed ones marshalled
         # when there is no raw JSON, as for volumes)
@@ -378,7 +378,7 @@ def print_inspect(fmt, objects, raw_fallback=True):
             import json
             out = json.dumps(objects, separators=(",", ":"))
         else:
-            from berth.cli.gotemplate.gofmt import json_marshal
+            from berth.gotemplate.gofmt import json_marshal
             out = json_marshal([typed_as(o, _kind_of(o)) for o in objects], escape_html=True)
         sys.stdout.write(out + "\n")
         sys.stdout.flush()
@@ -411,7 +411,7 @@ def print_inspect(fmt, objects, raw_fallback=True):
 
 def event_message(ev):
     """An event as docker's events.Message."""
-    from berth.cli.gotemplate.values import GoInt, GoMap, GoStruct
+    from berth.gotemplate.values import GoInt, GoMap, GoStruct
     actor = ev.get("Actor") or {}
     attrs = actor.get("Attributes")
     a = GoStruct("events.Actor", {"ID": actor.get("ID", ""),
@@ -427,7 +427,7 @@ def event_message(ev):
 
 def events_template(fmt):
     """docker events --format: parsed, and tried on an empty message (errors exit 64)."""
-    from berth.cli.gotemplate import Template, TemplateError
+    from berth.gotemplate import Template, TemplateError
     if fmt == "json":
         fmt = "{{json .}}"
     try:
@@ -441,7 +441,7 @@ def events_template(fmt):
 
 
 def render_event(t, ev):
-    from berth.cli.gotemplate import TemplateError
+    from berth.gotemplate import TemplateError
     try:
         return t.execute(event_message(ev))
     except TemplateError as e:
@@ -461,8 +461,8 @@ def client_info(**kw):
 def print_typed(fmt, obj, gotype, name="", tabwriter=None):
     """docker info/version --format: the template on a typed object, then a newline; a failing
     template prints what it wrote, then the error (exit 1); one that does not parse exits 64."""
-    from berth.cli.gotemplate import Template, TemplateError
-    from berth.cli.gotemplate.jsonview import typed_as
+    from berth.gotemplate import Template, TemplateError
+    from berth.gotemplate.jsonview import typed_as
     if fmt == "json":
         fmt = "{{json .}}"
     try:
@@ -477,7 +477,7 @@ def print_typed(fmt, obj, gotype, name="", tabwriter=None):
     except TemplateError as e:
         out, err = getattr(e, "partial", ""), e
     if tabwriter:
-        from berth.cli.gotemplate.tabwriter import tabwrite
+        from berth.gotemplate.tabwriter import tabwrite
         out = tabwrite(out + "\n", *tabwriter)
     else:
         out += "\n"

@@ -2,13 +2,13 @@
 
 import sys
 
-from berth.cli.gotemplate.exec import State
-from berth.cli.gotemplate.parse import TemplateError, parse
+from berth.gotemplate.exec import State
+from berth.gotemplate.parse import TemplateError, parse
 
 
 class Template:
     def __init__(self, name="", funcs=None, trees=None):
-        from berth.cli.gotemplate.funcs import BUILTINS, DOCKER
+        from berth.gotemplate.funcs import BUILTINS, DOCKER
         self.name = name
         self.funcs = dict(BUILTINS)
         self.funcs.update(DOCKER if funcs is None else funcs)

@@ -2,8 +2,8 @@
 
 import math
 
-from berth.cli.gotemplate.parse import go_quote
-from berth.cli.gotemplate.values import (MISSING, Box, Func, GoList, GoMap, GoStruct, JsonNumber,
+from berth.gotemplate.parse import go_quote
+from berth.gotemplate.values import (MISSING, Box, Func, GoList, GoMap, GoStruct, JsonNumber,
                                          _Ordered, type_name)
 
 

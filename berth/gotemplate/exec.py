@@ -1,8 +1,8 @@
 """Execution of parsed templates with Go's semantics (go/src/text/template/exec.go)."""
 
-from berth.cli.gotemplate import parse as P
-from berth.cli.gotemplate.gofmt import sprint
-from berth.cli.gotemplate.values import (BOOL, COMPLEX, FLOAT, FUNC, IFACE, INT, INVALID, MAP, MISSING,
+from berth.gotemplate import parse as P
+from berth.gotemplate.gofmt import sprint
+from berth.gotemplate.values import (BOOL, COMPLEX, FLOAT, FUNC, IFACE, INT, INVALID, MAP, MISSING,
                                          NILPTR, SLICE, STRING, STRUCT, Box, Func, GoList, GoMap, GoStruct,
                                          box_elem, indirect_interface, kind,
                                          type_name)

@@ -6,7 +6,7 @@ typed() approximates the typed struct without the Go types: objects are structs 
 order) except the values of the keys docker types as maps; arrays of strings are []string; numbers
 are ints; null in a map- or slice-typed field is a nil map or slice. raw() is the fallback's view."""
 
-from berth.cli.gotemplate.values import Box, GoList, GoMap, GoStruct, JsonNumber
+from berth.gotemplate.values import Box, GoList, GoMap, GoStruct, JsonNumber
 
 # keys whose object value is a Go map (docker's API types), with the element's zero value
 MAP_KEYS = {
@@ -93,7 +93,7 @@ def raw(v):
     if isinstance(v, int):
         return JsonNumber(str(v))
     if isinstance(v, float):
-        from berth.cli.gotemplate.gofmt import _json_float
+        from berth.gotemplate.gofmt import _json_float
         return JsonNumber(_json_float(v))
     return v
 

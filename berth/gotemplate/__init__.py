@@ -15,9 +15,9 @@ def __getattr__(name):
     # the light modules of the package (tabwriter, parse.go_quote) serve outputs without --format:
     # the engine itself is loaded when a template is used
     if name == "Template":
-        from berth.cli.gotemplate.template import Template
+        from berth.gotemplate.template import Template
         return Template
     if name == "TemplateError":
-        from berth.cli.gotemplate.parse import TemplateError
+        from berth.gotemplate.parse import TemplateError
         return TemplateError
     raise AttributeError(name)

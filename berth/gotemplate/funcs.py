@@ -1,9 +1,9 @@
 """text/template's built-in functions and docker's template functions (docker/cli templates)."""
 
-from berth.cli.gotemplate.exec import Builtin, GoError, truth
-from berth.cli.gotemplate.gofmt import Flags, fmt_value, json_marshal, sprint, sprintf, sprintln
-from berth.cli.gotemplate.values import GoInt
-from berth.cli.gotemplate.values import (BOOL, COMPLEX, FLOAT, INT, INVALID, MAP, MISSING, SLICE, STRING,
+from berth.gotemplate.exec import Builtin, GoError, truth
+from berth.gotemplate.gofmt import Flags, fmt_value, json_marshal, sprint, sprintf, sprintln
+from berth.gotemplate.values import GoInt
+from berth.gotemplate.values import (BOOL, COMPLEX, FLOAT, INT, INVALID, MAP, MISSING, SLICE, STRING,
                                          Box, Func, GoList, GoMap, box_elem, indirect_interface, kind,
                                          type_name)
 
