@@ -1026,8 +1026,13 @@ def test_json_file_logs_as_dockerd(eng, peer):
             path = d.docker("inspect", "-f", "{{.LogPath}}", name, check=True).out.strip()
             with open(path, "rb") as f:
                 row.append(re.sub(rb'"time":"[^"]*"', b'"time":T', f.read()))
+            d.docker("rm", name, check=True)  # the tag option: a Go template over the container, an attribute
+            d.docker("run", "--name", name, "--network", "none", "--log-opt", "tag={{.Name}}|{{.ImageName}}|"
+                     "{{.ImageID}}|{{.ImageFullID}}|{{.Command}}|{{.DaemonName}},x", IMAGE, "echo", "t", check=True)
+            row.append(d.docker("logs", "--details", name, check=True).out.replace(name, "N"))
             for opts in (["max-file=0"], ["max-file=x"], ["compress=true"], ["compress=true", "max-size=1k"],
-                         ["compress=maybe", "max-size=1k", "max-file=2"], ["max-size=0"]):
+                         ["compress=maybe", "max-size=1k", "max-file=2"], ["max-size=0"], ["tag={{.Nope}}"],
+                         ["tag={{.ID"]):
                 p = d.docker("run", "--rm", "--network", "none", *[x for o in opts for x in ("--log-opt", o)],
                              IMAGE, "true")
                 row.append((opts, p.returncode, _daemon_error(p)))
@@ -1036,6 +1041,8 @@ def test_json_file_logs_as_dockerd(eng, peer):
         seen.append(row)
     assert seen[0] == seen[1], (seen[0], seen[1])
     assert seen[0][0][0] > 12 and seen[0][3].startswith("E1=v,FIXTURE=busybox-layers,app=x ")
+    assert seen[0][5] == "tag=N%7Cbusybox-layers%3A1%7Csha256%3A3b43b%7Csha256%3A3b43bf156c62f325b57d588de08fdffcac2c02" \
+        "7f4ef1a3f2212dd861ad2a7608%7Cecho+t%7Cdocker%2Cx t\n", seen[0][5]
 
 
 def test_health_and_df_match_dockerd(eng, peer):

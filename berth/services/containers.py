@@ -506,7 +506,7 @@ class ContainerService:
                 "log_path": os.devnull if no_log(hc) else self.log_path(rec.id),  # none: nothing kept
                 "tty": bool(spec_body.get("Tty")), "open_stdin": bool(spec_body.get("OpenStdin")),
                 **(_local_opts(lc) if (hc.get("LogConfig") or {}).get("Type") == "local" else
-                   _json_file_opts(lc, spec_body, cfg_doc)),
+                   _json_file_opts(lc, spec_body, cfg_doc, rec)),
                 "wait_attach": bool(attach_pending or hold), "hold": hold, "socket": self.shim_socket(rec.id),
                 "systemd": self.cfg.cgroup_driver == "systemd",
                 "oom_file": _oom_file(oci, rec.id),
@@ -1987,10 +1987,12 @@ def _replaced(f: Any, path: str) -> bool:
         return False
 
 
-def _json_file_opts(lc: dict[str, str], body: dict[str, Any], cfg_doc: dict[str, Any]) -> dict[str, Any]:
+def _json_file_opts(lc: dict[str, str], body: dict[str, Any], cfg_doc: dict[str, Any],
+                    rec: Container) -> dict[str, Any]:
     """The json-file driver's options as its shim takes them, checked as dockerd's driver checks
     them at the start (its words): max-size, max-file, compress, and each entry's attributes
-    from the labels, labels-regex, env and env-regex options (docker logs --details shows them)."""
+    from the labels, labels-regex, env and env-regex options and the tag (docker logs --details
+    shows them)."""
     why = "failed to initialize logging driver: "
     size = _size(lc.get("max-size"))
     if lc.get("max-size") and size <= 0:
@@ -2010,7 +2012,34 @@ def _json_file_opts(lc: dict[str, str], body: dict[str, Any], cfg_doc: dict[str,
         compress = lc["compress"] in _TRUE
         if compress and (files == 1 or not lc.get("max-size")):
             raise InvalidArgument(why + "compress cannot be true when max-file is less than 2 or max-size is not set")
-    return {"log_max_size": size, "log_max_file": files, "log_attrs": _log_attrs(lc, body, cfg_doc)}
+    attrs = _log_attrs(lc, body, cfg_doc)
+    if lc.get("tag"):
+        attrs = dict(sorted(dict(attrs, tag=_log_tag(lc["tag"], body, cfg_doc, rec)).items()))
+    return {"log_max_size": size, "log_max_file": files, "log_attrs": attrs}
+
+
+def _log_tag(template: str, body: dict[str, Any], cfg_doc: dict[str, Any], rec: Container) -> str:
+    """The tag log option, a Go template over dockerd's logger.Info (its fields and methods: ID,
+    FullID, Name, ImageID, ImageFullID, ImageName, Command, Hostname, DaemonName, ...), in its
+    words when it does not parse or run."""
+    import socket as socket_
+    from berth.gotemplate import Template, TemplateError
+    from berth.gotemplate.values import GoStruct
+    from berth.services.ocispec import merged_command
+    ep, cmd = merged_command(body, cfg_doc.get("config") or {})
+    args = list(ep or []) + list(cmd or [])
+    image_id = CreateSpec.from_json(body).image_id or ""
+    name = (rec.name or "").lstrip("/")
+    info = GoStruct("*logger.Info", {
+        "ID": rec.id[:12], "FullID": rec.id, "Name": name, "ImageID": image_id[:12], "ImageFullID": image_id,
+        "ImageName": body.get("Image") or "", "Command": " ".join(args), "Hostname": socket_.gethostname(),
+        "DaemonName": "docker", "ContainerID": rec.id, "ContainerName": "/" + name,
+        "ContainerImageID": image_id, "ContainerImageName": body.get("Image") or "",
+        "ContainerEntrypoint": args[0] if args else "", "ContainerArgs": args[1:]})
+    try:
+        return Template("log-tag").parse(template).execute(info)
+    except TemplateError as e:
+        raise InvalidArgument(f"failed to initialize logging driver: {e}") from None
 
 
 def _local_opts(lc: dict[str, str]) -> dict[str, Any]:
