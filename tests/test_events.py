@@ -161,3 +161,38 @@ def test_stops_at_once_each_tell_their_stop_after_the_die(d, container):
         return acts[acts.index("die"):] if "die" in acts else acts  # (from the stops on)
     wait_for(lambda: seq().count("stop") == 4, 10, "the stop events")
     assert seq() == ["die", "stop", "stop", "stop", "start", "die", "stop"], seq()
+
+
+def test_attaches_have_their_event_and_until_alone_replays(d):
+    """As dockerd's: an attach is an event (a foreground `docker run`: create, attach, start, die),
+    `events --until` without --since replays what is kept up to it, and a since after the until
+    is a 400 in dockerd's words."""
+    name = f"ev-att-{os.getpid()}"
+    since = str(int(time.time()))
+    assert d.docker("run", "--name", name, "--network", "none", IMG, "true").returncode == 0
+    try:
+        seen = [e["Action"] for e in _events(d, since, f"container={name}", "type=container")]
+        assert seen[:4] == ["create", "attach", "start", "die"], seen
+        p = d.docker("events", "--until", str(int(time.time()) + 1), "--filter", f"container={name}",
+                     "--format", "{{.Action}}", check=True)
+        assert p.out.split()[:4] == ["create", "attach", "start", "die"], p.out
+        p = d.docker("events", "--since", "1h", "--until", "2h")
+        assert p.returncode == 1 and "`since` time (" in p.err and ") cannot be after `until` time (" in p.err, p.err
+    finally:
+        d.docker("rm", "-f", name)
+
+
+def test_an_attach_to_a_paused_container_is_refused(d, container):
+    """dockerd's 409 (the docker CLI checks first; the Docker SDK does not)."""
+    import docker
+    d.docker("pause", container, check=True)
+    api = docker.APIClient(base_url=d.host, timeout=30)
+    try:
+        for how in ({"stream": True}, {"stream": False, "logs": True}):
+            with pytest.raises(docker.errors.APIError) as e:
+                api.attach(container[:12], **how)
+            assert e.value.status_code == 409
+            assert e.value.explanation == f"container {container[:12]} is paused, unpause the container before attach"
+    finally:
+        api.close()
+        d.docker("unpause", container)

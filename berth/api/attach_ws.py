@@ -25,6 +25,7 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
     s = services(request)
     ns = namespace_of(request)
     rec = await s.run(s.containers.get, ns, request.match_info["id"])  # a 404 before the upgrade
+    s.containers.check_attachable(ns, rec, request.match_info["id"])
     version = api_version(request)
     if version is None or version >= (1, 42):
         want = {k: _bool(request, k) for k in ("stdin", "stdout", "stderr")}
@@ -58,6 +59,7 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
                 async for items in batches:
                     for _, data in items:
                         await send(data)
+        s.containers.attached(ns, rec)
         if live and not ws.closed:
             announced = False
             res = await s.run_wait(s.containers.attach, ns, rec.id, want["stdin"], want["stdout"], want["stderr"])

@@ -353,6 +353,7 @@ async def attach(request: web.Request) -> web.Response:
     s = services(request)
     ns = namespace_of(request)
     rec = await s.run(s.containers.get, ns, request.match_info["id"])
+    s.containers.check_attachable(ns, rec, request.match_info["id"])
     want = {"stdin": _bool(request, "stdin"), "stdout": _bool(request, "stdout"), "stderr": _bool(request, "stderr")}
     logs, live = _bool(request, "logs"), _bool(request, "stream")
     spec = rec.spec_json() or {}
@@ -370,6 +371,7 @@ async def attach(request: web.Request) -> web.Response:
             # a run that ended meanwhile is then waited past, and the client may start it again)
             announced = False
             res = await _attach_before_answer(s, ns, rec.id, want)
+            s.containers.attached(ns, rec)
             transport, raw = hijack(request)
             if not isinstance(res, _Pending):
                 # the stream's bytes must not reach the client with the answer's headers (docker-py
@@ -384,6 +386,7 @@ async def attach(request: web.Request) -> web.Response:
             transport, raw = hijack(request)
             if logs and (want["stdout"] or want["stderr"]):
                 await _replay_log(s, ns, rec.id, want["stdout"], want["stderr"], bool(spec.get("Tty")), transport, raw)
+            s.containers.attached(ns, rec)
             if not live:
                 transport.close()
                 return web.Response()

@@ -37,6 +37,11 @@ async def events(request: web.Request) -> web.StreamResponse:
     filters = _filters(request)  # as dockerd's, an unknown one is no error (and matches nothing it names)
     since = _ts(request.query.get("since"))
     until = _ts(request.query.get("until"))
+    if until is not None and since is not None and until < since:
+        raise InvalidArgument(f"`since` time ({request.query.get('since')}) cannot be after `until` time "
+                              f"({request.query.get('until')})")
+    if until is not None and since is None:
+        since = 0  # as dockerd's: an until alone replays the kept events up to it
     resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
     await resp.prepare(request)
     queue: asyncio.Queue = asyncio.Queue()

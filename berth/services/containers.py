@@ -669,6 +669,18 @@ class ContainerService:
 
     # --- attach ---
 
+    def check_attachable(self, ns: str, rec: Container, ref: str) -> None:
+        """dockerd's refusals of an attach (409, its words, the container named as asked)."""
+        st = self.states.get(ns, rec.id, rec)
+        if st.status == S.PAUSED:
+            raise FailedPrecondition(f"container {ref} is paused, unpause the container before attach")
+        if st.status == S.RESTARTING:
+            raise FailedPrecondition(f"container {ref} is restarting, wait until the container is running")
+
+    def attached(self, ns: str, rec: Container) -> None:
+        """The attach event (dockerd's, once an attach has replayed its logs: before its stream)."""
+        self.events.container(ns, rec, "attach")
+
     def expect_attach(self, cid: str) -> None:
         """An attach is coming: the next start holds the process until it is connected (or given
         up), which attach_done says, once for each call."""
