@@ -672,3 +672,26 @@ def test_dns_names_only_for_api_1_44_clients_and_an_execs_user_only_when_set(d):
     assert shown["1.41"] == (False, False, None)
     assert shown["1.44"][:2] == (True, True) and "dnsweb" in shown["1.44"][2]
     assert "user" not in plain and as_user["user"] == "nobody"
+
+
+def test_connects_a_network_mode_forbids_are_400s_as_dockerd(d):
+    """dockerd's validation errors (400, its words): a host-mode or `none` container connected to a
+    network, a container connected to `host` (berth answered 409)."""
+    import docker
+    api = docker.APIClient(base_url=d.host, timeout=30)
+    try:
+        net = api.create_network(f"vn{os.getpid()}")["Id"]
+        host = api.create_container(IMG, "sleep 60", host_config=api.create_host_config(network_mode="host"))["Id"]
+        none = api.create_container(IMG, "sleep 60", host_config=api.create_host_config(network_mode="none"))["Id"]
+        plain = api.create_container(IMG, "sleep 60")["Id"]
+        for cid, to, words in (
+                (host, net, "container sharing network namespace with another container or host cannot be "
+                            "connected to any other network"),
+                (none, net, "container cannot be connected to multiple networks with one of the networks in "
+                            "private (none) mode"),
+                (plain, "host", "container cannot be disconnected from host network or connected to host network")):
+            with pytest.raises(docker.errors.APIError) as e:
+                api.connect_container_to_network(cid, to)
+            assert (e.value.status_code, e.value.explanation) == (400, words)
+    finally:
+        api.close()

@@ -233,10 +233,10 @@ def _connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cf
     hc = body.get("HostConfig") or {}
     mode = network_mode(hc)
     # dockerd's (20.10) checks and words, in its order
-    if n.name == "host":
-        raise FailedPrecondition(HOST_NETWORK_CONFLICT)
+    if n.name == "host":  # dockerd's validation errors: 400s
+        raise InvalidArgument(HOST_NETWORK_CONFLICT)
     if mode == "host" or mode.startswith("container:"):
-        raise FailedPrecondition("container sharing network namespace with another container or host cannot be "
+        raise InvalidArgument("container sharing network namespace with another container or host cannot be "
                                  "connected to any other network")
     if n.name == "none" and mode == "none" and body.get(DETACHED) and not requested_networks(body):
         body = dict(body)  # back on "none", taken off it before and on no other network since
@@ -245,7 +245,7 @@ def _connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cf
         nets.events.publish(ns, "network", "connect", n.id, container=rec.id, name=n.name, type=n.driver)
         return n
     if (mode == "none" and not body.get(DETACHED)) or n.name == "none":
-        raise FailedPrecondition("container cannot be connected to multiple networks with one of the networks in "
+        raise InvalidArgument("container cannot be connected to multiple networks with one of the networks in "
                                  "private (none) mode")
     ipam = (endpoint_cfg or {}).get("IPAMConfig") or {}
     if ipam.get("IPv4Address") and n.data.get("subnet_auto"):
@@ -307,7 +307,7 @@ def _disconnect(svc: ContainerService, ns: str, ref: str, net_ref: str, force: b
     requested = requested_networks(body)
     match = [(r, e) for r, e in requested if _same(nets, ns, r, n)]
     if network_mode(hc) == "host" and n.name == "host":
-        raise FailedPrecondition(HOST_NETWORK_CONFLICT)
+        raise InvalidArgument(HOST_NETWORK_CONFLICT)
     if n.name == "none" and network_mode(hc) == "none" and not body.get(DETACHED):
         # off "none" (its namespace, loopback alone, stays): it may then be connected elsewhere
         body[DETACHED] = True

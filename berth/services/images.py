@@ -98,8 +98,9 @@ def _deleted_layers(r: Resolved, snaps: set[str], blobs: set[str]) -> list[dict]
 
 
 def _no_such_image(s: str, ns: str) -> str:
-    # "no such image" is what docker clients look for (docker-py raises ImageNotFound on it)
-    return f'image "{s}" not found in namespace "{ns}" (no such image)'
+    # dockerd's words ("no such image" is what docker clients look for: docker-py's ImageNotFound),
+    # the namespace named when it is not the default one
+    return f"No such image: {s}" if ns == "default" else f'No such image: {s} (namespace "{ns}")'
 
 
 class ImageService(RegistryOps, ArchiveOps):
