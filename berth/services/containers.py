@@ -2034,7 +2034,6 @@ def _log_tag(template: str, body: dict[str, Any], cfg_doc: dict[str, Any], rec: 
     """The tag log option, a Go template over dockerd's logger.Info (its fields and methods: ID,
     FullID, Name, ImageID, ImageFullID, ImageName, Command, Hostname, DaemonName, ...), in its
     words when it does not parse or run."""
-    import socket as socket_
     from berth.gotemplate import Template, TemplateError
     from berth.gotemplate.values import GoStruct
     from berth.services.ocispec import merged_command
@@ -2044,7 +2043,7 @@ def _log_tag(template: str, body: dict[str, Any], cfg_doc: dict[str, Any], rec: 
     name = (rec.name or "").lstrip("/")
     info = GoStruct("*logger.Info", {
         "ID": rec.id[:12], "FullID": rec.id, "Name": name, "ImageID": image_id[:12], "ImageFullID": image_id,
-        "ImageName": body.get("Image") or "", "Command": " ".join(args), "Hostname": socket_.gethostname(),
+        "ImageName": body.get("Image") or "", "Command": " ".join(args), "Hostname": socket.gethostname(),
         "DaemonName": "docker", "ContainerID": rec.id, "ContainerName": "/" + name,
         "ContainerImageID": image_id, "ContainerImageName": body.get("Image") or "",
         "ContainerEntrypoint": args[0] if args else "", "ContainerArgs": args[1:]})

@@ -4,6 +4,7 @@ berth.services.images.ImageService (the resolve/unpack/record half it builds on)
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from berth.oci import reference as refmod
 
 if TYPE_CHECKING:
     from berth.remotes import RegistryClient
+    from berth.services.images import Resolved
 
 Progress = Callable[[dict], None]
 
@@ -319,7 +321,7 @@ class RegistryOps:
     def _push_one(self, ns: str, ref: refmod.Reference, client: RegistryClient, progress: Progress) -> str:
         """One tag of a push: its layers and config, then its manifest; returns the manifest's digest."""
         r = self.resolve(ns, str(ref))
-        if r.target["digest"] == r.manifest_desc["digest"] and any(self._uncompressed(b) for b in r.layers):
+        if r.target["digest"] == r.manifest_desc["digest"] and any(self._compression(b) == "" for b in r.layers):
             r = self._compress_layers(ns, r)
         blobs = list(r.layers) + [r.manifest["config"]]
         # as docker's: each layer is named by its diff ID, the top one first
@@ -366,16 +368,17 @@ class RegistryOps:
         progress({"progressDetail": {}, "aux": {"Tag": ref.tag or "latest", "Digest": digest, "Size": len(data)}})
         return digest
 
-    def _uncompressed(self, layer: dict) -> bool:
-        """A layer stored as a plain tar (a docker-archive's, a load's): its first bytes decide."""
+    def _compression(self, layer: dict) -> str | None:
+        """How a plain-typed layer's blob is stored ("" a plain tar, a docker-archive's; "gzip",
+        "zstd"), its first bytes deciding; None for the other media types (their own word)."""
         if layer.get("mediaType") not in (mt.OCI_LAYER, mt.DOCKER_LAYER):
-            return False
+            return None
         try:
             with self.content.open(layer["digest"]) as f:
                 head = f.read(4)
         except (OSError, BerthError):
-            return False
-        return not head.startswith(b"\x1f\x8b") and not head.startswith(b"\x28\xb5\x2f\xfd")
+            return None
+        return "gzip" if head.startswith(b"\x1f\x8b") else "zstd" if head.startswith(b"\x28\xb5\x2f\xfd") else ""
 
     def _compress_layers(self, ns: str, r: Resolved) -> Resolved:
         """As dockerd pushes: layers compressed (gzip), in a Docker v2 manifest. An image whose
@@ -385,24 +388,26 @@ class RegistryOps:
         same manifest, and its digest is the image's RepoDigest, as dockerd's."""
         from berth import fastjson
         from berth.images.diff import gzip_blob
+        docker_type = {"gzip": mt.DOCKER_LAYER_GZIP, "zstd": mt.DOCKER_LAYER_ZSTD,
+                       mt.OCI_LAYER_GZIP: mt.DOCKER_LAYER_GZIP, mt.OCI_LAYER_ZSTD: mt.DOCKER_LAYER_ZSTD}
         with self.meta.lease(ns, ttl=3600, labels={"berth.io/push": r.config_digest}) as lease:
             layers = []
             for b in r.layers:
-                if self._uncompressed(b):
+                how = self._compression(b)
+                if how == "":
                     with self.content.open(b["digest"]) as f:
                         digest, size = gzip_blob(self.content, f, lambda d: self.meta.add_lease_resource(
                             ns, lease.id, "content", d))
                     b = {"mediaType": mt.DOCKER_LAYER_GZIP, "size": size, "digest": digest}
                 else:
-                    b = {"mediaType": {mt.OCI_LAYER_GZIP: mt.DOCKER_LAYER_GZIP}.get(b["mediaType"], b["mediaType"]),
-                         "size": b["size"], "digest": b["digest"]}
+                    kind = how if how is not None else b["mediaType"]
+                    b = {"mediaType": docker_type.get(kind, b["mediaType"]), "size": b["size"], "digest": b["digest"]}
                 layers.append(b)
             cfg = r.manifest["config"]
             doc = {"schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST,
                    "config": {"mediaType": mt.DOCKER_CONFIG, "size": cfg["size"], "digest": cfg["digest"]},
                    "layers": layers}
             data = fastjson.dumps(doc).encode()
-            import hashlib
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
             self.meta.add_lease_resource(ns, lease.id, "content", digest)
             self.content.write_blob(data, expected_digest=digest)
