@@ -331,18 +331,14 @@ def gzip_blob(store: ContentStore, f: BinaryIO, hold: Callable[[str], None], lev
     w = store.writer(f"gzip-{os.urandom(16).hex()}")
     try:
         comp = _compressor(level)
-        h = hashlib.sha256()
-        size = 0
         while True:
             chunk = f.read(1 << 20)
             out = comp.compress(chunk) if chunk else comp.flush()
             if out:
                 w.write(out)
-                h.update(out)
-                size += len(out)
             if not chunk:
                 break
-        digest = "sha256:" + h.hexdigest()
+        digest, size = w.digest(), w.offset  # the writer's own running digest
         hold(digest)
         w.commit(size, digest)
     finally:

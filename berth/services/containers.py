@@ -1696,8 +1696,13 @@ def _args(spec: dict[str, Any], images: ImageService, rec: Container) -> list[st
         cfg = images.read_json(rec.image, 20 << 20, "image config").get("config") or {}
     except BerthError:
         cfg = {}
+    return _argv(spec, cfg)
+
+
+def _argv(spec: dict[str, Any], image_cfg: dict[str, Any]) -> list[str]:
+    """The container's command line: its entrypoint and command, the image's where it names none."""
     from berth.services.ocispec import merged_command
-    ep, cmd = merged_command(spec, cfg)
+    ep, cmd = merged_command(spec, image_cfg)
     return list(ep or []) + list(cmd or [])
 
 
@@ -2036,9 +2041,7 @@ def _log_tag(template: str, body: dict[str, Any], cfg_doc: dict[str, Any], rec: 
     words when it does not parse or run."""
     from berth.gotemplate import Template, TemplateError
     from berth.gotemplate.values import GoStruct
-    from berth.services.ocispec import merged_command
-    ep, cmd = merged_command(body, cfg_doc.get("config") or {})
-    args = list(ep or []) + list(cmd or [])
+    args = _argv(body, cfg_doc.get("config") or {})
     image_id = CreateSpec.from_json(body).image_id or ""
     name = (rec.name or "").lstrip("/")
     info = GoStruct("*logger.Info", {
