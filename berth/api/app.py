@@ -25,9 +25,13 @@ SERVICES = web.AppKey("services", Services)  # the Services the handlers call
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def json_line(data: Any, end: bytes = b"\n") -> bytes:
+    """A value as dockerd writes it (Go's json.Encoder): compact, then a newline."""
+    return json.dumps(data, separators=(",", ":")).encode() + end
+
+
 def json_response(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json",
-                        headers=headers)
+    return web.Response(body=json_line(data), status=status, content_type="application/json", headers=headers)
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -65,10 +69,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         status, message = unexpected_error(e, request)
         resp = error_response(status, message)
     if not resp.prepared:
-        resp.headers["Api-Version"] = API_VERSION
-        resp.headers["Server"] = f"berth/{__version__} (linux)"
-        resp.headers["Docker-Experimental"] = "false"
-        resp.headers["Ostype"] = "linux"
+        resp.headers.update(stream_headers())
     return resp
 
 
@@ -87,7 +88,10 @@ def unexpected_error(e: BaseException, request: web.Request) -> tuple[int, str]:
 
 
 def stream_headers() -> dict[str, str]:
-    return {"Api-Version": API_VERSION, "Server": f"berth/{__version__} (linux)"}
+    """The headers of every answer (dockerd's middleware sets them before any handler writes):
+    a handler that answers itself (a stream, an upgrade) starts from them."""
+    return {"Api-Version": API_VERSION, "Server": f"berth/{__version__} (linux)",
+            "Docker-Experimental": "false", "Ostype": "linux"}
 
 
 class Router:

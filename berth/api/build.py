@@ -8,7 +8,7 @@ import json
 
 from aiohttp import web
 
-from berth.api.app import Router, json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_line, json_response, namespace_of, services, stream_headers
 from berth.api.images import SyncBody, _bool, _filters
 from berth.errors import BerthError, InvalidArgument
 from berth.services import builder as builder_mod
@@ -90,7 +90,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         if resp is None:
             resp = web.StreamResponse(status=200, headers=dict(stream_headers(), **{"Content-Type": "application/json"}))
             await resp.prepare(request)
-        await resp.write(json.dumps(msg).encode() + b"\r\n")
+        await resp.write(json_line(msg, b"\r\n"))
 
     gone = False
     while True:

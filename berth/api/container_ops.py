@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from berth.api.app import Router, json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_line, json_response, namespace_of, services, stream_headers
 from berth.api.images import SyncBody, _bool, _filters
 from berth.services import Services
 from berth.services import container_ops as ops
@@ -80,7 +79,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
             item = await loop.run_in_executor(s.waits, next, gen, done)
             if item is done:
                 break
-            await resp.write(json.dumps(item).encode() + b"\n")
+            await resp.write(json_line(item))
         await resp.write_eof()
     except ConnectionError:
         pass  # the client went away (docker stats stops reading)

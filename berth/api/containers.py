@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import struct
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from aiohttp import web
 
-from berth.api.app import Router, api_version, json_body, json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_line, api_version, json_body, json_response, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
 from berth.errors import BerthError, InvalidArgument
 from berth.services import container_ops as ops
@@ -53,7 +52,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     except BerthError as e:  # the headers are out: the error goes in the body, as docker's does
         result = {"StatusCode": getattr(e, "status_code", -1), "Error": {"Message": e.message}}
     try:
-        await resp.write(json.dumps(result).encode() + b"\n")
+        await resp.write(json_line(result))
         await resp.write_eof()
     except ConnectionError:  # the client went away (docker's CLI cancels its wait after a failed start)
         pass
@@ -103,9 +102,19 @@ async def remove(request: web.Request) -> web.Response:
     if _bool(request, "link"):  # docker rm --link NAME without a parent/alias
         from berth.api.container_extra import remove_default_link
         return await remove_default_link(request)
-    await s.run(s.containers.remove, namespace_of(request), request.match_info["id"], _bool(request, "force"),
-                _bool(request, "v"), exclusive=True)
-    return web.Response(status=204, headers=stream_headers())
+    later: list = []
+    try:
+        await s.run(s.containers.remove, namespace_of(request), request.match_info["id"], _bool(request, "force"),
+                    _bool(request, "v"), exclusive=True, destroy_later=later)
+        # the answer, then the destroy event: the docker CLI's --rm of API < 1.25 removes the
+        # container itself and ends at the event, cancelling a request not answered by then
+        resp = web.Response(status=204, headers=stream_headers())
+        await resp.prepare(request)
+        await resp.write_eof()
+        return resp
+    finally:
+        for publish in later:
+            publish()
 
 
 async def stop(request: web.Request) -> web.Response:

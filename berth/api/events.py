@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from aiohttp import web
 
-from berth.api.app import Router, namespace_of, services, stream_headers
+from berth.api.app import Router, json_line, namespace_of, services, stream_headers
 from berth.api.images import _filters
 from berth.errors import InvalidArgument
 from berth.services.events import matches
@@ -53,7 +52,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     replayed = bus.subscribe(deliver, ns, since, until, filters)
     try:
         for ev in replayed:
-            await resp.write(json.dumps(ev).encode() + b"\n")
+            await resp.write(json_line(ev))
         while True:
             timeout = None if until is None else until / 1e9 - time.time()
             if timeout is not None and timeout <= 0:
@@ -63,7 +62,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             except asyncio.TimeoutError:
                 break
             if ns_ == ns and matches(ev, filters) and (until is None or ev["timeNano"] <= until):
-                await resp.write(json.dumps(ev).encode() + b"\n")
+                await resp.write(json_line(ev))
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from berth.api.app import Router, json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, json_line, json_response, namespace_of, services, stream_headers
 from berth.errors import BerthError, InvalidArgument
 from berth.services import image_ops
 
@@ -114,7 +114,7 @@ class Job:
             self.resp = web.StreamResponse(status=200, headers=dict(stream_headers(),
                                                                     **{"Content-Type": "application/json"}))
             await self.resp.prepare(self.request)
-        await self.resp.write(json.dumps(msg).encode() + b"\r\n")
+        await self.resp.write(json_line(msg, b"\r\n"))
 
     async def finish(self) -> web.StreamResponse:
         if self.resp is None:

@@ -1026,7 +1026,7 @@ class ContainerService:
 
     def remove(self, ns: str, ref: str, force: bool = False, volumes: bool = False,
                network_after: bool = False, at_exit: bool = False, files_after: bool = False,
-               exclusive: bool = False) -> None:
+               exclusive: bool = False, destroy_later: list | None = None) -> None:
         """Remove a container (force: kill it first). network_after: its network attachments are
         released after the record is gone (the --rm path: `run --rm` returns at the removal).
         at_exit: the --rm removal right after the exit, whose state the store still has as
@@ -1035,12 +1035,15 @@ class ContainerService:
         (its directories, its snapshot's) are moved out of their paths and deleted after the
         answer, as containerd's collector does (the CRI); else, as dockerd, before it: the space
         is free when the removal answers. exclusive: a removal of it under way is a conflict, in
-        dockerd's words (a docker client's); else this one waits for it."""
+        dockerd's words (a docker client's); else this one waits for it. destroy_later: the destroy
+        event's publication is appended there, not made (the API makes it once its answer is out,
+        as dockerd's answer comes no later than its event)."""
         with self.meta.freeing():  # a removal works on a full disk: it frees space
-            self._remove(ns, ref, force, volumes, network_after, at_exit, files_after, exclusive)
+            self._remove(ns, ref, force, volumes, network_after, at_exit, files_after, exclusive, destroy_later)
 
     def _remove(self, ns: str, ref: str, force: bool, volumes: bool, network_after: bool,
-                at_exit: bool = False, files_after: bool = False, exclusive: bool = False) -> None:
+                at_exit: bool = False, files_after: bool = False, exclusive: bool = False,
+                destroy_later: list | None = None) -> None:
         cid = self.get(ns, ref).id
         with self._removals_lock:
             if exclusive and cid in self._removals:  # dockerd's conflict (SetRemovalInProgress)
@@ -1048,7 +1051,8 @@ class ContainerService:
             self._removals[cid] = self._removals.get(cid, 0) + 1
         try:
             with self._lifecycle.of(cid):  # not while a start of it is under way
-                self._remove_locked(ns, self.get(ns, cid), force, volumes, network_after, at_exit, files_after)
+                self._remove_locked(ns, self.get(ns, cid), force, volumes, network_after, at_exit, files_after,
+                                    destroy_later)
         finally:
             with self._removals_lock:
                 n = self._removals.pop(cid) - 1
@@ -1056,7 +1060,7 @@ class ContainerService:
                     self._removals[cid] = n
 
     def _remove_locked(self, ns: str, rec: Container, force: bool, volumes: bool, network_after: bool,
-                       at_exit: bool, files_after: bool) -> None:
+                       at_exit: bool, files_after: bool, destroy_later: list | None = None) -> None:
         self._discard_prelaunch(ns, rec)
         st = self.states.get(ns, rec.id, rec)
         if st.running or st.status == S.RESTARTING:
@@ -1107,12 +1111,12 @@ class ContainerService:
             if network_after and self.networks is not None:
                 self.networks.hold(rec.id)  # a network rm meanwhile waits for this release
                 try:
-                    self._remove_record(ns, rec, volumes, files_after)
+                    self._remove_record(ns, rec, volumes, files_after, destroy_later)
                 finally:
                     container_net.teardown(self, ns, rec.id, rec)
             else:
                 container_net.teardown(self, ns, rec.id, rec)
-                self._remove_record(ns, rec, volumes, files_after)
+                self._remove_record(ns, rec, volumes, files_after, destroy_later)
         except BaseException as e:
             if self.states.peek(rec.id) is not None and self.states.peek(rec.id).status == S.REMOVING:
                 try:
@@ -1121,7 +1125,8 @@ class ContainerService:
                     pass
             raise
 
-    def _remove_record(self, ns: str, rec: Container, volumes: bool, files_after: bool = False) -> None:
+    def _remove_record(self, ns: str, rec: Container, volumes: bool, files_after: bool = False,
+                       destroy_later: list | None = None) -> None:
         self.meta.delete_container(ns, rec.id)
         self.states.forget(rec.id)
         with self._die_lock:
@@ -1129,20 +1134,27 @@ class ContainerService:
             pending = self._stop_after_die.pop(rec.id, [])
         for _, publish in pending:  # (its die never told: the stops before the destroy)
             publish()
-        self.events.container(ns, rec, "destroy")
-        self.close_detached(rec.id)  # the rootfs's teardown, after the answer (`run --rm`'s wait)
-        self.volumes.container_removed(ns, rec, remove_anonymous=volumes)
         try:
-            self.snapshotter.remove(rec.snapshot_key, reap=self.trash.put if files_after else None)
-        except NotFound:
-            pass
-        self.user_stops.discard(rec.id)
-        if files_after:  # out of their paths now, deleted after the answer (berth/services/trash.py)
-            self.trash.discard(self.sdir(rec.id), self._trash_dirs[0])  # under the state dir
-            self.trash.discard(self.cdir(rec.id), self._trash_dirs[1])  # under the root
-        else:
-            shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
-            shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
+            self.close_detached(rec.id)  # the rootfs's teardown, after the answer (`run --rm`'s wait)
+            self.volumes.container_removed(ns, rec, remove_anonymous=volumes)
+            try:
+                self.snapshotter.remove(rec.snapshot_key, reap=self.trash.put if files_after else None)
+            except NotFound:
+                pass
+            self.user_stops.discard(rec.id)
+            if files_after:  # out of their paths now, deleted after the answer (berth/services/trash.py)
+                self.trash.discard(self.sdir(rec.id), self._trash_dirs[0])  # under the state dir
+                self.trash.discard(self.cdir(rec.id), self._trash_dirs[1])  # under the root
+            else:
+                shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
+                shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
+        finally:
+            # the last word, as dockerd's: a client that ends at the destroy (the docker CLI's
+            # client-side --rm of API < 1.25 cancels its removal's request then) finds it done
+            if destroy_later is not None:
+                destroy_later.append(lambda: self.events.container(ns, rec, "destroy"))
+            else:
+                self.events.container(ns, rec, "destroy")
 
     def cleanup_exited(self, ns: str, cid: str, network: bool = True, hold: bool = False,
                        rootfs: bool = True, rec: Container | None = None) -> None:
