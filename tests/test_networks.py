@@ -191,13 +191,128 @@ def test_port_ranges_and_other_containers_reach_published_ports(d):
     d.berth("run", "-d", "--name", "web", "-p", f"{base}-{base + 1}:80-81", IMG, "sh", "-c",
             "mkdir -p /w && echo eighty > /w/i && (httpd -p 81 -h /w &) ; exec httpd -f -p 80 -h /w", check=True)
     ports = inspect(d, "web")["NetworkSettings"]["Ports"]
-    assert ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(base)}],
-                     "81/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(base + 1)}]}
+    v6 = HOST_IPV6  # dockerd's: on [::] too when the host has IPv6
+    assert ports == {f"{80 + i}/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(base + i)}] +
+                     ([{"HostIp": "::", "HostPort": str(base + i)}] if v6 else []) for i in (0, 1)}
     wait_for(lambda: _get_ok(f"http://127.0.0.1:{base + 1}/i"), 10, "the second port of the range")
     # another container reaches the published port through the host (its bridge gateway)
     gw = d.subnet.rsplit(".", 1)[0] + ".1"
     code, out = fetch(d, f"http://{gw}:{base}/i", timeout=3)
     assert code == 0 and out.strip() == "eighty"
+
+
+def _ipv6_on_host():
+    try:
+        with open("/proc/sys/net/ipv6/conf/all/disable_ipv6") as f:
+            if f.read().strip() != "0":
+                return False
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+HOST_IPV6 = _ipv6_on_host()
+
+
+def _exchange(family, addr, payload, kind=socket.SOCK_STREAM, timeout=10):
+    """What comes back for payload sent to addr (an echo): TCP with its write side shut after
+    the payload, read to the end; UDP one datagram."""
+    with socket.socket(family, kind) as s:
+        s.settimeout(timeout)
+        s.connect(addr)
+        if kind == socket.SOCK_DGRAM:
+            s.send(payload)
+            return s.recv(65536)
+        import threading
+        t = threading.Thread(target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)))
+        t.start()
+        got = bytearray()
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        t.join()
+        return bytes(got)
+
+
+UDP_ECHO = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 90))
+while True:
+    data, addr = s.recvfrom(65536)
+    s.sendto(data, addr)
+"""
+
+
+@pytest.mark.skipif(not HOST_IPV6, reason="the host has no IPv6")
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3") or not os.path.isdir("/lib64"),
+                    reason="the UDP echo runs the host's /usr/bin/python3 in the container")
+def test_a_port_published_on_no_address_is_on_ipv6_too(d):
+    """dockerd publishes -p PORT:80 on 0.0.0.0 and on [::] (its docker-proxy forwards IPv6 to the
+    container's IPv4 address): a client that resolves localhost to ::1 first reaches it (berth:
+    connection refused there before). Side by side with dockerd 20.10: the same Ports, `port`
+    and ps lines, answers over both families, errors. berth's forwarder is the container's shim."""
+    net = d.berth("network", "create", "v6pub", check=True)
+    assert net.returncode == 0
+    # echoes: TCP busybox's nc; UDP (busybox has no UDP server) the host's Python, its /usr lent
+    d.berth("run", "-d", "--name", "echo", "--network", "v6pub", "-p", "80", "-p", "90/udp",
+            "-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", IMG, "sh", "-c",
+            f"nc -ll -p 80 -e cat & exec /usr/bin/python3 -c '{UDP_ECHO}'", check=True)
+    ports = inspect(d, "echo")["NetworkSettings"]["Ports"]
+    tcp, udp = ports["80/tcp"], ports["90/udp"]
+    assert [b["HostIp"] for b in tcp] == ["0.0.0.0", "::"] and tcp[0]["HostPort"] == tcp[1]["HostPort"]
+    assert [b["HostIp"] for b in udp] == ["0.0.0.0", "::"] and udp[0]["HostPort"] == udp[1]["HostPort"]
+    tp, up = int(tcp[0]["HostPort"]), int(udp[0]["HostPort"])
+    assert d.docker("port", "echo", "80", check=True).out.split() == [f"0.0.0.0:{tp}", f"[::]:{tp}"]
+    assert d.berth("port", "echo", "80", check=True).out.split() == [f"0.0.0.0:{tp}", f"[::]:{tp}"]
+    assert d.berth("port", "echo", check=True).out == d.docker("port", "echo", check=True).out  # all, sorted
+    assert f"[::]:{tp}->80/tcp" in d.docker("ps", "--format", "{{.Ports}}", check=True).out
+    wait_for(lambda: _exchange(socket.AF_INET6, ("::1", tp), b"x", timeout=1) == b"x", 10, "the echo on [::1]")
+    big = os.urandom(3 << 20)  # more than any socket buffer: the relay's back-pressure, both ways
+    assert _exchange(socket.AF_INET6, ("::1", tp), big) == big
+    assert _exchange(socket.AF_INET, ("127.0.0.1", tp), b"over IPv4") == b"over IPv4"
+    wait_for(lambda: _udp_ok(up), 10, "the UDP echo on [::1]")
+    # taken: the same port on [::] for another container, in dockerd's words
+    p = d.berth("run", "-d", "--name", "second", "--network", "v6pub", "-p", f"[::]:{tp}:80", IMG, "sleep", "60")
+    assert p.returncode == 125 and f"Bind for :::{tp} failed: port is already allocated" in p.err, p.err
+    # gone with the container's run: refused, and the port free again
+    d.berth("rm", "-f", "echo", "second", check=True)
+    with pytest.raises(OSError):
+        _exchange(socket.AF_INET6, ("::1", tp), b"x", timeout=2)
+    with socket.socket(socket.AF_INET6) as s:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind(("::", tp))
+    # on ::1 alone: not on IPv4
+    port = free_port()
+    serve(d, "v6only", "--network", "v6pub", "-p", f"[::1]:{port}:80")
+    assert inspect(d, "v6only")["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "::1", "HostPort": str(port)}]}
+    wait_for(lambda: _get_ok(f"http://[::1]:{port}/"), 10, "the port on ::1")
+    assert not _get_ok(f"http://127.0.0.1:{port}/")
+
+
+def test_ports_are_listed_only_while_it_runs(d):
+    """dockerd's NetworkSettings.Ports: {} before the start and after the exit; while it runs,
+    its exposed ports (null when not published) and its bindings. berth listed the exposed ports
+    as null before and after too (side by side with dockerd 20.10)."""
+    d.berth("create", "--name", "exp", "--expose", "90", "-p", "127.0.0.1::80", IMG, "sleep", "60", check=True)
+    assert inspect(d, "exp")["NetworkSettings"]["Ports"] == {}
+    d.berth("start", "exp", check=True)
+    ports = inspect(d, "exp")["NetworkSettings"]["Ports"]
+    assert ports["90/tcp"] is None and ports["80/tcp"][0]["HostIp"] == "127.0.0.1"
+    d.berth("kill", "exp", check=True)
+    assert inspect(d, "exp")["NetworkSettings"]["Ports"] == {}
+    assert d.berth("ps", "-a", "--filter", "name=exp", "--format", "{{.Ports}}", check=True).out.strip() == ""
+
+
+def _udp_ok(port):
+    try:
+        return _exchange(socket.AF_INET6, ("::1", port), b"dgram\n", socket.SOCK_DGRAM, timeout=0.5) == b"dgram\n"
+    except OSError:
+        return False
 
 
 def test_bad_publish_specs_are_one_line_errors(d):
@@ -257,12 +372,18 @@ def test_names_resolve_after_daemon_restart(daemon, tmp_path):
     try:
         dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
         dm.berth("network", "create", "n1", check=True)
-        dm.berth("run", "-d", "--name", "web", "--network", "n1", IMG, "sh", "-c", SERVE, check=True)
+        dm.berth("run", "-d", "--name", "web", "--network", "n1", "-p", "127.0.0.1::80",
+                 *(["-p", "[::1]::80"] if HOST_IPV6 else []), IMG, "sh", "-c", SERVE, check=True)
         dm.berth("run", "-d", "--name", "client", "--network", "n1", IMG, "sleep", "600", check=True)
         dm.kill9()
         dm.start()
         p = dm.berth("exec", "client", "timeout", "3", "wget", "-q", "-O", "-", "http://web/", check=True)
         assert p.out.startswith("hello-")
+        # its published ports, NAT and the shim's IPv6 forwarder, served on through the restart
+        ports = json.loads(dm.berth("inspect", "web", check=True).out)[0]["NetworkSettings"]["Ports"]["80/tcp"]
+        for b in ports:
+            host = f"[{b['HostIp']}]" if ":" in b["HostIp"] else b["HostIp"]
+            wait_for(lambda: _get_ok(f"http://{host}:{b['HostPort']}/"), 10, f"{host}:{b['HostPort']}")
         assert "n1" in dm.berth("network", "ls", check=True).out
         # the exited container's attachment goes at the next start; a stopped daemon leaves no bridge
         dm.berth("rm", "-f", "web", "client", check=True)

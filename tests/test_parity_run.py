@@ -2788,7 +2788,8 @@ def test_info_has_dockerds_fields_with_the_hosts_support(eng, peer):
     assert list(ours)[:-1] == [k for k in theirs if k in ours]  # dockerd's order
     same = ("MemoryLimit", "SwapLimit", "KernelMemory", "KernelMemoryTCP", "CpuCfsPeriod", "CpuCfsQuota",
             "CPUShares", "CPUSet", "PidsLimit", "IPv4Forwarding", "BridgeNfIptables", "BridgeNfIp6tables",
-            "OomKillDisable", "Warnings", "CgroupVersion", "Isolation", "GenericResources", "NCPU", "MemTotal")
+            "OomKillDisable", "Warnings", "CgroupVersion", "Isolation", "GenericResources", "NCPU", "MemTotal",
+            "InitBinary")  # (--init's, mounted at /sbin/docker-init: berth's is tini-static)
     assert {k: ours[k] for k in same} == {k: theirs[k] for k in same}
     for k, v in theirs.items():
         assert type(ours[k]) is type(v) or v is None or ours[k] is None, (k, ours[k], v)

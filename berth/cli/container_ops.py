@@ -436,13 +436,18 @@ def port(ctx, argv, cmd):
         bindings = ports.get(key)
         if not bindings:
             raise BerthError(f"No public port '{key}' published for {a.container}")
-        for b in bindings:
-            print(f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}")
+        for line in sorted(_host_port(b) for b in bindings):  # sorted as the docker CLI's lines
+            print(line)
         return 0
-    for key in sorted(ports):
-        for b in ports[key] or []:
-            print(f"{key} -> {b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}")
+    for line in sorted(f"{key} -> {_host_port(b)}" for key in ports for b in ports[key] or []):
+        print(line)
     return 0
+
+
+def _host_port(binding):
+    """A binding as docker port prints it (Go's net.JoinHostPort): [::]:8080 for IPv6."""
+    ip = binding.get("HostIp") or "0.0.0.0"
+    return f"[{ip}]:{binding.get('HostPort')}" if ":" in ip else f"{ip}:{binding.get('HostPort')}"
 
 
 def diff(ctx, argv, cmd):

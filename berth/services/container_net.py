@@ -78,8 +78,9 @@ def check(networks: NetworkService, ns: str, spec_body: dict[str, Any]) -> None:
 
 
 def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, Any], hostname: str,
-          image_config: dict[str, Any]) -> tuple[str | None, str]:
-    """Before the shim starts. Returns (netns for the spec: "host" | path | None, files dir)."""
+          image_config: dict[str, Any]) -> tuple[str | None, str, list[dict[str, Any]]]:
+    """Before the shim starts. Returns (netns for the spec: "host" | path | None, files dir, the
+    ports its shim forwards: those published on IPv6 host addresses, see proxies())."""
     nets = svc.networks
     hc = spec_body.get("HostConfig") or {}
     mode = network_mode(hc)
@@ -88,7 +89,7 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     teardown(svc, ns, cid, rec, hc)  # whatever an earlier run left (a crash, a daemon killed meanwhile)
     if mode == "host":
         write_files(cdir, hostname, spec_body, [], host=True)
-        return "host", cdir
+        return "host", cdir, []
     if mode == "none" and not requested_networks(spec_body):
         # a namespace of its own with only lo, at berth's path as dockerd's sandbox: its SandboxKey
         # is where tools that network it by hand (cnitool, ip netns) find it
@@ -101,13 +102,13 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
         except BaseException:
             teardown(svc, ns, cid)
             raise
-        return path, cdir
+        return path, cdir, []
     if mode.startswith("ns:"):  # podman's --network ns:PATH: a network namespace made by the caller
         path = mode[len("ns:"):]
         if not os.path.exists(path):
             raise FailedPrecondition(f"network namespace {path} does not exist")
         write_files(cdir, hostname, spec_body, [])
-        return path, cdir
+        return path, cdir, []
     if mode.startswith("container:"):
         other = svc.get(ns, mode[len("container:"):])
         st = svc.state(other)
@@ -118,14 +119,15 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
         if not os.path.exists(path):
             path = f"/proc/{st['Pid']}/ns/net"
             if network_mode((other.spec_json() or {}).get("HostConfig")) == "host":
-                return "host", svc.cdir(other.id)
-        return path, svc.cdir(other.id)
+                return "host", svc.cdir(other.id), []
+        return path, svc.cdir(other.id), []
     from berth.linux import netns
     from berth.services.networks import parse_port_bindings
     path = nets.netns_path(cid)
     netns.create(path)
     endpoints: dict[str, dict[str, Any]] = {}
     ports: dict[str, Any] = {}
+    forwarded: list[dict[str, Any]] = []
     try:
         exposed = dict((image_config.get("config") or {}).get("ExposedPorts") or {})
         exposed.update(spec_body.get("ExposedPorts") or {})
@@ -143,9 +145,12 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
                 have = list((ep_cfg or {}).get("Links") or [])
                 ep_cfg = dict(ep_cfg or {}, Links=have + [x for x in map(_link, hc["Links"]) if x not in have])
             port_net = n.driver == "bridge" and not n.data.get("internal") and not endpoints
-            ep = nets.attach(ns, cid, rec.name, n, f"eth{i}", ep_cfg, ports=mappings if port_net else None,
+            nat = [m for m in mappings if not m.get("proxy")]  # portmap's; the IPv6 ones are the shim's
+            ep = nets.attach(ns, cid, rec.name, n, f"eth{i}", ep_cfg, ports=nat if port_net else None,
                              mac=spec_body.get("MacAddress") if i == 0 else None, hostname=hostname)
             endpoints[n.name] = ep
+            if port_net:
+                forwarded = proxies(mappings, ep)
         write_files(cdir, hostname, spec_body, list(endpoints.values()),
                     embedded_dns=any(nets.get(ns, e["NetworkID"]).user_defined for e in endpoints.values()),
                     upstream=svc.cfg.dns)
@@ -156,7 +161,18 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     except BaseException:
         teardown(svc, ns, cid)
         raise
-    return path, cdir
+    return path, cdir, forwarded
+
+
+def proxies(mappings: list[dict[str, Any]], ep: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the shim forwards (berth.shim.portproxy): each port published on an IPv6 host address
+    (docker's [::] beside 0.0.0.0), to the container's IPv4 address on the network the ports go
+    with. dockerd's docker-proxy does the same (portmap's NAT cannot take IPv6 to IPv4)."""
+    ip = ep.get("IPAddress")
+    if not ip:
+        return []
+    return [{"proto": m["protocol"], "host_ip": m["hostIP"], "host_port": m["hostPort"], "ip": ip,
+             "port": m["containerPort"]} for m in mappings if m.get("proxy")]
 
 
 def teardown(svc: ContainerService, ns: str, cid: str, rec: Container | None = None,
@@ -445,9 +461,8 @@ def settings(svc: ContainerService, rec: Container, running: bool) -> dict[str, 
                                         Links=ep_cfg.get("Links") or None, DriverOpts=ep_cfg.get("DriverOpts") or None)
     primary = next(iter(eps.values()), None) or {}
     ports = net.get("ports") or {}
-    if not running:
-        exposed = dict(body.get("ExposedPorts") or {})
-        ports = {k: None for k in exposed}
+    if not running:  # dockerd's: none until it runs (then its exposed ones, published or not)
+        ports = {}
     return {
         "Bridge": "", "SandboxID": rec.id if net.get("netns") else "", "SandboxKey": net.get("netns", ""),
         "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,

@@ -480,7 +480,7 @@ class ContainerService:
             cfg_doc = self.images.read_json(CreateSpec.from_json(spec_body).image_id, 20 << 20, "image config")
             hostname = spec_body.get("Hostname") or rec.id[:12]
             from berth.services import container_net
-            netns, files_dir = container_net.setup(self, ns, rec, spec_body, hostname, cfg_doc)
+            netns, files_dir, forwarded = container_net.setup(self, ns, rec, spec_body, hostname, cfg_doc)
             extra = self.volumes.oci_mounts(ns, rec, rootfs)
             from berth.services import links, runopts
             spec_body = links.apply(self, ns, rec, spec_body, files_dir)  # --link: hosts entries, env
@@ -516,6 +516,8 @@ class ContainerService:
                 # the library's start without poststart hooks: the shim releases the init in place
                 "start_in_place": rt.light_start and not (oci.get("hooks") or {}).get("poststart"),
             })
+            if forwarded:  # ports published on [::]: the shim forwards them (berth.shim.portproxy)
+                params["proxies"] = forwarded
             if rt.light_start:  # this library: the shim forks the init, which creates itself (most specs)
                 from berth.runtime.container import direct_pidns
                 params["create_direct"] = direct_pidns(oci, self.cfg.cgroup_driver == "systemd")

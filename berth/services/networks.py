@@ -784,16 +784,20 @@ class NetworkService:
         with self._lock:
             for m in mappings:
                 key = (m["protocol"], m.get("hostIP") or "0.0.0.0", m["hostPort"])
+                if m.get("proxy") and key[0] == "sctp":  # (docker-proxy's IPv6 side: TCP and UDP)
+                    raise FailedPrecondition(f"{prefix}Error starting userland proxy: protocol not supported")
                 for (proto, hip, hport), other in self._ports.items():
-                    if other != cid and proto == key[0] and hport == key[2] and \
-                            (hip == key[1] or "0.0.0.0" in (hip, key[1])):
+                    if other != cid and proto == key[0] and hport == key[2] and _overlap(hip, key[1]):
+                        if hip != key[1]:  # 0.0.0.0 and one address (dockerd: its proxy's bind fails)
+                            raise FailedPrecondition(prefix + _bind_error(
+                                key[0], key[1], key[2], OSError(98, "address already in use")).message)
+                        # dockerd's port allocator's words (Go's "%s:%d", no brackets for IPv6)
                         raise FailedPrecondition(f"{prefix}Bind for {key[1]}:{key[2]} failed: port is already "
                                                  "allocated")
                 try:
                     _probe_port(*key)
-                except FailedPrecondition:  # a program of the host's: what dockerd's proxy says then
-                    raise FailedPrecondition(f"{prefix}Error starting userland proxy: listen {key[0]}4 "
-                                             f"{key[1]}:{key[2]}: bind: address already in use") from None
+                except FailedPrecondition as e:  # a program of the host's (or no such address)
+                    raise FailedPrecondition(prefix + e.message) from None
             for m in mappings:
                 self._ports[(m["protocol"], m.get("hostIP") or "0.0.0.0", m["hostPort"])] = cid
 
@@ -879,28 +883,80 @@ def endpoint_id(network_id: str, cid: str) -> str:
     return hashlib.sha256(f"{network_id}/{cid}".encode()).hexdigest()
 
 
+def _overlap(a: str, b: str) -> bool:
+    """Two host addresses of published ports that take the same port: equal, or of one family
+    with its any-address among them (0.0.0.0, ::)."""
+    if (":" in a) != (":" in b):
+        return False
+    return a == b or bool({a, b} & {"0.0.0.0", "::"})
+
+
+def _hostport(hip: str, port: int) -> str:
+    return f"[{hip}]:{port}" if ":" in hip else f"{hip}:{port}"
+
+
+def _socket_for(proto: str, hip: str) -> socket.socket:
+    """A socket of the host address's family (an IPv6 one for IPv6 only, as dockerd's proxy)."""
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    if ":" in hip:
+        s = socket.socket(socket.AF_INET6, kind)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        return s
+    return socket.socket(socket.AF_INET, kind)
+
+
+_V6: list[bool] = []
+
+
+def host_ipv6() -> bool:
+    """Whether the host has IPv6 (as dockerd, which then publishes a port on [::] too)."""
+    if not _V6:
+        try:
+            with open("/proc/sys/net/ipv6/conf/all/disable_ipv6") as f:
+                on = f.read().strip() == "0"
+            if on:
+                socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+        except OSError:
+            on = False
+        _V6.append(on)
+    return _V6[0]
+
+
+def _bind_error(proto: str, hip: str, hport: int, e: OSError) -> FailedPrecondition:
+    """A host port that cannot be bound, in dockerd's words (its proxy's listen): "address
+    already in use", "cannot assign requested address" (not the host's), "invalid argument"."""
+    return FailedPrecondition(f"Error starting userland proxy: listen {proto}{6 if ':' in hip else 4} "
+                              f"{_hostport(hip, hport)}: bind: {(e.strerror or str(e)).lower()}")
+
+
 def _probe_port(proto: str, hip: str, hport: int) -> None:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    s = _socket_for(proto, hip)
     try:
         s.bind((hip, hport))
     except OSError as e:
-        import errno
-        if e.errno == errno.EADDRINUSE:
-            raise FailedPrecondition(f"Bind for {hip}:{hport} failed: port is already allocated") from None
-        if e.errno == errno.EADDRNOTAVAIL:
-            raise InvalidArgument(f"cannot publish on {hip}:{hport}: the host has no such address") from None
-        raise
+        raise _bind_error(proto, hip, hport, e) from None
     finally:
         s.close()
 
 
-def free_port(proto: str, hip: str | None) -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
-    try:
-        s.bind((hip or "0.0.0.0", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+def free_port(proto: str, hip: str | None, also_v6: bool = False) -> int:
+    """A host port free on hip (and on [::] too with also_v6: one port for both, as dockerd's)."""
+    for _ in range(64):
+        s = _socket_for(proto, hip or "0.0.0.0")
+        try:
+            s.bind((hip or "0.0.0.0", 0))
+            port = s.getsockname()[1]
+        except OSError as e:
+            raise _bind_error(proto, hip or "0.0.0.0", 0, e) from None
+        finally:
+            s.close()
+        try:
+            if also_v6:
+                _probe_port(proto, "::", port)
+            return port
+        except (FailedPrecondition, OSError):
+            continue
+    raise FailedPrecondition("no free host port")
 
 
 def _endpoint(result: dict, ifname: str) -> dict:
@@ -951,8 +1007,12 @@ def _aux(aux: dict | None, net: ipaddress.IPv4Network, gw: object, v6: dict) -> 
 
 
 def parse_port_bindings(hc: dict, exposed: dict | None, publish_all: bool) -> tuple[list[dict], dict]:
-    """HostConfig.PortBindings (+ ExposedPorts with PublishAllPorts) -> portmap mappings and
-    docker's NetworkSettings.Ports. Free host ports are chosen for empty HostPorts."""
+    """HostConfig.PortBindings (+ ExposedPorts with PublishAllPorts) -> the mappings and docker's
+    NetworkSettings.Ports. Free host ports are chosen for empty HostPorts. As dockerd's, a port
+    published on no address in particular is published on 0.0.0.0 and, when the host has IPv6,
+    on [::] too (one port for both); an IPv6 host address is the proxy's alone (a mapping with
+    "proxy": True: the container's shim forwards it to the container's address, as dockerd's
+    docker-proxy; portmap's NAT takes the IPv4 ones)."""
     mappings: list[dict] = []
     ports: dict[str, list[dict] | None] = {}
     bindings = dict(hc.get("PortBindings") or {})
@@ -978,30 +1038,38 @@ def parse_port_bindings(hc: dict, exposed: dict | None, publish_all: bool) -> tu
             hport = (b or {}).get("HostPort") or ""
             if hip:
                 try:
-                    ipaddress.IPv4Address(hip)
+                    hip = str(ipaddress.ip_address(hip.strip("[]")))
                 except ValueError:
                     raise InvalidArgument(f"invalid IP address: {hip}") from None
+            v6 = ":" in hip
+            both = not hip and proto != "sctp" and host_ipv6()  # 0.0.0.0 and [::]
             if hport:
                 lo, _, hi = hport.partition("-")
                 try:
                     hp = int(lo)
                     if hi and int(hi) != hp:
-                        hp = free_in_range(proto, hip, int(lo), int(hi))
+                        hp = free_in_range(proto, hip, int(lo), int(hi), both)
                     if not 0 < hp < 65536:
                         raise ValueError
                 except ValueError:
                     raise InvalidArgument(f"invalid hostPort: {hport}") from None
             else:
-                hp = free_port(proto, hip)
-            mappings.append({"hostPort": hp, "containerPort": cport, "protocol": proto, "hostIP": hip})
+                hp = free_port(proto, hip, both)
+            m = {"hostPort": hp, "containerPort": cport, "protocol": proto, "hostIP": hip}
+            mappings.append(dict(m, proxy=True) if v6 else m)
             ports.setdefault(pkey, []).append({"HostIp": hip or "0.0.0.0", "HostPort": str(hp)})
+            if both:
+                mappings.append(dict(m, hostIP="::", proxy=True))
+                ports[pkey].append({"HostIp": "::", "HostPort": str(hp)})
     return mappings, ports
 
 
-def free_in_range(proto: str, hip: str | None, lo: int, hi: int) -> int:
+def free_in_range(proto: str, hip: str | None, lo: int, hi: int, also_v6: bool = False) -> int:
     for p in range(lo, hi + 1):
         try:
             _probe_port(proto, hip or "0.0.0.0", p)
+            if also_v6:
+                _probe_port(proto, "::", p)
             return p
         except (FailedPrecondition, OSError):
             continue

@@ -335,6 +335,7 @@ class Shim:
         self.announced = False  # the start result went out
         self.execs: dict[str, Exec] = {}  # exec id -> Exec
         self.source_holds: dict[int, int] = {}  # output fd -> how many clients hold it
+        self.proxies: Any = None  # the ports it forwards (berth.shim.portproxy), from open() to the exit
         log: type[JSONLog] | type[CRILog] = JSONLog
         if p.get("log_format") == "cri":  # a container of the Kubernetes CRI: kubelet's log format
             from berth.shim.crilog import CRILog as log
@@ -467,6 +468,9 @@ class Shim:
         self.listener.listen(64)
         self.listener.setblocking(False)
         self.sel.register(self.listener, ("listen", None))
+        if self.p.get("proxies"):  # ports published on [::] (opened after the init's fork: not its)
+            from berth.shim import portproxy
+            self.proxies = portproxy.Proxies(self.sel, self.p["proxies"])
         for fd in self.outputs:
             self.sel.register(fd, ("output", fd))
         # with an attach to come, berthd's start op releases the process (30 s at most); held
@@ -575,6 +579,8 @@ class Shim:
             self._write_stdin(data)
         elif kind == "client_out":
             self._flush(data)
+        elif kind == "proxy":  # a forwarded port's socket (berth.shim.portproxy)
+            data()
 
     def reap(self) -> None:
         if self.host is not None:
@@ -613,6 +619,7 @@ class Shim:
 
     def _exited(self, code: int) -> None:
         self.exit_code = code
+        self._close_proxies()  # its ports are free for the next run (or another container) at once
         for c in self.clients:  # what the process left is read out to the log, whoever is slow
             self._release_sources(c)
         self.finished_at = _now_rfc3339()
@@ -1199,9 +1206,15 @@ class Shim:
         pids.discard(None)
         return pids
 
+    def _close_proxies(self) -> None:
+        if self.proxies is not None:
+            self.proxies.close()
+            self.proxies = None
+
     def _close_fds(self) -> None:
         """What it still holds goes (the host process may go on with other containers)."""
         self._release_mnt_ns()
+        self._close_proxies()
         if self.listener is not None:
             self.sel.forget(self.listener.fileno())
             self.listener.close()
