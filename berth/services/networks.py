@@ -931,6 +931,8 @@ def _bind_error(proto: str, hip: str, hport: int, e: OSError) -> FailedPrecondit
 
 def _probe_port(proto: str, hip: str, hport: int) -> None:
     s = _socket_for(proto, hip)
+    if proto == "tcp":  # as a listener binds (Go's and the shim's): a port whose closed connections
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # linger in TIME_WAIT is free
     try:
         s.bind((hip, hport))
     except OSError as e:

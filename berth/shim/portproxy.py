@@ -42,6 +42,7 @@ class Proxies:
         self.socks: list[_socket.socket] = []  # the listeners
         self.conns: set[_Conn] = set()
         self.udp: list[_Udp] = []
+        self.full: list[_socket.socket] = []  # listeners not read while the shim is out of descriptors
         try:
             for spec in specs:
                 self._open(spec)
@@ -83,7 +84,10 @@ class Proxies:
                 fd, _addr = listener._accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # out of descriptors, say: this one waits in the backlog
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE):  # out of descriptors: the connection
+                    self.sel.hold(listener)  # waits in the backlog until one of ours closes (no spin)
+                    self.full.append(listener)
                 return
             client = _socket.socket(listener.family, _socket.SOCK_STREAM, 0, fd)
             client.setblocking(False)
@@ -91,6 +95,8 @@ class Proxies:
                 upstream = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
             except OSError:
                 client.close()
+                self.sel.hold(listener)
+                self.full.append(listener)
                 return
             upstream.setblocking(False)
             c = _Conn(self, client, upstream)
@@ -213,6 +219,8 @@ class _Conn:
             self.sel.forget(s.fileno())
             s.close()
         self.proxies.conns.discard(self)
+        while self.proxies.full:  # descriptors free again: the waiting connections are taken
+            self.sel.release(self.proxies.full.pop())
 
 
 class _Udp:
