@@ -789,8 +789,8 @@ class NetworkService:
                 for (proto, hip, hport), other in self._ports.items():
                     if other != cid and proto == key[0] and hport == key[2] and _overlap(hip, key[1]):
                         if hip != key[1]:  # 0.0.0.0 and one address (dockerd: its proxy's bind fails)
-                            raise FailedPrecondition(prefix + _bind_error(
-                                key[0], key[1], key[2], OSError(98, "address already in use")).message)
+                            raise FailedPrecondition(prefix + _bind_error(key[0], key[1], key[2],
+                                                                          "address already in use").message)
                         # dockerd's port allocator's words (Go's "%s:%d", no brackets for IPv6)
                         raise FailedPrecondition(f"{prefix}Bind for {key[1]}:{key[2]} failed: port is already "
                                                  "allocated")
@@ -922,11 +922,13 @@ def host_ipv6() -> bool:
     return _V6[0]
 
 
-def _bind_error(proto: str, hip: str, hport: int, e: OSError) -> FailedPrecondition:
+def _bind_error(proto: str, hip: str, hport: int, why: OSError | str) -> FailedPrecondition:
     """A host port that cannot be bound, in dockerd's words (its proxy's listen): "address
     already in use", "cannot assign requested address" (not the host's), "invalid argument"."""
+    if isinstance(why, OSError):
+        why = (why.strerror or str(why)).lower()
     return FailedPrecondition(f"Error starting userland proxy: listen {proto}{6 if ':' in hip else 4} "
-                              f"{_hostport(hip, hport)}: bind: {(e.strerror or str(e)).lower()}")
+                              f"{_hostport(hip, hport)}: bind: {why}")
 
 
 def _probe_port(proto: str, hip: str, hport: int) -> None:
