@@ -299,6 +299,20 @@ def test_a_port_published_on_no_address_is_on_ipv6_too(d):
     wait_for(lambda: _get_ok(f"http://[::1]:{port}/"), 10, "the port on ::1 again")
 
 
+@pytest.mark.skipif(not HOST_IPV6, reason="the host has no IPv6")
+def test_a_dual_stack_containers_port_answers_on_loopback_of_both_families(d):
+    """On a dual-stack network, portmap's IPv6 DNAT took [::1] too, and dropped it (a loopback
+    source cannot leave the host): the connection hung (dockerd answers, through its proxy).
+    portmap keeps to IPv4 now; [::] is the shim's, to the container's IPv6 address."""
+    d.berth("network", "create", "--ipv6", "--subnet", "10.247.0.0/24", "--subnet", "fd00:247::/64", "ds",
+            check=True)
+    port = free_port()
+    serve(d, "dsweb", "--network", "ds", "-p", f"{port}:80")
+    for url in (f"http://127.0.0.1:{port}/", f"http://[::1]:{port}/"):
+        wait_for(lambda: _get_ok(url), 10, url)
+        assert http_get(url).startswith("hello-")
+
+
 def test_ports_are_listed_only_while_it_runs(d):
     """dockerd's NetworkSettings.Ports: {} before the start and after the exit; while it runs,
     its exposed ports (null when not published) and its bindings. berth listed the exposed ports

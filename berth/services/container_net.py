@@ -166,9 +166,10 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
 
 def proxies(mappings: list[dict[str, Any]], ep: dict[str, Any]) -> list[dict[str, Any]]:
     """What the shim forwards (berth.shim.portproxy): each port published on an IPv6 host address
-    (docker's [::] beside 0.0.0.0), to the container's IPv4 address on the network the ports go
-    with. dockerd's docker-proxy does the same (portmap's NAT cannot take IPv6 to IPv4)."""
-    ip = ep.get("IPAddress")
+    (docker's [::] beside 0.0.0.0), to the container's address on the network the ports go with:
+    its IPv6 one on a dual-stack network, else its IPv4 one. dockerd's docker-proxy does the
+    same (portmap's NAT cannot take IPv6 to IPv4, nor loopback anywhere)."""
+    ip = ep.get("GlobalIPv6Address") or ep.get("IPAddress")
     if not ip:
         return []
     return [{"proto": m["protocol"], "host_ip": m["hostIP"], "host_port": m["hostPort"], "ip": ip,

@@ -1060,6 +1060,8 @@ def parse_port_bindings(hc: dict, exposed: dict | None, publish_all: bool) -> tu
             else:
                 hp = free_port(proto, hip, both)
             m = {"hostPort": hp, "containerPort": cport, "protocol": proto, "hostIP": hip}
+            if both:  # portmap's NAT for IPv4 only (its IPv6 DNAT would take [::1] from the forwarder
+                m["hostIP"] = "0.0.0.0"  # and drop it: a loopback source cannot leave the host)
             mappings.append(dict(m, proxy=True) if v6 else m)
             ports.setdefault(pkey, []).append({"HostIp": hip or "0.0.0.0", "HostPort": str(hp)})
             if both:

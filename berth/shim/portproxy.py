@@ -1,8 +1,9 @@
 """The ports a container publishes on IPv6 host addresses, forwarded by its shim.
 
 As dockerd, berth publishes a port given no host address on 0.0.0.0 and on [::]: the IPv4 side
-is NAT (the portmap plugin's rules), the IPv6 side a user-space forwarder to the container's IPv4
-address, as dockerd's docker-proxy, since no NAT takes IPv6 to IPv4. berth's forwarder lives in
+is NAT (the portmap plugin's rules), the IPv6 side a user-space forwarder to the container's
+address (its IPv6 one on a dual-stack network, else its IPv4 one), as dockerd's docker-proxy: no
+NAT takes IPv6 to IPv4, nor a connection to [::1] anywhere. berth's forwarder lives in
 the container's shim, which lives as long as the container's run (and through berthd's
 restarts): the ports are open from before the start to the exit.
 
@@ -30,6 +31,10 @@ UDP_IDLE = 90.0
 UDP_FLOWS = 1024
 
 
+def _family(ip: str) -> int:
+    return _socket.AF_INET6 if ":" in ip else _socket.AF_INET
+
+
 class BindError(Exception):
     """A forwarded port could not be opened (dockerd's words: its proxy's listen failed)."""
 
@@ -52,7 +57,7 @@ class Proxies:
 
     def _open(self, spec: dict[str, Any]) -> None:
         host_ip, port = spec["host_ip"], int(spec["host_port"])
-        family = _socket.AF_INET6 if ":" in host_ip else _socket.AF_INET
+        family = _family(host_ip)
         tcp = spec["proto"] == "tcp"
         s = _socket.socket(family, _socket.SOCK_STREAM if tcp else _socket.SOCK_DGRAM)
         try:
@@ -70,7 +75,7 @@ class Proxies:
             raise BindError(f"Error starting userland proxy: listen {spec['proto']}"
                             f"{6 if family == _socket.AF_INET6 else 4} {where}: bind: {e.strerror.lower()}") from None
         self.socks.append(s)
-        target = (spec["ip"], int(spec["port"]))
+        target = (spec["ip"], int(spec["port"]))  # the container's IPv4 address, or its IPv6 one
         if tcp:
             self.sel.register(s, ("proxy", lambda: self._accept(s, target)))
         else:
@@ -92,7 +97,7 @@ class Proxies:
             client = _socket.socket(listener.family, _socket.SOCK_STREAM, 0, fd)
             client.setblocking(False)
             try:
-                upstream = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+                upstream = _socket.socket(_family(target[0]), _socket.SOCK_STREAM)
             except OSError:
                 client.close()
                 self.sel.hold(listener)
@@ -259,7 +264,7 @@ class _Udp:
         if len(self.flows) >= UDP_FLOWS:  # the longest unused one makes room
             self._drop(min(self.flows, key=lambda k: self.flows[k][1]))
         try:
-            up = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+            up = _socket.socket(_family(self.target[0]), _socket.SOCK_DGRAM)
         except OSError:
             return None
         up.setblocking(False)
