@@ -1282,3 +1282,38 @@ def test_concurrent_creates_get_distinct_generated_names(d):
     assert all(p.returncode == 0 for p in results), [p.err for p in results if p.returncode]
     names = d.berth("ps", "-a", "--format", "{{.Names}}", check=True).out.split()
     assert len(names) == 48 and len(set(names)) == 48
+
+
+def test_api_answers_of_dockerd_for_bodies_sizes_and_stats_of_a_created_container(d):
+    """Side by side with dockerd 20.10 (berth answered 201, 200 and another message before):
+    a JSON body whose Content-Type is not application/json is refused (dockerd's CheckForJSON;
+    a charset parameter is fine); an empty config is dockerd's words; resizing a container that
+    does not run is its 409; the stats of one are dockerd's empty sample, every blkio list null."""
+    import http.client
+    import socket as socketmod
+
+    def raw(ct, body):
+        c = http.client.HTTPConnection("localhost", timeout=30)
+        c.sock = socketmod.socket(socketmod.AF_UNIX)
+        c.sock.connect(d.sock)
+        try:
+            c.request("POST", "/v1.45/containers/create", body, {"Content-Type": ct} if ct is not None else {})
+            r = c.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            c.close()
+    body = json.dumps({"Image": IMG, "Cmd": ["true"]})
+    for ct in ("text/plain", "application/x-www-form-urlencoded", None):
+        assert raw(ct, body) == (400, {"message": f"Content-Type specified ({ct or ''}) must be 'application/json'"})
+    assert d.docker("ps", "-a", "-q").out.strip() == ""  # nothing made
+    status, made = raw("application/json; charset=utf-8", body)
+    assert status == 201
+    cid = made["Id"]
+    assert _api(d, "POST", "/containers/create", {}) == (
+        400, {"message": "Config cannot be empty in order to create a container"})
+    assert _api(d, "POST", f"/containers/{cid}/resize?h=10&w=20") == (409, {"message": f"Container {cid} is not running"})
+    status, st = _api(d, "GET", f"/containers/{cid}/stats?stream=false")
+    assert status == 200 and st["read"] == "0001-01-01T00:00:00Z" and st["blkio_stats"] == dict.fromkeys(
+        ("io_service_bytes_recursive", "io_serviced_recursive", "io_queue_recursive", "io_service_time_recursive",
+         "io_wait_time_recursive", "io_merged_recursive", "io_time_recursive", "sectors_recursive"))
+    d.docker("rm", cid, check=True)

@@ -400,7 +400,17 @@ async def check(request: web.Request, route: Route | None, min_version: str, max
         if n is not None and n > MAX_JSON_BODY:
             raise TooLarge(f"request body too large: {n} bytes (a JSON body may have at most {MAX_JSON_BODY})")
         raw = await request.read()  # bounded by the app's client_max_size (413 beyond)
+        if raw.strip():
+            check_json_type(request.headers.get("Content-Type", ""))
         check_body(parse_json(raw, route), route)
+
+
+def check_json_type(ct: str) -> None:
+    """A JSON body must say so (dockerd's CheckForJSON): its media type application/json, whatever
+    its parameters (charset=utf-8)."""
+    kind = ct.partition(";")[0].strip().lower()
+    if kind != "application/json":
+        raise InvalidArgument(f"Content-Type specified ({ct}) must be 'application/json'")
 
 
 # --- the schemas --------------------------------------------------------------------------------

@@ -275,6 +275,8 @@ class ContainerService:
         metadata, kept in the record's extensions (berth.cri's, as containerd's CRI plugin does);
         cid: its id, chosen by the caller (a new random one: the CRI's sandbox, whose network is
         made meanwhile)."""
+        if not set(body) - {"HostConfig", "NetworkingConfig", "Platform"}:  # dockerd's words for {}
+            raise InvalidArgument("Config cannot be empty in order to create a container")
         image_ref = body.get("Image")
         if not image_ref:
             raise InvalidArgument("no image given (Image)")
@@ -748,6 +750,8 @@ class ContainerService:
 
     def resize(self, ns: str, ref: str, h: int, w: int) -> None:
         rec = self.get(ns, ref)
+        if not self.states.get(ns, rec.id, rec).running:  # dockerd's 409 (a paused one runs)
+            raise FailedPrecondition(f"Container {rec.id} is not running")
         try:
             self.shim(rec).resize(int(h), int(w))
         except ShimGone:

@@ -83,8 +83,7 @@ def _sample(mgr: Manager) -> dict:
     if cg.pids_limit is not None and cg.pids_limit > 0:
         pids["limit"] = cg.pids_limit
     blkio = {"io_service_bytes_recursive": cg.io_service_bytes}
-    for k in ("io_serviced_recursive", "io_queue_recursive", "io_service_time_recursive",
-              "io_wait_time_recursive", "io_merged_recursive", "io_time_recursive", "sectors_recursive"):
+    for k in _BLKIO_KEYS[1:]:
         blkio[k] = None if cg.io_v1 is None else cg.io_v1.get(k, [])  # (v2: the bytes alone, as dockerd)
     return {"read": _now_rfc3339(), "pids_stats": pids, "blkio_stats": blkio, "num_procs": 0,
             "storage_stats": {}, "cpu_stats": cpu, "memory_stats": mem}
@@ -107,10 +106,16 @@ _EMPTY_CPU = {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_i
               "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
 
 
+# docker's BlkioStats: every list there, null when empty (a container that does not run)
+_BLKIO_KEYS = ("io_service_bytes_recursive", "io_serviced_recursive", "io_queue_recursive",
+               "io_service_time_recursive", "io_wait_time_recursive", "io_merged_recursive", "io_time_recursive",
+               "sectors_recursive")
+
+
 def _empty_stats(rec: Container) -> dict:
     return {"name": "/" + rec.name, "id": rec.id, "read": "0001-01-01T00:00:00Z",
             "preread": "0001-01-01T00:00:00Z", "pids_stats": {},
-            "blkio_stats": {"io_service_bytes_recursive": None}, "num_procs": 0, "storage_stats": {},
+            "blkio_stats": dict.fromkeys(_BLKIO_KEYS), "num_procs": 0, "storage_stats": {},
             "cpu_stats": _EMPTY_CPU, "precpu_stats": _EMPTY_CPU, "memory_stats": {}}
 
 
