@@ -9,7 +9,8 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 from aiohttp import web
 
-from berth.api.app import Router, json_line, api_version, json_body, json_response, namespace_of, services, stream_headers
+from berth.api.app import (Router, api_version, json_body, json_line, json_response, namespace_of, services,
+                           stream_headers)
 from berth.api.images import _bool, _filters
 from berth.errors import BerthError, InvalidArgument
 from berth.services import container_ops as ops
