@@ -313,6 +313,29 @@ def test_a_dual_stack_containers_port_answers_on_loopback_of_both_families(d):
         assert http_get(url).startswith("hello-")
 
 
+def test_what_anothers_network_decides_is_refused_in_dockerds_words(d):
+    """A container on another's network (container:X) cannot set what that network decides:
+    dockerd refuses at create, in its words and order; berth took and ignored them. And one host
+    port bound twice by one container is dockerd's allocator's refusal (berth's forwarder failed
+    on it in words of its own)."""
+    d.berth("run", "-d", "--name", "owner", "--network", "none", IMG, "sleep", "60", check=True)
+    for opts, words in ((["-h", "x"], "hostname and the network mode"),
+                        (["--dns", "192.0.2.53"], "dns and the network mode"),
+                        (["--add-host", "a:192.0.2.1"], "custom host-to-IP mapping and the network mode"),
+                        (["--link", "owner:o"], "container type network can't be used with links. This would "
+                                                "result in undefined behavior"),
+                        (["-p", "80"], "port publishing and the container type network mode"),
+                        (["-P"], "port publishing and the container type network mode"),
+                        (["--expose", "80"], "port exposing and the container type network mode")):
+        for cli in (d.docker, d.berth):
+            p = cli("create", "--network", "container:owner", *opts, IMG, "true")
+            assert p.returncode == 1 and f"conflicting options: {words}" in p.err, (opts, p.err)  # (create's 1)
+    assert d.berth("ps", "-a", "-q", "--no-trunc").out.split() == [inspect(d, "owner")["Id"]]  # nothing made
+    port = free_port()
+    p = d.docker("run", "--rm", "--name", "twice", "-p", f"{port}:80", "-p", f"{port}:81", IMG, "true")
+    assert p.returncode == 125 and f"Bind for 0.0.0.0:{port} failed: port is already allocated" in p.err, p.err
+
+
 def test_ports_are_listed_only_while_it_runs(d):
     """dockerd's NetworkSettings.Ports: {} before the start and after the exit; while it runs,
     its exposed ports (null when not published) and its bindings. berth listed the exposed ports

@@ -782,12 +782,13 @@ class NetworkService:
         endpoint the ports go with ("name (id)"), which dockerd's refusals name."""
         prefix = f"driver failed programming external connectivity on endpoint {endpoint}: " if endpoint else ""
         with self._lock:
+            taken = [(k, other) for k, other in self._ports.items() if other != cid]
             for m in mappings:
                 key = (m["protocol"], m.get("hostIP") or "0.0.0.0", m["hostPort"])
                 if m.get("proxy") and key[0] == "sctp":  # (docker-proxy's IPv6 side: TCP and UDP)
                     raise FailedPrecondition(f"{prefix}Error starting userland proxy: protocol not supported")
-                for (proto, hip, hport), other in self._ports.items():
-                    if other != cid and proto == key[0] and hport == key[2] and _overlap(hip, key[1]):
+                for (proto, hip, hport), other in taken:  # another's, or one of this container's own
+                    if proto == key[0] and hport == key[2] and _overlap(hip, key[1]):
                         if hip != key[1]:  # 0.0.0.0 and one address (dockerd: its proxy's bind fails)
                             raise FailedPrecondition(prefix + _bind_error(key[0], key[1], key[2],
                                                                           "address already in use").message)
@@ -798,6 +799,7 @@ class NetworkService:
                     _probe_port(*key)
                 except FailedPrecondition as e:  # a program of the host's (or no such address)
                     raise FailedPrecondition(prefix + e.message) from None
+                taken.append((key, cid))  # (two bindings of one host port: dockerd's allocator refuses)
             for m in mappings:
                 self._ports[(m["protocol"], m.get("hostIP") or "0.0.0.0", m["hostPort"])] = cid
 

@@ -54,6 +54,29 @@ def parse_docker_signal(raw: str) -> int:
     raise InvalidArgument(f"Invalid signal: {s}")
 
 
+def _check_shared_network(body: dict[str, Any], hc: dict[str, Any]) -> None:
+    """What a container on another's network (container:X; some on the host's) cannot have: what
+    that network decides, in dockerd's words and order (its validateNetContainerMode)."""
+    mode = str(hc.get("NetworkMode") or "")
+    shared = mode.startswith("container:")
+    conflict = "conflicting options: "
+    if shared and body.get("Hostname"):
+        raise InvalidArgument(conflict + "hostname and the network mode")
+    if shared and hc.get("Links"):
+        raise InvalidArgument(conflict + "container type network can't be used with links. This would result in "
+                                         "undefined behavior")
+    if shared and hc.get("Dns"):
+        raise InvalidArgument(conflict + "dns and the network mode")
+    if shared and hc.get("ExtraHosts"):
+        raise InvalidArgument(conflict + "custom host-to-IP mapping and the network mode")
+    if (shared or mode == "host") and body.get("MacAddress"):
+        raise InvalidArgument(conflict + "mac-address and the network mode")
+    if shared and (any(hc.get("PortBindings") or {}) or hc.get("PublishAllPorts")):
+        raise InvalidArgument(conflict + "port publishing and the container type network mode")
+    if shared and body.get("ExposedPorts"):
+        raise InvalidArgument(conflict + "port exposing and the container type network mode")
+
+
 def check_early(body: dict[str, Any], cri: bool = False) -> None:
     """What dockerd refuses before it looks the image up (a 400, not the 404 that has docker's
     CLI pull it): a relative working directory, a StopSignal it does not know, a capability the kernel does not have (not
@@ -70,6 +93,7 @@ def check_early(body: dict[str, Any], cri: bool = False) -> None:
             raise InvalidArgument(f"invalid environment variable: {e}")
     hc = body.get("HostConfig") or {}
     _check_port_bindings(hc.get("PortBindings") or {})
+    _check_shared_network(body, hc)
     # dockerd's checks as it reads the request (its runconfig): the isolation, then the
     # Windows-only QoS limits (IOMaximumIOps, IOMaximumBandwidth), refused on Linux
     iso = hc.get("Isolation") or ""
