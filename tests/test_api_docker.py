@@ -231,6 +231,8 @@ def test_docker_pull_from_local_registry(berthd, registry):
     repo = f"{registry.addr}/dockercli/busybox-layers"
     berthd.docker("rmi", name, check=True)
     p = berthd.docker("pull", f"{repo}@{digest}", check=True)
+    # the first line names the whole reference (dockerd 20.10's; berth said the digest alone)
+    assert p.out.splitlines()[0] == f"{repo}@{digest}: Pulling from dockercli/busybox-layers"
     assert f"Status: Downloaded newer image for {repo}@{digest}" in p.out
     [img] = json.loads(berthd.docker("image", "inspect", f"{repo}@{digest}", check=True).out)
     assert img["Id"] == BUSYBOX_ID and img["RepoTags"] == [] and img["RepoDigests"] == [f"{repo}@{digest}"]

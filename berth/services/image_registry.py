@@ -156,7 +156,8 @@ class RegistryOps:
         # or a registry that cannot be reached, is the request's error (an error response)
         _name, desc = client.resolve(ref)
         # as dockerd: the repository's path in the registry (library/busybox, sdk/app)
-        progress({"status": f"Pulling from {ref.path}", "id": ref.tag or ref.digest})
+        # (by digest: the whole reference as docker shows it, as dockerd 20.10 says it)
+        progress({"status": f"Pulling from {ref.path}", "id": ref.tag or ref.familiar()})
         target = desc.to_dict()
         if target["mediaType"] in ("", None):
             target["mediaType"] = mt.OCI_MANIFEST if hasattr(mt, "OCI_MANIFEST") else "application/vnd.oci.image.manifest.v1+json"
