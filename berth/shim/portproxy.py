@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 CHUNK = 65536
 UDP_IDLE = 90.0
 UDP_FLOWS = 1024
+MAX_CONNS = 4096  # TCP connections at once per container: more wait in the listeners' backlogs
 
 
 def _family(ip: str) -> int:
@@ -85,14 +86,16 @@ class Proxies:
 
     def _accept(self, listener: _socket.socket, target: tuple[str, int]) -> None:
         for _ in range(16):  # a few at a time: the shim has its container to serve too
+            if len(self.conns) >= MAX_CONNS:  # (the shim's descriptors serve its container first)
+                self._wait(listener)
+                return
             try:
                 fd, _addr = listener._accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE):  # out of descriptors: the connection
-                    self.sel.hold(listener)  # waits in the backlog until one of ours closes (no spin)
-                    self.full.append(listener)
+                if e.errno in (errno.EMFILE, errno.ENFILE):  # out of descriptors
+                    self._wait(listener)
                 return
             client = _socket.socket(listener.family, _socket.SOCK_STREAM, 0, fd)
             client.setblocking(False)
@@ -100,13 +103,17 @@ class Proxies:
                 upstream = _socket.socket(_family(target[0]), _socket.SOCK_STREAM)
             except OSError:
                 client.close()
-                self.sel.hold(listener)
-                self.full.append(listener)
+                self._wait(listener)
                 return
             upstream.setblocking(False)
             c = _Conn(self, client, upstream)
             self.conns.add(c)
             c.connect(target)
+
+    def _wait(self, listener: _socket.socket) -> None:
+        """Not read (its connections wait in its backlog, no spin) until one of ours closes."""
+        self.sel.hold(listener)
+        self.full.append(listener)
 
     def close(self) -> None:
         """All of it goes (the container's exit): listeners, connections, UDP clients' sockets."""
