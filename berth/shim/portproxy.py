@@ -48,7 +48,7 @@ class Proxies:
         self.socks: list[_socket.socket] = []  # the listeners
         self.conns: set[_Conn] = set()
         self.udp: list[_Udp] = []
-        self.full: list[_socket.socket] = []  # listeners not read while the shim is out of descriptors
+        self.full: list[_socket.socket] = []  # listeners not read for now (see _wait)
         try:
             for spec in specs:
                 self._open(spec)
@@ -74,7 +74,7 @@ class Proxies:
             s.close()
             where = f"[{host_ip}]:{port}" if family == _socket.AF_INET6 else f"{host_ip}:{port}"
             raise BindError(f"Error starting userland proxy: listen {spec['proto']}"
-                            f"{6 if family == _socket.AF_INET6 else 4} {where}: bind: {e.strerror.lower()}") from None
+                            f"{6 if family == _socket.AF_INET6 else 4} {where}: bind: {(e.strerror or str(e)).lower()}") from None
         self.socks.append(s)
         target = (spec["ip"], int(spec["port"]))  # the container's IPv4 address, or its IPv6 one
         if tcp:
