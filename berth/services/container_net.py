@@ -132,6 +132,7 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
         exposed = dict((image_config.get("config") or {}).get("ExposedPorts") or {})
         exposed.update(spec_body.get("ExposedPorts") or {})
         mappings, ports = parse_port_bindings(hc, exposed, bool(hc.get("PublishAllPorts")))
+        nat = [m for m in mappings if not m.get("proxy")]  # portmap's; the IPv6 ones are the shim's
         requested = requested_networks(spec_body)
         if mappings:
             first = [nets.get(ns, ref) for ref, _ in requested[:1]]
@@ -145,7 +146,6 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
                 have = list((ep_cfg or {}).get("Links") or [])
                 ep_cfg = dict(ep_cfg or {}, Links=have + [x for x in map(_link, hc["Links"]) if x not in have])
             port_net = n.driver == "bridge" and not n.data.get("internal") and not endpoints
-            nat = [m for m in mappings if not m.get("proxy")]  # portmap's; the IPv6 ones are the shim's
             ep = nets.attach(ns, cid, rec.name, n, f"eth{i}", ep_cfg, ports=nat if port_net else None,
                              mac=spec_body.get("MacAddress") if i == 0 else None, hostname=hostname)
             endpoints[n.name] = ep

@@ -10,6 +10,7 @@ extensions ("net"), from which berthd rebuilds its view (and the DNS answers) af
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -907,21 +908,17 @@ def _socket_for(proto: str, hip: str) -> socket.socket:
     return socket.socket(socket.AF_INET, kind)
 
 
-_V6: list[bool] = []
-
-
+@functools.cache
 def host_ipv6() -> bool:
     """Whether the host has IPv6 (as dockerd, which then publishes a port on [::] too)."""
-    if not _V6:
-        try:
-            with open("/proc/sys/net/ipv6/conf/all/disable_ipv6") as f:
-                on = f.read().strip() == "0"
-            if on:
-                socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
-        except OSError:
-            on = False
-        _V6.append(on)
-    return _V6[0]
+    try:
+        with open("/proc/sys/net/ipv6/conf/all/disable_ipv6") as f:
+            if f.read().strip() != "0":
+                return False
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+        return True
+    except OSError:
+        return False
 
 
 def _bind_error(proto: str, hip: str, hport: int, why: OSError | str) -> FailedPrecondition:
