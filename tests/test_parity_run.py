@@ -1770,8 +1770,21 @@ def test_memory_swap_resolv_conf_and_tmpfs_modes_as_dockerd(eng, peer):
 
 def test_an_oom_killed_container_is_oomkilled_as_dockerd(eng, peer):
     """A container whose memory cgroup's OOM killer killed its process: State.OOMKilled true and
-    exit code 137, as dockerd 20.10 records it (false for one killed otherwise)."""
+    exit code 137, as dockerd 20.10 records it (false for one killed otherwise).
+
+    dockerd's flag comes from containerd 1.6's shim, whose OOM event may follow its exit event
+    (containerd#8180, fixed in 2.x by #12714): then dockerd records false. berth reads the cgroup's
+    count at the exit, every time; the peer gets more runs of the hog to show its true."""
     hog = "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done"
+
+    def again(d, name):  # the hog's next run(s): OOMKilled as recorded
+        for _ in range(1 if d is eng else 5):
+            d.docker("start", name)
+            d.docker("wait", name)
+            if _inspect(d, name)["State"]["OOMKilled"]:
+                return True
+        return False
+
     for d in (eng, peer):
         names = [_name("oom"), _name("kill")]
         try:
@@ -1779,16 +1792,15 @@ def test_an_oom_killed_container_is_oomkilled_as_dockerd(eng, peer):
                          "sh", "-c", hog)
             assert p.returncode == 137, (d, p.err)
             st = _inspect(d, names[0])["State"]
-            assert (st["OOMKilled"], st["ExitCode"], st["Status"]) == (True, 137, "exited"), (d, st)
+            assert (st["ExitCode"], st["Status"]) == (137, "exited"), (d, st)
+            assert st["OOMKilled"] or (d is peer and again(d, names[0])), (d, st)
             d.docker("run", "-d", "--name", names[1], "--network", "none", "-m", "8m", IMAGE, "sleep", "60", check=True)
             d.docker("kill", names[1], check=True)
             d.docker("wait", names[1])
             st = _inspect(d, names[1])["State"]
             assert (st["OOMKilled"], st["ExitCode"]) == (False, 137), (d, st)
             # a second run of it is found out again (a new cgroup, a new count)
-            d.docker("start", names[0])
-            d.docker("wait", names[0])
-            assert _inspect(d, names[0])["State"]["OOMKilled"] is True  # the hog again
+            assert again(d, names[0]), (d, _inspect(d, names[0])["State"])  # the hog again
         finally:
             d.docker("rm", "-f", *names)
 
