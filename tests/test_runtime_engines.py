@@ -1,4 +1,5 @@
-"""Real engines drive berth-runc in runc's place: containerd (through its runc v2 shim and ctr)."""
+"""Real engines drive berth-runc in runc's place: containerd (through its runc v2 shim and ctr), and
+dockerd 20.10 (through its containerd) side by side with runc."""
 
 import os
 import shutil
@@ -9,6 +10,7 @@ import pytest
 
 from conftest import BERTH_RUNC
 from daemon_fixtures import host_dirs_containerd_makes, remove_made, unmount_under
+from peer_dockerd import Dockerd
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
@@ -92,3 +94,90 @@ def test_containerd_exec_ps_pause_kill(containerd):
     finally:
         containerd("tasks", "delete", "-f", cid, check=False)
         containerd("containers", "rm", cid, check=False)
+
+
+# ------------------------------------------------------------------------------------------
+# dockerd 20.10 with berth-runc as a runtime of its own (daemon.json "runtimes"), beside runc
+
+@pytest.fixture(scope="module")
+def dockerd_rt(tmp_path_factory):
+    if not shutil.which("dockerd"):
+        pytest.skip("dockerd (Debian's docker.io) is not installed")
+    d = Dockerd(tmp_path_factory.mktemp("dockerd-rt"), runtimes={"berth": {"path": BERTH_RUNC}})
+    try:
+        d.docker("load", "-q", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        yield d
+    finally:
+        d.stop()
+
+
+def _both(d, *steps):
+    """Each step (docker arguments, RT standing for the runtime's name) under --runtime berth and
+    --runtime runc: [(exit code, stdout, stderr with container ids as ID)] for each runtime."""
+    import re
+    out = {}
+    for rt in ("berth", "runc"):
+        got = []
+        for step in steps:
+            p = d.docker(*[rt if a == "RT" else a for a in step], timeout=60)
+            got.append((p.returncode, p.out, re.sub(r"\b[0-9a-f]{64}\b", "ID", p.err)))
+        out[rt] = got
+    return out["berth"], out["runc"]
+
+
+def test_dockerd_runs_containers_with_berth_runc_as_with_runc(dockerd_rt):
+    """What a docker user sees of a container's inside and its errors, the same under berth-runc
+    as under runc: mounts and their options (the cgroup tmpfs writable, no cgroup2 tree on a
+    hybrid host, read-only paths before masked ones), stdin the container's /dev/null open
+    read-write, a command not found (runc's words through containerd and dockerd, exit 127), caps
+    the host cannot give (runc's words)."""
+    inside = ("sh", "-c", "cut -d' ' -f2,4 /proc/mounts | grep -v '^/ '; ls -l /proc/self/fd/0 | cut -c1-10; "
+              "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; exit 3")
+    berth, runc = _both(dockerd_rt,
+                        ("run", "--rm", "--runtime", "RT", "--network", "none", IMAGE, *inside),
+                        ("run", "--rm", "--runtime", "RT", "--network", "none", IMAGE, "nosuchcmd"),
+                        ("run", "--rm", "--runtime", "RT", "--network", "none", IMAGE, "/etc/passwd"),
+                        ("run", "--rm", "--runtime", "RT", "--network", "none", "-w", "/data", "-u", "1000:1000",
+                         "--read-only", "--tmpfs", "/run", IMAGE, "sh", "-c", "pwd; id; grep ' /run ' /proc/mounts"))
+    assert berth == runc
+    assert berth[0][0] == 3 and "/sys/fs/cgroup rw," in berth[0][1] and "lrwx" in berth[0][1]
+    assert berth[1][0] == 127 and "runc create failed: unable to start container process: exec: " \
+        '"nosuchcmd": executable file not found in $PATH: unknown' in berth[1][2]
+    assert berth[2][0] == 126
+
+
+def test_dockerd_exec_pause_update_stop_with_berth_runc_as_with_runc(dockerd_rt):
+    """A container's life through dockerd under berth-runc as under runc: exec (its exit code, a
+    command not found in runc's words), pause and unpause, `docker update` (runc update with the
+    resources on stdin: the cgroup's values after), kill with a bad signal, stop, the state after."""
+    import re
+    cg = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes "
+          "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max")
+    names = {}
+    try:
+        for rt in ("berth", "runc"):
+            names[rt] = f"rt-{rt}-{os.getpid()}"
+            dockerd_rt.docker("run", "-d", "--name", names[rt], "--runtime", rt, "--network", "none", IMAGE,
+                              "sleep", "300", check=True)
+        out = {}
+        for rt, name in names.items():
+            steps = [("exec", name, "sh", "-c", "echo in; exit 7"), ("exec", name, "nosuchcmd"),
+                     ("exec", "-w", "/nonexist", name, "true"), ("pause", name),
+                     ("inspect", "-f", "{{.State.Status}}", name), ("unpause", name),
+                     ("update", "--memory", "64m", "--memory-swap", "128m", "--cpus", "0.5", "--pids-limit", "77", name),
+                     ("exec", name, "sh", "-c", cg), ("update", "--memory", "32m", name), ("exec", name, "sh", "-c", cg),
+                     ("kill", "-s", "NOSIG", name), ("stop", "-t", "1", name),
+                     ("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name), ("kill", name)]
+            got = []
+            for step in steps:
+                p = dockerd_rt.docker(*step, timeout=60)
+                err = re.sub(r"\b[0-9a-f]{64}\b", "ID", p.err.replace(name, "NAME"))
+                got.append((p.returncode, p.out.replace(name, "NAME"), err))
+            out[rt] = got
+        assert out["berth"] == out["runc"]
+        assert out["berth"][0][:2] == (7, "in\n")
+        assert out["berth"][7][1].split() == ["67108864", "134217728", "50000", "77"]
+        assert out["berth"][9][1].split()[0] == "33554432"
+    finally:
+        if names:
+            dockerd_rt.docker("rm", "-f", *names.values())

@@ -124,7 +124,7 @@ def test_an_id_in_use_is_refused_and_its_container_kept(runtime):
     runtime("create", "-b", b, cid, check=True)
     try:
         _, r = forked(runtime, cid, b)
-        assert (r.get("error"), r.get("msg")) == ("AlreadyExists", f"container with id {cid} already exists")
+        assert (r.get("error"), r.get("msg")) == ("AlreadyExists", "container with given ID already exists")
         assert runtime.state(cid)["status"] == "created"
     finally:
         runtime("delete", "-f", cid)

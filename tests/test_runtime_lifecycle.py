@@ -2,9 +2,9 @@
 
 import json
 import os
+import re
 import signal
 import time
-
 
 
 def wait_status(runtime, cid, status, timeout=5):
@@ -209,12 +209,48 @@ def test_features_is_json(runtime):
     assert "CAP_SYS_ADMIN" in f["linux"]["capabilities"]
 
 
-def test_json_log_for_engines(runtime, tmp_path):
-    log = tmp_path / "log.json"
-    p = runtime("start", "no-such-container", extra_globals=("--log", str(log), "--log-format", "json"))
-    assert p.returncode != 0
-    entry = json.loads(log.read_text().splitlines()[-1])
-    assert entry["level"] == "error" and "no-such-container" in entry["msg"] and entry["time"]
+def _log_lines(rt, log, steps):
+    """Each step's exit code and the error line it adds to the JSON log (runc's
+    --log/--log-format json, which containerd's shim reads)."""
+    out = []
+    for args in steps:
+        before = len(log.read_text().splitlines()) if log.exists() else 0
+        p = rt(*args, extra_globals=("--log", str(log), "--log-format", "json"), timeout=15)
+        lines = log.read_text().splitlines()[before:] if log.exists() else []
+        entries = [json.loads(x) for x in lines]
+        for e in entries:
+            assert e["level"] == "error" and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", e["time"]), e
+        out.append((p.returncode, [e["msg"] for e in entries]))
+    return out
+
+
+def test_json_log_for_engines_as_runc(runtime, runc, tmp_path):
+    """The same steps under berth-runc and runc 1.1: the same exit codes and the same log lines,
+    the words containerd's shim passes on and matches (a kill of a stopped container is
+    "container not running", which it takes for ErrNotFound; "does not exist"); create's errors
+    after `runc create failed: `, the container process's after `unable to start container
+    process: `, exec's after `exec failed: ` with exit code 255; a created container can be
+    paused, and then is neither started nor exec'd into."""
+    seen = {}
+    for rt in (runtime, runc):
+        cid, gone = rt.new_id(), rt.new_id()
+        b = rt.bundle(["sleep", "30"])
+        bad = rt.bundle(["nosuchcmd"])
+        steps = [("create", "-b", bad, gone), ("start", gone), ("create", "-b", b, cid), ("create", "-b", b, cid),
+                 ("pause", cid), ("start", cid), ("exec", cid, "true"), ("resume", cid), ("resume", cid),
+                 ("start", cid), ("start", cid), ("exec", cid, "nosuchcmd"), ("exec", "--cwd", "/nonexist", cid, "true"),
+                 ("kill", cid, "NOSIG"), ("delete", cid), ("kill", cid, "KILL")]
+        got = _log_lines(rt, tmp_path / f"{rt is runc}.json", steps)
+        deadline = time.monotonic() + 10
+        while rt.state(cid)["status"] != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        got += _log_lines(rt, tmp_path / f"{rt is runc}.json",
+                          [("kill", cid, "KILL"), ("pause", cid), ("exec", cid, "true"), ("start", cid)])
+        rt("delete", cid, check=True)
+        seen[rt is runc] = [(code, [m.replace(cid, "ID") for m in msgs]) for code, msgs in got]
+    assert seen[False] == seen[True]
+    assert seen[True][0] == (1, ["runc create failed: unable to start container process: "
+                                 'exec: "nosuchcmd": executable file not found in $PATH'])
 
 
 def test_usage_errors_are_one_line(runtime):

@@ -31,12 +31,14 @@ import time
 from berth import fastjson as json
 from berth.errors import (
     BerthError,
+    ConfigInvalid,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     SystemError_,
 )
 from berth.goquote import errno_text
+from berth.goquote import quote as goquote
 from berth.linux import caps as capnames
 from berth.linux import syscalls as sc
 from berth.runtime import hooks as hookmod
@@ -745,7 +747,7 @@ def _checked_spec(root: str, cid: str, bundle: str, check_seccomp: bool, has_con
     a console for a terminal. Returns the spec."""
     statemod.check_id(cid)
     if os.path.exists(os.path.join(root, cid)):
-        raise statemod.AlreadyExists(f"container with id {cid} already exists")
+        raise statemod.AlreadyExists("container with given ID already exists")  # runc's words
     config = specmod.load(bundle, check_seccomp=check_seccomp)
     process = config["process"]
     _warn_ignored_caps(process)
@@ -914,6 +916,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
             except BerthError:
                 pass
         _remove_state_dir(d)
+        _started(sys.exc_info()[1])
         raise
     finally:
         if warm is not None:
@@ -985,6 +988,15 @@ def _remove_state_dir(d: str) -> None:
         warn(f"cannot remove {d}: {e.strerror}")
 
 
+def _started(e: BaseException | None) -> BaseException | None:
+    """e marked as a failure of the container's process once its start was under way (runc's
+    `unable to start container process: `, which berth-runc's log puts before it); a
+    configuration refused before anything was made is not."""
+    if isinstance(e, BerthError) and not isinstance(e, ConfigInvalid):
+        e.started = True
+    return e
+
+
 def _remote_error(msg: Any) -> BerthError:
     kind = msg.get("kind")
     cls = {"NotFound": NotFound, "InvalidArgument": InvalidArgument, "FileNotFoundError": NotFound}.get(kind, SystemError_)
@@ -994,12 +1006,11 @@ def _remote_error(msg: Any) -> BerthError:
 def start(root: str, cid: str) -> statemod.State:
     st = statemod.load(root, cid)
     status = st.status()
-    if status != CREATED:
+    if status != CREATED:  # runc's words
         raise FailedPrecondition({
-            STOPPED: f"cannot start container {cid}: it has stopped",
-            RUNNING: f"cannot start container {cid}: it is already running",
-            PAUSED: f"cannot start container {cid}: it is paused",
-        }[status])
+            STOPPED: "cannot start a container that has stopped",
+            RUNNING: "cannot start an already running container",
+        }.get(status, f"cannot start a container in the {status} state"))
     _release(st.fifo, cid, st.alive)
     if "poststart" in st.data.get("hook_kinds", ["poststart"]):  # without the key: an older create's
         try:
@@ -1077,22 +1088,21 @@ def parse_signal(s: str | int) -> int:
         if (base, sign) in (("RTMIN", "+"), ("RTMAX", "-")) and off.isascii() and off.isdigit() and off[0] != "0" \
                 and int(off) <= (15 if sign == "+" else 14):
             return int(SIGNALS[base]) + (int(off) if sign == "+" else -int(off))
-    raise InvalidArgument(f"unknown signal {s!r}")
+    raise InvalidArgument(f"unknown signal {goquote(s)}")
 
 
 def kill(root: str, cid: str, sig: str | int = "TERM", all_: bool = False) -> None:
     st = statemod.load(root, cid)
-    status = st.status()
-    if status == STOPPED:
-        raise FailedPrecondition(f"container {cid} is not running")
-    signum = parse_signal(sig)
+    signum = parse_signal(sig)  # before the state, as runc
+    if st.status() == STOPPED:
+        raise FailedPrecondition("container not running")  # runc's words (containerd reads them: ErrNotFound)
     if all_:
         st.cgroup().kill_all(signum)
     else:
         try:
             os.kill(st.pid, signum)
         except ProcessLookupError:
-            raise FailedPrecondition(f"container {cid} is not running") from None
+            raise FailedPrecondition("container not running") from None
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:
@@ -1137,8 +1147,8 @@ def delete(root: str, cid: str, force: bool = False) -> None:
 def pause(root: str, cid: str) -> None:
     st = statemod.load(root, cid)
     status = st.status()
-    if status != RUNNING:
-        raise FailedPrecondition(f"container {cid} is not running (status {status})")
+    if status not in (RUNNING, CREATED):  # runc pauses a created container too
+        raise FailedPrecondition("container not running")
     st.cgroup().freeze()
 
 
@@ -1146,8 +1156,41 @@ def resume(root: str, cid: str) -> None:
     st = statemod.load(root, cid)
     status = st.status()
     if status != PAUSED:
-        raise FailedPrecondition(f"container {cid} is not paused (status {status})")
+        raise FailedPrecondition("container not paused")
     st.cgroup().thaw()
+
+
+def update(root: str, cid: str, resources: Spec) -> None:
+    """runc update: a live container's resources changed in its cgroup (what runc 1.1 takes of an
+    OCI linux.resources: memory, cpu, the block I/O weight, pids, unified; not its devices), and
+    kept in its config for what reads it after."""
+    st = statemod.load(root, cid)
+    if st.status() == STOPPED:
+        raise FailedPrecondition("container not running")  # runc's words
+    if not isinstance(resources, dict):
+        raise InvalidArgument("the resources must be a JSON object")
+    r: dict[str, Any] = {k: resources[k] for k in ("memory", "cpu", "pids", "unified") if resources.get(k)}
+    weight = (resources.get("blockIO") or {}).get("weight") if isinstance(resources.get("blockIO"), dict) else None
+    if weight:
+        r["blockIO"] = {"weight": weight}
+    mem = r.get("memory")
+    if isinstance(mem, dict) and mem.get("limit") == -1 and mem.get("swap") is None:
+        r["memory"] = dict(mem, swap=-1)  # runc: "unable to set swap limit without memory limit" otherwise
+    if not r:
+        return
+    st.cgroup().set(r)
+    try:
+        config = st.config()
+    except (OSError, ValueError):
+        return
+    linux = config.setdefault("linux", {})
+    kept = linux.setdefault("resources", {})
+    for k, v in r.items():
+        kept[k] = dict(kept.get(k) or {}, **v) if isinstance(v, dict) and isinstance(kept.get(k), dict) else v
+    tmp = os.path.join(st.dir, ".config.json")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(config))
+    os.rename(tmp, os.path.join(st.dir, "config.json"))
 
 
 # --- exec ---
@@ -1202,14 +1245,18 @@ def _exec_a(ch: Channel, st: statemod.State, config: Spec, process: Spec, consol
 
 
 def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: str | None = None,
-          console_socket: str | None = None, preserve_fds: int = 0, console: _socket.socket | None = None) -> int:
+          console_socket: str | None = None, preserve_fds: int = 0, console: _socket.socket | None = None,
+          ignore_paused: bool = False) -> int:
     """Run a process in a running container; returns its exit code (0 when detached).
     ``console``: a connected socket that receives the pty master (the library's form of
-    --console-socket)."""
+    --console-socket). ignore_paused: into a paused container too (the process joins its
+    frozen cgroup, as runc's --ignore-paused)."""
     st = statemod.load(root, cid)
     status = st.status()
-    if status not in (RUNNING, CREATED):
-        raise FailedPrecondition(f"cannot exec in a {status} container {cid}")
+    if status == STOPPED:  # runc's words
+        raise FailedPrecondition("cannot exec in a stopped container")
+    if status == PAUSED and not ignore_paused:
+        raise FailedPrecondition("cannot exec in a paused container (use --ignore-paused to override)")
     specmod.validate_process(process)
     _warn_ignored_caps(process)
     config = st.config()
@@ -1252,7 +1299,7 @@ def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: st
                 break
             t = msg.get("t")
             if t == "error":
-                raise _remote_error(msg)
+                raise _started(_remote_error(msg))
             if t == "ready":
                 cg.add(a_pid)  # a failure: the warm-up stops in the finally below
                 if warm is not None:
@@ -1281,7 +1328,7 @@ def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: st
         if warm is not None:
             warm.stop()
     if not b_pid:
-        raise SystemError_("exec failed: the process did not start")
+        raise _started(SystemError_("the process did not start"))
     if detach:
         return 0
     return wait_foreground(b_pid, proxy)

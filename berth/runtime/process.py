@@ -172,7 +172,7 @@ def apply_user_and_caps(process: dict[str, Any], seccomp_filter: Filter | Progra
         try:
             sc.capset(eff, perm, inh)
         except OSError as e:
-            raise SystemError_(f"cannot set capabilities: {e.strerror}") from None
+            raise SystemError_(f"unable to apply caps: {errno_text(e)}") from None  # runc's words
         try:
             sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL, 0)
         except OSError:

@@ -244,16 +244,15 @@ def _set_propagation(rootfd: int, dest: str, prop: list[int]) -> None:
         os.close(nfd)
 
 
-def _cgroup_hierarchies() -> list[tuple[str, str]]:
-    """[(mountpoint, fstype, name)] for the host's cgroup mounts."""
+def _cgroup_hierarchies() -> list[str]:
+    """The mount points of the host's cgroup v1 hierarchies (not a hybrid host's cgroup2 tree:
+    runc 1.1 gives a container only the v1 ones)."""
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             pre, _, post = line.partition(" - ")
-            fields = pre.split()
-            fstype = post.split()[0]
-            if fstype in ("cgroup", "cgroup2"):
-                out.append((fields[4], fstype))
+            if post.split()[0] == "cgroup":
+                out.append(pre.split()[4])
     return out
 
 
@@ -275,6 +274,8 @@ def _mount_cgroup(rootfd: int, dest: str, flags: int, cgroup_path: str, mode: st
                     finally:
                         os.close(nfd)
             return
+        # as runc 1.1's mountCgroupV1: a tmpfs (left writable, whatever the mount's "ro"), each v1
+        # hierarchy bound on it with the mount's flags, a co-mounted one's names as symlinks
         sc.mount("tmpfs", target, "tmpfs", base, "mode=755")
     finally:
         os.close(fd)
@@ -283,7 +284,7 @@ def _mount_cgroup(rootfd: int, dest: str, flags: int, cgroup_path: str, mode: st
     # walk of the path inside the root per hierarchy)
     tfd = open_in_root(rootfd, dest, os.O_PATH | os.O_DIRECTORY)
     try:
-        for mnt, fstype in _cgroup_hierarchies():
+        for mnt in _cgroup_hierarchies():
             if not mnt.startswith("/sys/fs/cgroup/"):
                 continue
             name = mnt[len("/sys/fs/cgroup/"):]
@@ -291,9 +292,7 @@ def _mount_cgroup(rootfd: int, dest: str, flags: int, cgroup_path: str, mode: st
                 continue
             src = os.path.join(mnt, cgroup_path.lstrip("/"))
             if not os.path.isdir(src):
-                src = mnt if fstype == "cgroup2" and not os.path.isdir(src) else src
-                if not os.path.isdir(src):
-                    continue
+                continue
             try:
                 os.mkdir(name, 0o755, dir_fd=tfd)
             except FileExistsError:
@@ -301,8 +300,13 @@ def _mount_cgroup(rootfd: int, dest: str, flags: int, cgroup_path: str, mode: st
             sub = f"{_fdpath(tfd)}/{name}"
             sc.mount(src, sub, None, sc.MS_BIND | sc.MS_REC)
             remount(sub, base | ro)
-        if ro:
-            sc.mount(None, _fdpath(tfd), None, sc.MS_REMOUNT | sc.MS_RDONLY | base, "mode=755")
+            if "," in name:
+                for alias in name.split(","):
+                    if alias and "=" not in alias:
+                        try:
+                            os.symlink(name, alias, dir_fd=tfd)
+                        except FileExistsError:
+                            pass
     finally:
         os.close(tfd)
 
@@ -470,6 +474,35 @@ PROPAGATION_FLAGS = {
 }
 
 
+def binds_dev(config: dict) -> bool:
+    """A bind mount on /dev: the runtime then makes no /dev of its own (runc's needsSetupDev)."""
+    for m in config.get("mounts") or []:
+        opts = m.get("options") or []
+        if m["destination"].rstrip("/") == "/dev" and (m.get("type") == "bind" or "bind" in opts or "rbind" in opts):
+            return True
+    return False
+
+
+def reopen_dev_null() -> None:
+    """runc's reOpenDevNull: a stdio descriptor that is the host's /dev/null becomes the
+    container's /dev/null, open for reading and writing."""
+    try:
+        fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        _fail("reopen /dev/null inside the container", e)
+    try:
+        null = os.fstat(fd).st_rdev
+        for i in range(3):
+            try:
+                st = os.fstat(i)
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == null:
+                os.dup2(fd, i)
+    finally:
+        os.close(fd)
+
+
 def prepare(config: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgroupns: bool, in_userns: bool) -> None:
     """Everything before pivot_root: propagation, the rootfs bind, the mounts, devices."""
     linux = config.get("linux") or {}
@@ -485,13 +518,9 @@ def prepare(config: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgrou
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        bind_dev = False
         for m in config.get("mounts") or []:
             mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns, rootfs)
-            if m["destination"].rstrip("/") == "/dev" and ((m.get("type") == "bind") or
-                                                            "bind" in (m.get("options") or []) or
-                                                            "rbind" in (m.get("options") or [])):
-                bind_dev = True
+        bind_dev = binds_dev(config)
         create_devices(rootfd, linux.get("devices"), in_userns, bind_dev)
         if not bind_dev:
             setup_dev_links(rootfd)
@@ -509,10 +538,12 @@ def _parent_mount_private(rootfs: str) -> None:
 
 
 def finish(config: dict) -> None:
-    """Everything after pivot_root: masked and read-only paths, read-only root, propagation."""
+    """Everything after pivot_root: read-only and masked paths, read-only root, propagation."""
     linux = config.get("linux") or {}
+    if not binds_dev(config):
+        reopen_dev_null()
+    readonly_paths(linux.get("readonlyPaths"))  # runc's order (a path in both ends masked)
     mask_paths(linux.get("maskedPaths"))
-    readonly_paths(linux.get("readonlyPaths"))
     if config["root"].get("readonly"):
         try:
             remount("/", sc.MS_RDONLY)

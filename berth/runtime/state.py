@@ -65,10 +65,10 @@ class State:
     def status(self) -> str:
         if not self.alive():
             return STOPPED
+        if self.cgroup().frozen():  # before created, as runc: a created container can be paused
+            return PAUSED
         if os.path.exists(self.fifo):
             return CREATED
-        if self.cgroup().frozen():
-            return PAUSED
         return RUNNING
 
     def cgroup(self) -> Manager:
@@ -117,7 +117,7 @@ def load(root: str, cid: str) -> State:
         with open(os.path.join(root, cid, "state.json")) as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise NotFound(f"container {cid} does not exist") from None
+        raise NotFound("container does not exist") from None  # runc's words
     except ValueError:
         raise NotFound(f"container {cid}: state is damaged") from None
     return State(root, cid, data)
@@ -130,7 +130,7 @@ def new_dir(root: str, cid: str) -> str:
     try:
         os.mkdir(d, 0o711)
     except FileExistsError:
-        raise AlreadyExists(f"container with id {cid} already exists") from None
+        raise AlreadyExists("container with given ID already exists") from None  # runc's words
     return d
 
 

@@ -22,7 +22,8 @@ class _Log:
         if not self.path:
             return
         import datetime
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+        # logrus's RFC 3339 time, whole seconds
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         if self.fmt == "json":
             line = json.dumps({"level": "error", "msg": msg, "time": now})
         else:
@@ -48,6 +49,7 @@ commands:
   state     print a container's state as JSON
   kill      send a signal to a container's init (or all its processes with --all)
   delete    delete a container
+  update    change a running container's resources
   exec      run a process in a container
   pause     pause every process in a container
   resume    resume a paused container
@@ -154,6 +156,20 @@ COMMANDS = {
     "spec": ({"--bundle": ("bundle", "str", ".", "where to write config.json"), "-b": "--bundle",
               "--rootless": ("rootless", "bool", False, "a spec for a rootless container")}, [], None),
     "features": ({}, [], None),
+    "update": ({
+        "--resources": ("resources", "str", None, "a JSON file of linux.resources to apply, - for stdin"),
+        "-r": "--resources",
+        **{f"--{name}": (name.replace("-", "_"), "str", None, what) for name, what in (
+            ("blkio-weight", "block I/O weight, 10 to 1000"), ("cpu-period", "CPU CFS period (us)"),
+            ("cpu-quota", "CPU CFS quota (us)"), ("cpu-share", "CPU shares"),
+            ("cpu-rt-period", "CPU realtime period (us)"), ("cpu-rt-runtime", "CPU realtime runtime (us)"),
+            ("cpuset-cpus", "CPUs to use"), ("cpuset-mems", "memory nodes to use"),
+            ("memory", "memory limit (bytes, or with a k/m/g suffix)"), ("memory-reservation", "memory soft limit"),
+            ("memory-swap", "memory + swap limit, -1 for unlimited"), ("kernel-memory", "kernel memory limit"),
+            ("kernel-memory-tcp", "kernel TCP memory limit"), ("pids-limit", "maximum number of pids"),
+            ("l3-cache-schema", "Intel RDT L3 schema (unsupported)"),
+            ("mem-bw-schema", "Intel RDT memory bandwidth schema (unsupported)"))},
+    }, ["id"], None),
 }
 
 
@@ -278,6 +294,69 @@ def _exec_process(args, root):
     return process
 
 
+def _ram(flag, s):
+    """go-units' RAMInBytes ("64m", "1.5g", "512"), or -1; runc's words for the rest."""
+    import re
+    if s == "-1":
+        return -1
+    m = re.fullmatch(r"(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?", s.strip())
+    if not m:
+        raise BerthError(f"invalid value for {flag}: invalid size: '{s}'")
+    mult = 1 << (10 * " kmgtp".index(m.group(2).lower())) if m.group(2) else 1
+    return int(float(m.group(1)) * mult)
+
+
+def _update_resources(args):
+    """runc update's resources: the JSON of -r (a file, - for stdin; its other flags then
+    ignored), else the flags given."""
+    if args.resources:
+        try:
+            if args.resources == "-":
+                text = sys.stdin.read()
+            else:
+                with open(args.resources) as f:
+                    text = f.read()
+        except OSError as e:
+            raise BerthError(f"open {args.resources}: {e.strerror.lower()}") from None
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise BerthError(f"invalid resources JSON: {e}") from None
+    if args.l3_cache_schema or args.mem_bw_schema:
+        raise BerthError("Intel RDT is not supported")
+    r = {}
+
+    def num(flag, value, unsigned):
+        try:
+            v = int(value)
+            if unsigned and v < 0:
+                raise ValueError
+        except ValueError:
+            parse = "ParseUint" if unsigned else "ParseInt"
+            raise BerthError(f'invalid value for {flag}: strconv.{parse}: parsing "{value}": invalid syntax') from None
+        return v
+    for flag, section, key in (("memory", "memory", "limit"), ("memory-swap", "memory", "swap"),
+                               ("memory-reservation", "memory", "reservation"), ("kernel-memory", "memory", "kernel"),
+                               ("kernel-memory-tcp", "memory", "kernelTCP")):
+        value = getattr(args, flag.replace("-", "_"))
+        if value:
+            r.setdefault(section, {})[key] = _ram(flag, value)
+    for flag, section, key, unsigned in (("cpu-period", "cpu", "period", True), ("cpu-quota", "cpu", "quota", False),
+                                         ("cpu-share", "cpu", "shares", True),
+                                         ("cpu-rt-period", "cpu", "realtimePeriod", True),
+                                         ("cpu-rt-runtime", "cpu", "realtimeRuntime", False),
+                                         ("pids-limit", "pids", "limit", False),
+                                         ("blkio-weight", "blockIO", "weight", True)):
+        value = getattr(args, flag.replace("-", "_"))
+        if value:
+            r.setdefault(section, {})[key] = num(flag, value, unsigned)
+    for flag, key in (("cpuset-cpus", "cpus"), ("cpuset-mems", "mems")):
+        value = getattr(args, flag.replace("-", "_"))
+        if value:
+            r.setdefault("cpu", {})[key] = value
+    return r
+
+
 def _table(rows):
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("   ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
@@ -322,7 +401,12 @@ def _run(args):
     if c == "exec":
         process = _exec_process(args, root)
         return container.exec_(root, args.id, process, detach=args.detach, pid_file=args.pid_file,
-                               console_socket=args.console_socket, preserve_fds=args.preserve_fds)
+                               console_socket=args.console_socket, preserve_fds=args.preserve_fds,
+                               ignore_paused=args.ignore_paused)
+    if c == "update":
+        from berth.runtime import container
+        container.update(root, args.id, _update_resources(args))
+        return 0
     if c == "state":
         from berth.runtime import state as statemod
         print(json.dumps(statemod.load(root, args.id).oci(), indent=2))
@@ -409,8 +493,22 @@ def main(argv=None):
     os._exit(code if isinstance(code, int) else 1)
 
 
+def _logged(cmd, e):
+    """An error as runc 1.1 logs it, the line an engine reads from the log (containerd's shim puts
+    it in its answer, and matches words such as "container not running"): create's and run's
+    wrapped in `runc create failed: `, exec's in `exec failed: `, a failure of the container's
+    process once its start was under way after `unable to start container process: `."""
+    msg = e.message
+    if cmd in ("create", "run", "exec"):
+        if getattr(e, "started", False):
+            msg = "unable to start container process: " + msg
+        msg = f"exec failed: {msg}" if cmd == "exec" else f"runc {cmd} failed: {msg}"
+    return msg
+
+
 def _main(argv):
     log = _Log(None, "text")
+    cmd = None
     try:
         g, rest = _parse_globals(argv)
         log = _Log(g.log, g.log_format)
@@ -422,16 +520,18 @@ def _main(argv):
             print(USAGE, end="")
             return 0
         args = parse_command(rest[0], rest[1:])
-        args.cmd = rest[0]
+        args.cmd = cmd = rest[0]
         args.root = g.root
         args.systemd_cgroup = g.systemd_cgroup
         if g.debug:
             os.environ["BERTH_DEBUG"] = "1"
         return _run(args)
     except BerthError as e:
-        log.error(e.message)
-        print(f"berth-runc: {e.message}", file=sys.stderr)
-        return 1
+        msg = _logged(cmd, e)
+        log.error(msg)
+        # with a log (an engine's call), the logged line as runc prints it beside; else for a human
+        print(msg if log.path else f"berth-runc: {e.message}", file=sys.stderr)
+        return 255 if cmd == "exec" else 1  # runc's codes
     except KeyboardInterrupt:
         return 130
     except OSError as e:
