@@ -181,3 +181,92 @@ def test_dockerd_exec_pause_update_stop_with_berth_runc_as_with_runc(dockerd_rt)
     finally:
         if names:
             dockerd_rt.docker("rm", "-f", *names.values())
+
+
+# ------------------------------------------------------------------------------------------
+# containerd's CRI with berth-runc as its runc binary, driven by crictl: pods for a kubelet
+
+def _crictl():
+    from daemon_fixtures import REPO
+    for p in (os.path.join(REPO, "..", "shared", "bin", "crictl"), shutil.which("crictl") or ""):
+        if p and os.access(p, os.X_OK):
+            return os.path.realpath(p)
+    return None
+
+
+def test_containerd_cri_runs_pods_with_berth_runc(tmp_path):
+    """A node whose containerd runs berth-runc in runc's place (the runc runtime's BinaryName):
+    crictl's pod and container life as a kubelet drives it; the sandbox (pause) and the container
+    are berth-runc's (its own `list` over the root containerd gave it); exec exit codes, an
+    update of the memory limit, a stop's exit code, and a command not found in runc's words as
+    the container's StartError."""
+    import json
+    import re
+    crictl = _crictl()
+    if crictl is None:
+        pytest.skip("crictl is not installed (../shared/bin/crictl or PATH)")
+    if not (shutil.which("containerd") and shutil.which("ctr")):
+        pytest.skip("containerd is not installed")
+    from peer_containerd import IMG as CIMG
+    from peer_containerd import ContainerdCRI
+    ctd = ContainerdCRI(tmp_path / "ctd", runc_binary=BERTH_RUNC)
+
+    def cri(*args, input=None):
+        p = subprocess.run([crictl, "--runtime-endpoint", "unix://" + ctd.sock, "--image-endpoint",
+                            "unix://" + ctd.sock, "--timeout", "30s", *args], input=input, capture_output=True,
+                           text=True, timeout=90, stdin=None if input is not None else subprocess.DEVNULL)
+        return p
+
+    def write(name, obj):
+        path = tmp_path / name
+        path.write_text(json.dumps(obj))
+        return str(path)
+
+    pod = None
+    try:
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        pcfg = write("pod.json", {"metadata": {"name": "rt", "namespace": "berth", "uid": "rt-1"},
+                                  "log_directory": str(logs), "linux": {}})
+        pod = cri("runp", pcfg).stdout.strip()
+        assert pod, "runp failed"
+        ccfg = write("c.json", {"metadata": {"name": "c"}, "image": {"image": "docker.io/library/" + CIMG},
+                                "command": ["sh", "-c", "echo hello; exec sleep 300"], "log_path": "c.log",
+                                "linux": {"resources": {"memory_limit_in_bytes": 64 << 20}}})
+        cid = cri("create", pod, ccfg, pcfg).stdout.strip()
+        assert cri("start", cid).returncode == 0
+        listed = subprocess.run([BERTH_RUNC, "--root", str(tmp_path / "ctd" / "runc" / "k8s.io"), "list", "-q"],
+                                capture_output=True, text=True).stdout.split()
+        assert pod in listed and cid in listed  # berth-runc made both: the sandbox's pause and the container
+        p = cri("exec", "-s", cid, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; exit 3")
+        assert p.returncode == 1 and "exited with 3" in p.stderr
+        assert cri("exec", "-s", cid, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes").stdout.strip() == str(64 << 20)
+        p = cri("exec", "-s", cid, "nosuchcmd")
+        assert p.returncode == 1 and ('OCI runtime exec failed: exec failed: unable to start container process: exec: '
+                                      '\\"nosuchcmd\\": executable file not found in $PATH: unknown') in p.stderr, p.stderr
+        assert cri("exec", "-i", cid, "cat", input="piped\n").stdout == "piped\n"
+        assert cri("update", "--memory", str(128 << 20), cid).returncode == 0
+        assert cri("exec", "-s", cid, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes").stdout.strip() == str(128 << 20)
+        assert cri("logs", cid).stdout == "hello\n"
+        assert cri("stop", "-t", "1", cid).returncode == 0
+        st = json.loads(cri("inspect", cid).stdout)["status"]
+        assert (st["state"], st["exitCode"]) == ("CONTAINER_EXITED", 143)
+        assert cri("rm", cid).returncode == 0
+        bcfg = write("bad.json", {"metadata": {"name": "bad"}, "image": {"image": "docker.io/library/" + CIMG},
+                                  "command": ["nosuchcmd"]})
+        bad = cri("create", pod, bcfg, pcfg).stdout.strip()
+        assert cri("start", bad).returncode == 1
+        st = json.loads(cri("inspect", bad).stdout)["status"]
+        assert (st["state"], st["exitCode"], st["reason"]) == ("CONTAINER_EXITED", 128, "StartError")
+        assert re.fullmatch(r'failed to create containerd task: failed to create shim task: OCI runtime create failed: '
+                            r'runc create failed: unable to start container process: exec: "nosuchcmd": executable '
+                            r'file not found in \$PATH: unknown', st["message"]), st["message"]
+        assert cri("rm", bad).returncode == 0
+        assert cri("stopp", pod).returncode == 0
+        assert cri("rmp", pod).returncode == 0
+        pod = None
+    finally:
+        if pod:
+            cri("stopp", pod)
+            cri("rmp", pod)
+        ctd.close()
