@@ -146,6 +146,34 @@ def test_list_and_ps(runtime):
     assert "PID" in table[0] and len(table) == 3
 
 
+def test_state_and_list_print_as_runc(runtime, runc):
+    """state and list as runc 1.1 prints them (engines and scripts parse them): state's keys in
+    runc's order, annotations only when there are some, no newline after; list's columns as Go's
+    tabwriter pads them, the owner named in its JSON, an empty list `null`."""
+    out = {}
+    for rt in (runtime, runc):
+        with_ann, plain = rt.new_id(), rt.new_id()
+        rt("create", "-b", rt.bundle(["sleep", "30"], mutate=lambda c: c.update(annotations={"k": "v"})), with_ann,
+           check=True)
+        rt("create", "-b", rt.bundle(["sleep", "30"]), plain, check=True)
+        got = [rt("state", with_ann, check=True).out, rt("state", plain, check=True).out,
+               rt("list", check=True).out, rt("list", "-f", "json", check=True).out]
+        for cid in (with_ann, plain):
+            rt("delete", "-f", cid, check=True)
+        got += [rt("list", check=True).out, rt("list", "-f", "json", check=True).out]
+        norm = []
+        for text in got:
+            for cid, name in ((with_ann, "ONE"), (plain, "TWO"), (os.path.dirname(rt.bundle()), "BUNDLES")):
+                text = text.replace(cid, name)
+            text = re.sub(r"bundle-[0-9a-f]{8}", "bundle-X", text)
+            text = re.sub(r'"ociVersion": ?"[^"]*"', '"ociVersion":V', text)  # each its own spec version
+            text = re.sub(r'"pid": ?\d+', '"pid":P', re.sub(r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "T", text))
+            norm.append(re.sub(r"(ONE|TWO) +\d+ +", r"\1 P ", text))
+        out[rt is runc] = norm
+    assert out[False] == out[True]
+    assert not out[False][0].endswith("\n") and out[False][5] == "null\n"
+
+
 def test_exec_runs_in_the_container(runtime, tmp_path):
     b = runtime.bundle(["sleep", "30"])
     cid = runtime.new_id()

@@ -90,7 +90,7 @@ class State:
     def oci(self, status: str | None = None) -> dict[str, Any]:
         """The state as the OCI runtime spec defines it (plus runc's rootfs, created, owner)."""
         status = status or self.status()
-        return {
+        state = {
             "ociVersion": self.data.get("ociVersion", "1.2.0"),
             "id": self.id,
             "pid": self.pid if status != STOPPED else 0,
@@ -98,9 +98,11 @@ class State:
             "bundle": self.data["bundle"],
             "rootfs": self.data.get("rootfs", ""),
             "created": self.data["created"],
-            "owner": "",
-            "annotations": self.data.get("annotations") or {},
         }
+        if self.data.get("annotations"):  # runc's order, and none when there are none
+            state["annotations"] = self.data["annotations"]
+        state["owner"] = ""
+        return state
 
     def save(self) -> None:
         tmp = os.path.join(self.dir, ".state.json.tmp")

@@ -357,9 +357,23 @@ def _update_resources(args):
     return r
 
 
-def _table(rows):
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("   ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+def _table(rows, minwidth=0):
+    """Go's tabwriter (padding 3, the given minimum width) over rows: the last column unpadded."""
+    widths = [max(minwidth, max(len(str(r[i])) for r in rows) + 3) for i in range(len(rows[0]) - 1)]
+    return "\n".join("".join(str(c).ljust(w) for c, w in zip(r, widths)) + str(r[-1]) for r in rows)
+
+
+def _owner(path):
+    """The user owning a container's state directory (runc's list: "#<uid>" for an unknown one)."""
+    import pwd
+    try:
+        uid = os.stat(path).st_uid
+    except OSError:
+        return ""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
 
 
 def _run(args):
@@ -409,22 +423,25 @@ def _run(args):
         return 0
     if c == "state":
         from berth.runtime import state as statemod
-        print(json.dumps(statemod.load(root, args.id).oci(), indent=2))
+        sys.stdout.write(json.dumps(statemod.load(root, args.id).oci(), indent=2))  # no newline, as runc
         return 0
     if c == "list":
         if args.format not in ("table", "json"):
             raise BerthError(f"list: invalid --format {args.format!r}: table or json")
         from berth.runtime import state as statemod
-        states = [statemod.load(root, i).oci() for i in statemod.list_ids(root)]
+        states = []
+        for i in statemod.list_ids(root):
+            st = statemod.load(root, i)
+            states.append(dict(st.oci(), owner=_owner(st.dir)))  # runc's list names the owner, its state not
         if args.quiet:
             for s in states:
                 print(s["id"])
         elif args.format == "json":
-            print(json.dumps(states))
+            print(json.dumps(states or None))  # Go's empty list: null
         else:
             rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-            rows += [(s["id"], s["pid"], s["status"], s["bundle"], s["created"], s["owner"] or "root") for s in states]
-            print(_table(rows))
+            rows += [(s["id"], s["pid"], s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
+            print(_table(rows, minwidth=12))
         return 0
     if c == "ps":
         return _ps(args, root)
