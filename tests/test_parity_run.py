@@ -2885,7 +2885,7 @@ def test_a_containers_life_in_events_as_dockerd(eng, peer):
                 vol, "<vol>").replace(ct["Id"], "<id>")
             rows.append((e["Type"], e["Action"], actor, sorted(a.items())))
         seen.append(rows)
-    assert seen[0] == seen[1], "\n".join(f"{a}\n{b}\n" for a, b in zip(*seen) if a != b) or (len(seen[0]), len(seen[1]))
+    assert seen[0] == seen[1], "berth:\n" + "\n".join(map(str, seen[0])) + "\ndockerd:\n" + "\n".join(map(str, seen[1]))
     actions = [r[1] for r in seen[0]]
     assert actions.index("die") < actions.index("stop") and "exec_create: true " in actions and \
         actions.count("create") == 3 and "mount" in actions and "unmount" in actions, actions

@@ -152,7 +152,7 @@ def test_state_and_list_print_as_runc(runtime, runc):
     tabwriter pads them, the owner named in its JSON, an empty list `null`."""
     out = {}
     for rt in (runtime, runc):
-        with_ann, plain = rt.new_id(), rt.new_id()
+        with_ann, plain = rt.new_id("a"), rt.new_id("b")  # listed in this order (by name) by both
         rt("create", "-b", rt.bundle(["sleep", "30"], mutate=lambda c: c.update(annotations={"k": "v"})), with_ann,
            check=True)
         rt("create", "-b", rt.bundle(["sleep", "30"]), plain, check=True)
