@@ -1126,6 +1126,8 @@ def test_same_answers_as_containerd(cri, peer):
         r = {}
         p = engine("exec", web, "sh", "-c", "echo out; exit 3")
         r["exit"] = (p.returncode, p.out, _fatal(p.err))
+        # the device cgroup: runc's allowed devices, none of dockerd's (no /dev/console)
+        r["devices"] = engine("exec", web, "sort", "/sys/fs/cgroup/devices/devices.list").out
         p = engine("exec", "-i", web, "sh", "-c", "cat; echo after", input=b"in\n")
         r["stdin"] = (p.returncode, p.out)
         p = engine("exec", web, "no-such-command")

@@ -1768,6 +1768,21 @@ def test_memory_swap_resolv_conf_and_tmpfs_modes_as_dockerd(eng, peer):
         assert p.out.split("\n")[:5] == ["/tmp 755", "/new1 1777", "/new2 700", "/data 755", "ro"], (d, p.out, p.err)
 
 
+def test_device_cgroup_rules_as_dockerd(eng, peer):
+    """The device cgroup a container gets, as under dockerd 20.10 and runc: dockerd's own rules
+    (/dev/console allowed, fuse denied) and the runtime's allowed devices, with --device and
+    --device-cgroup-rule added."""
+    out = {}
+    for d in (eng, peer):
+        got = []
+        for extra in ((), ("-t",), ("--device", "/dev/null:/dev/x"), ("--device-cgroup-rule", "c 42:* rmw")):
+            p = d.docker("run", "--rm", "--network", "none", *extra, IMAGE, "sort", "/sys/fs/cgroup/devices/devices.list")
+            got.append((p.returncode, p.out.replace("\r", "")))
+        out[d is peer] = got
+    assert out[False] == out[True]
+    assert "c 5:1 rwm" in out[False][0][1].splitlines() and "c 42:* rwm" in out[False][3][1].splitlines()
+
+
 def test_an_oom_killed_container_is_oomkilled_as_dockerd(eng, peer):
     """A container whose memory cgroup's OOM killer killed its process: State.OOMKilled true and
     exit code 137, as dockerd 20.10 records it (false for one killed otherwise).

@@ -129,10 +129,10 @@ def test_dockerd_runs_containers_with_berth_runc_as_with_runc(dockerd_rt):
     """What a docker user sees of a container's inside and its errors, the same under berth-runc
     as under runc: mounts and their options (the cgroup tmpfs writable, no cgroup2 tree on a
     hybrid host, read-only paths before masked ones), stdin the container's /dev/null open
-    read-write, a command not found (runc's words through containerd and dockerd, exit 127), caps
-    the host cannot give (runc's words)."""
+    read-write, the device rules (runc's own allowed devices after dockerd's), a command not found
+    (runc's words through containerd and dockerd, exit 127)."""
     inside = ("sh", "-c", "cut -d' ' -f2,4 /proc/mounts | grep -v '^/ '; ls -l /proc/self/fd/0 | cut -c1-10; "
-              "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; exit 3")
+              "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; sort /sys/fs/cgroup/devices/devices.list; exit 3")
     berth, runc = _both(dockerd_rt,
                         ("run", "--rm", "--runtime", "RT", "--network", "none", IMAGE, *inside),
                         ("run", "--rm", "--runtime", "RT", "--network", "none", IMAGE, "nosuchcmd"),

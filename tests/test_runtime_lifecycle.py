@@ -174,6 +174,46 @@ def test_state_and_list_print_as_runc(runtime, runc):
     assert not out[False][0].endswith("\n") and out[False][5] == "null\n"
 
 
+def test_update_as_runc(runtime, runc, tmp_path):
+    """runc update side by side: its flags (sizes with suffixes, the CPU and pids values), the
+    resources as JSON on stdin (devices in it left alone), the cgroup's values after each; a bad
+    size, a bad number, an empty update, a stopped container, in runc's words and codes."""
+    cg = "/sys/fs/cgroup"
+    seen = {}
+    for rt in (runtime, runc):
+        cid = rt.new_id("u")
+        path = f"/berth-test-{cid}"
+        b = rt.bundle(["sleep", "30"], mutate=lambda c: c["linux"].update(cgroupsPath=path))
+        rt("create", "-b", b, cid, check=True)
+        log = tmp_path / f"{rt is runc}.json"
+        files = [f"{cg}/memory{path}/memory.limit_in_bytes", f"{cg}/memory{path}/memory.memsw.limit_in_bytes",
+                 f"{cg}/pids{path}/pids.max", f"{cg}/cpu{path}/cpu.cfs_quota_us", f"{cg}/cpu{path}/cpu.shares",
+                 f"{cg}/cpuset{path}/cpuset.cpus", f"{cg}/devices{path}/devices.list"]
+
+        def values():  # the first line of each (the device rules: all of them, in any order)
+            return [open(f).read().split("\n")[0] for f in files[:-1]] + [sorted(open(files[-1]).read().split("\n"))]
+        got = []
+        for args, stdin in ((("--memory", "64m"), None),
+                            (("--memory", "32m", "--memory-swap", "48m", "--pids-limit", "9", "--cpu-quota", "20000",
+                              "--cpu-period", "100000", "--cpu-share", "300", "--cpuset-cpus", "0"), None),
+                            (("-r", "-"), b'{"memory": {"limit": 40000000}, "pids": {"limit": 20}, '
+                                          b'"devices": [{"allow": true, "access": "rwm"}]}'),
+                            (("--memory", "abc"), None), (("--cpu-share", "x"), None), ((), None),
+                            (("--memory", "-1"), None)):
+            p = rt("update", *args, cid, input=stdin, extra_globals=("--log", str(log), "--log-format", "json"))
+            lines = log.read_text().splitlines() if log.exists() else []
+            got.append((p.returncode, json.loads(lines[-1])["msg"] if p.returncode else "", values()))
+            log.unlink(missing_ok=True)
+        rt("kill", cid, "KILL", check=True)
+        wait_status(rt, cid, "stopped")
+        p = rt("update", "--memory", "64m", cid, extra_globals=("--log", str(log), "--log-format", "json"))
+        got.append((p.returncode, json.loads(log.read_text().splitlines()[-1])["msg"]))
+        rt("delete", cid, check=True)
+        seen[rt is runc] = got
+    assert seen[False] == seen[True]
+    assert seen[False][1][2][:6] == [str(32 << 20), str(48 << 20), "9", "20000", "300", "0"]
+
+
 def test_exec_runs_in_the_container(runtime, tmp_path):
     b = runtime.bundle(["sleep", "30"])
     cid = runtime.new_id()

@@ -20,6 +20,7 @@ from berth.cri import api_pb2_grpc
 from berth.cri.errors import Abort, rpc, unimplemented
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
 from berth.goquote import errno_text, quote as _q
+from berth.services.ocispec import drop_docker_device_rules
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -130,6 +131,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         mounts, the pod's resolv.conf and hosts (before its shim starts)."""
         kind = (rec.labels or {}).get(KIND_LABEL)
         ann = spec.setdefault("annotations", {})
+        if kind in ("sandbox", "container"):
+            drop_docker_device_rules(spec)  # containerd's CRI adds none of dockerd's
         if kind == "sandbox":
             config = self._sandbox_config(rec)
             _default_cgroup(spec, rec.id, config)

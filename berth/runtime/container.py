@@ -942,10 +942,11 @@ def _init_died(cg: Any, limit: Any) -> SystemError_:
     return SystemError_("container init exited unexpectedly during setup")
 
 
-# what runc always allows in the device cgroup, after the config's own rules
+# what runc 1.1 always allows in the device cgroup, after the config's own rules (not /dev/console,
+# 5:1: a terminal's console is a pts, 136:*)
 _ALLOWED_DEVICES = [
     ("c", None, None, "m"), ("b", None, None, "m"), ("c", 1, 3, "rwm"), ("c", 1, 8, "rwm"), ("c", 1, 7, "rwm"),
-    ("c", 5, 0, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 9, "rwm"), ("c", 5, 1, "rwm"), ("c", 136, None, "rwm"),
+    ("c", 5, 0, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 9, "rwm"), ("c", 136, None, "rwm"),
     ("c", 5, 2, "rwm"), ("c", 10, 200, "rwm"),
 ]
 

@@ -224,6 +224,8 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
     for u in hc.get("Ulimits") or []:
         rlimits.append({"type": "RLIMIT_" + u["Name"].upper(), "soft": int(u["Soft"]), "hard": int(u["Hard"])})
     resources: dict[str, Any] = {"devices": [{"allow": privileged, "access": "rwm"}]}
+    if not privileged:
+        resources["devices"] += [dict(r) for r in DOCKER_DEVICE_RULES]
     if hc.get("Memory"):
         resources["memory"] = {"limit": int(hc["Memory"])}
     cpu = {}
@@ -298,6 +300,20 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
     if create.get("Tty") and isinstance(cs, list) and len(cs) == 2 and all(isinstance(x, int) and x > 0 for x in cs):
         spec["process"]["consoleSize"] = {"height": cs[0], "width": cs[1]}
     return spec
+
+
+# dockerd's default device rules after its deny-all (moby's DefaultLinuxSpec), which the runtime's
+# own allowed list then follows: /dev/console allowed, fuse denied (containerd's CRI has none)
+DOCKER_DEVICE_RULES = [{"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"}
+                       for ma, mi in ((1, 5), (1, 3), (1, 9), (1, 8), (5, 0), (5, 1))] + [
+    {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"}]
+
+
+def drop_docker_device_rules(spec: dict[str, Any]) -> None:
+    """A spec built as dockerd's without dockerd's default device rules (the CRI's, as containerd's)."""
+    res = (spec.get("linux") or {}).get("resources") or {}
+    if res.get("devices"):
+        res["devices"] = [r for r in res["devices"] if r not in DOCKER_DEVICE_RULES]
 
 
 def cgroups_path(parent: str, container_id: str) -> str:
