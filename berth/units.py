@@ -1,4 +1,5 @@
-"""Sizes and durations as docker prints them (go-units' HumanSize and HumanDuration)."""
+"""Sizes and durations as docker prints and reads them (go-units' HumanSize, HumanDuration and
+parseSize)."""
 
 
 def human_size(n):
@@ -39,3 +40,19 @@ def human_duration(seconds):
     if h < 24 * 365 * 2:
         return f"{h // 24 // 30} months"
     return f"{h // 24 // 365} years"
+
+
+def parse_size(s, binary, suffix_words=False):
+    """go-units' parseSize: RAMInBytes (binary: k=1024) or FromHumanSize (k=1000) of "64m",
+    "1.5g", "512". A ValueError in go-units' words: "invalid size: '<s>'" (with suffix_words, a
+    newer go-units' "invalid suffix: '<x>'" after a number), or strconv.ParseFloat's."""
+    import re
+    m = re.fullmatch(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?", s)
+    if not m:
+        bad = suffix_words and re.fullmatch(r"(\d+(?:\.\d+)*) ?(.+)", s)
+        raise ValueError(f"invalid suffix: '{bad.group(2)}'" if bad else f"invalid size: '{s}'")
+    mult = (1024 if binary else 1000) ** " kmgtp".index((m.group(2) or " ").lower())
+    try:
+        return int(float(m.group(1)) * mult)
+    except ValueError:  # "10.0.0.1": the pattern takes it, the number does not
+        raise ValueError(f'strconv.ParseFloat: parsing "{m.group(1)}": invalid syntax') from None

@@ -141,21 +141,12 @@ def windows_only(a):
 
 def ram(flag, s):
     """docker's RAMInBytes ("-m 1x": invalid suffix) with its flag error."""
-    import re
+    from berth.units import parse_size
     s = (s or "").strip()
-    m = re.fullmatch(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?", s)
-    if not m:
-        m2 = re.fullmatch(r"(\d+(?:\.\d+)*) ?(.+)", s)
-        if m2:
-            raise UsageError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid suffix: '{m2.group(2)}'")
-        raise UsageError(f"invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'")
-    mult = {None: 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}[
-        m.group(2).lower() if m.group(2) else None]
     try:
-        return int(float(m.group(1)) * mult)
-    except ValueError:  # "10.0.0.1": the pattern takes it, the number does not (as docker's)
-        raise UsageError(f"invalid argument \"{s}\" for \"{flag}\" flag: strconv.ParseFloat: parsing "
-                         f"\"{m.group(1)}\": invalid syntax") from None
+        return parse_size(s, binary=True, suffix_words=True)
+    except ValueError as e:
+        raise UsageError(f"invalid argument \"{s}\" for \"{flag}\" flag: {e}") from None
 
 
 def _parse_int(s):

@@ -295,15 +295,14 @@ def _exec_process(args, root):
 
 
 def _ram(flag, s):
-    """go-units' RAMInBytes ("64m", "1.5g", "512"), or -1; runc's words for the rest."""
-    import re
+    """go-units' RAMInBytes ("64m", "1.5g", "512"), or -1, in runc's words."""
     if s == "-1":
         return -1
-    m = re.fullmatch(r"(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?", s.strip())
-    if not m:
-        raise BerthError(f"invalid value for {flag}: invalid size: '{s}'")
-    mult = 1 << (10 * " kmgtp".index(m.group(2).lower())) if m.group(2) else 1
-    return int(float(m.group(1)) * mult)
+    from berth.units import parse_size
+    try:
+        return parse_size(s, binary=True)
+    except ValueError as e:
+        raise BerthError(f"invalid value for {flag}: {e}") from None
 
 
 def _update_resources(args):

@@ -2142,8 +2142,8 @@ def _size(s: str | int | None) -> int:
     """json-file's max-size as docker reads it (go-units FromHumanSize: decimal units, k=1000)."""
     if not s:
         return 0
-    m = re.fullmatch(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?", str(s))
-    if m is None:
-        raise InvalidArgument(f"failed to initialize logging driver: invalid size: '{s}'")  # dockerd's words
-    mult = 1000 ** " kmgtp".index((m.group(2) or " ").lower())
-    return int(float(m.group(1)) * mult)
+    from berth.units import parse_size
+    try:
+        return parse_size(str(s), binary=False)
+    except ValueError as e:
+        raise InvalidArgument(f"failed to initialize logging driver: {e}") from None  # dockerd's words
