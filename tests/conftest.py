@@ -171,9 +171,13 @@ def _run_netns():
 @pytest.fixture(scope="session", autouse=True)
 def _shared_cgroup_parents():
     """The parents under which the run's daemons put their containers (berth for docker's side,
-    k8s.io for CRI pods, berth-test for the containerd peer's namespace): at the end of the
-    run, those that it made and that are empty again go (a busy one stays: rmdir refuses)."""
-    from daemon_fixtures import missing_cgroup_parents, remove_made
+    k8s.io for CRI pods, berth-test for the containerd peer's namespace) and the peers' default
+    state directories: at the end of the run, those that it made and that are empty again go (a
+    busy one stays: rmdir refuses)."""
+    from daemon_fixtures import missing_cgroup_parents, missing_dirs, remove_made
     made = [d for name in ("berth", "k8s.io", "berth-test") for d in missing_cgroup_parents(name)]
+    # the peers' default state directories that they make whatever their own roots: runc's root
+    # (an exec or a state without --root) and buildah's network config directory
+    made += missing_dirs(["/run/runc", "/run/containers", "/run/containers/networks"])
     yield
     remove_made(made)
