@@ -57,6 +57,7 @@ def test_run_option_refusals_use_dockers_words(eng):
         (["--restart", "bogus", "-d"], "invalid restart policy 'bogus'"),
         (["--restart", "on-failure:x", "-d"], "maximum retry count must be an integer"),
         (["--restart", "always:3", "-d"], "maximum retry count cannot be used with restart policy 'always'"),
+        (["--restart", "on-failure:-1", "-d"], "maximum retry count cannot be negative"),
         (["--log-driver", "bogus"], 'error looking up logging plugin bogus: plugin "bogus" not found'),
         (["--gpus", "all"], 'could not select device driver "" with capabilities: [[gpu]]'),
         (["--ipc", "bogus"], "Invalid IPC mode: bogus"),
@@ -81,6 +82,9 @@ def test_run_option_refusals_use_dockers_words(eng):
             assert p.returncode != 0, (flags, p.out)
             assert msg in p.err, (cli, flags, p.err)
             assert "internal error" not in p.err and "Traceback" not in p.err
+    # dockerd's sentence alone, not a field's name before it
+    p = eng.docker("create", "--restart", "on-failure:-1", IMAGE, "true")
+    assert p.err.splitlines()[0] == "Error response from daemon: maximum retry count cannot be negative", p.err
     # nothing was left behind by the refused creates
     assert eng.berth("ps", "-aq").out.split() == []
 

@@ -81,8 +81,9 @@ class T:
 
 class Int(T):
     def __init__(self, lo: int = -(1 << 63), hi: int = (1 << 63) - 1, why: str | None = None, zero_ok: bool = False,
-                 nullable: bool = True) -> None:
+                 nullable: bool = True, bare: bool = False) -> None:
         self.lo, self.hi, self.why, self.zero_ok, self.nullable = lo, hi, why, zero_ok, nullable
+        self.bare = bare  # why is dockerd's whole sentence though it starts in lower case
 
     def check(self, v: Any, field: str) -> None:
         if isinstance(v, bool) or not isinstance(v, int):
@@ -94,7 +95,7 @@ class Int(T):
         if v == 0 and self.zero_ok:
             return
         if not self.lo <= v <= self.hi:
-            if self.why and (self.why[:1].isupper() or "{v}" in self.why):
+            if self.why and (self.bare or self.why[:1].isupper() or "{v}" in self.why):
                 # dockerd's own sentence (it names the setting): word for word, as clients compare it
                 raise InvalidArgument(self.why.format(v=v))
             raise bad(field, self.why or f"{v} is out of range [{self.lo}, {self.hi}]")
@@ -441,7 +442,7 @@ HOST_CONFIG = Obj(
     Binds=List(Str(8192)), ContainerIDFile=Str(4096), LogConfig=Obj(Type=Str(256), Config=_STRMAP),
     NetworkMode=Str(MAX_NAME), PortBindings=Map(List(Obj(HostIp=Str(64), HostPort=Str(32)))),
     RestartPolicy=Obj(Name=Str(32),  # its values are services/runopts.py's to check, in docker's words
-                      MaximumRetryCount=Int(0, why="maximum retry count cannot be negative")),
+                      MaximumRetryCount=Int(0, why="maximum retry count cannot be negative", bare=True)),
     AutoRemove=Bool(), VolumeDriver=Str(256), VolumesFrom=List(Str(MAX_NAME)), ConsoleSize=List(Int(0, 65535), length=2),
     Annotations=_STRMAP, CapAdd=List(Str(64)), CapDrop=List(Str(64)), CgroupnsMode=Str(32), Dns=List(Str(256)),
     DnsOptions=List(Str(256)), DnsSearch=List(Str(256)), ExtraHosts=List(Str(1024)), GroupAdd=List(Str(256)),
