@@ -857,6 +857,29 @@ def test_errors_match_dockerd(eng, peer):
             d.docker("rm", "-f", "pr-donor")
 
 
+def test_an_image_not_found_is_named_as_dockerd_names_it(eng, peer):
+    """A lookup that misses names the image as dockerd's ErrImageDoesNotExist does: the familiar
+    reference with the default tag when it had neither tag nor digest ("nonexist:latest",
+    "localhost:5000/a/b:latest", a short ID too), a full ID as a digest; `docker save` in its own
+    words (a missing tag: "reference does not exist", a bare name as given). berthd echoed
+    what it was given everywhere."""
+    dg = "sha256:" + "0123456789abcdef" * 4
+    cmds = [["rmi", "pr-nonexist"], ["rmi", "pr-nonexist:2"], ["rmi", "docker.io/library/pr-nonexist"],
+            ["rmi", "localhost:5000/a/b"], ["rmi", dg], ["rmi", dg[7:]], ["rmi", "0123456789ab"],
+            ["rmi", "pr-nonexist@" + dg], ["rmi", "-f", "pr-nonexist"], ["history", "pr-nonexist"],
+            ["tag", "pr-nonexist", "pr-y:1"], ["tag", "pr-nonexist:5", "pr-y:1"], ["save", "pr-nonexist:6"],
+            ["save", "pr-nonexist"], ["save", "pr-nonexist@" + dg], ["create", "--pull", "never", "pr-nonexist"],
+            ["create", "--pull", "never", "pr-nonexist:7"]]
+    seen = [[(c, p.returncode, p.err) for c in cmds for p in [d.docker(*c)]]
+            for d in (eng, peer)]
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0][2] == "Error response from daemon: No such image: pr-nonexist:latest\n", seen[0][0]
+    # inspect: dockerd 20.10 wraps the same words ("no such image: X: No such image: X:latest")
+    for ref in ("pr-nonexist", "0123456789ab", "pr-nonexist:3"):
+        tails = [d.docker("image", "inspect", ref).err.rsplit("No such image: ", 1)[-1] for d in (eng, peer)]
+        assert tails[0] == tails[1], (ref, tails)
+
+
 def test_joining_the_ipc_of_a_host_ipc_container_shares_the_hosts_shm_as_dockerd(eng, peer):
     """--ipc container:X where X has --ipc host: X's /dev/shm is the host's, and so is the
     joiner's (dockerd's ShmPath of a host-IPC container is /dev/shm); berth bound X's own shm

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from berth.errors import InvalidArgument
+from berth.errors import InvalidArgument, NotFound
 from berth.images.names import familiar, is_digest_name, is_untagged_name
 from berth.oci import reference as refmod
 from berth.services.image_registry import Progress, short, transfer_progress
@@ -49,7 +49,10 @@ class ArchiveOps:
         by its ID say, is one entry of the archive, with the tags asked for)."""
         images: dict[str, tuple[list[str], dict]] = {}
         for n in names:
-            r = self.resolve(ns, n)
+            try:
+                r = self.resolve(ns, n)
+            except NotFound:
+                raise NotFound(_save_missing(n, ns)) from None
             try:
                 ref = refmod.parse(n)
                 picked = [str(ref)] if self.meta.find_image(ns, str(ref)) is not None else []
@@ -108,3 +111,16 @@ def _loading_bars(progress: Progress, r: Resolved) -> Callable[[str, str], None]
         if status == "Pull complete" and digest in ids:
             transfer_progress(progress, "Loading layer", *ids[digest])(ids[digest][1])
     return layer_done
+
+
+def _save_missing(n: str, ns: str) -> str:
+    """dockerd's words for a name `docker save` did not find: a tag or digest the reference store
+    lacks, a bare name as it was given (looked up as an image ID after the store had no tag of it)."""
+    try:
+        ref = refmod.parse(n, default_tag=None)
+    except InvalidArgument:
+        ref = None
+    if ref is not None and (ref.tag or ref.digest) and ref.familiar_name() != "sha256":
+        return "reference does not exist"
+    return f"No such image: {n}" if ns == "default" else f'No such image: {n} (namespace "{ns}")'
+

@@ -100,7 +100,21 @@ def _deleted_layers(r: Resolved, snaps: set[str], blobs: set[str]) -> list[dict]
 def _no_such_image(s: str, ns: str) -> str:
     # dockerd's words ("no such image" is what docker clients look for: docker-py's ImageNotFound),
     # the namespace named when it is not the default one
+    s = _as_dockerd_names_missing(s)
     return f"No such image: {s}" if ns == "default" else f'No such image: {s} (namespace "{ns}")'
+
+
+def _as_dockerd_names_missing(s: str) -> str:
+    """The image a lookup missed as dockerd names it (ErrImageDoesNotExist): a reference in its
+    familiar form, with the default tag when it had neither tag nor digest ("busybox:latest",
+    "localhost:5000/a:latest", "a@sha256:..."); an ID (full, with or without sha256:) as a digest."""
+    hexpart = s[7:] if s.startswith("sha256:") else s
+    if len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart):
+        return "sha256:" + hexpart
+    try:
+        return refmod.parse(s).familiar()
+    except InvalidArgument:
+        return s
 
 
 class ImageService(RegistryOps, ArchiveOps):
