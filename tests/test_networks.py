@@ -132,6 +132,21 @@ def test_etc_files_options(d):
     assert p.returncode == 125 and "add-host" in p.err
 
 
+def test_host_gateway_is_the_default_bridges_gateway_on_any_network(d):
+    """--add-host NAME:host-gateway is dockerd's host-gateway-ip, the default bridge's gateway,
+    whatever the container's network: berth wrote a user-defined network's own gateway, and
+    127.0.0.1 (the container itself) for --network none and host."""
+    gw = d.subnet.rsplit(".", 1)[0] + ".1"
+    d.berth("network", "create", "--subnet", "10.231.7.0/24", "hgw-net", check=True)
+    try:
+        for net in ("hgw-net", "none", "host"):
+            p = d.berth("run", "--rm", "--network", net, "--add-host", "gw:host-gateway", IMG, "grep", "gw$",
+                        "/etc/hosts", check=True)
+            assert p.out == f"{gw}\tgw\n", (net, p.out)
+    finally:
+        d.berth("network", "rm", "hgw-net", check=True)
+
+
 # --- published ports ---
 
 def test_published_port_reachable_on_loopback_and_released_at_stop(d):

@@ -88,7 +88,7 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     cdir = svc.cdir(cid)
     teardown(svc, ns, cid, rec, hc)  # whatever an earlier run left (a crash, a daemon killed meanwhile)
     if mode == "host":
-        write_files(cdir, hostname, spec_body, [], host=True)
+        write_files(cdir, hostname, spec_body, [], host=True, host_gateway=nets.host_gateway_ip())
         return "host", cdir, []
     if mode == "none" and not requested_networks(spec_body):
         # a namespace of its own with only lo, at berth's path as dockerd's sandbox: its SandboxKey
@@ -97,7 +97,7 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
         path = nets.netns_path(cid)
         netns.create(path)
         try:
-            write_files(cdir, hostname, spec_body, [])
+            write_files(cdir, hostname, spec_body, [], host_gateway=nets.host_gateway_ip())
             _save(svc, ns, cid, {"netns": path, "networks": {}, "ports": {}})
         except BaseException:
             teardown(svc, ns, cid)
@@ -107,7 +107,7 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
         path = mode[len("ns:"):]
         if not os.path.exists(path):
             raise FailedPrecondition(f"network namespace {path} does not exist")
-        write_files(cdir, hostname, spec_body, [])
+        write_files(cdir, hostname, spec_body, [], host_gateway=nets.host_gateway_ip())
         return path, cdir, []
     if mode.startswith("container:"):
         other = svc.get(ns, mode[len("container:"):])
@@ -153,7 +153,7 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
                 forwarded = proxies(mappings, ep)
         write_files(cdir, hostname, spec_body, list(endpoints.values()),
                     embedded_dns=any(nets.get(ns, e["NetworkID"]).user_defined for e in endpoints.values()),
-                    upstream=svc.cfg.dns)
+                    upstream=svc.cfg.dns, host_gateway=nets.host_gateway_ip())
         _save(svc, ns, cid, {"netns": path, "networks": endpoints, "ports": ports})
         nets.register(ns, cid, endpoints)
         if nets.dns is not None and any(e.get("DNSNames") for e in endpoints.values()):
@@ -503,9 +503,10 @@ def host_resolv() -> str:
 
 
 def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoints: list[dict[str, Any]],
-                host: bool = False, embedded_dns: bool = False, upstream: Sequence[str] = ()) -> None:
+                host: bool = False, embedded_dns: bool = False, upstream: Sequence[str] = (),
+                host_gateway: str = "") -> None:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container, written by berth (the
-    host's own files are only read)."""
+    host's own files are only read); host_gateway: the address of --add-host's "host-gateway"."""
     hc = spec_body.get("HostConfig") or {}
     os.makedirs(files_dir, exist_ok=True)
     write_text(os.path.join(files_dir, "hostname"), hostname + "\n")
@@ -513,7 +514,7 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
              "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
     if host and (text := host_hosts()) is not None:
         lines = text.splitlines()
-    gateway = next((e.get("Gateway") for e in endpoints if e.get("Gateway")), "")
+    gateway = host_gateway or next((e.get("Gateway") for e in endpoints if e.get("Gateway")), "")
     for h in hc.get("ExtraHosts") or []:
         name, ip = parse_extra_host(h)
         if ip == "host-gateway":

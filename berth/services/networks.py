@@ -139,6 +139,11 @@ class NetworkService:
                                  "com.docker.network.bridge.default_bridge": "true"})
         return Network(ns, builtin_id(ns, name), name, data)
 
+    def host_gateway_ip(self) -> str:
+        """What --add-host NAME:host-gateway stands for: as dockerd's default host-gateway-ip, the
+        default bridge's gateway, whatever networks the container itself is on."""
+        return str(next(ipaddress.IPv4Network(self.cfg.bridge_subnet, strict=False).hosts()))
+
     def get(self, ns: str, ref: str) -> Network:
         """A network by name, id or unique id prefix."""
         if ref in BUILTIN:
