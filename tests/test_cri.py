@@ -494,6 +494,30 @@ def test_exec_sync_output_exit_code_and_timeout(node, cri):
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_pods_and_containers_with_kubernetes_longest_names(node, cri):
+    """A pod name may be 253 characters (a DNS subdomain), its namespace and a container name 63:
+    containerd's names of them (<container>_<pod>_<namespace>_<uid>_<attempt>) are ~430 characters,
+    which containerd takes. berth refused any name above 255 as "only [a-zA-Z0-9][a-zA-Z0-9_.-]+
+    are allowed"."""
+    pod = ".".join(["p" * 63] * 4)[:253]
+    cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name=pod, namespace="n" * 63,
+                                                             uid="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", attempt=7),
+                              hostname="long", log_directory=os.path.join(node.logs, "long"))
+    sid = cri.RunPodSandbox(config=cfg).pod_sandbox_id
+    cid = _ctr(cri, sid, cfg, "c" * 63, ["sleep", "300"])
+    st = cri.ContainerStatus(container_id=cid).status
+    assert (st.metadata.name, st.state) == ("c" * 63, pb.CONTAINER_RUNNING)
+    assert cri.PodSandboxStatus(pod_sandbox_id=sid).status.metadata.name == pod
+    names = node.d.berth("-n", "k8s.io", "ps", "-a", "--format", "{{.Names}}", check=True).out.split()
+    assert f"{'c' * 63}_{pod}_{'n' * 63}_0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0_0" in names, names
+    # a Docker API name is as long as it likes too (dockerd sets no length), up to berth's bound
+    name = "d" * 300
+    node.d.berth("-n", "k8s.io", "create", "--name", name, "busybox-layers:1", "true", check=True)
+    node.d.berth("-n", "k8s.io", "rm", name, check=True)
+    p = node.d.berth("-n", "k8s.io", "create", "--name", "d" * 1100, "busybox-layers:1", "true")
+    assert p.returncode == 1 and "longer than 1024 characters" in p.err, p.err
+
+
 def test_list_filters(node, cri):
     sid1, sbx1 = _pod(cri, node, "fa")
     sid2, sbx2 = _pod(cri, node, "fb")

@@ -528,7 +528,7 @@ ROUTES = {
     ("DELETE", "/images/{name}"): Route(query={"force": _BOOL, "noprune": _BOOL}),
     # containers
     ("POST", "/containers/create"): Route(body=CONTAINER_CONFIG, query={
-        "name": QStr(max=255),
+        "name": QStr(max=MAX_NAME),  # dockerd sets no length (a 300-character name is taken)
         "platform": _PLATFORM}),
     ("GET", "/containers/json"): Route(query={"all": _BOOL, "limit": QInt(-1, 1 << 31), "size": _BOOL,
                                               "filters": _FILTERS}),

@@ -23,6 +23,9 @@ IDENTIFIER_RE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 CONTAINER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 MAX_NAME = 76
 MAX_IMAGE_NAME = 1024
+#: dockerd and containerd's CRI set no length; a CRI container's name (<container>_<pod>_<namespace>_
+#: <uid>_<attempt>, Kubernetes names of up to 63, 253, 63 and 36 characters) is up to ~430
+MAX_CONTAINER_NAME = 1024
 MAX_LABEL = 4096  # key + value, as containerd
 
 DEFAULT_NAMESPACE = "default"
@@ -71,7 +74,9 @@ def check_identifier(kind: str, ident: object) -> str:
 def check_container_name(name: object) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidArgument("container name must be a non-empty string")
-    if len(name) > 255 or not CONTAINER_NAME_RE.fullmatch(name):
+    if len(name) > MAX_CONTAINER_NAME:
+        raise InvalidArgument(f"invalid container name {q(name)}: longer than {MAX_CONTAINER_NAME} characters")
+    if not CONTAINER_NAME_RE.fullmatch(name):
         raise InvalidArgument(
             f"invalid container name {q(name)}: only [a-zA-Z0-9][a-zA-Z0-9_.-]+ are allowed"
         )
