@@ -755,6 +755,35 @@ def test_flags_take_effect_or_are_refused(eng, tmp_path):
     eng.berth("rm", c)
 
 
+def test_env_and_label_files_and_bare_env_names_as_the_docker_cli(eng, tmp_path):
+    """-e NAME without a value and docker's key=value files, berth's CLI beside docker's on one
+    berthd: a bare NAME takes the caller's value, else goes as it is (the container has no such
+    variable; berth set it empty), in a file it is left out (labels: always); a line's leading
+    white space dropped and its value kept as it is (berth stripped both ends), a byte order
+    mark dropped, a name with white space or none refused as docker words it."""
+    f = tmp_path / "kv"
+    f.write_bytes(b"\xef\xbb\xbfa\n  b=2 \n#x\n   \nc=\n\td=x y\nPR_SET\nPR_UNSET\n")
+    env = dict(eng.env(), PR_SET="from-caller", X="v")
+    env.pop("PR_UNSET", None)
+    seen = []
+    for cli in (eng.docker, eng.berth):
+        name = _name("kvf")
+        cli("create", "--name", name, "--label-file", str(f), "--env-file", str(f), "-e", "X", "-e", "PR_UNSET",
+            IMAGE, env=env, check=True)
+        c = _inspect(eng, name)["Config"]
+        seen.append((c["Labels"], c["Env"]))
+        eng.berth("rm", name, check=True)
+    assert seen[0] == seen[1], seen
+    assert seen[1][1][:6] == ["b=2 ", "c=", "d=x y", "PR_SET=from-caller", "X=v", "PR_UNSET"], seen[1]
+    for content, why in ((b"a b=1\n", "variable 'a b' contains whitespaces"), (b"=1\n", "no variable name on line '=1'"),
+                         (b"\xff\n", "invalid utf8 bytes at line 1: [255]")):
+        f.write_bytes(content)
+        for flag in ("--env-file", "--label-file"):
+            p = eng.berth("create", flag, str(f), IMAGE)
+            assert p.returncode == 125 and p.err == f"berth: invalid env file ({f}): {why}\n", (flag, p.err)
+    assert eng.berth("ps", "-aq").out.split() == []
+
+
 def test_health_survives_a_daemon_restart(tmp_path):
     d = Daemon(tmp_path / "berthd")
     d.start()

@@ -22,17 +22,8 @@ def _bytes(s):
 
 
 def _body(a):
-    env = list(a.env)
-    for path in a.env_file:
-        try:
-            with open(path) as f:
-                for line in f:
-                    line = line.strip()
-                    if line and not line.startswith("#"):
-                        env.append(line if "=" in line else f"{line}={os.environ.get(line, '')}")
-        except OSError as e:
-            raise BerthError(f"open {path}: {e.strerror}") from None
-    env = [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in env]
+    from berth.cli.runflags import env_file, pass_env
+    env = [line for path in a.env_file for line in env_file(path)] + [pass_env(e) for e in a.env]
     hc = {"AutoRemove": a.rm, "ReadonlyRootfs": a.read_only, "Privileged": a.privileged,
           "CapAdd": a.cap_add or None, "CapDrop": a.cap_drop or None, "SecurityOpt": a.security_opt or None,
           "Init": a.init or None}
@@ -541,12 +532,10 @@ def exec_(ctx, argv, cmd):
         ctx.client.container_inspect(a.container)
         from berth.cli.runflags import TtyError
         raise TtyError("the input device is not a TTY")
-    if a.env_file:
-        from berth.cli.runflags import _kv_file
-        a.env = [line for path in a.env_file for line in _kv_file(path)] + list(a.env)
+    from berth.cli.runflags import env_file, pass_env
+    env = [line for path in a.env_file for line in env_file(path)] + [pass_env(e) for e in a.env]
     body = {"AttachStdin": a.interactive and not a.detach, "AttachStdout": not a.detach,
-            "AttachStderr": not a.detach, "Tty": a.tty, "Cmd": a.command,
-            "Env": [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in a.env], "Privileged": a.privileged}
+            "AttachStderr": not a.detach, "Tty": a.tty, "Cmd": a.command, "Env": env, "Privileged": a.privileged}
     if a.workdir:
         body["WorkingDir"] = a.workdir
     if a.user:

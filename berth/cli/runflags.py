@@ -218,19 +218,6 @@ def duration(flag, s):
         raise UsageError(f'invalid argument "{s}" for "--{flag}" flag: {e}') from None
 
 
-def _kv_file(path):
-    out = []
-    try:
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    out.append(line)
-    except OSError as e:
-        raise BerthError(f"open {path}: {(e.strerror or str(e)).lower()}") from None
-    return out
-
-
 def _device(spec):
     parts = spec.split(":")
     src = parts[0]
@@ -320,6 +307,55 @@ def _check_gpus(value):
             raise bad(f"invalid count ({val}): value must be either \"all\" or an integer: invalid syntax")
         if key not in ("count", "driver", "device", "capabilities", "options"):
             raise bad(f"unexpected key '{key}' in '{field}'")
+
+
+def pass_env(e):
+    """docker's opts.ValidateEnv: NAME without "=" takes the caller's value when it has one, else
+    goes as it is (a bare name: the container does not have the variable), NAME=... as given."""
+    if "=" in e or e not in os.environ:
+        return e
+    return f"{e}={os.environ[e]}"
+
+
+def env_file(path):
+    """docker's --env-file: NAME=value lines (the value as it is, nothing trimmed), a bare NAME
+    takes the caller's value (else it is left out)."""
+    return kv_file(path, os.environ.get)
+
+
+def kv_file(path, lookup=lambda name: None):
+    """docker's key=value files (opts.parseKeyValueFile, --env-file and --label-file): each line's
+    leading white space dropped, blank lines and #comments skipped, a UTF-8 byte order mark
+    dropped; NAME=value as it is, a bare NAME as lookup(NAME) gives it (None: left out)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise BerthError(f"open {path}: {(e.strerror or str(e)).lower()}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    out = []
+    for n, raw in enumerate(data.split(b"\n"), 1):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            line = raw.decode()
+        except UnicodeDecodeError:
+            shown = " ".join(str(b) for b in raw)
+            raise BerthError(f"invalid env file ({path}): invalid utf8 bytes at line {n}: [{shown}]") from None
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        name, eq, value = line.partition("=")
+        if any(c in name for c in " \t\n\v\f\r"):
+            raise BerthError(f"invalid env file ({path}): variable '{name}' contains whitespaces")
+        if not name:
+            raise BerthError(f"invalid env file ({path}): no variable name on line '{line}'")
+        if eq:
+            out.append(f"{name}={value}")
+        elif (found := lookup(name)) is not None:
+            out.append(f"{name}={found}")
+    return out
 
 
 def check_env(values):
@@ -464,7 +500,7 @@ def apply(a, body, interactive_tty_check=True):
     # labels from files, then -l
     labels = {}
     for path in a.label_file:
-        for line in _kv_file(path):
+        for line in kv_file(path):
             k, _, v = line.partition("=")
             labels[k] = v
     labels.update(body.get("Labels") or {})
