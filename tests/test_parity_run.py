@@ -1142,6 +1142,42 @@ def _api(sock, method, path, body=None, timeout=60):
         c.close()
 
 
+def test_tags_refused_and_made_as_dockerd(eng, peer):
+    """POST /images/{name}/tag as dockerd's TagImage: the repository parsed on its own (a 64-hex
+    name refused, berth took "<hex>:tag"), the tag then replacing the repository's own (a:b with
+    tag x is a:x) and checked alone, a digest repository without a tag refused, a repository
+    named after a digest algorithm refused (berth made sha256:x, which reads as an image ID),
+    dockerd's words (its 500s are berth's 400s). The docker CLI's own checks against berthd
+    and berth's CLI beside it: the same words, nothing sent."""
+    from urllib.parse import quote
+    dg = "sha256:" + "0123456789abcdef" * 4
+    queries = ["repo=PR-BAD&tag=x", "repo=&tag=x", f"repo={dg[7:]}", "repo=pr-ok&tag=B@D", "repo=sha256&tag=1",
+               "repo=pr-t/sha256:x", f"repo=pr-ok@{dg}", f"repo=pr-ok@{dg}&tag=dg", "repo=pr-a:b&tag=x", "repo=pr-a:b"]
+    seen = []
+    for d in (eng, peer):
+        answers = []
+        for q in queries:
+            status, body = _api(d.sock, "POST", f"/images/{quote(IMAGE)}/tag?{q.replace('@', quote('@'))}")
+            answers.append((q, 201 if status == 201 else "refused", (body or {}).get("message")))
+        names = sorted(x for x in d.docker("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
+                       if x.startswith(("pr-", "sha256")))
+        for n in names:
+            d.docker("rmi", n, check=True)
+        seen.append((answers, names))
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*[x[0] for x in seen]) if a != b] or seen
+    assert seen[0][1] == ["pr-a:b", "pr-a:x", "pr-ok:dg", "pr-t/sha256:x"], seen[0][1]
+    for target in ("PR-BAD", "a:b:c", "", "sha256:x", dg[7:], f"pr-ok@{dg}"):
+        ours, theirs = eng.berth("tag", IMAGE, target), eng.docker("tag", IMAGE, target)
+        assert (ours.returncode, ours.err) == (theirs.returncode, theirs.err.replace("Error response from daemon: ",
+                                                                                     "berth: ", 1)
+                                               if theirs.err.startswith("Error response") else "berth: " + theirs.err)
+    for t in ("PR-BAD", "a:b:c", ":1", dg[7:], "a" * 300):
+        ours = eng.berth("build", "-q", "-t", t, "/nonexistent-context")  # refused before the context is read
+        theirs = eng.docker("build", "-q", "-t", t, "/nonexistent-context")
+        line = next(x for x in theirs.err.splitlines() if x.startswith("invalid argument"))
+        assert (ours.returncode, ours.err) == (theirs.returncode, f"berth: {line}\n") == (125, ours.err), ours.err
+
+
 def test_wait_conditions_on_a_created_container_as_dockerd(eng, peer):
     """POST /containers/{id}/wait of a container never started: not-running answers at once (0),
     next-exit waits for its start and exit, removed for its removal; after a failed start, the

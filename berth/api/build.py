@@ -40,11 +40,11 @@ def _options(request: web.Request) -> builder_mod.Options:
     tags = q.getall("t", [])
     from berth.oci import reference as refmod
     for t in tags:
-        try:
-            refmod.parse(t)
-        except InvalidArgument:
-            raise InvalidArgument(f'invalid reference format: repository name ({t}) must be lowercase'
-                                  if t.lower() != t else f"invalid tag {t!r}: invalid reference format") from None
+        why = refmod.why_not(t, dockerd_20=True)
+        if why is not None:  # dockerd's words
+            raise InvalidArgument(why)
+        if refmod.parse(t).digest:
+            raise InvalidArgument("build tag cannot contain a digest")
     extrahosts = [h for h in q.get("extrahosts", "").split(",") if h]
     rm = q.get("rm", "1").lower() not in ("0", "false")
     # the RUN steps' containers get the build's resources, as dockerd's classic builder gives them

@@ -143,9 +143,7 @@ async def history(request: web.Request) -> web.Response:
 
 async def tag(request: web.Request) -> web.Response:
     s = services(request)
-    repo = request.query.get("repo")
-    if not repo:
-        raise InvalidArgument("repository name is required (repo)")
+    repo = request.query.get("repo") or ""  # dockerd: an empty one is an invalid reference (after the image)
     await s.run(s.images.tag, namespace_of(request), request.match_info["name"], repo, request.query.get("tag"))
     return web.Response(status=201, headers=stream_headers())
 

@@ -194,6 +194,12 @@ def build(ctx, argv, cmd):
     p.add_argument("--add-host", action="append", default=[])
     p.add_argument("context")
     a = p.parse_args(argv)
+    from berth.oci import reference
+    for t in a.tag:  # the docker CLI's check of each -t, before anything is read or sent (status 125)
+        why = reference.why_not(t)
+        if why is not None:
+            from berth.cli.args import UsageError
+            raise UsageError(f'invalid argument "{t}" for "-t, --tag" flag: {why}')
     if a.progress not in ("auto", "plain", "tty", "quiet", "rawjson"):
         raise BerthError(f"invalid --progress {a.progress!r}: auto, plain, tty or quiet")
     buildargs = {}

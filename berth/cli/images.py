@@ -171,9 +171,13 @@ def tag(ctx, argv, cmd):
     p.add_argument("source")
     p.add_argument("target")
     a = p.parse_args(argv)
+    from berth.oci import reference
+    why = reference.why_not(a.target)
+    if why is not None:  # the docker CLI's words, nothing sent
+        raise BerthError(f'Error parsing reference: "{a.target}" is not a valid repository/tag: {why}')
     ref = _ref(a.target)
     if ref.digest:
-        raise BerthError(f'{cmd}: refusing to create a tag with a digest reference: "{a.target}"')
+        raise BerthError("refusing to create a tag with a digest reference")
     ctx.client.image_tag(a.source, ref.name, ref.tag)
     return 0
 

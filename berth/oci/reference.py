@@ -216,6 +216,30 @@ def parse(s: str, default_tag: str | None = DEFAULT_TAG) -> Reference:
     return Reference(domain=dom, path=path, tag=tag, digest=digest)
 
 
+def why_not(s: str, dockerd_20: bool = False) -> str | None:
+    """Why s is not a reference, in distribution/reference's words as the docker CLI (v28) says
+    them, or dockerd 20.10 (dockerd_20: the older library, which does not name the repository
+    in its upper-case error); None when s is one (parse takes it)."""
+    try:
+        parse(s)
+        return None
+    except InvalidArgument:
+        pass
+    if not isinstance(s, str):
+        return "invalid reference format"
+    if _IDENTIFIER_RE.fullmatch(s):
+        return f"invalid repository name ({s}), cannot specify 64-byte hexadecimal strings"
+    _domain, remainder = _split_docker_domain(s)
+    remote = remainder.split(":", 1)[0]
+    if remote.lower() != remote:
+        return ("invalid reference format: repository name must be lowercase" if dockerd_20 else
+                f"invalid reference format: repository name ({remote}) must be lowercase")
+    m = _REFERENCE_RE.fullmatch(_domain + "/" + remainder)
+    if m is not None and len(m.group(1).split("/", 1)[1]) > NAME_TOTAL_LENGTH_MAX:
+        return f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"
+    return "invalid reference format"
+
+
 def parse_name(s: str) -> Reference:
     """Parse a repository name only (no tag, no digest), normalised."""
     ref = parse(s, default_tag=None)

@@ -104,6 +104,18 @@ def _no_such_image(s: str, ns: str) -> str:
     return f"No such image: {s}" if ns == "default" else f'No such image: {s} (namespace "{ns}")'
 
 
+def _check_names(names: list[str]) -> None:
+    """dockerd's reference store's refusal, before any name is written: a repository named after
+    a digest algorithm ("sha256:x") would read as an image ID."""
+    for n in names:
+        try:
+            ref = refmod.parse(n)
+        except InvalidArgument:
+            continue  # a stored form berth writes itself (an untagged image's name)
+        if ref.familiar_name() == "sha256":
+            raise InvalidArgument("refusing to create an ambiguous tag using digest algorithm as name")
+
+
 def _as_dockerd_names_missing(s: str) -> str:
     """The image a lookup missed as dockerd names it (ErrImageDoesNotExist): a reference in its
     familiar form, with the default tag when it had neither tag nor digest ("busybox:latest",
@@ -379,11 +391,22 @@ class ImageService(RegistryOps, ArchiveOps):
     # --- tag and remove ---
 
     def tag(self, ns: str, source: str, repo: str, tag: str | None = None) -> str:
+        """dockerd's TagImage: the image first, then repo as a reference (its own tag or digest
+        replaced by tag when one is given), the default tag for a bare name."""
         r = self.resolve(ns, source)
-        target_s = repo if not tag else f"{repo}:{tag}"
-        ref = refmod.parse(target_s)
-        if ref.digest:
-            raise InvalidArgument(f'refusing to create a tag with a digest reference: "{target_s}"')
+        why = refmod.why_not(repo, dockerd_20=True)
+        if why is not None:
+            raise InvalidArgument(why)
+        ref = refmod.parse(repo, default_tag=None)
+        if tag:
+            if not refmod.is_tag(tag):
+                raise InvalidArgument("invalid tag format")
+            ref = refmod.Reference(ref.domain, ref.path, tag=tag)
+        elif ref.digest:
+            raise InvalidArgument("refusing to create a tag with a digest reference")
+        elif ref.tag is None:
+            ref = ref.with_tag(refmod.DEFAULT_TAG)
+        _check_names([str(ref)])
         self._put_name(ns, str(ref), r, tagged=True)
         self._drop_untagged(ns, r)
         self.image_event(ns, r, "tag", familiar(str(ref)))
@@ -529,6 +552,7 @@ class ImageService(RegistryOps, ArchiveOps):
         moved: gets {name: the ID of the other image it named} of each name taken over.
         tagged: named by a tag, commit, build or import (not a load or pull): the image's
         LastTagTime, as dockerd's."""
+        _check_names(names)
         r = resolved or self._resolved(names, target)
         if not names:
             if not any(i.target.digest == target["digest"] for i in self.meta.list_images(ns)):
