@@ -540,10 +540,20 @@ def test_list_filters(node, cri):
     assert pods(state=pb.PodSandboxStateValue(state=pb.SANDBOX_NOTREADY)) == [sid2]
     stats = cri.ListContainerStats(filter=pb.ContainerStatsFilter(pod_sandbox_id=sid1)).stats
     assert [s.attributes.id for s in stats] == [c1]
-    _ctr(cri, sid1, sbx1, "three", ["sleep", "300"])
+    c3 = _ctr(cri, sid1, sbx1, "three", ["sleep", "300"])
     pods = {s.attributes.id: s for s in cri.ListPodSandboxStats().stats}
     assert sorted(pods) == [sid1]  # the stopped pod has no stats
     assert sorted(x.attributes.metadata.name for x in pods[sid1].linux.containers) == ["one", "three"]
+    # every container is listed, as containerd lists them: one not running has its writable layer's
+    # usage but no cpu or memory (crictl stats -a shows it; berth listed running ones only)
+    c4 = _ctr(cri, sid1, sbx1, "four", ["true"])
+    wait_for(lambda: cri.ContainerStatus(container_id=c4).status.state == pb.CONTAINER_EXITED, 10, "four to exit")
+    listed = {s.attributes.id: s for s in cri.ListContainerStats().stats}
+    assert sorted(listed) == sorted([c1, c2, c3, c4])
+    for idle in (c2, c4):
+        assert not listed[idle].HasField("cpu") and not listed[idle].HasField("memory"), listed[idle]
+        assert listed[idle].writable_layer.fs_id.mountpoint and listed[idle].attributes.metadata.name
+    assert listed[c1].HasField("cpu") and listed[c1].memory.working_set_bytes.value > 0
 
 
 def test_lists_follow_changes_made_outside_the_cri(node, cri):

@@ -1006,7 +1006,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         except (BerthError, OSError):
             return None
 
-    def _container_stats(self, rec: Container, st: dict[str, Any]) -> pb.ContainerStats:
+    def _container_stats(self, rec: Container, st: dict[str, Any], idle_unset: bool = False) -> pb.ContainerStats:
+        """idle_unset: a container not running has no cpu or memory stats (ListContainerStats,
+        as containerd's: its metrics come from running tasks only); else they are zeros."""
         config = self._container_config(rec) if self._cri(rec).get("kind") == "container" else None
         now = time.time_ns()
         attrs = pb.ContainerAttributes(id=rec.id, metadata=config.metadata if config else None,
@@ -1044,6 +1046,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             mountpoint=self.svc.snapshotter.root))
         layer.used_bytes.value = self._layer_usage(rec)
         layer.inodes_used.value = 0
+        if idle_unset and not st["Running"]:
+            return pb.ContainerStats(attributes=attrs, writable_layer=layer)
         return pb.ContainerStats(attributes=attrs, cpu=cpu, memory=mem, writable_layer=layer)
 
     def _layer_usage(self, rec: Container) -> int:
@@ -1072,9 +1076,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                            context: grpc.ServicerContext) -> pb.ListContainerStatsResponse:
         f = request.filter if request.HasField("filter") else None
         out = []
-        for rec, st in self._records("container"):
-            if not st["Running"]:
-                continue
+        for rec, st in self._records("container"):  # every container, as containerd lists them
             cri = self._cri(rec)
             if f is not None:
                 if f.id and not rec.id.startswith(f.id):
@@ -1084,7 +1086,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 labels = _user_labels(rec.labels)
                 if any(labels.get(k) != v for k, v in f.label_selector.items()):
                     continue
-            out.append(self._container_stats(rec, st))
+            out.append(self._container_stats(rec, st, idle_unset=True))
         return pb.ListContainerStatsResponse(stats=out)
 
     def _running_by_sandbox(self) -> dict[str | None, list[tuple[Container, dict[str, Any]]]]:
