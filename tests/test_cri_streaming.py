@@ -1176,6 +1176,34 @@ def test_same_answers_as_containerd(cri, peer):
         assert b[k] == c[k], f"{k}: berth {b[k]!r} containerd {c[k]!r}"
 
 
+def test_verbose_info_written_as_containerd_writes_it(cri, peer):
+    """crictl inspect/inspectp/inspecti show the runtime's verbose info as it is written: berth's
+    as Go's encoding/json writes containerd's (compact, <, > and & escaped) with containerd's keys
+    in containerd's order (berth's own after them); berth wrote Python's spaced JSON, unescaped,
+    in an order of its own."""
+    seen = {}
+    for name, engine in (("berth", cri), ("containerd", peer)):
+        pod, cfg = engine.pod(f"info-{name}")
+        ctr = engine.container(pod, cfg, "redir", ["sh", "-c", "echo x >&2 && exec sleep 300"])
+        got = {}
+        for what, args in (("container", ["inspect", ctr]), ("sandbox", ["inspectp", pod]),
+                           ("image", ["inspecti", IMG])):  # crictl's JSON keeps the info's key order
+            p = engine(args[0], "-o", "json", args[1])
+            got[what] = [k for k, _ in json.loads(p.out, object_pairs_hook=lambda kv: kv)[1][1]]
+        line = next(x for x in engine("inspect", "-o", "table", ctr).out.splitlines()
+                    if x.startswith("Info: map[info:"))
+        got["text"] = line[len("Info: map[info:"):-1]  # the info as the runtime wrote it
+        seen[name] = got
+    for what in ("container", "sandbox", "image"):
+        bk, ck = seen["berth"][what], seen["containerd"][what]
+        common = [k for k in ck if k in bk]
+        assert bk[:len(common)] == common, (what, bk, ck)  # containerd's in its order, berth's extras after
+    for name in ("berth", "containerd"):
+        text = seen[name]["text"]
+        assert ", " not in text and '": ' not in text, (name, text[:200])
+        assert "echo x \\u003e\\u00262 \\u0026\\u0026 exec" in text, (name, text[:400])
+
+
 def test_websocket_exec_tty_starts_at_the_clients_size(srv, sleeper):
     w = WsClient(srv.server.exec_url(sleeper, ["sh", "-c", "stty size; read x; stty size"], True, True, True, False))
     w.send(4, b'{"Width":91,"Height":33}')  # the resize channel, before anything else

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,7 @@ from berth.cri import api_pb2 as pb
 from berth.cri import api_pb2_grpc, convert
 from berth.cri.errors import Abort, code_of, rpc, unimplemented
 from berth.errors import BerthError, InvalidArgument, NotFound
-from berth.goquote import quote
+from berth.goquote import marshal as go_marshal, quote
 
 if TYPE_CHECKING:
     from berth.services import Services
@@ -140,8 +139,8 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         if request.verbose:
             from berth.images.config import chain_ids
             chain = chain_ids(r.diff_ids)
-            info["info"] = json.dumps({"imageSpec": r.config, "chainID": chain[-1] if chain else "",
-                                       "manifest": r.manifest, "berthNamespace": NS})
+            info["info"] = go_marshal({"chainID": chain[-1] if chain else "", "imageSpec": r.config,
+                                                 "manifest": r.manifest, "berthNamespace": NS})
         return pb.ImageStatusResponse(image=img, info=info)
 
     @rpc

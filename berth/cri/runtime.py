@@ -19,7 +19,7 @@ from berth.cri import api_pb2 as pb
 from berth.cri import api_pb2_grpc
 from berth.cri.errors import Abort, rpc, unimplemented
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
-from berth.goquote import errno_text, quote as _q
+from berth.goquote import errno_text, marshal as go_marshal, quote as _q
 from berth.services.ocispec import drop_docker_device_rules
 
 if TYPE_CHECKING:
@@ -266,7 +266,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         info = {}
         if request.verbose:
             cfg = self.d.cfg
-            info["config"] = json.dumps({
+            info["config"] = go_marshal({
                 "sandboxImage": cfg.sandbox_image, "cgroupDriver": cfg.cgroup_driver,
                 "systemdCgroup": cfg.cgroup_driver == "systemd", "defaultRuntimeName": cfg.default_runtime,
                 "runtimes": {k: {"path": v.path, "args": v.args} for k, v in cfg.runtimes.items()},
@@ -276,12 +276,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 "rootDir": cfg.root, "stateDir": cfg.state,
                 "streamServerAddress": cfg.stream_server_address, "streamServerPort": cfg.stream_server_port,
                 "containerdNamespace": NS})
-            info["cniconfig"] = json.dumps(convert.cni_config_as_containerd(
+            info["cniconfig"] = go_marshal(convert.cni_config_as_containerd(
                 cfg.cri_cni_conf_dir, list(cfg.cri_cni_bin_dirs), loaded))
-            info["golang"] = json.dumps("none (berth is Python)")
+            info["golang"] = go_marshal("none (berth is Python)")
             load = "OK" if ok else (f"cni config load failed: no network config found in {cfg.cri_cni_conf_dir}: "
                                     "cni plugin not initialized: failed to load cni config")
-            info["lastCNILoadStatus"] = info["lastCNILoadStatus.default"] = json.dumps(load)
+            info["lastCNILoadStatus"] = info["lastCNILoadStatus.default"] = go_marshal(load)
         handlers = [pb.RuntimeHandler(name="", features=pb.RuntimeHandlerFeatures())]
         handlers += [pb.RuntimeHandler(name=n, features=pb.RuntimeHandlerFeatures()) for n in self.d.cfg.runtimes]
         return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conds), info=info, runtime_handlers=handlers,
@@ -584,21 +584,21 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         info = {}
         if request.verbose:
             cri = self._cri(rec)
-            info["info"] = json.dumps({
+            netns = self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else ""
+            info["info"] = go_marshal({  # containerd's keys in its order, then berth's own
                 # a stopped pod's pause has no task left in containerd: "deleted"
                 "pid": st.get("Pid", 0), "processStatus": "deleted" if st["Status"] == "exited" else st["Status"],
-                "image": self.d.cfg.sandbox_image,
                 "netNamespaceClosed": not st["Running"],
-                "netns": self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else "",
-                "runtimeHandler": cri.get("handler", ""), "runtimeType": rec.runtime,
+                "image": self.d.cfg.sandbox_image,
                 "snapshotKey": rec.snapshot_key, "snapshotter": rec.snapshotter,
+                "runtimeHandler": cri.get("handler", ""), "runtimeType": rec.runtime,
+                "config": _go_json(self._sandbox_config(rec)),
                 "runtimeSpec": convert.spec_as_go(_read_json(os.path.join(self.svc.sdir(rec.id), "bundle",
                                                                           "config.json"))),
                 "cniResult": convert.cni_result_as_containerd(
                     self.net.result(rec.id) or _kept_result(_read_json(os.path.join(self.svc.cdir(rec.id), CNI_RESULT))),
-                    self.net.netns_path(cri["netns_key"]) if cri.get("netns_key") else ""),
-                "config": _go_json(self._sandbox_config(rec)),
-                "berthNamespace": NS, "stateDir": self.svc.sdir(rec.id),
+                    netns),
+                "netns": netns, "berthNamespace": NS, "stateDir": self.svc.sdir(rec.id),
             })
         return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())
 
@@ -885,7 +885,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         info = {}
         if request.verbose:
             oci = _read_json(os.path.join(self.svc.sdir(rec.id), "bundle", "config.json"))
-            info["info"] = json.dumps({
+            info["info"] = go_marshal({
                 "sandboxID": self._cri(rec).get("sandbox", ""), "pid": st.get("Pid", 0),
                 "removing": False, "snapshotKey": rec.snapshot_key, "snapshotter": rec.snapshotter,
                 "runtimeType": rec.runtime, "config": _go_json(self._container_config(rec)),
