@@ -1178,6 +1178,30 @@ def test_tags_refused_and_made_as_dockerd(eng, peer):
         assert (ours.returncode, ours.err) == (theirs.returncode, f"berth: {line}\n") == (125, ours.err), ours.err
 
 
+def test_api_refusals_in_dockerds_words(eng, peer):
+    """Requests dockerd refuses, side by side: logs without a stream (berthd answered an empty
+    200), a rename to nothing (even of a container that is not there: the names first), API
+    1.41's volume prune with 1.42's `all` filter (berthd took it), a build without a context
+    (berthd read the empty body as an empty Dockerfile), a resize without a size (berthd: 200).
+    The messages match; the status too where dockerd's is a 4xx (its 500s are berth's 400s)."""
+    reqs = [("GET", "/containers/{c}/logs"), ("GET", "/containers/pr-nonexist/logs"),
+            ("POST", "/containers/{c}/rename?name="), ("POST", "/containers/pr-nonexist/rename?name="),
+            ("POST", "/volumes/prune?filters=" + '{"all":["true"]}'.replace('"', "%22")),
+            ("POST", "/build?t=pr-x&q=1"), ("POST", "/containers/{c}/resize")]
+    seen = []
+    for d in (eng, peer):
+        c = d.docker("create", "--network", "none", IMAGE, "true", check=True).out.strip()
+        try:
+            seen.append([_api(d.sock, m, p.replace("{c}", c)) for m, p in reqs])
+        finally:
+            d.docker("rm", "-f", c)
+    for (m, p), ours, theirs in zip(reqs, *seen):
+        assert ours[0] in (400, 404) and (ours[0] == theirs[0] or theirs[0] == 500), (p, ours, theirs)
+        if not p.endswith("/resize"):  # (dockerd: strconv.Atoi's words)
+            assert ours[1] == theirs[1], (p, ours, theirs)
+    assert seen[0][0][1] == {"message": "Bad parameters: you must choose at least one stream"}
+
+
 def test_wait_conditions_on_a_created_container_as_dockerd(eng, peer):
     """POST /containers/{id}/wait of a container never started: not-running answers at once (0),
     next-exit waits for its start and exit, removed for its removal; after a failed start, the

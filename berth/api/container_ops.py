@@ -11,6 +11,7 @@ from aiohttp import web
 
 from berth.api.app import Router, json_line, json_response, namespace_of, services, stream_headers
 from berth.api.images import SyncBody, _bool, _filters
+from berth.errors import InvalidArgument
 from berth.services import Services
 from berth.services import container_ops as ops
 
@@ -47,6 +48,8 @@ async def unpause(request: web.Request) -> web.Response:
 
 async def rename(request: web.Request) -> web.Response:
     s, svc, ns = _svc(request)
+    if not request.query.get("name", "").lstrip("/"):  # dockerd's, before the container
+        raise InvalidArgument("Neither old nor new names may be empty")
     rec = await _rec(s, svc, ns, request)
     await s.run(ops.rename, svc, ns, rec.id, request.query.get("name", ""))
     return web.Response(status=204, headers=stream_headers())

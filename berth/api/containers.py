@@ -136,6 +136,8 @@ async def kill(request: web.Request) -> web.Response:
 async def logs(request: web.Request) -> web.StreamResponse:
     s = services(request)
     ns = namespace_of(request)
+    if not (_bool(request, "stdout") or _bool(request, "stderr")):  # dockerd's, before the container
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
     rec = await s.run(s.containers.get, ns, request.match_info["id"])
     q = request.query
     try:  # dockerd's: a tail that is not a number, or a negative one, is all of it

@@ -550,10 +550,11 @@ ROUTES = {
     ("GET", "/containers/{id}/attach/ws"): Route(query={
         "detachKeys": QStr(max=64), "logs": _BOOL, "stream": _BOOL, "stdin": _BOOL, "stdout": _BOOL,
         "stderr": _BOOL}),
-    ("POST", "/containers/{id}/resize"): Route(query={"h": QInt(0, 65535, empty=False), "w": QInt(0, 65535, empty=False)}),
+    ("POST", "/containers/{id}/resize"): Route(query={"h": QInt(0, 65535, empty=False, required=True),
+                                                      "w": QInt(0, 65535, empty=False, required=True)}),
     ("POST", "/containers/prune"): Route(query={"filters": _FILTERS}),
     ("POST", "/containers/{id}/pause"): Route(), ("POST", "/containers/{id}/unpause"): Route(),
-    ("POST", "/containers/{id}/rename"): Route(query={"name": QStr(required=True, max=MAX_NAME)}),
+    ("POST", "/containers/{id}/rename"): Route(query={"name": QStr(max=MAX_NAME)}),  # none: dockerd's words
     ("GET", "/containers/{id}/top"): Route(query={"ps_args": QStr(max=1024)}),
     ("GET", "/containers/{id}/stats"): Route(query={"stream": _BOOL, "one-shot": _BOOL}),
     ("HEAD", "/containers/{id}/archive"): Route(query={"path": QStr(required=True, max=4096)}),
@@ -566,7 +567,8 @@ ROUTES = {
     ("POST", "/exec/{id}/start"): Route(body=Obj(nullable=False, Detach=Bool(), Tty=Bool(),
                                                  ConsoleSize=List(Int(0, 65535), length=2)), body_optional=True),
     ("GET", "/exec/{id}/json"): Route(),
-    ("POST", "/exec/{id}/resize"): Route(query={"h": QInt(0, 65535, empty=False), "w": QInt(0, 65535, empty=False)}),
+    ("POST", "/exec/{id}/resize"): Route(query={"h": QInt(0, 65535, empty=False, required=True),
+                                                "w": QInt(0, 65535, empty=False, required=True)}),
     ("GET", "/events"): Route(query={"since": QTime(rfc3339=True), "until": QTime(rfc3339=True),
                                      "filters": _FILTERS}),
     # networks

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from berth.api.app import Router, api_version, json_body, json_response, member, namespace_of, services, stream_headers
 from berth.api.images import _bool, _filters
+from berth.errors import InvalidArgument
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -37,7 +38,9 @@ async def prune(request: web.Request) -> web.Response:
     s = services(request)
     filters = _filters(request)
     v = api_version(request)
-    if v is not None and v < (1, 42) and "all" not in filters:
+    if v is not None and v < (1, 42):
+        if "all" in filters:  # a filter of API 1.42 (dockerd 20.10's words)
+            raise InvalidArgument("Invalid filter 'all'")
         filters = dict(filters, all=["true"])  # before API 1.42 prune took named volumes too
     return json_response(await s.run(s.volumes.prune, namespace_of(request), filters))
 

@@ -210,6 +210,8 @@ class _Job:
         data = head + stream.read(1 << 20)
         if stream.read(1):
             raise InvalidArgument("the build context is neither a tar archive nor a Dockerfile (too large)")
+        if not data.strip():  # no context at all (an empty body): dockerd's words
+            raise InvalidArgument(f"Cannot locate specified Dockerfile: {self.opts.dockerfile}")
         return data
 
     def _dockerfile(self, bare: bytes | None) -> bytes:
