@@ -1471,6 +1471,54 @@ def test_a_pull_from_a_registry_that_refuses_the_connection_as_dockerd(eng, peer
     assert seen[0][2][0] == 125 and "Unable to find image" in seen[0][2][2] and refused in seen[0][2][2]
 
 
+def test_distribution_inspect_as_dockerd(eng, peer, tmp_path):
+    """GET /distribution/{name}/json (docker-py's inspect_distribution): the registry's
+    descriptor of a reference and its platforms, as dockerd's for a docker image and for an OCI
+    index of two platforms; a tag the registry lacks in the registry's words (404), a bad
+    reference refused. berthd had no such endpoint (404 page not found). dockerd 20.10 gives an
+    OCI image manifest no platforms (its code knows docker's manifest only; later dockerds read
+    the config as for docker's): berth reads its config."""
+    import hashlib
+    import tarfile
+    from daemon_fixtures import DATA, Registry, skopeo
+    layout = tmp_path / "layout"
+    with tarfile.open(os.path.join(DATA, "busybox-layers.oci.tar")) as t:
+        t.extractall(layout)
+    manifest = dict(json.loads((layout / "index.json").read_text())["manifests"][0])
+    manifest.pop("annotations", None)
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        dict(manifest, platform={"architecture": "amd64", "os": "linux"}),
+        dict(manifest, platform={"architecture": "arm64", "os": "linux", "variant": "v8"})]}).encode()
+    digest = hashlib.sha256(index).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(index)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + digest, "size": len(index),
+        "annotations": {"org.opencontainers.image.ref.name": "multi"}}]}))
+    reg = Registry(tmp_path / "registry").start()
+    try:
+        one, multi, oci = f"{reg.addr}/dist/bb:1", f"{reg.addr}/dist/multi:1", f"{reg.addr}/dist/oci:1"
+        eng.docker("tag", IMAGE, one, check=True)
+        eng.docker("push", one, check=True)
+        eng.docker("rmi", one, check=True)
+        skopeo("copy", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi", f"docker://{multi}")
+        skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{os.path.join(DATA, 'busybox-layers.oci.tar')}",
+               f"docker://{oci}")
+        refs = [one, multi, f"{reg.addr}/dist/bb:nosuch", f"{reg.addr}/dist/bb", "PR-BAD", oci]
+        seen = [[_api(d.sock, "GET", f"/distribution/{r}/json") for r in refs] for d in (eng, peer)]
+        assert seen[0][:-1] == seen[1][:-1], list(zip(refs, *seen))
+        assert seen[0][0][0] == 200 and seen[0][0][1]["Platforms"] == [{"architecture": "amd64", "os": "linux"}]
+        assert seen[0][1][1] == {"Descriptor": {"mediaType": "application/vnd.oci.image.index.v1+json",
+                                                "digest": "sha256:" + digest, "size": len(index)},
+                                 "Platforms": [{"architecture": "amd64", "os": "linux"},
+                                               {"architecture": "arm64", "os": "linux", "variant": "v8"}]}
+        assert seen[0][2] == (404, {"message": "manifest unknown: manifest unknown"})
+        (ours, mine), (theirs, their) = seen[0][-1], seen[1][-1]
+        assert ours == theirs == 200 and mine["Descriptor"] == their["Descriptor"], (mine, their)
+        assert (mine["Platforms"], their["Platforms"]) == ([{"architecture": "amd64", "os": "linux"}], None)
+    finally:
+        reg.stop()
+
+
 def test_pulls_from_a_registry_say_what_dockerd_says(eng, peer, tmp_path):
     """Against the same registry, the docker CLI prints the same with both engines: a reference
     the registry does not know is an error response (404: `manifest for <ref> not found: manifest

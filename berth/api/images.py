@@ -258,7 +258,14 @@ async def save(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def distribution(request: web.Request) -> web.Response:
+    """GET /distribution/{name}/json: what the registry holds for a reference."""
+    s = services(request)
+    return json_response(await s.run(s.images.distribution_inspect, request.match_info["name"], _auth(request)))
+
+
 def routes(r: Router) -> None:
+    r.add("GET", "/distribution/{name:.+}/json", distribution)
     r.add("GET", "/images/json", list_)
     r.add("POST", "/images/create", create)
     r.add("POST", "/images/load", load)

@@ -111,6 +111,53 @@ class RegistryOps:
                               host_mirrors=reg.host_mirrors if reg else None,
                               insecure=reg.insecure if reg else (), credentials=creds)
 
+    def distribution_inspect(self, ref_s: str, auth: dict | None = None) -> dict:
+        """GET /distribution/{name}/json, as dockerd's: the registry's descriptor of a reference
+        (its manifest or index, resolved as a pull resolves it: mirrors, hosts.toml, credentials)
+        and the platforms it holds: an index's entries, else the image config's os and
+        architecture (none when the config names neither)."""
+        import io
+        from berth import fastjson as json
+        why = refmod.why_not(ref_s, dockerd_20=True)
+        if why is not None:
+            raise InvalidArgument(why)
+        ref = refmod.parse(ref_s)
+        client = self._client(auth)
+        try:
+            _name, desc = client.resolve(ref)
+        except NotFound as e:  # dockerd's: the registry's words alone, not a pull's
+            raise NotFound(e.message.split(" not found: ", 1)[-1] if e.message.startswith("manifest for ")
+                           else e.message) from None
+        doc = json.loads(client.fetch_manifest(ref, desc.digest, size=desc.size))
+        if not isinstance(doc, dict):
+            raise InvalidArgument(f"manifest {desc.digest} of {ref.familiar()} is not a JSON object")
+        platforms = []
+        if mt.is_index(desc.media_type) or "manifests" in doc:
+            for m in doc.get("manifests") or []:
+                p = (m or {}).get("platform") if isinstance(m, dict) else None
+                platforms.append(_go_platform(p if isinstance(p, dict) else {}))
+        elif isinstance(doc.get("config"), dict) and doc["config"].get("digest"):
+            cdesc = doc["config"]
+            size = cdesc.get("size")
+            if not isinstance(size, int) or size < 0 or size > MAX_CONFIG:
+                raise InvalidArgument(f"config {cdesc['digest']} of {ref.familiar()}: invalid size {size!r}")
+            buf = io.BytesIO()
+            client.fetch_blob(ref, {"mediaType": cdesc.get("mediaType") or mt.OCI_CONFIG,
+                                    "digest": cdesc["digest"], "size": size}, buf)
+            algo, _, hexd = cdesc["digest"].partition(":")
+            if algo != "sha256" or hashlib.sha256(buf.getvalue()).hexdigest() != hexd:
+                raise InvalidArgument(f"config {cdesc['digest']} of {ref.familiar()}: digest mismatch")
+            try:
+                cfg = json.loads(buf.getvalue())
+            except ValueError:
+                cfg = None
+            if isinstance(cfg, dict) and (cfg.get("os") or cfg.get("architecture")):
+                platforms.append(_go_platform(cfg))
+        elif doc.get("schemaVersion") == 1:
+            platforms.append({"architecture": str(doc.get("architecture") or ""), "os": "linux"})
+        return {"Descriptor": {"mediaType": desc.media_type, "digest": desc.digest, "size": desc.size},
+                "Platforms": platforms or None}
+
     def pull(self, ns: str, ref_s: str, platform: str | None = None, auth: dict | None = None,
              progress: Progress | None = None, all_tags: bool = False) -> str:
         """Resolve, fetch (layers in parallel, resumable), verify, unpack, name. all_tags: a
@@ -434,3 +481,17 @@ class RegistryOps:
             client.check_login(host) if hasattr(client, "check_login") else None
         finally:
             client.close()
+
+
+def _go_platform(p: dict) -> dict:
+    """An OCI platform as Go's encoding/json writes ocispec.Platform: architecture and os, the
+    rest only when set."""
+    out = {"architecture": str(p.get("architecture") or ""), "os": str(p.get("os") or "")}
+    if p.get("os.version"):
+        out["os.version"] = str(p["os.version"])
+    if isinstance(p.get("os.features"), list) and p["os.features"]:
+        out["os.features"] = [str(x) for x in p["os.features"]]
+    if p.get("variant"):
+        out["variant"] = str(p["variant"])
+    return out
+
