@@ -140,7 +140,7 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
             from berth.images.config import chain_ids
             chain = chain_ids(r.diff_ids)
             info["info"] = go_marshal({"chainID": chain[-1] if chain else "", "imageSpec": r.config,
-                                                 "manifest": r.manifest, "berthNamespace": NS})
+                                       "manifest": r.manifest, "berthNamespace": NS})
         return pb.ImageStatusResponse(image=img, info=info)
 
     @rpc
