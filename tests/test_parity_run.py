@@ -784,6 +784,36 @@ def test_env_and_label_files_and_bare_env_names_as_the_docker_cli(eng, tmp_path)
     assert eng.berth("ps", "-aq").out.split() == []
 
 
+def test_cli_arity_and_missing_objects_in_the_docker_clis_words(eng):
+    """berth's CLI beside docker's on one berthd: a wrong number of arguments in cobra's words
+    ("'berth tag' requires 2 arguments", "requires at least 1 and at most 2 arguments",
+    "accepts no arguments"; berth said argparse's "the following arguments are required"),
+    `image inspect` and `container inspect` of what is not there in the daemon's words (berth:
+    "Error: No such object"), `volume inspect` printing [] for none, `wait` going on past a
+    missing container, `start` naming the ones it failed to start at the end. Exit codes too."""
+    def norm(text):  # the error lines (docker's usage text after them aside), without the prefixes
+        import re
+        return [re.sub(r"^(berth: |docker: |Error response from daemon: |Error: (?=failed))", "", line)
+                .replace("'berth ", "'X ").replace("'docker ", "'X ") for line in text.splitlines()
+                if re.search(r"requires|accepts|No such|no such|not found|failed to start", line)]
+    c = _name("arity")
+    eng.docker("run", "-d", "--name", c, IMAGE, "true", check=True)
+    eng.docker("wait", c, check=True)
+    cmds = [["tag"], ["tag", "a", "b", "c"], ["port"], ["commit"], ["logs", "a", "b"], ["version", "x"],
+            ["images", "a", "b"], ["volume", "create", "a", "b"], ["network", "connect", "a"], ["exec", "a"],
+            ["wait"], ["image", "inspect", "pr-nonexist"], ["container", "inspect", "pr-nonexist"],
+            ["image", "inspect", "-f", "{{.Os}}", "pr-nonexist", IMAGE], ["volume", "inspect", "pr-nonexist"],
+            ["network", "inspect", "pr-nonexist"], ["inspect", "pr-nonexist"],
+            ["wait", "pr-na", c, "pr-nb"], ["start", "pr-na", "pr-nb"]]
+    try:
+        for args in cmds:
+            ours, theirs = eng.berth(*args), eng.docker(*args)
+            assert (ours.returncode, ours.out, norm(ours.err)) == (theirs.returncode, theirs.out, norm(theirs.err)), \
+                (args, ours.returncode, ours.out, ours.err, theirs.returncode, theirs.out, theirs.err)
+    finally:
+        eng.docker("rm", "-f", c)
+
+
 def test_health_survives_a_daemon_restart(tmp_path):
     d = Daemon(tmp_path / "berthd")
     d.start()

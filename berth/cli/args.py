@@ -77,6 +77,7 @@ class Parser:
         self.description = description
         self.args = []
         self.flags = {}
+        self.min_args = None  # a command that needs more arguments than its required positionals
 
     def add_argument(self, *names, **kw):
         a = _Arg(list(names), kw)
@@ -90,9 +91,38 @@ class Parser:
         """A flag error: exit 125."""
         raise UsageError(f"{self.cmd}: {message}")
 
-    def count_error(self, message):
-        """The wrong number of arguments: exit 1, as docker's "requires N argument(s)"."""
-        raise BerthError(f"{self.cmd}: {message}")
+    def count_error(self, message=None):
+        """The wrong number of arguments: exit 1, in docker's words for the command's arity
+        ("'berth tag' requires 2 arguments", "requires at least 1 argument", "accepts no
+        arguments", ...) unless a message is given."""
+        raise BerthError(message if message is not None else f"'berth {self.cmd}' {self.arity()}")
+
+    def arity(self):
+        """docker's (cobra's) words for how many arguments the command takes."""
+        lo, hi, unbounded = 0, 0, False
+        for a in self.args:
+            if not a.positional:
+                continue
+            if a.nargs is None or a.nargs == "+":
+                lo, hi = lo + 1, hi + 1
+            elif a.nargs == "?":
+                hi += 1
+            if a.nargs in ("+", "*", REMAINDER):
+                unbounded = True
+        if self.min_args is not None:
+            lo = max(lo, self.min_args)
+
+        def n(k):
+            return f"{k} argument" + ("" if k == 1 else "s")
+        if unbounded:
+            return f"requires at least {n(lo)}" if lo else "accepts any arguments"
+        if hi == 0:
+            return "accepts no arguments"
+        if lo == hi:
+            return f"requires {n(lo)}"
+        if lo == 0:
+            return f"requires at most {n(hi)}"
+        return f"requires at least {lo} and at most {n(hi)}"
 
     def print_help(self):
         """docker's layout: usage, description, every flag with its type and help."""
@@ -192,7 +222,7 @@ class Parser:
             elif a.nargs == "+":
                 take = len(vals) - later_required
                 if take < 1:
-                    self.count_error(f"the following arguments are required: {a.dest}")
+                    self.count_error()
                 setattr(ns, a.dest, [a.convert(self, v, a.dest) for v in vals[:take]])
                 vals = vals[take:]
             elif a.nargs == "*":
@@ -204,11 +234,10 @@ class Parser:
                     setattr(ns, a.dest, a.convert(self, vals.pop(0), a.dest))
             else:
                 if not vals:
-                    missing = [b.dest for b in positionals[idx:] if b.nargs in (None, "+")]
-                    self.count_error(f"the following arguments are required: {', '.join(missing)}")
+                    self.count_error()
                 setattr(ns, a.dest, a.convert(self, vals.pop(0), a.dest))
         if vals:
-            self.count_error(f"unrecognized arguments: {' '.join(vals)}")
+            self.count_error()
 
 
 def _go_bool(parser, name, value):
@@ -256,10 +285,12 @@ def parse_filters(cmd, values, filters=None):
     return filters
 
 
-def for_each(names, action, echo=True, missing_ok=False):
+def for_each(names, action, echo=True, missing_ok=False, summary=None):
     """Apply action to each name as docker does: print the name, or a one-line error and go on;
-    exit status 1 if any failed. missing_ok (`rm -f`): an object not found is shown, not a failure."""
-    failed = 0
+    exit status 1 if any failed. missing_ok (`rm -f`): an object not found is shown, not a failure.
+    summary: the words of a last line naming the failed ones (docker start's "failed to start
+    containers")."""
+    failed = []
     for n in names:
         try:
             action(n)
@@ -268,7 +299,9 @@ def for_each(names, action, echo=True, missing_ok=False):
         except BerthError as e:
             print(f"berth: {e.message}", file=sys.stderr)
             if not (missing_ok and getattr(e, "http_status", None) == 404):
-                failed = 1
+                failed.append(n)
+    if failed and summary:
+        print(f"berth: {summary}: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -299,7 +299,7 @@ def start(ctx, argv, cmd):
         raise BerthError("checkpoints are not supported by berth (--checkpoint, --checkpoint-dir)")
     if a.attach or a.interactive:
         return _start_attached(ctx, a)
-    return for_each(a.names, lambda n: ctx.client.container_start(n))
+    return for_each(a.names, lambda n: ctx.client.container_start(n), summary="failed to start containers")
 
 
 def _start_attached(ctx, a):
@@ -442,10 +442,17 @@ def wait(ctx, argv, cmd):
     p = parser(cmd, "wait for containers to stop; print their exit codes")
     p.add_argument("names", nargs="+")
     a = p.parse_args(argv)
-    for n in a.names:
-        res = ctx.client.container_wait(n)
-        print(res.get("StatusCode", 0) if isinstance(res, dict) else res)
-    return 0
+    errors = []
+    for n in a.names:  # as docker: one after the other, what failed said at the end
+        try:
+            res = ctx.client.container_wait(n)
+        except BerthError as e:
+            errors.append(e.message)
+            continue
+        print(res.get("StatusCode", 0) if isinstance(res, dict) else res, flush=True)
+    for why in errors:
+        print(f"berth: {why}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def logs(ctx, argv, cmd):
@@ -521,12 +528,13 @@ def exec_(ctx, argv, cmd):
     p.add_argument("--privileged", action="store_true")
     p.add_argument("container")
     p.add_argument("command", nargs="...")
+    p.min_args = 2
     a = p.parse_args(argv)
     if a.env:
         from berth.cli.runflags import check_env
         check_env(a.env)
     if not a.command:
-        raise BerthError(f"{cmd}: requires at least 2 arguments")
+        raise BerthError(f"'berth {cmd}' requires at least 2 arguments")
     if a.tty and a.interactive and not a.detach and not os.isatty(0):
         # as docker: a container that is not there first (its error takes precedence), then the tty
         ctx.client.container_inspect(a.container)

@@ -192,13 +192,15 @@ def inspect(ctx, argv, cmd):
     if a.type and a.type not in ("container", "image", "network", "volume"):  # docker's check: status 1
         raise BerthError(f'unknown type: "{a.type}": must be one of "container", "image", "network", "volume"')
     import json
+    # `image inspect` and `container inspect` look at one kind, and say what the daemon says of it
+    typed = {"image inspect": "image", "container inspect": "container"}.get(cmd)
     results = []
     failed = 0
     for n in a.names:
         try:
-            results.append(_inspect_one(ctx, n, a.type, a.size))
+            results.append(_inspect_one(ctx, n, typed or a.type, a.size))
         except BerthError as e:
-            print(f"berth: {e.message}" if "No such" in e.message else f"berth: Error: No such object: {n}",
+            print(f"berth: {e.message}" if typed or "No such" in e.message else f"berth: Error: No such object: {n}",
                   file=sys.stderr)
             failed = 1
     if a.format:

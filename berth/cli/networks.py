@@ -121,7 +121,7 @@ def inspect(ctx, argv, cmd):
         try:
             found.append(ctx.client.network_inspect(n))
         except BerthError as e:
-            print(f"Error: {e.message}", file=sys.stderr)
+            print(f"berth: {e.message}", file=sys.stderr)
             rc = 1
     if a.format:
         from berth.cli.format import print_inspect

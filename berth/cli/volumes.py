@@ -98,7 +98,7 @@ def inspect(ctx, argv, cmd):
     if a.format:
         from berth.cli.format import print_inspect
         print_inspect(a.format, results, raw_fallback=False)
-    elif results or not failed:
+    else:  # "[]" too when none was found, as docker
         print(json.dumps(results, indent=4))
     return 1 if failed else 0
 
