@@ -814,6 +814,26 @@ def test_cli_arity_and_missing_objects_in_the_docker_clis_words(eng):
         eng.docker("rm", "-f", c)
 
 
+def test_since_and_until_as_the_docker_cli_takes_them(eng):
+    """logs and events --since/--until: any Go duration ("1h30m"; berth took one unit only),
+    RFC 3339 dates and times, Unix seconds; what is none of them refused in the docker CLI's
+    words, logs naming the flag (berth: "invalid time 'x'")."""
+    c = _name("since")
+    eng.docker("run", "-d", "--name", c, IMAGE, "sh", "-c", "echo one; sleep 60", check=True)
+    try:
+        wait_for(lambda: eng.docker("logs", c).out == "one\n", 10, "the container's line")
+        for since in ("1h30m", "90m", "2020-01-01", "2020-01-01T00:00:00Z", "1600000000.5"):
+            assert eng.berth("logs", "--since", since, c).out == "one\n", since
+        cases = [["logs", "--since", "x", c], ["logs", "--until", "2020-13-01", c],
+                 ["events", "--since", "x", "--until", "0s"], ["events", "--since", "1h", "--until", "1h"]]
+        for args in cases:
+            ours, theirs = eng.berth(*args), eng.docker(*args)
+            assert (ours.returncode, ours.out, ours.err.removeprefix("berth: ")) == \
+                (theirs.returncode, theirs.out, theirs.err), (args, ours.err, theirs.err)
+    finally:
+        eng.docker("rm", "-f", c)
+
+
 def test_health_survives_a_daemon_restart(tmp_path):
     d = Daemon(tmp_path / "berthd")
     d.start()

@@ -467,8 +467,8 @@ def logs(ctx, argv, cmd):
     a = p.parse_args(argv)
     info = ctx.client.container_inspect(a.name)
     tty = bool((info.get("Config") or {}).get("Tty"))
-    resp = ctx.client.container_logs(a.name, follow=a.follow, tail=a.tail, since=_time_arg(a.since),
-                                     until=_time_arg(a.until), timestamps=a.timestamps, details=a.details)
+    resp = ctx.client.container_logs(a.name, follow=a.follow, tail=a.tail, since=_time_arg(a.since, "since"),
+                                     until=_time_arg(a.until, "until"), timestamps=a.timestamps, details=a.details)
     try:
         out, err = sys.stdout.buffer, sys.stderr.buffer
         if tty:
@@ -498,21 +498,17 @@ def logs(ctx, argv, cmd):
     return 0
 
 
-def _time_arg(s):
+def _time_arg(s, flag=None):
+    """docker's since/until: a Go duration before now, an RFC 3339 date or time, or Unix
+    seconds, sent as seconds; the docker CLI's words for what is none of them (logs names the
+    flag: `invalid value for "since": ...`)."""
     if not s:
         return None
-    import re
-    import time
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)", s)
-    if m:
-        return str(time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)])
-    if re.fullmatch(r"\d+(\.\d+)?", s):
-        return s
-    import calendar
+    from berth.gotime import get_timestamp
     try:
-        return str(calendar.timegm(time.strptime(s.rstrip("Z")[:19], "%Y-%m-%dT%H:%M:%S")))
-    except ValueError:
-        raise BerthError(f"invalid time {s!r}") from None
+        return f"{get_timestamp(s):.9f}"
+    except ValueError as e:
+        raise BerthError(f'invalid value for "{flag}": {e}' if flag else str(e)) from None
 
 
 def exec_(ctx, argv, cmd):
