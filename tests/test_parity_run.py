@@ -58,6 +58,7 @@ def test_run_option_refusals_use_dockers_words(eng):
         (["--restart", "on-failure:x", "-d"], "maximum retry count must be an integer"),
         (["--restart", "always:3", "-d"], "maximum retry count cannot be used with restart policy 'always'"),
         (["--restart", "on-failure:-1", "-d"], "maximum retry count cannot be negative"),
+        (["--pull", "bogus"], 'invalid pull option: \'bogus\': must be one of "always", "missing" or "never"'),
         (["--log-driver", "bogus"], 'error looking up logging plugin bogus: plugin "bogus" not found'),
         (["--gpus", "all"], 'could not select device driver "" with capabilities: [[gpu]]'),
         (["--ipc", "bogus"], "Invalid IPC mode: bogus"),

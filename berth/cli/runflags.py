@@ -34,7 +34,7 @@ def add(p, run=True):
     A("--domainname", help="Container NIS domain name")
     A("--runtime", help="Runtime to use for this container")
     A("--platform", help="Set platform if server is multi-platform capable")
-    A("--pull", choices=["missing", "always", "never"], default="missing",
+    A("--pull", default="missing",  # its values checked in _docker_checks, in docker's words
       help='Pull image before running ("always", "missing", "never") (default "missing")')
     A("-q", "--quiet", action="store_true", help="Suppress the pull output")
     A("--disable-content-trust", default="true", help="Skip image verification (default true)")
@@ -368,6 +368,8 @@ def check_env(values):
 def _docker_checks(a):
     """What the docker CLI checks of run/create's flags before it sends anything (its status 125),
     beyond what the parsing of each flag checks."""
+    if a.pull not in ("always", "missing", "never"):
+        raise BerthError(f"invalid pull option: '{a.pull}': must be one of \"always\", \"missing\" or \"never\"")
     check_env(a.env)
     if a.mac_address and not _is_mac(a.mac_address):
         raise BerthError(f"{a.mac_address} is not a valid mac address")
