@@ -108,10 +108,12 @@ def _check_names(names: list[str]) -> None:
     """dockerd's reference store's refusal, before any name is written: a repository named after
     a digest algorithm ("sha256:x") would read as an image ID."""
     for n in names:
+        if is_untagged_name(n):  # berth's own record of an image without a name (names are stored qualified)
+            continue
         try:
             ref = refmod.parse(n)
         except InvalidArgument:
-            continue  # a stored form berth writes itself (an untagged image's name)
+            continue
         if ref.familiar_name() == "sha256":
             raise InvalidArgument("refusing to create an ambiguous tag using digest algorithm as name")
 
