@@ -168,7 +168,9 @@ def test_state_and_list_print_as_runc(runtime, runc):
             text = re.sub(r"bundle-[0-9a-f]{8}", "bundle-X", text)
             text = re.sub(r'"ociVersion": ?"[^"]*"', '"ociVersion":V', text)  # each its own spec version
             text = re.sub(r'"pid": ?\d+', '"pid":P', re.sub(r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "T", text))
-            norm.append(re.sub(r"(ONE|TWO) +\d+ +", r"\1 P ", text))
+            text = re.sub(r"(ONE|TWO) +\d+ +", r"\1 P ", text)
+            # the table's padding follows its widest pid, which differs between the two runs
+            norm.append(re.sub(r"(?m)^(ID|ONE|TWO)( .*)$", lambda m: m.group(1) + re.sub(" +", " ", m.group(2)), text))
         out[rt is runc] = norm
     assert out[False] == out[True]
     assert not out[False][0].endswith("\n") and out[False][5] == "null\n"
