@@ -40,10 +40,7 @@ def _options(request: web.Request) -> builder_mod.Options:
     tags = q.getall("t", [])
     from berth.oci import reference as refmod
     for t in tags:
-        why = refmod.why_not(t, dockerd_20=True)
-        if why is not None:  # dockerd's words
-            raise InvalidArgument(why)
-        if refmod.parse(t).digest:
+        if refmod.parse_checked(t, dockerd_20=True).digest:  # (a bad one refused in dockerd's words)
             raise InvalidArgument("build tag cannot contain a digest")
     extrahosts = [h for h in q.get("extrahosts", "").split(",") if h]
     rm = q.get("rm", "1").lower() not in ("0", "false")

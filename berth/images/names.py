@@ -27,3 +27,9 @@ def familiar(name: str) -> str:
 def repo_of(name: str) -> str:
     """The repository of a tag or digest name (docker.io/library/busybox of ...busybox:1)."""
     return refmod.parse(name, default_tag=None).name
+
+
+def no_such_image(shown: str, ns: str) -> str:
+    """dockerd's words for an image a lookup missed (docker clients look for "No such image":
+    docker-py's ImageNotFound), the namespace named when it is not the default one."""
+    return f"No such image: {shown}" if ns == "default" else f'No such image: {shown} (namespace "{ns}")'

@@ -240,6 +240,15 @@ def why_not(s: str, dockerd_20: bool = False) -> str | None:
     return "invalid reference format"
 
 
+
+def parse_checked(s: str, default_tag: str | None = DEFAULT_TAG, dockerd_20: bool = False) -> Reference:
+    """parse, its refusal in why_not's words (what a client of dockerd reads)."""
+    try:
+        return parse(s, default_tag=default_tag)
+    except InvalidArgument:
+        raise InvalidArgument(why_not(s, dockerd_20=dockerd_20) or "invalid reference format") from None
+
+
 def parse_name(s: str) -> Reference:
     """Parse a repository name only (no tag, no digest), normalised."""
     ref = parse(s, default_tag=None)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 from berth.errors import InvalidArgument, NotFound
-from berth.images.names import familiar, is_digest_name, is_untagged_name
+from berth.images.names import familiar, is_digest_name, is_untagged_name, no_such_image
 from berth.oci import reference as refmod
 from berth.services.image_registry import Progress, short, transfer_progress
 
@@ -122,5 +122,5 @@ def _save_missing(n: str, ns: str) -> str:
         ref = None
     if ref is not None and (ref.tag or ref.digest) and ref.familiar_name() != "sha256":
         return "reference does not exist"
-    return f"No such image: {n}" if ns == "default" else f'No such image: {n} (namespace "{ns}")'
+    return no_such_image(n, ns)
 

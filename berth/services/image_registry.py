@@ -118,10 +118,7 @@ class RegistryOps:
         architecture (none when the config names neither)."""
         import io
         from berth import fastjson as json
-        why = refmod.why_not(ref_s, dockerd_20=True)
-        if why is not None:
-            raise InvalidArgument(why)
-        ref = refmod.parse(ref_s)
+        ref = refmod.parse_checked(ref_s, dockerd_20=True)
         client = self._client(auth)
         try:
             _name, desc = client.resolve(ref)

@@ -17,7 +17,7 @@ from berth import fastjson as json
 from berth.errors import (BerthError, FailedPrecondition, InvalidArgument, NotFound)
 from berth.images import config as imgconfig
 from berth.images.config import MAX_CONFIG, MAX_MANIFEST
-from berth.images.names import familiar, is_digest_name, is_untagged_name, repo_of
+from berth.images.names import familiar, is_digest_name, is_untagged_name, no_such_image, repo_of
 from berth.images.stream import Decompressed, LayerStream
 from berth.oci import mediatypes as mt
 from berth.oci import reference as refmod
@@ -98,10 +98,7 @@ def _deleted_layers(r: Resolved, snaps: set[str], blobs: set[str]) -> list[dict]
 
 
 def _no_such_image(s: str, ns: str) -> str:
-    # dockerd's words ("no such image" is what docker clients look for: docker-py's ImageNotFound),
-    # the namespace named when it is not the default one
-    s = _as_dockerd_names_missing(s)
-    return f"No such image: {s}" if ns == "default" else f'No such image: {s} (namespace "{ns}")'
+    return no_such_image(_as_dockerd_names_missing(s), ns)
 
 
 def _check_names(names: list[str]) -> None:
@@ -396,10 +393,7 @@ class ImageService(RegistryOps, ArchiveOps):
         """dockerd's TagImage: the image first, then repo as a reference (its own tag or digest
         replaced by tag when one is given), the default tag for a bare name."""
         r = self.resolve(ns, source)
-        why = refmod.why_not(repo, dockerd_20=True)
-        if why is not None:
-            raise InvalidArgument(why)
-        ref = refmod.parse(repo, default_tag=None)
+        ref = refmod.parse_checked(repo, default_tag=None, dockerd_20=True)
         if tag:
             if not refmod.is_tag(tag):
                 raise InvalidArgument("invalid tag format")
