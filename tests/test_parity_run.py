@@ -3630,3 +3630,56 @@ def test_the_log_delivery_mode_options_as_dockerd(eng, peer):
         seen.append(got)
     assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
     assert ("json-file", ["mode=non-blocking"], 0, "mode-ok\n", []) in seen[0]
+
+
+def test_a_process_whose_execve_fails_fails_on_its_own_as_dockerd(eng, peer, tmp_path):
+    """runc 1.1 (dockerd's) starts a process whose last step, the execve, fails (a #! naming a
+    missing interpreter, as a CRLF line or a binary without its loader): `exec PATH: <why>` on
+    the process's stderr, exit status 1, for a container's process and an exec's (`exec -d`
+    succeeds). berth said `berth-runc: No such file or directory: PATH`, 127, and refused the
+    exec. An argument longer than 65536 characters is passed on (berthd refused it)."""
+    script = tmp_path / "noint"
+    script.write_text("#!/nonexistent/interpreter\n")
+    script.chmod(0o755)
+    long_arg = "x" * 100000
+    seen = {}
+    for d in (eng, peer):
+        name = _name("xf")
+        d.docker("create", "--name", name, IMAGE, "/noint", check=True)
+        d.docker("cp", str(script), f"{name}:/noint", check=True)
+        run = d.docker("start", "-a", name)
+        state = json.loads(d.docker("inspect", name, check=True).out)[0]["State"]
+        d.docker("rm", "-f", name)
+        d.docker("run", "-d", "--name", name, IMAGE, "sleep", "60", check=True)
+        d.docker("cp", str(script), f"{name}:/noint", check=True)
+        ex = d.docker("exec", name, "/noint")
+        exd = d.docker("exec", "-d", name, "/noint")
+        d.docker("rm", "-f", name)
+        arg = d.docker("run", "--rm", IMAGE, "sh", "-c", 'echo ${#0}', long_arg)
+        seen[d is eng] = [(run.returncode, run.out, run.err.strip()), (state["ExitCode"], state["Error"]),
+                          (ex.returncode, ex.err.strip()), (exd.returncode, exd.err), (arg.returncode, arg.out.strip(), arg.err)]
+    assert seen[True][0] == (1, "", "exec /noint: no such file or directory"), seen
+    assert seen[True] == seen[False]
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_domainname_is_the_kernel_domainname_sysctl_as_dockerd(eng, peer):
+    """dockerd gives --domainname as the kernel.domainname sysctl, which every runtime applies:
+    runc 1.1 ignores the OCI domainname field, where berthd put it (a container under
+    `--runtime runc` had no domain name). The sysctl's ways follow: a value past 64 characters
+    cut by the kernel, a host UTS namespace refused, --sysctl winning."""
+    long_dom = "d" * 70
+    cases = [["--domainname", "dom.example"], ["--domainname", long_dom], ["--uts", "host", "--domainname", "dom"],
+             ["--domainname", "dom", "--sysctl", "kernel.domainname=other"]]
+    seen = {}
+    for d in (eng, peer):
+        got = []
+        for flags in cases:
+            p = d.docker("run", "--rm", *flags, IMAGE, "cat", "/proc/sys/kernel/domainname")
+            got.append((p.returncode, p.out, _daemon_error(p) if p.returncode else ""))
+        seen[d is eng] = got
+    assert seen[True][0] == (0, "dom.example\n", "") and seen[True][1] == (0, "d" * 64 + "\n", ""), seen[True]
+    assert seen[True] == seen[False]
+    p = eng.docker("run", "--rm", "--runtime", "runc", "--domainname", "dom.example", IMAGE,
+                   "cat", "/proc/sys/kernel/domainname", check=True)
+    assert p.out == "dom.example\n"

@@ -249,6 +249,39 @@ def test_exec_in_a_stopped_container_is_refused(runtime):
     assert p.returncode != 0 and "stopped" in p.err
 
 
+def test_a_failed_execve_is_the_processs_own_failure_as_runc(runtime, runc):
+    """runc 1.1's last step: the process's execve, after which the container (or the exec) has
+    started. Its failure (a #! naming a missing interpreter, as a binary without its loader; a
+    file that is no program; an argument list too long) is `exec PATH: <why>` on the process's
+    stderr and exit status 1, for run and exec alike (berth-runc: its own words, 126/127, and an
+    exec refused)."""
+    seen = {}
+    for rt in (runtime, runc):
+        got = []
+        for args, content in ((["/noint"], "#!/nonexistent/interpreter\n"), (["/garbage"], "\x7fELF\x02garbage"),
+                              (["/bin/sh", "-c", "true", "x" * 200000], None)):
+            b = rt.bundle(args)
+            if content is not None:
+                f = os.path.join(b, "rootfs", args[0].lstrip("/"))
+                with open(f, "w") as fh:
+                    fh.write(content)
+                os.chmod(f, 0o755)
+            p = rt("run", "-b", b, rt.new_id("x"))
+            got.append((p.returncode, p.out, p.err))
+        b = rt.bundle(["sleep", "30"])
+        cid = rt.new_id("e")
+        rt("run", "-d", "-b", b, cid, check=True)
+        with open(os.path.join(b, "rootfs", "noint"), "w") as fh:
+            fh.write("#!/nonexistent/interpreter\n")
+        os.chmod(os.path.join(b, "rootfs", "noint"), 0o755)
+        p = rt("exec", cid, "/noint")
+        got.append((p.returncode, p.out, p.err))
+        rt("delete", "-f", cid, check=True)
+        seen[rt is runc] = got
+    assert seen[False][0] == (1, "", "exec /noint: no such file or directory\n"), seen[False]
+    assert seen[False] == seen[True]
+
+
 def test_create_reports_a_missing_executable_at_create_time(runtime):
     b = runtime.bundle(["/bin/nonexistent"])
     cid = runtime.new_id()

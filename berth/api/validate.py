@@ -148,15 +148,21 @@ class List(T):
 
 
 class StrSlice(T):
-    """docker's strslice: a string or an array of strings (Cmd, Entrypoint)."""
+    """docker's strslice: a string or an array of strings (Cmd, Entrypoint), each as long as the
+    body allows (the kernel's exec refuses what it cannot pass, as under dockerd)."""
 
     def check(self, v: Any, field: str) -> None:
         if isinstance(v, str):
-            Str()(v, field)
+            _ARG(v, field)
         elif isinstance(v, list):
-            List(Str())(v, field)
+            List(_ARG)(v, field)
         else:
             raise bad(field, f"expected a string or an array of strings, got {_kind(v)}")
+
+
+# an argument or an environment variable of a process: no length of its own (dockerd sets none);
+# the body's bound holds them, the exec gives E2BIG past what the kernel passes
+_ARG = Str(MAX_JSON_BODY)
 
 
 class Map(T):
@@ -417,7 +423,7 @@ def check_json_type(ct: str) -> None:
 # --- the schemas --------------------------------------------------------------------------------
 
 MB = 1 << 20
-_ENV = List(Str())
+_ENV = List(_ARG)
 _STRMAP = Map(Str())
 _PLATFORM = QStr(pattern=r"[a-zA-Z0-9_.-]+(/[a-zA-Z0-9_.-]+){0,2}", max=256)
 _BOOL = QBool()
@@ -490,7 +496,7 @@ CONTAINER_CONFIG = Obj(
 
 EXEC_CONFIG = Obj(nullable=False, AttachStdin=Bool(), AttachStdout=Bool(), AttachStderr=Bool(),
                   DetachKeys=Str(64), Tty=Bool(), ConsoleSize=List(Int(0, 65535), length=2), Env=_ENV,
-                  Cmd=List(Str()), Privileged=Bool(), User=Str(256), WorkingDir=Str(4096))
+                  Cmd=List(_ARG), Privileged=Bool(), User=Str(256), WorkingDir=Str(4096))
 
 NETWORK_CREATE = Obj(
     nullable=False, required=("Name",), Name=Str(MAX_NAME), CheckDuplicate=Bool(), Driver=Str(256), Scope=Str(32),

@@ -262,10 +262,12 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
             pass
         if any(ns["type"] == "network" and not ns.get("path") for ns in linux.get("namespaces") or []):
             sc.link_up("lo")  # a new network namespace gets its loopback up, as runc does
-        if config.get("hostname"):
-            _socket.sethostname(config["hostname"])
-        if config.get("domainname"):
-            sc.setdomainname(config["domainname"])
+        for key, setname in (("hostname", _socket.sethostname), ("domainname", sc.setdomainname)):
+            if config.get(key):
+                try:
+                    setname(config[key])
+                except OSError as e:  # longer than 64 bytes: runc's words
+                    raise SystemError_(f"error during container init: set{key}: {errno_text(e)}") from None
         procfd_dir = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         new_cgroupns = any(ns["type"] == "cgroup" and not ns.get("path") for ns in linux.get("namespaces") or [])
 
@@ -349,6 +351,8 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
         except OSError:
             os.closerange(3 + preserve_fds, 65536)
         procmod.exec_process(process, path, filt)
+    except procmod.ExecFailed as e:
+        e.report()
     except BaseException as e:
         print(f"berth-runc: {_error_message(e)}", file=sys.stderr)
         os._exit(127 if isinstance(e, (FileNotFoundError, NotFound)) else 126)
@@ -1210,6 +1214,9 @@ def _exec_b(ch: Channel, process: Spec, config: Spec, console: _socket.socket | 
         except OSError:
             pass
         procmod.exec_process(process, path, filt)
+    except procmod.ExecFailed as e:
+        ch.close()  # the exec has started, as runc's: its failure is the process's own output and status
+        e.report()
     except BaseException as e:
         _child_fail(ch, e)
 

@@ -26,6 +26,23 @@ if TYPE_CHECKING:
     from berth.linux.seccomp import Filter, Program
 
 
+class ExecFailed(Exception):
+    """The last step, the execve, failed (a missing ELF interpreter or #! program, a bad binary,
+    an argument list too long): the process had started as far as the runtime goes. runc 1.1
+    then writes `exec PATH: <why>` on the process's own stderr and exits 1 (report)."""
+
+    def __init__(self, path: str, err: OSError) -> None:
+        super().__init__(path, err)
+        self.path, self.err = path, err
+
+    def report(self) -> NoReturn:
+        try:
+            os.write(2, f"exec {self.path}: {errno_text(self.err)}\n".encode(errors="surrogateescape"))
+        except OSError:
+            pass
+        os._exit(1)
+
+
 def lookup_executable(process: dict[str, Any]) -> str:
     """Find args[0] like execvp does, with the container's PATH; fail at create time, not after start."""
     arg0 = process["args"][0]
@@ -303,4 +320,7 @@ def exec_process(process: dict[str, Any], path: str, seccomp_filter: Filter | Pr
         os.umask(umask)
     if seccomp_filter is not None and process.get("noNewPrivileges"):
         seccomp_filter.load()
-    os.execve(path, process["args"], env)
+    try:
+        os.execve(path, process["args"], env)
+    except OSError as e:
+        raise ExecFailed(path, e) from None

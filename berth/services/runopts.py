@@ -565,6 +565,10 @@ def apply(svc: ContainerService, ns: str, rec: Container, body: dict[str, Any], 
         # a network namespace of its own: dockerd 20.10's defaults (not in HostConfig.Sysctls), which
         # let a process without capabilities ping and bind ports below 1024; --sysctl wins
         linux["sysctl"] = {"net.ipv4.ping_group_range": "0 2147483647", "net.ipv4.ip_unprivileged_port_start": "0"}
+    if body.get("Domainname"):
+        # as dockerd: the kernel.domainname sysctl (the same as setdomainname(2)), which every
+        # runtime applies (runc 1.1 ignores the OCI domainname field); --sysctl wins
+        linux["sysctl"] = dict(linux.get("sysctl") or {}, **{"kernel.domainname": body["Domainname"]})
     if hc.get("Sysctls"):
         linux["sysctl"] = dict(linux.get("sysctl") or {}, **hc["Sysctls"])
     cpu = res.setdefault("cpu", {})
@@ -597,8 +601,6 @@ def apply(svc: ContainerService, ns: str, rec: Container, body: dict[str, Any], 
         proc["user"]["additionalGids"] = gids
     if hc.get("OomScoreAdj"):
         proc["oomScoreAdj"] = int(hc["OomScoreAdj"])
-    if body.get("Domainname"):
-        oci["domainname"] = body["Domainname"]
 
 
 def shm_path(svc: ContainerService, cid: str) -> str:
