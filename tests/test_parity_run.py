@@ -3683,3 +3683,23 @@ def test_domainname_is_the_kernel_domainname_sysctl_as_dockerd(eng, peer):
     p = eng.docker("run", "--rm", "--runtime", "runc", "--domainname", "dom.example", IMAGE,
                    "cat", "/proc/sys/kernel/domainname", check=True)
     assert p.out == "dom.example\n"
+
+
+def test_ids_past_the_signed_range_are_refused_as_dockerd(eng, peer):
+    """`-u 4294967295` ((uid_t)-1: "unchanged" to setresuid(2)) ran the process as root under
+    berthd; dockerd refuses any uid or gid above 2^31-1, for run, --group-add and exec."""
+    seen = {}
+    for d in (eng, peer):
+        got = []
+        for flags in (["-u", "4294967295"], ["-u", "0:2147483648"], ["--group-add", "4294967295"], ["-u", "2147483647"]):
+            p = d.docker("run", "--rm", *flags, IMAGE, "id", "-u")
+            got.append((p.returncode, p.out, _daemon_error(p) if p.returncode else ""))
+        name = _name("ids")
+        d.docker("run", "-d", "--name", name, IMAGE, "sleep", "60", check=True)
+        p = d.docker("exec", "-u", "4294967295", name, "id", "-u")
+        got.append((p.returncode, p.out.strip()))
+        d.docker("rm", "-f", name)
+        seen[d is eng] = got
+    assert seen[True][0] == (125, "", "docker: Error response from daemon: uids and gids must be in range 0-2147483647"), \
+        seen[True]
+    assert seen[True] == seen[False]

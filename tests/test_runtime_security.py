@@ -221,3 +221,54 @@ def test_rlimit_above_the_hard_limit_is_a_clear_error(runtime):
     assert p.returncode != 0
     assert "RLIMIT_NOFILE" in p.err and len(p.err.strip().splitlines()) == 1
     assert not os.path.exists(os.path.join(runtime.root, cid))
+
+
+def _run_both(runtime, runc, args, mutate):
+    seen = {}
+    for rt in (runtime, runc):
+        p = rt("run", "-b", rt.bundle(args, mutate=mutate), rt.new_id("s"))
+        seen[rt is runc] = (p.returncode, p.out, p.err)
+    return seen[False], seen[True]
+
+
+@pytest.mark.parametrize("user", [{"uid": 4294967295, "gid": 0}, {"uid": 0, "gid": 2147483648},
+                                  {"uid": 0, "gid": 0, "additionalGids": [4294967295]}])
+def test_an_id_past_the_signed_range_is_refused_as_runc(runtime, runc, user):
+    """runc refuses uids and gids above 2^31-1. 4294967295 is (uid_t)-1, which setresuid(2)
+    reads as "leave it as it is": berth-runc ran such a process as root."""
+    mine, theirs = _run_both(runtime, runc, ["id", "-u"], lambda c: c["process"].update(user=user))
+    assert theirs[0] != 0 and "uids and gids must be in range 0-2147483647" in theirs[2]
+    assert mine[0] != 0 and mine[1] == "" and "uids and gids must be in range 0-2147483647" in mine[2]
+
+
+def test_more_supplementary_groups_than_the_kernel_takes_as_runc(runtime, runc):
+    user = {"uid": 0, "gid": 0, "additionalGids": list(range(1, 70000))}
+    mine, theirs = _run_both(runtime, runc, ["true"], lambda c: c["process"].update(user=user))
+    assert theirs[0] != 0 and "unable to setup user: setgroups: invalid argument" in theirs[2]
+    assert mine[0] != 0 and mine[2].strip() == "berth-runc: unable to setup user: setgroups: invalid argument"
+
+
+@pytest.mark.skipif(os.path.exists("/sys/module/apparmor"), reason="the host has AppArmor")
+def test_an_apparmor_profile_on_a_host_without_apparmor_fails_as_runc(runtime, runc):
+    """A profile asked for is applied or the start fails (berth-runc ignored it: a process
+    unconfined that asked for confinement)."""
+    mine, theirs = _run_both(runtime, runc, ["echo", "ran"],
+                             lambda c: c["process"].update(apparmorProfile="docker-default"))
+    why = "unable to apply apparmor profile: apparmor failed to apply profile: write /proc/self/attr/exec: "
+    assert theirs[0] != 0 and why in theirs[2]
+    assert mine[0] != 0 and mine[1] == "" and why in mine[2]
+
+
+@pytest.mark.skipif(os.path.exists("/sys/fs/selinux/enforce"), reason="the host has SELinux")
+@pytest.mark.parametrize("where", ["process", "mount"])
+def test_an_selinux_label_on_a_host_without_selinux_is_refused_as_runc(runtime, runc, where):
+    def label(c):
+        if where == "process":
+            c["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0"
+        else:
+            c["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0"
+    mine, theirs = _run_both(runtime, runc, ["echo", "ran"], label)
+    why = "selinux label is specified in config, but selinux is disabled or not supported"
+    # (runc 1.1 refuses a process label so; a mount label fails its mounts' context= option)
+    assert theirs[0] != 0 and theirs[1] == "" and (why in theirs[2] or where == "mount")
+    assert mine[0] != 0 and mine[1] == "" and why in mine[2]

@@ -238,6 +238,8 @@ def _setup_process(process: Spec, console: _socket.socket | None) -> tuple[str, 
         slave, name = None, None
     procmod.set_rlimits(process)
     procmod.set_oom_score_adj(process)
+    procmod.apply_apparmor(process)
+    procmod.apply_selinux(process)
     path = procmod.lookup_executable(process)
     return path, slave, name
 

@@ -89,6 +89,43 @@ def set_oom_score_adj(process: dict[str, Any]) -> None:
         raise SystemError_(f"cannot set oom_score_adj to {v}: {e.strerror}") from None
 
 
+def apply_apparmor(process: dict[str, Any]) -> None:
+    """process.apparmorProfile as runc applies it: the profile the next execve enters (written to
+    the process's attr/exec; where the host has no AppArmor, the kernel refuses the write and the
+    start fails, as under runc: never a process left unconfined that asked for a profile)."""
+    name = process.get("apparmorProfile")
+    if not name:
+        return
+    path = "/proc/self/attr/apparmor/exec"
+    if not os.path.exists(path):
+        path = "/proc/self/attr/exec"  # the older interface
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, f"exec {name}".encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SystemError_("error during container init: unable to apply apparmor profile: apparmor failed to "
+                           f"apply profile: write {path}: {errno_text(e)}") from None
+
+
+def apply_selinux(process: dict[str, Any]) -> None:
+    """process.selinuxLabel (validated: only on a host with SELinux) as the label of the next
+    execve, as runc's setexeccon."""
+    label = process.get("selinuxLabel")
+    if not label:
+        return
+    try:
+        fd = os.open("/proc/thread-self/attr/exec", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, label.encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SystemError_(f"error during container init: unable to set exec label: {errno_text(e)}") from None
+
+
 def setup_console(console_sock: socket.socket, process: dict[str, Any]) -> tuple[int, str]:
     """Open a pty in the container's devpts, send the master over the console socket,
     and make the slave this process's controlling terminal and stdio."""
@@ -177,6 +214,8 @@ def apply_user_and_caps(process: dict[str, Any], seccomp_filter: Filter | Progra
         except PermissionError:
             if groups or not in_userns:
                 raise
+        except ValueError:  # more than the kernel's NGROUPS_MAX: what setgroups(2) says, in runc's words
+            raise SystemError_("unable to setup user: setgroups: invalid argument") from None
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
     except OSError as e:

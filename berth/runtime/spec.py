@@ -119,6 +119,8 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
 
     linux = config.get("linux") or {}
     _type(linux, dict, "linux")
+    if linux.get("mountLabel") and not selinux_enabled():
+        raise InvalidArgument("selinux label is specified in config, but selinux is disabled or not supported")
     seen = set()
     for ns in _type(linux.get("namespaces") or [], list, "linux.namespaces"):
         t = ns.get("type") if isinstance(ns, dict) else None
@@ -267,6 +269,13 @@ def _known_filesystems() -> set[str]:
     return _FS
 
 
+MAX_ID = 2**31 - 1  # runc's bound for uids and gids
+
+
+def selinux_enabled() -> bool:
+    return os.path.exists("/sys/fs/selinux/enforce")
+
+
 def validate_process(process: dict[str, Any]) -> dict[str, Any]:
     _type(process, dict, "process")
     args = process.get("args")
@@ -283,9 +292,15 @@ def validate_process(process: dict[str, Any]) -> dict[str, Any]:
     for f in ("uid", "gid", "umask"):
         if f in user and (not isinstance(user[f], int) or user[f] < 0):
             raise InvalidArgument(f"config.json: process.user.{f} must be a non-negative integer")
-    for g in _type(user.get("additionalGids") or [], list, "process.user.additionalGids"):
+    gids = _type(user.get("additionalGids") or [], list, "process.user.additionalGids")
+    for g in gids:
         if not isinstance(g, int) or g < 0:
             raise InvalidArgument("config.json: process.user.additionalGids must be non-negative integers")
+    if any(i > MAX_ID for i in [user.get("uid", 0), user.get("gid", 0), *gids]):
+        # 4294967295 is (uid_t)-1, which setresuid(2) reads as "unchanged": the process would stay root
+        raise InvalidArgument(f"unable to setup user: uids and gids must be in range 0-{MAX_ID}")  # runc's words
+    if process.get("selinuxLabel") and not selinux_enabled():
+        raise InvalidArgument("selinux label is specified in config, but selinux is disabled or not supported")
     capsets = _type(process.get("capabilities") or {}, dict, "process.capabilities")
     for setname, names in capsets.items():
         if setname not in ("bounding", "effective", "inheritable", "permitted", "ambient"):

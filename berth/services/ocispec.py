@@ -105,6 +105,9 @@ def container_env(cfg_env: Iterable[str], hostname: str, tty: bool, link_env: It
     return replace_or_append_env(defaults, cfg_env)
 
 
+MAX_ID = 2**31 - 1
+
+
 def lookup_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
     """docker's -u: "uid", "uid:gid", "name", "name:group" resolved in the container's passwd/group:
     (uid, gid, supplementary gids, the primary one first)."""
@@ -147,6 +150,7 @@ def lookup_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
                 raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
     if gid is None:  # a uid without a passwd entry: group 0, as runc's GetExecUser and containerd's WithUserID
         gid = 0
+    _check_ids(uid, gid)
     uname = next((p[0] for p in passwd if len(p) > 2 and p[2] == str(uid)), None)
     extra = sorted({int(g[2]) for g in groups if len(g) > 3 and uname and uname in g[3].split(",") and g[2].isdigit()})
     # the primary group is a supplementary group too, as dockerd and containerd set it up since
@@ -155,9 +159,17 @@ def lookup_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
     return uid, gid, [gid] + [g for g in extra if g != gid]
 
 
+def _check_ids(*ids: int) -> None:
+    """moby/sys/user's bound (the kernel's (uid_t)-1 means "unchanged"), in its words."""
+    if any(i > MAX_ID for i in ids):
+        from berth.errors import InvalidArgument
+        raise InvalidArgument(f"uids and gids must be in range 0-{MAX_ID}")
+
+
 def lookup_group(rootfs: str, group: str | int) -> int:
     """--group-add: a gid, or a group name resolved in the container's /etc/group."""
     if str(group).isdigit():
+        _check_ids(int(group))
         return int(group)
     try:
         for line in read_in_root(rootfs, "/etc/group").decode(errors="replace").splitlines():
