@@ -272,3 +272,34 @@ def test_an_selinux_label_on_a_host_without_selinux_is_refused_as_runc(runtime, 
     # (runc 1.1 refuses a process label so; a mount label fails its mounts' context= option)
     assert theirs[0] != 0 and theirs[1] == "" and (why in theirs[2] or where == "mount")
     assert mine[0] != 0 and mine[1] == "" and why in mine[2]
+
+
+def test_recursive_mount_options_apply_to_the_whole_tree_as_runc(runtime, runc, tmp_path):
+    """rro, rnoexec, rnosuid, rnodev, rnoatime (runc's recursive options, mount_setattr(2)) on
+    an rbind whose source has a mount inside: both mounts get them; plain ro leaves the inner
+    one as it is. berth-runc ignored them: an `rro` bind was writable, on the host's files."""
+    src = tmp_path / "src"
+    (src / "inner").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(src / "inner")], check=True)
+    try:
+        script = ("touch /x/a 2>/dev/null && echo top-rw || echo top-ro; "
+                  "touch /x/inner/a 2>/dev/null && echo inner-rw || echo inner-ro; "
+                  "grep -E ' /x(/inner)? ' /proc/self/mountinfo | awk '{print $5, $6}'")
+        seen = {}
+        for rt in (runtime, runc):
+            got = []
+            for opts in (["rbind", "rro"], ["rbind", "ro"], ["rbind", "rnoexec", "rnosuid", "rnodev", "rnoatime"],
+                         ["rbind", "ro", "rrw"]):
+                def mount(c, opts=opts):
+                    c["mounts"].append({"destination": "/x", "type": "bind", "source": str(src), "options": opts})
+                p = rt("run", "-b", rt.bundle(["sh", "-c", script], mutate=mount), rt.new_id("r"))
+                got.append((p.returncode, p.out, p.err))
+                for f in (src / "a", src / "inner" / "a"):
+                    if f.exists():
+                        f.unlink()
+            seen[rt is runc] = got
+        assert seen[False][0][1].startswith("top-ro\ninner-ro\n"), seen[False][0]
+        assert seen[False][1][1].startswith("top-ro\ninner-rw\n"), seen[False][1]
+        assert seen[False] == seen[True]
+    finally:
+        subprocess.run(["umount", str(src / "inner")], check=True)

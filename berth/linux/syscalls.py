@@ -93,6 +93,7 @@ _SYSCALLS = {
     "pidfd_open": (434, 434),
     "pidfd_send_signal": (424, 424),
     "rt_sigaction": (13, 134),
+    "mount_setattr": (442, 442),
 }
 
 _libc: ctypes.CDLL | None = None
@@ -198,6 +199,25 @@ def openat2(dirfd: int, path: _Str, flags: int, mode: int = 0, resolve: int = 0)
         if ret >= 0 or ctypes.get_errno() != errno.EAGAIN:
             break
     return _check(ret, path=path)
+
+
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> int:
+    """mount_setattr(2) on the mount fd is open on (AT_EMPTY_PATH), the whole tree below it with
+    recursive: what `rro` and the other recursive mount options ask."""
+    lib = _lib()
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    return _check(lib.syscall(_nr("mount_setattr"), ctypes.c_int(fd), ctypes.c_char_p(b""), ctypes.c_uint(flags),
+                              ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))))
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> int:

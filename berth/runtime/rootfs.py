@@ -15,7 +15,7 @@ from berth.linux import syscalls as sc
 from berth.goquote import errno_text, quote
 from berth.linux.mountinfo import shared, source_mount  # (at import: the init may join a user namespace)
 from berth.linux.paths import ensure_in_root, open_in_root, secure_join
-from berth.runtime.spec import parse_mount_options
+from berth.runtime.spec import parse_mount_options, recursive_attrs
 
 TYPE_CHECKING = False  # no typing at run time: the container's init imports this
 if TYPE_CHECKING:
@@ -161,6 +161,7 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
                 finally:
                     os.close(nfd)
             _set_propagation(rootfd, dest, prop)
+            _set_recursive(rootfd, dest, options)
         finally:
             os.close(fd)
         return
@@ -221,8 +222,25 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
             finally:
                 os.close(nfd)
         _set_propagation(rootfd, dest, prop)
+        _set_recursive(rootfd, dest, options)
     finally:
         os.close(fd)
+
+
+def _set_recursive(rootfd: int, dest: str, options: list[str]) -> None:
+    """The recursive options (rro, rnosuid, ...) on the mount just made on dest and every mount
+    below it, as runc sets them (mount_setattr(2)); berth-runc ignored them (an `rro` bind was
+    writable)."""
+    attrs = recursive_attrs(options)
+    if attrs is None:
+        return
+    nfd = open_in_root(rootfd, dest)
+    try:
+        sc.mount_setattr(nfd, *attrs)
+    except OSError as e:
+        _fail(f"set the recursive mount attributes of {dest}", e)
+    finally:
+        os.close(nfd)
 
 
 def _set_propagation(rootfd: int, dest: str, prop: list[int]) -> None:

@@ -48,8 +48,35 @@ _PROPAGATION = {
     "slave": 1 << 19, "rslave": (1 << 19) | 0x4000, "unbindable": 1 << 17, "runbindable": (1 << 17) | 0x4000,
 }
 ROOTFS_PROPAGATION = ("private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
-_IGNORED_OPTS = ("idmap", "ridmap", "tmpcopyup", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev",
-                 "rnoexec", "rexec", "rnoatime", "ratime", "rrelatime", "rstrictatime")
+# the recursive options (runc's, mount_setattr(2) on the whole tree): option -> (clear?, MOUNT_ATTR_*)
+_ATIME = 0x70
+_RECURSIVE = {
+    "rro": (False, 0x1), "rrw": (True, 0x1), "rnosuid": (False, 0x2), "rsuid": (True, 0x2),
+    "rnodev": (False, 0x4), "rdev": (True, 0x4), "rnoexec": (False, 0x8), "rexec": (True, 0x8),
+    "rnodiratime": (False, 0x80), "rdiratime": (True, 0x80), "rrelatime": (False, 0x0), "rnorelatime": (True, 0x0),
+    "rnoatime": (False, 0x10), "ratime": (True, 0x10), "rstrictatime": (False, 0x20), "rnostrictatime": (True, 0x20),
+    "rnosymfollow": (False, 0x200000), "rsymfollow": (True, 0x200000),
+}
+_IGNORED_OPTS = ("idmap", "ridmap", "tmpcopyup", *_RECURSIVE)
+
+
+def recursive_attrs(options: Iterable[str] | None) -> tuple[int, int] | None:
+    """The recursive options' (attr_set, attr_clr) as runc builds them, None without any. An
+    atime option sets the atime field whole (relatime is its 0)."""
+    attr_set = attr_clr = 0
+    seen = False
+    for o in options or ():
+        if o not in _RECURSIVE:
+            continue
+        seen = True
+        clear, flag = _RECURSIVE[o]
+        if clear:
+            attr_clr |= flag
+        else:
+            attr_set |= flag
+            if flag & _ATIME == flag:  # an access-time setting (relatime is 0) replaces the field
+                attr_clr |= _ATIME
+    return (attr_set, attr_clr) if seen else None
 
 
 def parse_mount_options(options: Iterable[str] | None) -> tuple[int, int, list[int], str]:
