@@ -282,6 +282,20 @@ def test_a_failed_execve_is_the_processs_own_failure_as_runc(runtime, runc):
     assert seen[False] == seen[True]
 
 
+def test_a_process_without_path_finds_only_what_it_names_as_runc(runtime, runc):
+    """runc looks a bare command up in the process's PATH alone: without one (or an empty one)
+    nothing is found (berth-runc searched a default PATH); a path with a slash is taken as it is."""
+    seen = {}
+    for rt in (runtime, runc):
+        got = []
+        for env, args in (([], ["true"]), (["PATH="], ["true"]), ([], ["/bin/true"]), (["PATH=/bin"], ["true"])):
+            p = rt("run", "-b", rt.bundle(args, mutate=lambda c, env=env: c["process"].update(env=env)), rt.new_id("p"))
+            got.append((p.returncode, 'exec: "true": executable file not found in $PATH' in p.err))
+        seen[rt is runc] = got
+    assert seen[False] == [(1, True), (1, True), (0, False), (0, False)], seen
+    assert seen[False] == seen[True]
+
+
 def test_create_reports_a_missing_executable_at_create_time(runtime):
     b = runtime.bundle(["/bin/nonexistent"])
     cid = runtime.new_id()

@@ -53,13 +53,11 @@ def lookup_executable(process: dict[str, Any]) -> str:
         if os.path.isdir(path) or not os.access(path, os.X_OK):  # runc's exec.LookPath: not executable
             raise InvalidArgument(f'exec: "{arg0}": permission denied')
         return path
-    path_var = None
+    path_var = ""  # none: nothing is searched, as runc's exec.LookPath (engines always give one)
     for e in process.get("env") or []:
         if e.startswith("PATH="):
             path_var = e[5:]
-    if path_var is None:
-        path_var = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    for d in path_var.split(":"):
+    for d in path_var.split(":") if path_var else ():
         cand = os.path.join(d or ".", arg0)
         if os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
