@@ -1055,3 +1055,31 @@ def test_memory_limit_below_the_inits_needs_as_runc(runtime, runc):
     assert _runtime_words(ours).split(cut)[0] == _runtime_words(theirs).split(cut)[0] == (
         "error during container init: error setting cgroup config for procHooks process: unable to set memory "
         "limit to 4096 "), (ours.err, theirs.err)
+
+
+def test_tmpcopyup_fills_the_tmpfs_with_what_it_covers_as_runc(runtime, runc):
+    """tmpcopyup (runc's; podman's default for --tmpfs): the tmpfs starts with the files of the
+    image's directory it covers (modes, owners, links, subdirectories), read-only after when asked.
+    berth-runc ignored it: an empty /etc under `--tmpfs /etc`."""
+    def tree(c):
+        c["mounts"].append({"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]})
+        c["mounts"].append({"destination": "/data2", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "ro"]})
+    script = ("ls -lnR /data /data2 | grep -v '^total' | awk '{print $1, $3, $4, $5, $NF}'; cat /data/sub/f 2>&1; "
+              "touch /data/new && echo rw; touch /data2/new 2>/dev/null || echo ro; "
+              "grep -c ' /data2 .*ro' /proc/self/mountinfo")
+    seen = {}
+    for rt in (runtime, runc):
+        b = rt.bundle(["sh", "-c", script], mutate=tree)
+        for d in ("data", "data2"):
+            root = os.path.join(b, "rootfs", d)
+            os.makedirs(os.path.join(root, "sub"))
+            with open(os.path.join(root, "sub", "f"), "w") as f:
+                f.write("hello\n")
+            os.chmod(os.path.join(root, "sub", "f"), 0o604)
+            os.chown(os.path.join(root, "sub", "f"), 1000, 1001)
+            os.chmod(os.path.join(root, "sub"), 0o711)
+            os.symlink("sub/f", os.path.join(root, "link"))
+        p = rt("run", "-b", b, rt.new_id("t"))
+        seen[rt is runc] = (p.returncode, p.out)
+    assert seen[False][0] == 0 and "hello\nrw\nro\n1\n" in seen[False][1], seen[False]
+    assert seen[False] == seen[True]

@@ -201,6 +201,8 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
                 nfd = open_in_root(rootfd, dest)
                 try:
                     os.chmod(_fdpath(nfd), stat.S_IMODE(st.st_mode))
+                    if "tmpcopyup" in options:
+                        _copy_up(fd, nfd)
                     if ro_after:
                         sc.mount(None, _fdpath(nfd), None, sc.MS_REMOUNT | (flags & ~sc.MS_REMOUNT), data or None)
                 finally:
@@ -225,6 +227,56 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
         _set_recursive(rootfd, dest, options)
     finally:
         os.close(fd)
+
+
+def _copy_up(under: int, top: int) -> None:
+    """tmpcopyup (runc's, podman's default for a tmpfs): what the image has in the directory the
+    tmpfs now covers, copied into it with modes and owners. under: an fd of that directory
+    opened before the mount (its /proc link leads under the mount), top: the tmpfs's root."""
+    src = os.open(_fdpath(under), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    dst = os.open(_fdpath(top), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _copy_dir(src, dst)
+    finally:
+        os.close(src)
+        os.close(dst)
+
+
+def _copy_dir(src: int, dst: int) -> None:
+    for name in os.listdir(src):
+        st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(name, 0o700, dir_fd=dst)
+            s2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+            d2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst)
+            try:
+                _copy_dir(s2, d2)
+                os.fchown(d2, st.st_uid, st.st_gid)
+                os.fchmod(d2, mode)
+            finally:
+                os.close(s2)
+                os.close(d2)
+        elif stat.S_ISREG(st.st_mode):
+            s2 = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+            try:
+                d2 = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dst)
+                try:
+                    while os.sendfile(d2, s2, None, 1 << 20):
+                        pass
+                    os.fchown(d2, st.st_uid, st.st_gid)
+                    os.fchmod(d2, mode)
+                finally:
+                    os.close(d2)
+            finally:
+                os.close(s2)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+        else:  # devices, fifos, sockets: made anew
+            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst)
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+            os.chmod(name, mode, dir_fd=dst)
 
 
 def _set_recursive(rootfd: int, dest: str, options: list[str]) -> None:

@@ -57,7 +57,7 @@ _RECURSIVE = {
     "rnoatime": (False, 0x10), "ratime": (True, 0x10), "rstrictatime": (False, 0x20), "rnostrictatime": (True, 0x20),
     "rnosymfollow": (False, 0x200000), "rsymfollow": (True, 0x200000),
 }
-_IGNORED_OPTS = ("idmap", "ridmap", "tmpcopyup", *_RECURSIVE)
+_IGNORED_OPTS = ("idmap", "ridmap", "tmpcopyup", *_RECURSIVE)  # (not mount data: handled by rootfs)
 
 
 def recursive_attrs(options: Iterable[str] | None) -> tuple[int, int] | None:
