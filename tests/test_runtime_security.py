@@ -303,3 +303,25 @@ def test_recursive_mount_options_apply_to_the_whole_tree_as_runc(runtime, runc, 
         assert seen[False] == seen[True]
     finally:
         subprocess.run(["umount", str(src / "inner")], check=True)
+
+
+@pytest.mark.skipif(os.path.exists("/sys/module/apparmor") or os.path.exists("/sys/fs/selinux/enforce"),
+                    reason="the host has AppArmor or SELinux")
+def test_exec_flags_for_labels_and_a_bad_env_as_runc(runtime, runc):
+    """exec --apparmor and --process-label are applied or refused as runc does (berth-runc
+    ignored both flags); `--env =x` in runc's words (a Python ValueError before)."""
+    seen = {}
+    for rt in (runtime, runc):
+        cid = rt.new_id("x")
+        rt("run", "-d", "-b", rt.bundle(["sleep", "30"]), cid, check=True)
+        got = []
+        for flags, why in ((["--apparmor", "docker-default"], "apparmor failed to apply profile: write /proc/self/attr/exec"),
+                           (["--process-label", "system_u:system_r:container_t:s0"],
+                            "selinux label is specified in config, but selinux is disabled or not supported"),
+                           (["--env", "=x"], "environment variable name can't be empty: \"=x\"")):
+            p = rt("exec", *flags, cid, "echo", "ran")
+            got.append((p.returncode != 0, p.out, why in p.err.replace('\\"', '"')))
+        rt("delete", "-f", cid, check=True)
+        seen[rt is runc] = got
+    assert seen[False] == [(True, "", True)] * 3, seen
+    assert seen[False] == seen[True]

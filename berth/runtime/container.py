@@ -1268,6 +1268,10 @@ def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: st
     if status == PAUSED and not ignore_paused:
         raise FailedPrecondition("cannot exec in a paused container (use --ignore-paused to override)")
     specmod.validate_process(process)
+    from berth.runtime.process import env_error
+    bad_env = env_error(process)
+    if bad_env:  # runc's words, before any process (Python's os.execve would refuse it after the fork)
+        raise InvalidArgument(bad_env)
     _warn_ignored_caps(process)
     config = st.config()
     proxy = None

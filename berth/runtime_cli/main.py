@@ -290,6 +290,10 @@ def _exec_process(args, root):
         process["capabilities"] = caps
     if args.no_new_privs:
         process["noNewPrivileges"] = True
+    if args.apparmor:
+        process["apparmorProfile"] = args.apparmor
+    if args.process_label:
+        process["selinuxLabel"] = args.process_label
     process.pop("consoleSize", None)
     return process
 
