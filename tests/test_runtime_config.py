@@ -1083,3 +1083,51 @@ def test_tmpcopyup_fills_the_tmpfs_with_what_it_covers_as_runc(runtime, runc):
         seen[rt is runc] = (p.returncode, p.out)
     assert seen[False][0] == 0 and "hello\nrw\nro\n1\n" in seen[False][1], seen[False]
     assert seen[False] == seen[True]
+
+
+def _cgroup_view(c):
+    c["mounts"] = [m for m in c["mounts"] if m["destination"] != "/sys/fs/cgroup"] + [
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}]
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/devices"), reason="no cgroup v1 devices controller")
+def test_device_rules_start_from_deny_all_as_runc(runtime, runc):
+    """runc applies a spec's device rules to a deny-all list and allows its default devices after:
+    a spec without rules gets the defaults only (berth-runc left every device allowed)."""
+    seen = {}
+    for rt in (runtime, runc):
+        got = []
+        for rules in (None, [{"allow": True, "access": "rwm"}], [{"allow": True, "type": "b", "major": 254, "access": "r"}]):
+            def spec(c, rules=rules):
+                _cgroup_view(c)
+                c["linux"]["resources"] = {} if rules is None else {"devices": rules}
+            p = rt("run", "-b", rt.bundle(["cat", "/sys/fs/cgroup/devices/devices.list"], mutate=spec), rt.new_id("d"))
+            got.append((p.returncode, sorted(p.out.splitlines())))
+        seen[rt is runc] = got
+    assert "c 1:3 rwm" in seen[False][0][1] and "a *:* rwm" not in seen[False][0][1], seen[False]
+    assert seen[False] == seen[True]
+
+
+@pytest.mark.skipif(not os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us"), reason="no v1 realtime CPU limits")
+def test_realtime_cpu_limits_and_kernel_memory_as_runc(runtime, runc):
+    """cpu.realtimePeriod/Runtime are written as runc writes them (berth-runc ignored them);
+    kernel memory limits are ignored with runc's warning (berth-runc wrote them); an rdma limit
+    without the rdma controller fails the start, as runc's."""
+    script = "cat /sys/fs/cgroup/cpu/cpu.rt_period_us /sys/fs/cgroup/cpu/cpu.rt_runtime_us"
+    seen = {}
+    for rt in (runtime, runc):
+        got = []
+        for res in ({"cpu": {"realtimeRuntime": 1000, "realtimePeriod": 500000}},
+                    {"memory": {"limit": 67108864, "kernel": 33554432}},
+                    {"rdma": {"mlx5_1": {"hcaHandles": 3}}}):
+            def spec(c, res=res):
+                _cgroup_view(c)
+                c["linux"]["resources"] = res
+            p = rt("run", "-b", rt.bundle(["sh", "-c", script], mutate=spec), rt.new_id("r"))
+            got.append((p.returncode, p.out, "Kernel memory settings are ignored and will be removed" in p.err))
+        seen[rt is runc] = got
+    assert seen[False][0] == (0, "500000\n1000\n", False) and seen[False][1][2], seen[False]
+    if not os.path.isdir("/sys/fs/cgroup/rdma"):
+        assert seen[False][2][0] != 0 and seen[True][2][0] != 0
+    assert seen[False][:2] == seen[True][:2]

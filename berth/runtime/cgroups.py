@@ -359,6 +359,10 @@ def validate_resources(resources: dict, mode: str | None) -> None:
     if shares and not 2 <= shares <= 262144:
         raise InvalidArgument(f"linux.resources.cpu.shares: must be between 2 and 262144, got {shares}")
     _int(cpu.get("quota"), "cpu.quota")  # below 1000 us the kernel's EINVAL, as runc lets it
+    _int(cpu.get("realtimeRuntime"), "cpu.realtimeRuntime")  # (-1: unlimited; the kernel checks the rest)
+    rt_period = _int(cpu.get("realtimePeriod"), "cpu.realtimePeriod")
+    if rt_period is not None and rt_period < 0:
+        raise InvalidArgument(f"linux.resources.cpu.realtimePeriod: must be >= 0, got {rt_period}")
     period = _int(cpu.get("period"), "cpu.period")
     if period and not 1000 <= period <= 1000000:
         raise InvalidArgument(f"linux.resources.cpu.period: must be between 1000 and 1000000 (us), got {period}")
@@ -422,6 +426,15 @@ def validate_resources(resources: dict, mode: str | None) -> None:
         limit = _int(h.get("limit"), f"{f}.limit")
         if limit is None or limit < 0:
             raise InvalidArgument(f"linux.resources.{f}.limit: must be an integer >= 0")
+
+    for dev, lim in (_obj(resources.get("rdma"), "rdma") or {}).items():
+        _obj(lim, f"rdma.{dev}")
+        if not dev or any(c.isspace() for c in dev):
+            raise InvalidArgument(f"linux.resources.rdma: invalid device name {_short(dev)}")
+        for k in ("hcaHandles", "hcaObjects"):
+            v = _int(lim.get(k), f"rdma.{dev}.{k}")
+            if v is not None and not 0 <= v < 1 << 32:
+                raise InvalidArgument(f"linux.resources.rdma.{dev}.{k}: must be a 32-bit unsigned integer")
 
     unified = _obj(resources.get("unified"), "unified") or {}
     for k, v in unified.items():
@@ -521,6 +534,18 @@ def _device_rule(d: dict) -> tuple[str, str]:
     minor = "*" if minor is None or minor == -1 else str(minor)
     access = "".join(c for c in "rwm" if c in (d.get("access") or "rwm"))
     return fname, f"{typ} {major}:{minor} {access}"
+
+
+def _rdma_lines(rdma: dict | None) -> list[str]:
+    """linux.resources.rdma -> the rdma.max lines (one per device), as runc writes them."""
+    out = []
+    for dev, lim in (rdma or {}).items():
+        parts = [f"hca_handle={lim['hcaHandles']}" if lim.get("hcaHandles") is not None else "",
+                 f"hca_object={lim['hcaObjects']}" if lim.get("hcaObjects") is not None else ""]
+        parts = [p for p in parts if p]
+        if parts:
+            out.append(f"{dev} {' '.join(parts)}")
+    return out
 
 
 def shares_to_weight(shares: int) -> int:
@@ -896,6 +921,9 @@ class Manager:
                 self._set(d, "cpu.cfs_quota_us", quota)
             if retry_period:
                 self._set(d, "cpu.cfs_period_us", period)
+        for key, fname in (("realtimePeriod", "cpu.rt_period_us"), ("realtimeRuntime", "cpu.rt_runtime_us")):
+            if cpu.get(key):  # (runc's order: the period first)
+                self._set(self._cdir("cpu", fname), fname, cpu[key])
         for key, fname in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
             if cpu.get(key):
                 self._set(self._cdir("cpuset", fname), fname, cpu[key])
@@ -925,6 +953,8 @@ class Manager:
             d = self._cdir("hugetlb", fname)
             _check_hugepage_size(h["pageSize"])
             self._set(d, fname, h["limit"])
+        for line in _rdma_lines(r.get("rdma")):
+            self._set(self._cdir("rdma", "rdma.max"), "rdma.max", line)
 
     def _need_file(self, d: str, fname: str, why: str = "") -> None:
         if not os.path.exists(os.path.join(d, fname)):
@@ -942,11 +972,6 @@ class Manager:
         if mem.get("useHierarchy") is not None:
             d = self._cdir("memory", "memory.use_hierarchy")
             self._set(d, "memory.use_hierarchy", int(mem["useHierarchy"]))
-        for key, fname in (("kernel", "memory.kmem.limit_in_bytes"), ("kernelTCP", "memory.kmem.tcp.limit_in_bytes")):
-            if mem.get(key):
-                d = self._cdir("memory", fname)
-                self._need_file(d, fname, " (kernel memory limits were removed from Linux)")
-                self._set(d, fname, mem[key])
 
     def _set_v1_blkio(self, bio: dict) -> None:
         if not bio:
@@ -1066,13 +1091,13 @@ class Manager:
             self._set(d, "pids.max", value)
         # devices: would need an eBPF device program on v2; ignored (see the module docstring)
 
+        if cpu.get("realtimePeriod") or cpu.get("realtimeRuntime"):
+            raise SystemError_("cgroup: cannot set the realtime limits: cgroup v2 has no cpu.rt_period_us "
+                               "and cpu.rt_runtime_us")
         if _swappiness(mem) is not None:
             raise SystemError_("cgroup: cannot set memory.swappiness: cgroup v2 has no per-cgroup swappiness")
         if mem.get("disableOOMKiller"):
             raise SystemError_("cgroup: cannot disable the OOM killer: cgroup v2 has no memory.oom_control")
-        for key in ("kernel", "kernelTCP"):
-            if mem.get(key):
-                raise SystemError_(f"cgroup: cannot set memory.{key}: cgroup v2 has no kernel memory limit")
         net = r.get("network") or {}
         if net.get("classID") is not None or net.get("priorities"):
             raise SystemError_("cgroup: cannot set linux.resources.network: cgroup v2 has no net_cls/net_prio "
@@ -1085,6 +1110,9 @@ class Manager:
             need("hugetlb", fname, h["limit"])
             _check_hugepage_size(h["pageSize"])
             self._set(d, fname, h["limit"])
+        for line in _rdma_lines(r.get("rdma")):
+            need("rdma", "rdma.max", line)
+            self._set(d, "rdma.max", line)
         for key, value in (r.get("unified") or {}).items():
             ctrl = key.split(".", 1)[0]
             if ctrl != "cgroup":

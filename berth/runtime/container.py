@@ -957,12 +957,24 @@ _ALLOWED_DEVICES = [
 ]
 
 
+def _without_kernel_memory(resources: dict[str, Any]) -> dict[str, Any]:
+    """runc 1.1's: kernel memory limits (gone from Linux 5.16 on; deprecated before) are ignored
+    with a warning."""
+    mem = resources.get("memory")
+    if isinstance(mem, dict) and (mem.get("kernel") or mem.get("kernelTCP")):
+        warn("Kernel memory settings are ignored and will be removed")
+        resources = dict(resources, memory={k: v for k, v in mem.items() if k not in ("kernel", "kernelTCP")})
+    return resources
+
+
 def _with_default_devices(linux: Spec) -> dict[str, Any]:
-    resources = dict(linux.get("resources") or {})
+    resources = _without_kernel_memory(dict(linux.get("resources") or {}))
     rules = list(resources.get("devices") or [])
-    if not rules:
-        return resources
-    # like runc: linux.devices only creates nodes; access to them is what linux.resources.devices allows
+    # like runc: the rules apply to a deny-all list (runc's emulator starts from it: a spec without
+    # rules allows only the defaults, not every device), then the default devices are allowed;
+    # linux.devices only creates nodes, access to them is what the rules allow
+    if not rules or rules[0].get("allow") or (rules[0].get("type") or "a") != "a":
+        rules.insert(0, {"allow": False, "access": "rwm"})
     rules += [{"allow": True, "type": t, "major": ma, "minor": mi, "access": a} for t, ma, mi, a in _ALLOWED_DEVICES]
     resources["devices"] = rules
     return resources
@@ -1183,6 +1195,7 @@ def update(root: str, cid: str, resources: Spec) -> None:
     mem = r.get("memory")
     if isinstance(mem, dict) and mem.get("limit") == -1 and mem.get("swap") is None:
         r["memory"] = dict(mem, swap=-1)  # runc: "unable to set swap limit without memory limit" otherwise
+    r = _without_kernel_memory(r)
     if not r:
         return
     st.cgroup().set(r)
