@@ -545,6 +545,30 @@ def test_run_flag_values_refused_in_the_docker_clis_words(d):
     assert p.out.split() == ["512", "1024", "300"], p.err
 
 
+def test_mount_bind_recursive_values_as_the_docker_cli(d):
+    """--mount's bind-recursive (enabled, disabled, writable, readonly) and bind-nonrecursive, and
+    the docker CLI's refusals of them in its words (berth took any value and dropped it)."""
+    bad = ["bind-recursive", "bind-recursive=bogus", "bind-recursive=true", "bind-recursive=writable",
+           "bind-recursive=readonly,bind-propagation=rprivate", "readonly,bind-recursive=readonly"]
+    for opt in bad:
+        flags = ["--mount", f"type=bind,src=/tmp,dst=/x,{opt}"]
+        ours = subprocess_run([BERTH, "-H", "unix:///nonexistent/berth.sock", "run", *flags, "busybox", "true"], d.env())
+        env = dict(d.env(), DOCKER_HOST="unix:///nonexistent/docker.sock")
+        theirs = subprocess_run(["docker", "run", *flags, "busybox", "true"], env)
+        assert theirs.returncode == ours.returncode != 0, (opt, ours.err, theirs.err)
+        assert ours.err.strip().splitlines()[0] == "berth: " + theirs.err.strip().splitlines()[0], (opt, ours.err, theirs.err)
+    for opt, want in (("bind-recursive=disabled", {"NonRecursive": True}), ("bind-nonrecursive", {"NonRecursive": True}),
+                      ("readonly,bind-recursive=writable", {"ReadOnlyNonRecursive": True}),
+                      ("readonly,bind-recursive=readonly,bind-propagation=rprivate",
+                       {"ReadOnlyForceRecursive": True, "Propagation": "rprivate"}), ("bind-recursive=enabled", None)):
+        cid = d.berth("create", "--mount", f"type=bind,src=/etc,dst=/x,{opt}", "busybox-layers:1", "true", check=True).out.strip()
+        try:
+            mounts = json.loads(d.berth("inspect", cid, check=True).out)[0]["HostConfig"]["Mounts"]
+            assert mounts[0].get("BindOptions") == want, (opt, mounts)
+        finally:
+            d.berth("rm", cid)
+
+
 def test_unknown_command_and_flags(d):
     line = one_line_error(d.berth("frobnicate"))
     assert "frobnicate" in line

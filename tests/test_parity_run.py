@@ -3703,3 +3703,46 @@ def test_ids_past_the_signed_range_are_refused_as_dockerd(eng, peer):
     assert seen[True][0] == (125, "", "docker: Error response from daemon: uids and gids must be in range 0-2147483647"), \
         seen[True]
     assert seen[True] == seen[False]
+
+
+def test_read_only_binds_recursive_from_api_1_44_and_bind_recursive_options(eng, peer, tmp_path):
+    """A read-only bind whose source has a mount inside: through API 1.41 only its top is
+    read-only (dockerd 20.10's, and dockerd's for every client before 1.44); from 1.44 on, as
+    dockerd 25+, the mounts under it are read-only too (rro) unless `bind-recursive=writable`;
+    `bind-recursive=disabled` binds the source alone (berthd bound it recursively);
+    `bind-recursive=readonly` needs 1.44."""
+    src = tmp_path / "src"
+    (src / "inner").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(src / "inner")], check=True)
+    try:
+        (src / "inner" / "m").write_text("marker\n")
+        script = ("touch /x/a 2>/dev/null && echo top-rw || echo top-ro; "
+                  "touch /x/inner/a 2>/dev/null && echo inner-rw || echo inner-ro; cat /x/inner/m 2>/dev/null || echo none")
+        cases = [["-v", f"{src}:/x:ro"], ["--mount", f"type=bind,src={src},dst=/x,readonly"],
+                 ["--mount", f"type=bind,src={src},dst=/x,bind-recursive=disabled"],
+                 ["--mount", f"type=bind,src={src},dst=/x,readonly,bind-recursive=disabled"]]
+
+        def runs(d, env=None, flags_list=cases):
+            out = []
+            for flags in flags_list:
+                p = d.docker("run", "--rm", *flags, IMAGE, "sh", "-c", script, env=env)
+                out.append((p.returncode, p.out.split()))
+                for f in (src / "a", src / "inner" / "a"):
+                    if f.exists():
+                        f.unlink()
+            return out
+        old = dict(eng.env(), DOCKER_API_VERSION="1.41")
+        mine, theirs = runs(eng, env=old), runs(peer)
+        assert mine[0] == (0, ["top-ro", "inner-rw", "marker"]) and mine[2] == (0, ["top-rw", "inner-rw", "none"]), mine
+        assert mine == theirs
+        new = runs(eng, flags_list=cases[:2] + [["--mount", f"type=bind,src={src},dst=/x,readonly,bind-recursive=writable"],
+                                               ["--mount", f"type=bind,src={src},dst=/x,readonly,bind-recursive=readonly,"
+                                                           "bind-propagation=rprivate"]])
+        assert new == [(0, ["top-ro", "inner-ro", "marker"])] * 2 + [(0, ["top-ro", "inner-rw", "marker"]),
+                                                                      (0, ["top-ro", "inner-ro", "marker"])], new
+        p = _api(eng.sock, "POST", "/containers/create", {  # (_api speaks 1.41)
+            "Image": IMAGE, "HostConfig": {"Mounts": [{"Type": "bind", "Source": str(src), "Target": "/x", "ReadOnly": True,
+                                                       "BindOptions": {"ReadOnlyForceRecursive": True}}]}})
+        assert p[0] == 400 and "BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer" in json.dumps(p[1]), p
+    finally:
+        subprocess.run(["umount", str(src / "inner")], check=True)

@@ -28,7 +28,13 @@ async def create(request: web.Request) -> web.Response:
     ns = namespace_of(request)
     if request.query.get("platform") and not body.get("Platform"):
         body["Platform"] = request.query["platform"]  # docker's CLI sends --platform in the query
-    res = await s.run(s.containers.create, ns, body, request.query.get("name"))
+    v = api_version(request)
+    before_1_44 = v is not None and v < (1, 44)
+    if before_1_44:  # dockerd's: read-only binds were not recursively so before 1.44
+        for m in (body.get("HostConfig") or {}).get("Mounts") or []:
+            if isinstance(m, dict) and m.get("Type") == "bind" and (m.get("BindOptions") or {}).get("ReadOnlyForceRecursive"):
+                raise InvalidArgument("BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer")
+    res = await s.run(s.containers.create, ns, body, request.query.get("name"), ro_nonrecursive=before_1_44)
     return json_response(res, status=201)
 
 

@@ -439,7 +439,8 @@ _DEVICE = Obj(PathOnHost=Str(4096), PathInContainer=Str(4096), CgroupPermissions
 _WEIGHT_DEVICE = Obj(Path=Str(4096), Weight=Int(0, 1000))
 _RATE_DEVICE = Obj(Path=Str(4096), Rate=Int(0))
 _MOUNT = Obj(Target=Str(4096), Source=Str(4096), Type=Str(32), ReadOnly=Bool(), Consistency=Str(32),
-             BindOptions=Obj(Propagation=Str(32), NonRecursive=Bool(), CreateMountpoint=Bool()),
+             BindOptions=Obj(Propagation=Str(32), NonRecursive=Bool(), CreateMountpoint=Bool(),
+                             ReadOnlyNonRecursive=Bool(), ReadOnlyForceRecursive=Bool()),
              VolumeOptions=Obj(NoCopy=Bool(), Labels=_STRMAP, DriverConfig=Obj(Name=Str(256), Options=_STRMAP),
                                Subpath=Str(4096)),
              TmpfsOptions=Obj(SizeBytes=Int(0), Mode=Int(0, 0o7777), Options=List(List(Str()))))

@@ -718,12 +718,12 @@ def _parse_mount(spec):
     try:
         fields = next(csv.reader([spec]))
     except (csv.Error, StopIteration):
-        raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag") from None
+        raise BerthError(f'invalid argument "{spec}" for "--mount" flag') from None
     for f in fields:
         k, eq, v = f.partition("=")
         k = k.strip().lower()
-        if not eq and k not in ("readonly", "ro", "volume-nocopy", "bind-recursive"):
-            raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: invalid field '{f}' must be a key=value pair")
+        if not eq and k not in ("readonly", "ro", "volume-nocopy", "bind-nonrecursive"):
+            raise BerthError(f'invalid argument "{spec}" for "--mount" flag: invalid field \'{f}\' must be a key=value pair')
         truth = (v or "true").lower() in ("1", "true")
         if k == "type":
             m["Type"] = v.lower()
@@ -737,8 +737,20 @@ def _parse_mount(spec):
             m["Consistency"] = v
         elif k == "bind-propagation":
             bo["Propagation"] = v
-        elif k == "bind-recursive":
-            continue
+        elif k == "bind-recursive":  # the docker CLI's values (its API 1.44 fields)
+            key = {"enabled": None, "disabled": "NonRecursive", "writable": "ReadOnlyNonRecursive",
+                   "readonly": "ReadOnlyForceRecursive"}
+            if v not in key:
+                raise BerthError(f'invalid argument "{spec}" for "--mount" flag: invalid value for bind-recursive: '
+                                 f'{v} (must be "enabled", "disabled", "writable", or "readonly")')
+            if key[v]:
+                bo[key[v]] = True
+        elif k == "bind-nonrecursive":
+            if eq:
+                print('berth: warning: bind-nonrecursive is deprecated, use bind-recursive=disabled instead',
+                      file=sys.stderr)
+            if truth:
+                bo["NonRecursive"] = True
         elif k == "volume-nocopy":
             vo["NoCopy"] = truth
         elif k == "volume-driver":
@@ -755,20 +767,27 @@ def _parse_mount(spec):
             try:
                 to["SizeBytes"] = _bytes(v)
             except ValueError:
-                raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: invalid tmpfs-size {v!r}") from None
+                raise BerthError(f'invalid argument "{spec}" for "--mount" flag: invalid tmpfs-size {v!r}') from None
         elif k == "tmpfs-mode":
             try:
                 to["Mode"] = int(v, 8)
             except ValueError:
-                raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: invalid tmpfs-mode {v!r}") from None
+                raise BerthError(f'invalid argument "{spec}" for "--mount" flag: invalid tmpfs-mode {v!r}') from None
         else:
-            raise BerthError(f"invalid argument {spec!r} for \"--mount\" flag: unexpected key '{k}' in '{f}'")
+            raise BerthError(f'invalid argument "{spec}" for "--mount" flag: unexpected key \'{k}\' in \'{f}\'')
     # the docker CLI's checks of the whole (the daemon checks the rest: types, sources)
     t = m["Type"]
     why = ("type is required" if not t else "target is required" if not m.get("Target") else
            f"cannot mix 'volume-*' options with mount type '{t}'" if vo and t != "volume" else
            f"cannot mix 'bind-*' options with mount type '{t}'" if bo and t != "bind" else
            f"cannot mix 'tmpfs-*' options with mount type '{t}'" if to and t != "tmpfs" else None)
+    if not why and bo.get("ReadOnlyNonRecursive") and not m.get("ReadOnly"):
+        why = "option 'bind-recursive=writable' requires 'readonly' to be specified in conjunction"
+    if not why and bo.get("ReadOnlyForceRecursive"):
+        why = ("option 'bind-recursive=readonly' requires 'readonly' to be specified in conjunction"
+               if not m.get("ReadOnly") else
+               "option 'bind-recursive=readonly' requires 'bind-propagation=rprivate' to be specified in conjunction"
+               if bo.get("Propagation") != "rprivate" else None)
     if why:
         raise BerthError(f"invalid argument \"{spec}\" for \"--mount\" flag: {why}")
     if bo:

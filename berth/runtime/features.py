@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from berth.linux import caps
-from berth.runtime.spec import _MS, _PROPAGATION, HOOK_KINDS, NAMESPACES, OCI_VERSION
+from berth.runtime.spec import _MS, _PROPAGATION, _RECURSIVE, HOOK_KINDS, NAMESPACES, OCI_VERSION
 
 TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
 if TYPE_CHECKING:
@@ -22,11 +22,11 @@ def features() -> dict[str, Any]:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": list(HOOK_KINDS),
-        "mountOptions": sorted(set(_MS) | set(_PROPAGATION)),
+        "mountOptions": sorted(set(_MS) | set(_PROPAGATION) | set(_RECURSIVE) | {"tmpcopyup"}),
         "linux": {
             "namespaces": list(NAMESPACES),
             "capabilities": caps.NAMES[: caps.last_cap() + 1],
-            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False, "rdma": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False, "rdma": True},
             "seccomp": scmp,
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

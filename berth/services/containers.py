@@ -269,12 +269,14 @@ class ContainerService:
     # --- create ---
 
     def create(self, ns: str, body: dict, name: str | None = None, cri: bool = False,
-               extensions: dict[str, Any] | None = None, cid: str | None = None) -> dict:
+               extensions: dict[str, Any] | None = None, cid: str | None = None,
+               ro_nonrecursive: bool = False) -> dict:
         """Create a container from docker's create body; returns docker's answer ({Id, Warnings}).
         cri: the Kubernetes CRI's rules for the run options; extensions: a front end's own
         metadata, kept in the record's extensions (berth.cri's, as containerd's CRI plugin does);
         cid: its id, chosen by the caller (a new random one: the CRI's sandbox, whose network is
-        made meanwhile)."""
+        made meanwhile); ro_nonrecursive: read-only binds read-only at their top only (a client
+        of API < 1.44)."""
         if not set(body) - {"HostConfig", "NetworkingConfig", "Platform"}:  # dockerd's words for {}
             raise InvalidArgument("Config cannot be empty in order to create a container")
         image_ref = body.get("Image")
@@ -308,7 +310,8 @@ class ContainerService:
             container_net.check(self.networks, ns, body)
         cid = cid or secrets.token_hex(32)
         mounts, new_volumes = self.volumes.resolve(ns, body, self.images.read_json(r.config_digest, 20 << 20,
-                                                                                   "image config"), cri=cri)
+                                                                                   "image config"), cri=cri,
+                                                   ro_nonrecursive=ro_nonrecursive)
         try:
             top = self.images.unpack(r)
             key = f"container-{cid}"

@@ -160,11 +160,21 @@ def parse_mount(m: dict) -> dict:
             raise InvalidArgument(err + f"invalid mount path: '{src}' mount path must be absolute")
         if not os.path.exists(src):
             raise InvalidArgument(err + f"bind source path does not exist: {src}")
-        given = (m.get("BindOptions") or {}).get("Propagation") or ""
+        bo = m.get("BindOptions") or {}
+        given = bo.get("Propagation") or ""
         prop = given or "rprivate"
         if prop not in _PROPAGATION:
             raise InvalidArgument(err + f"invalid propagation mode: {prop}")
         mp.update(Source=os.path.normpath(src), Propagation=prop, PropagationGiven=bool(given))
+        # (dockerd's words, which it says at the start: berth at the create)
+        for key in ("ReadOnlyNonRecursive", "ReadOnlyForceRecursive"):
+            if bo.get(key) and not ro:
+                raise InvalidArgument(f"mount options conflict: !ReadOnly && BindOptions.{key}")
+        if bo.get("ReadOnlyNonRecursive") and bo.get("ReadOnlyForceRecursive"):
+            raise InvalidArgument("mount options conflict: ReadOnlyNonRecursive && BindOptions.ReadOnlyForceRecursive")
+        for key in ("NonRecursive", "ReadOnlyNonRecursive", "ReadOnlyForceRecursive"):
+            if bo.get(key):
+                mp[key] = True
     elif kind == "volume":
         if src:
             check_name(src)
@@ -235,6 +245,7 @@ class VolumeService:
         self.states = states if states is not None else ContainerStates(meta)  # who runs
         self._lock = threading.RLock()
         self.lock = self._lock  # held by a container create around its record (see check_exist)
+        self._rro_cache: dict[str, bool] = {}  # runtime binary -> whether it makes mounts recursively read-only
 
     # --- paths, views ---
 
@@ -367,12 +378,15 @@ class VolumeService:
 
     # --- a container's mounts ---
 
-    def resolve(self, ns: str, body: dict, image_config: dict | None,
-                cri: bool = False) -> tuple[list[dict], list[str]]:
+    def resolve(self, ns: str, body: dict, image_config: dict | None, cri: bool = False,
+                ro_nonrecursive: bool = False) -> tuple[list[dict], list[str]]:
         """At container create: HostConfig.Binds/Mounts/Tmpfs/VolumesFrom, Config.Volumes and the
         image's VOLUMEs -> (mount points, names of the volumes created for them). Everything is
         checked before anything is created. cri: a CRI container's (containerd has no rule for
-        binds of the daemon's own directories)."""
+        binds of the daemon's own directories; its read-only binds are not recursively so).
+        ro_nonrecursive: read-only binds only read-only at their top (a client of the Docker API
+        before 1.44: dockerd's DefaultReadOnlyNonRecursive); from 1.44 on they are recursively
+        read-only where the runtime can make them so."""
         hc = body.get("HostConfig") or {}
         ic = (image_config or {}).get("config") or {}
         points = {}  # destination -> mount point
@@ -413,6 +427,14 @@ class VolumeService:
             for mp in explicit.values():
                 if mp["Type"] == "bind":
                     self._daemon_dir_bind(mp)
+        runtime = hc.get("Runtime") or self.cfg.default_runtime
+        for mp in explicit.values():
+            if mp["Type"] != "bind" or mp.get("RW", True):
+                continue
+            if mp.get("ReadOnlyForceRecursive") and not self.rro_supported(runtime):
+                raise InvalidArgument(f'rro is not supported by runtime "{runtime}"')
+            if (cri or ro_nonrecursive) and not mp.get("ReadOnlyForceRecursive"):
+                mp["ReadOnlyNonRecursive"] = True
         points.update(explicit)
         vols = dict(ic.get("Volumes") or {})
         vols.update(body.get("Volumes") or {})
@@ -514,11 +536,31 @@ class VolumeService:
                 if not m.get("DaemonDir"):
                     raise
                 prop = "rprivate"  # dockerd's fallback for its own default on a private mount
-            opts = ["rbind", prop] if prop else ["rbind"]
+            opts = ["bind" if m.get("NonRecursive") else "rbind"] + ([prop] if prop else [])
             if not m.get("RW", True):
                 opts.append("ro")
+                if m["Type"] == "bind" and not m.get("ReadOnlyNonRecursive") and self.rro_supported(rec.runtime):
+                    opts.append("rro")  # the mounts under the source read-only too (API 1.44's default)
             out.append({"destination": dest, "type": "bind", "source": src, "options": opts})
         return out
+
+    def rro_supported(self, runtime: str) -> bool:
+        """Whether the runtime makes mounts recursively read-only ("rro" in its `features`, as
+        dockerd asks it): berth-runc does, runc 1.1 does; asked once per runtime binary."""
+        rt = self.cfg.runtimes.get(runtime)
+        path = rt.path if rt is not None else runtime
+        if os.path.basename(path) == "berth-runc":
+            return True
+        cache = self._rro_cache
+        if path not in cache:
+            from berth import fastjson as json
+            try:
+                p = subprocess.run([path, *(rt.args if rt is not None else []), "features"], capture_output=True,
+                                   timeout=10, stdin=subprocess.DEVNULL)
+                cache[path] = "rro" in (json.loads(p.stdout or b"{}").get("mountOptions") or [])
+            except (OSError, ValueError, AttributeError, subprocess.TimeoutExpired):
+                cache[path] = False
+        return cache[path]
 
     def _copy_up(self, rootfs: str, dest: str, data: str) -> None:
         """The image's content at dest (resolved inside the rootfs, never out of it) into an empty
