@@ -546,7 +546,11 @@ class VolumeService:
 
     def rro_supported(self, runtime: str) -> bool:
         """Whether the runtime makes mounts recursively read-only ("rro" in its `features`, as
-        dockerd asks it): berth-runc does, runc 1.1 does; asked once per runtime binary."""
+        dockerd asks it) on a kernel that can (5.12 on): berth-runc does, runc 1.1 does; asked once
+        per runtime binary."""
+        m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+        if m is None or (int(m.group(1)), int(m.group(2))) < (5, 12):  # no mount_setattr(2): dockerd's rule too
+            return False
         rt = self.cfg.runtimes.get(runtime)
         path = rt.path if rt is not None else runtime
         if os.path.basename(path) == "berth-runc":
