@@ -1044,6 +1044,41 @@ def test_namespaces_pid_pod_container_and_host_network(node, cri):
     assert cri.PodSandboxStatus(pod_sandbox_id=hsid).status.network.ip == ""
 
 
+def test_recursive_read_only_mounts(node, cri, tmp_path):
+    """CRI's recursive_read_only (what a kubelet 1.30+ asks where Status says the handler can, as
+    containerd 2 and CRI-O do): the mount and the mounts under it read-only; a plain read-only
+    mount only at its top, as containerd 1.6's; the kubelet's rules refused in CRI-O's words."""
+    import grpc
+    features = {h.name: h.features.recursive_read_only_mounts for h in cri.Status().runtime_handlers}
+    assert features[""] is True and features["berth-runc"] is True, features
+    src = tmp_path / "src"
+    (src / "inner").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(src / "inner")], check=True)
+    try:
+        sid, sbx = _pod(cri, node, "rro")
+        script = "touch /m/a 2>/dev/null && echo top-rw || echo top-ro; touch /m/inner/a 2>/dev/null && echo inner-rw || echo inner-ro"
+        got = []
+        for name, rro in (("r1", True), ("r2", False)):
+            cid = _ctr(cri, sid, sbx, name, ["sleep", "60"], mounts=[
+                pb.Mount(container_path="/m", host_path=str(src), readonly=True, recursive_read_only=rro,
+                         propagation=pb.PROPAGATION_PRIVATE)])
+            got.append(cri.ExecSync(container_id=cid, cmd=["sh", "-c", script]).stdout.decode().split())
+        assert got == [["top-ro", "inner-ro"], ["top-ro", "inner-rw"]], got
+        for kw, why in (({"readonly": False}, "recursive read-only mount conflicts with read-write mount for hostPath"),
+                        ({"readonly": True, "propagation": pb.PROPAGATION_HOST_TO_CONTAINER},
+                         "recursive read-only mount requires private propagation for hostPath")):
+            cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="bad"), image=pb.ImageSpec(image="busybox-layers:1"),
+                                     command=["true"], mounts=[pb.Mount(container_path="/m", host_path=str(src),
+                                                                        recursive_read_only=True, **kw)])
+            with pytest.raises(grpc.RpcError) as e:
+                cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx)
+            assert why in e.value.details(), e.value.details()
+        cri.StopPodSandbox(pod_sandbox_id=sid)
+        cri.RemovePodSandbox(pod_sandbox_id=sid)
+    finally:
+        subprocess.run(["umount", str(src / "inner")], check=True)
+
+
 def test_security_context_and_resources(node, cri, tmp_path):
     sid, sbx = _pod(cri, node, "sec")
     src = tmp_path / "vol"
@@ -2593,3 +2628,20 @@ def test_the_cri_log_driver_is_the_cris_only(node):
         assert p.returncode == 125, p.err
         assert 'error looking up logging plugin cri: plugin "cri" not found' in p.err  # docker: "Error response ..."
     assert "busybox-layers" not in node.d.berth("ps", "-a").out
+
+
+def test_a_user_id_past_the_signed_range_is_refused(node, cri):
+    """runc refuses ids above 2^31-1: containerd's StartContainer fails, berth's too, in the same
+    words (4294967295, (uid_t)-1, ran the process as root before)."""
+    import grpc
+    sid, sbx = _pod(cri, node, "bigid")
+    sc = pb.LinuxContainerSecurityContext(run_as_user=pb.Int64Value(value=3000000000))
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="big"), image=pb.ImageSpec(image="busybox-layers:1"),
+                             command=["id", "-u"], linux=pb.LinuxContainerConfig(security_context=sc))
+    cid = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+    with pytest.raises(grpc.RpcError) as e:
+        cri.StartContainer(container_id=cid)
+    assert "uids and gids must be in range 0-2147483647" in e.value.details(), e.value.details()
+    assert cri.ContainerStatus(container_id=cid).status.state != pb.CONTAINER_RUNNING
+    cri.StopPodSandbox(pod_sandbox_id=sid)
+    cri.RemovePodSandbox(pod_sandbox_id=sid)

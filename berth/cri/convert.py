@@ -586,11 +586,23 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
         prop = {pb.PROPAGATION_HOST_TO_CONTAINER: "rslave", pb.PROPAGATION_BIDIRECTIONAL: "rshared"}.get(m.propagation,
                                                                                                           "rprivate")
         mode.append(prop)
+        if m.recursive_read_only:  # (a kubelet asks for it where Status says the handler can: CRI-O's words)
+            if not m.readonly:
+                raise InvalidArgument(f"recursive read-only mount conflicts with read-write mount for hostPath "
+                                      f"{_q(m.host_path)}")
+            if m.propagation != pb.PROPAGATION_PRIVATE:
+                raise InvalidArgument(f"recursive read-only mount requires private propagation for hostPath "
+                                      f"{_q(m.host_path)}, got: {pb.MountPropagation.Name(m.propagation)}")
         src = _host_path(m.host_path)
         if prop != "rprivate":
             _check_propagation(src, prop)
         # a relative container path is the root's (runc's)
-        binds.append(f"{src}:{os.path.join('/', m.container_path)}:{','.join(mode)}")
+        dst = os.path.join('/', m.container_path)
+        if m.recursive_read_only:
+            hc.setdefault("Mounts", []).append({"Type": "bind", "Source": src, "Target": dst, "ReadOnly": True,
+                                                "BindOptions": {"Propagation": "rprivate", "ReadOnlyForceRecursive": True}})
+            continue
+        binds.append(f"{src}:{dst}:{','.join(mode)}")
     if binds:
         hc["Binds"] = binds
     devices = []

@@ -282,8 +282,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             load = "OK" if ok else (f"cni config load failed: no network config found in {cfg.cri_cni_conf_dir}: "
                                     "cni plugin not initialized: failed to load cni config")
             info["lastCNILoadStatus"] = info["lastCNILoadStatus.default"] = go_marshal(load)
-        handlers = [pb.RuntimeHandler(name="", features=pb.RuntimeHandlerFeatures())]
-        handlers += [pb.RuntimeHandler(name=n, features=pb.RuntimeHandlerFeatures()) for n in self.d.cfg.runtimes]
+        def features(runtime: str) -> pb.RuntimeHandlerFeatures:  # (a kubelet asks for rro mounts only where true)
+            return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=self.svc.volumes.rro_supported(runtime))
+        handlers = [pb.RuntimeHandler(name="", features=features(self.d.cfg.default_runtime))]
+        handlers += [pb.RuntimeHandler(name=n, features=features(n)) for n in self.d.cfg.runtimes]
         return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conds), info=info, runtime_handlers=handlers,
                                  features=pb.RuntimeFeatures())
 
