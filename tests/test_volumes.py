@@ -652,3 +652,39 @@ def test_a_volume_receives_the_hosts_mounts_where_its_root_is_shared(tmp_path):
             if subprocess.run(["umount", "-l", str(base)], capture_output=True).returncode != 0:
                 break
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_volume_subpath_as_dockerd(d):
+    """--mount volume-subpath (API 1.45, dockerd 26+): a directory, a file or a relative link of
+    the volume mounted alone; one that leads out of the volume (an absolute link, ..) refused,
+    one that is not there refused at the start (the docker CLI's 127), anonymous volumes and
+    clients before 1.45 refused, in dockerd's words. berthd mounted the whole volume."""
+    import uuid
+    vol = "sp-" + uuid.uuid4().hex[:8]
+    d.docker("volume", "create", vol, check=True)
+    try:
+        d.docker("run", "--rm", "-v", f"{vol}:/v", "busybox-layers:1", "sh", "-c",
+                 "mkdir -p /v/sub && echo hi > /v/sub/f && echo file > /v/ff && ln -s /etc /v/abs && "
+                 "ln -s ../.. /v/up && ln -s sub /v/rel", check=True)
+
+        def run(sub, env=None):
+            return d.docker("run", "--rm", "--mount", f"type=volume,src={vol},dst=/x,volume-subpath={sub}",
+                            "busybox-layers:1", "sh", "-c", "ls /x 2>/dev/null; cat /x 2>/dev/null; true", env=env)
+        assert run("sub").out.split() == ["f"] and run("rel").out.split() == ["f"]
+        assert run("ff").out.split() == ["/x", "file"]
+        for sub in ("abs", "up"):
+            p = run(sub)
+            assert p.returncode == 125 and "path concatenation escapes the base directory" in p.err, p.err
+        for sub in ("../x", "/etc"):
+            p = run(sub)
+            assert p.returncode == 125 and "subpath must be a relative path within the volume" in p.err, p.err
+        p = run("nope")
+        assert p.returncode == 127 and re.search(r"cannot access path \S+/nope: no such file or directory", p.err), p.err
+        p = d.docker("run", "--rm", "--mount", "type=volume,dst=/x,volume-subpath=sub", "busybox-layers:1", "true")
+        assert p.returncode == 125 and "must not set Subpath when using anonymous volumes" in p.err, p.err
+        p = run("sub", env=dict(d.env(), DOCKER_API_VERSION="1.44"))
+        assert p.returncode == 125 and "VolumeOptions.Subpath needs API v1.45 or newer" in p.err, p.err
+        with open("/proc/self/mountinfo") as f:
+            assert not [line for line in f if d.base in line and "/subpath-" in line]  # the bindings went with the runs
+    finally:
+        d.docker("volume", "rm", vol)

@@ -34,6 +34,10 @@ async def create(request: web.Request) -> web.Response:
         for m in (body.get("HostConfig") or {}).get("Mounts") or []:
             if isinstance(m, dict) and m.get("Type") == "bind" and (m.get("BindOptions") or {}).get("ReadOnlyForceRecursive"):
                 raise InvalidArgument("BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer")
+    if v is not None and v < (1, 45):
+        for m in (body.get("HostConfig") or {}).get("Mounts") or []:
+            if isinstance(m, dict) and (m.get("VolumeOptions") or {}).get("Subpath"):
+                raise InvalidArgument("VolumeOptions.Subpath needs API v1.45 or newer")  # dockerd's
     res = await s.run(s.containers.create, ns, body, request.query.get("name"), ro_nonrecursive=before_1_44)
     return json_response(res, status=201)
 

@@ -486,7 +486,7 @@ class ContainerService:
             hostname = spec_body.get("Hostname") or rec.id[:12]
             from berth.services import container_net
             netns, files_dir, forwarded = container_net.setup(self, ns, rec, spec_body, hostname, cfg_doc)
-            extra = self.volumes.oci_mounts(ns, rec, rootfs)
+            extra = self.volumes.oci_mounts(ns, rec, rootfs, pins=os.path.join(self.cdir(rec.id), "mounts"))
             from berth.services import links, runopts
             spec_body = links.apply(self, ns, rec, spec_body, files_dir)  # --link: hosts entries, env
             oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra)

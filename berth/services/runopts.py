@@ -608,11 +608,13 @@ def shm_path(svc: ContainerService, cid: str) -> str:
 
 
 def release(svc: ContainerService, cid: str) -> None:
-    """After the exit of a container (or before its start): its shareable /dev/shm goes."""
+    """After the exit of a container (or before its start): its shareable /dev/shm goes, and the
+    volume subpaths bound for it."""
     path = shm_path(svc, cid)
     if os.path.isdir(path):
         from berth.snapshots.mount import unmount
         unmount(path)
+    svc.volumes.release_pins(os.path.dirname(path))
 
 
 def _running(svc: ContainerService, ns: str, ref: str, what: str) -> tuple[str, int]:

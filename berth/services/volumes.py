@@ -182,6 +182,14 @@ def parse_mount(m: dict) -> dict:
         dc = vo.get("DriverConfig") or {}
         mp.update(Name=src, Driver=dc.get("Name") or "local", CopyUp=not vo.get("NoCopy"), Mode="z",
                   VolumeOpts=dict(dc.get("Options") or {}), VolumeLabels=dict(vo.get("Labels") or {}))
+        sub = vo.get("Subpath") or ""
+        if sub:  # API 1.45: a part of the volume (dockerd's words)
+            if not src:
+                raise InvalidArgument(err + "must not set Subpath when using anonymous volumes")
+            norm = os.path.normpath(sub)
+            if sub.startswith("/") or norm == ".." or norm.startswith("../"):
+                raise InvalidArgument(err + "subpath must be a relative path within the volume")
+            mp["Subpath"] = sub
     else:
         if src:
             raise InvalidArgument(err + "field Source must not be specified")
@@ -504,9 +512,10 @@ class VolumeService:
                                       f'bind mount source: "{src}", propagation: "{prop}"')
             return
 
-    def oci_mounts(self, ns: str, rec, rootfs: str) -> list[dict]:
+    def oci_mounts(self, ns: str, rec, rootfs: str, pins: str = "") -> list[dict]:
         """At start (the rootfs mounted): mount the volumes that need it, copy the image's content
-        into new empty volumes, create missing -v host dirs; the OCI mounts, parents first."""
+        into new empty volumes, create missing -v host dirs; the OCI mounts, parents first.
+        pins: where a volume's subpath is bound for the runtime (unmounted by release_pins)."""
         out = []
         for m in mounts_of(rec):
             dest = m["Destination"]
@@ -520,8 +529,10 @@ class VolumeService:
             if m["Type"] == "volume":
                 self.activate(ns, m["Name"])
                 src = self.data_dir(ns, m["Name"])
-                if m.get("CopyUp"):
+                if m.get("CopyUp") and not m.get("Subpath"):
                     self._copy_up(rootfs, dest, src)
+                if m.get("Subpath"):
+                    src = self._pin_subpath(src, m["Subpath"], os.path.join(pins, f"subpath-{len(out)}"))
             elif m.get("CreateSource") and not os.path.exists(src):
                 try:
                     os.makedirs(src, 0o755, exist_ok=True)
@@ -543,6 +554,55 @@ class VolumeService:
                     opts.append("rro")  # the mounts under the source read-only too (API 1.44's default)
             out.append({"destination": dest, "type": "bind", "source": src, "options": opts})
         return out
+
+    @staticmethod
+    def _pin_subpath(base: str, sub: str, pin: str) -> str:
+        """A volume's subpath resolved beneath its data directory (a symlink may not lead out:
+        dockerd's safepath) and bound at pin, which the runtime mounts: what a container sharing
+        the volume renames or links meanwhile cannot send the mount elsewhere."""
+        from berth.linux import syscalls as sc
+        full = os.path.join(base, sub)
+        bfd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            try:
+                fd = sc.openat2(bfd, sub, os.O_PATH, 0, sc.RESOLVE_BENEATH | sc.RESOLVE_NO_MAGICLINKS)
+            except OSError as e:
+                if e.errno == 18:  # EXDEV: it leads out of the volume
+                    raise InvalidArgument("path concatenation escapes the base directory, "
+                                          f"base: {base}, subpath: {sub}") from None
+                from berth.goquote import errno_text
+                raise NotFound(f"cannot access path {full}: {errno_text(e)}") from None
+        finally:
+            os.close(bfd)
+        try:
+            os.makedirs(os.path.dirname(pin), exist_ok=True)
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.makedirs(pin, exist_ok=True)
+            else:
+                open(pin, "a").close()
+            sc.mount(f"/proc/self/fd/{fd}", pin, None, sc.MS_BIND | sc.MS_REC)
+        except OSError as e:
+            raise SystemError_(f"binding the subpath {sub} of volume {base}: {e.strerror}") from None
+        finally:
+            os.close(fd)
+        return pin
+
+    @staticmethod
+    def release_pins(pins: str) -> None:
+        """Unmount the subpaths bound for a container's last start."""
+        try:
+            names = os.listdir(pins)
+        except OSError:
+            return
+        from berth.snapshots.mount import unmount
+        for n in names:
+            if n.startswith("subpath-"):
+                p = os.path.join(pins, n)
+                unmount(p)
+                try:
+                    os.rmdir(p) if os.path.isdir(p) else os.unlink(p)
+                except OSError:
+                    pass
 
     def rro_supported(self, runtime: str) -> bool:
         """Whether the runtime makes mounts recursively read-only ("rro" in its `features`, as
