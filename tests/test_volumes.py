@@ -684,6 +684,9 @@ def test_volume_subpath_as_dockerd(d):
         assert p.returncode == 125 and "must not set Subpath when using anonymous volumes" in p.err, p.err
         p = run("sub", env=dict(d.env(), DOCKER_API_VERSION="1.44"))
         assert p.returncode == 125 and "VolumeOptions.Subpath needs API v1.45 or newer" in p.err, p.err
+        p = d.berth("run", "--rm", "--mount", f"type=volume,src={vol},dst=/x,volume-subpath=sub", "busybox-layers:1",
+                    "ls", "/x", check=True)  # berth's CLI takes it too
+        assert p.out.split() == ["f"]
         with open("/proc/self/mountinfo") as f:
             assert not [line for line in f if d.base in line and "/subpath-" in line]  # the bindings went with the runs
     finally:

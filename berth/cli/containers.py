@@ -762,7 +762,7 @@ def _parse_mount(spec):
             ok, _, ov = v.partition("=")
             vo.setdefault("DriverConfig", {}).setdefault("Options", {})[ok] = ov
         elif k == "volume-subpath":
-            raise BerthError("--mount volume-subpath is not supported")
+            vo["Subpath"] = v
         elif k == "tmpfs-size":
             try:
                 to["SizeBytes"] = _bytes(v)
