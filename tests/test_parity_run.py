@@ -3746,3 +3746,40 @@ def test_read_only_binds_recursive_from_api_1_44_and_bind_recursive_options(eng,
         assert p[0] == 400 and "BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer" in json.dumps(p[1]), p
     finally:
         subprocess.run(["umount", str(src / "inner")], check=True)
+
+
+def test_system_df_type_and_bind_create_mountpoint_of_api_1_42(eng, tmp_path):
+    """API 1.42's `type` of /system/df: only the kinds asked for (the others null, LayersSize 0,
+    as dockerd 23+ leaves them), an unknown one in dockerd's words, ignored before 1.42 (berthd
+    gave everything); its BindOptions.CreateMountpoint makes a missing bind source at the start
+    (berthd refused the create)."""
+    import http.client
+    import socket as socketmod
+
+    def get(path):
+        c = http.client.HTTPConnection("localhost", timeout=60)
+        c.sock = socketmod.socket(socketmod.AF_UNIX)
+        c.sock.connect(eng.sock)
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, json.loads(r.read())
+    status, du = get("/v1.45/system/df?type=volume&type=container")
+    assert status == 200 and du["Images"] is None and du["LayersSize"] == 0 and du["BuildCache"] is None, du
+    assert isinstance(du["Volumes"], list) and isinstance(du["Containers"], list)
+    assert get("/v1.45/system/df?type=bogus") == (400, {"message": "unknown object type: bogus"})
+    status, du = get("/v1.41/system/df?type=bogus")
+    assert status == 200 and isinstance(du["Images"], list)
+    src = tmp_path / "made" / "here"
+    status, res = _api(eng.sock, "POST", "/containers/create", {
+        "Image": IMAGE, "Cmd": ["sh", "-c", "test -d /x && echo dir"],
+        "HostConfig": {"Mounts": [{"Type": "bind", "Source": str(src), "Target": "/x",
+                                   "BindOptions": {"CreateMountpoint": True}}]}})
+    assert status == 201, res
+    try:
+        p = eng.docker("start", "-a", res["Id"], check=True)
+        assert p.out == "dir\n" and src.is_dir()
+    finally:
+        eng.docker("rm", "-f", res["Id"])
+    status, res = _api(eng.sock, "POST", "/containers/create", {
+        "Image": IMAGE, "HostConfig": {"Mounts": [{"Type": "bind", "Source": str(tmp_path / "nope"), "Target": "/x"}]}})
+    assert status == 400 and "bind source path does not exist" in res["message"], res

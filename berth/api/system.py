@@ -8,6 +8,7 @@ import platform
 from aiohttp import web
 
 from berth import __version__
+from berth.errors import InvalidArgument
 from berth.api.app import (
     API_VERSION,
     MIN_API_VERSION,
@@ -66,12 +67,27 @@ async def auth(request: web.Request) -> web.Response:
 async def disk_usage(request: web.Request) -> web.Response:
     """GET /system/df: images, containers, volumes and the build cache."""
     s = services(request)
-    du = await s.run(s.system.disk_usage, namespace_of(request))
     v = api_version(request)
+    kinds = request.query.getall("type", [])
+    if v is not None and v < (1, 42):
+        kinds = []  # (its `type` came with 1.42)
+    for k in kinds:
+        if k not in _DF_KINDS:
+            raise InvalidArgument(f"unknown object type: {k}")  # dockerd's words
+    du = await s.run(s.system.disk_usage, namespace_of(request))
+    if kinds:  # only those asked for, the others null as dockerd leaves them
+        for k, fields in _DF_KINDS.items():
+            if k not in kinds:
+                for f in fields:
+                    du[f] = 0 if f == "LayersSize" else None
     if v is not None and v < (1, 42) and "BuilderSize" not in du:
         # before API 1.42 the build cache's total is given on its own too (dockerd 20.10's)
         du["BuilderSize"] = sum(int(c.get("Size") or 0) for c in du.get("BuildCache") or [])
     return json_response(du)
+
+
+_DF_KINDS = {"container": ("Containers",), "image": ("LayersSize", "Images"), "volume": ("Volumes",),
+             "build-cache": ("BuildCache",)}
 
 
 def routes(r: Router) -> None:

@@ -158,14 +158,15 @@ def parse_mount(m: dict) -> dict:
             raise InvalidArgument(err + "field Source must not be empty")
         if not src.startswith("/"):
             raise InvalidArgument(err + f"invalid mount path: '{src}' mount path must be absolute")
-        if not os.path.exists(src):
-            raise InvalidArgument(err + f"bind source path does not exist: {src}")
         bo = m.get("BindOptions") or {}
+        if not os.path.exists(src) and not bo.get("CreateMountpoint"):  # (API 1.42: made at the start, as -v's)
+            raise InvalidArgument(err + f"bind source path does not exist: {src}")
         given = bo.get("Propagation") or ""
         prop = given or "rprivate"
         if prop not in _PROPAGATION:
             raise InvalidArgument(err + f"invalid propagation mode: {prop}")
-        mp.update(Source=os.path.normpath(src), Propagation=prop, PropagationGiven=bool(given))
+        mp.update(Source=os.path.normpath(src), Propagation=prop, PropagationGiven=bool(given),
+                  CreateSource=bool(bo.get("CreateMountpoint")))
         # (dockerd's words, which it says at the start: berth at the create)
         for key in ("ReadOnlyNonRecursive", "ReadOnlyForceRecursive"):
             if bo.get(key) and not ro:
