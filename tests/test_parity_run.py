@@ -3783,3 +3783,31 @@ def test_system_df_type_and_bind_create_mountpoint_of_api_1_42(eng, tmp_path):
     status, res = _api(eng.sock, "POST", "/containers/create", {
         "Image": IMAGE, "HostConfig": {"Mounts": [{"Type": "bind", "Source": str(tmp_path / "nope"), "Target": "/x"}]}})
     assert status == 400 and "bind source path does not exist" in res["message"], res
+
+
+def test_image_views_by_api_version(eng):
+    """What the version history says of images: VirtualSize gone from 1.44 on (images, image
+    inspect, system df), Container/ContainerConfig gone from the image's inspect in 1.45,
+    `shared-size` (1.42) counts SharedSize (-1 without it); older versions keep their fields."""
+    import http.client
+    import socket as socketmod
+
+    def get(path):
+        c = http.client.HTTPConnection("localhost", timeout=60)
+        c.sock = socketmod.socket(socketmod.AF_UNIX)
+        c.sock.connect(eng.sock)
+        c.request("GET", path)
+        r = c.getresponse()
+        assert r.status == 200, path
+        return json.loads(r.read())
+    seen = {}
+    for v in ("1.41", "1.44", "1.45"):
+        img = next(i for i in get(f"/v{v}/images/json") if IMAGE in (i.get("RepoTags") or []))
+        shared = next(i for i in get(f"/v{v}/images/json?shared-size=1") if IMAGE in (i.get("RepoTags") or []))
+        insp = get(f"/v{v}/images/{IMAGE}/json")
+        df = next(i for i in get(f"/v{v}/system/df")["Images"] if IMAGE in (i.get("RepoTags") or []))
+        seen[v] = ("VirtualSize" in img, "VirtualSize" in insp, "VirtualSize" in df, "ContainerConfig" in insp,
+                   "Container" in insp, img["SharedSize"], shared["SharedSize"] >= 0)
+    assert seen["1.41"] == (True, True, True, True, True, -1, False), seen  # (shared-size came with 1.42)
+    assert seen["1.44"] == (False, False, False, True, True, -1, True), seen
+    assert seen["1.45"] == (False, False, False, False, False, -1, True), seen

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from berth.api.app import Router, json_line, json_response, namespace_of, services, stream_headers
+from berth.api.app import Router, api_version, json_line, json_response, namespace_of, services, stream_headers
 from berth.errors import BerthError, InvalidArgument
 from berth.services import image_ops
 
@@ -127,13 +127,28 @@ class Job:
 
 async def list_(request: web.Request) -> web.Response:
     s = services(request)
-    return json_response(await s.run(image_ops.list_images, s.images, namespace_of(request), _bool(request, "all"),
-                                     _filters(request), _bool(request, "digests")))
+    v = api_version(request)
+    items = await s.run(image_ops.list_images, s.images, namespace_of(request), _bool(request, "all"),
+                        _filters(request), _bool(request, "digests"),
+                        shared_size=_bool(request, "shared-size") and (v is None or v >= (1, 42)))
+    return json_response(without_virtual_size(items, v))
 
 
 async def inspect(request: web.Request) -> web.Response:
     s = services(request)
-    return json_response(await s.run(s.images.inspect, namespace_of(request), request.match_info["name"]))
+    res = await s.run(s.images.inspect, namespace_of(request), request.match_info["name"])
+    v = api_version(request)
+    res = without_virtual_size([res], v)[0]
+    if v is None or v >= (1, 45):  # gone from the image's inspect in 1.45 (dockerd 26+): Config has it all
+        res = {k: x for k, x in res.items() if k not in ("Container", "ContainerConfig")}
+    return json_response(res)
+
+
+def without_virtual_size(images: list[dict], v: tuple[int, int] | None) -> list[dict]:
+    """VirtualSize (Size's twin) is omitted from API 1.44 on (images, image inspect, system df)."""
+    if v is not None and v < (1, 44):
+        return images
+    return [{k: x for k, x in img.items() if k != "VirtualSize"} for img in images]
 
 
 async def history(request: web.Request) -> web.Response:

@@ -80,6 +80,9 @@ async def disk_usage(request: web.Request) -> web.Response:
             if k not in kinds:
                 for f in fields:
                     du[f] = 0 if f == "LayersSize" else None
+    if du.get("Images"):
+        from berth.api.images import without_virtual_size
+        du["Images"] = without_virtual_size(du["Images"], v)
     if v is not None and v < (1, 42) and "BuilderSize" not in du:
         # before API 1.42 the build cache's total is given on its own too (dockerd 20.10's)
         du["BuilderSize"] = sum(int(c.get("Size") or 0) for c in du.get("BuildCache") or [])

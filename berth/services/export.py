@@ -147,6 +147,31 @@ def image_sizes(svc: ContainerService, ns: str) -> dict[str, int]:
     return out
 
 
+def with_shared_sizes(images_svc, ns: str, listing: list[dict]) -> tuple[list[tuple[dict, list[str]]], dict[str, int]]:
+    """Image summaries (copies) with their SharedSize, what their layers hold that another image
+    of the namespace has too, as dockerd counts it: [(summary, its layers' digests)] and each
+    layer's size."""
+    images: list[tuple[dict, list[str]]] = []
+    layer_users: dict[str, int] = {}
+    layer_size: dict[str, int] = {}
+    for img in images_svc.list(ns) if listing is None else listing:
+        digests: list[str] = []
+        try:
+            r = images_svc.resolve(ns, img["Id"])
+            unpacked = images_svc.layer_sizes(r)  # dockerd's layer sizes where the snapshots give them
+            for i, layer in enumerate(r.layers):
+                d = layer.get("digest")
+                layer_users[d] = layer_users.get(d, 0) + 1
+                layer_size[d] = unpacked[i] if unpacked is not None else int(layer.get("size") or 0)
+            digests = [layer.get("digest") for layer in r.layers]
+        except BerthError:
+            pass
+        images.append((dict(img), digests))
+    for img, digests in images:
+        img["SharedSize"] = sum(layer_size[d] for d in digests if layer_users.get(d, 0) > 1)
+    return images, layer_size
+
+
 def disk_usage(svc: ContainerService, ns: str, volumes_service: VolumeService | None = None) -> dict:
     """GET /system/df: docker's DiskUsage (LayersSize, Images, Containers, Volumes, BuildCache)."""
     isz = image_sizes(svc, ns)
@@ -158,24 +183,8 @@ def disk_usage(svc: ContainerService, ns: str, volumes_service: VolumeService | 
         item["SizeRw"], item["SizeRootFs"] = sizes(svc, rec, isz)
         containers.append(item)
         users[rec.image] = users.get(rec.image, 0) + 1
-    images: list[tuple[dict, list[str]]] = []  # (docker's image summary, its layers' digests)
-    layer_users: dict[str, int] = {}
-    layer_size: dict[str, int] = {}
-    for img in svc.images.list(ns):
-        digests: list[str] = []
-        try:
-            r = svc.images.resolve(ns, img["Id"])
-            unpacked = svc.images.layer_sizes(r)  # dockerd's layer sizes where the snapshots give them
-            for i, layer in enumerate(r.layers):
-                d = layer.get("digest")
-                layer_users[d] = layer_users.get(d, 0) + 1
-                layer_size[d] = unpacked[i] if unpacked is not None else int(layer.get("size") or 0)
-            digests = [layer.get("digest") for layer in r.layers]
-        except BerthError:
-            pass
-        images.append((dict(img), digests))
-    for img, digests in images:
-        img["SharedSize"] = sum(layer_size[d] for d in digests if layer_users.get(d, 0) > 1)
+    images, layer_size = with_shared_sizes(svc.images, ns, svc.images.list(ns))
+    for img, _digests in images:
         img["Containers"] = users.get(img["Id"], 0)
     vols = []
     if volumes_service is not None:

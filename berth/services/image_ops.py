@@ -25,13 +25,20 @@ def _values(filters: dict, key: str) -> list[str] | None:
 
 
 def list_images(images: ImageService, ns: str, all_: bool = False, filters: dict | None = None,
-                digests: bool = False) -> list[dict]:
+                digests: bool = False, shared_size: bool = False) -> list[dict]:
     """docker images: as dockerd, with a reference filter an image lists only the names that
-    match it (`images hello-world` does not show the image's other tags)."""
+    match it (`images hello-world` does not show the image's other tags); shared_size (API
+    1.42): each image's SharedSize counted (-1 otherwise, as dockerd)."""
     filters = filters or {}
     data = images.list(ns, all_, filters, digests)
     refs = _values(filters, "reference")
-    return _only_matching_names(data, refs) if refs else data
+    data = _only_matching_names(data, refs) if refs else data
+    if shared_size:
+        from berth.services.export import with_shared_sizes
+        counted, _sizes = with_shared_sizes(images, ns, images.list(ns, True))
+        shared = {img["Id"]: img["SharedSize"] for img, _d in counted}
+        data = [dict(img, SharedSize=shared.get(img["Id"], -1)) for img in data]
+    return data
 
 
 def remove_image(images: ImageService, containers: ContainerService, ns: str, name: str, force: bool = False,
