@@ -3787,8 +3787,9 @@ def test_system_df_type_and_bind_create_mountpoint_of_api_1_42(eng, tmp_path):
 
 def test_image_views_by_api_version(eng):
     """What the version history says of images: VirtualSize gone from 1.44 on (images, image
-    inspect, system df), Container/ContainerConfig gone from the image's inspect in 1.45,
-    `shared-size` (1.42) counts SharedSize (-1 without it); older versions keep their fields."""
+    inspect, system df), `shared-size` (1.42) counts SharedSize (-1 without it); older versions
+    keep their fields. Container/ContainerConfig stay in the image's inspect at 1.45 (dockerd 26+
+    drops them): docker-compose 1.29 negotiates 1.45 and reads ContainerConfig."""
     import http.client
     import socket as socketmod
 
@@ -3810,4 +3811,4 @@ def test_image_views_by_api_version(eng):
                    "Container" in insp, img["SharedSize"], shared["SharedSize"] >= 0)
     assert seen["1.41"] == (True, True, True, True, True, -1, False), seen  # (shared-size came with 1.42)
     assert seen["1.44"] == (False, False, False, True, True, -1, True), seen
-    assert seen["1.45"] == (False, False, False, False, False, -1, True), seen
+    assert seen["1.45"] == (False, False, False, True, True, -1, True), seen

@@ -687,6 +687,12 @@ def test_volume_subpath_as_dockerd(d):
         p = d.berth("run", "--rm", "--mount", f"type=volume,src={vol},dst=/x,volume-subpath=sub", "busybox-layers:1",
                     "ls", "/x", check=True)  # berth's CLI takes it too
         assert p.out.split() == ["f"]
+        # a running container's removal leaves the volume's files (the binding is undone first)
+        cid = d.docker("run", "-d", "--mount", f"type=volume,src={vol},dst=/x,volume-subpath=sub", "busybox-layers:1",
+                       "sleep", "60", check=True).out.strip()
+        d.docker("rm", "-f", cid, check=True)
+        p = d.docker("run", "--rm", "-v", f"{vol}:/v", "busybox-layers:1", "cat", "/v/sub/f", check=True)
+        assert p.out == "hi\n"
         with open("/proc/self/mountinfo") as f:
             assert not [line for line in f if d.base in line and "/subpath-" in line]  # the bindings went with the runs
     finally:

@@ -137,11 +137,9 @@ async def list_(request: web.Request) -> web.Response:
 async def inspect(request: web.Request) -> web.Response:
     s = services(request)
     res = await s.run(s.images.inspect, namespace_of(request), request.match_info["name"])
-    v = api_version(request)
-    res = without_virtual_size([res], v)[0]
-    if v is None or v >= (1, 45):  # gone from the image's inspect in 1.45 (dockerd 26+): Config has it all
-        res = {k: x for k, x in res.items() if k not in ("Container", "ContainerConfig")}
-    return json_response(res)
+    # (Container and ContainerConfig stay at 1.45, where dockerd 26+ drops them: docker-compose
+    # 1.29, which negotiates the newest version, reads ContainerConfig and fails without it)
+    return json_response(without_virtual_size([res], api_version(request))[0])
 
 
 def without_virtual_size(images: list[dict], v: tuple[int, int] | None) -> list[dict]:
