@@ -2631,17 +2631,17 @@ def test_the_cri_log_driver_is_the_cris_only(node):
 
 
 def test_a_user_id_past_the_signed_range_is_refused(node, cri):
-    """runc refuses ids above 2^31-1: containerd's StartContainer fails, berth's too, in the same
-    words (4294967295, (uid_t)-1, ran the process as root before)."""
+    """runc refuses ids above 2^31-1 and containerd's CreateContainer fails for one (its mount
+    callback: `no users found`); berth refuses it there, nothing made (4294967295, (uid_t)-1,
+    ran the process as root before)."""
     import grpc
     sid, sbx = _pod(cri, node, "bigid")
     sc = pb.LinuxContainerSecurityContext(run_as_user=pb.Int64Value(value=3000000000))
     cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="big"), image=pb.ImageSpec(image="busybox-layers:1"),
                              command=["id", "-u"], linux=pb.LinuxContainerConfig(security_context=sc))
-    cid = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
     with pytest.raises(grpc.RpcError) as e:
-        cri.StartContainer(container_id=cid)
-    assert "uids and gids must be in range 0-2147483647" in e.value.details(), e.value.details()
-    assert cri.ContainerStatus(container_id=cid).status.state != pb.CONTAINER_RUNNING
+        cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx)
+    assert "run_as_user 3000000000 is not a valid id (0 to 2147483647)" in e.value.details(), e.value.details()
+    assert not cri.ListContainers().containers
     cri.StopPodSandbox(pod_sandbox_id=sid)
     cri.RemovePodSandbox(pod_sandbox_id=sid)

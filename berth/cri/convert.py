@@ -194,10 +194,11 @@ def _capabilities(c: pb.Capability) -> list[str]:
 
 
 def _id(field: str, value: int) -> int:
-    """A user or group id the kernel takes (refused here, before anything is made: a pod's
-    sandbox would otherwise fail to start after RunPodSandbox answered)."""
-    if not 0 <= value < 2**32 - 1:
-        raise InvalidArgument(f"{field} {value} is not a valid id (0 to {2**32 - 2})")
+    """A user or group id runc takes, 0 to 2^31-1 (refused here, before anything is made, where
+    containerd's CreateContainer fails too: a pod's sandbox would otherwise fail to start after
+    RunPodSandbox answered)."""
+    if not 0 <= value <= 2**31 - 1:
+        raise InvalidArgument(f"{field} {value} is not a valid id (0 to {2**31 - 1})")
     return value
 
 
