@@ -365,3 +365,28 @@ def test_user_and_group_names_come_from_the_image(engine):
     uid, gid, groups = frames[1].decode().split("\n")[:3]
     assert (uid, gid) == ("1234", "3456")
     assert "4567" in groups.split()
+
+
+def test_the_trash_never_deletes_through_a_mount_left_in_it(tmp_path):
+    """A directory a removal discards may still hold a mount (a volume's subpath bound for a
+    container, a bind a crashed start left): the trash detaches it first, and what it showed
+    (the host's files) stays."""
+    import subprocess
+
+    from berth.services.trash import Trash
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "precious").write_text("data\n")
+    doomed = tmp_path / "doomed" / "mounts" / "subpath-0"
+    doomed.mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(keep), str(doomed)], check=True)
+    try:
+        t = Trash()
+        t.discard(str(tmp_path / "doomed"), str(tmp_path / "trash"))
+        assert t.drain(30)
+        assert not (tmp_path / "doomed").exists() and os.listdir(tmp_path / "trash") == []
+        assert (keep / "precious").read_text() == "data\n"
+    finally:
+        subprocess.run(["umount", "-l", str(doomed)], capture_output=True)
+        for line in open("/proc/self/mountinfo"):
+            assert str(tmp_path) not in line

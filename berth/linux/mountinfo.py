@@ -38,3 +38,17 @@ def shared(optional: str) -> bool:
 
 def shared_or_slave(optional: str) -> bool:
     return any(o.startswith(("shared:", "master:")) for o in optional.split())
+
+
+def mounts_under(path: str) -> list[str]:
+    """The mount points at or below path (as the mount table names them), deepest first."""
+    path = os.path.realpath(path)
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 4:
+                mp = _unescape(fields[4])
+                if mp == path or mp.startswith(path + "/"):
+                    out.append(mp)
+    return sorted(set(out), key=lambda m: -m.count("/"))

@@ -1157,8 +1157,10 @@ class ContainerService:
                 self.trash.discard(self.sdir(rec.id), self._trash_dirs[0])  # under the state dir
                 self.trash.discard(self.cdir(rec.id), self._trash_dirs[1])  # under the root
             else:
-                shutil.rmtree(self.sdir(rec.id), ignore_errors=True)
-                shutil.rmtree(self.cdir(rec.id), ignore_errors=True)
+                from berth.snapshots.mount import unmount_under
+                for d in (self.sdir(rec.id), self.cdir(rec.id)):
+                    unmount_under(d)  # (never deleting through a mount left in it)
+                    shutil.rmtree(d, ignore_errors=True)
         finally:
             # the last word, as dockerd's: a client that ends at the destroy (the docker CLI's
             # client-side --rm of API < 1.25 cancels its removal's request then) finds it done

@@ -36,6 +36,8 @@ class Trash:
             os.rename(path, dead)
         except OSError:
             if os.path.lexists(path):  # not movable there (another filesystem?): deleted now
+                from berth.snapshots.mount import unmount_under
+                unmount_under(path)
                 shutil.rmtree(path, ignore_errors=True)
             return
         self.put(dead)
@@ -71,6 +73,8 @@ class Trash:
                 self._busy = True
             try:
                 if os.path.isdir(path) and not os.path.islink(path):
+                    from berth.snapshots.mount import unmount_under
+                    unmount_under(path)  # nothing deleted through a mount left in it (a volume's files)
                     shutil.rmtree(path, onerror=_log_error)
                 else:
                     os.unlink(path)

@@ -55,3 +55,15 @@ def unmount(target):
             sc.umount2(target, sc.MNT_DETACH)
         except OSError:
             return
+
+
+def unmount_under(path):
+    """Detach every mount at or below path (deepest first): before a directory tree is deleted,
+    so that the deletion never reaches through a mount into what it shows (a volume's files)."""
+    from berth.linux.mountinfo import mounts_under
+    try:
+        points = mounts_under(path)
+    except OSError:
+        return
+    for mp in points:
+        unmount(mp)
