@@ -862,7 +862,11 @@ def _du(path: str) -> int:
 
 
 def _rmtree(path: str) -> None:
+    """Delete path, never through a mount left in it (a volume's device bound from the host)."""
     import shutil
+
+    from berth.snapshots.mount import unmount_under
+    unmount_under(path)
     shutil.rmtree(path, ignore_errors=True)
 
 
