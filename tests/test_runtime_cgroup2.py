@@ -57,3 +57,37 @@ def test_pause_and_resume_with_cgroup_freeze(runtime):
     while os.path.exists(os.path.join(UNIFIED, cid)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(os.path.join(UNIFIED, cid))
+
+
+def _v2_run(binary, root, bundle, cid):
+    script = 'mount --make-rprivate / && mount --bind "$U" /sys/fs/cgroup && exec "$@"'
+    return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", binary, "--root", root, "run", "-b", bundle, cid],
+                          capture_output=True, timeout=30, env=dict(os.environ, U=UNIFIED))
+
+
+def test_device_rules_on_cgroup_v2_as_runc(runtime, runc):
+    """cgroup v2 has no devices.allow/deny: the rules are an eBPF program attached to the
+    container's cgroup, as runc's devicefilter. berth-runc ignored them on v2: a process with
+    CAP_MKNOD could make and open any device node (the host's disks). Side by side with runc:
+    a device the defaults leave out refused, the defaults allowed, a rule for one device and one
+    access honoured, a deny-all-then-allow-all list (privileged) allowing every device."""
+    script = ("for d in 1:3 1:7 10:229 10:183; do n=/tmp/k$(echo $d | tr : _); mknod $n c ${d%:*} ${d#*:}; "
+              "(exec 3<$n) 2>/dev/null; r=$?; (exec 3>$n) 2>/dev/null; echo $d=$r$?; rm -f $n; done")
+    cases = [None, [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "r"}],
+             [{"allow": False, "access": "rwm"}, {"allow": True, "access": "rwm"}]]
+    seen = {}
+    for rt in (runtime, runc):
+        got = []
+        for rules in cases:
+            def spec(c, rules=rules):
+                for k in ("bounding", "effective", "permitted"):
+                    c["process"]["capabilities"][k] = list(c["process"]["capabilities"].get(k) or []) + ["CAP_MKNOD"]
+                if rules is not None:
+                    c["linux"]["resources"] = {"devices": rules}
+            cid = rt.new_id("dv")
+            p = _v2_run(rt.binary, rt.root, rt.bundle(["sh", "-c", script], mutate=spec), cid)
+            got.append((p.returncode, p.stdout.decode().split()))
+        seen[rt is runc] = got
+    assert seen[False][0] == (0, ["1:3=00", "1:7=00", "10:229=11", "10:183=11"]), seen[False]
+    assert seen[False][1][1][2] == "10:229=01" and seen[False][2][1][2] == "10:229=00", seen[False]
+    assert seen[False] == seen[True]

@@ -19,8 +19,8 @@ Paths: a cgroup is named by a path relative to every hierarchy root, starting wi
     creates and manages the very same cgroupfs directories systemd would use, so systemd does not
     know about these units.
 
-Devices on cgroup v2 need an eBPF program (BPF_PROG_TYPE_CGROUP_DEVICE), which this stdlib-only
-module cannot load: on v2, linux.resources.devices is accepted and ignored without error.
+Devices on cgroup v2: an eBPF program (BPF_PROG_TYPE_CGROUP_DEVICE) attached to the cgroup,
+made and loaded by berth.linux.devfilter (runc's devicefilter).
 """
 
 import errno
@@ -1089,7 +1089,12 @@ class Manager:
             value = pids["limit"] if pids["limit"] > 0 else "max"
             need("pids", "pids.max", value)
             self._set(d, "pids.max", value)
-        # devices: would need an eBPF device program on v2; ignored (see the module docstring)
+        if r.get("devices"):  # an eBPF program (cgroup v2 has no devices.allow/deny), as runc's
+            from berth.linux import devfilter
+            try:
+                devfilter.attach(d, r["devices"])
+            except OSError as e:  # never a container without the device rules it was given
+                raise SystemError_(f"cgroup: cannot apply the device rules (bpf): {e.strerror}") from None
 
         if cpu.get("realtimePeriod") or cpu.get("realtimeRuntime"):
             raise SystemError_("cgroup: cannot set the realtime limits: cgroup v2 has no cpu.rt_period_us "
