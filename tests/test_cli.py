@@ -569,6 +569,16 @@ def test_mount_bind_recursive_values_as_the_docker_cli(d):
             d.berth("rm", cid)
 
 
+def test_no_healthcheck_conflicts_with_every_health_flag_as_the_docker_cli(d):
+    for flags in (["--health-cmd", "true"], ["--health-start-interval", "1s"], ["--health-retries", "2"]):
+        ours = subprocess_run([BERTH, "-H", "unix:///nonexistent/berth.sock", "run", "--no-healthcheck", *flags,
+                               "busybox", "true"], d.env())
+        env = dict(d.env(), DOCKER_HOST="unix:///nonexistent/docker.sock")
+        theirs = subprocess_run(["docker", "run", "--no-healthcheck", *flags, "busybox", "true"], env)
+        assert ours.returncode == theirs.returncode == 125, (flags, ours.err, theirs.err)
+        assert ours.err.strip().splitlines()[0] == "berth: " + theirs.err.strip().splitlines()[0].removeprefix("docker: ")
+
+
 def test_unknown_command_and_flags(d):
     line = one_line_error(d.berth("frobnicate"))
     assert "frobnicate" in line

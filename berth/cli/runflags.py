@@ -510,7 +510,8 @@ def apply(a, body, interactive_tty_check=True):
     # health
     hcfg = {}
     if a.no_healthcheck:
-        if a.health_cmd or a.health_interval or a.health_timeout or a.health_retries or a.health_start_period:
+        if (a.health_cmd or a.health_interval or a.health_timeout or a.health_retries or a.health_start_period
+                or a.health_start_interval):
             raise BerthError("--no-healthcheck conflicts with --health-* options")
         hcfg = {"Test": ["NONE"]}
     else:
