@@ -3812,3 +3812,16 @@ def test_image_views_by_api_version(eng):
     assert seen["1.41"] == (True, True, True, True, True, -1, False), seen  # (shared-size came with 1.42)
     assert seen["1.44"] == (False, False, False, True, True, -1, True), seen
     assert seen["1.45"] == (False, False, False, True, True, -1, True), seen
+
+
+def test_host_network_hosts_file_with_added_hosts_as_dockerd(eng, peer):
+    """--network host: the container's /etc/hosts is the host's; with --add-host dockerd writes
+    its default file and the added hosts instead (the host's own entries left out: docker/cli#4563);
+    berth kept the host's entries."""
+    seen = {}
+    for d in (eng, peer):
+        seen[d is eng] = [d.docker("run", "--rm", "--network", "host", *flags, IMAGE, "cat", "/etc/hosts", check=True).out
+                          for flags in ([], ["--add-host", "a:1.2.3.4"])]
+    assert seen[True][0] == open("/etc/hosts").read()
+    assert seen[True][1].splitlines()[0] == "127.0.0.1\tlocalhost" and seen[True][1].splitlines()[-1] == "1.2.3.4\ta"
+    assert seen[True] == seen[False]

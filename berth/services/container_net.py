@@ -512,7 +512,9 @@ def write_files(files_dir: str, hostname: str, spec_body: dict[str, Any], endpoi
     write_text(os.path.join(files_dir, "hostname"), hostname + "\n")
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet",
              "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
-    if host and (text := host_hosts()) is not None:
+    if host and not hc.get("ExtraHosts") and (text := host_hosts()) is not None:
+        # the host's file; with --add-host dockerd writes a file of its own instead, its default
+        # lines and the added hosts (the host's entries gone: docker/cli#4563), as berth does
         lines = text.splitlines()
     gateway = host_gateway or next((e.get("Gateway") for e in endpoints if e.get("Gateway")), "")
     for h in hc.get("ExtraHosts") or []:
