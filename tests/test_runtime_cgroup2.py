@@ -91,3 +91,28 @@ def test_device_rules_on_cgroup_v2_as_runc(runtime, runc):
     assert seen[False][0] == (0, ["1:3=00", "1:7=00", "10:229=11", "10:183=11"]), seen[False]
     assert seen[False][1][1][2] == "10:229=01" and seen[False][2][1][2] == "10:229=00", seen[False]
     assert seen[False] == seen[True]
+
+
+def test_device_filters_of_many_rule_lists_pass_the_kernels_verifier(tmp_path):
+    """Every shape of rule list an engine sends makes a program the kernel loads and attaches:
+    docker's defaults, a privileged container's, partial accesses, block devices, wildcards."""
+    from berth.linux import devfilter
+    from berth.runtime.container import _with_default_devices
+    lists = [
+        [],
+        [{"allow": False, "access": "rwm"}],
+        [{"allow": True, "access": "rwm"}],
+        [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+         {"allow": True, "type": "b", "major": 8, "minor": -1, "access": "r"},
+         {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"},
+         {"allow": True, "type": "c", "major": -1, "minor": 5, "access": "m"}],
+        [{"allow": True, "access": "rwm"}, {"allow": False, "type": "b", "major": 254, "minor": 0, "access": "rwm"}],
+    ]
+    cg = os.path.join(UNIFIED, f"berth-test-devfilter-{uuid.uuid4().hex[:8]}")
+    os.mkdir(cg)
+    try:
+        for rules in lists:
+            full = _with_default_devices({"resources": {"devices": rules}})["devices"]
+            devfilter.attach(cg, full)  # OSError (the verifier's words) where the kernel refuses it
+    finally:
+        os.rmdir(cg)
