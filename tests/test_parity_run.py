@@ -3748,21 +3748,28 @@ def test_read_only_binds_recursive_from_api_1_44_and_bind_recursive_options(eng,
         subprocess.run(["umount", str(src / "inner")], check=True)
 
 
+def _get_versioned(sock, path):
+    """A GET of a path with its own API version: (status, decoded JSON)."""
+    import http.client
+    import socket as socketmod
+    c = http.client.HTTPConnection("localhost", timeout=60)
+    c.sock = socketmod.socket(socketmod.AF_UNIX)
+    c.sock.connect(sock)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        c.close()
+
+
 def test_system_df_type_and_bind_create_mountpoint_of_api_1_42(eng, tmp_path):
     """API 1.42's `type` of /system/df: only the kinds asked for (the others null, LayersSize 0,
     as dockerd 23+ leaves them), an unknown one in dockerd's words, ignored before 1.42 (berthd
     gave everything); its BindOptions.CreateMountpoint makes a missing bind source at the start
     (berthd refused the create)."""
-    import http.client
-    import socket as socketmod
-
     def get(path):
-        c = http.client.HTTPConnection("localhost", timeout=60)
-        c.sock = socketmod.socket(socketmod.AF_UNIX)
-        c.sock.connect(eng.sock)
-        c.request("GET", path)
-        r = c.getresponse()
-        return r.status, json.loads(r.read())
+        return _get_versioned(eng.sock, path)
     status, du = get("/v1.45/system/df?type=volume&type=container")
     assert status == 200 and du["Images"] is None and du["LayersSize"] == 0 and du["BuildCache"] is None, du
     assert isinstance(du["Volumes"], list) and isinstance(du["Containers"], list)
@@ -3790,17 +3797,10 @@ def test_image_views_by_api_version(eng):
     inspect, system df), `shared-size` (1.42) counts SharedSize (-1 without it); older versions
     keep their fields. Container/ContainerConfig stay in the image's inspect at 1.45 (dockerd 26+
     drops them): docker-compose 1.29 negotiates 1.45 and reads ContainerConfig."""
-    import http.client
-    import socket as socketmod
-
     def get(path):
-        c = http.client.HTTPConnection("localhost", timeout=60)
-        c.sock = socketmod.socket(socketmod.AF_UNIX)
-        c.sock.connect(eng.sock)
-        c.request("GET", path)
-        r = c.getresponse()
-        assert r.status == 200, path
-        return json.loads(r.read())
+        status, body = _get_versioned(eng.sock, path)
+        assert status == 200, path
+        return body
     seen = {}
     for v in ("1.41", "1.44", "1.45"):
         img = next(i for i in get(f"/v{v}/images/json") if IMAGE in (i.get("RepoTags") or []))
