@@ -2098,9 +2098,9 @@ def test_image_and_layer_sizes_as_dockerd(eng, peer):
         img = json.loads(d.docker("image", "inspect", IMAGE, check=True).out)[0]
         listed = [json.loads(line) for line in d.docker("images", "--format", "{{json .}}", IMAGE, check=True).out.splitlines()]
         hist = d.docker("history", "--human=false", "--format", "{{.Size}}", IMAGE, check=True).out.split()
-        seen.append((img["Size"], img["VirtualSize"], [x["Size"] for x in listed], hist))
+        seen.append((img["Size"], [x["Size"] for x in listed], hist))  # (VirtualSize: gone at API 1.44)
     assert seen[0] == seen[1], seen
-    assert seen[0][0] == sum(int(x) for x in seen[0][3])
+    assert seen[0][0] == sum(int(x) for x in seen[0][2])
 
 
 def test_committed_and_built_layer_sizes_as_dockerd(eng, peer, tmp_path):
