@@ -29,15 +29,14 @@ async def create(request: web.Request) -> web.Response:
     if request.query.get("platform") and not body.get("Platform"):
         body["Platform"] = request.query["platform"]  # docker's CLI sends --platform in the query
     v = api_version(request)
-    before_1_44 = v is not None and v < (1, 44)
-    if before_1_44:  # dockerd's: read-only binds were not recursively so before 1.44
-        for m in (body.get("HostConfig") or {}).get("Mounts") or []:
-            if isinstance(m, dict) and m.get("Type") == "bind" and (m.get("BindOptions") or {}).get("ReadOnlyForceRecursive"):
-                raise InvalidArgument("BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer")
-    if v is not None and v < (1, 45):
-        for m in (body.get("HostConfig") or {}).get("Mounts") or []:
-            if isinstance(m, dict) and (m.get("VolumeOptions") or {}).get("Subpath"):
-                raise InvalidArgument("VolumeOptions.Subpath needs API v1.45 or newer")  # dockerd's
+    before_1_44 = v is not None and v < (1, 44)  # (read-only binds were not recursively so before it)
+    for m in (body.get("HostConfig") or {}).get("Mounts") or [] if v is not None and v < (1, 45) else []:
+        if not isinstance(m, dict):
+            continue
+        if before_1_44 and m.get("Type") == "bind" and (m.get("BindOptions") or {}).get("ReadOnlyForceRecursive"):
+            raise InvalidArgument("BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer")  # dockerd's
+        if (m.get("VolumeOptions") or {}).get("Subpath"):
+            raise InvalidArgument("VolumeOptions.Subpath needs API v1.45 or newer")
     res = await s.run(s.containers.create, ns, body, request.query.get("name"), ro_nonrecursive=before_1_44)
     return json_response(res, status=201)
 

@@ -197,8 +197,9 @@ def _id(field: str, value: int) -> int:
     """A user or group id runc takes, 0 to 2^31-1 (refused here, before anything is made, where
     containerd's CreateContainer fails too: a pod's sandbox would otherwise fail to start after
     RunPodSandbox answered)."""
-    if not 0 <= value <= 2**31 - 1:
-        raise InvalidArgument(f"{field} {value} is not a valid id (0 to {2**31 - 1})")
+    from berth.runtime.spec import MAX_ID
+    if not 0 <= value <= MAX_ID:
+        raise InvalidArgument(f"{field} {value} is not a valid id (0 to {MAX_ID})")
     return value
 
 

@@ -98,11 +98,7 @@ def apply_apparmor(process: dict[str, Any]) -> None:
     if not os.path.exists(path):
         path = "/proc/self/attr/exec"  # the older interface
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, f"exec {name}".encode())
-        finally:
-            os.close(fd)
+        _write_attr(path, f"exec {name}")
     except OSError as e:
         raise SystemError_("error during container init: unable to apply apparmor profile: apparmor failed to "
                            f"apply profile: write {path}: {errno_text(e)}") from None
@@ -115,13 +111,18 @@ def apply_selinux(process: dict[str, Any]) -> None:
     if not label:
         return
     try:
-        fd = os.open("/proc/thread-self/attr/exec", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, label.encode())
-        finally:
-            os.close(fd)
+        _write_attr("/proc/thread-self/attr/exec", label)
     except OSError as e:
         raise SystemError_(f"error during container init: unable to set exec label: {errno_text(e)}") from None
+
+
+def _write_attr(path: str, value: str) -> None:
+    """What the next execve's LSM context is to be (/proc/.../attr/exec), in one write."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
 
 
 def setup_console(console_sock: socket.socket, process: dict[str, Any]) -> tuple[int, str]:

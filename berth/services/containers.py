@@ -1151,8 +1151,6 @@ class ContainerService:
             except NotFound:
                 pass
             self.user_stops.discard(rec.id)
-            from berth.services import runopts
-            runopts.release(self, rec.id)  # nothing bound in its directory when it goes (a volume's subpath!)
             if files_after:  # out of their paths now, deleted after the answer (berth/services/trash.py)
                 self.trash.discard(self.sdir(rec.id), self._trash_dirs[0])  # under the state dir
                 self.trash.discard(self.cdir(rec.id), self._trash_dirs[1])  # under the root

@@ -154,7 +154,7 @@ def with_shared_sizes(images_svc, ns: str, listing: list[dict]) -> tuple[list[tu
     images: list[tuple[dict, list[str]]] = []
     layer_users: dict[str, int] = {}
     layer_size: dict[str, int] = {}
-    for img in images_svc.list(ns) if listing is None else listing:
+    for img in listing:
         digests: list[str] = []
         try:
             r = images_svc.resolve(ns, img["Id"])

@@ -105,9 +105,6 @@ def container_env(cfg_env: Iterable[str], hostname: str, tty: bool, link_env: It
     return replace_or_append_env(defaults, cfg_env)
 
 
-MAX_ID = 2**31 - 1
-
-
 def lookup_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
     """docker's -u: "uid", "uid:gid", "name", "name:group" resolved in the container's passwd/group:
     (uid, gid, supplementary gids, the primary one first)."""
@@ -161,6 +158,7 @@ def lookup_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
 
 def _check_ids(*ids: int) -> None:
     """moby/sys/user's bound (the kernel's (uid_t)-1 means "unchanged"), in its words."""
+    from berth.runtime.spec import MAX_ID
     if any(i > MAX_ID for i in ids):
         from berth.errors import InvalidArgument
         raise InvalidArgument(f"uids and gids must be in range 0-{MAX_ID}")

@@ -609,8 +609,7 @@ class VolumeService:
         """Whether the runtime makes mounts recursively read-only ("rro" in its `features`, as
         dockerd asks it) on a kernel that can (5.12 on): berth-runc does, runc 1.1 does; asked once
         per runtime binary."""
-        m = re.match(r"(\d+)\.(\d+)", os.uname().release)
-        if m is None or (int(m.group(1)), int(m.group(2))) < (5, 12):  # no mount_setattr(2): dockerd's rule too
+        if not _KERNEL_HAS_MOUNT_SETATTR:  # dockerd's rule too
             return False
         rt = self.cfg.runtimes.get(runtime)
         path = rt.path if rt is not None else runtime
@@ -859,6 +858,14 @@ def _du(path: str) -> int:
             except OSError:
                 pass
     return total
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= (major, minor)
+
+
+_KERNEL_HAS_MOUNT_SETATTR = _kernel_at_least(5, 12)
 
 
 def _rmtree(path: str) -> None:
