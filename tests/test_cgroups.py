@@ -315,8 +315,8 @@ def test_set_v1_and_read_back(env):
     assert read(f"{cpuset}/cpuset.mems") == "0"
     assert read(f"{m.paths['pids']}/pids.max") == "10"
     assert "Cpus_allowed_list:\t0" in read(f"/proc/{p.pid}/status")
-    st = m.stats()
-    assert st["memory"]["limit"] == 64 * MiB and st["pids"] == {"current": 1, "limit": 10}
+    st = m.read_stats()
+    assert st.memory_limit == 64 * MiB and (st.pids_current, st.pids_limit) == (1, 10)
     # unlimited / "max"
     m.set({"memory": {"limit": -1}, "cpu": {"quota": -1}, "pids": {"limit": 0}})
     assert int(read(f"{mem}/memory.limit_in_bytes")) > 1 << 60
@@ -504,7 +504,7 @@ def test_v2_lifecycle(env):
     m.thaw()
     assert not m.frozen()
     assert "frozen 0" in read(UNIFIED + m.path + "/cgroup.events").splitlines()
-    assert "usage_ns" in m.stats().get("cpu", {})
+    assert m.read_stats().cpu_total_ns is not None
     killed = m.kill_all(signal.SIGKILL)
     assert killed == [p.pid] and p.wait(timeout=5) == -signal.SIGKILL
     m.destroy()

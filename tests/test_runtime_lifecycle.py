@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 
 
@@ -372,7 +373,8 @@ def test_json_log_for_engines_as_runc(runtime, runc, tmp_path):
 
 
 def test_usage_errors_are_one_line(runtime):
-    for args in (("create",), ("frobnicate",), ("kill",), ("create", "--bogus", "x"), ("exec", "x")):
+    for args in (("create",), ("frobnicate",), ("kill",), ("create", "--bogus", "x"), ("exec", "x"), ("checkpoint", "x"),
+                 ("events",)):
         p = runtime(*args)
         assert p.returncode != 0
         assert len(p.err.strip().splitlines()) == 1, p.err
@@ -453,3 +455,75 @@ def test_delete_removes_the_cgroup_in_every_hierarchy_its_create_found(runtime):
         assert wait_status(runtime, cid, "stopped")
         runtime("delete", cid, check=True)
         assert [d for d in made if os.path.exists(d)] == [], older
+
+
+def test_exec_into_a_sub_cgroup_as_runc(runtime, runc):
+    """exec --cgroup: the process joins a sub-cgroup that exists below the container's, in every
+    hierarchy (PATH) or per controller (CONTROLLER[,CONTROLLER]:PATH); one that does not exist,
+    an unknown controller, a path out of the container's cgroup, a PATH beside CONTROLLER:PATH
+    ones, refused with status 255 and no process left (berth-runc had no --cgroup)."""
+    seen = {}
+    for rt in (runtime, runc):
+        cid = rt.new_id("cg")
+        path = f"/berth-test-{cid}"
+        rt("run", "-d", "-b", rt.bundle(["sleep", "30"], mutate=lambda c: c["linux"].update(cgroupsPath=path)), cid,
+           check=True)
+        os.mkdir(f"/sys/fs/cgroup/memory{path}/sub")
+        os.mkdir(f"/sys/fs/cgroup/pids{path}/sub2")
+        got = []
+        for args in (("--cgroup", "memory:sub"), ("--cgroup", "memory:/sub", "--cgroup", "pids:sub2"),
+                     ("--cgroup", "memory,pids:sub"), ("--cgroup", "nope:sub"), ("--cgroup", "a:b:c"),
+                     ("--cgroup", "sub", "--cgroup", "pids:sub2"), ("--cgroup", "memory:../.."),
+                     ("--cgroup", "memory:")):
+            p = rt("exec", *args, cid, "cat", "/proc/self/cgroup")
+            lines = sorted(line.split(":", 1)[1] for line in p.out.splitlines()
+                           if line.split(":")[1] in ("memory", "pids"))
+            err = re.sub(r'^time="[^"]*" level=error msg="(.*)"$', r"\1", p.err.strip()).replace('\\"', '"')
+            for prefix in ("exec failed: ", "berth-runc: ", "unable to create new parent process: "):
+                err = err.replace(prefix, "")
+            # a missing sub-cgroup: each says so in its words
+            got.append((p.returncode, lines, "sub" if "/sub/" in err or "/sub " in err or err.endswith("/sub")
+                        else err))
+        rt("delete", "-f", cid, check=True)
+        seen[rt is runc] = got
+    assert seen[False][0] == (0, ["memory:/sub", "pids:/"], "")
+    assert seen[False][1] == (0, ["memory:/sub", "pids:/sub2"], "")
+    assert seen[False] == seen[True]
+
+
+def test_run_no_subreaper_and_a_shared_pid_namespace_as_runc(runtime, runc):
+    """A container without a PID namespace of its own whose init leaves a process behind: run
+    re-parents the orphan to itself (a subreaper), or not with --no-subreaper, as runc; and the
+    container's end takes the orphan and the cgroup with it (berth-runc left both: the orphan
+    running on and the cgroup's removal failing busy)."""
+    script = ("(sleep 30 &); sleep 0.3; for d in /proc/[0-9]*; do grep -q '^sleep.30' $d/cmdline 2>/dev/null && "
+              "grep PPid $d/status && echo ${d#/proc/} > /tmp/orphan; done; true")
+
+    def no_pidns(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "pid"]
+    seen = {}
+    for rt in (runtime, runc):
+        got = []
+        for flags in ((), ("--no-subreaper",)):
+            b = rt.bundle(["sh", "-c", script], mutate=no_pidns)
+            cid = rt.new_id("sr")
+            p = subprocess.Popen([rt.binary, "--root", rt.root, "run", *flags, "-b", b, cid], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            out, err = p.communicate(timeout=30)
+            ppid = int(out.decode().split()[-1])
+            orphan = int(open(os.path.join(b, "rootfs", "tmp", "orphan")).read())
+            gone = False
+            for _ in range(100):
+                try:
+                    os.kill(orphan, 0)
+                except ProcessLookupError:
+                    gone = True
+                    break
+                time.sleep(0.02)
+            got.append((p.returncode, ppid == p.pid, gone))
+            if rt is runtime:
+                assert err == b"", err
+                assert not [h for h in os.listdir("/sys/fs/cgroup") if os.path.exists(f"/sys/fs/cgroup/{h}/{cid}")]
+        seen[rt is runc] = got
+    assert seen[False] == [(0, True, True), (0, False, True)]
+    assert seen[False] == seen[True]

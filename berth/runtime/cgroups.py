@@ -790,6 +790,26 @@ class Manager:
                 except OSError:
                     pass
 
+    def sub(self, subs: dict[str, str]) -> "Manager":
+        """The sub-cgroup an exec joins (runc exec --cgroup): {"": path} below this cgroup in every
+        hierarchy, else {controller: path} below it in that controller's hierarchy (v1). Only
+        add() is meant for it; nothing is made."""
+        import copy
+        import posixpath
+        m = copy.copy(self)
+        m.paths = dict(self.paths)
+        for ctrl, add in subs.items():
+            keys = [k for k in self.paths if not ctrl or ctrl in k.split(",") and k != _UNIFIED]
+            if not keys:
+                raise InvalidArgument(f"unknown controller {ctrl} in SubCgroupPaths")  # runc's words
+            for k in keys:
+                d = self.paths[k]
+                joined = posixpath.normpath(d + "/" + add)
+                if joined != d and not joined.startswith(d + "/"):
+                    raise InvalidArgument(f"{add} is not a sub cgroup path")
+                m.paths[k] = joined
+        return m
+
     def add(self, pid: int) -> None:
         """Move a process (all its threads) into this cgroup in every hierarchy."""
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
@@ -1256,20 +1276,6 @@ class Manager:
         return pids
 
     # -- stats --------------------------------------------------------------------------------
-
-    def stats(self) -> dict:
-        """{'memory': {'usage', 'limit'}, 'pids': {'current', 'limit'}, 'cpu': {'usage_ns'}}
-        (runc events' summary), from read_stats(). Only what the kernel exposes; an unlimited
-        limit is -1."""
-        st = self.read_stats()
-        out = {}
-        for key, group in (("memory", {"usage": st.memory_usage, "limit": st.memory_limit}),
-                           ("pids", {"current": st.pids_current, "limit": st.pids_limit}),
-                           ("cpu", {"usage_ns": st.cpu_total_ns})):
-            group = {k: v for k, v in group.items() if v is not None}
-            if group:
-                out[key] = group
-        return out
 
     def read_stats(self) -> CgroupStats:
         """Every counter of this cgroup that `docker stats` and runc events show, read from the

@@ -771,6 +771,7 @@ def _new_state(root: str, cid: str, bundle: str, config: Spec, cg_path: str, cg_
         # start and delete read config.json back only for their hooks: a start is then a fifo
         # read, a delete no JSON parse of the whole spec
         "hook_kinds": sorted(k for k, v in (config.get("hooks") or {}).items() if v),
+        "own_pidns": _own_pid_namespace(config),
     })
 
 
@@ -1124,6 +1125,14 @@ def kill(root: str, cid: str, sig: str | int = "TERM", all_: bool = False) -> No
             raise FailedPrecondition("container not running") from None
 
 
+def _own_pid_namespace(config: Spec) -> bool:
+    """Whether the container's processes have a new PID namespace (its init's end kills them)."""
+    for ns in ((config.get("linux") or {}).get("namespaces") or []) if isinstance(config, dict) else ():
+        if isinstance(ns, dict) and ns.get("type") == "pid":
+            return not ns.get("path")
+    return False
+
+
 def delete(root: str, cid: str, force: bool = False) -> None:
     st = statemod.load(root, cid)
     status = st.status()
@@ -1146,18 +1155,27 @@ def delete(root: str, cid: str, force: bool = False) -> None:
                 pass
         if not _wait_gone(st.pid, st.data.get("start_time")):
             raise SystemError_(f"container {cid}: init did not exit after SIGKILL")
-    config = {}
-    if "poststop" in st.data.get("hook_kinds", ["poststop"]):  # without the key: an older create's
+    config = None
+    own_pidns = st.data.get("own_pidns")
+    if own_pidns is None or "poststop" in st.data.get("hook_kinds", ["poststop"]):  # no key: an older create's
         try:
             config = st.config()
         except (OSError, ValueError):
+            config = {}
+        own_pidns = _own_pid_namespace(config)
+    if status == STOPPED and not own_pidns:
+        # without a PID namespace of its own, the init's end did not end the others: they go
+        # now, as runc's destroy kills them (else they outlive the container, its cgroup too)
+        try:
+            cg.kill_all(signal.SIGKILL)
+        except BerthError:
             pass
     try:
         cg.destroy()
     except BerthError as e:
         warn(str(e))
     try:
-        hookmod.run(config.get("hooks"), "poststop", st.oci(status=STOPPED))
+        hookmod.run((config or {}).get("hooks"), "poststop", st.oci(status=STOPPED))
     except BerthError as e:
         warn(str(e))
     _remove_state_dir(st.dir)
@@ -1269,11 +1287,12 @@ def _exec_a(ch: Channel, st: statemod.State, config: Spec, process: Spec, consol
 
 def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: str | None = None,
           console_socket: str | None = None, preserve_fds: int = 0, console: _socket.socket | None = None,
-          ignore_paused: bool = False) -> int:
+          ignore_paused: bool = False, sub_cgroups: dict[str, str] | None = None) -> int:
     """Run a process in a running container; returns its exit code (0 when detached).
     ``console``: a connected socket that receives the pty master (the library's form of
     --console-socket). ignore_paused: into a paused container too (the process joins its
-    frozen cgroup, as runc's --ignore-paused)."""
+    frozen cgroup, as runc's --ignore-paused). sub_cgroups: the process joins a sub-cgroup
+    that exists already (runc exec --cgroup; see cgroups.Manager.sub)."""
     st = statemod.load(root, cid)
     status = st.status()
     if status == STOPPED:  # runc's words
@@ -1302,6 +1321,8 @@ def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: st
     if not detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     cg = st.cgroup()
+    if sub_cgroups:
+        cg = cg.sub(sub_cgroups)
     # the join below (after the process's preload) finds the migration warm (_CgroupWarmth)
     warm = _CgroupWarmth.start()
     psock, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -1456,8 +1477,10 @@ def _pump(master: int) -> None:
 
 def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | None = None,
         console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0, systemd: bool = False,
-        keep: bool = False) -> int:
-    """create + start, then (unless detached) wait for the init and delete the container."""
+        keep: bool = False, no_subreaper: bool = False) -> int:
+    """create + start, then (unless detached) wait for the init and delete the container.
+    no_subreaper (runc run --no-subreaper): processes orphaned in the container are not
+    re-parented to this one (the init is: it is a subreaper until the init's is its child)."""
     config_terminal = None
     proxy = console = None
     try:
@@ -1473,6 +1496,8 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
                 preserve_fds=preserve_fds, systemd=systemd, console=console)
     if console is not None:
         console.close()
+    if no_subreaper and not detach:  # the init, a grandchild, is this process's child by now
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 0)
     try:
         start(root, cid)
     except BaseException:

@@ -57,6 +57,7 @@ commands:
   list      list containers
   spec      write a default config.json
   features  print the runtime's features as JSON
+  events    print a container's stats and OOM kills as JSON (--stats: once)
 
 global options:
   --root DIR             root directory for container state (default /run/berth-runc)
@@ -124,7 +125,9 @@ COMMANDS = {
     "create": (_BUNDLE, ["id"], None),
     "run": (dict(_BUNDLE, **{
         "--detach": ("detach", "bool", False, "do not wait for the container"), "-d": "--detach",
-        "--keep": ("keep", "bool", False, "do not delete the container after it exits")}), ["id"], None),
+        "--keep": ("keep", "bool", False, "do not delete the container after it exits"),
+        "--no-subreaper": ("no_subreaper", "bool", False, "orphaned processes are not re-parented to berth-runc")}),
+        ["id"], None),
     "start": ({}, ["id"], None),
     "state": ({}, ["id"], None),
     "pause": ({}, ["id"], None),
@@ -149,6 +152,7 @@ COMMANDS = {
         "--process-label": ("process_label", "str", None, ""),
         "--apparmor": ("apparmor", "str", None, ""),
         "--ignore-paused": ("ignore_paused", "bool", False, ""),
+        "--cgroup": ("cgroup", "list", None, "join an existing sub-cgroup: [CONTROLLER[,CONTROLLER]:]PATH"),
     }, ["id"], "command"),
     "list": ({"--format": ("format", "str", "table", "table or json"), "-f": "--format",
               "--quiet": ("quiet", "bool", False, "only ids"), "-q": "--quiet"}, [], None),
@@ -156,6 +160,8 @@ COMMANDS = {
     "spec": ({"--bundle": ("bundle", "str", ".", "where to write config.json"), "-b": "--bundle",
               "--rootless": ("rootless", "bool", False, "a spec for a rootless container")}, [], None),
     "features": ({}, [], None),
+    "events": ({"--interval": ("interval", "str", "5s", "how often to print the stats (a Go duration)"),
+                "--stats": ("stats", "bool", False, "print the stats once and exit")}, ["id"], None),
     "update": ({
         "--resources": ("resources", "str", None, "a JSON file of linux.resources to apply, - for stdin"),
         "-r": "--resources",
@@ -189,6 +195,8 @@ def _command_help(cmd):
 
 
 def parse_command(cmd, argv):
+    if cmd in ("checkpoint", "restore"):
+        raise BerthError(f"{cmd} is not supported: berth-runc has no CRIU support")
     if cmd not in COMMANDS:
         raise BerthError(f"unknown command {cmd!r}; see berth-runc --help")
     flags, positional, rest_name = COMMANDS[cmd]
@@ -298,6 +306,24 @@ def _exec_process(args, root):
     return process
 
 
+def _sub_cgroups(values):
+    """exec --cgroup values as {controller: path}: one PATH alone ({"": PATH}, every hierarchy),
+    or CONTROLLER[,CONTROLLER]:PATH ones; runc's words for the rest."""
+    out = {}
+    for v in values:
+        parts = v.split(":", 2)
+        if len(parts) > 2:
+            raise BerthError(f"invalid --cgroup argument: {v}")
+        if len(parts) == 1:
+            if len(values) != 1:
+                raise BerthError(f"invalid --cgroup argument: {v} (missing <controller>: prefix)")
+            out[""] = v
+        else:
+            for ctrl in parts[0].split(","):
+                out[ctrl] = parts[1]
+    return out
+
+
 def _ram(flag, s):
     """go-units' RAMInBytes ("64m", "1.5g", "512"), or -1, in runc's words."""
     if s == "-1":
@@ -395,7 +421,8 @@ def _run(args):
     if c == "run":
         return container.run(root, args.id, args.bundle, detach=args.detach, pid_file=args.pid_file,
                              console_socket=args.console_socket, no_pivot=args.no_pivot,
-                             preserve_fds=args.preserve_fds, systemd=args.systemd_cgroup, keep=args.keep)
+                             preserve_fds=args.preserve_fds, systemd=args.systemd_cgroup, keep=args.keep,
+                             no_subreaper=args.no_subreaper)
     if c == "start":
         container.start(root, args.id)
         return 0
@@ -419,7 +446,7 @@ def _run(args):
         process = _exec_process(args, root)
         return container.exec_(root, args.id, process, detach=args.detach, pid_file=args.pid_file,
                                console_socket=args.console_socket, preserve_fds=args.preserve_fds,
-                               ignore_paused=args.ignore_paused)
+                               ignore_paused=args.ignore_paused, sub_cgroups=_sub_cgroups(args.cgroup))
     if c == "update":
         from berth.runtime import container
         container.update(root, args.id, _update_resources(args))
@@ -458,11 +485,49 @@ def _run(args):
             stdjson.dump(default_spec(rootless=args.rootless), f, indent="\t")
             f.write("\n")
         return 0
+    if c == "events":
+        return _events(args, root)
     if c == "features":
         from berth.runtime.features import features
         print(json.dumps(features(), indent=4))
         return 0
     raise BerthError("no command given; see berth-runc --help")
+
+
+def _events(args, root):
+    """runc events: --stats prints the stats once; else the stats every --interval and each OOM
+    kill, one JSON object a line, until the container's cgroup goes (v1) or empties (v2)."""
+    from berth.gotime import parse_duration
+    try:
+        interval = parse_duration(args.interval)
+    except ValueError:
+        raise BerthError(f"invalid value {json.dumps(args.interval)} for flag -interval: parse error") from None
+    from berth.runtime import events, state as statemod
+    st = statemod.load(root, args.id)
+    if interval <= 0:
+        raise BerthError("duration interval must be greater than 0")
+    if st.status() == statemod.STOPPED:
+        raise BerthError(f"container with id {args.id} is not running")
+
+    def write(event):
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+    mgr = st.cgroup()
+    if args.stats:
+        write({"type": "stats", "id": args.id, "data": events.stats(mgr)})
+        return 0
+    log = _Log(args.log, args.log_format)
+
+    def log_error(msg):  # runc's logrus: the log, else stderr
+        if log.path:
+            log.error(msg)
+        else:
+            print(f"berth-runc: {msg}", file=sys.stderr)
+    try:
+        events.stream(args.id, mgr, interval / 1e9, write, log_error)
+    except BrokenPipeError:
+        return 0
+    return 0
 
 
 def _ps(args, root):
@@ -543,6 +608,7 @@ def _main(argv):
         args.cmd = cmd = rest[0]
         args.root = g.root
         args.systemd_cgroup = g.systemd_cgroup
+        args.log, args.log_format = g.log, g.log_format
         if g.debug:
             os.environ["BERTH_DEBUG"] = "1"
         return _run(args)
