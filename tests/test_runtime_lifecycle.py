@@ -527,3 +527,33 @@ def test_run_no_subreaper_and_a_shared_pid_namespace_as_runc(runtime, runc):
         seen[rt is runc] = got
     assert seen[False] == [(0, True, True), (0, False, True)]
     assert seen[False] == seen[True]
+
+
+def test_socket_activation_passes_the_listening_sockets_as_runc(runtime, runc):
+    """A runtime started by systemd's socket activation (LISTEN_FDS, LISTEN_PID naming it) hands
+    the sockets to the container's init as fds 3.., before the --preserve-fds ones, with
+    LISTEN_FDS=N and LISTEN_PID=1 (berth-runc closed them: the service found no socket)."""
+    import socket
+    script = "echo $LISTEN_FDS,$LISTEN_PID; for f in 3 4 5; do readlink /proc/self/fd/$f | cut -d: -f1; done; true"
+    seen = {}
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        r, w = os.pipe()
+        try:
+            for rt in (runtime, runc):
+                got = []
+                for preserve in ((), ("--preserve-fds", "1")):
+                    cid = rt.new_id("sa")
+                    wrapper = 'exec 3<&$S 4<&$P; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@"'
+                    p = subprocess.run(["bash", "-c", wrapper, "bash", rt.binary, "--root", rt.root, "run", *preserve,
+                                        "-b", rt.bundle(["sh", "-c", script]), cid],
+                                       pass_fds=(srv.fileno(), r), capture_output=True, text=True, timeout=30,
+                                       stdin=subprocess.DEVNULL, env=dict(os.environ, S=str(srv.fileno()), P=str(r)))
+                    got.append((p.returncode, p.stdout.split()))
+                seen[rt is runc] = got
+        finally:
+            os.close(r)
+            os.close(w)
+    assert seen[False] == [(0, ["1,1", "socket"]), (0, ["1,1", "socket", "pipe"])], seen
+    assert seen[False] == seen[True]

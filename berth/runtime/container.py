@@ -807,8 +807,11 @@ def _write_config_and_fifo(st: statemod.State, config: Spec, linux: Spec) -> int
 def create(root: str, cid: str, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
            no_pivot: bool = False, preserve_fds: int = 0, systemd: bool = False, foreground: bool = False,
            console: _socket.socket | None = None, check_seccomp: bool = True,
-           disposable: bool = False) -> statemod.State:
+           disposable: bool = False, listen_fds: int = 0) -> statemod.State:
     """Create a container; returns its State once the init waits on the exec fifo.
+
+    listen_fds: the caller was socket-activated (systemd's LISTEN_FDS): its fds 3.. go to the
+    init first, before the preserved ones, with LISTEN_FDS=N and LISTEN_PID=1, as runc does.
 
     disposable: the caller ends once this returns (the shim's helper). It then joins the
     container's namespaces and forks the init itself, one process fewer, when nothing it does
@@ -820,6 +823,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
     process = config["process"]
     if not process.get("terminal") and console_socket:
         raise InvalidArgument("--console-socket needs process.terminal to be true")
+    preserve_fds += max(listen_fds, 0)
     linux = config.get("linux") or {}
     cg_path = cgroups.resolve_path(linux.get("cgroupsPath"), cid, systemd)
     cg_mode = cgroups.detect_mode()
@@ -839,6 +843,8 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
         # holds the kernel's cgroup_mutex through its grace period
         warm = _CgroupWarmth.start()
         fifo_fd = _write_config_and_fifo(st, config, linux)
+        if listen_fds > 0:  # the init's alone (an exec's process starts from the saved spec)
+            process["env"] = list(process.get("env") or []) + [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
         psock, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         # import what the init needs now: once in a user namespace it may no longer be allowed
         # to read the installed package (a directory only the caller's uid can enter)
@@ -1477,7 +1483,7 @@ def _pump(master: int) -> None:
 
 def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | None = None,
         console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0, systemd: bool = False,
-        keep: bool = False, no_subreaper: bool = False) -> int:
+        keep: bool = False, no_subreaper: bool = False, listen_fds: int = 0) -> int:
     """create + start, then (unless detached) wait for the init and delete the container.
     no_subreaper (runc run --no-subreaper): processes orphaned in the container are not
     re-parented to this one (the init is: it is a subreaper until the init's is its child)."""
@@ -1493,7 +1499,7 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
     if not detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     st = create(root, cid, bundle, pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
-                preserve_fds=preserve_fds, systemd=systemd, console=console)
+                preserve_fds=preserve_fds, systemd=systemd, console=console, listen_fds=listen_fds)
     if console is not None:
         console.close()
     if no_subreaper and not detach:  # the init, a grandchild, is this process's child by now

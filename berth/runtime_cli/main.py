@@ -306,6 +306,17 @@ def _exec_process(args, root):
     return process
 
 
+def _listen_fds():
+    """How many sockets systemd's socket activation passed to this process (fds 3..): its
+    LISTEN_FDS when LISTEN_PID names this process, else none."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return 0
+    try:
+        return max(int(os.environ.get("LISTEN_FDS", "")), 0)
+    except ValueError:
+        return 0
+
+
 def _sub_cgroups(values):
     """exec --cgroup values as {controller: path}: one PATH alone ({"": PATH}, every hierarchy),
     or CONTROLLER[,CONTROLLER]:PATH ones; runc's words for the rest."""
@@ -416,13 +427,14 @@ def _run(args):
         from berth.runtime import container
     if c == "create":
         container.create(root, args.id, args.bundle, pid_file=args.pid_file, console_socket=args.console_socket,
-                         no_pivot=args.no_pivot, preserve_fds=args.preserve_fds, systemd=args.systemd_cgroup)
+                         no_pivot=args.no_pivot, preserve_fds=args.preserve_fds, systemd=args.systemd_cgroup,
+                         listen_fds=_listen_fds())
         return 0
     if c == "run":
         return container.run(root, args.id, args.bundle, detach=args.detach, pid_file=args.pid_file,
                              console_socket=args.console_socket, no_pivot=args.no_pivot,
                              preserve_fds=args.preserve_fds, systemd=args.systemd_cgroup, keep=args.keep,
-                             no_subreaper=args.no_subreaper)
+                             no_subreaper=args.no_subreaper, listen_fds=_listen_fds())
     if c == "start":
         container.start(root, args.id)
         return 0
