@@ -557,3 +557,54 @@ def test_socket_activation_passes_the_listening_sockets_as_runc(runtime, runc):
             os.close(w)
     assert seen[False] == [(0, ["1,1", "socket"]), (0, ["1,1", "socket", "pipe"])], seen
     assert seen[False] == seen[True]
+
+
+def _in_own_session_with_a_key(desc):
+    """preexec_fn: the runtime starts in a session keyring of its own holding a key only its
+    possessors may view (what a caller's session keyring may hold: credentials)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    keyctl, add_key = (219, 217) if os.uname().machine == "aarch64" else (250, 248)
+
+    def prepare():
+        assert libc.syscall(keyctl, 1, None) > 0  # KEYCTL_JOIN_SESSION_KEYRING: a new anonymous one
+        key = libc.syscall(add_key, b"user", desc.encode(), b"secret", 6, -3)  # into KEY_SPEC_SESSION_KEYRING
+        assert key > 0
+        assert libc.syscall(keyctl, 5, ctypes.c_int(key), ctypes.c_uint(0x3F000000)) == 0  # KEYCTL_SETPERM
+    return prepare
+
+
+def test_a_container_has_a_session_keyring_of_its_own_as_runc(runtime, runc):
+    """runc gives each container a new session keyring ("_ses.<id>", which its execs join): the
+    keys of the runtime's caller's session keyring are out of the container's reach (berth-runc's
+    processes kept the caller's: a pod could read the keys of its engine's session, another pod's
+    too). --no-new-keyring keeps the caller's."""
+    import uuid
+    desc = f"berth-probe-{uuid.uuid4().hex[:8]}"
+    probe = f"grep -c {desc} /proc/keys; grep -c _ses /proc/keys; true"
+    seen = {}
+
+    def unmasked(c):
+        c["linux"]["maskedPaths"] = [m for m in c["linux"].get("maskedPaths") or [] if m != "/proc/keys"]
+    for rt in (runtime, runc):
+        got = []
+        for flags in ((), ("--no-new-keyring",)):
+            cid = rt.new_id("kr")
+            p = subprocess.run([rt.binary, "--root", rt.root, "run", *flags, "-b",
+                                rt.bundle(["sh", "-c", probe], mutate=unmasked), cid],
+                               preexec_fn=_in_own_session_with_a_key(desc), capture_output=True, text=True, timeout=30,
+                               stdin=subprocess.DEVNULL)
+            got.append((p.returncode, p.stdout.split()[0]))
+        cid = rt.new_id("kx")
+        rt("run", "-d", "-b", rt.bundle(["sleep", "30"], mutate=unmasked), cid, check=True)
+        p = subprocess.run([rt.binary, "--root", rt.root, "exec", cid, "sh", "-c", probe],
+                           preexec_fn=_in_own_session_with_a_key(desc), capture_output=True, text=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+        got.append((p.returncode, p.stdout.split()[0]))
+        names = [line.split()[-2].rstrip(":").replace(cid, "ID") for line in open("/proc/keys") if f"_ses.{cid}:" in line]
+        got.append(names)
+        rt("delete", "-f", cid, check=True)
+        seen[rt is runc] = got
+    assert seen[False] == [(0, "0"), (0, "1"), (0, "0"), ["_ses.ID"]], seen
+    assert seen[False] == seen[True]

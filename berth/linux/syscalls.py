@@ -94,6 +94,7 @@ _SYSCALLS = {
     "pidfd_send_signal": (424, 424),
     "rt_sigaction": (13, 134),
     "mount_setattr": (442, 442),
+    "keyctl": (250, 219),
 }
 
 _libc: ctypes.CDLL | None = None
@@ -218,6 +219,32 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     return _check(lib.syscall(_nr("mount_setattr"), ctypes.c_int(fd), ctypes.c_char_p(b""), ctypes.c_uint(flags),
                               ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))))
+
+
+KEYCTL_DESCRIBE = 6
+KEYCTL_SETPERM = 5
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_session_keyring(name: _Str) -> int:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING): the calling process's session keyring becomes the
+    keyring of that name it may search, or a new one; its serial."""
+    lib = _lib()
+    return _check(lib.syscall(_nr("keyctl"), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), ctypes.c_char_p(_b(name))))
+
+
+def key_perm(serial: int) -> int:
+    """A key's permission mask (the fourth field of KEYCTL_DESCRIBE's "type;uid;gid;perm;desc")."""
+    lib = _lib()
+    buf = ctypes.create_string_buffer(4096)
+    n = _check(lib.syscall(_nr("keyctl"), ctypes.c_int(KEYCTL_DESCRIBE), ctypes.c_int(serial), buf,
+                           ctypes.c_size_t(len(buf))))
+    return int(buf.raw[:n].rstrip(b"\0").split(b";")[3], 16)
+
+
+def key_setperm(serial: int, perm: int) -> int:
+    lib = _lib()
+    return _check(lib.syscall(_nr("keyctl"), ctypes.c_int(KEYCTL_SETPERM), ctypes.c_int(serial), ctypes.c_uint(perm)))
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> int:

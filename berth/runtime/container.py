@@ -246,11 +246,13 @@ def _setup_process(process: Spec, console: _socket.socket | None) -> tuple[str, 
 
 def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket.socket | None, cg_path: str, cg_mode: str,
           no_pivot: bool, in_userns: bool, filt: Filter | Program | None, preserve_fds: int,
-          joined: Callable[[], dict[str, Any]] | None = None, save_state: Callable[[], None] | None = None) -> NoReturn:
+          joined: Callable[[], dict[str, Any]] | None = None, save_state: Callable[[], None] | None = None,
+          keyring: str | None = None) -> NoReturn:
     """The container's init (B). Never returns. joined: waits until the init is in its cgroup and
     answers the state the hooks see (by default the caller's "state" message, sent once it has
     moved the init there); save_state: the state file's write, once the init is set up save for
-    its user and capabilities (an init that made its own state, create_forked)."""
+    its user and capabilities (an init that made its own state, create_forked); keyring: the
+    session keyring of its own it makes (see process.join_keyring)."""
     from berth.runtime import process as procmod
     from berth.linux.paths import ensure_in_root
     from berth.runtime import rootfs
@@ -262,6 +264,8 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
             os.setsid()
         except OSError:
             pass
+        if keyring:
+            procmod.join_keyring(keyring, 0x8 if "user" in nstypes else 0x80000)
         if any(ns["type"] == "network" and not ns.get("path") for ns in linux.get("namespaces") or []):
             sc.link_up("lo")  # a new network namespace gets its loopback up, as runc does
         for key, setname in (("hostname", _socket.sethostname), ("domainname", sc.setdomainname)):
@@ -361,7 +365,7 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
 
 
 def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket.socket | None, cg_path: str,
-                    cg_mode: str, no_pivot: bool, preserve_fds: int) -> NoReturn:
+                    cg_mode: str, no_pivot: bool, preserve_fds: int, keyring: str | None) -> NoReturn:
     try:
         # everything the init will import, imported before we join or make a user namespace: from
         # then on the interpreter's files may be out of reach (a Python under a 0700 home)
@@ -384,7 +388,8 @@ def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, consol
             sc.unshare(rest)
         pid = os.fork()
         if pid == 0:
-            _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns, filt, preserve_fds)
+            _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns, filt, preserve_fds,
+                  keyring=keyring)
         ch.send(t="pid", pid=pid)
         os._exit(0)
     except BaseException as e:
@@ -403,7 +408,8 @@ def _direct_ok(config: Spec) -> bool:
 
 
 def _fork_init(ch: Channel, psock: _socket.socket, config: Spec, bundle: str, fifo_fd: int,
-               console: _socket.socket | None, cg_path: str, cg_mode: str, no_pivot: bool, preserve_fds: int) -> int:
+               console: _socket.socket | None, cg_path: str, cg_mode: str, no_pivot: bool, preserve_fds: int,
+               keyring: str | None) -> int:
     """_child_a_create's work done by the (disposable) caller: join and unshare the namespaces
     here, fork the init; its pid. The mount namespace is the init's own to unshare (it cannot be
     with another thread running here: the cgroup warm-up's)."""
@@ -421,7 +427,8 @@ def _fork_init(ch: Channel, psock: _socket.socket, config: Spec, bundle: str, fi
                 sc.unshare(sc.CLONE_NEWNS)
         except BaseException as e:
             _child_fail(ch, e)
-        _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, False, filt, preserve_fds)
+        _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, False, filt, preserve_fds,
+              keyring=keyring)
     return pid
 
 
@@ -641,7 +648,7 @@ def _self_create(ch: Channel, root: str, cid: str, bundle: str, console: _socket
         os.close(dir_fd)
 
     _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, False, False, filt, 0, joined=joined,
-          save_state=save_state)
+          save_state=save_state, keyring=_keyring_name(cid))
 
 
 def _host_root_ids(linux: Spec) -> tuple[int, int]:
@@ -807,9 +814,11 @@ def _write_config_and_fifo(st: statemod.State, config: Spec, linux: Spec) -> int
 def create(root: str, cid: str, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
            no_pivot: bool = False, preserve_fds: int = 0, systemd: bool = False, foreground: bool = False,
            console: _socket.socket | None = None, check_seccomp: bool = True,
-           disposable: bool = False, listen_fds: int = 0) -> statemod.State:
+           disposable: bool = False, listen_fds: int = 0, no_new_keyring: bool = False) -> statemod.State:
     """Create a container; returns its State once the init waits on the exec fifo.
 
+    no_new_keyring: the container's processes keep the caller's session keyring (runc
+    --no-new-keyring); else the init makes one of its own, which its execs join.
     listen_fds: the caller was socket-activated (systemd's LISTEN_FDS): its fds 3.. go to the
     init first, before the preserved ones, with LISTEN_FDS=N and LISTEN_PID=1, as runc does.
 
@@ -834,6 +843,9 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
     init_pid = 0
     a_pid = 0
     st = _new_state(root, cid, bundle, config, cg_path, cg_mode, systemd)
+    if no_new_keyring:
+        st.data["no_new_keyring"] = True
+    keyring = None if no_new_keyring else _keyring_name(cid)
     warm = None
     try:
         cg = cgroups.Manager(cg_path, mode=cg_mode)
@@ -854,13 +866,13 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
         direct = disposable and _direct_ok(config)
         if direct:
             init_pid = _fork_init(Channel(csock), psock, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot,
-                                  preserve_fds)
+                                  preserve_fds, keyring)
         else:
             a_pid = os.fork()
             if a_pid == 0:
                 psock.close()
                 _child_a_create(Channel(csock), config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot,
-                                preserve_fds)
+                                preserve_fds, keyring)
         csock.close()
         os.close(fifo_fd)
         if console is not None and console_socket:
@@ -1131,6 +1143,11 @@ def kill(root: str, cid: str, sig: str | int = "TERM", all_: bool = False) -> No
             raise FailedPrecondition("container not running") from None
 
 
+def _keyring_name(cid: str) -> str:
+    """The name of a container's session keyring (runc's)."""
+    return "_ses." + cid
+
+
 def _own_pid_namespace(config: Spec) -> bool:
     """Whether the container's processes have a new PID namespace (its init's end kills them)."""
     for ns in ((config.get("linux") or {}).get("namespaces") or []) if isinstance(config, dict) else ():
@@ -1240,9 +1257,11 @@ def update(root: str, cid: str, resources: Spec) -> None:
 # --- exec ---
 
 def _exec_b(ch: Channel, process: Spec, config: Spec, console: _socket.socket | None, in_userns: bool,
-            filt: Filter | Program | None, preserve_fds: int) -> NoReturn:
+            filt: Filter | Program | None, preserve_fds: int, keyring: str | None) -> NoReturn:
     from berth.runtime import process as procmod
     try:
+        if keyring:  # the container's own, as runc's setns init joins it
+            procmod.join_keyring(keyring)
         path, slave, _name = _setup_process(process, console)
         if slave is not None:
             procmod.make_ctty(slave)
@@ -1284,7 +1303,8 @@ def _exec_a(ch: Channel, st: statemod.State, config: Spec, process: Spec, consol
         in_userns = "user" in types
         child = os.fork()
         if child == 0:
-            _exec_b(ch, process, config, console, in_userns, filt, preserve_fds)
+            _exec_b(ch, process, config, console, in_userns, filt, preserve_fds,
+                    None if st.data.get("no_new_keyring") else _keyring_name(st.id))
         ch.send(t="pid", pid=child)
         os._exit(0)
     except BaseException as e:
@@ -1483,7 +1503,7 @@ def _pump(master: int) -> None:
 
 def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | None = None,
         console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0, systemd: bool = False,
-        keep: bool = False, no_subreaper: bool = False, listen_fds: int = 0) -> int:
+        keep: bool = False, no_subreaper: bool = False, listen_fds: int = 0, no_new_keyring: bool = False) -> int:
     """create + start, then (unless detached) wait for the init and delete the container.
     no_subreaper (runc run --no-subreaper): processes orphaned in the container are not
     re-parented to this one (the init is: it is a subreaper until the init's is its child)."""
@@ -1499,7 +1519,8 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
     if not detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     st = create(root, cid, bundle, pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
-                preserve_fds=preserve_fds, systemd=systemd, console=console, listen_fds=listen_fds)
+                preserve_fds=preserve_fds, systemd=systemd, console=console, listen_fds=listen_fds,
+                no_new_keyring=no_new_keyring)
     if console is not None:
         console.close()
     if no_subreaper and not detach:  # the init, a grandchild, is this process's child by now

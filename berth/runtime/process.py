@@ -104,6 +104,26 @@ def apply_apparmor(process: dict[str, Any]) -> None:
                            f"apply profile: write {path}: {errno_text(e)}") from None
 
 
+def join_keyring(name: str, search_perm: int = 0) -> None:
+    """The calling process's session keyring becomes the container's own (name, runc's
+    "_ses.<id>": made here, or joined where it exists and may be searched), not the caller's,
+    whose keys a container otherwise reads and changes. search_perm: the init's, the search
+    permission added for the container's processes that join it later (the user's 0x80000, or
+    with a user namespace the others' 0x8). A kernel without keyrings is left as it is."""
+    try:
+        serial = sc.join_session_keyring(name)
+    except OSError as e:
+        if e.errno == errno.ENOSYS:
+            return
+        raise SystemError_(f"error during container init: unable to join session keyring: {errno_text(e)}") from None
+    if search_perm:
+        try:
+            sc.key_setperm(serial, sc.key_perm(serial) | search_perm)
+        except (OSError, ValueError, IndexError) as e:
+            raise SystemError_(f"error during container init: unable to mod keyring permissions: "
+                               f"{errno_text(e)}") from None
+
+
 def apply_selinux(process: dict[str, Any]) -> None:
     """process.selinuxLabel (validated: only on a host with SELinux) as the label of the next
     execve, as runc's setexeccon."""

@@ -118,7 +118,7 @@ _BUNDLE = {
     "--pid-file": ("pid_file", "str", None, "file to write the init's pid to"),
     "--console-socket": ("console_socket", "str", None, "unix socket that receives the pty master"),
     "--no-pivot": ("no_pivot", "bool", False, "use MS_MOVE + chroot instead of pivot_root"),
-    "--no-new-keyring": ("no_new_keyring", "bool", False, "accepted for runc compatibility"),
+    "--no-new-keyring": ("no_new_keyring", "bool", False, "keep the caller's session keyring (no keyring of its own)"),
     "--preserve-fds": ("preserve_fds", "int", 0, "pass N more fds (3..3+N-1) to the container"),
 }
 COMMANDS = {
@@ -428,13 +428,14 @@ def _run(args):
     if c == "create":
         container.create(root, args.id, args.bundle, pid_file=args.pid_file, console_socket=args.console_socket,
                          no_pivot=args.no_pivot, preserve_fds=args.preserve_fds, systemd=args.systemd_cgroup,
-                         listen_fds=_listen_fds())
+                         listen_fds=_listen_fds(), no_new_keyring=args.no_new_keyring)
         return 0
     if c == "run":
         return container.run(root, args.id, args.bundle, detach=args.detach, pid_file=args.pid_file,
                              console_socket=args.console_socket, no_pivot=args.no_pivot,
                              preserve_fds=args.preserve_fds, systemd=args.systemd_cgroup, keep=args.keep,
-                             no_subreaper=args.no_subreaper, listen_fds=_listen_fds())
+                             no_subreaper=args.no_subreaper, listen_fds=_listen_fds(),
+                             no_new_keyring=args.no_new_keyring)
     if c == "start":
         container.start(root, args.id)
         return 0
