@@ -1131,3 +1131,104 @@ def test_realtime_cpu_limits_and_kernel_memory_as_runc(runtime, runc):
     if not os.path.isdir("/sys/fs/cgroup/rdma"):
         assert seen[False][2][0] != 0 and seen[True][2][0] != 0
     assert seen[False][:2] == seen[True][:2]
+
+
+# ------------------------------------------------------------------------------------------
+# the process's scheduling, personality and clocks (OCI runtime spec 1.1/1.2; runc 1.2 has them,
+# the runc 1.1 here ignores them: berth-runc ignored them too, the container ran without them)
+
+
+def test_time_namespace_offsets(runtime):
+    """linux.timeOffsets: the clocks of a new time namespace start at the offsets given (its
+    /proc/uptime is the host's boottime plus them); offsets without a new time namespace, for
+    a clock the kernel has no offset for, or out of range are refused before anything is made."""
+    def offsets(c):
+        c["linux"]["namespaces"].append({"type": "time"})
+        c["linux"]["timeOffsets"] = {"boottime": {"secs": 3 * 86400}, "monotonic": {"secs": 3600, "nanosecs": 5}}
+    with open("/proc/uptime") as f:
+        host = float(f.read().split()[0])
+    inside = float(run_ok(runtime, runtime.bundle(["cat", "/proc/uptime"], mutate=offsets)).split()[0])
+    assert 3 * 86400 <= inside - host < 3 * 86400 + 60
+    for mutate, words in (
+            (lambda c: c["linux"].update(timeOffsets={"boottime": {"secs": 5}}), ("time namespace isn't enabled",)),
+            (lambda c: (offsets(c), c["linux"]["timeOffsets"].update(realtime={"secs": 1})), ("unknown clock",)),
+            (lambda c: (offsets(c), c["linux"]["timeOffsets"].update(boottime={"nanosecs": 10**9})), ("nanosecs",))):
+        cid = runtime.new_id()
+        one_line_error(runtime("run", "-b", runtime.bundle(["true"], mutate=mutate), cid), *words)
+        assert_gone(runtime, cid)
+
+
+def test_personality(runtime):
+    """linux.personality LINUX32: the container's processes see a 32-bit machine (uname)."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the 32-bit name checked is x86's")
+    b = runtime.bundle(["busybox", "uname", "-m"], mutate=lambda c: c["linux"].update(personality={"domain": "LINUX32"}))
+    assert run_ok(runtime, b).strip() == "i686"
+    assert run_ok(runtime, runtime.bundle(["busybox", "uname", "-m"])).strip() == "x86_64"
+    for pers, words in (({"domain": "LINUX64"}, ("LINUX32",)), ({"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]},
+                                                                  ("flags",))):
+        cid = runtime.new_id()
+        b = runtime.bundle(["true"], mutate=lambda c, pers=pers: c["linux"].update(personality=pers))
+        one_line_error(runtime("run", "-b", b, cid), *words)
+        assert_gone(runtime, cid)
+
+
+def test_scheduler_and_io_priority(runtime):
+    """process.scheduler and process.ioPriority: the policy, nice value and I/O class the
+    container's process runs with; a realtime policy within the realtime time its cgroup has
+    (none by default on a v1 host with realtime group scheduling: refused by the kernel, one
+    line); an unknown policy or class, a priority out of range, refused before anything is made."""
+    script = "grep -E '^(policy|prio) ' /proc/self/sched | tr -s ' ' | cut -d' ' -f3; cut -d' ' -f19 /proc/self/stat; ionice"
+
+    def batch(c):
+        c["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 5}
+        c["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 7}
+    assert run_ok(runtime, runtime.bundle(["sh", "-c", script], mutate=batch)).split() == ["3", "125", "5", "idle"]
+    assert run_ok(runtime, runtime.bundle(["sh", "-c", script])).split()[:3] == ["0", "120", "0"]
+    rt_cgroup = os.path.exists(os.path.join(CG, "cpu", "cpu.rt_runtime_us"))
+
+    def fifo(c, budget=True):
+        c["process"]["scheduler"] = {"policy": "SCHED_FIFO", "priority": 10}
+        if budget and rt_cgroup:
+            c["linux"].setdefault("resources", {})["cpu"] = {"realtimeRuntime": 10000, "realtimePeriod": 1000000}
+    assert run_ok(runtime, runtime.bundle(["sh", "-c", script], mutate=fifo)).split()[:2] == ["1", str(99 - 10)]
+    if rt_cgroup:
+        cid = runtime.new_id()
+        b = runtime.bundle(["true"], mutate=lambda c: fifo(c, budget=False))
+        one_line_error(runtime("run", "-b", b, cid), "error setting scheduler", "operation not permitted")
+        assert_gone(runtime, cid)
+    for mutate, words in ((lambda c: c["process"].update(scheduler={"policy": "SCHED_FOO"}), ("SCHED_FOO",)),
+                          (lambda c: c["process"].update(scheduler={"policy": "SCHED_RR", "priority": 100}),
+                           ("priority",)),
+                          (lambda c: c["process"].update(ioPriority={"class": "IOPRIO_CLASS_X", "priority": 1}),
+                           ("IOPRIO_CLASS_X",)),
+                          (lambda c: c["process"].update(ioPriority={"class": "IOPRIO_CLASS_BE", "priority": 8}),
+                           ("ioPriority.priority",))):
+        cid = runtime.new_id()
+        one_line_error(runtime("run", "-b", runtime.bundle(["true"], mutate=mutate), cid), *words)
+        assert_gone(runtime, cid)
+
+
+def test_exec_cpu_affinity(runtime, tmp_path):
+    """process.execCPUAffinity of an exec: `final` is the CPUs it runs on; `initial` alone holds
+    until it is in the container's cgroup, whose CPUs it then has; a CPU the machine lacks, one
+    line (the container left running)."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two CPUs")
+    cid = runtime.new_id()
+    create_detached(runtime, runtime.bundle(["sleep", "30"]), cid, "-d", verb="run")
+    got = []
+    for aff in ({"final": "1"}, {"initial": "0"}, {"initial": "0", "final": "0"}, {}):
+        pj = tmp_path / "p.json"
+        pj.write_text(json.dumps({"args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status"], "cwd": "/",
+                                  "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}, "execCPUAffinity": aff}))
+        p = runtime("exec", "-p", str(pj), cid)
+        assert p.returncode == 0, p.err
+        got.append(p.out.split()[-1])
+    every = f"0-{os.cpu_count() - 1}"
+    assert got == ["1", every, "0", every]
+    pj.write_text(json.dumps({"args": ["true"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+                              "execCPUAffinity": {"final": str(os.cpu_count() + 64)}}))
+    one_line_error(runtime("exec", "-p", str(pj), cid), "CPU affinity")
+    assert runtime.state(cid)["status"] == "running"
+    runtime("delete", "-f", cid, check=True)

@@ -95,6 +95,8 @@ _SYSCALLS = {
     "rt_sigaction": (13, 134),
     "mount_setattr": (442, 442),
     "keyctl": (250, 219),
+    "ioprio_set": (251, 30),
+    "sched_setattr": (314, 274),
 }
 
 _libc: ctypes.CDLL | None = None
@@ -219,6 +221,32 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     return _check(lib.syscall(_nr("mount_setattr"), ctypes.c_int(fd), ctypes.c_char_p(b""), ctypes.c_uint(flags),
                               ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))))
+
+
+def ioprio_set(ioclass: int, level: int) -> int:
+    """The calling process's I/O scheduling class and level (IOPRIO_WHO_PROCESS, itself)."""
+    lib = _lib()
+    return _check(lib.syscall(_nr("ioprio_set"), ctypes.c_int(1), ctypes.c_int(0),
+                              ctypes.c_int((ioclass << 13) | level)))
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint32), ("policy", ctypes.c_uint32), ("flags", ctypes.c_uint64),
+                ("nice", ctypes.c_int32), ("priority", ctypes.c_uint32), ("runtime", ctypes.c_uint64),
+                ("deadline", ctypes.c_uint64), ("period", ctypes.c_uint64)]
+
+
+def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0, runtime: int = 0,
+                  deadline: int = 0, period: int = 0) -> int:
+    """sched_setattr(2) of the calling thread: policy, nice, realtime priority, deadline times."""
+    lib = _lib()
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period)
+    return _check(lib.syscall(_nr("sched_setattr"), ctypes.c_int(0), ctypes.byref(attr), ctypes.c_uint(0)))
+
+
+def personality(persona: int) -> int:
+    lib = _lib()
+    return _check(lib.personality(ctypes.c_ulong(persona)))
 
 
 KEYCTL_DESCRIBE = 6

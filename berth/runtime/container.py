@@ -138,6 +138,21 @@ def _write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
+def _set_time_offsets(unshared: int, config: Spec) -> None:
+    """linux.timeOffsets (validated) for the time namespace just unshared: its clocks' offsets are
+    written before its first process, the next child, enters it."""
+    offsets = (config.get("linux") or {}).get("timeOffsets")
+    if not (unshared & sc.CLONE_NEWTIME) or not offsets:
+        return
+    text = "".join(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n" for clock, o in offsets.items())
+    try:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise SystemError_(f"error during container init: failed to set time namespace offsets: "
+                           f"{errno_text(e)}") from None
+
+
 def _namespaces(config: Spec) -> tuple[int, list[tuple[str, str]]]:
     new = 0
     join = []
@@ -229,7 +244,7 @@ def _preload(process: Spec, config: Spec) -> Filter | Program | None:
     return None
 
 
-def _setup_process(process: Spec, console: _socket.socket | None) -> tuple[str, int | None, str | None]:
+def _setup_process(process: Spec, console: _socket.socket | None, linux: Spec) -> tuple[str, int | None, str | None]:
     """Shared by init and exec, in the container's namespaces and root: returns (path, slave, name)."""
     from berth.runtime import process as procmod
     if process.get("terminal"):
@@ -238,6 +253,7 @@ def _setup_process(process: Spec, console: _socket.socket | None) -> tuple[str, 
         slave, name = None, None
     procmod.set_rlimits(process)
     procmod.set_oom_score_adj(process)
+    procmod.set_personality(linux)
     procmod.apply_apparmor(process)
     procmod.apply_selinux(process)
     path = procmod.lookup_executable(process)
@@ -320,7 +336,7 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
         if bad_env:
             raise SystemError_(f"error during container init: {bad_env}")
         _set_sysctls(linux.get("sysctl"))
-        path, slave, name = _setup_process(process, console)
+        path, slave, name = _setup_process(process, console, linux)
         if name and "mount" in nstypes:
             try:
                 fd = ensure_in_root(os.open("/", os.O_PATH | os.O_CLOEXEC), "/dev/console", directory=False)
@@ -337,6 +353,7 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
             # rootfs, the pivot and the process set-up; the cgroup namespace is unshared before the
             # capabilities go, and the user's process can only start after this
             hook_state = joined_cgroup()
+        procmod.set_scheduling(process)  # in the cgroup: a realtime policy is checked against its limits
         if save_state is not None:
             save_state()
         procmod.apply_user_and_caps(process, filt, in_userns)
@@ -386,6 +403,7 @@ def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, consol
         rest = new & ~(sc.CLONE_NEWUSER | sc.CLONE_NEWCGROUP)  # the init unshares cgroup once in its cgroup
         if rest:
             sc.unshare(rest)
+            _set_time_offsets(rest, config)
         pid = os.fork()
         if pid == 0:
             _init(ch, config, bundle, fifo_fd, console, cg_path, cg_mode, no_pivot, in_userns, filt, preserve_fds,
@@ -419,6 +437,7 @@ def _fork_init(ch: Channel, psock: _socket.socket, config: Spec, bundle: str, fi
     rest = new & ~(sc.CLONE_NEWUSER | sc.CLONE_NEWCGROUP | sc.CLONE_NEWNS)
     if rest:
         sc.unshare(rest)
+        _set_time_offsets(rest, config)
     pid = os.fork()
     if pid == 0:
         try:
@@ -1262,9 +1281,13 @@ def _exec_b(ch: Channel, process: Spec, config: Spec, console: _socket.socket | 
     try:
         if keyring:  # the container's own, as runc's setns init joins it
             procmod.join_keyring(keyring)
-        path, slave, _name = _setup_process(process, console)
+        path, slave, _name = _setup_process(process, console, config.get("linux") or {})
         if slave is not None:
             procmod.make_ctty(slave)
+        procmod.set_scheduling(process)
+        aff = process.get("execCPUAffinity") or {}
+        if aff.get("final") or aff.get("initial"):  # in the cgroup now: final, else the cgroup's CPUs
+            procmod.set_cpu_affinity(aff.get("final") or f"0-{(os.cpu_count() or 1) - 1}")
         procmod.apply_user_and_caps(process, filt, in_userns)
         procmod.chdir_checked(process.get("cwd") or "/")
         try:
@@ -1284,6 +1307,8 @@ def _exec_a(ch: Channel, st: statemod.State, config: Spec, process: Spec, consol
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         filt = _preload(process, config)
+        from berth.runtime import process as procmod
+        procmod.set_cpu_affinity((process.get("execCPUAffinity") or {}).get("initial"))  # until the cgroup's
         ch.send(t="ready")
         msg = ch.recv()
         if not msg or msg.get("t") != "go":

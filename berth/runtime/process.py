@@ -104,6 +104,50 @@ def apply_apparmor(process: dict[str, Any]) -> None:
                            f"apply profile: write {path}: {errno_text(e)}") from None
 
 
+def set_scheduling(process: dict[str, Any]) -> None:
+    """process.ioPriority and process.scheduler (validated) for this process and what it starts,
+    before it gives up its capabilities (a realtime policy needs CAP_SYS_NICE)."""
+    from berth.runtime.spec import IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES
+    iop = process.get("ioPriority")
+    if iop:
+        try:
+            sc.ioprio_set(IOPRIO_CLASSES[iop["class"]], iop["priority"])
+        except OSError as e:
+            raise SystemError_(f"error during container init: unable to set io priority: {errno_text(e)}") from None
+    sch = process.get("scheduler")
+    if sch:
+        flags = 0
+        for f in sch.get("flags") or []:
+            flags |= SCHED_FLAGS[f]
+        try:
+            sc.sched_setattr(SCHED_POLICIES[sch["policy"]], flags, sch.get("nice", 0), sch.get("priority", 0),
+                             sch.get("runtime", 0), sch.get("deadline", 0), sch.get("period", 0))
+        except OSError as e:
+            raise SystemError_(f"error during container init: error setting scheduler: {errno_text(e)}") from None
+
+
+def set_personality(linux: dict[str, Any]) -> None:
+    """linux.personality's domain (validated: LINUX or LINUX32) for this process and its exec."""
+    pers = linux.get("personality")
+    if pers:
+        from berth.runtime.spec import PERSONALITY_DOMAINS
+        try:
+            sc.personality(PERSONALITY_DOMAINS[pers["domain"]])
+        except OSError as e:
+            raise SystemError_(f"error during container init: unable to set personality: {errno_text(e)}") from None
+
+
+def set_cpu_affinity(cpus: str | None) -> None:
+    """Run this process on the CPUs of a list ("0-3,7"; validated), if one is given."""
+    if cpus:
+        from berth.runtime.spec import cpu_list
+        try:  # (the kernel keeps to the cgroup's cpuset: CPUs out of it are left out)
+            os.sched_setaffinity(0, cpu_list(cpus, "process.execCPUAffinity"))
+        except OSError as e:
+            raise SystemError_(f"error during container init: unable to set CPU affinity {cpus}: "
+                               f"{errno_text(e)}") from None
+
+
 def join_keyring(name: str, search_perm: int = 0) -> None:
     """The calling process's session keyring becomes the container's own (name, runc's
     "_ses.<id>": made here, or joined where it exists and may be searched), not the caller's,

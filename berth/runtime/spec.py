@@ -165,6 +165,30 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
                 what = f"a {actual} namespace" if actual else "not a namespace file"
                 raise InvalidArgument(f"config.json: linux.namespaces[{t}].path {p} is {what}, "
                                       f"not a {t} namespace")
+    offsets = linux.get("timeOffsets")
+    if offsets is not None:
+        _type(offsets, dict, "linux.timeOffsets")
+        if offsets and "time" not in seen:  # runc 1.2's words
+            raise InvalidArgument("time namespace offsets specified, but time namespace isn't enabled in the config")
+        if offsets and any(ns.get("type") == "time" and ns.get("path") for ns in linux["namespaces"]):
+            raise InvalidArgument("config.json: linux.timeOffsets cannot be set for a time namespace that is joined")
+        for clock, off in offsets.items():
+            if clock not in ("monotonic", "boottime"):
+                raise InvalidArgument(f"config.json: linux.timeOffsets: unknown clock {_short(clock)} "
+                                      "(monotonic or boottime)")
+            _type(off, dict, f"linux.timeOffsets.{clock}")
+            if not _is_int(off.get("secs", 0)) or not _is_int(off.get("nanosecs", 0)) \
+                    or not 0 <= off.get("nanosecs", 0) <= 999999999:
+                raise InvalidArgument(f"config.json: linux.timeOffsets.{clock} needs integer secs and nanosecs "
+                                      "from 0 to 999999999")
+    pers = linux.get("personality")
+    if pers is not None:
+        _type(pers, dict, "linux.personality")
+        if pers.get("domain") not in PERSONALITY_DOMAINS:
+            raise InvalidArgument(f"config.json: linux.personality.domain {_short(pers.get('domain'))} is not "
+                                  "LINUX or LINUX32")
+        if pers.get("flags"):
+            raise InvalidArgument("config.json: linux.personality.flags are not supported")
     has_user = "user" in seen
     for key in ("uidMappings", "gidMappings"):
         maps = _type(linux.get(key) or [], list, f"linux.{key}")
@@ -348,7 +372,79 @@ def validate_process(process: dict[str, Any]) -> dict[str, Any]:
     cs = process.get("consoleSize")
     if cs is not None and not (isinstance(cs, dict) and isinstance(cs.get("height"), int) and isinstance(cs.get("width"), int)):
         raise InvalidArgument("config.json: process.consoleSize needs integer height and width")
+    _check_scheduler(process.get("scheduler"))
+    iop = process.get("ioPriority")
+    if iop is not None:
+        _type(iop, dict, "process.ioPriority")
+        if iop.get("class") not in IOPRIO_CLASSES:
+            raise InvalidArgument(f"config.json: process.ioPriority.class {_short(iop.get('class'))} is not one of "
+                                  + ", ".join(IOPRIO_CLASSES))
+        if not _is_int(iop.get("priority")) or not 0 <= iop["priority"] <= 7:
+            raise InvalidArgument("config.json: process.ioPriority.priority must be between 0 and 7")
+    aff = process.get("execCPUAffinity")
+    if aff is not None:
+        _type(aff, dict, "process.execCPUAffinity")
+        for key in ("initial", "final"):
+            if aff.get(key):
+                cpu_list(_type(aff[key], str, f"process.execCPUAffinity.{key}"), f"process.execCPUAffinity.{key}")
     return process
+
+
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4,
+                  "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SCHED_FLAG_DL_OVERRUN": 0x04,
+               "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _short(v: object) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_scheduler(sch: object) -> None:
+    if sch is None:
+        return
+    _type(sch, dict, "process.scheduler")
+    policy = sch.get("policy")
+    if policy not in SCHED_POLICIES:
+        raise InvalidArgument(f"config.json: process.scheduler.policy {_short(policy)} is not one of "
+                              + ", ".join(SCHED_POLICIES))
+    for key, lo, hi in (("nice", -20, 19), ("priority", 0, 99), ("runtime", 0, 2**64 - 1),
+                        ("deadline", 0, 2**64 - 1), ("period", 0, 2**64 - 1)):
+        v = sch.get(key, 0)
+        if not _is_int(v) or not lo <= v <= hi:
+            raise InvalidArgument(f"config.json: process.scheduler.{key} must be an integer from {lo} to {hi}")
+    for f in _type(sch.get("flags") or [], list, "process.scheduler.flags"):
+        if f not in SCHED_FLAGS:
+            raise InvalidArgument(f"config.json: process.scheduler.flags: unknown flag {_short(f)}")
+    if sch.get("priority") and policy not in ("SCHED_FIFO", "SCHED_RR"):
+        # (what sched_setattr(2) says EINVAL for, said before anything is made)
+        raise InvalidArgument(f"config.json: process.scheduler.priority is only for SCHED_FIFO and SCHED_RR, "
+                              f"not {policy}")
+    if policy in ("SCHED_FIFO", "SCHED_RR") and not sch.get("priority"):
+        raise InvalidArgument(f"config.json: process.scheduler: {policy} needs a priority from 1 to 99")
+
+
+def cpu_list(text: str, what: str) -> set[int]:
+    """A CPU list ("0-3,7") as its CPUs; a one-line error naming what for another string."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise InvalidArgument(f"config.json: {what}: invalid CPU list {text!r}") from None
+        if a < 0 or b < a:
+            raise InvalidArgument(f"config.json: {what}: invalid CPU range {part.strip()!r}")
+        cpus.update(range(a, b + 1))
+    return cpus
 
 
 DEFAULT_MASKED = [
