@@ -1232,3 +1232,41 @@ def test_exec_cpu_affinity(runtime, tmp_path):
     one_line_error(runtime("exec", "-p", str(pj), cid), "CPU affinity")
     assert runtime.state(cid)["status"] == "running"
     runtime("delete", "-f", cid, check=True)
+
+
+def test_cpu_idle_and_burst(runtime):
+    """linux.resources.cpu.idle and .burst (the OCI runtime spec's; runc 1.2 writes them, the
+    runc 1.1 here ignores them, as berth-runc did): the cgroup's cpu.idle and CFS burst; a burst
+    above the quota is the kernel's EINVAL, one line, nothing left."""
+    d = os.path.join(CG, "cpu")
+    if not all(os.path.exists(os.path.join(d, f)) for f in ("cpu.idle", "cpu.cfs_burst_us")):
+        pytest.skip("this kernel's cpu controller has no cpu.idle or cpu.cfs_burst_us")
+    script = "cat /sys/fs/cgroup/cpu/cpu.idle /sys/fs/cgroup/cpu/cpu.cfs_burst_us /sys/fs/cgroup/cpu/cpu.cfs_quota_us"
+    b = runtime.bundle(["sh", "-c", script], mutate=lambda c: c["linux"].setdefault("resources", {}).update(
+        cpu={"quota": 50000, "period": 100000, "burst": 20000, "idle": 1}))
+    assert run_ok(runtime, b).split() == ["1", "20000", "50000"]
+    for cpu, words in (({"quota": 50000, "period": 100000, "burst": 80000}, ("cpu.cfs_burst_us", "invalid argument")),
+                       ({"idle": 2}, ("cpu.idle",))):
+        cid = runtime.new_id()
+        b = runtime.bundle(["true"], mutate=lambda c, cpu=cpu: c["linux"].setdefault("resources", {}).update(cpu=cpu))
+        one_line_error(runtime("run", "-b", b, cid), *words)
+        assert_gone(runtime, cid)
+
+
+def test_intel_rdt_schemas_refused_as_runc(runtime, runc):
+    """berth-runc makes no resctrl groups: an Intel RDT schema is refused in runc's words (on a
+    host without RDT, as runc refuses it; berth-runc ignored it), a closID alone taken as runc
+    takes it."""
+    seen = {}
+    for rt in (runtime, runc):
+        got = []
+        for rdt in ({"l3CacheSchema": "L3:0=f"}, {"memBwSchema": "MB:0=70"}, {"closID": "berth"}):
+            p = rt("run", "-b", rt.bundle(["true"], mutate=lambda c, rdt=rdt: c["linux"].update(intelRdt=rdt)),
+                   rt.new_id())
+            err = p.err.strip().replace('\\"', '"')
+            got.append((p.returncode, err.split("failed: ")[-1].split("berth-runc: ")[-1].rstrip('"')))
+        seen[rt is runc] = got
+    if os.path.exists("/sys/fs/resctrl/info"):
+        pytest.skip("this host has Intel RDT: runc sets the schemas up")
+    assert seen[False] == seen[True]
+    assert seen[False][0] == (1, "intelRdt.l3CacheSchema is specified in config, but Intel RDT/CAT is not enabled")

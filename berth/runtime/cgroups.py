@@ -368,6 +368,12 @@ def validate_resources(resources: dict, mode: str | None) -> None:
         raise InvalidArgument(f"linux.resources.cpu.period: must be between 1000 and 1000000 (us), got {period}")
     _check_list(cpu.get("cpus"), "cpu.cpus")
     _check_list(cpu.get("mems"), "cpu.mems")
+    idle = _int(cpu.get("idle"), "cpu.idle")
+    if idle is not None and idle not in (0, 1):
+        raise InvalidArgument(f"linux.resources.cpu.idle: must be 0 or 1, got {idle}")
+    burst = _int(cpu.get("burst"), "cpu.burst")
+    if burst is not None and burst < 0:
+        raise InvalidArgument(f"linux.resources.cpu.burst: must be >= 0, got {burst}")
 
     pids = _obj(resources.get("pids"), "pids") or {}
     _int(pids.get("limit"), "pids.limit")
@@ -941,6 +947,11 @@ class Manager:
                 self._set(d, "cpu.cfs_quota_us", quota)
             if retry_period:
                 self._set(d, "cpu.cfs_period_us", period)
+        for key, fname in (("burst", "cpu.cfs_burst_us"), ("idle", "cpu.idle")):
+            if cpu.get(key) is not None:  # (0 is a value too)
+                d = self._cdir("cpu", fname)
+                self._need_file(d, fname)
+                self._set(d, fname, cpu[key])
         for key, fname in (("realtimePeriod", "cpu.rt_period_us"), ("realtimeRuntime", "cpu.rt_runtime_us")):
             if cpu.get(key):  # (runc's order: the period first)
                 self._set(self._cdir("cpu", fname), fname, cpu[key])
@@ -1099,6 +1110,10 @@ class Manager:
             else:
                 q = self._get(d, "cpu.max").split()[0]  # period only: keep the current quota
             self._set(d, "cpu.max", f"{q} {period}" if period else q)
+        for key, fname in (("burst", "cpu.max.burst"), ("idle", "cpu.idle")):
+            if cpu.get(key) is not None:
+                need("cpu", fname, cpu[key])
+                self._set(d, fname, cpu[key])
         for key, fname in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
             if cpu.get(key):
                 need("cpuset", fname, cpu[key])

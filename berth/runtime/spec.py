@@ -181,6 +181,12 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
                     or not 0 <= off.get("nanosecs", 0) <= 999999999:
                 raise InvalidArgument(f"config.json: linux.timeOffsets.{clock} needs integer secs and nanosecs "
                                       "from 0 to 999999999")
+    rdt = linux.get("intelRdt")
+    if rdt is not None:  # berth-runc does not set up resctrl groups: a schema is refused in runc's words
+        _type(rdt, dict, "linux.intelRdt")
+        for key, what in (("l3CacheSchema", "CAT"), ("memBwSchema", "MBA")):
+            if rdt.get(key):
+                raise InvalidArgument(f"intelRdt.{key} is specified in config, but Intel RDT/{what} is not enabled")
     pers = linux.get("personality")
     if pers is not None:
         _type(pers, dict, "linux.personality")
