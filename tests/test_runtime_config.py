@@ -1270,3 +1270,49 @@ def test_intel_rdt_schemas_refused_as_runc(runtime, runc):
         pytest.skip("this host has Intel RDT: runc sets the schemas up")
     assert seen[False] == seen[True]
     assert seen[False][0] == (1, "intelRdt.l3CacheSchema is specified in config, but Intel RDT/CAT is not enabled")
+
+
+def test_idmapped_bind_mounts(runtime, public_dir):
+    """The `idmap` mount option (OCI runtime spec 1.2, runc 1.2): the bind's files are seen through
+    the mount's uidMappings/gidMappings, or the container's user namespace's. In a user
+    namespace a host directory owned by the host's root is the container root's, writable by
+    it (berth-runc dropped the option: nobody's, read-only to it); without one, a mount's own
+    mappings show its root's files as another owner. What cannot be done is refused, one line."""
+    src = os.path.join(public_dir, "src")
+    os.mkdir(src)
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("x")
+    script = "stat -c %u:%g /mnt/f; touch /mnt/made && stat -c %u:%g /mnt/made || true"
+
+    def bind(c, idmap=True, **maps):
+        c["mounts"].append({"destination": "/mnt", "type": "bind", "source": src,
+                            "options": ["bind"] + (["idmap"] if idmap else []), **maps})
+
+    def userns(c, idmap=True):
+        c["linux"]["namespaces"].append({"type": "user"})
+        for key in ("uidMappings", "gidMappings"):
+            c["linux"][key] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        bind(c, idmap)
+    got = []
+    for idmap in (True, False):
+        c = default_config(["sh", "-c", script])
+        userns(c, idmap)
+        b = make_bundle(os.path.join(public_dir, f"bundle-{idmap}"), None, config=c)
+        os.makedirs(os.path.join(b, "rootfs", "mnt"), exist_ok=True)  # (the mapped root may not make it)
+        got.append(run_ok(runtime, b).split())
+        if os.path.exists(os.path.join(src, "made")):
+            got[-1].append(os.stat(os.path.join(src, "made")).st_uid)  # the host's owner of what it made
+            os.unlink(os.path.join(src, "made"))
+    assert got == [["0:0", "0:0", 0], ["65534:65534"]], got
+    one = [{"containerID": 0, "hostID": 1234, "size": 1}]
+    out = run_ok(runtime, runtime.bundle(["stat", "-c", "%u:%g", "/mnt/f"],
+                                         mutate=lambda c: bind(c, uidMappings=one, gidMappings=one)))
+    assert out.split() == ["1234:1234"]
+    assert os.stat(os.path.join(src, "f")).st_uid == 0  # the files themselves unchanged
+    for mutate, words in ((lambda c: bind(c), ("needs uidMappings and gidMappings",)),
+                          (lambda c: bind(c, idmap=False, uidMappings=one, gidMappings=one), ("idmap or ridmap",)),
+                          (lambda c: c["mounts"].append({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs",
+                                                         "options": ["idmap"]}), ("only for bind mounts",))):
+        cid = runtime.new_id()
+        one_line_error(runtime("run", "-b", runtime.bundle(["true"], mutate=mutate), cid), *words)
+        assert_gone(runtime, cid)

@@ -95,6 +95,8 @@ _SYSCALLS = {
     "rt_sigaction": (13, 134),
     "mount_setattr": (442, 442),
     "keyctl": (250, 219),
+    "open_tree": (428, 428),
+    "move_mount": (429, 429),
     "ioprio_set": (251, 30),
     "sched_setattr": (314, 274),
 }
@@ -213,11 +215,33 @@ class _MountAttr(ctypes.Structure):
                 ("userns_fd", ctypes.c_uint64)]
 
 
-def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> int:
+MOUNT_ATTR_IDMAP = 0x00100000
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
+def open_tree(path: _Str, recursive: bool = False) -> int:
+    """open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at path (of the tree below
+    it with recursive), as an fd (close-on-exec) that move_mount() attaches elsewhere."""
+    lib = _lib()
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    return _check(lib.syscall(_nr("open_tree"), ctypes.c_int(-100), ctypes.c_char_p(_b(path)), ctypes.c_uint(flags)),
+                  path=path)
+
+
+def move_mount(from_fd: int, to_fd: int) -> int:
+    """move_mount(2) of the (detached) mount from_fd is open on onto what to_fd is open on."""
+    lib = _lib()
+    return _check(lib.syscall(_nr("move_mount"), ctypes.c_int(from_fd), ctypes.c_char_p(b""), ctypes.c_int(to_fd),
+                              ctypes.c_char_p(b""), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)))
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True, userns_fd: int = 0) -> int:
     """mount_setattr(2) on the mount fd is open on (AT_EMPTY_PATH), the whole tree below it with
     recursive: what `rro` and the other recursive mount options ask."""
     lib = _lib()
-    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    attr = _MountAttr(attr_set, attr_clr, 0, userns_fd)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     return _check(lib.syscall(_nr("mount_setattr"), ctypes.c_int(fd), ctypes.c_char_p(b""), ctypes.c_uint(flags),
                               ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))))

@@ -387,6 +387,8 @@ def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, consol
         # everything the init will import, imported before we join or make a user namespace: from
         # then on the interpreter's files may be out of reach (a Python under a 0700 home)
         filt = _preload(config["process"], config)
+        from berth.runtime import rootfs
+        rootfs.IDMAPPED.update(rootfs.idmapped_sources(config, bundle))  # (needs the host's user namespace)
         new, join = _namespaces(config)
         _join(join)
         userns_new = bool(new & sc.CLONE_NEWUSER)
@@ -417,7 +419,7 @@ def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, consol
 def _direct_ok(config: Spec) -> bool:
     """Whether create(disposable=True) may skip the intermediate process (see create)."""
     hooks = config.get("hooks") or {}
-    if hooks.get("prestart") or hooks.get("createRuntime"):
+    if hooks.get("prestart") or hooks.get("createRuntime") or _idmapped(config):
         return False
     for ns in (config.get("linux") or {}).get("namespaces") or []:
         if ns["type"] == "user" or ns["type"] == "mount" and ns.get("path"):
@@ -459,7 +461,7 @@ def direct_pidns(config: Spec, systemd: bool = False) -> str | None:
     if systemd:
         return None
     hooks = config.get("hooks") or {}
-    if hooks.get("prestart") or hooks.get("createRuntime"):
+    if hooks.get("prestart") or hooks.get("createRuntime") or _idmapped(config):
         return None
     pidns = ""
     for ns in (config.get("linux") or {}).get("namespaces") or []:
@@ -1160,6 +1162,12 @@ def kill(root: str, cid: str, sig: str | int = "TERM", all_: bool = False) -> No
             os.kill(st.pid, signum)
         except ProcessLookupError:
             raise FailedPrecondition("container not running") from None
+
+
+def _idmapped(config: Spec) -> bool:
+    """Whether a mount is idmapped (its source is prepared by the intermediate process)."""
+    return any("idmap" in (m.get("options") or []) or "ridmap" in (m.get("options") or [])
+               for m in config.get("mounts") or [] if isinstance(m, dict))
 
 
 def _keyring_name(cid: str) -> str:

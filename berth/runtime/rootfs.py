@@ -15,7 +15,7 @@ from berth.linux import syscalls as sc
 from berth.goquote import errno_text, quote
 from berth.linux.mountinfo import shared, source_mount  # (at import: the init may join a user namespace)
 from berth.linux.paths import ensure_in_root, open_in_root, secure_join
-from berth.runtime.spec import parse_mount_options, recursive_attrs
+from berth.runtime.spec import idmap_mappings, parse_mount_options, recursive_attrs
 
 TYPE_CHECKING = False  # no typing at run time: the container's init imports this
 if TYPE_CHECKING:
@@ -32,6 +32,81 @@ DEFAULT_DEVICES = [
 ]
 DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
              ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
+
+# mounts[i] -> the detached id-mapped copy of its source (idmapped_sources), for the init to attach
+IDMAPPED: dict[int, int] = {}
+
+
+def idmapped_sources(config: dict, bundle: str) -> dict[int, int]:
+    """The source of each idmapped bind mount (the `idmap`/`ridmap` options) as a detached copy
+    whose files' owners are seen through its mappings (open_tree(2), then mount_setattr(2)'s
+    MOUNT_ATTR_IDMAP with a user namespace holding them): {index in mounts: fd}. Made by the
+    runtime before it enters the container's user namespace, in which no mapping to the host's
+    ids can be made; the init attaches them in place of the binds (mount_entry)."""
+    out: dict[int, int] = {}
+    linux = config.get("linux") or {}
+    try:
+        for i, m in enumerate(config.get("mounts") or []):
+            maps = idmap_mappings(m, linux)
+            if maps is None:
+                continue
+            uids, gids, recursive = maps
+            source = m.get("source") or ""
+            src = source if os.path.isabs(source) else os.path.join(bundle, source)
+            opts = m.get("options") or []
+            try:
+                fd = sc.open_tree(src, recursive="rbind" in opts)
+            except OSError as e:
+                _mount_failed(m, src, f"open_tree {src}: {errno_text(e)}")
+            out[i] = fd
+            userns = _userns_with(uids, gids)
+            try:
+                sc.mount_setattr(fd, sc.MOUNT_ATTR_IDMAP, 0, recursive=recursive, userns_fd=userns)
+            except OSError as e:
+                _mount_failed(m, src, f"failed to set MOUNT_ATTR_IDMAP on {src}: {errno_text(e)} (the filesystem "
+                                      "or the kernel may not support idmapped mounts)")
+            finally:
+                os.close(userns)
+    except BaseException:
+        for fd in out.values():
+            os.close(fd)
+        raise
+    return out
+
+
+def _userns_with(uids: list, gids: list) -> int:
+    """An fd of a new user namespace with these mappings (its one process gone once it is open)."""
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.close(w2)
+            sc.unshare(sc.CLONE_NEWUSER)
+            os.write(w, b"1")
+            os.read(r2, 1)  # until the parent has opened the namespace
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(r2)
+    try:
+        if os.read(r, 1) != b"1":
+            raise SystemError_("cannot make a user namespace for an idmapped mount")
+        for name, maps in (("uid_map", uids), ("gid_map", gids)):
+            text = "".join(f"{e['containerID']} {e['hostID']} {e['size']}\n" for e in maps)
+            try:
+                with open(f"/proc/{pid}/{name}", "w") as f:
+                    f.write(text)
+            except OSError as e:
+                raise SystemError_(f"cannot write the {name} of an idmapped mount ({text.strip()!r}): "
+                                   f"{errno_text(e)}") from None
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(r)
+        os.close(w2)
+        os.waitpid(pid, 0)
+
 
 def _fail(what: str, e: BaseException) -> "NoReturn":
     raise SystemError_(f"{what}: {e.strerror if isinstance(e, OSError) else e}") from None
@@ -113,7 +188,9 @@ def _check_proc_mount(rootfs: str, rel: str, source: str) -> str | None:
 
 
 def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgroupns: bool,
-                in_userns: bool, rootfs: str = "") -> None:
+                in_userns: bool, rootfs: str = "", idmapped: int = -1) -> None:
+    """One of the spec's mounts, made inside the rootfs. idmapped: the fd of an idmapped bind's
+    prepared source (idmapped_sources), attached in place of the bind (and closed)."""
     dest = m["destination"]
     mtype = m.get("type") or ""
     options = m.get("options") or []
@@ -148,9 +225,15 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
         try:
             bind = sc.MS_BIND | (flags & sc.MS_REC)
             try:
-                sc.mount(src, _fdpath(fd), None, bind)
+                if idmapped >= 0:
+                    sc.move_mount(idmapped, fd)
+                else:
+                    sc.mount(src, _fdpath(fd), None, bind)
             except OSError as e:
                 _mount_failed(m, src, _syscall_failed(src, dest, fd, (flags | bind) & ~sc.MS_REMOUNT, "", e))
+            finally:
+                if idmapped >= 0:
+                    os.close(idmapped)
             extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
             if extra:
                 nfd = open_in_root(rootfd, dest)
@@ -588,8 +671,9 @@ def prepare(config: dict, bundle: str, cgroup_path: str, cgroup_mode: str, cgrou
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for m in config.get("mounts") or []:
-            mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns, rootfs)
+        for i, m in enumerate(config.get("mounts") or []):
+            mount_entry(rootfd, m, bundle, cgroup_path, cgroup_mode, cgroupns, in_userns, rootfs,
+                        IDMAPPED.pop(i, -1))
         bind_dev = binds_dev(config)
         create_devices(rootfd, linux.get("devices"), in_userns, bind_dev)
         if not bind_dev:

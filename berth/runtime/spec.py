@@ -60,6 +60,35 @@ _RECURSIVE = {
 _IGNORED_OPTS = ("idmap", "ridmap", "tmpcopyup", *_RECURSIVE)  # (not mount data: handled by rootfs)
 
 
+def idmap_mappings(m: dict[str, Any], linux: dict[str, Any], is_bind: bool = True) -> tuple[list, list, bool] | None:
+    """An idmapped mount's (uid mappings, gid mappings, recursive), None for another mount: the
+    `idmap` (or recursive `ridmap`) option with the mount's own uidMappings and gidMappings, else
+    the container's user namespace's. One-line errors for what cannot be: mappings without the
+    option, the option on a mount that is no bind, no mappings at all."""
+    opts = m.get("options") or []
+    on = "idmap" in opts or "ridmap" in opts
+    dest = m.get("destination")
+    for key in ("uidMappings", "gidMappings"):
+        maps = _type(m.get(key) or [], list, f"mount {dest}: {key}")
+        if maps and not on:
+            raise InvalidArgument(f"config.json: mount {dest}: {key} need the idmap or ridmap option")
+        for e in maps:
+            if not isinstance(e, dict) or not all(_is_int(e.get(f)) and 0 <= e[f] <= MAX_ID
+                                                  for f in ("containerID", "hostID", "size")):
+                raise InvalidArgument(f"config.json: mount {dest}: {key} entries need containerID, hostID and size")
+    if not on:
+        return None
+    if not is_bind:
+        raise InvalidArgument(f"config.json: mount {dest}: idmapped mounts are only for bind mounts")
+    uids, gids = m.get("uidMappings") or [], m.get("gidMappings") or []
+    if not uids and not gids:
+        uids, gids = linux.get("uidMappings") or [], linux.get("gidMappings") or []
+    if not uids or not gids:
+        raise InvalidArgument(f"config.json: mount {dest}: an idmapped mount needs uidMappings and gidMappings "
+                              "(its own, or the container's user namespace's)")
+    return uids, gids, "ridmap" in opts
+
+
 def recursive_attrs(options: Iterable[str] | None) -> tuple[int, int] | None:
     """The recursive options' (attr_set, attr_clr) as runc builds them, None without any. An
     atime option sets the atime field whole (relatime is its 0)."""
@@ -220,7 +249,9 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
         if not all(isinstance(o, str) for o in opts):
             raise InvalidArgument(f"config.json: mount {dest}: options must be strings")
         mtype = _type(m.get("type") or "", str, f"mounts[{i}].type")
-        if mtype == "bind" or "bind" in opts or "rbind" in opts:
+        is_bind = mtype == "bind" or "bind" in opts or "rbind" in opts
+        idmap_mappings(m, linux, is_bind)  # (checks the idmapped mount's options and mappings)
+        if is_bind:
             src = m.get("source")
             if not isinstance(src, str) or not src:
                 raise InvalidArgument(f"config.json: bind mount {dest} needs a source")
