@@ -326,6 +326,8 @@ def test_features_is_json(runtime):
     assert "user" in f["linux"]["namespaces"]
     assert f["linux"]["seccomp"]["enabled"] is True
     assert "CAP_SYS_ADMIN" in f["linux"]["capabilities"]
+    assert {"idmap", "ridmap", "rro", "tmpcopyup"} <= set(f["mountOptions"])
+    assert f["linux"]["mountExtensions"]["idmap"]["enabled"] is True  # (this machine's kernel makes them)
 
 
 def _log_lines(rt, log, steps):

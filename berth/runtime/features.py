@@ -22,7 +22,7 @@ def features() -> dict[str, Any]:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": list(HOOK_KINDS),
-        "mountOptions": sorted(set(_MS) | set(_PROPAGATION) | set(_RECURSIVE) | {"tmpcopyup"}),
+        "mountOptions": sorted(set(_MS) | set(_PROPAGATION) | set(_RECURSIVE) | {"tmpcopyup", "idmap", "ridmap"}),
         "linux": {
             "namespaces": list(NAMESPACES),
             "capabilities": caps.NAMES[: caps.last_cap() + 1],
@@ -31,7 +31,17 @@ def features() -> dict[str, Any]:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": _idmap_supported()}},
         },
         "annotations": annotations,
     }
+
+
+def _idmap_supported() -> bool:
+    """Whether this kernel makes idmapped mounts (mount_setattr(2), Linux 5.12)."""
+    import os
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 12)
