@@ -1316,3 +1316,38 @@ def test_idmapped_bind_mounts(runtime, public_dir):
         cid = runtime.new_id()
         one_line_error(runtime("run", "-b", runtime.bundle(["true"], mutate=mutate), cid), *words)
         assert_gone(runtime, cid)
+
+
+def test_net_devices_move_into_the_container(runtime):
+    """linux.netDevices (OCI runtime spec 1.2): a host network device moves into the container's
+    network namespace under the name given, with its permanent global addresses, and up (berth-
+    runc ignored the field: the container had no such device). A name taken in the container,
+    a device the host lacks, a container without a network namespace of its own: refused, one
+    line, the device left on the host as it was."""
+    name = f"bt{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", "10.251.77.1/24", "dev", name], check=True)
+        subprocess.run(["ip", "-6", "addr", "add", "fd77::1/64", "dev", name, "nodad"], check=True)
+        cid = runtime.new_id()
+        taken = runtime("run", "-b", runtime.bundle(["true"], mutate=lambda c: c["linux"].update(
+            netDevices={name: {"name": "lo"}})), cid)
+        one_line_error(taken, "network device lo exists")
+        assert_gone(runtime, cid)
+        on_host = subprocess.run(["ip", "addr", "show", name], capture_output=True, text=True).stdout
+        assert "inet 10.251.77.1/24" in on_host and "inet6 fd77::1/64" in on_host
+        p = runtime("run", "-b", runtime.bundle(["busybox", "ip", "addr"], mutate=lambda c: c["linux"].update(
+            netDevices={name: {"name": "ctr0"}})), runtime.new_id())
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)  # (gone with the container's namespace)
+    assert p.returncode == 0, p.err
+    ctr0 = p.out[p.out.index(": ctr0@"):]
+    assert ",UP" in ctr0.split("\n")[0] and "inet 10.251.77.1/24" in ctr0 and "inet6 fd77::1/64" in ctr0, p.out
+    for mutate, words in ((lambda c: c["linux"].update(netDevices={"nonexistent0": {}}), ("nonexistent0",)),
+                          (lambda c: (c["linux"].update(netDevices={"lo": {}}),
+                                      c["linux"].__setitem__("namespaces", [n for n in c["linux"]["namespaces"]
+                                                                            if n["type"] != "network"])),
+                           ("need a network namespace",))):
+        cid = runtime.new_id()
+        one_line_error(runtime("run", "-b", runtime.bundle(["true"], mutate=mutate), cid), *words)
+        assert_gone(runtime, cid)

@@ -327,7 +327,7 @@ def test_features_is_json(runtime):
     assert f["linux"]["seccomp"]["enabled"] is True
     assert "CAP_SYS_ADMIN" in f["linux"]["capabilities"]
     assert {"idmap", "ridmap", "rro", "tmpcopyup"} <= set(f["mountOptions"])
-    assert f["linux"]["mountExtensions"]["idmap"]["enabled"] is True  # (this machine's kernel makes them)
+    assert f["linux"]["mountExtensions"]["idmap"]["enabled"] is True and f["linux"]["netDevices"]["enabled"] is True
 
 
 def _log_lines(rt, log, steps):

@@ -419,7 +419,8 @@ def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, consol
 def _direct_ok(config: Spec) -> bool:
     """Whether create(disposable=True) may skip the intermediate process (see create)."""
     hooks = config.get("hooks") or {}
-    if hooks.get("prestart") or hooks.get("createRuntime") or _idmapped(config):
+    if hooks.get("prestart") or hooks.get("createRuntime") or _idmapped(config) or \
+            (config.get("linux") or {}).get("netDevices"):
         return False
     for ns in (config.get("linux") or {}).get("namespaces") or []:
         if ns["type"] == "user" or ns["type"] == "mount" and ns.get("path"):
@@ -461,7 +462,8 @@ def direct_pidns(config: Spec, systemd: bool = False) -> str | None:
     if systemd:
         return None
     hooks = config.get("hooks") or {}
-    if hooks.get("prestart") or hooks.get("createRuntime") or _idmapped(config):
+    if hooks.get("prestart") or hooks.get("createRuntime") or _idmapped(config) or \
+            (config.get("linux") or {}).get("netDevices"):
         return None
     pidns = ""
     for ns in (config.get("linux") or {}).get("namespaces") or []:
@@ -916,9 +918,11 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
                     cg.add(init_pid)
                     if warm is not None:
                         warm.joined()
+                    if linux.get("netDevices"):
+                        _move_net_devices(linux["netDevices"], init_pid)
                 except BerthError as e:
                     if statemod.proc_start_time(init_pid) == st.data["start_time"]:
-                        raise  # the init is alive, waiting for the state: the join failed
+                        raise  # the init is alive, waiting for the state: the join (or move) failed
                     pending = e  # the init died: prefer the error it reports, if any
                     continue
                 ch.send(t="state", state=st.oci(status="creating"))
@@ -1162,6 +1166,16 @@ def kill(root: str, cid: str, sig: str | int = "TERM", all_: bool = False) -> No
             os.kill(st.pid, signum)
         except ProcessLookupError:
             raise FailedPrecondition("container not running") from None
+
+
+def _move_net_devices(devices: Spec, init_pid: int) -> None:
+    """linux.netDevices (validated) into the init's network namespace, before its process starts."""
+    from berth.linux import netdev
+    try:
+        netdev.move_into({host: (d or {}).get("name") or host for host, d in devices.items()},
+                         f"/proc/{init_pid}/ns/net")
+    except OSError as e:
+        raise SystemError_(f"error during container init: {e.strerror}") from None
 
 
 def _idmapped(config: Spec) -> bool:

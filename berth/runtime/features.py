@@ -31,17 +31,9 @@ def features() -> dict[str, Any]:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": _idmap_supported()}},
+            "mountExtensions": {"idmap": {"enabled": True}},
+            "netDevices": {"enabled": True},
         },
         "annotations": annotations,
     }
 
-
-def _idmap_supported() -> bool:
-    """Whether this kernel makes idmapped mounts (mount_setattr(2), Linux 5.12)."""
-    import os
-    try:
-        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-    except ValueError:
-        return False
-    return (major, minor) >= (5, 12)

@@ -210,6 +210,19 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
                     or not 0 <= off.get("nanosecs", 0) <= 999999999:
                 raise InvalidArgument(f"config.json: linux.timeOffsets.{clock} needs integer secs and nanosecs "
                                       "from 0 to 999999999")
+    devs = linux.get("netDevices")
+    if devs:
+        _type(devs, dict, "linux.netDevices")
+        if "network" not in seen:
+            raise InvalidArgument("config.json: linux.netDevices need a network namespace of the container's "
+                                  "(they would stay in the host's)")
+        for hostname, dev in devs.items():
+            _type(dev, dict, f"linux.netDevices.{hostname}")
+            for what, name in (("network device name", hostname), ("linux.netDevices name", dev.get("name", ""))):
+                if what == "network device name" or name:
+                    if not isinstance(name, str) or not 0 < len(name.encode()) < 16 or name in (".", "..") \
+                            or any(ch in name for ch in "/: \t\n"):
+                        raise InvalidArgument(f"config.json: invalid {what} {_short(name)}")
     rdt = linux.get("intelRdt")
     if rdt is not None:  # berth-runc does not set up resctrl groups: a schema is refused in runc's words
         _type(rdt, dict, "linux.intelRdt")
