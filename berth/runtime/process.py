@@ -119,9 +119,10 @@ def set_scheduling(process: dict[str, Any]) -> None:
         flags = 0
         for f in sch.get("flags") or []:
             flags |= SCHED_FLAGS[f]
+        policy = SCHED_POLICIES[sch["policy"]]
         try:
-            sc.sched_setattr(SCHED_POLICIES[sch["policy"]], flags, sch.get("nice", 0), sch.get("priority", 0),
-                             sch.get("runtime", 0), sch.get("deadline", 0), sch.get("period", 0))
+            sc.sched_setattr(policy, flags, sch.get("nice", 0), sch.get("priority", 0), sch.get("runtime", 0),
+                             sch.get("deadline", 0), sch.get("period", 0))
         except OSError as e:
             raise SystemError_(f"error during container init: error setting scheduler: {errno_text(e)}") from None
 
