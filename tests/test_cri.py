@@ -1044,6 +1044,42 @@ def test_namespaces_pid_pod_container_and_host_network(node, cri):
     assert cri.PodSandboxStatus(pod_sandbox_id=hsid).status.network.ip == ""
 
 
+def test_what_the_handlers_do_not_report_is_refused(node, cri):
+    """hostUsers: false (userns_options in POD mode, with the pod's mappings): berthd's handlers
+    report user_namespaces false and the pod would run in the host's user namespace, its root the
+    host's: refused, nothing made (berthd ran it so). NODE mode, the host's, is what it does. So
+    for supplemental_groups_policy Strict and a writable cgroup mount (they were ignored)."""
+    assert all(not h.features.user_namespaces for h in cri.Status().runtime_handlers)
+    maps = [pb.IDMapping(host_id=100000, container_id=0, length=65536)]
+    userns = pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+        namespace_options=pb.NamespaceOption(userns_options=pb.UserNamespace(mode=pb.POD, uids=maps, gids=maps))))
+    before = len(cri.ListPodSandbox().items)
+    with pytest.raises(grpc.RpcError) as e:
+        cri.RunPodSandbox(config=pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name="userns", namespace="testns", uid="u-us"), linux=userns))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "user namespaces are not supported" in e.value.details()
+    assert len(cri.ListPodSandbox().items) == before
+    sid, sbx = _pod(cri, node, "usnode", security_context=pb.LinuxSandboxSecurityContext(
+        namespace_options=pb.NamespaceOption(userns_options=pb.UserNamespace(mode=pb.NODE))))
+    cid = _ctr(cri, sid, sbx, "c", ["sleep", "300"])
+    assert cri.ExecSync(container_id=cid, cmd=["cat", "/proc/self/uid_map"]).stdout.split() == [b"0", b"0", b"4294967295"]
+    # the other runtime features Status does not report: refused where asked, nothing made
+    assert not cri.Status().features.supplemental_groups_policy and not cri.Status().features.cgroup_mount_mode
+    before = len(cri.ListContainers().containers)
+    for sc, words in ((pb.LinuxContainerSecurityContext(supplemental_groups_policy=pb.Strict), "Strict"),
+                      (pb.LinuxContainerSecurityContext(cgroup_mount_mode=pb.CGROUP_MOUNT_MODE_WRITABLE), "WRITABLE")):
+        cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="f-" + words), image=pb.ImageSpec(image="busybox-layers:1"),
+                                 command=["true"], linux=pb.LinuxContainerConfig(security_context=sc))
+        with pytest.raises(grpc.RpcError) as e:
+            cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in e.value.details()
+    assert len(cri.ListContainers().containers) == before
+    ro = _ctr(cri, sid, sbx, "ro", ["sleep", "300"], linux=pb.LinuxContainerConfig(
+        security_context=pb.LinuxContainerSecurityContext(cgroup_mount_mode=pb.CGROUP_MOUNT_MODE_READ_ONLY)))
+    probe = "touch /sys/fs/cgroup/pids/x /sys/fs/cgroup/x 2>&1 || true"  # (v1's hierarchy, or v2's root)
+    assert b"Read-only file system" in cri.ExecSync(container_id=ro, cmd=["sh", "-c", probe]).stdout
+
+
 def test_recursive_read_only_mounts(node, cri, tmp_path):
     """CRI's recursive_read_only (what a kubelet 1.30+ asks where Status says the handler can, as
     containerd 2 and CRI-O do): the mount and the mounts under it read-only; a plain read-only

@@ -92,7 +92,29 @@ def container_name(md: pb.ContainerMetadata, sandbox_md: pb.PodSandboxMetadata) 
 
 
 def ns_options(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext | None) -> pb.NamespaceOption:
-    return sc.namespace_options if sc is not None and sc.HasField("namespace_options") else pb.NamespaceOption()
+    """The namespace options; a user namespace asked of the pod (userns_options in POD mode,
+    kubelet's hostUsers: false) refused: berthd's handlers report user_namespaces false (its
+    image snapshots are not id-mapped), and a pod meant to have one never runs without it."""
+    nso = sc.namespace_options if sc is not None and sc.HasField("namespace_options") else pb.NamespaceOption()
+    if nso.HasField("userns_options") and nso.userns_options.mode != NODE:
+        mode = pb.NamespaceMode.Name(nso.userns_options.mode) if nso.userns_options.mode in pb.NamespaceMode.values() \
+            else str(nso.userns_options.mode)
+        raise InvalidArgument(f"user namespaces are not supported: namespace_options.userns_options mode {mode} "
+                              "(only NODE, the host's; the runtime handlers report user_namespaces false)")
+    return nso
+
+
+def _unreported_features(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext) -> None:
+    """What Status's runtime features say berthd does not do, refused where asked (a kubelet asks
+    only where they are reported; another client would get a container without them):
+    supplemental_groups_policy Strict (berthd merges the image's groups, as docker), a writable
+    cgroup mount."""
+    if sc.supplemental_groups_policy == pb.Strict:
+        raise InvalidArgument("supplemental_groups_policy Strict is not supported (the image's groups of the user "
+                              "are added, Merge; Status reports supplemental_groups_policy false)")
+    if getattr(sc, "cgroup_mount_mode", 0) == pb.CGROUP_MOUNT_MODE_WRITABLE:
+        raise InvalidArgument("cgroup_mount_mode WRITABLE is not supported (the cgroup mount is read-only; Status "
+                              "reports cgroup_mount_mode false)")
 
 
 def _seccomp(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext, opts: list[str],
@@ -431,6 +453,7 @@ def sandbox_body(config: pb.PodSandboxConfig, image: str, handler: str, netns_pa
     linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
     sc = linux.security_context if linux.HasField("security_context") else pb.LinuxSandboxSecurityContext()
     nso = ns_options(sc)
+    _unreported_features(sc)
     host_net = nso.network == NODE
     # as containerd's pause: a read-only root, no new privileges and the host's cgroup namespace
     # whatever the pod's security context, and not privileged itself in a privileged pod (only
@@ -538,6 +561,7 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
     linux = config.linux if config.HasField("linux") else pb.LinuxContainerConfig()
     sc = linux.security_context if linux.HasField("security_context") else pb.LinuxContainerSecurityContext()
     nso = ns_options(sc)
+    _unreported_features(sc)
     hc = {"NetworkMode": f"container:{sandbox_id}", "Runtime": runtime, "Privileged": sc.privileged,
           "ReadonlyRootfs": sc.readonly_rootfs, "IpcMode": f"container:{sandbox_id}",
           "UTSMode": "host" if sandbox_host_net else f"container:{sandbox_id}"}
