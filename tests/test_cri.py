@@ -1048,7 +1048,8 @@ def test_what_the_handlers_do_not_report_is_refused(node, cri):
     """hostUsers: false (userns_options in POD mode, with the pod's mappings): berthd's handlers
     report user_namespaces false and the pod would run in the host's user namespace, its root the
     host's: refused, nothing made (berthd ran it so). NODE mode, the host's, is what it does. So
-    for supplemental_groups_policy Strict and a writable cgroup mount (they were ignored)."""
+    for supplemental_groups_policy Strict, a writable cgroup mount, ambient capabilities, CDI
+    devices and id-mapped mounts (they were ignored: the container ran without them)."""
     assert all(not h.features.user_namespaces for h in cri.Status().runtime_handlers)
     maps = [pb.IDMapping(host_id=100000, container_id=0, length=65536)]
     userns = pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
@@ -1066,10 +1067,17 @@ def test_what_the_handlers_do_not_report_is_refused(node, cri):
     # the other runtime features Status does not report: refused where asked, nothing made
     assert not cri.Status().features.supplemental_groups_policy and not cri.Status().features.cgroup_mount_mode
     before = len(cri.ListContainers().containers)
-    for sc, words in ((pb.LinuxContainerSecurityContext(supplemental_groups_policy=pb.Strict), "Strict"),
-                      (pb.LinuxContainerSecurityContext(cgroup_mount_mode=pb.CGROUP_MOUNT_MODE_WRITABLE), "WRITABLE")):
+    maps = [pb.IDMapping(host_id=100000, container_id=0, length=1)]
+    for sc, words, extra in (
+            (pb.LinuxContainerSecurityContext(supplemental_groups_policy=pb.Strict), "Strict", {}),
+            (pb.LinuxContainerSecurityContext(cgroup_mount_mode=pb.CGROUP_MOUNT_MODE_WRITABLE), "WRITABLE", {}),
+            (pb.LinuxContainerSecurityContext(capabilities=pb.Capability(add_ambient_capabilities=["NET_RAW"])),
+             "ambient", {}),
+            (None, "CDI", {"CDI_devices": [pb.CDIDevice(name="vendor.com/gpu=0")]}),
+            (None, "id-mapped", {"mounts": [pb.Mount(container_path="/m", host_path="/tmp", uidMappings=maps,
+                                                     gidMappings=maps)]})):
         cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="f-" + words), image=pb.ImageSpec(image="busybox-layers:1"),
-                                 command=["true"], linux=pb.LinuxContainerConfig(security_context=sc))
+                                 command=["true"], linux=pb.LinuxContainerConfig(security_context=sc), **extra)
         with pytest.raises(grpc.RpcError) as e:
             cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in e.value.details()

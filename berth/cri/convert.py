@@ -203,6 +203,8 @@ def _capabilities(c: pb.Capability) -> list[str]:
     prefix ("CAP_NET_ADMIN") is "CAP_CAP_NET_ADMIN", a capability no kernel has, which the
     runtime ignores, as runc does (with a warning)."""
     from berth.services.ocispec import DEFAULT_CAPS, _all_caps
+    if c.add_ambient_capabilities:  # (the ambient set is not given to a container's process: never dropped silently)
+        raise InvalidArgument(f"ambient capabilities are not supported by berth: {c.add_ambient_capabilities[0]}")
     caps = list(DEFAULT_CAPS)
     if any(a.upper() == "ALL" for a in c.add_capabilities):
         caps = _all_caps()
@@ -600,9 +602,14 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
     if slinux is not None and slinux.cgroup_parent:
         hc["CgroupParent"] = slinux.cgroup_parent
     binds = []
+    if config.CDI_devices:  # (a kubelet's device plugins and DRA drivers name them; berthd reads no CDI specs)
+        raise InvalidArgument(f"CDI devices are not supported by berth: {config.CDI_devices[0].name}")
     for m in config.mounts:
         if m.HasField("image") and m.image.image:
             raise InvalidArgument(f"mount {m.container_path}: image volumes are not supported by berth")
+        if m.uidMappings or m.gidMappings:  # (a kubelet sends them for a pod with a user namespace)
+            raise InvalidArgument(f"mount {m.container_path}: id-mapped mounts are not supported by berth's CRI "
+                                  "(its pods have no user namespace)")
         if not m.container_path:  # (containerd's start then fails in runc)
             raise InvalidArgument(f"mount of {m.host_path or 'nothing'}: container_path is empty")
         if m.host_path and not os.path.isabs(m.host_path):  # (containerd makes it under its working directory)
