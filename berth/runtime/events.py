@@ -15,6 +15,7 @@ import os
 
 from berth.errors import SystemError_
 from berth.goquote import errno_text
+from berth.runtime.cgroups import _kv as _kv_file
 
 TYPE_CHECKING = False  # no typing at run time: berth-runc imports this
 if TYPE_CHECKING:
@@ -48,14 +49,8 @@ def _uint(d: str | None, name: str) -> int:
 
 
 def _kv(d: str | None, name: str) -> dict[str, int]:
-    out = {}
-    for line in (_read(d, name) or "").splitlines():
-        k, _, v = line.partition(" ")
-        try:
-            out[k] = int(v)
-        except ValueError:
-            pass
-    return out
+    """A flat-keyed cgroup file of a directory (none: {})."""
+    return _kv_file(os.path.join(d, name)) if d else {}
 
 
 def _nonzero(pairs: list[tuple[str, object]]) -> dict:
