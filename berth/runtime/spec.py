@@ -232,7 +232,7 @@ def validate(config: dict[str, Any], bundle: str, need_process: bool = True,
     pers = linux.get("personality")
     if pers is not None:
         _type(pers, dict, "linux.personality")
-        if pers.get("domain") not in PERSONALITY_DOMAINS:
+        if not _one_of(pers.get("domain"), PERSONALITY_DOMAINS):
             raise InvalidArgument(f"config.json: linux.personality.domain {_short(pers.get('domain'))} is not "
                                   "LINUX or LINUX32")
         if pers.get("flags"):
@@ -426,7 +426,7 @@ def validate_process(process: dict[str, Any]) -> dict[str, Any]:
     iop = process.get("ioPriority")
     if iop is not None:
         _type(iop, dict, "process.ioPriority")
-        if iop.get("class") not in IOPRIO_CLASSES:
+        if not _one_of(iop.get("class"), IOPRIO_CLASSES):
             raise InvalidArgument(f"config.json: process.ioPriority.class {_short(iop.get('class'))} is not one of "
                                   + ", ".join(IOPRIO_CLASSES))
         if not _is_int(iop.get("priority")) or not 0 <= iop["priority"] <= 7:
@@ -449,6 +449,11 @@ SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SC
 PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
 
 
+def _one_of(v: object, names: dict[str, int]) -> bool:
+    """Whether v is one of the names (a list or an object in its place is not: no TypeError)."""
+    return isinstance(v, str) and v in names
+
+
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -463,7 +468,7 @@ def _check_scheduler(sch: object) -> None:
         return
     _type(sch, dict, "process.scheduler")
     policy = sch.get("policy")
-    if policy not in SCHED_POLICIES:
+    if not _one_of(policy, SCHED_POLICIES):
         raise InvalidArgument(f"config.json: process.scheduler.policy {_short(policy)} is not one of "
                               + ", ".join(SCHED_POLICIES))
     for key, lo, hi in (("nice", -20, 19), ("priority", 0, 99), ("runtime", 0, 2**64 - 1),
@@ -472,7 +477,7 @@ def _check_scheduler(sch: object) -> None:
         if not _is_int(v) or not lo <= v <= hi:
             raise InvalidArgument(f"config.json: process.scheduler.{key} must be an integer from {lo} to {hi}")
     for f in _type(sch.get("flags") or [], list, "process.scheduler.flags"):
-        if f not in SCHED_FLAGS:
+        if not _one_of(f, SCHED_FLAGS):
             raise InvalidArgument(f"config.json: process.scheduler.flags: unknown flag {_short(f)}")
     if sch.get("priority") and policy not in ("SCHED_FIFO", "SCHED_RR"):
         # (what sched_setattr(2) says EINVAL for, said before anything is made)
