@@ -1230,6 +1230,9 @@ def test_exec_cpu_affinity(runtime, tmp_path):
     pj.write_text(json.dumps({"args": ["true"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
                               "execCPUAffinity": {"final": str(os.cpu_count() + 64)}}))
     one_line_error(runtime("exec", "-p", str(pj), cid), "CPU affinity")
+    pj.write_text(json.dumps({"args": ["true"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+                              "execCPUAffinity": {"final": "0-4000000000"}}))  # (not a set of 4e9 CPUs)
+    one_line_error(runtime("exec", "-p", str(pj), cid, timeout=10), "invalid CPU range")
     assert runtime.state(cid)["status"] == "running"
     runtime("delete", "-f", cid, check=True)
 

@@ -97,6 +97,22 @@ def test_events_refusals_as_runc(runtime, runc):
     assert seen[False][5][0] == seen[True][5][0] == 1
 
 
+def test_events_stream_with_an_interval_longer_than_poll_takes(runtime):
+    """An interval of a million hours (more milliseconds than poll(2) takes): the stream waits,
+    no error (an internal OverflowError before)."""
+    cid = runtime.new_id("ev")
+    runtime("run", "-d", "-b", runtime.bundle(["sleep", "30"]), cid, check=True)
+    p = subprocess.Popen([runtime.binary, "--root", runtime.root, "events", "--interval", "1000000h", cid],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        out, err = p.communicate(timeout=1.5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    runtime("delete", "-f", cid, check=True)
+    assert p.returncode == -9 and out == b"" and err == b"", (p.returncode, err)
+
+
 def test_events_stream_stats_and_oom_until_the_container_goes(runtime, runc):
     """Without --stats: the stats every interval and an "oom" event when the kernel kills a
     process of the container for its memory limit; the stream ends (status 0) when the

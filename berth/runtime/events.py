@@ -340,7 +340,7 @@ class OOMWatch:
         return None
 
     def wait(self, timeout: float) -> str | None:
-        ready = self._poll.poll(max(0, int(timeout * 1000)))
+        ready = self._poll.poll(min(max(0, int(timeout * 1000)), 2**31 - 1))  # (poll's int; a longer wait wakes early)
         if not ready:
             return None
         if not self.v2:

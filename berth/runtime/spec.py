@@ -496,7 +496,7 @@ def cpu_list(text: str, what: str) -> set[int]:
             a, b = int(lo), int(hi) if dash else int(lo)
         except ValueError:
             raise InvalidArgument(f"config.json: {what}: invalid CPU list {text!r}") from None
-        if a < 0 or b < a:
+        if a < 0 or b < a or b >= 1 << 16:  # (the kernel's CPU numbers stay below NR_CPUS, at most 8192)
             raise InvalidArgument(f"config.json: {what}: invalid CPU range {part.strip()!r}")
         cpus.update(range(a, b + 1))
     return cpus
