@@ -28,6 +28,30 @@ def _paths(o, p=()):
             yield from _paths(v, p + (i,))
 
 
+def _mutate(c, rng, paths):
+    """One to three of the paths (paths(c): the ones to choose from) given a value of VALUES or
+    removed; a path an earlier change took away is skipped."""
+    for _ in range(rng.randint(1, 3)):
+        path = rng.choice(paths(c))
+        parent = c
+        try:
+            for k in path[:-1]:
+                parent = parent[k]
+            if rng.random() < 0.15 and isinstance(parent, dict):
+                parent.pop(path[-1], None)
+            else:
+                parent[path[-1]] = rng.choice(VALUES)
+        except (KeyError, IndexError, TypeError):
+            pass
+
+
+def _not_one_line(p):
+    """A refusal that is not one line (runc's warnings, an unknown capability's, may come before
+    it), a traceback or an internal error."""
+    lines = [ln for ln in p.err.strip().splitlines() if not ln.startswith("berth-runc: warning: ")]
+    return len(lines) != 1 or "Traceback" in p.err or "internal error" in p.err
+
+
 def test_mutated_configs_are_refused_in_one_line_or_run(runtime):
     rng = random.Random(SEED)
     base = default_config(["true"])
@@ -37,15 +61,7 @@ def test_mutated_configs_are_refused_in_one_line_or_run(runtime):
     bad, refused = [], 0
     for i in range(CASES):
         c = copy.deepcopy(base)
-        for _ in range(rng.randint(1, 3)):
-            path = rng.choice([p for p in _paths(c) if p])
-            parent = c
-            for k in path[:-1]:
-                parent = parent[k]
-            if rng.random() < 0.15 and isinstance(parent, dict):
-                parent.pop(path[-1], None)
-            else:
-                parent[path[-1]] = rng.choice(VALUES)
+        _mutate(c, rng, lambda c: [p for p in _paths(c) if p])
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(c, f)
         verb = "run" if i % 2 else "create"
@@ -55,9 +71,7 @@ def test_mutated_configs_are_refused_in_one_line_or_run(runtime):
             pass  # it ran (or its process could not be executed: the process's own exit code)
         else:
             refused += 1
-            # (runc's warnings, an unknown capability's, come before the one line of the error)
-            lines = [ln for ln in p.err.strip().splitlines() if not ln.startswith("berth-runc: warning: ")]
-            if len(lines) != 1 or "Traceback" in p.err or "internal error" in p.err:
+            if _not_one_line(p):
                 bad.append((json.dumps(c)[:2000], p.err[-1000:]))
         runtime("delete", "--force", cid)
     assert not bad, "\n\n".join(f"{e}\n{c}" for c, e in bad[:5])
@@ -90,26 +104,14 @@ def test_mutated_newer_spec_fields_are_refused_in_one_line_or_run(runtime):
     bad, refused = [], 0
     for i in range(150):
         c = copy.deepcopy(base)
-        for _ in range(rng.randint(1, 3)):
-            path = rng.choice(paths)
-            parent = c
-            try:
-                for k in path[:-1]:
-                    parent = parent[k]
-                if rng.random() < 0.15 and isinstance(parent, dict):
-                    parent.pop(path[-1], None)
-                else:
-                    parent[path[-1]] = rng.choice(VALUES)
-            except (KeyError, IndexError, TypeError):
-                pass  # (an earlier change took the path away)
+        _mutate(c, rng, lambda c: paths)
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(c, f)
         cid = runtime.new_id("fn")
         p = runtime("run" if i % 2 else "create", "-b", bundle, cid)
         if p.returncode != 0:
             refused += 1
-            lines = [ln for ln in p.err.strip().splitlines() if not ln.startswith("berth-runc: warning: ")]
-            if len(lines) != 1 or "Traceback" in p.err or "internal error" in p.err:
+            if _not_one_line(p):
                 bad.append((json.dumps(c)[:2000], p.err[-1000:]))
         runtime("delete", "--force", cid)
     assert not bad, "\n\n".join(f"{e}\n{c}" for c, e in bad[:5])
