@@ -418,9 +418,7 @@ def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, consol
 
 def _direct_ok(config: Spec) -> bool:
     """Whether create(disposable=True) may skip the intermediate process (see create)."""
-    hooks = config.get("hooks") or {}
-    if hooks.get("prestart") or hooks.get("createRuntime") or _idmapped(config) or \
-            (config.get("linux") or {}).get("netDevices"):
+    if _runtime_side_work(config):
         return False
     for ns in (config.get("linux") or {}).get("namespaces") or []:
         if ns["type"] == "user" or ns["type"] == "mount" and ns.get("path"):
@@ -458,12 +456,11 @@ def direct_pidns(config: Spec, systemd: bool = False) -> str | None:
     """How create_forked's caller forks the init for this spec: "" in its own PID namespace,
     "new" in a new one, else the path of the one to join; None when its creation needs create()'s
     processes: a user or time namespace (set up from outside the init), a mount namespace to join,
-    hooks in the runtime's namespaces, the systemd driver (its unit takes the pid systemd sees)."""
+    work of the runtime's outside the init (_runtime_side_work), the systemd driver (its unit
+    takes the pid systemd sees)."""
     if systemd:
         return None
-    hooks = config.get("hooks") or {}
-    if hooks.get("prestart") or hooks.get("createRuntime") or _idmapped(config) or \
-            (config.get("linux") or {}).get("netDevices"):
+    if _runtime_side_work(config):
         return None
     pidns = ""
     for ns in (config.get("linux") or {}).get("namespaces") or []:
@@ -1178,8 +1175,13 @@ def _move_net_devices(devices: Spec, init_pid: int) -> None:
         raise SystemError_(f"error during container init: {e.strerror}") from None
 
 
-def _idmapped(config: Spec) -> bool:
-    """Whether a mount is idmapped (its source is prepared by the intermediate process)."""
+def _runtime_side_work(config: Spec) -> bool:
+    """Whether the creation does work of the runtime's outside the init that needs create()'s
+    intermediate process and caller: hooks in the runtime's namespaces, idmapped mounts (their
+    sources made before the user namespace), network devices to move in."""
+    hooks = config.get("hooks") or {}
+    if hooks.get("prestart") or hooks.get("createRuntime") or (config.get("linux") or {}).get("netDevices"):
+        return True
     return any("idmap" in (m.get("options") or []) or "ridmap" in (m.get("options") or [])
                for m in config.get("mounts") or [] if isinstance(m, dict))
 

@@ -182,12 +182,10 @@ def apply_selinux(process: dict[str, Any]) -> None:
 
 
 def _write_attr(path: str, value: str) -> None:
-    """What the next execve's LSM context is to be (/proc/.../attr/exec), in one write."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
+    """What the next execve's LSM context is to be (/proc/.../attr/exec), in one write (the
+    cgroup files' writer: one write(2), no O_CREAT or O_TRUNC)."""
+    from berth.runtime.cgroups import _write
+    _write(path, value)
 
 
 def setup_console(console_sock: socket.socket, process: dict[str, Any]) -> tuple[int, str]:
