@@ -464,7 +464,8 @@ def with_call(**call):
     (with_call(names=[""]), '""'),
     ({**BASE, "syscalls": [{"names": ["getpid"]}]}, "action"),
     ({**BASE, "syscalls": "getpid"}, '"getpid"'),
-    ({**BASE, "listenerPath": "/run/agent.sock"}, '"/run/agent.sock"'),
+    ({**BASE, "listenerPath": ["/run/agent.sock"]}, 'listenerPath must be a string, got ["/run/agent.sock"]'),
+    ({**BASE, "listenerMetadata": 7}, "listenerMetadata must be a string, got 7"),
     ({"defaultAction": ALLOW, "defaultErrnoRet": 1}, "defaultErrnoRet"),
     ({}, "defaultAction"),
     ([], "list"),
@@ -485,13 +486,51 @@ def test_validate_message_format():
     assert str(ei.value).startswith('seccomp: unknown action "SCMP_ACT_FOO"')
 
 
-@pytest.mark.parametrize("spec", [
-    with_call(action="SCMP_ACT_NOTIFY"),
-    {"defaultAction": "SCMP_ACT_NOTIFY"},
+@pytest.mark.parametrize("spec, why", [
+    (with_call(action="SCMP_ACT_NOTIFY"), "listenerPath is not set"),
+    ({**with_call(action="SCMP_ACT_NOTIFY", names=["getpid", "write"]), "listenerPath": "/run/a.sock"},
+     "SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+    ({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/run/a.sock"},
+     "SCMP_ACT_NOTIFY cannot be used as default action"),
 ])
-def test_notify_is_rejected(spec):
-    with pytest.raises(InvalidArgument, match="seccomp notify is not supported"):
+def test_what_notify_cannot_do_is_refused_in_runcs_words(spec, why):
+    with pytest.raises(InvalidArgument) as ei:
         seccomp.validate(spec)
+    assert str(ei.value) == why
+
+
+def test_a_notify_filter_hands_its_listener_fd_on_once_loaded():
+    """The loaded filter's notification fd goes to on_notify; a notified call then waits for
+    the fd's reader: here a child of the filtered process calls, and the process answers."""
+    spec = {**with_call(action="SCMP_ACT_NOTIFY", names=["getppid"]), "listenerPath": "/run/a.sock"}
+    filt = seccomp.compile(spec)
+    plain = seccomp.compile(BASE)
+    assert filt.notify and not plain.notify
+    plain.release()
+    got = []
+    filt.on_notify = got.append
+
+    def body():
+        import fcntl
+        import struct
+        fd = got[0]
+        child = os.fork()
+        if child == 0:
+            os._exit(0 if os.getppid() == 4242 else 1)  # the parent answers 4242
+        buf = bytearray(80)
+        fcntl.ioctl(fd, 0xC0502100, buf)  # SECCOMP_IOCTL_NOTIF_RECV
+        nid, _pid, _flags, nr = struct.unpack_from("<QIIi", buf)
+        fcntl.ioctl(fd, 0xC0182101, bytearray(struct.pack("<QqiI", nid, 4242, 0, 0)))  # NOTIF_SEND
+        return nr == seccomp.resolve_syscall("getppid"), os.waitpid(child, 0)[1]
+    assert run(filt, body) == ("ok", (True, 0))
+    filt.release()
+
+
+def test_a_notify_filter_with_nobody_to_take_its_fd_fails_its_load():
+    filt = seccomp.compile({**with_call(action="SCMP_ACT_NOTIFY", names=["getppid"]), "listenerPath": "/a"})
+    result = run(filt, lambda: "loaded")
+    assert result[0] == "exit" and result[1] == 99  # load() raised in the child
+    filt.release()
 
 
 def test_validate_accepts_a_docker_like_profile():
@@ -532,7 +571,7 @@ def test_features():
     assert set(f["operators"]) == {"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ",
                                    "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"}
     assert {"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_TRAP"} <= set(f["actions"])
-    assert "SCMP_ACT_NOTIFY" not in f["actions"]
+    assert "SCMP_ACT_NOTIFY" in f["actions"]  # as runc's features
     for a in NATIVE_ARCHS.get(platform.machine(), [])[:1]:
         assert a in f["archs"]
     assert f["knownFlags"] == ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",

@@ -14,8 +14,12 @@ The semantics follow runc (libcontainer/seccomp):
 * when several rules give different actions to the same unconditional syscall, the first
   one added wins (libseccomp keeps it and silently drops the later ones).
 
-Not supported: SCMP_ACT_NOTIFY and listenerPath (seccomp user notification), and
-runc's patchbpf trick of returning ENOSYS for syscalls newer than the profile.
+* SCMP_ACT_NOTIFY (seccomp user notification) as runc: not the default action, not on write(2)
+  (the init reports the listener's fd to the runtime with a write after the load), and only with
+  a listenerPath; the loaded Filter hands the notification fd to its ``on_notify`` callable
+  (the runtime sends it to the agent at listenerPath, see berth.runtime.container).
+
+Not supported: runc's patchbpf trick of returning ENOSYS for syscalls newer than the profile.
 
 Usage::
 
@@ -56,7 +60,7 @@ _ACT_LOG = 0x7FFC0000
 _ACT_ALLOW = 0x7FFF0000
 _ACT_NOTIFY = 0x7FC00000
 
-# OCI action name -> (libseccomp value, takes errnoRet). NOTIFY is rejected.
+# OCI action name -> (libseccomp value, takes errnoRet).
 _ACTIONS = {
     "SCMP_ACT_KILL": (_ACT_KILL_THREAD, False),
     "SCMP_ACT_KILL_PROCESS": (_ACT_KILL_PROCESS, False),
@@ -66,8 +70,11 @@ _ACTIONS = {
     "SCMP_ACT_TRACE": (_ACT_TRACE, True),
     "SCMP_ACT_ALLOW": (_ACT_ALLOW, False),
     "SCMP_ACT_LOG": (_ACT_LOG, False),
+    "SCMP_ACT_NOTIFY": (_ACT_NOTIFY, False),
 }
 _NOTIFY = "SCMP_ACT_NOTIFY"
+# The libseccomp API level with user notification (libseccomp >= 2.5, Linux >= 5.7).
+_NOTIFY_API = 6
 _EPERM = 1
 _MAX_RET = 0xFFFF  # SECCOMP_RET_DATA is 16 bits wide
 
@@ -176,6 +183,8 @@ def _lib() -> ctypes.CDLL:
         ("seccomp_export_pfc", c_int, [ctx, c_int]),
         ("seccomp_export_bpf", c_int, [ctx, c_int]),
         ("seccomp_version", ctypes.POINTER(_Version), []),
+        ("seccomp_api_get", ctypes.c_uint, []),
+        ("seccomp_notify_fd", c_int, [ctx]),
     ]
     try:
         for name, restype, argtypes in decl:
@@ -208,8 +217,6 @@ def _action(name: Any, errno_ret: Any, where: str, ret_key: str) -> int:
     """The libseccomp action value for an OCI action name and optional errnoRet."""
     if not isinstance(name, str):
         raise _bad(f"action must be a string, got {_q(name)} in {where}")
-    if name == _NOTIFY:
-        raise InvalidArgument("seccomp notify is not supported")
     try:
         value, takes_ret = _ACTIONS[name]
     except KeyError:
@@ -236,12 +243,14 @@ def _parse(spec: Any) -> tuple[Any, ...]:
     """Check the whole spec without libseccomp; return a plan for _build."""
     if not isinstance(spec, dict):
         raise _bad(f"expected an object, got {type(spec).__name__}")
-    listener = spec.get("listenerPath")
-    if listener not in (None, ""):
-        raise _bad(f"listenerPath {_q(listener)} is not supported: seccomp notify is not supported")
+    for key in ("listenerPath", "listenerMetadata"):
+        if not isinstance(spec.get(key, ""), str):
+            raise _bad(f"{key} must be a string, got {_q(spec[key])}")
 
     if "defaultAction" not in spec:
         raise _bad("defaultAction is required")
+    if spec["defaultAction"] == _NOTIFY:  # runc's words: the write that reports the fd would wait on itself
+        raise InvalidArgument("SCMP_ACT_NOTIFY cannot be used as default action")
     default = _action(spec["defaultAction"], spec.get("defaultErrnoRet"), "defaultAction", "defaultErrnoRet")
 
     archs = []
@@ -270,6 +279,8 @@ def _parse(spec: Any) -> tuple[Any, ...]:
         if "action" not in call:
             raise _bad(f"{where}: action is required")
         action = _action(call["action"], call.get("errnoRet"), where, "errnoRet")
+        if action == _ACT_NOTIFY and "write" in names:
+            raise InvalidArgument("SCMP_ACT_NOTIFY cannot be used for the write syscall")  # runc's words
 
         conds: list[tuple[int, int, int, int]] = []
         counts = [0] * _MAX_ARGS
@@ -300,6 +311,8 @@ def _parse(spec: Any) -> tuple[Any, ...]:
         if action == default:
             continue  # redundant; libseccomp would refuse it (EACCES)
         rules.append((names, action, groups))
+    if any(action == _ACT_NOTIFY for _, action, _ in rules) and not spec.get("listenerPath"):
+        raise InvalidArgument("listenerPath is not set")  # runc's words (it finds out after the load)
     return (spec["defaultAction"], default), archs, flags, rules
 
 
@@ -307,10 +320,20 @@ def _strerror(rc: int) -> str:
     return os.strerror(-rc) if rc < 0 else f"error {rc}"
 
 
+def _notifies(plan: tuple[Any, ...]) -> bool:
+    """Whether a plan has an SCMP_ACT_NOTIFY rule (the filter then has a listener fd)."""
+    return any(action == _ACT_NOTIFY for _, action, _ in plan[3])
+
+
 def _build(plan: tuple[Any, ...]) -> tuple[ctypes.CDLL, int, list[str]]:
     """Create the libseccomp context for a plan; return (lib, ctx, skipped names)."""
     (default_name, default), archs, flags, rules = plan
     lib = _lib()
+    if _notifies(plan):
+        level = lib.seccomp_api_get()
+        if level < _NOTIFY_API:  # runc's words
+            raise Unavailable(f"seccomp notify unsupported: API level: got {level}, want at least {_NOTIFY_API}. "
+                              "Please try with libseccomp >= 2.5.0 and Linux >= 5.7")
     ctx = lib.seccomp_init(default)
     if not ctx:
         raise _bad(f"default action {_q(default_name)} is not supported by libseccomp or the kernel")
@@ -366,23 +389,36 @@ def _build(plan: tuple[Any, ...]) -> tuple[ctypes.CDLL, int, list[str]]:
 
 
 class Filter:
-    """A compiled, not yet loaded, seccomp filter (a libseccomp context)."""
+    """A compiled, not yet loaded, seccomp filter (a libseccomp context).
 
-    __slots__ = ("_ctx", "_load", "_release", "_lib", "skipped")
+    notify: the filter has SCMP_ACT_NOTIFY rules; its load() then calls on_notify with the
+    notification (listener) fd, which it must hand on before the process makes a notified call."""
+
+    __slots__ = ("_ctx", "_load", "_release", "_lib", "skipped", "notify", "on_notify")
     _ctx: int | None
 
-    def __init__(self, lib: ctypes.CDLL, ctx: int, skipped: list[str]) -> None:
+    def __init__(self, lib: ctypes.CDLL, ctx: int, skipped: list[str], notify: bool = False) -> None:
         self._lib = lib
         self._ctx = ctx
         self._load = lib.seccomp_load
         self._release = lib.seccomp_release
         self.skipped = skipped  # syscall names this libseccomp does not know (ignored)
+        self.notify = notify
+        self.on_notify: Callable[[int], None] | None = None
 
     def load(self) -> None:
         """Install the filter in the calling process (seccomp_load). Keep this lean."""
         rc = self._load(self._ctx)
         if rc:
             self._load_failed(rc)
+        if self.notify:
+            fd = self._lib.seccomp_notify_fd(self._ctx)
+            if fd < 0:
+                raise SystemError_(f"seccomp: no notification fd after the load: {_strerror(fd)}")
+            if self.on_notify is None:
+                os.close(fd)
+                raise FailedPrecondition("seccomp: nobody to hand the notification fd to")
+            self.on_notify(fd)
 
     def _load_failed(self, rc: int) -> None:
         if self._ctx is None:
@@ -441,7 +477,8 @@ def validate(spec: dict[str, Any]) -> None:
 
 def compile(spec: dict[str, Any]) -> Filter:  # noqa: A001 - the name other modules call
     """Validate a linux.seccomp object and build its filter; load it with .load()."""
-    return Filter(*_build(_parse(spec)))
+    plan = _parse(spec)
+    return Filter(*_build(plan), notify=_notifies(plan))
 
 
 def resolve_syscall(name: str) -> int | None:
@@ -508,9 +545,10 @@ def _key(spec: dict[str, Any]) -> str:
 
 
 class Program:
-    """A compiled filter as raw BPF, loaded with prctl(PR_SET_SECCOMP)."""
+    """A compiled filter as raw BPF, loaded with prctl(PR_SET_SECCOMP) (never one that notifies)."""
 
     __slots__ = ("bpf",)
+    notify = False
 
     def __init__(self, bpf: bytes) -> None:
         self.bpf = bpf
@@ -534,6 +572,9 @@ def precompile(spec: dict[str, Any]) -> None:
     if spec.get("flags"):
         return  # flags need seccomp(2) with flags; those profiles take the libseccomp path
     f = compile(spec)
+    if f.notify:  # its listener fd comes from seccomp(2)'s NEW_LISTENER flag: the libseccomp path too
+        f.release()
+        return
     try:
         _PROGRAMS[_key(spec)] = f.export_bpf()
     finally:

@@ -92,6 +92,7 @@ _SYSCALLS = {
     "close_range": (436, 436),
     "pidfd_open": (434, 434),
     "pidfd_send_signal": (424, 424),
+    "pidfd_getfd": (438, 438),
     "rt_sigaction": (13, 134),
     "mount_setattr": (442, 442),
     "keyctl": (250, 219),
@@ -307,6 +308,13 @@ def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> int:
 def pidfd_open(pid: int) -> int:
     lib = _lib()
     return _check(lib.syscall(_nr("pidfd_open"), ctypes.c_int(pid), ctypes.c_uint(0)))
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """A duplicate (close-on-exec) of another process's fd target_fd (pidfd_getfd(2): needs
+    ptrace access to it)."""
+    lib = _lib()
+    return _check(lib.syscall(_nr("pidfd_getfd"), ctypes.c_int(pidfd), ctypes.c_int(target_fd), ctypes.c_uint(0)))
 
 
 # --- capabilities (capget/capset, version 3: two 32-bit words per set) ---

@@ -356,7 +356,12 @@ def _init(ch: Channel, config: Spec, bundle: str, fifo_fd: int, console: _socket
         procmod.set_scheduling(process)  # in the cgroup: a realtime policy is checked against its limits
         if save_state is not None:
             save_state()
+        filt = _handing_on(ch, filt)
         procmod.apply_user_and_caps(process, filt, in_userns)
+        if filt is not None and filt.notify:
+            if process.get("noNewPrivileges"):
+                filt.load()  # while the runtime listens: its listener fd goes to the agent through it
+            filt = None  # loaded
         procmod.chdir_checked(process.get("cwd") or "/")
         ch.send(t="created")
     except BaseException as e:  # noqa: B902 - report everything to the parent
@@ -937,6 +942,9 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None, consol
                     ch.send(t="fail")
                     raise
                 ch.send(t="ok")
+            elif t == "seccomp":
+                _to_seccomp_agent(linux["seccomp"], init_pid, msg["fd"], st.oci(status="creating"))
+                ch.send(t="seccomp_done")
             elif t == "created":
                 break
         ch.close()
@@ -1178,12 +1186,84 @@ def _move_net_devices(devices: Spec, init_pid: int) -> None:
 def _runtime_side_work(config: Spec) -> bool:
     """Whether the creation does work of the runtime's outside the init that needs create()'s
     intermediate process and caller: hooks in the runtime's namespaces, idmapped mounts (their
-    sources made before the user namespace), network devices to move in."""
+    sources made before the user namespace), network devices to move in, a seccomp agent to send
+    the init's listener fd to."""
     hooks = config.get("hooks") or {}
     if hooks.get("prestart") or hooks.get("createRuntime") or (config.get("linux") or {}).get("netDevices"):
         return True
+    if _seccomp_notifies(config):
+        return True
     return any("idmap" in (m.get("options") or []) or "ridmap" in (m.get("options") or [])
                for m in config.get("mounts") or [] if isinstance(m, dict))
+
+
+def _seccomp_notifies(config: Spec) -> bool:
+    """Whether the spec's seccomp profile has SCMP_ACT_NOTIFY rules (a seccomp agent to serve)."""
+    scmp = (config.get("linux") or {}).get("seccomp")
+    return isinstance(scmp, dict) and any(isinstance(c, dict) and c.get("action") == "SCMP_ACT_NOTIFY"
+                                          for c in scmp.get("syscalls") or [] if isinstance(scmp.get("syscalls"), list))
+
+
+def _handing_on(ch: Channel, filt: Filter | Program | None) -> Filter | Program | None:
+    """In the init or an exec's process: a filter with notify rules, once loaded, reports its
+    listener fd to the runtime, which takes it (pidfd_getfd) and sends it to the seccomp agent,
+    and waits for the runtime's word before it goes on (runc's procSeccomp). The report is a
+    write(2) and the wait a read(2), as runc's: a notify rule may name any call but write."""
+    if filt is None or not filt.notify:
+        return filt
+
+    def hand_on(fd: int) -> None:
+        sock = ch.sock.fileno()
+        os.write(sock, b'{"t":"seccomp","fd":%d}\n' % fd)
+        while b"\n" not in ch.buf:
+            chunk = os.read(sock, 4096)
+            if not chunk:
+                os._exit(1)  # the runtime failed (and says why): it kills us
+            ch.buf += chunk
+        line, ch.buf = ch.buf.split(b"\n", 1)
+        os.close(fd)
+        if json.loads(line).get("t") != "seccomp_done":
+            os._exit(1)
+
+    filt.on_notify = hand_on  # type: ignore[union-attr]
+    return filt
+
+
+def _to_seccomp_agent(scmp: Spec, pid: int, fd: int, state: Spec) -> None:
+    """The listener fd a process (pid) of the container reported, taken from it and sent with
+    the container process's state (the runtime spec's ContainerProcessState) to the seccomp
+    agent at listenerPath, in one message (SCM_RIGHTS), as runc does."""
+    path = scmp.get("listenerPath") or ""
+    try:
+        pidfd = sc.pidfd_open(pid)
+        try:
+            mine = sc.pidfd_getfd(pidfd, fd)
+        finally:
+            os.close(pidfd)
+    except OSError as e:
+        raise SystemError_(f"cannot take the seccomp notification fd of process {pid}: {errno_text(e)}") from None
+    try:
+        msg: dict[str, Any] = {"ociVersion": state["ociVersion"], "fds": ["seccompFd"], "pid": pid}
+        if scmp.get("listenerMetadata"):
+            msg["metadata"] = scmp["listenerMetadata"]
+        msg["state"] = {k: state[k] for k in ("ociVersion", "id", "status", "pid", "bundle", "annotations")
+                        if k in state}
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        try:
+            try:
+                s.connect(path)
+            except OSError as e:  # runc's words (Go's net.Dial's)
+                raise SystemError_("failed to connect with seccomp agent specified in the seccomp profile: "
+                                   f"dial unix {path}: connect: {errno_text(e)}") from None
+            try:
+                s.sendmsg([json.dumps(msg).encode()],
+                          [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, mine.to_bytes(4, sys.byteorder, signed=True))])
+            except OSError as e:
+                raise SystemError_(f"cannot send seccomp fd to {path}: {errno_text(e)}") from None
+        finally:
+            s.close()
+    finally:
+        os.close(mine)
 
 
 def _keyring_name(cid: str) -> str:
@@ -1312,6 +1392,7 @@ def _exec_b(ch: Channel, process: Spec, config: Spec, console: _socket.socket | 
         aff = process.get("execCPUAffinity") or {}
         if aff.get("final") or aff.get("initial"):  # in the cgroup now: final, else the cgroup's CPUs
             procmod.set_cpu_affinity(aff.get("final") or f"0-{(os.cpu_count() or 1) - 1}")
+        filt = _handing_on(ch, filt)  # (the runtime listens until our execve)
         procmod.apply_user_and_caps(process, filt, in_userns)
         procmod.chdir_checked(process.get("cwd") or "/")
         try:
@@ -1415,6 +1496,7 @@ def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: st
         console.close()
     ch = Channel(psock)
     b_pid = 0
+    notified = None  # the listener fd the process reported (maybe before its pid came)
     try:
         while True:
             msg = ch.recv()
@@ -1434,6 +1516,13 @@ def exec_(root: str, cid: str, process: Spec, detach: bool = False, pid_file: st
                 a_pid = 0
                 if pid_file:
                     _write_pid_file(pid_file, b_pid)
+            elif t == "seccomp":
+                notified = msg["fd"]
+            if notified is not None and b_pid:
+                _to_seccomp_agent((config.get("linux") or {}).get("seccomp") or {}, b_pid, notified,
+                                  st.oci(status=RUNNING))
+                notified = None
+                ch.send(t="seccomp_done")
     except BaseException:
         for p in (a_pid, b_pid):
             if p:
