@@ -196,6 +196,31 @@ def test_custom_profile_blocks_mkdir(d, tmp_path):
         d.berth("rm", "-f", cid)
 
 
+def test_a_profile_with_a_seccomp_agent(d, tmp_path):
+    """A profile's SCMP_ACT_NOTIFY rules and listenerPath (moby's profile format carries them, as
+    podman's does): the agent gets the container's state and answers its mkdir; a missing agent
+    fails the start in runc's words. berthd refused such a profile ("seccomp notify is not
+    supported")."""
+    from seccomp_agent import Agent
+    agent = Agent(str(tmp_path / "agent.sock"))
+    try:
+        path = tmp_path / "notify.json"
+        path.write_text(json.dumps({
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": agent.path, "listenerMetadata": "from docker",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}))
+        p = run(d, "--security-opt", f"seccomp={path}", script="mkdir /made; echo mkdir=$?", check=False)
+        assert p.returncode == 0 and p.out == "mkdir=1\n" and "No medium found" in p.err, (p.out, p.err)
+        (state, nfds), = agent.states
+        assert nfds == 1 and state["metadata"] == "from docker" and state["state"]["status"] == "creating"
+        assert len(state["state"]["id"]) == 64 and state["pid"] == state["state"]["pid"]
+    finally:
+        agent.close()
+    p = d.berth("run", "--rm", "--network", "none", "--security-opt", f"seccomp={path}", IMAGE, "true")
+    assert p.returncode == 127, (p.returncode, p.err)  # the docker CLI's for "no such file or directory"
+    assert ("failed to connect with seccomp agent specified in the seccomp profile: "
+            f"dial unix {agent.path}: connect: no such file or directory") in p.err
+
+
 def test_bad_profiles_and_options_are_one_line_errors(d, tmp_path):
     before = d.berth("ps", "-aq", check=True).out.split()
     msg = one_line_error(d.berth("run", "--rm", "--security-opt", f"seccomp={tmp_path}/missing.json", IMAGE, "true"))
