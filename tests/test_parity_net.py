@@ -186,6 +186,75 @@ def test_mac_address_of_a_created_container(d):
     assert mac in d.docker("exec", "mm", "cat", "/sys/class/net/eth0/address", check=True).out
 
 
+PREDEFINED_ONLY = "user specified IP address is supported on user defined networks only"
+
+
+@pytest.mark.parametrize("net", ["bridge", "none", "host"])
+def test_an_address_on_a_predefined_network_fails_the_start_as_dockerd(d, net):
+    """dockerd creates the container and refuses its start: the container stays, created, with
+    the error and exit code 128, its network entry as asked (no network id before a start).
+    berthd refused --ip on the default bridge at the create, and ran a container on none or host
+    with the address asked for silently dropped."""
+    name = f"ip-{net}"
+    d.docker("create", "--name", name, "--network", net, "--ip", "10.99.0.5", IMG, "echo", "ran", check=True)
+    p = d.docker("start", name)
+    assert p.returncode == 1 and PREDEFINED_ONLY in p.err and "ran" not in p.out, p.err
+    c = inspect(d, name)
+    assert (c["State"]["Status"], c["State"]["ExitCode"], c["State"]["Error"]) == ("created", 128, PREDEFINED_ONLY)
+    ep = c["NetworkSettings"]["Networks"][net]
+    assert ep["IPAMConfig"] == {"IPv4Address": "10.99.0.5"} and ep["NetworkID"] == "" and ep["EndpointID"] == ""
+    p = d.docker("run", "--rm", "--network", net, "--ip6", "fd00::5", IMG, "true")
+    assert p.returncode == 125 and PREDEFINED_ONLY in p.err
+    assert d.docker("ps", "-aq", "--filter", f"network={net}").out.split() == [c["Id"][:12]]
+
+
+def test_aliases_on_a_predefined_network_fail_the_start_as_dockerd(d):
+    docker = pytest.importorskip("docker")
+    api = docker.APIClient(base_url=d.host, version="1.41")
+    try:
+        c = api.create_container(IMG, ["true"], host_config=api.create_host_config(network_mode="none"),
+                                 networking_config=api.create_networking_config(
+                                     {"none": api.create_endpoint_config(aliases=["web"])}))
+        with pytest.raises(docker.errors.APIError) as ei:
+            api.start(c["Id"])
+        assert "network-scoped alias is supported only for containers in user defined networks" in str(ei.value)
+        assert api.inspect_container(c["Id"])["State"]["ExitCode"] == 128
+    finally:
+        api.close()
+
+
+def test_none_and_host_list_their_running_containers_as_dockerd(d):
+    """dockerd's none and host networks hold an endpoint of each container running in that mode:
+    `network inspect` lists it, its own Networks entry has the endpoint's id, `ps --filter
+    network=` finds it by a prefix of the network's id; after its exit the network id stays, the
+    endpoint goes. berthd listed nobody on none or host and showed no endpoint."""
+    for net in ("none", "host"):
+        nid = json.loads(d.docker("network", "inspect", net, check=True).out)[0]["Id"]
+        d.docker("create", "--name", f"m-{net}", "--network", net, IMG, "sleep", "600", check=True)
+        assert inspect(d, f"m-{net}")["NetworkSettings"]["Networks"][net]["NetworkID"] == ""  # not started
+        d.docker("start", f"m-{net}", check=True)
+        c = inspect(d, f"m-{net}")
+        ep = c["NetworkSettings"]["Networks"][net]
+        assert ep["NetworkID"] == nid and len(ep["EndpointID"]) == 64
+        listed = json.loads(d.docker("network", "inspect", net, check=True).out)[0]["Containers"]
+        assert listed == {c["Id"]: {"Name": f"m-{net}", "EndpointID": ep["EndpointID"], "MacAddress": "",
+                                    "IPv4Address": "", "IPv6Address": ""}}
+        assert d.docker("ps", "--filter", f"network={nid[:6]}", "--format", "{{.Names}}").out.split() == [f"m-{net}"]
+        d.docker("kill", f"m-{net}", check=True)
+        ep = inspect(d, f"m-{net}")["NetworkSettings"]["Networks"][net]
+        assert (ep["NetworkID"], ep["EndpointID"]) == (nid, "")
+        assert json.loads(d.docker("network", "inspect", net, check=True).out)[0]["Containers"] == {}
+
+
+def test_a_created_container_shows_no_network_id_until_it_starts(d):
+    d.docker("network", "create", "n-created", check=True)
+    d.docker("create", "--name", "nc", "--network", "n-created", IMG, "true", check=True)
+    assert inspect(d, "nc")["NetworkSettings"]["Networks"]["n-created"]["NetworkID"] == ""
+    d.docker("start", "-a", "nc", check=True)
+    nid = json.loads(d.docker("network", "inspect", "n-created", check=True).out)[0]["Id"]
+    assert inspect(d, "nc")["NetworkSettings"]["Networks"]["n-created"]["NetworkID"] == nid
+
+
 def test_endpoint_links_and_driver_opts_through_the_sdk(d):
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=d.host)

@@ -70,11 +70,17 @@ def check(networks: NetworkService, ns: str, spec_body: dict[str, Any]) -> None:
         if n.name in ("host", "none"):
             raise InvalidArgument(f"container cannot be disconnected from host network or connected to {n.name} "
                                   "network together with other networks")
-        ipam = (ep or {}).get("IPAMConfig") or {}
-        if (ipam.get("IPv4Address") or ipam.get("IPv6Address")) and n.name == "bridge":
-            raise InvalidArgument("user specified IP address is supported on user defined networks only")
-        if (ep or {}).get("Aliases") and n.name == "bridge":
-            raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+
+
+def _predefined(ep: dict[str, Any] | None) -> None:
+    """dockerd's refusals at the start (not the create: the container stays, created, with the
+    error) of what only a user-defined network gives: an address or aliases asked for on the
+    default bridge, host or none."""
+    ipam = (ep or {}).get("IPAMConfig") or {}
+    if ipam.get("IPv4Address") or ipam.get("IPv6Address"):
+        raise InvalidArgument("user specified IP address is supported on user defined networks only")
+    if (ep or {}).get("Aliases"):
+        raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
 
 
 def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, Any], hostname: str,
@@ -87,6 +93,8 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     cid = rec.id
     cdir = svc.cdir(cid)
     teardown(svc, ns, cid, rec, hc)  # whatever an earlier run left (a crash, a daemon killed meanwhile)
+    if mode in ("host", "none"):
+        _predefined(((spec_body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).get(mode))
     if mode == "host":
         write_files(cdir, hostname, spec_body, [], host=True, host_gateway=nets.host_gateway_ip())
         return "host", cdir, []
@@ -140,6 +148,8 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
             nets.reserve_ports(cid, mappings, f"{rec.name} ({endpoint_id(first[0].id, cid)})" if first else "")
         for i, (ref, ep_cfg) in enumerate(requested):
             n = nets.get(ns, ref)
+            if not n.user_defined:
+                _predefined(ep_cfg)
             if n.user_defined and hc.get("Links") and _same(nets, ns, mode, n):
                 # --link on a user-defined network: an alias the embedded DNS answers for this
                 # container only (docker's endpoint Links), not the legacy hosts entries
@@ -433,8 +443,15 @@ def users(svc: ContainerService, ns: str, n: Network) -> list[str]:
     return out
 
 
-def settings(svc: ContainerService, rec: Container, running: bool) -> dict[str, Any]:
-    """docker's NetworkSettings (and the summary's Networks) of a container."""
+def in_mode(rec: Container, mode: str) -> bool:
+    """Whether a container's network is mode's ("host" or "none": not taken off it since)."""
+    body = rec.spec_json() or {}
+    return network_mode(body.get("HostConfig")) == mode and not (mode == "none" and body.get(DETACHED))
+
+
+def settings(svc: ContainerService, rec: Container, running: bool, started: bool = True) -> dict[str, Any]:
+    """docker's NetworkSettings (and the summary's Networks) of a container. started: it has run
+    (a container never started shows its networks as asked for, without their ids, as dockerd's)."""
     nets = svc.networks
     body = rec.spec_json() or {}
     net = (rec.extensions or {}).get("net") or {} if running else {}
@@ -444,7 +461,12 @@ def settings(svc: ContainerService, rec: Container, running: bool) -> dict[str, 
     networks = {}
     if mode == "host" or (mode == "none" and not body.get(DETACHED)):
         n = nets.get(rec.namespace, mode)
-        networks[mode] = _empty_ep(n.id)
+        if started:  # dockerd's endpoint on it while it runs (network inspect lists it too)
+            from berth.services.networks import endpoint_id
+            networks[mode] = dict(_empty_ep(n.id), EndpointID=endpoint_id(n.id, rec.id) if running else "")
+        else:
+            networks[mode] = _asked(_empty_ep(""), ((body.get("NetworkingConfig") or {}).get("EndpointsConfig")
+                                                    or {}).get(mode) or {}, "")
     elif not mode.startswith("container:"):
         for i, (ref, ep_cfg) in enumerate(requested_networks(body)):
             try:
@@ -454,12 +476,10 @@ def settings(svc: ContainerService, rec: Container, running: bool) -> dict[str, 
             ep = eps.get(n.name)
             if ep:
                 networks[n.name] = {k: v for k, v in ep.items() if k not in ("ifname", "cni_name", "name")}
-            else:  # not started: what was asked for (the MAC address too, as docker's API 1.44+)
+            else:  # not running: what was asked for (the MAC address too, as docker's API 1.44+)
                 ep_cfg = ep_cfg or {}
                 mac = ep_cfg.get("MacAddress") or (body.get("MacAddress") if i == 0 and not body.get(DETACHED) else "")
-                networks[n.name] = dict(_empty_ep(n.id), Aliases=ep_cfg.get("Aliases"),
-                                        IPAMConfig=ep_cfg.get("IPAMConfig"), MacAddress=mac or "",
-                                        Links=ep_cfg.get("Links") or None, DriverOpts=ep_cfg.get("DriverOpts") or None)
+                networks[n.name] = _asked(_empty_ep(n.id if started else ""), ep_cfg, mac)
     primary = next(iter(eps.values()), None) or {}
     ports = net.get("ports") or {}
     if not running:  # dockerd's: none until it runs (then its exposed ones, published or not)
@@ -475,6 +495,12 @@ def settings(svc: ContainerService, rec: Container, running: bool) -> dict[str, 
         "MacAddress": primary.get("MacAddress", ""),
         "Networks": networks,
     }
+
+
+def _asked(ep: dict[str, Any], ep_cfg: dict[str, Any], mac: str | None) -> dict[str, Any]:
+    """An endpoint not attached: what its config asked for."""
+    return dict(ep, Aliases=ep_cfg.get("Aliases"), IPAMConfig=ep_cfg.get("IPAMConfig"), MacAddress=mac or "",
+                Links=ep_cfg.get("Links") or None, DriverOpts=ep_cfg.get("DriverOpts") or None)
 
 
 def _empty_ep(nid: str) -> dict[str, Any]:

@@ -1517,7 +1517,7 @@ class ContainerService:
             return {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "",
                     "MacAddress": ""}
         from berth.services import container_net
-        return container_net.settings(self, rec, st["Running"])
+        return container_net.settings(self, rec, st["Running"], not st.get("StartedAt", "").startswith("0001-"))
 
     def logs(self, ns: str, ref: str, stdout: bool = True, stderr: bool = True, follow: bool = False,
              tail: int | None = None, since: float = 0, until: float = 0,
@@ -1850,7 +1850,8 @@ def _match(filters: dict[str, Any], item: dict[str, Any], rec: Container, st: di
                 return False
         elif key == "network":  # a network's name or id, as dockerd
             nets = item["NetworkSettings"]["Networks"] or {}
-            if not any(v == name or v and v == (ep or {}).get("NetworkID") for v in values for name, ep in nets.items()):
+            if not any(v == name or v and ((ep or {}).get("NetworkID") or "").startswith(v)
+                       for v in values for name, ep in nets.items()):
                 return False
         elif key in ("publish", "expose"):
             if not _ports_match(item["Ports"], key, values):

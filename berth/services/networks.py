@@ -343,6 +343,13 @@ class NetworkService:
         out: dict[str, dict] = {}
         if self.containers is None:
             return out
+        if n.name in ("host", "none"):  # dockerd's: those running in that mode, each with its endpoint
+            from berth.services.container_net import in_mode
+            for rec in self.meta.list_containers(ns):
+                if in_mode(rec, n.name) and self.containers.state(rec)["Running"]:
+                    out[rec.id] = {"Name": rec.name, "EndpointID": endpoint_id(n.id, rec.id), "MacAddress": "",
+                                   "IPv4Address": "", "IPv6Address": ""}
+            return out
         for rec in self.meta.list_containers(ns):
             net = (rec.extensions or {}).get("net") or {}
             ep = (net.get("networks") or {}).get(n.name)
