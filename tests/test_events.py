@@ -234,3 +234,40 @@ def test_a_removal_answers_before_its_destroy_event(d):
     c.close()
     destroy = [e for e in _events(d, str(int(time.time()) - 5), f"container={cid}") if e["Action"] == "destroy"]
     assert len(destroy) == 1
+
+
+def test_prunes_tell_their_events_as_dockerd(d, container):
+    """Each prune ends with its event, as dockerd's (Type: what was pruned, Action prune, no
+    actor, the space reclaimed), even when nothing went; an image pruned tells its untags and its
+    delete first, named by its ID. berthd told only the container prune."""
+    d.docker("exec", container, "sh", "-c", "echo a file of its own > /prune-me", check=True)
+    d.docker("commit", "--change", "LABEL prune.me=1", container, "prune-me:1", check=True)
+    image_id = json.loads(d.docker("image", "inspect", "prune-me:1", check=True).out)[0]["Id"]
+    d.docker("volume", "create", "--label", "prune.me=1", "prune-me-v", check=True)
+    d.docker("network", "create", "--label", "prune.me=1", "prune-me-n", check=True)
+    since = str(int(time.time()) - 1)
+    for what in (["image", "prune", "-a"], ["volume", "prune", "--filter", "all=true"], ["network", "prune"]):
+        p = d.docker(*what, "-f", "--filter", "label=prune.me=1", check=True)
+        assert "prune-me" in p.out or "sha256:" in p.out, p.out
+    d.docker("builder", "prune", "-f", "--filter", "id=nothing-has-this-id", check=True)
+    got = [(e["Type"], e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"])
+           for e in _events(d, since) if e["Action"] in ("untag", "delete", "prune") and e["Actor"]["ID"] in (image_id, "")]
+    assert got[:2] == [("image", "untag", image_id, {"name": image_id, "prune.me": "1",
+                                                     "org.example.fixture": "busybox-layers"}),
+                       ("image", "delete", image_id, {"name": image_id})]
+    assert [g[:3] for g in got[2:]] == [("image", "prune", ""), ("volume", "prune", ""), ("network", "prune", ""),
+                                        ("builder", "prune", "")]
+    assert int(got[2][3]["reclaimed"]) > 0 and got[4][3] == got[5][3] == {"reclaimed": "0"}
+
+
+def test_a_commit_keeps_its_container_paused_until_the_image_is_there(d, container):
+    """dockerd unpauses a committed container last (a deferred unpause): pause, the new name's
+    tag, the commit, then unpause. berthd unpaused before it wrote the image."""
+    since = str(int(time.time()) - 1)
+    d.docker("commit", container, "committed-paused:1", check=True)
+    try:
+        got = [e["Action"] for e in _events(d, since)
+               if e.get("id") == container or e["Actor"]["Attributes"].get("name") == "committed-paused:1"]
+        assert [a for a in got if a in ("pause", "unpause", "tag", "commit")] == ["pause", "tag", "commit", "unpause"]
+    finally:
+        d.docker("rmi", "committed-paused:1")

@@ -87,7 +87,9 @@ class BuildCache:
             removed.append(lease.id[len(CACHE_LEASE_PREFIX):])
             size += int(lease.labels.get("size") or 0)
         report = self.images.collect()
-        return {"CachesDeleted": removed or None, "SpaceReclaimed": max(size, report.reclaimed_bytes)}
+        reclaimed = max(size, report.reclaimed_bytes)
+        self.images.events.publish(ns, "builder", "prune", "", reclaimed=reclaimed)  # dockerd's, even for none
+        return {"CachesDeleted": removed or None, "SpaceReclaimed": reclaimed}
 
     def usage(self, ns: str) -> list[dict]:
         """Build-cache records as GET /system/df lists them."""

@@ -537,7 +537,18 @@ class ImageService(RegistryOps, ArchiveOps):
                     if d not in deleted:
                         deleted.append(d)
                         reclaimed += size_of.get(d["Deleted"], 0)
+        # dockerd's events: each image's untags and delete (named by its ID), then the prune's
+        for names, r, digest, _ in gone:
+            image_id = r.config_digest if r else digest
+            for n in names:
+                if not is_untagged_name(n):
+                    if r is not None:
+                        self.image_event(ns, r, "untag", image_id)
+                    else:
+                        self.events.publish(ns, "image", "untag", image_id, name=image_id)
+            self.events.publish(ns, "image", "delete", image_id, name=image_id)
         # dockerd's figure: the deleted layers' sizes (their unpacked files), not what the disk got back
+        self.events.publish(ns, "image", "prune", "", reclaimed=reclaimed)
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     # --- recording a new image ---

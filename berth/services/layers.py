@@ -145,41 +145,42 @@ def commit(containers: ContainerService, ns: str, ref: str, repo: str | None = N
     parent = images.resolve(ns, rec.image)
     if rec.snapshot_key is None:
         raise FailedPrecondition(f"container {rec.id} has no filesystem to commit")
+    # paused until the image and its events are there, as dockerd's (its unpause is deferred)
     with containers.paused_for_commit(ns, rec.id) if pause else contextlib.nullcontext():
         diff_id, desc = snapshot_diff(images, rec.snapshot_key)
-    doc = base_config(images, parent)
-    doc["config"] = cfg
-    doc["container"] = rec.id
-    doc["container_config"] = cc
-    if author:
-        doc["author"] = author
-    else:
-        doc.pop("author", None)
-    spec = rec.spec_json() or {}
-    cmd = spec.get("Cmd") or (img.get("config") or {}).get("Cmd") or []
-    h = {"created": now_rfc3339(), "created_by": " ".join(cmd)}
-    if author:
-        h["author"] = author
-    if comment:
-        h["comment"] = comment
-    new_layers = []
-    if diff_id is None:
-        h["empty_layer"] = True
-    else:
-        new_layers.append((diff_id, desc))
-    r = write_image(images, ns, parent, doc, new_layers, [h], names=names)
-    if new_layers:
-        # the new layer unpacked, as dockerd registers a committed layer: its size is then that of
-        # its files (as dockerd's) and a run of the image needs no unpacking; a failure here
-        # leaves that to the first run
-        try:
-            images.unpack(r)
-        except (BerthError, OSError) as e:
-            log.warning("commit %s: unpacking its new layer: %s", r.config_digest[7:19], e)
-    # dockerd's: the new name's tag event, then the commit's with what it made
-    from berth.images.names import familiar
-    for n in names:
-        images.image_event(ns, r, "tag", familiar(n))
-    containers.events.container(ns, rec, "commit", comment=comment or "", imageID=r.config_digest,
-                                imageRef=familiar(names[0]) if names else "")
+        doc = base_config(images, parent)
+        doc["config"] = cfg
+        doc["container"] = rec.id
+        doc["container_config"] = cc
+        if author:
+            doc["author"] = author
+        else:
+            doc.pop("author", None)
+        spec = rec.spec_json() or {}
+        cmd = spec.get("Cmd") or (img.get("config") or {}).get("Cmd") or []
+        h = {"created": now_rfc3339(), "created_by": " ".join(cmd)}
+        if author:
+            h["author"] = author
+        if comment:
+            h["comment"] = comment
+        new_layers = []
+        if diff_id is None:
+            h["empty_layer"] = True
+        else:
+            new_layers.append((diff_id, desc))
+        r = write_image(images, ns, parent, doc, new_layers, [h], names=names)
+        if new_layers:
+            # the new layer unpacked, as dockerd registers a committed layer: its size is then that of
+            # its files (as dockerd's) and a run of the image needs no unpacking; a failure here
+            # leaves that to the first run
+            try:
+                images.unpack(r)
+            except (BerthError, OSError) as e:
+                log.warning("commit %s: unpacking its new layer: %s", r.config_digest[7:19], e)
+        # dockerd's: the new name's tag event, then the commit's with what it made
+        from berth.images.names import familiar
+        for n in names:
+            images.image_event(ns, r, "tag", familiar(n))
+        containers.events.container(ns, rec, "commit", comment=comment or "", imageID=r.config_digest,
+                                    imageRef=familiar(names[0]) if names else "")
     return {"Id": r.config_digest}

@@ -394,6 +394,7 @@ class NetworkService:
                 gone.append(n.name)
             except BerthError:  # taken meanwhile, or gone
                 pass
+        self.events.publish(ns, "network", "prune", "", reclaimed=0)  # dockerd's, even when none went
         return {"NetworksDeleted": gone or None}  # dockerd's null when none went
 
     def remove(self, ns: str, ref: str, in_use: Callable[[Network], list[str]] | None = None) -> Network:

@@ -383,6 +383,7 @@ class VolumeService:
                     continue
                 deleted.append(o.name)
                 space += size
+        self.events.publish(ns, "volume", "prune", "", reclaimed=space)  # dockerd's, even when none went
         return {"VolumesDeleted": deleted, "SpaceReclaimed": space}
 
     # --- a container's mounts ---
