@@ -526,6 +526,36 @@ def test_user_namespace_mappings(runtime, public_dir):
     assert os.stat(os.path.join(b, "rootfs", "tmp", "f")).st_uid == 100000
 
 
+def test_a_user_namespace_with_binds_out_of_its_reach_and_an_oom_score(runtime, runc, public_dir, tmp_path):
+    """In a user namespace the init is root there only: a bind's source under a directory only
+    the host's root may enter (pytest's 0700 tmp tree, a kubelet's 0750 pod directories) is
+    opened by the runtime before it enters it, as runc's (its mount fds), and its oom_score_adj
+    is written from outside, as runc's (its /proc files are not its own once its credentials
+    changed). berth-runc's init failed both ("permission denied", "cannot set oom_score_adj")."""
+    hidden = tmp_path / "hidden"  # (tmp_path: under pytest's 0700 directories)
+    hidden.mkdir()
+    (hidden / "f").write_text("from a hidden place\n")
+
+    def mutate(c, bind=True):
+        c["linux"]["namespaces"].append({"type": "user"})
+        for key in ("uidMappings", "gidMappings"):
+            c["linux"][key] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["process"]["oomScoreAdj"] = 123
+        if bind:
+            c["mounts"].append({"destination": "/root", "type": "bind", "source": str(hidden), "options": ["rbind"]})
+    script = "cat /proc/self/oom_score_adj; cat /root/f 2>&1 || true"
+    seen = {}
+    for rt in (runtime, runc):
+        for bind in (True, False):
+            c = default_config(["sh", "-c", script if bind else "cat /proc/self/oom_score_adj"])
+            mutate(c, bind)
+            b = make_bundle(os.path.join(public_dir, f"b-{uuid.uuid4().hex[:6]}"), None, config=c)
+            p = rt("run", "-b", b, rt.new_id("u"))
+            seen[rt is runc, bind] = (p.returncode, p.out, p.err)
+    assert seen[False, True] == seen[True, True] == (0, "123\nfrom a hidden place\n", ""), seen
+    assert seen[False, False] == seen[True, False] == (0, "123\n", "")
+
+
 def test_join_network_and_uts_namespaces_by_path(runtime):
     a = runtime.bundle(["sleep", "30"], mutate=lambda c: c.update(hostname="alpha"))
     a_id = runtime.new_id()

@@ -393,8 +393,12 @@ def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, consol
         # then on the interpreter's files may be out of reach (a Python under a 0700 home)
         filt = _preload(config["process"], config)
         from berth.runtime import rootfs
-        rootfs.IDMAPPED.update(rootfs.idmapped_sources(config, bundle))  # (needs the host's user namespace)
         new, join = _namespaces(config)
+        userns = bool(new & sc.CLONE_NEWUSER) or any(t == "user" for t, _ in join)
+        # (needs the host's user namespace)
+        rootfs.IDMAPPED.update(rootfs.idmapped_sources(config, bundle, all_binds=userns))
+        if userns:
+            _early_oom_score_adj(config["process"])
         _join(join)
         userns_new = bool(new & sc.CLONE_NEWUSER)
         if userns_new:
@@ -419,6 +423,15 @@ def _child_a_create(ch: Channel, config: Spec, bundle: str, fifo_fd: int, consol
         os._exit(0)
     except BaseException as e:
         _child_fail(ch, e)
+
+
+def _early_oom_score_adj(process: Spec) -> None:
+    """The process's oom_score_adj, written before it enters a user namespace (as runc writes it
+    from outside): once root there, a process whose credentials changed is not dumpable, and its
+    /proc files are the host's root's, not its own. Left out of what it sets later."""
+    from berth.runtime import process as procmod
+    procmod.set_oom_score_adj(process)
+    process.pop("oomScoreAdj", None)
 
 
 def _direct_ok(config: Spec) -> bool:
@@ -1413,6 +1426,8 @@ def _exec_a(ch: Channel, st: statemod.State, config: Spec, process: Spec, consol
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         filt = _preload(process, config)
         from berth.runtime import process as procmod
+        if any(ns.get("type") == "user" for ns in (config.get("linux") or {}).get("namespaces") or []):
+            _early_oom_score_adj(process)
         procmod.set_cpu_affinity((process.get("execCPUAffinity") or {}).get("initial"))  # until the cgroup's
         ch.send(t="ready")
         msg = ch.recv()

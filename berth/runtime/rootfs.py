@@ -37,28 +37,35 @@ DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
 IDMAPPED: dict[int, int] = {}
 
 
-def idmapped_sources(config: dict, bundle: str) -> dict[int, int]:
+def idmapped_sources(config: dict, bundle: str, all_binds: bool = False) -> dict[int, int]:
     """The source of each idmapped bind mount (the `idmap`/`ridmap` options) as a detached copy
     whose files' owners are seen through its mappings (open_tree(2), then mount_setattr(2)'s
     MOUNT_ATTR_IDMAP with a user namespace holding them): {index in mounts: fd}. Made by the
     runtime before it enters the container's user namespace, in which no mapping to the host's
-    ids can be made; the init attaches them in place of the binds (mount_entry)."""
+    ids can be made; the init attaches them in place of the binds (mount_entry). all_binds (an
+    init that enters a user namespace): every bind's source too, as runc 1.2 opens them: once
+    root there only, the init may not reach a source under a directory only the host's root can
+    enter (a kubelet's pod directories)."""
     out: dict[int, int] = {}
     linux = config.get("linux") or {}
     try:
         for i, m in enumerate(config.get("mounts") or []):
             maps = idmap_mappings(m, linux)
-            if maps is None:
+            opts = m.get("options") or []
+            if maps is None and not (all_binds and (m.get("type") == "bind" or "bind" in opts or "rbind" in opts)):
                 continue
-            uids, gids, recursive = maps
             source = m.get("source") or ""
             src = source if os.path.isabs(source) else os.path.join(bundle, source)
-            opts = m.get("options") or []
             try:
                 fd = sc.open_tree(src, recursive="rbind" in opts)
             except OSError as e:
+                if maps is None:
+                    continue  # (the init's own attempt says why, in its words)
                 _mount_failed(m, src, f"open_tree {src}: {errno_text(e)}")
             out[i] = fd
+            if maps is None:
+                continue
+            uids, gids, recursive = maps
             userns = _userns_with(uids, gids)
             try:
                 sc.mount_setattr(fd, sc.MOUNT_ATTR_IDMAP, 0, recursive=recursive, userns_fd=userns)
@@ -212,7 +219,7 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
     if is_bind:
         src = source if os.path.isabs(source) else os.path.join(bundle, source)
         try:
-            src_is_dir = stat.S_ISDIR(os.stat(src).st_mode)
+            src_is_dir = stat.S_ISDIR((os.fstat(idmapped) if idmapped >= 0 else os.stat(src)).st_mode)
         except OSError as e:  # nothing to bind
             _mount_failed(m, src, f"stat {src}: {errno_text(e)}")
         why = _check_proc_mount(rootfs, secure_join(rootfd, dest), src)
