@@ -92,16 +92,52 @@ def container_name(md: pb.ContainerMetadata, sandbox_md: pb.PodSandboxMetadata) 
 
 
 def ns_options(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext | None) -> pb.NamespaceOption:
-    """The namespace options; a user namespace asked of the pod (userns_options in POD mode,
-    kubelet's hostUsers: false) refused: berthd's handlers report user_namespaces false (its
-    image snapshots are not id-mapped), and a pod meant to have one never runs without it."""
+    """The namespace options (their user namespace checked: userns_maps)."""
     nso = sc.namespace_options if sc is not None and sc.HasField("namespace_options") else pb.NamespaceOption()
-    if nso.HasField("userns_options") and nso.userns_options.mode != NODE:
-        mode = pb.NamespaceMode.Name(nso.userns_options.mode) if nso.userns_options.mode in pb.NamespaceMode.values() \
-            else str(nso.userns_options.mode)
-        raise InvalidArgument(f"user namespaces are not supported: namespace_options.userns_options mode {mode} "
-                              "(only NODE, the host's; the runtime handlers report user_namespaces false)")
+    userns_maps(nso)
     return nso
+
+
+IDMaps = tuple[list[dict[str, int]], list[dict[str, int]]]
+
+
+def _oci_maps(field: str, maps: Any) -> list[dict[str, int]]:
+    out = []
+    for m in maps:
+        if m.length == 0 or m.host_id + m.length > 1 << 32 or m.container_id + m.length > 1 << 32:
+            raise InvalidArgument(f"invalid {field} mapping: host_id {m.host_id}, container_id {m.container_id}, "
+                                  f"length {m.length}")
+        out.append({"containerID": m.container_id, "hostID": m.host_id, "size": m.length})
+    return out
+
+
+def userns_maps(nso: pb.NamespaceOption) -> IDMaps | None:
+    """The (uid, gid) mappings of the pod's user namespace (userns_options in POD mode, a
+    kubelet's hostUsers: false), or None: the host's (NODE, or no options). A pod's user namespace
+    is the only kind (CONTAINER and TARGET refused, as containerd's); it needs its mappings, and
+    the node's network, PID and IPC namespaces are not for it (a kubelet never asks them together)."""
+    if not nso.HasField("userns_options") or nso.userns_options.mode == NODE:
+        return None
+    u = nso.userns_options
+    if u.mode != POD:
+        mode = pb.NamespaceMode.Name(u.mode) if u.mode in pb.NamespaceMode.values() else str(u.mode)
+        raise InvalidArgument(f"unsupported user namespace mode: {mode} (a pod's, POD, or the node's, NODE)")
+    if not u.uids or not u.gids:
+        raise InvalidArgument("user namespace mode POD needs uid and gid mappings (userns_options uids and gids)")
+    for what, mode in (("network", nso.network), ("pid", nso.pid), ("ipc", nso.ipc)):
+        if mode == NODE:
+            raise InvalidArgument(f"a user namespace cannot go with the node's {what} namespace")
+    return _oci_maps("uid", u.uids), _oci_maps("gid", u.gids)
+
+
+def mount_maps(m: pb.Mount) -> IDMaps | None:
+    """A CRI mount's id mappings (a kubelet's, for a pod with a user namespace: the pod's), as the
+    OCI mount's uidMappings and gidMappings of an idmap mount; None when it has none."""
+    if not m.uidMappings and not m.gidMappings:
+        return None
+    if not m.uidMappings or not m.gidMappings:
+        raise InvalidArgument(f"mount {m.container_path}: an id-mapped mount needs uid and gid mappings")
+    return _oci_maps("uid", m.uidMappings), _oci_maps("gid", m.gidMappings)
 
 
 def _unreported_features(sc: pb.LinuxSandboxSecurityContext | pb.LinuxContainerSecurityContext) -> None:
@@ -607,9 +643,7 @@ def container_body(sandbox_id: str, sandbox_config: pb.PodSandboxConfig, config:
     for m in config.mounts:
         if m.HasField("image") and m.image.image:
             raise InvalidArgument(f"mount {m.container_path}: image volumes are not supported by berth")
-        if m.uidMappings or m.gidMappings:  # (a kubelet sends them for a pod with a user namespace)
-            raise InvalidArgument(f"mount {m.container_path}: id-mapped mounts are not supported by berth's CRI "
-                                  "(its pods have no user namespace)")
+        mount_maps(m)  # (a kubelet sends them for a pod with a user namespace; the spec's mount takes them)
         if not m.container_path:  # (containerd's start then fails in runc)
             raise InvalidArgument(f"mount of {m.host_path or 'nothing'}: container_path is empty")
         if m.host_path and not os.path.isabs(m.host_path):  # (containerd makes it under its working directory)

@@ -88,6 +88,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.closing = False
         self.svc.shim_group = self._shim_group  # one shim per pod
         self.svc.spec_hook = self._spec_hook  # the pods' OCI specs and files as containerd's
+        self.svc.rootfs_idmap = self._rootfs_idmap  # a pod's own user namespace sees its images' owners
         self.svc.exit_synced = self._exit_synced
         self._cpu: dict[str, tuple[int, int]] = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
         self._usage: dict[str, tuple[float, int]] = {}  # container id -> (monotonic time, bytes of its writable layer)
@@ -151,6 +152,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             hosts = container_net.host_hosts()
             if hosts is not None:
                 _rewrite(os.path.join(self.svc.cdir(rec.id), "hosts"), hosts)
+            self._in_userns(rec, spec, files=True)
         elif kind == "container":
             sid = self._cri(rec).get("sandbox") or ""
             try:
@@ -165,8 +167,69 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 linux["rootfsPropagation"] = "rshared"
             elif "rslave" in props and linux.get("rootfsPropagation") not in ("rshared", "rslave"):
                 linux["rootfsPropagation"] = "rslave"
-            ann.update(convert.container_annotations(sid, sbx_config, self._container_config(rec),
-                                                     self._image_refs(rec)[0]))
+            config = self._container_config(rec)
+            ann.update(convert.container_annotations(sid, sbx_config, config, self._image_refs(rec)[0]))
+            # the kubelet's id-mapped volumes (a pod with a user namespace): idmap mounts
+            for m in config.mounts:
+                maps = convert.mount_maps(m)
+                dst = os.path.join("/", m.container_path)
+                for om in spec.get("mounts") or [] if maps else ():
+                    if om.get("destination") == dst:
+                        om["options"] = list(om.get("options") or []) + ["idmap"]
+                        om["uidMappings"], om["gidMappings"] = maps
+            try:
+                self._in_userns(self.svc.get(NS, sid), spec, rec=rec)
+            except NotFound:
+                pass
+
+    def _userns_of(self, sbx: Container) -> tuple[str, int, int] | None:
+        """A pod's own user namespace: (where it is pinned, the host's uid and gid of its root),
+        or None (the node's)."""
+        cri = self._cri(sbx)
+        maps = cri.get("userns")
+        if not maps or not cri.get("netns_key"):
+            return None
+
+        def host(ms: list[dict[str, int]]) -> int:
+            for m in ms:
+                if m["containerID"] <= 0 < m["containerID"] + m["size"]:
+                    return m["hostID"] - m["containerID"]
+            return 65534  # (root unmapped: the overflow id)
+        return self.net.userns_path(cri["netns_key"]), host(maps["uids"]), host(maps["gids"])
+
+    def _in_userns(self, sbx: Container, spec: dict[str, Any], files: bool = False, rec: Container | None = None) -> None:
+        """A spec of a pod with a user namespace joins it (pinned by the pod's network set-up,
+        whose network namespace it owns); the container's directory (its rootfs's mount point is
+        there, 0710) is then its root's group's; files: the pod's /etc files become its root's."""
+        own = self._userns_of(sbx)
+        if own is None:
+            return
+        path, uid, gid = own
+        os.chown(self.svc.cdir((rec or sbx).id), -1, gid)
+        linux = spec.setdefault("linux", {})
+        linux["namespaces"] = [n for n in linux.get("namespaces") or [] if n.get("type") != "user"]
+        linux["namespaces"].insert(0, {"type": "user", "path": path})
+        linux.pop("uidMappings", None)
+        linux.pop("gidMappings", None)
+        if files:
+            for name in ("hosts", "resolv.conf", "hostname"):
+                try:
+                    os.chown(os.path.join(self.svc.cdir(sbx.id), name), uid, gid)
+                except FileNotFoundError:
+                    pass
+
+    def _rootfs_idmap(self, rec: Container) -> tuple[str, int, int] | None:
+        """For a pod's sandbox or container in a user namespace of its own: (the namespace's pin,
+        its root's host uid and gid), for the rootfs's id-mapped layers; else None."""
+        kind = (rec.labels or {}).get(KIND_LABEL)
+        if kind == "sandbox":
+            return self._userns_of(rec)
+        if kind == "container":
+            try:
+                return self._userns_of(self.svc.get(NS, self._cri(rec).get("sandbox") or ""))
+            except NotFound:
+                return None
+        return None
 
     # --- lookups ---
 
@@ -282,8 +345,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             load = "OK" if ok else (f"cni config load failed: no network config found in {cfg.cri_cni_conf_dir}: "
                                     "cni plugin not initialized: failed to load cni config")
             info["lastCNILoadStatus"] = info["lastCNILoadStatus.default"] = go_marshal(load)
-        def features(runtime: str) -> pb.RuntimeHandlerFeatures:  # (a kubelet asks for rro mounts only where true)
-            return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=self.svc.volumes.rro_supported(runtime))
+        def features(runtime: str) -> pb.RuntimeHandlerFeatures:  # (a kubelet asks for them only where true)
+            vols = self.svc.volumes
+            return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=vols.rro_supported(runtime),
+                                             user_namespaces=vols.idmap_supported(runtime))
         handlers = [pb.RuntimeHandler(name="", features=features(self.d.cfg.default_runtime))]
         handlers += [pb.RuntimeHandler(name=n, features=features(n)) for n in self.d.cfg.runtimes]
         return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conds), info=info, runtime_handlers=handlers,
@@ -333,7 +398,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._ensure_image(image)
         linux = config.linux if config.HasField("linux") else pb.LinuxPodSandboxConfig()
         sc = linux.security_context if linux.HasField("security_context") else None
-        host_net = convert.ns_options(sc).network == convert.NODE
+        nso = convert.ns_options(sc)
+        host_net = nso.network == convert.NODE
+        userns = convert.userns_maps(nso)
         if host_net and config.hostname:  # the node's UTS namespace: runc's words (containerd's error), nothing made
             raise Abort(grpc.StatusCode.UNKNOWN, "failed to create sandbox: unable to set hostname without a "
                                                  "private UTS namespace")
@@ -347,7 +414,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         except NotFound:
             pass
         with self._setup_lock:  # the network collector leaves the namespace alone (taken under its lock)
-            key, made = (secrets.token_hex(16), False) if host_net else self.net.take_netns()  # the spare, if made
+            # the spare, if made (not for a pod with a user namespace: its network namespace is that one's)
+            key, made = (secrets.token_hex(16), False) if host_net or userns else self.net.take_netns()
             self._busy.add(key)
         try:
             try:
@@ -361,6 +429,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             self._busy.discard(key)
             raise
         meta["netns_key"] = "" if host_net else key
+        if userns is not None:
+            meta["userns"] = {"uids": userns[0], "gids": userns[1]}
         # the pod's network namespace and its CNI ADD (plugins exec'd one after the other) are made
         # while the sandbox's record and snapshot are. RunPodSandbox answers once the network is
         # attached (a CNI failure is its error); the pause container then starts in the background,
@@ -375,7 +445,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         with self._setup_lock:
             self._busy.add(sid)  # the network collector leaves it alone
             self._starting.add(sid)
-        attach = None if host_net else _Background(self._attach, key, made, sid, md, ports)
+        attach = None if host_net else _Background(self._attach, key, made, sid, md, ports, userns)
         try:
             self._create_record("sandbox", name, body, convert.SANDBOX_EXT, meta, cid=sid)
             if attach is not None and made:
@@ -433,10 +503,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 raise
             raise _name_reserved(kind, name, str(e).split('by container "')[-1].split('"')[0]) from None
 
-    def _attach(self, key: str, made: bool, sid: str, md: pb.PodSandboxMetadata, ports: list[dict[str, Any]]) -> None:
-        """The pod's network namespace (unless made ahead), then the CNI ADD into it."""
+    def _attach(self, key: str, made: bool, sid: str, md: pb.PodSandboxMetadata, ports: list[dict[str, Any]],
+                userns: convert.IDMaps | None = None) -> None:
+        """The pod's network namespace (unless made ahead; with its user namespace, if it has
+        one), then the CNI ADD into it."""
         if not made:
-            self.net.create_netns(key)
+            self.net.create_netns(key, userns)
         self.net.attach(key, sid, {"name": md.name, "namespace": md.namespace, "uid": md.uid}, ports)
 
     def _launch_pause(self, sid: str) -> None:
@@ -573,7 +645,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             id=rec.id, metadata=config.metadata, state=ready, created_at=int(rec.created_at * 10**9),
             network=network,
             linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=pb.NamespaceOption(
-                network=nso.network, pid=nso.pid, ipc=nso.ipc, target_id=nso.target_id))),
+                network=nso.network, pid=nso.pid, ipc=nso.ipc, target_id=nso.target_id,
+                userns_options=nso.userns_options if nso.HasField("userns_options") else None))),
             labels=dict(config.labels), annotations=dict(config.annotations),
             runtime_handler=cri.get("handler", ""))
 
@@ -689,6 +762,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 raise InvalidArgument(f"log path {log_path!r}: file name too long")  # (containerd's start fails)
         cri = self._cri(sbx)
         host_net = not cri.get("netns_key")
+        csc = config.linux.security_context if config.HasField("linux") and config.linux.HasField(
+            "security_context") else None
+        mine = convert.userns_maps(convert.ns_options(csc))
+        pods = cri.get("userns")
+        if (mine is None) != (pods is None) or mine is not None and (mine[0], mine[1]) != (pods["uids"], pods["gids"]):
+            raise InvalidArgument("the container's user namespace options differ from its pod's (a container "
+                                  "shares the pod's user namespace)")
         image = config.image.image if not img.config_digest.endswith(config.image.image) else img.config_digest
         cid = secrets.token_hex(32)  # named by a refusal of the spec, as containerd names it
         try:

@@ -1,5 +1,7 @@
 """Network namespaces that outlive their processes: a new namespace is bind-mounted on a file
-(as `ip netns add` does), so CNI plugins, runtimes and the DNS server can enter it by path."""
+(as `ip netns add` does), so CNI plugins, runtimes and the DNS server can enter it by path. A
+pod with a user namespace of its own gets both, the network namespace owned by the user one
+(create_in_userns): its processes, root there, can then mount sysfs and manage the network."""
 
 from __future__ import annotations
 
@@ -61,3 +63,64 @@ def remove(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+# the helper that makes them: a process of its own, as a process with threads (berthd) cannot
+# make a user namespace, and a fork of one would have to run code that other threads' locks may
+# block; it makes them and waits until they are bound
+_HELPER = """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000 | 0x40000000):
+    os.write(1, b"E%d" % ctypes.get_errno())
+else:
+    os.write(1, b"1")
+    os.read(0, 1)
+"""
+
+
+def create_in_userns(path: str, userns_path: str, uids: list[dict[str, int]], gids: list[dict[str, int]]) -> str:
+    """A new user namespace with these mappings ({containerID, hostID, size} each) and a new
+    network namespace it owns (`lo` up), bind-mounted on userns_path and path (both created; must
+    not be mounted already)."""
+    import subprocess
+    import sys
+    made = []
+    try:
+        for p in (path, userns_path):
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            os.close(os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+            made.append(p)
+        helper = subprocess.Popen([sys.executable, "-S", "-E", "-c", _HELPER], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+        try:
+            said = helper.stdout.read(1) if helper.stdout else b""
+            if said != b"1":
+                why = said + (helper.stdout.read() if helper.stdout and said else b"")
+                e = int(why[1:] or 0) if why[:1] == b"E" and why[1:].isdigit() else 0
+                raise OSError(e, os.strerror(e) if e else "the namespaces' helper ended")
+            pid = helper.pid
+            for name, maps in (("uid_map", uids), ("gid_map", gids)):
+                with open(f"/proc/{pid}/{name}", "w") as f:
+                    f.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps))
+            sc.mount(f"/proc/{pid}/ns/user", userns_path, None, sc.MS_BIND)
+            sc.mount(f"/proc/{pid}/ns/net", path, None, sc.MS_BIND)
+        finally:
+            helper.kill()
+            helper.wait()
+            for f in (helper.stdin, helper.stdout):
+                if f is not None:
+                    f.close()
+
+        def lo_up() -> None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                sc.setns(fd, sc.CLONE_NEWNET)  # this thread only
+            finally:
+                os.close(fd)
+            sc.link_up("lo")
+        _in_thread(lo_up)
+    except BaseException:
+        for p in made:
+            remove(p)
+        raise
+    return path

@@ -167,6 +167,10 @@ class ContainerService:
         # annotations, the pause's mounts and the pod's resolv.conf): spec_hook(rec, spec) changes
         # the built spec in place (and the container's files) before the shim starts.
         self.spec_hook: Callable[[Container, dict[str, Any]], None] | None = None
+        # Set by a front end whose containers may have a user namespace of their own (the CRI: a
+        # pod's): rootfs_idmap(rec) -> (the namespace's path, its root's host uid, gid) or None;
+        # the rootfs's layers are then id-mapped through it (berth.snapshots.mount.mount_all)
+        self.rootfs_idmap: Callable[[Container], tuple[str, int, int] | None] | None = None
         # a launch's last step before its shim, by container id: called once its bundle is made,
         # it returns when the shim may be forked or raises to stop the launch there (the CRI: a
         # pod's pause prepared while its network is attached, forked once it is)
@@ -478,7 +482,7 @@ class ContainerService:
         rootfs = self.rootfs(rec.id)
         self.await_rootfs_release(rec.id)
         unmount(rootfs)
-        self.mount_fs(rec, rootfs)
+        self.mount_fs(rec, rootfs, self.rootfs_idmap(rec) if self.rootfs_idmap is not None else None)
         channel = None
         recorded = False  # the failure is in the container's state (docker's State.Error, ExitCode)
         try:
@@ -1241,13 +1245,14 @@ class ContainerService:
             except OSError:
                 pass
 
-    def mount_fs(self, rec: Container, target: str) -> None:
+    def mount_fs(self, rec: Container, target: str, idmap: tuple[str, int, int] | None = None) -> None:
         """Mount the container's filesystem (its snapshot) at target, once the teardown of its
-        last run's rootfs, if still to come, is done (cleanup_exited's hold)."""
+        last run's rootfs, if still to come, is done (cleanup_exited's hold); idmap: its layers
+        seen through a user namespace (see rootfs_idmap)."""
         from berth.snapshots.mount import mount_all
         self.await_rootfs_release(rec.id)
         self.close_detached(rec.id)
-        mount_all(self.snapshotter.mounts(rec.snapshot_key), target)
+        mount_all(self.snapshotter.mounts(rec.snapshot_key), target, idmap)
 
     def sweep_trash(self) -> None:
         """At daemon start: delete what a killed berthd's removals had left to delete."""

@@ -43,6 +43,10 @@ class PodNetwork:
     def netns_path(self, key: str) -> str:
         return os.path.join(self.base, "netns", key)
 
+    def userns_path(self, key: str) -> str:
+        """Where the user namespace of a pod that has one is pinned (create_netns with maps)."""
+        return os.path.join(self.base, "userns", key)
+
     def conflist(self) -> dict[str, Any]:
         """The node's network: the first *.conflist / *.conf / *.json of the conf dir by name."""
         return self.conflist_source()[1]
@@ -84,11 +88,15 @@ class PodNetwork:
                 ports.append(p)
         return ports
 
-    def create_netns(self, key: str) -> str:
+    def create_netns(self, key: str, maps: tuple[list[dict[str, int]], list[dict[str, int]]] | None = None) -> str:
         """The pod's network namespace at netns_path(key), `lo` up, not attached yet: the sandbox
-        container can join it while attach() runs (containerd's CRI also makes it first)."""
+        container can join it while attach() runs (containerd's CRI also makes it first). maps:
+        (uid, gid mappings) of the pod's user namespace, made with it and pinned at
+        userns_path(key): the network namespace is then that user namespace's own."""
         self.conflist()  # no network configured: refused before anything is made
         from berth.linux import netns
+        if maps is not None:
+            return netns.create_in_userns(self.netns_path(key), self.userns_path(key), *maps)
         return netns.create(self.netns_path(key))
 
     def take_netns(self) -> tuple[str, bool]:
@@ -139,9 +147,11 @@ class PodNetwork:
             self.remove_netns(key)
 
     def remove_netns(self, key: str) -> None:
-        """The namespace made by create_netns(key) goes (absent is fine)."""
+        """The namespaces made by create_netns(key) go (absent is fine)."""
         from berth.linux import netns
         netns.remove(self.netns_path(key))
+        if os.path.lexists(self.userns_path(key)):
+            netns.remove(self.userns_path(key))
 
     def attach(self, key: str, sandbox_id: str, meta: dict[str, Any],
                port_mappings: Iterable[dict[str, Any]] | None) -> tuple[str, list[str]]:
@@ -224,14 +234,15 @@ class PodNetwork:
         keys = set(live.values())
         with self._spare_lock:
             keys.update((self._spare, self._making))
-        try:
-            names = os.listdir(os.path.join(self.base, "netns"))
-        except FileNotFoundError:
-            names = []
-        from berth.linux import netns
+        names = set()
+        for kind in ("netns", "userns"):
+            try:
+                names.update(os.listdir(os.path.join(self.base, kind)))
+            except FileNotFoundError:
+                pass
         for key in names:
             if key not in keys:
-                netns.remove(self.netns_path(key))
+                self.remove_netns(key)
         return gone
 
 

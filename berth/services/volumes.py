@@ -254,7 +254,7 @@ class VolumeService:
         self.states = states if states is not None else ContainerStates(meta)  # who runs
         self._lock = threading.RLock()
         self.lock = self._lock  # held by a container create around its record (see check_exist)
-        self._rro_cache: dict[str, bool] = {}  # runtime binary -> whether it makes mounts recursively read-only
+        self._rro_cache: dict[tuple[str, str], bool] = {}  # (runtime binary, feature) -> whether it has it
 
     # --- paths, views ---
 
@@ -610,6 +610,16 @@ class VolumeService:
         """Whether the runtime makes mounts recursively read-only ("rro" in its `features`, as
         dockerd asks it) on a kernel that can (5.12 on): berth-runc does, runc 1.1 does; asked once
         per runtime binary."""
+        return self._feature(runtime, "rro", lambda f: "rro" in (f.get("mountOptions") or []))
+
+    def idmap_supported(self, runtime: str) -> bool:
+        """Whether the runtime makes idmapped mounts (its `features`' mountExtensions.idmap), on a
+        kernel that can: what a pod with a user namespace needs of it for the kubelet's volumes
+        (berth-runc does; runc 1.1 does not, 1.2 does)."""
+        return self._feature(runtime, "idmap", lambda f: bool(
+            (((f.get("linux") or {}).get("mountExtensions") or {}).get("idmap") or {}).get("enabled")))
+
+    def _feature(self, runtime: str, name: str, has: Callable[[dict], bool]) -> bool:
         if not _KERNEL_HAS_MOUNT_SETATTR:  # dockerd's rule too
             return False
         rt = self.cfg.runtimes.get(runtime)
@@ -617,15 +627,15 @@ class VolumeService:
         if os.path.basename(path) == "berth-runc":
             return True
         cache = self._rro_cache
-        if path not in cache:
+        if (path, name) not in cache:
             from berth import fastjson as json
             try:
                 p = subprocess.run([path, *(rt.args if rt is not None else []), "features"], capture_output=True,
                                    timeout=10, stdin=subprocess.DEVNULL)
-                cache[path] = "rro" in (json.loads(p.stdout or b"{}").get("mountOptions") or [])
+                cache[(path, name)] = has(json.loads(p.stdout or b"{}"))
             except (OSError, ValueError, AttributeError, subprocess.TimeoutExpired):
-                cache[path] = False
-        return cache[path]
+                cache[(path, name)] = False
+        return cache[(path, name)]
 
     def _copy_up(self, rootfs: str, dest: str, data: str) -> None:
         """The image's content at dest (resolved inside the rootfs, never out of it) into an empty

@@ -9,7 +9,12 @@ _FLAGS = {"ro": sc.MS_RDONLY, "rbind": sc.MS_BIND | sc.MS_REC, "bind": sc.MS_BIN
           "nodev": sc.MS_NODEV, "noexec": sc.MS_NOEXEC}
 
 
-def mount_all(mounts, target):
+def mount_all(mounts, target, idmap=None):
+    """The mounts at target. idmap: (a user namespace's path, the host uid and gid of its root):
+    the files are seen with their owners mapped through that namespace (a container in it sees
+    its image's root's files as its root's): each layer (a lower directory, a bind's source) is
+    an idmapped mount (mount_setattr(2)) for the overlay, which holds it once mounted; the upper
+    directory, where the container's changes go, is its root's."""
     os.makedirs(target, exist_ok=True)
     for m in mounts:
         flags = 0
@@ -21,6 +26,9 @@ def mount_all(mounts, target):
                 continue
             else:
                 data.append(o)
+        if idmap is not None:
+            _mount_idmapped(m, flags, data, target, idmap)
+            continue
         try:
             if flags & sc.MS_BIND:
                 sc.mount(m.source, target, None, flags & (sc.MS_BIND | sc.MS_REC))
@@ -30,6 +38,78 @@ def mount_all(mounts, target):
                 sc.mount(m.source, target, m.type, flags, ",".join(data) or None)
         except OSError as e:
             raise SystemError_(f"cannot mount the container's rootfs ({m.type}) on {target}: {e.strerror}") from None
+
+
+def _mount_idmapped(m, flags, data, target, idmap):
+    userns_path, uid, gid = idmap
+    what = f"cannot mount the container's rootfs ({m.type}) on {target} id-mapped"
+    userns = os.open(userns_path, os.O_RDONLY | os.O_CLOEXEC)
+    layers = os.path.join(os.path.dirname(target.rstrip("/")), ".idmapped")
+    made = []
+
+    def mapped(src, recursive=False):
+        fd = sc.open_tree(src, recursive=recursive)
+        try:
+            sc.mount_setattr(fd, sc.MOUNT_ATTR_IDMAP, 0, recursive=recursive, userns_fd=userns)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+    try:
+        if flags & sc.MS_BIND:
+            fd = mapped(m.source, bool(flags & sc.MS_REC))
+            try:
+                to = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    sc.move_mount(fd, to)
+                finally:
+                    os.close(to)
+            finally:
+                os.close(fd)
+            if flags & sc.MS_RDONLY:
+                sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
+            return
+        opts = []
+        for o in data:
+            key, _, value = o.partition("=")
+            if key == "lowerdir":
+                lowers = []
+                for i, lower in enumerate(value.split(":")):
+                    at = os.path.join(layers, str(i))
+                    os.makedirs(at, exist_ok=True)
+                    fd = mapped(lower)
+                    try:
+                        to = os.open(at, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                        try:
+                            sc.move_mount(fd, to)
+                        finally:
+                            os.close(to)
+                    finally:
+                        os.close(fd)
+                    made.append(at)
+                    lowers.append(at)
+                o = "lowerdir=" + ":".join(lowers)
+            elif key == "upperdir":
+                st = os.stat(value)
+                if (st.st_uid, st.st_gid) == (0, 0):  # (a new one: the container's root's from now on)
+                    os.chown(value, uid, gid)
+            opts.append(o)
+        sc.mount(m.source, target, m.type, flags, ",".join(opts) or None)
+    except OSError as e:
+        raise SystemError_(f"{what}: {e.strerror}") from None
+    finally:
+        os.close(userns)
+        for at in made:  # the overlay holds its layers: their mounts go from the table
+            unmount(at)
+        for at in made:
+            try:
+                os.rmdir(at)
+            except OSError:
+                pass
+        try:
+            os.rmdir(layers)
+        except OSError:
+            pass
 
 
 def detach(target):
