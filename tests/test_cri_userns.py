@@ -83,8 +83,11 @@ def test_a_pod_in_its_own_user_namespace(node, cri, tmp_path):
     vol.mkdir()
     (vol / "kubelets").write_text("a configmap's file\n")  # the host's root's
     maps = [pb.IDMapping(host_id=base, container_id=0, length=SIZE)]
+    (tmp_path / "termination-log").write_text("")
     mounts = [pb.Mount(container_path="/mapped", host_path=str(vol), uidMappings=maps, gidMappings=maps),
-              pb.Mount(container_path="/plain", host_path=str(vol))]
+              pb.Mount(container_path="/plain", host_path=str(vol)),
+              pb.Mount(container_path="/dev/termination-log", host_path=str(tmp_path / "termination-log"),
+                       uidMappings=maps, gidMappings=maps)]  # (a file, as a kubelet's)
     cid = _ctr(cri, sid, sbx, "c1", ["sleep", "600"], linux=ctr_in(nso), mounts=mounts)
     assert run(cri, cid, "cat /proc/self/uid_map /proc/self/gid_map").split() == ["0", str(base), str(SIZE)] * 2
     status = cri.PodSandboxStatus(pod_sandbox_id=sid).status
@@ -98,6 +101,8 @@ def test_a_pod_in_its_own_user_namespace(node, cri, tmp_path):
     assert run(cri, cid, "stat -c %u /mapped/kubelets /plain/kubelets") == "0\n65534\n"
     assert run(cri, cid, "echo changed > /mapped/kubelets && cat /mapped/kubelets") == "changed\n"
     assert (vol / "kubelets").stat().st_uid == 0  # on the host, still the host's root's
+    assert run(cri, cid, "echo done > /dev/termination-log && stat -c %u /dev/termination-log") == "0\n"
+    assert (tmp_path / "termination-log").read_text() == "done\n"
     # the network namespace is the pod's user namespace's own: sysfs mounted, eth0 there
     assert run(cri, cid, "ls /sys/class/net").split() == ["eth0", "lo"]
     # on the host: the container's processes are the range's first id, not root
