@@ -556,6 +556,24 @@ def test_a_user_namespace_with_binds_out_of_its_reach_and_an_oom_score(runtime, 
     assert seen[False, False] == seen[True, False] == (0, "123\n", "")
 
 
+def test_sysfs_in_a_user_namespace_on_the_hosts_network(runtime, public_dir):
+    """A new user namespace without a network namespace of its own: the kernel refuses it a
+    sysfs mount (the network namespace is not its own), and the runtime binds the host's /sys
+    read-only instead (runc 1.2's; runc 1.1 fails). berth-runc's fallback failed its remount
+    (EINVAL: the remount went to the directory under the bind)."""
+    def mutate(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"] + [{"type": "user"}]
+        for key in ("uidMappings", "gidMappings"):
+            c["linux"][key] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    c = default_config(["sh", "-c", "grep ' /sys ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1; ls /sys/class/net | grep -c ."])
+    mutate(c)
+    b = make_bundle(os.path.join(public_dir, "sys"), None, config=c)
+    p = runtime("run", "-b", b, runtime.new_id("s"))
+    assert p.returncode == 0, p.err
+    mode, links = p.out.split()
+    assert mode == "ro" and int(links) >= 1  # the host's network devices: its sysfs
+
+
 def test_join_network_and_uts_namespaces_by_path(runtime):
     a = runtime.bundle(["sleep", "30"], mutate=lambda c: c.update(hostname="alpha"))
     a_id = runtime.new_id()

@@ -300,8 +300,17 @@ def mount_entry(rootfd: int, m: dict, bundle: str, cgroup_path: str, cgroup_mode
         except PermissionError as e:
             if mtype == "sysfs" and in_userns:
                 # sysfs needs a network namespace owned by the user namespace: fall back to a bind
+                # of the host's (runc 1.2's), its flags set on the mount itself (fd is the
+                # directory under it: a remount there was EINVAL)
                 sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC)
-                remount(target, flags & ~sc.MS_REMOUNT)
+                nfd = open_in_root(rootfd, dest)
+                try:
+                    remount(_fdpath(nfd), flags & ~sc.MS_REMOUNT)
+                except OSError as e2:
+                    _mount_failed(m, source, _syscall_failed("/sys", dest, nfd, flags | sc.MS_BIND | sc.MS_REMOUNT,
+                                                             "", e2))
+                finally:
+                    os.close(nfd)
             else:
                 _mount_failed(m, source, _syscall_failed(source, dest, fd, flags & ~sc.MS_REMOUNT & ~ro_after, data, e))
         except OSError as e:
