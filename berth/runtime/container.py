@@ -1213,8 +1213,9 @@ def _runtime_side_work(config: Spec) -> bool:
 def _seccomp_notifies(config: Spec) -> bool:
     """Whether the spec's seccomp profile has SCMP_ACT_NOTIFY rules (a seccomp agent to serve)."""
     scmp = (config.get("linux") or {}).get("seccomp")
-    return isinstance(scmp, dict) and any(isinstance(c, dict) and c.get("action") == "SCMP_ACT_NOTIFY"
-                                          for c in scmp.get("syscalls") or [] if isinstance(scmp.get("syscalls"), list))
+    calls = scmp.get("syscalls") if isinstance(scmp, dict) else None
+    return isinstance(calls, list) and any(isinstance(c, dict) and c.get("action") == "SCMP_ACT_NOTIFY"
+                                           for c in calls)
 
 
 def _handing_on(ch: Channel, filt: Filter | Program | None) -> Filter | Program | None:

@@ -43,7 +43,7 @@ def idmapped_sources(config: dict, bundle: str, all_binds: bool = False) -> dict
     MOUNT_ATTR_IDMAP with a user namespace holding them): {index in mounts: fd}. Made by the
     runtime before it enters the container's user namespace, in which no mapping to the host's
     ids can be made; the init attaches them in place of the binds (mount_entry). all_binds (an
-    init that enters a user namespace): every bind's source too, as runc 1.2 opens them: once
+    init that enters a user namespace): every bind's source too, as runc opens them: once
     root there only, the init may not reach a source under a directory only the host's root can
     enter (a kubelet's pod directories)."""
     out: dict[int, int] = {}

@@ -40,32 +40,31 @@ def mount_all(mounts, target, idmap=None):
             raise SystemError_(f"cannot mount the container's rootfs ({m.type}) on {target}: {e.strerror}") from None
 
 
+def _attach(fd, path):
+    """move_mount(2) of the detached mount fd onto path (a directory or a file)."""
+    to = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        sc.move_mount(fd, to)
+    finally:
+        os.close(to)
+
+
 def _mount_idmapped(m, flags, data, target, idmap):
     userns_path, uid, gid = idmap
-    what = f"cannot mount the container's rootfs ({m.type}) on {target} id-mapped"
     userns = os.open(userns_path, os.O_RDONLY | os.O_CLOEXEC)
     layers = os.path.join(os.path.dirname(target.rstrip("/")), ".idmapped")
-    made = []
+    dirs, attached = [], []
 
-    def mapped(src, recursive=False):
+    def mapped(src, at, recursive=False):
         fd = sc.open_tree(src, recursive=recursive)
         try:
             sc.mount_setattr(fd, sc.MOUNT_ATTR_IDMAP, 0, recursive=recursive, userns_fd=userns)
-            return fd
-        except BaseException:
+            _attach(fd, at)
+        finally:
             os.close(fd)
-            raise
     try:
         if flags & sc.MS_BIND:
-            fd = mapped(m.source, bool(flags & sc.MS_REC))
-            try:
-                to = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-                try:
-                    sc.move_mount(fd, to)
-                finally:
-                    os.close(to)
-            finally:
-                os.close(fd)
+            mapped(m.source, target, bool(flags & sc.MS_REC))
             if flags & sc.MS_RDONLY:
                 sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
             return
@@ -77,16 +76,9 @@ def _mount_idmapped(m, flags, data, target, idmap):
                 for i, lower in enumerate(value.split(":")):
                     at = os.path.join(layers, str(i))
                     os.makedirs(at, exist_ok=True)
-                    fd = mapped(lower)
-                    try:
-                        to = os.open(at, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-                        try:
-                            sc.move_mount(fd, to)
-                        finally:
-                            os.close(to)
-                    finally:
-                        os.close(fd)
-                    made.append(at)
+                    dirs.append(at)
+                    mapped(lower, at)
+                    attached.append(at)
                     lowers.append(at)
                 o = "lowerdir=" + ":".join(lowers)
             elif key == "upperdir":
@@ -96,20 +88,17 @@ def _mount_idmapped(m, flags, data, target, idmap):
             opts.append(o)
         sc.mount(m.source, target, m.type, flags, ",".join(opts) or None)
     except OSError as e:
-        raise SystemError_(f"{what}: {e.strerror}") from None
+        raise SystemError_(f"cannot mount the container's rootfs ({m.type}) on {target} id-mapped: "
+                           f"{e.strerror}") from None
     finally:
         os.close(userns)
-        for at in made:  # the overlay holds its layers: their mounts go from the table
+        for at in attached:  # the overlay holds its layers: their mounts go from the table
             unmount(at)
-        for at in made:
+        for at in dirs + [layers] if dirs else ():
             try:
                 os.rmdir(at)
             except OSError:
                 pass
-        try:
-            os.rmdir(layers)
-        except OSError:
-            pass
 
 
 def detach(target):
