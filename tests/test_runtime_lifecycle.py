@@ -498,8 +498,10 @@ def test_run_no_subreaper_and_a_shared_pid_namespace_as_runc(runtime, runc):
     re-parents the orphan to itself (a subreaper), or not with --no-subreaper, as runc; and the
     container's end takes the orphan and the cgroup with it (berth-runc left both: the orphan
     running on and the cgroup's removal failing busy)."""
-    script = ("(sleep 30 &); sleep 0.3; for d in /proc/[0-9]*; do grep -q '^sleep.30' $d/cmdline 2>/dev/null && "
-              "grep PPid $d/status && echo ${d#/proc/} > /tmp/orphan; done; true")
+    # (the container sees every process of the host: its orphan's command line is its own, not a
+    # `sleep 30` or `sleep 300` another test's container runs meanwhile)
+    script = ("(sleep 29.1357 &); sleep 0.3; for d in /proc/[0-9]*; do grep -q '^sleep.29\\.1357.$' $d/cmdline "
+              "2>/dev/null && grep PPid $d/status && echo ${d#/proc/} > /tmp/orphan; done; true")
 
     def no_pidns(c):
         c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "pid"]
