@@ -873,3 +873,25 @@ def test_connects_a_network_mode_forbids_are_400s_as_dockerd(d):
             assert (e.value.status_code, e.value.explanation) == (400, words)
     finally:
         api.close()
+
+
+@pytest.mark.parametrize("driver", ["macvlan", "ipvlan"])
+def test_a_parent_that_is_not_there_is_read_as_dockerd_reads_it(d, driver):
+    """A -o parent the host lacks is a VLAN subinterface to dockerd (name.vlan_id): its refusals
+    of a malformed one, or of one whose interface is missing, in its words (compared with
+    dockerd 20.10: the macvlan driver's "does was" is its own); nothing made. berthd said only
+    "no such network interface on the host"."""
+    base = "lo"  # there on every host
+    cases = [("nope" + os.urandom(2).hex(), "invalid subinterface vlan name {p}, example formatting is eth0.10"),
+             (f"{base}.x", "unable to parse a valid vlan id from: x (ex. eth0.10 for vlan 10)"),
+             (f"{base}.1.2", "required interface name format is: name.vlan_id, ex. eth0.10 for vlan 10, instead "
+                             f"received {base}.1.2"),
+             ("nope0.5", "-o parent interface " + ("does was" if driver == "macvlan" else "was")
+              + " not found on the host: nope0"),
+             (f"{base}.5000", "vlan id must be between 1-4094, received: 5000")]
+    before = d.docker("network", "ls", "-q").out.split()
+    for parent, words in cases:
+        p = d.docker("network", "create", "-d", driver, "--subnet", "10.251.77.0/24", "-o", f"parent={parent}",
+                     "vl-" + driver)
+        assert p.returncode == 1 and p.err.strip() == "Error response from daemon: " + words.format(p=parent), p.err
+    assert d.docker("network", "ls", "-q").out.split() == before

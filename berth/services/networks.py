@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import secrets
 import socket
 import threading
@@ -231,10 +232,7 @@ class NetworkService:
                     raise InvalidArgument(f"no matching subnet for range {ip_range}")
             parent = options.get("parent", "")
             if driver in ("macvlan", "ipvlan"):
-                if not parent:
-                    raise InvalidArgument(f"the {driver} driver needs a parent interface: -o parent=<interface>")
-                if not os.path.exists(f"/sys/class/net/{parent}"):
-                    raise InvalidArgument(f"-o parent={parent}: no such network interface on the host")
+                _check_parent(driver, parent)
             v6 = self._v6(subnet6, gateway6, ip_range6, ipv6)
             aux = _aux(aux, net, gw, v6)
             nid = secrets.token_hex(32)
@@ -892,6 +890,35 @@ def _until(v: str) -> str:
     except ValueError:
         return v
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+
+
+def _check_parent(driver: str, parent: str) -> None:
+    """A macvlan or ipvlan network's -o parent: an interface of the host. One that is not there
+    is read as dockerd reads it, a VLAN subinterface to make (name.vlan_id), and refused in its
+    words where that is malformed or its interface missing; a well-formed one berthd does not
+    make (dockerd makes it, and a dummy parent when none is given)."""
+    if not parent:
+        raise InvalidArgument(f"the {driver} driver needs a parent interface: -o parent=<interface> (berthd makes "
+                              "no dummy interface for it)")
+    if os.path.exists(f"/sys/class/net/{parent}"):
+        return
+    if "." not in parent:
+        raise InvalidArgument(f"invalid subinterface vlan name {parent}, example formatting is eth0.10")
+    parts = parent.split(".")
+    if len(parts) != 2:
+        raise InvalidArgument(f"required interface name format is: name.vlan_id, ex. eth0.10 for vlan 10, instead "
+                              f"received {parent}")
+    base, vid = parts
+    if not re.fullmatch(r"[+-]?[0-9]+", vid):  # (Go's strconv.Atoi)
+        raise InvalidArgument(f"unable to parse a valid vlan id from: {vid} (ex. eth0.10 for vlan 10)")
+    if not base or not os.path.exists(f"/sys/class/net/{base}"):
+        # (dockerd's macvlan driver words it "does was not found", its ipvlan one as here)
+        raise InvalidArgument(f"-o parent interface {'does was' if driver == 'macvlan' else 'was'} not found on "
+                              f"the host: {base}")
+    if not 1 <= int(vid) <= 4094:
+        raise InvalidArgument(f"vlan id must be between 1-4094, received: {int(vid)}")
+    raise InvalidArgument(f"-o parent={parent}: no such network interface on the host (berthd does not make VLAN "
+                          f"subinterfaces: ip link add link {base} name {parent} type vlan id {int(vid)})")
 
 
 def endpoint_id(network_id: str, cid: str) -> str:
