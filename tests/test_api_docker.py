@@ -201,6 +201,14 @@ def test_docker_tag_and_rmi(berthd):
     p = berthd.docker("rmi", "hello-world")
     assert p.returncode == 1 and "No such image: hello-world" in p.err
 
+    # --no-prune keeps an image's untagged parent images (dockerd's): its layers go all the same,
+    # listed as with rmi alone (berthd left them behind, unlisted)
+    berthd.docker("load", "-i", HELLO, check=True)
+    p = berthd.docker("rmi", "--no-prune", "hello-world", check=True)
+    assert p.out.splitlines()[1:] == [f"Deleted: {HELLO_ID}", p.out.splitlines()[-1]]
+    assert p.out.splitlines()[-1].startswith("Deleted: sha256:") and len(p.out.splitlines()) == 3
+    assert os.listdir(os.path.join(berthd.root, "snapshots", "overlayfs", "snapshots")) == []
+
 
 def test_docker_pull_from_local_registry(berthd, registry):
     name = f"{registry.addr}/dockercli/busybox-layers:v1"

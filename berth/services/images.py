@@ -489,9 +489,10 @@ class ImageService(RegistryOps, ArchiveOps):
                 if not is_untagged_name(n) and {"Untagged": familiar(n)} not in result:
                     result.append({"Untagged": familiar(n)})
         result.append({"Deleted": r.config_digest})
-        if not noprune:
-            report = self.collect()
-            result += _deleted_layers(r, {key for _, key in report.snapshots}, set(report.content))
+        # its layers go with it, noprune or not: dockerd's noprune keeps an image's untagged
+        # parent images, which images here do not have (they left the layers behind)
+        report = self.collect()
+        result += _deleted_layers(r, {key for _, key in report.snapshots}, set(report.content))
         return result
 
     def collect(self) -> Any:
