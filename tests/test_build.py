@@ -877,3 +877,43 @@ def test_same_config_as_buildah_bud(eng, buildah, tmp_path, files):
         assert mine.pop("Cmd") == ["/bin/sh", "-xc", "echo shell-form"]
         assert other.pop("Cmd") == ["/bin/sh", "-c", "echo shell-form"]
     assert mine == other
+
+
+# what dockerd 20.10's classic builder showed for this context (built side by side in session 45)
+HASHED_CONTEXT = {
+    "Dockerfile": "FROM busybox-layers:1 AS one\nCOPY a.txt /x/\nCOPY sub /s/\nCOPY *.txt /m/\nCOPY . /all/\n"
+                  "ADD b.txt /b\nFROM busybox-layers:1\nCOPY --from=one /s /s2\nCOPY --from=one /x/a.txt /a\n",
+    "a.txt": "a\n", "b.txt": "b\n", "sub/run.sh": "#!/bin/sh\necho x\n", "sub/deep/d": "d\n",
+}
+DOCKERD_HASHES = [
+    "COPY file:4e3895988ef625407f318a8bdee5d9f863aaa3100391d8de4e1d38e0c73558da in /a ",
+    "COPY dir:400bf2df0625cbf58187987b7226c5128a653d27b8982e9df3db592e7ed96e58 in /s2 ",
+    "ADD file:8346c288c574467d6f3039449e393268193a19ab233569eae61383976fb3ba8c in /b ",
+    "COPY dir:dadf49dacf5c181d449c5c96f961fc289f59b1c96f50ad96c1faff24dc338eae in /all/ ",
+    "COPY multi:59e3963f5e7d6137120d6afcd1a6ca6a02dfe35f6ed41d7b8cbee2bf80896577 in /m/ ",
+    "COPY dir:33264107fae66e0c734b2befa7f32c78eb8082985c3c0f38cc1529137139efc3 in /s/ ",
+    "COPY file:a596f0888def06c3cad1442667ede22d419985a1c8a3155b838b650c4cf52ecc in /x/ ",
+]
+
+
+def test_copy_sources_hash_as_dockerd(eng, tmp_path):
+    """The hash a COPY/ADD step shows in the history (docker history, the image's history), as
+    dockerd's classic builder computes it for the same files: a context file's tarsum (its
+    client's tar header, no mtime, then the content), a directory's sorted sums of itself and
+    what is under it, a symlink's that of what it leads to (a dangling one's name: the context's
+    own, a stage's target), several sources' "multi" of their hashes; a stage's files with the
+    header dockerd makes (type bits, the host's names of the owners). berthd's hashes were its own."""
+    ctx = write(tmp_path / "ctx", HASHED_CONTEXT)
+    for d in ("", "sub", "sub/deep"):
+        os.chmod(os.path.join(ctx, d), 0o755)
+    for f in HASHED_CONTEXT:
+        os.chmod(os.path.join(ctx, f), 0o755 if f.endswith(".sh") else 0o644)
+    os.symlink("../a.txt", os.path.join(ctx, "sub", "lnk"))
+    r = eng.docker("build", "-q", "-t", "hashed:1", ctx, env=eng.env(**NO_BUILDKIT))
+    assert r.returncode == 0, r.err
+    r = eng.docker("build", "-q", "-t", "hashed-one:1", "--target", "one", ctx, env=eng.env(**NO_BUILDKIT))
+    assert r.returncode == 0, r.err
+    got = [h.replace("/bin/sh -c #(nop) ", "") for h in history(eng, "hashed:1") + history(eng, "hashed-one:1")
+           if "COPY" in h or "ADD" in h]
+    got = [h for h in got if not h.startswith("COPY dir:637c65f4")]  # (the fixture's own layer)
+    assert got == DOCKERD_HASHES

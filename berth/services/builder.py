@@ -39,8 +39,8 @@ from berth.images.stream import Prefixed
 from berth.linux.paths import resolve_in
 from berth.services import layers
 from berth.services.buildcache import BuildCache
-from berth.services.buildfs import (_copy_into, _hash_tree, _ids, _is_archive, _is_local_archive, _mkdir_all,
-                                    _read_exact)
+from berth.services.buildfs import (_copy_into, _ids, _is_archive, _is_local_archive, _mkdir_all, _read_exact,
+                                    source_hash)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
@@ -833,14 +833,12 @@ class _Job:
                 sources += self._match_sources(root, s, from_context=src_from is None)
             if not sources:
                 raise InvalidArgument(f"{name} failed: no source files were specified")
-            h = hashlib.sha256()
-            for rel, host in sources:
-                _hash_tree(h, rel, host)
-            digest = h.hexdigest()
-            if len(sources) > 1:
-                kind = "multi"
+            # dockerd's hashes: the history shows the same for the same files
+            hashes = [source_hash(root, host, src_from is None) for _, host in sources]
+            if len(hashes) > 1:
+                kind, digest = "multi", hashlib.sha256(",".join(hashes).encode()).hexdigest()
             else:
-                kind = "dir" if os.path.isdir(sources[0][1]) else "file"
+                kind, _, digest = hashes[0].partition(":")
             wd = st.config.get("WorkingDir") or "/"
             dest_abs = dest  # docker's normalizeDest: relative to WORKDIR, cleaned, the trailing / kept
             if not dest.startswith("/"):

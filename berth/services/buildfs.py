@@ -4,6 +4,7 @@ user and group names read from the image's /etc/passwd and /etc/group."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import shutil
@@ -45,21 +46,69 @@ def _is_archive(head: bytes) -> bool:
         return False
 
 
-def _hash_tree(h: hashlib._Hash, rel: str, host: str) -> None:
-    st = os.lstat(host)
-    h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
-    if stat.S_ISLNK(st.st_mode):
-        h.update(os.readlink(host).encode())
-    elif stat.S_ISREG(st.st_mode):
-        with open(host, "rb") as f:
-            while True:
-                c = f.read(1 << 20)
-                if not c:
-                    break
+def _host_name(db: str, ident: int) -> str:
+    """The host's name of a uid (db "pwd") or gid ("grp"), "" without one (Go's user lookups)."""
+    import grp
+    import pwd
+    try:
+        return pwd.getpwuid(ident).pw_name if db == "pwd" else grp.getgrgid(ident).gr_name
+    except (KeyError, OverflowError):
+        return ""
+
+
+def _tarsum(name: str, path: str, st: os.stat_result, daemons: bool) -> str:
+    """dockerd's classic builder's sum of one file of a COPY/ADD source (tarsum v1's header: name,
+    mode, owner, size, type, link, device, not the mtime; then the content). daemons: a stage's or
+    image's file, whose header dockerd makes itself: the mode with the file's type, the owners'
+    names as the host names them; a context's comes from the client's tar, without either."""
+    m = st.st_mode
+    size, link, major, minor = 0, "", 0, 0
+    if stat.S_ISDIR(m):
+        kind, name = "5", name.rstrip("/") + "/"
+    elif stat.S_ISLNK(m):
+        kind, link = "2", os.readlink(path)
+    elif stat.S_ISREG(m):
+        kind, size = "0", st.st_size
+    else:
+        kind = {stat.S_IFCHR: "3", stat.S_IFBLK: "4", stat.S_IFIFO: "6"}.get(stat.S_IFMT(m), "0")
+        if kind in ("3", "4"):
+            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    mode = stat.S_IMODE(m) | (stat.S_IFMT(m) if daemons else 0)
+    uname = _host_name("pwd", st.st_uid) if daemons else ""
+    gname = _host_name("grp", st.st_gid) if daemons else ""
+    h = hashlib.sha256()
+    for key, value in (("name", name), ("mode", mode), ("uid", st.st_uid), ("gid", st.st_gid), ("size", size),
+                       ("typeflag", kind), ("linkname", link), ("uname", uname), ("gname", gname),
+                       ("devmajor", major), ("devminor", minor)):
+        h.update(f"{key}{value}".encode("utf-8", "surrogateescape"))
+    try:
+        h.update(b"security.capability" + os.getxattr(path, "security.capability", follow_symlinks=False))
+    except OSError:
+        pass
+    if kind == "0":
+        with open(path, "rb") as f:
+            while c := f.read(1 << 20):
                 h.update(c)
-    elif stat.S_ISDIR(st.st_mode):
-        for name in sorted(os.listdir(host)):
-            _hash_tree(h, f"{rel}/{name}", os.path.join(host, name))
+    return h.hexdigest()
+
+
+def source_hash(root: str, host: str, from_context: bool = True) -> str:
+    """The hash dockerd's classic builder shows for a COPY/ADD source in the step's history, the
+    same for the same files: "file:<sum>", or "dir:<its paths' sums, sorted>". As dockerd's, a
+    path's sum is that of what it leads to (symlinks followed inside root); one that leads nowhere
+    is its name (a context's), or the name of where it leads (a stage's: dockerd's two sources)."""
+    def sum_of(path: str) -> str:
+        rel = os.path.relpath(path, root)
+        full = resolve_in(root, rel)
+        if not os.path.lexists(full):
+            return rel if from_context else os.path.relpath(full, root)
+        return _tarsum(os.path.relpath(full, root), full, os.lstat(full), not from_context)
+    if not os.path.isdir(host):
+        return "file:" + sum_of(host)
+    sums = [] if os.path.samefile(host, root) else [sum_of(host)]
+    for dirpath, dirnames, filenames in os.walk(host):
+        sums += [sum_of(os.path.join(dirpath, n)) for n in dirnames + filenames]
+    return "dir:" + hashlib.sha256(",".join(sorted(sums)).encode()).hexdigest()
 
 
 def _lookup(rootfs: str, file: str, name: str) -> tuple[int | None, int | None]:
