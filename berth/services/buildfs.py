@@ -4,6 +4,7 @@ user and group names read from the image's /etc/passwd and /etc/group."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import posixpath
@@ -46,6 +47,7 @@ def _is_archive(head: bytes) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=1024)
 def _host_name(db: str, ident: int) -> str:
     """The host's name of a uid (db "pwd") or gid ("grp"), "" without one (Go's user lookups)."""
     import grp
