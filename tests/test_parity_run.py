@@ -2776,6 +2776,40 @@ def test_archives_write_file_type_bits_in_modes_as_dockerd(eng, peer):
     assert cp["d"] == "0040755" and cp["d/f"] == "0104750" and cp["d/l"] == "0120777" and cp["d/p"] == "0010644", cp
 
 
+def test_archives_name_the_owners_as_dockerd(eng, peer):
+    """The user and group names in the headers of docker cp's and export's tars (those the
+    container's /etc/passwd and /etc/group give, with what the host's name service adds there:
+    dockerd makes them in the container's root) and of a committed layer (the host's: dockerd
+    makes it in its own process), side by side with dockerd 20.10. berth wrote none."""
+    import gzip
+    import io
+    import tarfile
+    script = ("mkdir /d && for f in a b c e; do echo $f > /d/$f; done && ln -s a /d/l && chown 1000:1000 /d/a"
+              " && chown 4242:0 /d/b && chown 65534:65534 /d/c && echo 'u7:x:7:7::/:/bin/sh' >> /etc/passwd"
+              " && echo 'g7:x:7:' > /etc/group && chown 7:7 /d/e")
+
+    def names(data, prefix):
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            return sorted((m.name.rstrip("/"), m.uname, m.gname) for m in tf if m.name.startswith(prefix))
+    seen = []
+    for d in (eng, peer):
+        name = _name("own")
+        try:
+            d.docker("run", "--name", name, "--network", "none", IMAGE, "sh", "-c", script, check=True)
+            cp = names(d.docker("cp", f"{name}:/d", "-", check=True).stdout, "d")
+            export = names(d.docker("export", name, check=True).stdout, "d/")
+            d.docker("commit", name, f"{name}:1", check=True)
+            saved = tarfile.open(fileobj=io.BytesIO(d.docker("save", f"{name}:1", check=True).stdout))
+            layer = saved.extractfile(json.load(saved.extractfile("manifest.json"))[0]["Layers"][-1]).read()
+            seen.append((cp, export, names(gzip.decompress(layer) if layer[:2] == b"\x1f\x8b" else layer, "d")))
+        finally:
+            d.docker("rm", "-f", name)
+            d.docker("rmi", f"{name}:1")
+    assert seen[0] == seen[1], seen
+    cp = {n: (u, g) for n, u, g in seen[0][0]}
+    assert cp["d"] == ("root", "root") and cp["d/e"] == ("u7", "g7") and cp["d/b"] == ("", "root"), cp
+
+
 def _side_by_side(eng, peer, cases, cleanup, output_of=()):
     """Each docker command of cases against berthd, then dockerd: (command, exit code, the daemon's
     error line, its output where the command's verb is in output_of); cleanup(d) after each."""

@@ -16,6 +16,7 @@ Pure file-system code over directory fds: no daemon, no HTTP; the CLI may import
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import posixpath
 import stat
@@ -128,6 +129,9 @@ def stat_header(name: str, st: os.stat_result, type_: bytes | None = None,
     return ti
 
 
+_stat_header = stat_header
+
+
 def copy_member(tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
     """Write the data of the regular-file member m (of a tar read as a stream) into fd."""
     src = tf.extractfile(m)
@@ -146,12 +150,88 @@ def _tar_header(ti: tarfile.TarInfo) -> bytes:
     return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | None = None) -> Iterator[bytes]:
+def owner_names(rootfd: int) -> Callable[[int, int], tuple[str, str]]:
+    """(user name, group name) of a uid and gid as a container's /etc/passwd and /etc/group
+    (inside the root rootfd) name them, "" for what they lack: the owners' names dockerd's
+    archives of a container carry (it makes them in the container's root, where its lookups
+    read those files)."""
+    def table(path: str) -> dict[int, str]:
+        out: dict[int, str] = {}
+        try:
+            fd = open_in_root(rootfd, path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return out
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return out
+            data = b""
+            while len(data) < 4 << 20 and (chunk := os.read(fd, 1 << 16)):
+                data += chunk
+        except OSError:
+            return out
+        finally:
+            os.close(fd)
+        for line in data.decode("utf-8", "surrogateescape").splitlines():
+            parts = line.split(":")
+            if len(parts) >= 3 and parts[0] and parts[2].isdigit():
+                out.setdefault(int(parts[2]), parts[0])  # (the first entry of an id, as a lookup finds it)
+        return out
+    users, groups = table("/etc/passwd"), table("/etc/group")
+    # and what the host's name service adds there: dockerd's lookups, made in the container's
+    # root, keep the modules its nsswitch.conf loaded; systemd's makes up root and nobody
+    # (Debian's name for the group: nogroup)
+    for db, made, into in (("passwd", {0: "root", 65534: "nobody"}, users),
+                           ("group", {0: "root", 65534: "nogroup"}, groups)):
+        if "systemd" in _nss_sources(db):
+            for ident, nm in made.items():
+                into.setdefault(ident, nm)
+    return lambda uid, gid: (users.get(uid, ""), groups.get(gid, ""))
+
+
+@functools.lru_cache(maxsize=4096)
+def host_names(uid: int, gid: int) -> tuple[str, str]:
+    """The host's names of a uid and gid ("" for none): what dockerd's own lookups give."""
+    import grp
+    import pwd
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        user = ""
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except (KeyError, OverflowError):
+        group = ""
+    return user, group
+
+
+def _nss_sources(db: str) -> list[str]:
+    """The host's /etc/nsswitch.conf sources of a database ("passwd", "group")."""
+    try:
+        with open("/etc/nsswitch.conf") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key.strip() == db:
+                    return [w for w in rest.split("#")[0].split() if not w.startswith("[")]
+    except OSError:
+        pass
+    return []
+
+
+def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | None = None,
+               names: Callable[[int, int], tuple[str, str]] | None = None) -> Iterator[bytes]:
     """Yield a tar (bytes chunks) of the entry `name` in the directory fd pfd ("." for pfd
     itself), entries named arcname[/...]. Never follows a symlink; a file that changes size
     while read is cut or zero-padded to the size in its header. stop(fd): a directory for which
-    it says True is written without its contents."""
+    it says True is written without its contents. names: the owners' names of each entry (see
+    owner_names); none without."""
     links = {}
+    if names is not None:
+        def stat_header(arc: str, st: os.stat_result, type_: bytes | None = None) -> tarfile.TarInfo:
+            ti = _stat_header(arc, st, type_)
+            ti.uname, ti.gname = names(ti.uid, ti.gid)
+            return ti
+    else:
+        stat_header = _stat_header
 
     def entry(dfd: int, nm: str, arc: str) -> Iterator[bytes]:
         try:

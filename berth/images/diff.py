@@ -41,7 +41,7 @@ import tarfile
 import zlib
 from collections.abc import Callable
 
-from berth.archive.tar import CAP_XATTR, PAX_XATTR, pax_value, stat_header
+from berth.archive.tar import CAP_XATTR, PAX_XATTR, host_names, pax_value, stat_header
 from berth.errors import BerthError
 from berth.oci import mediatypes as mt
 
@@ -82,7 +82,11 @@ class TarWriter:
         self.count = 0
 
     def _header(self, name: str, st: os.stat_result, type_: bytes, mode: int | None = None) -> tarfile.TarInfo:
-        return stat_header(name, st, type_, mode)
+        ti = stat_header(name, st, type_, mode)
+        # the owners' names as the host names them, as dockerd's layer diffs carry them (made in
+        # its own process: its lookups are the host's), whiteouts and opaque markers too
+        ti.uname, ti.gname = host_names(st.st_uid, st.st_gid)
+        return ti
 
     def add(self, rel: str, path: str, st: os.stat_result) -> None:
         """One filesystem entry (never followed) at ``rel``."""

@@ -311,10 +311,12 @@ def get_archive(svc: ContainerService, ns: str, ref: str, path: str) -> Archive:
         rootfd = stack.enter_context(container_root(svc, ns, rec))
         info, st, fd, base, name = _stat_at(rootfd, path, ref)
         stack.callback(os.close, fd)
+        from berth.archive.tar import owner_names
+        names = owner_names(rootfd)  # (the owners' names as the container's files give them, dockerd's)
         if base is None:  # followed: fd is the object itself (a directory)
-            chunks = tar_stream(fd, ".", name, stop=_pseudo)
+            chunks = tar_stream(fd, ".", name, stop=_pseudo, names=names)
         else:
-            chunks = tar_stream(fd, base, name, stop=_pseudo)  # /proc, /sys: their directories alone
+            chunks = tar_stream(fd, base, name, stop=_pseudo, names=names)  # /proc, /sys: their directories alone
         svc.events.container(ns, rec, "archive-path", path=path)
         return Archive(stack, info, chunks)
     except BaseException:

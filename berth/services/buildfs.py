@@ -4,7 +4,6 @@ user and group names read from the image's /etc/passwd and /etc/group."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import posixpath
@@ -12,6 +11,7 @@ import shutil
 import stat
 import tarfile
 
+from berth.archive.tar import host_names
 from berth.errors import InvalidArgument
 from berth.linux.paths import read_in_root, resolve_in
 
@@ -47,17 +47,6 @@ def _is_archive(head: bytes) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=1024)
-def _host_name(db: str, ident: int) -> str:
-    """The host's name of a uid (db "pwd") or gid ("grp"), "" without one (Go's user lookups)."""
-    import grp
-    import pwd
-    try:
-        return pwd.getpwuid(ident).pw_name if db == "pwd" else grp.getgrgid(ident).gr_name
-    except (KeyError, OverflowError):
-        return ""
-
-
 def _tarsum(name: str, path: str, st: os.stat_result, daemons: bool) -> str:
     """dockerd's classic builder's sum of one file of a COPY/ADD source (tarsum v1's header: name,
     mode, owner, size, type, link, device, not the mtime; then the content). daemons: a stage's or
@@ -76,8 +65,7 @@ def _tarsum(name: str, path: str, st: os.stat_result, daemons: bool) -> str:
         if kind in ("3", "4"):
             major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
     mode = stat.S_IMODE(m) | (stat.S_IFMT(m) if daemons else 0)
-    uname = _host_name("pwd", st.st_uid) if daemons else ""
-    gname = _host_name("grp", st.st_gid) if daemons else ""
+    uname, gname = host_names(st.st_uid, st.st_gid) if daemons else ("", "")
     h = hashlib.sha256()
     for key, value in (("name", name), ("mode", mode), ("uid", st.st_uid), ("gid", st.st_gid), ("size", size),
                        ("typeflag", kind), ("linkname", link), ("uname", uname), ("gname", gname),

@@ -50,10 +50,13 @@ def export(svc: ContainerService, ns: str, ref: str) -> Archive:
         dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=rootfd)
         stack.callback(os.close, dfd)
 
+        from berth.archive.tar import owner_names
+        names = owner_names(rootfd)  # (the owners' names as the container's files give them, dockerd's)
+
         def chunks() -> Iterator[bytes]:
             for name in sorted(os.listdir(dfd)):
                 prev = None
-                for c in tar_stream(dfd, name, name):
+                for c in tar_stream(dfd, name, name, names=names):
                     if prev is not None:
                         yield prev
                     prev = c  # the last chunk of each stream is its end-of-archive blocks: dropped
