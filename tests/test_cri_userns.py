@@ -15,7 +15,7 @@ import tempfile
 import grpc
 import pytest
 from daemon_fixtures import DATA
-from test_cri import Node, _ctr, _pod
+from test_cri import Node, _ctr, _pod, cri  # noqa: F401 (cri: a fixture, on this module's node)
 
 from berth.cri import api_pb2 as pb
 
@@ -36,16 +36,6 @@ def node():
     finally:
         n.cleanup()
         shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-def cri(node):
-    c = node.client()
-    yield c
-    for s in c.ListPodSandbox().items:
-        c.StopPodSandbox(pod_sandbox_id=s.id)
-        c.RemovePodSandbox(pod_sandbox_id=s.id)
-    c.close()
 
 
 def userns(base, mode=pb.POD, **nso):

@@ -2744,33 +2744,37 @@ def test_cp_of_a_running_containers_root_and_its_owners_as_dockerd(eng, peer, tm
     assert seen[0][2][:4] == ["1234:5678 /in1", "1234:5678 /in1/f", "1234:5678 /in2", "1234:5678 /in2/f"], seen
 
 
+def _three_archives(d, prefix, script):
+    """The tars of a container that ran script: docker cp's of /d, export's, and the top layer of
+    its commit (as saved; berth saves the layer blob as stored, gzip, dockerd 20.10 the tar)."""
+    import gzip
+    import io
+    import tarfile
+    name = _name(prefix)
+    try:
+        d.docker("run", "--name", name, "--network", "none", IMAGE, "sh", "-c", script, check=True)
+        cp = d.docker("cp", f"{name}:/d", "-", check=True).stdout
+        export = d.docker("export", name, check=True).stdout
+        d.docker("commit", name, f"{name}:1", check=True)
+        saved = tarfile.open(fileobj=io.BytesIO(d.docker("save", f"{name}:1", check=True).stdout))
+        layer = saved.extractfile(json.load(saved.extractfile("manifest.json"))[0]["Layers"][-1]).read()
+        return cp, export, gzip.decompress(layer) if layer[:2] == b"\x1f\x8b" else layer
+    finally:
+        d.docker("rm", "-f", name)
+        d.docker("rmi", f"{name}:1")
+
+
 def test_archives_write_file_type_bits_in_modes_as_dockerd(eng, peer):
     """docker cp's and export's tars and a committed layer carry the file's type bits in each
     header's mode field beside the permissions (0100644, 040755, 0120777: moby's archive puts back
     what Go 1.9's archive/tar dropped), a whiteout and an opaque marker none, side by side with
     dockerd 20.10."""
-    import gzip
-    import io
-    import tarfile
     script = ("mkdir -p /d/e && echo x > /d/f && chmod 4750 /d/f && ln -s f /d/l && ln /d/f /d/h && mkfifo /d/p"
               " && rm /data/link && rm -rf /data/sub && mkdir /data/sub && touch /data/sub/n")
     seen = []
     for d in (eng, peer):
-        name = _name("tar")
-        try:
-            d.docker("run", "--name", name, "--network", "none", IMAGE, "sh", "-c", script, check=True)
-            cp = _tar_modes(d.docker("cp", f"{name}:/d", "-", check=True).stdout, "d/")
-            export = _tar_modes(d.docker("export", name, check=True).stdout, "d/")
-            d.docker("commit", name, f"{name}:1", check=True)
-            saved = tarfile.open(fileobj=io.BytesIO(d.docker("save", f"{name}:1", check=True).stdout))
-            top = json.load(saved.extractfile("manifest.json"))[0]["Layers"][-1]
-            layer = saved.extractfile(top).read()
-            if layer[:2] == b"\x1f\x8b":  # berth saves the layer blob as stored (gzip), dockerd 20.10 the tar
-                layer = gzip.decompress(layer)
-            seen.append((cp, export, _tar_modes(layer, "d/"), _tar_modes(layer, "data/")))
-        finally:
-            d.docker("rm", "-f", name)
-            d.docker("rmi", f"{name}:1")
+        cp, export, layer = _three_archives(d, "tar", script)
+        seen.append((_tar_modes(cp, "d/"), _tar_modes(export, "d/"), _tar_modes(layer, "d/"), _tar_modes(layer, "data/")))
     assert seen[0] == seen[1], seen
     cp = dict((n, m) for n, m, _ in seen[0][0])
     assert cp["d"] == "0040755" and cp["d/f"] == "0104750" and cp["d/l"] == "0120777" and cp["d/p"] == "0010644", cp
@@ -2781,7 +2785,6 @@ def test_archives_name_the_owners_as_dockerd(eng, peer):
     container's /etc/passwd and /etc/group give, with what the host's name service adds there:
     dockerd makes them in the container's root) and of a committed layer (the host's: dockerd
     makes it in its own process), side by side with dockerd 20.10. berth wrote none."""
-    import gzip
     import io
     import tarfile
     script = ("mkdir /d && for f in a b c e; do echo $f > /d/$f; done && ln -s a /d/l && chown 1000:1000 /d/a"
@@ -2793,18 +2796,8 @@ def test_archives_name_the_owners_as_dockerd(eng, peer):
             return sorted((m.name.rstrip("/"), m.uname, m.gname) for m in tf if m.name.startswith(prefix))
     seen = []
     for d in (eng, peer):
-        name = _name("own")
-        try:
-            d.docker("run", "--name", name, "--network", "none", IMAGE, "sh", "-c", script, check=True)
-            cp = names(d.docker("cp", f"{name}:/d", "-", check=True).stdout, "d")
-            export = names(d.docker("export", name, check=True).stdout, "d/")
-            d.docker("commit", name, f"{name}:1", check=True)
-            saved = tarfile.open(fileobj=io.BytesIO(d.docker("save", f"{name}:1", check=True).stdout))
-            layer = saved.extractfile(json.load(saved.extractfile("manifest.json"))[0]["Layers"][-1]).read()
-            seen.append((cp, export, names(gzip.decompress(layer) if layer[:2] == b"\x1f\x8b" else layer, "d")))
-        finally:
-            d.docker("rm", "-f", name)
-            d.docker("rmi", f"{name}:1")
+        cp, export, layer = _three_archives(d, "own", script)
+        seen.append((names(cp, "d"), names(export, "d/"), names(layer, "d")))
     assert seen[0] == seen[1], seen
     cp = {n: (u, g) for n, u, g in seen[0][0]}
     assert cp["d"] == ("root", "root") and cp["d/e"] == ("u7", "g7") and cp["d/b"] == ("", "root"), cp

@@ -23,7 +23,7 @@ import stat
 import tarfile
 
 from berth.errors import InvalidArgument, SystemError_
-from berth.linux.paths import ensure_in_root, open_in_root
+from berth.linux.paths import ensure_in_root, open_in_root, read_in_rootfd
 
 TYPE_CHECKING = False  # no typing at run time: `berth cp` imports this
 if TYPE_CHECKING:
@@ -129,9 +129,6 @@ def stat_header(name: str, st: os.stat_result, type_: bytes | None = None,
     return ti
 
 
-_stat_header = stat_header
-
-
 def copy_member(tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
     """Write the data of the regular-file member m (of a tar read as a stream) into fd."""
     src = tf.extractfile(m)
@@ -158,19 +155,9 @@ def owner_names(rootfd: int) -> Callable[[int, int], tuple[str, str]]:
     def table(path: str) -> dict[int, str]:
         out: dict[int, str] = {}
         try:
-            fd = open_in_root(rootfd, path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            data = read_in_rootfd(rootfd, path)
         except OSError:
             return out
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return out
-            data = b""
-            while len(data) < 4 << 20 and (chunk := os.read(fd, 1 << 16)):
-                data += chunk
-        except OSError:
-            return out
-        finally:
-            os.close(fd)
         for line in data.decode("utf-8", "surrogateescape").splitlines():
             parts = line.split(":")
             if len(parts) >= 3 and parts[0] and parts[2].isdigit():
@@ -225,13 +212,12 @@ def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | 
     it says True is written without its contents. names: the owners' names of each entry (see
     owner_names); none without."""
     links = {}
-    if names is not None:
-        def stat_header(arc: str, st: os.stat_result, type_: bytes | None = None) -> tarfile.TarInfo:
-            ti = _stat_header(arc, st, type_)
+
+    def header(arc: str, st: os.stat_result, type_: bytes | None = None) -> tarfile.TarInfo:
+        ti = stat_header(arc, st, type_)
+        if names is not None:
             ti.uname, ti.gname = names(ti.uid, ti.gid)
-            return ti
-    else:
-        stat_header = _stat_header
+        return ti
 
     def entry(dfd: int, nm: str, arc: str) -> Iterator[bytes]:
         try:
@@ -239,7 +225,7 @@ def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | 
         except FileNotFoundError:
             return  # removed while walking
         m = st.st_mode
-        ti = stat_header(arc, st)
+        ti = header(arc, st)
         if stat.S_ISDIR(m):
             ti.type = tarfile.DIRTYPE
             try:
@@ -273,7 +259,7 @@ def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | 
                 fst = os.fstat(fd)
                 if not stat.S_ISREG(fst.st_mode):
                     return
-                ti = stat_header(arc, fst)
+                ti = header(arc, fst)
                 ti.type = tarfile.REGTYPE
                 ti.size = fst.st_size
                 try:
@@ -305,7 +291,7 @@ def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | 
                 raise
             yield _tar_header(ti)
         elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
-            ti = stat_header(arc, st, tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE)
+            ti = header(arc, st, tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE)
             yield _tar_header(ti)
         elif stat.S_ISFIFO(m):
             ti.type = tarfile.FIFOTYPE
@@ -314,7 +300,7 @@ def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | 
 
     if name == ".":
         st = os.fstat(pfd)
-        ti = stat_header(arcname, st)
+        ti = header(arcname, st)
         ti.type = tarfile.DIRTYPE
         fd = os.open(".", _O_DIR & ~os.O_NOFOLLOW, dir_fd=pfd)
         try:

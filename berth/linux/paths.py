@@ -51,9 +51,14 @@ def read_in_root(root: str, path: str, limit: int = 4 << 20) -> bytes:
     reader to a file of the host. OSError when it is absent or not a regular file."""
     rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = open_in_root(rootfd, path, os.O_RDONLY | os.O_NONBLOCK)
+        return read_in_rootfd(rootfd, path, limit)
     finally:
         os.close(rootfd)
+
+
+def read_in_rootfd(rootfd: int, path: str, limit: int = 4 << 20) -> bytes:
+    """read_in_root() for a root open as rootfd."""
+    fd = open_in_root(rootfd, path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, f"{path}: not a regular file")

@@ -89,7 +89,8 @@ def source_hash(root: str, host: str, from_context: bool = True) -> str:
     is its name (a context's), or the name of where it leads (a stage's: dockerd's two sources)."""
     def sum_of(path: str) -> str:
         rel = os.path.relpath(path, root)
-        full = resolve_in(root, rel)
+        # (host is resolved and the walk never enters a symlink: only a symlink itself leads elsewhere)
+        full = resolve_in(root, rel) if os.path.islink(path) else path
         if not os.path.lexists(full):
             return rel if from_context else os.path.relpath(full, root)
         return _tarsum(os.path.relpath(full, root), full, os.lstat(full), not from_context)
