@@ -14,7 +14,7 @@ from daemon_fixtures import _run, host_dirs_dockerd_makes, remove_made, unmount_
 
 
 class Dockerd:
-    def __init__(self, base, runtimes=None):
+    def __init__(self, base, runtimes=None, extra=None):
         self.base = str(base)
         os.makedirs(self.base, exist_ok=True)
         # dockerd makes /run/docker/plugins whatever its exec root; removed at stop if it made it
@@ -26,7 +26,8 @@ class Dockerd:
         cfg = os.path.join(self.base, "daemon.json")
         pool = f"10.{random.randint(150, 199)}.{random.randint(0, 63) * 4}.0/22"
         with open(cfg, "w") as f:
-            json.dump({"default-address-pools": [{"base": pool, "size": 26}], **({"runtimes": runtimes} if runtimes else {})}, f)
+            json.dump({"default-address-pools": [{"base": pool, "size": 26}], **({"runtimes": runtimes} if runtimes else {}),
+                       **(extra or {})}, f)
         self.log_path = os.path.join(self.base, "dockerd.log")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(

@@ -205,18 +205,22 @@ def _nss_sources(db: str) -> list[str]:
 
 
 def tar_stream(pfd: int, name: str, arcname: str, stop: Callable[[int], bool] | None = None,
-               names: Callable[[int, int], tuple[str, str]] | None = None) -> Iterator[bytes]:
+               names: Callable[[int, int], tuple[str, str]] | None = None,
+               ids: Callable[[int, int], tuple[int, int]] | None = None) -> Iterator[bytes]:
     """Yield a tar (bytes chunks) of the entry `name` in the directory fd pfd ("." for pfd
     itself), entries named arcname[/...]. Never follows a symlink; a file that changes size
     while read is cut or zero-padded to the size in its header. stop(fd): a directory for which
     it says True is written without its contents. names: the owners' names of each entry (see
-    owner_names); none without."""
+    owner_names); none without. ids: the owners' ids as the archive records them (named after
+    the files' own), None: as they are."""
     links = {}
 
     def header(arc: str, st: os.stat_result, type_: bytes | None = None) -> tarfile.TarInfo:
         ti = stat_header(arc, st, type_)
         if names is not None:
             ti.uname, ti.gname = names(ti.uid, ti.gid)
+        if ids is not None:
+            ti.uid, ti.gid = ids(ti.uid, ti.gid)
         return ti
 
     def entry(dfd: int, nm: str, arc: str) -> Iterator[bytes]:
@@ -334,7 +338,8 @@ def _rebase(name: str, rebase: tuple[str, str] | None) -> str:
     return name
 
 
-def extract_tar(rootfd: int, dest: str, fileobj: BinaryIO, owner: str | tuple[int, int] | None = None,
+def extract_tar(rootfd: int, dest: str, fileobj: BinaryIO,
+                owner: str | tuple[int, int] | Callable[[int, int], tuple[int, int]] | None = None,
                 no_overwrite_dir_nondir: bool = False, rebase: tuple[str, str] | None = None) -> None:
     """Extract the tar read from fileobj into the directory dest (relative to rootfd, no symlinks).
 
@@ -342,7 +347,7 @@ def extract_tar(rootfd: int, dest: str, fileobj: BinaryIO, owner: str | tuple[in
     the way (absolute ones too) lead somewhere inside rootfd's tree and never out of it; the
     last component of an entry is never followed. Entry names climbing out of dest are refused.
     owner: None leaves files to the caller's uid/gid, "keep" uses the archive's, (uid, gid)
-    sets that owner. rebase=(old, new) renames the first path component old to new (docker's
+    sets that owner, a function gives the owner of the archive's ids. rebase=(old, new) renames the first path component old to new (docker's
     RebaseArchiveEntries)."""
     dest = dest.strip("/")
     label = "/" + dest
@@ -352,7 +357,7 @@ def extract_tar(rootfd: int, dest: str, fileobj: BinaryIO, owner: str | tuple[in
     def chown(fd_or_name: int | str, m: tarfile.TarInfo, dir_fd: int | None = None) -> None:
         if owner is None or (not privileged and owner == "keep"):
             return
-        uid, gid = (m.uid, m.gid) if owner == "keep" else owner
+        uid, gid = (m.uid, m.gid) if owner == "keep" else owner(m.uid, m.gid) if callable(owner) else owner
         try:
             if dir_fd is None:
                 os.fchown(fd_or_name, uid, gid)

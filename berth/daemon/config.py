@@ -71,6 +71,10 @@ bridge_subnet = "10.87.0.0/16"
 address_pool = "10.90.0.0/16"
 # Upstream DNS servers for containers (empty: those of the host's /etc/resolv.conf).
 dns = []
+# docker's daemon-wide user namespace remapping (daemon.json's userns-remap): "default" (the
+# user dockremap, made when missing), "user" or "user:group" (names or ids) whose ranges in
+# /etc/subuid and /etc/subgid the containers' ids become; empty: none.
+userns_remap = ""
 
 [log_opts]
 #   max-size = "10m"
@@ -148,6 +152,7 @@ class Config:
     bridge_subnet: str = "10.87.0.0/16"
     address_pool: str = "10.90.0.0/16"
     dns: list[str] = field(default_factory=list)
+    userns_remap: str = ""
     mirrors: dict[str, list[str]] = field(default_factory=dict)  # [registry.mirrors."host"] endpoint
     tls: TLS = field(default_factory=TLS)
     source: str = ""
@@ -170,6 +175,7 @@ class Config:
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
                  f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
                  f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
+                 f"userns_remap = {q(self.userns_remap)}",
                  f"cri = {str(self.cri).lower()}", f"cri_socket = {q(self.cri_socket)}",
                  f"systemd_cgroup = {str(self.systemd_cgroup).lower()}",
                  f"stream_server_address = {q(self.stream_server_address)}",
@@ -201,7 +207,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "address_pool": str,
     "dns": list, "cri": bool, "cri_socket": str, "systemd_cgroup": bool, "stream_server_address": str,
     "stream_server_port": str, "cri_cni_conf_dir": str, "cri_cni_bin_dirs": list, "registry": dict,
-    "log_driver": str, "log_opts": dict,
+    "log_driver": str, "log_opts": dict, "userns_remap": str,
 }
 
 

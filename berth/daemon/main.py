@@ -25,6 +25,7 @@ def _parser():
     p.add_argument("--allow-insecure-tcp", action="store_true", default=None,
                    help="serve plain TCP on a non-loopback address (anyone who can connect is root)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--userns-remap", help='user namespace remapping: "default" or USER[:GROUP] (dockerd\'s)')
     p.add_argument("-v", "--version", action="store_true")
     p.add_argument("command", nargs="*", help="config default | config dump")
     return p
@@ -34,7 +35,7 @@ def load_config(args):
     from berth.daemon import config as cfgmod
     cfg = cfgmod.load(args.config, required=bool(args.config))
     for k in ("hosts", "root", "state", "namespace", "config_path", "registry_mirrors", "insecure_registries",
-              "log_level", "allow_insecure_tcp"):
+              "log_level", "allow_insecure_tcp", "userns_remap"):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)

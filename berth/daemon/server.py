@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from berth.daemon.config import Config
     from berth.daemon.dns import EmbeddedDNS
+    from berth.linux.userns import Remap
     from berth.shim.zygote import Zygote
 
 T = TypeVar("T")
@@ -29,7 +30,7 @@ class Daemon:
     """Builds the stores and the services, wires them, and runs what serves them (the API, the
     CRI, the embedded DNS): nothing else. Front ends get ``services`` (berth.services.Services)."""
 
-    def __init__(self, cfg: Config, zygote: Zygote | None = None) -> None:
+    def __init__(self, cfg: Config, zygote: Zygote | None = None, remap: Remap | None = None) -> None:
         from berth.content.store import ContentStore
         from berth.metadata import MetadataStore
         from berth.services import Services
@@ -46,11 +47,16 @@ class Daemon:
         from berth.services.system import SystemService
         from berth.services.volumes import VolumeService
         self.cfg = cfg
+        from berth.linux import userns
+        if remap is None and cfg.userns_remap:  # (dockerd's words when the user or its ranges are not there)
+            remap = userns.resolve(cfg.userns_remap)
         os.makedirs(cfg.root, mode=0o711, exist_ok=True)
         os.makedirs(cfg.state, mode=0o711, exist_ok=True)
         self.content = ContentStore(os.path.join(cfg.root, "content"))
         self.meta = MetadataStore(cfg.root)
         self.snapshotter, self.snapshotter_name = _snapshotter(cfg.root)
+        if remap is not None and self.snapshotter_name != "overlayfs":
+            raise InvalidArgument("userns_remap needs overlayfs (the containers' image layers are id-mapped under it)")
         self.registry = RegistryConfig(cfg)
         self.events = EventBus()
         self.images = ImageService(self.meta, self.content, self.snapshotter, self.snapshotter_name,
@@ -67,6 +73,9 @@ class Daemon:
                                            zygote, networks=self.networks, volumes=self.volumes,
                                            events=self.events, states=states)
         self.networks.containers = self.containers  # a network's users are containers
+        if remap is not None:
+            userns.pin(self.containers.remap_pin, remap)
+            self.containers.remap = self.volumes.remap = remap
         self.execs = ExecService(self.containers, self.events)
         monitor = self.containers.monitor
         monitor.on_exec_exit = self.execs.exited  # the shims tell the ends of execs to the monitor
@@ -101,6 +110,9 @@ class Daemon:
         self.networks.dns = _DNSBridge(self.dns, self.loop)
 
     def close(self) -> None:
+        if self.containers.remap is not None:  # (containers' runtimes make their own user namespaces)
+            from berth.linux import netns
+            netns.remove(self.containers.remap_pin)
         self.containers.monitor.health.close()
         self.containers.trash.drain(5)  # else deleted after the next start
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -212,8 +224,12 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
             raise InvalidArgument(f"another daemon is serving on {addr[1]}")
     # a bad certificate or key is a start-up error, before anything listens
     ssl_ctx = _tls_context(cfg.tls) if cfg.tls.enabled and any(h.startswith("tcp://") for h in cfg.hosts) else None
+    remap = None
+    if cfg.userns_remap:  # the remapping, before anything is made (dockerd's words when it cannot be)
+        from berth.linux import userns
+        remap = userns.resolve(cfg.userns_remap)
     root_lock = _lock_root(cfg.root)  # noqa: F841 (held for the life of the process)
-    daemon = Daemon(cfg, zygote)
+    daemon = Daemon(cfg, zygote, remap)
     daemon.loop = asyncio.get_running_loop()
     # a SIGTERM from here on is a graceful stop, even one that comes while the CRI still starts
     # (a client that saw the API socket may stop us at once: the default action would leave the

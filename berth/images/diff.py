@@ -80,12 +80,19 @@ class TarWriter:
                                errors="surrogateescape")
         self._inodes: dict[tuple[int, int], str] = {}
         self.count = 0
+        # the host's ids as the layer records them (a remapped container's: its own), None: as they are
+        self.ids: Callable[[int, int], tuple[int, int]] | None = None
+        # the ids whose host names the layer records (a remapped daemon's build step: its root's), None: the files'
+        self.name_ids: Callable[[int, int], tuple[int, int]] | None = None
 
     def _header(self, name: str, st: os.stat_result, type_: bytes, mode: int | None = None) -> tarfile.TarInfo:
         ti = stat_header(name, st, type_, mode)
         # the owners' names as the host names them, as dockerd's layer diffs carry them (made in
         # its own process: its lookups are the host's), whiteouts and opaque markers too
-        ti.uname, ti.gname = host_names(st.st_uid, st.st_gid)
+        ti.uname, ti.gname = host_names(*(self.name_ids(st.st_uid, st.st_gid) if self.name_ids is not None
+                                          else (st.st_uid, st.st_gid)))
+        if self.ids is not None:  # (the names stay the host ids', as dockerd's: it maps after its lookups)
+            ti.uid, ti.gid = self.ids(ti.uid, ti.gid)
         return ti
 
     def add(self, rel: str, path: str, st: os.stat_result) -> None:

@@ -78,10 +78,12 @@ else:
 """
 
 
-def create_in_userns(path: str, userns_path: str, uids: list[dict[str, int]], gids: list[dict[str, int]]) -> str:
+def create_in_userns(path: str, userns_path: str, uids: list[dict[str, int]], gids: list[dict[str, int]],
+                     join: str | None = None) -> str:
     """A new user namespace with these mappings ({containerID, hostID, size} each) and a new
     network namespace it owns (`lo` up), bind-mounted on userns_path and path (both created; must
-    not be mounted already)."""
+    not be mounted already). join: an existing user namespace (its path) instead of a new one,
+    bound on userns_path too (the maps are then not used)."""
     import subprocess
     import sys
     made = []
@@ -90,8 +92,20 @@ def create_in_userns(path: str, userns_path: str, uids: list[dict[str, int]], gi
             os.makedirs(os.path.dirname(p), exist_ok=True)
             os.close(os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
             made.append(p)
-        helper = subprocess.Popen([sys.executable, "-S", "-E", "-c", _HELPER], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+        pass_fds: tuple[int, ...] = ()
+        code = _HELPER
+        if join is not None:
+            ufd = os.open(join, os.O_RDONLY | os.O_CLOEXEC)
+            os.set_inheritable(ufd, True)
+            pass_fds = (ufd,)
+            code = _JOIN_HELPER % ufd
+        try:
+            helper = subprocess.Popen([sys.executable, "-S", "-E", "-c", code], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
+                                      pass_fds=pass_fds)
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
         try:
             said = helper.stdout.read(1) if helper.stdout else b""
             if said != b"1":
@@ -99,7 +113,7 @@ def create_in_userns(path: str, userns_path: str, uids: list[dict[str, int]], gi
                 e = int(why[1:] or 0) if why[:1] == b"E" and why[1:].isdigit() else 0
                 raise OSError(e, os.strerror(e) if e else "the namespaces' helper ended")
             pid = helper.pid
-            for name, maps in (("uid_map", uids), ("gid_map", gids)):
+            for name, maps in (("uid_map", uids), ("gid_map", gids)) if join is None else ():
                 with open(f"/proc/{pid}/{name}", "w") as f:
                     f.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps))
             sc.mount(f"/proc/{pid}/ns/user", userns_path, None, sc.MS_BIND)
@@ -124,3 +138,14 @@ def create_in_userns(path: str, userns_path: str, uids: list[dict[str, int]], gi
             remove(p)
         raise
     return path
+
+
+# the same in an existing user namespace (its fd given): joined, then the network namespace made
+_JOIN_HELPER = """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.setns(%d, 0x10000000) or libc.unshare(0x40000000):
+    os.write(1, b"E%%d" %% ctypes.get_errno())
+else:
+    os.write(1, b"1")
+    os.read(0, 1)
+"""

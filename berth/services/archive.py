@@ -358,5 +358,8 @@ def put_archive(svc: ContainerService, ns: str, ref: str, path: str, fileobj: Bi
             except BerthError as e:
                 raise InvalidArgument(f"cannot copy as the container's user {user}: {e}") from None
             owner = (uid, gid)
+        remap = svc.remapped(rec)
+        if remap is not None:  # the archive's ids are the container's: its files the host's ids of them (dockerd's)
+            owner = remap.to_host(*owner) if isinstance(owner, tuple) else remap.to_host
         extract_tar(rootfd, dest, fileobj, owner=owner, no_overwrite_dir_nondir=no_overwrite_dir_nondir)
     svc.events.container(ns, rec, "extract-to-dir", path=path)

@@ -771,7 +771,9 @@ class _Job:
                     self.out(f"Removing intermediate container {cid[:12]}\n")
                 raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
             rec = cs.get(self.ns, cid)
-            diff_id, desc = layers.snapshot_diff(self.b.images, rec.snapshot_key)
+            remap = cs.remapped(rec)  # (a RUN step's files: its root's ids in a remapping)
+            diff_id, desc = layers.snapshot_diff(self.b.images, rec.snapshot_key,
+                                                 remap.to_container if remap is not None else None)
             keep = not self.opts.rm and not self.opts.forcerm
             if not keep:
                 self.out(f"Removing intermediate container {cid[:12]}\n")
@@ -947,7 +949,8 @@ class _Job:
                 work(target)
             finally:
                 unmount(target)
-            diff_id, desc = layers.snapshot_diff(images, key)
+            remap = self.b.containers.remap
+            diff_id, desc = layers.snapshot_diff(images, key, name_ids=remap.to_host if remap is not None else None)
             new_layer = (diff_id, desc) if diff_id else None
             if new_layer:
                 chain = imgconfig.chain_ids(((st.doc or {}).get("rootfs") or {}).get("diff_ids", []) + [diff_id])[-1]

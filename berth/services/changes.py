@@ -8,6 +8,8 @@ import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
+    from collections.abc import Callable
+
     from berth.metadata.records import Container
     from berth.services.containers import ContainerService
 
@@ -48,8 +50,9 @@ def _lstat(path: str) -> os.stat_result | None:
         return None
 
 
-def _same_dir(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_mode == b.st_mode and a.st_uid == b.st_uid and a.st_gid == b.st_gid)
+def _same_dir(a: os.stat_result, b: os.stat_result, ids: Callable[[int, int], tuple[int, int]] | None = None) -> bool:
+    """ids: the host's ids of a lower layer's (a remapped container's upper directory has those)."""
+    return a.st_mode == b.st_mode and (a.st_uid, a.st_gid) == (ids(b.st_uid, b.st_gid) if ids else (b.st_uid, b.st_gid))
 
 
 def _overlay_changes(upper: str, lowers: list[str]) -> list[tuple]:
@@ -138,6 +141,8 @@ def changes(svc: ContainerService, ns: str, ref: str) -> list[dict]:
         old = svc.snapshotter.fs_path(parent) if parent else None
         raw = _tree_changes(new, old)
     raw = [c for c in raw if c[0] not in _INIT_PATHS]
+    remap = svc.remapped(rec)
+    ids = remap.to_host if remap is not None else None
     # a directory is reported when it changed itself, or when something below it was added or
     # deleted (docker's rule); one that only holds runtime mount points is not
     paths = [c[0] for c in raw]
@@ -152,7 +157,7 @@ def changes(svc: ContainerService, ns: str, ref: str) -> list[dict]:
         if kind == MODIFY and type(info) is tuple:  # ("dir", st, low); a stat_result is a tuple too
             _, st, low = info
             below = any(p.startswith(path + "/") for p in paths)
-            if _same_dir(st, low) and not below:
+            if _same_dir(st, low, ids) and not below:
                 continue
         out.append({"Path": path, "Kind": kind})
     return out

@@ -83,6 +83,22 @@ def _predefined(ep: dict[str, Any] | None) -> None:
         raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
 
 
+def new_netns(svc: ContainerService, rec: Container, path: str) -> None:
+    """A container's network namespace at path; a remapped container's (userns-remap) is owned
+    by a user namespace with the remapping's mappings, pinned for the container to join (as
+    dockerd's, whose runc makes it inside the container's user namespace): its root may then
+    mount sysfs and set the namespace's sysctls."""
+    from berth.linux import netns
+    remap = svc.remapped(rec)
+    if remap is None:
+        netns.create(path)
+        return
+    pin = svc.networks.userns_path(rec.id)
+    netns.remove(pin)  # (a crashed run's)
+    from berth.services.runopts import donor_userns
+    netns.create_in_userns(path, pin, *remap.spec_maps(), join=donor_userns(svc, rec))
+
+
 def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, Any], hostname: str,
           image_config: dict[str, Any]) -> tuple[str | None, str, list[dict[str, Any]]]:
     """Before the shim starts. Returns (netns for the spec: "host" | path | None, files dir, the
@@ -101,9 +117,8 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     if mode == "none" and not requested_networks(spec_body):
         # a namespace of its own with only lo, at berth's path as dockerd's sandbox: its SandboxKey
         # is where tools that network it by hand (cnitool, ip netns) find it
-        from berth.linux import netns
         path = nets.netns_path(cid)
-        netns.create(path)
+        new_netns(svc, rec, path)
         try:
             write_files(cdir, hostname, spec_body, [], host_gateway=nets.host_gateway_ip())
             _save(svc, ns, cid, {"netns": path, "networks": {}, "ports": {}})
@@ -129,10 +144,9 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
             if network_mode((other.spec_json() or {}).get("HostConfig")) == "host":
                 return "host", svc.cdir(other.id), []
         return path, svc.cdir(other.id), []
-    from berth.linux import netns
     from berth.services.networks import parse_port_bindings
     path = nets.netns_path(cid)
-    netns.create(path)
+    new_netns(svc, rec, path)
     endpoints: dict[str, dict[str, Any]] = {}
     ports: dict[str, Any] = {}
     forwarded: list[dict[str, Any]] = []
@@ -604,7 +618,14 @@ def rewrite_in_place(path: str, text: str) -> None:
 
 
 def write_text(path: str, text: str) -> None:
+    """Replace a file's text (its owner kept: a remapped container's root's, see runopts.apply_remap)."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
+        try:
+            st = os.stat(path)
+            if (st.st_uid, st.st_gid) != (0, 0):
+                os.fchown(f.fileno(), st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            pass
     os.replace(tmp, path)

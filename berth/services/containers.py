@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # names for the annotations only
     from typing import Any
 
     from berth.daemon.config import Config
+    from berth.linux.userns import Remap
     from berth.metadata.store import MetadataStore
     from berth.metadata.tx import Tx
     from berth.services.events import EventBus
@@ -180,8 +181,32 @@ class ContainerService:
         # store's log without waiting for the disk (as a running state is; the next synced commit
         # syncs it too): it survives a crash of berthd, not one of the host.
         self.exit_synced: Callable[[Container], bool] | None = None
+        # docker's userns-remap (berth.linux.userns.Remap, set by the daemon; None: off) and the
+        # user namespace pinned with its mappings, through which remapped containers' layers are
+        # id-mapped
+        self.remap: Remap | None = None
+        self.remap_pin = os.path.join(cfg.state, "userns-remap")
 
     # --- paths ---
+
+    def remapped(self, rec: Container) -> Remap | None:
+        """The daemon's remapping (berth.linux.userns.Remap) when it applies to the container (a
+        docker one not on --userns=host), else None."""
+        if self.remap is None or _is_cri(rec):
+            return None
+        if ((rec.spec_json() or {}).get("HostConfig") or {}).get("UsernsMode") == "host":
+            return None
+        return self.remap
+
+    def idmap_of(self, rec: Container) -> tuple[str, int, int] | None:
+        """How the container's layers are seen (see mount_fs): through a CRI pod's user namespace
+        or the daemon's remapping; None: as they are."""
+        if self.rootfs_idmap is not None:
+            got = self.rootfs_idmap(rec)
+            if got is not None:
+                return got
+        remap = self.remapped(rec)
+        return (self.remap_pin, *remap.root) if remap is not None else None
 
     def cdir(self, cid: str) -> str:
         return os.path.join(self.cfg.root, "containers", cid)
@@ -325,8 +350,9 @@ class ContainerService:
             raise
         try:
             if not cri:
+                remap = self.remap if (body.get("HostConfig") or {}).get("UsernsMode") != "host" else None
                 try:
-                    self._init_entries(key)
+                    self._init_entries(key, remap.to_host if remap is not None else None)
                 except OSError as e:
                     raise SystemError_(f"preparing the container's root: {e.strerror or e}") from None
             os.makedirs(self.cdir(cid), mode=0o710, exist_ok=True)
@@ -383,6 +409,11 @@ class ContainerService:
             st = self.states.get(ns, rec.id, rec)
             if st.running or restarting and st.status != S.RESTARTING:
                 return False
+            if self.remap is not None and not restarting and not _is_cri(rec):
+                # what the remapping refuses, checked again as dockerd's ContainerStart does (its
+                # setting may have come since the create): refused, the container as it was
+                from berth.services import runopts
+                runopts.check_remap(self, (rec.spec_json() or {}).get("HostConfig") or {})
             return self._start(ns, rec, st, attach_pending, restarting)
 
     def _start(self, ns: str, rec: Container, st: S.RunState, attach_pending: bool | None,
@@ -482,7 +513,7 @@ class ContainerService:
         rootfs = self.rootfs(rec.id)
         self.await_rootfs_release(rec.id)
         unmount(rootfs)
-        self.mount_fs(rec, rootfs, self.rootfs_idmap(rec) if self.rootfs_idmap is not None else None)
+        self.mount_fs(rec, rootfs, self.idmap_of(rec))
         channel = None
         recorded = False  # the failure is in the container's state (docker's State.Error, ExitCode)
         try:
@@ -495,6 +526,7 @@ class ContainerService:
             spec_body = links.apply(self, ns, rec, spec_body, files_dir)  # --link: hosts entries, env
             oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra)
             runopts.apply(self, ns, rec, spec_body, oci, rootfs)  # --pid, --ipc, --uts, --device, --sysctl, ...
+            runopts.apply_remap(self, rec, oci, files_dir)  # userns-remap: the container's own user namespace
             linux = oci.setdefault("linux", {})
             rp = volumes_mod.rootfs_propagation(extra, linux.get("rootfsPropagation"))
             if rp:
@@ -903,14 +935,15 @@ class ContainerService:
     _INIT_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys", "etc")
     _INIT_FILES = (".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname", "dev/console")
 
-    def _init_entries(self, key: str) -> None:
+    def _init_entries(self, key: str, ids: Callable[[int, int], tuple[int, int]] | None = None) -> None:
         """What dockerd's init layer gives every container it makes (containerd's CRI does not):
         /.dockerenv, which programs look for to know they run in a container, empty
         /etc/{resolv.conf,hosts,hostname} and /dev/console (mount points), /dev/pts, /dev/shm,
         /proc and /sys where the image lacks them, and /etc/mtab -> /proc/mounts; written into
         the new snapshot's own directory, before its first mount. diff, commit and SizeRw leave
         them out (berth.images.diff.INIT_PATHS), export and cp see them, as dockerd's. Nothing
-        is followed: below a path the image has as a link or a file, nothing is made."""
+        is followed: below a path the image has as a link or a file, nothing is made. ids: the
+        host's ids of a container's (a remapped container's entries are its root's, dockerd's)."""
         from berth.services.changes import _lstat, snapshot_dirs
         dirs = snapshot_dirs(self, key)
         if dirs is None:
@@ -930,8 +963,10 @@ class ContainerService:
                     continue  # the image's is a link or a file: left as it is
                 try:
                     os.mkdir(name, 0o755, dir_fd=fds[parent])
-                    if below is not None:  # the image's directory, as a copy-up keeps it
-                        os.chown(name, below.st_uid, below.st_gid, dir_fd=fds[parent], follow_symlinks=False)
+                    if below is not None or ids is not None:  # the image's directory, as a copy-up keeps it
+                        owner = (below.st_uid, below.st_gid) if below is not None else (0, 0)
+                        os.chown(name, *(ids(*owner) if ids is not None else owner), dir_fd=fds[parent],
+                                 follow_symlinks=False)
                     os.chmod(name, stat_.S_IMODE(below.st_mode) if below is not None else 0o755, dir_fd=fds[parent])
                 except FileExistsError:
                     pass
@@ -950,10 +985,12 @@ class ContainerService:
                 except FileExistsError:  # (a snapshot without a parent is the image's whole tree)
                     continue
                 os.fchmod(fd, 0o755)
+                if ids is not None:
+                    os.fchown(fd, *ids(0, 0))
                 os.close(fd)
             if "etc" in fds:
                 try:
-                    os.symlink("/proc/mounts", "mtab", dir_fd=fds["etc"])
+                    os.symlink("/proc/mounts", "mtab", dir_fd=fds["etc"])  # (the host's root's: dockerd's too)
                 except FileExistsError:
                     pass
         finally:
@@ -1234,7 +1271,8 @@ class ContainerService:
         os.makedirs(base, mode=0o700, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f"{rec.id[:12]}-{purpose}", dir=base)
         try:
-            self.mount_fs(rec, tmp)
+            # a remapped container's files as its processes leave them (their owners the host's ids)
+            self.mount_fs(rec, tmp, (self.remap_pin, *self.remap.root) if self.remapped(rec) is not None else None)
             try:
                 yield tmp
             finally:

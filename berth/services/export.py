@@ -52,11 +52,13 @@ def export(svc: ContainerService, ns: str, ref: str) -> Archive:
 
         from berth.archive.tar import owner_names
         names = owner_names(rootfd)  # (the owners' names as the container's files give them, dockerd's)
+        remap = svc.remapped(rec)
+        ids = remap.to_container if remap is not None else None  # (dockerd's: a remapped one's own ids)
 
         def chunks() -> Iterator[bytes]:
             for name in sorted(os.listdir(dfd)):
                 prev = None
-                for c in tar_stream(dfd, name, name, names=names):
+                for c in tar_stream(dfd, name, name, names=names, ids=ids):
                     if prev is not None:
                         yield prev
                     prev = c  # the last chunk of each stream is its end-of-archive blocks: dropped

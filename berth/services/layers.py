@@ -20,7 +20,7 @@ log = logging.getLogger("berthd")
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from berth.images.diff import TarWriter
     from berth.metadata.records import Container
@@ -35,9 +35,13 @@ def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
-def snapshot_diff(images: ImageService, key: str) -> tuple[str | None, dict | None]:
+def snapshot_diff(images: ImageService, key: str, ids: Callable[[int, int], tuple[int, int]] | None = None,
+                  name_ids: Callable[[int, int], tuple[int, int]] | None = None) -> tuple[str | None, dict | None]:
     """The changes of the active snapshot ``key`` over its parent, stored as a layer.
-    Returns (diff_id, layer descriptor), or (None, None) when nothing changed."""
+    Returns (diff_id, layer descriptor), or (None, None) when nothing changed. ids: how the
+    files' owners are recorded (a remapped container's: userns.Remap.to_container); name_ids:
+    the ids whose host names are recorded (a remapped daemon's COPY: to_host, as dockerd, which
+    writes such files with those ids, looks their names up, then records its containers' ids)."""
     from berth.images import diff
     sn = images.snapshotter
     upper = sn.fs_path(key)
@@ -59,6 +63,7 @@ def snapshot_diff(images: ImageService, key: str) -> tuple[str | None, dict | No
     counter = {}
 
     def counted(tw: TarWriter) -> None:
+        tw.ids, tw.name_ids = ids, name_ids
         produce(tw)
         counter["n"] = tw.count
     diff_id, desc = diff.store_layer(images.content, counted)
@@ -147,7 +152,8 @@ def commit(containers: ContainerService, ns: str, ref: str, repo: str | None = N
         raise FailedPrecondition(f"container {rec.id} has no filesystem to commit")
     # paused until the image and its events are there, as dockerd's (its unpause is deferred)
     with containers.paused_for_commit(ns, rec.id) if pause else contextlib.nullcontext():
-        diff_id, desc = snapshot_diff(images, rec.snapshot_key)
+        remap = containers.remapped(rec)
+        diff_id, desc = snapshot_diff(images, rec.snapshot_key, remap.to_container if remap is not None else None)
         doc = base_config(images, parent)
         doc["config"] = cfg
         doc["container"] = rec.id

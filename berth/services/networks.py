@@ -595,6 +595,11 @@ class NetworkService:
     def netns_path(self, cid: str) -> str:
         return os.path.join(self.netns_dir, cid)
 
+    def userns_path(self, cid: str) -> str:
+        """Where a remapped container's user namespace is pinned: the owner of its network
+        namespace (see container_net.new_netns)."""
+        return os.path.join(self.cfg.state, "userns", cid)
+
     def attach(self, ns: str, cid: str, name: str, n: Network, ifname: str, endpoint_cfg: dict,
                ports: list | None = None, mac: str | None = None, hostname: str | None = None) -> dict:
         """CNI ADD of one network for a container whose netns exists; returns the endpoint."""
@@ -717,6 +722,7 @@ class NetworkService:
         # slow, synchronous deletion of a veth
         from berth.linux import netns
         netns.remove(self.netns_path(cid))
+        netns.remove(self.userns_path(cid))
         errors = []
         for name, c, ifname, _ in cni.cached(self.cache_dir, cid):
             try:
@@ -735,10 +741,11 @@ class NetworkService:
     def orphans(self, live_ids: Iterable[str]) -> list[str]:
         """Container ids holding CNI attachments or a netns but not in live_ids (after a crash)."""
         ids = {c for _, c, _, _ in cni.cached(self.cache_dir)}
-        try:
-            ids |= set(os.listdir(self.netns_dir))
-        except FileNotFoundError:
-            pass
+        for d in (self.netns_dir, os.path.dirname(self.userns_path("x"))):
+            try:
+                ids |= set(os.listdir(d))
+            except FileNotFoundError:
+                pass
         return sorted(ids - set(live_ids))
 
     # --- name resolution (the embedded DNS asks these, in the event loop) ---

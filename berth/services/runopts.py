@@ -243,6 +243,8 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
             raise InvalidArgument(f"cannot set --oom-score-adj {adj}: lower than berthd's own ({cur}) and berthd "
                                   "lacks CAP_SYS_RESOURCE, which lowering it needs")
     _check_unsupported(hc, body, warnings, cri)
+    if not cri:
+        check_remap(svc, hc)
     if not cri and (hc.get("IpcMode") == "host" or hc.get("PidMode") == "host" or hc.get("Privileged")) and \
             not any(str(o).split("=")[0] == "label" for o in hc.get("SecurityOpt") or []):
         # dockerd's record (its generateSecurityOpt): SELinux labelling off for a container that
@@ -351,6 +353,73 @@ def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[
     parent = hc.get("CgroupParent") or ""
     if parent and (".." in parent.split("/") or not all(c.isalnum() or c in "/-_.:" for c in parent)):
         raise InvalidArgument(f"invalid cgroup parent {parent!r}")
+
+
+def check_remap(svc: ContainerService, hc: dict[str, Any]) -> None:
+    """What a container in the daemon's remapping (userns-remap) cannot share with the host, in
+    dockerd's words and order (verifyPlatformContainerSettings: at the create and the start)."""
+    if svc.remap is None or (hc.get("UsernsMode") or "") == "host":
+        return
+    if hc.get("Privileged"):
+        raise InvalidArgument("privileged mode is incompatible with user namespaces.  You must run the container "
+                              "in the host namespace when running privileged mode")
+    if (hc.get("NetworkMode") or "") == "host":
+        raise InvalidArgument("cannot share the host's network namespace when user namespaces are enabled")
+    if (hc.get("PidMode") or "") == "host":
+        raise InvalidArgument("cannot share the host PID namespace when user namespaces are enabled")
+
+
+def donor_userns(svc: ContainerService, rec: Container) -> str | None:
+    """A remapped container that shares another's network, PID or IPC namespace shares its user
+    namespace (dockerd's): that user namespace's path; None when it shares none."""
+    hc = (rec.spec_json() or {}).get("HostConfig") or {}
+    donor = next((m[10:] for m in (hc.get("NetworkMode"), hc.get("PidMode"), hc.get("IpcMode"))
+                  if (m or "").startswith("container:")), None)
+    if donor is None:
+        return None
+    other, pid = _running(svc, rec.namespace, donor, "user")
+    theirs = svc.networks.userns_path(other) if svc.networks is not None else ""
+    return theirs if theirs and os.path.exists(theirs) else f"/proc/{pid}/ns/user"
+
+
+def apply_remap(svc: ContainerService, rec: Container, oci: dict[str, Any], files_dir: str | None) -> None:
+    """A container in the daemon's remapping: a user namespace of its own with the remapping's
+    mappings (made by the runtime, as dockerd's runc makes it); the files berthd gives it (hosts,
+    resolv.conf, hostname) its root's, its directory (its rootfs's mount point is there, 0710)
+    its root's group's, a shareable /dev/shm its root's (dockerd's)."""
+    remap = svc.remapped(rec)
+    if remap is None:
+        return
+    uid, gid = remap.root
+    linux = oci.setdefault("linux", {})
+    nss = [n for n in linux.get("namespaces") or [] if n.get("type") != "user"]
+    pin = svc.networks.userns_path(rec.id) if svc.networks is not None else ""
+    net = next((n.get("path") for n in nss if n.get("type") == "network"), None)
+    if pin and net == svc.networks.netns_path(rec.id) and os.path.exists(pin):
+        joined = pin  # the owner of its network namespace (container_net.new_netns: a donor's, if any)
+    else:
+        joined = donor_userns(svc, rec)
+    if joined is not None:
+        nss.insert(0, {"type": "user", "path": joined})
+        linux.pop("uidMappings", None)
+        linux.pop("gidMappings", None)
+    else:  # (no network namespace of its own: the runtime makes the user namespace)
+        nss.append({"type": "user"})
+        linux["uidMappings"], linux["gidMappings"] = remap.spec_maps()
+    linux["namespaces"] = nss
+    # its ids are not all the host's: dockerd sets no ping_group_range then (unless --sysctl does)
+    if "net.ipv4.ping_group_range" not in (((rec.spec_json() or {}).get("HostConfig") or {}).get("Sysctls") or {}):
+        (linux.get("sysctl") or {}).pop("net.ipv4.ping_group_range", None)
+    os.chown(svc.cdir(rec.id), -1, gid)
+    if files_dir == svc.cdir(rec.id):  # (not those of a container whose network it shares)
+        for name in ("hosts", "resolv.conf", "hostname"):
+            try:
+                os.chown(os.path.join(files_dir, name), uid, gid)
+            except FileNotFoundError:
+                pass
+    shm = next((m for m in oci.get("mounts") or [] if m.get("destination") == "/dev/shm"), None)
+    if shm is not None and shm.get("type") == "bind" and shm.get("source", "").startswith(svc.cdir(rec.id)):
+        os.chown(shm["source"], uid, gid)
 
 
 def _check_platform(body: dict[str, Any], image_config: dict[str, Any] | None) -> None:

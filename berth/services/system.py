@@ -93,7 +93,9 @@ class SystemService:
             "OperatingSystem": _os_name(), "OSType": "linux", "OSVersion": "", "Architecture": platform.machine(),
             "KernelVersion": u.release, "NCPU": os.cpu_count() or 1, "MemTotal": mem,
             "IndexServerAddress": "https://index.docker.io/v1/", "LoggingDriver": self.cfg.log_driver,
-            "SecurityOptions": ["name=seccomp,profile=builtin"], "Labels": [f"berth.namespace={ns}"],
+            "SecurityOptions": ["name=seccomp,profile=builtin"] +
+            (["name=userns"] if getattr(self.containers, "remap", None) is not None else []),
+            "Labels": [f"berth.namespace={ns}"],
             "ExperimentalBuild": False, "Debug": self.cfg.log_level == "debug",
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                       "Error": "", "RemoteManagers": None},

@@ -31,6 +31,7 @@ from berth.services.createspec import mounts_of
 
 if TYPE_CHECKING:
     from berth.daemon.config import Config
+    from berth.linux.userns import Remap
     from berth.metadata import MetadataStore
     from berth.metadata.records import Object
     from berth.services.events import EventBus
@@ -255,6 +256,7 @@ class VolumeService:
         self._lock = threading.RLock()
         self.lock = self._lock  # held by a container create around its record (see check_exist)
         self._rro_cache: dict[tuple[str, str], bool] = {}  # (runtime binary, feature) -> whether it has it
+        self.remap: Remap | None = None  # docker's userns-remap (berth.linux.userns.Remap): new volumes are its root's
 
     # --- paths, views ---
 
@@ -311,6 +313,8 @@ class VolumeService:
             os.makedirs(self.vdir(ns, name), mode=0o701, exist_ok=True)
             os.makedirs(data, mode=0o755, exist_ok=True)
             try:
+                if self.remap is not None:  # (dockerd's: the remapped containers' root may write in it)
+                    os.chown(data, *self.remap.root)
                 o = self.meta.create_object(ns, "volume", name, name,
                                             {"Driver": driver, "Options": opts, "CreatedAt": _now()}, labels)
             except BaseException:

@@ -52,7 +52,7 @@ def _attach(fd, path):
 def _mount_idmapped(m, flags, data, target, idmap):
     userns_path, uid, gid = idmap
     userns = os.open(userns_path, os.O_RDONLY | os.O_CLOEXEC)
-    layers = os.path.join(os.path.dirname(target.rstrip("/")), ".idmapped")
+    layers = target.rstrip("/") + ".idmapped"  # (beside the target: another mount's are its own)
     dirs, attached = [], []
 
     def mapped(src, at, recursive=False):
