@@ -519,3 +519,102 @@ def test_the_daemons_log_driver_and_options(tmp_path):
         assert p.out == "logged-locally\n", p.err
     finally:
         d.cleanup()
+
+
+# --- docker's daemon.json (--config-file, daemon_json) ---
+
+def test_daemon_json_directives_set_berthds_keys(tmp_path):
+    """Before, berthd had no --config-file and no daemon_json key (usage error, unknown key)."""
+    dj = write(tmp_path / "daemon.json", json.dumps({
+        "registry-mirrors": ["https://m.example.com"], "insecure-registries": ["10.98.0.0/16"],
+        "log-driver": "local", "log-opts": {"max-size": "5m"}, "log-level": "warn", "dns": ["10.0.0.2"],
+        "exec-opts": ["native.cgroupdriver=systemd"], "default-runtime": "runc",
+        "runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--debug"]}},
+        "default-address-pools": [{"base": "10.91.0.0/16", "size": 24}], "data-root": str(tmp_path / "dr"),
+        "exec-root": str(tmp_path / "er"), "userns-remap": "default", "live-restore": True,
+        "storage-driver": "overlay2", "iptables": True}))
+    c = dump("--config-file", dj)
+    assert c["daemon_json"] == dj
+    assert (c["registry_mirrors"], c["insecure_registries"], c["log_driver"], c["log_opts"], c["log_level"],
+            c["dns"], c["cgroup_driver"], c["default_runtime"], c["address_pool"], c["root"], c["state"],
+            c["userns_remap"]) == (
+        ["https://m.example.com"], ["10.98.0.0/16"], "local", {"max-size": "5m"}, "warning", ["10.0.0.2"],
+        "systemd", "runc", "10.91.0.0/16", str(tmp_path / "dr"), str(tmp_path / "er"), "default")
+    assert c["runtimes"]["runsc"] == {"path": "/usr/bin/runsc", "args": ["--debug"]}
+    assert "runc" in c["runtimes"] and "berth-runc" in c["runtimes"]  # (added to, as dockerd's runtimes)
+    # the same from berthd.toml's key; its directives win over the file's own keys
+    toml = write(tmp_path / "b.toml", f'daemon_json = "{dj}"\nlog_driver = "json-file"\n')
+    assert dump("--config", toml)["log_driver"] == "local"
+    assert dump("--config-file", write(tmp_path / "d2.json", '{"debug": true}'))["log_level"] == "debug"
+    assert dump("--config-file", write(tmp_path / "empty.json", ""))["log_level"] == "info"
+
+
+@pytest.mark.parametrize("text,flags,message", [
+    ('{"foo": 1, "bar": 2}', [], "the following directives don't match any configuration option: foo, bar"),
+    ('{"registry-mirrors": ["https://m.example.com"]}', ["--registry-mirror", "https://n.example.com"],
+     "the following directives are specified both as a flag and in the configuration file: registry-mirrors: "
+     "(from flag: [https://n.example.com], from file: [https://m.example.com])"),
+    ('{"bip": "10.1.0.1/24", "mtu": 1400}', [], "berthd does not support the directives bip, mtu"),
+    ('{"live-restore": false}', [], 'live-restore: berthd supports only true (what it always does)'),
+    ('{"registry-mirrors": "x"}', [], "registry-mirrors: must be a list of strings, not a string"),
+    ('{"debug": "yes"}', [], "debug: must be true or false, not a string"),
+    ('{bad', [], "invalid JSON: Expecting property name enclosed in double quotes"),
+    ('[1]', [], "must be a JSON object, not a list"),
+])
+def test_daemon_json_refusals(tmp_path, text, flags, message):
+    dj = write(tmp_path / "daemon.json", text)
+    p = berthd("--config-file", dj, *flags, "config", "dump")
+    assert p.returncode == 1 and p.out == ""
+    assert p.err == f"berthd: unable to configure berthd with file {dj}: {message}\n"
+
+
+def test_daemon_json_value_errors_in_dockerds_words(tmp_path):
+    for text, message in (('{"log-level": "verbose"}', "unable to parse logging level: verbose"),
+                          ('{"exec-opts": ["native.cgroupdriver=foo"]}', "native.cgroupdriver option foo not supported"),
+                          ):
+        p = berthd("--config-file", write(tmp_path / "daemon.json", text), "config", "dump")
+        assert (p.returncode, p.err) == (1, f"berthd: {message}\n")
+    p = berthd("--config-file", str(tmp_path / "none.json"), "config", "dump")
+    assert p.returncode == 1 and p.err.endswith(f"open {tmp_path / 'none.json'}: no such file or directory\n")
+
+
+def test_daemon_json_refusals_as_dockerd(tmp_path):
+    """The same files refused by dockerd 20.10 in the same words (its daemon's name aside)."""
+    if not shutil.which("dockerd"):
+        pytest.skip("dockerd (Debian's docker.io) is not installed")
+    base = tmp_path / "dockerd"
+    for text, flags in (('{"foo": 1}', []),  # (one: dockerd lists several in a Go map's order)
+                        ('{"registry-mirrors": ["https://m.example.com/"], "hosts": ["unix:///x.sock"]}',
+                         ["--registry-mirror", "https://n.example.com/", "-H", "unix:///y.sock"]),
+                        ('{"log-level": "verbose"}', [])):
+        dj = write(tmp_path / "daemon.json", text)
+        ours = berthd("--config-file", dj, *flags, "config", "dump")
+        theirs = subprocess.run(["dockerd", "--config-file", dj, *flags, "--data-root", str(base / "data"),
+                                 "--exec-root", str(base / "exec"), "--pidfile", str(base / "d.pid"),
+                                 *([] if "-H" in flags else ["-H", f"unix://{base}/d.sock"])],
+                                capture_output=True, text=True, timeout=30)
+        assert theirs.returncode != 0 and ours.returncode == 1
+        want = theirs.stderr.strip().splitlines()[-1].replace("the Docker daemon", "berthd")
+        assert ours.err.strip() == "berthd: " + want
+    assert not os.path.exists(base)  # (neither made anything)
+
+
+def test_sighup_reads_the_daemon_json_again(tmp_path):
+    """As dockerd's reload of its daemon.json: the registry-mirrors it now names apply at once."""
+    import signal
+    dj = tmp_path / "daemon.json"
+    dj.write_text('{"registry-mirrors": ["http://127.0.0.1:5998"]}')
+    d = Daemon(tmp_path / "d", f'daemon_json = "{dj}"\n').start()
+    try:
+        def mirrors():
+            return json.loads(d.docker("info", "--format", "{{json .RegistryConfig.Mirrors}}", check=True).out)
+        assert mirrors() == ["http://127.0.0.1:5998"]
+        dj.write_text('{"registry-mirrors": ["http://127.0.0.1:5997"], "debug": true}')
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: mirrors() == ["http://127.0.0.1:5997"], 10, "the new mirrors")
+        dj.write_text('{"registry-mirrors": ["http://127.0.0.1:5996"], "bip": "10.1.0.1/24"}')  # refused: kept
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "the running configuration is kept" in d.log(), 10, "the failed reload's log")
+        assert mirrors() == ["http://127.0.0.1:5997"] and d.proc.poll() is None
+    finally:
+        d.cleanup()

@@ -748,6 +748,15 @@ def test_registry_mirrors_in_berthd_toml(registry, daemons):
                                       f'registry_mirrors = ["http://{registry.addr}"]\n')
 
 
+def test_registry_mirrors_in_docker_daemon_json(registry, daemons, tmp_path):
+    """The brief's docker set-up: /etc/docker/daemon.json's registry-mirrors (here a file of the
+    test's own, named by berthd.toml's daemon_json, as `berthd --config-file` names it)."""
+    dj = tmp_path / "daemon.json"
+    dj.write_text(json.dumps({"registry-mirrors": [f"http://{registry.addr}"]}))
+    _pull_through_berthd_toml_mirrors(registry, daemons, "dockerjson", b"docker's daemon.json\n",
+                                      f'daemon_json = "{dj}"\n')
+
+
 def test_containerd_cri_mirrors_in_berthd_toml(registry, daemons):
     """containerd's form of registry mirrors ([registry.mirrors."docker.io"] endpoint = [...]),
     for the docker side too: pulls go through them, `docker info` lists them."""

@@ -75,6 +75,10 @@ dns = []
 # user dockremap, made when missing), "user" or "user:group" (names or ids) whose ranges in
 # /etc/subuid and /etc/subgid the containers' ids become; empty: none.
 userns_remap = ""
+# A docker daemon.json whose directives berthd honours set the keys here over this file's
+# (berth.daemon.daemonjson: registry-mirrors, log-driver, userns-remap, ...; `berthd
+# --config-file PATH` as dockerd's); empty: none.
+daemon_json = ""
 
 [log_opts]
 #   max-size = "10m"
@@ -153,6 +157,7 @@ class Config:
     address_pool: str = "10.90.0.0/16"
     dns: list[str] = field(default_factory=list)
     userns_remap: str = ""
+    daemon_json: str = ""
     mirrors: dict[str, list[str]] = field(default_factory=dict)  # [registry.mirrors."host"] endpoint
     tls: TLS = field(default_factory=TLS)
     source: str = ""
@@ -175,7 +180,7 @@ class Config:
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
                  f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
                  f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
-                 f"userns_remap = {q(self.userns_remap)}",
+                 f"userns_remap = {q(self.userns_remap)}", f"daemon_json = {q(self.daemon_json)}",
                  f"cri = {str(self.cri).lower()}", f"cri_socket = {q(self.cri_socket)}",
                  f"systemd_cgroup = {str(self.systemd_cgroup).lower()}",
                  f"stream_server_address = {q(self.stream_server_address)}",
@@ -208,6 +213,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "dns": list, "cri": bool, "cri_socket": str, "systemd_cgroup": bool, "stream_server_address": str,
     "stream_server_port": str, "cri_cni_conf_dir": str, "cri_cni_bin_dirs": list, "registry": dict,
     "log_driver": str, "log_opts": dict, "userns_remap": str,
+    "daemon_json": str,
 }
 
 

@@ -11,6 +11,8 @@ from berth.errors import BerthError
 def _parser():
     p = argparse.ArgumentParser(prog="berthd", description="berth's engine: the Docker Engine API over images and containers")
     p.add_argument("--config", help="configuration file (default /etc/berth/berthd.toml)")
+    p.add_argument("--config-file", dest="daemon_json", metavar="PATH",
+                   help="a docker daemon.json whose directives berthd honours (dockerd's flag)")
     p.add_argument("-H", "--host", action="append", dest="hosts", help="address to serve: unix:///PATH or tcp://HOST:PORT")
     p.add_argument("--root", help="root directory for persistent data")
     p.add_argument("--state", help="state directory (sockets, shims)")
@@ -34,6 +36,13 @@ def _parser():
 def load_config(args):
     from berth.daemon import config as cfgmod
     cfg = cfgmod.load(args.config, required=bool(args.config))
+    if args.daemon_json:
+        cfg.daemon_json = os.path.abspath(args.daemon_json)
+    if cfg.daemon_json:  # its directives over berthd.toml's keys; a flag that sets one too is refused (dockerd's)
+        from berth.daemon import daemonjson
+        daemonjson.apply(cfg, cfg.daemon_json, {k: getattr(args, k, None) for k in (
+            "hosts", "root", "state", "registry_mirrors", "insecure_registries", "log_level", "userns_remap",
+            "tlsverify", "tlscacert", "tlscert", "tlskey")})
     for k in ("hosts", "root", "state", "namespace", "config_path", "registry_mirrors", "insecure_registries",
               "log_level", "allow_insecure_tcp", "userns_remap"):
         v = getattr(args, k, None)

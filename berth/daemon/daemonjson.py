@@ -1,0 +1,198 @@
+"""docker's daemon.json for berthd: `berthd --config-file /etc/docker/daemon.json` (dockerd's
+flag), or `daemon_json = "..."` in berthd.toml. The directives berthd honours set its own keys
+over berthd.toml's; a directive given by a command-line flag too is refused, unknown directives
+are refused, both in dockerd's words; those dockerd knows and berthd cannot honour are refused
+by name (never taken and ignored).
+
+daemon.json                    berthd.toml
+registry-mirrors               registry_mirrors
+insecure-registries            insecure_registries
+log-driver, log-opts           log_driver, [log_opts]
+log-level, debug               log_level (warn: warning; fatal: error; debug: true is debug)
+userns-remap                   userns_remap
+dns                            dns
+data-root (graph), exec-root   root, state
+hosts                          hosts
+default-runtime, runtimes      default_runtime, [runtimes.NAME] (path, runtimeArgs: args)
+exec-opts                      native.cgroupdriver=cgroupfs|systemd: cgroup_driver
+tls, tlsverify, tlscacert,     [tls]
+  tlscert, tlskey
+default-address-pools          address_pool (one pool of /24s, berthd's)
+
+What berthd always does is taken when asked for: live-restore true, storage-driver overlay2
+(berthd's overlayfs), iptables, ip-forward and ip-masq true.
+"""
+
+from __future__ import annotations
+
+import json
+
+from berth.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from berth.daemon.config import Config
+
+# directive -> (berthd's command-line flag's dest that sets the same, or "")
+_HONOURED = {
+    "registry-mirrors": "registry_mirrors", "insecure-registries": "insecure_registries", "log-driver": "",
+    "log-opts": "", "log-level": "log_level", "debug": "", "userns-remap": "userns_remap", "dns": "",
+    "data-root": "root", "graph": "root", "exec-root": "state", "hosts": "hosts", "default-runtime": "",
+    "runtimes": "", "exec-opts": "", "tls": "", "tlsverify": "tlsverify", "tlscacert": "tlscacert",
+    "tlscert": "tlscert", "tlskey": "tlskey", "default-address-pools": "",
+    "live-restore": "", "storage-driver": "", "iptables": "", "ip-forward": "", "ip-masq": "",
+}
+# what berthd always does: the values that ask for it
+_ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
+           "ip-forward": (True,), "ip-masq": (True,)}
+# dockerd 20.10's other directives: refused by name
+_DOCKERD = frozenset("""
+allow-nondistributable-artifacts api-cors-header authorization-plugins bip bridge builder cgroup-parent
+cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace containerd-plugin-namespace
+cpu-rt-period cpu-rt-runtime cri-containerd default-cgroupns-mode default-gateway default-gateway-v6
+default-ipc-mode default-shm-size default-ulimits dns-opts dns-search experimental features
+fixed-cidr fixed-cidr-v6 group icc init init-path ip ip6tables ipv6 labels log-format
+max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr mtu network-control-plane-mtu
+no-new-privileges node-generic-resources oom-score-adjust pidfile raw-logs seccomp-profile
+selinux-enabled shutdown-timeout storage-opts swarm-default-advertise-addr userland-proxy userland-proxy-path
+""".split()) | frozenset(_HONOURED)
+
+
+def _err(path: str, why: str) -> InvalidArgument:
+    return InvalidArgument(f"unable to configure berthd with file {path}: {why}")
+
+
+def _kind(v: Any) -> str:
+    return {bool: "a boolean", str: "a string", list: "a list", dict: "an object", int: "a number",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _strings(path: str, key: str, v: Any) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise _err(path, f"{key}: must be a list of strings, not {_kind(v)}")
+    return list(v)
+
+
+def _string(path: str, key: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise _err(path, f"{key}: must be a string, not {_kind(v)}")
+    return v
+
+
+def _bool(path: str, key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _err(path, f"{key}: must be true or false, not {_kind(v)}")
+    return v
+
+
+def read(path: str) -> dict[str, Any]:
+    """The file's directives (dockerd's words for what is not a JSON object)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise InvalidArgument(f"unable to configure berthd with file {path}: open {path}: no such file or "
+                              "directory") from None
+    except OSError as e:
+        raise _err(path, (e.strerror or str(e)).lower()) from None
+    if not raw.strip():
+        return {}  # (dockerd takes an empty file as no directive)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _err(path, f"invalid JSON: {getattr(e, 'msg', str(e))}") from None
+    if not isinstance(data, dict):
+        raise _err(path, f"must be a JSON object, not {_kind(data)}")
+    return data
+
+
+def apply(cfg: Config, path: str, flags: dict[str, Any]) -> Config:
+    """Set cfg's keys from the daemon.json at path. flags: the command line's values by dest
+    (those not given: None), refused when a directive sets the same (dockerd's conflict)."""
+    data = read(path)
+    unknown = [k for k in data if k not in _DOCKERD]
+    if unknown:
+        raise _err(path, "the following directives don't match any configuration option: " + ", ".join(unknown))
+    both = []
+    for k, v in data.items():
+        dest = _HONOURED.get(k, "")
+        if dest and flags.get(dest) is not None:
+            mine = flags[dest]
+            show = "[" + " ".join(mine) + "]" if isinstance(mine, list) else mine
+            theirs = "[" + " ".join(map(str, v)) + "]" if isinstance(v, list) else v
+            both.append(f"{k}: (from flag: {show}, from file: {theirs})")
+    if both:
+        raise _err(path, "the following directives are specified both as a flag and in the configuration file: "
+                   + ", ".join(sorted(both)))  # (dockerd's order)
+    unsupported = [k for k in data if k not in _HONOURED]
+    if unsupported:
+        raise _err(path, "berthd does not support the directives " + ", ".join(unsupported))
+    for k, v in data.items():
+        if k in _ALWAYS:
+            if v not in _ALWAYS[k] or (isinstance(v, bool) != isinstance(_ALWAYS[k][0], bool)):
+                want = " or ".join(json.dumps(x) for x in _ALWAYS[k])
+                raise _err(path, f"{k}: berthd supports only {want} (what it always does)")
+            continue
+        _set(cfg, path, k, v)
+    return cfg
+
+
+def _set(cfg: Config, path: str, k: str, v: Any) -> None:
+    from berth.daemon.config import Runtime
+    if k in ("registry-mirrors", "insecure-registries", "dns", "hosts"):
+        setattr(cfg, k.replace("-", "_"), _strings(path, k, v))
+    elif k in ("log-driver", "userns-remap", "default-runtime"):
+        setattr(cfg, k.replace("-", "_"), _string(path, k, v))
+    elif k in ("data-root", "graph"):
+        cfg.root = _string(path, k, v)
+    elif k == "exec-root":
+        cfg.state = _string(path, k, v)
+    elif k == "log-opts":
+        if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+            raise _err(path, f"{k}: must be an object of strings")
+        cfg.log_opts = dict(v)
+    elif k == "log-level":
+        level = _string(path, k, v)
+        levels = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning", "error": "error",
+                  "fatal": "error", "panic": "error"}
+        if level not in levels:
+            raise InvalidArgument(f"unable to parse logging level: {level}")  # dockerd's
+        cfg.log_level = levels[level]
+    elif k == "debug":
+        if _bool(path, k, v):
+            cfg.log_level = "debug"
+    elif k == "runtimes":
+        if not isinstance(v, dict):
+            raise _err(path, f"{k}: must be an object, not {_kind(v)}")
+        for name, rt in v.items():
+            if not isinstance(rt, dict) or not isinstance(rt.get("path"), str) or not rt["path"]:
+                raise _err(path, f"{k}.{name}: needs a path")
+            extra = set(rt) - {"path", "runtimeArgs"}
+            if extra:
+                raise _err(path, f"{k}.{name}: berthd does not support {', '.join(sorted(extra))}")
+            cfg.runtimes[name] = Runtime(rt["path"], _strings(path, f"{k}.{name}.runtimeArgs",
+                                                              rt.get("runtimeArgs") or []))
+    elif k == "exec-opts":
+        for opt in _strings(path, k, v):
+            key, sep, val = opt.partition("=")
+            if not sep or key.strip().lower() != "native.cgroupdriver":
+                raise _err(path, f"{k}: berthd supports only native.cgroupdriver=cgroupfs|systemd, not {opt!r}")
+            val = val.strip()
+            if val not in ("cgroupfs", "systemd"):
+                raise InvalidArgument(f"native.cgroupdriver option {val} not supported")  # dockerd's
+            cfg.cgroup_driver = val
+            cfg.systemd_cgroup = val == "systemd"
+    elif k in ("tls", "tlsverify"):
+        on = _bool(path, k, v)
+        if k == "tlsverify":
+            cfg.tls.verify = on
+    elif k in ("tlscacert", "tlscert", "tlskey"):
+        setattr(cfg.tls, k[3:], _string(path, k, v))
+    elif k == "default-address-pools":
+        pools = v if isinstance(v, list) else None
+        if not pools or len(pools) != 1 or not isinstance(pools[0], dict) or \
+                not isinstance(pools[0].get("base"), str) or pools[0].get("size", 24) != 24:
+            raise _err(path, f"{k}: berthd takes one pool of /24s: [{{\"base\": \"10.90.0.0/16\", \"size\": 24}}]")
+        cfg.address_pool = pools[0]["base"]
