@@ -69,8 +69,19 @@ bridge = "berth0"
 bridge_subnet = "10.87.0.0/16"
 # Subnets of user-defined networks are /24s taken from this pool (skipping any the host routes).
 address_pool = "10.90.0.0/16"
-# Upstream DNS servers for containers (empty: those of the host's /etc/resolv.conf).
+# DNS servers, search domains and resolver options of docker containers that give none of their
+# own (daemon.json's dns, dns-search, dns-opts); dns is also the embedded DNS server's upstream
+# (empty: those of the host's /etc/resolv.conf).
 dns = []
+dns_search = []
+dns_options = []
+# Defaults of docker containers (daemon.json's default-ulimits, as `--ulimit` gives them;
+# default-shm-size, "64m" when empty; no-new-privileges, --security-opt no-new-privileges=false
+# turns it off), and the labels `docker info` shows (daemon.json's labels).
+default_ulimits = []
+default_shm_size = ""
+no_new_privileges = false
+labels = []
 # docker's daemon-wide user namespace remapping (daemon.json's userns-remap): "default" (the
 # user dockremap, made when missing), "user" or "user:group" (names or ids) whose ranges in
 # /etc/subuid and /etc/subgid the containers' ids become; empty: none.
@@ -156,6 +167,12 @@ class Config:
     bridge_subnet: str = "10.87.0.0/16"
     address_pool: str = "10.90.0.0/16"
     dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    default_ulimits: list[str] = field(default_factory=list)
+    default_shm_size: str = ""
+    no_new_privileges: bool = False
+    labels: list[str] = field(default_factory=list)
     userns_remap: str = ""
     daemon_json: str = ""
     mirrors: dict[str, list[str]] = field(default_factory=dict)  # [registry.mirrors."host"] endpoint
@@ -180,6 +197,9 @@ class Config:
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
                  f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
                  f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
+                 f"dns_search = {arr(self.dns_search)}", f"dns_options = {arr(self.dns_options)}",
+                 f"default_ulimits = {arr(self.default_ulimits)}", f"default_shm_size = {q(self.default_shm_size)}",
+                 f"no_new_privileges = {str(self.no_new_privileges).lower()}", f"labels = {arr(self.labels)}",
                  f"userns_remap = {q(self.userns_remap)}", f"daemon_json = {q(self.daemon_json)}",
                  f"cri = {str(self.cri).lower()}", f"cri_socket = {q(self.cri_socket)}",
                  f"systemd_cgroup = {str(self.systemd_cgroup).lower()}",
@@ -213,7 +233,8 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "dns": list, "cri": bool, "cri_socket": str, "systemd_cgroup": bool, "stream_server_address": str,
     "stream_server_port": str, "cri_cni_conf_dir": str, "cri_cni_bin_dirs": list, "registry": dict,
     "log_driver": str, "log_opts": dict, "userns_remap": str,
-    "daemon_json": str,
+    "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
+    "default_shm_size": str, "no_new_privileges": bool, "labels": list,
 }
 
 
@@ -314,6 +335,42 @@ def _registry_mirrors(path: str, table: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+_ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
+            "rtprio", "rttime", "sigpending", "stack")
+
+
+def ulimit(text: str) -> dict[str, Any]:
+    """A ulimit as `--ulimit` gives it (name=soft[:hard]): the API's {Name, Soft, Hard}."""
+    name, eq, vals = text.partition("=")
+    if not eq or name not in _ULIMITS:
+        raise InvalidArgument(f"invalid ulimit {text!r}: name=soft[:hard], name one of {', '.join(_ULIMITS)}")
+    parts = vals.split(":")
+    try:
+        if len(parts) > 2:
+            raise ValueError
+        soft = int(parts[0])
+        hard = int(parts[1]) if len(parts) == 2 else soft
+    except ValueError:
+        raise InvalidArgument(f"invalid ulimit {text!r}: the limits are numbers, soft[:hard]") from None
+    if hard != -1 and soft > hard:
+        raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
+    return {"Name": name, "Soft": soft, "Hard": hard}
+
+
+def shm_size(cfg: Config) -> int:
+    """The /dev/shm size of docker containers that give none (64 MiB unless default_shm_size)."""
+    if not cfg.default_shm_size:
+        return 64 << 20
+    from berth.units import parse_size
+    try:
+        n = parse_size(cfg.default_shm_size, binary=True)
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from None
+    if n <= 0:
+        raise InvalidArgument(f"invalid size: '{cfg.default_shm_size}'")
+    return n
+
+
 def stream_server_host(cfg: Config) -> str:
     """Where the CRI's streaming server listens: stream_server_address, or when it is empty the
     node's IP as containerd chooses it (berth.linux.hostnet.node_address; OSError without a
@@ -334,6 +391,19 @@ def validate(cfg: Config, path: str = "config") -> Config:
         raise _bad(path, "stream_server_port", f"{cfg.stream_server_port!r} is not a port number")
     if cfg.cgroup_driver not in ("cgroupfs", "systemd"):
         raise _bad(path, "cgroup_driver", f"must be cgroupfs or systemd, not {cfg.cgroup_driver!r}")
+    for u in cfg.default_ulimits:
+        try:
+            ulimit(u)
+        except InvalidArgument as e:
+            raise _bad(path, "default_ulimits", e.message) from None
+    if cfg.default_shm_size:
+        try:
+            shm_size(cfg)
+        except InvalidArgument as e:
+            raise _bad(path, "default_shm_size", e.message) from None
+    for label in cfg.labels:
+        if "=" not in label:
+            raise _bad(path, "labels", f"bad attribute format: {label}")  # dockerd's
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise _bad(path, "log_level", f"must be debug, info, warning or error, not {cfg.log_level!r}")
     if cfg.log_driver not in ("json-file", "local", "none"):

@@ -18,6 +18,11 @@ exec-opts                      native.cgroupdriver=cgroupfs|systemd: cgroup_driv
 tls, tlsverify, tlscacert,     [tls]
   tlscert, tlskey
 default-address-pools          address_pool (one pool of /24s, berthd's)
+dns-search, dns-opts           dns_search, dns_options
+default-ulimits                default_ulimits ("nofile=1024:2048")
+default-shm-size               default_shm_size
+no-new-privileges              no_new_privileges
+labels                         labels
 
 What berthd always does is taken when asked for: live-restore true, storage-driver overlay2
 (berthd's overlayfs), iptables, ip-forward and ip-masq true.
@@ -43,6 +48,8 @@ _HONOURED = {
     "runtimes": "", "exec-opts": "", "tls": "", "tlsverify": "tlsverify", "tlscacert": "tlscacert",
     "tlscert": "tlscert", "tlskey": "tlskey", "default-address-pools": "",
     "live-restore": "", "storage-driver": "", "iptables": "", "ip-forward": "", "ip-masq": "",
+    "dns-search": "", "dns-opts": "", "default-ulimits": "", "default-shm-size": "", "no-new-privileges": "",
+    "labels": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
@@ -52,10 +59,10 @@ _DOCKERD = frozenset("""
 allow-nondistributable-artifacts api-cors-header authorization-plugins bip bridge builder cgroup-parent
 cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace containerd-plugin-namespace
 cpu-rt-period cpu-rt-runtime cri-containerd default-cgroupns-mode default-gateway default-gateway-v6
-default-ipc-mode default-shm-size default-ulimits dns-opts dns-search experimental features
-fixed-cidr fixed-cidr-v6 group icc init init-path ip ip6tables ipv6 labels log-format
+default-ipc-mode experimental features
+fixed-cidr fixed-cidr-v6 group icc init init-path ip ip6tables ipv6 log-format
 max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr mtu network-control-plane-mtu
-no-new-privileges node-generic-resources oom-score-adjust pidfile raw-logs seccomp-profile
+node-generic-resources oom-score-adjust pidfile raw-logs seccomp-profile
 selinux-enabled shutdown-timeout storage-opts swarm-default-advertise-addr userland-proxy userland-proxy-path
 """.split()) | frozenset(_HONOURED)
 
@@ -141,8 +148,24 @@ def apply(cfg: Config, path: str, flags: dict[str, Any]) -> Config:
 
 def _set(cfg: Config, path: str, k: str, v: Any) -> None:
     from berth.daemon.config import Runtime
-    if k in ("registry-mirrors", "insecure-registries", "dns", "hosts"):
+    if k in ("registry-mirrors", "insecure-registries", "dns", "hosts", "dns-search", "labels"):
         setattr(cfg, k.replace("-", "_"), _strings(path, k, v))
+    elif k == "dns-opts":
+        cfg.dns_options = _strings(path, k, v)
+    elif k == "default-shm-size":
+        cfg.default_shm_size = _string(path, k, v)
+    elif k == "no-new-privileges":
+        cfg.no_new_privileges = _bool(path, k, v)
+    elif k == "default-ulimits":
+        # {"nofile": {"Name": "nofile", "Hard": 2048, "Soft": 1024}} (go-units' Ulimit)
+        if not isinstance(v, dict):
+            raise _err(path, f"{k}: must be an object, not {_kind(v)}")
+        out = []
+        for name, u in v.items():
+            if not isinstance(u, dict) or not isinstance(u.get("Soft"), int) or not isinstance(u.get("Hard"), int):
+                raise _err(path, f'{k}.{name}: must be {{"Name": "{name}", "Soft": N, "Hard": N}}')
+            out.append(f"{u.get('Name') or name}={u['Soft']}:{u['Hard']}")
+        cfg.default_ulimits = out
     elif k in ("log-driver", "userns-remap", "default-runtime"):
         setattr(cfg, k.replace("-", "_"), _string(path, k, v))
     elif k in ("data-root", "graph"):

@@ -83,6 +83,22 @@ def _predefined(ep: dict[str, Any] | None) -> None:
         raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
 
 
+def with_daemon_dns(svc: ContainerService, rec: Container, spec_body: dict[str, Any]) -> dict[str, Any]:
+    """A docker container's Dns, DnsSearch and DnsOptions, each the daemon's (berthd.toml's dns,
+    dns_search, dns_options: daemon.json's dns, dns-search, dns-opts) when it gives none, as
+    dockerd's: what its resolv.conf is made of (its record keeps its own)."""
+    cfg = svc.cfg
+    hc = dict(spec_body.get("HostConfig") or {})
+    if any(k.startswith("io.cri-containerd.") for k in rec.extensions or {}):
+        return spec_body  # (a CRI pod's DNS is its config's)
+    changed = False
+    for key, default in (("Dns", cfg.dns), ("DnsSearch", cfg.dns_search), ("DnsOptions", cfg.dns_options)):
+        if default and not hc.get(key):
+            hc[key] = list(default)
+            changed = True
+    return dict(spec_body, HostConfig=hc) if changed else spec_body
+
+
 def new_netns(svc: ContainerService, rec: Container, path: str) -> None:
     """A container's network namespace at path; a remapped container's (userns-remap) is owned
     by a user namespace with the remapping's mappings, pinned for the container to join (as
@@ -104,6 +120,7 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     """Before the shim starts. Returns (netns for the spec: "host" | path | None, files dir, the
     ports its shim forwards: those published on IPv6 host addresses, see proxies())."""
     nets = svc.networks
+    spec_body = with_daemon_dns(svc, rec, spec_body)
     hc = spec_body.get("HostConfig") or {}
     mode = network_mode(hc)
     cid = rec.id
@@ -397,7 +414,7 @@ def _joined(svc: ContainerService, rec: Container, body: dict[str, Any], n: Netw
             with open(os.path.join(cdir, "resolv.conf")) as f:
                 on = any(line.split()[:2] == ["nameserver", "127.0.0.11"] for line in f if line.strip())
             if not on:
-                write_resolv(cdir, body, embedded_dns=True, in_place=True)
+                write_resolv(cdir, with_daemon_dns(svc, rec, body), embedded_dns=True, in_place=True)
     except OSError:
         pass  # (files of its own it has not: one in another's namespace)
 

@@ -524,7 +524,8 @@ class ContainerService:
             extra = self.volumes.oci_mounts(ns, rec, rootfs, pins=os.path.join(self.cdir(rec.id), "mounts"))
             from berth.services import links, runopts
             spec_body = links.apply(self, ns, rec, spec_body, files_dir)  # --link: hosts entries, env
-            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra)
+            oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra,
+                                no_new_privileges=self.cfg.no_new_privileges and not _is_cri(rec))
             runopts.apply(self, ns, rec, spec_body, oci, rootfs)  # --pid, --ipc, --uts, --device, --sysctl, ...
             runopts.apply_remap(self, rec, oci, files_dir)  # userns-remap: the container's own user namespace
             linux = oci.setdefault("linux", {})

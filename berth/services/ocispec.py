@@ -200,7 +200,8 @@ def merged_command(create: dict[str, Any], ic: dict[str, Any]) -> tuple[list[str
 
 
 def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any], rootfs: str, files_dir: str,
-          cgroup_parent: str = "/berth", netns: str | None = None, extra_mounts: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+          cgroup_parent: str = "/berth", netns: str | None = None, extra_mounts: Iterable[dict[str, Any]] = (),
+          no_new_privileges: bool = False) -> dict[str, Any]:
     """The OCI config.json for a container. ``create`` is the Docker API's create body
     (Config fields at top level plus HostConfig). ``netns``: "host" (the host's network), the
     path of a network namespace to join, or None (a new, empty one). ``extra_mounts``: the OCI
@@ -229,7 +230,8 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
     elif netns != "host":
         namespaces.append({"type": "network", "path": netns})
     security = security_options(hc.get("SecurityOpt"))
-    nnp = security["no-new-privileges"]
+    # no_new_privileges: the daemon's default (daemon.json's), which the create's option overrides
+    nnp = security["no-new-privileges"] if security["nnp-given"] else no_new_privileges
     rlimits = []
     for u in hc.get("Ulimits") or []:
         rlimits.append({"type": "RLIMIT_" + u["Name"].upper(), "soft": int(u["Soft"]), "hard": int(u["Hard"])})
@@ -433,12 +435,12 @@ def security_options(opts: Iterable[object] | None) -> dict[str, Any]:
     """HostConfig.SecurityOpt, parsed like docker's daemon: returns {"no-new-privileges": bool,
     "seccomp": None (the default profile) | "unconfined" | a docker-format profile (dict),
     "systempaths": None | "unconfined"}. Raises a one-line InvalidArgument."""
-    out: dict[str, Any] = {"no-new-privileges": False, "seccomp": None, "systempaths": None}
+    out: dict[str, Any] = {"no-new-privileges": False, "seccomp": None, "systempaths": None, "nnp-given": False}
     for opt in opts or []:
         if not isinstance(opt, str):
             raise _bad_opt(1, opt)
         if opt == "no-new-privileges":
-            out["no-new-privileges"] = True
+            out["no-new-privileges"] = out["nnp-given"] = True
             continue
         if opt == "disable":  # label:disable, SELinux is not supported: nothing to disable
             continue
@@ -450,6 +452,7 @@ def security_options(opts: Iterable[object] | None) -> dict[str, Any]:
             if value not in _TRUE + _FALSE:
                 raise _bad_opt(2, opt)
             out["no-new-privileges"] = value in _TRUE
+            out["nnp-given"] = True
         elif key == "seccomp":
             if value in ("", "builtin"):
                 out["seccomp"] = None

@@ -208,7 +208,13 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
     if shm is not None and int(shm) < 0:
         raise InvalidArgument("SHM size can not be less than 0")
     if not shm and ipc in ("", "private", "shareable"):
-        hc["ShmSize"] = 64 * 1024 * 1024
+        from berth.daemon.config import shm_size
+        hc["ShmSize"] = 64 * 1024 * 1024 if cri else shm_size(svc.cfg)  # (daemon.json's default-shm-size)
+    if not cri and svc.cfg.default_ulimits:  # daemon.json's default-ulimits: those the create names none of
+        from berth.daemon.config import ulimit
+        have = {u.get("Name") for u in hc.get("Ulimits") or []}
+        hc["Ulimits"] = list(hc.get("Ulimits") or []) + [u for u in map(ulimit, svc.cfg.default_ulimits)
+                                                         if u["Name"] not in have]
     for rule in hc.get("DeviceCgroupRules") or []:
         if not _CGROUP_RULE.match(rule or ""):
             raise InvalidArgument(f"invalid device cgroup format '{rule}'")

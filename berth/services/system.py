@@ -95,7 +95,7 @@ class SystemService:
             "IndexServerAddress": "https://index.docker.io/v1/", "LoggingDriver": self.cfg.log_driver,
             "SecurityOptions": ["name=seccomp,profile=builtin"] +
             (["name=userns"] if getattr(self.containers, "remap", None) is not None else []),
-            "Labels": [f"berth.namespace={ns}"],
+            "Labels": list(self.cfg.labels) + [f"berth.namespace={ns}"],  # (daemon.json's labels first)
             "ExperimentalBuild": False, "Debug": self.cfg.log_level == "debug",
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                       "Error": "", "RemoteManagers": None},

@@ -1,0 +1,88 @@
+"""A docker daemon.json's defaults for containers, side by side: berthd given the file (its
+daemon_json) and dockerd 20.10 given the same (--config-file): the DNS servers, search domains and
+options of containers that give none, the default ulimits and /dev/shm size (recorded in
+HostConfig, as dockerd records them), no-new-privileges (which --security-opt turns off), the
+labels `docker info` shows."""
+
+import json
+import os
+import shutil
+
+import pytest
+from daemon_fixtures import DATA, Daemon
+from peer_dockerd import Dockerd
+
+IMAGE = "busybox-layers:1"
+DAEMON_JSON = {
+    "dns": ["10.0.0.9"], "dns-search": ["example.org"], "dns-opts": ["ndots:2"],
+    "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 2048, "Soft": 1024}},
+    "default-shm-size": "32M", "no-new-privileges": True, "labels": ["a=b", "zone=x"],
+}
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    base = tmp_path_factory.mktemp("dj")
+    path = base / "daemon.json"
+    path.write_text(json.dumps(DAEMON_JSON))
+    d = Daemon(base / "berthd", f'daemon_json = "{path}"\ncri = false\n').start()
+    peer = None
+    try:
+        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        if shutil.which("dockerd"):
+            peer = Dockerd(base / "dockerd", extra=DAEMON_JSON)
+            peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        yield d, peer
+    finally:
+        if peer is not None:
+            peer.stop()
+        d.cleanup()
+
+
+SCRIPT = ("ulimit -n; ulimit -Hn; cat /etc/resolv.conf; df -k /dev/shm | tail -1 | tr -s ' ' | cut -d' ' -f2; "
+          "grep NoNewPrivs /proc/self/status")
+
+
+def _both(engines, *args):
+    d, peer = engines
+    out = []
+    for e in (d, peer):
+        if e is None:
+            continue
+        name = "dj" + os.urandom(4).hex()
+        try:
+            r = e.docker("run", "--name", name, *args, IMAGE, "sh", "-c", SCRIPT, check=True)
+            hc = json.loads(e.docker("inspect", "-f", "{{json .HostConfig}}", name, check=True).out)
+            out.append((r.out, hc["Ulimits"], hc["ShmSize"], hc["SecurityOpt"], hc["Dns"], hc["DnsSearch"],
+                        hc["DnsOptions"]))
+        finally:
+            e.docker("rm", "-f", name)
+    return out
+
+
+def test_the_daemons_defaults_for_containers(engines):
+    """Before, berthd had no daemon_json (an unknown key), and its `dns` never reached a
+    container's resolv.conf (dockerd writes the daemon's dns there)."""
+    got = _both(engines)
+    assert got[0][0].splitlines() == ["1024", "2048", "search example.org", "nameserver 10.0.0.9", "options ndots:2",
+                                      "32768", "NoNewPrivs:\t1"]
+    assert got[0][1:] == ([{"Name": "nofile", "Hard": 2048, "Soft": 1024}], 32 << 20, None, [], [], [])
+    if len(got) == 2:
+        assert got[0] == got[1]
+
+
+def test_a_containers_own_options_win(engines):
+    got = _both(engines, "--ulimit", "nofile=512:512", "--shm-size", "8m", "--dns-search", "foo.org",
+                "--security-opt", "no-new-privileges=false")
+    assert got[0][0].splitlines() == ["512", "512", "search foo.org", "nameserver 10.0.0.9", "options ndots:2",
+                                      "8192", "NoNewPrivs:\t0"]
+    if len(got) == 2:
+        assert got[0] == got[1]
+
+
+def test_the_daemons_labels_in_info(engines):
+    d, peer = engines
+    labels = json.loads(d.docker("info", "--format", "{{json .Labels}}", check=True).out)
+    assert labels[:2] == ["a=b", "zone=x"]
+    if peer is not None:
+        assert json.loads(peer.docker("info", "--format", "{{json .Labels}}", check=True).out) == labels[:2]
