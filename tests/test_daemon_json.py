@@ -9,14 +9,16 @@ import os
 import shutil
 
 import pytest
-from daemon_fixtures import DATA, Daemon
+from daemon_fixtures import DATA, Daemon, missing_cgroup_parents, remove_made
 from peer_dockerd import Dockerd
 
 IMAGE = "busybox-layers:1"
+PARENT = "berth-test-dj" + os.urandom(3).hex()
 DAEMON_JSON = {
     "dns": ["10.0.0.9"], "dns-search": ["example.org"], "dns-opts": ["ndots:2"],
     "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 2048, "Soft": 1024}},
     "default-shm-size": "32M", "no-new-privileges": True, "labels": ["a=b", "zone=x"],
+    "default-ipc-mode": "shareable", "default-cgroupns-mode": "private", "cgroup-parent": "/" + PARENT,
 }
 
 
@@ -25,6 +27,7 @@ def engines(tmp_path_factory):
     base = tmp_path_factory.mktemp("dj")
     path = base / "daemon.json"
     path.write_text(json.dumps(DAEMON_JSON))
+    made = missing_cgroup_parents(PARENT)
     d = Daemon(base / "berthd", f'daemon_json = "{path}"\ncri = false\n').start()
     peer = None
     try:
@@ -37,10 +40,17 @@ def engines(tmp_path_factory):
         if peer is not None:
             peer.stop()
         d.cleanup()
+        remove_made(made)
 
 
 SCRIPT = ("ulimit -n; ulimit -Hn; cat /etc/resolv.conf; df -k /dev/shm | tail -1 | tr -s ' ' | cut -d' ' -f2; "
-          "grep NoNewPrivs /proc/self/status")
+          "grep NoNewPrivs /proc/self/status; grep ':memory:' /proc/self/cgroup | cut -d: -f3")
+
+
+def _in_parent(e, name):
+    """Whether the container's memory cgroup was under the daemon's cgroup parent (it has run)."""
+    cid = e.docker("inspect", "-f", "{{.Id}}", name, check=True).out.strip()
+    return os.path.isdir(f"/sys/fs/cgroup/memory/{PARENT}") and not os.path.exists(f"/sys/fs/cgroup/memory/{cid}")
 
 
 def _both(engines, *args):
@@ -53,8 +63,10 @@ def _both(engines, *args):
         try:
             r = e.docker("run", "--name", name, *args, IMAGE, "sh", "-c", SCRIPT, check=True)
             hc = json.loads(e.docker("inspect", "-f", "{{json .HostConfig}}", name, check=True).out)
-            out.append((r.out, hc["Ulimits"], hc["ShmSize"], hc["SecurityOpt"], hc["Dns"], hc["DnsSearch"],
-                        hc["DnsOptions"]))
+            cid = e.docker("inspect", "-f", "{{.Id}}", name, check=True).out.strip()
+            out.append((r.out.replace(cid, "<id>"), hc["Ulimits"], hc["ShmSize"], hc["SecurityOpt"], hc["Dns"], hc["DnsSearch"],
+                        hc["DnsOptions"], hc["IpcMode"], hc["CgroupnsMode"], hc["CgroupParent"],
+                        _in_parent(e, name)))
         finally:
             e.docker("rm", "-f", name)
     return out
@@ -65,17 +77,19 @@ def test_the_daemons_defaults_for_containers(engines):
     container's resolv.conf (dockerd writes the daemon's dns there)."""
     got = _both(engines)
     assert got[0][0].splitlines() == ["1024", "2048", "search example.org", "nameserver 10.0.0.9", "options ndots:2",
-                                      "32768", "NoNewPrivs:\t1"]
-    assert got[0][1:] == ([{"Name": "nofile", "Hard": 2048, "Soft": 1024}], 32 << 20, None, [], [], [])
+                                      "32768", "NoNewPrivs:\t1", "/"]  # (its own cgroup namespace)
+    assert got[0][1:] == ([{"Name": "nofile", "Hard": 2048, "Soft": 1024}], 32 << 20, None, [], [], [],
+                          "shareable", "private", "", True)
     if len(got) == 2:
         assert got[0] == got[1]
 
 
 def test_a_containers_own_options_win(engines):
     got = _both(engines, "--ulimit", "nofile=512:512", "--shm-size", "8m", "--dns-search", "foo.org",
-                "--security-opt", "no-new-privileges=false")
-    assert got[0][0].splitlines() == ["512", "512", "search foo.org", "nameserver 10.0.0.9", "options ndots:2",
-                                      "8192", "NoNewPrivs:\t0"]
+                "--security-opt", "no-new-privileges=false", "--ipc", "private", "--cgroupns", "host")
+    assert got[0][0].splitlines()[:7] == ["512", "512", "search foo.org", "nameserver 10.0.0.9", "options ndots:2",
+                                          "8192", "NoNewPrivs:\t0"]
+    assert got[0][0].splitlines()[7] == f"/{PARENT}/<id>" and got[0][7:9] == ("private", "host")
     if len(got) == 2:
         assert got[0] == got[1]
 

@@ -82,6 +82,12 @@ default_ulimits = []
 default_shm_size = ""
 no_new_privileges = false
 labels = []
+# Docker containers' IPC mode (private | shareable) and cgroup namespace mode (host | private; empty:
+# private on a cgroup v2 host only) when they give none, and the cgroup parent of those that give
+# none (empty: /berth), as daemon.json's default-ipc-mode, default-cgroupns-mode, cgroup-parent.
+default_ipc_mode = ""
+default_cgroupns_mode = ""
+cgroup_parent = ""
 # docker's daemon-wide user namespace remapping (daemon.json's userns-remap): "default" (the
 # user dockremap, made when missing), "user" or "user:group" (names or ids) whose ranges in
 # /etc/subuid and /etc/subgid the containers' ids become; empty: none.
@@ -173,6 +179,9 @@ class Config:
     default_shm_size: str = ""
     no_new_privileges: bool = False
     labels: list[str] = field(default_factory=list)
+    default_ipc_mode: str = ""
+    default_cgroupns_mode: str = ""
+    cgroup_parent: str = ""
     userns_remap: str = ""
     daemon_json: str = ""
     mirrors: dict[str, list[str]] = field(default_factory=dict)  # [registry.mirrors."host"] endpoint
@@ -200,6 +209,8 @@ class Config:
                  f"dns_search = {arr(self.dns_search)}", f"dns_options = {arr(self.dns_options)}",
                  f"default_ulimits = {arr(self.default_ulimits)}", f"default_shm_size = {q(self.default_shm_size)}",
                  f"no_new_privileges = {str(self.no_new_privileges).lower()}", f"labels = {arr(self.labels)}",
+                 f"default_ipc_mode = {q(self.default_ipc_mode)}",
+                 f"default_cgroupns_mode = {q(self.default_cgroupns_mode)}", f"cgroup_parent = {q(self.cgroup_parent)}",
                  f"userns_remap = {q(self.userns_remap)}", f"daemon_json = {q(self.daemon_json)}",
                  f"cri = {str(self.cri).lower()}", f"cri_socket = {q(self.cri_socket)}",
                  f"systemd_cgroup = {str(self.systemd_cgroup).lower()}",
@@ -234,7 +245,8 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "stream_server_port": str, "cri_cni_conf_dir": str, "cri_cni_bin_dirs": list, "registry": dict,
     "log_driver": str, "log_opts": dict, "userns_remap": str,
     "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
-    "default_shm_size": str, "no_new_privileges": bool, "labels": list,
+    "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
+    "default_cgroupns_mode": str, "cgroup_parent": str,
 }
 
 
@@ -401,6 +413,15 @@ def validate(cfg: Config, path: str = "config") -> Config:
             shm_size(cfg)
         except InvalidArgument as e:
             raise _bad(path, "default_shm_size", e.message) from None
+    if cfg.default_ipc_mode not in ("", "private", "shareable"):  # dockerd's words
+        raise _bad(path, "default_ipc_mode", f'invalid default IPC mode: {cfg.default_ipc_mode!r}: only "private" '
+                   'or "shareable"')
+    if cfg.default_cgroupns_mode not in ("", "host", "private"):
+        raise _bad(path, "default_cgroupns_mode", f"invalid default cgroup namespace mode: "
+                   f'{cfg.default_cgroupns_mode!r}: only "host" or "private"')
+    if cfg.cgroup_parent and (".." in cfg.cgroup_parent.split("/") or
+                              not all(c.isalnum() or c in "/-_.:" for c in cfg.cgroup_parent)):
+        raise _bad(path, "cgroup_parent", f"invalid cgroup parent {cfg.cgroup_parent!r}")
     for label in cfg.labels:
         if "=" not in label:
             raise _bad(path, "labels", f"bad attribute format: {label}")  # dockerd's

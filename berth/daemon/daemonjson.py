@@ -23,6 +23,9 @@ default-ulimits                default_ulimits ("nofile=1024:2048")
 default-shm-size               default_shm_size
 no-new-privileges              no_new_privileges
 labels                         labels
+default-ipc-mode,              default_ipc_mode, default_cgroupns_mode, cgroup_parent
+  default-cgroupns-mode,
+  cgroup-parent
 
 What berthd always does is taken when asked for: live-restore true, storage-driver overlay2
 (berthd's overlayfs), iptables, ip-forward and ip-masq true.
@@ -49,17 +52,16 @@ _HONOURED = {
     "tlscert": "tlscert", "tlskey": "tlskey", "default-address-pools": "",
     "live-restore": "", "storage-driver": "", "iptables": "", "ip-forward": "", "ip-masq": "",
     "dns-search": "", "dns-opts": "", "default-ulimits": "", "default-shm-size": "", "no-new-privileges": "",
-    "labels": "",
+    "labels": "", "default-ipc-mode": "", "default-cgroupns-mode": "", "cgroup-parent": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
            "ip-forward": (True,), "ip-masq": (True,)}
 # dockerd 20.10's other directives: refused by name
 _DOCKERD = frozenset("""
-allow-nondistributable-artifacts api-cors-header authorization-plugins bip bridge builder cgroup-parent
+allow-nondistributable-artifacts api-cors-header authorization-plugins bip bridge builder
 cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace containerd-plugin-namespace
-cpu-rt-period cpu-rt-runtime cri-containerd default-cgroupns-mode default-gateway default-gateway-v6
-default-ipc-mode experimental features
+cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6 experimental features
 fixed-cidr fixed-cidr-v6 group icc init init-path ip ip6tables ipv6 log-format
 max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr mtu network-control-plane-mtu
 node-generic-resources oom-score-adjust pidfile raw-logs seccomp-profile
@@ -152,6 +154,15 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
         setattr(cfg, k.replace("-", "_"), _strings(path, k, v))
     elif k == "dns-opts":
         cfg.dns_options = _strings(path, k, v)
+    elif k in ("default-ipc-mode", "default-cgroupns-mode", "cgroup-parent"):
+        value = _string(path, k, v)
+        if k == "default-ipc-mode" and value not in ("private", "shareable"):  # dockerd's words
+            raise _err(path, f'configuration validation from file failed: IPC mode "{value}" is not supported as '
+                       'default value; use "shareable" or "private"')
+        if k == "default-cgroupns-mode" and value not in ("host", "private"):
+            raise _err(path, f"configuration validation from file failed: default cgroup namespace mode ({value}) "
+                       'is invalid; use "host" or "private"')
+        setattr(cfg, k.replace("-", "_"), value)
     elif k == "default-shm-size":
         cfg.default_shm_size = _string(path, k, v)
     elif k == "no-new-privileges":

@@ -18,6 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
     from typing import Any
 
+    from berth.daemon.config import Config
     from berth.metadata.records import Container
     from berth.services.containers import ContainerService
 
@@ -203,7 +204,7 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
         raise InvalidArgument(f"Invalid IPC mode: {ipc}")
     if ipc.startswith("container:"):
         _exists(svc, ns, ipc[10:])
-    hc["IpcMode"] = ipc or "private"
+    hc["IpcMode"] = ipc or ("private" if cri else svc.cfg.default_ipc_mode or "private")  # (daemon.json's default-ipc-mode)
     shm = hc.get("ShmSize")
     if shm is not None and int(shm) < 0:
         raise InvalidArgument("SHM size can not be less than 0")
@@ -248,7 +249,7 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
         if adj < cur and not _has_cap_sys_resource():
             raise InvalidArgument(f"cannot set --oom-score-adj {adj}: lower than berthd's own ({cur}) and berthd "
                                   "lacks CAP_SYS_RESOURCE, which lowering it needs")
-    _check_unsupported(hc, body, warnings, cri)
+    _check_unsupported(hc, body, warnings, cri, svc.cfg)
     if not cri:
         check_remap(svc, hc)
     if not cri and (hc.get("IpcMode") == "host" or hc.get("PidMode") == "host" or hc.get("Privileged")) and \
@@ -299,7 +300,7 @@ def _exists(svc: ContainerService, ns: str, ref: str) -> None:
 
 
 def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[str],
-                       cri: bool = False) -> None:
+                       cri: bool = False, svc_cfg: Config | None = None) -> None:
     """Options berth cannot honour are refused (or, where docker too lets them go, warned about):
     never accepted and dropped."""
     bw = int(hc.get("BlkioWeight") or 0)
@@ -350,7 +351,9 @@ def _check_unsupported(hc: dict[str, Any], body: dict[str, Any], warnings: list[
     cg = hc.get("CgroupnsMode") or ""
     if cg not in ("", "host", "private"):
         raise InvalidArgument(f"invalid cgroup namespace mode: {cg}")
-    if not cg:  # dockerd's default-cgroupns-mode: private on a cgroup v2 host only, as runc and containerd
+    if not cg and not cri and svc_cfg is not None and svc_cfg.default_cgroupns_mode:  # daemon.json's default-cgroupns-mode
+        hc["CgroupnsMode"] = svc_cfg.default_cgroupns_mode
+    elif not cg:  # dockerd's default: private on a cgroup v2 host only, as runc and containerd
         from berth.runtime.cgroups import detect_mode
         hc["CgroupnsMode"] = "private" if detect_mode() == "v2" else "host"
     vd = hc.get("VolumeDriver") or ""
@@ -582,9 +585,12 @@ def apply(svc: ContainerService, ns: str, rec: Container, body: dict[str, Any], 
         oci.pop("hostname", None)
     if hc.get("CgroupnsMode") == "host":
         linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "cgroup"]
-    if hc.get("CgroupParent"):  # a path, or a systemd slice ("x.slice": the systemd driver's form)
+    cri = any(k.startswith("io.cri-containerd.") for k in rec.extensions or {})
+    # a path, or a systemd slice ("x.slice": the systemd driver's form); none: the daemon's
+    # cgroup_parent (daemon.json's cgroup-parent, not recorded, as dockerd's), if any
+    parent = hc.get("CgroupParent") or ("" if cri else svc.cfg.cgroup_parent)
+    if parent:
         from berth.services.ocispec import cgroups_path
-        parent = hc["CgroupParent"]
         linux["cgroupsPath"] = cgroups_path(parent if parent.endswith(".slice") else "/" + parent.strip("/"),
                                             rec.id)
     if hc.get("Annotations"):
