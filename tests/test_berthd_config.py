@@ -586,7 +586,8 @@ def test_daemon_json_refusals_as_dockerd(tmp_path):
     for text, flags in (('{"foo": 1}', []),  # (one: dockerd lists several in a Go map's order)
                         ('{"registry-mirrors": ["https://m.example.com/"], "hosts": ["unix:///x.sock"]}',
                          ["--registry-mirror", "https://n.example.com/", "-H", "unix:///y.sock"]),
-                        ('{"log-level": "verbose"}', [])):
+                        ('{"log-level": "verbose"}', []), ('{"default-ipc-mode": "host"}', []),
+                        ('{"default-cgroupns-mode": "foo"}', [])):
         dj = write(tmp_path / "daemon.json", text)
         ours = berthd("--config-file", dj, *flags, "config", "dump")
         theirs = subprocess.run(["dockerd", "--config-file", dj, *flags, "--data-root", str(base / "data"),
