@@ -26,14 +26,18 @@ DAEMON_JSON = {
 def engines(tmp_path_factory):
     base = tmp_path_factory.mktemp("dj")
     path = base / "daemon.json"
-    path.write_text(json.dumps(DAEMON_JSON))
+    # a seccomp profile of the daemon's own: mkdir refused
+    (base / "seccomp.json").write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    config = dict(DAEMON_JSON, **{"seccomp-profile": str(base / "seccomp.json")})
+    path.write_text(json.dumps(config))
     made = missing_cgroup_parents(PARENT)
     d = Daemon(base / "berthd", f'daemon_json = "{path}"\ncri = false\n').start()
     peer = None
     try:
         d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
         if shutil.which("dockerd"):
-            peer = Dockerd(base / "dockerd", extra=DAEMON_JSON)
+            peer = Dockerd(base / "dockerd", extra=config)
             peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
         yield d, peer
     finally:
@@ -44,7 +48,8 @@ def engines(tmp_path_factory):
 
 
 SCRIPT = ("ulimit -n; ulimit -Hn; cat /etc/resolv.conf; df -k /dev/shm | tail -1 | tr -s ' ' | cut -d' ' -f2; "
-          "grep NoNewPrivs /proc/self/status; grep ':memory:' /proc/self/cgroup | cut -d: -f3")
+          "grep NoNewPrivs /proc/self/status; grep ':memory:' /proc/self/cgroup | cut -d: -f3; "
+          "mkdir /made 2>/dev/null; echo mkdir $?")
 
 
 def _in_parent(e, name):
@@ -77,7 +82,7 @@ def test_the_daemons_defaults_for_containers(engines):
     container's resolv.conf (dockerd writes the daemon's dns there)."""
     got = _both(engines)
     assert got[0][0].splitlines() == ["1024", "2048", "search example.org", "nameserver 10.0.0.9", "options ndots:2",
-                                      "32768", "NoNewPrivs:\t1", "/"]  # (its own cgroup namespace)
+                                      "32768", "NoNewPrivs:\t1", "/", "mkdir 1"]  # (its own cgroup namespace)
     assert got[0][1:] == ([{"Name": "nofile", "Hard": 2048, "Soft": 1024}], 32 << 20, None, [], [], [],
                           "shareable", "private", "", True)
     if len(got) == 2:
@@ -86,17 +91,38 @@ def test_the_daemons_defaults_for_containers(engines):
 
 def test_a_containers_own_options_win(engines):
     got = _both(engines, "--ulimit", "nofile=512:512", "--shm-size", "8m", "--dns-search", "foo.org",
-                "--security-opt", "no-new-privileges=false", "--ipc", "private", "--cgroupns", "host")
+                "--security-opt", "no-new-privileges=false", "--ipc", "private", "--cgroupns", "host",
+                "--security-opt", "seccomp=unconfined")
     assert got[0][0].splitlines()[:7] == ["512", "512", "search foo.org", "nameserver 10.0.0.9", "options ndots:2",
                                           "8192", "NoNewPrivs:\t0"]
-    assert got[0][0].splitlines()[7] == f"/{PARENT}/<id>" and got[0][7:9] == ("private", "host")
+    assert got[0][0].splitlines()[7:] == [f"/{PARENT}/<id>", "mkdir 0"] and got[0][7:9] == ("private", "host")
     if len(got) == 2:
         assert got[0] == got[1]
 
 
-def test_the_daemons_labels_in_info(engines):
+def test_the_daemons_labels_and_seccomp_profile_in_info(engines):
     d, peer = engines
     labels = json.loads(d.docker("info", "--format", "{{json .Labels}}", check=True).out)
     assert labels[:2] == ["a=b", "zone=x"]
+    sec = json.loads(d.docker("info", "--format", "{{json .SecurityOptions}}", check=True).out)
+    assert sec[0] == "name=seccomp,profile=" + os.path.join(os.path.dirname(d.base), "seccomp.json")
     if peer is not None:
         assert json.loads(peer.docker("info", "--format", "{{json .Labels}}", check=True).out) == labels[:2]
+        assert json.loads(peer.docker("info", "--format", "{{json .SecurityOptions}}", check=True).out)[0] == sec[0]
+
+
+def test_init_by_default(tmp_path):
+    """daemon.json's init: containers run tini as PID 1 unless --init=false (dockerd's docker-init;
+    not installed here for dockerd, so berth alone)."""
+    if not os.path.exists("/usr/bin/tini-static"):
+        pytest.skip("tini-static (Debian's tini) is not installed")
+    (tmp_path / "daemon.json").write_text('{"init": true}')
+    d = Daemon(tmp_path / "d", f'daemon_json = "{tmp_path / "daemon.json"}"\ncri = false\n').start()
+    try:
+        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        out = d.docker("run", "--rm", IMAGE, "ps", "-o", "pid,comm", check=True).out.split()
+        assert out[2:4] == ["1", "docker-init"]
+        out = d.docker("run", "--rm", "--init=false", IMAGE, "ps", "-o", "pid,comm", check=True).out.split()
+        assert out[2:4] == ["1", "ps"]
+    finally:
+        d.cleanup()

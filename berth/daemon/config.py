@@ -88,6 +88,11 @@ labels = []
 default_ipc_mode = ""
 default_cgroupns_mode = ""
 cgroup_parent = ""
+# The seccomp profile of docker containers that name none (a docker profile's path, "unconfined";
+# empty: berth's built-in one) and whether they run an init by default (daemon.json's
+# seccomp-profile and init).
+seccomp_profile = ""
+init = false
 # docker's daemon-wide user namespace remapping (daemon.json's userns-remap): "default" (the
 # user dockremap, made when missing), "user" or "user:group" (names or ids) whose ranges in
 # /etc/subuid and /etc/subgid the containers' ids become; empty: none.
@@ -182,6 +187,8 @@ class Config:
     default_ipc_mode: str = ""
     default_cgroupns_mode: str = ""
     cgroup_parent: str = ""
+    seccomp_profile: str = ""
+    init: bool = False
     userns_remap: str = ""
     daemon_json: str = ""
     mirrors: dict[str, list[str]] = field(default_factory=dict)  # [registry.mirrors."host"] endpoint
@@ -211,6 +218,7 @@ class Config:
                  f"no_new_privileges = {str(self.no_new_privileges).lower()}", f"labels = {arr(self.labels)}",
                  f"default_ipc_mode = {q(self.default_ipc_mode)}",
                  f"default_cgroupns_mode = {q(self.default_cgroupns_mode)}", f"cgroup_parent = {q(self.cgroup_parent)}",
+                 f"seccomp_profile = {q(self.seccomp_profile)}", f"init = {str(self.init).lower()}",
                  f"userns_remap = {q(self.userns_remap)}", f"daemon_json = {q(self.daemon_json)}",
                  f"cri = {str(self.cri).lower()}", f"cri_socket = {q(self.cri_socket)}",
                  f"systemd_cgroup = {str(self.systemd_cgroup).lower()}",
@@ -246,7 +254,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "log_driver": str, "log_opts": dict, "userns_remap": str,
     "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
     "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
-    "default_cgroupns_mode": str, "cgroup_parent": str,
+    "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool,
 }
 
 
@@ -422,6 +430,12 @@ def validate(cfg: Config, path: str = "config") -> Config:
     if cfg.cgroup_parent and (".." in cfg.cgroup_parent.split("/") or
                               not all(c.isalnum() or c in "/-_.:" for c in cfg.cgroup_parent)):
         raise _bad(path, "cgroup_parent", f"invalid cgroup parent {cfg.cgroup_parent!r}")
+    if cfg.seccomp_profile not in ("", "builtin", "default", "unconfined"):
+        from berth.services.ocispec import _seccomp_profile
+        try:
+            _seccomp_profile(cfg.seccomp_profile)  # (read again at berthd's start)
+        except InvalidArgument as e:
+            raise _bad(path, "seccomp_profile", e.message) from None
     for label in cfg.labels:
         if "=" not in label:
             raise _bad(path, "labels", f"bad attribute format: {label}")  # dockerd's

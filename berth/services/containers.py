@@ -184,6 +184,10 @@ class ContainerService:
         # docker's userns-remap (berth.linux.userns.Remap, set by the daemon; None: off) and the
         # user namespace pinned with its mappings, through which remapped containers' layers are
         # id-mapped
+        # the seccomp profile of docker containers that name none (berthd.toml's seccomp_profile,
+        # read at the start as dockerd reads its seccomp-profile): a docker profile, "unconfined",
+        # or None (berth's built-in one)
+        self.seccomp_default: Any = seccomp_default(cfg)
         self.remap: Remap | None = None
         self.remap_pin = os.path.join(cfg.state, "userns-remap")
 
@@ -525,7 +529,9 @@ class ContainerService:
             from berth.services import links, runopts
             spec_body = links.apply(self, ns, rec, spec_body, files_dir)  # --link: hosts entries, env
             oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra,
-                                no_new_privileges=self.cfg.no_new_privileges and not _is_cri(rec))
+                                no_new_privileges=self.cfg.no_new_privileges and not _is_cri(rec),
+                                init=self.cfg.init and not _is_cri(rec),
+                                seccomp=None if _is_cri(rec) else self.seccomp_default)
             runopts.apply(self, ns, rec, spec_body, oci, rootfs)  # --pid, --ipc, --uts, --device, --sysctl, ...
             runopts.apply_remap(self, rec, oci, files_dir)  # userns-remap: the container's own user namespace
             linux = oci.setdefault("linux", {})
@@ -1991,6 +1997,18 @@ def _check_working_dir(rootfs: str, cwd: str) -> None:
             break
     if os.path.lexists(host) and not os.path.isdir(host):
         raise InvalidArgument(f"Cannot mkdir: {os.path.normpath(cwd)} is not a directory")
+
+
+def seccomp_default(cfg: Config) -> Any:
+    """The daemon's seccomp profile (berthd.toml's seccomp_profile): None (berth's built-in one),
+    "unconfined", or the parsed docker profile of the file it names."""
+    value = getattr(cfg, "seccomp_profile", "")
+    if value in ("", "builtin", "default"):
+        return None
+    if value == "unconfined":
+        return value
+    from berth.services.ocispec import _seccomp_profile
+    return _seccomp_profile(value)
 
 
 def _is_cri(rec: Container) -> bool:

@@ -201,7 +201,7 @@ def merged_command(create: dict[str, Any], ic: dict[str, Any]) -> tuple[list[str
 
 def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any], rootfs: str, files_dir: str,
           cgroup_parent: str = "/berth", netns: str | None = None, extra_mounts: Iterable[dict[str, Any]] = (),
-          no_new_privileges: bool = False) -> dict[str, Any]:
+          no_new_privileges: bool = False, init: bool = False, seccomp: Any = None) -> dict[str, Any]:
     """The OCI config.json for a container. ``create`` is the Docker API's create body
     (Config fields at top level plus HostConfig). ``netns``: "host" (the host's network), the
     path of a network namespace to join, or None (a new, empty one). ``extra_mounts``: the OCI
@@ -232,6 +232,8 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
     security = security_options(hc.get("SecurityOpt"))
     # no_new_privileges: the daemon's default (daemon.json's), which the create's option overrides
     nnp = security["no-new-privileges"] if security["nnp-given"] else no_new_privileges
+    if security["seccomp"] is None and seccomp is not None:  # the daemon's profile (a dict) or "unconfined"
+        security["seccomp"] = seccomp
     rlimits = []
     for u in hc.get("Ulimits") or []:
         rlimits.append({"type": "RLIMIT_" + u["Name"].upper(), "soft": int(u["Soft"]), "hard": int(u["Hard"])})
@@ -263,7 +265,7 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
     ]
-    if hc.get("Init"):
+    if hc.get("Init") or hc.get("Init") is None and init:  # (init: the daemon's default, daemon.json's)
         # --init: a tiny init (tini, static) as PID 1 that reaps zombies and forwards signals, as docker-init
         init = next((p for p in ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/local/bin/tini-static")
                      if os.path.exists(p)), None)

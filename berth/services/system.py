@@ -93,7 +93,9 @@ class SystemService:
             "OperatingSystem": _os_name(), "OSType": "linux", "OSVersion": "", "Architecture": platform.machine(),
             "KernelVersion": u.release, "NCPU": os.cpu_count() or 1, "MemTotal": mem,
             "IndexServerAddress": "https://index.docker.io/v1/", "LoggingDriver": self.cfg.log_driver,
-            "SecurityOptions": ["name=seccomp,profile=builtin"] +
+            # the daemon's seccomp profile as dockerd names it: its path, or unconfined
+            "SecurityOptions": ["name=seccomp,profile=" + (self.cfg.seccomp_profile if self.cfg.seccomp_profile
+                                                           not in ("", "default") else "builtin")] +
             (["name=userns"] if getattr(self.containers, "remap", None) is not None else []),
             "Labels": list(self.cfg.labels) + [f"berth.namespace={ns}"],  # (daemon.json's labels first)
             "ExperimentalBuild": False, "Debug": self.cfg.log_level == "debug",
