@@ -206,6 +206,27 @@ def test_missing_config_file_and_bad_flags(tmp_path):
 
 # --- listeners ---
 
+def test_the_sockets_group_as_dockerds(tmp_path):
+    """group (daemon.json's group, -G): the group that owns the unix socket; one the host lacks
+    is refused before anything is made, in dockerd's words ("failed to load listeners")."""
+    d = Daemon(tmp_path / "d", 'group = "daemon"\n').start()
+    try:
+        st = os.stat(d.sock)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 1, 0o660)  # (Debian's daemon group)
+    finally:
+        d.cleanup()
+    dj = write(tmp_path / "daemon.json", '{"group": "nosuchgroup"}')
+    e = Daemon(tmp_path / "e", f'daemon_json = "{dj}"\n')
+    e.start(wait=False)
+    try:
+        assert e.proc.wait(30) == 1
+        assert e.log().strip().splitlines()[-1] == "berthd: failed to load listeners: group nosuchgroup not found"
+        assert not os.path.exists(e.root) and not os.path.exists(e.sock)
+    finally:
+        e.cleanup()
+    assert dump("-G", "daemon")["group"] == "daemon"
+
+
 def test_unix_socket_mode_and_api_version(tmp_path):
     d = Daemon(tmp_path / "d").start()
     try:

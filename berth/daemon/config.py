@@ -29,6 +29,9 @@ state = "/run/berth"
 # Plain TCP on a non-loopback address is refused unless allow_insecure_tcp = true.
 hosts = ["unix:///run/berth/berth.sock"]
 allow_insecure_tcp = false
+# The group that owns the unix sockets (mode 0660), as dockerd's group ("docker"); the default
+# group, when the host has none, is not an error.
+group = "berth"
 # The namespace of requests that do not name one (header X-Berth-Namespace).
 namespace = "default"
 # containerd-style registry host configs: <config_path>/<host>/hosts.toml, read at each pull.
@@ -154,6 +157,7 @@ class Config:
     state: str = "/run/berth"
     hosts: list[str] = field(default_factory=lambda: ["unix://" + DEFAULT_SOCKET])
     allow_insecure_tcp: bool = False
+    group: str = "berth"
     namespace: str = "default"
     config_path: str = "/etc/berth/certs.d"
     registry_mirrors: list[str] = field(default_factory=list)
@@ -203,7 +207,7 @@ class Config:
             return "[" + ", ".join(q(x) for x in xs) + "]"
         lines = [f"# effective configuration{' (from ' + self.source + ')' if self.source else ''}",
                  f"root = {q(self.root)}", f"state = {q(self.state)}", f"hosts = {arr(self.hosts)}",
-                 f"allow_insecure_tcp = {str(self.allow_insecure_tcp).lower()}",
+                 f"allow_insecure_tcp = {str(self.allow_insecure_tcp).lower()}", f"group = {q(self.group)}",
                  f"namespace = {q(self.namespace)}", f"config_path = {q(self.config_path)}",
                  f"registry_mirrors = {arr(self.registry_mirrors)}",
                  f"insecure_registries = {arr(self.insecure_registries)}",
@@ -245,7 +249,7 @@ class Config:
 
 
 _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
-    "root": str, "state": str, "hosts": list, "allow_insecure_tcp": bool, "namespace": str,
+    "root": str, "state": str, "hosts": list, "allow_insecure_tcp": bool, "namespace": str, "group": str,
     "config_path": str, "registry_mirrors": list, "insecure_registries": list, "default_runtime": str,
     "cgroup_driver": str, "sandbox_image": str, "log_level": str, "runtimes": dict, "tls": dict,
     "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "address_pool": str,

@@ -24,6 +24,7 @@ default-shm-size               default_shm_size
 no-new-privileges              no_new_privileges
 labels                         labels
 seccomp-profile, init         seccomp_profile, init
+group                          group (of the unix sockets)
 default-ipc-mode,              default_ipc_mode, default_cgroupns_mode, cgroup_parent
   default-cgroupns-mode,
   cgroup-parent
@@ -54,7 +55,7 @@ _HONOURED = {
     "live-restore": "", "storage-driver": "", "iptables": "", "ip-forward": "", "ip-masq": "",
     "dns-search": "", "dns-opts": "", "default-ulimits": "", "default-shm-size": "", "no-new-privileges": "",
     "labels": "", "default-ipc-mode": "", "default-cgroupns-mode": "", "cgroup-parent": "",
-    "seccomp-profile": "", "init": "",
+    "seccomp-profile": "", "init": "", "group": "group",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
@@ -64,7 +65,7 @@ _DOCKERD = frozenset("""
 allow-nondistributable-artifacts api-cors-header authorization-plugins bip bridge builder
 cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace containerd-plugin-namespace
 cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6 experimental features
-fixed-cidr fixed-cidr-v6 group icc init-path ip ip6tables ipv6 log-format
+fixed-cidr fixed-cidr-v6 icc init-path ip ip6tables ipv6 log-format
 max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr mtu network-control-plane-mtu
 node-generic-resources oom-score-adjust pidfile raw-logs
 selinux-enabled shutdown-timeout storage-opts swarm-default-advertise-addr userland-proxy userland-proxy-path
@@ -165,6 +166,8 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
             raise _err(path, f"configuration validation from file failed: default cgroup namespace mode ({value}) "
                        'is invalid; use "host" or "private"')
         setattr(cfg, k.replace("-", "_"), value)
+    elif k == "group":
+        cfg.group = _string(path, k, v)
     elif k == "seccomp-profile":
         cfg.seccomp_profile = _string(path, k, v)
     elif k == "init":

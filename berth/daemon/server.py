@@ -209,6 +209,18 @@ def _load_again(cfg: Config) -> Config:
     return new
 
 
+def socket_group(cfg: Config) -> int | None:
+    """The gid of the unix sockets' group (cfg.group; daemon.json's group): None when it is the
+    default and the host lacks it; another that is missing is refused, in dockerd's words."""
+    from berth.daemon.config import Config as _C
+    try:
+        return grp.getgrnam(cfg.group).gr_gid
+    except KeyError:
+        if cfg.group == _C.group:
+            return None
+        raise InvalidArgument(f"failed to load listeners: group {cfg.group} not found") from None
+
+
 async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zygote | None = None,
                 reload: Callable[[], Config] | None = None) -> None:
     """Serve until SIGTERM/SIGINT; reload(): the configuration again, at a SIGHUP."""
@@ -224,6 +236,7 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
             raise InvalidArgument(f"another daemon is serving on {addr[1]}")
     # a bad certificate or key is a start-up error, before anything listens
     ssl_ctx = _tls_context(cfg.tls) if cfg.tls.enabled and any(h.startswith("tcp://") for h in cfg.hosts) else None
+    socket_group(cfg)  # a group named and missing: refused before anything is made (dockerd's words)
     remap = None
     if cfg.userns_remap:  # the remapping, before anything is made (dockerd's words when it cannot be)
         from berth.linux import userns
@@ -271,7 +284,7 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
                 made.append(path)
                 os.chmod(path, 0o660)
                 try:
-                    os.chown(path, 0, grp.getgrnam("berth").gr_gid)
+                    os.chown(path, 0, socket_group(cfg) or 0)
                 except KeyError:
                     pass
             else:
