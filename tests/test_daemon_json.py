@@ -7,6 +7,7 @@ labels `docker info` shows."""
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 from daemon_fixtures import DATA, Daemon, missing_cgroup_parents, remove_made
@@ -126,3 +127,29 @@ def test_init_by_default(tmp_path):
         assert out[2:4] == ["1", "ps"]
     finally:
         d.cleanup()
+
+
+def test_the_default_bridges_mtu_and_address(tmp_path):
+    """daemon.json's mtu and bip: the default network's interfaces' MTU (its inspect's option, as
+    dockerd's) and subnet; a bip whose address is not its subnet's first (berthd's gateway) is
+    refused by name."""
+    dj = tmp_path / "daemon.json"
+    dj.write_text('{"mtu": 1400, "bip": "10.179.5.1/24"}')
+    d = Daemon(tmp_path / "d", f'daemon_json = "{dj}"\ncri = false\n')  # (bip over the test's own subnet)
+    try:
+        d.start()
+        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        out = d.docker("run", "--rm", IMAGE, "sh", "-c", "cat /sys/class/net/eth0/mtu; ip -4 -o addr show eth0",
+                       check=True).out.splitlines()
+        assert out[0] == "1400" and " 10.179.5." in out[1]
+        net = json.loads(d.docker("network", "inspect", "bridge", check=True).out)[0]
+        assert net["Options"]["com.docker.network.driver.mtu"] == "1400"
+        assert net["IPAM"]["Config"][0]["Subnet"] == "10.179.5.0/24"
+        assert net["IPAM"]["Config"][0]["Gateway"] == "10.179.5.1"
+    finally:
+        d.cleanup()
+        subprocess.run(["ip", "link", "del", d.bridge], capture_output=True)
+    dj.write_text('{"bip": "10.179.5.7/24"}')
+    from daemon_fixtures import BERTHD
+    p = subprocess.run([BERTHD, "--config-file", str(dj), "config", "dump"], capture_output=True, text=True)
+    assert p.returncode == 1 and p.stderr.startswith(f"berthd: unable to configure berthd with file {dj}: bip: ")

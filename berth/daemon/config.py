@@ -70,6 +70,8 @@ cni_conf_dir = "/etc/berth/cni/net.d"
 # The default network ("bridge"): its Linux bridge and subnet.
 bridge = "berth0"
 bridge_subnet = "10.87.0.0/16"
+# The MTU of the default network's interfaces (0: the kernel's, 1500), daemon.json's mtu.
+mtu = 0
 # Subnets of user-defined networks are /24s taken from this pool (skipping any the host routes).
 address_pool = "10.90.0.0/16"
 # DNS servers, search domains and resolver options of docker containers that give none of their
@@ -180,6 +182,7 @@ class Config:
     cni_conf_dir: str = "/etc/berth/cni/net.d"
     bridge: str = "berth0"
     bridge_subnet: str = "10.87.0.0/16"
+    mtu: int = 0
     address_pool: str = "10.90.0.0/16"
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
@@ -215,7 +218,7 @@ class Config:
                  f"sandbox_image = {q(self.sandbox_image)}", f"log_level = {q(self.log_level)}",
                  f"log_driver = {q(self.log_driver)}",
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
-                 f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
+                 f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}", f"mtu = {self.mtu}",
                  f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
                  f"dns_search = {arr(self.dns_search)}", f"dns_options = {arr(self.dns_options)}",
                  f"default_ulimits = {arr(self.default_ulimits)}", f"default_shm_size = {q(self.default_shm_size)}",
@@ -252,7 +255,8 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "root": str, "state": str, "hosts": list, "allow_insecure_tcp": bool, "namespace": str, "group": str,
     "config_path": str, "registry_mirrors": list, "insecure_registries": list, "default_runtime": str,
     "cgroup_driver": str, "sandbox_image": str, "log_level": str, "runtimes": dict, "tls": dict,
-    "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "address_pool": str,
+    "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "mtu": int,
+    "address_pool": str,
     "dns": list, "cri": bool, "cri_socket": str, "systemd_cgroup": bool, "stream_server_address": str,
     "stream_server_port": str, "cri_cni_conf_dir": str, "cri_cni_bin_dirs": list, "registry": dict,
     "log_driver": str, "log_opts": dict, "userns_remap": str,
@@ -292,7 +296,8 @@ def from_dict(data: dict[str, Any], path: str = "config") -> Config:
             raise _bad(path, key, "unknown key")
         want = _KEYS[key]
         if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
-            kind = {"str": "a string", "list": "a list", "bool": "true or false", "dict": "a table"}[want.__name__]
+            kind = {"str": "a string", "list": "a list", "bool": "true or false", "dict": "a table",
+                    "int": "a number"}[want.__name__]
             raise _bad(path, key, f"must be {kind}, not {type(value).__name__}")
         if want is list and not all(isinstance(x, str) for x in value):
             raise _bad(path, key, "must be a list of strings")
@@ -440,6 +445,8 @@ def validate(cfg: Config, path: str = "config") -> Config:
             _seccomp_profile(cfg.seccomp_profile)  # (read again at berthd's start)
         except InvalidArgument as e:
             raise _bad(path, "seccomp_profile", e.message) from None
+    if not 0 <= cfg.mtu <= 65535 or 0 < cfg.mtu < 68:
+        raise _bad(path, "mtu", f"invalid MTU {cfg.mtu}: 68 to 65535, or 0 for the kernel's")
     for label in cfg.labels:
         if "=" not in label:
             raise _bad(path, "labels", f"bad attribute format: {label}")  # dockerd's

@@ -25,6 +25,7 @@ no-new-privileges              no_new_privileges
 labels                         labels
 seccomp-profile, init         seccomp_profile, init
 group                          group (of the unix sockets)
+mtu, bip                       mtu, bridge_subnet (its address the subnet's first: berthd's gateway)
 default-ipc-mode,              default_ipc_mode, default_cgroupns_mode, cgroup_parent
   default-cgroupns-mode,
   cgroup-parent
@@ -55,18 +56,18 @@ _HONOURED = {
     "live-restore": "", "storage-driver": "", "iptables": "", "ip-forward": "", "ip-masq": "",
     "dns-search": "", "dns-opts": "", "default-ulimits": "", "default-shm-size": "", "no-new-privileges": "",
     "labels": "", "default-ipc-mode": "", "default-cgroupns-mode": "", "cgroup-parent": "",
-    "seccomp-profile": "", "init": "", "group": "group",
+    "seccomp-profile": "", "init": "", "group": "group", "mtu": "", "bip": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
            "ip-forward": (True,), "ip-masq": (True,)}
 # dockerd 20.10's other directives: refused by name
 _DOCKERD = frozenset("""
-allow-nondistributable-artifacts api-cors-header authorization-plugins bip bridge builder
+allow-nondistributable-artifacts api-cors-header authorization-plugins bridge builder
 cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace containerd-plugin-namespace
 cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6 experimental features
 fixed-cidr fixed-cidr-v6 icc init-path ip ip6tables ipv6 log-format
-max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr mtu network-control-plane-mtu
+max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr network-control-plane-mtu
 node-generic-resources oom-score-adjust pidfile raw-logs
 selinux-enabled shutdown-timeout storage-opts swarm-default-advertise-addr userland-proxy userland-proxy-path
 """.split()) | frozenset(_HONOURED)
@@ -166,6 +167,20 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
             raise _err(path, f"configuration validation from file failed: default cgroup namespace mode ({value}) "
                        'is invalid; use "host" or "private"')
         setattr(cfg, k.replace("-", "_"), value)
+    elif k == "mtu":
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise _err(path, f"{k}: must be a number, not {_kind(v)}")
+        cfg.mtu = v
+    elif k == "bip":
+        import ipaddress
+        try:
+            iface = ipaddress.IPv4Interface(_string(path, k, v))
+        except ValueError as e:
+            raise _err(path, f"{k}: {e}") from None
+        if iface.network.prefixlen > 30 or iface.ip != next(iface.network.hosts()):
+            raise _err(path, f"{k}: berthd's default bridge has its subnet's first address ({next(iface.network.hosts())}"
+                       f"/{iface.network.prefixlen} for {iface.network}) and room for containers")
+        cfg.bridge_subnet = str(iface.network)
     elif k == "group":
         cfg.group = _string(path, k, v)
     elif k == "seccomp-profile":

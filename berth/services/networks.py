@@ -138,6 +138,8 @@ class NetworkService:
             data.update(bridge=self.cfg.bridge, subnet=str(net), gateway=str(next(net.hosts())),
                         options={"com.docker.network.bridge.name": self.cfg.bridge,
                                  "com.docker.network.bridge.default_bridge": "true"})
+            if self.cfg.mtu:  # (berthd.toml's mtu, daemon.json's)
+                data["options"]["com.docker.network.driver.mtu"] = str(self.cfg.mtu)
         return Network(ns, builtin_id(ns, name), name, data)
 
     def host_gateway_ip(self) -> str:
