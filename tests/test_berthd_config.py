@@ -575,7 +575,7 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
     ('{"registry-mirrors": ["https://m.example.com"]}', ["--registry-mirror", "https://n.example.com"],
      "the following directives are specified both as a flag and in the configuration file: registry-mirrors: "
      "(from flag: [https://n.example.com], from file: [https://m.example.com])"),
-    ('{"bip": "10.1.0.1/24", "mtu": 1400}', [], "berthd does not support the directives bip, mtu"),
+    ('{"icc": false, "ipv6": true}', [], "berthd does not support the directives icc, ipv6"),
     ('{"live-restore": false}', [], 'live-restore: berthd supports only true (what it always does)'),
     ('{"registry-mirrors": "x"}', [], "registry-mirrors: must be a list of strings, not a string"),
     ('{"debug": "yes"}', [], "debug: must be true or false, not a string"),
@@ -634,9 +634,17 @@ def test_sighup_reads_the_daemon_json_again(tmp_path):
         dj.write_text('{"registry-mirrors": ["http://127.0.0.1:5997"], "debug": true}')
         d.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: mirrors() == ["http://127.0.0.1:5997"], 10, "the new mirrors")
-        dj.write_text('{"registry-mirrors": ["http://127.0.0.1:5996"], "bip": "10.1.0.1/24"}')  # refused: kept
+        dj.write_text('{"registry-mirrors": ["http://127.0.0.1:5996"], "icc": false}')  # refused: kept
         d.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "the running configuration is kept" in d.log(), 10, "the failed reload's log")
         assert mirrors() == ["http://127.0.0.1:5997"] and d.proc.poll() is None
     finally:
         d.cleanup()
+
+
+def test_daemon_json_tls_must_match_its_certificate(tmp_path):
+    p = berthd("--config-file", write(tmp_path / "daemon.json", '{"tls": true}'), "config", "dump")
+    assert p.returncode == 1 and "tls: berthd serves TLS exactly when it has a certificate" in p.err
+    c = dump("--config-file", write(tmp_path / "d2.json", json.dumps(
+        {"tls": True, "tlscert": "/c.pem", "tlskey": "/k.pem", "tlscacert": "/ca.pem"})))
+    assert c["tls"] == {"verify": False, "cacert": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}

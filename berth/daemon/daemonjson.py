@@ -142,6 +142,10 @@ def apply(cfg: Config, path: str, flags: dict[str, Any]) -> Config:
     unsupported = [k for k in data if k not in _HONOURED]
     if unsupported:
         raise _err(path, "berthd does not support the directives " + ", ".join(unsupported))
+    if "tls" in data:  # berthd serves TLS when it has a certificate: tls must say the same
+        if _bool(path, "tls", data["tls"]) != bool(data.get("tlscert") or data.get("tlsverify") or flags.get("tlscert")):
+            raise _err(path, "tls: berthd serves TLS exactly when it has a certificate (tlscert and tlskey): "
+                       "name them for true, none for false")
     for k, v in data.items():
         if k in _ALWAYS:
             if v not in _ALWAYS[k] or (isinstance(v, bool) != isinstance(_ALWAYS[k][0], bool)):
@@ -242,10 +246,10 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
                 raise InvalidArgument(f"native.cgroupdriver option {val} not supported")  # dockerd's
             cfg.cgroup_driver = val
             cfg.systemd_cgroup = val == "systemd"
-    elif k in ("tls", "tlsverify"):
-        on = _bool(path, k, v)
-        if k == "tlsverify":
-            cfg.tls.verify = on
+    elif k == "tls":
+        pass  # (checked with the certificate above)
+    elif k == "tlsverify":
+        cfg.tls.verify = _bool(path, k, v)
     elif k in ("tlscacert", "tlscert", "tlskey"):
         setattr(cfg.tls, k[3:], _string(path, k, v))
     elif k == "default-address-pools":
