@@ -553,7 +553,7 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
         "runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--debug"]}},
         "default-address-pools": [{"base": "10.91.0.0/16", "size": 24}], "data-root": str(tmp_path / "dr"),
         "exec-root": str(tmp_path / "er"), "userns-remap": "default", "live-restore": True,
-        "storage-driver": "overlay2", "iptables": True}))
+        "storage-driver": "overlay2", "iptables": True, "features": {"buildkit": False}}))
     c = dump("--config-file", dj)
     assert c["daemon_json"] == dj
     assert (c["registry_mirrors"], c["insecure_registries"], c["log_driver"], c["log_opts"], c["log_level"],
@@ -577,6 +577,7 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
      "(from flag: [https://n.example.com], from file: [https://m.example.com])"),
     ('{"icc": false, "ipv6": true}', [], "berthd does not support the directives icc, ipv6"),
     ('{"live-restore": false}', [], 'live-restore: berthd supports only true (what it always does)'),
+    ('{"features": {"buildkit": true}}', [], 'features: berthd supports only {"buildkit": false} or {} (what it always does)'),
     ('{"registry-mirrors": "x"}', [], "registry-mirrors: must be a list of strings, not a string"),
     ('{"debug": "yes"}', [], "debug: must be true or false, not a string"),
     ('{bad', [], "invalid JSON: Expecting property name enclosed in double quotes"),

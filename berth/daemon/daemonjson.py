@@ -31,7 +31,8 @@ default-ipc-mode,              default_ipc_mode, default_cgroupns_mode, cgroup_p
   cgroup-parent
 
 What berthd always does is taken when asked for: live-restore true, storage-driver overlay2
-(berthd's overlayfs), iptables, ip-forward and ip-masq true.
+(berthd's overlayfs), iptables, ip-forward and ip-masq true, features {"buildkit": false} (its
+builder is docker's classic one).
 """
 
 from __future__ import annotations
@@ -56,16 +57,16 @@ _HONOURED = {
     "live-restore": "", "storage-driver": "", "iptables": "", "ip-forward": "", "ip-masq": "",
     "dns-search": "", "dns-opts": "", "default-ulimits": "", "default-shm-size": "", "no-new-privileges": "",
     "labels": "", "default-ipc-mode": "", "default-cgroupns-mode": "", "cgroup-parent": "",
-    "seccomp-profile": "", "init": "", "group": "group", "mtu": "", "bip": "",
+    "seccomp-profile": "", "init": "", "group": "group", "mtu": "", "bip": "", "features": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
-           "ip-forward": (True,), "ip-masq": (True,)}
+           "ip-forward": (True,), "ip-masq": (True,), "features": ({"buildkit": False}, {})}
 # dockerd 20.10's other directives: refused by name
 _DOCKERD = frozenset("""
 allow-nondistributable-artifacts api-cors-header authorization-plugins bridge builder
 cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace containerd-plugin-namespace
-cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6 experimental features
+cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6 experimental
 fixed-cidr fixed-cidr-v6 icc init-path ip ip6tables ipv6 log-format
 max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr network-control-plane-mtu
 node-generic-resources oom-score-adjust pidfile raw-logs
@@ -148,7 +149,7 @@ def apply(cfg: Config, path: str, flags: dict[str, Any]) -> Config:
                        "name them for true, none for false")
     for k, v in data.items():
         if k in _ALWAYS:
-            if v not in _ALWAYS[k] or (isinstance(v, bool) != isinstance(_ALWAYS[k][0], bool)):
+            if v not in _ALWAYS[k] or type(v) is not type(_ALWAYS[k][0]):
                 want = " or ".join(json.dumps(x) for x in _ALWAYS[k])
                 raise _err(path, f"{k}: berthd supports only {want} (what it always does)")
             continue
