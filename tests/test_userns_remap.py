@@ -338,3 +338,19 @@ def test_a_start_refuses_what_the_remapping_forbids_and_changes_nothing(subids):
     finally:
         d.cleanup()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_root_its_ids_cannot_reach_is_named(subids, tmp_path):
+    """berthd's root below a directory the range's root may not search (pytest's 0700 ones): the
+    start fails naming that directory (before: the runtime's bare "Permission denied")."""
+    base = tmp_path / "d"  # (tmp_path's parents are 0700)
+    d = Daemon(base, 'userns_remap = "daemon:daemon"\ncri = false\n').start()
+    try:
+        d.docker("load", "-i", BUSYBOX, check=True)
+        r = d.docker("run", "--rm", IMAGE, "true")
+        assert r.returncode != 0
+        blocked = next(str(p) for p in reversed(tmp_path.parents) if os.stat(p).st_mode & 0o001 == 0)
+        assert (f"the container's root (uid {subids} on the host) cannot reach " in r.err
+                and f": {blocked} is not searchable by it (mode 0700;" in r.err), r.err
+    finally:
+        d.cleanup()

@@ -206,6 +206,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             return
         path, uid, gid = own
         os.chown(self.svc.cdir((rec or sbx).id), -1, gid)
+        from berth.linux.userns import check_reachable
+        check_reachable(self.svc.rootfs((rec or sbx).id), uid, gid)
         linux = spec.setdefault("linux", {})
         linux["namespaces"] = [n for n in linux.get("namespaces") or [] if n.get("type") != "user"]
         linux["namespaces"].insert(0, {"type": "user", "path": path})

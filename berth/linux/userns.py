@@ -193,6 +193,31 @@ def _free_start(path: str) -> int:
     return start
 
 
+def check_reachable(path: str, uid: int, gid: int) -> None:
+    """That a user namespace's root (uid and gid on the host) can walk down to path (a
+    container's directory, its rootfs's mount point below): every directory from / on must be
+    searchable by it, as the runtime's init, inside the namespace, opens the rootfs by its path.
+    A FailedPrecondition naming the first that is not (dockerd makes its remapped data root
+    0710 for its root's group; berthd's root is 0711 by default)."""
+    from berth.errors import FailedPrecondition
+    parts = os.path.abspath(path).split("/")[1:]
+    cur = "/"
+    for name in [""] + parts[:-1]:
+        cur = os.path.join(cur, name) if name else cur
+        st = os.stat(cur)
+        if st.st_uid == uid:
+            ok = st.st_mode & 0o100
+        elif st.st_gid == gid:
+            ok = st.st_mode & 0o010
+        else:
+            ok = st.st_mode & 0o001
+        if not ok:
+            raise FailedPrecondition(
+                f"the container's root (uid {uid} on the host) cannot reach {path}: {cur} is not searchable "
+                f"by it (mode {st.st_mode & 0o7777:04o}; make the directories down to berthd's root searchable, "
+                "0711 or 0755)")
+
+
 def pin(path: str, remap: Remap) -> str:
     """A user namespace with the remapping's mappings, bind-mounted on path (made anew)."""
     from berth.linux import netns

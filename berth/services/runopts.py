@@ -420,6 +420,8 @@ def apply_remap(svc: ContainerService, rec: Container, oci: dict[str, Any], file
     if "net.ipv4.ping_group_range" not in (((rec.spec_json() or {}).get("HostConfig") or {}).get("Sysctls") or {}):
         (linux.get("sysctl") or {}).pop("net.ipv4.ping_group_range", None)
     os.chown(svc.cdir(rec.id), -1, gid)
+    from berth.linux.userns import check_reachable
+    check_reachable(svc.rootfs(rec.id), uid, gid)
     if files_dir == svc.cdir(rec.id):  # (not those of a container whose network it shares)
         for name in ("hosts", "resolv.conf", "hostname"):
             try:
