@@ -553,7 +553,8 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
         "runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--debug"]}},
         "default-address-pools": [{"base": "10.91.0.0/16", "size": 24}], "data-root": str(tmp_path / "dr"),
         "exec-root": str(tmp_path / "er"), "userns-remap": "default", "live-restore": True,
-        "storage-driver": "overlay2", "iptables": True, "features": {"buildkit": False}}))
+        "storage-driver": "overlay2", "iptables": True, "features": {"buildkit": False},
+        "experimental": False}))
     c = dump("--config-file", dj)
     assert c["daemon_json"] == dj
     assert (c["registry_mirrors"], c["insecure_registries"], c["log_driver"], c["log_opts"], c["log_level"],
@@ -649,3 +650,24 @@ def test_daemon_json_tls_must_match_its_certificate(tmp_path):
     c = dump("--config-file", write(tmp_path / "d2.json", json.dumps(
         {"tls": True, "tlscert": "/c.pem", "tlskey": "/k.pem", "tlscacert": "/ca.pem"})))
     assert c["tls"] == {"verify": False, "cacert": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}
+
+
+def test_a_pidfile_besides_berthds_own(tmp_path):
+    """daemon.json's pidfile (-p): written with berthd's pid beside <state>/berthd.pid, removed at
+    its stop; one that names a running process is refused (dockerd's words)."""
+    pid_path = tmp_path / "run" / "b.pid"
+    dj = write(tmp_path / "daemon.json", json.dumps({"pidfile": str(pid_path)}))
+    d = Daemon(tmp_path / "d", f'daemon_json = "{dj}"\n').start()
+    try:
+        assert int(pid_path.read_text()) == d.proc.pid
+        e = Daemon(tmp_path / "e", f'daemon_json = "{dj}"\n')
+        e.start(wait=False)
+        try:
+            assert e.proc.wait(30) == 1
+            assert e.log().strip().splitlines()[-1] == (f"berthd: pid file found, ensure berthd is not running or "
+                                                        f"delete {pid_path}")
+        finally:
+            e.cleanup()
+    finally:
+        d.cleanup()
+    assert not pid_path.exists()

@@ -74,6 +74,8 @@ bridge_subnet = "10.87.0.0/16"
 mtu = 0
 # Subnets of user-defined networks are /24s taken from this pool (skipping any the host routes).
 address_pool = "10.90.0.0/16"
+# A pid file besides <state>/berthd.pid (daemon.json's pidfile); empty: none.
+pidfile = ""
 # DNS servers, search domains and resolver options of docker containers that give none of their
 # own (daemon.json's dns, dns-search, dns-opts); dns is also the embedded DNS server's upstream
 # (empty: those of the host's /etc/resolv.conf).
@@ -160,6 +162,7 @@ class Config:
     hosts: list[str] = field(default_factory=lambda: ["unix://" + DEFAULT_SOCKET])
     allow_insecure_tcp: bool = False
     group: str = "berth"
+    pidfile: str = ""
     namespace: str = "default"
     config_path: str = "/etc/berth/certs.d"
     registry_mirrors: list[str] = field(default_factory=list)
@@ -211,6 +214,7 @@ class Config:
         lines = [f"# effective configuration{' (from ' + self.source + ')' if self.source else ''}",
                  f"root = {q(self.root)}", f"state = {q(self.state)}", f"hosts = {arr(self.hosts)}",
                  f"allow_insecure_tcp = {str(self.allow_insecure_tcp).lower()}", f"group = {q(self.group)}",
+                 f"pidfile = {q(self.pidfile)}",
                  f"namespace = {q(self.namespace)}", f"config_path = {q(self.config_path)}",
                  f"registry_mirrors = {arr(self.registry_mirrors)}",
                  f"insecure_registries = {arr(self.insecure_registries)}",
@@ -253,6 +257,7 @@ class Config:
 
 _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "root": str, "state": str, "hosts": list, "allow_insecure_tcp": bool, "namespace": str, "group": str,
+    "pidfile": str,
     "config_path": str, "registry_mirrors": list, "insecure_registries": list, "default_runtime": str,
     "cgroup_driver": str, "sandbox_image": str, "log_level": str, "runtimes": dict, "tls": dict,
     "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "mtu": int,

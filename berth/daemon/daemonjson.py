@@ -25,6 +25,7 @@ no-new-privileges              no_new_privileges
 labels                         labels
 seccomp-profile, init         seccomp_profile, init
 group                          group (of the unix sockets)
+pidfile                        pidfile (besides <state>/berthd.pid)
 mtu, bip                       mtu, bridge_subnet (its address the subnet's first: berthd's gateway)
 default-ipc-mode,              default_ipc_mode, default_cgroupns_mode, cgroup_parent
   default-cgroupns-mode,
@@ -32,7 +33,7 @@ default-ipc-mode,              default_ipc_mode, default_cgroupns_mode, cgroup_p
 
 What berthd always does is taken when asked for: live-restore true, storage-driver overlay2
 (berthd's overlayfs), iptables, ip-forward and ip-masq true, features {"buildkit": false} (its
-builder is docker's classic one).
+builder is docker's classic one), experimental false.
 """
 
 from __future__ import annotations
@@ -58,18 +59,20 @@ _HONOURED = {
     "dns-search": "", "dns-opts": "", "default-ulimits": "", "default-shm-size": "", "no-new-privileges": "",
     "labels": "", "default-ipc-mode": "", "default-cgroupns-mode": "", "cgroup-parent": "",
     "seccomp-profile": "", "init": "", "group": "group", "mtu": "", "bip": "", "features": "",
+    "pidfile": "pidfile", "experimental": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
-           "ip-forward": (True,), "ip-masq": (True,), "features": ({"buildkit": False}, {})}
+           "ip-forward": (True,), "ip-masq": (True,), "features": ({"buildkit": False}, {}),
+           "experimental": (False,)}
 # dockerd 20.10's other directives: refused by name
 _DOCKERD = frozenset("""
 allow-nondistributable-artifacts api-cors-header authorization-plugins bridge builder
 cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace containerd-plugin-namespace
-cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6 experimental
+cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6
 fixed-cidr fixed-cidr-v6 icc init-path ip ip6tables ipv6 log-format
 max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr network-control-plane-mtu
-node-generic-resources oom-score-adjust pidfile raw-logs
+node-generic-resources oom-score-adjust raw-logs
 selinux-enabled shutdown-timeout storage-opts swarm-default-advertise-addr userland-proxy userland-proxy-path
 """.split()) | frozenset(_HONOURED)
 
@@ -186,6 +189,8 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
             raise _err(path, f"{k}: berthd's default bridge has its subnet's first address ({next(iface.network.hosts())}"
                        f"/{iface.network.prefixlen} for {iface.network}) and room for containers")
         cfg.bridge_subnet = str(iface.network)
+    elif k == "pidfile":
+        cfg.pidfile = _string(path, k, v)
     elif k == "group":
         cfg.group = _string(path, k, v)
     elif k == "seccomp-profile":

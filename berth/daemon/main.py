@@ -27,6 +27,7 @@ def _parser():
     p.add_argument("--allow-insecure-tcp", action="store_true", default=None,
                    help="serve plain TCP on a non-loopback address (anyone who can connect is root)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("-p", "--pidfile", help="a pid file besides <state>/berthd.pid (dockerd's flag)")
     p.add_argument("-G", "--group", help='the group of the unix sockets (default "berth")')
     p.add_argument("--userns-remap", help='user namespace remapping: "default" or USER[:GROUP] (dockerd\'s)')
     p.add_argument("-v", "--version", action="store_true")
@@ -43,9 +44,9 @@ def load_config(args):
         from berth.daemon import daemonjson
         daemonjson.apply(cfg, cfg.daemon_json, {k: getattr(args, k, None) for k in (
             "hosts", "root", "state", "registry_mirrors", "insecure_registries", "log_level", "userns_remap",
-            "tlsverify", "tlscacert", "tlscert", "tlskey", "group")})
+            "tlsverify", "tlscacert", "tlscert", "tlskey", "group", "pidfile")})
     for k in ("hosts", "root", "state", "namespace", "config_path", "registry_mirrors", "insecure_registries",
-              "log_level", "allow_insecure_tcp", "userns_remap", "group"):
+              "log_level", "allow_insecure_tcp", "userns_remap", "group", "pidfile"):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)

@@ -237,6 +237,14 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
     # a bad certificate or key is a start-up error, before anything listens
     ssl_ctx = _tls_context(cfg.tls) if cfg.tls.enabled and any(h.startswith("tcp://") for h in cfg.hosts) else None
     socket_group(cfg)  # a group named and missing: refused before anything is made (dockerd's words)
+    if cfg.pidfile:  # a pid file of a running process: refused, in dockerd's words
+        try:
+            with open(cfg.pidfile) as f:
+                other = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            other = 0
+        if other and other != os.getpid() and os.path.exists(f"/proc/{other}"):
+            raise InvalidArgument(f"pid file found, ensure berthd is not running or delete {cfg.pidfile}")
     remap = None
     if cfg.userns_remap:  # the remapping, before anything is made (dockerd's words when it cannot be)
         from berth.linux import userns
@@ -265,8 +273,11 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
     # the pid file is there by the time a client can connect (a client that saw the socket
     # may read it at once, as dockerd's users read docker.pid)
     pidfile = os.path.join(cfg.state, "berthd.pid")
-    with open(pidfile, "w") as f:
-        f.write(str(os.getpid()))
+    pidfiles = [pidfile] + ([cfg.pidfile] if cfg.pidfile and os.path.abspath(cfg.pidfile) != pidfile else [])
+    for path in pidfiles:  # (cfg.pidfile: daemon.json's pidfile, besides berth's own)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
     sites = []
     made = []
     try:
@@ -299,7 +310,7 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
         # e.g. the port is taken: listen on nothing, leave no socket behind, say it in one line
         await runner.cleanup()
         daemon.close()
-        for path in made + [pidfile]:
+        for path in made + pidfiles:
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -333,10 +344,11 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
                     os.unlink(h[len("unix://"):])
                 except FileNotFoundError:
                     pass
-        try:
-            os.unlink(pidfile)
-        except FileNotFoundError:
-            pass
+        for path in pidfiles:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 async def _start_cri(daemon):
