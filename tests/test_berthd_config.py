@@ -576,7 +576,8 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
     ('{"registry-mirrors": ["https://m.example.com"]}', ["--registry-mirror", "https://n.example.com"],
      "the following directives are specified both as a flag and in the configuration file: registry-mirrors: "
      "(from flag: [https://n.example.com], from file: [https://m.example.com])"),
-    ('{"icc": false, "ipv6": true}', [], "berthd does not support the directives icc, ipv6"),
+    ('{"icc": false, "ip6tables": true}', [], "berthd does not support the directives icc, ip6tables"),
+    ('{"ipv6": true}', [], "ipv6: berthd's default network takes its IPv6 subnet from fixed-cidr-v6"),
     ('{"live-restore": false}', [], 'live-restore: berthd supports only true (what it always does)'),
     ('{"features": {"buildkit": true}}', [], 'features: berthd supports only {"buildkit": false} or {} (what it always does)'),
     ('{"registry-mirrors": "x"}', [], "registry-mirrors: must be a list of strings, not a string"),

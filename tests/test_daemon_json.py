@@ -130,22 +130,23 @@ def test_init_by_default(tmp_path):
 
 
 def test_the_default_bridges_mtu_and_address(tmp_path):
-    """daemon.json's mtu and bip: the default network's interfaces' MTU (its inspect's option, as
-    dockerd's) and subnet; a bip whose address is not its subnet's first (berthd's gateway) is
+    """daemon.json's mtu, bip, ipv6 and fixed-cidr-v6: the default network's interfaces' MTU (its
+    inspect's option, as dockerd's) and subnets; a bip whose address is not its subnet's first (berthd's gateway) is
     refused by name."""
     dj = tmp_path / "daemon.json"
-    dj.write_text('{"mtu": 1400, "bip": "10.179.5.1/24"}')
+    dj.write_text('{"mtu": 1400, "bip": "10.179.5.1/24", "ipv6": true, "fixed-cidr-v6": "fd00:b17:5::/64"}')
     d = Daemon(tmp_path / "d", f'daemon_json = "{dj}"\ncri = false\n')  # (bip over the test's own subnet)
     try:
         d.start()
         d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
-        out = d.docker("run", "--rm", IMAGE, "sh", "-c", "cat /sys/class/net/eth0/mtu; ip -4 -o addr show eth0",
-                       check=True).out.splitlines()
-        assert out[0] == "1400" and " 10.179.5." in out[1]
+        out = d.docker("run", "--rm", IMAGE, "sh", "-c", "cat /sys/class/net/eth0/mtu; ip -4 -o addr show eth0; "
+                       "ip -6 -o addr show eth0 scope global", check=True).out.splitlines()
+        assert out[0] == "1400" and " 10.179.5." in out[1] and " fd00:b17:5::" in out[2], out
         net = json.loads(d.docker("network", "inspect", "bridge", check=True).out)[0]
         assert net["Options"]["com.docker.network.driver.mtu"] == "1400"
         assert net["IPAM"]["Config"][0]["Subnet"] == "10.179.5.0/24"
         assert net["IPAM"]["Config"][0]["Gateway"] == "10.179.5.1"
+        assert net["EnableIPv6"] is True and net["IPAM"]["Config"][1]["Subnet"] == "fd00:b17:5::/64"
     finally:
         d.cleanup()
         subprocess.run(["ip", "link", "del", d.bridge], capture_output=True)

@@ -70,6 +70,8 @@ cni_conf_dir = "/etc/berth/cni/net.d"
 # The default network ("bridge"): its Linux bridge and subnet.
 bridge = "berth0"
 bridge_subnet = "10.87.0.0/16"
+# The default network's IPv6 subnet (empty: IPv4 only), as daemon.json's ipv6 and fixed-cidr-v6.
+bridge_subnet6 = ""
 # The MTU of the default network's interfaces (0: the kernel's, 1500), daemon.json's mtu.
 mtu = 0
 # Subnets of user-defined networks are /24s taken from this pool (skipping any the host routes).
@@ -185,6 +187,7 @@ class Config:
     cni_conf_dir: str = "/etc/berth/cni/net.d"
     bridge: str = "berth0"
     bridge_subnet: str = "10.87.0.0/16"
+    bridge_subnet6: str = ""
     mtu: int = 0
     address_pool: str = "10.90.0.0/16"
     dns: list[str] = field(default_factory=list)
@@ -222,7 +225,8 @@ class Config:
                  f"sandbox_image = {q(self.sandbox_image)}", f"log_level = {q(self.log_level)}",
                  f"log_driver = {q(self.log_driver)}",
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
-                 f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}", f"mtu = {self.mtu}",
+                 f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
+                 f"bridge_subnet6 = {q(self.bridge_subnet6)}", f"mtu = {self.mtu}",
                  f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
                  f"dns_search = {arr(self.dns_search)}", f"dns_options = {arr(self.dns_options)}",
                  f"default_ulimits = {arr(self.default_ulimits)}", f"default_shm_size = {q(self.default_shm_size)}",
@@ -260,7 +264,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "pidfile": str,
     "config_path": str, "registry_mirrors": list, "insecure_registries": list, "default_runtime": str,
     "cgroup_driver": str, "sandbox_image": str, "log_level": str, "runtimes": dict, "tls": dict,
-    "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "mtu": int,
+    "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "bridge_subnet6": str, "mtu": int,
     "address_pool": str,
     "dns": list, "cri": bool, "cri_socket": str, "systemd_cgroup": bool, "stream_server_address": str,
     "stream_server_port": str, "cri_cni_conf_dir": str, "cri_cni_bin_dirs": list, "registry": dict,
@@ -450,6 +454,14 @@ def validate(cfg: Config, path: str = "config") -> Config:
             _seccomp_profile(cfg.seccomp_profile)  # (read again at berthd's start)
         except InvalidArgument as e:
             raise _bad(path, "seccomp_profile", e.message) from None
+    if cfg.bridge_subnet6:
+        import ipaddress
+        try:
+            net6 = ipaddress.IPv6Network(cfg.bridge_subnet6, strict=False)
+        except ValueError as e:
+            raise _bad(path, "bridge_subnet6", str(e)) from None
+        if net6.prefixlen > 126:
+            raise _bad(path, "bridge_subnet6", f"{net6} has no room for containers")
     if not 0 <= cfg.mtu <= 65535 or 0 < cfg.mtu < 68:
         raise _bad(path, "mtu", f"invalid MTU {cfg.mtu}: 68 to 65535, or 0 for the kernel's")
     for label in cfg.labels:

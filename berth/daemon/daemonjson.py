@@ -27,6 +27,7 @@ seccomp-profile, init         seccomp_profile, init
 group                          group (of the unix sockets)
 pidfile                        pidfile (besides <state>/berthd.pid)
 mtu, bip                       mtu, bridge_subnet (its address the subnet's first: berthd's gateway)
+ipv6, fixed-cidr-v6            bridge_subnet6 (the default network's IPv6 subnet)
 default-ipc-mode,              default_ipc_mode, default_cgroupns_mode, cgroup_parent
   default-cgroupns-mode,
   cgroup-parent
@@ -59,7 +60,7 @@ _HONOURED = {
     "dns-search": "", "dns-opts": "", "default-ulimits": "", "default-shm-size": "", "no-new-privileges": "",
     "labels": "", "default-ipc-mode": "", "default-cgroupns-mode": "", "cgroup-parent": "",
     "seccomp-profile": "", "init": "", "group": "group", "mtu": "", "bip": "", "features": "",
-    "pidfile": "pidfile", "experimental": "",
+    "pidfile": "pidfile", "experimental": "", "ipv6": "", "fixed-cidr-v6": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
@@ -70,7 +71,7 @@ _DOCKERD = frozenset("""
 allow-nondistributable-artifacts api-cors-header authorization-plugins bridge builder
 cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace containerd-plugin-namespace
 cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6
-fixed-cidr fixed-cidr-v6 icc init-path ip ip6tables ipv6 log-format
+fixed-cidr icc init-path ip ip6tables log-format
 max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr network-control-plane-mtu
 node-generic-resources oom-score-adjust raw-logs
 selinux-enabled shutdown-timeout storage-opts swarm-default-advertise-addr userland-proxy userland-proxy-path
@@ -150,6 +151,10 @@ def apply(cfg: Config, path: str, flags: dict[str, Any]) -> Config:
         if _bool(path, "tls", data["tls"]) != bool(data.get("tlscert") or data.get("tlsverify") or flags.get("tlscert")):
             raise _err(path, "tls: berthd serves TLS exactly when it has a certificate (tlscert and tlskey): "
                        "name them for true, none for false")
+    if data.get("ipv6") is True:  # the default network's IPv6 subnet (without ipv6, as dockerd, none)
+        if not isinstance(data.get("fixed-cidr-v6"), str):
+            raise _err(path, "ipv6: berthd's default network takes its IPv6 subnet from fixed-cidr-v6")
+        cfg.bridge_subnet6 = data["fixed-cidr-v6"]
     for k, v in data.items():
         if k in _ALWAYS:
             if v not in _ALWAYS[k] or type(v) is not type(_ALWAYS[k][0]):
@@ -189,6 +194,10 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
             raise _err(path, f"{k}: berthd's default bridge has its subnet's first address ({next(iface.network.hosts())}"
                        f"/{iface.network.prefixlen} for {iface.network}) and room for containers")
         cfg.bridge_subnet = str(iface.network)
+    elif k == "ipv6":
+        _bool(path, k, v)  # (set with fixed-cidr-v6 in apply)
+    elif k == "fixed-cidr-v6":
+        _string(path, k, v)
     elif k == "pidfile":
         cfg.pidfile = _string(path, k, v)
     elif k == "group":

@@ -140,6 +140,10 @@ class NetworkService:
                                  "com.docker.network.bridge.default_bridge": "true"})
             if self.cfg.mtu:  # (berthd.toml's mtu, daemon.json's)
                 data["options"]["com.docker.network.driver.mtu"] = str(self.cfg.mtu)
+            if self.cfg.bridge_subnet6:  # (berthd.toml's bridge_subnet6: daemon.json's ipv6 and fixed-cidr-v6)
+                net6 = ipaddress.IPv6Network(self.cfg.bridge_subnet6, strict=False)
+                data.update(ipv6=True, subnet6=str(net6), gateway6=str(net6.network_address + 1), ip_range6="",
+                            gateway6_implied=True)
         return Network(ns, builtin_id(ns, name), name, data)
 
     def host_gateway_ip(self) -> str:
