@@ -155,3 +155,52 @@ def test_the_default_bridges_mtu_and_address(tmp_path):
     from daemon_fixtures import BERTHD
     p = subprocess.run([BERTHD, "--config-file", str(dj), "config", "dump"], capture_output=True, text=True)
     assert p.returncode == 1 and p.stderr.startswith(f"berthd: unable to configure berthd with file {dj}: bip: ")
+
+
+def test_icc_false_keeps_containers_apart(tmp_path):
+    """daemon.json's icc false: containers on the default network cannot reach each other (its
+    inspect says enable_icc false, as dockerd's); a user-defined network with -o
+    com.docker.network.bridge.enable_icc=false the same (before, berthd took the option and
+    dropped it), another without it not; legacy links, which dockerd opens across it, are refused.
+    enable_ip_masquerade=false is honoured too (it was dropped as well)."""
+    dj = tmp_path / "daemon.json"
+    dj.write_text('{"icc": false}')
+    d = Daemon(tmp_path / "d", f'daemon_json = "{dj}"\ncri = false\n')
+    try:
+        d.start()
+        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        net = json.loads(d.docker("network", "inspect", "bridge", check=True).out)[0]
+        assert net["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+        d.docker("network", "create", "-o", "com.docker.network.bridge.enable_icc=false", "apart", check=True)
+        d.docker("network", "create", "together", check=True)
+
+        def reach(network):
+            srv = d.docker("run", "-d", "--network", network, IMAGE, "sh", "-c",
+                           "echo hi > /i; httpd -f -p 8080 -h /", check=True).out.strip()
+            try:
+                ip = d.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", srv,
+                              check=True).out.strip()
+                # (a few tries: the server may not listen yet)
+                r = d.docker("run", "--rm", "--network", network, IMAGE, "sh", "-c",
+                             "for i in 1 2 3 4; do printf 'GET /i HTTP/1.0\\r\\n\\r\\n' | "
+                             f"nc -w 1 {ip} 8080 | tail -1 | grep -x hi && break; sleep 0.5; done")
+                return r.out.strip() == "hi"
+            finally:
+                d.docker("rm", "-f", srv)
+        assert not reach("bridge")
+        assert not reach("apart")
+        assert reach("together")
+        d.docker("run", "-d", "--name", "srv", IMAGE, "sleep", "30", check=True)
+        r = d.docker("run", "--rm", "--link", "srv", IMAGE, "true")
+        assert r.returncode != 0 and "icc false" in r.err
+        d.docker("rm", "-f", "srv")
+        # and -o com.docker.network.bridge.enable_ip_masquerade=false: no masquerading of its subnet
+        d.docker("network", "create", "-o", "com.docker.network.bridge.enable_ip_masquerade=false", "plain",
+                 check=True)
+        nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+        for name, masq in (("plain", False), ("together", True)):
+            subnet = json.loads(d.docker("network", "inspect", name, check=True).out)[0]["IPAM"]["Config"][0]["Subnet"]
+            assert (f"-s {subnet} " in nat) is masq, (name, subnet)
+        d.docker("network", "rm", "apart", "together", "plain", check=True)
+    finally:
+        d.cleanup()

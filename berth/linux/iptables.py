@@ -49,7 +49,17 @@ def isolate(bridge: str) -> None:
     _ensure_rule(ISOLATION, "-o", bridge, "-j", "DROP")
 
 
+def no_icc(bridge: str) -> None:
+    """No traffic between the containers of ``bridge`` (docker's icc false: its
+    com.docker.network.bridge.enable_icc; the bridge's frames reach iptables through
+    br_netfilter). Removed by unisolate."""
+    _ensure_chain(ADMIN)
+    _ensure_rule(ADMIN, "-i", bridge, "-o", bridge, "-j", "DROP")
+
+
 def unisolate(bridge: str) -> None:
+    while _run("-D", ADMIN, "-i", bridge, "-o", bridge, "-j", "DROP", check=False):
+        pass
     while _run("-D", ADMIN, "-i", bridge, "!", "-o", bridge, "-j", ISOLATION, check=False):
         pass
     while _run("-D", ISOLATION, "-o", bridge, "-j", "DROP", check=False):

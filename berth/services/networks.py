@@ -138,6 +138,8 @@ class NetworkService:
             data.update(bridge=self.cfg.bridge, subnet=str(net), gateway=str(next(net.hosts())),
                         options={"com.docker.network.bridge.name": self.cfg.bridge,
                                  "com.docker.network.bridge.default_bridge": "true"})
+            if not self.cfg.icc:  # (berthd.toml's icc, daemon.json's): as dockerd's default bridge shows it
+                data["options"]["com.docker.network.bridge.enable_icc"] = "false"
             if self.cfg.mtu:  # (berthd.toml's mtu, daemon.json's)
                 data["options"]["com.docker.network.driver.mtu"] = str(self.cfg.mtu)
             if self.cfg.bridge_subnet6:  # (berthd.toml's bridge_subnet6: daemon.json's ipv6 and fixed-cidr-v6)
@@ -332,7 +334,10 @@ class NetworkService:
             iptables.unmasquerade(b, n.data["subnet"])
             return
         iptables.isolate(b)
-        if not n.data.get("internal"):
+        opts = n.data.get("options") or {}
+        if _false(opts.get("com.docker.network.bridge.enable_icc")):  # (icc false: daemon.json's, or -o's)
+            iptables.no_icc(b)
+        if not n.data.get("internal") and not _false(opts.get("com.docker.network.bridge.enable_ip_masquerade")):
             iptables.masquerade(b, n.data["subnet"])
 
     def users(self, ns: str, n: Network) -> list[str]:
@@ -1031,6 +1036,11 @@ def _endpoint(result: dict, ifname: str) -> dict:
         if not out[keys[0]]:
             out.update(zip(keys, (str(iface.ip), iface.network.prefixlen, ip.get("gateway", ""))))
     return out
+
+
+def _false(value: object) -> bool:
+    """A bridge option that says false, as Go's strconv.ParseBool reads it."""
+    return isinstance(value, str) and value in ("0", "f", "F", "false", "FALSE", "False")
 
 
 def _v6_on(d: dict) -> bool:

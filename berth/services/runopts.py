@@ -276,6 +276,9 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
                                   "This would result in undefined behavior")
         from berth.services import links
         if links.legacy(hc):
+            if not svc.cfg.icc:  # (dockerd opens the linked ports across its icc false: berth cannot)
+                raise InvalidArgument("berth cannot link containers on the default network with icc false: "
+                                      "put them on a user-defined network, where a link is a name")
             hc["Links"] = links.check(svc, ns, hc)
     if netmode == "host" and any(hc.get("PortBindings") or {}):  # dockerd's warning: they are recorded, not published
         warnings.append("Published ports are discarded when using host network mode")
