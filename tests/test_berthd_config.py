@@ -576,7 +576,8 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
     ('{"registry-mirrors": ["https://m.example.com"]}', ["--registry-mirror", "https://n.example.com"],
      "the following directives are specified both as a flag and in the configuration file: registry-mirrors: "
      "(from flag: [https://n.example.com], from file: [https://m.example.com])"),
-    ('{"icc": false, "ip6tables": true}', [], "berthd does not support the directives icc, ip6tables"),
+    ('{"userland-proxy": false, "ip6tables": true}', [], "berthd does not support the directives userland-proxy, "
+     "ip6tables"),
     ('{"ipv6": true}', [], "ipv6: berthd's default network takes its IPv6 subnet from fixed-cidr-v6"),
     ('{"live-restore": false}', [], 'live-restore: berthd supports only true (what it always does)'),
     ('{"features": {"buildkit": true}}', [], 'features: berthd supports only {"buildkit": false} or {} (what it always does)'),
@@ -637,7 +638,7 @@ def test_sighup_reads_the_daemon_json_again(tmp_path):
         dj.write_text('{"registry-mirrors": ["http://127.0.0.1:5997"], "debug": true}')
         d.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: mirrors() == ["http://127.0.0.1:5997"], 10, "the new mirrors")
-        dj.write_text('{"registry-mirrors": ["http://127.0.0.1:5996"], "icc": false}')  # refused: kept
+        dj.write_text('{"registry-mirrors": ["http://127.0.0.1:5996"], "ip6tables": true}')  # refused: kept
         d.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "the running configuration is kept" in d.log(), 10, "the failed reload's log")
         assert mirrors() == ["http://127.0.0.1:5997"] and d.proc.poll() is None
@@ -672,3 +673,20 @@ def test_a_pidfile_besides_berthds_own(tmp_path):
     finally:
         d.cleanup()
     assert not pid_path.exists()
+
+
+def test_the_directives_berthd_names_are_dockerds(tmp_path):
+    """Every directive berthd takes or refuses by name is one dockerd 20.10 knows (it names none
+    as unknown; it stops at the flags the file repeats, having made nothing)."""
+    if not shutil.which("dockerd"):
+        pytest.skip("dockerd (Debian's docker.io) is not installed")
+    from berth.daemon import daemonjson
+    dj = write(tmp_path / "daemon.json", json.dumps({k: None for k in sorted(daemonjson._DOCKERD)}))
+    base = tmp_path / "dockerd"
+    p = subprocess.run(["dockerd", "--config-file", dj, "--data-root", str(base / "data"), "--exec-root",
+                        str(base / "exec"), "-H", f"unix://{base}/d.sock", "--pidfile", str(base / "d.pid")],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0
+    assert "specified both as a flag and in the configuration file" in p.stderr, p.stderr[-500:]
+    assert "don't match any configuration option" not in p.stderr
+    assert not base.exists()

@@ -67,12 +67,12 @@ _HONOURED = {
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
            "ip-forward": (True,), "ip-masq": (True,), "features": ({"buildkit": False}, {}),
            "experimental": (False,)}
-# dockerd 20.10's other directives: refused by name
+# dockerd 20.10's other directives (those it knows: log-format, for one, is newer): refused by name
 _DOCKERD = frozenset("""
 allow-nondistributable-artifacts api-cors-header authorization-plugins bridge builder
-cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace containerd-plugin-namespace
+cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace
 cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6
-fixed-cidr init-path ip ip6tables log-format
+fixed-cidr init-path ip ip6tables
 max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr network-control-plane-mtu
 node-generic-resources oom-score-adjust raw-logs
 selinux-enabled shutdown-timeout storage-opts swarm-default-advertise-addr userland-proxy userland-proxy-path
