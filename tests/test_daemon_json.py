@@ -204,3 +204,38 @@ def test_icc_false_keeps_containers_apart(tmp_path):
         d.docker("network", "rm", "apart", "together", "plain", check=True)
     finally:
         d.cleanup()
+
+
+def test_the_host_binding_address_of_a_network(tmp_path):
+    """daemon.json's ip (the default network's) and a bridge network's
+    com.docker.network.bridge.host_binding_ipv4: ports published on no address in particular are
+    published there alone (before, berth took the option and dropped it); an address given wins.
+    dockerd 20.10 shows the same `docker port` for such a user-defined network (checked by hand:
+    its test peer has no default network)."""
+    dj = tmp_path / "daemon.json"
+    dj.write_text('{"ip": "127.0.0.1"}')
+    d = Daemon(tmp_path / "d", f'daemon_json = "{dj}"\ncri = false\n')
+    try:
+        d.start()
+        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        net = json.loads(d.docker("network", "inspect", "bridge", check=True).out)[0]
+        assert net["Options"]["com.docker.network.bridge.host_binding_ipv4"] == "127.0.0.1"
+        d.docker("network", "create", "-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1", "lo-only",
+                 check=True)
+        for network in ("bridge", "lo-only"):
+            c = d.docker("run", "-d", "--network", network, "-p", "8080", "-p", "0.0.0.0::70", IMAGE, "sleep", "60",
+                         check=True).out.strip()
+            try:
+                lines = d.docker("port", c, check=True).out.splitlines()
+                assert [x.split(" -> ")[0] for x in lines] == ["70/tcp", "8080/tcp"], lines
+                assert lines[0].split(" -> ")[1].startswith("0.0.0.0:")
+                assert lines[1].split(" -> ")[1].startswith("127.0.0.1:"), lines
+            finally:
+                d.docker("rm", "-f", c)
+        r = d.docker("network", "create", "-o", "com.docker.network.bridge.host_binding_ipv4=nowhere", "bad")
+        assert r.returncode != 0 and r.err.strip() == ("Error response from daemon: failed to parse "
+                                                       "com.docker.network.bridge.host_binding_ipv4 value: nowhere "
+                                                       "(nil ip)")  # (dockerd 20.10's words)
+        d.docker("network", "rm", "lo-only", check=True)
+    finally:
+        d.cleanup()

@@ -72,6 +72,8 @@ bridge = "berth0"
 bridge_subnet = "10.87.0.0/16"
 # Whether containers on the default network may talk to each other (daemon.json's icc).
 icc = true
+# Where the default network publishes ports that name no host address (daemon.json's ip).
+ip = "0.0.0.0"
 # The default network's IPv6 subnet (empty: IPv4 only), as daemon.json's ipv6 and fixed-cidr-v6.
 bridge_subnet6 = ""
 # The MTU of the default network's interfaces (0: the kernel's, 1500), daemon.json's mtu.
@@ -191,6 +193,7 @@ class Config:
     bridge_subnet: str = "10.87.0.0/16"
     bridge_subnet6: str = ""
     icc: bool = True
+    ip: str = "0.0.0.0"
     mtu: int = 0
     address_pool: str = "10.90.0.0/16"
     dns: list[str] = field(default_factory=list)
@@ -230,6 +233,7 @@ class Config:
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
                  f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
                  f"bridge_subnet6 = {q(self.bridge_subnet6)}", f"mtu = {self.mtu}", f"icc = {str(self.icc).lower()}",
+                 f"ip = {q(self.ip)}",
                  f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
                  f"dns_search = {arr(self.dns_search)}", f"dns_options = {arr(self.dns_options)}",
                  f"default_ulimits = {arr(self.default_ulimits)}", f"default_shm_size = {q(self.default_shm_size)}",
@@ -267,7 +271,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "pidfile": str,
     "config_path": str, "registry_mirrors": list, "insecure_registries": list, "default_runtime": str,
     "cgroup_driver": str, "sandbox_image": str, "log_level": str, "runtimes": dict, "tls": dict,
-    "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "bridge_subnet6": str, "mtu": int, "icc": bool,
+    "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "bridge_subnet6": str, "mtu": int, "icc": bool, "ip": str,
     "address_pool": str,
     "dns": list, "cri": bool, "cri_socket": str, "systemd_cgroup": bool, "stream_server_address": str,
     "stream_server_port": str, "cri_cni_conf_dir": str, "cri_cni_bin_dirs": list, "registry": dict,
@@ -457,6 +461,11 @@ def validate(cfg: Config, path: str = "config") -> Config:
             _seccomp_profile(cfg.seccomp_profile)  # (read again at berthd's start)
         except InvalidArgument as e:
             raise _bad(path, "seccomp_profile", e.message) from None
+    try:
+        import ipaddress
+        ipaddress.IPv4Address(cfg.ip)
+    except ValueError:
+        raise _bad(path, "ip", f"{cfg.ip!r} is not an IPv4 address") from None
     if cfg.bridge_subnet6:
         import ipaddress
         try:

@@ -28,7 +28,7 @@ group                          group (of the unix sockets)
 pidfile                        pidfile (besides <state>/berthd.pid)
 mtu, bip                       mtu, bridge_subnet (its address the subnet's first: berthd's gateway)
 ipv6, fixed-cidr-v6            bridge_subnet6 (the default network's IPv6 subnet)
-icc                            icc
+icc, ip                        icc, ip (the default network's host binding address)
 default-ipc-mode,              default_ipc_mode, default_cgroupns_mode, cgroup_parent
   default-cgroupns-mode,
   cgroup-parent
@@ -61,7 +61,7 @@ _HONOURED = {
     "dns-search": "", "dns-opts": "", "default-ulimits": "", "default-shm-size": "", "no-new-privileges": "",
     "labels": "", "default-ipc-mode": "", "default-cgroupns-mode": "", "cgroup-parent": "",
     "seccomp-profile": "", "init": "", "group": "group", "mtu": "", "bip": "", "features": "",
-    "pidfile": "pidfile", "experimental": "", "ipv6": "", "fixed-cidr-v6": "", "icc": "",
+    "pidfile": "pidfile", "experimental": "", "ipv6": "", "fixed-cidr-v6": "", "icc": "", "ip": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
@@ -72,7 +72,7 @@ _DOCKERD = frozenset("""
 allow-nondistributable-artifacts api-cors-header authorization-plugins bridge builder
 cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace
 cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6
-fixed-cidr init-path ip ip6tables
+fixed-cidr init-path ip6tables
 max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr network-control-plane-mtu
 node-generic-resources oom-score-adjust raw-logs
 selinux-enabled shutdown-timeout storage-opts swarm-default-advertise-addr userland-proxy userland-proxy-path
@@ -199,6 +199,8 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
         _bool(path, k, v)  # (set with fixed-cidr-v6 in apply)
     elif k == "fixed-cidr-v6":
         _string(path, k, v)
+    elif k == "ip":
+        cfg.ip = _string(path, k, v)
     elif k == "icc":
         cfg.icc = _bool(path, k, v)
     elif k == "pidfile":

@@ -170,9 +170,12 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     try:
         exposed = dict((image_config.get("config") or {}).get("ExposedPorts") or {})
         exposed.update(spec_body.get("ExposedPorts") or {})
-        mappings, ports = parse_port_bindings(hc, exposed, bool(hc.get("PublishAllPorts")))
-        nat = [m for m in mappings if not m.get("proxy")]  # portmap's; the IPv6 ones are the shim's
         requested = requested_networks(spec_body)
+        # the ports go with the first network: its host binding address, if it has one (dockerd's)
+        binding = ((nets.get(ns, requested[0][0]).data.get("options") or {}).get(
+            "com.docker.network.bridge.host_binding_ipv4", "") if requested else "")
+        mappings, ports = parse_port_bindings(hc, exposed, bool(hc.get("PublishAllPorts")), binding)
+        nat = [m for m in mappings if not m.get("proxy")]  # portmap's; the IPv6 ones are the shim's
         if mappings:
             first = [nets.get(ns, ref) for ref, _ in requested[:1]]
             from berth.services.networks import endpoint_id

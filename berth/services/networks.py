@@ -138,6 +138,8 @@ class NetworkService:
             data.update(bridge=self.cfg.bridge, subnet=str(net), gateway=str(next(net.hosts())),
                         options={"com.docker.network.bridge.name": self.cfg.bridge,
                                  "com.docker.network.bridge.default_bridge": "true"})
+            if self.cfg.ip != "0.0.0.0":  # (berthd.toml's ip, daemon.json's): where ports are published by default
+                data["options"]["com.docker.network.bridge.host_binding_ipv4"] = self.cfg.ip
             if not self.cfg.icc:  # (berthd.toml's icc, daemon.json's): as dockerd's default bridge shows it
                 data["options"]["com.docker.network.bridge.enable_icc"] = "false"
             if self.cfg.mtu:  # (berthd.toml's mtu, daemon.json's)
@@ -238,6 +240,13 @@ class NetworkService:
                     raise InvalidArgument(f"invalid ip range {ip_range!r}") from None
                 if not rng.subnet_of(net):
                     raise InvalidArgument(f"no matching subnet for range {ip_range}")
+            hb = options.get("com.docker.network.bridge.host_binding_ipv4")
+            if hb is not None:
+                try:
+                    ipaddress.IPv4Address(hb)
+                except ValueError:
+                    raise InvalidArgument(f"failed to parse com.docker.network.bridge.host_binding_ipv4 value: {hb} "
+                                          "(nil ip)") from None  # dockerd's words
             parent = options.get("parent", "")
             if driver in ("macvlan", "ipvlan"):
                 _check_parent(driver, parent)
@@ -1072,13 +1081,16 @@ def _aux(aux: dict | None, net: ipaddress.IPv4Network, gw: object, v6: dict) -> 
     return out
 
 
-def parse_port_bindings(hc: dict, exposed: dict | None, publish_all: bool) -> tuple[list[dict], dict]:
+def parse_port_bindings(hc: dict, exposed: dict | None, publish_all: bool,
+                        default_ip: str = "") -> tuple[list[dict], dict]:
     """HostConfig.PortBindings (+ ExposedPorts with PublishAllPorts) -> the mappings and docker's
     NetworkSettings.Ports. Free host ports are chosen for empty HostPorts. As dockerd's, a port
     published on no address in particular is published on 0.0.0.0 and, when the host has IPv6,
     on [::] too (one port for both); an IPv6 host address is the proxy's alone (a mapping with
     "proxy": True: the container's shim forwards it to the container's address, as dockerd's
-    docker-proxy; portmap's NAT takes the IPv4 ones)."""
+    docker-proxy; portmap's NAT takes the IPv4 ones). default_ip: the network's host binding
+    address for ports published on none in particular (its com.docker.network.bridge.host_binding_ipv4;
+    the default network's: daemon.json's ip), which they are then published on alone."""
     mappings: list[dict] = []
     ports: dict[str, list[dict] | None] = {}
     bindings = dict(hc.get("PortBindings") or {})
@@ -1100,7 +1112,7 @@ def parse_port_bindings(hc: dict, exposed: dict | None, publish_all: bool) -> tu
             ports.setdefault(pkey, None)
             continue
         for b in binds:
-            hip = (b or {}).get("HostIp") or ""
+            hip = (b or {}).get("HostIp") or ("" if default_ip in ("", "0.0.0.0") else default_ip)
             hport = (b or {}).get("HostPort") or ""
             if hip:
                 try:
