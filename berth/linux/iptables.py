@@ -57,9 +57,14 @@ def no_icc(bridge: str) -> None:
     _ensure_rule(ADMIN, "-i", bridge, "-o", bridge, "-j", "DROP")
 
 
-def unisolate(bridge: str) -> None:
+def icc(bridge: str) -> None:
+    """Traffic between the containers of ``bridge`` let through (an earlier run's no_icc undone)."""
     while _run("-D", ADMIN, "-i", bridge, "-o", bridge, "-j", "DROP", check=False):
         pass
+
+
+def unisolate(bridge: str) -> None:
+    icc(bridge)
     while _run("-D", ADMIN, "-i", bridge, "!", "-o", bridge, "-j", ISOLATION, check=False):
         pass
     while _run("-D", ISOLATION, "-o", bridge, "-j", "DROP", check=False):

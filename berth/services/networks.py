@@ -346,6 +346,8 @@ class NetworkService:
         opts = n.data.get("options") or {}
         if _false(opts.get("com.docker.network.bridge.enable_icc")):  # (icc false: daemon.json's, or -o's)
             iptables.no_icc(b)
+        else:  # (a crashed run's, with another setting)
+            iptables.icc(b)
         if not n.data.get("internal") and not _false(opts.get("com.docker.network.bridge.enable_ip_masquerade")):
             iptables.masquerade(b, n.data["subnet"])
 
