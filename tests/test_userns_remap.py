@@ -59,8 +59,9 @@ def _base_dir(prefix):
 @pytest.fixture(scope="module")
 def eng(subids):
     base = _base_dir("berth-remap-")
-    d = Daemon(base, 'userns_remap = "daemon:daemon"\ncri = false\n').start()
-    try:
+    d = Daemon(base, 'userns_remap = "daemon:daemon"\ncri = false\n')
+    try:  # (a berthd that does not start leaves nothing either)
+        d.start()
         d.docker("load", "-i", BUSYBOX, check=True)
         yield d
     finally:
@@ -73,7 +74,11 @@ def peer(subids):
     if not shutil.which("dockerd"):
         pytest.skip("dockerd (Debian's docker.io) is not installed")
     base = _base_dir("dockerd-remap-")
-    d = Dockerd(base, extra={"userns-remap": "daemon:daemon"})
+    try:
+        d = Dockerd(base, extra={"userns-remap": "daemon:daemon"})
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
     try:
         d.docker("load", "-i", BUSYBOX, check=True)
         yield d
@@ -320,8 +325,9 @@ def test_a_start_refuses_what_the_remapping_forbids_and_changes_nothing(subids):
     """A container made before the setting came (berthd restarted with it): its start is refused
     as dockerd's ContainerStart refuses it (the settings checked again), its state untouched."""
     base = _base_dir("berth-remap-start-")
-    d = Daemon(base, "cri = false\n").start()
+    d = Daemon(base, "cri = false\n")
     try:
+        d.start()
         d.docker("load", "-i", BUSYBOX, check=True)
         d.docker("create", "--name", "priv", "--privileged", IMAGE, "true", check=True)
         d.stop()
