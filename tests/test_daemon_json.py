@@ -4,6 +4,7 @@ options of containers that give none, the default ulimits and /dev/shm size (rec
 HostConfig, as dockerd records them), no-new-privileges (which --security-opt turns off), the
 labels `docker info` shows."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -46,6 +47,20 @@ def engines(tmp_path_factory):
             peer.stop()
         d.cleanup()
         remove_made(made)
+
+
+@contextlib.contextmanager
+def berthd_with(tmp_path, text):
+    """A berthd of the test's own given a daemon.json of `text`, busybox-layers loaded."""
+    dj = tmp_path / "daemon.json"
+    dj.write_text(text)
+    d = Daemon(tmp_path / "d", f'daemon_json = "{dj}"\ncri = false\n')
+    try:
+        d.start()
+        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        yield d
+    finally:
+        d.cleanup()
 
 
 SCRIPT = ("ulimit -n; ulimit -Hn; cat /etc/resolv.conf; df -k /dev/shm | tail -1 | tr -s ' ' | cut -d' ' -f2; "
@@ -118,16 +133,11 @@ def test_init_by_default(tmp_path):
     not installed here for dockerd, so berth alone)."""
     if not os.path.exists("/usr/bin/tini-static"):
         pytest.skip("tini-static (Debian's tini) is not installed")
-    (tmp_path / "daemon.json").write_text('{"init": true}')
-    d = Daemon(tmp_path / "d", f'daemon_json = "{tmp_path / "daemon.json"}"\ncri = false\n').start()
-    try:
-        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    with berthd_with(tmp_path, '{"init": true}') as d:
         out = d.docker("run", "--rm", IMAGE, "ps", "-o", "pid,comm", check=True).out.split()
         assert out[2:4] == ["1", "docker-init"]
         out = d.docker("run", "--rm", "--init=false", IMAGE, "ps", "-o", "pid,comm", check=True).out.split()
         assert out[2:4] == ["1", "ps"]
-    finally:
-        d.cleanup()
 
 
 def test_the_default_bridges_mtu_and_address(tmp_path):
@@ -135,22 +145,22 @@ def test_the_default_bridges_mtu_and_address(tmp_path):
     inspect's option, as dockerd's) and subnets; a bip whose address is not its subnet's first (berthd's gateway) is
     refused by name."""
     dj = tmp_path / "daemon.json"
-    dj.write_text('{"mtu": 1400, "bip": "10.179.5.1/24", "ipv6": true, "fixed-cidr-v6": "fd00:b17:5::/64"}')
-    d = Daemon(tmp_path / "d", f'daemon_json = "{dj}"\ncri = false\n')  # (bip over the test's own subnet)
-    try:
-        d.start()
-        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
-        out = d.docker("run", "--rm", IMAGE, "sh", "-c", "cat /sys/class/net/eth0/mtu; ip -4 -o addr show eth0; "
-                       "ip -6 -o addr show eth0 scope global", check=True).out.splitlines()
-        assert out[0] == "1400" and " 10.179.5." in out[1] and " fd00:b17:5::" in out[2], out
-        net = json.loads(d.docker("network", "inspect", "bridge", check=True).out)[0]
-        assert net["Options"]["com.docker.network.driver.mtu"] == "1400"
-        assert net["IPAM"]["Config"][0]["Subnet"] == "10.179.5.0/24"
-        assert net["IPAM"]["Config"][0]["Gateway"] == "10.179.5.1"
-        assert net["EnableIPv6"] is True and net["IPAM"]["Config"][1]["Subnet"] == "fd00:b17:5::/64"
+    bridge = None
+    try:  # (bip over the test's own subnet)
+        with berthd_with(tmp_path, '{"mtu": 1400, "bip": "10.179.5.1/24", "ipv6": true, '
+                                   '"fixed-cidr-v6": "fd00:b17:5::/64"}') as d:
+            bridge = d.bridge
+            out = d.docker("run", "--rm", IMAGE, "sh", "-c", "cat /sys/class/net/eth0/mtu; ip -4 -o addr show eth0; "
+                           "ip -6 -o addr show eth0 scope global", check=True).out.splitlines()
+            assert out[0] == "1400" and " 10.179.5." in out[1] and " fd00:b17:5::" in out[2], out
+            net = json.loads(d.docker("network", "inspect", "bridge", check=True).out)[0]
+            assert net["Options"]["com.docker.network.driver.mtu"] == "1400"
+            assert net["IPAM"]["Config"][0]["Subnet"] == "10.179.5.0/24"
+            assert net["IPAM"]["Config"][0]["Gateway"] == "10.179.5.1"
+            assert net["EnableIPv6"] is True and net["IPAM"]["Config"][1]["Subnet"] == "fd00:b17:5::/64"
     finally:
-        d.cleanup()
-        subprocess.run(["ip", "link", "del", d.bridge], capture_output=True)
+        if bridge:
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
     dj.write_text('{"bip": "10.179.5.7/24"}')
     from daemon_fixtures import BERTHD
     p = subprocess.run([BERTHD, "--config-file", str(dj), "config", "dump"], capture_output=True, text=True)
@@ -163,12 +173,7 @@ def test_icc_false_keeps_containers_apart(tmp_path):
     com.docker.network.bridge.enable_icc=false the same (before, berthd took the option and
     dropped it), another without it not; legacy links, which dockerd opens across it, are refused.
     enable_ip_masquerade=false is honoured too (it was dropped as well)."""
-    dj = tmp_path / "daemon.json"
-    dj.write_text('{"icc": false}')
-    d = Daemon(tmp_path / "d", f'daemon_json = "{dj}"\ncri = false\n')
-    try:
-        d.start()
-        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    with berthd_with(tmp_path, '{"icc": false}') as d:
         net = json.loads(d.docker("network", "inspect", "bridge", check=True).out)[0]
         assert net["Options"]["com.docker.network.bridge.enable_icc"] == "false"
         d.docker("network", "create", "-o", "com.docker.network.bridge.enable_icc=false", "apart", check=True)
@@ -202,8 +207,6 @@ def test_icc_false_keeps_containers_apart(tmp_path):
             subnet = json.loads(d.docker("network", "inspect", name, check=True).out)[0]["IPAM"]["Config"][0]["Subnet"]
             assert (f"-s {subnet} " in nat) is masq, (name, subnet)
         d.docker("network", "rm", "apart", "together", "plain", check=True)
-    finally:
-        d.cleanup()
 
 
 def test_the_host_binding_address_of_a_network(tmp_path):
@@ -212,12 +215,7 @@ def test_the_host_binding_address_of_a_network(tmp_path):
     published there alone (before, berth took the option and dropped it); an address given wins.
     dockerd 20.10 shows the same `docker port` for such a user-defined network (checked by hand:
     its test peer has no default network)."""
-    dj = tmp_path / "daemon.json"
-    dj.write_text('{"ip": "127.0.0.1"}')
-    d = Daemon(tmp_path / "d", f'daemon_json = "{dj}"\ncri = false\n')
-    try:
-        d.start()
-        d.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    with berthd_with(tmp_path, '{"ip": "127.0.0.1"}') as d:
         net = json.loads(d.docker("network", "inspect", "bridge", check=True).out)[0]
         assert net["Options"]["com.docker.network.bridge.host_binding_ipv4"] == "127.0.0.1"
         d.docker("network", "create", "-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1", "lo-only",
@@ -237,5 +235,3 @@ def test_the_host_binding_address_of_a_network(tmp_path):
                                                        "com.docker.network.bridge.host_binding_ipv4 value: nowhere "
                                                        "(nil ip)")  # (dockerd 20.10's words)
         d.docker("network", "rm", "lo-only", check=True)
-    finally:
-        d.cleanup()

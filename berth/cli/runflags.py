@@ -149,42 +149,14 @@ def ram(flag, s):
         raise UsageError(f"invalid argument \"{s}\" for \"{flag}\" flag: {e}") from None
 
 
-def _parse_int(s):
-    """Go's strconv.ParseInt(s, 10, 64), with its error words."""
-    import re
-    if not re.fullmatch(r"[+-]?[0-9]+", s):
-        raise ValueError(f"strconv.ParseInt: parsing \"{s}\": invalid syntax")
-    v = int(s)
-    if not -(1 << 63) <= v < 1 << 63:
-        raise ValueError(f"strconv.ParseInt: parsing \"{s}\": value out of range")
-    return v
-
-
-ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
-           "rtprio", "rttime", "sigpending", "stack")
-
-
 def ulimit(value):
     """docker's ParseUlimit: name=soft[:hard] -> the API's {Name, Soft, Hard}, its flag errors."""
-    def bad(why):
-        return UsageError(f"invalid argument \"{value}\" for \"--ulimit\" flag: {why}")
-    name, eq, vals = value.partition("=")
-    if not eq:
-        raise bad(f"invalid ulimit argument: {value}")
-    if name not in ULIMITS:
-        raise bad(f"invalid ulimit type: {name}")
-    parts = vals.split(":")
-    if len(parts) > 2:
-        raise bad(f"too many limit value arguments - {vals}, can only have up to two, `soft[:hard]`")
+    from berth.errors import InvalidArgument
+    from berth.opts import parse_ulimit
     try:
-        hard = _parse_int(parts[1]) if len(parts) == 2 else None
-        soft = _parse_int(parts[0])
-    except ValueError as e:
-        raise bad(str(e)) from None
-    hard = soft if hard is None else hard
-    if hard != -1 and soft > hard:
-        raise bad(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
-    return {"Name": name, "Soft": soft, "Hard": hard}
+        return parse_ulimit(value)
+    except InvalidArgument as e:
+        raise UsageError(f"invalid argument \"{value}\" for \"--ulimit\" flag: {e.message}") from None
 
 
 def weight_device(value):

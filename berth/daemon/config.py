@@ -380,28 +380,6 @@ def _registry_mirrors(path: str, table: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-_ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
-            "rtprio", "rttime", "sigpending", "stack")
-
-
-def ulimit(text: str) -> dict[str, Any]:
-    """A ulimit as `--ulimit` gives it (name=soft[:hard]): the API's {Name, Soft, Hard}."""
-    name, eq, vals = text.partition("=")
-    if not eq or name not in _ULIMITS:
-        raise InvalidArgument(f"invalid ulimit {text!r}: name=soft[:hard], name one of {', '.join(_ULIMITS)}")
-    parts = vals.split(":")
-    try:
-        if len(parts) > 2:
-            raise ValueError
-        soft = int(parts[0])
-        hard = int(parts[1]) if len(parts) == 2 else soft
-    except ValueError:
-        raise InvalidArgument(f"invalid ulimit {text!r}: the limits are numbers, soft[:hard]") from None
-    if hard != -1 and soft > hard:
-        raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
-    return {"Name": name, "Soft": soft, "Hard": hard}
-
-
 def shm_size(cfg: Config) -> int:
     """The /dev/shm size of docker containers that give none (64 MiB unless default_shm_size)."""
     if not cfg.default_shm_size:
@@ -436,9 +414,10 @@ def validate(cfg: Config, path: str = "config") -> Config:
         raise _bad(path, "stream_server_port", f"{cfg.stream_server_port!r} is not a port number")
     if cfg.cgroup_driver not in ("cgroupfs", "systemd"):
         raise _bad(path, "cgroup_driver", f"must be cgroupfs or systemd, not {cfg.cgroup_driver!r}")
+    from berth.opts import parse_ulimit
     for u in cfg.default_ulimits:
         try:
-            ulimit(u)
+            parse_ulimit(u)
         except InvalidArgument as e:
             raise _bad(path, "default_ulimits", e.message) from None
     if cfg.default_shm_size:

@@ -166,13 +166,28 @@ def apply(cfg: Config, path: str, flags: dict[str, Any]) -> Config:
     return cfg
 
 
+# the directives that set one of berthd's keys as they are: directive -> (key, its check)
+_PLAIN = {
+    "registry-mirrors": ("registry_mirrors", _strings), "insecure-registries": ("insecure_registries", _strings),
+    "dns": ("dns", _strings), "hosts": ("hosts", _strings), "dns-search": ("dns_search", _strings),
+    "labels": ("labels", _strings), "dns-opts": ("dns_options", _strings),
+    "log-driver": ("log_driver", _string), "userns-remap": ("userns_remap", _string),
+    "default-runtime": ("default_runtime", _string), "data-root": ("root", _string), "graph": ("root", _string),
+    "exec-root": ("state", _string), "group": ("group", _string), "pidfile": ("pidfile", _string),
+    "seccomp-profile": ("seccomp_profile", _string), "default-shm-size": ("default_shm_size", _string),
+    "ip": ("ip", _string), "init": ("init", _bool), "no-new-privileges": ("no_new_privileges", _bool),
+    "icc": ("icc", _bool), "cgroup-parent": ("cgroup_parent", _string), "tlsverify": ("tls.verify", _bool), "tlscacert": ("tls.cacert", _string),
+    "tlscert": ("tls.cert", _string), "tlskey": ("tls.key", _string),
+}
+
+
 def _set(cfg: Config, path: str, k: str, v: Any) -> None:
     from berth.daemon.config import Runtime
-    if k in ("registry-mirrors", "insecure-registries", "dns", "hosts", "dns-search", "labels"):
-        setattr(cfg, k.replace("-", "_"), _strings(path, k, v))
-    elif k == "dns-opts":
-        cfg.dns_options = _strings(path, k, v)
-    elif k in ("default-ipc-mode", "default-cgroupns-mode", "cgroup-parent"):
+    if k in _PLAIN:
+        key, check = _PLAIN[k]
+        target, _, attr = key.rpartition(".")
+        setattr(getattr(cfg, target) if target else cfg, attr, check(path, k, v))
+    elif k in ("default-ipc-mode", "default-cgroupns-mode"):
         value = _string(path, k, v)
         if k == "default-ipc-mode" and value not in ("private", "shareable"):  # dockerd's words
             raise _err(path, f'configuration validation from file failed: IPC mode "{value}" is not supported as '
@@ -199,22 +214,6 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
         _bool(path, k, v)  # (set with fixed-cidr-v6 in apply)
     elif k == "fixed-cidr-v6":
         _string(path, k, v)
-    elif k == "ip":
-        cfg.ip = _string(path, k, v)
-    elif k == "icc":
-        cfg.icc = _bool(path, k, v)
-    elif k == "pidfile":
-        cfg.pidfile = _string(path, k, v)
-    elif k == "group":
-        cfg.group = _string(path, k, v)
-    elif k == "seccomp-profile":
-        cfg.seccomp_profile = _string(path, k, v)
-    elif k == "init":
-        cfg.init = _bool(path, k, v)
-    elif k == "default-shm-size":
-        cfg.default_shm_size = _string(path, k, v)
-    elif k == "no-new-privileges":
-        cfg.no_new_privileges = _bool(path, k, v)
     elif k == "default-ulimits":
         # {"nofile": {"Name": "nofile", "Hard": 2048, "Soft": 1024}} (go-units' Ulimit)
         if not isinstance(v, dict):
@@ -225,12 +224,6 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
                 raise _err(path, f'{k}.{name}: must be {{"Name": "{name}", "Soft": N, "Hard": N}}')
             out.append(f"{u.get('Name') or name}={u['Soft']}:{u['Hard']}")
         cfg.default_ulimits = out
-    elif k in ("log-driver", "userns-remap", "default-runtime"):
-        setattr(cfg, k.replace("-", "_"), _string(path, k, v))
-    elif k in ("data-root", "graph"):
-        cfg.root = _string(path, k, v)
-    elif k == "exec-root":
-        cfg.state = _string(path, k, v)
     elif k == "log-opts":
         if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
             raise _err(path, f"{k}: must be an object of strings")
@@ -268,10 +261,6 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
             cfg.systemd_cgroup = val == "systemd"
     elif k == "tls":
         pass  # (checked with the certificate above)
-    elif k == "tlsverify":
-        cfg.tls.verify = _bool(path, k, v)
-    elif k in ("tlscacert", "tlscert", "tlskey"):
-        setattr(cfg.tls, k[3:], _string(path, k, v))
     elif k == "default-address-pools":
         pools = v if isinstance(v, list) else None
         if not pools or len(pools) != 1 or not isinstance(pools[0], dict) or \

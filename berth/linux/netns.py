@@ -67,33 +67,44 @@ def remove(path: str) -> None:
 
 # the helper that makes them: a process of its own, as a process with threads (berthd) cannot
 # make a user namespace, and a fork of one would have to run code that other threads' locks may
-# block; it makes them and waits until they are bound
+# block; it makes them (unshare of %d: the namespaces' flags) and waits until they are bound
 _HELPER = """import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
-if libc.unshare(0x10000000 | 0x40000000):
-    os.write(1, b"E%d" % ctypes.get_errno())
+if libc.unshare(%d):
+    os.write(1, b"E%%d" %% ctypes.get_errno())
 else:
     os.write(1, b"1")
     os.read(0, 1)
 """
+# the same in an existing user namespace (its fd given): joined, then the network namespace made
+_JOIN_HELPER = """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.setns(%d, 0x10000000) or libc.unshare(0x40000000):
+    os.write(1, b"E%%d" %% ctypes.get_errno())
+else:
+    os.write(1, b"1")
+    os.read(0, 1)
+"""
+_FLAGS = {"user": 0x10000000, "net": 0x40000000}
 
 
-def create_in_userns(path: str, userns_path: str, uids: list[dict[str, int]], gids: list[dict[str, int]],
-                     join: str | None = None) -> str:
-    """A new user namespace with these mappings ({containerID, hostID, size} each) and a new
-    network namespace it owns (`lo` up), bind-mounted on userns_path and path (both created; must
-    not be mounted already). join: an existing user namespace (its path) instead of a new one,
-    bound on userns_path too (the maps are then not used)."""
+def pin_by_helper(pins: dict[str, str], uids: list[dict[str, int]], gids: list[dict[str, int]],
+                  join: str | None = None) -> None:
+    """New namespaces made by a helper process, each bind-mounted on its pin ({"user": path,
+    "net": path}; the files created, not mounted already): a user namespace with these mappings
+    ({containerID, hostID, size} each) and, when pinned, a network namespace it owns. join: an
+    existing user namespace (its path) instead of a new one, the network namespace made in it
+    (the maps are then not used). On failure the pins made are gone again."""
     import subprocess
     import sys
     made = []
     try:
-        for p in (path, userns_path):
+        for p in pins.values():
             os.makedirs(os.path.dirname(p), exist_ok=True)
             os.close(os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
             made.append(p)
         pass_fds: tuple[int, ...] = ()
-        code = _HELPER
+        code = _HELPER % sum(_FLAGS[k] for k in pins)
         if join is not None:
             ufd = os.open(join, os.O_RDONLY | os.O_CLOEXEC)
             os.set_inheritable(ufd, True)
@@ -116,36 +127,39 @@ def create_in_userns(path: str, userns_path: str, uids: list[dict[str, int]], gi
             for name, maps in (("uid_map", uids), ("gid_map", gids)) if join is None else ():
                 with open(f"/proc/{pid}/{name}", "w") as f:
                     f.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps))
-            sc.mount(f"/proc/{pid}/ns/user", userns_path, None, sc.MS_BIND)
-            sc.mount(f"/proc/{pid}/ns/net", path, None, sc.MS_BIND)
+            for kind, p in pins.items():
+                sc.mount(f"/proc/{pid}/ns/{kind}", p, None, sc.MS_BIND)
         finally:
             helper.kill()
             helper.wait()
             for f in (helper.stdin, helper.stdout):
                 if f is not None:
                     f.close()
-
-        def lo_up() -> None:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                sc.setns(fd, sc.CLONE_NEWNET)  # this thread only
-            finally:
-                os.close(fd)
-            sc.link_up("lo")
-        _in_thread(lo_up)
     except BaseException:
         for p in made:
             remove(p)
         raise
+
+
+def create_in_userns(path: str, userns_path: str, uids: list[dict[str, int]], gids: list[dict[str, int]],
+                     join: str | None = None) -> str:
+    """A new user namespace with these mappings ({containerID, hostID, size} each) and a new
+    network namespace it owns (`lo` up), bind-mounted on userns_path and path (both created; must
+    not be mounted already). join: an existing user namespace (its path) instead of a new one,
+    bound on userns_path too (the maps are then not used)."""
+    pin_by_helper({"user": userns_path, "net": path}, uids, gids, join)
+
+    def lo_up() -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sc.setns(fd, sc.CLONE_NEWNET)  # this thread only
+        finally:
+            os.close(fd)
+        sc.link_up("lo")
+    try:
+        _in_thread(lo_up)
+    except BaseException:
+        remove(path)
+        remove(userns_path)
+        raise
     return path
-
-
-# the same in an existing user namespace (its fd given): joined, then the network namespace made
-_JOIN_HELPER = """import ctypes, os
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.setns(%d, 0x10000000) or libc.unshare(0x40000000):
-    os.write(1, b"E%%d" %% ctypes.get_errno())
-else:
-    os.write(1, b"1")
-    os.read(0, 1)
-"""

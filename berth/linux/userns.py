@@ -221,40 +221,7 @@ def check_reachable(path: str, uid: int, gid: int) -> None:
 def pin(path: str, remap: Remap) -> str:
     """A user namespace with the remapping's mappings, bind-mounted on path (made anew)."""
     from berth.linux import netns
-    from berth.linux import syscalls as sc
     if os.path.lexists(path):
         netns.remove(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
-    uids, gids = remap.spec_maps()
-    try:
-        helper = subprocess.Popen([__import__("sys").executable, "-S", "-E", "-c", _HELPER], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
-        try:
-            said = helper.stdout.read(1) if helper.stdout else b""
-            if said != b"1":
-                raise OSError(0, "the user namespace's helper ended")
-            for name, maps in (("uid_map", uids), ("gid_map", gids)):
-                with open(f"/proc/{helper.pid}/{name}", "w") as f:
-                    f.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps))
-            sc.mount(f"/proc/{helper.pid}/ns/user", path, None, sc.MS_BIND)
-        finally:
-            helper.kill()
-            helper.wait()
-            for f in (helper.stdin, helper.stdout):
-                if f is not None:
-                    f.close()
-    except BaseException:
-        netns.remove(path)
-        raise
+    netns.pin_by_helper({"user": path}, *remap.spec_maps())
     return path
-
-
-_HELPER = """import ctypes, os
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.unshare(0x10000000):
-    os.write(1, b"E")
-else:
-    os.write(1, b"1")
-    os.read(0, 1)
-"""

@@ -212,9 +212,9 @@ def check(svc: ContainerService, ns: str, body: dict[str, Any], image_config: di
         from berth.daemon.config import shm_size
         hc["ShmSize"] = 64 * 1024 * 1024 if cri else shm_size(svc.cfg)  # (daemon.json's default-shm-size)
     if not cri and svc.cfg.default_ulimits:  # daemon.json's default-ulimits: those the create names none of
-        from berth.daemon.config import ulimit
+        from berth.opts import parse_ulimit
         have = {u.get("Name") for u in hc.get("Ulimits") or []}
-        hc["Ulimits"] = list(hc.get("Ulimits") or []) + [u for u in map(ulimit, svc.cfg.default_ulimits)
+        hc["Ulimits"] = list(hc.get("Ulimits") or []) + [u for u in map(parse_ulimit, svc.cfg.default_ulimits)
                                                          if u["Name"] not in have]
     for rule in hc.get("DeviceCgroupRules") or []:
         if not _CGROUP_RULE.match(rule or ""):
