@@ -176,6 +176,9 @@ endpoint = ["https://any.example.com"]
     ('[registry.mirrors]\n"docker.io" = ["https://m.example.com"]\n', 'registry.mirrors."docker.io"'),
     ('[registry.mirrors."not a host"]\nendpoint = []\n', 'registry.mirrors."not a host"'),
     ('[registry.configs."docker.io".tls]\ninsecure_skip_verify = true\n', "registry.configs"),
+    ('max_concurrent_downloads = -1\n', "max_concurrent_downloads: invalid max concurrent downloads: -1"),
+    ('max_download_attempts = 0\n', "max_download_attempts: invalid max download attempts: 0"),
+    ('max_concurrent_uploads = "5"\n', "max_concurrent_uploads: must be a number"),
 ])
 def test_invalid_config_is_one_line_and_no_socket(tmp_path, text, key):
     sock = tmp_path / "berth.sock"
@@ -554,7 +557,8 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
         "default-address-pools": [{"base": "10.91.0.0/16", "size": 24}], "data-root": str(tmp_path / "dr"),
         "exec-root": str(tmp_path / "er"), "userns-remap": "default", "live-restore": True,
         "storage-driver": "overlay2", "iptables": True, "features": {"buildkit": False},
-        "experimental": False}))
+        "experimental": False, "max-concurrent-downloads": 2, "max-concurrent-uploads": 0,
+        "max-download-attempts": 1}))
     c = dump("--config-file", dj)
     assert c["daemon_json"] == dj
     assert (c["registry_mirrors"], c["insecure_registries"], c["log_driver"], c["log_opts"], c["log_level"],
@@ -563,6 +567,8 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
         ["https://m.example.com"], ["10.98.0.0/16"], "local", {"max-size": "5m"}, "warning", ["10.0.0.2"],
         "systemd", "runc", "10.91.0.0/16", str(tmp_path / "dr"), str(tmp_path / "er"), "default")
     assert c["runtimes"]["runsc"] == {"path": "/usr/bin/runsc", "args": ["--debug"]}
+    # (0 concurrent uploads: dockerd's default, 5)
+    assert (c["max_concurrent_downloads"], c["max_concurrent_uploads"], c["max_download_attempts"]) == (2, 5, 1)
     assert "runc" in c["runtimes"] and "berth-runc" in c["runtimes"]  # (added to, as dockerd's runtimes)
     # the same from berthd.toml's key; its directives win over the file's own keys
     toml = write(tmp_path / "b.toml", f'daemon_json = "{dj}"\nlog_driver = "json-file"\n')
@@ -612,7 +618,9 @@ def test_daemon_json_refusals_as_dockerd(tmp_path):
                         ('{"registry-mirrors": ["https://m.example.com/"], "hosts": ["unix:///x.sock"]}',
                          ["--registry-mirror", "https://n.example.com/", "-H", "unix:///y.sock"]),
                         ('{"log-level": "verbose"}', []), ('{"default-ipc-mode": "host"}', []),
-                        ('{"default-cgroupns-mode": "foo"}', [])):
+                        ('{"default-cgroupns-mode": "foo"}', []), ('{"max-concurrent-downloads": -1}', []),
+                        ('{"max-concurrent-uploads": -2}', []), ('{"max-download-attempts": 0}', []),
+                        ('{"max-concurrent-uploads": 2}', ["--max-concurrent-uploads", "3"])):
         dj = write(tmp_path / "daemon.json", text)
         ours = berthd("--config-file", dj, *flags, "config", "dump")
         theirs = subprocess.run(["dockerd", "--config-file", dj, *flags, "--data-root", str(base / "data"),

@@ -40,6 +40,12 @@ config_path = "/etc/berth/certs.d"
 registry_mirrors = []
 # Registries that may be reached over plain HTTP or with unverified TLS (host[:port] or CIDR).
 insecure_registries = []
+# Layers downloaded at once (by all pulls together) and uploaded at once (by all pushes), and how
+# many times a layer's failed download is tried again (after 5, 10, 15... seconds), as dockerd's
+# max-concurrent-downloads, max-concurrent-uploads (0: the default) and max-download-attempts.
+max_concurrent_downloads = 3
+max_concurrent_uploads = 5
+max_download_attempts = 5
 # The OCI runtime used when a container names none, and the runtimes that can be named.
 default_runtime = "berth-runc"
 # cgroupfs | systemd
@@ -173,6 +179,9 @@ class Config:
     config_path: str = "/etc/berth/certs.d"
     registry_mirrors: list[str] = field(default_factory=list)
     insecure_registries: list[str] = field(default_factory=list)
+    max_concurrent_downloads: int = 3
+    max_concurrent_uploads: int = 5
+    max_download_attempts: int = 5
     default_runtime: str = "berth-runc"
     runtimes: dict[str, Runtime] = field(default_factory=lambda: {"berth-runc": Runtime("berth-runc"), "runc": Runtime("runc")})
     cgroup_driver: str = "cgroupfs"
@@ -227,6 +236,9 @@ class Config:
                  f"namespace = {q(self.namespace)}", f"config_path = {q(self.config_path)}",
                  f"registry_mirrors = {arr(self.registry_mirrors)}",
                  f"insecure_registries = {arr(self.insecure_registries)}",
+                 f"max_concurrent_downloads = {self.max_concurrent_downloads}",
+                 f"max_concurrent_uploads = {self.max_concurrent_uploads}",
+                 f"max_download_attempts = {self.max_download_attempts}",
                  f"default_runtime = {q(self.default_runtime)}", f"cgroup_driver = {q(self.cgroup_driver)}",
                  f"sandbox_image = {q(self.sandbox_image)}", f"log_level = {q(self.log_level)}",
                  f"log_driver = {q(self.log_driver)}",
@@ -270,6 +282,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "root": str, "state": str, "hosts": list, "allow_insecure_tcp": bool, "namespace": str, "group": str,
     "pidfile": str,
     "config_path": str, "registry_mirrors": list, "insecure_registries": list, "default_runtime": str,
+    "max_concurrent_downloads": int, "max_concurrent_uploads": int, "max_download_attempts": int,
     "cgroup_driver": str, "sandbox_image": str, "log_level": str, "runtimes": dict, "tls": dict,
     "cni_plugin_dirs": list, "cni_conf_dir": str, "bridge": str, "bridge_subnet": str, "bridge_subnet6": str, "mtu": int, "icc": bool, "ip": str,
     "address_pool": str,
@@ -453,6 +466,14 @@ def validate(cfg: Config, path: str = "config") -> Config:
             raise _bad(path, "bridge_subnet6", str(e)) from None
         if net6.prefixlen > 126:
             raise _bad(path, "bridge_subnet6", f"{net6} has no room for containers")
+    defaults = Config()
+    for k, what in (("max_concurrent_downloads", "max concurrent downloads"),
+                    ("max_concurrent_uploads", "max concurrent uploads"), ("max_download_attempts", "max download attempts")):
+        n = getattr(cfg, k)
+        if n < 0 or (n == 0 and k == "max_download_attempts"):  # dockerd's words
+            raise _bad(path, k, f"invalid {what}: {n}")
+        if n == 0:  # (dockerd's default, as dockerd takes it)
+            setattr(cfg, k, getattr(defaults, k))
     if not 0 <= cfg.mtu <= 65535 or 0 < cfg.mtu < 68:
         raise _bad(path, "mtu", f"invalid MTU {cfg.mtu}: 68 to 65535, or 0 for the kernel's")
     for label in cfg.labels:

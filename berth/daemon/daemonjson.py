@@ -7,6 +7,9 @@ by name (never taken and ignored).
 daemon.json                    berthd.toml
 registry-mirrors               registry_mirrors
 insecure-registries            insecure_registries
+max-concurrent-downloads,      max_concurrent_downloads, max_concurrent_uploads,
+  max-concurrent-uploads,        max_download_attempts
+  max-download-attempts
 log-driver, log-opts           log_driver, [log_opts]
 log-level, debug               log_level (warn: warning; fatal: error; debug: true is debug)
 userns-remap                   userns_remap
@@ -62,6 +65,8 @@ _HONOURED = {
     "labels": "", "default-ipc-mode": "", "default-cgroupns-mode": "", "cgroup-parent": "",
     "seccomp-profile": "", "init": "", "group": "group", "mtu": "", "bip": "", "features": "",
     "pidfile": "pidfile", "experimental": "", "ipv6": "", "fixed-cidr-v6": "", "icc": "", "ip": "",
+    "max-concurrent-downloads": "max_concurrent_downloads", "max-concurrent-uploads": "max_concurrent_uploads",
+    "max-download-attempts": "max_download_attempts",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
@@ -73,7 +78,7 @@ allow-nondistributable-artifacts api-cors-header authorization-plugins bridge bu
 cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace
 cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6
 fixed-cidr init-path ip6tables
-max-concurrent-downloads max-concurrent-uploads max-download-attempts metrics-addr network-control-plane-mtu
+metrics-addr network-control-plane-mtu
 node-generic-resources oom-score-adjust raw-logs
 selinux-enabled shutdown-timeout storage-opts swarm-default-advertise-addr userland-proxy userland-proxy-path
 """.split()) | frozenset(_HONOURED)
@@ -97,6 +102,12 @@ def _strings(path: str, key: str, v: Any) -> list[str]:
 def _string(path: str, key: str, v: Any) -> str:
     if not isinstance(v, str):
         raise _err(path, f"{key}: must be a string, not {_kind(v)}")
+    return v
+
+
+def _int(path: str, key: str, v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise _err(path, f"{key}: must be a number, not {_kind(v)}")
     return v
 
 
@@ -197,9 +208,12 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
                        'is invalid; use "host" or "private"')
         setattr(cfg, k.replace("-", "_"), value)
     elif k == "mtu":
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise _err(path, f"{k}: must be a number, not {_kind(v)}")
-        cfg.mtu = v
+        cfg.mtu = _int(path, k, v)
+    elif k in ("max-concurrent-downloads", "max-concurrent-uploads", "max-download-attempts"):
+        n = _int(path, k, v)
+        if n < 0 or (n == 0 and k == "max-download-attempts"):  # dockerd's words (0 concurrent: its default)
+            raise _err(path, f"configuration validation from file failed: invalid {k.replace('-', ' ')}: {n}")
+        setattr(cfg, k.replace("-", "_"), n)
     elif k == "bip":
         import ipaddress
         try:

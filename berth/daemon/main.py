@@ -20,6 +20,11 @@ def _parser():
     p.add_argument("--config-path", help="registry host configuration directory (certs.d)")
     p.add_argument("--registry-mirror", action="append", dest="registry_mirrors", help="a docker.io mirror")
     p.add_argument("--insecure-registry", action="append", dest="insecure_registries")
+    p.add_argument("--max-concurrent-downloads", type=int, metavar="N",
+                   help="layers downloaded at once by all pulls (default 3; dockerd's flag)")
+    p.add_argument("--max-concurrent-uploads", type=int, metavar="N", help="layers uploaded at once by all pushes (default 5)")
+    p.add_argument("--max-download-attempts", type=int, metavar="N",
+                   help="how many times a layer's failed download is tried again (default 5)")
     p.add_argument("--tlsverify", action="store_true", default=None)
     p.add_argument("--tlscacert")
     p.add_argument("--tlscert")
@@ -35,6 +40,9 @@ def _parser():
     return p
 
 
+_TRANSFERS = ("max_concurrent_downloads", "max_concurrent_uploads", "max_download_attempts")
+
+
 def load_config(args):
     from berth.daemon import config as cfgmod
     cfg = cfgmod.load(args.config, required=bool(args.config))
@@ -44,9 +52,9 @@ def load_config(args):
         from berth.daemon import daemonjson
         daemonjson.apply(cfg, cfg.daemon_json, {k: getattr(args, k, None) for k in (
             "hosts", "root", "state", "registry_mirrors", "insecure_registries", "log_level", "userns_remap",
-            "tlsverify", "tlscacert", "tlscert", "tlskey", "group", "pidfile")})
+            "tlsverify", "tlscacert", "tlscert", "tlskey", "group", "pidfile", *_TRANSFERS)})
     for k in ("hosts", "root", "state", "namespace", "config_path", "registry_mirrors", "insecure_registries",
-              "log_level", "allow_insecure_tcp", "userns_remap", "group", "pidfile"):
+              "log_level", "allow_insecure_tcp", "userns_remap", "group", "pidfile", *_TRANSFERS):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)

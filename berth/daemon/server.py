@@ -150,13 +150,14 @@ def _snapshotter(root: str) -> tuple[Any, str]:
 
 
 # what a reload (SIGHUP) changes in a running berthd; the rest waits for its next start
-RELOADABLE = ("registry_mirrors", "insecure_registries", "mirrors", "config_path", "log_level")
+RELOADABLE = ("registry_mirrors", "insecure_registries", "mirrors", "config_path", "log_level",
+              "max_concurrent_downloads", "max_concurrent_uploads", "max_download_attempts")
 
 
 def reload_config(daemon: Daemon, load: Callable[[], Config]) -> None:
     """SIGHUP, as dockerd's: the configuration read again (the file, then the command line's
     flags over it). What a running berthd can change (RELOADABLE: the registries' settings, the
-    log level) changes for the next pull, push or log line; what it cannot is logged as waiting
+    log level, the transfers' limits) changes for the next pull, push or log line; what it cannot is logged as waiting
     for the next start. A configuration that does not load changes nothing (logged). A daemon
     reload event tells what was applied. (SIGHUP's default action ended berthd.)"""
     try:
@@ -183,6 +184,9 @@ def reload_config(daemon: Daemon, load: Callable[[], Config]) -> None:
     daemon.events.publish(cur.namespace, "daemon", "reload", _daemon_id(cur.root), name=socket_.gethostname(),
                           **{"registry-mirrors": json.dumps(cur.registry_mirrors),
                              "insecure-registries": json.dumps(cur.insecure_registries),
+                             "max-concurrent-downloads": str(cur.max_concurrent_downloads),
+                             "max-concurrent-uploads": str(cur.max_concurrent_uploads),
+                             "max-download-attempts": str(cur.max_download_attempts),
                              "debug": str(cur.log_level == "debug").lower(), "log-level": cur.log_level})
 
 

@@ -161,6 +161,10 @@ def _registry_message(data: bytes) -> str:
     return " ".join(text.split())[:200] if text and len(text) < 500 and "<" not in text else ""
 
 
+class TooManyRequests(Unavailable):
+    """A registry's 429: its rate limit (a pull does not try the layer again, as dockerd's)."""
+
+
 class _Abort(Exception):
     """Carries an error that must not make the client try the next endpoint."""
 
@@ -390,7 +394,7 @@ class RegistryClient:
         if s == 404:
             return NotFound(f"{what} not found{detail}")
         if s == 429:
-            return Unavailable(f"{host}: too many requests{detail}")
+            return TooManyRequests(f"{host}: too many requests{detail}")
         if s >= 500:
             return Unavailable(f"{host}: {s} {resp.reason}{detail}")
         if s in (400, 405, 409, 411, 413, 415, 416, 422):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
 from berth.images import config as imgconfig
@@ -252,7 +252,7 @@ class RegistryOps:
                 lprogress({"status": "Pulling fs layer" if not self.content.exists(layer["digest"]) else "Already exists",
                           "progressDetail": {}, "id": short(layer["digest"])})
 
-            def fetch_layer(layer: dict) -> None:
+            def fetch_layer(layer: dict, first: bool = False) -> None:
                 d = layer["digest"]
                 self.meta.add_lease_resource(ns, lease.id, "content", d)
                 if self.content.exists(d):
@@ -260,8 +260,7 @@ class RegistryOps:
                 w = self.content.writer(f"pull-{d}", d, layer["size"])
                 try:
                     self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
-                    client.fetch_blob(ref, layer, w, offset=w.offset,
-                                      progress=_downloading(lprogress, d, layer["size"]))
+                    self._download(client, ref, layer, w, w, lprogress, first)
                     lprogress({"status": "Verifying Checksum", "progressDetail": {}, "id": short(d)})
                     w.commit(layer["size"], d)
                 finally:
@@ -270,11 +269,19 @@ class RegistryOps:
 
             self.add_refs(target)
             r = self._resolved([str(ref)] if ref.tag else [], target, platform)
-            with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-                # the first layer streams straight into its snapshot; the next ones download in
-                # parallel meanwhile; a layer whose download has not begun when the unpacker
-                # reaches it streams too
-                futures = {layer["digest"]: pool.submit(fetch_layer, layer) for layer in layers[1:]}
+            # max-concurrent-downloads (for all pulls: the slots _download takes): the first layer
+            # streams straight into its snapshot, the next ones download in parallel meanwhile
+            # (those beyond the limit waiting, as dockerd says), a layer whose download has not
+            # begun when the unpacker reaches it streams too
+            limit = self.transfers.downloads.limit
+            later = list({layer["digest"]: layer for layer in layers[1:] if layer["digest"] != layers[0]["digest"]}.values())
+            if limit == 1:
+                later = []  # one at a time: each streams when the unpacker reaches it, in order
+            waiting = [x for i, x in enumerate(layers) if i >= limit and not self.content.exists(x["digest"])]
+            for layer in {x["digest"]: x for x in waiting}.values():
+                lprogress({"status": "Waiting", "progressDetail": {}, "id": short(layer["digest"])})
+            with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, limit - 1)) as pool:
+                futures = {layer["digest"]: pool.submit(fetch_layer, layer) for layer in later}
 
                 def source(layer: dict) -> LayerStream | None:
                     d = layer["digest"]
@@ -287,13 +294,12 @@ class RegistryOps:
                     w = self.content.writer(f"pull-{d}", d, layer["size"])
                     if w.offset:  # a resumed download: fetch the rest, then unpack from the store
                         w.close()
-                        fetch_layer(layer)
+                        fetch_layer(layer, first=True)
                         return None
                     self.meta.add_lease_resource(ns, lease.id, "content", d)
                     self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
                     def fetch(dest: LayerStream) -> None:
-                        client.fetch_blob(ref, layer, dest, offset=0,
-                                          progress=_downloading(lprogress, d, layer["size"]))
+                        self._download(client, ref, layer, dest, dest.writer, lprogress, first=True)
                         lprogress({"status": "Verifying Checksum", "progressDetail": {}, "id": short(d)})
                         lprogress({"status": "Download complete", "progressDetail": {}, "id": short(d)})
                     return LayerStream(fetch, w, layer)
@@ -306,7 +312,7 @@ class RegistryOps:
                         if fut is not None and not fut.cancelled():
                             fut.result()
                         elif not self.content.exists(layer["digest"]):
-                            fetch_layer(layer)
+                            fetch_layer(layer, first=True)
                 except BaseException:
                     for fut in futures.values():
                         fut.cancel()
@@ -317,6 +323,41 @@ class RegistryOps:
             self.record(ns, names, target, r)
         progress({"status": f"Digest: {target['digest']}"})
         return existing is None or existing.target.digest != target["digest"]
+
+    def _download(self, client: RegistryClient, ref: refmod.Reference, layer: dict, dest: Any, writer: Any,
+                  progress: Progress, first: bool = False) -> None:
+        """One layer's download into dest (writer: the content-store writer that counts what dest
+        holds), as dockerd's: it waits for one of the slots all pulls share (max-concurrent-
+        downloads); one that fails for the network or the registry (a 5xx) is tried again from
+        where it stopped, after 5 s, then 10 s, 15 s... (said each second: "Retrying in 5
+        seconds"), max-download-attempts times (dockerd 20.10's count: that many tries after
+        the first). A refusal (4xx, 429 too) or bad content is not tried again. first: the
+        layer the unpacker waits for, ahead of the others waiting for a slot."""
+        import logging
+        from berth.errors import Unavailable
+        from berth.remotes.client import TooManyRequests
+        d = layer["digest"]
+        retries = 0
+        with self.transfers.downloads.take(first, waiting=lambda: progress(
+                {"status": "Waiting", "progressDetail": {}, "id": short(d)})):
+            while True:
+                try:
+                    client.fetch_blob(ref, layer, dest, offset=writer.offset,
+                                      progress=_downloading(progress, d, layer["size"]))
+                    return
+                except Unavailable as e:
+                    retries += 1
+                    if isinstance(e, TooManyRequests) or retries > self.transfers.download_attempts:
+                        if retries > 1:
+                            logging.getLogger("berth.pull").error("download of %s failed after %d attempts: %s",
+                                                                  d, retries, e.message)
+                        raise
+                    logging.getLogger("berth.pull").info("download of %s failed, retrying (%d/%d): %s", d, retries,
+                                                         self.transfers.download_attempts, e.message)
+                for left in range(retries * 5, 0, -1):
+                    progress({"status": f"Retrying in {left} second{'s' if left != 1 else ''}", "progressDetail": {},
+                              "id": short(d)})
+                    time.sleep(1)
 
     def _has_image_id(self, ns: str, image_id: str) -> bool:
         try:
@@ -368,7 +409,6 @@ class RegistryOps:
         r = self.resolve(ns, str(ref))
         if r.target["digest"] == r.manifest_desc["digest"] and any(self._compression(b) == "" for b in r.layers):
             r = self._compress_layers(ns, r)
-        blobs = list(r.layers) + [r.manifest["config"]]
         # as docker's: each layer is named by its diff ID, the top one first
         ids = {b["digest"]: short(diff) for b, diff in zip(r.layers, r.diff_ids)}
         for b in reversed(r.layers):
@@ -379,15 +419,34 @@ class RegistryOps:
                 other = refmod.parse(n)
                 if other.domain == ref.domain and other.name != ref.name:
                     mount_from = other
-        for b in blobs:
-            layer_progress = transfer_progress(progress, "Pushing", ids[b["digest"]], b.get("size", 0)) \
-                if b["digest"] in ids else None
-            with self.content.open(b["digest"]) as f:
-                how = client.push_blob(ref, b, f, mount_from=mount_from, progress=layer_progress)
-            if b in r.layers:
-                status = {"exists": "Layer already exists", "mounted": f"Mounted from {mount_from.path if mount_from else ''}",
-                          "uploaded": "Pushed"}[how]
-                progress({"status": status, "progressDetail": {}, "id": ids[b["digest"]]})
+        def push_layer(b: dict) -> None:
+            lid = ids[b["digest"]]
+            with self.transfers.uploads.take(waiting=lambda: progress(
+                    {"status": "Waiting", "progressDetail": {}, "id": lid})):
+                with self.content.open(b["digest"]) as f:
+                    how = client.push_blob(ref, b, f, mount_from=mount_from,
+                                           progress=transfer_progress(progress, "Pushing", lid, b.get("size", 0)))
+            status = {"exists": "Layer already exists", "mounted": f"Mounted from {mount_from.path if mount_from else ''}",
+                      "uploaded": "Pushed"}[how]
+            progress({"status": status, "progressDetail": {}, "id": lid})
+
+        # the layers at once, top first, in the slots all pushes share (max-concurrent-uploads),
+        # then the config (dockerd's); the first failure ends the push, the others cancelled
+        import concurrent.futures
+        todo = list({b["digest"]: b for b in reversed(r.layers)}.values())
+        for b in todo[self.transfers.uploads.limit:]:
+            progress({"status": "Waiting", "progressDetail": {}, "id": ids[b["digest"]]})
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(len(todo), self.transfers.uploads.limit))) as pool:
+            futures = [pool.submit(push_layer, b) for b in todo]
+            try:
+                for fut in futures:
+                    fut.result()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+        with self.content.open(r.manifest["config"]["digest"]) as f:
+            client.push_blob(ref, r.manifest["config"], f, mount_from=mount_from)
         # a manifest list is pushed with the platform manifests it has locally
         if r.target["digest"] != r.manifest_desc["digest"]:
             data = self.content.read(r.manifest_desc["digest"])

@@ -140,6 +140,10 @@ class ImageService(RegistryOps, ArchiveOps):
         self.snapshotter = snapshotter
         self.snapshotter_name = snapshotter_name
         self.registry = registry  # berth.services.registry.RegistryConfig (hosts dir, mirrors, insecure)
+        if registry is None:
+            from berth.services.registry import RegistryConfig
+        # the slots of layer downloads and uploads, and the download attempts (berthd's settings)
+        self.transfers = registry if registry is not None else RegistryConfig()
         self._unpack_lock = threading.Lock()
         self._remove_lock = threading.Lock()  # docker rmi, one at a time (its reads, then its deletes)
         from berth.services.events import EventBus
