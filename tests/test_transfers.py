@@ -172,3 +172,25 @@ def test_a_failed_layer_download_is_tried_again(registries, tmp_path, kind):
         assert p.returncode == 1 and "500 Internal Server Error" in p.err
         assert "Retrying in 10 seconds" not in p.out and "Retrying in 1 second" in p.out
         assert e.docker("image", "inspect", f"{src.addr}/six:v1").returncode == 1
+
+
+@pytest.mark.parametrize("kind", ["berthd", "dockerd"])
+def test_a_failed_layer_upload_is_tried_again(registries, tmp_path, kind):
+    """A registry that answers uploads with a 500 for a while: each layer's upload starts again
+    after 5 s (said each second), and the push succeeds. Before, berthd's push failed at once."""
+    src, dst, _img = registries
+    with engine(kind, tmp_path, {}) as e:
+        e.docker("pull", f"{src.addr}/six:v1", check=True)
+        to = f"{dst.addr}/p{os.urandom(4).hex()}:v1"
+        e.docker("tag", f"{src.addr}/six:v1", to, check=True)
+        dst.failed_uploads = 0
+        dst.fail_uploads_until = time.monotonic() + 2.0
+        p = e.docker("push", to)
+        assert p.returncode == 0, p.err
+        assert dst.failed_uploads > 0
+        lines = p.out.splitlines()
+        ids = {line.split(":", 1)[0] for line in lines if line.endswith(": Preparing")}
+        retried = {line.split(":", 1)[0] for line in lines if line.endswith(": Retrying in 5 seconds")}
+        assert retried and retried <= ids and "Retrying in 10 seconds" not in p.out
+        assert {line.split(":", 1)[0] for line in lines if line.endswith(": Pushed")} == ids
+        e.docker("rmi", f"{src.addr}/six:v1", to, check=True)

@@ -23,6 +23,8 @@ class TransferProxy:
         self.downloads = {}  # digest -> its GETs (failed ones too)
         self.ignore = set()  # digests whose downloads are not counted among those at once
         self.on_download = None  # called with the digest of each blob GET
+        self.fail_uploads_until = 0.0  # until then (time.monotonic()), uploads answer 500
+        self.failed_uploads = 0
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -70,6 +72,9 @@ class TransferProxy:
                 self.now[kind] += 1
                 self.most[kind] = max(self.most[kind], self.now[kind])
                 failing = False
+                if kind == "upload" and time.monotonic() < self.fail_uploads_until:
+                    failing = True
+                    self.failed_uploads += 1
                 if kind == "download":
                     d = m.group(1)
                     self.downloads[d] = self.downloads.get(d, 0) + 1

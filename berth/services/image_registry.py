@@ -423,9 +423,7 @@ class RegistryOps:
             lid = ids[b["digest"]]
             with self.transfers.uploads.take(waiting=lambda: progress(
                     {"status": "Waiting", "progressDetail": {}, "id": lid})):
-                with self.content.open(b["digest"]) as f:
-                    how = client.push_blob(ref, b, f, mount_from=mount_from,
-                                           progress=transfer_progress(progress, "Pushing", lid, b.get("size", 0)))
+                how = self._upload(client, ref, b, mount_from, lid, progress)
             status = {"exists": "Layer already exists", "mounted": f"Mounted from {mount_from.path if mount_from else ''}",
                       "uploaded": "Pushed"}[how]
             progress({"status": status, "progressDetail": {}, "id": lid})
@@ -471,6 +469,31 @@ class RegistryOps:
         progress({"status": f"{ref.tag or 'latest'}: digest: {digest} size: {len(data)}"})
         progress({"progressDetail": {}, "aux": {"Tag": ref.tag or "latest", "Digest": digest, "Size": len(data)}})
         return digest
+
+    UPLOAD_ATTEMPTS = 5  # dockerd 20.10's maxUploadAttempts
+
+    def _upload(self, client: RegistryClient, ref: refmod.Reference, b: dict, mount_from: refmod.Reference | None,
+                lid: str, progress: Progress) -> str:
+        """One layer's upload, as dockerd's: one that fails for the network or the registry (a 5xx)
+        starts again after 5 s, then 10 s... (said each second), up to 5 attempts in all."""
+        import logging
+        from berth.errors import Unavailable
+        from berth.remotes.client import TooManyRequests
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.content.open(b["digest"]) as f:
+                    return client.push_blob(ref, b, f, mount_from=mount_from,
+                                            progress=transfer_progress(progress, "Pushing", lid, b.get("size", 0)))
+            except Unavailable as e:
+                if isinstance(e, TooManyRequests) or attempt >= self.UPLOAD_ATTEMPTS:
+                    raise
+                logging.getLogger("berth.push").info("upload of %s failed, retrying: %s", b["digest"], e.message)
+            for left in range(attempt * 5, 0, -1):
+                progress({"status": f"Retrying in {left} second{'s' if left != 1 else ''}", "progressDetail": {},
+                          "id": lid})
+                time.sleep(1)
 
     def _compression(self, layer: dict) -> str | None:
         """How a plain-typed layer's blob is stored ("" a plain tar, a docker-archive's; "gzip",
