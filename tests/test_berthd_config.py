@@ -13,7 +13,7 @@ import time
 import tomllib
 
 import pytest
-from daemon_fixtures import BERTH, BERTHD, Daemon, free_port, wait_for
+from daemon_fixtures import BERTH, BERTHD, Daemon, free_port, unmount_under, wait_for
 
 
 def berthd(*args, env=None, timeout=30):
@@ -179,6 +179,7 @@ endpoint = ["https://any.example.com"]
     ('max_concurrent_downloads = -1\n', "max_concurrent_downloads: invalid max concurrent downloads: -1"),
     ('max_download_attempts = 0\n', "max_download_attempts: invalid max download attempts: 0"),
     ('max_concurrent_uploads = "5"\n', "max_concurrent_uploads: must be a number"),
+    ('storage_opts = ["overlay2.size=1G"]\n', "storage_opts: Storage Option overlay2.size is not supported"),
 ])
 def test_invalid_config_is_one_line_and_no_socket(tmp_path, text, key):
     sock = tmp_path / "berth.sock"
@@ -584,6 +585,7 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
      "(from flag: [https://n.example.com], from file: [https://m.example.com])"),
     ('{"userland-proxy": false, "ip6tables": true}', [], "berthd does not support the directives userland-proxy, "
      "ip6tables"),
+    ('{"storage-opts": "overlay2.override_kernel_check=true"}', [], "storage-opts: must be a list of strings, not a string"),
     ('{"ipv6": true}', [], "ipv6: berthd's default network takes its IPv6 subnet from fixed-cidr-v6"),
     ('{"live-restore": false}', [], 'live-restore: berthd supports only true (what it always does)'),
     ('{"features": {"buildkit": true}}', [], 'features: berthd supports only {"buildkit": false} or {} (what it always does)'),
@@ -631,6 +633,42 @@ def test_daemon_json_refusals_as_dockerd(tmp_path):
         want = theirs.stderr.strip().splitlines()[-1].replace("the Docker daemon", "berthd")
         assert ours.err.strip() == "berthd: " + want
     assert not os.path.exists(base)  # (neither made anything)
+
+
+KUBERNETES_DOCS_DAEMON_JSON = {  # what the Kubernetes docs had a node's docker set up with
+    "exec-opts": ["native.cgroupdriver=systemd"], "log-driver": "json-file", "log-opts": {"max-size": "100m"},
+    "storage-driver": "overlay2", "storage-opts": ["overlay2.override_kernel_check=true"]}
+
+
+def test_storage_opts_as_dockerd(tmp_path):
+    """daemon.json's storage-opts: the Kubernetes docs' daemon.json (overlay2.override_kernel_check,
+    which dockerd 20.10 takes and this kernel makes moot) is taken; what dockerd refuses at its
+    start is refused in its words. Before, berthd refused the directive."""
+    dj = write(tmp_path / "daemon.json", json.dumps(KUBERNETES_DOCS_DAEMON_JSON))
+    c = dump("--config-file", dj)
+    assert (c["storage_opts"], c["cgroup_driver"], c["log_opts"]) == (
+        ["overlay2.override_kernel_check=true"], "systemd", {"max-size": "100m"})
+    bad = ['["overlay2.foo=1"]', '["overlay2.override_kernel_check=maybe"]', '["nokey"]']
+    base = tmp_path / "dockerd"
+    for opts in bad:
+        dj = write(tmp_path / "daemon.json", '{"storage-opts": %s}' % opts)
+        ours = berthd("--config-file", dj, "config", "dump")
+        assert ours.returncode == 1 and ours.out == ""
+        if not shutil.which("dockerd"):
+            continue
+        try:
+            theirs = subprocess.run(["dockerd", "--config-file", dj, "--data-root", str(base / "data"), "--exec-root",
+                                     str(base / "exec"), "--pidfile", str(base / "d.pid"), "-H", f"unix://{base}/d.sock",
+                                     "--bridge=none", "--iptables=false"], capture_output=True, text=True, timeout=60)
+        finally:
+            unmount_under(str(base))
+            shutil.rmtree(base, ignore_errors=True)
+        assert theirs.returncode != 0
+        assert ours.err == "berthd: " + theirs.stderr.strip().splitlines()[-1] + "\n"
+    p = berthd("--config-file", write(tmp_path / "daemon.json", '{"storage-opts": ["overlay2.size=10G"]}'),
+               "config", "dump")
+    assert p.err == ("berthd: failed to start daemon: error initializing graphdriver: Storage Option overlay2.size "
+                     "is not supported by berthd's overlayfs snapshotter\n")
 
 
 def test_sighup_reads_the_daemon_json_again(tmp_path):

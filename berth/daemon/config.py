@@ -116,6 +116,10 @@ init = false
 # user dockremap, made when missing), "user" or "user:group" (names or ids) whose ranges in
 # /etc/subuid and /etc/subgid the containers' ids become; empty: none.
 userns_remap = ""
+# docker's storage-opts for its overlay2 driver (daemon.json's storage-opts), which berthd's
+# overlayfs snapshotter takes: "overlay2.override_kernel_check=true" (its check is for kernels
+# before 4.0: nothing to override) alone.
+storage_opts = []
 # A docker daemon.json whose directives berthd honours set the keys here over this file's
 # (berth.daemon.daemonjson: registry-mirrors, log-driver, userns-remap, ...; `berthd
 # --config-file PATH` as dockerd's); empty: none.
@@ -218,6 +222,7 @@ class Config:
     seccomp_profile: str = ""
     init: bool = False
     userns_remap: str = ""
+    storage_opts: list[str] = field(default_factory=list)
     daemon_json: str = ""
     mirrors: dict[str, list[str]] = field(default_factory=dict)  # [registry.mirrors."host"] endpoint
     tls: TLS = field(default_factory=TLS)
@@ -253,7 +258,8 @@ class Config:
                  f"default_ipc_mode = {q(self.default_ipc_mode)}",
                  f"default_cgroupns_mode = {q(self.default_cgroupns_mode)}", f"cgroup_parent = {q(self.cgroup_parent)}",
                  f"seccomp_profile = {q(self.seccomp_profile)}", f"init = {str(self.init).lower()}",
-                 f"userns_remap = {q(self.userns_remap)}", f"daemon_json = {q(self.daemon_json)}",
+                 f"userns_remap = {q(self.userns_remap)}", f"storage_opts = {arr(self.storage_opts)}",
+                 f"daemon_json = {q(self.daemon_json)}",
                  f"cri = {str(self.cri).lower()}", f"cri_socket = {q(self.cri_socket)}",
                  f"systemd_cgroup = {str(self.systemd_cgroup).lower()}",
                  f"stream_server_address = {q(self.stream_server_address)}",
@@ -292,6 +298,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
     "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
     "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool,
+    "storage_opts": list,
 }
 
 
@@ -466,6 +473,11 @@ def validate(cfg: Config, path: str = "config") -> Config:
             raise _bad(path, "bridge_subnet6", str(e)) from None
         if net6.prefixlen > 126:
             raise _bad(path, "bridge_subnet6", f"{net6} has no room for containers")
+    from berth.snapshots.overlay import check_storage_opts
+    try:
+        check_storage_opts(cfg.storage_opts)
+    except InvalidArgument as e:
+        raise _bad(path, "storage_opts", e.message) from None
     defaults = Config()
     for k, what in (("max_concurrent_downloads", "max concurrent downloads"),
                     ("max_concurrent_uploads", "max concurrent uploads"), ("max_download_attempts", "max download attempts")):

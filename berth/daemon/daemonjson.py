@@ -31,6 +31,7 @@ group                          group (of the unix sockets)
 pidfile                        pidfile (besides <state>/berthd.pid)
 mtu, bip                       mtu, bridge_subnet (its address the subnet's first: berthd's gateway)
 ipv6, fixed-cidr-v6            bridge_subnet6 (the default network's IPv6 subnet)
+storage-opts                   storage_opts (overlay2.override_kernel_check only: nothing to override)
 icc, ip                        icc, ip (the default network's host binding address)
 default-ipc-mode,              default_ipc_mode, default_cgroupns_mode, cgroup_parent
   default-cgroupns-mode,
@@ -66,7 +67,7 @@ _HONOURED = {
     "seccomp-profile": "", "init": "", "group": "group", "mtu": "", "bip": "", "features": "",
     "pidfile": "pidfile", "experimental": "", "ipv6": "", "fixed-cidr-v6": "", "icc": "", "ip": "",
     "max-concurrent-downloads": "max_concurrent_downloads", "max-concurrent-uploads": "max_concurrent_uploads",
-    "max-download-attempts": "max_download_attempts",
+    "max-download-attempts": "max_download_attempts", "storage-opts": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
@@ -80,7 +81,7 @@ cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6
 fixed-cidr init-path ip6tables
 metrics-addr network-control-plane-mtu
 node-generic-resources oom-score-adjust raw-logs
-selinux-enabled shutdown-timeout storage-opts swarm-default-advertise-addr userland-proxy userland-proxy-path
+selinux-enabled shutdown-timeout swarm-default-advertise-addr userland-proxy userland-proxy-path
 """.split()) | frozenset(_HONOURED)
 
 
@@ -209,6 +210,14 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
         setattr(cfg, k.replace("-", "_"), value)
     elif k == "mtu":
         cfg.mtu = _int(path, k, v)
+    elif k == "storage-opts":
+        from berth.snapshots.overlay import check_storage_opts
+        opts = _strings(path, k, v)
+        try:
+            check_storage_opts(opts)
+        except InvalidArgument as e:  # dockerd's words
+            raise InvalidArgument(f"failed to start daemon: error initializing graphdriver: {e.message}") from None
+        cfg.storage_opts = opts
     elif k in ("max-concurrent-downloads", "max-concurrent-uploads", "max-download-attempts"):
         n = _int(path, k, v)
         if n < 0 or (n == 0 and k == "max-download-attempts"):  # dockerd's words (0 concurrent: its default)

@@ -29,6 +29,25 @@ from berth.errors import InvalidArgument
 from berth.snapshots import DirectorySnapshotter, Kind, Mount, SnapshotRecord, files_size
 
 
+def check_storage_opts(opts: list[str]) -> None:
+    """docker's storage-opts for its overlay2 driver, which berthd's overlayfs snapshotter takes
+    in dockerd 20.10's words: overlay2.override_kernel_check (a boolean; the check of kernels
+    before 4.0, which this one is not: nothing to override) is taken; overlay2.size (an XFS
+    project quota per container) is not supported; any other is unknown."""
+    for opt in opts:
+        key, sep, value = opt.partition("=")
+        if not sep:
+            raise InvalidArgument(f"Unable to parse key/value option: {opt}")
+        key = key.strip().lower()
+        if key == "overlay2.override_kernel_check":
+            if value not in ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"):
+                raise InvalidArgument(f'strconv.ParseBool: parsing "{value}": invalid syntax')  # (Go's)
+        elif key == "overlay2.size":
+            raise InvalidArgument("Storage Option overlay2.size is not supported by berthd's overlayfs snapshotter")
+        else:
+            raise InvalidArgument(f"overlay2: unknown option {key}")
+
+
 class OverlaySnapshotter(DirectorySnapshotter):
     def __init__(self, root: str):
         super().__init__(root)
