@@ -558,7 +558,7 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
         "default-address-pools": [{"base": "10.91.0.0/16", "size": 24}], "data-root": str(tmp_path / "dr"),
         "exec-root": str(tmp_path / "er"), "userns-remap": "default", "live-restore": True,
         "storage-driver": "overlay2", "iptables": True, "features": {"buildkit": False},
-        "experimental": False, "max-concurrent-downloads": 2, "max-concurrent-uploads": 0,
+        "experimental": False, "selinux-enabled": False, "max-concurrent-downloads": 2, "max-concurrent-uploads": 0,
         "max-download-attempts": 1}))
     c = dump("--config-file", dj)
     assert c["daemon_json"] == dj
@@ -588,6 +588,7 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
     ('{"storage-opts": "overlay2.override_kernel_check=true"}', [], "storage-opts: must be a list of strings, not a string"),
     ('{"ipv6": true}', [], "ipv6: berthd's default network takes its IPv6 subnet from fixed-cidr-v6"),
     ('{"live-restore": false}', [], 'live-restore: berthd supports only true (what it always does)'),
+    ('{"selinux-enabled": true}', [], 'selinux-enabled: berthd supports only false (what it always does)'),
     ('{"features": {"buildkit": true}}', [], 'features: berthd supports only {"buildkit": false} or {} (what it always does)'),
     ('{"registry-mirrors": "x"}', [], "registry-mirrors: must be a list of strings, not a string"),
     ('{"debug": "yes"}', [], "debug: must be true or false, not a string"),

@@ -39,7 +39,8 @@ default-ipc-mode,              default_ipc_mode, default_cgroupns_mode, cgroup_p
 
 What berthd always does is taken when asked for: live-restore true, storage-driver overlay2
 (berthd's overlayfs), iptables, ip-forward and ip-masq true, features {"buildkit": false} (its
-builder is docker's classic one), experimental false.
+builder is docker's classic one), experimental false, selinux-enabled false (berthd labels
+nothing: SELinux is dockerd's option, off by default).
 """
 
 from __future__ import annotations
@@ -67,12 +68,12 @@ _HONOURED = {
     "seccomp-profile": "", "init": "", "group": "group", "mtu": "", "bip": "", "features": "",
     "pidfile": "pidfile", "experimental": "", "ipv6": "", "fixed-cidr-v6": "", "icc": "", "ip": "",
     "max-concurrent-downloads": "max_concurrent_downloads", "max-concurrent-uploads": "max_concurrent_uploads",
-    "max-download-attempts": "max_download_attempts", "storage-opts": "",
+    "max-download-attempts": "max_download_attempts", "storage-opts": "", "selinux-enabled": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
            "ip-forward": (True,), "ip-masq": (True,), "features": ({"buildkit": False}, {}),
-           "experimental": (False,)}
+           "experimental": (False,), "selinux-enabled": (False,)}
 # dockerd 20.10's other directives (those it knows: log-format, for one, is newer): refused by name
 _DOCKERD = frozenset("""
 allow-nondistributable-artifacts api-cors-header authorization-plugins bridge builder
@@ -81,7 +82,7 @@ cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6
 fixed-cidr init-path ip6tables
 metrics-addr network-control-plane-mtu
 node-generic-resources oom-score-adjust raw-logs
-selinux-enabled shutdown-timeout swarm-default-advertise-addr userland-proxy userland-proxy-path
+shutdown-timeout swarm-default-advertise-addr userland-proxy userland-proxy-path
 """.split()) | frozenset(_HONOURED)
 
 
