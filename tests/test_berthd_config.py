@@ -583,8 +583,8 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
     ('{"registry-mirrors": ["https://m.example.com"]}', ["--registry-mirror", "https://n.example.com"],
      "the following directives are specified both as a flag and in the configuration file: registry-mirrors: "
      "(from flag: [https://n.example.com], from file: [https://m.example.com])"),
-    ('{"userland-proxy": false, "ip6tables": true}', [], "berthd does not support the directives userland-proxy, "
-     "ip6tables"),
+    ('{"userland-proxy-path": "/usr/bin/docker-proxy", "ip6tables": true}', [],
+     "berthd does not support the directives userland-proxy-path, ip6tables"),
     ('{"storage-opts": "overlay2.override_kernel_check=true"}', [], "storage-opts: must be a list of strings, not a string"),
     ('{"ipv6": true}', [], "ipv6: berthd's default network takes its IPv6 subnet from fixed-cidr-v6"),
     ('{"live-restore": false}', [], 'live-restore: berthd supports only true (what it always does)'),

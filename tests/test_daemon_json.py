@@ -9,9 +9,11 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+import time
 
 import pytest
-from daemon_fixtures import DATA, Daemon, missing_cgroup_parents, remove_made
+from daemon_fixtures import DATA, Daemon, missing_cgroup_parents, remove_made, wait_for
 from peer_dockerd import Dockerd
 
 IMAGE = "busybox-layers:1"
@@ -235,3 +237,61 @@ def test_the_host_binding_address_of_a_network(tmp_path):
                                                        "com.docker.network.bridge.host_binding_ipv4 value: nowhere "
                                                        "(nil ip)")  # (dockerd 20.10's words)
         d.docker("network", "rm", "lo-only", check=True)
+
+
+def _published(e, network, port4, port6, v4=False):
+    """A web server published on 0.0.0.0 + [::] (port4) and on [::1] (port6): its `docker port`,
+    its NetworkSettings.Ports, and what [::1] answers on either (and 127.0.0.1 on port4: v4)."""
+    import socket
+    c = e.docker("run", "-d", "--network", network, "-p", f"{port4}:80", "-p", f"[::1]:{port6}:81", IMAGE, "sh", "-c",
+                 "echo hi > /i; httpd -p 80 -h /; httpd -f -p 81 -h /", check=True).out.strip()
+    try:
+        wait_for(lambda: "httpd" in e.docker("top", c).out, 10, "the web servers")
+        time.sleep(0.5)
+        answers = []
+        for host, port in [("::1", port4), ("::1", port6)] + ([("127.0.0.1", port4)] if v4 else []):
+            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            s.settimeout(3)
+            try:
+                s.connect((host, port))
+                s.sendall(b"GET /i HTTP/1.0\r\n\r\n")
+                answers.append(s.recv(12).decode())
+            except OSError as err:
+                answers.append(err.strerror or str(err))
+            finally:
+                s.close()
+        ports = json.loads(e.docker("inspect", "-f", "{{json .NetworkSettings.Ports}}", c, check=True).out)
+        return e.docker("port", c, check=True).out, ports, answers
+    finally:
+        e.docker("rm", "-f", c)
+
+
+def test_userland_proxy_false_as_dockerd(tmp_path):
+    """daemon.json's userland-proxy: false (the CIS benchmark's): no forwarder for the IPv6 side,
+    which dockerd 20.10 (without ip6tables) then leaves out altogether: `docker port` and the
+    container's Ports list the IPv4 binding alone, [::1] is refused. The IPv4 side is berthd's NAT
+    either way. Before, berthd refused the directive."""
+    from daemon_fixtures import free_port
+    p4, p6 = free_port(), free_port()
+    with berthd_with(tmp_path, '{"userland-proxy": false}') as d:
+        d.docker("network", "create", "up", check=True)
+        ours = _published(d, "up", p4, p6, v4=True)
+        assert ours[0] == f"80/tcp -> 0.0.0.0:{p4}\n"
+        assert ours[1] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(p4)}], "81/tcp": None}
+        # the IPv4 side answers (berthd's NAT; the peer below has no iptables of its own)
+        assert ours[2] == ["Connection refused", "Connection refused", "HTTP/1.1 200"]
+        ours = ours[:2] + (ours[2][:2],)
+        d.docker("network", "rm", "up", check=True)
+    if not shutil.which("dockerd"):
+        return
+    short = tempfile.mkdtemp(prefix="dk-")
+    try:
+        peer = Dockerd(short, extra={"userland-proxy": False})
+        try:
+            peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+            peer.docker("network", "create", "up", check=True)
+            assert _published(peer, "up", p4, p6) == ours
+        finally:
+            peer.stop()
+    finally:
+        shutil.rmtree(short, ignore_errors=True)

@@ -80,6 +80,10 @@ bridge_subnet = "10.87.0.0/16"
 icc = true
 # Where the default network publishes ports that name no host address (daemon.json's ip).
 ip = "0.0.0.0"
+# Ports published on IPv6 addresses (and [::] beside 0.0.0.0) are forwarded in user space by the
+# container's shim (dockerd's docker-proxy; the IPv4 ones are NAT); false: no forwarder, and, as
+# dockerd 20.10 without one, no IPv6 bindings (daemon.json's userland-proxy).
+userland_proxy = true
 # The default network's IPv6 subnet (empty: IPv4 only), as daemon.json's ipv6 and fixed-cidr-v6.
 bridge_subnet6 = ""
 # The MTU of the default network's interfaces (0: the kernel's, 1500), daemon.json's mtu.
@@ -207,6 +211,7 @@ class Config:
     bridge_subnet6: str = ""
     icc: bool = True
     ip: str = "0.0.0.0"
+    userland_proxy: bool = True
     mtu: int = 0
     address_pool: str = "10.90.0.0/16"
     dns: list[str] = field(default_factory=list)
@@ -250,7 +255,7 @@ class Config:
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
                  f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
                  f"bridge_subnet6 = {q(self.bridge_subnet6)}", f"mtu = {self.mtu}", f"icc = {str(self.icc).lower()}",
-                 f"ip = {q(self.ip)}",
+                 f"ip = {q(self.ip)}", f"userland_proxy = {str(self.userland_proxy).lower()}",
                  f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
                  f"dns_search = {arr(self.dns_search)}", f"dns_options = {arr(self.dns_options)}",
                  f"default_ulimits = {arr(self.default_ulimits)}", f"default_shm_size = {q(self.default_shm_size)}",
@@ -298,7 +303,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
     "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
     "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool,
-    "storage_opts": list,
+    "storage_opts": list, "userland_proxy": bool,
 }
 
 

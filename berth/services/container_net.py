@@ -175,7 +175,8 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
         binding = ((nets.get(ns, requested[0][0]).data.get("options") or {}).get(
             "com.docker.network.bridge.host_binding_ipv4", "")
             if requested and (hc.get("PortBindings") or hc.get("PublishAllPorts")) else "")
-        mappings, ports = parse_port_bindings(hc, exposed, bool(hc.get("PublishAllPorts")), binding)
+        mappings, ports = parse_port_bindings(hc, exposed, bool(hc.get("PublishAllPorts")), binding,
+                                              svc.cfg.userland_proxy)
         nat = [m for m in mappings if not m.get("proxy")]  # portmap's; the IPv6 ones are the shim's
         if mappings:
             first = [nets.get(ns, ref) for ref, _ in requested[:1]]

@@ -1084,7 +1084,7 @@ def _aux(aux: dict | None, net: ipaddress.IPv4Network, gw: object, v6: dict) -> 
 
 
 def parse_port_bindings(hc: dict, exposed: dict | None, publish_all: bool,
-                        default_ip: str = "") -> tuple[list[dict], dict]:
+                        default_ip: str = "", userland_proxy: bool = True) -> tuple[list[dict], dict]:
     """HostConfig.PortBindings (+ ExposedPorts with PublishAllPorts) -> the mappings and docker's
     NetworkSettings.Ports. Free host ports are chosen for empty HostPorts. As dockerd's, a port
     published on no address in particular is published on 0.0.0.0 and, when the host has IPv6,
@@ -1092,7 +1092,9 @@ def parse_port_bindings(hc: dict, exposed: dict | None, publish_all: bool,
     "proxy": True: the container's shim forwards it to the container's address, as dockerd's
     docker-proxy; portmap's NAT takes the IPv4 ones). default_ip: the network's host binding
     address for ports published on none in particular (its com.docker.network.bridge.host_binding_ipv4;
-    the default network's: daemon.json's ip), which they are then published on alone."""
+    the default network's: daemon.json's ip), which they are then published on alone.
+    userland_proxy false (daemon.json's userland-proxy): no forwarder, so, as dockerd 20.10
+    without one (and without ip6tables), no IPv6 binding at all: not published, not listed."""
     mappings: list[dict] = []
     ports: dict[str, list[dict] | None] = {}
     bindings = dict(hc.get("PortBindings") or {})
@@ -1122,7 +1124,10 @@ def parse_port_bindings(hc: dict, exposed: dict | None, publish_all: bool,
                 except ValueError:
                     raise InvalidArgument(f"invalid IP address: {hip}") from None
             v6 = ":" in hip
-            both = not hip and proto != "sctp" and host_ipv6()  # 0.0.0.0 and [::]
+            if v6 and not userland_proxy:
+                ports.setdefault(pkey, None)
+                continue
+            both = not hip and proto != "sctp" and userland_proxy and host_ipv6()  # 0.0.0.0 and [::]
             if hport:
                 lo, _, hi = hport.partition("-")
                 try:
