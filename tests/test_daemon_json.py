@@ -295,3 +295,66 @@ def test_userland_proxy_false_as_dockerd(tmp_path):
             peer.stop()
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_fixed_cidr_as_dockerd(tmp_path):
+    """daemon.json's fixed-cidr: the default network's containers take their addresses from that
+    part of its subnet (the first one first), its inspect's IPAM says so, as dockerd 20.10's
+    (given the same subnet on a bridge of the test's own, dockerd's "bridge" directive). Before,
+    berthd refused the directive."""
+    script = "ip -4 -o addr show eth0 | tr -s ' ' | cut -d' ' -f4; ip route | head -1"
+
+    def observe(e):
+        ipam = json.loads(e.docker("network", "inspect", "bridge", "-f", "{{json .IPAM.Config}}", check=True).out)
+        return ipam, [e.docker("run", "--rm", IMAGE, "sh", "-c", script, check=True).out for _ in range(2)]
+    bridge = None
+    try:
+        with berthd_with(tmp_path, '{"bip": "10.179.9.1/24", "fixed-cidr": "10.179.9.130/25"}') as d:
+            bridge = d.bridge
+            ours = observe(d)
+    finally:
+        if bridge:
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+    assert ours == ([{"Subnet": "10.179.9.0/24", "IPRange": "10.179.9.128/25", "Gateway": "10.179.9.1"}],
+                    ["10.179.9.128/24\ndefault via 10.179.9.1 dev eth0 \n"] * 2)
+    dj = tmp_path / "bad.json"
+    dj.write_text('{"bip": "10.179.9.1/24", "fixed-cidr": "10.179.10.0/25"}')
+    from daemon_fixtures import BERTHD
+    p = subprocess.run([BERTHD, "--config-file", str(dj), "config", "dump"], capture_output=True, text=True)
+    assert (p.returncode, p.stderr) == (1, "berthd: command line: fixed_cidr: 10.179.10.0/25 is not within the "
+                                           "default network's subnet 10.179.9.0/24\n")
+    if not shutil.which("dockerd"):
+        return
+    from daemon_fixtures import host_dirs_dockerd_makes
+    name = "bt" + os.urandom(3).hex()
+    made = host_dirs_dockerd_makes()
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    short = tempfile.mkdtemp(prefix="dk-")
+    try:
+        subprocess.run(["ip", "addr", "add", "10.179.9.1/24", "dev", name], check=True)
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        sock = f"unix://{short}/d.sock"
+        (tmp_path / "dk.json").write_text(json.dumps({"bridge": name, "fixed-cidr": "10.179.9.130/25"}))
+        proc = subprocess.Popen(["dockerd", "--data-root", f"{short}/data", "--exec-root", f"{short}/exec", "-H", sock,
+                                 "--pidfile", f"{short}/d.pid", "--iptables=false", "--ip6tables=false",
+                                 "--config-file", str(tmp_path / "dk.json")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+        class Peer:
+            @staticmethod
+            def docker(*args, check=False):
+                from daemon_fixtures import _run
+                return _run(["docker", "-H", sock, *args], None, check, 120, None)
+        try:
+            wait_for(lambda: proc.poll() is not None or Peer.docker("version").returncode == 0, 60, "dockerd")
+            Peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+            assert observe(Peer) == ours
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    finally:
+        from daemon_fixtures import unmount_under
+        unmount_under(short)
+        shutil.rmtree(short, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+        remove_made(made)

@@ -76,6 +76,9 @@ cni_conf_dir = "/etc/berth/cni/net.d"
 # The default network ("bridge"): its Linux bridge and subnet.
 bridge = "berth0"
 bridge_subnet = "10.87.0.0/16"
+# The part of bridge_subnet its containers' addresses come from (empty: all of it), as
+# daemon.json's fixed-cidr.
+fixed_cidr = ""
 # Whether containers on the default network may talk to each other (daemon.json's icc).
 icc = true
 # Where the default network publishes ports that name no host address (daemon.json's ip).
@@ -208,6 +211,7 @@ class Config:
     cni_conf_dir: str = "/etc/berth/cni/net.d"
     bridge: str = "berth0"
     bridge_subnet: str = "10.87.0.0/16"
+    fixed_cidr: str = ""
     bridge_subnet6: str = ""
     icc: bool = True
     ip: str = "0.0.0.0"
@@ -254,6 +258,7 @@ class Config:
                  f"log_driver = {q(self.log_driver)}",
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
                  f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
+                 f"fixed_cidr = {q(self.fixed_cidr)}",
                  f"bridge_subnet6 = {q(self.bridge_subnet6)}", f"mtu = {self.mtu}", f"icc = {str(self.icc).lower()}",
                  f"ip = {q(self.ip)}", f"userland_proxy = {str(self.userland_proxy).lower()}",
                  f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
@@ -303,7 +308,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
     "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
     "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool,
-    "storage_opts": list, "userland_proxy": bool,
+    "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str,
 }
 
 
@@ -470,6 +475,18 @@ def validate(cfg: Config, path: str = "config") -> Config:
         ipaddress.IPv4Address(cfg.ip)
     except ValueError:
         raise _bad(path, "ip", f"{cfg.ip!r} is not an IPv4 address") from None
+    if cfg.fixed_cidr:
+        import ipaddress
+        try:
+            fixed = ipaddress.IPv4Network(cfg.fixed_cidr, strict=False)
+        except ValueError as e:
+            raise _bad(path, "fixed_cidr", str(e)) from None
+        try:
+            subnet = ipaddress.IPv4Network(cfg.bridge_subnet, strict=False)
+        except ValueError:
+            subnet = None  # (bridge_subnet's own error, where the network is made)
+        if subnet is not None and not fixed.subnet_of(subnet):
+            raise _bad(path, "fixed_cidr", f"{fixed} is not within the default network's subnet {subnet}")
     if cfg.bridge_subnet6:
         import ipaddress
         try:

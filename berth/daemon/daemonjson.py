@@ -30,6 +30,7 @@ seccomp-profile, init         seccomp_profile, init
 group                          group (of the unix sockets)
 pidfile                        pidfile (besides <state>/berthd.pid)
 mtu, bip                       mtu, bridge_subnet (its address the subnet's first: berthd's gateway)
+fixed-cidr                     fixed_cidr (the part of it containers' addresses come from)
 ipv6, fixed-cidr-v6            bridge_subnet6 (the default network's IPv6 subnet)
 storage-opts                   storage_opts (overlay2.override_kernel_check only: nothing to override)
 icc, ip                        icc, ip (the default network's host binding address)
@@ -70,7 +71,7 @@ _HONOURED = {
     "pidfile": "pidfile", "experimental": "", "ipv6": "", "fixed-cidr-v6": "", "icc": "", "ip": "",
     "max-concurrent-downloads": "max_concurrent_downloads", "max-concurrent-uploads": "max_concurrent_uploads",
     "max-download-attempts": "max_download_attempts", "storage-opts": "", "selinux-enabled": "",
-    "userland-proxy": "",
+    "userland-proxy": "", "fixed-cidr": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
@@ -81,7 +82,7 @@ _DOCKERD = frozenset("""
 allow-nondistributable-artifacts api-cors-header authorization-plugins bridge builder
 cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace
 cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6
-fixed-cidr init-path ip6tables
+init-path ip6tables
 metrics-addr network-control-plane-mtu
 node-generic-resources oom-score-adjust raw-logs
 shutdown-timeout swarm-default-advertise-addr userland-proxy-path
@@ -191,7 +192,7 @@ _PLAIN = {
     "exec-root": ("state", _string), "group": ("group", _string), "pidfile": ("pidfile", _string),
     "seccomp-profile": ("seccomp_profile", _string), "default-shm-size": ("default_shm_size", _string),
     "ip": ("ip", _string), "init": ("init", _bool), "no-new-privileges": ("no_new_privileges", _bool),
-    "icc": ("icc", _bool), "userland-proxy": ("userland_proxy", _bool), "cgroup-parent": ("cgroup_parent", _string), "tlsverify": ("tls.verify", _bool), "tlscacert": ("tls.cacert", _string),
+    "icc": ("icc", _bool), "userland-proxy": ("userland_proxy", _bool), "fixed-cidr": ("fixed_cidr", _string), "cgroup-parent": ("cgroup_parent", _string), "tlsverify": ("tls.verify", _bool), "tlscacert": ("tls.cacert", _string),
     "tlscert": ("tls.cert", _string), "tlskey": ("tls.key", _string),
 }
 
