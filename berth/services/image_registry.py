@@ -51,6 +51,13 @@ def _downloading(progress: Progress, digest: str, total: int) -> Callable[[int],
     return report
 
 
+def _count_down(progress: Progress, lid: str, seconds: int) -> None:
+    """The wait before a transfer is tried again, said each second as dockerd says it."""
+    for left in range(seconds, 0, -1):
+        progress({"status": f"Retrying in {left} second{'s' if left != 1 else ''}", "progressDetail": {}, "id": lid})
+        time.sleep(1)
+
+
 def _unpack_progress(progress: Progress) -> Callable[..., None]:
     """The unpacker's reports -> docker's messages: "Extracting" with its bar, "Pull complete"."""
     bars: dict[str, Callable[[int], None]] = {}
@@ -354,10 +361,7 @@ class RegistryOps:
                         raise
                     logging.getLogger("berth.pull").info("download of %s failed, retrying (%d/%d): %s", d, retries,
                                                          self.transfers.download_attempts, e.message)
-                for left in range(retries * 5, 0, -1):
-                    progress({"status": f"Retrying in {left} second{'s' if left != 1 else ''}", "progressDetail": {},
-                              "id": short(d)})
-                    time.sleep(1)
+                _count_down(progress, short(d), retries * 5)
 
     def _has_image_id(self, ns: str, image_id: str) -> bool:
         try:
@@ -490,10 +494,7 @@ class RegistryOps:
                 if isinstance(e, TooManyRequests) or attempt >= self.UPLOAD_ATTEMPTS:
                     raise
                 logging.getLogger("berth.push").info("upload of %s failed, retrying: %s", b["digest"], e.message)
-            for left in range(attempt * 5, 0, -1):
-                progress({"status": f"Retrying in {left} second{'s' if left != 1 else ''}", "progressDetail": {},
-                          "id": lid})
-                time.sleep(1)
+            _count_down(progress, lid, attempt * 5)
 
     def _compression(self, layer: dict) -> str | None:
         """How a plain-typed layer's blob is stored ("" a plain tar, a docker-archive's; "gzip",
