@@ -358,3 +358,61 @@ def test_fixed_cidr_as_dockerd(tmp_path):
         shutil.rmtree(short, ignore_errors=True)
         subprocess.run(["ip", "link", "del", name], capture_output=True)
         remove_made(made)
+
+
+def _ask(sock, method, path):
+    """(status, the CORS headers, body) of one request over a unix socket."""
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(sock)
+    c = Conn("localhost", timeout=30)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, {k: v for k, v in r.getheaders() if k.startswith("Access-Control")}, r.read()
+    finally:
+        c.close()
+
+
+def test_api_cors_header_and_containerd_namespace_as_dockerd(tmp_path):
+    """daemon.json's api-cors-header: the answers of the API's routes carry the CORS headers, an
+    OPTIONS anywhere is a 200 (a browser's preflight), as dockerd 20.10's; containerd-namespace:
+    the namespace the Docker API's containers live in (`berth -n` there; dockerd's are in
+    containerd's namespace of that name). Before, berthd refused both directives (and answered an
+    OPTIONS with a 404)."""
+    text = json.dumps({"api-cors-header": "http://ui.example", "containerd-namespace": "abc"})
+    requests = [("OPTIONS", "/v1.41/containers/json"), ("OPTIONS", "/nope"), ("GET", "/_ping"), ("GET", "/nope")]
+    with berthd_with(tmp_path, text) as d:
+        ours = [_ask(d.sock, m, p) for m, p in requests]
+        c = d.docker("run", "-d", IMAGE, "sleep", "60", check=True).out.strip()
+        try:
+            assert d.berth("-n", "abc", "ps", "-q", "--no-trunc", check=True).out.split() == [c]
+            assert d.berth("-n", "default", "ps", "-q", check=True).out.split() == []
+        finally:
+            d.docker("rm", "-f", c)
+    cors = {"Access-Control-Allow-Origin": "http://ui.example",
+            "Access-Control-Allow-Headers": "Origin, X-Requested-With, Content-Type, Accept, X-Registry-Auth",
+            "Access-Control-Allow-Methods": "HEAD, GET, POST, DELETE, PUT, OPTIONS"}
+    assert ours == [(200, cors, b""), (200, cors, b""), (200, cors, b"OK"), (404, {}, b'{"message":"page not found"}\n')]
+    if not shutil.which("dockerd"):
+        return
+    short = tempfile.mkdtemp(prefix="dk-")
+    try:
+        peer = Dockerd(short, extra=json.loads(text))
+        try:
+            assert [_ask(peer.sock, m, p) for m, p in requests] == ours
+            peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+            c = peer.docker("run", "-d", IMAGE, "sleep", "60", check=True).out.strip()
+            if shutil.which("ctr"):
+                listed = subprocess.run(["ctr", "--address", f"{short}/exec/containerd/containerd.sock", "-n", "abc",
+                                         "containers", "ls", "-q"], capture_output=True, text=True).stdout.split()
+                assert listed == [c]
+            peer.docker("rm", "-f", c)
+        finally:
+            peer.stop()
+    finally:
+        shutil.rmtree(short, ignore_errors=True)

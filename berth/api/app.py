@@ -94,6 +94,18 @@ def stream_headers() -> dict[str, str]:
             "Docker-Experimental": "false", "Ostype": "linux"}
 
 
+async def options(request: web.Request) -> web.Response:
+    """OPTIONS on any path: 200 and no body, as dockerd answers it (a browser's CORS preflight)."""
+    return web.Response(status=200, headers=stream_headers())
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    """What dockerd's api-cors-header adds to the answers of its routes."""
+    return {"Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Headers": "Origin, X-Requested-With, Content-Type, Accept, X-Registry-Auth",
+            "Access-Control-Allow-Methods": "HEAD, GET, POST, DELETE, PUT, OPTIONS"}
+
+
 class Router:
     """Adds each route twice: at /path and at /v{X.Y}/path, as dockerd answers both."""
 
@@ -181,4 +193,11 @@ def make_app(svc: Services | None) -> web.Application:
     container_extra.routes(r)
     from berth.api import attach_ws
     attach_ws.routes(r)
+    app.router.add_route("OPTIONS", "/{_any:.*}", options)
+    origin = svc.cfg.api_cors_header if svc is not None else ""
+    if origin:  # daemon.json's api-cors-header: on every answer of a route (a stream's and an upgrade's too)
+        async def cors(request: web.Request, response: web.StreamResponse) -> None:
+            if request.match_info.http_exception is None:  # (dockerd's "page not found" has none)
+                response.headers.update(cors_headers(origin))
+        app.on_response_prepare.append(cors)
     return app

@@ -29,6 +29,9 @@ state = "/run/berth"
 # Plain TCP on a non-loopback address is refused unless allow_insecure_tcp = true.
 hosts = ["unix:///run/berth/berth.sock"]
 allow_insecure_tcp = false
+# The Access-Control-Allow-Origin of the API's answers, for web pages that call it (dockerd's
+# api-cors-header); empty: none.
+api_cors_header = ""
 # The group that owns the unix sockets (mode 0660), as dockerd's group ("docker"); the default
 # group, when the host has none, is not an error.
 group = "berth"
@@ -184,6 +187,7 @@ class Config:
     state: str = "/run/berth"
     hosts: list[str] = field(default_factory=lambda: ["unix://" + DEFAULT_SOCKET])
     allow_insecure_tcp: bool = False
+    api_cors_header: str = ""
     group: str = "berth"
     pidfile: str = ""
     namespace: str = "default"
@@ -246,6 +250,7 @@ class Config:
         lines = [f"# effective configuration{' (from ' + self.source + ')' if self.source else ''}",
                  f"root = {q(self.root)}", f"state = {q(self.state)}", f"hosts = {arr(self.hosts)}",
                  f"allow_insecure_tcp = {str(self.allow_insecure_tcp).lower()}", f"group = {q(self.group)}",
+                 f"api_cors_header = {q(self.api_cors_header)}",
                  f"pidfile = {q(self.pidfile)}",
                  f"namespace = {q(self.namespace)}", f"config_path = {q(self.config_path)}",
                  f"registry_mirrors = {arr(self.registry_mirrors)}",
@@ -308,7 +313,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
     "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
     "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool,
-    "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str,
+    "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str, "api_cors_header": str,
 }
 
 

@@ -16,6 +16,8 @@ userns-remap                   userns_remap
 dns                            dns
 data-root (graph), exec-root   root, state
 hosts                          hosts
+api-cors-header                api_cors_header
+containerd-namespace           namespace (where the Docker API's objects live)
 default-runtime, runtimes      default_runtime, [runtimes.NAME] (path, runtimeArgs: args)
 exec-opts                      native.cgroupdriver=cgroupfs|systemd: cgroup_driver
 tls, tlsverify, tlscacert,     [tls]
@@ -71,7 +73,7 @@ _HONOURED = {
     "pidfile": "pidfile", "experimental": "", "ipv6": "", "fixed-cidr-v6": "", "icc": "", "ip": "",
     "max-concurrent-downloads": "max_concurrent_downloads", "max-concurrent-uploads": "max_concurrent_uploads",
     "max-download-attempts": "max_download_attempts", "storage-opts": "", "selinux-enabled": "",
-    "userland-proxy": "", "fixed-cidr": "",
+    "userland-proxy": "", "fixed-cidr": "", "api-cors-header": "api_cors_header", "containerd-namespace": "namespace",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
@@ -79,8 +81,8 @@ _ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "
            "experimental": (False,), "selinux-enabled": (False,)}
 # dockerd 20.10's other directives (those it knows: log-format, for one, is newer): refused by name
 _DOCKERD = frozenset("""
-allow-nondistributable-artifacts api-cors-header authorization-plugins bridge builder
-cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace
+allow-nondistributable-artifacts authorization-plugins bridge builder
+cluster-advertise cluster-store cluster-store-opts containerd
 cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6
 init-path ip6tables
 metrics-addr network-control-plane-mtu
@@ -189,7 +191,8 @@ _PLAIN = {
     "labels": ("labels", _strings), "dns-opts": ("dns_options", _strings),
     "log-driver": ("log_driver", _string), "userns-remap": ("userns_remap", _string),
     "default-runtime": ("default_runtime", _string), "data-root": ("root", _string), "graph": ("root", _string),
-    "exec-root": ("state", _string), "group": ("group", _string), "pidfile": ("pidfile", _string),
+    "exec-root": ("state", _string), "group": ("group", _string), "api-cors-header": ("api_cors_header", _string),
+    "containerd-namespace": ("namespace", _string), "pidfile": ("pidfile", _string),
     "seccomp-profile": ("seccomp_profile", _string), "default-shm-size": ("default_shm_size", _string),
     "ip": ("ip", _string), "init": ("init", _bool), "no-new-privileges": ("no_new_privileges", _bool),
     "icc": ("icc", _bool), "userland-proxy": ("userland_proxy", _bool), "fixed-cidr": ("fixed_cidr", _string), "cgroup-parent": ("cgroup_parent", _string), "tlsverify": ("tls.verify", _bool), "tlscacert": ("tls.cacert", _string),

@@ -16,7 +16,8 @@ def _parser():
     p.add_argument("-H", "--host", action="append", dest="hosts", help="address to serve: unix:///PATH or tcp://HOST:PORT")
     p.add_argument("--root", help="root directory for persistent data")
     p.add_argument("--state", help="state directory (sockets, shims)")
-    p.add_argument("-n", "--namespace", help="default namespace")
+    p.add_argument("-n", "--namespace", "--containerd-namespace", dest="namespace",
+                   help="the namespace of the Docker API's objects (dockerd's --containerd-namespace)")
     p.add_argument("--config-path", help="registry host configuration directory (certs.d)")
     p.add_argument("--registry-mirror", action="append", dest="registry_mirrors", help="a docker.io mirror")
     p.add_argument("--insecure-registry", action="append", dest="insecure_registries")
@@ -29,6 +30,7 @@ def _parser():
     p.add_argument("--tlscacert")
     p.add_argument("--tlscert")
     p.add_argument("--tlskey")
+    p.add_argument("--api-cors-header", metavar="ORIGIN", help="the Access-Control-Allow-Origin of the API's answers")
     p.add_argument("--allow-insecure-tcp", action="store_true", default=None,
                    help="serve plain TCP on a non-loopback address (anyone who can connect is root)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -52,9 +54,10 @@ def load_config(args):
         from berth.daemon import daemonjson
         daemonjson.apply(cfg, cfg.daemon_json, {k: getattr(args, k, None) for k in (
             "hosts", "root", "state", "registry_mirrors", "insecure_registries", "log_level", "userns_remap",
-            "tlsverify", "tlscacert", "tlscert", "tlskey", "group", "pidfile", *_TRANSFERS)})
+            "tlsverify", "tlscacert", "tlscert", "tlskey", "group", "pidfile", "api_cors_header", "namespace",
+            *_TRANSFERS)})
     for k in ("hosts", "root", "state", "namespace", "config_path", "registry_mirrors", "insecure_registries",
-              "log_level", "allow_insecure_tcp", "userns_remap", "group", "pidfile", *_TRANSFERS):
+              "log_level", "allow_insecure_tcp", "userns_remap", "group", "pidfile", "api_cors_header", *_TRANSFERS):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)
