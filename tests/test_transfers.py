@@ -194,3 +194,33 @@ def test_a_failed_layer_upload_is_tried_again(registries, tmp_path, kind):
         assert retried and retried <= ids and "Retrying in 10 seconds" not in p.out
         assert {line.split(":", 1)[0] for line in lines if line.endswith(": Pushed")} == ids
         e.docker("rmi", f"{src.addr}/six:v1", to, check=True)
+
+
+def test_pulls_at_once_share_their_layers(registries, tmp_path):
+    """Three pulls at once of two tags of one image (compose pulls its services at once; a node
+    pulls images with a base in common): all succeed, each layer downloaded once, as dockerd's.
+    Before, berthd's second pull failed: 'ingest "pull-sha256:..." is in use by another writer'."""
+    src, _dst, img = registries
+    from berth.remotes import RegistryClient
+    with RegistryClient(None) as c:  # (the same manifest under a second tag)
+        c.push_manifest(f"{src.addr}/six", "v2", "application/vnd.oci.image.manifest.v1+json", img.manifest)
+    seen = {}
+    for kind in ("berthd", "dockerd"):
+        with engine(kind, tmp_path / kind, {}) as e:
+            src.reset()
+            results = []
+
+            def pull(tag):
+                results.append(e.docker("pull", f"{src.addr}/six:{tag}"))
+            threads = [threading.Thread(target=pull, args=(tag,)) for tag in ("v1", "v2", "v1")]
+            for t in threads:
+                t.start()
+                time.sleep(0.05)
+            for t in threads:
+                t.join()
+            assert [p.returncode for p in results] == [0, 0, 0], [p.err for p in results]
+            assert e.docker("image", "inspect", f"{src.addr}/six:v1", f"{src.addr}/six:v2").returncode == 0
+            seen[kind] = sorted(n for d, n in src.downloads.items() if d in [x["digest"] for x in img.layer_descs])
+            e.docker("rmi", f"{src.addr}/six:v1", f"{src.addr}/six:v2", check=True)
+    assert seen["berthd"] == [1] * LAYERS
+    assert seen.get("dockerd", seen["berthd"]) == seen["berthd"]

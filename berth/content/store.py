@@ -64,6 +64,10 @@ CHUNK_SIZE = 1 << 20
 BLOB_MODE = 0o444
 
 
+class IngestLocked(Unavailable):
+    """Another writer holds the ingest (containerd's locked ref): wait for it, or give up."""
+
+
 class Ingest(NamedTuple):
     """An in-flight write: its ref, bytes received so far, and start time (epoch seconds)."""
 
@@ -202,7 +206,7 @@ class ContentStore:
         the recorded expectations contradict the new ones (another digest or
         size), or the data is already longer than expected, the old bytes
         belong to other content and the ingest starts again from zero.
-        Raises Unavailable if another writer holds the same ref.
+        Raises IngestLocked if another writer holds the same ref.
         """
         if not isinstance(ref, str) or not ref:
             raise InvalidArgument("an ingest ref must be a non-empty string")
@@ -311,7 +315,7 @@ class ContentStore:
                     try:
                         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
-                        raise Unavailable(f'ingest "{ref}" is in use by another writer') from None
+                        raise IngestLocked(f'ingest "{ref}" is in use by another writer') from None
                 _remove_tree(d)
             finally:
                 if f is not None:
@@ -389,7 +393,7 @@ class Writer:
                 try:
                     fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    raise Unavailable(f'ingest "{ref}" is in use by another writer') from None
+                    raise IngestLocked(f'ingest "{ref}" is in use by another writer') from None
                 rec_digest, rec_size = None, None
                 text = _read_text(d, "expected")
                 if text is not None:

@@ -241,8 +241,8 @@ class RegistryOps:
             if cdesc.get("size", 0) > MAX_CONFIG:
                 raise InvalidArgument(f"{ref}: image config is larger than 20 MiB")
             self.meta.add_lease_resource(ns, lease.id, "content", cdesc["digest"])
-            if not self.content.exists(cdesc["digest"]):
-                w = self.content.writer(f"pull-{cdesc['digest']}", cdesc["digest"], cdesc["size"])
+            w = self._writer(cdesc["digest"], cdesc["size"])
+            if w is not None:
                 try:
                     client.fetch_blob(ref, cdesc, w, offset=w.offset)
                     w.commit(cdesc["size"], cdesc["digest"])
@@ -262,9 +262,9 @@ class RegistryOps:
             def fetch_layer(layer: dict, first: bool = False) -> None:
                 d = layer["digest"]
                 self.meta.add_lease_resource(ns, lease.id, "content", d)
-                if self.content.exists(d):
+                w = self._writer(d, layer["size"])
+                if w is None:
                     return
-                w = self.content.writer(f"pull-{d}", d, layer["size"])
                 try:
                     self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
                     self._download(client, ref, layer, w, w, lprogress, first)
@@ -296,14 +296,14 @@ class RegistryOps:
                     if fut is not None and not fut.cancel():
                         fut.result()
                         return None
-                    if self.content.exists(d):
+                    self.meta.add_lease_resource(ns, lease.id, "content", d)
+                    w = self._writer(d, layer["size"])
+                    if w is None:
                         return None
-                    w = self.content.writer(f"pull-{d}", d, layer["size"])
                     if w.offset:  # a resumed download: fetch the rest, then unpack from the store
                         w.close()
                         fetch_layer(layer, first=True)
                         return None
-                    self.meta.add_lease_resource(ns, lease.id, "content", d)
                     self.meta.add_lease_resource(ns, lease.id, "ingest", f"pull-{d}")
                     def fetch(dest: LayerStream) -> None:
                         self._download(client, ref, layer, dest, dest.writer, lprogress, first=True)
@@ -330,6 +330,22 @@ class RegistryOps:
             self.record(ns, names, target, r)
         progress({"status": f"Digest: {target['digest']}"})
         return existing is None or existing.target.digest != target["digest"]
+
+    def _writer(self, digest: str, size: int) -> Any:
+        """The writer of a blob a pull fetches (its ingest "pull-<digest>"), or None: the blob is in
+        the store. Another pull fetching the same blob (two images with a layer in common, pulled
+        at once: compose's parallel pulls) holds its ingest: waited for, as containerd's
+        OpenWriter waits for a locked ref; then the blob is there, or (the other pull failed)
+        this one goes on from where that one stopped."""
+        from berth.content.store import IngestLocked
+        delay = 0.02
+        while not self.content.exists(digest):
+            try:
+                return self.content.writer(f"pull-{digest}", digest, size)
+            except IngestLocked:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        return None
 
     def _download(self, client: RegistryClient, ref: refmod.Reference, layer: dict, dest: Any, writer: Any,
                   progress: Progress, first: bool = False) -> None:
