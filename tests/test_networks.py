@@ -895,3 +895,26 @@ def test_a_parent_that_is_not_there_is_read_as_dockerd_reads_it(d, driver):
                      "vl-" + driver)
         assert p.returncode == 1 and p.err.strip() == "Error response from daemon: " + words.format(p=parent), p.err
     assert d.docker("network", "ls", "-q").out.split() == before
+
+
+def test_removals_at_once_of_one_network(d):
+    """`docker network rm` of one network from several clients at once: one removes it, the others
+    are told it is not found in the words of a removal that came later (before, the loser of a
+    race was told of the metadata store's record: 'network "<id>" not found in namespace ...')."""
+    import threading
+    for round_ in range(5):
+        name = f"race{round_}-" + os.urandom(3).hex()
+        d.docker("network", "create", name, check=True)
+        results = []
+
+        def rm():
+            results.append(d.docker("network", "rm", name))
+        threads = [threading.Thread(target=rm) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(p.returncode for p in results) == [0, 1, 1]
+        for p in results:
+            if p.returncode:
+                assert p.err.splitlines()[0] == f"Error response from daemon: network {name} not found", p.err

@@ -428,7 +428,10 @@ class NetworkService:
         users = in_use(n) if in_use is not None else list(self.attached(ns, n))
         if users:
             raise FailedPrecondition(f"error while removing network: network {n.name} id {n.id} has active endpoints")
-        self.meta.delete_object(ns, "network", n.id)
+        try:
+            self.meta.delete_object(ns, "network", n.id)
+        except NotFound:  # another removal's, meanwhile: what it would have said a moment later
+            raise NotFound(f"network {ref} not found") from None
         self.wait_released(n)  # a removed container's attachment may still be going
         self._teardown_host(n)
         try:
