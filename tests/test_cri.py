@@ -705,6 +705,37 @@ def test_errors_in_containerds_words_and_codes(node, cri):
     assert [c.id for c in cri.ListContainers().containers] == [cid]  # nothing was made
 
 
+def test_starts_at_once_of_one_container(node, cri):
+    """StartContainer from several clients at once: one starts it, the others are refused in
+    containerd's words (its Starting flag: "already in starting state", or the running state
+    once it has started). Before, each of them answered OK."""
+    import threading
+    sid, sbx = _pod(cri, node, "starts")
+    for round_ in range(3):
+        cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=f"s{round_}"),
+                                 image=pb.ImageSpec(image="busybox-layers:1"), command=["sleep", "60"])
+        cid = cri.CreateContainer(pod_sandbox_id=sid, config=cfg, sandbox_config=sbx).container_id
+        results = []
+
+        def start():
+            try:
+                cri.StartContainer(container_id=cid)
+                results.append("ok")
+            except grpc.RpcError as e:
+                results.append((e.code().name, e.details()))
+        threads = [threading.Thread(target=start) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results.count("ok") == 1, results
+        prefix = f'failed to set starting state for container "{cid}": '
+        for r in results:
+            assert r == "ok" or r in (("UNKNOWN", prefix + "container is already in starting state"),
+                                      ("UNKNOWN", prefix + "container is in CONTAINER_RUNNING state")), r
+        assert cri.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_RUNNING
+
+
 def test_pod_hostname_pause_hardening_and_cgroupns_as_containerd(node, cri):
     """As containerd 1.6 (side by side, session 15): a pod without a hostname is named as the node
     (the containers' hostname, HOSTNAME and /etc/hostname); with one, its containers' HOSTNAME is

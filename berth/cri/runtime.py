@@ -107,6 +107,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self._pending: dict[str, _Background] = {}
         self._busy: set[str] = set()  # their netns keys and ids: the network collector leaves them alone
         self._setup_lock = threading.Lock()
+        self._starting: set[str] = set()  # the containers a StartContainer is starting (containerd's Starting)
+        self._starting_lock = threading.Lock()
 
     def _shim_group(self, rec: Container) -> str | None:
         """A pod's containers are monitored by its sandbox's shim (one shim process per pod, as
@@ -823,10 +825,23 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def StartContainer(self, request: pb.StartContainerRequest,
                        context: grpc.ServicerContext) -> pb.StartContainerResponse:
         rec = self._find(request.container_id, "container")
-        st = self.svc.state(rec, paused=False)
-        if st["Status"] != "created":  # containerd's words and code (UNKNOWN)
-            raise Abort(grpc.StatusCode.UNKNOWN, f"failed to set starting state for container {_q(rec.id)}: "
-                        f"container is in {pb.ContainerState.Name(self._state(st))} state")
+        with self._starting_lock:  # one start at a time, the others refused (containerd's words and code)
+            if rec.id in self._starting:
+                raise Abort(grpc.StatusCode.UNKNOWN, f"failed to set starting state for container {_q(rec.id)}: "
+                            "container is already in starting state")
+            st = self.svc.state(rec, paused=False)
+            if st["Status"] != "created":
+                raise Abort(grpc.StatusCode.UNKNOWN, f"failed to set starting state for container {_q(rec.id)}: "
+                            f"container is in {pb.ContainerState.Name(self._state(st))} state")
+            self._starting.add(rec.id)
+        try:
+            self._start(rec)
+        finally:
+            with self._starting_lock:
+                self._starting.discard(rec.id)
+        return pb.StartContainerResponse()
+
+    def _start(self, rec: Container) -> None:
         sbx = self.svc.get(NS, self._cri(rec)["sandbox"])
         self._settle(sbx.id)
         if not self.svc.state(sbx, paused=False)["Running"]:
@@ -835,7 +850,6 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             self.svc.start(NS, rec.id)
         except BerthError as e:  # containerd's words and code for a task that could not start
             raise Abort(grpc.StatusCode.UNKNOWN, _task_error(e.message)) from None
-        return pb.StartContainerResponse()
 
     @rpc
     def StopContainer(self, request: pb.StopContainerRequest,
