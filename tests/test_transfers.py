@@ -101,8 +101,10 @@ def test_layers_at_once_as_dockerd(registries, tmp_path, directives, want):
             seen[kind] = pull_and_push(e, src, dst, img)
     got = seen["berthd"]
     assert (got[0], len(got[1]), got[2], len(got[3])) == want
-    if "dockerd" in seen:
-        assert seen["berthd"] == seen["dockerd"]
+    if "dockerd" in seen:  # (the layers dockerd says "Waiting" for depend on its timing: some of berthd's)
+        theirs = seen["dockerd"]
+        assert (theirs[0], theirs[2]) == (got[0], got[2])
+        assert set(theirs[1]) <= set(got[1]) and set(theirs[3]) <= set(got[3]), (theirs, got)
 
 
 def test_the_limits_change_at_a_reload(registries, tmp_path):
