@@ -195,8 +195,9 @@ _PLAIN = {
     "containerd-namespace": ("namespace", _string), "pidfile": ("pidfile", _string),
     "seccomp-profile": ("seccomp_profile", _string), "default-shm-size": ("default_shm_size", _string),
     "ip": ("ip", _string), "init": ("init", _bool), "no-new-privileges": ("no_new_privileges", _bool),
-    "icc": ("icc", _bool), "userland-proxy": ("userland_proxy", _bool), "fixed-cidr": ("fixed_cidr", _string), "cgroup-parent": ("cgroup_parent", _string), "tlsverify": ("tls.verify", _bool), "tlscacert": ("tls.cacert", _string),
-    "tlscert": ("tls.cert", _string), "tlskey": ("tls.key", _string),
+    "icc": ("icc", _bool), "userland-proxy": ("userland_proxy", _bool), "fixed-cidr": ("fixed_cidr", _string),
+    "cgroup-parent": ("cgroup_parent", _string), "tlsverify": ("tls.verify", _bool),
+    "tlscacert": ("tls.cacert", _string), "tlscert": ("tls.cert", _string), "tlskey": ("tls.key", _string),
 }
 
 

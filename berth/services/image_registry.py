@@ -281,7 +281,7 @@ class RegistryOps:
             # (those beyond the limit waiting, as dockerd says), a layer whose download has not
             # begun when the unpacker reaches it streams too
             limit = self.transfers.downloads.limit
-            later = list({layer["digest"]: layer for layer in layers[1:] if layer["digest"] != layers[0]["digest"]}.values())
+            later = list({x["digest"]: x for x in layers[1:] if x["digest"] != layers[0]["digest"]}.values())
             if limit == 1:
                 later = []  # one at a time: each streams when the unpacker reaches it, in order
             waiting = [x for i, x in enumerate(layers) if i >= limit and not self.content.exists(x["digest"])]
@@ -454,7 +454,8 @@ class RegistryOps:
         todo = list({b["digest"]: b for b in reversed(r.layers)}.values())
         for b in todo[self.transfers.uploads.limit:]:
             progress({"status": "Waiting", "progressDetail": {}, "id": ids[b["digest"]]})
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(len(todo), self.transfers.uploads.limit))) as pool:
+        workers = max(1, min(len(todo), self.transfers.uploads.limit))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(push_layer, b) for b in todo]
             try:
                 for fut in futures:

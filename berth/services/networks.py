@@ -135,8 +135,9 @@ class NetworkService:
         data = {"driver": {"bridge": "bridge", "host": "host", "none": "null"}[name]}
         if name == "bridge":
             net = ipaddress.IPv4Network(self.cfg.bridge_subnet, strict=False)
+            fixed = self.cfg.fixed_cidr  # (daemon.json's fixed-cidr: where its containers' addresses come from)
             data.update(bridge=self.cfg.bridge, subnet=str(net), gateway=str(next(net.hosts())),
-                        ip_range=str(ipaddress.IPv4Network(self.cfg.fixed_cidr, strict=False)) if self.cfg.fixed_cidr else "",
+                        ip_range=str(ipaddress.IPv4Network(fixed, strict=False)) if fixed else "",
                         options={"com.docker.network.bridge.name": self.cfg.bridge,
                                  "com.docker.network.bridge.default_bridge": "true"})
             if self.cfg.ip != "0.0.0.0":  # (berthd.toml's ip, daemon.json's): where ports are published by default
