@@ -587,7 +587,9 @@ def test_daemon_json_directives_set_berthds_keys(tmp_path):
      "berthd does not support the directives userland-proxy-path, ip6tables"),
     ('{"storage-opts": "overlay2.override_kernel_check=true"}', [], "storage-opts: must be a list of strings, not a string"),
     ('{"ipv6": true}', [], "ipv6: berthd's default network takes its IPv6 subnet from fixed-cidr-v6"),
-    ('{"live-restore": false}', [], 'live-restore: berthd supports only true (what it always does)'),
+    ('{"iptables": false}', [], 'iptables: berthd supports only true (what it always does)'),
+    ('{"live-restore": false}', ["--live-restore"], "the following directives are specified both as a flag and in "
+     "the configuration file: live-restore: (from flag: true, from file: false)"),
     ('{"selinux-enabled": true}', [], 'selinux-enabled: berthd supports only false (what it always does)'),
     ('{"features": {"buildkit": true}}', [], 'features: berthd supports only {"buildkit": false} or {} (what it always does)'),
     ('{"registry-mirrors": "x"}', [], "registry-mirrors: must be a list of strings, not a string"),
@@ -623,7 +625,8 @@ def test_daemon_json_refusals_as_dockerd(tmp_path):
                         ('{"log-level": "verbose"}', []), ('{"default-ipc-mode": "host"}', []),
                         ('{"default-cgroupns-mode": "foo"}', []), ('{"max-concurrent-downloads": -1}', []),
                         ('{"max-concurrent-uploads": -2}', []), ('{"max-download-attempts": 0}', []),
-                        ('{"max-concurrent-uploads": 2}', ["--max-concurrent-uploads", "3"])):
+                        ('{"max-concurrent-uploads": 2}', ["--max-concurrent-uploads", "3"]),
+                        ('{"live-restore": false}', ["--live-restore"])):
         dj = write(tmp_path / "daemon.json", text)
         ours = berthd("--config-file", dj, *flags, "config", "dump")
         theirs = subprocess.run(["dockerd", "--config-file", dj, *flags, "--data-root", str(base / "data"),

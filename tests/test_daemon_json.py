@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -412,6 +413,77 @@ def test_api_cors_header_and_containerd_namespace_as_dockerd(tmp_path):
                                          "containers", "ls", "-q"], capture_output=True, text=True).stdout.split()
                 assert listed == [c]
             peer.docker("rm", "-f", c)
+        finally:
+            peer.stop()
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+TRAP = "trap 'exit 3' TERM; sleep 300 & wait"  # (a stop's SIGTERM ends it with 3)
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _three(e):
+    """A container of no restart policy, one of `always`, one of `unless-stopped`: their pids."""
+    pids = {}
+    for name, policy in (("plain", "no"), ("back", "always"), ("unless", "unless-stopped")):
+        e.docker("run", "-d", "--name", name, "--restart", policy, IMAGE, "sh", "-c", TRAP, check=True)
+        pids[name] = int(e.docker("inspect", "-f", "{{.State.Pid}}", name, check=True).out)
+    return pids
+
+
+def _states(e):
+    out = {}
+    for name in ("plain", "back", "unless"):
+        status, code = e.docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name, check=True).out.split()
+        out[name] = (status, int(code))
+    return out
+
+
+def test_live_restore_false_as_dockerd(tmp_path):
+    """daemon.json's live-restore false (dockerd's default): the daemon's stop stops its containers
+    (their stop signal), and at its next start those whose restart policy says so run again, as
+    dockerd 20.10's given the same. Before, berthd refused the directive (its containers always
+    outlive it). After a kill -9 of berthd, what still runs is stopped at its start (dockerd's
+    restore without live-restore)."""
+    want = {"plain": ("exited", 3), "back": ("running", 0), "unless": ("running", 0)}
+    with berthd_with(tmp_path, '{"live-restore": false}') as d:
+        pids = _three(d)
+        d.stop()
+        assert not [n for n, p in pids.items() if _alive(p)]  # (they ended with berthd)
+        d.start()
+        ours = _states(d)
+        assert ours == want
+        # killed, berthd stops nothing; at its start, it stops what still runs
+        pid = int(d.docker("inspect", "-f", "{{.State.Pid}}", "back", check=True).out)
+        d.kill9()
+        assert _alive(pid)
+        d.start()
+        assert not _alive(pid)
+        assert _states(d) == want
+        assert int(d.docker("inspect", "-f", "{{.State.Pid}}", "back", check=True).out) != pid
+        for name in ("plain", "back", "unless"):
+            d.docker("rm", "-f", name)
+    if not shutil.which("dockerd"):
+        return
+    short = tempfile.mkdtemp(prefix="dk-")
+    try:
+        peer = Dockerd(short, extra={"live-restore": False})
+        peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        pids = _three(peer)
+        peer.proc.send_signal(signal.SIGTERM)
+        peer.proc.wait(60)
+        assert not [n for n, p in pids.items() if _alive(p)]
+        peer = Dockerd(short, extra={"live-restore": False})
+        try:
+            assert _states(peer) == ours
         finally:
             peer.stop()
     finally:

@@ -35,6 +35,13 @@ api_cors_header = ""
 # The group that owns the unix sockets (mode 0660), as dockerd's group ("docker"); the default
 # group, when the host has none, is not an error.
 group = "berth"
+# Whether the Docker API's containers keep running while berthd is down (dockerd's live-restore;
+# berthd's default: its shims outlive it, as containerd's). false: berthd stops them when it stops
+# (each with its stop signal and timeout, the whole at most shutdown_timeout seconds or the
+# longest stop timeout and 5; -1: no limit), and those it finds running at its start, whose
+# restart policies then decide, as dockerd's.
+live_restore = true
+shutdown_timeout = 15
 # The namespace of requests that do not name one (header X-Berth-Namespace).
 namespace = "default"
 # containerd-style registry host configs: <config_path>/<host>/hosts.toml, read at each pull.
@@ -188,6 +195,8 @@ class Config:
     hosts: list[str] = field(default_factory=lambda: ["unix://" + DEFAULT_SOCKET])
     allow_insecure_tcp: bool = False
     api_cors_header: str = ""
+    live_restore: bool = True
+    shutdown_timeout: int = 15
     group: str = "berth"
     pidfile: str = ""
     namespace: str = "default"
@@ -250,7 +259,8 @@ class Config:
         lines = [f"# effective configuration{' (from ' + self.source + ')' if self.source else ''}",
                  f"root = {q(self.root)}", f"state = {q(self.state)}", f"hosts = {arr(self.hosts)}",
                  f"allow_insecure_tcp = {str(self.allow_insecure_tcp).lower()}", f"group = {q(self.group)}",
-                 f"api_cors_header = {q(self.api_cors_header)}",
+                 f"api_cors_header = {q(self.api_cors_header)}", f"live_restore = {str(self.live_restore).lower()}",
+                 f"shutdown_timeout = {self.shutdown_timeout}",
                  f"pidfile = {q(self.pidfile)}",
                  f"namespace = {q(self.namespace)}", f"config_path = {q(self.config_path)}",
                  f"registry_mirrors = {arr(self.registry_mirrors)}",
@@ -314,6 +324,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
     "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool,
     "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str, "api_cors_header": str,
+    "live_restore": bool, "shutdown_timeout": int,
 }
 
 

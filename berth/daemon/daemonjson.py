@@ -41,7 +41,9 @@ default-ipc-mode,              default_ipc_mode, default_cgroupns_mode, cgroup_p
   default-cgroupns-mode,
   cgroup-parent
 
-What berthd always does is taken when asked for: live-restore true, storage-driver overlay2
+live-restore, shutdown-timeout  live_restore, shutdown_timeout
+
+What berthd always does is taken when asked for: storage-driver overlay2
 (berthd's overlayfs), iptables, ip-forward and ip-masq true, features {"buildkit": false} (its
 builder is docker's classic one), experimental false, selinux-enabled false (berthd labels
 nothing: SELinux is dockerd's option, off by default).
@@ -66,7 +68,7 @@ _HONOURED = {
     "data-root": "root", "graph": "root", "exec-root": "state", "hosts": "hosts", "default-runtime": "",
     "runtimes": "", "exec-opts": "", "tls": "", "tlsverify": "tlsverify", "tlscacert": "tlscacert",
     "tlscert": "tlscert", "tlskey": "tlskey", "default-address-pools": "",
-    "live-restore": "", "storage-driver": "", "iptables": "", "ip-forward": "", "ip-masq": "",
+    "live-restore": "live_restore", "storage-driver": "", "iptables": "", "ip-forward": "", "ip-masq": "",
     "dns-search": "", "dns-opts": "", "default-ulimits": "", "default-shm-size": "", "no-new-privileges": "",
     "labels": "", "default-ipc-mode": "", "default-cgroupns-mode": "", "cgroup-parent": "",
     "seccomp-profile": "", "init": "", "group": "group", "mtu": "", "bip": "", "features": "",
@@ -74,9 +76,10 @@ _HONOURED = {
     "max-concurrent-downloads": "max_concurrent_downloads", "max-concurrent-uploads": "max_concurrent_uploads",
     "max-download-attempts": "max_download_attempts", "storage-opts": "", "selinux-enabled": "",
     "userland-proxy": "", "fixed-cidr": "", "api-cors-header": "api_cors_header", "containerd-namespace": "namespace",
+    "shutdown-timeout": "shutdown_timeout",
 }
 # what berthd always does: the values that ask for it
-_ALWAYS = {"live-restore": (True,), "storage-driver": ("overlay2", "overlay"), "iptables": (True,),
+_ALWAYS = {"storage-driver": ("overlay2", "overlay"), "iptables": (True,),
            "ip-forward": (True,), "ip-masq": (True,), "features": ({"buildkit": False}, {}),
            "experimental": (False,), "selinux-enabled": (False,)}
 # dockerd 20.10's other directives (those it knows: log-format, for one, is newer): refused by name
@@ -87,7 +90,7 @@ cpu-rt-period cpu-rt-runtime cri-containerd default-gateway default-gateway-v6
 init-path ip6tables
 metrics-addr network-control-plane-mtu
 node-generic-resources oom-score-adjust raw-logs
-shutdown-timeout swarm-default-advertise-addr userland-proxy-path
+swarm-default-advertise-addr userland-proxy-path
 """.split()) | frozenset(_HONOURED)
 
 
@@ -157,8 +160,11 @@ def apply(cfg: Config, path: str, flags: dict[str, Any]) -> Config:
         dest = _HONOURED.get(k, "")
         if dest and flags.get(dest) is not None:
             mine = flags[dest]
-            show = "[" + " ".join(mine) + "]" if isinstance(mine, list) else mine
-            theirs = "[" + " ".join(map(str, v)) + "]" if isinstance(v, list) else v
+
+            def go(x: Any) -> str:  # as Go's %v prints it
+                return "[" + " ".join(map(go, x)) + "]" if isinstance(x, list) else str(x).lower() \
+                    if isinstance(x, bool) else str(x)
+            show, theirs = go(mine), go(v)
             both.append(f"{k}: (from flag: {show}, from file: {theirs})")
     if both:
         raise _err(path, "the following directives are specified both as a flag and in the configuration file: "
@@ -195,7 +201,8 @@ _PLAIN = {
     "containerd-namespace": ("namespace", _string), "pidfile": ("pidfile", _string),
     "seccomp-profile": ("seccomp_profile", _string), "default-shm-size": ("default_shm_size", _string),
     "ip": ("ip", _string), "init": ("init", _bool), "no-new-privileges": ("no_new_privileges", _bool),
-    "icc": ("icc", _bool), "userland-proxy": ("userland_proxy", _bool), "fixed-cidr": ("fixed_cidr", _string),
+    "icc": ("icc", _bool), "userland-proxy": ("userland_proxy", _bool), "live-restore": ("live_restore", _bool),
+    "shutdown-timeout": ("shutdown_timeout", _int), "fixed-cidr": ("fixed_cidr", _string),
     "cgroup-parent": ("cgroup_parent", _string), "tlsverify": ("tls.verify", _bool),
     "tlscacert": ("tls.cacert", _string), "tlscert": ("tls.cert", _string), "tlskey": ("tls.key", _string),
 }

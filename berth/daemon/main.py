@@ -30,6 +30,9 @@ def _parser():
     p.add_argument("--tlscacert")
     p.add_argument("--tlscert")
     p.add_argument("--tlskey")
+    p.add_argument("--live-restore", action="store_const", const=True, default=None,
+                   help="containers keep running while berthd is down (the default; dockerd's flag)")
+    p.add_argument("--shutdown-timeout", type=int, metavar="S", help="the longest wait for the containers at a stop")
     p.add_argument("--api-cors-header", metavar="ORIGIN", help="the Access-Control-Allow-Origin of the API's answers")
     p.add_argument("--allow-insecure-tcp", action="store_true", default=None,
                    help="serve plain TCP on a non-loopback address (anyone who can connect is root)")
@@ -55,9 +58,10 @@ def load_config(args):
         daemonjson.apply(cfg, cfg.daemon_json, {k: getattr(args, k, None) for k in (
             "hosts", "root", "state", "registry_mirrors", "insecure_registries", "log_level", "userns_remap",
             "tlsverify", "tlscacert", "tlscert", "tlskey", "group", "pidfile", "api_cors_header", "namespace",
-            *_TRANSFERS)})
+            "live_restore", "shutdown_timeout", *_TRANSFERS)})
     for k in ("hosts", "root", "state", "namespace", "config_path", "registry_mirrors", "insecure_registries",
-              "log_level", "allow_insecure_tcp", "userns_remap", "group", "pidfile", "api_cors_header", *_TRANSFERS):
+              "log_level", "allow_insecure_tcp", "userns_remap", "group", "pidfile", "api_cors_header",
+              "live_restore", "shutdown_timeout", *_TRANSFERS):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)

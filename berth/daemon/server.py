@@ -151,7 +151,8 @@ def _snapshotter(root: str) -> tuple[Any, str]:
 
 # what a reload (SIGHUP) changes in a running berthd; the rest waits for its next start
 RELOADABLE = ("registry_mirrors", "insecure_registries", "mirrors", "config_path", "log_level",
-              "max_concurrent_downloads", "max_concurrent_uploads", "max_download_attempts")
+              "max_concurrent_downloads", "max_concurrent_uploads", "max_download_attempts", "live_restore",
+              "shutdown_timeout")
 
 
 def reload_config(daemon: Daemon, load: Callable[[], Config]) -> None:
@@ -187,6 +188,8 @@ def reload_config(daemon: Daemon, load: Callable[[], Config]) -> None:
                              "max-concurrent-downloads": str(cur.max_concurrent_downloads),
                              "max-concurrent-uploads": str(cur.max_concurrent_uploads),
                              "max-download-attempts": str(cur.max_download_attempts),
+                             "live-restore": str(cur.live_restore).lower(),
+                             "shutdown-timeout": str(cur.shutdown_timeout),
                              "debug": str(cur.log_level == "debug").lower(), "log-level": cur.log_level})
 
 
@@ -331,6 +334,11 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
         if cri is not None:
             await _stop_cri(daemon, *cri)
         await runner.cleanup()
+        if not cfg.live_restore:  # dockerd's stop without live-restore: its containers stop too
+            try:
+                await daemon.run(_shut_down, daemon)
+            except Exception:  # noqa: BLE001 - a stop must not fail on this
+                log.exception("stopping the containers")
         try:  # what a removal left under way after its answer (a --rm container's network) ends first
             await daemon.run(daemon.networks.drain, 10)
         except Exception:  # noqa: BLE001 - a stop must not fail on this
@@ -353,6 +361,23 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+
+def _shut_down(daemon: Daemon) -> None:
+    """The Docker API's running containers stopped, each with its stop signal and timeout, at
+    once, as dockerd's shutdown without live-restore; the whole at most its shutdown timeout
+    (dockerd's: shutdown-timeout, or the longest stop timeout and 5 s; -1: no limit)."""
+    c = daemon.containers
+    ns = daemon.cfg.namespace
+    running = [rec for rec in c.meta.list_containers(ns) if c.states.get(ns, rec.id, rec).running]
+    limit = None
+    if daemon.cfg.shutdown_timeout >= 0:
+        stops = [(rec.spec_json() or {}).get("StopTimeout") for rec in running]
+        limit = max([daemon.cfg.shutdown_timeout] + [(10 if t is None else int(t)) + 5 for t in stops])
+        if any(t is not None and int(t) < 0 for t in stops):
+            limit = None
+    log.info("stopping %d containers (live_restore is off)", len(running))
+    c.shut_down([(ns, rec.id) for rec in running], limit)
 
 
 async def _start_cri(daemon):

@@ -141,6 +141,7 @@ class ContainerService:
         self.trash = Trash()  # what the CRI's removals leave, deleted after they answer
         self._trash_dirs = (os.path.join(cfg.state, "removing"), os.path.join(cfg.root, "removing"))
         self.user_stops: set[str] = set()  # ids stopped by a user, the flag not yet in their record (mark_stopped_by_user)
+        self.shutting_down = False  # set while shut_down stops the daemon's containers: no restart then
         # a stop's event comes after its exit's die, as dockerd's: the stop's answer need not wait
         # for the die (published after the exit's record wakes it), so the exit's handling
         # publishes the stop it finds pending (died())
@@ -1004,22 +1005,46 @@ class ContainerService:
             for fd in fds.values():
                 os.close(fd)
 
+    def shut_down(self, which: builtins.list[tuple[str, str]], limit: float | None = None) -> None:
+        """dockerd's shutdown of its containers without live-restore (at its stop, and at its start
+        for those still running): each (namespace, id) stopped at once with its stop signal and
+        timeout, as a stop that is not a user's (the restart policies decide at the next start,
+        none restarts them now); limit: the most seconds all of it may take."""
+        import concurrent.futures
+        if not which:
+            return
+        self.shutting_down = True
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(which))) as pool:
+                futures = [pool.submit(self.stop, ns, cid, by_user=False) for ns, cid in which]
+                done, late = concurrent.futures.wait(futures, timeout=limit)
+                for fut in done:
+                    if fut.exception() is not None:
+                        log.warning("shutting a container down: %s", fut.exception())
+                if late:
+                    log.warning("%d containers still stopping after %s s: left to end", len(late), limit)
+        finally:
+            self.shutting_down = False
+
     def stop(self, ns: str, ref: str, timeout: int | None = None, signal_: str | None = None,
-             signalled: Callable[[], None] | None = None, rec: Container | None = None) -> bool:
+             signalled: Callable[[], None] | None = None, rec: Container | None = None, by_user: bool = True) -> bool:
         """Stop a running container: its stop signal, then SIGKILL after timeout s. signalled():
         called once the first signal is sent (what may go on while the process ends). rec: the
-        container's record, when the caller has just read it."""
+        container's record, when the caller has just read it. by_user: a user's stop (which the
+        restart policies heed), not the daemon's own (shut_down)."""
         rec = rec if rec is not None and rec.namespace == ns and rec.id == ref else self.get(ns, ref)
         st = self.states.get(ns, rec.id, rec)
         if st.status == S.RESTARTING:  # between an exit and its restart: no restart then
-            self.mark_stopped_by_user(ns, rec)
+            if by_user:
+                self.mark_stopped_by_user(ns, rec)
             self.monitor.cancel_restart(ns, rec.id)
             self.events.container(ns, rec, "stop")
             return True
         if not st.running:
             self.await_net_release(rec.id)  # (ended just before: its network's release under way)
             return False
-        self.mark_stopped_by_user(ns, rec)
+        if by_user:
+            self.mark_stopped_by_user(ns, rec)
         spec = rec.spec_json()
         sig = signal_ or spec.get("StopSignal") or "TERM"
         t = 10 if timeout is None else int(timeout)

@@ -43,8 +43,8 @@ class Monitor:
         restart, an `unless-stopped` one does not)."""
         name, limit = self.c.restart_policy(rec)
         ext = rec.extensions or {}
-        if name in ("", "no"):
-            return False
+        if name in ("", "no") or (self.c.shutting_down and not daemon_start):
+            return False  # (the daemon's own stop of its containers: their policies at its next start)
         if name == "always" and daemon_start:
             return True
         if ext.get("stopped_by_user"):
@@ -326,6 +326,10 @@ class Monitor:
                     except (BerthError, OSError) as e:
                         log.warning("container %s: embedded DNS: %s", cid[:12], e)
             self.watch(ns, cid, channels[cid], restored=True)
+        if not c.cfg.live_restore:  # dockerd's restore without live-restore: what runs is stopped
+            stopping = [(ns, cid) for ns, cid in live if ns == c.cfg.namespace]
+            c.shut_down(stopping)
+            live -= set(stopping)
         for n in c.meta.list_namespaces():
             for rec in c.meta.list_containers(n.name):
                 if (n.name, rec.id) in live:
