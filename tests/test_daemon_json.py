@@ -455,6 +455,7 @@ def test_live_restore_false_as_dockerd(tmp_path):
     restore without live-restore)."""
     want = {"plain": ("exited", 3), "back": ("running", 0), "unless": ("running", 0)}
     with berthd_with(tmp_path, '{"live-restore": false}') as d:
+        assert d.docker("info", "-f", "{{.LiveRestoreEnabled}}", check=True).out == "false\n"
         pids = _three(d)
         d.stop()
         assert not [n for n, p in pids.items() if _alive(p)]  # (they ended with berthd)
@@ -476,6 +477,7 @@ def test_live_restore_false_as_dockerd(tmp_path):
     short = tempfile.mkdtemp(prefix="dk-")
     try:
         peer = Dockerd(short, extra={"live-restore": False})
+        assert peer.docker("info", "-f", "{{.LiveRestoreEnabled}}", check=True).out == "false\n"
         peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
         pids = _three(peer)
         peer.proc.send_signal(signal.SIGTERM)
