@@ -84,21 +84,21 @@ class TransferProxy:
             try:
                 time.sleep(self.hold)
                 if failing:
-                    data = b'{"errors":[{"code":"UNKNOWN","message":"unknown error"}]}'
-                    h.send_response(500)
-                    h.send_header("Content-Type", "application/json")
-                    h.send_header("Content-Length", str(len(data)))
-                    h.end_headers()
-                    h.wfile.write(data)
-                    return
-                self._forward(h, body)
+                    answer = (500, [("Content-Type", "application/json")],
+                              b'{"errors":[{"code":"UNKNOWN","message":"unknown error"}]}')
+                else:
+                    answer = self._fetch(h, body)
             finally:
+                # no longer in flight before the client has its answer: a client that has it may
+                # start its next transfer at once
                 with self.lock:
                     self.now[kind] -= 1
+            self._reply(h, *answer)
             return
-        self._forward(h, body)
+        self._reply(h, *self._fetch(h, body))
 
-    def _forward(self, h, body):
+    def _fetch(self, h, body):
+        """The registry's answer to the request: (status, headers, body)."""
         c = http.client.HTTPConnection(self.upstream, timeout=60)
         try:
             c.putrequest(h.command, h.path, skip_host=True, skip_accept_encoding=True)
@@ -109,19 +109,22 @@ class TransferProxy:
             c.endheaders(body)
             r = c.getresponse()
             data = r.read()
-            h.send_response(r.status)
-            for k, v in r.getheaders():
-                if k.lower() in ("transfer-encoding", "connection") or (
-                        k.lower() == "content-length" and h.command != "HEAD"):
-                    continue
-                h.send_header(k, v)
-            if h.command != "HEAD":
-                h.send_header("Content-Length", str(len(data)))
-            h.end_headers()
-            if h.command != "HEAD":
-                h.wfile.write(data)
+            headers = [(k, v) for k, v in r.getheaders() if k.lower() not in ("transfer-encoding", "connection") and (
+                k.lower() != "content-length" or h.command == "HEAD")]
+            return r.status, headers, data
         finally:
             c.close()
+
+    @staticmethod
+    def _reply(h, status, headers, data):
+        h.send_response(status)
+        for k, v in headers:
+            h.send_header(k, v)
+        if h.command != "HEAD":
+            h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(data)
 
 
 def _read_chunked(f):

@@ -509,6 +509,7 @@ NETWORK_CREATE = Obj(
 _NAME_Q = QStr(max=MAX_NAME)
 
 ROUTES = {
+    ("OPTIONS", "/{_any}"): Route(),  # (any path: a CORS preflight, answered 200 as dockerd's)
     ("GET", "/_ping"): Route(), ("HEAD", "/_ping"): Route(), ("GET", "/version"): Route(),
     ("GET", "/info"): Route(),
     ("POST", "/auth"): Route(body=Obj(nullable=False, username=Str(4096), password=Str(65536), email=Str(4096),
