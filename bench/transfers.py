@@ -2,13 +2,12 @@
 """Pull and push of a many-layer image through a registry that is slow to answer each blob
 request (a remote registry's round trips), berthd against dockerd 20.10, both private and given
 the same daemon.json: how much the layers at once (max-concurrent-downloads 3, -uploads 5,
-dockerd's defaults) are worth.
+dockerd's defaults) are worth. A new image each round.
 
 Debian's docker-registry on 127.0.0.1 behind tests/transfer_proxy.py, which holds each blob
 download and each upload request --hold seconds (default 0.2) before passing it on. The image:
 --layers (8) layers of --size (1 MiB) random bytes each, gzip. Each round, for each engine (the
-order alternates): `docker pull` (its copy removed first, so every layer is fetched), then `docker
-push` to a repository the layers are not in yet. One warm-up round dropped, medians.
+order alternates): `docker pull`, then `docker push` to a repository the layers are not in yet. One warm-up round dropped, medians.
 Usage (root): bench/transfers.py [--runs N] [--hold S] [--layers N] [--size BYTES]
 [--berthd LABEL=LAUNCHER ...]: one private berthd per launcher (an older checkout's, say),
 each timed as an engine of its own (default: $BERTHD or .venv's, as "berthd").
@@ -50,8 +49,6 @@ def main():
             made.append(r)
             regs.append(TransferProxy(r.addr, hold=args.hold))
         src, dst = regs
-        img = Img([(make_tar([(f"f{i}", os.urandom(args.size))]), "gzip") for i in range(args.layers)])
-        push_image(made[0].addr, "many", "v1", img)
         dj = os.path.join(base, "daemon.json")
         with open(dj, "w") as f:
             json.dump({}, f)
@@ -64,19 +61,23 @@ def main():
         times = {k: {"pull": [], "push": []} for k in engines}
         try:
             for rnd in range(args.runs + 1):
+                # a new image each round (layers no engine has, nor has pushed anywhere: dockerd
+                # remembers where it pushed a layer and mounts it from there the next time)
+                img = Img([(make_tar([(f"f{i}", os.urandom(args.size))]), "gzip") for i in range(args.layers)])
+                ref = f"{src.addr}/many:r{rnd}"
+                push_image(made[0].addr, "many", f"r{rnd}", img)
                 order = list(engines) if rnd % 2 == 0 else list(reversed(engines))
                 for name in order:
                     e = engines[name]
-                    e.docker("rmi", f"{src.addr}/many:v1")
                     t = time.monotonic()
-                    e.docker("pull", f"{src.addr}/many:v1", check=True)
+                    e.docker("pull", ref, check=True)
                     pulled = time.monotonic() - t
                     to = f"{dst.addr}/p{os.urandom(4).hex()}:v1"
-                    e.docker("tag", f"{src.addr}/many:v1", to, check=True)
+                    e.docker("tag", ref, to, check=True)
                     t = time.monotonic()
                     e.docker("push", to, check=True)
                     pushed = time.monotonic() - t
-                    e.docker("rmi", to, check=True)
+                    e.docker("rmi", ref, to, check=True)
                     if rnd:  # (the first round warms up)
                         times[name]["pull"].append(pulled)
                         times[name]["push"].append(pushed)

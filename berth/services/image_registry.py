@@ -241,13 +241,15 @@ class RegistryOps:
             if cdesc.get("size", 0) > MAX_CONFIG:
                 raise InvalidArgument(f"{ref}: image config is larger than 20 MiB")
             self.meta.add_lease_resource(ns, lease.id, "content", cdesc["digest"])
-            w = self._writer(cdesc["digest"], cdesc["size"])
-            if w is not None:
-                try:
-                    client.fetch_blob(ref, cdesc, w, offset=w.offset)
-                    w.commit(cdesc["size"], cdesc["digest"])
-                finally:
-                    w.close()
+
+            def fetch_config() -> None:
+                w = self._writer(cdesc["digest"], cdesc["size"])
+                if w is not None:
+                    try:
+                        client.fetch_blob(ref, cdesc, w, offset=w.offset)
+                        w.commit(cdesc["size"], cdesc["digest"])
+                    finally:
+                        w.close()
             layers = manifest.get("layers") or []
             # an image that is here already (its ID, the config's digest): nothing said of its
             # layers, as dockerd's pull (which then fetches none)
@@ -274,8 +276,6 @@ class RegistryOps:
                     w.close()
                 lprogress({"status": "Download complete", "progressDetail": {}, "id": short(d)})
 
-            self.add_refs(target)
-            r = self._resolved([str(ref)] if ref.tag else [], target, platform)
             # max-concurrent-downloads (for all pulls: the slots _download takes): the first layer
             # streams straight into its snapshot, the next ones download in parallel meanwhile
             # (those beyond the limit waiting, as dockerd says), a layer whose download has not
@@ -287,7 +287,9 @@ class RegistryOps:
             waiting = [x for i, x in enumerate(layers) if i >= limit and not self.content.exists(x["digest"])]
             for layer in {x["digest"]: x for x in waiting}.values():
                 lprogress({"status": "Waiting", "progressDetail": {}, "id": short(layer["digest"])})
-            with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, limit - 1)) as pool:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, limit - 1)) as pool, \
+                    concurrent.futures.ThreadPoolExecutor(max_workers=1) as beside:
+                config = beside.submit(fetch_config)  # beside the layers' downloads, as dockerd's
                 futures = {layer["digest"]: pool.submit(fetch_layer, layer) for layer in later}
 
                 def source(layer: dict) -> LayerStream | None:
@@ -312,6 +314,9 @@ class RegistryOps:
                     return LayerStream(fetch, w, layer)
 
                 try:
+                    config.result()  # (the unpacker needs its layers' diff IDs)
+                    self.add_refs(target)
+                    r = self._resolved([str(ref)] if ref.tag else [], target, platform)
                     self.unpack(r, lease=lease, ns=ns, source=source,
                                 progress=_unpack_progress(lprogress))
                     for layer in layers:  # layers whose snapshots existed still need their blobs
