@@ -463,6 +463,7 @@ def test_cri_metadata_is_a_record_extension_and_old_records_still_load(node, cri
     node.d.stop()
     node.d.start()
     wait_for(lambda: node.d.berth("-n", "k8s.io", "ps", check=False).returncode == 0, 30, "berthd again")
+    node.wait_serving()  # (the CRI listens after the Docker API: a CI run asked it before)
     c = node.client()
     try:
         st = c.ContainerStatus(container_id=cid).status
