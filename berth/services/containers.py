@@ -1010,19 +1010,26 @@ class ContainerService:
         for those still running): each (namespace, id) stopped at once with its stop signal and
         timeout, as a stop that is not a user's (the restart policies decide at the next start,
         none restarts them now); limit: the most seconds all of it may take."""
-        import concurrent.futures
         if not which:
             return
+
+        def stop(ns: str, cid: str) -> None:
+            try:
+                self.stop(ns, cid, by_user=False)
+            except BerthError as e:
+                log.warning("shutting container %s down: %s", cid[:12], e.message)
         self.shutting_down = True
-        try:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(which))) as pool:
-                futures = [pool.submit(self.stop, ns, cid, by_user=False) for ns, cid in which]
-                done, late = concurrent.futures.wait(futures, timeout=limit)
-                for fut in done:
-                    if fut.exception() is not None:
-                        log.warning("shutting a container down: %s", fut.exception())
-                if late:
-                    log.warning("%d containers still stopping after %s s: left to end", len(late), limit)
+        try:  # (daemon threads: past the limit, berthd goes on without them, as dockerd)
+            threads = [threading.Thread(target=stop, args=(ns, cid), name=f"shut-down-{cid[:12]}", daemon=True)
+                       for ns, cid in which]
+            for t in threads:
+                t.start()
+            deadline = None if limit is None else time.monotonic() + limit
+            for t in threads:
+                t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            late = [t for t in threads if t.is_alive()]
+            if late:
+                log.warning("%d containers still stopping after %s s: left to end", len(late), limit)
         finally:
             self.shutting_down = False
 
