@@ -145,6 +145,17 @@ class FailFor:
             self.timer.cancel()
 
 
+def _pull_failing(e, src, layer, seconds):
+    """The six-layer image pulled while the registry answers `layer`'s downloads with a 500 for
+    `seconds` from the first."""
+    src.reset()
+    fail = FailFor(src, layer, seconds)
+    try:
+        return e.docker("pull", f"{src.addr}/six:v1")
+    finally:
+        fail.stop()
+
+
 @pytest.mark.parametrize("kind", ["berthd", "dockerd"])
 def test_a_failed_layer_download_is_tried_again(registries, tmp_path, kind):
     """A layer the registry answers with a 500: tried again after 5 s (said each second), and
@@ -153,24 +164,14 @@ def test_a_failed_layer_download_is_tried_again(registries, tmp_path, kind):
     layer = img.layer_descs[1]["digest"]
     with engine(kind, tmp_path, {"max-download-attempts": 1}) as e:
         # a registry that recovers within the first wait: the pull succeeds
-        src.reset()
-        fail = FailFor(src, layer, 2.0)
-        try:
-            p = e.docker("pull", f"{src.addr}/six:v1")
-        finally:
-            fail.stop()
+        p = _pull_failing(e, src, layer, 2.0)
         assert p.returncode == 0, p.err
         retrying = [line.split(": ", 1)[1] for line in p.out.splitlines() if line.startswith(layer[7:19] + ": Retrying")]
         assert retrying == [f"Retrying in {n} second{'s' if n > 1 else ''}" for n in range(5, 0, -1)]
         assert e.docker("image", "inspect", f"{src.addr}/six:v1").returncode == 0
         e.docker("rmi", f"{src.addr}/six:v1", check=True)
         # one that does not: one try again, then the pull fails, the image not made
-        src.reset()
-        fail = FailFor(src, layer, 60)
-        try:
-            p = e.docker("pull", f"{src.addr}/six:v1")
-        finally:
-            fail.stop()
+        p = _pull_failing(e, src, layer, 60)
         assert p.returncode == 1 and "500 Internal Server Error" in p.err
         assert "Retrying in 10 seconds" not in p.out and "Retrying in 1 second" in p.out
         assert e.docker("image", "inspect", f"{src.addr}/six:v1").returncode == 1
