@@ -6,9 +6,11 @@ Traffic goes only to 127.0.0.1 and to containers these tests create."""
 
 import json
 import os
+import subprocess
 
 import pytest
 from daemon_fixtures import DATA, registry, shared_berthd, wait_for  # noqa: F401 (fixtures)
+from peer_dockerd import dockerd  # noqa: F401 (fixture)
 
 IMG = "busybox-layers:1"
 
@@ -86,6 +88,39 @@ def test_default_bridge_disconnected_and_connected_again(d):
     d.docker("network", "connect", "bridge", "c2", check=True)
     nets = inspect(d, "c2")["NetworkSettings"]["Networks"]
     assert list(nets) == ["bridge"] and nets["bridge"]["IPAddress"] in addrs(d, "c2").values()
+
+
+def _run_rm_thrice(e, net):
+    """Three `run --rm` on net one after the other: each one's address, and how many links its
+    bridge had right after it returned."""
+    e.docker("network", "create", net, check=True)
+    try:
+        bridge = "br-" + e.docker("network", "inspect", "-f", "{{.Id}}", net, check=True).out.strip()[:12]
+        seen = []
+        for _ in range(3):
+            addr = e.docker("run", "--rm", "--network", net, IMG, "sh", "-c",
+                            "ip -4 -o addr show eth0 | tr -s ' ' | cut -d' ' -f4", check=True).out.strip()
+            links = subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True,
+                                   check=True).stdout.splitlines()
+            seen.append((addr.split(".")[-1], len(links)))
+        return seen
+    finally:
+        e.docker("network", "rm", net)
+
+
+def test_run_rm_returns_with_its_network_released_as_dockerd(d, dockerd):
+    """When `run --rm` returns, the container's veth has left its bridge and its address is free:
+    the next container gets the same one, as dockerd 20.10's (its Cleanup before its auto-removal).
+    berthd released a --rm container's network after its removal's answer: the veth was still on
+    the bridge when the client returned."""
+    dockerd.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    theirs = _run_rm_thrice(dockerd, "rmnet")
+    assert theirs == [("2/26", 0)] * 3
+    assert _run_rm_thrice(d, "rmnet") == [("2/24", 0)] * 3
+    # and on the default network (no embedded DNS there holding the container's namespace)
+    d.docker("run", "--rm", IMG, "true", check=True)
+    assert subprocess.run(["ip", "-o", "link", "show", "master", d.bridge], capture_output=True, text=True,
+                          check=True).stdout == ""
 
 
 # --- IPv6, dual stack, auxiliary addresses ---

@@ -1114,11 +1114,10 @@ class ContainerService:
     # --- remove ---
 
     def remove(self, ns: str, ref: str, force: bool = False, volumes: bool = False,
-               network_after: bool = False, at_exit: bool = False, files_after: bool = False,
+               at_exit: bool = False, files_after: bool = False,
                exclusive: bool = False, destroy_later: list | None = None) -> None:
-        """Remove a container (force: kill it first). network_after: its network attachments are
-        released after the record is gone (the --rm path: `run --rm` returns at the removal).
-        at_exit: the --rm removal right after the exit, whose state the store still has as
+        """Remove a container (force: kill it first); its network is released before its record
+        goes (`run --rm` returns at the removal: its veth gone, its address free). at_exit: the --rm removal right after the exit, whose state the store still has as
         running: "removing" is kept in memory only (a berthd killed meanwhile finds it running,
         its shim gone, and removes it again at restore). files_after: the container's files
         (its directories, its snapshot's) are moved out of their paths and deleted after the
@@ -1128,11 +1127,10 @@ class ContainerService:
         event's publication is appended there, not made (the API makes it once its answer is out,
         as dockerd's answer comes no later than its event)."""
         with self.meta.freeing():  # a removal works on a full disk: it frees space
-            self._remove(ns, ref, force, volumes, network_after, at_exit, files_after, exclusive, destroy_later)
+            self._remove(ns, ref, force, volumes, at_exit, files_after, exclusive, destroy_later)
 
-    def _remove(self, ns: str, ref: str, force: bool, volumes: bool, network_after: bool,
-                at_exit: bool = False, files_after: bool = False, exclusive: bool = False,
-                destroy_later: list | None = None) -> None:
+    def _remove(self, ns: str, ref: str, force: bool, volumes: bool, at_exit: bool = False,
+                files_after: bool = False, exclusive: bool = False, destroy_later: list | None = None) -> None:
         cid = self.get(ns, ref).id
         with self._removals_lock:
             if exclusive and cid in self._removals:  # dockerd's conflict (SetRemovalInProgress)
@@ -1140,16 +1138,15 @@ class ContainerService:
             self._removals[cid] = self._removals.get(cid, 0) + 1
         try:
             with self._lifecycle.of(cid):  # not while a start of it is under way
-                self._remove_locked(ns, self.get(ns, cid), force, volumes, network_after, at_exit, files_after,
-                                    destroy_later)
+                self._remove_locked(ns, self.get(ns, cid), force, volumes, at_exit, files_after, destroy_later)
         finally:
             with self._removals_lock:
                 n = self._removals.pop(cid) - 1
                 if n:
                     self._removals[cid] = n
 
-    def _remove_locked(self, ns: str, rec: Container, force: bool, volumes: bool, network_after: bool,
-                       at_exit: bool, files_after: bool, destroy_later: list | None = None) -> None:
+    def _remove_locked(self, ns: str, rec: Container, force: bool, volumes: bool, at_exit: bool,
+                       files_after: bool, destroy_later: list | None = None) -> None:
         self._discard_prelaunch(ns, rec)
         st = self.states.get(ns, rec.id, rec)
         if st.running or st.status == S.RESTARTING:
@@ -1197,15 +1194,8 @@ class ContainerService:
                 except BerthError:
                     pass
             from berth.services import container_net
-            if network_after and self.networks is not None:
-                self.networks.hold(rec.id)  # a network rm meanwhile waits for this release
-                try:
-                    self._remove_record(ns, rec, volumes, files_after, destroy_later)
-                finally:
-                    container_net.teardown(self, ns, rec.id, rec)
-            else:
-                container_net.teardown(self, ns, rec.id, rec)
-                self._remove_record(ns, rec, volumes, files_after, destroy_later)
+            container_net.teardown(self, ns, rec.id, rec)
+            self._remove_record(ns, rec, volumes, files_after, destroy_later)
         except BaseException as e:
             if self.states.peek(rec.id) is not None and self.states.peek(rec.id).status == S.REMOVING:
                 try:

@@ -164,9 +164,6 @@ class Monitor:
         restart = self.should_restart(rec, code, daemon_start)
         auto_remove = not restart and ((rec.spec_json() or {}).get("HostConfig") or {}).get("AutoRemove")
         from berth.services import container_net
-        # --rm without published ports: the network goes after the record (the client is told
-        # sooner); with ports it goes first, so they are free when `run --rm` returns
-        network_after = bool(auto_remove) and not container_net.published(rec)
         # the rootfs's teardown after the exit's record (which a stop waits for), unless a restart
         # mounts it again at once; its unmount too, unless the record is followed here by a
         # restart or a removal
@@ -178,15 +175,18 @@ class Monitor:
         # started still runs) sees it ended. Whatever needs the network gone waits for it
         late_net = late and c.networks is not None and not container_net.published(rec) and \
             container_net.holds_network(rec)
-        c.cleanup_exited(ns, cid, network=not (network_after or late_net), hold=not restart, rootfs=not late,
+        # --rm: the network goes in the removal, after the exit's record and before the record's
+        # deletion (dockerd's order: its Cleanup, then the auto-removal): when `run --rm` returns
+        # the container's veth is gone and its address free for the next container
+        c.cleanup_exited(ns, cid, network=not (auto_remove or late_net), hold=not restart, rootfs=not late,
                          rec=rec)
         try:
             with c.late_rootfs(cid, network=rec if late_net else None) if late else contextlib.nullcontext():
-                return self._record_exit(ns, rec, ev, restart, auto_remove, network_after)
+                return self._record_exit(ns, rec, ev, restart, auto_remove)
         finally:
             c.close_detached(cid)  # the removal did not (it failed, or someone else's removal)
 
-    def _record_exit(self, ns, rec, ev, restart, auto_remove, network_after) -> str:
+    def _record_exit(self, ns, rec, ev, restart, auto_remove) -> str:
         c, cid, code = self.c, rec.id, ev.exit_code
         fields = {"exit_code": code, "finished_at": ev.finished_at or S.now_rfc3339(), "pid": 0,
                   "oom_killed": bool(ev.oom_killed)}
@@ -219,12 +219,17 @@ class Monitor:
             return "restarted" if self._restart(ns, cid) else ""
         if auto_remove:
             try:
-                c.remove(ns, cid, force=True, volumes=True, network_after=network_after, at_exit=True)
+                c.remove(ns, cid, force=True, volumes=True, at_exit=True)
                 return "removed"
             except NotFound:
                 pass
             except Exception as e:  # noqa: BLE001 - as dockerd: the removal's failure is the wait's answer
                 log.error("container %s: removing it after its exit failed: %s", cid[:12], e)
+                from berth.services import container_net
+                try:  # its network goes all the same (dockerd's Cleanup came before the removal)
+                    container_net.teardown(c, ns, cid, rec)
+                except BerthError as e2:
+                    log.warning("container %s: releasing its network: %s", cid[:12], e2)
                 st = c.states.peek(cid)
                 if st is not None and st.status != S.DEAD:
                     msg = e.message if isinstance(e, BerthError) else str(e)

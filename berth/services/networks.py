@@ -750,10 +750,14 @@ class NetworkService:
         from berth.linux import netns
         netns.remove(self.netns_path(cid))
         netns.remove(self.userns_path(cid))
+        if self.dns is not None:
+            self.dns.detach(cid)  # its socket there holds the namespace: the kernel's deletion begins
         errors = []
-        for name, c, ifname, _ in cni.cached(self.cache_dir, cid):
+        host_links = []
+        for name, c, ifname, record in cni.cached(self.cache_dir, cid):
+            host_links += _host_links(record)
             try:
-                cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cni_plugin_dirs)
+                cni.delete_cached(self.cache_dir, name, cid, ifname, self.cfg.cni_plugin_dirs, record=record)
             except cni.CNIError as e:
                 errors.append(e)
         with self._lock:
@@ -761,8 +765,7 @@ class NetworkService:
                 eps.pop(cid, None)
             for k in [k for k, v in self._ports.items() if v == cid]:
                 del self._ports[k]
-        if self.dns is not None:
-            self.dns.detach(cid)
+        _wait_gone(host_links)
         return errors
 
     def orphans(self, live_ids: Iterable[str]) -> list[str]:
@@ -1166,3 +1169,26 @@ def free_in_range(proto: str, hip: str | None, lo: int, hi: int, also_v6: bool =
         except (FailedPrecondition, OSError):
             continue
     raise FailedPrecondition(f"no free host port in {lo}-{hi}")
+
+
+def _host_links(record: dict[str, Any]) -> list[str]:
+    """The host-side links (a veth's host end) of a cached CNI attachment: its result's
+    interfaces outside the sandbox that are not bridges."""
+    out = []
+    for i in ((record.get("result") or {}).get("interfaces") or []):
+        name = i.get("name") if isinstance(i, dict) else None
+        if isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and not i.get("sandbox") and \
+                not os.path.exists(f"/sys/class/net/{name}/bridge"):
+            out.append(name)
+    return out
+
+
+def _wait_gone(links: list[str], timeout: float = 2.0) -> None:
+    """Until the kernel has deleted these links (the netns removed first, it deletes a veth's ends
+    on its own, a little after: its RCU grace periods), as a release by dockerd ends with its
+    veth gone. Bounded: a link still there after timeout is left to the kernel."""
+    deadline = time.monotonic() + timeout
+    for name in links:
+        while os.path.exists(f"/sys/class/net/{name}") and time.monotonic() < deadline:
+            time.sleep(0.001)
+
