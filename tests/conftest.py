@@ -179,5 +179,15 @@ def _shared_cgroup_parents():
     # the peers' default state directories that they make whatever their own roots: runc's root
     # (an exec or a state without --root) and buildah's network config directory
     made += missing_dirs(["/run/runc", "/run/containers", "/run/containers/networks"])
+    # and the containerd peers' and dockerd's host directories (host_dirs_containerd_makes): each
+    # peer removes those it made, but two peers at once each leave them to the other (a run left
+    # an empty /run/containerd/s so): those this run made go when empty, whatever is under them
+    trees = missing_dirs(["/run/containerd", "/run/docker"])
     yield
     remove_made(made)
+    for top in trees:
+        for d, _, _ in os.walk(top, topdown=False):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
