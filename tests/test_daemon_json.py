@@ -307,7 +307,6 @@ def test_fixed_cidr_as_dockerd(tmp_path):
 
     def observe(e):
         ipam = json.loads(e.docker("network", "inspect", "bridge", "-f", "{{json .IPAM.Config}}", check=True).out)
-        # (one run: a second --rm one may start before the first's address is released)
         return ipam, e.docker("run", "--rm", IMAGE, "sh", "-c", script, check=True).out
     bridge = None
     try:
@@ -327,39 +326,103 @@ def test_fixed_cidr_as_dockerd(tmp_path):
                                            "default network's subnet 10.179.9.0/24\n")
     if not shutil.which("dockerd"):
         return
-    from daemon_fixtures import host_dirs_dockerd_makes
     name = "bt" + os.urandom(3).hex()
-    made = host_dirs_dockerd_makes()
+    with own_bridge(name, "10.179.9.1/24"), raw_dockerd({"bridge": name, "fixed-cidr": "10.179.9.130/25"}) as peer:
+        peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        assert observe(peer) == ours
+
+
+@contextlib.contextmanager
+def own_bridge(name, address):
+    """A Linux bridge of the test's own with that address, up; deleted at the end."""
     subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
-    short = tempfile.mkdtemp(prefix="dk-")
     try:
-        subprocess.run(["ip", "addr", "add", "10.179.9.1/24", "dev", name], check=True)
+        subprocess.run(["ip", "addr", "add", address, "dev", name], check=True)
         subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+@contextlib.contextmanager
+def raw_dockerd(daemon_json):
+    """A dockerd given daemon_json, with a default bridge (the Dockerd peer has none), no iptables
+    rules; something with .docker(*args). What it makes on the host goes at the end."""
+    from daemon_fixtures import _run, host_dirs_dockerd_makes, unmount_under
+    made = host_dirs_dockerd_makes()
+    short = tempfile.mkdtemp(prefix="dk-")  # (containerd's socket paths are short)
+    try:
         sock = f"unix://{short}/d.sock"
-        (tmp_path / "dk.json").write_text(json.dumps({"bridge": name, "fixed-cidr": "10.179.9.130/25"}))
+        with open(f"{short}/dk.json", "w") as f:
+            json.dump(daemon_json, f)
         proc = subprocess.Popen(["dockerd", "--data-root", f"{short}/data", "--exec-root", f"{short}/exec", "-H", sock,
                                  "--pidfile", f"{short}/d.pid", "--iptables=false", "--ip6tables=false",
-                                 "--config-file", str(tmp_path / "dk.json")],
+                                 "--config-file", f"{short}/dk.json"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
         class Peer:
             @staticmethod
             def docker(*args, check=False):
-                from daemon_fixtures import _run
                 return _run(["docker", "-H", sock, *args], None, check, 120, None)
         try:
             wait_for(lambda: proc.poll() is not None or Peer.docker("version").returncode == 0, 60, "dockerd")
-            Peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
-            assert observe(Peer) == ours
+            assert proc.poll() is None, "dockerd exited"
+            yield Peer
         finally:
             proc.terminate()
             proc.wait(30)
     finally:
-        from daemon_fixtures import unmount_under
         unmount_under(short)
         shutil.rmtree(short, ignore_errors=True)
-        subprocess.run(["ip", "link", "del", name], capture_output=True)
         remove_made(made)
+
+
+def test_an_existing_bridge_and_a_default_gateway_as_dockerd(tmp_path):
+    """daemon.json's bridge (an existing Linux bridge: the default network's, its address the
+    network's gateway and subnet) and default-gateway (the containers' default route, an
+    auxiliary address of the network): the same network and routes as dockerd 20.10's given the
+    same file; the same refusals. Before, berthd refused both directives."""
+    name = "bt" + os.urandom(3).hex()
+    conf = {"bridge": name, "default-gateway": "10.178.7.254"}
+    script = "ip -4 -o addr show eth0 | tr -s ' ' | cut -d' ' -f4; ip route"
+
+    def observe(e):
+        net = json.loads(e.docker("network", "inspect", "bridge", "-f",
+                                  '{"ipam": {{json .IPAM.Config}}, "bridge": {{json (index .Options '
+                                  '"com.docker.network.bridge.name")}}}', check=True).out)
+        return net, e.docker("run", "--rm", IMAGE, "sh", "-c", script, check=True).out
+    with own_bridge(name, "10.178.7.1/24"):
+        with berthd_with(tmp_path, json.dumps(conf)) as d:
+            ours = observe(d)
+        assert subprocess.run(["ip", "-o", "link", "show", name], capture_output=True).returncode == 0  # (left)
+        assert ours == ({"ipam": [{"Subnet": "10.178.7.0/24", "Gateway": "10.178.7.1",
+                                   "AuxiliaryAddresses": {"DefaultGatewayIPv4": "10.178.7.254"}}], "bridge": name},
+                        "10.178.7.2/24\ndefault via 10.178.7.254 dev eth0 \n"
+                        "10.178.7.0/24 dev eth0 scope link  src 10.178.7.2 \n")
+        from daemon_fixtures import BERTHD
+        for bad, err in (
+                ({"bridge": "nosuch0"}, 'failed to start daemon: Error initializing network controller: Error creating '
+                                        'default "bridge" network: bridge device with non default name nosuch0 must be '
+                                        'created manually'),
+                ({"bridge": name, "bip": "10.178.7.1/24"}, "failed to start daemon: You specified -b & --bip, mutually "
+                                                           "exclusive options. Please specify only one"),
+                ({"bridge": name, "default-gateway": "10.178.8.1"},
+                 "command line: default_gateway: auxiliary address: (DefaultGatewayIPv4:10.178.8.1) must belong to the "
+                 "master pool: 10.178.7.0/24"),
+                ({"bridge": name, "default-gateway": "10.178.7.1"},
+                 "command line: default_gateway: failed to allocate secondary ip address (DefaultGatewayIPv4:10.178.7.1): "
+                 "Address already in use"),
+                ({"default-gateway": "bogus"}, f"unable to configure berthd with file {tmp_path}/bad.json: invalid IP "
+                                               "address: bogus")):
+            (tmp_path / "bad.json").write_text(json.dumps(bad))
+            p = subprocess.run([BERTHD, "--config-file", str(tmp_path / "bad.json"), "config", "dump"],
+                               capture_output=True, text=True)
+            assert (p.returncode, p.stderr) == (1, f"berthd: {err}\n"), bad
+        if not shutil.which("dockerd"):
+            return
+        with raw_dockerd(conf) as peer:
+            peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+            assert observe(peer) == ours
 
 
 def _ask(sock, method, path):

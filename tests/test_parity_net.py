@@ -123,6 +123,37 @@ def test_run_rm_returns_with_its_network_released_as_dockerd(d, dockerd):
                           check=True).stdout == ""
 
 
+def test_the_aux_address_default_gateway_is_the_containers_route_as_dockerd(d, dockerd):
+    """--aux-address DefaultGatewayIPv4=X: the containers' default route goes by X (libnetwork's
+    bridge driver), an internal network's too; the name is case-sensitive; X may not be the
+    network's gateway. As dockerd 20.10 (the same subnets, one engine after the other)."""
+    dockerd.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    script = "ip -4 -o addr show eth0 | tr -s ' ' | cut -d' ' -f4; ip route"
+
+    def observe(e):
+        out = []
+        for net, extra in (("10.176.3", ["--aux-address", "DefaultGatewayIPv4=10.176.3.2"]),
+                           ("10.176.7", ["--internal", "--aux-address", "DefaultGatewayIPv4=10.176.7.9"]),
+                           ("10.176.8", ["--aux-address", "defaultgatewayipv4=10.176.8.9"])):
+            e.docker("network", "create", "--subnet", net + ".0/24", *extra, "gwnet", check=True)
+            try:
+                out.append(e.docker("run", "--rm", "--network", "gwnet", IMG, "sh", "-c", script, check=True).out)
+                out.append(e.docker("network", "inspect", "-f", "{{json .IPAM.Config}}", "gwnet", check=True).out)
+            finally:
+                e.docker("network", "rm", "gwnet", check=True)
+        p = e.docker("network", "create", "--subnet", "10.176.6.0/24", "--gateway", "10.176.6.1", "--aux-address",
+                     "DefaultGatewayIPv4=10.176.6.1", "gwnet")
+        out.append((p.returncode, p.err))
+        return out
+    ours = observe(d)
+    assert ours[0] == ("10.176.3.3/24\ndefault via 10.176.3.2 dev eth0 \n"
+                       "10.176.3.0/24 dev eth0 scope link  src 10.176.3.3 \n")
+    assert ours[2] == "10.176.7.2/24\ndefault via 10.176.7.9 dev eth0 \n10.176.7.0/24 dev eth0 scope link  src 10.176.7.2 \n"
+    assert ours[6] == (1, "Error response from daemon: failed to allocate secondary ip address "
+                          "(DefaultGatewayIPv4:10.176.6.1): Address already in use\n")
+    assert observe(dockerd) == ours
+
+
 # --- IPv6, dual stack, auxiliary addresses ---
 
 def _v6_prefix():

@@ -89,6 +89,9 @@ bridge_subnet = "10.87.0.0/16"
 # The part of bridge_subnet its containers' addresses come from (empty: all of it), as
 # daemon.json's fixed-cidr.
 fixed_cidr = ""
+# The default route of the default network's containers when it is not the bridge (an address
+# of bridge_subnet; empty: the bridge), as daemon.json's default-gateway.
+default_gateway = ""
 # Whether containers on the default network may talk to each other (daemon.json's icc).
 icc = true
 # Where the default network publishes ports that name no host address (daemon.json's ip).
@@ -225,6 +228,7 @@ class Config:
     bridge: str = "berth0"
     bridge_subnet: str = "10.87.0.0/16"
     fixed_cidr: str = ""
+    default_gateway: str = ""
     bridge_subnet6: str = ""
     icc: bool = True
     ip: str = "0.0.0.0"
@@ -273,7 +277,7 @@ class Config:
                  f"log_driver = {q(self.log_driver)}",
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
                  f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
-                 f"fixed_cidr = {q(self.fixed_cidr)}",
+                 f"fixed_cidr = {q(self.fixed_cidr)}", f"default_gateway = {q(self.default_gateway)}",
                  f"bridge_subnet6 = {q(self.bridge_subnet6)}", f"mtu = {self.mtu}", f"icc = {str(self.icc).lower()}",
                  f"ip = {q(self.ip)}", f"userland_proxy = {str(self.userland_proxy).lower()}",
                  f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
@@ -323,7 +327,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
     "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
     "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool,
-    "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str, "api_cors_header": str,
+    "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str, "default_gateway": str, "api_cors_header": str,
     "live_restore": bool, "shutdown_timeout": int,
 }
 
@@ -503,6 +507,22 @@ def validate(cfg: Config, path: str = "config") -> Config:
             subnet = None  # (bridge_subnet's own error, where the network is made)
         if subnet is not None and not fixed.subnet_of(subnet):
             raise _bad(path, "fixed_cidr", f"{fixed} is not within the default network's subnet {subnet}")
+    if cfg.default_gateway:
+        import ipaddress
+        try:
+            gw = ipaddress.IPv4Address(cfg.default_gateway)
+        except ValueError:
+            raise _bad(path, "default_gateway", f"invalid IP address: {cfg.default_gateway}") from None
+        try:
+            subnet = ipaddress.IPv4Network(cfg.bridge_subnet, strict=False)
+        except ValueError:
+            subnet = None
+        if subnet is not None and (gw not in subnet or gw == subnet.network_address or gw == subnet.broadcast_address):
+            raise _bad(path, "default_gateway", f"auxiliary address: (DefaultGatewayIPv4:{gw}) must belong to the "
+                       f"master pool: {subnet}")  # dockerd's words
+        if subnet is not None and gw == next(subnet.hosts()):
+            raise _bad(path, "default_gateway", f"failed to allocate secondary ip address (DefaultGatewayIPv4:{gw}): "
+                       "Address already in use")  # (the bridge's own address: dockerd's words)
     if cfg.bridge_subnet6:
         import ipaddress
         try:

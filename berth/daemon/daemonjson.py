@@ -33,6 +33,8 @@ group                          group (of the unix sockets)
 pidfile                        pidfile (besides <state>/berthd.pid)
 mtu, bip                       mtu, bridge_subnet (its address the subnet's first: berthd's gateway)
 fixed-cidr                     fixed_cidr (the part of it containers' addresses come from)
+bridge                         bridge, bridge_subnet (an existing bridge; its address the gateway)
+default-gateway                default_gateway (the containers' default route, if not the bridge)
 ipv6, fixed-cidr-v6            bridge_subnet6 (the default network's IPv6 subnet)
 storage-opts                   storage_opts (overlay2.override_kernel_check only: nothing to override)
 icc, ip                        icc, ip (the default network's host binding address)
@@ -75,7 +77,7 @@ _HONOURED = {
     "pidfile": "pidfile", "experimental": "", "ipv6": "", "fixed-cidr-v6": "", "icc": "", "ip": "",
     "max-concurrent-downloads": "max_concurrent_downloads", "max-concurrent-uploads": "max_concurrent_uploads",
     "max-download-attempts": "max_download_attempts", "storage-opts": "", "selinux-enabled": "",
-    "userland-proxy": "", "fixed-cidr": "", "api-cors-header": "api_cors_header", "containerd-namespace": "namespace",
+    "userland-proxy": "", "fixed-cidr": "", "bridge": "", "default-gateway": "", "api-cors-header": "api_cors_header", "containerd-namespace": "namespace",
     "shutdown-timeout": "shutdown_timeout",
 }
 # what berthd always does: the values that ask for it
@@ -92,6 +94,16 @@ metrics-addr network-control-plane-mtu
 node-generic-resources oom-score-adjust raw-logs
 swarm-default-advertise-addr userland-proxy-path
 """.split()) | frozenset(_HONOURED)
+
+
+def _default_subnet(path: str, key: str, iface: Any) -> str:
+    """The default network's subnet from its bridge's address (bip's, an existing bridge's): the
+    address must be the subnet's first, berthd's gateway."""
+    net = iface.network
+    if net.prefixlen > 30 or iface.ip != next(net.hosts()):
+        raise _err(path, f"{key}: berthd's default bridge has its subnet's first address ({next(net.hosts())}"
+                   f"/{net.prefixlen} for {net}) and room for containers")
+    return str(net)
 
 
 def _err(path: str, why: str) -> InvalidArgument:
@@ -176,6 +188,9 @@ def apply(cfg: Config, path: str, flags: dict[str, Any]) -> Config:
         if _bool(path, "tls", data["tls"]) != bool(data.get("tlscert") or data.get("tlsverify") or flags.get("tlscert")):
             raise _err(path, "tls: berthd serves TLS exactly when it has a certificate (tlscert and tlskey): "
                        "name them for true, none for false")
+    if data.get("bridge") and "bip" in data:  # dockerd's words
+        raise InvalidArgument("failed to start daemon: You specified -b & --bip, mutually exclusive options. "
+                              "Please specify only one")
     if data.get("ipv6") is True:  # the default network's IPv6 subnet (without ipv6, as dockerd, none)
         if not isinstance(data.get("fixed-cidr-v6"), str):
             raise _err(path, "ipv6: berthd's default network takes its IPv6 subnet from fixed-cidr-v6")
@@ -244,10 +259,35 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
             iface = ipaddress.IPv4Interface(_string(path, k, v))
         except ValueError as e:
             raise _err(path, f"{k}: {e}") from None
-        if iface.network.prefixlen > 30 or iface.ip != next(iface.network.hosts()):
-            raise _err(path, f"{k}: berthd's default bridge has its subnet's first address ({next(iface.network.hosts())}"
-                       f"/{iface.network.prefixlen} for {iface.network}) and room for containers")
-        cfg.bridge_subnet = str(iface.network)
+        cfg.bridge_subnet = _default_subnet(path, k, iface)
+    elif k == "bridge":
+        name = _string(path, k, v)
+        if name == "none":
+            raise _err(path, 'bridge: "none" (no default network) is not supported: berthd always has its default '
+                       "network (run containers with --network none instead)")
+        if name:
+            import os
+            if not os.path.exists(f"/sys/class/net/{name}") or "/" in name or name in (".", ".."):
+                raise InvalidArgument('failed to start daemon: Error initializing network controller: Error creating '
+                                      f'default "bridge" network: bridge device with non default name {name} must be '
+                                      'created manually')  # dockerd's words
+            if not os.path.isdir(f"/sys/class/net/{name}/bridge"):
+                raise _err(path, f"bridge: {name} is not a Linux bridge")
+            # its address is the default network's gateway, its subnet the network's (dockerd's);
+            # one without an address gets the gateway of bridge_subnet
+            from berth.linux.hostnet import ipv4_interface
+            iface = ipv4_interface(name)
+            if iface is not None:
+                cfg.bridge_subnet = _default_subnet(path, k, iface)
+            cfg.bridge = name
+    elif k == "default-gateway":
+        import ipaddress
+        gw = _string(path, k, v)
+        try:
+            ipaddress.IPv4Address(gw)
+        except ValueError:
+            raise _err(path, f"invalid IP address: {gw}") from None  # dockerd's words
+        cfg.default_gateway = gw
     elif k == "ipv6":
         _bool(path, k, v)  # (set with fixed-cidr-v6 in apply)
     elif k == "fixed-cidr-v6":

@@ -9,6 +9,7 @@ import socket
 import struct
 
 SIOCGIFADDR = 0x8915
+SIOCGIFNETMASK = 0x891b
 
 
 def socket_alive(path: str, timeout: float = 1.0) -> bool:
@@ -83,6 +84,20 @@ def _ipv4_of(ifname: str) -> ipaddress.IPv4Address | None:
         res = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", ifname.encode()[:15]))
         return ipaddress.IPv4Address(res[20:24])
     except OSError:
+        return None
+    finally:
+        s.close()
+
+
+def ipv4_interface(ifname: str) -> ipaddress.IPv4Interface | None:
+    """An interface's (first) IPv4 address with its prefix; None when it has none (or is not)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("256s", ifname.encode()[:15])
+        addr = fcntl.ioctl(s.fileno(), SIOCGIFADDR, req)[20:24]
+        mask = fcntl.ioctl(s.fileno(), SIOCGIFNETMASK, req)[20:24]
+        return ipaddress.IPv4Interface(f"{ipaddress.IPv4Address(addr)}/{ipaddress.IPv4Address(mask)}")
+    except (OSError, ValueError):
         return None
     finally:
         s.close()

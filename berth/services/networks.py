@@ -115,6 +115,7 @@ class NetworkService:
         self.cache_dir = os.path.join(cfg.state, "cni", "results")
         self.ipam_dir = os.path.join(cfg.state, "cni", "ipam")
         self.dns: Any = None  # the daemon's EmbeddedDNS bridge: attach(cid, netns) / detach(cid)
+        self._host_bridge = False  # the default network's bridge is the host's, not berthd's (ensure_host)
         # the ContainerService whose containers use the networks (wired after both are made:
         # containers are created on networks, and a network's users are containers)
         self.containers: ContainerService | None = None
@@ -136,6 +137,8 @@ class NetworkService:
         if name == "bridge":
             net = ipaddress.IPv4Network(self.cfg.bridge_subnet, strict=False)
             fixed = self.cfg.fixed_cidr  # (daemon.json's fixed-cidr: where its containers' addresses come from)
+            if self._host_bridge:
+                data["bridge_existed"] = True  # never deleted by berthd
             data.update(bridge=self.cfg.bridge, subnet=str(net), gateway=str(next(net.hosts())),
                         ip_range=str(ipaddress.IPv4Network(fixed, strict=False)) if fixed else "",
                         options={"com.docker.network.bridge.name": self.cfg.bridge,
@@ -144,6 +147,8 @@ class NetworkService:
                 data["options"]["com.docker.network.bridge.host_binding_ipv4"] = self.cfg.ip
             if not self.cfg.icc:  # (berthd.toml's icc, daemon.json's): as dockerd's default bridge shows it
                 data["options"]["com.docker.network.bridge.enable_icc"] = "false"
+            if self.cfg.default_gateway:  # (berthd.toml's default_gateway: daemon.json's default-gateway)
+                data["aux"] = {"DefaultGatewayIPv4": self.cfg.default_gateway}
             if self.cfg.mtu:  # (berthd.toml's mtu, daemon.json's)
                 data["options"]["com.docker.network.driver.mtu"] = str(self.cfg.mtu)
             if self.cfg.bridge_subnet6:  # (berthd.toml's bridge_subnet6: daemon.json's ipv6 and fixed-cidr-v6)
@@ -450,7 +455,24 @@ class NetworkService:
         shutil.rmtree(os.path.join(self.ipam_dir, n.cni_name), ignore_errors=True)
 
     def ensure_host(self, namespaces: list[str]) -> None:
-        """At daemon start: conflists and isolation rules of every bridge network."""
+        """At daemon start: conflists and isolation rules of every bridge network. The default
+        network's bridge is berthd's to delete at its stop only if it made it: one already there
+        at its start is the host's (daemon.json's bridge, berthd.toml's bridge naming one), unless
+        berthd's state says a berthd before it made it (then killed, it left it)."""
+        marker = os.path.join(self.cfg.state, "default-bridge")
+        try:
+            with open(marker) as f:
+                made = f.read() == self.cfg.bridge
+        except OSError:
+            made = False
+        if os.path.exists(f"/sys/class/net/{self.cfg.bridge}"):
+            self._host_bridge = not made
+        else:
+            self._host_bridge = False
+            os.makedirs(self.cfg.state, exist_ok=True)
+            with open(marker + ".tmp", "w") as f:  # the bridge plugin makes it at the first attachment
+                f.write(self.cfg.bridge)
+            os.replace(marker + ".tmp", marker)
         default = self._builtin("default", "bridge")
         self._write_conflist(default)
         self._host_rules(default)
@@ -491,6 +513,11 @@ class NetworkService:
             if n.data["bridge"] not in busy_bridges:
                 self._host_rules(n, remove=True)
                 delete_bridge(n)
+                if n.builtin and not n.data.get("bridge_existed"):
+                    try:  # (a bridge of that name made later is not berthd's)
+                        os.unlink(os.path.join(self.cfg.state, "default-bridge"))
+                    except FileNotFoundError:
+                        pass
         if not busy_bridges:
             iptables.remove_empty_chains()
 
@@ -512,7 +539,13 @@ class NetworkService:
             rng["rangeEnd"] = str(min(r.broadcast_address, net.broadcast_address - 1))
         internal = bool(d.get("internal"))
         ipam = {"type": "host-local", "ranges": [[rng]], "dataDir": self.ipam_dir}
-        if not internal:
+        # the aux address DefaultGatewayIPv4 (v6) is the containers' default route (libnetwork's
+        # bridge driver's), an internal network's too
+        aux = d.get("aux") or {}
+        gw4, gw6 = aux.get("DefaultGatewayIPv4"), aux.get("DefaultGatewayIPv6")
+        if gw4:
+            ipam["routes"] = [{"dst": "0.0.0.0/0", "gw": gw4}]
+        elif not internal:
             ipam["routes"] = [{"dst": "0.0.0.0/0"}]
         if _v6_on(d):
             rng6 = {"subnet": d["subnet6"], "gateway": d["gateway6"]}
@@ -521,8 +554,10 @@ class NetworkService:
                 rng6["rangeStart"] = str(max(r.network_address, ipaddress.IPv6Network(d["subnet6"]).network_address + 1))
                 rng6["rangeEnd"] = str(r.broadcast_address)
             ipam["ranges"].append([rng6])
-            if not internal:
-                ipam["routes"].append({"dst": "::/0"})
+            if gw6:
+                ipam.setdefault("routes", []).append({"dst": "::/0", "gw": gw6})
+            elif not internal:
+                ipam.setdefault("routes", []).append({"dst": "::/0"})
         if n.driver == "bridge":
             # masquerading is one rule per network, berth's own (iptables.masquerade), not a chain per container
             main = {"type": "bridge", "bridge": d["bridge"], "isGateway": not internal, "ipMasq": False,
@@ -1085,8 +1120,8 @@ def _aux(aux: dict | None, net: ipaddress.IPv4Network, gw: object, v6: dict) -> 
         subnet = net if ip.version == 4 else (ipaddress.IPv6Network(v6["subnet6"]) if v6.get("subnet6") else None)
         if subnet is None or ip not in subnet:
             raise InvalidArgument(f"no matching subnet for aux-address {v}")
-        if str(ip) in (str(gw), v6.get("gateway6")):
-            raise InvalidArgument(f"aux-address {v} is the gateway of the network")
+        if str(ip) in (str(gw), v6.get("gateway6")):  # dockerd's words
+            raise InvalidArgument(f"failed to allocate secondary ip address ({k}:{v}): Address already in use")
         out[str(k)] = str(ip)
     return out
 
