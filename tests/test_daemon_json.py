@@ -556,3 +556,54 @@ def test_live_restore_false_as_dockerd(tmp_path):
             peer.stop()
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_bridge_none_as_dockerd(tmp_path):
+    """daemon.json's `"bridge": "none"` (dockerd's -b none): no default network; a container
+    asking for it (the default, or --network bridge) runs with lo alone and publishes nothing,
+    its inspect showing an empty "bridge" endpoint, as dockerd 20.10's; a user-defined network is
+    as ever. Before, berthd refused the directive."""
+    def observe(e):
+        out = [e.docker("network", "ls", "--format", "{{.Name}}", check=True).out]
+        for extra in ([], ["--network", "bridge"]):
+            out.append(e.docker("run", "--rm", *extra, IMAGE, "sh", "-c", "ip -o -4 addr | cut -d' ' -f2", check=True).out)
+        e.docker("create", "--name", "bn1", "-p", "127.0.0.1:8080:80", IMAGE, "sleep", "60", check=True)
+        try:
+            e.docker("start", "bn1", check=True)
+            out.append(e.docker("port", "bn1", check=True).out)
+            out.append(e.docker("inspect", "-f", "{{.HostConfig.NetworkMode}} {{json .NetworkSettings.Networks}} "
+                                "{{json .NetworkSettings.Ports}}", "bn1", check=True).out)
+            out.append(e.docker("ps", "--format", "{{.Names}} {{.Networks}} {{.Ports}}", check=True).out)
+            for args in (["network", "inspect", "bridge"], ["network", "create", "bridge"]):
+                p = e.docker(*args)
+                out.append((p.returncode, p.err))
+        finally:
+            e.docker("rm", "-f", "bn1")
+        return out
+    with berthd_with(tmp_path, '{"bridge": "none"}') as d:
+        ours = observe(d)
+        # connected to a user-defined network, such a container has its interface there (dockerd
+        # 20.10 records the endpoint but the container never gets it, and the network can then not
+        # be removed: "has active endpoints")
+        d.docker("run", "-d", "--name", "bn2", IMAGE, "sleep", "60", check=True)
+        d.docker("network", "create", "bn-net", check=True)
+        d.docker("network", "connect", "bn-net", "bn2", check=True)
+        assert d.docker("exec", "bn2", "sh", "-c", "ip -o -4 addr | cut -d' ' -f2", check=True).out == "lo\neth0\n"
+        nets = json.loads(d.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", "bn2", check=True).out)
+        assert sorted(nets) == ["bn-net", "bridge"] and nets["bn-net"]["IPAddress"]
+        d.docker("rm", "-f", "bn2", check=True)
+        d.docker("network", "rm", "bn-net", check=True)
+        assert not os.path.exists(f"/sys/class/net/{d.bridge}")  # (berthd.toml's bridge: not made)
+    assert ours[:3] == ["host\nnone\n", "lo\n", "lo\n"]
+    assert ours[3] == "" and ours[4].startswith('default {"bridge":{"IPAMConfig":null,') and ours[4].endswith("} {}\n")
+    assert ours[6:] == [(1, "Error response from daemon: network bridge not found\n"),
+                        (1, "Error response from daemon: operation is not permitted on predefined bridge network\n")]
+    if not shutil.which("dockerd"):
+        return
+    peer = Dockerd(tempfile.mkdtemp(prefix="dk-"))  # (dockerd -b none: the tests' peer)
+    try:
+        peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        assert observe(peer) == ours
+    finally:
+        peer.stop()
+        shutil.rmtree(peer.base, ignore_errors=True)

@@ -83,7 +83,8 @@ log_driver = "json-file"
 cni_plugin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
 # Where berth writes the conflist of each network (<dir>/<namespace>/<network>.conflist).
 cni_conf_dir = "/etc/berth/cni/net.d"
-# The default network ("bridge"): its Linux bridge and subnet.
+# The default network ("bridge"): its Linux bridge and subnet. "none": no default network (the
+# containers that would be on it have a network namespace with lo alone), as dockerd's -b none.
 bridge = "berth0"
 bridge_subnet = "10.87.0.0/16"
 # The part of bridge_subnet its containers' addresses come from (empty: all of it), as

@@ -33,7 +33,8 @@ group                          group (of the unix sockets)
 pidfile                        pidfile (besides <state>/berthd.pid)
 mtu, bip                       mtu, bridge_subnet (its address the subnet's first: berthd's gateway)
 fixed-cidr                     fixed_cidr (the part of it containers' addresses come from)
-bridge                         bridge, bridge_subnet (an existing bridge; its address the gateway)
+bridge                         bridge, bridge_subnet (an existing bridge, its address the gateway;
+                                 none: no default network)
 default-gateway                default_gateway (the containers' default route, if not the bridge)
 ipv6, fixed-cidr-v6            bridge_subnet6 (the default network's IPv6 subnet)
 storage-opts                   storage_opts (overlay2.override_kernel_check only: nothing to override)
@@ -262,10 +263,9 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
         cfg.bridge_subnet = _default_subnet(path, k, iface)
     elif k == "bridge":
         name = _string(path, k, v)
-        if name == "none":
-            raise _err(path, 'bridge: "none" (no default network) is not supported: berthd always has its default '
-                       "network (run containers with --network none instead)")
-        if name:
+        if name == "none":  # no default network
+            cfg.bridge = name
+        elif name:
             import os
             if not os.path.exists(f"/sys/class/net/{name}") or "/" in name or name in (".", ".."):
                 raise InvalidArgument('failed to start daemon: Error initializing network controller: Error creating '

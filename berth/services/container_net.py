@@ -48,6 +48,15 @@ def requested_networks(spec_body: dict[str, Any]) -> list[tuple[str, dict[str, A
     return out
 
 
+def attachable(nets: NetworkService, spec_body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """requested_networks() but the default network when berthd has none (bridge "none": as
+    dockerd's -b none, a container asking for it runs without it)."""
+    asked = requested_networks(spec_body)
+    if nets.no_default:
+        return [(ref, ep) for ref, ep in asked if ref not in ("bridge", "default")]
+    return asked
+
+
 def check(networks: NetworkService, ns: str, spec_body: dict[str, Any]) -> None:
     """At create: the options fit the networks there are (docker's create-time errors)."""
     hc = spec_body.get("HostConfig") or {}
@@ -131,7 +140,7 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     if mode == "host":
         write_files(cdir, hostname, spec_body, [], host=True, host_gateway=nets.host_gateway_ip())
         return "host", cdir, []
-    if mode == "none" and not requested_networks(spec_body):
+    if mode in ("none", "bridge") and not attachable(nets, spec_body):
         # a namespace of its own with only lo, at berth's path as dockerd's sandbox: its SandboxKey
         # is where tools that network it by hand (cnitool, ip netns) find it
         path = nets.netns_path(cid)
@@ -170,7 +179,7 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     try:
         exposed = dict((image_config.get("config") or {}).get("ExposedPorts") or {})
         exposed.update(spec_body.get("ExposedPorts") or {})
-        requested = requested_networks(spec_body)
+        requested = attachable(nets, spec_body)
         # the ports go with the first network: its host binding address, if it has one (dockerd's)
         binding = ((nets.get(ns, requested[0][0]).data.get("options") or {}).get(
             "com.docker.network.bridge.host_binding_ipv4", "")
@@ -314,7 +323,7 @@ def _connect(svc: ContainerService, ns: str, ref: str, net_ref: str, endpoint_cf
     if ipam.get("IPv4Address") and n.data.get("subnet_auto"):
         from berth.services.networks import IP_NEEDS_USER_SUBNET
         raise InvalidArgument(IP_NEEDS_USER_SUBNET)
-    current = [nets.get(ns, r).id for r, _ in requested_networks(body)]
+    current = [nets.get(ns, r).id for r, _ in attachable(nets, body)]
     running = svc.state(rec)["Running"]
     if n.id in current:
         if not running:
@@ -508,6 +517,8 @@ def settings(svc: ContainerService, rec: Container, running: bool, started: bool
             try:
                 n = nets.get(rec.namespace, ref)
             except BerthError:
+                if ref in ("bridge", "default") and nets.no_default:  # dockerd's (-b none): an empty one
+                    networks["bridge"] = _asked(_empty_ep(""), ep_cfg or {}, "")
                 continue
             ep = eps.get(n.name)
             if ep:

@@ -162,16 +162,22 @@ class NetworkService:
         default bridge's gateway, whatever networks the container itself is on."""
         return str(next(ipaddress.IPv4Network(self.cfg.bridge_subnet, strict=False).hosts()))
 
+    @property
+    def no_default(self) -> bool:
+        """berthd.toml's bridge "none" (daemon.json's, dockerd's -b none): no default network; the
+        containers that would be on it have a namespace with lo alone."""
+        return self.cfg.bridge == "none"
+
     def get(self, ns: str, ref: str) -> Network:
         """A network by name, id or unique id prefix."""
-        if ref in BUILTIN:
-            return self._builtin(ns, ref)
-        if ref == "default":
-            return self._builtin(ns, "bridge")
+        if ref in BUILTIN or ref == "default":
+            if ref in ("bridge", "default") and self.no_default:
+                raise NotFound(f"network {ref} not found")
+            return self._builtin(ns, "bridge" if ref == "default" else ref)
         o = self.meta.find_object(ns, "network", ref)
         if o is not None:
             return Network(ns, o.id, o.name, o.data, o.labels)
-        for name in BUILTIN:
+        for name in self._builtins():
             if builtin_id(ns, name).startswith(ref) and len(ref) >= 1:
                 return self._builtin(ns, name)
         found = [o for o in self.meta.list_objects(ns, "network") if o.id.startswith(ref)] if ref else []
@@ -181,12 +187,16 @@ class NetworkService:
             raise InvalidArgument(f"network {ref} is ambiguous ({len(found)} matches found on name)")
         raise NotFound(f"network {ref} not found")
 
+    def _builtins(self) -> tuple[str, ...]:
+        return tuple(n for n in BUILTIN if n != "bridge" or not self.no_default)
+
     def all(self, ns: str) -> list[Network]:
-        return [self._builtin(ns, n) for n in BUILTIN] + [
+        return [self._builtin(ns, n) for n in self._builtins()] + [
             Network(ns, o.id, o.name, o.data, o.labels) for o in self.meta.list_objects(ns, "network")]
 
     def _subnets_in_use(self) -> list[ipaddress.IPv4Network]:
-        used = [ipaddress.IPv4Network(self.cfg.bridge_subnet, strict=False)] + host_routes()
+        used = ([] if self.no_default else [ipaddress.IPv4Network(self.cfg.bridge_subnet, strict=False)]) + \
+            host_routes()
         for o in self.meta.list_objects(None, "network"):
             if o.data.get("subnet"):
                 used.append(ipaddress.IPv4Network(o.data["subnet"]))
@@ -288,7 +298,7 @@ class NetworkService:
         be a bridge, then used as it is and left there when the network goes (data["bridge_existed"]);
         berth deletes only the bridges it made."""
         name = data["bridge"]
-        others = [(builtin_id(ns, "bridge"), self.cfg.bridge)] + [
+        others = ([] if self.no_default else [(builtin_id(ns, "bridge"), self.cfg.bridge)]) + [
             (o.id, o.data.get("bridge")) for o in self.meta.list_objects(None, "network")]
         for oid, bridge in others:
             if bridge == name:
@@ -459,6 +469,18 @@ class NetworkService:
         network's bridge is berthd's to delete at its stop only if it made it: one already there
         at its start is the host's (daemon.json's bridge, berthd.toml's bridge naming one), unless
         berthd's state says a berthd before it made it (then killed, it left it)."""
+        if not self.no_default:
+            self._own_default_bridge()
+            default = self._builtin("default", "bridge")
+            self._write_conflist(default)
+            self._host_rules(default)
+        for ns in namespaces:
+            for n in self.all(ns):
+                if n.user_defined:
+                    self._write_conflist(n)
+                    self._host_rules(n)
+
+    def _own_default_bridge(self) -> None:
         marker = os.path.join(self.cfg.state, "default-bridge")
         try:
             with open(marker) as f:
@@ -473,14 +495,6 @@ class NetworkService:
             with open(marker + ".tmp", "w") as f:  # the bridge plugin makes it at the first attachment
                 f.write(self.cfg.bridge)
             os.replace(marker + ".tmp", marker)
-        default = self._builtin("default", "bridge")
-        self._write_conflist(default)
-        self._host_rules(default)
-        for ns in namespaces:
-            for n in self.all(ns):
-                if n.user_defined:
-                    self._write_conflist(n)
-                    self._host_rules(n)
 
     def release_unused(self) -> None:
         """At a graceful daemon stop: release_host for every namespace, keeping the bridges of the
@@ -506,7 +520,7 @@ class NetworkService:
         """At a graceful daemon stop: bridges no container uses are deleted with their rules (the
         plugins make them again when needed), so a stopped berthd leaves nothing behind."""
         from berth.linux import iptables
-        nets = [self._builtin("default", "bridge")]
+        nets = [] if self.no_default else [self._builtin("default", "bridge")]
         for ns in namespaces:
             nets += [n for n in self.all(ns) if n.user_defined and n.driver == "bridge"]
         for n in nets:
