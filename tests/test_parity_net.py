@@ -123,6 +123,30 @@ def test_run_rm_returns_with_its_network_released_as_dockerd(d, dockerd):
                           check=True).stdout == ""
 
 
+def test_rm_of_a_container_another_joined_as_dockerd(d, dockerd):
+    """rm -f of a container whose network namespace another container joined (--network
+    container:<it>): its veth goes with it, the other is left with lo alone, as dockerd 20.10's.
+    (The namespace outlives the removal there: berthd deletes the veth itself.)"""
+    dockerd.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+
+    def observe(e):
+        e.docker("network", "create", "jnet", check=True)
+        try:
+            bridge = "br-" + e.docker("network", "inspect", "-f", "{{.Id}}", "jnet", check=True).out.strip()[:12]
+            e.docker("run", "-d", "--name", "j1", "--network", "jnet", IMG, "sleep", "60", check=True)
+            e.docker("run", "-d", "--name", "j2", "--network", "container:j1", IMG, "sleep", "60", check=True)
+            e.docker("rm", "-f", "j1", check=True)
+            links = subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True,
+                                   check=True).stdout
+            return links, e.docker("exec", "j2", "sh", "-c", "ip -o link | cut -d' ' -f2", check=True).out
+        finally:
+            e.docker("rm", "-f", "j1", "j2")
+            e.docker("network", "rm", "jnet")
+    ours = observe(d)
+    assert ours == ("", "lo:\n")
+    assert observe(dockerd) == ours
+
+
 def test_the_aux_address_default_gateway_is_the_containers_route_as_dockerd(d, dockerd):
     """--aux-address DefaultGatewayIPv4=X: the containers' default route goes by X (libnetwork's
     bridge driver), an internal network's too; the name is case-sensitive; X may not be the

@@ -16,7 +16,7 @@ import struct
 from berth.linux import syscalls as sc
 
 NETLINK_ROUTE = 0
-RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR = 16, 18, 20, 22
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR = 16, 17, 18, 20, 22
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_CREATE, NLM_F_EXCL = 0x1, 0x4, 0x300, 0x400, 0x200
 IFLA_IFNAME, IFLA_NET_NS_FD = 3, 28
@@ -128,6 +128,22 @@ class _Route:
         for _t, p in self.request(RTM_GETLINK, 0, struct.pack("BxHiII", socket.AF_UNSPEC, 0, index, 0, 0)):
             return _attrs(p[16:]).get(IFLA_IFNAME, b"").rstrip(b"\0").decode()
         raise NetlinkError(errno.ENODEV, os.strerror(errno.ENODEV))
+
+
+def delete_link(name: str) -> bool:
+    """Delete a link of the calling thread's network namespace by name (a veth: both its ends),
+    as `ip link del` does: the kernel answers once it is gone. False if there was none."""
+    r = _Route()
+    try:
+        body = struct.pack("BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name.encode() + b"\0")
+        r.request(RTM_DELLINK, NLM_F_ACK, body)
+        return True
+    except NetlinkError as e:
+        if e.errno == errno.ENODEV:
+            return False
+        raise
+    finally:
+        r.close()
 
 
 def _route_in(netns_path: str) -> _Route:

@@ -1233,11 +1233,20 @@ def _host_links(record: dict[str, Any]) -> list[str]:
 
 
 def _wait_gone(links: list[str], timeout: float = 2.0) -> None:
-    """Until the kernel has deleted these links (the netns removed first, it deletes a veth's ends
-    on its own, a little after: its RCU grace periods), as a release by dockerd ends with its
-    veth gone. Bounded: a link still there after timeout is left to the kernel."""
+    """Until these links are gone, as a release by dockerd ends with its veth gone. The netns
+    removed first, the kernel deletes a veth's ends on its own, mostly while the DELs run; one
+    still there (its namespace being destroyed, or held by a process that joined it: a container
+    in --network container:<this one>) is deleted here, as dockerd deletes its veth. Bounded: a
+    link still there after timeout is left to the kernel."""
+    from berth.linux.netdev import NetlinkError, delete_link
     deadline = time.monotonic() + timeout
     for name in links:
+        if not os.path.exists(f"/sys/class/net/{name}"):
+            continue
+        try:
+            delete_link(name)
+        except (NetlinkError, OSError):
+            pass
         while os.path.exists(f"/sys/class/net/{name}") and time.monotonic() < deadline:
             time.sleep(0.001)
 
