@@ -227,3 +227,27 @@ def test_pulls_at_once_share_their_layers(registries, tmp_path):
             e.docker("rmi", f"{src.addr}/six:v1", f"{src.addr}/six:v2", check=True)
     assert seen["berthd"] == [1] * LAYERS
     assert seen.get("dockerd", seen["berthd"]) == seen["berthd"]
+
+
+def test_a_push_mounts_the_layers_from_where_they_were_pushed_before_as_dockerd(registries, tmp_path):
+    """A push to another repository of a registry where the layers were pushed before mounts them
+    from there (dockerd's v2 metadata; containerd's distribution.source labels), even when no
+    local name is in that repository any more: no layer uploaded again. Before, berthd mounted
+    only from repositories the image was still named in, and uploaded each layer again."""
+    src, dst, img = registries
+    seen = {}
+    for kind in ("berthd", "dockerd"):
+        with engine(kind, tmp_path / kind, {}) as e:
+            e.docker("pull", f"{src.addr}/six:v1", check=True)
+            first, second = (f"m{os.urandom(4).hex()}" for _ in range(2))
+            e.docker("tag", f"{src.addr}/six:v1", f"{dst.addr}/{first}:v1", check=True)
+            e.docker("push", f"{dst.addr}/{first}:v1", check=True)
+            e.docker("tag", f"{src.addr}/six:v1", f"{dst.addr}/{second}:v1", check=True)
+            e.docker("rmi", f"{src.addr}/six:v1", f"{dst.addr}/{first}:v1", check=True)
+            dst.reset()
+            out = e.docker("push", f"{dst.addr}/{second}:v1", check=True).out
+            # (the layers: dockerd uploads the config again, berthd mounts it too)
+            seen[kind] = (len(statuses(out, f"Mounted from {first}")), dst.total["upload"] <= 1)
+    assert seen["berthd"] == (LAYERS, True)
+    if "dockerd" in seen:
+        assert seen["dockerd"] == seen["berthd"]

@@ -19,6 +19,7 @@ class TransferProxy:
         self.lock = threading.Lock()
         self.now = {"download": 0, "upload": 0}
         self.most = {"download": 0, "upload": 0}
+        self.total = {"download": 0, "upload": 0}
         self.fail = {}  # digest -> how many of its next downloads answer 500
         self.downloads = {}  # digest -> its GETs (failed ones too)
         self.ignore = set()  # digests whose downloads are not counted among those at once
@@ -45,6 +46,7 @@ class TransferProxy:
     def reset(self):
         with self.lock:
             self.most = {"download": 0, "upload": 0}
+            self.total = {"download": 0, "upload": 0}
             self.downloads = {}
             self.ignore = set()
 
@@ -70,6 +72,7 @@ class TransferProxy:
         if kind:
             with self.lock:
                 self.now[kind] += 1
+                self.total[kind] += 1
                 self.most[kind] = max(self.most[kind], self.now[kind])
                 failing = False
                 if kind == "upload" and time.monotonic() < self.fail_uploads_until:

@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from typing import BinaryIO, Iterator, NamedTuple
 
@@ -135,6 +136,8 @@ class ContentStore:
         self.root = os.fspath(root)
         self._blobs = os.path.join(self.root, "blobs")
         self._ingest = os.path.join(self.root, "ingest")
+        self._sources = os.path.join(self.root, "sources")
+        self._sources_lock = threading.Lock()
 
     # --- reading -----------------------------------------------------------
 
@@ -194,6 +197,57 @@ class ContentStore:
             os.unlink(p)
         except FileNotFoundError:
             raise NotFound(f"content {digest} not found") from None
+        try:
+            os.unlink(self._source_path(digest))
+        except FileNotFoundError:
+            pass
+
+    # --- where a blob is in registries ---------------------------------------
+    # (containerd's containerd.io/distribution.source.<host> labels; dockerd's v2 metadata): the
+    # repositories a blob was pulled from or pushed to, by registry host, so that a push to another
+    # repository of that registry mounts it from there rather than upload it again
+
+    SOURCES_KEPT = 5  # repositories kept per registry host, the latest first
+
+    def _source_path(self, digest: str) -> str:
+        algo, hexd = parse_digest(digest)
+        return os.path.join(self._sources, algo, hexd)
+
+    def sources(self, digest: str, host: str) -> list[str]:
+        """The repositories (paths) of registry ``host`` known to have the blob, the latest first."""
+        try:
+            with open(self._source_path(digest)) as f:
+                repos = json.load(f).get(host) or []
+        except (OSError, ValueError, AttributeError):
+            return []
+        return [r for r in repos if isinstance(r, str)]
+
+    def add_source(self, digest: str, host: str, repo: str) -> None:
+        """Note that repository ``repo`` of registry ``host`` has the blob (best effort: a blob
+        that is not here, or a failed write, notes nothing)."""
+        if not self.exists(digest):
+            return
+        path = self._source_path(digest)
+        with self._sources_lock:
+            try:
+                with open(path) as f:
+                    known = json.load(f)
+                if not isinstance(known, dict):
+                    known = {}
+            except (OSError, ValueError):
+                known = {}
+            repos = [repo] + [r for r in known.get(host) or [] if r != repo]
+            if repos == known.get(host):
+                return
+            known[host] = repos[:self.SOURCES_KEPT]
+            try:
+                _mkdirs(os.path.dirname(path))
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "w") as f:
+                    f.write(json.dumps(known))
+                os.replace(tmp, path)
+            except OSError:
+                pass
 
     # --- writing -----------------------------------------------------------
 

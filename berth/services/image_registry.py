@@ -333,6 +333,8 @@ class RegistryOps:
             # by digest, that alone (shown with a <none> tag)
             names = [_pull_name(ref)] + ([f"{ref.name}@{target['digest']}"] if ref.tag else [])
             self.record(ns, names, target, r)
+            for blob in [cdesc, *layers]:  # where they are, for pushes to that registry (mounts)
+                self.content.add_source(blob["digest"], ref.domain, ref.path)
         progress({"status": f"Digest: {target['digest']}"})
         return existing is None or existing.target.digest != target["digest"]
 
@@ -438,18 +440,32 @@ class RegistryOps:
         ids = {b["digest"]: short(diff) for b, diff in zip(r.layers, r.diff_ids)}
         for b in reversed(r.layers):
             progress({"status": "Preparing", "progressDetail": {}, "id": ids[b["digest"]]})
-        mount_from = None
+        named_from = None  # another repository of that registry the image is named in
         for n in r.names:
             if not is_untagged_name(n):
                 other = refmod.parse(n)
                 if other.domain == ref.domain and other.name != ref.name:
-                    mount_from = other
+                    named_from = other
+
+        def mount_from(b: dict) -> refmod.Reference | None:
+            """Where in the registry the blob is known to be (pulled from, pushed to: as dockerd's
+            v2 metadata), else the image's other repository there."""
+            for repo in self.content.sources(b["digest"], ref.domain):
+                if repo != ref.path:
+                    try:
+                        return refmod.parse(f"{ref.domain}/{repo}")
+                    except InvalidArgument:
+                        continue
+            return named_from
+
         def push_layer(b: dict) -> None:
             lid = ids[b["digest"]]
+            source = mount_from(b)
             with self.transfers.uploads.take(waiting=lambda: progress(
                     {"status": "Waiting", "progressDetail": {}, "id": lid})):
-                how = self._upload(client, ref, b, mount_from, lid, progress)
-            status = {"exists": "Layer already exists", "mounted": f"Mounted from {mount_from.path if mount_from else ''}",
+                how = self._upload(client, ref, b, source, lid, progress)
+            self.content.add_source(b["digest"], ref.domain, ref.path)
+            status = {"exists": "Layer already exists", "mounted": f"Mounted from {source.path if source else ''}",
                       "uploaded": "Pushed"}[how]
             progress({"status": status, "progressDetail": {}, "id": lid})
 
@@ -470,7 +486,8 @@ class RegistryOps:
                     fut.cancel()
                 raise
         with self.content.open(r.manifest["config"]["digest"]) as f:
-            client.push_blob(ref, r.manifest["config"], f, mount_from=mount_from)
+            client.push_blob(ref, r.manifest["config"], f, mount_from=mount_from(r.manifest["config"]))
+        self.content.add_source(r.manifest["config"]["digest"], ref.domain, ref.path)
         # a manifest list is pushed with the platform manifests it has locally
         if r.target["digest"] != r.manifest_desc["digest"]:
             data = self.content.read(r.manifest_desc["digest"])
