@@ -410,8 +410,8 @@ def test_an_existing_bridge_and_a_default_gateway_as_dockerd(tmp_path):
                  "command line: default_gateway: auxiliary address: (DefaultGatewayIPv4:10.178.8.1) must belong to the "
                  "master pool: 10.178.7.0/24"),
                 ({"bridge": name, "default-gateway": "10.178.7.1"},
-                 "command line: default_gateway: failed to allocate secondary ip address (DefaultGatewayIPv4:10.178.7.1): "
-                 "Address already in use"),
+                 "command line: default_gateway: failed to allocate secondary ip address "
+                 "(DefaultGatewayIPv4:10.178.7.1): Address already in use"),
                 ({"default-gateway": "bogus"}, f"unable to configure berthd with file {tmp_path}/bad.json: invalid IP "
                                                "address: bogus")):
             (tmp_path / "bad.json").write_text(json.dumps(bad))
@@ -566,7 +566,8 @@ def test_bridge_none_as_dockerd(tmp_path):
     def observe(e):
         out = [e.docker("network", "ls", "--format", "{{.Name}}", check=True).out]
         for extra in ([], ["--network", "bridge"]):
-            out.append(e.docker("run", "--rm", *extra, IMAGE, "sh", "-c", "ip -o -4 addr | cut -d' ' -f2", check=True).out)
+            out.append(e.docker("run", "--rm", *extra, IMAGE, "sh", "-c", "ip -o -4 addr | cut -d' ' -f2",
+                                check=True).out)
         e.docker("create", "--name", "bn1", "-p", "127.0.0.1:8080:80", IMAGE, "sleep", "60", check=True)
         try:
             e.docker("start", "bn1", check=True)

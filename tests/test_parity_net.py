@@ -172,7 +172,8 @@ def test_the_aux_address_default_gateway_is_the_containers_route_as_dockerd(d, d
     ours = observe(d)
     assert ours[0] == ("10.176.3.3/24\ndefault via 10.176.3.2 dev eth0 \n"
                        "10.176.3.0/24 dev eth0 scope link  src 10.176.3.3 \n")
-    assert ours[2] == "10.176.7.2/24\ndefault via 10.176.7.9 dev eth0 \n10.176.7.0/24 dev eth0 scope link  src 10.176.7.2 \n"
+    assert ours[2] == ("10.176.7.2/24\ndefault via 10.176.7.9 dev eth0 \n"
+                       "10.176.7.0/24 dev eth0 scope link  src 10.176.7.2 \n")
     assert ours[6] == (1, "Error response from daemon: failed to allocate secondary ip address "
                           "(DefaultGatewayIPv4:10.176.6.1): Address already in use\n")
     assert observe(dockerd) == ours

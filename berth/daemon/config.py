@@ -328,8 +328,8 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
     "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
     "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool,
-    "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str, "default_gateway": str, "api_cors_header": str,
-    "live_restore": bool, "shutdown_timeout": int,
+    "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str, "default_gateway": str,
+    "api_cors_header": str, "live_restore": bool, "shutdown_timeout": int,
 }
 
 

@@ -140,7 +140,8 @@ def setup(svc: ContainerService, ns: str, rec: Container, spec_body: dict[str, A
     if mode == "host":
         write_files(cdir, hostname, spec_body, [], host=True, host_gateway=nets.host_gateway_ip())
         return "host", cdir, []
-    if mode in ("none", "bridge") and not attachable(nets, spec_body):
+    if (mode == "none" and not requested_networks(spec_body)) or \
+            (mode == "bridge" and nets.no_default and not attachable(nets, spec_body)):
         # a namespace of its own with only lo, at berth's path as dockerd's sandbox: its SandboxKey
         # is where tools that network it by hand (cnitool, ip netns) find it
         path = nets.netns_path(cid)

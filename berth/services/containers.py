@@ -1117,7 +1117,8 @@ class ContainerService:
                at_exit: bool = False, files_after: bool = False,
                exclusive: bool = False, destroy_later: list | None = None) -> None:
         """Remove a container (force: kill it first); its network is released before its record
-        goes (`run --rm` returns at the removal: its veth gone, its address free). at_exit: the --rm removal right after the exit, whose state the store still has as
+        goes (`run --rm` returns at the removal: its veth gone, its address free). at_exit: the
+        --rm removal right after the exit, whose state the store still has as
         running: "removing" is kept in memory only (a berthd killed meanwhile finds it running,
         its shim gone, and removes it again at restore). files_after: the container's files
         (its directories, its snapshot's) are moved out of their paths and deleted after the

@@ -206,6 +206,8 @@ class Monitor:
         except BerthError as e:
             log.warning("container %s: recording its exit: %s", cid[:12], e)
             c.died(cid, generation)
+            if auto_remove:
+                self._release_network(ns, rec)
             return ""
         c.exit_recorded(cid)  # an inspect that waited for it answers
         # the stop, kill or wait that the record woke answers first (the interpreter's lock to
@@ -225,11 +227,7 @@ class Monitor:
                 pass
             except Exception as e:  # noqa: BLE001 - as dockerd: the removal's failure is the wait's answer
                 log.error("container %s: removing it after its exit failed: %s", cid[:12], e)
-                from berth.services import container_net
-                try:  # its network goes all the same (dockerd's Cleanup came before the removal)
-                    container_net.teardown(c, ns, cid, rec)
-                except BerthError as e2:
-                    log.warning("container %s: releasing its network: %s", cid[:12], e2)
+                self._release_network(ns, rec)
                 st = c.states.peek(cid)
                 if st is not None and st.status != S.DEAD:
                     msg = e.message if isinstance(e, BerthError) else str(e)
@@ -238,6 +236,15 @@ class Monitor:
                     except BerthError:
                         pass
         return ""
+
+    def _release_network(self, ns: str, rec) -> None:
+        """A --rm container's network when its removal did not come to it: it goes all the same
+        (dockerd's Cleanup comes before the auto-removal)."""
+        from berth.services import container_net
+        try:
+            container_net.teardown(self.c, ns, rec.id, rec)
+        except BerthError as e:
+            log.warning("container %s: releasing its network: %s", rec.id[:12], e)
 
     def _restart(self, ns: str, cid: str) -> bool:
         c = self.c
