@@ -608,3 +608,41 @@ def test_bridge_none_as_dockerd(tmp_path):
     finally:
         peer.stop()
         shutil.rmtree(peer.base, ignore_errors=True)
+
+
+def test_init_path_as_dockerd(tmp_path):
+    """daemon.json's init-path: the init --init binds at /sbin/docker-init, named by info's
+    InitBinary; one that is not there fails the start of an --init container (exit 127 from the
+    docker CLI) and no other, as dockerd 20.10's. Before, berthd refused the directive."""
+    if not os.path.exists("/usr/bin/tini-static"):
+        pytest.skip("no /usr/bin/tini-static (Debian's tini)")
+    init = tmp_path / "myinit"
+    shutil.copy("/usr/bin/tini-static", init)
+    size = os.path.getsize(init)
+
+    def observe(e, path):
+        out = [e.docker("info", "-f", "{{.InitBinary}}", check=True).out.replace(str(tmp_path), "T")]
+        p = e.docker("run", "--rm", "--init", IMAGE, "sh", "-c",
+                     "tr '\\0' ' ' < /proc/1/cmdline; echo; stat -c %s /sbin/docker-init")
+        out.append((p.returncode, p.out if p.returncode == 0 else f"{path}: no such file or directory" in p.err))
+        out.append(e.docker("run", "--rm", IMAGE, "true").returncode)
+        return out
+    seen = {}
+    for path in (str(init), str(tmp_path / "nosuch")):
+        base = tmp_path / ("b-" + os.path.basename(path))
+        base.mkdir()
+        with berthd_with(base, json.dumps({"init-path": path})) as d:
+            seen[path] = observe(d, path)
+    assert seen[str(init)] == ["T/myinit\n", (0, f"/sbin/docker-init -- sh -c tr '\\0' ' ' < /proc/1/cmdline; echo; "
+                                                f"stat -c %s /sbin/docker-init \n{size}\n"), 0]
+    assert seen[str(tmp_path / "nosuch")] == ["T/nosuch\n", (127, True), 0]
+    if not shutil.which("dockerd"):
+        return
+    for path in (str(init), str(tmp_path / "nosuch")):
+        peer = Dockerd(tempfile.mkdtemp(prefix="dk-"), extra={"init-path": path})
+        try:
+            peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+            assert observe(peer, path) == seen[path]
+        finally:
+            peer.stop()
+            shutil.rmtree(peer.base, ignore_errors=True)

@@ -133,6 +133,9 @@ cgroup_parent = ""
 # seccomp-profile and init).
 seccomp_profile = ""
 init = false
+# The init --init runs (bound at /sbin/docker-init), as daemon.json's init-path; empty: the
+# host's tini-static (Debian's tini package).
+init_path = ""
 # docker's daemon-wide user namespace remapping (daemon.json's userns-remap): "default" (the
 # user dockremap, made when missing), "user" or "user:group" (names or ids) whose ranges in
 # /etc/subuid and /etc/subgid the containers' ids become; empty: none.
@@ -248,6 +251,7 @@ class Config:
     cgroup_parent: str = ""
     seccomp_profile: str = ""
     init: bool = False
+    init_path: str = ""
     userns_remap: str = ""
     storage_opts: list[str] = field(default_factory=list)
     daemon_json: str = ""
@@ -288,6 +292,7 @@ class Config:
                  f"default_ipc_mode = {q(self.default_ipc_mode)}",
                  f"default_cgroupns_mode = {q(self.default_cgroupns_mode)}", f"cgroup_parent = {q(self.cgroup_parent)}",
                  f"seccomp_profile = {q(self.seccomp_profile)}", f"init = {str(self.init).lower()}",
+                 f"init_path = {q(self.init_path)}",
                  f"userns_remap = {q(self.userns_remap)}", f"storage_opts = {arr(self.storage_opts)}",
                  f"daemon_json = {q(self.daemon_json)}",
                  f"cri = {str(self.cri).lower()}", f"cri_socket = {q(self.cri_socket)}",
@@ -327,7 +332,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "log_driver": str, "log_opts": dict, "userns_remap": str,
     "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
     "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
-    "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool,
+    "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool, "init_path": str,
     "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str, "default_gateway": str,
     "api_cors_header": str, "live_restore": bool, "shutdown_timeout": int,
 }

@@ -28,7 +28,8 @@ default-ulimits                default_ulimits ("nofile=1024:2048")
 default-shm-size               default_shm_size
 no-new-privileges              no_new_privileges
 labels                         labels
-seccomp-profile, init         seccomp_profile, init
+seccomp-profile, init,        seccomp_profile, init, init_path
+  init-path
 group                          group (of the unix sockets)
 pidfile                        pidfile (besides <state>/berthd.pid)
 mtu, bip                       mtu, bridge_subnet (its address the subnet's first: berthd's gateway)
@@ -79,7 +80,7 @@ _HONOURED = {
     "max-concurrent-downloads": "max_concurrent_downloads", "max-concurrent-uploads": "max_concurrent_uploads",
     "max-download-attempts": "max_download_attempts", "storage-opts": "", "selinux-enabled": "",
     "userland-proxy": "", "fixed-cidr": "", "bridge": "", "default-gateway": "", "api-cors-header": "api_cors_header",
-    "containerd-namespace": "namespace", "shutdown-timeout": "shutdown_timeout",
+    "containerd-namespace": "namespace", "shutdown-timeout": "shutdown_timeout", "init-path": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"storage-driver": ("overlay2", "overlay"), "iptables": (True,),
@@ -216,7 +217,7 @@ _PLAIN = {
     "exec-root": ("state", _string), "group": ("group", _string), "api-cors-header": ("api_cors_header", _string),
     "containerd-namespace": ("namespace", _string), "pidfile": ("pidfile", _string),
     "seccomp-profile": ("seccomp_profile", _string), "default-shm-size": ("default_shm_size", _string),
-    "ip": ("ip", _string), "init": ("init", _bool), "no-new-privileges": ("no_new_privileges", _bool),
+    "ip": ("ip", _string), "init": ("init", _bool), "init-path": ("init_path", _string), "no-new-privileges": ("no_new_privileges", _bool),
     "icc": ("icc", _bool), "userland-proxy": ("userland_proxy", _bool), "live-restore": ("live_restore", _bool),
     "shutdown-timeout": ("shutdown_timeout", _int), "fixed-cidr": ("fixed_cidr", _string),
     "cgroup-parent": ("cgroup_parent", _string), "tlsverify": ("tls.verify", _bool),

@@ -531,7 +531,7 @@ class ContainerService:
             spec_body = links.apply(self, ns, rec, spec_body, files_dir)  # --link: hosts entries, env
             oci = ocispec.build(rec.id, cfg_doc, spec_body, rootfs, files_dir, netns=netns, extra_mounts=extra,
                                 no_new_privileges=self.cfg.no_new_privileges and not _is_cri(rec),
-                                init=self.cfg.init and not _is_cri(rec),
+                                init=self.cfg.init and not _is_cri(rec), init_path=self.cfg.init_path,
                                 seccomp=None if _is_cri(rec) else self.seccomp_default)
             runopts.apply(self, ns, rec, spec_body, oci, rootfs)  # --pid, --ipc, --uts, --device, --sysctl, ...
             runopts.apply_remap(self, rec, oci, files_dir)  # userns-remap: the container's own user namespace

@@ -201,7 +201,8 @@ def merged_command(create: dict[str, Any], ic: dict[str, Any]) -> tuple[list[str
 
 def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any], rootfs: str, files_dir: str,
           cgroup_parent: str = "/berth", netns: str | None = None, extra_mounts: Iterable[dict[str, Any]] = (),
-          no_new_privileges: bool = False, init: bool = False, seccomp: Any = None) -> dict[str, Any]:
+          no_new_privileges: bool = False, init: bool = False, seccomp: Any = None,
+          init_path: str = "") -> dict[str, Any]:
     """The OCI config.json for a container. ``create`` is the Docker API's create body
     (Config fields at top level plus HostConfig). ``netns``: "host" (the host's network), the
     path of a network namespace to join, or None (a new, empty one). ``extra_mounts``: the OCI
@@ -267,10 +268,16 @@ def build(container_id: str, image_config: dict[str, Any], create: dict[str, Any
     ]
     if hc.get("Init") or hc.get("Init") is None and init:  # (init: the daemon's default, daemon.json's)
         # --init: a tiny init (tini, static) as PID 1 that reaps zombies and forwards signals, as docker-init
-        init = next((p for p in ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/local/bin/tini-static")
-                     if os.path.exists(p)), None)
+        from berth.errors import InvalidArgument
+        if init_path:  # (daemon.json's init-path): as runc says it when it is not there
+            if not os.path.isabs(init_path) or not os.path.exists(init_path):
+                raise InvalidArgument(f'error mounting "{init_path}" to rootfs at "/sbin/docker-init": stat '
+                                      f'{init_path}: no such file or directory')
+            init = init_path
+        else:
+            init = next((p for p in ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/local/bin/tini-static")
+                         if os.path.exists(p)), None)
         if init is None:
-            from berth.errors import InvalidArgument
             raise InvalidArgument("--init needs tini-static (Debian's tini package) on the host")
         mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": init,
                        "options": ["bind", "ro"]})  # dockerd's

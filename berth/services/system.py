@@ -67,7 +67,8 @@ class SystemService:
             "GenericResources": None, "HttpProxy": _proxy("HTTP_PROXY"), "HttpsProxy": _proxy("HTTPS_PROXY"),
             "NoProxy": os.environ.get("NO_PROXY", os.environ.get("no_proxy", "")),
             # a container's shim is not berthd's child: containers run on while berthd stops or restarts
-            "LiveRestoreEnabled": self.cfg.live_restore, "Isolation": "", "InitBinary": "docker-init",  # --init's name (tini-static)
+            "LiveRestoreEnabled": self.cfg.live_restore, "Isolation": "",
+            "InitBinary": self.cfg.init_path or "docker-init",  # --init's (tini-static; init-path's)
             "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "N/A", "Expected": "N/A"},
             # user-defined networks' subnets: /24s of berthd.toml's address_pool
