@@ -718,10 +718,10 @@ def _slow_del_daemon(tmp_path):
 
 
 def test_a_stop_right_after_run_rm_leaves_no_rules_of_the_container(tmp_path):
-    """`run --rm` answers once the container is removed; its network goes just after. A berthd
-    stopped at once (SIGTERM) finishes that release before it exits: once the stop is over, no
-    firewall rule of the container's address, no cached attachment in its state, no bridge.
-    (The firewall plugin's DEL is made slow here, so that the stop comes while it runs.)"""
+    """`run --rm` answers once the container is removed, its network released before (dockerd's
+    order); a berthd stopped at once (SIGTERM): once the stop is over, no firewall rule of the
+    container's address, no cached attachment in its state, no bridge. (The firewall plugin's
+    DEL is made slow here: when the network went after the answer, the stop came while it ran.)"""
     dm = _slow_del_daemon(tmp_path)
     try:
         dm.berth("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
