@@ -184,13 +184,13 @@ def test_pause_and_unpause_are_states(c):
     assert inspect(c, cid)["State"]["Status"] == "exited"
 
 
-SLOW_FIREWALL_ADD = """#!/bin/sh
-# the firewall plugin, its ADD half a second slower; each ADD noted in adds/, and in done/ once over
-[ "$CNI_COMMAND" = ADD ] || exec /usr/lib/cni/firewall
+SLOW_BRIDGE_ADD = """#!/bin/sh
+# the bridge plugin, its ADD half a second slower; each ADD noted in adds/, and in done/ once over
+[ "$CNI_COMMAND" = ADD ] || exec /usr/lib/cni/bridge
 here=$(dirname "$0")
 touch "$here/adds/$$"
 sleep 0.5
-/usr/lib/cni/firewall
+/usr/lib/cni/bridge
 rc=$?
 touch "$here/done/$$"
 exit $rc
@@ -200,15 +200,14 @@ exit $rc
 @pytest.fixture
 def slow_add(tmp_path):
     """A daemon of its own whose containers' network attachment takes half a second (its
-    firewall plugin's ADD), and the host's firewall rules of its subnet (left: the test fails;
-    removed for the next test either way)."""
-    if not os.access("/usr/lib/cni/firewall", os.X_OK):
-        pytest.skip("no /usr/lib/cni/firewall")
+    bridge plugin's ADD)."""
+    if not os.access("/usr/lib/cni/bridge", os.X_OK):
+        pytest.skip("no /usr/lib/cni/bridge")
     bindir = tmp_path / "cni-bin"
     (bindir / "adds").mkdir(parents=True)
     (bindir / "done").mkdir()
-    (bindir / "firewall").write_text(SLOW_FIREWALL_ADD)
-    (bindir / "firewall").chmod(0o755)
+    (bindir / "bridge").write_text(SLOW_BRIDGE_ADD)
+    (bindir / "bridge").chmod(0o755)
     dm = Daemon(tmp_path / "d", extra_config=f'cni_plugin_dirs = ["{bindir}", "/usr/lib/cni", "/opt/cni/bin"]\n')
     dm.adds, dm.added = bindir / "adds", bindir / "done"
     dm.start()
@@ -220,35 +219,42 @@ def slow_add(tmp_path):
         if ids:
             dm.berth("rm", "-f", *ids)
         dm.cleanup()
-        for r in _rules_of(dm):
-            subprocess.run(["iptables", "-w", "-D", *r.split()[1:]], capture_output=True)
 
 
-def _rules_of(dm):
-    """The firewall plugin's rules (CNI-FORWARD) of the addresses of the daemon's subnet."""
-    net = dm.subnet.rsplit(".", 1)[0] + "."
-    rules = subprocess.run(["iptables", "-w", "-S", "CNI-FORWARD"], capture_output=True, text=True).stdout
-    return [r for r in rules.splitlines() if r.startswith("-A") and f" {net}" in r]
+def _reserved(dm):
+    """The addresses of the daemon's default network that host-local holds (its store's files)."""
+    import ipaddress
+    try:
+        names = os.listdir(os.path.join(dm.state, "cni", "ipam", "bridge"))
+    except FileNotFoundError:
+        return []
+    out = []
+    for n in names:
+        try:
+            out.append(str(ipaddress.ip_address(n)))
+        except ValueError:
+            pass
+    return out
 
 
 def test_rm_f_while_its_restart_policy_starts_it_leaves_no_rules(slow_add):
     """rm -f of a container its restart policy is starting again (its network being attached):
-    the removal waits for that start, then undoes it: the container is gone and no firewall rule
-    of any of its addresses stays on the host, nothing of it in the CNI cache."""
+    the removal waits for that start, then undoes it: the container is gone and none of its
+    addresses stays reserved, nothing of it in the CNI cache."""
     dm = slow_add
     cid = dm.berth("run", "-d", "--restart", "always", IMG, "sh", "-c", "exit 2", check=True).out.strip()
     wait_for(lambda: len(os.listdir(dm.adds)) >= 2, 30, "the restart's network attachment")
     dm.berth("rm", "-f", cid, check=True)
     assert dm.berth("inspect", cid).returncode != 0
     wait_for(lambda: len(os.listdir(dm.added)) == len(os.listdir(dm.adds)), 10, "every ADD to be over")
-    assert _rules_of(dm) == []
+    assert _reserved(dm) == []
     assert os.listdir(os.path.join(dm.state, "cni", "results")) == []
     assert "Traceback" not in dm.log()
 
 
 def test_starts_of_one_container_at_once_make_one_run(slow_add):
     """Three starts of one container at once: one starts it, the others answer that it runs
-    already (docker's 304), with one address; after its removal no rule of it stays."""
+    already (docker's 304), with one address; after its removal its address is free again."""
     dm = slow_add
     cid = dm.berth("create", IMG, "sleep", "60", check=True).out.strip()
     answers = []
@@ -262,7 +268,7 @@ def test_starts_of_one_container_at_once_make_one_run(slow_add):
     assert inspect(dm, cid)["State"]["Status"] == "running"
     assert len(os.listdir(dm.adds)) == 1
     dm.berth("rm", "-f", cid, check=True)
-    assert _rules_of(dm) == []
+    assert _reserved(dm) == []
     assert os.listdir(os.path.join(dm.state, "cni", "results")) == []
 
 

@@ -695,23 +695,36 @@ def test_run_rm_cycles_leave_nothing_behind(d, tmp_path):
         [r for r in before["rules"] if "BERTH" in r and any(b in r for b in mine)]
 
 
-SLOW_FIREWALL_DEL = """#!/bin/sh
-# the firewall plugin, its DEL a second late: a release that is still under way
+SLOW_BRIDGE_DEL = """#!/bin/sh
+# the bridge plugin, its DEL a second late: a release that is still under way
 [ "$CNI_COMMAND" = DEL ] && sleep 1
-exec /usr/lib/cni/firewall
+exec /usr/lib/cni/bridge
 """
 
 
+def _reserved(dm):
+    """The addresses host-local holds in the daemon's networks (its store's files)."""
+    import ipaddress
+    out = []
+    for _, _, files in os.walk(os.path.join(dm.state, "cni", "ipam")):
+        for n in files:
+            try:
+                out.append(str(ipaddress.ip_address(n)))
+            except ValueError:
+                pass
+    return out
+
+
 def _slow_del_daemon(tmp_path):
-    """A started berthd of its own whose firewall plugin's DEL is a second late (skips without
-    the firewall plugin)."""
-    if not os.access("/usr/lib/cni/firewall", os.X_OK):
-        pytest.skip("no /usr/lib/cni/firewall")
+    """A started berthd of its own whose bridge plugin's DEL is a second late (skips without
+    the bridge plugin)."""
+    if not os.access("/usr/lib/cni/bridge", os.X_OK):
+        pytest.skip("no /usr/lib/cni/bridge")
     from daemon_fixtures import Daemon
     bindir = tmp_path / "cni-bin"
     bindir.mkdir()
-    (bindir / "firewall").write_text(SLOW_FIREWALL_DEL)
-    (bindir / "firewall").chmod(0o755)
+    (bindir / "bridge").write_text(SLOW_BRIDGE_DEL)
+    (bindir / "bridge").chmod(0o755)
     dm = Daemon(tmp_path / "d", extra_config=f'cni_plugin_dirs = ["{bindir}", "/usr/lib/cni", "/opt/cni/bin"]\n')
     dm.start()
     return dm
@@ -719,8 +732,8 @@ def _slow_del_daemon(tmp_path):
 
 def test_a_stop_right_after_run_rm_leaves_no_rules_of_the_container(tmp_path):
     """`run --rm` answers once the container is removed, its network released before (dockerd's
-    order); a berthd stopped at once (SIGTERM): once the stop is over, no firewall rule of the
-    container's address, no cached attachment in its state, no bridge. (The firewall plugin's
+    order); a berthd stopped at once (SIGTERM): once the stop is over, its address is not held,
+    no cached attachment in its state, no bridge, no rule of berth's for it. (The bridge plugin's
     DEL is made slow here: when the network went after the answer, the stop came while it ran.)"""
     dm = _slow_del_daemon(tmp_path)
     try:
@@ -729,11 +742,9 @@ def test_a_stop_right_after_run_rm_leaves_no_rules_of_the_container(tmp_path):
         ip = p.out.split("inet ")[1].split("/")[0]
     finally:
         dm.cleanup()  # SIGTERM as soon as the run answered
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
-    left = [r for r in rules if f" {ip}/32 " in r + " "]
-    for r in left:  # not left for the next test
-        subprocess.run(["iptables", "-w", "-D", *r.split()[1:]], capture_output=True)
-    assert left == [], dm.log()
+    assert ip not in _reserved(dm), dm.log()
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert dm.bridge not in rules and ip not in rules
     assert os.listdir(os.path.join(dm.state, "cni", "results")) == []
     assert dm.bridge not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
 
@@ -741,7 +752,7 @@ def test_a_stop_right_after_run_rm_leaves_no_rules_of_the_container(tmp_path):
 
 def test_an_ended_runs_network_goes_after_its_exit_and_whoever_needs_it_gone_waits(tmp_path):
     """A run that ended (no --rm, no restart, no published port) is recorded as ended first, its
-    network released after (dockerd's order). With the firewall plugin's DEL a second late, that
+    network released after (dockerd's order). With the bridge plugin's DEL a second late, that
     release is still under way when `run` answers: a start right then waits for it and gets a
     working network afresh, a stop answers once it is over, a network rm waits for it, and
     nothing of the runs is left afterwards."""
@@ -771,11 +782,7 @@ def test_an_ended_runs_network_goes_after_its_exit_and_whoever_needs_it_gone_wai
         assert os.listdir(results) == []
     finally:
         dm.cleanup()
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
-    left = [r for r in rules if any(f" {ip}/32 " in r + " " for ip in ips)]
-    for r in left:  # not left for the next test
-        subprocess.run(["iptables", "-w", "-D", *r.split()[1:]], capture_output=True)
-    assert left == [], dm.log()
+    assert not set(ips) & set(_reserved(dm)), dm.log()
 
 
 # --- real peers: the docker CLI and the SDK ---
@@ -920,3 +927,36 @@ def test_removals_at_once_of_one_network(d):
         for p in results:
             if p.returncode:
                 assert p.err.splitlines()[0] == f"Error response from daemon: network {name} not found", p.err
+
+
+def test_containers_traffic_passes_a_forward_chain_that_drops_the_rest(d):
+    """A host whose FORWARD drops what nothing accepted (dockerd sets the policy DROP): a
+    container's traffic out through the host (here to a namespace of the test's own, routed by
+    the host) and its answers pass, by berth's own rules for the network's bridge; its traffic to
+    another network's containers does not (isolation). The drops are the test's own rules at the
+    end of FORWARD for its subnets (the host's policy is left alone)."""
+    import random
+    d.berth("network", "create", "fwd", check=True)
+    subnet = json.loads(d.berth("network", "inspect", "fwd", check=True).out)[0]["IPAM"]["Config"][0]["Subnet"]
+    tag = "%06x" % random.getrandbits(24)
+    ns, host_end, far = f"fwd{tag}", f"vf{tag}", f"10.{random.randint(200, 249)}.{random.randint(0, 255)}"
+    drops = [["-s", subnet, "-j", "DROP"], ["-d", subnet, "-j", "DROP"]]
+    try:
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
+        subprocess.run(["ip", "addr", "add", f"{far}.1/30", "dev", host_end], check=True)
+        subprocess.run(["ip", "link", "set", host_end, "up"], check=True)
+        for cmd in (["ip", "addr", "add", f"{far}.2/30", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
+                    ["ip", "route", "add", "default", "via", f"{far}.1"]):
+            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
+        for rule in drops:
+            subprocess.run(["iptables", "-w", "-A", "FORWARD", *rule], check=True)
+        p = d.berth("run", "--rm", "--network", "fwd", IMG, "ping", "-c", "1", "-W", "3", f"{far}.2")
+        assert p.returncode == 0, p.out + p.err
+        serve(d, "other", "--network", "bridge")
+        assert fetch(d, f"http://{ip_of(d, 'other', 'bridge')}/", "--network", "fwd", timeout=1)[0] != 0
+    finally:
+        for rule in drops:
+            subprocess.run(["iptables", "-w", "-D", "FORWARD", *rule], capture_output=True)
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -1,8 +1,8 @@
 """The networks use-cases: docker's networks over CNI.
 
 Every namespace has the built-in networks "bridge" (the default: a Linux bridge, host-local
-IPAM, portmap and firewall), "host" and "none"; user-defined networks (bridge, macvlan, ipvlan)
-are metadata objects with a conflist berth writes under its own conf dir. A container on a
+IPAM and portmap; berth's own FORWARD, isolation and masquerade rules), "host" and "none";
+user-defined networks (bridge, macvlan, ipvlan) are metadata objects with a conflist berth writes under its own conf dir. A container on a
 network gets a network namespace bind-mounted at <state>/netns/<id>, one CNI attachment per
 network (eth0, eth1, ...) while it runs, and its endpoint recorded in the container's
 extensions ("net"), from which berthd rebuilds its view (and the DNS answers) after a restart.
@@ -349,16 +349,18 @@ class NetworkService:
 
     @staticmethod
     def _host_rules(n: Network, remove: bool = False) -> None:
-        """berth's own rules for a bridge network: isolation from the other networks and one
-        masquerade rule for its subnet (unless --internal)."""
+        """berth's own rules for a bridge network: its traffic through FORWARD, isolation from the
+        other networks and one masquerade rule for its subnet (unless --internal)."""
         if n.driver != "bridge" or not n.data.get("bridge"):
             return
         from berth.linux import iptables
         b = n.data["bridge"]
         if remove:
+            iptables.unforward(b)
             iptables.unisolate(b)
             iptables.unmasquerade(b, n.data["subnet"])
             return
+        iptables.forward(b, v6=_v6_on(n.data))
         iptables.isolate(b)
         opts = n.data.get("options") or {}
         if _false(opts.get("com.docker.network.bridge.enable_icc")):  # (icc false: daemon.json's, or -o's)
@@ -573,7 +575,8 @@ class NetworkService:
             elif not internal:
                 ipam.setdefault("routes", []).append({"dst": "::/0"})
         if n.driver == "bridge":
-            # masquerading is one rule per network, berth's own (iptables.masquerade), not a chain per container
+            # masquerading is one rule per network, berth's own (iptables.masquerade), not a chain per
+            # container; so are the FORWARD rules (iptables.forward), not the firewall plugin's per address
             main = {"type": "bridge", "bridge": d["bridge"], "isGateway": not internal, "ipMasq": False,
                     "hairpinMode": True, "ipam": ipam, "capabilities": {"ips": True, "mac": True}}
             mtu = (d.get("options") or {}).get("com.docker.network.driver.mtu")
@@ -582,7 +585,6 @@ class NetworkService:
             plugins = [main]
             if not internal:
                 plugins.append({"type": "portmap", "capabilities": {"portMappings": True}})
-            plugins.append({"type": "firewall", "backend": "iptables", "iptablesAdminChainName": "BERTH-ADMIN"})
         else:
             opts = d.get("options") or {}
             main = {"type": n.driver, "master": opts.get("parent", ""), "ipam": ipam, "capabilities": {"ips": True}}
