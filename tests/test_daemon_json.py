@@ -646,3 +646,40 @@ def test_init_path_as_dockerd(tmp_path):
         finally:
             peer.stop()
             shutil.rmtree(peer.base, ignore_errors=True)
+
+
+def test_default_gateway_v6_as_dockerd(tmp_path):
+    """daemon.json's default-gateway-v6 (with ipv6 and fixed-cidr-v6): the IPv6 default route of
+    the default network's containers, its aux address DefaultGatewayIPv6; the same refusals, as
+    dockerd 20.10's. Before, berthd refused the directive."""
+    if not os.path.exists("/proc/net/if_inet6"):
+        pytest.skip("no IPv6 on this host")
+    name = "bt" + os.urandom(3).hex()
+    conf = {"bridge": name, "ipv6": True, "fixed-cidr-v6": "fd00:77::/64", "default-gateway-v6": "fd00:77::fe"}
+
+    def observe(e):
+        ipam = json.loads(e.docker("network", "inspect", "bridge", "-f", "{{json .IPAM.Config}}", check=True).out)
+        return ipam, e.docker("run", "--rm", IMAGE, "sh", "-c", "ip -6 route | grep default", check=True).out
+    with own_bridge(name, "10.178.9.1/24"):
+        with berthd_with(tmp_path, json.dumps(conf)) as d:
+            ours = observe(d)
+        assert ours == ([{"Subnet": "10.178.9.0/24", "Gateway": "10.178.9.1"},
+                         {"Subnet": "fd00:77::/64", "AuxiliaryAddresses": {"DefaultGatewayIPv6": "fd00:77::fe"}}],
+                        "default via fd00:77::fe dev eth0  metric 1024 \n")
+        from daemon_fixtures import BERTHD
+        for gw, err in (("fd00:78::fe", "command line: default_gateway6: auxiliary address: (DefaultGatewayIPv6:"
+                                        "fd00:78::fe) must belong to the master pool: fd00:77::/64"),
+                        ("fd00:77::1", "command line: default_gateway6: failed to allocate secondary ip address "
+                                       "(DefaultGatewayIPv6:fd00:77::1): Address already in use"),
+                        ("bogus", f"unable to configure berthd with file {tmp_path}/bad.json: invalid IP address: "
+                                  "bogus")):
+            (tmp_path / "bad.json").write_text(json.dumps(dict(conf, **{"default-gateway-v6": gw})))
+            p = subprocess.run([BERTHD, "--config-file", str(tmp_path / "bad.json"), "config", "dump"],
+                               capture_output=True, text=True)
+            assert (p.returncode, p.stderr) == (1, f"berthd: {err}\n"), gw
+    if not shutil.which("dockerd"):
+        return
+    # (a bridge of its own: dockerd takes an IPv6 address the bridge has already as the gateway)
+    with own_bridge(name, "10.178.9.1/24"), raw_dockerd(conf) as peer:
+        peer.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+        assert observe(peer) == ours

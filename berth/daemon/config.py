@@ -93,6 +93,8 @@ fixed_cidr = ""
 # The default route of the default network's containers when it is not the bridge (an address
 # of bridge_subnet; empty: the bridge), as daemon.json's default-gateway.
 default_gateway = ""
+# The same for IPv6 (an address of bridge_subnet6; without it, unused), as default-gateway-v6.
+default_gateway6 = ""
 # Whether containers on the default network may talk to each other (daemon.json's icc).
 icc = true
 # Where the default network publishes ports that name no host address (daemon.json's ip).
@@ -233,6 +235,7 @@ class Config:
     bridge_subnet: str = "10.87.0.0/16"
     fixed_cidr: str = ""
     default_gateway: str = ""
+    default_gateway6: str = ""
     bridge_subnet6: str = ""
     icc: bool = True
     ip: str = "0.0.0.0"
@@ -283,6 +286,7 @@ class Config:
                  f"cni_plugin_dirs = {arr(self.cni_plugin_dirs)}", f"cni_conf_dir = {q(self.cni_conf_dir)}",
                  f"bridge = {q(self.bridge)}", f"bridge_subnet = {q(self.bridge_subnet)}",
                  f"fixed_cidr = {q(self.fixed_cidr)}", f"default_gateway = {q(self.default_gateway)}",
+                 f"default_gateway6 = {q(self.default_gateway6)}",
                  f"bridge_subnet6 = {q(self.bridge_subnet6)}", f"mtu = {self.mtu}", f"icc = {str(self.icc).lower()}",
                  f"ip = {q(self.ip)}", f"userland_proxy = {str(self.userland_proxy).lower()}",
                  f"address_pool = {q(self.address_pool)}", f"dns = {arr(self.dns)}",
@@ -333,7 +337,7 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
     "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
     "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool, "init_path": str,
-    "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str, "default_gateway": str,
+    "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str, "default_gateway": str, "default_gateway6": str,
     "api_cors_header": str, "live_restore": bool, "shutdown_timeout": int,
 }
 
@@ -528,6 +532,22 @@ def validate(cfg: Config, path: str = "config") -> Config:
                        f"master pool: {subnet}")  # dockerd's words
         if subnet is not None and gw == next(subnet.hosts()):
             raise _bad(path, "default_gateway", f"failed to allocate secondary ip address (DefaultGatewayIPv4:{gw}): "
+                       "Address already in use")  # (the bridge's own address: dockerd's words)
+    if cfg.default_gateway6:
+        import ipaddress
+        try:
+            gw6 = ipaddress.IPv6Address(cfg.default_gateway6)
+        except ValueError:
+            raise _bad(path, "default_gateway6", f"invalid IP address: {cfg.default_gateway6}") from None
+        try:
+            subnet6 = ipaddress.IPv6Network(cfg.bridge_subnet6, strict=False) if cfg.bridge_subnet6 else None
+        except ValueError:
+            subnet6 = None
+        if subnet6 is not None and (gw6 not in subnet6 or gw6 == subnet6.network_address):
+            raise _bad(path, "default_gateway6", f"auxiliary address: (DefaultGatewayIPv6:{gw6}) must belong to the "
+                       f"master pool: {subnet6}")  # dockerd's words
+        if subnet6 is not None and gw6 == subnet6.network_address + 1:
+            raise _bad(path, "default_gateway6", f"failed to allocate secondary ip address (DefaultGatewayIPv6:{gw6}): "
                        "Address already in use")  # (the bridge's own address: dockerd's words)
     if cfg.bridge_subnet6:
         import ipaddress

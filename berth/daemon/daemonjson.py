@@ -36,7 +36,8 @@ mtu, bip                       mtu, bridge_subnet (its address the subnet's firs
 fixed-cidr                     fixed_cidr (the part of it containers' addresses come from)
 bridge                         bridge, bridge_subnet (an existing bridge, its address the gateway;
                                  none: no default network)
-default-gateway                default_gateway (the containers' default route, if not the bridge)
+default-gateway,               default_gateway, default_gateway6 (the containers' default routes, if
+  default-gateway-v6             not the bridge)
 ipv6, fixed-cidr-v6            bridge_subnet6 (the default network's IPv6 subnet)
 storage-opts                   storage_opts (overlay2.override_kernel_check only: nothing to override)
 icc, ip                        icc, ip (the default network's host binding address)
@@ -79,7 +80,7 @@ _HONOURED = {
     "pidfile": "pidfile", "experimental": "", "ipv6": "", "fixed-cidr-v6": "", "icc": "", "ip": "",
     "max-concurrent-downloads": "max_concurrent_downloads", "max-concurrent-uploads": "max_concurrent_uploads",
     "max-download-attempts": "max_download_attempts", "storage-opts": "", "selinux-enabled": "",
-    "userland-proxy": "", "fixed-cidr": "", "bridge": "", "default-gateway": "", "api-cors-header": "api_cors_header",
+    "userland-proxy": "", "fixed-cidr": "", "bridge": "", "default-gateway": "", "default-gateway-v6": "", "api-cors-header": "api_cors_header",
     "containerd-namespace": "namespace", "shutdown-timeout": "shutdown_timeout", "init-path": "",
 }
 # what berthd always does: the values that ask for it
@@ -281,14 +282,14 @@ def _set(cfg: Config, path: str, k: str, v: Any) -> None:
             if iface is not None:
                 cfg.bridge_subnet = _default_subnet(path, k, iface)
             cfg.bridge = name
-    elif k == "default-gateway":
+    elif k in ("default-gateway", "default-gateway-v6"):
         import ipaddress
         gw = _string(path, k, v)
         try:
-            ipaddress.IPv4Address(gw)
+            ip = (ipaddress.IPv4Address if k == "default-gateway" else ipaddress.IPv6Address)(gw)
         except ValueError:
             raise _err(path, f"invalid IP address: {gw}") from None  # dockerd's words
-        cfg.default_gateway = gw
+        setattr(cfg, "default_gateway" if k == "default-gateway" else "default_gateway6", str(ip))
     elif k == "ipv6":
         _bool(path, k, v)  # (set with fixed-cidr-v6 in apply)
     elif k == "fixed-cidr-v6":

@@ -148,13 +148,15 @@ class NetworkService:
             if not self.cfg.icc:  # (berthd.toml's icc, daemon.json's): as dockerd's default bridge shows it
                 data["options"]["com.docker.network.bridge.enable_icc"] = "false"
             if self.cfg.default_gateway:  # (berthd.toml's default_gateway: daemon.json's default-gateway)
-                data["aux"] = {"DefaultGatewayIPv4": self.cfg.default_gateway}
+                data.setdefault("aux", {})["DefaultGatewayIPv4"] = self.cfg.default_gateway
             if self.cfg.mtu:  # (berthd.toml's mtu, daemon.json's)
                 data["options"]["com.docker.network.driver.mtu"] = str(self.cfg.mtu)
             if self.cfg.bridge_subnet6:  # (berthd.toml's bridge_subnet6: daemon.json's ipv6 and fixed-cidr-v6)
                 net6 = ipaddress.IPv6Network(self.cfg.bridge_subnet6, strict=False)
                 data.update(ipv6=True, subnet6=str(net6), gateway6=str(net6.network_address + 1), ip_range6="",
                             gateway6_implied=True)
+                if self.cfg.default_gateway6:  # (default_gateway6: daemon.json's default-gateway-v6)
+                    data.setdefault("aux", {})["DefaultGatewayIPv6"] = self.cfg.default_gateway6
         return Network(ns, builtin_id(ns, name), name, data)
 
     def host_gateway_ip(self) -> str:
