@@ -4,6 +4,7 @@ certificates (checked with the real docker CLI), Api-Version on responses, and o
 socket and root."""
 
 import json
+import random
 import os
 import shutil
 import socket
@@ -427,8 +428,11 @@ def test_port_in_use_is_one_line(tmp_path):
     port = busy.getsockname()[1]
     sock = tmp_path / "berth.sock"
     try:
-        # its own CNI directory: the default (/etc/berth/cni) would be left on the host
-        cfg = write(tmp_path / "c.toml", f'cni_conf_dir = "{tmp_path / "cni"}"\n')
+        # its own CNI directory (the default, /etc/berth/cni, would be left on the host) and bridge
+        bridge = "bt" + os.urandom(3).hex()
+        subnet = f"10.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24"
+        cfg = write(tmp_path / "c.toml", f'cni_conf_dir = "{tmp_path / "cni"}"\nbridge = "{bridge}"\n'
+                                         f'bridge_subnet = "{subnet}"\n')
         p = berthd("--config", cfg, "--root", str(tmp_path / "root"), "--state",
                    str(tmp_path / "state"), "-H", f"unix://{sock}", "-H", f"tcp://127.0.0.1:{port}")
     finally:
@@ -437,6 +441,9 @@ def test_port_in_use_is_one_line(tmp_path):
     lines = [ln for ln in p.err.strip().splitlines() if " INFO " not in ln]
     assert len(lines) == 1 and str(port) in lines[0] and "Traceback" not in p.err, p.err
     assert not sock.exists()
+    # nothing of the start is left on the host: its network's rules (berthd's start wrote them)
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert bridge not in rules
 
 
 def test_tls_without_client_verification_on_other_addresses_refused(tmp_path):

@@ -314,8 +314,15 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
             sites.append(site)
             log.info("serving the Docker Engine API on %s", h)
     except (OSError, BerthError) as e:
-        # e.g. the port is taken: listen on nothing, leave no socket behind, say it in one line
+        # e.g. the port is taken: listen on nothing, leave no socket behind (nor the host's rules
+        # and bridges the start made for the networks), say it in one line
         await runner.cleanup()
+        if daemon.dns is not None:
+            await daemon.dns.close()
+        try:
+            await daemon.run(daemon.networks.release_unused)
+        except Exception:  # noqa: BLE001 - the listener's error is the one to say
+            log.exception("releasing network resources")
         daemon.close()
         for path in made + pidfiles:
             try:
