@@ -337,13 +337,35 @@ _KEYS: dict[str, Any] = {  # key -> its type (str, list, bool, dict)
     "daemon_json": str, "dns_search": list, "dns_options": list, "default_ulimits": list,
     "default_shm_size": str, "no_new_privileges": bool, "labels": list, "default_ipc_mode": str,
     "default_cgroupns_mode": str, "cgroup_parent": str, "seccomp_profile": str, "init": bool, "init_path": str,
-    "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str, "default_gateway": str, "default_gateway6": str,
-    "api_cors_header": str, "live_restore": bool, "shutdown_timeout": int,
+    "storage_opts": list, "userland_proxy": bool, "fixed_cidr": str, "default_gateway": str,
+    "default_gateway6": str, "api_cors_header": str, "live_restore": bool, "shutdown_timeout": int,
 }
 
 
 def _bad(path: str, key: str, why: str) -> InvalidArgument:
     return InvalidArgument(f"{path}: {key}: {why}")
+
+
+def _check_default_gateway(path: str, key: str, value: str, subnet_s: str, version: int) -> None:
+    """default_gateway(6): an address of the default network's subnet (one without that subnet:
+    unused), not its bridge's own; dockerd's words."""
+    import ipaddress
+    try:
+        gw = (ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address)(value)
+    except ValueError:
+        raise _bad(path, key, f"invalid IP address: {value}") from None
+    try:
+        subnet = (ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network)(subnet_s, strict=False) \
+            if subnet_s else None
+    except ValueError:
+        return  # (the subnet's own error, where the network is made)
+    if subnet is None:
+        return
+    name = f"DefaultGatewayIPv{version}"
+    if gw not in subnet or gw == subnet.network_address or (version == 4 and gw == subnet.broadcast_address):
+        raise _bad(path, key, f"auxiliary address: ({name}:{gw}) must belong to the master pool: {subnet}")
+    if gw == subnet.network_address + 1:  # the bridge's own address
+        raise _bad(path, key, f"failed to allocate secondary ip address ({name}:{gw}): Address already in use")
 
 
 def load(path: str | None = None, required: bool = False) -> Config:
@@ -517,38 +539,10 @@ def validate(cfg: Config, path: str = "config") -> Config:
             subnet = None  # (bridge_subnet's own error, where the network is made)
         if subnet is not None and not fixed.subnet_of(subnet):
             raise _bad(path, "fixed_cidr", f"{fixed} is not within the default network's subnet {subnet}")
-    if cfg.default_gateway:
-        import ipaddress
-        try:
-            gw = ipaddress.IPv4Address(cfg.default_gateway)
-        except ValueError:
-            raise _bad(path, "default_gateway", f"invalid IP address: {cfg.default_gateway}") from None
-        try:
-            subnet = ipaddress.IPv4Network(cfg.bridge_subnet, strict=False)
-        except ValueError:
-            subnet = None
-        if subnet is not None and (gw not in subnet or gw == subnet.network_address or gw == subnet.broadcast_address):
-            raise _bad(path, "default_gateway", f"auxiliary address: (DefaultGatewayIPv4:{gw}) must belong to the "
-                       f"master pool: {subnet}")  # dockerd's words
-        if subnet is not None and gw == next(subnet.hosts()):
-            raise _bad(path, "default_gateway", f"failed to allocate secondary ip address (DefaultGatewayIPv4:{gw}): "
-                       "Address already in use")  # (the bridge's own address: dockerd's words)
-    if cfg.default_gateway6:
-        import ipaddress
-        try:
-            gw6 = ipaddress.IPv6Address(cfg.default_gateway6)
-        except ValueError:
-            raise _bad(path, "default_gateway6", f"invalid IP address: {cfg.default_gateway6}") from None
-        try:
-            subnet6 = ipaddress.IPv6Network(cfg.bridge_subnet6, strict=False) if cfg.bridge_subnet6 else None
-        except ValueError:
-            subnet6 = None
-        if subnet6 is not None and (gw6 not in subnet6 or gw6 == subnet6.network_address):
-            raise _bad(path, "default_gateway6", f"auxiliary address: (DefaultGatewayIPv6:{gw6}) must belong to the "
-                       f"master pool: {subnet6}")  # dockerd's words
-        if subnet6 is not None and gw6 == subnet6.network_address + 1:
-            raise _bad(path, "default_gateway6", f"failed to allocate secondary ip address (DefaultGatewayIPv6:{gw6}): "
-                       "Address already in use")  # (the bridge's own address: dockerd's words)
+    for key, subnet_key, version in (("default_gateway", "bridge_subnet", 4),
+                                     ("default_gateway6", "bridge_subnet6", 6)):
+        if getattr(cfg, key):
+            _check_default_gateway(path, key, getattr(cfg, key), getattr(cfg, subnet_key), version)
     if cfg.bridge_subnet6:
         import ipaddress
         try:

@@ -80,8 +80,9 @@ _HONOURED = {
     "pidfile": "pidfile", "experimental": "", "ipv6": "", "fixed-cidr-v6": "", "icc": "", "ip": "",
     "max-concurrent-downloads": "max_concurrent_downloads", "max-concurrent-uploads": "max_concurrent_uploads",
     "max-download-attempts": "max_download_attempts", "storage-opts": "", "selinux-enabled": "",
-    "userland-proxy": "", "fixed-cidr": "", "bridge": "", "default-gateway": "", "default-gateway-v6": "", "api-cors-header": "api_cors_header",
-    "containerd-namespace": "namespace", "shutdown-timeout": "shutdown_timeout", "init-path": "",
+    "userland-proxy": "", "fixed-cidr": "", "bridge": "", "default-gateway": "", "default-gateway-v6": "",
+    "api-cors-header": "api_cors_header", "containerd-namespace": "namespace", "shutdown-timeout": "shutdown_timeout",
+    "init-path": "",
 }
 # what berthd always does: the values that ask for it
 _ALWAYS = {"storage-driver": ("overlay2", "overlay"), "iptables": (True,),
