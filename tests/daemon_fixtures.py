@@ -177,6 +177,19 @@ def unmount_under(prefix):
         subprocess.run(["umount", "-l", m], capture_output=True)
 
 
+def reserved_addresses(state):
+    """The addresses host-local holds in a berthd's networks (its store's files, under state)."""
+    import ipaddress
+    out = []
+    for _, _, files in os.walk(os.path.join(state, "cni", "ipam")):
+        for n in files:
+            try:
+                out.append(str(ipaddress.ip_address(n)))
+            except ValueError:
+                pass
+    return out
+
+
 def missing_dirs(dirs):
     """Those of dirs (each after its parent) not there now: what a peer engine about to start
     makes on the host whatever its own roots; remove_made() takes them away again."""

@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from daemon_fixtures import DATA, Daemon, ppid, wait_for
+from daemon_fixtures import DATA, Daemon, ppid, reserved_addresses, wait_for
 
 IMG = "busybox-layers:1"
 RUNSC = shutil.which("runsc")
@@ -221,21 +221,6 @@ def slow_add(tmp_path):
         dm.cleanup()
 
 
-def _reserved(dm):
-    """The addresses of the daemon's default network that host-local holds (its store's files)."""
-    import ipaddress
-    try:
-        names = os.listdir(os.path.join(dm.state, "cni", "ipam", "bridge"))
-    except FileNotFoundError:
-        return []
-    out = []
-    for n in names:
-        try:
-            out.append(str(ipaddress.ip_address(n)))
-        except ValueError:
-            pass
-    return out
-
 
 def test_rm_f_while_its_restart_policy_starts_it_leaves_no_rules(slow_add):
     """rm -f of a container its restart policy is starting again (its network being attached):
@@ -247,7 +232,7 @@ def test_rm_f_while_its_restart_policy_starts_it_leaves_no_rules(slow_add):
     dm.berth("rm", "-f", cid, check=True)
     assert dm.berth("inspect", cid).returncode != 0
     wait_for(lambda: len(os.listdir(dm.added)) == len(os.listdir(dm.adds)), 10, "every ADD to be over")
-    assert _reserved(dm) == []
+    assert reserved_addresses(dm.state) == []
     assert os.listdir(os.path.join(dm.state, "cni", "results")) == []
     assert "Traceback" not in dm.log()
 
@@ -268,7 +253,7 @@ def test_starts_of_one_container_at_once_make_one_run(slow_add):
     assert inspect(dm, cid)["State"]["Status"] == "running"
     assert len(os.listdir(dm.adds)) == 1
     dm.berth("rm", "-f", cid, check=True)
-    assert _reserved(dm) == []
+    assert reserved_addresses(dm.state) == []
     assert os.listdir(os.path.join(dm.state, "cni", "results")) == []
 
 

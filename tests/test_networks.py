@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 import pytest
-from daemon_fixtures import DATA, free_port, shared_berthd, wait_for  # noqa: F401 (fixtures)
+from daemon_fixtures import DATA, free_port, reserved_addresses, shared_berthd, wait_for  # noqa: F401 (fixtures)
 
 IMG = "busybox-layers:1"
 SERVE = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
@@ -702,18 +702,6 @@ exec /usr/lib/cni/bridge
 """
 
 
-def _reserved(dm):
-    """The addresses host-local holds in the daemon's networks (its store's files)."""
-    import ipaddress
-    out = []
-    for _, _, files in os.walk(os.path.join(dm.state, "cni", "ipam")):
-        for n in files:
-            try:
-                out.append(str(ipaddress.ip_address(n)))
-            except ValueError:
-                pass
-    return out
-
 
 def _slow_del_daemon(tmp_path):
     """A started berthd of its own whose bridge plugin's DEL is a second late (skips without
@@ -742,7 +730,7 @@ def test_a_stop_right_after_run_rm_leaves_no_rules_of_the_container(tmp_path):
         ip = p.out.split("inet ")[1].split("/")[0]
     finally:
         dm.cleanup()  # SIGTERM as soon as the run answered
-    assert ip not in _reserved(dm), dm.log()
+    assert ip not in reserved_addresses(dm.state), dm.log()
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     assert dm.bridge not in rules and ip not in rules
     assert os.listdir(os.path.join(dm.state, "cni", "results")) == []
@@ -782,7 +770,7 @@ def test_an_ended_runs_network_goes_after_its_exit_and_whoever_needs_it_gone_wai
         assert os.listdir(results) == []
     finally:
         dm.cleanup()
-    assert not set(ips) & set(_reserved(dm)), dm.log()
+    assert not set(ips) & set(reserved_addresses(dm.state)), dm.log()
 
 
 # --- real peers: the docker CLI and the SDK ---

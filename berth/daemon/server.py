@@ -228,6 +228,17 @@ def socket_group(cfg: Config) -> int | None:
         raise InvalidArgument(f"failed to load listeners: group {cfg.group} not found") from None
 
 
+async def _release_networks(daemon: Daemon) -> None:
+    """At a stop, or a start that could not listen: the embedded DNS, and the network plumbing
+    (bridges, host rules) no running container needs."""
+    if daemon.dns is not None:
+        await daemon.dns.close()
+    try:
+        await daemon.run(daemon.networks.release_unused)
+    except Exception:  # noqa: BLE001 - a stop must not fail on this
+        log.exception("releasing network resources")
+
+
 async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zygote | None = None,
                 reload: Callable[[], Config] | None = None) -> None:
     """Serve until SIGTERM/SIGINT; reload(): the configuration again, at a SIGHUP."""
@@ -317,12 +328,7 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
         # e.g. the port is taken: listen on nothing, leave no socket behind (nor the host's rules
         # and bridges the start made for the networks), say it in one line
         await runner.cleanup()
-        if daemon.dns is not None:
-            await daemon.dns.close()
-        try:
-            await daemon.run(daemon.networks.release_unused)
-        except Exception:  # noqa: BLE001 - the listener's error is the one to say
-            log.exception("releasing network resources")
+        await _release_networks(daemon)
         daemon.close()
         for path in made + pidfiles:
             try:
@@ -346,16 +352,11 @@ async def serve(cfg: Config, ready: Callable[[], None] | None = None, zygote: Zy
                 await daemon.run(_shut_down, daemon)
             except Exception:  # noqa: BLE001 - a stop must not fail on this
                 log.exception("stopping the containers")
-        try:  # what a removal left under way after its answer (a --rm container's network) ends first
+        try:  # the network releases under way (an ended run's, after its exit's record) end first
             await daemon.run(daemon.networks.drain, 10)
         except Exception:  # noqa: BLE001 - a stop must not fail on this
             log.exception("waiting for the network releases under way")
-        if daemon.dns is not None:
-            await daemon.dns.close()
-        try:  # the network plumbing no running container needs goes
-            await daemon.run(daemon.networks.release_unused)
-        except Exception:  # noqa: BLE001 - a stop must not fail on this
-            log.exception("releasing network resources")
+        await _release_networks(daemon)
         daemon.close()
         for h in cfg.hosts:
             if h.startswith("unix://"):

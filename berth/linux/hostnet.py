@@ -79,14 +79,8 @@ def _default_route_interfaces(path: str, v6: bool) -> list[str]:
 
 
 def _ipv4_of(ifname: str) -> ipaddress.IPv4Address | None:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        res = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", ifname.encode()[:15]))
-        return ipaddress.IPv4Address(res[20:24])
-    except OSError:
-        return None
-    finally:
-        s.close()
+    iface = ipv4_interface(ifname)
+    return iface.ip if iface is not None else None
 
 
 def ipv4_interface(ifname: str) -> ipaddress.IPv4Interface | None:

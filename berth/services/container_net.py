@@ -241,7 +241,6 @@ def teardown(svc: ContainerService, ns: str, cid: str, rec: Container | None = N
     if nets is None:
         return
     if rec is not None and not holds_network(rec, hc):
-        nets.unhold(cid)  # a --rm removal's mark, if any
         return
     with nets.container_lock(cid):
         _teardown(svc, nets, ns, cid)

@@ -484,8 +484,13 @@ class NetworkService:
                     self._write_conflist(n)
                     self._host_rules(n)
 
+    @property
+    def _bridge_marker(self) -> str:
+        """Where berthd notes that it made the default network's bridge (its name)."""
+        return os.path.join(self.cfg.state, "default-bridge")
+
     def _own_default_bridge(self) -> None:
-        marker = os.path.join(self.cfg.state, "default-bridge")
+        marker = self._bridge_marker
         try:
             with open(marker) as f:
                 made = f.read() == self.cfg.bridge
@@ -533,7 +538,7 @@ class NetworkService:
                 delete_bridge(n)
                 if n.builtin and not n.data.get("bridge_existed"):
                     try:  # (a bridge of that name made later is not berthd's)
-                        os.unlink(os.path.join(self.cfg.state, "default-bridge"))
+                        os.unlink(self._bridge_marker)
                     except FileNotFoundError:
                         pass
         if not busy_bridges:
@@ -782,9 +787,8 @@ class NetworkService:
             self._idle.wait_for(lambda: not self._busy.get(n.cni_name), timeout)
 
     def drain(self, timeout: float) -> None:
-        """berthd stops: the releases under way end first (a `run --rm` container's attachments
-        go after its removal is answered; a stop right after must not cut that short and leave
-        its firewall rules and address behind)."""
+        """berthd stops: the releases under way end first (an ended run's attachments go after its
+        exit's record; a stop right after must not cut that short and leave its address behind)."""
         with self._lock:
             self._idle.wait_for(lambda: not self._held, timeout)
 
@@ -1231,7 +1235,7 @@ def _host_links(record: dict[str, Any]) -> list[str]:
     for i in ((record.get("result") or {}).get("interfaces") or []):
         name = i.get("name") if isinstance(i, dict) else None
         if isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and not i.get("sandbox") and \
-                not os.path.exists(f"/sys/class/net/{name}/bridge"):
+                not is_bridge(name):
             out.append(name)
     return out
 
