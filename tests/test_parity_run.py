@@ -961,6 +961,36 @@ def test_an_image_not_found_is_named_as_dockerd_names_it(eng, peer):
         assert tails[0] == tails[1], (ref, tails)
 
 
+def test_a_name_that_is_no_reference_is_refused_not_looked_up_as_dockerd(eng, peer):
+    """An image name that is no reference (upper case, a bad digest) is a 400 in dockerd's words
+    wherever an image is looked up (inspect, history, rmi, tag, save, create) or named (pull,
+    commit); a short or full ID that matches nothing is still a 404. berthd said "No such image"
+    for them all, and its own words for pull and commit."""
+    dg = "sha256:" + "0123456789abcdef" * 4
+    reqs = [("GET", "/images/UPPER/json", None), ("GET", "/images/pr-x@sha256:0123/json", None),
+            ("GET", "/images/UPPER/history", None), ("DELETE", "/images/UPPER", None),
+            ("POST", "/images/UPPER/tag?repo=pr-x", None), ("GET", "/images/get?names=UPPER", None),
+            ("POST", "/containers/create", {"Image": "UPPER"}), ("POST", "/images/create?fromImage=UPPER&tag=1", None),
+            ("POST", "/commit?container={c}&repo=UPPER", {}), ("GET", f"/images/{dg}/json", None),
+            ("GET", f"/images/{dg[7:]}/json", None), ("GET", "/images/sha256:0123/json", None),
+            ("DELETE", "/images/0123456789ab", None)]
+    seen = []
+    for d in (eng, peer):
+        c = d.docker("create", "--network", "none", IMAGE, "true", check=True).out.strip()
+        try:
+            seen.append([_api(d.sock, m, p.replace("{c}", c), body) for m, p, body in reqs])
+        finally:
+            d.docker("rm", "-f", c)
+    for (m, p, _b), ours, theirs in zip(reqs, *seen):
+        assert ours[0] == theirs[0] or (theirs[0] == 500 and ours[0] == 400), (p, ours, theirs)
+        # (dockerd 20.10's image inspect puts "no such image: <name>: " before the same words)
+        want = re.sub(r"^no such image: [^ ]+: ", "", theirs[1]["message"])
+        assert ours[1]["message"] == want, (p, ours, theirs)
+    assert seen[0][0] == (400, {"message": "invalid reference format: repository name must be lowercase"})
+    for args in (["rmi", "UPPER"], ["history", "UPPER"], ["tag", "UPPER", "pr-x"]):
+        assert eng.docker(*args).err == peer.docker(*args).err, args
+
+
 def test_joining_the_ipc_of_a_host_ipc_container_shares_the_hosts_shm_as_dockerd(eng, peer):
     """--ipc container:X where X has --ipc host: X's /dev/shm is the host's, and so is the
     joiner's (dockerd's ShmPath of a host-IPC container is /dev/shm); berth bound X's own shm

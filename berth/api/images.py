@@ -11,6 +11,7 @@ from aiohttp import web
 
 from berth.api.app import Router, api_version, json_line, json_response, namespace_of, services, stream_headers
 from berth.errors import BerthError, InvalidArgument
+from berth.oci import reference as refmod
 from berth.services import image_ops
 
 
@@ -136,6 +137,7 @@ async def list_(request: web.Request) -> web.Response:
 
 async def inspect(request: web.Request) -> web.Response:
     s = services(request)
+    refmod.check_any(request.match_info["name"])
     res = await s.run(s.images.inspect, namespace_of(request), request.match_info["name"])
     # (Container and ContainerConfig stay at 1.45, where dockerd 26+ drops them: docker-compose
     # 1.29, which negotiates the newest version, reads ContainerConfig and fails without it)
@@ -151,18 +153,21 @@ def without_virtual_size(images: list[dict], v: tuple[int, int] | None) -> list[
 
 async def history(request: web.Request) -> web.Response:
     s = services(request)
+    refmod.check_any(request.match_info["name"])
     return json_response(await s.run(s.images.history, namespace_of(request), request.match_info["name"]))
 
 
 async def tag(request: web.Request) -> web.Response:
     s = services(request)
     repo = request.query.get("repo") or ""  # dockerd: an empty one is an invalid reference (after the image)
+    refmod.check_any(request.match_info["name"])
     await s.run(s.images.tag, namespace_of(request), request.match_info["name"], repo, request.query.get("tag"))
     return web.Response(status=201, headers=stream_headers())
 
 
 async def remove(request: web.Request) -> web.Response:
     s = services(request)
+    refmod.check_any(request.match_info["name"])
     return json_response(await s.run(image_ops.remove_image, s.images, s.containers, namespace_of(request),
                                      request.match_info["name"], _bool(request, "force"),
                                      _bool(request, "noprune")))
@@ -246,6 +251,8 @@ async def save(request: web.Request) -> web.StreamResponse:
         names = [request.match_info["name"]]
     if not names:
         raise InvalidArgument("no image names given")
+    for n in names:
+        refmod.check_any(n)
     ns = namespace_of(request)
     images = await s.run(s.images.prepare_save, ns, names)
     loop = asyncio.get_running_loop()

@@ -241,6 +241,21 @@ def why_not(s: str, dockerd_20: bool = False) -> str | None:
 
 
 
+def check_any(s: str) -> None:
+    """What dockerd's image lookups take (distribution/reference's ParseAnyReference): an image
+    ID (64 hex digits, bare or as a digest), a digest, or a name (a short ID parses as one);
+    anything else is refused in dockerd 20.10's words (a 400), not looked up."""
+    if _IDENTIFIER_RE.fullmatch(s):
+        return
+    if ":" in s and "/" not in s and "@" not in s:
+        try:
+            parse_digest(s)
+            return
+        except InvalidArgument:
+            pass
+    parse_checked(s, default_tag=None, dockerd_20=True)
+
+
 def parse_checked(s: str, default_tag: str | None = DEFAULT_TAG, dockerd_20: bool = False) -> Reference:
     """parse, its refusal in why_not's words (what a client of dockerd reads)."""
     try:

@@ -31,6 +31,7 @@ import threading
 import time
 
 from berth.metadata.records import Container
+from berth.oci import reference as refmod
 from berth.errors import (
     AlreadyExists,
     BerthError,
@@ -321,6 +322,8 @@ class ContainerService:
         runtime = (body.get("HostConfig") or {}).get("Runtime") or self.cfg.default_runtime
         if runtime not in self.cfg.runtimes:  # (dockerd's platform checks, before the image too)
             raise InvalidArgument(f"Unknown runtime specified {runtime}")  # dockerd 20.10's words
+        if not cri:  # (dockerd refuses a reference that is none; containerd's CRI looks it up)
+            refmod.check_any(image_ref)
         r = self.images.resolve(ns, image_ref, platform=body.get("Platform"))
         if name:
             name = name.lstrip("/")

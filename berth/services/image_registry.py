@@ -168,7 +168,7 @@ class RegistryOps:
         repository without tag or digest is pulled tag by tag, as the registry lists them
         (docker's `pull -a`); the status at the end is then the repository's."""
         progress = progress or (lambda m: None)
-        ref = refmod.parse(ref_s, default_tag=None if all_tags else refmod.DEFAULT_TAG)
+        ref = refmod.parse_checked(ref_s, default_tag=None if all_tags else refmod.DEFAULT_TAG, dockerd_20=True)
         if platform:
             imgconfig.parse_platform(platform)
         client = self._client(auth)

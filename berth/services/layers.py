@@ -135,10 +135,7 @@ def commit(containers: ContainerService, ns: str, ref: str, repo: str | None = N
     if repo:
         from berth.oci import reference as refmod
         target_s = f"{repo}:{tag}" if tag else repo
-        try:
-            r = refmod.parse(target_s)
-        except InvalidArgument as e:
-            raise InvalidArgument(f"invalid reference format: {e.message}") from None
+        r = refmod.parse_checked(target_s, dockerd_20=True)
         if r.digest:
             raise InvalidArgument(f'refusing to create a tag with a digest reference: "{target_s}"')
         names.append(str(r))
