@@ -3882,3 +3882,88 @@ def test_host_network_hosts_file_with_added_hosts_as_dockerd(eng, peer):
     assert seen[True][0] == open("/etc/hosts").read()
     assert seen[True][1].splitlines()[0] == "127.0.0.1\tlocalhost" and seen[True][1].splitlines()[-1] == "1.2.3.4\ta"
     assert seen[True] == seen[False]
+
+
+class _Index:
+    """A registry index's v1 search API on 127.0.0.1 (what Docker Hub's index.docker.io serves,
+    which a test cannot reach): /v1/_ping, and /v1/search answering RESULTS for any query. It
+    notes each request (path and query, Authorization, X-Docker-Token); a TLS handshake is not
+    one."""
+
+    RESULTS = [
+        {"star_count": 12, "is_official": True, "name": "busybox", "is_trusted": False, "is_automated": False,
+         "description": "Busybox base image."},
+        {"star_count": 3, "is_official": False, "name": "pr/busy-tools", "is_automated": True,
+         "description": "A description long enough to be cut short by the docker CLI unless --no-trunc is given"},
+        {"star_count": 0, "is_official": False, "name": "pr/busy0", "extra": "dropped"},
+    ]
+
+    def __init__(self):
+        import http.server
+        import threading
+        seen = self.seen = []
+        results = self.RESULTS
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.path, self.headers.get("Authorization"), self.headers.get("X-Docker-Token")))
+                if self.path == "/v1/_ping":
+                    body = b"true"
+                elif self.path.startswith("/v1/search?"):
+                    body = json.dumps({"num_results": len(results), "query": "x", "results": results}).encode()
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.addr = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_search_asks_the_index_as_dockerd(eng, peer, tmp_path):
+    """`docker search <index>/<term>`: the index pinged (HTTPS, then plain HTTP for a loopback
+    one) and asked with the same query, the results and their filters, limits and formats as
+    dockerd's; a v2-only registry's 404, an index that refuses the connection and the refused
+    parameters in dockerd's words. berthd answered every search "page not found"."""
+    from daemon_fixtures import Registry
+    index = _Index()
+    reg = Registry(tmp_path / "registry").start()
+    dead = f"127.0.0.1:{free_port()}"
+    try:
+        runs = [[index.addr + "/busy"], ["--no-trunc", index.addr + "/busy"], ["--limit", "5", index.addr + "/library/busy"],
+                ["-f", "stars=3", index.addr + "/busy"], ["-f", "is-official=true", "-f", "stars=1", index.addr + "/busy"],
+                ["-f", "is-automated=false", "--format", "{{.Name}}:{{.StarCount}}:{{.IsOfficial}}", index.addr + "/b u"],
+                [reg.addr + "/busy"], [dead + "/busy"], ["--limit", "200", index.addr + "/busy"],
+                ["-f", "bogus=1", index.addr + "/busy"], ["-f", "stars=x", index.addr + "/busy"],
+                ["-f", "is-official=x", index.addr + "/busy"]]
+        seen, asked = [], []
+        for d in (eng, peer):
+            del index.seen[:]
+            seen.append([(args, p.returncode, p.out, p.err) for args in runs for p in [d.docker("search", *args)]])
+            asked.append(list(index.seen))
+        assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+        assert asked[0] == asked[1], asked
+        out = {args[-1] if len(args) == 1 else " ".join(args): (rc, o, e) for args, rc, o, e in seen[0]}
+        assert out[index.addr + "/busy"][1].splitlines()[1].startswith("busybox ") and "[OK]" in out[index.addr + "/busy"][1]
+        assert out[reg.addr + "/busy"] == (1, "", "Error response from daemon: Unexpected status code 404\n")
+        assert "HTTPS attempt" in out[dead + "/busy"][2] and "HTTP attempt" in out[dead + "/busy"][2]
+        assert ("/v1/search?q=busy&n=25", None, "true") in asked[0] and ("/v1/search?q=b+u&n=25", None, "true") in asked[0]
+        assert ("/v1/search?q=library%2Fbusy&n=5", None, "true") in asked[0]
+        # the API's answer: the results as dockerd decodes them (its fields, in its order)
+        got = [_api(d.sock, "GET", f"/images/search?term={index.addr}/busy&limit=3") for d in (eng, peer)]
+        assert got[0] == got[1] and got[0][0] == 200
+        assert [list(r) for r in got[0][1]] == [["star_count", "is_official", "name", "is_automated", "description"]] * 3
+    finally:
+        index.close()
+        reg.stop()

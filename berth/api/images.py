@@ -278,6 +278,14 @@ async def save(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def search(request: web.Request) -> web.Response:
+    """GET /images/search: the index's results (berth.remotes.search); the limit 25 unless given."""
+    s = services(request)
+    q = request.query
+    limit = int(q["limit"]) if q.get("limit") else 25
+    return json_response(await s.run(s.images.search, q.get("term", ""), limit, _filters(request), _auth(request)))
+
+
 async def distribution(request: web.Request) -> web.Response:
     """GET /distribution/{name}/json: what the registry holds for a reference."""
     s = services(request)
@@ -287,6 +295,7 @@ async def distribution(request: web.Request) -> web.Response:
 def routes(r: Router) -> None:
     r.add("GET", "/distribution/{name:.+}/json", distribution)
     r.add("GET", "/images/json", list_)
+    r.add("GET", "/images/search", search)
     r.add("POST", "/images/create", create)
     r.add("POST", "/images/load", load)
     r.add("GET", "/images/get", save)

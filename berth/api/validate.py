@@ -612,7 +612,7 @@ ROUTES = {
     ("GET", "/containers/{id}/export"): Route(),
     ("POST", "/containers/{id}/update"): Route(body=Obj(HOST_CONFIG.fields, nullable=False)),
     ("GET", "/system/df"): Route(query={"type": QStr(multi=True, max=64)}),  # (the values: api/system.py)
-    ("GET", "/images/search"): Route(query={"term": QStr(required=True, max=MAX_NAME), "limit": QInt(1, 100),
+    ("GET", "/images/search"): Route(query={"term": QStr(max=MAX_NAME), "limit": QInt(),  # (its range: dockerd's words)
                                             "filters": _FILTERS}),
     ("GET", "/distribution/{name}/json"): Route(),
     ("DELETE", "/containers/{id}/{alias}"): Route(query={"link": _BOOL}),

@@ -84,12 +84,32 @@ def _dial_error(method: str, url: str, u: urllib.parse.SplitResult, e: BaseExcep
     dial = ""
     if isinstance(e, (socket.timeout, TimeoutError)):
         dial = f"dial tcp {addr}: i/o timeout"
+    elif isinstance(e, socket.gaierror) and e.errno in _NO_SUCH_HOST and u.hostname:
+        name = u.netloc.rpartition("@")[2]  # (as written: hostname is lowered)
+        name = name[1:name.find("]")] if name.startswith("[") else name.partition(":")[0]
+        dial = f"dial tcp: lookup {name} on {_nameserver()}: no such host"
     elif isinstance(e, OSError) and not isinstance(e, (socket.gaierror, ssl.SSLError)) and e.errno:
         from berth.goquote import errno_text
         dial = f"dial tcp {addr}: connect: {errno_text(e)}"
     if not dial:
         return ConnectionFailed(f"cannot connect to {u.scheme}://{u.netloc}: {describe_error(e)}")
     return ConnectionFailed(f'{method.capitalize()} "{url}": {dial}', base=f"{u.scheme}://{u.netloc}", dial=dial)
+
+
+_NO_SUCH_HOST = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _nameserver() -> str:
+    """The DNS server Go's resolver names in a failed lookup: resolv.conf's first (port 53)."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == "nameserver":
+                    return f"[{parts[1]}]:53" if ":" in parts[1] else f"{parts[1]}:53"
+    except OSError:
+        pass
+    return "127.0.0.1:53"
 
 
 def _dialled(host: str, port: int) -> str:

@@ -5,6 +5,7 @@ berth.services.images.ImageService (the resolve/unpack/record half it builds on)
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,14 @@ class RegistryOps:
 
     def _client(self, auth: dict | None = None) -> RegistryClient:
         from berth.remotes import RegistryClient
+        reg = self.registry
+        return RegistryClient(reg.hosts_dir if reg else None, mirrors=reg.mirrors if reg else None,
+                              host_mirrors=reg.host_mirrors if reg else None,
+                              insecure=reg.insecure if reg else (), credentials=self._credentials(auth))
+
+    def _credentials(self, auth: dict | None) -> Callable[[str], Any]:
+        """A registry host's credentials: those of the request (X-Registry-Auth) when they are for
+        that host (or name none), else the daemon's docker config's."""
         from berth.remotes.auth import Credentials, docker_credentials
         reg = self.registry
         fallback = docker_credentials(reg.docker_config if reg else None)
@@ -114,9 +123,36 @@ class RegistryOps:
                     if auth.get("username"):
                         return Credentials(auth.get("username"), auth.get("password") or "")
             return fallback(host)
-        return RegistryClient(reg.hosts_dir if reg else None, mirrors=reg.mirrors if reg else None,
-                              host_mirrors=reg.host_mirrors if reg else None,
-                              insecure=reg.insecure if reg else (), credentials=creds)
+        return creds
+
+    def search(self, term: str, limit: int, filters: dict, auth: dict | None = None) -> list[dict]:
+        """GET /images/search, as dockerd 20.10's: its filters checked first (is-official,
+        is-automated: true or false; stars: a least count), the index asked (berth.remotes.search),
+        the results filtered."""
+        want: dict[str, Any] = {}
+        for key, v in filters.items():
+            if key not in ("is-automated", "is-official", "stars"):
+                raise InvalidArgument(f"Invalid filter '{key}'")
+        for key in ("is-automated", "is-official"):
+            if key in filters:
+                vals = _filter_values(filters[key])
+                if vals not in (["true"], ["false"]):
+                    raise InvalidArgument(f"Invalid filter '{key}=[{' '.join(vals)}]'")
+                want[key] = vals == ["true"]
+        if "stars" in filters:
+            least = 0
+            for v in _filter_values(filters["stars"]):
+                if not re.fullmatch(r"[+-]?[0-9]{1,18}", v):
+                    raise InvalidArgument(f"Invalid filter 'stars={v}'")
+                least = max(least, int(v))
+            want["stars"] = least
+        if "://" in term:
+            raise InvalidArgument('Invalid repository name (ex: "registry.domain.tld/myrepos")')
+        from berth.remotes.search import search
+        reg = self.registry
+        found = search(term, limit, insecure=reg.insecure if reg else (), credentials=self._credentials(auth))
+        return [r for r in found if r["star_count"] >= want.get("stars", 0)
+                and all(r[k.replace("-", "_")] == v for k, v in want.items() if k != "stars")]
 
     def distribution_inspect(self, ref_s: str, auth: dict | None = None) -> dict:
         """GET /distribution/{name}/json, as dockerd's: the registry's descriptor of a reference
@@ -614,3 +650,9 @@ def _go_platform(p: dict) -> dict:
         out["variant"] = str(p["variant"])
     return out
 
+
+def _filter_values(v: object) -> list[str]:
+    """A filter's values, from either of docker's forms ({"k": ["v"]} or {"k": {"v": true}})."""
+    if isinstance(v, dict):
+        return [k for k, on in v.items() if on]
+    return [str(x) for x in v] if isinstance(v, list) else [str(v)]
