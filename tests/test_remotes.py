@@ -1178,3 +1178,22 @@ def test_no_side_effects_at_import():
             "assert threading.active_count() == n; assert 'berth.images' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30,
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_a_host_that_does_not_resolve_is_named_in_gos_words():
+    """A lookup that finds no such host is said as dockerd (Go's resolver) says it, with the
+    DNS server resolv.conf names and the host as written: `Get "<url>": dial tcp: lookup <host> on
+    <server>:53: no such host` (berthd said "cannot resolve host: Name or service not known").
+    The error is made here as the resolver raises it: a test may not ask a DNS server."""
+    import socket
+    import urllib.parse
+    from berth.remotes import transport
+    url = "https://Reg.Example:5000/v2/"
+    e = transport._dial_error("GET", url, urllib.parse.urlsplit(url),
+                              socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    ns = transport._nameserver()
+    assert str(e) == f'Get "{url}": dial tcp: lookup Reg.Example on {ns}: no such host'
+    assert e.dial == f"dial tcp: lookup Reg.Example on {ns}: no such host" and e.base == "https://Reg.Example:5000"
+    with open("/etc/resolv.conf") as f:
+        first = next((ln.split()[1] for ln in f if ln.split()[:1] == ["nameserver"]), None)
+    assert ns == (f"{first}:53" if first and ":" not in first else f"[{first}]:53" if first else "127.0.0.1:53")
