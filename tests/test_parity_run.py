@@ -682,7 +682,7 @@ def test_rmi_of_an_image_in_use_is_a_conflict(eng, sdk):
 
 _COMMANDS = ["run", "create", "exec", "ps", "start", "stop", "restart", "kill", "rm", "logs", "wait", "attach",
              "update", "export", "pause", "unpause", "rename", "top", "stats", "cp", "port", "diff", "events",
-             "inspect", "images", "rmi", "pull", "push", "tag", "history", "save", "load", "import", "login",
+             "inspect", "images", "rmi", "pull", "push", "tag", "history", "save", "load", "import", "search", "login",
              "logout", "info", "version", "system df", "system prune", "container prune", "image prune",
              "volume create", "volume ls", "volume inspect", "volume rm", "volume prune"]
 
@@ -3935,7 +3935,8 @@ def test_search_asks_the_index_as_dockerd(eng, peer, tmp_path):
     """`docker search <index>/<term>`: the index pinged (HTTPS, then plain HTTP for a loopback
     one) and asked with the same query, the results and their filters, limits and formats as
     dockerd's; a v2-only registry's 404, an index that refuses the connection and the refused
-    parameters in dockerd's words. berthd answered every search "page not found"."""
+    parameters in dockerd's words; `berth search` prints as `docker search`. berthd answered
+    every search "page not found"."""
     from daemon_fixtures import Registry
     index = _Index()
     reg = Registry(tmp_path / "registry").start()
@@ -3960,6 +3961,12 @@ def test_search_asks_the_index_as_dockerd(eng, peer, tmp_path):
         assert "HTTPS attempt" in out[dead + "/busy"][2] and "HTTP attempt" in out[dead + "/busy"][2]
         assert ("/v1/search?q=busy&n=25", None, "true") in asked[0] and ("/v1/search?q=b+u&n=25", None, "true") in asked[0]
         assert ("/v1/search?q=library%2Fbusy&n=5", None, "true") in asked[0]
+        # berth's CLI prints what the docker CLI prints (its errors in its own style)
+        for (args, rc, o, e), more in zip(seen[0], [[], ["--format", "{{json .}}"]] + [[]] * (len(runs) - 2)):
+            p = eng.berth("search", *more, *args)
+            q = eng.docker("search", *more, *args) if more else None
+            assert (p.returncode, p.out) == ((q.returncode, q.out) if q else (rc, o)), (args, p.out, p.err)
+            assert p.err.startswith("WARNING") or (p.err == "") == (e == ""), (args, p.err, e)
         # the API's answer: the results as dockerd decodes them (its fields, in its order)
         got = [_api(d.sock, "GET", f"/images/search?term={index.addr}/busy&limit=3") for d in (eng, peer)]
         assert got[0] == got[1] and got[0][0] == 200

@@ -11,6 +11,7 @@ FLAGS = {
     "save": "-o --output --platform", "load": "-i --input -q --quiet", "import": "-c --change -m --message --platform",
     "inspect": "-f --format --type", "login": "-u --username -p --password --password-stdin", "logout": "",
     "info": "-f --format", "version": "-f --format", "completion": "",
+    "search": "-f --filter --format --limit --no-trunc",
 }
 IMAGE_ARGS = "push rmi tag history save inspect run create"
 GLOBAL = "-H --host -n --namespace --debug --tls --tlsverify --tlscacert --tlscert --tlskey -v --version"

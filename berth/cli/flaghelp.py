@@ -93,6 +93,8 @@ HELP = {
     ("disconnect", "--force"): "Force the container to disconnect from a network",
     ("inspect", "--verbose"): "Verbose output for diagnostics",
     # defaults
+    ("search", "--limit"): "Max number of search results",
+    ("search", "--format"): "Pretty-print search using a Go template",
     (None, "--format"): _FMT,
     (None, "--filter"): _FILTER,
     (None, "--no-trunc"): "Don't truncate output",

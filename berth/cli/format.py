@@ -264,6 +264,18 @@ def history_row(r, item, human):
     return dict(r, CreatedAt=rfc, CreatedSince=r["CreatedSince"] if human else rfc)
 
 
+def search_row(r):
+    """docker search's context: OFFICIAL is "[OK]" or "" in a table or template, "true" or
+    "false" in its JSON."""
+    from berth.gotemplate.gofmt import json_marshal
+    fields = dict(r, IsOfficial="[OK]" if r["IsOfficial"] else "")
+    c = context("*registry.searchContext", fields, None, {"Name": "NAME", "Description": "DESCRIPTION",
+                                                           "StarCount": "STARS", "IsOfficial": "OFFICIAL"})
+    as_json = dict(r, IsOfficial="true" if r["IsOfficial"] else "false")
+    c.marshal_json = lambda: json_marshal(dict(sorted(as_json.items())), escape_html=True)
+    return c
+
+
 def network_row(r, n):
     return dict(r, CreatedAt=go_time_rfc3339(n.get("Created", "")), IPv6=str(bool(n.get("EnableIPv6"))).lower(),
                 IPv4=str(bool(n.get("EnableIPv4"))).lower(), Internal=str(bool(n.get("Internal"))).lower())

@@ -230,6 +230,36 @@ def _inspect_one(ctx, name, kind, size=False):
     raise NotFound(f"No such object: {name}")
 
 
+def search(ctx, argv, cmd):
+    p = parser(cmd, "search a registry's index (Docker Hub's unless the term names one) for images")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("term")
+    a = p.parse_args(argv)
+    filters = parse_filters(cmd, a.filter)
+    if "is-automated" in filters:  # (the docker CLI's warning, before it asks)
+        print('WARNING: the "is-automated" filter is deprecated, and searching for "is-automated=true" will not '
+              'yield any results in future.', file=sys.stderr)
+    first, sep, _rest = a.term.partition("/")
+    index = first if sep and ("." in first or ":" in first or first == "localhost") else "docker.io"
+    from berth.cli.auth import credentials_for
+    rows = ctx.client.image_search(a.term, a.limit or None, filters, auth=credentials_for(index))
+    out = []
+    for r in rows:
+        desc = (r.get("description") or "").replace("\n", " ").replace("\r", " ")
+        if not a.no_trunc and len(desc) > 45:
+            desc = desc[:44] + "…"
+        out.append({"Name": r.get("name") or "", "Description": desc, "StarCount": str(r.get("star_count") or 0),
+                    "IsOfficial": bool(r.get("is_official"))})
+    from berth.cli.format import print_formatted, search_row
+    print_formatted(a.format or "table", [search_row(r) for r in out],
+                    {"Name": "NAME", "Description": "DESCRIPTION", "StarCount": "STARS", "IsOfficial": "OFFICIAL"},
+                    "*registry.searchContext", "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}")
+    return 0
+
+
 def history(ctx, argv, cmd):
     p = parser(cmd, "show the history of an image")
     p.add_argument("--no-trunc", action="store_true")

@@ -20,7 +20,7 @@ COMMANDS = {
     "pull": ("images", "pull"), "push": ("images", "push"), "images": ("images", "ls"), "rmi": ("images", "rm"),
     "tag": ("images", "tag"), "history": ("images", "history"), "save": ("images", "save"),
     "load": ("images", "load"), "import": ("images", "import_"), "inspect": ("images", "inspect"),
-    "login": ("system", "login"), "logout": ("system", "logout"), "info": ("system", "info"),
+    "search": ("images", "search"), "login": ("system", "login"), "logout": ("system", "logout"), "info": ("system", "info"),
     "version": ("system", "version"), "completion": ("completion", "completion"),
     "run": ("containers", "run"), "create": ("containers", "create"), "start": ("containers", "start"),
     "ps": ("containers", "ps"), "rm": ("containers", "rm"), "stop": ("containers", "stop"),
@@ -76,6 +76,7 @@ Images:
   load        load images from a tar archive         import    make an image from a rootfs tar
   build       build an image from a Dockerfile       commit    make an image from a container's changes
   image prune remove unused images                   builder prune  remove the build cache
+  search      search a registry's index for images
 Engine:
   info        show the engine's configuration        version   show client and server versions
   login       log in to a registry                   logout    log out from a registry

@@ -136,6 +136,11 @@ class APIClient(ContainersAPI, NetworksAPI, VolumesAPI, BuildAPI):
         params = {"fromImage": name, "tag": tag, "platform": platform}
         return self.call("POST", "/images/create", params=params, headers=_auth_header(auth), stream=True)
 
+    def image_search(self, term, limit=None, filters=None, auth=None):
+        # type: (str, int | None, dict | None, dict[str, str] | None) -> list[dict]
+        params = {"term": term, "limit": limit, "filters": json.dumps(filters) if filters else None}
+        return self.call("GET", "/images/search", params=params, headers=_auth_header(auth))
+
     def image_push(self, name, tag=None, auth=None):
         # type: (str, str | None, dict[str, str] | None) -> Response
         return self.call("POST", f"/images/{name}/push", params={"tag": tag}, headers=_auth_header(auth),
