@@ -53,6 +53,10 @@ class Unavailable(BerthError):
     http_status = 503
 
 
+SWARM_NOT_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
+                     'this node to swarm and try again.')  # (dockerd's words for what only a swarm does)
+
+
 class SystemError_(BerthError):
     """An operating-system call failed while doing legitimate work."""
 

@@ -515,7 +515,7 @@ def test_network_rm_prune_and_bad_input(d):
     assert p.returncode != 0 and "active endpoints" in p.err
     p = d.berth("network", "create", "used")
     assert p.returncode != 0 and "already exists" in p.err
-    for args, what in ((["--subnet", "nonsense"], "subnet"), (["-d", "overlay"], "overlay"),
+    for args, what in ((["--subnet", "nonsense"], "subnet"), (["-d", "overlay"], "swarm manager"),
                        (["--gateway", "10.0.0.1"], "subnet"), (["--subnet", "10.252.0.0/24", "--gateway", "10.253.0.1"], "gateway")):
         p = d.berth("network", "create", *args, "bad")
         assert p.returncode != 0 and what in p.err and len(p.err.strip().splitlines()) == 1, (args, p.err)

@@ -711,3 +711,40 @@ def test_berth_cli_pairs_gateways_ranges_and_aux_addresses_with_their_subnet(d):
     assert ep["GlobalIPv6Address"] == v6 + "33" and ep["IPAddress"] != f"{base4}.130"
     p = d.berth("network", "create", "--subnet", v4, "--gateway", "10.255.255.1", "cli-bad")
     assert p.returncode != 0 and "no matching subnet for gateway 10.255.255.1" in p.err
+
+
+def test_scopes_ingress_and_overlay_without_a_swarm_as_dockerd(d, dockerd):
+    """What only a swarm makes, refused as dockerd (not in a swarm) refuses it, in its order: an
+    overlay network (also with another scope but local, or ingress), a global or unknown scope
+    (the swarm manager's words; dockerd's 500 is berthd's 503, as its swarm endpoints), an overlay
+    made local, an ingress network of local scope, a swarm scope (for any driver berth has, also
+    null), a config-only network with operator fields. berthd made overlay's "plugin not found"
+    and took the rest as local bridges. A config-only network (and one made from it) is refused
+    by berthd (dockerd makes one): nothing is made."""
+    import random
+    reqs = [{"Driver": "overlay"}, {"Driver": "overlay", "Ingress": True}, {"Driver": "overlay", "Scope": "bogus"},
+            {"Scope": "global"}, {"Scope": "bogus"}, {"Driver": "overlay", "Scope": "local"},
+            {"Ingress": True}, {"Scope": "local", "Ingress": True}, {"Scope": "swarm"},
+            {"Driver": "macvlan", "Scope": "swarm"}, {"Driver": "null", "Scope": "swarm"},
+            {"Driver": "bogus", "Scope": "swarm"}, {"Driver": "null"},
+            {"ConfigOnly": True, "Internal": True}, {"ConfigOnly": True, "Scope": "local"}]
+    name = f"pn-sc{random.randint(0, 1 << 20)}"
+    seen = []
+    for e in (d, dockerd):
+        got = []
+        for body in reqs:
+            p = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", "--unix-socket", e.sock, "-X", "POST",
+                                "-H", "Content-Type: application/json", "-d", json.dumps(dict(body, Name=name)),
+                                "http://x/v1.41/networks/create"], capture_output=True, text=True, timeout=30)
+            text, _, status = p.stdout.rpartition("\n")
+            got.append((int(status), json.loads(text).get("message")))
+        seen.append(got)
+        assert name not in e.docker("network", "ls", "--format", "{{.Name}}").out.split()
+    for body, ours, theirs in zip(reqs, *seen):
+        assert ours[1] == theirs[1] and (ours[0] == theirs[0] or (ours[0], theirs[0]) == (503, 500)), (body, ours, theirs)
+    assert seen[0][0][1].startswith("This node is not a swarm manager.")
+    p = d.docker("network", "create", "--config-only", "--subnet", "10.123.0.0/24", name)
+    assert p.returncode == 1 and "configuration-only networks (--config-only) are not supported" in p.err, p.err
+    p = d.docker("network", "create", "--config-from", "nonexistent", name)
+    assert p.returncode == 1 and "--config-from" in p.err, p.err
+    assert name not in d.docker("network", "ls", "--format", "{{.Name}}").out.split()

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from berth.api.app import Router, json_body, json_response, member, namespace_of, services
 from berth.api.images import _filters
-from berth.errors import InvalidArgument
+from berth.errors import Forbidden, InvalidArgument
 from berth.services import container_net
 
 
@@ -45,10 +45,19 @@ async def create(request: web.Request) -> web.Response:
     s = services(request)
     body = await json_body(request)
     name = member(body, "Name", str, required="network name is required")
+    if body.get("ConfigOnly"):
+        if body.get("Ingress") or body.get("Internal") or body.get("Attachable") or body.get("Scope"):
+            raise Forbidden("configuration network can only contain network specific fields. Network operator "
+                            "fields like [ ingress | internal | attachable | scope ] are not supported.")  # dockerd's
+        raise InvalidArgument("configuration-only networks (--config-only) are not supported by berthd")
+    if (member(body, "ConfigFrom", dict) or {}).get("Network"):
+        raise InvalidArgument("networks made from a configuration-only network (--config-from) are not supported "
+                              "by berthd")
     n = await s.run(s.networks.create, namespace_of(request), name, driver=member(body, "Driver", str) or "bridge",
                     internal=bool(body.get("Internal")), options=member(body, "Options", dict),
                     labels=member(body, "Labels", dict), attachable=bool(body.get("Attachable")),
-                    ipv6=bool(body.get("EnableIPv6")), **_ipam(member(body, "IPAM", dict)))
+                    ipv6=bool(body.get("EnableIPv6")), scope=member(body, "Scope", str) or "",
+                    ingress=bool(body.get("Ingress")), **_ipam(member(body, "IPAM", dict)))
     return json_response({"Id": n.id, "Warning": ""}, status=201)
 
 

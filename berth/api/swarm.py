@@ -6,14 +6,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from berth.api.app import Router
-from berth.errors import Unavailable
-
-NOT_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
-               'this node to swarm and try again.')
+from berth.errors import SWARM_NOT_MANAGER, Unavailable
 
 
 async def not_manager(request: web.Request) -> web.Response:
-    raise Unavailable(NOT_MANAGER)
+    raise Unavailable(SWARM_NOT_MANAGER)
 
 
 async def leave(request: web.Request) -> web.Response:

@@ -501,7 +501,8 @@ EXEC_CONFIG = Obj(nullable=False, AttachStdin=Bool(), AttachStdout=Bool(), Attac
 
 NETWORK_CREATE = Obj(
     nullable=False, required=("Name",), Name=Str(MAX_NAME), CheckDuplicate=Bool(), Driver=Str(256), Scope=Str(32),
-    Internal=Bool(), Attachable=Bool(), Ingress=Bool(), ConfigOnly=Bool(), EnableIPv6=Bool(), EnableIPv4=Bool(),
+    Internal=Bool(), Attachable=Bool(), Ingress=Bool(), ConfigOnly=Bool(), ConfigFrom=Obj(Network=Str(MAX_NAME)),
+    EnableIPv6=Bool(), EnableIPv4=Bool(),
     IPAM=Obj(Driver=Str(256), Options=_STRMAP,
              Config=List(Obj(Subnet=Str(64), IPRange=Str(64), Gateway=Str(64), AuxiliaryAddresses=_STRMAP))),
     Options=_STRMAP, Labels=_STRMAP)

@@ -23,7 +23,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from berth import cni
-from berth.errors import AlreadyExists, BerthError, FailedPrecondition, Forbidden, InvalidArgument, NotFound
+from berth.errors import (AlreadyExists, BerthError, FailedPrecondition, Forbidden, InvalidArgument, NotFound,
+                          Unavailable)
 
 if TYPE_CHECKING:
     from berth.daemon.config import Config
@@ -104,6 +105,23 @@ class Network:
 # dockerd's refusal of --ip on a network whose subnet came from the pool (connect's and the start's)
 IP_NEEDS_USER_SUBNET = ("user specified IP address is supported only when connecting to networks with user "
                         "configured subnets")
+
+def _check_scope(driver: str, scope: str, ingress: bool) -> None:
+    """A network's scope as libnetwork checks it without a swarm: overlay's is global (not to be
+    made local), an ingress network must be global, a swarm-scoped one needs an active swarm, and
+    a global one (overlay, any scope but local) is made by a swarm manager: refused in dockerd's
+    words, in its order."""
+    from berth.errors import SWARM_NOT_MANAGER
+    data_scope = "global" if driver == "overlay" else "local"
+    if scope == "local" and data_scope == "global":
+        raise Forbidden(f"cannot downgrade network scope for {driver} networks")
+    if ingress and data_scope != "global":
+        raise Forbidden("Ingress network can only be global scope network")
+    if scope == "swarm":
+        raise Forbidden("cannot create a swarm scoped network when swarm is not active")
+    if data_scope == "global" or scope not in ("", "local"):
+        raise Unavailable(SWARM_NOT_MANAGER)
+
 
 class NetworkService:
     def __init__(self, cfg: Config, meta: MetadataStore, events: EventBus | None = None) -> None:
@@ -208,15 +226,17 @@ class NetworkService:
                gateway: str | None = None, ip_range: str | None = None, internal: bool = False,
                options: dict | None = None, labels: dict | None = None, ipam_options: dict | None = None,
                attachable: bool = False, ipv6: bool = False, subnet6: str | None = None,
-               gateway6: str | None = None, ip_range6: str | None = None, aux: dict | None = None) -> Network:
+               gateway6: str | None = None, ip_range6: str | None = None, aux: dict | None = None,
+               scope: str = "", ingress: bool = False) -> Network:
         check_name(name)
         if name in BUILTIN or name == "default":
             raise Forbidden(f"operation is not permitted on predefined {name} network ")  # dockerd's, its space too
         driver = driver or "bridge"
+        if driver not in DRIVERS and driver not in ("host", "null", "overlay"):
+            raise NotFound(f"plugin \"{driver}\" not found")  # berth has bridge, macvlan, ipvlan (DRIVERS)
+        _check_scope(driver, scope, ingress)
         if driver in ("host", "null"):
             raise Forbidden(f'only one instance of "{driver}" network is allowed')
-        if driver not in DRIVERS:
-            raise NotFound(f"plugin \"{driver}\" not found")  # berth has bridge, macvlan, ipvlan (DRIVERS)
         options = dict(options or {})
         if self.meta.find_object(ns, "network", name) is not None:
             raise AlreadyExists(f"network with name {name} already exists")
