@@ -11,6 +11,25 @@ _UNITS = {"ns": 1, "us": 1000, "µs": 1000, "μs": 1000, "ms": 10**6, "s": 10**9
           "h": 3600 * 10**9}
 
 
+def rfc3339nano(ns: int | None = None) -> str:
+    """A UTC time (ns since the epoch, now unless given) as Go's time.RFC3339Nano writes it, in
+    which dockerd, containerd and runc record every time: the nanoseconds without their trailing
+    zeros, no fraction at all on a whole second."""
+    if ns is None:
+        ns = time.time_ns()
+    frac = f"{ns % 10**9:09d}".rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + (f".{frac}" if frac else "") + "Z"
+
+
+def rfc3339nano_fixed(s: str) -> str:
+    """An RFC 3339 time with its fraction padded to nine digits (docker's RFC3339NanoFixed, the
+    form `docker logs -t` prints)."""
+    if not s.endswith("Z") or len(s) < 20:
+        return s
+    base, _, frac = s[:-1].partition(".")
+    return f"{base}.{frac.ljust(9, '0')}Z"
+
+
 def go_quote(s: str) -> str:
     """Go's time.quote: "s" with \\x escapes for bytes outside printable ASCII."""
     out = ['"']

@@ -1183,6 +1183,32 @@ def test_json_file_logs_as_dockerd(eng, peer):
         "7f4ef1a3f2212dd861ad2a7608%7Cecho+t%7Cdocker%2Cx t\n", seen[0][5]
 
 
+def test_times_are_gos_rfc3339nano_and_logs_t_pads_them_as_dockerd(eng, peer):
+    """Times written as Go writes them (RFC3339Nano: the fraction's trailing zeros dropped) in the
+    json-file log's entries, inspect's State and Created, as dockerd's; `logs -t` prints nine
+    digits (docker's RFC3339NanoFixed). berthd wrote nine digits always, so its log lines were a
+    byte longer one time in ten and rotated at other lines than dockerd's."""
+    gen = "i=0; while [ $i -lt 300 ]; do echo $i; i=$((i+1)); done"
+    for d in (eng, peer):
+        name = _name("tz")
+        try:
+            d.docker("run", "--name", name, "--network", "none", IMAGE, "sh", "-c", gen, check=True)
+            path = d.docker("inspect", "-f", "{{.LogPath}}", name, check=True).out.strip()
+            with open(path) as f:
+                times = [json.loads(line)["time"] for line in f]
+            assert len(times) == 300
+            fracs = [t[20:-1] if t[19] == "." else "" for t in times]
+            assert all(t.endswith("Z") and not f.endswith("0") for t, f in zip(times, fracs)), (d, times)
+            assert len({len(f) for f in fracs}) > 1, (d, fracs[:20])  # (one in ten ends in a zero Go drops)
+            stamped = d.docker("logs", "-t", name, check=True).out.splitlines()
+            assert [s.split(" ")[0] for s in stamped] == [t[:19] + "." + f.ljust(9, "0") + "Z" for t, f in zip(times, fracs)]
+            st = json.loads(d.docker("inspect", name, check=True).out)[0]
+            for t in (st["Created"], st["State"]["StartedAt"], st["State"]["FinishedAt"]):
+                assert re.fullmatch(r"[0-9-]{10}T[0-9:]{8}(\.[0-9]*[1-9])?Z", t), (d, t)
+        finally:
+            d.docker("rm", "-f", name)
+
+
 def test_health_and_df_match_dockerd(eng, peer):
     shapes = []
     for d in (eng, peer):

@@ -39,6 +39,7 @@ from berth.errors import (
 )
 from berth.goquote import errno_text
 from berth.goquote import quote as goquote
+from berth.gotime import rfc3339nano as _now
 from berth.linux import caps as capnames
 from berth.linux import syscalls as sc
 from berth.runtime import hooks as hookmod
@@ -104,11 +105,6 @@ class Channel:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def _now() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 def _error_message(e: BaseException) -> str:

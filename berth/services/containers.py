@@ -30,6 +30,8 @@ import socket
 import threading
 import time
 
+from berth.gotime import rfc3339nano as _now
+from berth.gotime import rfc3339nano_fixed
 from berth.metadata.records import Container
 from berth.oci import reference as refmod
 from berth.errors import (
@@ -71,11 +73,6 @@ _ADJ = ["admiring", "brave", "calm", "clever", "dreamy", "eager", "focused", "ga
         "keen", "lucid", "modest", "nifty", "quirky", "serene", "tender", "upbeat", "vibrant", "zealous"]
 _NAMES = ["babbage", "curie", "darwin", "euler", "fermi", "gauss", "hopper", "lovelace", "meitner", "noether",
           "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak", "hamilton", "lamport", "knuth", "liskov"]
-
-
-def _now() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 def _parse_time(s: str | None) -> float:
@@ -1685,8 +1682,8 @@ class ContainerService:
             from urllib.parse import quote_plus
             attrs = e.get("attrs") or {}
             data = ",".join(f"{quote_plus(k)}={quote_plus(str(attrs[k]))}" for k in sorted(attrs)).encode() + b" " + data
-        if timestamps:
-            data = e.get("time", "").encode() + b" " + data
+        if timestamps:  # (nine digits, docker's RFC3339NanoFixed; the file has Go's RFC3339Nano)
+            data = rfc3339nano_fixed(e.get("time", "")).encode() + b" " + data
         return e["stream"], data
 
     def image_users(self, ns: str) -> Callable[[Resolved], _Users]:

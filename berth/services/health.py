@@ -20,6 +20,7 @@ import threading
 import time
 
 from berth.gotime import format_duration
+from berth.gotime import rfc3339nano as _now
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
@@ -149,11 +150,6 @@ def match_filter(st: dict[str, Any], values: Collection[str]) -> bool:
             raise InvalidArgument(f"Unrecognised filter value for health: {v}")
     status = (st.get("Health") or {}).get("Status") or "none"
     return status in values
-
-
-def _now() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // NS)) + f".{ns % NS:09d}Z"
 
 
 class _ShimExec:

@@ -8,11 +8,11 @@ worker thread.
 from __future__ import annotations
 
 import contextlib
-import logging
-import time
-
 import json
+import logging
+
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument
+from berth.gotime import rfc3339nano as now_rfc3339
 from berth.images import config as imgconfig
 from berth.oci import mediatypes as mt
 
@@ -28,11 +28,6 @@ if TYPE_CHECKING:  # names for the annotations only
     from berth.services.images import ImageService, Resolved
 
 EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
-
-
-def now_rfc3339() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 def snapshot_diff(images: ImageService, key: str, ids: Callable[[int, int], tuple[int, int]] | None = None,

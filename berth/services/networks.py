@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from berth import cni
 from berth.errors import (AlreadyExists, BerthError, FailedPrecondition, Forbidden, InvalidArgument, NotFound,
                           Unavailable)
+from berth.gotime import rfc3339nano as _now
 
 if TYPE_CHECKING:
     from berth.daemon.config import Config
@@ -34,11 +35,6 @@ if TYPE_CHECKING:
 
 BUILTIN = ("bridge", "host", "none")
 DRIVERS = ("bridge", "macvlan", "ipvlan")
-
-
-def _now() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 def builtin_id(ns: str, name: str) -> str:

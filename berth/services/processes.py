@@ -14,6 +14,7 @@ from berth.errors import (
     InvalidArgument,
     SystemError_,
 )
+from berth.gotime import rfc3339nano as _now_rfc3339
 from berth.runtime import cgroups
 from berth.runtime.cgroups import Manager
 
@@ -21,11 +22,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for the annotations only
     from berth.metadata.records import Container
     from berth.services.containers import ContainerService
-
-
-def _now_rfc3339() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 def _running(svc: ContainerService, ns: str, ref: str) -> tuple[Container, dict]:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from berth.errors import FailedPrecondition, NotFound
+from berth.gotime import rfc3339nano as now_rfc3339
 
 log = logging.getLogger("berthd.state")
 
@@ -36,11 +37,6 @@ ALLOWED: dict[str, set[str]] = {
     REMOVING: {DEAD, EXITED, CREATED},  # back when the removal failed before anything went
     DEAD: {REMOVING},
 }
-
-
-def now_rfc3339() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 @dataclass

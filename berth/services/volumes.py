@@ -23,10 +23,10 @@ import secrets
 import stat
 import subprocess
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound, SystemError_
+from berth.gotime import rfc3339nano as _now
 from berth.services.createspec import mounts_of
 
 if TYPE_CHECKING:
@@ -42,11 +42,6 @@ LOCAL_OPTS = ("type", "device", "o")
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 _PROPAGATION = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 _TMPFS_DEFAULT = ["nosuid", "nodev", "noexec"]
-
-
-def _now() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 def check_name(name: str) -> None:

@@ -10,18 +10,14 @@ kubelet (ReopenContainerLog: it renames the file, then asks for a new one).
 from __future__ import annotations
 
 import os
-import time
+
+from berth.gotime import rfc3339nano as _now
 
 TYPE_CHECKING = False  # no typing at run time: the shim imports this
 if TYPE_CHECKING:
     from typing import BinaryIO
 
 MAX_LINE = 16 * 1024  # a longer line is cut into P records of this size, as containerd's
-
-
-def _now() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 class CRILog:

@@ -32,6 +32,7 @@ import time
 
 from berth import fastjson
 from berth.goquote import marshal
+from berth.gotime import rfc3339nano as _now_rfc3339
 from berth.linux import syscalls as sc
 from berth.runtime import cgroups as cgroups_lib  # imported by the zygote too
 from berth.runtime import container as runtime_lib  # imported by the zygote: bound here, no import at a start
@@ -60,11 +61,6 @@ LAST_WORDS = 5.0
 # shim's cleanup (the runtime's delete, its records) waits for berthd's word that the exit is
 # recorded ("exit_recorded"), for the channel's end (berthd gone) or for EXIT_ACK_WAIT seconds.
 EXIT_ACK_WAIT = 5.0
-
-
-def _now_rfc3339() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 class JSONLog:
