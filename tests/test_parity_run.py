@@ -3654,7 +3654,7 @@ def test_the_local_log_driver_as_dockerd(eng, peer):
         finally:
             d.docker("rm", "-f", n)
         for o in (["foo=1"], ["max-file=1"], ["max-size=abc"], ["max-file=abc"], ["compress=maybe"],
-                  ["max-file=1", "compress=false"]):
+                  ["max-file=1", "compress=false"], ["max-file=0"], ["max-file=-1"], ["max-file=-1", "compress=false"]):
             p = d.docker("run", "--rm", "--log-driver", "local", *[x for v in o for x in ("--log-opt", v)], IMAGE,
                          "echo", "opts-ok")
             got.append((p.returncode, p.out, p.err.splitlines()[:1]))

@@ -2192,7 +2192,9 @@ def _local_opts(lc: dict[str, str]) -> dict[str, Any]:
             raise InvalidArgument(why + f'error reading compress log option: strconv.ParseBool: parsing '
                                   f'"{lc["compress"]}": invalid syntax')
         compress = lc["compress"] in _TRUE
-    if compress and files == 1:
+    if files < 0:
+        raise InvalidArgument(why + "max file count cannot be less than 0")
+    if compress and files <= 1:  # (0 too, in dockerd's words for 1)
         raise InvalidArgument(why + "compression cannot be enabled when max file count is 1")
     return {"log_max_size": size, "log_max_file": max(files, 1), "log_attrs": {}}
 
