@@ -2159,6 +2159,36 @@ def test_image_and_layer_sizes_as_dockerd(eng, peer):
     assert seen[0][0] == sum(int(x) for x in seen[0][2])
 
 
+def test_an_images_relative_volumes_are_under_the_root_as_dockerd(eng, peer, tmp_path):
+    """An image whose VOLUME paths are relative (`VOLUME data`, a JSON array written after a
+    path: "[/v2]") runs as with dockerd: each a volume under the root (/data, with the image's
+    content copied up), recorded as written (inspect's Mounts show "data"); so does API
+    Config.Volumes. berthd refused to create a container of such an image ("mount path must be
+    absolute")."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nRUN mkdir /rel && echo img > /rel/f\n"
+                                    'VOLUME rel /a/../b/ ["/v2"]\n')
+    seen = []
+    for d in (eng, peer):
+        name, img = _name("rv"), f"{_name('rvi')}:1"
+        try:
+            d.docker("build", "-q", "-t", img, str(ctx), check=True)
+            d.docker("create", "--name", name, "--network", "none", img, "sh", "-c",
+                     "cat /rel/f; ls -d /b '/[/v2]'; grep -c ' /rel ' /proc/mounts", check=True)
+            mounts = sorted(m["Destination"] for m in _inspect(d, name)["Mounts"])
+            p = d.docker("start", "-a", name)
+            made = _api(d.sock, "POST", "/containers/create", {"Image": IMAGE, "Volumes": {"rel2": {}}})
+            if made[0] == 201:
+                d.docker("rm", "-v", made[1]["Id"])
+            seen.append((mounts, p.returncode, p.out, made[0]))
+        finally:
+            d.docker("rm", "-fv", name)
+            d.docker("rmi", img)
+    assert seen[0] == seen[1], seen
+    assert seen[0] == (["/b", "[/v2]", "rel"], 0, "img\n/[/v2]\n/b\n1\n", 201), seen
+
+
 def test_committed_and_built_layer_sizes_as_dockerd(eng, peer, tmp_path):
     """A committed container's and a built image's layers are sized as dockerd sizes them, the
     new layer's files and the parent's layers alike (berth kept a committed or built layer

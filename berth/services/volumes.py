@@ -448,7 +448,10 @@ class VolumeService:
         vols = dict(ic.get("Volumes") or {})
         vols.update(body.get("Volumes") or {})
         for dest in vols:
-            d = _check_dest(dest, dest)
+            # an image's (or Config.Volumes') relative path is taken under the root, as dockerd
+            # takes it ("data" -> /data), and recorded as it is written (inspect shows "data")
+            rel = os.path.normpath(dest) if dest and not dest.startswith("/") else ""
+            d = rel if rel and rel != "." and not rel.startswith("..") else _check_dest(dest, dest)
             if d not in points:
                 points[d] = {"Type": "volume", "Name": "", "Destination": d, "RW": True, "Mode": "",
                              "Propagation": "", "Driver": "local", "CopyUp": True}
@@ -520,6 +523,8 @@ class VolumeService:
         out = []
         for m in mounts_of(rec):
             dest = m["Destination"]
+            if not dest.startswith("/"):  # (an image's relative volume: under the root)
+                dest = "/" + dest
             if m["Type"] == "tmpfs":
                 opts = list(m.get("TmpfsOptions") or _TMPFS_DEFAULT)
                 if not m.get("RW", True) and "ro" not in opts:
