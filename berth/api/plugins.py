@@ -9,12 +9,7 @@ from aiohttp import web
 from berth.api.app import Router, json_response
 from berth.api.images import _filters
 from berth.errors import InvalidArgument, NotFound
-
-
-def _values(v: object) -> list[str]:
-    if isinstance(v, dict):
-        return [k for k, on in v.items() if on]
-    return [str(x) for x in v] if isinstance(v, list) else [str(v)]
+from berth.services.image_registry import filter_values
 
 
 async def list_plugins(request: web.Request) -> web.Response:
@@ -22,7 +17,7 @@ async def list_plugins(request: web.Request) -> web.Response:
     for key, v in filters.items():  # dockerd's accepted filters, then the enabled one's values
         if key not in ("enabled", "capability"):
             raise InvalidArgument(f"Invalid filter '{key}'")
-        vals = _values(v)
+        vals = filter_values(v)
         if key == "enabled" and vals not in (["true"], ["false"]):
             raise InvalidArgument(f"Invalid filter 'enabled=[{' '.join(vals)}]'")
     return json_response([])

@@ -242,10 +242,9 @@ def search(ctx, argv, cmd):
     if "is-automated" in filters:  # (the docker CLI's warning, before it asks)
         print('WARNING: the "is-automated" filter is deprecated, and searching for "is-automated=true" will not '
               'yield any results in future.', file=sys.stderr)
-    first, sep, _rest = a.term.partition("/")
-    index = first if sep and ("." in first or ":" in first or first == "localhost") else "docker.io"
     from berth.cli.auth import credentials_for
-    rows = ctx.client.image_search(a.term, a.limit or None, filters, auth=credentials_for(index))
+    from berth.remotes.search import split_term
+    rows = ctx.client.image_search(a.term, a.limit or None, filters, auth=credentials_for(split_term(a.term)[0]))
     out = []
     for r in rows:
         desc = (r.get("description") or "").replace("\n", " ").replace("\r", " ")

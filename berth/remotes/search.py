@@ -112,20 +112,19 @@ def search(term: str, limit: int, *, insecure: tuple[str, ...] | list[str] = (),
     own = transport is None
     transport = transport or Transport(user_agent="berth")
     try:
+        unverified = index != DOCKER_IO and (is_loopback(index) or is_insecure(index, insecure))
         if index == DOCKER_IO:
             endpoint = INDEX_SERVER  # (dockerd pings every index but the Hub's)
             remote = remote.removeprefix("library/")
         else:
-            endpoint = _endpoint(transport, index, is_loopback(index) or is_insecure(index, insecure))
+            endpoint = _endpoint(transport, index, unverified)
         if not 1 <= limit <= 100:  # (dockerd's session checks it once the index answered its ping)
             raise InvalidArgument(f"Limit {limit} is outside the range of [1, 100]")
         url = (endpoint + "search?q=" + urllib.parse.quote_plus(remote, safe="") + "&n="
                + urllib.parse.quote_plus(str(limit)))
         headers = {"X-Docker-Token": "true", **_basic(credentials(index) if credentials else None)}
-        insecure_tls = endpoint.startswith("https://") and index != DOCKER_IO and (
-            is_loopback(index) or is_insecure(index, insecure))
         try:
-            resp = transport.request("GET", url, headers=headers, tls=TLSOptions(skip_verify=insecure_tls))
+            resp = transport.request("GET", url, headers=headers, tls=TLSOptions(skip_verify=unverified))
         except ConnectionFailed as e:
             raise SearchFailed(str(e)) from None
         try:

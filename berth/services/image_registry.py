@@ -130,18 +130,18 @@ class RegistryOps:
         is-automated: true or false; stars: a least count), the index asked (berth.remotes.search),
         the results filtered."""
         want: dict[str, Any] = {}
-        for key, v in filters.items():
+        for key in filters:
             if key not in ("is-automated", "is-official", "stars"):
                 raise InvalidArgument(f"Invalid filter '{key}'")
         for key in ("is-automated", "is-official"):
             if key in filters:
-                vals = _filter_values(filters[key])
+                vals = filter_values(filters[key])
                 if vals not in (["true"], ["false"]):
                     raise InvalidArgument(f"Invalid filter '{key}=[{' '.join(vals)}]'")
                 want[key] = vals == ["true"]
         if "stars" in filters:
             least = 0
-            for v in _filter_values(filters["stars"]):
+            for v in filter_values(filters["stars"]):
                 if not re.fullmatch(r"[+-]?[0-9]{1,18}", v):
                     raise InvalidArgument(f"Invalid filter 'stars={v}'")
                 least = max(least, int(v))
@@ -651,7 +651,7 @@ def _go_platform(p: dict) -> dict:
     return out
 
 
-def _filter_values(v: object) -> list[str]:
+def filter_values(v: object) -> list[str]:
     """A filter's values, from either of docker's forms ({"k": ["v"]} or {"k": {"v": true}})."""
     if isinstance(v, dict):
         return [k for k, on in v.items() if on]

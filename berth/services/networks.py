@@ -102,6 +102,7 @@ class Network:
 IP_NEEDS_USER_SUBNET = ("user specified IP address is supported only when connecting to networks with user "
                         "configured subnets")
 
+
 def _check_scope(driver: str, scope: str, ingress: bool) -> None:
     """A network's scope as libnetwork checks it without a swarm: overlay's is global (not to be
     made local), an ingress network must be global, a swarm-scoped one needs an active swarm, and
