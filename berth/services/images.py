@@ -85,16 +85,19 @@ class _Counted:
         return data
 
 
-def _deleted_layers(r: Resolved, snaps: set[str], blobs: set[str]) -> list[dict]:
-    """The layers of r that a collection removed (their unpacked snapshot or their blob), the
-    top one first, by their chain IDs, as dockerd lists them after an image it deletes."""
+def _deleted_layers(r: Resolved, snaps: set[str], blobs: set[str], unpacked: Callable[[str], bool]) -> list[dict]:
+    """The layers of r that a collection removed (their unpacked snapshot, or their blob where
+    no snapshot of the layer is left: unpacked(chain) tells), the top one first, by their chain
+    IDs, as dockerd lists them after an image it deletes. A blob of r's own for a layer another
+    image still has unpacked (a compressed blob pulled beside a loaded image's) is no layer gone:
+    dockerd, which keeps layers by their chain, lists it not."""
     try:
         chains = imgconfig.chain_ids(r.diff_ids)
     except BerthError:
         return []
     blob_of = [layer.get("digest") for layer in r.layers]
     return [{"Deleted": c} for i, c in reversed(list(enumerate(chains)))
-            if c in snaps or (i < len(blob_of) and blob_of[i] in blobs)]
+            if c in snaps or (i < len(blob_of) and blob_of[i] in blobs and not unpacked(c))]
 
 
 def _no_such_image(s: str, ns: str) -> str:
@@ -496,8 +499,16 @@ class ImageService(RegistryOps, ArchiveOps):
         # its layers go with it, noprune or not: dockerd's noprune keeps an image's untagged
         # parent images, which images here do not have (they left the layers behind)
         report = self.collect()
-        result += _deleted_layers(r, {key for _, key in report.snapshots}, set(report.content))
+        result += _deleted_layers(r, {key for _, key in report.snapshots}, set(report.content), self._unpacked)
         return result
+
+    def _unpacked(self, chain: str) -> bool:
+        """Whether the layer of that chain ID is unpacked (its snapshot is there)."""
+        try:
+            self.snapshotter.stat(chain)
+            return True
+        except NotFound:
+            return False
 
     def collect(self) -> Any:
         return self.meta.collect(self.content, self.snapshotter, snapshotter_name=self.snapshotter_name, grace=0)
@@ -538,7 +549,7 @@ class ImageService(RegistryOps, ArchiveOps):
                     size_of = dict(zip(imgconfig.chain_ids(r.diff_ids), sizes))
                 except BerthError:
                     size_of = {}
-                for d in _deleted_layers(r, snaps, blobs):
+                for d in _deleted_layers(r, snaps, blobs, self._unpacked):
                     if d not in deleted:
                         deleted.append(d)
                         reclaimed += size_of.get(d["Deleted"], 0)
