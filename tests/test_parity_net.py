@@ -716,11 +716,10 @@ def test_berth_cli_pairs_gateways_ranges_and_aux_addresses_with_their_subnet(d):
 def test_scopes_ingress_and_overlay_without_a_swarm_as_dockerd(d, dockerd):
     """What only a swarm makes, refused as dockerd (not in a swarm) refuses it, in its order: an
     overlay network (also with another scope but local, or ingress), a global or unknown scope
-    (the swarm manager's words; dockerd's 500 is berthd's 503, as its swarm endpoints), an overlay
+    (the swarm manager's words; dockerd's 500 is berthd's 403, bad input's 4xx), an overlay
     made local, an ingress network of local scope, a swarm scope (for any driver berth has, also
     null), a config-only network with operator fields. berthd made overlay's "plugin not found"
-    and took the rest as local bridges. A config-only network (and one made from it) is refused
-    by berthd (dockerd makes one): nothing is made."""
+    and took the rest as local bridges."""
     import random
     reqs = [{"Driver": "overlay"}, {"Driver": "overlay", "Ingress": True}, {"Driver": "overlay", "Scope": "bogus"},
             {"Scope": "global"}, {"Scope": "bogus"}, {"Driver": "overlay", "Scope": "local"},
@@ -741,10 +740,56 @@ def test_scopes_ingress_and_overlay_without_a_swarm_as_dockerd(d, dockerd):
         seen.append(got)
         assert name not in e.docker("network", "ls", "--format", "{{.Name}}").out.split()
     for body, ours, theirs in zip(reqs, *seen):
-        assert ours[1] == theirs[1] and (ours[0] == theirs[0] or (ours[0], theirs[0]) == (503, 500)), (body, ours, theirs)
+        assert ours[1] == theirs[1] and (ours[0] == theirs[0] or (ours[0], theirs[0]) == (403, 500)), (body, ours, theirs)
     assert seen[0][0][1].startswith("This node is not a swarm manager.")
-    p = d.docker("network", "create", "--config-only", "--subnet", "10.123.0.0/24", name)
-    assert p.returncode == 1 and "configuration-only networks (--config-only) are not supported" in p.err, p.err
-    p = d.docker("network", "create", "--config-from", "nonexistent", name)
-    assert p.returncode == 1 and "--config-from" in p.err, p.err
-    assert name not in d.docker("network", "ls", "--format", "{{.Name}}").out.split()
+
+
+def test_config_only_networks_and_networks_made_from_them_as_dockerd(d, dockerd):
+    """`network create --config-only` keeps IPAM and driver options for the networks made with
+    `--config-from` (libnetwork's): a "null" network that takes no addresses and no endpoint,
+    inspect showing what it keeps; a network made from it gets its subnet, range and options and
+    names it in ConfigFrom; its own IPAM or options beside --config-from, a source that is none,
+    and the removal of a source still in use are refused in dockerd's words; prune leaves the
+    source. berthd refused --config-only (and before that made a bridge of it)."""
+    import random
+    sub = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
+    tag = f"{random.randint(0, 1 << 20)}"
+    cfg, net = f"pn-cfg{tag}", f"pn-from{tag}"
+    dockerd.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+    seen = []
+    for e in (d, dockerd):
+        got = []
+        try:
+            e.docker("network", "create", "--config-only", "--subnet", f"{sub}.0/24", "--gateway", f"{sub}.1",
+                     "--ip-range", f"{sub}.128/25", "-o", "com.docker.network.bridge.enable_icc=true", "--label",
+                     "k=v", cfg, check=True)
+            i = json.loads(e.docker("network", "inspect", cfg, check=True).out)[0]
+            got.append({k: v for k, v in i.items() if k not in ("Id", "Created")})
+            got.append(e.docker("network", "ls", "--filter", "driver=null", "--format", "{{.Name}} {{.Scope}}").out)
+            p = e.docker("run", "--rm", "--network", cfg, IMG, "true")
+            got.append((p.returncode, p.err.splitlines()[:1]))
+            for args in (["--subnet", "10.9.9.0/24"], ["-o", "a=b"], ["--ipv6"], ["--label", "a=b"]):
+                p = e.docker("network", "create", "--config-from", cfg, *args, f"{net}x")
+                got.append((args, p.returncode, p.err))
+            p = e.docker("network", "create", "--config-from", f"{cfg}-none", f"{net}x")
+            got.append((p.returncode, p.err))
+            e.docker("network", "create", "--config-from", cfg, net, check=True)
+            i = json.loads(e.docker("network", "inspect", net, check=True).out)[0]
+            got.append((i["Driver"], i["ConfigFrom"], i["ConfigOnly"], i["IPAM"]["Config"], i["Options"]))
+            p = e.docker("network", "create", "--config-from", net, f"{net}x")
+            got.append((p.returncode, p.err))
+            got.append(e.docker("run", "--rm", "--network", net, IMG, "sh", "-c",
+                                "ip -4 -o addr show eth0 | awk '{print $4}'", check=True).out)
+            p = e.docker("network", "rm", cfg)
+            got.append((p.returncode, p.err.replace(cfg, "CFG")))
+            e.docker("network", "rm", net, check=True)
+            got.append(e.docker("network", "prune", "-f").out)
+            got.append(e.docker("network", "ls", "--filter", f"name={cfg}", "--format", "{{.Name}}").out)
+        finally:
+            e.docker("network", "rm", net, f"{net}x")
+            e.docker("network", "rm", cfg)
+        seen.append(got)
+    assert seen[0] == seen[1], [(a, b) for a, b in zip(*seen) if a != b]
+    assert seen[0][0]["Driver"] == "null" and seen[0][0]["ConfigOnly"] is True
+    assert seen[0][10] == f"{sub}.128/24\n", seen[0][10]
+    assert seen[0][12] == "" and seen[0][13] == f"{cfg}\n"  # (prune leaves the source)

@@ -45,19 +45,35 @@ async def create(request: web.Request) -> web.Response:
     s = services(request)
     body = await json_body(request)
     name = member(body, "Name", str, required="network name is required")
+    ns = namespace_of(request)
+    ipam = member(body, "IPAM", dict) or {}
     if body.get("ConfigOnly"):
         if body.get("Ingress") or body.get("Internal") or body.get("Attachable") or body.get("Scope"):
             raise Forbidden("configuration network can only contain network specific fields. Network operator "
                             "fields like [ ingress | internal | attachable | scope ] are not supported.")  # dockerd's
-        raise InvalidArgument("configuration-only networks (--config-only) are not supported by berthd")
-    if (member(body, "ConfigFrom", dict) or {}).get("Network"):
-        raise InvalidArgument("networks made from a configuration-only network (--config-from) are not supported "
-                              "by berthd")
-    n = await s.run(s.networks.create, namespace_of(request), name, driver=member(body, "Driver", str) or "bridge",
-                    internal=bool(body.get("Internal")), options=member(body, "Options", dict),
-                    labels=member(body, "Labels", dict), attachable=bool(body.get("Attachable")),
-                    ipv6=bool(body.get("EnableIPv6")), scope=member(body, "Scope", str) or "",
-                    ingress=bool(body.get("Ingress")), **_ipam(member(body, "IPAM", dict)))
+        _ipam(ipam)  # (its checks)
+        n = await s.run(s.networks.create_config_only, ns, name, ipam, options=member(body, "Options", dict),
+                        labels=member(body, "Labels", dict), ipv6=bool(body.get("EnableIPv6")))
+        return json_response({"Id": n.id, "Warning": ""}, status=201)
+    source = (member(body, "ConfigFrom", dict) or {}).get("Network") or ""
+    config: dict = {}
+    if source:  # a network of a configuration-only network's IPAM, driver options and IPv6 (libnetwork's)
+        if (body.get("EnableIPv6") or ipam.get("Config") or ipam.get("Options") or body.get("Labels")
+                or (ipam.get("Driver") or "default") != "default"):
+            raise Forbidden("user specified configurations are not supported if the network depends on a "
+                            "configuration network")
+        if body.get("Options"):
+            raise Forbidden("network driver options are not supported if the network depends on a configuration "
+                            "network")
+        src = await s.run(s.networks.config_network, ns, source)
+        ipam = src.data.get("ipam") or {}
+        config = dict(options=src.data.get("options") or {}, ipv6=bool(src.data.get("ipv6")), config_from=src.name)
+    else:
+        config = dict(options=member(body, "Options", dict), ipv6=bool(body.get("EnableIPv6")))
+    n = await s.run(s.networks.create, ns, name, driver=member(body, "Driver", str) or "bridge",
+                    internal=bool(body.get("Internal")), labels=member(body, "Labels", dict),
+                    attachable=bool(body.get("Attachable")), scope=member(body, "Scope", str) or "",
+                    ingress=bool(body.get("Ingress")), **config, **_ipam(ipam))
     return json_response({"Id": n.id, "Warning": ""}, status=201)
 
 

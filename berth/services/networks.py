@@ -23,8 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from berth import cni
-from berth.errors import (AlreadyExists, BerthError, FailedPrecondition, Forbidden, InvalidArgument, NotFound,
-                          Unavailable)
+from berth.errors import AlreadyExists, BerthError, FailedPrecondition, Forbidden, InvalidArgument, NotFound
 from berth.gotime import rfc3339nano as _now
 
 if TYPE_CHECKING:
@@ -117,7 +116,7 @@ def _check_scope(driver: str, scope: str, ingress: bool) -> None:
     if scope == "swarm":
         raise Forbidden("cannot create a swarm scoped network when swarm is not active")
     if data_scope == "global" or scope not in ("", "local"):
-        raise Unavailable(SWARM_NOT_MANAGER)
+        raise Forbidden(SWARM_NOT_MANAGER)  # (dockerd 20.10's is a 500; newer ones' a 403, bad input's 4xx)
 
 
 class NetworkService:
@@ -224,7 +223,9 @@ class NetworkService:
                options: dict | None = None, labels: dict | None = None, ipam_options: dict | None = None,
                attachable: bool = False, ipv6: bool = False, subnet6: str | None = None,
                gateway6: str | None = None, ip_range6: str | None = None, aux: dict | None = None,
-               scope: str = "", ingress: bool = False) -> Network:
+               scope: str = "", ingress: bool = False, config_from: str = "") -> Network:
+        """A network (config_from: the configuration-only network whose IPAM, options and IPv6 it
+        was given, which inspect names and which cannot go while it is there)."""
         check_name(name)
         if name in BUILTIN or name == "default":
             raise Forbidden(f"operation is not permitted on predefined {name} network ")  # dockerd's, its space too
@@ -299,6 +300,8 @@ class NetworkService:
                     "attachable": bool(attachable), "created": _now(), "ipv6": bool(ipv6), **v6}
             if aux:
                 data["aux"] = aux
+            if config_from:
+                data["config_from"] = config_from
             if driver == "bridge":
                 data["bridge"] = options.get("com.docker.network.bridge.name") or "br-" + nid[:12]
                 if len(data["bridge"]) > 15:
@@ -309,6 +312,46 @@ class NetworkService:
         self._write_conflist(n)
         self._host_rules(n)
         self.events.publish(ns, "network", "create", n.id, name=n.name, type=n.driver)
+        return n
+
+    def create_config_only(self, ns: str, name: str, ipam: dict, options: dict | None = None,
+                           labels: dict | None = None, ipv6: bool = False) -> Network:
+        """A configuration-only network (libnetwork's --config-only): IPAM, driver options and
+        IPv6 kept for the networks made from it (--config-from), as given; no driver ("null"),
+        no addresses taken, nothing on the host, no endpoint on it."""
+        check_name(name)
+        if name in BUILTIN or name == "default":
+            raise Forbidden(f"operation is not permitted on predefined {name} network ")
+        configs = []
+        for c in ipam.get("Config") or []:
+            if not c:
+                continue
+            for key in ("Subnet", "IPRange"):
+                if c.get(key):
+                    try:
+                        ipaddress.ip_network(c[key], strict=False)
+                    except ValueError:
+                        raise InvalidArgument(f"Invalid {key.lower()} {c[key]} : invalid CIDR address: {c[key]}") from None
+            configs.append({k: c[k] for k in ("Subnet", "IPRange", "Gateway", "AuxiliaryAddresses") if c.get(k)})
+        data = {"driver": "null", "config_only": True, "options": dict(options or {}), "ipv6": bool(ipv6),
+                "ipam": {"Driver": ipam.get("Driver") or "default", "Options": ipam.get("Options"), "Config": configs},
+                "created": _now()}
+        with self._lock:
+            if self.meta.find_object(ns, "network", name) is not None:
+                raise AlreadyExists(f"network with name {name} already exists")
+            o = self.meta.create_object(ns, "network", secrets.token_hex(32), name, data, labels)
+        n = Network(ns, o.id, o.name, o.data, o.labels)
+        self.events.publish(ns, "network", "create", n.id, name=n.name, type=n.driver)
+        return n
+
+    def config_network(self, ns: str, name: str) -> Network:
+        """The configuration-only network of that name (or id), as --config-from finds it."""
+        try:
+            n = self.get(ns, name)
+        except NotFound:
+            n = None
+        if n is None or not n.data.get("config_only"):
+            raise NotFound(f'configuration network "{name}" does not exist')
         return n
 
     def _check_bridge_name(self, ns: str, nid: str, data: dict) -> None:
@@ -441,8 +484,8 @@ class NetworkService:
         before = _until(until[0]) if until else None
         gone = []
         for n in self.all(ns):
-            if n.builtin or not _labels_match(filters, n.labels):
-                continue
+            if n.builtin or n.data.get("config_only") or not _labels_match(filters, n.labels):
+                continue  # (a configuration-only network is never pruned, as dockerd's)
             if before is not None and not (n.created and n.created < before):
                 continue
             if self.attached(ns, n):  # (dockerd's: networks without endpoints go)
@@ -462,6 +505,9 @@ class NetworkService:
         n = self.get(ns, ref)
         if n.builtin:
             raise Forbidden(f"{n.name} is a pre-defined network and cannot be removed")
+        if n.data.get("config_only"):
+            if any(m.data.get("config_from") == n.name for m in self.all(ns)):
+                raise Forbidden(f'error while removing network: configuration network "{n.name}" is in use')
         users = in_use(n) if in_use is not None else list(self.attached(ns, n))
         if users:
             raise FailedPrecondition(f"error while removing network: network {n.name} id {n.id} has active endpoints")
@@ -666,6 +712,17 @@ class NetworkService:
 
     def inspect(self, n: Network, containers: dict | None = None) -> dict:
         d = n.data
+        if d.get("config_only"):
+            ipam = d.get("ipam") or {}
+            return {
+                "Name": n.name, "Id": n.id, "Created": n.created or "0001-01-01T00:00:00Z", "Scope": "local",
+                "Driver": "null", "EnableIPv6": bool(d.get("ipv6")),
+                "IPAM": {"Driver": ipam.get("Driver") or "default", "Options": ipam.get("Options"),
+                         "Config": ipam.get("Config") or []},
+                "Internal": False, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
+                "ConfigOnly": True, "Containers": containers or {}, "Options": d.get("options") or {},
+                "Labels": n.labels or {},
+            }
         ipam_cfg = []
         aux = d.get("aux") or {}
         for key, v6 in (("", False), ("6", True)):
@@ -688,7 +745,7 @@ class NetworkService:
                      ({} if n.user_defined else None),
                      "Config": ipam_cfg},
             "Internal": bool(d.get("internal")), "Attachable": bool(d.get("attachable")), "Ingress": False,
-            "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers or {},
+            "ConfigFrom": {"Network": d.get("config_from", "")}, "ConfigOnly": False, "Containers": containers or {},
             "Options": d.get("options") or {}, "Labels": n.labels or {},
         }
 
@@ -705,6 +762,8 @@ class NetworkService:
     def attach(self, ns: str, cid: str, name: str, n: Network, ifname: str, endpoint_cfg: dict,
                ports: list | None = None, mac: str | None = None, hostname: str | None = None) -> dict:
         """CNI ADD of one network for a container whose netns exists; returns the endpoint."""
+        if n.data.get("config_only"):
+            raise Forbidden("cannot create endpoint on configuration-only network")
         if n.driver not in DRIVERS:
             raise InvalidArgument(f"container cannot be connected to network {n.name} ({n.driver})")
         rc = {}
