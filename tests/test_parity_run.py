@@ -974,6 +974,7 @@ def test_a_name_that_is_no_reference_is_refused_not_looked_up_as_dockerd(eng, pe
             ("POST", "/commit?container={c}&repo=UPPER", {}), ("GET", f"/images/{dg}/json", None),
             ("GET", f"/images/{dg[7:]}/json", None), ("GET", "/images/sha256:0123/json", None),
             ("DELETE", "/images/0123456789ab", None)]
+    dangling = eng.docker("images", "-q", "-f", "dangling=true").out
     seen = []
     for d in (eng, peer):
         c = d.docker("create", "--network", "none", IMAGE, "true", check=True).out.strip()
@@ -987,6 +988,9 @@ def test_a_name_that_is_no_reference_is_refused_not_looked_up_as_dockerd(eng, pe
         want = re.sub(r"^no such image: [^ ]+: ", "", theirs[1]["message"])
         assert ours[1]["message"] == want, (p, ours, theirs)
     assert seen[0][0] == (400, {"message": "invalid reference format: repository name must be lowercase"})
+    # dockerd's commit made the image before it refused the name (left dangling); berthd's made none
+    assert eng.docker("images", "-q", "-f", "dangling=true").out == dangling
+    peer.docker("image", "prune", "-f")
     for args in (["rmi", "UPPER"], ["history", "UPPER"], ["tag", "UPPER", "pr-x"]):
         assert eng.docker(*args).err == peer.docker(*args).err, args
 
