@@ -242,9 +242,12 @@ def search(ctx, argv, cmd):
     if "is-automated" in filters:  # (the docker CLI's warning, before it asks)
         print('WARNING: the "is-automated" filter is deprecated, and searching for "is-automated=true" will not '
               'yield any results in future.', file=sys.stderr)
+    # the index the term names (a host in its first component), else Docker Hub's: its credentials
+    # (the client's own reading of dockerd's rule: the CLI imports no server code)
+    first, sep, _rest = a.term.partition("/")
+    index = first if sep and ("." in first or ":" in first or first == "localhost") else "docker.io"
     from berth.cli.auth import credentials_for
-    from berth.remotes.search import split_term
-    rows = ctx.client.image_search(a.term, a.limit or None, filters, auth=credentials_for(split_term(a.term)[0]))
+    rows = ctx.client.image_search(a.term, a.limit or None, filters, auth=credentials_for(index))
     out = []
     for r in rows:
         desc = (r.get("description") or "").replace("\n", " ").replace("\r", " ")
