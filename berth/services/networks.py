@@ -331,7 +331,8 @@ class NetworkService:
                     try:
                         ipaddress.ip_network(c[key], strict=False)
                     except ValueError:
-                        raise InvalidArgument(f"Invalid {key.lower()} {c[key]} : invalid CIDR address: {c[key]}") from None
+                        why = f"invalid CIDR address: {c[key]}"
+                        raise InvalidArgument(f"Invalid {key.lower()} {c[key]} : {why}") from None
             configs.append({k: c[k] for k in ("Subnet", "IPRange", "Gateway", "AuxiliaryAddresses") if c.get(k)})
         data = {"driver": "null", "config_only": True, "options": dict(options or {}), "ipv6": bool(ipv6),
                 "ipam": {"Driver": ipam.get("Driver") or "default", "Options": ipam.get("Options"), "Config": configs},
