@@ -9,7 +9,7 @@ from aiohttp import web
 from berth.api.app import Router, json_response
 from berth.api.images import _filters
 from berth.errors import InvalidArgument, NotFound
-from berth.services.image_registry import filter_values
+from berth.services.filtermatch import filter_values
 
 
 async def list_plugins(request: web.Request) -> web.Response:

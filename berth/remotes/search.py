@@ -137,10 +137,10 @@ def search(term: str, limit: int, *, insecure: tuple[str, ...] | list[str] = (),
             doc = json.loads(body)
         except ValueError as e:
             raise SearchFailed(f"error decoding registry search results: {e}") from None
-        results = doc.get("results") if isinstance(doc, dict) else None
-        if not isinstance(results, list):
-            results = [] if isinstance(doc, dict) and results is None else None
+        results = doc.get("results") if isinstance(doc, dict) else "not an object"
         if results is None:
+            results = []
+        if not isinstance(results, list):
             raise SearchFailed("error decoding registry search results: results is not an array")
         return [_result(x) for x in results]
     finally:

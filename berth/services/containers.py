@@ -32,6 +32,7 @@ import time
 
 from berth.gotime import rfc3339nano as _now
 from berth.gotime import rfc3339nano_fixed
+from berth.services.filtermatch import filter_values as _values
 from berth.metadata.records import Container
 from berth.oci import reference as refmod
 from berth.errors import (
@@ -1849,13 +1850,6 @@ def _status_text(st: dict[str, Any]) -> str:
 
 _FILTERS = ("status", "name", "id", "label", "ancestor", "volume", "health", "exited", "network", "publish", "is-task",
             "expose", "before", "since")  # what _match and _bounds know
-
-
-def _values(v: Any) -> list[str]:
-    """A filter's values, in either of docker's shapes ({"v": true} or ["v"]; a lone string too)."""
-    if isinstance(v, dict):
-        return [k for k, on in v.items() if on]
-    return [v] if isinstance(v, str) else [str(x) for x in v]
 
 
 def _bounds(svc: ContainerService, ns: str, filters: dict[str, Any]) -> tuple[float, float]:

@@ -17,6 +17,13 @@ def _compiled(term: str) -> re.Pattern[str] | None:
         return None
 
 
+def filter_values(v: object) -> list[str]:
+    """A filter's values, in either of docker's shapes ({"v": true} or ["v"]; a lone string too)."""
+    if isinstance(v, dict):
+        return [k for k, on in v.items() if on]
+    return [v] if isinstance(v, str) else [str(x) for x in v]  # type: ignore[attr-defined]
+
+
 def matches(term: str, source: str) -> bool:
     if term == source:
         return True

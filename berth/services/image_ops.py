@@ -14,14 +14,9 @@ if TYPE_CHECKING:
 
 
 def _values(filters: dict, key: str) -> list[str] | None:
+    from berth.services.filtermatch import filter_values
     v = filters.get(key)
-    if v is None:
-        return None
-    if isinstance(v, dict):
-        return [k for k, on in v.items() if on]
-    if isinstance(v, str):
-        return [v]
-    return [str(x) for x in v]
+    return None if v is None else filter_values(v)
 
 
 def list_images(images: ImageService, ns: str, all_: bool = False, filters: dict | None = None,

@@ -129,6 +129,7 @@ class RegistryOps:
         """GET /images/search, as dockerd 20.10's: its filters checked first (is-official,
         is-automated: true or false; stars: a least count), the index asked (berth.remotes.search),
         the results filtered."""
+        from berth.services.filtermatch import filter_values
         want: dict[str, Any] = {}
         for key in filters:
             if key not in ("is-automated", "is-official", "stars"):
@@ -649,10 +650,3 @@ def _go_platform(p: dict) -> dict:
     if p.get("variant"):
         out["variant"] = str(p["variant"])
     return out
-
-
-def filter_values(v: object) -> list[str]:
-    """A filter's values, from either of docker's forms ({"k": ["v"]} or {"k": {"v": true}})."""
-    if isinstance(v, dict):
-        return [k for k, on in v.items() if on]
-    return [str(x) for x in v] if isinstance(v, list) else [str(v)]

@@ -1008,14 +1008,9 @@ class NetworkService:
 
 def _filter_values(f: dict, key: str) -> list[str]:
     """A filter's values, in either of docker's shapes ({"k": {"v": true}} or {"k": ["v"]})."""
+    from berth.services.filtermatch import filter_values
     v = f.get(key)
-    if v is None:
-        return []
-    if isinstance(v, dict):
-        return [k for k, on in v.items() if on]
-    if isinstance(v, str):
-        return [v]
-    return [str(x) for x in v]
+    return [] if v is None else filter_values(v)
 
 
 def _labels_match(f: dict, labels: dict) -> bool:
