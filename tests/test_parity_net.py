@@ -793,3 +793,49 @@ def test_config_only_networks_and_networks_made_from_them_as_dockerd(d, dockerd)
     assert seen[0][0]["Driver"] == "null" and seen[0][0]["ConfigOnly"] is True
     assert seen[0][10] == f"{sub}.128/24\n", seen[0][10]
     assert seen[0][12] == "" and seen[0][13] == f"{cfg}\n"  # (prune leaves the source)
+
+
+def test_aliases_and_address_fields_on_a_user_defined_network_as_dockerd(d, dockerd):
+    """A container on a user-defined network, as clients of API 1.41 (dockerd 20.10's) see it:
+    its endpoint's Aliases are those asked for, then its short ID and its hostname; the top-level
+    (deprecated) address fields are the default bridge's alone, empty here; the container list
+    shows the endpoint's addresses without aliases. berthd left the hostname out of the aliases,
+    filled the top-level fields from any network and listed the aliases."""
+    dockerd.docker("load", "-i", os.path.join(DATA, "busybox-layers.docker.tar"), check=True)
+
+    def observe(e):
+        env = e.env(DOCKER_API_VERSION="1.41")
+        e.docker("network", "create", "anet", check=True)
+        e.docker("network", "create", "bnet", check=True)
+        try:
+            e.docker("run", "-d", "--name", "a1", "--network", "anet", "--hostname", "hx", "--network-alias", "q",
+                     "--network-alias", "b", IMG, "sleep", "60", check=True)
+            e.docker("run", "-d", "--name", "a2", "--network", "anet", IMG, "sleep", "60", check=True)
+            e.docker("network", "connect", "--alias", "zz", "bnet", "a1", check=True)
+            a1 = json.loads(e.docker("inspect", "a1", env=env, check=True).out)[0]
+            a2 = json.loads(e.docker("inspect", "a2", env=env, check=True).out)[0]
+            s1, s2 = a1["Id"][:12], a2["Id"][:12]
+            top = {k: a1["NetworkSettings"][k] for k in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress",
+                                                          "EndpointID")}
+            listed = json.loads(e.docker("ps", "--no-trunc", "--filter", "name=a1", "--format", "{{json .}}",
+                                         env=env, check=True).out)
+            sock = e.sock
+            out = subprocess.run(["curl", "-s", "--unix-socket", sock, "http://x/v1.41/containers/json"],
+                                 capture_output=True, text=True, check=True).stdout
+            eps = {c["Names"][0]: c["NetworkSettings"]["Networks"] for c in json.loads(out)}
+            return (
+                [x.replace(s1, "<id>") for x in a1["NetworkSettings"]["Networks"]["anet"]["Aliases"]],
+                [x.replace(s1, "<id>") for x in a1["NetworkSettings"]["Networks"]["bnet"]["Aliases"]],
+                [x.replace(s2, "<id>") for x in a2["NetworkSettings"]["Networks"]["anet"]["Aliases"]],
+                top, sorted(listed["Networks"].split(",")),
+                {n: {k: ep[k] for k in ("Aliases", "Links", "DriverOpts")} for n, ep in eps["/a1"].items()},
+                bool(eps["/a1"]["anet"]["IPAddress"]))
+        finally:
+            e.docker("rm", "-f", "a1", "a2")
+            e.docker("network", "rm", "anet", "bnet")
+    ours = observe(d)
+    assert ours == (["q", "b", "<id>", "hx"], ["zz", "<id>", "hx"], ["<id>"],
+                    {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "", "EndpointID": ""},
+                    ["anet", "bnet"], {n: {"Aliases": None, "Links": None, "DriverOpts": None} for n in ("anet", "bnet")},
+                    True)
+    assert observe(dockerd) == ours

@@ -77,12 +77,13 @@ async def inspect(request: web.Request) -> web.Response:
         res = (await s.run(ops.with_sizes, s.containers, ns, [res]))[0]
     v = api_version(request)
     if v is not None and v < (1, 45):
-        # before API 1.45 a user-defined network's Aliases carry the short container ID too
-        # (since then in DNSNames alone)
-        short = res["Id"][:12]
+        # before API 1.45 a user-defined network's Aliases carry the short container ID and the
+        # hostname too, as dockerd 20.10's (since then in DNSNames alone)
+        extra = [res["Id"][:12], ((res.get("Config") or {}).get("Hostname") or "")]
         for ep in ((res.get("NetworkSettings") or {}).get("Networks") or {}).values():
-            if ep.get("DNSNames") and short not in (ep.get("Aliases") or []):
-                ep["Aliases"] = list(ep.get("Aliases") or []) + [short]
+            if ep.get("DNSNames"):
+                aliases = list(ep.get("Aliases") or [])
+                ep["Aliases"] = aliases + [a for i, a in enumerate(extra) if a and a not in aliases + extra[:i]]
     _without_dns_names([res], v)
     return json_response(res)
 

@@ -527,7 +527,9 @@ def settings(svc: ContainerService, rec: Container, running: bool, started: bool
                 ep_cfg = ep_cfg or {}
                 mac = ep_cfg.get("MacAddress") or (body.get("MacAddress") if i == 0 and not body.get(DETACHED) else "")
                 networks[n.name] = _asked(_empty_ep(n.id if started else ""), ep_cfg, mac)
-    primary = next(iter(eps.values()), None) or {}
+    # the top-level (deprecated) address fields are the default bridge network's alone, as
+    # dockerd's (its getDefaultNetworkSettings): empty for a container on other networks only
+    primary = eps.get("bridge") or {}
     ports = net.get("ports") or {}
     if not running:  # dockerd's: none until it runs (then its exposed ones, published or not)
         ports = {}

@@ -113,6 +113,12 @@ class RemovalFailed(BerthError):
         self.status_code = status_code
 
 
+def _listed_endpoint(ep: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint as the container list shows it: dockerd's list keeps the addresses alone
+    (its view's copy), no aliases, links, driver options or DNS names."""
+    return dict(ep, Aliases=None, Links=None, DriverOpts=None, DNSNames=None)
+
+
 class ContainerService:
     def __init__(self, cfg: Config, meta: MetadataStore, images: ImageService, snapshotter: Snapshotter,
                  snapshotter_name: str, zygote: Zygote, *, networks: NetworkService | None = None,
@@ -1484,7 +1490,7 @@ class ContainerService:
             "Ports": _port_list(ns_["Ports"]), "Labels": rec.labels or {}, "State": st["Status"],
             "Status": _status_text(st),
             "HostConfig": {"NetworkMode": (spec.get("HostConfig") or {}).get("NetworkMode") or "default"},
-            "NetworkSettings": {"Networks": ns_["Networks"]},
+            "NetworkSettings": {"Networks": {k: _listed_endpoint(v) for k, v in ns_["Networks"].items()}},
             "Mounts": inspect_mounts(CreateSpec.from_json(spec).mounts),
         }
 
