@@ -819,3 +819,17 @@ def test_autostart(tmp_path):
             os.unlink("/run/berth/berthd.log")  # written by the autostart
         if not etc_existed and os.path.isdir("/etc/berth"):
             shutil.rmtree("/etc/berth", ignore_errors=True)
+
+
+@pytest.mark.skipif(not shutil.which("docker"), reason="the docker CLI is not installed")
+def test_labels_column_sorted_as_the_docker_cli(d):
+    """`ps --format {{.Labels}}` writes "k=v" pairs sorted as strings (a key that another key
+    begins: "a.b=..." before "a=..."), as the docker CLI; berth sorted them by key."""
+    d.berth("create", "--name", "lbl", "--label", "a=1", "--label", "a.b=2", "--label", "a-c=3",
+            "busybox-layers:1", "true", check=True)
+    try:
+        fmt = ["ps", "-a", "--filter", "name=lbl", "--format", "{{.Labels}}"]
+        ours, theirs = d.berth(*fmt, check=True).out, d.docker(*fmt, check=True).out
+        assert ours == theirs == "a-c=3,a.b=2,a=1,org.example.fixture=busybox-layers\n"
+    finally:
+        d.berth("rm", "-f", "lbl")

@@ -349,6 +349,7 @@ def ps(ctx, argv, cmd):
     else:
         items = ctx.client.containers(all_=a.all or limit > 0, filters=filters or None,
                                       limit=limit if limit > 0 else None)
+    from berth.cli.format import join_labels
     from berth.goquote import quote as go_quote
     rows = []
     for c in items:
@@ -360,7 +361,7 @@ def ps(ctx, argv, cmd):
                      "CreatedAt": c.get("Created"), "RunningFor": _ago(c.get("Created")),
                      "Status": c.get("Status", ""), "State": c.get("State", ""), "Ports": _ports(c.get("Ports")),
                      "Names": ",".join(n.lstrip("/") for n in c.get("Names") or []), "Labels":
-                     ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Size": _ps_size(c)})
+                     join_labels(c.get("Labels")), "Size": _ps_size(c)})
     if a.quiet and not a.format:
         for r in rows:
             print(r["ID"])

@@ -189,7 +189,7 @@ def container_context(c, trunc=True):
         "CreatedAt": go_time(created),
         "ID": cid[:12] if trunc else cid,
         "Image": image,
-        "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
+        "Labels": join_labels(labels),
         "LocalVolumes": str(sum(1 for m in c.get("Mounts") or [] if m.get("Driver") == "local")),
         "Mounts": ",".join(mounts),
         "Names": ",".join(names),
@@ -281,11 +281,17 @@ def network_row(r, n):
                 IPv4=str(bool(n.get("EnableIPv4"))).lower(), Internal=str(bool(n.get("Internal"))).lower())
 
 
+def join_labels(labels):
+    """.Labels of a row: "k=v" pairs sorted as strings and joined by commas, as docker's CLI
+    writes a container's (it leaves a network's and a volume's in Go's map order: any order)."""
+    return ",".join(sorted(f"{k}={v}" for k, v in (labels or {}).items()))
+
+
 def labelled(gotype, row, obj, header):
     """A context of a row with docker's methods: the header's fields and .Label "name"."""
     labels = obj.get("Labels") or {}
     fields = {k: row.get(k, "N/A") for k in header}
-    fields["Labels"] = ",".join(f"{k}={v}" for k, v in labels.items())
+    fields["Labels"] = join_labels(labels)
     return context(gotype, fields, {"Label": (lambda name: labels.get(name, ""), ["string"])}, header)
 
 

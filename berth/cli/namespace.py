@@ -19,8 +19,8 @@ def ls(ctx, argv, cmd):
         from berth.cli.format import print_formatted
         print_formatted(a.format, nss, {"Name": "NAME", "Labels": "LABELS"})
         return 0
-    from berth.cli.format import table
-    rows = [["NAME", "LABELS"]] + [[n["Name"], ",".join(f"{k}={v}" for k, v in (n.get("Labels") or {}).items())]
+    from berth.cli.format import join_labels, table
+    rows = [["NAME", "LABELS"]] + [[n["Name"], join_labels(n.get("Labels"))]
                                    for n in nss]
     print(table(rows))
     return 0

@@ -90,9 +90,10 @@ def ls(ctx, argv, cmd):
     a = p.parse_args(argv)
     nets = ctx.client.networks(parse_filters(cmd, a.filter) or None)
     nets.sort(key=lambda n: n["Name"])
+    from berth.cli.format import join_labels
     rows = [{"ID": n["Id"] if a.no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
              "Scope": n.get("Scope", "local"), "Internal": str(n.get("Internal", False)).lower(),
-             "Labels": ",".join(f"{k}={v}" for k, v in (n.get("Labels") or {}).items()),
+             "Labels": join_labels(n.get("Labels")),
              "CreatedAt": n.get("Created", "")} for n in nets]
     if a.quiet and not a.format:
         for r in rows:
