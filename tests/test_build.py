@@ -604,6 +604,21 @@ def test_system_df_and_builder_prune(eng):
     c.request("GET", "/v1.45/system/df")
     df = json.loads(c.getresponse().read())
     assert df["BuildCache"] and all(e["Type"] == "regular" for e in df["BuildCache"])
+    if shutil.which("docker"):
+        # berth's CLI prints what docker's prints of the same daemon: the build cache's row and
+        # entries (berth's showed none), an image's first tag alone, shared sizes to 4 digits
+        eng.berth("tag", BASE, "zz-another:tag", check=True)
+        try:
+            outs = []
+            for args in (["system", "df"], ["system", "df", "-v"]):
+                ours, theirs = (re.sub(r"(Less than a second|About a minute|\d+ seconds?) ago", "<ago>", p.out)
+                                for p in (eng.berth(*args, check=True), eng.docker(*args, check=True)))
+                assert ours == theirs
+                outs.append(ours)
+            assert re.search(r"^Build Cache +%d +0 " % len(df["BuildCache"]), outs[0], re.M), outs[0]
+            assert outs[1].count(" regular ") == len(df["BuildCache"]) and "zz-another" not in outs[1]
+        finally:
+            eng.berth("rmi", "zz-another:tag")
     r = eng.berth("builder", "prune", "-f", check=True)
     assert "Total reclaimed space" in r.out
     c.request("GET", "/system/df")

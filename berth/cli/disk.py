@@ -37,6 +37,8 @@ def df(ctx, argv, cmd):
     images = du.get("Images") or []
     containers = du.get("Containers") or []
     volumes = du.get("Volumes") or []
+    cache = du.get("BuildCache") or []
+    cache_size = sum(b.get("Size", 0) for b in cache if not b.get("Shared"))
     layers = du.get("LayersSize") or 0
     used = sum(i.get("Size", 0) - i.get("SharedSize", 0) for i in images
                if i.get("Containers") and i.get("SharedSize", 0) != -1)
@@ -53,7 +55,8 @@ def df(ctx, argv, cmd):
                  _pct(layers - used, layers)],
                 ["Containers", str(len(containers)), str(len(c_active)), _hs(c_size), _pct(c_recl, c_size)],
                 ["Local Volumes", str(len(volumes)), str(v_active), _hs(v_size), _pct(v_recl, v_size)],
-                ["Build Cache", "0", "0", "0B", "0B"]]
+                ["Build Cache", str(len(cache)), str(sum(1 for b in cache if b.get("InUse"))), _hs(cache_size),
+                 _hs(cache_size - sum(b.get("Size", 0) for b in cache if b.get("InUse") and not b.get("Shared")))]]
         if a.format and a.format != "table":  # docker's diskUsageContext: a row per type
             from berth.cli.format import print_formatted
             print_formatted(a.format, [dict(zip(DF_HEADER, r)) for r in rows], DF_HEADER, "*formatter.diskUsageImagesContext")
@@ -63,13 +66,15 @@ def df(ctx, argv, cmd):
     from berth.cli.format import ago
     print("Images space usage:\n")
     rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"]]
-    for i in images:
-        tags = i.get("RepoTags") or ["<none>:<none>"]
-        for t in tags:
-            repo, _, tag = t.rpartition(":")
-            rows.append([repo, tag, i["Id"].split(":")[-1][:12], ago(i.get("Created")), human_size(i.get("Size", 0)),
-                         human_size(i.get("SharedSize", 0)), _hs(i.get("Size", 0) - i.get("SharedSize", 0)),
-                         str(i.get("Containers", 0))])
+    for i in images:  # an image's first tag alone, as docker's CLI shows it
+        repo, _, tag = ((i.get("RepoTags") or ["<none>:<none>"])[0]).rpartition(":")
+        if "/" in tag:  # a name without a tag (no "<repo>:<tag>" to split)
+            repo, tag = "<none>", "<none>"
+        shared = i.get("SharedSize", 0)
+        rows.append([repo, tag, i["Id"].split(":")[-1][:12], ago(i.get("Created")), human_size(i.get("Size", 0)),
+                     "N/A" if shared == -1 else _hs(shared),
+                     "N/A" if shared == -1 else _hs(i.get("Size", 0) - shared),
+                     "N/A" if i.get("Containers", 0) == -1 else str(i.get("Containers", 0))])
     print(table(rows))
     print("\nContainers space usage:\n")
     rows = [["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"]]
@@ -85,12 +90,28 @@ def df(ctx, argv, cmd):
     rows = [["VOLUME NAME", "LINKS", "SIZE"]]
     for v in volumes:
         u = v.get("UsageData") or {}
-        rows.append([v["Name"], str(u.get("RefCount", 0)), human_size(u.get("Size", 0)) if u.get("Size", -1) >= 0
-                     else "N/A"])
+        rows.append([v["Name"], str(u.get("RefCount", 0)) if u else "N/A", _hs(u.get("Size", 0)) if u else "N/A"])
     print(table(rows))
-    print("\nBuild cache usage: 0B\n")
-    print(table([["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]]))
+    print(f"\nBuild cache usage: {_hs(cache_size)}\n")
+    rows = [["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]]
+    # docker's CLI order: never used first, then by last use, ties by id
+    for b in sorted(cache, key=lambda b: (bool(b.get("LastUsedAt")), _epoch(b.get("LastUsedAt")), b.get("ID", ""))):
+        rows.append([b.get("ID", "")[:12] + ("*" if b.get("InUse") else ""), b.get("Type", ""),
+                     human_size(b.get("Size", 0)), ago(_epoch(b.get("CreatedAt"))),
+                     ago(_epoch(b["LastUsedAt"])) if b.get("LastUsedAt") else "", str(b.get("UsageCount", 0)),
+                     "true" if b.get("Shared") else "false"])
+    print(table(rows))
     return 0
+
+
+def _epoch(s):
+    """The Unix time of an RFC 3339 timestamp (the API's CreatedAt), 0 if it is none."""
+    import calendar
+    import time
+    try:
+        return calendar.timegm(time.strptime((s or "")[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0
 
 
 def prune(ctx, argv, cmd):
