@@ -2870,6 +2870,36 @@ def test_archives_write_file_type_bits_in_modes_as_dockerd(eng, peer):
     assert cp["d"] == "0040755" and cp["d/f"] == "0104750" and cp["d/l"] == "0120777" and cp["d/p"] == "0010644", cp
 
 
+def test_archives_write_device_numbers_as_dockerd(eng, peer):
+    """Every header of docker cp's and export's tars and of a committed layer has its device
+    numbers written (octal zeros but for a device's), as Go's archive/tar writes them, side by
+    side with dockerd 20.10; berth left them blank (tarfile's way), so the same files made other
+    bytes, and another layer digest."""
+    script = "mkdir -p /d/e && echo x > /d/f && ln -s f /d/l && mkfifo /d/p && mknod /d/c c 1 3 && rm /data/link"
+
+    def devices(data, under):
+        out, off = [], 0
+        while off + 512 <= len(data):
+            blk = data[off:off + 512]
+            if not blk.strip(b"\0"):
+                break
+            name = blk[:100].rstrip(b"\0").decode()
+            size = int(blk[124:136].rstrip(b"\0 ") or b"0", 8)
+            if blk[156:157] not in (b"x", b"g") and (name + "/").startswith(under):
+                out.append((name.rstrip("/"), blk[329:337], blk[337:345]))
+            off += 512 + -(-size // 512) * 512
+        return sorted(out)
+    seen = []
+    for d in (eng, peer):
+        cp, export, layer = _three_archives(d, "dev", script)
+        seen.append((devices(cp, "d/"), devices(export, "d/"), devices(layer, "d/"), devices(layer, "data/")))
+    assert seen[0] == seen[1], seen
+    cp = {n: (major, minor) for n, major, minor in seen[0][0]}
+    zero = b"0000000\0"
+    assert cp["d/f"] == cp["d/e"] == cp["d/l"] == cp["d/p"] == (zero, zero) and cp["d/c"] == (b"0000001\0", b"0000003\0")
+    assert all(x[1:] == (zero, zero) for x in seen[0][3])  # the whiteout's too
+
+
 def test_archives_name_the_owners_as_dockerd(eng, peer):
     """The user and group names in the headers of docker cp's and export's tars (those the
     container's /etc/passwd and /etc/group give, with what the host's name service adds there:

@@ -89,6 +89,7 @@ class DockerTarInfo(tarfile.TarInfo):
     a regular file, 040755 for a directory) as docker writes them: Go's archive/tar stopped
     writing them in Go 1.9 and moby's archive puts them back (fillGo18FileTypeBits), so that
     layers' digests stay what they were. tarfile masks the field to 0o7777; ifmt goes in after.
+    The device numbers are octal zeros for other entries than devices, as Go writes them.
     Reading is unchanged (readers take the permissions, & 0o7777)."""
 
     ifmt = 0  # stat.S_IFMT of the file the header describes; 0: none (whiteouts, given modes)
@@ -101,11 +102,14 @@ class DockerTarInfo(tarfile.TarInfo):
     @staticmethod
     def _create_header(info: dict, format: int, encoding: str, errors: str) -> bytes:  # noqa: A002 (tarfile's name)
         buf = tarfile.TarInfo._create_header(info, format, encoding, errors)
-        ifmt = info.get("ifmt", 0)  # a PAX record's own header has none
-        if not ifmt:
+        if "ifmt" not in info:  # a PAX record's own header
             return buf
-        block = bytearray(buf)  # one header block: the mode field, then the checksum again
-        block[100:108] = b"%07o\0" % ((info["mode"] & 0o7777) | ifmt)
+        block = bytearray(buf)  # one header block: the mode and device fields, then the checksum again
+        if info["ifmt"]:
+            block[100:108] = b"%07o\0" % ((info["mode"] & 0o7777) | info["ifmt"])
+        if info["type"] not in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+            # Go's writer fills every entry's device numbers (zeros); tarfile leaves them blank
+            block[329:345] = b"0000000\0" * 2
         block[148:156] = b" " * 8
         block[148:155] = b"%06o\0" % sum(block)
         return bytes(block)
