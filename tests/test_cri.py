@@ -607,6 +607,14 @@ def test_writable_layer_and_image_fs_usage(node, cri):
              "the container's write")
     layer = cri.ContainerStats(container_id=cid).stats.writable_layer
     assert 3 << 20 <= layer.used_bytes.value < 8 << 20
+    # and its inodes, the directory's own among them, as containerd's snapshotter counts them
+    # (berth said 0)
+    upper = json.loads(node.d.berth("-n", "k8s.io", "inspect", cid, check=True).out)[0]["GraphDriver"]["Data"]["UpperDir"]
+    seen = set()
+    for d, dirs, files in os.walk(upper):
+        seen.add(os.lstat(d).st_ino)
+        seen.update(os.lstat(os.path.join(d, n)).st_ino for n in files)
+    assert layer.inodes_used.value == len(seen) >= 3  # the directory, the file written, /etc (its files)
     fs = cri.ImageFsInfo().image_filesystems[0]
     assert fs.fs_id.mountpoint == os.path.join(node.d.root, "snapshots", "overlayfs")
     assert layer.fs_id.mountpoint == fs.fs_id.mountpoint  # one filesystem, named alike (containerd's)

@@ -91,7 +91,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.svc.rootfs_idmap = self._rootfs_idmap  # a pod's own user namespace sees its images' owners
         self.svc.exit_synced = self._exit_synced
         self._cpu: dict[str, tuple[int, int]] = {}  # container id -> (time ns, cpu usage ns): the last sample, for usage_nano_cores
-        self._usage: dict[str, tuple[float, int]] = {}  # container id -> (monotonic time, bytes of its writable layer)
+        # container id -> (monotonic time, (bytes, inodes) of its writable layer)
+        self._usage: dict[str, tuple[float, tuple[int, int]]] = {}
         self._collected = -1e9  # when pod networks were last collected
         self._cri_of: dict[str, dict[str, Any]] = {}  # record id -> its CRI metadata (convert.metadata_of; read-only)
         # (container id, its start time) -> the user its first process got (ContainerStatus): a run's
@@ -1142,14 +1143,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         # the snapshotter's directory, as ImageFsInfo names it (containerd's: the same for both)
         layer = pb.FilesystemUsage(timestamp=now, fs_id=pb.FilesystemIdentifier(
             mountpoint=self.svc.snapshotter.root))
-        layer.used_bytes.value = self._layer_usage(rec)
-        layer.inodes_used.value = 0
+        layer.used_bytes.value, layer.inodes_used.value = self._layer_usage(rec)
         if idle_unset and not st["Running"]:
             return pb.ContainerStats(attributes=attrs, writable_layer=layer)
         return pb.ContainerStats(attributes=attrs, cpu=cpu, memory=mem, writable_layer=layer)
 
-    def _layer_usage(self, rec: Container) -> int:
-        """The writable layer's size, measured at most every 10 s (the kubelet asks every few)."""
+    def _layer_usage(self, rec: Container) -> tuple[int, int]:
+        """The writable layer's (bytes, inodes), measured at most every 10 s (the kubelet asks
+        every few)."""
         now = time.monotonic()
         hit = self._usage.get(rec.id)
         if hit is not None and now - hit[0] < 10:
@@ -1157,7 +1158,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         try:
             v = self.svc.layer_usage(rec)
         except (BerthError, OSError, AttributeError, TypeError):
-            v = 0
+            v = (0, 0)
         if len(self._usage) > 4096:
             self._usage.clear()
         self._usage[rec.id] = (now, v)

@@ -1476,9 +1476,9 @@ class ContainerService:
             self._records_of[ns] = hit
         return builtins.list(hit[1])
 
-    def layer_usage(self, rec: Container) -> int:
-        """Bytes on disk of the container's writable layer (its snapshot's own directory)."""
-        return int(self.snapshotter.usage(rec.snapshot_key) or 0)
+    def layer_usage(self, rec: Container) -> tuple[int, int]:
+        """(bytes, inodes) on disk of the container's writable layer (its snapshot's own directory)."""
+        return self.snapshotter.usage_inodes(rec.snapshot_key)
 
     def _summary(self, rec: Container, st: dict[str, Any]) -> dict[str, Any]:
         spec = rec.spec_json() or {}

@@ -97,6 +97,11 @@ class Snapshotter(abc.ABC):
     def usage(self, key: str) -> int:
         """Bytes on disk used by the snapshot's own directory."""
 
+    def usage_inodes(self, key: str) -> tuple[int, int]:
+        """(bytes, inodes) of the snapshot's own directory, as containerd's snapshotters count
+        its usage (the directory itself among the inodes); 0 inodes where not counted."""
+        return self.usage(key), 0
+
     def diff_size(self, key: str) -> int | None:
         """A committed snapshot's own files as dockerd sizes a layer (the sizes of what is not a
         directory, a hardlinked file once), or None where the snapshotter cannot tell."""
@@ -435,9 +440,12 @@ class DirectorySnapshotter(Snapshotter):
         return [m.info() for m in sorted(metas.values(), key=lambda m: (len(m.id), m.id))]
 
     def usage(self, key: str) -> int:
+        return self.usage_inodes(key)[0]
+
+    def usage_inodes(self, key: str) -> tuple[int, int]:
         with self._lock:
             sdir = self._dir(self._get(self._load(), key).id)
-        return disk_usage(os.path.join(sdir, "fs"))
+        return disk_usage_inodes(os.path.join(sdir, "fs"))
 
 
 def files_size(path: str) -> int:
@@ -496,6 +504,12 @@ def _same_entry(a: os.stat_result, b: os.stat_result, pa: str, pb: str) -> bool:
 
 def disk_usage(path: str) -> int:
     """Bytes allocated under path (du), hardlinked inodes counted once."""
+    return disk_usage_inodes(path)[0]
+
+
+def disk_usage_inodes(path: str) -> tuple[int, int]:
+    """(bytes allocated, distinct inodes) under path, path itself included (containerd's
+    fs.DiskUsage)."""
     seen: set[tuple[int, int]] = set()
     total = 0
     stack = [path]
@@ -514,7 +528,7 @@ def disk_usage(path: str) -> int:
                     stack.extend(e.path for e in it)
             except FileNotFoundError:
                 continue
-    return total
+    return total, len(seen)
 
 
 def _empty(path: str) -> bool:
