@@ -2775,10 +2775,10 @@ def test_an_exec_started_twice_and_resized_after_its_end_as_dockerd(eng, peer):
                        (409, "Error: Exec command <id> has already run"), (404, "no such exec")], seen
 
 
-def _tar_modes(data, under):
-    """(name, the mode field as written, typeflag) of the tar's entries under `under`, read from
-    the raw header blocks (tarfile would hide how the field is written)."""
-    out, off = [], 0
+def _tar_headers(data, under):
+    """(name, raw header block) of the tar's entries under `under` (PAX records skipped), read
+    from the raw blocks (tarfile would hide how the fields are written)."""
+    off = 0
     while off + 512 <= len(data):
         blk = data[off:off + 512]
         if not blk.strip(b"\0"):
@@ -2786,9 +2786,14 @@ def _tar_modes(data, under):
         name = blk[:100].rstrip(b"\0").decode()
         size = int(blk[124:136].rstrip(b"\0 ") or b"0", 8)
         if blk[156:157] not in (b"x", b"g") and (name + "/").startswith(under):
-            out.append((name.rstrip("/"), blk[100:108].rstrip(b"\0").decode(), blk[156:157].decode()))
+            yield name.rstrip("/"), blk
         off += 512 + -(-size // 512) * 512
-    return sorted(out)
+
+
+def _tar_modes(data, under):
+    """(name, the mode field as written, typeflag) of the tar's entries under `under`."""
+    return sorted((name, blk[100:108].rstrip(b"\0").decode(), blk[156:157].decode())
+                  for name, blk in _tar_headers(data, under))
 
 
 def test_cp_of_a_running_containers_root_and_its_owners_as_dockerd(eng, peer, tmp_path):
@@ -2878,17 +2883,7 @@ def test_archives_write_device_numbers_as_dockerd(eng, peer):
     script = "mkdir -p /d/e && echo x > /d/f && ln -s f /d/l && mkfifo /d/p && mknod /d/c c 1 3 && rm /data/link"
 
     def devices(data, under):
-        out, off = [], 0
-        while off + 512 <= len(data):
-            blk = data[off:off + 512]
-            if not blk.strip(b"\0"):
-                break
-            name = blk[:100].rstrip(b"\0").decode()
-            size = int(blk[124:136].rstrip(b"\0 ") or b"0", 8)
-            if blk[156:157] not in (b"x", b"g") and (name + "/").startswith(under):
-                out.append((name.rstrip("/"), blk[329:337], blk[337:345]))
-            off += 512 + -(-size // 512) * 512
-        return sorted(out)
+        return sorted((name, blk[329:337], blk[337:345]) for name, blk in _tar_headers(data, under))
     seen = []
     for d in (eng, peer):
         cp, export, layer = _three_archives(d, "dev", script)
